@@ -1,0 +1,113 @@
+//! The command line, as docker compose users know it.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Parser, Debug)]
+#[command(name = "stack", version, about = "Run multi-container stacks from compose files, with no Docker needed")]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options every project command takes (the same as docker compose's).
+#[derive(Args, Debug, Clone, Default)]
+pub struct Global {
+    /// Stack file(s); `-` reads standard input. Default: compose.yaml and friends, searched upward
+    #[arg(short = 'f', long = "file", global = true, value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+    /// Project name
+    #[arg(short = 'p', long = "project-name", global = true)]
+    pub project_name: Option<String>,
+    /// Directory that relative paths are resolved against (default: the first file's)
+    #[arg(long, global = true, value_name = "DIR")]
+    pub project_directory: Option<PathBuf>,
+    /// Env file(s) to read instead of `.env`
+    #[arg(long = "env-file", global = true, value_name = "FILE")]
+    pub env_files: Vec<PathBuf>,
+    /// Enable a profile
+    #[arg(long = "profile", id = "profile", global = true, value_name = "PROFILE")]
+    pub profiles: Vec<String>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Parse, resolve and render the stack file in canonical form
+    Config(ConfigArgs),
+    /// Print the dependency graph of services and their start order
+    Graph(GraphArgs),
+    /// Show the version
+    Version,
+    /// Print a shell completion script
+    Completion {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum, Default, PartialEq)]
+pub enum Format {
+    #[default]
+    Yaml,
+    Json,
+}
+
+#[derive(Args, Debug, Default)]
+pub struct ConfigArgs {
+    /// Output format
+    #[arg(long, value_enum, default_value_t)]
+    pub format: Format,
+    /// Only validate the configuration, print nothing
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// Print the service names, one per line
+    #[arg(long)]
+    pub services: bool,
+    /// Print the volume names, one per line
+    #[arg(long)]
+    pub volumes: bool,
+    /// Print the network names, one per line
+    #[arg(long)]
+    pub networks: bool,
+    /// Print the profile names, one per line
+    #[arg(long)]
+    pub profiles: bool,
+    /// Print the image names, one per line
+    #[arg(long)]
+    pub images: bool,
+    /// Print the config hash of the named services (`*` for all)
+    #[arg(long, value_name = "SERVICE")]
+    pub hash: Option<String>,
+    /// Print the variables the files use, their values and where each came from
+    #[arg(long)]
+    pub variables: bool,
+    /// Don't interpolate variables
+    #[arg(long)]
+    pub no_interpolate: bool,
+    /// Don't normalize (no defaults, relative paths kept)
+    #[arg(long)]
+    pub no_normalize: bool,
+    /// Write the output to a file instead of standard output
+    #[arg(short, long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// Services to render (default: all); naming a service enables its profiles
+    pub service_names: Vec<String>,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum, Default, PartialEq)]
+pub enum GraphFormat {
+    /// The start order in parallel waves
+    #[default]
+    Waves,
+    Dot,
+    Mermaid,
+}
+
+#[derive(Args, Debug, Default)]
+pub struct GraphArgs {
+    #[arg(long, value_enum, default_value_t)]
+    pub format: GraphFormat,
+}

@@ -1,0 +1,139 @@
+//! `stack config` and `stack graph`.
+
+use std::io::Write;
+
+use anyhow::{bail, Context as _};
+
+use crate::cli::{ConfigArgs, Format, Global, GraphArgs, GraphFormat};
+
+/// Loader options from the command line and the process environment.
+pub fn options(g: &Global, services: &[String], no_interpolate: bool, no_normalize: bool) -> anyhow::Result<stack_loader::Options> {
+    let working_dir = std::env::current_dir().context("cannot read the working directory")?;
+    let stdin = if g.files.iter().any(|f| f.as_os_str() == "-") {
+        let mut s = String::new();
+        std::io::Read::read_to_string(&mut std::io::stdin(), &mut s).context("cannot read the stack file from standard input")?;
+        Some(s)
+    } else {
+        None
+    };
+    Ok(stack_loader::Options {
+        working_dir,
+        files: g.files.clone(),
+        stdin,
+        project_directory: g.project_directory.clone(),
+        project_name: g.project_name.clone(),
+        env_files: g.env_files.clone(),
+        profiles: g.profiles.clone(),
+        services: services.to_vec(),
+        shell: std::env::vars().collect(),
+        home: std::env::var_os("HOME").map(Into::into),
+        no_interpolate,
+        no_normalize,
+    })
+}
+
+/// Loads the project, printing warnings to standard error.
+pub fn load(opts: &stack_loader::Options) -> anyhow::Result<stack_loader::Loaded> {
+    let loaded = stack_loader::load(opts)?;
+    for w in &loaded.warnings {
+        eprintln!("{w}");
+    }
+    Ok(loaded)
+}
+
+fn lines<'a>(out: &mut dyn Write, items: impl IntoIterator<Item = &'a String>) -> anyhow::Result<()> {
+    for i in items {
+        writeln!(out, "{i}")?;
+    }
+    Ok(())
+}
+
+pub fn config(g: &Global, args: &ConfigArgs, out: &mut dyn Write) -> anyhow::Result<()> {
+    let opts = options(g, &args.service_names, args.no_interpolate, args.no_normalize)?;
+    let mut loaded = load(&opts)?;
+    let project = &mut loaded.project;
+    for s in &args.service_names {
+        if !project.services.contains_key(s) {
+            bail!("no such service: `{s}`");
+        }
+    }
+    if !args.service_names.is_empty() {
+        let keep = stack_graph::Graph::from_project(project).with_dependencies(&args.service_names);
+        project.services.retain(|k, _| keep.contains(k));
+    }
+    if args.quiet {
+        return Ok(());
+    }
+    if args.services {
+        return lines(out, project.services.keys());
+    }
+    if args.volumes {
+        return lines(out, project.volumes.keys());
+    }
+    if args.networks {
+        return lines(out, project.networks.keys());
+    }
+    if args.profiles {
+        return lines(out, loaded.profiles.iter());
+    }
+    if args.images {
+        let images: Vec<String> = project
+            .services
+            .iter()
+            .map(|(name, s)| s.image.clone().unwrap_or_else(|| format!("{}-{name}", project.name)))
+            .collect();
+        return lines(out, images.iter());
+    }
+    if let Some(h) = &args.hash {
+        for name in h.split(',').map(str::trim) {
+            let matched: Vec<_> = project.services.iter().filter(|(k, _)| name == "*" || *k == name).collect();
+            if matched.is_empty() {
+                bail!("no such service: `{name}`");
+            }
+            for (k, s) in matched {
+                writeln!(out, "{k} {}", stack_loader::hash_service(s))?;
+            }
+        }
+        return Ok(());
+    }
+    if args.variables {
+        writeln!(out, "{:<28} {:<24} {:<10} SOURCE", "NAME", "VALUE", "REQUIRED")?;
+        for (name, default, required, _) in &loaded.variables {
+            let (value, source) = match loaded.env.get(name) {
+                Some(v) => (v.to_string(), loaded.env.source(name).map(|s| s.to_string()).unwrap_or_default()),
+                None => match default {
+                    Some(d) => (d.clone(), "default".to_string()),
+                    None => (String::new(), "unset".to_string()),
+                },
+            };
+            writeln!(out, "{name:<28} {value:<24} {:<10} {source}", if *required { "true" } else { "false" })?;
+        }
+        return Ok(());
+    }
+    let text = match args.format {
+        Format::Yaml => stack_loader::render::to_yaml(project)?,
+        Format::Json => stack_loader::render::to_json(project)?,
+    };
+    match &args.output {
+        Some(path) => std::fs::write(path, text).with_context(|| format!("cannot write `{}`", path.display()))?,
+        None => out.write_all(text.as_bytes())?,
+    }
+    Ok(())
+}
+
+pub fn graph(g: &Global, args: &GraphArgs, out: &mut dyn Write) -> anyhow::Result<()> {
+    let opts = options(g, &[], false, false)?;
+    let loaded = load(&opts)?;
+    let graph = stack_graph::Graph::from_project(&loaded.project);
+    match args.format {
+        GraphFormat::Dot => out.write_all(graph.to_dot(&loaded.project.name).as_bytes())?,
+        GraphFormat::Mermaid => out.write_all(graph.to_mermaid().as_bytes())?,
+        GraphFormat::Waves => {
+            let waves = graph.waves().map_err(|c| anyhow::anyhow!("dependency cycle: {}", c[0]))?;
+            for (i, w) in waves.iter().enumerate() {
+                writeln!(out, "wave {}: {}", i + 1, w.join(" "))?;
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,45 @@
+//! `stack`: a declarative multi-container orchestrator for one Linux host.
+//!
+//! This binary parses the command line and wires the crates together; it is
+//! the one place that prints.
+
+mod cli;
+mod config;
+
+use std::io::Write as _;
+use std::process::ExitCode;
+
+use clap::Parser as _;
+
+fn main() -> ExitCode {
+    let args = cli::Cli::parse();
+    let mut out = std::io::stdout().lock();
+    let result = match &args.command {
+        cli::Command::Config(c) => config::config(&args.global, c, &mut out),
+        cli::Command::Graph(g) => config::graph(&args.global, g, &mut out),
+        cli::Command::Version => writeln!(out, "stack version {}", env!("CARGO_PKG_VERSION")).map_err(Into::into),
+        cli::Command::Completion { shell } => {
+            let mut cmd = <cli::Cli as clap::CommandFactory>::command();
+            clap_complete::generate(*shell, &mut cmd, "stack", &mut out);
+            Ok(())
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            let _ = out.flush();
+            eprintln!("{}", render_error(&e));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Errors as users read them: a load error lists every problem.
+fn render_error(e: &anyhow::Error) -> String {
+    if let Some(le) = e.downcast_ref::<stack_loader::LoadError>() {
+        let n = le.diagnostics.iter().filter(|d| d.severity == stack_loader::Severity::Error).count();
+        let noun = if n == 1 { "problem" } else { "problems" };
+        return format!("{le}\n{n} {noun} found");
+    }
+    format!("error: {e:#}")
+}

@@ -1,0 +1,88 @@
+//! Repository rules, checked against `cargo metadata` and the sources.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::process::Command;
+
+fn metadata() -> serde_json::Value {
+    let out = Command::new(env!("CARGO"))
+        .args(["metadata", "--format-version", "1", "--offline"])
+        .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("../.."))
+        .output()
+        .expect("cargo metadata runs");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// Every package reachable from `name` through normal (non-dev) dependencies.
+fn closure(meta: &serde_json::Value, name: &str) -> BTreeSet<String> {
+    let packages: BTreeMap<String, String> = meta["packages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| (p["id"].as_str().unwrap().to_string(), p["name"].as_str().unwrap().to_string()))
+        .collect();
+    let nodes = meta["resolve"]["nodes"].as_array().unwrap();
+    let by_id: BTreeMap<&str, &serde_json::Value> = nodes.iter().map(|n| (n["id"].as_str().unwrap(), n)).collect();
+    let start = packages.iter().find(|(_, n)| *n == name).map(|(id, _)| id.clone()).expect("package exists");
+    let mut seen = BTreeSet::new();
+    let mut todo = vec![start];
+    while let Some(id) = todo.pop() {
+        if !seen.insert(id.clone()) {
+            continue;
+        }
+        for dep in by_id[id.as_str()]["deps"].as_array().unwrap() {
+            let normal = dep["dep_kinds"].as_array().unwrap().iter().any(|k| k["kind"].is_null());
+            if normal {
+                todo.push(dep["pkg"].as_str().unwrap().to_string());
+            }
+        }
+    }
+    seen.iter().map(|id| packages[id].clone()).collect()
+}
+
+#[test]
+fn pure_crates_use_neither_tokio_nor_nix() {
+    let meta = metadata();
+    for krate in ["stack-model", "stack-loader", "stack-graph"] {
+        let deps = closure(&meta, krate);
+        for banned in ["tokio", "nix", "libc", "hyper"] {
+            assert!(!deps.contains(banned), "{krate} depends on {banned}");
+        }
+    }
+}
+
+#[test]
+fn model_depends_on_serde_only() {
+    let meta = metadata();
+    let deps = closure(&meta, "stack-model");
+    let allowed = ["stack-model", "serde", "serde_derive", "proc-macro2", "quote", "syn", "unicode-ident", "serde_core"];
+    let extra: Vec<_> = deps.iter().filter(|d| !allowed.contains(&d.as_str())).collect();
+    assert!(extra.is_empty(), "stack-model pulls in {extra:?}");
+}
+
+#[test]
+fn pure_crates_do_not_read_the_process_environment() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    for krate in ["stack-model", "stack-loader", "stack-graph"] {
+        for entry in walk(&root.join(krate).join("src")) {
+            let text = std::fs::read_to_string(&entry).unwrap();
+            for banned in ["std::env::var", "env::vars()", "current_dir()", "std::process::"] {
+                assert!(!text.contains(banned), "{} uses {banned}", entry.display());
+            }
+        }
+    }
+}
+
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else if p.extension().is_some_and(|x| x == "rs") {
+            out.push(p);
+        }
+    }
+    out
+}

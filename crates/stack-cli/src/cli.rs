@@ -5,7 +5,11 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 #[derive(Parser, Debug)]
-#[command(name = "stack", version, about = "Run multi-container stacks from compose files, with no Docker needed")]
+#[command(
+    name = "stack",
+    version,
+    about = "Run multi-container stacks from compose files, with no Docker needed"
+)]
 pub struct Cli {
     #[command(flatten)]
     pub global: Global,
@@ -29,7 +33,12 @@ pub struct Global {
     #[arg(long = "env-file", global = true, value_name = "FILE")]
     pub env_files: Vec<PathBuf>,
     /// Enable a profile
-    #[arg(long = "profile", id = "profile", global = true, value_name = "PROFILE")]
+    #[arg(
+        long = "profile",
+        id = "profile",
+        global = true,
+        value_name = "PROFILE"
+    )]
     pub profiles: Vec<String>,
 }
 

@@ -7,11 +7,17 @@ use anyhow::{bail, Context as _};
 use crate::cli::{ConfigArgs, Format, Global, GraphArgs, GraphFormat};
 
 /// Loader options from the command line and the process environment.
-pub fn options(g: &Global, services: &[String], no_interpolate: bool, no_normalize: bool) -> anyhow::Result<stack_loader::Options> {
+pub fn options(
+    g: &Global,
+    services: &[String],
+    no_interpolate: bool,
+    no_normalize: bool,
+) -> anyhow::Result<stack_loader::Options> {
     let working_dir = std::env::current_dir().context("cannot read the working directory")?;
     let stdin = if g.files.iter().any(|f| f.as_os_str() == "-") {
         let mut s = String::new();
-        std::io::Read::read_to_string(&mut std::io::stdin(), &mut s).context("cannot read the stack file from standard input")?;
+        std::io::Read::read_to_string(&mut std::io::stdin(), &mut s)
+            .context("cannot read the stack file from standard input")?;
         Some(s)
     } else {
         None
@@ -41,7 +47,10 @@ pub fn load(opts: &stack_loader::Options) -> anyhow::Result<stack_loader::Loaded
     Ok(loaded)
 }
 
-fn lines<'a>(out: &mut dyn Write, items: impl IntoIterator<Item = &'a String>) -> anyhow::Result<()> {
+fn lines<'a>(
+    out: &mut dyn Write,
+    items: impl IntoIterator<Item = &'a String>,
+) -> anyhow::Result<()> {
     for i in items {
         writeln!(out, "{i}")?;
     }
@@ -49,7 +58,12 @@ fn lines<'a>(out: &mut dyn Write, items: impl IntoIterator<Item = &'a String>) -
 }
 
 pub fn config(g: &Global, args: &ConfigArgs, out: &mut dyn Write) -> anyhow::Result<()> {
-    let opts = options(g, &args.service_names, args.no_interpolate, args.no_normalize)?;
+    let opts = options(
+        g,
+        &args.service_names,
+        args.no_interpolate,
+        args.no_normalize,
+    )?;
     let mut loaded = load(&opts)?;
     let project = &mut loaded.project;
     for s in &args.service_names {
@@ -80,13 +94,21 @@ pub fn config(g: &Global, args: &ConfigArgs, out: &mut dyn Write) -> anyhow::Res
         let images: Vec<String> = project
             .services
             .iter()
-            .map(|(name, s)| s.image.clone().unwrap_or_else(|| format!("{}-{name}", project.name)))
+            .map(|(name, s)| {
+                s.image
+                    .clone()
+                    .unwrap_or_else(|| format!("{}-{name}", project.name))
+            })
             .collect();
         return lines(out, images.iter());
     }
     if let Some(h) = &args.hash {
         for name in h.split(',').map(str::trim) {
-            let matched: Vec<_> = project.services.iter().filter(|(k, _)| name == "*" || *k == name).collect();
+            let matched: Vec<_> = project
+                .services
+                .iter()
+                .filter(|(k, _)| name == "*" || *k == name)
+                .collect();
             if matched.is_empty() {
                 bail!("no such service: `{name}`");
             }
@@ -97,16 +119,31 @@ pub fn config(g: &Global, args: &ConfigArgs, out: &mut dyn Write) -> anyhow::Res
         return Ok(());
     }
     if args.variables {
-        writeln!(out, "{:<28} {:<24} {:<10} SOURCE", "NAME", "VALUE", "REQUIRED")?;
+        writeln!(
+            out,
+            "{:<28} {:<24} {:<10} SOURCE",
+            "NAME", "VALUE", "REQUIRED"
+        )?;
         for (name, default, required, _) in &loaded.variables {
             let (value, source) = match loaded.env.get(name) {
-                Some(v) => (v.to_string(), loaded.env.source(name).map(|s| s.to_string()).unwrap_or_default()),
+                Some(v) => (
+                    v.to_string(),
+                    loaded
+                        .env
+                        .source(name)
+                        .map(|s| s.to_string())
+                        .unwrap_or_default(),
+                ),
                 None => match default {
                     Some(d) => (d.clone(), "default".to_string()),
                     None => (String::new(), "unset".to_string()),
                 },
             };
-            writeln!(out, "{name:<28} {value:<24} {:<10} {source}", if *required { "true" } else { "false" })?;
+            writeln!(
+                out,
+                "{name:<28} {value:<24} {:<10} {source}",
+                if *required { "true" } else { "false" }
+            )?;
         }
         return Ok(());
     }
@@ -115,7 +152,8 @@ pub fn config(g: &Global, args: &ConfigArgs, out: &mut dyn Write) -> anyhow::Res
         Format::Json => stack_loader::render::to_json(project)?,
     };
     match &args.output {
-        Some(path) => std::fs::write(path, text).with_context(|| format!("cannot write `{}`", path.display()))?,
+        Some(path) => std::fs::write(path, text)
+            .with_context(|| format!("cannot write `{}`", path.display()))?,
         None => out.write_all(text.as_bytes())?,
     }
     Ok(())
@@ -129,7 +167,9 @@ pub fn graph(g: &Global, args: &GraphArgs, out: &mut dyn Write) -> anyhow::Resul
         GraphFormat::Dot => out.write_all(graph.to_dot(&loaded.project.name).as_bytes())?,
         GraphFormat::Mermaid => out.write_all(graph.to_mermaid().as_bytes())?,
         GraphFormat::Waves => {
-            let waves = graph.waves().map_err(|c| anyhow::anyhow!("dependency cycle: {}", c[0]))?;
+            let waves = graph
+                .waves()
+                .map_err(|c| anyhow::anyhow!("dependency cycle: {}", c[0]))?;
             for (i, w) in waves.iter().enumerate() {
                 writeln!(out, "wave {}: {}", i + 1, w.join(" "))?;
             }

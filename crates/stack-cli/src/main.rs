@@ -17,7 +17,9 @@ fn main() -> ExitCode {
     let result = match &args.command {
         cli::Command::Config(c) => config::config(&args.global, c, &mut out),
         cli::Command::Graph(g) => config::graph(&args.global, g, &mut out),
-        cli::Command::Version => writeln!(out, "stack version {}", env!("CARGO_PKG_VERSION")).map_err(Into::into),
+        cli::Command::Version => {
+            writeln!(out, "stack version {}", env!("CARGO_PKG_VERSION")).map_err(Into::into)
+        }
         cli::Command::Completion { shell } => {
             let mut cmd = <cli::Cli as clap::CommandFactory>::command();
             clap_complete::generate(*shell, &mut cmd, "stack", &mut out);
@@ -37,7 +39,11 @@ fn main() -> ExitCode {
 /// Errors as users read them: a load error lists every problem.
 fn render_error(e: &anyhow::Error) -> String {
     if let Some(le) = e.downcast_ref::<stack_loader::LoadError>() {
-        let n = le.diagnostics.iter().filter(|d| d.severity == stack_loader::Severity::Error).count();
+        let n = le
+            .diagnostics
+            .iter()
+            .filter(|d| d.severity == stack_loader::Severity::Error)
+            .count();
         let noun = if n == 1 { "problem" } else { "problems" };
         return format!("{le}\n{n} {noun} found");
     }

@@ -10,7 +10,11 @@ fn metadata() -> serde_json::Value {
         .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("../.."))
         .output()
         .expect("cargo metadata runs");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
@@ -20,11 +24,23 @@ fn closure(meta: &serde_json::Value, name: &str) -> BTreeSet<String> {
         .as_array()
         .unwrap()
         .iter()
-        .map(|p| (p["id"].as_str().unwrap().to_string(), p["name"].as_str().unwrap().to_string()))
+        .map(|p| {
+            (
+                p["id"].as_str().unwrap().to_string(),
+                p["name"].as_str().unwrap().to_string(),
+            )
+        })
         .collect();
     let nodes = meta["resolve"]["nodes"].as_array().unwrap();
-    let by_id: BTreeMap<&str, &serde_json::Value> = nodes.iter().map(|n| (n["id"].as_str().unwrap(), n)).collect();
-    let start = packages.iter().find(|(_, n)| *n == name).map(|(id, _)| id.clone()).expect("package exists");
+    let by_id: BTreeMap<&str, &serde_json::Value> = nodes
+        .iter()
+        .map(|n| (n["id"].as_str().unwrap(), n))
+        .collect();
+    let start = packages
+        .iter()
+        .find(|(_, n)| *n == name)
+        .map(|(id, _)| id.clone())
+        .expect("package exists");
     let mut seen = BTreeSet::new();
     let mut todo = vec![start];
     while let Some(id) = todo.pop() {
@@ -32,7 +48,11 @@ fn closure(meta: &serde_json::Value, name: &str) -> BTreeSet<String> {
             continue;
         }
         for dep in by_id[id.as_str()]["deps"].as_array().unwrap() {
-            let normal = dep["dep_kinds"].as_array().unwrap().iter().any(|k| k["kind"].is_null());
+            let normal = dep["dep_kinds"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|k| k["kind"].is_null());
             if normal {
                 todo.push(dep["pkg"].as_str().unwrap().to_string());
             }
@@ -56,8 +76,20 @@ fn pure_crates_use_neither_tokio_nor_nix() {
 fn model_depends_on_serde_only() {
     let meta = metadata();
     let deps = closure(&meta, "stack-model");
-    let allowed = ["stack-model", "serde", "serde_derive", "proc-macro2", "quote", "syn", "unicode-ident", "serde_core"];
-    let extra: Vec<_> = deps.iter().filter(|d| !allowed.contains(&d.as_str())).collect();
+    let allowed = [
+        "stack-model",
+        "serde",
+        "serde_derive",
+        "proc-macro2",
+        "quote",
+        "syn",
+        "unicode-ident",
+        "serde_core",
+    ];
+    let extra: Vec<_> = deps
+        .iter()
+        .filter(|d| !allowed.contains(&d.as_str()))
+        .collect();
     assert!(extra.is_empty(), "stack-model pulls in {extra:?}");
 }
 
@@ -67,7 +99,12 @@ fn pure_crates_do_not_read_the_process_environment() {
     for krate in ["stack-model", "stack-loader", "stack-graph"] {
         for entry in walk(&root.join(krate).join("src")) {
             let text = std::fs::read_to_string(&entry).unwrap();
-            for banned in ["std::env::var", "env::vars()", "current_dir()", "std::process::"] {
+            for banned in [
+                "std::env::var",
+                "env::vars()",
+                "current_dir()",
+                "std::process::",
+            ] {
                 assert!(!text.contains(banned), "{} uses {banned}", entry.display());
             }
         }

@@ -57,11 +57,17 @@ pub struct Graph {
 impl Graph {
     /// A graph of `nodes` (in a stable order) and edges between them. Edges to
     /// unknown nodes are ignored (the loader reports them).
-    pub fn new(nodes: impl IntoIterator<Item = String>, edges: impl IntoIterator<Item = Edge>) -> Self {
+    pub fn new(
+        nodes: impl IntoIterator<Item = String>,
+        edges: impl IntoIterator<Item = Edge>,
+    ) -> Self {
         let mut nodes: Vec<String> = nodes.into_iter().collect();
         nodes.sort();
         nodes.dedup();
-        let edges = edges.into_iter().filter(|e| nodes.contains(&e.from) && nodes.contains(&e.to)).collect();
+        let edges = edges
+            .into_iter()
+            .filter(|e| nodes.contains(&e.from) && nodes.contains(&e.to))
+            .collect();
         Graph { nodes, edges }
     }
 
@@ -77,13 +83,27 @@ impl Graph {
                     detail: Some(cfg.condition.clone()).filter(|c| c != "service_started"),
                 });
             }
-            if let Some(other) = s.network_mode.as_deref().and_then(|m| m.strip_prefix("service:")) {
-                edges.push(Edge { from: name.clone(), to: other.to_string(), kind: EdgeKind::NetworkMode, detail: None });
+            if let Some(other) = s
+                .network_mode
+                .as_deref()
+                .and_then(|m| m.strip_prefix("service:"))
+            {
+                edges.push(Edge {
+                    from: name.clone(),
+                    to: other.to_string(),
+                    kind: EdgeKind::NetworkMode,
+                    detail: None,
+                });
             }
             for v in &s.volumes_from {
                 let target = v.split(':').next().unwrap_or_default();
                 if !target.starts_with("container") {
-                    edges.push(Edge { from: name.clone(), to: target.to_string(), kind: EdgeKind::VolumesFrom, detail: None });
+                    edges.push(Edge {
+                        from: name.clone(),
+                        to: target.to_string(),
+                        kind: EdgeKind::VolumesFrom,
+                        detail: None,
+                    });
                 }
             }
         }
@@ -99,7 +119,12 @@ impl Graph {
     }
 
     fn petgraph(&self) -> DiGraphMap<usize, ()> {
-        let idx: BTreeMap<&str, usize> = self.nodes.iter().enumerate().map(|(i, n)| (n.as_str(), i)).collect();
+        let idx: BTreeMap<&str, usize> = self
+            .nodes
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (n.as_str(), i))
+            .collect();
         let mut g = DiGraphMap::new();
         for i in 0..self.nodes.len() {
             g.add_node(i);
@@ -129,7 +154,8 @@ impl Graph {
                 let next = g.neighbors(cur).filter(|n| members.contains(n)).min();
                 let Some(next) = next else { break };
                 if let Some(pos) = path.iter().position(|p| *p == next) {
-                    let mut cyc: Vec<String> = path[pos..].iter().map(|i| self.nodes[*i].clone()).collect();
+                    let mut cyc: Vec<String> =
+                        path[pos..].iter().map(|i| self.nodes[*i].clone()).collect();
                     cyc.push(self.nodes[next].clone());
                     out.push(Cycle(cyc));
                     break;
@@ -155,11 +181,21 @@ impl Graph {
         while !remaining.is_empty() {
             let wave: Vec<String> = remaining
                 .iter()
-                .filter(|n| self.edges.iter().filter(|e| e.from == ***n).all(|e| done.contains(&e.to.as_str())))
+                .filter(|n| {
+                    self.edges
+                        .iter()
+                        .filter(|e| e.from == ***n)
+                        .all(|e| done.contains(&e.to.as_str()))
+                })
                 .map(|n| (*n).clone())
                 .collect();
             remaining.retain(|n| !wave.contains(n));
-            done.extend(self.nodes.iter().filter(|n| wave.contains(n)).map(String::as_str));
+            done.extend(
+                self.nodes
+                    .iter()
+                    .filter(|n| wave.contains(n))
+                    .map(String::as_str),
+            );
             waves.push(wave);
         }
         Ok(waves)
@@ -180,7 +216,12 @@ impl Graph {
             if out.contains(&n) {
                 continue;
             }
-            todo.extend(self.edges.iter().filter(|e| e.from == n).map(|e| e.to.clone()));
+            todo.extend(
+                self.edges
+                    .iter()
+                    .filter(|e| e.from == n)
+                    .map(|e| e.to.clone()),
+            );
             out.push(n);
         }
         out.sort();
@@ -197,7 +238,13 @@ impl Graph {
                 Some(d) => format!("{}: {d}", e.kind.label()),
                 None => e.kind.label().to_string(),
             };
-            let _ = writeln!(s, "  \"{}\" -> \"{}\" [label=\"{}\"];", escape(&e.from), escape(&e.to), escape(&label));
+            let _ = writeln!(
+                s,
+                "  \"{}\" -> \"{}\" [label=\"{}\"];",
+                escape(&e.from),
+                escape(&e.to),
+                escape(&label)
+            );
         }
         s.push_str("}\n");
         s
@@ -230,15 +277,36 @@ mod tests {
     use proptest::prelude::*;
 
     fn edge(a: &str, b: &str) -> Edge {
-        Edge { from: a.into(), to: b.into(), kind: EdgeKind::DependsOn, detail: None }
+        Edge {
+            from: a.into(),
+            to: b.into(),
+            kind: EdgeKind::DependsOn,
+            detail: None,
+        }
     }
 
     #[test]
     fn waves_and_cycles() {
-        let g = Graph::new(["web", "db", "cache", "worker"].map(String::from), [edge("web", "db"), edge("web", "cache"), edge("worker", "web")]);
-        assert_eq!(g.waves().unwrap(), vec![vec!["cache", "db"], vec!["web"], vec!["worker"]]);
-        let g = Graph::new(["a", "b", "c"].map(String::from), [edge("a", "b"), edge("b", "c"), edge("c", "a")]);
-        assert_eq!(g.cycles(), vec![Cycle(vec!["a".into(), "b".into(), "c".into(), "a".into()])]);
+        let g = Graph::new(
+            ["web", "db", "cache", "worker"].map(String::from),
+            [
+                edge("web", "db"),
+                edge("web", "cache"),
+                edge("worker", "web"),
+            ],
+        );
+        assert_eq!(
+            g.waves().unwrap(),
+            vec![vec!["cache", "db"], vec!["web"], vec!["worker"]]
+        );
+        let g = Graph::new(
+            ["a", "b", "c"].map(String::from),
+            [edge("a", "b"), edge("b", "c"), edge("c", "a")],
+        );
+        assert_eq!(
+            g.cycles(),
+            vec![Cycle(vec!["a".into(), "b".into(), "c".into(), "a".into()])]
+        );
         assert_eq!(g.cycles()[0].to_string(), "`a` -> `b` -> `c` -> `a`");
         let g = Graph::new(["a"].map(String::from), [edge("a", "a")]);
         assert_eq!(g.cycles().len(), 1);

@@ -27,7 +27,10 @@ impl std::error::Error for DeError {}
 
 impl de::Error for DeError {
     fn custom<T: fmt::Display>(msg: T) -> Self {
-        DeError { span: None, message: msg.to_string() }
+        DeError {
+            span: None,
+            message: msg.to_string(),
+        }
     }
 }
 
@@ -84,8 +87,14 @@ impl<'de> de::Deserializer<'de> for NodeDe<'de> {
                 Resolved::Float(f) => visitor.visit_f64(f),
                 Resolved::Str(_) => visitor.visit_borrowed_str(&s.text),
             },
-            Value::Seq(items) => visitor.visit_seq(Seq { iter: items.iter(), len: items.len() }),
-            Value::Map(m) => visitor.visit_map(MapDe { iter: m.entries.iter(), value: None }),
+            Value::Seq(items) => visitor.visit_seq(Seq {
+                iter: items.iter(),
+                len: items.len(),
+            }),
+            Value::Map(m) => visitor.visit_map(MapDe {
+                iter: m.entries.iter(),
+                value: None,
+            }),
         };
         self.locate(r)
     }
@@ -141,7 +150,11 @@ impl<'de> de::Deserializer<'de> for NodeDe<'de> {
         }
     }
 
-    fn deserialize_newtype_struct<V: Visitor<'de>>(self, _name: &'static str, visitor: V) -> Result<V::Value, DeError> {
+    fn deserialize_newtype_struct<V: Visitor<'de>>(
+        self,
+        _name: &'static str,
+        visitor: V,
+    ) -> Result<V::Value, DeError> {
         self.locate(visitor.visit_newtype_struct(self))
     }
 
@@ -152,12 +165,20 @@ impl<'de> de::Deserializer<'de> for NodeDe<'de> {
         visitor: V,
     ) -> Result<V::Value, DeError> {
         match &self.0.value {
-            Value::Scalar(s) => self.locate(visitor.visit_enum(s.text.as_str().into_deserializer())),
+            Value::Scalar(s) => {
+                self.locate(visitor.visit_enum(s.text.as_str().into_deserializer()))
+            }
             Value::Map(m) if m.entries.len() == 1 => {
                 let (k, v) = &m.entries[0];
-                self.locate(visitor.visit_enum(EnumDe { key: &k.name, value: v }))
+                self.locate(visitor.visit_enum(EnumDe {
+                    key: &k.name,
+                    value: v,
+                }))
             }
-            _ => Err(DeError { span: Some(self.0.span.clone()), message: "expected an enum value".into() }),
+            _ => Err(DeError {
+                span: Some(self.0.span.clone()),
+                message: "expected an enum value".into(),
+            }),
         }
     }
 
@@ -177,7 +198,10 @@ struct Seq<'a> {
 
 impl<'de> SeqAccess<'de> for Seq<'de> {
     type Error = DeError;
-    fn next_element_seed<T: DeserializeSeed<'de>>(&mut self, seed: T) -> Result<Option<T::Value>, DeError> {
+    fn next_element_seed<T: DeserializeSeed<'de>>(
+        &mut self,
+        seed: T,
+    ) -> Result<Option<T::Value>, DeError> {
         match self.iter.next() {
             Some(n) => seed.deserialize(NodeDe(n)).map(Some),
             None => Ok(None),
@@ -195,13 +219,19 @@ struct MapDe<'a> {
 
 impl<'de> MapAccess<'de> for MapDe<'de> {
     type Error = DeError;
-    fn next_key_seed<K: DeserializeSeed<'de>>(&mut self, seed: K) -> Result<Option<K::Value>, DeError> {
+    fn next_key_seed<K: DeserializeSeed<'de>>(
+        &mut self,
+        seed: K,
+    ) -> Result<Option<K::Value>, DeError> {
         match self.iter.next() {
             Some((k, v)) => {
                 self.value = Some(v);
                 let key = Node::plain(k.name.clone(), k.span.clone());
                 // Keys are strings; a typed key (a number) is parsed from the text.
-                let r = seed.deserialize(KeyDe { text: &k.name, node: &key });
+                let r = seed.deserialize(KeyDe {
+                    text: &k.name,
+                    node: &key,
+                });
                 r.map(Some).map_err(|mut e| {
                     e.span.get_or_insert_with(|| k.span.clone());
                     e
@@ -211,7 +241,10 @@ impl<'de> MapAccess<'de> for MapDe<'de> {
         }
     }
     fn next_value_seed<V: DeserializeSeed<'de>>(&mut self, seed: V) -> Result<V::Value, DeError> {
-        let v = self.value.take().ok_or_else(|| de::Error::custom("value without key"))?;
+        let v = self
+            .value
+            .take()
+            .ok_or_else(|| de::Error::custom("value without key"))?;
         seed.deserialize(NodeDe(v))
     }
 }
@@ -249,7 +282,10 @@ struct EnumDe<'a> {
 impl<'de> de::EnumAccess<'de> for EnumDe<'de> {
     type Error = DeError;
     type Variant = NodeDe<'de>;
-    fn variant_seed<V: DeserializeSeed<'de>>(self, seed: V) -> Result<(V::Value, NodeDe<'de>), DeError> {
+    fn variant_seed<V: DeserializeSeed<'de>>(
+        self,
+        seed: V,
+    ) -> Result<(V::Value, NodeDe<'de>), DeError> {
         let v = seed.deserialize(de::value::BorrowedStrDeserializer::<DeError>::new(self.key))?;
         Ok((v, NodeDe(self.value)))
     }
@@ -266,7 +302,11 @@ impl<'de> de::VariantAccess<'de> for NodeDe<'de> {
     fn tuple_variant<V: Visitor<'de>>(self, _len: usize, visitor: V) -> Result<V::Value, DeError> {
         de::Deserializer::deserialize_seq(self, visitor)
     }
-    fn struct_variant<V: Visitor<'de>>(self, _f: &'static [&'static str], visitor: V) -> Result<V::Value, DeError> {
+    fn struct_variant<V: Visitor<'de>>(
+        self,
+        _f: &'static [&'static str],
+        visitor: V,
+    ) -> Result<V::Value, DeError> {
         de::Deserializer::deserialize_map(self, visitor)
     }
 }
@@ -287,15 +327,35 @@ mod tests {
 
     #[test]
     fn coerces_and_locates() {
-        let doc = crate::node::parse(&Arc::from("f.yaml"), "port: \"8080\"\ntag: 1.0\non: 'true'\nopt:\nlist: [a, 1]\n")
-            .unwrap()
-            .remove(0);
+        let doc = crate::node::parse(
+            &Arc::from("f.yaml"),
+            "port: \"8080\"\ntag: 1.0\non: 'true'\nopt:\nlist: [a, 1]\n",
+        )
+        .unwrap()
+        .remove(0);
         let s: S = from_node(&doc).unwrap();
-        assert_eq!(s, S { port: 8080, tag: "1.0".into(), on: true, opt: None, list: vec!["a".into(), "1".into()] });
-        let doc = crate::node::parse(&Arc::from("f.yaml"), "port: 80\ntag: x\non: true\nopt: nope\nlist: []\n")
-            .unwrap()
-            .remove(0);
+        assert_eq!(
+            s,
+            S {
+                port: 8080,
+                tag: "1.0".into(),
+                on: true,
+                opt: None,
+                list: vec!["a".into(), "1".into()]
+            }
+        );
+        let doc = crate::node::parse(
+            &Arc::from("f.yaml"),
+            "port: 80\ntag: x\non: true\nopt: nope\nlist: []\n",
+        )
+        .unwrap()
+        .remove(0);
         let e = from_node::<S>(&doc).unwrap_err();
-        assert_eq!(e.span.map(|s| (s.line, s.col)), Some((4, 6)), "{}", e.message);
+        assert_eq!(
+            e.span.map(|s| (s.line, s.col)),
+            Some((4, 6)),
+            "{}",
+            e.message
+        );
     }
 }

@@ -16,12 +16,20 @@ pub struct Span {
 
 impl Span {
     pub fn new(file: &Arc<str>, line: usize, col: usize) -> Self {
-        Span { file: file.clone(), line: line as u32, col: col as u32 }
+        Span {
+            file: file.clone(),
+            line: line as u32,
+            col: col as u32,
+        }
     }
 
     /// A span for things that do not come from a file position (command line, defaults).
     pub fn whole(file: &str) -> Self {
-        Span { file: Arc::from(file), line: 0, col: 0 }
+        Span {
+            file: Arc::from(file),
+            line: 0,
+            col: 0,
+        }
     }
 }
 
@@ -52,11 +60,21 @@ pub struct Diagnostic {
 
 impl Diagnostic {
     pub fn error(span: &Span, message: impl Into<String>) -> Self {
-        Diagnostic { severity: Severity::Error, span: span.clone(), message: message.into(), hint: None }
+        Diagnostic {
+            severity: Severity::Error,
+            span: span.clone(),
+            message: message.into(),
+            hint: None,
+        }
     }
 
     pub fn warning(span: &Span, message: impl Into<String>) -> Self {
-        Diagnostic { severity: Severity::Warning, span: span.clone(), message: message.into(), hint: None }
+        Diagnostic {
+            severity: Severity::Warning,
+            span: span.clone(),
+            message: message.into(),
+            hint: None,
+        }
     }
 
     pub fn with_hint(mut self, hint: impl Into<String>) -> Self {
@@ -119,7 +137,9 @@ impl Diagnostics {
     }
 
     pub fn warnings(&self) -> impl Iterator<Item = &Diagnostic> {
-        self.items.iter().filter(|d| d.severity == Severity::Warning)
+        self.items
+            .iter()
+            .filter(|d| d.severity == Severity::Warning)
     }
 
     pub fn errors(&self) -> impl Iterator<Item = &Diagnostic> {
@@ -135,7 +155,12 @@ pub struct LoadError {
 
 impl fmt::Display for LoadError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let errors: Vec<_> = self.diagnostics.iter().filter(|d| d.severity == Severity::Error).collect();
+        let mut errors: Vec<_> = self
+            .diagnostics
+            .iter()
+            .filter(|d| d.severity == Severity::Error)
+            .collect();
+        errors.sort_by(|a, b| a.span.cmp(&b.span));
         for (i, d) in errors.iter().enumerate() {
             if i > 0 {
                 writeln!(f)?;
@@ -146,27 +171,42 @@ impl fmt::Display for LoadError {
     }
 }
 
-/// Levenshtein distance, for "did you mean" hints.
+/// Edit distance counting a swap of two neighbours as one edit, for "did you mean" hints.
 pub fn edit_distance(a: &str, b: &str) -> usize {
+    let a: Vec<char> = a.chars().collect();
     let b: Vec<char> = b.chars().collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut cur = vec![i + 1; b.len() + 1];
-        for (j, cb) in b.iter().enumerate() {
-            let cost = usize::from(ca != *cb);
-            cur[j + 1] = (prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1);
-        }
-        prev = cur;
+    let mut d = vec![vec![0usize; b.len() + 1]; a.len() + 1];
+    for (i, row) in d.iter_mut().enumerate() {
+        row[0] = i;
     }
-    prev[b.len()]
+    for j in 0..=b.len() {
+        d[0][j] = j;
+    }
+    for i in 1..=a.len() {
+        for j in 1..=b.len() {
+            let cost = usize::from(a[i - 1] != b[j - 1]);
+            d[i][j] = (d[i - 1][j] + 1)
+                .min(d[i][j - 1] + 1)
+                .min(d[i - 1][j - 1] + cost);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                d[i][j] = d[i][j].min(d[i - 2][j - 2] + 1);
+            }
+        }
+    }
+    d[a.len()][b.len()]
 }
 
 /// The closest candidate to `word`, if it is close enough to be a likely typo.
-pub fn did_you_mean<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+pub fn did_you_mean<'a>(
+    word: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+) -> Option<&'a str> {
     candidates
         .into_iter()
         .map(|c| (edit_distance(word, c), c))
-        .filter(|(d, c)| *d <= (c.len().max(word.len()) / 3).max(1) || c.replace('-', "_") == word.replace('-', "_"))
+        .filter(|(d, c)| {
+            *d <= (c.len().max(word.len()) + 2) / 3 || c.replace('-', "_") == word.replace('-', "_")
+        })
         .min_by_key(|(d, _)| *d)
         .map(|(_, c)| c)
 }
@@ -182,5 +222,6 @@ mod tests {
         assert_eq!(did_you_mean("enviroment", keys), Some("environment"));
         assert_eq!(did_you_mean("depends-on", keys), Some("depends_on"));
         assert_eq!(did_you_mean("zzzzzz", keys), None);
+        assert_eq!(did_you_mean("prots", keys), Some("ports"));
     }
 }

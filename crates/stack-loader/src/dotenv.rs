@@ -18,7 +18,10 @@ pub struct DotenvError {
 /// Parses an env file. Returns the variables in file order.
 pub fn parse(src: &str, lookup: &dyn Lookup) -> Result<Vec<(String, String)>, DotenvError> {
     let src = src.strip_prefix('\u{feff}').unwrap_or(src);
-    let mut p = DotenvParser { line: 1, out: Vec::new() };
+    let mut p = DotenvParser {
+        line: 1,
+        out: Vec::new(),
+    };
     p.parse(src, lookup)?;
     Ok(p.out)
 }
@@ -41,11 +44,17 @@ impl DotenvParser {
     }
 
     fn get(&self, key: &str) -> Option<String> {
-        self.out.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone())
+        self.out
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.clone())
     }
 
     fn err(&self, message: impl Into<String>) -> DotenvError {
-        DotenvError { line: self.line, message: message.into() }
+        DotenvError {
+            line: self.line,
+            message: message.into(),
+        }
     }
 
     fn parse(&mut self, src: &str, lookup: &dyn Lookup) -> Result<(), DotenvError> {
@@ -116,7 +125,9 @@ impl DotenvParser {
                 c if c.is_alphanumeric() => {}
                 c => {
                     let line = src.split('\n').next().unwrap_or_default();
-                    return Err(self.err(format!("unexpected character `{c}` in variable name `{line}`")));
+                    return Err(self.err(format!(
+                        "unexpected character `{c}` in variable name `{line}`"
+                    )));
                 }
             }
         }
@@ -138,7 +149,11 @@ impl DotenvParser {
         Ok((key, src[offset..].trim_start_matches(is_space), inherited))
     }
 
-    fn value<'s>(&mut self, src: &'s str, lookup: &dyn Lookup) -> Result<(String, &'s str), DotenvError> {
+    fn value<'s>(
+        &mut self,
+        src: &'s str,
+        lookup: &dyn Lookup,
+    ) -> Result<(String, &'s str), DotenvError> {
         let quote = match src.chars().next() {
             Some(q @ ('"' | '\'')) => q,
             _ => {
@@ -172,7 +187,11 @@ impl DotenvParser {
                 chars.push(c);
                 continue;
             }
-            let value = if quote == '"' { self.expand(&unescape(&chars), lookup)? } else { chars };
+            let value = if quote == '"' {
+                self.expand(&unescape(&chars), lookup)?
+            } else {
+                chars
+            };
             return Ok((value, &src[i + c.len_utf8()..]));
         }
         let first = src.split('\n').next().unwrap_or_default();
@@ -246,7 +265,11 @@ mod tests {
 
     #[test]
     fn basics() {
-        let vars = parse("# c\nexport A=1\nB = two # comment\nC='lit $A'\nD=\"x\\ny $A\"\n", &none).unwrap();
+        let vars = parse(
+            "# c\nexport A=1\nB = two # comment\nC='lit $A'\nD=\"x\\ny $A\"\n",
+            &none,
+        )
+        .unwrap();
         assert_eq!(
             vars,
             vec![
@@ -261,8 +284,14 @@ mod tests {
     #[test]
     fn inherit_and_errors() {
         let env = |n: &str| (n == "HOME").then(|| "/root".to_string());
-        assert_eq!(parse("HOME\nNOPE\n", &env).unwrap(), vec![("HOME".into(), "/root".into())]);
-        assert!(parse("A=\"open\n", &none).unwrap_err().message.contains("unterminated"));
+        assert_eq!(
+            parse("HOME\nNOPE\n", &env).unwrap(),
+            vec![("HOME".into(), "/root".into())]
+        );
+        assert!(parse("A=\"open\n", &none)
+            .unwrap_err()
+            .message
+            .contains("unterminated"));
         assert!(parse("A B=1\n", &none).is_err());
     }
 }

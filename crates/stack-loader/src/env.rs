@@ -28,12 +28,18 @@ pub struct Environment {
 
 impl Environment {
     pub fn from_shell(vars: impl IntoIterator<Item = (String, String)>) -> Self {
-        Environment { vars: vars.into_iter().map(|(k, v)| (k, (v, Source::Shell))).collect() }
+        Environment {
+            vars: vars
+                .into_iter()
+                .map(|(k, v)| (k, (v, Source::Shell)))
+                .collect(),
+        }
     }
 
     /// The same variables plus `name`, set as if by the shell.
     pub fn with(mut self, name: &str, value: &str) -> Self {
-        self.vars.insert(name.to_string(), (value.to_string(), Source::Shell));
+        self.vars
+            .insert(name.to_string(), (value.to_string(), Source::Shell));
         self
     }
 
@@ -52,19 +58,30 @@ impl Environment {
     /// Reads an env file; its values apply where the shell has none.
     pub fn load_file(&mut self, path: &Path) -> Result<(), Diagnostic> {
         let span = Span::whole(&path.display().to_string());
-        let text = std::fs::read_to_string(path).map_err(|e| Diagnostic::error(&span, format!("cannot read env file: {e}")))?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| Diagnostic::error(&span, format!("cannot read env file: {e}")))?;
         let parsed = crate::dotenv::parse(&text, &self.lookup()).map_err(|e| {
-            Diagnostic::error(&Span { file: span.file.clone(), line: e.line as u32, col: 1 }, e.message.clone())
+            Diagnostic::error(
+                &Span {
+                    file: span.file.clone(),
+                    line: e.line as u32,
+                    col: 1,
+                },
+                e.message.clone(),
+            )
         })?;
         for (k, v) in parsed {
             if !matches!(self.vars.get(&k), Some((_, Source::Shell))) {
-                self.vars.insert(k, (v, Source::EnvFile(path.to_path_buf())));
+                self.vars
+                    .insert(k, (v, Source::EnvFile(path.to_path_buf())));
             }
         }
         Ok(())
     }
 
     pub fn iter(&self) -> impl Iterator<Item = (&str, &str, &Source)> {
-        self.vars.iter().map(|(k, (v, s))| (k.as_str(), v.as_str(), s))
+        self.vars
+            .iter()
+            .map(|(k, (v, s))| (k.as_str(), v.as_str(), s))
     }
 }

@@ -12,13 +12,22 @@ use crate::load::{read_file, Context};
 use crate::node::{Map, Node, Value};
 
 pub fn apply(doc: &mut Node, file: &Path, ctx: &mut Context, diags: &mut Diagnostics) {
-    let Some(services) = doc.get("services").and_then(Node::as_map).cloned() else { return };
-    let names: Vec<String> =
-        services.iter().filter(|(_, s)| s.get("extends").is_some()).map(|(k, _)| k.name.clone()).collect();
+    let Some(services) = doc.get("services").and_then(Node::as_map).cloned() else {
+        return;
+    };
+    let names: Vec<String> = services
+        .iter()
+        .filter(|(_, s)| s.get("extends").is_some())
+        .map(|(k, _)| k.name.clone())
+        .collect();
     if names.is_empty() {
         return;
     }
-    let mut r = Resolver { ctx, cache: HashMap::new(), stack: Vec::new() };
+    let mut r = Resolver {
+        ctx,
+        cache: HashMap::new(),
+        stack: Vec::new(),
+    };
     let mut resolved = Vec::new();
     for name in names {
         match r.resolve(&services, &name, file) {
@@ -26,7 +35,11 @@ pub fn apply(doc: &mut Node, file: &Path, ctx: &mut Context, diags: &mut Diagnos
             Err(d) => diags.push(d),
         }
     }
-    if let Some(target) = doc.as_map_mut().and_then(|m| m.get_mut("services")).and_then(Node::as_map_mut) {
+    if let Some(target) = doc
+        .as_map_mut()
+        .and_then(|m| m.get_mut("services"))
+        .and_then(Node::as_map_mut)
+    {
         for (name, n) in resolved {
             if let Some(slot) = target.get_mut(&name) {
                 *slot = n;
@@ -47,17 +60,32 @@ impl Resolver<'_, '_> {
         let Some(svc) = services.get(name) else {
             return Err(Diagnostic::error(
                 &Span::whole(&file.display().to_string()),
-                format!("cannot extend service `{name}`: no such service in `{}`", file.display()),
+                format!(
+                    "cannot extend service `{name}`: no such service in `{}`",
+                    file.display()
+                ),
             ));
         };
-        let Some(ext) = svc.get("extends") else { return Ok(svc.clone()) };
+        let Some(ext) = svc.get("extends") else {
+            return Ok(svc.clone());
+        };
         let key = (file.to_path_buf(), name.to_string());
         if let Some(pos) = self.stack.iter().position(|k| *k == key) {
-            let chain: Vec<String> =
-                self.stack[pos..].iter().chain(std::iter::once(&key)).map(|(_, s)| format!("`{s}`")).collect();
-            return Err(Diagnostic::error(&ext.span, format!("extends cycle: {}", chain.join(" -> "))));
+            let chain: Vec<String> = self.stack[pos..]
+                .iter()
+                .chain(std::iter::once(&key))
+                .map(|(_, s)| format!("`{s}`"))
+                .collect();
+            return Err(Diagnostic::error(
+                &ext.span,
+                format!("extends cycle: {}", chain.join(" -> ")),
+            ));
         }
-        let Some(base_name) = ext.get("service").and_then(Node::as_str).map(str::to_string) else {
+        let Some(base_name) = ext
+            .get("service")
+            .and_then(Node::as_str)
+            .map(str::to_string)
+        else {
             return Err(Diagnostic::error(&ext.span, "`extends` needs a `service`"));
         };
         self.stack.push(key);

@@ -18,13 +18,18 @@ struct Include {
 fn strings(n: &Node) -> Vec<(String, Span)> {
     match &n.value {
         Value::Scalar(s) => vec![(s.text.clone(), n.span.clone())],
-        Value::Seq(items) => items.iter().filter_map(|i| i.as_str().map(|s| (s.to_string(), i.span.clone()))).collect(),
+        Value::Seq(items) => items
+            .iter()
+            .filter_map(|i| i.as_str().map(|s| (s.to_string(), i.span.clone())))
+            .collect(),
         _ => Vec::new(),
     }
 }
 
 pub fn apply(doc: &mut Node, file_dir: &Path, ctx: &mut Context, diags: &mut Diagnostics) {
-    let Some(list) = doc.as_map_mut().and_then(|m| m.remove("include")) else { return };
+    let Some(list) = doc.as_map_mut().and_then(|m| m.remove("include")) else {
+        return;
+    };
     let Some(items) = list.as_seq() else {
         diags.error(&list.span, "`include` must be a list");
         return;
@@ -48,7 +53,13 @@ pub fn apply(doc: &mut Node, file_dir: &Path, ctx: &mut Context, diags: &mut Dia
                 includes.push(Include {
                     paths: paths.into_iter().map(|(p, s)| (abs(&p), s)).collect(),
                     project_dir: m.get("project_directory").and_then(Node::as_str).map(abs),
-                    env_files: m.get("env_file").map(strings).unwrap_or_default().into_iter().map(|(p, _)| abs(&p)).collect(),
+                    env_files: m
+                        .get("env_file")
+                        .map(strings)
+                        .unwrap_or_default()
+                        .into_iter()
+                        .map(|(p, _)| abs(&p))
+                        .collect(),
                     span: item.span.clone(),
                 });
             }
@@ -58,17 +69,30 @@ pub fn apply(doc: &mut Node, file_dir: &Path, ctx: &mut Context, diags: &mut Dia
     for inc in includes {
         let first = &inc.paths[0].0;
         if let Some(pos) = ctx.include_stack.iter().position(|p| p == first) {
-            let cycle: Vec<String> =
-                ctx.include_stack[pos..].iter().chain(std::iter::once(first)).map(|p| p.display().to_string()).collect();
+            let cycle: Vec<String> = ctx.include_stack[pos..]
+                .iter()
+                .chain(std::iter::once(first))
+                .map(|p| p.display().to_string())
+                .collect();
             diags.error(&inc.span, format!("include cycle: {}", cycle.join(" -> ")));
             continue;
         }
-        let project_dir =
-            inc.project_dir.clone().unwrap_or_else(|| first.parent().map(Path::to_path_buf).unwrap_or_default());
+        let project_dir = inc
+            .project_dir
+            .clone()
+            .unwrap_or_else(|| first.parent().map(Path::to_path_buf).unwrap_or_default());
         // The included project sees the shell, its own env files (or its
         // directory's `.env`), then ours.
-        let mut env = Environment::from_shell(ctx.env.iter().map(|(k, v, _)| (k.to_string(), v.to_string())));
-        let env_files = if inc.env_files.is_empty() { vec![project_dir.join(".env")] } else { inc.env_files.clone() };
+        let mut env = Environment::from_shell(
+            ctx.env
+                .iter()
+                .map(|(k, v, _)| (k.to_string(), v.to_string())),
+        );
+        let env_files = if inc.env_files.is_empty() {
+            vec![project_dir.join(".env")]
+        } else {
+            inc.env_files.clone()
+        };
         for f in &env_files {
             if f.exists() || !inc.env_files.is_empty() {
                 if let Err(d) = env.load_file(f) {
@@ -99,10 +123,16 @@ pub fn apply(doc: &mut Node, file_dir: &Path, ctx: &mut Context, diags: &mut Dia
             include_stack: stack,
         };
         let included = load_files(&files, &project_dir, &mut sub, diags);
-        let Some(inc_map) = included.as_map() else { continue };
+        let Some(inc_map) = included.as_map() else {
+            continue;
+        };
         for kind in ["services", "networks", "volumes", "secrets", "configs"] {
-            let Some(Value::Map(items)) = inc_map.get(kind).map(|n| &n.value) else { continue };
-            let Some(target) = section(doc, kind) else { continue };
+            let Some(Value::Map(items)) = inc_map.get(kind).map(|n| &n.value) else {
+                continue;
+            };
+            let Some(target) = section(doc, kind) else {
+                continue;
+            };
             for (k, v) in &items.entries {
                 if let Some(existing) = target.key(&k.name) {
                     diags.error(

@@ -38,11 +38,17 @@ impl<F: Fn(&str) -> Option<String>> Lookup for F {
 
 /// Substitutes variables in `template`. Names of variables used while unset
 /// (and without a default) are pushed to `unset`.
-pub fn substitute(template: &str, env: &dyn Lookup, unset: &mut Vec<String>) -> Result<String, TemplateError> {
+pub fn substitute(
+    template: &str,
+    env: &dyn Lookup,
+    unset: &mut Vec<String>,
+) -> Result<String, TemplateError> {
     let mut out = String::with_capacity(template.len());
     let b = template.as_bytes();
     let mut i = 0;
-    let invalid = || TemplateError::Invalid { template: template.to_string() };
+    let invalid = || TemplateError::Invalid {
+        template: template.to_string(),
+    };
     while i < b.len() {
         if b[i] != b'$' {
             let ch = template[i..].chars().next().unwrap_or_default();
@@ -75,11 +81,15 @@ pub fn substitute(template: &str, env: &dyn Lookup, unset: &mut Vec<String>) -> 
                 }
                 // An operator must follow, and a closing brace must exist somewhere later.
                 let rest = &template[name_stop..];
-                let op_ok = [":-", ":+", ":?", "-", "+", "?"].iter().any(|op| rest.starts_with(op));
+                let op_ok = [":-", ":+", ":?", "-", "+", "?"]
+                    .iter()
+                    .any(|op| rest.starts_with(op));
                 if !op_ok || !rest.contains('}') {
                     return Err(invalid());
                 }
-                let close = closing_brace(&template[i..]).map(|c| c + i).ok_or_else(invalid)?;
+                let close = closing_brace(&template[i..])
+                    .map(|c| c + i)
+                    .ok_or_else(invalid)?;
                 let body = &template[start..close];
                 out.push_str(&braced(body, env, unset)?);
                 i = close + 1;
@@ -170,7 +180,10 @@ fn braced(body: &str, env: &dyn Lookup, unset: &mut Vec<String>) -> Result<Strin
         }
         _ => match value {
             Some(v) if present => Ok(v),
-            _ => Err(TemplateError::Required { name: name.to_string(), reason: substitute(arg, env, unset)? }),
+            _ => Err(TemplateError::Required {
+                name: name.to_string(),
+                reason: substitute(arg, env, unset)?,
+            }),
         },
     }
 }
@@ -192,13 +205,19 @@ fn walk(node: &mut Node, env: &dyn Lookup, diags: &mut Diagnostics, warned: &mut
             }
             for name in unset {
                 if !warned.contains(&name) {
-                    diags.warning(&node.span, format!("the `{name}` variable is not set, defaulting to a blank string"));
+                    diags.warning(
+                        &node.span,
+                        format!("the `{name}` variable is not set, defaulting to a blank string"),
+                    );
                     warned.push(name);
                 }
             }
         }
         Value::Seq(items) => items.iter_mut().for_each(|n| walk(n, env, diags, warned)),
-        Value::Map(m) => m.entries.iter_mut().for_each(|(_, n)| walk(n, env, diags, warned)),
+        Value::Map(m) => m
+            .entries
+            .iter_mut()
+            .for_each(|(_, n)| walk(n, env, diags, warned)),
         _ => {}
     }
 }
@@ -224,21 +243,24 @@ pub fn variables(template: &str) -> Vec<(String, Option<String>, bool)> {
             Some(b'{') => {
                 let start = i + 2;
                 let stop = name_end(b, start);
-                let Some(close) = closing_brace(&template[i..]).map(|c| c + i) else { break };
+                let Some(close) = closing_brace(&template[i..]).map(|c| c + i) else {
+                    break;
+                };
                 if stop <= close && stop > start {
                     let name = template[start..stop].to_string();
                     let rest = &template[stop..close];
-                    let (default, required) = if let Some(d) = rest.strip_prefix(":-").or(rest.strip_prefix('-')) {
-                        out.extend(variables(d));
-                        (Some(d.to_string()), false)
-                    } else if rest.starts_with(":?") || rest.starts_with('?') {
-                        (None, true)
-                    } else {
-                        if let Some(alt) = rest.strip_prefix(":+").or(rest.strip_prefix('+')) {
-                            out.extend(variables(alt));
-                        }
-                        (None, false)
-                    };
+                    let (default, required) =
+                        if let Some(d) = rest.strip_prefix(":-").or(rest.strip_prefix('-')) {
+                            out.extend(variables(d));
+                            (Some(d.to_string()), false)
+                        } else if rest.starts_with(":?") || rest.starts_with('?') {
+                            (None, true)
+                        } else {
+                            if let Some(alt) = rest.strip_prefix(":+").or(rest.strip_prefix('+')) {
+                                out.extend(variables(alt));
+                            }
+                            (None, false)
+                        };
                     out.insert(out.len(), (name, default, required));
                 }
                 i = close + 1;
@@ -285,7 +307,10 @@ mod tests {
         assert_eq!(sub("$FOO ${FOO}").unwrap(), "first first");
         assert_eq!(sub("${EMPTY:-d} ${EMPTY-d}").unwrap(), "d ");
         assert_eq!(sub("${UNSET:-${FOO}x}").unwrap(), "firstx");
-        assert_eq!(sub("${FOO:+alt} ${EMPTY:+alt} ${EMPTY+alt}").unwrap(), "alt  alt");
+        assert_eq!(
+            sub("${FOO:+alt} ${EMPTY:+alt} ${EMPTY+alt}").unwrap(),
+            "alt  alt"
+        );
         assert_eq!(sub("$$FOO a $ b $").unwrap(), "$FOO a $ b $");
         assert!(matches!(sub("${}"), Err(TemplateError::Invalid { .. })));
         assert!(matches!(sub("${ FOO}"), Err(TemplateError::Invalid { .. })));

@@ -34,8 +34,14 @@ use load::{Context, SourceFile};
 use node::Node;
 
 /// File names looked for, in order of preference, from the working directory upward.
-pub const DEFAULT_FILES: [&str; 6] =
-    ["compose.yaml", "compose.yml", "docker-compose.yaml", "docker-compose.yml", "stack.yaml", "stack.yml"];
+pub const DEFAULT_FILES: [&str; 6] = [
+    "compose.yaml",
+    "compose.yml",
+    "docker-compose.yaml",
+    "docker-compose.yml",
+    "stack.yaml",
+    "stack.yml",
+];
 
 /// Everything a load depends on. Nothing is read from the process: the
 /// caller passes the environment and the working directory in.
@@ -69,12 +75,20 @@ fn stdin_name() -> PathBuf {
 pub fn discover(dir: &Path) -> Option<(Vec<PathBuf>, Vec<String>)> {
     let mut warnings = Vec::new();
     for d in dir.ancestors() {
-        let found: Vec<&str> = DEFAULT_FILES.iter().copied().filter(|f| d.join(f).is_file()).collect();
+        let found: Vec<&str> = DEFAULT_FILES
+            .iter()
+            .copied()
+            .filter(|f| d.join(f).is_file())
+            .collect();
         let Some(first) = found.first() else { continue };
         if found.len() > 1 {
             warnings.push(format!(
                 "found multiple config files with supported names: {}; using {first}",
-                found.iter().map(|f| d.join(f).display().to_string()).collect::<Vec<_>>().join(", ")
+                found
+                    .iter()
+                    .map(|f| d.join(f).display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ));
         }
         let mut files = vec![d.join(first)];
@@ -92,31 +106,50 @@ pub fn discover(dir: &Path) -> Option<(Vec<PathBuf>, Vec<String>)> {
 }
 
 fn shell_var<'a>(opts: &'a Options, name: &str) -> Option<&'a str> {
-    opts.shell.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    opts.shell
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
 }
 
 /// Splits a `COMPOSE_FILE` value.
 fn split_file_list(value: &str, sep: Option<&str>) -> Vec<PathBuf> {
     let sep = sep.unwrap_or(":");
-    value.split(sep).filter(|s| !s.is_empty()).map(PathBuf::from).collect()
+    value
+        .split(sep)
+        .filter(|s| !s.is_empty())
+        .map(PathBuf::from)
+        .collect()
 }
 
 /// Loads a project.
 pub fn load(opts: &Options) -> Result<Loaded, LoadError> {
     let mut diags = Diagnostics::default();
-    let fail = |diags: Diagnostics| LoadError { diagnostics: diags.into_vec() };
+    let fail = |diags: Diagnostics| LoadError {
+        diagnostics: diags.into_vec(),
+    };
     let cli = Span::whole("command line");
 
     // Which files: -f, else COMPOSE_FILE, else discovery (COMPOSE_FILE may also come from `.env`).
     let sep = shell_var(opts, "COMPOSE_PATH_SEPARATOR");
-    let abs = |p: &Path| if p == stdin_name() { p.to_path_buf() } else { paths::clean(&opts.working_dir.join(p)) };
+    let abs = |p: &Path| {
+        if p == stdin_name() {
+            p.to_path_buf()
+        } else {
+            paths::clean(&opts.working_dir.join(p))
+        }
+    };
     let mut from_discovery = false;
     let mut files: Vec<PathBuf> = if !opts.files.is_empty() {
         opts.files.iter().map(|p| abs(p)).collect()
     } else if let Some(v) = shell_var(opts, "COMPOSE_FILE") {
         split_file_list(v, sep).iter().map(|p| abs(p)).collect()
     } else {
-        let start = opts.project_directory.as_ref().map(|p| abs(p)).unwrap_or_else(|| opts.working_dir.clone());
+        let start = opts
+            .project_directory
+            .as_ref()
+            .map(|p| abs(p))
+            .unwrap_or_else(|| opts.working_dir.clone());
         match discover(&start) {
             Some((f, warnings)) => {
                 warnings.iter().for_each(|w| diags.warning(&cli, w.clone()));
@@ -125,18 +158,26 @@ pub fn load(opts: &Options) -> Result<Loaded, LoadError> {
             }
             None => {
                 diags.push(
-                    Diagnostic::error(&Span::whole(&start.display().to_string()), "no stack file found in this directory or any parent")
-                        .with_hint(format!("create one of: {}", DEFAULT_FILES.join(", "))),
+                    Diagnostic::error(
+                        &Span::whole(&start.display().to_string()),
+                        "no stack file found in this directory or any parent",
+                    )
+                    .with_hint(format!("create one of: {}", DEFAULT_FILES.join(", "))),
                 );
                 return Err(fail(diags));
             }
         }
     };
     let project_dir_of = |files: &[PathBuf]| {
-        opts.project_directory.as_ref().map(|p| abs(p)).unwrap_or_else(|| match files.first() {
-            Some(f) if *f != stdin_name() => f.parent().map(Path::to_path_buf).unwrap_or_default(),
-            _ => opts.working_dir.clone(),
-        })
+        opts.project_directory
+            .as_ref()
+            .map(|p| abs(p))
+            .unwrap_or_else(|| match files.first() {
+                Some(f) if *f != stdin_name() => {
+                    f.parent().map(Path::to_path_buf).unwrap_or_default()
+                }
+                _ => opts.working_dir.clone(),
+            })
     };
     let mut project_dir = project_dir_of(&files);
 
@@ -158,9 +199,15 @@ pub fn load(opts: &Options) -> Result<Loaded, LoadError> {
         }
     }
     if from_discovery {
-        if let Some(v) = env.get("COMPOSE_FILE").filter(|_| !matches!(env.source("COMPOSE_FILE"), Some(Source::Shell))) {
+        if let Some(v) = env
+            .get("COMPOSE_FILE")
+            .filter(|_| !matches!(env.source("COMPOSE_FILE"), Some(Source::Shell)))
+        {
             let sep = env.get("COMPOSE_PATH_SEPARATOR").map(str::to_string);
-            files = split_file_list(v, sep.as_deref()).iter().map(|p| paths::clean(&project_dir.join(p))).collect();
+            files = split_file_list(v, sep.as_deref())
+                .iter()
+                .map(|p| paths::clean(&project_dir.join(p)))
+                .collect();
             project_dir = project_dir_of(&files);
         }
     }
@@ -169,7 +216,10 @@ pub fn load(opts: &Options) -> Result<Loaded, LoadError> {
     let mut sources = Vec::new();
     for f in &files {
         if *f == stdin_name() {
-            sources.push(SourceFile { path: stdin_name(), text: opts.stdin.clone().unwrap_or_default() });
+            sources.push(SourceFile {
+                path: stdin_name(),
+                text: opts.stdin.clone().unwrap_or_default(),
+            });
             continue;
         }
         match load::read_file(f) {
@@ -180,11 +230,17 @@ pub fn load(opts: &Options) -> Result<Loaded, LoadError> {
     if diags.has_errors() {
         return Err(fail(diags));
     }
-    let parsed: Vec<(&SourceFile, Vec<Node>)> = sources.iter().map(|f| (f, load::parse_file(f, &mut diags))).collect();
+    let parsed: Vec<(&SourceFile, Vec<Node>)> = sources
+        .iter()
+        .map(|f| (f, load::parse_file(f, &mut diags)))
+        .collect();
     let mut variables = Vec::new();
     for doc in parsed.iter().flat_map(|(_, d)| d) {
         for v in interpolate::node_variables(doc) {
-            if !variables.iter().any(|(n, ..): &(String, Option<String>, bool, Span)| *n == v.0) {
+            if !variables
+                .iter()
+                .any(|(n, ..): &(String, Option<String>, bool, Span)| *n == v.0)
+            {
                 variables.push(v);
             }
         }
@@ -206,9 +262,6 @@ pub fn load(opts: &Options) -> Result<Loaded, LoadError> {
         include_stack: files.clone(),
     };
     let root = load::load_parsed(parsed, &project_dir, &mut ctx, &mut diags);
-    if diags.has_errors() {
-        return Err(fail(diags));
-    }
     let name = name.unwrap_or_default();
     let mut loaded = project::build(root, name, &project_dir, &env, opts, files, diags)?;
     loaded.variables = variables;

@@ -30,20 +30,38 @@ pub struct Context<'a> {
 }
 
 pub fn read_file(path: &Path) -> Result<SourceFile, Diagnostic> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| Diagnostic::error(&Span::whole(&path.display().to_string()), format!("cannot read stack file: {e}")))?;
-    Ok(SourceFile { path: path.to_path_buf(), text })
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        Diagnostic::error(
+            &Span::whole(&path.display().to_string()),
+            format!("cannot read stack file: {e}"),
+        )
+    })?;
+    Ok(SourceFile {
+        path: path.to_path_buf(),
+        text,
+    })
 }
 
 /// Loads the files of one project into one merged tree. `project_dir` anchors
 /// relative paths.
-pub fn load_files(files: &[SourceFile], project_dir: &Path, ctx: &mut Context, diags: &mut Diagnostics) -> Node {
-    let parsed: Vec<(&SourceFile, Vec<Node>)> = files.iter().map(|f| (f, parse_file(f, diags))).collect();
+pub fn load_files(
+    files: &[SourceFile],
+    project_dir: &Path,
+    ctx: &mut Context,
+    diags: &mut Diagnostics,
+) -> Node {
+    let parsed: Vec<(&SourceFile, Vec<Node>)> =
+        files.iter().map(|f| (f, parse_file(f, diags))).collect();
     load_parsed(parsed, project_dir, ctx, diags)
 }
 
 /// Like `load_files`, for files parsed already.
-pub fn load_parsed(files: Vec<(&SourceFile, Vec<Node>)>, project_dir: &Path, ctx: &mut Context, diags: &mut Diagnostics) -> Node {
+pub fn load_parsed(
+    files: Vec<(&SourceFile, Vec<Node>)>,
+    project_dir: &Path,
+    ctx: &mut Context,
+    diags: &mut Diagnostics,
+) -> Node {
     let mut merged: Option<Node> = None;
     for (file, docs) in files {
         for mut doc in docs {
@@ -97,7 +115,13 @@ pub fn parse_file(file: &SourceFile, diags: &mut Diagnostics) -> Vec<Node> {
 }
 
 /// The per-file steps, in place.
-fn process(doc: &mut Node, file: &SourceFile, project_dir: &Path, ctx: &mut Context, diags: &mut Diagnostics) {
+fn process(
+    doc: &mut Node,
+    file: &SourceFile,
+    project_dir: &Path,
+    ctx: &mut Context,
+    diags: &mut Diagnostics,
+) {
     if ctx.interpolate {
         let lookup = ctx.env.lookup();
         crate::interpolate::interpolate_node(doc, &lookup, diags);
@@ -105,11 +129,18 @@ fn process(doc: &mut Node, file: &SourceFile, project_dir: &Path, ctx: &mut Cont
     crate::schema::validate(doc, diags);
     if let Some(m) = doc.as_map_mut() {
         if let Some(v) = m.key("version").cloned() {
-            diags.warning(&v.span, "the attribute `version` is obsolete, it will be ignored");
+            diags.warning(
+                &v.span,
+                "the attribute `version` is obsolete, it will be ignored",
+            );
             m.remove("version");
         }
     }
-    let file_dir = file.path.parent().map(Path::to_path_buf).unwrap_or_else(|| project_dir.to_path_buf());
+    let file_dir = file
+        .path
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| project_dir.to_path_buf());
     crate::include::apply(doc, &file_dir, ctx, diags);
     crate::transform::canonical(doc, diags);
     crate::extends::apply(doc, &file.path, ctx, diags);
@@ -121,7 +152,13 @@ fn process(doc: &mut Node, file: &SourceFile, project_dir: &Path, ctx: &mut Cont
 /// Inserts or replaces a key of a mapping node.
 pub fn set(map: &mut Map, name: &str, value: Node) {
     let span = value.span.clone();
-    map.insert(Key { name: name.to_string(), span }, value);
+    map.insert(
+        Key {
+            name: name.to_string(),
+            span,
+        },
+        value,
+    );
 }
 
 /// The mapping under a top-level section, created when absent.

@@ -37,12 +37,22 @@ pub fn merge(base: Node, over: Node, path: &mut Vec<String>) -> Result<Node, Dia
             Ok(Node::seq(dedupe(b, path), span))
         }
         (Value::Map(_), _) | (Value::Seq(_), _) => Err(type_change(&span, path)),
-        (Value::Null, v) | (Value::Scalar(_), v) => Ok(Node { value: v, span, tag: Tag::None }),
+        (Value::Null, v) | (Value::Scalar(_), v) => Ok(Node {
+            value: v,
+            span,
+            tag: Tag::None,
+        }),
     }
 }
 
 fn type_change(span: &Span, path: &[String]) -> Diagnostic {
-    Diagnostic::error(span, format!("cannot override `{}` with a value of another type", path.join(".")))
+    Diagnostic::error(
+        span,
+        format!(
+            "cannot override `{}` with a value of another type",
+            path.join(".")
+        ),
+    )
 }
 
 fn untagged(mut n: Node) -> Node {
@@ -123,10 +133,25 @@ fn entry_key(path: &[String], n: &Node) -> Option<String> {
         return Some(field("path"));
     }
     let string_lists = [
-        "dns", "dns_opt", "dns_search", "extra_hosts", "cap_add", "cap_drop", "profiles", "tmpfs", "links",
-        "external_links", "security_opt", "group_add", "expose", "label_file", "device_cgroup_rules",
+        "dns",
+        "dns_opt",
+        "dns_search",
+        "extra_hosts",
+        "cap_add",
+        "cap_drop",
+        "profiles",
+        "tmpfs",
+        "links",
+        "external_links",
+        "security_opt",
+        "group_add",
+        "expose",
+        "label_file",
+        "device_cgroup_rules",
     ];
-    if string_lists.iter().any(|l| svc(l)) || path_is(path, &["services", "*", "build", "extra_hosts"]) {
+    if string_lists.iter().any(|l| svc(l))
+        || path_is(path, &["services", "*", "build", "extra_hosts"])
+    {
         return n.as_str().map(str::to_string);
     }
     None
@@ -170,11 +195,17 @@ pub fn strip_tags(node: &mut Node) {
 /// De-duplicates the keyed sequences of one service after canonical transforms
 /// (a range of ports may collide with a single port of the same file).
 pub fn enforce_unicity(root: &mut Node) {
-    let Some(services) = root.as_map_mut().and_then(|m| m.get_mut("services")).and_then(Node::as_map_mut) else {
+    let Some(services) = root
+        .as_map_mut()
+        .and_then(|m| m.get_mut("services"))
+        .and_then(Node::as_map_mut)
+    else {
         return;
     };
     for (name, svc) in services.entries.iter_mut() {
-        let Some(svc) = svc.as_map_mut() else { continue };
+        let Some(svc) = svc.as_map_mut() else {
+            continue;
+        };
         for (key, value) in svc.entries.iter_mut() {
             if let Value::Seq(items) = &mut value.value {
                 let path = ["services".to_string(), name.name.clone(), key.name.clone()];

@@ -62,15 +62,24 @@ pub struct Map {
 
 impl Map {
     pub fn get(&self, key: &str) -> Option<&Node> {
-        self.entries.iter().find(|(k, _)| k.name == key).map(|(_, v)| v)
+        self.entries
+            .iter()
+            .find(|(k, _)| k.name == key)
+            .map(|(_, v)| v)
     }
 
     pub fn get_mut(&mut self, key: &str) -> Option<&mut Node> {
-        self.entries.iter_mut().find(|(k, _)| k.name == key).map(|(_, v)| v)
+        self.entries
+            .iter_mut()
+            .find(|(k, _)| k.name == key)
+            .map(|(_, v)| v)
     }
 
     pub fn key(&self, key: &str) -> Option<&Key> {
-        self.entries.iter().find(|(k, _)| k.name == key).map(|(k, _)| k)
+        self.entries
+            .iter()
+            .find(|(k, _)| k.name == key)
+            .map(|(k, _)| k)
     }
 
     pub fn insert(&mut self, key: Key, value: Node) {
@@ -96,7 +105,11 @@ impl Map {
 
 impl Node {
     pub fn new(value: Value, span: Span) -> Self {
-        Node { value, span, tag: Tag::None }
+        Node {
+            value,
+            span,
+            tag: Tag::None,
+        }
     }
 
     pub fn null(span: Span) -> Self {
@@ -104,11 +117,23 @@ impl Node {
     }
 
     pub fn string(text: impl Into<String>, span: Span) -> Self {
-        Node::new(Value::Scalar(Scalar { text: text.into(), quoted: true }), span)
+        Node::new(
+            Value::Scalar(Scalar {
+                text: text.into(),
+                quoted: true,
+            }),
+            span,
+        )
     }
 
     pub fn plain(text: impl Into<String>, span: Span) -> Self {
-        Node::new(Value::Scalar(Scalar { text: text.into(), quoted: false }), span)
+        Node::new(
+            Value::Scalar(Scalar {
+                text: text.into(),
+                quoted: false,
+            }),
+            span,
+        )
     }
 
     pub fn map(map: Map, span: Span) -> Self {
@@ -204,7 +229,9 @@ pub fn resolve_plain(s: &Scalar) -> Resolved<'_> {
         "~" | "null" | "Null" | "NULL" | "" => return Resolved::Null,
         "true" | "True" | "TRUE" => return Resolved::Bool(true),
         "false" | "False" | "FALSE" => return Resolved::Bool(false),
-        ".inf" | ".Inf" | ".INF" | "+.inf" | "+.Inf" | "+.INF" => return Resolved::Float(f64::INFINITY),
+        ".inf" | ".Inf" | ".INF" | "+.inf" | "+.Inf" | "+.INF" => {
+            return Resolved::Float(f64::INFINITY)
+        }
         "-.inf" | "-.Inf" | "-.INF" => return Resolved::Float(f64::NEG_INFINITY),
         ".nan" | ".NaN" | ".NAN" => return Resolved::Float(f64::NAN),
         _ => {}
@@ -212,7 +239,9 @@ pub fn resolve_plain(s: &Scalar) -> Resolved<'_> {
     if let Some(v) = parse_int(t) {
         return v;
     }
-    let looks_float = t.bytes().all(|b| b.is_ascii_digit() || b"+-.eE".contains(&b))
+    let looks_float = t
+        .bytes()
+        .all(|b| b.is_ascii_digit() || b"+-.eE".contains(&b))
         && t.bytes().any(|b| b.is_ascii_digit());
     if looks_float {
         if let Ok(f) = t.parse::<f64>() {
@@ -256,7 +285,12 @@ const MAX_NODES: usize = 1_000_000;
 /// Parses every document of a YAML text. An empty file gives no document.
 pub fn parse(file: &Arc<str>, text: &str) -> Result<Vec<Node>, Diagnostic> {
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-    let mut b = Builder { file: file.clone(), parser: Parser::new_from_str(text), anchors: HashMap::new(), nodes: 0 };
+    let mut b = Builder {
+        file: file.clone(),
+        parser: Parser::new_from_str(text),
+        anchors: HashMap::new(),
+        nodes: 0,
+    };
     let mut docs = Vec::new();
     loop {
         let (ev, mark) = b.next()?;
@@ -298,7 +332,10 @@ impl Builder<'_> {
     fn count(&mut self, n: usize, span: &Span) -> Result<(), Diagnostic> {
         self.nodes += n;
         if self.nodes > MAX_NODES {
-            return Err(Diagnostic::error(span, "document expands to too many nodes through aliases"));
+            return Err(Diagnostic::error(
+                span,
+                "document expands to too many nodes through aliases",
+            ));
         }
         Ok(())
     }
@@ -310,8 +347,10 @@ impl Builder<'_> {
             ("!", "override") => Ok(Tag::Override),
             // Standard tags are accepted and ignored (a `!!str` scalar is a string).
             ("!!", _) | ("tag:yaml.org,2002:", _) => Ok(Tag::None),
-            (h, s) => Err(Diagnostic::error(span, format!("unsupported YAML tag `{h}{s}`"))
-                .with_hint("compose files know only the tags `!reset` and `!override`")),
+            (h, s) => Err(
+                Diagnostic::error(span, format!("unsupported YAML tag `{h}{s}`"))
+                    .with_hint("compose files know only the tags `!reset` and `!override`"),
+            ),
         }
     }
 
@@ -333,12 +372,20 @@ impl Builder<'_> {
                 let t = self.tag(tag, &span)?;
                 let forced_str = matches!(tag_kind, Some((ref h, ref s)) if (h == "!!" || h == "tag:yaml.org,2002:") && s == "str");
                 let quoted = style != TScalarStyle::Plain || forced_str;
-                let value = if !quoted && matches!(text.as_str(), "~" | "null" | "Null" | "NULL" | "") {
-                    Value::Null
-                } else {
-                    Value::Scalar(Scalar { text, quoted })
-                };
-                (Node { value, span, tag: t }, anchor)
+                let value =
+                    if !quoted && matches!(text.as_str(), "~" | "null" | "Null" | "NULL" | "") {
+                        Value::Null
+                    } else {
+                        Value::Scalar(Scalar { text, quoted })
+                    };
+                (
+                    Node {
+                        value,
+                        span,
+                        tag: t,
+                    },
+                    anchor,
+                )
             }
             Event::SequenceStart(anchor, tag) => {
                 let t = self.tag(tag, &span)?;
@@ -350,14 +397,33 @@ impl Builder<'_> {
                     }
                     items.push(self.node(ev, m)?);
                 }
-                (Node { value: Value::Seq(items), span, tag: t }, anchor)
+                (
+                    Node {
+                        value: Value::Seq(items),
+                        span,
+                        tag: t,
+                    },
+                    anchor,
+                )
             }
             Event::MappingStart(anchor, tag) => {
                 let t = self.tag(tag, &span)?;
                 let map = self.mapping()?;
-                (Node { value: Value::Map(map), span, tag: t }, anchor)
+                (
+                    Node {
+                        value: Value::Map(map),
+                        span,
+                        tag: t,
+                    },
+                    anchor,
+                )
             }
-            other => return Err(Diagnostic::error(&span, format!("unexpected YAML event {other:?}"))),
+            other => {
+                return Err(Diagnostic::error(
+                    &span,
+                    format!("unexpected YAML event {other:?}"),
+                ))
+            }
         };
         if anchor > 0 {
             self.anchors.insert(anchor, node.clone());
@@ -389,21 +455,38 @@ impl Builder<'_> {
             if let Some(prev) = map.key(&name) {
                 return Err(Diagnostic::error(
                     &key_span,
-                    format!("mapping key `{name}` already defined at line {}", prev.span.line),
+                    format!(
+                        "mapping key `{name}` already defined at line {}",
+                        prev.span.line
+                    ),
                 ));
             }
-            map.entries.push((Key { name, span: key_span }, value));
+            map.entries.push((
+                Key {
+                    name,
+                    span: key_span,
+                },
+                value,
+            ));
         }
         // Merge keys: explicit keys win; among merged maps the first one wins.
         for merged in merges {
             let sources: Vec<Node> = match merged.value {
                 Value::Map(_) => vec![merged],
                 Value::Seq(items) => items,
-                _ => return Err(Diagnostic::error(&merged.span, "`<<` takes a mapping or a sequence of mappings")),
+                _ => {
+                    return Err(Diagnostic::error(
+                        &merged.span,
+                        "`<<` takes a mapping or a sequence of mappings",
+                    ))
+                }
             };
             for src in sources {
                 let Value::Map(m) = src.value else {
-                    return Err(Diagnostic::error(&src.span, "`<<` takes a mapping or a sequence of mappings"));
+                    return Err(Diagnostic::error(
+                        &src.span,
+                        "`<<` takes a mapping or a sequence of mappings",
+                    ));
                 };
                 for (k, v) in m.entries {
                     if map.key(&k.name).is_none() {
@@ -453,7 +536,11 @@ mod tests {
     #[test]
     fn duplicate_keys_are_errors() {
         let e = parse(&Arc::from("t.yaml"), "a: 1\nb: 2\na: 3\n").unwrap_err();
-        assert!(e.message.contains("`a` already defined at line 1"), "{}", e.message);
+        assert!(
+            e.message.contains("`a` already defined at line 1"),
+            "{}",
+            e.message
+        );
         assert_eq!(e.span.line, 3);
     }
 
@@ -479,12 +566,21 @@ mod tests {
 
     #[test]
     fn plain_scalars_resolve_like_yaml_core() {
-        let s = |t: &str| Scalar { text: t.into(), quoted: false };
+        let s = |t: &str| Scalar {
+            text: t.into(),
+            quoted: false,
+        };
         assert_eq!(resolve_plain(&s("12")), Resolved::Int(12));
         assert_eq!(resolve_plain(&s("1.5")), Resolved::Float(1.5));
         assert_eq!(resolve_plain(&s("true")), Resolved::Bool(true));
         assert_eq!(resolve_plain(&s("yes")), Resolved::Str("yes"));
         assert_eq!(resolve_plain(&s("8080:80")), Resolved::Str("8080:80"));
-        assert_eq!(resolve_plain(&Scalar { text: "12".into(), quoted: true }), Resolved::Str("12"));
+        assert_eq!(
+            resolve_plain(&Scalar {
+                text: "12".into(),
+                quoted: true
+            }),
+            Resolved::Str("12")
+        );
     }
 }

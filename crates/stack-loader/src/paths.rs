@@ -55,14 +55,19 @@ pub fn resolve(doc: &mut Node, base: &Path, home: Option<&Path>) {
     let Some(root) = doc.as_map_mut() else { return };
     if let Some(Value::Map(services)) = root.get_mut("services").map(|n| &mut n.value) {
         for (_, svc) in services.entries.iter_mut() {
-            let Some(svc) = svc.as_map_mut() else { continue };
+            let Some(svc) = svc.as_map_mut() else {
+                continue;
+            };
             if let Some(b) = svc.get_mut("build").and_then(Node::as_map_mut) {
                 if let Some(c) = b.get_mut("context") {
                     fix(c, base, home);
                 }
-                if let Some(Value::Map(ac)) = b.get_mut("additional_contexts").map(|n| &mut n.value) {
+                if let Some(Value::Map(ac)) = b.get_mut("additional_contexts").map(|n| &mut n.value)
+                {
                     for (_, v) in ac.entries.iter_mut() {
-                        if v.as_str().is_some_and(|s| !s.contains(':') || s.starts_with('.') || s.starts_with('/')) {
+                        if v.as_str().is_some_and(|s| {
+                            !s.contains(':') || s.starts_with('.') || s.starts_with('/')
+                        }) {
                             fix(v, base, home);
                         }
                     }
@@ -108,10 +113,17 @@ pub fn resolve(doc: &mut Node, base: &Path, home: Option<&Path>) {
     }
     if let Some(Value::Map(vols)) = root.get_mut("volumes").map(|n| &mut n.value) {
         for (_, v) in vols.entries.iter_mut() {
-            let Some(opts) = v.as_map_mut().and_then(|m| m.get_mut("driver_opts")).and_then(Node::as_map_mut) else {
+            let Some(opts) = v
+                .as_map_mut()
+                .and_then(|m| m.get_mut("driver_opts"))
+                .and_then(Node::as_map_mut)
+            else {
                 continue;
             };
-            let bind = opts.get("o").and_then(Node::as_str).is_some_and(|o| o.split(',').any(|x| x == "bind"));
+            let bind = opts
+                .get("o")
+                .and_then(Node::as_str)
+                .is_some_and(|o| o.split(',').any(|x| x == "bind"));
             if let (true, Some(dev)) = (bind, opts.get_mut("device")) {
                 fix(dev, base, home);
             }

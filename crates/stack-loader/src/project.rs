@@ -33,7 +33,9 @@ const NAME_RULE: &str =
 
 fn valid_name(n: &str) -> bool {
     let mut chars = n.chars();
-    chars.next().is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
         && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
 }
 
@@ -68,7 +70,11 @@ pub fn resolve_name(
     if let Some(n) = env.get("COMPOSE_PROJECT_NAME").filter(|n| !n.is_empty()) {
         return check(n, &Span::whole("COMPOSE_PROJECT_NAME"), diags);
     }
-    let from_files = parsed.iter().flat_map(|(_, docs)| docs.iter()).filter_map(|d| d.get("name")).last();
+    let from_files = parsed
+        .iter()
+        .flat_map(|(_, docs)| docs.iter())
+        .filter_map(|d| d.get("name"))
+        .last();
     if let Some(n) = from_files {
         let mut unset = Vec::new();
         let lookup = env.lookup();
@@ -87,7 +93,10 @@ pub fn resolve_name(
             }
         }
     }
-    let base = project_dir.file_name().map(|s| s.to_string_lossy().to_string()).unwrap_or_default();
+    let base = project_dir
+        .file_name()
+        .map(|s| s.to_string_lossy().to_string())
+        .unwrap_or_default();
     let n = normalize_name(&base);
     if n.is_empty() {
         diags.error(
@@ -100,18 +109,36 @@ pub fn resolve_name(
 }
 
 fn services(root: &Node) -> Vec<(&Key, &Node)> {
-    root.get("services").and_then(Node::as_map).map(|m| m.iter().collect()).unwrap_or_default()
+    root.get("services")
+        .and_then(Node::as_map)
+        .map(|m| m.iter().collect())
+        .unwrap_or_default()
 }
 
 fn strs(n: Option<&Node>) -> Vec<String> {
-    n.and_then(Node::as_seq).map(|s| s.iter().filter_map(|i| i.as_str().map(str::to_string)).collect()).unwrap_or_default()
+    n.and_then(Node::as_seq)
+        .map(|s| {
+            s.iter()
+                .filter_map(|i| i.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// Leaves out services whose profiles are all disabled.
-fn apply_profiles(root: &mut Node, opts: &Options, env: &Environment) -> (Vec<String>, Vec<String>) {
+fn apply_profiles(
+    root: &mut Node,
+    opts: &Options,
+    env: &Environment,
+) -> (Vec<String>, Vec<String>) {
     let mut enabled: BTreeSet<String> = opts.profiles.iter().cloned().collect();
     if let Some(p) = env.get("COMPOSE_PROFILES") {
-        enabled.extend(p.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_string));
+        enabled.extend(
+            p.split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_string),
+        );
     }
     let mut all = BTreeSet::new();
     for (k, s) in services(root) {
@@ -122,7 +149,11 @@ fn apply_profiles(root: &mut Node, opts: &Options, env: &Environment) -> (Vec<St
         }
     }
     let mut disabled = Vec::new();
-    if let Some(m) = root.as_map_mut().and_then(|m| m.get_mut("services")).and_then(Node::as_map_mut) {
+    if let Some(m) = root
+        .as_map_mut()
+        .and_then(|m| m.get_mut("services"))
+        .and_then(Node::as_map_mut)
+    {
         m.entries.retain(|(k, s)| {
             let profiles = strs(s.get("profiles"));
             let on = profiles.is_empty()
@@ -141,12 +172,28 @@ fn apply_profiles(root: &mut Node, opts: &Options, env: &Environment) -> (Vec<St
 /// Cross-references: every name a service uses must be defined.
 fn check_references(root: &Node, disabled: &[String], diags: &mut Diagnostics) {
     let defined = |section: &str| -> Vec<String> {
-        root.get(section).and_then(Node::as_map).map(|m| m.keys().map(str::to_string).collect()).unwrap_or_default()
+        root.get(section)
+            .and_then(Node::as_map)
+            .map(|m| m.keys().map(str::to_string).collect())
+            .unwrap_or_default()
     };
-    let (networks, volumes, secrets, configs) = (defined("networks"), defined("volumes"), defined("secrets"), defined("configs"));
+    let (networks, volumes, secrets, configs) = (
+        defined("networks"),
+        defined("volumes"),
+        defined("secrets"),
+        defined("configs"),
+    );
     let service_names: Vec<String> = services(root).iter().map(|(k, _)| k.name.clone()).collect();
-    let undefined = |kind: &str, svc: &str, name: &str, span: &Span, known: &[String], diags: &mut Diagnostics| {
-        let mut d = Diagnostic::error(span, format!("service `{svc}` refers to undefined {kind} `{name}`"));
+    let undefined = |kind: &str,
+                     svc: &str,
+                     name: &str,
+                     span: &Span,
+                     known: &[String],
+                     diags: &mut Diagnostics| {
+        let mut d = Diagnostic::error(
+            span,
+            format!("service `{svc}` refers to undefined {kind} `{name}`"),
+        );
         if let Some(s) = did_you_mean(name, known.iter().map(String::as_str)) {
             d = d.with_hint(format!("did you mean `{s}`?"));
         } else if kind != "service" {
@@ -157,7 +204,10 @@ fn check_references(root: &Node, disabled: &[String], diags: &mut Diagnostics) {
     for (k, s) in services(root) {
         let svc = k.name.as_str();
         if s.get("image").is_none() && s.get("build").is_none() && s.get("provider").is_none() {
-            diags.error(&k.span, format!("service `{svc}` has neither an image nor a build context specified"));
+            diags.error(
+                &k.span,
+                format!("service `{svc}` has neither an image nor a build context specified"),
+            );
         }
         if let Some(deps) = s.get("depends_on").and_then(Node::as_map) {
             for (dk, dv) in deps.iter() {
@@ -166,7 +216,13 @@ fn check_references(root: &Node, disabled: &[String], diags: &mut Diagnostics) {
                     continue;
                 }
                 if disabled.contains(&dk.name) && required {
-                    diags.error(&dk.span, format!("service `{svc}` depends on `{}`, which is disabled by its profiles", dk.name));
+                    diags.error(
+                        &dk.span,
+                        format!(
+                            "service `{svc}` depends on `{}`, which is disabled by its profiles",
+                            dk.name
+                        ),
+                    );
                 } else if !required {
                     diags.warning(&dk.span, format!("service `{svc}` has an optional dependency on `{}`, which is not defined", dk.name));
                 } else if !disabled.contains(&dk.name) {
@@ -181,12 +237,27 @@ fn check_references(root: &Node, disabled: &[String], diags: &mut Diagnostics) {
                 }
             }
             if s.get("networks").is_some() {
-                diags.error(&mode.span, format!("service `{svc}` sets both `network_mode` and `networks`"));
+                diags.error(
+                    &mode.span,
+                    format!("service `{svc}` sets both `network_mode` and `networks`"),
+                );
             }
         }
-        for v in s.get("volumes_from").and_then(Node::as_seq).unwrap_or_default() {
-            let name = v.as_str().unwrap_or_default().split(':').next().unwrap_or_default();
-            if !name.is_empty() && !name.starts_with("container") && !service_names.contains(&name.to_string()) {
+        for v in s
+            .get("volumes_from")
+            .and_then(Node::as_seq)
+            .unwrap_or_default()
+        {
+            let name = v
+                .as_str()
+                .unwrap_or_default()
+                .split(':')
+                .next()
+                .unwrap_or_default();
+            if !name.is_empty()
+                && !name.starts_with("container")
+                && !service_names.contains(&name.to_string())
+            {
                 undefined("service", svc, name, &v.span, &service_names, diags);
             }
         }
@@ -206,7 +277,11 @@ fn check_references(root: &Node, disabled: &[String], diags: &mut Diagnostics) {
             }
         }
         for (kind, known) in [("secret", &secrets), ("config", &configs)] {
-            for r in s.get(&format!("{kind}s")).and_then(Node::as_seq).unwrap_or_default() {
+            for r in s
+                .get(&format!("{kind}s"))
+                .and_then(Node::as_seq)
+                .unwrap_or_default()
+            {
                 if let Some(src) = r.get("source").and_then(Node::as_str) {
                     if !known.contains(&src.to_string()) {
                         undefined(kind, svc, src, &r.span, known, diags);
@@ -215,8 +290,10 @@ fn check_references(root: &Node, disabled: &[String], diags: &mut Diagnostics) {
             }
         }
         if let Some(cn) = s.get("container_name") {
-            let count = |n: Option<&Node>| n.and_then(Node::as_str).and_then(|v| v.parse::<i64>().ok());
-            let replicas = count(s.get("scale")).or_else(|| count(s.get("deploy").and_then(|d| d.get("replicas"))));
+            let count =
+                |n: Option<&Node>| n.and_then(Node::as_str).and_then(|v| v.parse::<i64>().ok());
+            let replicas = count(s.get("scale"))
+                .or_else(|| count(s.get("deploy").and_then(|d| d.get("replicas"))));
             if replicas.is_some_and(|r| r > 1) {
                 diags.error(
                     &cn.span,
@@ -228,7 +305,12 @@ fn check_references(root: &Node, disabled: &[String], diags: &mut Diagnostics) {
     // Cycles.
     let mut edges = Vec::new();
     for (k, s) in services(root) {
-        for dep in s.get("depends_on").and_then(Node::as_map).map(|m| m.keys().collect::<Vec<_>>()).unwrap_or_default() {
+        for dep in s
+            .get("depends_on")
+            .and_then(Node::as_map)
+            .map(|m| m.keys().collect::<Vec<_>>())
+            .unwrap_or_default()
+        {
             edges.push(stack_graph::Edge {
                 from: k.name.clone(),
                 to: dep.to_string(),
@@ -240,14 +322,20 @@ fn check_references(root: &Node, disabled: &[String], diags: &mut Diagnostics) {
     let graph = stack_graph::Graph::new(service_names.clone(), edges);
     for cycle in graph.cycles() {
         let first = &cycle.0[0];
-        let span = services(root).iter().find(|(k, _)| k.name == *first).map(|(k, _)| k.span.clone()).unwrap_or_else(|| root.span.clone());
+        let span = services(root)
+            .iter()
+            .find(|(k, _)| k.name == *first)
+            .map(|(k, _)| k.span.clone())
+            .unwrap_or_else(|| root.span.clone());
         diags.error(&span, format!("dependency cycle between services: {cycle}"));
     }
 }
 
 /// Takes the `x-*` keys out of a mapping.
 fn take_extensions(m: &mut Map) -> Vec<(Key, Node)> {
-    let (ext, rest): (Vec<_>, Vec<_>) = std::mem::take(&mut m.entries).into_iter().partition(|(k, _)| k.name.starts_with("x-"));
+    let (ext, rest): (Vec<_>, Vec<_>) = std::mem::take(&mut m.entries)
+        .into_iter()
+        .partition(|(k, _)| k.name.starts_with("x-"));
     m.entries = rest;
     ext
 }
@@ -261,12 +349,21 @@ fn remove_extensions_deep(n: &mut Node, free_keys: bool) {
             for (k, v) in m.entries.iter_mut() {
                 let free = matches!(
                     k.name.as_str(),
-                    "labels" | "environment" | "annotations" | "sysctls" | "args" | "driver_opts" | "options" | "extra_hosts"
+                    "labels"
+                        | "environment"
+                        | "annotations"
+                        | "sysctls"
+                        | "args"
+                        | "driver_opts"
+                        | "options"
+                        | "extra_hosts"
                 );
                 remove_extensions_deep(v, free);
             }
         }
-        Value::Seq(items) => items.iter_mut().for_each(|i| remove_extensions_deep(i, false)),
+        Value::Seq(items) => items
+            .iter_mut()
+            .for_each(|i| remove_extensions_deep(i, false)),
         _ => {}
     }
 }
@@ -276,7 +373,9 @@ type Extensions = Vec<(Option<(&'static str, String)>, Vec<(Key, Node)>)>;
 
 fn extract_extensions(root: &mut Node) -> Extensions {
     let mut out = Vec::new();
-    let Some(top) = root.as_map_mut() else { return out };
+    let Some(top) = root.as_map_mut() else {
+        return out;
+    };
     out.push((None, take_extensions(top)));
     for section in ["services", "networks", "volumes", "secrets", "configs"] {
         if let Some(items) = top.get_mut(section).and_then(Node::as_map_mut) {
@@ -296,7 +395,11 @@ fn normalize(root: &mut Node, name: &str, env: &Environment, diags: &mut Diagnos
     let span = root.span.clone();
     let mut uses_default = false;
     let lookup = env.lookup();
-    if let Some(svcs) = root.as_map_mut().and_then(|m| m.get_mut("services")).and_then(Node::as_map_mut) {
+    if let Some(svcs) = root
+        .as_map_mut()
+        .and_then(|m| m.get_mut("services"))
+        .and_then(Node::as_map_mut)
+    {
         for (_, s) in svcs.entries.iter_mut() {
             let Some(m) = s.as_map_mut() else { continue };
             if m.get("network_mode").is_none() && m.get("networks").is_none() {
@@ -309,7 +412,11 @@ fn normalize(root: &mut Node, name: &str, env: &Environment, diags: &mut Diagnos
             }
             // Implicit dependencies.
             let mut implicit: Vec<String> = Vec::new();
-            if let Some(other) = m.get("network_mode").and_then(Node::as_str).and_then(|v| v.strip_prefix("service:")) {
+            if let Some(other) = m
+                .get("network_mode")
+                .and_then(Node::as_str)
+                .and_then(|v| v.strip_prefix("service:"))
+            {
                 implicit.push(other.to_string());
             }
             for v in strs(m.get("volumes_from")) {
@@ -329,7 +436,11 @@ fn normalize(root: &mut Node, name: &str, env: &Environment, diags: &mut Diagnos
                     for d in implicit {
                         if deps.get(&d).is_none() {
                             let mut dm = Map::default();
-                            set(&mut dm, "condition", Node::string("service_started", span.clone()));
+                            set(
+                                &mut dm,
+                                "condition",
+                                Node::string("service_started", span.clone()),
+                            );
                             set(&mut dm, "required", Node::plain("true", span.clone()));
                             set(deps, &d, Node::map(dm, span.clone()));
                         }
@@ -359,7 +470,9 @@ fn normalize(root: &mut Node, name: &str, env: &Environment, diags: &mut Diagnos
         }
     }
     for section in ["networks", "volumes", "secrets", "configs"] {
-        let Some(items) = top.get_mut(section).and_then(Node::as_map_mut) else { continue };
+        let Some(items) = top.get_mut(section).and_then(Node::as_map_mut) else {
+            continue;
+        };
         for (k, v) in items.entries.iter_mut() {
             if v.is_null() {
                 *v = Node::map(Map::default(), k.span.clone());
@@ -369,17 +482,27 @@ fn normalize(root: &mut Node, name: &str, env: &Environment, diags: &mut Diagnos
                 continue;
             }
             let external = m.get("external").and_then(Node::as_str) == Some("true");
-            let n = if external { k.name.clone() } else { format!("{name}_{}", k.name) };
+            let n = if external {
+                k.name.clone()
+            } else {
+                format!("{name}_{}", k.name)
+            };
             set(m, "name", Node::string(n, k.span.clone()));
         }
     }
 }
 
 /// `env_file` contents and bare `KEY` entries resolved into `environment`.
-fn resolve_environment(m: &mut Map, lookup: &dyn Fn(&str) -> Option<String>, diags: &mut Diagnostics) {
+fn resolve_environment(
+    m: &mut Map,
+    lookup: &dyn Fn(&str) -> Option<String>,
+    diags: &mut Diagnostics,
+) {
     let mut from_files: Vec<(String, String, Span)> = Vec::new();
     for f in m.get("env_file").and_then(Node::as_seq).unwrap_or_default() {
-        let Some(path) = f.get("path").and_then(Node::as_str) else { continue };
+        let Some(path) = f.get("path").and_then(Node::as_str) else {
+            continue;
+        };
         let required = f.get("required").and_then(Node::as_str) != Some("false");
         let raw = f.get("format").and_then(Node::as_str) == Some("raw");
         match std::fs::read_to_string(path) {
@@ -397,7 +520,9 @@ fn resolve_environment(m: &mut Map, lookup: &dyn Fn(&str) -> Option<String>, dia
                     crate::dotenv::parse(&text, &lookup)
                 };
                 match parsed {
-                    Ok(vars) => from_files.extend(vars.into_iter().map(|(k, v)| (k, v, f.span.clone()))),
+                    Ok(vars) => {
+                        from_files.extend(vars.into_iter().map(|(k, v)| (k, v, f.span.clone())))
+                    }
                     Err(e) => diags.error(&f.span, format!("env file `{path}`: {e}")),
                 }
             }
@@ -408,13 +533,28 @@ fn resolve_environment(m: &mut Map, lookup: &dyn Fn(&str) -> Option<String>, dia
     let span = m.get("env_file").map(|n| n.span.clone());
     if !from_files.is_empty() {
         if m.get("environment").is_none() {
-            set(m, "environment", Node::map(Map::default(), span.clone().unwrap_or_else(|| Span::whole(""))));
+            set(
+                m,
+                "environment",
+                Node::map(
+                    Map::default(),
+                    span.clone().unwrap_or_else(|| Span::whole("")),
+                ),
+            );
         }
     }
-    let Some(envm) = m.get_mut("environment").and_then(Node::as_map_mut) else { return };
+    let Some(envm) = m.get_mut("environment").and_then(Node::as_map_mut) else {
+        return;
+    };
     for (k, v, s) in from_files {
         if envm.get(&k).is_none() {
-            envm.insert(Key { name: k, span: s.clone() }, Node::string(v, s));
+            envm.insert(
+                Key {
+                    name: k,
+                    span: s.clone(),
+                },
+                Node::string(v, s),
+            );
         }
     }
     for (k, v) in envm.entries.iter_mut() {
@@ -436,7 +576,9 @@ pub fn build(
     files: Vec<PathBuf>,
     mut diags: Diagnostics,
 ) -> Result<Loaded, LoadError> {
-    let fail = |diags: Diagnostics| LoadError { diagnostics: diags.into_vec() };
+    let fail = |diags: Diagnostics| LoadError {
+        diagnostics: diags.into_vec(),
+    };
     let (disabled, profiles) = apply_profiles(&mut root, opts, env);
     check_references(&root, &disabled, &mut diags);
     if let Some(m) = root.as_map_mut() {
@@ -464,7 +606,11 @@ pub fn build(
         }
         let values: Vec<(String, stack_model::Value)> = ext
             .iter()
-            .filter_map(|(k, v)| crate::de::from_node::<stack_model::Value>(v).ok().map(|val| (k.name.clone(), val)))
+            .filter_map(|(k, v)| {
+                crate::de::from_node::<stack_model::Value>(v)
+                    .ok()
+                    .map(|val| (k.name.clone(), val))
+            })
             .collect();
         let target = match place {
             None => Some(&mut project.extensions),

@@ -22,7 +22,9 @@ pub fn to_yaml<T: Serialize>(value: &T) -> Result<String, RenderError> {
 }
 
 pub fn to_json<T: Serialize>(value: &T) -> Result<String, RenderError> {
-    serde_json::to_string_pretty(value).map(|s| s + "\n").map_err(|e| RenderError(e.to_string()))
+    serde_json::to_string_pretty(value)
+        .map(|s| s + "\n")
+        .map_err(|e| RenderError(e.to_string()))
 }
 
 #[derive(Clone, Copy, PartialEq)]
@@ -107,7 +109,20 @@ fn resolves_to_non_string(s: &str) -> bool {
     let lower = s.to_ascii_lowercase();
     if matches!(
         lower.as_str(),
-        "" | "~" | "null" | "true" | "false" | "yes" | "no" | "on" | "off" | "y" | "n" | ".inf" | "-.inf" | "+.inf" | ".nan"
+        "" | "~"
+            | "null"
+            | "true"
+            | "false"
+            | "yes"
+            | "no"
+            | "on"
+            | "off"
+            | "y"
+            | "n"
+            | ".inf"
+            | "-.inf"
+            | "+.inf"
+            | ".nan"
     ) {
         return true;
     }
@@ -119,7 +134,11 @@ fn resolves_to_non_string(s: &str) -> bool {
     if t.chars().all(|c| c.is_ascii_digit()) {
         return true;
     }
-    if let Some(h) = t.strip_prefix("0x").or_else(|| t.strip_prefix("0o")).or_else(|| t.strip_prefix("0b")) {
+    if let Some(h) = t
+        .strip_prefix("0x")
+        .or_else(|| t.strip_prefix("0o"))
+        .or_else(|| t.strip_prefix("0b"))
+    {
         return !h.is_empty() && h.chars().all(|c| c.is_ascii_hexdigit());
     }
     // Floats: 1.5, .5, 1e3, 1.5e-3; also sexagesimal 1:30 in YAML 1.1.
@@ -134,26 +153,45 @@ fn is_sexagesimal(t: &str) -> bool {
     parts.len() > 1
         && parts[0].chars().all(|c| c.is_ascii_digit())
         && !parts[0].is_empty()
-        && parts[1..].iter().all(|p| !p.is_empty() && p.len() <= 2 && p.chars().all(|c| c.is_ascii_digit()) && p.parse::<u8>().is_ok_and(|v| v < 60))
+        && parts[1..].iter().all(|p| {
+            !p.is_empty()
+                && p.len() <= 2
+                && p.chars().all(|c| c.is_ascii_digit())
+                && p.parse::<u8>().is_ok_and(|v| v < 60)
+        })
 }
 
 fn plain_allowed(s: &str) -> bool {
-    let first = s.chars().next().unwrap_or(' ');
-    if "-?:,[]{}#&*!|>'\"%@`".contains(first) {
-        // `-foo` and `:foo` are plain-safe when followed by a non-space; libyaml is stricter: keep it simple and quote.
+    let mut chars = s.chars();
+    let first = chars.next().unwrap_or(' ');
+    let second = chars.next();
+    if "-?:".contains(first) {
+        // `-foo`, `?foo`, `:foo`: plain when a non-space follows the indicator.
+        if second.is_none_or(|c| c == ' ') {
+            return false;
+        }
+    } else if ",[]{}#&*!|>'\"%@`".contains(first) {
         return false;
     }
     if s.starts_with(' ') || s.ends_with(' ') || s.ends_with(':') {
         return false;
     }
-    if s.contains(": ") || s.contains(" #") || s.contains('\t') || s.contains(",") && s.contains('{') {
+    if s.contains(": ")
+        || s.contains(" #")
+        || s.contains('\t')
+        || s.contains(",") && s.contains('{')
+    {
         return false;
     }
     s.chars().all(|c| !c.is_control() || c == '\n')
 }
 
 fn string(s: &str, indent: usize) -> String {
-    if s.contains('\n') && s.chars().all(|c| !c.is_control() || c == '\n') && !s.lines().any(|l| l.ends_with(' ')) && !s.starts_with(' ') {
+    if s.contains('\n')
+        && s.chars().all(|c| !c.is_control() || c == '\n')
+        && !s.lines().any(|l| l.ends_with(' '))
+        && !s.starts_with(' ')
+    {
         let chomp = if s.ends_with("\n\n") {
             "+"
         } else if s.ends_with('\n') {
@@ -231,7 +269,10 @@ mod tests {
         let s = Svc {
             command: vec!["echo".into(), "a: b".into(), "true".into()],
             image: "nginx:1.25".into(),
-            ports: vec![Port { target: 80, published: "8080".into() }],
+            ports: vec![Port {
+                target: 80,
+                published: "8080".into(),
+            }],
             labels: [("a".to_string(), String::new())].into_iter().collect(),
             empty: vec![],
             script: "line1\nline2\n".into(),

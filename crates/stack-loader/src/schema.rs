@@ -64,17 +64,30 @@ pub static PROJECT: Obj = Obj {
 static INCLUDE: Obj = Obj {
     name: "include",
     ext: false,
-    fields: &[("path", StrOrList), ("env_file", StrOrList), ("project_directory", Str)],
+    fields: &[
+        ("path", StrOrList),
+        ("env_file", StrOrList),
+        ("project_directory", Str),
+    ],
 };
 
 static MODEL: Obj = Obj {
     name: "model",
     ext: true,
-    fields: &[("name", Str), ("model", Str), ("context_size", Int), ("runtime_flags", STR_LIST)],
+    fields: &[
+        ("name", Str),
+        ("model", Str),
+        ("context_size", Int),
+        ("runtime_flags", STR_LIST),
+    ],
 };
 
 const EXTERNAL: T = OneOf(&[Bool, Obj(&EXTERNAL_OBJ)]);
-static EXTERNAL_OBJ: Obj = Obj { name: "external", ext: true, fields: &[("name", Str)] };
+static EXTERNAL_OBJ: Obj = Obj {
+    name: "external",
+    ext: true,
+    fields: &[("name", Str)],
+};
 
 pub static NETWORK: Obj = Obj {
     name: "network",
@@ -96,13 +109,22 @@ pub static NETWORK: Obj = Obj {
 static IPAM: Obj = Obj {
     name: "ipam",
     ext: true,
-    fields: &[("driver", Str), ("config", List(&Obj(&IPAM_CONFIG))), ("options", Map(&Str))],
+    fields: &[
+        ("driver", Str),
+        ("config", List(&Obj(&IPAM_CONFIG))),
+        ("options", Map(&Str)),
+    ],
 };
 
 static IPAM_CONFIG: Obj = Obj {
     name: "ipam config",
     ext: true,
-    fields: &[("subnet", Str), ("ip_range", Str), ("gateway", Str), ("aux_addresses", Map(&Str))],
+    fields: &[
+        ("subnet", Str),
+        ("ip_range", Str),
+        ("gateway", Str),
+        ("aux_addresses", Map(&Str)),
+    ],
 };
 
 pub static VOLUME: Obj = Obj {
@@ -192,19 +214,36 @@ static BUILD: Obj = Obj {
     ],
 };
 
-static ULIMIT: Obj = Obj { name: "ulimit", ext: true, fields: &[("soft", Int), ("hard", Int)] };
+static ULIMIT: Obj = Obj {
+    name: "ulimit",
+    ext: true,
+    fields: &[("soft", Int), ("hard", Int)],
+};
 
 static FILE_REF: Obj = Obj {
     name: "file reference",
     ext: true,
-    fields: &[("source", Str), ("target", Str), ("uid", Str), ("gid", Str), ("mode", OneOf(&[Int, Str]))],
+    fields: &[
+        ("source", Str),
+        ("target", Str),
+        ("uid", Str),
+        ("gid", Str),
+        ("mode", OneOf(&[Int, Str])),
+    ],
 };
 
 static DEPENDS_ON_ENTRY: Obj = Obj {
     name: "depends_on entry",
     ext: true,
     fields: &[
-        ("condition", Enum(&["service_started", "service_healthy", "service_completed_successfully"])),
+        (
+            "condition",
+            Enum(&[
+                "service_started",
+                "service_healthy",
+                "service_completed_successfully",
+            ]),
+        ),
         ("restart", Bool),
         ("required", Bool),
     ],
@@ -228,7 +267,10 @@ static SERVICE_VOLUME: Obj = Obj {
     name: "volume mount",
     ext: true,
     fields: &[
-        ("type", Enum(&["bind", "volume", "tmpfs", "cluster", "npipe", "image"])),
+        (
+            "type",
+            Enum(&["bind", "volume", "tmpfs", "cluster", "npipe", "image"]),
+        ),
         ("source", Str),
         ("target", Str),
         ("read_only", Bool),
@@ -245,14 +287,28 @@ static BIND_OPTS: Obj = Obj {
     fields: &[
         ("propagation", Str),
         ("create_host_path", Bool),
-        ("recursive", Enum(&["enabled", "disabled", "writable", "readonly"])),
+        (
+            "recursive",
+            Enum(&["enabled", "disabled", "writable", "readonly"]),
+        ),
         ("selinux", Enum(&["z", "Z"])),
     ],
 };
-static VOLUME_OPTS: Obj =
-    Obj { name: "volume options", ext: true, fields: &[("labels", LABELS), ("nocopy", Bool), ("subpath", Str)] };
-static TMPFS_OPTS: Obj = Obj { name: "tmpfs options", ext: true, fields: &[("size", Bytes), ("mode", Num)] };
-static IMAGE_OPTS: Obj = Obj { name: "image options", ext: true, fields: &[("subpath", Str)] };
+static VOLUME_OPTS: Obj = Obj {
+    name: "volume options",
+    ext: true,
+    fields: &[("labels", LABELS), ("nocopy", Bool), ("subpath", Str)],
+};
+static TMPFS_OPTS: Obj = Obj {
+    name: "tmpfs options",
+    ext: true,
+    fields: &[("size", Bytes), ("mode", Num)],
+};
+static IMAGE_OPTS: Obj = Obj {
+    name: "image options",
+    ext: true,
+    fields: &[("subpath", Str)],
+};
 
 static SERVICE_NETWORK: Obj = Obj {
     name: "service network",
@@ -270,16 +326,29 @@ static SERVICE_NETWORK: Obj = Obj {
     ],
 };
 
-static LOGGING: Obj =
-    Obj { name: "logging", ext: true, fields: &[("driver", Str), ("options", Map(&OneOf(&[Str, Num])))] };
+static LOGGING: Obj = Obj {
+    name: "logging",
+    ext: true,
+    fields: &[("driver", Str), ("options", Map(&OneOf(&[Str, Num])))],
+};
 
 static RESOURCES: Obj = Obj {
     name: "resources",
     ext: true,
-    fields: &[("limits", Obj(&RESOURCE_LIMITS)), ("reservations", Obj(&RESOURCE_RESERVATIONS))],
+    fields: &[
+        ("limits", Obj(&RESOURCE_LIMITS)),
+        ("reservations", Obj(&RESOURCE_RESERVATIONS)),
+    ],
 };
-static RESOURCE_LIMITS: Obj =
-    Obj { name: "limits", ext: true, fields: &[("cpus", OneOf(&[Num, Str])), ("memory", Bytes), ("pids", Int)] };
+static RESOURCE_LIMITS: Obj = Obj {
+    name: "limits",
+    ext: true,
+    fields: &[
+        ("cpus", OneOf(&[Num, Str])),
+        ("memory", Bytes),
+        ("pids", Int),
+    ],
+};
 static RESOURCE_RESERVATIONS: Obj = Obj {
     name: "reservations",
     ext: true,
@@ -304,7 +373,12 @@ static DEVICE_REQUEST: Obj = Obj {
 static RESTART_POLICY: Obj = Obj {
     name: "restart_policy",
     ext: true,
-    fields: &[("condition", Str), ("delay", Duration), ("max_attempts", Int), ("window", Duration)],
+    fields: &[
+        ("condition", Str),
+        ("delay", Duration),
+        ("max_attempts", Int),
+        ("window", Duration),
+    ],
 };
 static UPDATE_CONFIG: Obj = Obj {
     name: "update_config",
@@ -321,7 +395,11 @@ static UPDATE_CONFIG: Obj = Obj {
 static PLACEMENT: Obj = Obj {
     name: "placement",
     ext: true,
-    fields: &[("constraints", STR_LIST), ("preferences", List(&Any)), ("max_replicas_per_node", Int)],
+    fields: &[
+        ("constraints", STR_LIST),
+        ("preferences", List(&Any)),
+        ("max_replicas_per_node", Int),
+    ],
 };
 static DEPLOY: Obj = Obj {
     name: "deploy",
@@ -339,13 +417,20 @@ static DEPLOY: Obj = Obj {
     ],
 };
 
-static DEVELOP: Obj = Obj { name: "develop", ext: true, fields: &[("watch", List(&Obj(&WATCH)))] };
+static DEVELOP: Obj = Obj {
+    name: "develop",
+    ext: true,
+    fields: &[("watch", List(&Obj(&WATCH)))],
+};
 static WATCH: Obj = Obj {
     name: "watch rule",
     ext: true,
     fields: &[
         ("path", Str),
-        ("action", Enum(&["rebuild", "sync", "restart", "sync+restart", "sync+exec"])),
+        (
+            "action",
+            Enum(&["rebuild", "sync", "restart", "sync+restart", "sync+exec"]),
+        ),
         ("target", Str),
         ("ignore", StrOrList),
         ("include", StrOrList),
@@ -356,10 +441,20 @@ static WATCH: Obj = Obj {
 static HOOK: Obj = Obj {
     name: "hook",
     ext: true,
-    fields: &[("command", COMMAND), ("user", Str), ("privileged", Bool), ("working_dir", Str), ("environment", ListOrMap)],
+    fields: &[
+        ("command", COMMAND),
+        ("user", Str),
+        ("privileged", Bool),
+        ("working_dir", Str),
+        ("environment", ListOrMap),
+    ],
 };
 
-static BLKIO_DEVICE: Obj = Obj { name: "blkio device", ext: false, fields: &[("path", Str), ("rate", OneOf(&[Int, Str])), ("weight", Int)] };
+static BLKIO_DEVICE: Obj = Obj {
+    name: "blkio device",
+    ext: false,
+    fields: &[("path", Str), ("rate", OneOf(&[Int, Str])), ("weight", Int)],
+};
 static BLKIO: Obj = Obj {
     name: "blkio_config",
     ext: false,
@@ -379,18 +474,35 @@ static ENV_FILE_ENTRY: Obj = Obj {
     fields: &[("path", Str), ("required", Bool), ("format", Str)],
 };
 
-static DEVICE: Obj =
-    Obj { name: "device", ext: false, fields: &[("source", Str), ("target", Str), ("permissions", Str)] };
+static DEVICE: Obj = Obj {
+    name: "device",
+    ext: false,
+    fields: &[("source", Str), ("target", Str), ("permissions", Str)],
+};
 
-static EXTENDS: Obj = Obj { name: "extends", ext: false, fields: &[("service", Str), ("file", Str)] };
+static EXTENDS: Obj = Obj {
+    name: "extends",
+    ext: false,
+    fields: &[("service", Str), ("file", Str)],
+};
 
-static CREDENTIAL_SPEC: Obj =
-    Obj { name: "credential_spec", ext: true, fields: &[("config", Str), ("file", Str), ("registry", Str)] };
+static CREDENTIAL_SPEC: Obj = Obj {
+    name: "credential_spec",
+    ext: true,
+    fields: &[("config", Str), ("file", Str), ("registry", Str)],
+};
 
-static PROVIDER: Obj = Obj { name: "provider", ext: true, fields: &[("type", Str), ("options", Map(&Any))] };
+static PROVIDER: Obj = Obj {
+    name: "provider",
+    ext: true,
+    fields: &[("type", Str), ("options", Map(&Any))],
+};
 
-static SERVICE_MODEL: Obj =
-    Obj { name: "service model", ext: false, fields: &[("endpoint_var", Str), ("model_var", Str)] };
+static SERVICE_MODEL: Obj = Obj {
+    name: "service model",
+    ext: false,
+    fields: &[("endpoint_var", Str), ("model_var", Str)],
+};
 
 pub static SERVICE: Obj = Obj {
     name: "service",
@@ -417,7 +529,10 @@ pub static SERVICE: Obj = Obj {
         ("cpus", OneOf(&[Num, Str])),
         ("cpuset", Str),
         ("credential_spec", Obj(&CREDENTIAL_SPEC)),
-        ("depends_on", OneOf(&[STR_LIST, Map(&Obj(&DEPENDS_ON_ENTRY))])),
+        (
+            "depends_on",
+            OneOf(&[STR_LIST, Map(&Obj(&DEPENDS_ON_ENTRY))]),
+        ),
         ("deploy", Obj(&DEPLOY)),
         ("develop", Obj(&DEVELOP)),
         ("device_cgroup_rules", STR_LIST),
@@ -427,14 +542,20 @@ pub static SERVICE: Obj = Obj {
         ("dns_search", StrOrList),
         ("domainname", Str),
         ("entrypoint", OneOf(&[Str, List(&Str)])),
-        ("env_file", OneOf(&[Str, List(&OneOf(&[Str, Obj(&ENV_FILE_ENTRY)]))])),
+        (
+            "env_file",
+            OneOf(&[Str, List(&OneOf(&[Str, Obj(&ENV_FILE_ENTRY)]))]),
+        ),
         ("label_file", StrOrList),
         ("environment", ListOrMap),
         ("expose", List(&OneOf(&[Str, Int]))),
         ("extends", OneOf(&[Str, Obj(&EXTENDS)])),
         ("external_links", STR_LIST),
         ("extra_hosts", ListOrMap),
-        ("gpus", OneOf(&[Enum(&["all"]), List(&Obj(&DEVICE_REQUEST))])),
+        (
+            "gpus",
+            OneOf(&[Enum(&["all"]), List(&Obj(&DEVICE_REQUEST))]),
+        ),
         ("group_add", List(&OneOf(&[Str, Int]))),
         ("healthcheck", Obj(&HEALTHCHECK)),
         ("hostname", Str),
@@ -493,6 +614,23 @@ pub static SERVICE: Obj = Obj {
     ],
 };
 
+/// Attributes only Docker Swarm (or Windows) acts on: accepted, with a warning
+/// that they do nothing on one host.
+const IGNORED: &[(&str, &str)] = &[
+    ("deploy", "placement"),
+    ("deploy", "update_config"),
+    ("deploy", "rollback_config"),
+    ("deploy", "endpoint_mode"),
+    ("service", "credential_spec"),
+    ("service", "isolation"),
+    ("build", "isolation"),
+    ("network", "attachable"),
+    ("secret", "driver"),
+    ("secret", "driver_opts"),
+    ("secret", "template_driver"),
+    ("config", "template_driver"),
+];
+
 /// Checks a file's tree against the project shape, reporting every problem.
 pub fn validate(doc: &Node, diags: &mut Diagnostics) {
     check_obj(doc, &PROJECT, diags);
@@ -501,7 +639,10 @@ pub fn validate(doc: &Node, diags: &mut Diagnostics) {
 fn check_obj(n: &Node, obj: &Obj, diags: &mut Diagnostics) {
     let Some(m) = n.as_map() else {
         if !n.is_null() {
-            diags.error(&n.span, format!("{} must be a mapping, not {}", obj.name, n.kind_name()));
+            diags.error(
+                &n.span,
+                format!("{} must be a mapping, not {}", obj.name, n.kind_name()),
+            );
         }
         return;
     };
@@ -510,9 +651,23 @@ fn check_obj(n: &Node, obj: &Obj, diags: &mut Diagnostics) {
             continue;
         }
         match obj.fields.iter().find(|(name, _)| *name == k.name) {
-            Some((_, t)) => check(v, t, &k.name, diags),
+            Some((_, t)) => {
+                if IGNORED.contains(&(obj.name, k.name.as_str())) {
+                    diags.warning(
+                        &k.span,
+                        format!(
+                            "`{}` is only used by Docker Swarm or Windows hosts: ignored",
+                            k.name
+                        ),
+                    );
+                }
+                check(v, t, &k.name, diags)
+            }
             None => {
-                let mut d = Diagnostic::error(&k.span, format!("{} has no attribute `{}`", obj.name, k.name));
+                let mut d = Diagnostic::error(
+                    &k.span,
+                    format!("{} has no attribute `{}`", obj.name, k.name),
+                );
                 if let Some(s) = did_you_mean(&k.name, obj.fields.iter().map(|(n, _)| *n)) {
                     d = d.with_hint(format!("did you mean `{s}`?"));
                 }
@@ -541,7 +696,10 @@ fn check(n: &Node, t: &T, key: &str, diags: &mut Diagnostics) {
         return;
     }
     let expected = |what: &str, diags: &mut Diagnostics| {
-        diags.error(&n.span, format!("`{key}` must be {what}, not {}", n.kind_name()));
+        diags.error(
+            &n.span,
+            format!("`{key}` must be {what}, not {}", n.kind_name()),
+        );
     };
     match t {
         Any => {}
@@ -562,7 +720,10 @@ fn check(n: &Node, t: &T, key: &str, diags: &mut Diagnostics) {
         },
         Bool => match scalar(n) {
             Some(Resolved::Bool(_)) => {}
-            Some(_) if n.as_str().is_some_and(|s| ["true", "false", "True", "False", "TRUE", "FALSE"].contains(&s)) => {}
+            Some(_)
+                if n.as_str().is_some_and(|s| {
+                    ["true", "false", "True", "False", "TRUE", "FALSE"].contains(&s)
+                }) => {}
             _ => expected("a boolean", diags),
         },
         Bytes => {
@@ -575,7 +736,14 @@ fn check(n: &Node, t: &T, key: &str, diags: &mut Diagnostics) {
             _ => {
                 let d = Diagnostic::error(
                     &n.span,
-                    format!("`{key}` must be one of {}", values.iter().map(|v| format!("`{v}`")).collect::<Vec<_>>().join(", ")),
+                    format!(
+                        "`{key}` must be one of {}",
+                        values
+                            .iter()
+                            .map(|v| format!("`{v}`"))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
                 );
                 diags.push(d);
             }
@@ -590,7 +758,10 @@ fn check(n: &Node, t: &T, key: &str, diags: &mut Diagnostics) {
             Value::Map(m) => {
                 for (_, v) in m.iter() {
                     if matches!(v.value, Value::Seq(_) | Value::Map(_)) && key != "extra_hosts" {
-                        diags.error(&v.span, format!("`{key}` values must be strings, numbers, booleans or null"));
+                        diags.error(
+                            &v.span,
+                            format!("`{key}` values must be strings, numbers, booleans or null"),
+                        );
                     }
                 }
             }
@@ -649,4 +820,87 @@ fn describe_options(options: &[T]) -> String {
     let mut v: Vec<String> = options.iter().map(describe).collect();
     v.dedup();
     v.join(" or ")
+}
+
+/// The table as a JSON Schema document (draft-07), for editors and other tools.
+pub fn json_schema() -> serde_json::Value {
+    use serde_json::{json, Map as JMap, Value as J};
+    fn obj_name(o: &Obj) -> String {
+        o.name.replace(' ', "_")
+    }
+    fn go(t: &T, defs: &mut JMap<String, J>) -> J {
+        match t {
+            Any => json!({}),
+            Str => json!({"type": "string"}),
+            Int => json!({"type": ["integer", "string"]}),
+            Num => json!({"type": ["number", "string"]}),
+            Bool => json!({"type": ["boolean", "string"]}),
+            Duration => json!({"type": ["string", "number"], "format": "duration"}),
+            Bytes => json!({"type": ["string", "integer"]}),
+            Enum(v) => json!({"type": "string", "enum": v}),
+            StrOrList => {
+                json!({"oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]})
+            }
+            ListOrMap => json!({"oneOf": [
+                {"type": "array", "items": {"type": "string"}},
+                {"type": "object", "additionalProperties": {"type": ["string", "number", "boolean", "null", "array"]}}
+            ]}),
+            List(inner) => json!({"type": "array", "items": go(inner, defs)}),
+            Map(inner) => json!({"type": "object", "additionalProperties": go(inner, defs)}),
+            Obj(o) => {
+                let name = obj_name(o);
+                if !defs.contains_key(&name) {
+                    defs.insert(name.clone(), J::Null);
+                    let def = object(o, defs);
+                    defs.insert(name.clone(), def);
+                }
+                json!({"$ref": format!("#/definitions/{name}")})
+            }
+            OneOf(options) => J::Object(
+                [(
+                    "anyOf".to_string(),
+                    J::Array(options.iter().map(|o| go(o, defs)).collect()),
+                )]
+                .into_iter()
+                .collect(),
+            ),
+        }
+    }
+    fn object(o: &Obj, defs: &mut JMap<String, J>) -> J {
+        let props: JMap<String, J> = o
+            .fields
+            .iter()
+            .map(|(k, t)| (k.to_string(), go(t, defs)))
+            .collect();
+        let mut m = JMap::new();
+        m.insert("type".into(), json!("object"));
+        m.insert("properties".into(), J::Object(props));
+        if o.ext {
+            m.insert("patternProperties".into(), json!({"^x-": {}}));
+        }
+        m.insert("additionalProperties".into(), json!(false));
+        J::Object(m)
+    }
+    let mut defs = JMap::new();
+    let root = object(&PROJECT, &mut defs);
+    let mut doc = JMap::new();
+    doc.insert(
+        "$schema".into(),
+        json!("http://json-schema.org/draft-07/schema#"),
+    );
+    doc.insert("$id".into(), json!("stack/compose.schema.json"));
+    doc.insert(
+        "title".into(),
+        json!("stack file (the Compose Specification)"),
+    );
+    if let J::Object(r) = root {
+        doc.extend(r);
+    }
+    let mut sorted: Vec<(String, J)> = defs.into_iter().collect();
+    sorted.sort_by(|a, b| a.0.cmp(&b.0));
+    doc.insert(
+        "definitions".into(),
+        J::Object(sorted.into_iter().collect()),
+    );
+    J::Object(doc)
 }

@@ -4,7 +4,13 @@ use crate::diag::{Diagnostic, Span};
 use crate::node::{Key, Map, Node};
 
 fn put(m: &mut Map, k: &str, v: Node) {
-    m.insert(Key { name: k.to_string(), span: v.span.clone() }, v);
+    m.insert(
+        Key {
+            name: k.to_string(),
+            span: v.span.clone(),
+        },
+        v,
+    );
 }
 
 /// `[HOST_IP:][PUBLISHED[-RANGE]:]TARGET[-RANGE][/PROTOCOL]` to long-syntax ports.
@@ -21,7 +27,12 @@ pub fn ports(spec: &str, span: &Span) -> Result<Vec<Node>, Diagnostic> {
     // An IPv6 host address is written in brackets.
     let (host_ip, rest) = if let Some(r) = rest.strip_prefix('[') {
         let (ip, after) = r.split_once(']').ok_or_else(|| bad("unclosed `[`"))?;
-        (Some(ip.to_string()), after.strip_prefix(':').ok_or_else(|| bad("expected `:` after the address"))?)
+        (
+            Some(ip.to_string()),
+            after
+                .strip_prefix(':')
+                .ok_or_else(|| bad("expected `:` after the address"))?,
+        )
     } else {
         let parts: Vec<&str> = rest.split(':').collect();
         match parts.len() {
@@ -29,11 +40,19 @@ pub fn ports(spec: &str, span: &Span) -> Result<Vec<Node>, Diagnostic> {
             3 => (Some(parts[0].to_string()), &rest[parts[0].len() + 1..]),
             _ => {
                 // A bare IPv6 address without brackets: the last two fields are the ports.
-                let idx = rest.rfind(':').and_then(|i| rest[..i].rfind(':')).ok_or_else(|| bad("too many `:`"))?;
+                let idx = rest
+                    .rfind(':')
+                    .and_then(|i| rest[..i].rfind(':'))
+                    .ok_or_else(|| bad("too many `:`"))?;
                 (Some(rest[..idx].to_string()), &rest[idx + 1..])
             }
         }
     };
+    if let Some(ip) = &host_ip {
+        if !ip.is_empty() && ip.parse::<std::net::IpAddr>().is_err() {
+            return Err(bad(&format!("`{ip}` is not an IP address")));
+        }
+    }
     let (published, target) = match rest.split_once(':') {
         Some((p, t)) => (Some(p), t),
         None => (None, rest),
@@ -53,18 +72,30 @@ pub fn ports(spec: &str, span: &Span) -> Result<Vec<Node>, Diagnostic> {
                 put(&mut m, "host_ip", Node::string(ip.clone(), span.clone()));
             }
         }
-        put(&mut m, "target", Node::plain((targets.0 + i).to_string(), span.clone()));
+        put(
+            &mut m,
+            "target",
+            Node::plain((targets.0 + i).to_string(), span.clone()),
+        );
         match published_range {
             None => {}
             Some((a, b)) if count == 1 => {
-                let p = if a == b { a.to_string() } else { format!("{a}-{b}") };
+                let p = if a == b {
+                    a.to_string()
+                } else {
+                    format!("{a}-{b}")
+                };
                 put(&mut m, "published", Node::string(p, span.clone()));
             }
             Some((a, b)) => {
                 if b - a + 1 != count {
                     return Err(bad("port ranges don't match in length"));
                 }
-                put(&mut m, "published", Node::string((a + i).to_string(), span.clone()));
+                put(
+                    &mut m,
+                    "published",
+                    Node::string((a + i).to_string(), span.clone()),
+                );
             }
         }
         put(&mut m, "protocol", Node::string(protocol, span.clone()));
@@ -84,7 +115,9 @@ fn range(s: &str) -> Option<(u32, u32)> {
     }
 }
 
-const PROPAGATION: [&str; 6] = ["shared", "slave", "private", "rshared", "rslave", "rprivate"];
+const PROPAGATION: [&str; 6] = [
+    "shared", "slave", "private", "rshared", "rslave", "rprivate",
+];
 
 /// `[SOURCE:]TARGET[:MODE]` to a long-syntax volume.
 pub fn volume(spec: &str, span: &Span) -> Result<Node, Diagnostic> {
@@ -121,13 +154,21 @@ pub fn volume(spec: &str, span: &Span) -> Result<Node, Diagnostic> {
             "rw" => {}
             "z" | "Z" => put(&mut bind, "selinux", Node::string(opt, span.clone())),
             "nocopy" => put(&mut vol, "nocopy", Node::plain("true", span.clone())),
-            p if PROPAGATION.contains(&p) => put(&mut bind, "propagation", Node::string(p, span.clone())),
-            "cached" | "delegated" | "consistent" => put(&mut m, "consistency", Node::string(opt, span.clone())),
+            p if PROPAGATION.contains(&p) => {
+                put(&mut bind, "propagation", Node::string(p, span.clone()))
+            }
+            "cached" | "delegated" | "consistent" => {
+                put(&mut m, "consistency", Node::string(opt, span.clone()))
+            }
             other => return Err(bad(&format!("unknown mode `{other}`"))),
         }
     }
     if kind == "bind" {
-        put(&mut bind, "create_host_path", Node::plain("true", span.clone()));
+        put(
+            &mut bind,
+            "create_host_path",
+            Node::plain("true", span.clone()),
+        );
     }
     if !bind.entries.is_empty() {
         if kind != "bind" {
@@ -195,7 +236,10 @@ mod tests {
         let v = volume("./data:/data:ro,z", &Span::whole("t")).unwrap();
         assert_eq!(v.get("type").unwrap().as_str(), Some("bind"));
         assert_eq!(v.get("read_only").unwrap().as_str(), Some("true"));
-        assert_eq!(v.get("bind").unwrap().get("selinux").unwrap().as_str(), Some("z"));
+        assert_eq!(
+            v.get("bind").unwrap().get("selinux").unwrap().as_str(),
+            Some("z")
+        );
         let v = volume("db:/var/lib/db", &Span::whole("t")).unwrap();
         assert_eq!(v.get("type").unwrap().as_str(), Some("volume"));
         let v = volume("/anon", &Span::whole("t")).unwrap();

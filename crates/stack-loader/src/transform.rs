@@ -8,7 +8,10 @@ use crate::diag::{Diagnostics, Span};
 use crate::node::{Key, Map, Node, Value};
 
 fn key(name: &str, span: &Span) -> Key {
-    Key { name: name.to_string(), span: span.clone() }
+    Key {
+        name: name.to_string(),
+        span: span.clone(),
+    }
 }
 
 fn entry(map: &mut Map, name: &str, value: Node) {
@@ -113,19 +116,11 @@ fn service(m: &mut Map, diags: &mut Diagnostics) {
             items.iter_mut().for_each(file_ref);
         }
     }
-    if let Some(Value::Map(ul)) = m.get_mut("ulimits").map(|n| &mut n.value) {
-        for (_, v) in ul.entries.iter_mut() {
-            if v.as_str().is_some() {
-                let span = v.span.clone();
-                let mut lm = Map::default();
-                entry(&mut lm, "soft", v.clone());
-                entry(&mut lm, "hard", v.clone());
-                *v = Node::map(lm, span);
-            }
-        }
-    }
     if let Some(Value::Map(hosts)) = m.get("extra_hosts").map(|n| n.value.clone()) {
-        let span = m.get("extra_hosts").map(|n| n.span.clone()).unwrap_or_else(|| Span::whole(""));
+        let span = m
+            .get("extra_hosts")
+            .map(|n| n.span.clone())
+            .unwrap_or_else(|| Span::whole(""));
         let mut items = Vec::new();
         for (k, v) in hosts.entries {
             let ips: Vec<Node> = match v.value {
@@ -133,7 +128,10 @@ fn service(m: &mut Map, diags: &mut Diagnostics) {
                 _ => vec![v],
             };
             for ip in ips {
-                items.push(Node::string(format!("{}={}", k.name, ip.as_str().unwrap_or_default()), ip.span.clone()));
+                items.push(Node::string(
+                    format!("{}={}", k.name, ip.as_str().unwrap_or_default()),
+                    ip.span.clone(),
+                ));
             }
         }
         entry(m, "extra_hosts", Node::seq(items, span));
@@ -183,11 +181,16 @@ fn service(m: &mut Map, diags: &mut Diagnostics) {
 /// `- NAME=value` lists become mappings (`NAME` alone maps to null).
 fn list_to_map(m: &mut Map, k: &str, diags: &mut Diagnostics) {
     let Some(node) = m.get_mut(k) else { return };
-    let Value::Seq(items) = &node.value else { return };
+    let Value::Seq(items) = &node.value else {
+        return;
+    };
     let mut out = Map::default();
     for it in items {
         let Some(s) = it.as_str() else {
-            diags.error(&it.span, format!("`{k}` entries must be strings like `NAME=value`"));
+            diags.error(
+                &it.span,
+                format!("`{k}` entries must be strings like `NAME=value`"),
+            );
             continue;
         };
         let (name, value) = match s.split_once('=') {
@@ -249,7 +252,11 @@ fn depends_on(n: &mut Node) {
             }
             if let Some(dm) = dep.as_map_mut() {
                 if dm.get("condition").is_none() {
-                    entry(dm, "condition", Node::plain("service_started", span.clone()));
+                    entry(
+                        dm,
+                        "condition",
+                        Node::plain("service_started", span.clone()),
+                    );
                 }
                 if dm.get("required").is_none() {
                     entry(dm, "required", Node::plain("true", span.clone()));

@@ -703,11 +703,19 @@ fn check(n: &Node, t: &T, key: &str, diags: &mut Diagnostics) {
     };
     match t {
         Any => {}
-        Str | Duration => {
+        Str => {
             if scalar(n).is_none() {
                 expected("a string", diags);
             }
         }
+        Duration => match n.as_str() {
+            Some(s) if stack_model::parse_duration(s).is_ok() => {}
+            Some(s) => diags.error(
+                &n.span,
+                format!("`{key}` must be a duration like `1m30s`, not `{s}`"),
+            ),
+            None => expected("a duration like `1m30s`", diags),
+        },
         Int => match scalar(n) {
             Some(Resolved::Int(_) | Resolved::UInt(_)) => {}
             Some(_) if n.as_str().is_some_and(|s| s.trim().parse::<i64>().is_ok()) => {}
@@ -726,11 +734,14 @@ fn check(n: &Node, t: &T, key: &str, diags: &mut Diagnostics) {
                 }) => {}
             _ => expected("a boolean", diags),
         },
-        Bytes => {
-            if scalar(n).is_none() {
-                expected("a byte size", diags);
-            }
-        }
+        Bytes => match n.as_str() {
+            Some(s) if stack_model::parse_bytes(s).is_ok() => {}
+            Some(s) => diags.error(
+                &n.span,
+                format!("`{key}` must be a byte size like `512m`, not `{s}`"),
+            ),
+            None => expected("a byte size like `512m`", diags),
+        },
         Enum(values) => match n.as_str() {
             Some(s) if values.contains(&s) => {}
             _ => {

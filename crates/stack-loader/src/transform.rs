@@ -162,6 +162,15 @@ fn service(m: &mut Map, diags: &mut Diagnostics) {
                         Ok(mut v) => out.append(&mut v),
                         Err(d) => diags.push(d),
                     },
+                    Value::Map(m) => {
+                        let mut m = m.clone();
+                        for (k, v) in [("mode", "ingress"), ("protocol", "tcp")] {
+                            if m.get(k).is_none() {
+                                m.insert(key(k, &it.span), Node::string(v, it.span.clone()));
+                            }
+                        }
+                        out.push(Node::map(m, it.span.clone()));
+                    }
                     _ => out.push(it.clone()),
                 }
             }

@@ -109,12 +109,14 @@ fn interpolation() {
             let mut diags = stack_loader::diag::Diagnostics::default();
             stack_loader::interpolate::interpolate_node(&mut node, &env, &mut diags);
             if let Some(err) = &c.error {
-                return match diags.errors().find(|d| d.message.contains(err.as_str())) {
-                    Some(_) => Ok(()),
-                    None => Err(format!(
+                let found = diags.errors().any(|d| d.message.contains(err.as_str()));
+                return if found {
+                    Ok(())
+                } else {
+                    Err(format!(
                         "no error containing `{err}`: {:?}",
                         diags.into_vec()
-                    )),
+                    ))
                 };
             }
             let want = stack_loader::node::parse(

@@ -160,6 +160,20 @@ fn project_name_precedence() {
     );
     let p = Project::new(&[("compose.yaml", "services:\n  a:\n    image: x\n")]);
     assert_eq!(name(p.run(&["config"])), "name: myapp");
+    let p2 = Project::new(&[(
+        "compose.yaml",
+        "name: ${PROJ:-Bad_Name}\nservices:\n  a:\n    image: x\n",
+    )]);
+    assert_eq!(
+        name(stack(p2.path(), &["config"], &[("PROJ", "fromvar")])),
+        "name: fromvar"
+    );
+    let o = p2.run(&["config"]);
+    assert!(
+        stderr(&o).contains("invalid project name `Bad_Name`"),
+        "{}",
+        stderr(&o)
+    );
     let o = p.run(&["-p", "Bad Name", "config"]);
     assert!(
         stderr(&o).contains("invalid project name `Bad Name`"),

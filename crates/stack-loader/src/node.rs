@@ -257,10 +257,16 @@ fn parse_int(t: &str) -> Option<Resolved<'static>> {
         b'+' => (false, &t[1..]),
         _ => (false, t),
     };
+    // Go's ParseInt with base 0, as yaml.v3 resolves integers: `0x1F`,
+    // `0o17`, `0b101`, and a leading zero for octal (`0440`).
     let (radix, body) = if let Some(h) = digits.strip_prefix("0x") {
         (16, h)
     } else if let Some(o) = digits.strip_prefix("0o") {
         (8, o)
+    } else if let Some(b) = digits.strip_prefix("0b") {
+        (2, b)
+    } else if digits.len() > 1 && digits.starts_with('0') {
+        (8, &digits[1..])
     } else {
         (10, digits)
     };

@@ -443,6 +443,7 @@ static HOOK: Obj = Obj {
     ext: true,
     fields: &[
         ("command", COMMAND),
+        ("image", Str),
         ("user", Str),
         ("privileged", Bool),
         ("working_dir", Str),
@@ -540,6 +541,7 @@ pub static SERVICE: Obj = Obj {
         ("dns", StrOrList),
         ("dns_opt", STR_LIST),
         ("dns_search", StrOrList),
+        ("dockerfile", Str),
         ("domainname", Str),
         ("entrypoint", OneOf(&[Str, List(&Str)])),
         (
@@ -583,6 +585,7 @@ pub static SERVICE: Obj = Obj {
         ("platform", Str),
         ("ports", List(&OneOf(&[Int, Str, Obj(&PORT)]))),
         ("post_start", List(&Obj(&HOOK))),
+        ("pre_start", List(&Obj(&HOOK))),
         ("pre_stop", List(&Obj(&HOOK))),
         ("privileged", Bool),
         ("profiles", STR_LIST),
@@ -608,6 +611,7 @@ pub static SERVICE: Obj = Obj {
         ("user", Str),
         ("userns_mode", Str),
         ("uts", Str),
+        ("volume_driver", Str),
         ("volumes", List(&OneOf(&[Str, Obj(&SERVICE_VOLUME)]))),
         ("volumes_from", STR_LIST),
         ("working_dir", Str),
@@ -914,4 +918,106 @@ pub fn json_schema() -> serde_json::Value {
         J::Object(sorted.into_iter().collect()),
     );
     J::Object(doc)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde::de::{self, Visitor};
+    use serde::Deserialize;
+
+    /// A Deserializer that only records the field names a struct asks for.
+    struct FieldsProbe<'a>(&'a mut Vec<&'static str>);
+
+    #[derive(Debug)]
+    struct Stop;
+    impl std::fmt::Display for Stop {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("stop")
+        }
+    }
+    impl std::error::Error for Stop {}
+    impl de::Error for Stop {
+        fn custom<T: std::fmt::Display>(_: T) -> Self {
+            Stop
+        }
+    }
+
+    impl<'de> de::Deserializer<'de> for FieldsProbe<'_> {
+        type Error = Stop;
+        fn deserialize_any<V: Visitor<'de>>(self, _: V) -> Result<V::Value, Stop> {
+            Err(Stop)
+        }
+        fn deserialize_struct<V: Visitor<'de>>(
+            self,
+            _: &'static str,
+            fields: &'static [&'static str],
+            _: V,
+        ) -> Result<V::Value, Stop> {
+            self.0.extend_from_slice(fields);
+            Err(Stop)
+        }
+        serde::forward_to_deserialize_any! {
+            bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf option unit
+            unit_struct newtype_struct seq tuple tuple_struct map enum identifier ignored_any
+        }
+    }
+
+    fn fields_of<T: for<'de> Deserialize<'de>>() -> Vec<&'static str> {
+        let mut v = Vec::new();
+        let _ = T::deserialize(FieldsProbe(&mut v));
+        v
+    }
+
+    /// Keys the table accepts that the model deliberately does not keep.
+    const NOT_MODELLED: &[&str] = &["version", "include", "models", "pull_refresh_after"];
+
+    fn agree<T: for<'de> Deserialize<'de>>(obj: &Obj) {
+        agree_but::<T>(obj, &[]);
+    }
+
+    /// `shared`: model fields that belong to a sibling object kept in the same type.
+    fn agree_but<T: for<'de> Deserialize<'de>>(obj: &Obj, shared: &[&str]) {
+        let model: Vec<&str> = fields_of::<T>()
+            .into_iter()
+            .filter(|f| !shared.contains(f))
+            .collect();
+        assert!(!model.is_empty(), "{} has no fields", obj.name);
+        let table: Vec<&str> = obj.fields.iter().map(|(k, _)| *k).collect();
+        let missing_in_table: Vec<_> = model.iter().filter(|f| !table.contains(f)).collect();
+        let missing_in_model: Vec<_> = table
+            .iter()
+            .filter(|f| !model.contains(f) && !NOT_MODELLED.contains(f))
+            .collect();
+        assert!(
+            missing_in_table.is_empty() && missing_in_model.is_empty(),
+            "{}: model fields missing from the schema table: {missing_in_table:?}; table keys missing from the model: {missing_in_model:?}",
+            obj.name
+        );
+    }
+
+    #[test]
+    fn table_and_model_agree() {
+        use stack_model as m;
+        agree::<m::Project>(&PROJECT);
+        agree::<m::Network>(&NETWORK);
+        agree::<m::Volume>(&VOLUME);
+        agree_but::<m::FileObject>(&SECRET, &["content"]);
+        agree_but::<m::FileObject>(&CONFIG, &["driver", "driver_opts"]);
+        agree::<m::Build>(&BUILD);
+        agree::<m::HealthCheck>(&HEALTHCHECK);
+        agree::<m::Deploy>(&DEPLOY);
+        agree::<m::Logging>(&LOGGING);
+        agree::<m::Port>(&PORT);
+        agree::<m::VolumeMount>(&SERVICE_VOLUME);
+        agree::<m::ServiceNetwork>(&SERVICE_NETWORK);
+        agree::<m::Dependency>(&DEPENDS_ON_ENTRY);
+        agree::<m::Ipam>(&IPAM);
+        agree_but::<m::Resource>(&RESOURCE_RESERVATIONS, &["pids"]);
+        agree_but::<m::Resource>(&RESOURCE_LIMITS, &["devices", "generic_resources"]);
+        agree::<m::RestartPolicy>(&RESTART_POLICY);
+        agree::<m::FileReference>(&FILE_REF);
+        agree::<m::Hook>(&HOOK);
+        agree::<m::Service>(&SERVICE);
+    }
 }

@@ -73,22 +73,15 @@ impl Graph {
 
     /// The graph of a project's services.
     pub fn from_project(p: &stack_model::Project) -> Self {
-        let mut edges = Vec::new();
+        let mut edges: Vec<Edge> = Vec::new();
         for (name, s) in &p.services {
-            for (dep, cfg) in &s.depends_on {
-                edges.push(Edge {
-                    from: name.clone(),
-                    to: dep.clone(),
-                    kind: EdgeKind::DependsOn,
-                    detail: Some(cfg.condition.clone()).filter(|c| c != "service_started"),
-                });
-            }
+            let mut specific = Vec::new();
             if let Some(other) = s
                 .network_mode
                 .as_deref()
                 .and_then(|m| m.strip_prefix("service:"))
             {
-                edges.push(Edge {
+                specific.push(Edge {
                     from: name.clone(),
                     to: other.to_string(),
                     kind: EdgeKind::NetworkMode,
@@ -98,7 +91,7 @@ impl Graph {
             for v in &s.volumes_from {
                 let target = v.split(':').next().unwrap_or_default();
                 if !target.starts_with("container") {
-                    edges.push(Edge {
+                    specific.push(Edge {
                         from: name.clone(),
                         to: target.to_string(),
                         kind: EdgeKind::VolumesFrom,
@@ -106,6 +99,19 @@ impl Graph {
                     });
                 }
             }
+            for (dep, cfg) in &s.depends_on {
+                // The loader adds a dependency for network_mode and volumes_from; show the specific reason once.
+                if specific.iter().any(|e| e.to == *dep) {
+                    continue;
+                }
+                edges.push(Edge {
+                    from: name.clone(),
+                    to: dep.clone(),
+                    kind: EdgeKind::DependsOn,
+                    detail: Some(cfg.condition.clone()).filter(|c| c != "service_started"),
+                });
+            }
+            edges.extend(specific);
         }
         Graph::new(p.services.keys().cloned(), edges)
     }

@@ -366,7 +366,7 @@ impl Builder<'_> {
         let (node, anchor) = match ev {
             Event::Alias(id) => {
                 let Some(n) = self.anchors.get(&id).cloned() else {
-                    return Err(Diagnostic::error(&span, "unknown anchor"));
+                    return Err(Diagnostic::error(&span, "alias to an anchor that is not defined before it (aliases cannot refer to themselves)"));
                 };
                 let mut size = 0;
                 n.walk(&mut |_| size += 1);

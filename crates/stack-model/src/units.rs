@@ -29,7 +29,11 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         return Err(bad());
     }
     if let Ok(secs) = t.parse::<f64>() {
-        return Ok(Duration((secs * 1e9).round() as i64));
+        let nanos = secs * 1e9;
+        if !nanos.is_finite() || nanos.abs() >= i64::MAX as f64 {
+            return Err(format!("duration `{s}` is too long"));
+        }
+        return Ok(Duration(nanos.round() as i64));
     }
     let (neg, mut rest) = match t.as_bytes()[0] {
         b'-' => (true, &t[1..]),
@@ -73,6 +77,9 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
             .ok_or_else(bad)?;
         total += n * mult;
         rest = &rest[unit_end..];
+    }
+    if !total.is_finite() || total >= i64::MAX as f64 {
+        return Err(format!("duration `{s}` is too long"));
     }
     let v = total.round() as i64;
     Ok(Duration(if neg { -v } else { v }))
@@ -189,7 +196,11 @@ pub fn parse_bytes(s: &str) -> Result<i64, String> {
     if unit.len() > 3 || (unit.len() == 3 && !unit.ends_with("ib")) {
         return Err(bad());
     }
-    Ok((n * mult) as i64)
+    let bytes = n * mult;
+    if !bytes.is_finite() || bytes >= i64::MAX as f64 {
+        return Err(format!("byte size `{s}` is too large"));
+    }
+    Ok(bytes as i64)
 }
 
 impl Serialize for Bytes {
@@ -315,6 +326,7 @@ mod tests {
         assert_eq!(p("1500us"), "1.5ms");
         assert!(parse_duration("10x").is_err());
         assert!(parse_duration("").is_err());
+        assert!(parse_duration("9999999999999h").is_err());
     }
 
     #[test]
@@ -325,5 +337,6 @@ mod tests {
         assert_eq!(parse_bytes("100"), Ok(100));
         assert_eq!(parse_bytes("64KiB"), Ok(65536));
         assert!(parse_bytes("12 parsecs").is_err());
+        assert!(parse_bytes("9999999999999999999999g").is_err());
     }
 }

@@ -59,13 +59,7 @@ fn service(m: &mut Map, diags: &mut Diagnostics) {
         list_to_map(m, k, diags);
     }
     if let Some(b) = m.get_mut("build") {
-        if b.as_str().is_some() {
-            let span = b.span.clone();
-            let ctx = std::mem::replace(b, Node::null(span.clone()));
-            let mut bm = Map::default();
-            entry(&mut bm, "context", ctx);
-            *b = Node::map(bm, span);
-        }
+        wrap_scalar(b, "context");
         if let Some(bm) = b.as_map_mut() {
             for k in ["args", "labels", "additional_contexts"] {
                 list_to_map(bm, k, diags);
@@ -87,23 +81,19 @@ fn service(m: &mut Map, diags: &mut Diagnostics) {
     if let Some(Value::Seq(items)) = m.get_mut("env_file").map(|n| &mut n.value) {
         for it in items.iter_mut() {
             if it.as_str().is_some() {
-                let span = it.span.clone();
-                let path = std::mem::replace(it, Node::null(span.clone()));
-                let mut em = Map::default();
-                entry(&mut em, "path", path);
-                entry(&mut em, "required", Node::plain("true", span.clone()));
-                *it = Node::map(em, span);
+                wrap_scalar(it, "path");
+                if let Some(em) = it.as_map_mut() {
+                    entry(
+                        em,
+                        "required",
+                        Node::plain("true", em.entries[0].1.span.clone()),
+                    );
+                }
             }
         }
     }
     if let Some(e) = m.get_mut("extends") {
-        if e.as_str().is_some() {
-            let span = e.span.clone();
-            let s = std::mem::replace(e, Node::null(span.clone()));
-            let mut em = Map::default();
-            entry(&mut em, "service", s);
-            *e = Node::map(em, span);
-        }
+        wrap_scalar(e, "service");
     }
     if let Some(n) = m.get_mut("networks") {
         seq_to_null_map(n);
@@ -234,11 +224,16 @@ fn seq_to_null_map(n: &mut Node) {
 }
 
 fn file_ref(n: &mut Node) {
+    wrap_scalar(n, "source");
+}
+
+/// A scalar `x` becomes the mapping `{key: x}`; anything else is left alone.
+fn wrap_scalar(n: &mut Node, key: &str) {
     if n.as_str().is_some() {
         let span = n.span.clone();
-        let s = std::mem::replace(n, Node::null(span.clone()));
+        let value = std::mem::replace(n, Node::null(span.clone()));
         let mut m = Map::default();
-        entry(&mut m, "source", s);
+        entry(&mut m, key, value);
         *n = Node::map(m, span);
     }
 }

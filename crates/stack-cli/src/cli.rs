@@ -48,6 +48,11 @@ pub enum Command {
     Config(ConfigArgs),
     /// Print the dependency graph of services and their start order
     Graph(GraphArgs),
+    /// Manage single containers directly
+    Container {
+        #[command(subcommand)]
+        command: crate::container::ContainerCommand,
+    },
     /// Show the version
     Version,
     /// Print a shell completion script

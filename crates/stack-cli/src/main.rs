@@ -5,6 +5,7 @@
 
 mod cli;
 mod config;
+mod container;
 
 use std::io::Write as _;
 use std::process::ExitCode;
@@ -12,11 +13,23 @@ use std::process::ExitCode;
 use clap::Parser as _;
 
 fn main() -> ExitCode {
+    // The hidden init mode: this process is becoming a container.
+    let mut argv = std::env::args();
+    if argv.nth(1).as_deref() == Some(stack_runtime::INIT_ARG) {
+        stack_runtime::init_main(&argv.next().unwrap_or_default());
+    }
     let args = cli::Cli::parse();
     let mut out = std::io::stdout().lock();
     let result = match &args.command {
         cli::Command::Config(c) => config::config(&args.global, c, &mut out),
         cli::Command::Graph(g) => config::graph(&args.global, g, &mut out),
+        cli::Command::Container { command } => match container::run(command) {
+            Ok(code) => {
+                let _ = out.flush();
+                return ExitCode::from(u8::try_from(code).unwrap_or(1));
+            }
+            Err(e) => Err(e),
+        },
         cli::Command::Version => {
             writeln!(out, "stack version {}", env!("CARGO_PKG_VERSION")).map_err(Into::into)
         }

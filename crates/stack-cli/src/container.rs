@@ -1,0 +1,121 @@
+//! `stack container ...`: drive one container directly.
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Context as _};
+use clap::{Args, Subcommand};
+
+#[derive(Subcommand, Debug)]
+pub enum ContainerCommand {
+    /// Run a command in a new container, in the foreground
+    Run(RunArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    /// Remove the container's state when it exits
+    #[arg(long)]
+    pub rm: bool,
+    #[arg(long)]
+    pub name: Option<String>,
+    #[arg(long)]
+    pub hostname: Option<String>,
+    /// Set an environment variable (`KEY=value`, or `KEY` to pass ours)
+    #[arg(short = 'e', long = "env", value_name = "KEY=VALUE")]
+    pub env: Vec<String>,
+    /// Working directory inside the container
+    #[arg(short = 'w', long = "workdir", default_value = "/")]
+    pub workdir: String,
+    /// Mount the root filesystem read-only
+    #[arg(long)]
+    pub read_only: bool,
+    /// Run the app itself as PID 1 (default: a tiny init that forwards signals and reaps zombies)
+    #[arg(long)]
+    pub no_init: bool,
+    /// Run the app under our init (the default)
+    #[arg(long, conflicts_with = "no_init")]
+    pub init: bool,
+    /// Use a plain directory as the root filesystem (it is never modified)
+    #[arg(long, value_name = "DIR")]
+    pub rootfs: Option<PathBuf>,
+    /// IMAGE (without --rootfs) and the command with its arguments
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub args: Vec<String>,
+}
+
+/// The engine root: `STACK_ROOT`, else /var/lib/stack.
+pub fn stack_root() -> PathBuf {
+    std::env::var_os("STACK_ROOT")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/var/lib/stack"))
+}
+
+fn random_id() -> anyhow::Result<String> {
+    let mut bytes = [0u8; 32];
+    std::io::Read::read_exact(&mut std::fs::File::open("/dev/urandom")?, &mut bytes)?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+pub fn run(cmd: &ContainerCommand) -> anyhow::Result<i32> {
+    match cmd {
+        ContainerCommand::Run(a) => run_container(a),
+    }
+}
+
+fn run_container(a: &RunArgs) -> anyhow::Result<i32> {
+    let Some(rootfs) = &a.rootfs else {
+        bail!("running an image needs the image store, which does not exist yet: use --rootfs DIR");
+    };
+    if a.args.is_empty() {
+        bail!("no command given: stack container run --rootfs DIR COMMAND [ARG...]");
+    }
+    let id = random_id().context("cannot make a container id")?;
+    let short = id[..12].to_string();
+    if let Some(name) = &a.name {
+        if name.is_empty()
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
+        {
+            bail!("invalid container name `{name}`: use letters, digits, `_`, `.` and `-`");
+        }
+    }
+    let env = a
+        .env
+        .iter()
+        .filter_map(|e| match e.split_once('=') {
+            Some(_) => Some(e.clone()),
+            None => std::env::var(e).ok().map(|v| format!("{e}={v}")),
+        })
+        .collect();
+    let spec = stack_runtime::Spec {
+        id: id.clone(),
+        rootfs: rootfs.clone(),
+        args: a.args.clone(),
+        env,
+        cwd: a.workdir.clone(),
+        hostname: a.hostname.clone().unwrap_or_else(|| short.clone()),
+        init: !a.no_init,
+        read_only: a.read_only,
+    };
+    // Ctrl-C goes to the container (same process group); we stay to report and clean up.
+    for s in [
+        nix::sys::signal::Signal::SIGINT,
+        nix::sys::signal::Signal::SIGQUIT,
+    ] {
+        let ign = nix::sys::signal::SigAction::new(
+            nix::sys::signal::SigHandler::SigIgn,
+            nix::sys::signal::SaFlags::empty(),
+            nix::sys::signal::SigSet::empty(),
+        );
+        // SAFETY: installing SIG_IGN runs no handler code; the CLI is single-threaded here.
+        #[allow(unsafe_code)]
+        unsafe {
+            let _ = nix::sys::signal::sigaction(s, &ign);
+        }
+    }
+    let name = a.name.clone().unwrap_or(short);
+    let code = stack_runtime::run(&spec, &stack_root(), a.rm)
+        .with_context(|| format!("container `{name}`"))?;
+    Ok(code)
+}

@@ -1,0 +1,226 @@
+//! `stack container run` for real, as root: namespaces, overlay, PID 1,
+//! exit codes, isolation and cleanup, on a busybox root filesystem made here
+//! from Debian's busybox-static.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+struct Env {
+    dir: PathBuf,
+}
+
+impl Env {
+    fn new(name: &str) -> Self {
+        assert!(
+            nix::unistd::geteuid().is_root(),
+            "container tests need root (CI runs them as root)"
+        );
+        let dir = std::env::temp_dir().join(format!(
+            "stack-container-test-{}-{name}",
+            std::process::id()
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        let bin = dir.join("rootfs/bin");
+        std::fs::create_dir_all(&bin).unwrap();
+        std::fs::create_dir_all(dir.join("rootfs/etc")).unwrap();
+        let busybox = ["/bin/busybox", "/usr/bin/busybox"]
+            .into_iter()
+            .find(|p| Path::new(p).exists());
+        let busybox = busybox.expect("busybox is needed: apt-get install busybox-static");
+        std::fs::copy(busybox, bin.join("busybox")).unwrap();
+        for applet in [
+            "sh", "cat", "echo", "ls", "ps", "hostname", "touch", "sleep", "kill", "pwd", "id",
+            "wc", "grep",
+        ] {
+            std::os::unix::fs::symlink("busybox", bin.join(applet)).unwrap();
+        }
+        Env { dir }
+    }
+
+    fn root(&self) -> PathBuf {
+        self.dir.join("state")
+    }
+
+    fn rootfs(&self) -> PathBuf {
+        self.dir.join("rootfs")
+    }
+
+    fn run(&self, flags: &[&str], script: &str) -> Output {
+        let rootfs = self.rootfs();
+        let mut args = vec!["container", "run", "--rm"];
+        args.extend_from_slice(flags);
+        args.extend_from_slice(&["--rootfs", rootfs.to_str().unwrap(), "sh", "-c", script]);
+        Command::new(env!("CARGO_BIN_EXE_stack"))
+            .args(&args)
+            .env("STACK_ROOT", self.root())
+            .output()
+            .unwrap()
+    }
+
+    fn sh(&self, flags: &[&str], script: &str) -> String {
+        let o = self.run(flags, script);
+        assert!(
+            o.status.success(),
+            "`{script}` failed: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        String::from_utf8_lossy(&o.stdout).to_string()
+    }
+
+    /// Nothing of ours is left: no state, no mount, no process.
+    fn assert_clean(&self) {
+        let containers = self.root().join("containers");
+        let left: Vec<_> = std::fs::read_dir(&containers)
+            .map(|d| d.filter_map(Result::ok).collect())
+            .unwrap_or_default();
+        assert!(left.is_empty(), "state left behind: {left:?}");
+        let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+        assert!(
+            !mounts.contains(self.dir.to_str().unwrap()),
+            "mounts left behind"
+        );
+    }
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+#[test]
+fn init_is_pid_1_and_the_app_runs_under_it() {
+    let e = Env::new("pid1");
+    let out = e.sh(&[], "echo $$; cat /proc/1/cmdline | tr '\\0' ' '");
+    let mut lines = out.lines();
+    assert_eq!(lines.next(), Some("2"));
+    assert!(lines.next().unwrap().contains("__stack-init"), "{out}");
+    assert_eq!(e.sh(&["--no-init"], "echo $$"), "1\n");
+    e.assert_clean();
+}
+
+#[test]
+fn the_spec_does_not_leak_into_pid_1() {
+    let e = Env::new("leak");
+    let out = e.sh(
+        &[],
+        "cat /proc/1/cmdline | tr '\\0' ' '; echo; ls /proc/1/fd | wc -l",
+    );
+    assert!(
+        !out.contains(e.dir.to_str().unwrap()),
+        "host paths visible to the container: {out}"
+    );
+    assert_eq!(
+        out.lines().nth(1),
+        Some("3"),
+        "PID 1 holds descriptors beyond stdio: {out}"
+    );
+}
+
+#[test]
+fn exit_codes_and_signals() {
+    let e = Env::new("exit");
+    assert_eq!(e.run(&[], "exit 42").status.code(), Some(42));
+    assert_eq!(e.run(&[], "kill -9 $$").status.code(), Some(137));
+    assert_eq!(e.run(&["--no-init"], "exit 3").status.code(), Some(3));
+    let rootfs = e.rootfs();
+    let o = Command::new(env!("CARGO_BIN_EXE_stack"))
+        .args([
+            "container",
+            "run",
+            "--rm",
+            "--rootfs",
+            rootfs.to_str().unwrap(),
+            "no-such-command",
+        ])
+        .env("STACK_ROOT", e.root())
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(127));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("`no-such-command`: executable file not found")
+    );
+    e.assert_clean();
+}
+
+#[test]
+fn hostname_env_and_workdir() {
+    let e = Env::new("uts");
+    let out = e.sh(
+        &["--hostname", "web", "-e", "GREETING=hi", "-w", "/srv/app"],
+        "hostname; cat /etc/hostname; echo $GREETING; pwd",
+    );
+    assert_eq!(out, "web\nweb\nhi\n/srv/app\n");
+}
+
+#[test]
+fn the_rootfs_is_never_modified_and_host_files_are_invisible() {
+    let e = Env::new("fs");
+    std::fs::write(e.dir.join("host-secret"), "x").unwrap();
+    let out = e.sh(
+        &[],
+        "touch /written; ls /; ls / | grep -c host-secret || true",
+    );
+    assert!(out.contains("written"), "{out}");
+    assert!(out.ends_with("0\n"), "{out}");
+    assert!(
+        !e.rootfs().join("written").exists(),
+        "the container wrote into its rootfs directory"
+    );
+    let o = e.run(&["--read-only"], "touch /x");
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("Read-only file system"));
+    e.assert_clean();
+}
+
+#[test]
+fn proc_dev_and_masked_paths() {
+    let e = Env::new("mounts");
+    let out = e.sh(
+        &[],
+        "ls /dev; cat /proc/keys | wc -c; grep ' /sys ' /proc/mounts",
+    );
+    for dev in [
+        "null", "zero", "full", "random", "urandom", "tty", "pts", "shm", "mqueue", "ptmx",
+    ] {
+        assert!(out.lines().any(|l| l == dev), "/dev/{dev} missing: {out}");
+    }
+    assert!(out.contains("\n0\n"), "/proc/keys is not masked: {out}");
+    assert!(
+        out.contains("sysfs /sys sysfs ro"),
+        "/sys is not read-only: {out}"
+    );
+}
+
+#[test]
+fn the_engine_binary_cannot_be_overwritten_from_inside() {
+    let e = Env::new("exe");
+    let o = e.run(&[], "echo pwned > /proc/1/exe");
+    assert!(!o.status.success(), "writing /proc/1/exe succeeded");
+    let out = e.sh(&[], "ls -l /proc/1/exe");
+    assert!(
+        out.contains("memfd:stack-init"),
+        "PID 1 does not run from the sealed copy: {out}"
+    );
+}
+
+#[test]
+fn a_missing_rootfs_is_a_clear_error_and_leaves_nothing() {
+    let e = Env::new("missing");
+    let o = Command::new(env!("CARGO_BIN_EXE_stack"))
+        .args([
+            "container",
+            "run",
+            "--rm",
+            "--rootfs",
+            "/nonexistent/rootfs",
+            "sh",
+        ])
+        .env("STACK_ROOT", e.root())
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr)
+        .contains("root filesystem `/nonexistent/rootfs` is not a directory"));
+    e.assert_clean();
+}

@@ -1,0 +1,211 @@
+//! The hidden init mode: the process that becomes the container.
+
+use std::ffi::CString;
+use std::path::{Path, PathBuf};
+
+use nix::sched::{unshare, CloneFlags};
+use nix::sys::signal::{kill, sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::{execve, fork, sethostname, ForkResult, Pid};
+
+use crate::spec::Spec;
+
+/// The argument that selects the init mode of our own binary.
+pub const INIT_ARG: &str = "__stack-init";
+
+/// Exit codes of our own failures, as Docker uses them.
+const SETUP_FAILED: i32 = 125;
+const NOT_EXECUTABLE: i32 = 126;
+const NOT_FOUND: i32 = 127;
+
+/// Entry point of the init mode, given the descriptor the spec arrives on.
+/// Never returns.
+pub fn init_main(spec_fd: &str) -> ! {
+    let json = std::fs::read(format!("/proc/self/fd/{spec_fd}")).unwrap_or_default();
+    let parsed: Result<(Spec, PathBuf), _> = serde_json::from_slice(&json);
+    let code = match parsed {
+        Ok((spec, dir)) => match stage1(&spec, &dir) {
+            Ok(code) => code,
+            Err(e) => {
+                eprintln!("stack: container `{}`: {e}", spec.id);
+                SETUP_FAILED
+            }
+        },
+        Err(e) => {
+            eprintln!("stack: bad container spec: {e}");
+            SETUP_FAILED
+        }
+    };
+    std::process::exit(code)
+}
+
+fn exit_code(status: WaitStatus) -> Option<i32> {
+    match status {
+        WaitStatus::Exited(_, code) => Some(code),
+        WaitStatus::Signaled(_, sig, _) => Some(128 + sig as i32),
+        _ => None,
+    }
+}
+
+/// Closes every inherited descriptor above stderr.
+fn close_inherited_fds() {
+    let fds: Vec<i32> = std::fs::read_dir("/proc/self/fd")
+        .map(|d| {
+            d.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    for fd in fds.into_iter().filter(|fd| *fd > 2) {
+        let _ = nix::unistd::close(fd);
+    }
+}
+
+/// New namespaces, then the container's PID 1 as our child.
+fn stage1(spec: &Spec, dir: &Path) -> std::io::Result<i32> {
+    close_inherited_fds();
+    unshare(
+        CloneFlags::CLONE_NEWNS
+            | CloneFlags::CLONE_NEWUTS
+            | CloneFlags::CLONE_NEWIPC
+            | CloneFlags::CLONE_NEWNET
+            | CloneFlags::CLONE_NEWPID,
+    )?;
+    // Ctrl-C reaches the whole process group; the container decides how to
+    // end, and we report how it did.
+    ignore(&[Signal::SIGINT, Signal::SIGQUIT])?;
+    // SAFETY: this process was just exec'd and runs no other thread, so the
+    // child may do anything after fork.
+    #[allow(unsafe_code)]
+    let forked = unsafe { fork() }?;
+    match forked {
+        ForkResult::Child => {
+            let code = match pid1(spec, dir) {
+                Ok(code) => code,
+                Err(e) => {
+                    eprintln!("stack: container `{}`: {e}", spec.id);
+                    SETUP_FAILED
+                }
+            };
+            std::process::exit(code)
+        }
+        ForkResult::Parent { child } => loop {
+            if let Some(code) = exit_code(waitpid(child, None)?) {
+                return Ok(code);
+            }
+        },
+    }
+}
+
+fn ignore(signals: &[Signal]) -> nix::Result<()> {
+    let ign = SigAction::new(SigHandler::SigIgn, SaFlags::empty(), SigSet::empty());
+    for s in signals {
+        // SAFETY: installing SIG_IGN runs no handler code.
+        #[allow(unsafe_code)]
+        unsafe {
+            sigaction(*s, &ign)?;
+        }
+    }
+    Ok(())
+}
+
+/// PID 1 of the container: file system, hostname, then the app.
+fn pid1(spec: &Spec, dir: &Path) -> std::io::Result<i32> {
+    crate::rootfs::setup(spec, dir)?;
+    sethostname(&spec.hostname)?;
+    let cwd = Path::new(&spec.cwd);
+    if !cwd.is_dir() {
+        std::fs::create_dir_all(cwd)?;
+    }
+    std::env::set_current_dir(cwd)?;
+    // The working directory must be inside the new root (CVE-2024-21626).
+    if !std::env::current_dir()?.starts_with("/") {
+        return Err(std::io::Error::other(
+            "working directory escapes the container",
+        ));
+    }
+    if !spec.init {
+        return Ok(exec_app(spec));
+    }
+    let all = SigSet::all();
+    all.thread_block()?;
+    // SAFETY: PID 1 runs a single thread.
+    #[allow(unsafe_code)]
+    let forked = unsafe { fork() }?;
+    let app = match forked {
+        ForkResult::Child => std::process::exit(exec_app(spec)),
+        ForkResult::Parent { child } => child,
+    };
+    supervise(app, &all)
+}
+
+/// The init loop: forward every signal to the app, reap every child, and
+/// leave with the app's status (the kernel then kills what is left).
+fn supervise(app: Pid, all: &SigSet) -> std::io::Result<i32> {
+    loop {
+        let sig = all.wait()?;
+        if sig != Signal::SIGCHLD {
+            let _ = kill(app, sig);
+            continue;
+        }
+        loop {
+            match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::StillAlive) | Err(_) => break,
+                Ok(status) => {
+                    if status.pid() == Some(app) {
+                        if let Some(code) = exit_code(status) {
+                            return Ok(code);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Replaces this process with the app; returns the exit code on failure.
+fn exec_app(spec: &Spec) -> i32 {
+    // Signals: default handlers and nothing blocked, whatever we inherited.
+    let dfl = SigAction::new(SigHandler::SigDfl, SaFlags::empty(), SigSet::empty());
+    for s in Signal::iterator().filter(|s| !matches!(s, Signal::SIGKILL | Signal::SIGSTOP)) {
+        // SAFETY: installing SIG_DFL runs no handler code.
+        #[allow(unsafe_code)]
+        unsafe {
+            let _ = sigaction(s, &dfl);
+        }
+    }
+    let _ = SigSet::all().thread_unblock();
+    let env = spec.full_env();
+    let Some(program) = spec.args.first() else {
+        eprintln!("stack: no command given");
+        return NOT_FOUND;
+    };
+    let path_var = env
+        .iter()
+        .find_map(|e| e.strip_prefix("PATH="))
+        .unwrap_or_default();
+    let Some(path) = resolve(program, path_var) else {
+        eprintln!("stack: `{program}`: executable file not found in $PATH");
+        return NOT_FOUND;
+    };
+    let to_c = |s: &str| CString::new(s).unwrap_or_default();
+    let argv: Vec<CString> = spec.args.iter().map(|a| to_c(a)).collect();
+    let envp: Vec<CString> = env.iter().map(|e| to_c(e)).collect();
+    let err = execve(&to_c(&path), &argv, &envp).unwrap_err();
+    eprintln!("stack: cannot run `{program}`: {err}");
+    if err == nix::errno::Errno::ENOENT {
+        NOT_FOUND
+    } else {
+        NOT_EXECUTABLE
+    }
+}
+
+/// `program` looked up in `path` unless it names a file already.
+fn resolve(program: &str, path: &str) -> Option<String> {
+    if program.contains('/') {
+        return Some(program.to_string());
+    }
+    path.split(':').map(|d| format!("{d}/{program}")).find(|p| {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    })
+}

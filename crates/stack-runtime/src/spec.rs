@@ -1,0 +1,35 @@
+//! What to run, and how.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Spec {
+    pub id: String,
+    /// A plain directory: an overlay with a private writable layer goes over
+    /// it, so it is never modified.
+    pub rootfs: PathBuf,
+    pub args: Vec<String>,
+    /// `KEY=value` entries.
+    pub env: Vec<String>,
+    pub cwd: String,
+    pub hostname: String,
+    /// Run a tiny init as PID 1 (forwards signals, reaps zombies).
+    pub init: bool,
+    pub read_only: bool,
+}
+
+impl Spec {
+    /// The environment with a default `PATH` and `HOSTNAME`, as Docker sets them.
+    pub fn full_env(&self) -> Vec<String> {
+        let mut env = self.env.clone();
+        if !env.iter().any(|e| e.starts_with("PATH=")) {
+            env.push("PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into());
+        }
+        if !env.iter().any(|e| e.starts_with("HOSTNAME=")) {
+            env.push(format!("HOSTNAME={}", self.hostname));
+        }
+        env
+    }
+}

@@ -26,6 +26,24 @@ pub struct RunArgs {
     /// Working directory inside the container
     #[arg(short = 'w', long = "workdir", default_value = "/")]
     pub workdir: String,
+    /// User to run as: NAME, UID, NAME:GROUP or UID:GID (from the container's /etc/passwd)
+    #[arg(short = 'u', long)]
+    pub user: Option<String>,
+    /// Add a capability to Docker's default set
+    #[arg(long = "cap-add", value_name = "CAP")]
+    pub cap_add: Vec<String>,
+    /// Drop a capability from Docker's default set
+    #[arg(long = "cap-drop", value_name = "CAP")]
+    pub cap_drop: Vec<String>,
+    /// Every capability, no masked paths
+    #[arg(long)]
+    pub privileged: bool,
+    /// Security options: `seccomp=unconfined`, `no-new-privileges` (always on unless privileged)
+    #[arg(long = "security-opt", value_name = "OPT")]
+    pub security_opt: Vec<String>,
+    /// A resource limit: NAME=SOFT[:HARD] (nofile, nproc, core, ...)
+    #[arg(long = "ulimit", value_name = "NAME=SOFT[:HARD]")]
+    pub ulimits: Vec<String>,
     /// Mount the root filesystem read-only
     #[arg(long)]
     pub read_only: bool,
@@ -97,6 +115,16 @@ fn run_container(a: &RunArgs) -> anyhow::Result<i32> {
         hostname: a.hostname.clone().unwrap_or_else(|| short.clone()),
         init: !a.no_init,
         read_only: a.read_only,
+        user: a.user.clone().unwrap_or_default(),
+        cap_add: a.cap_add.clone(),
+        cap_drop: a.cap_drop.clone(),
+        privileged: a.privileged,
+        seccomp_unconfined: seccomp_unconfined(&a.security_opt)?,
+        rlimits: a
+            .ulimits
+            .iter()
+            .map(|u| parse_ulimit(u))
+            .collect::<anyhow::Result<_>>()?,
     };
     // Ctrl-C goes to the container (same process group); we stay to report and clean up.
     for s in [
@@ -118,4 +146,33 @@ fn run_container(a: &RunArgs) -> anyhow::Result<i32> {
     let code = stack_runtime::run(&spec, &stack_root(), a.rm)
         .with_context(|| format!("container `{name}`"))?;
     Ok(code)
+}
+
+/// `nofile=1024:2048` or `nproc=512`.
+fn parse_ulimit(s: &str) -> anyhow::Result<(String, u64, u64)> {
+    let bad = || anyhow::anyhow!("invalid ulimit `{s}`: expected NAME=SOFT[:HARD]");
+    let (name, values) = s.split_once('=').ok_or_else(bad)?;
+    let (soft, hard) = match values.split_once(':') {
+        Some((a, b)) => (a.parse().map_err(|_| bad())?, b.parse().map_err(|_| bad())?),
+        None => {
+            let v: u64 = values.parse().map_err(|_| bad())?;
+            (v, v)
+        }
+    };
+    if soft > hard {
+        bail!("invalid ulimit `{s}`: soft limit above hard limit");
+    }
+    Ok((name.to_string(), soft, hard))
+}
+
+fn seccomp_unconfined(opts: &[String]) -> anyhow::Result<bool> {
+    let mut unconfined = false;
+    for o in opts {
+        match o.as_str() {
+            "seccomp=unconfined" | "seccomp:unconfined" => unconfined = true,
+            "no-new-privileges" | "no-new-privileges=true" | "no-new-privileges:true" => {}
+            other => bail!("unsupported security option `{other}`"),
+        }
+    }
+    Ok(unconfined)
 }

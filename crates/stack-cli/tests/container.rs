@@ -23,6 +23,16 @@ impl Env {
         let bin = dir.join("rootfs/bin");
         std::fs::create_dir_all(&bin).unwrap();
         std::fs::create_dir_all(dir.join("rootfs/etc")).unwrap();
+        std::fs::write(
+            dir.join("rootfs/etc/passwd"),
+            "root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000:app:/home/app:/bin/sh\n",
+        )
+        .unwrap();
+        std::fs::write(
+            dir.join("rootfs/etc/group"),
+            "root:x:0:\napp:x:1000:\nstaff:x:50:app\n",
+        )
+        .unwrap();
         let busybox = ["/bin/busybox", "/usr/bin/busybox"]
             .into_iter()
             .find(|p| Path::new(p).exists());
@@ -30,7 +40,7 @@ impl Env {
         std::fs::copy(busybox, bin.join("busybox")).unwrap();
         for applet in [
             "sh", "cat", "echo", "ls", "ps", "hostname", "touch", "sleep", "kill", "pwd", "id",
-            "wc", "grep",
+            "wc", "grep", "swapon", "chown", "unshare",
         ] {
             std::os::unix::fs::symlink("busybox", bin.join(applet)).unwrap();
         }
@@ -223,4 +233,89 @@ fn a_missing_rootfs_is_a_clear_error_and_leaves_nothing() {
     assert!(String::from_utf8_lossy(&o.stderr)
         .contains("root filesystem `/nonexistent/rootfs` is not a directory"));
     e.assert_clean();
+}
+
+#[test]
+fn docker_default_capabilities_no_new_privs_and_seccomp() {
+    let e = Env::new("caps");
+    let out = e.sh(
+        &[],
+        "grep -E '^(CapEff|CapBnd|NoNewPrivs|Seccomp):' /proc/self/status",
+    );
+    assert_eq!(
+        out,
+        "CapEff:\t00000000a80425fb\nCapBnd:\t00000000a80425fb\nNoNewPrivs:\t1\nSeccomp:\t2\n"
+    );
+    let out = e.sh(
+        &["--cap-drop", "ALL"],
+        "grep CapEff /proc/self/status; touch /f; chown 5 /f || echo denied",
+    );
+    assert!(
+        out.contains("CapEff:\t0000000000000000") && out.contains("denied"),
+        "{out}"
+    );
+    let out = e.sh(
+        &["--cap-add", "NET_ADMIN", "--cap-drop", "CHOWN"],
+        "grep CapEff /proc/self/status",
+    );
+    assert_eq!(out, "CapEff:\t00000000a80435fa\n");
+}
+
+#[test]
+fn a_blocked_syscall_fails_with_eperm_unless_unconfined() {
+    let e = Env::new("seccomp");
+    // swapon(2) needs CAP_SYS_ADMIN and is denied by the filter even with it.
+    let o = e.run(&["--cap-add", "SYS_ADMIN"], "swapon /dev/null");
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("Operation not permitted"),
+        "{o:?}"
+    );
+    let o = e.run(
+        &[
+            "--cap-add",
+            "SYS_ADMIN",
+            "--security-opt",
+            "seccomp=unconfined",
+        ],
+        "swapon /dev/null",
+    );
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("Invalid argument"),
+        "{o:?}"
+    );
+    // unshare is denied without CAP_SYS_ADMIN.
+    let o = e.run(&[], "unshare -n true");
+    assert!(!o.status.success());
+}
+
+#[test]
+fn users_from_the_containers_own_passwd() {
+    let e = Env::new("user");
+    assert_eq!(
+        e.sh(&["-u", "app"], "id; echo $HOME"),
+        "uid=1000(app) gid=1000(app) groups=50(staff),1000(app)\n/home/app\n"
+    );
+    assert_eq!(e.sh(&["-u", "1234:50"], "id -u; id -g"), "1234\n50\n");
+    let o = e.run(&["-u", "ghost"], "true");
+    assert_eq!(o.status.code(), Some(125));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("unable to find user `ghost`"));
+    e.assert_clean();
+}
+
+#[test]
+fn rlimits_and_privileged() {
+    let e = Env::new("limits");
+    assert_eq!(
+        e.sh(&["--ulimit", "nofile=100:200"], "ulimit -n; ulimit -Hn"),
+        "100\n200\n"
+    );
+    let out = e.sh(
+        &["--privileged"],
+        "grep -E '^(NoNewPrivs|Seccomp):' /proc/self/status; cat /proc/keys | wc -c",
+    );
+    assert!(out.starts_with("NoNewPrivs:\t0\nSeccomp:\t0\n"), "{out}");
+    assert!(
+        !out.ends_with("\n0\n"),
+        "/proc/keys still masked when privileged: {out}"
+    );
 }

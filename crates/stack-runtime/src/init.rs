@@ -27,7 +27,7 @@ pub fn init_main(spec_fd: &str) -> ! {
         Ok((spec, dir)) => match stage1(&spec, &dir) {
             Ok(code) => code,
             Err(e) => {
-                eprintln!("stack: container `{}`: {e}", spec.id);
+                eprintln!("stack: container `{}`: {e}", short(&spec.id));
                 SETUP_FAILED
             }
         },
@@ -37,6 +37,10 @@ pub fn init_main(spec_fd: &str) -> ! {
         }
     };
     std::process::exit(code)
+}
+
+fn short(id: &str) -> &str {
+    &id[..id.len().min(12)]
 }
 
 fn exit_code(status: WaitStatus) -> Option<i32> {
@@ -82,7 +86,7 @@ fn stage1(spec: &Spec, dir: &Path) -> std::io::Result<i32> {
             let code = match pid1(spec, dir) {
                 Ok(code) => code,
                 Err(e) => {
-                    eprintln!("stack: container `{}`: {e}", spec.id);
+                    eprintln!("stack: container `{}`: {e}", short(&spec.id));
                     SETUP_FAILED
                 }
             };
@@ -123,8 +127,21 @@ fn pid1(spec: &Spec, dir: &Path) -> std::io::Result<i32> {
             "working directory escapes the container",
         ));
     }
+    crate::security::set_rlimits(&spec.rlimits)?;
+    let user = if spec.user.is_empty() {
+        None
+    } else {
+        let read = |p: &str| std::fs::read_to_string(p).unwrap_or_default();
+        Some(crate::security::resolve_user(
+            &spec.user,
+            &read("/etc/passwd"),
+            &read("/etc/group"),
+        )?)
+    };
+    let keep = crate::security::capabilities(spec)?;
+    crate::security::restrict(&keep, spec.privileged, !spec.seccomp_unconfined)?;
     if !spec.init {
-        return Ok(exec_app(spec));
+        return Ok(exec_app(spec, user.as_ref()));
     }
     let all = SigSet::all();
     all.thread_block()?;
@@ -132,7 +149,7 @@ fn pid1(spec: &Spec, dir: &Path) -> std::io::Result<i32> {
     #[allow(unsafe_code)]
     let forked = unsafe { fork() }?;
     let app = match forked {
-        ForkResult::Child => std::process::exit(exec_app(spec)),
+        ForkResult::Child => std::process::exit(exec_app(spec, user.as_ref())),
         ForkResult::Parent { child } => child,
     };
     supervise(app, &all)
@@ -163,7 +180,7 @@ fn supervise(app: Pid, all: &SigSet) -> std::io::Result<i32> {
 }
 
 /// Replaces this process with the app; returns the exit code on failure.
-fn exec_app(spec: &Spec) -> i32 {
+fn exec_app(spec: &Spec, user: Option<&crate::security::User>) -> i32 {
     // Signals: default handlers and nothing blocked, whatever we inherited.
     let dfl = SigAction::new(SigHandler::SigDfl, SaFlags::empty(), SigSet::empty());
     for s in Signal::iterator().filter(|s| !matches!(s, Signal::SIGKILL | Signal::SIGSTOP)) {
@@ -174,7 +191,18 @@ fn exec_app(spec: &Spec) -> i32 {
         }
     }
     let _ = SigSet::all().thread_unblock();
-    let env = spec.full_env();
+    let mut env = spec.full_env();
+    if let Some(u) = user {
+        if !env.iter().any(|e| e.starts_with("HOME=")) {
+            env.push(format!("HOME={}", u.home));
+        }
+        if let Err(e) = crate::security::switch_user(u) {
+            eprintln!("stack: cannot switch to user `{}`: {e}", spec.user);
+            return SETUP_FAILED;
+        }
+    } else if !env.iter().any(|e| e.starts_with("HOME=")) {
+        env.push("HOME=/root".into());
+    }
     let Some(program) = spec.args.first() else {
         eprintln!("stack: no command given");
         return NOT_FOUND;

@@ -14,6 +14,8 @@
 mod init;
 mod rootfs;
 mod seal;
+mod seccomp;
+mod security;
 mod spec;
 
 use std::os::fd::AsRawFd;

@@ -153,7 +153,19 @@ pub fn setup(spec: &Spec, dir: &Path) -> io::Result<()> {
     pivot_root(".", ".").map_err(|e| err("pivot_root", e))?;
     umount2(".", MntFlags::MNT_DETACH).map_err(|e| err("detach old root", e))?;
     chdir("/").map_err(|e| err("chdir /", e))?;
+    if spec.read_only {
+        mnt(
+            "/",
+            Path::new("/"),
+            None,
+            MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY,
+            None,
+        )?;
+    }
 
+    if spec.privileged {
+        return Ok(());
+    }
     for p in MASKED {
         mask(Path::new(p))?;
     }

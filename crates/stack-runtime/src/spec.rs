@@ -18,6 +18,25 @@ pub struct Spec {
     /// Run a tiny init as PID 1 (forwards signals, reaps zombies).
     pub init: bool,
     pub read_only: bool,
+    /// `NAME`, `UID`, `NAME:GROUP` or `UID:GID`, resolved against the
+    /// container's own /etc/passwd and /etc/group. Empty: root.
+    #[serde(default)]
+    pub user: String,
+    /// Capabilities added to or dropped from Docker's default set
+    /// (`NET_ADMIN` or `CAP_NET_ADMIN`; `ALL`).
+    #[serde(default)]
+    pub cap_add: Vec<String>,
+    #[serde(default)]
+    pub cap_drop: Vec<String>,
+    /// Every capability, and no masked or read-only paths.
+    #[serde(default)]
+    pub privileged: bool,
+    /// No seccomp filter (`--security-opt seccomp=unconfined`).
+    #[serde(default)]
+    pub seccomp_unconfined: bool,
+    /// Resource limits: name (`nofile`, `nproc`, …), soft, hard.
+    #[serde(default)]
+    pub rlimits: Vec<(String, u64, u64)>,
 }
 
 impl Spec {

@@ -1,0 +1,249 @@
+//! What the app may do: capabilities, no_new_privs, user and groups, rlimits.
+
+use std::collections::HashSet;
+use std::io;
+
+use caps::{CapSet, Capability};
+
+use crate::spec::Spec;
+
+/// Docker's default capabilities.
+pub const DEFAULT_CAPS: [Capability; 14] = [
+    Capability::CAP_CHOWN,
+    Capability::CAP_DAC_OVERRIDE,
+    Capability::CAP_FSETID,
+    Capability::CAP_FOWNER,
+    Capability::CAP_MKNOD,
+    Capability::CAP_NET_RAW,
+    Capability::CAP_SETGID,
+    Capability::CAP_SETUID,
+    Capability::CAP_SETFCAP,
+    Capability::CAP_SETPCAP,
+    Capability::CAP_NET_BIND_SERVICE,
+    Capability::CAP_SYS_CHROOT,
+    Capability::CAP_KILL,
+    Capability::CAP_AUDIT_WRITE,
+];
+
+fn parse_cap(name: &str) -> io::Result<Capability> {
+    let upper = name.to_ascii_uppercase();
+    let full = if upper.starts_with("CAP_") {
+        upper
+    } else {
+        format!("CAP_{upper}")
+    };
+    full.parse()
+        .map_err(|_| io::Error::other(format!("unknown capability `{name}`")))
+}
+
+/// The capability set a spec asks for.
+pub fn capabilities(spec: &Spec) -> io::Result<HashSet<Capability>> {
+    if spec.privileged {
+        return Ok(caps::all());
+    }
+    let mut set: HashSet<Capability> = DEFAULT_CAPS.into_iter().collect();
+    for c in &spec.cap_add {
+        if c.eq_ignore_ascii_case("ALL") {
+            set = caps::all();
+        } else {
+            set.insert(parse_cap(c)?);
+        }
+    }
+    for c in &spec.cap_drop {
+        if c.eq_ignore_ascii_case("ALL") {
+            set.clear();
+        } else {
+            set.remove(&parse_cap(c)?);
+        }
+    }
+    Ok(set)
+}
+
+/// Narrows this process (and all it starts) to `keep`, with no_new_privs.
+pub fn restrict(keep: &HashSet<Capability>, privileged: bool, seccomp: bool) -> io::Result<()> {
+    let other = |e: caps::errors::CapsError| io::Error::other(e.to_string());
+    // Only what we hold can be kept (the kernel may know fewer than the library).
+    let held = caps::read(None, CapSet::Permitted).map_err(other)?;
+    let keep: HashSet<Capability> = keep.intersection(&held).copied().collect();
+    let keep = &keep;
+    for c in caps::all() {
+        if !keep.contains(&c) {
+            // Capabilities the running kernel does not know are not in the set to begin with.
+            let _ = caps::drop(None, CapSet::Bounding, c);
+        }
+    }
+    caps::set(None, CapSet::Inheritable, keep).map_err(other)?;
+    caps::set(None, CapSet::Effective, keep).map_err(other)?;
+    caps::set(None, CapSet::Permitted, keep).map_err(other)?;
+    if !privileged {
+        nix::sys::prctl::set_no_new_privs().map_err(io::Error::from)?;
+    }
+    if seccomp && !privileged {
+        crate::seccomp::apply(&crate::seccomp::filter(keep)?)?;
+    }
+    Ok(())
+}
+
+/// A user as `/etc/passwd` and `/etc/group` of the container know it.
+#[derive(Debug, PartialEq)]
+pub struct User {
+    pub uid: u32,
+    pub gid: u32,
+    pub groups: Vec<u32>,
+    pub home: String,
+}
+
+/// Resolves `NAME`, `UID`, `NAME:GROUP`, `UID:GID` against file contents.
+pub fn resolve_user(spec: &str, passwd: &str, group: &str) -> io::Result<User> {
+    let (u, g) = match spec.split_once(':') {
+        Some((u, g)) => (u, Some(g)),
+        None => (spec, None),
+    };
+    let entries: Vec<Vec<&str>> = passwd
+        .lines()
+        .map(|l| l.split(':').collect())
+        .filter(|f: &Vec<&str>| f.len() >= 7)
+        .collect();
+    let found = entries
+        .iter()
+        .find(|f| f[0] == u || (u.parse::<u32>().is_ok() && f[2] == u));
+    let (uid, mut gid, home, name) = match (found, u.parse::<u32>()) {
+        (Some(f), _) => (
+            f[2].parse()
+                .map_err(|_| io::Error::other(format!("bad uid in /etc/passwd for `{u}`")))?,
+            f[3].parse().unwrap_or(0),
+            f[5].to_string(),
+            f[0].to_string(),
+        ),
+        (None, Ok(uid)) => (uid, 0, "/".to_string(), String::new()),
+        (None, Err(_)) => {
+            return Err(io::Error::other(format!(
+                "unable to find user `{u}`: no matching entries in passwd file"
+            )))
+        }
+    };
+    let groups: Vec<Vec<&str>> = group
+        .lines()
+        .map(|l| l.split(':').collect())
+        .filter(|f: &Vec<&str>| f.len() >= 4)
+        .collect();
+    if let Some(g) = g {
+        gid = match groups.iter().find(|f| f[0] == g) {
+            Some(f) => f[2]
+                .parse()
+                .map_err(|_| io::Error::other(format!("bad gid in /etc/group for `{g}`")))?,
+            None => g.parse().map_err(|_| {
+                io::Error::other(format!(
+                    "unable to find group `{g}`: no matching entries in group file"
+                ))
+            })?,
+        };
+    }
+    let mut supplementary: Vec<u32> = groups
+        .iter()
+        .filter(|f| !name.is_empty() && f[3].split(',').any(|m| m == name))
+        .filter_map(|f| f[2].parse().ok())
+        .collect();
+    if !supplementary.contains(&gid) {
+        supplementary.insert(0, gid);
+    }
+    Ok(User {
+        uid,
+        gid,
+        groups: supplementary,
+        home,
+    })
+}
+
+/// Becomes `user`: groups first, then gid, then uid.
+pub fn switch_user(user: &User) -> io::Result<()> {
+    use nix::unistd::{setgid, setgroups, setuid, Gid, Uid};
+    let groups: Vec<Gid> = user.groups.iter().map(|g| Gid::from_raw(*g)).collect();
+    setgroups(&groups)?;
+    setgid(Gid::from_raw(user.gid))?;
+    setuid(Uid::from_raw(user.uid))?;
+    Ok(())
+}
+
+pub fn set_rlimits(limits: &[(String, u64, u64)]) -> io::Result<()> {
+    use nix::sys::resource::{setrlimit, Resource};
+    for (name, soft, hard) in limits {
+        let r = match name.as_str() {
+            "core" => Resource::RLIMIT_CORE,
+            "cpu" => Resource::RLIMIT_CPU,
+            "data" => Resource::RLIMIT_DATA,
+            "fsize" => Resource::RLIMIT_FSIZE,
+            "locks" => Resource::RLIMIT_LOCKS,
+            "memlock" => Resource::RLIMIT_MEMLOCK,
+            "msgqueue" => Resource::RLIMIT_MSGQUEUE,
+            "nice" => Resource::RLIMIT_NICE,
+            "nofile" => Resource::RLIMIT_NOFILE,
+            "nproc" => Resource::RLIMIT_NPROC,
+            "rss" => Resource::RLIMIT_RSS,
+            "rtprio" => Resource::RLIMIT_RTPRIO,
+            "sigpending" => Resource::RLIMIT_SIGPENDING,
+            "stack" => Resource::RLIMIT_STACK,
+            other => return Err(io::Error::other(format!("unknown ulimit `{other}`"))),
+        };
+        setrlimit(r, *soft, *hard)
+            .map_err(|e| io::Error::other(format!("ulimit `{name}`: {e}")))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PASSWD: &str = "root:x:0:0:root:/root:/bin/sh\nwww:x:33:33:www:/var/www:/bin/false\nalice:x:1000:1000::/home/alice:/bin/sh\n";
+    const GROUP: &str =
+        "root:x:0:\nwww:x:33:\nalice:x:1000:\nstaff:x:50:alice,bob\naudio:x:29:alice\n";
+
+    #[test]
+    fn users_resolve_like_docker() {
+        let u = resolve_user("alice", PASSWD, GROUP).unwrap();
+        assert_eq!((u.uid, u.gid, u.home.as_str()), (1000, 1000, "/home/alice"));
+        assert_eq!(u.groups, vec![1000, 50, 29]);
+        assert_eq!(resolve_user("www:staff", PASSWD, GROUP).unwrap().gid, 50);
+        assert_eq!(
+            resolve_user("1234:5678", PASSWD, GROUP).unwrap(),
+            User {
+                uid: 1234,
+                gid: 5678,
+                groups: vec![5678],
+                home: "/".into()
+            }
+        );
+        assert_eq!(resolve_user("33", PASSWD, GROUP).unwrap().home, "/var/www");
+        assert!(resolve_user("nobody", PASSWD, GROUP)
+            .unwrap_err()
+            .to_string()
+            .contains("unable to find user `nobody`"));
+        assert!(resolve_user("alice:nogroup", PASSWD, GROUP).is_err());
+    }
+
+    #[test]
+    fn capability_sets() {
+        let spec = |add: &[&str], drop: &[&str]| Spec {
+            id: "x".into(),
+            rootfs: "/".into(),
+            args: vec![],
+            env: vec![],
+            cwd: "/".into(),
+            hostname: "x".into(),
+            init: true,
+            read_only: false,
+            user: String::new(),
+            cap_add: add.iter().map(|s| s.to_string()).collect(),
+            cap_drop: drop.iter().map(|s| s.to_string()).collect(),
+            privileged: false,
+            seccomp_unconfined: false,
+            rlimits: vec![],
+        };
+        assert_eq!(capabilities(&spec(&[], &[])).unwrap().len(), 14);
+        let s = capabilities(&spec(&["NET_ADMIN"], &["cap_chown"])).unwrap();
+        assert!(s.contains(&Capability::CAP_NET_ADMIN) && !s.contains(&Capability::CAP_CHOWN));
+        assert!(capabilities(&spec(&[], &["ALL"])).unwrap().is_empty());
+        assert!(capabilities(&spec(&["BOGUS"], &[])).is_err());
+    }
+}

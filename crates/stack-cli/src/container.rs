@@ -44,6 +44,30 @@ pub struct RunArgs {
     /// A resource limit: NAME=SOFT[:HARD] (nofile, nproc, core, ...)
     #[arg(long = "ulimit", value_name = "NAME=SOFT[:HARD]")]
     pub ulimits: Vec<String>,
+    /// Write the container id to this file (which must not exist)
+    #[arg(long, value_name = "FILE")]
+    pub cidfile: Option<PathBuf>,
+    /// Memory limit (bytes, or with a unit: 512m, 1g)
+    #[arg(short = 'm', long)]
+    pub memory: Option<String>,
+    /// Memory soft limit
+    #[arg(long)]
+    pub memory_reservation: Option<String>,
+    /// Memory plus swap limit (-1: unlimited)
+    #[arg(long)]
+    pub memory_swap: Option<String>,
+    /// Number of CPUs (fractions allowed)
+    #[arg(long)]
+    pub cpus: Option<f64>,
+    /// Relative CPU weight
+    #[arg(short = 'c', long)]
+    pub cpu_shares: Option<u64>,
+    /// CPUs the container may run on (0-3, 0,1)
+    #[arg(long)]
+    pub cpuset_cpus: Option<String>,
+    /// Maximum number of processes (-1: unlimited)
+    #[arg(long, allow_hyphen_values = true)]
+    pub pids_limit: Option<i64>,
     /// Mount the root filesystem read-only
     #[arg(long)]
     pub read_only: bool,
@@ -120,6 +144,19 @@ fn run_container(a: &RunArgs) -> anyhow::Result<i32> {
         cap_drop: a.cap_drop.clone(),
         privileged: a.privileged,
         seccomp_unconfined: seccomp_unconfined(&a.security_opt)?,
+        limits: stack_runtime::cgroup::Limits {
+            memory: a.memory.as_deref().map(bytes).transpose()?,
+            memory_reservation: a.memory_reservation.as_deref().map(bytes).transpose()?,
+            memory_swap: a
+                .memory_swap
+                .as_deref()
+                .map(|s| if s == "-1" { Ok(-1) } else { bytes(s) })
+                .transpose()?,
+            cpus: a.cpus,
+            cpu_shares: a.cpu_shares,
+            cpuset: a.cpuset_cpus.clone(),
+            pids: a.pids_limit,
+        },
         rlimits: a
             .ulimits
             .iter()
@@ -142,10 +179,22 @@ fn run_container(a: &RunArgs) -> anyhow::Result<i32> {
             let _ = nix::sys::signal::sigaction(s, &ign);
         }
     }
+    if let Some(f) = &a.cidfile {
+        use std::io::Write as _;
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(f)
+            .with_context(|| format!("cannot create the cidfile `{}`", f.display()))?;
+        file.write_all(spec.id.as_bytes())?;
+    }
     let name = a.name.clone().unwrap_or(short);
-    let code = stack_runtime::run(&spec, &stack_root(), a.rm)
+    let exit = stack_runtime::run(&spec, &stack_root(), a.rm)
         .with_context(|| format!("container `{name}`"))?;
-    Ok(code)
+    if exit.oom_killed {
+        eprintln!("stack: container `{name}` was killed: out of memory");
+    }
+    Ok(exit.code)
 }
 
 /// `nofile=1024:2048` or `nproc=512`.
@@ -175,4 +224,8 @@ fn seccomp_unconfined(opts: &[String]) -> anyhow::Result<bool> {
         }
     }
     Ok(unconfined)
+}
+
+fn bytes(s: &str) -> anyhow::Result<i64> {
+    stack_model::parse_bytes(s).map_err(|e| anyhow::anyhow!(e))
 }

@@ -319,3 +319,91 @@ fn rlimits_and_privileged() {
         "/proc/keys still masked when privileged: {out}"
     );
 }
+
+/// Every cgroup directory named after a container id, anywhere under /sys/fs/cgroup.
+fn cgroup_dirs(id: &str) -> Vec<PathBuf> {
+    fn walk(dir: &Path, id: &str, depth: usize, out: &mut Vec<PathBuf>) {
+        if depth > 6 {
+            return;
+        }
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() && !p.is_symlink() {
+                if p.file_name().is_some_and(|n| n == id) {
+                    out.push(p.clone());
+                }
+                walk(&p, id, depth + 1, out);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(Path::new("/sys/fs/cgroup"), id, 0, &mut out);
+    out
+}
+
+#[test]
+fn a_memory_limit_oom_kills_and_the_cgroups_go_away() {
+    let e = Env::new("oom");
+    let cid = e.dir.join("cid");
+    let o = e.run(
+        &[
+            "-m",
+            "16m",
+            "--memory-swap",
+            "16m",
+            "--cidfile",
+            cid.to_str().unwrap(),
+        ],
+        "dd if=/dev/zero of=/dev/null bs=64M count=1",
+    );
+    assert_eq!(o.status.code(), Some(137), "{o:?}");
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("was killed: out of memory"),
+        "{o:?}"
+    );
+    let id = std::fs::read_to_string(&cid).unwrap();
+    assert_eq!(id.len(), 64);
+    assert!(
+        cgroup_dirs(&id).is_empty(),
+        "cgroups left behind: {:?}",
+        cgroup_dirs(&id)
+    );
+    e.assert_clean();
+}
+
+#[test]
+fn a_pids_limit_stops_a_fork_bomb() {
+    let e = Env::new("pids");
+    let o = e.run(
+        &["--pids-limit", "8"],
+        "for i in 1 2 3 4 5 6 7 8 9 10 11 12; do sleep 5 & done; echo spawned",
+    );
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("can't fork"), "the limit did not hold: {o:?}");
+    e.assert_clean();
+}
+
+#[test]
+fn cpu_limits_are_written() {
+    let e = Env::new("cpu");
+    let cid = e.dir.join("cid");
+    let out = e.sh(
+        &[
+            "--cpus",
+            "0.5",
+            "--cpu-shares",
+            "512",
+            "--cidfile",
+            cid.to_str().unwrap(),
+        ],
+        "cat /proc/self/cgroup",
+    );
+    let id = std::fs::read_to_string(&cid).unwrap();
+    assert!(
+        out.contains(&id),
+        "the container is not in its own cgroups: {out}"
+    );
+}

@@ -77,12 +77,21 @@ fn stage1(spec: &Spec, dir: &Path) -> std::io::Result<i32> {
     // Ctrl-C reaches the whole process group; the container decides how to
     // end, and we report how it did.
     ignore(&[Signal::SIGINT, Signal::SIGQUIT])?;
+    // PID 1 waits on this pipe until its cgroups are in place.
+    let (ready_r, ready_w) = nix::unistd::pipe()?;
     // SAFETY: this process was just exec'd and runs no other thread, so the
     // child may do anything after fork.
     #[allow(unsafe_code)]
     let forked = unsafe { fork() }?;
     match forked {
         ForkResult::Child => {
+            drop(ready_w);
+            let mut byte = [0u8; 1];
+            if !matches!(nix::unistd::read(&ready_r, &mut byte), Ok(1)) {
+                // The parent failed to set up the cgroups and said why.
+                std::process::exit(SETUP_FAILED);
+            }
+            drop(ready_r);
             let code = match pid1(spec, dir) {
                 Ok(code) => code,
                 Err(e) => {
@@ -92,11 +101,23 @@ fn stage1(spec: &Spec, dir: &Path) -> std::io::Result<i32> {
             };
             std::process::exit(code)
         }
-        ForkResult::Parent { child } => loop {
-            if let Some(code) = exit_code(waitpid(child, None)?) {
-                return Ok(code);
+        ForkResult::Parent { child } => {
+            drop(ready_r);
+            let joined = crate::cgroup::layout(&spec.id)
+                .and_then(|l| crate::cgroup::create(&l, &spec.limits, child.as_raw() as u32));
+            if let Err(e) = joined {
+                let _ = kill(child, Signal::SIGKILL);
+                let _ = waitpid(child, None);
+                return Err(e);
             }
-        },
+            nix::unistd::write(&ready_w, &[1])?;
+            drop(ready_w);
+            loop {
+                if let Some(code) = exit_code(waitpid(child, None)?) {
+                    return Ok(code);
+                }
+            }
+        }
     }
 }
 

@@ -11,6 +11,7 @@
 //! Every mount lives in the container's own mount namespace: when the
 //! container's last process exits, the kernel takes the mounts away.
 
+pub mod cgroup;
 mod init;
 mod rootfs;
 mod seal;
@@ -35,6 +36,12 @@ pub enum RuntimeError {
         #[source]
         source: std::io::Error,
     },
+    #[error("cannot clean up container `{id}`: {source}")]
+    Cleanup {
+        id: String,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("cannot start container `{id}`: {source}")]
     Start {
         id: String,
@@ -43,8 +50,14 @@ pub enum RuntimeError {
     },
 }
 
-/// How a container ended: its exit code, or 128 + the signal that killed it.
-pub type ExitCode = i32;
+/// How a container ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Exit {
+    /// The exit code, or 128 + the signal that killed it.
+    pub code: i32,
+    /// The kernel killed a process of the container for lack of memory.
+    pub oom_killed: bool,
+}
 
 /// The state directory of a container under `root`.
 pub fn container_dir(root: &Path, id: &str) -> PathBuf {
@@ -53,7 +66,7 @@ pub fn container_dir(root: &Path, id: &str) -> PathBuf {
 
 /// Runs a container in the foreground and waits for it. With `remove`, its
 /// state directory is deleted afterwards (on every path out).
-pub fn run(spec: &Spec, root: &Path, remove: bool) -> Result<ExitCode, RuntimeError> {
+pub fn run(spec: &Spec, root: &Path, remove: bool) -> Result<Exit, RuntimeError> {
     if !spec.rootfs.is_dir() {
         return Err(RuntimeError::NoRootfs(spec.rootfs.clone()));
     }
@@ -63,14 +76,26 @@ pub fn run(spec: &Spec, root: &Path, remove: bool) -> Result<ExitCode, RuntimeEr
         source,
     };
     std::fs::create_dir_all(&dir).map_err(prepare)?;
-    let result = start_and_wait(spec, &dir);
+    let cgroups = cgroup::layout(&spec.id).map_err(prepare)?;
+    let result = start_and_wait(spec, &dir).map(|code| Exit {
+        code,
+        oom_killed: cgroup::oom_killed(&cgroups),
+    });
+    // The container's processes are gone with its PID 1: its cgroups can go.
+    let leftovers = cgroup::remove(&cgroups);
     if remove {
         let _ = std::fs::remove_dir_all(&dir);
     }
-    result
+    match (result, leftovers.into_iter().next()) {
+        (Ok(_), Some(e)) => Err(RuntimeError::Cleanup {
+            id: spec.id.clone(),
+            source: e,
+        }),
+        (r, _) => r,
+    }
 }
 
-fn start_and_wait(spec: &Spec, dir: &Path) -> Result<ExitCode, RuntimeError> {
+fn start_and_wait(spec: &Spec, dir: &Path) -> Result<i32, RuntimeError> {
     let start = |source| RuntimeError::Start {
         id: spec.id.clone(),
         source,

@@ -238,6 +238,7 @@ mod tests {
             cap_drop: drop.iter().map(|s| s.to_string()).collect(),
             privileged: false,
             seccomp_unconfined: false,
+            limits: Default::default(),
             rlimits: vec![],
         };
         assert_eq!(capabilities(&spec(&[], &[])).unwrap().len(), 14);

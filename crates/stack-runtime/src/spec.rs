@@ -34,6 +34,9 @@ pub struct Spec {
     /// No seccomp filter (`--security-opt seccomp=unconfined`).
     #[serde(default)]
     pub seccomp_unconfined: bool,
+    /// cgroup limits.
+    #[serde(default)]
+    pub limits: crate::cgroup::Limits,
     /// Resource limits: name (`nofile`, `nproc`, …), soft, hard.
     #[serde(default)]
     pub rlimits: Vec<(String, u64, u64)>,

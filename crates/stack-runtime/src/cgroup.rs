@@ -1,0 +1,303 @@
+//! Resource limits through cgroups, v1 (per-controller hierarchies, as on
+//! hybrid hosts) or v2 (unified), detected at run time.
+//!
+//! A container's cgroup sits under the cgroup of the process that creates
+//! it (never at a hierarchy root): `<own>/stack/<id>`.
+
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+
+const ROOT: &str = "/sys/fs/cgroup";
+/// The v1 controllers a container joins.
+const V1_CONTROLLERS: [&str; 5] = ["memory", "pids", "cpu", "cpuset", "freezer"];
+
+/// Limits, as compose and `docker run` express them.
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Limits {
+    pub memory: Option<i64>,
+    pub memory_reservation: Option<i64>,
+    /// Memory plus swap; -1 for unlimited.
+    pub memory_swap: Option<i64>,
+    pub cpus: Option<f64>,
+    pub cpu_shares: Option<u64>,
+    pub cpuset: Option<String>,
+    pub pids: Option<i64>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Layout {
+    /// Directory of each v1 controller for this container.
+    V1(Vec<(&'static str, PathBuf)>),
+    V2(PathBuf),
+}
+
+fn is_v2_root() -> bool {
+    Path::new(ROOT).join("cgroup.controllers").exists()
+}
+
+/// Our own cgroup path in a hierarchy, from /proc/self/cgroup.
+fn own_path(proc_self_cgroup: &str, controller: Option<&str>) -> Option<String> {
+    proc_self_cgroup.lines().find_map(|l| {
+        let mut parts = l.splitn(3, ':');
+        let (_, ctrls, path) = (parts.next()?, parts.next()?, parts.next()?);
+        let matches = match controller {
+            Some(c) => ctrls.split(',').any(|x| x == c),
+            None => ctrls.is_empty(),
+        };
+        matches.then(|| path.to_string())
+    })
+}
+
+/// Where the container's cgroups are (nothing is created).
+pub fn layout(id: &str) -> io::Result<Layout> {
+    let own = fs::read_to_string("/proc/self/cgroup")?;
+    if is_v2_root() {
+        let p = own_path(&own, None).unwrap_or_else(|| "/".into());
+        return Ok(Layout::V2(
+            Path::new(ROOT)
+                .join(p.trim_start_matches('/'))
+                .join("stack")
+                .join(id),
+        ));
+    }
+    let mut dirs = Vec::new();
+    for c in V1_CONTROLLERS {
+        let mount = Path::new(ROOT).join(c);
+        if !mount.exists() {
+            continue;
+        }
+        let p = own_path(&own, Some(c)).unwrap_or_else(|| "/".into());
+        dirs.push((
+            c,
+            mount.join(p.trim_start_matches('/')).join("stack").join(id),
+        ));
+    }
+    Ok(Layout::V1(dirs))
+}
+
+fn write(dir: &Path, file: &str, value: &str) -> io::Result<()> {
+    fs::write(dir.join(file), value).map_err(|e| {
+        io::Error::other(format!(
+            "cannot set {}/{file} to `{value}`: {e}",
+            dir.display()
+        ))
+    })
+}
+
+/// cpuset children start empty: copy cpus and mems down from the nearest
+/// ancestor that has them, before any task joins.
+fn inherit_cpuset(dir: &Path) -> io::Result<()> {
+    for file in ["cpuset.cpus", "cpuset.mems"] {
+        let mut chain = vec![dir.to_path_buf()];
+        let mut cur = dir.parent();
+        while let Some(p) = cur {
+            if !p.join(file).exists() {
+                break;
+            }
+            chain.push(p.to_path_buf());
+            let v = fs::read_to_string(p.join(file)).unwrap_or_default();
+            if !v.trim().is_empty() {
+                break;
+            }
+            cur = p.parent();
+        }
+        let value = chain
+            .last()
+            .map(|p| fs::read_to_string(p.join(file)).unwrap_or_default())
+            .unwrap_or_default();
+        for p in chain.iter().rev().skip(1) {
+            if fs::read_to_string(p.join(file))
+                .unwrap_or_default()
+                .trim()
+                .is_empty()
+            {
+                write(p, file, value.trim())?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Creates the cgroups with their limits and moves process `pid` into them.
+pub fn create(layout: &Layout, limits: &Limits, pid: u32) -> io::Result<()> {
+    match layout {
+        Layout::V1(dirs) => {
+            for (c, dir) in dirs {
+                fs::create_dir_all(dir)?;
+                match *c {
+                    "cpuset" => {
+                        inherit_cpuset(dir)?;
+                        if let Some(cpus) = &limits.cpuset {
+                            write(dir, "cpuset.cpus", cpus)?;
+                        }
+                    }
+                    "memory" => {
+                        if let Some(m) = limits.memory {
+                            write(dir, "memory.limit_in_bytes", &m.to_string())?;
+                        }
+                        if let Some(r) = limits.memory_reservation {
+                            write(dir, "memory.soft_limit_in_bytes", &r.to_string())?;
+                        }
+                        if let Some(s) = limits.memory_swap {
+                            if dir.join("memory.memsw.limit_in_bytes").exists() {
+                                write(dir, "memory.memsw.limit_in_bytes", &s.to_string())?;
+                            }
+                        }
+                    }
+                    "pids" => {
+                        if let Some(p) = limits.pids {
+                            write(
+                                dir,
+                                "pids.max",
+                                &if p < 0 {
+                                    "max".to_string()
+                                } else {
+                                    p.to_string()
+                                },
+                            )?;
+                        }
+                    }
+                    "cpu" => {
+                        if let Some(cpus) = limits.cpus {
+                            write(dir, "cpu.cfs_period_us", "100000")?;
+                            write(
+                                dir,
+                                "cpu.cfs_quota_us",
+                                &((cpus * 100_000.0) as i64).to_string(),
+                            )?;
+                        }
+                        if let Some(s) = limits.cpu_shares {
+                            write(dir, "cpu.shares", &s.to_string())?;
+                        }
+                    }
+                    _ => {}
+                }
+                write(dir, "cgroup.procs", &pid.to_string())?;
+            }
+        }
+        Layout::V2(dir) => {
+            fs::create_dir_all(dir)?;
+            if let Some(parent) = dir.parent() {
+                // Best effort: the parent may already delegate them.
+                let _ = write(
+                    parent,
+                    "cgroup.subtree_control",
+                    "+memory +pids +cpu +cpuset",
+                );
+            }
+            if let Some(m) = limits.memory {
+                write(dir, "memory.max", &m.to_string())?;
+            }
+            if let Some(r) = limits.memory_reservation {
+                write(dir, "memory.low", &r.to_string())?;
+            }
+            if let (Some(s), Some(m)) = (limits.memory_swap, limits.memory) {
+                let swap = if s < 0 {
+                    "max".to_string()
+                } else {
+                    (s - m).max(0).to_string()
+                };
+                write(dir, "memory.swap.max", &swap)?;
+            }
+            if let Some(p) = limits.pids {
+                write(
+                    dir,
+                    "pids.max",
+                    &if p < 0 {
+                        "max".to_string()
+                    } else {
+                        p.to_string()
+                    },
+                )?;
+            }
+            if let Some(cpus) = limits.cpus {
+                write(
+                    dir,
+                    "cpu.max",
+                    &format!("{} 100000", (cpus * 100_000.0) as i64),
+                )?;
+            }
+            if let Some(s) = limits.cpu_shares {
+                // v1 shares (2..262144) to v2 weight (1..10000), as runc converts them.
+                let weight = 1 + ((s.clamp(2, 262_144) - 2) * 9999) / 262_142;
+                write(dir, "cpu.weight", &weight.to_string())?;
+            }
+            if let Some(cpus) = &limits.cpuset {
+                write(dir, "cpuset.cpus", cpus)?;
+            }
+            write(dir, "cgroup.procs", &pid.to_string())?;
+        }
+    }
+    Ok(())
+}
+
+/// Whether the kernel OOM-killed a process of the container.
+pub fn oom_killed(layout: &Layout) -> bool {
+    let count = |text: String| {
+        text.lines()
+            .find_map(|l| {
+                l.strip_prefix("oom_kill ")
+                    .and_then(|v| v.trim().parse::<u64>().ok())
+            })
+            .unwrap_or(0)
+    };
+    match layout {
+        Layout::V1(dirs) => dirs.iter().filter(|(c, _)| *c == "memory").any(|(_, d)| {
+            count(fs::read_to_string(d.join("memory.oom_control")).unwrap_or_default()) > 0
+        }),
+        Layout::V2(d) => count(fs::read_to_string(d.join("memory.events")).unwrap_or_default()) > 0,
+    }
+}
+
+/// Removes the container's cgroups (they must be empty). Collects errors and goes on.
+pub fn remove(layout: &Layout) -> Vec<io::Error> {
+    let dirs: Vec<&PathBuf> = match layout {
+        Layout::V1(d) => d.iter().map(|(_, p)| p).collect(),
+        Layout::V2(d) => vec![d],
+    };
+    let mut errors = Vec::new();
+    for d in dirs {
+        if !d.exists() {
+            continue;
+        }
+        // A dying process may linger for a moment after its parent reaped it.
+        let mut last = None;
+        for _ in 0..50 {
+            match fs::remove_dir(d) {
+                Ok(()) => {
+                    last = None;
+                    break;
+                }
+                Err(e) => {
+                    last = Some(e);
+                    std::thread::sleep(std::time::Duration::from_millis(2));
+                }
+            }
+        }
+        if let Some(e) = last {
+            errors.push(io::Error::other(format!(
+                "cannot remove cgroup {}: {e}",
+                d.display()
+            )));
+        }
+    }
+    errors
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn own_paths_from_proc_self_cgroup() {
+        let text = "9:name=systemd:/\n4:memory:/process_api/abc\n3:cpuset:/\n1:cpu,cpuacct:/x\n0::/user.slice\n";
+        assert_eq!(
+            own_path(text, Some("memory")).as_deref(),
+            Some("/process_api/abc")
+        );
+        assert_eq!(own_path(text, Some("cpu")).as_deref(), Some("/x"));
+        assert_eq!(own_path(text, None).as_deref(), Some("/user.slice"));
+        assert_eq!(own_path(text, Some("pids")), None);
+    }
+}

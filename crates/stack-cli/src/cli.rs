@@ -21,24 +21,19 @@ pub struct Cli {
 #[derive(Args, Debug, Clone, Default)]
 pub struct Global {
     /// Stack file(s); `-` reads standard input. Default: compose.yaml and friends, searched upward
-    #[arg(short = 'f', long = "file", global = true, value_name = "FILE")]
+    #[arg(short = 'f', long = "file", value_name = "FILE")]
     pub files: Vec<PathBuf>,
     /// Project name
-    #[arg(short = 'p', long = "project-name", global = true)]
+    #[arg(short = 'p', long = "project-name")]
     pub project_name: Option<String>,
     /// Directory that relative paths are resolved against (default: the first file's)
-    #[arg(long, global = true, value_name = "DIR")]
+    #[arg(long, value_name = "DIR")]
     pub project_directory: Option<PathBuf>,
     /// Env file(s) to read instead of `.env`
-    #[arg(long = "env-file", global = true, value_name = "FILE")]
+    #[arg(long = "env-file", value_name = "FILE")]
     pub env_files: Vec<PathBuf>,
     /// Enable a profile
-    #[arg(
-        long = "profile",
-        id = "profile",
-        global = true,
-        value_name = "PROFILE"
-    )]
+    #[arg(long = "profile", id = "profile", value_name = "PROFILE")]
     pub profiles: Vec<String>,
 }
 

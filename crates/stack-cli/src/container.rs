@@ -7,8 +7,49 @@ use clap::{Args, Subcommand};
 
 #[derive(Subcommand, Debug)]
 pub enum ContainerCommand {
-    /// Run a command in a new container, in the foreground
+    /// Run a command in a new container
     Run(RunArgs),
+    /// List containers
+    #[command(alias = "ps")]
+    Ls {
+        /// Show all containers (default: running ones)
+        #[arg(short, long)]
+        all: bool,
+        /// Only print ids
+        #[arg(short, long)]
+        quiet: bool,
+    },
+    /// Show a container's state as JSON
+    Inspect { container: String },
+    /// Print a container's output
+    Logs {
+        container: String,
+        /// Keep printing new output until the container exits
+        #[arg(short, long)]
+        follow: bool,
+        /// Prefix each line with its RFC 3339 timestamp
+        #[arg(short, long)]
+        timestamps: bool,
+    },
+    /// Stop a container: its stop signal, then SIGKILL after the grace period
+    Stop {
+        container: String,
+        /// Seconds to wait before killing
+        #[arg(short = 't', long = "time", default_value_t = 10)]
+        time: u64,
+    },
+    /// Send a signal to a container
+    Kill {
+        container: String,
+        #[arg(short, long, default_value = "KILL")]
+        signal: String,
+    },
+    /// Remove a stopped container (-f: running ones too)
+    Rm {
+        containers: Vec<String>,
+        #[arg(short, long)]
+        force: bool,
+    },
 }
 
 #[derive(Args, Debug)]
@@ -16,6 +57,9 @@ pub struct RunArgs {
     /// Remove the container's state when it exits
     #[arg(long)]
     pub rm: bool,
+    /// Run in the background and print the container id
+    #[arg(short, long, conflicts_with = "rm")]
+    pub detach: bool,
     #[arg(long)]
     pub name: Option<String>,
     #[arg(long)]
@@ -99,8 +143,29 @@ fn random_id() -> anyhow::Result<String> {
 }
 
 pub fn run(cmd: &ContainerCommand) -> anyhow::Result<i32> {
+    let root = stack_root();
     match cmd {
         ContainerCommand::Run(a) => run_container(a),
+        ContainerCommand::Ls { all, quiet } => {
+            crate::lifecycle::ls(&root, *all, *quiet).map(|()| 0)
+        }
+        ContainerCommand::Inspect { container } => {
+            crate::lifecycle::inspect(&root, container).map(|()| 0)
+        }
+        ContainerCommand::Logs {
+            container,
+            follow,
+            timestamps,
+        } => crate::lifecycle::logs(&root, container, *follow, *timestamps).map(|()| 0),
+        ContainerCommand::Stop { container, time } => {
+            crate::lifecycle::stop(&root, container, *time).map(|()| 0)
+        }
+        ContainerCommand::Kill { container, signal } => {
+            crate::lifecycle::kill(&root, container, signal).map(|()| 0)
+        }
+        ContainerCommand::Rm { containers, force } => {
+            crate::lifecycle::rm(&root, containers, *force).map(|()| 0)
+        }
     }
 }
 
@@ -130,8 +195,11 @@ fn run_container(a: &RunArgs) -> anyhow::Result<i32> {
             None => std::env::var(e).ok().map(|v| format!("{e}={v}")),
         })
         .collect();
+    let name = a.name.clone().unwrap_or_else(|| short.clone());
+    crate::lifecycle::ensure_name_free(&stack_root(), &name)?;
     let spec = stack_runtime::Spec {
         id: id.clone(),
+        name: name.clone(),
         rootfs: rootfs.clone(),
         args: a.args.clone(),
         env,
@@ -188,7 +256,21 @@ fn run_container(a: &RunArgs) -> anyhow::Result<i32> {
             .with_context(|| format!("cannot create the cidfile `{}`", f.display()))?;
         file.write_all(spec.id.as_bytes())?;
     }
-    let name = a.name.clone().unwrap_or(short);
+    if a.detach {
+        let st = stack_runtime::start(&spec, &stack_root())
+            .with_context(|| format!("container `{name}`"))?;
+        if st.status == stack_runtime::Status::Exited && st.exit_code == Some(125) {
+            let log = std::fs::read_to_string(
+                stack_runtime::container_dir(&stack_root(), &id).join("container.log"),
+            )
+            .unwrap_or_default();
+            let (records, _) = stack_runtime::logs::read(&log);
+            let why: String = records.iter().map(|r| r.log.as_str()).collect();
+            bail!("container `{name}` failed to start: {}", why.trim());
+        }
+        println!("{id}");
+        return Ok(0);
+    }
     let exit = stack_runtime::run(&spec, &stack_root(), a.rm)
         .with_context(|| format!("container `{name}`"))?;
     if exit.oom_killed {

@@ -6,6 +6,7 @@
 mod cli;
 mod config;
 mod container;
+mod lifecycle;
 
 use std::io::Write as _;
 use std::process::ExitCode;

@@ -93,7 +93,24 @@ impl Env {
 }
 
 impl Drop for Env {
+    /// Even when a test fails: no container of ours keeps running.
     fn drop(&mut self) {
+        if let Ok(entries) = std::fs::read_dir(self.root().join("containers")) {
+            for e in entries.flatten() {
+                let state =
+                    std::fs::read_to_string(e.path().join("state.json")).unwrap_or_default();
+                let pid = serde_json::from_str::<serde_json::Value>(&state)
+                    .ok()
+                    .and_then(|v| v["pid"].as_i64());
+                if let Some(pid) = pid.filter(|p| *p > 0) {
+                    let _ = nix::sys::signal::kill(
+                        nix::unistd::Pid::from_raw(pid as i32),
+                        nix::sys::signal::Signal::SIGKILL,
+                    );
+                }
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
@@ -406,4 +423,155 @@ fn cpu_limits_are_written() {
         out.contains(&id),
         "the container is not in its own cgroups: {out}"
     );
+}
+
+impl Env {
+    fn stack(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_stack"))
+            .args(args)
+            .env("STACK_ROOT", self.root())
+            .output()
+            .unwrap()
+    }
+
+    fn detached(&self, flags: &[&str], cmd: &[&str]) -> String {
+        let rootfs = self.rootfs();
+        let mut args = vec!["container", "run", "-d"];
+        args.extend_from_slice(flags);
+        args.extend_from_slice(&["--rootfs", rootfs.to_str().unwrap()]);
+        args.extend_from_slice(cmd);
+        let o = self.stack(&args);
+        assert!(o.status.success(), "{o:?}");
+        String::from_utf8_lossy(&o.stdout).trim().to_string()
+    }
+
+    fn out(&self, args: &[&str]) -> String {
+        let o = self.stack(args);
+        assert!(o.status.success(), "{args:?}: {o:?}");
+        String::from_utf8_lossy(&o.stdout).to_string()
+    }
+}
+
+#[test]
+fn detached_containers_log_list_stop_and_go() {
+    let e = Env::new("detached");
+    let id = e.detached(
+        &["--name", "talker"],
+        &["sh", "-c", "echo out; echo err >&2; sleep 1000"],
+    );
+    assert_eq!(id.len(), 64, "{id}");
+    let ls = e.out(&["container", "ls"]);
+    assert!(
+        ls.contains(&id[..12]) && ls.contains("talker") && ls.contains("Up"),
+        "{ls}"
+    );
+    // The output reaches the log, each stream on its own side.
+    let mut logs = Output {
+        status: e.stack(&["container", "logs", "talker"]).status,
+        stdout: vec![],
+        stderr: vec![],
+    };
+    for _ in 0..200 {
+        logs = e.stack(&["container", "logs", "talker"]);
+        if !logs.stdout.is_empty() && !logs.stderr.is_empty() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    assert_eq!(String::from_utf8_lossy(&logs.stdout), "out\n");
+    assert_eq!(String::from_utf8_lossy(&logs.stderr), "err\n");
+    let stamped = e.out(&["container", "logs", "-t", &id[..8]]);
+    assert!(
+        stamped.starts_with("20") && stamped.contains("Z out"),
+        "{stamped}"
+    );
+    let log = std::fs::read_to_string(e.root().join("containers").join(&id).join("container.log"))
+        .unwrap();
+    assert!(
+        log.lines().all(|l| l.starts_with("{\"log\":")),
+        "not json-file records: {log}"
+    );
+
+    // A name is taken while the container exists; rm refuses a running one.
+    let o = e.stack(&[
+        "container",
+        "run",
+        "-d",
+        "--name",
+        "talker",
+        "--rootfs",
+        e.rootfs().to_str().unwrap(),
+        "true",
+    ]);
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("already in use"),
+        "{o:?}"
+    );
+    let o = e.stack(&["container", "rm", "talker"]);
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("is running"),
+        "{o:?}"
+    );
+
+    // Our init hands SIGTERM to the app: it ends by SIGTERM (143), not by the SIGKILL after the grace period.
+    e.out(&["container", "stop", "-t", "30", "talker"]);
+    let inspect: serde_json::Value =
+        serde_json::from_str(&e.out(&["container", "inspect", "talker"])).unwrap();
+    assert_eq!(inspect["status"], "exited");
+    assert_eq!(inspect["exit_code"], 143);
+    assert!(e.out(&["container", "ls", "-a"]).contains("Exited (143)"));
+    assert!(!e.out(&["container", "ls"]).contains("talker"));
+    e.out(&["container", "rm", "talker"]);
+    assert!(cgroup_dirs(&id).is_empty());
+    e.assert_clean();
+}
+
+#[test]
+fn without_init_an_app_ignoring_sigterm_is_killed_after_the_grace_period() {
+    let e = Env::new("noinit");
+    e.detached(&["--no-init", "--name", "stubborn"], &["sleep", "1000"]);
+    e.out(&["container", "stop", "-t", "1", "stubborn"]);
+    let inspect: serde_json::Value =
+        serde_json::from_str(&e.out(&["container", "inspect", "stubborn"])).unwrap();
+    assert_eq!(
+        inspect["exit_code"], 137,
+        "sleep as PID 1 ignores SIGTERM, so only SIGKILL ends it"
+    );
+    e.out(&["container", "rm", "stubborn"]);
+    e.assert_clean();
+}
+
+#[test]
+fn kill_rm_force_and_damaged_state() {
+    let e = Env::new("kill");
+    let id = e.detached(&["--name", "victim"], &["sleep", "1000"]);
+    e.out(&["container", "kill", "-s", "TERM", "victim"]);
+    let mut last = String::new();
+    let ended = (0..500).any(|_| {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+        last = e.out(&["container", "ls", "-a"]);
+        last.contains("Exited (143)")
+    });
+    assert!(ended, "kill -s TERM did not end the container: {last}");
+    e.out(&["container", "rm", "victim"]);
+    let id2 = e.detached(&["--name", "victim2"], &["sleep", "1000"]);
+    e.out(&["container", "rm", "-f", "victim2"]);
+    assert!(cgroup_dirs(&id).is_empty() && cgroup_dirs(&id2).is_empty());
+    e.assert_clean();
+
+    // A half-written state file is reported by name, and nothing is deleted.
+    let dir = e.root().join("containers").join("0123456789abcdef");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("state.json"), "{\"id\": \"0123").unwrap();
+    let o = e.stack(&["container", "ls", "-a"]);
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("state.json` is damaged"),
+        "{o:?}"
+    );
+    let o = e.stack(&["container", "inspect", "0123456789"]);
+    assert!(
+        !o.status.success() && String::from_utf8_lossy(&o.stderr).contains("is damaged"),
+        "{o:?}"
+    );
+    assert!(dir.join("state.json").exists());
 }

@@ -9,6 +9,7 @@ use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::{execve, fork, sethostname, ForkResult, Pid};
 
 use crate::spec::Spec;
+use crate::state::{self, State, Status};
 
 /// The argument that selects the init mode of our own binary.
 pub const INIT_ARG: &str = "__stack-init";
@@ -19,15 +20,17 @@ const NOT_EXECUTABLE: i32 = 126;
 const NOT_FOUND: i32 = 127;
 
 /// Entry point of the init mode, given the descriptor the spec arrives on.
-/// Never returns.
+/// This process is the container's monitor: it lives as long as the
+/// container, owns its state file, logs and cgroups. Never returns.
 pub fn init_main(spec_fd: &str) -> ! {
     let json = std::fs::read(format!("/proc/self/fd/{spec_fd}")).unwrap_or_default();
-    let parsed: Result<(Spec, PathBuf), _> = serde_json::from_slice(&json);
+    let parsed: Result<(Spec, PathBuf, bool), _> = serde_json::from_slice(&json);
     let code = match parsed {
-        Ok((spec, dir)) => match stage1(&spec, &dir) {
+        Ok((spec, dir, detached)) => match stage1(&spec, &dir, detached) {
             Ok(code) => code,
             Err(e) => {
                 eprintln!("stack: container `{}`: {e}", short(&spec.id));
+                let _ = record_failure(&spec, &dir, detached, &e);
                 SETUP_FAILED
             }
         },
@@ -37,6 +40,52 @@ pub fn init_main(spec_fd: &str) -> ! {
         }
     };
     std::process::exit(code)
+}
+
+/// A failed start is recorded too, so `ls` and `logs` can tell why.
+fn record_failure(
+    spec: &Spec,
+    dir: &Path,
+    detached: bool,
+    e: &std::io::Error,
+) -> std::io::Result<()> {
+    if detached {
+        let mut log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(state::log_path(dir))?;
+        let r = crate::logs::Record {
+            log: format!("stack: {e}\n"),
+            stream: "stderr".into(),
+            time: state::now_rfc3339(),
+        };
+        std::io::Write::write_all(
+            &mut log,
+            format!(
+                "{}\n",
+                serde_json::to_string(&r).map_err(std::io::Error::other)?
+            )
+            .as_bytes(),
+        )?;
+    }
+    let now = state::now_rfc3339();
+    state::write(
+        dir,
+        &State {
+            id: spec.id.clone(),
+            name: spec.name.clone(),
+            status: Status::Exited,
+            monitor_pid: std::process::id() as i32,
+            pid: 0,
+            pid_start: 0,
+            exit_code: Some(SETUP_FAILED),
+            oom_killed: false,
+            started_at: now.clone(),
+            finished_at: Some(now),
+            detached,
+            spec: spec.clone(),
+        },
+    )
 }
 
 fn short(id: &str) -> &str {
@@ -64,28 +113,49 @@ fn close_inherited_fds() {
     }
 }
 
-/// New namespaces, then the container's PID 1 as our child.
-fn stage1(spec: &Spec, dir: &Path) -> std::io::Result<i32> {
+/// New namespaces, then the container's PID 1 as our child; then watch it.
+fn stage1(spec: &Spec, dir: &Path, detached: bool) -> std::io::Result<i32> {
     close_inherited_fds();
-    unshare(
-        CloneFlags::CLONE_NEWNS
-            | CloneFlags::CLONE_NEWUTS
-            | CloneFlags::CLONE_NEWIPC
-            | CloneFlags::CLONE_NEWNET
-            | CloneFlags::CLONE_NEWPID,
-    )?;
+    // Only the PID namespace here (it applies to our children): the monitor
+    // must keep the host's mount namespace, or PID 1's pivot_root would
+    // move our root too.
+    unshare(CloneFlags::CLONE_NEWPID)?;
     // Ctrl-C reaches the whole process group; the container decides how to
-    // end, and we report how it did.
-    ignore(&[Signal::SIGINT, Signal::SIGQUIT])?;
+    // end, and we report how it did. A detached monitor outlives terminals.
+    ignore(&[
+        Signal::SIGINT,
+        Signal::SIGQUIT,
+        Signal::SIGHUP,
+        Signal::SIGPIPE,
+    ])?;
     // PID 1 waits on this pipe until its cgroups are in place.
     let (ready_r, ready_w) = nix::unistd::pipe()?;
+    // A detached container's output goes to its log through us.
+    let output = if detached {
+        Some((nix::unistd::pipe()?, nix::unistd::pipe()?))
+    } else {
+        None
+    };
+    // PID 1 is born with every signal blocked: a signal sent before its init
+    // loop runs stays pending instead of being dropped (a namespace's PID 1
+    // ignores signals it has no handler for).
+    let old_mask = SigSet::all().thread_swap_mask(nix::sys::signal::SigmaskHow::SIG_BLOCK)?;
     // SAFETY: this process was just exec'd and runs no other thread, so the
     // child may do anything after fork.
     #[allow(unsafe_code)]
     let forked = unsafe { fork() }?;
+    if let ForkResult::Parent { .. } = forked {
+        old_mask.thread_set_mask()?;
+    }
     match forked {
         ForkResult::Child => {
             drop(ready_w);
+            if let Some(((out_r, out_w), (err_r, err_w))) = output {
+                drop((out_r, err_r));
+                let _ = nix::unistd::dup2_stdout(&out_w);
+                let _ = nix::unistd::dup2_stderr(&err_w);
+                drop((out_w, err_w));
+            }
             let mut byte = [0u8; 1];
             if !matches!(nix::unistd::read(&ready_r, &mut byte), Ok(1)) {
                 // The parent failed to set up the cgroups and said why.
@@ -103,20 +173,53 @@ fn stage1(spec: &Spec, dir: &Path) -> std::io::Result<i32> {
         }
         ForkResult::Parent { child } => {
             drop(ready_r);
-            let joined = crate::cgroup::layout(&spec.id)
-                .and_then(|l| crate::cgroup::create(&l, &spec.limits, child.as_raw() as u32));
-            if let Err(e) = joined {
+            let layout = crate::cgroup::layout(&spec.id)?;
+            if let Err(e) = crate::cgroup::create(&layout, &spec.limits, child.as_raw() as u32) {
                 let _ = kill(child, Signal::SIGKILL);
                 let _ = waitpid(child, None);
+                crate::cgroup::remove(&layout);
                 return Err(e);
             }
+            let mut st = State {
+                id: spec.id.clone(),
+                name: spec.name.clone(),
+                status: Status::Running,
+                monitor_pid: std::process::id() as i32,
+                pid: child.as_raw(),
+                pid_start: state::start_time(child.as_raw()).unwrap_or(0),
+                exit_code: None,
+                oom_killed: false,
+                started_at: state::now_rfc3339(),
+                finished_at: None,
+                detached,
+                spec: spec.clone(),
+            };
+            state::write(dir, &st)?;
             nix::unistd::write(&ready_w, &[1])?;
             drop(ready_w);
-            loop {
-                if let Some(code) = exit_code(waitpid(child, None)?) {
-                    return Ok(code);
-                }
+            if let Some(((out_r, out_w), (err_r, err_w))) = output {
+                drop((out_w, err_w));
+                let mut log = std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(state::log_path(dir))?;
+                // Until every process of the container has closed its output.
+                let _ = crate::logs::pump(out_r, err_r, &mut log);
             }
+            let code = loop {
+                if let Some(code) = exit_code(waitpid(child, None)?) {
+                    break code;
+                }
+            };
+            st.oom_killed = crate::cgroup::oom_killed(&layout);
+            for e in crate::cgroup::remove(&layout) {
+                eprintln!("stack: container `{}`: {e}", short(&spec.id));
+            }
+            st.status = Status::Exited;
+            st.exit_code = Some(code);
+            st.finished_at = Some(state::now_rfc3339());
+            state::write(dir, &st)?;
+            Ok(code)
         }
     }
 }
@@ -133,8 +236,14 @@ fn ignore(signals: &[Signal]) -> nix::Result<()> {
     Ok(())
 }
 
-/// PID 1 of the container: file system, hostname, then the app.
+/// PID 1 of the container: its other namespaces, file system, hostname, then the app.
 fn pid1(spec: &Spec, dir: &Path) -> std::io::Result<i32> {
+    unshare(
+        CloneFlags::CLONE_NEWNS
+            | CloneFlags::CLONE_NEWUTS
+            | CloneFlags::CLONE_NEWIPC
+            | CloneFlags::CLONE_NEWNET,
+    )?;
     crate::rootfs::setup(spec, dir)?;
     sethostname(&spec.hostname)?;
     let cwd = Path::new(&spec.cwd);

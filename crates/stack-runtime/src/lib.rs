@@ -13,11 +13,13 @@
 
 pub mod cgroup;
 mod init;
+pub mod logs;
 mod rootfs;
 mod seal;
 mod seccomp;
 mod security;
 mod spec;
+pub mod state;
 
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
@@ -25,6 +27,7 @@ use std::process::Command;
 
 pub use init::{init_main, INIT_ARG};
 pub use spec::Spec;
+pub use state::{State, Status};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RuntimeError {
@@ -67,41 +70,76 @@ pub fn container_dir(root: &Path, id: &str) -> PathBuf {
 /// Runs a container in the foreground and waits for it. With `remove`, its
 /// state directory is deleted afterwards (on every path out).
 pub fn run(spec: &Spec, root: &Path, remove: bool) -> Result<Exit, RuntimeError> {
+    let dir = prepare(spec, root)?;
+    let result = spawn_monitor(spec, &dir, false).and_then(|mut child| {
+        let status = child.wait().map_err(|e| start_error(spec, e))?;
+        use std::os::unix::process::ExitStatusExt;
+        let code = status
+            .code()
+            .unwrap_or_else(|| 128 + status.signal().unwrap_or(0));
+        let oom_killed = state::read(&dir).map(|s| s.oom_killed).unwrap_or(false);
+        Ok(Exit { code, oom_killed })
+    });
+    if remove {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    result
+}
+
+/// Starts a container in the background: its monitor process outlives us,
+/// writes its output to the log and its state to disk. Returns when the
+/// container runs (or failed to start).
+pub fn start(spec: &Spec, root: &Path) -> Result<State, RuntimeError> {
+    let dir = prepare(spec, root)?;
+    let mut child = spawn_monitor(spec, &dir, true)?;
+    // Wait until the monitor has written the state, or has died trying.
+    for _ in 0..5000 {
+        if let Ok(st) = state::read(&dir) {
+            return Ok(st);
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            return Err(start_error(
+                spec,
+                std::io::Error::other(format!("the container's monitor exited early ({status})")),
+            ));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    Err(start_error(
+        spec,
+        std::io::Error::other("the container did not start within 5 s"),
+    ))
+}
+
+fn start_error(spec: &Spec, source: std::io::Error) -> RuntimeError {
+    RuntimeError::Start {
+        id: spec.id.clone(),
+        source,
+    }
+}
+
+fn prepare(spec: &Spec, root: &Path) -> Result<PathBuf, RuntimeError> {
     if !spec.rootfs.is_dir() {
         return Err(RuntimeError::NoRootfs(spec.rootfs.clone()));
     }
     let dir = container_dir(root, &spec.id);
-    let prepare = |source| RuntimeError::Prepare {
+    std::fs::create_dir_all(&dir).map_err(|source| RuntimeError::Prepare {
         id: spec.id.clone(),
         source,
-    };
-    std::fs::create_dir_all(&dir).map_err(prepare)?;
-    let cgroups = cgroup::layout(&spec.id).map_err(prepare)?;
-    let result = start_and_wait(spec, &dir).map(|code| Exit {
-        code,
-        oom_killed: cgroup::oom_killed(&cgroups),
-    });
-    // The container's processes are gone with its PID 1: its cgroups can go.
-    let leftovers = cgroup::remove(&cgroups);
-    if remove {
-        let _ = std::fs::remove_dir_all(&dir);
-    }
-    match (result, leftovers.into_iter().next()) {
-        (Ok(_), Some(e)) => Err(RuntimeError::Cleanup {
-            id: spec.id.clone(),
-            source: e,
-        }),
-        (r, _) => r,
-    }
+    })?;
+    Ok(dir)
 }
 
-fn start_and_wait(spec: &Spec, dir: &Path) -> Result<i32, RuntimeError> {
-    let start = |source| RuntimeError::Start {
-        id: spec.id.clone(),
-        source,
-    };
+/// Starts the monitor: a sealed copy of our binary in init mode.
+fn spawn_monitor(
+    spec: &Spec,
+    dir: &Path,
+    detached: bool,
+) -> Result<std::process::Child, RuntimeError> {
+    let start = |source| start_error(spec, source);
     let exe = seal::sealed_self().map_err(start)?;
-    let json = serde_json::to_string(&(spec, dir)).map_err(|e| start(std::io::Error::other(e)))?;
+    let json = serde_json::to_string(&(spec, dir, detached))
+        .map_err(|e| start(std::io::Error::other(e)))?;
     // The spec goes through a pipe, not the command line: PID 1's cmdline
     // is visible inside the container.
     let (read, write) = nix::unistd::pipe().map_err(|e| start(e.into()))?;
@@ -110,20 +148,27 @@ fn start_and_wait(spec: &Spec, dir: &Path) -> Result<i32, RuntimeError> {
         nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
     )
     .map_err(|e| start(e.into()))?;
-    let mut child = Command::new(seal::fd_path(&exe))
-        .arg(INIT_ARG)
-        .arg(read.as_raw_fd().to_string())
-        .spawn()
-        .map_err(start)?;
+    let mut cmd = Command::new(seal::fd_path(&exe));
+    cmd.arg(INIT_ARG).arg(read.as_raw_fd().to_string());
+    if detached {
+        use std::os::unix::process::CommandExt;
+        // The monitor's own complaints, for when something goes wrong unseen.
+        let diag = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join("monitor.log"))
+            .map_err(start)?;
+        cmd.stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(diag);
+        // Its own process group: our terminal's signals are not its business.
+        cmd.process_group(0);
+    }
+    let child = cmd.spawn().map_err(start)?;
     drop(read);
     let mut write = std::fs::File::from(write);
     let sent = std::io::Write::write_all(&mut write, json.as_bytes());
     drop(write);
-    let status = child.wait().map_err(start)?;
     sent.map_err(start)?;
-    drop(exe);
-    use std::os::unix::process::ExitStatusExt;
-    Ok(status
-        .code()
-        .unwrap_or_else(|| 128 + status.signal().unwrap_or(0)))
+    Ok(child)
 }

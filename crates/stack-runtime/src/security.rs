@@ -226,6 +226,7 @@ mod tests {
     fn capability_sets() {
         let spec = |add: &[&str], drop: &[&str]| Spec {
             id: "x".into(),
+            name: "x".into(),
             rootfs: "/".into(),
             args: vec![],
             env: vec![],

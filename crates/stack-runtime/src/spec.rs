@@ -7,6 +7,9 @@ use serde::{Deserialize, Serialize};
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct Spec {
     pub id: String,
+    /// The user's name for it (the id's first 12 characters by default).
+    #[serde(default)]
+    pub name: String,
     /// A plain directory: an overlay with a private writable layer goes over
     /// it, so it is never modified.
     pub rootfs: PathBuf,

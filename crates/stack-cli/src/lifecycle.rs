@@ -1,0 +1,280 @@
+//! `stack container ls | inspect | logs | stop | kill | rm`: read the state
+//! the containers' monitors write, and signal their PID 1.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context as _};
+use nix::sys::signal::Signal;
+use nix::unistd::Pid;
+use stack_runtime::{State, Status};
+
+/// Every container under `root`, with its state (or why it cannot be read).
+fn all(root: &Path) -> Vec<(PathBuf, anyhow::Result<State>)> {
+    let Ok(entries) = std::fs::read_dir(root.join("containers")) else {
+        return Vec::new();
+    };
+    let mut out: Vec<(PathBuf, anyhow::Result<State>)> = entries
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.is_dir())
+        .map(|p| {
+            let st = stack_runtime::state::read(&p).map_err(anyhow::Error::from);
+            (p, st)
+        })
+        .collect();
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out
+}
+
+/// A container by name, full id or unique id prefix.
+fn find(root: &Path, key: &str) -> anyhow::Result<(PathBuf, State)> {
+    let mut matches = Vec::new();
+    for (dir, st) in all(root) {
+        let id = dir
+            .file_name()
+            .map(|n| n.to_string_lossy().to_string())
+            .unwrap_or_default();
+        let by_id = id == key || (key.len() >= 3 && id.starts_with(key));
+        match st {
+            Ok(st) if st.name == key || by_id => matches.push((dir, st)),
+            Err(e) if by_id => return Err(e.context(format!("container `{key}`"))),
+            _ => {}
+        }
+    }
+    match matches.len() {
+        0 => bail!("no such container: `{key}`"),
+        1 => Ok(matches.remove(0)),
+        n => bail!("`{key}` matches {n} containers: use more of the id"),
+    }
+}
+
+pub fn ensure_name_free(root: &Path, name: &str) -> anyhow::Result<()> {
+    for (_, st) in all(root) {
+        if let Ok(st) = st {
+            if st.name == name {
+                bail!("the container name `{name}` is already in use by container {}: remove it first", &st.id[..12]);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Running, exited, or lost (its PID 1 is gone without an exit record).
+fn status_text(st: &State) -> String {
+    match st.status {
+        Status::Running if stack_runtime::state::alive(st) => "Up".into(),
+        Status::Running => "Dead (exit not recorded)".into(),
+        Status::Created => "Created".into(),
+        Status::Exited => {
+            let oom = if st.oom_killed { ", OOM killed" } else { "" };
+            format!("Exited ({}){oom}", st.exit_code.unwrap_or(-1))
+        }
+    }
+}
+
+fn running(st: &State) -> bool {
+    st.status == Status::Running && stack_runtime::state::alive(st)
+}
+
+pub fn ls(root: &Path, all_: bool, quiet: bool) -> anyhow::Result<()> {
+    if !quiet {
+        println!(
+            "{:<14}{:<20}{:<30}STATUS",
+            "CONTAINER ID", "NAME", "COMMAND"
+        );
+    }
+    for (dir, st) in all(root) {
+        match st {
+            Ok(st) => {
+                if !all_ && !running(&st) {
+                    continue;
+                }
+                if quiet {
+                    println!("{}", &st.id[..12]);
+                    continue;
+                }
+                let mut cmd = format!("\"{}\"", st.spec.args.join(" "));
+                if cmd.len() > 28 {
+                    cmd = format!(
+                        "{}…\"",
+                        &cmd[..cmd
+                            .char_indices()
+                            .nth(25)
+                            .map(|(i, _)| i)
+                            .unwrap_or(cmd.len())]
+                    );
+                }
+                println!(
+                    "{:<14}{:<20}{:<30}{}",
+                    &st.id[..12],
+                    st.name,
+                    cmd,
+                    status_text(&st)
+                );
+            }
+            Err(e) => eprintln!("warning: {}: {e:#}", dir.display()),
+        }
+    }
+    Ok(())
+}
+
+pub fn inspect(root: &Path, key: &str) -> anyhow::Result<()> {
+    let (_, st) = find(root, key)?;
+    let mut v = serde_json::to_value(&st)?;
+    v["running"] = serde_json::Value::Bool(running(&st));
+    println!("{}", serde_json::to_string_pretty(&v)?);
+    Ok(())
+}
+
+pub fn logs(root: &Path, key: &str, follow: bool, timestamps: bool) -> anyhow::Result<()> {
+    use std::io::Write;
+    let (dir, _) = find(root, key)?;
+    let path = stack_runtime::state::log_path(&dir);
+    let mut offset = 0usize;
+    loop {
+        let text = std::fs::read(&path).unwrap_or_default();
+        // Only whole lines: the monitor may be writing the last one.
+        let end = text[offset.min(text.len())..]
+            .iter()
+            .rposition(|b| *b == b'\n')
+            .map(|p| offset + p + 1)
+            .unwrap_or(offset);
+        let chunk = String::from_utf8_lossy(&text[offset.min(end)..end]).to_string();
+        offset = end;
+        let (records, bad) = stack_runtime::logs::read(&chunk);
+        for line in bad {
+            eprintln!(
+                "warning: {}: skipping a damaged record near line {line}",
+                path.display()
+            );
+        }
+        let (mut out, mut err) = (std::io::stdout().lock(), std::io::stderr().lock());
+        for r in records {
+            let prefix = if timestamps {
+                format!("{} ", r.time)
+            } else {
+                String::new()
+            };
+            let w: &mut dyn Write = if r.stream == "stderr" {
+                &mut err
+            } else {
+                &mut out
+            };
+            write!(w, "{prefix}{}", r.log)?;
+        }
+        out.flush()?;
+        if !follow {
+            return Ok(());
+        }
+        let st = stack_runtime::state::read(&dir)?;
+        if !running(&st) {
+            // One last read for what came before the exit.
+            let text = std::fs::read(&path).unwrap_or_default();
+            if text.len() <= offset {
+                return Ok(());
+            }
+            continue;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn parse_signal(s: &str) -> anyhow::Result<Signal> {
+    if let Ok(n) = s.parse::<i32>() {
+        return Signal::try_from(n).map_err(|_| anyhow::anyhow!("unknown signal `{s}`"));
+    }
+    let upper = s.to_ascii_uppercase();
+    let name = if upper.starts_with("SIG") {
+        upper
+    } else {
+        format!("SIG{upper}")
+    };
+    name.parse()
+        .map_err(|_| anyhow::anyhow!("unknown signal `{s}`"))
+}
+
+fn signal(st: &State, sig: Signal) -> anyhow::Result<()> {
+    if !running(st) {
+        bail!("container `{}` is not running", st.name);
+    }
+    nix::sys::signal::kill(Pid::from_raw(st.pid), sig)
+        .with_context(|| format!("cannot signal container `{}`", st.name))
+}
+
+/// Waits until the monitor has recorded the exit (or the process is gone).
+fn wait_exited(dir: &Path, timeout: Duration) -> Option<State> {
+    let start = Instant::now();
+    while start.elapsed() < timeout {
+        match stack_runtime::state::read(dir) {
+            Ok(st) if st.status == Status::Exited => return Some(st),
+            Ok(st) if !stack_runtime::state::alive(&st) && !pid_alive(st.monitor_pid) => {
+                return Some(st)
+            }
+            _ => std::thread::sleep(Duration::from_millis(2)),
+        }
+    }
+    None
+}
+
+fn pid_alive(pid: i32) -> bool {
+    nix::sys::signal::kill(Pid::from_raw(pid), None).is_ok()
+}
+
+pub fn stop(root: &Path, key: &str, grace: u64) -> anyhow::Result<()> {
+    let (dir, st) = find(root, key)?;
+    if !running(&st) {
+        println!("{}", st.name);
+        return Ok(());
+    }
+    // PID 1 is our init (unless --no-init): it passes the signal to the app.
+    signal(&st, Signal::SIGTERM)?;
+    if wait_exited(&dir, Duration::from_secs(grace)).is_none() {
+        // The whole PID namespace dies with its PID 1.
+        let _ = nix::sys::signal::kill(Pid::from_raw(st.pid), Signal::SIGKILL);
+        if wait_exited(&dir, Duration::from_secs(5)).is_none() {
+            bail!("container `{}` did not stop", st.name);
+        }
+    }
+    println!("{}", st.name);
+    Ok(())
+}
+
+pub fn kill(root: &Path, key: &str, sig: &str) -> anyhow::Result<()> {
+    let (_, st) = find(root, key)?;
+    signal(&st, parse_signal(sig)?)?;
+    println!("{}", st.name);
+    Ok(())
+}
+
+pub fn rm(root: &Path, keys: &[String], force: bool) -> anyhow::Result<()> {
+    let mut failures = Vec::new();
+    for key in keys {
+        let result = (|| -> anyhow::Result<()> {
+            let (dir, st) = find(root, key)?;
+            if running(&st) {
+                if !force {
+                    bail!(
+                        "container `{}` is running: stop it first, or use -f",
+                        st.name
+                    );
+                }
+                let _ = nix::sys::signal::kill(Pid::from_raw(st.pid), Signal::SIGKILL);
+                if wait_exited(&dir, Duration::from_secs(5)).is_none() {
+                    bail!("container `{}` did not stop", st.name);
+                }
+            }
+            std::fs::remove_dir_all(&dir)
+                .with_context(|| format!("cannot remove `{}`", dir.display()))?;
+            println!("{}", st.name);
+            Ok(())
+        })();
+        if let Err(e) = result {
+            failures.push(format!("{e:#}"));
+        }
+    }
+    if !failures.is_empty() {
+        bail!("{}", failures.join("\n"));
+    }
+    Ok(())
+}

@@ -1,0 +1,146 @@
+//! A container's state on disk: written atomically (temp file, fsync,
+//! rename) by the process that owns the container, read by anyone.
+
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::spec::Spec;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Created,
+    Running,
+    Exited,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct State {
+    pub id: String,
+    pub name: String,
+    pub status: Status,
+    /// The process that watches the container and writes this file.
+    pub monitor_pid: i32,
+    /// The container's PID 1, as the host sees it.
+    pub pid: i32,
+    /// Its start time (clock ticks since boot), to tell it from a reused pid.
+    pub pid_start: u64,
+    pub exit_code: Option<i32>,
+    pub oom_killed: bool,
+    pub started_at: String,
+    pub finished_at: Option<String>,
+    pub detached: bool,
+    pub spec: Spec,
+}
+
+pub fn path(dir: &Path) -> PathBuf {
+    dir.join("state.json")
+}
+
+pub fn log_path(dir: &Path) -> PathBuf {
+    dir.join("container.log")
+}
+
+/// Writes the state so that readers see the old or the new file, never half of one.
+pub fn write(dir: &Path, state: &State) -> io::Result<()> {
+    let tmp = dir.join(".state.json.tmp");
+    let mut f = std::fs::File::create(&tmp)?;
+    f.write_all(&serde_json::to_vec_pretty(state).map_err(io::Error::other)?)?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path(dir))?;
+    std::fs::File::open(dir)?.sync_all()
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error("no state for the container in `{}`", .0.display())]
+    Missing(PathBuf),
+    #[error("the state file `{}` is damaged: {source}", path.display())]
+    Corrupt {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("cannot read `{}`: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// Reads a state file; a damaged one is reported, never silently dropped.
+pub fn read(dir: &Path) -> Result<State, StateError> {
+    let p = path(dir);
+    let bytes = match std::fs::read(&p) {
+        Ok(b) => b,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            return Err(StateError::Missing(dir.to_path_buf()))
+        }
+        Err(source) => return Err(StateError::Io { path: p, source }),
+    };
+    serde_json::from_slice(&bytes).map_err(|source| StateError::Corrupt { path: p, source })
+}
+
+/// Start time of a process in clock ticks since boot (field 22 of /proc/PID/stat).
+pub fn start_time(pid: i32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name may hold spaces and parentheses: count from the last `)`.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    rest.split(' ').nth(19)?.parse().ok()
+}
+
+/// Whether the process recorded as the container's PID 1 still runs.
+pub fn alive(state: &State) -> bool {
+    state.pid > 0 && start_time(state.pid) == Some(state.pid_start)
+}
+
+/// RFC 3339 UTC time with nanoseconds, as Docker's logs write it.
+pub fn now_rfc3339() -> String {
+    let d = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    rfc3339(d.as_secs() as i64, d.subsec_nanos())
+}
+
+pub fn rfc3339(secs: i64, nanos: u32) -> String {
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = if m <= 2 { y + 1 } else { y };
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{nanos:09}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps() {
+        assert_eq!(rfc3339(0, 0), "1970-01-01T00:00:00.000000000Z");
+        assert_eq!(rfc3339(1_700_000_000, 5), "2023-11-14T22:13:20.000000005Z");
+        assert_eq!(rfc3339(951_782_400, 0), "2000-02-29T00:00:00.000000000Z");
+    }
+
+    #[test]
+    fn own_start_time_is_read() {
+        assert!(start_time(std::process::id() as i32).is_some());
+        assert_eq!(start_time(-5), None);
+    }
+}

@@ -232,21 +232,7 @@ fn run_container(a: &RunArgs) -> anyhow::Result<i32> {
             .collect::<anyhow::Result<_>>()?,
     };
     // Ctrl-C goes to the container (same process group); we stay to report and clean up.
-    for s in [
-        nix::sys::signal::Signal::SIGINT,
-        nix::sys::signal::Signal::SIGQUIT,
-    ] {
-        let ign = nix::sys::signal::SigAction::new(
-            nix::sys::signal::SigHandler::SigIgn,
-            nix::sys::signal::SaFlags::empty(),
-            nix::sys::signal::SigSet::empty(),
-        );
-        // SAFETY: installing SIG_IGN runs no handler code; the CLI is single-threaded here.
-        #[allow(unsafe_code)]
-        unsafe {
-            let _ = nix::sys::signal::sigaction(s, &ign);
-        }
-    }
+    stack_runtime::ignore_terminal_interrupts().context("cannot set up signal handling")?;
     if let Some(f) = &a.cidfile {
         use std::io::Write as _;
         let mut file = std::fs::OpenOptions::new()

@@ -224,7 +224,7 @@ fn stage1(spec: &Spec, dir: &Path, detached: bool) -> std::io::Result<i32> {
     }
 }
 
-fn ignore(signals: &[Signal]) -> nix::Result<()> {
+pub(crate) fn ignore(signals: &[Signal]) -> nix::Result<()> {
     let ign = SigAction::new(SigHandler::SigIgn, SaFlags::empty(), SigSet::empty());
     for s in signals {
         // SAFETY: installing SIG_IGN runs no handler code.

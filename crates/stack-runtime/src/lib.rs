@@ -67,6 +67,16 @@ pub fn container_dir(root: &Path, id: &str) -> PathBuf {
     root.join("containers").join(id)
 }
 
+/// For a foreground `run`: Ctrl-C and Ctrl-\\ reach the container (the same
+/// process group) and must not take its caller away before it reports.
+pub fn ignore_terminal_interrupts() -> std::io::Result<()> {
+    init::ignore(&[
+        nix::sys::signal::Signal::SIGINT,
+        nix::sys::signal::Signal::SIGQUIT,
+    ])
+    .map_err(Into::into)
+}
+
 /// Runs a container in the foreground and waits for it. With `remove`, its
 /// state directory is deleted afterwards (on every path out).
 pub fn run(spec: &Spec, root: &Path, remove: bool) -> Result<Exit, RuntimeError> {

@@ -456,6 +456,7 @@ fn normalize(root: &mut Node, name: &str, env: &Environment, diags: &mut Diagnos
                 }
             }
             resolve_environment(m, &lookup, diags);
+            resolve_label_files(m, diags);
         }
     }
     let Some(top) = root.as_map_mut() else { return };
@@ -488,6 +489,49 @@ fn normalize(root: &mut Node, name: &str, env: &Environment, diags: &mut Diagnos
                 format!("{name}_{}", k.name)
             };
             set(m, "name", Node::string(n, k.span.clone()));
+        }
+    }
+}
+
+/// `label_file` contents merged under `labels` (explicit labels win).
+fn resolve_label_files(m: &mut Map, diags: &mut Diagnostics) {
+    let mut from_files: Vec<(String, String, Span)> = Vec::new();
+    for f in m
+        .get("label_file")
+        .and_then(Node::as_seq)
+        .unwrap_or_default()
+    {
+        let Some(path) = f.as_str() else { continue };
+        let none = |_: &str| None;
+        match std::fs::read_to_string(path) {
+            Ok(text) => match crate::dotenv::parse(&text, &none) {
+                Ok(vars) => {
+                    from_files.extend(vars.into_iter().map(|(k, v)| (k, v, f.span.clone())))
+                }
+                Err(e) => diags.error(&f.span, format!("label file `{path}`: {e}")),
+            },
+            Err(e) => diags.error(&f.span, format!("label file `{path}` not found: {e}")),
+        }
+    }
+    if from_files.is_empty() {
+        return;
+    }
+    if m.get("labels").is_none() {
+        let span = from_files[0].2.clone();
+        set(m, "labels", Node::map(Map::default(), span));
+    }
+    let Some(labels) = m.get_mut("labels").and_then(Node::as_map_mut) else {
+        return;
+    };
+    for (k, v, s) in from_files {
+        if labels.get(&k).is_none() {
+            labels.insert(
+                Key {
+                    name: k,
+                    span: s.clone(),
+                },
+                Node::string(v, s),
+            );
         }
     }
 }

@@ -98,6 +98,15 @@ fn service(m: &mut Map, diags: &mut Diagnostics) {
     if let Some(n) = m.get_mut("networks") {
         seq_to_null_map(n);
     }
+    // `gpus: all` is one request for every GPU.
+    if let Some(g) = m.get_mut("gpus") {
+        if g.as_str().is_some() {
+            let span = g.span.clone();
+            let mut req = Map::default();
+            entry(&mut req, "count", Node::string("all", span.clone()));
+            *g = Node::seq(vec![Node::map(req, span.clone())], span);
+        }
+    }
     if let Some(d) = m.get_mut("depends_on") {
         depends_on(d);
     }

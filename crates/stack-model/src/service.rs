@@ -360,8 +360,13 @@ pub struct DeviceRequest {
     pub capabilities: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub driver: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub count: Option<Text>,
+    /// A number of devices; `all` reads as -1, as compose prints it.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "device_count"
+    )]
+    pub count: Option<i64>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub device_ids: Vec<String>,
     #[serde(default, skip_serializing_if = "Mapping::is_empty")]
@@ -686,3 +691,14 @@ pub struct HealthCheck {
 
 /// Used by `Network` and friends; re-exported for them.
 pub type ExternalFlag = External;
+
+fn device_count<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
+    let Text(t) = Text::deserialize(d)?;
+    match t {
+        None => Ok(None),
+        Some(s) if s.eq_ignore_ascii_case("all") => Ok(Some(-1)),
+        Some(s) => s.parse().map(Some).map_err(|_| {
+            serde::de::Error::custom(format!("invalid device count `{s}`: a number or `all`"))
+        }),
+    }
+}

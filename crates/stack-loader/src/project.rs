@@ -382,6 +382,9 @@ fn extract_extensions(root: &mut Node) -> Extensions {
             for (k, v) in items.entries.iter_mut() {
                 if let Some(m) = v.as_map_mut() {
                     out.push((Some((section, k.name.clone())), take_extensions(m)));
+                    if let Some(b) = m.get_mut("build").and_then(Node::as_map_mut) {
+                        out.push((Some(("build", k.name.clone())), take_extensions(b)));
+                    }
                 }
                 remove_extensions_deep(v, true);
             }
@@ -663,6 +666,11 @@ pub fn build(
             Some(("volumes", n)) => project.volumes.get_mut(&n).map(|s| &mut s.extensions),
             Some(("secrets", n)) => project.secrets.get_mut(&n).map(|s| &mut s.extensions),
             Some(("configs", n)) => project.configs.get_mut(&n).map(|s| &mut s.extensions),
+            Some(("build", n)) => project
+                .services
+                .get_mut(&n)
+                .and_then(|s| s.build.as_mut())
+                .map(|b| &mut b.extensions),
             Some(_) => None,
         };
         if let Some(t) = target {

@@ -88,6 +88,21 @@ pub struct RunArgs {
     /// A resource limit: NAME=SOFT[:HARD] (nofile, nproc, core, ...)
     #[arg(long = "ulimit", value_name = "NAME=SOFT[:HARD]")]
     pub ulimits: Vec<String>,
+    /// Bind mount: HOST_PATH:CONTAINER_PATH[:ro]
+    #[arg(short = 'v', long = "volume", value_name = "SRC:DST[:ro]")]
+    pub volumes: Vec<String>,
+    /// Mount a tmpfs: PATH[:size=BYTES]
+    #[arg(long = "tmpfs", value_name = "PATH")]
+    pub tmpfs: Vec<String>,
+    /// Size of /dev/shm (default 64m)
+    #[arg(long)]
+    pub shm_size: Option<String>,
+    /// OOM killer preference, -1000 to 1000
+    #[arg(long, allow_hyphen_values = true)]
+    pub oom_score_adj: Option<i32>,
+    /// A namespaced kernel parameter: KEY=VALUE
+    #[arg(long = "sysctl", value_name = "KEY=VALUE")]
+    pub sysctls: Vec<String>,
     /// Write the container id to this file (which must not exist)
     #[arg(long, value_name = "FILE")]
     pub cidfile: Option<PathBuf>,
@@ -212,6 +227,23 @@ fn run_container(a: &RunArgs) -> anyhow::Result<i32> {
         cap_drop: a.cap_drop.clone(),
         privileged: a.privileged,
         seccomp_unconfined: seccomp_unconfined(&a.security_opt)?,
+        mounts: mounts(&a.volumes, &a.tmpfs)?,
+        shm_size: a
+            .shm_size
+            .as_deref()
+            .map(bytes)
+            .transpose()?
+            .map(|b| b as u64),
+        oom_score_adj: a.oom_score_adj,
+        sysctls: a
+            .sysctls
+            .iter()
+            .map(|s| {
+                s.split_once('=')
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .ok_or_else(|| anyhow::anyhow!("invalid sysctl `{s}`: expected KEY=VALUE"))
+            })
+            .collect::<anyhow::Result<_>>()?,
         limits: stack_runtime::cgroup::Limits {
             memory: a.memory.as_deref().map(bytes).transpose()?,
             memory_reservation: a.memory_reservation.as_deref().map(bytes).transpose()?,
@@ -296,4 +328,53 @@ fn seccomp_unconfined(opts: &[String]) -> anyhow::Result<bool> {
 
 fn bytes(s: &str) -> anyhow::Result<i64> {
     stack_model::parse_bytes(s).map_err(|e| anyhow::anyhow!(e))
+}
+
+/// `-v SRC:DST[:ro|rw]` and `--tmpfs DST[:size=N]` as runtime mounts.
+fn mounts(volumes: &[String], tmpfs: &[String]) -> anyhow::Result<Vec<stack_runtime::Mount>> {
+    let mut out = Vec::new();
+    for v in volumes {
+        let parts: Vec<&str> = v.split(':').collect();
+        let (src, dst, mode) = match parts.as_slice() {
+            [s, d] => (*s, *d, "rw"),
+            [s, d, m] => (*s, *d, *m),
+            _ => bail!("invalid volume `{v}`: expected SRC:DST[:ro]"),
+        };
+        if !src.starts_with('/') {
+            bail!("invalid volume `{v}`: the source must be an absolute host path (named volumes come with `stack up`)");
+        }
+        if !dst.starts_with('/') {
+            bail!("invalid volume `{v}`: the target must be an absolute path");
+        }
+        let read_only = match mode {
+            "ro" => true,
+            "rw" => false,
+            other => bail!("invalid volume `{v}`: unknown mode `{other}`"),
+        };
+        out.push(stack_runtime::Mount {
+            kind: "bind".into(),
+            source: src.into(),
+            target: dst.into(),
+            read_only,
+            size: None,
+        });
+    }
+    for t in tmpfs {
+        let (dst, opts) = t.split_once(':').unwrap_or((t, ""));
+        let mut size = None;
+        for o in opts.split(',').filter(|o| !o.is_empty()) {
+            match o.split_once('=') {
+                Some(("size", n)) => size = Some(bytes(n)? as u64),
+                _ => bail!("invalid tmpfs option `{o}` in `{t}`"),
+            }
+        }
+        out.push(stack_runtime::Mount {
+            kind: "tmpfs".into(),
+            source: PathBuf::new(),
+            target: dst.into(),
+            read_only: false,
+            size,
+        });
+    }
+    Ok(out)
 }

@@ -575,3 +575,36 @@ fn kill_rm_force_and_damaged_state() {
     );
     assert!(dir.join("state.json").exists());
 }
+
+#[test]
+fn bind_and_tmpfs_mounts_shm_oom_score_and_sysctls() {
+    let e = Env::new("mounts2");
+    let host = e.dir.join("hostdata");
+    std::fs::create_dir_all(&host).unwrap();
+    std::fs::write(host.join("f"), "hello\n").unwrap();
+    let vol = format!("{}:/data:ro", host.display());
+    let out = e.sh(
+        &["-v", &vol, "--tmpfs", "/scratch:size=1m", "--shm-size", "8m", "--oom-score-adj", "500", "--sysctl", "net.ipv4.ip_forward=1"],
+        "cat /data/f; touch /data/x 2>/dev/null || echo read-only; grep -E ' /scratch | /dev/shm ' /proc/mounts | cut -d' ' -f2,4; cat /proc/self/oom_score_adj /proc/sys/net/ipv4/ip_forward",
+    );
+    assert_eq!(out, "hello\nread-only\n/dev/shm rw,nosuid,nodev,noexec,relatime,size=8192k\n/scratch rw,nosuid,nodev,noexec,relatime,size=1024k\n500\n1\n");
+    let o = e.run(&["--sysctl", "kernel.panic=1"], "true");
+    assert_eq!(o.status.code(), Some(125));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("`kernel.panic` is not namespaced"));
+    e.assert_clean();
+}
+
+#[test]
+fn a_symlink_in_the_rootfs_cannot_lead_a_mount_outside() {
+    let e = Env::new("escape");
+    let outside = e.dir.join("outside");
+    std::fs::create_dir_all(&outside).unwrap();
+    // A hostile rootfs: /evil points at a host directory by absolute path.
+    std::os::unix::fs::symlink(&outside, e.rootfs().join("evil")).unwrap();
+    e.sh(&["--tmpfs", "/evil/x"], "true");
+    assert!(
+        !outside.join("x").exists(),
+        "the mount target was created outside the container"
+    );
+    e.assert_clean();
+}

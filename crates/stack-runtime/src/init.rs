@@ -246,11 +246,15 @@ fn pid1(spec: &Spec, dir: &Path) -> std::io::Result<i32> {
     )?;
     crate::rootfs::setup(spec, dir)?;
     sethostname(&spec.hostname)?;
-    let cwd = Path::new(&spec.cwd);
+    let cwd = crate::rootfs::secure_join(Path::new("/"), &spec.cwd)?;
     if !cwd.is_dir() {
-        std::fs::create_dir_all(cwd)?;
+        std::fs::create_dir_all(&cwd)?;
     }
-    std::env::set_current_dir(cwd)?;
+    if let Some(adj) = spec.oom_score_adj {
+        std::fs::write("/proc/self/oom_score_adj", adj.to_string())
+            .map_err(|e| std::io::Error::other(format!("oom_score_adj {adj}: {e}")))?;
+    }
+    std::env::set_current_dir(&cwd)?;
     // The working directory must be inside the new root (CVE-2024-21626).
     if !std::env::current_dir()?.starts_with("/") {
         return Err(std::io::Error::other(

@@ -26,7 +26,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 pub use init::{init_main, INIT_ARG};
-pub use spec::Spec;
+pub use spec::{Mount, Spec};
 pub use state::{State, Status};
 
 #[derive(Debug, thiserror::Error)]

@@ -116,12 +116,13 @@ pub fn setup(spec: &Spec, dir: &Path) -> io::Result<()> {
     )?;
     let shm = dev.join("shm");
     fs::create_dir_all(&shm)?;
+    let shm_size = spec.shm_size.unwrap_or(64 * 1024 * 1024);
     mnt(
         "shm",
         &shm,
         Some("tmpfs"),
         nosuid_noexec_nodev,
-        Some("mode=1777,size=65536k"),
+        Some(&format!("mode=1777,size={shm_size}")),
     )?;
     let mqueue = dev.join("mqueue");
     fs::create_dir_all(&mqueue)?;
@@ -147,6 +148,7 @@ pub fn setup(spec: &Spec, dir: &Path) -> io::Result<()> {
     )?;
 
     write_etc(spec, &merged)?;
+    user_mounts(spec, &merged)?;
 
     // Into the new root; the old one is detached from under us.
     chdir(&merged).map_err(|e| err("chdir", e))?;
@@ -163,6 +165,7 @@ pub fn setup(spec: &Spec, dir: &Path) -> io::Result<()> {
         )?;
     }
 
+    set_sysctls(&spec.sysctls)?;
     if spec.privileged {
         return Ok(());
     }
@@ -217,6 +220,134 @@ fn write_etc(spec: &Spec, merged: &Path) -> io::Result<()> {
     )?;
     if !etc.join("resolv.conf").exists() {
         fs::write(etc.join("resolv.conf"), "")?;
+    }
+    Ok(())
+}
+
+/// `path` inside `root`, resolving symlinks as if `root` were `/`: a link in
+/// the container's file system cannot lead a mount outside it.
+pub fn secure_join(root: &Path, path: &str) -> io::Result<std::path::PathBuf> {
+    let mut resolved = std::path::PathBuf::new();
+    let mut pending: Vec<String> = path
+        .split('/')
+        .filter(|c| !c.is_empty())
+        .map(str::to_string)
+        .rev()
+        .collect();
+    let mut links = 0;
+    while let Some(c) = pending.pop() {
+        match c.as_str() {
+            "." => continue,
+            ".." => {
+                resolved.pop();
+                continue;
+            }
+            _ => {}
+        }
+        let candidate = root.join(&resolved).join(&c);
+        match fs::symlink_metadata(&candidate) {
+            Ok(m) if m.file_type().is_symlink() => {
+                links += 1;
+                if links > 255 {
+                    return Err(err("resolve", format!("too many symlinks in `{path}`")));
+                }
+                let target = fs::read_link(&candidate)?;
+                let t = target.to_string_lossy().to_string();
+                if t.starts_with('/') {
+                    resolved = std::path::PathBuf::new();
+                }
+                pending.extend(
+                    t.split('/')
+                        .filter(|c| !c.is_empty())
+                        .map(str::to_string)
+                        .rev(),
+                );
+            }
+            _ => resolved.push(&c),
+        }
+    }
+    Ok(root.join(resolved))
+}
+
+/// The user's bind and tmpfs mounts, on the new root before pivoting.
+fn user_mounts(spec: &Spec, merged: &Path) -> io::Result<()> {
+    for m in &spec.mounts {
+        let target = secure_join(merged, &m.target)?;
+        match m.kind.as_str() {
+            "bind" => {
+                let meta = fs::metadata(&m.source)
+                    .map_err(|e| err(&format!("bind mount source `{}`", m.source.display()), e))?;
+                if meta.is_dir() {
+                    fs::create_dir_all(&target)?;
+                } else {
+                    if let Some(p) = target.parent() {
+                        fs::create_dir_all(p)?;
+                    }
+                    if !target.exists() {
+                        fs::File::create(&target)?;
+                    }
+                }
+                let src = m.source.to_string_lossy().to_string();
+                mnt(
+                    &src,
+                    &target,
+                    None,
+                    MsFlags::MS_BIND | MsFlags::MS_REC,
+                    None,
+                )?;
+                if m.read_only {
+                    mnt(
+                        &src,
+                        &target,
+                        None,
+                        MsFlags::MS_BIND
+                            | MsFlags::MS_REMOUNT
+                            | MsFlags::MS_RDONLY
+                            | MsFlags::MS_REC,
+                        None,
+                    )?;
+                }
+            }
+            "tmpfs" => {
+                fs::create_dir_all(&target)?;
+                let mut data = String::from("mode=1777");
+                if let Some(size) = m.size {
+                    data.push_str(&format!(",size={size}"));
+                }
+                let mut flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
+                if m.read_only {
+                    flags |= MsFlags::MS_RDONLY;
+                }
+                mnt("tmpfs", &target, Some("tmpfs"), flags, Some(&data))?;
+            }
+            other => return Err(err("mount", format!("unknown mount type `{other}`"))),
+        }
+    }
+    Ok(())
+}
+
+/// Whether a sysctl belongs to a namespace the container has of its own
+/// (Docker's rule): others would change the host.
+pub fn namespaced_sysctl(key: &str) -> bool {
+    key.starts_with("net.")
+        || key.starts_with("fs.mqueue.")
+        || key.starts_with("kernel.msg")
+        || key.starts_with("kernel.shm")
+        || key == "kernel.sem"
+        || key == "kernel.domainname"
+        || key == "kernel.hostname"
+}
+
+fn set_sysctls(sysctls: &[(String, String)]) -> io::Result<()> {
+    for (k, v) in sysctls {
+        if !namespaced_sysctl(k) || k.contains("..") || k.contains('/') {
+            return Err(err(
+                "sysctl",
+                format!("`{k}` is not namespaced: it would change the host"),
+            ));
+        }
+        let path = Path::new("/proc/sys").join(k.replace('.', "/"));
+        fs::write(&path, v).map_err(|e| err(&format!("sysctl `{k}={v}`"), e))?;
     }
     Ok(())
 }

@@ -240,6 +240,10 @@ mod tests {
             privileged: false,
             seccomp_unconfined: false,
             limits: Default::default(),
+            mounts: vec![],
+            shm_size: None,
+            oom_score_adj: None,
+            sysctls: vec![],
             rlimits: vec![],
         };
         assert_eq!(capabilities(&spec(&[], &[])).unwrap().len(), 14);

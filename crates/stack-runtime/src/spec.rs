@@ -37,6 +37,18 @@ pub struct Spec {
     /// No seccomp filter (`--security-opt seccomp=unconfined`).
     #[serde(default)]
     pub seccomp_unconfined: bool,
+    /// Bind mounts and tmpfs mounts, in order.
+    #[serde(default)]
+    pub mounts: Vec<Mount>,
+    /// Size of /dev/shm in bytes (default 64 MiB).
+    #[serde(default)]
+    pub shm_size: Option<u64>,
+    /// The OOM killer's preference for this container (-1000..1000).
+    #[serde(default)]
+    pub oom_score_adj: Option<i32>,
+    /// Kernel parameters of the container's namespaces (`net.*`, `kernel.shm*`, ...).
+    #[serde(default)]
+    pub sysctls: Vec<(String, String)>,
     /// cgroup limits.
     #[serde(default)]
     pub limits: crate::cgroup::Limits,
@@ -57,4 +69,19 @@ impl Spec {
         }
         env
     }
+}
+
+/// A mount into the container.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Mount {
+    /// `bind` or `tmpfs`.
+    pub kind: String,
+    /// Host path (bind) or unused (tmpfs).
+    pub source: PathBuf,
+    /// Path inside the container.
+    pub target: String,
+    pub read_only: bool,
+    /// tmpfs size in bytes.
+    #[serde(default)]
+    pub size: Option<u64>,
 }

@@ -19,6 +19,19 @@ pub enum ContainerCommand {
         #[arg(short, long)]
         quiet: bool,
     },
+    /// Run a command in a running container
+    Exec {
+        /// Set an environment variable (KEY=VALUE)
+        #[arg(short = 'e', long = "env")]
+        env: Vec<String>,
+        #[arg(short = 'u', long)]
+        user: Option<String>,
+        #[arg(short = 'w', long = "workdir")]
+        workdir: Option<String>,
+        container: String,
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
+        command: Vec<String>,
+    },
     /// Show a container's state as JSON
     Inspect { container: String },
     /// Print a container's output
@@ -164,6 +177,13 @@ pub fn run(cmd: &ContainerCommand) -> anyhow::Result<i32> {
         ContainerCommand::Ls { all, quiet } => {
             crate::lifecycle::ls(&root, *all, *quiet).map(|()| 0)
         }
+        ContainerCommand::Exec {
+            env,
+            user,
+            workdir,
+            container,
+            command,
+        } => crate::lifecycle::exec(&root, container, command, env, workdir, user),
         ContainerCommand::Inspect { container } => {
             crate::lifecycle::inspect(&root, container).map(|()| 0)
         }

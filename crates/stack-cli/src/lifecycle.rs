@@ -278,3 +278,25 @@ pub fn rm(root: &Path, keys: &[String], force: bool) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+pub fn exec(
+    root: &Path,
+    key: &str,
+    command: &[String],
+    env: &[String],
+    workdir: &Option<String>,
+    user: &Option<String>,
+) -> anyhow::Result<i32> {
+    let (_, st) = find(root, key)?;
+    if !running(&st) {
+        bail!("container `{}` is not running", st.name);
+    }
+    stack_runtime::ignore_terminal_interrupts()?;
+    Ok(stack_runtime::exec(
+        &st,
+        command.to_vec(),
+        env.to_vec(),
+        workdir.clone(),
+        user.clone(),
+    )?)
+}

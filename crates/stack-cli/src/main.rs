@@ -16,8 +16,10 @@ use clap::Parser as _;
 fn main() -> ExitCode {
     // The hidden init mode: this process is becoming a container.
     let mut argv = std::env::args();
-    if argv.nth(1).as_deref() == Some(stack_runtime::INIT_ARG) {
-        stack_runtime::init_main(&argv.next().unwrap_or_default());
+    match argv.nth(1).as_deref() {
+        Some(stack_runtime::INIT_ARG) => stack_runtime::init_main(&argv.next().unwrap_or_default()),
+        Some(stack_runtime::EXEC_ARG) => stack_runtime::exec_main(&argv.next().unwrap_or_default()),
+        _ => {}
     }
     let args = cli::Cli::parse();
     let mut out = std::io::stdout().lock();

@@ -608,3 +608,65 @@ fn a_symlink_in_the_rootfs_cannot_lead_a_mount_outside() {
     );
     e.assert_clean();
 }
+
+#[test]
+fn exec_joins_namespaces_cgroups_and_restrictions() {
+    let e = Env::new("exec");
+    let cid = e.dir.join("cid");
+    e.detached(
+        &[
+            "--name",
+            "box",
+            "--hostname",
+            "boxhost",
+            "-e",
+            "GREETING=hi",
+            "--cidfile",
+            cid.to_str().unwrap(),
+        ],
+        &["sleep", "1000"],
+    );
+    let id = std::fs::read_to_string(&cid).unwrap();
+    let out = e.out(&["container", "exec", "box", "sh", "-c", "hostname; echo $GREETING; cat /proc/1/cmdline | tr '\\0' ' '; echo; grep -E '^(CapEff|Seccomp):' /proc/self/status; grep -c \"stack/\" /proc/self/cgroup"]);
+    assert!(!id.is_empty());
+    let mut lines = out.lines();
+    assert_eq!(lines.next(), Some("boxhost"));
+    assert_eq!(lines.next(), Some("hi"));
+    assert!(lines.next().unwrap().contains("__stack-init"), "{out}");
+    assert_eq!(lines.next(), Some("CapEff:\t00000000a80425fb"));
+    assert_eq!(lines.next(), Some("Seccomp:\t2"));
+    let out = e.out(&[
+        "container",
+        "exec",
+        "-u",
+        "app",
+        "-w",
+        "/etc",
+        "-e",
+        "X=1",
+        "box",
+        "sh",
+        "-c",
+        "id -u; pwd; echo $X",
+    ]);
+    assert_eq!(out, "1000\n/etc\n1\n");
+    let o = e.stack(&["container", "exec", "-w", "/nowhere", "box", "true"]);
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("working directory `/nowhere` does not exist"),
+        "{o:?}"
+    );
+    assert_eq!(
+        e.stack(&["container", "exec", "box", "sh", "-c", "exit 7"])
+            .status
+            .code(),
+        Some(7)
+    );
+    e.out(&["container", "stop", "box"]);
+    let o = e.stack(&["container", "exec", "box", "true"]);
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("is not running"),
+        "{o:?}"
+    );
+    e.out(&["container", "rm", "box"]);
+    e.assert_clean();
+}

@@ -232,6 +232,18 @@ pub fn create(layout: &Layout, limits: &Limits, pid: u32) -> io::Result<()> {
     Ok(())
 }
 
+/// Moves process `pid` into the container's existing cgroups (for exec).
+pub fn join(layout: &Layout, pid: u32) -> io::Result<()> {
+    let dirs: Vec<&PathBuf> = match layout {
+        Layout::V1(d) => d.iter().map(|(_, p)| p).collect(),
+        Layout::V2(d) => vec![d],
+    };
+    for d in dirs {
+        write(d, "cgroup.procs", &pid.to_string())?;
+    }
+    Ok(())
+}
+
 /// Whether the kernel OOM-killed a process of the container.
 pub fn oom_killed(layout: &Layout) -> bool {
     let count = |text: String| {

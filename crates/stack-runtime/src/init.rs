@@ -262,16 +262,7 @@ fn pid1(spec: &Spec, dir: &Path) -> std::io::Result<i32> {
         ));
     }
     crate::security::set_rlimits(&spec.rlimits)?;
-    let user = if spec.user.is_empty() {
-        None
-    } else {
-        let read = |p: &str| std::fs::read_to_string(p).unwrap_or_default();
-        Some(crate::security::resolve_user(
-            &spec.user,
-            &read("/etc/passwd"),
-            &read("/etc/group"),
-        )?)
-    };
+    let user = resolve_user(spec)?;
     let keep = crate::security::capabilities(spec)?;
     crate::security::restrict(&keep, spec.privileged, !spec.seccomp_unconfined)?;
     if !spec.init {
@@ -370,4 +361,95 @@ fn resolve(program: &str, path: &str) -> Option<String> {
         use std::os::unix::fs::PermissionsExt;
         std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
     })
+}
+
+/// The argument that selects the exec mode of our own binary.
+pub const EXEC_ARG: &str = "__stack-exec";
+
+/// Entry point of the exec mode: join a running container and run a
+/// command in it. Never returns.
+pub fn exec_main(spec_fd: &str) -> ! {
+    let json = std::fs::read(format!("/proc/self/fd/{spec_fd}")).unwrap_or_default();
+    let parsed: Result<(Spec, i32), _> = serde_json::from_slice(&json);
+    let code = match parsed {
+        Ok((spec, pid)) => match join_and_run(&spec, pid) {
+            Ok(code) => code,
+            Err(e) => {
+                eprintln!("stack: exec in container `{}`: {e}", short(&spec.id));
+                SETUP_FAILED
+            }
+        },
+        Err(e) => {
+            eprintln!("stack: bad exec spec: {e}");
+            SETUP_FAILED
+        }
+    };
+    std::process::exit(code)
+}
+
+/// Joins the cgroups and namespaces of the container whose PID 1 is `pid`,
+/// then runs the spec's command as a child there.
+fn join_and_run(spec: &Spec, pid: i32) -> std::io::Result<i32> {
+    use nix::sched::setns;
+    close_inherited_fds();
+    let layout = crate::cgroup::layout(&spec.id)?;
+    crate::cgroup::join(&layout, std::process::id())?;
+    // Open every namespace first: after joining the mount namespace, the
+    // host's /proc is out of sight.
+    let kinds = [
+        ("ipc", CloneFlags::CLONE_NEWIPC),
+        ("uts", CloneFlags::CLONE_NEWUTS),
+        ("net", CloneFlags::CLONE_NEWNET),
+        ("pid", CloneFlags::CLONE_NEWPID),
+        ("mnt", CloneFlags::CLONE_NEWNS),
+    ];
+    let mut fds = Vec::new();
+    for (name, flag) in kinds {
+        let f = std::fs::File::open(format!("/proc/{pid}/ns/{name}"))?;
+        fds.push((f, flag));
+    }
+    for (f, flag) in &fds {
+        setns(f, *flag)?;
+    }
+    drop(fds);
+    ignore(&[Signal::SIGINT, Signal::SIGQUIT])?;
+    // SAFETY: this process was just exec'd and runs no other thread.
+    #[allow(unsafe_code)]
+    let forked = unsafe { fork() }?;
+    match forked {
+        ForkResult::Child => {
+            let code = (|| -> std::io::Result<i32> {
+                let cwd = crate::rootfs::secure_join(Path::new("/"), &spec.cwd)?;
+                std::env::set_current_dir(&cwd).map_err(|_| {
+                    std::io::Error::other(format!(
+                        "working directory `{}` does not exist",
+                        spec.cwd
+                    ))
+                })?;
+                crate::security::set_rlimits(&spec.rlimits)?;
+                let user = resolve_user(spec)?;
+                let keep = crate::security::capabilities(spec)?;
+                crate::security::restrict(&keep, spec.privileged, !spec.seccomp_unconfined)?;
+                Ok(exec_app(spec, user.as_ref()))
+            })()
+            .unwrap_or_else(|e| {
+                eprintln!("stack: exec: {e}");
+                SETUP_FAILED
+            });
+            std::process::exit(code)
+        }
+        ForkResult::Parent { child } => loop {
+            if let Some(code) = exit_code(waitpid(child, None)?) {
+                return Ok(code);
+            }
+        },
+    }
+}
+
+fn resolve_user(spec: &Spec) -> std::io::Result<Option<crate::security::User>> {
+    if spec.user.is_empty() {
+        return Ok(None);
+    }
+    let read = |p: &str| std::fs::read_to_string(p).unwrap_or_default();
+    crate::security::resolve_user(&spec.user, &read("/etc/passwd"), &read("/etc/group")).map(Some)
 }

@@ -25,7 +25,7 @@ use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-pub use init::{init_main, INIT_ARG};
+pub use init::{exec_main, init_main, EXEC_ARG, INIT_ARG};
 pub use spec::{Mount, Spec};
 pub use state::{State, Status};
 
@@ -138,6 +138,51 @@ fn prepare(spec: &Spec, root: &Path) -> Result<PathBuf, RuntimeError> {
         source,
     })?;
     Ok(dir)
+}
+
+/// Runs a command inside a running container (its namespaces, cgroups,
+/// capabilities, seccomp filter), with our stdio; returns its exit code.
+pub fn exec(
+    state: &State,
+    args: Vec<String>,
+    env: Vec<String>,
+    cwd: Option<String>,
+    user: Option<String>,
+) -> Result<i32, RuntimeError> {
+    let mut spec = state.spec.clone();
+    spec.args = args;
+    spec.env.extend(env);
+    if let Some(c) = cwd {
+        spec.cwd = c;
+    }
+    if let Some(u) = user {
+        spec.user = u;
+    }
+    let start = |source| start_error(&spec, source);
+    let exe = seal::sealed_self().map_err(start)?;
+    let json =
+        serde_json::to_string(&(&spec, state.pid)).map_err(|e| start(std::io::Error::other(e)))?;
+    let (read, write) = nix::unistd::pipe().map_err(|e| start(e.into()))?;
+    nix::fcntl::fcntl(
+        &write,
+        nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
+    )
+    .map_err(|e| start(e.into()))?;
+    let mut child = Command::new(seal::fd_path(&exe))
+        .arg(EXEC_ARG)
+        .arg(read.as_raw_fd().to_string())
+        .spawn()
+        .map_err(start)?;
+    drop(read);
+    let mut write = std::fs::File::from(write);
+    let sent = std::io::Write::write_all(&mut write, json.as_bytes());
+    drop(write);
+    let status = child.wait().map_err(start)?;
+    sent.map_err(start)?;
+    use std::os::unix::process::ExitStatusExt;
+    Ok(status
+        .code()
+        .unwrap_or_else(|| 128 + status.signal().unwrap_or(0)))
 }
 
 /// Starts the monitor: a sealed copy of our binary in init mode.

@@ -32,6 +32,14 @@ pub enum ContainerCommand {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
         command: Vec<String>,
     },
+    /// List the processes of a container
+    Top { container: String },
+    /// Show a container's resource usage
+    Stats { container: String },
+    /// Freeze every process of a container
+    Pause { container: String },
+    /// Thaw a paused container
+    Unpause { container: String },
     /// Show a container's state as JSON
     Inspect { container: String },
     /// Print a container's output
@@ -184,6 +192,16 @@ pub fn run(cmd: &ContainerCommand) -> anyhow::Result<i32> {
             container,
             command,
         } => crate::lifecycle::exec(&root, container, command, env, workdir, user),
+        ContainerCommand::Top { container } => crate::lifecycle::top(&root, container).map(|()| 0),
+        ContainerCommand::Stats { container } => {
+            crate::lifecycle::stats(&root, container).map(|()| 0)
+        }
+        ContainerCommand::Pause { container } => {
+            crate::lifecycle::pause(&root, container, true).map(|()| 0)
+        }
+        ContainerCommand::Unpause { container } => {
+            crate::lifecycle::pause(&root, container, false).map(|()| 0)
+        }
         ContainerCommand::Inspect { container } => {
             crate::lifecycle::inspect(&root, container).map(|()| 0)
         }

@@ -63,7 +63,15 @@ pub fn ensure_name_free(root: &Path, name: &str) -> anyhow::Result<()> {
 /// Running, exited, or lost (its PID 1 is gone without an exit record).
 fn status_text(st: &State) -> String {
     match st.status {
-        Status::Running if stack_runtime::state::alive(st) => "Up".into(),
+        Status::Running if stack_runtime::state::alive(st) => {
+            let paused = stack_runtime::cgroup::layout(&st.id)
+                .is_ok_and(|l| stack_runtime::cgroup::is_frozen(&l));
+            if paused {
+                "Up (Paused)".into()
+            } else {
+                "Up".into()
+            }
+        }
         Status::Running => "Dead (exit not recorded)".into(),
         Status::Created => "Created".into(),
         Status::Exited => {
@@ -299,4 +307,67 @@ pub fn exec(
         workdir.clone(),
         user.clone(),
     )?)
+}
+
+fn running_layout(
+    root: &Path,
+    key: &str,
+) -> anyhow::Result<(State, stack_runtime::cgroup::Layout)> {
+    let (_, st) = find(root, key)?;
+    if !running(&st) {
+        bail!("container `{}` is not running", st.name);
+    }
+    let layout = stack_runtime::cgroup::layout(&st.id)?;
+    Ok((st, layout))
+}
+
+pub fn top(root: &Path, key: &str) -> anyhow::Result<()> {
+    let (_, layout) = running_layout(root, key)?;
+    println!("{:<8} {:<6} CMD", "PID", "UID");
+    for pid in stack_runtime::cgroup::procs(&layout) {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        let uid = status
+            .lines()
+            .find_map(|l| l.strip_prefix("Uid:"))
+            .and_then(|v| v.split_whitespace().next())
+            .unwrap_or("?")
+            .to_string();
+        let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        let cmd = String::from_utf8_lossy(&cmd)
+            .replace('\0', " ")
+            .trim()
+            .to_string();
+        println!("{pid:<8} {uid:<6} {cmd}");
+    }
+    Ok(())
+}
+
+pub fn stats(root: &Path, key: &str) -> anyhow::Result<()> {
+    let (st, layout) = running_layout(root, key)?;
+    let u = stack_runtime::cgroup::usage(&layout);
+    let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
+    let limit = u
+        .memory_limit
+        .map(|l| format!("{:.1}MiB", mib(l)))
+        .unwrap_or_else(|| "unlimited".into());
+    println!(
+        "{:<14}{:<20}{:<12}{:<26}PIDS",
+        "CONTAINER ID", "NAME", "CPU TIME", "MEM USAGE / LIMIT"
+    );
+    println!(
+        "{:<14}{:<20}{:<12}{:<26}{}",
+        &st.id[..12],
+        st.name,
+        format!("{:.2}s", u.cpu_nanos as f64 / 1e9),
+        format!("{:.1}MiB / {limit}", mib(u.memory)),
+        u.pids
+    );
+    Ok(())
+}
+
+pub fn pause(root: &Path, key: &str, frozen: bool) -> anyhow::Result<()> {
+    let (st, layout) = running_layout(root, key)?;
+    stack_runtime::cgroup::freeze(&layout, frozen)?;
+    println!("{}", st.name);
+    Ok(())
 }

@@ -670,3 +670,33 @@ fn exec_joins_namespaces_cgroups_and_restrictions() {
     e.out(&["container", "rm", "box"]);
     e.assert_clean();
 }
+
+#[test]
+fn top_stats_pause_and_unpause() {
+    let e = Env::new("top");
+    e.detached(
+        &["--name", "busy", "-m", "64m"],
+        &["sh", "-c", "sleep 1000 & sleep 1001"],
+    );
+    let mut top = String::new();
+    for _ in 0..200 {
+        top = e.out(&["container", "top", "busy"]);
+        if top.contains("sleep 1001") && top.contains("sleep 1000") {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    assert!(
+        top.contains("__stack-init") && top.contains("sleep 1000") && top.contains("sleep 1001"),
+        "{top}"
+    );
+    let stats = e.out(&["container", "stats", "busy"]);
+    assert!(stats.contains("/ 64.0MiB"), "{stats}");
+    e.out(&["container", "pause", "busy"]);
+    assert!(e.out(&["container", "ls"]).contains("Up (Paused)"));
+    e.out(&["container", "unpause", "busy"]);
+    let ls = e.out(&["container", "ls"]);
+    assert!(ls.contains("Up") && !ls.contains("Paused"), "{ls}");
+    e.out(&["container", "rm", "-f", "busy"]);
+    e.assert_clean();
+}

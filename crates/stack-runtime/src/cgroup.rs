@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 const ROOT: &str = "/sys/fs/cgroup";
 /// The v1 controllers a container joins.
-const V1_CONTROLLERS: [&str; 5] = ["memory", "pids", "cpu", "cpuset", "freezer"];
+const V1_CONTROLLERS: [&str; 6] = ["memory", "pids", "cpu", "cpuacct", "cpuset", "freezer"];
 
 /// Limits, as compose and `docker run` express them.
 #[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -242,6 +242,95 @@ pub fn join(layout: &Layout, pid: u32) -> io::Result<()> {
         write(d, "cgroup.procs", &pid.to_string())?;
     }
     Ok(())
+}
+
+fn v1_dir<'a>(layout: &'a Layout, controller: &str) -> Option<&'a PathBuf> {
+    match layout {
+        Layout::V1(d) => d.iter().find(|(c, _)| *c == controller).map(|(_, p)| p),
+        Layout::V2(d) => Some(d),
+    }
+}
+
+fn read_num(path: &Path) -> Option<u64> {
+    fs::read_to_string(path).ok()?.trim().parse().ok()
+}
+
+/// Host pids of every process in the container.
+pub fn procs(layout: &Layout) -> Vec<u32> {
+    let dir = v1_dir(layout, "pids").or_else(|| v1_dir(layout, "memory"));
+    let text = dir
+        .and_then(|d| fs::read_to_string(d.join("cgroup.procs")).ok())
+        .unwrap_or_default();
+    text.lines().filter_map(|l| l.trim().parse().ok()).collect()
+}
+
+/// What the container uses now.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Usage {
+    pub cpu_nanos: u64,
+    pub memory: u64,
+    pub memory_limit: Option<u64>,
+    pub pids: u64,
+}
+
+pub fn usage(layout: &Layout) -> Usage {
+    match layout {
+        Layout::V1(_) => {
+            let mem = v1_dir(layout, "memory");
+            let limit = mem
+                .and_then(|d| read_num(&d.join("memory.limit_in_bytes")))
+                .filter(|l| *l < (1 << 62));
+            Usage {
+                cpu_nanos: v1_dir(layout, "cpuacct")
+                    .and_then(|d| read_num(&d.join("cpuacct.usage")))
+                    .unwrap_or(0),
+                memory: mem
+                    .and_then(|d| read_num(&d.join("memory.usage_in_bytes")))
+                    .unwrap_or(0),
+                memory_limit: limit,
+                pids: v1_dir(layout, "pids")
+                    .and_then(|d| read_num(&d.join("pids.current")))
+                    .unwrap_or(0),
+            }
+        }
+        Layout::V2(d) => {
+            let cpu_usec = fs::read_to_string(d.join("cpu.stat"))
+                .unwrap_or_default()
+                .lines()
+                .find_map(|l| {
+                    l.strip_prefix("usage_usec ")
+                        .and_then(|v| v.trim().parse::<u64>().ok())
+                })
+                .unwrap_or(0);
+            Usage {
+                cpu_nanos: cpu_usec * 1000,
+                memory: read_num(&d.join("memory.current")).unwrap_or(0),
+                memory_limit: read_num(&d.join("memory.max")),
+                pids: read_num(&d.join("pids.current")).unwrap_or(0),
+            }
+        }
+    }
+}
+
+/// Freezes (pause) or thaws (unpause) every process of the container.
+pub fn freeze(layout: &Layout, frozen: bool) -> io::Result<()> {
+    match layout {
+        Layout::V1(_) => {
+            let d = v1_dir(layout, "freezer")
+                .ok_or_else(|| io::Error::other("no freezer cgroup on this host"))?;
+            write(d, "freezer.state", if frozen { "FROZEN" } else { "THAWED" })
+        }
+        Layout::V2(d) => write(d, "cgroup.freeze", if frozen { "1" } else { "0" }),
+    }
+}
+
+pub fn is_frozen(layout: &Layout) -> bool {
+    match layout {
+        Layout::V1(_) => v1_dir(layout, "freezer")
+            .and_then(|d| fs::read_to_string(d.join("freezer.state")).ok())
+            .is_some_and(|s| s.trim() == "FROZEN"),
+        Layout::V2(d) => fs::read_to_string(d.join("cgroup.freeze")).is_ok_and(|s| s.trim() == "1"),
+    }
 }
 
 /// Whether the kernel OOM-killed a process of the container.

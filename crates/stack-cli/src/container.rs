@@ -124,6 +124,9 @@ pub struct RunArgs {
     /// A namespaced kernel parameter: KEY=VALUE
     #[arg(long = "sysctl", value_name = "KEY=VALUE")]
     pub sysctls: Vec<String>,
+    /// Log options: max-size=SIZE, max-file=N (json-file rotation)
+    #[arg(long = "log-opt", value_name = "KEY=VALUE")]
+    pub log_opts: Vec<String>,
     /// Write the container id to this file (which must not exist)
     #[arg(long, value_name = "FILE")]
     pub cidfile: Option<PathBuf>,
@@ -266,6 +269,15 @@ fn run_container(a: &RunArgs) -> anyhow::Result<i32> {
         privileged: a.privileged,
         seccomp_unconfined: seccomp_unconfined(&a.security_opt)?,
         mounts: mounts(&a.volumes, &a.tmpfs)?,
+        log_max_size: log_opt(&a.log_opts, "max-size")?
+            .map(|v| bytes(&v).map(|b| b as u64))
+            .transpose()?,
+        log_max_files: log_opt(&a.log_opts, "max-file")?
+            .map(|v| {
+                v.parse::<u32>()
+                    .map_err(|_| anyhow::anyhow!("invalid log option max-file=`{v}`: a number"))
+            })
+            .transpose()?,
         shm_size: a
             .shm_size
             .as_deref()
@@ -415,4 +427,16 @@ fn mounts(volumes: &[String], tmpfs: &[String]) -> anyhow::Result<Vec<stack_runt
         });
     }
     Ok(out)
+}
+
+fn log_opt(opts: &[String], key: &str) -> anyhow::Result<Option<String>> {
+    let mut found = None;
+    for o in opts {
+        match o.split_once('=') {
+            Some((k, v)) if k == key => found = Some(v.to_string()),
+            Some(("max-size" | "max-file" | "compress", _)) => {}
+            _ => bail!("unsupported log option `{o}` (max-size, max-file)"),
+        }
+    }
+    Ok(found)
 }

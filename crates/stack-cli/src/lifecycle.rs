@@ -142,6 +142,10 @@ pub fn logs(root: &Path, key: &str, follow: bool, timestamps: bool) -> anyhow::R
     let mut offset = 0usize;
     loop {
         let text = std::fs::read(&path).unwrap_or_default();
+        // Rotated under us: start over on the new file.
+        if text.len() < offset {
+            offset = 0;
+        }
         // Only whole lines: the monitor may be writing the last one.
         let end = text[offset.min(text.len())..]
             .iter()

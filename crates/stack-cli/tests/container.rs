@@ -700,3 +700,43 @@ fn top_stats_pause_and_unpause() {
     e.out(&["container", "rm", "-f", "busy"]);
     e.assert_clean();
 }
+
+#[test]
+fn logs_rotate_by_size_and_count() {
+    let e = Env::new("rotate");
+    let id = e.detached(
+        &[
+            "--name",
+            "chatty",
+            "--log-opt",
+            "max-size=2k",
+            "--log-opt",
+            "max-file=3",
+        ],
+        &[
+            "sh",
+            "-c",
+            "i=0; while [ $i -lt 300 ]; do echo line $i; i=$((i+1)); done",
+        ],
+    );
+    let dir = e.root().join("containers").join(&id);
+    let done = (0..500).any(|_| {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+        e.out(&["container", "ls", "-a"]).contains("Exited (0)")
+    });
+    assert!(done);
+    let mut logs: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|d| d.unwrap().file_name().to_string_lossy().to_string())
+        .filter(|n| n.starts_with("container.log"))
+        .collect();
+    logs.sort();
+    assert_eq!(
+        logs,
+        ["container.log", "container.log.1", "container.log.2"]
+    );
+    assert!(e
+        .out(&["container", "logs", "chatty"])
+        .ends_with("line 299\n"));
+    e.out(&["container", "rm", "chatty"]);
+}

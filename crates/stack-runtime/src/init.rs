@@ -199,10 +199,11 @@ fn stage1(spec: &Spec, dir: &Path, detached: bool) -> std::io::Result<i32> {
             drop(ready_w);
             if let Some(((out_r, out_w), (err_r, err_w))) = output {
                 drop((out_w, err_w));
-                let mut log = std::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(state::log_path(dir))?;
+                let mut log = crate::logs::RotatingFile::open(
+                    &state::log_path(dir),
+                    spec.log_max_size,
+                    spec.log_max_files.unwrap_or(1),
+                )?;
                 // Until every process of the container has closed its output.
                 let _ = crate::logs::pump(out_r, err_r, &mut log);
             }

@@ -14,8 +14,85 @@ pub struct Record {
     pub time: String,
 }
 
+/// Where records go: anything written, plus a hook to rotate after each record.
+pub trait Sink: Write {
+    fn rotate_if_needed(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Sink for Vec<u8> {}
+
+/// A log file rotated Docker's way: past `max_size` bytes, `log` becomes
+/// `log.1` (older ones shift up), keeping at most `max_files` files in all.
+pub struct RotatingFile {
+    path: std::path::PathBuf,
+    file: std::fs::File,
+    size: u64,
+    max_size: Option<u64>,
+    max_files: u32,
+}
+
+impl RotatingFile {
+    pub fn open(path: &std::path::Path, max_size: Option<u64>, max_files: u32) -> io::Result<Self> {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)?;
+        let size = file.metadata()?.len();
+        Ok(RotatingFile {
+            path: path.to_path_buf(),
+            file,
+            size,
+            max_size,
+            max_files: max_files.max(1),
+        })
+    }
+}
+
+impl Write for RotatingFile {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.file.write(buf)?;
+        self.size += n as u64;
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.file.flush()
+    }
+}
+
+impl Sink for RotatingFile {
+    fn rotate_if_needed(&mut self) -> io::Result<()> {
+        let Some(max) = self.max_size else {
+            return Ok(());
+        };
+        if self.size < max {
+            return Ok(());
+        }
+        let name = |i: u32| {
+            let mut p = self.path.clone().into_os_string();
+            p.push(format!(".{i}"));
+            std::path::PathBuf::from(p)
+        };
+        if self.max_files > 1 {
+            for i in (1..self.max_files - 1).rev() {
+                let _ = std::fs::rename(name(i), name(i + 1));
+            }
+            std::fs::rename(&self.path, name(1))?;
+        } else {
+            std::fs::remove_file(&self.path)?;
+        }
+        self.file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.path)?;
+        self.size = 0;
+        Ok(())
+    }
+}
+
 /// Copies both pipes into `out` as records, line by line, until both close.
-pub fn pump(stdout: OwnedFd, stderr: OwnedFd, out: &mut impl Write) -> io::Result<()> {
+pub fn pump(stdout: OwnedFd, stderr: OwnedFd, out: &mut impl Sink) -> io::Result<()> {
     let mut streams = vec![
         (stdout, "stdout", Vec::new()),
         (stderr, "stderr", Vec::new()),
@@ -70,7 +147,7 @@ pub fn pump(stdout: OwnedFd, stderr: OwnedFd, out: &mut impl Write) -> io::Resul
     Ok(())
 }
 
-fn emit(out: &mut impl Write, stream: &str, bytes: Vec<u8>) -> io::Result<()> {
+fn emit(out: &mut impl Sink, stream: &str, bytes: Vec<u8>) -> io::Result<()> {
     let r = Record {
         log: String::from_utf8_lossy(&bytes).into_owned(),
         stream: stream.to_string(),
@@ -79,7 +156,8 @@ fn emit(out: &mut impl Write, stream: &str, bytes: Vec<u8>) -> io::Result<()> {
     let mut line = serde_json::to_vec(&r).map_err(io::Error::other)?;
     line.push(b'\n');
     out.write_all(&line)?;
-    out.flush()
+    out.flush()?;
+    out.rotate_if_needed()
 }
 
 /// Reads the records of a log file; a damaged line is skipped with its number reported.
@@ -98,6 +176,29 @@ pub fn read(text: &str) -> (Vec<Record>, Vec<usize>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rotation_keeps_max_files() {
+        let dir = std::env::temp_dir().join(format!("stack-logs-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("container.log");
+        let mut f = RotatingFile::open(&path, Some(100), 3).unwrap();
+        for i in 0..20 {
+            emit(&mut f, "stdout", format!("line {i}\n").into_bytes()).unwrap();
+        }
+        let mut names: Vec<String> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+            .collect();
+        names.sort();
+        assert_eq!(
+            names,
+            ["container.log", "container.log.1", "container.log.2"]
+        );
+        let newest = std::fs::read_to_string(&path).unwrap();
+        assert!(newest.is_empty() || newest.contains("line 19"), "{newest}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn pipes_become_json_lines() {

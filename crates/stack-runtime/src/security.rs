@@ -244,6 +244,8 @@ mod tests {
             shm_size: None,
             oom_score_adj: None,
             sysctls: vec![],
+            log_max_size: None,
+            log_max_files: None,
             rlimits: vec![],
         };
         assert_eq!(capabilities(&spec(&[], &[])).unwrap().len(), 14);

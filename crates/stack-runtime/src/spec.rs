@@ -49,6 +49,11 @@ pub struct Spec {
     /// Kernel parameters of the container's namespaces (`net.*`, `kernel.shm*`, ...).
     #[serde(default)]
     pub sysctls: Vec<(String, String)>,
+    /// Log rotation: the size past which the log rotates, and how many files to keep.
+    #[serde(default)]
+    pub log_max_size: Option<u64>,
+    #[serde(default)]
+    pub log_max_files: Option<u32>,
     /// cgroup limits.
     #[serde(default)]
     pub limits: crate::cgroup::Limits,

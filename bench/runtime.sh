@@ -3,6 +3,8 @@
 # run, side by side: stack, runc (Debian's, same rootfs), and the floor
 # `unshare -mpnuif --fork chroot`; docker and podman when they run here.
 # Then the host-side memory of one idle container.
+# docker/podman need a `busybox` image: tar a busybox rootfs and `docker import` / `podman import` it.
+# podman gets explicit nofile/nproc ulimits: its defaults exceed the hard limits of this sandbox.
 # Usage (as root): bench/runtime.sh [RUNS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -33,8 +35,8 @@ PY
   cmds+=(-n runc "runc run --bundle $work/bundle bench-$$")
 fi
 cmds+=(-n "unshare+chroot (floor)" "unshare -mpnuif --fork chroot $rootfs /bin/true")
-if docker info >/dev/null 2>&1; then cmds+=(-n docker "docker run --rm busybox true"); fi
-if command -v podman >/dev/null && podman info >/dev/null 2>&1; then cmds+=(-n podman "podman run --rm busybox true"); fi
+if docker info >/dev/null 2>&1 && docker image inspect busybox >/dev/null 2>&1; then cmds+=(-n docker "docker run --rm busybox true"); fi
+if command -v podman >/dev/null && podman image exists busybox 2>/dev/null; then cmds+=(-n podman "podman run --rm --ulimit nofile=1024:1024 --ulimit nproc=1024:1024 busybox true"); fi
 
 hyperfine -N --warmup 5 --runs "$runs" --export-json "$work/h.json" "${cmds[@]}" >/dev/null
 python3 - "$work/h.json" <<'PY'
@@ -45,23 +47,21 @@ for x in r:
     print(f'{x["command"]:<24} mean {x["mean"]*1000:7.2f} ms  ± {x["stddev"]*1000:5.2f}   {x["mean"]/base:5.2f}x of stack')
 PY
 
-# Host-side memory of one idle container: every host process that exists
-# only because it runs (the waiting CLI, the namespace parent, our init),
-# not the app itself.
-STACK_ROOT=$work/root "$stack" container run --rm --rootfs "$rootfs" sleep 30 &
-cli=$!
-sleep 1
-stage1=$(pgrep -P "$cli" | head -1)
-init=$(pgrep -P "$stage1" | head -1)
-total=0
-for p in "$cli" "$stage1" "$init"; do
-  rss=$(awk '/^VmRSS/ {print $2}' /proc/$p/status)
-  shm=$(awk '/^RssShmem/ {print $2}' /proc/$p/status)
-  anon=$(awk '/^RssAnon/ {print $2}' /proc/$p/status)
-  printf '%-8s pid %-7s VmRSS %6s kB (anon %5s kB, shmem %5s kB)\n' "$(tr '\0' ' ' </proc/$p/cmdline | cut -c1-20)" "$p" "$rss" "$anon" "$shm"
-  total=$((total + anon))
+# Host-side memory of one idle detached container: every host process that
+# exists only because it runs (its monitor and our init), not the app itself.
+# Private memory is RssAnon; the sealed copy of our binary is a memfd shared
+# by the two (RssShmem, counted once: the larger of the two).
+id=$("$stack" container run -d --rootfs "$rootfs" sleep 30)
+sleep 0.5
+state=$STACK_ROOT/containers/$id/state.json
+monitor=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["monitor_pid"])' "$state")
+init=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["pid"])' "$state")
+anon=0; shm=0
+for p in "$monitor" "$init"; do
+  a=$(awk '/^RssAnon/ {print $2}' /proc/$p/status)
+  s=$(awk '/^RssShmem/ {print $2}' /proc/$p/status)
+  printf '%-8s pid %-7s VmRSS %6s kB (anon %5s kB, shmem %5s kB)\n' "$( [ "$p" = "$monitor" ] && echo monitor || echo init)" "$p" "$(awk '/^VmRSS/ {print $2}' /proc/$p/status)" "$a" "$s"
+  anon=$((anon + a)); [ "$s" -gt "$shm" ] && shm=$s
 done
-echo "private (anon) memory per idle container: $total kB"
-kill "$cli" 2>/dev/null || true
-pkill -P "$init" sleep 2>/dev/null || true
-wait 2>/dev/null || true
+echo "per idle container: ${anon} kB private + ${shm} kB of the sealed binary copy = $((anon + shm)) kB"
+"$stack" container rm -f "$id" >/dev/null

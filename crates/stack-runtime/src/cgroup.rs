@@ -119,6 +119,15 @@ fn inherit_cpuset(dir: &Path) -> io::Result<()> {
     Ok(())
 }
 
+/// `pids.max` for a limit; a negative one means none.
+fn pids_max(p: i64) -> String {
+    if p < 0 {
+        "max".to_string()
+    } else {
+        p.to_string()
+    }
+}
+
 /// Creates the cgroups with their limits and moves process `pid` into them.
 pub fn create(layout: &Layout, limits: &Limits, pid: u32) -> io::Result<()> {
     match layout {
@@ -147,15 +156,7 @@ pub fn create(layout: &Layout, limits: &Limits, pid: u32) -> io::Result<()> {
                     }
                     "pids" => {
                         if let Some(p) = limits.pids {
-                            write(
-                                dir,
-                                "pids.max",
-                                &if p < 0 {
-                                    "max".to_string()
-                                } else {
-                                    p.to_string()
-                                },
-                            )?;
+                            write(dir, "pids.max", &pids_max(p))?;
                         }
                     }
                     "cpu" => {
@@ -201,15 +202,7 @@ pub fn create(layout: &Layout, limits: &Limits, pid: u32) -> io::Result<()> {
                 write(dir, "memory.swap.max", &swap)?;
             }
             if let Some(p) = limits.pids {
-                write(
-                    dir,
-                    "pids.max",
-                    &if p < 0 {
-                        "max".to_string()
-                    } else {
-                        p.to_string()
-                    },
-                )?;
+                write(dir, "pids.max", &pids_max(p))?;
             }
             if let Some(cpus) = limits.cpus {
                 write(

@@ -159,26 +159,10 @@ pub fn exec(
         spec.user = u;
     }
     let start = |source| start_error(&spec, source);
-    let exe = seal::sealed_self().map_err(start)?;
     let json =
         serde_json::to_string(&(&spec, state.pid)).map_err(|e| start(std::io::Error::other(e)))?;
-    let (read, write) = nix::unistd::pipe().map_err(|e| start(e.into()))?;
-    nix::fcntl::fcntl(
-        &write,
-        nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
-    )
-    .map_err(|e| start(e.into()))?;
-    let mut child = Command::new(seal::fd_path(&exe))
-        .arg(EXEC_ARG)
-        .arg(read.as_raw_fd().to_string())
-        .spawn()
-        .map_err(start)?;
-    drop(read);
-    let mut write = std::fs::File::from(write);
-    let sent = std::io::Write::write_all(&mut write, json.as_bytes());
-    drop(write);
+    let mut child = spawn_sealed(EXEC_ARG, &json, |_| Ok(())).map_err(start)?;
     let status = child.wait().map_err(start)?;
-    sent.map_err(start)?;
     use std::os::unix::process::ExitStatusExt;
     Ok(status
         .code()
@@ -192,38 +176,47 @@ fn spawn_monitor(
     detached: bool,
 ) -> Result<std::process::Child, RuntimeError> {
     let start = |source| start_error(spec, source);
-    let exe = seal::sealed_self().map_err(start)?;
     let json = serde_json::to_string(&(spec, dir, detached))
         .map_err(|e| start(std::io::Error::other(e)))?;
-    // The spec goes through a pipe, not the command line: PID 1's cmdline
-    // is visible inside the container.
-    let (read, write) = nix::unistd::pipe().map_err(|e| start(e.into()))?;
+    spawn_sealed(INIT_ARG, &json, |cmd| {
+        if detached {
+            use std::os::unix::process::CommandExt;
+            // The monitor's own complaints, for when something goes wrong unseen.
+            let diag = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(dir.join("monitor.log"))?;
+            cmd.stdin(std::process::Stdio::null())
+                .stdout(std::process::Stdio::null())
+                .stderr(diag);
+            // Its own process group: our terminal's signals are not its business.
+            cmd.process_group(0);
+        }
+        Ok(())
+    })
+    .map_err(start)
+}
+
+/// Runs a sealed copy of our binary in a hidden `mode`, handing it `json`
+/// through a pipe (not the command line: PID 1's cmdline is visible inside
+/// the container).
+fn spawn_sealed(
+    mode: &str,
+    json: &str,
+    configure: impl FnOnce(&mut Command) -> std::io::Result<()>,
+) -> std::io::Result<std::process::Child> {
+    let exe = seal::sealed_self()?;
+    let (read, write) = nix::unistd::pipe()?;
     nix::fcntl::fcntl(
         &write,
         nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
-    )
-    .map_err(|e| start(e.into()))?;
+    )?;
     let mut cmd = Command::new(seal::fd_path(&exe));
-    cmd.arg(INIT_ARG).arg(read.as_raw_fd().to_string());
-    if detached {
-        use std::os::unix::process::CommandExt;
-        // The monitor's own complaints, for when something goes wrong unseen.
-        let diag = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(dir.join("monitor.log"))
-            .map_err(start)?;
-        cmd.stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::null())
-            .stderr(diag);
-        // Its own process group: our terminal's signals are not its business.
-        cmd.process_group(0);
-    }
-    let child = cmd.spawn().map_err(start)?;
+    cmd.arg(mode).arg(read.as_raw_fd().to_string());
+    configure(&mut cmd)?;
+    let child = cmd.spawn()?;
     drop(read);
     let mut write = std::fs::File::from(write);
-    let sent = std::io::Write::write_all(&mut write, json.as_bytes());
-    drop(write);
-    sent.map_err(start)?;
+    std::io::Write::write_all(&mut write, json.as_bytes())?;
     Ok(child)
 }

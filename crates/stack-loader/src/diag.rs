@@ -205,7 +205,8 @@ pub fn did_you_mean<'a>(
         .into_iter()
         .map(|c| (edit_distance(word, c), c))
         .filter(|(d, c)| {
-            *d <= (c.len().max(word.len()) + 2) / 3 || c.replace('-', "_") == word.replace('-', "_")
+            *d <= c.len().max(word.len()).div_ceil(3)
+                || c.replace('-', "_") == word.replace('-', "_")
         })
         .min_by_key(|(d, _)| *d)
         .map(|(_, c)| c)

@@ -74,7 +74,7 @@ pub fn resolve_name(
         .iter()
         .flat_map(|(_, docs)| docs.iter())
         .filter_map(|d| d.get("name"))
-        .last();
+        .next_back();
     if let Some(n) = from_files {
         let mut unset = Vec::new();
         let lookup = env.lookup();
@@ -578,17 +578,15 @@ fn resolve_environment(
         }
     }
     let span = m.get("env_file").map(|n| n.span.clone());
-    if !from_files.is_empty() {
-        if m.get("environment").is_none() {
-            set(
-                m,
-                "environment",
-                Node::map(
-                    Map::default(),
-                    span.clone().unwrap_or_else(|| Span::whole("")),
-                ),
-            );
-        }
+    if !from_files.is_empty() && m.get("environment").is_none() {
+        set(
+            m,
+            "environment",
+            Node::map(
+                Map::default(),
+                span.clone().unwrap_or_else(|| Span::whole("")),
+            ),
+        );
     }
     let Some(envm) = m.get_mut("environment").and_then(Node::as_map_mut) else {
         return;

@@ -109,6 +109,10 @@ pub struct RunArgs {
     /// A resource limit: NAME=SOFT[:HARD] (nofile, nproc, core, ...)
     #[arg(long = "ulimit", value_name = "NAME=SOFT[:HARD]")]
     pub ulimits: Vec<String>,
+    /// Network: `none` (own namespace, loopback only; the default until
+    /// project networks exist), `host`, or `container:NAME|ID`
+    #[arg(long = "network", alias = "net", default_value = "none")]
+    pub network: String,
     /// Bind mount: HOST_PATH:CONTAINER_PATH[:ro]
     #[arg(short = 'v', long = "volume", value_name = "SRC:DST[:ro]")]
     pub volumes: Vec<String>,
@@ -268,6 +272,17 @@ fn run_container(a: &RunArgs) -> anyhow::Result<i32> {
         cap_drop: a.cap_drop.clone(),
         privileged: a.privileged,
         seccomp_unconfined: seccomp_unconfined(&a.security_opt)?,
+        network: match a.network.as_str() {
+            "none" | "bridge" | "default" => stack_runtime::NetworkMode::New,
+            "host" => stack_runtime::NetworkMode::Host,
+            other => match other.strip_prefix("container:") {
+                Some(key) => stack_runtime::NetworkMode::Join(crate::lifecycle::running_pid(
+                    &stack_root(),
+                    key,
+                )?),
+                None => bail!("unsupported network `{other}`: none, host or container:NAME"),
+            },
+        },
         mounts: mounts(&a.volumes, &a.tmpfs)?,
         log_max_size: log_opt(&a.log_opts, "max-size")?
             .map(|v| bytes(&v).map(|b| b as u64))

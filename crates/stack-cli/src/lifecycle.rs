@@ -375,3 +375,12 @@ pub fn pause(root: &Path, key: &str, frozen: bool) -> anyhow::Result<()> {
     println!("{}", st.name);
     Ok(())
 }
+
+/// The host pid of a running container's PID 1 (to join its namespaces).
+pub fn running_pid(root: &Path, key: &str) -> anyhow::Result<i32> {
+    let (_, st) = find(root, key)?;
+    if !running(&st) {
+        bail!("container `{}` is not running", st.name);
+    }
+    Ok(st.pid)
+}

@@ -40,7 +40,7 @@ impl Env {
         std::fs::copy(busybox, bin.join("busybox")).unwrap();
         for applet in [
             "sh", "cat", "echo", "ls", "ps", "hostname", "touch", "sleep", "kill", "pwd", "id",
-            "wc", "grep", "swapon", "chown", "unshare",
+            "wc", "grep", "swapon", "chown", "unshare", "ip", "nc",
         ] {
             std::os::unix::fs::symlink("busybox", bin.join(applet)).unwrap();
         }
@@ -739,4 +739,46 @@ fn logs_rotate_by_size_and_count() {
         .out(&["container", "logs", "chatty"])
         .ends_with("line 299\n"));
     e.out(&["container", "rm", "chatty"]);
+}
+
+#[test]
+fn network_namespaces_own_host_or_joined() {
+    let e = Env::new("net");
+    let own = e.sh(&[], "ip -o link");
+    assert_eq!(
+        own.lines().count(),
+        1,
+        "a new namespace has loopback only: {own}"
+    );
+    assert!(
+        own.contains("lo:") && own.contains("UP"),
+        "loopback is not up: {own}"
+    );
+    let host_links = std::fs::read_dir("/sys/class/net").unwrap().count();
+    let host = e.sh(&["--network", "host"], "ip -o link | wc -l");
+    assert_eq!(host.trim(), host_links.to_string());
+    // A second container joins the first one's network: it reaches its loopback.
+    e.detached(
+        &["--name", "server"],
+        &["nc", "-l", "-p", "7777", "-e", "echo", "joined"],
+    );
+    let mut got = String::new();
+    for _ in 0..100 {
+        got = e.sh(
+            &["--network", "container:server"],
+            "nc 127.0.0.1 7777 </dev/null || true",
+        );
+        if got == "joined\n" {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert_eq!(got, "joined\n");
+    e.out(&["container", "rm", "-f", "server"]);
+    let o = e.run(&["--network", "container:nobody"], "true");
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("no such container: `nobody`"),
+        "{o:?}"
+    );
+    e.assert_clean();
 }

@@ -239,12 +239,21 @@ pub(crate) fn ignore(signals: &[Signal]) -> nix::Result<()> {
 
 /// PID 1 of the container: its other namespaces, file system, hostname, then the app.
 fn pid1(spec: &Spec, dir: &Path) -> std::io::Result<i32> {
-    unshare(
-        CloneFlags::CLONE_NEWNS
-            | CloneFlags::CLONE_NEWUTS
-            | CloneFlags::CLONE_NEWIPC
-            | CloneFlags::CLONE_NEWNET,
-    )?;
+    let mut flags = CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWUTS | CloneFlags::CLONE_NEWIPC;
+    match spec.network {
+        crate::spec::NetworkMode::New => flags |= CloneFlags::CLONE_NEWNET,
+        crate::spec::NetworkMode::Host => {}
+        crate::spec::NetworkMode::Join(pid) => {
+            let ns = std::fs::File::open(format!("/proc/{pid}/ns/net")).map_err(|e| {
+                std::io::Error::other(format!("cannot join the network of process {pid}: {e}"))
+            })?;
+            nix::sched::setns(ns, CloneFlags::CLONE_NEWNET)?;
+        }
+    }
+    unshare(flags)?;
+    if spec.network == crate::spec::NetworkMode::New {
+        crate::net::loopback_up()?;
+    }
     crate::rootfs::setup(spec, dir)?;
     sethostname(&spec.hostname)?;
     let cwd = crate::rootfs::secure_join(Path::new("/"), &spec.cwd)?;

@@ -14,6 +14,7 @@
 pub mod cgroup;
 mod init;
 pub mod logs;
+mod net;
 mod rootfs;
 mod seal;
 mod seccomp;
@@ -26,7 +27,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 pub use init::{exec_main, init_main, EXEC_ARG, INIT_ARG};
-pub use spec::{Mount, Spec};
+pub use spec::{Mount, NetworkMode, Spec};
 pub use state::{State, Status};
 
 #[derive(Debug, thiserror::Error)]

@@ -139,13 +139,26 @@ pub fn setup(spec: &Spec, dir: &Path) -> io::Result<()> {
 
     let sys = merged.join("sys");
     fs::create_dir_all(&sys)?;
-    mnt(
-        "sysfs",
-        &sys,
-        Some("sysfs"),
-        nosuid_noexec_nodev | MsFlags::MS_RDONLY,
-        None,
-    )?;
+    // sysfs can be mounted only in a network namespace of our own; otherwise
+    // the host's /sys is bound read-only, as runc does.
+    if spec.network == crate::spec::NetworkMode::New {
+        mnt(
+            "sysfs",
+            &sys,
+            Some("sysfs"),
+            nosuid_noexec_nodev | MsFlags::MS_RDONLY,
+            None,
+        )?;
+    } else {
+        mnt("/sys", &sys, None, MsFlags::MS_BIND | MsFlags::MS_REC, None)?;
+        mnt(
+            "/sys",
+            &sys,
+            None,
+            MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | MsFlags::MS_REC,
+            None,
+        )?;
+    }
 
     write_etc(spec, &merged)?;
     user_mounts(spec, &merged)?;

@@ -240,6 +240,7 @@ mod tests {
             privileged: false,
             seccomp_unconfined: false,
             limits: Default::default(),
+            network: Default::default(),
             mounts: vec![],
             shm_size: None,
             oom_score_adj: None,

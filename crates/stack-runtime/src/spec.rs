@@ -37,6 +37,10 @@ pub struct Spec {
     /// No seccomp filter (`--security-opt seccomp=unconfined`).
     #[serde(default)]
     pub seccomp_unconfined: bool,
+    /// Which network namespace: a new one (loopback only, until project
+    /// networks exist), the host's, or another container's.
+    #[serde(default)]
+    pub network: NetworkMode,
     /// Bind mounts and tmpfs mounts, in order.
     #[serde(default)]
     pub mounts: Vec<Mount>,
@@ -89,4 +93,15 @@ pub struct Mount {
     /// tmpfs size in bytes.
     #[serde(default)]
     pub size: Option<u64>,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "lowercase")]
+pub enum NetworkMode {
+    #[default]
+    New,
+    Host,
+    /// Join the network namespace of the process with this host pid (another
+    /// container's PID 1).
+    Join(i32),
 }

@@ -78,6 +78,12 @@ pub struct RunArgs {
     /// Remove the container's state when it exits
     #[arg(long)]
     pub rm: bool,
+    /// Allocate a pseudo-terminal
+    #[arg(short = 't', long)]
+    pub tty: bool,
+    /// Keep standard input open
+    #[arg(short = 'i', long)]
+    pub interactive: bool,
     /// Run in the background and print the container id
     #[arg(short, long, conflicts_with = "rm")]
     pub detach: bool,
@@ -233,6 +239,9 @@ fn run_container(a: &RunArgs) -> anyhow::Result<i32> {
     let Some(rootfs) = &a.rootfs else {
         bail!("running an image needs the image store, which does not exist yet: use --rootfs DIR");
     };
+    if a.detach && (a.tty || a.interactive) {
+        bail!("-t and -i are for foreground containers for now (attach comes with the engine)");
+    }
     if a.args.is_empty() {
         bail!("no command given: stack container run --rootfs DIR COMMAND [ARG...]");
     }
@@ -272,6 +281,8 @@ fn run_container(a: &RunArgs) -> anyhow::Result<i32> {
         cap_drop: a.cap_drop.clone(),
         privileged: a.privileged,
         seccomp_unconfined: seccomp_unconfined(&a.security_opt)?,
+        tty: a.tty,
+        interactive: a.interactive,
         network: match a.network.as_str() {
             "none" | "bridge" | "default" => stack_runtime::NetworkMode::New,
             "host" => stack_runtime::NetworkMode::Host,

@@ -782,3 +782,47 @@ fn network_namespaces_own_host_or_joined() {
     );
     e.assert_clean();
 }
+
+#[test]
+fn stdin_only_with_i_and_a_terminal_with_t() {
+    use std::io::Write;
+    let e = Env::new("stdio");
+    let rootfs = e.rootfs();
+    let run = |flags: &[&str], input: &str| {
+        let mut args = vec!["container", "run", "--rm"];
+        args.extend_from_slice(flags);
+        args.extend_from_slice(&[
+            "--rootfs",
+            rootfs.to_str().unwrap(),
+            "sh",
+            "-c",
+            "read x; echo \"got [$x]\"; test -t 0 && echo tty",
+        ]);
+        let mut child = Command::new(env!("CARGO_BIN_EXE_stack"))
+            .args(&args)
+            .env("STACK_ROOT", e.root())
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+        String::from_utf8_lossy(&child.wait_with_output().unwrap().stdout).to_string()
+    };
+    assert_eq!(
+        run(&[], "hello\n"),
+        "got []\n",
+        "stdin must be closed without -i"
+    );
+    assert_eq!(run(&["-i"], "hello\n"), "got [hello]\n");
+    let t = run(&["-i", "-t"], "hello\n");
+    assert!(
+        t.contains("got [hello]") && t.trim_end().ends_with("tty"),
+        "{t:?}"
+    );
+    e.assert_clean();
+}

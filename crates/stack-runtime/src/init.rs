@@ -131,6 +131,11 @@ fn stage1(spec: &Spec, dir: &Path, detached: bool) -> std::io::Result<i32> {
     // PID 1 waits on this pipe until its cgroups are in place.
     let (ready_r, ready_w) = nix::unistd::pipe()?;
     // A detached container's output goes to its log through us.
+    let pty = if spec.tty && !detached {
+        Some(crate::tty::open()?)
+    } else {
+        None
+    };
     let output = if detached {
         Some((nix::unistd::pipe()?, nix::unistd::pipe()?))
     } else {
@@ -150,6 +155,11 @@ fn stage1(spec: &Spec, dir: &Path, detached: bool) -> std::io::Result<i32> {
     match forked {
         ForkResult::Child => {
             drop(ready_w);
+            if let Some(p) = pty {
+                let _ = nix::unistd::dup2_stdin(&p.slave);
+                let _ = nix::unistd::dup2_stdout(&p.slave);
+                let _ = nix::unistd::dup2_stderr(&p.slave);
+            }
             if let Some(((out_r, out_w), (err_r, err_w))) = output {
                 drop((out_r, err_r));
                 let _ = nix::unistd::dup2_stdout(&out_w);
@@ -197,6 +207,11 @@ fn stage1(spec: &Spec, dir: &Path, detached: bool) -> std::io::Result<i32> {
             state::write(dir, &st)?;
             nix::unistd::write(&ready_w, &[1])?;
             drop(ready_w);
+            if let Some(p) = pty {
+                drop(p.slave);
+                // Until the container's side of the terminal closes.
+                let _ = crate::tty::relay(p.master, spec.interactive);
+            }
             if let Some(((out_r, out_w), (err_r, err_w))) = output {
                 drop((out_w, err_w));
                 let mut log = crate::logs::RotatingFile::open(
@@ -326,6 +341,12 @@ fn exec_app(spec: &Spec, user: Option<&crate::security::User>) -> i32 {
         }
     }
     let _ = SigSet::all().thread_unblock();
+    if spec.tty {
+        if let Err(e) = crate::tty::make_controlling() {
+            eprintln!("stack: cannot attach the terminal: {e}");
+            return SETUP_FAILED;
+        }
+    }
     let mut env = spec.full_env();
     if let Some(u) = user {
         if !env.iter().any(|e| e.starts_with("HOME=")) {

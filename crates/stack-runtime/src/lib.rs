@@ -21,6 +21,7 @@ mod seccomp;
 mod security;
 mod spec;
 pub mod state;
+mod tty;
 
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
@@ -180,6 +181,9 @@ fn spawn_monitor(
     let json = serde_json::to_string(&(spec, dir, detached))
         .map_err(|e| start(std::io::Error::other(e)))?;
     spawn_sealed(INIT_ARG, &json, |cmd| {
+        if !spec.interactive {
+            cmd.stdin(std::process::Stdio::null());
+        }
         if detached {
             use std::os::unix::process::CommandExt;
             // The monitor's own complaints, for when something goes wrong unseen.

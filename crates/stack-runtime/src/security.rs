@@ -240,6 +240,8 @@ mod tests {
             privileged: false,
             seccomp_unconfined: false,
             limits: Default::default(),
+            tty: false,
+            interactive: false,
             network: Default::default(),
             mounts: vec![],
             shm_size: None,

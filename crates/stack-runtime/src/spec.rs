@@ -37,6 +37,12 @@ pub struct Spec {
     /// No seccomp filter (`--security-opt seccomp=unconfined`).
     #[serde(default)]
     pub seccomp_unconfined: bool,
+    /// Give the app a pseudo-terminal (`-t`).
+    #[serde(default)]
+    pub tty: bool,
+    /// Keep the app's standard input open (`-i`).
+    #[serde(default)]
+    pub interactive: bool,
     /// Which network namespace: a new one (loopback only, until project
     /// networks exist), the host's, or another container's.
     #[serde(default)]

@@ -269,7 +269,7 @@ fn pid1(spec: &Spec, dir: &Path) -> std::io::Result<i32> {
     if spec.network == crate::spec::NetworkMode::New {
         crate::net::loopback_up()?;
     }
-    crate::rootfs::setup(spec, dir)?;
+    crate::rootfs::setup(spec, dir, &mut crate::rootfs::Host)?;
     sethostname(&spec.hostname)?;
     let cwd = crate::rootfs::secure_join(Path::new("/"), &spec.cwd)?;
     if !cwd.is_dir() {

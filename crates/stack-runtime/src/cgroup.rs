@@ -383,6 +383,109 @@ pub fn remove(layout: &Layout) -> Vec<io::Error> {
 mod tests {
     use super::*;
 
+    /// A directory standing in for cgroupfs: the files `create` writes are plain files.
+    fn fake_root(name: &str) -> PathBuf {
+        let d =
+            std::env::temp_dir().join(format!("stack-cgroup-test-{}-{name}", std::process::id()));
+        let _ = fs::remove_dir_all(&d);
+        fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    fn read(p: &Path) -> String {
+        fs::read_to_string(p).unwrap_or_default()
+    }
+
+    fn limits() -> Limits {
+        Limits {
+            memory: Some(64 << 20),
+            memory_reservation: Some(32 << 20),
+            memory_swap: Some(128 << 20),
+            cpus: Some(1.5),
+            cpu_shares: Some(512),
+            cpuset: None,
+            pids: Some(-1),
+        }
+    }
+
+    #[test]
+    fn v1_writes_each_controller_and_inherits_cpuset() {
+        let root = fake_root("v1");
+        let dir = |c: &str| root.join(c).join("own/stack/c1");
+        // The parent of ours holds cpus and mems; our `stack` level starts empty.
+        fs::create_dir_all(root.join("cpuset/own/stack")).unwrap();
+        fs::write(root.join("cpuset/own/cpuset.cpus"), "0-1\n").unwrap();
+        fs::write(root.join("cpuset/own/cpuset.mems"), "0\n").unwrap();
+        fs::write(root.join("cpuset/own/stack/cpuset.cpus"), "").unwrap();
+        fs::write(root.join("cpuset/own/stack/cpuset.mems"), "").unwrap();
+        fs::create_dir_all(dir("cpuset")).unwrap();
+        fs::write(dir("cpuset").join("cpuset.cpus"), "").unwrap();
+        fs::write(dir("cpuset").join("cpuset.mems"), "").unwrap();
+        fs::create_dir_all(dir("memory")).unwrap();
+        fs::write(dir("memory").join("memory.memsw.limit_in_bytes"), "").unwrap();
+        let layout = Layout::V1(
+            ["memory", "pids", "cpu", "cpuset"]
+                .into_iter()
+                .map(|c| (c, dir(c)))
+                .collect(),
+        );
+        create(&layout, &limits(), 4242).unwrap();
+        assert_eq!(
+            read(&dir("memory").join("memory.limit_in_bytes")),
+            "67108864"
+        );
+        assert_eq!(
+            read(&dir("memory").join("memory.soft_limit_in_bytes")),
+            "33554432"
+        );
+        assert_eq!(
+            read(&dir("memory").join("memory.memsw.limit_in_bytes")),
+            "134217728"
+        );
+        assert_eq!(read(&dir("pids").join("pids.max")), "max");
+        assert_eq!(read(&dir("cpu").join("cpu.cfs_quota_us")), "150000");
+        assert_eq!(read(&dir("cpu").join("cpu.shares")), "512");
+        assert_eq!(read(&root.join("cpuset/own/stack/cpuset.cpus")), "0-1");
+        assert_eq!(read(&dir("cpuset").join("cpuset.cpus")), "0-1");
+        assert_eq!(read(&dir("cpuset").join("cpuset.mems")), "0");
+        for c in ["memory", "pids", "cpu", "cpuset"] {
+            assert_eq!(read(&dir(c).join("cgroup.procs")), "4242", "{c}");
+        }
+        fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn v2_writes_the_unified_files() {
+        let root = fake_root("v2");
+        let dir = root.join("own/stack/c1");
+        let layout = Layout::V2(dir.clone());
+        create(
+            &layout,
+            &Limits {
+                cpuset: Some("1".into()),
+                pids: Some(100),
+                ..limits()
+            },
+            7,
+        )
+        .unwrap();
+        assert_eq!(
+            read(&root.join("own/stack/cgroup.subtree_control")),
+            "+memory +pids +cpu +cpuset"
+        );
+        assert_eq!(read(&dir.join("memory.max")), "67108864");
+        assert_eq!(read(&dir.join("memory.low")), "33554432");
+        assert_eq!(read(&dir.join("memory.swap.max")), "67108864");
+        assert_eq!(read(&dir.join("cpu.max")), "150000 100000");
+        assert_eq!(read(&dir.join("cpu.weight")), "20");
+        assert_eq!(read(&dir.join("pids.max")), "100");
+        assert_eq!(read(&dir.join("cpuset.cpus")), "1");
+        assert_eq!(read(&dir.join("cgroup.procs")), "7");
+        fs::write(dir.join("memory.events"), "low 0\noom 1\noom_kill 1\n").unwrap();
+        assert!(oom_killed(&layout));
+        fs::remove_dir_all(&root).unwrap();
+    }
+
     #[test]
     fn own_paths_from_proc_self_cgroup() {
         let text = "9:name=systemd:/\n4:memory:/process_api/abc\n3:cpuset:/\n1:cpu,cpuacct:/x\n0::/user.slice\n";

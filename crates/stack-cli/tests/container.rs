@@ -40,7 +40,7 @@ impl Env {
         std::fs::copy(busybox, bin.join("busybox")).unwrap();
         for applet in [
             "sh", "cat", "echo", "ls", "ps", "hostname", "touch", "sleep", "kill", "pwd", "id",
-            "wc", "grep", "swapon", "chown", "unshare", "ip", "nc",
+            "wc", "grep", "swapon", "chown", "unshare", "ip", "nc", "tty",
         ] {
             std::os::unix::fs::symlink("busybox", bin.join(applet)).unwrap();
         }
@@ -819,6 +819,12 @@ fn stdin_only_with_i_and_a_terminal_with_t() {
         "stdin must be closed without -i"
     );
     assert_eq!(run(&["-i"], "hello\n"), "got [hello]\n");
+    let o = e.run(&["-t"], "tty");
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout).trim(),
+        "/dev/pts/0",
+        "the pty is not the container's own: {o:?}"
+    );
     let t = run(&["-i", "-t"], "hello\n");
     assert!(
         t.contains("got [hello]") && t.trim_end().ends_with("tty"),

@@ -130,12 +130,19 @@ fn stage1(spec: &Spec, dir: &Path, detached: bool) -> std::io::Result<i32> {
     ])?;
     // PID 1 waits on this pipe until its cgroups are in place.
     let (ready_r, ready_w) = nix::unistd::pipe()?;
-    // A detached container's output goes to its log through us.
+    // With -t, PID 1 opens a pty in the container's devpts and hands us its master.
     let pty = if spec.tty && !detached {
-        Some(crate::tty::open()?)
+        use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
+        Some(socketpair(
+            AddressFamily::Unix,
+            SockType::Stream,
+            None,
+            SockFlag::SOCK_CLOEXEC,
+        )?)
     } else {
         None
     };
+    // A detached container's output goes to its log through us.
     let output = if detached {
         Some((nix::unistd::pipe()?, nix::unistd::pipe()?))
     } else {
@@ -155,11 +162,7 @@ fn stage1(spec: &Spec, dir: &Path, detached: bool) -> std::io::Result<i32> {
     match forked {
         ForkResult::Child => {
             drop(ready_w);
-            if let Some(p) = pty {
-                let _ = nix::unistd::dup2_stdin(&p.slave);
-                let _ = nix::unistd::dup2_stdout(&p.slave);
-                let _ = nix::unistd::dup2_stderr(&p.slave);
-            }
+            let pty_sock = pty.map(|(_, child_end)| child_end);
             if let Some(((out_r, out_w), (err_r, err_w))) = output {
                 drop((out_r, err_r));
                 let _ = nix::unistd::dup2_stdout(&out_w);
@@ -172,7 +175,7 @@ fn stage1(spec: &Spec, dir: &Path, detached: bool) -> std::io::Result<i32> {
                 std::process::exit(SETUP_FAILED);
             }
             drop(ready_r);
-            let code = match pid1(spec, dir) {
+            let code = match pid1(spec, dir, pty_sock.as_ref()) {
                 Ok(code) => code,
                 Err(e) => {
                     eprintln!("stack: container `{}`: {e}", short(&spec.id));
@@ -207,10 +210,12 @@ fn stage1(spec: &Spec, dir: &Path, detached: bool) -> std::io::Result<i32> {
             state::write(dir, &st)?;
             nix::unistd::write(&ready_w, &[1])?;
             drop(ready_w);
-            if let Some(p) = pty {
-                drop(p.slave);
+            if let Some((ours, theirs)) = pty {
+                drop(theirs);
                 // Until the container's side of the terminal closes.
-                let _ = crate::tty::relay(p.master, spec.interactive);
+                if let Ok(Some(master)) = crate::tty::receive_master(&ours) {
+                    let _ = crate::tty::relay(master, spec.interactive);
+                }
             }
             if let Some(((out_r, out_w), (err_r, err_w))) = output {
                 drop((out_w, err_w));
@@ -253,7 +258,7 @@ pub(crate) fn ignore(signals: &[Signal]) -> nix::Result<()> {
 }
 
 /// PID 1 of the container: its other namespaces, file system, hostname, then the app.
-fn pid1(spec: &Spec, dir: &Path) -> std::io::Result<i32> {
+fn pid1(spec: &Spec, dir: &Path, pty_sock: Option<&std::os::fd::OwnedFd>) -> std::io::Result<i32> {
     let mut flags = CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWUTS | CloneFlags::CLONE_NEWIPC;
     match spec.network {
         crate::spec::NetworkMode::New => flags |= CloneFlags::CLONE_NEWNET,
@@ -270,6 +275,9 @@ fn pid1(spec: &Spec, dir: &Path) -> std::io::Result<i32> {
         crate::net::loopback_up()?;
     }
     crate::rootfs::setup(spec, dir, &mut crate::rootfs::Host)?;
+    if let Some(sock) = pty_sock {
+        crate::tty::open_in_container(sock)?;
+    }
     sethostname(&spec.hostname)?;
     let cwd = crate::rootfs::secure_join(Path::new("/"), &spec.cwd)?;
     if !cwd.is_dir() {

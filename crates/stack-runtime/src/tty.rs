@@ -4,24 +4,79 @@ use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-use nix::pty::{openpty, OpenptyResult, Winsize};
+use nix::pty::Winsize;
 use nix::sys::termios::{cfmakeraw, tcgetattr, tcsetattr, SetArg};
+use std::os::unix::fs::OpenOptionsExt;
 
-/// A new pty, sized like our own terminal when we have one.
-pub fn open() -> io::Result<OpenptyResult> {
-    let mut ws = Winsize {
-        ws_row: 24,
-        ws_col: 80,
-        ws_xpixel: 0,
-        ws_ypixel: 0,
-    };
-    // SAFETY: TIOCGWINSZ writes one Winsize into `ws`; on a descriptor that
-    // is no terminal it fails and `ws` keeps its default.
-    #[allow(unsafe_code)]
-    unsafe {
-        libc::ioctl(libc::STDIN_FILENO, libc::TIOCGWINSZ, &mut ws);
+/// In PID 1, after pivoting: a pty from the container's own devpts (so
+/// `tty` inside names it), its master sent to the monitor over `sock`, its
+/// slave made our stdin, stdout and stderr.
+pub fn open_in_container(sock: &OwnedFd) -> io::Result<()> {
+    use nix::fcntl::OFlag;
+    use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
+    let master = nix::pty::posix_openpt(OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC)?;
+    nix::pty::grantpt(&master)?;
+    nix::pty::unlockpt(&master)?;
+    let name = nix::pty::ptsname_r(&master)?;
+    let slave = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_NOCTTY)
+        .open(&name)?;
+    let fds = [master.as_raw_fd()];
+    let iov = [io::IoSlice::new(b"m")];
+    sendmsg::<()>(
+        sock.as_raw_fd(),
+        &iov,
+        &[ControlMessage::ScmRights(&fds)],
+        MsgFlags::empty(),
+        None,
+    )?;
+    drop(master);
+    nix::unistd::dup2_stdin(&slave)?;
+    nix::unistd::dup2_stdout(&slave)?;
+    nix::unistd::dup2_stderr(&slave)?;
+    Ok(())
+}
+
+/// In the monitor: the pty master PID 1 sends, sized like our terminal.
+/// `None` when PID 1 failed before sending it.
+pub fn receive_master(sock: &OwnedFd) -> io::Result<Option<OwnedFd>> {
+    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
+    use std::os::fd::FromRawFd;
+    let mut byte = [0u8; 1];
+    let mut iov = [io::IoSliceMut::new(&mut byte)];
+    let mut space = nix::cmsg_space!([std::os::fd::RawFd; 1]);
+    let msg = recvmsg::<()>(
+        sock.as_raw_fd(),
+        &mut iov,
+        Some(&mut space),
+        MsgFlags::MSG_CMSG_CLOEXEC,
+    )?;
+    for c in msg.cmsgs()? {
+        if let ControlMessageOwned::ScmRights(fds) = c {
+            if let Some(fd) = fds.first() {
+                // SAFETY: the kernel just gave us this descriptor; nothing else owns it.
+                #[allow(unsafe_code)]
+                let master = unsafe { OwnedFd::from_raw_fd(*fd) };
+                let mut ws = Winsize {
+                    ws_row: 24,
+                    ws_col: 80,
+                    ws_xpixel: 0,
+                    ws_ypixel: 0,
+                };
+                // SAFETY: TIOCGWINSZ fills one Winsize (or fails on a non-terminal,
+                // leaving the default); TIOCSWINSZ reads one.
+                #[allow(unsafe_code)]
+                unsafe {
+                    libc::ioctl(libc::STDIN_FILENO, libc::TIOCGWINSZ, &mut ws);
+                    libc::ioctl(master.as_raw_fd(), libc::TIOCSWINSZ, &ws);
+                }
+                return Ok(Some(master));
+            }
+        }
     }
-    Ok(openpty(Some(&ws), None)?)
+    Ok(None)
 }
 
 /// In the app, before exec: a session of its own with the pty (on stdin) as

@@ -237,6 +237,8 @@ pub fn run(cmd: &ContainerCommand) -> anyhow::Result<i32> {
 
 fn run_container(a: &RunArgs) -> anyhow::Result<i32> {
     let Some(rootfs) = &a.rootfs else {
+        // The seam: an image will resolve to `rootfs` + read-only `layers`
+        // (its unpacked layers) and the defaults of its config.
         bail!("running an image needs the image store, which does not exist yet: use --rootfs DIR");
     };
     if a.detach && (a.tty || a.interactive) {
@@ -270,6 +272,7 @@ fn run_container(a: &RunArgs) -> anyhow::Result<i32> {
         id: id.clone(),
         name: name.clone(),
         rootfs: rootfs.clone(),
+        layers: Vec::new(),
         args: a.args.clone(),
         env,
         cwd: a.workdir.clone(),

@@ -260,6 +260,10 @@ pub(crate) fn ignore(signals: &[Signal]) -> nix::Result<()> {
 /// PID 1 of the container: its other namespaces, file system, hostname, then the app.
 fn pid1(spec: &Spec, dir: &Path, pty_sock: Option<&std::os::fd::OwnedFd>) -> std::io::Result<i32> {
     let mut flags = CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWUTS | CloneFlags::CLONE_NEWIPC;
+    // A cgroup namespace where the host is on cgroup v2 (on v1 it would hide nothing useful).
+    if std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
+        flags |= CloneFlags::CLONE_NEWCGROUP;
+    }
     match spec.network {
         crate::spec::NetworkMode::New => flags |= CloneFlags::CLONE_NEWNET,
         crate::spec::NetworkMode::Host => {}

@@ -143,16 +143,20 @@ pub fn setup(spec: &Spec, dir: &Path, sys: &mut dyn Sys) -> io::Result<()> {
     for d in [&upper, &work, &merged] {
         sys.mkdir_all(d)?;
     }
-    let lower = sys.canonicalize(&spec.rootfs)?;
-    for p in [&lower, &upper, &work] {
+    let mut lowers = vec![sys.canonicalize(&spec.rootfs)?];
+    for l in &spec.layers {
+        lowers.push(sys.canonicalize(l)?);
+    }
+    for p in lowers.iter().chain([&upper, &work]) {
         let s = p.to_string_lossy();
         if s.contains(',') || s.contains(':') {
             return Err(err("overlay", format!("path `{s}` contains `,` or `:`")));
         }
     }
+    let lowerdir: Vec<String> = lowers.iter().map(|p| p.display().to_string()).collect();
     let opts = format!(
         "lowerdir={},upperdir={},workdir={}",
-        lower.display(),
+        lowerdir.join(":"),
         upper.display(),
         work.display()
     );
@@ -592,6 +596,10 @@ mod tests {
         }];
         let e = setup(&s, Path::new("/state/c1"), &mut Recording::default()).unwrap_err();
         assert!(e.to_string().contains("bind mount source `/nope`"));
+        let mut s = spec();
+        s.layers = vec!["/layers/2".into(), "/layers/1".into()];
+        let calls = run(&s, &mut Recording::default());
+        assert_eq!(calls[1], "mount overlay /state/c1/merged overlay [] lowerdir=/images/busybox:/layers/2:/layers/1,upperdir=/state/c1/upper,workdir=/state/c1/work");
         let mut s = spec();
         s.rootfs = "/a,b".into();
         assert!(setup(&s, Path::new("/state/c1"), &mut Recording::default()).is_err());

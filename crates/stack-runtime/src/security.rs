@@ -228,6 +228,7 @@ mod tests {
             id: "x".into(),
             name: "x".into(),
             rootfs: "/".into(),
+            layers: vec![],
             args: vec![],
             env: vec![],
             cwd: "/".into(),

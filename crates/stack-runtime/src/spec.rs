@@ -13,6 +13,10 @@ pub struct Spec {
     /// A plain directory: an overlay with a private writable layer goes over
     /// it, so it is never modified.
     pub rootfs: PathBuf,
+    /// Read-only layers below `rootfs`, top first: the seam for images, whose
+    /// unpacked layers become overlay lower directories.
+    #[serde(default)]
+    pub layers: Vec<PathBuf>,
     pub args: Vec<String>,
     /// `KEY=value` entries.
     pub env: Vec<String>,

@@ -276,6 +276,12 @@ pub fn rm(root: &Path, keys: &[String], force: bool) -> anyhow::Result<()> {
                     bail!("container `{}` did not stop", st.name);
                 }
             }
+            // The monitor removes the cgroups; if it was killed, nobody did.
+            if let Ok(layout) = stack_runtime::cgroup::layout(&st.id) {
+                for e in stack_runtime::cgroup::remove(&layout) {
+                    eprintln!("warning: {e}");
+                }
+            }
             std::fs::remove_dir_all(&dir)
                 .with_context(|| format!("cannot remove `{}`", dir.display()))?;
             println!("{}", st.name);

@@ -832,3 +832,34 @@ fn stdin_only_with_i_and_a_terminal_with_t() {
     );
     e.assert_clean();
 }
+
+#[test]
+fn a_container_outlives_its_starter_and_even_its_monitor() {
+    let e = Env::new("survive");
+    let id = e.detached(&["--name", "lasting"], &["sh", "-c", "echo up; sleep 1000"]);
+    // The CLI that started it is gone; new CLI processes find, log and exec into it.
+    assert!(e.out(&["container", "exec", "lasting", "echo", "reached"]) == "reached\n");
+    let state: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(e.root().join("containers").join(&id).join("state.json")).unwrap(),
+    )
+    .unwrap();
+    let monitor = state["monitor_pid"].as_i64().unwrap() as i32;
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(monitor),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    assert!(
+        e.out(&["container", "ls"]).contains("lasting"),
+        "the container died with its monitor"
+    );
+    assert_eq!(
+        e.out(&["container", "exec", "lasting", "echo", "still"]),
+        "still\n"
+    );
+    // Nobody records its exit now, but rm -f still leaves nothing behind.
+    e.out(&["container", "rm", "-f", "lasting"]);
+    assert!(cgroup_dirs(&id).is_empty(), "{:?}", cgroup_dirs(&id));
+    e.assert_clean();
+}

@@ -261,7 +261,7 @@ pub fn variables(template: &str) -> Vec<(String, Option<String>, bool)> {
                             }
                             (None, false)
                         };
-                    out.insert(out.len(), (name, default, required));
+                    out.push((name, default, required));
                 }
                 i = close + 1;
             }

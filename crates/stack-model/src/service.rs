@@ -5,8 +5,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::maps::{
-    External, HealthCheckTest, HostsList, Mapping, MappingWithEquals, ShellCommand, StringList,
-    Text, Ulimit,
+    HealthCheckTest, HostsList, Mapping, MappingWithEquals, ShellCommand, StringList, Text, Ulimit,
 };
 use crate::units::{Bytes, Cpus, Duration, FileMode};
 use crate::{is_false, is_true, is_zero, Extensions};
@@ -688,9 +687,6 @@ pub struct HealthCheck {
     #[serde(default, skip_serializing_if = "is_false")]
     pub disable: bool,
 }
-
-/// Used by `Network` and friends; re-exported for them.
-pub type ExternalFlag = External;
 
 fn device_count<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
     let Text(t) = Text::deserialize(d)?;

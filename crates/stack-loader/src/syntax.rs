@@ -176,7 +176,8 @@ pub fn volume(spec: &str, span: &Span) -> Result<Node, Diagnostic> {
         }
         put(&mut m, "bind", Node::map(bind, span.clone()));
     }
-    if !vol.entries.is_empty() {
+    // Like compose-go, a short-syntax volume always carries its (maybe empty) options.
+    if kind == "volume" {
         put(&mut m, "volume", Node::map(vol, span.clone()));
     }
     Ok(Node::map(m, span.clone()))
@@ -244,6 +245,9 @@ mod tests {
         assert_eq!(v.get("type").unwrap().as_str(), Some("volume"));
         let v = volume("/anon", &Span::whole("t")).unwrap();
         assert!(v.get("source").is_none());
+        assert!(v
+            .get("volume")
+            .is_some_and(|o| o.as_map().is_some_and(|m| m.entries.is_empty())));
         assert!(volume("a:b:c:d", &Span::whole("t")).is_err());
     }
 }

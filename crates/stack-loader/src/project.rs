@@ -230,12 +230,15 @@ fn check_references(root: &Node, disabled: &[String], diags: &mut Diagnostics) {
                 }
             }
         }
-        if let Some(mode) = s.get("network_mode") {
+        for ns in ["network_mode", "ipc", "pid", "uts", "cgroup"] {
+            let Some(mode) = s.get(ns) else { continue };
             if let Some(other) = mode.as_str().and_then(|m| m.strip_prefix("service:")) {
                 if !service_names.contains(&other.to_string()) {
                     undefined("service", svc, other, &mode.span, &service_names, diags);
                 }
             }
+        }
+        if let Some(mode) = s.get("network_mode") {
             if s.get("networks").is_some() {
                 diags.error(
                     &mode.span,
@@ -413,30 +416,33 @@ fn normalize(root: &mut Node, name: &str, env: &Environment, diags: &mut Diagnos
             if m.get("networks").and_then(|n| n.get("default")).is_some() {
                 uses_default = true;
             }
-            // Implicit dependencies.
-            let mut implicit: Vec<String> = Vec::new();
-            if let Some(other) = m
-                .get("network_mode")
-                .and_then(Node::as_str)
-                .and_then(|v| v.strip_prefix("service:"))
-            {
-                implicit.push(other.to_string());
+            // Implicit dependencies, in compose-go's order and with its `restart` flags:
+            // links and shared namespaces restart with their target, volumes_from does not.
+            let mut implicit: Vec<(String, bool)> = Vec::new();
+            for l in strs(m.get("links")) {
+                implicit.push((l.split(':').next().unwrap_or_default().to_string(), true));
+            }
+            for ns in ["network_mode", "ipc", "pid", "uts", "cgroup"] {
+                if let Some(other) = m
+                    .get(ns)
+                    .and_then(Node::as_str)
+                    .and_then(|v| v.strip_prefix("service:"))
+                {
+                    implicit.push((other.to_string(), true));
+                }
             }
             for v in strs(m.get("volumes_from")) {
                 let n = v.split(':').next().unwrap_or_default().to_string();
                 if !n.starts_with("container") {
-                    implicit.push(n);
+                    implicit.push((n, false));
                 }
-            }
-            for l in strs(m.get("links")) {
-                implicit.push(l.split(':').next().unwrap_or_default().to_string());
             }
             if !implicit.is_empty() {
                 if m.get("depends_on").is_none() {
                     set(m, "depends_on", Node::map(Map::default(), span.clone()));
                 }
                 if let Some(deps) = m.get_mut("depends_on").and_then(Node::as_map_mut) {
-                    for d in implicit {
+                    for (d, restart) in implicit {
                         if deps.get(&d).is_none() {
                             let mut dm = Map::default();
                             set(
@@ -444,11 +450,19 @@ fn normalize(root: &mut Node, name: &str, env: &Environment, diags: &mut Diagnos
                                 "condition",
                                 Node::string("service_started", span.clone()),
                             );
+                            set(
+                                &mut dm,
+                                "restart",
+                                Node::plain(restart.to_string(), span.clone()),
+                            );
                             set(&mut dm, "required", Node::plain("true", span.clone()));
                             set(deps, &d, Node::map(dm, span.clone()));
                         }
                     }
                 }
+            }
+            if m.get("pull_policy").and_then(Node::as_str) == Some("if_not_present") {
+                set(m, "pull_policy", Node::string("missing", span.clone()));
             }
             if let Some(b) = m.get_mut("build").and_then(Node::as_map_mut) {
                 if b.get("context").is_none() {
@@ -456,6 +470,45 @@ fn normalize(root: &mut Node, name: &str, env: &Environment, diags: &mut Diagnos
                 }
                 if b.get("dockerfile").is_none() && b.get("dockerfile_inline").is_none() {
                     set(b, "dockerfile", Node::string("Dockerfile", span.clone()));
+                }
+                // Build args without a value come from the environment, or are dropped.
+                if let Some(args) = b.get_mut("args").and_then(Node::as_map_mut) {
+                    args.entries.retain_mut(|(k, v)| {
+                        if !v.is_null() {
+                            return true;
+                        }
+                        match lookup(&k.name) {
+                            Some(val) => {
+                                *v = Node::string(val, v.span.clone());
+                                true
+                            }
+                            None => false,
+                        }
+                    });
+                }
+            }
+            // Volume targets cleaned as paths (`/data/` is `/data`).
+            if let Some(Value::Seq(vols)) = m.get_mut("volumes").map(|n| &mut n.value) {
+                for v in vols.iter_mut().filter_map(Node::as_map_mut) {
+                    if let Some(t) = v.get_mut("target") {
+                        if let Value::Scalar(sc) = &mut t.value {
+                            if sc.text.starts_with('/') {
+                                sc.text = crate::paths::clean(Path::new(&sc.text))
+                                    .display()
+                                    .to_string();
+                            }
+                        }
+                    }
+                }
+            }
+            // pre_start hooks run the service's image unless they name one.
+            if let Some(image) = m.get("image").cloned() {
+                if let Some(Value::Seq(hooks)) = m.get_mut("pre_start").map(|n| &mut n.value) {
+                    for h in hooks.iter_mut().filter_map(Node::as_map_mut) {
+                        if h.get("image").is_none() {
+                            set(h, "image", image.clone());
+                        }
+                    }
                 }
             }
             resolve_environment(m, &lookup, diags);

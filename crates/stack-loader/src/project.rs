@@ -408,7 +408,11 @@ fn normalize(root: &mut Node, name: &str, env: &Environment, diags: &mut Diagnos
     {
         for (_, s) in svcs.entries.iter_mut() {
             let Some(m) = s.as_map_mut() else { continue };
-            if m.get("network_mode").is_none() && m.get("networks").is_none() {
+            let no_networks = match m.get("networks") {
+                None => true,
+                Some(n) => n.is_null() || n.as_map().is_some_and(|nm| nm.entries.is_empty()),
+            };
+            if m.get("provider").is_none() && m.get("network_mode").is_none() && no_networks {
                 let mut nets = Map::default();
                 set(&mut nets, "default", Node::null(span.clone()));
                 set(m, "networks", Node::map(nets, span.clone()));

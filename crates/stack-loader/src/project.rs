@@ -292,6 +292,7 @@ fn check_references(root: &Node, disabled: &[String], diags: &mut Diagnostics) {
                 }
             }
         }
+        check_service_rules(svc, s, diags);
         if let Some(cn) = s.get("container_name") {
             let count =
                 |n: Option<&Node>| n.and_then(Node::as_str).and_then(|v| v.parse::<i64>().ok());
@@ -301,6 +302,20 @@ fn check_references(root: &Node, disabled: &[String], diags: &mut Diagnostics) {
                 diags.error(
                     &cn.span,
                     format!("service `{svc}` sets `container_name` and more than one replica: container names must be unique"),
+                );
+            }
+        }
+    }
+    if let Some(secrets) = root.get("secrets").and_then(Node::as_map) {
+        for (k, v) in secrets.iter() {
+            let external = v.get("external").and_then(Node::as_str) == Some("true");
+            if !external && v.get("file").is_none() && v.get("environment").is_none() {
+                diags.error(
+                    &k.span,
+                    format!(
+                        "secret `{}` must declare either `file` or `environment`",
+                        k.name
+                    ),
                 );
             }
         }
@@ -331,6 +346,120 @@ fn check_references(root: &Node, disabled: &[String], diags: &mut Diagnostics) {
             .map(|(k, _)| k.span.clone())
             .unwrap_or_else(|| root.span.clone());
         diags.error(&span, format!("dependency cycle between services: {cycle}"));
+    }
+}
+
+/// compose-go's per-service consistency rules.
+fn check_service_rules(svc: &str, s: &Node, diags: &mut Diagnostics) {
+    let at = |path: &[&str]| -> Option<&Node> {
+        let mut n = s;
+        for k in path {
+            n = n.get(k)?;
+        }
+        Some(n)
+    };
+    let text = |n: &Node| n.as_str().map(str::trim).unwrap_or_default().to_string();
+    if let Some(b) = s.get("build") {
+        if b.get("dockerfile").is_some() && b.get("dockerfile_inline").is_some() {
+            diags.error(&b.span, format!("service `{svc}` declares mutually exclusive `dockerfile` and `dockerfile_inline`"));
+        }
+    }
+    if let Some(test) = at(&["healthcheck", "test"]) {
+        if let Some(first) = test.as_seq().and_then(|t| t.first()) {
+            if !matches!(first.as_str(), Some("CMD" | "CMD-SHELL" | "NONE")) {
+                diags.error(
+                    &first.span,
+                    "healthcheck.test must start with `CMD`, `CMD-SHELL` or `NONE`",
+                );
+            }
+        }
+    }
+    for (n, what) in [
+        (s.get("scale"), "scale"),
+        (at(&["deploy", "replicas"]), "deploy.replicas"),
+    ] {
+        if let Some(n) = n {
+            if text(n).parse::<i64>().is_ok_and(|v| v < 0) {
+                diags.error(
+                    &n.span,
+                    format!("services.{svc}.{what}: must be greater than or equal to 0"),
+                );
+            }
+        }
+    }
+    // Two spellings of one setting must agree.
+    let same = |a: &Node, b: &Node, parse: &dyn Fn(&str) -> Option<String>| {
+        parse(&text(a)) == parse(&text(b))
+    };
+    let int = |v: &str| v.parse::<i64>().ok().map(|i| i.to_string());
+    let float = |v: &str| v.parse::<f64>().ok().map(|f| f.to_string());
+    let bytes = |v: &str| stack_model::parse_bytes(v).ok().map(|b| b.to_string());
+    let pairs: [(
+        &str,
+        Option<&Node>,
+        &str,
+        Option<&Node>,
+        &dyn Fn(&str) -> Option<String>,
+    ); 5] = [
+        (
+            "scale",
+            s.get("scale"),
+            "deploy.replicas",
+            at(&["deploy", "replicas"]),
+            &int,
+        ),
+        (
+            "cpus",
+            s.get("cpus"),
+            "deploy.resources.limits.cpus",
+            at(&["deploy", "resources", "limits", "cpus"]),
+            &float,
+        ),
+        (
+            "mem_limit",
+            s.get("mem_limit"),
+            "deploy.resources.limits.memory",
+            at(&["deploy", "resources", "limits", "memory"]),
+            &bytes,
+        ),
+        (
+            "mem_reservation",
+            s.get("mem_reservation"),
+            "deploy.resources.reservations.memory",
+            at(&["deploy", "resources", "reservations", "memory"]),
+            &bytes,
+        ),
+        (
+            "pids_limit",
+            s.get("pids_limit"),
+            "deploy.resources.limits.pids",
+            at(&["deploy", "resources", "limits", "pids"]),
+            &int,
+        ),
+    ];
+    for (a_name, a, b_name, b, parse) in pairs {
+        if let (Some(a), Some(b)) = (a, b) {
+            if !same(a, b, parse) {
+                diags.error(
+                    &b.span,
+                    format!(
+                        "services.{svc}: can't set distinct values on `{a_name}` and `{b_name}`"
+                    ),
+                );
+            }
+        }
+    }
+    for w in at(&["develop", "watch"])
+        .and_then(Node::as_seq)
+        .unwrap_or_default()
+    {
+        let action = w.get("action").and_then(Node::as_str).unwrap_or_default();
+        if action != "rebuild" && w.get("target").is_none() {
+            diags.error(
+                &w.span,
+                format!("services.{svc}.develop.watch: target is required for non-rebuild actions"),
+            );
+        }
     }
 }
 

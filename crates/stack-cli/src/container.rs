@@ -55,9 +55,9 @@ pub enum ContainerCommand {
     /// Stop a container: its stop signal, then SIGKILL after the grace period
     Stop {
         container: String,
-        /// Seconds to wait before killing
-        #[arg(short = 't', long = "time", default_value_t = 10)]
-        time: u64,
+        /// Seconds to wait before killing (default: the container's stop timeout, else 10)
+        #[arg(short = 't', long = "time")]
+        time: Option<u64>,
     },
     /// Send a signal to a container
     Kill {
@@ -78,6 +78,12 @@ pub struct RunArgs {
     /// Remove the container's state when it exits
     #[arg(long)]
     pub rm: bool,
+    /// The signal `stop` sends first (default SIGTERM)
+    #[arg(long)]
+    pub stop_signal: Option<String>,
+    /// Seconds `stop` waits before SIGKILL (default 10)
+    #[arg(long)]
+    pub stop_timeout: Option<u64>,
     /// Allocate a pseudo-terminal
     #[arg(short = 't', long)]
     pub tty: bool,
@@ -284,6 +290,11 @@ fn run_container(a: &RunArgs) -> anyhow::Result<i32> {
         cap_drop: a.cap_drop.clone(),
         privileged: a.privileged,
         seccomp_unconfined: seccomp_unconfined(&a.security_opt)?,
+        stop_signal: match &a.stop_signal {
+            Some(s) => Some(crate::lifecycle::parse_signal(s).map(|sig| sig.as_str().to_string())?),
+            None => None,
+        },
+        stop_timeout: a.stop_timeout,
         tty: a.tty,
         interactive: a.interactive,
         network: match a.network.as_str() {

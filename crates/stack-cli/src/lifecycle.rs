@@ -192,7 +192,7 @@ pub fn logs(root: &Path, key: &str, follow: bool, timestamps: bool) -> anyhow::R
     }
 }
 
-fn parse_signal(s: &str) -> anyhow::Result<Signal> {
+pub fn parse_signal(s: &str) -> anyhow::Result<Signal> {
     if let Ok(n) = s.parse::<i32>() {
         return Signal::try_from(n).map_err(|_| anyhow::anyhow!("unknown signal `{s}`"));
     }
@@ -233,14 +233,16 @@ fn pid_alive(pid: i32) -> bool {
     nix::sys::signal::kill(Pid::from_raw(pid), None).is_ok()
 }
 
-pub fn stop(root: &Path, key: &str, grace: u64) -> anyhow::Result<()> {
+pub fn stop(root: &Path, key: &str, grace: Option<u64>) -> anyhow::Result<()> {
     let (dir, st) = find(root, key)?;
     if !running(&st) {
         println!("{}", st.name);
         return Ok(());
     }
+    let grace = grace.or(st.spec.stop_timeout).unwrap_or(10);
+    let sig = parse_signal(st.spec.stop_signal.as_deref().unwrap_or("TERM"))?;
     // PID 1 is our init (unless --no-init): it passes the signal to the app.
-    signal(&st, Signal::SIGTERM)?;
+    signal(&st, sig)?;
     if wait_exited(&dir, Duration::from_secs(grace)).is_none() {
         // The whole PID namespace dies with its PID 1.
         let _ = nix::sys::signal::kill(Pid::from_raw(st.pid), Signal::SIGKILL);

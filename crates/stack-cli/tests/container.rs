@@ -863,3 +863,48 @@ fn a_container_outlives_its_starter_and_even_its_monitor() {
     assert!(cgroup_dirs(&id).is_empty(), "{:?}", cgroup_dirs(&id));
     e.assert_clean();
 }
+
+#[test]
+fn stop_uses_the_containers_stop_signal_and_timeout() {
+    let e = Env::new("stopsig");
+    // The app leaves on SIGUSR1 only; the container says so.
+    e.detached(
+        &[
+            "--name",
+            "picky",
+            "--stop-signal",
+            "USR1",
+            "--stop-timeout",
+            "30",
+        ],
+        &[
+            "sh",
+            "-c",
+            "trap 'exit 3' USR1; trap '' TERM; while true; do sleep 0.05; done",
+        ],
+    );
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    e.out(&["container", "stop", "picky"]);
+    let inspect: serde_json::Value =
+        serde_json::from_str(&e.out(&["container", "inspect", "picky"])).unwrap();
+    assert_eq!(
+        inspect["exit_code"], 3,
+        "the stop signal was not the container's: {inspect}"
+    );
+    let o = e.stack(&[
+        "container",
+        "run",
+        "--rm",
+        "--stop-signal",
+        "NOPE",
+        "--rootfs",
+        e.rootfs().to_str().unwrap(),
+        "true",
+    ]);
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("unknown signal `NOPE`"),
+        "{o:?}"
+    );
+    e.out(&["container", "rm", "picky"]);
+    e.assert_clean();
+}

@@ -241,6 +241,8 @@ mod tests {
             privileged: false,
             seccomp_unconfined: false,
             limits: Default::default(),
+            stop_signal: None,
+            stop_timeout: None,
             tty: false,
             interactive: false,
             network: Default::default(),

@@ -41,6 +41,12 @@ pub struct Spec {
     /// No seccomp filter (`--security-opt seccomp=unconfined`).
     #[serde(default)]
     pub seccomp_unconfined: bool,
+    /// The signal `stop` sends first (default SIGTERM), and the seconds it
+    /// waits before SIGKILL (default 10).
+    #[serde(default)]
+    pub stop_signal: Option<String>,
+    #[serde(default)]
+    pub stop_timeout: Option<u64>,
     /// Give the app a pseudo-terminal (`-t`).
     #[serde(default)]
     pub tty: bool,

@@ -143,9 +143,7 @@ impl DotenvParser {
             self.line += 1;
         }
         let key = key.trim_end().to_string();
-        if key.is_empty() {
-            return Err(self.err("missing variable name"));
-        }
+        // `=value` gives an empty name, as godotenv does.
         Ok((key, src[offset..].trim_start_matches(is_space), inherited))
     }
 

@@ -197,6 +197,7 @@ static BUILD: Obj = Obj {
         ("cache_from", STR_LIST),
         ("cache_to", STR_LIST),
         ("no_cache", Bool),
+        ("no_cache_filter", StrOrList),
         ("additional_contexts", ListOrMap),
         ("network", Str),
         ("provenance", OneOf(&[Bool, Str])),
@@ -448,6 +449,7 @@ static HOOK: Obj = Obj {
         ("privileged", Bool),
         ("working_dir", Str),
         ("environment", ListOrMap),
+        ("per_replica", Bool),
     ],
 };
 

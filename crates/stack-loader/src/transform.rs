@@ -205,6 +205,13 @@ fn list_to_map(m: &mut Map, k: &str, diags: &mut Diagnostics) {
             Some((n, v)) => (n, Node::string(v, it.span.clone())),
             None => (s, Node::null(it.span.clone())),
         };
+        if k == "environment" && name.ends_with(char::is_whitespace) {
+            diags.error(
+                &it.span,
+                format!("environment variable `{name}` is declared with a trailing space"),
+            );
+            continue;
+        }
         out.insert(key(name, &it.span), value);
     }
     node.value = Value::Map(out);

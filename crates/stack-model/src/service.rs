@@ -248,6 +248,8 @@ pub struct Build {
     pub cache_to: StringList,
     #[serde(default, skip_serializing_if = "is_false")]
     pub no_cache: bool,
+    #[serde(default, skip_serializing_if = "StringList::is_empty")]
+    pub no_cache_filter: StringList,
     #[serde(default, skip_serializing_if = "Mapping::is_empty")]
     pub additional_contexts: Mapping,
     #[serde(default, skip_serializing_if = "is_false")]
@@ -312,6 +314,8 @@ pub struct Hook {
     pub working_dir: Option<String>,
     #[serde(default, skip_serializing_if = "MappingWithEquals::is_empty")]
     pub environment: MappingWithEquals,
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub per_replica: bool,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]

@@ -279,6 +279,14 @@ fn check_references(root: &Node, disabled: &[String], diags: &mut Diagnostics) {
                 }
             }
         }
+        if let Some(models) = s.get("models").and_then(Node::as_map) {
+            let known = defined("models");
+            for (mk, _) in models.iter() {
+                if !known.contains(&mk.name) {
+                    undefined("model", svc, &mk.name, &mk.span, &known, diags);
+                }
+            }
+        }
         for (kind, known) in [("secret", &secrets), ("config", &configs)] {
             for r in s
                 .get(&format!("{kind}s"))

@@ -95,8 +95,10 @@ fn service(m: &mut Map, diags: &mut Diagnostics) {
     if let Some(e) = m.get_mut("extends") {
         wrap_scalar(e, "service");
     }
-    if let Some(n) = m.get_mut("networks") {
-        seq_to_null_map(n);
+    for k in ["networks", "models"] {
+        if let Some(n) = m.get_mut(k) {
+            seq_to_null_map(n);
+        }
     }
     // `gpus: all` is one request for every GPU.
     if let Some(g) = m.get_mut("gpus") {

@@ -21,6 +21,12 @@ pub enum ContainerCommand {
     },
     /// Run a command in a running container
     Exec {
+        /// Allocate a pseudo-terminal
+        #[arg(short = 't', long)]
+        tty: bool,
+        /// Keep standard input open
+        #[arg(short = 'i', long)]
+        interactive: bool,
         /// Set an environment variable (KEY=VALUE)
         #[arg(short = 'e', long = "env")]
         env: Vec<String>,
@@ -205,12 +211,23 @@ pub fn run(cmd: &ContainerCommand) -> anyhow::Result<i32> {
             crate::lifecycle::ls(&root, *all, *quiet).map(|()| 0)
         }
         ContainerCommand::Exec {
+            tty,
+            interactive,
             env,
             user,
             workdir,
             container,
             command,
-        } => crate::lifecycle::exec(&root, container, command, env, workdir, user),
+        } => crate::lifecycle::exec(
+            &root,
+            container,
+            command,
+            env,
+            workdir,
+            user,
+            *tty,
+            *interactive,
+        ),
         ContainerCommand::Top { container } => crate::lifecycle::top(&root, container).map(|()| 0),
         ContainerCommand::Stats { container } => {
             crate::lifecycle::stats(&root, container).map(|()| 0)

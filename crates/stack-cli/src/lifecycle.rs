@@ -299,6 +299,7 @@ pub fn rm(root: &Path, keys: &[String], force: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
+#[allow(clippy::too_many_arguments)]
 pub fn exec(
     root: &Path,
     key: &str,
@@ -306,6 +307,8 @@ pub fn exec(
     env: &[String],
     workdir: &Option<String>,
     user: &Option<String>,
+    tty: bool,
+    interactive: bool,
 ) -> anyhow::Result<i32> {
     let (_, st) = find(root, key)?;
     if !running(&st) {
@@ -318,6 +321,8 @@ pub fn exec(
         env.to_vec(),
         workdir.clone(),
         user.clone(),
+        tty,
+        interactive,
     )?)
 }
 

@@ -661,6 +661,12 @@ fn exec_joins_namespaces_cgroups_and_restrictions() {
             .code(),
         Some(7)
     );
+    let o = e.stack(&["container", "exec", "-t", "box", "sh", "-c", "tty"]);
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout).trim(),
+        "/dev/pts/0",
+        "exec -t: {o:?}"
+    );
     e.out(&["container", "stop", "box"]);
     let o = e.stack(&["container", "exec", "box", "true"]);
     assert!(

@@ -456,12 +456,27 @@ fn join_and_run(spec: &Spec, pid: i32) -> std::io::Result<i32> {
     }
     drop(fds);
     ignore(&[Signal::SIGINT, Signal::SIGQUIT])?;
+    let pty = if spec.tty {
+        use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
+        Some(socketpair(
+            AddressFamily::Unix,
+            SockType::Stream,
+            None,
+            SockFlag::SOCK_CLOEXEC,
+        )?)
+    } else {
+        None
+    };
     // SAFETY: this process was just exec'd and runs no other thread.
     #[allow(unsafe_code)]
     let forked = unsafe { fork() }?;
     match forked {
         ForkResult::Child => {
             let code = (|| -> std::io::Result<i32> {
+                // Inside the container's mount namespace: its own devpts.
+                if let Some((_, theirs)) = &pty {
+                    crate::tty::open_in_container(theirs)?;
+                }
                 let cwd = crate::rootfs::secure_join(Path::new("/"), &spec.cwd)?;
                 std::env::set_current_dir(&cwd).map_err(|_| {
                     std::io::Error::other(format!(
@@ -481,11 +496,19 @@ fn join_and_run(spec: &Spec, pid: i32) -> std::io::Result<i32> {
             });
             std::process::exit(code)
         }
-        ForkResult::Parent { child } => loop {
-            if let Some(code) = exit_code(waitpid(child, None)?) {
-                return Ok(code);
+        ForkResult::Parent { child } => {
+            if let Some((ours, theirs)) = pty {
+                drop(theirs);
+                if let Ok(Some(master)) = crate::tty::receive_master(&ours) {
+                    let _ = crate::tty::relay(master, spec.interactive);
+                }
             }
-        },
+            loop {
+                if let Some(code) = exit_code(waitpid(child, None)?) {
+                    return Ok(code);
+                }
+            }
+        }
     }
 }
 

@@ -150,8 +150,12 @@ pub fn exec(
     env: Vec<String>,
     cwd: Option<String>,
     user: Option<String>,
+    tty: bool,
+    interactive: bool,
 ) -> Result<i32, RuntimeError> {
     let mut spec = state.spec.clone();
+    spec.tty = tty;
+    spec.interactive = interactive;
     spec.args = args;
     spec.env.extend(env);
     if let Some(c) = cwd {
@@ -163,7 +167,13 @@ pub fn exec(
     let start = |source| start_error(&spec, source);
     let json =
         serde_json::to_string(&(&spec, state.pid)).map_err(|e| start(std::io::Error::other(e)))?;
-    let mut child = spawn_sealed(EXEC_ARG, &json, |_| Ok(())).map_err(start)?;
+    let mut child = spawn_sealed(EXEC_ARG, &json, |cmd| {
+        if !interactive {
+            cmd.stdin(std::process::Stdio::null());
+        }
+        Ok(())
+    })
+    .map_err(start)?;
     let status = child.wait().map_err(start)?;
     use std::os::unix::process::ExitStatusExt;
     Ok(status

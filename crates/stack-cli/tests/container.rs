@@ -40,7 +40,7 @@ impl Env {
         std::fs::copy(busybox, bin.join("busybox")).unwrap();
         for applet in [
             "sh", "cat", "echo", "ls", "ps", "hostname", "touch", "sleep", "kill", "pwd", "id",
-            "wc", "grep", "swapon", "chown", "unshare", "ip", "nc", "tty",
+            "wc", "grep", "swapon", "chown", "unshare", "ip", "nc", "tty", "stty",
         ] {
             std::os::unix::fs::symlink("busybox", bin.join(applet)).unwrap();
         }
@@ -913,4 +913,73 @@ fn stop_uses_the_containers_stop_signal_and_timeout() {
     );
     e.out(&["container", "rm", "picky"]);
     e.assert_clean();
+}
+
+#[test]
+fn the_pty_follows_the_terminal_size() {
+    use std::os::fd::AsRawFd;
+    let e = Env::new("winch");
+    let set_size = |fd: i32, rows: u16, cols: u16| {
+        let ws = libc::winsize {
+            ws_row: rows,
+            ws_col: cols,
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        };
+        // SAFETY: TIOCSWINSZ reads one winsize from a live local.
+        #[allow(unsafe_code)]
+        let r = unsafe { libc::ioctl(fd, libc::TIOCSWINSZ, &ws) };
+        assert_eq!(r, 0);
+    };
+    let pty = nix::pty::openpty(None, None).unwrap();
+    set_size(pty.master.as_raw_fd(), 30, 100);
+    let rootfs = e.rootfs();
+    let mut child = {
+        use std::os::unix::process::CommandExt;
+        let out = pty.slave.try_clone().unwrap();
+        Command::new(env!("CARGO_BIN_EXE_stack"))
+            .args([
+                "container",
+                "run",
+                "--rm",
+                "-t",
+                "--rootfs",
+                rootfs.to_str().unwrap(),
+                "sh",
+                "-c",
+                "stty size; sleep 1; stty size",
+            ])
+            .env("STACK_ROOT", e.root())
+            .stdout(out)
+            .process_group(0)
+            .spawn()
+            .unwrap()
+    };
+    drop(pty.slave);
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    set_size(pty.master.as_raw_fd(), 50, 120);
+    // The terminal tells its foreground group; here that is the CLI's group.
+    nix::sys::signal::killpg(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGWINCH,
+    )
+    .unwrap();
+    let status = child.wait().unwrap();
+    assert!(status.success());
+    let mut out = Vec::new();
+    let mut buf = [0u8; 1024];
+    while let Ok(n) = nix::unistd::read(&pty.master, &mut buf) {
+        if n == 0 {
+            break;
+        }
+        out.extend_from_slice(&buf[..n]);
+        if String::from_utf8_lossy(&out).contains("50 120") {
+            break;
+        }
+    }
+    let text = String::from_utf8_lossy(&out).replace('\r', "");
+    assert!(
+        text.contains("30 100\n") && text.contains("50 120"),
+        "{text:?}"
+    );
 }

@@ -69,7 +69,7 @@ pub fn receive_master(sock: &OwnedFd) -> io::Result<Option<OwnedFd>> {
                 // leaving the default); TIOCSWINSZ reads one.
                 #[allow(unsafe_code)]
                 unsafe {
-                    libc::ioctl(libc::STDIN_FILENO, libc::TIOCGWINSZ, &mut ws);
+                    terminal_size(&mut ws);
                     libc::ioctl(master.as_raw_fd(), libc::TIOCSWINSZ, &ws);
                 }
                 return Ok(Some(master));
@@ -109,14 +109,58 @@ pub fn relay(master: OwnedFd, interactive: bool) -> io::Result<()> {
     result
 }
 
+/// Our terminal's size: stdin may be closed (no `-i`), stdout is the terminal then.
+/// Returns what ioctl returns (0 on success).
+///
+/// # Safety
+/// `ws` is a valid Winsize to write to.
+#[allow(unsafe_code)]
+unsafe fn terminal_size(ws: &mut Winsize) -> libc::c_int {
+    for fd in [libc::STDIN_FILENO, libc::STDOUT_FILENO] {
+        // SAFETY: TIOCGWINSZ writes one Winsize into `ws`, valid per the contract.
+        if unsafe { libc::ioctl(fd, libc::TIOCGWINSZ, ws as *mut Winsize) } == 0 {
+            return 0;
+        }
+    }
+    -1
+}
+
+/// Copies our terminal's size onto the pty.
+fn copy_winsize(master: &OwnedFd) {
+    let mut ws = Winsize {
+        ws_row: 0,
+        ws_col: 0,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCGWINSZ fills one Winsize; TIOCSWINSZ reads one.
+    #[allow(unsafe_code)]
+    unsafe {
+        if terminal_size(&mut ws) == 0 {
+            libc::ioctl(master.as_raw_fd(), libc::TIOCSWINSZ, &ws);
+        }
+    }
+}
+
 fn copy_loop(master: &OwnedFd, interactive: bool) -> io::Result<()> {
+    // A resized terminal resizes the app's: SIGWINCH through a signalfd.
+    let mut winch_mask = nix::sys::signal::SigSet::empty();
+    winch_mask.add(nix::sys::signal::Signal::SIGWINCH);
+    winch_mask.thread_block()?;
+    let winch = nix::sys::signalfd::SignalFd::with_flags(
+        &winch_mask,
+        nix::sys::signalfd::SfdFlags::SFD_CLOEXEC,
+    )?;
     // SAFETY: fds 0 and 1 stay open for the life of this process.
     #[allow(unsafe_code)]
     let (stdin, stdout) = unsafe { (BorrowedFd::borrow_raw(0), BorrowedFd::borrow_raw(1)) };
     let mut buf = [0u8; 8192];
     let mut stdin_open = interactive;
     loop {
-        let mut fds = vec![PollFd::new(master.as_fd(), PollFlags::POLLIN)];
+        let mut fds = vec![
+            PollFd::new(master.as_fd(), PollFlags::POLLIN),
+            PollFd::new(winch.as_fd(), PollFlags::POLLIN),
+        ];
         if stdin_open {
             fds.push(PollFd::new(stdin, PollFlags::POLLIN));
         }
@@ -126,12 +170,17 @@ fn copy_loop(master: &OwnedFd, interactive: bool) -> io::Result<()> {
             Err(e) => return Err(e.into()),
         }
         let master_ready = fds[0].revents().is_some_and(|r| !r.is_empty());
+        let winch_ready = fds[1].revents().is_some_and(|r| !r.is_empty());
         let stdin_ready = stdin_open
             && fds
-                .get(1)
+                .get(2)
                 .and_then(|f| f.revents())
                 .is_some_and(|r| !r.is_empty());
         drop(fds);
+        if winch_ready {
+            let _ = winch.read_signal();
+            copy_winsize(master);
+        }
         if master_ready {
             match nix::unistd::read(master, &mut buf) {
                 // EIO: every holder of the pty's other side is gone.

@@ -1,0 +1,38 @@
+//! Images: a content-addressed store of unpacked layers, and the archives
+//! they come in. Layers are unpacked once per chain id into read-only
+//! directories that serve as overlay lower dirs for containers.
+
+pub mod archive;
+pub mod store;
+pub mod unpack;
+
+use std::path::{Path, PathBuf};
+
+pub use store::{Image, RunConfig, Store};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ImageError {
+    #[error("no such image: `{0}`")]
+    NotFound(String),
+    #[error("`{}`: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("`{}` is damaged: {why}", path.display())]
+    Corrupt { path: PathBuf, why: String },
+    #[error("archive `{}`: {why}", path.display())]
+    Archive { path: PathBuf, why: String },
+    #[error(transparent)]
+    Unpack(#[from] unpack::UnpackError),
+}
+
+impl ImageError {
+    pub fn io(path: &Path, source: std::io::Error) -> Self {
+        ImageError::Io {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+}

@@ -48,6 +48,11 @@ pub enum Command {
         #[command(subcommand)]
         command: crate::container::ContainerCommand,
     },
+    /// Manage images
+    Image {
+        #[command(subcommand)]
+        command: crate::image::ImageCommand,
+    },
     /// Show the version
     Version,
     /// Print a shell completion script

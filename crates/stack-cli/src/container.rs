@@ -106,9 +106,9 @@ pub struct RunArgs {
     /// Set an environment variable (`KEY=value`, or `KEY` to pass ours)
     #[arg(short = 'e', long = "env", value_name = "KEY=VALUE")]
     pub env: Vec<String>,
-    /// Working directory inside the container
-    #[arg(short = 'w', long = "workdir", default_value = "/")]
-    pub workdir: String,
+    /// Working directory inside the container (default: the image's, else /)
+    #[arg(short = 'w', long = "workdir")]
+    pub workdir: Option<String>,
     /// User to run as: NAME, UID, NAME:GROUP or UID:GID (from the container's /etc/passwd)
     #[arg(short = 'u', long)]
     pub user: Option<String>,
@@ -259,16 +259,39 @@ pub fn run(cmd: &ContainerCommand) -> anyhow::Result<i32> {
 }
 
 fn run_container(a: &RunArgs) -> anyhow::Result<i32> {
-    let Some(rootfs) = &a.rootfs else {
-        // The seam: an image will resolve to `rootfs` + read-only `layers`
-        // (its unpacked layers) and the defaults of its config.
-        bail!("running an image needs the image store, which does not exist yet: use --rootfs DIR");
+    // The root file system: a directory, or an image's unpacked layers
+    // (top first) plus the defaults of its config.
+    let mut args = a.args.clone();
+    let (rootfs, layers, image_config) = match &a.rootfs {
+        Some(dir) => (dir.clone(), Vec::new(), None),
+        None => {
+            let Some(reference) = args.first().cloned() else {
+                bail!(
+                    "no image given: stack container run [--rootfs DIR | IMAGE] COMMAND [ARG...]"
+                );
+            };
+            args.remove(0);
+            let store = crate::image::store()?;
+            let img = store.lookup(&reference)?;
+            let mut lowers = store.lower_dirs(&img);
+            if lowers.is_empty() {
+                bail!("image `{reference}` has no layers");
+            }
+            let top = lowers.remove(0);
+            (top, lowers, Some(img.config))
+        }
     };
-    if a.detach && (a.tty || a.interactive) {
-        bail!("-t and -i are for foreground containers for now (attach comes with the engine)");
+    if let Some(cfg) = &image_config {
+        let entrypoint = cfg.entrypoint.clone().unwrap_or_default();
+        let cmd = if args.is_empty() {
+            cfg.cmd.clone().unwrap_or_default()
+        } else {
+            args.clone()
+        };
+        args = entrypoint.into_iter().chain(cmd).collect();
     }
-    if a.args.is_empty() {
-        bail!("no command given: stack container run --rootfs DIR COMMAND [ARG...]");
+    if args.is_empty() {
+        bail!("no command given: stack container run [--rootfs DIR | IMAGE] COMMAND [ARG...]");
     }
     let id = random_id().context("cannot make a container id")?;
     let short = id[..12].to_string();
@@ -281,7 +304,11 @@ fn run_container(a: &RunArgs) -> anyhow::Result<i32> {
             bail!("invalid container name `{name}`: use letters, digits, `_`, `.` and `-`");
         }
     }
-    let env = a
+    let mut env: Vec<String> = image_config
+        .as_ref()
+        .and_then(|c| c.env.clone())
+        .unwrap_or_default();
+    let given: Vec<String> = a
         .env
         .iter()
         .filter_map(|e| match e.split_once('=') {
@@ -289,25 +316,48 @@ fn run_container(a: &RunArgs) -> anyhow::Result<i32> {
             None => std::env::var(e).ok().map(|v| format!("{e}={v}")),
         })
         .collect();
+    // Ours override the image's, by name.
+    for g in given {
+        let key = g.split('=').next().unwrap_or_default().to_string();
+        env.retain(|e| e.split('=').next() != Some(key.as_str()));
+        env.push(g);
+    }
     let name = a.name.clone().unwrap_or_else(|| short.clone());
     crate::lifecycle::ensure_name_free(&stack_root(), &name)?;
     let spec = stack_runtime::Spec {
         id: id.clone(),
         name: name.clone(),
         rootfs: rootfs.clone(),
-        layers: Vec::new(),
-        args: a.args.clone(),
+        layers,
+        args,
         env,
-        cwd: a.workdir.clone(),
+        cwd: a
+            .workdir
+            .clone()
+            .or_else(|| {
+                image_config
+                    .as_ref()
+                    .and_then(|c| c.working_dir.clone())
+                    .filter(|w| !w.is_empty())
+            })
+            .unwrap_or_else(|| "/".into()),
         hostname: a.hostname.clone().unwrap_or_else(|| short.clone()),
         init: !a.no_init,
         read_only: a.read_only,
-        user: a.user.clone().unwrap_or_default(),
+        user: a
+            .user
+            .clone()
+            .or_else(|| image_config.as_ref().and_then(|c| c.user.clone()))
+            .unwrap_or_default(),
         cap_add: a.cap_add.clone(),
         cap_drop: a.cap_drop.clone(),
         privileged: a.privileged,
         seccomp_unconfined: seccomp_unconfined(&a.security_opt)?,
-        stop_signal: match &a.stop_signal {
+        stop_signal: match a
+            .stop_signal
+            .as_ref()
+            .or(image_config.as_ref().and_then(|c| c.stop_signal.as_ref()))
+        {
             Some(s) => Some(crate::lifecycle::parse_signal(s).map(|sig| sig.as_str().to_string())?),
             None => None,
         },

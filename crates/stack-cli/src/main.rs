@@ -6,6 +6,7 @@
 mod cli;
 mod config;
 mod container;
+mod image;
 mod lifecycle;
 
 use std::io::Write as _;
@@ -33,6 +34,7 @@ fn main() -> ExitCode {
             }
             Err(e) => Err(e),
         },
+        cli::Command::Image { command } => image::run(command),
         cli::Command::Version => {
             writeln!(out, "stack version {}", env!("CARGO_PKG_VERSION")).map_err(Into::into)
         }

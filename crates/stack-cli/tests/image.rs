@@ -1,0 +1,177 @@
+//! Images end to end, as root: a `docker save` archive made here (two layers,
+//! a whiteout), loaded into the store and run.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+struct Env(PathBuf);
+
+impl Env {
+    fn new(name: &str) -> Env {
+        assert!(
+            nix::unistd::geteuid().is_root(),
+            "image tests need root (CI runs them as root)"
+        );
+        let d = std::env::temp_dir().join(format!("stack-image-e2e-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        Env(d)
+    }
+    fn stack(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_stack"))
+            .args(args)
+            .env("STACK_ROOT", self.0.join("root"))
+            .output()
+            .unwrap()
+    }
+    fn out(&self, args: &[&str]) -> String {
+        let o = self.stack(args);
+        assert!(o.status.success(), "{args:?}: {o:?}");
+        String::from_utf8_lossy(&o.stdout).to_string()
+    }
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn add_file(b: &mut tar::Builder<Vec<u8>>, path: &str, mode: u32, data: &[u8]) {
+    let mut h = tar::Header::new_gnu();
+    h.set_entry_type(tar::EntryType::Regular);
+    h.set_mode(mode);
+    h.set_size(data.len() as u64);
+    b.append_data(&mut h, path, data).unwrap();
+}
+
+fn add_link(b: &mut tar::Builder<Vec<u8>>, path: &str, target: &str) {
+    let mut h = tar::Header::new_gnu();
+    h.set_entry_type(tar::EntryType::Symlink);
+    h.set_mode(0o777);
+    h.set_size(0);
+    b.append_link(&mut h, path, target).unwrap();
+}
+
+/// A two-layer busybox image as `docker save` writes it (legacy layout).
+fn docker_save(dir: &Path) -> PathBuf {
+    let busybox = ["/bin/busybox", "/usr/bin/busybox"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())
+        .expect("apt-get install busybox-static");
+    let mut l1 = tar::Builder::new(Vec::new());
+    add_file(
+        &mut l1,
+        "bin/busybox",
+        0o755,
+        &std::fs::read(busybox).unwrap(),
+    );
+    for a in ["sh", "ls", "echo", "cat", "pwd"] {
+        add_link(&mut l1, &format!("bin/{a}"), "busybox");
+    }
+    add_file(&mut l1, "etc/old", 0o644, b"old\n");
+    let l1 = l1.into_inner().unwrap();
+    let mut l2 = tar::Builder::new(Vec::new());
+    add_file(&mut l2, "etc/new", 0o644, b"new\n");
+    add_file(&mut l2, "etc/.wh.old", 0o644, b"");
+    let l2 = l2.into_inner().unwrap();
+    let config = serde_json::json!({
+        "architecture": "amd64", "os": "linux",
+        "config": {"Env": ["PATH=/bin", "GREETING=hi"], "Cmd": ["sh", "-c", "echo $GREETING; pwd; ls /etc"], "WorkingDir": "/etc"},
+        "rootfs": {"type": "layers", "diff_ids": []}
+    })
+    .to_string();
+    let manifest = serde_json::json!([{"Config": "config.json", "RepoTags": ["demo/app:1"], "Layers": ["l1/layer.tar", "l2/layer.tar"]}]).to_string();
+    let mut archive = tar::Builder::new(Vec::new());
+    add_file(&mut archive, "manifest.json", 0o644, manifest.as_bytes());
+    add_file(&mut archive, "config.json", 0o644, config.as_bytes());
+    add_file(&mut archive, "l1/layer.tar", 0o644, &l1);
+    add_file(&mut archive, "l2/layer.tar", 0o644, &l2);
+    let path = dir.join("app.tar");
+    std::fs::write(&path, archive.into_inner().unwrap()).unwrap();
+    path
+}
+
+#[test]
+fn a_saved_image_loads_and_runs_with_its_config() {
+    let e = Env::new("run");
+    let archive = docker_save(&e.0);
+    assert_eq!(
+        e.out(&["image", "load", "-i", archive.to_str().unwrap()]),
+        "Loaded image: demo/app:1\n"
+    );
+    let ls = e.out(&["image", "ls"]);
+    assert!(
+        ls.contains("demo/app:1") && ls.trim_end().ends_with('2'),
+        "{ls}"
+    );
+    // The image's Cmd, Env and WorkingDir; the second layer's whiteout hides /etc/old.
+    assert_eq!(
+        e.out(&["container", "run", "--rm", "demo/app:1"]),
+        "hi\n/etc\nhostname\nhosts\nnew\nresolv.conf\n"
+    );
+    // Ours win over the image's.
+    assert_eq!(
+        e.out(&[
+            "container",
+            "run",
+            "--rm",
+            "-e",
+            "GREETING=yo",
+            "-w",
+            "/",
+            "demo/app:1",
+            "sh",
+            "-c",
+            "echo $GREETING; pwd"
+        ]),
+        "yo\n/\n"
+    );
+    let o = e.stack(&["container", "run", "--rm", "nope:latest", "true"]);
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("no such image: `nope:latest`"),
+        "{o:?}"
+    );
+    // Loading again reuses the unpacked layers.
+    e.out(&["image", "load", "-i", archive.to_str().unwrap()]);
+    assert_eq!(
+        std::fs::read_dir(e.0.join("root/images/layers"))
+            .unwrap()
+            .count(),
+        2
+    );
+}
+
+#[test]
+fn a_broken_archive_is_refused_and_the_store_is_unchanged() {
+    let e = Env::new("broken");
+    let mut archive = tar::Builder::new(Vec::new());
+    add_file(
+        &mut archive,
+        "manifest.json",
+        0o644,
+        b"[{\"Config\": \"c.json\", \"Layers\": [\"l.tar\"]}]",
+    );
+    add_file(&mut archive, "c.json", 0o644, b"{}");
+    add_file(
+        &mut archive,
+        "l.tar",
+        0o644,
+        b"this is no tar at all, and it is long enough to fill a header block? no.",
+    );
+    let p = e.0.join("bad.tar");
+    std::fs::write(&p, archive.into_inner().unwrap()).unwrap();
+    let o = e.stack(&["image", "load", "-i", p.to_str().unwrap()]);
+    assert!(!o.status.success());
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("layer l.tar"),
+        "{o:?}"
+    );
+    assert_eq!(e.out(&["image", "ls", "-q"]), "");
+    assert_eq!(
+        std::fs::read_dir(e.0.join("root/images/layers"))
+            .unwrap()
+            .count(),
+        0
+    );
+}

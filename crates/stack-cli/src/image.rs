@@ -20,6 +20,30 @@ pub enum ImageCommand {
     },
     /// Show an image as JSON
     Inspect { image: String },
+    /// Give an image another name
+    Tag { source: String, target: String },
+    /// Remove images (a name; the image goes with its last name)
+    Rm {
+        #[arg(required = true)]
+        images: Vec<String>,
+    },
+    /// Remove unpacked layers no image or container uses
+    Prune,
+    /// Make a one-layer image from a root file system tar
+    Import { tarball: PathBuf, reference: String },
+}
+
+/// The layer directories every container (running or not) uses.
+fn layers_in_use() -> Vec<PathBuf> {
+    let root = crate::container::stack_root().join("containers");
+    let Ok(entries) = std::fs::read_dir(root) else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| stack_runtime::state::read(&e.path()).ok())
+        .flat_map(|st| std::iter::once(st.spec.rootfs.clone()).chain(st.spec.layers.clone()))
+        .collect()
 }
 
 pub fn store() -> anyhow::Result<stack_image::Store> {
@@ -64,6 +88,35 @@ pub fn run(cmd: &ImageCommand) -> anyhow::Result<()> {
         ImageCommand::Inspect { image } => {
             let img = store.lookup(image)?;
             println!("{}", serde_json::to_string_pretty(&img)?);
+        }
+        ImageCommand::Tag { source, target } => {
+            store.tag(source, target)?;
+        }
+        ImageCommand::Rm { images } => {
+            let used = layers_in_use();
+            let mut failures = Vec::new();
+            for r in images {
+                let in_use = |img: &stack_image::Image| {
+                    store.lower_dirs(img).iter().any(|d| used.contains(d))
+                };
+                match store.remove(r, &in_use) {
+                    Ok(Some(id)) => println!("Deleted: {id}"),
+                    Ok(None) => println!("Untagged: {r}"),
+                    Err(e) => failures.push(e.to_string()),
+                }
+            }
+            if !failures.is_empty() {
+                anyhow::bail!("{}", failures.join("\n"));
+            }
+        }
+        ImageCommand::Prune => {
+            let used = layers_in_use();
+            let (n, bytes) = store.prune_layers(&|p| used.iter().any(|u| u == p))?;
+            println!("Removed {n} layers, {:.1}MB", bytes as f64 / 1e6);
+        }
+        ImageCommand::Import { tarball, reference } => {
+            let img = stack_image::archive::import(&store, tarball, reference)?;
+            println!("{}", img.id);
         }
     }
     Ok(())

@@ -175,3 +175,88 @@ fn a_broken_archive_is_refused_and_the_store_is_unchanged() {
         0
     );
 }
+
+#[test]
+fn tag_rm_prune_and_import() {
+    let e = Env::new("manage");
+    let archive = docker_save(&e.0);
+    e.out(&["image", "load", "-i", archive.to_str().unwrap()]);
+    e.out(&["image", "tag", "demo/app:1", "demo/app:stable"]);
+    let ls = e.out(&["image", "ls"]);
+    assert!(
+        ls.contains("demo/app:1") && ls.contains("demo/app:stable"),
+        "{ls}"
+    );
+    // A container keeps its image's layers.
+    let cid = e.0.join("cid");
+    e.out(&[
+        "container",
+        "run",
+        "-d",
+        "--name",
+        "user",
+        "--cidfile",
+        cid.to_str().unwrap(),
+        "demo/app:1",
+        "sh",
+        "-c",
+        "while true; do sleep 1; done",
+    ]);
+    assert_eq!(
+        e.out(&["image", "rm", "demo/app:stable"]),
+        "Untagged: demo/app:stable\n"
+    );
+    let o = e.stack(&["image", "rm", "demo/app:1"]);
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("is used by a container"),
+        "{o:?}"
+    );
+    e.out(&["container", "rm", "-f", "user"]);
+    assert!(e
+        .out(&["image", "rm", "demo/app:1"])
+        .starts_with("Deleted: sha256:"));
+    assert_eq!(e.out(&["image", "ls", "-q"]), "");
+    assert_eq!(
+        e.out(&["image", "prune"])
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .split(' ')
+            .nth(1),
+        Some("2")
+    );
+    assert_eq!(
+        std::fs::read_dir(e.0.join("root/images/layers"))
+            .unwrap()
+            .count(),
+        0
+    );
+    // import: a rootfs tar is a one-layer image.
+    let mut rootfs = tar::Builder::new(Vec::new());
+    let busybox = ["/bin/busybox", "/usr/bin/busybox"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())
+        .unwrap();
+    add_file(
+        &mut rootfs,
+        "bin/busybox",
+        0o755,
+        &std::fs::read(busybox).unwrap(),
+    );
+    add_link(&mut rootfs, "bin/sh", "busybox");
+    let tarball = e.0.join("rootfs.tar");
+    std::fs::write(&tarball, rootfs.into_inner().unwrap()).unwrap();
+    e.out(&["image", "import", tarball.to_str().unwrap(), "plain"]);
+    assert_eq!(
+        e.out(&[
+            "container",
+            "run",
+            "--rm",
+            "plain",
+            "/bin/sh",
+            "-c",
+            "echo imported"
+        ]),
+        "imported\n"
+    );
+}

@@ -177,3 +177,20 @@ fn load_dir(store: &Store, dir: &Path, input: &Path) -> Result<Vec<Image>, Image
     }
     Ok(out)
 }
+
+/// `import`: a plain root file system tar becomes a one-layer image.
+pub fn import(store: &Store, rootfs_tar: &Path, name: &str) -> Result<Image, ImageError> {
+    let f = fs::File::open(rootfs_tar).map_err(|e| ImageError::io(rootfs_tar, e))?;
+    let (chain, diff, size) = store.add_layer(&rootfs_tar.display().to_string(), None, f)?;
+    let config = serde_json::json!({"architecture": std::env::consts::ARCH, "os": "linux", "config": {}, "rootfs": {"type": "layers", "diff_ids": [diff]}});
+    let img = Image {
+        id: format!("sha256:{}", sha256_hex(config.to_string().as_bytes())),
+        names: vec![normalize_name(name)],
+        diff_ids: vec![diff],
+        chain_ids: vec![chain],
+        config: RunConfig::default(),
+        size,
+    };
+    store.put_image(img.clone())?;
+    Ok(img)
+}

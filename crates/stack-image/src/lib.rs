@@ -14,6 +14,8 @@ pub use store::{Image, RunConfig, Store};
 pub enum ImageError {
     #[error("no such image: `{0}`")]
     NotFound(String),
+    #[error("image `{0}` is used by a container: remove the container first")]
+    InUse(String),
     #[error("`{}`: {source}", path.display())]
     Io {
         path: PathBuf,

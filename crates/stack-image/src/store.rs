@@ -248,6 +248,73 @@ impl Store {
             .ok_or_else(|| ImageError::NotFound(reference.to_string()))
     }
 
+    /// Adds a name to an image.
+    pub fn tag(&self, reference: &str, new_name: &str) -> Result<Image, ImageError> {
+        let mut img = self.lookup(reference)?;
+        img.names = vec![normalize_name(new_name)];
+        self.put_image(img)?;
+        self.lookup(new_name)
+    }
+
+    /// Removes a name; the image goes when its last name does (unless `in_use`
+    /// says a container runs from it). Returns the removed image id, if any.
+    pub fn remove(
+        &self,
+        reference: &str,
+        in_use: &dyn Fn(&Image) -> bool,
+    ) -> Result<Option<String>, ImageError> {
+        let img = self.lookup(reference)?;
+        let mut idx = self.read_index()?;
+        let name = normalize_name(reference);
+        let by_name = img.names.contains(&name);
+        let entry = idx
+            .images
+            .iter_mut()
+            .find(|i| i.id == img.id)
+            .ok_or_else(|| ImageError::NotFound(reference.into()))?;
+        if by_name && entry.names.len() > 1 {
+            entry.names.retain(|n| *n != name);
+            self.write_index(&idx)?;
+            return Ok(None);
+        }
+        if in_use(&img) {
+            return Err(ImageError::InUse(reference.to_string()));
+        }
+        idx.images.retain(|i| i.id != img.id);
+        self.write_index(&idx)?;
+        Ok(Some(img.id))
+    }
+
+    /// Removes unpacked layers no image refers to and `keep` does not hold.
+    /// Returns the bytes freed (roughly: file sizes).
+    pub fn prune_layers(&self, keep: &dyn Fn(&Path) -> bool) -> Result<(usize, u64), ImageError> {
+        let idx = self.read_index()?;
+        let used: std::collections::BTreeSet<String> = idx
+            .images
+            .iter()
+            .flat_map(|i| {
+                i.chain_ids
+                    .iter()
+                    .map(|c| c.trim_start_matches("sha256:").to_string())
+            })
+            .collect();
+        let dir = self.root.join("layers");
+        let (mut count, mut bytes) = (0, 0);
+        for e in fs::read_dir(&dir)
+            .map_err(|e| ImageError::io(&dir, e))?
+            .flatten()
+        {
+            let name = e.file_name().to_string_lossy().to_string();
+            if used.contains(&name) || keep(&e.path()) {
+                continue;
+            }
+            bytes += dir_size(&e.path());
+            fs::remove_dir_all(e.path()).map_err(|err| ImageError::io(&e.path(), err))?;
+            count += 1;
+        }
+        Ok((count, bytes))
+    }
+
     /// The overlay lower directories of an image, top layer first.
     pub fn lower_dirs(&self, img: &Image) -> Vec<PathBuf> {
         img.chain_ids
@@ -256,4 +323,16 @@ impl Store {
             .map(|c| self.layer_dir(c))
             .collect()
     }
+}
+
+fn dir_size(p: &Path) -> u64 {
+    let Ok(m) = fs::symlink_metadata(p) else {
+        return 0;
+    };
+    if !m.is_dir() {
+        return m.len();
+    }
+    fs::read_dir(p)
+        .map(|d| d.flatten().map(|e| dir_size(&e.path())).sum())
+        .unwrap_or(0)
 }

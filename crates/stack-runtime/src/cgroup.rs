@@ -225,13 +225,17 @@ pub fn create(layout: &Layout, limits: &Limits, pid: u32) -> io::Result<()> {
     Ok(())
 }
 
-/// Moves process `pid` into the container's existing cgroups (for exec).
-pub fn join(layout: &Layout, pid: u32) -> io::Result<()> {
-    let dirs: Vec<&PathBuf> = match layout {
+/// Every directory of the container's cgroups.
+fn dirs(layout: &Layout) -> Vec<&PathBuf> {
+    match layout {
         Layout::V1(d) => d.iter().map(|(_, p)| p).collect(),
         Layout::V2(d) => vec![d],
-    };
-    for d in dirs {
+    }
+}
+
+/// Moves process `pid` into the container's existing cgroups (for exec).
+pub fn join(layout: &Layout, pid: u32) -> io::Result<()> {
+    for d in dirs(layout) {
         write(d, "cgroup.procs", &pid.to_string())?;
     }
     Ok(())
@@ -346,12 +350,8 @@ pub fn oom_killed(layout: &Layout) -> bool {
 
 /// Removes the container's cgroups (they must be empty). Collects errors and goes on.
 pub fn remove(layout: &Layout) -> Vec<io::Error> {
-    let dirs: Vec<&PathBuf> = match layout {
-        Layout::V1(d) => d.iter().map(|(_, p)| p).collect(),
-        Layout::V2(d) => vec![d],
-    };
     let mut errors = Vec::new();
-    for d in dirs {
+    for d in dirs(layout) {
         if !d.exists() {
             continue;
         }

@@ -100,6 +100,15 @@ fn exit_code(status: WaitStatus) -> Option<i32> {
     }
 }
 
+/// Waits until `child` has ended; its exit code (128 + signal if killed).
+fn wait_exit(child: Pid) -> std::io::Result<i32> {
+    loop {
+        if let Some(code) = exit_code(waitpid(child, None)?) {
+            return Ok(code);
+        }
+    }
+}
+
 /// Closes every inherited descriptor above stderr.
 fn close_inherited_fds() {
     let fds: Vec<i32> = std::fs::read_dir("/proc/self/fd")
@@ -132,13 +141,7 @@ fn stage1(spec: &Spec, dir: &Path, detached: bool) -> std::io::Result<i32> {
     let (ready_r, ready_w) = nix::unistd::pipe()?;
     // With -t, PID 1 opens a pty in the container's devpts and hands us its master.
     let pty = if spec.tty && !detached {
-        use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
-        Some(socketpair(
-            AddressFamily::Unix,
-            SockType::Stream,
-            None,
-            SockFlag::SOCK_CLOEXEC,
-        )?)
+        Some(crate::tty::channel()?)
     } else {
         None
     };
@@ -210,12 +213,9 @@ fn stage1(spec: &Spec, dir: &Path, detached: bool) -> std::io::Result<i32> {
             state::write(dir, &st)?;
             nix::unistd::write(&ready_w, &[1])?;
             drop(ready_w);
-            if let Some((ours, theirs)) = pty {
-                drop(theirs);
+            if let Some(channel) = pty {
                 // Until the container's side of the terminal closes.
-                if let Ok(Some(master)) = crate::tty::receive_master(&ours) {
-                    let _ = crate::tty::relay(master, spec.interactive);
-                }
+                crate::tty::serve(channel, spec.interactive);
             }
             if let Some(((out_r, out_w), (err_r, err_w))) = output {
                 drop((out_w, err_w));
@@ -227,11 +227,7 @@ fn stage1(spec: &Spec, dir: &Path, detached: bool) -> std::io::Result<i32> {
                 // Until every process of the container has closed its output.
                 let _ = crate::logs::pump(out_r, err_r, &mut log);
             }
-            let code = loop {
-                if let Some(code) = exit_code(waitpid(child, None)?) {
-                    break code;
-                }
-            };
+            let code = wait_exit(child)?;
             st.oom_killed = crate::cgroup::oom_killed(&layout);
             for e in crate::cgroup::remove(&layout) {
                 eprintln!("stack: container `{}`: {e}", short(&spec.id));
@@ -457,13 +453,7 @@ fn join_and_run(spec: &Spec, pid: i32) -> std::io::Result<i32> {
     drop(fds);
     ignore(&[Signal::SIGINT, Signal::SIGQUIT])?;
     let pty = if spec.tty {
-        use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
-        Some(socketpair(
-            AddressFamily::Unix,
-            SockType::Stream,
-            None,
-            SockFlag::SOCK_CLOEXEC,
-        )?)
+        Some(crate::tty::channel()?)
     } else {
         None
     };
@@ -497,17 +487,11 @@ fn join_and_run(spec: &Spec, pid: i32) -> std::io::Result<i32> {
             std::process::exit(code)
         }
         ForkResult::Parent { child } => {
-            if let Some((ours, theirs)) = pty {
-                drop(theirs);
-                if let Ok(Some(master)) = crate::tty::receive_master(&ours) {
-                    let _ = crate::tty::relay(master, spec.interactive);
-                }
+            if let Some(channel) = pty {
+                // Until the container's side of the terminal closes.
+                crate::tty::serve(channel, spec.interactive);
             }
-            loop {
-                if let Some(code) = exit_code(waitpid(child, None)?) {
-                    return Ok(code);
-                }
-            }
+            wait_exit(child)
         }
     }
 }

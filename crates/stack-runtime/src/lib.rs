@@ -85,10 +85,7 @@ pub fn run(spec: &Spec, root: &Path, remove: bool) -> Result<Exit, RuntimeError>
     let dir = prepare(spec, root)?;
     let result = spawn_monitor(spec, &dir, false).and_then(|mut child| {
         let status = child.wait().map_err(|e| start_error(spec, e))?;
-        use std::os::unix::process::ExitStatusExt;
-        let code = status
-            .code()
-            .unwrap_or_else(|| 128 + status.signal().unwrap_or(0));
+        let code = exit_code_of(status);
         let oom_killed = state::read(&dir).map(|s| s.oom_killed).unwrap_or(false);
         Ok(Exit { code, oom_killed })
     });
@@ -174,11 +171,15 @@ pub fn exec(
         Ok(())
     })
     .map_err(start)?;
-    let status = child.wait().map_err(start)?;
+    Ok(exit_code_of(child.wait().map_err(start)?))
+}
+
+/// An exit status as Docker reports it: the code, or 128 + the signal.
+fn exit_code_of(status: std::process::ExitStatus) -> i32 {
     use std::os::unix::process::ExitStatusExt;
-    Ok(status
+    status
         .code()
-        .unwrap_or_else(|| 128 + status.signal().unwrap_or(0)))
+        .unwrap_or_else(|| 128 + status.signal().unwrap_or(0))
 }
 
 /// Starts the monitor: a sealed copy of our binary in init mode.

@@ -8,6 +8,25 @@ use nix::pty::Winsize;
 use nix::sys::termios::{cfmakeraw, tcgetattr, tcsetattr, SetArg};
 use std::os::unix::fs::OpenOptionsExt;
 
+/// The socket pair over which the container's side sends the pty master.
+pub fn channel() -> io::Result<(OwnedFd, OwnedFd)> {
+    use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
+    Ok(socketpair(
+        AddressFamily::Unix,
+        SockType::Stream,
+        None,
+        SockFlag::SOCK_CLOEXEC,
+    )?)
+}
+
+/// Our side: receive the master and relay until the app's side closes.
+pub fn serve((ours, theirs): (OwnedFd, OwnedFd), interactive: bool) {
+    drop(theirs);
+    if let Ok(Some(master)) = receive_master(&ours) {
+        let _ = relay(master, interactive);
+    }
+}
+
 /// In PID 1, after pivoting: a pty from the container's own devpts (so
 /// `tty` inside names it), its master sent to the monitor over `sock`, its
 /// slave made our stdin, stdout and stderr.

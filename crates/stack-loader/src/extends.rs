@@ -93,23 +93,19 @@ impl Resolver<'_, '_> {
             Some(f) => {
                 let dir = file.parent().unwrap_or(Path::new("/"));
                 let path = crate::paths::absolute(dir, f, self.ctx.home.as_deref());
-                let other = self.load(&path, &ext.span)?;
-                self.resolve(&other, &base_name, &path).map_err(|mut d| {
-                    if d.span.line == 0 {
-                        d.span = ext.span.clone();
-                    }
-                    d
-                })
+                self.load(&path, &ext.span)
+                    .and_then(|other| self.resolve(&other, &base_name, &path))
             }
-            None => self.resolve(services, &base_name, file).map_err(|mut d| {
-                if d.span.line == 0 {
-                    d.span = ext.span.clone();
-                }
-                d
-            }),
+            None => self.resolve(services, &base_name, file),
         };
         self.stack.pop();
-        let base = base?;
+        // Problems without a position of their own are placed at this `extends`.
+        let base = base.map_err(|mut d| {
+            if d.span.line == 0 {
+                d.span = ext.span.clone();
+            }
+            d
+        })?;
         let mut over = svc.clone();
         if let Some(m) = over.as_map_mut() {
             m.remove("extends");

@@ -710,19 +710,24 @@ fn resolve_label_files(m: &mut Map, diags: &mut Diagnostics) {
             Err(e) => diags.error(&f.span, format!("label file `{path}` not found: {e}")),
         }
     }
-    if from_files.is_empty() {
-        return;
+    add_missing(m, "labels", from_files);
+}
+
+/// Puts values read from files under `key` (created if needed) where the
+/// file's own mapping has no value yet: explicit entries win. Returns that mapping.
+fn add_missing<'m>(
+    m: &'m mut Map,
+    key: &str,
+    from_files: Vec<(String, String, Span)>,
+) -> Option<&'m mut Map> {
+    if m.get(key).is_none() {
+        let span = from_files.first().map(|f| f.2.clone())?;
+        set(m, key, Node::map(Map::default(), span));
     }
-    if m.get("labels").is_none() {
-        let span = from_files[0].2.clone();
-        set(m, "labels", Node::map(Map::default(), span));
-    }
-    let Some(labels) = m.get_mut("labels").and_then(Node::as_map_mut) else {
-        return;
-    };
+    let target = m.get_mut(key).and_then(Node::as_map_mut)?;
     for (k, v, s) in from_files {
-        if labels.get(&k).is_none() {
-            labels.insert(
+        if target.get(&k).is_none() {
+            target.insert(
                 Key {
                     name: k,
                     span: s.clone(),
@@ -731,6 +736,7 @@ fn resolve_label_files(m: &mut Map, diags: &mut Diagnostics) {
             );
         }
     }
+    Some(target)
 }
 
 /// `env_file` contents and bare `KEY` entries resolved into `environment`.
@@ -771,31 +777,9 @@ fn resolve_environment(
             Err(e) => diags.error(&f.span, format!("env file `{path}` not found: {e}")),
         }
     }
-    let span = m.get("env_file").map(|n| n.span.clone());
-    if !from_files.is_empty() && m.get("environment").is_none() {
-        set(
-            m,
-            "environment",
-            Node::map(
-                Map::default(),
-                span.clone().unwrap_or_else(|| Span::whole("")),
-            ),
-        );
-    }
-    let Some(envm) = m.get_mut("environment").and_then(Node::as_map_mut) else {
+    let Some(envm) = add_missing(m, "environment", from_files) else {
         return;
     };
-    for (k, v, s) in from_files {
-        if envm.get(&k).is_none() {
-            envm.insert(
-                Key {
-                    name: k,
-                    span: s.clone(),
-                },
-                Node::string(v, s),
-            );
-        }
-    }
     for (k, v) in envm.entries.iter_mut() {
         if v.is_null() {
             if let Some(val) = lookup(&k.name) {

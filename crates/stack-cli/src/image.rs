@@ -111,8 +111,13 @@ pub fn run(cmd: &ImageCommand) -> anyhow::Result<()> {
         }
         ImageCommand::Prune => {
             let used = layers_in_use();
-            let (n, bytes) = store.prune_layers(&|p| used.iter().any(|u| u == p))?;
-            println!("Removed {n} layers, {:.1}MB", bytes as f64 / 1e6);
+            let c = store.collect(&|p| used.iter().any(|u| u == p))?;
+            println!(
+                "Removed {} layers and {} blobs, {:.1}MB",
+                c.layers,
+                c.blobs,
+                c.bytes as f64 / 1e6
+            );
         }
         ImageCommand::Import { tarball, reference } => {
             let img = stack_image::archive::import(&store, tarball, reference)?;

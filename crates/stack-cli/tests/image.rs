@@ -164,7 +164,7 @@ fn a_broken_archive_is_refused_and_the_store_is_unchanged() {
     let o = e.stack(&["image", "load", "-i", p.to_str().unwrap()]);
     assert!(!o.status.success());
     assert!(
-        String::from_utf8_lossy(&o.stderr).contains("layer l.tar"),
+        String::from_utf8_lossy(&o.stderr).contains("l.tar: layer sha256:"),
         "{o:?}"
     );
     assert_eq!(e.out(&["image", "ls", "-q"]), "");

@@ -7,7 +7,7 @@ use std::path::{Component, Path, PathBuf};
 
 use serde::Deserialize;
 
-use crate::store::{normalize_name, sha256_hex, Image, RunConfig, Store};
+use crate::store::{normalize_name, sha256_hex, Blob, ConfigFile, Image, LayerParts, Store};
 use crate::ImageError;
 
 #[derive(Deserialize)]
@@ -21,18 +21,14 @@ struct SaveManifest {
 }
 
 #[derive(Deserialize)]
-struct ConfigFile {
-    #[serde(default)]
-    config: Option<RunConfig>,
-}
-
-#[derive(Deserialize)]
 struct OciIndex {
     manifests: Vec<OciDescriptor>,
 }
 
 #[derive(Deserialize)]
 struct OciDescriptor {
+    #[serde(default, rename = "mediaType")]
+    media_type: Option<String>,
     digest: String,
     #[serde(default)]
     annotations: Option<std::collections::BTreeMap<String, String>>,
@@ -115,12 +111,19 @@ pub fn load(store: &Store, input: &Path) -> Result<Vec<Image>, ImageError> {
 }
 
 fn load_dir(store: &Store, dir: &Path, input: &Path) -> Result<Vec<Image>, ImageError> {
-    // (config path, names, layer paths)
-    let mut todo: Vec<(String, Vec<String>, Vec<String>)> = Vec::new();
+    // (config path, names, layers (path, media type), manifest (media type, path))
+    type Todo = (
+        String,
+        Vec<String>,
+        Vec<(String, Option<String>)>,
+        Option<(String, String)>,
+    );
+    let mut todo: Vec<Todo> = Vec::new();
     if dir.join("manifest.json").is_file() {
         let manifests: Vec<SaveManifest> = read_json(dir, "manifest.json")?;
         for m in manifests {
-            todo.push((m.config, m.repo_tags.unwrap_or_default(), m.layers));
+            let layers = m.layers.into_iter().map(|l| (l, None)).collect();
+            todo.push((m.config, m.repo_tags.unwrap_or_default(), layers, None));
         }
     } else if dir.join("index.json").is_file() {
         let index: OciIndex = read_json(dir, "index.json")?;
@@ -134,7 +137,16 @@ fn load_dir(store: &Store, dir: &Path, input: &Path) -> Result<Vec<Image>, Image
             todo.push((
                 blob_path(&m.config.digest),
                 name.into_iter().collect(),
-                m.layers.iter().map(|l| blob_path(&l.digest)).collect(),
+                m.layers
+                    .iter()
+                    .map(|l| (blob_path(&l.digest), l.media_type.clone()))
+                    .collect(),
+                Some((
+                    d.media_type
+                        .clone()
+                        .unwrap_or_else(|| media::OCI_MANIFEST.into()),
+                    blob_path(&d.digest),
+                )),
             ));
         }
     } else {
@@ -143,54 +155,217 @@ fn load_dir(store: &Store, dir: &Path, input: &Path) -> Result<Vec<Image>, Image
             why: "neither manifest.json (docker save) nor index.json (OCI layout)".into(),
         });
     }
+    let _lock = store.lock_shared()?;
     let mut out = Vec::new();
-    for (config_path, names, layers) in todo {
-        let config_bytes = fs::read(dir.join(&config_path))
-            .map_err(|e| ImageError::io(&dir.join(&config_path), e))?;
-        let id = format!("sha256:{}", sha256_hex(&config_bytes));
-        let cfg: ConfigFile =
-            serde_json::from_slice(&config_bytes).map_err(|e| ImageError::Corrupt {
-                path: dir.join(&config_path),
-                why: e.to_string(),
-            })?;
-        let mut chain: Option<String> = None;
-        let (mut diff_ids, mut chain_ids, mut size) = (Vec::new(), Vec::new(), 0);
-        for l in &layers {
-            let p = dir.join(l);
+    for (config_path, names, layers, manifest) in todo {
+        let stored = |rel: &str| -> Result<(String, u64), ImageError> {
+            let p = dir.join(rel);
             let f = fs::File::open(&p).map_err(|e| ImageError::io(&p, e))?;
-            let (c, d, bytes) = store.add_layer(l, chain.as_deref(), f.take(u64::MAX))?;
-            chain = Some(c.clone());
-            chain_ids.push(c);
-            diff_ids.push(d);
-            size += bytes;
-        }
-        let img = Image {
-            id,
-            names: names.iter().map(|n| normalize_name(n)).collect(),
-            diff_ids,
-            chain_ids,
-            config: cfg.config.unwrap_or_default(),
-            size,
+            store.write_blob(None, f)
         };
-        store.put_image(img.clone())?;
-        out.push(img);
+        let (config_digest, _) = stored(&config_path)?;
+        let cfg = ConfigFile::parse(&store.read_blob(&config_digest)?, &dir.join(&config_path))?;
+        let want = cfg.rootfs.map(|r| r.diff_ids).unwrap_or_default();
+        let mut parts: Vec<LayerParts> = Vec::new();
+        for (i, (rel, media_type)) in layers.iter().enumerate() {
+            let (digest, size) = stored(rel)?;
+            let media_type = match media_type {
+                Some(m) => m.clone(),
+                None => layer_media_type(&store.blob_path(&digest)?, false)?,
+            };
+            let blob = Blob {
+                media_type,
+                digest,
+                size,
+            };
+            let parent = parts.last().map(|p| p.chain_id.clone());
+            let part = store
+                .unpack_blob(&blob, parent.as_deref(), want.get(i).map(String::as_str))
+                .map_err(|e| ImageError::Archive {
+                    path: input.to_path_buf(),
+                    why: format!("{rel}: {e}"),
+                })?;
+            parts.push(part);
+        }
+        let manifest = match manifest {
+            Some(m) => {
+                let (digest, size) = stored(&m.1)?;
+                Some((
+                    Blob {
+                        media_type: m.0,
+                        digest,
+                        size,
+                    },
+                    Vec::new(),
+                ))
+            }
+            None => None,
+        };
+        out.push(store.record(names, &config_digest, parts, manifest)?);
     }
     Ok(out)
 }
 
+/// The media type of a stored layer by its first bytes.
+fn layer_media_type(blob: &Path, oci: bool) -> Result<String, ImageError> {
+    let mut head = [0u8; 4];
+    let n = fs::File::open(blob)
+        .and_then(|mut f| f.read(&mut head))
+        .map_err(|e| ImageError::io(blob, e))?;
+    let head = &head[..n];
+    let (docker, oci_t) = if head.starts_with(&[0x1f, 0x8b]) {
+        (media::DOCKER_LAYER_GZIP, media::OCI_LAYER_GZIP)
+    } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+        (media::OCI_LAYER_ZSTD, media::OCI_LAYER_ZSTD)
+    } else {
+        (media::DOCKER_LAYER, media::OCI_LAYER)
+    };
+    Ok(if oci { oci_t } else { docker }.to_string())
+}
+
 /// `import`: a plain root file system tar becomes a one-layer image.
 pub fn import(store: &Store, rootfs_tar: &Path, name: &str) -> Result<Image, ImageError> {
+    let _lock = store.lock_shared()?;
     let f = fs::File::open(rootfs_tar).map_err(|e| ImageError::io(rootfs_tar, e))?;
-    let (chain, diff, size) = store.add_layer(&rootfs_tar.display().to_string(), None, f)?;
-    let config = serde_json::json!({"architecture": std::env::consts::ARCH, "os": "linux", "config": {}, "rootfs": {"type": "layers", "diff_ids": [diff]}});
-    let img = Image {
-        id: format!("sha256:{}", sha256_hex(config.to_string().as_bytes())),
-        names: vec![normalize_name(name)],
-        diff_ids: vec![diff],
-        chain_ids: vec![chain],
-        config: RunConfig::default(),
+    let (digest, size) = store.write_blob(None, f)?;
+    let blob = Blob {
+        media_type: layer_media_type(&store.blob_path(&digest)?, true)?,
+        digest,
         size,
     };
-    store.put_image(img.clone())?;
-    Ok(img)
+    let layer = store.unpack_blob(&blob, None, None)?;
+    let config = serde_json::json!({
+        "architecture": crate::registry::host_arch(),
+        "os": "linux",
+        "config": {},
+        "rootfs": {"type": "layers", "diff_ids": [layer.diff_id]},
+    });
+    let (config_digest, _) = store.write_blob(None, config.to_string().as_bytes())?;
+    store.record(vec![name.to_string()], &config_digest, vec![layer], None)
+}
+
+/// The manifest of a stored image: the one it came with, else a new OCI
+/// manifest over its blobs. Returns (media type, bytes).
+pub fn manifest_of(store: &Store, img: &Image) -> Result<(String, Vec<u8>), ImageError> {
+    if img.layers.is_empty() && !img.chain_ids.is_empty() {
+        return Err(ImageError::NoBlobs(
+            img.names.first().cloned().unwrap_or_else(|| img.id.clone()),
+        ));
+    }
+    if let Some(m) = &img.manifest {
+        if store.has_blob(&m.digest) {
+            return Ok((m.media_type.clone(), store.read_blob(&m.digest)?));
+        }
+    }
+    let config = store.read_blob(&img.id)?;
+    let docker = img
+        .layers
+        .iter()
+        .any(|l| l.media_type.starts_with("application/vnd.docker"));
+    let (mt, config_mt) = if docker {
+        (media::DOCKER_MANIFEST, media::DOCKER_CONFIG)
+    } else {
+        (media::OCI_MANIFEST, media::OCI_CONFIG)
+    };
+    let m = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": mt,
+        "config": {"mediaType": config_mt, "digest": img.id, "size": config.len()},
+        "layers": img.layers,
+    });
+    Ok((mt.to_string(), serde_json::to_vec(&m).expect("json")))
+}
+
+/// `save`: images into one tar that both `docker load` (manifest.json) and
+/// OCI tools (index.json, oci-layout) read, as Docker 25+ writes it.
+pub fn save(store: &Store, refs: &[String], out: impl std::io::Write) -> Result<(), ImageError> {
+    let mut tar = tar::Builder::new(out);
+    let io_err = |e: std::io::Error| ImageError::io(Path::new("<output>"), e);
+    let mut seen = std::collections::BTreeSet::new();
+    let mut add = |tar: &mut tar::Builder<_>, name: &str, data: &mut dyn Read, size: u64| {
+        if !seen.insert(name.to_string()) {
+            return Ok(());
+        }
+        let mut h = tar::Header::new_ustar();
+        h.set_size(size);
+        h.set_mode(0o644);
+        h.set_entry_type(tar::EntryType::Regular);
+        h.set_cksum();
+        tar.append_data(&mut h, name, data).map_err(io_err)
+    };
+    let mut index = Vec::new();
+    let mut docker_manifest = Vec::new();
+    for r in refs {
+        let img = store.lookup(r)?;
+        let (mt, manifest) = manifest_of(store, &img)?;
+        let manifest_digest = format!("sha256:{}", sha256_hex(&manifest));
+        for b in img
+            .layers
+            .iter()
+            .map(|b| b.digest.clone())
+            .chain([img.id.clone()])
+        {
+            let p = store.blob_path(&b)?;
+            let f = fs::File::open(&p).map_err(|e| ImageError::io(&p, e))?;
+            let len = f.metadata().map_err(|e| ImageError::io(&p, e))?.len();
+            add(&mut tar, &blob_path(&b), &mut { f }, len)?;
+        }
+        add(
+            &mut tar,
+            &blob_path(&manifest_digest),
+            &mut manifest.as_slice(),
+            manifest.len() as u64,
+        )?;
+        // A name given on the command line wins; an id saves every name.
+        let tags: Vec<String> = if img.names.contains(&normalize_name(r)) {
+            vec![normalize_name(r)]
+        } else {
+            img.names.clone()
+        };
+        let mut annotations = serde_json::Map::new();
+        if let Some(t) = tags.first() {
+            annotations.insert("io.containerd.image.name".into(), t.clone().into());
+            let tag = t.rsplit_once(':').map_or("latest", |(_, t)| t);
+            annotations.insert("org.opencontainers.image.ref.name".into(), tag.into());
+        }
+        index.push(serde_json::json!({
+            "mediaType": mt, "digest": manifest_digest, "size": manifest.len(), "annotations": annotations,
+        }));
+        docker_manifest.push(serde_json::json!({
+            "Config": blob_path(&img.id),
+            "RepoTags": tags,
+            "Layers": img.layers.iter().map(|l| blob_path(&l.digest)).collect::<Vec<_>>(),
+        }));
+    }
+    let files = [
+        (
+            "oci-layout",
+            serde_json::json!({"imageLayoutVersion": "1.0.0"}),
+        ),
+        (
+            "index.json",
+            serde_json::json!({"schemaVersion": 2, "mediaType": media::OCI_INDEX, "manifests": index}),
+        ),
+        ("manifest.json", serde_json::Value::Array(docker_manifest)),
+    ];
+    for (name, v) in files {
+        let b = serde_json::to_vec(&v).expect("json");
+        add(&mut tar, name, &mut b.as_slice(), b.len() as u64)?;
+    }
+    tar.into_inner().map_err(io_err)?.flush().map_err(io_err)
+}
+
+/// Media types of manifests, configs and layers.
+pub mod media {
+    pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
+    pub const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
+    pub const DOCKER_CONFIG: &str = "application/vnd.docker.container.image.v1+json";
+    pub const DOCKER_LAYER_GZIP: &str = "application/vnd.docker.image.rootfs.diff.tar.gzip";
+    pub const DOCKER_LAYER: &str = "application/vnd.docker.image.rootfs.diff.tar";
+    pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+    pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+    pub const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
+    pub const OCI_LAYER: &str = "application/vnd.oci.image.layer.v1.tar";
+    pub const OCI_LAYER_GZIP: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
+    pub const OCI_LAYER_ZSTD: &str = "application/vnd.oci.image.layer.v1.tar+zstd";
 }

@@ -3,12 +3,15 @@
 //! directories that serve as overlay lower dirs for containers.
 
 pub mod archive;
+pub mod auth;
+pub mod reference;
+pub mod registry;
 pub mod store;
 pub mod unpack;
 
 use std::path::{Path, PathBuf};
 
-pub use store::{Image, RunConfig, Store};
+pub use store::{Blob, Image, RunConfig, Store};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ImageError {
@@ -26,6 +29,12 @@ pub enum ImageError {
     Corrupt { path: PathBuf, why: String },
     #[error("archive `{}`: {why}", path.display())]
     Archive { path: PathBuf, why: String },
+    #[error("image `{0}` was stored without its layer blobs (before they were kept): load or pull it again")]
+    NoBlobs(String),
+    #[error("`{0}` is not a sha256 digest")]
+    BadDigest(String),
+    #[error("content does not match its digest: expected {expected}, got {got}")]
+    DigestMismatch { expected: String, got: String },
     #[error(transparent)]
     Unpack(#[from] unpack::UnpackError),
 }

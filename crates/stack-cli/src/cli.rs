@@ -53,6 +53,12 @@ pub enum Command {
         #[command(subcommand)]
         command: crate::image::ImageCommand,
     },
+    /// Pull the images of the stack's services, in parallel
+    Pull(PullArgs),
+    /// Log in to a registry (Docker Hub by default)
+    Login(LoginArgs),
+    /// Forget the credentials for a registry
+    Logout { server: Option<String> },
     /// Show the version
     Version,
     /// Print a shell completion script
@@ -124,4 +130,33 @@ pub enum GraphFormat {
 pub struct GraphArgs {
     #[arg(long, value_enum, default_value_t)]
     pub format: GraphFormat,
+}
+
+#[derive(Args, Debug, Default)]
+pub struct PullArgs {
+    /// Report failures as warnings and go on
+    #[arg(long)]
+    pub ignore_pull_failures: bool,
+    /// Skip services that have a build section
+    #[arg(long)]
+    pub ignore_buildable: bool,
+    /// Print no progress
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// Services whose images to pull (default: all)
+    pub services: Vec<String>,
+}
+
+#[derive(Args, Debug, Default)]
+pub struct LoginArgs {
+    /// The registry (default: Docker Hub)
+    pub server: Option<String>,
+    #[arg(short, long)]
+    pub username: Option<String>,
+    /// The password (prefer --password-stdin: this one shows in `ps`)
+    #[arg(short, long)]
+    pub password: Option<String>,
+    /// Read the password (or token) from standard input
+    #[arg(long)]
+    pub password_stdin: bool,
 }

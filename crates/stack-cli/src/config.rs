@@ -177,3 +177,26 @@ pub fn graph(g: &Global, args: &GraphArgs, out: &mut dyn Write) -> anyhow::Resul
     }
     Ok(())
 }
+
+/// `stack pull`: the images of the stack's services (those of the named
+/// services and their dependencies, or all).
+pub fn pull(g: &Global, args: &crate::cli::PullArgs) -> anyhow::Result<()> {
+    let opts = options(g, &args.services, false, false)?;
+    let loaded = load(&opts)?;
+    let project = &loaded.project;
+    let keep = stack_graph::Graph::from_project(project).with_dependencies(&args.services);
+    let mut images = Vec::new();
+    for (name, svc) in &project.services {
+        if !args.services.is_empty() && !keep.contains(name) {
+            continue;
+        }
+        let buildable = svc.build.is_some();
+        if buildable && args.ignore_buildable {
+            continue;
+        }
+        if let Some(image) = &svc.image {
+            images.push((image.clone(), svc.platform.clone(), buildable));
+        }
+    }
+    crate::registry::pull_stack(images, args.ignore_pull_failures, args.quiet)
+}

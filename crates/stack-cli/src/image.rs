@@ -12,11 +12,37 @@ pub enum ImageCommand {
         #[arg(short = 'i', long = "input", value_name = "FILE")]
         input: PathBuf,
     },
-    /// List images
+    /// Pull an image from a registry
+    Pull {
+        reference: String,
+        /// The platform of a multi-platform image (default: this host's)
+        #[arg(long, value_name = "OS/ARCH[/VARIANT]")]
+        platform: Option<String>,
+        /// Print only the image name
+        #[arg(short, long)]
+        quiet: bool,
+    },
+    /// Push an image to the registry its name points at
+    Push {
+        reference: String,
+        #[arg(short, long)]
+        quiet: bool,
+    },
+    /// Save images to a tar archive that `docker load` and OCI tools read
+    Save {
+        #[arg(required = true)]
+        images: Vec<String>,
+        /// Write to this file (default: standard output, when it is not a terminal)
+        #[arg(short, long, value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
+    /// List images, with the bytes each shares with others and its own
     Ls {
         /// Only print ids
         #[arg(short, long)]
         quiet: bool,
+        #[arg(long, value_enum, default_value_t)]
+        format: ListFormat,
     },
     /// Show an image as JSON
     Inspect { image: String },
@@ -27,10 +53,21 @@ pub enum ImageCommand {
         #[arg(required = true)]
         images: Vec<String>,
     },
-    /// Remove unpacked layers no image or container uses
-    Prune,
+    /// Remove images without a name, then layers and blobs nothing uses
+    Prune {
+        /// Remove every image no container uses, named or not
+        #[arg(short, long)]
+        all: bool,
+    },
     /// Make a one-layer image from a root file system tar
     Import { tarball: PathBuf, reference: String },
+}
+
+#[derive(Clone, Copy, Debug, Default, clap::ValueEnum)]
+pub enum ListFormat {
+    #[default]
+    Table,
+    Json,
 }
 
 /// The layer directories every container (running or not) uses.
@@ -61,30 +98,14 @@ pub fn run(cmd: &ImageCommand) -> anyhow::Result<()> {
                 println!("Loaded image: {name}");
             }
         }
-        ImageCommand::Ls { quiet } => {
-            if !quiet {
-                println!("{:<40}{:<16}{:>10}  LAYERS", "NAME", "IMAGE ID", "SIZE");
-            }
-            for img in store.images()? {
-                let short = &img.id.trim_start_matches("sha256:")[..12];
-                if *quiet {
-                    println!("{short}");
-                    continue;
-                }
-                let names = if img.names.is_empty() {
-                    vec!["<none>".to_string()]
-                } else {
-                    img.names.clone()
-                };
-                for n in names {
-                    println!(
-                        "{n:<40}{short:<16}{:>8.1}MB  {}",
-                        img.size as f64 / 1e6,
-                        img.chain_ids.len()
-                    );
-                }
-            }
-        }
+        ImageCommand::Pull {
+            reference,
+            platform,
+            quiet,
+        } => crate::registry::pull(reference, platform.as_deref(), *quiet)?,
+        ImageCommand::Push { reference, quiet } => crate::registry::push(reference, *quiet)?,
+        ImageCommand::Save { images, output } => save(&store, images, output.as_deref())?,
+        ImageCommand::Ls { quiet, format } => ls(&store, *quiet, *format)?,
         ImageCommand::Inspect { image } => {
             let img = store.lookup(image)?;
             println!("{}", serde_json::to_string_pretty(&img)?);
@@ -95,22 +116,41 @@ pub fn run(cmd: &ImageCommand) -> anyhow::Result<()> {
         ImageCommand::Rm { images } => {
             let used = layers_in_use();
             let mut failures = Vec::new();
+            let mut deleted = false;
             for r in images {
                 let in_use = |img: &stack_image::Image| {
                     store.lower_dirs(img).iter().any(|d| used.contains(d))
                 };
                 match store.remove(r, &in_use) {
-                    Ok(Some(id)) => println!("Deleted: {id}"),
+                    Ok(Some(id)) => {
+                        println!("Deleted: {id}");
+                        deleted = true;
+                    }
                     Ok(None) => println!("Untagged: {r}"),
                     Err(e) => failures.push(e.to_string()),
                 }
+            }
+            if deleted {
+                // The space goes with the image, as with docker.
+                store.collect(&|p| used.iter().any(|u| u == p))?;
             }
             if !failures.is_empty() {
                 anyhow::bail!("{}", failures.join("\n"));
             }
         }
-        ImageCommand::Prune => {
+        ImageCommand::Prune { all } => {
             let used = layers_in_use();
+            let in_use =
+                |img: &stack_image::Image| store.lower_dirs(img).iter().any(|d| used.contains(d));
+            for img in store.images()? {
+                if (*all || img.names.is_empty()) && !in_use(&img) {
+                    for name in img.names.iter().chain([&img.id]) {
+                        if let Ok(Some(id)) = store.remove(name, &in_use) {
+                            println!("Deleted: {id}");
+                        }
+                    }
+                }
+            }
             let c = store.collect(&|p| used.iter().any(|u| u == p))?;
             println!(
                 "Removed {} layers and {} blobs, {:.1}MB",
@@ -125,4 +165,101 @@ pub fn run(cmd: &ImageCommand) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+fn ls(store: &stack_image::Store, quiet: bool, format: ListFormat) -> anyhow::Result<()> {
+    let all = store.images()?;
+    if quiet {
+        for img in &all {
+            println!("{}", &img.id.trim_start_matches("sha256:")[..12]);
+        }
+        return Ok(());
+    }
+    let mut rows = Vec::new();
+    for img in &all {
+        let (shared, unique) = store.shared_and_unique(img, &all);
+        let names = if img.names.is_empty() {
+            vec!["<none>:<none>".to_string()]
+        } else {
+            img.names.clone()
+        };
+        for name in names {
+            let (repository, tag) = match name.rsplit_once(':').filter(|(_, t)| !t.contains('/')) {
+                Some((r, t)) => (r.to_string(), t.to_string()),
+                None => (name.clone(), String::new()),
+            };
+            rows.push(serde_json::json!({
+                "Repository": repository, "Tag": tag, "ID": img.id, "Digests": img.repo_digests,
+                "Created": img.created, "Platform": img.platform, "Layers": img.chain_ids.len(),
+                "Size": img.size, "SharedSize": shared, "UniqueSize": unique,
+            }));
+        }
+    }
+    if let ListFormat::Json = format {
+        for r in rows {
+            println!("{r}");
+        }
+        return Ok(());
+    }
+    let mb = |v: &serde_json::Value| format!("{:.1}MB", v.as_u64().unwrap_or(0) as f64 / 1e6);
+    println!(
+        "{:<36}{:<12}{:<15}{:>10}{:>10}{:>10}  LAYERS",
+        "REPOSITORY", "TAG", "IMAGE ID", "SIZE", "SHARED", "UNIQUE"
+    );
+    for r in rows {
+        let id = r["ID"]
+            .as_str()
+            .unwrap_or_default()
+            .trim_start_matches("sha256:");
+        println!(
+            "{:<36}{:<12}{:<15}{:>10}{:>10}{:>10}  {}",
+            r["Repository"].as_str().unwrap_or_default(),
+            r["Tag"]
+                .as_str()
+                .filter(|t| !t.is_empty())
+                .unwrap_or("<none>"),
+            &id[..12],
+            mb(&r["Size"]),
+            mb(&r["SharedSize"]),
+            mb(&r["UniqueSize"]),
+            r["Layers"]
+        );
+    }
+    Ok(())
+}
+
+fn save(
+    store: &stack_image::Store,
+    images: &[String],
+    output: Option<&std::path::Path>,
+) -> anyhow::Result<()> {
+    match output {
+        Some(path) => {
+            // Written aside and renamed: a failed save leaves no half archive.
+            let tmp = path.with_extension("partial");
+            let f = std::fs::File::create(&tmp)
+                .with_context(|| format!("cannot create `{}`", tmp.display()))?;
+            let result = stack_image::archive::save(store, images, std::io::BufWriter::new(f))
+                .map_err(anyhow::Error::from)
+                .and_then(|()| {
+                    std::fs::rename(&tmp, path)
+                        .with_context(|| format!("cannot write `{}`", path.display()))
+                });
+            if result.is_err() {
+                let _ = std::fs::remove_file(&tmp);
+            }
+            result
+        }
+        None => {
+            use std::io::IsTerminal as _;
+            if std::io::stdout().is_terminal() {
+                anyhow::bail!("refusing to write an archive to a terminal: give -o FILE or redirect standard output");
+            }
+            Ok(stack_image::archive::save(
+                store,
+                images,
+                std::io::stdout().lock(),
+            )?)
+        }
+    }
 }

@@ -8,6 +8,7 @@ mod config;
 mod container;
 mod image;
 mod lifecycle;
+mod registry;
 
 use std::io::Write as _;
 use std::process::ExitCode;
@@ -35,6 +36,14 @@ fn main() -> ExitCode {
             Err(e) => Err(e),
         },
         cli::Command::Image { command } => image::run(command),
+        cli::Command::Pull(p) => config::pull(&args.global, p),
+        cli::Command::Login(l) => registry::login(
+            l.server.as_deref(),
+            l.username.as_deref(),
+            l.password.as_deref(),
+            l.password_stdin,
+        ),
+        cli::Command::Logout { server } => registry::logout(server.as_deref()),
         cli::Command::Version => {
             writeln!(out, "stack version {}", env!("CARGO_PKG_VERSION")).map_err(Into::into)
         }

@@ -4,9 +4,11 @@
 
 pub mod archive;
 pub mod auth;
+pub mod manifest;
 pub mod reference;
 pub mod registry;
 pub mod store;
+pub mod transfer;
 pub mod unpack;
 
 use std::path::{Path, PathBuf};

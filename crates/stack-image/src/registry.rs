@@ -556,6 +556,20 @@ impl Client {
             })
     }
 
+    /// Checks the client's credentials against a registry (`GET /v2/`).
+    pub async fn check_login(&self, registry: &str) -> Result<(), RegistryError> {
+        let host = if registry == crate::reference::DOCKER_HUB {
+            crate::reference::DOCKER_HUB_API
+        } else {
+            registry
+        };
+        self.send(registry, host, &Call::get("/v2/".into(), &[]))
+            .await?
+            .success()
+            .await
+            .map(|_| ())
+    }
+
     /// Runs `op` up to four times while it fails in a way worth retrying.
     pub async fn retrying<T, F, Fut>(&self, mut op: F) -> Result<T, RegistryError>
     where

@@ -191,6 +191,7 @@ pub struct Collected {
     pub bytes: u64,
 }
 
+#[derive(Clone, Debug)]
 pub struct Store {
     root: PathBuf,
 }
@@ -210,7 +211,7 @@ impl Store {
         let s = Store {
             root: root.to_path_buf(),
         };
-        for d in ["blobs/sha256", "layers", "tmp"] {
+        for d in ["blobs/sha256", "layers", "tmp", "locks"] {
             fs::create_dir_all(s.root.join(d)).map_err(|e| ImageError::io(&s.root.join(d), e))?;
         }
         Ok(s)
@@ -244,6 +245,13 @@ impl Store {
     /// them away halfway.
     pub fn lock_shared(&self) -> Result<StoreLock, ImageError> {
         self.flock("gc.lock", false)
+    }
+
+    /// Held (exclusive) while a blob is being fetched, so parallel pulls of
+    /// the same blob download it once: the second finds it stored.
+    pub fn lock_blob(&self, digest: &str) -> Result<StoreLock, ImageError> {
+        self.blob_path(digest)?;
+        self.flock(&format!("locks/{}", &digest[7..]), true)
     }
 
     pub fn tmp_dir(&self, what: &str) -> Result<PathBuf, ImageError> {
@@ -592,12 +600,16 @@ impl Store {
                 removed.map_err(|err| ImageError::io(&e.path(), err))?;
             }
         }
-        let tmp = self.root.join("tmp");
-        for e in fs::read_dir(&tmp)
-            .map_err(|e| ImageError::io(&tmp, e))?
-            .flatten()
-        {
-            let _ = fs::remove_dir_all(e.path()).or_else(|_| fs::remove_file(e.path()));
+        // No pull or load runs while we hold the exclusive lock: what they
+        // left behind is debris.
+        for dir in ["tmp", "locks"] {
+            let dir = self.root.join(dir);
+            for e in fs::read_dir(&dir)
+                .map_err(|e| ImageError::io(&dir, e))?
+                .flatten()
+            {
+                let _ = fs::remove_dir_all(e.path()).or_else(|_| fs::remove_file(e.path()));
+            }
         }
         Ok(out)
     }

@@ -1,0 +1,81 @@
+//! What the end-to-end tests share: a temp dir with its own `STACK_ROOT`,
+//! removed on drop, and the `stack` binary run inside it.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+pub struct Env {
+    pub dir: PathBuf,
+    /// Extra environment for every `stack` run.
+    pub vars: Vec<(String, String)>,
+}
+
+impl Env {
+    pub fn new(suite: &str, name: &str) -> Env {
+        assert!(
+            nix::unistd::geteuid().is_root(),
+            "these tests need root (CI runs them as root)"
+        );
+        let dir = std::env::temp_dir().join(format!("stack-{suite}-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        Env {
+            dir,
+            vars: Vec::new(),
+        }
+    }
+
+    pub fn root(&self) -> PathBuf {
+        self.dir.join("root")
+    }
+
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_stack"));
+        c.args(args).env("STACK_ROOT", self.root());
+        for (k, v) in &self.vars {
+            c.env(k, v);
+        }
+        c
+    }
+
+    pub fn stack(&self, args: &[&str]) -> Output {
+        self.command(args).output().unwrap()
+    }
+
+    /// Standard output of a run that must succeed.
+    pub fn out(&self, args: &[&str]) -> String {
+        let o = self.stack(args);
+        assert!(o.status.success(), "{args:?}: {o:?}");
+        String::from_utf8_lossy(&o.stdout).to_string()
+    }
+
+    /// Standard error of a run that must fail.
+    pub fn fails(&self, args: &[&str]) -> String {
+        let o = self.stack(args);
+        assert!(!o.status.success(), "{args:?} should fail: {o:?}");
+        String::from_utf8_lossy(&o.stderr).to_string()
+    }
+
+    /// How many entries a directory of the store has.
+    pub fn count(&self, store_dir: &str) -> usize {
+        std::fs::read_dir(self.root().join("images").join(store_dir))
+            .map(|d| d.count())
+            .unwrap_or(0)
+    }
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+pub fn busybox() -> &'static Path {
+    ["/bin/busybox", "/usr/bin/busybox"]
+        .into_iter()
+        .map(Path::new)
+        .find(|p| p.exists())
+        .expect("busybox is needed: apt-get install busybox-static")
+}

@@ -779,6 +779,12 @@ fn redirects_are_followed() {
 
 /// A registry serving whatever blobs it is given, under whatever digests.
 fn fake_registry(blobs: Vec<(String, Vec<u8>)>, manifest: Vec<u8>) -> u16 {
+    flaky_registry(blobs, manifest, 0)
+}
+
+/// The same, answering the first `failures` blob requests with 503.
+fn flaky_registry(blobs: Vec<(String, Vec<u8>)>, manifest: Vec<u8>, failures: usize) -> u16 {
+    let failed = std::sync::atomic::AtomicUsize::new(0);
     serve(move |req| {
         let path = req.path.split('?').next().unwrap_or("");
         if path == "/v2/" {
@@ -796,6 +802,13 @@ fn fake_registry(blobs: Vec<(String, Vec<u8>)>, manifest: Vec<u8>) -> u16 {
                     "application/vnd.oci.image.manifest.v1+json".into(),
                 )],
                 body: manifest.clone(),
+            };
+        }
+        if failed.fetch_add(1, std::sync::atomic::Ordering::SeqCst) < failures {
+            return Resp {
+                status: 503,
+                headers: vec![],
+                body: Vec::new(),
             };
         }
         match blobs.iter().find(|(d, _)| path.ends_with(d.as_str())) {
@@ -835,19 +848,37 @@ fn one_layer_image(layer: &[u8], served: &[u8]) -> (Vec<(String, Vec<u8>)>, Vec<
     )
 }
 
+fn tar_of(path: &str) -> Vec<u8> {
+    let mut t = tar::Builder::new(Vec::new());
+    let mut h = tar::Header::new_gnu();
+    h.set_mode(0o644);
+    h.set_size(5);
+    // Raw, so that hostile paths go in as they are.
+    h.as_gnu_mut().unwrap().name[..path.len()].copy_from_slice(path.as_bytes());
+    h.set_cksum();
+    t.append(&h, &b"evil\n"[..]).unwrap();
+    t.into_inner().unwrap()
+}
+
+#[test]
+fn failures_worth_retrying_are_retried() {
+    let e = Env::new("registry", "flaky");
+    let layer = tar_of("etc/motd");
+    let (blobs, manifest) = one_layer_image(&layer, &layer);
+    // Three 503s: the fourth attempt gets it.
+    let port = flaky_registry(blobs.clone(), manifest.clone(), 3);
+    e.out(&["image", "pull", &format!("127.0.0.1:{port}/flaky/a:v1")]);
+    // Past the retries, the registry's answer is the error.
+    let layer = tar_of("etc/other");
+    let (blobs, manifest) = one_layer_image(&layer, &layer);
+    let port = flaky_registry(blobs, manifest, 100);
+    let err = e.fails(&["image", "pull", &format!("127.0.0.1:{port}/flaky/b:v1")]);
+    assert!(err.contains("503 Service Unavailable"), "{err}");
+}
+
 #[test]
 fn hostile_registries_change_nothing() {
     let e = Env::new("registry", "hostile");
-    let tar_of = |path: &str| {
-        let mut t = tar::Builder::new(Vec::new());
-        let mut h = tar::Header::new_gnu();
-        h.set_mode(0o644);
-        h.set_size(5);
-        h.as_gnu_mut().unwrap().name[..path.len()].copy_from_slice(path.as_bytes());
-        h.set_cksum();
-        t.append(&h, &b"evil\n"[..]).unwrap();
-        t.into_inner().unwrap()
-    };
     // Content that is not what its digest says: refused after the retries.
     let good = tar_of("etc/motd");
     let mut tampered = good.clone();

@@ -166,27 +166,23 @@ fn load_dir(store: &Store, dir: &Path, input: &Path) -> Result<Vec<Image>, Image
         let (config_digest, _) = stored(&config_path)?;
         let cfg = ConfigFile::parse(&store.read_blob(&config_digest)?, &dir.join(&config_path))?;
         let want = cfg.rootfs.map(|r| r.diff_ids).unwrap_or_default();
-        let mut parts: Vec<LayerParts> = Vec::new();
-        for (i, (rel, media_type)) in layers.iter().enumerate() {
+        let mut blobs = Vec::new();
+        for (rel, media_type) in &layers {
             let (digest, size) = stored(rel)?;
             let media_type = match media_type {
                 Some(m) => m.clone(),
                 None => layer_media_type(&store.blob_path(&digest)?, false)?,
             };
-            let blob = Blob {
+            blobs.push(Blob {
                 media_type,
                 digest,
                 size,
-            };
-            let parent = parts.last().map(|p| p.chain_id.clone());
-            let part = store
-                .unpack_blob(&blob, parent.as_deref(), want.get(i).map(String::as_str))
-                .map_err(|e| ImageError::Archive {
-                    path: input.to_path_buf(),
-                    why: format!("{rel}: {e}"),
-                })?;
-            parts.push(part);
+            });
         }
+        let parts = unpack_layers(store, &blobs, &want).map_err(|(i, e)| ImageError::Archive {
+            path: input.to_path_buf(),
+            why: format!("{}: {e}", layers[i].0),
+        })?;
         let manifest = match manifest {
             Some(m) => {
                 let (digest, size) = stored(&m.1)?;
@@ -204,6 +200,59 @@ fn load_dir(store: &Store, dir: &Path, input: &Path) -> Result<Vec<Image>, Image
         out.push(store.record(names, &config_digest, parts, manifest)?);
     }
     Ok(out)
+}
+
+/// Unpacks stored layer blobs. With the config's diff ids the chain ids are
+/// known up front and the layers (independent directories) unpack in
+/// parallel, each checked against its diff id; without, one after another.
+/// An error comes with the index of the layer.
+fn unpack_layers(
+    store: &Store,
+    blobs: &[Blob],
+    want: &[String],
+) -> Result<Vec<LayerParts>, (usize, ImageError)> {
+    if want.len() != blobs.len() {
+        let mut parts: Vec<LayerParts> = Vec::new();
+        for (i, b) in blobs.iter().enumerate() {
+            let parent = parts.last().map(|p| p.chain_id.clone());
+            parts.push(
+                store
+                    .unpack_blob(b, parent.as_deref(), None)
+                    .map_err(|e| (i, e))?,
+            );
+        }
+        return Ok(parts);
+    }
+    let mut chains: Vec<String> = Vec::new();
+    for d in want {
+        chains.push(crate::store::chain_id(chains.last().map(String::as_str), d));
+    }
+    let width = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let mut parts = Vec::new();
+    let indices: Vec<usize> = (0..blobs.len()).collect();
+    for chunk in indices.chunks(width) {
+        let done: Vec<_> = std::thread::scope(|s| {
+            let threads: Vec<_> = chunk
+                .iter()
+                .map(|&i| {
+                    let parent = i.checked_sub(1).map(|p| chains[p].as_str());
+                    s.spawn(move || {
+                        store
+                            .unpack_blob(&blobs[i], parent, Some(&want[i]))
+                            .map_err(|e| (i, e))
+                    })
+                })
+                .collect();
+            threads
+                .into_iter()
+                .map(|t| t.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+                .collect()
+        });
+        for d in done {
+            parts.push(d?);
+        }
+    }
+    Ok(parts)
 }
 
 /// The media type of a stored layer by its first bytes.

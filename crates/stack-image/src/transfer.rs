@@ -19,7 +19,7 @@ use crate::archive::manifest_of;
 use crate::manifest::{self, Manifest, Platform};
 use crate::reference::Reference;
 use crate::registry::{pull_scope, push_scope, Body, Call, Client, RegistryError};
-use crate::store::{sha256_hex, ConfigFile, LayerParts};
+use crate::store::{chain_id, sha256_hex, ConfigFile};
 use crate::{Blob, Image, ImageError, Store};
 
 /// Where a layer (or the image) is in a transfer.
@@ -72,6 +72,27 @@ async fn blocking<T: Send + 'static>(
         Ok(r) => Ok(r?),
         Err(e) => std::panic::resume_unwind(e.into_panic()),
     }
+}
+
+/// Waits for every task; on the first failure the others are cancelled.
+async fn join_all<T>(
+    mut tasks: Vec<tokio::task::JoinHandle<Result<T, RegistryError>>>,
+) -> Result<Vec<T>, RegistryError> {
+    let mut out = Vec::new();
+    let mut result = Ok(());
+    for t in &mut tasks {
+        if result.is_ok() {
+            match (&mut *t)
+                .await
+                .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))
+            {
+                Ok(v) => out.push(v),
+                Err(e) => result = Err(e),
+            }
+        }
+        t.abort();
+    }
+    result.map(|()| out)
 }
 
 fn protocol(url: &str, why: impl Into<String>) -> RegistryError {
@@ -277,10 +298,19 @@ pub async fn pull(
     for l in &layers {
         report(&l.digest, State::Waiting);
     }
+    // Layers are independent directories named by chain id, which the
+    // config's diff ids give up front: each is unpacked as soon as it is
+    // downloaded, whatever the order (and checked against its diff id).
+    let mut chains: Vec<String> = Vec::new();
+    for d in &diff_ids {
+        chains.push(chain_id(chains.last().map(String::as_str), d));
+    }
     let slots = Arc::new(Semaphore::new(3));
-    let mut downloads: Vec<_> = layers
+    let tasks = layers
         .iter()
-        .map(|l| {
+        .zip(&diff_ids)
+        .enumerate()
+        .map(|(i, (l, want))| {
             let (client, store, r, scopes, l, slots) = (
                 client.clone(),
                 store.clone(),
@@ -289,10 +319,9 @@ pub async fn pull(
                 l.clone(),
                 slots.clone(),
             );
-            let progress = progress.clone();
-            let image = image.clone();
+            let (progress, image, want) = (progress.clone(), image.clone(), want.clone());
+            let parent = i.checked_sub(1).map(|p| chains[p].clone());
             tokio::spawn(async move {
-                let _slot = slots.acquire_owned().await.expect("never closed");
                 let digest = l.digest.clone();
                 let report = move |state| {
                     progress(Event {
@@ -301,31 +330,22 @@ pub async fn pull(
                         state,
                     })
                 };
-                fetch_blob(&client, &store, &r, &scopes, &l, &report).await
+                let slot = slots.acquire_owned().await.expect("never closed");
+                let fetched = fetch_blob(&client, &store, &r, &scopes, &l, &report).await?;
+                drop(slot);
+                report(State::Extracting);
+                let part =
+                    blocking(move || store.unpack_blob(&l, parent.as_deref(), Some(&want))).await?;
+                report(State::PullComplete);
+                Ok((fetched, part))
             })
         })
         .collect();
-    let unpacked = async {
-        let mut parts: Vec<LayerParts> = Vec::new();
-        for ((l, want), download) in layers.iter().zip(&diff_ids).zip(downloads.iter_mut()) {
-            fetched |= download
-                .await
-                .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))?;
-            report(&l.digest, State::Extracting);
-            let (s, blob, want) = (store.clone(), l.clone(), want.clone());
-            let parent = parts.last().map(|p| p.chain_id.clone());
-            let part =
-                blocking(move || s.unpack_blob(&blob, parent.as_deref(), Some(&want))).await?;
-            report(&l.digest, State::PullComplete);
-            parts.push(part);
-        }
-        Ok::<_, RegistryError>(parts)
+    let mut parts = Vec::new();
+    for (f, part) in join_all(tasks).await? {
+        fetched |= f;
+        parts.push(part);
     }
-    .await;
-    for d in &downloads {
-        d.abort();
-    }
-    let parts = unpacked?;
     let names = r.tag.as_ref().map(|_| r.store_name()).into_iter().collect();
     let repo_digest = format!("{}@{top}", r.familiar_name());
     let (s, config_digest) = (store.clone(), config.digest.clone());
@@ -507,16 +527,7 @@ pub async fn push(
             push_blob(&client, &store, &dest, from.as_deref(), &blob, &report).await
         }));
     }
-    let mut result = Ok(());
-    for u in &mut uploads {
-        if result.is_ok() {
-            result = (&mut *u)
-                .await
-                .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
-        }
-        u.abort();
-    }
-    result?;
+    join_all(uploads).await?;
     let digest = format!("sha256:{}", sha256_hex(&manifest_bytes));
     let scopes = vec![push_scope(&dest.repository)];
     let body = Bytes::from(manifest_bytes);

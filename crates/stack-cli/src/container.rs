@@ -131,6 +131,12 @@ pub struct RunArgs {
     /// project networks exist), `host`, or `container:NAME|ID`
     #[arg(long = "network", alias = "net", default_value = "none")]
     pub network: String,
+    /// Set a label (KEY=VALUE); the image's labels are the defaults
+    #[arg(short = 'l', long = "label", value_name = "KEY=VALUE")]
+    pub labels: Vec<String>,
+    /// Do not keep the image's health check
+    #[arg(long)]
+    pub no_healthcheck: bool,
     /// Bind mount: HOST_PATH:CONTAINER_PATH[:ro]
     #[arg(short = 'v', long = "volume", value_name = "SRC:DST[:ro]")]
     pub volumes: Vec<String>,
@@ -375,7 +381,57 @@ fn run_container(a: &RunArgs) -> anyhow::Result<i32> {
                 None => bail!("unsupported network `{other}`: none, host or container:NAME"),
             },
         },
-        mounts: mounts(&a.volumes, &a.tmpfs)?,
+        mounts: {
+            let mut m = mounts(&a.volumes, &a.tmpfs)?;
+            // The image's VOLUMEs not mounted otherwise: anonymous volumes,
+            // kept in the container's directory and removed with it.
+            let dirs = image_config
+                .as_ref()
+                .and_then(|c| c.volumes.clone())
+                .unwrap_or_default();
+            for (i, target) in dirs.keys().enumerate() {
+                if !m
+                    .iter()
+                    .any(|x| x.target.trim_end_matches('/') == target.trim_end_matches('/'))
+                {
+                    m.push(stack_runtime::Mount {
+                        kind: "volume".into(),
+                        source: stack_root()
+                            .join("containers")
+                            .join(&id)
+                            .join("volumes")
+                            .join(i.to_string()),
+                        target: target.clone(),
+                        read_only: false,
+                        size: None,
+                    });
+                }
+            }
+            m
+        },
+        labels: {
+            let mut l = image_config
+                .as_ref()
+                .and_then(|c| c.labels.clone())
+                .unwrap_or_default();
+            for kv in &a.labels {
+                let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+                l.insert(k.to_string(), v.to_string());
+            }
+            l
+        },
+        exposed_ports: image_config
+            .as_ref()
+            .and_then(|c| c.exposed_ports.as_ref())
+            .map(|p| p.keys().cloned().collect())
+            .unwrap_or_default(),
+        healthcheck: match image_config.as_ref().and_then(|c| c.healthcheck.clone()) {
+            Some(h) if !a.no_healthcheck => Some(
+                serde_json::from_value(h)
+                    .context("the image's Healthcheck is not what Docker writes")?,
+            ),
+            _ => None,
+        },
         log_max_size: log_opt(&a.log_opts, "max-size")?
             .map(|v| bytes(&v).map(|b| b as u64))
             .transpose()?,

@@ -37,6 +37,11 @@ fn add_link(b: &mut tar::Builder<Vec<u8>>, path: &str, target: &str) {
 
 /// A two-layer busybox image as `docker save` writes it (legacy layout).
 fn docker_save(dir: &Path) -> PathBuf {
+    docker_save_with(dir, serde_json::json!({}))
+}
+
+/// The same, with more fields in its config's `config`.
+fn docker_save_with(dir: &Path, extra: serde_json::Value) -> PathBuf {
     let busybox = ["/bin/busybox", "/usr/bin/busybox"]
         .into_iter()
         .find(|p| Path::new(p).exists())
@@ -57,12 +62,15 @@ fn docker_save(dir: &Path) -> PathBuf {
     add_file(&mut l2, "etc/new", 0o644, b"new\n");
     add_file(&mut l2, "etc/.wh.old", 0o644, b"");
     let l2 = l2.into_inner().unwrap();
-    let config = serde_json::json!({
+    let mut config = serde_json::json!({
         "architecture": "amd64", "os": "linux",
         "config": {"Env": ["PATH=/bin", "GREETING=hi"], "Cmd": ["sh", "-c", "echo $GREETING; pwd; ls /etc"], "WorkingDir": "/etc"},
         "rootfs": {"type": "layers", "diff_ids": []}
-    })
-    .to_string();
+    });
+    for (k, v) in extra.as_object().unwrap() {
+        config["config"][k] = v.clone();
+    }
+    let config = config.to_string();
     let manifest = serde_json::json!([{"Config": "config.json", "RepoTags": ["demo/app:1"], "Layers": ["l1/layer.tar", "l2/layer.tar"]}]).to_string();
     let mut archive = tar::Builder::new(Vec::new());
     add_file(&mut archive, "manifest.json", 0o644, manifest.as_bytes());
@@ -249,4 +257,72 @@ fn tag_rm_prune_and_import() {
         ]),
         "imported\n"
     );
+}
+
+#[test]
+fn volumes_labels_ports_and_healthcheck_of_the_image_are_defaults() {
+    let e = Env::new("defaults");
+    let archive = docker_save_with(
+        &e.0.dir,
+        serde_json::json!({
+            "Volumes": {"/etc": {}}, "Labels": {"from": "image", "x": "1"}, "ExposedPorts": {"80/tcp": {}},
+            "Healthcheck": {"Test": ["CMD-SHELL", "true"], "Interval": 1_000_000_000u64, "Retries": 3}
+        }),
+    );
+    e.out(&["image", "load", "-i", archive.to_str().unwrap()]);
+    // The anonymous volume starts with the image's /etc, and takes the writes.
+    assert_eq!(
+        e.out(&[
+            "container",
+            "run",
+            "--name",
+            "v",
+            "-l",
+            "x=2",
+            "demo/app:1",
+            "sh",
+            "-c",
+            "cat /etc/new; echo w > /etc/written"
+        ]),
+        "new\n"
+    );
+    let st: serde_json::Value =
+        serde_json::from_str(&e.out(&["container", "inspect", "v"])).unwrap();
+    let spec = &st["spec"];
+    assert_eq!(
+        spec["labels"],
+        serde_json::json!({"from": "image", "x": "2"})
+    );
+    assert_eq!(spec["exposed_ports"], serde_json::json!(["80/tcp"]));
+    assert_eq!(
+        spec["healthcheck"]["Test"],
+        serde_json::json!(["CMD-SHELL", "true"])
+    );
+    assert_eq!(spec["healthcheck"]["Retries"], 3);
+    let volume = spec["mounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["kind"] == "volume" && m["target"] == "/etc")
+        .unwrap_or_else(|| panic!("{spec}"));
+    let dir = PathBuf::from(volume["source"].as_str().unwrap());
+    assert_eq!(std::fs::read_to_string(dir.join("new")).unwrap(), "new\n");
+    assert_eq!(std::fs::read_to_string(dir.join("written")).unwrap(), "w\n");
+    // It goes with the container.
+    e.out(&["container", "rm", "v"]);
+    assert!(!dir.exists());
+    // --no-healthcheck drops it.
+    e.out(&[
+        "container",
+        "run",
+        "--name",
+        "w",
+        "--no-healthcheck",
+        "demo/app:1",
+        "pwd",
+    ]);
+    let st: serde_json::Value =
+        serde_json::from_str(&e.out(&["container", "inspect", "w"])).unwrap();
+    assert!(st["spec"]["healthcheck"].is_null(), "{st}");
+    e.out(&["container", "rm", "w"]);
 }

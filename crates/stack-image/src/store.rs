@@ -71,6 +71,15 @@ pub struct RunConfig {
     pub stop_signal: Option<String>,
     #[serde(default, rename = "Labels")]
     pub labels: Option<BTreeMap<String, String>>,
+    /// `{"80/tcp": {}}`.
+    #[serde(default, rename = "ExposedPorts")]
+    pub exposed_ports: Option<BTreeMap<String, serde_json::Value>>,
+    /// `{"/data": {}}`: each gets an anonymous volume.
+    #[serde(default, rename = "Volumes")]
+    pub volumes: Option<BTreeMap<String, serde_json::Value>>,
+    /// As Docker writes it: `Test`, `Interval`, … (nanoseconds).
+    #[serde(default, rename = "Healthcheck")]
+    pub healthcheck: Option<serde_json::Value>,
 }
 
 /// A blob in the content store, as a manifest describes it.

@@ -7,6 +7,7 @@
 
 use std::fs;
 use std::io;
+use std::os::unix::fs::MetadataExt as _;
 use std::path::{Path, PathBuf};
 
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
@@ -65,6 +66,8 @@ pub trait Sys {
     fn pivot(&mut self, new_root: &Path) -> io::Result<()>;
     fn kind(&self, p: &Path) -> Kind;
     fn canonicalize(&self, p: &Path) -> io::Result<PathBuf>;
+    /// Copies the tree at `from` into the directory `to` if `to` is empty.
+    fn copy_up(&mut self, from: &Path, to: &Path) -> io::Result<()>;
 }
 
 /// The real thing.
@@ -113,6 +116,38 @@ impl Sys for Host {
     fn canonicalize(&self, p: &Path) -> io::Result<PathBuf> {
         p.canonicalize()
     }
+    fn copy_up(&mut self, from: &Path, to: &Path) -> io::Result<()> {
+        if fs::read_dir(to)?.next().is_some() || !from.is_dir() {
+            return Ok(());
+        }
+        let m = fs::symlink_metadata(from)?;
+        fs::set_permissions(to, m.permissions())?;
+        std::os::unix::fs::lchown(to, Some(m.uid()), Some(m.gid()))?;
+        copy_tree(from, to).map_err(|e| err(&format!("copy {} into the volume", from.display()), e))
+    }
+}
+
+/// Files, directories and symlinks with their modes and owners; device
+/// nodes, fifos and sockets are left out.
+fn copy_tree(from: &Path, to: &Path) -> io::Result<()> {
+    for e in fs::read_dir(from)? {
+        let e = e?;
+        let (src, dst) = (e.path(), to.join(e.file_name()));
+        let m = fs::symlink_metadata(&src)?;
+        if m.file_type().is_symlink() {
+            std::os::unix::fs::symlink(fs::read_link(&src)?, &dst)?;
+        } else if m.is_dir() {
+            fs::create_dir(&dst)?;
+            copy_tree(&src, &dst)?;
+            fs::set_permissions(&dst, m.permissions())?;
+        } else if m.is_file() {
+            fs::copy(&src, &dst)?;
+        } else {
+            continue;
+        }
+        std::os::unix::fs::lchown(&dst, Some(m.uid()), Some(m.gid()))?;
+    }
+    Ok(())
 }
 
 fn err(what: &str, e: impl std::fmt::Display) -> io::Error {
@@ -364,6 +399,23 @@ fn user_mounts(spec: &Spec, merged: &Path, sys: &mut dyn Sys) -> io::Result<()> 
                     )?;
                 }
             }
+            "volume" => {
+                sys.mkdir_all(&m.source)?;
+                sys.mkdir_all(&target)?;
+                sys.copy_up(&target, &m.source)?;
+                let src = m.source.to_string_lossy().to_string();
+                if m.read_only {
+                    bind_ro(sys, &src, &target)?;
+                } else {
+                    sys.mount(
+                        &src,
+                        &target,
+                        None,
+                        MsFlags::MS_BIND | MsFlags::MS_REC,
+                        None,
+                    )?;
+                }
+            }
             "tmpfs" => {
                 sys.mkdir_all(&target)?;
                 let mut data = String::from("mode=1777");
@@ -449,6 +501,11 @@ mod tests {
                 f.join(","),
                 data.map(|d| format!(" {d}")).unwrap_or_default()
             ));
+            Ok(())
+        }
+        fn copy_up(&mut self, from: &Path, to: &Path) -> io::Result<()> {
+            self.calls
+                .push(format!("copy_up {} {}", from.display(), to.display()));
             Ok(())
         }
         fn mkdir_all(&mut self, p: &Path) -> io::Result<()> {

@@ -80,6 +80,32 @@ pub struct Spec {
     /// Resource limits: name (`nofile`, `nproc`, …), soft, hard.
     #[serde(default)]
     pub rlimits: Vec<(String, u64, u64)>,
+    #[serde(default)]
+    pub labels: std::collections::BTreeMap<String, String>,
+    /// `80/tcp`, …: what the image says it listens on (published by the
+    /// network layer, not here).
+    #[serde(default)]
+    pub exposed_ports: Vec<String>,
+    /// Recorded for the supervisor that runs it.
+    #[serde(default)]
+    pub healthcheck: Option<Healthcheck>,
+}
+
+/// A health check as Docker images carry it (durations in nanoseconds).
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "PascalCase")]
+pub struct Healthcheck {
+    /// `["CMD", …]`, `["CMD-SHELL", "…"]` or `["NONE"]`.
+    #[serde(default)]
+    pub test: Vec<String>,
+    #[serde(default)]
+    pub interval: Option<u64>,
+    #[serde(default)]
+    pub timeout: Option<u64>,
+    #[serde(default)]
+    pub start_period: Option<u64>,
+    #[serde(default)]
+    pub retries: Option<u32>,
 }
 
 impl Spec {
@@ -99,9 +125,10 @@ impl Spec {
 /// A mount into the container.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct Mount {
-    /// `bind` or `tmpfs`.
+    /// `bind`, `tmpfs`, or `volume`: a bind of a directory that, while
+    /// empty, first gets a copy of what the image has at the target.
     pub kind: String,
-    /// Host path (bind) or unused (tmpfs).
+    /// Host path (bind, volume) or unused (tmpfs).
     pub source: PathBuf,
     /// Path inside the container.
     pub target: String,

@@ -224,35 +224,15 @@ mod tests {
 
     #[test]
     fn capability_sets() {
-        let spec = |add: &[&str], drop: &[&str]| Spec {
-            id: "x".into(),
-            name: "x".into(),
-            rootfs: "/".into(),
-            layers: vec![],
-            args: vec![],
-            env: vec![],
-            cwd: "/".into(),
-            hostname: "x".into(),
-            init: true,
-            read_only: false,
-            user: String::new(),
-            cap_add: add.iter().map(|s| s.to_string()).collect(),
-            cap_drop: drop.iter().map(|s| s.to_string()).collect(),
-            privileged: false,
-            seccomp_unconfined: false,
-            limits: Default::default(),
-            stop_signal: None,
-            stop_timeout: None,
-            tty: false,
-            interactive: false,
-            network: Default::default(),
-            mounts: vec![],
-            shm_size: None,
-            oom_score_adj: None,
-            sysctls: vec![],
-            log_max_size: None,
-            log_max_files: None,
-            rlimits: vec![],
+        let spec = |add: &[&str], drop: &[&str]| {
+            let mut s: Spec = serde_json::from_value(serde_json::json!({
+                "id": "x", "rootfs": "/", "args": [], "env": [], "cwd": "/",
+                "hostname": "x", "init": true, "read_only": false
+            }))
+            .unwrap();
+            s.cap_add = add.iter().map(|s| s.to_string()).collect();
+            s.cap_drop = drop.iter().map(|s| s.to_string()).collect();
+            s
         };
         assert_eq!(capabilities(&spec(&[], &[])).unwrap().len(), 14);
         let s = capabilities(&spec(&["NET_ADMIN"], &["cap_chown"])).unwrap();

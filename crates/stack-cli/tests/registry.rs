@@ -708,7 +708,7 @@ fn login_flow(e: &mut Env, host: &str) {
     e.out(&["image", "rm", &image, &mine]);
     let err = e.fails(&["image", "pull", &image]);
     assert!(err.contains("authentication required"), "{err}");
-    // Docker's own config.json is read too.
+    // Docker's own config.json is read too: its auths, and its credential helpers.
     std::fs::create_dir_all(e.dir.join("docker")).unwrap();
     let auth = base64::engine::general_purpose::STANDARD.encode("user:pass");
     std::fs::write(
@@ -716,6 +716,26 @@ fn login_flow(e: &mut Env, host: &str) {
         serde_json::json!({"auths": {host: {"auth": auth}}}).to_string(),
     )
     .unwrap();
+    e.out(&["image", "pull", &image]);
+    e.out(&["image", "rm", &image]);
+    let bin = e.dir.join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let helper = bin.join("docker-credential-stacktest");
+    std::fs::write(
+        &helper,
+        format!("#!/bin/sh\nread server\n[ \"$1\" = get ] && [ \"$server\" = {host} ] && echo '{{\"ServerURL\":\"{host}\",\"Username\":\"user\",\"Secret\":\"pass\"}}'\n"),
+    )
+    .unwrap();
+    std::fs::set_permissions(&helper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::write(
+        e.dir.join("docker/config.json"),
+        serde_json::json!({"credHelpers": {host: "stacktest"}}).to_string(),
+    )
+    .unwrap();
+    e.vars.push((
+        "PATH".into(),
+        format!("{}:{}", bin.display(), std::env::var("PATH").unwrap()),
+    ));
     e.out(&["image", "pull", &image]);
 }
 
@@ -754,6 +774,62 @@ fn bearer_token_login_pull_push_logout() {
         &["--dest-creds", "user:pass"],
     );
     login_flow(&mut e, &reg.host());
+}
+
+#[test]
+fn stack_pull_fetches_every_image_of_the_stack() {
+    let e = Env::new("registry", "stack-pull");
+    let reg = Registry::start(&e.dir, "");
+    let host = reg.host();
+    skopeo_push(&e.dir, "v1", &format!("{host}/shop/web:1"), &[]);
+    skopeo_push(
+        &e.dir,
+        "v1",
+        &format!("{host}/shop/db:1"),
+        &["--format", "v2s2"],
+    );
+    let project = e.dir.join("project");
+    std::fs::create_dir_all(&project).unwrap();
+    std::fs::write(
+        project.join("compose.yaml"),
+        format!(
+            "services:\n  web:\n    image: {host}/shop/web:1\n    depends_on: [db]\n  db:\n    image: {host}/shop/db:1\n  \
+             worker:\n    image: {host}/shop/web:1\n  built:\n    build: .\n    image: {host}/shop/not-pushed:1\n"
+        ),
+    )
+    .unwrap();
+    let dir = project.to_str().unwrap();
+    let o = e.stack(&["--project-directory", dir, "pull"]);
+    assert!(o.status.success(), "{o:?}");
+    // Only a warning for the image that is built, not pulled.
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("warning: cannot pull") && err.contains("not-pushed"),
+        "{err}"
+    );
+    let names: Vec<String> = images_json(&e)
+        .iter()
+        .map(|r| r["Repository"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(names.len(), 2, "{names:?}");
+    assert!(
+        names.contains(&format!("{host}/shop/web")) && names.contains(&format!("{host}/shop/db"))
+    );
+    // A missing image that is not built is an error.
+    std::fs::write(
+        project.join("compose.yaml"),
+        format!("services:\n  x:\n    image: {host}/shop/missing:1\n"),
+    )
+    .unwrap();
+    let err = e.fails(&["--project-directory", dir, "pull"]);
+    assert!(
+        err.contains("cannot pull") && err.contains("MANIFEST_UNKNOWN"),
+        "{err}"
+    );
+    assert!(e
+        .stack(&["--project-directory", dir, "pull", "--ignore-pull-failures"])
+        .status
+        .success());
 }
 
 #[test]

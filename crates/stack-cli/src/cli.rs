@@ -40,7 +40,7 @@ pub struct Global {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Parse, resolve and render the stack file in canonical form
-    Config(ConfigArgs),
+    Config(Box<ConfigArgs>),
     /// Print the dependency graph of services and their start order
     Graph(GraphArgs),
     /// Manage single containers directly

@@ -8,7 +8,7 @@ use clap::{Args, Subcommand};
 #[derive(Subcommand, Debug)]
 pub enum ContainerCommand {
     /// Run a command in a new container
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// List containers
     #[command(alias = "ps")]
     Ls {

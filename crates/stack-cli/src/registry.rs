@@ -60,7 +60,7 @@ fn describe(s: &State) -> String {
 }
 
 impl Display {
-    fn new(named: bool, quiet: bool) -> Progress {
+    fn progress(named: bool, quiet: bool) -> Progress {
         let d = Arc::new(Display {
             tty: std::io::stderr().is_terminal(),
             named,
@@ -134,7 +134,7 @@ pub fn pull(reference: &str, platform: Option<&str>, quiet: bool) -> anyhow::Res
     let r = Reference::parse(reference)?;
     let platform = parse_platform(platform)?;
     let store = crate::image::store()?;
-    let progress = Display::new(false, quiet);
+    let progress = Display::progress(false, quiet);
     if !quiet {
         println!("{}: Pulling from {}", r.manifest_ref(), r.repository);
     }
@@ -165,7 +165,7 @@ pub fn push(reference: &str, quiet: bool) -> anyhow::Result<()> {
     let store = crate::image::store()?;
     let img = store.lookup(reference)?;
     let dest = Reference::parse(reference)?;
-    let progress = Display::new(false, quiet);
+    let progress = Display::progress(false, quiet);
     if !quiet {
         println!(
             "The push refers to repository [{}/{}]",
@@ -188,7 +188,7 @@ pub fn pull_stack(
 ) -> anyhow::Result<()> {
     let store = crate::image::store()?;
     let client = client();
-    let progress = Display::new(true, quiet);
+    let progress = Display::progress(true, quiet);
     let rt = runtime()?;
     let mut wanted = Vec::new();
     for (image, platform, buildable) in images {

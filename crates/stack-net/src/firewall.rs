@@ -1,0 +1,339 @@
+//! nftables rules of our own, recomputed from the records after every change
+//! and loaded in one transaction (`nft -f -`): masquerade out of each
+//! non-internal network, isolation between networks, no way out of an
+//! internal one, and DNAT for published ports.
+//!
+//! Each store root has its own table (`inet stack_<hash of the root>`), so
+//! stacks under different roots never touch each other's rules. Where Docker
+//! runs, its `FORWARD` chain drops what it does not know (and, with
+//! br_netfilter, even traffic inside a bridge): our bridges get accept rules
+//! in Docker's `DOCKER-USER` chain, tagged with our table's name, and lose
+//! them with the network.
+
+use std::fmt::Write as _;
+use std::io::Write as _;
+use std::net::IpAddr;
+use std::process::{Command, Stdio};
+
+use crate::state::{Endpoint, Network, Store};
+use crate::NetError;
+
+/// Our table's name for a store.
+pub fn table_name(store: &Store) -> String {
+    // FNV-1a of the store's path: stable and short.
+    let mut h: u64 = 0xcbf29ce484222325;
+    for b in store.netns_dir().as_os_str().as_encoded_bytes() {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x100000001b3);
+    }
+    format!("stack_{:08x}", h as u32)
+}
+
+/// The whole table, as `nft -f` reads it. Pure.
+pub fn ruleset(table: &str, networks: &[Network], endpoints: &[Endpoint]) -> String {
+    let mut s = String::new();
+    // Declaring then deleting makes the load work whether or not the table exists.
+    let _ = writeln!(s, "table inet {table} {{}}\ndelete table inet {table}");
+    if networks.is_empty() {
+        return s;
+    }
+    let _ = writeln!(s, "table inet {table} {{");
+    let bridges: Vec<String> = networks
+        .iter()
+        .map(|n| format!("\"{}\"", n.bridge))
+        .collect();
+    let all = format!("{{ {} }}", bridges.join(", "));
+    s.push_str("  chain forward {\n    type filter hook forward priority filter; policy accept;\n");
+    for n in networks {
+        let b = &n.bridge;
+        if n.internal {
+            let _ = writeln!(s, "    iifname \"{b}\" oifname != \"{b}\" drop");
+            let _ = writeln!(s, "    oifname \"{b}\" iifname != \"{b}\" drop");
+        } else if networks.len() > 1 {
+            let _ = writeln!(
+                s,
+                "    iifname \"{b}\" oifname != \"{b}\" oifname {all} drop"
+            );
+        }
+    }
+    s.push_str("  }\n");
+    s.push_str("  chain prerouting {\n    type nat hook prerouting priority dstnat; policy accept;\n    fib daddr type local jump ports\n  }\n");
+    s.push_str("  chain output {\n    type nat hook output priority dstnat; policy accept;\n    fib daddr type local jump ports\n  }\n");
+    s.push_str("  chain ports {\n");
+    for ep in endpoints {
+        for p in &ep.ports {
+            for target in &ep.addresses {
+                let (fam, t) = match target {
+                    IpAddr::V4(v) => ("ip", format!("{v}:{}", p.container_port)),
+                    IpAddr::V6(v) => ("ip6", format!("[{v}]:{}", p.container_port)),
+                };
+                let daddr = match p.host_ip {
+                    Some(h) if h.is_ipv4() != target.is_ipv4() => continue,
+                    Some(h) if h.is_unspecified() => String::new(),
+                    Some(IpAddr::V4(h)) => format!("ip daddr {h} "),
+                    Some(IpAddr::V6(h)) => format!("ip6 daddr {h} "),
+                    None => format!(
+                        "meta nfproto {} ",
+                        if target.is_ipv4() { "ipv4" } else { "ipv6" }
+                    ),
+                };
+                let _ = writeln!(
+                    s,
+                    "    {daddr}{} dport {} dnat {fam} to {t} comment \"{}\"",
+                    p.protocol, p.host_port, ep.name
+                );
+            }
+        }
+    }
+    s.push_str("  }\n");
+    s.push_str(
+        "  chain postrouting {\n    type nat hook postrouting priority srcnat; policy accept;\n",
+    );
+    for n in networks {
+        let b = &n.bridge;
+        for sub in &n.subnets {
+            let fam = if sub.subnet.addr().is_ipv4() {
+                "ip"
+            } else {
+                "ip6"
+            };
+            let net = sub.subnet;
+            if !n.internal {
+                let _ = writeln!(s, "    {fam} saddr {net} oifname != \"{b}\" masquerade");
+            }
+            // A container reaching another through a published port of the host.
+            let _ = writeln!(
+                s,
+                "    oifname \"{b}\" ct status dnat {fam} saddr {net} masquerade"
+            );
+        }
+        // The host's loopback reaching a published port.
+        let _ = writeln!(s, "    oifname \"{b}\" ip saddr 127.0.0.0/8 masquerade");
+    }
+    s.push_str("  }\n}\n");
+    s
+}
+
+fn nft(input: &str) -> Result<(), NetError> {
+    let mut child = Command::new("nft")
+        .args(["-f", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| {
+            NetError::Firewall(format!("cannot run `nft` (apt-get install nftables): {e}"))
+        })?;
+    child
+        .stdin
+        .take()
+        .expect("piped")
+        .write_all(input.as_bytes())
+        .map_err(|e| NetError::Firewall(e.to_string()))?;
+    let out = child
+        .wait_with_output()
+        .map_err(|e| NetError::Firewall(e.to_string()))?;
+    if !out.status.success() {
+        return Err(NetError::Firewall(format!(
+            "nft refused the rules: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    Ok(())
+}
+
+fn sysctl(key: &str, value: &str) -> Result<(), NetError> {
+    let p = std::path::PathBuf::from("/proc/sys").join(key.replace('.', "/"));
+    match std::fs::read_to_string(&p) {
+        Ok(v) if v.trim() == value => Ok(()),
+        _ => std::fs::write(&p, value).map_err(|e| NetError::io(&p, e)),
+    }
+}
+
+/// Loads our table as the records say, and keeps Docker's chain in step.
+pub fn apply(store: &Store) -> Result<(), NetError> {
+    let networks = store.networks()?;
+    let endpoints = store.all_endpoints()?;
+    let table = table_name(store);
+    if !networks.is_empty() {
+        sysctl("net.ipv4.ip_forward", "1")?;
+        if networks
+            .iter()
+            .any(|n| n.subnets.iter().any(|s| s.subnet.addr().is_ipv6()))
+        {
+            sysctl("net.ipv6.conf.all.forwarding", "1")?;
+        }
+    }
+    for n in &networks {
+        // 127.0.0.1:PORT may be DNATed into this bridge.
+        let key = format!("net.ipv4.conf.{}.route_localnet", n.bridge);
+        if std::path::Path::new("/proc/sys")
+            .join(key.replace('.', "/"))
+            .exists()
+        {
+            sysctl(&key, "1")?;
+        }
+    }
+    nft(&ruleset(&table, &networks, &endpoints))?;
+    docker_user(&table, &networks)
+}
+
+/// Accept rules for our bridges in Docker's `DOCKER-USER`, where it exists.
+fn docker_user(table: &str, networks: &[Network]) -> Result<(), NetError> {
+    let Ok(listed) = Command::new("iptables")
+        .args(["-w", "-S", "DOCKER-USER"])
+        .output()
+    else {
+        return Ok(());
+    };
+    if !listed.status.success() {
+        return Ok(());
+    }
+    let text = String::from_utf8_lossy(&listed.stdout).to_string();
+    let tag = format!("\"{table}\"");
+    let run = |args: Vec<String>| -> Result<(), NetError> {
+        let o = Command::new("iptables")
+            .arg("-w")
+            .args(&args)
+            .output()
+            .map_err(|e| NetError::Firewall(format!("iptables: {e}")))?;
+        if o.status.success() {
+            Ok(())
+        } else {
+            Err(NetError::Firewall(format!(
+                "iptables {}: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&o.stderr).trim()
+            )))
+        }
+    };
+    // Ours that no network needs any more.
+    for line in text
+        .lines()
+        .filter(|l| l.contains(&tag) || l.contains(&format!("--comment {table}")))
+    {
+        let bridge = line
+            .split_whitespace()
+            .skip_while(|w| *w != "-i" && *w != "-o")
+            .nth(1)
+            .unwrap_or("");
+        if !networks.iter().any(|n| n.bridge == bridge) {
+            let spec: Vec<String> = line
+                .split_whitespace()
+                .skip(2)
+                .map(|w| w.trim_matches('"').to_string())
+                .collect();
+            run(["-D".to_string(), "DOCKER-USER".to_string()]
+                .into_iter()
+                .chain(spec)
+                .collect())?;
+        }
+    }
+    for n in networks {
+        for dir in ["-i", "-o"] {
+            let has = text.lines().any(|l| {
+                l.contains(&format!("{dir} {} ", n.bridge))
+                    && (l.contains(&tag) || l.contains(&format!("--comment {table}")))
+            });
+            if !has {
+                run([
+                    "-I",
+                    "DOCKER-USER",
+                    dir,
+                    &n.bridge,
+                    "-m",
+                    "comment",
+                    "--comment",
+                    table,
+                    "-j",
+                    "ACCEPT",
+                ]
+                .iter()
+                .map(|s| s.to_string())
+                .collect())?;
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ipam::SubnetConfig;
+    use crate::state::Port;
+
+    fn net(name: &str, bridge: &str, subnet: &str, internal: bool) -> Network {
+        Network {
+            name: name.into(),
+            id: "0".into(),
+            bridge: bridge.into(),
+            subnets: vec![SubnetConfig::new(subnet.parse().unwrap(), None, None, vec![]).unwrap()],
+            internal,
+            mtu: None,
+            labels: Default::default(),
+            created: "0".into(),
+        }
+    }
+
+    #[test]
+    fn the_ruleset_follows_the_records() {
+        let nets = [
+            net("front", "stk-a", "10.210.0.0/24", false),
+            net("back", "stk-b", "10.210.1.0/24", true),
+        ];
+        let ep = Endpoint {
+            container: "c".into(),
+            name: "web".into(),
+            aliases: vec![],
+            network: "front".into(),
+            ifname: "eth0".into(),
+            host_veth: "vsc0".into(),
+            mac: "02:42:0a:d2:00:02".into(),
+            addresses: vec!["10.210.0.2".parse().unwrap()],
+            netns: "/x".into(),
+            ports: vec![
+                Port {
+                    host_ip: None,
+                    host_port: 8080,
+                    container_port: 80,
+                    protocol: "tcp".into(),
+                },
+                Port {
+                    host_ip: Some("127.0.0.1".parse().unwrap()),
+                    host_port: 5353,
+                    container_port: 53,
+                    protocol: "udp".into(),
+                },
+                Port {
+                    host_ip: Some("::1".parse().unwrap()),
+                    host_port: 9,
+                    container_port: 9,
+                    protocol: "tcp".into(),
+                },
+            ],
+        };
+        let r = ruleset("stack_t", &nets, &[ep]);
+        for want in [
+            "iifname \"stk-a\" oifname != \"stk-a\" oifname { \"stk-a\", \"stk-b\" } drop",
+            "iifname \"stk-b\" oifname != \"stk-b\" drop",
+            "oifname \"stk-b\" iifname != \"stk-b\" drop",
+            "meta nfproto ipv4 tcp dport 8080 dnat ip to 10.210.0.2:80 comment \"web\"",
+            "ip daddr 127.0.0.1 udp dport 5353 dnat ip to 10.210.0.2:53",
+            "ip saddr 10.210.0.0/24 oifname != \"stk-a\" masquerade",
+            "oifname \"stk-a\" ip saddr 127.0.0.0/8 masquerade",
+        ] {
+            assert!(r.contains(want), "missing `{want}` in\n{r}");
+        }
+        // No masquerade out of an internal network; a v6 host address has no v4 target.
+        assert!(
+            !r.contains("ip saddr 10.210.1.0/24 oifname != \"stk-b\" masquerade"),
+            "{r}"
+        );
+        assert!(!r.contains("dport 9 "), "{r}");
+        assert_eq!(
+            ruleset("stack_t", &[], &[]),
+            "table inet stack_t {}\ndelete table inet stack_t\n"
+        );
+    }
+}

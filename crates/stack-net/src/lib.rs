@@ -1,0 +1,442 @@
+//! Networking for containers: one Linux bridge per network, a veth pair per
+//! container and network, addresses from IPAM, nftables rules of our own for
+//! masquerade, isolation and published ports, and records of all of it.
+//!
+//! Every change is made under the store lock; the firewall is recomputed from
+//! the records after each one, so the rules always say what the records say.
+
+pub mod firewall;
+pub mod ipam;
+pub mod link;
+pub mod ports;
+pub mod state;
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use ipnet::IpNet;
+
+pub use state::{Endpoint, Network, Port, Store};
+
+#[derive(Debug, thiserror::Error)]
+pub enum NetError {
+    #[error("no such network: `{0}`")]
+    NotFound(String),
+    #[error("network `{0}` already exists")]
+    Exists(String),
+    #[error("network `{name}` is in use by {containers}: remove them first")]
+    InUse { name: String, containers: String },
+    #[error("{0}")]
+    Config(String),
+    #[error("{what}: {why}")]
+    Netlink { what: String, why: String },
+    #[error("firewall: {0}")]
+    Firewall(String),
+    #[error("{0}")]
+    PortTaken(String),
+    #[error("`{}`: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("`{}` is damaged: {why}", path.display())]
+    Corrupt { path: PathBuf, why: String },
+}
+
+impl NetError {
+    pub fn io(path: &Path, source: std::io::Error) -> NetError {
+        NetError::Io {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+}
+
+/// One `ipam.config` entry.
+#[derive(Clone, Debug, Default)]
+pub struct SubnetRequest {
+    pub subnet: Option<IpNet>,
+    pub gateway: Option<IpAddr>,
+    pub ip_range: Option<IpNet>,
+    pub aux_addresses: Vec<IpAddr>,
+}
+
+/// `stack network create` / a stack file's `networks:` entry.
+#[derive(Clone, Debug, Default)]
+pub struct CreateOptions {
+    pub name: String,
+    /// `bridge` (or none); anything else is refused.
+    pub driver: Option<String>,
+    pub driver_opts: BTreeMap<String, String>,
+    pub subnets: Vec<SubnetRequest>,
+    pub ipv6: bool,
+    pub internal: bool,
+    pub labels: BTreeMap<String, String>,
+}
+
+fn random_hex(n: usize) -> Result<String, NetError> {
+    let mut b = vec![0u8; n];
+    std::io::Read::read_exact(
+        &mut std::fs::File::open("/dev/urandom")
+            .map_err(|e| NetError::io(Path::new("/dev/urandom"), e))?,
+        &mut b,
+    )
+    .map_err(|e| NetError::io(Path::new("/dev/urandom"), e))?;
+    Ok(b.iter().map(|x| format!("{x:02x}")).collect())
+}
+
+fn now() -> String {
+    let d = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    format!("{}", d.as_secs())
+}
+
+/// Creates a network: its record, its bridge, its rules.
+pub async fn create(
+    store: &Store,
+    opts: &CreateOptions,
+    pool: &ipam::Pool,
+) -> Result<Network, NetError> {
+    if !state::valid_name(&opts.name) {
+        return Err(NetError::Config(format!(
+            "invalid network name `{}`: use letters, digits, `_`, `.` and `-`",
+            opts.name
+        )));
+    }
+    match opts.driver.as_deref() {
+        None | Some("bridge") | Some("") => {}
+        Some(d) => {
+            return Err(NetError::Config(format!(
+                "network `{}`: driver `{d}` is not supported on one host (only `bridge`)",
+                opts.name
+            )))
+        }
+    }
+    let mut mtu = None;
+    let mut bridge = None;
+    for (k, v) in &opts.driver_opts {
+        match k.as_str() {
+            "com.docker.network.driver.mtu" | "mtu" => {
+                mtu = Some(v.parse::<u32>().ok().filter(|m| (68..=65535).contains(m)).ok_or_else(|| {
+                    NetError::Config(format!("network `{}`: invalid MTU `{v}`", opts.name))
+                })?)
+            }
+            "com.docker.network.bridge.name" => {
+                if v.is_empty() || v.len() > 15 || !v.chars().all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c)) {
+                    return Err(NetError::Config(format!("network `{}`: invalid bridge name `{v}`", opts.name)));
+                }
+                bridge = Some(v.clone())
+            }
+            other => {
+                return Err(NetError::Config(format!(
+                    "network `{}`: driver option `{other}` is not supported for a bridge (mtu, com.docker.network.driver.mtu, com.docker.network.bridge.name)",
+                    opts.name
+                )))
+            }
+        }
+    }
+    let _lock = store.lock()?;
+    if store.get(&opts.name).is_ok() {
+        return Err(NetError::Exists(opts.name.clone()));
+    }
+    let nl = link::Netlink::host()?;
+    let mut taken = nl.routed().await?;
+    for n in store.networks()? {
+        taken.extend(n.subnets.iter().map(|s| s.subnet));
+    }
+    let id = random_hex(32)?;
+    let mut subnets = Vec::new();
+    let requests = if opts
+        .subnets
+        .iter()
+        .any(|s| s.subnet.is_some_and(|n| n.addr().is_ipv4()))
+    {
+        opts.subnets.clone()
+    } else {
+        // No v4 subnet given: one from the pool comes first.
+        let mut r = vec![SubnetRequest::default()];
+        r.extend(opts.subnets.iter().cloned());
+        r
+    };
+    for r in &requests {
+        let subnet = match r.subnet {
+            Some(s) => {
+                if let Some(t) = taken.iter().find(|t| ipam::overlaps(&s, t)) {
+                    return Err(NetError::Config(format!(
+                        "network `{}`: subnet `{s}` overlaps `{t}`, which is already in use on this host",
+                        opts.name
+                    )));
+                }
+                s
+            }
+            None => pool.pick(&taken).ok_or_else(|| {
+                NetError::Config(format!(
+                    "network `{}`: no free subnet left in the pool {}/{}",
+                    opts.name, pool.base, pool.prefix
+                ))
+            })?,
+        };
+        taken.push(subnet);
+        subnets.push(
+            ipam::SubnetConfig::new(subnet, r.gateway, r.ip_range, r.aux_addresses.clone())
+                .map_err(|e| NetError::Config(format!("network `{}`: {e}", opts.name)))?,
+        );
+    }
+    if opts.ipv6 && !subnets.iter().any(|s| s.subnet.addr().is_ipv6()) {
+        let ula = ipam::ula_for(&id);
+        subnets
+            .push(ipam::SubnetConfig::new(ula, None, None, Vec::new()).map_err(NetError::Config)?);
+    }
+    let net = Network {
+        name: opts.name.clone(),
+        bridge: bridge.unwrap_or_else(|| format!("stk-{}", &id[..11])),
+        id,
+        subnets,
+        internal: opts.internal,
+        mtu,
+        labels: opts.labels.clone(),
+        created: now(),
+    };
+    if store.networks()?.iter().any(|n| n.bridge == net.bridge) {
+        return Err(NetError::Config(format!(
+            "bridge `{}` belongs to another network",
+            net.bridge
+        )));
+    }
+    store.put(&net)?;
+    let addrs: Vec<(IpAddr, u8)> = net
+        .subnets
+        .iter()
+        .map(|s| (s.gateway, s.subnet.prefix_len()))
+        .collect();
+    let made = async {
+        nl.ensure_bridge(&net.bridge, net.mtu, &addrs).await?;
+        firewall::apply(store)
+    }
+    .await;
+    if let Err(e) = made {
+        // Leave nothing half made.
+        let _ = nl.delete(&net.bridge).await;
+        let _ = store.delete(&net.name);
+        let _ = firewall::apply(store);
+        return Err(e);
+    }
+    Ok(net)
+}
+
+/// Removes a network that no container uses: rules, bridge, record.
+pub async fn remove(store: &Store, name: &str) -> Result<(), NetError> {
+    let _lock = store.lock()?;
+    let net = store.get(name)?;
+    let eps = store.endpoints(name)?;
+    if !eps.is_empty() {
+        let names: Vec<String> = eps.iter().map(|e| format!("`{}`", e.name)).collect();
+        return Err(NetError::InUse {
+            name: name.to_string(),
+            containers: names.join(", "),
+        });
+    }
+    store.delete(name)?;
+    let mut failures = Vec::new();
+    if let Err(e) = firewall::apply(store) {
+        failures.push(e.to_string());
+    }
+    if let Err(e) = link::Netlink::host()?.delete(&net.bridge).await {
+        failures.push(e.to_string());
+    }
+    if failures.is_empty() {
+        Ok(())
+    } else {
+        Err(NetError::Config(format!(
+            "network `{name}` removed, but: {}",
+            failures.join("; ")
+        )))
+    }
+}
+
+/// A container's wish for one network.
+#[derive(Clone, Debug, Default)]
+pub struct Attachment {
+    pub network: String,
+    pub aliases: Vec<String>,
+    pub ipv4: Option<IpAddr>,
+    pub ipv6: Option<IpAddr>,
+    pub mac: Option<[u8; 6]>,
+}
+
+/// Where a container's network namespace file lives.
+pub fn netns_path(store: &Store, container: &str) -> PathBuf {
+    store.netns_dir().join(container)
+}
+
+/// Makes a container's network namespace and connects it to its networks
+/// (the first gets the default route and the published ports). On failure
+/// nothing is left.
+pub async fn connect(
+    store: &Store,
+    container: &str,
+    name: &str,
+    attachments: &[Attachment],
+    ports: &[Port],
+) -> Result<(PathBuf, Vec<Endpoint>), NetError> {
+    let _lock = store.lock()?;
+    let netns = netns_path(store, container);
+    let mut done: Vec<Endpoint> = Vec::new();
+    let result = connect_locked(
+        store,
+        container,
+        name,
+        attachments,
+        ports,
+        &netns,
+        &mut done,
+    )
+    .await;
+    match result {
+        Ok(()) => Ok((netns, done)),
+        Err(e) => {
+            let nl = link::Netlink::host()?;
+            for ep in &done {
+                let _ = nl.delete(&ep.host_veth).await;
+                let _ = store.delete_endpoint(&ep.network, container);
+            }
+            let _ = link::remove_netns(&netns);
+            let _ = firewall::apply(store);
+            Err(e)
+        }
+    }
+}
+
+async fn connect_locked(
+    store: &Store,
+    container: &str,
+    name: &str,
+    attachments: &[Attachment],
+    ports: &[Port],
+    netns: &Path,
+    done: &mut Vec<Endpoint>,
+) -> Result<(), NetError> {
+    let nets: Vec<Network> = attachments
+        .iter()
+        .map(|a| store.get(&a.network))
+        .collect::<Result<_, _>>()?;
+    let mut ports = ports.to_vec();
+    if !ports.is_empty() {
+        if nets.first().is_some_and(|n| n.internal) {
+            return Err(NetError::Config(format!(
+                "network `{}` is internal: no port can be published from it",
+                nets[0].name
+            )));
+        }
+        ports::check_free(store, &mut ports)?;
+    }
+    link::create_netns(netns)?;
+    let host = link::Netlink::host()?;
+    let inside = link::Netlink::in_netns(netns)?;
+    for (i, (a, net)) in attachments.iter().zip(&nets).enumerate() {
+        let used: Vec<IpAddr> = store
+            .endpoints(&net.name)?
+            .iter()
+            .flat_map(|e| e.addresses.clone())
+            .collect();
+        let mut addrs: Vec<(IpAddr, u8)> = Vec::new();
+        for s in &net.subnets {
+            let wanted = if s.subnet.addr().is_ipv4() {
+                a.ipv4
+            } else {
+                a.ipv6
+            };
+            let addr = match wanted {
+                Some(w) => {
+                    s.check_static(w, &used)
+                        .map_err(|e| NetError::Config(format!("network `{}`: {e}", net.name)))?;
+                    w
+                }
+                None => s.allocate(&used).ok_or_else(|| {
+                    NetError::Config(format!(
+                        "network `{}`: no free address left in {}",
+                        net.name, s.subnet
+                    ))
+                })?,
+            };
+            addrs.push((addr, s.subnet.prefix_len()));
+        }
+        for (w, v4) in [(a.ipv4, true), (a.ipv6, false)] {
+            if let Some(w) = w {
+                if !net
+                    .subnets
+                    .iter()
+                    .any(|s| s.subnet.addr().is_ipv4() == v4 && s.subnet.contains(&w))
+                {
+                    return Err(NetError::Config(format!(
+                        "network `{}` has no subnet for `{w}`",
+                        net.name
+                    )));
+                }
+            }
+        }
+        let mac = a.mac.unwrap_or_else(|| ipam::mac_for(addrs[0].0));
+        let ifname = format!("eth{i}");
+        let tag = format!("{}{i}", &container[..container.len().min(9)]);
+        let (host_veth, peer) = (format!("vs{tag}"), format!("vp{tag}"));
+        host.veth_into(&host_veth, &peer, &net.bridge, net.mtu, netns)
+            .await?;
+        let ep = Endpoint {
+            container: container.to_string(),
+            name: name.to_string(),
+            aliases: a.aliases.clone(),
+            network: net.name.clone(),
+            ifname: ifname.clone(),
+            host_veth,
+            mac: ipam::format_mac(&mac),
+            addresses: addrs.iter().map(|(a, _)| *a).collect(),
+            netns: netns.to_path_buf(),
+            ports: if i == 0 { ports.clone() } else { Vec::new() },
+        };
+        store.put_endpoint(&ep)?;
+        done.push(ep);
+        let gateways: Vec<IpAddr> = if net.internal {
+            Vec::new()
+        } else {
+            net.subnets.iter().map(|s| s.gateway).collect()
+        };
+        inside
+            .configure(&peer, &ifname, mac, &addrs, &gateways)
+            .await?;
+    }
+    firewall::apply(store)
+}
+
+/// Takes a container off every network and removes its namespace; reports
+/// every failure but goes on.
+pub async fn disconnect(store: &Store, container: &str) -> Result<(), NetError> {
+    let _lock = store.lock()?;
+    let mut failures = Vec::new();
+    let host = link::Netlink::host()?;
+    for ep in store
+        .all_endpoints()?
+        .into_iter()
+        .filter(|e| e.container == container)
+    {
+        if let Err(e) = host.delete(&ep.host_veth).await {
+            failures.push(e.to_string());
+        }
+        if let Err(e) = store.delete_endpoint(&ep.network, container) {
+            failures.push(e.to_string());
+        }
+    }
+    if let Err(e) = firewall::apply(store) {
+        failures.push(e.to_string());
+    }
+    if let Err(e) = link::remove_netns(&netns_path(store, container)) {
+        failures.push(e.to_string());
+    }
+    if failures.is_empty() {
+        Ok(())
+    } else {
+        Err(NetError::Config(failures.join("; ")))
+    }
+}

@@ -1,0 +1,310 @@
+//! Network namespaces, bridges and veth pairs, through netlink.
+//!
+//! A container's network namespace is made before the container, bound to a
+//! file (as `ip netns` and netavark do): the network is set up in it from
+//! outside, the container joins it, and it outlives neither `rm` nor a
+//! crash (the file is the record). Namespace switches happen on a
+//! short-lived thread, never on a runtime thread.
+
+use std::fs;
+use std::net::IpAddr;
+use std::os::fd::AsRawFd as _;
+use std::path::{Path, PathBuf};
+
+use futures::TryStreamExt as _;
+use ipnet::IpNet;
+use nix::sched::{setns, unshare, CloneFlags};
+use rtnetlink::packet_route::route::{RouteAddress, RouteAttribute};
+use rtnetlink::{Handle, LinkBridge, LinkUnspec, LinkVeth, RouteMessageBuilder};
+
+use crate::NetError;
+
+fn nl(what: impl Into<String>) -> impl FnOnce(rtnetlink::Error) -> NetError {
+    let what = what.into();
+    move |e| NetError::Netlink {
+        what,
+        why: e.to_string(),
+    }
+}
+
+/// Whether a netlink error is the kernel's "no such device" (or "exists").
+fn errno_is(e: &rtnetlink::Error, code: i32) -> bool {
+    matches!(e, rtnetlink::Error::NetlinkError(m) if m.raw_code() == -code)
+}
+
+/// Makes a new network namespace bound to `path`, with `lo` up.
+pub fn create_netns(path: &Path) -> Result<(), NetError> {
+    if let Some(dir) = path.parent() {
+        fs::create_dir_all(dir).map_err(|e| NetError::io(dir, e))?;
+    }
+    fs::File::create(path).map_err(|e| NetError::io(path, e))?;
+    let p = path.to_path_buf();
+    let made = std::thread::spawn(move || -> std::io::Result<()> {
+        unshare(CloneFlags::CLONE_NEWNET)?;
+        nix::mount::mount(
+            Some("/proc/thread-self/ns/net"),
+            &p,
+            None::<&str>,
+            nix::mount::MsFlags::MS_BIND,
+            None::<&str>,
+        )?;
+        Ok(())
+    })
+    .join()
+    .expect("the netns thread does not panic");
+    if let Err(e) = made {
+        let _ = fs::remove_file(path);
+        return Err(NetError::io(path, e));
+    }
+    Ok(())
+}
+
+/// Unbinds and removes a namespace file; the namespace goes with its last user.
+pub fn remove_netns(path: &Path) -> Result<(), NetError> {
+    let _ = nix::mount::umount2(path, nix::mount::MntFlags::MNT_DETACH);
+    match fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(NetError::io(path, e)),
+        _ => Ok(()),
+    }
+}
+
+/// A netlink connection, to the host's namespace or to one bound to a file.
+pub struct Netlink {
+    handle: Handle,
+}
+
+impl Netlink {
+    /// Must be called inside a tokio runtime.
+    pub fn host() -> Result<Netlink, NetError> {
+        Self::connect(None)
+    }
+
+    pub fn in_netns(path: &Path) -> Result<Netlink, NetError> {
+        Self::connect(Some(path))
+    }
+
+    fn connect(netns: Option<&Path>) -> Result<Netlink, NetError> {
+        let rt = tokio::runtime::Handle::current();
+        let netns: Option<PathBuf> = netns.map(Path::to_path_buf);
+        let where_ = netns.clone().unwrap_or_else(|| "/proc/self/ns/net".into());
+        // The socket belongs to the namespace of the thread that opens it.
+        let (conn, handle, _) = std::thread::spawn(move || {
+            let _guard = rt.enter();
+            if let Some(p) = &netns {
+                setns(fs::File::open(p)?, CloneFlags::CLONE_NEWNET)?;
+            }
+            rtnetlink::new_connection()
+        })
+        .join()
+        .expect("the netlink thread does not panic")
+        .map_err(|e| NetError::io(&where_, e))?;
+        tokio::spawn(conn);
+        Ok(Netlink { handle })
+    }
+
+    pub async fn index(&self, name: &str) -> Result<Option<u32>, NetError> {
+        let mut links = self
+            .handle
+            .link()
+            .get()
+            .match_name(name.to_string())
+            .execute();
+        match links.try_next().await {
+            Ok(Some(l)) => Ok(Some(l.header.index)),
+            Ok(None) => Ok(None),
+            Err(e) if errno_is(&e, libc::ENODEV) => Ok(None),
+            Err(e) => Err(nl(format!("look up link {name}"))(e)),
+        }
+    }
+
+    async fn must_index(&self, name: &str) -> Result<u32, NetError> {
+        self.index(name).await?.ok_or_else(|| NetError::Netlink {
+            what: format!("look up link {name}"),
+            why: "no such device".into(),
+        })
+    }
+
+    /// The bridge with these addresses, up (made if missing).
+    pub async fn ensure_bridge(
+        &self,
+        name: &str,
+        mtu: Option<u32>,
+        addrs: &[(IpAddr, u8)],
+    ) -> Result<(), NetError> {
+        if self.index(name).await?.is_none() {
+            let mut b = LinkBridge::new(name);
+            if let Some(m) = mtu {
+                b = b.mtu(m);
+            }
+            self.handle
+                .link()
+                .add(b.build())
+                .execute()
+                .await
+                .map_err(nl(format!("create bridge {name}")))?;
+        }
+        let index = self.must_index(name).await?;
+        for (a, prefix) in addrs {
+            match self
+                .handle
+                .address()
+                .add(index, *a, *prefix)
+                .execute()
+                .await
+            {
+                Err(e) if errno_is(&e, libc::EEXIST) => {}
+                r => r.map_err(nl(format!("add {a}/{prefix} to {name}")))?,
+            }
+        }
+        self.up(index, name).await
+    }
+
+    async fn up(&self, index: u32, name: &str) -> Result<(), NetError> {
+        self.handle
+            .link()
+            .set(LinkUnspec::new_with_index(index).up().build())
+            .execute()
+            .await
+            .map_err(nl(format!("set {name} up")))
+    }
+
+    /// Deletes a link; a missing one is not an error. Returns whether it was there.
+    pub async fn delete(&self, name: &str) -> Result<bool, NetError> {
+        let Some(index) = self.index(name).await? else {
+            return Ok(false);
+        };
+        match self.handle.link().del(index).execute().await {
+            Err(e) if errno_is(&e, libc::ENODEV) => Ok(false),
+            r => r.map(|()| true).map_err(nl(format!("delete {name}"))),
+        }
+    }
+
+    /// A veth pair: `host` on `bridge`, up; `peer` moved into the namespace at `netns`.
+    pub async fn veth_into(
+        &self,
+        host: &str,
+        peer: &str,
+        bridge: &str,
+        mtu: Option<u32>,
+        netns: &Path,
+    ) -> Result<(), NetError> {
+        let mut v = LinkVeth::new(host, peer);
+        if let Some(m) = mtu {
+            v = v.mtu(m);
+        }
+        self.handle
+            .link()
+            .add(v.build())
+            .execute()
+            .await
+            .map_err(nl(format!("create veth {host}")))?;
+        let fail = |e: NetError| async {
+            let _ = self.delete(host).await;
+            e
+        };
+        let result = async {
+            let b = self.must_index(bridge).await?;
+            let h = self.must_index(host).await?;
+            let p = self.must_index(peer).await?;
+            self.handle
+                .link()
+                .set(LinkUnspec::new_with_index(h).controller(b).up().build())
+                .execute()
+                .await
+                .map_err(nl(format!("attach {host} to {bridge}")))?;
+            let ns = fs::File::open(netns).map_err(|e| NetError::io(netns, e))?;
+            self.handle
+                .link()
+                .set(
+                    LinkUnspec::new_with_index(p)
+                        .setns_by_fd(ns.as_raw_fd())
+                        .build(),
+                )
+                .execute()
+                .await
+                .map_err(nl(format!("move {peer} into the container's namespace")))
+        }
+        .await;
+        match result {
+            Ok(()) => Ok(()),
+            Err(e) => Err(fail(e).await),
+        }
+    }
+
+    /// Inside a container's namespace: `from` renamed to `to`, with its MAC,
+    /// addresses and MTU, up, and default routes through the gateways.
+    pub async fn configure(
+        &self,
+        from: &str,
+        to: &str,
+        mac: [u8; 6],
+        addrs: &[(IpAddr, u8)],
+        gateways: &[IpAddr],
+    ) -> Result<(), NetError> {
+        let i = self.must_index(from).await?;
+        self.handle
+            .link()
+            .set(
+                LinkUnspec::new_with_index(i)
+                    .name(to.to_string())
+                    .address(mac.to_vec())
+                    .build(),
+            )
+            .execute()
+            .await
+            .map_err(nl(format!("rename {from} to {to}")))?;
+        for (a, prefix) in addrs {
+            self.handle
+                .address()
+                .add(i, *a, *prefix)
+                .execute()
+                .await
+                .map_err(nl(format!("add {a}/{prefix} to {to}")))?;
+        }
+        self.up(i, to).await?;
+        for g in gateways {
+            let route = match g {
+                IpAddr::V4(v) => RouteMessageBuilder::<std::net::Ipv4Addr>::new()
+                    .gateway(*v)
+                    .build(),
+                IpAddr::V6(v) => RouteMessageBuilder::<std::net::Ipv6Addr>::new()
+                    .gateway(*v)
+                    .build(),
+            };
+            match self.handle.route().add(route).execute().await {
+                // A second network's gateway: the first one keeps the default route.
+                Err(e) if errno_is(&e, libc::EEXIST) => {}
+                r => r.map_err(nl(format!("default route via {g}")))?,
+            }
+        }
+        Ok(())
+    }
+
+    /// Every destination the host routes (v4 and v6): new subnets avoid them.
+    pub async fn routed(&self) -> Result<Vec<IpNet>, NetError> {
+        let mut out = Vec::new();
+        for msg in [
+            RouteMessageBuilder::<std::net::Ipv4Addr>::new().build(),
+            RouteMessageBuilder::<std::net::Ipv6Addr>::new().build(),
+        ] {
+            let mut routes = self.handle.route().get(msg).execute();
+            while let Some(r) = routes.try_next().await.map_err(nl("list routes"))? {
+                let len = r.header.destination_prefix_length;
+                if len == 0 {
+                    continue;
+                }
+                for a in &r.attributes {
+                    let addr = match a {
+                        RouteAttribute::Destination(RouteAddress::Inet(v)) => IpAddr::V4(*v),
+                        RouteAttribute::Destination(RouteAddress::Inet6(v)) => IpAddr::V6(*v),
+                        _ => continue,
+                    };
+                    if let Ok(n) = IpNet::new(addr, len) {
+                        out.push(n.trunc());
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+}

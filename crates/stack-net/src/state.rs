@@ -1,0 +1,215 @@
+//! What the host has, recorded: networks and their endpoints, one JSON
+//! file each under `$STACK_ROOT/networks`, written atomically and changed
+//! under one lock, so that a restarted engine (or the next command) finds
+//! everything that was set up and can take it down.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::{self, Write as _};
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::ipam::SubnetConfig;
+use crate::NetError;
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Network {
+    pub name: String,
+    pub id: String,
+    /// The Linux bridge.
+    pub bridge: String,
+    pub subnets: Vec<SubnetConfig>,
+    /// No route out, no masquerade, no published ports.
+    #[serde(default)]
+    pub internal: bool,
+    #[serde(default)]
+    pub mtu: Option<u32>,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    pub created: String,
+}
+
+/// A published port.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Port {
+    /// None: every address of the host.
+    #[serde(default)]
+    pub host_ip: Option<IpAddr>,
+    pub host_port: u16,
+    pub container_port: u16,
+    /// `tcp` or `udp`.
+    pub protocol: String,
+}
+
+/// A container on a network.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Endpoint {
+    pub container: String,
+    /// The container's name: resolvable on the network, like its aliases.
+    pub name: String,
+    #[serde(default)]
+    pub aliases: Vec<String>,
+    pub network: String,
+    /// Inside the container (`eth0`, …) and on the host.
+    pub ifname: String,
+    pub host_veth: String,
+    pub mac: String,
+    pub addresses: Vec<IpAddr>,
+    /// The container's network namespace (a bind-mounted nsfs file).
+    pub netns: PathBuf,
+    /// Published ports (on the container's first network).
+    #[serde(default)]
+    pub ports: Vec<Port>,
+}
+
+pub struct Store {
+    root: PathBuf,
+}
+
+/// The store lock; released on drop.
+pub struct Lock(#[allow(dead_code)] nix::fcntl::Flock<fs::File>);
+
+fn write_atomic(path: &Path, value: &impl Serialize) -> Result<(), NetError> {
+    let tmp = path.with_extension("json.tmp");
+    let write = || -> io::Result<()> {
+        let mut f = fs::File::create(&tmp)?;
+        f.write_all(&serde_json::to_vec_pretty(value).map_err(io::Error::other)?)?;
+        f.sync_all()?;
+        fs::rename(&tmp, path)
+    };
+    write().map_err(|e| NetError::io(path, e))
+}
+
+fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, NetError> {
+    let bytes = fs::read(path).map_err(|e| NetError::io(path, e))?;
+    serde_json::from_slice(&bytes).map_err(|e| NetError::Corrupt {
+        path: path.to_path_buf(),
+        why: e.to_string(),
+    })
+}
+
+/// Names become file names: letters, digits, `_`, `.`, `-`, not leading `.`.
+pub fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 128
+        && !name.starts_with('.')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
+}
+
+impl Store {
+    pub fn open(stack_root: &Path) -> Result<Store, NetError> {
+        let root = stack_root.join("networks");
+        fs::create_dir_all(&root).map_err(|e| NetError::io(&root, e))?;
+        Ok(Store { root })
+    }
+
+    pub fn netns_dir(&self) -> PathBuf {
+        self.root.join("netns")
+    }
+
+    /// Held while networks or endpoints change (one command at a time).
+    pub fn lock(&self) -> Result<Lock, NetError> {
+        use nix::fcntl::{Flock, FlockArg};
+        let p = self.root.join(".lock");
+        let f = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&p)
+            .map_err(|e| NetError::io(&p, e))?;
+        Flock::lock(f, FlockArg::LockExclusive)
+            .map(Lock)
+            .map_err(|(_, e)| NetError::io(&p, e.into()))
+    }
+
+    fn network_path(&self, name: &str) -> PathBuf {
+        self.root.join(format!("{name}.json"))
+    }
+
+    fn endpoints_dir(&self, name: &str) -> PathBuf {
+        self.root.join(format!("{name}.endpoints"))
+    }
+
+    pub fn networks(&self) -> Result<Vec<Network>, NetError> {
+        let mut out = Vec::new();
+        for e in fs::read_dir(&self.root)
+            .map_err(|e| NetError::io(&self.root, e))?
+            .flatten()
+        {
+            let p = e.path();
+            if p.extension().is_some_and(|x| x == "json") {
+                out.push(read_json(&p)?);
+            }
+        }
+        out.sort_by(|a: &Network, b| a.name.cmp(&b.name));
+        Ok(out)
+    }
+
+    pub fn get(&self, name: &str) -> Result<Network, NetError> {
+        let p = self.network_path(name);
+        if !valid_name(name) || !p.exists() {
+            return Err(NetError::NotFound(name.to_string()));
+        }
+        read_json(&p)
+    }
+
+    pub fn put(&self, net: &Network) -> Result<(), NetError> {
+        let dir = self.endpoints_dir(&net.name);
+        fs::create_dir_all(&dir).map_err(|e| NetError::io(&dir, e))?;
+        write_atomic(&self.network_path(&net.name), net)
+    }
+
+    pub fn delete(&self, name: &str) -> Result<(), NetError> {
+        let dir = self.endpoints_dir(name);
+        let _ = fs::remove_dir(&dir);
+        let p = self.network_path(name);
+        fs::remove_file(&p).map_err(|e| NetError::io(&p, e))
+    }
+
+    pub fn endpoints(&self, network: &str) -> Result<Vec<Endpoint>, NetError> {
+        let dir = self.endpoints_dir(network);
+        let Ok(entries) = fs::read_dir(&dir) else {
+            return Ok(Vec::new());
+        };
+        let mut out = Vec::new();
+        for e in entries.flatten() {
+            if e.path().extension().is_some_and(|x| x == "json") {
+                out.push(read_json(&e.path())?);
+            }
+        }
+        out.sort_by(|a: &Endpoint, b| a.name.cmp(&b.name));
+        Ok(out)
+    }
+
+    /// Every endpoint on every network.
+    pub fn all_endpoints(&self) -> Result<Vec<Endpoint>, NetError> {
+        let mut out = Vec::new();
+        for n in self.networks()? {
+            out.extend(self.endpoints(&n.name)?);
+        }
+        Ok(out)
+    }
+
+    pub fn put_endpoint(&self, ep: &Endpoint) -> Result<(), NetError> {
+        write_atomic(
+            &self
+                .endpoints_dir(&ep.network)
+                .join(format!("{}.json", ep.container)),
+            ep,
+        )
+    }
+
+    pub fn delete_endpoint(&self, network: &str, container: &str) -> Result<(), NetError> {
+        let p = self
+            .endpoints_dir(network)
+            .join(format!("{container}.json"));
+        match fs::remove_file(&p) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(NetError::io(&p, e)),
+            _ => Ok(()),
+        }
+    }
+}

@@ -53,6 +53,11 @@ pub enum Command {
         #[command(subcommand)]
         command: crate::image::ImageCommand,
     },
+    /// Manage networks
+    Network {
+        #[command(subcommand)]
+        command: crate::network::NetworkCommand,
+    },
     /// Pull the images of the stack's services, in parallel
     Pull(PullArgs),
     /// Log in to a registry (Docker Hub by default)

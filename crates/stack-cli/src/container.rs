@@ -77,6 +77,12 @@ pub enum ContainerCommand {
         #[arg(short, long)]
         force: bool,
     },
+    /// List a container's published ports (or the host side of one)
+    Port {
+        container: String,
+        /// PORT[/PROTO]
+        port: Option<String>,
+    },
 }
 
 #[derive(Args, Debug)]
@@ -127,10 +133,34 @@ pub struct RunArgs {
     /// A resource limit: NAME=SOFT[:HARD] (nofile, nproc, core, ...)
     #[arg(long = "ulimit", value_name = "NAME=SOFT[:HARD]")]
     pub ulimits: Vec<String>,
-    /// Network: `none` (own namespace, loopback only; the default until
-    /// project networks exist), `host`, or `container:NAME|ID`
-    #[arg(long = "network", alias = "net", default_value = "none")]
-    pub network: String,
+    /// Network: `none` (own namespace, loopback only; the default), `host`,
+    /// `container:NAME|ID`, or named networks (repeat to join several)
+    #[arg(long = "network", alias = "net")]
+    pub network: Vec<String>,
+    /// Another name for the container on its networks
+    #[arg(long = "network-alias", value_name = "ALIAS")]
+    pub network_alias: Vec<String>,
+    /// Its IPv4 address on the (first) network
+    #[arg(long)]
+    pub ip: Option<String>,
+    /// Its IPv6 address on the (first) network
+    #[arg(long)]
+    pub ip6: Option<String>,
+    #[arg(long = "mac-address")]
+    pub mac_address: Option<String>,
+    /// Publish a port: [HOST_IP:][HOST_PORT:]CONTAINER_PORT[/udp]
+    #[arg(short = 'p', long = "publish", value_name = "PORT")]
+    pub publish: Vec<String>,
+    /// A DNS server (default: the network's own)
+    #[arg(long)]
+    pub dns: Vec<String>,
+    #[arg(long = "dns-search")]
+    pub dns_search: Vec<String>,
+    #[arg(long = "dns-option")]
+    pub dns_option: Vec<String>,
+    /// HOST:IP in /etc/hosts
+    #[arg(long = "add-host", value_name = "HOST:IP")]
+    pub add_host: Vec<String>,
     /// Set a label (KEY=VALUE); the image's labels are the defaults
     #[arg(short = 'l', long = "label", value_name = "KEY=VALUE")]
     pub labels: Vec<String>,
@@ -235,6 +265,9 @@ pub fn run(cmd: &ContainerCommand) -> anyhow::Result<i32> {
             *interactive,
         ),
         ContainerCommand::Top { container } => crate::lifecycle::top(&root, container).map(|()| 0),
+        ContainerCommand::Port { container, port } => {
+            crate::lifecycle::port(&root, container, port.as_deref()).map(|()| 0)
+        }
         ContainerCommand::Stats { container } => {
             crate::lifecycle::stats(&root, container).map(|()| 0)
         }
@@ -330,7 +363,25 @@ fn run_container(a: &RunArgs) -> anyhow::Result<i32> {
     }
     let name = a.name.clone().unwrap_or_else(|| short.clone());
     crate::lifecycle::ensure_name_free(&stack_root(), &name)?;
-    let spec = stack_runtime::Spec {
+    let special = |n: &str| {
+        matches!(n, "none" | "host" | "bridge" | "default") || n.starts_with("container:")
+    };
+    let named_networks: Vec<String> = a.network.iter().filter(|n| !special(n)).cloned().collect();
+    if !named_networks.is_empty() && named_networks.len() != a.network.len() {
+        bail!("--network none, host, bridge and container:NAME cannot be combined with other networks");
+    }
+    if a.network.len() > 1 && named_networks.is_empty() {
+        bail!("only one of --network none, host, bridge or container:NAME");
+    }
+    if named_networks.is_empty()
+        && (!a.publish.is_empty()
+            || a.ip.is_some()
+            || a.ip6.is_some()
+            || !a.network_alias.is_empty())
+    {
+        bail!("-p, --ip, --ip6 and --network-alias need a network: --network NAME (see `stack network create`)");
+    }
+    let mut spec = stack_runtime::Spec {
         id: id.clone(),
         name: name.clone(),
         rootfs: rootfs.clone(),
@@ -370,17 +421,31 @@ fn run_container(a: &RunArgs) -> anyhow::Result<i32> {
         stop_timeout: a.stop_timeout,
         tty: a.tty,
         interactive: a.interactive,
-        network: match a.network.as_str() {
-            "none" | "bridge" | "default" => stack_runtime::NetworkMode::New,
-            "host" => stack_runtime::NetworkMode::Host,
-            other => match other.strip_prefix("container:") {
-                Some(key) => stack_runtime::NetworkMode::Join(crate::lifecycle::running_pid(
-                    &stack_root(),
-                    key,
-                )?),
-                None => bail!("unsupported network `{other}`: none, host or container:NAME"),
+        network: match named_networks.is_empty() {
+            false => stack_runtime::NetworkMode::New,
+            true => match a.network.first().map_or("none", String::as_str) {
+                "none" | "bridge" | "default" => stack_runtime::NetworkMode::New,
+                "host" => stack_runtime::NetworkMode::Host,
+                other => match other.strip_prefix("container:") {
+                    Some(key) => stack_runtime::NetworkMode::Join(crate::lifecycle::running_pid(
+                        &stack_root(),
+                        key,
+                    )?),
+                    None => unreachable!("named networks are handled above"),
+                },
             },
         },
+        resolv_conf: None,
+        hosts: a
+            .add_host
+            .iter()
+            .map(|h| {
+                h.split_once(':')
+                    .filter(|(_, ip)| ip.parse::<std::net::IpAddr>().is_ok())
+                    .map(|(host, ip)| format!("{ip}\t{host}"))
+                    .ok_or_else(|| anyhow::anyhow!("invalid --add-host `{h}`: expected HOST:IP"))
+            })
+            .collect::<anyhow::Result<_>>()?,
         mounts: {
             let mut m = mounts(&a.volumes, &a.tmpfs)?;
             // The image's VOLUMEs not mounted otherwise: anonymous volumes,
@@ -477,6 +542,49 @@ fn run_container(a: &RunArgs) -> anyhow::Result<i32> {
             .collect::<anyhow::Result<_>>()?,
     };
     // Ctrl-C goes to the container (same process group); we stay to report and clean up.
+    if named_networks.is_empty()
+        && !(a.dns.is_empty() && a.dns_search.is_empty() && a.dns_option.is_empty())
+    {
+        spec.resolv_conf = Some(crate::network::resolv_conf(
+            &a.dns,
+            &a.dns_search,
+            &a.dns_option,
+        ));
+    }
+    if !named_networks.is_empty() {
+        let wired = crate::network::wire(
+            &id,
+            &name,
+            &spec.hostname,
+            &crate::network::Request {
+                networks: &named_networks,
+                aliases: &a.network_alias,
+                ip: a.ip.as_deref(),
+                ip6: a.ip6.as_deref(),
+                mac: a.mac_address.as_deref(),
+                publish: &a.publish,
+                dns: &a.dns,
+                dns_search: &a.dns_search,
+                dns_options: &a.dns_option,
+            },
+        )?;
+        spec.network = stack_runtime::NetworkMode::Path(wired.netns);
+        spec.resolv_conf = Some(wired.resolv_conf);
+        spec.hosts.splice(0..0, wired.hosts);
+    }
+    let started = start_or_run(a, &spec, &name);
+    // A container that never ran, or ran with --rm, leaves no network behind.
+    let gone = !stack_runtime::container_dir(&stack_root(), &id).exists();
+    if !named_networks.is_empty() && (started.is_err() || gone) {
+        if let Err(e) = crate::network::unwire(&id) {
+            eprintln!("warning: {e:#}");
+        }
+    }
+    started
+}
+
+fn start_or_run(a: &RunArgs, spec: &stack_runtime::Spec, name: &str) -> anyhow::Result<i32> {
+    let id = &spec.id;
     stack_runtime::ignore_terminal_interrupts().context("cannot set up signal handling")?;
     if let Some(f) = &a.cidfile {
         use std::io::Write as _;

@@ -284,6 +284,9 @@ pub fn rm(root: &Path, keys: &[String], force: bool) -> anyhow::Result<()> {
                     eprintln!("warning: {e}");
                 }
             }
+            if let stack_runtime::NetworkMode::Path(_) = st.spec.network {
+                crate::network::unwire(&st.id)?;
+            }
             std::fs::remove_dir_all(&dir)
                 .with_context(|| format!("cannot remove `{}`", dir.display()))?;
             println!("{}", st.name);
@@ -336,6 +339,41 @@ fn running_layout(
     }
     let layout = stack_runtime::cgroup::layout(&st.id)?;
     Ok((st, layout))
+}
+
+/// `container port NAME [PORT[/PROTO]]`, as `docker port` prints it.
+pub fn port(root: &Path, key: &str, which: Option<&str>) -> anyhow::Result<()> {
+    let (_, st) = find(root, key)?;
+    let all = crate::network::ports_of(&st.id)?;
+    let wanted = which.map(|w| {
+        if w.contains('/') {
+            w.to_string()
+        } else {
+            format!("{w}/tcp")
+        }
+    });
+    let shown: Vec<&String> = all
+        .iter()
+        .filter(|l| {
+            wanted
+                .as_ref()
+                .is_none_or(|w| l.starts_with(&format!("{w} ")))
+        })
+        .collect();
+    if shown.is_empty() && wanted.is_some() {
+        bail!(
+            "no public port `{}` published for `{}`",
+            wanted.unwrap_or_default(),
+            st.name
+        );
+    }
+    for l in shown {
+        match &wanted {
+            Some(_) => println!("{}", l.split(" -> ").nth(1).unwrap_or_default()),
+            None => println!("{l}"),
+        }
+    }
+    Ok(())
 }
 
 pub fn top(root: &Path, key: &str) -> anyhow::Result<()> {

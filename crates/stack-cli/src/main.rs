@@ -8,6 +8,7 @@ mod config;
 mod container;
 mod image;
 mod lifecycle;
+mod network;
 mod registry;
 
 use std::io::Write as _;
@@ -36,6 +37,7 @@ fn main() -> ExitCode {
             Err(e) => Err(e),
         },
         cli::Command::Image { command } => image::run(command),
+        cli::Command::Network { command } => network::run(command),
         cli::Command::Pull(p) => config::pull(&args.global, p),
         cli::Command::Login(l) => registry::login(
             l.server.as_deref(),
@@ -61,6 +63,16 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// The async runtime for the parts that speak HTTP or netlink.
+pub fn async_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    use anyhow::Context as _;
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
 }
 
 /// Errors as users read them: a load error lists every problem.

@@ -13,14 +13,6 @@ use stack_image::reference::Reference;
 use stack_image::registry::Client;
 use stack_image::transfer::{self, Event, Progress, State};
 
-pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")
-}
-
 pub fn client() -> Arc<Client> {
     Arc::new(Client::new(AuthSources::from_env()))
 }
@@ -138,7 +130,7 @@ pub fn pull(reference: &str, platform: Option<&str>, quiet: bool) -> anyhow::Res
     if !quiet {
         println!("{}: Pulling from {}", r.manifest_ref(), r.repository);
     }
-    let pulled = runtime()?
+    let pulled = crate::async_runtime()?
         .block_on(transfer::pull(client(), &store, &r, &platform, progress))
         .with_context(|| format!("cannot pull {r}"))?;
     if !quiet {
@@ -172,7 +164,7 @@ pub fn push(reference: &str, quiet: bool) -> anyhow::Result<()> {
             dest.registry, dest.repository
         );
     }
-    let digest = runtime()?
+    let digest = crate::async_runtime()?
         .block_on(transfer::push(client(), &store, &img, &dest, progress))
         .with_context(|| format!("cannot push {dest}"))?;
     let tag = dest.tag.as_deref().unwrap_or("latest");
@@ -189,7 +181,7 @@ pub fn pull_stack(
     let store = crate::image::store()?;
     let client = client();
     let progress = Display::progress(true, quiet);
-    let rt = runtime()?;
+    let rt = crate::async_runtime()?;
     let mut wanted = Vec::new();
     for (image, platform, buildable) in images {
         let r = Reference::parse(&image)?;
@@ -314,7 +306,7 @@ pub fn login(
     let creds = Credentials { username, secret };
     let sources = AuthSources::from_env();
     let client = Client::new(sources.clone()).with_credentials(creds.clone());
-    runtime()?
+    crate::async_runtime()?
         .block_on(client.check_login(&registry))
         .with_context(|| format!("cannot log in to {registry}"))?;
     sources.store(&registry, &creds)?;

@@ -269,6 +269,16 @@ fn pid1(spec: &Spec, dir: &Path, pty_sock: Option<&std::os::fd::OwnedFd>) -> std
             })?;
             nix::sched::setns(ns, CloneFlags::CLONE_NEWNET)?;
         }
+        crate::spec::NetworkMode::Path(ref p) => {
+            let ns = std::fs::File::open(p).map_err(|e| {
+                std::io::Error::other(format!(
+                    "cannot open network namespace `{}`: {e}",
+                    p.display()
+                ))
+            })?;
+            nix::sched::setns(ns, CloneFlags::CLONE_NEWNET)?;
+            crate::net::loopback_up()?;
+        }
     }
     unshare(flags)?;
     if spec.network == crate::spec::NetworkMode::New {

@@ -305,15 +305,22 @@ fn write_etc(spec: &Spec, merged: &Path, sys: &mut dyn Sys) -> io::Result<()> {
     let etc = merged.join("etc");
     sys.mkdir_all(&etc)?;
     sys.write(&etc.join("hostname"), &format!("{}\n", spec.hostname))?;
-    sys.write(
-        &etc.join("hosts"),
-        &format!(
-            "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t{}\n",
-            spec.hostname
-        ),
-    )?;
-    if sys.kind(&etc.join("resolv.conf")) == Kind::Missing {
-        sys.write(&etc.join("resolv.conf"), "")?;
+    let mut hosts =
+        String::from("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n");
+    if spec.hosts.is_empty() {
+        hosts.push_str(&format!("127.0.1.1\t{}\n", spec.hostname));
+    }
+    for h in &spec.hosts {
+        hosts.push_str(h);
+        hosts.push('\n');
+    }
+    sys.write(&etc.join("hosts"), &hosts)?;
+    match &spec.resolv_conf {
+        Some(r) => sys.write(&etc.join("resolv.conf"), r)?,
+        None if sys.kind(&etc.join("resolv.conf")) == Kind::Missing => {
+            sys.write(&etc.join("resolv.conf"), "")?
+        }
+        None => {}
     }
     Ok(())
 }

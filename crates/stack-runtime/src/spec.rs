@@ -89,6 +89,13 @@ pub struct Spec {
     /// Recorded for the supervisor that runs it.
     #[serde(default)]
     pub healthcheck: Option<Healthcheck>,
+    /// /etc/resolv.conf as the network layer wants it (default: left as the image has it, or empty).
+    #[serde(default)]
+    pub resolv_conf: Option<String>,
+    /// More /etc/hosts lines (`IP<TAB>names`): the container's own
+    /// addresses, `extra_hosts`.
+    #[serde(default)]
+    pub hosts: Vec<String>,
 }
 
 /// A health check as Docker images carry it (durations in nanoseconds).
@@ -147,4 +154,7 @@ pub enum NetworkMode {
     /// Join the network namespace of the process with this host pid (another
     /// container's PID 1).
     Join(i32),
+    /// Join a network namespace bound to this file (made and wired by the
+    /// network layer before the container starts).
+    Path(PathBuf),
 }

@@ -22,6 +22,7 @@ fn main() -> ExitCode {
     match argv.nth(1).as_deref() {
         Some(stack_runtime::INIT_ARG) => stack_runtime::init_main(&argv.next().unwrap_or_default()),
         Some(stack_runtime::EXEC_ARG) => stack_runtime::exec_main(&argv.next().unwrap_or_default()),
+        Some(network::DNS_ARG) => return network::dns_main(),
         _ => {}
     }
     let args = cli::Cli::parse();

@@ -4,6 +4,8 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::path::PathBuf;
 
+use std::os::unix::process::CommandExt as _;
+
 use anyhow::{bail, Context as _};
 use clap::Subcommand;
 
@@ -51,6 +53,52 @@ pub enum NetworkCommand {
         #[arg(required = true)]
         names: Vec<String>,
     },
+}
+
+/// The hidden mode of our binary that runs the DNS server of a store root.
+pub const DNS_ARG: &str = "__stack-dns";
+
+pub fn dns_main() -> std::process::ExitCode {
+    let root = crate::container::stack_root();
+    let served =
+        crate::async_runtime().and_then(|rt| Ok(rt.block_on(stack_net::dns::serve(&root))?));
+    match served {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("stack dns: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+/// Starts the DNS server of this root unless it answers on `gateway`
+/// already, and waits until it does.
+fn ensure_dns(gateway: IpAddr) -> anyhow::Result<()> {
+    use std::net::{SocketAddr, TcpStream};
+    use std::time::{Duration, Instant};
+    let addr = SocketAddr::new(gateway, 53);
+    let up = || TcpStream::connect_timeout(&addr, Duration::from_millis(100)).is_ok();
+    if up() {
+        return Ok(());
+    }
+    let exe = std::env::current_exe().context("cannot find our own binary")?;
+    std::process::Command::new(exe)
+        .arg(DNS_ARG)
+        .env("STACK_ROOT", crate::container::stack_root())
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .process_group(0)
+        .spawn()
+        .context("cannot start the DNS server")?;
+    let t = Instant::now();
+    while !up() {
+        if t.elapsed() > Duration::from_secs(5) {
+            bail!("the DNS server does not answer on {addr}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok(())
 }
 
 pub fn store() -> anyhow::Result<stack_net::Store> {
@@ -131,6 +179,7 @@ pub fn run(cmd: &NetworkCommand) -> anyhow::Result<()> {
                 labels: key_values(labels, "label")?,
             };
             let net = rt.block_on(stack_net::create(&store, &opts, &pool()?))?;
+            ensure_dns(net.subnets[0].gateway)?;
             println!("{}", net.id);
         }
         NetworkCommand::Ls { quiet } => {
@@ -230,10 +279,11 @@ pub fn wire(id: &str, name: &str, hostname: &str, req: &Request<'_>) -> anyhow::
     for p in req.publish {
         ports.extend(stack_net::ports::parse(p).map_err(anyhow::Error::msg)?);
     }
+    let first = store.get(&req.networks[0])?;
+    ensure_dns(first.subnets[0].gateway)?;
     let rt = crate::async_runtime()?;
     let (netns, endpoints) =
         rt.block_on(stack_net::connect(&store, id, name, &attachments, &ports))?;
-    let first = store.get(&req.networks[0])?;
     // The embedded DNS answers on each network's gateway.
     let servers: Vec<String> = if req.dns.is_empty() {
         first

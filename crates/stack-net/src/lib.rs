@@ -5,6 +5,7 @@
 //! Every change is made under the store lock; the firewall is recomputed from
 //! the records after each one, so the rules always say what the records say.
 
+pub mod dns;
 pub mod firewall;
 pub mod ipam;
 pub mod link;
@@ -94,6 +95,16 @@ fn now() -> String {
     format!("{}", d.as_secs())
 }
 
+/// A lock for the whole host, held while a subnet is chosen and its bridge made.
+fn host_lock() -> Result<state::Lock, NetError> {
+    let dir = ["/run/lock", "/run", "/tmp"]
+        .into_iter()
+        .map(Path::new)
+        .find(|d| d.is_dir())
+        .unwrap_or(Path::new("/tmp"));
+    state::Lock::take(&dir.join("stack-net.lock"))
+}
+
 /// Creates a network: its record, its bridge, its rules.
 pub async fn create(
     store: &Store,
@@ -139,6 +150,8 @@ pub async fn create(
         }
     }
     let _lock = store.lock()?;
+    // Stores under other roots choose subnets too: one at a time on the host.
+    let _host = host_lock()?;
     if store.get(&opts.name).is_ok() {
         return Err(NetError::Exists(opts.name.clone()));
     }

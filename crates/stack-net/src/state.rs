@@ -71,6 +71,22 @@ pub struct Store {
 /// The store lock; released on drop.
 pub struct Lock(#[allow(dead_code)] nix::fcntl::Flock<fs::File>);
 
+impl Lock {
+    /// Waits for an exclusive lock on the file at `p`.
+    pub fn take(p: &Path) -> Result<Lock, NetError> {
+        use nix::fcntl::{Flock, FlockArg};
+        let f = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(p)
+            .map_err(|e| NetError::io(p, e))?;
+        Flock::lock(f, FlockArg::LockExclusive)
+            .map(Lock)
+            .map_err(|(_, e)| NetError::io(p, e.into()))
+    }
+}
+
 fn write_atomic(path: &Path, value: &impl Serialize) -> Result<(), NetError> {
     let tmp = path.with_extension("json.tmp");
     let write = || -> io::Result<()> {
@@ -113,17 +129,7 @@ impl Store {
 
     /// Held while networks or endpoints change (one command at a time).
     pub fn lock(&self) -> Result<Lock, NetError> {
-        use nix::fcntl::{Flock, FlockArg};
-        let p = self.root.join(".lock");
-        let f = fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&p)
-            .map_err(|e| NetError::io(&p, e))?;
-        Flock::lock(f, FlockArg::LockExclusive)
-            .map(Lock)
-            .map_err(|(_, e)| NetError::io(&p, e.into()))
+        Lock::take(&self.root.join(".lock"))
     }
 
     fn network_path(&self, name: &str) -> PathBuf {

@@ -1,0 +1,430 @@
+//! The embedded DNS server: one process per store root, answering on every
+//! network's gateway address (UDP and TCP, port 53). A container's name, its
+//! aliases and its short id resolve to its addresses on the networks the
+//! asker shares with it (every match, rotated); other names go to the host's
+//! resolvers. The records are re-read whenever they change on disk, so
+//! answers follow containers as they come and go.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use hickory_proto::op::{Message, MessageType, OpCode, ResponseCode};
+use hickory_proto::rr::{RData, Record, RecordType};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::{TcpListener, UdpSocket};
+
+use crate::state::{Endpoint, Network, Store};
+
+/// What the server knows.
+#[derive(Default)]
+pub struct Records {
+    pub networks: Vec<Network>,
+    pub endpoints: Vec<Endpoint>,
+}
+
+/// The addresses `name` has for a container at `asker` (or, for an asker we
+/// do not know, on the network it asked on). `None`: not one of ours.
+pub fn resolve(
+    name: &str,
+    want_v6: bool,
+    asker: IpAddr,
+    asked_on: &str,
+    rec: &Records,
+    turn: usize,
+) -> Option<Vec<IpAddr>> {
+    let name = name.trim_end_matches('.').to_ascii_lowercase();
+    let asker_id = rec
+        .endpoints
+        .iter()
+        .find(|e| e.addresses.contains(&asker))
+        .map(|e| e.container.as_str());
+    let nets: Vec<&str> = match asker_id {
+        Some(id) => rec
+            .endpoints
+            .iter()
+            .filter(|e| e.container == id)
+            .map(|e| e.network.as_str())
+            .collect(),
+        None => vec![asked_on],
+    };
+    let matching: Vec<&Endpoint> = rec
+        .endpoints
+        .iter()
+        .filter(|e| nets.contains(&e.network.as_str()))
+        .filter(|e| {
+            e.name.eq_ignore_ascii_case(&name)
+                || e.aliases.iter().any(|a| a.eq_ignore_ascii_case(&name))
+                || (name.len() >= 12 && e.container.starts_with(&name))
+        })
+        .collect();
+    if matching.is_empty() {
+        return None;
+    }
+    let mut addrs: Vec<IpAddr> = Vec::new();
+    for a in matching.iter().flat_map(|e| &e.addresses) {
+        if a.is_ipv6() == want_v6 && !addrs.contains(a) {
+            addrs.push(*a);
+        }
+    }
+    if !addrs.is_empty() {
+        let n = turn % addrs.len();
+        addrs.rotate_left(n);
+    }
+    Some(addrs)
+}
+
+/// Builds the answer to a query, or `None` when it must be forwarded.
+pub fn answer(
+    query: &Message,
+    asker: IpAddr,
+    asked_on: &str,
+    rec: &Records,
+    turn: usize,
+) -> Option<Message> {
+    let q = query.queries.first()?;
+    let mut reply = Message::response(query.metadata.id, OpCode::Query);
+    reply.metadata.recursion_desired = query.metadata.recursion_desired;
+    reply.metadata.recursion_available = true;
+    reply.metadata.authoritative = true;
+    reply.add_query(q.clone());
+    let name = q.name().to_ascii();
+    let want_v6 = match q.query_type() {
+        RecordType::A => false,
+        RecordType::AAAA => true,
+        // Ours, but no such record: an empty answer.
+        _ => {
+            resolve(&name, false, asker, asked_on, rec, 0)?;
+            return Some(reply);
+        }
+    };
+    let addrs = resolve(&name, want_v6, asker, asked_on, rec, turn)?;
+    for a in addrs {
+        let rdata = match a {
+            IpAddr::V4(v) => RData::A(v.into()),
+            IpAddr::V6(v) => RData::AAAA(v.into()),
+        };
+        reply.add_answer(Record::from_rdata(q.name().clone(), 0, rdata));
+    }
+    Some(reply)
+}
+
+/// A stamp of the records on disk: it changes when any of them does.
+fn stamp(root: &Path) -> Vec<(PathBuf, SystemTime)> {
+    let mut out = Vec::new();
+    let mtime = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    if let Some(t) = mtime(root) {
+        out.push((root.to_path_buf(), t));
+    }
+    if let Ok(d) = std::fs::read_dir(root) {
+        for e in d.flatten() {
+            if let Some(t) = mtime(&e.path()) {
+                out.push((e.path(), t));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+struct Shared {
+    store: Store,
+    root: PathBuf,
+    records: Mutex<(Vec<(PathBuf, SystemTime)>, Arc<Records>)>,
+    turn: AtomicUsize,
+    upstream: Vec<SocketAddr>,
+}
+
+impl Shared {
+    /// The records, re-read if anything changed on disk.
+    fn current(&self) -> Arc<Records> {
+        let now = stamp(&self.root);
+        let mut r = self.records.lock().unwrap();
+        if r.0 != now {
+            let fresh = Records {
+                networks: self.store.networks().unwrap_or_default(),
+                endpoints: self.store.all_endpoints().unwrap_or_default(),
+            };
+            *r = (now, Arc::new(fresh));
+        }
+        r.1.clone()
+    }
+
+    async fn handle(&self, bytes: &[u8], asker: IpAddr, asked_on: &str) -> Option<Vec<u8>> {
+        let query = Message::from_vec(bytes).ok()?;
+        if query.metadata.message_type != MessageType::Query {
+            return None;
+        }
+        let rec = self.current();
+        let turn = self.turn.fetch_add(1, Ordering::Relaxed);
+        if let Some(a) = answer(&query, asker, asked_on, &rec, turn) {
+            return a.to_vec().ok();
+        }
+        if self.upstream.is_empty() {
+            // Forwarding is off: nobody else is asked.
+            return Message::error_msg(query.metadata.id, OpCode::Query, ResponseCode::NXDomain)
+                .to_vec()
+                .ok();
+        }
+        match self.forward(bytes).await {
+            Some(r) => Some(r),
+            None => Message::error_msg(query.metadata.id, OpCode::Query, ResponseCode::ServFail)
+                .to_vec()
+                .ok(),
+        }
+    }
+
+    /// Asks the host's resolvers, one after the other.
+    async fn forward(&self, bytes: &[u8]) -> Option<Vec<u8>> {
+        for up in &self.upstream {
+            let bind: SocketAddr = if up.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" }
+                .parse()
+                .ok()?;
+            let Ok(sock) = UdpSocket::bind(bind).await else {
+                continue;
+            };
+            if sock.send_to(bytes, up).await.is_err() {
+                continue;
+            }
+            let mut buf = vec![0u8; 4096];
+            if let Ok(Ok((n, _))) =
+                tokio::time::timeout(Duration::from_secs(2), sock.recv_from(&mut buf)).await
+            {
+                buf.truncate(n);
+                return Some(buf);
+            }
+        }
+        None
+    }
+}
+
+/// Where other names are asked: `STACK_DNS_UPSTREAM` (comma-separated
+/// addresses, or `none` to answer NXDOMAIN instead of forwarding), else the
+/// host's resolvers from /etc/resolv.conf, without our own addresses.
+fn upstream(ours: &[IpAddr]) -> Vec<SocketAddr> {
+    let listed = match std::env::var("STACK_DNS_UPSTREAM") {
+        Ok(v) if v == "none" => return Vec::new(),
+        Ok(v) => v
+            .split(',')
+            .map(|s| format!("nameserver {s}"))
+            .collect::<Vec<_>>()
+            .join("\n"),
+        Err(_) => std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default(),
+    };
+    listed
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("nameserver"))
+        .filter_map(|a| a.trim().parse::<IpAddr>().ok())
+        .filter(|a| !ours.contains(a))
+        .map(|a| SocketAddr::new(a, 53))
+        .collect()
+}
+
+async fn serve_udp(sock: UdpSocket, shared: Arc<Shared>, network: String) {
+    let sock = Arc::new(sock);
+    let mut buf = vec![0u8; 4096];
+    loop {
+        let Ok((n, from)) = sock.recv_from(&mut buf).await else {
+            continue;
+        };
+        let (bytes, sock, shared, network) = (
+            buf[..n].to_vec(),
+            sock.clone(),
+            shared.clone(),
+            network.clone(),
+        );
+        tokio::spawn(async move {
+            if let Some(reply) = shared.handle(&bytes, from.ip(), &network).await {
+                let _ = sock.send_to(&reply, from).await;
+            }
+        });
+    }
+}
+
+async fn serve_tcp(listener: TcpListener, shared: Arc<Shared>, network: String) {
+    loop {
+        let Ok((mut conn, from)) = listener.accept().await else {
+            continue;
+        };
+        let (shared, network) = (shared.clone(), network.clone());
+        tokio::spawn(async move {
+            loop {
+                let Ok(len) = conn.read_u16().await else {
+                    return;
+                };
+                let mut bytes = vec![0u8; len.into()];
+                if conn.read_exact(&mut bytes).await.is_err() {
+                    return;
+                }
+                let Some(reply) = shared.handle(&bytes, from.ip(), &network).await else {
+                    return;
+                };
+                let Ok(len) = u16::try_from(reply.len()) else {
+                    return;
+                };
+                if conn.write_u16(len).await.is_err() || conn.write_all(&reply).await.is_err() {
+                    return;
+                }
+            }
+        });
+    }
+}
+
+/// Runs the server for the store at `stack_root` until no network is left.
+/// Holds `networks/dns.lock` while it runs: one server per root.
+pub async fn serve(stack_root: &Path) -> Result<(), crate::NetError> {
+    let store = Store::open(stack_root)?;
+    let root = stack_root.join("networks");
+    let lock_path = root.join("dns.lock");
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(|e| crate::NetError::io(&lock_path, e))?;
+    let Ok(_lock) = nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusiveNonblock) else {
+        return Ok(()); // another server runs
+    };
+    let gateways: Vec<IpAddr> = store
+        .networks()?
+        .iter()
+        .flat_map(|n| n.subnets.iter().map(|s| s.gateway))
+        .collect();
+    let shared = Arc::new(Shared {
+        store: Store::open(stack_root)?,
+        root: root.clone(),
+        records: Mutex::new((Vec::new(), Arc::new(Records::default()))),
+        turn: AtomicUsize::new(0),
+        upstream: upstream(&gateways),
+    });
+    let mut listening: HashMap<(String, IpAddr), Vec<tokio::task::JoinHandle<()>>> = HashMap::new();
+    let mut idle = 0;
+    loop {
+        let rec = shared.current();
+        let wanted: Vec<(String, IpAddr)> = rec
+            .networks
+            .iter()
+            .flat_map(|n| n.subnets.iter().map(move |s| (n.name.clone(), s.gateway)))
+            .collect();
+        listening.retain(|k, tasks| {
+            let keep = wanted.contains(k);
+            if !keep {
+                tasks.iter().for_each(|t| t.abort());
+            }
+            keep
+        });
+        for (net, ip) in &wanted {
+            if listening.contains_key(&(net.clone(), *ip)) {
+                continue;
+            }
+            let addr = SocketAddr::new(*ip, 53);
+            // The bridge may still be coming up: try again on the next round.
+            let (Ok(udp), Ok(tcp)) = (UdpSocket::bind(addr).await, TcpListener::bind(addr).await)
+            else {
+                continue;
+            };
+            let tasks = vec![
+                tokio::spawn(serve_udp(udp, shared.clone(), net.clone())),
+                tokio::spawn(serve_tcp(tcp, shared.clone(), net.clone())),
+            ];
+            listening.insert((net.clone(), *ip), tasks);
+        }
+        idle = if wanted.is_empty() { idle + 1 } else { 0 };
+        if idle >= 3 {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ep(container: &str, name: &str, aliases: &[&str], network: &str, addr: &str) -> Endpoint {
+        Endpoint {
+            container: container.into(),
+            name: name.into(),
+            aliases: aliases.iter().map(|s| s.to_string()).collect(),
+            network: network.into(),
+            ifname: "eth0".into(),
+            host_veth: "v".into(),
+            mac: "02:42:00:00:00:00".into(),
+            addresses: vec![addr.parse().unwrap()],
+            netns: "/x".into(),
+            ports: vec![],
+        }
+    }
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn names_resolve_on_shared_networks_only() {
+        let rec = Records {
+            networks: vec![],
+            endpoints: vec![
+                ep("aaaaaaaaaaaa1111", "web-1", &["web"], "front", "10.0.0.2"),
+                ep("bbbbbbbbbbbb2222", "web-2", &["web"], "front", "10.0.0.3"),
+                ep("cccccccccccc3333", "db", &[], "back", "10.0.1.2"),
+                ep("dddddddddddd4444", "api", &[], "front", "10.0.0.4"),
+                ep("dddddddddddd4444", "api", &[], "back", "10.0.1.3"),
+            ],
+        };
+        let r =
+            |name: &str, asker: &str, turn| resolve(name, false, ip(asker), "front", &rec, turn);
+        // Every replica behind an alias, rotated.
+        assert_eq!(
+            r("web", "10.0.0.4", 0),
+            Some(vec![ip("10.0.0.2"), ip("10.0.0.3")])
+        );
+        assert_eq!(
+            r("WEB.", "10.0.0.4", 1),
+            Some(vec![ip("10.0.0.3"), ip("10.0.0.2")])
+        );
+        // api is on both networks; web-1 only on front: db is not its business.
+        assert_eq!(r("db", "10.0.1.3", 0), Some(vec![ip("10.0.1.2")]));
+        assert_eq!(r("db", "10.0.0.2", 0), None);
+        assert_eq!(r("aaaaaaaaaaaa", "10.0.0.4", 0), Some(vec![ip("10.0.0.2")]));
+        // An unknown asker sees the network it asked on.
+        assert_eq!(r("web-2", "10.9.9.9", 0), Some(vec![ip("10.0.0.3")]));
+        assert_eq!(r("example.com", "10.0.0.4", 0), None);
+        // Ours, but no v6 address: an empty answer, not a forward.
+        assert_eq!(
+            resolve("web", true, ip("10.0.0.4"), "front", &rec, 0),
+            Some(vec![])
+        );
+    }
+
+    #[test]
+    fn messages_round_trip() {
+        let rec = Records {
+            networks: vec![],
+            endpoints: vec![ep("aaaaaaaaaaaa1111", "web", &[], "front", "10.0.0.2")],
+        };
+        let name = hickory_proto::rr::Name::from_ascii("web.").unwrap();
+        let mut q = Message::query();
+        q.add_query(hickory_proto::op::Query::query(name.clone(), RecordType::A));
+        let bytes = q.to_vec().unwrap();
+        let parsed = Message::from_vec(&bytes).unwrap();
+        let a = answer(&parsed, ip("10.0.0.9"), "front", &rec, 0).unwrap();
+        let back = Message::from_vec(&a.to_vec().unwrap()).unwrap();
+        assert_eq!(back.metadata.id, q.metadata.id);
+        assert_eq!(back.answers.len(), 1);
+        assert_eq!(back.answers[0].data, RData::A(ip4("10.0.0.2").into()));
+        let mut other = Message::query();
+        other.add_query(hickory_proto::op::Query::query(
+            hickory_proto::rr::Name::from_ascii("example.org.").unwrap(),
+            RecordType::A,
+        ));
+        assert!(answer(&other, ip("10.0.0.9"), "front", &rec, 0).is_none());
+    }
+
+    fn ip4(s: &str) -> std::net::Ipv4Addr {
+        s.parse().unwrap()
+    }
+}

@@ -57,6 +57,20 @@ pub fn ruleset(table: &str, networks: &[Network], endpoints: &[Endpoint]) -> Str
         }
     }
     s.push_str("  }\n");
+    let internal: Vec<&Network> = networks.iter().filter(|n| n.internal).collect();
+    if !internal.is_empty() {
+        // An internal network reaches the host for DNS only.
+        s.push_str("  chain input {\n    type filter hook input priority filter; policy accept;\n");
+        for n in internal {
+            let b = &n.bridge;
+            let _ = writeln!(
+                s,
+                "    iifname \"{b}\" meta l4proto {{ tcp, udp }} th dport 53 accept"
+            );
+            let _ = writeln!(s, "    iifname \"{b}\" drop");
+        }
+        s.push_str("  }\n");
+    }
     s.push_str("  chain prerouting {\n    type nat hook prerouting priority dstnat; policy accept;\n    fib daddr type local jump ports\n  }\n");
     s.push_str("  chain output {\n    type nat hook output priority -100; policy accept;\n    fib daddr type local jump ports\n  }\n");
     s.push_str("  chain ports {\n");
@@ -318,6 +332,7 @@ mod tests {
             "iifname \"stk-a\" oifname != \"stk-a\" oifname { \"stk-a\", \"stk-b\" } drop",
             "iifname \"stk-b\" oifname != \"stk-b\" drop",
             "oifname \"stk-b\" iifname != \"stk-b\" drop",
+            "iifname \"stk-b\" meta l4proto { tcp, udp } th dport 53 accept",
             "meta nfproto ipv4 tcp dport 8080 dnat ip to 10.210.0.2:80 comment \"web\"",
             "ip daddr 127.0.0.1 udp dport 5353 dnat ip to 10.210.0.2:53",
             "ip saddr 10.210.0.0/24 oifname != \"stk-a\" masquerade",

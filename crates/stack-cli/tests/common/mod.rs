@@ -67,7 +67,32 @@ impl Env {
 }
 
 impl Drop for Env {
+    /// A failed test leaves nothing running or wired either: its containers
+    /// go first, then its networks.
     fn drop(&mut self) {
+        let names = |dir: &str, ext: Option<&str>| -> Vec<String> {
+            std::fs::read_dir(self.root().join(dir))
+                .map(|d| {
+                    d.flatten()
+                        .map(|e| e.path())
+                        .filter(|p| ext.is_none_or(|x| p.extension().is_some_and(|e| e == x)))
+                        .filter_map(|p| p.file_stem().map(|s| s.to_string_lossy().to_string()))
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        let containers = names("containers", None);
+        if !containers.is_empty() {
+            let mut args = vec!["container", "rm", "-f"];
+            args.extend(containers.iter().map(String::as_str));
+            let _ = self.command(&args).output();
+        }
+        let networks = names("networks", Some("json"));
+        if !networks.is_empty() {
+            let mut args = vec!["network", "rm"];
+            args.extend(networks.iter().map(String::as_str));
+            let _ = self.command(&args).output();
+        }
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }

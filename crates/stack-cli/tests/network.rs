@@ -1,0 +1,532 @@
+//! Networks for real, as root: bridges, veths, nftables, the embedded DNS
+//! and published ports, with busybox containers. Traffic goes only to
+//! loopback and to the containers' own addresses; the DNS server forwards
+//! nothing (`STACK_DNS_UPSTREAM=none`).
+
+mod common;
+
+use std::io::{Read as _, Write as _};
+use std::net::{TcpListener, TcpStream, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use common::Env;
+
+fn env(name: &str) -> (Env, PathBuf) {
+    let mut e = Env::new("network", name);
+    e.vars.push(("STACK_DNS_UPSTREAM".into(), "none".into()));
+    let rootfs = e.dir.join("rootfs");
+    for d in ["bin", "etc", "www"] {
+        std::fs::create_dir_all(rootfs.join(d)).unwrap();
+    }
+    std::fs::copy(common::busybox(), rootfs.join("bin/busybox")).unwrap();
+    for a in [
+        "sh", "httpd", "wget", "nslookup", "nc", "cat", "echo", "sleep", "timeout", "ip",
+    ] {
+        std::os::unix::fs::symlink("busybox", rootfs.join("bin").join(a)).unwrap();
+    }
+    std::fs::write(rootfs.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\n").unwrap();
+    // The host's /usr can be mounted (read-only) for python3, a UDP server
+    // busybox lacks.
+    std::fs::create_dir_all(rootfs.join("usr")).unwrap();
+    std::os::unix::fs::symlink("usr/lib", rootfs.join("lib")).unwrap();
+    std::os::unix::fs::symlink("usr/lib64", rootfs.join("lib64")).unwrap();
+    std::fs::write(
+        rootfs.join("www/index.html"),
+        format!("hello from {name}\n"),
+    )
+    .unwrap();
+    (e, rootfs)
+}
+
+/// A detached busybox httpd on `networks`, with more flags.
+fn web(e: &Env, rootfs: &Path, name: &str, flags: &[&str]) {
+    let mut args = vec![
+        "container",
+        "run",
+        "-d",
+        "--name",
+        name,
+        "--rootfs",
+        rootfs.to_str().unwrap(),
+    ];
+    args.extend_from_slice(flags);
+    args.extend_from_slice(&["httpd", "-f", "-p", "80", "-h", "/www"]);
+    e.out(&args);
+}
+
+/// A one-off client: its output (stdout then stderr) and whether it succeeded.
+fn client(e: &Env, rootfs: &Path, network: &str, script: &str) -> (String, bool) {
+    let o = e.stack(&[
+        "container",
+        "run",
+        "--rm",
+        "--network",
+        network,
+        "--rootfs",
+        rootfs.to_str().unwrap(),
+        "sh",
+        "-c",
+        script,
+    ]);
+    (
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        ),
+        o.status.success(),
+    )
+}
+
+fn inspect(e: &Env, what: &[&str]) -> serde_json::Value {
+    serde_json::from_str(&e.out(what)).unwrap()
+}
+
+/// The container's address on its first network.
+fn address(e: &Env, network: &str, name: &str) -> String {
+    let net = inspect(e, &["network", "inspect", network]);
+    let ep = net["endpoints"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|ep| ep["name"] == name)
+        .unwrap()
+        .clone();
+    ep["addresses"][0].as_str().unwrap().to_string()
+}
+
+/// Everything a store root set up on the host: links, our nft table,
+/// DOCKER-USER rules, netns files, the DNS server.
+fn leftovers(e: &Env, bridges: &[String]) -> Vec<String> {
+    let mut found = Vec::new();
+    let links = String::from_utf8_lossy(
+        &std::process::Command::new("ip")
+            .args(["-o", "link"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .to_string();
+    for b in bridges {
+        if links.contains(&format!(" {b}:")) || links.contains(&format!(" {b}@")) {
+            found.push(format!("link {b}"));
+        }
+    }
+    let netns = e.root().join("networks/netns");
+    if std::fs::read_dir(&netns).map(|d| d.count()).unwrap_or(0) > 0 {
+        found.push("netns files".into());
+    }
+    let dns_lock = e.root().join("networks/dns.lock");
+    if dns_lock.exists() {
+        let f = std::fs::File::open(&dns_lock).unwrap();
+        if nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusiveNonblock).is_err() {
+            found.push("the DNS server".into());
+        }
+    }
+    let iptables = std::process::Command::new("iptables")
+        .args(["-w", "-S", "DOCKER-USER"])
+        .output();
+    if let Ok(o) = iptables {
+        for b in bridges {
+            if String::from_utf8_lossy(&o.stdout).contains(b.as_str()) {
+                found.push(format!("DOCKER-USER rule for {b}"));
+            }
+        }
+    }
+    let tables = String::from_utf8_lossy(
+        &std::process::Command::new("nft")
+            .args(["list", "tables"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .to_string();
+    for b in bridges {
+        let rules = std::process::Command::new("nft")
+            .args(["list", "ruleset"])
+            .output()
+            .unwrap();
+        if String::from_utf8_lossy(&rules.stdout).contains(b.as_str()) {
+            found.push(format!("nft rules for {b} (tables: {tables})"));
+        }
+    }
+    found
+}
+
+fn bridge(e: &Env, network: &str) -> String {
+    inspect(e, &["network", "inspect", network])["bridge"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+/// Retries until the DNS answer for `name` from a client satisfies `ok`.
+fn lookup(e: &Env, rootfs: &Path, network: &str, name: &str) -> String {
+    client(e, rootfs, network, &format!("nslookup {name}")).0
+}
+
+#[test]
+fn containers_find_each_other_by_name_and_alias() {
+    let (e, rootfs) = env("dns");
+    e.out(&["network", "create", "front"]);
+    web(
+        &e,
+        &rootfs,
+        "web-1",
+        &["--network", "front", "--network-alias", "web"],
+    );
+    web(
+        &e,
+        &rootfs,
+        "web-2",
+        &["--network", "front", "--network-alias", "web"],
+    );
+    let (a1, a2) = (address(&e, "front", "web-1"), address(&e, "front", "web-2"));
+    // Every replica behind the alias.
+    let out = lookup(&e, &rootfs, "front", "web");
+    assert!(out.contains(&a1) && out.contains(&a2), "{out}");
+    // HTTP by container name.
+    let (out, ok) = client(&e, &rootfs, "front", "wget -qO- http://web-2/");
+    assert!(ok && out == "hello from dns\n", "{out}");
+    // The container's own name and address are in its /etc/hosts.
+    let (out, _) = client(&e, &rootfs, "front", "cat /etc/hosts /etc/resolv.conf");
+    assert!(
+        out.contains("nameserver 10.") || out.contains("nameserver 172."),
+        "{out}"
+    );
+    // Removing a container changes the answers at once.
+    e.out(&["container", "rm", "-f", "web-2"]);
+    let out = lookup(&e, &rootfs, "front", "web");
+    assert!(out.contains(&a1) && !out.contains(&a2), "{out}");
+    // Unknown names are not ours (and forwarded nowhere here).
+    let (out, ok) = client(&e, &rootfs, "front", "nslookup nothing-here");
+    assert!(!ok && out.contains("NXDOMAIN"), "{out}");
+    let b = bridge(&e, "front");
+    e.out(&["container", "rm", "-f", "web-1"]);
+    e.out(&["network", "rm", "front"]);
+    let t = Instant::now();
+    loop {
+        let left = leftovers(&e, &[b.clone()]);
+        if left.is_empty() {
+            break;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(5),
+            "left behind: {left:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn networks_are_isolated_and_an_internal_one_has_no_way_out() {
+    let (e, rootfs) = env("isolation");
+    e.out(&["network", "create", "front"]);
+    e.out(&["network", "create", "back"]);
+    e.out(&["network", "create", "--internal", "sealed"]);
+    web(&e, &rootfs, "db", &["--network", "back"]);
+    web(
+        &e,
+        &rootfs,
+        "both",
+        &["--network", "front", "--network", "back"],
+    );
+    let db = address(&e, "back", "db");
+    // A container on both networks reaches db by name; one on front only does not.
+    let (out, ok) = client(&e, &rootfs, "back", "wget -qO- http://db/");
+    assert!(ok && out.contains("hello"), "{out}");
+    let (out, _) = client(&e, &rootfs, "front", "nslookup db");
+    assert!(out.contains("NXDOMAIN"), "{out}");
+    let (out, ok) = client(
+        &e,
+        &rootfs,
+        "front",
+        &format!("timeout 3 wget -qO- http://{db}/"),
+    );
+    assert!(!ok && !out.contains("hello"), "front reached back: {out}");
+    // A host service on every address: reachable through a normal network's
+    // gateway, not from the internal network.
+    let listener = TcpListener::bind("0.0.0.0:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for mut c in listener.incoming().flatten() {
+            let _ = c.write_all(b"HTTP/1.0 200 OK\r\nContent-Length: 5\r\n\r\nhost\n");
+        }
+    });
+    let gw = |n: &str| {
+        inspect(&e, &["network", "inspect", n])["subnets"][0]["gateway"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let (out, ok) = client(
+        &e,
+        &rootfs,
+        "front",
+        &format!("timeout 3 wget -qO- http://{}:{port}/", gw("front")),
+    );
+    assert!(ok && out == "host\n", "{out}");
+    let (out, ok) = client(
+        &e,
+        &rootfs,
+        "sealed",
+        &format!("timeout 3 wget -qO- http://{}:{port}/", gw("sealed")),
+    );
+    assert!(!ok, "the internal network reached the host: {out}");
+    let (out, _) = client(&e, &rootfs, "sealed", "ip route");
+    assert!(!out.contains("default"), "{out}");
+    // A network in use is not removed.
+    let err = e.fails(&["network", "rm", "back"]);
+    assert!(err.contains("in use by `both`, `db`"), "{err}");
+    let bridges: Vec<String> = ["front", "back", "sealed"]
+        .iter()
+        .map(|n| bridge(&e, n))
+        .collect();
+    e.out(&["container", "rm", "-f", "db", "both"]);
+    e.out(&["network", "rm", "front", "back", "sealed"]);
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(leftovers(&e, &bridges), Vec::<String>::new());
+}
+
+/// GET / on 127.0.0.1:port, retried while the server comes up.
+fn http_get(port: u16) -> String {
+    let t = Instant::now();
+    let mut s = loop {
+        match TcpStream::connect(("127.0.0.1", port)) {
+            Ok(s) => break s,
+            Err(e) if t.elapsed() > Duration::from_secs(5) => panic!("127.0.0.1:{port}: {e}"),
+            Err(_) => std::thread::sleep(Duration::from_millis(50)),
+        }
+    };
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.write_all(b"GET / HTTP/1.0\r\n\r\n").unwrap();
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    out
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[test]
+fn published_ports_answer_on_the_host() {
+    let (e, rootfs) = env("ports");
+    e.out(&["network", "create", "front"]);
+    let port = free_port();
+    web(
+        &e,
+        &rootfs,
+        "web",
+        &[
+            "--network",
+            "front",
+            "-p",
+            &format!("127.0.0.1:{port}:80"),
+            "-p",
+            "80",
+        ],
+    );
+    assert!(http_get(port).ends_with("hello from ports\n"));
+    // A random host port, read back with `container port`.
+    let random = e.out(&["container", "port", "web", "80"]);
+    let random: Vec<&str> = random.lines().collect();
+    assert_eq!(random.len(), 2, "{random:?}");
+    let rport: u16 = random[1].rsplit(':').next().unwrap().parse().unwrap();
+    assert!(rport >= 32768 && http_get(rport).ends_with("hello from ports\n"));
+    // Another container through the host's published port (hairpin).
+    let gw = inspect(&e, &["network", "inspect", "front"])["subnets"][0]["gateway"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (out, ok) = client(
+        &e,
+        &rootfs,
+        "front",
+        &format!("wget -qO- http://{gw}:{rport}/"),
+    );
+    assert!(ok && out.contains("hello from ports"), "{out}");
+    // UDP: an echo server in the container answers through the published port.
+    let uport = free_port();
+    let echo = "import socket\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\ns.bind(('0.0.0.0', 9000))\nwhile True:\n    d, a = s.recvfrom(100)\n    s.sendto(b'pong ' + d, a)\n";
+    e.out(&[
+        "container",
+        "run",
+        "-d",
+        "--name",
+        "udp",
+        "--network",
+        "front",
+        "-p",
+        &format!("127.0.0.1:{uport}:9000/udp"),
+        "-v",
+        "/usr:/usr:ro",
+        "--rootfs",
+        rootfs.to_str().unwrap(),
+        "/usr/bin/python3",
+        "-c",
+        echo,
+    ]);
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    let t = Instant::now();
+    let mut buf = [0u8; 64];
+    let got = loop {
+        sock.send_to(b"ping", ("127.0.0.1", uport)).unwrap();
+        if let Ok((n, _)) = sock.recv_from(&mut buf) {
+            break String::from_utf8_lossy(&buf[..n]).to_string();
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(5),
+            "no answer over UDP: {}",
+            e.out(&["container", "logs", "udp"])
+        );
+    };
+    assert_eq!(got, "pong ping");
+    // Taken ports fail before anything is made, naming the holder.
+    let err = e.fails(&[
+        "container",
+        "run",
+        "-d",
+        "--name",
+        "clash",
+        "--network",
+        "front",
+        "-p",
+        &format!("{port}:80"),
+        "--rootfs",
+        rootfs.to_str().unwrap(),
+        "true",
+    ]);
+    assert!(
+        err.contains(&format!(
+            "port 0.0.0.0:{port}/tcp is already published by container `web`"
+        )),
+        "{err}"
+    );
+    let held = TcpListener::bind("127.0.0.1:0").unwrap();
+    let hport = held.local_addr().unwrap().port();
+    let err = e.fails(&[
+        "container",
+        "run",
+        "-d",
+        "--name",
+        "clash",
+        "--network",
+        "front",
+        "-p",
+        &format!("127.0.0.1:{hport}:80"),
+        "--rootfs",
+        rootfs.to_str().unwrap(),
+        "true",
+    ]);
+    assert!(
+        err.contains(&format!(
+            "is already in use by process {}",
+            std::process::id()
+        )),
+        "{err}"
+    );
+    assert!(e
+        .fails(&["container", "inspect", "clash"])
+        .contains("no such container"));
+    let b = bridge(&e, "front");
+    e.out(&["container", "rm", "-f", "web", "udp"]);
+    e.out(&["network", "rm", "front"]);
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(leftovers(&e, &[b]), Vec::<String>::new());
+}
+
+#[test]
+fn bad_network_requests_say_what_is_wrong() {
+    let (e, rootfs) = env("bad");
+    assert!(e
+        .fails(&["network", "create", "-d", "overlay", "x"])
+        .contains("driver `overlay` is not supported"));
+    assert!(e
+        .fails(&["network", "create", "--subnet", "10.99.0.5/24", "x"])
+        .contains("did you mean `10.99.0.0/24`"));
+    assert!(e
+        .fails(&["network", "create", "-o", "foo=bar", "x"])
+        .contains("driver option `foo`"));
+    e.out(&[
+        "network",
+        "create",
+        "--subnet",
+        "10.99.7.0/24",
+        "--gateway",
+        "10.99.7.254",
+        "fixed",
+    ]);
+    assert!(e
+        .fails(&["network", "create", "fixed"])
+        .contains("already exists"));
+    assert!(e
+        .fails(&["network", "create", "--subnet", "10.99.7.128/25", "other"])
+        .contains("overlaps"));
+    // A static address, and one outside the subnet.
+    web(
+        &e,
+        &rootfs,
+        "pinned",
+        &["--network", "fixed", "--ip", "10.99.7.50"],
+    );
+    assert_eq!(address(&e, "fixed", "pinned"), "10.99.7.50");
+    let err = e.fails(&[
+        "container",
+        "run",
+        "--rm",
+        "--network",
+        "fixed",
+        "--ip",
+        "10.98.0.5",
+        "--rootfs",
+        rootfs.to_str().unwrap(),
+        "true",
+    ]);
+    assert!(
+        err.contains("address `10.98.0.5` is not in the network's subnet `10.99.7.0/24`"),
+        "{err}"
+    );
+    assert!(e
+        .fails(&[
+            "container",
+            "run",
+            "--rm",
+            "--network",
+            "nope",
+            "--rootfs",
+            rootfs.to_str().unwrap(),
+            "true"
+        ])
+        .contains("no such network: `nope`"));
+    assert!(e
+        .fails(&[
+            "container",
+            "run",
+            "--rm",
+            "-p",
+            "80",
+            "--rootfs",
+            rootfs.to_str().unwrap(),
+            "true"
+        ])
+        .contains("need a network"));
+    // The failed runs left no endpoint.
+    let eps = inspect(&e, &["network", "inspect", "fixed"])["endpoints"]
+        .as_array()
+        .unwrap()
+        .len();
+    assert_eq!(eps, 1);
+    let b = bridge(&e, "fixed");
+    e.out(&["container", "rm", "-f", "pinned"]);
+    e.out(&["network", "rm", "fixed"]);
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(leftovers(&e, &[b]), Vec::<String>::new());
+}

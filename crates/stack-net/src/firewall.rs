@@ -164,11 +164,15 @@ fn sysctl(key: &str, value: &str) -> Result<(), NetError> {
     }
 }
 
-/// Loads our table as the records say, and keeps Docker's chain in step.
-pub fn apply(store: &Store) -> Result<(), NetError> {
+/// Loads our table as the records say; with `bridges_changed`, also keeps
+/// Docker's chain and the sysctls in step (networks came or went).
+pub fn apply(store: &Store, bridges_changed: bool) -> Result<(), NetError> {
     let networks = store.networks()?;
     let endpoints = store.all_endpoints()?;
     let table = table_name(store);
+    if !bridges_changed {
+        return nft(&ruleset(&table, &networks, &endpoints));
+    }
     if !networks.is_empty() {
         sysctl("net.ipv4.ip_forward", "1")?;
         if networks

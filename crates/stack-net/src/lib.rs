@@ -227,14 +227,14 @@ pub async fn create(
         .collect();
     let made = async {
         nl.ensure_bridge(&net.bridge, net.mtu, &addrs).await?;
-        firewall::apply(store)
+        firewall::apply(store, true)
     }
     .await;
     if let Err(e) = made {
         // Leave nothing half made.
         let _ = nl.delete(&net.bridge).await;
         let _ = store.delete(&net.name);
-        let _ = firewall::apply(store);
+        let _ = firewall::apply(store, true);
         return Err(e);
     }
     Ok(net)
@@ -254,7 +254,7 @@ pub async fn remove(store: &Store, name: &str) -> Result<(), NetError> {
     }
     store.delete(name)?;
     let mut failures = Vec::new();
-    if let Err(e) = firewall::apply(store) {
+    if let Err(e) = firewall::apply(store, true) {
         failures.push(e.to_string());
     }
     if let Err(e) = link::Netlink::host()?.delete(&net.bridge).await {
@@ -317,7 +317,9 @@ pub async fn connect(
                 let _ = store.delete_endpoint(&ep.network, container);
             }
             let _ = link::remove_netns(&netns);
-            let _ = firewall::apply(store);
+            if !ports.is_empty() {
+                let _ = firewall::apply(store, false);
+            }
             Err(e)
         }
     }
@@ -420,7 +422,27 @@ async fn connect_locked(
             .configure(&peer, &ifname, mac, &addrs, &gateways)
             .await?;
     }
-    firewall::apply(store)
+    // Only published ports make a container's rules.
+    if ports.is_empty() {
+        Ok(())
+    } else {
+        firewall::apply(store, false)
+    }
+}
+
+/// Whether any process is in the namespace bound at `path`.
+fn netns_in_use(path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt as _;
+    let Ok(target) = std::fs::metadata(path) else {
+        return false;
+    };
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return true;
+    };
+    procs.flatten().any(|p| {
+        std::fs::metadata(p.path().join("ns/net"))
+            .is_ok_and(|m| m.ino() == target.ino() && m.dev() == target.dev())
+    })
 }
 
 /// Takes a container off every network and removes its namespace; reports
@@ -429,20 +451,30 @@ pub async fn disconnect(store: &Store, container: &str) -> Result<(), NetError> 
     let _lock = store.lock()?;
     let mut failures = Vec::new();
     let host = link::Netlink::host()?;
-    for ep in store
+    let mine: Vec<Endpoint> = store
         .all_endpoints()?
         .into_iter()
         .filter(|e| e.container == container)
-    {
-        if let Err(e) = host.delete(&ep.host_veth).await {
-            failures.push(e.to_string());
+        .collect();
+    // Unbinding the namespace is enough: the kernel destroys it once its
+    // last process is gone, and its veths with it (without making us wait
+    // for the deletions). A container still running keeps it; then its
+    // veths are taken away now.
+    let running = netns_in_use(&netns_path(store, container));
+    for ep in &mine {
+        if running {
+            if let Err(e) = host.delete(&ep.host_veth).await {
+                failures.push(e.to_string());
+            }
         }
         if let Err(e) = store.delete_endpoint(&ep.network, container) {
             failures.push(e.to_string());
         }
     }
-    if let Err(e) = firewall::apply(store) {
-        failures.push(e.to_string());
+    if mine.iter().any(|e| !e.ports.is_empty()) {
+        if let Err(e) = firewall::apply(store, false) {
+            failures.push(e.to_string());
+        }
     }
     if let Err(e) = link::remove_netns(&netns_path(store, container)) {
         failures.push(e.to_string());

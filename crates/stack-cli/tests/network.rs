@@ -530,3 +530,25 @@ fn bad_network_requests_say_what_is_wrong() {
     std::thread::sleep(Duration::from_millis(1500));
     assert_eq!(leftovers(&e, &[b]), Vec::<String>::new());
 }
+
+#[test]
+fn ipv6_networks_give_and_resolve_v6_addresses() {
+    let (e, rootfs) = env("ipv6");
+    e.out(&["network", "create", "--ipv6", "dual"]);
+    web(&e, &rootfs, "six", &["--network", "dual"]);
+    let net = inspect(&e, &["network", "inspect", "dual"]);
+    let ep = &net["endpoints"][0];
+    let v6 = ep["addresses"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .find(|a| a.contains(':'))
+        .unwrap()
+        .to_string();
+    assert!(v6.starts_with("fd"), "{net}");
+    let (out, ok) = client(&e, &rootfs, "dual", "nslookup -type=AAAA six");
+    assert!(ok && out.contains(&v6), "{out}");
+    let (out, ok) = client(&e, &rootfs, "dual", &format!("wget -qO- http://[{v6}]/"));
+    assert!(ok && out == "hello from ipv6\n", "{out}");
+}

@@ -41,6 +41,11 @@ pub fn create_netns(path: &Path) -> Result<(), NetError> {
     let p = path.to_path_buf();
     let made = std::thread::spawn(move || -> std::io::Result<()> {
         unshare(CloneFlags::CLONE_NEWNET)?;
+        // Addresses are ours alone: no duplicate detection delaying IPv6
+        // (/proc/sys/net is this thread's namespace now).
+        for key in ["all", "default"] {
+            let _ = fs::write(format!("/proc/sys/net/ipv6/conf/{key}/accept_dad"), "0");
+        }
         nix::mount::mount(
             Some("/proc/thread-self/ns/net"),
             &p,

@@ -1,0 +1,549 @@
+//! The reconciler, pure: from what the stack file wants (services with their
+//! config hashes and replica counts, networks) and what the host has
+//! (containers carrying compose labels, networks), the operations that close
+//! the gap, each with its cause, in dependency waves. No I/O: the executor
+//! runs the plan; this crate only decides it.
+
+use std::collections::BTreeSet;
+use std::fmt;
+
+/// The labels a container of a project carries (Docker Compose's names, so
+/// tools that read them keep working).
+pub const LABEL_PROJECT: &str = "com.docker.compose.project";
+pub const LABEL_SERVICE: &str = "com.docker.compose.service";
+pub const LABEL_NUMBER: &str = "com.docker.compose.container-number";
+pub const LABEL_HASH: &str = "com.docker.compose.config-hash";
+
+/// A service as the stack file wants it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Wanted {
+    pub service: String,
+    /// The hash of its normalized configuration: a change recreates it.
+    pub hash: String,
+    pub replicas: u32,
+    /// `container_name:` (one replica only).
+    pub container_name: Option<String>,
+}
+
+/// A container of the project that exists.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Existing {
+    pub id: String,
+    pub name: String,
+    pub service: String,
+    pub number: u32,
+    pub hash: String,
+    pub running: bool,
+}
+
+/// A network of the project: its key in the file, its name on the host.
+#[derive(Clone, Debug, PartialEq)]
+pub struct WantedNetwork {
+    pub key: String,
+    pub name: String,
+    pub external: bool,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct UpOptions {
+    pub force_recreate: bool,
+    pub no_recreate: bool,
+    pub remove_orphans: bool,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Op {
+    CreateNetwork {
+        key: String,
+        name: String,
+    },
+    /// Create and start replica `number` of `service` as `name`.
+    Run {
+        service: String,
+        number: u32,
+        name: String,
+        cause: String,
+    },
+    Start {
+        id: String,
+        name: String,
+        cause: String,
+    },
+    /// Stop and remove.
+    Remove {
+        id: String,
+        name: String,
+        cause: String,
+    },
+    RemoveNetwork {
+        name: String,
+    },
+}
+
+impl fmt::Display for Op {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Op::CreateNetwork { name, key } => write!(f, "create network {name} (networks.{key})"),
+            Op::Run { name, cause, .. } => write!(f, "create and start container {name} ({cause})"),
+            Op::Start { name, cause, .. } => write!(f, "start container {name} ({cause})"),
+            Op::Remove { name, cause, .. } => write!(f, "remove container {name} ({cause})"),
+            Op::RemoveNetwork { name } => write!(f, "remove network {name}"),
+        }
+    }
+}
+
+/// Operations in waves: the tasks of a wave run in parallel, the operations
+/// of a task one after the other.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Plan {
+    pub waves: Vec<Vec<Vec<Op>>>,
+    pub warnings: Vec<String>,
+}
+
+impl Plan {
+    pub fn ops(&self) -> impl Iterator<Item = &Op> {
+        self.waves.iter().flatten().flatten()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.ops().next().is_none()
+    }
+}
+
+#[derive(Debug, PartialEq)]
+pub struct PlanError(pub String);
+
+impl fmt::Display for PlanError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for PlanError {}
+
+/// `project-service-N`, or the `container_name`.
+pub fn container_name(project: &str, w: &Wanted, number: u32) -> String {
+    match &w.container_name {
+        Some(n) => n.clone(),
+        None => format!("{project}-{}-{number}", w.service),
+    }
+}
+
+/// The plan for `up`: `waves` is the start order of the services (from the
+/// dependency graph); `host_networks` the networks the host has.
+pub fn up(
+    project: &str,
+    wanted: &[Wanted],
+    waves: &[Vec<String>],
+    networks: &[WantedNetwork],
+    host_networks: &[String],
+    existing: &[Existing],
+    opts: &UpOptions,
+) -> Result<Plan, PlanError> {
+    let mut plan = Plan::default();
+    let mut first = Vec::new();
+    for n in networks {
+        if host_networks.contains(&n.name) {
+            continue;
+        }
+        if n.external {
+            return Err(PlanError(format!(
+                "network {} declared as external, but could not be found: create it first",
+                n.name
+            )));
+        }
+        first.push(vec![Op::CreateNetwork {
+            key: n.key.clone(),
+            name: n.name.clone(),
+        }]);
+    }
+    let known: BTreeSet<&str> = wanted.iter().map(|w| w.service.as_str()).collect();
+    let orphans: Vec<&Existing> = existing
+        .iter()
+        .filter(|e| !known.contains(e.service.as_str()))
+        .collect();
+    if !orphans.is_empty() {
+        if opts.remove_orphans {
+            for o in &orphans {
+                first.push(vec![Op::Remove {
+                    id: o.id.clone(),
+                    name: o.name.clone(),
+                    cause: "orphan: its service is gone from the file".into(),
+                }]);
+            }
+        } else {
+            let names: Vec<&str> = orphans.iter().map(|o| o.name.as_str()).collect();
+            plan.warnings.push(format!(
+                "found orphan containers ({}) for this project: remove them with --remove-orphans",
+                names.join(", ")
+            ));
+        }
+    }
+    if !first.is_empty() {
+        plan.waves.push(first);
+    }
+    for wave in waves {
+        let mut tasks = Vec::new();
+        for service in wave {
+            let Some(w) = wanted.iter().find(|w| &w.service == service) else {
+                continue;
+            };
+            if w.container_name.is_some() && w.replicas > 1 {
+                return Err(PlanError(format!(
+                    "service {}: container_name `{}` can be used by one container only, but {} replicas are wanted",
+                    w.service,
+                    w.container_name.as_deref().unwrap_or_default(),
+                    w.replicas
+                )));
+            }
+            let mut mine: Vec<&Existing> =
+                existing.iter().filter(|e| e.service == w.service).collect();
+            mine.sort_by_key(|e| e.number);
+            for number in 1..=w.replicas {
+                let name = container_name(project, w, number);
+                let mut task = Vec::new();
+                match mine.iter().find(|e| e.number == number) {
+                    None => task.push(Op::Run {
+                        service: w.service.clone(),
+                        number,
+                        name,
+                        cause: "not created yet".into(),
+                    }),
+                    Some(e) if (e.hash != w.hash && !opts.no_recreate) || opts.force_recreate => {
+                        let cause = if opts.force_recreate {
+                            "--force-recreate"
+                        } else {
+                            "its configuration changed"
+                        };
+                        task.push(Op::Remove {
+                            id: e.id.clone(),
+                            name: e.name.clone(),
+                            cause: cause.into(),
+                        });
+                        task.push(Op::Run {
+                            service: w.service.clone(),
+                            number,
+                            name,
+                            cause: cause.into(),
+                        });
+                    }
+                    Some(e) if !e.running => task.push(Op::Start {
+                        id: e.id.clone(),
+                        name: e.name.clone(),
+                        cause: "stopped".into(),
+                    }),
+                    Some(_) => {}
+                }
+                if !task.is_empty() {
+                    tasks.push(task);
+                }
+            }
+            for e in mine.iter().filter(|e| e.number > w.replicas) {
+                tasks.push(vec![Op::Remove {
+                    id: e.id.clone(),
+                    name: e.name.clone(),
+                    cause: format!("scaled down to {}", w.replicas),
+                }]);
+            }
+        }
+        if !tasks.is_empty() {
+            plan.waves.push(tasks);
+        }
+    }
+    Ok(plan)
+}
+
+/// The plan for `down`: containers in reverse start order (unknown services
+/// first), then the project's own networks.
+pub fn down(
+    stop_waves: &[Vec<String>],
+    networks: &[WantedNetwork],
+    host_networks: &[String],
+    existing: &[Existing],
+) -> Plan {
+    let mut plan = Plan::default();
+    let listed: BTreeSet<&str> = stop_waves.iter().flatten().map(String::as_str).collect();
+    let remove = |e: &Existing| {
+        vec![Op::Remove {
+            id: e.id.clone(),
+            name: e.name.clone(),
+            cause: "down".into(),
+        }]
+    };
+    let strays: Vec<Vec<Op>> = existing
+        .iter()
+        .filter(|e| !listed.contains(e.service.as_str()))
+        .map(remove)
+        .collect();
+    if !strays.is_empty() {
+        plan.waves.push(strays);
+    }
+    for wave in stop_waves {
+        let tasks: Vec<Vec<Op>> = existing
+            .iter()
+            .filter(|e| wave.contains(&e.service))
+            .map(remove)
+            .collect();
+        if !tasks.is_empty() {
+            plan.waves.push(tasks);
+        }
+    }
+    let nets: Vec<Vec<Op>> = networks
+        .iter()
+        .filter(|n| !n.external && host_networks.contains(&n.name))
+        .map(|n| {
+            vec![Op::RemoveNetwork {
+                name: n.name.clone(),
+            }]
+        })
+        .collect();
+    if !nets.is_empty() {
+        plan.waves.push(nets);
+    }
+    plan
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn w(service: &str, hash: &str, replicas: u32) -> Wanted {
+        Wanted {
+            service: service.into(),
+            hash: hash.into(),
+            replicas,
+            container_name: None,
+        }
+    }
+
+    fn e(service: &str, number: u32, hash: &str, running: bool) -> Existing {
+        Existing {
+            id: format!("id-{service}-{number}"),
+            name: format!("p-{service}-{number}"),
+            service: service.into(),
+            number,
+            hash: hash.into(),
+            running,
+        }
+    }
+
+    fn lines(p: &Plan) -> Vec<String> {
+        p.waves
+            .iter()
+            .enumerate()
+            .flat_map(|(i, wave)| wave.iter().flatten().map(move |op| format!("{i}: {op}")))
+            .collect()
+    }
+
+    fn waves(w: &[&[&str]]) -> Vec<Vec<String>> {
+        w.iter()
+            .map(|x| x.iter().map(|s| s.to_string()).collect())
+            .collect()
+    }
+
+    #[test]
+    fn a_fresh_up_creates_networks_then_services_in_waves() {
+        let nets = [WantedNetwork {
+            key: "default".into(),
+            name: "p_default".into(),
+            external: false,
+        }];
+        let p = up(
+            "p",
+            &[w("db", "h1", 1), w("web", "h2", 2)],
+            &waves(&[&["db"], &["web"]]),
+            &nets,
+            &[],
+            &[],
+            &Default::default(),
+        )
+        .unwrap();
+        assert_eq!(
+            lines(&p),
+            [
+                "0: create network p_default (networks.default)",
+                "1: create and start container p-db-1 (not created yet)",
+                "2: create and start container p-web-1 (not created yet)",
+                "2: create and start container p-web-2 (not created yet)",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_second_up_changes_nothing_and_a_changed_service_is_recreated_alone() {
+        let nets = [WantedNetwork {
+            key: "default".into(),
+            name: "p_default".into(),
+            external: false,
+        }];
+        let have = [e("db", 1, "h1", true), e("web", 1, "h2", true)];
+        let order = waves(&[&["db"], &["web"]]);
+        let same = up(
+            "p",
+            &[w("db", "h1", 1), w("web", "h2", 1)],
+            &order,
+            &nets,
+            &["p_default".into()],
+            &have,
+            &Default::default(),
+        )
+        .unwrap();
+        assert!(same.is_empty(), "{:?}", lines(&same));
+        let changed = up(
+            "p",
+            &[w("db", "h1", 1), w("web", "h3", 1)],
+            &order,
+            &nets,
+            &["p_default".into()],
+            &have,
+            &Default::default(),
+        )
+        .unwrap();
+        assert_eq!(
+            lines(&changed),
+            [
+                "0: remove container p-web-1 (its configuration changed)",
+                "0: create and start container p-web-1 (its configuration changed)",
+            ]
+        );
+        let kept = up(
+            "p",
+            &[w("db", "h1", 1), w("web", "h3", 1)],
+            &order,
+            &nets,
+            &["p_default".into()],
+            &have,
+            &UpOptions {
+                no_recreate: true,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        assert!(kept.is_empty());
+        let forced = up(
+            "p",
+            &[w("db", "h1", 1), w("web", "h2", 1)],
+            &order,
+            &nets,
+            &["p_default".into()],
+            &have,
+            &UpOptions {
+                force_recreate: true,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(
+            forced.ops().filter(|o| matches!(o, Op::Run { .. })).count(),
+            2
+        );
+    }
+
+    #[test]
+    fn scale_stopped_containers_and_orphans() {
+        let have = [
+            e("web", 1, "h", false),
+            e("web", 2, "h", true),
+            e("web", 3, "h", true),
+            e("old", 1, "x", true),
+        ];
+        let p = up(
+            "p",
+            &[w("web", "h", 2)],
+            &waves(&[&["web"]]),
+            &[],
+            &[],
+            &have,
+            &Default::default(),
+        )
+        .unwrap();
+        assert_eq!(
+            lines(&p),
+            [
+                "0: start container p-web-1 (stopped)",
+                "0: remove container p-web-3 (scaled down to 2)"
+            ]
+        );
+        assert!(
+            p.warnings[0].contains("orphan containers (p-old-1)"),
+            "{:?}",
+            p.warnings
+        );
+        let p = up(
+            "p",
+            &[w("web", "h", 2)],
+            &waves(&[&["web"]]),
+            &[],
+            &[],
+            &have,
+            &UpOptions {
+                remove_orphans: true,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(
+            lines(&p)[0],
+            "0: remove container p-old-1 (orphan: its service is gone from the file)"
+        );
+    }
+
+    #[test]
+    fn impossible_wishes_are_errors() {
+        let nets = [WantedNetwork {
+            key: "shared".into(),
+            name: "shared".into(),
+            external: true,
+        }];
+        let err = up("p", &[], &[], &nets, &[], &[], &Default::default()).unwrap_err();
+        assert!(err.0.contains("external, but could not be found"), "{err}");
+        let mut one = w("web", "h", 2);
+        one.container_name = Some("fixed".into());
+        let err = up(
+            "p",
+            &[one],
+            &waves(&[&["web"]]),
+            &[],
+            &[],
+            &[],
+            &Default::default(),
+        )
+        .unwrap_err();
+        assert!(err.0.contains("container_name `fixed`"), "{err}");
+    }
+
+    #[test]
+    fn down_goes_in_reverse_order_then_takes_the_networks() {
+        let nets = [
+            WantedNetwork {
+                key: "default".into(),
+                name: "p_default".into(),
+                external: false,
+            },
+            WantedNetwork {
+                key: "shared".into(),
+                name: "shared".into(),
+                external: true,
+            },
+        ];
+        let have = [
+            e("db", 1, "h", true),
+            e("web", 1, "h", true),
+            e("gone", 1, "h", false),
+        ];
+        let p = down(
+            &waves(&[&["web"], &["db"]]),
+            &nets,
+            &["p_default".into(), "shared".into()],
+            &have,
+        );
+        assert_eq!(
+            lines(&p),
+            [
+                "0: remove container p-gone-1 (down)",
+                "1: remove container p-web-1 (down)",
+                "2: remove container p-db-1 (down)",
+                "3: remove network p_default",
+            ]
+        );
+    }
+}

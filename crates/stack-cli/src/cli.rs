@@ -58,6 +58,30 @@ pub enum Command {
         #[command(subcommand)]
         command: crate::network::NetworkCommand,
     },
+    /// Create and start the stack's containers (and networks) as the file says
+    Up(UpArgs),
+    /// Stop and remove the stack's containers and networks
+    Down {
+        /// Also remove containers of services no longer in the file
+        #[arg(long)]
+        remove_orphans: bool,
+    },
+    /// List the stack's containers
+    Ps {
+        #[arg(short, long)]
+        all: bool,
+        #[arg(short, long)]
+        quiet: bool,
+    },
+    /// Print the host address of a service's published port
+    Port {
+        service: String,
+        /// PORT[/PROTO]
+        port: String,
+        /// Which replica
+        #[arg(long, default_value_t = 1)]
+        index: u32,
+    },
     /// Pull the images of the stack's services, in parallel
     Pull(PullArgs),
     /// Log in to a registry (Docker Hub by default)
@@ -164,4 +188,28 @@ pub struct LoginArgs {
     /// Read the password (or token) from standard input
     #[arg(long)]
     pub password_stdin: bool,
+}
+
+#[derive(Args, Debug, Default)]
+pub struct UpArgs {
+    /// Run in the background (required for now)
+    #[arg(short, long)]
+    pub detach: bool,
+    /// Print the plan, one line per operation with its cause, and do nothing
+    #[arg(long)]
+    pub dry_run: bool,
+    #[arg(long)]
+    pub force_recreate: bool,
+    #[arg(long, conflicts_with = "force_recreate")]
+    pub no_recreate: bool,
+    /// Do not start the services the named ones depend on
+    #[arg(long)]
+    pub no_deps: bool,
+    /// SERVICE=N replicas
+    #[arg(long, value_name = "SERVICE=N")]
+    pub scale: Vec<String>,
+    #[arg(long)]
+    pub remove_orphans: bool,
+    /// Services to bring up (default: all)
+    pub services: Vec<String>,
 }

@@ -222,6 +222,18 @@ pub struct RunArgs {
     #[arg(long, value_name = "DIR")]
     pub rootfs: Option<PathBuf>,
     /// IMAGE (without --rootfs) and the command with its arguments
+    /// Overrides the image's entrypoint (`""` clears it)
+    #[arg(long = "entrypoint", value_name = "PROGRAM")]
+    pub entrypoint_flag: Option<String>,
+    /// The entrypoint as a list (from a stack file's `entrypoint:`).
+    #[arg(skip)]
+    pub entrypoint: Option<Vec<String>>,
+    /// Mounts made by `stack up` (named and anonymous volumes).
+    #[arg(skip)]
+    pub extra_mounts: Vec<stack_runtime::Mount>,
+    /// Print nothing on success (`stack up` reports for itself).
+    #[arg(skip)]
+    pub quiet: bool,
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
     pub args: Vec<String>,
 }
@@ -297,7 +309,7 @@ pub fn run(cmd: &ContainerCommand) -> anyhow::Result<i32> {
     }
 }
 
-fn run_container(a: &RunArgs) -> anyhow::Result<i32> {
+pub fn run_container(a: &RunArgs) -> anyhow::Result<i32> {
     // The root file system: a directory, or an image's unpacked layers
     // (top first) plus the defaults of its config.
     let mut args = a.args.clone();
@@ -320,14 +332,29 @@ fn run_container(a: &RunArgs) -> anyhow::Result<i32> {
             (top, lowers, Some(img.config))
         }
     };
+    // An entrypoint of ours replaces the image's, and its Cmd with it.
+    let ours = a.entrypoint.clone().or_else(|| {
+        a.entrypoint_flag.as_ref().map(|e| {
+            if e.is_empty() {
+                Vec::new()
+            } else {
+                vec![e.clone()]
+            }
+        })
+    });
     if let Some(cfg) = &image_config {
-        let entrypoint = cfg.entrypoint.clone().unwrap_or_default();
-        let cmd = if args.is_empty() {
-            cfg.cmd.clone().unwrap_or_default()
-        } else {
+        let entrypoint = ours
+            .clone()
+            .or_else(|| cfg.entrypoint.clone())
+            .unwrap_or_default();
+        let cmd = if !args.is_empty() || ours.is_some() {
             args.clone()
+        } else {
+            cfg.cmd.clone().unwrap_or_default()
         };
         args = entrypoint.into_iter().chain(cmd).collect();
+    } else if let Some(e) = ours {
+        args = e.into_iter().chain(args).collect();
     }
     if args.is_empty() {
         bail!("no command given: stack container run [--rootfs DIR | IMAGE] COMMAND [ARG...]");
@@ -448,6 +475,7 @@ fn run_container(a: &RunArgs) -> anyhow::Result<i32> {
             .collect::<anyhow::Result<_>>()?,
         mounts: {
             let mut m = mounts(&a.volumes, &a.tmpfs)?;
+            m.extend(a.extra_mounts.iter().cloned());
             // The image's VOLUMEs not mounted otherwise: anonymous volumes,
             // kept in the container's directory and removed with it.
             let dirs = image_config
@@ -607,7 +635,9 @@ fn start_or_run(a: &RunArgs, spec: &stack_runtime::Spec, name: &str) -> anyhow::
             let why: String = records.iter().map(|r| r.log.as_str()).collect();
             bail!("container `{name}` failed to start: {}", why.trim());
         }
-        println!("{id}");
+        if !a.quiet {
+            println!("{id}");
+        }
         return Ok(0);
     }
     let exit = stack_runtime::run(&spec, &stack_root(), a.rm)

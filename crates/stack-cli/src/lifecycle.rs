@@ -28,6 +28,29 @@ fn all(root: &Path) -> Vec<(PathBuf, anyhow::Result<State>)> {
 }
 
 /// A container by name, full id or unique id prefix.
+/// The containers carrying a project's label, and whether each runs.
+pub fn project_containers(root: &Path, project: &str) -> Vec<(State, bool)> {
+    all(root)
+        .into_iter()
+        .filter_map(|(_, st)| st.ok())
+        .filter(|st| {
+            st.spec
+                .labels
+                .get(stack_plan::LABEL_PROJECT)
+                .map(String::as_str)
+                == Some(project)
+        })
+        .map(|st| {
+            let r = running(&st);
+            (st, r)
+        })
+        .collect()
+}
+
+pub fn status_of(st: &State) -> String {
+    status_text(st)
+}
+
 fn find(root: &Path, key: &str) -> anyhow::Result<(PathBuf, State)> {
     let mut matches = Vec::new();
     for (dir, st) in all(root) {
@@ -234,10 +257,21 @@ fn pid_alive(pid: i32) -> bool {
 }
 
 pub fn stop(root: &Path, key: &str, grace: Option<u64>) -> anyhow::Result<()> {
+    println!("{}", stop_one(root, key, grace)?);
+    Ok(())
+}
+
+/// Stops then removes a container (`stack down`); returns its name.
+pub fn stop_and_remove(root: &Path, key: &str) -> anyhow::Result<String> {
+    stop_one(root, key, None)?;
+    remove_one(root, key, true)
+}
+
+/// The signal, the grace period, then SIGKILL; returns the name.
+fn stop_one(root: &Path, key: &str, grace: Option<u64>) -> anyhow::Result<String> {
     let (dir, st) = find(root, key)?;
     if !running(&st) {
-        println!("{}", st.name);
-        return Ok(());
+        return Ok(st.name);
     }
     let grace = grace.or(st.spec.stop_timeout).unwrap_or(10);
     let sig = parse_signal(st.spec.stop_signal.as_deref().unwrap_or("TERM"))?;
@@ -250,8 +284,7 @@ pub fn stop(root: &Path, key: &str, grace: Option<u64>) -> anyhow::Result<()> {
             bail!("container `{}` did not stop", st.name);
         }
     }
-    println!("{}", st.name);
-    Ok(())
+    Ok(st.name)
 }
 
 pub fn kill(root: &Path, key: &str, sig: &str) -> anyhow::Result<()> {
@@ -264,42 +297,43 @@ pub fn kill(root: &Path, key: &str, sig: &str) -> anyhow::Result<()> {
 pub fn rm(root: &Path, keys: &[String], force: bool) -> anyhow::Result<()> {
     let mut failures = Vec::new();
     for key in keys {
-        let result = (|| -> anyhow::Result<()> {
-            let (dir, st) = find(root, key)?;
-            if running(&st) {
-                if !force {
-                    bail!(
-                        "container `{}` is running: stop it first, or use -f",
-                        st.name
-                    );
-                }
-                let _ = nix::sys::signal::kill(Pid::from_raw(st.pid), Signal::SIGKILL);
-                if wait_exited(&dir, Duration::from_secs(5)).is_none() {
-                    bail!("container `{}` did not stop", st.name);
-                }
-            }
-            // The monitor removes the cgroups; if it was killed, nobody did.
-            if let Ok(layout) = stack_runtime::cgroup::layout(&st.id) {
-                for e in stack_runtime::cgroup::remove(&layout) {
-                    eprintln!("warning: {e}");
-                }
-            }
-            if let stack_runtime::NetworkMode::Path(_) = st.spec.network {
-                crate::network::unwire(&st.id)?;
-            }
-            std::fs::remove_dir_all(&dir)
-                .with_context(|| format!("cannot remove `{}`", dir.display()))?;
-            println!("{}", st.name);
-            Ok(())
-        })();
-        if let Err(e) = result {
-            failures.push(format!("{e:#}"));
+        match remove_one(root, key, force) {
+            Ok(name) => println!("{name}"),
+            Err(e) => failures.push(format!("{e:#}")),
         }
     }
     if !failures.is_empty() {
         bail!("{}", failures.join("\n"));
     }
     Ok(())
+}
+
+/// Removes a container (killing it first with `force`); returns its name.
+fn remove_one(root: &Path, key: &str, force: bool) -> anyhow::Result<String> {
+    let (dir, st) = find(root, key)?;
+    if running(&st) {
+        if !force {
+            bail!(
+                "container `{}` is running: stop it first, or use -f",
+                st.name
+            );
+        }
+        let _ = nix::sys::signal::kill(Pid::from_raw(st.pid), Signal::SIGKILL);
+        if wait_exited(&dir, Duration::from_secs(5)).is_none() {
+            bail!("container `{}` did not stop", st.name);
+        }
+    }
+    // The monitor removes the cgroups; if it was killed, nobody did.
+    if let Ok(layout) = stack_runtime::cgroup::layout(&st.id) {
+        for e in stack_runtime::cgroup::remove(&layout) {
+            eprintln!("warning: {e}");
+        }
+    }
+    if let stack_runtime::NetworkMode::Path(_) = st.spec.network {
+        crate::network::unwire(&st.id)?;
+    }
+    std::fs::remove_dir_all(&dir).with_context(|| format!("cannot remove `{}`", dir.display()))?;
+    Ok(st.name)
 }
 
 #[allow(clippy::too_many_arguments)]

@@ -4,6 +4,7 @@
 //! the one place that prints.
 
 mod cli;
+mod compose;
 mod config;
 mod container;
 mod image;
@@ -40,6 +41,14 @@ fn main() -> ExitCode {
         cli::Command::Image { command } => image::run(command),
         cli::Command::Network { command } => network::run(command),
         cli::Command::Pull(p) => config::pull(&args.global, p),
+        cli::Command::Up(u) => compose::up(&args.global, u),
+        cli::Command::Down { remove_orphans } => compose::down(&args.global, *remove_orphans),
+        cli::Command::Ps { all, quiet } => compose::ps(&args.global, *all, *quiet),
+        cli::Command::Port {
+            service,
+            port,
+            index,
+        } => compose::port(&args.global, service, port, *index),
         cli::Command::Login(l) => registry::login(
             l.server.as_deref(),
             l.username.as_deref(),

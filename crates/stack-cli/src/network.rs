@@ -73,7 +73,7 @@ pub fn dns_main() -> std::process::ExitCode {
 
 /// Starts the DNS server of this root unless it answers on `gateway`
 /// already, and waits until it does.
-fn ensure_dns(gateway: IpAddr) -> anyhow::Result<()> {
+pub fn ensure_dns(gateway: IpAddr) -> anyhow::Result<()> {
     use std::net::{SocketAddr, TcpStream};
     use std::time::{Duration, Instant};
     let addr = SocketAddr::new(gateway, 53);
@@ -107,7 +107,7 @@ pub fn store() -> anyhow::Result<stack_net::Store> {
         .with_context(|| format!("cannot open the network records in `{}`", root.display()))
 }
 
-fn pool() -> anyhow::Result<stack_net::ipam::Pool> {
+pub fn pool() -> anyhow::Result<stack_net::ipam::Pool> {
     match std::env::var("STACK_NETWORK_POOL") {
         Ok(p) => stack_net::ipam::Pool::parse(&p).map_err(anyhow::Error::msg),
         Err(_) => Ok(stack_net::ipam::Pool::default()),

@@ -1,0 +1,161 @@
+//! `stack up -d`, `ps`, `port`, `down` on a real project, as root: three
+//! services on two networks from a busybox image imported here, DNS by
+//! service name across replicas, idempotent `up`, recreation of exactly
+//! the changed service, scaling, and nothing left after `down`.
+
+mod common;
+
+use std::path::Path;
+
+use common::Env;
+
+fn project(e: &Env) -> std::path::PathBuf {
+    let rootfs = e.dir.join("rootfs");
+    for d in ["bin", "etc", "www"] {
+        std::fs::create_dir_all(rootfs.join(d)).unwrap();
+    }
+    std::fs::copy(common::busybox(), rootfs.join("bin/busybox")).unwrap();
+    for a in ["sh", "httpd", "wget", "nslookup", "sleep", "cat"] {
+        std::os::unix::fs::symlink("busybox", rootfs.join("bin").join(a)).unwrap();
+    }
+    std::fs::write(rootfs.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\n").unwrap();
+    std::fs::write(rootfs.join("www/index.html"), "hello from web\n").unwrap();
+    let tar = e.dir.join("rootfs.tar");
+    let o = std::process::Command::new("tar")
+        .arg("-C")
+        .arg(&rootfs)
+        .arg("-cf")
+        .arg(&tar)
+        .arg(".")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{o:?}");
+    e.out(&["image", "import", tar.to_str().unwrap(), "local/busybox:1"]);
+    let dir = e.dir.join("shop");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn compose(dir: &Path, web_replicas: u32, api_sleep: u32) {
+    std::fs::write(
+        dir.join("compose.yaml"),
+        format!(
+            r#"services:
+  web:
+    image: local/busybox:1
+    command: httpd -f -p 80 -h /www
+    ports: ["80"]
+    deploy:
+      replicas: {web_replicas}
+  api:
+    image: local/busybox:1
+    command: ["sh", "-c", "while true; do sleep {api_sleep}; done"]
+    depends_on: [web]
+    networks: [default, back]
+  db:
+    image: local/busybox:1
+    command: httpd -f -p 80 -h /www
+    networks:
+      back:
+        aliases: [database]
+    volumes:
+      - data:/data
+networks:
+  back:
+volumes:
+  data:
+"#
+        ),
+    )
+    .unwrap();
+}
+
+#[test]
+fn up_ps_port_recreate_scale_down() {
+    let mut e = Env::new("compose", "shop");
+    e.vars.push(("STACK_DNS_UPSTREAM".into(), "none".into()));
+    let dir = project(&e);
+    compose(&dir, 2, 1);
+    let d = dir.to_str().unwrap();
+    let up = |extra: &[&str]| {
+        let mut args = vec!["--project-directory", d, "up", "-d"];
+        args.extend_from_slice(extra);
+        e.out(&args)
+    };
+    // The plan first, then the real thing.
+    let plan = up(&["--dry-run"]);
+    assert!(
+        plan.contains("step 1: create network shop_back")
+            && plan.contains("step 3: create and start container shop-api-1"),
+        "{plan}"
+    );
+    up(&[]);
+    let ps = e.out(&["--project-directory", d, "ps"]);
+    for name in ["shop-web-1", "shop-web-2", "shop-api-1", "shop-db-1"] {
+        assert!(ps.contains(name), "{ps}");
+    }
+    // The service name resolves to both replicas; an alias on the other network works.
+    let exec = |c: &str, script: &str| e.out(&["container", "exec", c, "sh", "-c", script]);
+    let web = exec("shop-api-1", "nslookup web");
+    assert_eq!(web.matches("Address: 10.").count(), 2, "{web}");
+    assert!(exec("shop-api-1", "wget -qO- http://database/").contains("hello from web"));
+    // db is on `back` only: web cannot see it.
+    let o = e.stack(&["container", "exec", "shop-web-1", "nslookup", "db"]);
+    assert!(!o.status.success());
+    // The random host port of each replica, read back.
+    for i in ["1", "2"] {
+        let p = e.out(&["--project-directory", d, "port", "web", "80", "--index", i]);
+        let port: u16 = p.trim().rsplit(':').next().unwrap().parse().unwrap();
+        assert!(port >= 32768, "{p}");
+    }
+    // A second up changes nothing.
+    assert!(up(&["--dry-run"]).contains("nothing to do"));
+    let ids = |e: &Env| e.out(&["--project-directory", d, "ps", "-q"]);
+    let before = ids(&e);
+    up(&[]);
+    assert_eq!(ids(&e), before);
+    // A changed service is recreated, alone.
+    compose(&dir, 2, 2);
+    let plan = up(&["--dry-run"]);
+    assert_eq!(plan.lines().count(), 2, "{plan}");
+    assert!(
+        plan.contains("remove container shop-api-1 (its configuration changed)"),
+        "{plan}"
+    );
+    up(&[]);
+    let after = ids(&e);
+    assert_eq!(before.lines().filter(|l| !after.contains(*l)).count(), 1);
+    // Scaling down removes the extra replica.
+    compose(&dir, 1, 2);
+    up(&[]);
+    assert!(!e
+        .out(&["--project-directory", d, "ps"])
+        .contains("shop-web-2"));
+    // down: no container, no network; the named volume stays.
+    e.out(&["--project-directory", d, "down"]);
+    assert_eq!(e.out(&["--project-directory", d, "ps", "-a", "-q"]), "");
+    assert_eq!(e.out(&["network", "ls", "-q"]), "");
+    assert!(e.root().join("volumes/shop_data/_data").is_dir());
+}
+
+#[test]
+fn bad_requests_change_nothing() {
+    let e = Env::new("compose", "bad");
+    let dir = project(&e);
+    compose(&dir, 1, 1);
+    let d = dir.to_str().unwrap();
+    assert!(e
+        .fails(&["--project-directory", d, "up", "-d", "nope"])
+        .contains("no such service: `nope`"));
+    std::fs::write(
+        dir.join("compose.yaml"),
+        "services:\n  a:\n    image: local/busybox:1\n    networks: [shared]\nnetworks:\n  shared:\n    external: true\n",
+    )
+    .unwrap();
+    let err = e.fails(&["--project-directory", d, "up", "-d"]);
+    assert!(
+        err.contains("network shared declared as external, but could not be found"),
+        "{err}"
+    );
+    assert_eq!(e.out(&["--project-directory", d, "ps", "-a", "-q"]), "");
+}

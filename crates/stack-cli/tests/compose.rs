@@ -10,12 +10,20 @@ use std::path::Path;
 use common::Env;
 
 fn project(e: &Env) -> std::path::PathBuf {
+    busybox_image(e, "local/busybox:1");
+    let dir = e.dir.join("shop");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// A busybox image made here, under `name`.
+fn busybox_image(e: &Env, name: &str) {
     let rootfs = e.dir.join("rootfs");
     for d in ["bin", "etc", "www"] {
         std::fs::create_dir_all(rootfs.join(d)).unwrap();
     }
     std::fs::copy(common::busybox(), rootfs.join("bin/busybox")).unwrap();
-    for a in ["sh", "httpd", "wget", "nslookup", "sleep", "cat"] {
+    for a in ["sh", "httpd", "wget", "nslookup", "sleep", "cat", "echo"] {
         std::os::unix::fs::symlink("busybox", rootfs.join("bin").join(a)).unwrap();
     }
     std::fs::write(rootfs.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\n").unwrap();
@@ -30,10 +38,7 @@ fn project(e: &Env) -> std::path::PathBuf {
         .output()
         .unwrap();
     assert!(o.status.success(), "{o:?}");
-    e.out(&["image", "import", tar.to_str().unwrap(), "local/busybox:1"]);
-    let dir = e.dir.join("shop");
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+    e.out(&["image", "import", tar.to_str().unwrap(), name]);
 }
 
 fn compose(dir: &Path, web_replicas: u32, api_sleep: u32) {
@@ -157,5 +162,42 @@ fn bad_requests_change_nothing() {
         err.contains("network shared declared as external, but could not be found"),
         "{err}"
     );
+    assert_eq!(e.out(&["--project-directory", d, "ps", "-a", "-q"]), "");
+}
+
+#[test]
+fn the_hello_example_answers() {
+    let mut e = Env::new("compose", "hello");
+    e.vars.push(("STACK_DNS_UPSTREAM".into(), "none".into()));
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    e.vars.push(("WEB_PORT".into(), port.to_string()));
+    busybox_image(&e, "example/busybox:1");
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/hello");
+    let d = dir.to_str().unwrap();
+    e.out(&["--project-directory", d, "up", "-d"]);
+    // web asks api by name, api asks store (on the internal network) by name.
+    let t = std::time::Instant::now();
+    let body = loop {
+        let got = std::net::TcpStream::connect(("127.0.0.1", port))
+            .ok()
+            .and_then(|mut s| {
+                use std::io::{Read as _, Write as _};
+                s.write_all(b"GET /cgi-bin/index HTTP/1.0\r\n\r\n").ok()?;
+                let mut out = String::new();
+                s.read_to_string(&mut out).ok()?;
+                Some(out)
+            });
+        match got {
+            Some(b) if b.contains("apples") => break b,
+            _ if t.elapsed() > std::time::Duration::from_secs(10) => panic!("no answer: {got:?}"),
+            _ => std::thread::sleep(std::time::Duration::from_millis(100)),
+        }
+    };
+    assert!(body.contains(r#"{"items": ["apples", "pears"]}"#), "{body}");
+    e.out(&["--project-directory", d, "down"]);
     assert_eq!(e.out(&["--project-directory", d, "ps", "-a", "-q"]), "");
 }

@@ -624,11 +624,11 @@ fn start_or_run(a: &RunArgs, spec: &stack_runtime::Spec, name: &str) -> anyhow::
         file.write_all(spec.id.as_bytes())?;
     }
     if a.detach {
-        let st = stack_runtime::start(&spec, &stack_root())
+        let st = stack_runtime::start(spec, &stack_root())
             .with_context(|| format!("container `{name}`"))?;
         if st.status == stack_runtime::Status::Exited && st.exit_code == Some(125) {
             let log = std::fs::read_to_string(
-                stack_runtime::container_dir(&stack_root(), &id).join("container.log"),
+                stack_runtime::container_dir(&stack_root(), id).join("container.log"),
             )
             .unwrap_or_default();
             let (records, _) = stack_runtime::logs::read(&log);
@@ -640,7 +640,7 @@ fn start_or_run(a: &RunArgs, spec: &stack_runtime::Spec, name: &str) -> anyhow::
         }
         return Ok(0);
     }
-    let exit = stack_runtime::run(&spec, &stack_root(), a.rm)
+    let exit = stack_runtime::run(spec, &stack_root(), a.rm)
         .with_context(|| format!("container `{name}`"))?;
     if exit.oom_killed {
         eprintln!("stack: container `{name}` was killed: out of memory");

@@ -207,7 +207,7 @@ fn containers_find_each_other_by_name_and_alias() {
     e.out(&["network", "rm", "front"]);
     let t = Instant::now();
     loop {
-        let left = leftovers(&e, &[b.clone()]);
+        let left = leftovers(&e, std::slice::from_ref(&b));
         if left.is_empty() {
             break;
         }

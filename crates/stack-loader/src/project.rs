@@ -402,13 +402,15 @@ fn check_service_rules(svc: &str, s: &Node, diags: &mut Diagnostics) {
     let int = |v: &str| v.parse::<i64>().ok().map(|i| i.to_string());
     let float = |v: &str| v.parse::<f64>().ok().map(|f| f.to_string());
     let bytes = |v: &str| stack_model::parse_bytes(v).ok().map(|b| b.to_string());
-    let pairs: [(
-        &str,
-        Option<&Node>,
-        &str,
-        Option<&Node>,
-        &dyn Fn(&str) -> Option<String>,
-    ); 5] = [
+    /// (key, its node, the key it must agree with, that node, how to compare).
+    type Pair<'a> = (
+        &'a str,
+        Option<&'a Node>,
+        &'a str,
+        Option<&'a Node>,
+        &'a dyn Fn(&str) -> Option<String>,
+    );
+    let pairs: [Pair; 5] = [
         (
             "scale",
             s.get("scale"),

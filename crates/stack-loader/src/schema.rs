@@ -803,11 +803,13 @@ fn check(n: &Node, t: &T, key: &str, diags: &mut Diagnostics) {
             if options.iter().any(|o| fits(n, o)) {
                 return;
             }
-            let same_kind = options.iter().find(|o| match (&n.value, o) {
-                (Value::Map(_), Obj(_) | Map(_)) => true,
-                (Value::Seq(_), List(_)) => true,
-                (Value::Scalar(_), Str | Int | Num | Bool | Enum(_)) => true,
-                _ => false,
+            let same_kind = options.iter().find(|o| {
+                matches!(
+                    (&n.value, o),
+                    (Value::Map(_), Obj(_) | Map(_))
+                        | (Value::Seq(_), List(_))
+                        | (Value::Scalar(_), Str | Int | Num | Bool | Enum(_))
+                )
             });
             match same_kind {
                 Some(o) => check(n, o, key, diags),

@@ -130,10 +130,13 @@ fn stamp(root: &Path) -> Vec<(PathBuf, SystemTime)> {
     out
 }
 
+/// The stamp of the records on disk, and what they said then.
+type Cached = (Vec<(PathBuf, SystemTime)>, Arc<Records>);
+
 struct Shared {
     store: Store,
     root: PathBuf,
-    records: Mutex<(Vec<(PathBuf, SystemTime)>, Arc<Records>)>,
+    records: Mutex<Cached>,
     turn: AtomicUsize,
     upstream: Vec<SocketAddr>,
 }

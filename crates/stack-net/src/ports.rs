@@ -51,7 +51,7 @@ pub fn parse(spec: &str) -> Result<Vec<Port>, String> {
         Ok((a, b))
     };
     let (host, container) = match rest.split_once(':') {
-        Some((h, c)) if h.is_empty() => ((0, 0), range(c)?),
+        Some(("", c)) => ((0, 0), range(c)?),
         Some((h, c)) => (range(h)?, range(c)?),
         None => ((0, 0), range(rest)?),
     };

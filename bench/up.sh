@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# Benchmark, in one run (as root): `up -d` and `down` of N busybox-httpd
+# services (independent, and as a depends_on chain) by stack and by
+# docker-compose 1.29 on Docker Engine, plus a no-op second `up`.
+# The services ignore SIGTERM (busybox httpd as PID 1 does, under Docker).
+# Usage: bench/up.sh [N] [RUNS]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+n=${1:-10}
+runs=${2:-3}
+command -v hyperfine >/dev/null || { echo "needs hyperfine"; exit 1; }
+docker_ok=false
+docker info >/dev/null 2>&1 && command -v docker-compose >/dev/null && docker_ok=true
+work=$(mktemp -d)
+export STACK_ROOT=$work/root STACK_DNS_UPSTREAM=none
+cargo build --release --quiet -p stack-cli
+stack=$PWD/target/release/stack
+cleanup() {
+  for p in flat chain; do
+    (cd "$work/$p" 2>/dev/null && "$stack" down >/dev/null 2>&1) || true
+    if $docker_ok; then (cd "$work/$p" 2>/dev/null && docker-compose down -t 10 >/dev/null 2>&1) || true; fi
+  done
+  if $docker_ok; then docker rmi -f stack-bench/busybox:1 >/dev/null 2>&1 || true; fi
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+rootfs=$work/rootfs
+mkdir -p "$rootfs/bin" "$rootfs/etc" "$rootfs/www"
+cp "$(command -v busybox)" "$rootfs/bin/busybox"
+for a in sh httpd; do ln -s busybox "$rootfs/bin/$a"; done
+echo 'root:x:0:0:root:/root:/bin/sh' >"$rootfs/etc/passwd"
+echo hi >"$rootfs/www/index.html"
+tar -C "$rootfs" -cf "$work/bb.tar" .
+"$stack" image import "$work/bb.tar" stack-bench/busybox:1 >/dev/null
+$docker_ok && docker import "$work/bb.tar" stack-bench/busybox:1 >/dev/null
+
+for kind in flat chain; do
+  mkdir -p "$work/$kind"
+  {
+    echo "services:"
+    for i in $(seq 1 "$n"); do
+      echo "  s$i:"
+      echo "    image: stack-bench/busybox:1"
+      echo "    command: httpd -f -p 80 -h /www"
+      if [ "$kind" = chain ] && [ "$i" -gt 1 ]; then echo "    depends_on: [s$((i - 1))]"; fi
+    done
+  } >"$work/$kind/compose.yaml"
+done
+
+for kind in flat chain; do
+  echo "== $n services, $kind: up -d, then down"
+  cmds=(--prepare "cd $work/$kind && $stack down >/dev/null 2>&1 || true" -n "stack up -d" "cd $work/$kind && $stack up -d")
+  if $docker_ok; then
+    cmds+=(--prepare "cd $work/$kind && docker-compose down -t 10 >/dev/null 2>&1 || true" -n "docker-compose up -d" "cd $work/$kind && docker-compose up -d")
+  fi
+  hyperfine --runs "$runs" --export-json "$work/up-$kind.json" "${cmds[@]}" 2>/dev/null | grep -E 'Benchmark|Time|±|faster' || true
+  cmds=(--prepare "cd $work/$kind && $stack up -d >/dev/null 2>&1" -n "stack down" "cd $work/$kind && $stack down")
+  if $docker_ok; then
+    cmds+=(--prepare "cd $work/$kind && docker-compose up -d >/dev/null 2>&1" -n "docker-compose down" "cd $work/$kind && docker-compose down")
+  fi
+  hyperfine --runs "$runs" "${cmds[@]}" 2>/dev/null | grep -E 'Benchmark|Time|faster' || true
+done
+
+echo "== no-op second up ($n services, flat)"
+(cd "$work/flat" && "$stack" up -d >/dev/null 2>&1)
+cmds=(-n "stack up -d (no-op)" "cd $work/flat && $stack up -d")
+if $docker_ok; then
+  (cd "$work/flat" && docker-compose up -d >/dev/null 2>&1)
+  cmds+=(-n "docker-compose up -d (no-op)" "cd $work/flat && docker-compose up -d")
+fi
+hyperfine --runs "$runs" "${cmds[@]}" 2>/dev/null | grep -E 'Benchmark|Time|faster' || true

@@ -48,18 +48,20 @@ fn replicas(s: &Service) -> u32 {
 fn existing(project: &str) -> Vec<Existing> {
     crate::lifecycle::project_containers(&stack_root(), project)
         .into_iter()
-        .map(|(st, running)| {
-            let label = |k: &str| st.spec.labels.get(k).cloned().unwrap_or_default();
-            Existing {
-                service: label(stack_plan::LABEL_SERVICE),
-                number: label(stack_plan::LABEL_NUMBER).parse().unwrap_or(0),
-                hash: label(stack_plan::LABEL_HASH),
-                id: st.id,
-                name: st.name,
-                running,
-            }
+        .map(|(st, running)| Existing {
+            service: label(&st, stack_plan::LABEL_SERVICE),
+            number: label(&st, stack_plan::LABEL_NUMBER).parse().unwrap_or(0),
+            hash: label(&st, stack_plan::LABEL_HASH),
+            id: st.id,
+            name: st.name,
+            running,
         })
         .collect()
+}
+
+/// A label of a container, or "".
+fn label(st: &stack_runtime::State, key: &str) -> String {
+    st.spec.labels.get(key).cloned().unwrap_or_default()
 }
 
 fn host_networks() -> anyhow::Result<Vec<String>> {
@@ -293,12 +295,7 @@ fn run_op(project: &Project, op: &Op) -> anyhow::Result<()> {
                 .find(|(st, _)| &st.id == id)
                 .map(|(st, _)| st)
                 .ok_or_else(|| anyhow::anyhow!("container {name} is gone"))?;
-            let service = st
-                .spec
-                .labels
-                .get(stack_plan::LABEL_SERVICE)
-                .cloned()
-                .unwrap_or_default();
+            let service = label(&st, stack_plan::LABEL_SERVICE);
             let number: u32 = st
                 .spec
                 .labels
@@ -510,12 +507,7 @@ pub fn ps(g: &Global, all: bool, quiet: bool) -> anyhow::Result<()> {
             continue;
         }
         let ports = crate::network::ports_of(&st.id)?.join(", ");
-        let service = st
-            .spec
-            .labels
-            .get(stack_plan::LABEL_SERVICE)
-            .cloned()
-            .unwrap_or_default();
+        let service = label(&st, stack_plan::LABEL_SERVICE);
         println!(
             "{:<28}{:<14}{:<22}{ports}",
             st.name,

@@ -370,6 +370,16 @@ pub fn secure_join_with(root: &Path, path: &str, sys: &dyn Sys) -> io::Result<Pa
     Ok(root.join(resolved))
 }
 
+/// A recursive bind mount, read-only if asked.
+fn bind(sys: &mut dyn Sys, source: &Path, target: &Path, read_only: bool) -> io::Result<()> {
+    let src = source.to_string_lossy();
+    if read_only {
+        bind_ro(sys, &src, target)
+    } else {
+        sys.mount(&src, target, None, MsFlags::MS_BIND | MsFlags::MS_REC, None)
+    }
+}
+
 /// The user's bind and tmpfs mounts, on the new root before pivoting.
 fn user_mounts(spec: &Spec, merged: &Path, sys: &mut dyn Sys) -> io::Result<()> {
     for m in &spec.mounts {
@@ -393,35 +403,13 @@ fn user_mounts(spec: &Spec, merged: &Path, sys: &mut dyn Sys) -> io::Result<()> 
                         }
                     }
                 }
-                let src = m.source.to_string_lossy().to_string();
-                if m.read_only {
-                    bind_ro(sys, &src, &target)?;
-                } else {
-                    sys.mount(
-                        &src,
-                        &target,
-                        None,
-                        MsFlags::MS_BIND | MsFlags::MS_REC,
-                        None,
-                    )?;
-                }
+                bind(sys, &m.source, &target, m.read_only)?;
             }
             "volume" => {
                 sys.mkdir_all(&m.source)?;
                 sys.mkdir_all(&target)?;
                 sys.copy_up(&target, &m.source)?;
-                let src = m.source.to_string_lossy().to_string();
-                if m.read_only {
-                    bind_ro(sys, &src, &target)?;
-                } else {
-                    sys.mount(
-                        &src,
-                        &target,
-                        None,
-                        MsFlags::MS_BIND | MsFlags::MS_REC,
-                        None,
-                    )?;
-                }
+                bind(sys, &m.source, &target, m.read_only)?;
             }
             "tmpfs" => {
                 sys.mkdir_all(&target)?;

@@ -218,7 +218,6 @@ fn run_op(project: &Project, op: &Op) -> anyhow::Result<()> {
     match op {
         Op::CreateNetwork { key, name } => {
             let n = &project.networks[key];
-            let store = crate::network::store()?;
             fn parse<T: std::str::FromStr>(
                 key: &str,
                 what: &str,
@@ -261,12 +260,7 @@ fn run_op(project: &Project, op: &Op) -> anyhow::Result<()> {
                 internal: n.internal,
                 labels,
             };
-            let net = crate::async_runtime()?.block_on(stack_net::create(
-                &store,
-                &opts,
-                &crate::network::pool()?,
-            ))?;
-            crate::network::ensure_dns(net.subnets[0].gateway)?;
+            crate::network::create(&opts)?;
             eprintln!(" ✔ Network {name}  Created");
         }
         Op::RemoveNetwork { name } => {

@@ -73,7 +73,7 @@ pub fn dns_main() -> std::process::ExitCode {
 
 /// Starts the DNS server of this root unless it answers on `gateway`
 /// already, and waits until it does.
-pub fn ensure_dns(gateway: IpAddr) -> anyhow::Result<()> {
+fn ensure_dns(gateway: IpAddr) -> anyhow::Result<()> {
     use std::net::{SocketAddr, TcpStream};
     use std::time::{Duration, Instant};
     let addr = SocketAddr::new(gateway, 53);
@@ -101,13 +101,20 @@ pub fn ensure_dns(gateway: IpAddr) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Creates a network, and the DNS server that answers on it.
+pub fn create(opts: &stack_net::CreateOptions) -> anyhow::Result<stack_net::Network> {
+    let net = crate::async_runtime()?.block_on(stack_net::create(&store()?, opts, &pool()?))?;
+    ensure_dns(net.subnets[0].gateway)?;
+    Ok(net)
+}
+
 pub fn store() -> anyhow::Result<stack_net::Store> {
     let root = crate::container::stack_root();
     stack_net::Store::open(&root)
         .with_context(|| format!("cannot open the network records in `{}`", root.display()))
 }
 
-pub fn pool() -> anyhow::Result<stack_net::ipam::Pool> {
+fn pool() -> anyhow::Result<stack_net::ipam::Pool> {
     match std::env::var("STACK_NETWORK_POOL") {
         Ok(p) => stack_net::ipam::Pool::parse(&p).map_err(anyhow::Error::msg),
         Err(_) => Ok(stack_net::ipam::Pool::default()),
@@ -178,9 +185,7 @@ pub fn run(cmd: &NetworkCommand) -> anyhow::Result<()> {
                 internal: *internal,
                 labels: key_values(labels, "label")?,
             };
-            let net = rt.block_on(stack_net::create(&store, &opts, &pool()?))?;
-            ensure_dns(net.subnets[0].gateway)?;
-            println!("{}", net.id);
+            println!("{}", create(&opts)?.id);
         }
         NetworkCommand::Ls { quiet } => {
             if !quiet {

@@ -636,9 +636,18 @@ fn token_server(dir: &Path) -> (u16, PathBuf) {
     (port, dir.join("cert.pem"))
 }
 
-/// Pull refused, then login (a wrong password refused, nothing stored),
+/// A registry with this `auth:` section and the fixture in it; then pull
+/// refused, login (a wrong password refused, nothing stored),
 /// pull and push, then logout.
-fn login_flow(e: &mut Env, host: &str) {
+fn login_flow(e: &mut Env, auth: &str) {
+    let reg = Registry::start(&e.dir, auth);
+    let host = &reg.host();
+    skopeo_push(
+        &e.dir,
+        "v1",
+        &format!("{host}/private/bb:v1"),
+        &["--dest-creds", "user:pass"],
+    );
     let image = format!("{host}/private/bb:v1");
     let err = e.fails(&["image", "pull", &image]);
     assert!(
@@ -748,14 +757,7 @@ fn basic_auth_login_pull_push_logout() {
         "auth:\n  htpasswd:\n    realm: stack-test\n    path: {}\n",
         e.dir.join("htpasswd").display()
     );
-    let reg = Registry::start(&e.dir, &auth);
-    skopeo_push(
-        &e.dir,
-        "v1",
-        &format!("{}/private/bb:v1", reg.host()),
-        &["--dest-creds", "user:pass"],
-    );
-    login_flow(&mut e, &reg.host());
+    login_flow(&mut e, &auth);
 }
 
 #[test]
@@ -766,14 +768,7 @@ fn bearer_token_login_pull_push_logout() {
         "auth:\n  token:\n    realm: http://127.0.0.1:{token_port}/token\n    service: stack-test-registry\n    issuer: stack-test-issuer\n    rootcertbundle: {}\n",
         cert.display()
     );
-    let reg = Registry::start(&e.dir, &auth);
-    skopeo_push(
-        &e.dir,
-        "v1",
-        &format!("{}/private/bb:v1", reg.host()),
-        &["--dest-creds", "user:pass"],
-    );
-    login_flow(&mut e, &reg.host());
+    login_flow(&mut e, &auth);
 }
 
 #[test]

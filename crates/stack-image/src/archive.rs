@@ -223,10 +223,7 @@ fn unpack_layers(
         }
         return Ok(parts);
     }
-    let mut chains: Vec<String> = Vec::new();
-    for d in want {
-        chains.push(crate::store::chain_id(chains.last().map(String::as_str), d));
-    }
+    let chains = crate::store::chain_ids(want);
     let width = std::thread::available_parallelism().map_or(2, |n| n.get());
     let mut parts = Vec::new();
     let indices: Vec<usize> = (0..blobs.len()).collect();

@@ -301,14 +301,26 @@ impl Client {
         Ok(self.auth.lookup(registry)?)
     }
 
-    fn base_url(&self, host: &str) -> String {
-        let plain = self
-            .hosts
+    /// Whether `host` speaks plain HTTP: unknown until its first answer.
+    fn plain_http(&self, host: &str) -> Option<bool> {
+        self.hosts
             .lock()
             .unwrap()
             .get(host)
             .and_then(|h| h.plain_http)
-            == Some(true);
+    }
+
+    fn set_plain_http(&self, host: &str, plain: bool) {
+        let mut hosts = self.hosts.lock().unwrap();
+        hosts
+            .entry(host.to_string())
+            .or_default()
+            .plain_http
+            .get_or_insert(plain);
+    }
+
+    fn base_url(&self, host: &str) -> String {
+        let plain = self.plain_http(host) == Some(true);
         format!("{}://{host}", if plain { "http" } else { "https" })
     }
 
@@ -350,39 +362,21 @@ impl Client {
                     )
                     .await;
                 let r = match r {
-                    Err(e)
+                    Err(_)
                         if url.starts_with("https://")
                             && call.target.starts_with('/')
                             && self.is_insecure(host)
-                            && self
-                                .hosts
-                                .lock()
-                                .unwrap()
-                                .get(host)
-                                .and_then(|h| h.plain_http)
-                                .is_none() =>
+                            && self.plain_http(host).is_none() =>
                     {
                         // Not TLS: remember plain HTTP for this host and try again.
-                        let _ = e;
-                        self.hosts
-                            .lock()
-                            .unwrap()
-                            .entry(host.to_string())
-                            .or_default()
-                            .plain_http = Some(true);
+                        self.set_plain_http(host, true);
                         url = format!("{}{}", self.base_url(host), call.target);
                         continue;
                     }
                     r => r?,
                 };
                 if url.starts_with("https://") && same_host {
-                    self.hosts
-                        .lock()
-                        .unwrap()
-                        .entry(host.to_string())
-                        .or_default()
-                        .plain_http
-                        .get_or_insert(false);
+                    self.set_plain_http(host, false);
                 }
                 let follow = matches!(call.method, Method::GET | Method::HEAD)
                     && r.status.is_redirection()

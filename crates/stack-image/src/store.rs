@@ -171,6 +171,15 @@ pub fn chain_id(parent: Option<&str>, diff_id: &str) -> String {
     }
 }
 
+/// The chain id of every layer of a stack of diff ids, base first.
+pub fn chain_ids(diff_ids: &[String]) -> Vec<String> {
+    let mut chains: Vec<String> = Vec::new();
+    for d in diff_ids {
+        chains.push(chain_id(chains.last().map(String::as_str), d));
+    }
+    chains
+}
+
 /// Gzip and zstd are recognized by their magic; anything else is a plain tar.
 pub fn decompress<'a>(input: impl Read + 'a) -> io::Result<Box<dyn Read + 'a>> {
     let mut input = io::BufReader::new(input);

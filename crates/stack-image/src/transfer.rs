@@ -19,7 +19,7 @@ use crate::archive::manifest_of;
 use crate::manifest::{self, Manifest, Platform};
 use crate::reference::Reference;
 use crate::registry::{pull_scope, push_scope, Body, Call, Client, RegistryError};
-use crate::store::{chain_id, sha256_hex, ConfigFile};
+use crate::store::{chain_ids, sha256_hex, ConfigFile};
 use crate::{Blob, Image, ImageError, Store};
 
 /// Where a layer (or the image) is in a transfer.
@@ -63,6 +63,22 @@ pub struct Pulled {
     pub digest: String,
     /// Whether any layer or the config had to be fetched.
     pub fetched: bool,
+}
+
+/// Reports the states of one layer of one image.
+fn reporter(
+    progress: &Progress,
+    image: &str,
+    layer: &str,
+) -> impl Fn(State) + Send + Sync + 'static {
+    let (progress, image, layer) = (progress.clone(), image.to_string(), layer.to_string());
+    move |state| {
+        progress(Event {
+            image: image.clone(),
+            layer: layer.clone(),
+            state,
+        })
+    }
 }
 
 async fn blocking<T: Send + 'static>(
@@ -263,13 +279,6 @@ pub async fn pull(
     let (top, manifest, manifest_bytes, config, layers) =
         resolve(&client, r, &scopes, platform).await?;
     let image = r.to_string();
-    let report = |layer: &str, state: State| {
-        progress(Event {
-            image: image.clone(),
-            layer: layer.to_string(),
-            state,
-        })
-    };
     // Held until the image is recorded: a collection cannot take its blobs.
     let _gc = {
         let s = store.clone();
@@ -296,15 +305,12 @@ pub async fn pull(
         ));
     }
     for l in &layers {
-        report(&l.digest, State::Waiting);
+        reporter(&progress, &image, &l.digest)(State::Waiting);
     }
     // Layers are independent directories named by chain id, which the
     // config's diff ids give up front: each is unpacked as soon as it is
     // downloaded, whatever the order (and checked against its diff id).
-    let mut chains: Vec<String> = Vec::new();
-    for d in &diff_ids {
-        chains.push(chain_id(chains.last().map(String::as_str), d));
-    }
+    let chains = chain_ids(&diff_ids);
     let slots = Arc::new(Semaphore::new(3));
     let tasks = layers
         .iter()
@@ -319,17 +325,9 @@ pub async fn pull(
                 l.clone(),
                 slots.clone(),
             );
-            let (progress, image, want) = (progress.clone(), image.clone(), want.clone());
+            let (report, want) = (reporter(&progress, &image, &l.digest), want.clone());
             let parent = i.checked_sub(1).map(|p| chains[p].clone());
             tokio::spawn(async move {
-                let digest = l.digest.clone();
-                let report = move |state| {
-                    progress(Event {
-                        image: image.clone(),
-                        layer: digest.clone(),
-                        state,
-                    })
-                };
                 let slot = slots.acquire_owned().await.expect("never closed");
                 let fetched = fetch_blob(&client, &store, &r, &scopes, &l, &report).await?;
                 drop(slot);
@@ -513,17 +511,9 @@ pub async fn push(
             blob.clone(),
             slots.clone(),
         );
-        let (progress, image) = (progress.clone(), image.clone());
+        let report = reporter(&progress, &image, &blob.digest);
         uploads.push(tokio::spawn(async move {
             let _slot = slots.acquire_owned().await.expect("never closed");
-            let digest = blob.digest.clone();
-            let report = move |state| {
-                progress(Event {
-                    image: image.clone(),
-                    layer: digest.clone(),
-                    state,
-                })
-            };
             push_blob(&client, &store, &dest, from.as_deref(), &blob, &report).await
         }));
     }

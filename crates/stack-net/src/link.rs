@@ -203,10 +203,6 @@ impl Netlink {
             .execute()
             .await
             .map_err(nl(format!("create veth {host}")))?;
-        let fail = |e: NetError| async {
-            let _ = self.delete(host).await;
-            e
-        };
         let result = async {
             let b = self.must_index(bridge).await?;
             let h = self.must_index(host).await?;
@@ -230,10 +226,11 @@ impl Netlink {
                 .map_err(nl(format!("move {peer} into the container's namespace")))
         }
         .await;
-        match result {
-            Ok(()) => Ok(()),
-            Err(e) => Err(fail(e).await),
+        if result.is_err() {
+            // Deleting one end takes the pair.
+            let _ = self.delete(host).await;
         }
+        result
     }
 
     /// Inside a container's namespace: `from` renamed to `to`, with its MAC,

@@ -160,3 +160,39 @@ proptest! {
         prop_assert_eq!(&first, &second, "input:\n{}", input);
     }
 }
+
+/// The engine's API carries projects as JSON: every corpus project comes
+/// back from its JSON as the same project (x- extensions aside, which the
+/// model keeps for printing only).
+#[test]
+fn corpus_projects_survive_json() {
+    let corpus = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/corpus");
+    let mut seen = 0;
+    for dir in std::fs::read_dir(&corpus).unwrap().flatten() {
+        if !dir.path().is_dir() {
+            continue;
+        }
+        let opts = stack_loader::Options {
+            working_dir: dir.path(),
+            ..Default::default()
+        };
+        let mut project = match stack_loader::load(&opts) {
+            Ok(l) => l.project,
+            Err(e) => panic!("{}: {e}", dir.path().display()),
+        };
+        let json = serde_json::to_string(&project).unwrap();
+        let back: stack_model::Project = serde_json::from_str(&json)
+            .unwrap_or_else(|e| panic!("{}: {e}\n{json}", dir.path().display()));
+        strip_extensions(&mut project);
+        assert_eq!(back, project, "{}", dir.path().display());
+        seen += 1;
+    }
+    assert!(seen >= 8, "{seen} corpus projects");
+}
+
+fn strip_extensions(p: &mut stack_model::Project) {
+    p.extensions = Default::default();
+    for s in p.services.values_mut() {
+        s.extensions = Default::default();
+    }
+}

@@ -1,0 +1,137 @@
+//! The typed client: one HTTP/1.1 connection per call to the engine's socket.
+
+use std::path::{Path, PathBuf};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt as _, Full};
+use hyper::body::Incoming;
+use hyper::Response;
+use hyper_util::rt::TokioIo;
+
+use crate::{ErrorBody, Event};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// Nobody listens on the socket: the engine is not running.
+    #[error("cannot reach the engine at `{}`: {source}", socket.display())]
+    NoEngine {
+        socket: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the connection to the engine broke: {0}")]
+    Transport(String),
+    /// The engine refused or failed; its message is for users.
+    #[error("{message}")]
+    Api { status: u16, message: String },
+    #[error("the engine answered something unexpected: {0}")]
+    BadAnswer(String),
+}
+
+pub struct Client {
+    socket: PathBuf,
+}
+
+impl Client {
+    pub fn new(socket: impl Into<PathBuf>) -> Client {
+        Client {
+            socket: socket.into(),
+        }
+    }
+
+    pub fn socket(&self) -> &Path {
+        &self.socket
+    }
+
+    /// `GET path`, its JSON answer.
+    pub async fn get<T: serde::de::DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
+        let resp = self.send("GET", path, None).await?;
+        let bytes = body_bytes(resp).await?;
+        serde_json::from_slice(&bytes).map_err(|e| ClientError::BadAnswer(e.to_string()))
+    }
+
+    /// `POST path` with a JSON body whose answer is a stream of events:
+    /// each goes to `on` as it comes; an `error` event is the call's error.
+    pub async fn post_stream<B: serde::Serialize>(
+        &self,
+        path: &str,
+        request: &B,
+        mut on: impl FnMut(Event),
+    ) -> Result<(), ClientError> {
+        let json = serde_json::to_vec(request).map_err(|e| ClientError::BadAnswer(e.to_string()))?;
+        let mut resp = self.send("POST", path, Some(json)).await?.into_body();
+        let mut pending = Vec::new();
+        while let Some(frame) = resp.frame().await {
+            let frame = frame.map_err(|e| ClientError::Transport(e.to_string()))?;
+            let Some(data) = frame.data_ref() else {
+                continue;
+            };
+            pending.extend_from_slice(data);
+            while let Some(end) = pending.iter().position(|b| *b == b'\n') {
+                let line: Vec<u8> = pending.drain(..=end).collect();
+                let event: Event = serde_json::from_slice(&line)
+                    .map_err(|e| ClientError::BadAnswer(e.to_string()))?;
+                match event {
+                    Event::Done => return Ok(()),
+                    Event::Error { message } => {
+                        return Err(ClientError::Api {
+                            status: 500,
+                            message,
+                        })
+                    }
+                    other => on(other),
+                }
+            }
+        }
+        Err(ClientError::Transport(
+            "the engine stopped answering before the operation ended (see its log)".into(),
+        ))
+    }
+
+    async fn send(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<Vec<u8>>,
+    ) -> Result<Response<Incoming>, ClientError> {
+        let stream = tokio::net::UnixStream::connect(&self.socket)
+            .await
+            .map_err(|source| ClientError::NoEngine {
+                socket: self.socket.clone(),
+                source,
+            })?;
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(|e| ClientError::Transport(e.to_string()))?;
+        tokio::spawn(conn);
+        let req = hyper::Request::builder()
+            .method(method)
+            .uri(path)
+            .header("host", "stack")
+            .header("content-type", "application/json")
+            .body(Full::new(Bytes::from(body.unwrap_or_default())))
+            .map_err(|e| ClientError::Transport(e.to_string()))?;
+        let resp = sender
+            .send_request(req)
+            .await
+            .map_err(|e| ClientError::Transport(e.to_string()))?;
+        if resp.status().is_success() {
+            return Ok(resp);
+        }
+        let status = resp.status().as_u16();
+        let bytes = body_bytes(resp).await?;
+        let message = serde_json::from_slice::<ErrorBody>(&bytes)
+            .map(|e| e.message)
+            .unwrap_or_else(|_| String::from_utf8_lossy(&bytes).to_string());
+        Err(ClientError::Api { status, message })
+    }
+}
+
+async fn body_bytes(resp: Response<Incoming>) -> Result<Bytes, ClientError> {
+    Ok(resp
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| ClientError::Transport(e.to_string()))?
+        .to_bytes())
+}

@@ -1,0 +1,120 @@
+//! The engine's API: JSON over HTTP/1.1 on a unix socket.
+//!
+//! The CLI is a thin client of one engine per host (`stack daemon`). This
+//! crate holds what both sides share: the request and response types, the
+//! route table (also written down in `schemas/openapi.yaml`, which a test
+//! holds against the server), the server that turns requests into calls of
+//! an [`Engine`], and the typed [`Client`].
+//!
+//! Long operations (`up`, `down`) answer with a stream of [`Event`]s, one
+//! JSON object per line, ending with `done` or `error`.
+
+mod client;
+mod server;
+mod types;
+
+pub use client::{Client, ClientError};
+pub use server::{bind, serve, Engine, Events};
+pub use types::*;
+
+/// Bumped when a request or response changes incompatibly.
+pub const API_VERSION: u32 = 1;
+
+/// A request's target, matched against [`ROUTES`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Route {
+    Ping,
+    Version,
+    Projects,
+    Containers { project: String },
+    Up { project: String },
+    Down { project: String },
+}
+
+/// Every route the server answers: method and path template.
+pub const ROUTES: &[(&str, &str)] = &[
+    ("GET", "/_ping"),
+    ("GET", "/v1/version"),
+    ("GET", "/v1/projects"),
+    ("GET", "/v1/projects/{project}/containers"),
+    ("POST", "/v1/projects/{project}/up"),
+    ("POST", "/v1/projects/{project}/down"),
+];
+
+/// Why a request has no route.
+#[derive(Debug, PartialEq, Eq)]
+pub enum NoRoute {
+    NotFound,
+    MethodNotAllowed,
+}
+
+/// Matches a method and a path (without query) against [`ROUTES`].
+pub fn route(method: &str, path: &str) -> Result<Route, NoRoute> {
+    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let (want, route) = match segments.as_slice() {
+        ["_ping"] => ("GET", Route::Ping),
+        ["v1", "version"] => ("GET", Route::Version),
+        ["v1", "projects"] => ("GET", Route::Projects),
+        ["v1", "projects", p, op] if valid_project(p) => {
+            let project = p.to_string();
+            match *op {
+                "containers" => ("GET", Route::Containers { project }),
+                "up" => ("POST", Route::Up { project }),
+                "down" => ("POST", Route::Down { project }),
+                _ => return Err(NoRoute::NotFound),
+            }
+        }
+        _ => return Err(NoRoute::NotFound),
+    };
+    if method != want {
+        return Err(NoRoute::MethodNotAllowed);
+    }
+    Ok(route)
+}
+
+/// Compose's rule for project names: lowercase letters, digits, `-` and
+/// `_`, starting with a letter or digit.
+pub fn valid_project(name: &str) -> bool {
+    name.chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_route_template_matches_its_route() {
+        for (method, template) in ROUTES {
+            let path = template.replace("{project}", "shop");
+            assert!(route(method, &path).is_ok(), "{method} {path}");
+            let other = if *method == "GET" { "POST" } else { "GET" };
+            assert_eq!(route(other, &path), Err(NoRoute::MethodNotAllowed));
+        }
+    }
+
+    #[test]
+    fn bad_paths_are_not_found() {
+        for p in [
+            "/",
+            "/v1",
+            "/v1/projects/Shop/up",
+            "/v1/projects/../up",
+            "/v1/projects/shop/explode",
+            "/v1/projects/shop/up/more",
+            "/v2/version",
+        ] {
+            assert_eq!(route("POST", p), Err(NoRoute::NotFound), "{p}");
+        }
+        assert_eq!(
+            route("POST", "/v1/projects/shop_2-x/up"),
+            Ok(Route::Up {
+                project: "shop_2-x".into()
+            })
+        );
+    }
+}

@@ -1,0 +1,270 @@
+//! The server: a hyper HTTP/1.1 connection per client on a unix socket,
+//! each request matched against the route table and turned into a call of
+//! the [`Engine`].
+//!
+//! Engine calls block (they fork containers, speak netlink through their
+//! own runtimes, wait for processes), so each runs on a thread of its own,
+//! never on the server's async workers.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::Path;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http_body_util::{combinators::BoxBody, BodyExt as _, Full, Limited};
+use hyper::body::Incoming;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+
+use crate::{
+    route, ApiError, ContainerSummary, DownRequest, ErrorBody, Event, NoRoute, ProjectSummary,
+    Route, UpRequest, Version,
+};
+
+/// What the engine does for the API. Calls may block.
+pub trait Engine: Send + Sync + 'static {
+    fn version(&self) -> Version;
+    fn projects(&self) -> Result<Vec<ProjectSummary>, ApiError>;
+    fn containers(&self, project: &str, all: bool) -> Result<Vec<ContainerSummary>, ApiError>;
+    /// Brings the project up, telling `events` what it does.
+    fn up(&self, req: UpRequest, events: &Events) -> Result<(), ApiError>;
+    fn down(&self, req: DownRequest, events: &Events) -> Result<(), ApiError>;
+}
+
+/// Where an engine call reports progress; the client reads it line by line.
+/// A client that went away does not stop the call.
+pub struct Events(tokio::sync::mpsc::UnboundedSender<Event>);
+
+impl Events {
+    pub fn send(&self, e: Event) {
+        let _ = self.0.send(e);
+    }
+}
+
+/// The largest request body: a project is a few kB, a huge one a few MB.
+const MAX_BODY: usize = 64 << 20;
+
+type Body = BoxBody<Bytes, Infallible>;
+
+/// Binds the engine's socket, replacing a stale one (the caller holds the
+/// engine's lock, so no live engine owns it). Only root may connect, or
+/// also members of `group`.
+pub fn bind(path: &Path, group: Option<u32>) -> std::io::Result<std::os::unix::net::UnixListener> {
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
+    let listener = std::os::unix::net::UnixListener::bind(path)?;
+    let mode = match group {
+        Some(gid) => {
+            std::os::unix::fs::chown(path, Some(0), Some(gid))?;
+            0o660
+        }
+        None => 0o600,
+    };
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))?;
+    Ok(listener)
+}
+
+/// Serves `engine` on `listener` until `shutdown` completes.
+pub async fn serve<E: Engine>(
+    listener: std::os::unix::net::UnixListener,
+    engine: Arc<E>,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
+    listener.set_nonblocking(true)?;
+    let listener = tokio::net::UnixListener::from_std(listener)?;
+    tokio::pin!(shutdown);
+    loop {
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                // Out of fds and the like: the next accept may do.
+                Err(_) => continue,
+            },
+            () = &mut shutdown => return Ok(()),
+        };
+        let engine = engine.clone();
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |req| {
+                let engine = engine.clone();
+                async move { Ok::<_, Infallible>(handle(engine, req).await) }
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
+    }
+}
+
+async fn handle<E: Engine>(engine: Arc<E>, req: Request<Incoming>) -> Response<Body> {
+    let path = req.uri().path().to_string();
+    let route = match route(req.method().as_str(), &path) {
+        Ok(r) => r,
+        Err(NoRoute::NotFound) => {
+            return error(StatusCode::NOT_FOUND, format!("no such endpoint: {path}"))
+        }
+        Err(NoRoute::MethodNotAllowed) => {
+            return error(
+                StatusCode::METHOD_NOT_ALLOWED,
+                format!("{} is not allowed on {path}", req.method()),
+            )
+        }
+    };
+    let all = query_flag(req.uri().query(), "all");
+    match route {
+        Route::Ping => text(StatusCode::OK, "OK"),
+        Route::Version => json(StatusCode::OK, &engine.version()),
+        Route::Projects => answer(blocking(move || engine.projects()).await),
+        Route::Containers { project } => {
+            answer(blocking(move || engine.containers(&project, all)).await)
+        }
+        Route::Up { project } => match body::<UpRequest>(req, &project).await {
+            Ok(up) => stream(move |events| engine.up(up, events)),
+            Err(e) => api_error(e),
+        },
+        Route::Down { project } => match body::<DownRequest>(req, &project).await {
+            Ok(down) => stream(move |events| engine.down(down, events)),
+            Err(e) => api_error(e),
+        },
+    }
+}
+
+/// `?all=1`, `?all=true`, `?all`.
+fn query_flag(query: Option<&str>, name: &str) -> bool {
+    query.unwrap_or("").split('&').any(|kv| {
+        let (k, v) = kv.split_once('=').unwrap_or((kv, "1"));
+        k == name && matches!(v, "1" | "true")
+    })
+}
+
+/// The project-carrying JSON body of a request, whose project must be the
+/// one its path names.
+async fn body<T: serde::de::DeserializeOwned + HasProject>(
+    req: Request<Incoming>,
+    project: &str,
+) -> Result<T, ApiError> {
+    let bytes = Limited::new(req.into_body(), MAX_BODY)
+        .collect()
+        .await
+        .map_err(|e| ApiError::bad_request(format!("cannot read the request body: {e}")))?
+        .to_bytes();
+    let value: T = serde_json::from_slice(&bytes)
+        .map_err(|e| ApiError::bad_request(format!("invalid request body: {e}")))?;
+    let named = value.project_name();
+    if named != project {
+        return Err(ApiError::bad_request(format!(
+            "the body is for project `{named}`, the path for `{project}`"
+        )));
+    }
+    Ok(value)
+}
+
+trait HasProject {
+    fn project_name(&self) -> &str;
+}
+
+impl HasProject for UpRequest {
+    fn project_name(&self) -> &str {
+        &self.project.name
+    }
+}
+
+impl HasProject for DownRequest {
+    fn project_name(&self) -> &str {
+        &self.project.name
+    }
+}
+
+/// Runs a blocking engine call on its own thread.
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    rx.await.expect("an engine call panicked")
+}
+
+/// A 200 whose body is the call's events, one JSON line each, then `done`
+/// or `error`. The call runs to its end even if the client goes away.
+fn stream(
+    call: impl FnOnce(&Events) -> Result<(), ApiError> + Send + 'static,
+) -> Response<Body> {
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    std::thread::spawn(move || {
+        let events = Events(tx);
+        let last = match call(&events) {
+            Ok(()) => Event::Done,
+            Err(e) => Event::Error { message: e.message },
+        };
+        events.send(last);
+    });
+    let (mut sender, body) = http_body_util::channel::Channel::<Bytes, Infallible>::new(16);
+    tokio::spawn(async move {
+        while let Some(event) = rx.recv().await {
+            let mut line = serde_json::to_vec(&event).expect("events serialize");
+            line.push(b'\n');
+            if sender.send_data(line.into()).await.is_err() {
+                // The client is gone; the call goes on, unheard.
+                while rx.recv().await.is_some() {}
+                return;
+            }
+        }
+    });
+    Response::builder()
+        .status(StatusCode::OK)
+        .header("content-type", "application/x-ndjson")
+        .body(body.boxed())
+        .expect("a valid response")
+}
+
+fn answer<T: serde::Serialize>(r: Result<T, ApiError>) -> Response<Body> {
+    match r {
+        Ok(v) => json(StatusCode::OK, &v),
+        Err(e) => api_error(e),
+    }
+}
+
+fn api_error(e: ApiError) -> Response<Body> {
+    error(
+        StatusCode::from_u16(e.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+        e.message,
+    )
+}
+
+fn error(status: StatusCode, message: String) -> Response<Body> {
+    json(status, &ErrorBody { message })
+}
+
+fn json<T: serde::Serialize>(status: StatusCode, v: &T) -> Response<Body> {
+    let bytes = serde_json::to_vec(v).expect("responses serialize");
+    Response::builder()
+        .status(status)
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(bytes)).boxed())
+        .expect("a valid response")
+}
+
+fn text(status: StatusCode, s: &'static str) -> Response<Body> {
+    Response::builder()
+        .status(status)
+        .header("content-type", "text/plain")
+        .body(Full::new(Bytes::from_static(s.as_bytes())).boxed())
+        .expect("a valid response")
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn query_flags() {
+        use super::query_flag;
+        assert!(query_flag(Some("all=1"), "all"));
+        assert!(query_flag(Some("x=2&all=true"), "all"));
+        assert!(query_flag(Some("all"), "all"));
+        assert!(!query_flag(Some("all=0"), "all"));
+        assert!(!query_flag(None, "all"));
+        assert!(!query_flag(Some("tall=1"), "all"));
+    }
+}

@@ -1,0 +1,332 @@
+//! The API on a temp socket with a fake engine: the OpenAPI document and the
+//! server agree (routes both ways, required fields of every JSON answer),
+//! streamed operations arrive line by line, and bad requests get a clear
+//! 4xx naming what is wrong.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use serde_yaml::Value;
+use stack_api::*;
+
+#[derive(Default)]
+struct Fake {
+    ups: Mutex<Vec<UpRequest>>,
+}
+
+impl Engine for Fake {
+    fn version(&self) -> Version {
+        Version {
+            version: "0.0.0-test".into(),
+            api_version: API_VERSION,
+            pid: std::process::id(),
+            root: "/nonexistent".into(),
+        }
+    }
+
+    fn projects(&self) -> Result<Vec<ProjectSummary>, ApiError> {
+        Ok(vec![ProjectSummary {
+            name: "shop".into(),
+            status: "running(1)".into(),
+            config_files: "/srv/shop/compose.yaml".into(),
+        }])
+    }
+
+    fn containers(&self, project: &str, all: bool) -> Result<Vec<ContainerSummary>, ApiError> {
+        if project != "shop" {
+            return Err(ApiError::bad_request(format!("no such project: `{project}`")));
+        }
+        Ok(vec![ContainerSummary {
+            id: "abc".into(),
+            name: "shop-web-1".into(),
+            service: "web".into(),
+            number: 1,
+            image: "busybox".into(),
+            command: "httpd -f".into(),
+            state: if all { "exited" } else { "running" }.into(),
+            status: "Up 1 second".into(),
+            exit_code: None,
+            ports: vec!["127.0.0.1:8080->80/tcp".into()],
+            labels: BTreeMap::new(),
+        }])
+    }
+
+    fn up(&self, req: UpRequest, events: &Events) -> Result<(), ApiError> {
+        let fail = req.services.iter().any(|s| s == "broken");
+        self.ups.lock().unwrap().push(req);
+        events.send(Event::Warning {
+            message: "a warning".into(),
+        });
+        events.send(Event::Progress {
+            object: "Container".into(),
+            name: "shop-web-1".into(),
+            action: "Started".into(),
+        });
+        if fail {
+            return Err(ApiError::internal("service `broken` failed"));
+        }
+        Ok(())
+    }
+
+    fn down(&self, _req: DownRequest, _events: &Events) -> Result<(), ApiError> {
+        Ok(())
+    }
+}
+
+struct Server {
+    dir: PathBuf,
+    socket: PathBuf,
+    rt: tokio::runtime::Runtime,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    engine: Arc<Fake>,
+}
+
+impl Server {
+    fn start(name: &str) -> Server {
+        let dir = std::env::temp_dir().join(format!("stack-api-{}-{name}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let socket = dir.join("engine.sock");
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let listener = bind(&socket, None).unwrap();
+        let engine = Arc::new(Fake::default());
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        rt.spawn(serve(listener, engine.clone(), async {
+            let _ = stopped.await;
+        }));
+        Server {
+            dir,
+            socket,
+            rt,
+            stop: Some(stop),
+            engine,
+        }
+    }
+
+    fn client(&self) -> Client {
+        Client::new(&self.socket)
+    }
+
+    /// A raw request: status and body.
+    fn raw(&self, method: &str, path: &str, body: &str) -> (u16, String) {
+        use std::io::{Read, Write};
+        let mut s = std::os::unix::net::UnixStream::connect(&self.socket).unwrap();
+        write!(
+            s,
+            "{method} {path} HTTP/1.1\r\nhost: x\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        let status = out[9..12].parse().unwrap();
+        let body = out.split_once("\r\n\r\n").unwrap().1.to_string();
+        (status, body)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.stop.take().unwrap().send(());
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn openapi() -> Value {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../schemas/openapi.yaml");
+    serde_yaml::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+/// `$ref: "#/components/..."` resolved in the document.
+fn resolve<'a>(doc: &'a Value, v: &'a Value) -> &'a Value {
+    match v.get("$ref").and_then(Value::as_str) {
+        Some(r) => {
+            let mut at = doc;
+            for part in r.trim_start_matches("#/").split('/') {
+                at = &at[part];
+            }
+            resolve(doc, at)
+        }
+        None => v,
+    }
+}
+
+/// Every field the schema requires is in the value, recursively through
+/// arrays and referenced objects.
+fn check(doc: &Value, schema: &Value, value: &serde_json::Value, at: &str) {
+    let schema = resolve(doc, schema);
+    match schema["type"].as_str() {
+        Some("array") => {
+            let items = value.as_array().unwrap_or_else(|| panic!("{at}: not an array"));
+            assert!(!items.is_empty(), "{at}: the fake answers something");
+            for (i, item) in items.iter().enumerate() {
+                check(doc, &schema["items"], item, &format!("{at}[{i}]"));
+            }
+        }
+        Some("object") => {
+            let obj = value.as_object().unwrap_or_else(|| panic!("{at}: not an object"));
+            for field in schema["required"].as_sequence().into_iter().flatten() {
+                let f = field.as_str().unwrap();
+                assert!(obj.contains_key(f), "{at}: `{f}` is required by the document");
+            }
+            if let Some(props) = schema["properties"].as_mapping() {
+                for key in obj.keys() {
+                    assert!(
+                        props.contains_key(key.as_str()),
+                        "{at}: `{key}` is not in the document"
+                    );
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+#[test]
+fn the_document_and_the_server_agree() {
+    let doc = openapi();
+    let mut documented = Vec::new();
+    for (path, ops) in doc["paths"].as_mapping().unwrap() {
+        for (method, _) in ops.as_mapping().unwrap() {
+            documented.push((
+                method.as_str().unwrap().to_uppercase(),
+                path.as_str().unwrap().to_string(),
+            ));
+        }
+    }
+    let mut served: Vec<(String, String)> = ROUTES
+        .iter()
+        .map(|(m, p)| (m.to_string(), p.to_string()))
+        .collect();
+    documented.sort();
+    served.sort();
+    assert_eq!(documented, served, "schemas/openapi.yaml and ROUTES differ");
+
+    // Each GET answers what the document says it does.
+    let s = Server::start("doc");
+    for (method, path) in &documented {
+        if method != "GET" || path == "/_ping" {
+            continue;
+        }
+        let (status, body) = s.raw("GET", &path.replace("{project}", "shop"), "");
+        assert_eq!(status, 200, "{path}: {body}");
+        let schema = &doc["paths"][path.as_str()]["get"]["responses"]["200"]["content"]
+            ["application/json"]["schema"];
+        check(&doc, schema, &serde_json::from_str(&body).unwrap(), path);
+    }
+    // And the events of a stream.
+    let (status, body) = s.raw(
+        "POST",
+        "/v1/projects/shop/up",
+        r#"{"project":{"name":"shop","services":{}}}"#,
+    );
+    assert_eq!(status, 200, "{body}");
+    let lines: Vec<&str> = body.lines().filter(|l| l.starts_with('{')).collect();
+    assert_eq!(lines.len(), 3, "{body}");
+    for l in lines {
+        check(
+            &doc,
+            &doc["components"]["schemas"]["Event"],
+            &serde_json::from_str(l).unwrap(),
+            "event",
+        );
+    }
+    // Errors answer an ErrorBody.
+    let (status, body) = s.raw("GET", "/v1/projects/nope/containers", "");
+    assert_eq!(status, 400);
+    check(
+        &doc,
+        &doc["components"]["schemas"]["ErrorBody"],
+        &serde_json::from_str(&body).unwrap(),
+        "error",
+    );
+}
+
+#[test]
+fn the_client_reads_streams_and_errors() {
+    let s = Server::start("client");
+    let c = s.client();
+    let v: Version = s.rt.block_on(c.get("/v1/version")).unwrap();
+    assert_eq!(v.api_version, API_VERSION);
+    let got: Vec<ContainerSummary> = s
+        .rt
+        .block_on(c.get("/v1/projects/shop/containers?all=1"))
+        .unwrap();
+    assert_eq!(got[0].state, "exited", "?all=1 reaches the engine");
+
+    let mut req = UpRequest::default();
+    req.project.name = "shop".into();
+    req.services = vec!["web".into()];
+    let mut seen = Vec::new();
+    s.rt.block_on(c.post_stream("/v1/projects/shop/up", &req, |e| seen.push(e)))
+        .unwrap();
+    assert_eq!(seen.len(), 2, "{seen:?}");
+    assert_eq!(s.engine.ups.lock().unwrap()[0], req, "the request arrives whole");
+
+    req.services = vec!["broken".into()];
+    let err = s
+        .rt
+        .block_on(c.post_stream("/v1/projects/shop/up", &req, |_| {}))
+        .unwrap_err();
+    assert_eq!(err.to_string(), "service `broken` failed");
+
+    let err = s
+        .rt
+        .block_on(c.get::<Vec<ContainerSummary>>("/v1/projects/other/containers"))
+        .unwrap_err();
+    assert!(matches!(err, ClientError::Api { status: 400, .. }), "{err:?}");
+
+    let none = Client::new(s.dir.join("nothing.sock"));
+    let err = s.rt.block_on(none.get::<Version>("/v1/version")).unwrap_err();
+    assert!(matches!(err, ClientError::NoEngine { .. }), "{err:?}");
+}
+
+#[test]
+fn bad_requests_get_clear_answers() {
+    let s = Server::start("bad");
+    let cases = [
+        ("GET", "/v1/nothing", "", 404, "no such endpoint: /v1/nothing"),
+        ("DELETE", "/v1/version", "", 405, "DELETE is not allowed on /v1/version"),
+        ("POST", "/v1/projects/shop/up", "{", 400, "invalid request body: EOF while parsing"),
+        (
+            "POST",
+            "/v1/projects/shop/up",
+            r#"{"project":{"name":"shop"},"bogus":1}"#,
+            400,
+            "unknown field `bogus`",
+        ),
+        (
+            "POST",
+            "/v1/projects/shop/up",
+            r#"{"project":{"name":"shop","services":{"web":{"ports":"x"}}}}"#,
+            400,
+            "invalid request body: invalid type",
+        ),
+        (
+            "POST",
+            "/v1/projects/shop/down",
+            r#"{"project":{"name":"other"}}"#,
+            400,
+            "the body is for project `other`, the path for `shop`",
+        ),
+    ];
+    for (method, path, body, want, says) in cases {
+        let (status, answer) = s.raw(method, path, body);
+        assert_eq!(status, want, "{method} {path} {body}: {answer}");
+        let msg = serde_json::from_str::<ErrorBody>(&answer).unwrap().message;
+        assert!(msg.contains(says), "{method} {path} {body}: {msg}");
+    }
+    assert!(s.engine.ups.lock().unwrap().is_empty(), "nothing bad reached the engine");
+}
+
+#[test]
+fn only_its_owner_may_connect() {
+    use std::os::unix::fs::PermissionsExt;
+    let s = Server::start("perm");
+    let mode = std::fs::metadata(&s.socket).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+}

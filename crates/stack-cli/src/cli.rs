@@ -73,6 +73,17 @@ pub enum Command {
         #[arg(short, long)]
         quiet: bool,
     },
+    /// List the projects on this host
+    Ls {
+        #[arg(short, long)]
+        quiet: bool,
+    },
+    /// Run the engine (started by the CLI when it is not running)
+    Daemon {
+        /// Members of this group may use the engine's socket too
+        #[arg(long)]
+        group: Option<String>,
+    },
     /// Print the host address of a service's published port
     Port {
         service: String,

@@ -313,6 +313,7 @@ pub fn run_container(a: &RunArgs) -> anyhow::Result<i32> {
     // The root file system: a directory, or an image's unpacked layers
     // (top first) plus the defaults of its config.
     let mut args = a.args.clone();
+    let mut image = String::new();
     let (rootfs, layers, image_config) = match &a.rootfs {
         Some(dir) => (dir.clone(), Vec::new(), None),
         None => {
@@ -329,6 +330,7 @@ pub fn run_container(a: &RunArgs) -> anyhow::Result<i32> {
                 bail!("image `{reference}` has no layers");
             }
             let top = lowers.remove(0);
+            image = reference;
             (top, lowers, Some(img.config))
         }
     };
@@ -513,6 +515,7 @@ pub fn run_container(a: &RunArgs) -> anyhow::Result<i32> {
             }
             l
         },
+        image,
         exposed_ports: image_config
             .as_ref()
             .and_then(|c| c.exposed_ports.as_ref())

@@ -28,8 +28,9 @@ fn all(root: &Path) -> Vec<(PathBuf, anyhow::Result<State>)> {
 }
 
 /// A container by name, full id or unique id prefix.
-/// The containers carrying a project's label, and whether each runs.
-pub fn project_containers(root: &Path, project: &str) -> Vec<(State, bool)> {
+/// The containers carrying a project's label (of `project`, or of any),
+/// and whether each runs.
+pub fn project_containers(root: &Path, project: Option<&str>) -> Vec<(State, bool)> {
     all(root)
         .into_iter()
         .filter_map(|(_, st)| st.ok())
@@ -37,8 +38,7 @@ pub fn project_containers(root: &Path, project: &str) -> Vec<(State, bool)> {
             st.spec
                 .labels
                 .get(stack_plan::LABEL_PROJECT)
-                .map(String::as_str)
-                == Some(project)
+                .is_some_and(|p| project.is_none_or(|want| p == want))
         })
         .map(|st| {
             let r = running(&st);
@@ -87,9 +87,7 @@ pub fn ensure_name_free(root: &Path, name: &str) -> anyhow::Result<()> {
 fn status_text(st: &State) -> String {
     match st.status {
         Status::Running if stack_runtime::state::alive(st) => {
-            let paused = stack_runtime::cgroup::layout(&st.id)
-                .is_ok_and(|l| stack_runtime::cgroup::is_frozen(&l));
-            if paused {
+            if is_paused(st) {
                 "Up (Paused)".into()
             } else {
                 "Up".into()
@@ -102,6 +100,10 @@ fn status_text(st: &State) -> String {
             format!("Exited ({}){oom}", st.exit_code.unwrap_or(-1))
         }
     }
+}
+
+pub fn is_paused(st: &State) -> bool {
+    stack_runtime::cgroup::layout(&st.id).is_ok_and(|l| stack_runtime::cgroup::is_frozen(&l))
 }
 
 fn running(st: &State) -> bool {

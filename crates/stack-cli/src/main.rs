@@ -7,9 +7,11 @@ mod cli;
 mod compose;
 mod config;
 mod container;
+mod engine;
 mod image;
 mod lifecycle;
 mod network;
+mod reconcile;
 mod registry;
 
 use std::io::Write as _;
@@ -44,6 +46,8 @@ fn main() -> ExitCode {
         cli::Command::Up(u) => compose::up(&args.global, u),
         cli::Command::Down { remove_orphans } => compose::down(&args.global, *remove_orphans),
         cli::Command::Ps { all, quiet } => compose::ps(&args.global, *all, *quiet),
+        cli::Command::Ls { quiet } => compose::ls(*quiet),
+        cli::Command::Daemon { group } => engine::daemon(group.as_deref()),
         cli::Command::Port {
             service,
             port,

@@ -82,7 +82,7 @@ fn ensure_dns(gateway: IpAddr) -> anyhow::Result<()> {
         return Ok(());
     }
     let exe = std::env::current_exe().context("cannot find our own binary")?;
-    std::process::Command::new(exe)
+    let server = std::process::Command::new(exe)
         .arg(DNS_ARG)
         .env("STACK_ROOT", crate::container::stack_root())
         .stdin(std::process::Stdio::null())
@@ -91,6 +91,7 @@ fn ensure_dns(gateway: IpAddr) -> anyhow::Result<()> {
         .process_group(0)
         .spawn()
         .context("cannot start the DNS server")?;
+    stack_runtime::reap_later(server);
     let t = Instant::now();
     while !up() {
         if t.elapsed() > Duration::from_secs(5) {

@@ -104,6 +104,7 @@ pub fn start(spec: &Spec, root: &Path) -> Result<State, RuntimeError> {
     // Wait until the monitor has written the state, or has died trying.
     for _ in 0..5000 {
         if let Ok(st) = state::read(&dir) {
+            reap_later(child);
             return Ok(st);
         }
         if let Ok(Some(status)) = child.try_wait() {
@@ -114,10 +115,25 @@ pub fn start(spec: &Spec, root: &Path) -> Result<State, RuntimeError> {
         }
         std::thread::sleep(std::time::Duration::from_millis(1));
     }
+    reap_later(child);
     Err(start_error(
         spec,
         std::io::Error::other("the container did not start within 5 s"),
     ))
+}
+
+/// Waits for a child on a small thread of its own, so that a long-lived
+/// parent (the engine) leaves no zombie when it exits. A pid-specific
+/// wait: other children's statuses are not taken.
+pub fn reap_later(mut child: std::process::Child) {
+    let spawned = std::thread::Builder::new()
+        .name("reaper".into())
+        .stack_size(64 * 1024)
+        .spawn(move || {
+            let _ = child.wait();
+        });
+    // No thread to spare: the child is reaped when we exit.
+    drop(spawned);
 }
 
 fn start_error(spec: &Spec, source: std::io::Error) -> RuntimeError {
@@ -227,7 +243,7 @@ fn spawn_sealed(
         &write,
         nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
     )?;
-    let mut cmd = Command::new(seal::fd_path(&exe));
+    let mut cmd = Command::new(seal::fd_path(exe));
     cmd.arg(mode).arg(read.as_raw_fd().to_string());
     configure(&mut cmd)?;
     let child = cmd.spawn()?;

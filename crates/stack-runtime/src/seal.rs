@@ -2,12 +2,26 @@
 
 use std::fs::File;
 use std::os::fd::{AsRawFd, OwnedFd};
+use std::sync::OnceLock;
 
 use nix::fcntl::{fcntl, FcntlArg, SealFlag};
 use nix::sys::memfd::{memfd_create, MFdFlags};
 
+/// The sealed copy of our binary, made once per process: every container
+/// an engine starts runs the same copy, so its pages are in memory once,
+/// not once per container.
+pub fn sealed_self() -> std::io::Result<&'static OwnedFd> {
+    static SEALED: OnceLock<OwnedFd> = OnceLock::new();
+    if let Some(fd) = SEALED.get() {
+        return Ok(fd);
+    }
+    let fd = seal_copy()?;
+    // Two first callers at once: one copy wins, the other is dropped.
+    Ok(SEALED.get_or_init(|| fd))
+}
+
 /// Copies /proc/self/exe into a memfd and seals it against every change.
-pub fn sealed_self() -> std::io::Result<OwnedFd> {
+fn seal_copy() -> std::io::Result<OwnedFd> {
     let fd = memfd_create(
         c"stack-init",
         MFdFlags::MFD_CLOEXEC | MFdFlags::MFD_ALLOW_SEALING,

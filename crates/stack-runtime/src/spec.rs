@@ -82,6 +82,9 @@ pub struct Spec {
     pub rlimits: Vec<(String, u64, u64)>,
     #[serde(default)]
     pub labels: std::collections::BTreeMap<String, String>,
+    /// The image it runs, as the user named it ("" for a plain rootfs).
+    #[serde(default)]
+    pub image: String,
     /// `80/tcp`, …: what the image says it listens on (published by the
     /// network layer, not here).
     #[serde(default)]

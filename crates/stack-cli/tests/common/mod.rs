@@ -58,6 +58,38 @@ impl Env {
         String::from_utf8_lossy(&o.stderr).to_string()
     }
 
+    /// The pid of the engine serving this root, if one runs.
+    pub fn engine_pid(&self) -> Option<i32> {
+        let pid: i32 = std::fs::read_to_string(self.root().join("engine.pid"))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()?;
+        Path::new(&format!("/proc/{pid}")).exists().then_some(pid)
+    }
+
+    /// Stops this root's engine (SIGTERM) and waits until it is gone.
+    pub fn stop_engine(&self) {
+        self.signal_engine(nix::sys::signal::Signal::SIGTERM);
+    }
+
+    /// Sends the engine a signal and waits until it is gone.
+    pub fn signal_engine(&self, sig: nix::sys::signal::Signal) {
+        let Some(pid) = self.engine_pid() else {
+            return;
+        };
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), sig);
+        for _ in 0..500 {
+            // Gone, or a zombie whose parent (a CLI run) has not reaped it.
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            if stat.is_empty() || stat.contains(") Z ") {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        panic!("the engine (pid {pid}) did not stop");
+    }
+
     /// How many entries a directory of the store has.
     pub fn count(&self, store_dir: &str) -> usize {
         std::fs::read_dir(self.root().join("images").join(store_dir))
@@ -67,9 +99,10 @@ impl Env {
 }
 
 impl Drop for Env {
-    /// A failed test leaves nothing running or wired either: its containers
-    /// go first, then its networks.
+    /// A failed test leaves nothing running or wired either: its engine
+    /// stops first, then its containers go, then its networks.
     fn drop(&mut self) {
+        self.stop_engine();
         let names = |dir: &str, ext: Option<&str>| -> Vec<String> {
             std::fs::read_dir(self.root().join(dir))
                 .map(|d| {

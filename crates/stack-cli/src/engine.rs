@@ -1,0 +1,251 @@
+//! The engine: `stack daemon`, one per store root, serving the API of
+//! stack-api on `$STACK_ROOT/engine.sock`; and how the CLI reaches it,
+//! starting it when it is not there.
+//!
+//! Containers do not depend on the engine: each has its own monitor
+//! process (stack-runtime) that keeps its log and records its exit. So a
+//! crashed or killed engine loses nothing; the next one reads the state on
+//! disk (re-adoption) and sweeps what an operation cut short left behind.
+
+use std::os::unix::fs::MetadataExt as _;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::{bail, Context as _};
+use stack_api::{ApiError, ContainerSummary, DownRequest, Events, ProjectSummary, UpRequest};
+
+use crate::container::stack_root;
+
+/// The engine's socket: `STACK_SOCKET`, or `engine.sock` under the root.
+pub fn socket_path() -> PathBuf {
+    std::env::var_os("STACK_SOCKET")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| stack_root().join("engine.sock"))
+}
+
+/// The engine for the API: projects are changed one operation at a time each.
+#[derive(Default)]
+struct Real {
+    busy: Mutex<std::collections::HashMap<String, Arc<Mutex<()>>>>,
+}
+
+impl Real {
+    fn exclusive<T>(&self, project: &str, f: impl FnOnce() -> T) -> T {
+        let lock = self
+            .busy
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(project.to_string())
+            .or_default()
+            .clone();
+        let _held = lock.lock().unwrap_or_else(|p| p.into_inner());
+        f()
+    }
+}
+
+fn internal(e: anyhow::Error) -> ApiError {
+    ApiError::internal(format!("{e:#}"))
+}
+
+impl stack_api::Engine for Real {
+    fn version(&self) -> stack_api::Version {
+        stack_api::Version {
+            version: env!("CARGO_PKG_VERSION").into(),
+            api_version: stack_api::API_VERSION,
+            pid: std::process::id(),
+            root: stack_root().display().to_string(),
+        }
+    }
+
+    fn projects(&self) -> Result<Vec<ProjectSummary>, ApiError> {
+        Ok(crate::reconcile::projects())
+    }
+
+    fn containers(&self, project: &str, all: bool) -> Result<Vec<ContainerSummary>, ApiError> {
+        crate::reconcile::containers(project, all).map_err(internal)
+    }
+
+    fn up(&self, req: UpRequest, events: &Events) -> Result<(), ApiError> {
+        self.exclusive(&req.project.name, || crate::reconcile::up(&req, events))
+            .map_err(internal)
+    }
+
+    fn down(&self, req: DownRequest, events: &Events) -> Result<(), ApiError> {
+        self.exclusive(&req.project.name, || crate::reconcile::down(&req, events))
+            .map_err(internal)
+    }
+}
+
+/// `stack daemon`: serves until SIGTERM or SIGINT. Running containers keep
+/// running when it stops.
+pub fn daemon(group: Option<&str>) -> anyhow::Result<()> {
+    let root = stack_root();
+    std::fs::create_dir_all(&root)
+        .with_context(|| format!("cannot create the store root `{}`", root.display()))?;
+    // Out of the starting terminal's session: its hangup is not ours.
+    let _ = nix::unistd::setsid();
+    let lock_path = root.join("engine.lock");
+    let lock_file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .with_context(|| format!("cannot open `{}`", lock_path.display()))?;
+    let _lock = match nix::fcntl::Flock::lock(lock_file, nix::fcntl::FlockArg::LockExclusiveNonblock)
+    {
+        Ok(l) => l,
+        Err((_, nix::errno::Errno::EWOULDBLOCK)) => {
+            let pid = std::fs::read_to_string(root.join("engine.pid")).unwrap_or_default();
+            bail!(
+                "an engine already serves `{}` (pid {})",
+                root.display(),
+                pid.trim()
+            );
+        }
+        Err((_, e)) => bail!("cannot lock `{}`: {e}", lock_path.display()),
+    };
+    let pid_file = root.join("engine.pid");
+    std::fs::write(&pid_file, format!("{}\n", std::process::id()))?;
+    std::env::set_current_dir("/")?;
+    let gid = group
+        .map(|g| {
+            nix::unistd::Group::from_name(g)
+                .ok()
+                .flatten()
+                .map(|g| g.gid.as_raw())
+                .ok_or_else(|| anyhow::anyhow!("no such group: `{g}`"))
+        })
+        .transpose()?;
+    readopt(&root);
+    let socket = socket_path();
+    let listener = stack_api::bind(&socket, gid)
+        .with_context(|| format!("cannot listen on `{}`", socket.display()))?;
+    log(&format!(
+        "stack engine {} serving {} (pid {})",
+        env!("CARGO_PKG_VERSION"),
+        socket.display(),
+        std::process::id()
+    ));
+    let rt = crate::async_runtime()?;
+    let served = rt.block_on(stack_api::serve(listener, Arc::new(Real::default()), async {
+        use tokio::signal::unix::{signal, SignalKind};
+        let (Ok(mut term), Ok(mut int)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) else {
+            return std::future::pending().await;
+        };
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+    }));
+    let _ = std::fs::remove_file(&socket);
+    let _ = std::fs::remove_file(&pid_file);
+    log("stack engine stopped");
+    served.context("the API server failed")
+}
+
+fn log(line: &str) {
+    eprintln!("{} {line}", stack_runtime::state::now_rfc3339());
+}
+
+/// What a new engine finds: the containers that ran on (their monitors
+/// never depended on us), and the network endpoints of containers that
+/// never came to be because an engine died between wiring and starting
+/// them: those are unwired. A young one may belong to a `container run`
+/// under way, so only those older than a minute go.
+fn readopt(root: &Path) {
+    let containers = crate::lifecycle::project_containers(root, None);
+    let running = containers.iter().filter(|(_, r)| *r).count();
+    let mut swept = 0;
+    if let Ok(store) = crate::network::store() {
+        let mut ids: Vec<String> = store
+            .all_endpoints()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|e| e.container)
+            .collect();
+        if let Ok(dir) = std::fs::read_dir(store.netns_dir()) {
+            ids.extend(dir.flatten().map(|e| e.file_name().to_string_lossy().to_string()));
+        }
+        ids.sort();
+        ids.dedup();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs() as i64;
+        for id in ids {
+            let netns = stack_net::netns_path(&store, &id);
+            let young = std::fs::metadata(&netns).is_ok_and(|m| now - m.mtime() < 60);
+            if young || stack_runtime::container_dir(root, &id).exists() {
+                continue;
+            }
+            match crate::network::unwire(&id) {
+                Ok(()) => swept += 1,
+                Err(e) => log(&format!("cannot sweep the endpoints of `{id}`: {e:#}")),
+            }
+        }
+    }
+    log(&format!(
+        "re-adopted {} containers ({running} running); swept the endpoints of {swept} containers that never started",
+        containers.len()
+    ));
+}
+
+/// A client of the engine, which is started first if it is not running.
+pub fn client() -> anyhow::Result<(tokio::runtime::Runtime, stack_api::Client)> {
+    let socket = socket_path();
+    if std::os::unix::net::UnixStream::connect(&socket).is_err() {
+        start(&socket)?;
+    }
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    Ok((rt, stack_api::Client::new(socket)))
+}
+
+/// Starts `stack daemon` in the background and waits until it answers.
+fn start(socket: &Path) -> anyhow::Result<()> {
+    let root = stack_root();
+    std::fs::create_dir_all(&root)
+        .with_context(|| format!("cannot create the store root `{}`", root.display()))?;
+    let log_path = root.join("engine.log");
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log_path)
+        .with_context(|| format!("cannot open `{}`", log_path.display()))?;
+    let exe = std::env::current_exe().context("cannot find our own binary")?;
+    let mut child = std::process::Command::new(exe)
+        .arg("daemon")
+        .stdin(std::process::Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .spawn()
+        .context("cannot start the engine")?;
+    let t = std::time::Instant::now();
+    loop {
+        if std::os::unix::net::UnixStream::connect(socket).is_ok() {
+            return Ok(());
+        }
+        // Exiting with success means another engine won the race to start.
+        if let Ok(Some(status)) = child.try_wait() {
+            if !status.success() {
+                let text = std::fs::read_to_string(&log_path).unwrap_or_default();
+                let last = text.lines().last().unwrap_or("").to_string();
+                bail!("the engine did not start ({status}): {last}");
+            }
+        }
+        if t.elapsed() > Duration::from_secs(10) {
+            bail!(
+                "the engine did not answer on `{}` within 10 s (see `{}`)",
+                socket.display(),
+                log_path.display()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}

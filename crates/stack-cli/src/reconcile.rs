@@ -1,0 +1,559 @@
+//! The engine's reconciler for projects: observe the containers and
+//! networks a project has, plan with stack-plan (pure), carry the plan out
+//! wave by wave, and tell the client what happens as it happens.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use anyhow::{bail, Context as _};
+use clap::Parser as _;
+use stack_api::{ContainerSummary, DownRequest, Event, Events, ProjectSummary, UpRequest};
+use stack_model::{Project, Service};
+use stack_plan::{Existing, Op, Plan, Wanted, WantedNetwork};
+
+use crate::container::{stack_root, RunArgs};
+
+/// Where a project comes from, recorded on its containers as compose does.
+pub struct Origin<'a> {
+    pub project: &'a Project,
+    pub working_dir: &'a str,
+    pub config_files: &'a [String],
+}
+
+fn network_name(project: &Project, key: &str) -> String {
+    project
+        .networks
+        .get(key)
+        .and_then(|n| n.name.clone())
+        .unwrap_or_else(|| format!("{}_{key}", project.name))
+}
+
+fn wanted_networks(project: &Project) -> Vec<WantedNetwork> {
+    project
+        .networks
+        .iter()
+        .map(|(key, n)| WantedNetwork {
+            key: key.clone(),
+            name: network_name(project, key),
+            external: n.external.0,
+        })
+        .collect()
+}
+
+fn replicas(s: &Service) -> u32 {
+    s.scale
+        .or(s.deploy.as_ref().and_then(|d| d.replicas))
+        .unwrap_or(1)
+        .max(0) as u32
+}
+
+fn existing(project: &str) -> Vec<Existing> {
+    crate::lifecycle::project_containers(&stack_root(), Some(project))
+        .into_iter()
+        .map(|(st, running)| Existing {
+            service: label(&st, stack_plan::LABEL_SERVICE),
+            number: label(&st, stack_plan::LABEL_NUMBER).parse().unwrap_or(0),
+            hash: label(&st, stack_plan::LABEL_HASH),
+            id: st.id,
+            name: st.name,
+            running,
+        })
+        .collect()
+}
+
+/// A label of a container, or "".
+fn label(st: &stack_runtime::State, key: &str) -> String {
+    st.spec.labels.get(key).cloned().unwrap_or_default()
+}
+
+fn host_networks() -> anyhow::Result<Vec<String>> {
+    Ok(crate::network::store()?
+        .networks()?
+        .into_iter()
+        .map(|n| n.name)
+        .collect())
+}
+
+pub fn up(req: &UpRequest, events: &Events) -> anyhow::Result<()> {
+    let project = &req.project;
+    for s in &req.services {
+        if !project.services.contains_key(s) {
+            bail!("no such service: `{s}`");
+        }
+    }
+    for s in req.scale.keys() {
+        if !project.services.contains_key(s) {
+            bail!("--scale: no such service: `{s}`");
+        }
+    }
+    let graph = stack_graph::Graph::from_project(project);
+    let waves = graph
+        .waves()
+        .map_err(|c| anyhow::anyhow!("dependency cycle: {c:?}"))?;
+    let selected = if req.services.is_empty() || req.no_deps {
+        req.services.clone()
+    } else {
+        graph.with_dependencies(&req.services)
+    };
+    let wanted: Vec<Wanted> = project
+        .services
+        .iter()
+        .filter(|(name, _)| selected.is_empty() || selected.contains(name))
+        .map(|(name, s)| Wanted {
+            service: name.clone(),
+            hash: stack_loader::hash_service(s),
+            replicas: req.scale.get(name).copied().unwrap_or_else(|| replicas(s)),
+            container_name: s.container_name.clone(),
+        })
+        .collect();
+    let mut have = existing(&project.name);
+    if !selected.is_empty() {
+        // Others are left alone, not orphans.
+        have.retain(|e| {
+            selected.contains(&e.service) || !project.services.contains_key(&e.service)
+        });
+    }
+    let opts = stack_plan::UpOptions {
+        force_recreate: req.force_recreate,
+        no_recreate: req.no_recreate,
+        remove_orphans: req.remove_orphans,
+    };
+    let plan = stack_plan::up(
+        &project.name,
+        &wanted,
+        &waves,
+        &wanted_networks(project),
+        &host_networks()?,
+        &have,
+        &opts,
+    )
+    .map_err(|e| anyhow::anyhow!(e))?;
+    for w in &plan.warnings {
+        events.send(Event::Warning { message: w.clone() });
+    }
+    if req.dry_run {
+        for (i, wave) in plan.waves.iter().enumerate() {
+            for op in wave.iter().flatten() {
+                events.send(Event::Plan {
+                    line: format!("step {}: {op}", i + 1),
+                });
+            }
+        }
+        return Ok(());
+    }
+    let origin = Origin {
+        project,
+        working_dir: &req.working_dir,
+        config_files: &req.config_files,
+    };
+    execute(&origin, &plan, events)
+}
+
+pub fn down(req: &DownRequest, events: &Events) -> anyhow::Result<()> {
+    let project = &req.project;
+    let graph = stack_graph::Graph::from_project(project);
+    let waves = graph
+        .stop_waves()
+        .map_err(|c| anyhow::anyhow!("dependency cycle: {c:?}"))?;
+    let mut have = existing(&project.name);
+    if !req.remove_orphans {
+        let orphans: Vec<String> = have
+            .iter()
+            .filter(|e| !project.services.contains_key(&e.service))
+            .map(|e| e.name.clone())
+            .collect();
+        if !orphans.is_empty() {
+            events.send(Event::Warning {
+                message: format!(
+                    "found orphan containers ({}): remove them with --remove-orphans",
+                    orphans.join(", ")
+                ),
+            });
+        }
+        have.retain(|e| project.services.contains_key(&e.service));
+    }
+    let plan = stack_plan::down(&waves, &wanted_networks(project), &host_networks()?, &have);
+    let origin = Origin {
+        project,
+        working_dir: "",
+        config_files: &[],
+    };
+    execute(&origin, &plan, events)
+}
+
+/// The containers of a project, as `ps` shows them.
+pub fn containers(project: &str, all: bool) -> anyhow::Result<Vec<ContainerSummary>> {
+    let mut rows = crate::lifecycle::project_containers(&stack_root(), Some(project));
+    rows.retain(|(_, running)| all || *running);
+    rows.sort_by(|a, b| a.0.name.cmp(&b.0.name));
+    rows.into_iter()
+        .map(|(st, _)| {
+            let state = match st.status {
+                stack_runtime::Status::Running if crate::lifecycle::is_paused(&st) => "paused",
+                stack_runtime::Status::Running => "running",
+                stack_runtime::Status::Created => "created",
+                stack_runtime::Status::Exited => "exited",
+            };
+            Ok(ContainerSummary {
+                ports: crate::network::ports_of(&st.id)?,
+                service: label(&st, stack_plan::LABEL_SERVICE),
+                number: label(&st, stack_plan::LABEL_NUMBER).parse().unwrap_or(0),
+                image: st.spec.image.clone(),
+                command: st.spec.args.join(" "),
+                state: state.into(),
+                status: crate::lifecycle::status_of(&st),
+                exit_code: st.exit_code,
+                labels: st.spec.labels.clone(),
+                id: st.id,
+                name: st.name,
+            })
+        })
+        .collect()
+}
+
+/// Every project with containers here, as `docker compose ls` shows them.
+pub fn projects() -> Vec<ProjectSummary> {
+    let mut by_project: BTreeMap<String, (BTreeMap<&'static str, usize>, String)> =
+        BTreeMap::new();
+    for (st, running) in crate::lifecycle::project_containers(&stack_root(), None) {
+        let entry = by_project
+            .entry(label(&st, stack_plan::LABEL_PROJECT))
+            .or_default();
+        let state = if running { "running" } else { "exited" };
+        *entry.0.entry(state).or_default() += 1;
+        entry.1 = label(&st, LABEL_CONFIG_FILES);
+    }
+    by_project
+        .into_iter()
+        .map(|(name, (counts, config_files))| ProjectSummary {
+            name,
+            status: counts
+                .iter()
+                .map(|(s, n)| format!("{s}({n})"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            config_files,
+        })
+        .collect()
+}
+
+const LABEL_WORKING_DIR: &str = "com.docker.compose.project.working_dir";
+const LABEL_CONFIG_FILES: &str = "com.docker.compose.project.config_files";
+
+/// Runs the plan: waves one after the other, the tasks of a wave in
+/// parallel. Every failure is reported; the first wave with one is the last.
+fn execute(origin: &Origin<'_>, plan: &Plan, events: &Events) -> anyhow::Result<()> {
+    for wave in &plan.waves {
+        let results: Vec<anyhow::Result<()>> = std::thread::scope(|s| {
+            let handles: Vec<_> = wave
+                .iter()
+                .map(|task| {
+                    s.spawn(move || -> anyhow::Result<()> {
+                        for op in task {
+                            run_op(origin, op, events)?;
+                        }
+                        Ok(())
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+                .collect()
+        });
+        let failures: Vec<String> = results
+            .into_iter()
+            .filter_map(|r| r.err())
+            .map(|e| format!("{e:#}"))
+            .collect();
+        if !failures.is_empty() {
+            bail!("{}", failures.join("\n"));
+        }
+    }
+    Ok(())
+}
+
+fn run_op(origin: &Origin<'_>, op: &Op, events: &Events) -> anyhow::Result<()> {
+    let project = origin.project;
+    let done = |object: &str, name: &str, action: &str| {
+        events.send(Event::Progress {
+            object: object.into(),
+            name: name.into(),
+            action: action.into(),
+        })
+    };
+    match op {
+        Op::CreateNetwork { key, name } => {
+            let n = &project.networks[key];
+            fn parse<T: std::str::FromStr>(
+                key: &str,
+                what: &str,
+                v: &Option<String>,
+            ) -> anyhow::Result<Option<T>> {
+                v.as_deref()
+                    .map(|s| {
+                        s.parse::<T>()
+                            .map_err(|_| anyhow::anyhow!("network {key}: invalid {what} `{s}`"))
+                    })
+                    .transpose()
+            }
+            let mut subnets = Vec::new();
+            for c in &n.ipam.config {
+                subnets.push(stack_net::SubnetRequest {
+                    subnet: parse(key, "subnet", &c.subnet)?,
+                    gateway: parse(key, "gateway", &c.gateway)?,
+                    ip_range: parse(key, "ip_range", &c.ip_range)?,
+                    aux_addresses: c
+                        .aux_addresses
+                        .0
+                        .values()
+                        .map(|v| {
+                            v.parse().with_context(|| {
+                                format!("network {key}: invalid aux address `{v}`")
+                            })
+                        })
+                        .collect::<anyhow::Result<_>>()?,
+                });
+            }
+            let mut labels = n.labels.0.clone();
+            labels.insert("com.docker.compose.project".into(), project.name.clone());
+            labels.insert("com.docker.compose.network".into(), key.clone());
+            let opts = stack_net::CreateOptions {
+                name: name.clone(),
+                driver: n.driver.clone(),
+                driver_opts: n.driver_opts.0.clone(),
+                subnets,
+                ipv6: n.enable_ipv6.unwrap_or(false),
+                internal: n.internal,
+                labels,
+            };
+            crate::network::create(&opts)?;
+            done("Network", name, "Created");
+        }
+        Op::RemoveNetwork { name } => {
+            crate::async_runtime()?.block_on(stack_net::remove(&crate::network::store()?, name))?;
+            done("Network", name, "Removed");
+        }
+        Op::Remove { id, name, .. } => {
+            crate::lifecycle::stop_and_remove(&stack_root(), id)?;
+            done("Container", name, "Removed");
+        }
+        Op::Run {
+            service,
+            number,
+            name,
+            ..
+        } => {
+            let s = &project.services[service];
+            let args = run_args(origin, service, s, *number, name)?;
+            crate::container::run_container(&args).with_context(|| format!("service {service}"))?;
+            done("Container", name, "Started");
+        }
+        Op::Start { id, name, .. } => {
+            // Stopped containers are made again (their config is unchanged).
+            let st = crate::lifecycle::project_containers(&stack_root(), Some(&project.name))
+                .into_iter()
+                .find(|(st, _)| &st.id == id)
+                .map(|(st, _)| st)
+                .ok_or_else(|| anyhow::anyhow!("container {name} is gone"))?;
+            let service = label(&st, stack_plan::LABEL_SERVICE);
+            let number: u32 = st
+                .spec
+                .labels
+                .get(stack_plan::LABEL_NUMBER)
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(1);
+            crate::lifecycle::stop_and_remove(&stack_root(), id)?;
+            let s = &project.services[&service];
+            crate::container::run_container(&run_args(origin, &service, s, number, name)?)?;
+            done("Container", name, "Started");
+        }
+    }
+    Ok(())
+}
+
+/// What `container run` needs for replica `number` of a service.
+fn run_args(
+    origin: &Origin<'_>,
+    service: &str,
+    s: &Service,
+    number: u32,
+    name: &str,
+) -> anyhow::Result<RunArgs> {
+    #[derive(clap::Parser)]
+    struct Wrap {
+        #[command(flatten)]
+        run: RunArgs,
+    }
+    let project = origin.project;
+    let Some(image) = &s.image else {
+        bail!("service {service} has no image (builds are not supported yet)");
+    };
+    ensure_image(image, s)?;
+    let mut a = Wrap::try_parse_from(["run"])?.run;
+    a.detach = true;
+    a.quiet = true;
+    a.name = Some(name.to_string());
+    a.args = std::iter::once(image.clone())
+        .chain(s.command.clone().map(|c| c.0).unwrap_or_default())
+        .collect();
+    a.entrypoint = s.entrypoint.clone().map(|e| e.0);
+    a.env = s
+        .environment
+        .0
+        .iter()
+        .map(|(k, v)| match v {
+            Some(v) => format!("{k}={v}"),
+            None => k.clone(),
+        })
+        .collect();
+    a.workdir = s.working_dir.clone();
+    a.user = s.user.clone();
+    a.hostname = s.hostname.clone();
+    a.cap_add = s.cap_add.clone();
+    a.cap_drop = s.cap_drop.clone();
+    a.privileged = s.privileged;
+    a.read_only = s.read_only;
+    a.tty = s.tty;
+    a.interactive = s.stdin_open;
+    a.no_init = s.init == Some(false);
+    a.stop_signal = s.stop_signal.clone();
+    a.stop_timeout = s
+        .stop_grace_period
+        .map(|d| (d.as_nanos() / 1_000_000_000).max(0) as u64);
+    a.security_opt = s.security_opt.clone();
+    a.tmpfs = s.tmpfs.0.clone();
+    a.dns = s.dns.0.clone();
+    a.dns_search = s.dns_search.0.clone();
+    a.dns_option = s.dns_opt.clone();
+    a.add_host = s
+        .extra_hosts
+        .0
+        .iter()
+        .flat_map(|(h, ips)| ips.iter().map(move |ip| format!("{h}:{ip}")))
+        .collect();
+    a.memory = s.mem_limit.map(|b| b.0.to_string());
+    a.cpus = s.cpus.map(|c| f64::from(c.0));
+    a.pids_limit = s.pids_limit;
+    a.shm_size = s.shm_size.map(|b| b.0.to_string());
+    a.sysctls = s
+        .sysctls
+        .0
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    a.labels = s.labels.0.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    for (k, v) in [
+        (stack_plan::LABEL_PROJECT, project.name.clone()),
+        (stack_plan::LABEL_SERVICE, service.to_string()),
+        (stack_plan::LABEL_NUMBER, number.to_string()),
+        (stack_plan::LABEL_HASH, stack_loader::hash_service(s)),
+        (LABEL_WORKING_DIR, origin.working_dir.to_string()),
+        (LABEL_CONFIG_FILES, origin.config_files.join(",")),
+    ] {
+        a.labels.push(format!("{k}={v}"));
+    }
+    for p in &s.ports {
+        let mut spec = String::new();
+        if let Some(ip) = &p.host_ip {
+            spec.push_str(&if ip.contains(':') {
+                format!("[{ip}]:")
+            } else {
+                format!("{ip}:")
+            });
+        }
+        match p.published.as_ref().and_then(|t| t.0.clone()) {
+            Some(pubd) => spec.push_str(&format!("{pubd}:")),
+            None if p.host_ip.is_some() => spec.push(':'),
+            None => {}
+        }
+        spec.push_str(&format!(
+            "{}/{}",
+            p.target,
+            p.protocol.as_deref().unwrap_or("tcp")
+        ));
+        a.publish.push(spec);
+    }
+    for v in &s.volumes {
+        match v.kind.as_str() {
+            "bind" => {
+                let src = v.source.clone().unwrap_or_default();
+                std::fs::create_dir_all(&src).ok();
+                a.volumes.push(format!(
+                    "{src}:{}{}",
+                    v.target,
+                    if v.read_only { ":ro" } else { "" }
+                ));
+            }
+            "tmpfs" => a.tmpfs.push(v.target.clone()),
+            "volume" => {
+                // Named volumes live under the root and outlive `down`;
+                // anonymous ones go with the container.
+                let source = match &v.source {
+                    Some(n) => {
+                        let full = project
+                            .volumes
+                            .get(n)
+                            .and_then(|x| x.name.clone())
+                            .unwrap_or_else(|| format!("{}_{n}", project.name));
+                        stack_root().join("volumes").join(full).join("_data")
+                    }
+                    None => Path::new("/nonexistent").to_path_buf(),
+                };
+                if v.source.is_some() {
+                    a.extra_mounts.push(stack_runtime::Mount {
+                        kind: "volume".into(),
+                        source,
+                        target: v.target.clone(),
+                        read_only: v.read_only,
+                        size: None,
+                    });
+                }
+            }
+            other => bail!("service {service}: volumes of type `{other}` are not supported yet"),
+        }
+    }
+    match s.network_mode.as_deref() {
+        Some("host") => a.network = vec!["host".into()],
+        Some("none") => a.network = vec!["none".into()],
+        Some(m) if m.starts_with("container:") => a.network = vec![m.to_string()],
+        Some(m) if m.starts_with("service:") => {
+            let other = &m["service:".len()..];
+            a.network = vec![format!("container:{}-{other}-1", project.name)];
+        }
+        Some(m) => bail!("service {service}: network_mode `{m}` is not supported"),
+        None => {
+            let mut nets: Vec<(&String, &Option<stack_model::ServiceNetwork>)> =
+                s.networks.iter().collect();
+            nets.sort_by_key(|(_, n)| std::cmp::Reverse(n.as_ref().map_or(0, |n| n.gw_priority)));
+            a.network = nets.iter().map(|(k, _)| network_name(project, k)).collect();
+            a.network_alias = std::iter::once(service.to_string())
+                .chain(
+                    nets.iter()
+                        .flat_map(|(_, n)| n.iter().flat_map(|n| n.aliases.clone())),
+                )
+                .collect();
+            if let Some((_, Some(first))) = nets.first() {
+                a.ip = first.ipv4_address.clone();
+                a.ip6 = first.ipv6_address.clone();
+                a.mac_address = first.mac_address.clone().or_else(|| s.mac_address.clone());
+            }
+        }
+    }
+    Ok(a)
+}
+
+/// Pulls a missing image unless the service says never.
+fn ensure_image(image: &str, s: &Service) -> anyhow::Result<()> {
+    let store = crate::image::store()?;
+    let policy = s.pull_policy.as_deref().unwrap_or("missing");
+    if store.lookup(image).is_ok() && policy != "always" {
+        return Ok(());
+    }
+    if policy == "never" {
+        bail!("image `{image}` is not here and pull_policy is never");
+    }
+    crate::registry::pull(image, s.platform.as_deref(), true)
+        .with_context(|| format!("image `{image}` is not here"))
+}
+

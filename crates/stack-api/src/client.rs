@@ -19,7 +19,7 @@ pub enum ClientError {
         #[source]
         source: std::io::Error,
     },
-    #[error("the connection to the engine broke: {0}")]
+    #[error("{0}")]
     Transport(String),
     /// The engine refused or failed; its message is for users.
     #[error("{message}")]
@@ -27,6 +27,8 @@ pub enum ClientError {
     #[error("the engine answered something unexpected: {0}")]
     BadAnswer(String),
 }
+
+const STOPPED: &str = "the engine stopped answering before the operation ended (see its log)";
 
 pub struct Client {
     socket: PathBuf,
@@ -58,11 +60,12 @@ impl Client {
         request: &B,
         mut on: impl FnMut(Event),
     ) -> Result<(), ClientError> {
-        let json = serde_json::to_vec(request).map_err(|e| ClientError::BadAnswer(e.to_string()))?;
+        let json =
+            serde_json::to_vec(request).map_err(|e| ClientError::BadAnswer(e.to_string()))?;
         let mut resp = self.send("POST", path, Some(json)).await?.into_body();
         let mut pending = Vec::new();
         while let Some(frame) = resp.frame().await {
-            let frame = frame.map_err(|e| ClientError::Transport(e.to_string()))?;
+            let frame = frame.map_err(|e| ClientError::Transport(format!("{STOPPED}: {e}")))?;
             let Some(data) = frame.data_ref() else {
                 continue;
             };
@@ -83,9 +86,7 @@ impl Client {
                 }
             }
         }
-        Err(ClientError::Transport(
-            "the engine stopped answering before the operation ended (see its log)".into(),
-        ))
+        Err(ClientError::Transport(STOPPED.into()))
     }
 
     async fn send(

@@ -189,9 +189,7 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> 
 
 /// A 200 whose body is the call's events, one JSON line each, then `done`
 /// or `error`. The call runs to its end even if the client goes away.
-fn stream(
-    call: impl FnOnce(&Events) -> Result<(), ApiError> + Send + 'static,
-) -> Response<Body> {
+fn stream(call: impl FnOnce(&Events) -> Result<(), ApiError> + Send + 'static) -> Response<Body> {
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     std::thread::spawn(move || {
         let events = Events(tx);

@@ -35,7 +35,9 @@ impl Engine for Fake {
 
     fn containers(&self, project: &str, all: bool) -> Result<Vec<ContainerSummary>, ApiError> {
         if project != "shop" {
-            return Err(ApiError::bad_request(format!("no such project: `{project}`")));
+            return Err(ApiError::bad_request(format!(
+                "no such project: `{project}`"
+            )));
         }
         Ok(vec![ContainerSummary {
             id: "abc".into(),
@@ -161,17 +163,24 @@ fn check(doc: &Value, schema: &Value, value: &serde_json::Value, at: &str) {
     let schema = resolve(doc, schema);
     match schema["type"].as_str() {
         Some("array") => {
-            let items = value.as_array().unwrap_or_else(|| panic!("{at}: not an array"));
+            let items = value
+                .as_array()
+                .unwrap_or_else(|| panic!("{at}: not an array"));
             assert!(!items.is_empty(), "{at}: the fake answers something");
             for (i, item) in items.iter().enumerate() {
                 check(doc, &schema["items"], item, &format!("{at}[{i}]"));
             }
         }
         Some("object") => {
-            let obj = value.as_object().unwrap_or_else(|| panic!("{at}: not an object"));
+            let obj = value
+                .as_object()
+                .unwrap_or_else(|| panic!("{at}: not an object"));
             for field in schema["required"].as_sequence().into_iter().flatten() {
                 let f = field.as_str().unwrap();
-                assert!(obj.contains_key(f), "{at}: `{f}` is required by the document");
+                assert!(
+                    obj.contains_key(f),
+                    "{at}: `{f}` is required by the document"
+                );
             }
             if let Some(props) = schema["properties"].as_mapping() {
                 for key in obj.keys() {
@@ -252,10 +261,9 @@ fn the_client_reads_streams_and_errors() {
     let c = s.client();
     let v: Version = s.rt.block_on(c.get("/v1/version")).unwrap();
     assert_eq!(v.api_version, API_VERSION);
-    let got: Vec<ContainerSummary> = s
-        .rt
-        .block_on(c.get("/v1/projects/shop/containers?all=1"))
-        .unwrap();
+    let got: Vec<ContainerSummary> =
+        s.rt.block_on(c.get("/v1/projects/shop/containers?all=1"))
+            .unwrap();
     assert_eq!(got[0].state, "exited", "?all=1 reaches the engine");
 
     let mut req = UpRequest::default();
@@ -265,23 +273,30 @@ fn the_client_reads_streams_and_errors() {
     s.rt.block_on(c.post_stream("/v1/projects/shop/up", &req, |e| seen.push(e)))
         .unwrap();
     assert_eq!(seen.len(), 2, "{seen:?}");
-    assert_eq!(s.engine.ups.lock().unwrap()[0], req, "the request arrives whole");
+    assert_eq!(
+        s.engine.ups.lock().unwrap()[0],
+        req,
+        "the request arrives whole"
+    );
 
     req.services = vec!["broken".into()];
-    let err = s
-        .rt
-        .block_on(c.post_stream("/v1/projects/shop/up", &req, |_| {}))
-        .unwrap_err();
+    let err =
+        s.rt.block_on(c.post_stream("/v1/projects/shop/up", &req, |_| {}))
+            .unwrap_err();
     assert_eq!(err.to_string(), "service `broken` failed");
 
-    let err = s
-        .rt
-        .block_on(c.get::<Vec<ContainerSummary>>("/v1/projects/other/containers"))
-        .unwrap_err();
-    assert!(matches!(err, ClientError::Api { status: 400, .. }), "{err:?}");
+    let err =
+        s.rt.block_on(c.get::<Vec<ContainerSummary>>("/v1/projects/other/containers"))
+            .unwrap_err();
+    assert!(
+        matches!(err, ClientError::Api { status: 400, .. }),
+        "{err:?}"
+    );
 
     let none = Client::new(s.dir.join("nothing.sock"));
-    let err = s.rt.block_on(none.get::<Version>("/v1/version")).unwrap_err();
+    let err =
+        s.rt.block_on(none.get::<Version>("/v1/version"))
+            .unwrap_err();
     assert!(matches!(err, ClientError::NoEngine { .. }), "{err:?}");
 }
 
@@ -289,9 +304,27 @@ fn the_client_reads_streams_and_errors() {
 fn bad_requests_get_clear_answers() {
     let s = Server::start("bad");
     let cases = [
-        ("GET", "/v1/nothing", "", 404, "no such endpoint: /v1/nothing"),
-        ("DELETE", "/v1/version", "", 405, "DELETE is not allowed on /v1/version"),
-        ("POST", "/v1/projects/shop/up", "{", 400, "invalid request body: EOF while parsing"),
+        (
+            "GET",
+            "/v1/nothing",
+            "",
+            404,
+            "no such endpoint: /v1/nothing",
+        ),
+        (
+            "DELETE",
+            "/v1/version",
+            "",
+            405,
+            "DELETE is not allowed on /v1/version",
+        ),
+        (
+            "POST",
+            "/v1/projects/shop/up",
+            "{",
+            400,
+            "invalid request body: EOF while parsing",
+        ),
         (
             "POST",
             "/v1/projects/shop/up",
@@ -320,7 +353,10 @@ fn bad_requests_get_clear_answers() {
         let msg = serde_json::from_str::<ErrorBody>(&answer).unwrap().message;
         assert!(msg.contains(says), "{method} {path} {body}: {msg}");
     }
-    assert!(s.engine.ups.lock().unwrap().is_empty(), "nothing bad reached the engine");
+    assert!(
+        s.engine.ups.lock().unwrap().is_empty(),
+        "nothing bad reached the engine"
+    );
 }
 
 #[test]

@@ -134,8 +134,7 @@ pub fn ls(quiet: bool) -> anyhow::Result<()> {
 /// `stack port SERVICE PORT [--index N]`: the host side of a published port.
 pub fn port(g: &Global, service: &str, port: &str, index: u32) -> anyhow::Result<()> {
     let project = load(g)?.project;
-    let rows: Vec<ContainerSummary> =
-        get(&format!("/v1/projects/{}/containers", project.name))?;
+    let rows: Vec<ContainerSummary> = get(&format!("/v1/projects/{}/containers", project.name))?;
     let c = rows
         .into_iter()
         .find(|c| c.service == service && c.number == index)

@@ -582,13 +582,33 @@ pub fn run_container(a: &RunArgs) -> anyhow::Result<i32> {
             &a.dns_option,
         ));
     }
+    // Claimed before anything is wired: an engine that dies from here on
+    // leaves a claim the next one sweeps (with its endpoints).
+    let dir = stack_runtime::container_dir(&stack_root(), &id);
+    stack_runtime::state::claim(&dir)
+        .with_context(|| format!("cannot create `{}`", dir.display()))?;
+    let started = wire_and_start(a, &mut spec, &named_networks, &name);
+    stack_runtime::state::release(&dir);
+    if started.is_err() && !stack_runtime::state::path(&dir).exists() {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    started
+}
+
+fn wire_and_start(
+    a: &RunArgs,
+    spec: &mut stack_runtime::Spec,
+    named_networks: &[String],
+    name: &str,
+) -> anyhow::Result<i32> {
+    let id = spec.id.clone();
     if !named_networks.is_empty() {
         let wired = crate::network::wire(
             &id,
-            &name,
+            name,
             &spec.hostname,
             &crate::network::Request {
-                networks: &named_networks,
+                networks: named_networks,
                 aliases: &a.network_alias,
                 ip: a.ip.as_deref(),
                 ip6: a.ip6.as_deref(),
@@ -603,7 +623,7 @@ pub fn run_container(a: &RunArgs) -> anyhow::Result<i32> {
         spec.resolv_conf = Some(wired.resolv_conf);
         spec.hosts.splice(0..0, wired.hosts);
     }
-    let started = start_or_run(a, &spec, &name);
+    let started = start_or_run(a, spec, name);
     // A container that never ran, or ran with --rm, leaves no network behind.
     let gone = !stack_runtime::container_dir(&stack_root(), &id).exists();
     if !named_networks.is_empty() && (started.is_err() || gone) {

@@ -7,7 +7,6 @@
 //! crashed or killed engine loses nothing; the next one reads the state on
 //! disk (re-adoption) and sweeps what an operation cut short left behind.
 
-use std::os::unix::fs::MetadataExt as _;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -92,19 +91,19 @@ pub fn daemon(group: Option<&str>) -> anyhow::Result<()> {
         .write(true)
         .open(&lock_path)
         .with_context(|| format!("cannot open `{}`", lock_path.display()))?;
-    let _lock = match nix::fcntl::Flock::lock(lock_file, nix::fcntl::FlockArg::LockExclusiveNonblock)
-    {
-        Ok(l) => l,
-        Err((_, nix::errno::Errno::EWOULDBLOCK)) => {
-            let pid = std::fs::read_to_string(root.join("engine.pid")).unwrap_or_default();
-            bail!(
-                "an engine already serves `{}` (pid {})",
-                root.display(),
-                pid.trim()
-            );
-        }
-        Err((_, e)) => bail!("cannot lock `{}`: {e}", lock_path.display()),
-    };
+    let _lock =
+        match nix::fcntl::Flock::lock(lock_file, nix::fcntl::FlockArg::LockExclusiveNonblock) {
+            Ok(l) => l,
+            Err((_, nix::errno::Errno::EWOULDBLOCK)) => {
+                let pid = std::fs::read_to_string(root.join("engine.pid")).unwrap_or_default();
+                bail!(
+                    "an engine already serves `{}` (pid {})",
+                    root.display(),
+                    pid.trim()
+                );
+            }
+            Err((_, e)) => bail!("cannot lock `{}`: {e}", lock_path.display()),
+        };
     let pid_file = root.join("engine.pid");
     std::fs::write(&pid_file, format!("{}\n", std::process::id()))?;
     std::env::set_current_dir("/")?;
@@ -128,19 +127,23 @@ pub fn daemon(group: Option<&str>) -> anyhow::Result<()> {
         std::process::id()
     ));
     let rt = crate::async_runtime()?;
-    let served = rt.block_on(stack_api::serve(listener, Arc::new(Real::default()), async {
-        use tokio::signal::unix::{signal, SignalKind};
-        let (Ok(mut term), Ok(mut int)) = (
-            signal(SignalKind::terminate()),
-            signal(SignalKind::interrupt()),
-        ) else {
-            return std::future::pending().await;
-        };
-        tokio::select! {
-            _ = term.recv() => {}
-            _ = int.recv() => {}
-        }
-    }));
+    let served = rt.block_on(stack_api::serve(
+        listener,
+        Arc::new(Real::default()),
+        async {
+            use tokio::signal::unix::{signal, SignalKind};
+            let (Ok(mut term), Ok(mut int)) = (
+                signal(SignalKind::terminate()),
+                signal(SignalKind::interrupt()),
+            ) else {
+                return std::future::pending().await;
+            };
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+        },
+    ));
     let _ = std::fs::remove_file(&socket);
     let _ = std::fs::remove_file(&pid_file);
     log("stack engine stopped");
@@ -152,14 +155,16 @@ fn log(line: &str) {
 }
 
 /// What a new engine finds: the containers that ran on (their monitors
-/// never depended on us), and the network endpoints of containers that
-/// never came to be because an engine died between wiring and starting
-/// them: those are unwired. A young one may belong to a `container run`
-/// under way, so only those older than a minute go.
+/// never depended on us), and what an engine that died mid-operation left:
+/// containers claimed but never started, and network endpoints of
+/// containers that do not exist. Those are swept.
 fn readopt(root: &Path) {
     let containers = crate::lifecycle::project_containers(root, None);
     let running = containers.iter().filter(|(_, r)| *r).count();
-    let mut swept = 0;
+    let mut swept = Vec::new();
+    for dir in stack_runtime::state::unfinished(root) {
+        swept.extend(dir.file_name().map(|n| n.to_string_lossy().to_string()));
+    }
     if let Ok(store) = crate::network::store() {
         let mut ids: Vec<String> = store
             .all_endpoints()
@@ -168,29 +173,28 @@ fn readopt(root: &Path) {
             .map(|e| e.container)
             .collect();
         if let Ok(dir) = std::fs::read_dir(store.netns_dir()) {
-            ids.extend(dir.flatten().map(|e| e.file_name().to_string_lossy().to_string()));
+            ids.extend(
+                dir.flatten()
+                    .map(|e| e.file_name().to_string_lossy().to_string()),
+            );
         }
-        ids.sort();
-        ids.dedup();
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_secs() as i64;
-        for id in ids {
-            let netns = stack_net::netns_path(&store, &id);
-            let young = std::fs::metadata(&netns).is_ok_and(|m| now - m.mtime() < 60);
-            if young || stack_runtime::container_dir(root, &id).exists() {
-                continue;
-            }
-            match crate::network::unwire(&id) {
-                Ok(()) => swept += 1,
-                Err(e) => log(&format!("cannot sweep the endpoints of `{id}`: {e:#}")),
-            }
+        swept.extend(
+            ids.into_iter()
+                .filter(|id| !stack_runtime::container_dir(root, id).exists()),
+        );
+    }
+    swept.sort();
+    swept.dedup();
+    for id in &swept {
+        if let Err(e) = crate::network::unwire(id) {
+            log(&format!("cannot sweep the endpoints of `{id}`: {e:#}"));
         }
+        let _ = std::fs::remove_dir_all(stack_runtime::container_dir(root, id));
     }
     log(&format!(
-        "re-adopted {} containers ({running} running); swept the endpoints of {swept} containers that never started",
-        containers.len()
+        "re-adopted {} containers ({running} running); swept {} that never started",
+        containers.len(),
+        swept.len()
     ));
 }
 

@@ -18,9 +18,10 @@ fn all(root: &Path) -> Vec<(PathBuf, anyhow::Result<State>)> {
         .flatten()
         .map(|e| e.path())
         .filter(|p| p.is_dir())
-        .map(|p| {
-            let st = stack_runtime::state::read(&p).map_err(anyhow::Error::from);
-            (p, st)
+        .filter_map(|p| match stack_runtime::state::read(&p) {
+            // Being created (or cut short: the engine sweeps those).
+            Err(stack_runtime::state::StateError::Missing(_)) => None,
+            st => Some((p, st.map_err(anyhow::Error::from))),
         })
         .collect();
     out.sort_by(|a, b| a.0.cmp(&b.0));

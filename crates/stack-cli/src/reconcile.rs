@@ -213,8 +213,7 @@ pub fn containers(project: &str, all: bool) -> anyhow::Result<Vec<ContainerSumma
 
 /// Every project with containers here, as `docker compose ls` shows them.
 pub fn projects() -> Vec<ProjectSummary> {
-    let mut by_project: BTreeMap<String, (BTreeMap<&'static str, usize>, String)> =
-        BTreeMap::new();
+    let mut by_project: BTreeMap<String, (BTreeMap<&'static str, usize>, String)> = BTreeMap::new();
     for (st, running) in crate::lifecycle::project_containers(&stack_root(), None) {
         let entry = by_project
             .entry(label(&st, stack_plan::LABEL_PROJECT))
@@ -556,4 +555,3 @@ fn ensure_image(image: &str, s: &Service) -> anyhow::Result<()> {
     crate::registry::pull(image, s.platform.as_deref(), true)
         .with_context(|| format!("image `{image}` is not here"))
 }
-

@@ -10,35 +10,10 @@ use std::path::Path;
 use common::Env;
 
 fn project(e: &Env) -> std::path::PathBuf {
-    busybox_image(e, "local/busybox:1");
+    common::busybox_image(e, "local/busybox:1");
     let dir = e.dir.join("shop");
     std::fs::create_dir_all(&dir).unwrap();
     dir
-}
-
-/// A busybox image made here, under `name`.
-fn busybox_image(e: &Env, name: &str) {
-    let rootfs = e.dir.join("rootfs");
-    for d in ["bin", "etc", "www"] {
-        std::fs::create_dir_all(rootfs.join(d)).unwrap();
-    }
-    std::fs::copy(common::busybox(), rootfs.join("bin/busybox")).unwrap();
-    for a in ["sh", "httpd", "wget", "nslookup", "sleep", "cat", "echo"] {
-        std::os::unix::fs::symlink("busybox", rootfs.join("bin").join(a)).unwrap();
-    }
-    std::fs::write(rootfs.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\n").unwrap();
-    std::fs::write(rootfs.join("www/index.html"), "hello from web\n").unwrap();
-    let tar = e.dir.join("rootfs.tar");
-    let o = std::process::Command::new("tar")
-        .arg("-C")
-        .arg(&rootfs)
-        .arg("-cf")
-        .arg(&tar)
-        .arg(".")
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{o:?}");
-    e.out(&["image", "import", tar.to_str().unwrap(), name]);
 }
 
 fn compose(dir: &Path, web_replicas: u32, api_sleep: u32) {
@@ -175,7 +150,7 @@ fn the_hello_example_answers() {
         .unwrap()
         .port();
     e.vars.push(("WEB_PORT".into(), port.to_string()));
-    busybox_image(&e, "example/busybox:1");
+    common::busybox_image(&e, "example/busybox:1");
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/hello");
     let d = dir.to_str().unwrap();
     e.out(&["--project-directory", d, "up", "-d"]);

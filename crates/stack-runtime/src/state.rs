@@ -84,17 +84,70 @@ pub fn read(dir: &Path) -> Result<State, StateError> {
     serde_json::from_slice(&bytes).map_err(|source| StateError::Corrupt { path: p, source })
 }
 
+/// The file in a container's directory that says who is creating it, until
+/// its monitor writes the state.
+const CLAIM: &str = "creating";
+
+/// Makes a new container's directory, marked as being created by us: a
+/// process that dies before the container starts (an engine killed mid-`up`)
+/// leaves a claim whose owner is gone, which [`unfinished`] finds.
+pub fn claim(dir: &Path) -> io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let me = std::process::id() as i32;
+    let start = start_time(me).unwrap_or(0);
+    std::fs::write(dir.join(CLAIM), format!("{me} {start}\n"))
+}
+
+/// Drops the claim once the container exists (or is gone).
+pub fn release(dir: &Path) {
+    let _ = std::fs::remove_file(dir.join(CLAIM));
+}
+
+/// Container directories without state whose creator died: what an
+/// interrupted create left behind.
+pub fn unfinished(root: &Path) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(root.join("containers")) else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .map(|e| e.path())
+        .filter(|dir| !path(dir).exists())
+        .filter(|dir| {
+            let Ok(text) = std::fs::read_to_string(dir.join(CLAIM)) else {
+                return false;
+            };
+            let mut it = text.split_whitespace().map(str::parse::<u64>);
+            match (it.next(), it.next()) {
+                (Some(Ok(pid)), Some(Ok(start))) => !running(pid as i32, start),
+                _ => true,
+            }
+        })
+        .collect()
+}
+
 /// Start time of a process in clock ticks since boot (field 22 of /proc/PID/stat).
 pub fn start_time(pid: i32) -> Option<u64> {
+    stat(pid).map(|(_, start)| start)
+}
+
+/// The state letter (field 3) and start time (field 22) of /proc/PID/stat.
+fn stat(pid: i32) -> Option<(char, u64)> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // The command name may hold spaces and parentheses: count from the last `)`.
     let rest = &stat[stat.rfind(')')? + 2..];
-    rest.split(' ').nth(19)?.parse().ok()
+    Some((rest.chars().next()?, rest.split(' ').nth(19)?.parse().ok()?))
 }
 
 /// Whether the process recorded as the container's PID 1 still runs.
 pub fn alive(state: &State) -> bool {
-    state.pid > 0 && start_time(state.pid) == Some(state.pid_start)
+    state.pid > 0 && running(state.pid, state.pid_start)
+}
+
+/// Whether process `pid`, started at `start`, runs: it exists, is not a
+/// zombie (dead, not yet reaped) and is not another process with its pid.
+fn running(pid: i32, start: u64) -> bool {
+    stat(pid).is_some_and(|(state, t)| state != 'Z' && t == start)
 }
 
 /// RFC 3339 UTC time with nanoseconds, as Docker's logs write it.

@@ -65,7 +65,7 @@ impl Env {
             .trim()
             .parse()
             .ok()?;
-        Path::new(&format!("/proc/{pid}")).exists().then_some(pid)
+        alive(pid).then_some(pid)
     }
 
     /// Stops this root's engine (SIGTERM) and waits until it is gone.
@@ -80,9 +80,7 @@ impl Env {
         };
         let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), sig);
         for _ in 0..500 {
-            // Gone, or a zombie whose parent (a CLI run) has not reaped it.
-            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-            if stat.is_empty() || stat.contains(") Z ") {
+            if !alive(pid) {
                 return;
             }
             std::thread::sleep(std::time::Duration::from_millis(10));
@@ -96,6 +94,12 @@ impl Env {
             .map(|d| d.count())
             .unwrap_or(0)
     }
+}
+
+/// A process that exists and is not a zombie (whose parent has not
+/// reaped it yet).
+fn alive(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| !stat.contains(") Z "))
 }
 
 impl Drop for Env {
@@ -136,4 +140,29 @@ pub fn busybox() -> &'static Path {
         .map(Path::new)
         .find(|p| p.exists())
         .expect("busybox is needed: apt-get install busybox-static")
+}
+
+/// A busybox image made here, under `name`.
+pub fn busybox_image(e: &Env, name: &str) {
+    let rootfs = e.dir.join("rootfs");
+    for d in ["bin", "etc", "www"] {
+        std::fs::create_dir_all(rootfs.join(d)).unwrap();
+    }
+    std::fs::copy(busybox(), rootfs.join("bin/busybox")).unwrap();
+    for a in ["sh", "httpd", "wget", "nslookup", "sleep", "cat", "echo"] {
+        std::os::unix::fs::symlink("busybox", rootfs.join("bin").join(a)).unwrap();
+    }
+    std::fs::write(rootfs.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\n").unwrap();
+    std::fs::write(rootfs.join("www/index.html"), "hello from web\n").unwrap();
+    let tar = e.dir.join("rootfs.tar");
+    let o = std::process::Command::new("tar")
+        .arg("-C")
+        .arg(&rootfs)
+        .arg("-cf")
+        .arg(&tar)
+        .arg(".")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{o:?}");
+    e.out(&["image", "import", tar.to_str().unwrap(), name]);
 }

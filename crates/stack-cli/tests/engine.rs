@@ -1,0 +1,202 @@
+//! The engine process, as root: the CLI starts it, it survives nothing it
+//! does not need to (kill -9 loses no container, no log, no exit code), a
+//! new one re-adopts what runs and sweeps what an interrupted `up` left,
+//! and re-running `up` converges.
+
+mod common;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use common::Env;
+use nix::sys::signal::Signal;
+
+fn project(e: &Env, name: &str, body: &str) -> std::path::PathBuf {
+    common::busybox_image(e, "local/busybox:1");
+    let dir = e.dir.join(name);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("compose.yaml"), body).unwrap();
+    dir
+}
+
+fn inspect(e: &Env, name: &str) -> serde_json::Value {
+    serde_json::from_str(&e.out(&["container", "inspect", name])).unwrap()
+}
+
+fn log_lines(e: &Env, name: &str) -> usize {
+    e.out(&["container", "logs", name]).lines().count()
+}
+
+/// Files in a directory of the root.
+fn entries(e: &Env, dir: &str) -> Vec<String> {
+    std::fs::read_dir(e.root().join(dir))
+        .map(|d| {
+            d.flatten()
+                .map(|x| x.file_name().to_string_lossy().to_string())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn containers_outlive_a_killed_engine() {
+    let mut e = Env::new("engine", "survive");
+    e.vars.push(("STACK_DNS_UPSTREAM".into(), "none".into()));
+    let dir = project(
+        &e,
+        "shop",
+        r#"services:
+  web:
+    image: local/busybox:1
+    command: httpd -f -p 80 -h /www
+  ticker:
+    image: local/busybox:1
+    command: ["sh", "-c", "while true; do echo tick; sleep 0.1; done"]
+"#,
+    );
+    let d = dir.to_str().unwrap();
+    assert_eq!(e.engine_pid(), None);
+    e.out(&["--project-directory", d, "up", "-d"]);
+    let first = e.engine_pid().expect("`up` started an engine");
+    let ids = e.out(&["--project-directory", d, "ps", "-q"]);
+    assert_eq!(ids.lines().count(), 2, "{ids}");
+
+    // One sealed copy of the binary for every container of this engine.
+    let exe = |c: &str| {
+        let pid = inspect(&e, c)["monitor_pid"].as_i64().unwrap();
+        let m = std::fs::metadata(format!("/proc/{pid}/exe")).unwrap();
+        (
+            std::os::unix::fs::MetadataExt::dev(&m),
+            std::os::unix::fs::MetadataExt::ino(&m),
+        )
+    };
+    assert_eq!(exe("shop-web-1"), exe("shop-ticker-1"));
+
+    // A second engine for the same root refuses.
+    let err = e.fails(&["daemon"]);
+    assert!(err.contains("an engine already serves"), "{err}");
+
+    e.signal_engine(Signal::SIGKILL);
+    assert_eq!(e.engine_pid(), None);
+    // Nothing needs the engine to keep running and logging.
+    let before = log_lines(&e, "shop-ticker-1");
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(log_lines(&e, "shop-ticker-1") > before + 2);
+
+    // The next command starts a new engine, which finds everything.
+    let ps = e.out(&["--project-directory", d, "ps"]);
+    let second = e.engine_pid().expect("`ps` started an engine");
+    assert_ne!(first, second);
+    assert_eq!(ps.matches(" Up").count(), 2, "{ps}");
+    let log = std::fs::read_to_string(e.root().join("engine.log")).unwrap();
+    assert!(log.contains("re-adopted 2 containers (2 running)"), "{log}");
+    assert_eq!(e.out(&["--project-directory", d, "ps", "-q"]), ids);
+    let ls = e.out(&["ls"]);
+    assert!(ls.contains("shop") && ls.contains("running(2)"), "{ls}");
+    assert!(
+        ls.contains(&dir.join("compose.yaml").display().to_string()),
+        "{ls}"
+    );
+
+    // up again: nothing to change.
+    e.out(&["--project-directory", d, "up", "-d"]);
+    assert_eq!(e.out(&["--project-directory", d, "ps", "-q"]), ids);
+    assert_eq!(
+        e.out(&["container", "exec", "shop-web-1", "cat", "/www/index.html"]),
+        "hello from web\n"
+    );
+    // Exit codes are recorded by the container's monitor, engine or not.
+    e.signal_engine(Signal::SIGKILL);
+    e.out(&["container", "stop", "shop-ticker-1"]);
+    let st = inspect(&e, "shop-ticker-1");
+    assert_eq!(st["exit_code"], 143, "{st}");
+
+    e.out(&["--project-directory", d, "down"]);
+    assert_eq!(entries(&e, "containers"), Vec::<String>::new());
+    assert_eq!(e.out(&["ls", "-q"]), "");
+}
+
+#[test]
+fn an_up_cut_short_converges() {
+    let mut e = Env::new("engine", "cut");
+    e.vars.push(("STACK_DNS_UPSTREAM".into(), "none".into()));
+    // A chain: each service waits for the one before it.
+    let n = 8;
+    let mut body = String::from("services:\n");
+    for i in 0..n {
+        body.push_str(&format!(
+            "  s{i}:\n    image: local/busybox:1\n    command: sleep 600\n"
+        ));
+        if i > 0 {
+            body.push_str(&format!("    depends_on: [s{}]\n", i - 1));
+        }
+    }
+    let dir = project(&e, "chain", &body);
+    let d = dir.to_str().unwrap();
+    let up = e
+        .command(&["--project-directory", d, "up", "-d"])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Kill the engine as soon as the first container is being made.
+    let t = Instant::now();
+    while entries(&e, "containers").is_empty() {
+        assert!(
+            t.elapsed() < Duration::from_secs(20),
+            "no container appeared"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    e.signal_engine(Signal::SIGKILL);
+    let made = entries(&e, "containers").len();
+    assert!(made < n, "the engine finished before it was killed");
+    let out = up.wait_with_output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("the engine stopped answering"), "{err}");
+
+    // Again: the new engine sweeps, the plan completes the rest.
+    e.out(&["--project-directory", d, "up", "-d"]);
+    let ps = e.out(&["--project-directory", d, "ps"]);
+    for i in 0..n {
+        assert_eq!(ps.matches(&format!("chain-s{i}-1 ")).count(), 1, "{ps}");
+    }
+    assert_eq!(ps.matches(" Up").count(), n, "{ps}");
+    let dirs: Vec<String> = entries(&e, "containers")
+        .iter()
+        .map(|c| format!("{c}: {:?}", entries(&e, &format!("containers/{c}"))))
+        .collect();
+    assert_eq!(
+        dirs.len(),
+        n,
+        "{dirs:#?}\n{}",
+        std::fs::read_to_string(e.root().join("engine.log")).unwrap()
+    );
+    assert_eq!(
+        entries(&e, "networks/netns").len(),
+        n,
+        "one network namespace each"
+    );
+    e.out(&["--project-directory", d, "down"]);
+    for dir in ["containers", "networks/netns"] {
+        assert_eq!(entries(&e, dir), Vec::<String>::new(), "{dir}");
+    }
+    assert_eq!(e.out(&["network", "ls", "-q"]), "");
+}
+
+#[test]
+fn engine_errors_are_clear() {
+    let e = Env::new("engine", "errors");
+    let err = e.fails(&["daemon", "--group", "no-such-group-here"]);
+    assert!(err.contains("no such group: `no-such-group-here`"), "{err}");
+    // A socket path nobody can listen on: the CLI says where to look.
+    let o = e
+        .command(&["ls"])
+        .env("STACK_SOCKET", "/nonexistent/dir/engine.sock")
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("the engine did not start"), "{err}");
+    assert!(Path::new(&e.root()).join("engine.log").exists());
+}

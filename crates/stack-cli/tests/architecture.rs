@@ -78,6 +78,24 @@ fn pure_crates_use_neither_tokio_nor_nix() {
     }
 }
 
+/// The API is a seam: both sides share it, so it knows the model and
+/// nothing of how the engine does its work.
+#[test]
+fn the_api_knows_no_driver() {
+    let meta = metadata();
+    let deps = closure(&meta, "stack-api");
+    for banned in [
+        "stack-runtime",
+        "stack-net",
+        "stack-image",
+        "stack-loader",
+        "stack-plan",
+        "nix",
+    ] {
+        assert!(!deps.contains(banned), "stack-api depends on {banned}");
+    }
+}
+
 #[test]
 fn model_depends_on_serde_only() {
     let meta = metadata();

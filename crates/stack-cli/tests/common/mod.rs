@@ -106,6 +106,13 @@ impl Drop for Env {
     /// A failed test leaves nothing running or wired either: its engine
     /// stops first, then its containers go, then its networks.
     fn drop(&mut self) {
+        // What a killed engine left half made, a new engine sweeps.
+        let debris = ["containers", "networks/netns"]
+            .iter()
+            .any(|d| std::fs::read_dir(self.root().join(d)).is_ok_and(|mut x| x.next().is_some()));
+        if debris {
+            let _ = self.command(&["ls"]).output();
+        }
         self.stop_engine();
         let names = |dir: &str, ext: Option<&str>| -> Vec<String> {
             std::fs::read_dir(self.root().join(dir))

@@ -47,21 +47,31 @@ for x in r:
     print(f'{x["command"]:<24} mean {x["mean"]*1000:7.2f} ms  ± {x["stddev"]*1000:5.2f}   {x["mean"]/base:5.2f}x of stack')
 PY
 
-# Host-side memory of one idle detached container: every host process that
-# exists only because it runs (its monitor and our init), not the app itself.
-# Private memory is RssAnon; the sealed copy of our binary is a memfd shared
-# by the two (RssShmem, counted once: the larger of the two).
-id=$("$stack" container run -d --rootfs "$rootfs" sleep 30)
+# Host-side memory per idle container, as the engine runs them: N replicas
+# of one service. Each container costs the private memory (RssAnon) of its
+# monitor and of our init; the sealed copy of our binary is one memfd for
+# every container of the engine (RssShmem, shared pages: counted once, and
+# divided by N). The app itself (`sleep`) is not counted.
+n=10
+tar -C "$rootfs" -cf "$work/rootfs.tar" .
+"$stack" image import "$work/rootfs.tar" bench/idle:1 >/dev/null
+mkdir -p "$work/idle"
+printf 'services:\n  idle:\n    image: bench/idle:1\n    command: sleep 600\n    network_mode: none\n    deploy:\n      replicas: %s\n' "$n" > "$work/idle/compose.yaml"
+trap '"$stack" --project-directory "$work/idle" down >/dev/null 2>&1; kill "$(cat "$STACK_ROOT/engine.pid" 2>/dev/null)" 2>/dev/null; rm -rf "$work"' EXIT
+"$stack" --project-directory "$work/idle" up -d 2>/dev/null
 sleep 0.5
-state=$STACK_ROOT/containers/$id/state.json
-monitor=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["monitor_pid"])' "$state")
-init=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["pid"])' "$state")
-anon=0; shm=0
-for p in "$monitor" "$init"; do
-  a=$(awk '/^RssAnon/ {print $2}' /proc/$p/status)
-  s=$(awk '/^RssShmem/ {print $2}' /proc/$p/status)
-  printf '%-8s pid %-7s VmRSS %6s kB (anon %5s kB, shmem %5s kB)\n' "$( [ "$p" = "$monitor" ] && echo monitor || echo init)" "$p" "$(awk '/^VmRSS/ {print $2}' /proc/$p/status)" "$a" "$s"
-  anon=$((anon + a)); [ "$s" -gt "$shm" ] && shm=$s
+field() { awk -v f="$1:" '$1 == f {print $2}' "/proc/$2/status"; }
+json() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])' "$1" "$2"; }
+anon=0; shm=0; exes=()
+for state in "$STACK_ROOT"/containers/*/state.json; do
+  monitor=$(json "$state" monitor_pid)
+  for p in "$monitor" "$(json "$state" pid)"; do
+    a=$(field RssAnon "$p"); s=$(field RssShmem "$p")
+    anon=$((anon + a)); [ "$s" -gt "$shm" ] && shm=$s
+  done
+  exes+=("$(stat -L -c %d:%i "/proc/$monitor/exe")")
 done
-echo "per idle container: ${anon} kB private + ${shm} kB of the sealed binary copy = $((anon + shm)) kB"
-"$stack" container rm -f "$id" >/dev/null
+copies=$(printf '%s\n' "${exes[@]}" | sort -u | wc -l)
+echo "$n idle containers: monitors + inits ${anon} kB private; sealed binary ${shm} kB resident, ${copies} copy for all"
+echo "per idle container: $((anon / n)) kB private + $((shm / n)) kB share of the binary = $(((anon + shm) / n)) kB"
+echo "the engine itself (once per host): VmRSS $(field VmRSS "$(cat "$STACK_ROOT/engine.pid")") kB"

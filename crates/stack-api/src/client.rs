@@ -58,35 +58,18 @@ impl Client {
         &self,
         path: &str,
         request: &B,
-        mut on: impl FnMut(Event),
+        on: impl FnMut(Event),
     ) -> Result<(), ClientError> {
         let json =
             serde_json::to_vec(request).map_err(|e| ClientError::BadAnswer(e.to_string()))?;
-        let mut resp = self.send("POST", path, Some(json)).await?.into_body();
-        let mut pending = Vec::new();
-        while let Some(frame) = resp.frame().await {
-            let frame = frame.map_err(|e| ClientError::Transport(format!("{STOPPED}: {e}")))?;
-            let Some(data) = frame.data_ref() else {
-                continue;
-            };
-            pending.extend_from_slice(data);
-            while let Some(end) = pending.iter().position(|b| *b == b'\n') {
-                let line: Vec<u8> = pending.drain(..=end).collect();
-                let event: Event = serde_json::from_slice(&line)
-                    .map_err(|e| ClientError::BadAnswer(e.to_string()))?;
-                match event {
-                    Event::Done => return Ok(()),
-                    Event::Error { message } => {
-                        return Err(ClientError::Api {
-                            status: 500,
-                            message,
-                        })
-                    }
-                    other => on(other),
-                }
-            }
-        }
-        Err(ClientError::Transport(STOPPED.into()))
+        let resp = self.send("POST", path, Some(json)).await?;
+        read_events(resp, on).await
+    }
+
+    /// `GET path` whose answer is a stream of events (logs).
+    pub async fn get_stream(&self, path: &str, on: impl FnMut(Event)) -> Result<(), ClientError> {
+        let resp = self.send("GET", path, None).await?;
+        read_events(resp, on).await
     }
 
     async fn send(
@@ -126,6 +109,38 @@ impl Client {
             .unwrap_or_else(|_| String::from_utf8_lossy(&bytes).to_string());
         Err(ClientError::Api { status, message })
     }
+}
+
+async fn read_events(
+    resp: Response<Incoming>,
+    mut on: impl FnMut(Event),
+) -> Result<(), ClientError> {
+    let mut body = resp.into_body();
+    let mut pending = Vec::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| ClientError::Transport(format!("{STOPPED}: {e}")))?;
+        let Some(data) = frame.data_ref() else {
+            continue;
+        };
+        pending.extend_from_slice(data);
+        while let Some(end) = pending.iter().position(|b| *b == b'\n') {
+            let line: Vec<u8> = pending.drain(..=end).collect();
+            let event: Event =
+                serde_json::from_slice(&line).map_err(|e| ClientError::BadAnswer(e.to_string()))?;
+            match event {
+                Event::Done => return Ok(()),
+                Event::Error { message } => {
+                    return Err(ClientError::Api {
+                        status: 500,
+                        message,
+                    })
+                }
+                Event::Heartbeat => {}
+                other => on(other),
+            }
+        }
+    }
+    Err(ClientError::Transport(STOPPED.into()))
 }
 
 async fn body_bytes(resp: Response<Incoming>) -> Result<Bytes, ClientError> {

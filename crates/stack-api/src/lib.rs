@@ -29,6 +29,8 @@ pub enum Route {
     Containers { project: String },
     Up { project: String },
     Down { project: String },
+    Action { project: String, action: Action },
+    Logs { project: String },
 }
 
 /// Every route the server answers: method and path template.
@@ -39,6 +41,14 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/v1/projects/{project}/containers"),
     ("POST", "/v1/projects/{project}/up"),
     ("POST", "/v1/projects/{project}/down"),
+    ("POST", "/v1/projects/{project}/stop"),
+    ("POST", "/v1/projects/{project}/start"),
+    ("POST", "/v1/projects/{project}/restart"),
+    ("POST", "/v1/projects/{project}/kill"),
+    ("POST", "/v1/projects/{project}/pause"),
+    ("POST", "/v1/projects/{project}/unpause"),
+    ("POST", "/v1/projects/{project}/rm"),
+    ("GET", "/v1/projects/{project}/logs"),
 ];
 
 /// Why a request has no route.
@@ -61,7 +71,11 @@ pub fn route(method: &str, path: &str) -> Result<Route, NoRoute> {
                 "containers" => ("GET", Route::Containers { project }),
                 "up" => ("POST", Route::Up { project }),
                 "down" => ("POST", Route::Down { project }),
-                _ => return Err(NoRoute::NotFound),
+                "logs" => ("GET", Route::Logs { project }),
+                other => match Action::ALL.into_iter().find(|a| a.name() == other) {
+                    Some(action) => ("POST", Route::Action { project, action }),
+                    None => return Err(NoRoute::NotFound),
+                },
             }
         }
         _ => return Err(NoRoute::NotFound),

@@ -19,8 +19,8 @@ use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 
 use crate::{
-    route, ApiError, ContainerSummary, DownRequest, ErrorBody, Event, NoRoute, ProjectSummary,
-    Route, UpRequest, Version,
+    route, Action, ActionRequest, ApiError, ContainerSummary, DownRequest, ErrorBody, Event,
+    LogsQuery, NoRoute, ProjectSummary, Route, UpRequest, Version,
 };
 
 /// What the engine does for the API. Calls may block.
@@ -31,15 +31,26 @@ pub trait Engine: Send + Sync + 'static {
     /// Brings the project up, telling `events` what it does.
     fn up(&self, req: UpRequest, events: &Events) -> Result<(), ApiError>;
     fn down(&self, req: DownRequest, events: &Events) -> Result<(), ApiError>;
+    /// stop, start, restart, kill, pause, unpause or rm on the project's
+    /// containers (of `req.services`, or all).
+    fn act(&self, action: Action, req: ActionRequest, events: &Events) -> Result<(), ApiError>;
+    /// The project's logs as `Event::Log`s; with `follow`, until the
+    /// client goes away (`events.gone()`).
+    fn logs(&self, project: &str, query: LogsQuery, events: &Events) -> Result<(), ApiError>;
 }
 
 /// Where an engine call reports progress; the client reads it line by line.
-/// A client that went away does not stop the call.
 pub struct Events(tokio::sync::mpsc::UnboundedSender<Event>);
 
 impl Events {
     pub fn send(&self, e: Event) {
         let _ = self.0.send(e);
+    }
+
+    /// The client went away (a call that would go on forever, such as
+    /// following logs, stops then).
+    pub fn gone(&self) -> bool {
+        self.0.is_closed()
     }
 }
 
@@ -129,15 +140,36 @@ async fn handle<E: Engine>(engine: Arc<E>, req: Request<Incoming>) -> Response<B
             Ok(down) => stream(move |events| engine.down(down, events)),
             Err(e) => api_error(e),
         },
+        Route::Action { project, action } => match body::<ActionRequest>(req, &project).await {
+            Ok(r) => stream(move |events| engine.act(action, r, events)),
+            Err(e) => api_error(e),
+        },
+        Route::Logs { project } => match LogsQuery::parse(req.uri().query()) {
+            Ok(q) => stream(move |events| engine.logs(&project, q, events)),
+            Err(e) => api_error(e),
+        },
     }
 }
 
 /// `?all=1`, `?all=true`, `?all`.
-fn query_flag(query: Option<&str>, name: &str) -> bool {
-    query.unwrap_or("").split('&').any(|kv| {
-        let (k, v) = kv.split_once('=').unwrap_or((kv, "1"));
-        k == name && matches!(v, "1" | "true")
-    })
+pub(crate) fn query_flag(query: Option<&str>, name: &str) -> bool {
+    query_values(query, name).any(|v| matches!(v, "1" | "true"))
+}
+
+/// Every value of a query parameter (`?service=a&service=b`); a bare
+/// `?name` is `1`.
+pub(crate) fn query_values<'a>(
+    query: Option<&'a str>,
+    name: &'a str,
+) -> impl Iterator<Item = &'a str> + 'a {
+    query
+        .unwrap_or("")
+        .split('&')
+        .filter(|kv| !kv.is_empty())
+        .filter_map(move |kv| {
+            let (k, v) = kv.split_once('=').unwrap_or((kv, "1"));
+            (k == name).then_some(v)
+        })
 }
 
 /// The project-carrying JSON body of a request, whose project must be the
@@ -172,6 +204,12 @@ impl HasProject for UpRequest {
     }
 }
 
+impl HasProject for ActionRequest {
+    fn project_name(&self) -> &str {
+        &self.project.name
+    }
+}
+
 impl HasProject for DownRequest {
     fn project_name(&self) -> &str {
         &self.project.name
@@ -188,9 +226,10 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> 
 }
 
 /// A 200 whose body is the call's events, one JSON line each, then `done`
-/// or `error`. The call runs to its end even if the client goes away.
+/// or `error`. When the client goes away the body is dropped, which the
+/// call can see (`Events::gone`); a call that does not look runs to its end.
 fn stream(call: impl FnOnce(&Events) -> Result<(), ApiError> + Send + 'static) -> Response<Body> {
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     std::thread::spawn(move || {
         let events = Events(tx);
         let last = match call(&events) {
@@ -199,23 +238,32 @@ fn stream(call: impl FnOnce(&Events) -> Result<(), ApiError> + Send + 'static) -
         };
         events.send(last);
     });
-    let (mut sender, body) = http_body_util::channel::Channel::<Bytes, Infallible>::new(16);
-    tokio::spawn(async move {
-        while let Some(event) = rx.recv().await {
-            let mut line = serde_json::to_vec(&event).expect("events serialize");
-            line.push(b'\n');
-            if sender.send_data(line.into()).await.is_err() {
-                // The client is gone; the call goes on, unheard.
-                while rx.recv().await.is_some() {}
-                return;
-            }
-        }
-    });
     Response::builder()
         .status(StatusCode::OK)
         .header("content-type", "application/x-ndjson")
-        .body(body.boxed())
+        .body(EventBody(rx).boxed())
         .expect("a valid response")
+}
+
+/// Events as they come, one JSON line each; ends when the call does.
+struct EventBody(tokio::sync::mpsc::UnboundedReceiver<Event>);
+
+impl hyper::body::Body for EventBody {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Infallible>>> {
+        self.0.poll_recv(cx).map(|event| {
+            event.map(|e| {
+                let mut line = serde_json::to_vec(&e).expect("events serialize");
+                line.push(b'\n');
+                Ok(hyper::body::Frame::data(Bytes::from(line)))
+            })
+        })
+    }
 }
 
 fn answer<T: serde::Serialize>(r: Result<T, ApiError>) -> Response<Body> {

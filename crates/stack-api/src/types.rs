@@ -14,6 +14,11 @@ pub struct Version {
     pub pid: u32,
     /// The engine's store root.
     pub root: String,
+    /// Which build of the binary the engine runs (device, inode and
+    /// modification time of the file it started from): a client built
+    /// differently restarts it.
+    #[serde(default)]
+    pub binary: String,
 }
 
 /// The body of `POST /v1/projects/{project}/up`.
@@ -55,6 +60,108 @@ pub struct DownRequest {
     pub remove_orphans: bool,
 }
 
+/// What `POST /v1/projects/{project}/{action}` does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    Stop,
+    Start,
+    Restart,
+    Kill,
+    Pause,
+    Unpause,
+    Rm,
+}
+
+impl Action {
+    pub const ALL: [Action; 7] = [
+        Action::Stop,
+        Action::Start,
+        Action::Restart,
+        Action::Kill,
+        Action::Pause,
+        Action::Unpause,
+        Action::Rm,
+    ];
+
+    /// The path segment: `stop`, `start`, ….
+    pub fn name(self) -> &'static str {
+        match self {
+            Action::Stop => "stop",
+            Action::Start => "start",
+            Action::Restart => "restart",
+            Action::Kill => "kill",
+            Action::Pause => "pause",
+            Action::Unpause => "unpause",
+            Action::Rm => "rm",
+        }
+    }
+}
+
+/// The body of `POST /v1/projects/{project}/{action}`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ActionRequest {
+    pub project: stack_model::Project,
+    /// Only these services' containers; all when empty.
+    #[serde(default)]
+    pub services: Vec<String>,
+    /// stop, restart: seconds before SIGKILL, over the service's own.
+    #[serde(default)]
+    pub timeout: Option<u64>,
+    /// kill: the signal (default KILL).
+    #[serde(default)]
+    pub signal: Option<String>,
+    /// rm: stop running containers first (otherwise they are left alone).
+    #[serde(default)]
+    pub stop: bool,
+}
+
+/// The query of `GET /v1/projects/{project}/logs`.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct LogsQuery {
+    /// Only these services; all when empty (`?service=a&service=b`).
+    pub services: Vec<String>,
+    /// Keep streaming new records (`?follow=1`).
+    pub follow: bool,
+    /// The last N records of each container (`?tail=N`; all by default).
+    pub tail: Option<usize>,
+}
+
+impl LogsQuery {
+    pub fn parse(query: Option<&str>) -> Result<LogsQuery, ApiError> {
+        let tail = match crate::server::query_values(query, "tail").last() {
+            None | Some("all") => None,
+            Some(n) => Some(n.parse().map_err(|_| {
+                ApiError::bad_request(format!("tail: `{n}` is not a number of lines or `all`"))
+            })?),
+        };
+        Ok(LogsQuery {
+            services: crate::server::query_values(query, "service")
+                .map(str::to_string)
+                .collect(),
+            follow: crate::server::query_flag(query, "follow"),
+            tail,
+        })
+    }
+
+    /// The query string, for the client.
+    pub fn to_query(&self) -> String {
+        let mut parts: Vec<String> = self
+            .services
+            .iter()
+            .map(|s| format!("service={s}"))
+            .collect();
+        if self.follow {
+            parts.push("follow=1".into());
+        }
+        if let Some(n) = self.tail {
+            parts.push(format!("tail={n}"));
+        }
+        parts.join("&")
+    }
+}
+
 /// One line of a streamed answer.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -72,6 +179,18 @@ pub enum Event {
     Plan {
         line: String,
     },
+    /// A record of a container's output.
+    Log {
+        container: String,
+        service: String,
+        /// `stdout` or `stderr`.
+        stream: String,
+        /// RFC 3339 with nanoseconds.
+        time: String,
+        log: String,
+    },
+    /// Nothing to say for a while: lets the engine notice a client gone.
+    Heartbeat,
     /// The operation failed; the last line.
     Error {
         message: String,

@@ -13,6 +13,7 @@ use stack_api::*;
 #[derive(Default)]
 struct Fake {
     ups: Mutex<Vec<UpRequest>>,
+    followers_gone: Mutex<u32>,
 }
 
 impl Engine for Fake {
@@ -22,6 +23,7 @@ impl Engine for Fake {
             api_version: API_VERSION,
             pid: std::process::id(),
             root: "/nonexistent".into(),
+            binary: "1:2:3".into(),
         }
     }
 
@@ -72,6 +74,36 @@ impl Engine for Fake {
     }
 
     fn down(&self, _req: DownRequest, _events: &Events) -> Result<(), ApiError> {
+        Ok(())
+    }
+
+    fn act(&self, action: Action, req: ActionRequest, events: &Events) -> Result<(), ApiError> {
+        events.send(Event::Progress {
+            object: "Container".into(),
+            name: format!("{}-web-1", req.project.name),
+            action: action.name().into(),
+        });
+        Ok(())
+    }
+
+    fn logs(&self, _project: &str, q: LogsQuery, events: &Events) -> Result<(), ApiError> {
+        for i in 0..q.tail.unwrap_or(3) {
+            events.send(Event::Log {
+                container: "shop-web-1".into(),
+                service: q.services.first().cloned().unwrap_or_default(),
+                stream: "stdout".into(),
+                time: "2026-01-01T00:00:00.000000000Z".into(),
+                log: format!("line {i}\n"),
+            });
+        }
+        if q.follow {
+            // Until the client goes away.
+            while !events.gone() {
+                events.send(Event::Heartbeat);
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            *self.followers_gone.lock().unwrap() += 1;
+        }
         Ok(())
     }
 }
@@ -236,6 +268,16 @@ fn the_document_and_the_server_agree() {
     assert_eq!(status, 200, "{body}");
     let lines: Vec<&str> = body.lines().filter(|l| l.starts_with('{')).collect();
     assert_eq!(lines.len(), 3, "{body}");
+    let (status, body) = s.raw("GET", "/v1/projects/shop/logs?tail=1&service=web", "");
+    assert_eq!(status, 200, "{body}");
+    for l in body.lines().filter(|l| l.starts_with('{')) {
+        check(
+            &doc,
+            &doc["components"]["schemas"]["Event"],
+            &serde_json::from_str(l).unwrap(),
+            "log event",
+        );
+    }
     for l in lines {
         check(
             &doc,
@@ -293,6 +335,37 @@ fn the_client_reads_streams_and_errors() {
         "{err:?}"
     );
 
+    // Actions and logs.
+    let mut seen = Vec::new();
+    let mut act = ActionRequest::default();
+    act.project.name = "shop".into();
+    s.rt.block_on(c.post_stream("/v1/projects/shop/restart", &act, |e| seen.push(e)))
+        .unwrap();
+    assert_eq!(
+        seen,
+        [Event::Progress {
+            object: "Container".into(),
+            name: "shop-web-1".into(),
+            action: "restart".into()
+        }]
+    );
+    let mut lines = Vec::new();
+    let q = LogsQuery {
+        services: vec!["web".into()],
+        tail: Some(2),
+        follow: false,
+    };
+    s.rt.block_on(
+        c.get_stream(&format!("/v1/projects/shop/logs?{}", q.to_query()), |e| {
+            lines.push(e)
+        }),
+    )
+    .unwrap();
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    assert!(
+        matches!(&lines[1], Event::Log { service, log, .. } if service == "web" && log == "line 1\n")
+    );
+
     let none = Client::new(s.dir.join("nothing.sock"));
     let err =
         s.rt.block_on(none.get::<Version>("/v1/version"))
@@ -346,6 +419,20 @@ fn bad_requests_get_clear_answers() {
             400,
             "the body is for project `other`, the path for `shop`",
         ),
+        (
+            "POST",
+            "/v1/projects/shop/kill",
+            r#"{"project":{"name":"shop"},"timeout":"soon"}"#,
+            400,
+            "invalid type: string \"soon\"",
+        ),
+        (
+            "GET",
+            "/v1/projects/shop/logs?tail=ten",
+            "",
+            400,
+            "tail: `ten` is not a number",
+        ),
     ];
     for (method, path, body, want, says) in cases {
         let (status, answer) = s.raw(method, path, body);
@@ -357,6 +444,29 @@ fn bad_requests_get_clear_answers() {
         s.engine.ups.lock().unwrap().is_empty(),
         "nothing bad reached the engine"
     );
+}
+
+/// A follower whose client hangs up stops: no engine thread streams into
+/// the void forever.
+#[test]
+fn a_follower_stops_when_its_client_goes() {
+    use std::io::{Read, Write};
+    let s = Server::start("follow");
+    let mut c = std::os::unix::net::UnixStream::connect(&s.socket).unwrap();
+    write!(
+        c,
+        "GET /v1/projects/shop/logs?follow=1&tail=1 HTTP/1.1\r\nhost: x\r\n\r\n"
+    )
+    .unwrap();
+    let mut buf = [0u8; 256];
+    let n = c.read(&mut buf).unwrap();
+    assert!(String::from_utf8_lossy(&buf[..n]).contains("200 OK"));
+    drop(c);
+    let t = std::time::Instant::now();
+    while *s.engine.followers_gone.lock().unwrap() == 0 {
+        assert!(t.elapsed().as_secs() < 5, "the follower never noticed");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
 }
 
 #[test]

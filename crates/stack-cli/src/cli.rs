@@ -73,6 +73,37 @@ pub enum Command {
         #[arg(short, long)]
         quiet: bool,
     },
+    /// Stop the stack's containers (reverse dependency order)
+    Stop(ServicesTimeout),
+    /// Start the stack's stopped containers, in place
+    Start(Services),
+    /// Restart the stack's containers, in place
+    Restart(ServicesTimeout),
+    /// Send a signal to the stack's running containers
+    Kill {
+        /// The signal
+        #[arg(short, long, default_value = "KILL")]
+        signal: String,
+        services: Vec<String>,
+    },
+    /// Freeze the stack's containers
+    Pause(Services),
+    /// Thaw them
+    Unpause(Services),
+    /// Remove the stack's stopped containers
+    Rm {
+        /// Do not ask
+        #[arg(short, long)]
+        force: bool,
+        /// Stop running containers first
+        #[arg(short, long)]
+        stop: bool,
+        services: Vec<String>,
+    },
+    /// Show the output of the stack's containers
+    Logs(LogsArgs),
+    /// Run a command in a running service container
+    Exec(ExecArgs),
     /// List the projects on this host
     Ls {
         #[arg(short, long)]
@@ -203,7 +234,7 @@ pub struct LoginArgs {
 
 #[derive(Args, Debug, Default)]
 pub struct UpArgs {
-    /// Run in the background (required for now)
+    /// Run in the background (otherwise follow the output; Ctrl-C stops the stack)
     #[arg(short, long)]
     pub detach: bool,
     /// Print the plan, one line per operation with its cause, and do nothing
@@ -221,6 +252,74 @@ pub struct UpArgs {
     pub scale: Vec<String>,
     #[arg(long)]
     pub remove_orphans: bool,
+    /// Attached: stop the stack when any container stops
+    #[arg(long, conflicts_with = "detach")]
+    pub abort_on_container_exit: bool,
+    /// Attached: stop the stack when this service's container stops, and exit with its code
+    #[arg(long, value_name = "SERVICE", conflicts_with = "detach")]
+    pub exit_code_from: Option<String>,
+    /// Attached: plain prefixes, no colours
+    #[arg(long)]
+    pub no_color: bool,
+    /// Attached: show timestamps
+    #[arg(short, long)]
+    pub timestamps: bool,
     /// Services to bring up (default: all)
     pub services: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct Services {
+    /// Services (default: all)
+    pub services: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct ServicesTimeout {
+    /// Seconds to wait for a stop before SIGKILL (default: the service's own, or 10)
+    #[arg(short, long)]
+    pub timeout: Option<u64>,
+    /// Services (default: all)
+    pub services: Vec<String>,
+}
+
+#[derive(Args, Debug, Default)]
+pub struct LogsArgs {
+    /// Keep following new output
+    #[arg(short, long)]
+    pub follow: bool,
+    /// The last N lines of each container, or `all`
+    #[arg(short = 'n', long, default_value = "all")]
+    pub tail: String,
+    /// Show timestamps
+    #[arg(short, long)]
+    pub timestamps: bool,
+    /// Plain prefixes, no colours
+    #[arg(long)]
+    pub no_color: bool,
+    /// No `service-N | ` prefix
+    #[arg(long)]
+    pub no_log_prefix: bool,
+    /// Services (default: all)
+    pub services: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct ExecArgs {
+    /// No pseudo-terminal (one is allocated when standard input is a terminal)
+    #[arg(short = 'T', long = "no-tty")]
+    pub no_tty: bool,
+    /// Set an environment variable (KEY=VALUE)
+    #[arg(short = 'e', long = "env")]
+    pub env: Vec<String>,
+    #[arg(short = 'u', long)]
+    pub user: Option<String>,
+    #[arg(short = 'w', long = "workdir")]
+    pub workdir: Option<String>,
+    /// Which replica
+    #[arg(long, default_value_t = 1)]
+    pub index: u32,
+    pub service: String,
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
+    pub command: Vec<String>,
 }

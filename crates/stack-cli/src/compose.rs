@@ -6,9 +6,15 @@
 use std::collections::BTreeMap;
 
 use anyhow::{bail, Context as _};
-use stack_api::{ContainerSummary, DownRequest, Event, ProjectSummary, UpRequest};
+use std::io::{IsTerminal as _, Write as _};
 
-use crate::cli::{Global, UpArgs};
+use stack_api::{
+    Action, ActionRequest, ContainerSummary, DownRequest, Event, LogsQuery, ProjectSummary,
+    UpRequest,
+};
+use stack_model::Project;
+
+use crate::cli::{ExecArgs, Global, LogsArgs, UpArgs};
 
 fn load(g: &Global) -> anyhow::Result<stack_loader::Loaded> {
     let opts = crate::config::options(g, &[], false, false)?;
@@ -20,7 +26,12 @@ fn load(g: &Global) -> anyhow::Result<stack_loader::Loaded> {
 fn call<B: serde::Serialize>(path: &str, body: &B) -> anyhow::Result<usize> {
     let (rt, client) = crate::engine::client()?;
     let mut planned = 0;
-    rt.block_on(client.post_stream(path, body, |e| match e {
+    rt.block_on(client.post_stream(path, body, |e| print_event(e, &mut planned)))?;
+    Ok(planned)
+}
+
+fn print_event(e: Event, planned: &mut usize) {
+    match e {
         Event::Progress {
             object,
             name,
@@ -28,12 +39,11 @@ fn call<B: serde::Serialize>(path: &str, body: &B) -> anyhow::Result<usize> {
         } => eprintln!(" ✔ {object} {name}  {action}"),
         Event::Warning { message } => eprintln!("warning: {message}"),
         Event::Plan { line } => {
-            planned += 1;
+            *planned += 1;
             println!("{line}");
         }
-        Event::Error { .. } | Event::Done => {}
-    }))?;
-    Ok(planned)
+        _ => {}
+    }
 }
 
 fn get<T: serde::de::DeserializeOwned>(path: &str) -> anyhow::Result<T> {
@@ -41,11 +51,13 @@ fn get<T: serde::de::DeserializeOwned>(path: &str) -> anyhow::Result<T> {
     Ok(rt.block_on(client.get(path))?)
 }
 
-pub fn up(g: &Global, args: &UpArgs) -> anyhow::Result<()> {
-    if !args.detach {
-        bail!("only `stack up -d` for now: attached mode (log streaming) comes later");
-    }
+pub fn up(g: &Global, args: &UpArgs) -> anyhow::Result<i32> {
     let loaded = load(g)?;
+    if let Some(s) = &args.exit_code_from {
+        if !loaded.project.services.contains_key(s) {
+            bail!("--exit-code-from: no such service: `{s}`");
+        }
+    }
     let mut scale: BTreeMap<String, u32> = BTreeMap::new();
     for s in &args.scale {
         let (k, v) = s
@@ -77,7 +89,273 @@ pub fn up(g: &Global, args: &UpArgs) -> anyhow::Result<()> {
     if args.dry_run && planned == 0 {
         println!("nothing to do: the stack is as its file says");
     }
+    if args.detach || args.dry_run {
+        return Ok(0);
+    }
+    attach(&req.project, &req.services, args)
+}
+
+/// Attached `up`: the containers' output until they have all stopped, one
+/// stops (`--abort-on-container-exit`, `--exit-code-from`), or Ctrl-C:
+/// then the stack stops gracefully; a second Ctrl-C kills it.
+fn attach(project: &Project, services: &[String], args: &UpArgs) -> anyhow::Result<i32> {
+    let (rt, client) = crate::engine::client()?;
+    let mut printer = LogPrinter::new(project, args.no_color, false, args.timestamps);
+    let logs = format!(
+        "/v1/projects/{}/logs?{}",
+        project.name,
+        LogsQuery {
+            services: services.to_vec(),
+            follow: true,
+            tail: None,
+        }
+        .to_query()
+    );
+    let abort = args.abort_on_container_exit || args.exit_code_from.is_some();
+    let containers = format!("/v1/projects/{}/containers?all=1", project.name);
+    let watch = async {
+        // Until every container has stopped, or one has when that ends it all.
+        loop {
+            tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+            let Ok(now) = client.get::<Vec<ContainerSummary>>(&containers).await else {
+                continue;
+            };
+            let now: Vec<_> = now
+                .into_iter()
+                .filter(|c| services.is_empty() || services.contains(&c.service))
+                .collect();
+            let exited: Vec<&ContainerSummary> =
+                now.iter().filter(|c| c.state == "exited").collect();
+            let ended = match &args.exit_code_from {
+                Some(s) => exited.iter().find(|c| &c.service == s).map(|c| c.exit_code),
+                None if abort => exited.first().map(|c| c.exit_code),
+                None if exited.len() == now.len() => Some(Some(0)),
+                None => None,
+            };
+            if let Some(code) = ended {
+                return code.unwrap_or(0);
+            }
+        }
+    };
+    let ended = rt.block_on(async {
+        tokio::select! {
+            r = client.get_stream(&logs, |e| printer.print(e)) => r.map(|()| None),
+            code = watch => Ok(Some(code)),
+            _ = tokio::signal::ctrl_c() => Ok(None),
+        }
+    })?;
+    if ended.is_none() {
+        eprintln!("Gracefully stopping... (press Ctrl+C again to force)");
+    }
+    let mut req = ActionRequest {
+        project: project.clone(),
+        services: services.to_vec(),
+        ..Default::default()
+    };
+    let stop = format!("/v1/projects/{}/stop", project.name);
+    let stopped = rt.block_on(async {
+        tokio::select! {
+            r = client.post_stream(&stop, &req, |e| print_event(e, &mut 0)) => Some(r),
+            _ = tokio::signal::ctrl_c() => None,
+        }
+    });
+    match stopped {
+        Some(r) => r?,
+        None => {
+            req.signal = Some("KILL".into());
+            let kill = format!("/v1/projects/{}/kill", project.name);
+            rt.block_on(client.post_stream(&kill, &req, |e| print_event(e, &mut 0)))?;
+        }
+    }
+    Ok(match (&args.exit_code_from, ended) {
+        (Some(_), Some(code)) => code,
+        _ => 0,
+    })
+}
+
+/// `service-N | line`, as docker compose prints the containers' output:
+/// prefixes padded to one width and coloured on a terminal (not with
+/// `--no-color` or `NO_COLOR`).
+struct LogPrinter {
+    width: usize,
+    color: bool,
+    prefix: bool,
+    timestamps: bool,
+    colors: Vec<String>,
+}
+
+impl LogPrinter {
+    fn new(project: &Project, no_color: bool, no_prefix: bool, timestamps: bool) -> LogPrinter {
+        LogPrinter {
+            width: project
+                .services
+                .keys()
+                .map(|s| s.len() + 2)
+                .max()
+                .unwrap_or(0),
+            color: !no_color
+                && std::env::var_os("NO_COLOR").is_none()
+                && std::io::stdout().is_terminal(),
+            prefix: !no_prefix,
+            timestamps,
+            colors: Vec::new(),
+        }
+    }
+
+    fn print(&mut self, e: Event) {
+        let Event::Log {
+            service, time, log, ..
+        } = e
+        else {
+            return print_event(e, &mut 0);
+        };
+        let mut out = std::io::stdout().lock();
+        let mut line = String::new();
+        if self.prefix {
+            let pad = format!("{service:<w$} | ", w = self.width);
+            if self.color {
+                const PALETTE: [u8; 6] = [36, 33, 32, 35, 34, 31];
+                let i = match self.colors.iter().position(|c| *c == service) {
+                    Some(i) => i,
+                    None => {
+                        self.colors.push(service.clone());
+                        self.colors.len() - 1
+                    }
+                };
+                line.push_str(&format!("\x1b[{}m{pad}\x1b[0m", PALETTE[i % PALETTE.len()]));
+            } else {
+                line.push_str(&pad);
+            }
+        }
+        if self.timestamps {
+            line.push_str(&time);
+            line.push(' ');
+        }
+        line.push_str(&log);
+        if !line.ends_with('\n') {
+            line.push('\n');
+        }
+        let _ = out.write_all(line.as_bytes());
+        let _ = out.flush();
+    }
+}
+
+/// `stack logs`.
+pub fn logs(g: &Global, args: &LogsArgs) -> anyhow::Result<()> {
+    let project = load(g)?.project;
+    check_services(&project, &args.services)?;
+    let tail = match args.tail.as_str() {
+        "all" | "-1" => None,
+        n => Some(
+            n.parse()
+                .map_err(|_| anyhow::anyhow!("--tail: `{n}` is not a number of lines or `all`"))?,
+        ),
+    };
+    let q = LogsQuery {
+        services: args.services.clone(),
+        follow: args.follow,
+        tail,
+    };
+    let mut printer = LogPrinter::new(&project, args.no_color, args.no_log_prefix, args.timestamps);
+    let (rt, client) = crate::engine::client()?;
+    let path = format!("/v1/projects/{}/logs?{}", project.name, q.to_query());
+    rt.block_on(async {
+        tokio::select! {
+            r = client.get_stream(&path, |e| printer.print(e)) => r,
+            _ = tokio::signal::ctrl_c() => Ok(()),
+        }
+    })?;
     Ok(())
+}
+
+fn check_services(project: &Project, services: &[String]) -> anyhow::Result<()> {
+    for s in services {
+        if !project.services.contains_key(s) {
+            bail!("no such service: `{s}`");
+        }
+    }
+    Ok(())
+}
+
+/// stop, start, restart, kill, pause, unpause.
+pub fn act(
+    g: &Global,
+    action: Action,
+    services: &[String],
+    timeout: Option<u64>,
+    signal: Option<String>,
+    stop: bool,
+) -> anyhow::Result<()> {
+    let project = load(g)?.project;
+    check_services(&project, services)?;
+    let req = ActionRequest {
+        services: services.to_vec(),
+        timeout,
+        signal,
+        stop,
+        project,
+    };
+    call(
+        &format!("/v1/projects/{}/{}", req.project.name, action.name()),
+        &req,
+    )?;
+    Ok(())
+}
+
+/// `stack rm`: asks first on a terminal, unless `-f`.
+pub fn rm(g: &Global, services: &[String], force: bool, stop: bool) -> anyhow::Result<()> {
+    if !force && std::io::stdin().is_terminal() {
+        let project = load(g)?.project;
+        let all: Vec<ContainerSummary> =
+            get(&format!("/v1/projects/{}/containers?all=1", project.name))?;
+        let going: Vec<String> = all
+            .into_iter()
+            .filter(|c| services.is_empty() || services.contains(&c.service))
+            .filter(|c| stop || c.state == "exited")
+            .map(|c| c.name)
+            .collect();
+        if going.is_empty() {
+            println!("No stopped containers");
+            return Ok(());
+        }
+        print!("Going to remove {}\nAre you sure? [yN] ", going.join(", "));
+        std::io::stdout().flush()?;
+        let mut answer = String::new();
+        std::io::stdin().read_line(&mut answer)?;
+        if !matches!(answer.trim(), "y" | "Y" | "yes") {
+            return Ok(());
+        }
+    }
+    act(g, Action::Rm, services, None, None, stop)
+}
+
+/// `stack exec SERVICE COMMAND…`: joins the replica's namespaces from here
+/// (the engine says which container it is).
+pub fn exec(g: &Global, args: &ExecArgs) -> anyhow::Result<i32> {
+    let project = load(g)?.project;
+    check_services(&project, std::slice::from_ref(&args.service))?;
+    let rows: Vec<ContainerSummary> = get(&format!("/v1/projects/{}/containers", project.name))?;
+    let c = rows
+        .into_iter()
+        .find(|c| c.service == args.service && c.number == args.index)
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "service `{}` is not running (replica {})",
+                args.service,
+                args.index
+            )
+        })?;
+    let tty = !args.no_tty && std::io::stdin().is_terminal();
+    crate::lifecycle::exec(
+        &crate::container::stack_root(),
+        &c.id,
+        &args.command,
+        &args.env,
+        &args.workdir,
+        &args.user,
+        tty,
+        true,
+    )
 }
 
 pub fn down(g: &Global, remove_orphans: bool) -> anyhow::Result<()> {

@@ -12,7 +12,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{bail, Context as _};
-use stack_api::{ApiError, ContainerSummary, DownRequest, Events, ProjectSummary, UpRequest};
+use stack_api::{
+    Action, ActionRequest, ApiError, ContainerSummary, DownRequest, Events, LogsQuery,
+    ProjectSummary, UpRequest,
+};
 
 use crate::container::stack_root;
 
@@ -23,14 +26,18 @@ pub fn socket_path() -> PathBuf {
         .unwrap_or_else(|| stack_root().join("engine.sock"))
 }
 
-/// The engine for the API: projects are changed one operation at a time each.
-#[derive(Default)]
+/// The engine for the API: projects are changed one operation at a time
+/// each; a stopping engine lets the operations under way end first.
 struct Real {
     busy: Mutex<std::collections::HashMap<String, Arc<Mutex<()>>>>,
+    working: std::sync::atomic::AtomicUsize,
+    binary: String,
 }
 
 impl Real {
     fn exclusive<T>(&self, project: &str, f: impl FnOnce() -> T) -> T {
+        use std::sync::atomic::Ordering;
+        self.working.fetch_add(1, Ordering::SeqCst);
         let lock = self
             .busy
             .lock()
@@ -38,9 +45,38 @@ impl Real {
             .entry(project.to_string())
             .or_default()
             .clone();
-        let _held = lock.lock().unwrap_or_else(|p| p.into_inner());
-        f()
+        let out = {
+            let _held = lock.lock().unwrap_or_else(|p| p.into_inner());
+            f()
+        };
+        self.working.fetch_sub(1, Ordering::SeqCst);
+        out
     }
+
+    /// Waits (up to a minute) for the operations under way.
+    fn drain(&self) {
+        let t = std::time::Instant::now();
+        while self.working.load(std::sync::atomic::Ordering::SeqCst) > 0
+            && t.elapsed() < Duration::from_secs(60)
+        {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+/// Which build a binary is: device, inode and modification time.
+fn binary_id(path: &Path) -> String {
+    use std::os::unix::fs::MetadataExt as _;
+    std::fs::metadata(path)
+        .map(|m| {
+            format!(
+                "{}:{}:{}",
+                m.dev(),
+                m.ino(),
+                m.mtime_nsec() + m.mtime() * 1_000_000_000
+            )
+        })
+        .unwrap_or_default()
 }
 
 fn internal(e: anyhow::Error) -> ApiError {
@@ -54,6 +90,7 @@ impl stack_api::Engine for Real {
             api_version: stack_api::API_VERSION,
             pid: std::process::id(),
             root: stack_root().display().to_string(),
+            binary: self.binary.clone(),
         }
     }
 
@@ -73,6 +110,18 @@ impl stack_api::Engine for Real {
     fn down(&self, req: DownRequest, events: &Events) -> Result<(), ApiError> {
         self.exclusive(&req.project.name, || crate::reconcile::down(&req, events))
             .map_err(internal)
+    }
+
+    fn act(&self, action: Action, req: ActionRequest, events: &Events) -> Result<(), ApiError> {
+        self.exclusive(&req.project.name, || {
+            crate::reconcile::act(action, &req, events)
+        })
+        .map_err(internal)
+    }
+
+    /// Not exclusive: following logs lasts.
+    fn logs(&self, project: &str, q: LogsQuery, events: &Events) -> Result<(), ApiError> {
+        crate::reconcile::logs(project, &q, events).map_err(internal)
     }
 }
 
@@ -126,25 +175,27 @@ pub fn daemon(group: Option<&str>) -> anyhow::Result<()> {
         socket.display(),
         std::process::id()
     ));
+    let engine = Arc::new(Real {
+        busy: Mutex::default(),
+        working: Default::default(),
+        binary: binary_id(Path::new("/proc/self/exe")),
+    });
     let rt = crate::async_runtime()?;
-    let served = rt.block_on(stack_api::serve(
-        listener,
-        Arc::new(Real::default()),
-        async {
-            use tokio::signal::unix::{signal, SignalKind};
-            let (Ok(mut term), Ok(mut int)) = (
-                signal(SignalKind::terminate()),
-                signal(SignalKind::interrupt()),
-            ) else {
-                return std::future::pending().await;
-            };
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = int.recv() => {}
-            }
-        },
-    ));
+    let served = rt.block_on(stack_api::serve(listener, engine.clone(), async {
+        use tokio::signal::unix::{signal, SignalKind};
+        let (Ok(mut term), Ok(mut int)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) else {
+            return std::future::pending().await;
+        };
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+    }));
     let _ = std::fs::remove_file(&socket);
+    engine.drain();
     let _ = std::fs::remove_file(&pid_file);
     log("stack engine stopped");
     served.context("the API server failed")
@@ -198,17 +249,48 @@ fn readopt(root: &Path) {
     ));
 }
 
-/// A client of the engine, which is started first if it is not running.
+/// A client of the engine, which is started first if it is not running,
+/// and restarted if it runs another build of the binary than ours (an
+/// upgrade: its containers run on, the new engine re-adopts them).
 pub fn client() -> anyhow::Result<(tokio::runtime::Runtime, stack_api::Client)> {
     let socket = socket_path();
-    if std::os::unix::net::UnixStream::connect(&socket).is_err() {
-        start(&socket)?;
-    }
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    Ok((rt, stack_api::Client::new(socket)))
+    let client = stack_api::Client::new(&socket);
+    if std::os::unix::net::UnixStream::connect(&socket).is_err() {
+        start(&socket)?;
+        return Ok((rt, client));
+    }
+    let ours = std::env::current_exe()
+        .map(|p| binary_id(&p))
+        .unwrap_or_default();
+    if let Ok(v) = rt.block_on(client.get::<stack_api::Version>("/v1/version")) {
+        if !ours.is_empty() && v.binary != ours {
+            replace(&socket, v.pid)?;
+        }
+    }
+    Ok((rt, client))
+}
+
+/// Stops an engine of another build (it finishes what it does first) and
+/// starts ours.
+fn replace(socket: &Path, pid: u32) -> anyhow::Result<()> {
+    let pid = nix::unistd::Pid::from_raw(pid as i32);
+    let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+    let t = std::time::Instant::now();
+    while nix::sys::signal::kill(pid, None).is_ok() && !is_zombie(pid.as_raw()) {
+        if t.elapsed() > Duration::from_secs(70) {
+            bail!("the engine of another build (pid {pid}) does not stop");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    start(socket)
+}
+
+fn is_zombie(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| s.contains(") Z "))
 }
 
 /// Starts `stack daemon` in the background and waits until it answers.

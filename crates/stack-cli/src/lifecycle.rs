@@ -164,27 +164,13 @@ pub fn inspect(root: &Path, key: &str) -> anyhow::Result<()> {
 pub fn logs(root: &Path, key: &str, follow: bool, timestamps: bool) -> anyhow::Result<()> {
     use std::io::Write;
     let (dir, _) = find(root, key)?;
-    let path = stack_runtime::state::log_path(&dir);
-    let mut offset = 0usize;
+    let mut log = stack_runtime::logs::Follower::new(stack_runtime::state::log_path(&dir));
     loop {
-        let text = std::fs::read(&path).unwrap_or_default();
-        // Rotated under us: start over on the new file.
-        if text.len() < offset {
-            offset = 0;
-        }
-        // Only whole lines: the monitor may be writing the last one.
-        let end = text[offset.min(text.len())..]
-            .iter()
-            .rposition(|b| *b == b'\n')
-            .map(|p| offset + p + 1)
-            .unwrap_or(offset);
-        let chunk = String::from_utf8_lossy(&text[offset.min(end)..end]).to_string();
-        offset = end;
-        let (records, bad) = stack_runtime::logs::read(&chunk);
+        let (records, bad) = log.read_new();
         for line in bad {
             eprintln!(
                 "warning: {}: skipping a damaged record near line {line}",
-                path.display()
+                log.path().display()
             );
         }
         let (mut out, mut err) = (std::io::stdout().lock(), std::io::stderr().lock());
@@ -208,8 +194,7 @@ pub fn logs(root: &Path, key: &str, follow: bool, timestamps: bool) -> anyhow::R
         let st = stack_runtime::state::read(&dir)?;
         if !running(&st) {
             // One last read for what came before the exit.
-            let text = std::fs::read(&path).unwrap_or_default();
-            if text.len() <= offset {
+            if !log.behind() {
                 return Ok(());
             }
             continue;
@@ -264,6 +249,33 @@ pub fn stop(root: &Path, key: &str, grace: Option<u64>) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Starts a stopped container again, in place: the same id, writable
+/// layer, network namespace (and so addresses) and log. Returns its name.
+pub fn start_again(root: &Path, key: &str) -> anyhow::Result<String> {
+    let (dir, st) = find(root, key)?;
+    if running(&st) {
+        return Ok(st.name);
+    }
+    if let stack_runtime::NetworkMode::Path(netns) = &st.spec.network {
+        if !netns.exists() {
+            bail!(
+                "container `{}` lost its network namespace: recreate it (stack up --force-recreate)",
+                st.name
+            );
+        }
+    }
+    let new =
+        stack_runtime::start(&st.spec, root).with_context(|| format!("container `{}`", st.name))?;
+    if new.status == Status::Exited {
+        let (records, _) = stack_runtime::logs::read(
+            &std::fs::read_to_string(stack_runtime::state::log_path(&dir)).unwrap_or_default(),
+        );
+        let why = records.last().map_or("", |r| r.log.trim());
+        bail!("container `{}` failed to start: {why}", st.name);
+    }
+    Ok(st.name)
+}
+
 /// Stops then removes a container (`stack down`); returns its name.
 pub fn stop_and_remove(root: &Path, key: &str) -> anyhow::Result<String> {
     stop_one(root, key, None)?;
@@ -271,7 +283,7 @@ pub fn stop_and_remove(root: &Path, key: &str) -> anyhow::Result<String> {
 }
 
 /// The signal, the grace period, then SIGKILL; returns the name.
-fn stop_one(root: &Path, key: &str, grace: Option<u64>) -> anyhow::Result<String> {
+pub fn stop_one(root: &Path, key: &str, grace: Option<u64>) -> anyhow::Result<String> {
     let (dir, st) = find(root, key)?;
     if !running(&st) {
         return Ok(st.name);
@@ -291,10 +303,18 @@ fn stop_one(root: &Path, key: &str, grace: Option<u64>) -> anyhow::Result<String
 }
 
 pub fn kill(root: &Path, key: &str, sig: &str) -> anyhow::Result<()> {
-    let (_, st) = find(root, key)?;
-    signal(&st, parse_signal(sig)?)?;
-    println!("{}", st.name);
+    println!("{}", kill_one(root, key, sig)?);
     Ok(())
+}
+
+/// Sends a running container a signal; returns its name.
+pub fn kill_one(root: &Path, key: &str, sig: &str) -> anyhow::Result<String> {
+    let (_, st) = find(root, key)?;
+    if !running(&st) {
+        bail!("container `{}` is not running", st.name);
+    }
+    signal(&st, parse_signal(sig)?)?;
+    Ok(st.name)
 }
 
 pub fn rm(root: &Path, keys: &[String], force: bool) -> anyhow::Result<()> {
@@ -312,7 +332,7 @@ pub fn rm(root: &Path, keys: &[String], force: bool) -> anyhow::Result<()> {
 }
 
 /// Removes a container (killing it first with `force`); returns its name.
-fn remove_one(root: &Path, key: &str, force: bool) -> anyhow::Result<String> {
+pub fn remove_one(root: &Path, key: &str, force: bool) -> anyhow::Result<String> {
     let (dir, st) = find(root, key)?;
     if running(&st) {
         if !force {
@@ -458,10 +478,15 @@ pub fn stats(root: &Path, key: &str) -> anyhow::Result<()> {
 }
 
 pub fn pause(root: &Path, key: &str, frozen: bool) -> anyhow::Result<()> {
+    println!("{}", freeze(root, key, frozen)?);
+    Ok(())
+}
+
+/// Freezes or thaws every process of a running container; returns its name.
+pub fn freeze(root: &Path, key: &str, frozen: bool) -> anyhow::Result<String> {
     let (st, layout) = running_layout(root, key)?;
     stack_runtime::cgroup::freeze(&layout, frozen)?;
-    println!("{}", st.name);
-    Ok(())
+    Ok(st.name)
 }
 
 /// The host pid of a running container's PID 1 (to join its namespaces).

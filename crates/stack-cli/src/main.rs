@@ -18,6 +18,7 @@ use std::io::Write as _;
 use std::process::ExitCode;
 
 use clap::Parser as _;
+use stack_api::Action;
 
 fn main() -> ExitCode {
     // The hidden init mode: this process is becoming a container.
@@ -43,10 +44,67 @@ fn main() -> ExitCode {
         cli::Command::Image { command } => image::run(command),
         cli::Command::Network { command } => network::run(command),
         cli::Command::Pull(p) => config::pull(&args.global, p),
-        cli::Command::Up(u) => compose::up(&args.global, u),
+        cli::Command::Up(u) => match compose::up(&args.global, u) {
+            Ok(code) => {
+                let _ = out.flush();
+                return ExitCode::from(u8::try_from(code).unwrap_or(1));
+            }
+            Err(e) => Err(e),
+        },
         cli::Command::Down { remove_orphans } => compose::down(&args.global, *remove_orphans),
         cli::Command::Ps { all, quiet } => compose::ps(&args.global, *all, *quiet),
         cli::Command::Ls { quiet } => compose::ls(*quiet),
+        cli::Command::Stop(a) => compose::act(
+            &args.global,
+            Action::Stop,
+            &a.services,
+            a.timeout,
+            None,
+            false,
+        ),
+        cli::Command::Start(a) => {
+            compose::act(&args.global, Action::Start, &a.services, None, None, false)
+        }
+        cli::Command::Restart(a) => compose::act(
+            &args.global,
+            Action::Restart,
+            &a.services,
+            a.timeout,
+            None,
+            false,
+        ),
+        cli::Command::Kill { signal, services } => compose::act(
+            &args.global,
+            Action::Kill,
+            services,
+            None,
+            Some(signal.clone()),
+            false,
+        ),
+        cli::Command::Pause(a) => {
+            compose::act(&args.global, Action::Pause, &a.services, None, None, false)
+        }
+        cli::Command::Unpause(a) => compose::act(
+            &args.global,
+            Action::Unpause,
+            &a.services,
+            None,
+            None,
+            false,
+        ),
+        cli::Command::Rm {
+            force,
+            stop,
+            services,
+        } => compose::rm(&args.global, services, *force, *stop),
+        cli::Command::Logs(l) => compose::logs(&args.global, l),
+        cli::Command::Exec(x) => match compose::exec(&args.global, x) {
+            Ok(code) => {
+                let _ = out.flush();
+                return ExitCode::from(u8::try_from(code).unwrap_or(1));
+            }
+            Err(e) => Err(e),
+        },
         cli::Command::Daemon { group } => engine::daemon(group.as_deref()),
         cli::Command::Port {
             service,

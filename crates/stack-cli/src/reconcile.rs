@@ -7,7 +7,10 @@ use std::path::Path;
 
 use anyhow::{bail, Context as _};
 use clap::Parser as _;
-use stack_api::{ContainerSummary, DownRequest, Event, Events, ProjectSummary, UpRequest};
+use stack_api::{
+    Action, ActionRequest, ContainerSummary, DownRequest, Event, Events, LogsQuery, ProjectSummary,
+    UpRequest,
+};
 use stack_model::{Project, Service};
 use stack_plan::{Existing, Op, Plan, Wanted, WantedNetwork};
 
@@ -236,6 +239,188 @@ pub fn projects() -> Vec<ProjectSummary> {
         .collect()
 }
 
+/// stop, start, restart, kill, pause, unpause, rm on a project's
+/// containers: in dependency order (reverse order to stop), the replicas of
+/// one service at once. Containers in no state for the action are skipped.
+pub fn act(action: Action, req: &ActionRequest, events: &Events) -> anyhow::Result<()> {
+    let project = &req.project;
+    for s in &req.services {
+        if !project.services.contains_key(s) {
+            bail!("no such service: `{s}`");
+        }
+    }
+    let graph = stack_graph::Graph::from_project(project);
+    let forward = matches!(action, Action::Start | Action::Restart | Action::Unpause);
+    let waves = if forward {
+        graph.waves()
+    } else {
+        graph.stop_waves()
+    }
+    .map_err(|c| anyhow::anyhow!("dependency cycle: {c:?}"))?;
+    let root = stack_root();
+    let mine = crate::lifecycle::project_containers(&root, Some(&project.name));
+    let wanted =
+        |service: &str| req.services.is_empty() || req.services.iter().any(|s| s == service);
+    for wave in waves {
+        let batch: Vec<(stack_runtime::State, bool)> = mine
+            .iter()
+            .filter(|(st, _)| {
+                let service = label(st, stack_plan::LABEL_SERVICE);
+                wave.contains(&service) && wanted(&service)
+            })
+            .cloned()
+            .collect();
+        let failures: Vec<String> = std::thread::scope(|scope| {
+            let handles: Vec<_> = batch
+                .iter()
+                .map(|(st, running)| {
+                    let root = &root;
+                    scope.spawn(move || act_on(action, req, root, st, *running, events))
+                })
+                .collect();
+            handles
+                .into_iter()
+                .filter_map(|h| {
+                    h.join()
+                        .unwrap_or_else(|p| std::panic::resume_unwind(p))
+                        .err()
+                })
+                .map(|e| format!("{e:#}"))
+                .collect()
+        });
+        if !failures.is_empty() {
+            bail!("{}", failures.join("\n"));
+        }
+    }
+    Ok(())
+}
+
+fn act_on(
+    action: Action,
+    req: &ActionRequest,
+    root: &Path,
+    st: &stack_runtime::State,
+    running: bool,
+    events: &Events,
+) -> anyhow::Result<()> {
+    use crate::lifecycle as l;
+    let paused = running && l::is_paused(st);
+    let id = st.id.as_str();
+    let did = match action {
+        Action::Stop if running => {
+            l::stop_one(root, id, req.timeout)?;
+            "Stopped"
+        }
+        Action::Start if !running => {
+            l::start_again(root, id)?;
+            "Started"
+        }
+        Action::Restart => {
+            l::stop_one(root, id, req.timeout)?;
+            l::start_again(root, id)?;
+            "Restarted"
+        }
+        Action::Kill if running => {
+            l::kill_one(root, id, req.signal.as_deref().unwrap_or("KILL"))?;
+            "Killed"
+        }
+        Action::Pause if running && !paused => {
+            l::freeze(root, id, true)?;
+            "Paused"
+        }
+        Action::Unpause if paused => {
+            l::freeze(root, id, false)?;
+            "Unpaused"
+        }
+        Action::Rm if !running || req.stop => {
+            if running {
+                l::stop_one(root, id, req.timeout)?;
+            }
+            l::remove_one(root, id, false)?;
+            "Removed"
+        }
+        _ => return Ok(()),
+    };
+    events.send(Event::Progress {
+        object: "Container".into(),
+        name: st.name.clone(),
+        action: did.into(),
+    });
+    Ok(())
+}
+
+/// The output of a project's containers, oldest first; with `follow`, what
+/// comes next too (containers that appear, restart or are recreated
+/// included) until the client goes away.
+pub fn logs(project: &str, q: &LogsQuery, events: &Events) -> anyhow::Result<()> {
+    use std::collections::HashMap;
+    let root = stack_root();
+    let mut followers: HashMap<String, (String, stack_runtime::logs::Follower)> = HashMap::new();
+    let mut first = true;
+    let mut quiet_since = std::time::Instant::now();
+    loop {
+        // Who is there now: new containers join, removed ones leave.
+        let mine = crate::lifecycle::project_containers(&root, Some(project));
+        let mut seen = Vec::new();
+        for (st, _) in &mine {
+            let service = label(st, stack_plan::LABEL_SERVICE);
+            if !q.services.is_empty() && !q.services.contains(&service) {
+                continue;
+            }
+            seen.push(st.id.clone());
+            followers.entry(st.id.clone()).or_insert_with(|| {
+                let path =
+                    stack_runtime::state::log_path(&stack_runtime::container_dir(&root, &st.id));
+                (st.name.clone(), stack_runtime::logs::Follower::new(path))
+            });
+        }
+        followers.retain(|id, _| seen.contains(id));
+        let mut batch = Vec::new();
+        for (name, follower) in followers.values_mut() {
+            let (mut records, _) = follower.read_new();
+            if first {
+                if let Some(n) = q.tail {
+                    records.drain(..records.len().saturating_sub(n));
+                }
+            }
+            batch.extend(records.into_iter().map(|r| (name.clone(), r)));
+        }
+        first = false;
+        batch.sort_by(|a, b| a.1.time.cmp(&b.1.time));
+        if !batch.is_empty() {
+            quiet_since = std::time::Instant::now();
+        }
+        for (name, r) in batch {
+            let service = mine
+                .iter()
+                .find(|(st, _)| st.name == name)
+                .map(|(st, _)| {
+                    format!(
+                        "{}-{}",
+                        label(st, stack_plan::LABEL_SERVICE),
+                        label(st, stack_plan::LABEL_NUMBER)
+                    )
+                })
+                .unwrap_or_default();
+            events.send(Event::Log {
+                container: name,
+                service,
+                stream: r.stream,
+                time: r.time,
+                log: r.log,
+            });
+        }
+        if !q.follow || events.gone() {
+            return Ok(());
+        }
+        if quiet_since.elapsed() > std::time::Duration::from_secs(2) {
+            events.send(Event::Heartbeat);
+            quiet_since = std::time::Instant::now();
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
 const LABEL_WORKING_DIR: &str = "com.docker.compose.project.working_dir";
 const LABEL_CONFIG_FILES: &str = "com.docker.compose.project.config_files";
 
@@ -349,22 +534,7 @@ fn run_op(origin: &Origin<'_>, op: &Op, events: &Events) -> anyhow::Result<()> {
             done("Container", name, "Started");
         }
         Op::Start { id, name, .. } => {
-            // Stopped containers are made again (their config is unchanged).
-            let st = crate::lifecycle::project_containers(&stack_root(), Some(&project.name))
-                .into_iter()
-                .find(|(st, _)| &st.id == id)
-                .map(|(st, _)| st)
-                .ok_or_else(|| anyhow::anyhow!("container {name} is gone"))?;
-            let service = label(&st, stack_plan::LABEL_SERVICE);
-            let number: u32 = st
-                .spec
-                .labels
-                .get(stack_plan::LABEL_NUMBER)
-                .and_then(|n| n.parse().ok())
-                .unwrap_or(1);
-            crate::lifecycle::stop_and_remove(&stack_root(), id)?;
-            let s = &project.services[&service];
-            crate::container::run_container(&run_args(origin, &service, s, number, name)?)?;
+            crate::lifecycle::start_again(&stack_root(), id)?;
             done("Container", name, "Started");
         }
     }

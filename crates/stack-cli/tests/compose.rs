@@ -176,3 +176,112 @@ fn the_hello_example_answers() {
     e.out(&["--project-directory", d, "down"]);
     assert_eq!(e.out(&["--project-directory", d, "ps", "-a", "-q"]), "");
 }
+
+/// The compose commands beyond up/down, through the engine: attached `up`
+/// with prefixed output and the exit code of a service, `logs`, stop and
+/// start in place (same id and address), restart, kill, pause, exec, rm.
+#[test]
+fn lifecycle_commands() {
+    let mut e = Env::new("compose", "life");
+    e.vars.push(("STACK_DNS_UPSTREAM".into(), "none".into()));
+    let dir = project(&e);
+    std::fs::write(
+        dir.join("compose.yaml"),
+        r#"services:
+  job:
+    image: local/busybox:1
+    command: ["sh", "-c", "echo working; echo complaint >&2; sleep 0.5; echo done; exit 3"]
+  ticker:
+    image: local/busybox:1
+    command: ["sh", "-c", "while true; do echo tick; sleep 0.1; done"]
+    depends_on: [job]
+"#,
+    )
+    .unwrap();
+    let d = dir.to_str().unwrap();
+    let run = |args: &[&str]| {
+        let mut a = vec!["--project-directory", d];
+        a.extend_from_slice(args);
+        e.stack(&a)
+    };
+    let out = |args: &[&str]| {
+        let o = run(args);
+        assert!(o.status.success(), "{args:?}: {o:?}");
+        String::from_utf8_lossy(&o.stdout).to_string()
+    };
+    // Attached: every container's output, prefixed; the job's code is ours.
+    let o = run(&["up", "--exit-code-from", "job", "--no-color"]);
+    assert_eq!(o.status.code(), Some(3), "{o:?}");
+    let text = String::from_utf8_lossy(&o.stdout);
+    for line in [
+        "job-1    | working",
+        "job-1    | complaint",
+        "job-1    | done",
+        "ticker-1 | tick",
+    ] {
+        assert!(text.contains(line), "{line}: {text}");
+    }
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        stderr.contains("Container shop-ticker-1  Stopped"),
+        "{stderr}"
+    );
+    let ps = out(&["ps", "-a"]);
+    assert!(
+        ps.contains("Exited (3)") && ps.contains("Exited (143)"),
+        "{ps}"
+    );
+
+    // logs: tail per container, no prefix, one service.
+    let logs = out(&["logs", "--tail", "1", "--no-log-prefix", "job"]);
+    assert_eq!(logs, "done\n");
+    assert!(run(&["logs", "nope"]).status.code() != Some(0));
+
+    // start in place: the same container, the same address.
+    let inspect = |name: &str| -> serde_json::Value {
+        serde_json::from_str(&e.out(&["container", "inspect", name])).unwrap()
+    };
+    let ip = |name: &str| {
+        e.out(&[
+            "container",
+            "exec",
+            name,
+            "busybox",
+            "ip",
+            "-4",
+            "addr",
+            "show",
+            "eth0",
+        ])
+    };
+    let id = inspect("shop-ticker-1")["id"].clone();
+    out(&["start", "ticker"]);
+    assert_eq!(inspect("shop-ticker-1")["id"], id);
+    let first_ip = ip("shop-ticker-1");
+    assert!(first_ip.contains("inet 10."), "{first_ip}");
+    out(&["restart", "-t", "1", "ticker"]);
+    assert_eq!(inspect("shop-ticker-1")["id"], id);
+    assert_eq!(ip("shop-ticker-1"), first_ip);
+    assert_eq!(inspect("shop-ticker-1")["running"], true);
+
+    // exec: by service, with the command's exit code.
+    let o = run(&["exec", "-T", "ticker", "sh", "-c", "echo inside; exit 4"]);
+    assert_eq!(o.status.code(), Some(4));
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "inside\n");
+
+    out(&["pause", "ticker"]);
+    assert!(out(&["ps"]).contains("Up (Paused)"));
+    out(&["unpause", "ticker"]);
+    assert!(!out(&["ps"]).contains("Paused"));
+    out(&["kill", "-s", "TERM", "ticker"]);
+    let t = std::time::Instant::now();
+    while inspect("shop-ticker-1")["running"] == true {
+        assert!(t.elapsed().as_secs() < 5, "kill did nothing");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert!(e.out(&["ls"]).contains("exited(2)"));
+    out(&["rm", "-f"]);
+    assert_eq!(out(&["ps", "-a", "-q"]), "");
+    out(&["down"]);
+    assert_eq!(e.out(&["network", "ls", "-q"]), "");
+}

@@ -101,9 +101,14 @@ pub fn run(spec: &Spec, root: &Path, remove: bool) -> Result<Exit, RuntimeError>
 pub fn start(spec: &Spec, root: &Path) -> Result<State, RuntimeError> {
     let dir = prepare(spec, root)?;
     let mut child = spawn_monitor(spec, &dir, true)?;
-    // Wait until the monitor has written the state, or has died trying.
+    // Wait until the monitor has written the state (its own: a container
+    // started again still has its last run's), or has died trying.
+    let monitor = child.id() as i32;
     for _ in 0..5000 {
-        if let Ok(st) = state::read(&dir) {
+        if let Some(st) = state::read(&dir)
+            .ok()
+            .filter(|st| st.monitor_pid == monitor)
+        {
             reap_later(child);
             return Ok(st);
         }

@@ -160,6 +160,44 @@ fn emit(out: &mut impl Sink, stream: &str, bytes: Vec<u8>) -> io::Result<()> {
     out.rotate_if_needed()
 }
 
+/// Reads a log file as it grows: each call returns the whole records
+/// written since the last (a half-written last line waits for the next
+/// call; a rotated file is read again from its start).
+pub struct Follower {
+    path: std::path::PathBuf,
+    offset: usize,
+}
+
+impl Follower {
+    pub fn new(path: std::path::PathBuf) -> Follower {
+        Follower { path, offset: 0 }
+    }
+
+    pub fn path(&self) -> &std::path::Path {
+        &self.path
+    }
+
+    /// New records, and the line numbers (in this chunk) of damaged ones.
+    pub fn read_new(&mut self) -> (Vec<Record>, Vec<usize>) {
+        let text = std::fs::read(&self.path).unwrap_or_default();
+        if text.len() < self.offset {
+            self.offset = 0;
+        }
+        let end = text[self.offset..]
+            .iter()
+            .rposition(|b| *b == b'\n')
+            .map_or(self.offset, |p| self.offset + p + 1);
+        let chunk = String::from_utf8_lossy(&text[self.offset..end]).to_string();
+        self.offset = end;
+        read(&chunk)
+    }
+
+    /// Whether the file holds more than was read.
+    pub fn behind(&self) -> bool {
+        std::fs::metadata(&self.path).is_ok_and(|m| m.len() as usize > self.offset)
+    }
+}
+
 /// Reads the records of a log file; a damaged line is skipped with its number reported.
 pub fn read(text: &str) -> (Vec<Record>, Vec<usize>) {
     let mut records = Vec::new();

@@ -253,10 +253,12 @@ fn the_document_and_the_server_agree() {
         if method != "GET" || path == "/_ping" {
             continue;
         }
+        let ok = resolve(&doc, &doc["paths"][path.as_str()]["get"]["responses"]["200"]);
+        let Some(schema) = ok["content"].get("application/json").map(|c| &c["schema"]) else {
+            continue; // a stream of events: below
+        };
         let (status, body) = s.raw("GET", &path.replace("{project}", "shop"), "");
         assert_eq!(status, 200, "{path}: {body}");
-        let schema = &doc["paths"][path.as_str()]["get"]["responses"]["200"]["content"]
-            ["application/json"]["schema"];
         check(&doc, schema, &serde_json::from_str(&body).unwrap(), path);
     }
     // And the events of a stream.

@@ -253,7 +253,10 @@ fn the_document_and_the_server_agree() {
         if method != "GET" || path == "/_ping" {
             continue;
         }
-        let ok = resolve(&doc, &doc["paths"][path.as_str()]["get"]["responses"]["200"]);
+        let ok = resolve(
+            &doc,
+            &doc["paths"][path.as_str()]["get"]["responses"]["200"],
+        );
         let Some(schema) = ok["content"].get("application/json").map(|c| &c["schema"]) else {
             continue; // a stream of events: below
         };

@@ -52,7 +52,8 @@ fn get<T: serde::de::DeserializeOwned>(path: &str) -> anyhow::Result<T> {
 }
 
 pub fn up(g: &Global, args: &UpArgs) -> anyhow::Result<i32> {
-    let loaded = load(g)?;
+    let mut loaded = load(g)?;
+    contents_from_environment(&mut loaded)?;
     if let Some(s) = &args.exit_code_from {
         if !loaded.project.services.contains_key(s) {
             bail!("--exit-code-from: no such service: `{s}`");
@@ -93,6 +94,26 @@ pub fn up(g: &Global, args: &UpArgs) -> anyhow::Result<i32> {
         return Ok(0);
     }
     attach(&req.project, &req.services, args)
+}
+
+/// Secrets and configs read from an environment variable are read here,
+/// where the user's environment is: the engine gets their content.
+fn contents_from_environment(loaded: &mut stack_loader::Loaded) -> anyhow::Result<()> {
+    let project = &mut loaded.project;
+    for (kind, objects) in [
+        ("secret", &mut project.secrets),
+        ("config", &mut project.configs),
+    ] {
+        for (name, obj) in objects.iter_mut() {
+            if let Some(var) = obj.environment.take() {
+                let value = loaded.env.get(&var).ok_or_else(|| {
+                    anyhow::anyhow!("{kind} `{name}`: the environment variable `{var}` is not set")
+                })?;
+                obj.content = Some(value.to_string());
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Attached `up`: the containers' output until they have all stopped, one

@@ -181,7 +181,14 @@ pub fn down(req: &DownRequest, events: &Events) -> anyhow::Result<()> {
         working_dir: "",
         config_files: &[],
     };
-    execute(&origin, &plan, events)
+    execute(&origin, &plan, events)?;
+    let dir = project_dir(&project.name);
+    match std::fs::remove_dir_all(&dir) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(e).with_context(|| format!("cannot remove `{}`", dir.display()))
+        }
+        _ => Ok(()),
+    }
 }
 
 /// The containers of a project, as `ps` shows them.
@@ -682,6 +689,7 @@ fn run_args(
             other => bail!("service {service}: volumes of type `{other}` are not supported yet"),
         }
     }
+    a.extra_mounts.extend(file_objects(project, service, s)?);
     match s.network_mode.as_deref() {
         Some("host") => a.network = vec!["host".into()],
         Some("none") => a.network = vec!["none".into()],
@@ -710,6 +718,87 @@ fn run_args(
         }
     }
     Ok(a)
+}
+
+/// Where a project keeps what it writes for its containers (secrets and
+/// configs given as content); removed by `down`.
+fn project_dir(project: &str) -> std::path::PathBuf {
+    stack_root().join("projects").join(project)
+}
+
+/// A service's secrets and configs as read-only bind mounts: secrets at
+/// `/run/secrets/NAME` (or their target), configs at `/NAME` (or theirs).
+/// A `file` is mounted as it is (edits show, as with compose); `content`
+/// (and `environment`, which the client turned into content) is written
+/// under the root with the reference's mode, uid and gid.
+fn file_objects(
+    project: &Project,
+    service: &str,
+    s: &Service,
+) -> anyhow::Result<Vec<stack_runtime::Mount>> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let mut mounts = Vec::new();
+    for (kind, refs, objects) in [
+        ("secret", &s.secrets, &project.secrets),
+        ("config", &s.configs, &project.configs),
+    ] {
+        for r in refs {
+            let what = format!("service {service}: {kind} `{}`", r.source);
+            let obj = objects
+                .get(&r.source)
+                .ok_or_else(|| anyhow::anyhow!("{what} is not declared"))?;
+            if obj.external.0 {
+                bail!("{what} is external: external {kind}s need a swarm, which stack is not");
+            }
+            let target = match (kind, r.target.as_deref()) {
+                (_, Some(t)) if t.starts_with('/') => t.to_string(),
+                ("secret", t) => format!("/run/secrets/{}", t.unwrap_or(&r.source)),
+                (_, t) => format!("/{}", t.unwrap_or(&r.source)),
+            };
+            let source = match (&obj.file, &obj.content) {
+                (Some(file), _) => {
+                    let path = std::path::PathBuf::from(file);
+                    if !path.exists() {
+                        bail!("{what}: file `{file}` does not exist");
+                    }
+                    path
+                }
+                (None, Some(content)) => {
+                    let dir = project_dir(&project.name)
+                        .join(service)
+                        .join(format!("{kind}s"));
+                    std::fs::create_dir_all(&dir)
+                        .with_context(|| format!("cannot create `{}`", dir.display()))?;
+                    let path = dir.join(&r.source);
+                    std::fs::write(&path, content)
+                        .with_context(|| format!("{what}: cannot write `{}`", path.display()))?;
+                    let mode = r.mode.as_ref().map_or(0o444, |m| m.0);
+                    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode))?;
+                    let id = |v: &Option<stack_model::Text>, which: &str| {
+                        v.as_ref()
+                            .and_then(|t| t.0.as_deref())
+                            .map(|t| {
+                                t.parse::<u32>().map_err(|_| {
+                                    anyhow::anyhow!("{what}: {which} `{t}` is not a number")
+                                })
+                            })
+                            .transpose()
+                    };
+                    std::os::unix::fs::chown(&path, id(&r.uid, "uid")?, id(&r.gid, "gid")?)?;
+                    path
+                }
+                (None, None) => bail!("{what} has neither `file` nor `content`"),
+            };
+            mounts.push(stack_runtime::Mount {
+                kind: "bind".into(),
+                source,
+                target,
+                read_only: true,
+                size: None,
+            });
+        }
+    }
+    Ok(mounts)
 }
 
 /// Pulls a missing image unless the service says never.

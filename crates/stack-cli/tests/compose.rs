@@ -173,6 +173,22 @@ fn the_hello_example_answers() {
         }
     };
     assert!(body.contains(r#"{"items": ["apples", "pears"]}"#), "{body}");
+    // The store has its secret, read-only.
+    assert_eq!(
+        e.out(&[
+            "--project-directory",
+            d,
+            "exec",
+            "-T",
+            "store",
+            "cat",
+            "/run/secrets/store_token"
+        ]),
+        "hello-store-token\n"
+    );
+    assert!(e
+        .out(&["--project-directory", d, "logs", "store"])
+        .contains("store-1 | store: token loaded"));
     e.out(&["--project-directory", d, "down"]);
     assert_eq!(e.out(&["--project-directory", d, "ps", "-a", "-q"]), "");
 }
@@ -284,4 +300,94 @@ fn lifecycle_commands() {
     assert_eq!(out(&["ps", "-a", "-q"]), "");
     out(&["down"]);
     assert_eq!(e.out(&["network", "ls", "-q"]), "");
+}
+
+/// Secrets and configs from a file, inline content and an environment
+/// variable, at their default and given targets, with modes; a missing one
+/// is named; `down` removes what was written for them.
+#[test]
+fn secrets_and_configs() {
+    let mut e = Env::new("compose", "secrets");
+    e.vars.push(("STACK_DNS_UPSTREAM".into(), "none".into()));
+    e.vars
+        .push(("API_KEY".into(), "from-the-environment".into()));
+    let dir = project(&e);
+    std::fs::write(dir.join("db_password.txt"), "from-a-file\n").unwrap();
+    std::fs::write(
+        dir.join("compose.yaml"),
+        r#"services:
+  app:
+    image: local/busybox:1
+    command: sleep 600
+    network_mode: none
+    secrets:
+      - db_password
+      - source: api_key
+        target: key
+        mode: 0400
+    configs:
+      - app_conf
+      - source: app_conf
+        target: /etc/app.conf
+secrets:
+  db_password:
+    file: ./db_password.txt
+  api_key:
+    environment: API_KEY
+configs:
+  app_conf:
+    content: "level = debug"
+"#,
+    )
+    .unwrap();
+    let d = dir.to_str().unwrap();
+    e.out(&["--project-directory", d, "up", "-d"]);
+    let sh = |script: &str| {
+        e.out(&[
+            "--project-directory",
+            d,
+            "exec",
+            "-T",
+            "app",
+            "sh",
+            "-c",
+            script,
+        ])
+    };
+    assert_eq!(sh("cat /run/secrets/db_password"), "from-a-file\n");
+    assert_eq!(sh("cat /run/secrets/key"), "from-the-environment");
+    assert_eq!(sh("busybox stat -c %a /run/secrets/key"), "400\n");
+    assert_eq!(
+        sh("cat /app_conf; echo; cat /etc/app.conf"),
+        "level = debug\nlevel = debug"
+    );
+    // Read-only, even for root.
+    let o = e.stack(&[
+        "--project-directory",
+        d,
+        "exec",
+        "-T",
+        "app",
+        "sh",
+        "-c",
+        "echo x > /run/secrets/db_password",
+    ]);
+    assert!(!o.status.success());
+    assert!(e.root().join("projects/shop").is_dir());
+    e.out(&["--project-directory", d, "down"]);
+    assert!(!e.root().join("projects/shop").exists());
+    // An unset variable is named, and nothing starts.
+    let err = e
+        .command(&["--project-directory", d, "up", "-d"])
+        .env_remove("API_KEY")
+        .output()
+        .unwrap();
+    e.vars.retain(|(k, _)| k != "API_KEY");
+    let msg = String::from_utf8_lossy(&err.stderr);
+    assert!(!err.status.success());
+    assert!(
+        msg.contains("secret `api_key`: the environment variable `API_KEY` is not set"),
+        "{msg}"
+    );
+    assert_eq!(e.out(&["--project-directory", d, "ps", "-a", "-q"]), "");
 }

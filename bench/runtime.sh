@@ -48,10 +48,12 @@ for x in r:
 PY
 
 # Host-side memory per idle container, as the engine runs them: N replicas
-# of one service. Each container costs the private memory (RssAnon) of its
-# monitor and of our init; the sealed copy of our binary is one memfd for
-# every container of the engine (RssShmem, shared pages: counted once, and
-# divided by N). The app itself (`sleep`) is not counted.
+# of one service. What each container costs is the proportional set size
+# (Pss: each page divided among the processes that share it) of its two
+# host-side processes, its monitor and our init, summed over all N and
+# divided by N. The sealed copy of our binary is one memfd for every
+# container of the engine, so its pages are shared N ways. The app itself
+# (`sleep`) is not counted; the engine is once per host.
 n=10
 tar -C "$rootfs" -cf "$work/rootfs.tar" .
 "$stack" image import "$work/rootfs.tar" bench/idle:1 >/dev/null
@@ -60,18 +62,17 @@ printf 'services:\n  idle:\n    image: bench/idle:1\n    command: sleep 600\n   
 trap '"$stack" --project-directory "$work/idle" down >/dev/null 2>&1; kill "$(cat "$STACK_ROOT/engine.pid" 2>/dev/null)" 2>/dev/null; rm -rf "$work"' EXIT
 "$stack" --project-directory "$work/idle" up -d 2>/dev/null
 sleep 0.5
-field() { awk -v f="$1:" '$1 == f {print $2}' "/proc/$2/status"; }
+pss() { awk -v f="$1:" '$1 == f {print $2}' "/proc/$2/smaps_rollup"; }
 json() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])' "$1" "$2"; }
-anon=0; shm=0; exes=()
+total=0; anon=0; shmem=0; exes=()
 for state in "$STACK_ROOT"/containers/*/state.json; do
   monitor=$(json "$state" monitor_pid)
   for p in "$monitor" "$(json "$state" pid)"; do
-    a=$(field RssAnon "$p"); s=$(field RssShmem "$p")
-    anon=$((anon + a)); [ "$s" -gt "$shm" ] && shm=$s
+    total=$((total + $(pss Pss "$p"))); anon=$((anon + $(pss Pss_Anon "$p"))); shmem=$((shmem + $(pss Pss_Shmem "$p")))
   done
   exes+=("$(stat -L -c %d:%i "/proc/$monitor/exe")")
 done
 copies=$(printf '%s\n' "${exes[@]}" | sort -u | wc -l)
-echo "$n idle containers: monitors + inits ${anon} kB private; sealed binary ${shm} kB resident, ${copies} copy for all"
-echo "per idle container: $((anon / n)) kB private + $((shm / n)) kB share of the binary = $(((anon + shm) / n)) kB"
-echo "the engine itself (once per host): VmRSS $(field VmRSS "$(cat "$STACK_ROOT/engine.pid")") kB"
+echo "$n idle containers (monitor + init each, Pss): ${total} kB; the sealed binary: ${copies} copy for all"
+echo "per idle container: $((total / n)) kB (private anon $((anon / n)) kB, binary share $((shmem / n)) kB, the rest shared libraries)"
+echo "the engine itself (once per host): Pss $(pss Pss "$(cat "$STACK_ROOT/engine.pid")") kB"

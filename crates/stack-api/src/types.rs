@@ -58,6 +58,12 @@ pub struct DownRequest {
     pub project: stack_model::Project,
     #[serde(default)]
     pub remove_orphans: bool,
+    /// Also the named volumes the project declares (not external ones).
+    #[serde(default)]
+    pub volumes: bool,
+    /// Seconds to wait for a stop before SIGKILL, over the services' own.
+    #[serde(default)]
+    pub timeout: Option<u64>,
 }
 
 /// What `POST /v1/projects/{project}/{action}` does.

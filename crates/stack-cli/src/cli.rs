@@ -61,18 +61,15 @@ pub enum Command {
     /// Create and start the stack's containers (and networks) as the file says
     Up(UpArgs),
     /// Stop and remove the stack's containers and networks
-    Down {
-        /// Also remove containers of services no longer in the file
-        #[arg(long)]
-        remove_orphans: bool,
-    },
+    Down(DownArgs),
     /// List the stack's containers
-    Ps {
-        #[arg(short, long)]
-        all: bool,
-        #[arg(short, long)]
-        quiet: bool,
-    },
+    Ps(PsArgs),
+    /// The processes of the stack's running containers
+    Top(Services),
+    /// The images the stack's containers use
+    Images(Services),
+    /// Wait until the services' containers stop; exit with the first one's code
+    Wait(Services),
     /// Stop the stack's containers (reverse dependency order)
     Stop(ServicesTimeout),
     /// Start the stack's stopped containers, in place
@@ -322,4 +319,39 @@ pub struct ExecArgs {
     pub service: String,
     #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
     pub command: Vec<String>,
+}
+
+#[derive(Args, Debug, Default)]
+pub struct DownArgs {
+    /// Also remove containers of services no longer in the file
+    #[arg(long)]
+    pub remove_orphans: bool,
+    /// Also remove the named volumes the file declares (not external ones)
+    #[arg(short, long)]
+    pub volumes: bool,
+    /// Seconds to wait for a stop before SIGKILL
+    #[arg(short, long)]
+    pub timeout: Option<u64>,
+}
+
+#[derive(Args, Debug, Default)]
+pub struct PsArgs {
+    /// Also stopped containers
+    #[arg(short, long)]
+    pub all: bool,
+    /// Only ids
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// Only service names
+    #[arg(long)]
+    pub services: bool,
+    /// Only containers in this state (running, exited, paused, created)
+    #[arg(long, value_name = "STATE")]
+    pub status: Vec<String>,
+    /// `table` or `json` (one object per line)
+    #[arg(long, default_value = "table")]
+    pub format: String,
+    /// Only these services
+    #[arg(value_name = "SERVICE")]
+    pub only: Vec<String>,
 }

@@ -14,7 +14,7 @@ use stack_api::{
 };
 use stack_model::Project;
 
-use crate::cli::{ExecArgs, Global, LogsArgs, UpArgs};
+use crate::cli::{DownArgs, ExecArgs, Global, LogsArgs, PsArgs, UpArgs};
 
 fn load(g: &Global) -> anyhow::Result<stack_loader::Loaded> {
     let opts = crate::config::options(g, &[], false, false)?;
@@ -379,39 +379,141 @@ pub fn exec(g: &Global, args: &ExecArgs) -> anyhow::Result<i32> {
     )
 }
 
-pub fn down(g: &Global, remove_orphans: bool) -> anyhow::Result<()> {
+pub fn down(g: &Global, args: &DownArgs) -> anyhow::Result<()> {
     let req = DownRequest {
         project: load(g)?.project,
-        remove_orphans,
+        remove_orphans: args.remove_orphans,
+        volumes: args.volumes,
+        timeout: args.timeout,
     };
     call(&format!("/v1/projects/{}/down", req.project.name), &req)?;
     Ok(())
 }
 
-pub fn ps(g: &Global, all: bool, quiet: bool) -> anyhow::Result<()> {
-    let project = load(g)?.project;
+/// The project's containers (all, or running), of some services.
+fn containers(
+    project: &Project,
+    all: bool,
+    services: &[String],
+) -> anyhow::Result<Vec<ContainerSummary>> {
+    check_services(project, services)?;
     let rows: Vec<ContainerSummary> = get(&format!(
         "/v1/projects/{}/containers{}",
         project.name,
         if all { "?all=1" } else { "" }
     ))?;
-    if !quiet {
-        println!("{:<28}{:<14}{:<22}PORTS", "NAME", "SERVICE", "STATUS");
-    }
-    for c in rows {
-        if quiet {
-            println!("{}", c.id);
-        } else {
-            println!(
-                "{:<28}{:<14}{:<22}{}",
-                c.name,
-                c.service,
-                c.status,
-                c.ports.join(", ")
-            );
+    Ok(rows
+        .into_iter()
+        .filter(|c| services.is_empty() || services.contains(&c.service))
+        .collect())
+}
+
+pub fn ps(g: &Global, args: &PsArgs) -> anyhow::Result<()> {
+    let project = load(g)?.project;
+    let all = args.all || !args.status.is_empty();
+    let mut rows = containers(&project, all, &args.only)?;
+    rows.retain(|c| args.status.is_empty() || args.status.contains(&c.state));
+    if args.services {
+        let mut names: Vec<&str> = rows.iter().map(|c| c.service.as_str()).collect();
+        names.dedup();
+        for n in names {
+            println!("{n}");
         }
+        return Ok(());
+    }
+    match (args.quiet, args.format.as_str()) {
+        (true, _) => rows.iter().for_each(|c| println!("{}", c.id)),
+        (false, "json") => {
+            for c in &rows {
+                let v = serde_json::json!({
+                    "ID": c.id, "Name": c.name, "Image": c.image, "Command": c.command,
+                    "Project": project.name, "Service": c.service, "State": c.state,
+                    "Status": c.status, "ExitCode": c.exit_code.unwrap_or(0),
+                    "Ports": c.ports.join(", "), "Labels": c.labels,
+                });
+                println!("{v}");
+            }
+        }
+        (false, "table") => {
+            println!("{:<28}{:<14}{:<22}PORTS", "NAME", "SERVICE", "STATUS");
+            for c in &rows {
+                println!(
+                    "{:<28}{:<14}{:<22}{}",
+                    c.name,
+                    c.service,
+                    c.status,
+                    c.ports.join(", ")
+                );
+            }
+        }
+        (false, other) => bail!("--format: `{other}` is neither `table` nor `json`"),
     }
     Ok(())
+}
+
+/// `stack top`: each running container's processes.
+pub fn top(g: &Global, services: &[String]) -> anyhow::Result<()> {
+    let project = load(g)?.project;
+    for c in containers(&project, false, services)? {
+        println!("{}", c.name);
+        crate::lifecycle::top(&crate::container::stack_root(), &c.id)?;
+        println!();
+    }
+    Ok(())
+}
+
+/// `stack images`: the image each container runs.
+pub fn images(g: &Global, services: &[String]) -> anyhow::Result<()> {
+    let project = load(g)?.project;
+    let store = crate::image::store()?;
+    println!(
+        "{:<28}{:<32}{:<12}{:<14}SIZE",
+        "CONTAINER", "REPOSITORY", "TAG", "IMAGE ID"
+    );
+    for c in containers(&project, true, services)? {
+        let (repo, tag) = match c.image.rsplit_once(':').filter(|(_, t)| !t.contains('/')) {
+            Some((r, t)) => (r.to_string(), t.to_string()),
+            None => (c.image.clone(), "latest".into()),
+        };
+        let (id, size) = match store.lookup(&c.image) {
+            Ok(img) => (
+                img.id
+                    .trim_start_matches("sha256:")
+                    .chars()
+                    .take(12)
+                    .collect(),
+                format!("{:.1}MB", img.size as f64 / 1e6),
+            ),
+            Err(_) => ("<gone>".to_string(), String::new()),
+        };
+        println!("{:<28}{repo:<32}{tag:<12}{id:<14}{size}", c.name);
+    }
+    Ok(())
+}
+
+/// `stack wait`: until every container of the services has stopped; the
+/// first one's exit code is ours.
+pub fn wait(g: &Global, services: &[String]) -> anyhow::Result<i32> {
+    let project = load(g)?.project;
+    let mut first = None;
+    let mut reported = std::collections::BTreeSet::new();
+    loop {
+        let rows = containers(&project, true, services)?;
+        if rows.is_empty() {
+            bail!("no containers to wait for");
+        }
+        for c in rows.iter().filter(|c| c.state == "exited") {
+            if reported.insert(c.id.clone()) {
+                let code = c.exit_code.unwrap_or(0);
+                println!("{} exited with code {code}", c.name);
+                first.get_or_insert(code);
+            }
+        }
+        if rows.iter().all(|c| c.state == "exited") {
+            return Ok(first.unwrap_or(0));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
 }
 
 /// `stack ls`: every project on this host.

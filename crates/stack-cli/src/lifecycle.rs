@@ -277,8 +277,8 @@ pub fn start_again(root: &Path, key: &str) -> anyhow::Result<String> {
 }
 
 /// Stops then removes a container (`stack down`); returns its name.
-pub fn stop_and_remove(root: &Path, key: &str) -> anyhow::Result<String> {
-    stop_one(root, key, None)?;
+pub fn stop_and_remove(root: &Path, key: &str, grace: Option<u64>) -> anyhow::Result<String> {
+    stop_one(root, key, grace)?;
     remove_one(root, key, true)
 }
 

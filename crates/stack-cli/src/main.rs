@@ -51,8 +51,17 @@ fn main() -> ExitCode {
             }
             Err(e) => Err(e),
         },
-        cli::Command::Down { remove_orphans } => compose::down(&args.global, *remove_orphans),
-        cli::Command::Ps { all, quiet } => compose::ps(&args.global, *all, *quiet),
+        cli::Command::Down(d) => compose::down(&args.global, d),
+        cli::Command::Ps(p) => compose::ps(&args.global, p),
+        cli::Command::Top(t) => compose::top(&args.global, &t.services),
+        cli::Command::Images(i) => compose::images(&args.global, &i.services),
+        cli::Command::Wait(w) => match compose::wait(&args.global, &w.services) {
+            Ok(code) => {
+                let _ = out.flush();
+                return ExitCode::from(u8::try_from(code).unwrap_or(1));
+            }
+            Err(e) => Err(e),
+        },
         cli::Command::Ls { quiet } => compose::ls(*quiet),
         cli::Command::Stop(a) => compose::act(
             &args.global,

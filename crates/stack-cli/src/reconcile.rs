@@ -21,6 +21,8 @@ pub struct Origin<'a> {
     pub project: &'a Project,
     pub working_dir: &'a str,
     pub config_files: &'a [String],
+    /// Seconds to wait for stops before SIGKILL, over the services' own.
+    pub timeout: Option<u64>,
 }
 
 fn network_name(project: &Project, key: &str) -> String {
@@ -148,6 +150,7 @@ pub fn up(req: &UpRequest, events: &Events) -> anyhow::Result<()> {
         project,
         working_dir: &req.working_dir,
         config_files: &req.config_files,
+        timeout: None,
     };
     execute(&origin, &plan, events)
 }
@@ -180,8 +183,27 @@ pub fn down(req: &DownRequest, events: &Events) -> anyhow::Result<()> {
         project,
         working_dir: "",
         config_files: &[],
+        timeout: req.timeout,
     };
     execute(&origin, &plan, events)?;
+    if req.volumes {
+        for (key, v) in &project.volumes {
+            if v.external.0 {
+                continue;
+            }
+            let name = volume_name(project, key);
+            let dir = stack_root().join("volumes").join(&name);
+            match std::fs::remove_dir_all(&dir) {
+                Ok(()) => events.send(Event::Progress {
+                    object: "Volume".into(),
+                    name,
+                    action: "Removed".into(),
+                }),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e).with_context(|| format!("cannot remove volume `{name}`")),
+            }
+        }
+    }
     let dir = project_dir(&project.name);
     match std::fs::remove_dir_all(&dir) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
@@ -526,7 +548,7 @@ fn run_op(origin: &Origin<'_>, op: &Op, events: &Events) -> anyhow::Result<()> {
             done("Network", name, "Removed");
         }
         Op::Remove { id, name, .. } => {
-            crate::lifecycle::stop_and_remove(&stack_root(), id)?;
+            crate::lifecycle::stop_and_remove(&stack_root(), id, origin.timeout)?;
             done("Container", name, "Removed");
         }
         Op::Run {
@@ -666,17 +688,20 @@ fn run_args(
                 // Named volumes live under the root and outlive `down`;
                 // anonymous ones go with the container.
                 let source = match &v.source {
-                    Some(n) => {
-                        let full = project
-                            .volumes
-                            .get(n)
-                            .and_then(|x| x.name.clone())
-                            .unwrap_or_else(|| format!("{}_{n}", project.name));
-                        stack_root().join("volumes").join(full).join("_data")
-                    }
+                    Some(n) => stack_root()
+                        .join("volumes")
+                        .join(volume_name(project, n))
+                        .join("_data"),
                     None => Path::new("/nonexistent").to_path_buf(),
                 };
-                if v.source.is_some() {
+                if let Some(n) = &v.source {
+                    let external = project.volumes.get(n).is_some_and(|x| x.external.0);
+                    if external && !source.exists() {
+                        bail!(
+                            "volume {} declared as external, but could not be found",
+                            volume_name(project, n)
+                        );
+                    }
                     a.extra_mounts.push(stack_runtime::Mount {
                         kind: "volume".into(),
                         source,
@@ -718,6 +743,15 @@ fn run_args(
         }
     }
     Ok(a)
+}
+
+/// A named volume's name on the host: its `name:`, or `<project>_<key>`.
+fn volume_name(project: &Project, key: &str) -> String {
+    project
+        .volumes
+        .get(key)
+        .and_then(|x| x.name.clone())
+        .unwrap_or_else(|| format!("{}_{key}", project.name))
 }
 
 /// Where a project keeps what it writes for its containers (secrets and

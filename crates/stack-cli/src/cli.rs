@@ -101,6 +101,8 @@ pub enum Command {
     Logs(LogsArgs),
     /// Run a command in a running service container
     Exec(ExecArgs),
+    /// Run a one-off command in a new container of a service
+    Run(RunOneOff),
     /// List the projects on this host
     Ls {
         #[arg(short, long)]
@@ -354,4 +356,45 @@ pub struct PsArgs {
     /// Only these services
     #[arg(value_name = "SERVICE")]
     pub only: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct RunOneOff {
+    /// Remove the container when it exits
+    #[arg(long)]
+    pub rm: bool,
+    /// Run in the background, print the container's name
+    #[arg(short, long)]
+    pub detach: bool,
+    /// Set an environment variable (KEY=VALUE)
+    #[arg(short = 'e', long = "env")]
+    pub env: Vec<String>,
+    #[arg(short = 'u', long)]
+    pub user: Option<String>,
+    #[arg(short = 'w', long = "workdir")]
+    pub workdir: Option<String>,
+    /// Replace the image's entrypoint
+    #[arg(long)]
+    pub entrypoint: Option<String>,
+    /// Do not start the services it depends on
+    #[arg(long)]
+    pub no_deps: bool,
+    /// When the command ends, stop and remove the dependencies this run started (for CI)
+    #[arg(long, conflicts_with = "detach")]
+    pub rm_deps: bool,
+    /// No pseudo-terminal (one is allocated when standard input is a terminal)
+    #[arg(short = 'T', long = "no-tty")]
+    pub no_tty: bool,
+    /// Publish a port (HOST:CONTAINER)
+    #[arg(short = 'p', long = "publish")]
+    pub publish: Vec<String>,
+    /// Publish the service's own ports too
+    #[arg(long)]
+    pub service_ports: bool,
+    #[arg(long)]
+    pub name: Option<String>,
+    pub service: String,
+    /// The command (default: the service's)
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub command: Vec<String>,
 }

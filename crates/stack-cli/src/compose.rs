@@ -14,7 +14,7 @@ use stack_api::{
 };
 use stack_model::Project;
 
-use crate::cli::{DownArgs, ExecArgs, Global, LogsArgs, PsArgs, UpArgs};
+use crate::cli::{DownArgs, ExecArgs, Global, LogsArgs, PsArgs, RunOneOff, UpArgs};
 
 fn load(g: &Global) -> anyhow::Result<stack_loader::Loaded> {
     let opts = crate::config::options(g, &[], false, false)?;
@@ -541,4 +541,85 @@ pub fn port(g: &Global, service: &str, port: &str, index: u32) -> anyhow::Result
         .find(|c| c.service == service && c.number == index)
         .ok_or_else(|| anyhow::anyhow!("no container for service `{service}` (replica {index})"))?;
     crate::lifecycle::port(&crate::container::stack_root(), &c.id, Some(port))
+}
+
+/// `stack run SERVICE [COMMAND…]`: its dependencies up (through the
+/// engine), its networks there, then a one-off container of the service
+/// run from here in the foreground (a terminal and standard input work as
+/// with `container run`); its exit code is ours.
+pub fn run(g: &Global, args: &RunOneOff) -> anyhow::Result<i32> {
+    let mut loaded = load(g)?;
+    contents_from_environment(&mut loaded)?;
+    let project = loaded.project;
+    check_services(&project, std::slice::from_ref(&args.service))?;
+    let graph = stack_graph::Graph::from_project(&project);
+    let deps: Vec<String> = graph
+        .with_dependencies(std::slice::from_ref(&args.service))
+        .into_iter()
+        .filter(|s| s != &args.service)
+        .collect();
+    let mut started = Vec::new();
+    if !args.no_deps && !deps.is_empty() {
+        let running: Vec<String> = containers(&project, false, &deps)?
+            .into_iter()
+            .map(|c| c.service)
+            .collect();
+        started = deps
+            .iter()
+            .filter(|d| !running.contains(d))
+            .cloned()
+            .collect();
+        let req = UpRequest {
+            services: deps.clone(),
+            no_recreate: true,
+            project: project.clone(),
+            ..Default::default()
+        };
+        call(&format!("/v1/projects/{}/up", project.name), &req)?;
+    }
+    crate::reconcile::run_networks(&project, &project.services[&args.service])?;
+    let name = match &args.name {
+        Some(n) => n.clone(),
+        None => format!(
+            "{}-{}-run-{}",
+            project.name,
+            args.service,
+            &crate::container::random_id()?[..12]
+        ),
+    };
+    let mut a = crate::reconcile::one_off_args(&project, &args.service, &name, args.service_ports)?;
+    if !args.command.is_empty() {
+        a.args.truncate(1);
+        a.args.extend(args.command.iter().cloned());
+    }
+    if let Some(e) = &args.entrypoint {
+        a.entrypoint = Some(
+            stack_model::shell_split(e)
+                .map_err(|why| anyhow::anyhow!("--entrypoint `{e}`: {why}"))?,
+        );
+    }
+    a.env.extend(args.env.iter().cloned());
+    if args.user.is_some() {
+        a.user = args.user.clone();
+    }
+    if args.workdir.is_some() {
+        a.workdir = args.workdir.clone();
+    }
+    a.publish.extend(args.publish.iter().cloned());
+    a.detach = args.detach;
+    a.rm = args.rm;
+    a.quiet = false;
+    a.tty = !args.no_tty && !args.detach && std::io::stdin().is_terminal();
+    a.interactive = !args.detach;
+    let code = crate::container::run_container(&a);
+    if args.rm_deps && !started.is_empty() {
+        let req = ActionRequest {
+            project: project.clone(),
+            services: started,
+            stop: true,
+            ..Default::default()
+        };
+        call(&format!("/v1/projects/{}/rm", project.name), &req)?;
+    }
+    code
 }

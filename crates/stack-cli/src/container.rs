@@ -245,7 +245,7 @@ pub fn stack_root() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("/var/lib/stack"))
 }
 
-fn random_id() -> anyhow::Result<String> {
+pub fn random_id() -> anyhow::Result<String> {
     let mut bytes = [0u8; 32];
     std::io::Read::read_exact(&mut std::fs::File::open("/dev/urandom")?, &mut bytes)?;
     Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())

@@ -107,6 +107,13 @@ fn main() -> ExitCode {
             services,
         } => compose::rm(&args.global, services, *force, *stop),
         cli::Command::Logs(l) => compose::logs(&args.global, l),
+        cli::Command::Run(r) => match compose::run(&args.global, r) {
+            Ok(code) => {
+                let _ = out.flush();
+                return ExitCode::from(u8::try_from(code).unwrap_or(1));
+            }
+            Err(e) => Err(e),
+        },
         cli::Command::Exec(x) => match compose::exec(&args.global, x) {
             Ok(code) => {
                 let _ = out.flush();

@@ -55,6 +55,8 @@ fn replicas(s: &Service) -> u32 {
 fn existing(project: &str) -> Vec<Existing> {
     crate::lifecycle::project_containers(&stack_root(), Some(project))
         .into_iter()
+        // One-off containers (`stack run`) are not replicas.
+        .filter(|(st, _)| label(st, LABEL_ONEOFF) != "True")
         .map(|(st, running)| Existing {
             service: label(&st, stack_plan::LABEL_SERVICE),
             number: label(&st, stack_plan::LABEL_NUMBER).parse().unwrap_or(0),
@@ -497,50 +499,7 @@ fn run_op(origin: &Origin<'_>, op: &Op, events: &Events) -> anyhow::Result<()> {
     };
     match op {
         Op::CreateNetwork { key, name } => {
-            let n = &project.networks[key];
-            fn parse<T: std::str::FromStr>(
-                key: &str,
-                what: &str,
-                v: &Option<String>,
-            ) -> anyhow::Result<Option<T>> {
-                v.as_deref()
-                    .map(|s| {
-                        s.parse::<T>()
-                            .map_err(|_| anyhow::anyhow!("network {key}: invalid {what} `{s}`"))
-                    })
-                    .transpose()
-            }
-            let mut subnets = Vec::new();
-            for c in &n.ipam.config {
-                subnets.push(stack_net::SubnetRequest {
-                    subnet: parse(key, "subnet", &c.subnet)?,
-                    gateway: parse(key, "gateway", &c.gateway)?,
-                    ip_range: parse(key, "ip_range", &c.ip_range)?,
-                    aux_addresses: c
-                        .aux_addresses
-                        .0
-                        .values()
-                        .map(|v| {
-                            v.parse().with_context(|| {
-                                format!("network {key}: invalid aux address `{v}`")
-                            })
-                        })
-                        .collect::<anyhow::Result<_>>()?,
-                });
-            }
-            let mut labels = n.labels.0.clone();
-            labels.insert("com.docker.compose.project".into(), project.name.clone());
-            labels.insert("com.docker.compose.network".into(), key.clone());
-            let opts = stack_net::CreateOptions {
-                name: name.clone(),
-                driver: n.driver.clone(),
-                driver_opts: n.driver_opts.0.clone(),
-                subnets,
-                ipv6: n.enable_ipv6.unwrap_or(false),
-                internal: n.internal,
-                labels,
-            };
-            crate::network::create(&opts)?;
+            create_network(project, key, name)?;
             done("Network", name, "Created");
         }
         Op::RemoveNetwork { name } => {
@@ -753,6 +712,97 @@ fn volume_name(project: &Project, key: &str) -> String {
         .and_then(|x| x.name.clone())
         .unwrap_or_else(|| format!("{}_{key}", project.name))
 }
+
+/// Creates a project's network (and the DNS server that answers on it).
+fn create_network(project: &Project, key: &str, name: &str) -> anyhow::Result<()> {
+    let n = &project.networks[key];
+    fn parse<T: std::str::FromStr>(
+        key: &str,
+        what: &str,
+        v: &Option<String>,
+    ) -> anyhow::Result<Option<T>> {
+        v.as_deref()
+            .map(|s| {
+                s.parse::<T>()
+                    .map_err(|_| anyhow::anyhow!("network {key}: invalid {what} `{s}`"))
+            })
+            .transpose()
+    }
+    let mut subnets = Vec::new();
+    for c in &n.ipam.config {
+        subnets.push(stack_net::SubnetRequest {
+            subnet: parse(key, "subnet", &c.subnet)?,
+            gateway: parse(key, "gateway", &c.gateway)?,
+            ip_range: parse(key, "ip_range", &c.ip_range)?,
+            aux_addresses: c
+                .aux_addresses
+                .0
+                .values()
+                .map(|v| {
+                    v.parse()
+                        .with_context(|| format!("network {key}: invalid aux address `{v}`"))
+                })
+                .collect::<anyhow::Result<_>>()?,
+        });
+    }
+    let mut labels = n.labels.0.clone();
+    labels.insert("com.docker.compose.project".into(), project.name.clone());
+    labels.insert("com.docker.compose.network".into(), key.to_string());
+    let opts = stack_net::CreateOptions {
+        name: name.to_string(),
+        driver: n.driver.clone(),
+        driver_opts: n.driver_opts.0.clone(),
+        subnets,
+        ipv6: n.enable_ipv6.unwrap_or(false),
+        internal: n.internal,
+        labels,
+    };
+    crate::network::create(&opts)?;
+    Ok(())
+}
+
+/// For a one-off container of `service` (`stack run`): the project's
+/// networks it joins, created if missing.
+pub fn run_networks(project: &Project, service: &Service) -> anyhow::Result<()> {
+    let have = host_networks()?;
+    if service.network_mode.is_some() {
+        return Ok(());
+    }
+    for key in service.networks.keys() {
+        let name = network_name(project, key);
+        if !have.contains(&name) {
+            if project.networks.get(key).is_some_and(|n| n.external.0) {
+                bail!("network {name} declared as external, but could not be found");
+            }
+            create_network(project, key, &name)?;
+        }
+    }
+    Ok(())
+}
+
+/// The arguments of a one-off container of a service (`stack run`):
+/// labelled as compose labels them, so `up` leaves it alone.
+pub fn one_off_args(
+    project: &Project,
+    service: &str,
+    name: &str,
+    service_ports: bool,
+) -> anyhow::Result<RunArgs> {
+    let origin = Origin {
+        project,
+        working_dir: "",
+        config_files: &[],
+        timeout: None,
+    };
+    let mut a = run_args(&origin, service, &project.services[service], 1, name)?;
+    a.labels.push(format!("{LABEL_ONEOFF}=True"));
+    if !service_ports {
+        a.publish.clear();
+    }
+    Ok(a)
+}
+
+const LABEL_ONEOFF: &str = "com.docker.compose.oneoff";
 
 /// Where a project keeps what it writes for its containers (secrets and
 /// configs given as content); removed by `down`.

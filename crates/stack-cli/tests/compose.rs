@@ -391,3 +391,76 @@ configs:
     );
     assert_eq!(e.out(&["--project-directory", d, "ps", "-a", "-q"]), "");
 }
+
+/// `stack run`: a one-off container of a service, its dependencies started
+/// first (and removed again with --rm-deps), the command's output and exit
+/// code, the service's environment and networks; `up` leaves it alone.
+#[test]
+fn one_off_run() {
+    let mut e = Env::new("compose", "run");
+    e.vars.push(("STACK_DNS_UPSTREAM".into(), "none".into()));
+    let dir = project(&e);
+    std::fs::write(
+        dir.join("compose.yaml"),
+        r#"services:
+  db:
+    image: local/busybox:1
+    command: httpd -f -p 80 -h /www
+  tests:
+    image: local/busybox:1
+    command: ["echo", "the default command"]
+    environment:
+      GREETING: hello
+    depends_on: [db]
+"#,
+    )
+    .unwrap();
+    let d = dir.to_str().unwrap();
+    let run = |args: &[&str]| {
+        let mut a = vec!["--project-directory", d, "run"];
+        a.extend_from_slice(args);
+        e.stack(&a)
+    };
+    // The dependency comes up; the task reaches it by name; its code is ours.
+    let o = run(&[
+        "--rm",
+        "--rm-deps",
+        "-e",
+        "EXTRA=1",
+        "tests",
+        "sh",
+        "-c",
+        "echo $GREETING $EXTRA; wget -qO- http://db/; exit 7",
+    ]);
+    assert_eq!(o.status.code(), Some(7), "{o:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout),
+        "hello 1\nhello from web\n"
+    );
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("Container shop-db-1  Started")
+            && err.contains("Container shop-db-1  Removed"),
+        "{err}"
+    );
+    assert_eq!(e.out(&["--project-directory", d, "ps", "-a", "-q"]), "");
+
+    // The service's command by default; without --rm the container stays,
+    // and `up` does not count it as a replica.
+    let o = run(&["--no-deps", "--name", "once", "tests"]);
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout),
+        "the default command\n",
+        "{o:?}"
+    );
+    assert!(e.out(&["container", "ls", "-a"]).contains("once"));
+    e.out(&["--project-directory", d, "up", "-d"]);
+    let ps = e.out(&["--project-directory", d, "ps", "-a"]);
+    assert!(
+        ps.contains("shop-tests-1") && ps.contains("shop-db-1"),
+        "{ps}"
+    );
+    assert!(!run(&["nope"]).status.success());
+    e.out(&["container", "rm", "once"]);
+    e.out(&["--project-directory", d, "down"]);
+}

@@ -288,6 +288,10 @@ pub fn netns_path(store: &Store, container: &str) -> PathBuf {
 /// Makes a container's network namespace and connects it to its networks
 /// (the first gets the default route and the published ports). On failure
 /// nothing is left.
+///
+/// Only the choice of addresses and ports (and the records that reserve
+/// them) happens under the store's lock; the netlink work that follows runs
+/// in parallel with other containers' (an `up` wires its containers at once).
 pub async fn connect(
     store: &Store,
     container: &str,
@@ -295,37 +299,77 @@ pub async fn connect(
     attachments: &[Attachment],
     ports: &[Port],
 ) -> Result<(PathBuf, Vec<Endpoint>), NetError> {
-    let _lock = store.lock()?;
     let netns = netns_path(store, container);
     let mut done: Vec<Endpoint> = Vec::new();
-    let result = connect_locked(
-        store,
-        container,
-        name,
-        attachments,
-        ports,
-        &netns,
-        &mut done,
-    )
-    .await;
+    let planned = {
+        let _lock = store.lock()?;
+        reserve(
+            store,
+            container,
+            name,
+            attachments,
+            ports,
+            &netns,
+            &mut done,
+        )
+    };
+    let result = match planned {
+        Ok(plan) => wire(&netns, &done, &plan).await,
+        Err(e) => Err(e),
+    };
+    let published = done.first().is_some_and(|ep| !ep.ports.is_empty());
     match result {
-        Ok(()) => Ok((netns, done)),
+        Ok(()) if !published => Ok((netns, done)),
+        Ok(()) => {
+            let _lock = store.lock()?;
+            match firewall::apply(store, false) {
+                Ok(()) => Ok((netns, done)),
+                Err(e) => {
+                    drop(_lock);
+                    undo(store, container, &netns, &done, true).await;
+                    Err(e)
+                }
+            }
+        }
         Err(e) => {
-            let nl = link::Netlink::host()?;
-            for ep in &done {
-                let _ = nl.delete(&ep.host_veth).await;
-                let _ = store.delete_endpoint(&ep.network, container);
-            }
-            let _ = link::remove_netns(&netns);
-            if !ports.is_empty() {
-                let _ = firewall::apply(store, false);
-            }
+            undo(store, container, &netns, &done, published).await;
             Err(e)
         }
     }
 }
 
-async fn connect_locked(
+/// What [`reserve`] decided for one endpoint that netlink must make.
+struct Planned {
+    peer: String,
+    mac: [u8; 6],
+    addrs: Vec<(IpAddr, u8)>,
+    gateways: Vec<IpAddr>,
+    bridge: String,
+    mtu: Option<u32>,
+}
+
+/// Removes what a failed connect made.
+async fn undo(store: &Store, container: &str, netns: &Path, done: &[Endpoint], rules: bool) {
+    if let Ok(nl) = link::Netlink::host() {
+        for ep in done {
+            let _ = nl.delete(&ep.host_veth).await;
+        }
+    }
+    let Ok(_lock) = store.lock() else {
+        return;
+    };
+    for ep in done {
+        let _ = store.delete_endpoint(&ep.network, container);
+    }
+    let _ = link::remove_netns(netns);
+    if rules {
+        let _ = firewall::apply(store, false);
+    }
+}
+
+/// Under the lock: checks the request, picks addresses and host ports, and
+/// writes the endpoint records that reserve them.
+fn reserve(
     store: &Store,
     container: &str,
     name: &str,
@@ -333,7 +377,7 @@ async fn connect_locked(
     ports: &[Port],
     netns: &Path,
     done: &mut Vec<Endpoint>,
-) -> Result<(), NetError> {
+) -> Result<Vec<Planned>, NetError> {
     let nets: Vec<Network> = attachments
         .iter()
         .map(|a| store.get(&a.network))
@@ -348,9 +392,7 @@ async fn connect_locked(
         }
         ports::check_free(store, &mut ports)?;
     }
-    link::create_netns(netns)?;
-    let host = link::Netlink::host()?;
-    let inside = link::Netlink::in_netns(netns)?;
+    let mut plan = Vec::new();
     for (i, (a, net)) in attachments.iter().zip(&nets).enumerate() {
         let used: Vec<IpAddr> = store
             .endpoints(&net.name)?
@@ -394,18 +436,14 @@ async fn connect_locked(
             }
         }
         let mac = a.mac.unwrap_or_else(|| ipam::mac_for(addrs[0].0));
-        let ifname = format!("eth{i}");
         let tag = format!("{}{i}", &container[..container.len().min(9)]);
-        let (host_veth, peer) = (format!("vs{tag}"), format!("vp{tag}"));
-        host.veth_into(&host_veth, &peer, &net.bridge, net.mtu, netns)
-            .await?;
         let ep = Endpoint {
             container: container.to_string(),
             name: name.to_string(),
             aliases: a.aliases.clone(),
             network: net.name.clone(),
-            ifname: ifname.clone(),
-            host_veth,
+            ifname: format!("eth{i}"),
+            host_veth: format!("vs{tag}"),
             mac: ipam::format_mac(&mac),
             addresses: addrs.iter().map(|(a, _)| *a).collect(),
             netns: netns.to_path_buf(),
@@ -413,21 +451,36 @@ async fn connect_locked(
         };
         store.put_endpoint(&ep)?;
         done.push(ep);
-        let gateways: Vec<IpAddr> = if net.internal {
-            Vec::new()
-        } else {
-            net.subnets.iter().map(|s| s.gateway).collect()
-        };
+        plan.push(Planned {
+            peer: format!("vp{tag}"),
+            mac,
+            addrs,
+            gateways: if net.internal {
+                Vec::new()
+            } else {
+                net.subnets.iter().map(|s| s.gateway).collect()
+            },
+            bridge: net.bridge.clone(),
+            mtu: net.mtu,
+        });
+    }
+    Ok(plan)
+}
+
+/// Without the lock: the namespace, a veth per endpoint into it, addresses
+/// and routes.
+async fn wire(netns: &Path, endpoints: &[Endpoint], plan: &[Planned]) -> Result<(), NetError> {
+    link::create_netns(netns)?;
+    let host = link::Netlink::host()?;
+    let inside = link::Netlink::in_netns(netns)?;
+    for (ep, p) in endpoints.iter().zip(plan) {
+        host.veth_into(&ep.host_veth, &p.peer, &p.bridge, p.mtu, netns)
+            .await?;
         inside
-            .configure(&peer, &ifname, mac, &addrs, &gateways)
+            .configure(&p.peer, &ep.ifname, p.mac, &p.addrs, &p.gateways)
             .await?;
     }
-    // Only published ports make a container's rules.
-    if ports.is_empty() {
-        Ok(())
-    } else {
-        firewall::apply(store, false)
-    }
+    Ok(())
 }
 
 /// Whether any process is in the namespace bound at `path`.

@@ -58,6 +58,8 @@ pub enum ContainerCommand {
         #[arg(short, long)]
         timestamps: bool,
     },
+    /// Start a stopped container again, in place (same id, files and address)
+    Start { containers: Vec<String> },
     /// Stop a container: its stop signal, then SIGKILL after the grace period
     Stop {
         container: String,
@@ -297,6 +299,12 @@ pub fn run(cmd: &ContainerCommand) -> anyhow::Result<i32> {
             follow,
             timestamps,
         } => crate::lifecycle::logs(&root, container, *follow, *timestamps).map(|()| 0),
+        ContainerCommand::Start { containers } => {
+            for c in containers {
+                println!("{}", crate::lifecycle::start_again(&root, c)?);
+            }
+            Ok(0)
+        }
         ContainerCommand::Stop { container, time } => {
             crate::lifecycle::stop(&root, container, *time).map(|()| 0)
         }

@@ -110,6 +110,11 @@ fn containers_outlive_a_killed_engine() {
     e.out(&["container", "stop", "shop-ticker-1"]);
     let st = inspect(&e, "shop-ticker-1");
     assert_eq!(st["exit_code"], 143, "{st}");
+    // And it starts again in place, engine or not.
+    e.out(&["container", "start", "shop-ticker-1"]);
+    let again = inspect(&e, "shop-ticker-1");
+    assert_eq!(again["running"], true, "{again}");
+    assert_eq!(again["id"], st["id"]);
 
     e.out(&["--project-directory", d, "down"]);
     assert_eq!(entries(&e, "containers"), Vec::<String>::new());

@@ -106,6 +106,18 @@ fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, NetError>
     })
 }
 
+/// A record listed a moment ago, or nothing if it was removed since (a
+/// container going away while others are listed, without the lock).
+fn read_unless_gone<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Option<T>, NetError> {
+    match read_json(path) {
+        Ok(v) => Ok(Some(v)),
+        Err(NetError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+            Ok(None)
+        }
+        Err(e) => Err(e),
+    }
+}
+
 /// Names become file names: letters, digits, `_`, `.`, `-`, not leading `.`.
 pub fn valid_name(name: &str) -> bool {
     !name.is_empty()
@@ -148,7 +160,7 @@ impl Store {
         {
             let p = e.path();
             if p.extension().is_some_and(|x| x == "json") {
-                out.push(read_json(&p)?);
+                out.extend(read_unless_gone(&p)?);
             }
         }
         out.sort_by(|a: &Network, b| a.name.cmp(&b.name));
@@ -184,7 +196,7 @@ impl Store {
         let mut out = Vec::new();
         for e in entries.flatten() {
             if e.path().extension().is_some_and(|x| x == "json") {
-                out.push(read_json(&e.path())?);
+                out.extend(read_unless_gone(&e.path())?);
             }
         }
         out.sort_by(|a: &Endpoint, b| a.name.cmp(&b.name));

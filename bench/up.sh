@@ -21,6 +21,7 @@ cleanup() {
     if $docker_ok; then (cd "$work/$p" 2>/dev/null && docker-compose down -t 10 >/dev/null 2>&1) || true; fi
   done
   if $docker_ok; then docker rmi -f stack-bench/busybox:1 >/dev/null 2>&1 || true; fi
+  kill "$(cat "$STACK_ROOT/engine.pid" 2>/dev/null)" 2>/dev/null || true
   rm -rf "$work"
 }
 trap cleanup EXIT

@@ -123,6 +123,13 @@ pub struct ActionRequest {
     pub stop: bool,
 }
 
+impl ActionRequest {
+    pub fn with_stop(mut self, stop: bool) -> ActionRequest {
+        self.stop = stop;
+        self
+    }
+}
+
 /// The query of `GET /v1/projects/{project}/logs`.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct LogsQuery {

@@ -298,24 +298,10 @@ fn check_services(project: &Project, services: &[String]) -> anyhow::Result<()> 
     Ok(())
 }
 
-/// stop, start, restart, kill, pause, unpause.
-pub fn act(
-    g: &Global,
-    action: Action,
-    services: &[String],
-    timeout: Option<u64>,
-    signal: Option<String>,
-    stop: bool,
-) -> anyhow::Result<()> {
-    let project = load(g)?.project;
-    check_services(&project, services)?;
-    let req = ActionRequest {
-        services: services.to_vec(),
-        timeout,
-        signal,
-        stop,
-        project,
-    };
+/// stop, start, restart, kill, pause, unpause, rm.
+pub fn act(g: &Global, action: Action, mut req: ActionRequest) -> anyhow::Result<()> {
+    req.project = load(g)?.project;
+    check_services(&req.project, &req.services)?;
     call(
         &format!("/v1/projects/{}/{}", req.project.name, action.name()),
         &req,
@@ -324,15 +310,12 @@ pub fn act(
 }
 
 /// `stack rm`: asks first on a terminal, unless `-f`.
-pub fn rm(g: &Global, services: &[String], force: bool, stop: bool) -> anyhow::Result<()> {
+pub fn rm(g: &Global, force: bool, req: ActionRequest) -> anyhow::Result<()> {
     if !force && std::io::stdin().is_terminal() {
         let project = load(g)?.project;
-        let all: Vec<ContainerSummary> =
-            get(&format!("/v1/projects/{}/containers?all=1", project.name))?;
-        let going: Vec<String> = all
+        let going: Vec<String> = containers(&project, true, &req.services)?
             .into_iter()
-            .filter(|c| services.is_empty() || services.contains(&c.service))
-            .filter(|c| stop || c.state == "exited")
+            .filter(|c| req.stop || c.state == "exited")
             .map(|c| c.name)
             .collect();
         if going.is_empty() {
@@ -347,25 +330,22 @@ pub fn rm(g: &Global, services: &[String], force: bool, stop: bool) -> anyhow::R
             return Ok(());
         }
     }
-    act(g, Action::Rm, services, None, None, stop)
+    act(g, Action::Rm, req)
+}
+
+/// The running container of replica `index` of a service.
+fn replica(project: &Project, service: &str, index: u32) -> anyhow::Result<ContainerSummary> {
+    containers(project, false, &[service.to_string()])?
+        .into_iter()
+        .find(|c| c.number == index)
+        .ok_or_else(|| anyhow::anyhow!("service `{service}` is not running (replica {index})"))
 }
 
 /// `stack exec SERVICE COMMAND…`: joins the replica's namespaces from here
 /// (the engine says which container it is).
 pub fn exec(g: &Global, args: &ExecArgs) -> anyhow::Result<i32> {
     let project = load(g)?.project;
-    check_services(&project, std::slice::from_ref(&args.service))?;
-    let rows: Vec<ContainerSummary> = get(&format!("/v1/projects/{}/containers", project.name))?;
-    let c = rows
-        .into_iter()
-        .find(|c| c.service == args.service && c.number == args.index)
-        .ok_or_else(|| {
-            anyhow::anyhow!(
-                "service `{}` is not running (replica {})",
-                args.service,
-                args.index
-            )
-        })?;
+    let c = replica(&project, &args.service, args.index)?;
     let tty = !args.no_tty && std::io::stdin().is_terminal();
     crate::lifecycle::exec(
         &crate::container::stack_root(),
@@ -535,11 +515,7 @@ pub fn ls(quiet: bool) -> anyhow::Result<()> {
 /// `stack port SERVICE PORT [--index N]`: the host side of a published port.
 pub fn port(g: &Global, service: &str, port: &str, index: u32) -> anyhow::Result<()> {
     let project = load(g)?.project;
-    let rows: Vec<ContainerSummary> = get(&format!("/v1/projects/{}/containers", project.name))?;
-    let c = rows
-        .into_iter()
-        .find(|c| c.service == service && c.number == index)
-        .ok_or_else(|| anyhow::anyhow!("no container for service `{service}` (replica {index})"))?;
+    let c = replica(&project, service, index)?;
     crate::lifecycle::port(&crate::container::stack_root(), &c.id, Some(port))
 }
 

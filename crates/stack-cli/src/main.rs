@@ -18,7 +18,7 @@ use std::io::Write as _;
 use std::process::ExitCode;
 
 use clap::Parser as _;
-use stack_api::Action;
+use stack_api::{Action, ActionRequest};
 
 fn main() -> ExitCode {
     // The hidden init mode: this process is becoming a container.
@@ -31,125 +31,86 @@ fn main() -> ExitCode {
     }
     let args = cli::Cli::parse();
     let mut out = std::io::stdout().lock();
-    let result = match &args.command {
-        cli::Command::Config(c) => config::config(&args.global, c, &mut out),
-        cli::Command::Graph(g) => config::graph(&args.global, g, &mut out),
-        cli::Command::Container { command } => match container::run(command) {
-            Ok(code) => {
-                let _ = out.flush();
-                return ExitCode::from(u8::try_from(code).unwrap_or(1));
-            }
-            Err(e) => Err(e),
-        },
-        cli::Command::Image { command } => image::run(command),
-        cli::Command::Network { command } => network::run(command),
-        cli::Command::Pull(p) => config::pull(&args.global, p),
-        cli::Command::Up(u) => match compose::up(&args.global, u) {
-            Ok(code) => {
-                let _ = out.flush();
-                return ExitCode::from(u8::try_from(code).unwrap_or(1));
-            }
-            Err(e) => Err(e),
-        },
-        cli::Command::Down(d) => compose::down(&args.global, d),
-        cli::Command::Ps(p) => compose::ps(&args.global, p),
-        cli::Command::Top(t) => compose::top(&args.global, &t.services),
-        cli::Command::Images(i) => compose::images(&args.global, &i.services),
-        cli::Command::Wait(w) => match compose::wait(&args.global, &w.services) {
-            Ok(code) => {
-                let _ = out.flush();
-                return ExitCode::from(u8::try_from(code).unwrap_or(1));
-            }
-            Err(e) => Err(e),
-        },
-        cli::Command::Ls { quiet } => compose::ls(*quiet),
-        cli::Command::Stop(a) => compose::act(
-            &args.global,
-            Action::Stop,
-            &a.services,
-            a.timeout,
-            None,
-            false,
-        ),
-        cli::Command::Start(a) => {
-            compose::act(&args.global, Action::Start, &a.services, None, None, false)
-        }
-        cli::Command::Restart(a) => compose::act(
-            &args.global,
-            Action::Restart,
-            &a.services,
-            a.timeout,
-            None,
-            false,
-        ),
-        cli::Command::Kill { signal, services } => compose::act(
-            &args.global,
+    let g = &args.global;
+    // Each command's exit code (most have only success, 0).
+    let done = |r: anyhow::Result<()>| r.map(|()| 0);
+    let act = |action, req| done(compose::act(g, action, req));
+    let result: anyhow::Result<i32> = match &args.command {
+        cli::Command::Config(c) => done(config::config(g, c, &mut out)),
+        cli::Command::Graph(gr) => done(config::graph(g, gr, &mut out)),
+        cli::Command::Container { command } => container::run(command),
+        cli::Command::Image { command } => done(image::run(command)),
+        cli::Command::Network { command } => done(network::run(command)),
+        cli::Command::Pull(p) => done(config::pull(g, p)),
+        cli::Command::Up(u) => compose::up(g, u),
+        cli::Command::Down(d) => done(compose::down(g, d)),
+        cli::Command::Ps(p) => done(compose::ps(g, p)),
+        cli::Command::Top(t) => done(compose::top(g, &t.services)),
+        cli::Command::Images(i) => done(compose::images(g, &i.services)),
+        cli::Command::Wait(w) => compose::wait(g, &w.services),
+        cli::Command::Ls { quiet } => done(compose::ls(*quiet)),
+        cli::Command::Stop(a) => act(Action::Stop, services(&a.services, a.timeout)),
+        cli::Command::Start(a) => act(Action::Start, services(&a.services, None)),
+        cli::Command::Restart(a) => act(Action::Restart, services(&a.services, a.timeout)),
+        cli::Command::Kill {
+            signal,
+            services: s,
+        } => act(
             Action::Kill,
-            services,
-            None,
-            Some(signal.clone()),
-            false,
+            ActionRequest {
+                signal: Some(signal.clone()),
+                ..services(s, None)
+            },
         ),
-        cli::Command::Pause(a) => {
-            compose::act(&args.global, Action::Pause, &a.services, None, None, false)
-        }
-        cli::Command::Unpause(a) => compose::act(
-            &args.global,
-            Action::Unpause,
-            &a.services,
-            None,
-            None,
-            false,
-        ),
+        cli::Command::Pause(a) => act(Action::Pause, services(&a.services, None)),
+        cli::Command::Unpause(a) => act(Action::Unpause, services(&a.services, None)),
         cli::Command::Rm {
             force,
             stop,
-            services,
-        } => compose::rm(&args.global, services, *force, *stop),
-        cli::Command::Logs(l) => compose::logs(&args.global, l),
-        cli::Command::Run(r) => match compose::run(&args.global, r) {
-            Ok(code) => {
-                let _ = out.flush();
-                return ExitCode::from(u8::try_from(code).unwrap_or(1));
-            }
-            Err(e) => Err(e),
-        },
-        cli::Command::Exec(x) => match compose::exec(&args.global, x) {
-            Ok(code) => {
-                let _ = out.flush();
-                return ExitCode::from(u8::try_from(code).unwrap_or(1));
-            }
-            Err(e) => Err(e),
-        },
-        cli::Command::Daemon { group } => engine::daemon(group.as_deref()),
+            services: s,
+        } => done(compose::rm(g, *force, services(s, None).with_stop(*stop))),
+        cli::Command::Logs(l) => done(compose::logs(g, l)),
+        cli::Command::Run(r) => compose::run(g, r),
+        cli::Command::Exec(x) => compose::exec(g, x),
+        cli::Command::Daemon { group } => done(engine::daemon(group.as_deref())),
         cli::Command::Port {
             service,
             port,
             index,
-        } => compose::port(&args.global, service, port, *index),
-        cli::Command::Login(l) => registry::login(
+        } => done(compose::port(g, service, port, *index)),
+        cli::Command::Login(l) => done(registry::login(
             l.server.as_deref(),
             l.username.as_deref(),
             l.password.as_deref(),
             l.password_stdin,
-        ),
-        cli::Command::Logout { server } => registry::logout(server.as_deref()),
+        )),
+        cli::Command::Logout { server } => done(registry::logout(server.as_deref())),
         cli::Command::Version => {
-            writeln!(out, "stack version {}", env!("CARGO_PKG_VERSION")).map_err(Into::into)
+            done(writeln!(out, "stack version {}", env!("CARGO_PKG_VERSION")).map_err(Into::into))
         }
         cli::Command::Completion { shell } => {
             let mut cmd = <cli::Cli as clap::CommandFactory>::command();
             clap_complete::generate(*shell, &mut cmd, "stack", &mut out);
-            Ok(())
+            Ok(0)
         }
     };
+    let _ = out.flush();
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
         Err(e) => {
-            let _ = out.flush();
             eprintln!("{}", render_error(&e));
             ExitCode::FAILURE
         }
+    }
+}
+
+/// An action on some services (all when empty); the project is the
+/// client's to fill in.
+fn services(services: &[String], timeout: Option<u64>) -> ActionRequest {
+    ActionRequest {
+        services: services.to_vec(),
+        timeout,
+        ..Default::default()
     }
 }
 

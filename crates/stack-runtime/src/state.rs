@@ -90,12 +90,18 @@ const CLAIM: &str = "creating";
 
 /// Makes a new container's directory, marked as being created by us: a
 /// process that dies before the container starts (an engine killed mid-`up`)
-/// leaves a claim whose owner is gone, which [`unfinished`] finds.
+/// leaves a claim whose owner is gone, which [`unfinished`] finds. The
+/// directory is made aside under a name that says who makes it, gets its
+/// claim file, then is renamed into place: at no moment does a directory
+/// exist that does not say whose it is.
 pub fn claim(dir: &Path) -> io::Result<()> {
-    std::fs::create_dir_all(dir)?;
     let me = std::process::id() as i32;
-    let start = start_time(me).unwrap_or(0);
-    std::fs::write(dir.join(CLAIM), format!("{me} {start}\n"))
+    let creator = format!("{me} {}", start_time(me).unwrap_or(0));
+    let name = dir.file_name().unwrap_or_default().to_string_lossy();
+    let aside = dir.with_file_name(format!(".{name}.{}.claim", creator.replace(' ', "-")));
+    std::fs::create_dir_all(&aside)?;
+    std::fs::write(aside.join(CLAIM), format!("{creator}\n"))?;
+    std::fs::rename(&aside, dir)
 }
 
 /// Drops the claim once the container exists (or is gone).
@@ -104,7 +110,7 @@ pub fn release(dir: &Path) {
 }
 
 /// Container directories without state whose creator died: what an
-/// interrupted create left behind.
+/// interrupted create left behind, renamed into place or not.
 pub fn unfinished(root: &Path) -> Vec<PathBuf> {
     let Ok(entries) = std::fs::read_dir(root.join("containers")) else {
         return Vec::new();
@@ -114,10 +120,16 @@ pub fn unfinished(root: &Path) -> Vec<PathBuf> {
         .map(|e| e.path())
         .filter(|dir| !path(dir).exists())
         .filter(|dir| {
-            let Ok(text) = std::fs::read_to_string(dir.join(CLAIM)) else {
-                return false;
+            let name = dir.file_name().unwrap_or_default().to_string_lossy();
+            let creator = match name.strip_suffix(".claim") {
+                // `.ID.PID-START.claim`
+                Some(aside) => aside.rsplit('.').next().unwrap_or("").replace('-', " "),
+                None => match std::fs::read_to_string(dir.join(CLAIM)) {
+                    Ok(text) => text,
+                    Err(_) => return false,
+                },
             };
-            let mut it = text.split_whitespace().map(str::parse::<u64>);
+            let mut it = creator.split_whitespace().map(str::parse::<u64>);
             match (it.next(), it.next()) {
                 (Some(Ok(pid)), Some(Ok(start))) => !running(pid as i32, start),
                 _ => true,
@@ -195,5 +207,37 @@ mod tests {
     fn own_start_time_is_read() {
         assert!(start_time(std::process::id() as i32).is_some());
         assert_eq!(start_time(-5), None);
+    }
+
+    #[test]
+    fn claims_of_the_dead_are_unfinished() {
+        let root = std::env::temp_dir().join(format!("stack-claims-{}", std::process::id()));
+        let containers = root.join("containers");
+        std::fs::create_dir_all(&containers).unwrap();
+        // Ours: we live.
+        claim(&containers.join("mine")).unwrap();
+        assert!(containers.join("mine").join(CLAIM).exists());
+        // A dead creator (no process has that pid).
+        std::fs::create_dir_all(containers.join("dead")).unwrap();
+        std::fs::write(containers.join("dead").join(CLAIM), "999999999 1\n").unwrap();
+        // A claim being made aside by us, one by the dead, a started container.
+        let me = std::process::id();
+        let start = start_time(me as i32).unwrap();
+        std::fs::create_dir_all(containers.join(format!(".young.{me}-{start}.claim"))).unwrap();
+        std::fs::create_dir_all(containers.join(".old.999999999-1.claim")).unwrap();
+        std::fs::create_dir_all(containers.join("started")).unwrap();
+        std::fs::write(containers.join("started").join("state.json"), "{}").unwrap();
+        let mut found = unfinished(&root);
+        found.sort();
+        assert_eq!(
+            found,
+            vec![
+                containers.join(".old.999999999-1.claim"),
+                containers.join("dead")
+            ]
+        );
+        release(&containers.join("mine"));
+        assert!(!containers.join("mine").join(CLAIM).exists());
+        std::fs::remove_dir_all(&root).unwrap();
     }
 }

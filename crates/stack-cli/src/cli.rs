@@ -305,16 +305,8 @@ pub struct LogsArgs {
 
 #[derive(Args, Debug)]
 pub struct ExecArgs {
-    /// No pseudo-terminal (one is allocated when standard input is a terminal)
-    #[arg(short = 'T', long = "no-tty")]
-    pub no_tty: bool,
-    /// Set an environment variable (KEY=VALUE)
-    #[arg(short = 'e', long = "env")]
-    pub env: Vec<String>,
-    #[arg(short = 'u', long)]
-    pub user: Option<String>,
-    #[arg(short = 'w', long = "workdir")]
-    pub workdir: Option<String>,
+    #[command(flatten)]
+    pub process: ProcessArgs,
     /// Which replica
     #[arg(long, default_value_t = 1)]
     pub index: u32,
@@ -366,13 +358,8 @@ pub struct RunOneOff {
     /// Run in the background, print the container's name
     #[arg(short, long)]
     pub detach: bool,
-    /// Set an environment variable (KEY=VALUE)
-    #[arg(short = 'e', long = "env")]
-    pub env: Vec<String>,
-    #[arg(short = 'u', long)]
-    pub user: Option<String>,
-    #[arg(short = 'w', long = "workdir")]
-    pub workdir: Option<String>,
+    #[command(flatten)]
+    pub process: ProcessArgs,
     /// Replace the image's entrypoint
     #[arg(long)]
     pub entrypoint: Option<String>,
@@ -382,9 +369,6 @@ pub struct RunOneOff {
     /// When the command ends, stop and remove the dependencies this run started (for CI)
     #[arg(long, conflicts_with = "detach")]
     pub rm_deps: bool,
-    /// No pseudo-terminal (one is allocated when standard input is a terminal)
-    #[arg(short = 'T', long = "no-tty")]
-    pub no_tty: bool,
     /// Publish a port (HOST:CONTAINER)
     #[arg(short = 'p', long = "publish")]
     pub publish: Vec<String>,
@@ -397,4 +381,19 @@ pub struct RunOneOff {
     /// The command (default: the service's)
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
     pub command: Vec<String>,
+}
+
+/// How `exec` and `run` start their process.
+#[derive(Args, Debug)]
+pub struct ProcessArgs {
+    /// No pseudo-terminal (one is allocated when standard input is a terminal)
+    #[arg(short = 'T', long = "no-tty")]
+    pub no_tty: bool,
+    /// Set an environment variable (KEY=VALUE)
+    #[arg(short = 'e', long = "env")]
+    pub env: Vec<String>,
+    #[arg(short = 'u', long)]
+    pub user: Option<String>,
+    #[arg(short = 'w', long = "workdir")]
+    pub workdir: Option<String>,
 }

@@ -346,15 +346,15 @@ fn replica(project: &Project, service: &str, index: u32) -> anyhow::Result<Conta
 pub fn exec(g: &Global, args: &ExecArgs) -> anyhow::Result<i32> {
     let project = load(g)?.project;
     let c = replica(&project, &args.service, args.index)?;
-    let tty = !args.no_tty && std::io::stdin().is_terminal();
+    let p = &args.process;
     crate::lifecycle::exec(
         &crate::container::stack_root(),
         &c.id,
         &args.command,
-        &args.env,
-        &args.workdir,
-        &args.user,
-        tty,
+        &p.env,
+        &p.workdir,
+        &p.user,
+        !p.no_tty && std::io::stdin().is_terminal(),
         true,
     )
 }
@@ -574,18 +574,19 @@ pub fn run(g: &Global, args: &RunOneOff) -> anyhow::Result<i32> {
                 .map_err(|why| anyhow::anyhow!("--entrypoint `{e}`: {why}"))?,
         );
     }
-    a.env.extend(args.env.iter().cloned());
-    if args.user.is_some() {
-        a.user = args.user.clone();
+    let p = &args.process;
+    a.env.extend(p.env.iter().cloned());
+    if p.user.is_some() {
+        a.user = p.user.clone();
     }
-    if args.workdir.is_some() {
-        a.workdir = args.workdir.clone();
+    if p.workdir.is_some() {
+        a.workdir = p.workdir.clone();
     }
     a.publish.extend(args.publish.iter().cloned());
     a.detach = args.detach;
     a.rm = args.rm;
     a.quiet = false;
-    a.tty = !args.no_tty && !args.detach && std::io::stdin().is_terminal();
+    a.tty = !p.no_tty && !args.detach && std::io::stdin().is_terminal();
     a.interactive = !args.detach;
     let code = crate::container::run_container(&a);
     if args.rm_deps && !started.is_empty() {

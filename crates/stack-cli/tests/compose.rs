@@ -9,6 +9,16 @@ use std::path::Path;
 
 use common::Env;
 
+/// A test's own root (DNS answers no outside names) with a project
+/// directory `shop` holding `compose`.
+fn env_with(name: &str, compose: &str) -> (Env, std::path::PathBuf) {
+    let mut e = Env::new("compose", name);
+    e.vars.push(("STACK_DNS_UPSTREAM".into(), "none".into()));
+    let dir = project(&e);
+    std::fs::write(dir.join("compose.yaml"), compose).unwrap();
+    (e, dir)
+}
+
 fn project(e: &Env) -> std::path::PathBuf {
     common::busybox_image(e, "local/busybox:1");
     let dir = e.dir.join("shop");
@@ -198,11 +208,8 @@ fn the_hello_example_answers() {
 /// start in place (same id and address), restart, kill, pause, exec, rm.
 #[test]
 fn lifecycle_commands() {
-    let mut e = Env::new("compose", "life");
-    e.vars.push(("STACK_DNS_UPSTREAM".into(), "none".into()));
-    let dir = project(&e);
-    std::fs::write(
-        dir.join("compose.yaml"),
+    let (e, dir) = env_with(
+        "life",
         r#"services:
   job:
     image: local/busybox:1
@@ -212,8 +219,7 @@ fn lifecycle_commands() {
     command: ["sh", "-c", "while true; do echo tick; sleep 0.1; done"]
     depends_on: [job]
 "#,
-    )
-    .unwrap();
+    );
     let d = dir.to_str().unwrap();
     let run = |args: &[&str]| {
         let mut a = vec!["--project-directory", d];
@@ -307,14 +313,8 @@ fn lifecycle_commands() {
 /// is named; `down` removes what was written for them.
 #[test]
 fn secrets_and_configs() {
-    let mut e = Env::new("compose", "secrets");
-    e.vars.push(("STACK_DNS_UPSTREAM".into(), "none".into()));
-    e.vars
-        .push(("API_KEY".into(), "from-the-environment".into()));
-    let dir = project(&e);
-    std::fs::write(dir.join("db_password.txt"), "from-a-file\n").unwrap();
-    std::fs::write(
-        dir.join("compose.yaml"),
+    let (mut e, dir) = env_with(
+        "secrets",
         r#"services:
   app:
     image: local/busybox:1
@@ -338,8 +338,10 @@ configs:
   app_conf:
     content: "level = debug"
 "#,
-    )
-    .unwrap();
+    );
+    e.vars
+        .push(("API_KEY".into(), "from-the-environment".into()));
+    std::fs::write(dir.join("db_password.txt"), "from-a-file\n").unwrap();
     let d = dir.to_str().unwrap();
     e.out(&["--project-directory", d, "up", "-d"]);
     let sh = |script: &str| {
@@ -397,11 +399,8 @@ configs:
 /// code, the service's environment and networks; `up` leaves it alone.
 #[test]
 fn one_off_run() {
-    let mut e = Env::new("compose", "run");
-    e.vars.push(("STACK_DNS_UPSTREAM".into(), "none".into()));
-    let dir = project(&e);
-    std::fs::write(
-        dir.join("compose.yaml"),
+    let (e, dir) = env_with(
+        "run",
         r#"services:
   db:
     image: local/busybox:1
@@ -413,8 +412,7 @@ fn one_off_run() {
       GREETING: hello
     depends_on: [db]
 "#,
-    )
-    .unwrap();
+    );
     let d = dir.to_str().unwrap();
     let run = |args: &[&str]| {
         let mut a = vec!["--project-directory", d, "run"];

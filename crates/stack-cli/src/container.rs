@@ -655,17 +655,7 @@ fn start_or_run(a: &RunArgs, spec: &stack_runtime::Spec, name: &str) -> anyhow::
         file.write_all(spec.id.as_bytes())?;
     }
     if a.detach {
-        let st = stack_runtime::start(spec, &stack_root())
-            .with_context(|| format!("container `{name}`"))?;
-        if st.status == stack_runtime::Status::Exited && st.exit_code == Some(125) {
-            let log = std::fs::read_to_string(
-                stack_runtime::container_dir(&stack_root(), id).join("container.log"),
-            )
-            .unwrap_or_default();
-            let (records, _) = stack_runtime::logs::read(&log);
-            let why: String = records.iter().map(|r| r.log.as_str()).collect();
-            bail!("container `{name}` failed to start: {}", why.trim());
-        }
+        crate::lifecycle::start_detached(spec, &stack_root())?;
         if !a.quiet {
             println!("{id}");
         }

@@ -280,17 +280,13 @@ fn replace(socket: &Path, pid: u32) -> anyhow::Result<()> {
     let pid = nix::unistd::Pid::from_raw(pid as i32);
     let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
     let t = std::time::Instant::now();
-    while nix::sys::signal::kill(pid, None).is_ok() && !is_zombie(pid.as_raw()) {
+    while stack_runtime::state::process_running(pid.as_raw()) {
         if t.elapsed() > Duration::from_secs(70) {
             bail!("the engine of another build (pid {pid}) does not stop");
         }
         std::thread::sleep(Duration::from_millis(5));
     }
     start(socket)
-}
-
-fn is_zombie(pid: i32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| s.contains(") Z "))
 }
 
 /// Starts `stack daemon` in the background and waits until it answers.

@@ -252,7 +252,7 @@ pub fn stop(root: &Path, key: &str, grace: Option<u64>) -> anyhow::Result<()> {
 /// Starts a stopped container again, in place: the same id, writable
 /// layer, network namespace (and so addresses) and log. Returns its name.
 pub fn start_again(root: &Path, key: &str) -> anyhow::Result<String> {
-    let (dir, st) = find(root, key)?;
+    let (_, st) = find(root, key)?;
     if running(&st) {
         return Ok(st.name);
     }
@@ -264,16 +264,24 @@ pub fn start_again(root: &Path, key: &str) -> anyhow::Result<String> {
             );
         }
     }
-    let new =
-        stack_runtime::start(&st.spec, root).with_context(|| format!("container `{}`", st.name))?;
-    if new.status == Status::Exited {
+    start_detached(&st.spec, root)?;
+    Ok(st.name)
+}
+
+/// Starts a container in the background; a setup that failed (exit 125)
+/// is reported with the monitor's last log record, which says why.
+pub fn start_detached(spec: &stack_runtime::Spec, root: &Path) -> anyhow::Result<State> {
+    let st =
+        stack_runtime::start(spec, root).with_context(|| format!("container `{}`", spec.name))?;
+    if st.status == Status::Exited && st.exit_code == Some(125) {
+        let dir = stack_runtime::container_dir(root, &spec.id);
         let (records, _) = stack_runtime::logs::read(
             &std::fs::read_to_string(stack_runtime::state::log_path(&dir)).unwrap_or_default(),
         );
         let why = records.last().map_or("", |r| r.log.trim());
-        bail!("container `{}` failed to start: {why}", st.name);
+        bail!("container `{}` failed to start: {why}", spec.name);
     }
-    Ok(st.name)
+    Ok(st)
 }
 
 /// Stops then removes a container (`stack down`); returns its name.

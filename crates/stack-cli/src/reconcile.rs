@@ -386,7 +386,9 @@ fn act_on(
 pub fn logs(project: &str, q: &LogsQuery, events: &Events) -> anyhow::Result<()> {
     use std::collections::HashMap;
     let root = stack_root();
-    let mut followers: HashMap<String, (String, stack_runtime::logs::Follower)> = HashMap::new();
+    // Per container: its name, its `service-N`, its log.
+    let mut followers: HashMap<String, (String, String, stack_runtime::logs::Follower)> =
+        HashMap::new();
     let mut first = true;
     let mut quiet_since = std::time::Instant::now();
     loop {
@@ -402,39 +404,37 @@ pub fn logs(project: &str, q: &LogsQuery, events: &Events) -> anyhow::Result<()>
             followers.entry(st.id.clone()).or_insert_with(|| {
                 let path =
                     stack_runtime::state::log_path(&stack_runtime::container_dir(&root, &st.id));
-                (st.name.clone(), stack_runtime::logs::Follower::new(path))
+                let replica = format!("{service}-{}", label(st, stack_plan::LABEL_NUMBER));
+                (
+                    st.name.clone(),
+                    replica,
+                    stack_runtime::logs::Follower::new(path),
+                )
             });
         }
         followers.retain(|id, _| seen.contains(id));
         let mut batch = Vec::new();
-        for (name, follower) in followers.values_mut() {
+        for (name, replica, follower) in followers.values_mut() {
             let (mut records, _) = follower.read_new();
             if first {
                 if let Some(n) = q.tail {
                     records.drain(..records.len().saturating_sub(n));
                 }
             }
-            batch.extend(records.into_iter().map(|r| (name.clone(), r)));
+            batch.extend(
+                records
+                    .into_iter()
+                    .map(|r| (name.clone(), replica.clone(), r)),
+            );
         }
         first = false;
-        batch.sort_by(|a, b| a.1.time.cmp(&b.1.time));
+        batch.sort_by(|a, b| a.2.time.cmp(&b.2.time));
         if !batch.is_empty() {
             quiet_since = std::time::Instant::now();
         }
-        for (name, r) in batch {
-            let service = mine
-                .iter()
-                .find(|(st, _)| st.name == name)
-                .map(|(st, _)| {
-                    format!(
-                        "{}-{}",
-                        label(st, stack_plan::LABEL_SERVICE),
-                        label(st, stack_plan::LABEL_NUMBER)
-                    )
-                })
-                .unwrap_or_default();
+        for (container, service, r) in batch {
             events.send(Event::Log {
-                container: name,
+                container,
                 service,
                 stream: r.stream,
                 time: r.time,

@@ -156,6 +156,11 @@ pub fn alive(state: &State) -> bool {
     state.pid > 0 && running(state.pid, state.pid_start)
 }
 
+/// Whether process `pid` exists and is not a zombie.
+pub fn process_running(pid: i32) -> bool {
+    stat(pid).is_some_and(|(state, _)| state != 'Z')
+}
+
 /// Whether process `pid`, started at `start`, runs: it exists, is not a
 /// zombie (dead, not yet reaped) and is not another process with its pid.
 fn running(pid: i32, start: u64) -> bool {

@@ -111,6 +111,9 @@ pub struct RunArgs {
     pub name: Option<String>,
     #[arg(long)]
     pub hostname: Option<String>,
+    /// NIS domain name of the container (its /etc/hosts names host.domain)
+    #[arg(long)]
+    pub domainname: Option<String>,
     /// Set an environment variable (`KEY=value`, or `KEY` to pass ours)
     #[arg(short = 'e', long = "env", value_name = "KEY=VALUE")]
     pub env: Vec<String>,
@@ -436,6 +439,7 @@ pub fn run_container(a: &RunArgs) -> anyhow::Result<i32> {
             })
             .unwrap_or_else(|| "/".into()),
         hostname: a.hostname.clone().unwrap_or_else(|| short.clone()),
+        domainname: a.domainname.clone().unwrap_or_default(),
         init: !a.no_init,
         read_only: a.read_only,
         user: a
@@ -614,7 +618,7 @@ fn wire_and_start(
         let wired = crate::network::wire(
             &id,
             name,
-            &spec.hostname,
+            &spec.host_names(),
             &crate::network::Request {
                 networks: named_networks,
                 aliases: &a.network_alias,

@@ -254,7 +254,7 @@ pub struct Request<'a> {
 }
 
 /// Connects a new container to its named networks.
-pub fn wire(id: &str, name: &str, hostname: &str, req: &Request<'_>) -> anyhow::Result<Wired> {
+pub fn wire(id: &str, name: &str, host_names: &str, req: &Request<'_>) -> anyhow::Result<Wired> {
     let store = store()?;
     let parse_ip = |s: Option<&str>| {
         s.map(|s| {
@@ -304,7 +304,7 @@ pub fn wire(id: &str, name: &str, hostname: &str, req: &Request<'_>) -> anyhow::
     let resolv = resolv_conf(&servers, req.dns_search, req.dns_options);
     let hosts = endpoints
         .iter()
-        .flat_map(|e| e.addresses.iter().map(|a| format!("{a}\t{hostname}")))
+        .flat_map(|e| e.addresses.iter().map(|a| format!("{a}\t{host_names}")))
         .collect();
     Ok(Wired {
         netns,

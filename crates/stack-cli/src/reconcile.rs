@@ -567,6 +567,7 @@ fn run_args(
     a.workdir = s.working_dir.clone();
     a.user = s.user.clone();
     a.hostname = s.hostname.clone();
+    a.domainname = s.domainname.clone();
     a.cap_add = s.cap_add.clone();
     a.cap_drop = s.cap_drop.clone();
     a.privileged = s.privileged;

@@ -21,7 +21,7 @@ fn env(name: &str) -> (Env, PathBuf) {
     }
     std::fs::copy(common::busybox(), rootfs.join("bin/busybox")).unwrap();
     for a in [
-        "sh", "httpd", "wget", "nslookup", "nc", "cat", "echo", "sleep", "timeout", "ip",
+        "sh", "httpd", "wget", "nslookup", "nc", "cat", "echo", "sleep", "timeout", "ip", "grep",
     ] {
         std::os::unix::fs::symlink("busybox", rootfs.join("bin").join(a)).unwrap();
     }
@@ -291,11 +291,15 @@ fn networks_are_isolated_and_an_internal_one_has_no_way_out() {
 
 /// GET / on 127.0.0.1:port, retried while the server comes up.
 fn http_get(port: u16) -> String {
+    http_get_at(std::net::Ipv4Addr::LOCALHOST.into(), port)
+}
+
+fn http_get_at(ip: std::net::IpAddr, port: u16) -> String {
     let t = Instant::now();
     let mut s = loop {
-        match TcpStream::connect(("127.0.0.1", port)) {
+        match TcpStream::connect((ip, port)) {
             Ok(s) => break s,
-            Err(e) if t.elapsed() > Duration::from_secs(5) => panic!("127.0.0.1:{port}: {e}"),
+            Err(e) if t.elapsed() > Duration::from_secs(5) => panic!("{ip} port {port}: {e}"),
             Err(_) => std::thread::sleep(Duration::from_millis(50)),
         }
     };
@@ -551,4 +555,204 @@ fn ipv6_networks_give_and_resolve_v6_addresses() {
     assert!(ok && out.contains(&v6), "{out}");
     let (out, ok) = client(&e, &rootfs, "dual", &format!("wget -qO- http://[{v6}]/"));
     assert!(ok && out == "hello from ipv6\n", "{out}");
+}
+
+/// A DNS server on loopback standing for the host's resolver: answers every
+/// A question with 192.0.2.55 (a documentation address nobody contacts) and
+/// remembers the names it was asked.
+fn fake_upstream() -> (
+    std::net::SocketAddr,
+    std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+) {
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let addr = sock.local_addr().unwrap();
+    let asked = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = asked.clone();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 512];
+        while let Ok((n, from)) = sock.recv_from(&mut buf) {
+            let q = &buf[..n];
+            // The question: labels from byte 12 to the root label, then type and class.
+            let mut i = 12;
+            let mut labels = Vec::new();
+            while i < n && q[i] != 0 {
+                let len = q[i] as usize;
+                labels.push(String::from_utf8_lossy(&q[i + 1..i + 1 + len]).to_string());
+                i += 1 + len;
+            }
+            let end = i + 5;
+            let qtype = u16::from_be_bytes([q[i + 1], q[i + 2]]);
+            seen.lock().unwrap().push(labels.join("."));
+            let mut r = q[..end].to_vec();
+            r[2] = 0x81; // a response, recursion desired
+            r[3] = 0x80; // recursion available, no error
+            r[6..8].copy_from_slice(&u16::from(qtype == 1).to_be_bytes());
+            r[8..12].fill(0);
+            if qtype == 1 {
+                r.extend_from_slice(&[0xc0, 12, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4, 192, 0, 2, 55]);
+            }
+            let _ = sock.send_to(&r, from);
+        }
+    });
+    (addr, asked)
+}
+
+/// A network namespace standing for another machine, linked to the host by
+/// a veth: 198.18.77.2 and fd00:5ac:7e57::2 there, .1 and ::1 on the host.
+struct TestHost(String);
+
+impl TestHost {
+    fn new() -> TestHost {
+        let ns = format!("sth{}", std::process::id() % 100_000);
+        let run = |args: &str| {
+            let o = std::process::Command::new("ip")
+                .args(args.split_whitespace())
+                .output()
+                .unwrap();
+            assert!(
+                o.status.success(),
+                "ip {args}: {}",
+                String::from_utf8_lossy(&o.stderr)
+            );
+        };
+        let _ = std::process::Command::new("ip")
+            .args(["netns", "del", &ns])
+            .output();
+        run(&format!("netns add {ns}"));
+        let host = TestHost(ns.clone());
+        run(&format!(
+            "link add {ns}h type veth peer name {ns}c netns {ns}"
+        ));
+        run(&format!("addr add 198.18.77.1/30 dev {ns}h"));
+        run(&format!("-6 addr add fd00:5ac:7e57::1/64 dev {ns}h nodad"));
+        run(&format!("link set {ns}h up"));
+        run(&format!("-n {ns} addr add 198.18.77.2/30 dev {ns}c"));
+        run(&format!(
+            "-n {ns} -6 addr add fd00:5ac:7e57::2/64 dev {ns}c nodad"
+        ));
+        run(&format!("-n {ns} link set {ns}c up"));
+        run(&format!("-n {ns} link set lo up"));
+        host
+    }
+
+    /// `busybox wget -qO- URL` run on the test host, retried while the
+    /// server comes up.
+    fn get(&self, url: &str) -> String {
+        let t = Instant::now();
+        loop {
+            let o = std::process::Command::new("ip")
+                .args(["netns", "exec", &self.0])
+                .arg(common::busybox())
+                .args(["wget", "-qO-", url])
+                .output()
+                .unwrap();
+            if o.status.success() || t.elapsed() > Duration::from_secs(5) {
+                return format!(
+                    "{}{}",
+                    String::from_utf8_lossy(&o.stdout),
+                    String::from_utf8_lossy(&o.stderr)
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for TestHost {
+    fn drop(&mut self) {
+        // The veth goes with the namespace.
+        let _ = std::process::Command::new("ip")
+            .args(["netns", "del", &self.0])
+            .output();
+    }
+}
+
+#[test]
+fn other_names_are_forwarded_and_remote_clients_keep_their_address() {
+    let (mut e, rootfs) = env("outside");
+    let (upstream, asked) = fake_upstream();
+    e.vars.retain(|(k, _)| k != "STACK_DNS_UPSTREAM");
+    e.vars
+        .push(("STACK_DNS_UPSTREAM".into(), upstream.to_string()));
+    // A CGI that answers with the client's address as the server sees it.
+    let cgi = rootfs.join("www/cgi-bin/ip");
+    std::fs::create_dir_all(cgi.parent().unwrap()).unwrap();
+    std::fs::write(
+        &cgi,
+        "#!/bin/sh\necho 'Content-Type: text/plain'\necho\necho \"$REMOTE_ADDR\"\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&cgi, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    e.out(&["network", "create", "--ipv6", "outer"]);
+    let port = free_port();
+    web(
+        &e,
+        &rootfs,
+        "web",
+        &["--network", "outer", "-p", &format!("{port}:80")],
+    );
+
+    // Names of nobody on the network go to the host's resolver; ours do not.
+    let (out, ok) = client(
+        &e,
+        &rootfs,
+        "outer",
+        "nslookup outside.example.test; nslookup web",
+    );
+    assert!(ok && out.contains("192.0.2.55"), "{out}");
+    let asked = asked.lock().unwrap().clone();
+    assert!(
+        asked.iter().any(|q| q == "outside.example.test"),
+        "{asked:?}"
+    );
+    assert!(!asked.iter().any(|q| q.starts_with("web")), "{asked:?}");
+
+    // domainname: the UTS namespace's, and the FQDN in /etc/hosts (a line
+    // for each of the container's addresses, v4 and v6).
+    let out = e.out(&[
+        "container",
+        "run",
+        "--rm",
+        "--network",
+        "outer",
+        "--hostname",
+        "box",
+        "--domainname",
+        "example.test",
+        "--rootfs",
+        rootfs.to_str().unwrap(),
+        "sh",
+        "-c",
+        "cat /proc/sys/kernel/domainname; grep -c 'box.example.test box$' /etc/hosts",
+    ]);
+    assert_eq!(out, "example.test\n2\n");
+
+    // The host's own loopback, both families.
+    assert!(http_get(port).ends_with("hello from outside\n"));
+    assert!(
+        http_get_at(std::net::Ipv6Addr::LOCALHOST.into(), port).ends_with("hello from outside\n")
+    );
+
+    // A client on another interface of the host, over IPv4 and IPv6: the
+    // published port answers, and the server sees the client's own address.
+    let host = TestHost::new();
+    // httpd prints `[ADDR]`, IPv4 clients as `[::ffff:A.B.C.D]`.
+    let seen = |url: String| {
+        let out = host.get(&url);
+        let addr = out.trim_end().trim_start_matches('[').trim_end_matches(']');
+        addr.trim_start_matches("::ffff:").to_string()
+    };
+    assert_eq!(
+        seen(format!("http://198.18.77.1:{port}/cgi-bin/ip")),
+        "198.18.77.2"
+    );
+    assert_eq!(
+        seen(format!("http://[fd00:5ac:7e57::1]:{port}/cgi-bin/ip")),
+        "fd00:5ac:7e57::2"
+    );
+    let b = bridge(&e, "outer");
+    e.out(&["container", "rm", "-f", "web"]);
+    e.out(&["network", "rm", "outer"]);
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(leftovers(&e, &[b]), Vec::<String>::new());
 }

@@ -4,6 +4,8 @@
 //! asker shares with it (every match, rotated); other names go to the host's
 //! resolvers. The records are re-read whenever they change on disk, so
 //! answers follow containers as they come and go.
+//!
+//! The same process answers published TCP ports on `[::1]` (see `proxy`).
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -205,24 +207,29 @@ impl Shared {
 }
 
 /// Where other names are asked: `STACK_DNS_UPSTREAM` (comma-separated
-/// addresses, or `none` to answer NXDOMAIN instead of forwarding), else the
-/// host's resolvers from /etc/resolv.conf, without our own addresses.
+/// addresses, `ADDR` or `ADDR:PORT` / `[V6]:PORT`, or `none` to answer
+/// NXDOMAIN instead of forwarding), else the host's resolvers from
+/// /etc/resolv.conf, without our own addresses.
 fn upstream(ours: &[IpAddr]) -> Vec<SocketAddr> {
-    let listed = match std::env::var("STACK_DNS_UPSTREAM") {
+    let parse = |a: &str| {
+        let a = a.trim();
+        a.parse::<SocketAddr>()
+            .ok()
+            .or_else(|| a.parse::<IpAddr>().ok().map(|ip| SocketAddr::new(ip, 53)))
+    };
+    let listed: Vec<SocketAddr> = match std::env::var("STACK_DNS_UPSTREAM") {
         Ok(v) if v == "none" => return Vec::new(),
-        Ok(v) => v
-            .split(',')
-            .map(|s| format!("nameserver {s}"))
-            .collect::<Vec<_>>()
-            .join("\n"),
-        Err(_) => std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default(),
+        Ok(v) => v.split(',').filter_map(parse).collect(),
+        Err(_) => std::fs::read_to_string("/etc/resolv.conf")
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix("nameserver"))
+            .filter_map(parse)
+            .collect(),
     };
     listed
-        .lines()
-        .filter_map(|l| l.trim().strip_prefix("nameserver"))
-        .filter_map(|a| a.trim().parse::<IpAddr>().ok())
-        .filter(|a| !ours.contains(a))
-        .map(|a| SocketAddr::new(a, 53))
+        .into_iter()
+        .filter(|a| !ours.contains(&a.ip()))
         .collect()
 }
 
@@ -304,9 +311,27 @@ pub async fn serve(stack_root: &Path) -> Result<(), crate::NetError> {
         upstream: upstream(&gateways),
     });
     let mut listening: HashMap<(String, IpAddr), Vec<tokio::task::JoinHandle<()>>> = HashMap::new();
+    let mut proxies: HashMap<(u16, SocketAddr), tokio::task::JoinHandle<()>> = HashMap::new();
     let mut idle = 0;
     loop {
         let rec = shared.current();
+        let forwards = crate::proxy::loopback_v6(&rec.endpoints);
+        proxies.retain(|k, task| {
+            let keep = forwards.contains(k);
+            if !keep {
+                task.abort();
+            }
+            keep
+        });
+        for f in forwards {
+            if proxies.contains_key(&f) {
+                continue;
+            }
+            // Taken or not there yet (a port just given up): the next round.
+            if let Some(listener) = crate::proxy::listen(f.0).await {
+                proxies.insert(f, tokio::spawn(crate::proxy::forward(listener, f.1)));
+            }
+        }
         let wanted: Vec<(String, IpAddr)> = rec
             .networks
             .iter()

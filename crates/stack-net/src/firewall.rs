@@ -72,7 +72,8 @@ pub fn ruleset(table: &str, networks: &[Network], endpoints: &[Endpoint]) -> Str
         s.push_str("  }\n");
     }
     s.push_str("  chain prerouting {\n    type nat hook prerouting priority dstnat; policy accept;\n    fib daddr type local jump ports\n  }\n");
-    s.push_str("  chain output {\n    type nat hook output priority -100; policy accept;\n    fib daddr type local jump ports\n  }\n");
+    // `::1` never leaves the host: the network server proxies it (`proxy`).
+    s.push_str("  chain output {\n    type nat hook output priority -100; policy accept;\n    ip6 daddr ::1 return\n    fib daddr type local jump ports\n  }\n");
     s.push_str("  chain ports {\n");
     for ep in endpoints {
         for p in &ep.ports {

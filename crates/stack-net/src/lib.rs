@@ -10,6 +10,7 @@ pub mod firewall;
 pub mod ipam;
 pub mod link;
 pub mod ports;
+pub mod proxy;
 pub mod state;
 
 use std::collections::BTreeMap;

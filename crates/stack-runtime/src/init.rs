@@ -289,6 +289,19 @@ fn pid1(spec: &Spec, dir: &Path, pty_sock: Option<&std::os::fd::OwnedFd>) -> std
         crate::tty::open_in_container(sock)?;
     }
     sethostname(&spec.hostname)?;
+    if !spec.domainname.is_empty() {
+        let name = spec.domainname.as_bytes();
+        // SAFETY: a valid buffer and its length; the UTS namespace is ours.
+        #[allow(unsafe_code)]
+        let failed = unsafe { libc::setdomainname(name.as_ptr().cast(), name.len()) } != 0;
+        if failed {
+            return Err(std::io::Error::other(format!(
+                "domainname {:?}: {}",
+                spec.domainname,
+                std::io::Error::last_os_error()
+            )));
+        }
+    }
     let cwd = crate::rootfs::secure_join(Path::new("/"), &spec.cwd)?;
     if !cwd.is_dir() {
         std::fs::create_dir_all(&cwd)?;

@@ -308,7 +308,7 @@ fn write_etc(spec: &Spec, merged: &Path, sys: &mut dyn Sys) -> io::Result<()> {
     let mut hosts =
         String::from("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n");
     if spec.hosts.is_empty() {
-        hosts.push_str(&format!("127.0.1.1\t{}\n", spec.hostname));
+        hosts.push_str(&format!("127.0.1.1\t{}\n", spec.host_names()));
     }
     for h in &spec.hosts {
         hosts.push_str(h);

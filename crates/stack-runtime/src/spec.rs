@@ -22,6 +22,10 @@ pub struct Spec {
     pub env: Vec<String>,
     pub cwd: String,
     pub hostname: String,
+    /// NIS domain name of the container's UTS namespace (`domainname`);
+    /// empty: none.
+    #[serde(default)]
+    pub domainname: String,
     /// Run a tiny init as PID 1 (forwards signals, reaps zombies).
     pub init: bool,
     pub read_only: bool,
@@ -119,6 +123,16 @@ pub struct Healthcheck {
 }
 
 impl Spec {
+    /// The container's names for /etc/hosts: `host.domain host` with a
+    /// domain name, else `host`.
+    pub fn host_names(&self) -> String {
+        if self.domainname.is_empty() {
+            self.hostname.clone()
+        } else {
+            format!("{}.{} {}", self.hostname, self.domainname, self.hostname)
+        }
+    }
+
     /// The environment with a default `PATH` and `HOSTNAME`, as Docker sets them.
     pub fn full_env(&self) -> Vec<String> {
         let mut env = self.env.clone();

@@ -43,6 +43,13 @@ pub trait Engine: Send + Sync + 'static {
 pub struct Events(tokio::sync::mpsc::UnboundedSender<Event>);
 
 impl Events {
+    /// Events and where they arrive: for engines driven without a server
+    /// (tests, the engine's own work).
+    pub fn channel() -> (Events, tokio::sync::mpsc::UnboundedReceiver<Event>) {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        (Events(tx), rx)
+    }
+
     pub fn send(&self, e: Event) {
         let _ = self.0.send(e);
     }
@@ -229,9 +236,8 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> 
 /// or `error`. When the client goes away the body is dropped, which the
 /// call can see (`Events::gone`); a call that does not look runs to its end.
 fn stream(call: impl FnOnce(&Events) -> Result<(), ApiError> + Send + 'static) -> Response<Body> {
-    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let (events, rx) = Events::channel();
     std::thread::spawn(move || {
-        let events = Events(tx);
         let last = match call(&events) {
             Ok(()) => Event::Done,
             Err(e) => Event::Error { message: e.message },

@@ -49,6 +49,9 @@ pub struct UpRequest {
     /// Only say what would be done.
     #[serde(default)]
     pub dry_run: bool,
+    /// Operations at once (`--parallel`); none: the engine's default.
+    #[serde(default)]
+    pub parallel: Option<usize>,
 }
 
 /// The body of `POST /v1/projects/{project}/down`.
@@ -64,6 +67,9 @@ pub struct DownRequest {
     /// Seconds to wait for a stop before SIGKILL, over the services' own.
     #[serde(default)]
     pub timeout: Option<u64>,
+    /// Operations at once (`--parallel`); none: the engine's default.
+    #[serde(default)]
+    pub parallel: Option<usize>,
 }
 
 /// What `POST /v1/projects/{project}/{action}` does.

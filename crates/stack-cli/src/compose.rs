@@ -84,6 +84,7 @@ pub fn up(g: &Global, args: &UpArgs) -> anyhow::Result<i32> {
         no_recreate: args.no_recreate,
         remove_orphans: args.remove_orphans,
         dry_run: args.dry_run,
+        parallel: g.parallel,
         project: loaded.project,
     };
     let planned = call(&format!("/v1/projects/{}/up", req.project.name), &req)?;
@@ -365,6 +366,7 @@ pub fn down(g: &Global, args: &DownArgs) -> anyhow::Result<()> {
         remove_orphans: args.remove_orphans,
         volumes: args.volumes,
         timeout: args.timeout,
+        parallel: g.parallel,
     };
     call(&format!("/v1/projects/{}/down", req.project.name), &req)?;
     Ok(())

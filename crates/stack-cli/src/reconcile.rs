@@ -11,61 +11,127 @@ use stack_api::{
     Action, ActionRequest, ContainerSummary, DownRequest, Event, Events, LogsQuery, ProjectSummary,
     UpRequest,
 };
+use stack_engine::{network_name, volume_name, Origin};
 use stack_model::{Project, Service};
-use stack_plan::{Existing, Op, Plan, Wanted, WantedNetwork};
+use stack_plan::Existing;
 
 use crate::container::{stack_root, RunArgs};
 
-/// Where a project comes from, recorded on its containers as compose does.
-pub struct Origin<'a> {
-    pub project: &'a Project,
-    pub working_dir: &'a str,
-    pub config_files: &'a [String],
-    /// Seconds to wait for stops before SIGKILL, over the services' own.
-    pub timeout: Option<u64>,
+/// The host as the engine's driver: containers through the runtime,
+/// networks through stack-net. Operations block (forks, netlink on their
+/// own runtimes, waits for stops), so each runs on a thread of its own and
+/// the engine awaits it.
+pub struct Host;
+
+/// Runs `f` on a new thread; its result when it ends.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> anyhow::Result<T> + Send + 'static,
+) -> anyhow::Result<T> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    rx.await
+        .unwrap_or_else(|_| Err(anyhow::anyhow!("an engine thread ended without an answer")))
 }
 
-fn network_name(project: &Project, key: &str) -> String {
-    project
-        .networks
-        .get(key)
-        .and_then(|n| n.name.clone())
-        .unwrap_or_else(|| format!("{}_{key}", project.name))
-}
+impl stack_engine::Driver for Host {
+    fn containers(&self, project: &str) -> anyhow::Result<Vec<Existing>> {
+        Ok(
+            crate::lifecycle::project_containers(&stack_root(), Some(project))
+                .into_iter()
+                // One-off containers (`stack run`) are not replicas.
+                .filter(|(st, _)| label(st, LABEL_ONEOFF) != "True")
+                .map(|(st, running)| Existing {
+                    service: label(&st, stack_plan::LABEL_SERVICE),
+                    number: label(&st, stack_plan::LABEL_NUMBER).parse().unwrap_or(0),
+                    hash: label(&st, stack_plan::LABEL_HASH),
+                    id: st.id,
+                    name: st.name,
+                    running,
+                })
+                .collect(),
+        )
+    }
 
-fn wanted_networks(project: &Project) -> Vec<WantedNetwork> {
-    project
-        .networks
-        .iter()
-        .map(|(key, n)| WantedNetwork {
-            key: key.clone(),
-            name: network_name(project, key),
-            external: n.external.0,
+    fn networks(&self) -> anyhow::Result<Vec<String>> {
+        Ok(crate::network::store()?
+            .networks()?
+            .into_iter()
+            .map(|n| n.name)
+            .collect())
+    }
+
+    async fn create_network(&self, project: &Project, key: &str, name: &str) -> anyhow::Result<()> {
+        let (project, key, name) = (project.clone(), key.to_string(), name.to_string());
+        blocking(move || create_network(&project, &key, &name)).await
+    }
+
+    async fn remove_network(&self, name: &str) -> anyhow::Result<()> {
+        let name = name.to_string();
+        blocking(move || {
+            crate::async_runtime()?
+                .block_on(stack_net::remove(&crate::network::store()?, &name))?;
+            Ok(())
         })
-        .collect()
-}
+        .await
+    }
 
-fn replicas(s: &Service) -> u32 {
-    s.scale
-        .or(s.deploy.as_ref().and_then(|d| d.replicas))
-        .unwrap_or(1)
-        .max(0) as u32
-}
+    async fn run(
+        &self,
+        origin: &Origin<'_>,
+        service: &str,
+        number: u32,
+        name: &str,
+    ) -> anyhow::Result<()> {
+        let args = run_args(
+            origin,
+            service,
+            &origin.project.services[service],
+            number,
+            name,
+        )?;
+        blocking(move || crate::container::run_container(&args).map(drop)).await
+    }
 
-fn existing(project: &str) -> Vec<Existing> {
-    crate::lifecycle::project_containers(&stack_root(), Some(project))
-        .into_iter()
-        // One-off containers (`stack run`) are not replicas.
-        .filter(|(st, _)| label(st, LABEL_ONEOFF) != "True")
-        .map(|(st, running)| Existing {
-            service: label(&st, stack_plan::LABEL_SERVICE),
-            number: label(&st, stack_plan::LABEL_NUMBER).parse().unwrap_or(0),
-            hash: label(&st, stack_plan::LABEL_HASH),
-            id: st.id,
-            name: st.name,
-            running,
+    async fn start(&self, id: &str) -> anyhow::Result<()> {
+        let id = id.to_string();
+        blocking(move || crate::lifecycle::start_again(&stack_root(), &id).map(drop)).await
+    }
+
+    async fn restart(&self, id: &str, timeout: Option<u64>) -> anyhow::Result<()> {
+        let id = id.to_string();
+        blocking(move || {
+            crate::lifecycle::stop_one(&stack_root(), &id, timeout)?;
+            crate::lifecycle::start_again(&stack_root(), &id).map(drop)
         })
-        .collect()
+        .await
+    }
+
+    async fn remove(&self, id: &str, timeout: Option<u64>) -> anyhow::Result<()> {
+        let id = id.to_string();
+        blocking(move || crate::lifecycle::stop_and_remove(&stack_root(), &id, timeout).map(drop))
+            .await
+    }
+
+    fn remove_volume(&self, name: &str) -> anyhow::Result<bool> {
+        let dir = stack_root().join("volumes").join(name);
+        match std::fs::remove_dir_all(&dir) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(e).with_context(|| format!("cannot remove volume `{name}`")),
+        }
+    }
+
+    fn forget_project(&self, project: &str) -> anyhow::Result<()> {
+        let dir = project_dir(project);
+        match std::fs::remove_dir_all(&dir) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                Err(e).with_context(|| format!("cannot remove `{}`", dir.display()))
+            }
+            _ => Ok(()),
+        }
+    }
 }
 
 /// A label of a container, or "".
@@ -73,146 +139,21 @@ fn label(st: &stack_runtime::State, key: &str) -> String {
     st.spec.labels.get(key).cloned().unwrap_or_default()
 }
 
-fn host_networks() -> anyhow::Result<Vec<String>> {
-    Ok(crate::network::store()?
-        .networks()?
-        .into_iter()
-        .map(|n| n.name)
-        .collect())
+/// Runs an engine operation to its end on this (non-async) thread.
+pub fn run_engine<T>(f: impl std::future::Future<Output = anyhow::Result<T>>) -> anyhow::Result<T> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .context("cannot start the async runtime")?
+        .block_on(f)
 }
 
 pub fn up(req: &UpRequest, events: &Events) -> anyhow::Result<()> {
-    let project = &req.project;
-    for s in &req.services {
-        if !project.services.contains_key(s) {
-            bail!("no such service: `{s}`");
-        }
-    }
-    for s in req.scale.keys() {
-        if !project.services.contains_key(s) {
-            bail!("--scale: no such service: `{s}`");
-        }
-    }
-    let graph = stack_graph::Graph::from_project(project);
-    let waves = graph
-        .waves()
-        .map_err(|c| anyhow::anyhow!("dependency cycle: {c:?}"))?;
-    let selected = if req.services.is_empty() || req.no_deps {
-        req.services.clone()
-    } else {
-        graph.with_dependencies(&req.services)
-    };
-    let wanted: Vec<Wanted> = project
-        .services
-        .iter()
-        .filter(|(name, _)| selected.is_empty() || selected.contains(name))
-        .map(|(name, s)| Wanted {
-            service: name.clone(),
-            hash: stack_loader::hash_service(s),
-            replicas: req.scale.get(name).copied().unwrap_or_else(|| replicas(s)),
-            container_name: s.container_name.clone(),
-        })
-        .collect();
-    let mut have = existing(&project.name);
-    if !selected.is_empty() {
-        // Others are left alone, not orphans.
-        have.retain(|e| {
-            selected.contains(&e.service) || !project.services.contains_key(&e.service)
-        });
-    }
-    let opts = stack_plan::UpOptions {
-        force_recreate: req.force_recreate,
-        no_recreate: req.no_recreate,
-        remove_orphans: req.remove_orphans,
-    };
-    let plan = stack_plan::up(
-        &project.name,
-        &wanted,
-        &waves,
-        &wanted_networks(project),
-        &host_networks()?,
-        &have,
-        &opts,
-    )
-    .map_err(|e| anyhow::anyhow!(e))?;
-    for w in &plan.warnings {
-        events.send(Event::Warning { message: w.clone() });
-    }
-    if req.dry_run {
-        for (i, wave) in plan.waves.iter().enumerate() {
-            for op in wave.iter().flatten() {
-                events.send(Event::Plan {
-                    line: format!("step {}: {op}", i + 1),
-                });
-            }
-        }
-        return Ok(());
-    }
-    let origin = Origin {
-        project,
-        working_dir: &req.working_dir,
-        config_files: &req.config_files,
-        timeout: None,
-    };
-    execute(&origin, &plan, events)
+    run_engine(stack_engine::up(&Host, req, events))
 }
 
 pub fn down(req: &DownRequest, events: &Events) -> anyhow::Result<()> {
-    let project = &req.project;
-    let graph = stack_graph::Graph::from_project(project);
-    let waves = graph
-        .stop_waves()
-        .map_err(|c| anyhow::anyhow!("dependency cycle: {c:?}"))?;
-    let mut have = existing(&project.name);
-    if !req.remove_orphans {
-        let orphans: Vec<String> = have
-            .iter()
-            .filter(|e| !project.services.contains_key(&e.service))
-            .map(|e| e.name.clone())
-            .collect();
-        if !orphans.is_empty() {
-            events.send(Event::Warning {
-                message: format!(
-                    "found orphan containers ({}): remove them with --remove-orphans",
-                    orphans.join(", ")
-                ),
-            });
-        }
-        have.retain(|e| project.services.contains_key(&e.service));
-    }
-    let plan = stack_plan::down(&waves, &wanted_networks(project), &host_networks()?, &have);
-    let origin = Origin {
-        project,
-        working_dir: "",
-        config_files: &[],
-        timeout: req.timeout,
-    };
-    execute(&origin, &plan, events)?;
-    if req.volumes {
-        for (key, v) in &project.volumes {
-            if v.external.0 {
-                continue;
-            }
-            let name = volume_name(project, key);
-            let dir = stack_root().join("volumes").join(&name);
-            match std::fs::remove_dir_all(&dir) {
-                Ok(()) => events.send(Event::Progress {
-                    object: "Volume".into(),
-                    name,
-                    action: "Removed".into(),
-                }),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(e).with_context(|| format!("cannot remove volume `{name}`")),
-            }
-        }
-    }
-    let dir = project_dir(&project.name);
-    match std::fs::remove_dir_all(&dir) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-            Err(e).with_context(|| format!("cannot remove `{}`", dir.display()))
-        }
-        _ => Ok(()),
-    }
+    run_engine(stack_engine::down(&Host, req, events))
 }
 
 /// The containers of a project, as `ps` shows them.
@@ -455,80 +396,6 @@ pub fn logs(project: &str, q: &LogsQuery, events: &Events) -> anyhow::Result<()>
 const LABEL_WORKING_DIR: &str = "com.docker.compose.project.working_dir";
 const LABEL_CONFIG_FILES: &str = "com.docker.compose.project.config_files";
 
-/// Runs the plan: waves one after the other, the tasks of a wave in
-/// parallel. Every failure is reported; the first wave with one is the last.
-fn execute(origin: &Origin<'_>, plan: &Plan, events: &Events) -> anyhow::Result<()> {
-    for wave in &plan.waves {
-        let results: Vec<anyhow::Result<()>> = std::thread::scope(|s| {
-            let handles: Vec<_> = wave
-                .iter()
-                .map(|task| {
-                    s.spawn(move || -> anyhow::Result<()> {
-                        for op in task {
-                            run_op(origin, op, events)?;
-                        }
-                        Ok(())
-                    })
-                })
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
-                .collect()
-        });
-        let failures: Vec<String> = results
-            .into_iter()
-            .filter_map(|r| r.err())
-            .map(|e| format!("{e:#}"))
-            .collect();
-        if !failures.is_empty() {
-            bail!("{}", failures.join("\n"));
-        }
-    }
-    Ok(())
-}
-
-fn run_op(origin: &Origin<'_>, op: &Op, events: &Events) -> anyhow::Result<()> {
-    let project = origin.project;
-    let done = |object: &str, name: &str, action: &str| {
-        events.send(Event::Progress {
-            object: object.into(),
-            name: name.into(),
-            action: action.into(),
-        })
-    };
-    match op {
-        Op::CreateNetwork { key, name } => {
-            create_network(project, key, name)?;
-            done("Network", name, "Created");
-        }
-        Op::RemoveNetwork { name } => {
-            crate::async_runtime()?.block_on(stack_net::remove(&crate::network::store()?, name))?;
-            done("Network", name, "Removed");
-        }
-        Op::Remove { id, name, .. } => {
-            crate::lifecycle::stop_and_remove(&stack_root(), id, origin.timeout)?;
-            done("Container", name, "Removed");
-        }
-        Op::Run {
-            service,
-            number,
-            name,
-            ..
-        } => {
-            let s = &project.services[service];
-            let args = run_args(origin, service, s, *number, name)?;
-            crate::container::run_container(&args).with_context(|| format!("service {service}"))?;
-            done("Container", name, "Started");
-        }
-        Op::Start { id, name, .. } => {
-            crate::lifecycle::start_again(&stack_root(), id)?;
-            done("Container", name, "Started");
-        }
-    }
-    Ok(())
-}
-
 /// What `container run` needs for replica `number` of a service.
 fn run_args(
     origin: &Origin<'_>,
@@ -705,15 +572,6 @@ fn run_args(
     Ok(a)
 }
 
-/// A named volume's name on the host: its `name:`, or `<project>_<key>`.
-fn volume_name(project: &Project, key: &str) -> String {
-    project
-        .volumes
-        .get(key)
-        .and_then(|x| x.name.clone())
-        .unwrap_or_else(|| format!("{}_{key}", project.name))
-}
-
 /// Creates a project's network (and the DNS server that answers on it).
 fn create_network(project: &Project, key: &str, name: &str) -> anyhow::Result<()> {
     let n = &project.networks[key];
@@ -765,7 +623,7 @@ fn create_network(project: &Project, key: &str, name: &str) -> anyhow::Result<()
 /// For a one-off container of `service` (`stack run`): the project's
 /// networks it joins, created if missing.
 pub fn run_networks(project: &Project, service: &Service) -> anyhow::Result<()> {
-    let have = host_networks()?;
+    let have = stack_engine::Driver::networks(&Host)?;
     if service.network_mode.is_some() {
         return Ok(());
     }

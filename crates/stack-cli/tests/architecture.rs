@@ -96,6 +96,23 @@ fn the_api_knows_no_driver() {
     }
 }
 
+/// The engine decides and orders; the host's driver (with the binary) acts.
+/// So the engine runs on a fake driver in its tests.
+#[test]
+fn the_engine_knows_no_driver() {
+    let meta = metadata();
+    let deps = closure(&meta, "stack-engine");
+    for banned in [
+        "stack-runtime",
+        "stack-net",
+        "stack-image",
+        "nix",
+        "rtnetlink",
+    ] {
+        assert!(!deps.contains(banned), "stack-engine depends on {banned}");
+    }
+}
+
 #[test]
 fn model_depends_on_serde_only() {
     let meta = metadata();

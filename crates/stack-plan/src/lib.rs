@@ -23,6 +23,8 @@ pub struct Wanted {
     pub replicas: u32,
     /// `container_name:` (one replica only).
     pub container_name: Option<String>,
+    /// Dependencies whose recreation restarts it (`depends_on: {X: {restart: true}}`).
+    pub restart_with: Vec<String>,
 }
 
 /// A container of the project that exists.
@@ -69,6 +71,12 @@ pub enum Op {
         name: String,
         cause: String,
     },
+    /// Stop and start again, in place.
+    Restart {
+        id: String,
+        name: String,
+        cause: String,
+    },
     /// Stop and remove.
     Remove {
         id: String,
@@ -86,6 +94,7 @@ impl fmt::Display for Op {
             Op::CreateNetwork { name, key } => write!(f, "create network {name} (networks.{key})"),
             Op::Run { name, cause, .. } => write!(f, "create and start container {name} ({cause})"),
             Op::Start { name, cause, .. } => write!(f, "start container {name} ({cause})"),
+            Op::Restart { name, cause, .. } => write!(f, "restart container {name} ({cause})"),
             Op::Remove { name, cause, .. } => write!(f, "remove container {name} ({cause})"),
             Op::RemoveNetwork { name } => write!(f, "remove network {name}"),
         }
@@ -181,6 +190,8 @@ pub fn up(
     if !first.is_empty() {
         plan.waves.push(first);
     }
+    // Services some of whose containers are (re)created by this plan.
+    let mut recreated: BTreeSet<&str> = BTreeSet::new();
     for wave in waves {
         let mut tasks = Vec::new();
         for service in wave {
@@ -198,6 +209,10 @@ pub fn up(
             let mut mine: Vec<&Existing> =
                 existing.iter().filter(|e| e.service == w.service).collect();
             mine.sort_by_key(|e| e.number);
+            let restarted_by = w
+                .restart_with
+                .iter()
+                .find(|d| recreated.contains(d.as_str()));
             for number in 1..=w.replicas {
                 let name = container_name(project, w, number);
                 let mut task = Vec::new();
@@ -231,7 +246,18 @@ pub fn up(
                         name: e.name.clone(),
                         cause: "stopped".into(),
                     }),
-                    Some(_) => {}
+                    Some(e) => {
+                        if let Some(d) = restarted_by {
+                            task.push(Op::Restart {
+                                id: e.id.clone(),
+                                name: e.name.clone(),
+                                cause: format!("{d} was recreated (depends_on.restart)"),
+                            });
+                        }
+                    }
+                }
+                if task.iter().any(|op| matches!(op, Op::Run { .. })) {
+                    recreated.insert(w.service.as_str());
                 }
                 if !task.is_empty() {
                     tasks.push(task);
@@ -312,6 +338,7 @@ mod tests {
             hash: hash.into(),
             replicas,
             container_name: None,
+            restart_with: vec![],
         }
     }
 
@@ -366,6 +393,51 @@ mod tests {
                 "2: create and start container p-web-2 (not created yet)",
             ]
         );
+    }
+
+    #[test]
+    fn a_recreated_dependency_restarts_the_dependents_that_ask_for_it() {
+        let have = [
+            e("db", 1, "h1", true),
+            e("api", 1, "h2", true),
+            e("worker", 1, "h3", true),
+        ];
+        let order = waves(&[&["db"], &["api", "worker"]]);
+        let api = Wanted {
+            restart_with: vec!["db".into()],
+            ..w("api", "h2", 1)
+        };
+        let wanted = |db_hash: &str| [w("db", db_hash, 1), api.clone(), w("worker", "h3", 1)];
+        let p = up(
+            "p",
+            &wanted("h9"),
+            &order,
+            &[],
+            &[],
+            &have,
+            &Default::default(),
+        )
+        .unwrap();
+        assert_eq!(
+            lines(&p),
+            [
+                "0: remove container p-db-1 (its configuration changed)",
+                "0: create and start container p-db-1 (its configuration changed)",
+                "1: restart container p-api-1 (db was recreated (depends_on.restart))",
+            ]
+        );
+        // db unchanged: nothing restarts.
+        let p = up(
+            "p",
+            &wanted("h1"),
+            &order,
+            &[],
+            &[],
+            &have,
+            &Default::default(),
+        )
+        .unwrap();
+        assert!(p.is_empty(), "{:?}", lines(&p));
     }
 
     #[test]

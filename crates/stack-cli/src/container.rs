@@ -489,7 +489,26 @@ pub fn run_container(a: &RunArgs) -> anyhow::Result<i32> {
             .collect::<anyhow::Result<_>>()?,
         mounts: {
             let mut m = mounts(&a.volumes, &a.tmpfs)?;
-            m.extend(a.extra_mounts.iter().cloned());
+            // Anonymous volumes (no source yet) live in the container's directory.
+            let anonymous = |n: usize| {
+                stack_root()
+                    .join("containers")
+                    .join(&id)
+                    .join("volumes")
+                    .join(format!("a{n}"))
+            };
+            m.extend(
+                a.extra_mounts
+                    .iter()
+                    .cloned()
+                    .enumerate()
+                    .map(|(i, mut x)| {
+                        if x.kind == "volume" && x.source.as_os_str().is_empty() {
+                            x.source = anonymous(i);
+                        }
+                        x
+                    }),
+            );
             // The image's VOLUMEs not mounted otherwise: anonymous volumes,
             // kept in the container's directory and removed with it.
             let dirs = image_config
@@ -702,7 +721,7 @@ fn seccomp_unconfined(opts: &[String]) -> anyhow::Result<bool> {
     Ok(unconfined)
 }
 
-fn bytes(s: &str) -> anyhow::Result<i64> {
+pub fn bytes(s: &str) -> anyhow::Result<i64> {
     stack_model::parse_bytes(s).map_err(|e| anyhow::anyhow!(e))
 }
 

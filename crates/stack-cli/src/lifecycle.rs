@@ -52,7 +52,7 @@ pub fn status_of(st: &State) -> String {
     status_text(st)
 }
 
-fn find(root: &Path, key: &str) -> anyhow::Result<(PathBuf, State)> {
+pub fn find(root: &Path, key: &str) -> anyhow::Result<(PathBuf, State)> {
     let mut matches = Vec::new();
     for (dir, st) in all(root) {
         let id = dir

@@ -3,7 +3,7 @@
 //! wave by wave, and tell the client what happens as it happens.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context as _};
 use clap::Parser as _;
@@ -503,7 +503,15 @@ fn run_args(
         match v.kind.as_str() {
             "bind" => {
                 let src = v.source.clone().unwrap_or_default();
-                std::fs::create_dir_all(&src).ok();
+                if !Path::new(&src).exists() {
+                    if v.bind.as_ref().is_some_and(|b| !b.create_host_path) {
+                        bail!(
+                            "service {service}: bind source `{src}` does not exist (create_host_path: false)"
+                        );
+                    }
+                    std::fs::create_dir_all(&src)
+                        .with_context(|| format!("service {service}: cannot create `{src}`"))?;
+                }
                 a.volumes.push(format!(
                     "{src}:{}{}",
                     v.target,
@@ -511,35 +519,23 @@ fn run_args(
                 ));
             }
             "tmpfs" => a.tmpfs.push(v.target.clone()),
-            "volume" => {
-                // Named volumes live under the root and outlive `down`;
-                // anonymous ones go with the container.
-                let source = match &v.source {
-                    Some(n) => stack_root()
-                        .join("volumes")
-                        .join(volume_name(project, n))
-                        .join("_data"),
-                    None => Path::new("/nonexistent").to_path_buf(),
-                };
-                if let Some(n) = &v.source {
-                    let external = project.volumes.get(n).is_some_and(|x| x.external.0);
-                    if external && !source.exists() {
-                        bail!(
-                            "volume {} declared as external, but could not be found",
-                            volume_name(project, n)
-                        );
-                    }
-                    a.extra_mounts.push(stack_runtime::Mount {
-                        kind: "volume".into(),
-                        source,
-                        target: v.target.clone(),
-                        read_only: v.read_only,
-                        size: None,
-                    });
-                }
-            }
+            "volume" => a.extra_mounts.push(match &v.source {
+                Some(n) => named_volume(project, n, &v.target, v.read_only)?,
+                // Anonymous: in the container's directory, gone with it.
+                None => stack_runtime::Mount {
+                    kind: "volume".into(),
+                    source: PathBuf::new(),
+                    target: v.target.clone(),
+                    read_only: v.read_only,
+                    size: None,
+                },
+            }),
             other => bail!("service {service}: volumes of type `{other}` are not supported yet"),
         }
+    }
+    for from in &s.volumes_from {
+        a.extra_mounts
+            .extend(volumes_from(project, from).with_context(|| format!("service {service}"))?);
     }
     a.extra_mounts.extend(file_objects(project, service, s)?);
     match s.network_mode.as_deref() {
@@ -570,6 +566,87 @@ fn run_args(
         }
     }
     Ok(a)
+}
+
+/// The mount of named volume `key`: a directory under the root (seeded
+/// from the image), or what the local driver's options say (`type: none`
+/// with `o: bind` and a `device` directory, or `type: tmpfs`).
+fn named_volume(
+    project: &Project,
+    key: &str,
+    target: &str,
+    read_only: bool,
+) -> anyhow::Result<stack_runtime::Mount> {
+    let name = volume_name(project, key);
+    let decl = project.volumes.get(key);
+    if let Some(d) = decl.and_then(|v| v.driver.as_deref()) {
+        if d != "local" {
+            bail!("volume {name}: driver `{d}` is not supported (only `local`)");
+        }
+    }
+    let opts = decl.map(|v| &v.driver_opts.0);
+    let opt = |k: &str| opts.and_then(|o| o.get(k)).map(String::as_str);
+    let mount = |kind: &str, source: PathBuf, size| stack_runtime::Mount {
+        kind: kind.into(),
+        source,
+        target: target.into(),
+        read_only,
+        size,
+    };
+    match opt("type") {
+        None => {
+            let source = stack_root().join("volumes").join(&name).join("_data");
+            if decl.is_some_and(|v| v.external.0) && !source.exists() {
+                bail!("volume {name} declared as external, but could not be found");
+            }
+            Ok(mount("volume", source, None))
+        }
+        Some("none") if opt("o").is_some_and(|o| o.split(',').any(|x| x == "bind" || x == "rbind")) => {
+            let device = opt("device").unwrap_or_default();
+            if !Path::new(device).is_dir() {
+                bail!("volume {name}: device `{device}` is not a directory on this host");
+            }
+            Ok(mount("bind", device.into(), None))
+        }
+        Some("tmpfs") => {
+            let mut size = None;
+            for o in opt("o").unwrap_or_default().split(',').filter(|o| !o.is_empty()) {
+                match o.split_once('=') {
+                    Some(("size", n)) => size = Some(crate::container::bytes(n)? as u64),
+                    _ => bail!("volume {name}: tmpfs option `{o}` is not supported (size is)"),
+                }
+            }
+            Ok(mount("tmpfs", PathBuf::new(), size))
+        }
+        Some(t) => bail!(
+            "volume {name}: driver_opts type `{t}` is not supported (a directory of the engine's, `type: none` + `o: bind` + `device`, or `type: tmpfs`)"
+        ),
+    }
+}
+
+/// `volumes_from: [SERVICE | container:NAME][:ro|:rw]`: the other
+/// container's volumes and binds, at the same targets.
+fn volumes_from(project: &Project, from: &str) -> anyhow::Result<Vec<stack_runtime::Mount>> {
+    let (who, mode) = match from.rsplit_once(':') {
+        Some((w, m)) if m == "ro" || m == "rw" => (w, Some(m == "ro")),
+        _ => (from, None),
+    };
+    let key = match who.strip_prefix("container:") {
+        Some(name) => name.to_string(),
+        None => format!("{}-{who}-1", project.name),
+    };
+    let (_, st) = crate::lifecycle::find(&stack_root(), &key)
+        .with_context(|| format!("volumes_from `{from}`"))?;
+    Ok(st
+        .spec
+        .mounts
+        .into_iter()
+        .filter(|m| m.kind != "tmpfs")
+        .map(|mut m| {
+            m.read_only = mode.unwrap_or(m.read_only);
+            m
+        })
+        .collect())
 }
 
 /// Creates a project's network (and the DNS server that answers on it).

@@ -462,3 +462,116 @@ fn one_off_run() {
     e.out(&["container", "rm", "once"]);
     e.out(&["--project-directory", d, "down"]);
 }
+
+/// Volumes of every kind a compose file has: a named volume whose local
+/// driver binds a host directory, a tmpfs volume with a size, an anonymous
+/// volume, `volumes_from` (read-only), and `create_host_path: false`.
+#[test]
+fn volume_kinds_and_volumes_from() {
+    let (e, dir) = env_with(
+        "volumes",
+        r#"services:
+  db:
+    image: local/busybox:1
+    command: sh -c "echo stored > /data/file; sleep 600"
+    network_mode: none
+    volumes:
+      - data:/data
+      - scratch:/scratch
+      - /anon
+  reader:
+    image: local/busybox:1
+    command: sleep 600
+    network_mode: none
+    volumes_from: ["db:ro"]
+    depends_on: [db]
+volumes:
+  data:
+    driver_opts: {type: none, o: bind, device: ./device}
+  scratch:
+    driver: local
+    driver_opts: {type: tmpfs, device: tmpfs, o: size=2m}
+"#,
+    );
+    let device = dir.join("device");
+    std::fs::create_dir_all(&device).unwrap();
+    // `./device` stays relative in driver_opts (compose does not resolve
+    // it either): the test names it absolutely.
+    let text = std::fs::read_to_string(dir.join("compose.yaml"))
+        .unwrap()
+        .replace("./device", device.to_str().unwrap());
+    std::fs::write(dir.join("compose.yaml"), text).unwrap();
+    let d = dir.to_str().unwrap();
+    e.out(&["--project-directory", d, "up", "-d"]);
+    let sh = |service: &str, script: &str| {
+        let o = e.stack(&[
+            "--project-directory",
+            d,
+            "exec",
+            "-T",
+            service,
+            "sh",
+            "-c",
+            script,
+        ]);
+        (
+            String::from_utf8_lossy(&o.stdout).to_string(),
+            o.status.success(),
+        )
+    };
+    let t = std::time::Instant::now();
+    while !device.join("file").exists() {
+        assert!(t.elapsed().as_secs() < 5, "nothing written to the device");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert_eq!(
+        std::fs::read_to_string(device.join("file")).unwrap(),
+        "stored\n"
+    );
+    let (mounts, _) = sh("db", "cat /proc/mounts");
+    let line = |target: &str| {
+        mounts
+            .lines()
+            .find(|l| l.split_whitespace().nth(1) == Some(target))
+            .unwrap_or_else(|| panic!("{target} not mounted:\n{mounts}"))
+            .to_string()
+    };
+    assert!(line("/scratch").starts_with("tmpfs "), "{mounts}");
+    assert!(line("/scratch").contains("size=2048k"), "{mounts}");
+    line("/anon");
+    // volumes_from: the same data at the same place, read-only as asked.
+    assert_eq!(sh("reader", "cat /data/file"), ("stored\n".into(), true));
+    assert!(!sh("reader", "echo x > /data/other").1);
+    assert!(
+        !sh("reader", "grep -q ' /scratch ' /proc/mounts").1,
+        "tmpfs is not shared"
+    );
+    e.out(&["--project-directory", d, "down", "-v"]);
+    // The device is the user's: down -v leaves it.
+    assert!(device.join("file").exists());
+
+    // A bind source that must exist and does not.
+    std::fs::write(
+        dir.join("compose.yaml"),
+        r#"services:
+  app:
+    image: local/busybox:1
+    network_mode: none
+    volumes:
+      - type: bind
+        source: ./missing
+        target: /m
+        bind: {create_host_path: false}
+"#,
+    )
+    .unwrap();
+    let err = e.fails(&["--project-directory", d, "up", "-d"]);
+    assert!(
+        err.contains("bind source")
+            && err.contains("missing")
+            && err.contains("create_host_path: false"),
+        "{err}"
+    );
+    assert!(!dir.join("missing").exists());
+    assert_eq!(e.out(&["--project-directory", d, "ps", "-a", "-q"]), "");
+}

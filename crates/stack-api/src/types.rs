@@ -52,6 +52,12 @@ pub struct UpRequest {
     /// Operations at once (`--parallel`); none: the engine's default.
     #[serde(default)]
     pub parallel: Option<usize>,
+    /// `always`, `missing` or `never`, over each service's `pull_policy`.
+    #[serde(default)]
+    pub pull: Option<String>,
+    /// No event for each image pulled.
+    #[serde(default)]
+    pub quiet_pull: bool,
 }
 
 /// The body of `POST /v1/projects/{project}/down`.

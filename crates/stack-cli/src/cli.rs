@@ -266,6 +266,21 @@ pub struct UpArgs {
     /// Attached: show timestamps
     #[arg(short, long)]
     pub timestamps: bool,
+    /// Attached: show only these services' output
+    #[arg(long, value_name = "SERVICE", conflicts_with = "detach")]
+    pub attach: Vec<String>,
+    /// Attached: do not show these services' output
+    #[arg(long, value_name = "SERVICE", conflicts_with = "detach")]
+    pub no_attach: Vec<String>,
+    /// Pull images: always, missing (the default, or each service's pull_policy) or never
+    #[arg(long, value_parser = ["always", "missing", "never"])]
+    pub pull: Option<String>,
+    /// Do not report pulled images
+    #[arg(long)]
+    pub quiet_pull: bool,
+    /// Assume yes to every question (up asks none; accepted as compose's)
+    #[arg(short = 'y', long = "yes")]
+    pub yes: bool,
     /// Services to bring up (default: all)
     pub services: Vec<String>,
 }

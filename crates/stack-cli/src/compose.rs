@@ -85,6 +85,8 @@ pub fn up(g: &Global, args: &UpArgs) -> anyhow::Result<i32> {
         remove_orphans: args.remove_orphans,
         dry_run: args.dry_run,
         parallel: g.parallel,
+        pull: args.pull.clone(),
+        quiet_pull: args.quiet_pull,
         project: loaded.project,
     };
     let planned = call(&format!("/v1/projects/{}/up", req.project.name), &req)?;
@@ -121,13 +123,38 @@ fn contents_from_environment(loaded: &mut stack_loader::Loaded) -> anyhow::Resul
 /// stops (`--abort-on-container-exit`, `--exit-code-from`), or Ctrl-C:
 /// then the stack stops gracefully; a second Ctrl-C kills it.
 fn attach(project: &Project, services: &[String], args: &UpArgs) -> anyhow::Result<i32> {
+    for s in args.attach.iter().chain(&args.no_attach) {
+        if !project.services.contains_key(s) {
+            bail!("no such service: `{s}`");
+        }
+    }
+    // Whose output is shown: --attach, else the services up brought up
+    // (all when none are named) without --no-attach.
+    let shown: Vec<String> = if !args.attach.is_empty() {
+        args.attach.clone()
+    } else if args.no_attach.is_empty() {
+        services.to_vec()
+    } else if services.is_empty() {
+        project
+            .services
+            .keys()
+            .filter(|s| !args.no_attach.contains(s))
+            .cloned()
+            .collect()
+    } else {
+        services
+            .iter()
+            .filter(|s| !args.no_attach.contains(s))
+            .cloned()
+            .collect()
+    };
     let (rt, client) = crate::engine::client()?;
     let mut printer = LogPrinter::new(project, args.no_color, false, args.timestamps);
     let logs = format!(
         "/v1/projects/{}/logs?{}",
         project.name,
         LogsQuery {
-            services: services.to_vec(),
+            services: shown.clone(),
             follow: true,
             tail: None,
         }
@@ -161,7 +188,13 @@ fn attach(project: &Project, services: &[String], args: &UpArgs) -> anyhow::Resu
     };
     let ended = rt.block_on(async {
         tokio::select! {
-            r = client.get_stream(&logs, |e| printer.print(e)) => r.map(|()| None),
+            r = async {
+                if shown.is_empty() && !(args.attach.is_empty() && args.no_attach.is_empty()) {
+                    // Every service's output left out: only wait.
+                    std::future::pending::<()>().await;
+                }
+                client.get_stream(&logs, |e| printer.print(e)).await
+            } => r.map(|()| None),
             code = watch => Ok(Some(code)),
             _ = tokio::signal::ctrl_c() => Ok(None),
         }

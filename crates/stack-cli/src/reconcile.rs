@@ -77,6 +77,16 @@ impl stack_engine::Driver for Host {
         .await
     }
 
+    async fn pull(&self, project: &Project, service: &str, policy: &str) -> anyhow::Result<bool> {
+        let s = &project.services[service];
+        let (image, platform, policy) = (
+            image_of(service, s)?,
+            s.platform.clone(),
+            policy.to_string(),
+        );
+        blocking(move || ensure_image(&image, platform.as_deref(), &policy)).await
+    }
+
     async fn run(
         &self,
         origin: &Origin<'_>,
@@ -410,10 +420,7 @@ fn run_args(
         run: RunArgs,
     }
     let project = origin.project;
-    let Some(image) = &s.image else {
-        bail!("service {service} has no image (builds are not supported yet)");
-    };
-    ensure_image(image, s)?;
+    let image = image_of(service, s)?;
     let mut a = Wrap::try_parse_from(["run"])?.run;
     a.detach = true;
     a.quiet = true;
@@ -730,7 +737,13 @@ pub fn one_off_args(
         config_files: &[],
         timeout: None,
     };
-    let mut a = run_args(&origin, service, &project.services[service], 1, name)?;
+    let s = &project.services[service];
+    ensure_image(
+        &image_of(service, s)?,
+        s.platform.as_deref(),
+        stack_engine::pull_policy(None, s),
+    )?;
+    let mut a = run_args(&origin, service, s, 1, name)?;
     a.labels.push(format!("{LABEL_ONEOFF}=True"));
     if !service_ports {
         a.publish.clear();
@@ -822,15 +835,23 @@ fn file_objects(
 }
 
 /// Pulls a missing image unless the service says never.
-fn ensure_image(image: &str, s: &Service) -> anyhow::Result<()> {
+/// The service's image, or why it has none.
+fn image_of(service: &str, s: &Service) -> anyhow::Result<String> {
+    s.image.clone().ok_or_else(|| {
+        anyhow::anyhow!("service {service} has no image (builds are not supported yet)")
+    })
+}
+
+/// Pulls `image` as `policy` (`always`, `missing`, `never`) says; true if it did.
+fn ensure_image(image: &str, platform: Option<&str>, policy: &str) -> anyhow::Result<bool> {
     let store = crate::image::store()?;
-    let policy = s.pull_policy.as_deref().unwrap_or("missing");
     if store.lookup(image).is_ok() && policy != "always" {
-        return Ok(());
+        return Ok(false);
     }
     if policy == "never" {
-        bail!("image `{image}` is not here and pull_policy is never");
+        bail!("image `{image}` is not here and the pull policy is never");
     }
-    crate::registry::pull(image, s.platform.as_deref(), true)
-        .with_context(|| format!("image `{image}` is not here"))
+    crate::registry::pull(image, platform, true)
+        .with_context(|| format!("image `{image}` is not here"))?;
+    Ok(true)
 }

@@ -148,6 +148,20 @@ fn bad_requests_change_nothing() {
         "{err}"
     );
     assert_eq!(e.out(&["--project-directory", d, "ps", "-a", "-q"]), "");
+    // An image that is not here, with pulls forbidden: named before
+    // anything is created (the network included).
+    std::fs::write(
+        dir.join("compose.yaml"),
+        "services:\n  a:\n    image: local/busybox:1\n  b:\n    image: local/nothing:1\n    depends_on: [a]\n",
+    )
+    .unwrap();
+    let err = e.fails(&["--project-directory", d, "up", "-d", "--pull", "never"]);
+    assert!(
+        err.contains("service b: image `local/nothing:1` is not here and the pull policy is never"),
+        "{err}"
+    );
+    assert_eq!(e.out(&["--project-directory", d, "ps", "-a", "-q"]), "");
+    assert_eq!(e.out(&["network", "ls", "-q"]), "");
 }
 
 #[test]
@@ -247,6 +261,21 @@ fn lifecycle_commands() {
     assert!(
         stderr.contains("Container shop-ticker-1  Stopped"),
         "{stderr}"
+    );
+    // --no-attach: the ticker runs, its output is not shown.
+    let o = run(&[
+        "up",
+        "--exit-code-from",
+        "job",
+        "--no-color",
+        "--no-attach",
+        "ticker",
+    ]);
+    assert_eq!(o.status.code(), Some(3), "{o:?}");
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        text.contains("job-1    | done") && !text.contains("tick"),
+        "{text}"
     );
     let ps = out(&["ps", "-a"]);
     assert!(

@@ -36,7 +36,16 @@ pub trait Driver: Sync {
         name: &str,
     ) -> impl Future<Output = anyhow::Result<()>> + Send;
     fn remove_network(&self, name: &str) -> impl Future<Output = anyhow::Result<()>> + Send;
-    /// Creates and starts replica `number` of `service` as `name`.
+    /// Makes sure the service's image is here: `policy` is `always`,
+    /// `missing` or `never`. True if it was pulled.
+    fn pull(
+        &self,
+        project: &Project,
+        service: &str,
+        policy: &str,
+    ) -> impl Future<Output = anyhow::Result<bool>> + Send;
+    /// Creates and starts replica `number` of `service` (its image is
+    /// here) as `name`.
     fn run(
         &self,
         origin: &Origin<'_>,
@@ -190,6 +199,7 @@ pub async fn up<D: Driver>(driver: &D, req: &UpRequest, events: &Events) -> anyh
         }
         return Ok(());
     }
+    pull(driver, req, &plan, events).await?;
     let origin = Origin {
         project,
         working_dir: &req.working_dir,
@@ -197,6 +207,71 @@ pub async fn up<D: Driver>(driver: &D, req: &UpRequest, events: &Events) -> anyh
         timeout: None,
     };
     execute(driver, &origin, &plan, events, parallel(req.parallel)).await
+}
+
+/// The pull policy of a service: `--pull`, else its `pull_policy`, as one
+/// of `always`, `missing`, `never`. (`build` is `missing` while there are no
+/// builds; `daily`, `weekly`, `every_…` are `missing` too: no pull dates are
+/// kept yet.)
+pub fn pull_policy<'a>(asked: Option<&'a str>, service: &'a Service) -> &'a str {
+    match asked.or(service.pull_policy.as_deref()) {
+        Some("always") => "always",
+        Some("never") => "never",
+        _ => "missing",
+    }
+}
+
+/// Every image the plan needs, before anything changes: a missing image
+/// fails `up` with nothing created. Images are pulled concurrently.
+async fn pull<D: Driver>(
+    driver: &D,
+    req: &UpRequest,
+    plan: &Plan,
+    events: &Events,
+) -> anyhow::Result<()> {
+    let mut services: Vec<&str> = plan
+        .ops()
+        .filter_map(|op| match op {
+            Op::Run { service, .. } => Some(service.as_str()),
+            _ => None,
+        })
+        .collect();
+    services.sort();
+    services.dedup();
+    let slots = &Semaphore::new(parallel(req.parallel));
+    let results = futures::future::join_all(services.iter().map(|service| async move {
+        let _slot = slots.acquire().await.expect("never closed");
+        let s = &req.project.services[*service];
+        let pulled = driver
+            .pull(&req.project, service, pull_policy(req.pull.as_deref(), s))
+            .await
+            .map_err(|e| e.context(format!("service {service}")))?;
+        if pulled && !req.quiet_pull {
+            progress(
+                events,
+                "Image",
+                s.image.as_deref().unwrap_or(service),
+                "Pulled",
+            );
+        }
+        anyhow::Ok(())
+    }))
+    .await;
+    failures(results)
+}
+
+/// Ok, or every error at once.
+fn failures(results: Vec<anyhow::Result<()>>) -> anyhow::Result<()> {
+    let failures: Vec<String> = results
+        .into_iter()
+        .filter_map(|r| r.err())
+        .map(|e| format!("{e:#}"))
+        .collect();
+    if failures.is_empty() {
+        Ok(())
+    } else {
+        bail!("{}", failures.join("\n"))
+    }
 }
 
 /// `down`: containers in reverse dependency order, then the project's
@@ -280,14 +355,7 @@ pub async fn execute<D: Driver>(
             anyhow::Ok(())
         }))
         .await;
-        let failures: Vec<String> = results
-            .into_iter()
-            .filter_map(|r| r.err())
-            .map(|e| format!("{e:#}"))
-            .collect();
-        if !failures.is_empty() {
-            bail!("{}", failures.join("\n"));
-        }
+        failures(results)?;
     }
     Ok(())
 }

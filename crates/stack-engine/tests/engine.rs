@@ -13,7 +13,8 @@ use stack_plan::Existing;
 use tokio::time::Instant;
 
 /// A host in memory. Each operation sleeps `took` (per container or
-/// network name, default 1 s) and is logged as `T+ms begin|end op name`.
+/// network name, or `image-SERVICE` for pulls; default 1 s, pulls 0) and is
+/// logged as `T+ms begin|end op name`.
 struct Fake {
     t0: Instant,
     took: BTreeMap<String, Duration>,
@@ -54,7 +55,11 @@ impl Fake {
             .took
             .get(name)
             .copied()
-            .unwrap_or(Duration::from_secs(1));
+            .unwrap_or(if what.starts_with("pull") {
+                Duration::ZERO
+            } else {
+                Duration::from_secs(1)
+            });
         tokio::time::sleep(took).await;
         self.busy.lock().unwrap().0 -= 1;
         self.log
@@ -67,15 +72,29 @@ impl Fake {
         Ok(())
     }
 
-    /// The log without the `end` lines.
+    /// The log without the `end` lines and pulls.
     fn begun(&self) -> Vec<String> {
         self.log
             .lock()
             .unwrap()
             .iter()
-            .filter(|l| l.contains(" begin "))
+            .filter(|l| l.contains(" begin ") && !l.contains(" pull("))
             .map(|l| l.replace(" begin", ""))
             .collect()
+    }
+
+    /// `pull(POLICY) image-SERVICE` for each pull begun.
+    fn pulls(&self) -> Vec<String> {
+        let mut p: Vec<String> = self
+            .log
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| l.contains(" begin pull("))
+            .map(|l| l.split_once(" begin ").unwrap().1.to_string())
+            .collect();
+        p.sort();
+        p
     }
 
     fn names(&self) -> Vec<String> {
@@ -120,6 +139,12 @@ impl Driver for Fake {
         self.op("remove-network", name).await?;
         self.networks.lock().unwrap().retain(|n| n != name);
         Ok(())
+    }
+
+    async fn pull(&self, _p: &Project, service: &str, policy: &str) -> anyhow::Result<bool> {
+        self.op(&format!("pull({policy})"), &format!("image-{service}"))
+            .await?;
+        Ok(policy == "always")
     }
 
     async fn run(
@@ -462,4 +487,52 @@ async fn down_removes_dependents_first_then_networks_and_volumes() {
         matches!(&last, Some(Event::Progress { object, name, .. }) if object == "Volume" && name == "shop_data"),
         "{last:?}"
     );
+}
+
+#[tokio::test(start_paused = true)]
+async fn images_come_first_and_a_missing_one_changes_nothing() {
+    let mut fake = Fake::new();
+    fake.fail.insert("image-db".into());
+    let (err, events) = up(&fake, up_req(&project(SHOP))).await;
+    assert_eq!(
+        err.as_deref(),
+        Some("service db: image-db would not pull(missing)")
+    );
+    assert!(fake.begun().is_empty(), "{:?}", fake.begun());
+    assert!(events.is_empty(), "{events:?}");
+    assert_eq!(fake.pulls().len(), 4);
+
+    // --pull over the file's pull_policy; each pulled image reported.
+    let fake = Fake::new();
+    let p = project(&SHOP.replace("image: db", "image: db\n    pull_policy: never"));
+    let (err, events) = up(&fake, up_req(&p)).await;
+    assert_eq!(err, None);
+    assert!(fake.pulls().contains(&"pull(never) image-db".to_string()));
+    assert!(fake
+        .pulls()
+        .contains(&"pull(missing) image-web".to_string()));
+    assert!(!events.iter().any(|e| e.starts_with("Image")), "{events:?}");
+    let fake = Fake::new();
+    let req = UpRequest {
+        pull: Some("always".into()),
+        ..up_req(&p)
+    };
+    let (_, events) = up(&fake, req.clone()).await;
+    assert_eq!(
+        fake.pulls(),
+        [
+            "pull(always) image-api",
+            "pull(always) image-cache",
+            "pull(always) image-db",
+            "pull(always) image-web"
+        ]
+    );
+    assert_eq!(events.iter().filter(|e| e.starts_with("Image ")).count(), 4);
+    let fake = Fake::new();
+    let quiet = UpRequest {
+        quiet_pull: true,
+        ..req
+    };
+    let (_, events) = up(&fake, quiet).await;
+    assert!(!events.iter().any(|e| e.starts_with("Image")), "{events:?}");
 }

@@ -151,6 +151,11 @@ pub struct LogsQuery {
     pub follow: bool,
     /// The last N records of each container (`?tail=N`; all by default).
     pub tail: Option<usize>,
+    /// Only records at or after this time (`?since=`, RFC 3339 UTC with
+    /// nanoseconds, as the logs are written).
+    pub since: Option<String>,
+    /// Only records before this time (`?until=`, the same form).
+    pub until: Option<String>,
 }
 
 impl LogsQuery {
@@ -161,12 +166,23 @@ impl LogsQuery {
                 ApiError::bad_request(format!("tail: `{n}` is not a number of lines or `all`"))
             })?),
         };
+        let time = |key: &str| -> Result<Option<String>, ApiError> {
+            match crate::server::query_values(query, key).last() {
+                None => Ok(None),
+                Some(t) if is_log_time(t) => Ok(Some(t.to_string())),
+                Some(t) => Err(ApiError::bad_request(format!(
+                    "{key}: `{t}` is not an RFC 3339 UTC time with nanoseconds (2026-01-02T03:04:05.000000000Z)"
+                ))),
+            }
+        };
         Ok(LogsQuery {
             services: crate::server::query_values(query, "service")
                 .map(str::to_string)
                 .collect(),
             follow: crate::server::query_flag(query, "follow"),
             tail,
+            since: time("since")?,
+            until: time("until")?,
         })
     }
 
@@ -183,8 +199,33 @@ impl LogsQuery {
         if let Some(n) = self.tail {
             parts.push(format!("tail={n}"));
         }
+        for (key, t) in [("since", &self.since), ("until", &self.until)] {
+            if let Some(t) = t {
+                parts.push(format!("{key}={t}"));
+            }
+        }
         parts.join("&")
     }
+
+    /// Whether a record written at `time` is asked for.
+    pub fn wants(&self, time: &str) -> bool {
+        self.since.as_deref().is_none_or(|s| time >= s)
+            && self.until.as_deref().is_none_or(|u| time < u)
+    }
+}
+
+/// `YYYY-MM-DDTHH:MM:SS.NNNNNNNNNZ`: the one form log times are compared in.
+fn is_log_time(t: &str) -> bool {
+    let b = t.as_bytes();
+    b.len() == 30
+        && b.iter().enumerate().all(|(i, c)| match i {
+            4 | 7 => *c == b'-',
+            10 => *c == b'T',
+            13 | 16 => *c == b':',
+            19 => *c == b'.',
+            29 => *c == b'Z',
+            _ => c.is_ascii_digit(),
+        })
 }
 
 /// One line of a streamed answer.

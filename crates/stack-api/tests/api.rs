@@ -88,11 +88,15 @@ impl Engine for Fake {
 
     fn logs(&self, _project: &str, q: LogsQuery, events: &Events) -> Result<(), ApiError> {
         for i in 0..q.tail.unwrap_or(3) {
+            let time = format!("2026-01-01T00:00:0{i}.000000000Z");
+            if !q.wants(&time) {
+                continue;
+            }
             events.send(Event::Log {
                 container: "shop-web-1".into(),
                 service: q.services.first().cloned().unwrap_or_default(),
                 stream: "stdout".into(),
-                time: "2026-01-01T00:00:00.000000000Z".into(),
+                time,
                 log: format!("line {i}\n"),
             });
         }
@@ -357,8 +361,10 @@ fn the_client_reads_streams_and_errors() {
     let mut lines = Vec::new();
     let q = LogsQuery {
         services: vec!["web".into()],
-        tail: Some(2),
+        tail: Some(3),
         follow: false,
+        since: Some("2026-01-01T00:00:01.000000000Z".into()),
+        until: Some("2026-01-01T00:00:02.000000000Z".into()),
     };
     s.rt.block_on(
         c.get_stream(&format!("/v1/projects/shop/logs?{}", q.to_query()), |e| {
@@ -366,9 +372,9 @@ fn the_client_reads_streams_and_errors() {
         }),
     )
     .unwrap();
-    assert_eq!(lines.len(), 2, "{lines:?}");
+    assert_eq!(lines.len(), 1, "{lines:?}");
     assert!(
-        matches!(&lines[1], Event::Log { service, log, .. } if service == "web" && log == "line 1\n")
+        matches!(&lines[0], Event::Log { service, log, .. } if service == "web" && log == "line 1\n")
     );
 
     let none = Client::new(s.dir.join("nothing.sock"));
@@ -437,6 +443,13 @@ fn bad_requests_get_clear_answers() {
             "",
             400,
             "tail: `ten` is not a number",
+        ),
+        (
+            "GET",
+            "/v1/projects/shop/logs?since=yesterday",
+            "",
+            400,
+            "since: `yesterday` is not an RFC 3339 UTC time",
         ),
     ];
     for (method, path, body, want, says) in cases {

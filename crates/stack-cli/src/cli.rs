@@ -317,6 +317,12 @@ pub struct LogsArgs {
     /// No `service-N | ` prefix
     #[arg(long)]
     pub no_log_prefix: bool,
+    /// Only output since this time: a duration back (42m), a Unix time or an RFC 3339 time
+    #[arg(long, value_name = "TIME")]
+    pub since: Option<String>,
+    /// Only output before this time (the same forms as --since)
+    #[arg(long, value_name = "TIME")]
+    pub until: Option<String>,
     /// Services (default: all)
     pub services: Vec<String>,
 }

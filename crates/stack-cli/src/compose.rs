@@ -156,7 +156,7 @@ fn attach(project: &Project, services: &[String], args: &UpArgs) -> anyhow::Resu
         LogsQuery {
             services: shown.clone(),
             follow: true,
-            tail: None,
+            ..Default::default()
         }
         .to_query()
     );
@@ -306,10 +306,18 @@ pub fn logs(g: &Global, args: &LogsArgs) -> anyhow::Result<()> {
                 .map_err(|_| anyhow::anyhow!("--tail: `{n}` is not a number of lines or `all`"))?,
         ),
     };
+    let now = std::time::SystemTime::now();
+    let when = |flag: &str, v: &Option<String>| {
+        v.as_deref()
+            .map(|v| crate::when::parse(v, now).with_context(|| format!("--{flag}")))
+            .transpose()
+    };
     let q = LogsQuery {
         services: args.services.clone(),
         follow: args.follow,
         tail,
+        since: when("since", &args.since)?,
+        until: when("until", &args.until)?,
     };
     let mut printer = LogPrinter::new(&project, args.no_color, args.no_log_prefix, args.timestamps);
     let (rt, client) = crate::engine::client()?;

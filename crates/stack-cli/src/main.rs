@@ -13,6 +13,7 @@ mod lifecycle;
 mod network;
 mod reconcile;
 mod registry;
+mod when;
 
 use std::io::Write as _;
 use std::process::ExitCode;

@@ -367,6 +367,7 @@ pub fn logs(project: &str, q: &LogsQuery, events: &Events) -> anyhow::Result<()>
         let mut batch = Vec::new();
         for (name, replica, follower) in followers.values_mut() {
             let (mut records, _) = follower.read_new();
+            records.retain(|r| q.wants(&r.time));
             if first {
                 if let Some(n) = q.tail {
                     records.drain(..records.len().saturating_sub(n));

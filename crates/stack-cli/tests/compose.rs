@@ -287,6 +287,28 @@ fn lifecycle_commands() {
     let logs = out(&["logs", "--tail", "1", "--no-log-prefix", "job"]);
     assert_eq!(logs, "done\n");
     assert!(run(&["logs", "nope"]).status.code() != Some(0));
+    // --since / --until: a window in time, in every form Docker takes.
+    let job = |args: &[&str]| {
+        let mut a = vec!["logs", "--no-log-prefix"];
+        a.extend_from_slice(args);
+        a.push("job");
+        out(&a).lines().count()
+    };
+    let all = job(&[]);
+    assert!(all >= 3, "{all}");
+    assert_eq!(job(&["--since", "1h"]), all);
+    assert_eq!(job(&["--until", "2000-01-01"]), 0);
+    assert_eq!(
+        job(&["--since", "2000-01-01T00:00:00Z", "--until", "1h"]),
+        0
+    );
+    assert_eq!(job(&["--since", "4102444800"]), 0); // 2100
+    let o = run(&["logs", "--since", "yesterday", "job"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && err.contains("--since") && err.contains("yesterday"),
+        "{err}"
+    );
 
     // start in place: the same container, the same address.
     let inspect = |name: &str| -> serde_json::Value {

@@ -26,6 +26,25 @@ fn project(e: &Env) -> std::path::PathBuf {
     dir
 }
 
+/// `exec -T SERVICE sh -c SCRIPT` in the project at `d`: its standard
+/// output and whether it succeeded.
+fn sh(e: &Env, d: &str, service: &str, script: &str) -> (String, bool) {
+    let o = e.stack(&[
+        "--project-directory",
+        d,
+        "exec",
+        "-T",
+        service,
+        "sh",
+        "-c",
+        script,
+    ]);
+    (
+        String::from_utf8_lossy(&o.stdout).to_string(),
+        o.status.success(),
+    )
+}
+
 fn compose(dir: &Path, web_replicas: u32, api_sleep: u32) {
     std::fs::write(
         dir.join("compose.yaml"),
@@ -395,37 +414,21 @@ configs:
     std::fs::write(dir.join("db_password.txt"), "from-a-file\n").unwrap();
     let d = dir.to_str().unwrap();
     e.out(&["--project-directory", d, "up", "-d"]);
-    let sh = |script: &str| {
-        e.out(&[
-            "--project-directory",
-            d,
-            "exec",
-            "-T",
-            "app",
-            "sh",
-            "-c",
-            script,
-        ])
+    let app = |script: &str| {
+        let (out, ok) = sh(&e, d, "app", script);
+        assert!(ok, "{script}: {out}");
+        out
     };
-    assert_eq!(sh("cat /run/secrets/db_password"), "from-a-file\n");
-    assert_eq!(sh("cat /run/secrets/key"), "from-the-environment");
-    assert_eq!(sh("busybox stat -c %a /run/secrets/key"), "400\n");
+    assert_eq!(app("cat /run/secrets/db_password"), "from-a-file\n");
+    assert_eq!(app("cat /run/secrets/key"), "from-the-environment");
+    assert_eq!(app("busybox stat -c %a /run/secrets/key"), "400\n");
     assert_eq!(
-        sh("cat /app_conf; echo; cat /etc/app.conf"),
+        app("cat /app_conf; echo; cat /etc/app.conf"),
         "level = debug\nlevel = debug"
     );
     // Read-only, even for root.
-    let o = e.stack(&[
-        "--project-directory",
-        d,
-        "exec",
-        "-T",
-        "app",
-        "sh",
-        "-c",
-        "echo x > /run/secrets/db_password",
-    ]);
-    assert!(!o.status.success());
+    let o = sh(&e, d, "app", "echo x > /run/secrets/db_password");
+    assert!(!o.1);
     assert!(e.root().join("projects/shop").is_dir());
     e.out(&["--project-directory", d, "down"]);
     assert!(!e.root().join("projects/shop").exists());
@@ -554,22 +557,7 @@ volumes:
     std::fs::write(dir.join("compose.yaml"), text).unwrap();
     let d = dir.to_str().unwrap();
     e.out(&["--project-directory", d, "up", "-d"]);
-    let sh = |service: &str, script: &str| {
-        let o = e.stack(&[
-            "--project-directory",
-            d,
-            "exec",
-            "-T",
-            service,
-            "sh",
-            "-c",
-            script,
-        ]);
-        (
-            String::from_utf8_lossy(&o.stdout).to_string(),
-            o.status.success(),
-        )
-    };
+    let sh = |service: &str, script: &str| sh(&e, d, service, script);
     let t = std::time::Instant::now();
     while !device.join("file").exists() {
         assert!(t.elapsed().as_secs() < 5, "nothing written to the device");

@@ -334,6 +334,9 @@ pub struct ExecArgs {
     /// Which replica
     #[arg(long, default_value_t = 1)]
     pub index: u32,
+    /// Run in the background
+    #[arg(short = 'd', long)]
+    pub detach: bool,
     pub service: String,
     #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
     pub command: Vec<String>,

@@ -396,8 +396,9 @@ pub fn exec(g: &Global, args: &ExecArgs) -> anyhow::Result<i32> {
         &p.env,
         &p.workdir,
         &p.user,
-        !p.no_tty && std::io::stdin().is_terminal(),
-        true,
+        !args.detach && !p.no_tty && std::io::stdin().is_terminal(),
+        !args.detach,
+        args.detach,
     )
 }
 

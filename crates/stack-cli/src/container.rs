@@ -27,6 +27,9 @@ pub enum ContainerCommand {
         /// Keep standard input open
         #[arg(short = 'i', long)]
         interactive: bool,
+        /// Run in the background
+        #[arg(short = 'd', long, conflicts_with_all = ["tty", "interactive"])]
+        detach: bool,
         /// Set an environment variable (KEY=VALUE)
         #[arg(short = 'e', long = "env")]
         env: Vec<String>,
@@ -266,6 +269,7 @@ pub fn run(cmd: &ContainerCommand) -> anyhow::Result<i32> {
         ContainerCommand::Exec {
             tty,
             interactive,
+            detach,
             env,
             user,
             workdir,
@@ -280,6 +284,7 @@ pub fn run(cmd: &ContainerCommand) -> anyhow::Result<i32> {
             user,
             *tty,
             *interactive,
+            *detach,
         ),
         ContainerCommand::Top { container } => crate::lifecycle::top(&root, container).map(|()| 0),
         ContainerCommand::Port { container, port } => {

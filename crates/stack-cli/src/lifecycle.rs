@@ -377,10 +377,35 @@ pub fn exec(
     user: &Option<String>,
     tty: bool,
     interactive: bool,
+    detach: bool,
 ) -> anyhow::Result<i32> {
     let (_, st) = find(root, key)?;
     if !running(&st) {
         bail!("container `{}` is not running", st.name);
+    }
+    if detach {
+        // Another of us runs it, in its own process group, with no
+        // terminal or pipes of ours; nobody waits for it.
+        let mut c = std::process::Command::new(std::env::current_exe()?);
+        c.args(["container", "exec"]);
+        for e in env {
+            c.args(["-e", e]);
+        }
+        if let Some(u) = user {
+            c.args(["-u", u]);
+        }
+        if let Some(w) = workdir {
+            c.args(["-w", w]);
+        }
+        c.arg(&st.id)
+            .args(command)
+            .env("STACK_ROOT", root)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        std::os::unix::process::CommandExt::process_group(&mut c, 0);
+        c.spawn().context("cannot start the detached exec")?;
+        return Ok(0);
     }
     stack_runtime::ignore_terminal_interrupts()?;
     Ok(stack_runtime::exec(

@@ -360,6 +360,33 @@ fn lifecycle_commands() {
     let o = run(&["exec", "-T", "ticker", "sh", "-c", "echo inside; exit 4"]);
     assert_eq!(o.status.code(), Some(4));
     assert_eq!(String::from_utf8_lossy(&o.stdout), "inside\n");
+    // exec -d: back at once, with nothing printed; the process runs on.
+    assert_eq!(
+        out(&[
+            "exec",
+            "-d",
+            "ticker",
+            "sh",
+            "-c",
+            "echo $$ > /bg; exec sleep 30"
+        ]),
+        ""
+    );
+    let t = std::time::Instant::now();
+    while !sh(
+        &e,
+        d,
+        "ticker",
+        "kill -0 $(cat /bg) && grep -q sleep /proc/$(cat /bg)/cmdline",
+    )
+    .1
+    {
+        assert!(
+            t.elapsed().as_secs() < 5,
+            "the detached exec is not running"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
 
     out(&["pause", "ticker"]);
     assert!(out(&["ps"]).contains("Up (Paused)"));

@@ -494,13 +494,14 @@ pub fn run_container(a: &RunArgs) -> anyhow::Result<i32> {
             .collect::<anyhow::Result<_>>()?,
         mounts: {
             let mut m = mounts(&a.volumes, &a.tmpfs)?;
-            // Anonymous volumes (no source yet) live in the container's directory.
-            let anonymous = |n: usize| {
+            // Anonymous volumes (no source yet, or the image's VOLUMEs) live
+            // in the container's directory and go with it.
+            let anonymous = |name: String| {
                 stack_root()
                     .join("containers")
                     .join(&id)
                     .join("volumes")
-                    .join(format!("a{n}"))
+                    .join(name)
             };
             m.extend(
                 a.extra_mounts
@@ -509,13 +510,12 @@ pub fn run_container(a: &RunArgs) -> anyhow::Result<i32> {
                     .enumerate()
                     .map(|(i, mut x)| {
                         if x.kind == "volume" && x.source.as_os_str().is_empty() {
-                            x.source = anonymous(i);
+                            x.source = anonymous(format!("a{i}"));
                         }
                         x
                     }),
             );
-            // The image's VOLUMEs not mounted otherwise: anonymous volumes,
-            // kept in the container's directory and removed with it.
+            // The image's VOLUMEs not mounted otherwise.
             let dirs = image_config
                 .as_ref()
                 .and_then(|c| c.volumes.clone())
@@ -527,11 +527,7 @@ pub fn run_container(a: &RunArgs) -> anyhow::Result<i32> {
                 {
                     m.push(stack_runtime::Mount {
                         kind: "volume".into(),
-                        source: stack_root()
-                            .join("containers")
-                            .join(&id)
-                            .join("volumes")
-                            .join(i.to_string()),
+                        source: anonymous(i.to_string()),
                         target: target.clone(),
                         read_only: false,
                         size: None,

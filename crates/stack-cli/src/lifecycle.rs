@@ -290,6 +290,12 @@ pub fn stop_and_remove(root: &Path, key: &str, grace: Option<u64>) -> anyhow::Re
     remove_one(root, key, true)
 }
 
+/// Stops (as `stop_one`) and starts again in place; returns the name.
+pub fn restart_one(root: &Path, key: &str, grace: Option<u64>) -> anyhow::Result<String> {
+    stop_one(root, key, grace)?;
+    start_again(root, key)
+}
+
 /// The signal, the grace period, then SIGKILL; returns the name.
 pub fn stop_one(root: &Path, key: &str, grace: Option<u64>) -> anyhow::Result<String> {
     let (dir, st) = find(root, key)?;

@@ -111,11 +111,7 @@ impl stack_engine::Driver for Host {
 
     async fn restart(&self, id: &str, timeout: Option<u64>) -> anyhow::Result<()> {
         let id = id.to_string();
-        blocking(move || {
-            crate::lifecycle::stop_one(&stack_root(), &id, timeout)?;
-            crate::lifecycle::start_again(&stack_root(), &id).map(drop)
-        })
-        .await
+        blocking(move || crate::lifecycle::restart_one(&stack_root(), &id, timeout).map(drop)).await
     }
 
     async fn remove(&self, id: &str, timeout: Option<u64>) -> anyhow::Result<()> {
@@ -125,22 +121,20 @@ impl stack_engine::Driver for Host {
     }
 
     fn remove_volume(&self, name: &str) -> anyhow::Result<bool> {
-        let dir = stack_root().join("volumes").join(name);
-        match std::fs::remove_dir_all(&dir) {
-            Ok(()) => Ok(true),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
-            Err(e) => Err(e).with_context(|| format!("cannot remove volume `{name}`")),
-        }
+        remove_dir(&stack_root().join("volumes").join(name))
     }
 
     fn forget_project(&self, project: &str) -> anyhow::Result<()> {
-        let dir = project_dir(project);
-        match std::fs::remove_dir_all(&dir) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                Err(e).with_context(|| format!("cannot remove `{}`", dir.display()))
-            }
-            _ => Ok(()),
-        }
+        remove_dir(&project_dir(project)).map(drop)
+    }
+}
+
+/// Removes a directory and what is in it; false if there was none.
+fn remove_dir(dir: &Path) -> anyhow::Result<bool> {
+    match std::fs::remove_dir_all(dir) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(e).with_context(|| format!("cannot remove `{}`", dir.display())),
     }
 }
 
@@ -298,8 +292,7 @@ fn act_on(
             "Started"
         }
         Action::Restart => {
-            l::stop_one(root, id, req.timeout)?;
-            l::start_again(root, id)?;
+            l::restart_one(root, id, req.timeout)?;
             "Restarted"
         }
         Action::Kill if running => {

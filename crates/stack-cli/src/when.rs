@@ -33,12 +33,24 @@ pub fn parse(s: &str, now: std::time::SystemTime) -> anyhow::Result<String> {
 /// `1700000000` or `1700000000.25`: nanoseconds, exactly.
 fn unix(s: &str) -> Option<i128> {
     let (secs, frac) = s.split_once('.').unwrap_or((s, ""));
-    let digits = |t: &str| t.bytes().all(|b| b.is_ascii_digit());
-    if secs.is_empty() || !digits(secs) || !digits(frac) || frac.len() > 9 {
+    if secs.is_empty() || !secs.bytes().all(|b| b.is_ascii_digit()) || frac.len() > 9 {
         return None;
     }
-    let frac: String = frac.chars().chain(std::iter::repeat('0')).take(9).collect();
-    Some(secs.parse::<i128>().ok()? * 1_000_000_000 + frac.parse::<i128>().ok()?)
+    Some(secs.parse::<i128>().ok()? * 1_000_000_000 + fraction(frac)?)
+}
+
+/// The digits after a decimal point, as nanoseconds (`25` is 250 ms;
+/// digits past the ninth are dropped).
+fn fraction(f: &str) -> Option<i128> {
+    if !f.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    f.chars()
+        .chain(std::iter::repeat('0'))
+        .take(9)
+        .collect::<String>()
+        .parse()
+        .ok()
 }
 
 /// `1h30m`, `10s`, `1.5h`, `250ms`: nanoseconds.
@@ -113,11 +125,7 @@ fn rfc3339(s: &str) -> Option<i128> {
             return None;
         }
         secs = h * 3600 + mi * 60 + sec;
-        if !f.is_empty() {
-            num(f)?;
-            let digits: String = f.chars().chain(std::iter::repeat('0')).take(9).collect();
-            frac = digits.parse().ok()?;
-        }
+        frac = fraction(f)?;
     }
     let total = days_from_civil(y, m, day) * 86_400 + secs - offset;
     Some(i128::from(total) * 1_000_000_000 + frac)

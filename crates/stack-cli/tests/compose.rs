@@ -187,11 +187,7 @@ fn bad_requests_change_nothing() {
 fn the_hello_example_answers() {
     let mut e = Env::new("compose", "hello");
     e.vars.push(("STACK_DNS_UPSTREAM".into(), "none".into()));
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = common::free_port();
     e.vars.push(("WEB_PORT".into(), port.to_string()));
     common::busybox_image(&e, "example/busybox:1");
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/hello");

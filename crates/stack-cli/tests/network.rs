@@ -310,19 +310,11 @@ fn http_get_at(ip: std::net::IpAddr, port: u16) -> String {
     out
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 #[test]
 fn published_ports_answer_on_the_host() {
     let (e, rootfs) = env("ports");
     e.out(&["network", "create", "front"]);
-    let port = free_port();
+    let port = common::free_port();
     web(
         &e,
         &rootfs,
@@ -356,7 +348,7 @@ fn published_ports_answer_on_the_host() {
     );
     assert!(ok && out.contains("hello from ports"), "{out}");
     // UDP: an echo server in the container answers through the published port.
-    let uport = free_port();
+    let uport = common::free_port();
     let echo = "import socket\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\ns.bind(('0.0.0.0', 9000))\nwhile True:\n    d, a = s.recvfrom(100)\n    s.sendto(b'pong ' + d, a)\n";
     e.out(&[
         "container",
@@ -684,7 +676,7 @@ fn other_names_are_forwarded_and_remote_clients_keep_their_address() {
     .unwrap();
     std::fs::set_permissions(&cgi, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     e.out(&["network", "create", "--ipv6", "outer"]);
-    let port = free_port();
+    let port = common::free_port();
     web(
         &e,
         &rootfs,

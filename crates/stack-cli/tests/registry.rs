@@ -31,14 +31,6 @@ fn sh(dir: &Path, cmd: &[&str]) -> String {
     String::from_utf8_lossy(&o.stdout).to_string()
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn wait_for_port(port: u16) {
     let t = Instant::now();
     while TcpStream::connect(("127.0.0.1", port)).is_err() {
@@ -59,9 +51,9 @@ struct Registry {
 impl Registry {
     /// `auth`: the `auth:` section of the config, or "".
     fn start(dir: &Path, auth: &str) -> Registry {
-        let dir = dir.join(format!("registry-{}", free_port()));
+        let dir = dir.join(format!("registry-{}", common::free_port()));
         std::fs::create_dir_all(&dir).unwrap();
-        let port = free_port();
+        let port = common::free_port();
         let config = format!(
             "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n{auth}",
             dir.join("data").display()

@@ -141,6 +141,15 @@ impl Drop for Env {
     }
 }
 
+/// A TCP port on 127.0.0.1 that nobody listened on a moment ago.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 pub fn busybox() -> &'static Path {
     ["/bin/busybox", "/usr/bin/busybox"]
         .into_iter()

@@ -31,6 +31,7 @@ pub enum Route {
     Down { project: String },
     Action { project: String, action: Action },
     Logs { project: String },
+    Events { project: String },
 }
 
 /// Every route the server answers: method and path template.
@@ -49,6 +50,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/v1/projects/{project}/unpause"),
     ("POST", "/v1/projects/{project}/rm"),
     ("GET", "/v1/projects/{project}/logs"),
+    ("GET", "/v1/projects/{project}/events"),
 ];
 
 /// Why a request has no route.
@@ -72,6 +74,7 @@ pub fn route(method: &str, path: &str) -> Result<Route, NoRoute> {
                 "up" => ("POST", Route::Up { project }),
                 "down" => ("POST", Route::Down { project }),
                 "logs" => ("GET", Route::Logs { project }),
+                "events" => ("GET", Route::Events { project }),
                 other => match Action::ALL.into_iter().find(|a| a.name() == other) {
                     Some(action) => ("POST", Route::Action { project, action }),
                     None => return Err(NoRoute::NotFound),

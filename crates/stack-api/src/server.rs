@@ -37,6 +37,9 @@ pub trait Engine: Send + Sync + 'static {
     /// The project's logs as `Event::Log`s; with `follow`, until the
     /// client goes away (`events.gone()`).
     fn logs(&self, project: &str, query: LogsQuery, events: &Events) -> Result<(), ApiError>;
+    /// The project's container events as they happen (`Event::Container`),
+    /// until the client goes away.
+    fn events(&self, project: &str, events: &Events) -> Result<(), ApiError>;
 }
 
 /// Where an engine call reports progress; the client reads it line by line.
@@ -151,6 +154,7 @@ async fn handle<E: Engine>(engine: Arc<E>, req: Request<Incoming>) -> Response<B
             Ok(r) => stream(move |events| engine.act(action, r, events)),
             Err(e) => api_error(e),
         },
+        Route::Events { project } => stream(move |events| engine.events(&project, events)),
         Route::Logs { project } => match LogsQuery::parse(req.uri().query()) {
             Ok(q) => stream(move |events| engine.logs(&project, q, events)),
             Err(e) => api_error(e),

@@ -58,6 +58,13 @@ pub struct UpRequest {
     /// No event for each image pulled.
     #[serde(default)]
     pub quiet_pull: bool,
+    /// Answer only when every service is running (healthy, if it has a
+    /// health check) or, for one-shots, completed successfully.
+    #[serde(default)]
+    pub wait: bool,
+    /// Seconds `wait` may take; none: no limit.
+    #[serde(default)]
+    pub wait_timeout: Option<u64>,
 }
 
 /// The body of `POST /v1/projects/{project}/down`.
@@ -255,6 +262,8 @@ pub enum Event {
         time: String,
         log: String,
     },
+    /// Something happened to a container (`stack events`).
+    Container(ContainerEvent),
     /// Nothing to say for a while: lets the engine notice a client gone.
     Heartbeat,
     /// The operation failed; the last line.
@@ -263,6 +272,21 @@ pub enum Event {
     },
     /// The operation succeeded; the last line.
     Done,
+}
+
+/// What happened to a container, as `docker events` tells it: `create`,
+/// `start`, `die` (attributes `exitCode`, `oomKilled`), `health_status:
+/// healthy`, `restart`, `destroy`, …
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ContainerEvent {
+    /// Nanoseconds since the Unix epoch.
+    pub time_nano: i64,
+    pub project: String,
+    pub service: String,
+    pub id: String,
+    pub action: String,
+    /// `name`, `image`, and the action's own.
+    pub attributes: BTreeMap<String, String>,
 }
 
 /// `GET /v1/projects/{project}/containers`.
@@ -276,8 +300,18 @@ pub struct ContainerSummary {
     pub command: String,
     /// `running`, `exited`, `paused`, `created`.
     pub state: String,
-    /// As `ps` prints it: `Up 3 seconds`, `Exited (0) 2 minutes ago`.
+    /// As `ps` prints it: `Up 3 seconds (healthy)`, `Exited (0) 2
+    /// minutes ago`; for a service not started yet, what it waits for.
     pub status: String,
+    /// `starting`, `healthy`, `unhealthy`; empty without a health check.
+    #[serde(default)]
+    pub health: String,
+    /// The last probes' outputs, oldest first.
+    #[serde(default)]
+    pub health_log: Vec<String>,
+    /// Restarts by the engine under the restart policy.
+    #[serde(default)]
+    pub restarts: u32,
     pub exit_code: Option<i32>,
     /// Published ports: `0.0.0.0:8080->80/tcp`.
     pub ports: Vec<String>,

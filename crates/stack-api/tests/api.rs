@@ -51,6 +51,9 @@ impl Engine for Fake {
             state: if all { "exited" } else { "running" }.into(),
             status: "Up 1 second".into(),
             exit_code: None,
+            health: "healthy".into(),
+            health_log: vec!["ok".into()],
+            restarts: 0,
             ports: vec!["127.0.0.1:8080->80/tcp".into()],
             labels: BTreeMap::new(),
         }])
@@ -108,6 +111,18 @@ impl Engine for Fake {
             }
             *self.followers_gone.lock().unwrap() += 1;
         }
+        Ok(())
+    }
+
+    fn events(&self, project: &str, events: &Events) -> Result<(), ApiError> {
+        events.send(Event::Container(ContainerEvent {
+            time_nano: 1,
+            project: project.into(),
+            service: "web".into(),
+            id: "abc".into(),
+            action: "start".into(),
+            attributes: BTreeMap::new(),
+        }));
         Ok(())
     }
 }

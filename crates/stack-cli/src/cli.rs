@@ -73,6 +73,22 @@ pub enum Command {
     Images(Services),
     /// Wait until the services' containers stop; exit with the first one's code
     Wait(Services),
+    /// Set the number of replicas of services: SERVICE=N ... (lowest numbers are kept)
+    Scale {
+        /// Do not start the services' dependencies
+        #[arg(long)]
+        no_deps: bool,
+        #[arg(required = true, value_name = "SERVICE=N")]
+        scale: Vec<String>,
+    },
+    /// Stream the containers' events (create, start, die, health_status, restart, destroy) as they happen
+    Events {
+        /// One JSON object per line
+        #[arg(long)]
+        json: bool,
+        /// Services (default: all)
+        services: Vec<String>,
+    },
     /// Stop the stack's containers (reverse dependency order)
     Stop(ServicesTimeout),
     /// Start the stack's stopped containers, in place
@@ -281,6 +297,12 @@ pub struct UpArgs {
     /// Assume yes to every question (up asks none; accepted as compose's)
     #[arg(short = 'y', long = "yes")]
     pub yes: bool,
+    /// Return once every service is running (healthy, if it has a health check) or, for one-shots, completed successfully; implies -d
+    #[arg(long)]
+    pub wait: bool,
+    /// Seconds --wait may take
+    #[arg(long, value_name = "SECONDS", requires = "wait")]
+    pub wait_timeout: Option<u64>,
     /// Services to bring up (default: all)
     pub services: Vec<String>,
 }

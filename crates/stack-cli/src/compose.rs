@@ -59,17 +59,7 @@ pub fn up(g: &Global, args: &UpArgs) -> anyhow::Result<i32> {
             bail!("--exit-code-from: no such service: `{s}`");
         }
     }
-    let mut scale: BTreeMap<String, u32> = BTreeMap::new();
-    for s in &args.scale {
-        let (k, v) = s
-            .split_once('=')
-            .ok_or_else(|| anyhow::anyhow!("invalid --scale `{s}`: expected SERVICE=N"))?;
-        scale.insert(
-            k.to_string(),
-            v.parse()
-                .with_context(|| format!("invalid --scale `{s}`"))?,
-        );
-    }
+    let scale = parse_scale(&args.scale)?;
     let req = UpRequest {
         working_dir: loaded.project_dir.display().to_string(),
         config_files: loaded
@@ -87,13 +77,15 @@ pub fn up(g: &Global, args: &UpArgs) -> anyhow::Result<i32> {
         parallel: g.parallel,
         pull: args.pull.clone(),
         quiet_pull: args.quiet_pull,
+        wait: args.wait,
+        wait_timeout: args.wait_timeout,
         project: loaded.project,
     };
     let planned = call(&format!("/v1/projects/{}/up", req.project.name), &req)?;
     if args.dry_run && planned == 0 {
         println!("nothing to do: the stack is as its file says");
     }
-    if args.detach || args.dry_run {
+    if args.detach || args.dry_run || args.wait {
         return Ok(0);
     }
     attach(&req.project, &req.services, args)
@@ -355,7 +347,7 @@ pub fn act(g: &Global, action: Action, mut req: ActionRequest) -> anyhow::Result
 pub fn rm(g: &Global, force: bool, req: ActionRequest) -> anyhow::Result<()> {
     if !force && std::io::stdin().is_terminal() {
         let project = load(g)?.project;
-        let going: Vec<String> = containers(&project, true, &req.services)?
+        let going: Vec<String> = existing(&project, true, &req.services)?
             .into_iter()
             .filter(|c| req.stop || c.state == "exited")
             .map(|c| c.name)
@@ -377,7 +369,7 @@ pub fn rm(g: &Global, force: bool, req: ActionRequest) -> anyhow::Result<()> {
 
 /// The running container of replica `index` of a service.
 fn replica(project: &Project, service: &str, index: u32) -> anyhow::Result<ContainerSummary> {
-    containers(project, false, &[service.to_string()])?
+    existing(project, false, &[service.to_string()])?
         .into_iter()
         .find(|c| c.number == index)
         .ok_or_else(|| anyhow::anyhow!("service `{service}` is not running (replica {index})"))
@@ -432,10 +424,25 @@ fn containers(
         .collect())
 }
 
+/// The project's containers, without the rows of services still waiting
+/// for their first one.
+fn existing(
+    project: &Project,
+    all: bool,
+    services: &[String],
+) -> anyhow::Result<Vec<ContainerSummary>> {
+    let mut rows = containers(project, all, services)?;
+    rows.retain(|c| !c.id.is_empty());
+    Ok(rows)
+}
+
 pub fn ps(g: &Global, args: &PsArgs) -> anyhow::Result<()> {
     let project = load(g)?.project;
     let all = args.all || !args.status.is_empty();
     let mut rows = containers(&project, all, &args.only)?;
+    if args.quiet {
+        rows.retain(|c| !c.id.is_empty());
+    }
     rows.retain(|c| args.status.is_empty() || args.status.contains(&c.state));
     if args.services {
         let mut names: Vec<&str> = rows.iter().map(|c| c.service.as_str()).collect();
@@ -453,6 +460,7 @@ pub fn ps(g: &Global, args: &PsArgs) -> anyhow::Result<()> {
                     "ID": c.id, "Name": c.name, "Image": c.image, "Command": c.command,
                     "Project": project.name, "Service": c.service, "State": c.state,
                     "Status": c.status, "ExitCode": c.exit_code.unwrap_or(0),
+                    "Health": c.health, "RestartCount": c.restarts,
                     "Ports": c.ports.join(", "), "Labels": c.labels,
                 });
                 println!("{v}");
@@ -463,7 +471,7 @@ pub fn ps(g: &Global, args: &PsArgs) -> anyhow::Result<()> {
             for c in &rows {
                 println!(
                     "{:<28}{:<14}{:<22}{}",
-                    c.name,
+                    if c.name.is_empty() { "-" } else { &c.name },
                     c.service,
                     c.status,
                     c.ports.join(", ")
@@ -478,7 +486,7 @@ pub fn ps(g: &Global, args: &PsArgs) -> anyhow::Result<()> {
 /// `stack top`: each running container's processes.
 pub fn top(g: &Global, services: &[String]) -> anyhow::Result<()> {
     let project = load(g)?.project;
-    for c in containers(&project, false, services)? {
+    for c in existing(&project, false, services)? {
         println!("{}", c.name);
         crate::lifecycle::top(&crate::container::stack_root(), &c.id)?;
         println!();
@@ -494,7 +502,7 @@ pub fn images(g: &Global, services: &[String]) -> anyhow::Result<()> {
         "{:<28}{:<32}{:<12}{:<14}SIZE",
         "CONTAINER", "REPOSITORY", "TAG", "IMAGE ID"
     );
-    for c in containers(&project, true, services)? {
+    for c in existing(&project, true, services)? {
         let (repo, tag) = match c.image.rsplit_once(':').filter(|(_, t)| !t.contains('/')) {
             Some((r, t)) => (r.to_string(), t.to_string()),
             None => (c.image.clone(), "latest".into()),
@@ -522,7 +530,7 @@ pub fn wait(g: &Global, services: &[String]) -> anyhow::Result<i32> {
     let mut first = None;
     let mut reported = std::collections::BTreeSet::new();
     loop {
-        let rows = containers(&project, true, services)?;
+        let rows = existing(&project, true, services)?;
         if rows.is_empty() {
             bail!("no containers to wait for");
         }
@@ -538,6 +546,91 @@ pub fn wait(g: &Global, services: &[String]) -> anyhow::Result<i32> {
         }
         std::thread::sleep(std::time::Duration::from_millis(200));
     }
+}
+
+/// `SERVICE=N` entries (`--scale`, `stack scale`).
+fn parse_scale(entries: &[String]) -> anyhow::Result<BTreeMap<String, u32>> {
+    entries
+        .iter()
+        .map(|s| {
+            let (k, v) = s
+                .split_once('=')
+                .ok_or_else(|| anyhow::anyhow!("invalid scale `{s}`: expected SERVICE=N"))?;
+            let n = v
+                .parse()
+                .with_context(|| format!("invalid scale `{s}`: N is a number"))?;
+            Ok((k.to_string(), n))
+        })
+        .collect()
+}
+
+/// `stack scale SERVICE=N ...`: `up` of those services with that many
+/// replicas; the others are left as they are.
+pub fn scale(g: &Global, entries: &[String], no_deps: bool) -> anyhow::Result<()> {
+    let loaded = load(g)?;
+    let scale = parse_scale(entries)?;
+    let req = UpRequest {
+        working_dir: loaded.project_dir.display().to_string(),
+        config_files: loaded
+            .files
+            .iter()
+            .map(|f| f.display().to_string())
+            .collect(),
+        services: scale.keys().cloned().collect(),
+        no_deps,
+        scale,
+        parallel: g.parallel,
+        project: loaded.project,
+        ..UpRequest::default()
+    };
+    call(&format!("/v1/projects/{}/up", req.project.name), &req).map(drop)
+}
+
+/// `stack events`: what happens to the project's containers, as it
+/// happens, as `docker compose events` prints it (or one JSON object per
+/// line), until interrupted.
+pub fn events(g: &Global, services: &[String], json: bool) -> anyhow::Result<()> {
+    let project = load(g)?.project;
+    for s in services {
+        if !project.services.contains_key(s) {
+            bail!("no such service: `{s}`");
+        }
+    }
+    let (rt, client) = crate::engine::client()?;
+    let path = format!("/v1/projects/{}/events", project.name);
+    let mut out = std::io::stdout();
+    rt.block_on(client.get_stream(&path, |e| {
+        let Event::Container(e) = e else { return };
+        if !services.is_empty() && !services.contains(&e.service) {
+            return;
+        }
+        let time = stack_runtime::state::rfc3339(
+            e.time_nano.div_euclid(1_000_000_000),
+            e.time_nano.rem_euclid(1_000_000_000) as u32,
+        );
+        let line = if json {
+            serde_json::json!({
+                "time": time, "type": "container", "action": e.action, "id": e.id,
+                "service": e.service, "attributes": e.attributes,
+            })
+            .to_string()
+        } else {
+            let attrs: Vec<String> = e
+                .attributes
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect();
+            format!(
+                "{time} container {} {} ({})",
+                e.action,
+                e.id,
+                attrs.join(", ")
+            )
+        };
+        let _ = writeln!(out, "{line}");
+        let _ = out.flush();
+    }))?;
+    Ok(())
 }
 
 /// `stack ls`: every project on this host.
@@ -580,7 +673,7 @@ pub fn run(g: &Global, args: &RunOneOff) -> anyhow::Result<i32> {
         .collect();
     let mut started = Vec::new();
     if !args.no_deps && !deps.is_empty() {
-        let running: Vec<String> = containers(&project, false, &deps)?
+        let running: Vec<String> = existing(&project, false, &deps)?
             .into_iter()
             .map(|c| c.service)
             .collect();

@@ -242,6 +242,12 @@ pub struct RunArgs {
     /// Print nothing on success (`stack up` reports for itself).
     #[arg(skip)]
     pub quiet: bool,
+    /// A stack file's health check: its fields over the image's.
+    #[arg(skip)]
+    pub health: Option<stack_runtime::Healthcheck>,
+    /// A stack file's restart policy, for the engine.
+    #[arg(skip)]
+    pub restart: Option<stack_runtime::Restart>,
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
     pub args: Vec<String>,
 }
@@ -323,6 +329,28 @@ pub fn run(cmd: &ContainerCommand) -> anyhow::Result<i32> {
             crate::lifecycle::rm(&root, containers, *force).map(|()| 0)
         }
     }
+}
+
+/// A stack file's health check over the image's, as Docker merges them:
+/// what the file leaves out comes from the image; `NONE` means none.
+fn merge_health(
+    ours: Option<stack_runtime::Healthcheck>,
+    image: Option<stack_runtime::Healthcheck>,
+) -> Option<stack_runtime::Healthcheck> {
+    let h = match (ours, image) {
+        (Some(o), Some(i)) => stack_runtime::Healthcheck {
+            test: if o.test.is_empty() { i.test } else { o.test },
+            interval: o.interval.or(i.interval),
+            timeout: o.timeout.or(i.timeout),
+            start_period: o.start_period.or(i.start_period),
+            retries: o.retries.or(i.retries),
+            start_interval: o.start_interval.or(i.start_interval),
+            probe: o.probe.or(i.probe),
+        },
+        (o, i) => o.or(i)?,
+    };
+    let none = h.test.first().is_none_or(|t| t == "NONE");
+    (h.probe.is_some() || !none).then_some(h)
 }
 
 pub fn run_container(a: &RunArgs) -> anyhow::Result<i32> {
@@ -553,13 +581,18 @@ pub fn run_container(a: &RunArgs) -> anyhow::Result<i32> {
             .and_then(|c| c.exposed_ports.as_ref())
             .map(|p| p.keys().cloned().collect())
             .unwrap_or_default(),
-        healthcheck: match image_config.as_ref().and_then(|c| c.healthcheck.clone()) {
-            Some(h) if !a.no_healthcheck => Some(
-                serde_json::from_value(h)
-                    .context("the image's Healthcheck is not what Docker writes")?,
-            ),
-            _ => None,
+        healthcheck: if a.no_healthcheck {
+            None
+        } else {
+            let image: Option<stack_runtime::Healthcheck> = image_config
+                .as_ref()
+                .and_then(|c| c.healthcheck.clone())
+                .map(serde_json::from_value)
+                .transpose()
+                .context("the image's Healthcheck is not what Docker writes")?;
+            merge_health(a.health.clone(), image)
         },
+        restart: a.restart.clone(),
         log_max_size: log_opt(&a.log_opts, "max-size")?
             .map(|v| bytes(&v).map(|b| b as u64))
             .transpose()?,

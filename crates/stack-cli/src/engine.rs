@@ -29,6 +29,7 @@ pub fn socket_path() -> PathBuf {
 /// The engine for the API: projects are changed one operation at a time
 /// each; a stopping engine lets the operations under way end first.
 struct Real {
+    engine: crate::reconcile::HostEngine,
     busy: Mutex<std::collections::HashMap<String, Arc<Mutex<()>>>>,
     working: std::sync::atomic::AtomicUsize,
     binary: String,
@@ -99,24 +100,53 @@ impl stack_api::Engine for Real {
     }
 
     fn containers(&self, project: &str, all: bool) -> Result<Vec<ContainerSummary>, ApiError> {
-        crate::reconcile::containers(project, all).map_err(internal)
+        crate::reconcile::containers(&self.engine, project, all).map_err(internal)
     }
 
     fn up(&self, req: UpRequest, events: &Events) -> Result<(), ApiError> {
-        self.exclusive(&req.project.name, || crate::reconcile::up(&req, events))
-            .map_err(internal)
+        self.exclusive(&req.project.name, || {
+            crate::reconcile::up(&self.engine, &req, events)
+        })
+        .map_err(internal)
     }
 
     fn down(&self, req: DownRequest, events: &Events) -> Result<(), ApiError> {
-        self.exclusive(&req.project.name, || crate::reconcile::down(&req, events))
-            .map_err(internal)
+        self.exclusive(&req.project.name, || {
+            crate::reconcile::down(&self.engine, &req, events)
+        })
+        .map_err(internal)
     }
 
     fn act(&self, action: Action, req: ActionRequest, events: &Events) -> Result<(), ApiError> {
-        self.exclusive(&req.project.name, || {
+        let done = self.exclusive(&req.project.name, || {
             crate::reconcile::act(action, &req, events)
-        })
-        .map_err(internal)
+        });
+        // What it started is watched, what it removed forgotten.
+        let _ = self.engine.adopt();
+        done.map_err(internal)
+    }
+
+    /// Until the client goes away.
+    fn events(&self, project: &str, events: &Events) -> Result<(), ApiError> {
+        use tokio::sync::broadcast::error::RecvError;
+        let mut rx = self.engine.subscribe();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .map_err(|e| internal(e.into()))?;
+        rt.block_on(async {
+            while !events.gone() {
+                match tokio::time::timeout(Duration::from_secs(2), rx.recv()).await {
+                    Ok(Ok(e)) if e.project == project => {
+                        events.send(stack_api::Event::Container(e))
+                    }
+                    Ok(Ok(_)) | Ok(Err(RecvError::Lagged(_))) => {}
+                    Ok(Err(RecvError::Closed)) => break,
+                    Err(_) => events.send(stack_api::Event::Heartbeat),
+                }
+            }
+        });
+        Ok(())
     }
 
     /// Not exclusive: following logs lasts.
@@ -175,12 +205,30 @@ pub fn daemon(group: Option<&str>) -> anyhow::Result<()> {
         socket.display(),
         std::process::id()
     ));
+    let rt = crate::async_runtime()?;
     let engine = Arc::new(Real {
+        engine: stack_engine::Engine::new(crate::reconcile::Host, rt.handle().clone()),
         busy: Mutex::default(),
         working: Default::default(),
         binary: binary_id(Path::new("/proc/self/exe")),
     });
-    let rt = crate::async_runtime()?;
+    // Containers that ran on are watched; those that should run but do
+    // not (they died while no engine watched) start, in dependency order.
+    let booting = engine.engine.clone();
+    rt.spawn(async move {
+        if let Err(e) = booting.boot().await {
+            log(&format!("starting containers again: {e:#}"));
+        }
+    });
+    // Containers started without the engine (`stack container run`) are
+    // watched too, soon enough.
+    let adopting = engine.engine.clone();
+    rt.spawn(async move {
+        loop {
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            let _ = adopting.adopt();
+        }
+    });
     let served = rt.block_on(stack_api::serve(listener, engine.clone(), async {
         use tokio::signal::unix::{signal, SignalKind};
         let (Ok(mut term), Ok(mut int)) = (

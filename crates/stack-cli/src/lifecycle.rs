@@ -271,6 +271,7 @@ pub fn start_again(root: &Path, key: &str) -> anyhow::Result<String> {
 /// Starts a container in the background; a setup that failed (exit 125)
 /// is reported with the monitor's last log record, which says why.
 pub fn start_detached(spec: &stack_runtime::Spec, root: &Path) -> anyhow::Result<State> {
+    mark_stopped(&stack_runtime::container_dir(root, &spec.id), false)?;
     let st =
         stack_runtime::start(spec, root).with_context(|| format!("container `{}`", spec.name))?;
     if st.status == Status::Exited && st.exit_code == Some(125) {
@@ -304,6 +305,7 @@ pub fn stop_one(root: &Path, key: &str, grace: Option<u64>) -> anyhow::Result<St
     }
     let grace = grace.or(st.spec.stop_timeout).unwrap_or(10);
     let sig = parse_signal(st.spec.stop_signal.as_deref().unwrap_or("TERM"))?;
+    mark_stopped(&dir, true)?;
     // PID 1 is our init (unless --no-init): it passes the signal to the app.
     signal(&st, sig)?;
     if wait_exited(&dir, Duration::from_secs(grace)).is_none() {
@@ -327,8 +329,33 @@ pub fn kill_one(root: &Path, key: &str, sig: &str) -> anyhow::Result<String> {
     if !running(&st) {
         bail!("container `{}` is not running", st.name);
     }
-    signal(&st, parse_signal(sig)?)?;
+    let sig = parse_signal(sig)?;
+    if matches!(sig, Signal::SIGKILL | Signal::SIGTERM | Signal::SIGINT) {
+        mark_stopped(&stack_runtime::container_dir(root, &st.id), true)?;
+    }
+    signal(&st, sig)?;
     Ok(st.name)
+}
+
+/// The marker of a container a user stopped (`stop`, `kill`, `down`):
+/// restart policies leave it stopped. Starting it again clears it.
+pub fn stopped_by_user(dir: &Path) -> bool {
+    dir.join(STOPPED).exists()
+}
+
+const STOPPED: &str = "stopped-by-user";
+
+fn mark_stopped(dir: &Path, stopped: bool) -> anyhow::Result<()> {
+    let path = dir.join(STOPPED);
+    let done = if stopped {
+        std::fs::write(&path, b"")
+    } else {
+        match std::fs::remove_file(&path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            other => other,
+        }
+    };
+    done.with_context(|| format!("cannot write `{}`", path.display()))
 }
 
 pub fn rm(root: &Path, keys: &[String], force: bool) -> anyhow::Result<()> {

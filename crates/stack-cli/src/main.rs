@@ -13,6 +13,7 @@ mod lifecycle;
 mod network;
 mod reconcile;
 mod registry;
+mod supervision;
 mod when;
 
 use std::io::Write as _;
@@ -49,6 +50,8 @@ fn main() -> ExitCode {
         cli::Command::Top(t) => done(compose::top(g, &t.services)),
         cli::Command::Images(i) => done(compose::images(g, &i.services)),
         cli::Command::Wait(w) => compose::wait(g, &w.services),
+        cli::Command::Scale { no_deps, scale } => done(compose::scale(g, scale, *no_deps)),
+        cli::Command::Events { json, services } => done(compose::events(g, services, *json)),
         cli::Command::Ls { quiet } => done(compose::ls(*quiet)),
         cli::Command::Stop(a) => act(Action::Stop, services(&a.services, a.timeout)),
         cli::Command::Start(a) => act(Action::Start, services(&a.services, None)),

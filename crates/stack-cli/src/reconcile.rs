@@ -11,9 +11,8 @@ use stack_api::{
     Action, ActionRequest, ContainerSummary, DownRequest, Event, Events, LogsQuery, ProjectSummary,
     UpRequest,
 };
-use stack_engine::{network_name, volume_name, Origin};
+use stack_engine::{network_name, volume_name, HealthConfig, Observed, Origin, ProbeResult};
 use stack_model::{Project, Service};
-use stack_plan::Existing;
 
 use crate::container::{stack_root, RunArgs};
 
@@ -36,22 +35,12 @@ async fn blocking<T: Send + 'static>(
 }
 
 impl stack_engine::Driver for Host {
-    fn containers(&self, project: &str) -> anyhow::Result<Vec<Existing>> {
-        Ok(
-            crate::lifecycle::project_containers(&stack_root(), Some(project))
-                .into_iter()
-                // One-off containers (`stack run`) are not replicas.
-                .filter(|(st, _)| label(st, LABEL_ONEOFF) != "True")
-                .map(|(st, running)| Existing {
-                    service: label(&st, stack_plan::LABEL_SERVICE),
-                    number: label(&st, stack_plan::LABEL_NUMBER).parse().unwrap_or(0),
-                    hash: label(&st, stack_plan::LABEL_HASH),
-                    id: st.id,
-                    name: st.name,
-                    running,
-                })
-                .collect(),
-        )
+    fn observe(&self, project: Option<&str>) -> anyhow::Result<Vec<Observed>> {
+        let root = stack_root();
+        Ok(crate::lifecycle::project_containers(&root, project)
+            .iter()
+            .map(|(st, running)| crate::supervision::observed(&root, st, *running))
+            .collect())
     }
 
     fn networks(&self) -> anyhow::Result<Vec<String>> {
@@ -93,7 +82,7 @@ impl stack_engine::Driver for Host {
         service: &str,
         number: u32,
         name: &str,
-    ) -> anyhow::Result<()> {
+    ) -> anyhow::Result<Observed> {
         let args = run_args(
             origin,
             service,
@@ -101,7 +90,15 @@ impl stack_engine::Driver for Host {
             number,
             name,
         )?;
-        blocking(move || crate::container::run_container(&args).map(drop)).await
+        blocking(move || {
+            crate::container::run_container(&args)?;
+            let root = stack_root();
+            let name = args.name.as_deref().unwrap_or_default();
+            let (_, st) = crate::lifecycle::find(&root, name)?;
+            let running = stack_runtime::state::alive(&st);
+            Ok(crate::supervision::observed(&root, &st, running))
+        })
+        .await
     }
 
     async fn start(&self, id: &str) -> anyhow::Result<()> {
@@ -118,6 +115,20 @@ impl stack_engine::Driver for Host {
         let id = id.to_string();
         blocking(move || crate::lifecycle::stop_and_remove(&stack_root(), &id, timeout).map(drop))
             .await
+    }
+
+    async fn wait(&self, id: &str) -> anyhow::Result<stack_engine::Exit> {
+        crate::supervision::wait_exit(&stack_root(), id).await
+    }
+
+    async fn probe(&self, id: &str, health: &HealthConfig) -> ProbeResult {
+        let (id, health) = (id.to_string(), health.clone());
+        blocking(move || Ok(crate::supervision::probe(&stack_root(), &id, &health)))
+            .await
+            .unwrap_or_else(|e| ProbeResult {
+                code: 1,
+                output: format!("{e:#}"),
+            })
     }
 
     fn remove_volume(&self, name: &str) -> anyhow::Result<bool> {
@@ -152,27 +163,54 @@ pub fn run_engine<T>(f: impl std::future::Future<Output = anyhow::Result<T>>) ->
         .block_on(f)
 }
 
-pub fn up(req: &UpRequest, events: &Events) -> anyhow::Result<()> {
-    run_engine(stack_engine::up(&Host, req, events))
+/// The engine of this host: `up`, `down` and supervision on the `Host`.
+pub type HostEngine = std::sync::Arc<stack_engine::Engine<Host>>;
+
+pub fn up(engine: &HostEngine, req: &UpRequest, events: &Events) -> anyhow::Result<()> {
+    run_engine(engine.up(req, events))
 }
 
-pub fn down(req: &DownRequest, events: &Events) -> anyhow::Result<()> {
-    run_engine(stack_engine::down(&Host, req, events))
+pub fn down(engine: &HostEngine, req: &DownRequest, events: &Events) -> anyhow::Result<()> {
+    run_engine(engine.down(req, events))
 }
 
-/// The containers of a project, as `ps` shows them.
-pub fn containers(project: &str, all: bool) -> anyhow::Result<Vec<ContainerSummary>> {
+/// The containers of a project, as `ps` shows them (with what the engine
+/// saw of their health and restarts), and the services that wait for a
+/// dependency before their first container.
+pub fn containers(
+    engine: &HostEngine,
+    project: &str,
+    all: bool,
+) -> anyhow::Result<Vec<ContainerSummary>> {
     let mut rows = crate::lifecycle::project_containers(&stack_root(), Some(project));
-    rows.retain(|(_, running)| all || *running);
+    let board = engine.board();
+    let restarting = |id: &str| {
+        matches!(
+            board.get(id).map(|r| r.state),
+            Some(stack_engine::RunState::Restarting(_))
+        )
+    };
+    rows.retain(|(st, running)| all || *running || restarting(&st.id));
     rows.sort_by(|a, b| a.0.name.cmp(&b.0.name));
-    rows.into_iter()
+    let mut out = rows
+        .into_iter()
         .map(|(st, _)| {
+            let record = board.get(&st.id);
+            let health = record.as_ref().and_then(|r| r.health.clone());
+            let mut status = crate::lifecycle::status_of(&st);
             let state = match st.status {
+                _ if restarting(&st.id) => {
+                    status = format!("Restarting ({})", st.exit_code.unwrap_or_default());
+                    "restarting"
+                }
                 stack_runtime::Status::Running if crate::lifecycle::is_paused(&st) => "paused",
                 stack_runtime::Status::Running => "running",
                 stack_runtime::Status::Created => "created",
                 stack_runtime::Status::Exited => "exited",
             };
+            if let (Some(h), "running") = (&health, state) {
+                status = format!("{status} ({})", h.status);
+            }
             Ok(ContainerSummary {
                 ports: crate::network::ports_of(&st.id)?,
                 service: label(&st, stack_plan::LABEL_SERVICE),
@@ -180,14 +218,41 @@ pub fn containers(project: &str, all: bool) -> anyhow::Result<Vec<ContainerSumma
                 image: st.spec.image.clone(),
                 command: st.spec.args.join(" "),
                 state: state.into(),
-                status: crate::lifecycle::status_of(&st),
+                status,
                 exit_code: st.exit_code,
+                health: health
+                    .as_ref()
+                    .map(|h| h.status.to_string())
+                    .unwrap_or_default(),
+                health_log: health
+                    .map(|h| h.log.into_iter().map(|p| p.output).collect())
+                    .unwrap_or_default(),
+                restarts: record.map_or(0, |r| r.restarts),
                 labels: st.spec.labels.clone(),
                 id: st.id,
                 name: st.name,
             })
         })
-        .collect()
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    for (service, why) in board.waiting(project) {
+        out.push(ContainerSummary {
+            id: String::new(),
+            name: String::new(),
+            service,
+            number: 0,
+            image: String::new(),
+            command: String::new(),
+            state: "waiting".into(),
+            status: why,
+            exit_code: None,
+            health: String::new(),
+            health_log: Vec::new(),
+            restarts: 0,
+            ports: Vec::new(),
+            labels: BTreeMap::new(),
+        });
+    }
+    Ok(out)
 }
 
 /// Every project with containers here, as `docker compose ls` shows them.
@@ -443,6 +508,8 @@ fn run_args(
     a.tty = s.tty;
     a.interactive = s.stdin_open;
     a.no_init = s.init == Some(false);
+    (a.health, a.no_healthcheck) = crate::supervision::health_of(service, s)?;
+    a.restart = crate::supervision::restart_of(service, s)?;
     a.stop_signal = s.stop_signal.clone();
     a.stop_timeout = s
         .stop_grace_period
@@ -476,6 +543,10 @@ fn run_args(
         (stack_plan::LABEL_HASH, stack_loader::hash_service(s)),
         (LABEL_WORKING_DIR, origin.working_dir.to_string()),
         (LABEL_CONFIG_FILES, origin.config_files.join(",")),
+        (
+            crate::supervision::LABEL_DEPENDS_ON,
+            crate::supervision::depends_label(s),
+        ),
     ] {
         a.labels.push(format!("{k}={v}"));
     }
@@ -730,6 +801,7 @@ pub fn one_off_args(
         working_dir: "",
         config_files: &[],
         timeout: None,
+        conditions: false,
     };
     let s = &project.services[service];
     ensure_image(
@@ -738,14 +810,13 @@ pub fn one_off_args(
         stack_engine::pull_policy(None, s),
     )?;
     let mut a = run_args(&origin, service, s, 1, name)?;
-    a.labels.push(format!("{LABEL_ONEOFF}=True"));
+    a.labels
+        .push(format!("{}=True", crate::supervision::LABEL_ONEOFF));
     if !service_ports {
         a.publish.clear();
     }
     Ok(a)
 }
-
-const LABEL_ONEOFF: &str = "com.docker.compose.oneoff";
 
 /// Where a project keeps what it writes for its containers (secrets and
 /// configs given as content); removed by `down`.

@@ -7,13 +7,18 @@
 //! lives with the binary, and the tests drive a fake one on tokio's paused
 //! clock.
 
+use std::collections::HashSet;
 use std::future::Future;
+use std::sync::{Arc, Mutex};
 
 use anyhow::bail;
-use stack_api::{DownRequest, Event, Events, UpRequest};
+use stack_api::{ContainerEvent, DownRequest, Event, Events, UpRequest};
 use stack_model::{Project, Service};
-use stack_plan::{Existing, Op, Plan, Wanted, WantedNetwork};
+use stack_plan::{Op, Plan, Wanted, WantedNetwork};
 use tokio::sync::Semaphore;
+
+mod supervise;
+pub use supervise::*;
 
 /// Operations at once when the request does not say (`--parallel`, or
 /// `COMPOSE_PARALLEL_LIMIT` in the client's environment): enough for a stack's independent services to
@@ -25,8 +30,9 @@ pub const DEFAULT_PARALLEL: usize = 16;
 /// operations may take long (they start processes, wire networks, wait for
 /// stops) and are awaited, so a slow one never holds up the others.
 pub trait Driver: Sync {
-    /// The project's containers (one-off `run` containers excluded).
-    fn containers(&self, project: &str) -> anyhow::Result<Vec<Existing>>;
+    /// The containers of a project (or of every project), one-off `run`
+    /// containers included.
+    fn observe(&self, project: Option<&str>) -> anyhow::Result<Vec<Observed>>;
     /// The names of the networks the host has.
     fn networks(&self) -> anyhow::Result<Vec<String>>;
     fn create_network(
@@ -52,7 +58,7 @@ pub trait Driver: Sync {
         service: &str,
         number: u32,
         name: &str,
-    ) -> impl Future<Output = anyhow::Result<()>> + Send;
+    ) -> impl Future<Output = anyhow::Result<Observed>> + Send;
     /// Starts a stopped container again, in place.
     fn start(&self, id: &str) -> impl Future<Output = anyhow::Result<()>> + Send;
     /// Stops (as `remove` does) and starts again, in place.
@@ -68,6 +74,12 @@ pub trait Driver: Sync {
         id: &str,
         timeout: Option<u64>,
     ) -> impl Future<Output = anyhow::Result<()>> + Send;
+    /// Resolves when the container is not running (at once if it is not):
+    /// how it ended. An error if there is no such container.
+    fn wait(&self, id: &str) -> impl Future<Output = anyhow::Result<Exit>> + Send;
+    /// Runs a health probe against a running container (the engine gives
+    /// up on it after `health.timeout`).
+    fn probe(&self, id: &str, health: &HealthConfig) -> impl Future<Output = ProbeResult> + Send;
     /// Removes a named volume; false if there was none.
     fn remove_volume(&self, name: &str) -> anyhow::Result<bool>;
     /// Removes what the engine wrote for the project (secrets, configs).
@@ -81,6 +93,43 @@ pub struct Origin<'a> {
     pub config_files: &'a [String],
     /// Seconds to wait for stops before SIGKILL, over the services' own.
     pub timeout: Option<u64>,
+    /// Wait for the `depends_on` conditions before starting a service.
+    pub conditions: bool,
+}
+
+/// The engine: one per host. It carries out `up` and `down`, and
+/// supervises every container it knows (restart policies, health, events).
+pub struct Engine<D> {
+    driver: D,
+    board: Board,
+    bus: tokio::sync::broadcast::Sender<ContainerEvent>,
+    /// Where supervision tasks run (they outlive the calls that start them).
+    handle: tokio::runtime::Handle,
+    watched: Mutex<HashSet<String>>,
+    pending: Mutex<Vec<String>>,
+}
+
+impl<D> Engine<D> {
+    /// An engine over `driver`, its supervision tasks on `handle`.
+    pub fn new(driver: D, handle: tokio::runtime::Handle) -> Arc<Engine<D>> {
+        Arc::new(Engine {
+            driver,
+            board: Board::default(),
+            bus: tokio::sync::broadcast::channel(1024).0,
+            handle,
+            watched: Mutex::default(),
+            pending: Mutex::default(),
+        })
+    }
+
+    pub fn driver(&self) -> &D {
+        &self.driver
+    }
+
+    /// What the engine saw of its containers.
+    pub fn board(&self) -> &Board {
+        &self.board
+    }
 }
 
 /// A network's name on the host: its `name:`, or `<project>_<key>`.
@@ -125,88 +174,118 @@ fn parallel(asked: Option<usize>) -> usize {
     asked.filter(|n| *n > 0).unwrap_or(DEFAULT_PARALLEL)
 }
 
-/// `up`: the services (and their dependencies) as the file says.
-pub async fn up<D: Driver>(driver: &D, req: &UpRequest, events: &Events) -> anyhow::Result<()> {
-    let project = &req.project;
-    for s in &req.services {
-        if !project.services.contains_key(s) {
-            bail!("no such service: `{s}`");
-        }
-    }
-    for s in req.scale.keys() {
-        if !project.services.contains_key(s) {
-            bail!("--scale: no such service: `{s}`");
-        }
-    }
-    let graph = stack_graph::Graph::from_project(project);
-    let waves = graph
-        .waves()
-        .map_err(|c| anyhow::anyhow!("dependency cycle: {c:?}"))?;
-    let selected = if req.services.is_empty() || req.no_deps {
-        req.services.clone()
-    } else {
-        graph.with_dependencies(&req.services)
-    };
-    let wanted: Vec<Wanted> = project
-        .services
-        .iter()
-        .filter(|(name, _)| selected.is_empty() || selected.contains(name))
-        .map(|(name, s)| Wanted {
-            service: name.clone(),
-            hash: stack_loader::hash_service(s),
-            replicas: req.scale.get(name).copied().unwrap_or_else(|| replicas(s)),
-            container_name: s.container_name.clone(),
-            restart_with: s
-                .depends_on
-                .iter()
-                .filter(|(_, d)| d.restart)
-                .map(|(name, _)| name.clone())
-                .collect(),
-        })
-        .collect();
-    let mut have = driver.containers(&project.name)?;
-    if !selected.is_empty() {
-        // Others are left alone, not orphans.
-        have.retain(|e| {
-            selected.contains(&e.service) || !project.services.contains_key(&e.service)
-        });
-    }
-    let opts = stack_plan::UpOptions {
-        force_recreate: req.force_recreate,
-        no_recreate: req.no_recreate,
-        remove_orphans: req.remove_orphans,
-    };
-    let plan = stack_plan::up(
-        &project.name,
-        &wanted,
-        &waves,
-        &wanted_networks(project),
-        &driver.networks()?,
-        &have,
-        &opts,
-    )
-    .map_err(|e| anyhow::anyhow!(e))?;
-    for w in &plan.warnings {
-        events.send(Event::Warning { message: w.clone() });
-    }
-    if req.dry_run {
-        for (i, wave) in plan.waves.iter().enumerate() {
-            for op in wave.iter().flatten() {
-                events.send(Event::Plan {
-                    line: format!("step {}: {op}", i + 1),
-                });
+impl<D: Driver + Send + 'static> Engine<D> {
+    /// `up`: the services (and their dependencies) as the file says; with
+    /// `wait`, until they are running, healthy or completed.
+    pub async fn up(self: &Arc<Self>, req: &UpRequest, events: &Events) -> anyhow::Result<()> {
+        let driver = &self.driver;
+        let project = &req.project;
+        for s in &req.services {
+            if !project.services.contains_key(s) {
+                bail!("no such service: `{s}`");
             }
         }
-        return Ok(());
+        for s in req.scale.keys() {
+            if !project.services.contains_key(s) {
+                bail!("--scale: no such service: `{s}`");
+            }
+        }
+        let graph = stack_graph::Graph::from_project(project);
+        let waves = graph
+            .waves()
+            .map_err(|c| anyhow::anyhow!("dependency cycle: {c:?}"))?;
+        let selected = if req.services.is_empty() || req.no_deps {
+            req.services.clone()
+        } else {
+            graph.with_dependencies(&req.services)
+        };
+        let wanted: Vec<Wanted> = project
+            .services
+            .iter()
+            .filter(|(name, _)| selected.is_empty() || selected.contains(name))
+            .map(|(name, s)| Wanted {
+                service: name.clone(),
+                hash: stack_loader::hash_service(s),
+                replicas: req.scale.get(name).copied().unwrap_or_else(|| replicas(s)),
+                container_name: s.container_name.clone(),
+                restart_with: s
+                    .depends_on
+                    .iter()
+                    .filter(|(_, d)| d.restart)
+                    .map(|(name, _)| name.clone())
+                    .collect(),
+            })
+            .collect();
+        let mut have = self.replicas(&project.name)?;
+        if !selected.is_empty() {
+            // Others are left alone, not orphans.
+            have.retain(|e| {
+                selected.contains(&e.service) || !project.services.contains_key(&e.service)
+            });
+        }
+        let opts = stack_plan::UpOptions {
+            force_recreate: req.force_recreate,
+            no_recreate: req.no_recreate,
+            remove_orphans: req.remove_orphans,
+        };
+        let plan = stack_plan::up(
+            &project.name,
+            &wanted,
+            &waves,
+            &wanted_networks(project),
+            &driver.networks()?,
+            &have,
+            &opts,
+        )
+        .map_err(|e| anyhow::anyhow!(e))?;
+        for w in &plan.warnings {
+            events.send(Event::Warning { message: w.clone() });
+        }
+        if req.dry_run {
+            for (i, wave) in plan.waves.iter().enumerate() {
+                for op in wave.iter().flatten() {
+                    events.send(Event::Plan {
+                        line: format!("step {}: {op}", i + 1),
+                    });
+                }
+            }
+            return Ok(());
+        }
+        self.pull(req, &plan, events).await?;
+        let origin = Origin {
+            project,
+            working_dir: &req.working_dir,
+            config_files: &req.config_files,
+            timeout: None,
+            conditions: !req.no_deps,
+        };
+        self.execute(&origin, &plan, events, parallel(req.parallel))
+            .await?;
+        if req.wait {
+            let services: Vec<String> = wanted.iter().map(|w| w.service.clone()).collect();
+            let limit = std::time::Duration::from_secs(req.wait_timeout.unwrap_or(u64::MAX / 4));
+            match tokio::time::timeout(limit, self.settled(&project.name, &services)).await {
+                Ok(r) => r?,
+                Err(_) => bail!(
+                    "--wait: not ready after {}s: {}",
+                    limit.as_secs(),
+                    self.pending().join(", ")
+                ),
+            }
+        }
+        Ok(())
     }
-    pull(driver, req, &plan, events).await?;
-    let origin = Origin {
-        project,
-        working_dir: &req.working_dir,
-        config_files: &req.config_files,
-        timeout: None,
-    };
-    execute(driver, &origin, &plan, events, parallel(req.parallel)).await
+
+    /// The replicas of a project (one-off containers left out), for the plan.
+    fn replicas(&self, project: &str) -> anyhow::Result<Vec<stack_plan::Existing>> {
+        Ok(self
+            .driver
+            .observe(Some(project))?
+            .iter()
+            .filter(|c| !c.one_off)
+            .map(Observed::existing)
+            .collect())
+    }
 }
 
 /// The pull policy of a service: `--pull`, else its `pull_policy`, as one
@@ -223,41 +302,39 @@ pub fn pull_policy<'a>(asked: Option<&'a str>, service: &'a Service) -> &'a str 
 
 /// Every image the plan needs, before anything changes: a missing image
 /// fails `up` with nothing created. Images are pulled concurrently.
-async fn pull<D: Driver>(
-    driver: &D,
-    req: &UpRequest,
-    plan: &Plan,
-    events: &Events,
-) -> anyhow::Result<()> {
-    let mut services: Vec<&str> = plan
-        .ops()
-        .filter_map(|op| match op {
-            Op::Run { service, .. } => Some(service.as_str()),
-            _ => None,
-        })
-        .collect();
-    services.sort();
-    services.dedup();
-    let slots = &Semaphore::new(parallel(req.parallel));
-    let results = futures::future::join_all(services.iter().map(|service| async move {
-        let _slot = slots.acquire().await.expect("never closed");
-        let s = &req.project.services[*service];
-        let pulled = driver
-            .pull(&req.project, service, pull_policy(req.pull.as_deref(), s))
-            .await
-            .map_err(|e| e.context(format!("service {service}")))?;
-        if pulled && !req.quiet_pull {
-            progress(
-                events,
-                "Image",
-                s.image.as_deref().unwrap_or(service),
-                "Pulled",
-            );
-        }
-        anyhow::Ok(())
-    }))
-    .await;
-    failures(results)
+impl<D: Driver + Send + 'static> Engine<D> {
+    async fn pull(&self, req: &UpRequest, plan: &Plan, events: &Events) -> anyhow::Result<()> {
+        let driver = &self.driver;
+        let mut services: Vec<&str> = plan
+            .ops()
+            .filter_map(|op| match op {
+                Op::Run { service, .. } => Some(service.as_str()),
+                _ => None,
+            })
+            .collect();
+        services.sort();
+        services.dedup();
+        let slots = &Semaphore::new(parallel(req.parallel));
+        let results = futures::future::join_all(services.iter().map(|service| async move {
+            let _slot = slots.acquire().await.expect("never closed");
+            let s = &req.project.services[*service];
+            let pulled = driver
+                .pull(&req.project, service, pull_policy(req.pull.as_deref(), s))
+                .await
+                .map_err(|e| e.context(format!("service {service}")))?;
+            if pulled && !req.quiet_pull {
+                progress(
+                    events,
+                    "Image",
+                    s.image.as_deref().unwrap_or(service),
+                    "Pulled",
+                );
+            }
+            anyhow::Ok(())
+        }))
+        .await;
+        failures(results)
+    }
 }
 
 /// Ok, or every error at once.
@@ -276,54 +353,187 @@ fn failures(results: Vec<anyhow::Result<()>>) -> anyhow::Result<()> {
 
 /// `down`: containers in reverse dependency order, then the project's
 /// networks, and with `volumes` its named volumes.
-pub async fn down<D: Driver>(driver: &D, req: &DownRequest, events: &Events) -> anyhow::Result<()> {
-    let project = &req.project;
-    let graph = stack_graph::Graph::from_project(project);
-    let waves = graph
-        .stop_waves()
-        .map_err(|c| anyhow::anyhow!("dependency cycle: {c:?}"))?;
-    let mut have = driver.containers(&project.name)?;
-    if !req.remove_orphans {
-        let orphans: Vec<String> = have
-            .iter()
-            .filter(|e| !project.services.contains_key(&e.service))
-            .map(|e| e.name.clone())
-            .collect();
-        if !orphans.is_empty() {
-            events.send(Event::Warning {
-                message: format!(
-                    "found orphan containers ({}): remove them with --remove-orphans",
-                    orphans.join(", ")
-                ),
-            });
+impl<D: Driver + Send + 'static> Engine<D> {
+    pub async fn down(self: &Arc<Self>, req: &DownRequest, events: &Events) -> anyhow::Result<()> {
+        let driver = &self.driver;
+        let project = &req.project;
+        let graph = stack_graph::Graph::from_project(project);
+        let waves = graph
+            .stop_waves()
+            .map_err(|c| anyhow::anyhow!("dependency cycle: {c:?}"))?;
+        let mut have = self.replicas(&project.name)?;
+        if !req.remove_orphans {
+            let orphans: Vec<String> = have
+                .iter()
+                .filter(|e| !project.services.contains_key(&e.service))
+                .map(|e| e.name.clone())
+                .collect();
+            if !orphans.is_empty() {
+                events.send(Event::Warning {
+                    message: format!(
+                        "found orphan containers ({}): remove them with --remove-orphans",
+                        orphans.join(", ")
+                    ),
+                });
+            }
+            have.retain(|e| project.services.contains_key(&e.service));
         }
-        have.retain(|e| project.services.contains_key(&e.service));
+        let plan = stack_plan::down(
+            &waves,
+            &wanted_networks(project),
+            &driver.networks()?,
+            &have,
+        );
+        let origin = Origin {
+            project,
+            working_dir: "",
+            config_files: &[],
+            timeout: req.timeout,
+            conditions: false,
+        };
+        self.execute(&origin, &plan, events, parallel(req.parallel))
+            .await?;
+        if req.volumes {
+            for (key, v) in &project.volumes {
+                if v.external.0 {
+                    continue;
+                }
+                let name = volume_name(project, key);
+                if driver.remove_volume(&name)? {
+                    progress(events, "Volume", &name, "Removed");
+                }
+            }
+        }
+        driver.forget_project(&project.name)
     }
-    let plan = stack_plan::down(
-        &waves,
-        &wanted_networks(project),
-        &driver.networks()?,
-        &have,
-    );
-    let origin = Origin {
-        project,
-        working_dir: "",
-        config_files: &[],
-        timeout: req.timeout,
-    };
-    execute(driver, &origin, &plan, events, parallel(req.parallel)).await?;
-    if req.volumes {
-        for (key, v) in &project.volumes {
-            if v.external.0 {
+
+    /// Runs the plan: waves one after the other; the tasks of a wave
+    /// concurrently, the operations of a task in order, at most `parallel`
+    /// operations at once. Every failure of a wave is reported; the first wave
+    /// with one is the last.
+    pub async fn execute(
+        self: &Arc<Self>,
+        origin: &Origin<'_>,
+        plan: &Plan,
+        events: &Events,
+        parallel: usize,
+    ) -> anyhow::Result<()> {
+        let slots = &Semaphore::new(parallel.max(1));
+        for wave in &plan.waves {
+            let results = futures::future::join_all(wave.iter().map(|task| async move {
+                for op in task {
+                    let _slot = slots.acquire().await.expect("never closed");
+                    self.run_op(origin, op, events).await?;
+                }
+                anyhow::Ok(())
+            }))
+            .await;
+            failures(results)?;
+        }
+        Ok(())
+    }
+
+    async fn run_op(
+        self: &Arc<Self>,
+        origin: &Origin<'_>,
+        op: &Op,
+        events: &Events,
+    ) -> anyhow::Result<()> {
+        let driver = &self.driver;
+        match op {
+            Op::CreateNetwork { key, name } => {
+                driver.create_network(origin.project, key, name).await?;
+                progress(events, "Network", name, "Created");
+            }
+            Op::RemoveNetwork { name } => {
+                driver.remove_network(name).await?;
+                progress(events, "Network", name, "Removed");
+            }
+            Op::Remove { id, name, .. } => {
+                let c = self.current(id);
+                driver.remove(id, origin.timeout).await?;
+                if let Some(c) = c {
+                    self.publish(&c, "destroy", &[]);
+                }
+                self.board.forget(id);
+                progress(events, "Container", name, "Removed");
+            }
+            Op::Run {
+                service,
+                number,
+                name,
+                ..
+            } => {
+                self.dependencies(origin, service, name, events).await?;
+                let c = driver
+                    .run(origin, service, *number, name)
+                    .await
+                    .map_err(|e| e.context(format!("service {service}")))?;
+                self.publish(&c, "create", &[]);
+                self.publish(&c, "start", &[]);
+                self.watch(c);
+                progress(events, "Container", name, "Started");
+            }
+            Op::Start {
+                id, name, service, ..
+            } => {
+                self.dependencies(origin, service, name, events).await?;
+                driver.start(id).await?;
+                self.started(id);
+                progress(events, "Container", name, "Started");
+            }
+            Op::Restart { id, name, .. } => {
+                driver.restart(id, origin.timeout).await?;
+                self.started(id);
+                progress(events, "Container", name, "Restarted");
+            }
+        }
+        Ok(())
+    }
+
+    /// A container was started in place: watched (again), and announced.
+    fn started(self: &Arc<Self>, id: &str) {
+        if let Some(c) = self.current(id) {
+            self.publish(&c, "start", &[]);
+            self.watch(c);
+        }
+    }
+
+    /// Waits for the `depends_on` conditions of `service` before its
+    /// container `name` starts, telling the client what it waits for.
+    async fn dependencies(
+        &self,
+        origin: &Origin<'_>,
+        service: &str,
+        name: &str,
+        events: &Events,
+    ) -> anyhow::Result<()> {
+        if !origin.conditions {
+            return Ok(());
+        }
+        let project = origin.project;
+        for (dep, d) in &project.services[service].depends_on {
+            let d = Dependency {
+                service: dep.clone(),
+                condition: Condition::parse(&d.condition),
+                required: d.required,
+            };
+            if d.condition == Condition::Started {
                 continue;
             }
-            let name = volume_name(project, key);
-            if driver.remove_volume(&name)? {
-                progress(events, "Volume", &name, "Removed");
+            progress(events, "Container", name, &format!("Waiting for {dep}"));
+            self.ready(&project.name, service, &d).await?;
+            let done = if d.condition == Condition::Healthy {
+                "Healthy"
+            } else {
+                "Exited"
+            };
+            for r in self.board.service(&project.name, dep) {
+                progress(events, "Container", &r.container.name, done);
             }
         }
+        Ok(())
     }
-    driver.forget_project(&project.name)
 }
 
 fn progress(events: &Events, object: &str, name: &str, action: &str) {
@@ -332,73 +542,4 @@ fn progress(events: &Events, object: &str, name: &str, action: &str) {
         name: name.into(),
         action: action.into(),
     })
-}
-
-/// Runs the plan: waves one after the other; the tasks of a wave
-/// concurrently, the operations of a task in order, at most `parallel`
-/// operations at once. Every failure of a wave is reported; the first wave
-/// with one is the last.
-pub async fn execute<D: Driver>(
-    driver: &D,
-    origin: &Origin<'_>,
-    plan: &Plan,
-    events: &Events,
-    parallel: usize,
-) -> anyhow::Result<()> {
-    let slots = &Semaphore::new(parallel.max(1));
-    for wave in &plan.waves {
-        let results = futures::future::join_all(wave.iter().map(|task| async move {
-            for op in task {
-                let _slot = slots.acquire().await.expect("never closed");
-                run_op(driver, origin, op, events).await?;
-            }
-            anyhow::Ok(())
-        }))
-        .await;
-        failures(results)?;
-    }
-    Ok(())
-}
-
-async fn run_op<D: Driver>(
-    driver: &D,
-    origin: &Origin<'_>,
-    op: &Op,
-    events: &Events,
-) -> anyhow::Result<()> {
-    match op {
-        Op::CreateNetwork { key, name } => {
-            driver.create_network(origin.project, key, name).await?;
-            progress(events, "Network", name, "Created");
-        }
-        Op::RemoveNetwork { name } => {
-            driver.remove_network(name).await?;
-            progress(events, "Network", name, "Removed");
-        }
-        Op::Remove { id, name, .. } => {
-            driver.remove(id, origin.timeout).await?;
-            progress(events, "Container", name, "Removed");
-        }
-        Op::Run {
-            service,
-            number,
-            name,
-            ..
-        } => {
-            driver
-                .run(origin, service, *number, name)
-                .await
-                .map_err(|e| e.context(format!("service {service}")))?;
-            progress(events, "Container", name, "Started");
-        }
-        Op::Start { id, name, .. } => {
-            driver.start(id).await?;
-            progress(events, "Container", name, "Started");
-        }
-        Op::Restart { id, name, .. } => {
-            driver.restart(id, origin.timeout).await?;
-            progress(events, "Container", name, "Restarted");
-        }
-    }
-    Ok(())
 }

@@ -69,6 +69,7 @@ pub enum Op {
     Start {
         id: String,
         name: String,
+        service: String,
         cause: String,
     },
     /// Stop and start again, in place.
@@ -244,6 +245,7 @@ pub fn up(
                     Some(e) if !e.running => task.push(Op::Start {
                         id: e.id.clone(),
                         name: e.name.clone(),
+                        service: w.service.clone(),
                         cause: "stopped".into(),
                     }),
                     Some(e) => {

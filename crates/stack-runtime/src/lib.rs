@@ -28,7 +28,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 pub use init::{exec_main, init_main, EXEC_ARG, INIT_ARG};
-pub use spec::{Mount, NetworkMode, Spec};
+pub use spec::{Healthcheck, Mount, NetworkMode, Probe, Restart, Spec};
 pub use state::{State, Status};
 
 #[derive(Debug, thiserror::Error)]
@@ -193,6 +193,72 @@ pub fn exec(
     })
     .map_err(start)?;
     Ok(exit_code_of(child.wait().map_err(start)?))
+}
+
+/// The most of a command's output `exec_output` keeps (as Docker keeps of
+/// a health check's).
+pub const OUTPUT_LIMIT: usize = 4096;
+
+/// Runs a command inside a running container with no input, for at most
+/// `timeout`: its exit code (None if it timed out, and was killed with
+/// everything it started) and its output (stdout and stderr together, the
+/// first [`OUTPUT_LIMIT`] bytes). For health checks.
+pub fn exec_output(
+    state: &State,
+    args: Vec<String>,
+    timeout: std::time::Duration,
+) -> Result<(Option<i32>, String), RuntimeError> {
+    use std::io::Read as _;
+    use std::os::unix::process::CommandExt as _;
+    let mut spec = state.spec.clone();
+    spec.tty = false;
+    spec.interactive = false;
+    spec.args = args;
+    let start = |source| start_error(&spec, source);
+    let json =
+        serde_json::to_string(&(&spec, state.pid)).map_err(|e| start(std::io::Error::other(e)))?;
+    let (read, write) = nix::unistd::pipe().map_err(|e| start(e.into()))?;
+    let mut child = spawn_sealed(EXEC_ARG, &json, |cmd| {
+        let err = write.try_clone()?;
+        cmd.stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::from(write))
+            .stderr(std::process::Stdio::from(err))
+            // Its own group: a timeout kills what it started in there too.
+            .process_group(0);
+        Ok(())
+    })
+    .map_err(start)?;
+    let reader = std::thread::spawn(move || {
+        let mut out = Vec::new();
+        let _ = std::fs::File::from(read)
+            .take(OUTPUT_LIMIT as u64)
+            .read_to_end(&mut out);
+        out
+    });
+    let deadline = std::time::Instant::now() + timeout;
+    let code = loop {
+        match child.try_wait().map_err(start)? {
+            Some(status) => break Some(exit_code_of(status)),
+            None if std::time::Instant::now() >= deadline => {
+                let group = nix::unistd::Pid::from_raw(-(child.id() as i32));
+                let _ = nix::sys::signal::kill(group, nix::sys::signal::Signal::SIGKILL);
+                let _ = child.wait();
+                break None;
+            }
+            None => std::thread::sleep(std::time::Duration::from_millis(5)),
+        }
+    };
+    // A process it left behind may hold the pipe open: do not wait long.
+    let t = std::time::Instant::now();
+    while !reader.is_finished() && t.elapsed() < std::time::Duration::from_millis(200) {
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    let output = if reader.is_finished() {
+        reader.join().unwrap_or_default()
+    } else {
+        Vec::new()
+    };
+    Ok((code, String::from_utf8_lossy(&output).into_owned()))
 }
 
 /// An exit status as Docker reports it: the code, or 128 + the signal.

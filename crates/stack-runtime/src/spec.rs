@@ -93,9 +93,12 @@ pub struct Spec {
     /// network layer, not here).
     #[serde(default)]
     pub exposed_ports: Vec<String>,
-    /// Recorded for the supervisor that runs it.
+    /// Recorded for the supervisor (the engine): it probes the container.
     #[serde(default)]
     pub healthcheck: Option<Healthcheck>,
+    /// Recorded for the supervisor: when it starts the container again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restart: Option<Restart>,
     /// /etc/resolv.conf as the network layer wants it (default: left as the image has it, or empty).
     #[serde(default)]
     pub resolv_conf: Option<String>,
@@ -120,6 +123,42 @@ pub struct Healthcheck {
     pub start_period: Option<u64>,
     #[serde(default)]
     pub retries: Option<u32>,
+    #[serde(default)]
+    pub start_interval: Option<u64>,
+    /// A probe the engine runs itself (`x-stack-probe`), instead of `test`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub probe: Option<Probe>,
+}
+
+/// A health probe that needs nothing in the image: the engine connects
+/// from the container's network namespace.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "lowercase")]
+pub enum Probe {
+    Http {
+        port: u16,
+        #[serde(default)]
+        path: String,
+        #[serde(default)]
+        status: Option<u16>,
+    },
+    Tcp {
+        port: u16,
+    },
+}
+
+/// A restart policy as compose and Docker state it (durations in
+/// nanoseconds).
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct Restart {
+    /// `no`, `always`, `on-failure`, `unless-stopped`.
+    pub name: String,
+    #[serde(default)]
+    pub max_attempts: Option<u32>,
+    #[serde(default)]
+    pub delay: Option<u64>,
+    #[serde(default)]
+    pub window: Option<u64>,
 }
 
 impl Spec {

@@ -26,6 +26,7 @@ pub struct Version {
 #[serde(deny_unknown_fields)]
 pub struct UpRequest {
     /// The loaded project (the client reads the files, the engine acts).
+    #[serde(deserialize_with = "project_from_json")]
     pub project: stack_model::Project,
     /// Where the project was loaded from, recorded as labels.
     #[serde(default)]
@@ -71,6 +72,7 @@ pub struct UpRequest {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DownRequest {
+    #[serde(deserialize_with = "project_from_json")]
     pub project: stack_model::Project,
     #[serde(default)]
     pub remove_orphans: bool,
@@ -127,6 +129,7 @@ impl Action {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ActionRequest {
+    #[serde(deserialize_with = "project_from_json")]
     pub project: stack_model::Project,
     /// Only these services' containers; all when empty.
     #[serde(default)]
@@ -355,4 +358,27 @@ impl ApiError {
             message: message.into(),
         }
     }
+}
+
+/// A project as it travels: the model skips the services' `x-*`
+/// extensions when it deserializes (the loader attaches them itself), so
+/// they are put back here; the engine reads some (`x-stack-probe`).
+fn project_from_json<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<stack_model::Project, D::Error> {
+    use serde::de::Error as _;
+    let v = serde_json::Value::deserialize(d)?;
+    let mut project: stack_model::Project =
+        serde_json::from_value(v.clone()).map_err(D::Error::custom)?;
+    let services = v.get("services").and_then(|s| s.as_object());
+    for (name, s) in services.into_iter().flatten() {
+        let (Some(fields), Some(service)) = (s.as_object(), project.services.get_mut(name)) else {
+            continue;
+        };
+        for (k, x) in fields.iter().filter(|(k, _)| k.starts_with("x-")) {
+            let x = serde_json::from_value(x.clone()).map_err(D::Error::custom)?;
+            service.extensions.insert(k.clone(), x);
+        }
+    }
+    Ok(project)
 }

@@ -119,7 +119,7 @@ impl stack_api::Engine for Real {
 
     fn act(&self, action: Action, req: ActionRequest, events: &Events) -> Result<(), ApiError> {
         let done = self.exclusive(&req.project.name, || {
-            crate::reconcile::act(action, &req, events)
+            crate::reconcile::act(&self.engine, action, &req, events)
         });
         // What it started is watched, what it removed forgotten.
         let _ = self.engine.adopt();

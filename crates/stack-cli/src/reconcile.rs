@@ -283,7 +283,12 @@ pub fn projects() -> Vec<ProjectSummary> {
 /// stop, start, restart, kill, pause, unpause, rm on a project's
 /// containers: in dependency order (reverse order to stop), the replicas of
 /// one service at once. Containers in no state for the action are skipped.
-pub fn act(action: Action, req: &ActionRequest, events: &Events) -> anyhow::Result<()> {
+pub fn act(
+    engine: &HostEngine,
+    action: Action,
+    req: &ActionRequest,
+    events: &Events,
+) -> anyhow::Result<()> {
     let project = &req.project;
     for s in &req.services {
         if !project.services.contains_key(s) {
@@ -316,7 +321,14 @@ pub fn act(action: Action, req: &ActionRequest, events: &Events) -> anyhow::Resu
                 .iter()
                 .map(|(st, running)| {
                     let root = &root;
-                    scope.spawn(move || act_on(action, req, root, st, *running, events))
+                    scope.spawn(move || {
+                        let did = act_on(action, req, root, st, *running, events)?;
+                        if let Some(did) = did {
+                            let c = crate::supervision::observed(root, st, *running);
+                            engine.publish(&c, did, &[]);
+                        }
+                        anyhow::Ok(())
+                    })
                 })
                 .collect();
             handles
@@ -343,50 +355,50 @@ fn act_on(
     st: &stack_runtime::State,
     running: bool,
     events: &Events,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Option<&'static str>> {
     use crate::lifecycle as l;
     let paused = running && l::is_paused(st);
     let id = st.id.as_str();
-    let did = match action {
+    let (did, event) = match action {
         Action::Stop if running => {
             l::stop_one(root, id, req.timeout)?;
-            "Stopped"
+            ("Stopped", "stop")
         }
         Action::Start if !running => {
             l::start_again(root, id)?;
-            "Started"
+            ("Started", "start")
         }
         Action::Restart => {
             l::restart_one(root, id, req.timeout)?;
-            "Restarted"
+            ("Restarted", "restart")
         }
         Action::Kill if running => {
             l::kill_one(root, id, req.signal.as_deref().unwrap_or("KILL"))?;
-            "Killed"
+            ("Killed", "kill")
         }
         Action::Pause if running && !paused => {
             l::freeze(root, id, true)?;
-            "Paused"
+            ("Paused", "pause")
         }
         Action::Unpause if paused => {
             l::freeze(root, id, false)?;
-            "Unpaused"
+            ("Unpaused", "unpause")
         }
         Action::Rm if !running || req.stop => {
             if running {
                 l::stop_one(root, id, req.timeout)?;
             }
             l::remove_one(root, id, false)?;
-            "Removed"
+            ("Removed", "destroy")
         }
-        _ => return Ok(()),
+        _ => return Ok(None),
     };
     events.send(Event::Progress {
         object: "Container".into(),
         name: st.name.clone(),
         action: did.into(),
     });
-    Ok(())
+    Ok(Some(event))
 }
 
 /// The output of a project's containers, oldest first; with `follow`, what

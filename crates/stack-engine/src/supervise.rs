@@ -468,6 +468,8 @@ impl<D: Driver + Send + 'static> Engine<D> {
         {
             return;
         }
+        // On the board now: who waits for it must find it.
+        self.board.know(&c);
         let engine = self.clone();
         self.handle.spawn(async move {
             let id = c.id.clone();

@@ -1,51 +1,90 @@
 //! The engine on a fake driver, on tokio's paused clock: every operation
 //! takes a known (virtual) time, so order, overlap and parallelism show in
-//! the instants at which operations begin and end.
+//! the instants at which operations begin and end; containers exit and
+//! become healthy at scripted instants, so supervision (restart policies,
+//! back-off, health, conditions, boot order) shows in them too.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use stack_api::{DownRequest, Event, Events, UpRequest};
-use stack_engine::{Driver, Origin};
+use stack_engine::{
+    Dependency, Driver, Engine, Exit, HealthConfig, Observed, Origin, Probe, ProbeResult,
+    RestartPolicy,
+};
 use stack_model::Project;
-use stack_plan::Existing;
 use tokio::time::Instant;
 
+/// How a service's containers behave once started.
+#[derive(Clone, Default)]
+struct Script {
+    /// Exits this long after each start, with `code`.
+    exits_after: Option<Duration>,
+    code: i32,
+    /// Probes succeed from this long after each start on.
+    healthy_after: Option<Duration>,
+    /// The container's health check: probes every second, 3 retries.
+    health: bool,
+}
+
+struct Container {
+    o: Observed,
+    started: Instant,
+    script: Script,
+}
+
 /// A host in memory. Each operation sleeps `took` (per container or
-/// network name, or `image-SERVICE` for pulls; default 1 s, pulls 0) and is
-/// logged as `T+ms begin|end op name`.
+/// network name, or `image-SERVICE` for pulls; default `default`, pulls 0)
+/// and is logged as `T+ms begin|end op name`.
 struct Fake {
     t0: Instant,
+    default: Duration,
     took: BTreeMap<String, Duration>,
     fail: BTreeSet<String>,
+    scripts: BTreeMap<String, Script>,
     log: Mutex<Vec<String>>,
-    containers: Mutex<Vec<Existing>>,
+    containers: Mutex<Vec<Container>>,
     networks: Mutex<Vec<String>>,
     volumes: Mutex<BTreeSet<String>>,
     busy: Mutex<(usize, usize)>,
+    changed: tokio::sync::Notify,
 }
 
 impl Fake {
     fn new() -> Fake {
         Fake {
             t0: Instant::now(),
+            default: Duration::from_secs(1),
             took: BTreeMap::new(),
             fail: BTreeSet::new(),
+            scripts: BTreeMap::new(),
             log: Mutex::new(Vec::new()),
             containers: Mutex::new(Vec::new()),
             networks: Mutex::new(Vec::new()),
             volumes: Mutex::new(BTreeSet::new()),
             busy: Mutex::new((0, 0)),
+            changed: tokio::sync::Notify::new(),
         }
     }
 
+    /// Operations take no time: only the scripts' instants count.
+    fn instant() -> Fake {
+        Fake {
+            default: Duration::ZERO,
+            ..Fake::new()
+        }
+    }
+
+    fn ms(&self) -> u128 {
+        self.t0.elapsed().as_millis()
+    }
+
     async fn op(&self, what: &str, name: &str) -> anyhow::Result<()> {
-        let ms = |f: &Fake| f.t0.elapsed().as_millis();
         self.log
             .lock()
             .unwrap()
-            .push(format!("{} begin {what} {name}", ms(self)));
+            .push(format!("{} begin {what} {name}", self.ms()));
         {
             let mut b = self.busy.lock().unwrap();
             b.0 += 1;
@@ -58,14 +97,14 @@ impl Fake {
             .unwrap_or(if what.starts_with("pull") {
                 Duration::ZERO
             } else {
-                Duration::from_secs(1)
+                self.default
             });
         tokio::time::sleep(took).await;
         self.busy.lock().unwrap().0 -= 1;
         self.log
             .lock()
             .unwrap()
-            .push(format!("{} end {what} {name}", ms(self)));
+            .push(format!("{} end {what} {name}", self.ms()));
         if self.fail.contains(name) {
             anyhow::bail!("{name} would not {what}");
         }
@@ -98,13 +137,7 @@ impl Fake {
     }
 
     fn names(&self) -> Vec<String> {
-        let mut n: Vec<String> = self
-            .containers
-            .lock()
-            .unwrap()
-            .iter()
-            .map(|e| e.name.clone())
-            .collect();
+        let mut n: Vec<String> = self.snapshot().into_iter().map(|o| o.name).collect();
         n.sort();
         n
     }
@@ -113,16 +146,94 @@ impl Fake {
         self.busy.lock().unwrap().1
     }
 
-    fn with_id<T>(&self, id: &str, f: impl FnOnce(&mut Vec<Existing>, usize) -> T) -> T {
-        let mut c = self.containers.lock().unwrap();
-        let i = c.iter().position(|e| e.id == id).expect("known id");
-        f(&mut c, i)
+    /// Containers as they are now: those past their scripted exit have exited.
+    fn snapshot(&self) -> Vec<Observed> {
+        let mut cs = self.containers.lock().unwrap();
+        for c in cs.iter_mut() {
+            if let Some(after) = c.script.exits_after {
+                if c.o.running && c.started.elapsed() >= after {
+                    c.o.running = false;
+                    c.o.exit_code = Some(c.script.code);
+                }
+            }
+        }
+        cs.iter().map(|c| c.o.clone()).collect()
+    }
+
+    fn with_id<T>(&self, id: &str, f: impl FnOnce(&mut Container) -> T) -> T {
+        let mut cs = self.containers.lock().unwrap();
+        let c = cs.iter_mut().find(|c| c.o.id == id).expect("known id");
+        let out = f(c);
+        self.changed.notify_waiters();
+        out
+    }
+
+    fn name_of(&self, id: &str) -> String {
+        self.with_id(id, |c| c.o.name.clone())
+    }
+
+    /// Begin times of an operation on a container, in ms.
+    fn times(&self, what: &str, name: &str) -> Vec<u128> {
+        self.begun()
+            .iter()
+            .filter_map(|l| {
+                let (t, rest) = l.split_once(' ')?;
+                (rest == format!("{what} {name}")).then(|| t.parse().unwrap())
+            })
+            .collect()
+    }
+
+    /// A container that exists, stopped, as an engine finds it at boot.
+    fn stopped(&self, p: &Project, service: &str, restart: &str, by_user: bool) {
+        let o = Observed {
+            id: format!("id-{service}"),
+            name: format!("shop-{service}-1"),
+            project: p.name.clone(),
+            service: service.into(),
+            number: 1,
+            running: false,
+            exit_code: Some(137),
+            stopped_by_user: by_user,
+            restart: RestartPolicy::parse(restart).unwrap(),
+            ..Observed::default()
+        };
+        let o = self.with_script(p, o);
+        self.containers.lock().unwrap().push(Container {
+            o,
+            started: Instant::now(),
+            script: self.scripts.get(service).cloned().unwrap_or_default(),
+        });
+    }
+
+    /// What the stack file and the script say of a service's containers.
+    fn with_script(&self, p: &Project, mut o: Observed) -> Observed {
+        let s = &p.services[&o.service];
+        let script = self.scripts.get(&o.service).cloned().unwrap_or_default();
+        if let Some(r) = &s.restart {
+            o.restart = RestartPolicy::parse(r).unwrap();
+        }
+        if script.health {
+            let mut h = HealthConfig::new(Probe::Exec(vec!["check".into()]));
+            h.interval = Duration::from_secs(1);
+            h.timeout = Duration::from_millis(500);
+            o.health = Some(h);
+        }
+        o.depends_on = s
+            .depends_on
+            .iter()
+            .map(|(name, d)| Dependency {
+                service: name.clone(),
+                condition: stack_engine::Condition::parse(&d.condition),
+                required: d.required,
+            })
+            .collect();
+        o
     }
 }
 
 impl Driver for Fake {
-    fn containers(&self, _project: &str) -> anyhow::Result<Vec<Existing>> {
-        Ok(self.containers.lock().unwrap().clone())
+    fn observe(&self, _project: Option<&str>) -> anyhow::Result<Vec<Observed>> {
+        Ok(self.snapshot())
     }
 
     fn networks(&self) -> anyhow::Result<Vec<String>> {
@@ -153,37 +264,108 @@ impl Driver for Fake {
         service: &str,
         number: u32,
         name: &str,
-    ) -> anyhow::Result<()> {
+    ) -> anyhow::Result<Observed> {
         self.op("run", name).await?;
-        let hash = stack_loader::hash_service(&origin.project.services[service]);
-        self.containers.lock().unwrap().push(Existing {
-            id: format!("id-{name}-{}", self.t0.elapsed().as_millis()),
+        let o = Observed {
+            id: format!("id-{name}-{}", self.ms()),
             name: name.into(),
+            project: origin.project.name.clone(),
             service: service.into(),
             number,
-            hash,
+            hash: stack_loader::hash_service(&origin.project.services[service]),
             running: true,
+            ..Observed::default()
+        };
+        let o = self.with_script(origin.project, o);
+        self.containers.lock().unwrap().push(Container {
+            o: o.clone(),
+            started: Instant::now(),
+            script: self.scripts.get(service).cloned().unwrap_or_default(),
+        });
+        self.changed.notify_waiters();
+        Ok(o)
+    }
+
+    async fn start(&self, id: &str) -> anyhow::Result<()> {
+        self.op("start", &self.name_of(id)).await?;
+        self.with_id(id, |c| {
+            c.o.running = true;
+            c.o.exit_code = None;
+            c.o.stopped_by_user = false;
+            c.started = Instant::now();
         });
         Ok(())
     }
 
-    async fn start(&self, id: &str) -> anyhow::Result<()> {
-        let name = self.with_id(id, |c, i| c[i].name.clone());
-        self.op("start", &name).await?;
-        self.with_id(id, |c, i| c[i].running = true);
-        Ok(())
-    }
-
     async fn restart(&self, id: &str, _timeout: Option<u64>) -> anyhow::Result<()> {
-        let name = self.with_id(id, |c, i| c[i].name.clone());
-        self.op("restart", &name).await
+        self.op("restart", &self.name_of(id)).await?;
+        self.with_id(id, |c| c.started = Instant::now());
+        Ok(())
     }
 
     async fn remove(&self, id: &str, _timeout: Option<u64>) -> anyhow::Result<()> {
-        let name = self.with_id(id, |c, i| c[i].name.clone());
-        self.op("remove", &name).await?;
-        self.with_id(id, |c, i| c.remove(i));
+        self.with_id(id, |c| {
+            c.o.stopped_by_user = true;
+            c.o.running = false;
+            c.o.exit_code.get_or_insert(143);
+        });
+        self.op("remove", &self.name_of(id)).await?;
+        self.containers.lock().unwrap().retain(|c| c.o.id != id);
+        self.changed.notify_waiters();
         Ok(())
+    }
+
+    async fn wait(&self, id: &str) -> anyhow::Result<Exit> {
+        loop {
+            let changed = self.changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            self.snapshot();
+            let (running, code, deadline) = {
+                let cs = self.containers.lock().unwrap();
+                let Some(c) = cs.iter().find(|c| c.o.id == id) else {
+                    anyhow::bail!("no such container {id}");
+                };
+                (
+                    c.o.running,
+                    c.o.exit_code.unwrap_or(0),
+                    c.script.exits_after.map(|d| c.started + d),
+                )
+            };
+            if !running {
+                return Ok(Exit {
+                    code,
+                    oom_killed: false,
+                });
+            }
+            match deadline {
+                Some(d) => {
+                    tokio::select! {
+                        _ = tokio::time::sleep_until(d) => {}
+                        _ = &mut changed => {}
+                    }
+                }
+                None => changed.await,
+            }
+        }
+    }
+
+    async fn probe(&self, id: &str, _health: &HealthConfig) -> ProbeResult {
+        let healthy = self.with_id(id, |c| {
+            c.o.running
+                && c.script
+                    .healthy_after
+                    .is_some_and(|d| c.started.elapsed() >= d)
+        });
+        self.log.lock().unwrap().push(format!(
+            "{} probe {} {healthy}",
+            self.ms(),
+            self.name_of(id)
+        ));
+        ProbeResult {
+            code: if healthy { 0 } else { 1 },
+            output: if healthy { "ok" } else { "not yet" }.into(),
+        }
     }
 
     fn remove_volume(&self, name: &str) -> anyhow::Result<bool> {
@@ -215,9 +397,13 @@ fn up_req(p: &Project) -> UpRequest {
 }
 
 /// Runs `up`; the error if any, and the events' lines.
-async fn up(fake: &Fake, req: UpRequest) -> (Option<String>, Vec<String>) {
+fn engine(fake: Fake) -> Arc<Engine<Fake>> {
+    Engine::new(fake, tokio::runtime::Handle::current())
+}
+
+async fn up(e: &Arc<Engine<Fake>>, req: UpRequest) -> (Option<String>, Vec<String>) {
     let (events, mut rx) = Events::channel();
-    let r = stack_engine::up(fake, &req, &events).await;
+    let r = e.up(&req, &events).await;
     drop(events);
     let mut lines = Vec::new();
     while let Some(e) = rx.recv().await {
@@ -255,7 +441,9 @@ volumes:
 async fn dependencies_start_first_and_independent_services_together() {
     let fake = Fake::new();
     let p = project(SHOP);
-    let (err, events) = up(&fake, up_req(&p)).await;
+    let e = engine(fake);
+    let fake = e.driver();
+    let (err, events) = up(&e, up_req(&p)).await;
     assert_eq!(err, None);
     assert_eq!(
         fake.begun(),
@@ -280,7 +468,9 @@ async fn parallel_bounds_the_operations_at_once() {
     let p = project(&format!("services:\n{services}"));
 
     let fake = Fake::new();
-    assert_eq!(up(&fake, up_req(&p)).await.0, None);
+    let e = engine(fake);
+    let fake = e.driver();
+    assert_eq!(up(&e, up_req(&p)).await.0, None);
     // The network, then all ten at once.
     assert_eq!(fake.t0.elapsed(), Duration::from_secs(2));
     assert_eq!(fake.most_at_once(), 10);
@@ -290,7 +480,9 @@ async fn parallel_bounds_the_operations_at_once() {
         parallel: Some(3),
         ..up_req(&p)
     };
-    assert_eq!(up(&fake, req).await.0, None);
+    let e = engine(fake);
+    let fake = e.driver();
+    assert_eq!(up(&e, req).await.0, None);
     assert_eq!(fake.t0.elapsed(), Duration::from_secs(1 + 4));
     assert_eq!(fake.most_at_once(), 3);
     assert_eq!(fake.names().len(), 10);
@@ -300,16 +492,18 @@ async fn parallel_bounds_the_operations_at_once() {
 async fn a_second_up_does_nothing_and_a_change_recreates_that_service_alone() {
     let fake = Fake::new();
     let p = project(SHOP);
-    up(&fake, up_req(&p)).await;
-    let before = fake.containers.lock().unwrap().clone();
+    let e = engine(fake);
+    let fake = e.driver();
+    up(&e, up_req(&p)).await;
+    let before = fake.snapshot();
     fake.log.lock().unwrap().clear();
 
-    let (err, events) = up(&fake, up_req(&p)).await;
+    let (err, events) = up(&e, up_req(&p)).await;
     assert_eq!((err, events), (None, vec![]));
     assert!(fake.begun().is_empty(), "{:?}", fake.begun());
 
     let changed = project(&SHOP.replace("image: api", "image: api:2"));
-    let (err, _) = up(&fake, up_req(&changed)).await;
+    let (err, _) = up(&e, up_req(&changed)).await;
     assert_eq!(err, None);
     assert_eq!(
         fake.begun()
@@ -318,7 +512,7 @@ async fn a_second_up_does_nothing_and_a_change_recreates_that_service_alone() {
             .collect::<Vec<_>>(),
         ["remove shop-api-1", "run shop-api-1"]
     );
-    let after = fake.containers.lock().unwrap().clone();
+    let after = fake.snapshot();
     for e in &before {
         let now = after.iter().find(|a| a.name == e.name).unwrap();
         assert_eq!(now.id == e.id, e.service != "api", "{}", e.name);
@@ -340,10 +534,12 @@ services:
     image: db
 ";
     let fake = Fake::new();
-    up(&fake, up_req(&project(file))).await;
+    let e = engine(fake);
+    let fake = e.driver();
+    up(&e, up_req(&project(file))).await;
     fake.log.lock().unwrap().clear();
     let (err, events) = up(
-        &fake,
+        &e,
         up_req(&project(&file.replace("image: db", "image: db:2"))),
     )
     .await;
@@ -361,9 +557,11 @@ services:
 #[tokio::test(start_paused = true)]
 async fn orphans_are_named_then_removed_on_request() {
     let fake = Fake::new();
-    up(&fake, up_req(&project(SHOP))).await;
+    let e = engine(fake);
+    let fake = e.driver();
+    up(&e, up_req(&project(SHOP))).await;
     let smaller = project("services:\n  db:\n    image: db\n  cache:\n    image: cache\n");
-    let (err, events) = up(&fake, up_req(&smaller)).await;
+    let (err, events) = up(&e, up_req(&smaller)).await;
     assert_eq!(err, None);
     assert_eq!(
         events,
@@ -374,7 +572,7 @@ async fn orphans_are_named_then_removed_on_request() {
         remove_orphans: true,
         ..up_req(&smaller)
     };
-    let (err, events) = up(&fake, req).await;
+    let (err, events) = up(&e, req).await;
     assert_eq!(err, None);
     assert_eq!(
         events,
@@ -392,7 +590,9 @@ async fn a_failure_is_named_its_wave_finishes_and_later_waves_do_not_start() {
     fake.fail.insert("shop-db-1".into());
     fake.took
         .insert("shop-cache-1".into(), Duration::from_secs(3));
-    let (err, _) = up(&fake, up_req(&project(SHOP))).await;
+    let e = engine(fake);
+    let fake = e.driver();
+    let (err, _) = up(&e, up_req(&project(SHOP))).await;
     assert_eq!(err.as_deref(), Some("service db: shop-db-1 would not run"));
     // cache, in db's wave, was let finish; api and web never began.
     assert_eq!(fake.names(), ["shop-cache-1"]);
@@ -406,7 +606,8 @@ async fn a_failure_is_named_its_wave_finishes_and_later_waves_do_not_start() {
     let mut fake = Fake::new();
     fake.fail.insert("shop-db-1".into());
     fake.fail.insert("shop-cache-1".into());
-    let (err, _) = up(&fake, up_req(&project(SHOP))).await;
+    let e = engine(fake);
+    let (err, _) = up(&e, up_req(&project(SHOP))).await;
     let err = err.unwrap();
     assert!(err.contains("service db: shop-db-1 would not run"), "{err}");
     assert!(
@@ -420,8 +621,10 @@ async fn a_failure_is_named_its_wave_finishes_and_later_waves_do_not_start() {
         services: vec!["nope".into()],
         ..up_req(&project(SHOP))
     };
+    let e = engine(fake);
+    let fake = e.driver();
     assert_eq!(
-        up(&fake, req).await.0.as_deref(),
+        up(&e, req).await.0.as_deref(),
         Some("no such service: `nope`")
     );
     assert!(fake.log.lock().unwrap().is_empty());
@@ -434,7 +637,9 @@ async fn dry_run_says_each_operation_and_its_cause_and_does_none() {
         dry_run: true,
         ..up_req(&project(SHOP))
     };
-    let (err, events) = up(&fake, req).await;
+    let e = engine(fake);
+    let fake = e.driver();
+    let (err, events) = up(&e, req).await;
     assert_eq!(err, None);
     assert_eq!(
         events,
@@ -453,7 +658,9 @@ async fn dry_run_says_each_operation_and_its_cause_and_does_none() {
 async fn down_removes_dependents_first_then_networks_and_volumes() {
     let fake = Fake::new();
     let p = project(SHOP);
-    up(&fake, up_req(&p)).await;
+    let e = engine(fake);
+    let fake = e.driver();
+    up(&e, up_req(&p)).await;
     fake.volumes.lock().unwrap().insert("shop_data".into());
     fake.log.lock().unwrap().clear();
     let (events, mut rx) = Events::channel();
@@ -462,7 +669,7 @@ async fn down_removes_dependents_first_then_networks_and_volumes() {
         volumes: true,
         ..Default::default()
     };
-    stack_engine::down(&fake, &req, &events).await.unwrap();
+    e.down(&req, &events).await.unwrap();
     drop(events);
     let mut last = None;
     while let Some(e) = rx.recv().await {
@@ -493,7 +700,9 @@ async fn down_removes_dependents_first_then_networks_and_volumes() {
 async fn images_come_first_and_a_missing_one_changes_nothing() {
     let mut fake = Fake::new();
     fake.fail.insert("image-db".into());
-    let (err, events) = up(&fake, up_req(&project(SHOP))).await;
+    let e = engine(fake);
+    let fake = e.driver();
+    let (err, events) = up(&e, up_req(&project(SHOP))).await;
     assert_eq!(
         err.as_deref(),
         Some("service db: image-db would not pull(missing)")
@@ -505,7 +714,9 @@ async fn images_come_first_and_a_missing_one_changes_nothing() {
     // --pull over the file's pull_policy; each pulled image reported.
     let fake = Fake::new();
     let p = project(&SHOP.replace("image: db", "image: db\n    pull_policy: never"));
-    let (err, events) = up(&fake, up_req(&p)).await;
+    let e = engine(fake);
+    let fake = e.driver();
+    let (err, events) = up(&e, up_req(&p)).await;
     assert_eq!(err, None);
     assert!(fake.pulls().contains(&"pull(never) image-db".to_string()));
     assert!(fake
@@ -517,7 +728,9 @@ async fn images_come_first_and_a_missing_one_changes_nothing() {
         pull: Some("always".into()),
         ..up_req(&p)
     };
-    let (_, events) = up(&fake, req.clone()).await;
+    let e = engine(fake);
+    let fake = e.driver();
+    let (_, events) = up(&e, req.clone()).await;
     assert_eq!(
         fake.pulls(),
         [
@@ -533,6 +746,7 @@ async fn images_come_first_and_a_missing_one_changes_nothing() {
         quiet_pull: true,
         ..req
     };
-    let (_, events) = up(&fake, quiet).await;
+    let e = engine(fake);
+    let (_, events) = up(&e, quiet).await;
     assert!(!events.iter().any(|e| e.starts_with("Image")), "{events:?}");
 }

@@ -26,6 +26,8 @@ struct Script {
     healthy_after: Option<Duration>,
     /// The container's health check: probes every second, 3 retries.
     health: bool,
+    /// ... with this start period (probes every 5 s in it).
+    start_period: Duration,
 }
 
 struct Container {
@@ -216,6 +218,7 @@ impl Fake {
             let mut h = HealthConfig::new(Probe::Exec(vec!["check".into()]));
             h.interval = Duration::from_secs(1);
             h.timeout = Duration::from_millis(500);
+            h.start_period = script.start_period;
             o.health = Some(h);
         }
         o.depends_on = s
@@ -749,4 +752,304 @@ async fn images_come_first_and_a_missing_one_changes_nothing() {
     let e = engine(fake);
     let (_, events) = up(&e, quiet).await;
     assert!(!events.iter().any(|e| e.starts_with("Image")), "{events:?}");
+}
+
+/// Lets virtual time run on for `secs` (supervision tasks included).
+async fn pass(secs: u64) {
+    tokio::time::sleep(Duration::from_secs(secs)).await;
+}
+
+/// Every container event until now, as `ACTION NAME`.
+fn drain(rx: &mut tokio::sync::broadcast::Receiver<stack_api::ContainerEvent>) -> Vec<String> {
+    let mut v = Vec::new();
+    while let Ok(e) = rx.try_recv() {
+        v.push(format!("{} {}", e.action, e.attributes["name"]));
+    }
+    v
+}
+
+#[tokio::test(start_paused = true)]
+async fn on_failure_restarts_with_doubling_backoff_then_gives_up() {
+    let mut fake = Fake::instant();
+    fake.scripts.insert(
+        "crash".into(),
+        Script {
+            exits_after: Some(Duration::from_secs(1)),
+            code: 3,
+            ..Script::default()
+        },
+    );
+    let e = engine(fake);
+    let mut rx = e.subscribe();
+    let p = project("services:\n  crash:\n    image: x\n    restart: on-failure:3\n");
+    assert_eq!(up(&e, up_req(&p)).await.0, None);
+    pass(60).await;
+    // Runs 1 s each time; waits 100, 200, 400 ms; three restarts, then no more.
+    assert_eq!(e.driver().times("start", "shop-crash-1"), [1100, 2300, 3700]);
+    let events = drain(&mut rx);
+    assert_eq!(events.iter().filter(|e| e.starts_with("die")).count(), 4);
+    assert_eq!(events.iter().filter(|e| e.starts_with("restart")).count(), 3);
+    let r = &e.board().service("shop", "crash")[0];
+    assert_eq!((r.state, r.restarts), (stack_engine::RunState::Exited(3), 3));
+}
+
+#[tokio::test(start_paused = true)]
+async fn always_restarts_and_a_stable_run_resets_the_backoff() {
+    let mut fake = Fake::instant();
+    fake.scripts.insert(
+        "quick".into(),
+        Script {
+            exits_after: Some(Duration::from_secs(1)),
+            ..Script::default()
+        },
+    );
+    fake.scripts.insert(
+        "steady".into(),
+        Script {
+            exits_after: Some(Duration::from_secs(20)),
+            ..Script::default()
+        },
+    );
+    let e = engine(fake);
+    let p = project(
+        "services:\n  quick:\n    image: x\n    restart: always\n  steady:\n    image: x\n    restart: always\n  once:\n    image: x\n    restart: \"no\"\n",
+    );
+    assert_eq!(up(&e, up_req(&p)).await.0, None);
+    pass(70).await;
+    // Exit code 0 restarts too under `always`; back-off grows while runs are short.
+    let quick = e.driver().times("start", "shop-quick-1");
+    assert_eq!(&quick[..4], [1100, 2300, 3700, 5500]);
+    // Runs of 20 s are stable: each restart waits the first back-off again.
+    assert_eq!(
+        e.driver().times("start", "shop-steady-1"),
+        [20100, 40200, 60300]
+    );
+    assert!(e.driver().times("start", "shop-once-1").is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_container_a_user_stopped_stays_stopped() {
+    let mut fake = Fake::instant();
+    fake.scripts.insert("web".into(), Script::default());
+    let e = engine(fake);
+    let p = project("services:\n  web:\n    image: x\n    restart: always\n");
+    up(&e, up_req(&p)).await;
+    let id = e.board().service("shop", "web")[0].container.id.clone();
+    // `stack stop`: marked, then it exits.
+    e.driver().with_id(&id, |c| {
+        c.o.stopped_by_user = true;
+        c.o.running = false;
+        c.o.exit_code = Some(143);
+    });
+    pass(30).await;
+    assert!(e.driver().times("start", "shop-web-1").is_empty());
+    assert_eq!(
+        e.board().service("shop", "web")[0].state,
+        stack_engine::RunState::Exited(143)
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_dependent_waits_until_its_dependency_is_healthy() {
+    let mut fake = Fake::instant();
+    fake.scripts.insert(
+        "db".into(),
+        Script {
+            healthy_after: Some(Duration::from_millis(2500)),
+            health: true,
+            ..Script::default()
+        },
+    );
+    let e = engine(fake);
+    let mut rx = e.subscribe();
+    let p = project(
+        "services:\n  api:\n    image: x\n    depends_on:\n      db: {condition: service_healthy}\n  db:\n    image: x\n",
+    );
+    let (err, lines) = up(&e, up_req(&p)).await;
+    assert_eq!(err, None);
+    // Probes every second: failing at 1 s and 2 s, healthy at 3 s.
+    assert_eq!(e.driver().times("run", "shop-api-1"), [3000]);
+    assert!(lines.contains(&"Container shop-api-1 Waiting for db".to_string()));
+    assert!(lines.contains(&"Container shop-db-1 Healthy".to_string()));
+    assert!(drain(&mut rx).contains(&"health_status: healthy shop-db-1".to_string()));
+    let h = e.board().service("shop", "db")[0].health.clone().unwrap();
+    assert_eq!(h.log.len(), 3);
+    assert!(e.board().waiting("shop").is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_unhealthy_dependency_fails_up_and_its_dependent_never_starts() {
+    let mut fake = Fake::instant();
+    fake.scripts.insert(
+        "db".into(),
+        Script {
+            health: true,
+            ..Script::default()
+        },
+    );
+    let e = engine(fake);
+    let p = project(
+        "services:\n  api:\n    image: x\n    depends_on:\n      db: {condition: service_healthy}\n  db:\n    image: x\n",
+    );
+    let (err, _) = up(&e, up_req(&p)).await;
+    assert_eq!(
+        err.as_deref(),
+        Some("dependency failed to start: container shop-db-1 is unhealthy")
+    );
+    // Three failures in a row, a second apart.
+    assert_eq!(e.driver().t0.elapsed(), Duration::from_secs(3));
+    assert!(e.driver().times("run", "shop-api-1").is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn failures_in_the_start_period_do_not_count() {
+    let mut fake = Fake::instant();
+    fake.scripts.insert(
+        "db".into(),
+        Script {
+            healthy_after: Some(Duration::from_secs(8)),
+            health: true,
+            start_period: Duration::from_secs(10),
+            ..Script::default()
+        },
+    );
+    let e = engine(fake);
+    let p = project(
+        "services:\n  api:\n    image: x\n    depends_on:\n      db: {condition: service_healthy}\n  db:\n    image: x\n",
+    );
+    // Without a start period, three failures (1, 2, 3 s) make it unhealthy;
+    // in one, probes come every 5 s and failures do not count.
+    let (err, _) = up(&e, up_req(&p)).await;
+    assert_eq!(err, None);
+    assert_eq!(e.driver().times("run", "shop-api-1"), [10000]);
+    let log = e.driver().log.lock().unwrap().clone();
+    let probes: Vec<&String> = log.iter().filter(|l| l.contains(" probe ")).collect();
+    assert_eq!(probes, ["5000 probe shop-db-1 false", "10000 probe shop-db-1 true"]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn one_shots_must_complete_successfully() {
+    let mut fake = Fake::instant();
+    fake.scripts.insert(
+        "migrate".into(),
+        Script {
+            exits_after: Some(Duration::from_secs(2)),
+            ..Script::default()
+        },
+    );
+    let e = engine(fake);
+    let file = "services:\n  api:\n    image: x\n    depends_on:\n      migrate: {condition: service_completed_successfully}\n  migrate:\n    image: x\n";
+    let req = UpRequest {
+        wait: true,
+        ..up_req(&project(file))
+    };
+    let (err, lines) = up(&e, req).await;
+    assert_eq!(err, None);
+    assert_eq!(e.driver().times("run", "shop-api-1"), [2000]);
+    assert!(lines.contains(&"Container shop-migrate-1 Exited".to_string()));
+    // --wait: api runs, migrate completed: both where they should end.
+    assert_eq!(e.driver().t0.elapsed(), Duration::from_secs(2));
+
+    let mut fake = Fake::instant();
+    fake.scripts.insert(
+        "migrate".into(),
+        Script {
+            exits_after: Some(Duration::from_secs(2)),
+            code: 1,
+            ..Script::default()
+        },
+    );
+    let e = engine(fake);
+    let (err, _) = up(&e, up_req(&project(file))).await;
+    assert_eq!(
+        err.as_deref(),
+        Some("service migrate didn't complete successfully: exit 1")
+    );
+    assert!(e.driver().times("run", "shop-api-1").is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn wait_returns_when_healthy_and_names_what_is_late() {
+    let mut fake = Fake::instant();
+    fake.scripts.insert(
+        "db".into(),
+        Script {
+            healthy_after: Some(Duration::from_millis(2500)),
+            health: true,
+            ..Script::default()
+        },
+    );
+    let e = engine(fake);
+    let p = project("services:\n  db:\n    image: x\n");
+    let req = UpRequest {
+        wait: true,
+        wait_timeout: Some(2),
+        ..up_req(&p)
+    };
+    let (err, _) = up(&e, req.clone()).await;
+    assert_eq!(
+        err.as_deref(),
+        Some("--wait: not ready after 2s: shop-db-1 running (health: starting)")
+    );
+    let req = UpRequest {
+        wait_timeout: Some(60),
+        ..req
+    };
+    let t = Instant::now();
+    assert_eq!(up(&e, req).await.0, None);
+    // Healthy at the probe of 3 s after its start.
+    assert_eq!(t.elapsed(), Duration::from_secs(1));
+}
+
+#[tokio::test(start_paused = true)]
+async fn boot_starts_what_should_run_in_dependency_order() {
+    let mut fake = Fake::instant();
+    fake.scripts.insert(
+        "db".into(),
+        Script {
+            healthy_after: Some(Duration::from_secs(2)),
+            health: true,
+            ..Script::default()
+        },
+    );
+    let p = project(
+        "services:\n  web:\n    image: x\n    depends_on: [api]\n  api:\n    image: x\n    depends_on:\n      db: {condition: service_healthy}\n  db:\n    image: x\n  manual:\n    image: x\n  once:\n    image: x\n",
+    );
+    fake.stopped(&p, "web", "always", false);
+    fake.stopped(&p, "api", "unless-stopped", false);
+    fake.stopped(&p, "db", "always", false);
+    fake.stopped(&p, "manual", "always", true);
+    fake.stopped(&p, "once", "no", false);
+    let e = engine(fake);
+    e.boot().await.unwrap();
+    let f = e.driver();
+    assert_eq!(f.times("start", "shop-db-1"), [0]);
+    // db healthy at its probe of 2 s; then api; web only waits for api to start.
+    assert_eq!(f.times("start", "shop-api-1"), [2000]);
+    assert_eq!(f.times("start", "shop-web-1"), [2000]);
+    assert!(f.times("start", "shop-manual-1").is_empty());
+    assert!(f.times("start", "shop-once-1").is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn scale_up_and_down_keeps_the_lowest_numbers() {
+    let e = engine(Fake::instant());
+    let p = project("services:\n  web:\n    image: x\n");
+    let scaled = |n: u32| UpRequest {
+        services: vec!["web".into()],
+        scale: [("web".to_string(), n)].into(),
+        ..up_req(&p)
+    };
+    assert_eq!(up(&e, scaled(5)).await.0, None);
+    assert_eq!(
+        e.driver().names(),
+        ["shop-web-1", "shop-web-2", "shop-web-3", "shop-web-4", "shop-web-5"]
+    );
+    let first = e.board().service("shop", "web")[0].container.id.clone();
+    assert_eq!(up(&e, scaled(2)).await.0, None);
+    assert_eq!(e.driver().names(), ["shop-web-1", "shop-web-2"]);
+    assert_eq!(e.board().service("shop", "web").len(), 2);
+    assert_eq!(e.board().service("shop", "web")[0].container.id, first);
+    assert_eq!(up(&e, scaled(0)).await.0, None);
+    assert!(e.driver().names().is_empty());
 }

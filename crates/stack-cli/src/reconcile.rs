@@ -572,7 +572,10 @@ fn run_args(
             });
         }
         match p.published.as_ref().and_then(|t| t.0.clone()) {
-            Some(pubd) => spec.push_str(&format!("{pubd}:")),
+            Some(pubd) => spec.push_str(&format!(
+                "{}:",
+                replica_port(&pubd, number).with_context(|| format!("service {service}"))?
+            )),
             None if p.host_ip.is_some() => spec.push(':'),
             None => {}
         }
@@ -650,6 +653,22 @@ fn run_args(
         }
     }
     Ok(a)
+}
+
+/// The host port of replica `number` from a published `port` that may be
+/// a range (`8080-8084`): replicas take its ports in turn.
+fn replica_port(published: &str, number: u32) -> anyhow::Result<String> {
+    let Some((a, b)) = published.split_once('-') else {
+        return Ok(published.to_string());
+    };
+    let (Ok(first), Ok(last)) = (a.parse::<u32>(), b.parse::<u32>()) else {
+        bail!("invalid published port range `{published}`");
+    };
+    let port = first + number.max(1) - 1;
+    if port > last {
+        bail!("published port range `{published}` has no port left for replica {number}");
+    }
+    Ok(port.to_string())
 }
 
 /// The mount of named volume `key`: a directory under the root (seeded

@@ -785,12 +785,21 @@ async fn on_failure_restarts_with_doubling_backoff_then_gives_up() {
     assert_eq!(up(&e, up_req(&p)).await.0, None);
     pass(60).await;
     // Runs 1 s each time; waits 100, 200, 400 ms; three restarts, then no more.
-    assert_eq!(e.driver().times("start", "shop-crash-1"), [1100, 2300, 3700]);
+    assert_eq!(
+        e.driver().times("start", "shop-crash-1"),
+        [1100, 2300, 3700]
+    );
     let events = drain(&mut rx);
     assert_eq!(events.iter().filter(|e| e.starts_with("die")).count(), 4);
-    assert_eq!(events.iter().filter(|e| e.starts_with("restart")).count(), 3);
+    assert_eq!(
+        events.iter().filter(|e| e.starts_with("restart")).count(),
+        3
+    );
     let r = &e.board().service("shop", "crash")[0];
-    assert_eq!((r.state, r.restarts), (stack_engine::RunState::Exited(3), 3));
+    assert_eq!(
+        (r.state, r.restarts),
+        (stack_engine::RunState::Exited(3), 3)
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -924,7 +933,10 @@ async fn failures_in_the_start_period_do_not_count() {
     assert_eq!(e.driver().times("run", "shop-api-1"), [10000]);
     let log = e.driver().log.lock().unwrap().clone();
     let probes: Vec<&String> = log.iter().filter(|l| l.contains(" probe ")).collect();
-    assert_eq!(probes, ["5000 probe shop-db-1 false", "10000 probe shop-db-1 true"]);
+    assert_eq!(
+        probes,
+        ["5000 probe shop-db-1 false", "10000 probe shop-db-1 true"]
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -1043,7 +1055,13 @@ async fn scale_up_and_down_keeps_the_lowest_numbers() {
     assert_eq!(up(&e, scaled(5)).await.0, None);
     assert_eq!(
         e.driver().names(),
-        ["shop-web-1", "shop-web-2", "shop-web-3", "shop-web-4", "shop-web-5"]
+        [
+            "shop-web-1",
+            "shop-web-2",
+            "shop-web-3",
+            "shop-web-4",
+            "shop-web-5"
+        ]
     );
     let first = e.board().service("shop", "web")[0].container.id.clone();
     assert_eq!(up(&e, scaled(2)).await.0, None);

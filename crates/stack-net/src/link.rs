@@ -129,7 +129,7 @@ impl Netlink {
         })
     }
 
-    /// The bridge with these addresses, up (made if missing).
+    /// The bridge with these addresses and a fixed MAC, up (made if missing).
     pub async fn ensure_bridge(
         &self,
         name: &str,
@@ -137,7 +137,10 @@ impl Netlink {
         addrs: &[(IpAddr, u8)],
     ) -> Result<(), NetError> {
         if self.index(name).await?.is_none() {
-            let mut b = LinkBridge::new(name);
+            // A MAC of its own: without one, a bridge takes the lowest of
+            // its ports', so it changes as containers join and the others'
+            // ARP entries for the gateway (DNS) go stale for seconds.
+            let mut b = LinkBridge::new(name).address(bridge_mac(name).to_vec());
             if let Some(m) = mtu {
                 b = b.mtu(m);
             }
@@ -308,5 +311,26 @@ impl Netlink {
             }
         }
         Ok(out)
+    }
+}
+
+/// A bridge's MAC: locally administered, unicast, from its name (FNV-1a),
+/// so the same bridge gets the same one each time it is made.
+pub fn bridge_mac(name: &str) -> [u8; 6] {
+    let h = name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    let b = h.to_be_bytes();
+    [0x02, b[3], b[4], b[5], b[6], b[7]]
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn bridge_macs_are_local_unicast_and_stable() {
+        let a = super::bridge_mac("stk-1a2b3c");
+        assert_eq!(a, super::bridge_mac("stk-1a2b3c"));
+        assert_ne!(a, super::bridge_mac("stk-1a2b3d"));
+        assert_eq!(a[0] & 0b11, 0b10, "locally administered, not multicast");
     }
 }

@@ -1,0 +1,393 @@
+//! Supervision on real containers, as root: health checks gating
+//! dependents, one-shots, `up --wait`, probes the engine runs itself
+//! (an image with nothing but httpd), restart policies, the engine killed
+//! and started again, scaling with DNS, and events.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::Env;
+use serde_json::Value;
+
+fn env_with(name: &str, compose: &str) -> (Env, String) {
+    let mut e = Env::new("supervision", name);
+    e.vars.push(("STACK_DNS_UPSTREAM".into(), "none".into()));
+    common::busybox_image(&e, "local/busybox:1");
+    let dir = e.dir.join("app");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("compose.yaml"), compose).unwrap();
+    let d = dir.display().to_string();
+    (e, d)
+}
+
+fn stack<'a>(d: &'a str, args: &[&'a str]) -> Vec<&'a str> {
+    let mut v = vec!["--project-directory", d];
+    v.extend_from_slice(args);
+    v
+}
+
+/// `ps -a --format json`, one object per container.
+fn ps(e: &Env, d: &str) -> Vec<Value> {
+    e.out(&stack(d, &["ps", "-a", "--format", "json"]))
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+fn row(rows: &[Value], name: &str) -> Value {
+    rows.iter()
+        .find(|r| r["Name"] == name)
+        .unwrap_or_else(|| panic!("no {name} in {rows:?}"))
+        .clone()
+}
+
+/// The runtime's record of a container (`container inspect`).
+fn inspect(e: &Env, name: &str) -> Value {
+    serde_json::from_str(&e.out(&["container", "inspect", name])).unwrap()
+}
+
+/// RFC 3339 UTC with nanoseconds sorts as text.
+fn time(v: &Value, key: &str) -> String {
+    v[key].as_str().unwrap_or_default().to_string()
+}
+
+/// Polls `f` for up to `secs` seconds.
+fn eventually(secs: u64, what: &str, mut f: impl FnMut() -> bool) {
+    let t = Instant::now();
+    while !f() {
+        assert!(
+            t.elapsed() < Duration::from_secs(secs),
+            "{what}: not within {secs}s"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+const GATED: &str = r#"
+services:
+  db:
+    image: local/busybox:1
+    command: ["sh", "-c", "sleep 2; touch /ready; exec httpd -f -p 5432 -h /www"]
+    healthcheck:
+      test: ["CMD-SHELL", "test -f /ready && echo ready"]
+      interval: 300ms
+      start_period: 20s
+      start_interval: 200ms
+  migrate:
+    image: local/busybox:1
+    command: ["sh", "-c", "sleep 1; echo migrated"]
+    depends_on:
+      db: {condition: service_healthy}
+  api:
+    image: local/nothing-but-httpd
+    command: ["httpd", "-f", "-p", "80", "-h", "/www"]
+    x-stack-probe:
+      http: {port: 80, path: /index.html}
+      interval: 300ms
+    depends_on:
+      db: {condition: service_healthy}
+      migrate: {condition: service_completed_successfully}
+  cache:
+    image: local/nothing-but-httpd
+    command: ["httpd", "-f", "-p", "6379", "-h", "/www"]
+    x-stack-probe:
+      tcp: {port: 6379}
+      interval: 300ms
+"#;
+
+/// An image with busybox as `httpd` and nothing else: no shell, no wget.
+fn httpd_only_image(e: &Env) {
+    let rootfs = e.dir.join("httpd-rootfs");
+    std::fs::create_dir_all(rootfs.join("bin")).unwrap();
+    std::fs::create_dir_all(rootfs.join("www")).unwrap();
+    std::fs::copy(common::busybox(), rootfs.join("bin/httpd")).unwrap();
+    std::fs::write(rootfs.join("www/index.html"), "ok\n").unwrap();
+    let tar = e.dir.join("httpd.tar");
+    let o = std::process::Command::new("tar")
+        .arg("-C")
+        .arg(&rootfs)
+        .arg("-cf")
+        .arg(&tar)
+        .arg(".")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{o:?}");
+    e.out(&[
+        "image",
+        "import",
+        tar.to_str().unwrap(),
+        "local/nothing-but-httpd",
+    ]);
+}
+
+#[test]
+fn health_gates_dependents_one_shots_complete_and_wait_accepts_them() {
+    let (e, d) = env_with("gated", GATED);
+    httpd_only_image(&e);
+    // Events from before `up` on.
+    e.out(&stack(&d, &["ps"]));
+    let events = e
+        .command(&stack(&d, &["events", "--json"]))
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+
+    let o = e.stack(&stack(&d, &["up", "--wait", "--wait-timeout", "60"]));
+    let err = String::from_utf8_lossy(&o.stderr).to_string();
+    assert!(o.status.success(), "{err}");
+    assert!(
+        err.contains("Container app-migrate-1  Waiting for db"),
+        "{err}"
+    );
+    assert!(err.contains("Container app-db-1  Healthy"), "{err}");
+    assert!(err.contains("Container app-migrate-1  Exited"), "{err}");
+
+    let rows = ps(&e, &d);
+    let db = row(&rows, "app-db-1");
+    assert_eq!(db["Health"], "healthy");
+    assert!(
+        db["Status"].as_str().unwrap().ends_with("(healthy)"),
+        "{db}"
+    );
+    // Probes the engine ran itself into an image with no shell at all.
+    assert_eq!(row(&rows, "app-api-1")["Health"], "healthy");
+    assert_eq!(row(&rows, "app-cache-1")["Health"], "healthy");
+    assert_eq!(row(&rows, "app-migrate-1")["State"], "exited");
+    assert_eq!(row(&rows, "app-migrate-1")["ExitCode"], 0);
+
+    // db became healthy no sooner than 2 s after it started; migrate
+    // started after that, api after migrate had finished.
+    let db = inspect(&e, "app-db-1");
+    let migrate = inspect(&e, "app-migrate-1");
+    let api = inspect(&e, "app-api-1");
+    assert!(time(&migrate, "started_at") > time(&db, "started_at"));
+    assert!(time(&api, "started_at") >= time(&migrate, "finished_at"));
+    let db_start = time(&db, "started_at");
+    let migrate_start = time(&migrate, "started_at");
+    // Same minute in practice; compare seconds.fraction.
+    let secs = |t: &str| -> f64 { t[17..29].parse().unwrap() };
+    let gap = (secs(&migrate_start) - secs(&db_start) + 60.0) % 60.0;
+    assert!(gap >= 2.0, "migrate started {gap}s after db");
+
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(events.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let out = events.wait_with_output().unwrap();
+    let lines: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let has = |action: &str, name: &str| {
+        lines
+            .iter()
+            .any(|l| l["action"] == action && l["attributes"]["name"] == name)
+    };
+    assert!(has("create", "app-db-1"), "{lines:?}");
+    assert!(has("start", "app-api-1"), "{lines:?}");
+    assert!(has("health_status: healthy", "app-db-1"), "{lines:?}");
+    assert!(
+        lines.iter().any(|l| l["action"] == "die"
+            && l["attributes"]["name"] == "app-migrate-1"
+            && l["attributes"]["exitCode"] == "0"),
+        "{lines:?}"
+    );
+
+    e.out(&stack(&d, &["down"]));
+    assert!(ps(&e, &d).is_empty());
+}
+
+#[test]
+fn a_crash_loop_is_restarted_three_times_then_left() {
+    let (e, d) = env_with(
+        "crash",
+        r#"
+services:
+  crash:
+    image: local/busybox:1
+    command: ["sh", "-c", "echo boom; exit 3"]
+    restart: on-failure:3
+  steady:
+    image: local/busybox:1
+    command: ["sh", "-c", "while true; do sleep 1; done"]
+"#,
+    );
+    e.out(&stack(&d, &["up", "-d"]));
+    eventually(20, "three restarts", || {
+        let c = row(&ps(&e, &d), "app-crash-1");
+        c["RestartCount"] == 3 && c["State"] == "exited"
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    let c = row(&ps(&e, &d), "app-crash-1");
+    assert_eq!(
+        (c["RestartCount"].clone(), c["ExitCode"].clone()),
+        (3.into(), 3.into())
+    );
+    let logs = e.out(&stack(&d, &["logs", "crash"]));
+    assert_eq!(logs.matches("boom").count(), 4, "{logs}");
+    // The engine kept serving, and the rest of the stack ran on.
+    assert_eq!(row(&ps(&e, &d), "app-steady-1")["State"], "running");
+    e.out(&stack(&d, &["down"]));
+}
+
+#[test]
+fn a_restarted_engine_starts_what_died_in_dependency_order() {
+    let (e, d) = env_with(
+        "boot",
+        r#"
+services:
+  db:
+    image: local/busybox:1
+    command: ["sh", "-c", "rm -f /ready; sleep 1; touch /ready; exec httpd -f -p 5432 -h /www"]
+    restart: always
+    healthcheck:
+      test: ["CMD-SHELL", "test -f /ready"]
+      interval: 200ms
+      start_period: 20s
+      start_interval: 200ms
+  api:
+    image: local/busybox:1
+    command: ["httpd", "-f", "-p", "80", "-h", "/www"]
+    restart: always
+    depends_on:
+      db: {condition: service_healthy}
+  manual:
+    image: local/busybox:1
+    command: ["httpd", "-f", "-p", "81", "-h", "/www"]
+    restart: always
+"#,
+    );
+    e.out(&stack(&d, &["up", "--wait", "--wait-timeout", "60"]));
+    e.out(&stack(&d, &["stop", "manual"]));
+    // The engine dies; then so do the containers (as on a reboot).
+    e.signal_engine(nix::sys::signal::Signal::SIGKILL);
+    for name in ["app-db-1", "app-api-1"] {
+        let pid = inspect(&e, name)["pid"].as_i64().unwrap() as i32;
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        )
+        .unwrap();
+    }
+    eventually(10, "both dead", || {
+        ["app-db-1", "app-api-1"]
+            .iter()
+            .all(|n| inspect(&e, n)["running"] == false)
+    });
+    let died = time(&inspect(&e, "app-api-1"), "finished_at");
+
+    // Any command starts an engine; it brings them back, db first.
+    eventually(30, "db and api running again", || {
+        let rows = ps(&e, &d);
+        row(&rows, "app-db-1")["Health"] == "healthy"
+            && row(&rows, "app-api-1")["State"] == "running"
+    });
+    let db = inspect(&e, "app-db-1");
+    let api = inspect(&e, "app-api-1");
+    assert!(time(&db, "started_at") > died);
+    let secs = |t: &str| -> f64 { t[17..29].parse().unwrap() };
+    let gap = (secs(&time(&api, "started_at")) - secs(&time(&db, "started_at")) + 60.0) % 60.0;
+    assert!(
+        gap >= 1.0,
+        "api started {gap}s after db, before db could be healthy"
+    );
+    // What a user stopped stays stopped.
+    assert_eq!(row(&ps(&e, &d), "app-manual-1")["State"], "exited");
+    e.out(&stack(&d, &["down"]));
+}
+
+/// `count` consecutive ports on 127.0.0.1 that nobody listens on.
+fn free_range(count: u16) -> u16 {
+    'next: for _ in 0..50 {
+        let first = common::free_port();
+        if first > 65000 {
+            continue;
+        }
+        for p in first..first + count {
+            if std::net::TcpListener::bind(("127.0.0.1", p)).is_err() {
+                continue 'next;
+            }
+        }
+        return first;
+    }
+    panic!("no free port range");
+}
+
+#[test]
+fn scale_up_and_down_keeps_the_lowest_replicas_and_dns_follows() {
+    let first = free_range(5);
+    let (e, d) = env_with(
+        "scale",
+        &format!(
+            r#"
+services:
+  web:
+    image: local/busybox:1
+    command: httpd -f -p 80 -h /www
+    ports: ["127.0.0.1:{first}-{}:80"]
+  client:
+    image: local/busybox:1
+    command: ["sh", "-c", "while true; do sleep 1; done"]
+"#,
+            first + 4
+        ),
+    );
+    e.out(&stack(&d, &["up", "-d"]));
+    let addresses = |e: &Env| -> usize {
+        let o = e.stack(&stack(&d, &["exec", "-T", "client", "nslookup", "web"]));
+        String::from_utf8_lossy(&o.stdout)
+            .lines()
+            .skip_while(|l| !l.starts_with("Name:"))
+            .filter(|l| l.starts_with("Address"))
+            .count()
+    };
+    assert_eq!(addresses(&e), 1);
+
+    e.out(&stack(&d, &["scale", "web=5"]));
+    let names: Vec<String> = ps(&e, &d)
+        .iter()
+        .filter(|r| r["Service"] == "web")
+        .map(|r| r["Name"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        names,
+        (1..=5).map(|i| format!("app-web-{i}")).collect::<Vec<_>>()
+    );
+    assert_eq!(addresses(&e), 5);
+    // Replicas take the range's ports in turn.
+    let port3 = e.out(&stack(&d, &["port", "--index", "3", "web", "80"]));
+    assert_eq!(port3.trim(), format!("127.0.0.1:{}", first + 2));
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", first + 4)).unwrap();
+    std::io::Write::write_all(&mut s, b"GET /index.html HTTP/1.0\r\n\r\n").unwrap();
+    let mut answer = String::new();
+    std::io::Read::read_to_string(&mut s, &mut answer).unwrap();
+    assert!(answer.contains("hello from web"), "{answer}");
+
+    let web1 = inspect(&e, "app-web-1")["id"].clone();
+    e.out(&stack(&d, &["scale", "web=2"]));
+    let names: Vec<String> = ps(&e, &d)
+        .iter()
+        .filter(|r| r["Service"] == "web")
+        .map(|r| r["Name"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(names, ["app-web-1", "app-web-2"]);
+    assert_eq!(inspect(&e, "app-web-1")["id"], web1, "kept, not recreated");
+    assert_eq!(addresses(&e), 2);
+    e.out(&stack(&d, &["down"]));
+    // container_name and replicas do not go together.
+    std::fs::write(
+        format!("{d}/compose.yaml"),
+        "services:\n  one:\n    image: local/busybox:1\n    container_name: only\n    scale: 2\n",
+    )
+    .unwrap();
+    let err = e.fails(&stack(&d, &["up", "-d"]));
+    assert!(
+        err.contains("sets `container_name` and more than one replica"),
+        "{err}"
+    );
+    let left = std::fs::read_dir(e.root().join("containers")).map_or(0, |d| d.count());
+    assert_eq!(left, 0);
+}

@@ -382,3 +382,32 @@ fn project_from_json<'de, D: serde::Deserializer<'de>>(
     }
     Ok(project)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn services_keep_their_extensions_over_the_wire() {
+        let mut project = stack_model::Project {
+            name: "shop".into(),
+            ..Default::default()
+        };
+        let mut web = stack_model::Service::default();
+        web.extensions.insert(
+            "x-stack-probe".into(),
+            stack_model::Value::Map([("tcp".to_string(), stack_model::Value::Int(80))].into()),
+        );
+        project.services.insert("web".into(), web);
+        let req = UpRequest {
+            project,
+            ..Default::default()
+        };
+        let back: UpRequest = serde_json::from_str(&serde_json::to_string(&req).unwrap()).unwrap();
+        assert_eq!(
+            back.project.services["web"].extensions,
+            req.project.services["web"].extensions
+        );
+        assert_eq!(back, req);
+    }
+}

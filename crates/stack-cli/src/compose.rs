@@ -52,21 +52,14 @@ fn get<T: serde::de::DeserializeOwned>(path: &str) -> anyhow::Result<T> {
 }
 
 pub fn up(g: &Global, args: &UpArgs) -> anyhow::Result<i32> {
-    let mut loaded = load(g)?;
-    contents_from_environment(&mut loaded)?;
+    let base = up_request(g)?;
     if let Some(s) = &args.exit_code_from {
-        if !loaded.project.services.contains_key(s) {
+        if !base.project.services.contains_key(s) {
             bail!("--exit-code-from: no such service: `{s}`");
         }
     }
     let scale = parse_scale(&args.scale)?;
     let req = UpRequest {
-        working_dir: loaded.project_dir.display().to_string(),
-        config_files: loaded
-            .files
-            .iter()
-            .map(|f| f.display().to_string())
-            .collect(),
         services: args.services.clone(),
         no_deps: args.no_deps,
         scale,
@@ -79,7 +72,7 @@ pub fn up(g: &Global, args: &UpArgs) -> anyhow::Result<i32> {
         quiet_pull: args.quiet_pull,
         wait: args.wait,
         wait_timeout: args.wait_timeout,
-        project: loaded.project,
+        ..base
     };
     let planned = call(&format!("/v1/projects/{}/up", req.project.name), &req)?;
     if args.dry_run && planned == 0 {
@@ -548,6 +541,24 @@ pub fn wait(g: &Global, services: &[String]) -> anyhow::Result<i32> {
     }
 }
 
+/// An `up` of the user's project as the engine takes it: where it comes
+/// from, secrets and configs from the environment read here.
+fn up_request(g: &Global) -> anyhow::Result<UpRequest> {
+    let mut loaded = load(g)?;
+    contents_from_environment(&mut loaded)?;
+    Ok(UpRequest {
+        working_dir: loaded.project_dir.display().to_string(),
+        config_files: loaded
+            .files
+            .iter()
+            .map(|f| f.display().to_string())
+            .collect(),
+        parallel: g.parallel,
+        project: loaded.project,
+        ..UpRequest::default()
+    })
+}
+
 /// `SERVICE=N` entries (`--scale`, `stack scale`).
 fn parse_scale(entries: &[String]) -> anyhow::Result<BTreeMap<String, u32>> {
     entries
@@ -567,21 +578,12 @@ fn parse_scale(entries: &[String]) -> anyhow::Result<BTreeMap<String, u32>> {
 /// `stack scale SERVICE=N ...`: `up` of those services with that many
 /// replicas; the others are left as they are.
 pub fn scale(g: &Global, entries: &[String], no_deps: bool) -> anyhow::Result<()> {
-    let loaded = load(g)?;
     let scale = parse_scale(entries)?;
     let req = UpRequest {
-        working_dir: loaded.project_dir.display().to_string(),
-        config_files: loaded
-            .files
-            .iter()
-            .map(|f| f.display().to_string())
-            .collect(),
         services: scale.keys().cloned().collect(),
         no_deps,
         scale,
-        parallel: g.parallel,
-        project: loaded.project,
-        ..UpRequest::default()
+        ..up_request(g)?
     };
     call(&format!("/v1/projects/{}/up", req.project.name), &req).map(drop)
 }

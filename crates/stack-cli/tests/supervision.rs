@@ -103,22 +103,7 @@ fn httpd_only_image(e: &Env) {
     std::fs::create_dir_all(rootfs.join("www")).unwrap();
     std::fs::copy(common::busybox(), rootfs.join("bin/httpd")).unwrap();
     std::fs::write(rootfs.join("www/index.html"), "ok\n").unwrap();
-    let tar = e.dir.join("httpd.tar");
-    let o = std::process::Command::new("tar")
-        .arg("-C")
-        .arg(&rootfs)
-        .arg("-cf")
-        .arg(&tar)
-        .arg(".")
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{o:?}");
-    e.out(&[
-        "image",
-        "import",
-        tar.to_str().unwrap(),
-        "local/nothing-but-httpd",
-    ]);
+    common::import_rootfs(e, &rootfs, "local/nothing-but-httpd");
 }
 
 #[test]

@@ -170,10 +170,15 @@ pub fn busybox_image(e: &Env, name: &str) {
     }
     std::fs::write(rootfs.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\n").unwrap();
     std::fs::write(rootfs.join("www/index.html"), "hello from web\n").unwrap();
-    let tar = e.dir.join("rootfs.tar");
+    import_rootfs(e, &rootfs, name);
+}
+
+/// `image import` of a directory, as a tar made here.
+pub fn import_rootfs(e: &Env, rootfs: &Path, name: &str) {
+    let tar = rootfs.with_extension("tar");
     let o = std::process::Command::new("tar")
         .arg("-C")
-        .arg(&rootfs)
+        .arg(rootfs)
         .arg("-cf")
         .arg(&tar)
         .arg(".")

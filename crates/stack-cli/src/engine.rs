@@ -220,15 +220,6 @@ pub fn daemon(group: Option<&str>) -> anyhow::Result<()> {
             log(&format!("starting containers again: {e:#}"));
         }
     });
-    // Containers started without the engine (`stack container run`) are
-    // watched too, soon enough.
-    let adopting = engine.engine.clone();
-    rt.spawn(async move {
-        loop {
-            tokio::time::sleep(Duration::from_secs(2)).await;
-            let _ = adopting.adopt();
-        }
-    });
     let served = rt.block_on(stack_api::serve(listener, engine.clone(), async {
         use tokio::signal::unix::{signal, SignalKind};
         let (Ok(mut term), Ok(mut int)) = (

@@ -106,7 +106,6 @@ pub struct Engine<D> {
     /// Where supervision tasks run (they outlive the calls that start them).
     handle: tokio::runtime::Handle,
     watched: Mutex<HashSet<String>>,
-    pending: Mutex<Vec<String>>,
 }
 
 impl<D> Engine<D> {
@@ -118,7 +117,6 @@ impl<D> Engine<D> {
             bus: tokio::sync::broadcast::channel(1024).0,
             handle,
             watched: Mutex::default(),
-            pending: Mutex::default(),
         })
     }
 
@@ -264,12 +262,14 @@ impl<D: Driver + Send + 'static> Engine<D> {
         if req.wait {
             let services: Vec<String> = wanted.iter().map(|w| w.service.clone()).collect();
             let limit = std::time::Duration::from_secs(req.wait_timeout.unwrap_or(u64::MAX / 4));
-            match tokio::time::timeout(limit, self.settled(&project.name, &services)).await {
+            let mut pending = Vec::new();
+            let settled = self.settled(&project.name, &services, &mut pending);
+            match tokio::time::timeout(limit, settled).await {
                 Ok(r) => r?,
                 Err(_) => bail!(
                     "--wait: not ready after {}s: {}",
                     limit.as_secs(),
-                    self.pending().join(", ")
+                    pending.join(", ")
                 ),
             }
         }
@@ -450,7 +450,7 @@ impl<D: Driver + Send + 'static> Engine<D> {
                 progress(events, "Network", name, "Removed");
             }
             Op::Remove { id, name, .. } => {
-                let c = self.current(id);
+                let c = self.current(&origin.project.name, id);
                 driver.remove(id, origin.timeout).await?;
                 if let Some(c) = c {
                     self.publish(&c, "destroy", &[]);
@@ -479,12 +479,12 @@ impl<D: Driver + Send + 'static> Engine<D> {
             } => {
                 self.dependencies(origin, service, name, events).await?;
                 driver.start(id).await?;
-                self.started(id);
+                self.started(&origin.project.name, id);
                 progress(events, "Container", name, "Started");
             }
             Op::Restart { id, name, .. } => {
                 driver.restart(id, origin.timeout).await?;
-                self.started(id);
+                self.started(&origin.project.name, id);
                 progress(events, "Container", name, "Restarted");
             }
         }
@@ -492,8 +492,8 @@ impl<D: Driver + Send + 'static> Engine<D> {
     }
 
     /// A container was started in place: watched (again), and announced.
-    fn started(self: &Arc<Self>, id: &str) {
-        if let Some(c) = self.current(id) {
+    fn started(self: &Arc<Self>, project: &str, id: &str) {
+        if let Some(c) = self.current(project, id) {
             self.publish(&c, "start", &[]);
             self.watch(c);
         }

@@ -515,7 +515,7 @@ impl<D: Driver + Send + 'static> Engine<D> {
             if started.elapsed() >= c.restart.stable() {
                 attempts = 0;
             }
-            let Some(now) = self.current(&c.id) else {
+            let Some(now) = self.current(&c.project, &c.id) else {
                 return;
             };
             if now.running {
@@ -529,7 +529,7 @@ impl<D: Driver + Send + 'static> Engine<D> {
             self.board
                 .update(&c.id, |r| r.state = RunState::Restarting(exit.code));
             tokio::time::sleep(c.restart.backoff(attempts)).await;
-            match self.current(&c.id) {
+            match self.current(&c.project, &c.id) {
                 None => return,
                 Some(now) if now.running => continue,
                 Some(now) if now.stopped_by_user => {
@@ -551,10 +551,10 @@ impl<D: Driver + Send + 'static> Engine<D> {
         }
     }
 
-    /// The container as it is now; None once it is gone.
-    pub(crate) fn current(&self, id: &str) -> Option<Observed> {
+    /// A container of `project` as it is now; None once it is gone.
+    pub(crate) fn current(&self, project: &str, id: &str) -> Option<Observed> {
         self.driver
-            .observe(None)
+            .observe(Some(project))
             .ok()?
             .into_iter()
             .find(|c| c.id == id)
@@ -711,11 +711,18 @@ impl<D: Driver + Send + 'static> Engine<D> {
     /// `up --wait`: until every replica of `services` is where it should
     /// end up: running (and healthy, if it has a health check), or exited
     /// 0 for one-shots whose policy leaves them so.
-    pub async fn settled(&self, project: &str, services: &[String]) -> anyhow::Result<()> {
+    /// `pending` says what it still waited for when it last looked (for a
+    /// caller that gives up on it).
+    pub async fn settled(
+        &self,
+        project: &str,
+        services: &[String],
+        pending: &mut Vec<String>,
+    ) -> anyhow::Result<()> {
         let mut changed = self.board.subscribe();
         loop {
             changed.borrow_and_update();
-            let mut pending = Vec::new();
+            pending.clear();
             for service in services {
                 for r in self.board.service(project, service) {
                     let name = &r.container.name;
@@ -736,19 +743,10 @@ impl<D: Driver + Send + 'static> Engine<D> {
             if pending.is_empty() {
                 return Ok(());
             }
-            *self.pending.lock().unwrap_or_else(|p| p.into_inner()) = pending;
             if changed.changed().await.is_err() {
                 return Ok(());
             }
         }
-    }
-
-    /// What `settled` still waited for when it last looked.
-    pub fn pending(&self) -> Vec<String> {
-        self.pending
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
     }
 
     /// On engine start: containers that should run but do not (their

@@ -18,6 +18,7 @@ use stack_plan::{Op, Plan, Wanted, WantedNetwork};
 use tokio::sync::Semaphore;
 
 mod supervise;
+pub mod watch;
 pub use supervise::*;
 
 /// Operations at once when the request does not say (`--parallel`, or
@@ -80,6 +81,22 @@ pub trait Driver: Sync {
     /// Runs a health probe against a running container (the engine gives
     /// up on it after `health.timeout`).
     fn probe(&self, id: &str, health: &HealthConfig) -> impl Future<Output = ProbeResult> + Send;
+    /// Makes each of `paths` (under `trigger.path`) in the running
+    /// container what it is on the host: a file, a symlink, a tree (of what
+    /// the trigger keeps), or nothing when it was removed. How many files
+    /// were written.
+    fn sync(
+        &self,
+        id: &str,
+        trigger: &watch::Trigger,
+        paths: &[std::path::PathBuf],
+    ) -> impl Future<Output = anyhow::Result<usize>> + Send;
+    /// Runs a command in the running container: its exit code and output.
+    fn exec(
+        &self,
+        id: &str,
+        exec: &watch::Exec,
+    ) -> impl Future<Output = anyhow::Result<(i32, String)>> + Send;
     /// Removes a named volume; false if there was none.
     fn remove_volume(&self, name: &str) -> anyhow::Result<bool>;
     /// Removes what the engine wrote for the project (secrets, configs).

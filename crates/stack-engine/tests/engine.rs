@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use stack_api::{DownRequest, Event, Events, UpRequest};
 use stack_engine::{
-    Dependency, Driver, Engine, Exit, HealthConfig, Observed, Origin, Probe, ProbeResult,
+    watch, Dependency, Driver, Engine, Exit, HealthConfig, Observed, Origin, Probe, ProbeResult,
     RestartPolicy,
 };
 use stack_model::Project;
@@ -369,6 +369,24 @@ impl Driver for Fake {
             code: if healthy { 0 } else { 1 },
             output: if healthy { "ok" } else { "not yet" }.into(),
         }
+    }
+
+    async fn sync(
+        &self,
+        id: &str,
+        trigger: &watch::Trigger,
+        paths: &[std::path::PathBuf],
+    ) -> anyhow::Result<usize> {
+        let targets: Vec<String> = paths.iter().filter_map(|p| trigger.target_of(p)).collect();
+        self.op(&format!("sync {}", targets.join(",")), &self.name_of(id))
+            .await?;
+        Ok(targets.len())
+    }
+
+    async fn exec(&self, id: &str, exec: &watch::Exec) -> anyhow::Result<(i32, String)> {
+        self.op(&format!("exec {}", exec.command.join(" ")), &self.name_of(id))
+            .await?;
+        Ok((0, String::new()))
     }
 
     fn remove_volume(&self, name: &str) -> anyhow::Result<bool> {
@@ -1070,4 +1088,201 @@ async fn scale_up_and_down_keeps_the_lowest_numbers() {
     assert_eq!(e.board().service("shop", "web")[0].container.id, first);
     assert_eq!(up(&e, scaled(0)).await.0, None);
     assert!(e.driver().names().is_empty());
+}
+
+const WATCHED: &str = "
+services:
+  web:
+    image: web
+    scale: 2
+    develop:
+      watch:
+        - path: ./src
+          target: /app
+          action: sync
+          ignore: [node_modules]
+        - path: ./web.conf
+          target: /etc/web.conf
+          action: sync+restart
+        - path: ./hooks
+          target: /hooks
+          action: sync+exec
+          exec:
+            command: reload now
+  api:
+    image: api
+    develop:
+      watch:
+        - path: ./api
+          action: restart
+        - path: ./api/Dockerfile
+          action: rebuild
+";
+
+/// A watch over the `WATCHED` stack: its file is /nowhere/compose.yaml;
+/// `reload` answers with `reloaded` (an error when None) and counts calls.
+struct Watching {
+    e: Arc<Engine<Fake>>,
+    tx: tokio::sync::mpsc::UnboundedSender<std::path::PathBuf>,
+    reloads: Arc<Mutex<usize>>,
+    lines: Arc<Mutex<Vec<String>>>,
+}
+
+async fn watching(reloaded: Option<watch::WatchSpec>) -> (Watching, Vec<String>) {
+    let p = project(WATCHED);
+    let e = engine(Fake::instant());
+    assert_eq!(up(&e, up_req(&p)).await.0, None);
+    let (spec, warnings) = watch::WatchSpec::new(&p, vec!["/nowhere/compose.yaml".into()], &[]);
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let reloads = Arc::new(Mutex::new(0));
+    let lines = Arc::new(Mutex::new(Vec::new()));
+    let (events, mut erx) = Events::channel();
+    let collected = lines.clone();
+    tokio::spawn(async move {
+        while let Some(ev) = erx.recv().await {
+            collected.lock().unwrap().push(match ev {
+                Event::Progress { name, action, .. } => format!("{name} {action}"),
+                Event::Warning { message } => format!("warning: {message}"),
+                other => format!("{other:?}"),
+            });
+        }
+    });
+    let (engine2, count) = (e.clone(), reloads.clone());
+    tokio::spawn(async move {
+        engine2
+            .watch_files(
+                spec,
+                rx,
+                || {
+                    *count.lock().unwrap() += 1;
+                    let r = reloaded.clone().ok_or_else(|| anyhow::anyhow!("compose.yaml:3: broken"));
+                    async move { r }
+                },
+                &events,
+            )
+            .await
+    });
+    let w = Watching {
+        e,
+        tx,
+        reloads,
+        lines,
+    };
+    (w, warnings)
+}
+
+impl Watching {
+    fn touch(&self, path: &str) {
+        self.tx.send(path.into()).unwrap();
+    }
+
+    /// The watch's operations since the `up`: `T op container`.
+    fn ops(&self) -> Vec<String> {
+        self.e
+            .driver()
+            .begun()
+            .into_iter()
+            .filter(|l| !l.contains(" run ") && !l.contains(" create-network "))
+            .collect()
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_burst_of_changes_is_one_sync_and_one_restart_per_container() {
+    let (w, warnings) = watching(None).await;
+    assert_eq!(
+        warnings,
+        ["service api: `rebuild` needs image builds, which stack does not have yet: changes to /nowhere/api/Dockerfile are not acted on"]
+    );
+    // An editor saving: 20 events 10 ms apart, on three files, one of them
+    // the config file that restarts.
+    for i in 0..20 {
+        w.touch(["/nowhere/src/a.js", "/nowhere/src/b.js", "/nowhere/web.conf"][i % 3]);
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // Ignored and temporary files do nothing.
+    w.touch("/nowhere/src/node_modules/x/index.js");
+    w.touch("/nowhere/src/.a.js.swp");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    // The batch closes 50 ms after the last event (190 ms + 50 ms).
+    assert_eq!(
+        w.ops(),
+        [
+            "240 sync /app/a.js,/app/b.js shop-web-1",
+            "240 sync /app/a.js,/app/b.js shop-web-2",
+            "240 sync /etc/web.conf shop-web-1",
+            "240 sync /etc/web.conf shop-web-2",
+            "240 restart shop-web-1",
+            "240 restart shop-web-2",
+        ]
+    );
+    let lines = w.lines.lock().unwrap().clone();
+    assert!(lines.contains(&"web Synced 2 files".to_string()), "{lines:?}");
+    assert!(lines.contains(&"web Restarted".to_string()), "{lines:?}");
+    // A restart rule restarts only its service; a sync+exec runs after its sync.
+    w.touch("/nowhere/api/main.go");
+    w.touch("/nowhere/hooks/on-change");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(
+        w.ops()[6..],
+        [
+            "1250 sync /hooks/on-change shop-web-1",
+            "1250 sync /hooks/on-change shop-web-2",
+            "1250 exec reload now shop-web-1",
+            "1250 exec reload now shop-web-2",
+            "1250 restart shop-api-1",
+        ]
+    );
+    assert_eq!(*w.reloads.lock().unwrap(), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn changes_that_never_pause_are_cut_into_batches() {
+    let (w, _) = watching(None).await;
+    // A file written every 10 ms for a second (0 to 990 ms): a batch
+    // every 500 ms.
+    for _ in 0..100 {
+        w.touch("/nowhere/src/log.txt");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let syncs: Vec<String> = w.ops().into_iter().filter(|l| l.ends_with("web-1")).collect();
+    assert_eq!(
+        syncs,
+        [
+            "500 sync /app/log.txt shop-web-1",
+            "1000 sync /app/log.txt shop-web-1",
+        ]
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_changed_stack_file_reloads_and_a_broken_one_keeps_the_old_rules() {
+    // The reload fails: a warning, the rules stay.
+    let (w, _) = watching(None).await;
+    w.touch("/nowhere/compose.yaml");
+    w.touch("/nowhere/src/a.js");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(*w.reloads.lock().unwrap(), 1);
+    let lines = w.lines.lock().unwrap().clone();
+    assert!(
+        lines.contains(&"warning: the stack is left as it was: compose.yaml:3: broken".to_string()),
+        "{lines:?}"
+    );
+    assert_eq!(w.ops().len(), 2, "{:?}", w.ops());
+
+    // The reload succeeds with rules that sync src elsewhere.
+    let mut p = project(WATCHED);
+    p.services.get_mut("web").unwrap().develop.as_mut().unwrap().watch[0].target =
+        Some("/srv".into());
+    let (spec, _) = watch::WatchSpec::new(&p, vec!["/nowhere/compose.yaml".into()], &[]);
+    let (w, _) = watching(Some(spec)).await;
+    w.touch("/nowhere/compose.yaml");
+    w.touch("/nowhere/src/a.js");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(*w.reloads.lock().unwrap(), 1);
+    assert_eq!(
+        w.ops(),
+        ["50 sync /srv/a.js shop-web-1", "50 sync /srv/a.js shop-web-2"]
+    );
 }

@@ -464,7 +464,8 @@ fn check_service_rules(svc: &str, s: &Node, diags: &mut Diagnostics) {
         .unwrap_or_default()
     {
         let action = w.get("action").and_then(Node::as_str).unwrap_or_default();
-        if action != "rebuild" && w.get("target").is_none() {
+        // (`restart` syncs nothing either: compose-go does not ask for one.)
+        if action != "rebuild" && action != "restart" && w.get("target").is_none() {
             diags.error(
                 &w.span,
                 format!("services.{svc}.develop.watch: target is required for non-rebuild actions"),

@@ -12,6 +12,7 @@
 //! container's last process exits, the kernel takes the mounts away.
 
 pub mod cgroup;
+pub mod files;
 mod init;
 pub mod logs;
 mod net;

@@ -1240,11 +1240,11 @@ async fn a_burst_of_changes_is_one_sync_and_one_restart_per_container() {
 #[tokio::test(start_paused = true)]
 async fn changes_that_never_pause_are_cut_into_batches() {
     let (w, _) = watching(None).await;
-    // A file written every 10 ms for a second (0 to 990 ms): a batch
-    // every 500 ms.
-    for _ in 0..100 {
+    // A file written every 7 ms for a second (0 to 994 ms): a batch every
+    // 500 ms (0-497, 504-994).
+    for _ in 0..143 {
         w.touch("/nowhere/src/log.txt");
-        tokio::time::sleep(Duration::from_millis(10)).await;
+        tokio::time::sleep(Duration::from_millis(7)).await;
     }
     tokio::time::sleep(Duration::from_secs(1)).await;
     let syncs: Vec<String> = w.ops().into_iter().filter(|l| l.ends_with("web-1")).collect();
@@ -1252,7 +1252,7 @@ async fn changes_that_never_pause_are_cut_into_batches() {
         syncs,
         [
             "500 sync /app/log.txt shop-web-1",
-            "1000 sync /app/log.txt shop-web-1",
+            "1004 sync /app/log.txt shop-web-1",
         ]
     );
 }

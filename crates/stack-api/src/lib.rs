@@ -32,6 +32,8 @@ pub enum Route {
     Action { project: String, action: Action },
     Logs { project: String },
     Events { project: String },
+    Watch { project: String },
+    Unwatch { project: String },
 }
 
 /// Every route the server answers: method and path template.
@@ -51,6 +53,8 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/v1/projects/{project}/rm"),
     ("GET", "/v1/projects/{project}/logs"),
     ("GET", "/v1/projects/{project}/events"),
+    ("POST", "/v1/projects/{project}/watch"),
+    ("POST", "/v1/projects/{project}/unwatch"),
 ];
 
 /// Why a request has no route.
@@ -75,6 +79,8 @@ pub fn route(method: &str, path: &str) -> Result<Route, NoRoute> {
                 "down" => ("POST", Route::Down { project }),
                 "logs" => ("GET", Route::Logs { project }),
                 "events" => ("GET", Route::Events { project }),
+                "watch" => ("POST", Route::Watch { project }),
+                "unwatch" => ("POST", Route::Unwatch { project }),
                 other => match Action::ALL.into_iter().find(|a| a.name() == other) {
                     Some(action) => ("POST", Route::Action { project, action }),
                     None => return Err(NoRoute::NotFound),

@@ -20,7 +20,7 @@ use hyper_util::rt::TokioIo;
 
 use crate::{
     route, Action, ActionRequest, ApiError, ContainerSummary, DownRequest, ErrorBody, Event,
-    LogsQuery, NoRoute, ProjectSummary, Route, UpRequest, Version,
+    LogsQuery, NoRoute, ProjectSummary, Route, UpRequest, Version, WatchRequest,
 };
 
 /// What the engine does for the API. Calls may block.
@@ -40,6 +40,12 @@ pub trait Engine: Send + Sync + 'static {
     /// The project's container events as they happen (`Event::Container`),
     /// until the client goes away.
     fn events(&self, project: &str, events: &Events) -> Result<(), ApiError>;
+    /// Watches the project's files (`stack watch`), telling `events` what
+    /// it does: until the client goes away, or with `detach` until
+    /// `unwatch` (then it answers at once).
+    fn watch(&self, req: WatchRequest, events: &Events) -> Result<(), ApiError>;
+    /// Stops watching the project.
+    fn unwatch(&self, project: &str, events: &Events) -> Result<(), ApiError>;
 }
 
 /// Where an engine call reports progress; the client reads it line by line.
@@ -155,6 +161,11 @@ async fn handle<E: Engine>(engine: Arc<E>, req: Request<Incoming>) -> Response<B
             Err(e) => api_error(e),
         },
         Route::Events { project } => stream(move |events| engine.events(&project, events)),
+        Route::Watch { project } => match body::<WatchRequest>(req, &project).await {
+            Ok(w) => stream(move |events| engine.watch(w, events)),
+            Err(e) => api_error(e),
+        },
+        Route::Unwatch { project } => stream(move |events| engine.unwatch(&project, events)),
         Route::Logs { project } => match LogsQuery::parse(req.uri().query()) {
             Ok(q) => stream(move |events| engine.logs(&project, q, events)),
             Err(e) => api_error(e),
@@ -218,6 +229,12 @@ impl HasProject for UpRequest {
 impl HasProject for ActionRequest {
     fn project_name(&self) -> &str {
         &self.project.name
+    }
+}
+
+impl HasProject for WatchRequest {
+    fn project_name(&self) -> &str {
+        &self.up.project.name
     }
 }
 

@@ -277,6 +277,51 @@ pub enum Event {
     Done,
 }
 
+/// How the client loaded its project, so that the engine can load it again
+/// when a file changes (`stack watch`): the loader's options, the client's
+/// environment included.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct LoadSpec {
+    pub working_dir: String,
+    #[serde(default)]
+    pub files: Vec<String>,
+    #[serde(default)]
+    pub project_directory: Option<String>,
+    #[serde(default)]
+    pub project_name: Option<String>,
+    #[serde(default)]
+    pub env_files: Vec<String>,
+    #[serde(default)]
+    pub profiles: Vec<String>,
+    /// The client's environment variables.
+    #[serde(default)]
+    pub shell: Vec<(String, String)>,
+    #[serde(default)]
+    pub home: Option<String>,
+}
+
+/// `stack watch`, `stack up --watch`: watch the project's files; sync,
+/// restart or run what its `develop.watch` rules say, and bring it up again
+/// as `up` did when its stack files or env files change.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct WatchRequest {
+    /// The `up` a change of the stack files repeats (with the project as
+    /// the files say then); its project is the one to watch.
+    pub up: UpRequest,
+    pub load: LoadSpec,
+    /// Every file the project was loaded from (stack files, included files,
+    /// env files): a change reloads it.
+    #[serde(default)]
+    pub files: Vec<String>,
+    /// The services whose rules apply; none: all.
+    #[serde(default)]
+    pub services: Vec<String>,
+    /// Answer at once and keep watching until `unwatch` or `down`
+    /// (otherwise: until the client goes away).
+    #[serde(default)]
+    pub detach: bool,
+}
+
 /// What happened to a container, as `docker events` tells it: `create`,
 /// `start`, `die` (attributes `exitCode`, `oomKilled`), `health_status:
 /// healthy`, `restart`, `destroy`, …

@@ -80,6 +80,24 @@ impl Engine for Fake {
         Ok(())
     }
 
+    fn watch(&self, req: WatchRequest, events: &Events) -> Result<(), ApiError> {
+        events.send(Event::Progress {
+            object: "Service".into(),
+            name: req.services.join(","),
+            action: format!("Watching {}", req.files.join(",")),
+        });
+        Ok(())
+    }
+
+    fn unwatch(&self, project: &str, events: &Events) -> Result<(), ApiError> {
+        events.send(Event::Progress {
+            object: "Project".into(),
+            name: project.into(),
+            action: "Unwatched".into(),
+        });
+        Ok(())
+    }
+
     fn act(&self, action: Action, req: ActionRequest, events: &Events) -> Result<(), ApiError> {
         events.send(Event::Progress {
             object: "Container".into(),
@@ -358,6 +376,32 @@ fn the_client_reads_streams_and_errors() {
         matches!(err, ClientError::Api { status: 400, .. }),
         "{err:?}"
     );
+
+    // Watch: the request arrives whole; unwatch needs no body.
+    let mut w = WatchRequest::default();
+    w.up.project.name = "shop".into();
+    w.services = vec!["web".into()];
+    w.files = vec!["/srv/shop/compose.yaml".into(), "/srv/shop/.env".into()];
+    w.load.shell = vec![("TAG".into(), "1".into())];
+    let mut seen = Vec::new();
+    s.rt.block_on(c.post_stream("/v1/projects/shop/watch", &w, |e| seen.push(e)))
+        .unwrap();
+    assert_eq!(
+        seen,
+        [Event::Progress {
+            object: "Service".into(),
+            name: "web".into(),
+            action: "Watching /srv/shop/compose.yaml,/srv/shop/.env".into()
+        }]
+    );
+    let err =
+        s.rt.block_on(c.post_stream("/v1/projects/other/watch", &w, |_| {}))
+            .unwrap_err();
+    assert!(err.to_string().contains("the body is for project `shop`"), "{err}");
+    let mut seen = Vec::new();
+    s.rt.block_on(c.post_stream("/v1/projects/shop/unwatch", &(), |e| seen.push(e)))
+        .unwrap();
+    assert_eq!(seen.len(), 1, "{seen:?}");
 
     // Actions and logs.
     let mut seen = Vec::new();

@@ -49,6 +49,7 @@ pub trait Engine: Send + Sync + 'static {
 }
 
 /// Where an engine call reports progress; the client reads it line by line.
+#[derive(Clone)]
 pub struct Events(tokio::sync::mpsc::UnboundedSender<Event>);
 
 impl Events {

@@ -397,7 +397,10 @@ fn the_client_reads_streams_and_errors() {
     let err =
         s.rt.block_on(c.post_stream("/v1/projects/other/watch", &w, |_| {}))
             .unwrap_err();
-    assert!(err.to_string().contains("the body is for project `shop`"), "{err}");
+    assert!(
+        err.to_string().contains("the body is for project `shop`"),
+        "{err}"
+    );
     let mut seen = Vec::new();
     s.rt.block_on(c.post_stream("/v1/projects/shop/unwatch", &(), |e| seen.push(e)))
         .unwrap();

@@ -81,6 +81,8 @@ pub enum Command {
         #[arg(required = true, value_name = "SERVICE=N")]
         scale: Vec<String>,
     },
+    /// Watch the files: sync them into the containers, restart or exec as `develop.watch` says; `up` again when a stack file or `.env` changes
+    Watch(WatchArgs),
     /// Stream the containers' events (create, start, die, health_status, restart, destroy) as they happen
     Events {
         /// One JSON object per line
@@ -303,7 +305,25 @@ pub struct UpArgs {
     /// Seconds --wait may take
     #[arg(long, value_name = "SECONDS", requires = "wait")]
     pub wait_timeout: Option<u64>,
+    /// Then watch the files: sync, restart or exec as `develop.watch` says, and `up` again when a stack file or `.env` changes (with -d, the engine keeps watching after the command returns, until `stack watch --stop` or `down`)
+    #[arg(short, long, conflicts_with = "dry_run")]
+    pub watch: bool,
     /// Services to bring up (default: all)
+    pub services: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct WatchArgs {
+    /// Do not bring the services up first
+    #[arg(long)]
+    pub no_up: bool,
+    /// Return at once: the engine keeps watching until `stack watch --stop` or `down`
+    #[arg(short, long)]
+    pub detach: bool,
+    /// Stop watching the project
+    #[arg(long, conflicts_with_all = ["no_up", "detach"])]
+    pub stop: bool,
+    /// Services whose rules apply (default: all)
     pub services: Vec<String>,
 }
 

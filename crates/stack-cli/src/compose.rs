@@ -10,7 +10,7 @@ use std::io::{IsTerminal as _, Write as _};
 
 use stack_api::{
     Action, ActionRequest, ContainerSummary, DownRequest, Event, LogsQuery, ProjectSummary,
-    UpRequest,
+    UpRequest, WatchRequest,
 };
 use stack_model::Project;
 
@@ -52,7 +52,11 @@ fn get<T: serde::de::DeserializeOwned>(path: &str) -> anyhow::Result<T> {
 }
 
 pub fn up(g: &Global, args: &UpArgs) -> anyhow::Result<i32> {
-    let base = up_request(g)?;
+    if args.watch && g.files.iter().any(|f| f.as_os_str() == "-") {
+        bail!("cannot watch a stack file read from standard input");
+    }
+    let mut watch = loaded_request(g)?;
+    let base = watch.up.clone();
     if let Some(s) = &args.exit_code_from {
         if !base.project.services.contains_key(s) {
             bail!("--exit-code-from: no such service: `{s}`");
@@ -78,7 +82,27 @@ pub fn up(g: &Global, args: &UpArgs) -> anyhow::Result<i32> {
     if args.dry_run && planned == 0 {
         println!("nothing to do: the stack is as its file says");
     }
-    if args.detach || args.dry_run || args.wait {
+    let detached = args.detach || args.dry_run || args.wait;
+    if args.watch {
+        watch.services = req.services.clone();
+        watch.up = UpRequest {
+            wait: false,
+            ..req.clone()
+        };
+        watch.detach = detached;
+        let path = format!("/v1/projects/{}/watch", req.project.name);
+        if detached {
+            call(&path, &watch)?;
+        } else {
+            // Beside the output; ends with the process.
+            std::thread::spawn(move || {
+                if let Err(e) = call(&path, &watch) {
+                    eprintln!("watch: {e:#}");
+                }
+            });
+        }
+    }
+    if detached {
         return Ok(0);
     }
     attach(&req.project, &req.services, args)
@@ -86,7 +110,7 @@ pub fn up(g: &Global, args: &UpArgs) -> anyhow::Result<i32> {
 
 /// Secrets and configs read from an environment variable are read here,
 /// where the user's environment is: the engine gets their content.
-fn contents_from_environment(loaded: &mut stack_loader::Loaded) -> anyhow::Result<()> {
+pub(crate) fn contents_from_environment(loaded: &mut stack_loader::Loaded) -> anyhow::Result<()> {
     let project = &mut loaded.project;
     for (kind, objects) in [
         ("secret", &mut project.secrets),
@@ -544,9 +568,17 @@ pub fn wait(g: &Global, services: &[String]) -> anyhow::Result<i32> {
 /// An `up` of the user's project as the engine takes it: where it comes
 /// from, secrets and configs from the environment read here.
 fn up_request(g: &Global) -> anyhow::Result<UpRequest> {
-    let mut loaded = load(g)?;
+    Ok(loaded_request(g)?.up)
+}
+
+/// An `up` of the user's project, and how it was loaded: what a watch
+/// needs to load it again.
+fn loaded_request(g: &Global) -> anyhow::Result<WatchRequest> {
+    let opts = crate::config::options(g, &[], false, false)?;
+    let mut loaded = crate::config::load(&opts)?;
+    let files = crate::watch::loaded_files(&loaded, &opts);
     contents_from_environment(&mut loaded)?;
-    Ok(UpRequest {
+    let up = UpRequest {
         working_dir: loaded.project_dir.display().to_string(),
         config_files: loaded
             .files
@@ -556,7 +588,34 @@ fn up_request(g: &Global) -> anyhow::Result<UpRequest> {
         parallel: g.parallel,
         project: loaded.project,
         ..UpRequest::default()
+    };
+    Ok(WatchRequest {
+        up,
+        load: crate::watch::load_spec(&opts),
+        files,
+        ..WatchRequest::default()
     })
+}
+
+/// `stack watch`: `up` (unless `--no-up`), then the engine watches until
+/// Ctrl-C (or, detached, until `--stop` or `down`).
+pub fn watch(g: &Global, args: &crate::cli::WatchArgs) -> anyhow::Result<()> {
+    if args.stop {
+        let name = load(g)?.project.name;
+        return call(&format!("/v1/projects/{name}/unwatch"), &()).map(drop);
+    }
+    if g.files.iter().any(|f| f.as_os_str() == "-") {
+        bail!("cannot watch a stack file read from standard input");
+    }
+    let mut req = loaded_request(g)?;
+    check_services(&req.up.project, &args.services)?;
+    req.up.services = args.services.clone();
+    req.services = args.services.clone();
+    req.detach = args.detach;
+    if !args.no_up {
+        call(&format!("/v1/projects/{}/up", req.up.project.name), &req.up)?;
+    }
+    call(&format!("/v1/projects/{}/watch", req.up.project.name), &req).map(drop)
 }
 
 /// `SERVICE=N` entries (`--scale`, `stack scale`).

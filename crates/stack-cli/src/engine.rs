@@ -14,7 +14,7 @@ use std::time::Duration;
 use anyhow::{bail, Context as _};
 use stack_api::{
     Action, ActionRequest, ApiError, ContainerSummary, DownRequest, Events, LogsQuery,
-    ProjectSummary, UpRequest,
+    ProjectSummary, UpRequest, WatchRequest,
 };
 
 use crate::container::stack_root;
@@ -26,16 +26,23 @@ pub fn socket_path() -> PathBuf {
         .unwrap_or_else(|| stack_root().join("engine.sock"))
 }
 
-/// The engine for the API: projects are changed one operation at a time
-/// each; a stopping engine lets the operations under way end first.
+/// The engine for the API.
 struct Real {
     engine: crate::reconcile::HostEngine,
-    busy: Mutex<std::collections::HashMap<String, Arc<Mutex<()>>>>,
-    working: std::sync::atomic::AtomicUsize,
+    locks: Arc<Locks>,
+    watches: crate::watch::Watches,
     binary: String,
 }
 
-impl Real {
+/// Projects are changed one operation at a time each; a stopping engine
+/// lets the operations under way end first.
+#[derive(Default)]
+struct Locks {
+    busy: Mutex<std::collections::HashMap<String, Arc<Mutex<()>>>>,
+    working: std::sync::atomic::AtomicUsize,
+}
+
+impl Locks {
     fn exclusive<T>(&self, project: &str, f: impl FnOnce() -> T) -> T {
         use std::sync::atomic::Ordering;
         self.working.fetch_add(1, Ordering::SeqCst);
@@ -84,6 +91,54 @@ fn internal(e: anyhow::Error) -> ApiError {
     ApiError::internal(format!("{e:#}"))
 }
 
+impl Real {
+    fn exclusive<T>(&self, project: &str, f: impl FnOnce() -> T) -> T {
+        self.locks.exclusive(project, f)
+    }
+
+    /// `up` as a watch's reload runs it: under the project's lock.
+    fn up_fn(&self) -> crate::watch::UpFn {
+        let (engine, locks) = (self.engine.clone(), self.locks.clone());
+        Arc::new(move |req: &UpRequest, events: &Events| {
+            locks.exclusive(&req.project.name, || {
+                crate::reconcile::up(&engine, req, events)
+            })
+        })
+    }
+
+    /// Resumes the detached watches an earlier engine kept.
+    fn resume_watches(&self) {
+        for saved in crate::watch::Watches::saved() {
+            let started = saved.map_err(anyhow::Error::msg).and_then(|req| {
+                let project = req.up.project.name.clone();
+                let (_, rx) = self.watches.start(&self.engine, req, self.up_fn())?;
+                log_watch(project, rx);
+                Ok(())
+            });
+            if let Err(e) = started {
+                log(&format!("cannot resume a watch: {e:#}"));
+            }
+        }
+    }
+}
+
+/// A detached watch tells the engine's log what it does.
+fn log_watch(project: String, mut rx: tokio::sync::mpsc::UnboundedReceiver<stack_api::Event>) {
+    std::thread::spawn(move || {
+        while let Some(e) = rx.blocking_recv() {
+            match e {
+                stack_api::Event::Progress { name, action, .. } => {
+                    log(&format!("watch {project}: {name} {action}"))
+                }
+                stack_api::Event::Warning { message } => {
+                    log(&format!("watch {project}: warning: {message}"))
+                }
+                _ => {}
+            }
+        }
+    });
+}
+
 impl stack_api::Engine for Real {
     fn version(&self) -> stack_api::Version {
         stack_api::Version {
@@ -111,6 +166,7 @@ impl stack_api::Engine for Real {
     }
 
     fn down(&self, req: DownRequest, events: &Events) -> Result<(), ApiError> {
+        self.watches.stop(&req.project.name, None);
         self.exclusive(&req.project.name, || {
             crate::reconcile::down(&self.engine, &req, events)
         })
@@ -146,6 +202,59 @@ impl stack_api::Engine for Real {
                 }
             }
         });
+        Ok(())
+    }
+
+    fn watch(&self, req: WatchRequest, events: &Events) -> Result<(), ApiError> {
+        let project = req.up.project.name.clone();
+        let detach = req.detach;
+        if detach {
+            crate::watch::Watches::save(&req).map_err(internal)?;
+        }
+        let (id, mut rx) = self
+            .watches
+            .start(&self.engine, req, self.up_fn())
+            .map_err(internal)?;
+        events.send(stack_api::Event::Progress {
+            object: "Project".into(),
+            name: project.clone(),
+            action: "Watching".into(),
+        });
+        if detach {
+            // What it says before answering goes to the client, the rest
+            // to the engine's log.
+            std::thread::sleep(Duration::from_millis(100));
+            while let Ok(e) = rx.try_recv() {
+                events.send(e);
+            }
+            log_watch(project, rx);
+            return Ok(());
+        }
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .map_err(|e| internal(e.into()))?;
+        rt.block_on(async {
+            while !events.gone() {
+                match tokio::time::timeout(Duration::from_secs(2), rx.recv()).await {
+                    Ok(Some(e)) => events.send(e),
+                    Ok(None) => break,
+                    Err(_) => events.send(stack_api::Event::Heartbeat),
+                }
+            }
+        });
+        self.watches.stop(&project, Some(id));
+        Ok(())
+    }
+
+    fn unwatch(&self, project: &str, events: &Events) -> Result<(), ApiError> {
+        if self.watches.stop(project, None) {
+            events.send(stack_api::Event::Progress {
+                object: "Project".into(),
+                name: project.into(),
+                action: "Unwatched".into(),
+            });
+        }
         Ok(())
     }
 
@@ -208,10 +317,11 @@ pub fn daemon(group: Option<&str>) -> anyhow::Result<()> {
     let rt = crate::async_runtime()?;
     let engine = Arc::new(Real {
         engine: stack_engine::Engine::new(crate::reconcile::Host, rt.handle().clone()),
-        busy: Mutex::default(),
-        working: Default::default(),
+        locks: Arc::default(),
+        watches: Default::default(),
         binary: binary_id(Path::new("/proc/self/exe")),
     });
+    engine.resume_watches();
     // Containers that ran on are watched; those that should run but do
     // not (they died while no engine watched) start, in dependency order.
     let booting = engine.engine.clone();
@@ -234,7 +344,7 @@ pub fn daemon(group: Option<&str>) -> anyhow::Result<()> {
         }
     }));
     let _ = std::fs::remove_file(&socket);
-    engine.drain();
+    engine.locks.drain();
     let _ = std::fs::remove_file(&pid_file);
     log("stack engine stopped");
     served.context("the API server failed")

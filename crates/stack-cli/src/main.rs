@@ -14,6 +14,7 @@ mod network;
 mod reconcile;
 mod registry;
 mod supervision;
+mod watch;
 mod when;
 
 use std::io::Write as _;
@@ -50,6 +51,7 @@ fn main() -> ExitCode {
         cli::Command::Top(t) => done(compose::top(g, &t.services)),
         cli::Command::Images(i) => done(compose::images(g, &i.services)),
         cli::Command::Wait(w) => compose::wait(g, &w.services),
+        cli::Command::Watch(w) => done(compose::watch(g, w)),
         cli::Command::Scale { no_deps, scale } => done(compose::scale(g, scale, *no_deps)),
         cli::Command::Events { json, services } => done(compose::events(g, services, *json)),
         cli::Command::Ls { quiet } => done(compose::ls(*quiet)),

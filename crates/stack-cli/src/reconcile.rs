@@ -23,7 +23,7 @@ use crate::container::{stack_root, RunArgs};
 pub struct Host;
 
 /// Runs `f` on a new thread; its result when it ends.
-async fn blocking<T: Send + 'static>(
+pub(crate) async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> anyhow::Result<T> + Send + 'static,
 ) -> anyhow::Result<T> {
     let (tx, rx) = tokio::sync::oneshot::channel();
@@ -129,6 +129,25 @@ impl stack_engine::Driver for Host {
                 code: 1,
                 output: format!("{e:#}"),
             })
+    }
+
+    async fn sync(
+        &self,
+        id: &str,
+        trigger: &stack_engine::watch::Trigger,
+        paths: &[PathBuf],
+    ) -> anyhow::Result<usize> {
+        let (id, trigger, paths) = (id.to_string(), trigger.clone(), paths.to_vec());
+        blocking(move || crate::watch::sync(&stack_root(), &id, &trigger, &paths)).await
+    }
+
+    async fn exec(
+        &self,
+        id: &str,
+        exec: &stack_engine::watch::Exec,
+    ) -> anyhow::Result<(i32, String)> {
+        let (id, exec) = (id.to_string(), exec.clone());
+        blocking(move || crate::watch::exec(&stack_root(), &id, &exec)).await
     }
 
     fn remove_volume(&self, name: &str) -> anyhow::Result<bool> {

@@ -5,27 +5,16 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::Env;
 use serde_json::Value;
 
 fn env_with(name: &str, compose: &str) -> (Env, String) {
-    let mut e = Env::new("supervision", name);
-    e.vars.push(("STACK_DNS_UPSTREAM".into(), "none".into()));
-    common::busybox_image(&e, "local/busybox:1");
-    let dir = e.dir.join("app");
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join("compose.yaml"), compose).unwrap();
-    let d = dir.display().to_string();
-    (e, d)
+    common::project_env("supervision", name, compose)
 }
 
-fn stack<'a>(d: &'a str, args: &[&'a str]) -> Vec<&'a str> {
-    let mut v = vec!["--project-directory", d];
-    v.extend_from_slice(args);
-    v
-}
+use common::in_project as stack;
 
 /// `ps -a --format json`, one object per container.
 fn ps(e: &Env, d: &str) -> Vec<Value> {
@@ -53,15 +42,8 @@ fn time(v: &Value, key: &str) -> String {
 }
 
 /// Polls `f` for up to `secs` seconds.
-fn eventually(secs: u64, what: &str, mut f: impl FnMut() -> bool) {
-    let t = Instant::now();
-    while !f() {
-        assert!(
-            t.elapsed() < Duration::from_secs(secs),
-            "{what}: not within {secs}s"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+fn eventually(secs: u64, what: &str, f: impl FnMut() -> bool) {
+    common::eventually(Duration::from_secs(secs), what, f)
 }
 
 const GATED: &str = r#"

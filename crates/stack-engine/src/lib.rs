@@ -141,6 +141,11 @@ impl<D> Engine<D> {
         &self.driver
     }
 
+    /// The runtime the engine's tasks run on.
+    pub fn handle(&self) -> &tokio::runtime::Handle {
+        &self.handle
+    }
+
     /// What the engine saw of its containers.
     pub fn board(&self) -> &Board {
         &self.board

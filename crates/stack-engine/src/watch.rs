@@ -77,7 +77,15 @@ pub struct Trigger {
 /// Names editors and tools write beside the files they save (swap files,
 /// backups, lock files), and version control's own directory: never synced.
 const EPHEMERAL: &[&str] = &[
-    ".git", "*.swp", "*.swx", "*.swo", "*~", ".#*", "#*#", "4913", ".DS_Store",
+    ".git",
+    "*.swp",
+    "*.swx",
+    "*.swo",
+    "*~",
+    ".#*",
+    "#*#",
+    "4913",
+    ".DS_Store",
 ];
 
 impl Trigger {
@@ -147,7 +155,9 @@ impl Pattern {
 fn parts_match(pattern: &[String], path: &[&str]) -> bool {
     match pattern.split_first() {
         None => path.is_empty(),
-        Some((p, rest)) if p == "**" => (0..=path.len()).any(|skip| parts_match(rest, &path[skip..])),
+        Some((p, rest)) if p == "**" => {
+            (0..=path.len()).any(|skip| parts_match(rest, &path[skip..]))
+        }
         Some((p, rest)) => path
             .split_first()
             .is_some_and(|(first, others)| glob(p, first) && parts_match(rest, others)),
@@ -203,7 +213,11 @@ pub struct WatchSpec {
 impl WatchSpec {
     /// The rules of `services` (all when empty), with warnings for what
     /// cannot be done.
-    pub fn new(project: &Project, files: Vec<PathBuf>, services: &[String]) -> (WatchSpec, Vec<String>) {
+    pub fn new(
+        project: &Project,
+        files: Vec<PathBuf>,
+        services: &[String],
+    ) -> (WatchSpec, Vec<String>) {
         let mut warnings = Vec::new();
         let mut triggers = Vec::new();
         for (name, s) in &project.services {
@@ -212,7 +226,10 @@ impl WatchSpec {
             }
             for rule in s.develop.iter().flat_map(|d| &d.watch) {
                 let Some(action) = Action::parse(&rule.action) else {
-                    warnings.push(format!("service {name}: unknown watch action `{}`", rule.action));
+                    warnings.push(format!(
+                        "service {name}: unknown watch action `{}`",
+                        rule.action
+                    ));
                     continue;
                 };
                 if action == Action::Rebuild {
@@ -236,7 +253,9 @@ impl WatchSpec {
                     })
                 });
                 if action == Action::SyncExec && exec.is_none() {
-                    warnings.push(format!("service {name}: `sync+exec` without an `exec.command`: only syncs"));
+                    warnings.push(format!(
+                        "service {name}: `sync+exec` without an `exec.command`: only syncs"
+                    ));
                 }
                 triggers.push(Trigger {
                     service: name.clone(),
@@ -305,6 +324,20 @@ pub fn batch(spec: &WatchSpec, changed: &BTreeSet<PathBuf>) -> Batch {
     b
 }
 
+/// The rules' `initial_sync`: their whole path, once.
+fn initial(spec: &WatchSpec) -> Batch {
+    Batch {
+        syncs: spec
+            .triggers
+            .iter()
+            .enumerate()
+            .filter(|(_, t)| t.initial_sync && t.action.syncs())
+            .map(|(i, t)| (i, BTreeSet::from([t.path.clone()])))
+            .collect(),
+        ..Batch::default()
+    }
+}
+
 impl<D: Driver + Send + 'static> Engine<D> {
     /// Watches until `changes` closes: each batch of changed paths is
     /// synced into the services' running containers (and restarts or runs
@@ -321,17 +354,7 @@ impl<D: Driver + Send + 'static> Engine<D> {
         F: FnMut() -> Fut,
         Fut: Future<Output = anyhow::Result<WatchSpec>>,
     {
-        let initial = Batch {
-            syncs: spec
-                .triggers
-                .iter()
-                .enumerate()
-                .filter(|(_, t)| t.initial_sync && t.action.syncs())
-                .map(|(i, t)| (i, BTreeSet::from([t.path.clone()])))
-                .collect(),
-            ..Batch::default()
-        };
-        self.apply(&spec, &initial, events).await;
+        self.apply(&spec, &initial(&spec), events).await;
         while let Some(first) = changes.recv().await {
             let mut changed = BTreeSet::from([first]);
             let deadline = tokio::time::Instant::now() + MAX_BATCH;
@@ -350,6 +373,8 @@ impl<D: Driver + Send + 'static> Engine<D> {
                 match reload().await {
                     Ok(new) => {
                         spec = new;
+                        // Containers it recreated start from their image.
+                        self.apply(&spec, &initial(&spec), events).await;
                         b = batch(&spec, &changed);
                     }
                     Err(e) => events.send(Event::Warning {
@@ -389,7 +414,12 @@ impl<D: Driver + Send + 'static> Engine<D> {
             let Some(exec) = &t.exec else { continue };
             for id in running(&t.service) {
                 match self.driver.exec(&id, exec).await {
-                    Ok((0, _)) => progress(events, "Service", &t.service, &format!("Ran `{}`", exec.command.join(" "))),
+                    Ok((0, _)) => progress(
+                        events,
+                        "Service",
+                        &t.service,
+                        &format!("Ran `{}`", exec.command.join(" ")),
+                    ),
                     Ok((code, out)) => warn(format!(
                         "service {}: `{}` exited with {code}: {}",
                         t.service,
@@ -465,7 +495,10 @@ mod tests {
     fn targets() {
         let t = trigger(&[], &[]);
         assert_eq!(t.target_of(Path::new("/src")).unwrap(), "/app");
-        assert_eq!(t.target_of(Path::new("/src/a/b.js")).unwrap(), "/app/a/b.js");
+        assert_eq!(
+            t.target_of(Path::new("/src/a/b.js")).unwrap(),
+            "/app/a/b.js"
+        );
         assert_eq!(t.target_of(Path::new("/other")), None);
     }
 

@@ -384,8 +384,11 @@ impl Driver for Fake {
     }
 
     async fn exec(&self, id: &str, exec: &watch::Exec) -> anyhow::Result<(i32, String)> {
-        self.op(&format!("exec {}", exec.command.join(" ")), &self.name_of(id))
-            .await?;
+        self.op(
+            &format!("exec {}", exec.command.join(" ")),
+            &self.name_of(id),
+        )
+        .await?;
         Ok((0, String::new()))
     }
 
@@ -1155,7 +1158,9 @@ async fn watching(reloaded: Option<watch::WatchSpec>) -> (Watching, Vec<String>)
                 rx,
                 || {
                     *count.lock().unwrap() += 1;
-                    let r = reloaded.clone().ok_or_else(|| anyhow::anyhow!("compose.yaml:3: broken"));
+                    let r = reloaded
+                        .clone()
+                        .ok_or_else(|| anyhow::anyhow!("compose.yaml:3: broken"));
                     async move { r }
                 },
                 &events,
@@ -1197,7 +1202,13 @@ async fn a_burst_of_changes_is_one_sync_and_one_restart_per_container() {
     // An editor saving: 20 events 10 ms apart, on three files, one of them
     // the config file that restarts.
     for i in 0..20 {
-        w.touch(["/nowhere/src/a.js", "/nowhere/src/b.js", "/nowhere/web.conf"][i % 3]);
+        w.touch(
+            [
+                "/nowhere/src/a.js",
+                "/nowhere/src/b.js",
+                "/nowhere/web.conf",
+            ][i % 3],
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     // Ignored and temporary files do nothing.
@@ -1218,7 +1229,10 @@ async fn a_burst_of_changes_is_one_sync_and_one_restart_per_container() {
         ]
     );
     let lines = w.lines.lock().unwrap().clone();
-    assert!(lines.contains(&"web Synced 2 files".to_string()), "{lines:?}");
+    assert!(
+        lines.contains(&"web Synced 2 files".to_string()),
+        "{lines:?}"
+    );
     assert!(lines.contains(&"web Restarted".to_string()), "{lines:?}");
     // A restart rule restarts only its service; a sync+exec runs after its sync.
     w.touch("/nowhere/api/main.go");
@@ -1247,7 +1261,11 @@ async fn changes_that_never_pause_are_cut_into_batches() {
         tokio::time::sleep(Duration::from_millis(7)).await;
     }
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let syncs: Vec<String> = w.ops().into_iter().filter(|l| l.ends_with("web-1")).collect();
+    let syncs: Vec<String> = w
+        .ops()
+        .into_iter()
+        .filter(|l| l.ends_with("web-1"))
+        .collect();
     assert_eq!(
         syncs,
         [
@@ -1274,8 +1292,14 @@ async fn a_changed_stack_file_reloads_and_a_broken_one_keeps_the_old_rules() {
 
     // The reload succeeds with rules that sync src elsewhere.
     let mut p = project(WATCHED);
-    p.services.get_mut("web").unwrap().develop.as_mut().unwrap().watch[0].target =
-        Some("/srv".into());
+    p.services
+        .get_mut("web")
+        .unwrap()
+        .develop
+        .as_mut()
+        .unwrap()
+        .watch[0]
+        .target = Some("/srv".into());
     let (spec, _) = watch::WatchSpec::new(&p, vec!["/nowhere/compose.yaml".into()], &[]);
     let (w, _) = watching(Some(spec)).await;
     w.touch("/nowhere/compose.yaml");
@@ -1284,6 +1308,9 @@ async fn a_changed_stack_file_reloads_and_a_broken_one_keeps_the_old_rules() {
     assert_eq!(*w.reloads.lock().unwrap(), 1);
     assert_eq!(
         w.ops(),
-        ["50 sync /srv/a.js shop-web-1", "50 sync /srv/a.js shop-web-2"]
+        [
+            "50 sync /srv/a.js shop-web-1",
+            "50 sync /srv/a.js shop-web-2"
+        ]
     );
 }

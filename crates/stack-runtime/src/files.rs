@@ -58,8 +58,12 @@ fn with_path(e: impl Into<io::Error>, what: &str, path: &Path) -> io::Error {
 impl ContainerFs {
     /// The filesystem of the running container `state` describes.
     pub fn open(state: &State) -> io::Result<ContainerFs> {
-        let not_running =
-            || io::Error::new(io::ErrorKind::NotFound, format!("`{}` is not running", state.name));
+        let not_running = || {
+            io::Error::new(
+                io::ErrorKind::NotFound,
+                format!("`{}` is not running", state.name),
+            )
+        };
         if !state::alive(state) {
             return Err(not_running());
         }
@@ -129,7 +133,12 @@ impl ContainerFs {
                 self.remove_rel(rel)?;
                 return Ok(0);
             }
-            Err(e) => return Err(io::Error::new(e.kind(), format!("`{}`: {e}", host.display()))),
+            Err(e) => {
+                return Err(io::Error::new(
+                    e.kind(),
+                    format!("`{}`: {e}", host.display()),
+                ))
+            }
         };
         let (dir, name) = split(rel)?;
         let parent = self.dir(dir, true)?;
@@ -147,7 +156,8 @@ impl ContainerFs {
             for entry in entries {
                 let path = entry?.path();
                 if keep(&path) {
-                    written += self.copy(&path, &rel.join(path.file_name().unwrap_or_default()), keep)?;
+                    written +=
+                        self.copy(&path, &rel.join(path.file_name().unwrap_or_default()), keep)?;
                 }
             }
             return Ok(written);
@@ -168,13 +178,22 @@ impl ContainerFs {
             let fd = openat(
                 parent.as_fd(),
                 temp.as_os_str(),
-                OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+                OFlag::O_WRONLY
+                    | OFlag::O_CREAT
+                    | OFlag::O_EXCL
+                    | OFlag::O_NOFOLLOW
+                    | OFlag::O_CLOEXEC,
                 Mode::from_bits_truncate(0o600),
             )
             .map_err(|e| with_path(e, "cannot write", &dir.join(name)))?;
             let mut to = std::fs::File::from(fd);
-            let copied = io::copy(&mut from, &mut to)
-                .and_then(|_| fchmod(to.as_fd(), Mode::from_bits_truncate(meta.permissions().mode())).map_err(io::Error::from));
+            let copied = io::copy(&mut from, &mut to).and_then(|_| {
+                fchmod(
+                    to.as_fd(),
+                    Mode::from_bits_truncate(meta.permissions().mode()),
+                )
+                .map_err(io::Error::from)
+            });
             if let Err(e) = copied {
                 let _ = unlinkat(parent.as_fd(), temp.as_os_str(), UnlinkatFlags::NoRemoveDir);
                 return Err(with_path(e, "cannot write", &dir.join(name)));
@@ -223,7 +242,12 @@ fn temp_name(name: &OsStr) -> PathBuf {
     PathBuf::from(OsStr::from_bytes(&s))
 }
 
-fn fchownat_owner(dir: &OwnedFd, name: &(impl AsRef<OsStr> + ?Sized), uid: u32, gid: u32) -> io::Result<()> {
+fn fchownat_owner(
+    dir: &OwnedFd,
+    name: &(impl AsRef<OsStr> + ?Sized),
+    uid: u32,
+    gid: u32,
+) -> io::Result<()> {
     nix::unistd::fchownat(
         dir.as_fd(),
         name.as_ref(),

@@ -187,3 +187,33 @@ pub fn import_rootfs(e: &Env, rootfs: &Path, name: &str) {
     assert!(o.status.success(), "{o:?}");
     e.out(&["image", "import", tar.to_str().unwrap(), name]);
 }
+
+/// An environment with the busybox image as `local/busybox:1` and a
+/// project directory `app` holding `compose` (no DNS upstream); the
+/// directory as text.
+pub fn project_env(suite: &str, name: &str, compose: &str) -> (Env, String) {
+    let mut e = Env::new(suite, name);
+    e.vars.push(("STACK_DNS_UPSTREAM".into(), "none".into()));
+    busybox_image(&e, "local/busybox:1");
+    let dir = e.dir.join("app");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("compose.yaml"), compose).unwrap();
+    let d = dir.display().to_string();
+    (e, d)
+}
+
+/// `--project-directory D ARGS...`.
+pub fn in_project<'a>(d: &'a str, args: &[&'a str]) -> Vec<&'a str> {
+    let mut v = vec!["--project-directory", d];
+    v.extend_from_slice(args);
+    v
+}
+
+/// Polls `f` every 20 ms for up to `limit`.
+pub fn eventually(limit: std::time::Duration, what: &str, mut f: impl FnMut() -> bool) {
+    let t = std::time::Instant::now();
+    while !f() {
+        assert!(t.elapsed() < limit, "{what}: not within {limit:?}");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}

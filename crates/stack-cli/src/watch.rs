@@ -1,0 +1,314 @@
+//! Watch on the host: the engine's side of `stack watch` (inotify through
+//! `notify` feeding stack-engine's batching, reloads through the loader,
+//! detached watches kept across engine restarts) and the driver's side of
+//! a sync (stack-runtime's `ContainerFs`) and of a `sync+exec`.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use anyhow::Context as _;
+use stack_api::{Event, Events, LoadSpec, WatchRequest};
+use stack_engine::watch::{Exec, Trigger, WatchSpec};
+
+use crate::reconcile::HostEngine;
+
+/// Makes `paths` in container `id` what they are on the host.
+pub fn sync(root: &Path, id: &str, t: &Trigger, paths: &[PathBuf]) -> anyhow::Result<usize> {
+    let st = stack_runtime::state::read(&stack_runtime::container_dir(root, id))?;
+    let fs = stack_runtime::files::ContainerFs::open(&st)?;
+    let mut written = 0;
+    for p in paths {
+        let target = t
+            .target_of(p)
+            .with_context(|| format!("`{}` is not under `{}`", p.display(), t.path.display()))?;
+        written += fs
+            .copy_in(p, &target, &|q| t.keeps(q))
+            .with_context(|| format!("{} -> {}:{target}", p.display(), st.name))?;
+    }
+    Ok(written)
+}
+
+/// How long a `sync+exec` command may run.
+const EXEC_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(300);
+
+/// Runs a `sync+exec` command in container `id`.
+pub fn exec(root: &Path, id: &str, e: &Exec) -> anyhow::Result<(i32, String)> {
+    let mut st = stack_runtime::state::read(&stack_runtime::container_dir(root, id))?;
+    if let Some(u) = &e.user {
+        st.spec.user = u.clone();
+    }
+    if let Some(w) = &e.working_dir {
+        st.spec.cwd = w.clone();
+    }
+    st.spec.env.extend(e.env.iter().cloned());
+    match stack_runtime::exec_output(&st, e.command.clone(), EXEC_TIMEOUT)? {
+        (Some(code), out) => Ok((code, out)),
+        (None, _) => anyhow::bail!("still running after {}s: killed", EXEC_TIMEOUT.as_secs()),
+    }
+}
+
+/// The loader's options from what the client sent.
+pub fn load_options(l: &LoadSpec) -> stack_loader::Options {
+    stack_loader::Options {
+        working_dir: l.working_dir.clone().into(),
+        files: l.files.iter().map(PathBuf::from).collect(),
+        project_directory: l.project_directory.as_ref().map(PathBuf::from),
+        project_name: l.project_name.clone(),
+        env_files: l.env_files.iter().map(PathBuf::from).collect(),
+        profiles: l.profiles.clone(),
+        shell: l.shell.clone(),
+        home: l.home.as_ref().map(PathBuf::from),
+        ..stack_loader::Options::default()
+    }
+}
+
+/// What the client sends of its loader's options.
+pub fn load_spec(o: &stack_loader::Options) -> LoadSpec {
+    let s = |p: &Path| p.display().to_string();
+    LoadSpec {
+        working_dir: s(&o.working_dir),
+        files: o.files.iter().map(|p| s(p)).collect(),
+        project_directory: o.project_directory.as_deref().map(s),
+        project_name: o.project_name.clone(),
+        env_files: o.env_files.iter().map(|p| s(p)).collect(),
+        profiles: o.profiles.clone(),
+        shell: o.shell.clone(),
+        home: o.home.as_deref().map(s),
+    }
+}
+
+/// Every file a load read: stack files, and the env files (`--env-file`,
+/// else the project directory's `.env`, which may appear later).
+pub fn loaded_files(loaded: &stack_loader::Loaded, o: &stack_loader::Options) -> Vec<String> {
+    let mut files: Vec<PathBuf> = loaded.files.clone();
+    if o.env_files.is_empty() {
+        files.push(loaded.project_dir.join(".env"));
+    } else {
+        files.extend(o.env_files.iter().map(|f| o.working_dir.join(f)));
+    }
+    files.iter().map(|p| p.display().to_string()).collect()
+}
+
+/// Inotify watches for a spec: each rule's path (a directory recursively,
+/// a file through its directory) and the directories of the stack's own
+/// files (editors replace a file by renaming another over it). Events
+/// become changed paths on a channel; reads are not changes.
+struct Inotify {
+    watcher: notify::RecommendedWatcher,
+    watched: Vec<PathBuf>,
+}
+
+impl Inotify {
+    fn new(tx: tokio::sync::mpsc::UnboundedSender<PathBuf>) -> anyhow::Result<Inotify> {
+        use notify::event::{AccessKind, AccessMode, EventKind};
+        let watcher = notify::recommended_watcher(move |e: notify::Result<notify::Event>| {
+            let Ok(e) = e else { return };
+            let change = match e.kind {
+                EventKind::Access(AccessKind::Close(AccessMode::Write)) => true,
+                EventKind::Access(_) => false,
+                _ => true,
+            };
+            if change {
+                for p in e.paths {
+                    let _ = tx.send(p);
+                }
+            }
+        })
+        .context("cannot watch files (inotify)")?;
+        Ok(Inotify {
+            watcher,
+            watched: Vec::new(),
+        })
+    }
+
+    /// Watches what `spec` needs (and no longer what it does not); what
+    /// cannot be watched is a warning.
+    fn follow(&mut self, spec: &WatchSpec) -> Vec<String> {
+        use notify::{RecursiveMode, Watcher as _};
+        let mut want: Vec<(PathBuf, RecursiveMode)> = Vec::new();
+        let mut warnings = Vec::new();
+        for t in &spec.triggers {
+            if t.path.is_dir() {
+                want.push((t.path.clone(), RecursiveMode::Recursive));
+            } else if let Some(dir) = t.path.parent().filter(|d| d.is_dir()) {
+                want.push((dir.to_path_buf(), RecursiveMode::NonRecursive));
+            } else {
+                warnings.push(format!(
+                    "service {}: `{}` does not exist: not watched",
+                    t.service,
+                    t.path.display()
+                ));
+            }
+        }
+        for f in &spec.files {
+            if let Some(dir) = f.parent().filter(|d| d.is_dir()) {
+                want.push((dir.to_path_buf(), RecursiveMode::NonRecursive));
+            }
+        }
+        // A directory watched recursively covers itself.
+        want.sort_by(|a, b| {
+            a.0.cmp(&b.0).then(
+                (a.1 == RecursiveMode::NonRecursive).cmp(&(b.1 == RecursiveMode::NonRecursive)),
+            )
+        });
+        want.dedup_by(|b, a| a.0 == b.0);
+        for p in std::mem::take(&mut self.watched) {
+            let _ = self.watcher.unwatch(&p);
+        }
+        for (p, mode) in want {
+            match self.watcher.watch(&p, mode) {
+                Ok(()) => self.watched.push(p),
+                Err(e) => warnings.push(format!("cannot watch `{}`: {e}", p.display())),
+            }
+        }
+        warnings
+    }
+}
+
+/// The projects being watched, one watch each.
+#[derive(Default)]
+pub struct Watches {
+    running: Mutex<HashMap<String, (u64, tokio::task::AbortHandle)>>,
+    next: std::sync::atomic::AtomicU64,
+}
+
+/// Where a detached watch is kept, to be resumed by the next engine.
+fn saved_path(project: &str) -> PathBuf {
+    crate::container::stack_root()
+        .join("watch")
+        .join(format!("{project}.json"))
+}
+
+/// Runs a project's `up` under its lock, as the API's `up` does.
+pub type UpFn = Arc<dyn Fn(&stack_api::UpRequest, &Events) -> anyhow::Result<()> + Send + Sync>;
+
+impl Watches {
+    /// Starts watching `req`'s project (in place of any watch it had); its
+    /// id, and what it reports arrives on the receiver.
+    pub fn start(
+        &self,
+        engine: &HostEngine,
+        req: WatchRequest,
+        up: UpFn,
+    ) -> anyhow::Result<(u64, tokio::sync::mpsc::UnboundedReceiver<Event>)> {
+        let project = req.up.project.name.clone();
+        let files = |f: &[String]| f.iter().map(PathBuf::from).collect::<Vec<_>>();
+        let (spec, warnings) = WatchSpec::new(&req.up.project, files(&req.files), &req.services);
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let mut inotify = Inotify::new(tx)?;
+        let (events, out) = Events::channel();
+        for message in warnings.into_iter().chain(inotify.follow(&spec)) {
+            events.send(Event::Warning { message });
+        }
+        let inotify = Arc::new(Mutex::new(inotify));
+        let reload_events = events.clone();
+        let reload = move || {
+            let (req, up, inotify, events) = (
+                req.clone(),
+                up.clone(),
+                inotify.clone(),
+                reload_events.clone(),
+            );
+            crate::reconcile::blocking(move || {
+                let opts = load_options(&req.load);
+                let mut loaded = stack_loader::load(&opts)?;
+                crate::compose::contents_from_environment(&mut loaded)?;
+                let files = loaded_files(&loaded, &opts);
+                let up_req = stack_api::UpRequest {
+                    project: loaded.project,
+                    config_files: loaded
+                        .files
+                        .iter()
+                        .map(|f| f.display().to_string())
+                        .collect(),
+                    ..req.up.clone()
+                };
+                up(&up_req, &events)?;
+                let (spec, warnings) = WatchSpec::new(
+                    &up_req.project,
+                    files.iter().map(PathBuf::from).collect(),
+                    &req.services,
+                );
+                let mut inotify = inotify.lock().unwrap_or_else(|p| p.into_inner());
+                for message in warnings.into_iter().chain(inotify.follow(&spec)) {
+                    events.send(Event::Warning { message });
+                }
+                events.send(Event::Progress {
+                    object: "Project".into(),
+                    name: up_req.project.name.clone(),
+                    action: "Reloaded".into(),
+                });
+                Ok(spec)
+            })
+        };
+        let id = self.next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let watching = engine.clone();
+        let task = engine
+            .handle()
+            .spawn(async move { watching.watch_files(spec, rx, reload, &events).await });
+        let old = self
+            .running
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(project, (id, task.abort_handle()));
+        if let Some((_, old)) = old {
+            old.abort();
+        }
+        Ok((id, out))
+    }
+
+    /// Stops the project's watch (only if it is watch `id`, when given).
+    pub fn stop(&self, project: &str, id: Option<u64>) -> bool {
+        let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
+        match running.get(project) {
+            Some((have, task)) if id.is_none_or(|id| id == *have) => {
+                task.abort();
+                running.remove(project);
+                if id.is_none() {
+                    let _ = std::fs::remove_file(saved_path(project));
+                }
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Keeps a detached watch for the next engine.
+    pub fn save(req: &WatchRequest) -> anyhow::Result<()> {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        let path = saved_path(&req.up.project.name);
+        let dir = path.parent().expect("under the root");
+        std::fs::create_dir_all(dir)?;
+        let temp = dir.join(format!(".{}.tmp", req.up.project.name));
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&temp)?;
+        std::io::Write::write_all(&mut f, &serde_json::to_vec(req)?)?;
+        f.sync_all()?;
+        std::fs::rename(&temp, &path).with_context(|| format!("cannot write `{}`", path.display()))
+    }
+
+    /// The detached watches an earlier engine kept; an unreadable one is
+    /// named and left in place.
+    pub fn saved() -> Vec<Result<WatchRequest, String>> {
+        let dir = crate::container::stack_root().join("watch");
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            return Vec::new();
+        };
+        entries
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|x| x == "json"))
+            .map(|p| {
+                std::fs::read(&p)
+                    .map_err(|e| e.to_string())
+                    .and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string()))
+                    .map_err(|e| format!("`{}`: {e}", p.display()))
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,224 @@
+//! `stack watch` and `stack up --watch` on real containers, as root:
+//! `develop.watch` sync (edits, new directories, deletions, ignores, an
+//! initial sync), sync+restart, sync+exec, reloads of the stack file (and a
+//! broken one that changes nothing), a symlink in the container that must
+//! not lead a sync out of it, and a detached watch that outlives the CLI
+//! and the engine.
+
+mod common;
+
+use std::io::{BufRead as _, BufReader};
+use std::path::Path;
+use std::process::{Child, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::{eventually, in_project as stack, Env};
+
+const WATCHED: &str = r#"
+services:
+  web:
+    image: local/busybox:1
+    command: ["sh", "-c", "echo started >> /started.log; busybox mkdir -p /tmp; busybox ln -sfn /tmp /data; exec sleep 1000"]
+    environment:
+      VERSION: "1"
+    develop:
+      watch:
+        - path: ./src
+          target: /app
+          action: sync
+          ignore: ["*.tmp"]
+          initial_sync: true
+        - path: ./conf
+          target: /etc/app
+          action: sync+restart
+        - path: ./hooks
+          target: /hooks
+          action: sync+exec
+          exec:
+            command: ["sh", "-c", "cat /hooks/run > /ran"]
+        - path: ./escape.txt
+          target: /data/escape.txt
+          action: sync
+"#;
+
+fn write(dir: &Path, rel: &str, text: &str) {
+    let p = dir.join(rel);
+    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+    std::fs::write(p, text).unwrap();
+}
+
+/// A file in service web's container, as a process in it reads it
+/// (`container exec`: the stack file may be broken).
+fn read(e: &Env, _d: &str, path: &str) -> Option<String> {
+    let o = e.stack(&["container", "exec", "app-web-1", "cat", path]);
+    o.status
+        .success()
+        .then(|| String::from_utf8_lossy(&o.stdout).to_string())
+}
+
+/// `stack watch` in the background, its output (stderr) collected.
+struct Watcher {
+    child: Child,
+    lines: Arc<Mutex<Vec<String>>>,
+}
+
+impl Watcher {
+    fn start(e: &Env, d: &str, args: &[&str]) -> Watcher {
+        let mut all = vec!["watch"];
+        all.extend_from_slice(args);
+        let mut child = e
+            .command(&stack(d, &all))
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let (err, seen) = (child.stderr.take().unwrap(), lines.clone());
+        std::thread::spawn(move || {
+            for l in BufReader::new(err).lines().map_while(Result::ok) {
+                seen.lock().unwrap().push(l);
+            }
+        });
+        let w = Watcher { child, lines };
+        w.wait_for("Watching");
+        w
+    }
+
+    fn saw(&self, text: &str) -> bool {
+        self.lines.lock().unwrap().iter().any(|l| l.contains(text))
+    }
+
+    fn wait_for(&self, text: &str) {
+        let lines = self.lines.clone();
+        eventually(Duration::from_secs(30), text, || {
+            lines.lock().unwrap().iter().any(|l| l.contains(text))
+        });
+    }
+}
+
+impl Drop for Watcher {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn sync_restart_exec_and_reload_follow_the_files() {
+    let (e, d) = common::project_env("watch", "follow", WATCHED);
+    let dir = Path::new(&d).to_path_buf();
+    write(&dir, "src/index.html", "v1\n");
+    write(&dir, "src/old.html", "old\n");
+    write(&dir, "conf/app.conf", "a=1\n");
+    write(&dir, "hooks/run", "first\n");
+    write(&dir, "escape.txt", "contained\n");
+    let w = Watcher::start(&e, &d, &[]);
+
+    // The initial sync put src in place.
+    eventually(Duration::from_secs(10), "initial sync", || {
+        read(&e, &d, "/app/index.html").as_deref() == Some("v1\n")
+    });
+
+    // An edit is visible inside the container within a second.
+    write(&dir, "src/index.html", "v2\n");
+    let edited = Instant::now();
+    eventually(Duration::from_secs(1), "the edit synced", || {
+        read(&e, &d, "/app/index.html").as_deref() == Some("v2\n")
+    });
+    eprintln!("edit visible after {:?}", edited.elapsed());
+
+    // New directories, deletions; ignored files stay out.
+    write(&dir, "src/sub/deep.txt", "deep\n");
+    write(&dir, "src/skip.tmp", "no\n");
+    std::fs::remove_file(dir.join("src/old.html")).unwrap();
+    eventually(Duration::from_secs(5), "new directory synced", || {
+        read(&e, &d, "/app/sub/deep.txt").as_deref() == Some("deep\n")
+    });
+    eventually(Duration::from_secs(5), "deletion synced", || {
+        read(&e, &d, "/app/old.html").is_none()
+    });
+    assert_eq!(read(&e, &d, "/app/skip.tmp"), None, "ignored");
+
+    // A symlink in the container (/data -> /tmp) is followed inside it,
+    // never out to the host's /tmp.
+    let host_tmp = Path::new("/tmp/escape.txt");
+    let before = std::fs::read_to_string(host_tmp).ok();
+    write(&dir, "escape.txt", "still contained\n");
+    eventually(Duration::from_secs(5), "escape.txt synced", || {
+        read(&e, &d, "/tmp/escape.txt").as_deref() == Some("still contained\n")
+    });
+    assert_eq!(std::fs::read_to_string(host_tmp).ok(), before);
+
+    // sync+exec runs the command after the sync.
+    write(&dir, "hooks/run", "second\n");
+    eventually(Duration::from_secs(5), "the exec ran", || {
+        read(&e, &d, "/ran").as_deref() == Some("second\n")
+    });
+
+    // sync+restart: the file is there and the container started again.
+    write(&dir, "conf/app.conf", "a=2\n");
+    eventually(Duration::from_secs(10), "restarted", || {
+        read(&e, &d, "/started.log").is_some_and(|l| l.lines().count() == 2)
+    });
+    assert_eq!(read(&e, &d, "/etc/app/app.conf").as_deref(), Some("a=2\n"));
+    w.wait_for("web  Restarted");
+
+    // The stack file changes: the service is recreated as it now says.
+    let compose = dir.join("compose.yaml");
+    let text = std::fs::read_to_string(&compose).unwrap();
+    std::fs::write(&compose, text.replace("VERSION: \"1\"", "VERSION: \"2\"")).unwrap();
+    eventually(Duration::from_secs(15), "reloaded", || {
+        let o = e.stack(&stack(
+            &d,
+            &["exec", "-T", "web", "sh", "-c", "echo $VERSION"],
+        ));
+        String::from_utf8_lossy(&o.stdout).trim() == "2"
+    });
+    w.wait_for("Reloaded");
+
+    // A broken stack file: a warning naming it, and the stack as it was.
+    std::fs::write(&compose, "services:\n  web: [broken\n").unwrap();
+    w.wait_for("the stack is left as it was");
+    assert!(w.saw("compose.yaml"), "{:?}", w.lines.lock().unwrap());
+    let ls = e.out(&["ls"]);
+    assert!(ls.contains("running(1)"), "{ls}");
+    // ... and the watch goes on.
+    write(&dir, "src/index.html", "v3\n");
+    eventually(Duration::from_secs(5), "still syncing", || {
+        read(&e, &d, "/app/index.html").as_deref() == Some("v3\n")
+    });
+    std::fs::write(&compose, text.replace("VERSION: \"1\"", "VERSION: \"2\"")).unwrap();
+    drop(w);
+    e.out(&stack(&d, &["down"]));
+}
+
+#[test]
+fn a_detached_watch_outlives_the_command_and_the_engine() {
+    let (e, d) = common::project_env("watch", "detached", WATCHED);
+    let dir = Path::new(&d).to_path_buf();
+    write(&dir, "src/index.html", "v1\n");
+    e.out(&stack(&d, &["up", "-d", "--watch"]));
+    write(&dir, "src/index.html", "v2\n");
+    eventually(Duration::from_secs(5), "synced after up -d --watch", || {
+        read(&e, &d, "/app/index.html").as_deref() == Some("v2\n")
+    });
+    // The engine stops; the next one takes the watch up again.
+    e.stop_engine();
+    e.out(&stack(&d, &["ps"]));
+    write(&dir, "src/index.html", "v3\n");
+    eventually(Duration::from_secs(5), "synced by the next engine", || {
+        read(&e, &d, "/app/index.html").as_deref() == Some("v3\n")
+    });
+    // --stop ends it.
+    e.out(&stack(&d, &["watch", "--stop"]));
+    write(&dir, "src/index.html", "v4\n");
+    std::thread::sleep(Duration::from_millis(700));
+    assert_eq!(read(&e, &d, "/app/index.html").as_deref(), Some("v3\n"));
+    assert!(!e.root().join("watch/app.json").exists());
+    // down ends a watch too.
+    e.out(&stack(&d, &["up", "-d", "--watch"]));
+    assert!(e.root().join("watch/app.json").exists());
+    e.out(&stack(&d, &["down"]));
+    assert!(!e.root().join("watch/app.json").exists());
+}

@@ -364,6 +364,15 @@ pub fn act(
             bail!("{}", failures.join("\n"));
         }
     }
+    // Services restarted by name take along the dependents that ask for it.
+    if matches!(action, Action::Restart) {
+        for s in &req.services {
+            let (e, p, s) = (engine.clone(), project.name.clone(), s.clone());
+            engine
+                .handle()
+                .spawn(async move { e.restart_dependents(&p, &s).await });
+        }
+    }
     Ok(())
 }
 

@@ -267,6 +267,50 @@ services:
 }
 
 /// `count` consecutive ports on 127.0.0.1 that nobody listens on.
+#[test]
+fn dependents_that_ask_for_it_follow_their_dependency_restarts() {
+    let (e, d) = env_with(
+        "follow",
+        r#"
+services:
+  db:
+    image: local/busybox:1
+    command: ["httpd", "-f", "-p", "5432", "-h", "/www"]
+    restart: always
+  api:
+    image: local/busybox:1
+    command: ["sh", "-c", "echo started >> /started.log; exec httpd -f -p 80 -h /www"]
+    depends_on:
+      db: {condition: service_started, restart: true}
+  web:
+    image: local/busybox:1
+    command: ["sh", "-c", "echo started >> /started.log; exec httpd -f -p 80 -h /www"]
+    depends_on: [db]
+"#,
+    );
+    e.out(&stack(&d, &["up", "-d"]));
+    // (0 while it is between its stop and its start.)
+    let starts = |name: &str| {
+        let o = e.stack(&["container", "exec", name, "cat", "/started.log"]);
+        String::from_utf8_lossy(&o.stdout).lines().count()
+    };
+    // `restart db`: api follows, web does not.
+    e.out(&stack(&d, &["restart", "db"]));
+    eventually(10, "api restarted with db", || starts("app-api-1") == 2);
+    // db dies and its policy restarts it: api follows again.
+    let pid = inspect(&e, "app-db-1")["pid"].as_i64().unwrap() as i32;
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    eventually(10, "api restarted after db's crash", || {
+        starts("app-api-1") == 3
+    });
+    assert_eq!(starts("app-web-1"), 1);
+    e.out(&stack(&d, &["down"]));
+}
+
 fn free_range(count: u16) -> u16 {
     'next: for _ in 0..50 {
         let first = common::free_port();

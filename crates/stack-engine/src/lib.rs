@@ -539,6 +539,7 @@ impl<D: Driver + Send + 'static> Engine<D> {
                 service: dep.clone(),
                 condition: Condition::parse(&d.condition),
                 required: d.required,
+                restart: d.restart,
             };
             if d.condition == Condition::Started {
                 continue;

@@ -206,6 +206,8 @@ pub struct Dependency {
     pub service: String,
     pub condition: Condition,
     pub required: bool,
+    /// Restart the dependent when this dependency is restarted.
+    pub restart: bool,
 }
 
 /// The `depends_on` of a container as compose labels it:
@@ -218,12 +220,13 @@ pub fn parse_depends_label(label: &str) -> Vec<Dependency> {
             let mut parts = e.split(':');
             let service = parts.next().unwrap_or_default().to_string();
             let condition = Condition::parse(parts.next().unwrap_or_default());
-            let _restart = parts.next();
+            let restart = parts.next() == Some("true");
             let required = parts.next() != Some("false");
             Dependency {
                 service,
                 condition,
                 required,
+                restart,
             }
         })
         .collect()
@@ -548,6 +551,36 @@ impl<D: Driver + Send + 'static> Engine<D> {
             }
             self.board.update(&c.id, |r| r.restarts += 1);
             self.publish(&c, "restart", &[("attempt", attempts.to_string())]);
+            let engine = self.clone();
+            let (project, service) = (c.project.clone(), c.service.clone());
+            self.handle.spawn(async move {
+                engine.restart_dependents(&project, &service).await;
+            });
+        }
+    }
+
+    /// After `service` was restarted: its running dependents that ask for
+    /// it (`depends_on: {SERVICE: {restart: true}}`) are restarted too, once
+    /// the dependency meets their condition again.
+    pub async fn restart_dependents(self: &Arc<Self>, project: &str, service: &str) {
+        let Ok(all) = self.driver.observe(Some(project)) else {
+            return;
+        };
+        for c in all.iter().filter(|c| c.running && !c.one_off) {
+            let Some(d) = c
+                .depends_on
+                .iter()
+                .find(|d| d.service == service && d.restart)
+            else {
+                continue;
+            };
+            if self.ready(project, &c.service, d).await.is_err() {
+                continue;
+            }
+            if self.driver.restart(&c.id, None).await.is_ok() {
+                self.started(project, &c.id);
+                self.publish(c, "restart", &[("dependency", service.to_string())]);
+            }
         }
     }
 
@@ -865,6 +898,7 @@ mod tests {
         );
         assert_eq!(d[1].condition, Condition::CompletedSuccessfully);
         assert!(d[0].required && !d[2].required);
+        assert!(!d[0].restart && d[1].restart && !d[2].restart);
         assert!(parse_depends_label("").is_empty());
     }
 }

@@ -228,6 +228,7 @@ impl Fake {
                 service: name.clone(),
                 condition: stack_engine::Condition::parse(&d.condition),
                 required: d.required,
+                restart: d.restart,
             })
             .collect();
         o
@@ -821,6 +822,41 @@ async fn on_failure_restarts_with_doubling_backoff_then_gives_up() {
         (r.state, r.restarts),
         (stack_engine::RunState::Exited(3), 3)
     );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_policy_restart_restarts_the_dependents_that_ask_for_it() {
+    let mut fake = Fake::instant();
+    fake.scripts.insert(
+        "db".into(),
+        Script {
+            exits_after: Some(Duration::from_secs(5)),
+            code: 1,
+            ..Script::default()
+        },
+    );
+    let e = engine(fake);
+    let p = project(
+        "
+services:
+  db:
+    image: db
+    restart: on-failure:1
+  api:
+    image: api
+    depends_on:
+      db: {condition: service_started, restart: true}
+  web:
+    image: web
+    depends_on: [db]
+",
+    );
+    assert_eq!(up(&e, up_req(&p)).await.0, None);
+    pass(30).await;
+    // db dies at 5 s, is restarted 100 ms later; api follows it, web does not.
+    assert_eq!(e.driver().times("start", "shop-db-1"), [5100]);
+    assert_eq!(e.driver().times("restart", "shop-api-1"), [5100]);
+    assert!(e.driver().times("restart", "shop-web-1").is_empty());
 }
 
 #[tokio::test(start_paused = true)]

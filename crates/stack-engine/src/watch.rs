@@ -18,7 +18,7 @@ use stack_model::Project;
 use crate::{progress, Driver, Engine};
 
 /// A batch ends when no event came for this long...
-pub const QUIET: Duration = Duration::from_millis(50);
+pub const QUIET: Duration = Duration::from_millis(20);
 /// ... or this long after its first event, whatever keeps coming.
 pub const MAX_BATCH: Duration = Duration::from_millis(500);
 

@@ -1251,17 +1251,17 @@ async fn a_burst_of_changes_is_one_sync_and_one_restart_per_container() {
     w.touch("/nowhere/src/node_modules/x/index.js");
     w.touch("/nowhere/src/.a.js.swp");
     tokio::time::sleep(Duration::from_secs(1)).await;
-    // The batch closes 50 ms after the last event (the ignored ones at 200
+    // The batch closes 20 ms after the last event (the ignored ones at 200
     // ms count as events: quiet means no events at all).
     assert_eq!(
         w.ops(),
         [
-            "250 sync /app/a.js,/app/b.js shop-web-1",
-            "250 sync /app/a.js,/app/b.js shop-web-2",
-            "250 sync /etc/web.conf shop-web-1",
-            "250 sync /etc/web.conf shop-web-2",
-            "250 restart shop-web-1",
-            "250 restart shop-web-2",
+            "220 sync /app/a.js,/app/b.js shop-web-1",
+            "220 sync /app/a.js,/app/b.js shop-web-2",
+            "220 sync /etc/web.conf shop-web-1",
+            "220 sync /etc/web.conf shop-web-2",
+            "220 restart shop-web-1",
+            "220 restart shop-web-2",
         ]
     );
     let lines = w.lines.lock().unwrap().clone();
@@ -1277,11 +1277,11 @@ async fn a_burst_of_changes_is_one_sync_and_one_restart_per_container() {
     assert_eq!(
         w.ops()[6..],
         [
-            "1250 sync /hooks/on-change shop-web-1",
-            "1250 sync /hooks/on-change shop-web-2",
-            "1250 exec reload now shop-web-1",
-            "1250 exec reload now shop-web-2",
-            "1250 restart shop-api-1",
+            "1220 sync /hooks/on-change shop-web-1",
+            "1220 sync /hooks/on-change shop-web-2",
+            "1220 exec reload now shop-web-1",
+            "1220 exec reload now shop-web-2",
+            "1220 restart shop-api-1",
         ]
     );
     assert_eq!(*w.reloads.lock().unwrap(), 0);
@@ -1345,8 +1345,8 @@ async fn a_changed_stack_file_reloads_and_a_broken_one_keeps_the_old_rules() {
     assert_eq!(
         w.ops(),
         [
-            "50 sync /srv/a.js shop-web-1",
-            "50 sync /srv/a.js shop-web-2"
+            "20 sync /srv/a.js shop-web-1",
+            "20 sync /srv/a.js shop-web-2"
         ]
     );
 }

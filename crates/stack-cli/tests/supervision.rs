@@ -129,6 +129,17 @@ fn health_gates_dependents_one_shots_complete_and_wait_accepts_them() {
     let db = inspect(&e, "app-db-1");
     let migrate = inspect(&e, "app-migrate-1");
     let api = inspect(&e, "app-api-1");
+    // inspect shows the health with the probes' last outputs.
+    assert_eq!(db["health"]["status"], "healthy", "{db}");
+    assert!(
+        db["health"]["log"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|l| l.as_str().unwrap().contains("ready")),
+        "{db}"
+    );
+    assert!(migrate.get("health").is_none(), "{migrate}");
     assert!(time(&migrate, "started_at") > time(&db, "started_at"));
     assert!(time(&api, "started_at") >= time(&migrate, "finished_at"));
     let db_start = time(&db, "started_at");

@@ -81,6 +81,8 @@ pub enum Command {
         #[arg(required = true, value_name = "SERVICE=N")]
         scale: Vec<String>,
     },
+    /// Copy files between a service's container and the host: SERVICE:SRC DEST or SRC SERVICE:DEST (`dir/.` copies a directory's contents)
+    Cp(CpArgs),
     /// Watch the files: sync them into the containers, restart or exec as `develop.watch` says; `up` again when a stack file or `.env` changes
     Watch(WatchArgs),
     /// Stream the containers' events (create, start, die, health_status, restart, destroy) as they happen
@@ -310,6 +312,18 @@ pub struct UpArgs {
     pub watch: bool,
     /// Services to bring up (default: all)
     pub services: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct CpArgs {
+    /// Copy to every replica of the service
+    #[arg(long)]
+    pub all: bool,
+    /// Which replica
+    #[arg(long, default_value_t = 1)]
+    pub index: u32,
+    pub src: String,
+    pub dest: String,
 }
 
 #[derive(Args, Debug)]

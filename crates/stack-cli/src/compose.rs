@@ -392,6 +392,32 @@ fn replica(project: &Project, service: &str, index: u32) -> anyhow::Result<Conta
         .ok_or_else(|| anyhow::anyhow!("service `{service}` is not running (replica {index})"))
 }
 
+/// `stack cp`: SERVICE:PATH is replica `--index` of the service (or every
+/// replica with `--all`, to copy into).
+pub fn cp(g: &Global, args: &crate::cli::CpArgs) -> anyhow::Result<()> {
+    use crate::copy::Side;
+    let project = load(g)?.project;
+    let (src, dest) = (Side::parse(&args.src), Side::parse(&args.dest));
+    if args.all && matches!(src, Side::Container { .. }) {
+        bail!("--all copies into every replica: the destination must be SERVICE:PATH");
+    }
+    let root = crate::container::stack_root();
+    let done = crate::copy::copy(&src, &dest, |service| {
+        check_services(&project, &[service.to_string()])?;
+        let replicas: Vec<ContainerSummary> = if args.all {
+            existing(&project, false, &[service.to_string()])?
+        } else {
+            vec![replica(&project, service, args.index)?]
+        };
+        replicas
+            .iter()
+            .map(|c| crate::lifecycle::find(&root, &c.id).map(|(_, st)| st))
+            .collect()
+    })?;
+    eprintln!("{done}");
+    Ok(())
+}
+
 /// `stack exec SERVICE COMMAND…`: joins the replica's namespaces from here
 /// (the engine says which container it is).
 pub fn exec(g: &Global, args: &ExecArgs) -> anyhow::Result<i32> {

@@ -41,6 +41,8 @@ pub enum ContainerCommand {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
         command: Vec<String>,
     },
+    /// Copy files between a running container and the host: CONTAINER:SRC DEST or SRC CONTAINER:DEST
+    Cp { src: String, dest: String },
     /// List the processes of a container
     Top { container: String },
     /// Show a container's resource usage
@@ -304,6 +306,17 @@ pub fn run(cmd: &ContainerCommand) -> anyhow::Result<i32> {
         }
         ContainerCommand::Unpause { container } => {
             crate::lifecycle::pause(&root, container, false).map(|()| 0)
+        }
+        ContainerCommand::Cp { src, dest } => {
+            let (src, dest) = (
+                crate::copy::Side::parse(src),
+                crate::copy::Side::parse(dest),
+            );
+            let done = crate::copy::copy(&src, &dest, |name| {
+                Ok(vec![crate::lifecycle::find(&root, name)?.1])
+            })?;
+            eprintln!("{done}");
+            Ok(0)
         }
         ContainerCommand::Inspect { container } => {
             crate::lifecycle::inspect(&root, container).map(|()| 0)

@@ -7,6 +7,7 @@ mod cli;
 mod compose;
 mod config;
 mod container;
+mod copy;
 mod engine;
 mod image;
 mod lifecycle;
@@ -52,6 +53,7 @@ fn main() -> ExitCode {
         cli::Command::Images(i) => done(compose::images(g, &i.services)),
         cli::Command::Wait(w) => compose::wait(g, &w.services),
         cli::Command::Watch(w) => done(compose::watch(g, w)),
+        cli::Command::Cp(c) => done(compose::cp(g, c)),
         cli::Command::Scale { no_deps, scale } => done(compose::scale(g, scale, *no_deps)),
         cli::Command::Events { json, services } => done(compose::events(g, services, *json)),
         cli::Command::Ls { quiet } => done(compose::ls(*quiet)),

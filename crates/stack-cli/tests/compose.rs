@@ -637,3 +637,87 @@ volumes:
     assert!(!dir.join("missing").exists());
     assert_eq!(e.out(&["--project-directory", d, "ps", "-a", "-q"]), "");
 }
+
+#[test]
+fn cp_both_ways() {
+    let (e, dir) = env_with(
+        "cp",
+        r#"services:
+  web:
+    image: local/busybox:1
+    command: ["sh", "-c", "busybox mkdir -p /srv/data /tmp; echo inside > /srv/data/a.txt; busybox ln -s /tmp /link; exec sleep 1000"]
+    scale: 2
+"#,
+    );
+    let d = dir.display().to_string();
+    let stack = |args: &[&str]| {
+        let mut v = vec!["--project-directory", d.as_str()];
+        v.extend_from_slice(args);
+        e.out(&v)
+    };
+    stack(&["up", "-d"]);
+    let host = e.dir.join("host");
+    std::fs::create_dir_all(host.join("tree/sub")).unwrap();
+    std::fs::write(host.join("one.txt"), "one\n").unwrap();
+    std::fs::write(host.join("tree/sub/deep.txt"), "deep\n").unwrap();
+    let h = |p: &str| host.join(p).display().to_string();
+    let cat = |c: &str, p: &str| e.out(&["container", "exec", c, "cat", p]);
+
+    // Host -> container: into an existing directory, to a new name, a tree,
+    // and with --all to every replica.
+    stack(&["cp", &h("one.txt"), "web:/srv/data"]);
+    assert_eq!(cat("shop-web-1", "/srv/data/one.txt"), "one\n");
+    stack(&["cp", &h("one.txt"), "web:/srv/renamed.txt"]);
+    assert_eq!(cat("shop-web-1", "/srv/renamed.txt"), "one\n");
+    stack(&["cp", &h("tree"), "web:/srv/tree"]);
+    assert_eq!(cat("shop-web-1", "/srv/tree/sub/deep.txt"), "deep\n");
+    stack(&["cp", "--all", &h("one.txt"), "web:/srv/all.txt"]);
+    assert_eq!(cat("shop-web-2", "/srv/all.txt"), "one\n");
+    assert!(
+        e.stack(&["container", "exec", "shop-web-2", "cat", "/srv/renamed.txt"])
+            .status
+            .code()
+            != Some(0)
+    );
+
+    // Container -> host: a file into a directory, a directory, --index.
+    let out = e.dir.join("out");
+    std::fs::create_dir_all(&out).unwrap();
+    stack(&["cp", "web:/srv/data/a.txt", &out.display().to_string()]);
+    assert_eq!(
+        std::fs::read_to_string(out.join("a.txt")).unwrap(),
+        "inside\n"
+    );
+    stack(&[
+        "cp",
+        "--index",
+        "2",
+        "web:/srv/data",
+        &out.join("copy").display().to_string(),
+    ]);
+    assert_eq!(
+        std::fs::read_to_string(out.join("copy/a.txt")).unwrap(),
+        "inside\n"
+    );
+    // container cp, through a symlink the container holds: it stays inside.
+    let before = std::fs::read_to_string("/tmp/one.txt").ok();
+    e.out(&["container", "cp", &h("one.txt"), "shop-web-1:/link/"]);
+    assert_eq!(cat("shop-web-1", "/tmp/one.txt"), "one\n");
+    assert_eq!(std::fs::read_to_string("/tmp/one.txt").ok(), before);
+
+    // Bad input: names what is wrong, changes nothing.
+    let err = e.fails(&["--project-directory", &d, "cp", "nope:/x", &h("x")]);
+    assert!(err.contains("no such service: `nope`"), "{err}");
+    let err = e.fails(&["--project-directory", &d, "cp", "web:/missing", &h("x")]);
+    assert!(err.contains("/missing: no such file or directory"), "{err}");
+    let err = e.fails(&[
+        "--project-directory",
+        &d,
+        "cp",
+        &h("one.txt"),
+        &h("two.txt"),
+    ]);
+    assert!(err.contains("CONTAINER:PATH"), "{err}");
+    assert!(!host.join("x").exists() && !host.join("two.txt").exists());
+    stack(&["down"]);
+}

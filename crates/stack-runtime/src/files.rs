@@ -220,15 +220,84 @@ impl ContainerFs {
         }
     }
 
-    /// The contents of the container's file `path` (for tests and `cp`).
-    pub fn read(&self, path: &str) -> io::Result<Vec<u8>> {
-        let rel = relative(path);
-        let fd = self
-            .resolve(&rel, OFlag::O_RDONLY)
-            .map_err(|e| with_path(e, "cannot read", &rel))?;
-        let mut out = Vec::new();
-        io::Read::read_to_end(&mut std::fs::File::from(fd), &mut out)?;
-        Ok(out)
+    /// Whether `path` in the container is a directory (following its
+    /// symlinks inside the root); None if it does not exist.
+    pub fn is_dir(&self, path: &str) -> io::Result<Option<bool>> {
+        match self.resolve(&relative(path), OFlag::O_PATH) {
+            Ok(fd) => Ok(Some(
+                fstat(fd.as_fd())?.st_mode & libc::S_IFMT == libc::S_IFDIR,
+            )),
+            Err(Errno::ENOENT) => Ok(None),
+            Err(e) => Err(with_path(e, "cannot open", &relative(path))),
+        }
+    }
+
+    /// Copies `source` out of the container to `host` (which must not be
+    /// a directory): a file with its mode, a symlink as a symlink, a
+    /// directory with everything in it. How many files it wrote.
+    pub fn copy_out(&self, source: &str, host: &Path) -> io::Result<usize> {
+        self.copy_out_rel(&relative(source), host)
+    }
+
+    fn copy_out_rel(&self, rel: &Path, host: &Path) -> io::Result<usize> {
+        let host_err =
+            |e: io::Error| io::Error::new(e.kind(), format!("`{}`: {e}", host.display()));
+        // The entry itself, not what a last-component symlink points to.
+        let (dir, name) = match split(rel) {
+            Ok(parts) => parts,
+            Err(_) => (Path::new(""), OsStr::new(".")),
+        };
+        let parent = self.dir(dir, false)?;
+        let st = fstatat(parent.as_fd(), name, AtFlags::AT_SYMLINK_NOFOLLOW)
+            .map_err(|e| with_path(e, "cannot read", rel))?;
+        let mode = st.st_mode & 0o7777;
+        match st.st_mode & libc::S_IFMT {
+            libc::S_IFLNK => {
+                let link = nix::fcntl::readlinkat(parent.as_fd(), name)?;
+                std::os::unix::fs::symlink(link, host).map_err(host_err)?;
+                Ok(1)
+            }
+            libc::S_IFDIR => {
+                std::fs::create_dir_all(host).map_err(host_err)?;
+                std::fs::set_permissions(host, std::fs::Permissions::from_mode(mode))
+                    .map_err(host_err)?;
+                let fd = openat(
+                    parent.as_fd(),
+                    name,
+                    OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+                    Mode::empty(),
+                )?;
+                let names: Vec<std::ffi::OsString> = nix::dir::Dir::from_fd(fd)?
+                    .iter()
+                    .filter_map(Result::ok)
+                    .map(|e| OsStr::from_bytes(e.file_name().to_bytes()).to_owned())
+                    .filter(|n| n != "." && n != "..")
+                    .collect();
+                let mut written = 0;
+                for n in names {
+                    written += self.copy_out_rel(&rel.join(&n), &host.join(&n))?;
+                }
+                Ok(written)
+            }
+            libc::S_IFREG => {
+                let fd = openat(
+                    parent.as_fd(),
+                    name,
+                    OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+                    Mode::empty(),
+                )
+                .map_err(|e| with_path(e, "cannot read", rel))?;
+                let mut to = std::fs::File::create(host).map_err(host_err)?;
+                io::copy(&mut std::fs::File::from(fd), &mut to).map_err(host_err)?;
+                to.set_permissions(std::fs::Permissions::from_mode(mode))
+                    .map_err(host_err)?;
+                Ok(1)
+            }
+            _ => Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                format!("`/{}` is not a file, directory or symlink", rel.display()),
+            )),
+        }
     }
 }
 

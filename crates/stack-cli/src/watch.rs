@@ -212,7 +212,8 @@ impl Watches {
             );
             crate::reconcile::blocking(move || {
                 let opts = load_options(&req.load);
-                let mut loaded = stack_loader::load(&opts)?;
+                let mut loaded = stack_loader::load(&opts)
+                    .map_err(|e| anyhow::anyhow!("the stack is left as it was: {e}"))?;
                 crate::compose::contents_from_environment(&mut loaded)?;
                 let files = loaded_files(&loaded, &opts);
                 let up_req = stack_api::UpRequest {

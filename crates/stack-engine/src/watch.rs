@@ -378,7 +378,7 @@ impl<D: Driver + Send + 'static> Engine<D> {
                         b = batch(&spec, &changed);
                     }
                     Err(e) => events.send(Event::Warning {
-                        message: format!("the stack is left as it was: {e:#}"),
+                        message: format!("reload: {e:#}"),
                     }),
                 }
             }

@@ -1321,7 +1321,7 @@ async fn a_changed_stack_file_reloads_and_a_broken_one_keeps_the_old_rules() {
     assert_eq!(*w.reloads.lock().unwrap(), 1);
     let lines = w.lines.lock().unwrap().clone();
     assert!(
-        lines.contains(&"warning: the stack is left as it was: compose.yaml:3: broken".to_string()),
+        lines.contains(&"warning: reload: compose.yaml:3: broken".to_string()),
         "{lines:?}"
     );
     assert_eq!(w.ops().len(), 2, "{:?}", w.ops());

@@ -423,6 +423,17 @@ pub fn client() -> anyhow::Result<(tokio::runtime::Runtime, stack_api::Client)> 
     Ok((rt, client))
 }
 
+/// A client of the engine if one runs (none is started).
+pub fn running_client() -> Option<(tokio::runtime::Runtime, stack_api::Client)> {
+    let socket = socket_path();
+    std::os::unix::net::UnixStream::connect(&socket).ok()?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .ok()?;
+    Some((rt, stack_api::Client::new(&socket)))
+}
+
 /// Stops an engine of another build (it finishes what it does first) and
 /// starts ours.
 fn replace(socket: &Path, pid: u32) -> anyhow::Result<()> {

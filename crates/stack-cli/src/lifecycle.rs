@@ -157,11 +157,13 @@ pub fn inspect(root: &Path, key: &str) -> anyhow::Result<()> {
     let (_, st) = find(root, key)?;
     let mut v = serde_json::to_value(&st)?;
     v["running"] = serde_json::Value::Bool(running(&st));
-    // What the engine saw of a project's container: health and restarts.
-    if let Some(project) = st.spec.labels.get(stack_plan::LABEL_PROJECT) {
+    // What the engine saw of a project's container: health and restarts
+    // (when an engine runs: inspecting starts none).
+    let project = st.spec.labels.get(stack_plan::LABEL_PROJECT);
+    if let (Some(project), Some((rt, client))) = (project, crate::engine::running_client()) {
         let path = format!("/v1/projects/{project}/containers?all=1");
-        let (rt, client) = crate::engine::client()?;
-        let rows: Vec<stack_api::ContainerSummary> = rt.block_on(client.get(&path))?;
+        let rows: Vec<stack_api::ContainerSummary> =
+            rt.block_on(client.get(&path)).unwrap_or_default();
         if let Some(c) = rows.iter().find(|c| c.id == st.id) {
             v["restarts"] = c.restarts.into();
             if !c.health.is_empty() {

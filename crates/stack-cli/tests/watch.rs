@@ -113,6 +113,9 @@ fn sync_restart_exec_and_reload_follow_the_files() {
     write(&dir, "conf/app.conf", "a=1\n");
     write(&dir, "hooks/run", "first\n");
     write(&dir, "escape.txt", "contained\n");
+    // A sync that came before the container had pivoted into its root
+    // would write the host's /app (it once did).
+    let host_app = std::fs::read_to_string("/app/index.html").ok();
     let w = Watcher::start(&e, &d, &[]);
 
     // The initial sync put src in place.
@@ -127,6 +130,7 @@ fn sync_restart_exec_and_reload_follow_the_files() {
         read(&e, &d, "/app/index.html").as_deref() == Some("v2\n")
     });
     eprintln!("edit visible after {:?}", edited.elapsed());
+    assert_eq!(std::fs::read_to_string("/app/index.html").ok(), host_app);
 
     // New directories, deletions; ignored files stay out.
     write(&dir, "src/sub/deep.txt", "deep\n");

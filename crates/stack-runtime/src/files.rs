@@ -24,6 +24,9 @@ use nix::unistd::{symlinkat, unlinkat, Gid, Uid, UnlinkatFlags};
 
 use crate::state::{self, State};
 
+/// How long a copy waits for a container that is still setting up.
+const SET_UP_LIMIT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// The root of a running container's filesystem.
 pub struct ContainerFs {
     root: OwnedFd,
@@ -64,9 +67,9 @@ impl ContainerFs {
                 format!("`{}` is not running", state.name),
             )
         };
-        if !state::alive(state) {
-            return Err(not_running());
-        }
+        // Recorded as running before it has pivoted into its root: until
+        // it has, /proc/PID/root is the host's.
+        state::wait_set_up(state, SET_UP_LIMIT)?;
         let root = nix::fcntl::open(
             format!("/proc/{}/root", state.pid).as_str(),
             OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
@@ -74,7 +77,10 @@ impl ContainerFs {
         )
         .map_err(|_| not_running())?;
         // The pid could have been reused between the check and the open.
-        if !state::alive(state) {
+        let host =
+            fstat(nix::fcntl::open("/", OFlag::O_PATH | OFlag::O_CLOEXEC, Mode::empty())?.as_fd())?;
+        let theirs = fstat(root.as_fd())?;
+        if !state::alive(state) || (theirs.st_dev, theirs.st_ino) == (host.st_dev, host.st_ino) {
             return Err(not_running());
         }
         Ok(ContainerFs { root })

@@ -173,6 +173,9 @@ pub fn exec(
     interactive: bool,
 ) -> Result<i32, RuntimeError> {
     let mut spec = state.spec.clone();
+    // Joining its namespaces before it has pivoted would land on the host's files.
+    state::wait_set_up(state, std::time::Duration::from_secs(5))
+        .map_err(|e| start_error(&spec, e))?;
     spec.tty = tty;
     spec.interactive = interactive;
     spec.args = args;
@@ -212,6 +215,7 @@ pub fn exec_output(
     use std::io::Read as _;
     use std::os::unix::process::CommandExt as _;
     let mut spec = state.spec.clone();
+    state::wait_set_up(state, timeout).map_err(|e| start_error(&spec, e))?;
     spec.tty = false;
     spec.interactive = false;
     spec.args = args;

@@ -87,6 +87,16 @@ fn binary_id(path: &Path) -> String {
         .unwrap_or_default()
 }
 
+/// Runs `f` on a small runtime of its own: the API's calls run on plain
+/// threads.
+fn on_own_runtime<T>(f: impl std::future::Future<Output = T>) -> Result<T, ApiError> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .map_err(|e| internal(e.into()))?;
+    Ok(rt.block_on(f))
+}
+
 fn internal(e: anyhow::Error) -> ApiError {
     ApiError::internal(format!("{e:#}"))
 }
@@ -186,11 +196,7 @@ impl stack_api::Engine for Real {
     fn events(&self, project: &str, events: &Events) -> Result<(), ApiError> {
         use tokio::sync::broadcast::error::RecvError;
         let mut rx = self.engine.subscribe();
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_time()
-            .build()
-            .map_err(|e| internal(e.into()))?;
-        rt.block_on(async {
+        on_own_runtime(async {
             while !events.gone() {
                 match tokio::time::timeout(Duration::from_secs(2), rx.recv()).await {
                     Ok(Ok(e)) if e.project == project => {
@@ -201,7 +207,7 @@ impl stack_api::Engine for Real {
                     Err(_) => events.send(stack_api::Event::Heartbeat),
                 }
             }
-        });
+        })?;
         Ok(())
     }
 
@@ -230,11 +236,7 @@ impl stack_api::Engine for Real {
             log_watch(project, rx);
             return Ok(());
         }
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_time()
-            .build()
-            .map_err(|e| internal(e.into()))?;
-        rt.block_on(async {
+        on_own_runtime(async {
             while !events.gone() {
                 match tokio::time::timeout(Duration::from_secs(2), rx.recv()).await {
                     Ok(Some(e)) => events.send(e),
@@ -242,7 +244,7 @@ impl stack_api::Engine for Real {
                     Err(_) => events.send(stack_api::Event::Heartbeat),
                 }
             }
-        });
+        })?;
         self.watches.stop(&project, Some(id));
         Ok(())
     }

@@ -110,7 +110,7 @@ pub fn up(g: &Global, args: &UpArgs) -> anyhow::Result<i32> {
 
 /// Secrets and configs read from an environment variable are read here,
 /// where the user's environment is: the engine gets their content.
-pub(crate) fn contents_from_environment(loaded: &mut stack_loader::Loaded) -> anyhow::Result<()> {
+fn contents_from_environment(loaded: &mut stack_loader::Loaded) -> anyhow::Result<()> {
     let project = &mut loaded.project;
     for (kind, objects) in [
         ("secret", &mut project.secrets),
@@ -601,8 +601,26 @@ fn up_request(g: &Global) -> anyhow::Result<UpRequest> {
 /// needs to load it again.
 fn loaded_request(g: &Global) -> anyhow::Result<WatchRequest> {
     let opts = crate::config::options(g, &[], false, false)?;
-    let mut loaded = crate::config::load(&opts)?;
-    let files = crate::watch::loaded_files(&loaded, &opts);
+    let (up, files) = load_for_up(&opts)?;
+    Ok(WatchRequest {
+        up: UpRequest {
+            parallel: g.parallel,
+            ..up
+        },
+        load: crate::watch::load_spec(&opts),
+        files,
+        ..WatchRequest::default()
+    })
+}
+
+/// The project `opts` load, as `up` takes it (where it comes from, secrets
+/// and configs from the environment read), and every file the load read;
+/// also a watch's reload.
+pub(crate) fn load_for_up(
+    opts: &stack_loader::Options,
+) -> anyhow::Result<(UpRequest, Vec<String>)> {
+    let mut loaded = crate::config::load(opts)?;
+    let files = crate::watch::loaded_files(&loaded, opts);
     contents_from_environment(&mut loaded)?;
     let up = UpRequest {
         working_dir: loaded.project_dir.display().to_string(),
@@ -611,16 +629,10 @@ fn loaded_request(g: &Global) -> anyhow::Result<WatchRequest> {
             .iter()
             .map(|f| f.display().to_string())
             .collect(),
-        parallel: g.parallel,
         project: loaded.project,
         ..UpRequest::default()
     };
-    Ok(WatchRequest {
-        up,
-        load: crate::watch::load_spec(&opts),
-        files,
-        ..WatchRequest::default()
-    })
+    Ok((up, files))
 }
 
 /// `stack watch`: `up` (unless `--no-up`), then the engine watches until

@@ -64,16 +64,10 @@ pub fn copy(
             let mut n = 0;
             for st in containers(name)? {
                 let fs = ContainerFs::open(&st)?;
-                let existing = fs.is_dir(path)?;
-                if contents_of(&from_text) && is_dir {
-                    for entry in std::fs::read_dir(from)? {
-                        let entry = entry?.path();
-                        let to = inside(path, &entry.display().to_string());
-                        n += fs.copy_in(&entry, &to, &|_| true)?;
-                    }
-                    continue;
-                }
-                let to = if existing == Some(true) || path.ends_with('/') {
+                // `dir/.`: its contents, merged into `path`.
+                let to = if contents_of(&from_text) && is_dir {
+                    path.clone()
+                } else if fs.is_dir(path)? == Some(true) || path.ends_with('/') {
                     inside(path, &from_text)
                 } else {
                     path.clone()
@@ -85,8 +79,7 @@ pub fn copy(
             Ok(format!("Copied {n} files to {name}:{path}"))
         }
         (Side::Container { name, path }, Side::Host(to)) => {
-            let mut all = containers(name)?;
-            let Some(st) = all.drain(..).next() else {
+            let Some(st) = containers(name)?.into_iter().next() else {
                 bail!("no container for `{name}`");
             };
             let fs = ContainerFs::open(&st)?;

@@ -227,9 +227,8 @@ impl stack_api::Engine for Real {
             action: "Watching".into(),
         });
         if detach {
-            // What it says before answering goes to the client, the rest
-            // to the engine's log.
-            std::thread::sleep(Duration::from_millis(100));
+            // What it said on starting (warnings) goes to the client, the
+            // rest to the engine's log.
             while let Ok(e) = rx.try_recv() {
                 events.send(e);
             }

@@ -211,18 +211,12 @@ impl Watches {
                 reload_events.clone(),
             );
             crate::reconcile::blocking(move || {
-                let opts = load_options(&req.load);
-                let mut loaded = stack_loader::load(&opts)
-                    .map_err(|e| anyhow::anyhow!("the stack is left as it was: {e}"))?;
-                crate::compose::contents_from_environment(&mut loaded)?;
-                let files = loaded_files(&loaded, &opts);
+                let (loaded, files) = crate::compose::load_for_up(&load_options(&req.load))
+                    .map_err(|e| anyhow::anyhow!("the stack is left as it was: {e:#}"))?;
                 let up_req = stack_api::UpRequest {
                     project: loaded.project,
-                    config_files: loaded
-                        .files
-                        .iter()
-                        .map(|f| f.display().to_string())
-                        .collect(),
+                    working_dir: loaded.working_dir,
+                    config_files: loaded.config_files,
                     ..req.up.clone()
                 };
                 up(&up_req, &events)?;

@@ -389,13 +389,16 @@ impl<D: Driver + Send + 'static> Engine<D> {
     /// Syncs, then commands, then restarts; a failure is reported and the
     /// rest still done.
     async fn apply(self: &Arc<Self>, spec: &WatchSpec, b: &Batch, events: &Events) {
+        if b.is_empty() {
+            return;
+        }
+        // Who runs now: looked at once per batch.
+        let containers = self.driver.observe(Some(&spec.project)).unwrap_or_default();
         let running = |service: &str| -> Vec<String> {
-            self.driver
-                .observe(Some(&spec.project))
-                .unwrap_or_default()
-                .into_iter()
+            containers
+                .iter()
                 .filter(|c| c.service == service && c.running && !c.one_off)
-                .map(|c| c.id)
+                .map(|c| c.id.clone())
                 .collect()
         };
         let warn = |message: String| events.send(Event::Warning { message });

@@ -50,7 +50,7 @@ fn write(dir: &Path, rel: &str, text: &str) {
 
 /// A file in service web's container, as a process in it reads it
 /// (`container exec`: the stack file may be broken).
-fn read(e: &Env, _d: &str, path: &str) -> Option<String> {
+fn read(e: &Env, path: &str) -> Option<String> {
     let o = e.stack(&["container", "exec", "app-web-1", "cat", path]);
     o.status
         .success()
@@ -120,14 +120,14 @@ fn sync_restart_exec_and_reload_follow_the_files() {
 
     // The initial sync put src in place.
     eventually(Duration::from_secs(10), "initial sync", || {
-        read(&e, &d, "/app/index.html").as_deref() == Some("v1\n")
+        read(&e, "/app/index.html").as_deref() == Some("v1\n")
     });
 
     // An edit is visible inside the container within a second.
     write(&dir, "src/index.html", "v2\n");
     let edited = Instant::now();
     eventually(Duration::from_secs(1), "the edit synced", || {
-        read(&e, &d, "/app/index.html").as_deref() == Some("v2\n")
+        read(&e, "/app/index.html").as_deref() == Some("v2\n")
     });
     eprintln!("edit visible after {:?}", edited.elapsed());
     assert_eq!(std::fs::read_to_string("/app/index.html").ok(), host_app);
@@ -137,12 +137,12 @@ fn sync_restart_exec_and_reload_follow_the_files() {
     write(&dir, "src/skip.tmp", "no\n");
     std::fs::remove_file(dir.join("src/old.html")).unwrap();
     eventually(Duration::from_secs(5), "new directory synced", || {
-        read(&e, &d, "/app/sub/deep.txt").as_deref() == Some("deep\n")
+        read(&e, "/app/sub/deep.txt").as_deref() == Some("deep\n")
     });
     eventually(Duration::from_secs(5), "deletion synced", || {
-        read(&e, &d, "/app/old.html").is_none()
+        read(&e, "/app/old.html").is_none()
     });
-    assert_eq!(read(&e, &d, "/app/skip.tmp"), None, "ignored");
+    assert_eq!(read(&e, "/app/skip.tmp"), None, "ignored");
 
     // A symlink in the container (/data -> /tmp) is followed inside it,
     // never out to the host's /tmp.
@@ -150,22 +150,22 @@ fn sync_restart_exec_and_reload_follow_the_files() {
     let before = std::fs::read_to_string(host_tmp).ok();
     write(&dir, "escape.txt", "still contained\n");
     eventually(Duration::from_secs(5), "escape.txt synced", || {
-        read(&e, &d, "/tmp/escape.txt").as_deref() == Some("still contained\n")
+        read(&e, "/tmp/escape.txt").as_deref() == Some("still contained\n")
     });
     assert_eq!(std::fs::read_to_string(host_tmp).ok(), before);
 
     // sync+exec runs the command after the sync.
     write(&dir, "hooks/run", "second\n");
     eventually(Duration::from_secs(5), "the exec ran", || {
-        read(&e, &d, "/ran").as_deref() == Some("second\n")
+        read(&e, "/ran").as_deref() == Some("second\n")
     });
 
     // sync+restart: the file is there and the container started again.
     write(&dir, "conf/app.conf", "a=2\n");
     eventually(Duration::from_secs(10), "restarted", || {
-        read(&e, &d, "/started.log").is_some_and(|l| l.lines().count() == 2)
+        read(&e, "/started.log").is_some_and(|l| l.lines().count() == 2)
     });
-    assert_eq!(read(&e, &d, "/etc/app/app.conf").as_deref(), Some("a=2\n"));
+    assert_eq!(read(&e, "/etc/app/app.conf").as_deref(), Some("a=2\n"));
     w.wait_for("web  Restarted");
 
     // The stack file changes: the service is recreated as it now says.
@@ -190,7 +190,7 @@ fn sync_restart_exec_and_reload_follow_the_files() {
     // ... and the watch goes on.
     write(&dir, "src/index.html", "v3\n");
     eventually(Duration::from_secs(5), "still syncing", || {
-        read(&e, &d, "/app/index.html").as_deref() == Some("v3\n")
+        read(&e, "/app/index.html").as_deref() == Some("v3\n")
     });
     std::fs::write(&compose, text.replace("VERSION: \"1\"", "VERSION: \"2\"")).unwrap();
     drop(w);
@@ -205,20 +205,20 @@ fn a_detached_watch_outlives_the_command_and_the_engine() {
     e.out(&stack(&d, &["up", "-d", "--watch"]));
     write(&dir, "src/index.html", "v2\n");
     eventually(Duration::from_secs(5), "synced after up -d --watch", || {
-        read(&e, &d, "/app/index.html").as_deref() == Some("v2\n")
+        read(&e, "/app/index.html").as_deref() == Some("v2\n")
     });
     // The engine stops; the next one takes the watch up again.
     e.stop_engine();
     e.out(&stack(&d, &["ps"]));
     write(&dir, "src/index.html", "v3\n");
     eventually(Duration::from_secs(5), "synced by the next engine", || {
-        read(&e, &d, "/app/index.html").as_deref() == Some("v3\n")
+        read(&e, "/app/index.html").as_deref() == Some("v3\n")
     });
     // --stop ends it.
     e.out(&stack(&d, &["watch", "--stop"]));
     write(&dir, "src/index.html", "v4\n");
     std::thread::sleep(Duration::from_millis(700));
-    assert_eq!(read(&e, &d, "/app/index.html").as_deref(), Some("v3\n"));
+    assert_eq!(read(&e, "/app/index.html").as_deref(), Some("v3\n"));
     assert!(!e.root().join("watch/app.json").exists());
     // down ends a watch too.
     e.out(&stack(&d, &["up", "-d", "--watch"]));

@@ -47,6 +47,13 @@ pub struct UpRequest {
     pub no_recreate: bool,
     #[serde(default)]
     pub remove_orphans: bool,
+    /// Create the containers, start none (`up --no-start`, `create`).
+    #[serde(default)]
+    pub no_start: bool,
+    /// Seconds to wait for the stops of the containers it replaces or
+    /// restarts, over the services' own.
+    #[serde(default)]
+    pub timeout: Option<u64>,
     /// Only say what would be done.
     #[serde(default)]
     pub dry_run: bool,
@@ -79,6 +86,10 @@ pub struct DownRequest {
     /// Also the named volumes the project declares (not external ones).
     #[serde(default)]
     pub volumes: bool,
+    /// Also the services' images: `all`, or `local` (those of services
+    /// with no `image:`, named after the project).
+    #[serde(default)]
+    pub rmi: Option<String>,
     /// Seconds to wait for a stop before SIGKILL, over the services' own.
     #[serde(default)]
     pub timeout: Option<u64>,

@@ -63,6 +63,8 @@ pub enum Command {
     },
     /// Create and start the stack's containers (and networks) as the file says
     Up(UpArgs),
+    /// Create the stack's containers (and networks) as the file says, and start none
+    Create(CreateArgs),
     /// Stop and remove the stack's containers and networks
     Down(DownArgs),
     /// List the stack's containers
@@ -284,8 +286,20 @@ pub struct UpArgs {
     #[arg(long)]
     pub no_color: bool,
     /// Attached: show timestamps
-    #[arg(short, long)]
+    #[arg(long)]
     pub timestamps: bool,
+    /// Seconds to wait for the stops of containers it replaces, or (attached) of the stack on Ctrl-C, before SIGKILL
+    #[arg(short = 't', long)]
+    pub timeout: Option<u64>,
+    /// Create the containers, start none
+    #[arg(long, conflicts_with_all = ["wait", "watch", "abort_on_container_exit", "exit_code_from"])]
+    pub no_start: bool,
+    /// Build images first (not supported yet: `stack` has no image builder)
+    #[arg(long, conflicts_with = "no_build")]
+    pub build: bool,
+    /// Do not build images (there are no builds: the default)
+    #[arg(long)]
+    pub no_build: bool,
     /// Attached: show only these services' output
     #[arg(long, value_name = "SERVICE", conflicts_with = "detach")]
     pub attach: Vec<String>,
@@ -312,6 +326,57 @@ pub struct UpArgs {
     pub watch: bool,
     /// Services to bring up (default: all)
     pub services: Vec<String>,
+}
+
+#[derive(Args, Debug, Default)]
+pub struct CreateArgs {
+    #[arg(long)]
+    pub force_recreate: bool,
+    #[arg(long, conflicts_with = "force_recreate")]
+    pub no_recreate: bool,
+    /// SERVICE=N replicas
+    #[arg(long, value_name = "SERVICE=N")]
+    pub scale: Vec<String>,
+    #[arg(long)]
+    pub remove_orphans: bool,
+    /// Pull images: always, missing (the default, or each service's pull_policy) or never
+    #[arg(long, value_parser = ["always", "missing", "never"])]
+    pub pull: Option<String>,
+    /// Do not report pulled images
+    #[arg(long)]
+    pub quiet_pull: bool,
+    /// Build images first (not supported yet: `stack` has no image builder)
+    #[arg(long, conflicts_with = "no_build")]
+    pub build: bool,
+    /// Do not build images (there are no builds: the default)
+    #[arg(long)]
+    pub no_build: bool,
+    /// Assume yes to every question (accepted as compose's)
+    #[arg(short = 'y', long = "yes")]
+    pub yes: bool,
+    /// Services to create (default: all)
+    pub services: Vec<String>,
+}
+
+impl CreateArgs {
+    /// `create` is `up --no-start`.
+    pub fn up(&self) -> UpArgs {
+        UpArgs {
+            detach: true,
+            no_start: true,
+            force_recreate: self.force_recreate,
+            no_recreate: self.no_recreate,
+            scale: self.scale.clone(),
+            remove_orphans: self.remove_orphans,
+            pull: self.pull.clone(),
+            quiet_pull: self.quiet_pull,
+            build: self.build,
+            no_build: self.no_build,
+            yes: self.yes,
+            services: self.services.clone(),
+            ..UpArgs::default()
+        }
+    }
 }
 
 #[derive(Args, Debug)]
@@ -406,6 +471,9 @@ pub struct DownArgs {
     /// Also remove the named volumes the file declares (not external ones)
     #[arg(short, long)]
     pub volumes: bool,
+    /// Also remove the services' images: `all`, or `local` (those of services with no `image:`)
+    #[arg(long, value_parser = ["all", "local"])]
+    pub rmi: Option<String>,
     /// Seconds to wait for a stop before SIGKILL
     #[arg(short, long)]
     pub timeout: Option<u64>,

@@ -52,6 +52,9 @@ fn get<T: serde::de::DeserializeOwned>(path: &str) -> anyhow::Result<T> {
 }
 
 pub fn up(g: &Global, args: &UpArgs) -> anyhow::Result<i32> {
+    if args.build {
+        bail!("--build: `stack` cannot build images yet (no image builder); build them elsewhere and `stack image load` them, or use `image:`");
+    }
     if args.watch && g.files.iter().any(|f| f.as_os_str() == "-") {
         bail!("cannot watch a stack file read from standard input");
     }
@@ -70,6 +73,8 @@ pub fn up(g: &Global, args: &UpArgs) -> anyhow::Result<i32> {
         force_recreate: args.force_recreate,
         no_recreate: args.no_recreate,
         remove_orphans: args.remove_orphans,
+        no_start: args.no_start,
+        timeout: args.timeout,
         dry_run: args.dry_run,
         parallel: g.parallel,
         pull: args.pull.clone(),
@@ -82,7 +87,7 @@ pub fn up(g: &Global, args: &UpArgs) -> anyhow::Result<i32> {
     if args.dry_run && planned == 0 {
         println!("nothing to do: the stack is as its file says");
     }
-    let detached = args.detach || args.dry_run || args.wait;
+    let detached = args.detach || args.dry_run || args.wait || args.no_start;
     if args.watch {
         watch.services = req.services.clone();
         watch.up = UpRequest {
@@ -214,6 +219,7 @@ fn attach(project: &Project, services: &[String], args: &UpArgs) -> anyhow::Resu
     let mut req = ActionRequest {
         project: project.clone(),
         services: services.to_vec(),
+        timeout: args.timeout,
         ..Default::default()
     };
     let stop = format!("/v1/projects/{}/stop", project.name);
@@ -442,6 +448,7 @@ pub fn down(g: &Global, args: &DownArgs) -> anyhow::Result<()> {
         project: load(g)?.project,
         remove_orphans: args.remove_orphans,
         volumes: args.volumes,
+        rmi: args.rmi.clone(),
         timeout: args.timeout,
         parallel: g.parallel,
     };

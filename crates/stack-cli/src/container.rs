@@ -9,6 +9,8 @@ use clap::{Args, Subcommand};
 pub enum ContainerCommand {
     /// Run a command in a new container
     Run(Box<RunArgs>),
+    /// Create a container and do not start it (`container start` does); prints its id
+    Create(Box<RunArgs>),
     /// List containers
     #[command(alias = "ps")]
     Ls {
@@ -92,7 +94,7 @@ pub enum ContainerCommand {
     },
 }
 
-#[derive(Args, Debug)]
+#[derive(Args, Debug, Clone)]
 pub struct RunArgs {
     /// Remove the container's state when it exits
     #[arg(long)]
@@ -112,6 +114,9 @@ pub struct RunArgs {
     /// Run in the background and print the container id
     #[arg(short, long, conflicts_with = "rm")]
     pub detach: bool,
+    /// Create the container and do not start it (`container create`, `up --no-start`)
+    #[arg(skip)]
+    pub create_only: bool,
     #[arg(long)]
     pub name: Option<String>,
     #[arg(long)]
@@ -271,6 +276,10 @@ pub fn run(cmd: &ContainerCommand) -> anyhow::Result<i32> {
     let root = stack_root();
     match cmd {
         ContainerCommand::Run(a) => run_container(a),
+        ContainerCommand::Create(a) => run_container(&RunArgs {
+            create_only: true,
+            ..(**a).clone()
+        }),
         ContainerCommand::Ls { all, quiet } => {
             crate::lifecycle::ls(&root, *all, *quiet).map(|()| 0)
         }
@@ -723,6 +732,13 @@ fn start_or_run(a: &RunArgs, spec: &stack_runtime::Spec, name: &str) -> anyhow::
             .open(f)
             .with_context(|| format!("cannot create the cidfile `{}`", f.display()))?;
         file.write_all(spec.id.as_bytes())?;
+    }
+    if a.create_only {
+        crate::lifecycle::create(spec, &stack_root())?;
+        if !a.quiet {
+            println!("{id}");
+        }
+        return Ok(0);
     }
     if a.detach {
         crate::lifecycle::start_detached(spec, &stack_root())?;

@@ -83,6 +83,22 @@ fn layers_in_use() -> Vec<PathBuf> {
         .collect()
 }
 
+/// Removes names, as `image rm`: an image goes with its last name, unless
+/// a container uses it; then the space of what went (as with docker). Per
+/// name: the id of the image deleted, or none when only the name went.
+pub fn remove(
+    store: &stack_image::Store,
+    names: &[String],
+) -> anyhow::Result<Vec<Result<Option<String>, stack_image::ImageError>>> {
+    let used = layers_in_use();
+    let in_use = |img: &stack_image::Image| store.lower_dirs(img).iter().any(|d| used.contains(d));
+    let done: Vec<_> = names.iter().map(|r| store.remove(r, &in_use)).collect();
+    if done.iter().any(|d| matches!(d, Ok(Some(_)))) {
+        store.collect(&|p| used.iter().any(|u| u == p))?;
+    }
+    Ok(done)
+}
+
 pub fn store() -> anyhow::Result<stack_image::Store> {
     let root = crate::container::stack_root().join("images");
     stack_image::Store::open(&root)
@@ -114,25 +130,13 @@ pub fn run(cmd: &ImageCommand) -> anyhow::Result<()> {
             store.tag(source, target)?;
         }
         ImageCommand::Rm { images } => {
-            let used = layers_in_use();
             let mut failures = Vec::new();
-            let mut deleted = false;
-            for r in images {
-                let in_use = |img: &stack_image::Image| {
-                    store.lower_dirs(img).iter().any(|d| used.contains(d))
-                };
-                match store.remove(r, &in_use) {
-                    Ok(Some(id)) => {
-                        println!("Deleted: {id}");
-                        deleted = true;
-                    }
+            for (r, done) in images.iter().zip(remove(&store, images)?) {
+                match done {
+                    Ok(Some(id)) => println!("Deleted: {id}"),
                     Ok(None) => println!("Untagged: {r}"),
                     Err(e) => failures.push(e.to_string()),
                 }
-            }
-            if deleted {
-                // The space goes with the image, as with docker.
-                store.collect(&|p| used.iter().any(|u| u == p))?;
             }
             if !failures.is_empty() {
                 anyhow::bail!("{}", failures.join("\n"));

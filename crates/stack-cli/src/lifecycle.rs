@@ -282,6 +282,14 @@ pub fn start_again(root: &Path, key: &str) -> anyhow::Result<String> {
     Ok(st.name)
 }
 
+/// Creates a container, not started; until it is, no restart policy (nor
+/// an engine's boot) starts it: it carries the stopped-by-user marker.
+pub fn create(spec: &stack_runtime::Spec, root: &Path) -> anyhow::Result<State> {
+    let st = stack_runtime::create(spec, root).with_context(|| format!("container `{}`", spec.name))?;
+    mark_stopped(&stack_runtime::container_dir(root, &spec.id), true)?;
+    Ok(st)
+}
+
 /// Starts a container in the background; a setup that failed (exit 125)
 /// is reported with the monitor's last log record, which says why.
 pub fn start_detached(spec: &stack_runtime::Spec, root: &Path) -> anyhow::Result<State> {

@@ -47,6 +47,7 @@ fn main() -> ExitCode {
         cli::Command::Network { command } => done(network::run(command)),
         cli::Command::Pull(p) => done(config::pull(g, p)),
         cli::Command::Up(u) => compose::up(g, u),
+        cli::Command::Create(c) => compose::up(g, &c.up()),
         cli::Command::Down(d) => done(compose::down(g, d)),
         cli::Command::Ps(p) => done(compose::ps(g, p)),
         cli::Command::Top(t) => done(compose::top(g, &t.services)),

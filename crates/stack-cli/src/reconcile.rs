@@ -83,22 +83,22 @@ impl stack_engine::Driver for Host {
         number: u32,
         name: &str,
     ) -> anyhow::Result<Observed> {
-        let args = run_args(
-            origin,
-            service,
-            &origin.project.services[service],
-            number,
-            name,
-        )?;
-        blocking(move || {
-            crate::container::run_container(&args)?;
-            let root = stack_root();
-            let name = args.name.as_deref().unwrap_or_default();
-            let (_, st) = crate::lifecycle::find(&root, name)?;
-            let running = stack_runtime::state::alive(&st);
-            Ok(crate::supervision::observed(&root, &st, running))
-        })
-        .await
+        let args = run_args(origin, service, &origin.project.services[service], number, name)?;
+        blocking(move || new_container(&args)).await
+    }
+
+    async fn create(
+        &self,
+        origin: &Origin<'_>,
+        service: &str,
+        number: u32,
+        name: &str,
+    ) -> anyhow::Result<Observed> {
+        let args = RunArgs {
+            create_only: true,
+            ..run_args(origin, service, &origin.project.services[service], number, name)?
+        };
+        blocking(move || new_container(&args)).await
     }
 
     async fn start(&self, id: &str) -> anyhow::Result<()> {
@@ -154,9 +154,27 @@ impl stack_engine::Driver for Host {
         remove_dir(&stack_root().join("volumes").join(name))
     }
 
+    fn remove_image(&self, name: &str) -> anyhow::Result<bool> {
+        let store = crate::image::store()?;
+        match crate::image::remove(&store, &[name.to_string()])?.remove(0) {
+            Ok(_) => Ok(true),
+            Err(stack_image::ImageError::NotFound(_)) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
     fn forget_project(&self, project: &str) -> anyhow::Result<()> {
         remove_dir(&project_dir(project)).map(drop)
     }
+}
+
+/// Makes a service's container as `args` say (started or only created).
+fn new_container(args: &RunArgs) -> anyhow::Result<Observed> {
+    crate::container::run_container(args)?;
+    let root = stack_root();
+    let (_, st) = crate::lifecycle::find(&root, args.name.as_deref().unwrap_or_default())?;
+    let running = stack_runtime::state::alive(&st);
+    Ok(crate::supervision::observed(&root, &st, running))
 }
 
 /// Removes a directory and what is in it; false if there was none.
@@ -281,7 +299,11 @@ pub fn projects() -> Vec<ProjectSummary> {
         let entry = by_project
             .entry(label(&st, stack_plan::LABEL_PROJECT))
             .or_default();
-        let state = if running { "running" } else { "exited" };
+        let state = match st.status {
+            _ if running => "running",
+            stack_runtime::Status::Created => "created",
+            _ => "exited",
+        };
         *entry.0.entry(state).or_default() += 1;
         entry.1 = label(&st, LABEL_CONFIG_FILES);
     }
@@ -958,7 +980,6 @@ fn file_objects(
     Ok(mounts)
 }
 
-/// Pulls a missing image unless the service says never.
 /// The service's image, or why it has none.
 fn image_of(service: &str, s: &Service) -> anyhow::Result<String> {
     s.image.clone().ok_or_else(|| {

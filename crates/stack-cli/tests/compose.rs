@@ -721,3 +721,99 @@ fn cp_both_ways() {
     assert!(!host.join("x").exists() && !host.join("two.txt").exists());
     stack(&["down"]);
 }
+
+/// `create` (and `up --no-start`) makes the containers and starts none,
+/// not even across an engine restart, whatever their restart policy;
+/// `start` starts them in place. `up -t` bounds the stop of what it
+/// replaces. `down --rmi` takes the images, not one a container still uses.
+#[test]
+fn create_start_timeout_and_down_rmi() {
+    let (e, dir) = env_with(
+        "create",
+        r#"services:
+  web:
+    image: local/busybox:1
+    command: httpd -f -p 80 -h /
+    restart: always
+    depends_on: [stubborn]
+  stubborn:
+    image: local/busybox:1
+    init: false
+    command: ["sh", "-c", "trap '' TERM; while true; do sleep 0.1; done"]
+"#,
+    );
+    let d = dir.to_str().unwrap();
+    let run = |args: &[&str]| e.stack(&common::in_project(d, args));
+    let out = |args: &[&str]| {
+        let o = run(args);
+        assert!(o.status.success(), "{args:?}: {o:?}");
+        String::from_utf8_lossy(&o.stdout).to_string()
+    };
+    let o = run(&["create"]);
+    assert!(o.status.success(), "{o:?}");
+    let said = String::from_utf8_lossy(&o.stderr);
+    assert!(said.contains("Container shop-web-1  Created"), "{said}");
+    let states = || {
+        let mut v: Vec<(String, String)> = out(&["ps", "-a", "--format", "json"])
+            .lines()
+            .map(|l| {
+                let c: serde_json::Value = serde_json::from_str(l).unwrap();
+                (c["Name"].as_str().unwrap().to_string(), c["State"].as_str().unwrap().to_string())
+            })
+            .collect();
+        v.sort();
+        v
+    };
+    let created = [
+        ("shop-stubborn-1".to_string(), "created".to_string()),
+        ("shop-web-1".to_string(), "created".to_string()),
+    ];
+    assert_eq!(states(), created);
+    assert_eq!(out(&["ps", "-q"]), "");
+    assert!(e.out(&["ls"]).contains("created(2)"));
+    // Nothing to do the second time; an engine restart starts nothing.
+    let o = run(&["up", "--no-start"]);
+    assert!(!String::from_utf8_lossy(&o.stderr).contains("Container"), "{o:?}");
+    e.stop_engine();
+    assert_eq!(states(), created);
+    // (that started an engine: give its boot time to act)
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    assert_eq!(states(), created);
+    // start: the same containers, running.
+    let id = out(&["ps", "-a", "-q", "web"]);
+    out(&["start"]);
+    assert_eq!(
+        states().iter().map(|(_, s)| s.as_str()).collect::<Vec<_>>(),
+        ["running", "running"]
+    );
+    assert_eq!(out(&["ps", "-q", "web"]), id);
+
+    // A changed file recreates the stubborn service, which ignores SIGTERM:
+    // `-t 1` waits one second for it, not ten.
+    let yaml = std::fs::read_to_string(dir.join("compose.yaml")).unwrap();
+    std::fs::write(
+        dir.join("compose.yaml"),
+        yaml.replace("init: false", "init: false\n    environment: [V=2]"),
+    )
+    .unwrap();
+    let t = std::time::Instant::now();
+    out(&["up", "-d", "-t", "1", "stubborn"]);
+    assert!(t.elapsed().as_secs() < 8, "{:?}", t.elapsed());
+
+    // down --rmi all: a container of no project still uses the image, so
+    // it stays (a warning); once that one is gone, it goes.
+    let other = e.out(&["container", "create", "--name", "other", "local/busybox:1", "true"]);
+    assert_eq!(other.trim().len(), 64, "{other}");
+    assert!(e.out(&["container", "ls", "-a"]).contains("Created"));
+    let o = run(&["down", "--rmi", "all"]);
+    assert!(o.status.success(), "{o:?}");
+    let said = String::from_utf8_lossy(&o.stderr);
+    assert!(said.contains("image local/busybox:1") && said.contains("use"), "{said}");
+    assert!(e.out(&["image", "ls", "-q"]).trim().len() > 0);
+    e.out(&["container", "rm", "other"]);
+    let o = run(&["down", "--rmi", "all"]);
+    let said = String::from_utf8_lossy(&o.stderr);
+    assert!(said.contains("Image local/busybox:1  Removed"), "{o:?}");
+    assert_eq!(e.out(&["image", "ls", "-q"]), "");
+    assert!(run(&["up", "--build"]).status.code() != Some(0));
+}

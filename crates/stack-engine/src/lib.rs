@@ -60,7 +60,16 @@ pub trait Driver: Sync {
         number: u32,
         name: &str,
     ) -> impl Future<Output = anyhow::Result<Observed>> + Send;
-    /// Starts a stopped container again, in place.
+    /// Creates replica `number` of `service` (its image is here) as
+    /// `name`, and does not start it.
+    fn create(
+        &self,
+        origin: &Origin<'_>,
+        service: &str,
+        number: u32,
+        name: &str,
+    ) -> impl Future<Output = anyhow::Result<Observed>> + Send;
+    /// Starts a stopped (or created) container, in place.
     fn start(&self, id: &str) -> impl Future<Output = anyhow::Result<()>> + Send;
     /// Stops (as `remove` does) and starts again, in place.
     fn restart(
@@ -99,6 +108,9 @@ pub trait Driver: Sync {
     ) -> impl Future<Output = anyhow::Result<(i32, String)>> + Send;
     /// Removes a named volume; false if there was none.
     fn remove_volume(&self, name: &str) -> anyhow::Result<bool>;
+    /// Removes an image's name (the image with its last name, unless a
+    /// container uses it); false if there was none.
+    fn remove_image(&self, name: &str) -> anyhow::Result<bool>;
     /// Removes what the engine wrote for the project (secrets, configs).
     fn forget_project(&self, project: &str) -> anyhow::Result<()>;
 }
@@ -178,6 +190,23 @@ pub fn replicas(s: &Service) -> u32 {
         .max(0) as u32
 }
 
+/// The images `down --rmi` removes: with `all`, every service's; with
+/// `local`, those of services with no `image:` (named `<project>-<service>`,
+/// as compose names what it builds).
+pub fn images_to_remove(project: &Project, which: &str) -> Vec<String> {
+    let mut images: Vec<String> = project
+        .services
+        .iter()
+        .filter_map(|(name, s)| match &s.image {
+            Some(image) => (which == "all").then(|| image.clone()),
+            None => Some(format!("{}-{name}", project.name)),
+        })
+        .collect();
+    images.sort();
+    images.dedup();
+    images
+}
+
 fn wanted_networks(project: &Project) -> Vec<WantedNetwork> {
     project
         .networks
@@ -247,6 +276,7 @@ impl<D: Driver + Send + 'static> Engine<D> {
             force_recreate: req.force_recreate,
             no_recreate: req.no_recreate,
             remove_orphans: req.remove_orphans,
+            no_start: req.no_start,
         };
         let plan = stack_plan::up(
             &project.name,
@@ -276,7 +306,7 @@ impl<D: Driver + Send + 'static> Engine<D> {
             project,
             working_dir: &req.working_dir,
             config_files: &req.config_files,
-            timeout: None,
+            timeout: req.timeout,
             conditions: !req.no_deps,
         };
         self.execute(&origin, &plan, events, parallel(req.parallel))
@@ -330,7 +360,7 @@ impl<D: Driver + Send + 'static> Engine<D> {
         let mut services: Vec<&str> = plan
             .ops()
             .filter_map(|op| match op {
-                Op::Run { service, .. } => Some(service.as_str()),
+                Op::Run { service, .. } | Op::Create { service, .. } => Some(service.as_str()),
                 _ => None,
             })
             .collect();
@@ -426,6 +456,18 @@ impl<D: Driver + Send + 'static> Engine<D> {
                 }
             }
         }
+        if let Some(which) = &req.rmi {
+            for image in images_to_remove(project, which) {
+                match driver.remove_image(&image) {
+                    Ok(true) => progress(events, "Image", &image, "Removed"),
+                    Ok(false) => {}
+                    // Another project's container may use it: it stays, down goes on.
+                    Err(e) => events.send(Event::Warning {
+                        message: format!("image {image}: {e:#}"),
+                    }),
+                }
+            }
+        }
         driver.forget_project(&project.name)
     }
 
@@ -495,6 +537,19 @@ impl<D: Driver + Send + 'static> Engine<D> {
                 self.publish(&c, "start", &[]);
                 self.watch(c);
                 progress(events, "Container", name, "Started");
+            }
+            Op::Create {
+                service,
+                number,
+                name,
+                ..
+            } => {
+                let c = driver
+                    .create(origin, service, *number, name)
+                    .await
+                    .map_err(|e| e.context(format!("service {service}")))?;
+                self.publish(&c, "create", &[]);
+                progress(events, "Container", name, "Created");
             }
             Op::Start {
                 id, name, service, ..

@@ -235,6 +235,39 @@ impl Fake {
     }
 }
 
+impl Fake {
+    /// A new container of the project: running, or created and not started
+    /// (which no policy starts).
+    fn add(
+        &self,
+        origin: &Origin<'_>,
+        service: &str,
+        number: u32,
+        name: &str,
+        running: bool,
+    ) -> Observed {
+        let o = Observed {
+            id: format!("id-{name}-{}", self.ms()),
+            name: name.into(),
+            project: origin.project.name.clone(),
+            service: service.into(),
+            number,
+            hash: stack_loader::hash_service(&origin.project.services[service]),
+            running,
+            stopped_by_user: !running,
+            ..Observed::default()
+        };
+        let o = self.with_script(origin.project, o);
+        self.containers.lock().unwrap().push(Container {
+            o: o.clone(),
+            started: Instant::now(),
+            script: self.scripts.get(service).cloned().unwrap_or_default(),
+        });
+        self.changed.notify_waiters();
+        o
+    }
+}
+
 impl Driver for Fake {
     fn observe(&self, _project: Option<&str>) -> anyhow::Result<Vec<Observed>> {
         Ok(self.snapshot())
@@ -270,24 +303,18 @@ impl Driver for Fake {
         name: &str,
     ) -> anyhow::Result<Observed> {
         self.op("run", name).await?;
-        let o = Observed {
-            id: format!("id-{name}-{}", self.ms()),
-            name: name.into(),
-            project: origin.project.name.clone(),
-            service: service.into(),
-            number,
-            hash: stack_loader::hash_service(&origin.project.services[service]),
-            running: true,
-            ..Observed::default()
-        };
-        let o = self.with_script(origin.project, o);
-        self.containers.lock().unwrap().push(Container {
-            o: o.clone(),
-            started: Instant::now(),
-            script: self.scripts.get(service).cloned().unwrap_or_default(),
-        });
-        self.changed.notify_waiters();
-        Ok(o)
+        Ok(self.add(origin, service, number, name, true))
+    }
+
+    async fn create(
+        &self,
+        origin: &Origin<'_>,
+        service: &str,
+        number: u32,
+        name: &str,
+    ) -> anyhow::Result<Observed> {
+        self.op("create", name).await?;
+        Ok(self.add(origin, service, number, name, false))
     }
 
     async fn start(&self, id: &str) -> anyhow::Result<()> {
@@ -395,6 +422,17 @@ impl Driver for Fake {
 
     fn remove_volume(&self, name: &str) -> anyhow::Result<bool> {
         Ok(self.volumes.lock().unwrap().remove(name))
+    }
+
+    fn remove_image(&self, name: &str) -> anyhow::Result<bool> {
+        if self.fail.contains(&format!("remove-image {name}")) {
+            anyhow::bail!("image is in use by a container");
+        }
+        self.log
+            .lock()
+            .unwrap()
+            .push(format!("{} begin remove-image {name}", self.ms()));
+        Ok(true)
     }
 
     fn forget_project(&self, _project: &str) -> anyhow::Result<()> {
@@ -719,6 +757,47 @@ async fn down_removes_dependents_first_then_networks_and_volumes() {
         matches!(&last, Some(Event::Progress { object, name, .. }) if object == "Volume" && name == "shop_data"),
         "{last:?}"
     );
+}
+
+#[tokio::test(start_paused = true)]
+async fn down_rmi_removes_the_services_images_and_one_in_use_is_a_warning() {
+    let p = project(
+        "services:\n  web:\n    image: web\n  api:\n    build: ./api\n  db:\n    image: db\n  db2:\n    image: db\n",
+    );
+    assert_eq!(stack_engine::images_to_remove(&p, "local"), ["shop-api"]);
+    assert_eq!(
+        stack_engine::images_to_remove(&p, "all"),
+        ["db", "shop-api", "web"]
+    );
+    let mut fake = Fake::instant();
+    fake.fail.insert("remove-image web".into());
+    let e = engine(fake);
+    up(&e, up_req(&p)).await;
+    let (events, mut rx) = Events::channel();
+    let req = DownRequest {
+        project: p,
+        rmi: Some("all".into()),
+        ..Default::default()
+    };
+    e.down(&req, &events).await.unwrap();
+    drop(events);
+    let mut said = Vec::new();
+    while let Some(e) = rx.recv().await {
+        match e {
+            Event::Progress { object, name, .. } if object == "Image" => said.push(name),
+            Event::Warning { message } => said.push(message),
+            _ => {}
+        }
+    }
+    assert_eq!(
+        said,
+        [
+            "db",
+            "shop-api",
+            "image web: image is in use by a container"
+        ]
+    );
+    assert!(e.driver().names().is_empty());
 }
 
 #[tokio::test(start_paused = true)]
@@ -1068,6 +1147,56 @@ async fn wait_returns_when_healthy_and_names_what_is_late() {
     assert_eq!(up(&e, req).await.0, None);
     // Healthy at the probe of 3 s after its start.
     assert_eq!(t.elapsed(), Duration::from_secs(1));
+}
+
+#[tokio::test(start_paused = true)]
+async fn no_start_creates_without_waiting_and_a_later_up_starts_in_order() {
+    let mut fake = Fake::instant();
+    fake.scripts.insert(
+        "db".into(),
+        Script {
+            healthy_after: Some(Duration::from_millis(1500)),
+            health: true,
+            ..Script::default()
+        },
+    );
+    let e = engine(fake);
+    let mut rx = e.subscribe();
+    let p = project(
+        "services:\n  api:\n    image: x\n    restart: always\n    depends_on:\n      db: {condition: service_healthy}\n  db:\n    image: x\n    restart: always\n",
+    );
+    let req = UpRequest {
+        no_start: true,
+        ..up_req(&p)
+    };
+    let (err, lines) = up(&e, req.clone()).await;
+    assert_eq!(err, None);
+    // Created at once, in order, no condition waited for, none started.
+    let f = e.driver();
+    assert_eq!(f.times("create", "shop-db-1"), [0]);
+    assert_eq!(f.times("create", "shop-api-1"), [0]);
+    assert!(f.times("run", "shop-db-1").is_empty());
+    assert_eq!(
+        lines,
+        [
+            "Network shop_default Created",
+            "Container shop-db-1 Created",
+            "Container shop-api-1 Created"
+        ]
+    );
+    assert_eq!(drain(&mut rx), ["create shop-db-1", "create shop-api-1"]);
+    // Created is not stopped-and-wanted: no policy (or engine boot) starts it.
+    pass(10).await;
+    e.boot().await.unwrap();
+    assert!(f.times("start", "shop-db-1").is_empty());
+    // A second `--no-start` has nothing to do; `up` starts them in order.
+    assert_eq!(up(&e, req).await.1, Vec::<String>::new());
+    let (err, lines) = up(&e, up_req(&p)).await;
+    assert_eq!(err, None);
+    assert_eq!(f.times("start", "shop-db-1"), [10_000]);
+    // db's probes: 11 s failing, 12 s healthy (1.5 s after its start).
+    assert_eq!(f.times("start", "shop-api-1"), [12_000]);
+    assert!(lines.contains(&"Container shop-api-1 Waiting for db".to_string()));
 }
 
 #[tokio::test(start_paused = true)]

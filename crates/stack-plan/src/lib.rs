@@ -51,6 +51,9 @@ pub struct UpOptions {
     pub force_recreate: bool,
     pub no_recreate: bool,
     pub remove_orphans: bool,
+    /// Create what is missing or changed, start nothing (`up --no-start`,
+    /// `create`).
+    pub no_start: bool,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -61,6 +64,13 @@ pub enum Op {
     },
     /// Create and start replica `number` of `service` as `name`.
     Run {
+        service: String,
+        number: u32,
+        name: String,
+        cause: String,
+    },
+    /// Create replica `number` of `service` as `name`, not started.
+    Create {
         service: String,
         number: u32,
         name: String,
@@ -94,6 +104,7 @@ impl fmt::Display for Op {
         match self {
             Op::CreateNetwork { name, key } => write!(f, "create network {name} (networks.{key})"),
             Op::Run { name, cause, .. } => write!(f, "create and start container {name} ({cause})"),
+            Op::Create { name, cause, .. } => write!(f, "create container {name} ({cause})"),
             Op::Start { name, cause, .. } => write!(f, "start container {name} ({cause})"),
             Op::Restart { name, cause, .. } => write!(f, "restart container {name} ({cause})"),
             Op::Remove { name, cause, .. } => write!(f, "remove container {name} ({cause})"),
@@ -217,13 +228,22 @@ pub fn up(
             for number in 1..=w.replicas {
                 let name = container_name(project, w, number);
                 let mut task = Vec::new();
-                match mine.iter().find(|e| e.number == number) {
-                    None => task.push(Op::Run {
+                let create = |cause: &str| match opts.no_start {
+                    false => Op::Run {
                         service: w.service.clone(),
                         number,
-                        name,
-                        cause: "not created yet".into(),
-                    }),
+                        name: name.clone(),
+                        cause: cause.into(),
+                    },
+                    true => Op::Create {
+                        service: w.service.clone(),
+                        number,
+                        name: name.clone(),
+                        cause: cause.into(),
+                    },
+                };
+                match mine.iter().find(|e| e.number == number) {
+                    None => task.push(create("not created yet")),
                     Some(e) if (e.hash != w.hash && !opts.no_recreate) || opts.force_recreate => {
                         let cause = if opts.force_recreate {
                             "--force-recreate"
@@ -235,13 +255,10 @@ pub fn up(
                             name: e.name.clone(),
                             cause: cause.into(),
                         });
-                        task.push(Op::Run {
-                            service: w.service.clone(),
-                            number,
-                            name,
-                            cause: cause.into(),
-                        });
+                        task.push(create(cause));
                     }
+                    // Nothing is started (or restarted) with no_start.
+                    Some(_) if opts.no_start => {}
                     Some(e) if !e.running => task.push(Op::Start {
                         id: e.id.clone(),
                         name: e.name.clone(),
@@ -258,7 +275,10 @@ pub fn up(
                         }
                     }
                 }
-                if task.iter().any(|op| matches!(op, Op::Run { .. })) {
+                if task
+                    .iter()
+                    .any(|op| matches!(op, Op::Run { .. } | Op::Create { .. }))
+                {
                     recreated.insert(w.service.as_str());
                 }
                 if !task.is_empty() {
@@ -509,6 +529,39 @@ mod tests {
         assert_eq!(
             forced.ops().filter(|o| matches!(o, Op::Run { .. })).count(),
             2
+        );
+    }
+
+    #[test]
+    fn no_start_creates_what_is_missing_or_changed_and_starts_nothing() {
+        let mut api = w("api", "a1", 2);
+        api.restart_with = vec!["db".into()];
+        let have = [
+            e("db", 1, "h1", true),
+            e("api", 1, "a1", false),
+            e("web", 1, "w1", true),
+        ];
+        let p = up(
+            "p",
+            &[w("db", "h2", 1), api, w("web", "w1", 1), w("new", "n1", 1)],
+            &waves(&[&["db", "new"], &["api", "web"]]),
+            &[],
+            &[],
+            &have,
+            &UpOptions {
+                no_start: true,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(
+            lines(&p),
+            [
+                "0: remove container p-db-1 (its configuration changed)",
+                "0: create container p-db-1 (its configuration changed)",
+                "0: create container p-new-1 (not created yet)",
+                "1: create container p-api-2 (not created yet)",
+            ]
         );
     }
 

@@ -96,6 +96,31 @@ pub fn run(spec: &Spec, root: &Path, remove: bool) -> Result<Exit, RuntimeError>
     result
 }
 
+/// Creates a container without starting it: its directory and a `created`
+/// state that [`start`] later takes up. Nothing runs.
+pub fn create(spec: &Spec, root: &Path) -> Result<State, RuntimeError> {
+    let dir = prepare(spec, root)?;
+    let st = State {
+        id: spec.id.clone(),
+        name: spec.name.clone(),
+        status: state::Status::Created,
+        monitor_pid: 0,
+        pid: 0,
+        pid_start: 0,
+        exit_code: None,
+        oom_killed: false,
+        started_at: String::new(),
+        finished_at: None,
+        detached: true,
+        spec: spec.clone(),
+    };
+    state::write(&dir, &st).map_err(|source| RuntimeError::Prepare {
+        id: spec.id.clone(),
+        source,
+    })?;
+    Ok(st)
+}
+
 /// Starts a container in the background: its monitor process outlives us,
 /// writes its output to the log and its state to disk. Returns when the
 /// container runs (or failed to start).

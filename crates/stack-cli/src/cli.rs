@@ -73,6 +73,13 @@ pub enum Command {
     Top(Services),
     /// The images the stack's containers use
     Images(Services),
+    /// The resource use of the stack's containers (CPU, memory, network, block I/O, processes), every second
+    Stats {
+        #[command(flatten)]
+        args: crate::stats::StatsArgs,
+        /// Services (default: all)
+        services: Vec<String>,
+    },
     /// Wait until the services' containers stop; exit with the first one's code
     Wait(Services),
     /// Set the number of replicas of services: SERVICE=N ... (lowest numbers are kept)

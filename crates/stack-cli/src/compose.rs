@@ -424,6 +424,23 @@ pub fn cp(g: &Global, args: &crate::cli::CpArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `stack stats`: the project's containers (followed as they come and go).
+pub fn stats(
+    g: &Global,
+    args: &crate::stats::StatsArgs,
+    services: &[String],
+) -> anyhow::Result<()> {
+    let project = load(g)?.project;
+    let root = crate::container::stack_root();
+    crate::stats::show(args, || {
+        Ok(existing(&project, args.all, services)?
+            .iter()
+            .filter_map(|c| crate::lifecycle::find(&root, &c.id).ok())
+            .map(|(_, st)| st)
+            .collect())
+    })
+}
+
 /// `stack exec SERVICE COMMAND…`: joins the replica's namespaces from here
 /// (the engine says which container it is).
 pub fn exec(g: &Global, args: &ExecArgs) -> anyhow::Result<i32> {

@@ -47,8 +47,13 @@ pub enum ContainerCommand {
     Cp { src: String, dest: String },
     /// List the processes of a container
     Top { container: String },
-    /// Show a container's resource usage
-    Stats { container: String },
+    /// Show containers' resource use (CPU, memory, network, block I/O, processes), every second
+    Stats {
+        #[command(flatten)]
+        args: crate::stats::StatsArgs,
+        /// Containers (default: every running one; with -a, every one)
+        containers: Vec<String>,
+    },
     /// Freeze every process of a container
     Pause { container: String },
     /// Thaw a paused container
@@ -307,9 +312,20 @@ pub fn run(cmd: &ContainerCommand) -> anyhow::Result<i32> {
         ContainerCommand::Port { container, port } => {
             crate::lifecycle::port(&root, container, port.as_deref()).map(|()| 0)
         }
-        ContainerCommand::Stats { container } => {
-            crate::lifecycle::stats(&root, container).map(|()| 0)
-        }
+        ContainerCommand::Stats { args, containers } => crate::stats::show(args, || {
+            if containers.is_empty() {
+                return Ok(crate::lifecycle::every(&root)
+                    .into_iter()
+                    .filter(|(_, running)| args.all || *running)
+                    .map(|(st, _)| st)
+                    .collect());
+            }
+            containers
+                .iter()
+                .map(|c| crate::lifecycle::find(&root, c).map(|(_, st)| st))
+                .collect()
+        })
+        .map(|()| 0),
         ContainerCommand::Pause { container } => {
             crate::lifecycle::pause(&root, container, true).map(|()| 0)
         }

@@ -32,15 +32,22 @@ fn all(root: &Path) -> Vec<(PathBuf, anyhow::Result<State>)> {
 /// The containers carrying a project's label (of `project`, or of any),
 /// and whether each runs.
 pub fn project_containers(root: &Path, project: Option<&str>) -> Vec<(State, bool)> {
-    all(root)
+    every(root)
         .into_iter()
-        .filter_map(|(_, st)| st.ok())
-        .filter(|st| {
+        .filter(|(st, _)| {
             st.spec
                 .labels
                 .get(stack_plan::LABEL_PROJECT)
                 .is_some_and(|p| project.is_none_or(|want| p == want))
         })
+        .collect()
+}
+
+/// Every container whose state reads, and whether each runs.
+pub fn every(root: &Path) -> Vec<(State, bool)> {
+    all(root)
+        .into_iter()
+        .filter_map(|(_, st)| st.ok())
         .map(|st| {
             let r = running(&st);
             (st, r)
@@ -285,7 +292,8 @@ pub fn start_again(root: &Path, key: &str) -> anyhow::Result<String> {
 /// Creates a container, not started; until it is, no restart policy (nor
 /// an engine's boot) starts it: it carries the stopped-by-user marker.
 pub fn create(spec: &stack_runtime::Spec, root: &Path) -> anyhow::Result<State> {
-    let st = stack_runtime::create(spec, root).with_context(|| format!("container `{}`", spec.name))?;
+    let st =
+        stack_runtime::create(spec, root).with_context(|| format!("container `{}`", spec.name))?;
     mark_stopped(&stack_runtime::container_dir(root, &spec.id), true)?;
     Ok(st)
 }
@@ -539,29 +547,6 @@ pub fn top(root: &Path, key: &str) -> anyhow::Result<()> {
             .to_string();
         println!("{pid:<8} {uid:<6} {cmd}");
     }
-    Ok(())
-}
-
-pub fn stats(root: &Path, key: &str) -> anyhow::Result<()> {
-    let (st, layout) = running_layout(root, key)?;
-    let u = stack_runtime::cgroup::usage(&layout);
-    let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
-    let limit = u
-        .memory_limit
-        .map(|l| format!("{:.1}MiB", mib(l)))
-        .unwrap_or_else(|| "unlimited".into());
-    println!(
-        "{:<14}{:<20}{:<12}{:<26}PIDS",
-        "CONTAINER ID", "NAME", "CPU TIME", "MEM USAGE / LIMIT"
-    );
-    println!(
-        "{:<14}{:<20}{:<12}{:<26}{}",
-        &st.id[..12],
-        st.name,
-        format!("{:.2}s", u.cpu_nanos as f64 / 1e9),
-        format!("{:.1}MiB / {limit}", mib(u.memory)),
-        u.pids
-    );
     Ok(())
 }
 

@@ -14,6 +14,7 @@ mod lifecycle;
 mod network;
 mod reconcile;
 mod registry;
+mod stats;
 mod supervision;
 mod watch;
 mod when;
@@ -52,6 +53,7 @@ fn main() -> ExitCode {
         cli::Command::Ps(p) => done(compose::ps(g, p)),
         cli::Command::Top(t) => done(compose::top(g, &t.services)),
         cli::Command::Images(i) => done(compose::images(g, &i.services)),
+        cli::Command::Stats { args, services } => done(compose::stats(g, args, services)),
         cli::Command::Wait(w) => compose::wait(g, &w.services),
         cli::Command::Watch(w) => done(compose::watch(g, w)),
         cli::Command::Cp(c) => done(compose::cp(g, c)),

@@ -83,7 +83,13 @@ impl stack_engine::Driver for Host {
         number: u32,
         name: &str,
     ) -> anyhow::Result<Observed> {
-        let args = run_args(origin, service, &origin.project.services[service], number, name)?;
+        let args = run_args(
+            origin,
+            service,
+            &origin.project.services[service],
+            number,
+            name,
+        )?;
         blocking(move || new_container(&args)).await
     }
 
@@ -96,7 +102,13 @@ impl stack_engine::Driver for Host {
     ) -> anyhow::Result<Observed> {
         let args = RunArgs {
             create_only: true,
-            ..run_args(origin, service, &origin.project.services[service], number, name)?
+            ..run_args(
+                origin,
+                service,
+                &origin.project.services[service],
+                number,
+                name,
+            )?
         };
         blocking(move || new_container(&args)).await
     }

@@ -758,7 +758,10 @@ fn create_start_timeout_and_down_rmi() {
             .lines()
             .map(|l| {
                 let c: serde_json::Value = serde_json::from_str(l).unwrap();
-                (c["Name"].as_str().unwrap().to_string(), c["State"].as_str().unwrap().to_string())
+                (
+                    c["Name"].as_str().unwrap().to_string(),
+                    c["State"].as_str().unwrap().to_string(),
+                )
             })
             .collect();
         v.sort();
@@ -773,7 +776,10 @@ fn create_start_timeout_and_down_rmi() {
     assert!(e.out(&["ls"]).contains("created(2)"));
     // Nothing to do the second time; an engine restart starts nothing.
     let o = run(&["up", "--no-start"]);
-    assert!(!String::from_utf8_lossy(&o.stderr).contains("Container"), "{o:?}");
+    assert!(
+        !String::from_utf8_lossy(&o.stderr).contains("Container"),
+        "{o:?}"
+    );
     e.stop_engine();
     assert_eq!(states(), created);
     // (that started an engine: give its boot time to act)
@@ -802,13 +808,23 @@ fn create_start_timeout_and_down_rmi() {
 
     // down --rmi all: a container of no project still uses the image, so
     // it stays (a warning); once that one is gone, it goes.
-    let other = e.out(&["container", "create", "--name", "other", "local/busybox:1", "true"]);
+    let other = e.out(&[
+        "container",
+        "create",
+        "--name",
+        "other",
+        "local/busybox:1",
+        "true",
+    ]);
     assert_eq!(other.trim().len(), 64, "{other}");
     assert!(e.out(&["container", "ls", "-a"]).contains("Created"));
     let o = run(&["down", "--rmi", "all"]);
     assert!(o.status.success(), "{o:?}");
     let said = String::from_utf8_lossy(&o.stderr);
-    assert!(said.contains("image local/busybox:1") && said.contains("use"), "{said}");
+    assert!(
+        said.contains("image local/busybox:1") && said.contains("use"),
+        "{said}"
+    );
     assert!(e.out(&["image", "ls", "-q"]).trim().len() > 0);
     e.out(&["container", "rm", "other"]);
     let o = run(&["down", "--rmi", "all"]);
@@ -816,4 +832,72 @@ fn create_start_timeout_and_down_rmi() {
     assert!(said.contains("Image local/busybox:1  Removed"), "{o:?}");
     assert_eq!(e.out(&["image", "ls", "-q"]), "");
     assert!(run(&["up", "--build"]).status.code() != Some(0));
+}
+
+/// `stats`: a spinning service uses CPU, a web server that answered has
+/// received bytes; JSON rows as `docker stats --format json` has them.
+#[test]
+fn stats_of_the_stack() {
+    let (e, dir) = env_with(
+        "stats",
+        r#"services:
+  spin:
+    image: local/busybox:1
+    command: ["sh", "-c", "while :; do :; done"]
+  web:
+    image: local/busybox:1
+    command: httpd -f -p 80 -h /www
+    mem_limit: 32m
+"#,
+    );
+    let d = dir.to_str().unwrap();
+    let out = |args: &[&str]| e.out(&common::in_project(d, args));
+    out(&["up", "-d"]);
+    assert_eq!(
+        sh(&e, d, "spin", "wget -q -O- http://web/").0,
+        "hello from web\n"
+    );
+    let rows: Vec<serde_json::Value> = out(&["stats", "--no-stream", "--format", "json"])
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let row = |name: &str| {
+        rows.iter()
+            .find(|r| r["Name"] == name)
+            .unwrap_or_else(|| panic!("{name}: {rows:?}"))
+    };
+    let percent = |v: &serde_json::Value| -> f64 {
+        v.as_str().unwrap().trim_end_matches('%').parse().unwrap()
+    };
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    assert!(percent(&row("shop-spin-1")["CPUPerc"]) > 20.0, "{rows:?}");
+    assert!(percent(&row("shop-web-1")["CPUPerc"]) < 20.0, "{rows:?}");
+    let web = row("shop-web-1");
+    assert!(
+        web["MemUsage"].as_str().unwrap().ends_with(" / 32MiB"),
+        "{web}"
+    );
+    let received = web["NetIO"]
+        .as_str()
+        .unwrap()
+        .split(" / ")
+        .next()
+        .unwrap()
+        .to_string();
+    assert!(received != "0B", "{web}");
+    assert!(
+        web["PIDs"].as_str().unwrap().parse::<u32>().unwrap() >= 1,
+        "{web}"
+    );
+    assert_eq!(web["ID"].as_str().unwrap().len(), 12);
+    // The table, one service.
+    let table = out(&["stats", "--no-stream", "web"]);
+    let lines: Vec<&str> = table.lines().collect();
+    assert_eq!(lines.len(), 2, "{table}");
+    assert!(
+        lines[0].starts_with("CONTAINER ID") && lines[0].contains("NET I/O"),
+        "{table}"
+    );
+    assert!(lines[1].contains("shop-web-1"), "{table}");
+    out(&["down", "-t", "0"]);
 }

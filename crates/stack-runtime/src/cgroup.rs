@@ -9,8 +9,10 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 const ROOT: &str = "/sys/fs/cgroup";
-/// The v1 controllers a container joins.
-const V1_CONTROLLERS: [&str; 6] = ["memory", "pids", "cpu", "cpuacct", "cpuset", "freezer"];
+/// The v1 controllers a container joins (blkio only to count its I/O).
+const V1_CONTROLLERS: [&str; 7] = [
+    "memory", "pids", "cpu", "cpuacct", "cpuset", "freezer", "blkio",
+];
 
 /// Limits, as compose and `docker run` express them.
 #[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -235,7 +237,15 @@ fn dirs(layout: &Layout) -> Vec<&PathBuf> {
 
 /// Moves process `pid` into the container's existing cgroups (for exec).
 pub fn join(layout: &Layout, pid: u32) -> io::Result<()> {
+    // Containers started before blkio was joined have no such cgroup.
+    let optional = match layout {
+        Layout::V1(_) => v1_dir(layout, "blkio"),
+        Layout::V2(_) => None,
+    };
     for d in dirs(layout) {
+        if Some(d) == optional && !d.exists() {
+            continue;
+        }
         write(d, "cgroup.procs", &pid.to_string())?;
     }
     Ok(())
@@ -265,45 +275,86 @@ pub fn procs(layout: &Layout) -> Vec<u32> {
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct Usage {
     pub cpu_nanos: u64,
+    /// In use, less the page cache that could be dropped (inactive files),
+    /// as Docker counts it.
     pub memory: u64,
     pub memory_limit: Option<u64>,
     pub pids: u64,
+    /// Bytes read from and written to block devices.
+    pub block_read: u64,
+    pub block_write: u64,
+}
+
+/// A `key value` line's value in a stat file.
+fn stat_value(text: &str, key: &str) -> Option<u64> {
+    text.lines().find_map(|l| {
+        let (k, v) = l.split_once(' ')?;
+        (k == key).then(|| v.trim().parse().ok()).flatten()
+    })
 }
 
 pub fn usage(layout: &Layout) -> Usage {
+    let text = |dir: Option<&PathBuf>, file: &str| {
+        dir.and_then(|d| fs::read_to_string(d.join(file)).ok())
+            .unwrap_or_default()
+    };
     match layout {
         Layout::V1(_) => {
             let mem = v1_dir(layout, "memory");
             let limit = mem
                 .and_then(|d| read_num(&d.join("memory.limit_in_bytes")))
                 .filter(|l| *l < (1 << 62));
+            let used = mem
+                .and_then(|d| read_num(&d.join("memory.usage_in_bytes")))
+                .unwrap_or(0);
+            let inactive =
+                stat_value(&text(mem, "memory.stat"), "total_inactive_file").unwrap_or(0);
+            // `8:0 Read 4096` lines (and a `Total` one).
+            let io = text(
+                v1_dir(layout, "blkio"),
+                "blkio.throttle.io_service_bytes_recursive",
+            );
+            let sum = |op: &str| -> u64 {
+                io.lines()
+                    .filter_map(|l| {
+                        let mut f = l.split_whitespace();
+                        let (_, o, n) = (f.next()?, f.next()?, f.next()?);
+                        (o == op).then(|| n.parse::<u64>().ok()).flatten()
+                    })
+                    .sum()
+            };
             Usage {
                 cpu_nanos: v1_dir(layout, "cpuacct")
                     .and_then(|d| read_num(&d.join("cpuacct.usage")))
                     .unwrap_or(0),
-                memory: mem
-                    .and_then(|d| read_num(&d.join("memory.usage_in_bytes")))
-                    .unwrap_or(0),
+                memory: used.saturating_sub(inactive),
                 memory_limit: limit,
                 pids: v1_dir(layout, "pids")
                     .and_then(|d| read_num(&d.join("pids.current")))
                     .unwrap_or(0),
+                block_read: sum("Read"),
+                block_write: sum("Write"),
             }
         }
         Layout::V2(d) => {
-            let cpu_usec = fs::read_to_string(d.join("cpu.stat"))
-                .unwrap_or_default()
-                .lines()
-                .find_map(|l| {
-                    l.strip_prefix("usage_usec ")
-                        .and_then(|v| v.trim().parse::<u64>().ok())
-                })
-                .unwrap_or(0);
+            let dir = Some(d);
+            let inactive = stat_value(&text(dir, "memory.stat"), "inactive_file").unwrap_or(0);
+            // `8:0 rbytes=4096 wbytes=0 rios=1 …` per device.
+            let io = text(dir, "io.stat");
+            let sum = |key: &str| -> u64 {
+                io.split_whitespace()
+                    .filter_map(|f| f.strip_prefix(key)?.strip_prefix('=')?.parse::<u64>().ok())
+                    .sum()
+            };
             Usage {
-                cpu_nanos: cpu_usec * 1000,
-                memory: read_num(&d.join("memory.current")).unwrap_or(0),
+                cpu_nanos: stat_value(&text(dir, "cpu.stat"), "usage_usec").unwrap_or(0) * 1000,
+                memory: read_num(&d.join("memory.current"))
+                    .unwrap_or(0)
+                    .saturating_sub(inactive),
                 memory_limit: read_num(&d.join("memory.max")),
                 pids: read_num(&d.join("pids.current")).unwrap_or(0),
+                block_read: sum("rbytes"),
+                block_write: sum("wbytes"),
             }
         }
     }
@@ -483,6 +534,64 @@ mod tests {
         assert_eq!(read(&dir.join("cgroup.procs")), "7");
         fs::write(dir.join("memory.events"), "low 0\noom 1\noom_kill 1\n").unwrap();
         assert!(oom_killed(&layout));
+        fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn usage_reads_both_layouts_as_docker_counts() {
+        let root = fake_root("usage");
+        let dir = |c: &str| root.join(c);
+        let files = [
+            ("cpuacct", "cpuacct.usage", "2500000000\n"),
+            ("memory", "memory.usage_in_bytes", "10485760\n"),
+            ("memory", "memory.limit_in_bytes", "9223372036854771712\n"),
+            (
+                "memory",
+                "memory.stat",
+                "cache 3\ntotal_inactive_file 2097152\n",
+            ),
+            ("pids", "pids.current", "3\n"),
+            (
+                "blkio",
+                "blkio.throttle.io_service_bytes_recursive",
+                "8:0 Read 4096\n8:0 Write 512\n8:16 Read 1024\n8:0 Total 5632\nTotal 5632\n",
+            ),
+        ];
+        for (c, f, text) in files {
+            fs::create_dir_all(dir(c)).unwrap();
+            fs::write(dir(c).join(f), text).unwrap();
+        }
+        let v1 = Layout::V1(
+            ["cpuacct", "memory", "pids", "blkio"]
+                .into_iter()
+                .map(|c| (c, dir(c)))
+                .collect(),
+        );
+        let want = Usage {
+            cpu_nanos: 2_500_000_000,
+            memory: 8 << 20,
+            memory_limit: None,
+            pids: 3,
+            block_read: 5120,
+            block_write: 512,
+        };
+        assert_eq!(usage(&v1), want);
+        let v2 = root.join("v2");
+        fs::create_dir_all(&v2).unwrap();
+        for (f, text) in [
+            ("cpu.stat", "usage_usec 2500000\nuser_usec 1\n"),
+            ("memory.current", "10485760\n"),
+            ("memory.max", "max\n"),
+            ("memory.stat", "anon 1\ninactive_file 2097152\n"),
+            ("pids.current", "3\n"),
+            (
+                "io.stat",
+                "8:0 rbytes=4096 wbytes=512 rios=1 wios=1\n8:16 rbytes=1024 wbytes=0\n",
+            ),
+        ] {
+            fs::write(v2.join(f), text).unwrap();
+        }
+        assert_eq!(usage(&Layout::V2(v2)), want);
         fs::remove_dir_all(&root).unwrap();
     }
 

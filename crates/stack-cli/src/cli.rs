@@ -35,6 +35,9 @@ pub struct Global {
     /// Enable a profile
     #[arg(long = "profile", id = "profile", value_name = "PROFILE")]
     pub profiles: Vec<String>,
+    /// How to show what an operation does: a redrawn block on a terminal (auto, tty), plain lines, or quiet
+    #[arg(long, value_enum, default_value_t, global = true)]
+    pub progress: crate::progress::Mode,
     /// Operations the engine runs at once for up and down (default 16)
     #[arg(long, value_name = "N", env = "COMPOSE_PARALLEL_LIMIT")]
     pub parallel: Option<usize>,

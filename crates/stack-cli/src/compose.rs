@@ -15,35 +15,23 @@ use stack_api::{
 use stack_model::Project;
 
 use crate::cli::{DownArgs, ExecArgs, Global, LogsArgs, PsArgs, RunOneOff, UpArgs};
+use crate::progress::Mode;
 
 fn load(g: &Global) -> anyhow::Result<stack_loader::Loaded> {
     let opts = crate::config::options(g, &[], false, false)?;
     crate::config::load(&opts)
 }
 
-/// Runs a streamed engine call, printing its events; returns how many
-/// plan lines came.
-fn call<B: serde::Serialize>(path: &str, body: &B) -> anyhow::Result<usize> {
-    let (rt, client) = crate::engine::client()?;
-    let mut planned = 0;
-    rt.block_on(client.post_stream(path, body, |e| print_event(e, &mut planned)))?;
-    Ok(planned)
+/// Runs a streamed engine call, showing its events as `--progress` says;
+/// returns how many plan lines came.
+fn call<B: serde::Serialize>(g: &Global, path: &str, body: &B) -> anyhow::Result<usize> {
+    crate::progress::call(path, body, g.progress)
 }
 
-fn print_event(e: Event, planned: &mut usize) {
-    match e {
-        Event::Progress {
-            object,
-            name,
-            action,
-        } => eprintln!(" ✔ {object} {name}  {action}"),
-        Event::Warning { message } => eprintln!("warning: {message}"),
-        Event::Plan { line } => {
-            *planned += 1;
-            println!("{line}");
-        }
-        _ => {}
-    }
+/// One plain line per event (streams that go on: watch, the stop of an
+/// attached `up`).
+fn print_event(e: Event) {
+    crate::progress::Display::plain().event(e)
 }
 
 fn get<T: serde::de::DeserializeOwned>(path: &str) -> anyhow::Result<T> {
@@ -83,7 +71,7 @@ pub fn up(g: &Global, args: &UpArgs) -> anyhow::Result<i32> {
         wait_timeout: args.wait_timeout,
         ..base
     };
-    let planned = call(&format!("/v1/projects/{}/up", req.project.name), &req)?;
+    let planned = call(g, &format!("/v1/projects/{}/up", req.project.name), &req)?;
     if args.dry_run && planned == 0 {
         println!("nothing to do: the stack is as its file says");
     }
@@ -97,11 +85,11 @@ pub fn up(g: &Global, args: &UpArgs) -> anyhow::Result<i32> {
         watch.detach = detached;
         let path = format!("/v1/projects/{}/watch", req.project.name);
         if detached {
-            call(&path, &watch)?;
+            call(g, &path, &watch)?;
         } else {
             // Beside the output; ends with the process.
             std::thread::spawn(move || {
-                if let Err(e) = call(&path, &watch) {
+                if let Err(e) = crate::progress::call(&path, &watch, Mode::Plain) {
                     eprintln!("watch: {e:#}");
                 }
             });
@@ -225,7 +213,7 @@ fn attach(project: &Project, services: &[String], args: &UpArgs) -> anyhow::Resu
     let stop = format!("/v1/projects/{}/stop", project.name);
     let stopped = rt.block_on(async {
         tokio::select! {
-            r = client.post_stream(&stop, &req, |e| print_event(e, &mut 0)) => Some(r),
+            r = client.post_stream(&stop, &req, |e| print_event(e)) => Some(r),
             _ = tokio::signal::ctrl_c() => None,
         }
     });
@@ -234,7 +222,7 @@ fn attach(project: &Project, services: &[String], args: &UpArgs) -> anyhow::Resu
         None => {
             req.signal = Some("KILL".into());
             let kill = format!("/v1/projects/{}/kill", project.name);
-            rt.block_on(client.post_stream(&kill, &req, |e| print_event(e, &mut 0)))?;
+            rt.block_on(client.post_stream(&kill, &req, |e| print_event(e)))?;
         }
     }
     Ok(match (&args.exit_code_from, ended) {
@@ -277,7 +265,7 @@ impl LogPrinter {
             service, time, log, ..
         } = e
         else {
-            return print_event(e, &mut 0);
+            return print_event(e);
         };
         let mut out = std::io::stdout().lock();
         let mut line = String::new();
@@ -360,6 +348,7 @@ pub fn act(g: &Global, action: Action, mut req: ActionRequest) -> anyhow::Result
     req.project = load(g)?.project;
     check_services(&req.project, &req.services)?;
     call(
+        g,
         &format!("/v1/projects/{}/{}", req.project.name, action.name()),
         &req,
     )?;
@@ -469,7 +458,7 @@ pub fn down(g: &Global, args: &DownArgs) -> anyhow::Result<()> {
         timeout: args.timeout,
         parallel: g.parallel,
     };
-    call(&format!("/v1/projects/{}/down", req.project.name), &req)?;
+    call(g, &format!("/v1/projects/{}/down", req.project.name), &req)?;
     Ok(())
 }
 
@@ -664,7 +653,7 @@ pub(crate) fn load_for_up(
 pub fn watch(g: &Global, args: &crate::cli::WatchArgs) -> anyhow::Result<()> {
     if args.stop {
         let name = load(g)?.project.name;
-        return call(&format!("/v1/projects/{name}/unwatch"), &()).map(drop);
+        return call(g, &format!("/v1/projects/{name}/unwatch"), &()).map(drop);
     }
     if g.files.iter().any(|f| f.as_os_str() == "-") {
         bail!("cannot watch a stack file read from standard input");
@@ -675,9 +664,19 @@ pub fn watch(g: &Global, args: &crate::cli::WatchArgs) -> anyhow::Result<()> {
     req.services = args.services.clone();
     req.detach = args.detach;
     if !args.no_up {
-        call(&format!("/v1/projects/{}/up", req.up.project.name), &req.up)?;
+        call(
+            g,
+            &format!("/v1/projects/{}/up", req.up.project.name),
+            &req.up,
+        )?;
     }
-    call(&format!("/v1/projects/{}/watch", req.up.project.name), &req).map(drop)
+    let mode = if args.detach { g.progress } else { Mode::Plain };
+    crate::progress::call(
+        &format!("/v1/projects/{}/watch", req.up.project.name),
+        &req,
+        mode,
+    )
+    .map(drop)
 }
 
 /// `SERVICE=N` entries (`--scale`, `stack scale`).
@@ -706,7 +705,7 @@ pub fn scale(g: &Global, entries: &[String], no_deps: bool) -> anyhow::Result<()
         scale,
         ..up_request(g)?
     };
-    call(&format!("/v1/projects/{}/up", req.project.name), &req).map(drop)
+    call(g, &format!("/v1/projects/{}/up", req.project.name), &req).map(drop)
 }
 
 /// `stack events`: what happens to the project's containers, as it
@@ -811,7 +810,7 @@ pub fn run(g: &Global, args: &RunOneOff) -> anyhow::Result<i32> {
             project: project.clone(),
             ..Default::default()
         };
-        call(&format!("/v1/projects/{}/up", project.name), &req)?;
+        call(g, &format!("/v1/projects/{}/up", project.name), &req)?;
     }
     crate::reconcile::run_networks(&project, &project.services[&args.service])?;
     let name = match &args.name {
@@ -856,7 +855,7 @@ pub fn run(g: &Global, args: &RunOneOff) -> anyhow::Result<i32> {
             stop: true,
             ..Default::default()
         };
-        call(&format!("/v1/projects/{}/rm", project.name), &req)?;
+        call(g, &format!("/v1/projects/{}/rm", project.name), &req)?;
     }
     code
 }

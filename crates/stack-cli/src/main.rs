@@ -12,6 +12,7 @@ mod engine;
 mod image;
 mod lifecycle;
 mod network;
+mod progress;
 mod reconcile;
 mod registry;
 mod stats;

@@ -421,45 +421,39 @@ fn act_on(
     use crate::lifecycle as l;
     let paused = running && l::is_paused(st);
     let id = st.id.as_str();
-    let (did, event) = match action {
-        Action::Stop if running => {
-            l::stop_one(root, id, req.timeout)?;
-            ("Stopped", "stop")
-        }
-        Action::Start if !running => {
-            l::start_again(root, id)?;
-            ("Started", "start")
-        }
-        Action::Restart => {
-            l::restart_one(root, id, req.timeout)?;
-            ("Restarted", "restart")
-        }
-        Action::Kill if running => {
-            l::kill_one(root, id, req.signal.as_deref().unwrap_or("KILL"))?;
-            ("Killed", "kill")
-        }
-        Action::Pause if running && !paused => {
-            l::freeze(root, id, true)?;
-            ("Paused", "pause")
-        }
-        Action::Unpause if paused => {
-            l::freeze(root, id, false)?;
-            ("Unpaused", "unpause")
-        }
-        Action::Rm if !running || req.stop => {
+    let say = |what: &str| {
+        events.send(Event::Progress {
+            object: "Container".into(),
+            name: st.name.clone(),
+            action: what.into(),
+        })
+    };
+    let (under_way, did, event) = match action {
+        Action::Stop if running => ("Stopping", "Stopped", "stop"),
+        Action::Start if !running => ("Starting", "Started", "start"),
+        Action::Restart => ("Restarting", "Restarted", "restart"),
+        Action::Kill if running => ("Killing", "Killed", "kill"),
+        Action::Pause if running && !paused => ("Pausing", "Paused", "pause"),
+        Action::Unpause if paused => ("Unpausing", "Unpaused", "unpause"),
+        Action::Rm if !running || req.stop => ("Removing", "Removed", "destroy"),
+        _ => return Ok(None),
+    };
+    say(under_way);
+    match action {
+        Action::Stop => l::stop_one(root, id, req.timeout).map(drop)?,
+        Action::Start => l::start_again(root, id).map(drop)?,
+        Action::Restart => l::restart_one(root, id, req.timeout).map(drop)?,
+        Action::Kill => l::kill_one(root, id, req.signal.as_deref().unwrap_or("KILL")).map(drop)?,
+        Action::Pause => l::freeze(root, id, true).map(drop)?,
+        Action::Unpause => l::freeze(root, id, false).map(drop)?,
+        Action::Rm => {
             if running {
                 l::stop_one(root, id, req.timeout)?;
             }
             l::remove_one(root, id, false)?;
-            ("Removed", "destroy")
         }
-        _ => return Ok(None),
-    };
-    events.send(Event::Progress {
-        object: "Container".into(),
-        name: st.name.clone(),
-        action: did.into(),
-    });
+    }
+    say(did);
     Ok(Some(event))
 }
 

@@ -852,7 +852,14 @@ fn stats_of_the_stack() {
     );
     let d = dir.to_str().unwrap();
     let out = |args: &[&str]| e.out(&common::in_project(d, args));
-    out(&["up", "-d"]);
+    // The progress block, as on a terminal: redrawn in place, all done at the end.
+    let o = e.stack(&common::in_project(d, &["--progress", "tty", "up", "-d"]));
+    assert!(o.status.success(), "{o:?}");
+    let block = String::from_utf8_lossy(&o.stderr);
+    let last = &block[block.rfind("[+] Running").expect("a progress block")..];
+    assert!(block.contains("\x1b[2K"), "{block:?}");
+    assert!(last.starts_with("[+] Running 3/3\n"), "{last:?}");
+    assert!(last.contains("Container shop-web-1   Started"), "{last:?}");
     assert_eq!(
         sh(&e, d, "spin", "wget -q -O- http://web/").0,
         "hello from web\n"

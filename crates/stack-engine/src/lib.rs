@@ -506,15 +506,18 @@ impl<D: Driver + Send + 'static> Engine<D> {
         let driver = &self.driver;
         match op {
             Op::CreateNetwork { key, name } => {
+                progress(events, "Network", name, "Creating");
                 driver.create_network(origin.project, key, name).await?;
                 progress(events, "Network", name, "Created");
             }
             Op::RemoveNetwork { name } => {
+                progress(events, "Network", name, "Removing");
                 driver.remove_network(name).await?;
                 progress(events, "Network", name, "Removed");
             }
             Op::Remove { id, name, .. } => {
                 let c = self.current(&origin.project.name, id);
+                progress(events, "Container", name, "Removing");
                 driver.remove(id, origin.timeout).await?;
                 if let Some(c) = c {
                     self.publish(&c, "destroy", &[]);
@@ -529,6 +532,7 @@ impl<D: Driver + Send + 'static> Engine<D> {
                 ..
             } => {
                 self.dependencies(origin, service, name, events).await?;
+                progress(events, "Container", name, "Creating");
                 let c = driver
                     .run(origin, service, *number, name)
                     .await
@@ -544,6 +548,7 @@ impl<D: Driver + Send + 'static> Engine<D> {
                 name,
                 ..
             } => {
+                progress(events, "Container", name, "Creating");
                 let c = driver
                     .create(origin, service, *number, name)
                     .await
@@ -555,11 +560,13 @@ impl<D: Driver + Send + 'static> Engine<D> {
                 id, name, service, ..
             } => {
                 self.dependencies(origin, service, name, events).await?;
+                progress(events, "Container", name, "Starting");
                 driver.start(id).await?;
                 self.started(&origin.project.name, id);
                 progress(events, "Container", name, "Started");
             }
             Op::Restart { id, name, .. } => {
+                progress(events, "Container", name, "Restarting");
                 driver.restart(id, origin.timeout).await?;
                 self.started(&origin.project.name, id);
                 progress(events, "Container", name, "Restarted");

@@ -520,7 +520,15 @@ async fn dependencies_start_first_and_independent_services_together() {
     );
     assert_eq!(fake.t0.elapsed(), Duration::from_secs(4));
     assert_eq!(events.last().unwrap(), "Container shop-web-1 Started");
-    assert_eq!(events.len(), 5, "{events:?}");
+    // Each operation says when it begins and when it is done.
+    assert_eq!(events.len(), 10, "{events:?}");
+    assert_eq!(
+        events[..2],
+        [
+            "Network shop_default Creating",
+            "Network shop_default Created"
+        ]
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -610,8 +618,11 @@ services:
     assert_eq!(
         events,
         [
+            "Container shop-db-1 Removing",
             "Container shop-db-1 Removed",
+            "Container shop-db-1 Creating",
             "Container shop-db-1 Started",
+            "Container shop-api-1 Restarting",
             "Container shop-api-1 Restarted",
         ]
     );
@@ -640,6 +651,8 @@ async fn orphans_are_named_then_removed_on_request() {
     assert_eq!(
         events,
         [
+            "Container shop-api-1 Removing",
+            "Container shop-web-1 Removing",
             "Container shop-api-1 Removed",
             "Container shop-web-1 Removed"
         ]
@@ -1179,8 +1192,11 @@ async fn no_start_creates_without_waiting_and_a_later_up_starts_in_order() {
     assert_eq!(
         lines,
         [
+            "Network shop_default Creating",
             "Network shop_default Created",
+            "Container shop-db-1 Creating",
             "Container shop-db-1 Created",
+            "Container shop-api-1 Creating",
             "Container shop-api-1 Created"
         ]
     );

@@ -226,9 +226,9 @@ mod tests {
         assert_eq!(
             frame,
             "[+] Running 1/3\n \
-             ✔ Network shop_default    Created         0.1s\n \
-             ⠴ Container shop-db-1     Creating        1.5s\n \
-             ⠴ Container shop-web-1    Waiting for db  1.5s\n"
+             ✔ Network shop_default  Created         0.1s\n \
+             ⠴ Container shop-db-1   Creating        1.5s\n \
+             ⠴ Container shop-web-1  Waiting for db  1.5s\n"
         );
         // Done, then under way again (a restart): its time starts over.
         d.event(progress("Container", "shop-db-1", "Started"));

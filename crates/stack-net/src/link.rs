@@ -14,8 +14,11 @@ use std::path::{Path, PathBuf};
 use futures::TryStreamExt as _;
 use ipnet::IpNet;
 use nix::sched::{setns, unshare, CloneFlags};
+use rtnetlink::packet_route::link::{InfoData, InfoKind, InfoVeth};
 use rtnetlink::packet_route::route::{RouteAddress, RouteAttribute};
-use rtnetlink::{Handle, LinkBridge, LinkUnspec, LinkVeth, RouteMessageBuilder};
+use rtnetlink::{
+    Handle, LinkBridge, LinkMessageBuilder, LinkUnspec, LinkVeth, RouteMessageBuilder,
+};
 
 use crate::NetError;
 
@@ -187,7 +190,9 @@ impl Netlink {
         }
     }
 
-    /// A veth pair: `host` on `bridge`, up; `peer` moved into the namespace at `netns`.
+    /// A veth pair: `host` on `bridge`, up; `peer` made in the namespace at
+    /// `netns`. One request: the peer is created there rather than moved
+    /// (a move waits for an RCU grace period, some 20 ms each).
     pub async fn veth_into(
         &self,
         host: &str,
@@ -196,44 +201,24 @@ impl Netlink {
         mtu: Option<u32>,
         netns: &Path,
     ) -> Result<(), NetError> {
-        let mut v = LinkVeth::new(host, peer);
+        let b = self.must_index(bridge).await?;
+        let ns = fs::File::open(netns).map_err(|e| NetError::io(netns, e))?;
+        let mut peer_msg = LinkUnspec::new_with_name(peer).setns_by_fd(ns.as_raw_fd());
+        let mut v = LinkMessageBuilder::<LinkVeth>::new_with_info_kind(InfoKind::Veth)
+            .name(host.to_string())
+            .controller(b)
+            .up();
         if let Some(m) = mtu {
             v = v.mtu(m);
+            peer_msg = peer_msg.mtu(m);
         }
+        let v = v.set_info_data(InfoData::Veth(InfoVeth::Peer(peer_msg.build())));
         self.handle
             .link()
             .add(v.build())
             .execute()
             .await
-            .map_err(nl(format!("create veth {host}")))?;
-        let result = async {
-            let b = self.must_index(bridge).await?;
-            let h = self.must_index(host).await?;
-            let p = self.must_index(peer).await?;
-            self.handle
-                .link()
-                .set(LinkUnspec::new_with_index(h).controller(b).up().build())
-                .execute()
-                .await
-                .map_err(nl(format!("attach {host} to {bridge}")))?;
-            let ns = fs::File::open(netns).map_err(|e| NetError::io(netns, e))?;
-            self.handle
-                .link()
-                .set(
-                    LinkUnspec::new_with_index(p)
-                        .setns_by_fd(ns.as_raw_fd())
-                        .build(),
-                )
-                .execute()
-                .await
-                .map_err(nl(format!("move {peer} into the container's namespace")))
-        }
-        .await;
-        if result.is_err() {
-            // Deleting one end takes the pair.
-            let _ = self.delete(host).await;
-        }
-        result
+            .map_err(nl(format!("create veth {host} on {bridge}")))
     }
 
     /// Inside a container's namespace: `from` renamed to `to`, with its MAC,

@@ -213,7 +213,7 @@ fn attach(project: &Project, services: &[String], args: &UpArgs) -> anyhow::Resu
     let stop = format!("/v1/projects/{}/stop", project.name);
     let stopped = rt.block_on(async {
         tokio::select! {
-            r = client.post_stream(&stop, &req, |e| print_event(e)) => Some(r),
+            r = client.post_stream(&stop, &req, print_event) => Some(r),
             _ = tokio::signal::ctrl_c() => None,
         }
     });
@@ -222,7 +222,7 @@ fn attach(project: &Project, services: &[String], args: &UpArgs) -> anyhow::Resu
         None => {
             req.signal = Some("KILL".into());
             let kill = format!("/v1/projects/{}/kill", project.name);
-            rt.block_on(client.post_stream(&kill, &req, |e| print_event(e)))?;
+            rt.block_on(client.post_stream(&kill, &req, print_event))?;
         }
     }
     Ok(match (&args.exit_code_from, ended) {

@@ -117,7 +117,7 @@ impl Display {
     fn above(&mut self, line: &str) {
         if self.tty && self.drawn > 0 {
             let mut err = std::io::stderr().lock();
-            let _ = write!(err, "\x1b[{}A\x1b[J{line}\n", self.drawn);
+            let _ = writeln!(err, "\x1b[{}A\x1b[J{line}", self.drawn);
             self.drawn = 0;
             drop(err);
             self.draw();

@@ -825,7 +825,7 @@ fn create_start_timeout_and_down_rmi() {
         said.contains("image local/busybox:1") && said.contains("use"),
         "{said}"
     );
-    assert!(e.out(&["image", "ls", "-q"]).trim().len() > 0);
+    assert!(!e.out(&["image", "ls", "-q"]).trim().is_empty());
     e.out(&["container", "rm", "other"]);
     let o = run(&["down", "--rmi", "all"]);
     let said = String::from_utf8_lossy(&o.stderr);

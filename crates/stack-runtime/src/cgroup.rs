@@ -383,19 +383,15 @@ pub fn is_frozen(layout: &Layout) -> bool {
 
 /// Whether the kernel OOM-killed a process of the container.
 pub fn oom_killed(layout: &Layout) -> bool {
-    let count = |text: String| {
-        text.lines()
-            .find_map(|l| {
-                l.strip_prefix("oom_kill ")
-                    .and_then(|v| v.trim().parse::<u64>().ok())
-            })
-            .unwrap_or(0)
+    let count = |file: PathBuf| {
+        stat_value(&fs::read_to_string(file).unwrap_or_default(), "oom_kill").unwrap_or(0)
     };
     match layout {
-        Layout::V1(dirs) => dirs.iter().filter(|(c, _)| *c == "memory").any(|(_, d)| {
-            count(fs::read_to_string(d.join("memory.oom_control")).unwrap_or_default()) > 0
-        }),
-        Layout::V2(d) => count(fs::read_to_string(d.join("memory.events")).unwrap_or_default()) > 0,
+        Layout::V1(dirs) => dirs
+            .iter()
+            .filter(|(c, _)| *c == "memory")
+            .any(|(_, d)| count(d.join("memory.oom_control")) > 0),
+        Layout::V2(d) => count(d.join("memory.events")) > 0,
     }
 }
 

@@ -47,7 +47,7 @@ impl Client {
 
     /// `GET path`, its JSON answer.
     pub async fn get<T: serde::de::DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
-        let resp = self.send("GET", path, None).await?;
+        let resp = self.send("GET", path, None, false).await?;
         let bytes = body_bytes(resp).await?;
         serde_json::from_slice(&bytes).map_err(|e| ClientError::BadAnswer(e.to_string()))
     }
@@ -62,14 +62,36 @@ impl Client {
     ) -> Result<(), ClientError> {
         let json =
             serde_json::to_vec(request).map_err(|e| ClientError::BadAnswer(e.to_string()))?;
-        let resp = self.send("POST", path, Some(json)).await?;
+        let resp = self.send("POST", path, Some(json), false).await?;
         read_events(resp, on).await
     }
 
     /// `GET path` whose answer is a stream of events (logs).
     pub async fn get_stream(&self, path: &str, on: impl FnMut(Event)) -> Result<(), ClientError> {
-        let resp = self.send("GET", path, None).await?;
+        let resp = self.send("GET", path, None, false).await?;
         read_events(resp, on).await
+    }
+
+    /// `POST path` with a JSON body, upgraded to a session (`exec`): the
+    /// connection, to read and write frames on (`crate::session`).
+    pub async fn session<B: serde::Serialize>(
+        &self,
+        path: &str,
+        request: &B,
+    ) -> Result<TokioIo<hyper::upgrade::Upgraded>, ClientError> {
+        let json =
+            serde_json::to_vec(request).map_err(|e| ClientError::BadAnswer(e.to_string()))?;
+        let resp = self.send("POST", path, Some(json), true).await?;
+        if resp.status() != hyper::StatusCode::SWITCHING_PROTOCOLS {
+            return Err(ClientError::BadAnswer(format!(
+                "{} instead of a session",
+                resp.status()
+            )));
+        }
+        let io = hyper::upgrade::on(resp)
+            .await
+            .map_err(|e| ClientError::Transport(e.to_string()))?;
+        Ok(TokioIo::new(io))
     }
 
     async fn send(
@@ -77,6 +99,7 @@ impl Client {
         method: &str,
         path: &str,
         body: Option<Vec<u8>>,
+        upgrade: bool,
     ) -> Result<Response<Incoming>, ClientError> {
         let stream = tokio::net::UnixStream::connect(&self.socket)
             .await
@@ -87,19 +110,25 @@ impl Client {
         let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
             .await
             .map_err(|e| ClientError::Transport(e.to_string()))?;
-        tokio::spawn(conn);
-        let req = hyper::Request::builder()
+        tokio::spawn(conn.with_upgrades());
+        let mut req = hyper::Request::builder()
             .method(method)
             .uri(path)
             .header("host", "stack")
-            .header("content-type", "application/json")
+            .header("content-type", "application/json");
+        if upgrade {
+            req = req
+                .header("connection", "upgrade")
+                .header("upgrade", crate::session::UPGRADE);
+        }
+        let req = req
             .body(Full::new(Bytes::from(body.unwrap_or_default())))
             .map_err(|e| ClientError::Transport(e.to_string()))?;
         let resp = sender
             .send_request(req)
             .await
             .map_err(|e| ClientError::Transport(e.to_string()))?;
-        if resp.status().is_success() {
+        if resp.status().is_success() || resp.status() == hyper::StatusCode::SWITCHING_PROTOCOLS {
             return Ok(resp);
         }
         let status = resp.status().as_u16();

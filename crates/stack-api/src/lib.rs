@@ -7,14 +7,18 @@
 //! an [`Engine`], and the typed [`Client`].
 //!
 //! Long operations (`up`, `down`) answer with a stream of [`Event`]s, one
-//! JSON object per line, ending with `done` or `error`.
+//! JSON object per line, ending with `done` or `error`. `exec` upgrades its
+//! connection to a [`session`]: the process's input, output, terminal size,
+//! signals and exit code, framed, both ways.
 
 mod client;
 mod server;
+pub mod session;
 mod types;
 
 pub use client::{Client, ClientError};
 pub use server::{bind, serve, Engine, Events};
+pub use session::{Control, Session};
 pub use types::*;
 
 /// Bumped when a request or response changes incompatibly.
@@ -34,6 +38,9 @@ pub enum Route {
     Events { project: String },
     Watch { project: String },
     Unwatch { project: String },
+    Exec { project: String },
+    Top { project: String },
+    Stats { project: String },
 }
 
 /// Every route the server answers: method and path template.
@@ -55,6 +62,9 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/v1/projects/{project}/events"),
     ("POST", "/v1/projects/{project}/watch"),
     ("POST", "/v1/projects/{project}/unwatch"),
+    ("POST", "/v1/projects/{project}/exec"),
+    ("GET", "/v1/projects/{project}/top"),
+    ("GET", "/v1/projects/{project}/stats"),
 ];
 
 /// Why a request has no route.
@@ -81,6 +91,9 @@ pub fn route(method: &str, path: &str) -> Result<Route, NoRoute> {
                 "events" => ("GET", Route::Events { project }),
                 "watch" => ("POST", Route::Watch { project }),
                 "unwatch" => ("POST", Route::Unwatch { project }),
+                "exec" => ("POST", Route::Exec { project }),
+                "top" => ("GET", Route::Top { project }),
+                "stats" => ("GET", Route::Stats { project }),
                 other => match Action::ALL.into_iter().find(|a| a.name() == other) {
                     Some(action) => ("POST", Route::Action { project, action }),
                     None => return Err(NoRoute::NotFound),

@@ -20,7 +20,8 @@ use hyper_util::rt::TokioIo;
 
 use crate::{
     route, Action, ActionRequest, ApiError, ContainerSummary, DownRequest, ErrorBody, Event,
-    LogsQuery, NoRoute, ProjectSummary, Route, UpRequest, Version, WatchRequest,
+    ExecRequest, LogsQuery, NoRoute, ProjectSummary, Route, Session, Stats, Top, UpRequest,
+    Version, WatchRequest,
 };
 
 /// What the engine does for the API. Calls may block.
@@ -46,6 +47,13 @@ pub trait Engine: Send + Sync + 'static {
     fn watch(&self, req: WatchRequest, events: &Events) -> Result<(), ApiError>;
     /// Stops watching the project.
     fn unwatch(&self, project: &str, events: &Events) -> Result<(), ApiError>;
+    /// Starts a command in a running replica; the server relays its streams.
+    fn exec(&self, project: &str, req: ExecRequest) -> Result<Session, ApiError>;
+    /// The processes of the project's running containers (of `services`, or all).
+    fn top(&self, project: &str, services: &[String]) -> Result<Vec<Top>, ApiError>;
+    /// One reading of what the project's containers use (with `all`, also
+    /// those not running).
+    fn stats(&self, project: &str, services: &[String], all: bool) -> Result<Vec<Stats>, ApiError>;
 }
 
 /// Where an engine call reports progress; the client reads it line by line.
@@ -122,6 +130,7 @@ pub async fn serve<E: Engine>(
             });
             let _ = hyper::server::conn::http1::Builder::new()
                 .serve_connection(TokioIo::new(stream), service)
+                .with_upgrades()
                 .await;
         });
     }
@@ -142,6 +151,11 @@ async fn handle<E: Engine>(engine: Arc<E>, req: Request<Incoming>) -> Response<B
         }
     };
     let all = query_flag(req.uri().query(), "all");
+    let services = || -> Vec<String> {
+        query_values(req.uri().query(), "service")
+            .map(str::to_string)
+            .collect()
+    };
     match route {
         Route::Ping => text(StatusCode::OK, "OK"),
         Route::Version => json(StatusCode::OK, &engine.version()),
@@ -167,6 +181,15 @@ async fn handle<E: Engine>(engine: Arc<E>, req: Request<Incoming>) -> Response<B
             Err(e) => api_error(e),
         },
         Route::Unwatch { project } => stream(move |events| engine.unwatch(&project, events)),
+        Route::Top { project } => {
+            let services = services();
+            answer(blocking(move || engine.top(&project, &services)).await)
+        }
+        Route::Stats { project } => {
+            let services = services();
+            answer(blocking(move || engine.stats(&project, &services, all)).await)
+        }
+        Route::Exec { project } => exec(engine, project, req).await,
         Route::Logs { project } => match LogsQuery::parse(req.uri().query()) {
             Ok(q) => stream(move |events| engine.logs(&project, q, events)),
             Err(e) => api_error(e),
@@ -195,19 +218,71 @@ pub(crate) fn query_values<'a>(
         })
 }
 
+/// `exec`: the process is started before the answer, so a failure is a
+/// plain error; then `101 Switching Protocols` and the session's frames.
+async fn exec<E: Engine>(
+    engine: Arc<E>,
+    project: String,
+    mut req: Request<Incoming>,
+) -> Response<Body> {
+    let wants = |name: &str, value: &str| {
+        req.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.to_ascii_lowercase().contains(value))
+    };
+    if !wants("connection", "upgrade") || !wants("upgrade", crate::session::UPGRADE) {
+        return error(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "exec needs its connection upgraded (Connection: Upgrade, Upgrade: {})",
+                crate::session::UPGRADE
+            ),
+        );
+    }
+    let upgrade = hyper::upgrade::on(&mut req);
+    let request: ExecRequest = match json_body(req.into_body()).await {
+        Ok(r) => r,
+        Err(e) => return api_error(e),
+    };
+    let session = match blocking(move || engine.exec(&project, request)).await {
+        Ok(s) => s,
+        Err(e) => return api_error(e),
+    };
+    tokio::spawn(async move {
+        match upgrade.await {
+            Ok(io) => crate::session::relay(TokioIo::new(io), session).await,
+            // The client went before the upgrade: nobody to relay to;
+            // the process runs on with its input closed.
+            Err(_) => drop(session),
+        }
+    });
+    Response::builder()
+        .status(StatusCode::SWITCHING_PROTOCOLS)
+        .header("connection", "upgrade")
+        .header("upgrade", crate::session::UPGRADE)
+        .body(Full::new(Bytes::new()).boxed())
+        .expect("a valid response")
+}
+
+/// A request's JSON body.
+async fn json_body<T: serde::de::DeserializeOwned>(body: Incoming) -> Result<T, ApiError> {
+    let bytes = Limited::new(body, MAX_BODY)
+        .collect()
+        .await
+        .map_err(|e| ApiError::bad_request(format!("cannot read the request body: {e}")))?
+        .to_bytes();
+    serde_json::from_slice(&bytes)
+        .map_err(|e| ApiError::bad_request(format!("invalid request body: {e}")))
+}
+
 /// The project-carrying JSON body of a request, whose project must be the
 /// one its path names.
 async fn body<T: serde::de::DeserializeOwned + HasProject>(
     req: Request<Incoming>,
     project: &str,
 ) -> Result<T, ApiError> {
-    let bytes = Limited::new(req.into_body(), MAX_BODY)
-        .collect()
-        .await
-        .map_err(|e| ApiError::bad_request(format!("cannot read the request body: {e}")))?
-        .to_bytes();
-    let value: T = serde_json::from_slice(&bytes)
-        .map_err(|e| ApiError::bad_request(format!("invalid request body: {e}")))?;
+    let value: T = json_body(req.into_body()).await?;
     let named = value.project_name();
     if named != project {
         return Err(ApiError::bad_request(format!(

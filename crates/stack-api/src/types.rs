@@ -467,3 +467,77 @@ mod tests {
         assert_eq!(back, req);
     }
 }
+
+/// `POST /v1/projects/{project}/exec`: a command in a running replica of a
+/// service. The answer upgrades the connection to a session
+/// (`crate::session`).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ExecRequest {
+    pub service: String,
+    /// The replica's number (`--index`, 1 by default).
+    pub index: u32,
+    pub command: Vec<String>,
+    /// `KEY=VALUE`, added to the container's environment.
+    #[serde(default)]
+    pub env: Vec<String>,
+    pub user: Option<String>,
+    pub workdir: Option<String>,
+    /// A pseudo-terminal (the client's is raw meanwhile).
+    #[serde(default)]
+    pub tty: bool,
+    /// The client's input reaches the command.
+    #[serde(default)]
+    pub interactive: bool,
+    /// Started and left running: the session ends at once, exit code 0.
+    #[serde(default)]
+    pub detach: bool,
+}
+
+/// `GET /v1/projects/{project}/top`: a running container's processes.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Top {
+    /// The container's name.
+    pub name: String,
+    pub processes: Vec<TopProcess>,
+}
+
+/// One process, as `ps -ef` shows it (start times in UTC).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TopProcess {
+    pub uid: String,
+    pub pid: i32,
+    pub ppid: i32,
+    /// CPU use over its life, percent.
+    pub c: u32,
+    /// When it started: `HH:MM` today, `MonDD` before.
+    pub stime: String,
+    /// `pts/0`, or `?` without a terminal.
+    pub tty: String,
+    /// CPU time, `HH:MM:SS`.
+    pub time: String,
+    pub cmd: String,
+}
+
+/// `GET /v1/projects/{project}/stats`: one reading of a container's use.
+/// Rates (CPU %) come from two readings.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Stats {
+    pub id: String,
+    pub name: String,
+    /// Nothing was read (not running): every figure is zero.
+    pub running: bool,
+    /// When it was read, nanoseconds since the Unix epoch.
+    pub read_nanos: u64,
+    /// CPU time used, nanoseconds.
+    pub cpu_nanos: u64,
+    /// Memory used, less reclaimable page cache (as Docker counts it).
+    pub memory: u64,
+    /// Its memory limit, or the host's memory when lower or unlimited.
+    pub memory_limit: u64,
+    /// Bytes received and sent on its interfaces (loopback left out).
+    pub net_rx: u64,
+    pub net_tx: u64,
+    pub block_read: u64,
+    pub block_write: u64,
+    pub pids: u64,
+}

@@ -14,6 +14,32 @@ use stack_api::*;
 struct Fake {
     ups: Mutex<Vec<UpRequest>>,
     followers_gone: Mutex<u32>,
+    /// What exec sessions were told: resizes and signals.
+    told: Arc<Mutex<Vec<String>>>,
+}
+
+/// The fake's exec: a `cat` (input comes back as output) that ends on a
+/// signal, with 128 + its number.
+struct Cat {
+    told: Arc<Mutex<Vec<String>>>,
+    signal: Mutex<std::sync::mpsc::Receiver<i32>>,
+    send: Mutex<std::sync::mpsc::Sender<i32>>,
+}
+
+impl Control for Cat {
+    fn resize(&self, rows: u16, cols: u16) {
+        self.told
+            .lock()
+            .unwrap()
+            .push(format!("resize {rows}x{cols}"));
+    }
+    fn signal(&self, signal: i32) {
+        self.told.lock().unwrap().push(format!("signal {signal}"));
+        let _ = self.send.lock().unwrap().send(signal);
+    }
+    fn wait(&self) -> i32 {
+        128 + self.signal.lock().unwrap().recv().unwrap_or(0)
+    }
 }
 
 impl Engine for Fake {
@@ -142,6 +168,63 @@ impl Engine for Fake {
             attributes: BTreeMap::new(),
         }));
         Ok(())
+    }
+
+    fn exec(&self, _project: &str, req: ExecRequest) -> Result<Session, ApiError> {
+        self.exec_session(req)
+    }
+
+    fn top(&self, project: &str, services: &[String]) -> Result<Vec<Top>, ApiError> {
+        Ok(vec![Top {
+            name: format!("{project}-{}-1", services.first().map_or("web", |s| s)),
+            processes: vec![TopProcess {
+                uid: "root".into(),
+                pid: 42,
+                ppid: 41,
+                c: 0,
+                stime: "10:00".into(),
+                tty: "?".into(),
+                time: "00:00:01".into(),
+                cmd: "httpd -f".into(),
+            }],
+        }])
+    }
+
+    fn stats(
+        &self,
+        project: &str,
+        _services: &[String],
+        all: bool,
+    ) -> Result<Vec<Stats>, ApiError> {
+        Ok(vec![Stats {
+            id: "abc".into(),
+            name: format!("{project}-web-1"),
+            running: !all,
+            ..Stats::default()
+        }])
+    }
+}
+
+impl Fake {
+    fn exec_session(&self, req: ExecRequest) -> Result<Session, ApiError> {
+        if req.service != "web" {
+            return Err(ApiError {
+                status: 409,
+                message: format!("service `{}` is not running", req.service),
+            });
+        }
+        let (r, w) = std::io::pipe().unwrap();
+        let (send, signal) = std::sync::mpsc::channel();
+        Ok(Session {
+            stdin: Some(Box::new(w)),
+            stdout: Some(Box::new(r)),
+            stderr: None,
+            control: Box::new(Cat {
+                told: self.told.clone(),
+                signal: Mutex::new(signal),
+                send: Mutex::new(send),
+            }),
+        })
     }
 }
 
@@ -514,6 +597,13 @@ fn bad_requests_get_clear_answers() {
             "since: `yesterday` is not an RFC 3339 UTC time",
         ),
     ];
+    let cases = cases.into_iter().chain([(
+        "POST",
+        "/v1/projects/shop/exec",
+        r#"{"service":"web","index":1,"command":["sh"]}"#,
+        400,
+        "exec needs its connection upgraded (Connection: Upgrade, Upgrade: stack-session)",
+    )]);
     for (method, path, body, want, says) in cases {
         let (status, answer) = s.raw(method, path, body);
         assert_eq!(status, want, "{method} {path} {body}: {answer}");
@@ -555,4 +645,62 @@ fn only_its_owner_may_connect() {
     let s = Server::start("perm");
     let mode = std::fs::metadata(&s.socket).unwrap().permissions().mode();
     assert_eq!(mode & 0o777, 0o600);
+}
+
+/// `exec`: the connection upgrades to a session; input comes back as the
+/// fake's output, sizes and signals reach the process, the exit code ends
+/// it. A process that cannot start is a plain error, no upgrade.
+#[test]
+fn exec_relays_a_session_over_the_upgraded_connection() {
+    use stack_api::session::{frame, parse_i32, read_frame, size_payload, Kind};
+    use tokio::io::AsyncWriteExt as _;
+    let s = Server::start("exec");
+    let c = s.client();
+    let req = |service: &str| ExecRequest {
+        service: service.into(),
+        index: 1,
+        command: vec!["cat".into()],
+        interactive: true,
+        ..ExecRequest::default()
+    };
+    let (out, code) = s.rt.block_on(async {
+        let io = c
+            .session("/v1/projects/shop/exec", &req("web"))
+            .await
+            .unwrap();
+        let (mut rd, mut wr) = tokio::io::split(io);
+        wr.write_all(&frame(Kind::Resize, &size_payload(33, 101)))
+            .await
+            .unwrap();
+        wr.write_all(&frame(Kind::Stdin, b"hello ")).await.unwrap();
+        wr.write_all(&frame(Kind::Stdin, b"there")).await.unwrap();
+        wr.write_all(&frame(Kind::StdinEnd, &[])).await.unwrap();
+        let mut out = Vec::new();
+        while out.len() < 11 {
+            let (kind, data) = read_frame(&mut rd).await.unwrap().unwrap();
+            assert_eq!(kind, Kind::Stdout);
+            out.extend(data);
+        }
+        wr.write_all(&frame(Kind::Signal, &15i32.to_be_bytes()))
+            .await
+            .unwrap();
+        let (kind, data) = read_frame(&mut rd).await.unwrap().unwrap();
+        assert_eq!(kind, Kind::Exit);
+        // The exit code is the last frame: the engine closes then.
+        assert_eq!(read_frame(&mut rd).await.unwrap(), None);
+        (String::from_utf8(out).unwrap(), parse_i32(&data).unwrap())
+    });
+    assert_eq!((out.as_str(), code), ("hello there", 143));
+    assert_eq!(
+        *s.engine.told.lock().unwrap(),
+        ["resize 33x101", "signal 15"]
+    );
+    let refused =
+        s.rt.block_on(c.session("/v1/projects/shop/exec", &req("db")))
+            .err()
+            .unwrap();
+    assert!(
+        matches!(&refused, ClientError::Api { status: 409, message } if message.contains("`db` is not running")),
+        "{refused:?}"
+    );
 }

@@ -413,40 +413,61 @@ pub fn cp(g: &Global, args: &crate::cli::CpArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `stack stats`: the project's containers (followed as they come and go).
+/// The engine's path for `op` on the project, with `?service=` for each
+/// of `services` (and `extra` query parts).
+fn query_path(project: &str, op: &str, services: &[String], extra: &[&str]) -> String {
+    let parts: Vec<String> = services
+        .iter()
+        .map(|s| format!("service={s}"))
+        .chain(extra.iter().map(|e| e.to_string()))
+        .collect();
+    format!("/v1/projects/{project}/{op}?{}", parts.join("&"))
+}
+
+/// `stack stats`: the project's containers (followed as they come and go),
+/// read by the engine at each refresh.
 pub fn stats(
     g: &Global,
     args: &crate::stats::StatsArgs,
     services: &[String],
 ) -> anyhow::Result<()> {
     let project = load(g)?.project;
-    let root = crate::container::stack_root();
-    crate::stats::show(args, || {
-        Ok(existing(&project, args.all, services)?
-            .iter()
-            .filter_map(|c| crate::lifecycle::find(&root, &c.id).ok())
-            .map(|(_, st)| st)
-            .collect())
-    })
+    check_services(&project, services)?;
+    let path = query_path(
+        &project.name,
+        "stats",
+        services,
+        if args.all { &["all=1"] } else { &[] },
+    );
+    let (rt, client) = crate::engine::client()?;
+    crate::stats::show(args, || Ok(rt.block_on(client.get(&path))?))
 }
 
-/// `stack exec SERVICE COMMAND…`: joins the replica's namespaces from here
-/// (the engine says which container it is).
+/// `stack exec SERVICE COMMAND…`: run by the engine in the replica; our
+/// terminal (or pipes), its size and our signals relayed to it.
 pub fn exec(g: &Global, args: &ExecArgs) -> anyhow::Result<i32> {
     let project = load(g)?.project;
-    let c = replica(&project, &args.service, args.index)?;
+    check_services(&project, std::slice::from_ref(&args.service))?;
     let p = &args.process;
-    crate::lifecycle::exec(
-        &crate::container::stack_root(),
-        &c.id,
-        &args.command,
-        &p.env,
-        &p.workdir,
-        &p.user,
-        !args.detach && !p.no_tty && std::io::stdin().is_terminal(),
-        !args.detach,
-        args.detach,
-    )
+    let tty = !args.detach && !p.no_tty && std::io::stdin().is_terminal();
+    let req = stack_api::ExecRequest {
+        service: args.service.clone(),
+        index: args.index,
+        command: args.command.clone(),
+        env: p.env.clone(),
+        user: p.user.clone(),
+        workdir: p.workdir.clone(),
+        tty,
+        interactive: !args.detach,
+        detach: args.detach,
+    };
+    let (rt, client) = crate::engine::client()?;
+    rt.block_on(async {
+        let io = client
+            .session(&format!("/v1/projects/{}/exec", project.name), &req)
+            .await?;
+        crate::exec::attach(io, tty, !args.detach).await
+    })
 }
 
 pub fn down(g: &Global, args: &DownArgs) -> anyhow::Result<()> {
@@ -539,12 +560,14 @@ pub fn ps(g: &Global, args: &PsArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `stack top`: each running container's processes.
+/// `stack top`: each running container's processes, as the engine reads them.
 pub fn top(g: &Global, services: &[String]) -> anyhow::Result<()> {
     let project = load(g)?.project;
-    for c in existing(&project, false, services)? {
-        println!("{}", c.name);
-        crate::lifecycle::top(&crate::container::stack_root(), &c.id)?;
+    check_services(&project, services)?;
+    let tops: Vec<stack_api::Top> = get(&query_path(&project.name, "top", services, &[]))?;
+    for t in tops {
+        println!("{}", t.name);
+        crate::lifecycle::print_top(&t.processes);
         println!();
     }
     Ok(())

@@ -300,12 +300,14 @@ pub fn run(cmd: &ContainerCommand) -> anyhow::Result<i32> {
         } => crate::lifecycle::exec(
             &root,
             container,
-            command,
-            env,
-            workdir,
-            user,
-            *tty,
-            *interactive,
+            &stack_runtime::Process {
+                args: command.clone(),
+                env: env.clone(),
+                cwd: workdir.clone(),
+                user: user.clone(),
+                tty: *tty,
+                interactive: *interactive,
+            },
             *detach,
         ),
         ContainerCommand::Top { container } => crate::lifecycle::top(&root, container).map(|()| 0),
@@ -313,17 +315,19 @@ pub fn run(cmd: &ContainerCommand) -> anyhow::Result<i32> {
             crate::lifecycle::port(&root, container, port.as_deref()).map(|()| 0)
         }
         ContainerCommand::Stats { args, containers } => crate::stats::show(args, || {
-            if containers.is_empty() {
-                return Ok(crate::lifecycle::every(&root)
+            let states: Vec<stack_runtime::State> = if containers.is_empty() {
+                crate::lifecycle::every(&root)
                     .into_iter()
                     .filter(|(_, running)| args.all || *running)
                     .map(|(st, _)| st)
-                    .collect());
-            }
-            containers
-                .iter()
-                .map(|c| crate::lifecycle::find(&root, c).map(|(_, st)| st))
-                .collect()
+                    .collect()
+            } else {
+                containers
+                    .iter()
+                    .map(|c| crate::lifecycle::find(&root, c).map(|(_, st)| st))
+                    .collect::<anyhow::Result<_>>()?
+            };
+            Ok(states.iter().map(crate::stats::read).collect())
         })
         .map(|()| 0),
         ContainerCommand::Pause { container } => {

@@ -13,8 +13,8 @@ use std::time::Duration;
 
 use anyhow::{bail, Context as _};
 use stack_api::{
-    Action, ActionRequest, ApiError, ContainerSummary, DownRequest, Events, LogsQuery,
-    ProjectSummary, UpRequest, WatchRequest,
+    Action, ActionRequest, ApiError, ContainerSummary, DownRequest, Events, ExecRequest, LogsQuery,
+    ProjectSummary, Session, Stats, Top, UpRequest, WatchRequest,
 };
 
 use crate::container::stack_root;
@@ -262,6 +262,24 @@ impl stack_api::Engine for Real {
     /// Not exclusive: following logs lasts.
     fn logs(&self, project: &str, q: LogsQuery, events: &Events) -> Result<(), ApiError> {
         crate::reconcile::logs(project, &q, events).map_err(internal)
+    }
+
+    fn exec(&self, project: &str, req: ExecRequest) -> Result<Session, ApiError> {
+        crate::exec::start(project, &req)
+    }
+
+    fn top(&self, project: &str, services: &[String]) -> Result<Vec<Top>, ApiError> {
+        Ok(crate::exec::of_services(project, services, false)
+            .iter()
+            .map(crate::lifecycle::top_of)
+            .collect())
+    }
+
+    fn stats(&self, project: &str, services: &[String], all: bool) -> Result<Vec<Stats>, ApiError> {
+        Ok(crate::exec::of_services(project, services, all)
+            .iter()
+            .map(crate::stats::read)
+            .collect())
     }
 }
 

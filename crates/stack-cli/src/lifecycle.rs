@@ -430,66 +430,37 @@ pub fn remove_one(root: &Path, key: &str, force: bool) -> anyhow::Result<String>
     Ok(st.name)
 }
 
-#[allow(clippy::too_many_arguments)]
+/// `container exec`: `p` in the running container `key`, from here (the
+/// CLI joins its namespaces); with `detach`, left running on its own.
 pub fn exec(
     root: &Path,
     key: &str,
-    command: &[String],
-    env: &[String],
-    workdir: &Option<String>,
-    user: &Option<String>,
-    tty: bool,
-    interactive: bool,
+    p: &stack_runtime::Process,
     detach: bool,
 ) -> anyhow::Result<i32> {
+    let st = running_state(root, key)?;
+    if detach {
+        stack_runtime::exec_detached(&st, p)?;
+        return Ok(0);
+    }
+    stack_runtime::ignore_terminal_interrupts()?;
+    Ok(stack_runtime::exec(&st, p)?)
+}
+
+/// The state of `key`, which must be running.
+pub fn running_state(root: &Path, key: &str) -> anyhow::Result<State> {
     let (_, st) = find(root, key)?;
     if !running(&st) {
         bail!("container `{}` is not running", st.name);
     }
-    if detach {
-        // Another of us runs it, in its own process group, with no
-        // terminal or pipes of ours; nobody waits for it.
-        let mut c = std::process::Command::new(std::env::current_exe()?);
-        c.args(["container", "exec"]);
-        for e in env {
-            c.args(["-e", e]);
-        }
-        if let Some(u) = user {
-            c.args(["-u", u]);
-        }
-        if let Some(w) = workdir {
-            c.args(["-w", w]);
-        }
-        c.arg(&st.id)
-            .args(command)
-            .env("STACK_ROOT", root)
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null());
-        std::os::unix::process::CommandExt::process_group(&mut c, 0);
-        c.spawn().context("cannot start the detached exec")?;
-        return Ok(0);
-    }
-    stack_runtime::ignore_terminal_interrupts()?;
-    Ok(stack_runtime::exec(
-        &st,
-        command.to_vec(),
-        env.to_vec(),
-        workdir.clone(),
-        user.clone(),
-        tty,
-        interactive,
-    )?)
+    Ok(st)
 }
 
 fn running_layout(
     root: &Path,
     key: &str,
 ) -> anyhow::Result<(State, stack_runtime::cgroup::Layout)> {
-    let (_, st) = find(root, key)?;
-    if !running(&st) {
-        bail!("container `{}` is not running", st.name);
-    }
+    let st = running_state(root, key)?;
     let layout = stack_runtime::cgroup::layout(&st.id)?;
     Ok((st, layout))
 }
@@ -529,25 +500,145 @@ pub fn port(root: &Path, key: &str, which: Option<&str>) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `container top NAME`.
 pub fn top(root: &Path, key: &str) -> anyhow::Result<()> {
-    let (_, layout) = running_layout(root, key)?;
-    println!("{:<8} {:<6} CMD", "PID", "UID");
-    for pid in stack_runtime::cgroup::procs(&layout) {
-        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-        let uid = status
-            .lines()
-            .find_map(|l| l.strip_prefix("Uid:"))
-            .and_then(|v| v.split_whitespace().next())
-            .unwrap_or("?")
-            .to_string();
-        let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-        let cmd = String::from_utf8_lossy(&cmd)
-            .replace('\0', " ")
-            .trim()
-            .to_string();
-        println!("{pid:<8} {uid:<6} {cmd}");
-    }
+    print_top(&top_of(&running_state(root, key)?).processes);
     Ok(())
+}
+
+/// A container's processes as `docker top` prints them.
+pub fn print_top(processes: &[stack_api::TopProcess]) {
+    println!(
+        "{:<10} {:<8} {:<8} {:<3} {:<6} {:<7} {:<9} CMD",
+        "UID", "PID", "PPID", "C", "STIME", "TTY", "TIME"
+    );
+    for p in processes {
+        println!(
+            "{:<10} {:<8} {:<8} {:<3} {:<6} {:<7} {:<9} {}",
+            p.uid, p.pid, p.ppid, p.c, p.stime, p.tty, p.time, p.cmd
+        );
+    }
+}
+
+/// The processes of a running container (its cgroup's), as `ps -ef` reads
+/// them from the host's /proc.
+pub fn top_of(st: &State) -> stack_api::Top {
+    let pids = stack_runtime::cgroup::layout(&st.id)
+        .map(|l| stack_runtime::cgroup::procs(&l))
+        .unwrap_or_default();
+    let users = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
+    let clock = Clock::now();
+    let processes = pids
+        .into_iter()
+        .filter_map(|pid| {
+            let read = |f: &str| std::fs::read(format!("/proc/{pid}/{f}")).ok();
+            ps_row(
+                &String::from_utf8_lossy(&read("stat")?),
+                &String::from_utf8_lossy(&read("status")?),
+                &read("cmdline").unwrap_or_default(),
+                &users,
+                &clock,
+            )
+        })
+        .collect();
+    stack_api::Top {
+        name: st.name.clone(),
+        processes,
+    }
+}
+
+/// What turns /proc's clock ticks into times.
+struct Clock {
+    ticks: u64,
+    /// The host's boot, and now: seconds since the epoch.
+    boot: u64,
+    now: u64,
+}
+
+impl Clock {
+    fn now() -> Clock {
+        let ticks = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
+            .ok()
+            .flatten()
+            .map_or(100, |t| t as u64);
+        let boot = std::fs::read_to_string("/proc/stat")
+            .unwrap_or_default()
+            .lines()
+            .find_map(|l| l.strip_prefix("btime ")?.trim().parse().ok())
+            .unwrap_or(0);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        Clock { ticks, boot, now }
+    }
+}
+
+/// One `ps -ef` row from a process's `stat`, `status` and `cmdline`.
+fn ps_row(
+    stat: &str,
+    status: &str,
+    cmdline: &[u8],
+    passwd: &str,
+    clock: &Clock,
+) -> Option<stack_api::TopProcess> {
+    // After the command name (which may hold spaces and parentheses).
+    let (head, rest) = stat.rsplit_once(')')?;
+    let comm = head.split_once('(')?.1;
+    let pid: i32 = head.split_whitespace().next()?.parse().ok()?;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let num = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok());
+    let (ppid, tty_nr) = (num(1)?, num(4)?);
+    let cpu_ticks = num(11)? + num(12)?;
+    let started = clock.boot + num(19)? / clock.ticks;
+    let uid = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))
+        .and_then(|v| v.split_whitespace().next())
+        .unwrap_or("?");
+    let user = passwd
+        .lines()
+        .find(|l| l.split(':').nth(2) == Some(uid))
+        .and_then(|l| l.split(':').next())
+        .unwrap_or(uid);
+    let cpu_secs = cpu_ticks / clock.ticks;
+    let alive = clock.now.saturating_sub(started).max(1);
+    let time = stack_runtime::state::rfc3339(started as i64, 0);
+    let stime = if clock.now.saturating_sub(started) < 86_400 {
+        time[11..16].to_string()
+    } else {
+        let month = time[5..7].parse::<usize>().unwrap_or(1);
+        let names = "JanFebMarAprMayJunJulAugSepOctNovDec";
+        format!("{}{}", &names[(month - 1) * 3..month * 3], &time[8..10])
+    };
+    let (major, minor) = (
+        (tty_nr >> 8) & 0xfff,
+        (tty_nr & 0xff) | ((tty_nr >> 12) & 0xfff00),
+    );
+    let tty = match major {
+        0 => "?".to_string(),
+        136..=143 => format!("pts/{}", (major - 136) * 256 + minor),
+        _ => format!("tty{minor}"),
+    };
+    let args = String::from_utf8_lossy(cmdline).replace('\0', " ");
+    let cmd = match args.trim() {
+        "" => format!("[{comm}]"),
+        a => a.to_string(),
+    };
+    Some(stack_api::TopProcess {
+        uid: user.to_string(),
+        pid,
+        ppid: ppid as i32,
+        c: (cpu_ticks * 100 / clock.ticks / alive) as u32,
+        stime,
+        tty,
+        time: format!(
+            "{:02}:{:02}:{:02}",
+            cpu_secs / 3600,
+            cpu_secs % 3600 / 60,
+            cpu_secs % 60
+        ),
+        cmd,
+    })
 }
 
 pub fn pause(root: &Path, key: &str, frozen: bool) -> anyhow::Result<()> {
@@ -569,4 +660,54 @@ pub fn running_pid(root: &Path, key: &str) -> anyhow::Result<i32> {
         bail!("container `{}` is not running", st.name);
     }
     Ok(st.pid)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ps_rows_as_ps_ef_prints_them() {
+        let stat = |tty: u32| {
+            format!("1234 (my (odd) prog) S 1200 1234 1234 {tty} -1 4194560 100 0 0 0 250 50 0 0 20 0 1 0 1000 0")
+        };
+        let status = "Name:\tx\nUid:\t1000\t1000\t1000\t1000\n";
+        let passwd = "root:x:0:0::/root:/bin/sh\napp:x:1000:1000::/:/bin/sh\n";
+        let boot = 1_700_000_000;
+        let clock = Clock {
+            ticks: 100,
+            boot,
+            now: boot + 110,
+        };
+        let row = ps_row(&stat(34816), status, b"sleep\x003600\x00", passwd, &clock).unwrap();
+        assert_eq!(
+            row,
+            stack_api::TopProcess {
+                uid: "app".into(),
+                pid: 1234,
+                ppid: 1200,
+                c: 3,
+                stime: "22:13".into(),
+                tty: "pts/0".into(),
+                time: "00:00:03".into(),
+                cmd: "sleep 3600".into(),
+            }
+        );
+        // No terminal, no command line, started days ago, an unknown uid.
+        let old = Clock {
+            now: boot + 3 * 86_400,
+            ..clock
+        };
+        let row = ps_row(&stat(0), "Uid:\t42\t42\t42\t42\n", b"", passwd, &old).unwrap();
+        assert_eq!(
+            (
+                row.tty.as_str(),
+                row.cmd.as_str(),
+                row.stime.as_str(),
+                row.uid.as_str()
+            ),
+            ("?", "[my (odd) prog]", "Nov14", "42")
+        );
+        assert_eq!(ps_row("garbage", status, b"", passwd, &clock), None);
+    }
 }

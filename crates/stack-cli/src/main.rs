@@ -9,6 +9,7 @@ mod config;
 mod container;
 mod copy;
 mod engine;
+mod exec;
 mod image;
 mod lifecycle;
 mod network;

@@ -199,7 +199,7 @@ fn remove_dir(dir: &Path) -> anyhow::Result<bool> {
 }
 
 /// A label of a container, or "".
-fn label(st: &stack_runtime::State, key: &str) -> String {
+pub fn label(st: &stack_runtime::State, key: &str) -> String {
     st.spec.labels.get(key).cloned().unwrap_or_default()
 }
 

@@ -7,9 +7,10 @@
 
 use std::collections::HashMap;
 use std::io::{IsTerminal as _, Write as _};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use clap::Args;
+use stack_api::Stats;
 use stack_runtime::State;
 
 #[derive(Args, Debug, Clone, Default)]
@@ -28,26 +29,40 @@ pub struct StatsArgs {
     pub no_trunc: bool,
 }
 
-/// One reading of a container.
-struct Sample {
-    at: Instant,
-    usage: stack_runtime::cgroup::Usage,
-    /// Bytes received and sent on its interfaces (loopback left out).
-    net: (u64, u64),
-}
-
-fn sample(st: &State) -> Option<Sample> {
+/// One reading of a container (zeros when it does not run): what the
+/// engine answers to `GET .../stats`, and what `container stats` reads here.
+pub fn read(st: &State) -> Stats {
+    let s = Stats {
+        id: st.id.clone(),
+        name: st.name.clone(),
+        read_nanos: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64),
+        ..Stats::default()
+    };
     if !stack_runtime::state::alive(st) {
-        return None;
+        return s;
     }
-    let layout = stack_runtime::cgroup::layout(&st.id).ok()?;
-    Some(Sample {
-        at: Instant::now(),
-        usage: stack_runtime::cgroup::usage(&layout),
-        net: net_bytes(
-            &std::fs::read_to_string(format!("/proc/{}/net/dev", st.pid)).unwrap_or_default(),
-        ),
-    })
+    let Ok(layout) = stack_runtime::cgroup::layout(&st.id) else {
+        return s;
+    };
+    let u = stack_runtime::cgroup::usage(&layout);
+    let (rx, tx) = net_bytes(
+        &std::fs::read_to_string(format!("/proc/{}/net/dev", st.pid)).unwrap_or_default(),
+    );
+    let host = host_memory();
+    Stats {
+        running: true,
+        cpu_nanos: u.cpu_nanos,
+        memory: u.memory,
+        memory_limit: u.memory_limit.map_or(host, |l| l.min(host)),
+        net_rx: rx,
+        net_tx: tx,
+        block_read: u.block_read,
+        block_write: u.block_write,
+        pids: u.pids,
+        ..s
+    }
 }
 
 /// Received and sent bytes of every interface but `lo`, from a
@@ -83,38 +98,28 @@ struct Row {
 }
 
 impl Row {
-    fn new(st: &State, before: Option<&Sample>, now: Option<&Sample>, host_memory: u64) -> Row {
-        let Some(now) = now else {
-            return Row {
-                id: st.id.clone(),
-                name: st.name.clone(),
-                cpu: 0.0,
-                memory: 0,
-                limit: 0,
-                net: (0, 0),
-                block: (0, 0),
-                pids: 0,
-            };
-        };
-        let u = &now.usage;
-        let cpu = before.map_or(0.0, |b| {
-            let wall = now.at.duration_since(b.at).as_nanos() as f64;
-            let used = u.cpu_nanos.saturating_sub(b.usage.cpu_nanos) as f64;
-            if wall > 0.0 {
-                used / wall * 100.0
-            } else {
-                0.0
-            }
-        });
+    /// `now`, with the CPU share since `before`.
+    fn new(before: Option<&Stats>, now: &Stats) -> Row {
+        let cpu = before
+            .filter(|b| b.running && now.running)
+            .map_or(0.0, |b| {
+                let wall = now.read_nanos.saturating_sub(b.read_nanos) as f64;
+                let used = now.cpu_nanos.saturating_sub(b.cpu_nanos) as f64;
+                if wall > 0.0 {
+                    used / wall * 100.0
+                } else {
+                    0.0
+                }
+            });
         Row {
-            id: st.id.clone(),
-            name: st.name.clone(),
+            id: now.id.clone(),
+            name: now.name.clone(),
             cpu,
-            memory: u.memory,
-            limit: u.memory_limit.map_or(host_memory, |l| l.min(host_memory)),
-            net: now.net,
-            block: (u.block_read, u.block_write),
-            pids: u.pids,
+            memory: now.memory,
+            limit: now.memory_limit,
+            net: (now.net_rx, now.net_tx),
+            block: (now.block_read, now.block_write),
+            pids: now.pids,
         }
     }
 
@@ -243,34 +248,22 @@ fn render(rows: &[Row], args: &StatsArgs) -> String {
         .collect()
 }
 
-/// Shows the containers `list` gives (asked again at each refresh, so
+/// Shows the readings `read` gives (asked again at each refresh, so
 /// containers that come and go are followed).
-pub fn show(args: &StatsArgs, list: impl Fn() -> anyhow::Result<Vec<State>>) -> anyhow::Result<()> {
-    let host = host_memory();
+pub fn show(args: &StatsArgs, read: impl Fn() -> anyhow::Result<Vec<Stats>>) -> anyhow::Result<()> {
     let redraw = !args.no_stream && std::io::stdout().is_terminal();
-    let mut before: HashMap<String, Sample> = list()?
-        .iter()
-        .filter_map(|st| Some((st.id.clone(), sample(st)?)))
-        .collect();
+    let index = |v: Vec<Stats>| -> HashMap<String, Stats> {
+        v.into_iter().map(|s| (s.id.clone(), s)).collect()
+    };
+    let mut before = index(read()?);
     // The first interval is short: a CPU share needs two readings.
     let mut wait = Duration::from_millis(500);
     loop {
         std::thread::sleep(wait);
         wait = Duration::from_secs(1);
-        let containers = list()?;
-        let mut now = HashMap::new();
-        let rows: Vec<Row> = containers
-            .iter()
-            .map(|st| {
-                let s = sample(st);
-                let row = Row::new(st, before.get(&st.id), s.as_ref(), host);
-                if let Some(s) = s {
-                    now.insert(st.id.clone(), s);
-                }
-                row
-            })
-            .collect();
-        before = now;
+        let now = read()?;
+        let rows: Vec<Row> = now.iter().map(|s| Row::new(before.get(&s.id), s)).collect();
+        before = index(now);
         let mut out = std::io::stdout().lock();
         if redraw {
             out.write_all(b"\x1b[2J\x1b[H")?;

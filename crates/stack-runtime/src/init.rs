@@ -432,9 +432,9 @@ pub const EXEC_ARG: &str = "__stack-exec";
 /// command in it. Never returns.
 pub fn exec_main(spec_fd: &str) -> ! {
     let json = std::fs::read(format!("/proc/self/fd/{spec_fd}")).unwrap_or_default();
-    let parsed: Result<(Spec, i32), _> = serde_json::from_slice(&json);
+    let parsed: Result<(Spec, i32, bool), _> = serde_json::from_slice(&json);
     let code = match parsed {
-        Ok((spec, pid)) => match join_and_run(&spec, pid) {
+        Ok((spec, pid, piped)) => match join_and_run(&spec, pid, piped) {
             Ok(code) => code,
             Err(e) => {
                 eprintln!("stack: exec in container `{}`: {e}", short(&spec.id));
@@ -450,8 +450,12 @@ pub fn exec_main(spec_fd: &str) -> ! {
 }
 
 /// Joins the cgroups and namespaces of the container whose PID 1 is `pid`,
-/// then runs the spec's command as a child there.
-fn join_and_run(spec: &Spec, pid: i32) -> std::io::Result<i32> {
+/// then runs the spec's command as a child there. `piped`: our streams are
+/// a caller's pipes (the engine's), not a user's terminal: a pty's master
+/// goes back to it over standard input, and the signals it sends us are
+/// forwarded to the command (a terminal's Ctrl-C reaches the command
+/// directly otherwise, and is ignored here).
+fn join_and_run(spec: &Spec, pid: i32, piped: bool) -> std::io::Result<i32> {
     use nix::sched::setns;
     close_inherited_fds();
     let layout = crate::cgroup::layout(&spec.id)?;
@@ -474,12 +478,18 @@ fn join_and_run(spec: &Spec, pid: i32) -> std::io::Result<i32> {
         setns(f, *flag)?;
     }
     drop(fds);
-    ignore(&[Signal::SIGINT, Signal::SIGQUIT])?;
+    if !piped {
+        ignore(&[Signal::SIGINT, Signal::SIGQUIT])?;
+    }
     let pty = if spec.tty {
         Some(crate::tty::channel()?)
     } else {
         None
     };
+    // Blocked from here, so none is lost before the loop below forwards
+    // them; the command unblocks them before it starts.
+    let all = SigSet::all();
+    all.thread_block()?;
     // SAFETY: this process was just exec'd and runs no other thread.
     #[allow(unsafe_code)]
     let forked = unsafe { fork() }?;
@@ -510,11 +520,32 @@ fn join_and_run(spec: &Spec, pid: i32) -> std::io::Result<i32> {
             std::process::exit(code)
         }
         ForkResult::Parent { child } => {
-            if let Some(channel) = pty {
+            match pty {
+                Some(channel) if piped => crate::tty::pass_master(channel)?,
                 // Until the container's side of the terminal closes.
-                crate::tty::serve(channel, spec.interactive);
+                Some(channel) => crate::tty::serve(channel, spec.interactive),
+                None => {}
             }
-            wait_exit(child)
+            forward_until_exit(child, &all)
+        }
+    }
+}
+
+/// Forwards the signals we get to `child` until it ends; its exit code.
+fn forward_until_exit(child: Pid, all: &SigSet) -> std::io::Result<i32> {
+    loop {
+        match waitpid(child, Some(WaitPidFlag::WNOHANG))? {
+            WaitStatus::StillAlive => {}
+            status => {
+                if let Some(code) = exit_code(status) {
+                    return Ok(code);
+                }
+            }
+        }
+        // A SIGCHLD after the check above stays pending: no exit is missed.
+        let sig = all.wait()?;
+        if sig != Signal::SIGCHLD {
+            let _ = kill(child, sig);
         }
     }
 }

@@ -31,6 +31,7 @@ use std::process::Command;
 pub use init::{exec_main, init_main, EXEC_ARG, INIT_ARG};
 pub use spec::{Healthcheck, Mount, NetworkMode, Probe, Restart, Spec};
 pub use state::{State, Status};
+pub use tty::{size as terminal_size, RawMode};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RuntimeError {
@@ -186,42 +187,152 @@ fn prepare(spec: &Spec, root: &Path) -> Result<PathBuf, RuntimeError> {
     Ok(dir)
 }
 
-/// Runs a command inside a running container (its namespaces, cgroups,
-/// capabilities, seccomp filter), with our stdio; returns its exit code.
-pub fn exec(
+/// A command to run inside a running container, and how.
+#[derive(Clone, Debug, Default)]
+pub struct Process {
+    pub args: Vec<String>,
+    /// Added to the container's environment.
+    pub env: Vec<String>,
+    pub cwd: Option<String>,
+    pub user: Option<String>,
+    /// A pseudo-terminal from the container's devpts.
+    pub tty: bool,
+    /// Standard input is kept open.
+    pub interactive: bool,
+}
+
+/// How the exec process's standard streams are connected.
+#[derive(Clone, Copy, PartialEq)]
+enum Wiring {
+    /// Ours (the CLI's terminal or pipes).
+    Inherited,
+    /// Pipes of the caller's; with a terminal, the pty's master is handed
+    /// back over standard input; signals sent to it reach the command.
+    Piped,
+    /// Nothing: it runs on its own, in a process group of its own.
+    Detached,
+}
+
+/// Spawns the exec mode of our binary for `p` in the container of `state`.
+fn spawn_exec(
     state: &State,
-    args: Vec<String>,
-    env: Vec<String>,
-    cwd: Option<String>,
-    user: Option<String>,
-    tty: bool,
-    interactive: bool,
-) -> Result<i32, RuntimeError> {
+    p: &Process,
+    wiring: Wiring,
+    configure: impl FnOnce(&mut Command) -> std::io::Result<()>,
+) -> Result<std::process::Child, RuntimeError> {
     let mut spec = state.spec.clone();
+    let start = |source| start_error(&state.spec, source);
     // Joining its namespaces before it has pivoted would land on the host's files.
-    state::wait_set_up(state, std::time::Duration::from_secs(5))
-        .map_err(|e| start_error(&spec, e))?;
-    spec.tty = tty;
-    spec.interactive = interactive;
-    spec.args = args;
-    spec.env.extend(env);
-    if let Some(c) = cwd {
-        spec.cwd = c;
+    state::wait_set_up(state, std::time::Duration::from_secs(5)).map_err(start)?;
+    spec.tty = p.tty;
+    spec.interactive = p.interactive;
+    spec.args = p.args.clone();
+    spec.env.extend(p.env.iter().cloned());
+    if let Some(c) = &p.cwd {
+        spec.cwd = c.clone();
     }
-    if let Some(u) = user {
-        spec.user = u;
+    if let Some(u) = &p.user {
+        spec.user = u.clone();
     }
-    let start = |source| start_error(&spec, source);
-    let json =
-        serde_json::to_string(&(&spec, state.pid)).map_err(|e| start(std::io::Error::other(e)))?;
-    let mut child = spawn_sealed(EXEC_ARG, &json, |cmd| {
-        if !interactive {
+    let piped = wiring == Wiring::Piped;
+    let json = serde_json::to_string(&(&spec, state.pid, piped))
+        .map_err(|e| start(std::io::Error::other(e)))?;
+    spawn_sealed(EXEC_ARG, &json, |cmd| {
+        if !p.interactive || wiring == Wiring::Detached {
             cmd.stdin(std::process::Stdio::null());
         }
-        Ok(())
+        if wiring == Wiring::Detached {
+            use std::os::unix::process::CommandExt as _;
+            cmd.stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .process_group(0);
+        }
+        configure(cmd)
     })
-    .map_err(start)?;
-    Ok(exit_code_of(child.wait().map_err(start)?))
+    .map_err(start)
+}
+
+/// Runs a command inside a running container (its namespaces, cgroups,
+/// capabilities, seccomp filter), with our stdio; returns its exit code.
+pub fn exec(state: &State, p: &Process) -> Result<i32, RuntimeError> {
+    let mut child = spawn_exec(state, p, Wiring::Inherited, |_| Ok(()))?;
+    Ok(exit_code_of(
+        child.wait().map_err(|e| start_error(&state.spec, e))?,
+    ))
+}
+
+/// Starts a command inside a running container and leaves it running on
+/// its own: no input, its output discarded, nobody waiting for it.
+pub fn exec_detached(state: &State, p: &Process) -> Result<(), RuntimeError> {
+    reap_later(spawn_exec(state, p, Wiring::Detached, |_| Ok(()))?);
+    Ok(())
+}
+
+/// A command started in a running container with its streams in the
+/// caller's hands (the engine's, which relays them to a client).
+pub struct Piped {
+    /// The exec process: signals sent to it are forwarded to the command;
+    /// its exit code is the command's.
+    pub child: std::process::Child,
+    /// The command's input (with `interactive`, and no terminal).
+    pub stdin: Option<std::process::ChildStdin>,
+    /// Its output (no terminal).
+    pub stdout: Option<std::process::ChildStdout>,
+    /// Its error output; with a terminal, only what the exec process itself says.
+    pub stderr: Option<std::process::ChildStderr>,
+    /// With a terminal: the pty's master (input and output both; resize it
+    /// with [`resize`]). None if the command failed before it had one.
+    pub pty: Option<std::os::fd::OwnedFd>,
+}
+
+/// Runs a command inside a running container with pipes (or a pty) for
+/// the caller to relay.
+pub fn exec_piped(state: &State, p: &Process) -> Result<Piped, RuntimeError> {
+    use std::process::Stdio;
+    let channel = if p.tty {
+        Some(tty::channel().map_err(|e| start_error(&state.spec, e))?)
+    } else {
+        None
+    };
+    let theirs = channel
+        .as_ref()
+        .map(|(_, theirs)| theirs.try_clone())
+        .transpose();
+    let theirs = theirs.map_err(|e| start_error(&state.spec, e))?;
+    let mut child = spawn_exec(state, p, Wiring::Piped, |cmd| {
+        match theirs {
+            // The master comes back over standard input, a socket.
+            Some(sock) => cmd.stdin(Stdio::from(sock)).stdout(Stdio::null()),
+            None => cmd
+                .stdin(if p.interactive {
+                    Stdio::piped()
+                } else {
+                    Stdio::null()
+                })
+                .stdout(Stdio::piped()),
+        };
+        cmd.stderr(Stdio::piped());
+        Ok(())
+    })?;
+    let pty = match channel {
+        Some((ours, theirs)) => {
+            drop(theirs);
+            tty::receive_master(&ours).map_err(|e| start_error(&state.spec, e))?
+        }
+        None => None,
+    };
+    Ok(Piped {
+        stdin: child.stdin.take(),
+        stdout: child.stdout.take(),
+        stderr: child.stderr.take(),
+        child,
+        pty,
+    })
+}
+
+/// Sets the size of a pty whose master [`exec_piped`] gave.
+pub fn resize(master: &std::os::fd::OwnedFd, rows: u16, cols: u16) -> std::io::Result<()> {
+    tty::set_size(master, rows, cols)
 }
 
 /// The most of a command's output `exec_output` keeps (as Docker keeps of
@@ -239,25 +350,21 @@ pub fn exec_output(
 ) -> Result<(Option<i32>, String), RuntimeError> {
     use std::io::Read as _;
     use std::os::unix::process::CommandExt as _;
-    let mut spec = state.spec.clone();
-    state::wait_set_up(state, timeout).map_err(|e| start_error(&spec, e))?;
-    spec.tty = false;
-    spec.interactive = false;
-    spec.args = args;
-    let start = |source| start_error(&spec, source);
-    let json =
-        serde_json::to_string(&(&spec, state.pid)).map_err(|e| start(std::io::Error::other(e)))?;
+    let start = |source| start_error(&state.spec, source);
+    state::wait_set_up(state, timeout).map_err(start)?;
     let (read, write) = nix::unistd::pipe().map_err(|e| start(e.into()))?;
-    let mut child = spawn_sealed(EXEC_ARG, &json, |cmd| {
+    let p = Process {
+        args,
+        ..Process::default()
+    };
+    let mut child = spawn_exec(state, &p, Wiring::Inherited, |cmd| {
         let err = write.try_clone()?;
-        cmd.stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::from(write))
+        cmd.stdout(std::process::Stdio::from(write))
             .stderr(std::process::Stdio::from(err))
             // Its own group: a timeout kills what it started in there too.
             .process_group(0);
         Ok(())
-    })
-    .map_err(start)?;
+    })?;
     let reader = std::thread::spawn(move || {
         let mut out = Vec::new();
         let _ = std::fs::File::from(read)

@@ -32,7 +32,6 @@ pub fn serve((ours, theirs): (OwnedFd, OwnedFd), interactive: bool) {
 /// slave made our stdin, stdout and stderr.
 pub fn open_in_container(sock: &OwnedFd) -> io::Result<()> {
     use nix::fcntl::OFlag;
-    use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
     let master = nix::pty::posix_openpt(OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC)?;
     nix::pty::grantpt(&master)?;
     nix::pty::unlockpt(&master)?;
@@ -42,19 +41,53 @@ pub fn open_in_container(sock: &OwnedFd) -> io::Result<()> {
         .write(true)
         .custom_flags(libc::O_NOCTTY)
         .open(&name)?;
-    let fds = [master.as_raw_fd()];
+    send_fd(sock.as_raw_fd(), &master)?;
+    drop(master);
+    nix::unistd::dup2_stdin(&slave)?;
+    nix::unistd::dup2_stdout(&slave)?;
+    nix::unistd::dup2_stderr(&slave)?;
+    Ok(())
+}
+
+/// Sends `fd` over the unix socket `sock`.
+fn send_fd(sock: std::os::fd::RawFd, fd: &impl AsRawFd) -> io::Result<()> {
+    use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
+    let fds = [fd.as_raw_fd()];
     let iov = [io::IoSlice::new(b"m")];
     sendmsg::<()>(
-        sock.as_raw_fd(),
+        sock,
         &iov,
         &[ControlMessage::ScmRights(&fds)],
         MsgFlags::empty(),
         None,
     )?;
-    drop(master);
-    nix::unistd::dup2_stdin(&slave)?;
-    nix::unistd::dup2_stdout(&slave)?;
-    nix::unistd::dup2_stderr(&slave)?;
+    Ok(())
+}
+
+/// In an exec whose caller relays its streams: the master the command's
+/// side sends goes on to the caller, over our standard input (a socket).
+pub fn pass_master((ours, theirs): (OwnedFd, OwnedFd)) -> io::Result<()> {
+    drop(theirs);
+    if let Some(master) = receive_master(&ours)? {
+        send_fd(libc::STDIN_FILENO, &master)?;
+    }
+    Ok(())
+}
+
+/// Sets a pty's size (the kernel tells its foreground process group).
+pub fn set_size(master: &OwnedFd, rows: u16, cols: u16) -> io::Result<()> {
+    let ws = Winsize {
+        ws_row: rows,
+        ws_col: cols,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCSWINSZ reads one Winsize, which lives through the call.
+    #[allow(unsafe_code)]
+    let r = unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCSWINSZ, &ws) };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
     Ok(())
 }
 
@@ -111,21 +144,50 @@ pub fn make_controlling() -> io::Result<()> {
     Ok(())
 }
 
+/// Our terminal (on stdin) in raw mode while this lives, restored after;
+/// nothing when stdin is no terminal.
+pub struct RawMode(Option<nix::sys::termios::Termios>);
+
+impl RawMode {
+    pub fn enable() -> RawMode {
+        let stdin = io::stdin();
+        let saved = tcgetattr(stdin.as_fd()).ok();
+        if let Some(t) = &saved {
+            let mut raw = t.clone();
+            cfmakeraw(&mut raw);
+            let _ = tcsetattr(stdin.as_fd(), SetArg::TCSANOW, &raw);
+        }
+        RawMode(saved)
+    }
+}
+
+impl Drop for RawMode {
+    fn drop(&mut self) {
+        if let Some(t) = &self.0 {
+            let _ = tcsetattr(io::stdin().as_fd(), SetArg::TCSANOW, t);
+        }
+    }
+}
+
+/// Our terminal's size (rows, columns), if stdin or stdout is one.
+pub fn size() -> Option<(u16, u16)> {
+    let mut ws = Winsize {
+        ws_row: 0,
+        ws_col: 0,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: `ws` is a valid Winsize to write to.
+    #[allow(unsafe_code)]
+    let r = unsafe { terminal_size(&mut ws) };
+    (r == 0).then_some((ws.ws_row, ws.ws_col))
+}
+
 /// Copies our stdin to the pty and the pty to our stdout until the app's side
 /// closes; our terminal, if any, is raw meanwhile and restored after.
 pub fn relay(master: OwnedFd, interactive: bool) -> io::Result<()> {
-    let stdin = io::stdin();
-    let saved = tcgetattr(stdin.as_fd()).ok();
-    if let Some(t) = &saved {
-        let mut raw = t.clone();
-        cfmakeraw(&mut raw);
-        let _ = tcsetattr(stdin.as_fd(), SetArg::TCSANOW, &raw);
-    }
-    let result = copy_loop(&master, interactive);
-    if let Some(t) = &saved {
-        let _ = tcsetattr(stdin.as_fd(), SetArg::TCSANOW, t);
-    }
-    result
+    let _raw = RawMode::enable();
+    copy_loop(&master, interactive)
 }
 
 /// Our terminal's size: stdin may be closed (no `-i`), stdout is the terminal then.

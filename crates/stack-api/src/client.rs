@@ -72,6 +72,23 @@ impl Client {
         read_events(resp, on).await
     }
 
+    /// `GET path`, its answer's bytes (an archive).
+    pub async fn get_bytes(&self, path: &str) -> Result<Bytes, ClientError> {
+        let resp = self.send("GET", path, None, false).await?;
+        body_bytes(resp).await
+    }
+
+    /// `PUT path` with bytes (an archive), its JSON answer.
+    pub async fn put<T: serde::de::DeserializeOwned>(
+        &self,
+        path: &str,
+        bytes: Vec<u8>,
+    ) -> Result<T, ClientError> {
+        let resp = self.send("PUT", path, Some(bytes), false).await?;
+        let bytes = body_bytes(resp).await?;
+        serde_json::from_slice(&bytes).map_err(|e| ClientError::BadAnswer(e.to_string()))
+    }
+
     /// `POST path` with a JSON body, upgraded to a session (`exec`): the
     /// connection, to read and write frames on (`crate::session`).
     pub async fn session<B: serde::Serialize>(

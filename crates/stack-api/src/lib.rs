@@ -30,17 +30,45 @@ pub enum Route {
     Ping,
     Version,
     Projects,
-    Containers { project: String },
-    Up { project: String },
-    Down { project: String },
-    Action { project: String, action: Action },
-    Logs { project: String },
-    Events { project: String },
-    Watch { project: String },
-    Unwatch { project: String },
-    Exec { project: String },
-    Top { project: String },
-    Stats { project: String },
+    Containers {
+        project: String,
+    },
+    Up {
+        project: String,
+    },
+    Down {
+        project: String,
+    },
+    Action {
+        project: String,
+        action: Action,
+    },
+    Logs {
+        project: String,
+    },
+    Events {
+        project: String,
+    },
+    Watch {
+        project: String,
+    },
+    Unwatch {
+        project: String,
+    },
+    Exec {
+        project: String,
+    },
+    /// `GET`: a tar of a path in a replica; `PUT`: a tar extracted there.
+    Archive {
+        project: String,
+        put: bool,
+    },
+    Top {
+        project: String,
+    },
+    Stats {
+        project: String,
+    },
 }
 
 /// Every route the server answers: method and path template.
@@ -63,6 +91,8 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/v1/projects/{project}/watch"),
     ("POST", "/v1/projects/{project}/unwatch"),
     ("POST", "/v1/projects/{project}/exec"),
+    ("GET", "/v1/projects/{project}/archive"),
+    ("PUT", "/v1/projects/{project}/archive"),
     ("GET", "/v1/projects/{project}/top"),
     ("GET", "/v1/projects/{project}/stats"),
 ];
@@ -92,6 +122,14 @@ pub fn route(method: &str, path: &str) -> Result<Route, NoRoute> {
                 "watch" => ("POST", Route::Watch { project }),
                 "unwatch" => ("POST", Route::Unwatch { project }),
                 "exec" => ("POST", Route::Exec { project }),
+                "archive" if method == "PUT" => ("PUT", Route::Archive { project, put: true }),
+                "archive" => (
+                    "GET",
+                    Route::Archive {
+                        project,
+                        put: false,
+                    },
+                ),
                 "top" => ("GET", Route::Top { project }),
                 "stats" => ("GET", Route::Stats { project }),
                 other => match Action::ALL.into_iter().find(|a| a.name() == other) {
@@ -128,8 +166,11 @@ mod tests {
         for (method, template) in ROUTES {
             let path = template.replace("{project}", "shop");
             assert!(route(method, &path).is_ok(), "{method} {path}");
-            let other = if *method == "GET" { "POST" } else { "GET" };
-            assert_eq!(route(other, &path), Err(NoRoute::MethodNotAllowed));
+            for other in ["GET", "POST", "PUT", "DELETE"] {
+                if !ROUTES.contains(&(other, template)) {
+                    assert_eq!(route(other, &path), Err(NoRoute::MethodNotAllowed));
+                }
+            }
         }
     }
 

@@ -19,9 +19,9 @@ use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 
 use crate::{
-    route, Action, ActionRequest, ApiError, ContainerSummary, DownRequest, ErrorBody, Event,
-    ExecRequest, LogsQuery, NoRoute, ProjectSummary, Route, Session, Stats, Top, UpRequest,
-    Version, WatchRequest,
+    route, Action, ActionRequest, ApiError, ArchiveQuery, ContainerSummary, Copied, DownRequest,
+    ErrorBody, Event, ExecRequest, LogsQuery, NoRoute, ProjectSummary, Route, Session, Stats, Top,
+    UpRequest, Version, WatchRequest,
 };
 
 /// What the engine does for the API. Calls may block.
@@ -49,6 +49,12 @@ pub trait Engine: Send + Sync + 'static {
     fn unwatch(&self, project: &str, events: &Events) -> Result<(), ApiError>;
     /// Starts a command in a running replica; the server relays its streams.
     fn exec(&self, project: &str, req: ExecRequest) -> Result<Session, ApiError>;
+    /// A tar of `q.path` in the replica, its top entry named as the path's
+    /// last component (`stack cp` out).
+    fn archive(&self, project: &str, q: ArchiveQuery) -> Result<Vec<u8>, ApiError>;
+    /// Extracts `tar` at `q.path` in the replica, or in every running one
+    /// with `q.all` (`stack cp` in).
+    fn extract(&self, project: &str, q: ArchiveQuery, tar: Bytes) -> Result<Copied, ApiError>;
     /// The processes of the project's running containers (of `services`, or all).
     fn top(&self, project: &str, services: &[String]) -> Result<Vec<Top>, ApiError>;
     /// One reading of what the project's containers use (with `all`, also
@@ -81,6 +87,9 @@ impl Events {
 
 /// The largest request body: a project is a few kB, a huge one a few MB.
 const MAX_BODY: usize = 64 << 20;
+
+/// The largest archive `cp` takes in (it is held in memory).
+const MAX_ARCHIVE: usize = 1 << 30;
 
 type Body = BoxBody<Bytes, Infallible>;
 
@@ -190,6 +199,31 @@ async fn handle<E: Engine>(engine: Arc<E>, req: Request<Incoming>) -> Response<B
             answer(blocking(move || engine.stats(&project, &services, all)).await)
         }
         Route::Exec { project } => exec(engine, project, req).await,
+        Route::Archive { project, put } => {
+            let q = match ArchiveQuery::parse(req.uri().query()) {
+                Ok(q) => q,
+                Err(e) => return api_error(e),
+            };
+            if !put {
+                return match blocking(move || engine.archive(&project, q)).await {
+                    Ok(tar) => Response::builder()
+                        .status(StatusCode::OK)
+                        .header("content-type", "application/x-tar")
+                        .body(Full::new(Bytes::from(tar)).boxed())
+                        .expect("a valid response"),
+                    Err(e) => api_error(e),
+                };
+            }
+            match Limited::new(req.into_body(), MAX_ARCHIVE).collect().await {
+                Ok(body) => {
+                    let tar = body.to_bytes();
+                    answer(blocking(move || engine.extract(&project, q, tar)).await)
+                }
+                Err(e) => api_error(ApiError::bad_request(format!(
+                    "cannot read the archive (at most {MAX_ARCHIVE} bytes): {e}"
+                ))),
+            }
+        }
         Route::Logs { project } => match LogsQuery::parse(req.uri().query()) {
             Ok(q) => stream(move |events| engine.logs(&project, q, events)),
             Err(e) => api_error(e),

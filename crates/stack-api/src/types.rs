@@ -444,6 +444,28 @@ mod tests {
     use super::*;
 
     #[test]
+    fn archive_queries_travel_with_any_path() {
+        let q = ArchiveQuery {
+            service: "web".into(),
+            index: 2,
+            path: "/srv/a b/ü%&x=y".into(),
+            all: true,
+            contents: false,
+        };
+        assert_eq!(ArchiveQuery::parse(Some(&q.to_query())), Ok(q));
+        for (bad, says) in [
+            ("path=/x", "service= is missing"),
+            ("service=web", "path= is missing"),
+            ("service=web&path=x", "not absolute"),
+            ("service=web&path=/%zz", "not percent-encoded"),
+            ("service=web&path=/x&index=two", "not a replica number"),
+        ] {
+            let e = ArchiveQuery::parse(Some(bad)).unwrap_err();
+            assert!(e.message.contains(says), "{bad}: {}", e.message);
+        }
+    }
+
+    #[test]
     fn services_keep_their_extensions_over_the_wire() {
         let mut project = stack_model::Project {
             name: "shop".into(),
@@ -540,4 +562,105 @@ pub struct Stats {
     pub block_read: u64,
     pub block_write: u64,
     pub pids: u64,
+}
+
+/// The query of `/v1/projects/{project}/archive` (`stack cp`).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ArchiveQuery {
+    pub service: String,
+    /// The replica (`index=`, 1 by default).
+    pub index: u32,
+    /// The path in the container.
+    pub path: String,
+    /// `PUT`: into every running replica (`all=1`).
+    pub all: bool,
+    /// `PUT`: what is under the archive's top entry goes into `path`
+    /// (`contents=1`, for `SRC/.`).
+    pub contents: bool,
+}
+
+impl ArchiveQuery {
+    pub fn parse(query: Option<&str>) -> Result<ArchiveQuery, ApiError> {
+        let one = |key: &str| {
+            crate::server::query_values(query, key)
+                .last()
+                .map(str::to_string)
+        };
+        let service = one("service").ok_or_else(|| ApiError::bad_request("service= is missing"))?;
+        let path = one("path").ok_or_else(|| ApiError::bad_request("path= is missing"))?;
+        let path = decode(&path).ok_or_else(|| {
+            ApiError::bad_request(format!("path: `{path}` is not percent-encoded UTF-8"))
+        })?;
+        if !path.starts_with('/') {
+            return Err(ApiError::bad_request(format!(
+                "path: `{path}` is not absolute"
+            )));
+        }
+        let index = match one("index") {
+            None => 1,
+            Some(n) => n.parse().map_err(|_| {
+                ApiError::bad_request(format!("index: `{n}` is not a replica number"))
+            })?,
+        };
+        Ok(ArchiveQuery {
+            service,
+            index,
+            path,
+            all: crate::server::query_flag(query, "all"),
+            contents: crate::server::query_flag(query, "contents"),
+        })
+    }
+
+    /// The query string, for the client (the path percent-encoded).
+    pub fn to_query(&self) -> String {
+        let mut q = format!(
+            "service={}&index={}&path={}",
+            self.service,
+            self.index,
+            encode(&self.path)
+        );
+        if self.all {
+            q.push_str("&all=1");
+        }
+        if self.contents {
+            q.push_str("&contents=1");
+        }
+        q
+    }
+}
+
+/// Percent-encoding of everything but unreserved characters and `/`.
+fn encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+fn decode(s: &str) -> Option<String> {
+    let mut out = Vec::new();
+    let mut bytes = s.bytes();
+    while let Some(b) = bytes.next() {
+        out.push(match b {
+            b'%' => {
+                let hex = [bytes.next()?, bytes.next()?];
+                u8::from_str_radix(std::str::from_utf8(&hex).ok()?, 16).ok()?
+            }
+            b => b,
+        });
+    }
+    String::from_utf8(out).ok()
+}
+
+/// `PUT .../archive`: what was extracted.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Copied {
+    /// Files and symlinks written (in each replica).
+    pub files: usize,
+    /// The containers written to.
+    pub containers: Vec<String>,
 }

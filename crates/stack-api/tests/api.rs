@@ -174,6 +174,22 @@ impl Engine for Fake {
         self.exec_session(req)
     }
 
+    fn archive(&self, _project: &str, q: ArchiveQuery) -> Result<Vec<u8>, ApiError> {
+        Ok(format!("tar of {}", q.path).into_bytes())
+    }
+
+    fn extract(
+        &self,
+        project: &str,
+        q: ArchiveQuery,
+        tar: bytes::Bytes,
+    ) -> Result<Copied, ApiError> {
+        Ok(Copied {
+            files: tar.len(),
+            containers: vec![format!("{project}-{}-{}", q.service, q.index)],
+        })
+    }
+
     fn top(&self, project: &str, services: &[String]) -> Result<Vec<Top>, ApiError> {
         Ok(vec![Top {
             name: format!("{project}-{}-1", services.first().map_or("web", |s| s)),
@@ -703,4 +719,31 @@ fn exec_relays_a_session_over_the_upgraded_connection() {
         matches!(&refused, ClientError::Api { status: 409, message } if message.contains("`db` is not running")),
         "{refused:?}"
     );
+}
+
+/// `cp` travels as bytes both ways; a path with spaces and `%` arrives whole.
+#[test]
+fn archives_travel_as_bytes() {
+    let s = Server::start("archive");
+    let c = s.client();
+    let q = ArchiveQuery {
+        service: "web".into(),
+        index: 2,
+        path: "/srv/a b%c".into(),
+        ..ArchiveQuery::default()
+    };
+    let url = format!("/v1/projects/shop/archive?{}", q.to_query());
+    let got = s.rt.block_on(c.get_bytes(&url)).unwrap();
+    assert_eq!(&got[..], b"tar of /srv/a b%c");
+    let done: Copied = s.rt.block_on(c.put(&url, vec![0; 1000])).unwrap();
+    assert_eq!(
+        done,
+        Copied {
+            files: 1000,
+            containers: vec!["shop-web-2".into()]
+        }
+    );
+    let (status, body) = s.raw("GET", "/v1/projects/shop/archive?service=web", "");
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("path= is missing"), "{body}");
 }

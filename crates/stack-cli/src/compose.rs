@@ -388,7 +388,8 @@ fn replica(project: &Project, service: &str, index: u32) -> anyhow::Result<Conta
 }
 
 /// `stack cp`: SERVICE:PATH is replica `--index` of the service (or every
-/// replica with `--all`, to copy into).
+/// replica with `--all`, to copy into); the engine reads and writes the
+/// container's side.
 pub fn cp(g: &Global, args: &crate::cli::CpArgs) -> anyhow::Result<()> {
     use crate::copy::Side;
     let project = load(g)?.project;
@@ -396,21 +397,62 @@ pub fn cp(g: &Global, args: &crate::cli::CpArgs) -> anyhow::Result<()> {
     if args.all && matches!(src, Side::Container { .. }) {
         bail!("--all copies into every replica: the destination must be SERVICE:PATH");
     }
-    let root = crate::container::stack_root();
-    let done = crate::copy::copy(&src, &dest, |service| {
-        check_services(&project, &[service.to_string()])?;
-        let replicas: Vec<ContainerSummary> = if args.all {
-            existing(&project, false, &[service.to_string()])?
-        } else {
-            vec![replica(&project, service, args.index)?]
-        };
-        replicas
-            .iter()
-            .map(|c| crate::lifecycle::find(&root, &c.id).map(|(_, st)| st))
-            .collect()
-    })?;
-    eprintln!("{done}");
+    for side in [&src, &dest] {
+        if let Side::Container { name, .. } = side {
+            check_services(&project, std::slice::from_ref(name))?;
+        }
+    }
+    let (rt, client) = crate::engine::client()?;
+    let via = ViaEngine {
+        project: project.name.clone(),
+        index: args.index,
+        all: args.all,
+        rt,
+        client,
+    };
+    eprintln!("{}", crate::copy::copy(&src, &dest, &via)?);
     Ok(())
+}
+
+/// `stack cp`'s container side: the engine's archive endpoint.
+struct ViaEngine {
+    project: String,
+    index: u32,
+    all: bool,
+    rt: tokio::runtime::Runtime,
+    client: stack_api::Client,
+}
+
+impl ViaEngine {
+    fn path(&self, service: &str, path: &str, contents: bool) -> String {
+        let q = stack_api::ArchiveQuery {
+            service: service.into(),
+            index: self.index,
+            path: path.into(),
+            all: self.all,
+            contents,
+        };
+        format!("/v1/projects/{}/archive?{}", self.project, q.to_query())
+    }
+}
+
+impl crate::copy::Files for ViaEngine {
+    fn archive(&self, service: &str, path: &str) -> anyhow::Result<Vec<u8>> {
+        let url = self.path(service, path, false);
+        Ok(self.rt.block_on(self.client.get_bytes(&url))?.to_vec())
+    }
+
+    fn extract(
+        &self,
+        service: &str,
+        path: &str,
+        contents: bool,
+        tar: Vec<u8>,
+    ) -> anyhow::Result<usize> {
+        let url = self.path(service, path, contents);
+        let done: stack_api::Copied = self.rt.block_on(self.client.put(&url, tar))?;
+        Ok(done.files)
+    }
 }
 
 /// The engine's path for `op` on the project, with `?service=` for each

@@ -341,9 +341,7 @@ pub fn run(cmd: &ContainerCommand) -> anyhow::Result<i32> {
                 crate::copy::Side::parse(src),
                 crate::copy::Side::parse(dest),
             );
-            let done = crate::copy::copy(&src, &dest, |name| {
-                Ok(vec![crate::lifecycle::find(&root, name)?.1])
-            })?;
+            let done = crate::copy::copy(&src, &dest, &crate::copy::Here(&root))?;
             eprintln!("{done}");
             Ok(0)
         }

@@ -1,12 +1,16 @@
 //! `stack cp` and `stack container cp`: files between the host and a
-//! running container, both ways, as `docker cp` places them, through
-//! stack-runtime's `ContainerFs` (every container path resolved inside the
-//! container's root: no symlink in it leads a copy out).
+//! running container, both ways, as `docker cp` places them. They travel
+//! as tar archives: `stack cp` asks the engine (`GET`/`PUT .../archive`),
+//! `container cp` reads and writes here; either way the container's side
+//! goes through stack-runtime's `ContainerFs` (every path resolved inside
+//! the container's root: no symlink in it leads a copy out), and an
+//! archive is extracted on the host with plain names only, never through a
+//! symlink it made.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context as _};
-use stack_runtime::files::ContainerFs;
+use stack_runtime::files::{tar_path, write_host, ContainerFs, Entry};
 use stack_runtime::State;
 
 /// One side of a copy: `NAME:PATH` in a container (NAME has no `/`), or a
@@ -33,12 +37,11 @@ impl Side {
     }
 }
 
-/// `dest/NAME`, where NAME is the last part of `src`.
-fn inside(dest: &str, src: &str) -> String {
-    let name = Path::new(src.trim_end_matches("/."))
+/// The name a copy of `path` gets: its last part (`root` for `/`).
+fn top_name(path: &str) -> String {
+    Path::new(path.trim_end_matches("/."))
         .file_name()
-        .unwrap_or_default();
-    format!("{}/{}", dest.trim_end_matches('/'), name.to_string_lossy())
+        .map_or("root".into(), |n| n.to_string_lossy().into_owned())
 }
 
 /// Whether `src` asks for a directory's contents rather than the
@@ -47,62 +50,158 @@ fn contents_of(src: &str) -> bool {
     src.ends_with("/.") || src == "."
 }
 
-/// Copies `src` to `dest`: one of them in `containers` (the running
-/// containers NAME stands for: several for `--all`). What was copied, for
-/// the user.
-pub fn copy(
-    src: &Side,
-    dest: &Side,
-    containers: impl Fn(&str) -> anyhow::Result<Vec<State>>,
-) -> anyhow::Result<String> {
+/// Where containers' files are reached.
+pub trait Files {
+    /// A tar of `path` in `name`, its top entry named as `top_name` says.
+    fn archive(&self, name: &str, path: &str) -> anyhow::Result<Vec<u8>>;
+    /// Extracts `tar` at `path` in `name` (as `ContainerFs::tar_in`): how
+    /// many files went into each container.
+    fn extract(
+        &self,
+        name: &str,
+        path: &str,
+        contents: bool,
+        tar: Vec<u8>,
+    ) -> anyhow::Result<usize>;
+}
+
+/// Copies `src` to `dest`, one of them in a container. What was copied,
+/// for the user.
+pub fn copy(src: &Side, dest: &Side, files: &dyn Files) -> anyhow::Result<String> {
     match (src, dest) {
         (Side::Host(from), Side::Container { name, path }) => {
             let from_text = from.display().to_string();
             let is_dir = std::fs::metadata(from)
                 .with_context(|| format!("`{from_text}`"))?
                 .is_dir();
-            let mut n = 0;
-            for st in containers(name)? {
-                let fs = ContainerFs::open(&st)?;
-                // `dir/.`: its contents, merged into `path`.
-                let to = if contents_of(&from_text) && is_dir {
-                    path.clone()
-                } else if fs.is_dir(path)? == Some(true) || path.ends_with('/') {
-                    inside(path, &from_text)
-                } else {
-                    path.clone()
-                };
-                n += fs
-                    .copy_in(from, &to, &|_| true)
-                    .with_context(|| format!("{from_text} -> {}:{to}", st.name))?;
-            }
+            let tar = host_tar(from, &top_name(&from_text))
+                .with_context(|| format!("cannot read `{from_text}`"))?;
+            let n = files.extract(name, path, contents_of(&from_text) && is_dir, tar)?;
             Ok(format!("Copied {n} files to {name}:{path}"))
         }
         (Side::Container { name, path }, Side::Host(to)) => {
-            let Some(st) = containers(name)?.into_iter().next() else {
-                bail!("no container for `{name}`");
-            };
-            let fs = ContainerFs::open(&st)?;
-            if fs.is_dir(path)?.is_none() {
-                bail!("{}:{path}: no such file or directory", st.name);
-            }
-            let target = if to.is_dir() && !contents_of(path) {
-                to.join(
-                    Path::new(path.trim_end_matches('/'))
-                        .file_name()
-                        .unwrap_or_default(),
-                )
-            } else {
-                to.clone()
-            };
-            let n = fs
-                .copy_out(path, &target)
-                .with_context(|| format!("{}:{path} -> {}", st.name, target.display()))?;
-            Ok(format!("Copied {n} files from {}:{path}", st.name))
+            let tar = files.archive(name, path)?;
+            let n = extract_host(&tar[..], to, contents_of(path))
+                .with_context(|| format!("{name}:{path} -> {}", to.display()))?;
+            Ok(format!("Copied {n} files from {name}:{path}"))
         }
         _ => bail!(
             "one of SRC and DEST must be CONTAINER:PATH (or SERVICE:PATH), the other a host path"
         ),
+    }
+}
+
+/// A tar of the host's `from` under `name` (symlinks as symlinks).
+fn host_tar(from: &Path, name: &str) -> std::io::Result<Vec<u8>> {
+    let mut tar = tar::Builder::new(Vec::new());
+    tar.follow_symlinks(false);
+    if std::fs::symlink_metadata(from)?.is_dir() {
+        tar.append_dir_all(name, from)?;
+    } else {
+        tar.append_path_with_name(from, name)?;
+    }
+    tar.into_inner()
+}
+
+/// Extracts a tar from a container at `to` on the host, as `docker cp`
+/// places it: into the directory `to` under the top entry's name, else as
+/// `to`; with `contents`, what is under the top entry into `to`. How many
+/// files it wrote.
+fn extract_host(tar: impl std::io::Read, to: &Path, contents: bool) -> anyhow::Result<usize> {
+    let into_dir = !contents && to.is_dir();
+    let mut archive = tar::Archive::new(tar);
+    let mut written = 0;
+    for entry in archive.entries()? {
+        let mut e = entry?;
+        let (top, rest) = tar_path(&e.path()?)?;
+        let base = if into_dir {
+            to.join(top)
+        } else {
+            to.to_path_buf()
+        };
+        // The archive may hold `a -> /etc` and then `a/passwd`: nothing is
+        // written through a symlink below where it is extracted.
+        let mut at = base.clone();
+        for part in rest.parent().into_iter().flat_map(Path::components) {
+            at.push(part);
+            if std::fs::symlink_metadata(&at).is_ok_and(|m| m.file_type().is_symlink()) {
+                bail!(
+                    "`{}` is a symlink: the archive would write through it",
+                    at.display()
+                );
+            }
+        }
+        let path = match rest.as_os_str().is_empty() {
+            true => base,
+            false => base.join(&rest),
+        };
+        let mode = e.header().mode()?;
+        let size = e.size();
+        let entry = match e.header().entry_type() {
+            tar::EntryType::Directory => Entry::Dir { mode },
+            tar::EntryType::Symlink => Entry::Symlink {
+                target: e.link_name()?.unwrap_or_default().into_owned(),
+            },
+            tar::EntryType::Regular | tar::EntryType::Continuous => {
+                written += 1;
+                write_host(
+                    &path,
+                    Entry::File {
+                        mode,
+                        size,
+                        data: &mut e,
+                    },
+                )?;
+                continue;
+            }
+            other => bail!("`{}`: a {other:?} entry in the archive", path.display()),
+        };
+        if !matches!(entry, Entry::Dir { .. }) {
+            written += 1;
+        }
+        write_host(&path, entry)?;
+    }
+    Ok(written)
+}
+
+/// A tar of `path` in the running container `st` (the engine's `GET
+/// .../archive`, `container cp` here).
+pub fn archive(st: &State, path: &str) -> anyhow::Result<Vec<u8>> {
+    let fs = ContainerFs::open(st)?;
+    let mut out = Vec::new();
+    fs.tar_out(path, &top_name(path), &mut out)
+        .with_context(|| format!("{}:{path}", st.name))?;
+    Ok(out)
+}
+
+/// Extracts `tar` at `path` in the running container `st`.
+pub fn extract(st: &State, path: &str, contents: bool, tar: &[u8]) -> anyhow::Result<usize> {
+    ContainerFs::open(st)?
+        .tar_in(tar, path, contents)
+        .with_context(|| format!("{}:{path}", st.name))
+}
+
+/// `container cp`: containers by name or id, read and written here.
+pub struct Here<'a>(pub &'a Path);
+
+impl Files for Here<'_> {
+    fn archive(&self, name: &str, path: &str) -> anyhow::Result<Vec<u8>> {
+        archive(&crate::lifecycle::running_state(self.0, name)?, path)
+    }
+
+    fn extract(
+        &self,
+        name: &str,
+        path: &str,
+        contents: bool,
+        tar: Vec<u8>,
+    ) -> anyhow::Result<usize> {
+        extract(
+            &crate::lifecycle::running_state(self.0, name)?,
+            path,
+            contents,
+            &tar,
+        )
     }
 }
 
@@ -128,8 +227,76 @@ mod tests {
                 path: "/".into()
             }
         );
-        assert_eq!(inside("/app/", "src/index.html"), "/app/index.html");
-        assert_eq!(inside("/app", "src/."), "/app/src");
+        assert_eq!(top_name("src/index.html"), "index.html");
+        assert_eq!(top_name("src/."), "src");
+        assert_eq!(top_name("/"), "root");
         assert!(contents_of("src/.") && !contents_of("src"));
+    }
+
+    /// An archive entry named as given, unchecked (tar's builder refuses `..`).
+    fn raw_entry(
+        tar: &mut tar::Builder<Vec<u8>>,
+        name: &str,
+        kind: tar::EntryType,
+        data: &[u8],
+        link: &str,
+    ) {
+        let mut h = tar::Header::new_old();
+        h.as_old_mut().name[..name.len()].copy_from_slice(name.as_bytes());
+        h.as_old_mut().linkname[..link.len()].copy_from_slice(link.as_bytes());
+        h.set_entry_type(kind);
+        h.set_mode(0o644);
+        h.set_size(data.len() as u64);
+        h.set_cksum();
+        tar.append(&h, data).unwrap();
+    }
+
+    #[test]
+    fn a_hostile_archive_writes_nothing_outside() {
+        let dir = std::env::temp_dir().join(format!("stack-copy-{}", std::process::id()));
+        let (to, outside) = (dir.join("to"), dir.join("outside"));
+        std::fs::create_dir_all(&to).unwrap();
+        std::fs::create_dir_all(&outside).unwrap();
+        let outside_text = outside.to_str().unwrap().to_string();
+        let cases: [&[(&str, tar::EntryType, &str)]; 2] = [
+            &[
+                ("x/", tar::EntryType::Directory, ""),
+                ("x/link", tar::EntryType::Symlink, &outside_text),
+                ("x/link/pwned", tar::EntryType::Regular, ""),
+            ],
+            &[("x/../../outside/pwned", tar::EntryType::Regular, "")],
+        ];
+        for entries in cases {
+            let mut tar = tar::Builder::new(Vec::new());
+            for (name, kind, link) in entries {
+                raw_entry(&mut tar, name, *kind, b"data", link);
+            }
+            let bytes = tar.into_inner().unwrap();
+            let e = extract_host(&bytes[..], &to, false).unwrap_err();
+            assert!(
+                format!("{e:#}").contains("symlink") || format!("{e:#}").contains("leaves it"),
+                "{e:#}"
+            );
+            assert!(!outside.join("pwned").exists(), "{entries:?}");
+        }
+        // A plain archive lands where `docker cp` puts it.
+        let mut tar = tar::Builder::new(Vec::new());
+        raw_entry(&mut tar, "x/", tar::EntryType::Directory, b"", "");
+        raw_entry(&mut tar, "x/a.txt", tar::EntryType::Regular, b"hello", "");
+        let bytes = tar.into_inner().unwrap();
+        assert_eq!(
+            extract_host(&bytes[..], &dir.join("new"), false).unwrap(),
+            1
+        );
+        assert_eq!(
+            std::fs::read_to_string(dir.join("new/a.txt")).unwrap(),
+            "hello"
+        );
+        assert_eq!(extract_host(&bytes[..], &to, false).unwrap(), 1);
+        assert_eq!(
+            std::fs::read_to_string(to.join("x/a.txt")).unwrap(),
+            "hello"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -13,8 +13,8 @@ use std::time::Duration;
 
 use anyhow::{bail, Context as _};
 use stack_api::{
-    Action, ActionRequest, ApiError, ContainerSummary, DownRequest, Events, ExecRequest, LogsQuery,
-    ProjectSummary, Session, Stats, Top, UpRequest, WatchRequest,
+    Action, ActionRequest, ApiError, ArchiveQuery, ContainerSummary, Copied, DownRequest, Events,
+    ExecRequest, LogsQuery, ProjectSummary, Session, Stats, Top, UpRequest, WatchRequest,
 };
 
 use crate::container::stack_root;
@@ -95,6 +95,24 @@ fn on_own_runtime<T>(f: impl std::future::Future<Output = T>) -> Result<T, ApiEr
         .build()
         .map_err(|e| internal(e.into()))?;
     Ok(rt.block_on(f))
+}
+
+/// A copy's error: 404 for a path that is not there, 400 for an archive
+/// that cannot be extracted, else 500.
+fn file_error(e: anyhow::Error) -> ApiError {
+    let kind = e
+        .chain()
+        .find_map(|c| c.downcast_ref::<std::io::Error>())
+        .map(std::io::Error::kind);
+    let status = match kind {
+        Some(std::io::ErrorKind::NotFound) => 404,
+        Some(std::io::ErrorKind::InvalidData | std::io::ErrorKind::Unsupported) => 400,
+        _ => 500,
+    };
+    ApiError {
+        status,
+        message: format!("{e:#}"),
+    }
 }
 
 fn internal(e: anyhow::Error) -> ApiError {
@@ -266,6 +284,38 @@ impl stack_api::Engine for Real {
 
     fn exec(&self, project: &str, req: ExecRequest) -> Result<Session, ApiError> {
         crate::exec::start(project, &req)
+    }
+
+    fn archive(&self, project: &str, q: ArchiveQuery) -> Result<Vec<u8>, ApiError> {
+        let st = crate::exec::replica(project, &q.service, q.index)?;
+        crate::copy::archive(&st, &q.path).map_err(file_error)
+    }
+
+    fn extract(
+        &self,
+        project: &str,
+        q: ArchiveQuery,
+        tar: bytes::Bytes,
+    ) -> Result<Copied, ApiError> {
+        let targets = if q.all {
+            crate::exec::of_services(project, std::slice::from_ref(&q.service), false)
+        } else {
+            vec![crate::exec::replica(project, &q.service, q.index)?]
+        };
+        if targets.is_empty() {
+            return Err(ApiError {
+                status: 409,
+                message: format!("service `{}` has no running container", q.service),
+            });
+        }
+        let mut files = 0;
+        for st in &targets {
+            files = crate::copy::extract(st, &q.path, q.contents, &tar).map_err(file_error)?;
+        }
+        Ok(Copied {
+            files,
+            containers: targets.into_iter().map(|st| st.name).collect(),
+        })
     }
 
     fn top(&self, project: &str, services: &[String]) -> Result<Vec<Top>, ApiError> {

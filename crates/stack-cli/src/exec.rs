@@ -33,18 +33,22 @@ pub fn of_services(project: &str, services: &[String], all: bool) -> Vec<State> 
     out
 }
 
-/// Engine side: starts `req` in its replica.
-pub fn start(project: &str, req: &ExecRequest) -> Result<Session, ApiError> {
-    let st = of_services(project, std::slice::from_ref(&req.service), false)
+/// The running replica `index` of a service.
+pub fn replica(project: &str, service: &str, index: u32) -> Result<State, ApiError> {
+    of_services(project, &[service.to_string()], false)
         .into_iter()
-        .find(|st| crate::reconcile::label(st, stack_plan::LABEL_NUMBER) == req.index.to_string())
+        .find(|st| crate::reconcile::label(st, stack_plan::LABEL_NUMBER) == index.to_string())
         .ok_or_else(|| ApiError {
             status: 409,
             message: format!(
-                "service `{}` is not running (replica {} of project `{project}`)",
-                req.service, req.index
+                "service `{service}` is not running (replica {index} of project `{project}`)"
             ),
-        })?;
+        })
+}
+
+/// Engine side: starts `req` in its replica.
+pub fn start(project: &str, req: &ExecRequest) -> Result<Session, ApiError> {
+    let st = replica(project, &req.service, req.index)?;
     let p = stack_runtime::Process {
         args: req.command.clone(),
         env: req.env.clone(),

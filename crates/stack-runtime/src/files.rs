@@ -133,33 +133,22 @@ impl ContainerFs {
     }
 
     fn copy(&self, host: &Path, rel: &Path, keep: &dyn Fn(&Path) -> bool) -> io::Result<usize> {
+        let host_err =
+            |e: io::Error| io::Error::new(e.kind(), format!("`{}`: {e}", host.display()));
         let meta = match std::fs::symlink_metadata(host) {
             Ok(m) => m,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 self.remove_rel(rel)?;
                 return Ok(0);
             }
-            Err(e) => {
-                return Err(io::Error::new(
-                    e.kind(),
-                    format!("`{}`: {e}", host.display()),
-                ))
-            }
+            Err(e) => return Err(host_err(e)),
         };
-        let (dir, name) = split(rel)?;
-        let parent = self.dir(dir, true)?;
         let ty = meta.file_type();
+        let mode = meta.permissions().mode();
         if ty.is_dir() {
-            if fstatat(parent.as_fd(), name, AtFlags::AT_SYMLINK_NOFOLLOW)
-                .is_ok_and(|s| s.st_mode & libc::S_IFMT != libc::S_IFDIR)
-            {
-                remove_entry(&parent, name)?;
-            }
-            self.dir(rel, true)?;
+            self.put(rel, Entry::Dir { mode })?;
             let mut written = 0;
-            let entries = std::fs::read_dir(host)
-                .map_err(|e| io::Error::new(e.kind(), format!("`{}`: {e}", host.display())))?;
-            for entry in entries {
+            for entry in std::fs::read_dir(host).map_err(host_err)? {
                 let path = entry?.path();
                 if keep(&path) {
                     written +=
@@ -168,47 +157,161 @@ impl ContainerFs {
             }
             return Ok(written);
         }
+        if ty.is_symlink() {
+            let target = std::fs::read_link(host).map_err(host_err)?;
+            self.put(rel, Entry::Symlink { target })?;
+        } else {
+            let mut from = std::fs::File::open(host).map_err(host_err)?;
+            let size = meta.len();
+            self.put(
+                rel,
+                Entry::File {
+                    mode,
+                    size,
+                    data: &mut from,
+                },
+            )?;
+        }
+        Ok(1)
+    }
+
+    /// Makes `rel` in the container what `entry` is. A directory is made
+    /// (with its parents) or kept; a file or symlink is written beside and
+    /// renamed over what was there (a directory there goes).
+    fn put(&self, rel: &Path, entry: Entry) -> io::Result<()> {
+        let (dir, name) = split(rel)?;
+        let parent = self.dir(dir, true)?;
         let existing = fstatat(parent.as_fd(), name, AtFlags::AT_SYMLINK_NOFOLLOW).ok();
-        if existing.is_some_and(|s| s.st_mode & libc::S_IFMT == libc::S_IFDIR) {
+        let is_dir = |s: &nix::sys::stat::FileStat| s.st_mode & libc::S_IFMT == libc::S_IFDIR;
+        if let Entry::Dir { .. } = entry {
+            if existing.is_some_and(|s| !is_dir(&s)) {
+                remove_entry(&parent, name)?;
+            }
+            self.dir(rel, true)?;
+            return Ok(());
+        }
+        if existing.is_some_and(|s| is_dir(&s)) {
             remove_entry(&parent, name)?;
         }
         let owner = existing.map_or_else(|| fstat(parent.as_fd()), Ok)?;
         let temp = temp_name(name);
-        if ty.is_symlink() {
-            let link = std::fs::read_link(host)?;
-            symlinkat(&link, parent.as_fd(), temp.as_os_str())
-                .map_err(|e| with_path(e, "cannot write", &dir.join(name)))?;
-        } else {
-            let mut from = std::fs::File::open(host)
-                .map_err(|e| io::Error::new(e.kind(), format!("`{}`: {e}", host.display())))?;
-            let fd = openat(
-                parent.as_fd(),
-                temp.as_os_str(),
-                OFlag::O_WRONLY
-                    | OFlag::O_CREAT
-                    | OFlag::O_EXCL
-                    | OFlag::O_NOFOLLOW
-                    | OFlag::O_CLOEXEC,
-                Mode::from_bits_truncate(0o600),
-            )
-            .map_err(|e| with_path(e, "cannot write", &dir.join(name)))?;
-            let mut to = std::fs::File::from(fd);
-            let copied = io::copy(&mut from, &mut to).and_then(|_| {
-                fchmod(
-                    to.as_fd(),
-                    Mode::from_bits_truncate(meta.permissions().mode()),
+        let cannot_write = |e: io::Error| with_path(e, "cannot write", &dir.join(name));
+        match entry {
+            Entry::Dir { .. } => unreachable!("handled above"),
+            Entry::Symlink { target } => symlinkat(&target, parent.as_fd(), temp.as_os_str())
+                .map_err(|e| cannot_write(e.into()))?,
+            Entry::File { mode, data, .. } => {
+                let fd = openat(
+                    parent.as_fd(),
+                    temp.as_os_str(),
+                    OFlag::O_WRONLY
+                        | OFlag::O_CREAT
+                        | OFlag::O_EXCL
+                        | OFlag::O_NOFOLLOW
+                        | OFlag::O_CLOEXEC,
+                    Mode::from_bits_truncate(0o600),
                 )
-                .map_err(io::Error::from)
-            });
-            if let Err(e) = copied {
-                let _ = unlinkat(parent.as_fd(), temp.as_os_str(), UnlinkatFlags::NoRemoveDir);
-                return Err(with_path(e, "cannot write", &dir.join(name)));
+                .map_err(|e| cannot_write(e.into()))?;
+                let mut to = std::fs::File::from(fd);
+                let copied = io::copy(data, &mut to).and_then(|_| {
+                    fchmod(to.as_fd(), Mode::from_bits_truncate(mode)).map_err(io::Error::from)
+                });
+                if let Err(e) = copied {
+                    let _ = unlinkat(parent.as_fd(), temp.as_os_str(), UnlinkatFlags::NoRemoveDir);
+                    return Err(cannot_write(e));
+                }
             }
         }
         fchownat_owner(&parent, &temp, owner.st_uid, owner.st_gid)?;
         renameat(parent.as_fd(), temp.as_os_str(), parent.as_fd(), name)
-            .map_err(|e| with_path(e, "cannot write", &dir.join(name)))?;
-        Ok(1)
+            .map_err(|e| cannot_write(e.into()))?;
+        Ok(())
+    }
+
+    /// Extracts a tar (as `tar_out` or `docker cp` make them: one top
+    /// entry, what is under it) into the container at `dest`, as `docker
+    /// cp` places it: into the directory `dest` (or `dest/`) under the top
+    /// entry's name, else as `dest`; with `contents`, what is under the top
+    /// entry into `dest`. Only files, directories and symlinks; every path
+    /// resolved inside the container. How many files it wrote.
+    pub fn tar_in(&self, input: impl io::Read, dest: &str, contents: bool) -> io::Result<usize> {
+        let dest_rel = relative(dest);
+        let into_dir = dest.ends_with('/') || self.is_dir(dest)? == Some(true);
+        let mut archive = tar::Archive::new(input);
+        let mut written = 0;
+        for entry in archive.entries()? {
+            let mut e = entry?;
+            let (top, rest) = tar_path(&e.path()?)?;
+            let base = if !contents && into_dir {
+                dest_rel.join(top)
+            } else {
+                dest_rel.clone()
+            };
+            let rel = base.join(rest);
+            let mode = e.header().mode()?;
+            let size = e.size();
+            match e.header().entry_type() {
+                tar::EntryType::Directory => self.put(&rel, Entry::Dir { mode })?,
+                tar::EntryType::Regular | tar::EntryType::Continuous => {
+                    self.put(
+                        &rel,
+                        Entry::File {
+                            mode,
+                            size,
+                            data: &mut e,
+                        },
+                    )?;
+                    written += 1;
+                }
+                tar::EntryType::Symlink => {
+                    let target = e.link_name()?.unwrap_or_default().into_owned();
+                    self.put(&rel, Entry::Symlink { target })?;
+                    written += 1;
+                }
+                other => return Err(io::Error::new(
+                    io::ErrorKind::Unsupported,
+                    format!(
+                        "`{}`: a {other:?} entry (only files, directories and symlinks are copied)",
+                        e.path()?.display()
+                    ),
+                )),
+            }
+        }
+        Ok(written)
+    }
+
+    /// Writes `source` in the container as a tar to `out`: its top entry
+    /// named `name`, everything under it (symlinks as symlinks). How many
+    /// files it holds.
+    pub fn tar_out(&self, source: &str, name: &str, out: impl io::Write) -> io::Result<usize> {
+        let mut tar = tar::Builder::new(out);
+        let n = self.walk(source, &mut |below, entry| {
+            let path = Path::new(name).join(below);
+            let mut h = tar::Header::new_gnu();
+            match entry {
+                Entry::Dir { mode } => {
+                    h.set_entry_type(tar::EntryType::Directory);
+                    h.set_mode(mode);
+                    h.set_size(0);
+                    tar.append_data(&mut h, &path, io::empty())
+                }
+                Entry::File { mode, size, data } => {
+                    h.set_entry_type(tar::EntryType::Regular);
+                    h.set_mode(mode);
+                    h.set_size(size);
+                    // A file that grew is cut at the size it had: the header said so.
+                    tar.append_data(&mut h, &path, io::Read::take(data, size))
+                }
+                Entry::Symlink { target } => {
+                    h.set_entry_type(tar::EntryType::Symlink);
+                    h.set_mode(0o777);
+                    h.set_size(0);
+                    tar.append_link(&mut h, &path, &target)
+                }
+            }
+        })?;
+        tar.finish()?;
+        Ok(n)
     }
 
     /// Removes `target` (a directory with everything in it); nothing to do
@@ -242,12 +345,28 @@ impl ContainerFs {
     /// a directory): a file with its mode, a symlink as a symlink, a
     /// directory with everything in it. How many files it wrote.
     pub fn copy_out(&self, source: &str, host: &Path) -> io::Result<usize> {
-        self.copy_out_rel(&relative(source), host)
+        self.walk(source, &mut |below, entry| {
+            write_host(&host.join(below), entry)
+        })
     }
 
-    fn copy_out_rel(&self, rel: &Path, host: &Path) -> io::Result<usize> {
-        let host_err =
-            |e: io::Error| io::Error::new(e.kind(), format!("`{}`: {e}", host.display()));
+    /// Visits `source` and everything under it, never following a
+    /// symlink: each with its path below `source` (empty for itself). How
+    /// many files and symlinks there were.
+    pub fn walk(
+        &self,
+        source: &str,
+        visit: &mut dyn FnMut(&Path, Entry) -> io::Result<()>,
+    ) -> io::Result<usize> {
+        self.walk_rel(&relative(source), Path::new(""), visit)
+    }
+
+    fn walk_rel(
+        &self,
+        rel: &Path,
+        below: &Path,
+        visit: &mut dyn FnMut(&Path, Entry) -> io::Result<()>,
+    ) -> io::Result<usize> {
         // The entry itself, not what a last-component symlink points to.
         let (dir, name) = match split(rel) {
             Ok(parts) => parts,
@@ -257,46 +376,47 @@ impl ContainerFs {
         let st = fstatat(parent.as_fd(), name, AtFlags::AT_SYMLINK_NOFOLLOW)
             .map_err(|e| with_path(e, "cannot read", rel))?;
         let mode = st.st_mode & 0o7777;
+        let open = |flags: OFlag| {
+            openat(
+                parent.as_fd(),
+                name,
+                flags | OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+                Mode::empty(),
+            )
+            .map_err(|e| with_path(e, "cannot read", rel))
+        };
         match st.st_mode & libc::S_IFMT {
             libc::S_IFLNK => {
-                let link = nix::fcntl::readlinkat(parent.as_fd(), name)?;
-                std::os::unix::fs::symlink(link, host).map_err(host_err)?;
+                let target = nix::fcntl::readlinkat(parent.as_fd(), name)?.into();
+                visit(below, Entry::Symlink { target })?;
                 Ok(1)
             }
             libc::S_IFDIR => {
-                std::fs::create_dir_all(host).map_err(host_err)?;
-                std::fs::set_permissions(host, std::fs::Permissions::from_mode(mode))
-                    .map_err(host_err)?;
-                let fd = openat(
-                    parent.as_fd(),
-                    name,
-                    OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
-                    Mode::empty(),
-                )?;
-                let names: Vec<std::ffi::OsString> = nix::dir::Dir::from_fd(fd)?
-                    .iter()
-                    .filter_map(Result::ok)
-                    .map(|e| OsStr::from_bytes(e.file_name().to_bytes()).to_owned())
-                    .filter(|n| n != "." && n != "..")
-                    .collect();
+                visit(below, Entry::Dir { mode })?;
+                let names: Vec<std::ffi::OsString> =
+                    nix::dir::Dir::from_fd(open(OFlag::O_DIRECTORY)?)?
+                        .iter()
+                        .filter_map(Result::ok)
+                        .map(|e| OsStr::from_bytes(e.file_name().to_bytes()).to_owned())
+                        .filter(|n| n != "." && n != "..")
+                        .collect();
                 let mut written = 0;
                 for n in names {
-                    written += self.copy_out_rel(&rel.join(&n), &host.join(&n))?;
+                    written += self.walk_rel(&rel.join(&n), &below.join(&n), visit)?;
                 }
                 Ok(written)
             }
             libc::S_IFREG => {
-                let fd = openat(
-                    parent.as_fd(),
-                    name,
-                    OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
-                    Mode::empty(),
-                )
-                .map_err(|e| with_path(e, "cannot read", rel))?;
-                let mut to = std::fs::File::create(host).map_err(host_err)?;
-                io::copy(&mut std::fs::File::from(fd), &mut to).map_err(host_err)?;
-                to.set_permissions(std::fs::Permissions::from_mode(mode))
-                    .map_err(host_err)?;
+                let mut data = std::fs::File::from(open(OFlag::empty())?);
+                let size = st.st_size as u64;
+                visit(
+                    below,
+                    Entry::File {
+                        mode,
+                        size,
+                        data: &mut data,
+                    },
+                )?;
                 Ok(1)
             }
             _ => Err(io::Error::new(
@@ -305,6 +425,71 @@ impl ContainerFs {
             )),
         }
     }
+}
+
+/// Something being copied: what it is, with its mode.
+pub enum Entry<'a> {
+    Dir {
+        mode: u32,
+    },
+    File {
+        mode: u32,
+        size: u64,
+        data: &'a mut dyn io::Read,
+    },
+    Symlink {
+        target: PathBuf,
+    },
+}
+
+/// Makes `path` on the host what `entry` is (a directory is made with its
+/// parents; a file is replaced).
+pub fn write_host(path: &Path, entry: Entry) -> io::Result<()> {
+    let host_err = |e: io::Error| io::Error::new(e.kind(), format!("`{}`: {e}", path.display()));
+    match entry {
+        Entry::Dir { mode } => {
+            std::fs::create_dir_all(path).map_err(host_err)?;
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(host_err)
+        }
+        Entry::Symlink { target } => {
+            if std::fs::symlink_metadata(path).is_ok() {
+                std::fs::remove_file(path).map_err(host_err)?;
+            }
+            std::os::unix::fs::symlink(target, path).map_err(host_err)
+        }
+        Entry::File { mode, data, .. } => {
+            if std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink()) {
+                std::fs::remove_file(path).map_err(host_err)?;
+            }
+            let mut to = std::fs::File::create(path).map_err(host_err)?;
+            io::copy(data, &mut to).map_err(host_err)?;
+            to.set_permissions(std::fs::Permissions::from_mode(mode))
+                .map_err(host_err)
+        }
+    }
+}
+
+/// A tar entry's path as its top component and what is below it; only
+/// plain names (no `..`, no root): an archive from elsewhere cannot aim
+/// outside where it is extracted.
+pub fn tar_path(path: &Path) -> io::Result<(PathBuf, PathBuf)> {
+    let mut parts = Vec::new();
+    for c in path.components() {
+        match c {
+            Component::Normal(n) => parts.push(n),
+            Component::CurDir => {}
+            _ => {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("`{}`: a path in the archive that leaves it", path.display()),
+                ))
+            }
+        }
+    }
+    let Some((top, rest)) = parts.split_first() else {
+        return Ok((PathBuf::new(), PathBuf::new()));
+    };
+    Ok((PathBuf::from(top), rest.iter().collect()))
 }
 
 /// `.NAME.stack-PID-N`: beside the file it replaces, unique in this process.

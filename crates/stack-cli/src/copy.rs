@@ -168,6 +168,13 @@ fn extract_host(tar: impl std::io::Read, to: &Path, contents: bool) -> anyhow::R
 /// .../archive`, `container cp` here).
 pub fn archive(st: &State, path: &str) -> anyhow::Result<Vec<u8>> {
     let fs = ContainerFs::open(st)?;
+    if fs.is_dir(path)?.is_none() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            format!("{}:{path}: no such file or directory", st.name),
+        )
+        .into());
+    }
     let mut out = Vec::new();
     fs.tar_out(path, &top_name(path), &mut out)
         .with_context(|| format!("{}:{path}", st.name))?;

@@ -477,9 +477,16 @@ pub fn client() -> anyhow::Result<(tokio::runtime::Runtime, stack_api::Client)> 
         .build()
         .context("cannot start the async runtime")?;
     let client = stack_api::Client::new(&socket);
-    if std::os::unix::net::UnixStream::connect(&socket).is_err() {
-        start(&socket)?;
-        return Ok((rt, client));
+    match std::os::unix::net::UnixStream::connect(&socket) {
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => bail!(
+            "cannot reach the engine at `{}`: permission denied (it lets in root, and the members of the group `stack daemon --group` names)",
+            socket.display()
+        ),
+        Err(_) => {
+            start(&socket)?;
+            return Ok((rt, client));
+        }
+        Ok(_) => {}
     }
     let ours = std::env::current_exe()
         .map(|p| binary_id(&p))

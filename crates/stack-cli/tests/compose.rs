@@ -908,3 +908,120 @@ fn stats_of_the_stack() {
     assert!(lines[1].contains("shop-web-1"), "{table}");
     out(&["down", "-t", "0"]);
 }
+
+/// The CLI is a client of the engine: with the daemon's socket opened to a
+/// group (`stack daemon --group`), a user of that group who is not root
+/// runs `ps`, `exec` (input, output, exit code), `top`, `stats` and `cp`
+/// both ways on a stack root started.
+#[test]
+fn a_group_member_who_is_not_root_works_through_the_engine() {
+    use std::io::Write as _;
+    use std::os::unix::process::CommandExt as _;
+    let (e, dir) = env_with(
+        "nonroot",
+        r#"services:
+  web:
+    image: local/busybox:1
+    command: ["sh", "-c", "echo inside > /srv.txt; exec sleep 1000"]
+"#,
+    );
+    let d = dir.display().to_string();
+    e.out(&["--project-directory", &d, "up", "-d"]);
+    // The same engine, its socket opened to the group of gid 65534.
+    let nobody = 65534;
+    let group = nix::unistd::Group::from_gid(nix::unistd::Gid::from_raw(nobody))
+        .unwrap()
+        .expect("a group with gid 65534 (nogroup)")
+        .name;
+    e.stop_engine();
+    let mut daemon = e
+        .command(&["daemon", "--group", &group])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let socket = e.root().join("engine.sock");
+    for _ in 0..500 {
+        if std::os::unix::net::UnixStream::connect(&socket).is_ok() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let shared = e.dir.join("shared");
+    std::fs::create_dir_all(&shared).unwrap();
+    std::fs::set_permissions(&shared, std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
+    let as_nobody = |args: &[&str], input: &str| {
+        let mut full = vec!["--project-directory", d.as_str()];
+        full.extend_from_slice(args);
+        let mut c = e.command(&full);
+        c.uid(nobody)
+            .gid(nobody)
+            .current_dir(&shared)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        let mut child = c.spawn().unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
+    };
+    let text = |o: &std::process::Output| String::from_utf8_lossy(&o.stdout).to_string();
+
+    let ps = as_nobody(&["ps", "--format", "json"], "");
+    assert!(ps.status.success(), "{ps:?}");
+    assert!(text(&ps).contains("shop-web-1"), "{ps:?}");
+    let exec = as_nobody(
+        &[
+            "exec",
+            "-T",
+            "web",
+            "sh",
+            "-c",
+            "id -u; cat; echo oops >&2; exit 7",
+        ],
+        "from the client\n",
+    );
+    assert_eq!(exec.status.code(), Some(7), "{exec:?}");
+    // Run as the container's user (root inside), fed the client's input.
+    assert_eq!(text(&exec), "0\nfrom the client\n");
+    assert_eq!(String::from_utf8_lossy(&exec.stderr), "oops\n");
+    let top = as_nobody(&["top"], "");
+    assert!(top.status.success(), "{top:?}");
+    assert!(text(&top).contains("sleep 1000"), "{top:?}");
+    let stats = as_nobody(&["stats", "--no-stream", "--format", "json"], "");
+    assert!(stats.status.success(), "{stats:?}");
+    assert!(
+        text(&stats).contains("\"Name\":\"shop-web-1\""),
+        "{stats:?}"
+    );
+    let out = as_nobody(&["cp", "web:/srv.txt", "copied.txt"], "");
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        std::fs::read_to_string(shared.join("copied.txt")).unwrap(),
+        "inside\n"
+    );
+    std::fs::write(shared.join("back.txt"), "back\n").unwrap();
+    let into = as_nobody(&["cp", "back.txt", "web:/back.txt"], "");
+    assert!(into.status.success(), "{into:?}");
+    let cat = as_nobody(&["exec", "-T", "web", "cat", "/back.txt"], "");
+    assert_eq!(text(&cat), "back\n");
+
+    // Not in the group: no way in, and a clear word why.
+    let mut c = e.command(&["--project-directory", &d, "ps"]);
+    c.uid(nobody).gid(12345).current_dir(&shared);
+    let o = c.output().unwrap();
+    assert!(!o.status.success(), "{o:?}");
+    assert!(
+        String::from_utf8_lossy(&o.stderr)
+            .contains("permission denied (it lets in root, and the members of the group"),
+        "{o:?}"
+    );
+    e.out(&["--project-directory", &d, "down"]);
+    e.stop_engine();
+    let _ = daemon.wait();
+}

@@ -268,13 +268,15 @@ impl ContainerFs {
                     self.put(&rel, Entry::Symlink { target })?;
                     written += 1;
                 }
-                other => return Err(io::Error::new(
-                    io::ErrorKind::Unsupported,
-                    format!(
+                other => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::Unsupported,
+                        format!(
                         "`{}`: a {other:?} entry (only files, directories and symlinks are copied)",
                         e.path()?.display()
                     ),
-                )),
+                    ))
+                }
             }
         }
         Ok(written)

@@ -68,36 +68,31 @@ pub fn start(project: &str, req: &ExecRequest) -> Result<Session, ApiError> {
         });
     }
     let mut piped = stack_runtime::exec_piped(&st, &p).map_err(failed)?;
-    let boxed = |fd: OwnedFd| -> std::io::Result<std::fs::File> { Ok(std::fs::File::from(fd)) };
-    let (stdin, stdout): (
-        Option<Box<dyn std::io::Write + Send>>,
-        Option<Box<dyn std::io::Read + Send>>,
-    ) = match &piped.pty {
-        Some(master) => {
-            let dup = |m: &OwnedFd| m.try_clone().and_then(boxed);
-            let input = if p.interactive {
-                Some(Box::new(dup(master).map_err(|e| ApiError::internal(e.to_string()))?) as _)
-            } else {
-                None
-            };
-            let output = Box::new(dup(master).map_err(|e| ApiError::internal(e.to_string()))?);
-            (input, Some(output as _))
-        }
-        None => (
-            piped.stdin.take().map(|w| Box::new(w) as _),
-            piped.stdout.take().map(|r| Box::new(r) as _),
-        ),
-    };
-    Ok(Session {
-        stdin,
-        stdout,
+    let mut session = Session {
+        stdin: piped.stdin.take().map(|w| Box::new(w) as _),
+        stdout: piped.stdout.take().map(|r| Box::new(r) as _),
         stderr: piped.stderr.take().map(|r| Box::new(r) as _),
-        control: Box::new(Exec {
-            pid: piped.child.id() as i32,
-            pty: piped.pty.take(),
-            child: Mutex::new(piped.child),
-        }),
-    })
+        control: Box::new(Detached),
+    };
+    // With a terminal, its master is input and output both.
+    if let Some(master) = &piped.pty {
+        let file = || {
+            master
+                .try_clone()
+                .map(std::fs::File::from)
+                .map_err(|e| ApiError::internal(e.to_string()))
+        };
+        if p.interactive {
+            session.stdin = Some(Box::new(file()?));
+        }
+        session.stdout = Some(Box::new(file()?));
+    }
+    session.control = Box::new(Exec {
+        pid: piped.child.id() as i32,
+        pty: piped.pty.take(),
+        child: Mutex::new(piped.child),
+    });
+    Ok(session)
 }
 
 /// A running exec: the exec process forwards signals to the command.

@@ -10,7 +10,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context as _};
-use stack_runtime::files::{tar_path, write_host, ContainerFs, Entry};
+use stack_runtime::files::{tar_entries, write_host, ContainerFs};
 use stack_runtime::State;
 
 /// One side of a copy: `NAME:PATH` in a container (NAME has no `/`), or a
@@ -109,11 +109,7 @@ fn host_tar(from: &Path, name: &str) -> std::io::Result<Vec<u8>> {
 /// files it wrote.
 fn extract_host(tar: impl std::io::Read, to: &Path, contents: bool) -> anyhow::Result<usize> {
     let into_dir = !contents && to.is_dir();
-    let mut archive = tar::Archive::new(tar);
-    let mut written = 0;
-    for entry in archive.entries()? {
-        let mut e = entry?;
-        let (top, rest) = tar_path(&e.path()?)?;
+    Ok(tar_entries(tar, &mut |top, rest, entry| {
         let base = if into_dir {
             to.join(top)
         } else {
@@ -125,43 +121,21 @@ fn extract_host(tar: impl std::io::Read, to: &Path, contents: bool) -> anyhow::R
         for part in rest.parent().into_iter().flat_map(Path::components) {
             at.push(part);
             if std::fs::symlink_metadata(&at).is_ok_and(|m| m.file_type().is_symlink()) {
-                bail!(
-                    "`{}` is a symlink: the archive would write through it",
-                    at.display()
-                );
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    format!(
+                        "`{}` is a symlink: the archive would write through it",
+                        at.display()
+                    ),
+                ));
             }
         }
         let path = match rest.as_os_str().is_empty() {
             true => base,
-            false => base.join(&rest),
+            false => base.join(rest),
         };
-        let mode = e.header().mode()?;
-        let size = e.size();
-        let entry = match e.header().entry_type() {
-            tar::EntryType::Directory => Entry::Dir { mode },
-            tar::EntryType::Symlink => Entry::Symlink {
-                target: e.link_name()?.unwrap_or_default().into_owned(),
-            },
-            tar::EntryType::Regular | tar::EntryType::Continuous => {
-                written += 1;
-                write_host(
-                    &path,
-                    Entry::File {
-                        mode,
-                        size,
-                        data: &mut e,
-                    },
-                )?;
-                continue;
-            }
-            other => bail!("`{}`: a {other:?} entry in the archive", path.display()),
-        };
-        if !matches!(entry, Entry::Dir { .. }) {
-            written += 1;
-        }
-        write_host(&path, entry)?;
-    }
-    Ok(written)
+        write_host(&path, entry)
+    })?)
 }
 
 /// A tar of `path` in the running container `st` (the engine's `GET

@@ -117,15 +117,8 @@ impl Control for Exec {
 
     fn wait(&self) -> i32 {
         let mut child = self.child.lock().unwrap_or_else(|e| e.into_inner());
-        match child.wait() {
-            Ok(status) => {
-                use std::os::unix::process::ExitStatusExt as _;
-                status
-                    .code()
-                    .unwrap_or_else(|| 128 + status.signal().unwrap_or(0))
-            }
-            Err(_) => 125,
-        }
+        // 125: as Docker says when it could not tell.
+        child.wait().map_or(125, stack_runtime::exit_code_of)
     }
 }
 

@@ -236,50 +236,15 @@ impl ContainerFs {
     /// resolved inside the container. How many files it wrote.
     pub fn tar_in(&self, input: impl io::Read, dest: &str, contents: bool) -> io::Result<usize> {
         let dest_rel = relative(dest);
-        let into_dir = dest.ends_with('/') || self.is_dir(dest)? == Some(true);
-        let mut archive = tar::Archive::new(input);
-        let mut written = 0;
-        for entry in archive.entries()? {
-            let mut e = entry?;
-            let (top, rest) = tar_path(&e.path()?)?;
-            let base = if !contents && into_dir {
+        let into_dir = !contents && (dest.ends_with('/') || self.is_dir(dest)? == Some(true));
+        tar_entries(input, &mut |top, rest, entry| {
+            let base = if into_dir {
                 dest_rel.join(top)
             } else {
                 dest_rel.clone()
             };
-            let rel = base.join(rest);
-            let mode = e.header().mode()?;
-            let size = e.size();
-            match e.header().entry_type() {
-                tar::EntryType::Directory => self.put(&rel, Entry::Dir { mode })?,
-                tar::EntryType::Regular | tar::EntryType::Continuous => {
-                    self.put(
-                        &rel,
-                        Entry::File {
-                            mode,
-                            size,
-                            data: &mut e,
-                        },
-                    )?;
-                    written += 1;
-                }
-                tar::EntryType::Symlink => {
-                    let target = e.link_name()?.unwrap_or_default().into_owned();
-                    self.put(&rel, Entry::Symlink { target })?;
-                    written += 1;
-                }
-                other => {
-                    return Err(io::Error::new(
-                        io::ErrorKind::Unsupported,
-                        format!(
-                        "`{}`: a {other:?} entry (only files, directories and symlinks are copied)",
-                        e.path()?.display()
-                    ),
-                    ))
-                }
-            }
-        }
-        Ok(written)
+            self.put(&base.join(rest), entry)
+        })
     }
 
     /// Writes `source` in the container as a tar to `out`: its top entry
@@ -469,6 +434,57 @@ pub fn write_host(path: &Path, entry: Entry) -> io::Result<()> {
                 .map_err(host_err)
         }
     }
+}
+
+/// Visits each entry of a tar archive with its top component and what is
+/// below it (`tar_path`). Only files, directories and symlinks. How many
+/// files and symlinks there were.
+pub fn tar_entries(
+    input: impl io::Read,
+    visit: &mut dyn FnMut(&Path, &Path, Entry) -> io::Result<()>,
+) -> io::Result<usize> {
+    let mut archive = tar::Archive::new(input);
+    let mut files = 0;
+    for entry in archive.entries()? {
+        let mut e = entry?;
+        let path = e.path()?.into_owned();
+        let (top, rest) = tar_path(&path)?;
+        let mode = e.header().mode()?;
+        let size = e.size();
+        let entry = match e.header().entry_type() {
+            tar::EntryType::Directory => Entry::Dir { mode },
+            tar::EntryType::Symlink => Entry::Symlink {
+                target: e.link_name()?.unwrap_or_default().into_owned(),
+            },
+            tar::EntryType::Regular | tar::EntryType::Continuous => {
+                files += 1;
+                visit(
+                    &top,
+                    &rest,
+                    Entry::File {
+                        mode,
+                        size,
+                        data: &mut e,
+                    },
+                )?;
+                continue;
+            }
+            other => {
+                return Err(io::Error::new(
+                    io::ErrorKind::Unsupported,
+                    format!(
+                        "`{}`: a {other:?} entry (only files, directories and symlinks are copied)",
+                        path.display()
+                    ),
+                ))
+            }
+        };
+        if matches!(entry, Entry::Symlink { .. }) {
+            files += 1;
+        }
+        visit(&top, &rest, entry)?;
+    }
+    Ok(files)
 }
 
 /// A tar entry's path as its top component and what is below it; only

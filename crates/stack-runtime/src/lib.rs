@@ -399,7 +399,7 @@ pub fn exec_output(
 }
 
 /// An exit status as Docker reports it: the code, or 128 + the signal.
-fn exit_code_of(status: std::process::ExitStatus) -> i32 {
+pub fn exit_code_of(status: std::process::ExitStatus) -> i32 {
     use std::os::unix::process::ExitStatusExt;
     status
         .code()

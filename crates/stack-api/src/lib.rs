@@ -7,8 +7,8 @@
 //! an [`Engine`], and the typed [`Client`].
 //!
 //! Long operations (`up`, `down`) answer with a stream of [`Event`]s, one
-//! JSON object per line, ending with `done` or `error`. `exec` upgrades its
-//! connection to a [`session`]: the process's input, output, terminal size,
+//! JSON object per line, ending with `done` or `error`. `exec` and `run`
+//! upgrade their connection to a [`session`]: the process's input, output, terminal size,
 //! signals and exit code, framed, both ways.
 
 mod client;
@@ -58,6 +58,9 @@ pub enum Route {
     Exec {
         project: String,
     },
+    Run {
+        project: String,
+    },
     /// `GET`: a tar of a path in a replica; `PUT`: a tar extracted there.
     Archive {
         project: String,
@@ -91,6 +94,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/v1/projects/{project}/watch"),
     ("POST", "/v1/projects/{project}/unwatch"),
     ("POST", "/v1/projects/{project}/exec"),
+    ("POST", "/v1/projects/{project}/run"),
     ("GET", "/v1/projects/{project}/archive"),
     ("PUT", "/v1/projects/{project}/archive"),
     ("GET", "/v1/projects/{project}/top"),
@@ -122,6 +126,7 @@ pub fn route(method: &str, path: &str) -> Result<Route, NoRoute> {
                 "watch" => ("POST", Route::Watch { project }),
                 "unwatch" => ("POST", Route::Unwatch { project }),
                 "exec" => ("POST", Route::Exec { project }),
+                "run" => ("POST", Route::Run { project }),
                 "archive" if method == "PUT" => ("PUT", Route::Archive { project, put: true }),
                 "archive" => (
                     "GET",

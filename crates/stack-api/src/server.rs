@@ -20,8 +20,8 @@ use hyper_util::rt::TokioIo;
 
 use crate::{
     route, Action, ActionRequest, ApiError, ArchiveQuery, ContainerSummary, Copied, DownRequest,
-    ErrorBody, Event, ExecRequest, LogsQuery, NoRoute, ProjectSummary, Route, Session, Stats, Top,
-    UpRequest, Version, WatchRequest,
+    ErrorBody, Event, ExecRequest, LogsQuery, NoRoute, ProjectSummary, Route, RunRequest, Session,
+    Stats, Top, UpRequest, Version, WatchRequest,
 };
 
 /// What the engine does for the API. Calls may block.
@@ -49,6 +49,8 @@ pub trait Engine: Send + Sync + 'static {
     fn unwatch(&self, project: &str, events: &Events) -> Result<(), ApiError>;
     /// Starts a command in a running replica; the server relays its streams.
     fn exec(&self, project: &str, req: ExecRequest) -> Result<Session, ApiError>;
+    /// Starts a one-off container of a service; the server relays its streams.
+    fn run(&self, req: RunRequest) -> Result<Session, ApiError>;
     /// A tar of `q.path` in the replica, its top entry named as the path's
     /// last component (`stack cp` out).
     fn archive(&self, project: &str, q: ArchiveQuery) -> Result<Vec<u8>, ApiError>;
@@ -198,7 +200,19 @@ async fn handle<E: Engine>(engine: Arc<E>, req: Request<Incoming>) -> Response<B
             let services = services();
             answer(blocking(move || engine.stats(&project, &services, all)).await)
         }
-        Route::Exec { project } => exec(engine, project, req).await,
+        Route::Exec { project } => {
+            upgraded(
+                req,
+                |_: &ExecRequest| Ok(()),
+                move |r| engine.exec(&project, r),
+            )
+            .await
+        }
+        Route::Run { project } => {
+            let path = project.clone();
+            let check = move |r: &RunRequest| same_project(r, &path);
+            upgraded(req, check, move |r| engine.run(r)).await
+        }
         Route::Archive { project, put } => {
             let q = match ArchiveQuery::parse(req.uri().query()) {
                 Ok(q) => q,
@@ -252,12 +266,13 @@ pub(crate) fn query_values<'a>(
         })
 }
 
-/// `exec`: the process is started before the answer, so a failure is a
-/// plain error; then `101 Switching Protocols` and the session's frames.
-async fn exec<E: Engine>(
-    engine: Arc<E>,
-    project: String,
+/// `exec` and `run`: the process is started before the answer, so a
+/// failure is a plain error; then `101 Switching Protocols` and the
+/// session's frames.
+async fn upgraded<T: serde::de::DeserializeOwned + Send + 'static>(
     mut req: Request<Incoming>,
+    check: impl FnOnce(&T) -> Result<(), ApiError>,
+    start: impl FnOnce(T) -> Result<Session, ApiError> + Send + 'static,
 ) -> Response<Body> {
     let wants = |name: &str, value: &str| {
         req.headers()
@@ -269,17 +284,21 @@ async fn exec<E: Engine>(
         return error(
             StatusCode::BAD_REQUEST,
             format!(
-                "exec needs its connection upgraded (Connection: Upgrade, Upgrade: {})",
+                "{} needs its connection upgraded (Connection: Upgrade, Upgrade: {})",
+                req.uri().path().rsplit('/').next().unwrap_or_default(),
                 crate::session::UPGRADE
             ),
         );
     }
     let upgrade = hyper::upgrade::on(&mut req);
-    let request: ExecRequest = match json_body(req.into_body()).await {
+    let request: T = match json_body(req.into_body()).await.and_then(|r| {
+        check(&r)?;
+        Ok(r)
+    }) {
         Ok(r) => r,
         Err(e) => return api_error(e),
     };
-    let session = match blocking(move || engine.exec(&project, request)).await {
+    let session = match blocking(move || start(request)).await {
         Ok(s) => s,
         Err(e) => return api_error(e),
     };
@@ -317,17 +336,28 @@ async fn body<T: serde::de::DeserializeOwned + HasProject>(
     project: &str,
 ) -> Result<T, ApiError> {
     let value: T = json_body(req.into_body()).await?;
+    same_project(&value, project)?;
+    Ok(value)
+}
+
+fn same_project(value: &impl HasProject, project: &str) -> Result<(), ApiError> {
     let named = value.project_name();
     if named != project {
         return Err(ApiError::bad_request(format!(
             "the body is for project `{named}`, the path for `{project}`"
         )));
     }
-    Ok(value)
+    Ok(())
 }
 
 trait HasProject {
     fn project_name(&self) -> &str;
+}
+
+impl HasProject for RunRequest {
+    fn project_name(&self) -> &str {
+        &self.project.name
+    }
 }
 
 impl HasProject for UpRequest {

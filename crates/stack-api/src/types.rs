@@ -515,6 +515,48 @@ pub struct ExecRequest {
     pub detach: bool,
 }
 
+/// `POST /v1/projects/{project}/run`: a one-off container of a service
+/// (`stack run`), labelled as one so `up` leaves it alone; its
+/// dependencies are the client's to bring up first. The answer upgrades
+/// the connection to a session (`crate::session`) relaying the container;
+/// with `detach` the session carries its id and ends with code 0.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct RunRequest {
+    #[serde(deserialize_with = "project_from_json")]
+    pub project: stack_model::Project,
+    pub service: String,
+    /// The container's name (default `PROJECT-SERVICE-run-ID`).
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Replaces the service's command, when not empty.
+    #[serde(default)]
+    pub command: Vec<String>,
+    /// Replaces the image's entrypoint (and the service's).
+    #[serde(default)]
+    pub entrypoint: Option<Vec<String>>,
+    /// `KEY=VALUE`, over the service's environment.
+    #[serde(default)]
+    pub env: Vec<String>,
+    pub user: Option<String>,
+    pub workdir: Option<String>,
+    /// `-p`: ports published besides the service's (which are left out
+    /// unless `service_ports`).
+    #[serde(default)]
+    pub publish: Vec<String>,
+    #[serde(default)]
+    pub service_ports: bool,
+    #[serde(default)]
+    pub tty: bool,
+    #[serde(default)]
+    pub interactive: bool,
+    #[serde(default)]
+    pub detach: bool,
+    /// Removed when it exits (by the engine, whether or not the client is
+    /// still there).
+    #[serde(default)]
+    pub rm: bool,
+}
+
 /// `GET /v1/projects/{project}/top`: a running container's processes.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Top {

@@ -42,6 +42,17 @@ impl Control for Cat {
     }
 }
 
+/// A process that has already ended, with this code.
+struct Ended(i32);
+
+impl Control for Ended {
+    fn resize(&self, _: u16, _: u16) {}
+    fn signal(&self, _: i32) {}
+    fn wait(&self) -> i32 {
+        self.0
+    }
+}
+
 impl Engine for Fake {
     fn version(&self) -> Version {
         Version {
@@ -172,6 +183,16 @@ impl Engine for Fake {
 
     fn exec(&self, _project: &str, req: ExecRequest) -> Result<Session, ApiError> {
         self.exec_session(req)
+    }
+
+    fn run(&self, req: RunRequest) -> Result<Session, ApiError> {
+        let said = format!("{} runs {}", req.service, req.command.join(" "));
+        Ok(Session {
+            stdin: None,
+            stdout: Some(Box::new(std::io::Cursor::new(said.into_bytes()))),
+            stderr: None,
+            control: Box::new(Ended(3)),
+        })
     }
 
     fn archive(&self, _project: &str, q: ArchiveQuery) -> Result<Vec<u8>, ApiError> {
@@ -613,13 +634,22 @@ fn bad_requests_get_clear_answers() {
             "since: `yesterday` is not an RFC 3339 UTC time",
         ),
     ];
-    let cases = cases.into_iter().chain([(
-        "POST",
-        "/v1/projects/shop/exec",
-        r#"{"service":"web","index":1,"command":["sh"]}"#,
-        400,
-        "exec needs its connection upgraded (Connection: Upgrade, Upgrade: stack-session)",
-    )]);
+    let cases = cases.into_iter().chain([
+        (
+            "POST",
+            "/v1/projects/shop/exec",
+            r#"{"service":"web","index":1,"command":["sh"]}"#,
+            400,
+            "exec needs its connection upgraded (Connection: Upgrade, Upgrade: stack-session)",
+        ),
+        (
+            "POST",
+            "/v1/projects/shop/run",
+            r#"{"project":{"name":"shop"},"service":"web"}"#,
+            400,
+            "run needs its connection upgraded",
+        ),
+    ]);
     for (method, path, body, want, says) in cases {
         let (status, answer) = s.raw(method, path, body);
         assert_eq!(status, want, "{method} {path} {body}: {answer}");
@@ -717,6 +747,43 @@ fn exec_relays_a_session_over_the_upgraded_connection() {
             .unwrap();
     assert!(
         matches!(&refused, ClientError::Api { status: 409, message } if message.contains("`db` is not running")),
+        "{refused:?}"
+    );
+}
+
+/// `run` is a session too, its body checked against the path's project.
+#[test]
+fn run_is_a_session_for_the_projects_one_off() {
+    use stack_api::session::{parse_i32, read_frame, Kind};
+    let s = Server::start("run");
+    let c = s.client();
+    let req = |project: &str| RunRequest {
+        project: stack_model::Project {
+            name: project.into(),
+            ..Default::default()
+        },
+        service: "tests".into(),
+        command: vec!["make".into(), "check".into()],
+        ..RunRequest::default()
+    };
+    let (out, code) = s.rt.block_on(async {
+        let mut io = c
+            .session("/v1/projects/shop/run", &req("shop"))
+            .await
+            .unwrap();
+        let (kind, out) = read_frame(&mut io).await.unwrap().unwrap();
+        assert_eq!(kind, Kind::Stdout);
+        let (kind, code) = read_frame(&mut io).await.unwrap().unwrap();
+        assert_eq!(kind, Kind::Exit);
+        (String::from_utf8(out).unwrap(), parse_i32(&code).unwrap())
+    });
+    assert_eq!((out.as_str(), code), ("tests runs make check", 3));
+    let refused =
+        s.rt.block_on(c.session("/v1/projects/shop/run", &req("other")))
+            .err()
+            .unwrap();
+    assert!(
+        matches!(&refused, ClientError::Api { status: 400, message } if message.contains("the body is for project `other`")),
         "{refused:?}"
     );
 }

@@ -383,7 +383,7 @@ pub fn rm(g: &Global, force: bool, req: ActionRequest) -> anyhow::Result<()> {
 fn replica(project: &Project, service: &str, index: u32) -> anyhow::Result<ContainerSummary> {
     existing(project, false, &[service.to_string()])?
         .into_iter()
-        .find(|c| c.number == index)
+        .find(|c| c.number == index && !one_off(c))
         .ok_or_else(|| anyhow::anyhow!("service `{service}` is not running (replica {index})"))
 }
 
@@ -485,6 +485,18 @@ pub fn stats(
     crate::stats::show(args, || Ok(rt.block_on(client.get(&path))?))
 }
 
+/// `-e KEY=VALUE` as given; `-e KEY` takes ours (and is left out if we
+/// have none), as `docker compose` does.
+fn resolve_env(given: &[String]) -> Vec<String> {
+    given
+        .iter()
+        .filter_map(|e| match e.contains('=') {
+            true => Some(e.clone()),
+            false => std::env::var(e).ok().map(|v| format!("{e}={v}")),
+        })
+        .collect()
+}
+
 /// `stack exec SERVICE COMMAND…`: run by the engine in the replica; our
 /// terminal (or pipes), its size and our signals relayed to it.
 pub fn exec(g: &Global, args: &ExecArgs) -> anyhow::Result<i32> {
@@ -496,7 +508,7 @@ pub fn exec(g: &Global, args: &ExecArgs) -> anyhow::Result<i32> {
         service: args.service.clone(),
         index: args.index,
         command: args.command.clone(),
-        env: p.env.clone(),
+        env: resolve_env(&p.env),
         user: p.user.clone(),
         workdir: p.workdir.clone(),
         tty,
@@ -543,6 +555,13 @@ fn containers(
         .collect())
 }
 
+fn one_off(c: &ContainerSummary) -> bool {
+    c.labels
+        .get(crate::supervision::LABEL_ONEOFF)
+        .map(String::as_str)
+        == Some("True")
+}
+
 /// The project's containers, without the rows of services still waiting
 /// for their first one.
 fn existing(
@@ -559,6 +578,8 @@ pub fn ps(g: &Global, args: &PsArgs) -> anyhow::Result<()> {
     let project = load(g)?.project;
     let all = args.all || !args.status.is_empty();
     let mut rows = containers(&project, all, &args.only)?;
+    // One-off containers (`stack run`) with -a only, as with compose.
+    rows.retain(|c| args.all || !one_off(c));
     if args.quiet {
         rows.retain(|c| !c.id.is_empty());
     }
@@ -840,13 +861,34 @@ pub fn ls(quiet: bool) -> anyhow::Result<()> {
 pub fn port(g: &Global, service: &str, port: &str, index: u32) -> anyhow::Result<()> {
     let project = load(g)?.project;
     let c = replica(&project, service, index)?;
-    crate::lifecycle::port(&crate::container::stack_root(), &c.id, Some(port))
+    let wanted = match port.contains('/') {
+        true => port.to_string(),
+        false => format!("{port}/tcp"),
+    };
+    let shown = host_ports(&c.ports, &wanted);
+    if shown.is_empty() {
+        bail!("no public port `{wanted}` published for `{}`", c.name);
+    }
+    for p in shown {
+        println!("{p}");
+    }
+    Ok(())
 }
 
-/// `stack run SERVICE [COMMAND…]`: its dependencies up (through the
-/// engine), its networks there, then a one-off container of the service
-/// run from here in the foreground (a terminal and standard input work as
-/// with `container run`); its exit code is ours.
+/// Where `ps`'s ports (`0.0.0.0:8080->80/tcp`) publish `PORT/PROTO`.
+fn host_ports<'a>(ports: &'a [String], wanted: &str) -> Vec<&'a str> {
+    ports
+        .iter()
+        .filter_map(|p| p.split_once("->"))
+        .filter(|(_, inside)| *inside == wanted)
+        .map(|(host, _)| host)
+        .collect()
+}
+
+/// `stack run SERVICE [COMMAND…]`: its dependencies up, then a one-off
+/// container of the service, both by the engine, which relays the
+/// container to our terminal (or pipes) as for `exec`; its exit code is
+/// ours.
 pub fn run(g: &Global, args: &RunOneOff) -> anyhow::Result<i32> {
     let mut loaded = load(g)?;
     contents_from_environment(&mut loaded)?;
@@ -877,42 +919,38 @@ pub fn run(g: &Global, args: &RunOneOff) -> anyhow::Result<i32> {
         };
         call(g, &format!("/v1/projects/{}/up", project.name), &req)?;
     }
-    crate::reconcile::run_networks(&project, &project.services[&args.service])?;
-    let name = match &args.name {
-        Some(n) => n.clone(),
-        None => format!(
-            "{}-{}-run-{}",
-            project.name,
-            args.service,
-            &crate::container::random_id()?[..12]
-        ),
-    };
-    let mut a = crate::reconcile::one_off_args(&project, &args.service, &name, args.service_ports)?;
-    if !args.command.is_empty() {
-        a.args.truncate(1);
-        a.args.extend(args.command.iter().cloned());
-    }
-    if let Some(e) = &args.entrypoint {
-        a.entrypoint = Some(
-            stack_model::shell_split(e)
-                .map_err(|why| anyhow::anyhow!("--entrypoint `{e}`: {why}"))?,
-        );
-    }
     let p = &args.process;
-    a.env.extend(p.env.iter().cloned());
-    if p.user.is_some() {
-        a.user = p.user.clone();
-    }
-    if p.workdir.is_some() {
-        a.workdir = p.workdir.clone();
-    }
-    a.publish.extend(args.publish.iter().cloned());
-    a.detach = args.detach;
-    a.rm = args.rm;
-    a.quiet = false;
-    a.tty = !p.no_tty && !args.detach && std::io::stdin().is_terminal();
-    a.interactive = !args.detach;
-    let code = crate::container::run_container(&a);
+    let entrypoint = args
+        .entrypoint
+        .as_ref()
+        .map(|e| {
+            stack_model::shell_split(e).map_err(|why| anyhow::anyhow!("--entrypoint `{e}`: {why}"))
+        })
+        .transpose()?;
+    let tty = !p.no_tty && !args.detach && std::io::stdin().is_terminal();
+    let req = stack_api::RunRequest {
+        project: project.clone(),
+        service: args.service.clone(),
+        name: args.name.clone(),
+        command: args.command.clone(),
+        entrypoint,
+        env: resolve_env(&p.env),
+        user: p.user.clone(),
+        workdir: p.workdir.clone(),
+        publish: args.publish.clone(),
+        service_ports: args.service_ports,
+        tty,
+        interactive: !args.detach,
+        detach: args.detach,
+        rm: args.rm,
+    };
+    let (rt, client) = crate::engine::client()?;
+    let code = rt.block_on(async {
+        let io = client
+            .session(&format!("/v1/projects/{}/run", project.name), &req)
+            .await?;
+        crate::exec::attach(io, tty, !args.detach).await
+    });
     if args.rm_deps && !started.is_empty() {
         let req = ActionRequest {
             project: project.clone(),
@@ -923,4 +961,22 @@ pub fn run(g: &Global, args: &RunOneOff) -> anyhow::Result<i32> {
         call(g, &format!("/v1/projects/{}/rm", project.name), &req)?;
     }
     code
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn port_finds_where_ps_says_a_port_is_published() {
+        let ports = [
+            "0.0.0.0:8080->80/tcp".to_string(),
+            "[::]:8080->80/tcp".to_string(),
+            "127.0.0.1:5353->53/udp".to_string(),
+        ];
+        assert_eq!(host_ports(&ports, "80/tcp"), ["0.0.0.0:8080", "[::]:8080"]);
+        assert_eq!(host_ports(&ports, "53/udp"), ["127.0.0.1:5353"]);
+        assert!(host_ports(&ports, "53/tcp").is_empty());
+        assert!(host_ports(&ports, "8080/tcp").is_empty());
+    }
 }

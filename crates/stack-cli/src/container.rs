@@ -394,6 +394,61 @@ fn merge_health(
 }
 
 pub fn run_container(a: &RunArgs) -> anyhow::Result<i32> {
+    launch(a, |spec| start_or_run(a, spec))
+}
+
+/// `stack run` in the engine: the container started in our foreground
+/// with pipes (or a pty) for the engine to relay. Once it has ended,
+/// [`ended`] cleans up after it.
+pub fn run_relayed(a: &RunArgs) -> anyhow::Result<(stack_runtime::Spec, stack_runtime::Piped)> {
+    launch(a, |spec| {
+        let piped = stack_runtime::run_piped(spec, &stack_root())
+            .with_context(|| format!("container `{}`", spec.name))?;
+        Ok((spec.clone(), piped))
+    })
+}
+
+/// After a container [`run_relayed`] started has ended: removed with
+/// `rm`, and its network endpoints with it.
+pub fn ended(id: &str, rm: bool) -> anyhow::Result<()> {
+    let dir = stack_runtime::container_dir(&stack_root(), id);
+    if rm {
+        std::fs::remove_dir_all(&dir)
+            .or_else(|e| match e.kind() {
+                std::io::ErrorKind::NotFound => Ok(()),
+                _ => Err(e),
+            })
+            .with_context(|| format!("cannot remove `{}`", dir.display()))?;
+    }
+    if !dir.exists() {
+        crate::network::unwire(id)?;
+    }
+    Ok(())
+}
+
+/// The container `a` describes made, wired and started by `start`; a
+/// failure leaves nothing behind.
+fn launch<T>(
+    a: &RunArgs,
+    start: impl FnOnce(&stack_runtime::Spec) -> anyhow::Result<T>,
+) -> anyhow::Result<T> {
+    let (mut spec, named_networks) = spec_of(a)?;
+    // Claimed before anything is wired: an engine that dies from here on
+    // leaves a claim the next one sweeps (with its endpoints).
+    let dir = stack_runtime::container_dir(&stack_root(), &spec.id);
+    stack_runtime::state::claim(&dir)
+        .with_context(|| format!("cannot create `{}`", dir.display()))?;
+    let started = wire_and_start(a, &mut spec, &named_networks, start);
+    stack_runtime::state::release(&dir);
+    if started.is_err() && !stack_runtime::state::path(&dir).exists() {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    started
+}
+
+/// The runtime's spec of the container `a` describes, and the named
+/// networks it joins.
+fn spec_of(a: &RunArgs) -> anyhow::Result<(stack_runtime::Spec, Vec<String>)> {
     // The root file system: a directory, or an image's unpacked layers
     // (top first) plus the defaults of its config.
     let mut args = a.args.clone();
@@ -677,7 +732,6 @@ pub fn run_container(a: &RunArgs) -> anyhow::Result<i32> {
             .map(|u| parse_ulimit(u))
             .collect::<anyhow::Result<_>>()?,
     };
-    // Ctrl-C goes to the container (same process group); we stay to report and clean up.
     if named_networks.is_empty()
         && !(a.dns.is_empty() && a.dns_search.is_empty() && a.dns_option.is_empty())
     {
@@ -687,30 +741,20 @@ pub fn run_container(a: &RunArgs) -> anyhow::Result<i32> {
             &a.dns_option,
         ));
     }
-    // Claimed before anything is wired: an engine that dies from here on
-    // leaves a claim the next one sweeps (with its endpoints).
-    let dir = stack_runtime::container_dir(&stack_root(), &id);
-    stack_runtime::state::claim(&dir)
-        .with_context(|| format!("cannot create `{}`", dir.display()))?;
-    let started = wire_and_start(a, &mut spec, &named_networks, &name);
-    stack_runtime::state::release(&dir);
-    if started.is_err() && !stack_runtime::state::path(&dir).exists() {
-        let _ = std::fs::remove_dir_all(&dir);
-    }
-    started
+    Ok((spec, named_networks))
 }
 
-fn wire_and_start(
+fn wire_and_start<T>(
     a: &RunArgs,
     spec: &mut stack_runtime::Spec,
     named_networks: &[String],
-    name: &str,
-) -> anyhow::Result<i32> {
+    start: impl FnOnce(&stack_runtime::Spec) -> anyhow::Result<T>,
+) -> anyhow::Result<T> {
     let id = spec.id.clone();
     if !named_networks.is_empty() {
         let wired = crate::network::wire(
             &id,
-            name,
+            &spec.name,
             &spec.host_names(),
             &crate::network::Request {
                 networks: named_networks,
@@ -728,7 +772,7 @@ fn wire_and_start(
         spec.resolv_conf = Some(wired.resolv_conf);
         spec.hosts.splice(0..0, wired.hosts);
     }
-    let started = start_or_run(a, spec, name);
+    let started = start(spec);
     // A container that never ran, or ran with --rm, leaves no network behind.
     let gone = !stack_runtime::container_dir(&stack_root(), &id).exists();
     if !named_networks.is_empty() && (started.is_err() || gone) {
@@ -739,8 +783,8 @@ fn wire_and_start(
     started
 }
 
-fn start_or_run(a: &RunArgs, spec: &stack_runtime::Spec, name: &str) -> anyhow::Result<i32> {
-    let id = &spec.id;
+fn start_or_run(a: &RunArgs, spec: &stack_runtime::Spec) -> anyhow::Result<i32> {
+    let (id, name) = (&spec.id, &spec.name);
     stack_runtime::ignore_terminal_interrupts().context("cannot set up signal handling")?;
     if let Some(f) = &a.cidfile {
         use std::io::Write as _;

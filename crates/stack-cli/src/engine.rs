@@ -14,7 +14,8 @@ use std::time::Duration;
 use anyhow::{bail, Context as _};
 use stack_api::{
     Action, ActionRequest, ApiError, ArchiveQuery, ContainerSummary, Copied, DownRequest, Events,
-    ExecRequest, LogsQuery, ProjectSummary, Session, Stats, Top, UpRequest, WatchRequest,
+    ExecRequest, LogsQuery, ProjectSummary, RunRequest, Session, Stats, Top, UpRequest,
+    WatchRequest,
 };
 
 use crate::container::stack_root;
@@ -286,6 +287,12 @@ impl stack_api::Engine for Real {
         crate::exec::start(project, &req)
     }
 
+    /// Started under the project's lock (its networks may be made); run
+    /// outside it.
+    fn run(&self, req: RunRequest) -> Result<Session, ApiError> {
+        self.exclusive(&req.project.name, || crate::exec::run(&req))
+    }
+
     fn archive(&self, project: &str, q: ArchiveQuery) -> Result<Vec<u8>, ApiError> {
         let st = crate::exec::replica(project, &q.service, q.index)?;
         crate::copy::archive(&st, &q.path).map_err(file_error)
@@ -419,7 +426,7 @@ pub fn daemon(group: Option<&str>) -> anyhow::Result<()> {
     served.context("the API server failed")
 }
 
-fn log(line: &str) {
+pub(crate) fn log(line: &str) {
     eprintln!("{} {line}", stack_runtime::state::now_rfc3339());
 }
 

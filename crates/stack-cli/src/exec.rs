@@ -11,7 +11,7 @@ use std::sync::Mutex;
 
 use anyhow::bail;
 use stack_api::session::{frame, read_frame, size_payload, Kind};
-use stack_api::{ApiError, Control, ExecRequest, Session};
+use stack_api::{ApiError, Control, ExecRequest, RunRequest, Session};
 use stack_runtime::State;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt as _};
 
@@ -33,11 +33,15 @@ pub fn of_services(project: &str, services: &[String], all: bool) -> Vec<State> 
     out
 }
 
-/// The running replica `index` of a service.
+/// The running replica `index` of a service (not a one-off container).
 pub fn replica(project: &str, service: &str, index: u32) -> Result<State, ApiError> {
+    let label = |st: &State, key| crate::reconcile::label(st, key);
     of_services(project, &[service.to_string()], false)
         .into_iter()
-        .find(|st| crate::reconcile::label(st, stack_plan::LABEL_NUMBER) == index.to_string())
+        .find(|st| {
+            label(st, stack_plan::LABEL_NUMBER) == index.to_string()
+                && label(st, crate::supervision::LABEL_ONEOFF) != "True"
+        })
         .ok_or_else(|| ApiError {
             status: 409,
             message: format!(
@@ -67,14 +71,63 @@ pub fn start(project: &str, req: &ExecRequest) -> Result<Session, ApiError> {
             control: Box::new(Detached),
         });
     }
-    let mut piped = stack_runtime::exec_piped(&st, &p).map_err(failed)?;
+    let piped = stack_runtime::exec_piped(&st, &p).map_err(failed)?;
+    // The exec process forwards what it gets to the command.
+    let pid = piped.child.id() as i32;
+    relayed(piped, p.interactive, move || Some(pid), None)
+}
+
+/// Engine side of `stack run`: the one-off container `req` asks for,
+/// started with its streams for the server to relay (or, detached, its id
+/// as the session's output), removed after it with `rm`.
+pub fn run(req: &RunRequest) -> Result<Session, ApiError> {
+    let internal = |e: anyhow::Error| ApiError::internal(format!("{e:#}"));
+    let service = req
+        .project
+        .services
+        .get(&req.service)
+        .ok_or_else(|| ApiError::bad_request(format!("no such service: {}", req.service)))?;
+    crate::reconcile::run_networks(&req.project, service).map_err(internal)?;
+    let a = crate::reconcile::one_off_args(req).map_err(internal)?;
+    if a.detach {
+        crate::container::run_container(&a).map_err(internal)?;
+        let name = a.name.clone().unwrap_or_default();
+        let (_, st) = crate::lifecycle::find(&stack_root(), &name).map_err(internal)?;
+        return Ok(Session {
+            stdin: None,
+            stdout: Some(Box::new(std::io::Cursor::new(format!("{}\n", st.id)))),
+            stderr: None,
+            control: Box::new(Detached),
+        });
+    }
+    let (spec, piped) = crate::container::run_relayed(&a).map_err(internal)?;
+    // Signals go to its PID 1 (which hands them to the app), as `kill` sends them.
+    let dir = stack_runtime::container_dir(&stack_root(), &spec.id);
+    let pid = move || stack_runtime::state::read(&dir).ok().map(|st| st.pid);
+    let (id, rm) = (spec.id, a.rm);
+    let after = move || {
+        if let Err(e) = crate::container::ended(&id, rm) {
+            crate::engine::log(&format!("one-off container {id}: {e:#}"));
+        }
+    };
+    relayed(piped, a.interactive, pid, Some(Box::new(after)))
+}
+
+/// The session of a process whose streams the runtime gave us: with a
+/// terminal, its master is input and output both. Signals go to the
+/// process `signal_to` names; `after` runs once it has ended.
+fn relayed(
+    mut piped: stack_runtime::Piped,
+    interactive: bool,
+    signal_to: impl Fn() -> Option<i32> + Send + Sync + 'static,
+    after: Option<Box<dyn FnOnce() + Send>>,
+) -> Result<Session, ApiError> {
     let mut session = Session {
         stdin: piped.stdin.take().map(|w| Box::new(w) as _),
         stdout: piped.stdout.take().map(|r| Box::new(r) as _),
         stderr: piped.stderr.take().map(|r| Box::new(r) as _),
         control: Box::new(Detached),
     };
-    // With a terminal, its master is input and output both.
     if let Some(master) = &piped.pty {
         let file = || {
             master
@@ -82,27 +135,29 @@ pub fn start(project: &str, req: &ExecRequest) -> Result<Session, ApiError> {
                 .map(std::fs::File::from)
                 .map_err(|e| ApiError::internal(e.to_string()))
         };
-        if p.interactive {
+        if interactive {
             session.stdin = Some(Box::new(file()?));
         }
         session.stdout = Some(Box::new(file()?));
     }
-    session.control = Box::new(Exec {
-        pid: piped.child.id() as i32,
+    session.control = Box::new(Relayed {
+        signal_to: Box::new(signal_to),
         pty: piped.pty.take(),
         child: Mutex::new(piped.child),
+        after: Mutex::new(after),
     });
     Ok(session)
 }
 
-/// A running exec: the exec process forwards signals to the command.
-struct Exec {
-    pid: i32,
+/// A relayed process: an exec process, or a one-off container's monitor.
+struct Relayed {
+    signal_to: Box<dyn Fn() -> Option<i32> + Send + Sync>,
     pty: Option<OwnedFd>,
     child: Mutex<std::process::Child>,
+    after: Mutex<Option<Box<dyn FnOnce() + Send>>>,
 }
 
-impl Control for Exec {
+impl Control for Relayed {
     fn resize(&self, rows: u16, cols: u16) {
         if let Some(master) = &self.pty {
             let _ = stack_runtime::resize(master, rows, cols);
@@ -110,15 +165,22 @@ impl Control for Exec {
     }
 
     fn signal(&self, signal: i32) {
-        if let Ok(sig) = nix::sys::signal::Signal::try_from(signal) {
-            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.pid), sig);
+        if let (Ok(sig), Some(pid)) = (
+            nix::sys::signal::Signal::try_from(signal),
+            (self.signal_to)().filter(|p| *p > 0),
+        ) {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), sig);
         }
     }
 
     fn wait(&self) -> i32 {
         let mut child = self.child.lock().unwrap_or_else(|e| e.into_inner());
         // 125: as Docker says when it could not tell.
-        child.wait().map_or(125, stack_runtime::exit_code_of)
+        let code = child.wait().map_or(125, stack_runtime::exit_code_of);
+        if let Some(after) = self.after.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            after();
+        }
+        code
     }
 }
 

@@ -9,7 +9,7 @@ use anyhow::{bail, Context as _};
 use clap::Parser as _;
 use stack_api::{
     Action, ActionRequest, ContainerSummary, DownRequest, Event, Events, LogsQuery, ProjectSummary,
-    UpRequest,
+    RunRequest, UpRequest,
 };
 use stack_engine::{network_name, volume_name, HealthConfig, Observed, Origin, ProbeResult};
 use stack_model::{Project, Service};
@@ -261,7 +261,14 @@ pub fn containers(
                 status = format!("{status} ({})", h.status);
             }
             Ok(ContainerSummary {
-                ports: crate::network::ports_of(&st.id)?,
+                // As `docker ps` shows them: `0.0.0.0:8080->80/tcp`.
+                ports: crate::network::ports_of(&st.id)?
+                    .into_iter()
+                    .map(|l| match l.split_once(" -> ") {
+                        Some((inside, host)) => format!("{host}->{inside}"),
+                        None => l,
+                    })
+                    .collect(),
                 service: label(&st, stack_plan::LABEL_SERVICE),
                 number: label(&st, stack_plan::LABEL_NUMBER).parse().unwrap_or(0),
                 image: st.spec.image.clone(),
@@ -875,14 +882,12 @@ pub fn run_networks(project: &Project, service: &Service) -> anyhow::Result<()> 
     Ok(())
 }
 
-/// The arguments of a one-off container of a service (`stack run`):
-/// labelled as compose labels them, so `up` leaves it alone.
-pub fn one_off_args(
-    project: &Project,
-    service: &str,
-    name: &str,
-    service_ports: bool,
-) -> anyhow::Result<RunArgs> {
+/// The arguments of the one-off container `req` asks for (`stack run`):
+/// the service's, labelled as compose labels them (so `up` leaves it
+/// alone), with the request's command, entrypoint, environment, user,
+/// working directory and ports over them.
+pub fn one_off_args(req: &RunRequest) -> anyhow::Result<RunArgs> {
+    let project = &req.project;
     let origin = Origin {
         project,
         working_dir: "",
@@ -890,18 +895,50 @@ pub fn one_off_args(
         timeout: None,
         conditions: false,
     };
-    let s = &project.services[service];
+    let s = project
+        .services
+        .get(&req.service)
+        .ok_or_else(|| anyhow::anyhow!("no such service: {}", req.service))?;
     ensure_image(
-        &image_of(service, s)?,
+        &image_of(&req.service, s)?,
         s.platform.as_deref(),
         stack_engine::pull_policy(None, s),
     )?;
-    let mut a = run_args(&origin, service, s, 1, name)?;
+    let name = match &req.name {
+        Some(n) => n.clone(),
+        None => format!(
+            "{}-{}-run-{}",
+            project.name,
+            req.service,
+            &crate::container::random_id()?[..12]
+        ),
+    };
+    let mut a = run_args(&origin, &req.service, s, 1, &name)?;
     a.labels
         .push(format!("{}=True", crate::supervision::LABEL_ONEOFF));
-    if !service_ports {
+    if !req.service_ports {
         a.publish.clear();
     }
+    a.publish.extend(req.publish.iter().cloned());
+    if !req.command.is_empty() {
+        a.args.truncate(1);
+        a.args.extend(req.command.iter().cloned());
+    }
+    if req.entrypoint.is_some() {
+        a.entrypoint = req.entrypoint.clone();
+    }
+    a.env.extend(req.env.iter().cloned());
+    if req.user.is_some() {
+        a.user = req.user.clone();
+    }
+    if req.workdir.is_some() {
+        a.workdir = req.workdir.clone();
+    }
+    a.detach = req.detach;
+    a.rm = req.rm && !req.detach;
+    a.quiet = true;
+    a.tty = req.tty && !req.detach;
+    a.interactive = req.interactive && !req.detach;
     Ok(a)
 }
 

@@ -536,8 +536,86 @@ fn one_off_run() {
         "{ps}"
     );
     assert!(!run(&["nope"]).status.success());
+
+    // On a terminal: the container's own pty, our terminal's size, its code.
+    let (out, code) = on_a_terminal(
+        &e,
+        &[
+            "--project-directory",
+            d,
+            "run",
+            "--rm",
+            "tests",
+            "sh",
+            "-c",
+            "busybox tty; busybox stty size; exit 4",
+        ],
+    );
+    assert_eq!(code, Some(4), "{out}");
+    assert!(out.contains("/dev/pts/0\r\n33 101\r\n"), "{out:?}");
+
+    // Detached: its id printed; `ps` shows it with -a only, `exec` takes
+    // the service's replica, not it; `down` leaves it unless
+    // --remove-orphans.
+    let o = run(&["-d", "--name", "bg", "tests", "sleep", "100"]);
+    let id = String::from_utf8_lossy(&o.stdout).trim().to_string();
+    assert!(
+        id.len() == 64 && id.chars().all(|c| c.is_ascii_hexdigit()),
+        "{o:?}"
+    );
+    let ps = e.out(&["--project-directory", d, "ps"]);
+    assert!(!ps.contains("bg"), "{ps}");
+    assert!(e
+        .out(&["--project-directory", d, "ps", "-a"])
+        .contains("bg"));
+    // The service's own replica has exited: nothing to exec into.
+    let (out, ok) = sh(&e, d, "tests", "echo reached");
+    assert!(!ok, "exec reached the one-off: {out}");
     e.out(&["container", "rm", "once"]);
-    e.out(&["--project-directory", d, "down"]);
+    assert!(!e
+        .stack(&["--project-directory", d, "down"])
+        .status
+        .success());
+    assert!(e.out(&["container", "ls"]).contains("bg"));
+    e.out(&["--project-directory", d, "down", "--remove-orphans"]);
+    assert!(!e.out(&["container", "ls", "-a"]).contains("bg"));
+}
+
+/// Runs `stack ARGS` on a terminal of 33 rows and 101 columns of its own:
+/// what it printed there, and its exit code.
+fn on_a_terminal(e: &Env, args: &[&str]) -> (String, Option<i32>) {
+    use std::io::Read as _;
+    let size = nix::pty::Winsize {
+        ws_row: 33,
+        ws_col: 101,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    let pty = nix::pty::openpty(Some(&size), None).unwrap();
+    let slave = std::fs::File::from(pty.slave);
+    let mut child = e
+        .command(args)
+        .stdin(slave.try_clone().unwrap())
+        .stdout(slave.try_clone().unwrap())
+        .stderr(slave)
+        .spawn()
+        .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let mut master = std::fs::File::from(pty.master);
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n @ 1..) = master.read(&mut buf) {
+            if tx.send(buf[..n].to_vec()).is_err() {
+                break;
+            }
+        }
+    });
+    let code = child.wait().unwrap().code();
+    let mut out = Vec::new();
+    while let Ok(chunk) = rx.recv_timeout(std::time::Duration::from_millis(500)) {
+        out.extend(chunk);
+    }
+    (String::from_utf8_lossy(&out).into_owned(), code)
 }
 
 /// Volumes of every kind a compose file has: a named volume whose local
@@ -1010,6 +1088,30 @@ fn a_group_member_who_is_not_root_works_through_the_engine() {
     assert!(into.status.success(), "{into:?}");
     let cat = as_nobody(&["exec", "-T", "web", "cat", "/back.txt"], "");
     assert_eq!(text(&cat), "back\n");
+    // A one-off container, made and removed by the engine.
+    let run = as_nobody(
+        &[
+            "run",
+            "--rm",
+            "-T",
+            "web",
+            "sh",
+            "-c",
+            "cat; echo oops >&2; exit 5",
+        ],
+        "to the one-off\n",
+    );
+    assert_eq!(run.status.code(), Some(5), "{run:?}");
+    assert_eq!(text(&run), "to the one-off\n");
+    assert_eq!(String::from_utf8_lossy(&run.stderr), "oops\n");
+    let bg = as_nobody(&["run", "-d", "--name", "bg", "web", "sleep", "100"], "");
+    assert!(bg.status.success(), "{bg:?}");
+    let port = as_nobody(&["port", "web", "80"], "");
+    assert!(
+        String::from_utf8_lossy(&port.stderr)
+            .contains("no public port `80/tcp` published for `shop-web-1`"),
+        "{port:?}"
+    );
 
     // Not in the group: no way in, and a clear word why.
     let mut c = e.command(&["--project-directory", &d, "ps"]);
@@ -1021,7 +1123,8 @@ fn a_group_member_who_is_not_root_works_through_the_engine() {
             .contains("permission denied (it lets in root, and the members of the group"),
         "{o:?}"
     );
-    e.out(&["--project-directory", &d, "down"]);
+    e.out(&["--project-directory", &d, "down", "--remove-orphans"]);
+    assert_eq!(e.out(&["container", "ls", "-a", "-q"]), "");
     e.stop_engine();
     let _ = daemon.wait();
 }

@@ -265,7 +265,7 @@ impl<D: Driver + Send + 'static> Engine<D> {
                     .collect(),
             })
             .collect();
-        let mut have = self.replicas(&project.name)?;
+        let mut have = self.replicas(&project.name, false)?;
         if !selected.is_empty() {
             // Others are left alone, not orphans.
             have.retain(|e| {
@@ -328,13 +328,14 @@ impl<D: Driver + Send + 'static> Engine<D> {
         Ok(())
     }
 
-    /// The replicas of a project (one-off containers left out), for the plan.
-    fn replicas(&self, project: &str) -> anyhow::Result<Vec<stack_plan::Existing>> {
+    /// The replicas of a project, for the plan; one-off containers only
+    /// with `one_offs`.
+    fn replicas(&self, project: &str, one_offs: bool) -> anyhow::Result<Vec<stack_plan::Existing>> {
         Ok(self
             .driver
             .observe(Some(project))?
             .iter()
-            .filter(|c| !c.one_off)
+            .filter(|c| one_offs || !c.one_off)
             .map(Observed::existing)
             .collect())
     }
@@ -413,7 +414,8 @@ impl<D: Driver + Send + 'static> Engine<D> {
         let waves = graph
             .stop_waves()
             .map_err(|c| anyhow::anyhow!("dependency cycle: {c:?}"))?;
-        let mut have = self.replicas(&project.name)?;
+        // Orphans and one-off containers go on request, as with compose.
+        let mut have = self.replicas(&project.name, req.remove_orphans)?;
         if !req.remove_orphans {
             let orphans: Vec<String> = have
                 .iter()

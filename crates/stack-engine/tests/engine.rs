@@ -772,6 +772,44 @@ async fn down_removes_dependents_first_then_networks_and_volumes() {
     );
 }
 
+/// One-off containers (`stack run`) go with `down --remove-orphans` only,
+/// as with compose.
+#[tokio::test(start_paused = true)]
+async fn down_removes_one_off_containers_with_remove_orphans() {
+    let p = project(SHOP);
+    let e = engine(Fake::instant());
+    let fake = e.driver();
+    up(&e, up_req(&p)).await;
+    fake.containers.lock().unwrap().push(Container {
+        o: Observed {
+            id: "id-run".into(),
+            name: "shop-web-run-1".into(),
+            project: p.name.clone(),
+            service: "web".into(),
+            number: 1,
+            running: true,
+            one_off: true,
+            ..Observed::default()
+        },
+        started: Instant::now(),
+        script: Script::default(),
+    });
+    let (events, _rx) = Events::channel();
+    let req = DownRequest {
+        project: p.clone(),
+        ..Default::default()
+    };
+    e.down(&req, &events).await.unwrap();
+    assert_eq!(fake.names(), ["shop-web-run-1"]);
+    up(&e, up_req(&p)).await;
+    let req = DownRequest {
+        remove_orphans: true,
+        ..req
+    };
+    e.down(&req, &events).await.unwrap();
+    assert!(fake.names().is_empty(), "{:?}", fake.names());
+}
+
 #[tokio::test(start_paused = true)]
 async fn down_rmi_removes_the_services_images_and_one_in_use_is_a_warning() {
     let p = project(

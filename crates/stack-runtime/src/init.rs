@@ -24,13 +24,13 @@ const NOT_FOUND: i32 = 127;
 /// container, owns its state file, logs and cgroups. Never returns.
 pub fn init_main(spec_fd: &str) -> ! {
     let json = std::fs::read(format!("/proc/self/fd/{spec_fd}")).unwrap_or_default();
-    let parsed: Result<(Spec, PathBuf, bool), _> = serde_json::from_slice(&json);
+    let parsed: Result<(Spec, PathBuf, Mode), _> = serde_json::from_slice(&json);
     let code = match parsed {
-        Ok((spec, dir, detached)) => match stage1(&spec, &dir, detached) {
+        Ok((spec, dir, mode)) => match stage1(&spec, &dir, mode) {
             Ok(code) => code,
             Err(e) => {
                 eprintln!("stack: container `{}`: {e}", short(&spec.id));
-                let _ = record_failure(&spec, &dir, detached, &e);
+                let _ = record_failure(&spec, &dir, mode == Mode::Detached, &e);
                 SETUP_FAILED
             }
         },
@@ -40,6 +40,21 @@ pub fn init_main(spec_fd: &str) -> ! {
         }
     };
     std::process::exit(code)
+}
+
+/// Where a container's monitor has its streams, and the container's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub(crate) enum Mode {
+    /// The caller's terminal (or pipes), which the container shares; with
+    /// a terminal, the monitor relays it to the container's pty.
+    Foreground,
+    /// Pipes of a caller that relays them (the engine, for `stack run`);
+    /// with a terminal, the pty's master goes back to it over standard
+    /// input, a socket.
+    Piped,
+    /// None: the monitor outlives its caller, in a process group of its
+    /// own, and writes the container's output to its log.
+    Detached,
 }
 
 /// A failed start is recorded too, so `ls` and `logs` can tell why.
@@ -123,7 +138,8 @@ fn close_inherited_fds() {
 }
 
 /// New namespaces, then the container's PID 1 as our child; then watch it.
-fn stage1(spec: &Spec, dir: &Path, detached: bool) -> std::io::Result<i32> {
+fn stage1(spec: &Spec, dir: &Path, mode: Mode) -> std::io::Result<i32> {
+    let detached = mode == Mode::Detached;
     close_inherited_fds();
     // Only the PID namespace here (it applies to our children): the monitor
     // must keep the host's mount namespace, or PID 1's pivot_root would
@@ -213,9 +229,17 @@ fn stage1(spec: &Spec, dir: &Path, detached: bool) -> std::io::Result<i32> {
             state::write(dir, &st)?;
             nix::unistd::write(&ready_w, &[1])?;
             drop(ready_w);
-            if let Some(channel) = pty {
+            match pty {
+                Some(channel) if mode == Mode::Piped => {
+                    if let Err(e) = crate::tty::pass_master(channel) {
+                        // Nobody could ever read its terminal.
+                        eprintln!("stack: container `{}`: {e}", short(&spec.id));
+                        let _ = kill(child, Signal::SIGKILL);
+                    }
+                }
                 // Until the container's side of the terminal closes.
-                crate::tty::serve(channel, spec.interactive);
+                Some(channel) => crate::tty::serve(channel, spec.interactive),
+                None => {}
             }
             if let Some(((out_r, out_w), (err_r, err_w))) = output {
                 drop((out_w, err_w));

@@ -28,6 +28,7 @@ use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use init::Mode;
 pub use init::{exec_main, init_main, EXEC_ARG, INIT_ARG};
 pub use spec::{Healthcheck, Mount, NetworkMode, Probe, Restart, Spec};
 pub use state::{State, Status};
@@ -85,7 +86,7 @@ pub fn ignore_terminal_interrupts() -> std::io::Result<()> {
 /// state directory is deleted afterwards (on every path out).
 pub fn run(spec: &Spec, root: &Path, remove: bool) -> Result<Exit, RuntimeError> {
     let dir = prepare(spec, root)?;
-    let result = spawn_monitor(spec, &dir, false).and_then(|mut child| {
+    let result = spawn_monitor(spec, &dir, Mode::Foreground, |_| Ok(())).and_then(|mut child| {
         let status = child.wait().map_err(|e| start_error(spec, e))?;
         let code = exit_code_of(status);
         let oom_killed = state::read(&dir).map(|s| s.oom_killed).unwrap_or(false);
@@ -127,7 +128,7 @@ pub fn create(spec: &Spec, root: &Path) -> Result<State, RuntimeError> {
 /// container runs (or failed to start).
 pub fn start(spec: &Spec, root: &Path) -> Result<State, RuntimeError> {
     let dir = prepare(spec, root)?;
-    let mut child = spawn_monitor(spec, &dir, true)?;
+    let mut child = spawn_monitor(spec, &dir, Mode::Detached, |_| Ok(()))?;
     // Wait until the monitor has written the state (its own: a container
     // started again still has its last run's), or has died trying.
     let monitor = child.id() as i32;
@@ -271,8 +272,8 @@ pub fn exec_detached(state: &State, p: &Process) -> Result<(), RuntimeError> {
 /// A command started in a running container with its streams in the
 /// caller's hands (the engine's, which relays them to a client).
 pub struct Piped {
-    /// The exec process: signals sent to it are forwarded to the command;
-    /// its exit code is the command's.
+    /// The exec process (signals sent to it are forwarded to the command),
+    /// or the container's monitor; its exit code is the command's.
     pub child: std::process::Child,
     /// The command's input (with `interactive`, and no terminal).
     pub stdin: Option<std::process::ChildStdin>,
@@ -288,23 +289,50 @@ pub struct Piped {
 /// Runs a command inside a running container with pipes (or a pty) for
 /// the caller to relay.
 pub fn exec_piped(state: &State, p: &Process) -> Result<Piped, RuntimeError> {
+    relayed(&state.spec, p.tty, p.interactive, |wire| {
+        spawn_exec(state, p, Wiring::Piped, wire)
+    })
+}
+
+/// Runs a container in the caller's foreground with pipes (or a pty) for
+/// it to relay (the engine's, for `stack run`). The [`Piped`]'s child is
+/// the container's monitor: its exit code is the container's. Removing
+/// the container after it (`--rm`) is the caller's.
+pub fn run_piped(spec: &Spec, root: &Path) -> Result<Piped, RuntimeError> {
+    let dir = prepare(spec, root)?;
+    relayed(spec, spec.tty, spec.interactive, |wire| {
+        spawn_monitor(spec, &dir, Mode::Piped, wire)
+    })
+}
+
+type Wire = Box<dyn FnOnce(&mut Command) -> std::io::Result<()>>;
+
+/// Spawns a process whose streams its caller relays: pipes, or with a
+/// terminal a socket on its standard input over which the pty's master
+/// comes back.
+fn relayed(
+    spec: &Spec,
+    tty: bool,
+    interactive: bool,
+    spawn: impl FnOnce(Wire) -> Result<std::process::Child, RuntimeError>,
+) -> Result<Piped, RuntimeError> {
     use std::process::Stdio;
-    let channel = if p.tty {
-        Some(tty::channel().map_err(|e| start_error(&state.spec, e))?)
+    let failed = |e| start_error(spec, e);
+    let channel = if tty {
+        Some(tty::channel().map_err(failed)?)
     } else {
         None
     };
     let theirs = channel
         .as_ref()
         .map(|(_, theirs)| theirs.try_clone())
-        .transpose();
-    let theirs = theirs.map_err(|e| start_error(&state.spec, e))?;
-    let mut child = spawn_exec(state, p, Wiring::Piped, |cmd| {
+        .transpose()
+        .map_err(failed)?;
+    let mut child = spawn(Box::new(move |cmd| {
         match theirs {
-            // The master comes back over standard input, a socket.
             Some(sock) => cmd.stdin(Stdio::from(sock)).stdout(Stdio::null()),
             None => cmd
-                .stdin(if p.interactive {
+                .stdin(if interactive {
                     Stdio::piped()
                 } else {
                     Stdio::null()
@@ -313,11 +341,11 @@ pub fn exec_piped(state: &State, p: &Process) -> Result<Piped, RuntimeError> {
         };
         cmd.stderr(Stdio::piped());
         Ok(())
-    })?;
+    }))?;
     let pty = match channel {
         Some((ours, theirs)) => {
             drop(theirs);
-            tty::receive_master(&ours).map_err(|e| start_error(&state.spec, e))?
+            tty::receive_master(&ours).map_err(failed)?
         }
         None => None,
     };
@@ -410,16 +438,17 @@ pub fn exit_code_of(status: std::process::ExitStatus) -> i32 {
 fn spawn_monitor(
     spec: &Spec,
     dir: &Path,
-    detached: bool,
+    mode: Mode,
+    configure: impl FnOnce(&mut Command) -> std::io::Result<()>,
 ) -> Result<std::process::Child, RuntimeError> {
     let start = |source| start_error(spec, source);
-    let json = serde_json::to_string(&(spec, dir, detached))
-        .map_err(|e| start(std::io::Error::other(e)))?;
+    let json =
+        serde_json::to_string(&(spec, dir, mode)).map_err(|e| start(std::io::Error::other(e)))?;
     spawn_sealed(INIT_ARG, &json, |cmd| {
         if !spec.interactive {
             cmd.stdin(std::process::Stdio::null());
         }
-        if detached {
+        if mode == Mode::Detached {
             use std::os::unix::process::CommandExt;
             // The monitor's own complaints, for when something goes wrong unseen.
             let diag = std::fs::OpenOptions::new()
@@ -432,7 +461,7 @@ fn spawn_monitor(
             // Its own process group: our terminal's signals are not its business.
             cmd.process_group(0);
         }
-        Ok(())
+        configure(cmd)
     })
     .map_err(start)
 }

@@ -69,6 +69,9 @@ pub enum Route {
     Top {
         project: String,
     },
+    Images {
+        project: String,
+    },
     Stats {
         project: String,
     },
@@ -98,6 +101,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/v1/projects/{project}/archive"),
     ("PUT", "/v1/projects/{project}/archive"),
     ("GET", "/v1/projects/{project}/top"),
+    ("GET", "/v1/projects/{project}/images"),
     ("GET", "/v1/projects/{project}/stats"),
 ];
 
@@ -136,6 +140,7 @@ pub fn route(method: &str, path: &str) -> Result<Route, NoRoute> {
                     },
                 ),
                 "top" => ("GET", Route::Top { project }),
+                "images" => ("GET", Route::Images { project }),
                 "stats" => ("GET", Route::Stats { project }),
                 other => match Action::ALL.into_iter().find(|a| a.name() == other) {
                     Some(action) => ("POST", Route::Action { project, action }),

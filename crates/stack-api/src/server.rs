@@ -20,8 +20,8 @@ use hyper_util::rt::TokioIo;
 
 use crate::{
     route, Action, ActionRequest, ApiError, ArchiveQuery, ContainerSummary, Copied, DownRequest,
-    ErrorBody, Event, ExecRequest, LogsQuery, NoRoute, ProjectSummary, Route, RunRequest, Session,
-    Stats, Top, UpRequest, Version, WatchRequest,
+    ErrorBody, Event, ExecRequest, ImageSummary, LogsQuery, NoRoute, ProjectSummary, Route,
+    RunRequest, Session, Stats, Top, UpRequest, Version, WatchRequest,
 };
 
 /// What the engine does for the API. Calls may block.
@@ -59,6 +59,8 @@ pub trait Engine: Send + Sync + 'static {
     fn extract(&self, project: &str, q: ArchiveQuery, tar: Bytes) -> Result<Copied, ApiError>;
     /// The processes of the project's running containers (of `services`, or all).
     fn top(&self, project: &str, services: &[String]) -> Result<Vec<Top>, ApiError>;
+    /// The image each of the project's containers (of `services`, or all) runs.
+    fn images(&self, project: &str, services: &[String]) -> Result<Vec<ImageSummary>, ApiError>;
     /// One reading of what the project's containers use (with `all`, also
     /// those not running).
     fn stats(&self, project: &str, services: &[String], all: bool) -> Result<Vec<Stats>, ApiError>;
@@ -195,6 +197,10 @@ async fn handle<E: Engine>(engine: Arc<E>, req: Request<Incoming>) -> Response<B
         Route::Top { project } => {
             let services = services();
             answer(blocking(move || engine.top(&project, &services)).await)
+        }
+        Route::Images { project } => {
+            let services = services();
+            answer(blocking(move || engine.images(&project, &services)).await)
         }
         Route::Stats { project } => {
             let services = services();

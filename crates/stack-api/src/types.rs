@@ -557,6 +557,19 @@ pub struct RunRequest {
     pub rm: bool,
 }
 
+/// `GET /v1/projects/{project}/images`: the image a container runs.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ImageSummary {
+    /// The container's name.
+    pub container: String,
+    /// The image's reference, as the service names it.
+    pub image: String,
+    /// Its id (`sha256:…`); empty if it is no longer in the store.
+    pub id: String,
+    /// Bytes, unpacked.
+    pub size: u64,
+}
+
 /// `GET /v1/projects/{project}/top`: a running container's processes.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Top {

@@ -227,6 +227,15 @@ impl Engine for Fake {
         }])
     }
 
+    fn images(&self, project: &str, _services: &[String]) -> Result<Vec<ImageSummary>, ApiError> {
+        Ok(vec![ImageSummary {
+            container: format!("{project}-web-1"),
+            image: "local/busybox:1".into(),
+            id: "sha256:abc".into(),
+            size: 1_000_000,
+        }])
+    }
+
     fn stats(
         &self,
         project: &str,

@@ -639,28 +639,26 @@ pub fn top(g: &Global, services: &[String]) -> anyhow::Result<()> {
 /// `stack images`: the image each container runs.
 pub fn images(g: &Global, services: &[String]) -> anyhow::Result<()> {
     let project = load(g)?.project;
-    let store = crate::image::store()?;
+    check_services(&project, services)?;
+    let rows: Vec<stack_api::ImageSummary> =
+        get(&query_path(&project.name, "images", services, &[]))?;
     println!(
         "{:<28}{:<32}{:<12}{:<14}SIZE",
         "CONTAINER", "REPOSITORY", "TAG", "IMAGE ID"
     );
-    for c in existing(&project, true, services)? {
+    for c in rows {
         let (repo, tag) = match c.image.rsplit_once(':').filter(|(_, t)| !t.contains('/')) {
             Some((r, t)) => (r.to_string(), t.to_string()),
             None => (c.image.clone(), "latest".into()),
         };
-        let (id, size) = match store.lookup(&c.image) {
-            Ok(img) => (
-                img.id
-                    .trim_start_matches("sha256:")
-                    .chars()
-                    .take(12)
-                    .collect(),
-                format!("{:.1}MB", img.size as f64 / 1e6),
+        let (id, size) = match c.id.strip_prefix("sha256:") {
+            Some(id) => (
+                id.chars().take(12).collect(),
+                format!("{:.1}MB", c.size as f64 / 1e6),
             ),
-            Err(_) => ("<gone>".to_string(), String::new()),
+            None => ("<gone>".to_string(), String::new()),
         };
-        println!("{:<28}{repo:<32}{tag:<12}{id:<14}{size}", c.name);
+        println!("{:<28}{repo:<32}{tag:<12}{id:<14}{size}", c.container);
     }
     Ok(())
 }

@@ -14,8 +14,8 @@ use std::time::Duration;
 use anyhow::{bail, Context as _};
 use stack_api::{
     Action, ActionRequest, ApiError, ArchiveQuery, ContainerSummary, Copied, DownRequest, Events,
-    ExecRequest, LogsQuery, ProjectSummary, RunRequest, Session, Stats, Top, UpRequest,
-    WatchRequest,
+    ExecRequest, ImageSummary, LogsQuery, ProjectSummary, RunRequest, Session, Stats, Top,
+    UpRequest, WatchRequest,
 };
 
 use crate::container::stack_root;
@@ -329,6 +329,22 @@ impl stack_api::Engine for Real {
         Ok(crate::exec::of_services(project, services, false)
             .iter()
             .map(crate::lifecycle::top_of)
+            .collect())
+    }
+
+    fn images(&self, project: &str, services: &[String]) -> Result<Vec<ImageSummary>, ApiError> {
+        let store = crate::image::store().map_err(internal)?;
+        Ok(crate::exec::of_services(project, services, true)
+            .into_iter()
+            .map(|st| {
+                let found = store.lookup(&st.spec.image).ok();
+                ImageSummary {
+                    container: st.name,
+                    id: found.as_ref().map(|i| i.id.clone()).unwrap_or_default(),
+                    size: found.map_or(0, |i| i.size),
+                    image: st.spec.image,
+                }
+            })
             .collect())
     }
 

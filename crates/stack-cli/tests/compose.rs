@@ -1071,6 +1071,19 @@ fn a_group_member_who_is_not_root_works_through_the_engine() {
     let top = as_nobody(&["top"], "");
     assert!(top.status.success(), "{top:?}");
     assert!(text(&top).contains("sleep 1000"), "{top:?}");
+    let images = as_nobody(&["images"], "");
+    let row = text(&images);
+    let row: Vec<&str> = row
+        .lines()
+        .find(|l| l.starts_with("shop-web-1"))
+        .unwrap_or_else(|| panic!("{images:?}"))
+        .split_whitespace()
+        .collect();
+    assert_eq!(row[..3], ["shop-web-1", "local/busybox", "1"], "{row:?}");
+    assert!(
+        row[3].len() == 12 && row[3].chars().all(|c| c.is_ascii_hexdigit()),
+        "{row:?}"
+    );
     let stats = as_nobody(&["stats", "--no-stream", "--format", "json"], "");
     assert!(stats.status.success(), "{stats:?}");
     assert!(

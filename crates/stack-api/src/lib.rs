@@ -30,6 +30,8 @@ pub enum Route {
     Ping,
     Version,
     Projects,
+    /// `POST /v1/images/pull`.
+    Pull,
     Containers {
         project: String,
     },
@@ -82,6 +84,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/_ping"),
     ("GET", "/v1/version"),
     ("GET", "/v1/projects"),
+    ("POST", "/v1/images/pull"),
     ("GET", "/v1/projects/{project}/containers"),
     ("POST", "/v1/projects/{project}/up"),
     ("POST", "/v1/projects/{project}/down"),
@@ -119,6 +122,7 @@ pub fn route(method: &str, path: &str) -> Result<Route, NoRoute> {
         ["_ping"] => ("GET", Route::Ping),
         ["v1", "version"] => ("GET", Route::Version),
         ["v1", "projects"] => ("GET", Route::Projects),
+        ["v1", "images", "pull"] => ("POST", Route::Pull),
         ["v1", "projects", p, op] if valid_project(p) => {
             let project = p.to_string();
             match *op {

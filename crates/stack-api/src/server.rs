@@ -20,8 +20,8 @@ use hyper_util::rt::TokioIo;
 
 use crate::{
     route, Action, ActionRequest, ApiError, ArchiveQuery, ContainerSummary, Copied, DownRequest,
-    ErrorBody, Event, ExecRequest, ImageSummary, LogsQuery, NoRoute, ProjectSummary, Route,
-    RunRequest, Session, Stats, Top, UpRequest, Version, WatchRequest,
+    ErrorBody, Event, ExecRequest, ImageSummary, LogsQuery, NoRoute, ProjectSummary, PullRequest,
+    Route, RunRequest, Session, Stats, Top, UpRequest, Version, WatchRequest,
 };
 
 /// What the engine does for the API. Calls may block.
@@ -29,6 +29,8 @@ pub trait Engine: Send + Sync + 'static {
     fn version(&self) -> Version;
     fn projects(&self) -> Result<Vec<ProjectSummary>, ApiError>;
     fn containers(&self, project: &str, all: bool) -> Result<Vec<ContainerSummary>, ApiError>;
+    /// Pulls images into the store, telling `events` of each.
+    fn pull(&self, req: PullRequest, events: &Events) -> Result<(), ApiError>;
     /// Brings the project up, telling `events` what it does.
     fn up(&self, req: UpRequest, events: &Events) -> Result<(), ApiError>;
     fn down(&self, req: DownRequest, events: &Events) -> Result<(), ApiError>;
@@ -173,6 +175,10 @@ async fn handle<E: Engine>(engine: Arc<E>, req: Request<Incoming>) -> Response<B
         Route::Ping => text(StatusCode::OK, "OK"),
         Route::Version => json(StatusCode::OK, &engine.version()),
         Route::Projects => answer(blocking(move || engine.projects()).await),
+        Route::Pull => match json_body::<PullRequest>(req.into_body()).await {
+            Ok(r) => stream(move |events| engine.pull(r, events)),
+            Err(e) => api_error(e),
+        },
         Route::Containers { project } => {
             answer(blocking(move || engine.containers(&project, all)).await)
         }

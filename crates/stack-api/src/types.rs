@@ -557,6 +557,29 @@ pub struct RunRequest {
     pub rm: bool,
 }
 
+/// The body of `POST /v1/images/pull` (`stack pull`): images pulled at
+/// once, whether or not the store has them.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PullRequest {
+    pub images: Vec<PullImage>,
+    /// A failure is a warning, not an error.
+    #[serde(default)]
+    pub ignore_failures: bool,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PullImage {
+    pub reference: String,
+    /// `os/arch[/variant]` (default: the host's).
+    #[serde(default)]
+    pub platform: Option<String>,
+    /// Its service builds it: a failure to pull is a warning.
+    #[serde(default)]
+    pub buildable: bool,
+}
+
 /// `GET /v1/projects/{project}/images`: the image a container runs.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ImageSummary {

@@ -96,6 +96,17 @@ impl Engine for Fake {
         }])
     }
 
+    fn pull(&self, req: PullRequest, events: &Events) -> Result<(), ApiError> {
+        for i in &req.images {
+            events.send(Event::Progress {
+                object: "Image".into(),
+                name: i.reference.clone(),
+                action: "Pulled".into(),
+            });
+        }
+        Ok(())
+    }
+
     fn up(&self, req: UpRequest, events: &Events) -> Result<(), ApiError> {
         let fail = req.services.iter().any(|s| s == "broken");
         self.ups.lock().unwrap().push(req);
@@ -613,6 +624,13 @@ fn bad_requests_get_clear_answers() {
             r#"{"project":{"name":"shop","services":{"web":{"ports":"x"}}}}"#,
             400,
             "invalid request body: invalid type",
+        ),
+        (
+            "POST",
+            "/v1/images/pull",
+            r#"{"images":[{"reference":"web:1","tag":"x"}]}"#,
+            400,
+            "unknown field `tag`",
         ),
         (
             "POST",

@@ -195,8 +195,21 @@ pub fn pull(g: &Global, args: &crate::cli::PullArgs) -> anyhow::Result<()> {
             continue;
         }
         if let Some(image) = &svc.image {
-            images.push((image.clone(), svc.platform.clone(), buildable));
+            images.push(stack_api::PullImage {
+                reference: image.clone(),
+                platform: svc.platform.clone(),
+                buildable,
+            });
         }
     }
-    crate::registry::pull_stack(images, args.ignore_pull_failures, args.quiet)
+    let req = stack_api::PullRequest {
+        images,
+        ignore_failures: args.ignore_pull_failures,
+    };
+    let mode = match args.quiet {
+        true => crate::progress::Mode::Quiet,
+        false => g.progress,
+    };
+    crate::progress::call("/v1/images/pull", &req, mode)?;
+    Ok(())
 }

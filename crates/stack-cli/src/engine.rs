@@ -14,8 +14,8 @@ use std::time::Duration;
 use anyhow::{bail, Context as _};
 use stack_api::{
     Action, ActionRequest, ApiError, ArchiveQuery, ContainerSummary, Copied, DownRequest, Events,
-    ExecRequest, ImageSummary, LogsQuery, ProjectSummary, RunRequest, Session, Stats, Top,
-    UpRequest, WatchRequest,
+    ExecRequest, ImageSummary, LogsQuery, ProjectSummary, PullRequest, RunRequest, Session, Stats,
+    Top, UpRequest, WatchRequest,
 };
 
 use crate::container::stack_root;
@@ -181,6 +181,10 @@ impl stack_api::Engine for Real {
 
     fn projects(&self) -> Result<Vec<ProjectSummary>, ApiError> {
         Ok(crate::reconcile::projects())
+    }
+
+    fn pull(&self, req: PullRequest, events: &Events) -> Result<(), ApiError> {
+        crate::registry::pull_all(&req, events).map_err(internal)
     }
 
     fn containers(&self, project: &str, all: bool) -> Result<Vec<ContainerSummary>, ApiError> {

@@ -21,8 +21,6 @@ pub fn client() -> Arc<Client> {
 /// (one per change of state) otherwise.
 struct Display {
     tty: bool,
-    /// Prefix rows with the image name (several images at once).
-    named: bool,
     rows: Mutex<Rows>,
 }
 
@@ -52,10 +50,9 @@ fn describe(s: &State) -> String {
 }
 
 impl Display {
-    fn progress(named: bool, quiet: bool) -> Progress {
+    fn progress(quiet: bool) -> Progress {
         let d = Arc::new(Display {
             tty: std::io::stderr().is_terminal(),
-            named,
             rows: Mutex::new(Rows::default()),
         });
         Arc::new(move |e| {
@@ -72,11 +69,7 @@ impl Display {
             .chars()
             .take(12)
             .collect::<String>();
-        let line = if self.named {
-            format!("{} {short}: {}", e.image, describe(&e.state))
-        } else {
-            format!("{short}: {}", describe(&e.state))
-        };
+        let line = format!("{short}: {}", describe(&e.state));
         let key = format!("{} {}", e.image, e.layer);
         let mut rows = self.rows.lock().unwrap();
         let downloading = matches!(e.state, State::Downloading { .. } | State::Pushing { .. });
@@ -126,7 +119,7 @@ pub fn pull(reference: &str, platform: Option<&str>, quiet: bool) -> anyhow::Res
     let r = Reference::parse(reference)?;
     let platform = parse_platform(platform)?;
     let store = crate::image::store()?;
-    let progress = Display::progress(false, quiet);
+    let progress = Display::progress(quiet);
     if !quiet {
         println!("{}: Pulling from {}", r.manifest_ref(), r.repository);
     }
@@ -157,7 +150,7 @@ pub fn push(reference: &str, quiet: bool) -> anyhow::Result<()> {
     let store = crate::image::store()?;
     let img = store.lookup(reference)?;
     let dest = Reference::parse(reference)?;
-    let progress = Display::progress(false, quiet);
+    let progress = Display::progress(quiet);
     if !quiet {
         println!(
             "The push refers to repository [{}/{}]",
@@ -172,39 +165,47 @@ pub fn push(reference: &str, quiet: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `stack pull`: every image of the stack, all at once.
-pub fn pull_stack(
-    images: Vec<(String, Option<String>, bool)>,
-    ignore_failures: bool,
-    quiet: bool,
-) -> anyhow::Result<()> {
+/// `stack pull`, in the engine: every image at once, each reported as an
+/// `Image` event (`Pulling`, then `Pulled`); a failure is a warning for
+/// an image its service builds, or with `ignore_failures`, else an error
+/// naming every one that failed.
+pub fn pull_all(req: &stack_api::PullRequest, events: &stack_api::Events) -> anyhow::Result<()> {
     let store = crate::image::store()?;
     let client = client();
-    let progress = Display::progress(true, quiet);
-    let rt = crate::async_runtime()?;
-    let mut wanted = Vec::new();
-    for (image, platform, buildable) in images {
-        let r = Reference::parse(&image)?;
-        let p = parse_platform(platform.as_deref())?;
-        if !wanted
-            .iter()
-            .any(|(w, q, _): &(Reference, Platform, bool)| *w == r && *q == p)
-        {
-            wanted.push((r, p, buildable));
+    let mut wanted: Vec<(Reference, Platform, bool)> = Vec::new();
+    for i in &req.images {
+        let r = Reference::parse(&i.reference)?;
+        let p = parse_platform(i.platform.as_deref())?;
+        if !wanted.iter().any(|(w, q, _)| *w == r && *q == p) {
+            wanted.push((r, p, i.buildable));
         }
     }
-    let results = rt.block_on(async {
+    let report = |events: &stack_api::Events, r: &Reference, action: &str| {
+        events.send(stack_api::Event::Progress {
+            object: "Image".into(),
+            name: r.to_string(),
+            action: action.into(),
+        })
+    };
+    let results = crate::async_runtime()?.block_on(async {
         let tasks: Vec<_> = wanted
             .iter()
             .map(|(r, p, _)| {
-                let (client, store, r, p, progress) = (
+                let (client, store, r, p, events) = (
                     client.clone(),
                     store.clone(),
                     r.clone(),
                     p.clone(),
-                    progress.clone(),
+                    events.clone(),
                 );
-                tokio::spawn(async move { transfer::pull(client, &store, &r, &p, progress).await })
+                tokio::spawn(async move {
+                    report(&events, &r, "Pulling");
+                    let pulled = transfer::pull(client, &store, &r, &p, Arc::new(|_| {})).await;
+                    if pulled.is_ok() {
+                        report(&events, &r, "Pulled");
+                    }
+                    pulled
+                })
             })
             .collect();
         let mut out = Vec::new();
@@ -219,12 +220,10 @@ pub fn pull_stack(
     let mut failed = Vec::new();
     for ((r, _, buildable), res) in wanted.iter().zip(results) {
         match res {
-            Ok(p) => {
-                if !quiet {
-                    eprintln!("{r}: Pulled {}", p.digest);
-                }
-            }
-            Err(e) if *buildable || ignore_failures => eprintln!("warning: cannot pull {r}: {e}"),
+            Ok(_) => {}
+            Err(e) if *buildable || req.ignore_failures => events.send(stack_api::Event::Warning {
+                message: format!("cannot pull {r}: {e}"),
+            }),
             Err(e) => failed.push(format!("cannot pull {r}: {e}")),
         }
     }

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Benchmark, in one run (as root): `up -d` and `down` of N busybox-httpd
 # services (independent, and as a depends_on chain) by stack and by
-# docker-compose 1.29 on Docker Engine, plus a no-op second `up`.
-# The services ignore SIGTERM (busybox httpd as PID 1 does, under Docker).
+# docker-compose 1.29 on Docker Engine and by podman-compose on podman
+# (each where it runs), plus a no-op second `up`. hyperfine prints the
+# ratios. The services ignore SIGTERM (busybox httpd as PID 1 does, under
+# Docker). Host memory per container: bench/memory.sh.
 # Usage: bench/up.sh [N] [RUNS]   (KINDS="flat" to skip the chain, whose docker-compose down takes minutes)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -11,6 +13,8 @@ runs=${2:-3}
 command -v hyperfine >/dev/null || { echo "needs hyperfine"; exit 1; }
 docker_ok=false
 docker info >/dev/null 2>&1 && command -v docker-compose >/dev/null && docker_ok=true
+podman_ok=false
+command -v podman-compose >/dev/null && podman info >/dev/null 2>&1 && podman_ok=true
 work=$(mktemp -d)
 export STACK_ROOT=$work/root STACK_DNS_UPSTREAM=none
 cargo build --release --quiet -p stack-cli
@@ -18,9 +22,11 @@ stack=$PWD/target/release/stack
 cleanup() {
   for p in flat chain; do
     (cd "$work/$p" 2>/dev/null && "$stack" down >/dev/null 2>&1) || true
-    if $docker_ok; then (cd "$work/$p" 2>/dev/null && docker-compose down -t 10 >/dev/null 2>&1) || true; fi
+    if $docker_ok; then (cd "$work/$p" 2>/dev/null && docker-compose down -t 0 >/dev/null 2>&1) || true; fi
+    if $podman_ok; then (cd "$work/podman-$p" 2>/dev/null && podman-compose down -t 0 >/dev/null 2>&1) || true; fi
   done
   if $docker_ok; then docker rmi -f stack-bench/busybox:1 >/dev/null 2>&1 || true; fi
+  if $podman_ok; then podman rmi -f localhost/stack-bench/busybox:1 >/dev/null 2>&1 || true; fi
   kill "$(cat "$STACK_ROOT/engine.pid" 2>/dev/null)" 2>/dev/null || true
   rm -rf "$work"
 }
@@ -35,6 +41,12 @@ echo hi >"$rootfs/www/index.html"
 tar -C "$rootfs" -cf "$work/bb.tar" .
 "$stack" image import "$work/bb.tar" stack-bench/busybox:1 >/dev/null
 $docker_ok && docker import "$work/bb.tar" stack-bench/busybox:1 >/dev/null
+# podman would look a short name up in registries: the image is named in full.
+$podman_ok && podman import "$work/bb.tar" localhost/stack-bench/busybox:1 >/dev/null
+if $podman_ok && ! podman run --rm localhost/stack-bench/busybox:1 sh -c : >/dev/null 2>"$work/podman.err"; then
+  echo "podman-compose left out: podman cannot start a container here: $(grep -m1 Error "$work/podman.err")"
+  podman_ok=false
+fi
 
 for kind in flat chain; do
   mkdir -p "$work/$kind"
@@ -47,18 +59,26 @@ for kind in flat chain; do
       if [ "$kind" = chain ] && [ "$i" -gt 1 ]; then echo "    depends_on: [s$((i - 1))]"; fi
     done
   } >"$work/$kind/compose.yaml"
+  mkdir -p "$work/podman-$kind"
+  sed 's|image: stack-bench/|image: localhost/stack-bench/|' "$work/$kind/compose.yaml" >"$work/podman-$kind/compose.yaml"
 done
 
 for kind in ${KINDS:-flat chain}; do
   echo "== $n services, $kind: up -d, then down"
   cmds=(--prepare "cd $work/$kind && $stack down >/dev/null 2>&1 || true" -n "stack up -d" "cd $work/$kind && $stack up -d")
   if $docker_ok; then
-    cmds+=(--prepare "cd $work/$kind && docker-compose down -t 10 >/dev/null 2>&1 || true" -n "docker-compose up -d" "cd $work/$kind && docker-compose up -d")
+    cmds+=(--prepare "cd $work/$kind && docker-compose down -t 0 >/dev/null 2>&1 || true" -n "docker-compose up -d" "cd $work/$kind && docker-compose up -d")
+  fi
+  if $podman_ok; then
+    cmds+=(--prepare "cd $work/podman-$kind && podman-compose down -t 0 >/dev/null 2>&1 || true" -n "podman-compose up -d" "cd $work/podman-$kind && podman-compose up -d")
   fi
   hyperfine --runs "$runs" --export-json "$work/up-$kind.json" "${cmds[@]}" 2>/dev/null | grep -E 'Benchmark|Time|±|faster' || true
   cmds=(--prepare "cd $work/$kind && $stack up -d >/dev/null 2>&1" -n "stack down" "cd $work/$kind && $stack down")
   if $docker_ok; then
     cmds+=(--prepare "cd $work/$kind && docker-compose up -d >/dev/null 2>&1" -n "docker-compose down" "cd $work/$kind && docker-compose down")
+  fi
+  if $podman_ok; then
+    cmds+=(--prepare "cd $work/podman-$kind && podman-compose up -d >/dev/null 2>&1" -n "podman-compose down" "cd $work/podman-$kind && podman-compose down")
   fi
   hyperfine --runs "$runs" "${cmds[@]}" 2>/dev/null | grep -E 'Benchmark|Time|faster' || true
 done
@@ -69,5 +89,9 @@ cmds=(-n "stack up -d (no-op)" "cd $work/flat && $stack up -d")
 if $docker_ok; then
   (cd "$work/flat" && docker-compose up -d >/dev/null 2>&1)
   cmds+=(-n "docker-compose up -d (no-op)" "cd $work/flat && docker-compose up -d")
+fi
+if $podman_ok; then
+  (cd "$work/podman-flat" && podman-compose up -d >/dev/null 2>&1)
+  cmds+=(-n "podman-compose up -d (no-op)" "cd $work/podman-flat && podman-compose up -d")
 fi
 hyperfine --runs "$runs" "${cmds[@]}" 2>/dev/null | grep -E 'Benchmark|Time|faster' || true

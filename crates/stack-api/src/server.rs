@@ -318,8 +318,12 @@ async fn upgraded<T: serde::de::DeserializeOwned + Send + 'static>(
         match upgrade.await {
             Ok(io) => crate::session::relay(TokioIo::new(io), session).await,
             // The client went before the upgrade: nobody to relay to;
-            // the process runs on with its input closed.
-            Err(_) => drop(session),
+            // the process runs on with its input closed, and is waited
+            // for (a one-off container is removed after it with `--rm`).
+            Err(_) => {
+                let Session { control, .. } = session;
+                std::thread::spawn(move || control.wait());
+            }
         }
     });
     Response::builder()

@@ -1,9 +1,10 @@
-//! `stack exec` through the engine. The engine starts the command in the
-//! replica (stack-runtime's `exec_piped`: pipes, or a pty whose master it
-//! holds) and relays its streams over the request's upgraded connection
-//! (stack-api's `session`); the client puts its terminal in raw mode,
-//! sends its input, its terminal's size and the signals it gets, prints
-//! the output, and exits with the command's code.
+//! `stack exec` and `stack run` through the engine. The engine starts the
+//! command in the replica (stack-runtime's `exec_piped`), or the one-off
+//! container (`run_piped`): pipes, or a pty whose master it holds; and
+//! relays its streams over the request's upgraded connection (stack-api's
+//! `session`). The client puts its terminal in raw mode, sends its input,
+//! its terminal's size and the signals it gets, prints the output, and
+//! exits with the command's code.
 
 use std::io::Write as _;
 use std::os::fd::OwnedFd;
@@ -103,7 +104,10 @@ pub fn run(req: &RunRequest) -> Result<Session, ApiError> {
     let (spec, piped) = crate::container::run_relayed(&a).map_err(internal)?;
     // Signals go to its PID 1 (which hands them to the app), as `kill` sends them.
     let dir = stack_runtime::container_dir(&stack_root(), &spec.id);
-    let pid = move || stack_runtime::state::read(&dir).ok().map(|st| st.pid);
+    let pid = move || {
+        let st = stack_runtime::state::read(&dir).ok()?;
+        stack_runtime::state::alive(&st).then_some(st.pid)
+    };
     let (id, rm) = (spec.id, a.rm);
     let after = move || {
         if let Err(e) = crate::container::ended(&id, rm) {

@@ -12,39 +12,15 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 n=${1:-10}
-docker_ok=false
-docker info >/dev/null 2>&1 && command -v docker-compose >/dev/null && docker_ok=true
-podman_ok=false
-command -v podman-compose >/dev/null && podman info >/dev/null 2>&1 && podman_ok=true
+. bench/lib.sh
+detect_peers
 work=$(mktemp -d)
 export STACK_ROOT=$work/root STACK_DNS_UPSTREAM=none
 cargo build --release --quiet -p stack-cli
 stack=$PWD/target/release/stack
-cleanup() {
-  (cd "$work/p" 2>/dev/null && "$stack" down >/dev/null 2>&1) || true
-  if $docker_ok; then (cd "$work/p" 2>/dev/null && docker-compose down -t 0 >/dev/null 2>&1) || true; fi
-  if $podman_ok; then (cd "$work/podman" 2>/dev/null && podman-compose down -t 0 >/dev/null 2>&1) || true; fi
-  if $docker_ok; then docker rmi -f stack-bench/busybox:1 >/dev/null 2>&1 || true; fi
-  if $podman_ok; then podman rmi -f localhost/stack-bench/busybox:1 >/dev/null 2>&1 || true; fi
-  kill "$(cat "$STACK_ROOT/engine.pid" 2>/dev/null)" 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
-
-rootfs=$work/rootfs
-mkdir -p "$rootfs/bin" "$rootfs/etc" "$rootfs/www" "$work/p" "$work/podman"
-cp "$(command -v busybox)" "$rootfs/bin/busybox"
-for a in sh httpd; do ln -s busybox "$rootfs/bin/$a"; done
-echo 'root:x:0:0:root:/root:/bin/sh' >"$rootfs/etc/passwd"
-echo hi >"$rootfs/www/index.html"
-tar -C "$rootfs" -cf "$work/bb.tar" .
-"$stack" image import "$work/bb.tar" stack-bench/busybox:1 >/dev/null
-$docker_ok && docker import "$work/bb.tar" stack-bench/busybox:1 >/dev/null
-$podman_ok && podman import "$work/bb.tar" localhost/stack-bench/busybox:1 >/dev/null
-if $podman_ok && ! podman run --rm localhost/stack-bench/busybox:1 sh -c : >/dev/null 2>"$work/podman.err"; then
-  echo "podman-compose left out: podman cannot start a container here: $(grep -m1 Error "$work/podman.err")"
-  podman_ok=false
-fi
+trap 'put_away "$work/p"' EXIT
+mkdir -p "$work/p" "$work/podman-p"
+import_busybox "$work"
 {
   echo "services:"
   for i in $(seq 1 "$n"); do
@@ -53,7 +29,7 @@ fi
     echo "    command: httpd -f -p 80 -h /www"
   done
 } >"$work/p/compose.yaml"
-sed 's|image: stack-bench/|image: localhost/stack-bench/|' "$work/p/compose.yaml" >"$work/podman/compose.yaml"
+for_podman "$work/p/compose.yaml" >"$work/podman-p/compose.yaml"
 
 # The PSS, in KiB, of the processes named by pid on the command line and
 # of all their descendants.
@@ -101,10 +77,10 @@ if $docker_ok; then
   (cd "$work/p" && docker-compose down -t 0 >/dev/null 2>&1)
 fi
 if $podman_ok; then
-  (cd "$work/podman" && podman-compose up -d >/dev/null 2>&1)
+  (cd "$work/podman-p" && podman-compose up -d >/dev/null 2>&1)
   sleep 2
   mib[podman-compose]=$(per "$(pss $(pgrep -x conmon) $(pgrep -x aardvark-dns || true))")
-  (cd "$work/podman" && podman-compose down -t 0 >/dev/null 2>&1)
+  (cd "$work/podman-p" && podman-compose down -t 0 >/dev/null 2>&1)
 fi
 
 echo "== host memory per running container, engine included ($n busybox httpd services)"

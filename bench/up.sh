@@ -11,42 +11,14 @@ cd "$(dirname "$0")/.."
 n=${1:-10}
 runs=${2:-3}
 command -v hyperfine >/dev/null || { echo "needs hyperfine"; exit 1; }
-docker_ok=false
-docker info >/dev/null 2>&1 && command -v docker-compose >/dev/null && docker_ok=true
-podman_ok=false
-command -v podman-compose >/dev/null && podman info >/dev/null 2>&1 && podman_ok=true
+. bench/lib.sh
+detect_peers
 work=$(mktemp -d)
 export STACK_ROOT=$work/root STACK_DNS_UPSTREAM=none
 cargo build --release --quiet -p stack-cli
 stack=$PWD/target/release/stack
-cleanup() {
-  for p in flat chain; do
-    (cd "$work/$p" 2>/dev/null && "$stack" down >/dev/null 2>&1) || true
-    if $docker_ok; then (cd "$work/$p" 2>/dev/null && docker-compose down -t 0 >/dev/null 2>&1) || true; fi
-    if $podman_ok; then (cd "$work/podman-$p" 2>/dev/null && podman-compose down -t 0 >/dev/null 2>&1) || true; fi
-  done
-  if $docker_ok; then docker rmi -f stack-bench/busybox:1 >/dev/null 2>&1 || true; fi
-  if $podman_ok; then podman rmi -f localhost/stack-bench/busybox:1 >/dev/null 2>&1 || true; fi
-  kill "$(cat "$STACK_ROOT/engine.pid" 2>/dev/null)" 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
-
-rootfs=$work/rootfs
-mkdir -p "$rootfs/bin" "$rootfs/etc" "$rootfs/www"
-cp "$(command -v busybox)" "$rootfs/bin/busybox"
-for a in sh httpd; do ln -s busybox "$rootfs/bin/$a"; done
-echo 'root:x:0:0:root:/root:/bin/sh' >"$rootfs/etc/passwd"
-echo hi >"$rootfs/www/index.html"
-tar -C "$rootfs" -cf "$work/bb.tar" .
-"$stack" image import "$work/bb.tar" stack-bench/busybox:1 >/dev/null
-$docker_ok && docker import "$work/bb.tar" stack-bench/busybox:1 >/dev/null
-# podman would look a short name up in registries: the image is named in full.
-$podman_ok && podman import "$work/bb.tar" localhost/stack-bench/busybox:1 >/dev/null
-if $podman_ok && ! podman run --rm localhost/stack-bench/busybox:1 sh -c : >/dev/null 2>"$work/podman.err"; then
-  echo "podman-compose left out: podman cannot start a container here: $(grep -m1 Error "$work/podman.err")"
-  podman_ok=false
-fi
+trap 'put_away "$work/flat" "$work/chain"' EXIT
+import_busybox "$work"
 
 for kind in flat chain; do
   mkdir -p "$work/$kind"
@@ -60,7 +32,7 @@ for kind in flat chain; do
     done
   } >"$work/$kind/compose.yaml"
   mkdir -p "$work/podman-$kind"
-  sed 's|image: stack-bench/|image: localhost/stack-bench/|' "$work/$kind/compose.yaml" >"$work/podman-$kind/compose.yaml"
+  for_podman "$work/$kind/compose.yaml" >"$work/podman-$kind/compose.yaml"
 done
 
 for kind in ${KINDS:-flat chain}; do

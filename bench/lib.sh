@@ -1,6 +1,16 @@
 # Shared by bench/up.sh and bench/memory.sh (sourced, as root): which peers
 # run here, the busybox image each tool gets, and putting it all away.
 
+# $work (a temp dir holding $STACK_ROOT), $stack (the release build) and
+# the peers there are.
+start_bench() {
+  work=$(mktemp -d)
+  export STACK_ROOT=$work/root STACK_DNS_UPSTREAM=none
+  cargo build --release --quiet -p stack-cli
+  stack=$PWD/target/release/stack
+  detect_peers
+}
+
 # docker_ok / podman_ok: docker-compose on a running Docker Engine, and
 # podman-compose on podman.
 detect_peers() {

@@ -13,11 +13,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 n=${1:-10}
 . bench/lib.sh
-detect_peers
-work=$(mktemp -d)
-export STACK_ROOT=$work/root STACK_DNS_UPSTREAM=none
-cargo build --release --quiet -p stack-cli
-stack=$PWD/target/release/stack
+start_bench
 trap 'put_away "$work/p"' EXIT
 mkdir -p "$work/p" "$work/podman-p"
 import_busybox "$work"

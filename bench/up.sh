@@ -12,11 +12,7 @@ n=${1:-10}
 runs=${2:-3}
 command -v hyperfine >/dev/null || { echo "needs hyperfine"; exit 1; }
 . bench/lib.sh
-detect_peers
-work=$(mktemp -d)
-export STACK_ROOT=$work/root STACK_DNS_UPSTREAM=none
-cargo build --release --quiet -p stack-cli
-stack=$PWD/target/release/stack
+start_bench
 trap 'put_away "$work/flat" "$work/chain"' EXIT
 import_busybox "$work"
 

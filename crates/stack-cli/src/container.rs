@@ -398,32 +398,13 @@ pub fn run_container(a: &RunArgs) -> anyhow::Result<i32> {
 }
 
 /// `stack run` in the engine: the container started in our foreground
-/// with pipes (or a pty) for the engine to relay. Once it has ended,
-/// [`ended`] cleans up after it.
-pub fn run_relayed(a: &RunArgs) -> anyhow::Result<(stack_runtime::Spec, stack_runtime::Piped)> {
+/// with pipes (or a pty) for the engine to relay; its id.
+pub fn run_relayed(a: &RunArgs) -> anyhow::Result<(String, stack_runtime::Piped)> {
     launch(a, |spec| {
         let piped = stack_runtime::run_piped(spec, &stack_root())
             .with_context(|| format!("container `{}`", spec.name))?;
-        Ok((spec.clone(), piped))
+        Ok((spec.id.clone(), piped))
     })
-}
-
-/// After a container [`run_relayed`] started has ended: removed with
-/// `rm`, and its network endpoints with it.
-pub fn ended(id: &str, rm: bool) -> anyhow::Result<()> {
-    let dir = stack_runtime::container_dir(&stack_root(), id);
-    if rm {
-        std::fs::remove_dir_all(&dir)
-            .or_else(|e| match e.kind() {
-                std::io::ErrorKind::NotFound => Ok(()),
-                _ => Err(e),
-            })
-            .with_context(|| format!("cannot remove `{}`", dir.display()))?;
-    }
-    if !dir.exists() {
-        crate::network::unwire(id)?;
-    }
-    Ok(())
 }
 
 /// The container `a` describes made, wired and started by `start`; a

@@ -89,7 +89,7 @@ pub fn run(req: &RunRequest) -> Result<Session, ApiError> {
         .get(&req.service)
         .ok_or_else(|| ApiError::bad_request(format!("no such service: {}", req.service)))?;
     crate::reconcile::run_networks(&req.project, service).map_err(internal)?;
-    let a = crate::reconcile::one_off_args(req).map_err(internal)?;
+    let a = crate::reconcile::one_off_args(req, service).map_err(internal)?;
     if a.detach {
         crate::container::run_container(&a).map_err(internal)?;
         let name = a.name.clone().unwrap_or_default();
@@ -101,20 +101,26 @@ pub fn run(req: &RunRequest) -> Result<Session, ApiError> {
             control: Box::new(Detached),
         });
     }
-    let (spec, piped) = crate::container::run_relayed(&a).map_err(internal)?;
+    let (id, piped) = crate::container::run_relayed(&a).map_err(internal)?;
     // Signals go to its PID 1 (which hands them to the app), as `kill` sends them.
-    let dir = stack_runtime::container_dir(&stack_root(), &spec.id);
+    let dir = stack_runtime::container_dir(&stack_root(), &id);
     let pid = move || {
         let st = stack_runtime::state::read(&dir).ok()?;
         stack_runtime::state::alive(&st).then_some(st.pid)
     };
-    let (id, rm) = (spec.id, a.rm);
+    // `--rm`: removed as `container rm` removes one (cgroups, network,
+    // directory), unless something (`down --remove-orphans`) was first.
     let after = move || {
-        if let Err(e) = crate::container::ended(&id, rm) {
+        let root = stack_root();
+        if !stack_runtime::container_dir(&root, &id).exists() {
+            return;
+        }
+        if let Err(e) = crate::lifecycle::remove_one(&root, &id, true) {
             crate::engine::log(&format!("one-off container {id}: {e:#}"));
         }
     };
-    relayed(piped, a.interactive, pid, Some(Box::new(after)))
+    let after: Option<Box<dyn FnOnce() + Send>> = a.rm.then(|| Box::new(after) as _);
+    relayed(piped, a.interactive, pid, after)
 }
 
 /// The session of a process whose streams the runtime gave us: with a

@@ -882,11 +882,11 @@ pub fn run_networks(project: &Project, service: &Service) -> anyhow::Result<()> 
     Ok(())
 }
 
-/// The arguments of the one-off container `req` asks for (`stack run`):
-/// the service's, labelled as compose labels them (so `up` leaves it
+/// The arguments of the one-off container `req` asks for (`stack run`)
+/// of its service `s`: the service's, labelled as compose labels them (so `up` leaves it
 /// alone), with the request's command, entrypoint, environment, user,
 /// working directory and ports over them.
-pub fn one_off_args(req: &RunRequest) -> anyhow::Result<RunArgs> {
+pub fn one_off_args(req: &RunRequest, s: &Service) -> anyhow::Result<RunArgs> {
     let project = &req.project;
     let origin = Origin {
         project,
@@ -895,10 +895,6 @@ pub fn one_off_args(req: &RunRequest) -> anyhow::Result<RunArgs> {
         timeout: None,
         conditions: false,
     };
-    let s = project
-        .services
-        .get(&req.service)
-        .ok_or_else(|| anyhow::anyhow!("no such service: {}", req.service))?;
     ensure_image(
         &image_of(&req.service, s)?,
         s.platform.as_deref(),

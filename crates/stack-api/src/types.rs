@@ -276,6 +276,13 @@ pub enum Event {
         time: String,
         log: String,
     },
+    /// A followed container's output has ended: it exited, and every
+    /// record it wrote before was sent (`job-1 exited with code 3`).
+    Exited {
+        container: String,
+        service: String,
+        exit_code: i32,
+    },
     /// Something happened to a container (`stack events`).
     Container(ContainerEvent),
     /// Nothing to say for a while: lets the engine notice a client gone.
@@ -507,6 +514,10 @@ pub struct ExecRequest {
     /// A pseudo-terminal (the client's is raw meanwhile).
     #[serde(default)]
     pub tty: bool,
+    /// With `tty`: the client's terminal size (rows, columns), set before
+    /// the command starts (later changes go as resize frames).
+    #[serde(default)]
+    pub console_size: Option<(u16, u16)>,
     /// The client's input reaches the command.
     #[serde(default)]
     pub interactive: bool,
@@ -547,6 +558,9 @@ pub struct RunRequest {
     pub service_ports: bool,
     #[serde(default)]
     pub tty: bool,
+    /// As [`ExecRequest::console_size`].
+    #[serde(default)]
+    pub console_size: Option<(u16, u16)>,
     #[serde(default)]
     pub interactive: bool,
     #[serde(default)]

@@ -152,6 +152,7 @@ fn attach(project: &Project, services: &[String], args: &UpArgs) -> anyhow::Resu
     };
     let (rt, client) = crate::engine::client()?;
     let mut printer = LogPrinter::new(project, args.no_color, false, args.timestamps);
+    printer.exits = true;
     let logs = format!(
         "/v1/projects/{}/logs?{}",
         project.name,
@@ -164,8 +165,14 @@ fn attach(project: &Project, services: &[String], args: &UpArgs) -> anyhow::Resu
     );
     let abort = args.abort_on_container_exit || args.exit_code_from.is_some();
     let containers = format!("/v1/projects/{}/containers?all=1", project.name);
+    let none_shown = shown.is_empty() && !(args.attach.is_empty() && args.no_attach.is_empty());
+    // The containers whose output has ended with their last run (told by
+    // the log stream after that run's last record).
+    let drained = std::cell::RefCell::new(std::collections::HashSet::<String>::new());
     let watch = async {
-        // Until every container has stopped, or one has when that ends it all.
+        // Until every container has stopped, or one has when that ends it
+        // all, and the output of those stopped has all been shown.
+        let mut ended_at = None;
         loop {
             tokio::time::sleep(std::time::Duration::from_millis(250)).await;
             let Ok(now) = client.get::<Vec<ContainerSummary>>(&containers).await else {
@@ -183,7 +190,20 @@ fn attach(project: &Project, services: &[String], args: &UpArgs) -> anyhow::Resu
                 None if exited.len() == now.len() => Some(Some(0)),
                 None => None,
             };
-            if let Some(code) = ended {
+            let Some(code) = ended else {
+                ended_at = None;
+                continue;
+            };
+            let shown_all = exited.iter().all(|c| {
+                none_shown
+                    || !(shown.is_empty() || shown.contains(&c.service))
+                    || drained.borrow().contains(&c.name)
+            });
+            // (Not for ever: a log the engine cannot read has no end.)
+            let waited = ended_at
+                .get_or_insert_with(std::time::Instant::now)
+                .elapsed();
+            if shown_all || waited > std::time::Duration::from_secs(5) {
                 return code.unwrap_or(0);
             }
         }
@@ -191,11 +211,22 @@ fn attach(project: &Project, services: &[String], args: &UpArgs) -> anyhow::Resu
     let ended = rt.block_on(async {
         tokio::select! {
             r = async {
-                if shown.is_empty() && !(args.attach.is_empty() && args.no_attach.is_empty()) {
+                if none_shown {
                     // Every service's output left out: only wait.
                     std::future::pending::<()>().await;
                 }
-                client.get_stream(&logs, |e| printer.print(e)).await
+                client.get_stream(&logs, |e| {
+                    match &e {
+                        Event::Log { container, .. } => {
+                            drained.borrow_mut().remove(container);
+                        }
+                        Event::Exited { container, .. } => {
+                            drained.borrow_mut().insert(container.clone());
+                        }
+                        _ => {}
+                    }
+                    printer.print(e)
+                }).await
             } => r.map(|()| None),
             code = watch => Ok(Some(code)),
             _ = tokio::signal::ctrl_c() => Ok(None),
@@ -239,6 +270,8 @@ struct LogPrinter {
     color: bool,
     prefix: bool,
     timestamps: bool,
+    /// Say when a container has exited (attached `up`).
+    exits: bool,
     colors: Vec<String>,
 }
 
@@ -256,34 +289,33 @@ impl LogPrinter {
                 && std::io::stdout().is_terminal(),
             prefix: !no_prefix,
             timestamps,
+            exits: false,
             colors: Vec::new(),
         }
     }
 
     fn print(&mut self, e: Event) {
-        let Event::Log {
-            service, time, log, ..
-        } = e
-        else {
-            return print_event(e);
+        let (service, time, log) = match e {
+            Event::Log {
+                service, time, log, ..
+            } => (service, time, log),
+            // As docker compose's attached `up` says it (`logs` does not).
+            Event::Exited {
+                service, exit_code, ..
+            } if self.exits => {
+                let line = format!("{service} exited with code {exit_code}\n");
+                let line = self.paint(&service, &line);
+                let _ = std::io::stdout().lock().write_all(line.as_bytes());
+                return;
+            }
+            Event::Exited { .. } => return,
+            e => return print_event(e),
         };
         let mut out = std::io::stdout().lock();
         let mut line = String::new();
         if self.prefix {
             let pad = format!("{service:<w$} | ", w = self.width);
-            if self.color {
-                const PALETTE: [u8; 6] = [36, 33, 32, 35, 34, 31];
-                let i = match self.colors.iter().position(|c| *c == service) {
-                    Some(i) => i,
-                    None => {
-                        self.colors.push(service.clone());
-                        self.colors.len() - 1
-                    }
-                };
-                line.push_str(&format!("\x1b[{}m{pad}\x1b[0m", PALETTE[i % PALETTE.len()]));
-            } else {
-                line.push_str(&pad);
-            }
+            line.push_str(&self.paint(&service, &pad));
         }
         if self.timestamps {
             line.push_str(&time);
@@ -295,6 +327,22 @@ impl LogPrinter {
         }
         let _ = out.write_all(line.as_bytes());
         let _ = out.flush();
+    }
+
+    /// `text` in the service's colour, when colours are on.
+    fn paint(&mut self, service: &str, text: &str) -> String {
+        if !self.color {
+            return text.to_string();
+        }
+        const PALETTE: [u8; 6] = [36, 33, 32, 35, 34, 31];
+        let i = match self.colors.iter().position(|c| c == service) {
+            Some(i) => i,
+            None => {
+                self.colors.push(service.to_string());
+                self.colors.len() - 1
+            }
+        };
+        format!("\x1b[{}m{text}\x1b[0m", PALETTE[i % PALETTE.len()])
     }
 }
 
@@ -512,6 +560,7 @@ pub fn exec(g: &Global, args: &ExecArgs) -> anyhow::Result<i32> {
         user: p.user.clone(),
         workdir: p.workdir.clone(),
         tty,
+        console_size: tty.then(stack_runtime::terminal_size).flatten(),
         interactive: !args.detach,
         detach: args.detach,
     };
@@ -938,6 +987,7 @@ pub fn run(g: &Global, args: &RunOneOff) -> anyhow::Result<i32> {
         publish: args.publish.clone(),
         service_ports: args.service_ports,
         tty,
+        console_size: tty.then(stack_runtime::terminal_size).flatten(),
         interactive: !args.detach,
         detach: args.detach,
         rm: args.rm,

@@ -116,6 +116,10 @@ pub struct RunArgs {
     /// Keep standard input open
     #[arg(short = 'i', long)]
     pub interactive: bool,
+    /// With -t: the terminal's size, when it is not ours (the engine's
+    /// one-offs: the client's).
+    #[arg(skip)]
+    pub console_size: Option<(u16, u16)>,
     /// Run in the background and print the container id
     #[arg(short, long, conflicts_with = "rm")]
     pub detach: bool,
@@ -307,6 +311,7 @@ pub fn run(cmd: &ContainerCommand) -> anyhow::Result<i32> {
                 user: user.clone(),
                 tty: *tty,
                 interactive: *interactive,
+                console_size: None,
             },
             *detach,
         ),
@@ -570,6 +575,7 @@ fn spec_of(a: &RunArgs) -> anyhow::Result<(stack_runtime::Spec, Vec<String>)> {
         },
         stop_timeout: a.stop_timeout,
         tty: a.tty,
+        console_size: a.console_size,
         interactive: a.interactive,
         network: match named_networks.is_empty() {
             false => stack_runtime::NetworkMode::New,

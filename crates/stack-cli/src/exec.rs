@@ -61,6 +61,7 @@ pub fn start(project: &str, req: &ExecRequest) -> Result<Session, ApiError> {
         user: req.user.clone(),
         tty: req.tty && !req.detach,
         interactive: req.interactive && !req.detach,
+        console_size: req.console_size,
     };
     let failed = |e: stack_runtime::RuntimeError| ApiError::internal(e.to_string());
     if req.detach {

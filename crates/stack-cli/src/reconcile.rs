@@ -466,40 +466,61 @@ fn act_on(
 
 /// The output of a project's containers, oldest first; with `follow`, what
 /// comes next too (containers that appear, restart or are recreated
-/// included) until the client goes away.
+/// included) until the client goes away, and after each run's last record
+/// that it exited.
 pub fn logs(project: &str, q: &LogsQuery, events: &Events) -> anyhow::Result<()> {
     use std::collections::HashMap;
+    struct Followed {
+        name: String,
+        /// `service-N`.
+        replica: String,
+        log: stack_runtime::logs::Follower,
+        /// When the run it was last said to have exited ended.
+        exit_told: Option<String>,
+    }
     let root = stack_root();
-    // Per container: its name, its `service-N`, its log.
-    let mut followers: HashMap<String, (String, String, stack_runtime::logs::Follower)> =
-        HashMap::new();
+    let mut followers: HashMap<String, Followed> = HashMap::new();
     let mut first = true;
     let mut quiet_since = std::time::Instant::now();
     loop {
         // Who is there now: new containers join, removed ones leave.
+        // (A state read before the log: once it says exited, the log
+        // read after it holds all the run wrote.)
         let mine = crate::lifecycle::project_containers(&root, Some(project));
         let mut seen = Vec::new();
+        let mut exits = Vec::new();
         for (st, _) in &mine {
             let service = label(st, stack_plan::LABEL_SERVICE);
             if !q.services.is_empty() && !q.services.contains(&service) {
                 continue;
             }
             seen.push(st.id.clone());
-            followers.entry(st.id.clone()).or_insert_with(|| {
+            let f = followers.entry(st.id.clone()).or_insert_with(|| {
                 let path =
                     stack_runtime::state::log_path(&stack_runtime::container_dir(&root, &st.id));
-                let replica = format!("{service}-{}", label(st, stack_plan::LABEL_NUMBER));
-                (
-                    st.name.clone(),
-                    replica,
-                    stack_runtime::logs::Follower::new(path),
-                )
+                Followed {
+                    name: st.name.clone(),
+                    replica: format!("{service}-{}", label(st, stack_plan::LABEL_NUMBER)),
+                    log: stack_runtime::logs::Follower::new(path),
+                    exit_told: None,
+                }
             });
+            if st.status == stack_runtime::state::Status::Exited && f.exit_told != st.finished_at {
+                f.exit_told = st.finished_at.clone();
+                exits.push(Event::Exited {
+                    container: f.name.clone(),
+                    service: f.replica.clone(),
+                    exit_code: st.exit_code.unwrap_or(-1),
+                });
+            }
         }
         followers.retain(|id, _| seen.contains(id));
         let mut batch = Vec::new();
-        for (name, replica, follower) in followers.values_mut() {
-            let (mut records, _) = follower.read_new();
+        for Followed {
+            name, replica, log, ..
+        } in followers.values_mut()
+        {
+            let (mut records, _) = log.read_new();
             records.retain(|r| q.wants(&r.time));
             if first {
                 if let Some(n) = q.tail {
@@ -526,7 +547,13 @@ pub fn logs(project: &str, q: &LogsQuery, events: &Events) -> anyhow::Result<()>
                 log: r.log,
             });
         }
-        if !q.follow || events.gone() {
+        if !q.follow {
+            return Ok(());
+        }
+        for e in exits {
+            events.send(e);
+        }
+        if events.gone() {
             return Ok(());
         }
         if quiet_since.elapsed() > std::time::Duration::from_secs(2) {
@@ -934,6 +961,7 @@ pub fn one_off_args(req: &RunRequest, s: &Service) -> anyhow::Result<RunArgs> {
     a.rm = req.rm && !req.detach;
     a.quiet = true;
     a.tty = req.tty && !req.detach;
+    a.console_size = req.console_size;
     a.interactive = req.interactive && !req.detach;
     Ok(a)
 }

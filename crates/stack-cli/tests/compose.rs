@@ -272,6 +272,9 @@ fn lifecycle_commands() {
     ] {
         assert!(text.contains(line), "{line}: {text}");
     }
+    // Its last line shown before the stack stops, and then that it ended.
+    let exited = text.find("\njob-1 exited with code 3\n");
+    assert!(exited > text.find("job-1    | done"), "{text}");
     let stderr = String::from_utf8_lossy(&o.stderr);
     assert!(
         stderr.contains("Container shop-ticker-1  Stopped"),
@@ -553,6 +556,21 @@ fn one_off_run() {
     );
     assert_eq!(code, Some(4), "{out}");
     assert!(out.contains("/dev/pts/0\r\n33 101\r\n"), "{out:?}");
+    // exec too: the size is the terminal's from the command's start.
+    let (out, code) = on_a_terminal(
+        &e,
+        &[
+            "--project-directory",
+            d,
+            "exec",
+            "db",
+            "busybox",
+            "stty",
+            "size",
+        ],
+    );
+    assert_eq!(code, Some(0), "{out}");
+    assert_eq!(out, "33 101\r\n");
 
     // Detached: its id printed; `ps` shows it with -a only, `exec` takes
     // the service's replica, not it; `down` leaves it unless

@@ -310,7 +310,7 @@ fn pid1(spec: &Spec, dir: &Path, pty_sock: Option<&std::os::fd::OwnedFd>) -> std
     }
     crate::rootfs::setup(spec, dir, &mut crate::rootfs::Host)?;
     if let Some(sock) = pty_sock {
-        crate::tty::open_in_container(sock)?;
+        crate::tty::open_in_container(sock, spec.console_size)?;
     }
     sethostname(&spec.hostname)?;
     if !spec.domainname.is_empty() {
@@ -522,7 +522,7 @@ fn join_and_run(spec: &Spec, pid: i32, piped: bool) -> std::io::Result<i32> {
             let code = (|| -> std::io::Result<i32> {
                 // Inside the container's mount namespace: its own devpts.
                 if let Some((_, theirs)) = &pty {
-                    crate::tty::open_in_container(theirs)?;
+                    crate::tty::open_in_container(theirs, spec.console_size)?;
                 }
                 let cwd = crate::rootfs::secure_join(Path::new("/"), &spec.cwd)?;
                 std::env::set_current_dir(&cwd).map_err(|_| {

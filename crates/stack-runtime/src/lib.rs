@@ -200,6 +200,8 @@ pub struct Process {
     pub tty: bool,
     /// Standard input is kept open.
     pub interactive: bool,
+    /// With `tty`: its size (rows, columns) before the command starts.
+    pub console_size: Option<(u16, u16)>,
 }
 
 /// How the exec process's standard streams are connected.
@@ -227,6 +229,7 @@ fn spawn_exec(
     state::wait_set_up(state, std::time::Duration::from_secs(5)).map_err(start)?;
     spec.tty = p.tty;
     spec.interactive = p.interactive;
+    spec.console_size = p.console_size;
     spec.args = p.args.clone();
     spec.env.extend(p.env.iter().cloned());
     if let Some(c) = &p.cwd {

@@ -57,6 +57,10 @@ pub struct Spec {
     /// Keep the app's standard input open (`-i`).
     #[serde(default)]
     pub interactive: bool,
+    /// With `tty`: the terminal's size (rows, columns) before the app
+    /// starts; by default the size of the terminal we were started on.
+    #[serde(default)]
+    pub console_size: Option<(u16, u16)>,
     /// Which network namespace: a new one (loopback only, until project
     /// networks exist), the host's, or another container's.
     #[serde(default)]

@@ -28,13 +28,16 @@ pub fn serve((ours, theirs): (OwnedFd, OwnedFd), interactive: bool) {
 }
 
 /// In PID 1, after pivoting: a pty from the container's own devpts (so
-/// `tty` inside names it), its master sent to the monitor over `sock`, its
-/// slave made our stdin, stdout and stderr.
-pub fn open_in_container(sock: &OwnedFd) -> io::Result<()> {
+/// `tty` inside names it), sized `size` or like the terminal we run on
+/// (24x80 without one), set before the app starts; its master sent to the
+/// monitor over `sock`, its slave made our stdin, stdout and stderr.
+pub fn open_in_container(sock: &OwnedFd, size: Option<(u16, u16)>) -> io::Result<()> {
     use nix::fcntl::OFlag;
     let master = nix::pty::posix_openpt(OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC)?;
     nix::pty::grantpt(&master)?;
     nix::pty::unlockpt(&master)?;
+    let (rows, cols) = size.or_else(self::size).unwrap_or((24, 80));
+    set_size(&master, rows, cols)?;
     let name = nix::pty::ptsname_r(&master)?;
     let slave = std::fs::OpenOptions::new()
         .read(true)
@@ -75,7 +78,7 @@ pub fn pass_master((ours, theirs): (OwnedFd, OwnedFd)) -> io::Result<()> {
 }
 
 /// Sets a pty's size (the kernel tells its foreground process group).
-pub fn set_size(master: &OwnedFd, rows: u16, cols: u16) -> io::Result<()> {
+pub fn set_size(master: &impl AsRawFd, rows: u16, cols: u16) -> io::Result<()> {
     let ws = Winsize {
         ws_row: rows,
         ws_col: cols,
@@ -91,8 +94,8 @@ pub fn set_size(master: &OwnedFd, rows: u16, cols: u16) -> io::Result<()> {
     Ok(())
 }
 
-/// In the monitor: the pty master PID 1 sends, sized like our terminal.
-/// `None` when PID 1 failed before sending it.
+/// In the monitor: the pty master PID 1 sends; `None` when PID 1 failed
+/// before sending it.
 pub fn receive_master(sock: &OwnedFd) -> io::Result<Option<OwnedFd>> {
     use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
     use std::os::fd::FromRawFd;
@@ -110,21 +113,7 @@ pub fn receive_master(sock: &OwnedFd) -> io::Result<Option<OwnedFd>> {
             if let Some(fd) = fds.first() {
                 // SAFETY: the kernel just gave us this descriptor; nothing else owns it.
                 #[allow(unsafe_code)]
-                let master = unsafe { OwnedFd::from_raw_fd(*fd) };
-                let mut ws = Winsize {
-                    ws_row: 24,
-                    ws_col: 80,
-                    ws_xpixel: 0,
-                    ws_ypixel: 0,
-                };
-                // SAFETY: TIOCGWINSZ fills one Winsize (or fails on a non-terminal,
-                // leaving the default); TIOCSWINSZ reads one.
-                #[allow(unsafe_code)]
-                unsafe {
-                    terminal_size(&mut ws);
-                    libc::ioctl(master.as_raw_fd(), libc::TIOCSWINSZ, &ws);
-                }
-                return Ok(Some(master));
+                return Ok(Some(unsafe { OwnedFd::from_raw_fd(*fd) }));
             }
         }
     }

@@ -886,10 +886,14 @@ fn stop_uses_the_containers_stop_signal_and_timeout() {
         &[
             "sh",
             "-c",
-            "trap 'exit 3' USR1; trap '' TERM; while true; do sleep 0.05; done",
+            "trap 'exit 3' USR1; trap '' TERM; echo trapped; while true; do sleep 0.05; done",
         ],
     );
-    std::thread::sleep(std::time::Duration::from_millis(100));
+    let set = (0..500).any(|_| {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        e.out(&["container", "logs", "picky"]) == "trapped\n"
+    });
+    assert!(set, "the app never set its traps");
     e.out(&["container", "stop", "picky"]);
     let inspect: serde_json::Value =
         serde_json::from_str(&e.out(&["container", "inspect", "picky"])).unwrap();
@@ -956,7 +960,21 @@ fn the_pty_follows_the_terminal_size() {
             .unwrap()
     };
     drop(pty.slave);
-    std::thread::sleep(std::time::Duration::from_millis(500));
+    // What the terminal shows, read until `until` is in it.
+    let mut out = Vec::new();
+    let mut read_until = |until: &str| {
+        let mut buf = [0u8; 1024];
+        while !String::from_utf8_lossy(&out).contains(until) {
+            match nix::unistd::read(&pty.master, &mut buf) {
+                Ok(n @ 1..) => out.extend_from_slice(&buf[..n]),
+                _ => break,
+            }
+        }
+        String::from_utf8_lossy(&out).replace('\r', "")
+    };
+    // Resized once the app has told its first size.
+    let first = read_until("30 100");
+    assert!(first.contains("30 100\n"), "{first:?}");
     set_size(pty.master.as_raw_fd(), 50, 120);
     // The terminal tells its foreground group; here that is the CLI's group.
     nix::sys::signal::killpg(
@@ -964,22 +982,7 @@ fn the_pty_follows_the_terminal_size() {
         nix::sys::signal::Signal::SIGWINCH,
     )
     .unwrap();
-    let status = child.wait().unwrap();
-    assert!(status.success());
-    let mut out = Vec::new();
-    let mut buf = [0u8; 1024];
-    while let Ok(n) = nix::unistd::read(&pty.master, &mut buf) {
-        if n == 0 {
-            break;
-        }
-        out.extend_from_slice(&buf[..n]);
-        if String::from_utf8_lossy(&out).contains("50 120") {
-            break;
-        }
-    }
-    let text = String::from_utf8_lossy(&out).replace('\r', "");
-    assert!(
-        text.contains("30 100\n") && text.contains("50 120"),
-        "{text:?}"
-    );
+    let text = read_until("50 120");
+    assert!(child.wait().unwrap().success());
+    assert!(text.contains("50 120"), "{text:?}");
 }

@@ -80,8 +80,9 @@ fn containers_outlive_a_killed_engine() {
     assert_eq!(e.engine_pid(), None);
     // Nothing needs the engine to keep running and logging.
     let before = log_lines(&e, "shop-ticker-1");
-    std::thread::sleep(Duration::from_millis(500));
-    assert!(log_lines(&e, "shop-ticker-1") > before + 2);
+    common::eventually(Duration::from_secs(10), "the ticker logging on", || {
+        log_lines(&e, "shop-ticker-1") > before + 2
+    });
 
     // The next command starts a new engine, which finds everything.
     let ps = e.out(&["--project-directory", d, "ps"]);

@@ -98,6 +98,23 @@ fn address(e: &Env, network: &str, name: &str) -> String {
 
 /// Everything a store root set up on the host: links, our nft table,
 /// DOCKER-USER rules, netns files, the DNS server.
+/// Waits (10 s at most) until nothing of the networks is left: the DNS
+/// server leaves a moment after the last network.
+fn assert_nothing_left(e: &Env, bridges: &[String]) {
+    let t = std::time::Instant::now();
+    loop {
+        let left = leftovers(e, bridges);
+        if left.is_empty() {
+            return;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "left behind: {left:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 fn leftovers(e: &Env, bridges: &[String]) -> Vec<String> {
     let mut found = Vec::new();
     let links = String::from_utf8_lossy(
@@ -285,8 +302,7 @@ fn networks_are_isolated_and_an_internal_one_has_no_way_out() {
         .collect();
     e.out(&["container", "rm", "-f", "db", "both"]);
     e.out(&["network", "rm", "front", "back", "sealed"]);
-    std::thread::sleep(Duration::from_millis(1500));
-    assert_eq!(leftovers(&e, &bridges), Vec::<String>::new());
+    assert_nothing_left(&e, &bridges);
 }
 
 /// GET / on 127.0.0.1:port, retried while the server comes up.
@@ -435,8 +451,7 @@ fn published_ports_answer_on_the_host() {
     let b = bridge(&e, "front");
     e.out(&["container", "rm", "-f", "web", "udp"]);
     e.out(&["network", "rm", "front"]);
-    std::thread::sleep(Duration::from_millis(1500));
-    assert_eq!(leftovers(&e, &[b]), Vec::<String>::new());
+    assert_nothing_left(&e, &[b]);
 }
 
 #[test]
@@ -523,8 +538,7 @@ fn bad_network_requests_say_what_is_wrong() {
     let b = bridge(&e, "fixed");
     e.out(&["container", "rm", "-f", "pinned"]);
     e.out(&["network", "rm", "fixed"]);
-    std::thread::sleep(Duration::from_millis(1500));
-    assert_eq!(leftovers(&e, &[b]), Vec::<String>::new());
+    assert_nothing_left(&e, &[b]);
 }
 
 #[test]
@@ -745,6 +759,5 @@ fn other_names_are_forwarded_and_remote_clients_keep_their_address() {
     let b = bridge(&e, "outer");
     e.out(&["container", "rm", "-f", "web"]);
     e.out(&["network", "rm", "outer"]);
-    std::thread::sleep(Duration::from_millis(1500));
-    assert_eq!(leftovers(&e, &[b]), Vec::<String>::new());
+    assert_nothing_left(&e, &[b]);
 }

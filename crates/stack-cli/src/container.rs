@@ -576,6 +576,7 @@ fn spec_of(a: &RunArgs) -> anyhow::Result<(stack_runtime::Spec, Vec<String>)> {
         stop_timeout: a.stop_timeout,
         tty: a.tty,
         console_size: a.console_size,
+        auto_remove: a.rm && a.detach,
         interactive: a.interactive,
         network: match named_networks.is_empty() {
             false => stack_runtime::NetworkMode::New,

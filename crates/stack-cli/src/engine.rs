@@ -292,9 +292,11 @@ impl stack_api::Engine for Real {
     }
 
     /// Started under the project's lock (its networks may be made); run
-    /// outside it.
+    /// outside it. Watched like the rest (`-d --rm`: removed once it exits).
     fn run(&self, req: RunRequest) -> Result<Session, ApiError> {
-        self.exclusive(&req.project.name, || crate::exec::run(&req))
+        let session = self.exclusive(&req.project.name, || crate::exec::run(&req));
+        let _ = self.engine.adopt();
+        session
     }
 
     fn archive(&self, project: &str, q: ArchiveQuery) -> Result<Vec<u8>, ApiError> {

@@ -958,7 +958,7 @@ pub fn one_off_args(req: &RunRequest, s: &Service) -> anyhow::Result<RunArgs> {
         a.workdir = req.workdir.clone();
     }
     a.detach = req.detach;
-    a.rm = req.rm && !req.detach;
+    a.rm = req.rm;
     a.quiet = true;
     a.tty = req.tty && !req.detach;
     a.console_size = req.console_size;

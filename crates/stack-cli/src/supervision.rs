@@ -179,6 +179,7 @@ pub fn observed(root: &Path, st: &State, running: bool) -> Observed {
         exit_code: st.exit_code,
         stopped_by_user: crate::lifecycle::stopped_by_user(&dir),
         one_off: label(LABEL_ONEOFF) == "True",
+        auto_remove: st.spec.auto_remove,
         restart: st.spec.restart.as_ref().map(policy).unwrap_or_default(),
         health: st.spec.healthcheck.as_ref().and_then(health_config),
         depends_on: stack_engine::parse_depends_label(&label(LABEL_DEPENDS_ON)),

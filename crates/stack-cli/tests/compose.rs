@@ -586,6 +586,13 @@ fn one_off_run() {
     assert!(e
         .out(&["--project-directory", d, "ps", "-a"])
         .contains("bg"));
+    // -d --rm: removed by the engine once it has exited.
+    let o = run(&["-d", "--rm", "--name", "brief", "tests", "sleep", "1"]);
+    assert!(o.status.success(), "{o:?}");
+    assert!(e.out(&["container", "ls"]).contains("brief"));
+    common::eventually(std::time::Duration::from_secs(10), "brief removed", || {
+        !e.out(&["container", "ls", "-a"]).contains("brief")
+    });
     // The service's own replica has exited: nothing to exec into.
     let (out, ok) = sh(&e, d, "tests", "echo reached");
     assert!(!ok, "exec reached the one-off: {out}");

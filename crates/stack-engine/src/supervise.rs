@@ -249,6 +249,8 @@ pub struct Observed {
     pub stopped_by_user: bool,
     /// `stack run`'s containers are not replicas.
     pub one_off: bool,
+    /// Removed once it has exited (`run -d --rm`).
+    pub auto_remove: bool,
     pub restart: RestartPolicy,
     pub health: Option<HealthConfig>,
     pub depends_on: Vec<Dependency>,
@@ -427,7 +429,8 @@ impl<D: Driver + Send + 'static> Engine<D> {
     }
 
     /// Takes every container on the host into account: all are on the
-    /// board, running ones are watched (if they are not already).
+    /// board, running ones are watched (if they are not already), and
+    /// those to remove once exited that exited unwatched are removed.
     pub fn adopt(self: &Arc<Self>) -> anyhow::Result<()> {
         let all = self.driver.observe(None)?;
         let ids: HashSet<&str> = all.iter().map(|c| c.id.as_str()).collect();
@@ -444,7 +447,8 @@ impl<D: Driver + Send + 'static> Engine<D> {
             self.board.forget(&id);
         }
         for c in all {
-            if c.running {
+            // (An exit code: it has run, it is not being started.)
+            if c.running || (c.auto_remove && c.exit_code.is_some()) {
                 self.watch(c);
             } else if !self.watching(&c.id) {
                 self.board.know(&c);
@@ -515,6 +519,13 @@ impl<D: Driver + Send + 'static> Engine<D> {
             );
             self.board
                 .update(&c.id, |r| r.state = RunState::Exited(exit.code));
+            if c.auto_remove {
+                if self.driver.remove(&c.id, None).await.is_ok() {
+                    self.publish(&c, "destroy", &[]);
+                }
+                self.board.forget(&c.id);
+                return;
+            }
             if started.elapsed() >= c.restart.stable() {
                 attempts = 0;
             }

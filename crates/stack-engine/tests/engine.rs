@@ -810,6 +810,49 @@ async fn down_removes_one_off_containers_with_remove_orphans() {
     assert!(fake.names().is_empty(), "{:?}", fake.names());
 }
 
+/// `run -d --rm`: the engine removes such a one-off once it exits; one
+/// that exited while no engine watched goes when an engine adopts it; one
+/// not started yet stays.
+#[tokio::test(start_paused = true)]
+async fn auto_remove_containers_go_once_they_have_exited() {
+    let e = engine(Fake::instant());
+    let fake = e.driver();
+    let one_off = |name: &str, running: bool, exit_code: Option<i32>| Container {
+        o: Observed {
+            id: format!("id-{name}"),
+            name: name.into(),
+            project: "shop".into(),
+            service: "web".into(),
+            number: 1,
+            running,
+            exit_code,
+            one_off: true,
+            auto_remove: true,
+            ..Observed::default()
+        },
+        started: Instant::now(),
+        script: Script {
+            exits_after: Some(Duration::from_secs(2)),
+            ..Script::default()
+        },
+    };
+    fake.containers.lock().unwrap().extend([
+        one_off("running", true, None),
+        one_off("exited", false, Some(0)),
+        one_off("created", false, None),
+    ]);
+    let mut rx = e.subscribe();
+    e.adopt().unwrap();
+    pass(1).await;
+    assert_eq!(fake.names(), ["created", "running"]);
+    pass(2).await;
+    assert_eq!(fake.names(), ["created"]);
+    let events = drain(&mut rx);
+    for said in ["destroy exited", "die running", "destroy running"] {
+        assert!(events.contains(&said.to_string()), "{said}: {events:?}");
+    }
+}
+
 #[tokio::test(start_paused = true)]
 async fn down_rmi_removes_the_services_images_and_one_in_use_is_a_warning() {
     let p = project(

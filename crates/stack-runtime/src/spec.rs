@@ -57,6 +57,10 @@ pub struct Spec {
     /// Keep the app's standard input open (`-i`).
     #[serde(default)]
     pub interactive: bool,
+    /// Removed once it has exited (`run -d --rm`), by the engine that
+    /// watches it (in the foreground, `run`'s caller removes it).
+    #[serde(default)]
+    pub auto_remove: bool,
     /// With `tty`: the terminal's size (rows, columns) before the app
     /// starts; by default the size of the terminal we were started on.
     #[serde(default)]

@@ -311,7 +311,7 @@ impl stack_api::Engine for Real {
         tar: bytes::Bytes,
     ) -> Result<Copied, ApiError> {
         let targets = if q.all {
-            crate::exec::of_services(project, std::slice::from_ref(&q.service), false)
+            crate::exec::replicas(project, &q.service)
         } else {
             vec![crate::exec::replica(project, &q.service, q.index)?]
         };

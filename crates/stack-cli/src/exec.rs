@@ -34,15 +34,19 @@ pub fn of_services(project: &str, services: &[String], all: bool) -> Vec<State> 
     out
 }
 
-/// The running replica `index` of a service (not a one-off container).
-pub fn replica(project: &str, service: &str, index: u32) -> Result<State, ApiError> {
-    let label = |st: &State, key| crate::reconcile::label(st, key);
+/// The running replicas of a service (not its one-off containers).
+pub fn replicas(project: &str, service: &str) -> Vec<State> {
     of_services(project, &[service.to_string()], false)
         .into_iter()
-        .find(|st| {
-            label(st, stack_plan::LABEL_NUMBER) == index.to_string()
-                && label(st, crate::supervision::LABEL_ONEOFF) != "True"
-        })
+        .filter(|st| crate::reconcile::label(st, crate::supervision::LABEL_ONEOFF) != "True")
+        .collect()
+}
+
+/// The running replica `index` of a service.
+pub fn replica(project: &str, service: &str, index: u32) -> Result<State, ApiError> {
+    replicas(project, service)
+        .into_iter()
+        .find(|st| crate::reconcile::label(st, stack_plan::LABEL_NUMBER) == index.to_string())
         .ok_or_else(|| ApiError {
             status: 409,
             message: format!(

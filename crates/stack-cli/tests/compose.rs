@@ -774,14 +774,15 @@ fn cp_both_ways() {
     assert_eq!(cat("shop-web-1", "/srv/renamed.txt"), "one\n");
     stack(&["cp", &h("tree"), "web:/srv/tree"]);
     assert_eq!(cat("shop-web-1", "/srv/tree/sub/deep.txt"), "deep\n");
+    // (A one-off container of the service is no replica.)
+    stack(&["run", "-d", "--name", "side", "web"]);
     stack(&["cp", "--all", &h("one.txt"), "web:/srv/all.txt"]);
     assert_eq!(cat("shop-web-2", "/srv/all.txt"), "one\n");
-    assert!(
-        e.stack(&["container", "exec", "shop-web-2", "cat", "/srv/renamed.txt"])
-            .status
-            .code()
-            != Some(0)
-    );
+    let fails =
+        |c: &str, p: &str| e.stack(&["container", "exec", c, "cat", p]).status.code() != Some(0);
+    assert!(fails("shop-web-2", "/srv/renamed.txt"));
+    assert!(fails("side", "/srv/all.txt"));
+    e.out(&["container", "rm", "-f", "side"]);
 
     // Container -> host: a file into a directory, a directory, --index.
     let out = e.dir.join("out");

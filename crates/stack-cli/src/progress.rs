@@ -27,6 +27,8 @@ struct Row {
     since: Instant,
     /// When it reached a final status.
     ended: Option<Instant>,
+    /// It was under way when the operation failed.
+    failed: bool,
 }
 
 /// Whether a status says the work is still under way (`Starting`,
@@ -93,6 +95,7 @@ impl Display {
                         }
                         r.status = action;
                         r.ended = ended;
+                        r.failed = false;
                     }
                     None => self.rows.push(Row {
                         object,
@@ -100,6 +103,7 @@ impl Display {
                         status: action,
                         since: now,
                         ended,
+                        failed: false,
                     }),
                 }
                 self.draw();
@@ -124,6 +128,18 @@ impl Display {
         } else {
             eprintln!("{line}");
         }
+    }
+
+    /// The operation failed: what was under way ends as an error
+    /// (`✘ Container shop-web-1  Error`), as compose shows it.
+    pub fn failed(&mut self) {
+        let now = Instant::now();
+        for r in self.rows.iter_mut().filter(|r| r.ended.is_none()) {
+            r.status = "Error".into();
+            r.ended = Some(now);
+            r.failed = true;
+        }
+        self.tick();
     }
 
     /// Redraws the block (the spinners and times move).
@@ -159,10 +175,12 @@ impl Display {
         let mut out = format!("[+] Running {done}/{}\n", self.rows.len());
         for r in &self.rows {
             let took = r.ended.unwrap_or(now).saturating_duration_since(r.since);
-            let icon = match r.ended {
-                Some(_) if self.color => "\x1b[32m✔\x1b[0m".to_string(),
-                Some(_) => "✔".to_string(),
-                None => SPINNER[(took.as_millis() / 100) as usize % SPINNER.len()].to_string(),
+            let icon = match (r.ended, r.failed) {
+                (Some(_), true) if self.color => "\x1b[31m✘\x1b[0m".to_string(),
+                (Some(_), true) => "✘".to_string(),
+                (Some(_), false) if self.color => "\x1b[32m✔\x1b[0m".to_string(),
+                (Some(_), false) => "✔".to_string(),
+                (None, _) => SPINNER[(took.as_millis() / 100) as usize % SPINNER.len()].to_string(),
             };
             let label = format!("{} {}", r.object, r.name);
             out.push_str(&format!(
@@ -180,7 +198,7 @@ impl Display {
 pub fn call<B: serde::Serialize>(path: &str, body: &B, mode: Mode) -> anyhow::Result<usize> {
     let (rt, client) = crate::engine::client()?;
     let display = std::cell::RefCell::new(Display::new(mode));
-    rt.block_on(async {
+    let done = rt.block_on(async {
         let stream = client.post_stream(path, body, |e| display.borrow_mut().event(e));
         tokio::pin!(stream);
         let mut ticks = tokio::time::interval(Duration::from_millis(100));
@@ -190,7 +208,11 @@ pub fn call<B: serde::Serialize>(path: &str, body: &B, mode: Mode) -> anyhow::Re
                 _ = ticks.tick() => display.borrow_mut().tick(),
             }
         }
-    })?;
+    });
+    if done.is_err() {
+        display.borrow_mut().failed();
+    }
+    done?;
     let planned = display.borrow().planned;
     Ok(planned)
 }
@@ -212,6 +234,7 @@ mod tests {
         let mut d = Display::new(Mode::Quiet);
         d.quiet = false;
         d.tty = true;
+        d.color = false;
         // Rows are kept as events come (drawing goes to stderr).
         d.event(progress("Network", "shop_default", "Creating"));
         d.event(progress("Network", "shop_default", "Created"));
@@ -236,6 +259,14 @@ mod tests {
         d.event(progress("Container", "shop-db-1", "Restarting"));
         assert!(d.rows[1].ended.is_none() && d.rows[1].since > t0);
         assert_eq!(d.rows.len(), 3);
+        // A failure: what was under way is marked, what was done stays.
+        d.failed();
+        let frame = d.frame(Instant::now());
+        let lines: Vec<&str> = frame.lines().collect();
+        assert_eq!(lines[0], "[+] Running 3/3");
+        assert!(lines[1].starts_with(" ✔ Network shop_default  Created "));
+        assert!(lines[2].starts_with(" ✘ Container shop-db-1   Error "));
+        assert!(lines[3].starts_with(" ✘ Container shop-web-1  Error "));
     }
 
     #[test]

@@ -464,7 +464,8 @@ fn act_on(
     Ok(Some(event))
 }
 
-/// The output of a project's containers, oldest first; with `follow`, what
+/// The output of a project's containers (not its one-offs: `container
+/// logs` shows theirs), oldest first; with `follow`, what
 /// comes next too (containers that appear, restart or are recreated
 /// included) until the client goes away, and after each run's last record
 /// that it exited.
@@ -491,7 +492,9 @@ pub fn logs(project: &str, q: &LogsQuery, events: &Events) -> anyhow::Result<()>
         let mut exits = Vec::new();
         for (st, _) in &mine {
             let service = label(st, stack_plan::LABEL_SERVICE);
-            if !q.services.is_empty() && !q.services.contains(&service) {
+            if (!q.services.is_empty() && !q.services.contains(&service))
+                || label(st, crate::supervision::LABEL_ONEOFF) == "True"
+            {
                 continue;
             }
             seen.push(st.id.clone());

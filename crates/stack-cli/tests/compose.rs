@@ -532,6 +532,13 @@ fn one_off_run() {
         "{o:?}"
     );
     assert!(e.out(&["container", "ls", "-a"]).contains("once"));
+    // Its output is logged, as the container's; the project's logs leave
+    // one-offs out, as compose's.
+    assert_eq!(
+        e.out(&["container", "logs", "once"]),
+        "the default command\n"
+    );
+    assert_eq!(e.out(&["--project-directory", d, "logs"]), "");
     e.out(&["--project-directory", d, "up", "-d"]);
     let ps = e.out(&["--project-directory", d, "ps", "-a"]);
     assert!(

@@ -161,8 +161,10 @@ fn stage1(spec: &Spec, dir: &Path, mode: Mode) -> std::io::Result<i32> {
     } else {
         None
     };
-    // A detached container's output goes to its log through us.
-    let output = if detached {
+    // A detached container's output goes to its log through us; so does
+    // one's whose streams our caller relays (without a terminal), echoed
+    // on to ours.
+    let output = if detached || (mode == Mode::Piped && !spec.tty) {
         Some((nix::unistd::pipe()?, nix::unistd::pipe()?))
     } else {
         None
@@ -249,7 +251,10 @@ fn stage1(spec: &Spec, dir: &Path, mode: Mode) -> std::io::Result<i32> {
                     spec.log_max_files.unwrap_or(1),
                 )?;
                 // Until every process of the container has closed its output.
-                let _ = crate::logs::pump(out_r, err_r, &mut log);
+                use std::os::fd::AsFd as _;
+                let (stdout, stderr) = (std::io::stdout(), std::io::stderr());
+                let echo = (mode == Mode::Piped).then(|| (stdout.as_fd(), stderr.as_fd()));
+                let _ = crate::logs::pump(out_r, err_r, &mut log, echo);
             }
             let code = wait_exit(child)?;
             st.oom_killed = crate::cgroup::oom_killed(&layout);

@@ -2,7 +2,7 @@
 //! by the container's monitor process, which outlives any engine.
 
 use std::io::{self, Write};
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use serde::{Deserialize, Serialize};
@@ -91,17 +91,25 @@ impl Sink for RotatingFile {
     }
 }
 
-/// Copies both pipes into `out` as records, line by line, until both close.
-pub fn pump(stdout: OwnedFd, stderr: OwnedFd, out: &mut impl Sink) -> io::Result<()> {
+/// Copies both pipes into `out` as records, line by line, until both close;
+/// with `echo`, each also as it comes to a descriptor of its own (while
+/// that can be written: a reader gone does not stop the log).
+pub fn pump(
+    stdout: OwnedFd,
+    stderr: OwnedFd,
+    out: &mut impl Sink,
+    echo: Option<(BorrowedFd<'_>, BorrowedFd<'_>)>,
+) -> io::Result<()> {
+    let (echo_out, echo_err) = echo.unzip();
     let mut streams = vec![
-        (stdout, "stdout", Vec::new()),
-        (stderr, "stderr", Vec::new()),
+        (stdout, "stdout", Vec::new(), echo_out),
+        (stderr, "stderr", Vec::new(), echo_err),
     ];
     let mut buf = vec![0u8; 16 * 1024];
     while !streams.is_empty() {
         let mut fds: Vec<PollFd> = streams
             .iter()
-            .map(|(fd, _, _)| PollFd::new(fd.as_fd(), PollFlags::POLLIN))
+            .map(|(fd, ..)| PollFd::new(fd.as_fd(), PollFlags::POLLIN))
             .collect();
         match poll(&mut fds, PollTimeout::NONE) {
             Ok(_) => {}
@@ -114,7 +122,7 @@ pub fn pump(stdout: OwnedFd, stderr: OwnedFd, out: &mut impl Sink) -> io::Result
             .collect();
         drop(fds);
         let mut closed = Vec::new();
-        for (i, (fd, name, pending)) in streams.iter_mut().enumerate() {
+        for (i, (fd, name, pending, echo)) in streams.iter_mut().enumerate() {
             if !ready[i] {
                 continue;
             }
@@ -129,6 +137,11 @@ pub fn pump(stdout: OwnedFd, stderr: OwnedFd, out: &mut impl Sink) -> io::Result
                 }
                 closed.push(i);
                 continue;
+            }
+            if let Some(to) = echo {
+                if crate::tty::write_all(*to, &buf[..n]).is_err() {
+                    *echo = None;
+                }
             }
             pending.extend_from_slice(&buf[..n]);
             while let Some(pos) = pending.iter().position(|b| *b == b'\n') {
@@ -247,8 +260,19 @@ mod tests {
         nix::unistd::write(&ow, b"o\nno newline").unwrap();
         drop(ow);
         drop(ew);
+        // Each echoed as it comes, too.
+        let (echo_or, echo_ow) = nix::unistd::pipe().unwrap();
+        let (echo_er, echo_ew) = nix::unistd::pipe().unwrap();
         let mut out = Vec::new();
-        pump(or, er, &mut out).unwrap();
+        pump(or, er, &mut out, Some((echo_ow.as_fd(), echo_ew.as_fd()))).unwrap();
+        drop((echo_ow, echo_ew));
+        let echoed = |r: OwnedFd| {
+            let mut s = String::new();
+            std::io::Read::read_to_string(&mut std::fs::File::from(r), &mut s).unwrap();
+            s
+        };
+        assert_eq!(echoed(echo_or), "one\ntwo\nno newline");
+        assert_eq!(echoed(echo_er), "oops\n");
         let (records, bad) = read(std::str::from_utf8(&out).unwrap());
         assert!(bad.is_empty());
         let mut got: Vec<(String, String)> = records

@@ -271,7 +271,7 @@ fn copy_loop(master: &OwnedFd, interactive: bool) -> io::Result<()> {
     }
 }
 
-fn write_all(fd: BorrowedFd, mut data: &[u8]) -> io::Result<()> {
+pub(crate) fn write_all(fd: BorrowedFd, mut data: &[u8]) -> io::Result<()> {
     while !data.is_empty() {
         match nix::unistd::write(fd, data) {
             Ok(n) => data = &data[n..],

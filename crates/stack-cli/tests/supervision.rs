@@ -99,6 +99,14 @@ fn health_gates_dependents_one_shots_complete_and_wait_accepts_them() {
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
+    // Connected to the engine (a socket open), then a moment for its
+    // subscription to be made.
+    let fds = format!("/proc/{}/fd", events.id());
+    eventually(10, "events connected", || {
+        std::fs::read_dir(&fds).unwrap().flatten().any(|f| {
+            std::fs::read_link(f.path()).is_ok_and(|l| l.to_string_lossy().starts_with("socket:"))
+        })
+    });
     std::thread::sleep(Duration::from_millis(300));
 
     let o = e.stack(&stack(&d, &["up", "--wait", "--wait-timeout", "60"]));

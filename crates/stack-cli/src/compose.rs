@@ -71,6 +71,8 @@ pub fn up(g: &Global, args: &UpArgs) -> anyhow::Result<i32> {
         wait_timeout: args.wait_timeout,
         ..base
     };
+    // What the containers write from now on is what attached `up` shows.
+    let since = stack_runtime::state::now_rfc3339();
     let planned = call(g, &format!("/v1/projects/{}/up", req.project.name), &req)?;
     if args.dry_run && planned == 0 {
         println!("nothing to do: the stack is as its file says");
@@ -98,7 +100,7 @@ pub fn up(g: &Global, args: &UpArgs) -> anyhow::Result<i32> {
     if detached {
         return Ok(0);
     }
-    attach(&req.project, &req.services, args)
+    attach(&req.project, &req.services, args, since)
 }
 
 /// Secrets and configs read from an environment variable are read here,
@@ -121,10 +123,16 @@ fn contents_from_environment(loaded: &mut stack_loader::Loaded) -> anyhow::Resul
     Ok(())
 }
 
-/// Attached `up`: the containers' output until they have all stopped, one
-/// stops (`--abort-on-container-exit`, `--exit-code-from`), or Ctrl-C:
-/// then the stack stops gracefully; a second Ctrl-C kills it.
-fn attach(project: &Project, services: &[String], args: &UpArgs) -> anyhow::Result<i32> {
+/// Attached `up`: the containers' output since `since` until they have
+/// all stopped, one stops (`--abort-on-container-exit`,
+/// `--exit-code-from`), or Ctrl-C: then the stack stops gracefully; a
+/// second Ctrl-C kills it.
+fn attach(
+    project: &Project,
+    services: &[String],
+    args: &UpArgs,
+    since: String,
+) -> anyhow::Result<i32> {
     for s in args.attach.iter().chain(&args.no_attach) {
         if !project.services.contains_key(s) {
             bail!("no such service: `{s}`");
@@ -159,6 +167,7 @@ fn attach(project: &Project, services: &[String], args: &UpArgs) -> anyhow::Resu
         LogsQuery {
             services: shown.clone(),
             follow: true,
+            since: Some(since),
             ..Default::default()
         }
         .to_query()

@@ -295,6 +295,8 @@ fn lifecycle_commands() {
         text.contains("job-1    | done") && !text.contains("tick"),
         "{text}"
     );
+    // Started again in place: this run's output only, as compose attaches.
+    assert_eq!(text.matches("job-1    | working").count(), 1, "{text}");
     let ps = out(&["ps", "-a"]);
     assert!(
         ps.contains("Exited (3)") && ps.contains("Exited (143)"),

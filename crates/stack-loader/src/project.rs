@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-use stack_model::Project;
+use stack_model::{names, Project};
 
 use crate::diag::{did_you_mean, Diagnostic, Diagnostics, LoadError, Span};
 use crate::env::Environment;
@@ -28,16 +28,6 @@ pub struct Loaded {
     pub variables: Vec<(String, Option<String>, bool, Span)>,
 }
 
-const NAME_RULE: &str =
-    "must contain only lowercase letters, decimal digits, dashes and underscores, and begin with a lowercase letter or decimal digit";
-
-fn valid_name(n: &str) -> bool {
-    let mut chars = n.chars();
-    chars
-        .next()
-        .is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
-        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
-}
 
 /// A directory name made into a project name, as compose does.
 pub fn normalize_name(n: &str) -> String {
@@ -56,11 +46,13 @@ pub fn resolve_name(
     project_dir: &Path,
     diags: &mut Diagnostics,
 ) -> Option<String> {
-    let check = |name: &str, span: &Span, diags: &mut Diagnostics| {
-        if valid_name(name) {
-            Some(name.to_string())
-        } else {
-            diags.error(span, format!("invalid project name `{name}`: {NAME_RULE}"));
+    let check = |name: &str, span: &Span, diags: &mut Diagnostics| match names::check(
+        names::Kind::Project,
+        name,
+    ) {
+        Ok(()) => Some(name.to_string()),
+        Err(e) => {
+            diags.error(span, e.to_string());
             None
         }
     };
@@ -106,6 +98,34 @@ pub fn resolve_name(
         return None;
     }
     Some(n)
+}
+
+/// Every name the files give (keys of the top-level sections, their
+/// `name:`s, `container_name`) against Docker's and compose's rules: names
+/// become file names under the store root, so none may be `..`, hold a `/`
+/// or begin with `-`.
+fn check_names(root: &Node, diags: &mut Diagnostics) {
+    let mut check = |kind, name: &str, span: &Span| {
+        if let Err(e) = names::check(kind, name) {
+            diags.error(span, e.to_string());
+        }
+    };
+    for (section, kind) in [
+        ("services", names::Kind::Service),
+        ("networks", names::Kind::Network),
+        ("volumes", names::Kind::Volume),
+        ("configs", names::Kind::Config),
+        ("secrets", names::Kind::Secret),
+    ] {
+        for (k, v) in root.get(section).and_then(Node::as_map).map(|m| m.iter().collect::<Vec<_>>()).unwrap_or_default() {
+            check(kind, &k.name, &k.span);
+            let field = if section == "services" { "container_name" } else { "name" };
+            let kind = if section == "services" { names::Kind::Container } else { kind };
+            if let Some(n) = v.get(field) {
+                check(kind, n.as_str().unwrap_or_default(), &n.span);
+            }
+        }
+    }
 }
 
 fn services(root: &Node) -> Vec<(&Key, &Node)> {
@@ -806,6 +826,7 @@ pub fn build(
         diagnostics: diags.into_vec(),
     };
     let (disabled, profiles) = apply_profiles(&mut root, opts, env);
+    check_names(&root, &mut diags);
     check_references(&root, &disabled, &mut diags);
     if let Some(m) = root.as_map_mut() {
         m.remove("name");
@@ -892,10 +913,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn names() {
-        assert!(valid_name("my-app_1"));
-        assert!(!valid_name("My-App"));
-        assert!(!valid_name("_x"));
+    fn directory_names_become_project_names() {
         assert_eq!(normalize_name("My App.Dir"), "myappdir");
         assert_eq!(normalize_name("__x"), "x");
     }

@@ -14,6 +14,7 @@
 //! would lose the loader's type coercions). The loader fills them in.
 
 mod maps;
+pub mod names;
 mod resources;
 mod service;
 mod units;

@@ -160,15 +160,9 @@ pub fn route(method: &str, path: &str) -> Result<Route, NoRoute> {
     Ok(route)
 }
 
-/// Compose's rule for project names: lowercase letters, digits, `-` and
-/// `_`, starting with a letter or digit.
-pub fn valid_project(name: &str) -> bool {
-    name.chars()
-        .next()
-        .is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
-        && name
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
+/// Compose's rule for project names (`stack_model::names`).
+fn valid_project(name: &str) -> bool {
+    stack_model::names::check(stack_model::names::Kind::Project, name).is_ok()
 }
 
 #[cfg(test)]

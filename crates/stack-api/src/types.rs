@@ -423,6 +423,16 @@ impl ApiError {
     }
 }
 
+/// A container's name from the wire, held to Docker's rule.
+fn container_name<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    use serde::de::Error as _;
+    let name = Option::<String>::deserialize(d)?;
+    if let Some(n) = &name {
+        stack_model::names::check(stack_model::names::Kind::Container, n).map_err(D::Error::custom)?;
+    }
+    Ok(name)
+}
+
 /// A project as it travels: the model skips the services' `x-*`
 /// extensions when it deserializes (the loader attaches them itself), so
 /// they are put back here; the engine reads some (`x-stack-probe`).
@@ -442,6 +452,16 @@ fn project_from_json<'de, D: serde::Deserializer<'de>>(
             let x = serde_json::from_value(x.clone()).map_err(D::Error::custom)?;
             service.extensions.insert(k.clone(), x);
         }
+    }
+    // The loader checked the names, but a body may come from any client of
+    // the socket: names become paths under the root, so they are held to
+    // their rules here too.
+    let bad: Vec<String> = stack_model::names::check_project(&project)
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    if !bad.is_empty() {
+        return Err(D::Error::custom(bad.join("; ")));
     }
     Ok(project)
 }
@@ -537,7 +557,7 @@ pub struct RunRequest {
     pub project: stack_model::Project,
     pub service: String,
     /// The container's name (default `PROJECT-SERVICE-run-ID`).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "container_name")]
     pub name: Option<String>,
     /// Replaces the service's command, when not empty.
     #[serde(default)]

@@ -1,0 +1,233 @@
+//! The one owner of how stack touches the store root (`$STACK_ROOT`):
+//!
+//! - [`join`]: a path under a directory from a *name*, checked to be one
+//!   plain file name (never `..`, `/`, empty or NUL), so no name ever becomes
+//!   a path by itself;
+//! - [`private_dir`], [`private_file`]: directories 0700 and files 0600 (the
+//!   store holds environment values, secrets and containers' writable
+//!   layers, which users other than root must not reach);
+//! - [`prepare_root`]: the root itself, 0700, or 0711 when a group reaches
+//!   the engine's socket in it;
+//! - [`remove_tree`]: removal of what stack made under its root, refusing a
+//!   symlink, anything outside the root, and never following a link inside.
+
+use std::io;
+use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _, PermissionsExt as _};
+use std::path::{Component, Path, PathBuf};
+
+/// Why a path under the root was refused or could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum PathError {
+    #[error("`{name}` is not a plain file name (under `{dir}`)", name = .name.escape_debug(), dir = .dir.display())]
+    NotAName { dir: PathBuf, name: String },
+    #[error("`{path}` is not under `{root}`: not removed", path = .path.display(), root = .root.display())]
+    Outside { root: PathBuf, path: PathBuf },
+    #[error("`{path}` is a symbolic link, not something stack made: not removed", path = .path.display())]
+    Symlink { path: PathBuf },
+    #[error("`{path}`: {source}", path = .path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+}
+
+fn io_err(path: &Path) -> impl FnOnce(io::Error) -> PathError + '_ {
+    move |source| PathError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Whether `name` is one plain file name: what [`join`] accepts.
+pub fn is_plain_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 255
+        && name != "."
+        && name != ".."
+        && !name.contains(['/', '\0'])
+}
+
+/// `dir/name`, where `name` must be one plain file name.
+pub fn join(dir: &Path, name: &str) -> Result<PathBuf, PathError> {
+    if !is_plain_name(name) {
+        return Err(PathError::NotAName {
+            dir: dir.to_path_buf(),
+            name: name.to_string(),
+        });
+    }
+    Ok(dir.join(name))
+}
+
+/// Makes `dir` (and missing parents, 0700) and sets its mode to 0700, even
+/// if it was there; a symlink in its place is refused.
+pub fn private_dir(dir: &Path) -> Result<(), PathError> {
+    set_dir_mode(dir, 0o700)
+}
+
+/// Makes the store root `root` with `mode` (0700, or 0711 so that members
+/// of the engine's group reach its socket, and nothing else, by name).
+pub fn prepare_root(root: &Path, mode: u32) -> Result<(), PathError> {
+    set_dir_mode(root, mode)
+}
+
+fn set_dir_mode(dir: &Path, mode: u32) -> Result<(), PathError> {
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(io_err(dir))?;
+    let meta = std::fs::symlink_metadata(dir).map_err(io_err(dir))?;
+    if meta.file_type().is_symlink() {
+        return Err(PathError::Symlink {
+            path: dir.to_path_buf(),
+        });
+    }
+    if meta.permissions().mode() & 0o7777 != mode {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode))
+            .map_err(io_err(dir))?;
+    }
+    Ok(())
+}
+
+/// Opens `path` for writing as a new or truncated file readable by its
+/// owner only (0600 when created; an existing file's mode is set too),
+/// never through a symlink.
+pub fn private_file(path: &Path) -> Result<std::fs::File, PathError> {
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
+        .map_err(io_err(path))?;
+    f.set_permissions(std::fs::Permissions::from_mode(0o600))
+        .map_err(io_err(path))?;
+    Ok(f)
+}
+
+/// Removes the directory tree `path`, which must lie under `root` (checked
+/// on the names, and no directory between them may be a symlink); false if
+/// there was none. Links inside the tree are removed, never followed.
+pub fn remove_tree(root: &Path, path: &Path) -> Result<bool, PathError> {
+    let outside = || PathError::Outside {
+        root: root.to_path_buf(),
+        path: path.to_path_buf(),
+    };
+    let rest = path.strip_prefix(root).map_err(|_| outside())?;
+    if rest.as_os_str().is_empty() || rest.components().any(|c| !matches!(c, Component::Normal(_))) {
+        return Err(outside());
+    }
+    let mut at = root.to_path_buf();
+    for c in rest.components() {
+        at.push(c);
+        match std::fs::symlink_metadata(&at) {
+            Ok(m) if m.file_type().is_symlink() => return Err(PathError::Symlink { path: at }),
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+            Err(e) => return Err(io_err(&at)(e)),
+        }
+    }
+    // std's remove_dir_all removes links without following them.
+    match std::fs::remove_dir_all(path) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(io_err(path)(e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn temp(tag: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("stack-sys-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    #[test]
+    fn join_takes_plain_names_only() {
+        let d = Path::new("/r/volumes");
+        assert_eq!(join(d, "shop_data").unwrap(), Path::new("/r/volumes/shop_data"));
+        for bad in ["", ".", "..", "/tmp/x/vol", "../../x", "a/b", "a\0b", &"x".repeat(256)] {
+            let e = join(d, bad).unwrap_err();
+            assert!(matches!(e, PathError::NotAName { .. }), "{bad:?}");
+        }
+        assert_eq!(
+            join(d, "a/\u{1b}").unwrap_err().to_string(),
+            "`a/\\u{1b}` is not a plain file name (under `/r/volumes`)"
+        );
+    }
+
+    proptest! {
+        /// Whatever the name, a joined path is one level below its directory.
+        #[test]
+        fn a_joined_path_stays_inside(name in "[a-z./\\\\\0-]{0,12}") {
+            let d = Path::new("/r/volumes");
+            if let Ok(p) = join(d, &name) {
+                prop_assert_eq!(p.parent(), Some(d));
+                prop_assert!(p.components().all(|c| !matches!(c, Component::ParentDir)));
+                prop_assert_eq!(p.components().count(), d.components().count() + 1);
+            }
+        }
+    }
+
+    #[test]
+    fn private_dirs_and_files_are_the_owners_only() {
+        let d = temp("private");
+        let sub = d.join("a/b");
+        private_dir(&sub).unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o7777;
+        assert_eq!(mode(&sub), 0o700);
+        assert_eq!(mode(&d.join("a")), 0o700);
+        std::fs::set_permissions(&sub, std::fs::Permissions::from_mode(0o755)).unwrap();
+        private_dir(&sub).unwrap();
+        assert_eq!(mode(&sub), 0o700, "an existing directory is closed too");
+        let f = sub.join("state.json");
+        std::fs::write(&f, "old").unwrap();
+        std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o644)).unwrap();
+        drop(private_file(&f).unwrap());
+        assert_eq!(mode(&f), 0o600);
+        prepare_root(&d.join("root"), 0o711).unwrap();
+        assert_eq!(mode(&d.join("root")), 0o711);
+        // Never through a link.
+        std::os::unix::fs::symlink(d.join("victim"), sub.join("link")).unwrap();
+        assert!(private_file(&sub.join("link")).is_err());
+        assert!(!d.join("victim").exists());
+        std::os::unix::fs::symlink(&sub, d.join("dirlink")).unwrap();
+        assert!(matches!(private_dir(&d.join("dirlink")), Err(PathError::Symlink { .. })));
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn removal_stays_under_the_root_and_follows_no_link() {
+        let d = temp("remove");
+        let (root, victim) = (d.join("root"), d.join("victim"));
+        std::fs::create_dir_all(root.join("volumes/v/_data")).unwrap();
+        std::fs::create_dir_all(&victim).unwrap();
+        std::fs::write(victim.join("keep"), "x").unwrap();
+        // A link inside the tree goes, what it points at stays.
+        std::os::unix::fs::symlink(&victim, root.join("volumes/v/_data/out")).unwrap();
+        assert!(remove_tree(&root, &root.join("volumes/v")).unwrap());
+        assert!(victim.join("keep").exists());
+        assert!(!remove_tree(&root, &root.join("volumes/v")).unwrap(), "gone already");
+        // A link in the tree's place, or on the way to it, is refused.
+        std::os::unix::fs::symlink(&victim, root.join("volumes/w")).unwrap();
+        assert!(matches!(remove_tree(&root, &root.join("volumes/w")), Err(PathError::Symlink { .. })));
+        std::os::unix::fs::symlink(&victim, root.join("projects")).unwrap();
+        assert!(matches!(
+            remove_tree(&root, &root.join("projects/keep")),
+            Err(PathError::Symlink { .. })
+        ));
+        // Outside the root, by name or by `..`.
+        for p in [victim.clone(), root.join("volumes/../../victim"), root.clone()] {
+            assert!(matches!(remove_tree(&root, &p), Err(PathError::Outside { .. })), "{p:?}");
+        }
+        assert!(victim.join("keep").exists());
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+}

@@ -70,24 +70,58 @@ pub trait Engine: Send + Sync + 'static {
 
 /// Where an engine call reports progress; the client reads it line by line.
 #[derive(Clone)]
-pub struct Events(tokio::sync::mpsc::UnboundedSender<Event>);
+pub struct Events {
+    tx: tokio::sync::mpsc::UnboundedSender<Event>,
+    /// Events sent and not yet taken by the response's body (when a
+    /// response takes them): what `send_paced` waits on.
+    in_flight: Option<Arc<InFlight>>,
+}
+
+#[derive(Default)]
+struct InFlight {
+    count: std::sync::Mutex<usize>,
+    taken: std::sync::Condvar,
+}
+
+/// `send_paced` waits while this many events are on their way.
+const PACE: usize = 1024;
 
 impl Events {
     /// Events and where they arrive: for engines driven without a server
     /// (tests, the engine's own work).
     pub fn channel() -> (Events, tokio::sync::mpsc::UnboundedReceiver<Event>) {
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-        (Events(tx), rx)
+        (Events { tx, in_flight: None }, rx)
     }
 
     pub fn send(&self, e: Event) {
-        let _ = self.0.send(e);
+        if let Some(f) = &self.in_flight {
+            *f.count.lock().unwrap_or_else(|p| p.into_inner()) += 1;
+        }
+        let _ = self.tx.send(e);
+    }
+
+    /// Sends, first waiting (from a blocking thread) while [`PACE`] events
+    /// are still on their way to the client: a call that can produce more
+    /// than a client reads (logs) holds no more than that in memory.
+    pub fn send_paced(&self, e: Event) {
+        if let Some(f) = &self.in_flight {
+            let mut count = f.count.lock().unwrap_or_else(|p| p.into_inner());
+            while *count >= PACE && !self.gone() {
+                count = f
+                    .taken
+                    .wait_timeout(count, std::time::Duration::from_millis(100))
+                    .unwrap_or_else(|p| p.into_inner())
+                    .0;
+            }
+        }
+        self.send(e);
     }
 
     /// The client went away (a call that would go on forever, such as
     /// following logs, stops then).
     pub fn gone(&self) -> bool {
-        self.0.is_closed()
+        self.tx.is_closed()
     }
 }
 
@@ -413,7 +447,9 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> 
 /// or `error`. When the client goes away the body is dropped, which the
 /// call can see (`Events::gone`); a call that does not look runs to its end.
 fn stream(call: impl FnOnce(&Events) -> Result<(), ApiError> + Send + 'static) -> Response<Body> {
-    let (events, rx) = Events::channel();
+    let (mut events, rx) = Events::channel();
+    let in_flight = Arc::new(InFlight::default());
+    events.in_flight = Some(in_flight.clone());
     std::thread::spawn(move || {
         let last = match call(&events) {
             Ok(()) => Event::Done,
@@ -424,12 +460,12 @@ fn stream(call: impl FnOnce(&Events) -> Result<(), ApiError> + Send + 'static) -
     Response::builder()
         .status(StatusCode::OK)
         .header("content-type", "application/x-ndjson")
-        .body(EventBody(rx).boxed())
+        .body(EventBody(rx, in_flight).boxed())
         .expect("a valid response")
 }
 
 /// Events as they come, one JSON line each; ends when the call does.
-struct EventBody(tokio::sync::mpsc::UnboundedReceiver<Event>);
+struct EventBody(tokio::sync::mpsc::UnboundedReceiver<Event>, Arc<InFlight>);
 
 impl hyper::body::Body for EventBody {
     type Data = Bytes;
@@ -439,8 +475,13 @@ impl hyper::body::Body for EventBody {
         mut self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Infallible>>> {
+        let in_flight = self.1.clone();
         self.0.poll_recv(cx).map(|event| {
             event.map(|e| {
+                let mut count = in_flight.count.lock().unwrap_or_else(|p| p.into_inner());
+                *count = count.saturating_sub(1);
+                in_flight.taken.notify_all();
+                drop(count);
                 let mut line = serde_json::to_vec(&e).expect("events serialize");
                 line.push(b'\n');
                 Ok(hyper::body::Frame::data(Bytes::from(line)))

@@ -69,6 +69,9 @@ pub enum ContainerCommand {
         /// Prefix each line with its RFC 3339 timestamp
         #[arg(short, long)]
         timestamps: bool,
+        /// Only the last N lines (`all`: everything)
+        #[arg(short = 'n', long, default_value = "all")]
+        tail: String,
     },
     /// Start a stopped container again, in place (same id, files and address)
     Start { containers: Vec<String> },
@@ -357,7 +360,16 @@ pub fn run(cmd: &ContainerCommand) -> anyhow::Result<i32> {
             container,
             follow,
             timestamps,
-        } => crate::lifecycle::logs(&root, container, *follow, *timestamps).map(|()| 0),
+            tail,
+        } => {
+            let tail = match tail.as_str() {
+                "all" | "-1" => None,
+                n => Some(n.parse().map_err(|_| {
+                    anyhow::anyhow!("--tail: `{n}` is not a number of lines or `all`")
+                })?),
+            };
+            crate::lifecycle::logs(&root, container, *follow, *timestamps, tail).map(|()| 0)
+        }
         ContainerCommand::Start { containers } => {
             for c in containers {
                 println!("{}", crate::lifecycle::start_again(&root, c)?);

@@ -182,15 +182,28 @@ pub fn inspect(root: &Path, key: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub fn logs(root: &Path, key: &str, follow: bool, timestamps: bool) -> anyhow::Result<()> {
+/// `container logs`: with `tail`, the last N records (read from the
+/// log's end), then with `follow` on from there.
+pub fn logs(
+    root: &Path,
+    key: &str,
+    follow: bool,
+    timestamps: bool,
+    tail: Option<usize>,
+) -> anyhow::Result<()> {
     use std::io::Write;
     let (dir, _) = find(root, key)?;
     let mut log = stack_runtime::logs::Follower::new(stack_runtime::state::log_path(&dir));
+    let mut last = tail.map(|n| log.tail(n, |_| true));
     loop {
-        let (records, bad) = log.read_new();
-        for line in bad {
+        let (records, bad) = match last.take() {
+            Some(records) => (records, Vec::new()),
+            None => log.read_new(),
+        };
+        let read_some = !records.is_empty() || !bad.is_empty();
+        for at in bad {
             eprintln!(
-                "warning: {}: skipping a damaged record near line {line}",
+                "warning: {}: skipping a damaged record at byte {at}",
                 log.path().display()
             );
         }
@@ -210,7 +223,14 @@ pub fn logs(root: &Path, key: &str, follow: bool, timestamps: bool) -> anyhow::R
         }
         out.flush()?;
         if !follow {
-            return Ok(());
+            // The tail, or all there is (a chunk at a time).
+            if tail.is_some() || !read_some {
+                return Ok(());
+            }
+            continue;
+        }
+        if log.behind() {
+            continue;
         }
         let st = stack_runtime::state::read(&dir)?;
         if !running(&st) {
@@ -306,9 +326,8 @@ pub fn start_detached(spec: &stack_runtime::Spec, root: &Path) -> anyhow::Result
         stack_runtime::start(spec, root).with_context(|| format!("container `{}`", spec.name))?;
     if st.status == Status::Exited && st.exit_code == Some(125) {
         let dir = stack_runtime::container_dir(root, &spec.id);
-        let (records, _) = stack_runtime::logs::read(
-            &std::fs::read_to_string(stack_runtime::state::log_path(&dir)).unwrap_or_default(),
-        );
+        let records = stack_runtime::logs::Follower::new(stack_runtime::state::log_path(&dir))
+            .tail(1, |_| true);
         let why = records.last().map_or("", |r| r.log.trim());
         bail!("container `{}` failed to start: {why}", spec.name);
     }

@@ -468,14 +468,18 @@ fn act_on(
 /// logs` shows theirs), oldest first; with `follow`, what
 /// comes next too (containers that appear, restart or are recreated
 /// included) until the client goes away, and after each run's last record
-/// that it exited.
+/// that it exited. Memory stays a chunk per container whatever the logs'
+/// sizes: `tail` reads each log backwards from its end, the logs are merged
+/// by time a chunk at a time, and following reads on from where it was.
 pub fn logs(project: &str, q: &LogsQuery, events: &Events) -> anyhow::Result<()> {
-    use std::collections::HashMap;
+    use std::collections::{HashMap, VecDeque};
     struct Followed {
         name: String,
         /// `service-N`.
         replica: String,
         log: stack_runtime::logs::Follower,
+        /// Records read and not yet sent, oldest first.
+        pending: VecDeque<stack_runtime::logs::Record>,
         /// When the run it was last said to have exited ended.
         exit_told: Option<String>,
     }
@@ -501,10 +505,18 @@ pub fn logs(project: &str, q: &LogsQuery, events: &Events) -> anyhow::Result<()>
             let f = followers.entry(st.id.clone()).or_insert_with(|| {
                 let path =
                     stack_runtime::state::log_path(&stack_runtime::container_dir(&root, &st.id));
+                let mut log = stack_runtime::logs::Follower::new(path);
+                // The first time, the last N of what is there (later
+                // containers come whole).
+                let pending = match q.tail {
+                    Some(n) if first => log.tail(n, |r| q.wants(&r.time)).into(),
+                    _ => VecDeque::new(),
+                };
                 Followed {
                     name: st.name.clone(),
                     replica: format!("{service}-{}", label(st, stack_plan::LABEL_NUMBER)),
-                    log: stack_runtime::logs::Follower::new(path),
+                    log,
+                    pending,
                     exit_told: None,
                 }
             });
@@ -518,37 +530,45 @@ pub fn logs(project: &str, q: &LogsQuery, events: &Events) -> anyhow::Result<()>
             }
         }
         followers.retain(|id, _| seen.contains(id));
-        let mut batch = Vec::new();
-        for Followed {
-            name, replica, log, ..
-        } in followers.values_mut()
-        {
-            let (mut records, _) = log.read_new();
-            records.retain(|r| q.wants(&r.time));
-            if first {
-                if let Some(n) = q.tail {
-                    records.drain(..records.len().saturating_sub(n));
+        first = false;
+        // Merged by time: the oldest record of any container goes next,
+        // each container's log read on (a chunk) when its records run out,
+        // until every log is read to its end.
+        let mut done = std::collections::HashSet::new();
+        let mut sent = 0usize;
+        loop {
+            for (id, f) in followers.iter_mut() {
+                while f.pending.is_empty() && !done.contains(id) {
+                    let (records, bad) = f.log.read_new();
+                    if records.is_empty() && bad.is_empty() {
+                        done.insert(id.clone());
+                    }
+                    f.pending
+                        .extend(records.into_iter().filter(|r| q.wants(&r.time)));
                 }
             }
-            batch.extend(
-                records
-                    .into_iter()
-                    .map(|r| (name.clone(), replica.clone(), r)),
-            );
-        }
-        first = false;
-        batch.sort_by(|a, b| a.2.time.cmp(&b.2.time));
-        if !batch.is_empty() {
-            quiet_since = std::time::Instant::now();
-        }
-        for (container, service, r) in batch {
-            events.send(Event::Log {
-                container,
-                service,
+            let Some(f) = followers
+                .values_mut()
+                .filter(|f| !f.pending.is_empty())
+                .min_by(|a, b| a.pending[0].time.cmp(&b.pending[0].time))
+            else {
+                break;
+            };
+            let r = f.pending.pop_front().expect("a pending record");
+            events.send_paced(Event::Log {
+                container: f.name.clone(),
+                service: f.replica.clone(),
                 stream: r.stream,
                 time: r.time,
                 log: r.log,
             });
+            sent += 1;
+            if sent % 1024 == 0 && events.gone() {
+                return Ok(());
+            }
+        }
+        if sent > 0 {
+            quiet_since = std::time::Instant::now();
         }
         if !q.follow {
             return Ok(());

@@ -173,42 +173,230 @@ fn emit(out: &mut impl Sink, stream: &str, bytes: Vec<u8>) -> io::Result<()> {
     out.rotate_if_needed()
 }
 
-/// Reads a log file as it grows: each call returns the whole records
-/// written since the last (a half-written last line waits for the next
-/// call; a rotated file is read again from its start).
+/// At most this much of a log is read at once (a record is at most
+/// 16 KiB of output, a few times that as JSON).
+const CHUNK: usize = 1 << 20;
+
+/// A line longer than this is damaged, never a record of ours: reading
+/// backwards gives up on it instead of holding it.
+const MAX_LINE: usize = 8 << 20;
+
+/// Reads a log file as it grows, on from where it stopped: each call
+/// returns whole records written since the last (at most about a
+/// [`CHUNK`] of them; a half-written last line waits for the next call).
+/// A file rotated away (`log` renamed to `log.1`, or removed) is read to
+/// its end through the descriptor held open, then the new file from its
+/// start; a truncated file from its start again. Nothing is ever read
+/// twice, and memory stays a chunk whatever the log's size.
 pub struct Follower {
     path: std::path::PathBuf,
-    offset: usize,
+    /// The file read, and its (device, inode): the path may name another
+    /// file after a rotation.
+    file: Option<(std::fs::File, (u64, u64))>,
+    offset: u64,
+}
+
+fn identity(m: &std::fs::Metadata) -> (u64, u64) {
+    use std::os::unix::fs::MetadataExt as _;
+    (m.dev(), m.ino())
+}
+
+/// Fills `buf` from `offset` as far as the file goes; the bytes read.
+fn read_at(file: &std::fs::File, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+    use std::os::unix::fs::FileExt as _;
+    let mut done = 0;
+    while done < buf.len() {
+        match file.read_at(&mut buf[done..], offset + done as u64) {
+            Ok(0) => break,
+            Ok(n) => done += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(done)
 }
 
 impl Follower {
+    /// From the start of the file (which may not exist yet).
     pub fn new(path: std::path::PathBuf) -> Follower {
-        Follower { path, offset: 0 }
+        Follower {
+            path,
+            file: None,
+            offset: 0,
+        }
     }
 
     pub fn path(&self) -> &std::path::Path {
         &self.path
     }
 
-    /// New records, and the line numbers (in this chunk) of damaged ones.
-    pub fn read_new(&mut self) -> (Vec<Record>, Vec<usize>) {
-        let text = std::fs::read(&self.path).unwrap_or_default();
-        if text.len() < self.offset {
+    /// Opens the path's file when none is open; whether one is.
+    fn open(&mut self) -> bool {
+        if self.file.is_none() {
+            let Ok(file) = std::fs::File::open(&self.path) else {
+                return false;
+            };
+            let Ok(meta) = file.metadata() else {
+                return false;
+            };
+            self.file = Some((file, identity(&meta)));
             self.offset = 0;
         }
-        let end = text[self.offset..]
-            .iter()
-            .rposition(|b| *b == b'\n')
-            .map_or(self.offset, |p| self.offset + p + 1);
-        let chunk = String::from_utf8_lossy(&text[self.offset..end]).to_string();
-        self.offset = end;
-        read(&chunk)
+        true
     }
 
-    /// Whether the file holds more than was read.
-    pub fn behind(&self) -> bool {
-        std::fs::metadata(&self.path).is_ok_and(|m| m.len() as usize > self.offset)
+    /// The last `n` records `keep` accepts, oldest first, read backwards
+    /// from the end of the file a block at a time (as many blocks as it
+    /// takes to find them, never the whole file to find a few); later
+    /// calls of [`Follower::read_new`] go on from that end.
+    pub fn tail(&mut self, n: usize, mut keep: impl FnMut(&Record) -> bool) -> Vec<Record> {
+        const BLOCK: u64 = 64 * 1024;
+        if !self.open() {
+            return Vec::new();
+        }
+        let Some((file, _)) = &self.file else {
+            return Vec::new();
+        };
+        let len = file.metadata().map_or(0, |m| m.len());
+        // The end: after the last newline (a half-written line is the
+        // follower's, once whole).
+        let mut end = 0;
+        let mut pos = len;
+        let mut block = vec![0u8; BLOCK as usize];
+        while pos > 0 {
+            let start = pos.saturating_sub(BLOCK);
+            let got = read_at(file, &mut block[..(pos - start) as usize], start).unwrap_or(0);
+            if let Some(i) = block[..got].iter().rposition(|b| *b == b'\n') {
+                end = start + i as u64 + 1;
+                break;
+            }
+            pos = start;
+        }
+        self.offset = end;
+        // Then whole lines backwards from there. `carry` is the start of
+        // the file's part after `pos`: a line whose beginning is before it.
+        let mut found = Vec::new();
+        let mut carry: Vec<u8> = Vec::new();
+        let mut pos = end;
+        while pos > 0 && found.len() < n {
+            let start = pos.saturating_sub(BLOCK);
+            let size = (pos - start) as usize;
+            let got = read_at(file, &mut block[..size], start).unwrap_or(0);
+            if got < size {
+                // Truncated under us: what was found stands.
+                break;
+            }
+            let mut data = block[..size].to_vec();
+            data.append(&mut carry);
+            let lines = if start > 0 {
+                match data.iter().position(|b| *b == b'\n') {
+                    Some(i) => {
+                        carry = data[..=i].to_vec();
+                        &data[i + 1..]
+                    }
+                    None => {
+                        carry = data.clone();
+                        &data[..0]
+                    }
+                }
+            } else {
+                &data[..]
+            };
+            for line in lines.split(|b| *b == b'\n').rev() {
+                if line.is_empty() {
+                    continue;
+                }
+                if let Ok(r) = serde_json::from_slice::<Record>(line) {
+                    if keep(&r) {
+                        found.push(r);
+                        if found.len() == n {
+                            break;
+                        }
+                    }
+                }
+            }
+            if carry.len() > MAX_LINE {
+                carry.clear();
+            }
+            pos = start;
+        }
+        found.reverse();
+        found
     }
+
+    /// New records, and where (byte offsets in their file) damaged ones were.
+    pub fn read_new(&mut self) -> (Vec<Record>, Vec<u64>) {
+        loop {
+            if !self.open() {
+                return (Vec::new(), Vec::new());
+            }
+            let Some((file, id)) = &self.file else {
+                return (Vec::new(), Vec::new());
+            };
+            // Whether the path names another file now, asked before the
+            // size: once the writer renamed its file it writes no more
+            // to it, so the size read after is all it holds.
+            let moved = std::fs::metadata(&self.path).map_or(true, |m| identity(&m) != *id);
+            let len = file.metadata().map_or(0, |m| m.len());
+            if len < self.offset {
+                self.offset = 0;
+            }
+            if len > self.offset {
+                let mut buf = vec![0u8; (len - self.offset).min(CHUNK as u64) as usize];
+                let got = read_at(file, &mut buf, self.offset).unwrap_or(0);
+                buf.truncate(got);
+                let whole = match buf.iter().rposition(|b| *b == b'\n') {
+                    Some(i) => i + 1,
+                    // A chunk with no end of line is no record of ours.
+                    None if got == CHUNK => {
+                        let at = self.offset;
+                        self.offset += got as u64;
+                        return (Vec::new(), vec![at]);
+                    }
+                    None => return (Vec::new(), Vec::new()),
+                };
+                let at = self.offset;
+                self.offset += whole as u64;
+                return parse(&buf[..whole], at);
+            }
+            if !moved || !self.path.exists() {
+                return (Vec::new(), Vec::new());
+            }
+            // Rotated, and the old file read to its end: the new one.
+            self.file = None;
+        }
+    }
+
+    /// Whether the file holds more than was read (or a new file replaced it).
+    pub fn behind(&self) -> bool {
+        let now = std::fs::metadata(&self.path);
+        match &self.file {
+            None => now.is_ok_and(|m| m.len() > 0),
+            Some((file, id)) => {
+                file.metadata().is_ok_and(|m| m.len() > self.offset)
+                    || now.is_ok_and(|m| identity(&m) != *id && m.len() > 0)
+            }
+        }
+    }
+}
+
+/// The records of whole lines that start at byte `at` of their file; the
+/// offsets of damaged ones.
+fn parse(bytes: &[u8], at: u64) -> (Vec<Record>, Vec<u64>) {
+    let mut records = Vec::new();
+    let mut bad = Vec::new();
+    let mut offset = at;
+    for line in bytes.split_inclusive(|b| *b == b'\n') {
+        let text = line.strip_suffix(b"\n").unwrap_or(line);
+        if !text.is_empty() {
+            match serde_json::from_slice(text) {
+                Ok(r) => records.push(r),
+                Err(_) => bad.push(offset),
+            }
+        }
+        offset += line.len() as u64;
+    }
+    (records, bad)
 }
 
 /// Reads the records of a log file; a damaged line is skipped with its number reported.
@@ -248,6 +436,140 @@ mod tests {
         );
         let newest = std::fs::read_to_string(&path).unwrap();
         assert!(newest.is_empty() || newest.contains("line 19"), "{newest}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// A temporary log with `n` records `line 0` … `line n-1`.
+    fn log_with(name: &str, n: usize) -> (std::path::PathBuf, std::path::PathBuf) {
+        let dir = std::env::temp_dir().join(format!("stack-logs-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("container.log");
+        let mut f = RotatingFile::open(&path, None, 1).unwrap();
+        for i in 0..n {
+            emit(&mut f, "stdout", format!("line {i}\n").into_bytes()).unwrap();
+        }
+        (dir, path)
+    }
+
+    fn logs(records: &[Record]) -> Vec<&str> {
+        records.iter().map(|r| r.log.trim_end()).collect()
+    }
+
+    #[test]
+    fn tail_reads_the_last_records() {
+        // Far more than a block of records: the tail is found from the end.
+        let (dir, path) = log_with("tail", 20_000);
+        let mut f = Follower::new(path.clone());
+        assert_eq!(logs(&f.tail(3, |_| true)), ["line 19997", "line 19998", "line 19999"]);
+        // Then on from there, nothing again.
+        assert!(f.read_new().0.is_empty());
+        assert!(!f.behind());
+        // With a filter: the last 2 of those it keeps.
+        let mut f = Follower::new(path);
+        let odd = f.tail(2, |r| r.log.trim_end().ends_with(['1', '3', '5', '7', '9']));
+        assert_eq!(logs(&odd), ["line 19997", "line 19999"]);
+        assert!(Follower::new(dir.join("container.log")).tail(0, |_| true).is_empty());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn tail_leaves_a_partial_last_line_to_the_follower() {
+        let (dir, path) = log_with("partial", 5);
+        let whole = std::fs::read(&path).unwrap();
+        let mut file = std::fs::OpenOptions::new().append(true).open(&path).unwrap();
+        file.write_all(&whole[..20]).unwrap();
+        let mut f = Follower::new(path);
+        assert_eq!(logs(&f.tail(2, |_| true)), ["line 3", "line 4"]);
+        assert!(f.read_new().0.is_empty());
+        // Once the line is whole, the follower has it.
+        let first = whole.iter().position(|b| *b == b'\n').unwrap();
+        file.write_all(&whole[20..=first]).unwrap();
+        assert_eq!(logs(&f.read_new().0), ["line 0"]);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn tail_of_an_empty_or_missing_or_short_file() {
+        let (dir, path) = log_with("empty", 0);
+        assert!(Follower::new(path.clone()).tail(2, |_| true).is_empty());
+        assert!(Follower::new(dir.join("nothing")).tail(2, |_| true).is_empty());
+        // More asked than there is: all of it, oldest first.
+        let (dir2, path) = log_with("short", 3);
+        let mut f = Follower::new(path);
+        assert_eq!(logs(&f.tail(10, |_| true)), ["line 0", "line 1", "line 2"]);
+        assert!(f.read_new().0.is_empty());
+        std::fs::remove_dir_all(&dir).unwrap();
+        std::fs::remove_dir_all(&dir2).unwrap();
+    }
+
+    #[test]
+    fn following_reads_on_from_its_offset() {
+        let (dir, path) = log_with("follow", 3);
+        let mut f = Follower::new(path.clone());
+        assert_eq!(logs(&f.read_new().0), ["line 0", "line 1", "line 2"]);
+        // What was read is not read again: damage it in place (same
+        // length) and append; only the new records come, and no damage.
+        let mut text = std::fs::read(&path).unwrap();
+        text[0] = b'#';
+        std::fs::write(&path, &text).unwrap();
+        let mut w = RotatingFile::open(&path, None, 1).unwrap();
+        emit(&mut w, "stdout", b"line 3\n".to_vec()).unwrap();
+        assert!(f.behind());
+        let (records, bad) = f.read_new();
+        assert_eq!((logs(&records), bad), (vec!["line 3"], vec![]));
+        assert!(!f.behind());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn following_reads_a_chunk_at_a_time() {
+        // ~4 MB of records come in several reads, none past a chunk.
+        let (dir, path) = log_with("chunks", 60_000);
+        let size = std::fs::metadata(&path).unwrap().len() as usize;
+        assert!(size > 3 * CHUNK);
+        let mut f = Follower::new(path);
+        let (mut reads, mut all) = (0, 0);
+        loop {
+            let (records, _) = f.read_new();
+            if records.is_empty() {
+                break;
+            }
+            let bytes: usize = records.iter().map(|r| serde_json::to_vec(r).unwrap().len() + 1).sum();
+            assert!(bytes <= CHUNK);
+            reads += 1;
+            all += records.len();
+        }
+        assert_eq!(all, 60_000);
+        assert!(reads > 3);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn following_goes_across_rotation() {
+        let dir = std::env::temp_dir().join(format!("stack-logs-rotate-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("container.log");
+        // Rotates after the record that takes it past 200 bytes (each is ~76).
+        let mut w = RotatingFile::open(&path, Some(200), 3).unwrap();
+        let mut f = Follower::new(path.clone());
+        emit(&mut w, "stdout", b"line 0\n".to_vec()).unwrap();
+        assert_eq!(logs(&f.read_new().0), ["line 0"]);
+        // line 2 takes the file past 200 bytes: renamed to `.1` under the
+        // follower, lines 3 and 4 in a new file.
+        for i in 1..5 {
+            emit(&mut w, "stdout", format!("line {i}\n").into_bytes()).unwrap();
+        }
+        assert!(std::fs::metadata(dir.join("container.log.1")).is_ok());
+        let mut got = Vec::new();
+        while f.behind() {
+            got.extend(logs(&f.read_new().0).into_iter().map(str::to_string));
+        }
+        // Each once, in order: the rest of the renamed file, then the new one.
+        assert_eq!(got, ["line 1", "line 2", "line 3", "line 4"]);
+        emit(&mut w, "stdout", b"line 5\n".to_vec()).unwrap();
+        assert_eq!(logs(&f.read_new().0), ["line 5"]);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

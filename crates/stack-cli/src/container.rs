@@ -654,6 +654,7 @@ fn spec_of(a: &RunArgs) -> anyhow::Result<(stack_runtime::Spec, Vec<String>)> {
                         target: target.clone(),
                         read_only: false,
                         size: None,
+                        recursive: Default::default(),
                     });
                 }
             }
@@ -877,6 +878,7 @@ fn mounts(volumes: &[String], tmpfs: &[String]) -> anyhow::Result<Vec<stack_runt
             target: dst.into(),
             read_only,
             size: None,
+            recursive: Default::default(),
         });
     }
     for t in tmpfs {
@@ -894,6 +896,7 @@ fn mounts(volumes: &[String], tmpfs: &[String]) -> anyhow::Result<Vec<stack_runt
             target: dst.into(),
             read_only: false,
             size,
+            recursive: Default::default(),
         });
     }
     Ok(out)

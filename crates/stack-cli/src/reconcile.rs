@@ -712,11 +712,45 @@ fn run_args(
                     std::fs::create_dir_all(&src)
                         .with_context(|| format!("service {service}: cannot create `{src}`"))?;
                 }
-                a.volumes.push(format!(
-                    "{src}:{}{}",
-                    v.target,
-                    if v.read_only { ":ro" } else { "" }
-                ));
+                // `bind.recursive`, as compose documents it: the mounts under
+                // the source come along (read-only with a read-only bind)
+                // unless `disabled`; `writable` keeps them writable under a
+                // read-only bind; `writable` and `readonly` need `read_only`.
+                use stack_runtime::Recursive;
+                let option = v.bind.as_ref().and_then(|b| b.recursive.as_deref());
+                let recursive = match option {
+                    None | Some("enabled") => Recursive::Enabled,
+                    Some("disabled") => Recursive::Disabled,
+                    Some("writable") => Recursive::Writable,
+                    Some("readonly") => Recursive::Readonly,
+                    Some(other) => bail!(
+                        "service {service}: volume `{}`: bind.recursive `{other}` is not one of enabled, disabled, writable, readonly",
+                        v.target
+                    ),
+                };
+                if matches!(recursive, Recursive::Writable | Recursive::Readonly) && !v.read_only {
+                    bail!(
+                        "service {service}: volume `{}`: bind.recursive `{}` needs read_only: true",
+                        v.target,
+                        option.unwrap_or_default()
+                    );
+                }
+                if recursive == Recursive::Enabled {
+                    a.volumes.push(format!(
+                        "{src}:{}{}",
+                        v.target,
+                        if v.read_only { ":ro" } else { "" }
+                    ));
+                } else {
+                    a.extra_mounts.push(stack_runtime::Mount {
+                        kind: "bind".into(),
+                        source: src.into(),
+                        target: v.target.clone(),
+                        read_only: v.read_only,
+                        size: None,
+                        recursive,
+                    });
+                }
             }
             "tmpfs" => a.tmpfs.push(v.target.clone()),
             "volume" => a.extra_mounts.push(match &v.source {
@@ -728,6 +762,7 @@ fn run_args(
                     target: v.target.clone(),
                     read_only: v.read_only,
                     size: None,
+                    recursive: Default::default(),
                 },
             }),
             other => bail!("service {service}: volumes of type `{other}` are not supported yet"),
@@ -808,6 +843,7 @@ fn named_volume(
         target: target.into(),
         read_only,
         size,
+        recursive: Default::default(),
     };
     match opt("type") {
         None => {
@@ -1064,6 +1100,7 @@ fn file_objects(
                 target,
                 read_only: true,
                 size: None,
+                recursive: Default::default(),
             });
         }
     }

@@ -78,6 +78,54 @@ pub fn layout(id: &str) -> io::Result<Layout> {
     Ok(Layout::V1(dirs))
 }
 
+/// What a container sees of its cgroups at /sys/fs/cgroup: its own, never
+/// the host's others.
+#[derive(Clone, Debug, PartialEq)]
+pub enum View {
+    /// cgroup2, mounted from inside the container's cgroup namespace (whose
+    /// root is the container's cgroup).
+    Unified,
+    /// Per v1 controller, the host directory of the container's own cgroup,
+    /// bound read-only on a tmpfs (as runc does on v1).
+    Controllers(Vec<(&'static str, PathBuf)>),
+}
+
+/// The view of the calling process's own cgroups: the container's PID 1
+/// asks once the monitor has put it in them, before it leaves the host's
+/// cgroup namespace. Only cgroups of container `id` are ever shown: a
+/// controller it is not in is left out.
+pub fn own_view(id: &str) -> io::Result<View> {
+    if is_v2_root() {
+        return Ok(View::Unified);
+    }
+    Ok(view_from(
+        &fs::read_to_string("/proc/self/cgroup")?,
+        id,
+        Path::new(ROOT),
+    ))
+}
+
+fn view_from(proc_self_cgroup: &str, id: &str, root: &Path) -> View {
+    let suffix = format!("/stack/{id}");
+    View::Controllers(
+        V1_CONTROLLERS
+            .into_iter()
+            .filter(|c| root.join(c).exists())
+            .filter_map(|c| {
+                let p = own_path(proc_self_cgroup, Some(c))?;
+                p.ends_with(&suffix)
+                    .then(|| (c, root.join(c).join(p.trim_start_matches('/'))))
+            })
+            .collect(),
+    )
+}
+
+/// Whether the host's cgroups are unified (v2): containers then get a
+/// cgroup namespace of their own.
+pub fn unified() -> bool {
+    is_v2_root()
+}
+
 fn write(dir: &Path, file: &str, value: &str) -> io::Result<()> {
     fs::write(dir.join(file), value).map_err(|e| {
         io::Error::other(format!(
@@ -588,6 +636,24 @@ mod tests {
             fs::write(v2.join(f), text).unwrap();
         }
         assert_eq!(usage(&Layout::V2(v2)), want);
+        fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn the_view_holds_the_containers_own_cgroups_only() {
+        let root = fake_root("view");
+        for c in ["memory", "pids", "cpu", "devices"] {
+            fs::create_dir_all(root.join(c)).unwrap();
+        }
+        // pids: still the host's root (not joined): never shown.
+        let text = "9:devices:/\n4:memory:/api/x/stack/c1\n3:pids:/\n1:cpu:/stack/c1\n0::/\n";
+        assert_eq!(
+            view_from(text, "c1", &root),
+            View::Controllers(vec![
+                ("memory", root.join("memory/api/x/stack/c1")),
+                ("cpu", root.join("cpu/stack/c1")),
+            ])
+        );
         fs::remove_dir_all(&root).unwrap();
     }
 

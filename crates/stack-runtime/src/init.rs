@@ -285,8 +285,12 @@ pub(crate) fn ignore(signals: &[Signal]) -> nix::Result<()> {
 /// PID 1 of the container: its other namespaces, file system, hostname, then the app.
 fn pid1(spec: &Spec, dir: &Path, pty_sock: Option<&std::os::fd::OwnedFd>) -> std::io::Result<i32> {
     let mut flags = CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWUTS | CloneFlags::CLONE_NEWIPC;
-    // A cgroup namespace where the host is on cgroup v2 (on v1 it would hide nothing useful).
-    if std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
+    // The monitor has put us in our cgroups: what the container will see of
+    // them is read here, from the host's view. On cgroup v2 a cgroup
+    // namespace of its own then makes its cgroup the root of what it
+    // mounts; on v1 its own directories are bound (nothing else).
+    let cgroups = crate::cgroup::own_view(&spec.id)?;
+    if crate::cgroup::unified() {
         flags |= CloneFlags::CLONE_NEWCGROUP;
     }
     match spec.network {
@@ -313,7 +317,7 @@ fn pid1(spec: &Spec, dir: &Path, pty_sock: Option<&std::os::fd::OwnedFd>) -> std
     if spec.network == crate::spec::NetworkMode::New {
         crate::net::loopback_up()?;
     }
-    crate::rootfs::setup(spec, dir, &mut crate::rootfs::Host)?;
+    crate::rootfs::setup(spec, dir, Some(&cgroups), &mut crate::rootfs::Host)?;
     if let Some(sock) = pty_sock {
         crate::tty::open_in_container(sock, spec.console_size)?;
     }
@@ -496,6 +500,8 @@ fn join_and_run(spec: &Spec, pid: i32, piped: bool) -> std::io::Result<i32> {
         ("uts", CloneFlags::CLONE_NEWUTS),
         ("net", CloneFlags::CLONE_NEWNET),
         ("pid", CloneFlags::CLONE_NEWPID),
+        // The container's own on cgroup v2 (joining the one we share is a no-op).
+        ("cgroup", CloneFlags::CLONE_NEWCGROUP),
         ("mnt", CloneFlags::CLONE_NEWNS),
     ];
     let mut fds = Vec::new();

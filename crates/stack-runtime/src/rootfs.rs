@@ -1,9 +1,14 @@
 //! The container's file system: overlay over the rootfs directory, /proc,
-//! /dev, /sys, Docker's masked and read-only paths, then pivot_root. Runs as
-//! the container's PID 1, inside its own mount namespace.
+//! /dev (device nodes made here), a fresh read-only /sys with only the
+//! container's own cgroups, the user's mounts, Docker's masked and read-only
+//! paths, then pivot_root. Runs as the container's PID 1, inside its own
+//! mount namespace.
+//!
+//! Read-only binds are read-only all the way down: `mount_setattr(2)` with
+//! `AT_RECURSIVE` (or, on kernels without it, a remount of each submount).
 //!
 //! Every effect goes through the `Sys` trait: `Host` does it for real, and the
-//! tests below record the exact sequence on a fake, without root.
+//! tests (`rootfs_tests.rs`) record the exact sequence on a fake, without root.
 
 use std::fs;
 use std::io;
@@ -13,10 +18,23 @@ use std::path::{Path, PathBuf};
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use nix::unistd::{chdir, pivot_root};
 
-use crate::spec::{NetworkMode, Spec};
+use crate::cgroup::View;
+use crate::spec::{Recursive, Spec};
 
-/// Device nodes every container gets, bound from the host's.
-const DEVICES: [&str; 6] = ["null", "zero", "full", "random", "urandom", "tty"];
+/// Character devices every container gets, made with mknod in its own /dev
+/// (never the host's nodes): name, major, minor.
+const DEVICES: [(&str, u64, u64); 6] = [
+    ("null", 1, 3),
+    ("zero", 1, 5),
+    ("full", 1, 7),
+    ("random", 1, 8),
+    ("urandom", 1, 9),
+    ("tty", 5, 0),
+];
+
+/// The empty file, in the container's own directory, bound read-only over
+/// masked files.
+const MASK_FILE: &str = "masked";
 
 /// Paths Docker hides from containers.
 const MASKED: [&str; 8] = [
@@ -61,6 +79,11 @@ pub trait Sys {
     fn mkdir_all(&mut self, p: &Path) -> io::Result<()>;
     fn create_file(&mut self, p: &Path) -> io::Result<()>;
     fn symlink(&mut self, target: &str, link: &Path) -> io::Result<()>;
+    /// A character device node, mode 0666.
+    fn mknod(&mut self, p: &Path, major: u64, minor: u64) -> io::Result<()>;
+    /// Makes the mount at `target` read-only, and with `recursive` every
+    /// mount under it too; other mount flags are kept.
+    fn set_read_only(&mut self, target: &Path, recursive: bool) -> io::Result<()>;
     fn write(&mut self, p: &Path, data: &str) -> io::Result<()>;
     /// Makes `new_root` the root and detaches the old one.
     fn pivot(&mut self, new_root: &Path) -> io::Result<()>;
@@ -93,6 +116,38 @@ impl Sys for Host {
     }
     fn symlink(&mut self, target: &str, link: &Path) -> io::Result<()> {
         std::os::unix::fs::symlink(target, link)
+    }
+    fn mknod(&mut self, p: &Path, major: u64, minor: u64) -> io::Result<()> {
+        use nix::sys::stat::{makedev, mknod, Mode, SFlag};
+        mknod(
+            p,
+            SFlag::S_IFCHR,
+            Mode::from_bits_truncate(0o666),
+            makedev(major, minor),
+        )
+        .map_err(|e| err(&format!("mknod {}", p.display()), e))?;
+        // Whatever the umask took away.
+        use std::os::unix::fs::PermissionsExt as _;
+        fs::set_permissions(p, fs::Permissions::from_mode(0o666))
+    }
+    fn set_read_only(&mut self, target: &Path, recursive: bool) -> io::Result<()> {
+        match setattr_read_only(target, recursive) {
+            Err(e) if e.raw_os_error() == Some(libc::ENOSYS) => {
+                // Before Linux 5.12: each mount on its own.
+                let mut targets = vec![target.to_path_buf()];
+                if recursive {
+                    targets.extend(submounts(
+                        &fs::read_to_string("/proc/self/mountinfo")?,
+                        target,
+                    ));
+                }
+                for t in targets {
+                    remount_read_only(&t)?;
+                }
+                Ok(())
+            }
+            r => r.map_err(|e| err(&format!("read-only {}", target.display()), e)),
+        }
     }
     fn write(&mut self, p: &Path, data: &str) -> io::Result<()> {
         fs::write(p, data)
@@ -154,17 +209,110 @@ fn err(what: &str, e: impl std::fmt::Display) -> io::Error {
     io::Error::other(format!("{what}: {e}"))
 }
 
-const RDONLY_REMOUNT: MsFlags = MsFlags::MS_BIND
-    .union(MsFlags::MS_REMOUNT)
-    .union(MsFlags::MS_RDONLY);
-
-/// Binds `src` over `target`, read-only.
-fn bind_ro(sys: &mut dyn Sys, src: &str, target: &Path) -> io::Result<()> {
-    sys.mount(src, target, None, MsFlags::MS_BIND | MsFlags::MS_REC, None)?;
-    sys.mount(src, target, None, RDONLY_REMOUNT | MsFlags::MS_REC, None)
+/// `struct mount_attr` of `mount_setattr(2)` (not in libc yet).
+#[repr(C)]
+struct MountAttr {
+    attr_set: u64,
+    attr_clr: u64,
+    propagation: u64,
+    userns_fd: u64,
 }
 
-pub fn setup(spec: &Spec, dir: &Path, sys: &mut dyn Sys) -> io::Result<()> {
+const MOUNT_ATTR_RDONLY: u64 = 0x1;
+
+/// `mount_setattr(2)`: the read-only flag on the mount at `target` (and every
+/// mount under it), the other flags untouched.
+fn setattr_read_only(target: &Path, recursive: bool) -> io::Result<()> {
+    use std::os::unix::ffi::OsStrExt as _;
+    let path = std::ffi::CString::new(target.as_os_str().as_bytes())
+        .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    let attr = MountAttr {
+        attr_set: MOUNT_ATTR_RDONLY,
+        attr_clr: 0,
+        propagation: 0,
+        userns_fd: 0,
+    };
+    let flags = if recursive { libc::AT_RECURSIVE } else { 0 } | libc::AT_NO_AUTOMOUNT;
+    // SAFETY: a NUL-terminated path and a `mount_attr` of the size passed,
+    // both alive for the call; the kernel only reads them.
+    #[allow(unsafe_code)]
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            libc::AT_FDCWD,
+            path.as_ptr(),
+            flags,
+            &attr as *const MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// A bind remount read-only that keeps the mount's nosuid/nodev/noexec
+/// (a remount replaces them all otherwise).
+fn remount_read_only(target: &Path) -> io::Result<()> {
+    use nix::sys::statvfs::{statvfs, FsFlags};
+    let have = statvfs(target).map_err(|e| err(&format!("statvfs {}", target.display()), e))?;
+    let mut flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY;
+    for (st, ms) in [
+        (FsFlags::ST_NOSUID, MsFlags::MS_NOSUID),
+        (FsFlags::ST_NODEV, MsFlags::MS_NODEV),
+        (FsFlags::ST_NOEXEC, MsFlags::MS_NOEXEC),
+    ] {
+        if have.flags().contains(st) {
+            flags |= ms;
+        }
+    }
+    mount(None::<&str>, target, None::<&str>, flags, None::<&str>)
+        .map_err(|e| err(&format!("remount {} read-only", target.display()), e))
+}
+
+/// The mount points strictly under `target`, from /proc/self/mountinfo,
+/// parents first.
+fn submounts(mountinfo: &str, target: &Path) -> Vec<PathBuf> {
+    let unescape = |s: &str| {
+        // Spaces, tabs, newlines and backslashes come as octal escapes.
+        let mut out = Vec::new();
+        let b = s.as_bytes();
+        let mut i = 0;
+        while i < b.len() {
+            let octal = b
+                .get(i + 1..i + 4)
+                .and_then(|o| u8::from_str_radix(std::str::from_utf8(o).ok()?, 8).ok());
+            match (b[i], octal) {
+                (b'\\', Some(c)) => {
+                    out.push(c);
+                    i += 4;
+                }
+                (c, _) => {
+                    out.push(c);
+                    i += 1;
+                }
+            }
+        }
+        PathBuf::from(<std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(&out))
+    };
+    mountinfo
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4).map(unescape))
+        .filter(|p| p != target && p.starts_with(target))
+        .collect()
+}
+
+/// Binds `src` over `target` with every mount under it, all read-only.
+fn bind_ro(sys: &mut dyn Sys, src: &str, target: &Path) -> io::Result<()> {
+    sys.mount(src, target, None, MsFlags::MS_BIND | MsFlags::MS_REC, None)?;
+    sys.set_read_only(target, true)
+}
+
+/// Everything, from the overlay to the pivot; `cgroups` is what the
+/// container may see of its cgroups (`None`: nothing).
+pub fn setup(spec: &Spec, dir: &Path, cgroups: Option<&View>, sys: &mut dyn Sys) -> io::Result<()> {
     // Nothing we mount may propagate back to the host.
     sys.mount(
         "none",
@@ -217,10 +365,8 @@ pub fn setup(spec: &Spec, dir: &Path, sys: &mut dyn Sys) -> io::Result<()> {
         MsFlags::MS_NOSUID | MsFlags::MS_STRICTATIME,
         Some("mode=755,size=65536k"),
     )?;
-    for d in DEVICES {
-        let target = dev.join(d);
-        sys.create_file(&target)?;
-        sys.mount(&format!("/dev/{d}"), &target, None, MsFlags::MS_BIND, None)?;
+    for (d, major, minor) in DEVICES {
+        sys.mknod(&dev.join(d), major, minor)?;
     }
     let pts = dev.join("pts");
     sys.mkdir_all(&pts)?;
@@ -256,46 +402,105 @@ pub fn setup(spec: &Spec, dir: &Path, sys: &mut dyn Sys) -> io::Result<()> {
 
     let sysfs = merged.join("sys");
     sys.mkdir_all(&sysfs)?;
-    // sysfs can be mounted only in a network namespace of our own; otherwise
-    // the host's /sys is bound read-only, as runc does.
-    if spec.network == NetworkMode::New {
-        sys.mount(
-            "sysfs",
-            &sysfs,
-            Some("sysfs"),
-            nosuid_noexec_nodev | MsFlags::MS_RDONLY,
-            None,
-        )?;
-    } else {
+    // A fresh sysfs, whichever network namespace: it shows the host's
+    // devices (read-only), but none of the host's mounts under /sys. Where
+    // the kernel refuses it, the host's /sys read-only all the way down, as
+    // runc does.
+    let fresh = sys.mount(
+        "sysfs",
+        &sysfs,
+        Some("sysfs"),
+        nosuid_noexec_nodev | MsFlags::MS_RDONLY,
+        None,
+    );
+    if fresh.is_err() {
         bind_ro(sys, "/sys", &sysfs)?;
+    }
+    if let Some(view) = cgroups {
+        mount_cgroups(view, &sysfs.join("fs/cgroup"), spec.privileged, sys)?;
     }
 
     write_etc(spec, &merged, sys)?;
     user_mounts(spec, &merged, sys)?;
-
-    sys.pivot(&merged)?;
-    set_sysctls(&spec.sysctls, sys)?;
+    set_sysctls(&spec.sysctls, &merged, sys)?;
     if !spec.privileged {
+        let empty = dir.join(MASK_FILE);
+        if sys.kind(&empty) == Kind::Missing {
+            sys.create_file(&empty)?;
+        }
         for p in MASKED {
-            mask(Path::new(p), sys)?;
+            mask(&merged.join(&p[1..]), &empty, sys)?;
         }
         for p in READ_ONLY {
-            if sys.kind(Path::new(p)) != Kind::Missing {
-                bind_ro(sys, p, Path::new(p))?;
+            let p = merged.join(&p[1..]);
+            if sys.kind(&p) != Kind::Missing {
+                bind_ro(sys, &p.to_string_lossy(), &p)?;
             }
         }
     }
+
+    sys.pivot(&merged)?;
     if spec.read_only {
-        sys.mount("/", Path::new("/"), None, RDONLY_REMOUNT, None)?;
+        sys.set_read_only(Path::new("/"), false)?;
     }
     Ok(())
 }
 
-/// Hides a path: /dev/null over a file, an empty read-only tmpfs over a directory.
-fn mask(path: &Path, sys: &mut dyn Sys) -> io::Result<()> {
+/// The container's own cgroups at `target` (/sys/fs/cgroup of its root):
+/// read-only unless privileged, as Docker has them.
+fn mount_cgroups(
+    view: &View,
+    target: &Path,
+    privileged: bool,
+    sys: &mut dyn Sys,
+) -> io::Result<()> {
+    let flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
+    let ro = if privileged {
+        MsFlags::empty()
+    } else {
+        MsFlags::MS_RDONLY
+    };
+    sys.mkdir_all(target)?;
+    match view {
+        // Its root is the container's cgroup: the container's PID 1 mounts
+        // it from inside its own cgroup namespace.
+        View::Unified => sys.mount("cgroup", target, Some("cgroup2"), flags | ro, None),
+        View::Controllers(dirs) => {
+            sys.mount(
+                "tmpfs",
+                target,
+                Some("tmpfs"),
+                flags,
+                Some("mode=755,size=64k"),
+            )?;
+            for (c, dir) in dirs {
+                let t = target.join(c);
+                sys.mkdir_all(&t)?;
+                sys.mount(&dir.to_string_lossy(), &t, None, MsFlags::MS_BIND, None)?;
+                if !privileged {
+                    sys.set_read_only(&t, true)?;
+                }
+            }
+            sys.set_read_only(target, false)
+        }
+    }
+}
+
+/// Hides a path: an empty file of ours, read-only, over a file; an empty
+/// read-only tmpfs over a directory.
+fn mask(path: &Path, empty: &Path, sys: &mut dyn Sys) -> io::Result<()> {
     match sys.kind(path) {
-        Kind::Dir => sys.mount("tmpfs", path, Some("tmpfs"), MsFlags::MS_RDONLY, None),
-        Kind::File => sys.mount("/dev/null", path, None, MsFlags::MS_BIND, None),
+        Kind::Dir => sys.mount(
+            "tmpfs",
+            path,
+            Some("tmpfs"),
+            MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+            None,
+        ),
+        Kind::File => {
+            sys.mount(&empty.to_string_lossy(), path, None, MsFlags::MS_BIND, None)?;
+            sys.set_read_only(path, false)
+        }
         Kind::Missing | Kind::Symlink(_) => Ok(()),
     }
 }
@@ -370,14 +575,27 @@ pub fn secure_join_with(root: &Path, path: &str, sys: &dyn Sys) -> io::Result<Pa
     Ok(root.join(resolved))
 }
 
-/// A recursive bind mount, read-only if asked.
-fn bind(sys: &mut dyn Sys, source: &Path, target: &Path, read_only: bool) -> io::Result<()> {
+/// A bind mount, with the mounts under its source unless `recursive`
+/// leaves them out; read-only if asked, all the way down unless
+/// `recursive` keeps the submounts writable.
+fn bind(
+    sys: &mut dyn Sys,
+    source: &Path,
+    target: &Path,
+    read_only: bool,
+    recursive: Recursive,
+) -> io::Result<()> {
     let src = source.to_string_lossy();
-    if read_only {
-        bind_ro(sys, &src, target)
-    } else {
-        sys.mount(&src, target, None, MsFlags::MS_BIND | MsFlags::MS_REC, None)
+    let mut flags = MsFlags::MS_BIND;
+    if recursive != Recursive::Disabled {
+        flags |= MsFlags::MS_REC;
     }
+    sys.mount(&src, target, None, flags, None)?;
+    if read_only {
+        let down = matches!(recursive, Recursive::Enabled | Recursive::Readonly);
+        sys.set_read_only(target, down)?;
+    }
+    Ok(())
 }
 
 /// The user's bind and tmpfs mounts, on the new root before pivoting.
@@ -403,13 +621,13 @@ fn user_mounts(spec: &Spec, merged: &Path, sys: &mut dyn Sys) -> io::Result<()> 
                         }
                     }
                 }
-                bind(sys, &m.source, &target, m.read_only)?;
+                bind(sys, &m.source, &target, m.read_only, m.recursive)?;
             }
             "volume" => {
                 sys.mkdir_all(&m.source)?;
                 sys.mkdir_all(&target)?;
                 sys.copy_up(&target, &m.source)?;
-                bind(sys, &m.source, &target, m.read_only)?;
+                bind(sys, &m.source, &target, m.read_only, Recursive::Enabled)?;
             }
             "tmpfs" => {
                 sys.mkdir_all(&target)?;
@@ -441,7 +659,9 @@ pub fn namespaced_sysctl(key: &str) -> bool {
         || key == "kernel.hostname"
 }
 
-fn set_sysctls(sysctls: &[(String, String)], sys: &mut dyn Sys) -> io::Result<()> {
+/// Written through the container's /proc at `merged`, before /proc/sys is
+/// made read-only.
+fn set_sysctls(sysctls: &[(String, String)], merged: &Path, sys: &mut dyn Sys) -> io::Result<()> {
     for (k, v) in sysctls {
         if !namespaced_sysctl(k) || k.contains("..") || k.contains('/') {
             return Err(err(
@@ -449,7 +669,7 @@ fn set_sysctls(sysctls: &[(String, String)], sys: &mut dyn Sys) -> io::Result<()
                 format!("`{k}` is not namespaced: it would change the host"),
             ));
         }
-        let path = Path::new("/proc/sys").join(k.replace('.', "/"));
+        let path = merged.join("proc/sys").join(k.replace('.', "/"));
         sys.write(&path, v)
             .map_err(|e| err(&format!("sysctl `{k}={v}`"), e))?;
     }
@@ -457,203 +677,5 @@ fn set_sysctls(sysctls: &[(String, String)], sys: &mut dyn Sys) -> io::Result<()
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use std::collections::BTreeMap;
-
-    /// Records every effect; answers `kind` from a table of paths.
-    #[derive(Default)]
-    struct Recording {
-        calls: Vec<String>,
-        paths: BTreeMap<PathBuf, Kind>,
-    }
-
-    impl Sys for Recording {
-        fn mount(
-            &mut self,
-            src: &str,
-            target: &Path,
-            fstype: Option<&str>,
-            flags: MsFlags,
-            data: Option<&str>,
-        ) -> io::Result<()> {
-            let mut f: Vec<&str> = Vec::new();
-            for (flag, name) in [
-                (MsFlags::MS_BIND, "bind"),
-                (MsFlags::MS_REMOUNT, "remount"),
-                (MsFlags::MS_RDONLY, "ro"),
-                (MsFlags::MS_REC, "rec"),
-                (MsFlags::MS_PRIVATE, "private"),
-            ] {
-                if flags.contains(flag) {
-                    f.push(name);
-                }
-            }
-            self.calls.push(format!(
-                "mount {src} {} {} [{}]{}",
-                target.display(),
-                fstype.unwrap_or("-"),
-                f.join(","),
-                data.map(|d| format!(" {d}")).unwrap_or_default()
-            ));
-            Ok(())
-        }
-        fn copy_up(&mut self, from: &Path, to: &Path) -> io::Result<()> {
-            self.calls
-                .push(format!("copy_up {} {}", from.display(), to.display()));
-            Ok(())
-        }
-        fn mkdir_all(&mut self, p: &Path) -> io::Result<()> {
-            self.paths.insert(p.to_path_buf(), Kind::Dir);
-            Ok(())
-        }
-        fn create_file(&mut self, p: &Path) -> io::Result<()> {
-            self.paths.insert(p.to_path_buf(), Kind::File);
-            Ok(())
-        }
-        fn symlink(&mut self, _: &str, _: &Path) -> io::Result<()> {
-            Ok(())
-        }
-        fn write(&mut self, p: &Path, data: &str) -> io::Result<()> {
-            self.calls.push(format!("write {} {data:?}", p.display()));
-            Ok(())
-        }
-        fn pivot(&mut self, new_root: &Path) -> io::Result<()> {
-            self.calls.push(format!("pivot {}", new_root.display()));
-            Ok(())
-        }
-        fn kind(&self, p: &Path) -> Kind {
-            self.paths.get(p).cloned().unwrap_or(Kind::Missing)
-        }
-        fn canonicalize(&self, p: &Path) -> io::Result<PathBuf> {
-            Ok(p.to_path_buf())
-        }
-    }
-
-    fn spec() -> Spec {
-        serde_json::from_value(serde_json::json!({
-            "id": "c1", "rootfs": "/images/busybox", "args": ["sh"], "env": [], "cwd": "/",
-            "hostname": "box", "init": true, "read_only": false
-        }))
-        .unwrap()
-    }
-
-    fn run(spec: &Spec, sys: &mut Recording) -> Vec<String> {
-        setup(spec, Path::new("/state/c1"), sys).unwrap();
-        sys.calls.clone()
-    }
-
-    #[test]
-    fn the_default_plan() {
-        let mut sys = Recording::default();
-        sys.paths.insert("/proc/kcore".into(), Kind::File);
-        sys.paths.insert("/proc/acpi".into(), Kind::Dir);
-        sys.paths.insert("/proc/sys".into(), Kind::Dir);
-        let calls = run(&spec(), &mut sys);
-        let first: Vec<&str> = calls.iter().take(4).map(String::as_str).collect();
-        assert_eq!(
-            first,
-            [
-                "mount none / - [rec,private]",
-                "mount overlay /state/c1/merged overlay [] lowerdir=/images/busybox,upperdir=/state/c1/upper,workdir=/state/c1/work",
-                "mount proc /state/c1/merged/proc proc []",
-                "mount tmpfs /state/c1/merged/dev tmpfs [] mode=755,size=65536k",
-            ]
-        );
-        let pivot = calls
-            .iter()
-            .position(|c| c == "pivot /state/c1/merged")
-            .unwrap();
-        // Masks and read-only paths come after the pivot, on the container's own paths.
-        let after: Vec<&str> = calls[pivot + 1..].iter().map(String::as_str).collect();
-        assert_eq!(
-            after,
-            [
-                "mount tmpfs /proc/acpi tmpfs [ro]",
-                "mount /dev/null /proc/kcore - [bind]",
-                "mount /proc/sys /proc/sys - [bind,rec]",
-                "mount /proc/sys /proc/sys - [bind,remount,ro,rec]",
-            ]
-        );
-        assert!(calls.contains(&"mount sysfs /state/c1/merged/sys sysfs [ro]".to_string()));
-        assert!(calls.contains(&"write /state/c1/merged/etc/hostname \"box\\n\"".to_string()));
-    }
-
-    #[test]
-    fn privileged_read_only_host_network_and_user_mounts() {
-        let mut s = spec();
-        s.privileged = true;
-        s.read_only = true;
-        s.network = NetworkMode::Host;
-        s.sysctls = vec![("net.core.somaxconn".into(), "1024".into())];
-        s.mounts = vec![
-            crate::spec::Mount {
-                kind: "bind".into(),
-                source: "/srv/data".into(),
-                target: "/data".into(),
-                read_only: true,
-                size: None,
-            },
-            crate::spec::Mount {
-                kind: "tmpfs".into(),
-                source: PathBuf::new(),
-                target: "/link/t".into(),
-                read_only: false,
-                size: Some(1024),
-            },
-        ];
-        let mut sys = Recording::default();
-        sys.paths.insert("/srv/data".into(), Kind::Dir);
-        sys.paths.insert("/proc/kcore".into(), Kind::File);
-        // A hostile absolute symlink in the rootfs: resolved inside the new root.
-        sys.paths
-            .insert("/state/c1/merged/link".into(), Kind::Symlink("/etc".into()));
-        let calls = run(&s, &mut sys);
-        let pivot = calls.iter().position(|c| c.starts_with("pivot")).unwrap();
-        assert_eq!(
-            &calls[pivot + 1..],
-            [
-                "write /proc/sys/net/core/somaxconn \"1024\"",
-                "mount / / - [bind,remount,ro]"
-            ],
-            "privileged: no masks, no read-only /proc paths"
-        );
-        for expected in [
-            "mount /sys /state/c1/merged/sys - [bind,rec]",
-            "mount /sys /state/c1/merged/sys - [bind,remount,ro,rec]",
-            "mount /srv/data /state/c1/merged/data - [bind,remount,ro,rec]",
-            "mount tmpfs /state/c1/merged/etc/t tmpfs [] mode=1777,size=1024",
-        ] {
-            assert!(
-                calls.iter().any(|c| c == expected),
-                "missing `{expected}` in {calls:#?}"
-            );
-        }
-    }
-
-    #[test]
-    fn bad_input_fails_before_mounting_it() {
-        let mut s = spec();
-        s.sysctls = vec![("kernel.panic".into(), "1".into())];
-        let mut sys = Recording::default();
-        let e = setup(&s, Path::new("/state/c1"), &mut sys).unwrap_err();
-        assert!(e.to_string().contains("`kernel.panic` is not namespaced"));
-        let mut s = spec();
-        s.mounts = vec![crate::spec::Mount {
-            kind: "bind".into(),
-            source: "/nope".into(),
-            target: "/x".into(),
-            read_only: false,
-            size: None,
-        }];
-        let e = setup(&s, Path::new("/state/c1"), &mut Recording::default()).unwrap_err();
-        assert!(e.to_string().contains("bind mount source `/nope`"));
-        let mut s = spec();
-        s.layers = vec!["/layers/2".into(), "/layers/1".into()];
-        let calls = run(&s, &mut Recording::default());
-        assert_eq!(calls[1], "mount overlay /state/c1/merged overlay [] lowerdir=/images/busybox:/layers/2:/layers/1,upperdir=/state/c1/upper,workdir=/state/c1/work");
-        let mut s = spec();
-        s.rootfs = "/a,b".into();
-        assert!(setup(&s, Path::new("/state/c1"), &mut Recording::default()).is_err());
-    }
-}
+#[path = "rootfs_tests.rs"]
+mod tests;

@@ -59,7 +59,8 @@ pub fn capabilities(spec: &Spec) -> io::Result<HashSet<Capability>> {
     Ok(set)
 }
 
-/// Narrows this process (and all it starts) to `keep`, with no_new_privs.
+/// Narrows this process (and all it starts) to `keep`, with no_new_privs;
+/// no inheritable or ambient capability is left.
 pub fn restrict(keep: &HashSet<Capability>, privileged: bool, seccomp: bool) -> io::Result<()> {
     let other = |e: caps::errors::CapsError| io::Error::other(e.to_string());
     // Only what we hold can be kept (the kernel may know fewer than the library).
@@ -72,7 +73,11 @@ pub fn restrict(keep: &HashSet<Capability>, privileged: bool, seccomp: bool) -> 
             let _ = caps::drop(None, CapSet::Bounding, c);
         }
     }
-    caps::set(None, CapSet::Inheritable, keep).map_err(other)?;
+    // Nothing inheritable or ambient, whoever the user (as Docker since
+    // CVE-2022-24769): a file's inheritable capabilities then grant nothing
+    // to a user who is not root.
+    caps::clear(None, CapSet::Ambient).map_err(other)?;
+    caps::clear(None, CapSet::Inheritable).map_err(other)?;
     caps::set(None, CapSet::Effective, keep).map_err(other)?;
     caps::set(None, CapSet::Permitted, keep).map_err(other)?;
     if !privileged {

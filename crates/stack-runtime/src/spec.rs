@@ -207,6 +207,25 @@ pub struct Mount {
     /// tmpfs size in bytes.
     #[serde(default)]
     pub size: Option<u64>,
+    /// A bind's mounts under its source (compose's `bind.recursive`).
+    #[serde(default)]
+    pub recursive: Recursive,
+}
+
+/// What a bind does with the mounts under its source, as compose's
+/// `bind.recursive` and Docker's `bind-recursive` say.
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Recursive {
+    /// They come along, read-only with a read-only bind.
+    #[default]
+    Enabled,
+    /// They are left out: only the source's own mount is bound.
+    Disabled,
+    /// They come along and stay writable under a read-only bind.
+    Writable,
+    /// They come along, read-only (what `Enabled` does here as well).
+    Readonly,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]

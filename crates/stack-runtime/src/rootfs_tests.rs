@@ -1,0 +1,343 @@
+//! The mount plan of `rootfs.rs`, recorded on a fake `Sys` without root.
+
+use super::*;
+use std::collections::BTreeMap;
+
+/// Records every effect; answers `kind` from a table of paths; refuses to
+/// mount the file system types in `refuse`.
+#[derive(Default)]
+struct Recording {
+    calls: Vec<String>,
+    paths: BTreeMap<PathBuf, Kind>,
+    refuse: Vec<&'static str>,
+}
+
+impl Sys for Recording {
+    fn mount(
+        &mut self,
+        src: &str,
+        target: &Path,
+        fstype: Option<&str>,
+        flags: MsFlags,
+        data: Option<&str>,
+    ) -> io::Result<()> {
+        let mut f: Vec<&str> = Vec::new();
+        for (flag, name) in [
+            (MsFlags::MS_BIND, "bind"),
+            (MsFlags::MS_REMOUNT, "remount"),
+            (MsFlags::MS_RDONLY, "ro"),
+            (MsFlags::MS_REC, "rec"),
+            (MsFlags::MS_PRIVATE, "private"),
+            (MsFlags::MS_NOSUID, "nosuid"),
+            (MsFlags::MS_NODEV, "nodev"),
+            (MsFlags::MS_NOEXEC, "noexec"),
+            (MsFlags::MS_STRICTATIME, "strictatime"),
+        ] {
+            if flags.contains(flag) {
+                f.push(name);
+            }
+        }
+        self.calls.push(format!(
+            "mount {src} {} {} [{}]{}",
+            target.display(),
+            fstype.unwrap_or("-"),
+            f.join(","),
+            data.map(|d| format!(" {d}")).unwrap_or_default()
+        ));
+        if fstype.is_some_and(|t| self.refuse.contains(&t)) {
+            return Err(io::Error::from_raw_os_error(libc::EPERM));
+        }
+        Ok(())
+    }
+    fn copy_up(&mut self, from: &Path, to: &Path) -> io::Result<()> {
+        self.calls
+            .push(format!("copy_up {} {}", from.display(), to.display()));
+        Ok(())
+    }
+    fn mkdir_all(&mut self, p: &Path) -> io::Result<()> {
+        self.paths.insert(p.to_path_buf(), Kind::Dir);
+        Ok(())
+    }
+    fn create_file(&mut self, p: &Path) -> io::Result<()> {
+        self.calls.push(format!("create {}", p.display()));
+        self.paths.insert(p.to_path_buf(), Kind::File);
+        Ok(())
+    }
+    fn symlink(&mut self, target: &str, link: &Path) -> io::Result<()> {
+        self.calls
+            .push(format!("symlink {target} {}", link.display()));
+        Ok(())
+    }
+    fn mknod(&mut self, p: &Path, major: u64, minor: u64) -> io::Result<()> {
+        self.calls
+            .push(format!("mknod {} c {major}:{minor}", p.display()));
+        self.paths.insert(p.to_path_buf(), Kind::File);
+        Ok(())
+    }
+    fn set_read_only(&mut self, target: &Path, recursive: bool) -> io::Result<()> {
+        let how = if recursive { "recursive" } else { "this mount" };
+        self.calls
+            .push(format!("read-only {} ({how})", target.display()));
+        Ok(())
+    }
+    fn write(&mut self, p: &Path, data: &str) -> io::Result<()> {
+        self.calls.push(format!("write {} {data:?}", p.display()));
+        Ok(())
+    }
+    fn pivot(&mut self, new_root: &Path) -> io::Result<()> {
+        self.calls.push(format!("pivot {}", new_root.display()));
+        Ok(())
+    }
+    fn kind(&self, p: &Path) -> Kind {
+        self.paths.get(p).cloned().unwrap_or(Kind::Missing)
+    }
+    fn canonicalize(&self, p: &Path) -> io::Result<PathBuf> {
+        Ok(p.to_path_buf())
+    }
+}
+
+fn spec() -> Spec {
+    serde_json::from_value(serde_json::json!({
+        "id": "c1", "rootfs": "/images/busybox", "args": ["sh"], "env": [], "cwd": "/",
+        "hostname": "box", "init": true, "read_only": false
+    }))
+    .unwrap()
+}
+
+/// The v1 view of a container in two controllers.
+fn v1() -> View {
+    View::Controllers(vec![
+        ("memory", "/sys/fs/cgroup/memory/own/stack/c1".into()),
+        ("pids", "/sys/fs/cgroup/pids/stack/c1".into()),
+    ])
+}
+
+fn run(spec: &Spec, sys: &mut Recording) -> Vec<String> {
+    setup(spec, Path::new("/state/c1"), Some(&v1()), sys).unwrap();
+    sys.calls.clone()
+}
+
+fn bind(source: &str, target: &str, read_only: bool, recursive: Recursive) -> crate::spec::Mount {
+    crate::spec::Mount {
+        kind: "bind".into(),
+        source: source.into(),
+        target: target.into(),
+        read_only,
+        size: None,
+        recursive,
+    }
+}
+
+#[test]
+fn the_default_plan() {
+    let mut sys = Recording::default();
+    sys.paths
+        .insert("/state/c1/merged/proc/kcore".into(), Kind::File);
+    sys.paths
+        .insert("/state/c1/merged/proc/acpi".into(), Kind::Dir);
+    sys.paths
+        .insert("/state/c1/merged/proc/sys".into(), Kind::Dir);
+    let calls = run(&spec(), &mut sys);
+    let m = "/state/c1/merged";
+    let want: Vec<String> = [
+        "mount none / - [rec,private]",
+        "mount overlay {m} overlay [] lowerdir=/images/busybox,upperdir=/state/c1/upper,workdir=/state/c1/work",
+        "mount proc {m}/proc proc [nosuid,nodev,noexec]",
+        "mount tmpfs {m}/dev tmpfs [nosuid,strictatime] mode=755,size=65536k",
+        // The container's own nodes, never binds of the host's.
+        "mknod {m}/dev/null c 1:3",
+        "mknod {m}/dev/zero c 1:5",
+        "mknod {m}/dev/full c 1:7",
+        "mknod {m}/dev/random c 1:8",
+        "mknod {m}/dev/urandom c 1:9",
+        "mknod {m}/dev/tty c 5:0",
+        "mount devpts {m}/dev/pts devpts [nosuid,noexec] newinstance,ptmxmode=0666,mode=0620",
+        "mount shm {m}/dev/shm tmpfs [nosuid,nodev,noexec] mode=1777,size=67108864",
+        "mount mqueue {m}/dev/mqueue mqueue [nosuid,nodev,noexec]",
+        "symlink pts/ptmx {m}/dev/ptmx",
+        "symlink /proc/self/fd {m}/dev/fd",
+        "symlink /proc/self/fd/0 {m}/dev/stdin",
+        "symlink /proc/self/fd/1 {m}/dev/stdout",
+        "symlink /proc/self/fd/2 {m}/dev/stderr",
+        // A fresh sysfs, read-only; only the container's own cgroups, read-only.
+        "mount sysfs {m}/sys sysfs [ro,nosuid,nodev,noexec]",
+        "mount tmpfs {m}/sys/fs/cgroup tmpfs [nosuid,nodev,noexec] mode=755,size=64k",
+        "mount /sys/fs/cgroup/memory/own/stack/c1 {m}/sys/fs/cgroup/memory - [bind]",
+        "read-only {m}/sys/fs/cgroup/memory (recursive)",
+        "mount /sys/fs/cgroup/pids/stack/c1 {m}/sys/fs/cgroup/pids - [bind]",
+        "read-only {m}/sys/fs/cgroup/pids (recursive)",
+        "read-only {m}/sys/fs/cgroup (this mount)",
+        "write {m}/etc/hostname \"box\\n\"",
+        "write {m}/etc/hosts \"127.0.0.1\\tlocalhost\\n::1\\tlocalhost ip6-localhost ip6-loopback\\n127.0.1.1\\tbox\\n\"",
+        "write {m}/etc/resolv.conf \"\"",
+        // Masks: an empty file of ours, read-only; an empty read-only tmpfs.
+        "create /state/c1/masked",
+        "mount tmpfs {m}/proc/acpi tmpfs [ro,nosuid,nodev,noexec]",
+        "mount /state/c1/masked {m}/proc/kcore - [bind]",
+        "read-only {m}/proc/kcore (this mount)",
+        "mount {m}/proc/sys {m}/proc/sys - [bind,rec]",
+        "read-only {m}/proc/sys (recursive)",
+        "pivot {m}",
+    ]
+    .iter()
+    .map(|c| c.replace("{m}", m))
+    .collect();
+    assert_eq!(calls, want);
+}
+
+#[test]
+fn privileged_read_only_host_network_and_user_mounts() {
+    let mut s = spec();
+    s.privileged = true;
+    s.read_only = true;
+    s.network = crate::spec::NetworkMode::Host;
+    s.sysctls = vec![("net.core.somaxconn".into(), "1024".into())];
+    s.mounts = vec![
+        bind("/srv/data", "/data", true, Recursive::Enabled),
+        crate::spec::Mount {
+            kind: "tmpfs".into(),
+            source: PathBuf::new(),
+            target: "/link/t".into(),
+            read_only: false,
+            size: Some(1024),
+            recursive: Recursive::Enabled,
+        },
+    ];
+    let mut sys = Recording::default();
+    sys.paths.insert("/srv/data".into(), Kind::Dir);
+    sys.paths
+        .insert("/state/c1/merged/proc/kcore".into(), Kind::File);
+    // A hostile absolute symlink in the rootfs: resolved inside the new root.
+    sys.paths
+        .insert("/state/c1/merged/link".into(), Kind::Symlink("/etc".into()));
+    let calls = run(&s, &mut sys);
+    let pivot = calls.iter().position(|c| c.starts_with("pivot")).unwrap();
+    assert_eq!(
+        &calls[pivot - 1..],
+        [
+            "write /state/c1/merged/proc/sys/net/core/somaxconn \"1024\"",
+            "pivot /state/c1/merged",
+            "read-only / (this mount)"
+        ],
+        "privileged: no masks, no read-only /proc paths"
+    );
+    for expected in [
+        // A fresh sysfs on the host's network too.
+        "mount sysfs /state/c1/merged/sys sysfs [ro,nosuid,nodev,noexec]",
+        "mount /srv/data /state/c1/merged/data - [bind,rec]",
+        "read-only /state/c1/merged/data (recursive)",
+        "mount tmpfs /state/c1/merged/etc/t tmpfs [nosuid,nodev,noexec] mode=1777,size=1024",
+    ] {
+        assert!(
+            calls.iter().any(|c| c == expected),
+            "missing `{expected}` in {calls:#?}"
+        );
+    }
+    // Privileged: its cgroups writable (the tmpfs holding them is not).
+    assert!(!calls
+        .iter()
+        .any(|c| c.contains("read-only /state/c1/merged/sys/fs/cgroup/")));
+}
+
+#[test]
+fn read_only_binds_are_recursive_unless_asked_otherwise() {
+    let mut s = spec();
+    s.mounts = vec![
+        bind("/", "/rootfs", true, Recursive::Enabled),
+        bind("/a", "/a", true, Recursive::Readonly),
+        bind("/b", "/b", true, Recursive::Writable),
+        bind("/c", "/c", true, Recursive::Disabled),
+        bind("/d", "/d", false, Recursive::Disabled),
+        bind("/e", "/e", false, Recursive::Enabled),
+    ];
+    let mut sys = Recording::default();
+    for d in ["/", "/a", "/b", "/c", "/d", "/e"] {
+        sys.paths.insert(d.into(), Kind::Dir);
+    }
+    let calls = run(&s, &mut sys);
+    let m = "/state/c1/merged";
+    let first = calls.iter().position(|c| c.contains("mount / ")).unwrap();
+    let want: Vec<String> = [
+        "mount / {m}/rootfs - [bind,rec]",
+        "read-only {m}/rootfs (recursive)",
+        "mount /a {m}/a - [bind,rec]",
+        "read-only {m}/a (recursive)",
+        "mount /b {m}/b - [bind,rec]",
+        "read-only {m}/b (this mount)",
+        "mount /c {m}/c - [bind]",
+        "read-only {m}/c (this mount)",
+        "mount /d {m}/d - [bind]",
+        "mount /e {m}/e - [bind,rec]",
+    ]
+    .iter()
+    .map(|c| c.replace("{m}", m))
+    .collect();
+    assert_eq!(calls[first..first + want.len()], want[..]);
+}
+
+#[test]
+fn sysfs_refused_binds_the_hosts_read_only_and_v2_mounts_its_own_cgroup() {
+    let mut sys = Recording {
+        refuse: vec!["sysfs"],
+        ..Recording::default()
+    };
+    setup(
+        &spec(),
+        Path::new("/state/c1"),
+        Some(&View::Unified),
+        &mut sys,
+    )
+    .unwrap();
+    let m = "/state/c1/merged";
+    let at = sys
+        .calls
+        .iter()
+        .position(|c| c.starts_with("mount sysfs"))
+        .unwrap();
+    let want: Vec<String> = [
+        "mount sysfs {m}/sys sysfs [ro,nosuid,nodev,noexec]",
+        "mount /sys {m}/sys - [bind,rec]",
+        "read-only {m}/sys (recursive)",
+        // From inside its cgroup namespace: its own cgroup is the root.
+        "mount cgroup {m}/sys/fs/cgroup cgroup2 [ro,nosuid,nodev,noexec]",
+    ]
+    .iter()
+    .map(|c| c.replace("{m}", m))
+    .collect();
+    assert_eq!(sys.calls[at..at + want.len()], want[..]);
+}
+
+#[test]
+fn submounts_come_from_mountinfo_under_the_target_only() {
+    let info = "\
+22 1 0:21 / / rw - ext4 /dev/sda rw
+30 22 0:25 / /srv/data rw - ext4 /dev/sdb rw
+31 30 0:26 / /srv/data/with\\040space rw - tmpfs tmpfs rw
+32 22 0:27 / /srv/database rw - tmpfs tmpfs rw
+";
+    assert_eq!(
+        submounts(info, Path::new("/srv/data")),
+        [PathBuf::from("/srv/data/with space")]
+    );
+    assert_eq!(submounts(info, Path::new("/")).len(), 3);
+}
+
+#[test]
+fn bad_input_fails_before_mounting_it() {
+    let mut s = spec();
+    s.sysctls = vec![("kernel.panic".into(), "1".into())];
+    let mut sys = Recording::default();
+    let e = setup(&s, Path::new("/state/c1"), None, &mut sys).unwrap_err();
+    assert!(e.to_string().contains("`kernel.panic` is not namespaced"));
+    let mut s = spec();
+    s.mounts = vec![bind("/nope", "/x", false, Recursive::Enabled)];
+    let e = setup(&s, Path::new("/state/c1"), None, &mut Recording::default()).unwrap_err();
+    assert!(e.to_string().contains("bind mount source `/nope`"));
+    let mut s = spec();
+    s.layers = vec!["/layers/2".into(), "/layers/1".into()];
+    let calls = run(&s, &mut Recording::default());
+    assert_eq!(calls[1], "mount overlay /state/c1/merged overlay [] lowerdir=/images/busybox:/layers/2:/layers/1,upperdir=/state/c1/upper,workdir=/state/c1/work");
+    let mut s = spec();
+    s.rootfs = "/a,b".into();
+    assert!(setup(&s, Path::new("/state/c1"), None, &mut Recording::default()).is_err());
+}

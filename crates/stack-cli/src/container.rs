@@ -528,6 +528,7 @@ fn spec_of(a: &RunArgs) -> anyhow::Result<(stack_runtime::Spec, Vec<String>)> {
         env.push(g);
     }
     let name = a.name.clone().unwrap_or_else(|| short.clone());
+    stack_model::names::check(stack_model::names::Kind::Container, &name)?;
     crate::lifecycle::ensure_name_free(&stack_root(), &name)?;
     let special = |n: &str| {
         matches!(n, "none" | "host" | "bridge" | "default") || n.starts_with("container:")

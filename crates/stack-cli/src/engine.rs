@@ -7,6 +7,7 @@
 //! crashed or killed engine loses nothing; the next one reads the state on
 //! disk (re-adoption) and sweeps what an operation cut short left behind.
 
+use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -366,8 +367,10 @@ impl stack_api::Engine for Real {
 /// running when it stops.
 pub fn daemon(group: Option<&str>) -> anyhow::Result<()> {
     let root = stack_root();
-    std::fs::create_dir_all(&root)
-        .with_context(|| format!("cannot create the store root `{}`", root.display()))?;
+    // Private: a group that reaches the socket may cross the root (0711)
+    // to it by name, and list or read nothing.
+    stack_sys::prepare_root(&root, if group.is_some() { 0o711 } else { 0o700 })
+        .with_context(|| format!("cannot make the store root `{}`", root.display()))?;
     // Out of the starting terminal's session: its hangup is not ours.
     let _ = nix::unistd::setsid();
     let lock_path = root.join("engine.lock");
@@ -557,12 +560,13 @@ fn replace(socket: &Path, pid: u32) -> anyhow::Result<()> {
 /// Starts `stack daemon` in the background and waits until it answers.
 fn start(socket: &Path) -> anyhow::Result<()> {
     let root = stack_root();
-    std::fs::create_dir_all(&root)
-        .with_context(|| format!("cannot create the store root `{}`", root.display()))?;
+    stack_sys::prepare_root(&root, 0o700)
+        .with_context(|| format!("cannot make the store root `{}`", root.display()))?;
     let log_path = root.join("engine.log");
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
+        .mode(0o600)
         .open(&log_path)
         .with_context(|| format!("cannot open `{}`", log_path.display()))?;
     let exe = std::env::current_exe().context("cannot find our own binary")?;

@@ -163,7 +163,8 @@ impl stack_engine::Driver for Host {
     }
 
     fn remove_volume(&self, name: &str) -> anyhow::Result<bool> {
-        remove_dir(&stack_root().join("volumes").join(name))
+        let root = stack_root();
+        Ok(stack_sys::remove_tree(&root, &volume_dir(&root, name)?)?)
     }
 
     fn remove_image(&self, name: &str) -> anyhow::Result<bool> {
@@ -176,7 +177,9 @@ impl stack_engine::Driver for Host {
     }
 
     fn forget_project(&self, project: &str) -> anyhow::Result<()> {
-        remove_dir(&project_dir(project)).map(drop)
+        let root = stack_root();
+        stack_sys::remove_tree(&root, &project_dir(&root, project)?)?;
+        Ok(())
     }
 }
 
@@ -189,13 +192,10 @@ fn new_container(args: &RunArgs) -> anyhow::Result<Observed> {
     Ok(crate::supervision::observed(&root, &st, running))
 }
 
-/// Removes a directory and what is in it; false if there was none.
-fn remove_dir(dir: &Path) -> anyhow::Result<bool> {
-    match std::fs::remove_dir_all(dir) {
-        Ok(()) => Ok(true),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
-        Err(e) => Err(e).with_context(|| format!("cannot remove `{}`", dir.display())),
-    }
+/// The directory of named volume `name` under the root, from a checked name.
+fn volume_dir(root: &Path, name: &str) -> anyhow::Result<PathBuf> {
+    stack_model::names::check(stack_model::names::Kind::Volume, name)?;
+    Ok(stack_sys::join(&root.join("volumes"), name)?)
 }
 
 /// A label of a container, or "".
@@ -847,7 +847,9 @@ fn named_volume(
     };
     match opt("type") {
         None => {
-            let source = stack_root().join("volumes").join(&name).join("_data");
+            let dir = volume_dir(&stack_root(), &name)?;
+            stack_sys::private_dir(dir.parent().expect("under the root"))?;
+            let source = dir.join("_data");
             if decl.is_some_and(|v| v.external.0) && !source.exists() {
                 bail!("volume {name} declared as external, but could not be found");
             }
@@ -1027,15 +1029,19 @@ pub fn one_off_args(req: &RunRequest, s: &Service) -> anyhow::Result<RunArgs> {
 
 /// Where a project keeps what it writes for its containers (secrets and
 /// configs given as content); removed by `down`.
-fn project_dir(project: &str) -> std::path::PathBuf {
-    stack_root().join("projects").join(project)
+fn project_dir(root: &Path, project: &str) -> anyhow::Result<PathBuf> {
+    stack_model::names::check(stack_model::names::Kind::Project, project)?;
+    Ok(stack_sys::join(&root.join("projects"), project)?)
 }
 
 /// A service's secrets and configs as read-only bind mounts: secrets at
 /// `/run/secrets/NAME` (or their target), configs at `/NAME` (or theirs).
 /// A `file` is mounted as it is (edits show, as with compose); `content`
 /// (and `environment`, which the client turned into content) is written
-/// under the root with the reference's mode, uid and gid.
+/// under the root with the reference's mode, uid and gid: a file of each
+/// reference's own (`projects/P/SERVICE/secrets/N`, N its place in the
+/// service's list), so two references do not share one mode or owner, in
+/// directories only root may enter.
 fn file_objects(
     project: &Project,
     service: &str,
@@ -1047,7 +1053,7 @@ fn file_objects(
         ("secret", &s.secrets, &project.secrets),
         ("config", &s.configs, &project.configs),
     ] {
-        for r in refs {
+        for (i, r) in refs.iter().enumerate() {
             let what = format!("service {service}: {kind} `{}`", r.source);
             let obj = objects
                 .get(&r.source)
@@ -1069,16 +1075,16 @@ fn file_objects(
                     path
                 }
                 (None, Some(content)) => {
-                    let dir = project_dir(&project.name)
-                        .join(service)
+                    stack_model::names::check(stack_model::names::Kind::Service, service)?;
+                    let dir = stack_sys::join(&project_dir(&stack_root(), &project.name)?, service)?
                         .join(format!("{kind}s"));
-                    std::fs::create_dir_all(&dir)
-                        .with_context(|| format!("cannot create `{}`", dir.display()))?;
-                    let path = dir.join(&r.source);
-                    std::fs::write(&path, content)
+                    stack_sys::private_dir(&dir)?;
+                    let path = dir.join(i.to_string());
+                    let mut file = stack_sys::private_file(&path)?;
+                    std::io::Write::write_all(&mut file, content.as_bytes())
                         .with_context(|| format!("{what}: cannot write `{}`", path.display()))?;
                     let mode = r.mode.as_ref().map_or(0o444, |m| m.0);
-                    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode))?;
+                    file.set_permissions(std::fs::Permissions::from_mode(mode))?;
                     let id = |v: &Option<stack_model::Text>, which: &str| {
                         v.as_ref()
                             .and_then(|t| t.0.as_deref())

@@ -174,10 +174,10 @@ pub struct Watches {
 }
 
 /// Where a detached watch is kept, to be resumed by the next engine.
-fn saved_path(project: &str) -> PathBuf {
-    crate::container::stack_root()
-        .join("watch")
-        .join(format!("{project}.json"))
+fn saved_path(project: &str) -> anyhow::Result<PathBuf> {
+    stack_model::names::check(stack_model::names::Kind::Project, project)?;
+    let dir = crate::container::stack_root().join("watch");
+    Ok(stack_sys::join(&dir, &format!("{project}.json"))?)
 }
 
 /// Runs a project's `up` under its lock, as the API's `up` does.
@@ -261,7 +261,9 @@ impl Watches {
                 task.abort();
                 running.remove(project);
                 if id.is_none() {
-                    let _ = std::fs::remove_file(saved_path(project));
+                    if let Ok(path) = saved_path(project) {
+                        let _ = std::fs::remove_file(path);
+                    }
                 }
                 true
             }
@@ -272,9 +274,9 @@ impl Watches {
     /// Keeps a detached watch for the next engine.
     pub fn save(req: &WatchRequest) -> anyhow::Result<()> {
         use std::os::unix::fs::OpenOptionsExt as _;
-        let path = saved_path(&req.up.project.name);
+        let path = saved_path(&req.up.project.name)?;
         let dir = path.parent().expect("under the root");
-        std::fs::create_dir_all(dir)?;
+        stack_sys::private_dir(dir)?;
         let temp = dir.join(format!(".{}.tmp", req.up.project.name));
         let mut f = std::fs::OpenOptions::new()
             .write(true)

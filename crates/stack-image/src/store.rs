@@ -229,6 +229,9 @@ impl Store {
         let s = Store {
             root: root.to_path_buf(),
         };
+        // Layers are the containers' lower directories: root's alone, so
+        // no other user reaches (or runs) what an image carries.
+        stack_sys::private_dir(root).map_err(|e| ImageError::io(root, e.into_io()))?;
         for d in ["blobs/sha256", "layers", "tmp", "locks"] {
             fs::create_dir_all(s.root.join(d)).map_err(|e| ImageError::io(&s.root.join(d), e))?;
         }

@@ -131,7 +131,7 @@ pub fn valid_name(name: &str) -> bool {
 impl Store {
     pub fn open(stack_root: &Path) -> Result<Store, NetError> {
         let root = stack_root.join("networks");
-        fs::create_dir_all(&root).map_err(|e| NetError::io(&root, e))?;
+        stack_sys::private_dir(&root).map_err(|e| NetError::io(&root, e.into_io()))?;
         Ok(Store { root })
     }
 

@@ -65,9 +65,11 @@ fn record_failure(
     e: &std::io::Error,
 ) -> std::io::Result<()> {
     if detached {
+        use std::os::unix::fs::OpenOptionsExt as _;
         let mut log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
+            .mode(0o600)
             .open(state::log_path(dir))?;
         let r = crate::logs::Record {
             log: format!("stack: {e}\n"),

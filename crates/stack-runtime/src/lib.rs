@@ -180,11 +180,21 @@ fn prepare(spec: &Spec, root: &Path) -> Result<PathBuf, RuntimeError> {
     if !spec.rootfs.is_dir() {
         return Err(RuntimeError::NoRootfs(spec.rootfs.clone()));
     }
+    if !stack_sys::is_plain_name(&spec.id) || spec.id.starts_with('.') {
+        return Err(RuntimeError::Prepare {
+            id: spec.id.clone(),
+            source: std::io::Error::other("a container id is a plain file name"),
+        });
+    }
     let dir = container_dir(root, &spec.id);
-    std::fs::create_dir_all(&dir).map_err(|source| RuntimeError::Prepare {
-        id: spec.id.clone(),
-        source,
-    })?;
+    // The containers' directories hold their state (environment values
+    // included), logs and writable layers: root's alone.
+    stack_sys::private_dir(&root.join("containers"))
+        .and_then(|()| stack_sys::private_dir(&dir))
+        .map_err(|e| RuntimeError::Prepare {
+            id: spec.id.clone(),
+            source: std::io::Error::other(e),
+        })?;
     Ok(dir)
 }
 

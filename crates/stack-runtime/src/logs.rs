@@ -35,9 +35,11 @@ pub struct RotatingFile {
 
 impl RotatingFile {
     pub fn open(path: &std::path::Path, max_size: Option<u64>, max_files: u32) -> io::Result<Self> {
+        use std::os::unix::fs::OpenOptionsExt as _;
         let file = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
+            .mode(0o600)
             .open(path)?;
         let size = file.metadata()?.len();
         Ok(RotatingFile {
@@ -82,9 +84,11 @@ impl Sink for RotatingFile {
         } else {
             std::fs::remove_file(&self.path)?;
         }
+        use std::os::unix::fs::OpenOptionsExt as _;
         self.file = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
+            .mode(0o600)
             .open(&self.path)?;
         self.size = 0;
         Ok(())

@@ -46,7 +46,7 @@ pub fn log_path(dir: &Path) -> PathBuf {
 /// Writes the state so that readers see the old or the new file, never half of one.
 pub fn write(dir: &Path, state: &State) -> io::Result<()> {
     let tmp = dir.join(".state.json.tmp");
-    let mut f = std::fs::File::create(&tmp)?;
+    let mut f = stack_sys::private_file(&tmp).map_err(stack_sys::PathError::into_io)?;
     f.write_all(&serde_json::to_vec_pretty(state).map_err(io::Error::other)?)?;
     f.sync_all()?;
     std::fs::rename(&tmp, path(dir))?;
@@ -99,6 +99,9 @@ pub fn claim(dir: &Path) -> io::Result<()> {
     let creator = format!("{me} {}", start_time(me).unwrap_or(0));
     let name = dir.file_name().unwrap_or_default().to_string_lossy();
     let aside = dir.with_file_name(format!(".{name}.{}.claim", creator.replace(' ', "-")));
+    if let Some(containers) = dir.parent() {
+        stack_sys::private_dir(containers).map_err(stack_sys::PathError::into_io)?;
+    }
     std::fs::create_dir_all(&aside)?;
     std::fs::write(aside.join(CLAIM), format!("{creator}\n"))?;
     std::fs::rename(&aside, dir)

@@ -32,6 +32,16 @@ pub enum PathError {
     },
 }
 
+impl PathError {
+    /// The I/O error itself, for a caller whose own error names the path.
+    pub fn into_io(self) -> io::Error {
+        match self {
+            PathError::Io { source, .. } => source,
+            other => io::Error::other(other),
+        }
+    }
+}
+
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> PathError + '_ {
     move |source| PathError::Io {
         path: path.to_path_buf(),

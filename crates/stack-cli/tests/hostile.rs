@@ -1,0 +1,204 @@
+//! Names that would become paths, and the privacy of the store root
+//! (issue 19): each victim outside the root is unique to the run and checked
+//! untouched, each refusal names the key. Needs root.
+
+mod common;
+
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::{Path, PathBuf};
+
+use common::{in_project, project_env};
+
+/// A directory outside every store root, unique to this run, holding a
+/// file `file` whose content is `ORIGINAL`.
+fn victim(tag: &str) -> PathBuf {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let d = std::env::temp_dir().join(format!("stack-victim-{tag}-{}-{nanos}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    std::fs::write(d.join("file"), "ORIGINAL").unwrap();
+    d
+}
+
+fn untouched(v: &Path) {
+    assert_eq!(std::fs::read_to_string(v.join("file")).unwrap(), "ORIGINAL");
+    assert_eq!(std::fs::read_dir(v).unwrap().count(), 1, "{}", v.display());
+    std::fs::remove_dir_all(v).unwrap();
+}
+
+#[test]
+fn names_from_a_stack_file_never_become_host_paths() {
+    let v = victim("names");
+    let file = v.join("file").display().to_string();
+    let escape = format!("../../../escape-{}", std::process::id());
+    let compose = format!(
+        r#"services:
+  web:
+    image: local/busybox:1
+    command: ["sleep", "1000"]
+    configs: ["{file}"]
+    secrets: ["../../../../escape"]
+    volumes: ["v1:/data"]
+  "{escape}":
+    image: local/busybox:1
+    configs: [ok]
+configs:
+  "{file}":
+    content: OVERWRITTEN
+  ok:
+    content: fine
+secrets:
+  "../../../../escape":
+    environment: HOME
+volumes:
+  v1:
+    name: {vol}
+"#,
+        vol = v.display()
+    );
+    let (e, d) = project_env("hostile", "names", &compose);
+    for cmd in [&["up", "-d"][..], &["down", "-v"][..]] {
+        let err = e.fails(&in_project(&d, cmd));
+        for says in [
+            format!("invalid config name `{file}`"),
+            "invalid secret name `../../../../escape`".to_string(),
+            format!("invalid volume name `{}`", v.display()),
+            format!("invalid service name `{escape}`"),
+        ] {
+            assert!(err.contains(&says), "{cmd:?} should say {says}: {err}");
+        }
+        assert!(err.contains("compose.yaml:"), "positions: {err}");
+    }
+    untouched(&v);
+    assert!(!e.dir.join(escape.trim_start_matches("../../../")).exists());
+    assert!(!e.root().join("projects").exists(), "nothing written for the project");
+}
+
+/// `down -v` removes only what stack made: a volume directory that is a
+/// link out of the root is refused by name, and what it points at stays.
+#[test]
+fn down_never_follows_a_link_out_of_the_root() {
+    let (e, d) = project_env(
+        "hostile",
+        "link",
+        r#"services:
+  web:
+    image: local/busybox:1
+    command: ["sleep", "1000"]
+    volumes: ["data:/data"]
+volumes:
+  data: {}
+"#,
+    );
+    e.out(&in_project(&d, &["up", "-d"]));
+    e.out(&in_project(&d, &["down"]));
+    let v = victim("link");
+    let dir = e.root().join("volumes/app_data");
+    std::fs::remove_dir_all(&dir).unwrap();
+    std::os::unix::fs::symlink(&v, &dir).unwrap();
+    let err = e.fails(&in_project(&d, &["down", "-v"]));
+    assert!(err.contains("is a symbolic link") && err.contains("app_data"), "{err}");
+    untouched(&v);
+}
+
+/// Two references to one config each get their own file with their own
+/// mode, and what the project writes is root's alone.
+#[test]
+fn each_reference_has_its_own_file_in_private_directories() {
+    let (e, d) = project_env(
+        "hostile",
+        "refs",
+        r#"services:
+  web:
+    image: local/busybox:1
+    command: ["sleep", "1000"]
+    environment: [DB_PASSWORD=hunter2]
+    configs:
+      - {source: conf, target: /a, mode: 0400}
+      - {source: conf, target: /b, mode: 0444}
+configs:
+  conf:
+    content: shared
+"#,
+    );
+    e.out(&in_project(&d, &["up", "-d"]));
+    let ls = e.out(&in_project(&d, &["exec", "-T", "web", "busybox", "ls", "-l", "/a", "/b"]));
+    let modes: Vec<&str> = ls.lines().filter_map(|l| l.split_whitespace().next()).collect();
+    assert_eq!(modes, ["-r--------", "-r--r--r--"], "{ls}");
+    let root = e.root();
+    let mode = |p: &Path| std::fs::symlink_metadata(p).unwrap().permissions().mode() & 0o7777;
+    assert_eq!(mode(&root), 0o700);
+    for dir in ["containers", "images", "networks", "projects", "projects/app/web/configs"] {
+        assert_eq!(mode(&root.join(dir)), 0o700, "{dir}");
+    }
+    let id = std::fs::read_dir(root.join("containers"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.join("state.json").exists())
+        .expect("a container directory");
+    assert_eq!(mode(&id), 0o700);
+    assert_eq!(mode(&id.join("state.json")), 0o600);
+    assert_eq!(mode(&id.join("container.log")), 0o600);
+    e.out(&in_project(&d, &["down"]));
+    assert!(!root.join("projects/app").exists(), "down removes what the project wrote");
+}
+
+/// Users other than root can neither list nor read the store: not the
+/// environment in a state file, not a log, not a writable layer.
+#[test]
+fn a_user_who_is_not_root_reaches_nothing_in_the_store() {
+    use std::os::unix::process::CommandExt as _;
+    let (e, d) = project_env(
+        "hostile",
+        "private",
+        r#"services:
+  web:
+    image: local/busybox:1
+    command: ["sh", "-c", "echo secret-line; exec sleep 1000"]
+    environment: [DB_PASSWORD=hunter2]
+"#,
+    );
+    e.out(&in_project(&d, &["up", "-d"]));
+    let root = e.root();
+    let state = std::fs::read_dir(root.join("containers"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path().join("state.json"))
+        .find(|p| p.exists())
+        .unwrap();
+    assert!(std::fs::read_to_string(&state).unwrap().contains("hunter2"));
+    let as_nobody = |argv: &[&str]| {
+        let o = std::process::Command::new(argv[0])
+            .args(&argv[1..])
+            .uid(65534)
+            .gid(65534)
+            .output()
+            .unwrap();
+        (o.status.success(), String::from_utf8_lossy(&o.stderr).to_string())
+    };
+    let root_s = root.display().to_string();
+    let state_s = state.display().to_string();
+    let log_s = state.with_file_name("container.log").display().to_string();
+    for argv in [
+        vec!["ls", root_s.as_str()],
+        vec!["cat", state_s.as_str()],
+        vec!["cat", log_s.as_str()],
+    ] {
+        let (ok, err) = as_nobody(&argv);
+        assert!(!ok, "{argv:?} succeeded as nobody");
+        assert!(err.contains("Permission denied"), "{argv:?}: {err}");
+    }
+}
+
+/// `stack container run --name` holds names to Docker's rule.
+#[test]
+fn a_container_name_that_is_not_a_name_is_refused() {
+    let (e, _) = project_env("hostile", "cname", "services: {}\n");
+    for bad in ["../x", ".", "-x", "a/b"] {
+        let err = e.fails(&["container", "run", "--rm", "--name", bad, "local/busybox:1", "true"]);
+        assert!(err.contains(&format!("invalid container name `{bad}`")), "{bad}: {err}");
+    }
+}

@@ -1,0 +1,275 @@
+//! The container's isolation for real, as root (issue 19): /sys and its
+//! cgroups read-only with only the container's own cgroups in sight,
+//! read-only binds read-only all the way down, device nodes of its own, no
+//! inheritable capability.
+//!
+//! Every probe that writes, or tries to, runs inside a container (`sh -c`
+//! in `stack container run`), and is one that would change nothing even
+//! where it succeeded (an open with O_TRUNC of a cgroup file, a file in a
+//! temp directory). The host is only read (`stat`), but for the tmpfs a test
+//! mounts in its own temp directory and unmounts again.
+
+mod common;
+
+use std::os::unix::fs::MetadataExt as _;
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+use common::Env;
+
+const EROFS: &str = "Read-only file system";
+
+/// An environment with a busybox root filesystem (users root and app).
+fn env(name: &str) -> (Env, PathBuf) {
+    let mut e = Env::new("isolation", name);
+    e.vars.push(("STACK_DNS_UPSTREAM".into(), "none".into()));
+    let rootfs = e.dir.join("rootfs");
+    for d in ["bin", "etc"] {
+        std::fs::create_dir_all(rootfs.join(d)).unwrap();
+    }
+    std::fs::copy(common::busybox(), rootfs.join("bin/busybox")).unwrap();
+    for a in [
+        "sh", "cat", "echo", "grep", "ls", "find", "stat", "wc", "touch", "true", "id", "cut",
+    ] {
+        std::os::unix::fs::symlink("busybox", rootfs.join("bin").join(a)).unwrap();
+    }
+    std::fs::write(
+        rootfs.join("etc/passwd"),
+        "root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000:app:/home/app:/bin/sh\n",
+    )
+    .unwrap();
+    std::fs::write(rootfs.join("etc/group"), "root:x:0:\napp:x:1000:\n").unwrap();
+    (e, rootfs)
+}
+
+/// `sh -c script` in a new container with `flags`.
+fn run(e: &Env, rootfs: &Path, flags: &[&str], script: &str) -> Output {
+    let mut args = vec!["container", "run", "--rm"];
+    args.extend_from_slice(flags);
+    args.extend_from_slice(&["--rootfs", rootfs.to_str().unwrap(), "sh", "-c", script]);
+    e.stack(&args)
+}
+
+/// Standard output, then standard error.
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// Inside the container: how /sys is mounted, what /sys/fs/cgroup holds,
+/// an attempt to open each entry's `cgroup.procs` for writing (O_TRUNC,
+/// nothing written: harmless even where it is allowed), the cgroups below
+/// the top ones, and the memory limit seen at the top.
+const CGROUP_PROBE: &str = "\
+grep -c '^sysfs /sys sysfs ro,' /proc/mounts; \
+touch /sys/probe; \
+echo entries: $(ls /sys/fs/cgroup); \
+for d in /sys/fs/cgroup/*/; do true > ${d}cgroup.procs; done; \
+true > /sys/fs/cgroup/cgroup.procs; \
+echo below: $(find /sys/fs/cgroup -mindepth 2 -type d | wc -l); \
+echo limit: $(cat /sys/fs/cgroup/memory.max /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null)";
+
+#[test]
+fn sys_and_cgroups_are_read_only_and_show_the_containers_own_only() {
+    let (e, rootfs) = env("cgroups");
+    e.out(&["network", "create", "front"]);
+    for net in ["front", "host", "none"] {
+        let o = run(
+            &e,
+            &rootfs,
+            &["--network", net, "-m", "64m"],
+            CGROUP_PROBE,
+        );
+        let out = text(&o);
+        let mut lines = out.lines();
+        assert_eq!(lines.next(), Some("1"), "{net}: /sys is not a read-only sysfs: {out}");
+        assert!(
+            out.contains(&format!("touch: /sys/probe: {EROFS}")),
+            "{net}: {out}"
+        );
+        let entries: Vec<&str> = out
+            .lines()
+            .find_map(|l| l.strip_prefix("entries: "))
+            .unwrap_or_default()
+            .split(' ')
+            .filter(|x| !x.is_empty())
+            .collect();
+        let v2 = entries.contains(&"cgroup.controllers");
+        assert!(
+            v2 || entries.contains(&"memory"),
+            "{net}: the container's cgroups are not there: {out}"
+        );
+        if v2 {
+            assert!(
+                out.contains(&format!("can't create /sys/fs/cgroup/cgroup.procs: {EROFS}")),
+                "{net}: the cgroup file system is writable: {out}"
+            );
+        } else {
+            // Every controller's directory refuses writes.
+            for c in &entries {
+                assert!(
+                    out.contains(&format!("can't create /sys/fs/cgroup/{c}/cgroup.procs: {EROFS}")),
+                    "{net}: /sys/fs/cgroup/{c} is writable: {out}"
+                );
+            }
+        }
+        // Its own cgroups, at the top, with its limit; none below them and
+        // no other of the host's.
+        assert!(out.contains("\nbelow: 0\n"), "{net}: other cgroups in sight: {out}");
+        assert!(out.contains("\nlimit: 67108864\n"), "{net}: not its own cgroup: {out}");
+    }
+    e.out(&["network", "rm", "front"]);
+}
+
+/// A tmpfs mounted on the host (in the test's own directory) for as long
+/// as it lives.
+struct HostTmpfs(PathBuf);
+
+impl HostTmpfs {
+    fn mount(at: &Path) -> HostTmpfs {
+        std::fs::create_dir_all(at).unwrap();
+        nix::mount::mount(
+            Some("tmpfs"),
+            at,
+            Some("tmpfs"),
+            nix::mount::MsFlags::empty(),
+            Some("size=1m"),
+        )
+        .unwrap();
+        HostTmpfs(at.to_path_buf())
+    }
+}
+
+impl Drop for HostTmpfs {
+    fn drop(&mut self) {
+        let _ = nix::mount::umount2(&self.0, nix::mount::MntFlags::MNT_DETACH);
+    }
+}
+
+#[test]
+fn a_read_only_bind_is_read_only_all_the_way_down() {
+    let (e, rootfs) = env("recursive");
+    let src = e.dir.join("src");
+    let _sub = HostTmpfs::mount(&src.join("sub"));
+    let ro = format!("{}:/data:ro", src.display());
+    let o = run(
+        &e,
+        &rootfs,
+        &["-v", &ro],
+        "touch /data/sub/x; touch /data/x; grep ' /data/sub ' /proc/mounts | cut -d' ' -f4 | cut -d, -f1",
+    );
+    let out = text(&o);
+    assert!(
+        out.contains(&format!("touch: /data/sub/x: {EROFS}")),
+        "the submount is writable: {out}"
+    );
+    assert!(out.contains(&format!("touch: /data/x: {EROFS}")), "{out}");
+    assert!(out.starts_with("ro\n"), "{out}");
+    assert!(!src.join("sub/x").exists() && !src.join("x").exists());
+    // Writable, the submount comes along.
+    let rw = format!("{}:/data", src.display());
+    let o = run(&e, &rootfs, &["-v", &rw], "touch /data/sub/y");
+    assert!(o.status.success(), "{o:?}");
+    assert!(src.join("sub/y").exists(), "the submount was not bound");
+}
+
+/// (device, inode) of a path inside the container, with its type and
+/// major:minor, as `stat` prints them there.
+fn stat_inside(out: &str, path: &str) -> Option<(u64, u64, String)> {
+    out.lines().find_map(|l| {
+        let mut f = l.splitn(4, ' ');
+        if f.next()? != path {
+            return None;
+        }
+        let dev = f.next()?.parse().ok()?;
+        let ino = f.next()?.parse().ok()?;
+        Some((dev, ino, f.next()?.to_string()))
+    })
+}
+
+#[test]
+fn device_nodes_and_masks_are_the_containers_own() {
+    let (e, rootfs) = env("devices");
+    let devices = [
+        ("null", "1:3"),
+        ("zero", "1:5"),
+        ("full", "1:7"),
+        ("random", "1:8"),
+        ("urandom", "1:9"),
+        ("tty", "5:0"),
+    ];
+    let masked = [
+        "/proc/kcore",
+        "/proc/keys",
+        "/proc/timer_list",
+        "/proc/sched_debug",
+        "/proc/latency_stats",
+    ];
+    // Read only: stat, and an open for writing of a masked file (on a
+    // mistake, the host's /dev/null).
+    let mut script = String::new();
+    for (d, _) in devices {
+        script.push_str(&format!("stat -c '%n %d %i %F %t:%T' /dev/{d}; "));
+    }
+    for m in masked {
+        script.push_str(&format!(
+            "[ -e {m} ] && stat -c '%n %d %i %F %s' {m} && true > {m}; "
+        ));
+    }
+    let o = run(&e, &rootfs, &[], &script);
+    let out = text(&o);
+    let host_null = std::fs::metadata("/dev/null").unwrap();
+    let host = (host_null.dev(), host_null.ino());
+    for (d, numbers) in devices {
+        let path = format!("/dev/{d}");
+        let (dev, ino, rest) = stat_inside(&out, &path).unwrap_or_else(|| panic!("{out}"));
+        let h = std::fs::metadata(&path).unwrap();
+        assert!(
+            (dev, ino) != (h.dev(), h.ino()),
+            "{path} inside is the host's node: {out}"
+        );
+        // Major and minor in hex, as stat prints them.
+        let (major, minor) = numbers.split_once(':').unwrap();
+        let want = format!(
+            "character special file {:x}:{:x}",
+            major.parse::<u32>().unwrap(),
+            minor.parse::<u32>().unwrap()
+        );
+        assert_eq!(rest, want, "{path}: {out}");
+    }
+    let mut seen = 0;
+    for m in masked {
+        let Some((dev, ino, rest)) = stat_inside(&out, m) else {
+            continue;
+        };
+        seen += 1;
+        assert!((dev, ino) != host, "{m} is the host's /dev/null: {out}");
+        assert_eq!(rest, "regular empty file 0", "{m}: {out}");
+        assert!(
+            out.contains(&format!("can't create {m}: {EROFS}")),
+            "{m} is writable: {out}"
+        );
+    }
+    assert!(seen > 0, "no masked file exists on this kernel: {out}");
+}
+
+#[test]
+fn no_inheritable_or_ambient_capability_for_any_user() {
+    let (e, rootfs) = env("caps");
+    for user in ["app", "root"] {
+        let o = run(
+            &e,
+            &rootfs,
+            &["-u", user],
+            "grep -E '^Cap(Inh|Amb):' /proc/self/status",
+        );
+        assert_eq!(
+            text(&o),
+            "CapInh:\t0000000000000000\nCapAmb:\t0000000000000000\n",
+            "{user}"
+        );
+    }
+}

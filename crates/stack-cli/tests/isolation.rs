@@ -77,15 +77,14 @@ fn sys_and_cgroups_are_read_only_and_show_the_containers_own_only() {
     let (e, rootfs) = env("cgroups");
     e.out(&["network", "create", "front"]);
     for net in ["front", "host", "none"] {
-        let o = run(
-            &e,
-            &rootfs,
-            &["--network", net, "-m", "64m"],
-            CGROUP_PROBE,
-        );
+        let o = run(&e, &rootfs, &["--network", net, "-m", "64m"], CGROUP_PROBE);
         let out = text(&o);
         let mut lines = out.lines();
-        assert_eq!(lines.next(), Some("1"), "{net}: /sys is not a read-only sysfs: {out}");
+        assert_eq!(
+            lines.next(),
+            Some("1"),
+            "{net}: /sys is not a read-only sysfs: {out}"
+        );
         assert!(
             out.contains(&format!("touch: /sys/probe: {EROFS}")),
             "{net}: {out}"
@@ -104,22 +103,32 @@ fn sys_and_cgroups_are_read_only_and_show_the_containers_own_only() {
         );
         if v2 {
             assert!(
-                out.contains(&format!("can't create /sys/fs/cgroup/cgroup.procs: {EROFS}")),
+                out.contains(&format!(
+                    "can't create /sys/fs/cgroup/cgroup.procs: {EROFS}"
+                )),
                 "{net}: the cgroup file system is writable: {out}"
             );
         } else {
             // Every controller's directory refuses writes.
             for c in &entries {
                 assert!(
-                    out.contains(&format!("can't create /sys/fs/cgroup/{c}/cgroup.procs: {EROFS}")),
+                    out.contains(&format!(
+                        "can't create /sys/fs/cgroup/{c}/cgroup.procs: {EROFS}"
+                    )),
                     "{net}: /sys/fs/cgroup/{c} is writable: {out}"
                 );
             }
         }
         // Its own cgroups, at the top, with its limit; none below them and
         // no other of the host's.
-        assert!(out.contains("\nbelow: 0\n"), "{net}: other cgroups in sight: {out}");
-        assert!(out.contains("\nlimit: 67108864\n"), "{net}: not its own cgroup: {out}");
+        assert!(
+            out.contains("\nbelow: 0\n"),
+            "{net}: other cgroups in sight: {out}"
+        );
+        assert!(
+            out.contains("\nlimit: 67108864\n"),
+            "{net}: not its own cgroup: {out}"
+        );
     }
     e.out(&["network", "rm", "front"]);
 }

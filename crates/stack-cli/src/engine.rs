@@ -300,16 +300,21 @@ impl stack_api::Engine for Real {
         session
     }
 
-    fn archive(&self, project: &str, q: ArchiveQuery) -> Result<Vec<u8>, ApiError> {
+    fn archive(&self, project: &str, q: ArchiveQuery) -> Result<stack_api::Archive, ApiError> {
         let st = crate::exec::replica(project, &q.service, q.index)?;
-        crate::copy::archive(&st, &q.path).map_err(file_error)
+        let write = crate::copy::archive(&st, &q.path).map_err(file_error)?;
+        Ok(Box::new(move |out| {
+            write(out).map_err(|e| std::io::Error::other(format!("{e:#}")))
+        }))
     }
 
+    /// Into one replica as the body comes; into several (`--all`) from a
+    /// copy in an unlinked file under the root (never in memory).
     fn extract(
         &self,
         project: &str,
         q: ArchiveQuery,
-        tar: bytes::Bytes,
+        tar: &mut dyn std::io::Read,
     ) -> Result<Copied, ApiError> {
         let targets = if q.all {
             crate::exec::replicas(project, &q.service)
@@ -323,8 +328,25 @@ impl stack_api::Engine for Real {
             });
         }
         let mut files = 0;
-        for st in &targets {
-            files = crate::copy::extract(st, &q.path, q.contents, &tar).map_err(file_error)?;
+        if let [st] = &targets[..] {
+            files = crate::copy::extract(st, &q.path, q.contents, tar).map_err(file_error)?;
+        } else {
+            use std::io::Seek as _;
+            use std::os::unix::fs::OpenOptionsExt as _;
+            let mut copy = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .mode(0o600)
+                .custom_flags(libc::O_TMPFILE)
+                .open(crate::container::stack_root())
+                .map_err(|e| internal(anyhow::anyhow!("cannot keep the archive: {e}")))?;
+            std::io::copy(tar, &mut copy)
+                .map_err(|e| ApiError::bad_request(format!("cannot read the archive: {e}")))?;
+            for st in &targets {
+                copy.rewind().map_err(|e| internal(e.into()))?;
+                files = crate::copy::extract(st, &q.path, q.contents, &mut copy)
+                    .map_err(file_error)?;
+            }
         }
         Ok(Copied {
             files,
@@ -490,7 +512,9 @@ fn readopt(root: &Path) {
         if let Err(e) = crate::network::unwire(id) {
             log(&format!("cannot sweep the endpoints of `{id}`: {e:#}"));
         }
-        let _ = std::fs::remove_dir_all(stack_runtime::container_dir(root, id));
+        if let Err(e) = stack_sys::remove_tree(root, &stack_runtime::container_dir(root, id)) {
+            log(&format!("cannot sweep `{id}`: {e}"));
+        }
     }
     log(&format!(
         "re-adopted {} containers ({running} running); swept {} that never started",

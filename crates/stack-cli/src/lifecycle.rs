@@ -445,7 +445,7 @@ pub fn remove_one(root: &Path, key: &str, force: bool) -> anyhow::Result<String>
     if let stack_runtime::NetworkMode::Path(_) = st.spec.network {
         crate::network::unwire(&st.id)?;
     }
-    std::fs::remove_dir_all(&dir).with_context(|| format!("cannot remove `{}`", dir.display()))?;
+    stack_sys::remove_tree(root, &dir)?;
     Ok(st.name)
 }
 

@@ -164,3 +164,19 @@ fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
     }
     out
 }
+
+/// stack-sys is the floor every crate may stand on: it uses no crate of
+/// ours and no runtime.
+#[test]
+fn sys_depends_on_no_crate_of_ours() {
+    let meta = metadata();
+    let deps = closure(&meta, "stack-sys");
+    let ours: Vec<_> = deps
+        .iter()
+        .filter(|d| d.starts_with("stack-") && *d != "stack-sys")
+        .collect();
+    assert!(ours.is_empty(), "stack-sys depends on {ours:?}");
+    for banned in ["tokio", "nix", "hyper"] {
+        assert!(!deps.contains(banned), "stack-sys depends on {banned}");
+    }
+}

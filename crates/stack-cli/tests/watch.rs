@@ -106,8 +106,15 @@ impl Drop for Watcher {
 
 #[test]
 fn sync_restart_exec_and_reload_follow_the_files() {
-    let (e, d) = common::project_env("watch", "follow", WATCHED);
+    // The paths the escape checks look for on the host are this run's own,
+    // so no leftover of an earlier run can satisfy them.
+    let tag = format!("{}-{}", std::process::id(), line!());
+    let escape = format!("escape-{tag}.txt");
+    let watched = WATCHED.replace("/data/escape.txt", &format!("/data/{escape}"));
+    let (e, d) = common::project_env("watch", "follow", &watched);
     let dir = Path::new(&d).to_path_buf();
+    let marker = format!("marker-{tag}.html");
+    write(&dir, &format!("src/{marker}"), "inside\n");
     write(&dir, "src/index.html", "v1\n");
     write(&dir, "src/old.html", "old\n");
     write(&dir, "conf/app.conf", "a=1\n");
@@ -115,13 +122,15 @@ fn sync_restart_exec_and_reload_follow_the_files() {
     write(&dir, "escape.txt", "contained\n");
     // A sync that came before the container had pivoted into its root
     // would write the host's /app (it once did).
-    let host_app = std::fs::read_to_string("/app/index.html").ok();
+    let host_marker = Path::new("/app").join(&marker);
     let w = Watcher::start(&e, &d, &[]);
 
-    // The initial sync put src in place.
+    // The initial sync put src in place, inside the container only.
     eventually(Duration::from_secs(10), "initial sync", || {
         read(&e, "/app/index.html").as_deref() == Some("v1\n")
     });
+    assert_eq!(read(&e, &format!("/app/{marker}")).as_deref(), Some("inside\n"));
+    assert!(!host_marker.exists(), "the sync wrote the host's {}", host_marker.display());
 
     // An edit is visible inside the container within a second.
     write(&dir, "src/index.html", "v2\n");
@@ -130,7 +139,7 @@ fn sync_restart_exec_and_reload_follow_the_files() {
         read(&e, "/app/index.html").as_deref() == Some("v2\n")
     });
     eprintln!("edit visible after {:?}", edited.elapsed());
-    assert_eq!(std::fs::read_to_string("/app/index.html").ok(), host_app);
+    assert!(!host_marker.exists());
 
     // New directories, deletions; ignored files stay out.
     write(&dir, "src/sub/deep.txt", "deep\n");
@@ -146,13 +155,12 @@ fn sync_restart_exec_and_reload_follow_the_files() {
 
     // A symlink in the container (/data -> /tmp) is followed inside it,
     // never out to the host's /tmp.
-    let host_tmp = Path::new("/tmp/escape.txt");
-    let before = std::fs::read_to_string(host_tmp).ok();
+    let host_tmp = Path::new("/tmp").join(&escape);
     write(&dir, "escape.txt", "still contained\n");
     eventually(Duration::from_secs(5), "escape.txt synced", || {
-        read(&e, "/tmp/escape.txt").as_deref() == Some("still contained\n")
+        read(&e, &format!("/tmp/{escape}")).as_deref() == Some("still contained\n")
     });
-    assert_eq!(std::fs::read_to_string(host_tmp).ok(), before);
+    assert!(!host_tmp.exists(), "the sync wrote the host's {}", host_tmp.display());
 
     // sync+exec runs the command after the sync.
     write(&dir, "hooks/run", "second\n");

@@ -282,3 +282,84 @@ fn no_inheritable_or_ambient_capability_for_any_user() {
         );
     }
 }
+
+/// compose's `bind.recursive` with `read_only`, as compose documents it:
+/// `enabled` (the default) read-only all the way down, `writable` keeps the
+/// submounts writable, `disabled` leaves them out; `writable` without
+/// `read_only` is refused, naming the service and the target.
+#[test]
+fn compose_bind_recursive_and_read_only() {
+    let root = std::env::temp_dir().join(format!("stack-isolation-src-{}", std::process::id()));
+    let src = root.join("src");
+    let _ = std::fs::remove_dir_all(&root);
+    let sub = HostTmpfs::mount(&src.join("sub"));
+    std::fs::write(src.join("sub/marker"), "on the submount\n").unwrap();
+    let s = src.display();
+    let volumes = format!(
+        r#"services:
+  probe:
+    image: local/busybox:1
+    volumes:
+      - type: bind
+        source: {s}
+        target: /all
+        read_only: true
+      - type: bind
+        source: {s}
+        target: /writable
+        read_only: true
+        bind:
+          recursive: writable
+      - type: bind
+        source: {s}
+        target: /alone
+        read_only: true
+        bind:
+          recursive: disabled
+"#
+    );
+    let (e, d) = common::project_env("isolation", "compose", &volumes);
+    let o = e.stack(&common::in_project(
+        &d,
+        &[
+            "run",
+            "--rm",
+            "probe",
+            "sh",
+            "-c",
+            "echo x > /all/sub/f; echo x > /writable/sub/f && echo writable; \
+             echo x > /writable/f; cat /alone/sub/marker || echo left out; cat /all/sub/marker",
+        ],
+    ));
+    let out = text(&o);
+    for want in [
+        format!("can't create /all/sub/f: {EROFS}"),
+        "writable\n".to_string(),
+        format!("can't create /writable/f: {EROFS}"),
+        "left out\n".to_string(),
+        "on the submount\n".to_string(),
+    ] {
+        assert!(out.contains(&want), "missing `{want}` in {out}");
+    }
+    assert!(std::fs::read_to_string(src.join("sub/f")).is_ok_and(|t| t == "x\n"));
+    assert!(!src.join("f").exists());
+    std::fs::write(
+        Path::new(&d).join("compose.yaml"),
+        volumes.replacen(
+            "        read_only: true\n        bind:\n          recursive: writable",
+            "        bind:\n          recursive: writable",
+            1,
+        ),
+    )
+    .unwrap();
+    let err = e.fails(&common::in_project(&d, &["run", "--rm", "probe", "true"]));
+    assert!(
+        err.contains(
+            "service probe: volume `/writable`: bind.recursive `writable` needs read_only: true"
+        ),
+        "{err}"
+    );
+    drop(e);
+    drop(sub);
+    let _ = std::fs::remove_dir_all(&root);
+}

@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
-use http_body_util::{BodyExt as _, Full};
+use http_body_util::{combinators::BoxBody, BodyExt as _, Full};
 use hyper::body::Incoming;
 use hyper::Response;
 use hyper_util::rt::TokioIo;
@@ -72,21 +72,38 @@ impl Client {
         read_events(resp, on).await
     }
 
-    /// `GET path`, its answer's bytes (an archive).
-    pub async fn get_bytes(&self, path: &str) -> Result<Bytes, ClientError> {
-        let resp = self.send("GET", path, None, false).await?;
-        body_bytes(resp).await
-    }
-
-    /// `PUT path` with bytes (an archive), its JSON answer.
-    pub async fn put<T: serde::de::DeserializeOwned>(
+    /// `GET path` whose answer's bytes (an archive) go to `to` as they
+    /// come (a [`crate::pipe::Reader`] reads them), a bounded number at a
+    /// time. An answer that breaks off is an error, for both.
+    pub async fn get_to(
         &self,
         path: &str,
-        bytes: Vec<u8>,
+        to: tokio::sync::mpsc::Sender<std::io::Result<Bytes>>,
+    ) -> Result<(), ClientError> {
+        let resp = self.send("GET", path, None, false).await?;
+        crate::pipe::forward(resp.into_body(), to)
+            .await
+            .map_err(|e| ClientError::Transport(e.to_string()))
+    }
+
+    /// `PUT path` with a body sent as it is made (`chunks`, from a
+    /// [`crate::pipe::Writer`]: an archive), its JSON answer.
+    pub async fn put_from<T: serde::de::DeserializeOwned>(
+        &self,
+        path: &str,
+        chunks: crate::pipe::Chunks,
     ) -> Result<T, ClientError> {
-        let resp = self.send("PUT", path, Some(bytes), false).await?;
-        let bytes = body_bytes(resp).await?;
-        serde_json::from_slice(&bytes).map_err(|e| ClientError::BadAnswer(e.to_string()))
+        let body = crate::pipe::ChunkBody::new(chunks);
+        let closer = body.closer();
+        let answer = async {
+            let resp = self.send_body("PUT", path, body.boxed(), false).await?;
+            body_bytes(resp).await
+        }
+        .await;
+        // An engine that answered before it read all (an error) leaves
+        // the writer nobody to send to.
+        closer.close();
+        serde_json::from_slice(&answer?).map_err(|e| ClientError::BadAnswer(e.to_string()))
     }
 
     /// `POST path` with a JSON body, upgraded to a session (`exec`): the
@@ -118,6 +135,19 @@ impl Client {
         body: Option<Vec<u8>>,
         upgrade: bool,
     ) -> Result<Response<Incoming>, ClientError> {
+        let body = Full::new(Bytes::from(body.unwrap_or_default()))
+            .map_err(|never| match never {})
+            .boxed();
+        self.send_body(method, path, body, upgrade).await
+    }
+
+    async fn send_body(
+        &self,
+        method: &str,
+        path: &str,
+        body: BoxBody<Bytes, std::io::Error>,
+        upgrade: bool,
+    ) -> Result<Response<Incoming>, ClientError> {
         let stream = tokio::net::UnixStream::connect(&self.socket)
             .await
             .map_err(|source| ClientError::NoEngine {
@@ -139,7 +169,7 @@ impl Client {
                 .header("upgrade", crate::session::UPGRADE);
         }
         let req = req
-            .body(Full::new(Bytes::from(body.unwrap_or_default())))
+            .body(body)
             .map_err(|e| ClientError::Transport(e.to_string()))?;
         let resp = sender
             .send_request(req)

@@ -12,12 +12,13 @@
 //! signals and exit code, framed, both ways.
 
 mod client;
+pub mod pipe;
 mod server;
 pub mod session;
 mod types;
 
 pub use client::{Client, ClientError};
-pub use server::{bind, serve, Engine, Events};
+pub use server::{bind, serve, Archive, Engine, Events};
 pub use session::{Control, Session};
 pub use types::*;
 

@@ -54,11 +54,19 @@ pub trait Engine: Send + Sync + 'static {
     /// Starts a one-off container of a service; the server relays its streams.
     fn run(&self, req: RunRequest) -> Result<Session, ApiError>;
     /// A tar of `q.path` in the replica, its top entry named as the path's
-    /// last component (`stack cp` out).
-    fn archive(&self, project: &str, q: ArchiveQuery) -> Result<Vec<u8>, ApiError>;
-    /// Extracts `tar` at `q.path` in the replica, or in every running one
-    /// with `q.all` (`stack cp` in).
-    fn extract(&self, project: &str, q: ArchiveQuery, tar: Bytes) -> Result<Copied, ApiError>;
+    /// last component (`stack cp` out): checked (the replica, the path),
+    /// then written by the function returned, on a thread of its own, into
+    /// the response's body as it goes.
+    fn archive(&self, project: &str, q: ArchiveQuery) -> Result<Archive, ApiError>;
+    /// Extracts the tar `tar` reads at `q.path` in the replica, or in every
+    /// running one with `q.all` (`stack cp` in); `tar` reads the request's
+    /// body as it comes.
+    fn extract(
+        &self,
+        project: &str,
+        q: ArchiveQuery,
+        tar: &mut dyn std::io::Read,
+    ) -> Result<Copied, ApiError>;
     /// The processes of the project's running containers (of `services`, or all).
     fn top(&self, project: &str, services: &[String]) -> Result<Vec<Top>, ApiError>;
     /// The image each of the project's containers (of `services`, or all) runs.
@@ -67,6 +75,9 @@ pub trait Engine: Send + Sync + 'static {
     /// those not running).
     fn stats(&self, project: &str, services: &[String], all: bool) -> Result<Vec<Stats>, ApiError>;
 }
+
+/// Writes an archive into a response's body as it makes it.
+pub type Archive = Box<dyn FnOnce(&mut dyn std::io::Write) -> std::io::Result<()> + Send>;
 
 /// Where an engine call reports progress; the client reads it line by line.
 #[derive(Clone)]
@@ -128,10 +139,13 @@ impl Events {
 /// The largest request body: a project is a few kB, a huge one a few MB.
 const MAX_BODY: usize = 64 << 20;
 
-/// The largest archive `cp` takes in (it is held in memory).
-const MAX_ARCHIVE: usize = 1 << 30;
+/// A response's body; only an archive's can break off (with an error: the
+/// client must not take a cut-short archive for a whole one).
+type Body = BoxBody<Bytes, std::io::Error>;
 
-type Body = BoxBody<Bytes, Infallible>;
+fn full(bytes: Bytes) -> Body {
+    Full::new(bytes).map_err(|never| match never {}).boxed()
+}
 
 /// Binds the engine's socket, replacing a stale one (the caller holds the
 /// engine's lock, so no live engine owns it). Only root may connect, or
@@ -266,23 +280,32 @@ async fn handle<E: Engine>(engine: Arc<E>, req: Request<Incoming>) -> Response<B
             };
             if !put {
                 return match blocking(move || engine.archive(&project, q)).await {
-                    Ok(tar) => Response::builder()
-                        .status(StatusCode::OK)
-                        .header("content-type", "application/x-tar")
-                        .body(Full::new(Bytes::from(tar)).boxed())
-                        .expect("a valid response"),
+                    Ok(write) => {
+                        let (mut w, chunks) = crate::pipe::channel();
+                        std::thread::spawn(move || match write(&mut w) {
+                            Ok(()) => {
+                                let _ = w.finish();
+                            }
+                            Err(e) => w.fail(e),
+                        });
+                        Response::builder()
+                            .status(StatusCode::OK)
+                            .header("content-type", "application/x-tar")
+                            .body(crate::pipe::ChunkBody::new(chunks).boxed())
+                            .expect("a valid response")
+                    }
                     Err(e) => api_error(e),
                 };
             }
-            match Limited::new(req.into_body(), MAX_ARCHIVE).collect().await {
-                Ok(body) => {
-                    let tar = body.to_bytes();
-                    answer(blocking(move || engine.extract(&project, q, tar)).await)
-                }
-                Err(e) => api_error(ApiError::bad_request(format!(
-                    "cannot read the archive (at most {MAX_ARCHIVE} bytes): {e}"
-                ))),
-            }
+            // The body is read as the engine extracts it.
+            let (tx, chunks) = tokio::sync::mpsc::channel(8);
+            tokio::spawn(crate::pipe::forward(req.into_body(), tx));
+            answer(
+                blocking(move || {
+                    engine.extract(&project, q, &mut crate::pipe::Reader::new(chunks))
+                })
+                .await,
+            )
         }
         Route::Logs { project } => match LogsQuery::parse(req.uri().query()) {
             Ok(q) => stream(move |events| engine.logs(&project, q, events)),
@@ -364,7 +387,7 @@ async fn upgraded<T: serde::de::DeserializeOwned + Send + 'static>(
         .status(StatusCode::SWITCHING_PROTOCOLS)
         .header("connection", "upgrade")
         .header("upgrade", crate::session::UPGRADE)
-        .body(Full::new(Bytes::new()).boxed())
+        .body(full(Bytes::new()))
         .expect("a valid response")
 }
 
@@ -460,7 +483,7 @@ fn stream(call: impl FnOnce(&Events) -> Result<(), ApiError> + Send + 'static) -
     Response::builder()
         .status(StatusCode::OK)
         .header("content-type", "application/x-ndjson")
-        .body(EventBody(rx, in_flight).boxed())
+        .body(EventBody(rx, in_flight).map_err(|never| match never {}).boxed())
         .expect("a valid response")
 }
 
@@ -513,7 +536,7 @@ fn json<T: serde::Serialize>(status: StatusCode, v: &T) -> Response<Body> {
     Response::builder()
         .status(status)
         .header("content-type", "application/json")
-        .body(Full::new(Bytes::from(bytes)).boxed())
+        .body(full(Bytes::from(bytes)))
         .expect("a valid response")
 }
 
@@ -521,7 +544,7 @@ fn text(status: StatusCode, s: &'static str) -> Response<Body> {
     Response::builder()
         .status(status)
         .header("content-type", "text/plain")
-        .body(Full::new(Bytes::from_static(s.as_bytes())).boxed())
+        .body(full(Bytes::from_static(s.as_bytes())))
         .expect("a valid response")
 }
 

@@ -206,18 +206,35 @@ impl Engine for Fake {
         })
     }
 
-    fn archive(&self, _project: &str, q: ArchiveQuery) -> Result<Vec<u8>, ApiError> {
-        Ok(format!("tar of {}", q.path).into_bytes())
+    /// `/big`: 64 MiB written a MiB at a time; `/broken`: a MiB, then an
+    /// error; else a line naming the path.
+    fn archive(&self, _project: &str, q: ArchiveQuery) -> Result<Archive, ApiError> {
+        Ok(Box::new(move |out| match q.path.as_str() {
+            "/big" | "/broken" => {
+                let mib = vec![7u8; 1 << 20];
+                for _ in 0..if q.path == "/big" { 64 } else { 1 } {
+                    out.write_all(&mib)?;
+                }
+                match q.path.as_str() {
+                    "/big" => Ok(()),
+                    _ => Err(std::io::Error::other("the disk went away")),
+                }
+            }
+            path => out.write_all(format!("tar of {path}").as_bytes()),
+        }))
     }
 
+    /// Counts the bytes as they come.
     fn extract(
         &self,
         project: &str,
         q: ArchiveQuery,
-        tar: bytes::Bytes,
+        tar: &mut dyn std::io::Read,
     ) -> Result<Copied, ApiError> {
+        let n = std::io::copy(tar, &mut std::io::sink())
+            .map_err(|e| ApiError::bad_request(format!("cannot read the archive: {e}")))?;
         Ok(Copied {
-            files: tar.len(),
+            files: n as usize,
             containers: vec![format!("{project}-{}-{}", q.service, q.index)],
         })
     }
@@ -815,28 +832,69 @@ fn run_is_a_session_for_the_projects_one_off() {
     );
 }
 
-/// `cp` travels as bytes both ways; a path with spaces and `%` arrives whole.
+/// `cp` travels as bytes both ways, streamed: a path with spaces and `%`
+/// arrives whole, 64 MiB pass a chunk at a time, and an archive that
+/// breaks off on the engine's side is an error for the client, never a
+/// short archive taken for whole.
 #[test]
-fn archives_travel_as_bytes() {
+fn archives_stream_both_ways() {
+    use std::io::{Read as _, Write as _};
     let s = Server::start("archive");
     let c = s.client();
-    let q = ArchiveQuery {
-        service: "web".into(),
-        index: 2,
-        path: "/srv/a b%c".into(),
-        ..ArchiveQuery::default()
+    let url = |path: &str| {
+        let q = ArchiveQuery {
+            service: "web".into(),
+            index: 2,
+            path: path.into(),
+            ..ArchiveQuery::default()
+        };
+        format!("/v1/projects/shop/archive?{}", q.to_query())
     };
-    let url = format!("/v1/projects/shop/archive?{}", q.to_query());
-    let got = s.rt.block_on(c.get_bytes(&url)).unwrap();
-    assert_eq!(&got[..], b"tar of /srv/a b%c");
-    let done: Copied = s.rt.block_on(c.put(&url, vec![0; 1000])).unwrap();
+    // What a GET answers, read on a thread as it comes.
+    let get = |path: &str| {
+        let (tx, rx) = tokio::sync::mpsc::channel(8);
+        let reader = std::thread::spawn(move || {
+            let mut got = Vec::new();
+            pipe::Reader::new(rx).read_to_end(&mut got).map(|_| got)
+        });
+        let answer = s.rt.block_on(c.get_to(&url(path), tx));
+        (answer, reader.join().unwrap())
+    };
+    let (answer, got) = get("/srv/a b%c");
+    answer.unwrap();
+    assert_eq!(got.unwrap(), b"tar of /srv/a b%c");
+    let (answer, got) = get("/big");
+    answer.unwrap();
+    let got = got.unwrap();
+    assert!(got.len() == 64 << 20 && got.iter().all(|b| *b == 7));
+    let (answer, got) = get("/broken");
+    assert!(matches!(answer, Err(ClientError::Transport(_))), "{answer:?}");
+    assert!(got.is_err());
+
+    // PUT: a body written on a thread as it is sent.
+    let put = |chunks: usize, whole: bool| {
+        let (mut w, rx) = pipe::channel();
+        let writer = std::thread::spawn(move || {
+            for _ in 0..chunks {
+                w.write_all(&[1u8; 1 << 20]).unwrap();
+            }
+            match whole {
+                true => w.finish().unwrap(),
+                false => w.fail(std::io::Error::other("the host file went away")),
+            }
+        });
+        let done = s.rt.block_on(c.put_from::<Copied>(&url("/srv/x"), rx));
+        writer.join().unwrap();
+        done
+    };
     assert_eq!(
-        done,
+        put(32, true).unwrap(),
         Copied {
-            files: 1000,
+            files: 32 << 20,
             containers: vec!["shop-web-2".into()]
         }
     );
+    assert!(put(2, false).is_err());
     let (status, body) = s.raw("GET", "/v1/projects/shop/archive?service=web", "");
     assert_eq!(status, 400, "{body}");
     assert!(body.contains("path= is missing"), "{body}");

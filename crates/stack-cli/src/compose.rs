@@ -494,21 +494,58 @@ impl ViaEngine {
 }
 
 impl crate::copy::Files for ViaEngine {
-    fn archive(&self, service: &str, path: &str) -> anyhow::Result<Vec<u8>> {
+    /// The answer goes to `sink` (on a thread) as it comes.
+    fn archive(
+        &self,
+        service: &str,
+        path: &str,
+        sink: crate::copy::TarSink<'_>,
+    ) -> anyhow::Result<usize> {
         let url = self.path(service, path, false);
-        Ok(self.rt.block_on(self.client.get_bytes(&url))?.to_vec())
+        let (tx, chunks) = tokio::sync::mpsc::channel(8);
+        let (answer, read) = std::thread::scope(|s| {
+            let reader = s.spawn(move || sink(&mut stack_api::pipe::Reader::new(chunks)));
+            let answer = self.rt.block_on(self.client.get_to(&url, tx));
+            let read = reader.join().unwrap_or_else(|p| std::panic::resume_unwind(p));
+            (answer, read)
+        });
+        // The engine's refusal says why; else what the reader saw.
+        match (answer, read) {
+            (Err(e @ stack_api::ClientError::Api { .. }), _) => Err(e.into()),
+            (_, Err(e)) => Err(e),
+            (Err(e), _) => Err(e.into()),
+            (Ok(()), Ok(n)) => Ok(n),
+        }
     }
 
+    /// What `source` writes (on a thread) is sent as it comes.
     fn extract(
         &self,
         service: &str,
         path: &str,
         contents: bool,
-        tar: Vec<u8>,
+        source: crate::copy::TarSource<'_>,
     ) -> anyhow::Result<usize> {
         let url = self.path(service, path, contents);
-        let done: stack_api::Copied = self.rt.block_on(self.client.put(&url, tar))?;
-        Ok(done.files)
+        let (mut w, chunks) = stack_api::pipe::channel();
+        let (answer, wrote) = std::thread::scope(|s| {
+            let writer = s.spawn(move || match source(&mut w) {
+                Ok(()) => w.finish().map_err(anyhow::Error::from),
+                Err(e) => {
+                    w.fail(std::io::Error::other(format!("{e:#}")));
+                    Err(e)
+                }
+            });
+            let answer = self
+                .rt
+                .block_on(self.client.put_from::<stack_api::Copied>(&url, chunks));
+            let wrote = writer.join().unwrap_or_else(|p| std::panic::resume_unwind(p));
+            (answer, wrote)
+        });
+        match wrote {
+            Err(e) if !crate::copy::went_away(&e) => Err(e),
+            _ => Ok(answer?.files),
+        }
     }
 }
 

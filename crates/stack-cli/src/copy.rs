@@ -7,6 +7,7 @@
 //! archive is extracted on the host with plain names only, never through a
 //! symlink it made.
 
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context as _};
@@ -50,18 +51,27 @@ fn contents_of(src: &str) -> bool {
     src.ends_with("/.") || src == "."
 }
 
-/// Where containers' files are reached.
+/// Reads an archive as it arrives ([`Files::archive`] hands it one).
+pub type TarSink<'a> = &'a mut (dyn FnMut(&mut dyn Read) -> anyhow::Result<usize> + Send);
+
+/// Writes an archive, which [`Files::extract`] sends on as it is written.
+pub type TarSource<'a> = &'a mut (dyn FnMut(&mut dyn Write) -> anyhow::Result<()> + Send);
+
+/// Where containers' files are reached. Archives stream: neither side
+/// ever holds a whole one.
 pub trait Files {
-    /// A tar of `path` in `name`, its top entry named as `top_name` says.
-    fn archive(&self, name: &str, path: &str) -> anyhow::Result<Vec<u8>>;
-    /// Extracts `tar` at `path` in `name` (as `ContainerFs::tar_in`): how
-    /// many files went into each container.
+    /// Hands `sink` a tar of `path` in `name` (its top entry named as
+    /// `top_name` says) as it is made; what `sink` returns.
+    fn archive(&self, name: &str, path: &str, sink: TarSink<'_>) -> anyhow::Result<usize>;
+    /// Extracts the tar `source` writes at `path` in `name` (as
+    /// `ContainerFs::tar_in`) as it is written: how many files went into
+    /// each container.
     fn extract(
         &self,
         name: &str,
         path: &str,
         contents: bool,
-        tar: Vec<u8>,
+        source: TarSource<'_>,
     ) -> anyhow::Result<usize>;
 }
 
@@ -74,14 +84,15 @@ pub fn copy(src: &Side, dest: &Side, files: &dyn Files) -> anyhow::Result<String
             let is_dir = std::fs::metadata(from)
                 .with_context(|| format!("`{from_text}`"))?
                 .is_dir();
-            let tar = host_tar(from, &top_name(&from_text))
-                .with_context(|| format!("cannot read `{from_text}`"))?;
-            let n = files.extract(name, path, contents_of(&from_text) && is_dir, tar)?;
+            let top = top_name(&from_text);
+            let n = files.extract(name, path, contents_of(&from_text) && is_dir, &mut |out| {
+                host_tar(from, &top, out).with_context(|| format!("cannot read `{from_text}`"))
+            })?;
             Ok(format!("Copied {n} files to {name}:{path}"))
         }
         (Side::Container { name, path }, Side::Host(to)) => {
-            let tar = files.archive(name, path)?;
-            let n = extract_host(&tar[..], to, contents_of(path))
+            let n = files
+                .archive(name, path, &mut |tar| extract_host(tar, to, contents_of(path)))
                 .with_context(|| format!("{name}:{path} -> {}", to.display()))?;
             Ok(format!("Copied {n} files from {name}:{path}"))
         }
@@ -91,16 +102,48 @@ pub fn copy(src: &Side, dest: &Side, files: &dyn Files) -> anyhow::Result<String
     }
 }
 
-/// A tar of the host's `from` under `name` (symlinks as symlinks).
-fn host_tar(from: &Path, name: &str) -> std::io::Result<Vec<u8>> {
-    let mut tar = tar::Builder::new(Vec::new());
+/// Writes a tar of the host's `from` under `name` (symlinks as symlinks).
+fn host_tar(from: &Path, name: &str, out: &mut dyn Write) -> std::io::Result<()> {
+    let mut tar = tar::Builder::new(out);
     tar.follow_symlinks(false);
     if std::fs::symlink_metadata(from)?.is_dir() {
         tar.append_dir_all(name, from)?;
     } else {
         tar.append_path_with_name(from, name)?;
     }
-    tar.into_inner()
+    tar.finish()
+}
+
+/// What `read` makes of what `write` writes, the two on two threads
+/// through a bounded pipe. The error that says why: the reader's when the
+/// writer only saw it go.
+pub fn through_pipe<T>(
+    write: impl FnOnce(&mut dyn Write) -> anyhow::Result<()> + Send,
+    read: impl FnOnce(&mut dyn Read) -> anyhow::Result<T>,
+) -> anyhow::Result<T> {
+    let (mut w, chunks) = stack_api::pipe::channel();
+    std::thread::scope(|s| {
+        let writer = s.spawn(move || match write(&mut w) {
+            Ok(()) => w.finish().map_err(anyhow::Error::from),
+            Err(e) => {
+                w.fail(std::io::Error::other(format!("{e:#}")));
+                Err(e)
+            }
+        });
+        let read = read(&mut stack_api::pipe::Reader::new(chunks));
+        let wrote = writer.join().unwrap_or_else(|p| std::panic::resume_unwind(p));
+        match wrote {
+            Err(e) if !went_away(&e) => Err(e),
+            _ => read,
+        }
+    })
+}
+
+/// A writer's error that only says the reader went.
+pub fn went_away(e: &anyhow::Error) -> bool {
+    e.chain()
+        .filter_map(|c| c.downcast_ref::<std::io::Error>())
+        .any(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
 }
 
 /// Extracts a tar from a container at `to` on the host, as `docker cp`
@@ -139,8 +182,12 @@ fn extract_host(tar: impl std::io::Read, to: &Path, contents: bool) -> anyhow::R
 }
 
 /// A tar of `path` in the running container `st` (the engine's `GET
-/// .../archive`, `container cp` here).
-pub fn archive(st: &State, path: &str) -> anyhow::Result<Vec<u8>> {
+/// .../archive`, `container cp` here): checked now (running, the path
+/// there), written by the function returned, as it walks.
+pub fn archive(
+    st: &State,
+    path: &str,
+) -> anyhow::Result<impl FnOnce(&mut dyn Write) -> anyhow::Result<()> + Send + 'static> {
     let fs = ContainerFs::open(st)?;
     if fs.is_dir(path)?.is_none() {
         return Err(std::io::Error::new(
@@ -149,14 +196,16 @@ pub fn archive(st: &State, path: &str) -> anyhow::Result<Vec<u8>> {
         )
         .into());
     }
-    let mut out = Vec::new();
-    fs.tar_out(path, &top_name(path), &mut out)
-        .with_context(|| format!("{}:{path}", st.name))?;
-    Ok(out)
+    let (name, path) = (st.name.clone(), path.to_string());
+    Ok(move |out: &mut dyn Write| {
+        fs.tar_out(&path, &top_name(&path), out)
+            .with_context(|| format!("{name}:{path}"))
+            .map(drop)
+    })
 }
 
-/// Extracts `tar` at `path` in the running container `st`.
-pub fn extract(st: &State, path: &str, contents: bool, tar: &[u8]) -> anyhow::Result<usize> {
+/// Extracts the tar `tar` reads at `path` in the running container `st`.
+pub fn extract(st: &State, path: &str, contents: bool, tar: &mut dyn Read) -> anyhow::Result<usize> {
     ContainerFs::open(st)?
         .tar_in(tar, path, contents)
         .with_context(|| format!("{}:{path}", st.name))
@@ -166,8 +215,9 @@ pub fn extract(st: &State, path: &str, contents: bool, tar: &[u8]) -> anyhow::Re
 pub struct Here<'a>(pub &'a Path);
 
 impl Files for Here<'_> {
-    fn archive(&self, name: &str, path: &str) -> anyhow::Result<Vec<u8>> {
-        archive(&crate::lifecycle::running_state(self.0, name)?, path)
+    fn archive(&self, name: &str, path: &str, sink: TarSink<'_>) -> anyhow::Result<usize> {
+        let write = archive(&crate::lifecycle::running_state(self.0, name)?, path)?;
+        through_pipe(write, |tar| sink(tar))
     }
 
     fn extract(
@@ -175,14 +225,10 @@ impl Files for Here<'_> {
         name: &str,
         path: &str,
         contents: bool,
-        tar: Vec<u8>,
+        source: TarSource<'_>,
     ) -> anyhow::Result<usize> {
-        extract(
-            &crate::lifecycle::running_state(self.0, name)?,
-            path,
-            contents,
-            &tar,
-        )
+        let st = crate::lifecycle::running_state(self.0, name)?;
+        through_pipe(|out| source(out), |tar| extract(&st, path, contents, tar))
     }
 }
 

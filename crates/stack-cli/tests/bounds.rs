@@ -137,3 +137,59 @@ fn a_big_log_keeps_the_engine_small() {
     assert_eq!(out, "second-last\nthe-last\n");
     e.out(&in_project(&d, &["down"]));
 }
+
+/// `cp` streams: a 300 MB file out of a container and back in passes
+/// through the engine and the client a chunk at a time.
+#[test]
+fn a_big_copy_keeps_the_engine_and_the_client_small() {
+    let (e, d) = project_env(
+        "bounds",
+        "cp",
+        r#"services:
+  files:
+    image: local/busybox:1
+    command: ["sh", "-c", "busybox yes 0123456789abcdef | busybox head -c 300000000 > /big; echo > /ready; exec sleep 1000"]
+"#,
+    );
+    e.out(&in_project(&d, &["up", "-d"]));
+    common::eventually(
+        std::time::Duration::from_secs(300),
+        "the container wrote its file",
+        || {
+            e.stack(&["container", "exec", "app-files-1", "cat", "/ready"])
+                .status
+                .success()
+        },
+    );
+    let before = engine_peak_mb(&e);
+    let host = e.dir.join("big");
+    let (ok, client) = run_sampled(
+        &e,
+        &in_project(&d, &["cp", "files:/big", host.to_str().unwrap()]),
+        &e.dir.join("cp-out.txt"),
+    );
+    assert!(ok);
+    assert_eq!(std::fs::metadata(&host).unwrap().len(), 300_000_000);
+    let pattern = b"0123456789abcdef\n";
+    let end: Vec<u8> = (300_000_000 - 17..300_000_000).map(|i| pattern[i % 17]).collect();
+    assert_eq!(last_bytes(&host, 17).as_bytes(), &end[..]);
+    let after_out = engine_peak_mb(&e);
+    eprintln!("engine VmHWM: {before} MB before, {after_out} MB after cp out of 300 MB (client peak {client} MB)");
+    assert!(after_out < 100, "{after_out} MB");
+    assert!(client < 100, "{client} MB");
+
+    // And back in.
+    let (ok, client) = run_sampled(
+        &e,
+        &in_project(&d, &["cp", host.to_str().unwrap(), "files:/back"]),
+        &e.dir.join("cp-in.txt"),
+    );
+    assert!(ok);
+    let size = e.out(&["container", "exec", "app-files-1", "busybox", "stat", "-c", "%s", "/back"]);
+    assert_eq!(size.trim(), "300000000");
+    let after_in = engine_peak_mb(&e);
+    eprintln!("engine VmHWM: {after_in} MB after cp in of 300 MB (client peak {client} MB)");
+    assert!(after_in < 100, "{after_in} MB");
+    assert!(client < 100, "{client} MB");
+    e.out(&in_project(&d, &["down"]));
+}

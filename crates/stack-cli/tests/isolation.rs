@@ -61,14 +61,15 @@ fn text(o: &Output) -> String {
 
 /// Inside the container: how /sys is mounted, what /sys/fs/cgroup holds,
 /// an attempt to open each entry's `cgroup.procs` for writing (O_TRUNC,
-/// nothing written: harmless even where it is allowed), the cgroups below
-/// the top ones, and the memory limit seen at the top.
+/// nothing written, and only of a file that exists: harmless even where it
+/// is allowed, and nothing is created where the runtime got it wrong), the
+/// cgroups below the top ones, and the memory limit seen at the top.
 const CGROUP_PROBE: &str = "\
 grep -c '^sysfs /sys sysfs ro,' /proc/mounts; \
 touch /sys/probe; \
 echo entries: $(ls /sys/fs/cgroup); \
-for d in /sys/fs/cgroup/*/; do true > ${d}cgroup.procs; done; \
-true > /sys/fs/cgroup/cgroup.procs; \
+for f in /sys/fs/cgroup/*/cgroup.procs /sys/fs/cgroup/cgroup.procs; do \
+[ -f $f ] && true > $f; done; \
 echo below: $(find /sys/fs/cgroup -mindepth 2 -type d | wc -l); \
 echo limit: $(cat /sys/fs/cgroup/memory.max /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null)";
 
@@ -178,6 +179,19 @@ fn a_read_only_bind_is_read_only_all_the_way_down() {
     assert!(out.contains(&format!("touch: /data/x: {EROFS}")), "{out}");
     assert!(out.starts_with("ro\n"), "{out}");
     assert!(!src.join("sub/x").exists() && !src.join("x").exists());
+    // The common `/:/rootfs:ro`: not one writable mount under it (read from
+    // /proc/mounts only).
+    let o = run(
+        &e,
+        &rootfs,
+        &["-v", "/:/rootfs:ro"],
+        "grep -c ' /rootfs' /proc/mounts; grep ' /rootfs' /proc/mounts | cut -d' ' -f2,4 | grep -v -E ' ro(,|$)'; true",
+    );
+    let out = text(&o);
+    let mut lines = out.lines();
+    let count: usize = lines.next().and_then(|l| l.parse().ok()).unwrap_or(0);
+    assert!(count > 1, "no submount under /rootfs: {out}");
+    assert_eq!(lines.next(), None, "writable under /rootfs: {out}");
     // Writable, the submount comes along.
     let rw = format!("{}:/data", src.display());
     let o = run(&e, &rootfs, &["-v", &rw], "touch /data/sub/y");
@@ -217,15 +231,17 @@ fn device_nodes_and_masks_are_the_containers_own() {
         "/proc/sched_debug",
         "/proc/latency_stats",
     ];
-    // Read only: stat, and an open for writing of a masked file (on a
-    // mistake, the host's /dev/null).
+    // Read only: stat, and an open for writing of a masked file that is a
+    // regular file.
     let mut script = String::new();
     for (d, _) in devices {
         script.push_str(&format!("stat -c '%n %d %i %F %t:%T' /dev/{d}; "));
     }
     for m in masked {
+        // Opened for writing only as a regular file (ours, or the real one
+        // in the container's own /proc where masking failed), never a node.
         script.push_str(&format!(
-            "[ -e {m} ] && stat -c '%n %d %i %F %s' {m} && true > {m}; "
+            "[ -e {m} ] && stat -c '%n %d %i %F %s' {m} && [ -f {m} ] && true > {m}; "
         ));
     }
     let o = run(&e, &rootfs, &[], &script);
@@ -289,9 +305,8 @@ fn no_inheritable_or_ambient_capability_for_any_user() {
 /// `read_only` is refused, naming the service and the target.
 #[test]
 fn compose_bind_recursive_and_read_only() {
-    let root = std::env::temp_dir().join(format!("stack-isolation-src-{}", std::process::id()));
-    let src = root.join("src");
-    let _ = std::fs::remove_dir_all(&root);
+    let root = TempDir::new("src");
+    let src = root.0.join("src");
     let sub = HostTmpfs::mount(&src.join("sub"));
     std::fs::write(src.join("sub/marker"), "on the submount\n").unwrap();
     let s = src.display();
@@ -361,5 +376,23 @@ fn compose_bind_recursive_and_read_only() {
     );
     drop(e);
     drop(sub);
-    let _ = std::fs::remove_dir_all(&root);
+}
+
+/// A directory of the test's own, removed on drop (after what is mounted in
+/// it is unmounted: declared before the mount's guard).
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(name: &str) -> TempDir {
+        let d = std::env::temp_dir().join(format!("stack-isolation-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        TempDir(d)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }

@@ -8,10 +8,14 @@
 //! symlink it made.
 
 use std::io::{Read, Write};
+use std::os::fd::{AsFd as _, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context as _};
-use stack_runtime::files::{tar_entries, write_host, ContainerFs};
+use nix::errno::Errno;
+use nix::fcntl::{AtFlags, OFlag, OpenHow, ResolveFlag};
+use nix::sys::stat::Mode;
+use stack_runtime::files::{tar_entries, ContainerFs, Entry};
 use stack_runtime::State;
 
 /// One side of a copy: `NAME:PATH` in a container (NAME has no `/`), or a
@@ -150,35 +154,108 @@ pub fn went_away(e: &anyhow::Error) -> bool {
 /// places it: into the directory `to` under the top entry's name, else as
 /// `to`; with `contents`, what is under the top entry into `to`. How many
 /// files it wrote.
-fn extract_host(tar: impl std::io::Read, to: &Path, contents: bool) -> anyhow::Result<usize> {
+///
+/// Below the directory the user named, no symlink is ever followed,
+/// whether the archive made it or an earlier copy left it there: every
+/// entry's directory is opened from that one with `openat2`
+/// `RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS`, and the entry made there with
+/// `*at` calls that do not follow its last component (a symlink or file
+/// where a directory goes is replaced, as `docker cp` does).
+fn extract_host(tar: impl Read, to: &Path, contents: bool) -> anyhow::Result<usize> {
     let into_dir = !contents && to.is_dir();
+    // The directory the user named, and the name the copy gets in it
+    // (none: the archive's top entry's, or with `contents`, `to` itself).
+    let (anchor, named): (&Path, Option<&std::ffi::OsStr>) = if contents || into_dir {
+        (to, None)
+    } else {
+        let name = to
+            .file_name()
+            .with_context(|| format!("`{}` names no file", to.display()))?;
+        let parent = to.parent().filter(|p| !p.as_os_str().is_empty());
+        (parent.unwrap_or(Path::new(".")), Some(name))
+    };
+    std::fs::create_dir_all(anchor).with_context(|| format!("`{}`", anchor.display()))?;
+    let dir = nix::fcntl::open(
+        anchor,
+        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .with_context(|| format!("`{}`", anchor.display()))?;
     Ok(tar_entries(tar, &mut |top, rest, entry| {
-        let base = if into_dir {
-            to.join(top)
-        } else {
-            to.to_path_buf()
-        };
-        // The archive may hold `a -> /etc` and then `a/passwd`: nothing is
-        // written through a symlink below where it is extracted.
-        let mut at = base.clone();
-        for part in rest.parent().into_iter().flat_map(Path::components) {
-            at.push(part);
-            if std::fs::symlink_metadata(&at).is_ok_and(|m| m.file_type().is_symlink()) {
-                return Err(std::io::Error::new(
-                    std::io::ErrorKind::InvalidData,
-                    format!(
-                        "`{}` is a symlink: the archive would write through it",
-                        at.display()
-                    ),
-                ));
-            }
+        let mut rel = PathBuf::new();
+        match (contents, named) {
+            (true, _) => {}
+            (false, Some(name)) => rel.push(name),
+            (false, None) => rel.push(top),
         }
-        let path = match rest.as_os_str().is_empty() {
-            true => base,
-            false => base.join(rest),
-        };
-        write_host(&path, entry)
+        rel.push(rest);
+        if rel.as_os_str().is_empty() {
+            // `contents`' top entry: the directory the user named.
+            return Ok(());
+        }
+        write_beneath(&dir, &rel, entry).map_err(|e| {
+            std::io::Error::new(e.kind(), format!("`{}`: {e}", anchor.join(&rel).display()))
+        })
     })?)
+}
+
+/// Makes `rel` below `dir` what `entry` is, following no symlink on the way.
+fn write_beneath(dir: &OwnedFd, rel: &Path, entry: Entry) -> std::io::Result<()> {
+    use nix::sys::stat::{fchmod, fstatat, mkdirat};
+    use nix::unistd::{symlinkat, unlinkat, UnlinkatFlags};
+    let name = rel.file_name().unwrap_or_default();
+    let parent = match rel.parent().filter(|p| !p.as_os_str().is_empty()) {
+        None => nix::unistd::dup(dir)?,
+        Some(p) => {
+            let how = OpenHow::new()
+                .flags(OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC)
+                .resolve(ResolveFlag::RESOLVE_BENEATH | ResolveFlag::RESOLVE_NO_SYMLINKS);
+            nix::fcntl::openat2(dir.as_fd(), p, how).map_err(|e| match e {
+                Errno::ELOOP | Errno::EXDEV => std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    "a symlink on the way: nothing is written through one",
+                ),
+                e => e.into(),
+            })?
+        }
+    };
+    let existing = fstatat(parent.as_fd(), name, AtFlags::AT_SYMLINK_NOFOLLOW)
+        .ok()
+        .map(|st| st.st_mode & libc::S_IFMT);
+    let is_dir = existing == Some(libc::S_IFDIR);
+    // What is in the way (not a directory kept as one) goes.
+    if existing.is_some() && !(is_dir && matches!(entry, Entry::Dir { .. })) {
+        let flag = match is_dir {
+            true => UnlinkatFlags::RemoveDir,
+            false => UnlinkatFlags::NoRemoveDir,
+        };
+        unlinkat(parent.as_fd(), name, flag)?;
+    }
+    let open = |flags: OFlag, mode: u32| {
+        nix::fcntl::openat(
+            parent.as_fd(),
+            name,
+            flags | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+            Mode::from_bits_truncate(mode),
+        )
+    };
+    match entry {
+        Entry::Dir { mode } => {
+            if !is_dir {
+                mkdirat(parent.as_fd(), name, Mode::from_bits_truncate(0o700))?;
+            }
+            let fd = open(OFlag::O_RDONLY | OFlag::O_DIRECTORY, 0)?;
+            fchmod(fd.as_fd(), Mode::from_bits_truncate(mode))?;
+        }
+        Entry::Symlink { target } => symlinkat(&target, parent.as_fd(), name)?,
+        Entry::File { mode, data, .. } => {
+            let fd = open(OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL, 0o600)?;
+            let mut file = std::fs::File::from(fd);
+            std::io::copy(data, &mut file)?;
+            fchmod(file.as_fd(), Mode::from_bits_truncate(mode))?;
+        }
+    }
+    Ok(())
 }
 
 /// A tar of `path` in the running container `st` (the engine's `GET
@@ -281,6 +358,7 @@ mod tests {
     #[test]
     fn a_hostile_archive_writes_nothing_outside() {
         let dir = std::env::temp_dir().join(format!("stack-copy-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
         let (to, outside) = (dir.join("to"), dir.join("outside"));
         std::fs::create_dir_all(&to).unwrap();
         std::fs::create_dir_all(&outside).unwrap();
@@ -306,6 +384,32 @@ mod tests {
             );
             assert!(!outside.join("pwned").exists(), "{entries:?}");
         }
+        // A symlink already in the destination (an earlier copy's, or
+        // planted) is replaced, never written through: at the top, and
+        // deeper with `contents`; with no directory entry to replace it,
+        // the copy fails.
+        std::os::unix::fs::symlink(&outside, to.join("z")).unwrap();
+        let mut tar = tar::Builder::new(Vec::new());
+        raw_entry(&mut tar, "z/", tar::EntryType::Directory, b"", "");
+        raw_entry(&mut tar, "z/y/", tar::EntryType::Directory, b"", "");
+        raw_entry(&mut tar, "z/y/pwned", tar::EntryType::Regular, b"data", "");
+        let bytes = tar.into_inner().unwrap();
+        assert_eq!(extract_host(&bytes[..], &to, false).unwrap(), 1);
+        assert!(!std::fs::symlink_metadata(to.join("z")).unwrap().is_symlink());
+        std::fs::remove_dir_all(to.join("z/y")).unwrap();
+        std::os::unix::fs::symlink(&outside, to.join("z/y")).unwrap();
+        assert_eq!(extract_host(&bytes[..], &to.join("z"), true).unwrap(), 1);
+        assert!(to.join("z/y/pwned").exists());
+        std::fs::remove_dir_all(to.join("z/y")).unwrap();
+        std::os::unix::fs::symlink(&outside, to.join("z/y")).unwrap();
+        let mut tar = tar::Builder::new(Vec::new());
+        raw_entry(&mut tar, "z/y/pwned", tar::EntryType::Regular, b"data", "");
+        let bytes = tar.into_inner().unwrap();
+        let e = extract_host(&bytes[..], &to, false).unwrap_err();
+        assert!(format!("{e:#}").contains("symlink"), "{e:#}");
+        assert_eq!(std::fs::read_dir(&outside).unwrap().count(), 0);
+        std::fs::remove_dir_all(to.join("z")).unwrap();
+
         // A plain archive lands where `docker cp` puts it.
         let mut tar = tar::Builder::new(Vec::new());
         raw_entry(&mut tar, "x/", tar::EntryType::Directory, b"", "");

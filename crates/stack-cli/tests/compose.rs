@@ -774,6 +774,14 @@ fn cp_both_ways() {
     std::fs::write(host.join("tree/sub/deep.txt"), "deep\n").unwrap();
     let h = |p: &str| host.join(p).display().to_string();
     let cat = |c: &str, p: &str| e.out(&["container", "exec", c, "cat", p]);
+    // The replicas have made their directories.
+    for c in ["shop-web-1", "shop-web-2"] {
+        common::eventually(std::time::Duration::from_secs(10), c, || {
+            e.stack(&["container", "exec", c, "cat", "/srv/data/a.txt"])
+                .status
+                .success()
+        });
+    }
 
     // Host -> container: into an existing directory, to a new name, a tree,
     // and with --all to every replica.
@@ -812,11 +820,41 @@ fn cp_both_ways() {
         std::fs::read_to_string(out.join("copy/a.txt")).unwrap(),
         "inside\n"
     );
-    // container cp, through a symlink the container holds: it stays inside.
-    let before = std::fs::read_to_string("/tmp/one.txt").ok();
-    e.out(&["container", "cp", &h("one.txt"), "shop-web-1:/link/"]);
-    assert_eq!(cat("shop-web-1", "/tmp/one.txt"), "one\n");
-    assert_eq!(std::fs::read_to_string("/tmp/one.txt").ok(), before);
+    // A symlink in the host's destination (left by an earlier copy, or
+    // planted) is never followed: `data` pointing at a directory outside
+    // is replaced by the copy, nothing lands where it pointed.
+    let victim = unique_tmp("cp-victim");
+    std::fs::create_dir(&victim).unwrap();
+    std::os::unix::fs::symlink(&victim, out.join("data")).unwrap();
+    stack(&["cp", "web:/srv/data", &out.display().to_string()]);
+    assert!(!victim.join("a.txt").exists());
+    assert_eq!(std::fs::read_dir(&victim).unwrap().count(), 0);
+    assert!(!std::fs::symlink_metadata(out.join("data")).unwrap().is_symlink());
+    assert_eq!(
+        std::fs::read_to_string(out.join("data/a.txt")).unwrap(),
+        "inside\n"
+    );
+    // And one deeper, under the directory named, with `SRC/.`.
+    std::fs::create_dir_all(out.join("deep/x")).unwrap();
+    std::fs::remove_dir(out.join("deep/x")).unwrap();
+    std::os::unix::fs::symlink(&victim, out.join("deep/x")).unwrap();
+    let (_, ok) = sh(&e, &d, "web", "busybox mkdir -p /srv/deep/x && echo deep > /srv/deep/x/b.txt");
+    assert!(ok);
+    stack(&["cp", "web:/srv/deep/.", &out.join("deep").display().to_string()]);
+    assert_eq!(std::fs::read_dir(&victim).unwrap().count(), 0);
+    assert_eq!(
+        std::fs::read_to_string(out.join("deep/x/b.txt")).unwrap(),
+        "deep\n"
+    );
+    std::fs::remove_dir(&victim).unwrap();
+    // container cp, through a symlink the container holds: it stays inside
+    // (a name of this run's own: nothing of that name is on the host).
+    let mine = unique_tmp("one");
+    let name = mine.file_name().unwrap().to_str().unwrap().to_string();
+    std::fs::copy(host.join("one.txt"), host.join(&name)).unwrap();
+    e.out(&["container", "cp", &h(&name), "shop-web-1:/link/"]);
+    assert_eq!(cat("shop-web-1", &format!("/tmp/{name}")), "one\n");
+    assert!(std::fs::symlink_metadata(&mine).is_err(), "{}", mine.display());
 
     // Bad input: names what is wrong, changes nothing.
     let err = e.fails(&["--project-directory", &d, "cp", "nope:/x", &h("x")]);
@@ -833,6 +871,16 @@ fn cp_both_ways() {
     assert!(err.contains("CONTAINER:PATH"), "{err}");
     assert!(!host.join("x").exists() && !host.join("two.txt").exists());
     stack(&["down"]);
+}
+
+/// A path under /tmp that no earlier run can have left: this process's
+/// id and the time.
+fn unique_tmp(what: &str) -> std::path::PathBuf {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    std::path::PathBuf::from(format!("/tmp/stack-{what}-{}-{nanos}", std::process::id()))
 }
 
 /// `create` (and `up --no-start`) makes the containers and starts none,

@@ -18,7 +18,7 @@ pub mod session;
 mod types;
 
 pub use client::{Client, ClientError};
-pub use server::{bind, serve, Archive, Engine, Events};
+pub use server::{bind, serve, serve_with, Archive, Engine, Events, HEADER_TIMEOUT};
 pub use session::{Control, Session};
 pub use types::*;
 

@@ -167,11 +167,25 @@ pub fn bind(path: &Path, group: Option<u32>) -> std::io::Result<std::os::unix::n
     Ok(listener)
 }
 
+/// How long a client has to send a request's headers: one that never
+/// finishes them (a slow loris) is cut off, not kept forever.
+pub const HEADER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Serves `engine` on `listener` until `shutdown` completes.
 pub async fn serve<E: Engine>(
     listener: std::os::unix::net::UnixListener,
     engine: Arc<E>,
     shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
+    serve_with(listener, engine, shutdown, HEADER_TIMEOUT).await
+}
+
+/// [`serve`] with another header timeout (tests use a short one).
+pub async fn serve_with<E: Engine>(
+    listener: std::os::unix::net::UnixListener,
+    engine: Arc<E>,
+    shutdown: impl Future<Output = ()>,
+    header_timeout: std::time::Duration,
 ) -> std::io::Result<()> {
     listener.set_nonblocking(true)?;
     let listener = tokio::net::UnixListener::from_std(listener)?;
@@ -192,6 +206,8 @@ pub async fn serve<E: Engine>(
                 async move { Ok::<_, Infallible>(handle(engine, req).await) }
             });
             let _ = hyper::server::conn::http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(header_timeout)
                 .serve_connection(TokioIo::new(stream), service)
                 .with_upgrades()
                 .await;

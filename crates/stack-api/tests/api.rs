@@ -312,6 +312,10 @@ struct Server {
 
 impl Server {
     fn start(name: &str) -> Server {
+        Server::start_with(name, HEADER_TIMEOUT)
+    }
+
+    fn start_with(name: &str, header_timeout: std::time::Duration) -> Server {
         let dir = std::env::temp_dir().join(format!("stack-api-{}-{name}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let socket = dir.join("engine.sock");
@@ -323,9 +327,14 @@ impl Server {
         let listener = bind(&socket, None).unwrap();
         let engine = Arc::new(Fake::default());
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        rt.spawn(serve(listener, engine.clone(), async {
-            let _ = stopped.await;
-        }));
+        rt.spawn(serve_with(
+            listener,
+            engine.clone(),
+            async {
+                let _ = stopped.await;
+            },
+            header_timeout,
+        ));
         Server {
             dir,
             socket,
@@ -898,6 +907,41 @@ fn archives_stream_both_ways() {
     let (status, body) = s.raw("GET", "/v1/projects/shop/archive?service=web", "");
     assert_eq!(status, 400, "{body}");
     assert!(body.contains("path= is missing"), "{body}");
+}
+
+/// A client that never finishes its request's headers (a slow loris) is
+/// cut off after the header timeout; one that does is answered.
+#[test]
+fn a_client_that_never_finishes_its_headers_is_cut_off() {
+    use std::io::{Read, Write};
+    let s = Server::start_with("loris", std::time::Duration::from_millis(300));
+    let mut loris = std::os::unix::net::UnixStream::connect(&s.socket).unwrap();
+    loris
+        .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    let started = std::time::Instant::now();
+    loris.write_all(b"GET /_ping HTTP/1.1\r\nhost: x\r\n").unwrap();
+    // Still sending, a byte at a time, slower than the timeout allows.
+    for b in b"x-slow: 1" {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        if loris.write_all(&[*b]).is_err() {
+            break;
+        }
+    }
+    let mut answer = Vec::new();
+    // The server closes the connection: an end of file (or a reset), not
+    // the read timeout, and no answer to a request never finished.
+    match loris.read_to_end(&mut answer) {
+        Ok(_) => {}
+        Err(e) => assert_eq!(e.kind(), std::io::ErrorKind::ConnectionReset, "{e}"),
+    }
+    let took = started.elapsed();
+    assert!(took < std::time::Duration::from_secs(5), "{took:?}");
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.is_empty() || answer.starts_with("HTTP/1.1 408"), "{answer}");
+    // A whole request is answered as ever.
+    let (status, body) = s.raw("GET", "/_ping", "");
+    assert_eq!((status, body.as_str()), (200, "OK"));
 }
 
 /// The hostility table through raw bodies, as any client of the socket may

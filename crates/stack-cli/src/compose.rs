@@ -312,7 +312,10 @@ impl LogPrinter {
             Event::Exited {
                 service, exit_code, ..
             } if self.exits => {
-                let line = format!("{service} exited with code {exit_code}\n");
+                let line = format!(
+                    "{} exited with code {exit_code}\n",
+                    crate::escape::name(&service)
+                );
                 let line = self.paint(&service, &line);
                 let _ = std::io::stdout().lock().write_all(line.as_bytes());
                 return;
@@ -323,7 +326,8 @@ impl LogPrinter {
         let mut out = std::io::stdout().lock();
         let mut line = String::new();
         if self.prefix {
-            let pad = format!("{service:<w$} | ", w = self.width);
+            // The name is escaped; the output after it is data, as is.
+            let pad = format!("{:<w$} | ", crate::escape::name(&service), w = self.width);
             line.push_str(&self.paint(&service, &pad));
         }
         if self.timestamps {

@@ -9,6 +9,7 @@ mod config;
 mod container;
 mod copy;
 mod engine;
+mod escape;
 mod exec;
 mod image;
 mod lifecycle;
@@ -146,7 +147,9 @@ fn render_error(e: &anyhow::Error) -> String {
             .filter(|d| d.severity == stack_loader::Severity::Error)
             .count();
         let noun = if n == 1 { "problem" } else { "problems" };
-        return format!("{le}\n{n} {noun} found");
+        return escape::controls(&format!("{le}\n{n} {noun} found")).into_owned();
     }
-    format!("error: {e:#}")
+    // Names and messages from users and containers: no escape sequence
+    // reaches the terminal.
+    escape::controls(&format!("error: {e:#}")).into_owned()
 }

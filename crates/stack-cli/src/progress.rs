@@ -78,6 +78,7 @@ impl Display {
                 if self.quiet {
                     return;
                 }
+                let name = crate::escape::name(&name).into_owned();
                 if !self.tty {
                     eprintln!(" {object} {name}  {action}");
                     return;
@@ -108,7 +109,9 @@ impl Display {
                 }
                 self.draw();
             }
-            Event::Warning { message } => self.above(&format!("warning: {message}")),
+            Event::Warning { message } => {
+                self.above(&format!("warning: {}", crate::escape::controls(&message)))
+            }
             Event::Plan { line } => {
                 self.planned += 1;
                 println!("{line}");

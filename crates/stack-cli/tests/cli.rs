@@ -338,3 +338,45 @@ fn corpus_snapshots() {
         assert_eq!(stdout(&o), again, "{name}: rendering is not a fixed point");
     }
 }
+
+/// Names in errors reach the terminal escaped: a name carrying escape
+/// sequences (a title change, a screen clear, a CSI) is printed as
+/// `\x1b…`, never as the bytes a terminal would act on.
+#[test]
+fn names_in_errors_are_printed_escaped() {
+    let p = Project::new(&[(
+        "compose.yaml",
+        "services:\n  web:\n    image: busybox\n",
+    )]);
+    let hostile = "\x1b]0;pwned\x07web\x1b[2J\u{9b}1m";
+    let raw = |o: &Output| {
+        o.stderr
+            .iter()
+            .any(|b| matches!(b, 0x1b | 0x07) || o.stderr.windows(2).any(|w| w == [0xc2, 0x9b]))
+    };
+    let o = p.run(&["logs", hostile]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(!raw(&o), "{:?}", stderr(&o));
+    assert!(
+        stderr(&o).contains("no such service: `\\x1b]0;pwned\\x07web\\x1b[2J\\u{9b}1m`"),
+        "{}",
+        stderr(&o)
+    );
+    // container commands, from the store here.
+    let root = p.path().join("root");
+    let root = root.to_str().unwrap();
+    let o = stack(p.path(), &["container", "logs", hostile], &[("STACK_ROOT", root)]);
+    assert!(!o.status.success());
+    assert!(!raw(&o), "{:?}", stderr(&o));
+    assert!(stderr(&o).contains("\\x1b]0;pwned\\x07web"), "{}", stderr(&o));
+    // And the loader's diagnostics: a key with an escape in the file.
+    let p = Project::new(&[(
+        "compose.yaml",
+        "services:\n  \"web\\e[31m\":\n    image: busybox\n",
+    )]);
+    let o = p.run(&["config"]);
+    assert!(!o.status.success());
+    assert!(!raw(&o), "{:?}", stderr(&o));
+    let err = stderr(&o);
+    assert!(err.contains("web\\x1b[31m") || err.contains("web\\u{1b}[31m"), "{err}");
+}

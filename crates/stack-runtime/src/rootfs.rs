@@ -476,10 +476,12 @@ fn mount_cgroups(
             for (c, dir) in dirs {
                 let t = target.join(c);
                 sys.mkdir_all(&t)?;
-                sys.mount(&dir.to_string_lossy(), &t, None, MsFlags::MS_BIND, None)?;
-                if !privileged {
-                    sys.set_read_only(&t, true)?;
-                }
+                let src = dir.to_string_lossy();
+                sys.mount(&src, &t, None, MsFlags::MS_BIND, None)?;
+                // No submounts in a cgroup directory: a remount sets all
+                // its flags (as runc has them).
+                let remount = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | flags | ro;
+                sys.mount(&src, &t, None, remount, None)?;
             }
             sys.set_read_only(target, false)
         }

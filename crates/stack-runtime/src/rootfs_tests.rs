@@ -163,9 +163,9 @@ fn the_default_plan() {
         "mount sysfs {m}/sys sysfs [ro,nosuid,nodev,noexec]",
         "mount tmpfs {m}/sys/fs/cgroup tmpfs [nosuid,nodev,noexec] mode=755,size=64k",
         "mount /sys/fs/cgroup/memory/own/stack/c1 {m}/sys/fs/cgroup/memory - [bind]",
-        "read-only {m}/sys/fs/cgroup/memory (recursive)",
+        "mount /sys/fs/cgroup/memory/own/stack/c1 {m}/sys/fs/cgroup/memory - [bind,remount,ro,nosuid,nodev,noexec]",
         "mount /sys/fs/cgroup/pids/stack/c1 {m}/sys/fs/cgroup/pids - [bind]",
-        "read-only {m}/sys/fs/cgroup/pids (recursive)",
+        "mount /sys/fs/cgroup/pids/stack/c1 {m}/sys/fs/cgroup/pids - [bind,remount,ro,nosuid,nodev,noexec]",
         "read-only {m}/sys/fs/cgroup (this mount)",
         "write {m}/etc/hostname \"box\\n\"",
         "write {m}/etc/hosts \"127.0.0.1\\tlocalhost\\n::1\\tlocalhost ip6-localhost ip6-loopback\\n127.0.1.1\\tbox\\n\"",
@@ -234,9 +234,8 @@ fn privileged_read_only_host_network_and_user_mounts() {
         );
     }
     // Privileged: its cgroups writable (the tmpfs holding them is not).
-    assert!(!calls
-        .iter()
-        .any(|c| c.contains("read-only /state/c1/merged/sys/fs/cgroup/")));
+    assert!(calls.iter().any(|c| c
+        == "mount /sys/fs/cgroup/pids/stack/c1 /state/c1/merged/sys/fs/cgroup/pids - [bind,remount,nosuid,nodev,noexec]"));
 }
 
 #[test]

@@ -276,7 +276,7 @@ fn volumes_labels_ports_and_healthcheck_of_the_image_are_defaults() {
             "container",
             "run",
             "--name",
-            "v",
+            "vv",
             "-l",
             "x=2",
             "demo/app:1",
@@ -287,7 +287,7 @@ fn volumes_labels_ports_and_healthcheck_of_the_image_are_defaults() {
         "new\n"
     );
     let st: serde_json::Value =
-        serde_json::from_str(&e.out(&["container", "inspect", "v"])).unwrap();
+        serde_json::from_str(&e.out(&["container", "inspect", "vv"])).unwrap();
     let spec = &st["spec"];
     assert_eq!(
         spec["labels"],
@@ -309,7 +309,7 @@ fn volumes_labels_ports_and_healthcheck_of_the_image_are_defaults() {
     assert_eq!(std::fs::read_to_string(dir.join("new")).unwrap(), "new\n");
     assert_eq!(std::fs::read_to_string(dir.join("written")).unwrap(), "w\n");
     // It goes with the container.
-    e.out(&["container", "rm", "v"]);
+    e.out(&["container", "rm", "vv"]);
     assert!(!dir.exists());
     // --no-healthcheck drops it.
     e.out(&[

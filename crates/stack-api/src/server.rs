@@ -102,7 +102,13 @@ impl Events {
     /// (tests, the engine's own work).
     pub fn channel() -> (Events, tokio::sync::mpsc::UnboundedReceiver<Event>) {
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-        (Events { tx, in_flight: None }, rx)
+        (
+            Events {
+                tx,
+                in_flight: None,
+            },
+            rx,
+        )
     }
 
     pub fn send(&self, e: Event) {
@@ -499,7 +505,11 @@ fn stream(call: impl FnOnce(&Events) -> Result<(), ApiError> + Send + 'static) -
     Response::builder()
         .status(StatusCode::OK)
         .header("content-type", "application/x-ndjson")
-        .body(EventBody(rx, in_flight).map_err(|never| match never {}).boxed())
+        .body(
+            EventBody(rx, in_flight)
+                .map_err(|never| match never {})
+                .boxed(),
+        )
         .expect("a valid response")
 }
 

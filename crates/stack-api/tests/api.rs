@@ -877,7 +877,10 @@ fn archives_stream_both_ways() {
     let got = got.unwrap();
     assert!(got.len() == 64 << 20 && got.iter().all(|b| *b == 7));
     let (answer, got) = get("/broken");
-    assert!(matches!(answer, Err(ClientError::Transport(_))), "{answer:?}");
+    assert!(
+        matches!(answer, Err(ClientError::Transport(_))),
+        "{answer:?}"
+    );
     assert!(got.is_err());
 
     // PUT: a body written on a thread as it is sent.
@@ -920,7 +923,9 @@ fn a_client_that_never_finishes_its_headers_is_cut_off() {
         .set_read_timeout(Some(std::time::Duration::from_secs(10)))
         .unwrap();
     let started = std::time::Instant::now();
-    loris.write_all(b"GET /_ping HTTP/1.1\r\nhost: x\r\n").unwrap();
+    loris
+        .write_all(b"GET /_ping HTTP/1.1\r\nhost: x\r\n")
+        .unwrap();
     // Still sending, a byte at a time, slower than the timeout allows.
     for b in b"x-slow: 1" {
         std::thread::sleep(std::time::Duration::from_millis(100));
@@ -938,7 +943,10 @@ fn a_client_that_never_finishes_its_headers_is_cut_off() {
     let took = started.elapsed();
     assert!(took < std::time::Duration::from_secs(5), "{took:?}");
     let answer = String::from_utf8_lossy(&answer);
-    assert!(answer.is_empty() || answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(
+        answer.is_empty() || answer.starts_with("HTTP/1.1 408"),
+        "{answer}"
+    );
     // A whole request is answered as ever.
     let (status, body) = s.raw("GET", "/_ping", "");
     assert_eq!((status, body.as_str()), (200, "OK"));

@@ -510,7 +510,9 @@ impl crate::copy::Files for ViaEngine {
         let (answer, read) = std::thread::scope(|s| {
             let reader = s.spawn(move || sink(&mut stack_api::pipe::Reader::new(chunks)));
             let answer = self.rt.block_on(self.client.get_to(&url, tx));
-            let read = reader.join().unwrap_or_else(|p| std::panic::resume_unwind(p));
+            let read = reader
+                .join()
+                .unwrap_or_else(|p| std::panic::resume_unwind(p));
             (answer, read)
         });
         // The engine's refusal says why; else what the reader saw.
@@ -543,7 +545,9 @@ impl crate::copy::Files for ViaEngine {
             let answer = self
                 .rt
                 .block_on(self.client.put_from::<stack_api::Copied>(&url, chunks));
-            let wrote = writer.join().unwrap_or_else(|p| std::panic::resume_unwind(p));
+            let wrote = writer
+                .join()
+                .unwrap_or_else(|p| std::panic::resume_unwind(p));
             (answer, wrote)
         });
         match wrote {

@@ -96,7 +96,9 @@ pub fn copy(src: &Side, dest: &Side, files: &dyn Files) -> anyhow::Result<String
         }
         (Side::Container { name, path }, Side::Host(to)) => {
             let n = files
-                .archive(name, path, &mut |tar| extract_host(tar, to, contents_of(path)))
+                .archive(name, path, &mut |tar| {
+                    extract_host(tar, to, contents_of(path))
+                })
                 .with_context(|| format!("{name}:{path} -> {}", to.display()))?;
             Ok(format!("Copied {n} files from {name}:{path}"))
         }
@@ -135,7 +137,9 @@ pub fn through_pipe<T>(
             }
         });
         let read = read(&mut stack_api::pipe::Reader::new(chunks));
-        let wrote = writer.join().unwrap_or_else(|p| std::panic::resume_unwind(p));
+        let wrote = writer
+            .join()
+            .unwrap_or_else(|p| std::panic::resume_unwind(p));
         match wrote {
             Err(e) if !went_away(&e) => Err(e),
             _ => read,
@@ -282,7 +286,12 @@ pub fn archive(
 }
 
 /// Extracts the tar `tar` reads at `path` in the running container `st`.
-pub fn extract(st: &State, path: &str, contents: bool, tar: &mut dyn Read) -> anyhow::Result<usize> {
+pub fn extract(
+    st: &State,
+    path: &str,
+    contents: bool,
+    tar: &mut dyn Read,
+) -> anyhow::Result<usize> {
     ContainerFs::open(st)?
         .tar_in(tar, path, contents)
         .with_context(|| format!("{}:{path}", st.name))
@@ -395,7 +404,9 @@ mod tests {
         raw_entry(&mut tar, "z/y/pwned", tar::EntryType::Regular, b"data", "");
         let bytes = tar.into_inner().unwrap();
         assert_eq!(extract_host(&bytes[..], &to, false).unwrap(), 1);
-        assert!(!std::fs::symlink_metadata(to.join("z")).unwrap().is_symlink());
+        assert!(!std::fs::symlink_metadata(to.join("z"))
+            .unwrap()
+            .is_symlink());
         std::fs::remove_dir_all(to.join("z/y")).unwrap();
         std::os::unix::fs::symlink(&outside, to.join("z/y")).unwrap();
         assert_eq!(extract_host(&bytes[..], &to.join("z"), true).unwrap(), 1);

@@ -344,8 +344,8 @@ impl stack_api::Engine for Real {
                 .map_err(|e| ApiError::bad_request(format!("cannot read the archive: {e}")))?;
             for st in &targets {
                 copy.rewind().map_err(|e| internal(e.into()))?;
-                files = crate::copy::extract(st, &q.path, q.contents, &mut copy)
-                    .map_err(file_error)?;
+                files =
+                    crate::copy::extract(st, &q.path, q.contents, &mut copy).map_err(file_error)?;
             }
         }
         Ok(Copied {

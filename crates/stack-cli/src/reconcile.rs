@@ -563,7 +563,7 @@ pub fn logs(project: &str, q: &LogsQuery, events: &Events) -> anyhow::Result<()>
                 log: r.log,
             });
             sent += 1;
-            if sent % 1024 == 0 && events.gone() {
+            if sent.is_multiple_of(1024) && events.gone() {
                 return Ok(());
             }
         }

@@ -100,7 +100,10 @@ fn a_big_log_keeps_the_engine_small() {
 
     // Following from the end: the last line, then nothing more read.
     let mut follow = e
-        .command(&in_project(&d, &["logs", "-f", "--tail", "1", "--no-log-prefix"]))
+        .command(&in_project(
+            &d,
+            &["logs", "-f", "--tail", "1", "--no-log-prefix"],
+        ))
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
@@ -127,7 +130,10 @@ fn a_big_log_keeps_the_engine_small() {
     eprintln!(
         "engine VmHWM: {after_all} MB after logs of all {text_size} bytes (client peak {client} MB)"
     );
-    assert_eq!(text_size, 200_000 * 1001 + "second-last\nthe-last\n".len() as u64);
+    assert_eq!(
+        text_size,
+        200_000 * 1001 + "second-last\nthe-last\n".len() as u64
+    );
     assert!(last_bytes(&all, 30).ends_with("\nsecond-last\nthe-last\n"));
     assert!(after_all < 100, "{after_all} MB");
     assert!(client < 100, "{client} MB");
@@ -171,7 +177,9 @@ fn a_big_copy_keeps_the_engine_and_the_client_small() {
     assert!(ok);
     assert_eq!(std::fs::metadata(&host).unwrap().len(), 300_000_000);
     let pattern = b"0123456789abcdef\n";
-    let end: Vec<u8> = (300_000_000 - 17..300_000_000).map(|i| pattern[i % 17]).collect();
+    let end: Vec<u8> = (300_000_000 - 17..300_000_000)
+        .map(|i| pattern[i % 17])
+        .collect();
     assert_eq!(last_bytes(&host, 17).as_bytes(), &end[..]);
     let after_out = engine_peak_mb(&e);
     eprintln!("engine VmHWM: {before} MB before, {after_out} MB after cp out of 300 MB (client peak {client} MB)");
@@ -185,7 +193,16 @@ fn a_big_copy_keeps_the_engine_and_the_client_small() {
         &e.dir.join("cp-in.txt"),
     );
     assert!(ok);
-    let size = e.out(&["container", "exec", "app-files-1", "busybox", "stat", "-c", "%s", "/back"]);
+    let size = e.out(&[
+        "container",
+        "exec",
+        "app-files-1",
+        "busybox",
+        "stat",
+        "-c",
+        "%s",
+        "/back",
+    ]);
     assert_eq!(size.trim(), "300000000");
     let after_in = engine_peak_mb(&e);
     eprintln!("engine VmHWM: {after_in} MB after cp in of 300 MB (client peak {client} MB)");

@@ -344,10 +344,7 @@ fn corpus_snapshots() {
 /// `\x1b…`, never as the bytes a terminal would act on.
 #[test]
 fn names_in_errors_are_printed_escaped() {
-    let p = Project::new(&[(
-        "compose.yaml",
-        "services:\n  web:\n    image: busybox\n",
-    )]);
+    let p = Project::new(&[("compose.yaml", "services:\n  web:\n    image: busybox\n")]);
     let hostile = "\x1b]0;pwned\x07web\x1b[2J\u{9b}1m";
     let raw = |o: &Output| {
         o.stderr
@@ -365,10 +362,18 @@ fn names_in_errors_are_printed_escaped() {
     // container commands, from the store here.
     let root = p.path().join("root");
     let root = root.to_str().unwrap();
-    let o = stack(p.path(), &["container", "logs", hostile], &[("STACK_ROOT", root)]);
+    let o = stack(
+        p.path(),
+        &["container", "logs", hostile],
+        &[("STACK_ROOT", root)],
+    );
     assert!(!o.status.success());
     assert!(!raw(&o), "{:?}", stderr(&o));
-    assert!(stderr(&o).contains("\\x1b]0;pwned\\x07web"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("\\x1b]0;pwned\\x07web"),
+        "{}",
+        stderr(&o)
+    );
     // And the loader's diagnostics: a key with an escape in the file.
     let p = Project::new(&[(
         "compose.yaml",
@@ -378,5 +383,8 @@ fn names_in_errors_are_printed_escaped() {
     assert!(!o.status.success());
     assert!(!raw(&o), "{:?}", stderr(&o));
     let err = stderr(&o);
-    assert!(err.contains("web\\x1b[31m") || err.contains("web\\u{1b}[31m"), "{err}");
+    assert!(
+        err.contains("web\\x1b[31m") || err.contains("web\\u{1b}[31m"),
+        "{err}"
+    );
 }

@@ -829,7 +829,9 @@ fn cp_both_ways() {
     stack(&["cp", "web:/srv/data", &out.display().to_string()]);
     assert!(!victim.join("a.txt").exists());
     assert_eq!(std::fs::read_dir(&victim).unwrap().count(), 0);
-    assert!(!std::fs::symlink_metadata(out.join("data")).unwrap().is_symlink());
+    assert!(!std::fs::symlink_metadata(out.join("data"))
+        .unwrap()
+        .is_symlink());
     assert_eq!(
         std::fs::read_to_string(out.join("data/a.txt")).unwrap(),
         "inside\n"
@@ -838,9 +840,18 @@ fn cp_both_ways() {
     std::fs::create_dir_all(out.join("deep/x")).unwrap();
     std::fs::remove_dir(out.join("deep/x")).unwrap();
     std::os::unix::fs::symlink(&victim, out.join("deep/x")).unwrap();
-    let (_, ok) = sh(&e, &d, "web", "busybox mkdir -p /srv/deep/x && echo deep > /srv/deep/x/b.txt");
+    let (_, ok) = sh(
+        &e,
+        &d,
+        "web",
+        "busybox mkdir -p /srv/deep/x && echo deep > /srv/deep/x/b.txt",
+    );
     assert!(ok);
-    stack(&["cp", "web:/srv/deep/.", &out.join("deep").display().to_string()]);
+    stack(&[
+        "cp",
+        "web:/srv/deep/.",
+        &out.join("deep").display().to_string(),
+    ]);
     assert_eq!(std::fs::read_dir(&victim).unwrap().count(), 0);
     assert_eq!(
         std::fs::read_to_string(out.join("deep/x/b.txt")).unwrap(),
@@ -854,7 +865,11 @@ fn cp_both_ways() {
     std::fs::copy(host.join("one.txt"), host.join(&name)).unwrap();
     e.out(&["container", "cp", &h(&name), "shop-web-1:/link/"]);
     assert_eq!(cat("shop-web-1", &format!("/tmp/{name}")), "one\n");
-    assert!(std::fs::symlink_metadata(&mine).is_err(), "{}", mine.display());
+    assert!(
+        std::fs::symlink_metadata(&mine).is_err(),
+        "{}",
+        mine.display()
+    );
 
     // Bad input: names what is wrong, changes nothing.
     let err = e.fails(&["--project-directory", &d, "cp", "nope:/x", &h("x")]);

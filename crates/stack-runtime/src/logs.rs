@@ -465,7 +465,10 @@ mod tests {
         // Far more than a block of records: the tail is found from the end.
         let (dir, path) = log_with("tail", 20_000);
         let mut f = Follower::new(path.clone());
-        assert_eq!(logs(&f.tail(3, |_| true)), ["line 19997", "line 19998", "line 19999"]);
+        assert_eq!(
+            logs(&f.tail(3, |_| true)),
+            ["line 19997", "line 19998", "line 19999"]
+        );
         // Then on from there, nothing again.
         assert!(f.read_new().0.is_empty());
         assert!(!f.behind());
@@ -473,7 +476,9 @@ mod tests {
         let mut f = Follower::new(path);
         let odd = f.tail(2, |r| r.log.trim_end().ends_with(['1', '3', '5', '7', '9']));
         assert_eq!(logs(&odd), ["line 19997", "line 19999"]);
-        assert!(Follower::new(dir.join("container.log")).tail(0, |_| true).is_empty());
+        assert!(Follower::new(dir.join("container.log"))
+            .tail(0, |_| true)
+            .is_empty());
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
@@ -481,7 +486,10 @@ mod tests {
     fn tail_leaves_a_partial_last_line_to_the_follower() {
         let (dir, path) = log_with("partial", 5);
         let whole = std::fs::read(&path).unwrap();
-        let mut file = std::fs::OpenOptions::new().append(true).open(&path).unwrap();
+        let mut file = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap();
         file.write_all(&whole[..20]).unwrap();
         let mut f = Follower::new(path);
         assert_eq!(logs(&f.tail(2, |_| true)), ["line 3", "line 4"]);
@@ -497,7 +505,9 @@ mod tests {
     fn tail_of_an_empty_or_missing_or_short_file() {
         let (dir, path) = log_with("empty", 0);
         assert!(Follower::new(path.clone()).tail(2, |_| true).is_empty());
-        assert!(Follower::new(dir.join("nothing")).tail(2, |_| true).is_empty());
+        assert!(Follower::new(dir.join("nothing"))
+            .tail(2, |_| true)
+            .is_empty());
         // More asked than there is: all of it, oldest first.
         let (dir2, path) = log_with("short", 3);
         let mut f = Follower::new(path);
@@ -539,7 +549,10 @@ mod tests {
             if records.is_empty() {
                 break;
             }
-            let bytes: usize = records.iter().map(|r| serde_json::to_vec(r).unwrap().len() + 1).sum();
+            let bytes: usize = records
+                .iter()
+                .map(|r| serde_json::to_vec(r).unwrap().len() + 1)
+                .sum();
             assert!(bytes <= CHUNK);
             reads += 1;
             all += records.len();

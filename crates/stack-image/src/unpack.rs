@@ -230,7 +230,8 @@ pub fn unpack(layer_name: &str, reader: impl Read, dest: &Path) -> Result<u64, U
         if !parent.starts_with(dest) {
             return Err(bad("resolves outside the layer".into()));
         }
-        fs::create_dir_all(&parent).map_err(|e| bad(e.to_string()))?;
+        fs::create_dir_all(&parent)
+            .map_err(|e| bad(format!("directory `{}`: {e}", parent_rel.display())))?;
         // Whiteouts.
         let name_bytes = name.as_bytes();
         if name_bytes == b".wh..wh..opq" {
@@ -409,8 +410,9 @@ fn remove_any(p: &Path) {
 
 #[cfg(test)]
 mod tests {
-    //! Regression tests, one per bug the property tests and the fuzz target
-    //! found (as root: device nodes and `trusted.*` need it).
+    //! Regression tests, one per bug fixed (as root: device nodes and
+    //! `trusted.*` need it). Escapes as a whole are the property tests'
+    //! business (`tests/unpack_props.rs`).
     use super::*;
     use std::os::unix::fs::MetadataExt;
 

@@ -181,6 +181,9 @@ fn emit(out: &mut impl Sink, stream: &str, bytes: Vec<u8>) -> io::Result<()> {
 /// 16 KiB of output, a few times that as JSON).
 const CHUNK: usize = 1 << 20;
 
+/// Reading backwards goes this much at a time.
+const BLOCK: u64 = 64 * 1024;
+
 /// A line longer than this is damaged, never a record of ours: reading
 /// backwards gives up on it instead of holding it.
 const MAX_LINE: usize = 8 << 20;
@@ -251,10 +254,10 @@ impl Follower {
 
     /// The last `n` records `keep` accepts, oldest first, read backwards
     /// from the end of the file a block at a time (as many blocks as it
-    /// takes to find them, never the whole file to find a few); later
-    /// calls of [`Follower::read_new`] go on from that end.
+    /// takes to find them, never the whole file to find a few), and on into
+    /// the rotated files when the current one has too few; later calls of
+    /// [`Follower::read_new`] go on from the current file's end.
     pub fn tail(&mut self, n: usize, mut keep: impl FnMut(&Record) -> bool) -> Vec<Record> {
-        const BLOCK: u64 = 64 * 1024;
         if !self.open() {
             return Vec::new();
         }
@@ -277,52 +280,21 @@ impl Follower {
             pos = start;
         }
         self.offset = end;
-        // Then whole lines backwards from there. `carry` is the start of
-        // the file's part after `pos`: a line whose beginning is before it.
         let mut found = Vec::new();
-        let mut carry: Vec<u8> = Vec::new();
-        let mut pos = end;
-        while pos > 0 && found.len() < n {
-            let start = pos.saturating_sub(BLOCK);
-            let size = (pos - start) as usize;
-            let got = read_at(file, &mut block[..size], start).unwrap_or(0);
-            if got < size {
-                // Truncated under us: what was found stands.
+        backwards(file, end, n, &mut keep, &mut found);
+        // Too few: on into the files rotated away, newest first
+        // (`log.1`, `log.2`, …), as docker reads them.
+        for i in 1.. {
+            if found.len() >= n {
                 break;
             }
-            let mut data = block[..size].to_vec();
-            data.append(&mut carry);
-            let lines = if start > 0 {
-                match data.iter().position(|b| *b == b'\n') {
-                    Some(i) => {
-                        carry = data[..=i].to_vec();
-                        &data[i + 1..]
-                    }
-                    None => {
-                        carry = data.clone();
-                        &data[..0]
-                    }
-                }
-            } else {
-                &data[..]
+            let mut older = self.path.clone().into_os_string();
+            older.push(format!(".{i}"));
+            let Ok(older) = std::fs::File::open(older) else {
+                break;
             };
-            for line in lines.split(|b| *b == b'\n').rev() {
-                if line.is_empty() {
-                    continue;
-                }
-                if let Ok(r) = serde_json::from_slice::<Record>(line) {
-                    if keep(&r) {
-                        found.push(r);
-                        if found.len() == n {
-                            break;
-                        }
-                    }
-                }
-            }
-            if carry.len() > MAX_LINE {
-                carry.clear();
-            }
-            pos = start;
+            let len = older.metadata().map_or(0, |m| m.len());
+            backwards(&older, len, n, &mut keep, &mut found);
         }
         found.reverse();
         found
@@ -381,6 +353,64 @@ impl Follower {
                     || now.is_ok_and(|m| identity(&m) != *id && m.len() > 0)
             }
         }
+    }
+}
+
+/// Whole lines of `file` backwards from `end` (a line's end), a block at
+/// a time, onto `found` (newest first) until it holds `n` records `keep`
+/// accepts or the file's start.
+fn backwards(
+    file: &std::fs::File,
+    end: u64,
+    n: usize,
+    keep: &mut impl FnMut(&Record) -> bool,
+    found: &mut Vec<Record>,
+) {
+    let mut block = vec![0u8; BLOCK as usize];
+    // The start of the part after `pos`: a line whose beginning is before it.
+    let mut carry: Vec<u8> = Vec::new();
+    let mut pos = end;
+    while pos > 0 && found.len() < n {
+        let start = pos.saturating_sub(BLOCK);
+        let size = (pos - start) as usize;
+        let got = read_at(file, &mut block[..size], start).unwrap_or(0);
+        if got < size {
+            // Truncated under us: what was found stands.
+            break;
+        }
+        let mut data = block[..size].to_vec();
+        data.append(&mut carry);
+        let lines = if start > 0 {
+            match data.iter().position(|b| *b == b'\n') {
+                Some(i) => {
+                    carry = data[..=i].to_vec();
+                    &data[i + 1..]
+                }
+                None => {
+                    carry = data.clone();
+                    &data[..0]
+                }
+            }
+        } else {
+            &data[..]
+        };
+        for line in lines.split(|b| *b == b'\n').rev() {
+            if line.is_empty() {
+                continue;
+            }
+            if let Ok(r) = serde_json::from_slice::<Record>(line) {
+                if keep(&r) {
+                    found.push(r);
+                    if found.len() == n {
+                        break;
+                    }
+                }
+            }
+        }
+        if carry.len() > MAX_LINE {
+            carry.clear();
+        }
+        pos = start;
     }
 }
 
@@ -515,6 +545,31 @@ mod tests {
         assert!(f.read_new().0.is_empty());
         std::fs::remove_dir_all(&dir).unwrap();
         std::fs::remove_dir_all(&dir2).unwrap();
+    }
+
+    #[test]
+    fn tail_goes_on_into_rotated_files() {
+        let dir = std::env::temp_dir().join(format!("stack-logs-tailrot-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("container.log");
+        // About 3 records a file (each ~76 bytes), 3 files kept.
+        let mut w = RotatingFile::open(&path, Some(200), 3).unwrap();
+        for i in 0..7 {
+            emit(&mut w, "stdout", format!("line {i}\n").into_bytes()).unwrap();
+        }
+        let current = std::fs::read_to_string(&path).unwrap().lines().count();
+        assert!(current < 4, "{current}");
+        let mut f = Follower::new(path);
+        assert_eq!(
+            logs(&f.tail(4, |_| true)),
+            ["line 3", "line 4", "line 5", "line 6"]
+        );
+        // Then on from the current file's end only.
+        assert!(f.read_new().0.is_empty());
+        emit(&mut w, "stdout", b"line 7\n".to_vec()).unwrap();
+        assert_eq!(logs(&f.read_new().0), ["line 7"]);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

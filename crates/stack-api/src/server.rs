@@ -576,6 +576,43 @@ fn text(status: StatusCode, s: &'static str) -> Response<Body> {
 
 #[cfg(test)]
 mod tests {
+    /// A call sending paced events waits while PACE of them are on their
+    /// way, goes on as the body takes them, and stops waiting once the
+    /// client is gone.
+    #[test]
+    fn paced_events_wait_for_the_client() {
+        use super::*;
+        let (mut events, rx) = Events::channel();
+        let in_flight = Arc::new(InFlight::default());
+        events.in_flight = Some(in_flight.clone());
+        for _ in 0..PACE {
+            events.send_paced(Event::Heartbeat);
+        }
+        let (sent, sent_rx) = std::sync::mpsc::channel();
+        let paced = events.clone();
+        std::thread::spawn(move || {
+            for _ in 0..2 {
+                paced.send_paced(Event::Heartbeat);
+                sent.send(()).unwrap();
+            }
+        });
+        let wait = std::time::Duration::from_millis(300);
+        assert!(sent_rx.recv_timeout(wait).is_err(), "sent past the pace");
+        let mut body = EventBody(rx, in_flight);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        assert!(rt.block_on(body.frame()).is_some());
+        sent_rx
+            .recv_timeout(std::time::Duration::from_secs(5))
+            .unwrap();
+        assert!(sent_rx.recv_timeout(wait).is_err(), "sent past the pace");
+        drop(body);
+        sent_rx
+            .recv_timeout(std::time::Duration::from_secs(5))
+            .unwrap();
+    }
+
     #[test]
     fn query_flags() {
         use super::query_flag;

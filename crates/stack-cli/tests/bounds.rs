@@ -23,14 +23,21 @@ fn peak_mb(pid: u32) -> Option<u64> {
     Some(kb / 1024)
 }
 
-/// The one container's log file under the root.
+/// The one container's log file under the root, once its monitor made it.
 fn log_file(e: &Env) -> PathBuf {
-    let dir = std::fs::read_dir(e.root().join("containers"))
-        .unwrap()
-        .flatten()
-        .find(|d| d.path().join("container.log").exists())
-        .expect("a container with a log");
-    dir.path().join("container.log")
+    let find = || {
+        std::fs::read_dir(e.root().join("containers"))
+            .ok()?
+            .flatten()
+            .map(|d| d.path().join("container.log"))
+            .find(|p| p.exists())
+    };
+    common::eventually(
+        std::time::Duration::from_secs(10),
+        "a container with a log",
+        || find().is_some(),
+    );
+    find().unwrap()
 }
 
 /// The last `n` bytes of a file.

@@ -178,14 +178,26 @@ fn extract_host(tar: impl Read, to: &Path, contents: bool) -> anyhow::Result<usi
         let parent = to.parent().filter(|p| !p.as_os_str().is_empty());
         (parent.unwrap_or(Path::new(".")), Some(name))
     };
-    std::fs::create_dir_all(anchor).with_context(|| format!("`{}`", anchor.display()))?;
-    let dir = nix::fcntl::open(
-        anchor,
-        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
-        Mode::empty(),
-    )
-    .with_context(|| format!("`{}`", anchor.display()))?;
+    // Made and opened at the first entry: a copy that fails before it
+    // (the engine's refusal, an empty archive) leaves nothing behind.
+    let mut dir: Option<OwnedFd> = None;
+    let open_anchor = || -> std::io::Result<OwnedFd> {
+        let named = |e: std::io::Error| {
+            std::io::Error::new(e.kind(), format!("`{}`: {e}", anchor.display()))
+        };
+        std::fs::create_dir_all(anchor).map_err(named)?;
+        nix::fcntl::open(
+            anchor,
+            OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| named(e.into()))
+    };
     Ok(tar_entries(tar, &mut |top, rest, entry| {
+        let dir = match &mut dir {
+            Some(dir) => dir,
+            None => dir.insert(open_anchor()?),
+        };
         let mut rel = PathBuf::new();
         match (contents, named) {
             (true, _) => {}
@@ -197,7 +209,7 @@ fn extract_host(tar: impl Read, to: &Path, contents: bool) -> anyhow::Result<usi
             // `contents`' top entry: the directory the user named.
             return Ok(());
         }
-        write_beneath(&dir, &rel, entry).map_err(|e| {
+        write_beneath(dir, &rel, entry).map_err(|e| {
             std::io::Error::new(e.kind(), format!("`{}`: {e}", anchor.join(&rel).display()))
         })
     })?)

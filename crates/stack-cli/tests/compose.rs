@@ -876,6 +876,9 @@ fn cp_both_ways() {
     assert!(err.contains("no such service: `nope`"), "{err}");
     let err = e.fails(&["--project-directory", &d, "cp", "web:/missing", &h("x")]);
     assert!(err.contains("/missing: no such file or directory"), "{err}");
+    let err = e.fails(&["--project-directory", &d, "cp", "web:/missing", &h("new/x")]);
+    assert!(err.contains("/missing: no such file or directory"), "{err}");
+    assert!(!host.join("new").exists());
     let err = e.fails(&[
         "--project-directory",
         &d,

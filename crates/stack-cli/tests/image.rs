@@ -316,13 +316,13 @@ fn volumes_labels_ports_and_healthcheck_of_the_image_are_defaults() {
         "container",
         "run",
         "--name",
-        "w",
+        "ww",
         "--no-healthcheck",
         "demo/app:1",
         "pwd",
     ]);
     let st: serde_json::Value =
-        serde_json::from_str(&e.out(&["container", "inspect", "w"])).unwrap();
+        serde_json::from_str(&e.out(&["container", "inspect", "ww"])).unwrap();
     assert!(st["spec"]["healthcheck"].is_null(), "{st}");
-    e.out(&["container", "rm", "w"]);
+    e.out(&["container", "rm", "ww"]);
 }

@@ -8,6 +8,8 @@
 //! `trusted.overlay.opaque` attribute. Modes, owners, times, device nodes
 //! (the lower dir is not a container's `/dev`: they reach the container as
 //! image content, as Docker allows), symlinks and hardlinks are kept.
+//! Entry types Docker does not unpack are refused, and so are GNU sparse
+//! files (a few header bytes can declare terabytes of holes).
 //!
 //! Extended attributes are filtered: a layer keeps `user.*` (but not
 //! `user.overlay.*`), `security.capability` and POSIX ACLs; every other
@@ -230,7 +232,8 @@ pub fn unpack(layer_name: &str, reader: impl Read, dest: &Path) -> Result<u64, U
         if !parent.starts_with(dest) {
             return Err(bad("resolves outside the layer".into()));
         }
-        fs::create_dir_all(&parent).map_err(|e| bad(e.to_string()))?;
+        fs::create_dir_all(&parent)
+            .map_err(|e| bad(format!("directory `{}`: {e}", parent_rel.display())))?;
         // Whiteouts.
         let name_bytes = name.as_bytes();
         if name_bytes == b".wh..wh..opq" {
@@ -269,7 +272,13 @@ pub fn unpack(layer_name: &str, reader: impl Read, dest: &Path) -> Result<u64, U
                 fs::set_permissions(&target, fs::Permissions::from_mode(mode))
                     .map_err(|e| bad(e.to_string()))?;
             }
-            k if k.is_file() || k.is_gnu_sparse() || k == tar::EntryType::Continuous => {
+            // A GNU sparse entry declares its holes in a few header bytes:
+            // terabytes of zeros to write for a small layer. Docker and
+            // BuildKit never write them in layers.
+            k if k.is_gnu_sparse() => {
+                return Err(bad("GNU sparse files are not supported in layers".into()))
+            }
+            k if k.is_file() || k == tar::EntryType::Continuous => {
                 let mut f = fs::OpenOptions::new()
                     .write(true)
                     .create_new(true)
@@ -409,8 +418,9 @@ fn remove_any(p: &Path) {
 
 #[cfg(test)]
 mod tests {
-    //! Regression tests, one per bug the property tests and the fuzz target
-    //! found (as root: device nodes and `trusted.*` need it).
+    //! Regression tests, one per bug fixed (as root: device nodes and
+    //! `trusted.*` need it). Escapes as a whole are the property tests'
+    //! business (`tests/unpack_props.rs`).
     use super::*;
     use std::os::unix::fs::MetadataExt;
 
@@ -671,7 +681,7 @@ mod tests {
     }
 
     #[test]
-    fn metadata_entries_touch_nothing_and_unknown_types_are_refused() {
+    fn metadata_entries_touch_nothing_and_unknown_types_and_sparse_files_are_refused() {
         let t = Tmp::new("types");
         // An old (pre-POSIX) header: the reader hands its `g` entry over.
         run(
@@ -692,6 +702,30 @@ mod tests {
             e.contains("layer sha256:test: entry `label`: unsupported entry type `V`"),
             "{e}"
         );
+        let mut sparse = tar::Header::new_gnu();
+        sparse.set_entry_type(tar::EntryType::GNUSparse);
+        sparse.set_path("holes").unwrap();
+        sparse.set_mode(0o644);
+        sparse.set_uid(0);
+        sparse.set_gid(0);
+        sparse.set_mtime(0);
+        // 8 GiB of holes, then one byte.
+        sparse.set_size(1);
+        let gnu = sparse.as_gnu_mut().unwrap();
+        gnu.realsize = *b"77777777777\0";
+        gnu.sparse[0].offset = *b"77777777776\0";
+        gnu.sparse[0].numbytes = *b"00000000001\0";
+        sparse.set_cksum();
+        let mut b = tar::Builder::new(Vec::new());
+        b.append(&sparse, &b"x"[..]).unwrap();
+        let e = unpack("sha256:test", &b.into_inner().unwrap()[..], &t.dest())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("entry `holes`: GNU sparse files are not supported"),
+            "{e}"
+        );
+        assert!(!t.dest().join("holes").exists());
     }
 
     #[test]

@@ -396,3 +396,38 @@ impl Drop for TempDir {
         let _ = std::fs::remove_dir_all(&self.0);
     }
 }
+
+/// The host's block devices stay out of reach, however a node for one gets
+/// into the container: made in /dev (a tmpfs where nodes work) it opens
+/// nothing, as the device controller refuses it (or, where there is none,
+/// mknod is not allowed); made in the root filesystem it opens nothing, as
+/// that is mounted nodev. The probe is the first loop device, which the host
+/// can open (its disks may be closed even to the host's root here), and only
+/// reads one byte, thrown away.
+#[test]
+fn a_block_device_node_made_inside_opens_nothing() {
+    let (e, rootfs) = env("disks");
+    let script = "for p in /dev/probe /probe; do \
+         busybox mknod $p b 7 0 && busybox head -c 1 $p >/dev/null && echo OPENED $p; \
+         done; echo done";
+    let o = run(&e, &rootfs, &[], script);
+    let out = text(&o);
+    assert!(out.contains("done"), "{out}");
+    assert!(!out.contains("OPENED"), "a block device opened: {out}");
+    for p in ["/dev/probe", "/probe"] {
+        assert!(
+            out.contains(&format!("{p}: Operation not permitted"))
+                || out.contains(&format!("{p}: Permission denied")),
+            "{p} refused for another reason: {out}"
+        );
+    }
+    // Privileged, the node in /dev opens (no device controller, no nodev):
+    // the probe can tell, where the host itself opens the device.
+    if std::fs::File::open("/dev/loop0").is_ok() {
+        let out = text(&run(&e, &rootfs, &["--privileged"], script));
+        assert!(out.contains("OPENED /dev/probe"), "{out}");
+        assert!(out.contains("OPENED /probe"), "{out}");
+    } else {
+        eprintln!("the host cannot open /dev/loop0: the privileged check is left out");
+    }
+}

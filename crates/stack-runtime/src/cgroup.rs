@@ -9,10 +9,27 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 const ROOT: &str = "/sys/fs/cgroup";
-/// The v1 controllers a container joins (blkio only to count its I/O).
-const V1_CONTROLLERS: [&str; 7] = [
-    "memory", "pids", "cpu", "cpuacct", "cpuset", "freezer", "blkio",
+/// The v1 controllers a container joins (blkio only to count its I/O;
+/// devices to keep it from the host's device nodes).
+const V1_CONTROLLERS: [&str; 8] = [
+    "memory", "pids", "cpu", "cpuacct", "cpuset", "freezer", "blkio", "devices",
 ];
+
+/// The device nodes a container may open (and any it may make, but not
+/// open), as Docker and runc allow them: null, zero, full, random,
+/// urandom, tty, console, ptmx and the ptys. Everything else, the host's
+/// disks above all, is refused by the kernel however the node got there.
+pub const ALLOWED_DEVICES: [&str; 11] = [
+    "c *:* m", "b *:* m", "c 1:3 rwm", "c 1:5 rwm", "c 1:7 rwm", "c 1:8 rwm", "c 1:9 rwm",
+    "c 5:0 rwm", "c 5:1 rwm", "c 5:2 rwm", "c 136:* rwm",
+];
+
+/// Whether the kernel keeps containers to [`ALLOWED_DEVICES`] here: the v1
+/// devices controller. On v2 that takes a BPF program, which stack does not
+/// load yet; the runtime then withholds `CAP_MKNOD` unless asked for it.
+pub fn devices_enforced() -> bool {
+    !is_v2_root() && Path::new(ROOT).join("devices/devices.allow").exists()
+}
 
 /// Limits, as compose and `docker run` express them.
 #[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -178,8 +195,9 @@ fn pids_max(p: i64) -> String {
     }
 }
 
-/// Creates the cgroups with their limits and moves process `pid` into them.
-pub fn create(layout: &Layout, limits: &Limits, pid: u32) -> io::Result<()> {
+/// Creates the cgroups with their limits and moves process `pid` into them;
+/// unless `all_devices` (privileged), its devices are [`ALLOWED_DEVICES`].
+pub fn create(layout: &Layout, limits: &Limits, all_devices: bool, pid: u32) -> io::Result<()> {
     match layout {
         Layout::V1(dirs) => {
             for (c, dir) in dirs {
@@ -207,6 +225,12 @@ pub fn create(layout: &Layout, limits: &Limits, pid: u32) -> io::Result<()> {
                     "pids" => {
                         if let Some(p) = limits.pids {
                             write(dir, "pids.max", &pids_max(p))?;
+                        }
+                    }
+                    "devices" if !all_devices => {
+                        write(dir, "devices.deny", "a")?;
+                        for rule in ALLOWED_DEVICES {
+                            write(dir, "devices.allow", rule)?;
                         }
                     }
                     "cpu" => {
@@ -285,13 +309,13 @@ fn dirs(layout: &Layout) -> Vec<&PathBuf> {
 
 /// Moves process `pid` into the container's existing cgroups (for exec).
 pub fn join(layout: &Layout, pid: u32) -> io::Result<()> {
-    // Containers started before blkio was joined have no such cgroup.
+    // Containers started before blkio and devices were joined have no such cgroups.
     let optional = match layout {
-        Layout::V1(_) => v1_dir(layout, "blkio"),
-        Layout::V2(_) => None,
+        Layout::V1(_) => vec![v1_dir(layout, "blkio"), v1_dir(layout, "devices")],
+        Layout::V2(_) => Vec::new(),
     };
     for d in dirs(layout) {
-        if Some(d) == optional && !d.exists() {
+        if optional.contains(&Some(d)) && !d.exists() {
             continue;
         }
         write(d, "cgroup.procs", &pid.to_string())?;
@@ -519,12 +543,16 @@ mod tests {
         fs::create_dir_all(dir("memory")).unwrap();
         fs::write(dir("memory").join("memory.memsw.limit_in_bytes"), "").unwrap();
         let layout = Layout::V1(
-            ["memory", "pids", "cpu", "cpuset"]
+            ["memory", "pids", "cpu", "cpuset", "devices"]
                 .into_iter()
                 .map(|c| (c, dir(c)))
                 .collect(),
         );
-        create(&layout, &limits(), 4242).unwrap();
+        create(&layout, &limits(), false, 4242).unwrap();
+        // Every device denied first (each rule overwrites the stand-in file:
+        // the real controller adds them up; tests/isolation.rs opens nodes).
+        assert_eq!(read(&dir("devices").join("devices.deny")), "a");
+        assert_eq!(read(&dir("devices").join("devices.allow")), "c 136:* rwm");
         assert_eq!(
             read(&dir("memory").join("memory.limit_in_bytes")),
             "67108864"
@@ -543,9 +571,13 @@ mod tests {
         assert_eq!(read(&root.join("cpuset/own/stack/cpuset.cpus")), "0-1");
         assert_eq!(read(&dir("cpuset").join("cpuset.cpus")), "0-1");
         assert_eq!(read(&dir("cpuset").join("cpuset.mems")), "0");
-        for c in ["memory", "pids", "cpu", "cpuset"] {
+        for c in ["memory", "pids", "cpu", "cpuset", "devices"] {
             assert_eq!(read(&dir(c).join("cgroup.procs")), "4242", "{c}");
         }
+        // A privileged container keeps every device.
+        let layout = Layout::V1(vec![("devices", root.join("devices/own/stack/c2"))]);
+        create(&layout, &limits(), true, 1).unwrap();
+        assert!(!root.join("devices/own/stack/c2/devices.deny").exists());
         fs::remove_dir_all(&root).unwrap();
     }
 
@@ -561,6 +593,7 @@ mod tests {
                 pids: Some(100),
                 ..limits()
             },
+            false,
             7,
         )
         .unwrap();

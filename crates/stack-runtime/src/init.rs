@@ -210,7 +210,12 @@ fn stage1(spec: &Spec, dir: &Path, mode: Mode) -> std::io::Result<i32> {
         ForkResult::Parent { child } => {
             drop(ready_r);
             let layout = crate::cgroup::layout(&spec.id)?;
-            if let Err(e) = crate::cgroup::create(&layout, &spec.limits, child.as_raw() as u32) {
+            if let Err(e) = crate::cgroup::create(
+                &layout,
+                &spec.limits,
+                spec.privileged,
+                child.as_raw() as u32,
+            ) {
                 let _ = kill(child, Signal::SIGKILL);
                 let _ = waitpid(child, None);
                 crate::cgroup::remove(&layout);

@@ -343,13 +343,14 @@ pub fn setup(spec: &Spec, dir: &Path, cgroups: Option<&View>, sys: &mut dyn Sys)
         upper.display(),
         work.display()
     );
-    sys.mount(
-        "overlay",
-        &merged,
-        Some("overlay"),
-        MsFlags::empty(),
-        Some(&opts),
-    )?;
+    // nodev: a device node that an image or the container itself put in
+    // its root filesystem opens nothing (only /dev's nodes do).
+    let root_flags = if spec.privileged {
+        MsFlags::empty()
+    } else {
+        MsFlags::MS_NODEV
+    };
+    sys.mount("overlay", &merged, Some("overlay"), root_flags, Some(&opts))?;
 
     let nosuid_noexec_nodev = MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC | MsFlags::MS_NODEV;
     let proc_dir = merged.join("proc");

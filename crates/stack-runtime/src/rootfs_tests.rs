@@ -141,7 +141,7 @@ fn the_default_plan() {
     let m = "/state/c1/merged";
     let want: Vec<String> = [
         "mount none / - [rec,private]",
-        "mount overlay {m} overlay [] lowerdir=/images/busybox,upperdir=/state/c1/upper,workdir=/state/c1/work",
+        "mount overlay {m} overlay [nodev] lowerdir=/images/busybox,upperdir=/state/c1/upper,workdir=/state/c1/work",
         "mount proc {m}/proc proc [nosuid,nodev,noexec]",
         "mount tmpfs {m}/dev tmpfs [nosuid,strictatime] mode=755,size=65536k",
         // The container's own nodes, never binds of the host's.
@@ -211,6 +211,8 @@ fn privileged_read_only_host_network_and_user_mounts() {
     sys.paths
         .insert("/state/c1/merged/link".into(), Kind::Symlink("/etc".into()));
     let calls = run(&s, &mut sys);
+    // Privileged: the root filesystem's device nodes work (not nodev).
+    assert!(calls[1].starts_with("mount overlay /state/c1/merged overlay [] "), "{}", calls[1]);
     let pivot = calls.iter().position(|c| c.starts_with("pivot")).unwrap();
     assert_eq!(
         &calls[pivot - 1..],
@@ -335,7 +337,7 @@ fn bad_input_fails_before_mounting_it() {
     let mut s = spec();
     s.layers = vec!["/layers/2".into(), "/layers/1".into()];
     let calls = run(&s, &mut Recording::default());
-    assert_eq!(calls[1], "mount overlay /state/c1/merged overlay [] lowerdir=/images/busybox:/layers/2:/layers/1,upperdir=/state/c1/upper,workdir=/state/c1/work");
+    assert_eq!(calls[1], "mount overlay /state/c1/merged overlay [nodev] lowerdir=/images/busybox:/layers/2:/layers/1,upperdir=/state/c1/upper,workdir=/state/c1/work");
     let mut s = spec();
     s.rootfs = "/a,b".into();
     assert!(setup(&s, Path::new("/state/c1"), None, &mut Recording::default()).is_err());

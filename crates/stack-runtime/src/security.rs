@@ -42,6 +42,12 @@ pub fn capabilities(spec: &Spec) -> io::Result<HashSet<Capability>> {
         return Ok(caps::all());
     }
     let mut set: HashSet<Capability> = DEFAULT_CAPS.into_iter().collect();
+    // Where no device controller keeps the container from the host's
+    // device nodes (cgroup v2 without a device program), a node made in its
+    // /dev would open the host's disks: no mknod unless asked for.
+    if !crate::cgroup::devices_enforced() {
+        set.remove(&Capability::CAP_MKNOD);
+    }
     for c in &spec.cap_add {
         if c.eq_ignore_ascii_case("ALL") {
             set = caps::all();

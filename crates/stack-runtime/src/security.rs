@@ -245,7 +245,11 @@ mod tests {
             s.cap_drop = drop.iter().map(|s| s.to_string()).collect();
             s
         };
-        assert_eq!(capabilities(&spec(&[], &[])).unwrap().len(), 14);
+        let mknod = crate::cgroup::devices_enforced();
+        let default = capabilities(&spec(&[], &[])).unwrap();
+        assert_eq!(default.len(), if mknod { 14 } else { 13 });
+        assert_eq!(default.contains(&Capability::CAP_MKNOD), mknod);
+        assert!(capabilities(&spec(&["MKNOD"], &[])).unwrap().contains(&Capability::CAP_MKNOD));
         let s = capabilities(&spec(&["NET_ADMIN"], &["cap_chown"])).unwrap();
         assert!(s.contains(&Capability::CAP_NET_ADMIN) && !s.contains(&Capability::CAP_CHOWN));
         assert!(capabilities(&spec(&[], &["ALL"])).unwrap().is_empty());

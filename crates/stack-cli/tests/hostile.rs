@@ -202,3 +202,70 @@ fn a_container_name_that_is_not_a_name_is_refused() {
         assert!(err.contains(&format!("invalid container name `{bad}`")), "{bad}: {err}");
     }
 }
+
+/// The hostility table through raw bodies sent to the real engine by a
+/// member of its group who is not root (no loader in between): each is
+/// refused naming the name, and nothing appears outside the root.
+#[test]
+fn a_group_member_cannot_send_names_that_become_paths() {
+    use std::os::unix::process::CommandExt as _;
+    let (e, _) = project_env("hostile", "api", "services: {}\n");
+    let group = nix::unistd::Group::from_gid(nix::unistd::Gid::from_raw(65534))
+        .unwrap()
+        .expect("a group with gid 65534 (nogroup)")
+        .name;
+    let mut daemon = e
+        .command(&["daemon", "--group", &group])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let socket = e.root().join("engine.sock");
+    common::eventually(std::time::Duration::from_secs(10), "the engine's socket", || {
+        std::os::unix::net::UnixStream::connect(&socket).is_ok()
+    });
+    let v = victim("api");
+    let escape = format!("../../../escape-api-{}", std::process::id());
+    let bodies = [
+        (
+            format!(r#"{{"project":{{"name":"shop","services":{{"web":{{"image":"local/busybox:1","configs":[{{"source":"{f}"}}]}}}},"configs":{{"{f}":{{"content":"OVERWRITTEN"}}}}}}}}"#, f = v.join("file").display()),
+            format!("invalid config name `{}`", v.join("file").display()),
+        ),
+        (
+            format!(r#"{{"project":{{"name":"shop","services":{{}},"volumes":{{"v1":{{"name":"{}"}}}}}}}}"#, v.display()),
+            format!("invalid volume name `{}`", v.display()),
+        ),
+        (
+            format!(r#"{{"project":{{"name":"shop","services":{{"{escape}":{{"image":"local/busybox:1"}}}}}}}}"#),
+            format!("invalid service name `{escape}`"),
+        ),
+    ];
+    // A raw HTTP request over the socket, from a process of uid and gid 65534.
+    const SEND: &str = "import socket,sys\n\
+s=socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); b=sys.argv[3].encode()\n\
+s.sendall(b'POST '+sys.argv[2].encode()+b' HTTP/1.1\\r\\nhost: x\\r\\nconnection: close\\r\\ncontent-length: '+str(len(b)).encode()+b'\\r\\n\\r\\n'+b)\n\
+out=b''\n\
+while True:\n  d=s.recv(65536)\n  if not d: break\n  out+=d\n\
+sys.stdout.write(out.decode())\n";
+    for (path, body, says) in bodies
+        .iter()
+        .map(|(b, s)| ("/v1/projects/shop/up", b, s))
+        .chain(bodies.iter().map(|(b, s)| ("/v1/projects/shop/down", b, s)))
+    {
+        let o = std::process::Command::new("python3")
+            .args(["-c", SEND, socket.to_str().unwrap(), path, body])
+            .uid(65534)
+            .gid(65534)
+            .output()
+            .unwrap();
+        let answer = String::from_utf8_lossy(&o.stdout);
+        assert!(answer.starts_with("HTTP/1.1 400"), "{path} {body}: {answer} {o:?}");
+        assert!(answer.contains(says.as_str()), "{path} {body}: {answer}");
+    }
+    untouched(&v);
+    assert!(!e.dir.join(escape.trim_start_matches("../../../")).exists());
+    assert!(!e.root().join("projects").exists());
+    let _ = daemon.kill();
+    let _ = daemon.wait();
+}

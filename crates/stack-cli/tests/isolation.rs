@@ -431,3 +431,35 @@ fn a_block_device_node_made_inside_opens_nothing() {
         eprintln!("the host cannot open /dev/loop0: the privileged check is left out");
     }
 }
+
+/// A bind of the host's /dev (or of any directory holding device nodes) is
+/// nodev all the way down: its nodes open nothing, on hosts with a device
+/// controller or without one. Read only: /proc/mounts, and an open for
+/// reading of the first loop device, one byte thrown away.
+#[test]
+fn a_bound_host_dev_is_nodev_all_the_way_down() {
+    let (e, rootfs) = env("hostdev");
+    let script = "grep ' /hostdev' /proc/mounts; \
+         busybox head -c 1 /hostdev/loop0 >/dev/null && echo OPENED; echo done";
+    let out = text(&run(&e, &rootfs, &["-v", "/dev:/hostdev:ro"], script));
+    assert!(out.contains("done"), "{out}");
+    let mounts: Vec<&str> = out
+        .lines()
+        .filter(|l| !l.starts_with("head:"))
+        .filter(|l| l.split(' ').nth(1).is_some_and(|t| t.starts_with("/hostdev")))
+        .collect();
+    assert!(!mounts.is_empty(), "{out}");
+    for m in &mounts {
+        let opts = m.split(' ').nth(3).unwrap_or_default();
+        assert!(opts.split(',').any(|o| o == "nodev"), "not nodev: {m}");
+        assert!(opts.split(',').any(|o| o == "ro"), "not read-only: {m}");
+    }
+    assert!(!out.contains("OPENED"), "{out}");
+    if std::path::Path::new("/dev/loop0").exists() {
+        assert!(
+            out.contains("/hostdev/loop0: Permission denied")
+                || out.contains("/hostdev/loop0: Operation not permitted"),
+            "{out}"
+        );
+    }
+}

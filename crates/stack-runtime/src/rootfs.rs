@@ -81,9 +81,9 @@ pub trait Sys {
     fn symlink(&mut self, target: &str, link: &Path) -> io::Result<()>;
     /// A character device node, mode 0666.
     fn mknod(&mut self, p: &Path, major: u64, minor: u64) -> io::Result<()>;
-    /// Makes the mount at `target` read-only, and with `recursive` every
-    /// mount under it too; other mount flags are kept.
-    fn set_read_only(&mut self, target: &Path, recursive: bool) -> io::Result<()>;
+    /// Sets `what` (read-only, nodev) on the mount at `target`, and with
+    /// `recursive` on every mount under it too; other mount flags are kept.
+    fn restrict(&mut self, target: &Path, what: Restrict, recursive: bool) -> io::Result<()>;
     fn write(&mut self, p: &Path, data: &str) -> io::Result<()>;
     /// Makes `new_root` the root and detaches the old one.
     fn pivot(&mut self, new_root: &Path) -> io::Result<()>;
@@ -130,8 +130,8 @@ impl Sys for Host {
         use std::os::unix::fs::PermissionsExt as _;
         fs::set_permissions(p, fs::Permissions::from_mode(0o666))
     }
-    fn set_read_only(&mut self, target: &Path, recursive: bool) -> io::Result<()> {
-        match setattr_read_only(target, recursive) {
+    fn restrict(&mut self, target: &Path, what: Restrict, recursive: bool) -> io::Result<()> {
+        match setattr(target, what, recursive) {
             Err(e) if e.raw_os_error() == Some(libc::ENOSYS) => {
                 // Before Linux 5.12: each mount on its own.
                 let mut targets = vec![target.to_path_buf()];
@@ -142,11 +142,11 @@ impl Sys for Host {
                     ));
                 }
                 for t in targets {
-                    remount_read_only(&t)?;
+                    remount_adding(&t, what)?;
                 }
                 Ok(())
             }
-            r => r.map_err(|e| err(&format!("read-only {}", target.display()), e)),
+            r => r.map_err(|e| err(&format!("{} {}", what.name(), target.display()), e)),
         }
     }
     fn write(&mut self, p: &Path, data: &str) -> io::Result<()> {
@@ -218,16 +218,46 @@ struct MountAttr {
     userns_fd: u64,
 }
 
-const MOUNT_ATTR_RDONLY: u64 = 0x1;
+/// A flag a mount (or a tree of them) gets after it is made.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Restrict {
+    ReadOnly,
+    /// Device nodes on it open nothing.
+    NoDev,
+}
 
-/// `mount_setattr(2)`: the read-only flag on the mount at `target` (and every
-/// mount under it), the other flags untouched.
-fn setattr_read_only(target: &Path, recursive: bool) -> io::Result<()> {
+impl Restrict {
+    /// `MOUNT_ATTR_RDONLY`, `MOUNT_ATTR_NODEV`.
+    fn attr(self) -> u64 {
+        match self {
+            Restrict::ReadOnly => 0x1,
+            Restrict::NoDev => 0x4,
+        }
+    }
+
+    fn flag(self) -> MsFlags {
+        match self {
+            Restrict::ReadOnly => MsFlags::MS_RDONLY,
+            Restrict::NoDev => MsFlags::MS_NODEV,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Restrict::ReadOnly => "read-only",
+            Restrict::NoDev => "nodev",
+        }
+    }
+}
+
+/// `mount_setattr(2)`: `what` on the mount at `target` (and every mount
+/// under it), the other flags untouched.
+fn setattr(target: &Path, what: Restrict, recursive: bool) -> io::Result<()> {
     use std::os::unix::ffi::OsStrExt as _;
     let path = std::ffi::CString::new(target.as_os_str().as_bytes())
         .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
     let attr = MountAttr {
-        attr_set: MOUNT_ATTR_RDONLY,
+        attr_set: what.attr(),
         attr_clr: 0,
         propagation: 0,
         userns_fd: 0,
@@ -253,13 +283,14 @@ fn setattr_read_only(target: &Path, recursive: bool) -> io::Result<()> {
     }
 }
 
-/// A bind remount read-only that keeps the mount's nosuid/nodev/noexec
+/// A bind remount adding `what` that keeps the mount's other flags
 /// (a remount replaces them all otherwise).
-fn remount_read_only(target: &Path) -> io::Result<()> {
+fn remount_adding(target: &Path, what: Restrict) -> io::Result<()> {
     use nix::sys::statvfs::{statvfs, FsFlags};
     let have = statvfs(target).map_err(|e| err(&format!("statvfs {}", target.display()), e))?;
-    let mut flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY;
+    let mut flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | what.flag();
     for (st, ms) in [
+        (FsFlags::ST_RDONLY, MsFlags::MS_RDONLY),
         (FsFlags::ST_NOSUID, MsFlags::MS_NOSUID),
         (FsFlags::ST_NODEV, MsFlags::MS_NODEV),
         (FsFlags::ST_NOEXEC, MsFlags::MS_NOEXEC),
@@ -269,7 +300,7 @@ fn remount_read_only(target: &Path) -> io::Result<()> {
         }
     }
     mount(None::<&str>, target, None::<&str>, flags, None::<&str>)
-        .map_err(|e| err(&format!("remount {} read-only", target.display()), e))
+        .map_err(|e| err(&format!("remount {} {}", target.display(), what.name()), e))
 }
 
 /// The mount points strictly under `target`, from /proc/self/mountinfo,
@@ -307,7 +338,7 @@ fn submounts(mountinfo: &str, target: &Path) -> Vec<PathBuf> {
 /// Binds `src` over `target` with every mount under it, all read-only.
 fn bind_ro(sys: &mut dyn Sys, src: &str, target: &Path) -> io::Result<()> {
     sys.mount(src, target, None, MsFlags::MS_BIND | MsFlags::MS_REC, None)?;
-    sys.set_read_only(target, true)
+    sys.restrict(target, Restrict::ReadOnly, true)
 }
 
 /// Everything, from the overlay to the pivot; `cgroups` is what the
@@ -442,7 +473,7 @@ pub fn setup(spec: &Spec, dir: &Path, cgroups: Option<&View>, sys: &mut dyn Sys)
 
     sys.pivot(&merged)?;
     if spec.read_only {
-        sys.set_read_only(Path::new("/"), false)?;
+        sys.restrict(Path::new("/"), Restrict::ReadOnly, false)?;
     }
     Ok(())
 }
@@ -484,7 +515,7 @@ fn mount_cgroups(
                 let remount = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | flags | ro;
                 sys.mount(&src, &t, None, remount, None)?;
             }
-            sys.set_read_only(target, false)
+            sys.restrict(target, Restrict::ReadOnly, false)
         }
     }
 }
@@ -502,7 +533,7 @@ fn mask(path: &Path, empty: &Path, sys: &mut dyn Sys) -> io::Result<()> {
         ),
         Kind::File => {
             sys.mount(&empty.to_string_lossy(), path, None, MsFlags::MS_BIND, None)?;
-            sys.set_read_only(path, false)
+            sys.restrict(path, Restrict::ReadOnly, false)
         }
         Kind::Missing | Kind::Symlink(_) => Ok(()),
     }
@@ -579,14 +610,18 @@ pub fn secure_join_with(root: &Path, path: &str, sys: &dyn Sys) -> io::Result<Pa
 }
 
 /// A bind mount, with the mounts under its source unless `recursive`
-/// leaves them out; read-only if asked, all the way down unless
-/// `recursive` keeps the submounts writable.
+/// leaves them out; nodev all the way down unless `devices` (privileged:
+/// the host's device nodes under a bound directory, `/dev` itself or those
+/// of a devtmpfs under `/`, open nothing otherwise, as Docker's device
+/// controller has it, on v2 hosts too); read-only if asked, all the way down
+/// unless `recursive` keeps the submounts writable.
 fn bind(
     sys: &mut dyn Sys,
     source: &Path,
     target: &Path,
     read_only: bool,
     recursive: Recursive,
+    devices: bool,
 ) -> io::Result<()> {
     let src = source.to_string_lossy();
     let mut flags = MsFlags::MS_BIND;
@@ -594,9 +629,12 @@ fn bind(
         flags |= MsFlags::MS_REC;
     }
     sys.mount(&src, target, None, flags, None)?;
+    if !devices {
+        sys.restrict(target, Restrict::NoDev, true)?;
+    }
     if read_only {
         let down = matches!(recursive, Recursive::Enabled | Recursive::Readonly);
-        sys.set_read_only(target, down)?;
+        sys.restrict(target, Restrict::ReadOnly, down)?;
     }
     Ok(())
 }
@@ -624,13 +662,13 @@ fn user_mounts(spec: &Spec, merged: &Path, sys: &mut dyn Sys) -> io::Result<()> 
                         }
                     }
                 }
-                bind(sys, &m.source, &target, m.read_only, m.recursive)?;
+                bind(sys, &m.source, &target, m.read_only, m.recursive, spec.privileged)?;
             }
             "volume" => {
                 sys.mkdir_all(&m.source)?;
                 sys.mkdir_all(&target)?;
                 sys.copy_up(&target, &m.source)?;
-                bind(sys, &m.source, &target, m.read_only, Recursive::Enabled)?;
+                bind(sys, &m.source, &target, m.read_only, Recursive::Enabled, spec.privileged)?;
             }
             "tmpfs" => {
                 sys.mkdir_all(&target)?;

@@ -74,10 +74,10 @@ impl Sys for Recording {
         self.paths.insert(p.to_path_buf(), Kind::File);
         Ok(())
     }
-    fn set_read_only(&mut self, target: &Path, recursive: bool) -> io::Result<()> {
+    fn restrict(&mut self, target: &Path, what: Restrict, recursive: bool) -> io::Result<()> {
         let how = if recursive { "recursive" } else { "this mount" };
         self.calls
-            .push(format!("read-only {} ({how})", target.display()));
+            .push(format!("{} {} ({how})", what.name(), target.display()));
         Ok(())
     }
     fn write(&mut self, p: &Path, data: &str) -> io::Result<()> {
@@ -258,17 +258,25 @@ fn read_only_binds_are_recursive_unless_asked_otherwise() {
     let calls = run(&s, &mut sys);
     let m = "/state/c1/merged";
     let first = calls.iter().position(|c| c.contains("mount / ")).unwrap();
+    // Every bind nodev all the way down (the host's device nodes under
+    // `/`, its devtmpfs among them, open nothing), then read-only as asked.
     let want: Vec<String> = [
         "mount / {m}/rootfs - [bind,rec]",
+        "nodev {m}/rootfs (recursive)",
         "read-only {m}/rootfs (recursive)",
         "mount /a {m}/a - [bind,rec]",
+        "nodev {m}/a (recursive)",
         "read-only {m}/a (recursive)",
         "mount /b {m}/b - [bind,rec]",
+        "nodev {m}/b (recursive)",
         "read-only {m}/b (this mount)",
         "mount /c {m}/c - [bind]",
+        "nodev {m}/c (recursive)",
         "read-only {m}/c (this mount)",
         "mount /d {m}/d - [bind]",
+        "nodev {m}/d (recursive)",
         "mount /e {m}/e - [bind,rec]",
+        "nodev {m}/e (recursive)",
     ]
     .iter()
     .map(|c| c.replace("{m}", m))

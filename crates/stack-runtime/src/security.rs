@@ -44,8 +44,9 @@ pub fn capabilities(spec: &Spec) -> io::Result<HashSet<Capability>> {
     let mut set: HashSet<Capability> = DEFAULT_CAPS.into_iter().collect();
     // Where no device controller keeps the container from the host's
     // device nodes (cgroup v2 without a device program), a node made in its
-    // /dev would open the host's disks: no mknod unless asked for.
-    if !crate::cgroup::devices_enforced() {
+    // /dev would open the host's disks: no mknod, and none asked for.
+    let no_controller = !crate::cgroup::devices_enforced();
+    if no_controller {
         set.remove(&Capability::CAP_MKNOD);
     }
     for c in &spec.cap_add {
@@ -61,6 +62,11 @@ pub fn capabilities(spec: &Spec) -> io::Result<HashSet<Capability>> {
         } else {
             set.remove(&parse_cap(c)?);
         }
+    }
+    if no_controller && set.contains(&Capability::CAP_MKNOD) {
+        return Err(io::Error::other(
+            "cap_add MKNOD needs a device controller, which this host lacks (cgroup v2): a device node made in the container would open the host's devices; run it privileged if it must",
+        ));
     }
     Ok(set)
 }
@@ -249,7 +255,10 @@ mod tests {
         let default = capabilities(&spec(&[], &[])).unwrap();
         assert_eq!(default.len(), if mknod { 14 } else { 13 });
         assert_eq!(default.contains(&Capability::CAP_MKNOD), mknod);
-        assert!(capabilities(&spec(&["MKNOD"], &[])).unwrap().contains(&Capability::CAP_MKNOD));
+        match capabilities(&spec(&["MKNOD"], &[])) {
+            Ok(s) => assert!(mknod && s.contains(&Capability::CAP_MKNOD)),
+            Err(e) => assert!(!mknod && e.to_string().contains("device controller"), "{e}"),
+        }
         let s = capabilities(&spec(&["NET_ADMIN"], &["cap_chown"])).unwrap();
         assert!(s.contains(&Capability::CAP_NET_ADMIN) && !s.contains(&Capability::CAP_CHOWN));
         assert!(capabilities(&spec(&[], &["ALL"])).unwrap().is_empty());

@@ -104,7 +104,7 @@ pub fn resolve_name(
 /// `name:`s, `container_name`) against Docker's and compose's rules: names
 /// become file names under the store root, so none may be `..`, hold a `/`
 /// or begin with `-`.
-fn check_names(root: &Node, diags: &mut Diagnostics) {
+fn check_names(root: &Node, interpolated: bool, diags: &mut Diagnostics) {
     let mut check = |kind, name: &str, span: &Span| {
         if let Err(e) = names::check(kind, name) {
             diags.error(span, e.to_string());
@@ -121,8 +121,10 @@ fn check_names(root: &Node, diags: &mut Diagnostics) {
             check(kind, &k.name, &k.span);
             let field = if section == "services" { "container_name" } else { "name" };
             let kind = if section == "services" { names::Kind::Container } else { kind };
-            if let Some(n) = v.get(field) {
-                check(kind, n.as_str().unwrap_or_default(), &n.span);
+            // Uninterpolated (`config --no-interpolate`), a name may still
+            // hold `${VAR}`; one that is not a string the schema reports.
+            if let Some(n) = v.get(field).filter(|_| interpolated).and_then(|n| Some((n.as_str()?, &n.span))) {
+                check(kind, n.0, n.1);
             }
         }
     }
@@ -826,7 +828,7 @@ pub fn build(
         diagnostics: diags.into_vec(),
     };
     let (disabled, profiles) = apply_profiles(&mut root, opts, env);
-    check_names(&root, &mut diags);
+    check_names(&root, !opts.no_interpolate, &mut diags);
     check_references(&root, &disabled, &mut diags);
     if let Some(m) = root.as_map_mut() {
         m.remove("name");

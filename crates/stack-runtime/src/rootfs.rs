@@ -37,15 +37,20 @@ const DEVICES: [(&str, u64, u64); 6] = [
 const MASK_FILE: &str = "masked";
 
 /// Paths Docker hides from containers.
-const MASKED: [&str; 8] = [
+const MASKED: [&str; 11] = [
     "/proc/asound",
     "/proc/acpi",
     "/proc/kcore",
     "/proc/keys",
     "/proc/latency_stats",
     "/proc/timer_list",
+    "/proc/timer_stats",
     "/proc/sched_debug",
+    "/proc/scsi",
     "/sys/firmware",
+    // RAPL energy counters (CVE-2020-8694), now that /sys is the
+    // container's own sysfs.
+    "/sys/devices/virtual/powercap",
 ];
 
 /// Paths Docker makes read-only.

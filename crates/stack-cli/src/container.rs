@@ -439,7 +439,7 @@ fn launch<T>(
     let started = wire_and_start(a, &mut spec, &named_networks, start);
     stack_runtime::state::release(&dir);
     if started.is_err() && !stack_runtime::state::path(&dir).exists() {
-        let _ = std::fs::remove_dir_all(&dir);
+        let _ = stack_sys::remove_tree(&stack_root(), &dir);
     }
     started
 }

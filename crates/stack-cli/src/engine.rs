@@ -385,14 +385,45 @@ impl stack_api::Engine for Real {
     }
 }
 
+/// Makes the store root private: 0700, or 0710 and of group `gid` when
+/// the group must reach the socket in it (by name: its members list
+/// nothing). What an earlier version left open (its directories were 0755)
+/// is closed too: each top directory 0700, the engine's log 0600.
+fn close_store(root: &Path, gid: Option<u32>) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt as _;
+    stack_sys::prepare_root(root, if gid.is_some() { 0o710 } else { 0o700 })
+        .with_context(|| format!("cannot make the store root `{}`", root.display()))?;
+    if let Some(gid) = gid {
+        std::os::unix::fs::chown(root, Some(0), Some(gid))
+            .with_context(|| format!("cannot give `{}` to group {gid}", root.display()))?;
+    }
+    for dir in ["containers", "images", "networks", "volumes", "projects", "watch"] {
+        let dir = root.join(dir);
+        if dir.exists() {
+            stack_sys::private_dir(&dir)?;
+        }
+    }
+    let log = root.join("engine.log");
+    if log.exists() {
+        std::fs::set_permissions(&log, std::fs::Permissions::from_mode(0o600))?;
+    }
+    Ok(())
+}
+
 /// `stack daemon`: serves until SIGTERM or SIGINT. Running containers keep
 /// running when it stops.
 pub fn daemon(group: Option<&str>) -> anyhow::Result<()> {
     let root = stack_root();
-    // Private: a group that reaches the socket may cross the root (0711)
-    // to it by name, and list or read nothing.
-    stack_sys::prepare_root(&root, if group.is_some() { 0o711 } else { 0o700 })
-        .with_context(|| format!("cannot make the store root `{}`", root.display()))?;
+    let gid = group
+        .map(|g| {
+            nix::unistd::Group::from_name(g)
+                .ok()
+                .flatten()
+                .map(|g| g.gid.as_raw())
+                .ok_or_else(|| anyhow::anyhow!("no such group: `{g}`"))
+        })
+        .transpose()?;
+    close_store(&root, gid)?;
     // Out of the starting terminal's session: its hangup is not ours.
     let _ = nix::unistd::setsid();
     let lock_path = root.join("engine.lock");
@@ -416,17 +447,11 @@ pub fn daemon(group: Option<&str>) -> anyhow::Result<()> {
             Err((_, e)) => bail!("cannot lock `{}`: {e}", lock_path.display()),
         };
     let pid_file = root.join("engine.pid");
-    std::fs::write(&pid_file, format!("{}\n", std::process::id()))?;
+    std::io::Write::write_all(
+        &mut stack_sys::private_file(&pid_file)?,
+        format!("{}\n", std::process::id()).as_bytes(),
+    )?;
     std::env::set_current_dir("/")?;
-    let gid = group
-        .map(|g| {
-            nix::unistd::Group::from_name(g)
-                .ok()
-                .flatten()
-                .map(|g| g.gid.as_raw())
-                .ok_or_else(|| anyhow::anyhow!("no such group: `{g}`"))
-        })
-        .transpose()?;
     readopt(&root);
     let socket = socket_path();
     let listener = stack_api::bind(&socket, gid)

@@ -214,17 +214,54 @@ fn a_group_member_cannot_send_names_that_become_paths() {
         .unwrap()
         .expect("a group with gid 65534 (nogroup)")
         .name;
-    let mut daemon = e
-        .command(&["daemon", "--group", &group])
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let socket = e.root().join("engine.sock");
+    // What an earlier version left open, the engine closes when it starts.
+    let root = e.root();
+    std::fs::create_dir_all(root.join("containers")).unwrap();
+    std::fs::set_permissions(root.join("containers"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::write(root.join("engine.log"), "old\n").unwrap();
+    std::fs::set_permissions(root.join("engine.log"), std::fs::Permissions::from_mode(0o644)).unwrap();
+    /// The engine, killed when the test ends however it ends.
+    struct Daemon(std::process::Child);
+    impl Drop for Daemon {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _daemon = Daemon(
+        e.command(&["daemon", "--group", &group])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let socket = root.join("engine.sock");
     common::eventually(std::time::Duration::from_secs(10), "the engine's socket", || {
         std::os::unix::net::UnixStream::connect(&socket).is_ok()
     });
+    let meta = |p: &Path| std::fs::symlink_metadata(p).unwrap();
+    use std::os::unix::fs::MetadataExt as _;
+    assert_eq!(meta(&root).permissions().mode() & 0o7777, 0o710);
+    assert_eq!(meta(&root).gid(), 65534, "the root is the group's to cross");
+    assert_eq!(meta(&root.join("containers")).permissions().mode() & 0o7777, 0o700);
+    assert_eq!(meta(&root.join("engine.log")).permissions().mode() & 0o7777, 0o600);
+    // Who is not in the group cannot even cross the root; members list nothing.
+    let as_user = |gid: u32, argv: &[&str]| {
+        std::process::Command::new(argv[0])
+            .args(&argv[1..])
+            .uid(65534)
+            .gid(gid)
+            .output()
+            .unwrap()
+    };
+    let log = root.join("engine.log").display().to_string();
+    let root_s = root.display().to_string();
+    for (gid, argv) in [(12345, vec!["cat", log.as_str()]), (65534, vec!["ls", root_s.as_str()])] {
+        let o = as_user(gid, &argv);
+        assert!(!o.status.success(), "{argv:?} as gid {gid}: {o:?}");
+        assert!(String::from_utf8_lossy(&o.stderr).contains("Permission denied"), "{o:?}");
+    }
     let v = victim("api");
     let escape = format!("../../../escape-api-{}", std::process::id());
     let bodies = [
@@ -266,6 +303,4 @@ sys.stdout.write(out.decode())\n";
     untouched(&v);
     assert!(!e.dir.join(escape.trim_start_matches("../../../")).exists());
     assert!(!e.root().join("projects").exists());
-    let _ = daemon.kill();
-    let _ = daemon.wait();
 }

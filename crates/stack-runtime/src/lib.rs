@@ -93,7 +93,7 @@ pub fn run(spec: &Spec, root: &Path, remove: bool) -> Result<Exit, RuntimeError>
         Ok(Exit { code, oom_killed })
     });
     if remove {
-        let _ = std::fs::remove_dir_all(&dir);
+        let _ = stack_sys::remove_tree(root, &dir);
     }
     result
 }

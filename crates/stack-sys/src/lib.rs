@@ -6,7 +6,7 @@
 //! - [`private_dir`], [`private_file`]: directories 0700 and files 0600 (the
 //!   store holds environment values, secrets and containers' writable
 //!   layers, which users other than root must not reach);
-//! - [`prepare_root`]: the root itself, 0700, or 0711 when a group reaches
+//! - [`prepare_root`]: the root itself, 0700, or 0710 (of the group) when a group reaches
 //!   the engine's socket in it;
 //! - [`remove_tree`]: removal of what stack made under its root, refusing a
 //!   symlink, anything outside the root, and never following a link inside.
@@ -22,7 +22,7 @@ pub enum PathError {
     NotAName { dir: PathBuf, name: String },
     #[error("`{path}` is not under `{root}`: not removed", path = .path.display(), root = .root.display())]
     Outside { root: PathBuf, path: PathBuf },
-    #[error("`{path}` is a symbolic link, not something stack made: not removed", path = .path.display())]
+    #[error("`{path}` is a symbolic link, not something stack made: left alone", path = .path.display())]
     Symlink { path: PathBuf },
     #[error("`{path}`: {source}", path = .path.display())]
     Io {
@@ -75,10 +75,17 @@ pub fn private_dir(dir: &Path) -> Result<(), PathError> {
     set_dir_mode(dir, 0o700)
 }
 
-/// Makes the store root `root` with `mode` (0700, or 0711 so that members
-/// of the engine's group reach its socket, and nothing else, by name).
+/// Makes the store root `root` with `mode` (0700, or 0710 so that members
+/// of the engine's group reach its socket, and nothing else, by name). A
+/// root that is a symlink (the store moved to another disk) is followed:
+/// the user made it, not a container.
 pub fn prepare_root(root: &Path, mode: u32) -> Result<(), PathError> {
-    set_dir_mode(root, mode)
+    match std::fs::symlink_metadata(root) {
+        Ok(m) if m.file_type().is_symlink() => {
+            set_dir_mode(&std::fs::canonicalize(root).map_err(io_err(root))?, mode)
+        }
+        _ => set_dir_mode(root, mode),
+    }
 }
 
 fn set_dir_mode(dir: &Path, mode: u32) -> Result<(), PathError> {
@@ -202,8 +209,13 @@ mod tests {
         std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o644)).unwrap();
         drop(private_file(&f).unwrap());
         assert_eq!(mode(&f), 0o600);
-        prepare_root(&d.join("root"), 0o711).unwrap();
-        assert_eq!(mode(&d.join("root")), 0o711);
+        prepare_root(&d.join("root"), 0o710).unwrap();
+        assert_eq!(mode(&d.join("root")), 0o710);
+        // A root moved elsewhere by a link is followed.
+        std::fs::create_dir(d.join("disk")).unwrap();
+        std::os::unix::fs::symlink(d.join("disk"), d.join("moved")).unwrap();
+        prepare_root(&d.join("moved"), 0o700).unwrap();
+        assert_eq!(mode(&d.join("disk")), 0o700);
         // Never through a link.
         std::os::unix::fs::symlink(d.join("victim"), sub.join("link")).unwrap();
         assert!(private_file(&sub.join("link")).is_err());

@@ -409,10 +409,22 @@ fn a_block_device_node_made_inside_opens_nothing() {
     let (e, rootfs) = env("disks");
     let script = "for p in /dev/probe /probe; do \
          busybox mknod $p b 7 0 && busybox head -c 1 $p >/dev/null && echo OPENED $p; \
-         done; echo done";
+         done; cat /sys/fs/cgroup/devices/devices.list 2>/dev/null; echo done";
     let o = run(&e, &rootfs, &[], script);
     let out = text(&o);
     assert!(out.contains("done"), "{out}");
+    // Where the device controller applies, the container's list is
+    // Docker's, rule by rule (as the kernel lists them).
+    if std::path::Path::new("/sys/fs/cgroup/devices/devices.list").exists() {
+        for rule in [
+            "c *:* m", "b *:* m", "c 1:3 rwm", "c 1:5 rwm", "c 1:7 rwm", "c 1:8 rwm",
+            "c 1:9 rwm", "c 5:0 rwm", "c 5:1 rwm", "c 5:2 rwm", "c 136:* rwm",
+        ] {
+            assert!(out.lines().any(|l| l == rule), "no `{rule}`: {out}");
+        }
+        assert!(!out.lines().any(|l| l == "a *:* rwm"), "every device allowed: {out}");
+        assert_eq!(out.lines().filter(|l| l.ends_with(" m") || l.ends_with(" rwm")).count(), 11, "{out}");
+    }
     assert!(!out.contains("OPENED"), "a block device opened: {out}");
     for p in ["/dev/probe", "/probe"] {
         assert!(

@@ -194,6 +194,9 @@ pub fn logs(
     use std::io::Write;
     let (dir, _) = find(root, key)?;
     let mut log = stack_runtime::logs::Follower::new(stack_runtime::state::log_path(&dir));
+    if !follow {
+        log = log.to_current_end();
+    }
     let mut last = tail.map(|n| log.tail(n, |_| true));
     loop {
         let (records, bad) = match last.take() {

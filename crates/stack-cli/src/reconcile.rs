@@ -506,6 +506,9 @@ pub fn logs(project: &str, q: &LogsQuery, events: &Events) -> anyhow::Result<()>
                 let path =
                     stack_runtime::state::log_path(&stack_runtime::container_dir(&root, &st.id));
                 let mut log = stack_runtime::logs::Follower::new(path);
+                if !q.follow {
+                    log = log.to_current_end();
+                }
                 // The first time, the last N of what is there (later
                 // containers come whole).
                 let pending = match q.tail {

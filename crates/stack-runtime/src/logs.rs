@@ -201,6 +201,8 @@ pub struct Follower {
     /// file after a rotation.
     file: Option<(std::fs::File, (u64, u64))>,
     offset: u64,
+    /// Where reading stops (see [`Follower::to_current_end`]).
+    limit: Option<u64>,
 }
 
 fn identity(m: &std::fs::Metadata) -> (u64, u64) {
@@ -230,7 +232,18 @@ impl Follower {
             path,
             file: None,
             offset: 0,
+            limit: None,
         }
+    }
+
+    /// Reads stop where the file ends now: a reader that does not follow
+    /// (`logs` without `-f`) ends, however fast the container writes, as
+    /// docker's does.
+    pub fn to_current_end(mut self) -> Follower {
+        if self.open() {
+            self.limit = self.file.as_ref().and_then(|(f, _)| f.metadata().ok()).map(|m| m.len());
+        }
+        self
     }
 
     pub fn path(&self) -> &std::path::Path {
@@ -313,7 +326,13 @@ impl Follower {
             // size: once the writer renamed its file it writes no more
             // to it, so the size read after is all it holds.
             let moved = std::fs::metadata(&self.path).map_or(true, |m| identity(&m) != *id);
-            let len = file.metadata().map_or(0, |m| m.len());
+            let mut len = file.metadata().map_or(0, |m| m.len());
+            if let Some(limit) = self.limit {
+                if self.offset >= limit {
+                    return (Vec::new(), Vec::new());
+                }
+                len = len.min(limit);
+            }
             if len < self.offset {
                 self.offset = 0;
             }
@@ -509,6 +528,29 @@ mod tests {
         assert!(Follower::new(dir.join("container.log"))
             .tail(0, |_| true)
             .is_empty());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// A reader that does not follow stops at the end the file had when it
+    /// began, however much is written meanwhile.
+    #[test]
+    fn a_reader_to_the_current_end_ends() {
+        let (dir, path) = log_with("to-end", 3);
+        let mut f = Follower::new(path.clone()).to_current_end();
+        let mut w = RotatingFile::open(&path, None, 1).unwrap();
+        emit(&mut w, "stdout", b"later\n".to_vec()).unwrap();
+        let mut seen = Vec::new();
+        loop {
+            let (records, _) = f.read_new();
+            if records.is_empty() {
+                break;
+            }
+            seen.extend(records);
+        }
+        assert_eq!(logs(&seen), ["line 0", "line 1", "line 2"]);
+        // A follower from the start reads on into what came later.
+        let mut all = Follower::new(path);
+        assert_eq!(all.read_new().0.len(), 4);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

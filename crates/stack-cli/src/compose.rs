@@ -359,17 +359,23 @@ impl LogPrinter {
     }
 }
 
+/// `--tail N|all` of `logs` and `container logs`: how many of the last
+/// lines, or all of them (`None`).
+pub fn parse_tail(tail: &str) -> anyhow::Result<Option<usize>> {
+    match tail {
+        "all" | "-1" => Ok(None),
+        n => n
+            .parse()
+            .map(Some)
+            .map_err(|_| anyhow::anyhow!("--tail: `{n}` is not a number of lines or `all`")),
+    }
+}
+
 /// `stack logs`.
 pub fn logs(g: &Global, args: &LogsArgs) -> anyhow::Result<()> {
     let project = load(g)?.project;
     check_services(&project, &args.services)?;
-    let tail = match args.tail.as_str() {
-        "all" | "-1" => None,
-        n => Some(
-            n.parse()
-                .map_err(|_| anyhow::anyhow!("--tail: `{n}` is not a number of lines or `all`"))?,
-        ),
-    };
+    let tail = parse_tail(&args.tail)?;
     let now = std::time::SystemTime::now();
     let when = |flag: &str, v: &Option<String>| {
         v.as_deref()
@@ -533,27 +539,15 @@ impl crate::copy::Files for ViaEngine {
         source: crate::copy::TarSource<'_>,
     ) -> anyhow::Result<usize> {
         let url = self.path(service, path, contents);
-        let (mut w, chunks) = stack_api::pipe::channel();
-        let (answer, wrote) = std::thread::scope(|s| {
-            let writer = s.spawn(move || match source(&mut w) {
-                Ok(()) => w.finish().map_err(anyhow::Error::from),
-                Err(e) => {
-                    w.fail(std::io::Error::other(format!("{e:#}")));
-                    Err(e)
-                }
-            });
-            let answer = self
-                .rt
-                .block_on(self.client.put_from::<stack_api::Copied>(&url, chunks));
-            let wrote = writer
-                .join()
-                .unwrap_or_else(|p| std::panic::resume_unwind(p));
-            (answer, wrote)
-        });
-        match wrote {
-            Err(e) if !crate::copy::went_away(&e) => Err(e),
-            _ => Ok(answer?.files),
-        }
+        crate::copy::through_chunks(
+            |out| source(out),
+            |chunks| {
+                let answer = self
+                    .rt
+                    .block_on(self.client.put_from::<stack_api::Copied>(&url, chunks))?;
+                Ok(answer.files)
+            },
+        )
     }
 }
 

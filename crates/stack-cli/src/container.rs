@@ -362,12 +362,7 @@ pub fn run(cmd: &ContainerCommand) -> anyhow::Result<i32> {
             timestamps,
             tail,
         } => {
-            let tail = match tail.as_str() {
-                "all" | "-1" => None,
-                n => Some(n.parse().map_err(|_| {
-                    anyhow::anyhow!("--tail: `{n}` is not a number of lines or `all`")
-                })?),
-            };
+            let tail = crate::compose::parse_tail(tail)?;
             crate::lifecycle::logs(&root, container, *follow, *timestamps, tail).map(|()| 0)
         }
         ContainerCommand::Start { containers } => {

@@ -127,6 +127,15 @@ pub fn through_pipe<T>(
     write: impl FnOnce(&mut dyn Write) -> anyhow::Result<()> + Send,
     read: impl FnOnce(&mut dyn Read) -> anyhow::Result<T>,
 ) -> anyhow::Result<T> {
+    through_chunks(write, |chunks| read(&mut stack_api::pipe::Reader::new(chunks)))
+}
+
+/// [`through_pipe`], the reader taking the pipe's chunks as they come
+/// (a request body made of them).
+pub fn through_chunks<T>(
+    write: impl FnOnce(&mut dyn Write) -> anyhow::Result<()> + Send,
+    read: impl FnOnce(stack_api::pipe::Chunks) -> anyhow::Result<T>,
+) -> anyhow::Result<T> {
     let (mut w, chunks) = stack_api::pipe::channel();
     std::thread::scope(|s| {
         let writer = s.spawn(move || match write(&mut w) {
@@ -136,7 +145,7 @@ pub fn through_pipe<T>(
                 Err(e)
             }
         });
-        let read = read(&mut stack_api::pipe::Reader::new(chunks));
+        let read = read(chunks);
         let wrote = writer
             .join()
             .unwrap_or_else(|p| std::panic::resume_unwind(p));

@@ -66,6 +66,8 @@ fn run_sampled(e: &Env, args: &[&str], out: &Path) -> (bool, u64) {
             peak = peak.max(mb);
         }
         if let Some(status) = child.try_wait().unwrap() {
+            // Never sampled, a peak of 0 would pass any bound.
+            assert!(peak > 0, "{args:?} ended before its memory was read");
             return (status.success(), peak);
         }
         std::thread::sleep(std::time::Duration::from_millis(5));

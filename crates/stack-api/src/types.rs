@@ -428,7 +428,8 @@ fn container_name<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Strin
     use serde::de::Error as _;
     let name = Option::<String>::deserialize(d)?;
     if let Some(n) = &name {
-        stack_model::names::check(stack_model::names::Kind::Container, n).map_err(D::Error::custom)?;
+        stack_model::names::check(stack_model::names::Kind::Container, n)
+            .map_err(D::Error::custom)?;
     }
     Ok(name)
 }

@@ -960,16 +960,46 @@ fn hostile_names_in_raw_bodies_are_refused() {
     let s = Server::start("hostile");
     let long = "x".repeat(300);
     let cases = [
-        (r#"{"project":{"name":"shop","services":{"../../../escape-svc":{}}}}"#, "invalid service name `../../../escape-svc`"),
-        (r#"{"project":{"name":"shop","services":{"..":{}}}}"#, "invalid service name `..`"),
-        (r#"{"project":{"name":"shop","services":{"-x":{}}}}"#, "invalid service name `-x`"),
-        (r#"{"project":{"name":"shop","services":{"web":{"configs":[{"source":"/tmp/x/file"}]}},"configs":{"/tmp/x/file":{"content":"x"}}}}"#, "invalid config name `/tmp/x/file`"),
-        (r#"{"project":{"name":"shop","services":{},"secrets":{"s":{"name":"../../../../escape","environment":"X"}}}}"#, "invalid secret name `../../../../escape`"),
-        (r#"{"project":{"name":"shop","services":{},"volumes":{"v1":{"name":"/tmp/x/vol"}}}}"#, "invalid volume name `/tmp/x/vol`"),
-        (r#"{"project":{"name":"shop","services":{},"volumes":{"v1":{"name":"../../x"}}}}"#, "invalid volume name `../../x`"),
-        (r#"{"project":{"name":"shop","services":{},"networks":{"a\u0000b":{}}}}"#, "invalid network name `a"),
-        (r#"{"project":{"name":"shop","services":{"web":{"container_name":"."}}}}"#, "invalid container name `.`"),
-        (r#"{"project":{"name":"../shop","services":{}}}"#, "invalid project name `../shop`"),
+        (
+            r#"{"project":{"name":"shop","services":{"../../../escape-svc":{}}}}"#,
+            "invalid service name `../../../escape-svc`",
+        ),
+        (
+            r#"{"project":{"name":"shop","services":{"..":{}}}}"#,
+            "invalid service name `..`",
+        ),
+        (
+            r#"{"project":{"name":"shop","services":{"-x":{}}}}"#,
+            "invalid service name `-x`",
+        ),
+        (
+            r#"{"project":{"name":"shop","services":{"web":{"configs":[{"source":"/tmp/x/file"}]}},"configs":{"/tmp/x/file":{"content":"x"}}}}"#,
+            "invalid config name `/tmp/x/file`",
+        ),
+        (
+            r#"{"project":{"name":"shop","services":{},"secrets":{"s":{"name":"../../../../escape","environment":"X"}}}}"#,
+            "invalid secret name `../../../../escape`",
+        ),
+        (
+            r#"{"project":{"name":"shop","services":{},"volumes":{"v1":{"name":"/tmp/x/vol"}}}}"#,
+            "invalid volume name `/tmp/x/vol`",
+        ),
+        (
+            r#"{"project":{"name":"shop","services":{},"volumes":{"v1":{"name":"../../x"}}}}"#,
+            "invalid volume name `../../x`",
+        ),
+        (
+            r#"{"project":{"name":"shop","services":{},"networks":{"a\u0000b":{}}}}"#,
+            "invalid network name `a",
+        ),
+        (
+            r#"{"project":{"name":"shop","services":{"web":{"container_name":"."}}}}"#,
+            "invalid container name `.`",
+        ),
+        (
+            r#"{"project":{"name":"../shop","services":{}}}"#,
+            "invalid project name `../shop`",
+        ),
     ];
     for (body, says) in cases {
         let (status, answer) = s.raw("POST", "/v1/projects/shop/up", body);
@@ -980,11 +1010,16 @@ fn hostile_names_in_raw_bodies_are_refused() {
     let (status, answer) = s.raw("POST", "/v1/projects/shop/up", &body);
     assert_eq!(status, 400, "{answer}");
     assert!(answer.contains("longer than 255 bytes"), "{answer}");
-    for path in ["/v1/projects/../containers", "/v1/projects/-x/containers", "/v1/projects/a%2Fb/containers"] {
+    for path in [
+        "/v1/projects/../containers",
+        "/v1/projects/-x/containers",
+        "/v1/projects/a%2Fb/containers",
+    ] {
         let (status, answer) = s.raw("GET", path, "");
         assert_eq!(status, 404, "{path}: {answer}");
     }
-    let run = r#"{"project":{"name":"shop","services":{"web":{}}},"service":"web","name":"../../c"}"#;
+    let run =
+        r#"{"project":{"name":"shop","services":{"web":{}}},"service":"web","name":"../../c"}"#;
     use std::io::{Read, Write};
     let mut c = std::os::unix::net::UnixStream::connect(&s.socket).unwrap();
     write!(
@@ -997,5 +1032,8 @@ fn hostile_names_in_raw_bodies_are_refused() {
     let n = c.read(&mut answer).unwrap();
     let answer = String::from_utf8_lossy(&answer[..n]);
     assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
-    assert!(answer.contains("invalid container name `../../c`"), "{answer}");
+    assert!(
+        answer.contains("invalid container name `../../c`"),
+        "{answer}"
+    );
 }

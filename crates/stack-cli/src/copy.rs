@@ -127,7 +127,9 @@ pub fn through_pipe<T>(
     write: impl FnOnce(&mut dyn Write) -> anyhow::Result<()> + Send,
     read: impl FnOnce(&mut dyn Read) -> anyhow::Result<T>,
 ) -> anyhow::Result<T> {
-    through_chunks(write, |chunks| read(&mut stack_api::pipe::Reader::new(chunks)))
+    through_chunks(write, |chunks| {
+        read(&mut stack_api::pipe::Reader::new(chunks))
+    })
 }
 
 /// [`through_pipe`], the reader taking the pipe's chunks as they come

@@ -397,7 +397,14 @@ fn close_store(root: &Path, gid: Option<u32>) -> anyhow::Result<()> {
         std::os::unix::fs::chown(root, Some(0), Some(gid))
             .with_context(|| format!("cannot give `{}` to group {gid}", root.display()))?;
     }
-    for dir in ["containers", "images", "networks", "volumes", "projects", "watch"] {
+    for dir in [
+        "containers",
+        "images",
+        "networks",
+        "volumes",
+        "projects",
+        "watch",
+    ] {
         let dir = root.join(dir);
         if dir.exists() {
             stack_sys::private_dir(&dir)?;

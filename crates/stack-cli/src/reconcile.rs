@@ -1079,8 +1079,9 @@ fn file_objects(
                 }
                 (None, Some(content)) => {
                     stack_model::names::check(stack_model::names::Kind::Service, service)?;
-                    let dir = stack_sys::join(&project_dir(&stack_root(), &project.name)?, service)?
-                        .join(format!("{kind}s"));
+                    let dir =
+                        stack_sys::join(&project_dir(&stack_root(), &project.name)?, service)?
+                            .join(format!("{kind}s"));
                     stack_sys::private_dir(&dir)?;
                     let path = dir.join(i.to_string());
                     let mut file = stack_sys::private_file(&path)?;

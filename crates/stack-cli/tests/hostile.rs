@@ -73,7 +73,10 @@ volumes:
     }
     untouched(&v);
     assert!(!e.dir.join(escape.trim_start_matches("../../../")).exists());
-    assert!(!e.root().join("projects").exists(), "nothing written for the project");
+    assert!(
+        !e.root().join("projects").exists(),
+        "nothing written for the project"
+    );
 }
 
 /// `down -v` removes only what stack made: a volume directory that is a
@@ -99,7 +102,10 @@ volumes:
     std::fs::remove_dir_all(&dir).unwrap();
     std::os::unix::fs::symlink(&v, &dir).unwrap();
     let err = e.fails(&in_project(&d, &["down", "-v"]));
-    assert!(err.contains("is a symbolic link") && err.contains("app_data"), "{err}");
+    assert!(
+        err.contains("is a symbolic link") && err.contains("app_data"),
+        "{err}"
+    );
     untouched(&v);
 }
 
@@ -124,13 +130,25 @@ configs:
 "#,
     );
     e.out(&in_project(&d, &["up", "-d"]));
-    let ls = e.out(&in_project(&d, &["exec", "-T", "web", "busybox", "ls", "-l", "/a", "/b"]));
-    let modes: Vec<&str> = ls.lines().filter_map(|l| l.split_whitespace().next()).collect();
+    let ls = e.out(&in_project(
+        &d,
+        &["exec", "-T", "web", "busybox", "ls", "-l", "/a", "/b"],
+    ));
+    let modes: Vec<&str> = ls
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
     assert_eq!(modes, ["-r--------", "-r--r--r--"], "{ls}");
     let root = e.root();
     let mode = |p: &Path| std::fs::symlink_metadata(p).unwrap().permissions().mode() & 0o7777;
     assert_eq!(mode(&root), 0o700);
-    for dir in ["containers", "images", "networks", "projects", "projects/app/web/configs"] {
+    for dir in [
+        "containers",
+        "images",
+        "networks",
+        "projects",
+        "projects/app/web/configs",
+    ] {
         assert_eq!(mode(&root.join(dir)), 0o700, "{dir}");
     }
     let id = std::fs::read_dir(root.join("containers"))
@@ -143,7 +161,10 @@ configs:
     assert_eq!(mode(&id.join("state.json")), 0o600);
     assert_eq!(mode(&id.join("container.log")), 0o600);
     e.out(&in_project(&d, &["down"]));
-    assert!(!root.join("projects/app").exists(), "down removes what the project wrote");
+    assert!(
+        !root.join("projects/app").exists(),
+        "down removes what the project wrote"
+    );
 }
 
 /// Users other than root can neither list nor read the store: not the
@@ -177,7 +198,10 @@ fn a_user_who_is_not_root_reaches_nothing_in_the_store() {
             .gid(65534)
             .output()
             .unwrap();
-        (o.status.success(), String::from_utf8_lossy(&o.stderr).to_string())
+        (
+            o.status.success(),
+            String::from_utf8_lossy(&o.stderr).to_string(),
+        )
     };
     let root_s = root.display().to_string();
     let state_s = state.display().to_string();
@@ -198,8 +222,19 @@ fn a_user_who_is_not_root_reaches_nothing_in_the_store() {
 fn a_container_name_that_is_not_a_name_is_refused() {
     let (e, _) = project_env("hostile", "cname", "services: {}\n");
     for bad in ["../x", ".", "-x", "a/b"] {
-        let err = e.fails(&["container", "run", "--rm", "--name", bad, "local/busybox:1", "true"]);
-        assert!(err.contains(&format!("invalid container name `{bad}`")), "{bad}: {err}");
+        let err = e.fails(&[
+            "container",
+            "run",
+            "--rm",
+            "--name",
+            bad,
+            "local/busybox:1",
+            "true",
+        ]);
+        assert!(
+            err.contains(&format!("invalid container name `{bad}`")),
+            "{bad}: {err}"
+        );
     }
 }
 
@@ -217,9 +252,17 @@ fn a_group_member_cannot_send_names_that_become_paths() {
     // What an earlier version left open, the engine closes when it starts.
     let root = e.root();
     std::fs::create_dir_all(root.join("containers")).unwrap();
-    std::fs::set_permissions(root.join("containers"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(
+        root.join("containers"),
+        std::fs::Permissions::from_mode(0o755),
+    )
+    .unwrap();
     std::fs::write(root.join("engine.log"), "old\n").unwrap();
-    std::fs::set_permissions(root.join("engine.log"), std::fs::Permissions::from_mode(0o644)).unwrap();
+    std::fs::set_permissions(
+        root.join("engine.log"),
+        std::fs::Permissions::from_mode(0o644),
+    )
+    .unwrap();
     /// The engine, killed when the test ends however it ends.
     struct Daemon(std::process::Child);
     impl Drop for Daemon {
@@ -237,15 +280,23 @@ fn a_group_member_cannot_send_names_that_become_paths() {
             .unwrap(),
     );
     let socket = root.join("engine.sock");
-    common::eventually(std::time::Duration::from_secs(10), "the engine's socket", || {
-        std::os::unix::net::UnixStream::connect(&socket).is_ok()
-    });
+    common::eventually(
+        std::time::Duration::from_secs(10),
+        "the engine's socket",
+        || std::os::unix::net::UnixStream::connect(&socket).is_ok(),
+    );
     let meta = |p: &Path| std::fs::symlink_metadata(p).unwrap();
     use std::os::unix::fs::MetadataExt as _;
     assert_eq!(meta(&root).permissions().mode() & 0o7777, 0o710);
     assert_eq!(meta(&root).gid(), 65534, "the root is the group's to cross");
-    assert_eq!(meta(&root.join("containers")).permissions().mode() & 0o7777, 0o700);
-    assert_eq!(meta(&root.join("engine.log")).permissions().mode() & 0o7777, 0o600);
+    assert_eq!(
+        meta(&root.join("containers")).permissions().mode() & 0o7777,
+        0o700
+    );
+    assert_eq!(
+        meta(&root.join("engine.log")).permissions().mode() & 0o7777,
+        0o600
+    );
     // Who is not in the group cannot even cross the root; members list nothing.
     let as_user = |gid: u32, argv: &[&str]| {
         std::process::Command::new(argv[0])
@@ -257,24 +308,38 @@ fn a_group_member_cannot_send_names_that_become_paths() {
     };
     let log = root.join("engine.log").display().to_string();
     let root_s = root.display().to_string();
-    for (gid, argv) in [(12345, vec!["cat", log.as_str()]), (65534, vec!["ls", root_s.as_str()])] {
+    for (gid, argv) in [
+        (12345, vec!["cat", log.as_str()]),
+        (65534, vec!["ls", root_s.as_str()]),
+    ] {
         let o = as_user(gid, &argv);
         assert!(!o.status.success(), "{argv:?} as gid {gid}: {o:?}");
-        assert!(String::from_utf8_lossy(&o.stderr).contains("Permission denied"), "{o:?}");
+        assert!(
+            String::from_utf8_lossy(&o.stderr).contains("Permission denied"),
+            "{o:?}"
+        );
     }
     let v = victim("api");
     let escape = format!("../../../escape-api-{}", std::process::id());
     let bodies = [
         (
-            format!(r#"{{"project":{{"name":"shop","services":{{"web":{{"image":"local/busybox:1","configs":[{{"source":"{f}"}}]}}}},"configs":{{"{f}":{{"content":"OVERWRITTEN"}}}}}}}}"#, f = v.join("file").display()),
+            format!(
+                r#"{{"project":{{"name":"shop","services":{{"web":{{"image":"local/busybox:1","configs":[{{"source":"{f}"}}]}}}},"configs":{{"{f}":{{"content":"OVERWRITTEN"}}}}}}}}"#,
+                f = v.join("file").display()
+            ),
             format!("invalid config name `{}`", v.join("file").display()),
         ),
         (
-            format!(r#"{{"project":{{"name":"shop","services":{{}},"volumes":{{"v1":{{"name":"{}"}}}}}}}}"#, v.display()),
+            format!(
+                r#"{{"project":{{"name":"shop","services":{{}},"volumes":{{"v1":{{"name":"{}"}}}}}}}}"#,
+                v.display()
+            ),
             format!("invalid volume name `{}`", v.display()),
         ),
         (
-            format!(r#"{{"project":{{"name":"shop","services":{{"{escape}":{{"image":"local/busybox:1"}}}}}}}}"#),
+            format!(
+                r#"{{"project":{{"name":"shop","services":{{"{escape}":{{"image":"local/busybox:1"}}}}}}}}"#
+            ),
             format!("invalid service name `{escape}`"),
         ),
     ];
@@ -297,7 +362,10 @@ sys.stdout.write(out.decode())\n";
             .output()
             .unwrap();
         let answer = String::from_utf8_lossy(&o.stdout);
-        assert!(answer.starts_with("HTTP/1.1 400"), "{path} {body}: {answer} {o:?}");
+        assert!(
+            answer.starts_with("HTTP/1.1 400"),
+            "{path} {body}: {answer} {o:?}"
+        );
         assert!(answer.contains(says.as_str()), "{path} {body}: {answer}");
     }
     untouched(&v);

@@ -417,13 +417,31 @@ fn a_block_device_node_made_inside_opens_nothing() {
     // Docker's, rule by rule (as the kernel lists them).
     if std::path::Path::new("/sys/fs/cgroup/devices/devices.list").exists() {
         for rule in [
-            "c *:* m", "b *:* m", "c 1:3 rwm", "c 1:5 rwm", "c 1:7 rwm", "c 1:8 rwm",
-            "c 1:9 rwm", "c 5:0 rwm", "c 5:1 rwm", "c 5:2 rwm", "c 136:* rwm",
+            "c *:* m",
+            "b *:* m",
+            "c 1:3 rwm",
+            "c 1:5 rwm",
+            "c 1:7 rwm",
+            "c 1:8 rwm",
+            "c 1:9 rwm",
+            "c 5:0 rwm",
+            "c 5:1 rwm",
+            "c 5:2 rwm",
+            "c 136:* rwm",
         ] {
             assert!(out.lines().any(|l| l == rule), "no `{rule}`: {out}");
         }
-        assert!(!out.lines().any(|l| l == "a *:* rwm"), "every device allowed: {out}");
-        assert_eq!(out.lines().filter(|l| l.ends_with(" m") || l.ends_with(" rwm")).count(), 11, "{out}");
+        assert!(
+            !out.lines().any(|l| l == "a *:* rwm"),
+            "every device allowed: {out}"
+        );
+        assert_eq!(
+            out.lines()
+                .filter(|l| l.ends_with(" m") || l.ends_with(" rwm"))
+                .count(),
+            11,
+            "{out}"
+        );
     }
     assert!(!out.contains("OPENED"), "a block device opened: {out}");
     for p in ["/dev/probe", "/probe"] {
@@ -458,7 +476,11 @@ fn a_bound_host_dev_is_nodev_all_the_way_down() {
     let mounts: Vec<&str> = out
         .lines()
         .filter(|l| !l.starts_with("head:"))
-        .filter(|l| l.split(' ').nth(1).is_some_and(|t| t.starts_with("/hostdev")))
+        .filter(|l| {
+            l.split(' ')
+                .nth(1)
+                .is_some_and(|t| t.starts_with("/hostdev"))
+        })
         .collect();
     assert!(!mounts.is_empty(), "{out}");
     for m in &mounts {

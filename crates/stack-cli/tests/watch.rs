@@ -129,8 +129,15 @@ fn sync_restart_exec_and_reload_follow_the_files() {
     eventually(Duration::from_secs(10), "initial sync", || {
         read(&e, "/app/index.html").as_deref() == Some("v1\n")
     });
-    assert_eq!(read(&e, &format!("/app/{marker}")).as_deref(), Some("inside\n"));
-    assert!(!host_marker.exists(), "the sync wrote the host's {}", host_marker.display());
+    assert_eq!(
+        read(&e, &format!("/app/{marker}")).as_deref(),
+        Some("inside\n")
+    );
+    assert!(
+        !host_marker.exists(),
+        "the sync wrote the host's {}",
+        host_marker.display()
+    );
 
     // An edit is visible inside the container within a second.
     write(&dir, "src/index.html", "v2\n");
@@ -160,7 +167,11 @@ fn sync_restart_exec_and_reload_follow_the_files() {
     eventually(Duration::from_secs(5), "escape.txt synced", || {
         read(&e, &format!("/tmp/{escape}")).as_deref() == Some("still contained\n")
     });
-    assert!(!host_tmp.exists(), "the sync wrote the host's {}", host_tmp.display());
+    assert!(
+        !host_tmp.exists(),
+        "the sync wrote the host's {}",
+        host_tmp.display()
+    );
 
     // sync+exec runs the command after the sync.
     write(&dir, "hooks/run", "second\n");

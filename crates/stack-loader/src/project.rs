@@ -28,7 +28,6 @@ pub struct Loaded {
     pub variables: Vec<(String, Option<String>, bool, Span)>,
 }
 
-
 /// A directory name made into a project name, as compose does.
 pub fn normalize_name(n: &str) -> String {
     let lower: String = n
@@ -117,13 +116,30 @@ fn check_names(root: &Node, interpolated: bool, diags: &mut Diagnostics) {
         ("configs", names::Kind::Config),
         ("secrets", names::Kind::Secret),
     ] {
-        for (k, v) in root.get(section).and_then(Node::as_map).map(|m| m.iter().collect::<Vec<_>>()).unwrap_or_default() {
+        for (k, v) in root
+            .get(section)
+            .and_then(Node::as_map)
+            .map(|m| m.iter().collect::<Vec<_>>())
+            .unwrap_or_default()
+        {
             check(kind, &k.name, &k.span);
-            let field = if section == "services" { "container_name" } else { "name" };
-            let kind = if section == "services" { names::Kind::Container } else { kind };
+            let field = if section == "services" {
+                "container_name"
+            } else {
+                "name"
+            };
+            let kind = if section == "services" {
+                names::Kind::Container
+            } else {
+                kind
+            };
             // Uninterpolated (`config --no-interpolate`), a name may still
             // hold `${VAR}`; one that is not a string the schema reports.
-            if let Some(n) = v.get(field).filter(|_| interpolated).and_then(|n| Some((n.as_str()?, &n.span))) {
+            if let Some(n) = v
+                .get(field)
+                .filter(|_| interpolated)
+                .and_then(|n| Some((n.as_str()?, &n.span)))
+            {
                 check(kind, n.0, n.1);
             }
         }

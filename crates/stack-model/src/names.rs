@@ -69,7 +69,12 @@ impl fmt::Display for NameError {
                 self.kind.noun()
             );
         }
-        write!(f, "invalid {} name `{shown}`: {}", self.kind.noun(), self.kind.rule())
+        write!(
+            f,
+            "invalid {} name `{shown}`: {}",
+            self.kind.noun(),
+            self.kind.rule()
+        )
     }
 }
 
@@ -80,7 +85,10 @@ pub fn check(kind: Kind, name: &str) -> Result<(), NameError> {
     if valid(kind, name) {
         Ok(())
     } else {
-        Err(NameError { kind, name: name.to_string() })
+        Err(NameError {
+            kind,
+            name: name.to_string(),
+        })
     }
 }
 
@@ -89,11 +97,14 @@ fn valid(kind: Kind, name: &str) -> bool {
         return false;
     }
     let mut chars = name.chars();
-    let Some(first) = chars.next() else { return false };
+    let Some(first) = chars.next() else {
+        return false;
+    };
     match kind {
         Kind::Project => {
             (first.is_ascii_lowercase() || first.is_ascii_digit())
-                && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
+                && chars
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
         }
         _ => {
             // Docker's container names have two characters at least; a
@@ -214,8 +225,15 @@ mod tests {
             assert_eq!(check(kind, name), Ok(()), "{kind:?} {name}");
         }
         assert!(check(Kind::Project, "My-App").is_err());
-        assert!(check(Kind::Container, "a").is_err(), "docker wants two characters");
-        assert_eq!(check(Kind::Volume, "v"), Ok(()), "compose takes `volumes: {{v: {{}}}}`");
+        assert!(
+            check(Kind::Container, "a").is_err(),
+            "docker wants two characters"
+        );
+        assert_eq!(
+            check(Kind::Volume, "v"),
+            Ok(()),
+            "compose takes `volumes: {{v: {{}}}}`"
+        );
     }
 
     #[test]
@@ -225,19 +243,27 @@ mod tests {
             e.to_string(),
             "invalid config name `\\u{1b}[2J/etc/passwd`: must contain only letters, digits, `_`, `.` and `-`, and begin with a letter or digit"
         );
-        let long = check(Kind::Service, &"x".repeat(300)).unwrap_err().to_string();
+        let long = check(Kind::Service, &"x".repeat(300))
+            .unwrap_err()
+            .to_string();
         assert!(long.ends_with("longer than 255 bytes"), "{long}");
         assert!(long.len() < 200, "{long}");
     }
 
     #[test]
     fn a_project_is_checked_everywhere_a_name_hides() {
-        let mut p = Project { name: "shop".into(), ..Default::default() };
+        let mut p = Project {
+            name: "shop".into(),
+            ..Default::default()
+        };
         p.services.insert("web".into(), Default::default());
         assert!(check_project(&p).is_empty());
         p.volumes.insert(
             "data".into(),
-            crate::Volume { name: Some("/tmp/x/vol".into()), ..Default::default() },
+            crate::Volume {
+                name: Some("/tmp/x/vol".into()),
+                ..Default::default()
+            },
         );
         p.configs.insert("../../escape".into(), Default::default());
         p.services.get_mut("web").unwrap().container_name = Some("../c".into());

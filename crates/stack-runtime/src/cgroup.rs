@@ -20,8 +20,17 @@ const V1_CONTROLLERS: [&str; 8] = [
 /// urandom, tty, console, ptmx and the ptys. Everything else, the host's
 /// disks above all, is refused by the kernel however the node got there.
 pub const ALLOWED_DEVICES: [&str; 11] = [
-    "c *:* m", "b *:* m", "c 1:3 rwm", "c 1:5 rwm", "c 1:7 rwm", "c 1:8 rwm", "c 1:9 rwm",
-    "c 5:0 rwm", "c 5:1 rwm", "c 5:2 rwm", "c 136:* rwm",
+    "c *:* m",
+    "b *:* m",
+    "c 1:3 rwm",
+    "c 1:5 rwm",
+    "c 1:7 rwm",
+    "c 1:8 rwm",
+    "c 1:9 rwm",
+    "c 5:0 rwm",
+    "c 5:1 rwm",
+    "c 5:2 rwm",
+    "c 136:* rwm",
 ];
 
 /// Whether the kernel keeps containers to [`ALLOWED_DEVICES`] here: the v1

@@ -241,7 +241,11 @@ impl Follower {
     /// docker's does.
     pub fn to_current_end(mut self) -> Follower {
         if self.open() {
-            self.limit = self.file.as_ref().and_then(|(f, _)| f.metadata().ok()).map(|m| m.len());
+            self.limit = self
+                .file
+                .as_ref()
+                .and_then(|(f, _)| f.metadata().ok())
+                .map(|m| m.len());
         }
         self
     }

@@ -667,13 +667,27 @@ fn user_mounts(spec: &Spec, merged: &Path, sys: &mut dyn Sys) -> io::Result<()> 
                         }
                     }
                 }
-                bind(sys, &m.source, &target, m.read_only, m.recursive, spec.privileged)?;
+                bind(
+                    sys,
+                    &m.source,
+                    &target,
+                    m.read_only,
+                    m.recursive,
+                    spec.privileged,
+                )?;
             }
             "volume" => {
                 sys.mkdir_all(&m.source)?;
                 sys.mkdir_all(&target)?;
                 sys.copy_up(&target, &m.source)?;
-                bind(sys, &m.source, &target, m.read_only, Recursive::Enabled, spec.privileged)?;
+                bind(
+                    sys,
+                    &m.source,
+                    &target,
+                    m.read_only,
+                    Recursive::Enabled,
+                    spec.privileged,
+                )?;
             }
             "tmpfs" => {
                 sys.mkdir_all(&target)?;

@@ -212,7 +212,11 @@ fn privileged_read_only_host_network_and_user_mounts() {
         .insert("/state/c1/merged/link".into(), Kind::Symlink("/etc".into()));
     let calls = run(&s, &mut sys);
     // Privileged: the root filesystem's device nodes work (not nodev).
-    assert!(calls[1].starts_with("mount overlay /state/c1/merged overlay [] "), "{}", calls[1]);
+    assert!(
+        calls[1].starts_with("mount overlay /state/c1/merged overlay [] "),
+        "{}",
+        calls[1]
+    );
     let pivot = calls.iter().position(|c| c.starts_with("pivot")).unwrap();
     assert_eq!(
         &calls[pivot - 1..],

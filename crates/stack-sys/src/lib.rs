@@ -133,7 +133,11 @@ pub fn remove_tree(root: &Path, path: &Path) -> Result<bool, PathError> {
         path: path.to_path_buf(),
     };
     let rest = path.strip_prefix(root).map_err(|_| outside())?;
-    if rest.as_os_str().is_empty() || rest.components().any(|c| !matches!(c, Component::Normal(_))) {
+    if rest.as_os_str().is_empty()
+        || rest
+            .components()
+            .any(|c| !matches!(c, Component::Normal(_)))
+    {
         return Err(outside());
     }
     let mut at = root.to_path_buf();
@@ -169,8 +173,20 @@ mod tests {
     #[test]
     fn join_takes_plain_names_only() {
         let d = Path::new("/r/volumes");
-        assert_eq!(join(d, "shop_data").unwrap(), Path::new("/r/volumes/shop_data"));
-        for bad in ["", ".", "..", "/tmp/x/vol", "../../x", "a/b", "a\0b", &"x".repeat(256)] {
+        assert_eq!(
+            join(d, "shop_data").unwrap(),
+            Path::new("/r/volumes/shop_data")
+        );
+        for bad in [
+            "",
+            ".",
+            "..",
+            "/tmp/x/vol",
+            "../../x",
+            "a/b",
+            "a\0b",
+            &"x".repeat(256),
+        ] {
             let e = join(d, bad).unwrap_err();
             assert!(matches!(e, PathError::NotAName { .. }), "{bad:?}");
         }
@@ -221,7 +237,10 @@ mod tests {
         assert!(private_file(&sub.join("link")).is_err());
         assert!(!d.join("victim").exists());
         std::os::unix::fs::symlink(&sub, d.join("dirlink")).unwrap();
-        assert!(matches!(private_dir(&d.join("dirlink")), Err(PathError::Symlink { .. })));
+        assert!(matches!(
+            private_dir(&d.join("dirlink")),
+            Err(PathError::Symlink { .. })
+        ));
         std::fs::remove_dir_all(&d).unwrap();
     }
 
@@ -236,18 +255,31 @@ mod tests {
         std::os::unix::fs::symlink(&victim, root.join("volumes/v/_data/out")).unwrap();
         assert!(remove_tree(&root, &root.join("volumes/v")).unwrap());
         assert!(victim.join("keep").exists());
-        assert!(!remove_tree(&root, &root.join("volumes/v")).unwrap(), "gone already");
+        assert!(
+            !remove_tree(&root, &root.join("volumes/v")).unwrap(),
+            "gone already"
+        );
         // A link in the tree's place, or on the way to it, is refused.
         std::os::unix::fs::symlink(&victim, root.join("volumes/w")).unwrap();
-        assert!(matches!(remove_tree(&root, &root.join("volumes/w")), Err(PathError::Symlink { .. })));
+        assert!(matches!(
+            remove_tree(&root, &root.join("volumes/w")),
+            Err(PathError::Symlink { .. })
+        ));
         std::os::unix::fs::symlink(&victim, root.join("projects")).unwrap();
         assert!(matches!(
             remove_tree(&root, &root.join("projects/keep")),
             Err(PathError::Symlink { .. })
         ));
         // Outside the root, by name or by `..`.
-        for p in [victim.clone(), root.join("volumes/../../victim"), root.clone()] {
-            assert!(matches!(remove_tree(&root, &p), Err(PathError::Outside { .. })), "{p:?}");
+        for p in [
+            victim.clone(),
+            root.join("volumes/../../victim"),
+            root.clone(),
+        ] {
+            assert!(
+                matches!(remove_tree(&root, &p), Err(PathError::Outside { .. })),
+                "{p:?}"
+            );
         }
         assert!(victim.join("keep").exists());
         std::fs::remove_dir_all(&d).unwrap();

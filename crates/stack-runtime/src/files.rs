@@ -308,15 +308,6 @@ impl ContainerFs {
         }
     }
 
-    /// Copies `source` out of the container to `host` (which must not be
-    /// a directory): a file with its mode, a symlink as a symlink, a
-    /// directory with everything in it. How many files it wrote.
-    pub fn copy_out(&self, source: &str, host: &Path) -> io::Result<usize> {
-        self.walk(source, &mut |below, entry| {
-            write_host(&host.join(below), entry)
-        })
-    }
-
     /// Visits `source` and everything under it, never following a
     /// symlink: each with its path below `source` (empty for itself). How
     /// many files and symlinks there were.
@@ -407,33 +398,6 @@ pub enum Entry<'a> {
     Symlink {
         target: PathBuf,
     },
-}
-
-/// Makes `path` on the host what `entry` is (a directory is made with its
-/// parents; a file is replaced).
-pub fn write_host(path: &Path, entry: Entry) -> io::Result<()> {
-    let host_err = |e: io::Error| io::Error::new(e.kind(), format!("`{}`: {e}", path.display()));
-    match entry {
-        Entry::Dir { mode } => {
-            std::fs::create_dir_all(path).map_err(host_err)?;
-            std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(host_err)
-        }
-        Entry::Symlink { target } => {
-            if std::fs::symlink_metadata(path).is_ok() {
-                std::fs::remove_file(path).map_err(host_err)?;
-            }
-            std::os::unix::fs::symlink(target, path).map_err(host_err)
-        }
-        Entry::File { mode, data, .. } => {
-            if std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink()) {
-                std::fs::remove_file(path).map_err(host_err)?;
-            }
-            let mut to = std::fs::File::create(path).map_err(host_err)?;
-            io::copy(data, &mut to).map_err(host_err)?;
-            to.set_permissions(std::fs::Permissions::from_mode(mode))
-                .map_err(host_err)
-        }
-    }
 }
 
 /// Visits each entry of a tar archive with its top component and what is

@@ -12,15 +12,7 @@ fuzz_target!(|data: &[u8]| {
     let name = String::from_utf8_lossy(data);
     let dir = Path::new("/var/lib/stack/volumes");
     let joined = stack_sys::join(dir, &name);
-    for kind in [
-        Kind::Project,
-        Kind::Service,
-        Kind::Container,
-        Kind::Network,
-        Kind::Volume,
-        Kind::Config,
-        Kind::Secret,
-    ] {
+    for kind in Kind::ALL {
         if check(kind, &name).is_ok() {
             assert!(joined.is_ok(), "{kind:?} `{name}` passes its rule but not join");
         }

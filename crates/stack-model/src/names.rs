@@ -25,6 +25,16 @@ pub enum Kind {
 }
 
 impl Kind {
+    pub const ALL: [Kind; 7] = [
+        Kind::Project,
+        Kind::Service,
+        Kind::Container,
+        Kind::Network,
+        Kind::Volume,
+        Kind::Config,
+        Kind::Secret,
+    ];
+
     fn noun(self) -> &'static str {
         match self {
             Kind::Project => "project",
@@ -193,15 +203,7 @@ mod tests {
     #[test]
     fn hostile_names_are_refused_for_every_kind() {
         let long = "a".repeat(300);
-        for kind in [
-            Kind::Project,
-            Kind::Service,
-            Kind::Container,
-            Kind::Network,
-            Kind::Volume,
-            Kind::Config,
-            Kind::Secret,
-        ] {
+        for kind in Kind::ALL {
             for name in HOSTILE.iter().copied().chain([long.as_str()]) {
                 let e = check(kind, name).expect_err(&format!("{kind:?} {name:?}"));
                 assert_eq!(e.name, name);

@@ -12,7 +12,15 @@ size=${1:-200}
 command -v hyperfine >/dev/null || { echo "needs hyperfine (apt-get install hyperfine)"; exit 1; }
 . bench/lib.sh
 start_bench
-trap 'put_away "$work/p"; [ -n "${STACK_OTHER:-}" ] && (cd "$work/p" && STACK_ROOT=$work/other "$STACK_OTHER" down >/dev/null 2>&1); kill "$(cat "$work/other/engine.pid" 2>/dev/null)" 2>/dev/null || true' EXIT
+# The other build's project goes first: put_away deletes $work.
+put_away_all() {
+  if [ -n "${STACK_OTHER:-}" ]; then
+    (cd "$work/p" && STACK_ROOT=$work/other "$STACK_OTHER" down >/dev/null 2>&1) || true
+    kill "$(cat "$work/other/engine.pid" 2>/dev/null)" 2>/dev/null || true
+  fi
+  put_away "$work/p"
+}
+trap put_away_all EXIT
 mkdir -p "$work/p"
 import_busybox "$work"
 lines=$((size * 1000))
@@ -49,7 +57,7 @@ if $docker_ok; then
   up_and_wait docker-compose sh -c "cd $work/p && docker-compose logs --tail 2"
   cmds+=(-n docker-compose "sh -c 'cd $work/p && docker-compose logs --tail 2 >/dev/null'")
 fi
-hyperfine -w 1 -r 5 "${cmds[@]}"
+hyperfine -w 1 -r 10 "${cmds[@]}"
 hwm() { grep VmHWM "/proc/$1/status" | awk '{printf "%.0f MiB\n", $2/1024}'; }
 echo "peak memory of the engine afterwards: stack $(hwm "$(cat "$STACK_ROOT/engine.pid")")"
 if [ -n "${STACK_OTHER:-}" ]; then echo "  stack (STACK_OTHER) $(hwm "$(cat "$work/other/engine.pid")")"; fi

@@ -15,12 +15,11 @@ mod client;
 pub mod pipe;
 mod server;
 pub mod session;
-mod types;
 
 pub use client::{Client, ClientError};
-pub use server::{bind, serve, serve_with, Archive, Engine, Events, HEADER_TIMEOUT};
+pub use server::{bind, serve, serve_with, Archive, Engine, HEADER_TIMEOUT};
 pub use session::{Control, Session};
-pub use types::*;
+pub use stack_wire::*;
 
 /// Bumped when a request or response changes incompatibly.
 pub const API_VERSION: u32 = 1;

@@ -18,10 +18,12 @@ use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 
+use stack_wire::query::{query_flag, query_values};
+
 use crate::{
     route, Action, ActionRequest, ApiError, ArchiveQuery, ContainerSummary, Copied, DownRequest,
-    ErrorBody, Event, ExecRequest, ImageSummary, LogsQuery, NoRoute, ProjectSummary, PullRequest,
-    Route, RunRequest, Session, Stats, Top, UpRequest, Version, WatchRequest,
+    ErrorBody, Event, Events, ExecRequest, ImageSummary, LogsQuery, NoRoute, ProjectSummary,
+    PullRequest, Route, RunRequest, Session, Stats, Top, UpRequest, Version, WatchRequest,
 };
 
 /// What the engine does for the API. Calls may block.
@@ -78,69 +80,6 @@ pub trait Engine: Send + Sync + 'static {
 
 /// Writes an archive into a response's body as it makes it.
 pub type Archive = Box<dyn FnOnce(&mut dyn std::io::Write) -> std::io::Result<()> + Send>;
-
-/// Where an engine call reports progress; the client reads it line by line.
-#[derive(Clone)]
-pub struct Events {
-    tx: tokio::sync::mpsc::UnboundedSender<Event>,
-    /// Events sent and not yet taken by the response's body (when a
-    /// response takes them): what `send_paced` waits on.
-    in_flight: Option<Arc<InFlight>>,
-}
-
-#[derive(Default)]
-struct InFlight {
-    count: std::sync::Mutex<usize>,
-    taken: std::sync::Condvar,
-}
-
-/// `send_paced` waits while this many events are on their way.
-const PACE: usize = 1024;
-
-impl Events {
-    /// Events and where they arrive: for engines driven without a server
-    /// (tests, the engine's own work).
-    pub fn channel() -> (Events, tokio::sync::mpsc::UnboundedReceiver<Event>) {
-        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-        (
-            Events {
-                tx,
-                in_flight: None,
-            },
-            rx,
-        )
-    }
-
-    pub fn send(&self, e: Event) {
-        if let Some(f) = &self.in_flight {
-            *f.count.lock().unwrap_or_else(|p| p.into_inner()) += 1;
-        }
-        let _ = self.tx.send(e);
-    }
-
-    /// Sends, first waiting (from a blocking thread) while [`PACE`] events
-    /// are still on their way to the client: a call that can produce more
-    /// than a client reads (logs) holds no more than that in memory.
-    pub fn send_paced(&self, e: Event) {
-        if let Some(f) = &self.in_flight {
-            let mut count = f.count.lock().unwrap_or_else(|p| p.into_inner());
-            while *count >= PACE && !self.gone() {
-                count = f
-                    .taken
-                    .wait_timeout(count, std::time::Duration::from_millis(100))
-                    .unwrap_or_else(|p| p.into_inner())
-                    .0;
-            }
-        }
-        self.send(e);
-    }
-
-    /// The client went away (a call that would go on forever, such as
-    /// following logs, stops then).
-    pub fn gone(&self) -> bool {
-        self.tx.is_closed()
-    }
-}
 
 /// The largest request body: a project is a few kB, a huge one a few MB.
 const MAX_BODY: usize = 64 << 20;
@@ -336,27 +275,6 @@ async fn handle<E: Engine>(engine: Arc<E>, req: Request<Incoming>) -> Response<B
     }
 }
 
-/// `?all=1`, `?all=true`, `?all`.
-pub(crate) fn query_flag(query: Option<&str>, name: &str) -> bool {
-    query_values(query, name).any(|v| matches!(v, "1" | "true"))
-}
-
-/// Every value of a query parameter (`?service=a&service=b`); a bare
-/// `?name` is `1`.
-pub(crate) fn query_values<'a>(
-    query: Option<&'a str>,
-    name: &'a str,
-) -> impl Iterator<Item = &'a str> + 'a {
-    query
-        .unwrap_or("")
-        .split('&')
-        .filter(|kv| !kv.is_empty())
-        .filter_map(move |kv| {
-            let (k, v) = kv.split_once('=').unwrap_or((kv, "1"));
-            (k == name).then_some(v)
-        })
-}
-
 /// `exec` and `run`: the process is started before the answer, so a
 /// failure is a plain error; then `101 Switching Protocols` and the
 /// session's frames.
@@ -492,9 +410,7 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> 
 /// or `error`. When the client goes away the body is dropped, which the
 /// call can see (`Events::gone`); a call that does not look runs to its end.
 fn stream(call: impl FnOnce(&Events) -> Result<(), ApiError> + Send + 'static) -> Response<Body> {
-    let (mut events, rx) = Events::channel();
-    let in_flight = Arc::new(InFlight::default());
-    events.in_flight = Some(in_flight.clone());
+    let (events, rx, taken) = Events::paced();
     std::thread::spawn(move || {
         let last = match call(&events) {
             Ok(()) => Event::Done,
@@ -506,7 +422,7 @@ fn stream(call: impl FnOnce(&Events) -> Result<(), ApiError> + Send + 'static) -
         .status(StatusCode::OK)
         .header("content-type", "application/x-ndjson")
         .body(
-            EventBody(rx, in_flight)
+            EventBody(rx, taken)
                 .map_err(|never| match never {})
                 .boxed(),
         )
@@ -514,7 +430,7 @@ fn stream(call: impl FnOnce(&Events) -> Result<(), ApiError> + Send + 'static) -
 }
 
 /// Events as they come, one JSON line each; ends when the call does.
-struct EventBody(tokio::sync::mpsc::UnboundedReceiver<Event>, Arc<InFlight>);
+struct EventBody(tokio::sync::mpsc::UnboundedReceiver<Event>, stack_wire::Taken);
 
 impl hyper::body::Body for EventBody {
     type Data = Bytes;
@@ -524,13 +440,10 @@ impl hyper::body::Body for EventBody {
         mut self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Infallible>>> {
-        let in_flight = self.1.clone();
+        let taken = self.1.clone();
         self.0.poll_recv(cx).map(|event| {
             event.map(|e| {
-                let mut count = in_flight.count.lock().unwrap_or_else(|p| p.into_inner());
-                *count = count.saturating_sub(1);
-                in_flight.taken.notify_all();
-                drop(count);
+                taken.one();
                 let mut line = serde_json::to_vec(&e).expect("events serialize");
                 line.push(b'\n');
                 Ok(hyper::body::Frame::data(Bytes::from(line)))
@@ -582,10 +495,8 @@ mod tests {
     #[test]
     fn paced_events_wait_for_the_client() {
         use super::*;
-        let (mut events, rx) = Events::channel();
-        let in_flight = Arc::new(InFlight::default());
-        events.in_flight = Some(in_flight.clone());
-        for _ in 0..PACE {
+        let (events, rx, taken) = Events::paced();
+        for _ in 0..stack_wire::PACE {
             events.send_paced(Event::Heartbeat);
         }
         let (sent, sent_rx) = std::sync::mpsc::channel();
@@ -598,7 +509,7 @@ mod tests {
         });
         let wait = std::time::Duration::from_millis(300);
         assert!(sent_rx.recv_timeout(wait).is_err(), "sent past the pace");
-        let mut body = EventBody(rx, in_flight);
+        let mut body = EventBody(rx, taken);
         let rt = tokio::runtime::Builder::new_current_thread()
             .build()
             .unwrap();
@@ -611,16 +522,5 @@ mod tests {
         sent_rx
             .recv_timeout(std::time::Duration::from_secs(5))
             .unwrap();
-    }
-
-    #[test]
-    fn query_flags() {
-        use super::query_flag;
-        assert!(query_flag(Some("all=1"), "all"));
-        assert!(query_flag(Some("x=2&all=true"), "all"));
-        assert!(query_flag(Some("all"), "all"));
-        assert!(!query_flag(Some("all=0"), "all"));
-        assert!(!query_flag(None, "all"));
-        assert!(!query_flag(Some("tall=1"), "all"));
     }
 }

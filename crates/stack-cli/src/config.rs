@@ -113,7 +113,7 @@ pub fn config(g: &Global, args: &ConfigArgs, out: &mut dyn Write) -> anyhow::Res
                 bail!("no such service: `{name}`");
             }
             for (k, s) in matched {
-                writeln!(out, "{k} {}", stack_loader::hash_service(s))?;
+                writeln!(out, "{k} {}", stack_plan::hash_service(s))?;
             }
         }
         return Ok(());

@@ -668,7 +668,7 @@ fn run_args(
         (stack_plan::LABEL_PROJECT, project.name.clone()),
         (stack_plan::LABEL_SERVICE, service.to_string()),
         (stack_plan::LABEL_NUMBER, number.to_string()),
-        (stack_plan::LABEL_HASH, stack_loader::hash_service(s)),
+        (stack_plan::LABEL_HASH, stack_plan::hash_service(s)),
         (LABEL_WORKING_DIR, origin.working_dir.to_string()),
         (LABEL_CONFIG_FILES, origin.config_files.join(",")),
         (

@@ -97,7 +97,9 @@ fn the_api_knows_no_driver() {
 }
 
 /// The engine decides and orders; the host's driver (with the binary) acts.
-/// So the engine runs on a fake driver in its tests.
+/// So the engine runs on a fake driver in its tests; and it speaks no HTTP
+/// and parses no command line or stack file: it takes the wire's plain
+/// types (`stack-wire`).
 #[test]
 fn the_engine_knows_no_driver() {
     let meta = metadata();
@@ -106,10 +108,24 @@ fn the_engine_knows_no_driver() {
         "stack-runtime",
         "stack-net",
         "stack-image",
+        "stack-api",
+        "stack-loader",
         "nix",
         "rtnetlink",
+        "hyper",
+        "clap",
     ] {
         assert!(!deps.contains(banned), "stack-engine depends on {banned}");
+    }
+}
+
+/// What travels is plain data: the wire's types compile no HTTP stack.
+#[test]
+fn the_wire_is_plain_data() {
+    let meta = metadata();
+    let deps = closure(&meta, "stack-wire");
+    for banned in ["hyper", "http", "nix", "clap", "stack-loader", "stack-plan"] {
+        assert!(!deps.contains(banned), "stack-wire depends on {banned}");
     }
 }
 

@@ -12,7 +12,7 @@ use std::future::Future;
 use std::sync::{Arc, Mutex};
 
 use anyhow::bail;
-use stack_api::{ContainerEvent, DownRequest, Event, Events, UpRequest};
+use stack_wire::{ContainerEvent, DownRequest, Event, Events, UpRequest};
 use stack_model::{Project, Service};
 use stack_plan::{Op, Plan, Wanted, WantedNetwork};
 use tokio::sync::Semaphore;
@@ -254,7 +254,7 @@ impl<D: Driver + Send + 'static> Engine<D> {
             .filter(|(name, _)| selected.is_empty() || selected.contains(name))
             .map(|(name, s)| Wanted {
                 service: name.clone(),
-                hash: stack_loader::hash_service(s),
+                hash: stack_plan::hash_service(s),
                 replicas: req.scale.get(name).copied().unwrap_or_else(|| replicas(s)),
                 container_name: s.container_name.clone(),
                 restart_with: s

@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::bail;
-use stack_api::ContainerEvent;
+use stack_wire::ContainerEvent;
 use tokio::time::Instant;
 
 use crate::{Driver, Engine};

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use stack_api::{Event, Events};
+use stack_wire::{Event, Events};
 use stack_model::Project;
 
 use crate::{progress, Driver, Engine};

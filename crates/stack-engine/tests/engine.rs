@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use stack_api::{DownRequest, Event, Events, UpRequest};
+use stack_wire::{DownRequest, Event, Events, UpRequest};
 use stack_engine::{
     watch, Dependency, Driver, Engine, Exit, HealthConfig, Observed, Origin, Probe, ProbeResult,
     RestartPolicy,
@@ -252,7 +252,7 @@ impl Fake {
             project: origin.project.name.clone(),
             service: service.into(),
             number,
-            hash: stack_loader::hash_service(&origin.project.services[service]),
+            hash: stack_plan::hash_service(&origin.project.services[service]),
             running,
             stopped_by_user: !running,
             ..Observed::default()
@@ -955,7 +955,7 @@ async fn pass(secs: u64) {
 }
 
 /// Every container event until now, as `ACTION NAME`.
-fn drain(rx: &mut tokio::sync::broadcast::Receiver<stack_api::ContainerEvent>) -> Vec<String> {
+fn drain(rx: &mut tokio::sync::broadcast::Receiver<stack_wire::ContainerEvent>) -> Vec<String> {
     let mut v = Vec::new();
     while let Ok(e) = rx.try_recv() {
         v.push(format!("{} {}", e.action, e.attributes["name"]));

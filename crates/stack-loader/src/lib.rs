@@ -27,7 +27,7 @@ use std::path::{Path, PathBuf};
 
 pub use diag::{Diagnostic, LoadError, Severity, Span};
 pub use env::{Environment, Source};
-pub use project::{hash_service, Loaded};
+pub use project::Loaded;
 
 use diag::Diagnostics;
 use load::{Context, SourceFile};

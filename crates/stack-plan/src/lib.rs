@@ -7,6 +7,9 @@
 use std::collections::BTreeSet;
 use std::fmt;
 
+mod hash;
+pub use hash::hash_service;
+
 /// The labels a container of a project carries (Docker Compose's names, so
 /// tools that read them keep working).
 pub const LABEL_PROJECT: &str = "com.docker.compose.project";

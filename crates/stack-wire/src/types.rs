@@ -181,14 +181,14 @@ pub struct LogsQuery {
 
 impl LogsQuery {
     pub fn parse(query: Option<&str>) -> Result<LogsQuery, ApiError> {
-        let tail = match crate::server::query_values(query, "tail").last() {
+        let tail = match crate::query::query_values(query, "tail").last() {
             None | Some("all") => None,
             Some(n) => Some(n.parse().map_err(|_| {
                 ApiError::bad_request(format!("tail: `{n}` is not a number of lines or `all`"))
             })?),
         };
         let time = |key: &str| -> Result<Option<String>, ApiError> {
-            match crate::server::query_values(query, key).last() {
+            match crate::query::query_values(query, key).last() {
                 None => Ok(None),
                 Some(t) if is_log_time(t) => Ok(Some(t.to_string())),
                 Some(t) => Err(ApiError::bad_request(format!(
@@ -197,10 +197,10 @@ impl LogsQuery {
             }
         };
         Ok(LogsQuery {
-            services: crate::server::query_values(query, "service")
+            services: crate::query::query_values(query, "service")
                 .map(str::to_string)
                 .collect(),
-            follow: crate::server::query_flag(query, "follow"),
+            follow: crate::query::query_flag(query, "follow"),
             tail,
             since: time("since")?,
             until: time("until")?,
@@ -695,7 +695,7 @@ pub struct ArchiveQuery {
 impl ArchiveQuery {
     pub fn parse(query: Option<&str>) -> Result<ArchiveQuery, ApiError> {
         let one = |key: &str| {
-            crate::server::query_values(query, key)
+            crate::query::query_values(query, key)
                 .last()
                 .map(str::to_string)
         };
@@ -719,8 +719,8 @@ impl ArchiveQuery {
             service,
             index,
             path,
-            all: crate::server::query_flag(query, "all"),
-            contents: crate::server::query_flag(query, "contents"),
+            all: crate::query::query_flag(query, "all"),
+            contents: crate::query::query_flag(query, "contents"),
         })
     }
 

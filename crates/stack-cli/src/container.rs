@@ -279,9 +279,7 @@ pub fn stack_root() -> PathBuf {
 }
 
 pub fn random_id() -> anyhow::Result<String> {
-    let mut bytes = [0u8; 32];
-    std::io::Read::read_exact(&mut std::fs::File::open("/dev/urandom")?, &mut bytes)?;
-    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+    stack_sys::random_hex(32).context("cannot read random numbers")
 }
 
 pub fn run(cmd: &ContainerCommand) -> anyhow::Result<i32> {

@@ -273,20 +273,10 @@ impl Watches {
 
     /// Keeps a detached watch for the next engine.
     pub fn save(req: &WatchRequest) -> anyhow::Result<()> {
-        use std::os::unix::fs::OpenOptionsExt as _;
         let path = saved_path(&req.up.project.name)?;
-        let dir = path.parent().expect("under the root");
-        stack_sys::private_dir(dir)?;
-        let temp = dir.join(format!(".{}.tmp", req.up.project.name));
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&temp)?;
-        std::io::Write::write_all(&mut f, &serde_json::to_vec(req)?)?;
-        f.sync_all()?;
-        std::fs::rename(&temp, &path).with_context(|| format!("cannot write `{}`", path.display()))
+        stack_sys::private_dir(path.parent().expect("under the root"))?;
+        stack_sys::write_atomic(&path, &serde_json::to_vec(req)?)
+            .with_context(|| format!("cannot write `{}`", path.display()))
     }
 
     /// The detached watches an earlier engine kept; an unreadable one is

@@ -194,7 +194,6 @@ pub fn read_file(path: &Path) -> Result<AuthFile, AuthError> {
 
 /// Writes atomically with mode 0600: a half-written file never replaces a good one.
 pub fn write_file(path: &Path, file: &AuthFile) -> Result<(), AuthError> {
-    use std::os::unix::fs::OpenOptionsExt as _;
     let err = |e: std::io::Error| AuthError::File {
         path: path.into(),
         why: e.to_string(),
@@ -202,17 +201,7 @@ pub fn write_file(path: &Path, file: &AuthFile) -> Result<(), AuthError> {
     if let Some(dir) = path.parent() {
         fs::create_dir_all(dir).map_err(err)?;
     }
-    let tmp = path.with_extension("json.tmp");
-    let mut f = fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)
-        .map_err(err)?;
-    f.write_all(&serde_json::to_vec_pretty(file).expect("serializable"))
-        .and_then(|()| f.sync_all())
-        .and_then(|()| fs::rename(&tmp, path))
+    stack_sys::write_atomic(path, &serde_json::to_vec_pretty(file).expect("serializable"))
         .map_err(err)
 }
 

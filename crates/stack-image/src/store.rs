@@ -282,11 +282,9 @@ impl Store {
     }
 
     fn tmp_path(&self, what: &str) -> Result<PathBuf, ImageError> {
-        let mut rnd = [0u8; 8];
-        fs::File::open("/dev/urandom")
-            .and_then(|mut f| f.read_exact(&mut rnd))
+        let rnd = stack_sys::random_hex(8)
             .map_err(|e| ImageError::io(Path::new("/dev/urandom"), e))?;
-        Ok(self.root.join("tmp").join(format!("{what}-{}", hex(&rnd))))
+        Ok(self.root.join("tmp").join(format!("{what}-{rnd}")))
     }
 
     pub fn layer_dir(&self, chain_id: &str) -> PathBuf {
@@ -486,14 +484,10 @@ impl Store {
         let mut idx = self.read_index()?;
         let out = change(&mut idx)?;
         let p = self.index_path();
-        let tmp = self.root.join(".images.json.tmp");
-        let write = || -> io::Result<()> {
-            let mut f = fs::File::create(&tmp)?;
-            f.write_all(&serde_json::to_vec_pretty(&idx).map_err(io::Error::other)?)?;
-            f.sync_all()?;
-            fs::rename(&tmp, &p)
-        };
-        write().map_err(|e| ImageError::io(&p, e))?;
+        serde_json::to_vec_pretty(&idx)
+            .map_err(io::Error::other)
+            .and_then(|json| stack_sys::write_atomic(&p, &json))
+            .map_err(|e| ImageError::io(&p, e))?;
         Ok(out)
     }
 

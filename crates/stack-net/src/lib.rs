@@ -79,14 +79,7 @@ pub struct CreateOptions {
 }
 
 fn random_hex(n: usize) -> Result<String, NetError> {
-    let mut b = vec![0u8; n];
-    std::io::Read::read_exact(
-        &mut std::fs::File::open("/dev/urandom")
-            .map_err(|e| NetError::io(Path::new("/dev/urandom"), e))?,
-        &mut b,
-    )
-    .map_err(|e| NetError::io(Path::new("/dev/urandom"), e))?;
-    Ok(b.iter().map(|x| format!("{x:02x}")).collect())
+    stack_sys::random_hex(n).map_err(|e| NetError::io(Path::new("/dev/urandom"), e))
 }
 
 fn now() -> String {

@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::io::{self, Write as _};
+use std::io;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
@@ -88,14 +88,10 @@ impl Lock {
 }
 
 fn write_atomic(path: &Path, value: &impl Serialize) -> Result<(), NetError> {
-    let tmp = path.with_extension("json.tmp");
-    let write = || -> io::Result<()> {
-        let mut f = fs::File::create(&tmp)?;
-        f.write_all(&serde_json::to_vec_pretty(value).map_err(io::Error::other)?)?;
-        f.sync_all()?;
-        fs::rename(&tmp, path)
-    };
-    write().map_err(|e| NetError::io(path, e))
+    serde_json::to_vec_pretty(value)
+        .map_err(io::Error::other)
+        .and_then(|json| stack_sys::write_atomic(path, &json))
+        .map_err(|e| NetError::io(path, e))
 }
 
 fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, NetError> {

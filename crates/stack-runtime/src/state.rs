@@ -1,7 +1,7 @@
 //! A container's state on disk: written atomically (temp file, fsync,
 //! rename) by the process that owns the container, read by anyone.
 
-use std::io::{self, Write};
+use std::io;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -45,12 +45,8 @@ pub fn log_path(dir: &Path) -> PathBuf {
 
 /// Writes the state so that readers see the old or the new file, never half of one.
 pub fn write(dir: &Path, state: &State) -> io::Result<()> {
-    let tmp = dir.join(".state.json.tmp");
-    let mut f = stack_sys::private_file(&tmp).map_err(stack_sys::PathError::into_io)?;
-    f.write_all(&serde_json::to_vec_pretty(state).map_err(io::Error::other)?)?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, path(dir))?;
-    std::fs::File::open(dir)?.sync_all()
+    let json = serde_json::to_vec_pretty(state).map_err(io::Error::other)?;
+    stack_sys::write_atomic(&path(dir), &json)
 }
 
 #[derive(Debug, thiserror::Error)]

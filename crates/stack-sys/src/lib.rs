@@ -9,7 +9,10 @@
 //! - [`prepare_root`]: the root itself, 0700, or 0710 (of the group) when a group reaches
 //!   the engine's socket in it;
 //! - [`remove_tree`]: removal of what stack made under its root, refusing a
-//!   symlink, anything outside the root, and never following a link inside.
+//!   symlink, anything outside the root, and never following a link inside;
+//! - [`write_atomic`]: a file readers see whole or not at all, across a crash
+//!   too (file and directory synced);
+//! - [`random_hex`]: ids from the kernel's random numbers.
 
 use std::io;
 use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _, PermissionsExt as _};
@@ -122,6 +125,36 @@ pub fn private_file(path: &Path) -> Result<std::fs::File, PathError> {
     f.set_permissions(std::fs::Permissions::from_mode(0o600))
         .map_err(io_err(path))?;
     Ok(f)
+}
+
+/// Replaces `path` with `bytes` so that readers (and a restart after a
+/// crash) see the old file or the new one, never part of one: written
+/// beside it (0600, never through a link), synced, renamed over it, and
+/// the directory synced.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    use std::io::Write as _;
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    let tmp = path.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
+    let write = || -> io::Result<()> {
+        let mut f = private_file(&tmp).map_err(PathError::into_io)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    };
+    if let Err(e) = write() {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e);
+    }
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    std::fs::File::open(dir)?.sync_all()
+}
+
+/// `n` random bytes from the kernel, as lowercase hex.
+pub fn random_hex(n: usize) -> io::Result<String> {
+    use std::io::Read as _;
+    let mut b = vec![0u8; n];
+    std::fs::File::open("/dev/urandom")?.read_exact(&mut b)?;
+    Ok(b.iter().map(|x| format!("{x:02x}")).collect())
 }
 
 /// Removes the directory tree `path`, which must lie under `root` (checked
@@ -241,6 +274,27 @@ mod tests {
             private_dir(&d.join("dirlink")),
             Err(PathError::Symlink { .. })
         ));
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn atomic_writes_replace_whole_and_leave_nothing_beside() {
+        let d = temp("atomic");
+        let p = d.join("state.json");
+        write_atomic(&p, b"one").unwrap();
+        write_atomic(&p, b"two").unwrap();
+        assert_eq!(std::fs::read(&p).unwrap(), b"two");
+        let mode = std::fs::metadata(&p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        assert_eq!(std::fs::read_dir(&d).unwrap().count(), 1, "no temp file left");
+        // A directory in the file's place: an error, and nothing left beside.
+        std::fs::create_dir(d.join("dir")).unwrap();
+        assert!(write_atomic(&d.join("dir"), b"x").is_err());
+        assert_eq!(std::fs::read_dir(&d).unwrap().count(), 2);
+        let id = random_hex(8).unwrap();
+        assert_eq!(id.len(), 16);
+        assert!(id.chars().all(|c| c.is_ascii_hexdigit()));
+        assert_ne!(id, random_hex(8).unwrap());
         std::fs::remove_dir_all(&d).unwrap();
     }
 

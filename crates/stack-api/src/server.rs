@@ -421,16 +421,15 @@ fn stream(call: impl FnOnce(&Events) -> Result<(), ApiError> + Send + 'static) -
     Response::builder()
         .status(StatusCode::OK)
         .header("content-type", "application/x-ndjson")
-        .body(
-            EventBody(rx, taken)
-                .map_err(|never| match never {})
-                .boxed(),
-        )
+        .body(EventBody(rx, taken).map_err(|never| match never {}).boxed())
         .expect("a valid response")
 }
 
 /// Events as they come, one JSON line each; ends when the call does.
-struct EventBody(tokio::sync::mpsc::UnboundedReceiver<Event>, stack_wire::Taken);
+struct EventBody(
+    tokio::sync::mpsc::UnboundedReceiver<Event>,
+    stack_wire::Taken,
+);
 
 impl hyper::body::Body for EventBody {
     type Data = Bytes;

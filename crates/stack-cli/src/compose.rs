@@ -413,6 +413,7 @@ fn check_services(project: &Project, services: &[String]) -> anyhow::Result<()> 
 /// stop, start, restart, kill, pause, unpause, rm.
 pub fn act(g: &Global, action: Action, mut req: ActionRequest) -> anyhow::Result<()> {
     req.project = load(g)?.project;
+    req.parallel = g.parallel;
     check_services(&req.project, &req.services)?;
     call(
         g,

@@ -123,6 +123,21 @@ impl stack_engine::Driver for Host {
         blocking(move || crate::lifecycle::restart_one(&stack_root(), &id, timeout).map(drop)).await
     }
 
+    async fn stop(&self, id: &str, timeout: Option<u64>) -> anyhow::Result<()> {
+        let id = id.to_string();
+        blocking(move || crate::lifecycle::stop_one(&stack_root(), &id, timeout).map(drop)).await
+    }
+
+    async fn kill(&self, id: &str, signal: &str) -> anyhow::Result<()> {
+        let (id, signal) = (id.to_string(), signal.to_string());
+        blocking(move || crate::lifecycle::kill_one(&stack_root(), &id, &signal).map(drop)).await
+    }
+
+    async fn pause(&self, id: &str, paused: bool) -> anyhow::Result<()> {
+        let id = id.to_string();
+        blocking(move || crate::lifecycle::freeze(&stack_root(), &id, paused).map(drop)).await
+    }
+
     async fn remove(&self, id: &str, timeout: Option<u64>) -> anyhow::Result<()> {
         let id = id.to_string();
         blocking(move || crate::lifecycle::stop_and_remove(&stack_root(), &id, timeout).map(drop))
@@ -341,127 +356,14 @@ pub fn projects() -> Vec<ProjectSummary> {
 }
 
 /// stop, start, restart, kill, pause, unpause, rm on a project's
-/// containers: in dependency order (reverse order to stop), the replicas of
-/// one service at once. Containers in no state for the action are skipped.
+/// containers, through the engine (`Engine::act`).
 pub fn act(
     engine: &HostEngine,
     action: Action,
     req: &ActionRequest,
     events: &Events,
 ) -> anyhow::Result<()> {
-    let project = &req.project;
-    for s in &req.services {
-        if !project.services.contains_key(s) {
-            bail!("no such service: `{s}`");
-        }
-    }
-    let graph = stack_graph::Graph::from_project(project);
-    let forward = matches!(action, Action::Start | Action::Restart | Action::Unpause);
-    let waves = if forward {
-        graph.waves()
-    } else {
-        graph.stop_waves()
-    }
-    .map_err(|c| anyhow::anyhow!("dependency cycle: {c:?}"))?;
-    let root = stack_root();
-    let mine = crate::lifecycle::project_containers(&root, Some(&project.name));
-    let wanted =
-        |service: &str| req.services.is_empty() || req.services.iter().any(|s| s == service);
-    for wave in waves {
-        let batch: Vec<(stack_runtime::State, bool)> = mine
-            .iter()
-            .filter(|(st, _)| {
-                let service = label(st, stack_plan::LABEL_SERVICE);
-                wave.contains(&service) && wanted(&service)
-            })
-            .cloned()
-            .collect();
-        let failures: Vec<String> = std::thread::scope(|scope| {
-            let handles: Vec<_> = batch
-                .iter()
-                .map(|(st, running)| {
-                    let root = &root;
-                    scope.spawn(move || {
-                        let did = act_on(action, req, root, st, *running, events)?;
-                        if let Some(did) = did {
-                            let c = crate::supervision::observed(root, st, *running);
-                            engine.publish(&c, did, &[]);
-                        }
-                        anyhow::Ok(())
-                    })
-                })
-                .collect();
-            handles
-                .into_iter()
-                .filter_map(|h| {
-                    h.join()
-                        .unwrap_or_else(|p| std::panic::resume_unwind(p))
-                        .err()
-                })
-                .map(|e| format!("{e:#}"))
-                .collect()
-        });
-        if !failures.is_empty() {
-            bail!("{}", failures.join("\n"));
-        }
-    }
-    // Services restarted by name take along the dependents that ask for it.
-    if matches!(action, Action::Restart) {
-        for s in &req.services {
-            let (e, p, s) = (engine.clone(), project.name.clone(), s.clone());
-            engine
-                .handle()
-                .spawn(async move { e.restart_dependents(&p, &s).await });
-        }
-    }
-    Ok(())
-}
-
-fn act_on(
-    action: Action,
-    req: &ActionRequest,
-    root: &Path,
-    st: &stack_runtime::State,
-    running: bool,
-    events: &Events,
-) -> anyhow::Result<Option<&'static str>> {
-    use crate::lifecycle as l;
-    let paused = running && l::is_paused(st);
-    let id = st.id.as_str();
-    let say = |what: &str| {
-        events.send(Event::Progress {
-            object: "Container".into(),
-            name: st.name.clone(),
-            action: what.into(),
-        })
-    };
-    let (under_way, did, event) = match action {
-        Action::Stop if running => ("Stopping", "Stopped", "stop"),
-        Action::Start if !running => ("Starting", "Started", "start"),
-        Action::Restart => ("Restarting", "Restarted", "restart"),
-        Action::Kill if running => ("Killing", "Killed", "kill"),
-        Action::Pause if running && !paused => ("Pausing", "Paused", "pause"),
-        Action::Unpause if paused => ("Unpausing", "Unpaused", "unpause"),
-        Action::Rm if !running || req.stop => ("Removing", "Removed", "destroy"),
-        _ => return Ok(None),
-    };
-    say(under_way);
-    match action {
-        Action::Stop => l::stop_one(root, id, req.timeout).map(drop)?,
-        Action::Start => l::start_again(root, id).map(drop)?,
-        Action::Restart => l::restart_one(root, id, req.timeout).map(drop)?,
-        Action::Kill => l::kill_one(root, id, req.signal.as_deref().unwrap_or("KILL")).map(drop)?,
-        Action::Pause => l::freeze(root, id, true).map(drop)?,
-        Action::Unpause => l::freeze(root, id, false).map(drop)?,
-        Action::Rm => {
-            if running {
-                l::stop_one(root, id, req.timeout)?;
-            }
-            l::remove_one(root, id, false)?;
-        }
-    }
-    say(did);
-    Ok(Some(event))
+    run_engine(engine.act(action, req, events))
 }
 
 /// The output of a project's containers (not its one-offs: `container

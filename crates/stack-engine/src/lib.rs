@@ -12,11 +12,12 @@ use std::future::Future;
 use std::sync::{Arc, Mutex};
 
 use anyhow::bail;
-use stack_wire::{ContainerEvent, DownRequest, Event, Events, UpRequest};
 use stack_model::{Project, Service};
 use stack_plan::{Op, Plan, Wanted, WantedNetwork};
+use stack_wire::{ContainerEvent, DownRequest, Event, Events, UpRequest};
 use tokio::sync::Semaphore;
 
+mod actions;
 mod supervise;
 pub mod watch;
 pub use supervise::*;
@@ -77,6 +78,18 @@ pub trait Driver: Sync {
         id: &str,
         timeout: Option<u64>,
     ) -> impl Future<Output = anyhow::Result<()>> + Send;
+    /// Stops (waiting up to `timeout` seconds, else the container's own),
+    /// as a user stops it: no restart policy starts it again.
+    fn stop(
+        &self,
+        id: &str,
+        timeout: Option<u64>,
+    ) -> impl Future<Output = anyhow::Result<()>> + Send;
+    /// Sends `signal` (a name, `KILL`, or a number) to the container's
+    /// processes.
+    fn kill(&self, id: &str, signal: &str) -> impl Future<Output = anyhow::Result<()>> + Send;
+    /// Freezes (`true`) or thaws every process of the container.
+    fn pause(&self, id: &str, paused: bool) -> impl Future<Output = anyhow::Result<()>> + Send;
     /// Stops (waiting up to `timeout` seconds, else the container's own)
     /// and removes.
     fn remove(

@@ -12,8 +12,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use stack_wire::{Event, Events};
 use stack_model::Project;
+use stack_wire::{Event, Events};
 
 use crate::{progress, Driver, Engine};
 

@@ -8,12 +8,12 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use stack_wire::{DownRequest, Event, Events, UpRequest};
 use stack_engine::{
     watch, Dependency, Driver, Engine, Exit, HealthConfig, Observed, Origin, Probe, ProbeResult,
     RestartPolicy,
 };
 use stack_model::Project;
+use stack_wire::{Action, ActionRequest, DownRequest, Event, Events, UpRequest};
 use tokio::time::Instant;
 
 /// How a service's containers behave once started.
@@ -331,6 +331,32 @@ impl Driver for Fake {
     async fn restart(&self, id: &str, _timeout: Option<u64>) -> anyhow::Result<()> {
         self.op("restart", &self.name_of(id)).await?;
         self.with_id(id, |c| c.started = Instant::now());
+        Ok(())
+    }
+
+    async fn stop(&self, id: &str, _timeout: Option<u64>) -> anyhow::Result<()> {
+        self.with_id(id, |c| {
+            c.o.stopped_by_user = true;
+            c.o.running = false;
+            c.o.exit_code.get_or_insert(143);
+        });
+        self.op("stop", &self.name_of(id)).await
+    }
+
+    async fn kill(&self, id: &str, signal: &str) -> anyhow::Result<()> {
+        self.op(&format!("kill-{signal}"), &self.name_of(id))
+            .await?;
+        self.with_id(id, |c| {
+            c.o.running = false;
+            c.o.exit_code = Some(137);
+        });
+        Ok(())
+    }
+
+    async fn pause(&self, id: &str, paused: bool) -> anyhow::Result<()> {
+        let what = if paused { "pause" } else { "unpause" };
+        self.op(what, &self.name_of(id)).await?;
+        self.with_id(id, |c| c.o.paused = paused);
         Ok(())
     }
 
@@ -1575,4 +1601,139 @@ async fn a_changed_stack_file_reloads_and_a_broken_one_keeps_the_old_rules() {
             "20 sync /srv/a.js shop-web-2"
         ]
     );
+}
+
+/// Runs an action on the fake; the error if any, and the events' lines.
+async fn act(
+    e: &Arc<Engine<Fake>>,
+    action: Action,
+    req: ActionRequest,
+) -> (Option<String>, Vec<String>) {
+    let (events, mut rx) = Events::channel();
+    let r = e.act(action, &req, &events).await;
+    drop(events);
+    let mut lines = Vec::new();
+    while let Some(ev) = rx.recv().await {
+        if let Event::Progress { name, action, .. } = ev {
+            lines.push(format!("{name} {action}"));
+        }
+    }
+    (r.err().map(|e| format!("{e:#}")), lines)
+}
+
+fn action_req(p: &Project) -> ActionRequest {
+    ActionRequest {
+        project: p.clone(),
+        ..Default::default()
+    }
+}
+
+/// The actions go through the engine as `up` and `down` do: stop in
+/// reverse dependency order, start in order, the services of a wave
+/// together, each step said as it begins and as it ends.
+#[tokio::test(start_paused = true)]
+async fn actions_follow_the_dependency_order() {
+    let p = project(SHOP);
+    let e = engine(Fake::new());
+    let fake = e.driver();
+    up(&e, up_req(&p)).await;
+    fake.log.lock().unwrap().clear();
+    let (err, lines) = act(&e, Action::Stop, action_req(&p)).await;
+    assert_eq!(err, None);
+    let t0 = fake.begun()[0]
+        .split_once(' ')
+        .unwrap()
+        .0
+        .parse::<u128>()
+        .unwrap();
+    let at = |what: &str, name: &str| fake.times(what, name)[0] - t0;
+    assert_eq!(at("stop", "shop-web-1"), 0);
+    assert_eq!(at("stop", "shop-api-1"), 1000);
+    assert_eq!(
+        at("stop", "shop-db-1"),
+        2000,
+        "db and cache together, after api"
+    );
+    assert_eq!(at("stop", "shop-cache-1"), 2000);
+    assert_eq!(&lines[..2], ["shop-web-1 Stopping", "shop-web-1 Stopped"]);
+    // What is stopped is not stopped again; start goes the other way.
+    let (_, again) = act(&e, Action::Stop, action_req(&p)).await;
+    assert!(again.is_empty(), "{again:?}");
+    fake.log.lock().unwrap().clear();
+    act(&e, Action::Start, action_req(&p)).await;
+    let order: Vec<String> = fake
+        .begun()
+        .iter()
+        .map(|l| l.split_once(' ').unwrap().1.to_string())
+        .collect();
+    assert_eq!(order.last().map(String::as_str), Some("start shop-web-1"));
+    assert!(
+        order[..2]
+            .iter()
+            .all(|o| o.contains("db") || o.contains("cache")),
+        "{order:?}"
+    );
+}
+
+/// `--parallel` bounds the actions too; kill carries its signal; pause
+/// and unpause act only on containers in the state for them; rm leaves
+/// running containers alone unless asked to stop them; an unknown service
+/// is refused before anything happens.
+#[tokio::test(start_paused = true)]
+async fn actions_keep_the_parallel_bound_and_their_states() {
+    let p = project(
+        "
+services:
+  a: {image: x, scale: 4}
+",
+    );
+    let e = engine(Fake::new());
+    let fake = e.driver();
+    up(&e, up_req(&p)).await;
+    fake.log.lock().unwrap().clear();
+    *fake.busy.lock().unwrap() = (0, 0);
+    let req = ActionRequest {
+        parallel: Some(2),
+        ..action_req(&p)
+    };
+    assert_eq!(act(&e, Action::Pause, req.clone()).await.0, None);
+    assert_eq!(fake.most_at_once(), 2);
+    assert_eq!(
+        act(&e, Action::Pause, req.clone()).await.1,
+        Vec::<String>::new()
+    );
+    assert_eq!(act(&e, Action::Unpause, req.clone()).await.1.len(), 8);
+    // rm leaves running containers alone without `stop`.
+    assert_eq!(
+        act(&e, Action::Rm, req.clone()).await.1,
+        Vec::<String>::new()
+    );
+    assert_eq!(fake.names().len(), 4);
+    let (err, _) = act(
+        &e,
+        Action::Kill,
+        ActionRequest {
+            signal: Some("HUP".into()),
+            services: vec!["a".into()],
+            ..req.clone()
+        },
+    )
+    .await;
+    assert_eq!(err, None);
+    assert_eq!(fake.times("kill-HUP", "shop-a-1").len(), 1);
+    // Killed, they are not running: rm removes them.
+    let (err, lines) = act(&e, Action::Rm, req.clone()).await;
+    assert_eq!(err, None);
+    assert_eq!(lines.len(), 8, "{lines:?}");
+    assert!(fake.names().is_empty());
+    let (err, _) = act(
+        &e,
+        Action::Stop,
+        ActionRequest {
+            services: vec!["nope".into()],
+            ..req
+        },
+    )
+    .await;
+    assert_eq!(err.as_deref(), Some("no such service: `nope`"));
 }

@@ -201,8 +201,11 @@ pub fn write_file(path: &Path, file: &AuthFile) -> Result<(), AuthError> {
     if let Some(dir) = path.parent() {
         fs::create_dir_all(dir).map_err(err)?;
     }
-    stack_sys::write_atomic(path, &serde_json::to_vec_pretty(file).expect("serializable"))
-        .map_err(err)
+    stack_sys::write_atomic(
+        path,
+        &serde_json::to_vec_pretty(file).expect("serializable"),
+    )
+    .map_err(err)
 }
 
 /// Where credentials are looked for, in order: ours, then Docker's.

@@ -282,8 +282,8 @@ impl Store {
     }
 
     fn tmp_path(&self, what: &str) -> Result<PathBuf, ImageError> {
-        let rnd = stack_sys::random_hex(8)
-            .map_err(|e| ImageError::io(Path::new("/dev/urandom"), e))?;
+        let rnd =
+            stack_sys::random_hex(8).map_err(|e| ImageError::io(Path::new("/dev/urandom"), e))?;
         Ok(self.root.join("tmp").join(format!("{what}-{rnd}")))
     }
 

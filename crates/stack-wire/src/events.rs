@@ -79,7 +79,6 @@ impl Events {
     }
 }
 
-
 /// The receiving side's count of what it took from [`Events::paced`].
 #[derive(Clone)]
 pub struct Taken(Arc<InFlight>);

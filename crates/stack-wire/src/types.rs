@@ -154,6 +154,9 @@ pub struct ActionRequest {
     /// rm: stop running containers first (otherwise they are left alone).
     #[serde(default)]
     pub stop: bool,
+    /// Operations at once (`--parallel`; the engine's default when absent).
+    #[serde(default)]
+    pub parallel: Option<usize>,
 }
 
 impl ActionRequest {

@@ -1,0 +1,107 @@
+//! The actions on a project's containers (`stop`, `start`, `restart`,
+//! `kill`, `pause`, `unpause`, `rm`): in dependency order (reverse order to
+//! stop), the containers of a wave concurrently, at most `parallel`
+//! operations at once, each step reported as it begins and as it ends.
+//! Containers in no state for the action are left alone.
+
+use std::sync::Arc;
+
+use anyhow::bail;
+use stack_wire::{Action, ActionRequest, Events};
+use tokio::sync::Semaphore;
+
+use crate::{failures, parallel, progress, Driver, Engine, Observed};
+
+/// What `action` does to a container in its state: the words said before
+/// and after, and the event published; `None` when there is nothing to do.
+fn step(
+    action: Action,
+    c: &Observed,
+    stop: bool,
+) -> Option<(&'static str, &'static str, &'static str)> {
+    let (running, paused) = (c.running, c.running && c.paused);
+    Some(match action {
+        Action::Stop if running => ("Stopping", "Stopped", "stop"),
+        Action::Start if !running => ("Starting", "Started", "start"),
+        Action::Restart => ("Restarting", "Restarted", "restart"),
+        Action::Kill if running => ("Killing", "Killed", "kill"),
+        Action::Pause if running && !paused => ("Pausing", "Paused", "pause"),
+        Action::Unpause if paused => ("Unpausing", "Unpaused", "unpause"),
+        Action::Rm if !running || stop => ("Removing", "Removed", "destroy"),
+        _ => return None,
+    })
+}
+
+impl<D: Driver + Send + 'static> Engine<D> {
+    pub async fn act(
+        self: &Arc<Self>,
+        action: Action,
+        req: &ActionRequest,
+        events: &Events,
+    ) -> anyhow::Result<()> {
+        let project = &req.project;
+        for s in &req.services {
+            if !project.services.contains_key(s) {
+                bail!("no such service: `{s}`");
+            }
+        }
+        let graph = stack_graph::Graph::from_project(project);
+        let forward = matches!(action, Action::Start | Action::Restart | Action::Unpause);
+        let waves = if forward {
+            graph.waves()
+        } else {
+            graph.stop_waves()
+        }
+        .map_err(|c| anyhow::anyhow!("dependency cycle: {c:?}"))?;
+        let mine = self.driver.observe(Some(&project.name))?;
+        let wanted =
+            |service: &str| req.services.is_empty() || req.services.iter().any(|s| s == service);
+        let slots = &Semaphore::new(parallel(req.parallel));
+        for wave in waves {
+            let batch = mine
+                .iter()
+                .filter(|c| wave.contains(&c.service) && wanted(&c.service))
+                .filter_map(|c| step(action, c, req.stop).map(|s| (c, s)));
+            let results =
+                futures::future::join_all(batch.map(|(c, (under_way, done, event))| async move {
+                    let _slot = slots.acquire().await.expect("never closed");
+                    progress(events, "Container", &c.name, under_way);
+                    self.carry_out(action, req, c)
+                        .await
+                        .map_err(|e| e.context(format!("container {}", c.name)))?;
+                    progress(events, "Container", &c.name, done);
+                    self.publish(c, event, &[]);
+                    anyhow::Ok(())
+                }))
+                .await;
+            failures(results)?;
+        }
+        // Services restarted by name take along the dependents that ask for it.
+        if action == Action::Restart {
+            for s in &req.services {
+                let (e, p, s) = (self.clone(), project.name.clone(), s.clone());
+                self.handle()
+                    .spawn(async move { e.restart_dependents(&p, &s).await });
+            }
+        }
+        Ok(())
+    }
+
+    async fn carry_out(
+        &self,
+        action: Action,
+        req: &ActionRequest,
+        c: &Observed,
+    ) -> anyhow::Result<()> {
+        let d = &self.driver;
+        match action {
+            Action::Stop => d.stop(&c.id, req.timeout).await,
+            Action::Start => d.start(&c.id).await,
+            Action::Restart => d.restart(&c.id, req.timeout).await,
+            Action::Kill => d.kill(&c.id, req.signal.as_deref().unwrap_or("KILL")).await,
+            Action::Pause => d.pause(&c.id, true).await,
+            Action::Unpause => d.pause(&c.id, false).await,
+            Action::Rm => d.remove(&c.id, req.timeout).await,
+        }
+    }
+}

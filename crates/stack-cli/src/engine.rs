@@ -434,25 +434,16 @@ pub fn daemon(group: Option<&str>) -> anyhow::Result<()> {
     // Out of the starting terminal's session: its hangup is not ours.
     let _ = nix::unistd::setsid();
     let lock_path = root.join("engine.lock");
-    let lock_file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&lock_path)
-        .with_context(|| format!("cannot open `{}`", lock_path.display()))?;
-    let _lock =
-        match nix::fcntl::Flock::lock(lock_file, nix::fcntl::FlockArg::LockExclusiveNonblock) {
-            Ok(l) => l,
-            Err((_, nix::errno::Errno::EWOULDBLOCK)) => {
-                let pid = std::fs::read_to_string(root.join("engine.pid")).unwrap_or_default();
-                bail!(
-                    "an engine already serves `{}` (pid {})",
-                    root.display(),
-                    pid.trim()
-                );
-            }
-            Err((_, e)) => bail!("cannot lock `{}`: {e}", lock_path.display()),
-        };
+    let Some(_lock) = stack_sys::try_lock(&lock_path)
+        .with_context(|| format!("cannot lock `{}`", lock_path.display()))?
+    else {
+        let pid = std::fs::read_to_string(root.join("engine.pid")).unwrap_or_default();
+        bail!(
+            "an engine already serves `{}` (pid {})",
+            root.display(),
+            pid.trim()
+        );
+    };
     let pid_file = root.join("engine.pid");
     std::io::Write::write_all(
         &mut stack_sys::private_file(&pid_file)?,

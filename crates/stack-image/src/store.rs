@@ -199,7 +199,7 @@ struct Index {
 }
 
 /// A held `flock`; released on drop.
-pub struct StoreLock(#[allow(dead_code)] nix::fcntl::Flock<fs::File>);
+pub struct StoreLock(#[allow(dead_code)] stack_sys::FileLock);
 
 /// What a garbage collection removed.
 #[derive(Debug, Default, PartialEq)]
@@ -243,22 +243,10 @@ impl Store {
     }
 
     fn flock(&self, name: &str, exclusive: bool) -> Result<StoreLock, ImageError> {
-        use nix::fcntl::{Flock, FlockArg};
         let p = self.root.join(name);
-        let f = fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&p)
-            .map_err(|e| ImageError::io(&p, e))?;
-        let arg = if exclusive {
-            FlockArg::LockExclusive
-        } else {
-            FlockArg::LockShared
-        };
-        Flock::lock(f, arg)
+        stack_sys::lock(&p, exclusive)
             .map(StoreLock)
-            .map_err(|(_, e)| ImageError::io(&p, e.into()))
+            .map_err(|e| ImageError::io(&p, e))
     }
 
     /// Held (shared) while adding blobs and layers that no image names yet,

@@ -289,13 +289,9 @@ pub async fn serve(stack_root: &Path) -> Result<(), crate::NetError> {
     let store = Store::open(stack_root)?;
     let root = stack_root.join("networks");
     let lock_path = root.join("dns.lock");
-    let f = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&lock_path)
-        .map_err(|e| crate::NetError::io(&lock_path, e))?;
-    let Ok(_lock) = nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusiveNonblock) else {
+    let Some(_lock) =
+        stack_sys::try_lock(&lock_path).map_err(|e| crate::NetError::io(&lock_path, e))?
+    else {
         return Ok(()); // another server runs
     };
     let gateways: Vec<IpAddr> = store

@@ -69,21 +69,14 @@ pub struct Store {
 }
 
 /// The store lock; released on drop.
-pub struct Lock(#[allow(dead_code)] nix::fcntl::Flock<fs::File>);
+pub struct Lock(#[allow(dead_code)] stack_sys::FileLock);
 
 impl Lock {
     /// Waits for an exclusive lock on the file at `p`.
     pub fn take(p: &Path) -> Result<Lock, NetError> {
-        use nix::fcntl::{Flock, FlockArg};
-        let f = fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(p)
-            .map_err(|e| NetError::io(p, e))?;
-        Flock::lock(f, FlockArg::LockExclusive)
+        stack_sys::lock(p, true)
             .map(Lock)
-            .map_err(|(_, e)| NetError::io(p, e.into()))
+            .map_err(|e| NetError::io(p, e))
     }
 }
 

@@ -12,7 +12,8 @@
 //!   symlink, anything outside the root, and never following a link inside;
 //! - [`write_atomic`]: a file readers see whole or not at all, across a crash
 //!   too (file and directory synced);
-//! - [`random_hex`]: ids from the kernel's random numbers.
+//! - [`random_hex`]: ids from the kernel's random numbers;
+//! - [`lock`], [`try_lock`]: lock files (`flock`), held until dropped.
 
 use std::io;
 use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _, PermissionsExt as _};
@@ -150,6 +151,44 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
         .filter(|d| !d.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
     std::fs::File::open(dir)?.sync_all()
+}
+
+/// A lock on a file (`flock`): released when dropped, or when its holder
+/// dies.
+#[derive(Debug)]
+pub struct FileLock(#[allow(dead_code)] std::fs::File);
+
+fn lock_file(path: &Path) -> io::Result<std::fs::File> {
+    std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
+}
+
+/// Waits for the lock on the file at `path` (made if missing): exclusive,
+/// or shared with other shared holders.
+pub fn lock(path: &Path, exclusive: bool) -> io::Result<FileLock> {
+    let f = lock_file(path)?;
+    if exclusive {
+        f.lock()?;
+    } else {
+        f.lock_shared()?;
+    }
+    Ok(FileLock(f))
+}
+
+/// The exclusive lock on the file at `path` if nobody holds it; `None` if
+/// somebody does.
+pub fn try_lock(path: &Path) -> io::Result<Option<FileLock>> {
+    let f = lock_file(path)?;
+    match f.try_lock() {
+        Ok(()) => Ok(Some(FileLock(f))),
+        Err(std::fs::TryLockError::WouldBlock) => Ok(None),
+        Err(std::fs::TryLockError::Error(e)) => Err(e),
+    }
 }
 
 /// `n` random bytes from the kernel, as lowercase hex.
@@ -302,6 +341,21 @@ mod tests {
         assert_eq!(id.len(), 16);
         assert!(id.chars().all(|c| c.is_ascii_hexdigit()));
         assert_ne!(id, random_hex(8).unwrap());
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn locks_exclude_each_other_and_go_with_their_holder() {
+        let d = temp("locks");
+        let p = d.join("engine.lock");
+        let held = try_lock(&p).unwrap().expect("nobody holds it");
+        assert!(try_lock(&p).unwrap().is_none(), "held");
+        drop(held);
+        let shared = lock(&p, false).unwrap();
+        let also = lock(&p, false).unwrap();
+        assert!(try_lock(&p).unwrap().is_none(), "shared holders keep it");
+        drop((shared, also));
+        assert!(try_lock(&p).unwrap().is_some());
         std::fs::remove_dir_all(&d).unwrap();
     }
 

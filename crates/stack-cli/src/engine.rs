@@ -146,7 +146,7 @@ impl Real {
                 Ok(())
             });
             if let Err(e) = started {
-                log(&format!("cannot resume a watch: {e:#}"));
+                tracing::error!("cannot resume a watch: {e:#}");
             }
         }
     }
@@ -158,10 +158,10 @@ fn log_watch(project: String, mut rx: tokio::sync::mpsc::UnboundedReceiver<stack
         while let Some(e) = rx.blocking_recv() {
             match e {
                 stack_api::Event::Progress { name, action, .. } => {
-                    log(&format!("watch {project}: {name} {action}"))
+                    tracing::info!(%project, "watch: {name} {action}")
                 }
                 stack_api::Event::Warning { message } => {
-                    log(&format!("watch {project}: warning: {message}"))
+                    tracing::warn!(%project, "watch: {message}")
                 }
                 _ => {}
             }
@@ -420,6 +420,7 @@ fn close_store(root: &Path, gid: Option<u32>) -> anyhow::Result<()> {
 /// `stack daemon`: serves until SIGTERM or SIGINT. Running containers keep
 /// running when it stops.
 pub fn daemon(group: Option<&str>) -> anyhow::Result<()> {
+    init_log();
     let root = stack_root();
     let gid = group
         .map(|g| {
@@ -454,12 +455,12 @@ pub fn daemon(group: Option<&str>) -> anyhow::Result<()> {
     let socket = socket_path();
     let listener = stack_api::bind(&socket, gid)
         .with_context(|| format!("cannot listen on `{}`", socket.display()))?;
-    log(&format!(
-        "stack engine {} serving {} (pid {})",
-        env!("CARGO_PKG_VERSION"),
-        socket.display(),
-        std::process::id()
-    ));
+    tracing::info!(
+        version = env!("CARGO_PKG_VERSION"),
+        socket = %socket.display(),
+        pid = std::process::id(),
+        "stack engine serving"
+    );
     let rt = crate::async_runtime()?;
     let engine = Arc::new(Real {
         engine: stack_engine::Engine::new(crate::reconcile::Host, rt.handle().clone()),
@@ -473,7 +474,7 @@ pub fn daemon(group: Option<&str>) -> anyhow::Result<()> {
     let booting = engine.engine.clone();
     rt.spawn(async move {
         if let Err(e) = booting.boot().await {
-            log(&format!("starting containers again: {e:#}"));
+            tracing::error!("starting containers again: {e:#}");
         }
     });
     let served = rt.block_on(stack_api::serve(listener, engine.clone(), async {
@@ -492,12 +493,21 @@ pub fn daemon(group: Option<&str>) -> anyhow::Result<()> {
     let _ = std::fs::remove_file(&socket);
     engine.locks.drain();
     let _ = std::fs::remove_file(&pid_file);
-    log("stack engine stopped");
+    tracing::info!("stack engine stopped");
     served.context("the API server failed")
 }
 
-pub(crate) fn log(line: &str) {
-    eprintln!("{} {line}", stack_runtime::state::now_rfc3339());
+/// The engine's log: its standard error, which is `$STACK_ROOT/engine.log`
+/// when the CLI starts it (or the journal under systemd); `STACK_LOG` sets
+/// the level (`info` by default; `debug`, or per crate as `stack_engine=debug`).
+fn init_log() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("STACK_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .try_init();
 }
 
 /// What a new engine finds: the containers that ran on (their monitors
@@ -533,17 +543,17 @@ fn readopt(root: &Path) {
     swept.dedup();
     for id in &swept {
         if let Err(e) = crate::network::unwire(id) {
-            log(&format!("cannot sweep the endpoints of `{id}`: {e:#}"));
+            tracing::warn!(container = %id, "cannot sweep its network endpoints: {e:#}");
         }
         if let Err(e) = stack_sys::remove_tree(root, &stack_runtime::container_dir(root, id)) {
-            log(&format!("cannot sweep `{id}`: {e}"));
+            tracing::warn!(container = %id, "cannot sweep its directory: {e}");
         }
     }
-    log(&format!(
+    tracing::info!(
         "re-adopted {} containers ({running} running); swept {} that never started",
         containers.len(),
         swept.len()
-    ));
+    );
 }
 
 /// A client of the engine, which is started first if it is not running,

@@ -121,7 +121,7 @@ pub fn run(req: &RunRequest) -> Result<Session, ApiError> {
             return;
         }
         if let Err(e) = crate::lifecycle::remove_one(&root, &id, true) {
-            crate::engine::log(&format!("one-off container {id}: {e:#}"));
+            tracing::warn!(container = %id, "one-off container: {e:#}");
         }
     };
     let after: Option<Box<dyn FnOnce() + Send>> = a.rm.then(|| Box::new(after) as _);

@@ -102,7 +102,10 @@ pub enum ContainerCommand {
     },
 }
 
-#[derive(Args, Debug, Clone)]
+/// A container as `stack container run` takes it; its `Default` is the
+/// command line with no flags (no flag has a default value of its own), so
+/// the engine fills one without parsing a command line.
+#[derive(Args, Debug, Clone, Default)]
 pub struct RunArgs {
     /// Remove the container's state when it exits
     #[arg(long)]
@@ -906,4 +909,22 @@ fn log_opt(opts: &[String], key: &str) -> anyhow::Result<Option<String>> {
         }
     }
     Ok(found)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The engine's containers start from `RunArgs::default()`: it must be
+    /// what a command line without flags gives.
+    #[test]
+    fn the_default_is_the_command_line_without_flags() {
+        #[derive(clap::Parser)]
+        struct Wrap {
+            #[command(flatten)]
+            run: RunArgs,
+        }
+        let parsed = <Wrap as clap::Parser>::try_parse_from(["run"]).unwrap().run;
+        assert_eq!(format!("{parsed:?}"), format!("{:?}", RunArgs::default()));
+    }
 }

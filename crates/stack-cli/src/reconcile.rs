@@ -6,7 +6,6 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context as _};
-use clap::Parser as _;
 use stack_api::{
     Action, ActionRequest, ContainerSummary, DownRequest, Event, Events, LogsQuery, ProjectSummary,
     RunRequest, UpRequest,
@@ -503,14 +502,9 @@ fn run_args(
     number: u32,
     name: &str,
 ) -> anyhow::Result<RunArgs> {
-    #[derive(clap::Parser)]
-    struct Wrap {
-        #[command(flatten)]
-        run: RunArgs,
-    }
     let project = origin.project;
     let image = image_of(service, s)?;
-    let mut a = Wrap::try_parse_from(["run"])?.run;
+    let mut a = RunArgs::default();
     a.detach = true;
     a.quiet = true;
     a.name = Some(name.to_string());

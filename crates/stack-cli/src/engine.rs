@@ -463,7 +463,10 @@ pub fn daemon(group: Option<&str>) -> anyhow::Result<()> {
     );
     let rt = crate::async_runtime()?;
     let engine = Arc::new(Real {
-        engine: stack_engine::Engine::new(crate::reconcile::Host, rt.handle().clone()),
+        engine: stack_engine::Engine::new(
+            crate::reconcile::Host::new(root.clone()),
+            rt.handle().clone(),
+        ),
         locks: Arc::default(),
         watches: Default::default(),
         binary: binary_id(Path::new("/proc/self/exe")),

@@ -19,7 +19,16 @@ use crate::container::{stack_root, RunArgs};
 /// networks through stack-net. Operations block (forks, netlink on their
 /// own runtimes, waits for stops), so each runs on a thread of its own and
 /// the engine awaits it.
-pub struct Host;
+pub struct Host {
+    /// The store root everything of this host lives under.
+    root: PathBuf,
+}
+
+impl Host {
+    pub fn new(root: PathBuf) -> Host {
+        Host { root }
+    }
+}
 
 /// Runs `f` on a new thread; its result when it ends.
 pub(crate) async fn blocking<T: Send + 'static>(
@@ -35,10 +44,10 @@ pub(crate) async fn blocking<T: Send + 'static>(
 
 impl stack_engine::Driver for Host {
     fn observe(&self, project: Option<&str>) -> anyhow::Result<Vec<Observed>> {
-        let root = stack_root();
-        Ok(crate::lifecycle::project_containers(&root, project)
+        let root = &self.root;
+        Ok(crate::lifecycle::project_containers(root, project)
             .iter()
-            .map(|(st, running)| crate::supervision::observed(&root, st, *running))
+            .map(|(st, running)| crate::supervision::observed(root, st, *running))
             .collect())
     }
 
@@ -114,42 +123,48 @@ impl stack_engine::Driver for Host {
 
     async fn start(&self, id: &str) -> anyhow::Result<()> {
         let id = id.to_string();
-        blocking(move || crate::lifecycle::start_again(&stack_root(), &id).map(drop)).await
+        let root = self.root.clone();
+        blocking(move || crate::lifecycle::start_again(&root, &id).map(drop)).await
     }
 
     async fn restart(&self, id: &str, timeout: Option<u64>) -> anyhow::Result<()> {
         let id = id.to_string();
-        blocking(move || crate::lifecycle::restart_one(&stack_root(), &id, timeout).map(drop)).await
+        let root = self.root.clone();
+        blocking(move || crate::lifecycle::restart_one(&root, &id, timeout).map(drop)).await
     }
 
     async fn stop(&self, id: &str, timeout: Option<u64>) -> anyhow::Result<()> {
         let id = id.to_string();
-        blocking(move || crate::lifecycle::stop_one(&stack_root(), &id, timeout).map(drop)).await
+        let root = self.root.clone();
+        blocking(move || crate::lifecycle::stop_one(&root, &id, timeout).map(drop)).await
     }
 
     async fn kill(&self, id: &str, signal: &str) -> anyhow::Result<()> {
         let (id, signal) = (id.to_string(), signal.to_string());
-        blocking(move || crate::lifecycle::kill_one(&stack_root(), &id, &signal).map(drop)).await
+        let root = self.root.clone();
+        blocking(move || crate::lifecycle::kill_one(&root, &id, &signal).map(drop)).await
     }
 
     async fn pause(&self, id: &str, paused: bool) -> anyhow::Result<()> {
         let id = id.to_string();
-        blocking(move || crate::lifecycle::freeze(&stack_root(), &id, paused).map(drop)).await
+        let root = self.root.clone();
+        blocking(move || crate::lifecycle::freeze(&root, &id, paused).map(drop)).await
     }
 
     async fn remove(&self, id: &str, timeout: Option<u64>) -> anyhow::Result<()> {
         let id = id.to_string();
-        blocking(move || crate::lifecycle::stop_and_remove(&stack_root(), &id, timeout).map(drop))
-            .await
+        let root = self.root.clone();
+        blocking(move || crate::lifecycle::stop_and_remove(&root, &id, timeout).map(drop)).await
     }
 
     async fn wait(&self, id: &str) -> anyhow::Result<stack_engine::Exit> {
-        crate::supervision::wait_exit(&stack_root(), id).await
+        crate::supervision::wait_exit(&self.root, id).await
     }
 
     async fn probe(&self, id: &str, health: &HealthConfig) -> ProbeResult {
         let (id, health) = (id.to_string(), health.clone());
-        blocking(move || Ok(crate::supervision::probe(&stack_root(), &id, &health)))
+        let root = self.root.clone();
+        blocking(move || Ok(crate::supervision::probe(&root, &id, &health)))
             .await
             .unwrap_or_else(|e| ProbeResult {
                 code: 1,
@@ -164,7 +179,8 @@ impl stack_engine::Driver for Host {
         paths: &[PathBuf],
     ) -> anyhow::Result<usize> {
         let (id, trigger, paths) = (id.to_string(), trigger.clone(), paths.to_vec());
-        blocking(move || crate::watch::sync(&stack_root(), &id, &trigger, &paths)).await
+        let root = self.root.clone();
+        blocking(move || crate::watch::sync(&root, &id, &trigger, &paths)).await
     }
 
     async fn exec(
@@ -173,11 +189,12 @@ impl stack_engine::Driver for Host {
         exec: &stack_engine::watch::Exec,
     ) -> anyhow::Result<(i32, String)> {
         let (id, exec) = (id.to_string(), exec.clone());
-        blocking(move || crate::watch::exec(&stack_root(), &id, &exec)).await
+        let root = self.root.clone();
+        blocking(move || crate::watch::exec(&root, &id, &exec)).await
     }
 
     fn remove_volume(&self, name: &str) -> anyhow::Result<bool> {
-        let root = stack_root();
+        let root = self.root.clone();
         Ok(stack_sys::remove_tree(&root, &volume_dir(&root, name)?)?)
     }
 
@@ -191,7 +208,7 @@ impl stack_engine::Driver for Host {
     }
 
     fn forget_project(&self, project: &str) -> anyhow::Result<()> {
-        let root = stack_root();
+        let root = self.root.clone();
         stack_sys::remove_tree(&root, &project_dir(&root, project)?)?;
         Ok(())
     }
@@ -853,7 +870,7 @@ fn create_network(project: &Project, key: &str, name: &str) -> anyhow::Result<()
 /// For a one-off container of `service` (`stack run`): the project's
 /// networks it joins, created if missing.
 pub fn run_networks(project: &Project, service: &Service) -> anyhow::Result<()> {
-    let have = stack_engine::Driver::networks(&Host)?;
+    let have = stack_engine::Driver::networks(&Host::new(stack_root()))?;
     if service.network_mode.is_some() {
         return Ok(());
     }

@@ -476,8 +476,10 @@ pub fn daemon(group: Option<&str>) -> anyhow::Result<()> {
     // not (they died while no engine watched) start, in dependency order.
     let booting = engine.engine.clone();
     rt.spawn(async move {
-        if let Err(e) = booting.boot().await {
-            tracing::error!("starting containers again: {e:#}");
+        match booting.boot().await {
+            // What tests wait for to know boot has done what it would.
+            Ok(()) => tracing::info!("boot done"),
+            Err(e) => tracing::error!("starting containers again: {e:#}"),
         }
     });
     let served = rt.block_on(stack_api::serve(listener, engine.clone(), async {

@@ -959,10 +959,21 @@ fn create_start_timeout_and_down_rmi() {
         !String::from_utf8_lossy(&o.stderr).contains("Container"),
         "{o:?}"
     );
+    let boots = || {
+        std::fs::read_to_string(e.root().join("engine.log"))
+            .unwrap_or_default()
+            .matches("boot done")
+            .count()
+    };
+    let before = boots();
     e.stop_engine();
     assert_eq!(states(), created);
-    // (that started an engine: give its boot time to act)
-    std::thread::sleep(std::time::Duration::from_secs(1));
+    // That started an engine: once its boot is done, still nothing runs.
+    common::eventually(
+        std::time::Duration::from_secs(10),
+        "the engine's boot",
+        || boots() > before,
+    );
     assert_eq!(states(), created);
     // start: the same containers, running.
     let id = out(&["ps", "-a", "-q", "web"]);

@@ -909,7 +909,16 @@ fn a_container_outlives_its_starter_and_even_its_monitor() {
         nix::sys::signal::Signal::SIGKILL,
     )
     .unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(50));
+    // Once the monitor is gone (not a fixed wait), the container still runs.
+    let gone = || {
+        std::fs::read_to_string(format!("/proc/{monitor}/stat"))
+            .map_or(true, |s| s.contains(") Z "))
+    };
+    let t = std::time::Instant::now();
+    while !gone() {
+        assert!(t.elapsed().as_secs() < 10, "the monitor did not go");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
     assert!(
         e.out(&["container", "ls"]).contains("lasting"),
         "the container died with its monitor"

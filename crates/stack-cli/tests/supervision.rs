@@ -206,7 +206,13 @@ services:
         let c = row(&ps(&e, &d), "app-crash-1");
         c["RestartCount"] == 3 && c["State"] == "exited"
     });
-    std::thread::sleep(Duration::from_secs(2));
+    // The engine says when it stops watching it: no restart can follow.
+    eventually(10, "the policy gave up", || {
+        std::fs::read_to_string(e.root().join("engine.log"))
+            .unwrap_or_default()
+            .lines()
+            .any(|l| l.contains("its restart policy gave up") && l.contains("app-crash-1"))
+    });
     let c = row(&ps(&e, &d), "app-crash-1");
     assert_eq!(
         (c["RestartCount"].clone(), c["ExitCode"].clone()),

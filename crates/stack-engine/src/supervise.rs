@@ -540,6 +540,14 @@ impl<D: Driver + Send + 'static> Engine<D> {
             }
             let gave_up = c.restart.max_attempts.is_some_and(|m| attempts >= m);
             if now.stopped_by_user || !c.restart.restarts_after(exit.code) || gave_up {
+                // The watch of this container ends here: no restart follows.
+                tracing::info!(
+                    container = %c.name,
+                    exit_code = exit.code,
+                    attempts,
+                    "not restarted{}",
+                    if gave_up { ": its restart policy gave up" } else { "" }
+                );
                 return;
             }
             self.board

@@ -521,13 +521,15 @@ fn run_args(
 ) -> anyhow::Result<RunArgs> {
     let project = origin.project;
     let image = image_of(service, s)?;
-    let mut a = RunArgs::default();
-    a.detach = true;
-    a.quiet = true;
-    a.name = Some(name.to_string());
-    a.args = std::iter::once(image.clone())
-        .chain(s.command.clone().map(|c| c.0).unwrap_or_default())
-        .collect();
+    let mut a = RunArgs {
+        detach: true,
+        quiet: true,
+        name: Some(name.to_string()),
+        args: std::iter::once(image.clone())
+            .chain(s.command.clone().map(|c| c.0).unwrap_or_default())
+            .collect(),
+        ..RunArgs::default()
+    };
     a.entrypoint = s.entrypoint.clone().map(|e| e.0);
     a.env = s
         .environment

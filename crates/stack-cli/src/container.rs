@@ -1,6 +1,6 @@
 //! `stack container ...`: drive one container directly.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context as _};
 use clap::{Args, Subcommand};
@@ -288,11 +288,14 @@ pub fn random_id() -> anyhow::Result<String> {
 pub fn run(cmd: &ContainerCommand) -> anyhow::Result<i32> {
     let root = stack_root();
     match cmd {
-        ContainerCommand::Run(a) => run_container(a),
-        ContainerCommand::Create(a) => run_container(&RunArgs {
-            create_only: true,
-            ..(**a).clone()
-        }),
+        ContainerCommand::Run(a) => run_container(&root, a),
+        ContainerCommand::Create(a) => run_container(
+            &root,
+            &RunArgs {
+                create_only: true,
+                ..(**a).clone()
+            },
+        ),
         ContainerCommand::Ls { all, quiet } => {
             crate::lifecycle::ls(&root, *all, *quiet).map(|()| 0)
         }
@@ -406,15 +409,17 @@ fn merge_health(
     (h.probe.is_some() || !none).then_some(h)
 }
 
-pub fn run_container(a: &RunArgs) -> anyhow::Result<i32> {
-    launch(a, |spec| start_or_run(a, spec))
+/// Makes the container `a` describes under `root`, and starts or runs it
+/// as `a` says (`stack container run`, and the engine's containers).
+pub fn run_container(root: &Path, a: &RunArgs) -> anyhow::Result<i32> {
+    launch(root, a, |spec| start_or_run(root, a, spec))
 }
 
 /// `stack run` in the engine: the container started in our foreground
 /// with pipes (or a pty) for the engine to relay; its id.
-pub fn run_relayed(a: &RunArgs) -> anyhow::Result<(String, stack_runtime::Piped)> {
-    launch(a, |spec| {
-        let piped = stack_runtime::run_piped(spec, &stack_root())
+pub fn run_relayed(root: &Path, a: &RunArgs) -> anyhow::Result<(String, stack_runtime::Piped)> {
+    launch(root, a, |spec| {
+        let piped = stack_runtime::run_piped(spec, root)
             .with_context(|| format!("container `{}`", spec.name))?;
         Ok((spec.id.clone(), piped))
     })
@@ -423,26 +428,27 @@ pub fn run_relayed(a: &RunArgs) -> anyhow::Result<(String, stack_runtime::Piped)
 /// The container `a` describes made, wired and started by `start`; a
 /// failure leaves nothing behind.
 fn launch<T>(
+    root: &Path,
     a: &RunArgs,
     start: impl FnOnce(&stack_runtime::Spec) -> anyhow::Result<T>,
 ) -> anyhow::Result<T> {
-    let (mut spec, named_networks) = spec_of(a)?;
+    let (mut spec, named_networks) = spec_of(root, a)?;
     // Claimed before anything is wired: an engine that dies from here on
     // leaves a claim the next one sweeps (with its endpoints).
-    let dir = stack_runtime::container_dir(&stack_root(), &spec.id);
+    let dir = stack_runtime::container_dir(root, &spec.id);
     stack_runtime::state::claim(&dir)
         .with_context(|| format!("cannot create `{}`", dir.display()))?;
-    let started = wire_and_start(a, &mut spec, &named_networks, start);
+    let started = wire_and_start(root, a, &mut spec, &named_networks, start);
     stack_runtime::state::release(&dir);
     if started.is_err() && !stack_runtime::state::path(&dir).exists() {
-        let _ = stack_sys::remove_tree(&stack_root(), &dir);
+        let _ = stack_sys::remove_tree(root, &dir);
     }
     started
 }
 
 /// The runtime's spec of the container `a` describes, and the named
 /// networks it joins.
-fn spec_of(a: &RunArgs) -> anyhow::Result<(stack_runtime::Spec, Vec<String>)> {
+fn spec_of(root: &Path, a: &RunArgs) -> anyhow::Result<(stack_runtime::Spec, Vec<String>)> {
     // The root file system: a directory, or an image's unpacked layers
     // (top first) plus the defaults of its config.
     let mut args = a.args.clone();
@@ -525,7 +531,7 @@ fn spec_of(a: &RunArgs) -> anyhow::Result<(stack_runtime::Spec, Vec<String>)> {
     }
     let name = a.name.clone().unwrap_or_else(|| short.clone());
     stack_model::names::check(stack_model::names::Kind::Container, &name)?;
-    crate::lifecycle::ensure_name_free(&stack_root(), &name)?;
+    crate::lifecycle::ensure_name_free(root, &name)?;
     let special = |n: &str| {
         matches!(n, "none" | "host" | "bridge" | "default") || n.starts_with("container:")
     };
@@ -593,10 +599,9 @@ fn spec_of(a: &RunArgs) -> anyhow::Result<(stack_runtime::Spec, Vec<String>)> {
                 "none" | "bridge" | "default" => stack_runtime::NetworkMode::New,
                 "host" => stack_runtime::NetworkMode::Host,
                 other => match other.strip_prefix("container:") {
-                    Some(key) => stack_runtime::NetworkMode::Join(crate::lifecycle::running_pid(
-                        &stack_root(),
-                        key,
-                    )?),
+                    Some(key) => {
+                        stack_runtime::NetworkMode::Join(crate::lifecycle::running_pid(root, key)?)
+                    }
                     None => unreachable!("named networks are handled above"),
                 },
             },
@@ -616,13 +621,8 @@ fn spec_of(a: &RunArgs) -> anyhow::Result<(stack_runtime::Spec, Vec<String>)> {
             let mut m = mounts(&a.volumes, &a.tmpfs)?;
             // Anonymous volumes (no source yet, or the image's VOLUMEs) live
             // in the container's directory and go with it.
-            let anonymous = |name: String| {
-                stack_root()
-                    .join("containers")
-                    .join(&id)
-                    .join("volumes")
-                    .join(name)
-            };
+            let anonymous =
+                |name: String| root.join("containers").join(&id).join("volumes").join(name);
             m.extend(
                 a.extra_mounts
                     .iter()
@@ -743,6 +743,7 @@ fn spec_of(a: &RunArgs) -> anyhow::Result<(stack_runtime::Spec, Vec<String>)> {
 }
 
 fn wire_and_start<T>(
+    root: &Path,
     a: &RunArgs,
     spec: &mut stack_runtime::Spec,
     named_networks: &[String],
@@ -772,7 +773,7 @@ fn wire_and_start<T>(
     }
     let started = start(spec);
     // A container that never ran, or ran with --rm, leaves no network behind.
-    let gone = !stack_runtime::container_dir(&stack_root(), &id).exists();
+    let gone = !stack_runtime::container_dir(root, &id).exists();
     if !named_networks.is_empty() && (started.is_err() || gone) {
         if let Err(e) = crate::network::unwire(&id) {
             eprintln!("warning: {e:#}");
@@ -781,7 +782,7 @@ fn wire_and_start<T>(
     started
 }
 
-fn start_or_run(a: &RunArgs, spec: &stack_runtime::Spec) -> anyhow::Result<i32> {
+fn start_or_run(root: &Path, a: &RunArgs, spec: &stack_runtime::Spec) -> anyhow::Result<i32> {
     let (id, name) = (&spec.id, &spec.name);
     stack_runtime::ignore_terminal_interrupts().context("cannot set up signal handling")?;
     if let Some(f) = &a.cidfile {
@@ -794,21 +795,21 @@ fn start_or_run(a: &RunArgs, spec: &stack_runtime::Spec) -> anyhow::Result<i32> 
         file.write_all(spec.id.as_bytes())?;
     }
     if a.create_only {
-        crate::lifecycle::create(spec, &stack_root())?;
+        crate::lifecycle::create(spec, root)?;
         if !a.quiet {
             println!("{id}");
         }
         return Ok(0);
     }
     if a.detach {
-        crate::lifecycle::start_detached(spec, &stack_root())?;
+        crate::lifecycle::start_detached(spec, root)?;
         if !a.quiet {
             println!("{id}");
         }
         return Ok(0);
     }
-    let exit = stack_runtime::run(spec, &stack_root(), a.rm)
-        .with_context(|| format!("container `{name}`"))?;
+    let exit =
+        stack_runtime::run(spec, root, a.rm).with_context(|| format!("container `{name}`"))?;
     if exit.oom_killed {
         eprintln!("stack: container `{name}` was killed: out of memory");
     }

@@ -95,10 +95,11 @@ pub fn run(req: &RunRequest) -> Result<Session, ApiError> {
         .ok_or_else(|| ApiError::bad_request(format!("no such service: {}", req.service)))?;
     crate::reconcile::run_networks(&req.project, service).map_err(internal)?;
     let a = crate::reconcile::one_off_args(req, service).map_err(internal)?;
+    let root = stack_root();
     if a.detach {
-        crate::container::run_container(&a).map_err(internal)?;
+        crate::container::run_container(&root, &a).map_err(internal)?;
         let name = a.name.clone().unwrap_or_default();
-        let (_, st) = crate::lifecycle::find(&stack_root(), &name).map_err(internal)?;
+        let (_, st) = crate::lifecycle::find(&root, &name).map_err(internal)?;
         return Ok(Session {
             stdin: None,
             stdout: Some(Box::new(std::io::Cursor::new(format!("{}\n", st.id)))),
@@ -106,9 +107,9 @@ pub fn run(req: &RunRequest) -> Result<Session, ApiError> {
             control: Box::new(Detached),
         });
     }
-    let (id, piped) = crate::container::run_relayed(&a).map_err(internal)?;
+    let (id, piped) = crate::container::run_relayed(&root, &a).map_err(internal)?;
     // Signals go to its PID 1 (which hands them to the app), as `kill` sends them.
-    let dir = stack_runtime::container_dir(&stack_root(), &id);
+    let dir = stack_runtime::container_dir(&root, &id);
     let pid = move || {
         let st = stack_runtime::state::read(&dir).ok()?;
         stack_runtime::state::alive(&st).then_some(st.pid)

@@ -98,7 +98,8 @@ impl stack_engine::Driver for Host {
             number,
             name,
         )?;
-        blocking(move || new_container(&args)).await
+        let root = self.root.clone();
+        blocking(move || new_container(&root, &args)).await
     }
 
     async fn create(
@@ -118,7 +119,8 @@ impl stack_engine::Driver for Host {
                 name,
             )?
         };
-        blocking(move || new_container(&args)).await
+        let root = self.root.clone();
+        blocking(move || new_container(&root, &args)).await
     }
 
     async fn start(&self, id: &str) -> anyhow::Result<()> {
@@ -215,12 +217,11 @@ impl stack_engine::Driver for Host {
 }
 
 /// Makes a service's container as `args` say (started or only created).
-fn new_container(args: &RunArgs) -> anyhow::Result<Observed> {
-    crate::container::run_container(args)?;
-    let root = stack_root();
-    let (_, st) = crate::lifecycle::find(&root, args.name.as_deref().unwrap_or_default())?;
+fn new_container(root: &Path, args: &RunArgs) -> anyhow::Result<Observed> {
+    crate::container::run_container(root, args)?;
+    let (_, st) = crate::lifecycle::find(root, args.name.as_deref().unwrap_or_default())?;
     let running = stack_runtime::state::alive(&st);
-    Ok(crate::supervision::observed(&root, &st, running))
+    Ok(crate::supervision::observed(root, &st, running))
 }
 
 /// The directory of named volume `name` under the root, from a checked name.

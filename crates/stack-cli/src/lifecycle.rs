@@ -95,7 +95,7 @@ pub fn ensure_name_free(root: &Path, name: &str) -> anyhow::Result<()> {
 fn status_text(st: &State) -> String {
     match st.status {
         Status::Running if stack_runtime::state::alive(st) => {
-            if is_paused(st) {
+            if is_paused(&st.id) {
                 "Up (Paused)".into()
             } else {
                 "Up".into()
@@ -110,8 +110,8 @@ fn status_text(st: &State) -> String {
     }
 }
 
-pub fn is_paused(st: &State) -> bool {
-    stack_runtime::cgroup::layout(&st.id).is_ok_and(|l| stack_runtime::cgroup::is_frozen(&l))
+pub fn is_paused(id: &str) -> bool {
+    stack_runtime::cgroup::layout(id).is_ok_and(|l| stack_runtime::cgroup::is_frozen(&l))
 }
 
 fn running(st: &State) -> bool {

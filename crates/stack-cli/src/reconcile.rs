@@ -153,6 +153,10 @@ impl stack_engine::Driver for Host {
         blocking(move || crate::lifecycle::freeze(&root, &id, paused).map(drop)).await
     }
 
+    fn paused(&self, id: &str) -> bool {
+        crate::lifecycle::is_paused(id)
+    }
+
     async fn remove(&self, id: &str, timeout: Option<u64>) -> anyhow::Result<()> {
         let id = id.to_string();
         let root = self.root.clone();
@@ -196,8 +200,8 @@ impl stack_engine::Driver for Host {
     }
 
     fn remove_volume(&self, name: &str) -> anyhow::Result<bool> {
-        let root = self.root.clone();
-        Ok(stack_sys::remove_tree(&root, &volume_dir(&root, name)?)?)
+        let root = &self.root;
+        Ok(stack_sys::remove_tree(root, &volume_dir(root, name)?)?)
     }
 
     fn remove_image(&self, name: &str) -> anyhow::Result<bool> {
@@ -210,8 +214,8 @@ impl stack_engine::Driver for Host {
     }
 
     fn forget_project(&self, project: &str) -> anyhow::Result<()> {
-        let root = self.root.clone();
-        stack_sys::remove_tree(&root, &project_dir(&root, project)?)?;
+        let root = &self.root;
+        stack_sys::remove_tree(root, &project_dir(root, project)?)?;
         Ok(())
     }
 }
@@ -284,7 +288,7 @@ pub fn containers(
                     status = format!("Restarting ({})", st.exit_code.unwrap_or_default());
                     "restarting"
                 }
-                stack_runtime::Status::Running if crate::lifecycle::is_paused(&st) => "paused",
+                stack_runtime::Status::Running if crate::lifecycle::is_paused(&st.id) => "paused",
                 stack_runtime::Status::Running => "running",
                 stack_runtime::Status::Created => "created",
                 stack_runtime::Status::Exited => "exited",

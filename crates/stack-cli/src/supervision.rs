@@ -176,7 +176,6 @@ pub fn observed(root: &Path, st: &State, running: bool) -> Observed {
         hash: label(stack_plan::LABEL_HASH),
         image: st.spec.image.clone(),
         running,
-        paused: running && crate::lifecycle::is_paused(st),
         exit_code: st.exit_code,
         stopped_by_user: crate::lifecycle::stopped_by_user(&dir),
         one_off: label(LABEL_ONEOFF) == "True",

@@ -12,14 +12,16 @@ use tokio::sync::Semaphore;
 
 use crate::{failures, parallel, progress, Driver, Engine, Observed};
 
-/// What `action` does to a container in its state: the words said before
-/// and after, and the event published; `None` when there is nothing to do.
+/// What `action` does to a container in its state (`paused`: running with
+/// its processes frozen): the words said before and after, and the event
+/// published; `None` when there is nothing to do.
 fn step(
     action: Action,
     c: &Observed,
+    paused: bool,
     stop: bool,
 ) -> Option<(&'static str, &'static str, &'static str)> {
-    let (running, paused) = (c.running, c.running && c.paused);
+    let running = c.running;
     Some(match action {
         Action::Stop if running => ("Stopping", "Stopped", "stop"),
         Action::Start if !running => ("Starting", "Started", "start"),
@@ -61,7 +63,13 @@ impl<D: Driver + Send + 'static> Engine<D> {
             let batch = mine
                 .iter()
                 .filter(|c| wave.contains(&c.service) && wanted(&c.service))
-                .filter_map(|c| step(action, c, req.stop).map(|s| (c, s)));
+                .filter_map(|c| {
+                    // Asked only where it matters: a cgroup read per container.
+                    let paused = matches!(action, Action::Pause | Action::Unpause)
+                        && c.running
+                        && self.driver.paused(&c.id);
+                    step(action, c, paused, req.stop).map(|s| (c, s))
+                });
             let results =
                 futures::future::join_all(batch.map(|(c, (under_way, done, event))| async move {
                     let _slot = slots.acquire().await.expect("never closed");

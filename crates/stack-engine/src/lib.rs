@@ -90,6 +90,9 @@ pub trait Driver: Sync {
     fn kill(&self, id: &str, signal: &str) -> impl Future<Output = anyhow::Result<()>> + Send;
     /// Freezes (`true`) or thaws every process of the container.
     fn pause(&self, id: &str, paused: bool) -> impl Future<Output = anyhow::Result<()>> + Send;
+    /// Whether the running container's processes are frozen (asked by
+    /// `pause` and `unpause` only, not with every observation).
+    fn paused(&self, id: &str) -> bool;
     /// Stops (waiting up to `timeout` seconds, else the container's own)
     /// and removes.
     fn remove(

@@ -243,8 +243,6 @@ pub struct Observed {
     pub hash: String,
     pub image: String,
     pub running: bool,
-    /// Running, with its processes frozen (`pause`).
-    pub paused: bool,
     pub exit_code: Option<i32>,
     /// A user stopped it (`stop`, `down`, `kill` through stop): no policy
     /// starts it again.

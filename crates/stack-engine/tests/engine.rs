@@ -49,6 +49,8 @@ struct Fake {
     containers: Mutex<Vec<Container>>,
     networks: Mutex<Vec<String>>,
     volumes: Mutex<BTreeSet<String>>,
+    /// Ids of the containers whose processes are frozen.
+    paused: Mutex<BTreeSet<String>>,
     busy: Mutex<(usize, usize)>,
     changed: tokio::sync::Notify,
 }
@@ -65,6 +67,7 @@ impl Fake {
             containers: Mutex::new(Vec::new()),
             networks: Mutex::new(Vec::new()),
             volumes: Mutex::new(BTreeSet::new()),
+            paused: Mutex::new(BTreeSet::new()),
             busy: Mutex::new((0, 0)),
             changed: tokio::sync::Notify::new(),
         }
@@ -356,8 +359,16 @@ impl Driver for Fake {
     async fn pause(&self, id: &str, paused: bool) -> anyhow::Result<()> {
         let what = if paused { "pause" } else { "unpause" };
         self.op(what, &self.name_of(id)).await?;
-        self.with_id(id, |c| c.o.paused = paused);
+        let mut frozen = self.paused.lock().unwrap();
+        match paused {
+            true => frozen.insert(id.to_string()),
+            false => frozen.remove(id),
+        };
         Ok(())
+    }
+
+    fn paused(&self, id: &str) -> bool {
+        self.paused.lock().unwrap().contains(id)
     }
 
     async fn remove(&self, id: &str, _timeout: Option<u64>) -> anyhow::Result<()> {

@@ -107,6 +107,12 @@ fn read_unless_gone<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Optio
     }
 }
 
+/// `NAME.EXT` under `dir`, through the one checked join (a name is never a
+/// path of its own).
+fn named(dir: &Path, name: &str, ext: &str) -> Result<PathBuf, NetError> {
+    stack_sys::join(dir, &format!("{name}.{ext}")).map_err(|e| NetError::Config(e.to_string()))
+}
+
 /// Names become file names: letters, digits, `_`, `.`, `-`, not leading `.`.
 pub fn valid_name(name: &str) -> bool {
     !name.is_empty()
@@ -133,12 +139,12 @@ impl Store {
         Lock::take(&self.root.join(".lock"))
     }
 
-    fn network_path(&self, name: &str) -> PathBuf {
-        self.root.join(format!("{name}.json"))
+    fn network_path(&self, name: &str) -> Result<PathBuf, NetError> {
+        named(&self.root, name, "json")
     }
 
-    fn endpoints_dir(&self, name: &str) -> PathBuf {
-        self.root.join(format!("{name}.endpoints"))
+    fn endpoints_dir(&self, name: &str) -> Result<PathBuf, NetError> {
+        named(&self.root, name, "endpoints")
     }
 
     pub fn networks(&self) -> Result<Vec<Network>, NetError> {
@@ -157,28 +163,31 @@ impl Store {
     }
 
     pub fn get(&self, name: &str) -> Result<Network, NetError> {
-        let p = self.network_path(name);
-        if !valid_name(name) || !p.exists() {
-            return Err(NetError::NotFound(name.to_string()));
+        let missing = || NetError::NotFound(name.to_string());
+        if !valid_name(name) {
+            return Err(missing());
+        }
+        let p = self.network_path(name)?;
+        if !p.exists() {
+            return Err(missing());
         }
         read_json(&p)
     }
 
     pub fn put(&self, net: &Network) -> Result<(), NetError> {
-        let dir = self.endpoints_dir(&net.name);
+        let dir = self.endpoints_dir(&net.name)?;
         fs::create_dir_all(&dir).map_err(|e| NetError::io(&dir, e))?;
-        write_atomic(&self.network_path(&net.name), net)
+        write_atomic(&self.network_path(&net.name)?, net)
     }
 
     pub fn delete(&self, name: &str) -> Result<(), NetError> {
-        let dir = self.endpoints_dir(name);
-        let _ = fs::remove_dir(&dir);
-        let p = self.network_path(name);
+        let _ = fs::remove_dir(self.endpoints_dir(name)?);
+        let p = self.network_path(name)?;
         fs::remove_file(&p).map_err(|e| NetError::io(&p, e))
     }
 
     pub fn endpoints(&self, network: &str) -> Result<Vec<Endpoint>, NetError> {
-        let dir = self.endpoints_dir(network);
+        let dir = self.endpoints_dir(network)?;
         let Ok(entries) = fs::read_dir(&dir) else {
             return Ok(Vec::new());
         };
@@ -202,18 +211,12 @@ impl Store {
     }
 
     pub fn put_endpoint(&self, ep: &Endpoint) -> Result<(), NetError> {
-        write_atomic(
-            &self
-                .endpoints_dir(&ep.network)
-                .join(format!("{}.json", ep.container)),
-            ep,
-        )
+        let dir = self.endpoints_dir(&ep.network)?;
+        write_atomic(&named(&dir, &ep.container, "json")?, ep)
     }
 
     pub fn delete_endpoint(&self, network: &str, container: &str) -> Result<(), NetError> {
-        let p = self
-            .endpoints_dir(network)
-            .join(format!("{container}.json"));
+        let p = named(&self.endpoints_dir(network)?, container, "json")?;
         match fs::remove_file(&p) {
             Err(e) if e.kind() != io::ErrorKind::NotFound => Err(NetError::io(&p, e)),
             _ => Ok(()),

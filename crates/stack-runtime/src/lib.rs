@@ -180,21 +180,23 @@ fn prepare(spec: &Spec, root: &Path) -> Result<PathBuf, RuntimeError> {
     if !spec.rootfs.is_dir() {
         return Err(RuntimeError::NoRootfs(spec.rootfs.clone()));
     }
-    if !stack_sys::is_plain_name(&spec.id) || spec.id.starts_with('.') {
-        return Err(RuntimeError::Prepare {
-            id: spec.id.clone(),
-            source: std::io::Error::other("a container id is a plain file name"),
-        });
+    let failed = |e: std::io::Error| RuntimeError::Prepare {
+        id: spec.id.clone(),
+        source: e,
+    };
+    // `.ID.…claim` is a creation's claim, not a container.
+    if spec.id.starts_with('.') {
+        return Err(failed(std::io::Error::other(
+            "a container id begins with no `.`",
+        )));
     }
-    let dir = container_dir(root, &spec.id);
+    let containers = root.join("containers");
+    let dir = stack_sys::join(&containers, &spec.id).map_err(|e| failed(e.into_io()))?;
     // The containers' directories hold their state (environment values
     // included), logs and writable layers: root's alone.
-    stack_sys::private_dir(&root.join("containers"))
+    stack_sys::private_dir(&containers)
         .and_then(|()| stack_sys::private_dir(&dir))
-        .map_err(|e| RuntimeError::Prepare {
-            id: spec.id.clone(),
-            source: std::io::Error::other(e),
-        })?;
+        .map_err(|e| failed(e.into_io()))?;
     Ok(dir)
 }
 

@@ -1,6 +1,6 @@
 //! The compose commands as a client of the engine: the project is loaded
 //! here (files, variables, the working directory are the user's), the
-//! engine plans and acts (crate::reconcile), and what it reports is printed
+//! engine plans and acts (stack-engine in the daemon), and what it reports is printed
 //! as docker compose prints it.
 
 use std::collections::BTreeMap;
@@ -35,7 +35,7 @@ fn print_event(e: Event) {
 }
 
 fn get<T: serde::de::DeserializeOwned>(path: &str) -> anyhow::Result<T> {
-    let (rt, client) = crate::engine::client()?;
+    let (rt, client) = crate::client::client()?;
     Ok(rt.block_on(client.get(path))?)
 }
 
@@ -103,26 +103,6 @@ pub fn up(g: &Global, args: &UpArgs) -> anyhow::Result<i32> {
     attach(&req.project, &req.services, args, since)
 }
 
-/// Secrets and configs read from an environment variable are read here,
-/// where the user's environment is: the engine gets their content.
-fn contents_from_environment(loaded: &mut stack_loader::Loaded) -> anyhow::Result<()> {
-    let project = &mut loaded.project;
-    for (kind, objects) in [
-        ("secret", &mut project.secrets),
-        ("config", &mut project.configs),
-    ] {
-        for (name, obj) in objects.iter_mut() {
-            if let Some(var) = obj.environment.take() {
-                let value = loaded.env.get(&var).ok_or_else(|| {
-                    anyhow::anyhow!("{kind} `{name}`: the environment variable `{var}` is not set")
-                })?;
-                obj.content = Some(value.to_string());
-            }
-        }
-    }
-    Ok(())
-}
-
 /// Attached `up`: the containers' output since `since` until they have
 /// all stopped, one stops (`--abort-on-container-exit`,
 /// `--exit-code-from`), or Ctrl-C: then the stack stops gracefully; a
@@ -158,7 +138,7 @@ fn attach(
             .cloned()
             .collect()
     };
-    let (rt, client) = crate::engine::client()?;
+    let (rt, client) = crate::client::client()?;
     let mut printer = LogPrinter::new(project, args.no_color, false, args.timestamps);
     printer.exits = true;
     let logs = format!(
@@ -390,7 +370,7 @@ pub fn logs(g: &Global, args: &LogsArgs) -> anyhow::Result<()> {
         until: when("until", &args.until)?,
     };
     let mut printer = LogPrinter::new(&project, args.no_color, args.no_log_prefix, args.timestamps);
-    let (rt, client) = crate::engine::client()?;
+    let (rt, client) = crate::client::client()?;
     let path = format!("/v1/projects/{}/logs?{}", project.name, q.to_query());
     rt.block_on(async {
         tokio::select! {
@@ -470,7 +450,7 @@ pub fn cp(g: &Global, args: &crate::cli::CpArgs) -> anyhow::Result<()> {
             check_services(&project, std::slice::from_ref(name))?;
         }
     }
-    let (rt, client) = crate::engine::client()?;
+    let (rt, client) = crate::client::client()?;
     let via = ViaEngine {
         project: project.name.clone(),
         index: args.index,
@@ -578,7 +558,7 @@ pub fn stats(
         services,
         if args.all { &["all=1"] } else { &[] },
     );
-    let (rt, client) = crate::engine::client()?;
+    let (rt, client) = crate::client::client()?;
     crate::stats::show(args, || Ok(rt.block_on(client.get(&path))?))
 }
 
@@ -613,7 +593,7 @@ pub fn exec(g: &Global, args: &ExecArgs) -> anyhow::Result<i32> {
         interactive: !args.detach,
         detach: args.detach,
     };
-    let (rt, client) = crate::engine::client()?;
+    let (rt, client) = crate::client::client()?;
     rt.block_on(async {
         let io = client
             .session(&format!("/v1/projects/{}/exec", project.name), &req)
@@ -655,7 +635,7 @@ fn containers(
 
 fn one_off(c: &ContainerSummary) -> bool {
     c.labels
-        .get(crate::supervision::LABEL_ONEOFF)
+        .get(stack_host::supervision::LABEL_ONEOFF)
         .map(String::as_str)
         == Some("True")
 }
@@ -728,7 +708,7 @@ pub fn top(g: &Global, services: &[String]) -> anyhow::Result<()> {
     let tops: Vec<stack_api::Top> = get(&query_path(&project.name, "top", services, &[]))?;
     for t in tops {
         println!("{}", t.name);
-        crate::lifecycle::print_top(&t.processes);
+        crate::container::print_top(&t.processes);
         println!();
     }
     Ok(())
@@ -796,38 +776,16 @@ fn up_request(g: &Global) -> anyhow::Result<UpRequest> {
 /// needs to load it again.
 fn loaded_request(g: &Global) -> anyhow::Result<WatchRequest> {
     let opts = crate::config::options(g, &[], false, false)?;
-    let (up, files) = load_for_up(&opts)?;
+    let (up, files) = stack_host::load::up_request(crate::config::load(&opts)?, &opts)?;
     Ok(WatchRequest {
         up: UpRequest {
             parallel: g.parallel,
             ..up
         },
-        load: crate::watch::load_spec(&opts),
+        load: stack_host::load::spec(&opts),
         files,
         ..WatchRequest::default()
     })
-}
-
-/// The project `opts` load, as `up` takes it (where it comes from, secrets
-/// and configs from the environment read), and every file the load read;
-/// also a watch's reload.
-pub(crate) fn load_for_up(
-    opts: &stack_loader::Options,
-) -> anyhow::Result<(UpRequest, Vec<String>)> {
-    let mut loaded = crate::config::load(opts)?;
-    let files = crate::watch::loaded_files(&loaded, opts);
-    contents_from_environment(&mut loaded)?;
-    let up = UpRequest {
-        working_dir: loaded.project_dir.display().to_string(),
-        config_files: loaded
-            .files
-            .iter()
-            .map(|f| f.display().to_string())
-            .collect(),
-        project: loaded.project,
-        ..UpRequest::default()
-    };
-    Ok((up, files))
 }
 
 /// `stack watch`: `up` (unless `--no-up`), then the engine watches until
@@ -900,7 +858,7 @@ pub fn events(g: &Global, services: &[String], json: bool) -> anyhow::Result<()>
             bail!("no such service: `{s}`");
         }
     }
-    let (rt, client) = crate::engine::client()?;
+    let (rt, client) = crate::client::client()?;
     let path = format!("/v1/projects/{}/events", project.name);
     let mut out = std::io::stdout();
     rt.block_on(client.get_stream(&path, |e| {
@@ -987,7 +945,7 @@ fn host_ports<'a>(ports: &'a [String], wanted: &str) -> Vec<&'a str> {
 /// ours.
 pub fn run(g: &Global, args: &RunOneOff) -> anyhow::Result<i32> {
     let mut loaded = load(g)?;
-    contents_from_environment(&mut loaded)?;
+    stack_host::load::contents_from_environment(&mut loaded)?;
     let project = loaded.project;
     check_services(&project, std::slice::from_ref(&args.service))?;
     let graph = stack_graph::Graph::from_project(&project);
@@ -1041,7 +999,7 @@ pub fn run(g: &Global, args: &RunOneOff) -> anyhow::Result<i32> {
         detach: args.detach,
         rm: args.rm,
     };
-    let (rt, client) = crate::engine::client()?;
+    let (rt, client) = crate::client::client()?;
     let code = rt.block_on(async {
         let io = client
             .session(&format!("/v1/projects/{}/run", project.name), &req)

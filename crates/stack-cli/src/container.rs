@@ -2,8 +2,9 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context as _};
+use anyhow::bail;
 use clap::{Args, Subcommand};
+use stack_host::{containers, ContainerConfig, Host, Launch};
 
 #[derive(Subcommand, Debug)]
 pub enum ContainerCommand {
@@ -102,10 +103,9 @@ pub enum ContainerCommand {
     },
 }
 
-/// A container as `stack container run` takes it; its `Default` is the
-/// command line with no flags (no flag has a default value of its own), so
-/// the engine fills one without parsing a command line.
-#[derive(Args, Debug, Clone, Default)]
+/// A container as `stack container run` takes it: the host's
+/// `ContainerConfig` as flags.
+#[derive(Args, Debug, Clone)]
 pub struct RunArgs {
     /// Remove the container's state when it exits
     #[arg(long)]
@@ -122,16 +122,9 @@ pub struct RunArgs {
     /// Keep standard input open
     #[arg(short = 'i', long)]
     pub interactive: bool,
-    /// With -t: the terminal's size, when it is not ours (the engine's
-    /// one-offs: the client's).
-    #[arg(skip)]
-    pub console_size: Option<(u16, u16)>,
     /// Run in the background and print the container id
     #[arg(short, long, conflicts_with = "rm")]
     pub detach: bool,
-    /// Create the container and do not start it (`container create`, `up --no-start`)
-    #[arg(skip)]
-    pub create_only: bool,
     #[arg(long)]
     pub name: Option<String>,
     #[arg(long)]
@@ -251,27 +244,89 @@ pub struct RunArgs {
     /// Use a plain directory as the root filesystem (it is never modified)
     #[arg(long, value_name = "DIR")]
     pub rootfs: Option<PathBuf>,
-    /// IMAGE (without --rootfs) and the command with its arguments
     /// Overrides the image's entrypoint (`""` clears it)
     #[arg(long = "entrypoint", value_name = "PROGRAM")]
-    pub entrypoint_flag: Option<String>,
-    /// The entrypoint as a list (from a stack file's `entrypoint:`).
-    #[arg(skip)]
-    pub entrypoint: Option<Vec<String>>,
-    /// Mounts made by `stack up` (named and anonymous volumes).
-    #[arg(skip)]
-    pub extra_mounts: Vec<stack_runtime::Mount>,
-    /// Print nothing on success (`stack up` reports for itself).
-    #[arg(skip)]
-    pub quiet: bool,
-    /// A stack file's health check: its fields over the image's.
-    #[arg(skip)]
-    pub health: Option<stack_runtime::Healthcheck>,
-    /// A stack file's restart policy, for the engine.
-    #[arg(skip)]
-    pub restart: Option<stack_runtime::Restart>,
+    pub entrypoint: Option<String>,
+    /// IMAGE (without --rootfs) and the command with its arguments
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
     pub args: Vec<String>,
+}
+
+impl RunArgs {
+    /// The container these flags describe.
+    pub fn config(&self) -> ContainerConfig {
+        let a = self.clone();
+        ContainerConfig {
+            rm: a.rm,
+            stop_signal: a.stop_signal,
+            stop_timeout: a.stop_timeout,
+            tty: a.tty,
+            interactive: a.interactive,
+            name: a.name,
+            hostname: a.hostname,
+            domainname: a.domainname,
+            env: a.env,
+            workdir: a.workdir,
+            user: a.user,
+            cap_add: a.cap_add,
+            cap_drop: a.cap_drop,
+            privileged: a.privileged,
+            security_opt: a.security_opt,
+            ulimits: a.ulimits,
+            network: a.network,
+            network_alias: a.network_alias,
+            ip: a.ip,
+            ip6: a.ip6,
+            mac_address: a.mac_address,
+            publish: a.publish,
+            dns: a.dns,
+            dns_search: a.dns_search,
+            dns_option: a.dns_option,
+            add_host: a.add_host,
+            labels: a.labels,
+            no_healthcheck: a.no_healthcheck,
+            volumes: a.volumes,
+            tmpfs: a.tmpfs,
+            shm_size: a.shm_size,
+            oom_score_adj: a.oom_score_adj,
+            sysctls: a.sysctls,
+            log_opts: a.log_opts,
+            memory: a.memory,
+            memory_reservation: a.memory_reservation,
+            memory_swap: a.memory_swap,
+            cpus: a.cpus,
+            cpu_shares: a.cpu_shares,
+            cpuset_cpus: a.cpuset_cpus,
+            pids_limit: a.pids_limit,
+            read_only: a.read_only,
+            no_init: a.no_init,
+            rootfs: a.rootfs,
+            entrypoint: a
+                .entrypoint
+                .map(|e| if e.is_empty() { Vec::new() } else { vec![e] }),
+            args: a.args,
+            ..ContainerConfig::default()
+        }
+    }
+}
+
+/// Makes the container `a` describes, started as `how` says; the exit
+/// code (a foreground run's), the id printed otherwise.
+fn launch(host: &Host, a: &RunArgs, how: Launch) -> anyhow::Result<i32> {
+    let launched = stack_host::create::launch(host, &a.config(), how, a.cidfile.as_deref())?;
+    match launched.exit {
+        Some(exit) => {
+            if exit.oom_killed {
+                let name = a.name.as_deref().unwrap_or(&launched.id[..12]);
+                eprintln!("stack: container `{name}` was killed: out of memory");
+            }
+            Ok(exit.code)
+        }
+        None => {
+            println!("{}", launched.id);
+            Ok(0)
+        }
+    }
 }
 
 /// The engine root: `STACK_ROOT`, else /var/lib/stack.
@@ -281,24 +336,14 @@ pub fn stack_root() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("/var/lib/stack"))
 }
 
-pub fn random_id() -> anyhow::Result<String> {
-    stack_sys::random_hex(32).context("cannot read random numbers")
-}
-
 pub fn run(cmd: &ContainerCommand) -> anyhow::Result<i32> {
-    let root = stack_root();
+    let host = Host::new(stack_root());
+    let root = host.root();
     match cmd {
-        ContainerCommand::Run(a) => run_container(&root, a),
-        ContainerCommand::Create(a) => run_container(
-            &root,
-            &RunArgs {
-                create_only: true,
-                ..(**a).clone()
-            },
-        ),
-        ContainerCommand::Ls { all, quiet } => {
-            crate::lifecycle::ls(&root, *all, *quiet).map(|()| 0)
-        }
+        ContainerCommand::Run(a) if a.detach => launch(&host, a, Launch::Detached),
+        ContainerCommand::Run(a) => launch(&host, a, Launch::Foreground),
+        ContainerCommand::Create(a) => launch(&host, a, Launch::CreateOnly),
+        ContainerCommand::Ls { all, quiet } => ls(root, *all, *quiet).map(|()| 0),
         ContainerCommand::Exec {
             tty,
             interactive,
@@ -308,8 +353,8 @@ pub fn run(cmd: &ContainerCommand) -> anyhow::Result<i32> {
             workdir,
             container,
             command,
-        } => crate::lifecycle::exec(
-            &root,
+        } => exec(
+            root,
             container,
             &stack_runtime::Process {
                 args: command.clone(),
@@ -322,13 +367,13 @@ pub fn run(cmd: &ContainerCommand) -> anyhow::Result<i32> {
             },
             *detach,
         ),
-        ContainerCommand::Top { container } => crate::lifecycle::top(&root, container).map(|()| 0),
+        ContainerCommand::Top { container } => top(root, container).map(|()| 0),
         ContainerCommand::Port { container, port } => {
-            crate::lifecycle::port(&root, container, port.as_deref()).map(|()| 0)
+            self::port(&host, container, port.as_deref()).map(|()| 0)
         }
         ContainerCommand::Stats { args, containers } => crate::stats::show(args, || {
             let states: Vec<stack_runtime::State> = if containers.is_empty() {
-                crate::lifecycle::every(&root)
+                stack_host::containers::every(root)
                     .into_iter()
                     .filter(|(_, running)| args.all || *running)
                     .map(|(st, _)| st)
@@ -336,30 +381,24 @@ pub fn run(cmd: &ContainerCommand) -> anyhow::Result<i32> {
             } else {
                 containers
                     .iter()
-                    .map(|c| crate::lifecycle::find(&root, c).map(|(_, st)| st))
+                    .map(|c| stack_host::containers::find(root, c).map(|(_, st)| st))
                     .collect::<anyhow::Result<_>>()?
             };
-            Ok(states.iter().map(crate::stats::read).collect())
+            Ok(states.iter().map(stack_host::stats::read).collect())
         })
         .map(|()| 0),
-        ContainerCommand::Pause { container } => {
-            crate::lifecycle::pause(&root, container, true).map(|()| 0)
-        }
-        ContainerCommand::Unpause { container } => {
-            crate::lifecycle::pause(&root, container, false).map(|()| 0)
-        }
+        ContainerCommand::Pause { container } => pause(root, container, true).map(|()| 0),
+        ContainerCommand::Unpause { container } => pause(root, container, false).map(|()| 0),
         ContainerCommand::Cp { src, dest } => {
             let (src, dest) = (
                 crate::copy::Side::parse(src),
                 crate::copy::Side::parse(dest),
             );
-            let done = crate::copy::copy(&src, &dest, &crate::copy::Here(&root))?;
+            let done = crate::copy::copy(&src, &dest, &crate::copy::Here(root))?;
             eprintln!("{done}");
             Ok(0)
         }
-        ContainerCommand::Inspect { container } => {
-            crate::lifecycle::inspect(&root, container).map(|()| 0)
-        }
+        ContainerCommand::Inspect { container } => inspect(root, container).map(|()| 0),
         ContainerCommand::Logs {
             container,
             follow,
@@ -367,565 +406,274 @@ pub fn run(cmd: &ContainerCommand) -> anyhow::Result<i32> {
             tail,
         } => {
             let tail = crate::compose::parse_tail(tail)?;
-            crate::lifecycle::logs(&root, container, *follow, *timestamps, tail).map(|()| 0)
+            logs(root, container, *follow, *timestamps, tail).map(|()| 0)
         }
         ContainerCommand::Start { containers } => {
             for c in containers {
-                println!("{}", crate::lifecycle::start_again(&root, c)?);
+                println!("{}", stack_host::containers::start_again(root, c)?);
             }
             Ok(0)
         }
-        ContainerCommand::Stop { container, time } => {
-            crate::lifecycle::stop(&root, container, *time).map(|()| 0)
-        }
-        ContainerCommand::Kill { container, signal } => {
-            crate::lifecycle::kill(&root, container, signal).map(|()| 0)
-        }
-        ContainerCommand::Rm { containers, force } => {
-            crate::lifecycle::rm(&root, containers, *force).map(|()| 0)
-        }
+        ContainerCommand::Stop { container, time } => stop(root, container, *time).map(|()| 0),
+        ContainerCommand::Kill { container, signal } => kill(root, container, signal).map(|()| 0),
+        ContainerCommand::Rm { containers, force } => rm(&host, containers, *force).map(|()| 0),
     }
 }
 
-/// A stack file's health check over the image's, as Docker merges them:
-/// what the file leaves out comes from the image; `NONE` means none.
-fn merge_health(
-    ours: Option<stack_runtime::Healthcheck>,
-    image: Option<stack_runtime::Healthcheck>,
-) -> Option<stack_runtime::Healthcheck> {
-    let h = match (ours, image) {
-        (Some(o), Some(i)) => stack_runtime::Healthcheck {
-            test: if o.test.is_empty() { i.test } else { o.test },
-            interval: o.interval.or(i.interval),
-            timeout: o.timeout.or(i.timeout),
-            start_period: o.start_period.or(i.start_period),
-            retries: o.retries.or(i.retries),
-            start_interval: o.start_interval.or(i.start_interval),
-            probe: o.probe.or(i.probe),
-        },
-        (o, i) => o.or(i)?,
-    };
-    let none = h.test.first().is_none_or(|t| t == "NONE");
-    (h.probe.is_some() || !none).then_some(h)
-}
-
-/// Makes the container `a` describes under `root`, and starts or runs it
-/// as `a` says (`stack container run`, and the engine's containers).
-pub fn run_container(root: &Path, a: &RunArgs) -> anyhow::Result<i32> {
-    launch(root, a, |spec| start_or_run(root, a, spec))
-}
-
-/// `stack run` in the engine: the container started in our foreground
-/// with pipes (or a pty) for the engine to relay; its id.
-pub fn run_relayed(root: &Path, a: &RunArgs) -> anyhow::Result<(String, stack_runtime::Piped)> {
-    launch(root, a, |spec| {
-        let piped = stack_runtime::run_piped(spec, root)
-            .with_context(|| format!("container `{}`", spec.name))?;
-        Ok((spec.id.clone(), piped))
-    })
-}
-
-/// The container `a` describes made, wired and started by `start`; a
-/// failure leaves nothing behind.
-fn launch<T>(
-    root: &Path,
-    a: &RunArgs,
-    start: impl FnOnce(&stack_runtime::Spec) -> anyhow::Result<T>,
-) -> anyhow::Result<T> {
-    let (mut spec, named_networks) = spec_of(root, a)?;
-    // Claimed before anything is wired: an engine that dies from here on
-    // leaves a claim the next one sweeps (with its endpoints).
-    let dir = stack_runtime::container_dir(root, &spec.id);
-    stack_runtime::state::claim(&dir)
-        .with_context(|| format!("cannot create `{}`", dir.display()))?;
-    let started = wire_and_start(root, a, &mut spec, &named_networks, start);
-    stack_runtime::state::release(&dir);
-    if started.is_err() && !stack_runtime::state::path(&dir).exists() {
-        let _ = stack_sys::remove_tree(root, &dir);
+pub fn ls(root: &Path, all_: bool, quiet: bool) -> anyhow::Result<()> {
+    if !quiet {
+        println!(
+            "{:<14}{:<20}{:<30}STATUS",
+            "CONTAINER ID", "NAME", "COMMAND"
+        );
     }
-    started
-}
-
-/// The runtime's spec of the container `a` describes, and the named
-/// networks it joins.
-fn spec_of(root: &Path, a: &RunArgs) -> anyhow::Result<(stack_runtime::Spec, Vec<String>)> {
-    // The root file system: a directory, or an image's unpacked layers
-    // (top first) plus the defaults of its config.
-    let mut args = a.args.clone();
-    let mut image = String::new();
-    let (rootfs, layers, image_config) = match &a.rootfs {
-        Some(dir) => (dir.clone(), Vec::new(), None),
-        None => {
-            let Some(reference) = args.first().cloned() else {
-                bail!(
-                    "no image given: stack container run [--rootfs DIR | IMAGE] COMMAND [ARG...]"
+    for (dir, st) in containers::all(root) {
+        match st {
+            Ok(st) => {
+                if !all_ && !containers::running(&st) {
+                    continue;
+                }
+                if quiet {
+                    println!("{}", &st.id[..12]);
+                    continue;
+                }
+                let mut cmd = format!("\"{}\"", st.spec.args.join(" "));
+                if cmd.len() > 28 {
+                    cmd = format!(
+                        "{}…\"",
+                        &cmd[..cmd
+                            .char_indices()
+                            .nth(25)
+                            .map(|(i, _)| i)
+                            .unwrap_or(cmd.len())]
+                    );
+                }
+                println!(
+                    "{:<14}{:<20}{:<30}{}",
+                    &st.id[..12],
+                    st.name,
+                    cmd,
+                    containers::status_text(&st)
                 );
-            };
-            args.remove(0);
-            let store = crate::image::store()?;
-            let img = store.lookup(&reference)?;
-            let mut lowers = store.lower_dirs(&img);
-            if lowers.is_empty() {
-                bail!("image `{reference}` has no layers");
             }
-            let top = lowers.remove(0);
-            image = reference;
-            (top, lowers, Some(img.config))
+            Err(e) => eprintln!("warning: {}: {e:#}", dir.display()),
         }
-    };
-    // An entrypoint of ours replaces the image's, and its Cmd with it.
-    let ours = a.entrypoint.clone().or_else(|| {
-        a.entrypoint_flag.as_ref().map(|e| {
-            if e.is_empty() {
-                Vec::new()
-            } else {
-                vec![e.clone()]
+    }
+    Ok(())
+}
+
+pub fn inspect(root: &Path, key: &str) -> anyhow::Result<()> {
+    let (_, st) = containers::find(root, key)?;
+    let mut v = serde_json::to_value(&st)?;
+    v["running"] = serde_json::Value::Bool(containers::running(&st));
+    // What the engine saw of a project's container: health and restarts
+    // (when an engine runs: inspecting starts none).
+    let project = st.spec.labels.get(stack_plan::LABEL_PROJECT);
+    if let (Some(project), Some((rt, client))) = (project, crate::client::running_client()) {
+        let path = format!("/v1/projects/{project}/containers?all=1");
+        let rows: Vec<stack_api::ContainerSummary> =
+            rt.block_on(client.get(&path)).unwrap_or_default();
+        if let Some(c) = rows.iter().find(|c| c.id == st.id) {
+            v["restarts"] = c.restarts.into();
+            if !c.health.is_empty() {
+                v["health"] = serde_json::json!({"status": c.health, "log": c.health_log});
             }
-        })
-    });
-    if let Some(cfg) = &image_config {
-        let entrypoint = ours
-            .clone()
-            .or_else(|| cfg.entrypoint.clone())
-            .unwrap_or_default();
-        let cmd = if !args.is_empty() || ours.is_some() {
-            args.clone()
-        } else {
-            cfg.cmd.clone().unwrap_or_default()
+        }
+    }
+    println!("{}", serde_json::to_string_pretty(&v)?);
+    Ok(())
+}
+
+/// `container logs`: with `tail`, the last N records (read from the
+/// log's end), then with `follow` on from there.
+pub fn logs(
+    root: &Path,
+    key: &str,
+    follow: bool,
+    timestamps: bool,
+    tail: Option<usize>,
+) -> anyhow::Result<()> {
+    use std::io::Write;
+    let (dir, _) = containers::find(root, key)?;
+    let mut log = stack_runtime::logs::Follower::new(stack_runtime::state::log_path(&dir));
+    if !follow {
+        log = log.to_current_end();
+    }
+    let mut last = tail.map(|n| log.tail(n, |_| true));
+    loop {
+        let (records, bad) = match last.take() {
+            Some(records) => (records, Vec::new()),
+            None => log.read_new(),
         };
-        args = entrypoint.into_iter().chain(cmd).collect();
-    } else if let Some(e) = ours {
-        args = e.into_iter().chain(args).collect();
+        let read_some = !records.is_empty() || !bad.is_empty();
+        for at in bad {
+            eprintln!(
+                "warning: {}: skipping a damaged record at byte {at}",
+                log.path().display()
+            );
+        }
+        let (mut out, mut err) = (std::io::stdout().lock(), std::io::stderr().lock());
+        for r in records {
+            let prefix = if timestamps {
+                format!("{} ", r.time)
+            } else {
+                String::new()
+            };
+            let w: &mut dyn Write = if r.stream == "stderr" {
+                &mut err
+            } else {
+                &mut out
+            };
+            write!(w, "{prefix}{}", r.log)?;
+        }
+        out.flush()?;
+        if !follow {
+            // The tail, or all there is (a chunk at a time).
+            if tail.is_some() || !read_some {
+                return Ok(());
+            }
+            continue;
+        }
+        if log.behind() {
+            continue;
+        }
+        let st = stack_runtime::state::read(&dir)?;
+        if !containers::running(&st) {
+            // One last read for what came before the exit.
+            if !log.behind() {
+                return Ok(());
+            }
+            continue;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
     }
-    if args.is_empty() {
-        bail!("no command given: stack container run [--rootfs DIR | IMAGE] COMMAND [ARG...]");
-    }
-    let id = random_id().context("cannot make a container id")?;
-    let short = id[..12].to_string();
-    if let Some(name) = &a.name {
-        if name.is_empty()
-            || !name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
-        {
-            bail!("invalid container name `{name}`: use letters, digits, `_`, `.` and `-`");
+}
+
+pub fn stop(root: &Path, key: &str, grace: Option<u64>) -> anyhow::Result<()> {
+    println!("{}", containers::stop_one(root, key, grace)?);
+    Ok(())
+}
+
+pub fn kill(root: &Path, key: &str, sig: &str) -> anyhow::Result<()> {
+    println!("{}", containers::kill_one(root, key, sig)?);
+    Ok(())
+}
+
+pub fn rm(host: &Host, keys: &[String], force: bool) -> anyhow::Result<()> {
+    let mut failures = Vec::new();
+    for key in keys {
+        match containers::remove_one(host, key, force) {
+            Ok(name) => println!("{name}"),
+            Err(e) => failures.push(format!("{e:#}")),
         }
     }
-    let mut env: Vec<String> = image_config
-        .as_ref()
-        .and_then(|c| c.env.clone())
-        .unwrap_or_default();
-    let given: Vec<String> = a
-        .env
+    if !failures.is_empty() {
+        bail!("{}", failures.join("\n"));
+    }
+    Ok(())
+}
+
+/// `container exec`: `p` in the running container `key`, from here (the
+/// CLI joins its namespaces); with `detach`, left running on its own.
+pub fn exec(
+    root: &Path,
+    key: &str,
+    p: &stack_runtime::Process,
+    detach: bool,
+) -> anyhow::Result<i32> {
+    let st = containers::running_state(root, key)?;
+    if detach {
+        stack_runtime::exec_detached(&st, p)?;
+        return Ok(0);
+    }
+    stack_runtime::ignore_terminal_interrupts()?;
+    Ok(stack_runtime::exec(&st, p)?)
+}
+
+/// `container port NAME [PORT[/PROTO]]`, as `docker port` prints it.
+pub fn port(host: &Host, key: &str, which: Option<&str>) -> anyhow::Result<()> {
+    let (_, st) = containers::find(host.root(), key)?;
+    let all = stack_host::network::ports_of(host, &st.id)?;
+    let wanted = which.map(|w| {
+        if w.contains('/') {
+            w.to_string()
+        } else {
+            format!("{w}/tcp")
+        }
+    });
+    let shown: Vec<&String> = all
         .iter()
-        .filter_map(|e| match e.split_once('=') {
-            Some(_) => Some(e.clone()),
-            None => std::env::var(e).ok().map(|v| format!("{e}={v}")),
+        .filter(|l| {
+            wanted
+                .as_ref()
+                .is_none_or(|w| l.starts_with(&format!("{w} ")))
         })
         .collect();
-    // Ours override the image's, by name.
-    for g in given {
-        let key = g.split('=').next().unwrap_or_default().to_string();
-        env.retain(|e| e.split('=').next() != Some(key.as_str()));
-        env.push(g);
+    if shown.is_empty() && wanted.is_some() {
+        bail!(
+            "no public port `{}` published for `{}`",
+            wanted.unwrap_or_default(),
+            st.name
+        );
     }
-    let name = a.name.clone().unwrap_or_else(|| short.clone());
-    stack_model::names::check(stack_model::names::Kind::Container, &name)?;
-    crate::lifecycle::ensure_name_free(root, &name)?;
-    let special = |n: &str| {
-        matches!(n, "none" | "host" | "bridge" | "default") || n.starts_with("container:")
-    };
-    let named_networks: Vec<String> = a.network.iter().filter(|n| !special(n)).cloned().collect();
-    if !named_networks.is_empty() && named_networks.len() != a.network.len() {
-        bail!("--network none, host, bridge and container:NAME cannot be combined with other networks");
+    for l in shown {
+        match &wanted {
+            Some(_) => println!("{}", l.split(" -> ").nth(1).unwrap_or_default()),
+            None => println!("{l}"),
+        }
     }
-    if a.network.len() > 1 && named_networks.is_empty() {
-        bail!("only one of --network none, host, bridge or container:NAME");
-    }
-    if named_networks.is_empty()
-        && (!a.publish.is_empty()
-            || a.ip.is_some()
-            || a.ip6.is_some()
-            || !a.network_alias.is_empty())
-    {
-        bail!("-p, --ip, --ip6 and --network-alias need a network: --network NAME (see `stack network create`)");
-    }
-    let mut spec = stack_runtime::Spec {
-        id: id.clone(),
-        name: name.clone(),
-        rootfs: rootfs.clone(),
-        layers,
-        args,
-        env,
-        cwd: a
-            .workdir
-            .clone()
-            .or_else(|| {
-                image_config
-                    .as_ref()
-                    .and_then(|c| c.working_dir.clone())
-                    .filter(|w| !w.is_empty())
-            })
-            .unwrap_or_else(|| "/".into()),
-        hostname: a.hostname.clone().unwrap_or_else(|| short.clone()),
-        domainname: a.domainname.clone().unwrap_or_default(),
-        init: !a.no_init,
-        read_only: a.read_only,
-        user: a
-            .user
-            .clone()
-            .or_else(|| image_config.as_ref().and_then(|c| c.user.clone()))
-            .unwrap_or_default(),
-        cap_add: a.cap_add.clone(),
-        cap_drop: a.cap_drop.clone(),
-        privileged: a.privileged,
-        seccomp_unconfined: seccomp_unconfined(&a.security_opt)?,
-        stop_signal: match a
-            .stop_signal
-            .as_ref()
-            .or(image_config.as_ref().and_then(|c| c.stop_signal.as_ref()))
-        {
-            Some(s) => Some(crate::lifecycle::parse_signal(s).map(|sig| sig.as_str().to_string())?),
-            None => None,
-        },
-        stop_timeout: a.stop_timeout,
-        tty: a.tty,
-        console_size: a.console_size,
-        auto_remove: a.rm && a.detach,
-        interactive: a.interactive,
-        network: match named_networks.is_empty() {
-            false => stack_runtime::NetworkMode::New,
-            true => match a.network.first().map_or("none", String::as_str) {
-                "none" | "bridge" | "default" => stack_runtime::NetworkMode::New,
-                "host" => stack_runtime::NetworkMode::Host,
-                other => match other.strip_prefix("container:") {
-                    Some(key) => {
-                        stack_runtime::NetworkMode::Join(crate::lifecycle::running_pid(root, key)?)
-                    }
-                    None => unreachable!("named networks are handled above"),
-                },
-            },
-        },
-        resolv_conf: None,
-        hosts: a
-            .add_host
-            .iter()
-            .map(|h| {
-                h.split_once(':')
-                    .filter(|(_, ip)| ip.parse::<std::net::IpAddr>().is_ok())
-                    .map(|(host, ip)| format!("{ip}\t{host}"))
-                    .ok_or_else(|| anyhow::anyhow!("invalid --add-host `{h}`: expected HOST:IP"))
-            })
-            .collect::<anyhow::Result<_>>()?,
-        mounts: {
-            let mut m = mounts(&a.volumes, &a.tmpfs)?;
-            // Anonymous volumes (no source yet, or the image's VOLUMEs) live
-            // in the container's directory and go with it.
-            let anonymous =
-                |name: String| root.join("containers").join(&id).join("volumes").join(name);
-            m.extend(
-                a.extra_mounts
-                    .iter()
-                    .cloned()
-                    .enumerate()
-                    .map(|(i, mut x)| {
-                        if x.kind == "volume" && x.source.as_os_str().is_empty() {
-                            x.source = anonymous(format!("a{i}"));
-                        }
-                        x
-                    }),
-            );
-            // The image's VOLUMEs not mounted otherwise.
-            let dirs = image_config
-                .as_ref()
-                .and_then(|c| c.volumes.clone())
-                .unwrap_or_default();
-            for (i, target) in dirs.keys().enumerate() {
-                if !m
-                    .iter()
-                    .any(|x| x.target.trim_end_matches('/') == target.trim_end_matches('/'))
-                {
-                    m.push(stack_runtime::Mount {
-                        kind: "volume".into(),
-                        source: anonymous(i.to_string()),
-                        target: target.clone(),
-                        read_only: false,
-                        size: None,
-                        recursive: Default::default(),
-                    });
-                }
-            }
-            m
-        },
-        labels: {
-            let mut l = image_config
-                .as_ref()
-                .and_then(|c| c.labels.clone())
-                .unwrap_or_default();
-            for kv in &a.labels {
-                let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
-                l.insert(k.to_string(), v.to_string());
-            }
-            l
-        },
-        image,
-        exposed_ports: image_config
-            .as_ref()
-            .and_then(|c| c.exposed_ports.as_ref())
-            .map(|p| p.keys().cloned().collect())
-            .unwrap_or_default(),
-        healthcheck: if a.no_healthcheck {
-            None
-        } else {
-            let image: Option<stack_runtime::Healthcheck> = image_config
-                .as_ref()
-                .and_then(|c| c.healthcheck.clone())
-                .map(serde_json::from_value)
-                .transpose()
-                .context("the image's Healthcheck is not what Docker writes")?;
-            merge_health(a.health.clone(), image)
-        },
-        restart: a.restart.clone(),
-        log_max_size: log_opt(&a.log_opts, "max-size")?
-            .map(|v| bytes(&v).map(|b| b as u64))
-            .transpose()?,
-        log_max_files: log_opt(&a.log_opts, "max-file")?
-            .map(|v| {
-                v.parse::<u32>()
-                    .map_err(|_| anyhow::anyhow!("invalid log option max-file=`{v}`: a number"))
-            })
-            .transpose()?,
-        shm_size: a
-            .shm_size
-            .as_deref()
-            .map(bytes)
-            .transpose()?
-            .map(|b| b as u64),
-        oom_score_adj: a.oom_score_adj,
-        sysctls: a
-            .sysctls
-            .iter()
-            .map(|s| {
-                s.split_once('=')
-                    .map(|(k, v)| (k.to_string(), v.to_string()))
-                    .ok_or_else(|| anyhow::anyhow!("invalid sysctl `{s}`: expected KEY=VALUE"))
-            })
-            .collect::<anyhow::Result<_>>()?,
-        limits: stack_runtime::cgroup::Limits {
-            memory: a.memory.as_deref().map(bytes).transpose()?,
-            memory_reservation: a.memory_reservation.as_deref().map(bytes).transpose()?,
-            memory_swap: a
-                .memory_swap
-                .as_deref()
-                .map(|s| if s == "-1" { Ok(-1) } else { bytes(s) })
-                .transpose()?,
-            cpus: a.cpus,
-            cpu_shares: a.cpu_shares,
-            cpuset: a.cpuset_cpus.clone(),
-            pids: a.pids_limit,
-        },
-        rlimits: a
-            .ulimits
-            .iter()
-            .map(|u| parse_ulimit(u))
-            .collect::<anyhow::Result<_>>()?,
-    };
-    if named_networks.is_empty()
-        && !(a.dns.is_empty() && a.dns_search.is_empty() && a.dns_option.is_empty())
-    {
-        spec.resolv_conf = Some(crate::network::resolv_conf(
-            &a.dns,
-            &a.dns_search,
-            &a.dns_option,
-        ));
-    }
-    Ok((spec, named_networks))
+    Ok(())
 }
 
-fn wire_and_start<T>(
-    root: &Path,
-    a: &RunArgs,
-    spec: &mut stack_runtime::Spec,
-    named_networks: &[String],
-    start: impl FnOnce(&stack_runtime::Spec) -> anyhow::Result<T>,
-) -> anyhow::Result<T> {
-    let id = spec.id.clone();
-    if !named_networks.is_empty() {
-        let wired = crate::network::wire(
-            &id,
-            &spec.name,
-            &spec.host_names(),
-            &crate::network::Request {
-                networks: named_networks,
-                aliases: &a.network_alias,
-                ip: a.ip.as_deref(),
-                ip6: a.ip6.as_deref(),
-                mac: a.mac_address.as_deref(),
-                publish: &a.publish,
-                dns: &a.dns,
-                dns_search: &a.dns_search,
-                dns_options: &a.dns_option,
-            },
-        )?;
-        spec.network = stack_runtime::NetworkMode::Path(wired.netns);
-        spec.resolv_conf = Some(wired.resolv_conf);
-        spec.hosts.splice(0..0, wired.hosts);
-    }
-    let started = start(spec);
-    // A container that never ran, or ran with --rm, leaves no network behind.
-    let gone = !stack_runtime::container_dir(root, &id).exists();
-    if !named_networks.is_empty() && (started.is_err() || gone) {
-        if let Err(e) = crate::network::unwire(&id) {
-            eprintln!("warning: {e:#}");
-        }
-    }
-    started
+/// `container top NAME`.
+pub fn top(root: &Path, key: &str) -> anyhow::Result<()> {
+    print_top(&containers::top_of(&containers::running_state(root, key)?).processes);
+    Ok(())
 }
 
-fn start_or_run(root: &Path, a: &RunArgs, spec: &stack_runtime::Spec) -> anyhow::Result<i32> {
-    let (id, name) = (&spec.id, &spec.name);
-    stack_runtime::ignore_terminal_interrupts().context("cannot set up signal handling")?;
-    if let Some(f) = &a.cidfile {
-        use std::io::Write as _;
-        let mut file = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(f)
-            .with_context(|| format!("cannot create the cidfile `{}`", f.display()))?;
-        file.write_all(spec.id.as_bytes())?;
+/// A container's processes as `docker top` prints them.
+pub fn print_top(processes: &[stack_api::TopProcess]) {
+    println!(
+        "{:<10} {:<8} {:<8} {:<3} {:<6} {:<7} {:<9} CMD",
+        "UID", "PID", "PPID", "C", "STIME", "TTY", "TIME"
+    );
+    for p in processes {
+        println!(
+            "{:<10} {:<8} {:<8} {:<3} {:<6} {:<7} {:<9} {}",
+            p.uid, p.pid, p.ppid, p.c, p.stime, p.tty, p.time, p.cmd
+        );
     }
-    if a.create_only {
-        crate::lifecycle::create(spec, root)?;
-        if !a.quiet {
-            println!("{id}");
-        }
-        return Ok(0);
-    }
-    if a.detach {
-        crate::lifecycle::start_detached(spec, root)?;
-        if !a.quiet {
-            println!("{id}");
-        }
-        return Ok(0);
-    }
-    let exit =
-        stack_runtime::run(spec, root, a.rm).with_context(|| format!("container `{name}`"))?;
-    if exit.oom_killed {
-        eprintln!("stack: container `{name}` was killed: out of memory");
-    }
-    Ok(exit.code)
 }
 
-/// `nofile=1024:2048` or `nproc=512`.
-fn parse_ulimit(s: &str) -> anyhow::Result<(String, u64, u64)> {
-    let bad = || anyhow::anyhow!("invalid ulimit `{s}`: expected NAME=SOFT[:HARD]");
-    let (name, values) = s.split_once('=').ok_or_else(bad)?;
-    let (soft, hard) = match values.split_once(':') {
-        Some((a, b)) => (a.parse().map_err(|_| bad())?, b.parse().map_err(|_| bad())?),
-        None => {
-            let v: u64 = values.parse().map_err(|_| bad())?;
-            (v, v)
-        }
-    };
-    if soft > hard {
-        bail!("invalid ulimit `{s}`: soft limit above hard limit");
-    }
-    Ok((name.to_string(), soft, hard))
-}
-
-fn seccomp_unconfined(opts: &[String]) -> anyhow::Result<bool> {
-    let mut unconfined = false;
-    for o in opts {
-        match o.as_str() {
-            "seccomp=unconfined" | "seccomp:unconfined" => unconfined = true,
-            "no-new-privileges" | "no-new-privileges=true" | "no-new-privileges:true" => {}
-            other => bail!("unsupported security option `{other}`"),
-        }
-    }
-    Ok(unconfined)
-}
-
-pub fn bytes(s: &str) -> anyhow::Result<i64> {
-    stack_model::parse_bytes(s).map_err(|e| anyhow::anyhow!(e))
-}
-
-/// `-v SRC:DST[:ro|rw]` and `--tmpfs DST[:size=N]` as runtime mounts.
-fn mounts(volumes: &[String], tmpfs: &[String]) -> anyhow::Result<Vec<stack_runtime::Mount>> {
-    let mut out = Vec::new();
-    for v in volumes {
-        let parts: Vec<&str> = v.split(':').collect();
-        let (src, dst, mode) = match parts.as_slice() {
-            [s, d] => (*s, *d, "rw"),
-            [s, d, m] => (*s, *d, *m),
-            _ => bail!("invalid volume `{v}`: expected SRC:DST[:ro]"),
-        };
-        if !src.starts_with('/') {
-            bail!("invalid volume `{v}`: the source must be an absolute host path (named volumes come with `stack up`)");
-        }
-        if !dst.starts_with('/') {
-            bail!("invalid volume `{v}`: the target must be an absolute path");
-        }
-        let read_only = match mode {
-            "ro" => true,
-            "rw" => false,
-            other => bail!("invalid volume `{v}`: unknown mode `{other}`"),
-        };
-        out.push(stack_runtime::Mount {
-            kind: "bind".into(),
-            source: src.into(),
-            target: dst.into(),
-            read_only,
-            size: None,
-            recursive: Default::default(),
-        });
-    }
-    for t in tmpfs {
-        let (dst, opts) = t.split_once(':').unwrap_or((t, ""));
-        let mut size = None;
-        for o in opts.split(',').filter(|o| !o.is_empty()) {
-            match o.split_once('=') {
-                Some(("size", n)) => size = Some(bytes(n)? as u64),
-                _ => bail!("invalid tmpfs option `{o}` in `{t}`"),
-            }
-        }
-        out.push(stack_runtime::Mount {
-            kind: "tmpfs".into(),
-            source: PathBuf::new(),
-            target: dst.into(),
-            read_only: false,
-            size,
-            recursive: Default::default(),
-        });
-    }
-    Ok(out)
-}
-
-fn log_opt(opts: &[String], key: &str) -> anyhow::Result<Option<String>> {
-    let mut found = None;
-    for o in opts {
-        match o.split_once('=') {
-            Some((k, v)) if k == key => found = Some(v.to_string()),
-            Some(("max-size" | "max-file" | "compress", _)) => {}
-            _ => bail!("unsupported log option `{o}` (max-size, max-file)"),
-        }
-    }
-    Ok(found)
+pub fn pause(root: &Path, key: &str, frozen: bool) -> anyhow::Result<()> {
+    println!("{}", containers::freeze(root, key, frozen)?);
+    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    /// The engine's containers start from `RunArgs::default()`: it must be
-    /// what a command line without flags gives.
+    /// A command line with no flags is the host's default configuration:
+    /// every flag's default is the configuration's.
     #[test]
-    fn the_default_is_the_command_line_without_flags() {
+    fn no_flags_is_the_default_configuration() {
         #[derive(clap::Parser)]
         struct Wrap {
             #[command(flatten)]
             run: RunArgs,
         }
-        let parsed = <Wrap as clap::Parser>::try_parse_from(["run"]).unwrap().run;
-        assert_eq!(format!("{parsed:?}"), format!("{:?}", RunArgs::default()));
+        let parsed = <Wrap as clap::Parser>::try_parse_from(["run", "img", "cmd"])
+            .unwrap()
+            .run;
+        let want = ContainerConfig {
+            args: vec!["img".into(), "cmd".into()],
+            ..ContainerConfig::default()
+        };
+        assert_eq!(format!("{:?}", parsed.config()), format!("{want:?}"));
+        let cleared = <Wrap as clap::Parser>::try_parse_from(["run", "--entrypoint", "", "img"])
+            .unwrap()
+            .run;
+        assert_eq!(cleared.config().entrypoint, Some(Vec::new()));
     }
 }

@@ -15,8 +15,9 @@ use anyhow::{bail, Context as _};
 use nix::errno::Errno;
 use nix::fcntl::{AtFlags, OFlag, OpenHow, ResolveFlag};
 use nix::sys::stat::Mode;
-use stack_runtime::files::{tar_entries, ContainerFs, Entry};
-use stack_runtime::State;
+use stack_host::files::top_name;
+use stack_host::{containers, files};
+use stack_runtime::files::{tar_entries, Entry};
 
 /// One side of a copy: `NAME:PATH` in a container (NAME has no `/`), or a
 /// host path.
@@ -40,13 +41,6 @@ impl Side {
             _ => Side::Host(s.into()),
         }
     }
-}
-
-/// The name a copy of `path` gets: its last part (`root` for `/`).
-fn top_name(path: &str) -> String {
-    Path::new(path.trim_end_matches("/."))
-        .file_name()
-        .map_or("root".into(), |n| n.to_string_lossy().into_owned())
 }
 
 /// Whether `src` asks for a directory's contents rather than the
@@ -285,47 +279,12 @@ fn write_beneath(dir: &OwnedFd, rel: &Path, entry: Entry) -> std::io::Result<()>
     Ok(())
 }
 
-/// A tar of `path` in the running container `st` (the engine's `GET
-/// .../archive`, `container cp` here): checked now (running, the path
-/// there), written by the function returned, as it walks.
-pub fn archive(
-    st: &State,
-    path: &str,
-) -> anyhow::Result<impl FnOnce(&mut dyn Write) -> anyhow::Result<()> + Send + 'static> {
-    let fs = ContainerFs::open(st)?;
-    if fs.is_dir(path)?.is_none() {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::NotFound,
-            format!("{}:{path}: no such file or directory", st.name),
-        )
-        .into());
-    }
-    let (name, path) = (st.name.clone(), path.to_string());
-    Ok(move |out: &mut dyn Write| {
-        fs.tar_out(&path, &top_name(&path), out)
-            .with_context(|| format!("{name}:{path}"))
-            .map(drop)
-    })
-}
-
-/// Extracts the tar `tar` reads at `path` in the running container `st`.
-pub fn extract(
-    st: &State,
-    path: &str,
-    contents: bool,
-    tar: &mut dyn Read,
-) -> anyhow::Result<usize> {
-    ContainerFs::open(st)?
-        .tar_in(tar, path, contents)
-        .with_context(|| format!("{}:{path}", st.name))
-}
-
 /// `container cp`: containers by name or id, read and written here.
 pub struct Here<'a>(pub &'a Path);
 
 impl Files for Here<'_> {
     fn archive(&self, name: &str, path: &str, sink: TarSink<'_>) -> anyhow::Result<usize> {
-        let write = archive(&crate::lifecycle::running_state(self.0, name)?, path)?;
+        let write = files::archive(&containers::running_state(self.0, name)?, path)?;
         through_pipe(write, |tar| sink(tar))
     }
 
@@ -336,8 +295,11 @@ impl Files for Here<'_> {
         contents: bool,
         source: TarSource<'_>,
     ) -> anyhow::Result<usize> {
-        let st = crate::lifecycle::running_state(self.0, name)?;
-        through_pipe(|out| source(out), |tar| extract(&st, path, contents, tar))
+        let st = containers::running_state(self.0, name)?;
+        through_pipe(
+            |out| source(out),
+            |tar| files::extract(&st, path, contents, tar),
+        )
     }
 }
 

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::Context as _;
 use clap::Subcommand;
+use stack_host::{images, Host};
 
 #[derive(Subcommand, Debug)]
 pub enum ImageCommand {
@@ -70,43 +71,9 @@ pub enum ListFormat {
     Json,
 }
 
-/// The layer directories every container (running or not) uses.
-fn layers_in_use() -> Vec<PathBuf> {
-    let root = crate::container::stack_root().join("containers");
-    let Ok(entries) = std::fs::read_dir(root) else {
-        return Vec::new();
-    };
-    entries
-        .flatten()
-        .filter_map(|e| stack_runtime::state::read(&e.path()).ok())
-        .flat_map(|st| std::iter::once(st.spec.rootfs.clone()).chain(st.spec.layers.clone()))
-        .collect()
-}
-
-/// Removes names, as `image rm`: an image goes with its last name, unless
-/// a container uses it; then the space of what went (as with docker). Per
-/// name: the id of the image deleted, or none when only the name went.
-pub fn remove(
-    store: &stack_image::Store,
-    names: &[String],
-) -> anyhow::Result<Vec<Result<Option<String>, stack_image::ImageError>>> {
-    let used = layers_in_use();
-    let in_use = |img: &stack_image::Image| store.lower_dirs(img).iter().any(|d| used.contains(d));
-    let done: Vec<_> = names.iter().map(|r| store.remove(r, &in_use)).collect();
-    if done.iter().any(|d| matches!(d, Ok(Some(_)))) {
-        store.collect(&|p| used.iter().any(|u| u == p))?;
-    }
-    Ok(done)
-}
-
-pub fn store() -> anyhow::Result<stack_image::Store> {
-    let root = crate::container::stack_root().join("images");
-    stack_image::Store::open(&root)
-        .with_context(|| format!("cannot open the image store in `{}`", root.display()))
-}
-
 pub fn run(cmd: &ImageCommand) -> anyhow::Result<()> {
-    let store = store()?;
+    let host = Host::new(crate::container::stack_root());
+    let store = host.images()?;
     match cmd {
         ImageCommand::Load { input } => {
             for img in stack_image::archive::load(&store, input)? {
@@ -118,8 +85,8 @@ pub fn run(cmd: &ImageCommand) -> anyhow::Result<()> {
             reference,
             platform,
             quiet,
-        } => crate::registry::pull(reference, platform.as_deref(), *quiet)?,
-        ImageCommand::Push { reference, quiet } => crate::registry::push(reference, *quiet)?,
+        } => crate::registry::pull(&host, reference, platform.as_deref(), *quiet)?,
+        ImageCommand::Push { reference, quiet } => crate::registry::push(&host, reference, *quiet)?,
         ImageCommand::Save { images, output } => save(&store, images, output.as_deref())?,
         ImageCommand::Ls { quiet, format } => ls(&store, *quiet, *format)?,
         ImageCommand::Inspect { image } => {
@@ -131,7 +98,7 @@ pub fn run(cmd: &ImageCommand) -> anyhow::Result<()> {
         }
         ImageCommand::Rm { images } => {
             let mut failures = Vec::new();
-            for (r, done) in images.iter().zip(remove(&store, images)?) {
+            for (r, done) in images.iter().zip(images::remove(&host, &store, images)?) {
                 match done {
                     Ok(Some(id)) => println!("Deleted: {id}"),
                     Ok(None) => println!("Untagged: {r}"),
@@ -143,7 +110,7 @@ pub fn run(cmd: &ImageCommand) -> anyhow::Result<()> {
             }
         }
         ImageCommand::Prune { all } => {
-            let used = layers_in_use();
+            let used = images::layers_in_use(&host);
             let in_use =
                 |img: &stack_image::Image| store.lower_dirs(img).iter().any(|d| used.contains(d));
             for img in store.images()? {

@@ -4,22 +4,18 @@
 //! the one place that prints.
 
 mod cli;
+mod client;
 mod compose;
 mod config;
 mod container;
 mod copy;
-mod engine;
 mod escape;
 mod exec;
 mod image;
-mod lifecycle;
 mod network;
 mod progress;
-mod reconcile;
 mod registry;
 mod stats;
-mod supervision;
-mod watch;
 mod when;
 
 use std::io::Write as _;
@@ -34,7 +30,7 @@ fn main() -> ExitCode {
     match argv.nth(1).as_deref() {
         Some(stack_runtime::INIT_ARG) => stack_runtime::init_main(&argv.next().unwrap_or_default()),
         Some(stack_runtime::EXEC_ARG) => stack_runtime::exec_main(&argv.next().unwrap_or_default()),
-        Some(network::DNS_ARG) => return network::dns_main(),
+        Some(stack_host::DNS_ARG) => return stack_host::network::dns_main(&container::stack_root()),
         _ => {}
     }
     let args = cli::Cli::parse();
@@ -86,7 +82,11 @@ fn main() -> ExitCode {
         cli::Command::Logs(l) => done(compose::logs(g, l)),
         cli::Command::Run(r) => compose::run(g, r),
         cli::Command::Exec(x) => compose::exec(g, x),
-        cli::Command::Daemon { group } => done(engine::daemon(group.as_deref())),
+        cli::Command::Daemon { group } => done(stack_host::daemon::serve(
+            &container::stack_root(),
+            &client::socket_path(),
+            group.as_deref(),
+        )),
         cli::Command::Port {
             service,
             port,
@@ -126,16 +126,6 @@ fn services(services: &[String], timeout: Option<u64>) -> ActionRequest {
         timeout,
         ..Default::default()
     }
-}
-
-/// The async runtime for the parts that speak HTTP or netlink.
-pub fn async_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    use anyhow::Context as _;
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")
 }
 
 /// Errors as users read them: a load error lists every problem.

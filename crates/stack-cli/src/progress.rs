@@ -199,7 +199,7 @@ impl Display {
 /// Runs a streamed engine call, showing its events in `mode` (redrawn
 /// every 100 ms on a terminal); returns how many plan lines came.
 pub fn call<B: serde::Serialize>(path: &str, body: &B, mode: Mode) -> anyhow::Result<usize> {
-    let (rt, client) = crate::engine::client()?;
+    let (rt, client) = crate::client::client()?;
     let display = std::cell::RefCell::new(Display::new(mode));
     let done = rt.block_on(async {
         let stream = client.post_stream(path, body, |e| display.borrow_mut().event(e));

@@ -1,5 +1,5 @@
-//! Talking to registries: `image pull`, `image push`, `pull` (a stack's
-//! images), `login`, `logout`, and the progress display they share.
+//! Talking to registries: `image pull`, `image push`, `login`, `logout`,
+//! and the progress display they share.
 
 use std::collections::BTreeMap;
 use std::io::{IsTerminal as _, Write as _};
@@ -7,15 +7,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
+use stack_host::images::registry_client;
+use stack_host::Host;
 use stack_image::auth::{AuthSources, Credentials};
-use stack_image::manifest::Platform;
 use stack_image::reference::Reference;
 use stack_image::registry::Client;
 use stack_image::transfer::{self, Event, Progress, State};
-
-pub fn client() -> Arc<Client> {
-    Arc::new(Client::new(AuthSources::from_env()))
-}
 
 /// Progress on standard error: redrawn rows on a terminal, plain lines
 /// (one per change of state) otherwise.
@@ -107,25 +104,18 @@ impl Display {
     }
 }
 
-fn parse_platform(p: Option<&str>) -> anyhow::Result<Platform> {
-    match p {
-        Some(p) => Platform::parse(p).map_err(anyhow::Error::msg),
-        None => Ok(Platform::host()),
-    }
-}
-
 /// `stack image pull REF [--platform P]`.
-pub fn pull(reference: &str, platform: Option<&str>, quiet: bool) -> anyhow::Result<()> {
+pub fn pull(
+    host: &Host,
+    reference: &str,
+    platform: Option<&str>,
+    quiet: bool,
+) -> anyhow::Result<()> {
     let r = Reference::parse(reference)?;
-    let platform = parse_platform(platform)?;
-    let store = crate::image::store()?;
-    let progress = Display::progress(quiet);
     if !quiet {
         println!("{}: Pulling from {}", r.manifest_ref(), r.repository);
     }
-    let pulled = crate::async_runtime()?
-        .block_on(transfer::pull(client(), &store, &r, &platform, progress))
-        .with_context(|| format!("cannot pull {r}"))?;
+    let pulled = stack_host::images::pull(host, reference, platform, Display::progress(quiet))?;
     if !quiet {
         println!("Digest: {}", pulled.digest);
         if pulled.fetched {
@@ -146,8 +136,8 @@ pub fn pull(reference: &str, platform: Option<&str>, quiet: bool) -> anyhow::Res
 }
 
 /// `stack image push REF`: the image named REF goes to REF's registry.
-pub fn push(reference: &str, quiet: bool) -> anyhow::Result<()> {
-    let store = crate::image::store()?;
+pub fn push(host: &Host, reference: &str, quiet: bool) -> anyhow::Result<()> {
+    let store = host.images()?;
     let img = store.lookup(reference)?;
     let dest = Reference::parse(reference)?;
     let progress = Display::progress(quiet);
@@ -157,79 +147,17 @@ pub fn push(reference: &str, quiet: bool) -> anyhow::Result<()> {
             dest.registry, dest.repository
         );
     }
-    let digest = crate::async_runtime()?
-        .block_on(transfer::push(client(), &store, &img, &dest, progress))
+    let digest = host
+        .block_on(transfer::push(
+            registry_client(),
+            &store,
+            &img,
+            &dest,
+            progress,
+        ))?
         .with_context(|| format!("cannot push {dest}"))?;
     let tag = dest.tag.as_deref().unwrap_or("latest");
     println!("{tag}: digest: {digest}");
-    Ok(())
-}
-
-/// `stack pull`, in the engine: every image at once, each reported as an
-/// `Image` event (`Pulling`, then `Pulled`); a failure is a warning for
-/// an image its service builds, or with `ignore_failures`, else an error
-/// naming every one that failed.
-pub fn pull_all(req: &stack_api::PullRequest, events: &stack_api::Events) -> anyhow::Result<()> {
-    let store = crate::image::store()?;
-    let client = client();
-    let mut wanted: Vec<(Reference, Platform, bool)> = Vec::new();
-    for i in &req.images {
-        let r = Reference::parse(&i.reference)?;
-        let p = parse_platform(i.platform.as_deref())?;
-        if !wanted.iter().any(|(w, q, _)| *w == r && *q == p) {
-            wanted.push((r, p, i.buildable));
-        }
-    }
-    let report = |events: &stack_api::Events, r: &Reference, action: &str| {
-        events.send(stack_api::Event::Progress {
-            object: "Image".into(),
-            name: r.to_string(),
-            action: action.into(),
-        })
-    };
-    let results = crate::async_runtime()?.block_on(async {
-        let tasks: Vec<_> = wanted
-            .iter()
-            .map(|(r, p, _)| {
-                let (client, store, r, p, events) = (
-                    client.clone(),
-                    store.clone(),
-                    r.clone(),
-                    p.clone(),
-                    events.clone(),
-                );
-                tokio::spawn(async move {
-                    report(&events, &r, "Pulling");
-                    let pulled = transfer::pull(client, &store, &r, &p, Arc::new(|_| {})).await;
-                    if pulled.is_ok() {
-                        report(&events, &r, "Pulled");
-                    }
-                    pulled
-                })
-            })
-            .collect();
-        let mut out = Vec::new();
-        for t in tasks {
-            out.push(
-                t.await
-                    .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic())),
-            );
-        }
-        out
-    });
-    let mut failed = Vec::new();
-    for ((r, _, buildable), res) in wanted.iter().zip(results) {
-        match res {
-            Ok(_) => {}
-            Err(e) if *buildable || req.ignore_failures => events.send(stack_api::Event::Warning {
-                message: format!("cannot pull {r}: {e}"),
-            }),
-            Err(e) => failed.push(format!("cannot pull {r}: {e}")),
-        }
-    }
-    if !failed.is_empty() {
-        bail!("{}", failed.join("\n"));
-    }
     Ok(())
 }
 
@@ -305,7 +233,7 @@ pub fn login(
     let creds = Credentials { username, secret };
     let sources = AuthSources::from_env();
     let client = Client::new(sources.clone()).with_credentials(creds.clone());
-    crate::async_runtime()?
+    stack_host::async_runtime()?
         .block_on(client.check_login(&registry))
         .with_context(|| format!("cannot log in to {registry}"))?;
     sources.store(&registry, &creds)?;

@@ -11,7 +11,6 @@ use std::time::Duration;
 
 use clap::Args;
 use stack_api::Stats;
-use stack_runtime::State;
 
 #[derive(Args, Debug, Clone, Default)]
 pub struct StatsArgs {
@@ -27,61 +26,6 @@ pub struct StatsArgs {
     /// Full container ids
     #[arg(long)]
     pub no_trunc: bool,
-}
-
-/// One reading of a container (zeros when it does not run): what the
-/// engine answers to `GET .../stats`, and what `container stats` reads here.
-pub fn read(st: &State) -> Stats {
-    let s = Stats {
-        id: st.id.clone(),
-        name: st.name.clone(),
-        read_nanos: std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos() as u64),
-        ..Stats::default()
-    };
-    if !stack_runtime::state::alive(st) {
-        return s;
-    }
-    let Ok(layout) = stack_runtime::cgroup::layout(&st.id) else {
-        return s;
-    };
-    let u = stack_runtime::cgroup::usage(&layout);
-    let (rx, tx) = net_bytes(
-        &std::fs::read_to_string(format!("/proc/{}/net/dev", st.pid)).unwrap_or_default(),
-    );
-    let host = host_memory();
-    Stats {
-        running: true,
-        cpu_nanos: u.cpu_nanos,
-        memory: u.memory,
-        memory_limit: u.memory_limit.map_or(host, |l| l.min(host)),
-        net_rx: rx,
-        net_tx: tx,
-        block_read: u.block_read,
-        block_write: u.block_write,
-        pids: u.pids,
-        ..s
-    }
-}
-
-/// Received and sent bytes of every interface but `lo`, from a
-/// `/proc/PID/net/dev` (which shows the process's network namespace).
-fn net_bytes(text: &str) -> (u64, u64) {
-    text.lines()
-        .skip(2)
-        .filter_map(|l| {
-            let (name, fields) = l.split_once(':')?;
-            if name.trim() == "lo" {
-                return None;
-            }
-            let f: Vec<u64> = fields
-                .split_whitespace()
-                .filter_map(|n| n.parse().ok())
-                .collect();
-            Some((*f.first()?, *f.get(8)?))
-        })
-        .fold((0, 0), |(r, t), (a, b)| (r + a, t + b))
 }
 
 /// A row of the table.
@@ -192,19 +136,6 @@ fn decimal(b: u64) -> String {
     scaled(b as f64, 1000.0, &["B", "kB", "MB", "GB", "TB"], 3)
 }
 
-/// The host's memory (read once: it does not change while we run).
-fn host_memory() -> u64 {
-    static TOTAL: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
-    *TOTAL.get_or_init(|| {
-        std::fs::read_to_string("/proc/meminfo")
-            .unwrap_or_default()
-            .lines()
-            .find_map(|l| l.strip_prefix("MemTotal:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-            .map_or(0, |kb| kb * 1024)
-    })
-}
-
 fn render(rows: &[Row], args: &StatsArgs) -> String {
     if args.format == "json" {
         return rows
@@ -294,16 +225,5 @@ mod tests {
         assert_eq!(decimal(648), "648B");
         assert_eq!(decimal(1234), "1.23kB");
         assert_eq!(decimal(12_345_678), "12.3MB");
-    }
-
-    #[test]
-    fn network_bytes_leave_loopback_out() {
-        let text = "Inter-|   Receive                                                |  Transmit
- face |bytes    packets errs drop fifo frame compressed multicast|bytes    packets errs drop fifo colls carrier compressed
-    lo:     500       5    0    0    0     0          0         0      500       5    0    0    0     0       0          0
-  eth0:    1296      12    0    0    0     0          0         0      648       8    0    0    0     0       0          0
-  eth1:       4       1    0    0    0     0          0         0        6       1    0    0    0     0       0          0
-";
-        assert_eq!(net_bytes(text), (1300, 654));
     }
 }

@@ -196,3 +196,35 @@ fn sys_depends_on_no_crate_of_ours() {
         assert!(!deps.contains(banned), "stack-sys depends on {banned}");
     }
 }
+
+/// The host crate acts for the engine and the daemon; it parses no
+/// command line and knows nothing of the client's terminal.
+#[test]
+fn the_host_knows_no_command_line() {
+    let meta = metadata();
+    let deps = closure(&meta, "stack-host");
+    for banned in ["clap", "clap_complete", "stack-cli"] {
+        assert!(!deps.contains(banned), "stack-host depends on {banned}");
+    }
+}
+
+/// The CLI is a client: what it does on the host goes through stack-host,
+/// and it holds no `unsafe` and no `Driver` of its own.
+#[test]
+fn the_cli_is_a_client() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    for entry in walk(&src) {
+        let text = std::fs::read_to_string(&entry).unwrap();
+        for banned in ["unsafe", "impl stack_engine::Driver", "Driver for"] {
+            assert!(
+                !text.contains(banned),
+                "{} holds `{banned}`",
+                entry.display()
+            );
+        }
+    }
+    let host = Path::new(env!("CARGO_MANIFEST_DIR")).join("../stack-host/src/driver.rs");
+    assert!(std::fs::read_to_string(host)
+        .unwrap()
+        .contains("impl stack_engine::Driver for Host"));
+}

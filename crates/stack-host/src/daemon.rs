@@ -1,14 +1,14 @@
-//! The engine: `stack daemon`, one per store root, serving the API of
-//! stack-api on `$STACK_ROOT/engine.sock`; and how the CLI reaches it,
-//! starting it when it is not there.
+//! The daemon: `stack daemon`, one per store root, serving the API of
+//! stack-api on `$STACK_ROOT/engine.sock` with stack-engine on the host's
+//! driver.
 //!
 //! Containers do not depend on the engine: each has its own monitor
 //! process (stack-runtime) that keeps its log and records its exit. So a
 //! crashed or killed engine loses nothing; the next one reads the state on
 //! disk (re-adoption) and sweeps what an operation cut short left behind.
 
-use std::os::unix::fs::OpenOptionsExt as _;
-use std::path::{Path, PathBuf};
+use std::collections::BTreeMap;
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -19,18 +19,14 @@ use stack_api::{
     Top, UpRequest, WatchRequest,
 };
 
-use crate::container::stack_root;
+use crate::containers::label;
+use crate::driver::HostEngine;
+use crate::Host;
 
-/// The engine's socket: `STACK_SOCKET`, or `engine.sock` under the root.
-pub fn socket_path() -> PathBuf {
-    std::env::var_os("STACK_SOCKET")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| stack_root().join("engine.sock"))
-}
-
-/// The engine for the API.
+/// The API on the host's engine.
 struct Real {
-    engine: crate::reconcile::HostEngine,
+    host: Host,
+    engine: HostEngine,
     locks: Arc<Locks>,
     watches: crate::watch::Watches,
     binary: String,
@@ -75,7 +71,7 @@ impl Locks {
 }
 
 /// Which build a binary is: device, inode and modification time.
-fn binary_id(path: &Path) -> String {
+pub fn binary_id(path: &Path) -> String {
     use std::os::unix::fs::MetadataExt as _;
     std::fs::metadata(path)
         .map(|m| {
@@ -87,16 +83,6 @@ fn binary_id(path: &Path) -> String {
             )
         })
         .unwrap_or_default()
-}
-
-/// Runs `f` on a small runtime of its own: the API's calls run on plain
-/// threads.
-fn on_own_runtime<T>(f: impl std::future::Future<Output = T>) -> Result<T, ApiError> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .build()
-        .map_err(|e| internal(e.into()))?;
-    Ok(rt.block_on(f))
 }
 
 /// A copy's error: 404 for a path that is not there, 400 for an archive
@@ -128,17 +114,17 @@ impl Real {
 
     /// `up` as a watch's reload runs it: under the project's lock.
     fn up_fn(&self) -> crate::watch::UpFn {
-        let (engine, locks) = (self.engine.clone(), self.locks.clone());
+        let (host, engine, locks) = (self.host.clone(), self.engine.clone(), self.locks.clone());
         Arc::new(move |req: &UpRequest, events: &Events| {
             locks.exclusive(&req.project.name, || {
-                crate::reconcile::up(&engine, req, events)
+                host.block_on(engine.up(req, events))?
             })
         })
     }
 
     /// Resumes the detached watches an earlier engine kept.
     fn resume_watches(&self) {
-        for saved in crate::watch::Watches::saved() {
+        for saved in crate::watch::Watches::saved(self.host.root()) {
             let started = saved.map_err(anyhow::Error::msg).and_then(|req| {
                 let project = req.up.project.name.clone();
                 let (_, rx) = self.watches.start(&self.engine, req, self.up_fn())?;
@@ -175,41 +161,41 @@ impl stack_api::Engine for Real {
             version: env!("CARGO_PKG_VERSION").into(),
             api_version: stack_api::API_VERSION,
             pid: std::process::id(),
-            root: stack_root().display().to_string(),
+            root: self.host.root().display().to_string(),
             binary: self.binary.clone(),
         }
     }
 
     fn projects(&self) -> Result<Vec<ProjectSummary>, ApiError> {
-        Ok(crate::reconcile::projects())
+        Ok(projects(&self.host))
     }
 
     fn pull(&self, req: PullRequest, events: &Events) -> Result<(), ApiError> {
-        crate::registry::pull_all(&req, events).map_err(internal)
+        crate::images::pull_all(&self.host, &req, events).map_err(internal)
     }
 
     fn containers(&self, project: &str, all: bool) -> Result<Vec<ContainerSummary>, ApiError> {
-        crate::reconcile::containers(&self.engine, project, all).map_err(internal)
+        containers(&self.host, &self.engine, project, all).map_err(internal)
     }
 
     fn up(&self, req: UpRequest, events: &Events) -> Result<(), ApiError> {
         self.exclusive(&req.project.name, || {
-            crate::reconcile::up(&self.engine, &req, events)
+            self.host.block_on(self.engine.up(&req, events))?
         })
         .map_err(internal)
     }
 
     fn down(&self, req: DownRequest, events: &Events) -> Result<(), ApiError> {
-        self.watches.stop(&req.project.name, None);
+        self.watches.stop(self.host.root(), &req.project.name, None);
         self.exclusive(&req.project.name, || {
-            crate::reconcile::down(&self.engine, &req, events)
+            self.host.block_on(self.engine.down(&req, events))?
         })
         .map_err(internal)
     }
 
     fn act(&self, action: Action, req: ActionRequest, events: &Events) -> Result<(), ApiError> {
         let done = self.exclusive(&req.project.name, || {
-            crate::reconcile::act(&self.engine, action, &req, events)
+            self.host.block_on(self.engine.act(action, &req, events))?
         });
         // What it started is watched, what it removed forgotten.
         let _ = self.engine.adopt();
@@ -220,26 +206,27 @@ impl stack_api::Engine for Real {
     fn events(&self, project: &str, events: &Events) -> Result<(), ApiError> {
         use tokio::sync::broadcast::error::RecvError;
         let mut rx = self.engine.subscribe();
-        on_own_runtime(async {
-            while !events.gone() {
-                match tokio::time::timeout(Duration::from_secs(2), rx.recv()).await {
-                    Ok(Ok(e)) if e.project == project => {
-                        events.send(stack_api::Event::Container(e))
+        self.host
+            .block_on(async {
+                while !events.gone() {
+                    match tokio::time::timeout(Duration::from_secs(2), rx.recv()).await {
+                        Ok(Ok(e)) if e.project == project => {
+                            events.send(stack_api::Event::Container(e))
+                        }
+                        Ok(Ok(_)) | Ok(Err(RecvError::Lagged(_))) => {}
+                        Ok(Err(RecvError::Closed)) => break,
+                        Err(_) => events.send(stack_api::Event::Heartbeat),
                     }
-                    Ok(Ok(_)) | Ok(Err(RecvError::Lagged(_))) => {}
-                    Ok(Err(RecvError::Closed)) => break,
-                    Err(_) => events.send(stack_api::Event::Heartbeat),
                 }
-            }
-        })?;
-        Ok(())
+            })
+            .map_err(internal)
     }
 
     fn watch(&self, req: WatchRequest, events: &Events) -> Result<(), ApiError> {
         let project = req.up.project.name.clone();
         let detach = req.detach;
         if detach {
-            crate::watch::Watches::save(&req).map_err(internal)?;
+            crate::watch::Watches::save(self.host.root(), &req).map_err(internal)?;
         }
         let (id, mut rx) = self
             .watches
@@ -259,21 +246,23 @@ impl stack_api::Engine for Real {
             log_watch(project, rx);
             return Ok(());
         }
-        on_own_runtime(async {
-            while !events.gone() {
-                match tokio::time::timeout(Duration::from_secs(2), rx.recv()).await {
-                    Ok(Some(e)) => events.send(e),
-                    Ok(None) => break,
-                    Err(_) => events.send(stack_api::Event::Heartbeat),
+        self.host
+            .block_on(async {
+                while !events.gone() {
+                    match tokio::time::timeout(Duration::from_secs(2), rx.recv()).await {
+                        Ok(Some(e)) => events.send(e),
+                        Ok(None) => break,
+                        Err(_) => events.send(stack_api::Event::Heartbeat),
+                    }
                 }
-            }
-        })?;
-        self.watches.stop(&project, Some(id));
+            })
+            .map_err(internal)?;
+        self.watches.stop(self.host.root(), &project, Some(id));
         Ok(())
     }
 
     fn unwatch(&self, project: &str, events: &Events) -> Result<(), ApiError> {
-        if self.watches.stop(project, None) {
+        if self.watches.stop(self.host.root(), project, None) {
             events.send(stack_api::Event::Progress {
                 object: "Project".into(),
                 name: project.into(),
@@ -285,24 +274,24 @@ impl stack_api::Engine for Real {
 
     /// Not exclusive: following logs lasts.
     fn logs(&self, project: &str, q: LogsQuery, events: &Events) -> Result<(), ApiError> {
-        crate::reconcile::logs(project, &q, events).map_err(internal)
+        crate::logs::logs(&self.host, project, &q, events).map_err(internal)
     }
 
     fn exec(&self, project: &str, req: ExecRequest) -> Result<Session, ApiError> {
-        crate::exec::start(project, &req)
+        crate::session::exec(&self.host, project, &req)
     }
 
     /// Started under the project's lock (its networks may be made); run
     /// outside it. Watched like the rest (`-d --rm`: removed once it exits).
     fn run(&self, req: RunRequest) -> Result<Session, ApiError> {
-        let session = self.exclusive(&req.project.name, || crate::exec::run(&req));
+        let session = self.exclusive(&req.project.name, || crate::session::run(&self.host, &req));
         let _ = self.engine.adopt();
         session
     }
 
     fn archive(&self, project: &str, q: ArchiveQuery) -> Result<stack_api::Archive, ApiError> {
-        let st = crate::exec::replica(project, &q.service, q.index)?;
-        let write = crate::copy::archive(&st, &q.path).map_err(file_error)?;
+        let st = crate::session::replica(self.host.root(), project, &q.service, q.index)?;
+        let write = crate::files::archive(&st, &q.path).map_err(file_error)?;
         Ok(Box::new(move |out| {
             write(out).map_err(|e| std::io::Error::other(format!("{e:#}")))
         }))
@@ -317,9 +306,14 @@ impl stack_api::Engine for Real {
         tar: &mut dyn std::io::Read,
     ) -> Result<Copied, ApiError> {
         let targets = if q.all {
-            crate::exec::replicas(project, &q.service)
+            crate::session::replicas(self.host.root(), project, &q.service)
         } else {
-            vec![crate::exec::replica(project, &q.service, q.index)?]
+            vec![crate::session::replica(
+                self.host.root(),
+                project,
+                &q.service,
+                q.index,
+            )?]
         };
         if targets.is_empty() {
             return Err(ApiError {
@@ -329,7 +323,7 @@ impl stack_api::Engine for Real {
         }
         let mut files = 0;
         if let [st] = &targets[..] {
-            files = crate::copy::extract(st, &q.path, q.contents, tar).map_err(file_error)?;
+            files = crate::files::extract(st, &q.path, q.contents, tar).map_err(file_error)?;
         } else {
             use std::io::Seek as _;
             use std::os::unix::fs::OpenOptionsExt as _;
@@ -338,14 +332,14 @@ impl stack_api::Engine for Real {
                 .write(true)
                 .mode(0o600)
                 .custom_flags(libc::O_TMPFILE)
-                .open(crate::container::stack_root())
+                .open(self.host.root())
                 .map_err(|e| internal(anyhow::anyhow!("cannot keep the archive: {e}")))?;
             std::io::copy(tar, &mut copy)
                 .map_err(|e| ApiError::bad_request(format!("cannot read the archive: {e}")))?;
             for st in &targets {
                 copy.rewind().map_err(|e| internal(e.into()))?;
-                files =
-                    crate::copy::extract(st, &q.path, q.contents, &mut copy).map_err(file_error)?;
+                files = crate::files::extract(st, &q.path, q.contents, &mut copy)
+                    .map_err(file_error)?;
             }
         }
         Ok(Copied {
@@ -355,33 +349,39 @@ impl stack_api::Engine for Real {
     }
 
     fn top(&self, project: &str, services: &[String]) -> Result<Vec<Top>, ApiError> {
-        Ok(crate::exec::of_services(project, services, false)
-            .iter()
-            .map(crate::lifecycle::top_of)
-            .collect())
+        Ok(
+            crate::session::of_services(self.host.root(), project, services, false)
+                .iter()
+                .map(crate::containers::top_of)
+                .collect(),
+        )
     }
 
     fn images(&self, project: &str, services: &[String]) -> Result<Vec<ImageSummary>, ApiError> {
-        let store = crate::image::store().map_err(internal)?;
-        Ok(crate::exec::of_services(project, services, true)
-            .into_iter()
-            .map(|st| {
-                let found = store.lookup(&st.spec.image).ok();
-                ImageSummary {
-                    container: st.name,
-                    id: found.as_ref().map(|i| i.id.clone()).unwrap_or_default(),
-                    size: found.map_or(0, |i| i.size),
-                    image: st.spec.image,
-                }
-            })
-            .collect())
+        let store = self.host.images().map_err(internal)?;
+        Ok(
+            crate::session::of_services(self.host.root(), project, services, true)
+                .into_iter()
+                .map(|st| {
+                    let found = store.lookup(&st.spec.image).ok();
+                    ImageSummary {
+                        container: st.name,
+                        id: found.as_ref().map(|i| i.id.clone()).unwrap_or_default(),
+                        size: found.map_or(0, |i| i.size),
+                        image: st.spec.image,
+                    }
+                })
+                .collect(),
+        )
     }
 
     fn stats(&self, project: &str, services: &[String], all: bool) -> Result<Vec<Stats>, ApiError> {
-        Ok(crate::exec::of_services(project, services, all)
-            .iter()
-            .map(crate::stats::read)
-            .collect())
+        Ok(
+            crate::session::of_services(self.host.root(), project, services, all)
+                .iter()
+                .map(crate::stats::read)
+                .collect(),
+        )
     }
 }
 
@@ -417,11 +417,11 @@ fn close_store(root: &Path, gid: Option<u32>) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `stack daemon`: serves until SIGTERM or SIGINT. Running containers keep
-/// running when it stops.
-pub fn daemon(group: Option<&str>) -> anyhow::Result<()> {
+/// `stack daemon`: serves the root `root` on `socket` until SIGTERM or
+/// SIGINT. Running containers keep running when it stops.
+pub fn serve(root: &Path, socket: &Path, group: Option<&str>) -> anyhow::Result<()> {
     init_log();
-    let root = stack_root();
+    let root = root.to_path_buf();
     let gid = group
         .map(|g| {
             nix::unistd::Group::from_name(g)
@@ -451,9 +451,10 @@ pub fn daemon(group: Option<&str>) -> anyhow::Result<()> {
         format!("{}\n", std::process::id()).as_bytes(),
     )?;
     std::env::set_current_dir("/")?;
-    readopt(&root);
-    let socket = socket_path();
-    let listener = stack_api::bind(&socket, gid)
+    let rt = crate::async_runtime()?;
+    let host = Host::on_runtime(root.clone(), rt.handle().clone());
+    readopt(&host);
+    let listener = stack_api::bind(socket, gid)
         .with_context(|| format!("cannot listen on `{}`", socket.display()))?;
     tracing::info!(
         version = env!("CARGO_PKG_VERSION"),
@@ -461,12 +462,9 @@ pub fn daemon(group: Option<&str>) -> anyhow::Result<()> {
         pid = std::process::id(),
         "stack engine serving"
     );
-    let rt = crate::async_runtime()?;
     let engine = Arc::new(Real {
-        engine: stack_engine::Engine::new(
-            crate::reconcile::Host::new(root.clone()),
-            rt.handle().clone(),
-        ),
+        engine: stack_engine::Engine::new(host.clone(), rt.handle().clone()),
+        host,
         locks: Arc::default(),
         watches: Default::default(),
         binary: binary_id(Path::new("/proc/self/exe")),
@@ -495,7 +493,7 @@ pub fn daemon(group: Option<&str>) -> anyhow::Result<()> {
             _ = int.recv() => {}
         }
     }));
-    let _ = std::fs::remove_file(&socket);
+    let _ = std::fs::remove_file(socket);
     engine.locks.drain();
     let _ = std::fs::remove_file(&pid_file);
     tracing::info!("stack engine stopped");
@@ -519,14 +517,15 @@ fn init_log() {
 /// never depended on us), and what an engine that died mid-operation left:
 /// containers claimed but never started, and network endpoints of
 /// containers that do not exist. Those are swept.
-fn readopt(root: &Path) {
-    let containers = crate::lifecycle::project_containers(root, None);
+fn readopt(host: &Host) {
+    let root = host.root();
+    let containers = crate::containers::project_containers(root, None);
     let running = containers.iter().filter(|(_, r)| *r).count();
     let mut swept = Vec::new();
     for dir in stack_runtime::state::unfinished(root) {
         swept.extend(dir.file_name().map(|n| n.to_string_lossy().to_string()));
     }
-    if let Ok(store) = crate::network::store() {
+    if let Ok(store) = host.networks() {
         let mut ids: Vec<String> = store
             .all_endpoints()
             .unwrap_or_default()
@@ -547,7 +546,7 @@ fn readopt(root: &Path) {
     swept.sort();
     swept.dedup();
     for id in &swept {
-        if let Err(e) = crate::network::unwire(id) {
+        if let Err(e) = crate::network::unwire(host, id) {
             tracing::warn!(container = %id, "cannot sweep its network endpoints: {e:#}");
         }
         if let Err(e) = stack_sys::remove_tree(root, &stack_runtime::container_dir(root, id)) {
@@ -561,104 +560,120 @@ fn readopt(root: &Path) {
     );
 }
 
-/// A client of the engine, which is started first if it is not running,
-/// and restarted if it runs another build of the binary than ours (an
-/// upgrade: its containers run on, the new engine re-adopts them).
-pub fn client() -> anyhow::Result<(tokio::runtime::Runtime, stack_api::Client)> {
-    let socket = socket_path();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
-    let client = stack_api::Client::new(&socket);
-    match std::os::unix::net::UnixStream::connect(&socket) {
-        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => bail!(
-            "cannot reach the engine at `{}`: permission denied (it lets in root, and the members of the group `stack daemon --group` names)",
-            socket.display()
-        ),
-        Err(_) => {
-            start(&socket)?;
-            return Ok((rt, client));
-        }
-        Ok(_) => {}
-    }
-    let ours = std::env::current_exe()
-        .map(|p| binary_id(&p))
-        .unwrap_or_default();
-    if let Ok(v) = rt.block_on(client.get::<stack_api::Version>("/v1/version")) {
-        if !ours.is_empty() && v.binary != ours {
-            replace(&socket, v.pid)?;
-        }
-    }
-    Ok((rt, client))
-}
-
-/// A client of the engine if one runs (none is started).
-pub fn running_client() -> Option<(tokio::runtime::Runtime, stack_api::Client)> {
-    let socket = socket_path();
-    std::os::unix::net::UnixStream::connect(&socket).ok()?;
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .ok()?;
-    Some((rt, stack_api::Client::new(&socket)))
-}
-
-/// Stops an engine of another build (it finishes what it does first) and
-/// starts ours.
-fn replace(socket: &Path, pid: u32) -> anyhow::Result<()> {
-    let pid = nix::unistd::Pid::from_raw(pid as i32);
-    let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
-    let t = std::time::Instant::now();
-    while stack_runtime::state::process_running(pid.as_raw()) {
-        if t.elapsed() > Duration::from_secs(70) {
-            bail!("the engine of another build (pid {pid}) does not stop");
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    start(socket)
-}
-
-/// Starts `stack daemon` in the background and waits until it answers.
-fn start(socket: &Path) -> anyhow::Result<()> {
-    let root = stack_root();
-    stack_sys::prepare_root(&root, 0o700)
-        .with_context(|| format!("cannot make the store root `{}`", root.display()))?;
-    let log_path = root.join("engine.log");
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .mode(0o600)
-        .open(&log_path)
-        .with_context(|| format!("cannot open `{}`", log_path.display()))?;
-    let exe = std::env::current_exe().context("cannot find our own binary")?;
-    let mut child = std::process::Command::new(exe)
-        .arg("daemon")
-        .stdin(std::process::Stdio::null())
-        .stdout(log.try_clone()?)
-        .stderr(log)
-        .spawn()
-        .context("cannot start the engine")?;
-    let t = std::time::Instant::now();
-    loop {
-        if std::os::unix::net::UnixStream::connect(socket).is_ok() {
-            return Ok(());
-        }
-        // Exiting with success means another engine won the race to start.
-        if let Ok(Some(status)) = child.try_wait() {
-            if !status.success() {
-                let text = std::fs::read_to_string(&log_path).unwrap_or_default();
-                let last = text.lines().last().unwrap_or("").to_string();
-                bail!("the engine did not start ({status}): {last}");
+/// The containers of a project, as `ps` shows them (with what the engine
+/// saw of their health and restarts), and the services that wait for a
+/// dependency before their first container.
+fn containers(
+    host: &Host,
+    engine: &HostEngine,
+    project: &str,
+    all: bool,
+) -> anyhow::Result<Vec<ContainerSummary>> {
+    let mut rows = crate::containers::project_containers(host.root(), Some(project));
+    let board = engine.board();
+    let restarting = |id: &str| {
+        matches!(
+            board.get(id).map(|r| r.state),
+            Some(stack_engine::RunState::Restarting(_))
+        )
+    };
+    rows.retain(|(st, running)| all || *running || restarting(&st.id));
+    rows.sort_by(|a, b| a.0.name.cmp(&b.0.name));
+    let mut out = rows
+        .into_iter()
+        .map(|(st, _)| {
+            let record = board.get(&st.id);
+            let health = record.as_ref().and_then(|r| r.health.clone());
+            let mut status = crate::containers::status_text(&st);
+            let state = match st.status {
+                _ if restarting(&st.id) => {
+                    status = format!("Restarting ({})", st.exit_code.unwrap_or_default());
+                    "restarting"
+                }
+                stack_runtime::Status::Running if crate::containers::is_paused(&st.id) => "paused",
+                stack_runtime::Status::Running => "running",
+                stack_runtime::Status::Created => "created",
+                stack_runtime::Status::Exited => "exited",
+            };
+            if let (Some(h), "running") = (&health, state) {
+                status = format!("{status} ({})", h.status);
             }
-        }
-        if t.elapsed() > Duration::from_secs(10) {
-            bail!(
-                "the engine did not answer on `{}` within 10 s (see `{}`)",
-                socket.display(),
-                log_path.display()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(2));
+            Ok(ContainerSummary {
+                // As `docker ps` shows them: `0.0.0.0:8080->80/tcp`.
+                ports: crate::network::ports_of(host, &st.id)?
+                    .into_iter()
+                    .map(|l| match l.split_once(" -> ") {
+                        Some((inside, host)) => format!("{host}->{inside}"),
+                        None => l,
+                    })
+                    .collect(),
+                service: label(&st, stack_plan::LABEL_SERVICE),
+                number: label(&st, stack_plan::LABEL_NUMBER).parse().unwrap_or(0),
+                image: st.spec.image.clone(),
+                command: st.spec.args.join(" "),
+                state: state.into(),
+                status,
+                exit_code: st.exit_code,
+                health: health
+                    .as_ref()
+                    .map(|h| h.status.to_string())
+                    .unwrap_or_default(),
+                health_log: health
+                    .map(|h| h.log.into_iter().map(|p| p.output).collect())
+                    .unwrap_or_default(),
+                restarts: record.map_or(0, |r| r.restarts),
+                labels: st.spec.labels.clone(),
+                id: st.id,
+                name: st.name,
+            })
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    for (service, why) in board.waiting(project) {
+        out.push(ContainerSummary {
+            id: String::new(),
+            name: String::new(),
+            service,
+            number: 0,
+            image: String::new(),
+            command: String::new(),
+            state: "waiting".into(),
+            status: why,
+            exit_code: None,
+            health: String::new(),
+            health_log: Vec::new(),
+            restarts: 0,
+            ports: Vec::new(),
+            labels: BTreeMap::new(),
+        });
     }
+    Ok(out)
+}
+
+/// Every project with containers here, as `docker compose ls` shows them.
+fn projects(host: &Host) -> Vec<ProjectSummary> {
+    let mut by_project: BTreeMap<String, (BTreeMap<&'static str, usize>, String)> = BTreeMap::new();
+    for (st, running) in crate::containers::project_containers(host.root(), None) {
+        let entry = by_project
+            .entry(label(&st, stack_plan::LABEL_PROJECT))
+            .or_default();
+        let state = match st.status {
+            _ if running => "running",
+            stack_runtime::Status::Created => "created",
+            _ => "exited",
+        };
+        *entry.0.entry(state).or_default() += 1;
+        entry.1 = label(&st, crate::service::LABEL_CONFIG_FILES);
+    }
+    by_project
+        .into_iter()
+        .map(|(name, (counts, config_files))| ProjectSummary {
+            name,
+            status: counts
+                .iter()
+                .map(|(s, n)| format!("{s}({n})"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            config_files,
+        })
+        .collect()
 }

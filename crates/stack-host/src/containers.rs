@@ -1,5 +1,6 @@
-//! `stack container ls | inspect | logs | stop | kill | rm`: read the state
-//! the containers' monitors write, and signal their PID 1.
+//! Containers on the host: found by name or id from the state their
+//! monitors write; started, stopped, signalled, frozen and removed; their
+//! processes as `ps` shows them.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -9,8 +10,10 @@ use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 use stack_runtime::{State, Status};
 
+use crate::Host;
+
 /// Every container under `root`, with its state (or why it cannot be read).
-fn all(root: &Path) -> Vec<(PathBuf, anyhow::Result<State>)> {
+pub fn all(root: &Path) -> Vec<(PathBuf, anyhow::Result<State>)> {
     let Ok(entries) = std::fs::read_dir(root.join("containers")) else {
         return Vec::new();
     };
@@ -28,7 +31,6 @@ fn all(root: &Path) -> Vec<(PathBuf, anyhow::Result<State>)> {
     out
 }
 
-/// A container by name, full id or unique id prefix.
 /// The containers carrying a project's label (of `project`, or of any),
 /// and whether each runs.
 pub fn project_containers(root: &Path, project: Option<&str>) -> Vec<(State, bool)> {
@@ -55,10 +57,7 @@ pub fn every(root: &Path) -> Vec<(State, bool)> {
         .collect()
 }
 
-pub fn status_of(st: &State) -> String {
-    status_text(st)
-}
-
+/// A container by name, full id or unique id prefix.
 pub fn find(root: &Path, key: &str) -> anyhow::Result<(PathBuf, State)> {
     let mut matches = Vec::new();
     for (dir, st) in all(root) {
@@ -92,7 +91,7 @@ pub fn ensure_name_free(root: &Path, name: &str) -> anyhow::Result<()> {
 }
 
 /// Running, exited, or lost (its PID 1 is gone without an exit record).
-fn status_text(st: &State) -> String {
+pub fn status_text(st: &State) -> String {
     match st.status {
         Status::Running if stack_runtime::state::alive(st) => {
             if is_paused(&st.id) {
@@ -114,137 +113,8 @@ pub fn is_paused(id: &str) -> bool {
     stack_runtime::cgroup::layout(id).is_ok_and(|l| stack_runtime::cgroup::is_frozen(&l))
 }
 
-fn running(st: &State) -> bool {
+pub fn running(st: &State) -> bool {
     st.status == Status::Running && stack_runtime::state::alive(st)
-}
-
-pub fn ls(root: &Path, all_: bool, quiet: bool) -> anyhow::Result<()> {
-    if !quiet {
-        println!(
-            "{:<14}{:<20}{:<30}STATUS",
-            "CONTAINER ID", "NAME", "COMMAND"
-        );
-    }
-    for (dir, st) in all(root) {
-        match st {
-            Ok(st) => {
-                if !all_ && !running(&st) {
-                    continue;
-                }
-                if quiet {
-                    println!("{}", &st.id[..12]);
-                    continue;
-                }
-                let mut cmd = format!("\"{}\"", st.spec.args.join(" "));
-                if cmd.len() > 28 {
-                    cmd = format!(
-                        "{}…\"",
-                        &cmd[..cmd
-                            .char_indices()
-                            .nth(25)
-                            .map(|(i, _)| i)
-                            .unwrap_or(cmd.len())]
-                    );
-                }
-                println!(
-                    "{:<14}{:<20}{:<30}{}",
-                    &st.id[..12],
-                    st.name,
-                    cmd,
-                    status_text(&st)
-                );
-            }
-            Err(e) => eprintln!("warning: {}: {e:#}", dir.display()),
-        }
-    }
-    Ok(())
-}
-
-pub fn inspect(root: &Path, key: &str) -> anyhow::Result<()> {
-    let (_, st) = find(root, key)?;
-    let mut v = serde_json::to_value(&st)?;
-    v["running"] = serde_json::Value::Bool(running(&st));
-    // What the engine saw of a project's container: health and restarts
-    // (when an engine runs: inspecting starts none).
-    let project = st.spec.labels.get(stack_plan::LABEL_PROJECT);
-    if let (Some(project), Some((rt, client))) = (project, crate::engine::running_client()) {
-        let path = format!("/v1/projects/{project}/containers?all=1");
-        let rows: Vec<stack_api::ContainerSummary> =
-            rt.block_on(client.get(&path)).unwrap_or_default();
-        if let Some(c) = rows.iter().find(|c| c.id == st.id) {
-            v["restarts"] = c.restarts.into();
-            if !c.health.is_empty() {
-                v["health"] = serde_json::json!({"status": c.health, "log": c.health_log});
-            }
-        }
-    }
-    println!("{}", serde_json::to_string_pretty(&v)?);
-    Ok(())
-}
-
-/// `container logs`: with `tail`, the last N records (read from the
-/// log's end), then with `follow` on from there.
-pub fn logs(
-    root: &Path,
-    key: &str,
-    follow: bool,
-    timestamps: bool,
-    tail: Option<usize>,
-) -> anyhow::Result<()> {
-    use std::io::Write;
-    let (dir, _) = find(root, key)?;
-    let mut log = stack_runtime::logs::Follower::new(stack_runtime::state::log_path(&dir));
-    if !follow {
-        log = log.to_current_end();
-    }
-    let mut last = tail.map(|n| log.tail(n, |_| true));
-    loop {
-        let (records, bad) = match last.take() {
-            Some(records) => (records, Vec::new()),
-            None => log.read_new(),
-        };
-        let read_some = !records.is_empty() || !bad.is_empty();
-        for at in bad {
-            eprintln!(
-                "warning: {}: skipping a damaged record at byte {at}",
-                log.path().display()
-            );
-        }
-        let (mut out, mut err) = (std::io::stdout().lock(), std::io::stderr().lock());
-        for r in records {
-            let prefix = if timestamps {
-                format!("{} ", r.time)
-            } else {
-                String::new()
-            };
-            let w: &mut dyn Write = if r.stream == "stderr" {
-                &mut err
-            } else {
-                &mut out
-            };
-            write!(w, "{prefix}{}", r.log)?;
-        }
-        out.flush()?;
-        if !follow {
-            // The tail, or all there is (a chunk at a time).
-            if tail.is_some() || !read_some {
-                return Ok(());
-            }
-            continue;
-        }
-        if log.behind() {
-            continue;
-        }
-        let st = stack_runtime::state::read(&dir)?;
-        if !running(&st) {
-            // One last read for what came before the exit.
-            if !log.behind() {
-                return Ok(());
-            }
-            continue;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 pub fn parse_signal(s: &str) -> anyhow::Result<Signal> {
@@ -286,11 +156,6 @@ fn wait_exited(dir: &Path, timeout: Duration) -> Option<State> {
 
 fn pid_alive(pid: i32) -> bool {
     nix::sys::signal::kill(Pid::from_raw(pid), None).is_ok()
-}
-
-pub fn stop(root: &Path, key: &str, grace: Option<u64>) -> anyhow::Result<()> {
-    println!("{}", stop_one(root, key, grace)?);
-    Ok(())
 }
 
 /// Starts a stopped container again, in place: the same id, writable
@@ -338,9 +203,9 @@ pub fn start_detached(spec: &stack_runtime::Spec, root: &Path) -> anyhow::Result
 }
 
 /// Stops then removes a container (`stack down`); returns its name.
-pub fn stop_and_remove(root: &Path, key: &str, grace: Option<u64>) -> anyhow::Result<String> {
-    stop_one(root, key, grace)?;
-    remove_one(root, key, true)
+pub fn stop_and_remove(host: &Host, key: &str, grace: Option<u64>) -> anyhow::Result<String> {
+    stop_one(host.root(), key, grace)?;
+    remove_one(host, key, true)
 }
 
 /// Stops (as `stop_one`) and starts again in place; returns the name.
@@ -368,11 +233,6 @@ pub fn stop_one(root: &Path, key: &str, grace: Option<u64>) -> anyhow::Result<St
         }
     }
     Ok(st.name)
-}
-
-pub fn kill(root: &Path, key: &str, sig: &str) -> anyhow::Result<()> {
-    println!("{}", kill_one(root, key, sig)?);
-    Ok(())
 }
 
 /// Sends a running container a signal; returns its name.
@@ -410,22 +270,9 @@ fn mark_stopped(dir: &Path, stopped: bool) -> anyhow::Result<()> {
     done.with_context(|| format!("cannot write `{}`", path.display()))
 }
 
-pub fn rm(root: &Path, keys: &[String], force: bool) -> anyhow::Result<()> {
-    let mut failures = Vec::new();
-    for key in keys {
-        match remove_one(root, key, force) {
-            Ok(name) => println!("{name}"),
-            Err(e) => failures.push(format!("{e:#}")),
-        }
-    }
-    if !failures.is_empty() {
-        bail!("{}", failures.join("\n"));
-    }
-    Ok(())
-}
-
 /// Removes a container (killing it first with `force`); returns its name.
-pub fn remove_one(root: &Path, key: &str, force: bool) -> anyhow::Result<String> {
+pub fn remove_one(host: &Host, key: &str, force: bool) -> anyhow::Result<String> {
+    let root = host.root();
     let (dir, st) = find(root, key)?;
     if running(&st) {
         if !force {
@@ -446,27 +293,10 @@ pub fn remove_one(root: &Path, key: &str, force: bool) -> anyhow::Result<String>
         }
     }
     if let stack_runtime::NetworkMode::Path(_) = st.spec.network {
-        crate::network::unwire(&st.id)?;
+        crate::network::unwire(host, &st.id)?;
     }
     stack_sys::remove_tree(root, &dir)?;
     Ok(st.name)
-}
-
-/// `container exec`: `p` in the running container `key`, from here (the
-/// CLI joins its namespaces); with `detach`, left running on its own.
-pub fn exec(
-    root: &Path,
-    key: &str,
-    p: &stack_runtime::Process,
-    detach: bool,
-) -> anyhow::Result<i32> {
-    let st = running_state(root, key)?;
-    if detach {
-        stack_runtime::exec_detached(&st, p)?;
-        return Ok(0);
-    }
-    stack_runtime::ignore_terminal_interrupts()?;
-    Ok(stack_runtime::exec(&st, p)?)
 }
 
 /// The state of `key`, which must be running.
@@ -485,61 +315,6 @@ fn running_layout(
     let st = running_state(root, key)?;
     let layout = stack_runtime::cgroup::layout(&st.id)?;
     Ok((st, layout))
-}
-
-/// `container port NAME [PORT[/PROTO]]`, as `docker port` prints it.
-pub fn port(root: &Path, key: &str, which: Option<&str>) -> anyhow::Result<()> {
-    let (_, st) = find(root, key)?;
-    let all = crate::network::ports_of(&st.id)?;
-    let wanted = which.map(|w| {
-        if w.contains('/') {
-            w.to_string()
-        } else {
-            format!("{w}/tcp")
-        }
-    });
-    let shown: Vec<&String> = all
-        .iter()
-        .filter(|l| {
-            wanted
-                .as_ref()
-                .is_none_or(|w| l.starts_with(&format!("{w} ")))
-        })
-        .collect();
-    if shown.is_empty() && wanted.is_some() {
-        bail!(
-            "no public port `{}` published for `{}`",
-            wanted.unwrap_or_default(),
-            st.name
-        );
-    }
-    for l in shown {
-        match &wanted {
-            Some(_) => println!("{}", l.split(" -> ").nth(1).unwrap_or_default()),
-            None => println!("{l}"),
-        }
-    }
-    Ok(())
-}
-
-/// `container top NAME`.
-pub fn top(root: &Path, key: &str) -> anyhow::Result<()> {
-    print_top(&top_of(&running_state(root, key)?).processes);
-    Ok(())
-}
-
-/// A container's processes as `docker top` prints them.
-pub fn print_top(processes: &[stack_api::TopProcess]) {
-    println!(
-        "{:<10} {:<8} {:<8} {:<3} {:<6} {:<7} {:<9} CMD",
-        "UID", "PID", "PPID", "C", "STIME", "TTY", "TIME"
-    );
-    for p in processes {
-        println!(
-            "{:<10} {:<8} {:<8} {:<3} {:<6} {:<7} {:<9} {}",
-            p.uid, p.pid, p.ppid, p.c, p.stime, p.tty, p.time, p.cmd
-        );
-    }
 }
 
 /// The processes of a running container (its cgroup's), as `ps -ef` reads
@@ -663,11 +438,6 @@ fn ps_row(
     })
 }
 
-pub fn pause(root: &Path, key: &str, frozen: bool) -> anyhow::Result<()> {
-    println!("{}", freeze(root, key, frozen)?);
-    Ok(())
-}
-
 /// Freezes or thaws every process of a running container; returns its name.
 pub fn freeze(root: &Path, key: &str, frozen: bool) -> anyhow::Result<String> {
     let (st, layout) = running_layout(root, key)?;
@@ -682,6 +452,11 @@ pub fn running_pid(root: &Path, key: &str) -> anyhow::Result<i32> {
         bail!("container `{}` is not running", st.name);
     }
     Ok(st.pid)
+}
+
+/// A label of a container, or "".
+pub fn label(st: &State, key: &str) -> String {
+    st.spec.labels.get(key).cloned().unwrap_or_default()
 }
 
 #[cfg(test)]

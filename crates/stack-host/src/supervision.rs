@@ -177,7 +177,7 @@ pub fn observed(root: &Path, st: &State, running: bool) -> Observed {
         image: st.spec.image.clone(),
         running,
         exit_code: st.exit_code,
-        stopped_by_user: crate::lifecycle::stopped_by_user(&dir),
+        stopped_by_user: crate::containers::stopped_by_user(&dir),
         one_off: label(LABEL_ONEOFF) == "True",
         auto_remove: st.spec.auto_remove,
         restart: st.spec.restart.as_ref().map(policy).unwrap_or_default(),

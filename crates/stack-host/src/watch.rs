@@ -11,7 +11,7 @@ use anyhow::Context as _;
 use stack_api::{Event, Events, LoadSpec, WatchRequest};
 use stack_engine::watch::{Exec, Trigger, WatchSpec};
 
-use crate::reconcile::HostEngine;
+use crate::driver::HostEngine;
 
 /// Makes `paths` in container `id` what they are on the host.
 pub fn sync(root: &Path, id: &str, t: &Trigger, paths: &[PathBuf]) -> anyhow::Result<usize> {
@@ -46,48 +46,6 @@ pub fn exec(root: &Path, id: &str, e: &Exec) -> anyhow::Result<(i32, String)> {
         (Some(code), out) => Ok((code, out)),
         (None, _) => anyhow::bail!("still running after {}s: killed", EXEC_TIMEOUT.as_secs()),
     }
-}
-
-/// The loader's options from what the client sent.
-pub fn load_options(l: &LoadSpec) -> stack_loader::Options {
-    stack_loader::Options {
-        working_dir: l.working_dir.clone().into(),
-        files: l.files.iter().map(PathBuf::from).collect(),
-        project_directory: l.project_directory.as_ref().map(PathBuf::from),
-        project_name: l.project_name.clone(),
-        env_files: l.env_files.iter().map(PathBuf::from).collect(),
-        profiles: l.profiles.clone(),
-        shell: l.shell.clone(),
-        home: l.home.as_ref().map(PathBuf::from),
-        ..stack_loader::Options::default()
-    }
-}
-
-/// What the client sends of its loader's options.
-pub fn load_spec(o: &stack_loader::Options) -> LoadSpec {
-    let s = |p: &Path| p.display().to_string();
-    LoadSpec {
-        working_dir: s(&o.working_dir),
-        files: o.files.iter().map(|p| s(p)).collect(),
-        project_directory: o.project_directory.as_deref().map(s),
-        project_name: o.project_name.clone(),
-        env_files: o.env_files.iter().map(|p| s(p)).collect(),
-        profiles: o.profiles.clone(),
-        shell: o.shell.clone(),
-        home: o.home.as_deref().map(s),
-    }
-}
-
-/// Every file a load read: stack files, and the env files (`--env-file`,
-/// else the project directory's `.env`, which may appear later).
-pub fn loaded_files(loaded: &stack_loader::Loaded, o: &stack_loader::Options) -> Vec<String> {
-    let mut files: Vec<PathBuf> = loaded.files.clone();
-    if o.env_files.is_empty() {
-        files.push(loaded.project_dir.join(".env"));
-    } else {
-        files.extend(o.env_files.iter().map(|f| o.working_dir.join(f)));
-    }
-    files.iter().map(|p| p.display().to_string()).collect()
 }
 
 /// Inotify watches for a spec: each rule's path (a directory recursively,
@@ -174,9 +132,9 @@ pub struct Watches {
 }
 
 /// Where a detached watch is kept, to be resumed by the next engine.
-fn saved_path(project: &str) -> anyhow::Result<PathBuf> {
+fn saved_path(root: &Path, project: &str) -> anyhow::Result<PathBuf> {
     stack_model::names::check(stack_model::names::Kind::Project, project)?;
-    let dir = crate::container::stack_root().join("watch");
+    let dir = root.join("watch");
     Ok(stack_sys::join(&dir, &format!("{project}.json"))?)
 }
 
@@ -210,8 +168,8 @@ impl Watches {
                 inotify.clone(),
                 reload_events.clone(),
             );
-            crate::reconcile::blocking(move || {
-                let (loaded, files) = crate::compose::load_for_up(&load_options(&req.load))
+            crate::driver::blocking(move || {
+                let (loaded, files) = reload(&req.load, &events)
                     .map_err(|e| anyhow::anyhow!("the stack is left as it was: {e:#}"))?;
                 let up_req = stack_api::UpRequest {
                     project: loaded.project,
@@ -254,14 +212,14 @@ impl Watches {
     }
 
     /// Stops the project's watch (only if it is watch `id`, when given).
-    pub fn stop(&self, project: &str, id: Option<u64>) -> bool {
+    pub fn stop(&self, root: &Path, project: &str, id: Option<u64>) -> bool {
         let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
         match running.get(project) {
             Some((have, task)) if id.is_none_or(|id| id == *have) => {
                 task.abort();
                 running.remove(project);
                 if id.is_none() {
-                    if let Ok(path) = saved_path(project) {
+                    if let Ok(path) = saved_path(root, project) {
                         let _ = std::fs::remove_file(path);
                     }
                 }
@@ -272,8 +230,8 @@ impl Watches {
     }
 
     /// Keeps a detached watch for the next engine.
-    pub fn save(req: &WatchRequest) -> anyhow::Result<()> {
-        let path = saved_path(&req.up.project.name)?;
+    pub fn save(root: &Path, req: &WatchRequest) -> anyhow::Result<()> {
+        let path = saved_path(root, &req.up.project.name)?;
         stack_sys::private_dir(path.parent().expect("under the root"))?;
         stack_sys::write_atomic(&path, &serde_json::to_vec(req)?)
             .with_context(|| format!("cannot write `{}`", path.display()))
@@ -281,8 +239,8 @@ impl Watches {
 
     /// The detached watches an earlier engine kept; an unreadable one is
     /// named and left in place.
-    pub fn saved() -> Vec<Result<WatchRequest, String>> {
-        let dir = crate::container::stack_root().join("watch");
+    pub fn saved(root: &Path) -> Vec<Result<WatchRequest, String>> {
+        let dir = root.join("watch");
         let Ok(entries) = std::fs::read_dir(&dir) else {
             return Vec::new();
         };
@@ -298,4 +256,17 @@ impl Watches {
             })
             .collect()
     }
+}
+
+/// The project a watch loads again, as the client loaded it; the loader's
+/// warnings go to the watch's events.
+fn reload(l: &LoadSpec, events: &Events) -> anyhow::Result<(stack_api::UpRequest, Vec<String>)> {
+    let opts = crate::load::options(l);
+    let loaded = stack_loader::load(&opts)?;
+    for w in &loaded.warnings {
+        events.send(Event::Warning {
+            message: w.to_string(),
+        });
+    }
+    crate::load::up_request(loaded, &opts)
 }

@@ -1,0 +1,126 @@
+//! How the CLI reaches the engine (`stack daemon`, one per store root, on
+//! `$STACK_ROOT/engine.sock`): starting it when it is not there, and
+//! replacing it when it runs another build of the binary.
+//!
+//! Containers do not depend on the engine: each has its own monitor
+//! process (stack-runtime) that keeps its log and records its exit. So a
+//! crashed or killed engine loses nothing; the next one reads the state on
+//! disk (re-adoption) and sweeps what an operation cut short left behind.
+
+use std::os::unix::fs::OpenOptionsExt as _;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{bail, Context as _};
+use stack_host::daemon::binary_id;
+
+use crate::container::stack_root;
+
+/// The engine's socket: `STACK_SOCKET`, or `engine.sock` under the root.
+pub fn socket_path() -> PathBuf {
+    std::env::var_os("STACK_SOCKET")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| stack_root().join("engine.sock"))
+}
+
+/// A client of the engine, which is started first if it is not running,
+/// and restarted if it runs another build of the binary than ours (an
+/// upgrade: its containers run on, the new engine re-adopts them).
+pub fn client() -> anyhow::Result<(tokio::runtime::Runtime, stack_api::Client)> {
+    let socket = socket_path();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let client = stack_api::Client::new(&socket);
+    match std::os::unix::net::UnixStream::connect(&socket) {
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => bail!(
+            "cannot reach the engine at `{}`: permission denied (it lets in root, and the members of the group `stack daemon --group` names)",
+            socket.display()
+        ),
+        Err(_) => {
+            start(&socket)?;
+            return Ok((rt, client));
+        }
+        Ok(_) => {}
+    }
+    let ours = std::env::current_exe()
+        .map(|p| binary_id(&p))
+        .unwrap_or_default();
+    if let Ok(v) = rt.block_on(client.get::<stack_api::Version>("/v1/version")) {
+        if !ours.is_empty() && v.binary != ours {
+            replace(&socket, v.pid)?;
+        }
+    }
+    Ok((rt, client))
+}
+
+/// A client of the engine if one runs (none is started).
+pub fn running_client() -> Option<(tokio::runtime::Runtime, stack_api::Client)> {
+    let socket = socket_path();
+    std::os::unix::net::UnixStream::connect(&socket).ok()?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .ok()?;
+    Some((rt, stack_api::Client::new(&socket)))
+}
+
+/// Stops an engine of another build (it finishes what it does first) and
+/// starts ours.
+fn replace(socket: &Path, pid: u32) -> anyhow::Result<()> {
+    let pid = nix::unistd::Pid::from_raw(pid as i32);
+    let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+    let t = std::time::Instant::now();
+    while stack_runtime::state::process_running(pid.as_raw()) {
+        if t.elapsed() > Duration::from_secs(70) {
+            bail!("the engine of another build (pid {pid}) does not stop");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    start(socket)
+}
+
+/// Starts `stack daemon` in the background and waits until it answers.
+fn start(socket: &Path) -> anyhow::Result<()> {
+    let root = stack_root();
+    stack_sys::prepare_root(&root, 0o700)
+        .with_context(|| format!("cannot make the store root `{}`", root.display()))?;
+    let log_path = root.join("engine.log");
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(&log_path)
+        .with_context(|| format!("cannot open `{}`", log_path.display()))?;
+    let exe = std::env::current_exe().context("cannot find our own binary")?;
+    let mut child = std::process::Command::new(exe)
+        .arg("daemon")
+        .stdin(std::process::Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .spawn()
+        .context("cannot start the engine")?;
+    let t = std::time::Instant::now();
+    loop {
+        if std::os::unix::net::UnixStream::connect(socket).is_ok() {
+            return Ok(());
+        }
+        // Exiting with success means another engine won the race to start.
+        if let Ok(Some(status)) = child.try_wait() {
+            if !status.success() {
+                let text = std::fs::read_to_string(&log_path).unwrap_or_default();
+                let last = text.lines().last().unwrap_or("").to_string();
+                bail!("the engine did not start ({status}): {last}");
+            }
+        }
+        if t.elapsed() > Duration::from_secs(10) {
+            bail!(
+                "the engine did not answer on `{}` within 10 s (see `{}`)",
+                socket.display(),
+                log_path.display()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}

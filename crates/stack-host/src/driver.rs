@@ -1,0 +1,330 @@
+//! The host as the engine's driver: containers through the runtime
+//! (made from a service by [`crate::service`]), networks through
+//! stack-net, images from the store (pulled when missing). Operations
+//! block (forks, netlink, waits for stops), so each runs on a thread of its
+//! own and the engine awaits it.
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Context as _};
+use stack_engine::{network_name, HealthConfig, Observed, Origin, ProbeResult};
+use stack_model::{Project, Service};
+
+use crate::{ContainerConfig, Host, Launch};
+
+/// The engine of this host.
+pub type HostEngine = std::sync::Arc<stack_engine::Engine<Host>>;
+
+/// Runs `f` on a new thread; its result when it ends.
+pub(crate) async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> anyhow::Result<T> + Send + 'static,
+) -> anyhow::Result<T> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    rx.await
+        .unwrap_or_else(|_| Err(anyhow::anyhow!("an engine thread ended without an answer")))
+}
+
+impl Host {
+    /// Runs `f` with `key` (a container's id, a network's or an image's
+    /// name) on a thread of its own.
+    async fn on<T: Send + 'static>(
+        &self,
+        key: &str,
+        f: impl FnOnce(&Host, &str) -> anyhow::Result<T> + Send + 'static,
+    ) -> anyhow::Result<T> {
+        let (host, key) = (self.clone(), key.to_string());
+        blocking(move || f(&host, &key)).await
+    }
+
+    /// Makes a service's container (started or only created).
+    async fn new_container(
+        &self,
+        origin: &Origin<'_>,
+        service: &str,
+        number: u32,
+        name: &str,
+        how: Launch,
+    ) -> anyhow::Result<Observed> {
+        let s = &origin.project.services[service];
+        let config = crate::service::config(self, origin, service, s, number, name)?;
+        self.on(name, move |host, _| new_container(host, &config, how))
+            .await
+    }
+}
+
+fn new_container(host: &Host, c: &ContainerConfig, how: Launch) -> anyhow::Result<Observed> {
+    let id = crate::create::launch(host, c, how, None)?.id;
+    let root = host.root();
+    let st = stack_runtime::state::read(&stack_runtime::container_dir(root, &id))?;
+    let running = stack_runtime::state::alive(&st);
+    Ok(crate::supervision::observed(root, &st, running))
+}
+
+impl stack_engine::Driver for Host {
+    fn observe(&self, project: Option<&str>) -> anyhow::Result<Vec<Observed>> {
+        let root = self.root();
+        Ok(crate::containers::project_containers(root, project)
+            .iter()
+            .map(|(st, running)| crate::supervision::observed(root, st, *running))
+            .collect())
+    }
+
+    fn networks(&self) -> anyhow::Result<Vec<String>> {
+        Ok(self
+            .networks()?
+            .networks()?
+            .into_iter()
+            .map(|n| n.name)
+            .collect())
+    }
+
+    async fn create_network(&self, project: &Project, key: &str, name: &str) -> anyhow::Result<()> {
+        let (project, key) = (project.clone(), key.to_string());
+        self.on(name, move |host, name| {
+            create_network(host, &project, &key, name)
+        })
+        .await
+    }
+
+    async fn remove_network(&self, name: &str) -> anyhow::Result<()> {
+        self.on(name, |host, name| {
+            Ok(host.block_on(stack_net::remove(&host.networks()?, name))??)
+        })
+        .await
+    }
+
+    async fn pull(&self, project: &Project, service: &str, policy: &str) -> anyhow::Result<bool> {
+        let s = &project.services[service];
+        let (image, platform, policy) = (
+            crate::service::image_of(service, s)?,
+            s.platform.clone(),
+            policy.to_string(),
+        );
+        self.on(&image, move |host, image| {
+            ensure_image(host, image, platform.as_deref(), &policy)
+        })
+        .await
+    }
+
+    async fn run(
+        &self,
+        origin: &Origin<'_>,
+        service: &str,
+        number: u32,
+        name: &str,
+    ) -> anyhow::Result<Observed> {
+        self.new_container(origin, service, number, name, Launch::Detached)
+            .await
+    }
+
+    async fn create(
+        &self,
+        origin: &Origin<'_>,
+        service: &str,
+        number: u32,
+        name: &str,
+    ) -> anyhow::Result<Observed> {
+        self.new_container(origin, service, number, name, Launch::CreateOnly)
+            .await
+    }
+
+    async fn start(&self, id: &str) -> anyhow::Result<()> {
+        self.on(id, |host, id| {
+            crate::containers::start_again(host.root(), id).map(drop)
+        })
+        .await
+    }
+
+    async fn restart(&self, id: &str, timeout: Option<u64>) -> anyhow::Result<()> {
+        self.on(id, move |host, id| {
+            crate::containers::restart_one(host.root(), id, timeout).map(drop)
+        })
+        .await
+    }
+
+    async fn stop(&self, id: &str, timeout: Option<u64>) -> anyhow::Result<()> {
+        self.on(id, move |host, id| {
+            crate::containers::stop_one(host.root(), id, timeout).map(drop)
+        })
+        .await
+    }
+
+    async fn kill(&self, id: &str, signal: &str) -> anyhow::Result<()> {
+        let signal = signal.to_string();
+        self.on(id, move |host, id| {
+            crate::containers::kill_one(host.root(), id, &signal).map(drop)
+        })
+        .await
+    }
+
+    async fn pause(&self, id: &str, paused: bool) -> anyhow::Result<()> {
+        self.on(id, move |host, id| {
+            crate::containers::freeze(host.root(), id, paused).map(drop)
+        })
+        .await
+    }
+
+    fn paused(&self, id: &str) -> bool {
+        crate::containers::is_paused(id)
+    }
+
+    async fn remove(&self, id: &str, timeout: Option<u64>) -> anyhow::Result<()> {
+        self.on(id, move |host, id| {
+            crate::containers::stop_and_remove(host, id, timeout).map(drop)
+        })
+        .await
+    }
+
+    async fn wait(&self, id: &str) -> anyhow::Result<stack_engine::Exit> {
+        crate::supervision::wait_exit(self.root(), id).await
+    }
+
+    async fn probe(&self, id: &str, health: &HealthConfig) -> ProbeResult {
+        let health = health.clone();
+        self.on(id, move |host, id| {
+            Ok(crate::supervision::probe(host.root(), id, &health))
+        })
+        .await
+        .unwrap_or_else(|e| ProbeResult {
+            code: 1,
+            output: format!("{e:#}"),
+        })
+    }
+
+    async fn sync(
+        &self,
+        id: &str,
+        trigger: &stack_engine::watch::Trigger,
+        paths: &[PathBuf],
+    ) -> anyhow::Result<usize> {
+        let (trigger, paths) = (trigger.clone(), paths.to_vec());
+        self.on(id, move |host, id| {
+            crate::watch::sync(host.root(), id, &trigger, &paths)
+        })
+        .await
+    }
+
+    async fn exec(
+        &self,
+        id: &str,
+        exec: &stack_engine::watch::Exec,
+    ) -> anyhow::Result<(i32, String)> {
+        let exec = exec.clone();
+        self.on(id, move |host, id| {
+            crate::watch::exec(host.root(), id, &exec)
+        })
+        .await
+    }
+
+    fn remove_volume(&self, name: &str) -> anyhow::Result<bool> {
+        let root = self.root();
+        Ok(stack_sys::remove_tree(
+            root,
+            &crate::service::volume_dir(root, name)?,
+        )?)
+    }
+
+    fn remove_image(&self, name: &str) -> anyhow::Result<bool> {
+        let store = self.images()?;
+        match crate::images::remove(self, &store, &[name.to_string()])?.remove(0) {
+            Ok(_) => Ok(true),
+            Err(stack_image::ImageError::NotFound(_)) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    fn forget_project(&self, project: &str) -> anyhow::Result<()> {
+        let root = self.root();
+        stack_sys::remove_tree(root, &crate::service::project_dir(root, project)?)?;
+        Ok(())
+    }
+}
+
+/// Creates a project's network (and the DNS server that answers on it).
+fn create_network(host: &Host, project: &Project, key: &str, name: &str) -> anyhow::Result<()> {
+    let n = &project.networks[key];
+    fn parse<T: std::str::FromStr>(
+        key: &str,
+        what: &str,
+        v: &Option<String>,
+    ) -> anyhow::Result<Option<T>> {
+        v.as_deref()
+            .map(|s| {
+                s.parse::<T>()
+                    .map_err(|_| anyhow::anyhow!("network {key}: invalid {what} `{s}`"))
+            })
+            .transpose()
+    }
+    let mut subnets = Vec::new();
+    for c in &n.ipam.config {
+        subnets.push(stack_net::SubnetRequest {
+            subnet: parse(key, "subnet", &c.subnet)?,
+            gateway: parse(key, "gateway", &c.gateway)?,
+            ip_range: parse(key, "ip_range", &c.ip_range)?,
+            aux_addresses: c
+                .aux_addresses
+                .0
+                .values()
+                .map(|v| {
+                    v.parse()
+                        .with_context(|| format!("network {key}: invalid aux address `{v}`"))
+                })
+                .collect::<anyhow::Result<_>>()?,
+        });
+    }
+    let mut labels = n.labels.0.clone();
+    labels.insert("com.docker.compose.project".into(), project.name.clone());
+    labels.insert("com.docker.compose.network".into(), key.to_string());
+    let opts = stack_net::CreateOptions {
+        name: name.to_string(),
+        driver: n.driver.clone(),
+        driver_opts: n.driver_opts.0.clone(),
+        subnets,
+        ipv6: n.enable_ipv6.unwrap_or(false),
+        internal: n.internal,
+        labels,
+    };
+    crate::network::create(host, &opts)?;
+    Ok(())
+}
+
+/// For a one-off container of `service` (`stack run`): the project's
+/// networks it joins, created if missing.
+pub fn run_networks(host: &Host, project: &Project, service: &Service) -> anyhow::Result<()> {
+    let have = stack_engine::Driver::networks(host)?;
+    if service.network_mode.is_some() {
+        return Ok(());
+    }
+    for key in service.networks.keys() {
+        let name = network_name(project, key);
+        if !have.contains(&name) {
+            if project.networks.get(key).is_some_and(|n| n.external.0) {
+                bail!("network {name} declared as external, but could not be found");
+            }
+            create_network(host, project, key, &name)?;
+        }
+    }
+    Ok(())
+}
+
+/// Pulls `image` as `policy` (`always`, `missing`, `never`) says; true if it did.
+pub(crate) fn ensure_image(
+    host: &Host,
+    image: &str,
+    platform: Option<&str>,
+    policy: &str,
+) -> anyhow::Result<bool> {
+    let store = host.images()?;
+    if store.lookup(image).is_ok() && policy != "always" {
+        return Ok(false);
+    }
+    if policy == "never" {
+        bail!("image `{image}` is not here and the pull policy is never");
+    }
+    crate::images::pull(host, image, platform, std::sync::Arc::new(|_| {}))
+        .with_context(|| format!("image `{image}` is not here"))?;
+    Ok(true)
+}

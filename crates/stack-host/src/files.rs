@@ -1,0 +1,53 @@
+//! The container's side of a copy (`cp`, `container cp`): archives of
+//! paths in a running container, and archives extracted into it, through
+//! stack-runtime's `ContainerFs` (every path resolved inside the
+//! container's root: no symlink in it leads a copy out).
+
+use std::io::{Read, Write};
+use std::path::Path;
+
+use anyhow::Context as _;
+use stack_runtime::files::ContainerFs;
+use stack_runtime::State;
+
+/// The name a copy of `path` gets: its last part (`root` for `/`).
+pub fn top_name(path: &str) -> String {
+    Path::new(path.trim_end_matches("/."))
+        .file_name()
+        .map_or("root".into(), |n| n.to_string_lossy().into_owned())
+}
+
+/// A tar of `path` in the running container `st` (the engine's `GET
+/// .../archive`, `container cp` here): checked now (running, the path
+/// there), written by the function returned, as it walks.
+pub fn archive(
+    st: &State,
+    path: &str,
+) -> anyhow::Result<impl FnOnce(&mut dyn Write) -> anyhow::Result<()> + Send + 'static> {
+    let fs = ContainerFs::open(st)?;
+    if fs.is_dir(path)?.is_none() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            format!("{}:{path}: no such file or directory", st.name),
+        )
+        .into());
+    }
+    let (name, path) = (st.name.clone(), path.to_string());
+    Ok(move |out: &mut dyn Write| {
+        fs.tar_out(&path, &top_name(&path), out)
+            .with_context(|| format!("{name}:{path}"))
+            .map(drop)
+    })
+}
+
+/// Extracts the tar `tar` reads at `path` in the running container `st`.
+pub fn extract(
+    st: &State,
+    path: &str,
+    contents: bool,
+    tar: &mut dyn Read,
+) -> anyhow::Result<usize> {
+    ContainerFs::open(st)?
+        .tar_in(tar, path, contents)
+        .with_context(|| format!("{}:{path}", st.name))
+}

@@ -1,0 +1,149 @@
+//! Images on the host: pulls (one, with its progress; a stack's, as the
+//! engine reports them) and removal that spares what containers use.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{bail, Context as _};
+use stack_image::auth::AuthSources;
+use stack_image::manifest::Platform;
+use stack_image::reference::Reference;
+use stack_image::registry::Client;
+use stack_image::transfer::{self, Progress, Pulled};
+
+use crate::Host;
+
+/// A registry client with the credentials of `login` (and Docker's).
+pub fn registry_client() -> Arc<Client> {
+    Arc::new(Client::new(AuthSources::from_env()))
+}
+
+/// `OS/ARCH[/VARIANT]`, or this host's platform.
+pub fn platform(p: Option<&str>) -> anyhow::Result<Platform> {
+    match p {
+        Some(p) => Platform::parse(p).map_err(anyhow::Error::msg),
+        None => Ok(Platform::host()),
+    }
+}
+
+/// Pulls `reference` for `platform` (this host's by default) into the
+/// store, telling `progress` what each layer does.
+pub fn pull(
+    host: &Host,
+    reference: &str,
+    platform_: Option<&str>,
+    progress: Progress,
+) -> anyhow::Result<Pulled> {
+    let r = Reference::parse(reference)?;
+    let platform = platform(platform_)?;
+    let store = host.images()?;
+    host.block_on(transfer::pull(
+        registry_client(),
+        &store,
+        &r,
+        &platform,
+        progress,
+    ))?
+    .with_context(|| format!("cannot pull {r}"))
+}
+
+/// `stack pull`, in the engine: every image at once, each reported as an
+/// `Image` event (`Pulling`, then `Pulled`); a failure is a warning for
+/// an image its service builds, or with `ignore_failures`, else an error
+/// naming every one that failed.
+pub fn pull_all(
+    host: &Host,
+    req: &stack_api::PullRequest,
+    events: &stack_api::Events,
+) -> anyhow::Result<()> {
+    let store = host.images()?;
+    let client = registry_client();
+    let mut wanted: Vec<(Reference, Platform, bool)> = Vec::new();
+    for i in &req.images {
+        let r = Reference::parse(&i.reference)?;
+        let p = platform(i.platform.as_deref())?;
+        if !wanted.iter().any(|(w, q, _)| *w == r && *q == p) {
+            wanted.push((r, p, i.buildable));
+        }
+    }
+    let report = |events: &stack_api::Events, r: &Reference, action: &str| {
+        events.send(stack_api::Event::Progress {
+            object: "Image".into(),
+            name: r.to_string(),
+            action: action.into(),
+        })
+    };
+    let results = host.block_on(async {
+        let tasks: Vec<_> = wanted
+            .iter()
+            .map(|(r, p, _)| {
+                let (client, store, r, p, events) = (
+                    client.clone(),
+                    store.clone(),
+                    r.clone(),
+                    p.clone(),
+                    events.clone(),
+                );
+                tokio::spawn(async move {
+                    report(&events, &r, "Pulling");
+                    let pulled = transfer::pull(client, &store, &r, &p, Arc::new(|_| {})).await;
+                    if pulled.is_ok() {
+                        report(&events, &r, "Pulled");
+                    }
+                    pulled
+                })
+            })
+            .collect();
+        let mut out = Vec::new();
+        for t in tasks {
+            out.push(
+                t.await
+                    .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic())),
+            );
+        }
+        out
+    })?;
+    let mut failed = Vec::new();
+    for ((r, _, buildable), res) in wanted.iter().zip(results) {
+        match res {
+            Ok(_) => {}
+            Err(e) if *buildable || req.ignore_failures => events.send(stack_api::Event::Warning {
+                message: format!("cannot pull {r}: {e}"),
+            }),
+            Err(e) => failed.push(format!("cannot pull {r}: {e}")),
+        }
+    }
+    if !failed.is_empty() {
+        bail!("{}", failed.join("\n"));
+    }
+    Ok(())
+}
+
+/// The layer directories every container (running or not) uses.
+pub fn layers_in_use(host: &Host) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(host.root().join("containers")) else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| stack_runtime::state::read(&e.path()).ok())
+        .flat_map(|st| std::iter::once(st.spec.rootfs.clone()).chain(st.spec.layers.clone()))
+        .collect()
+}
+
+/// Removes names, as `image rm`: an image goes with its last name, unless
+/// a container uses it; then the space of what went (as with docker). Per
+/// name: the id of the image deleted, or none when only the name went.
+pub fn remove(
+    host: &Host,
+    store: &stack_image::Store,
+    names: &[String],
+) -> anyhow::Result<Vec<Result<Option<String>, stack_image::ImageError>>> {
+    let used = layers_in_use(host);
+    let in_use = |img: &stack_image::Image| store.lower_dirs(img).iter().any(|d| used.contains(d));
+    let done: Vec<_> = names.iter().map(|r| store.remove(r, &in_use)).collect();
+    if done.iter().any(|d| matches!(d, Ok(Some(_)))) {
+        store.collect(&|p| used.iter().any(|u| u == p))?;
+    }
+    Ok(done)
+}

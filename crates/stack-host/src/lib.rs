@@ -1,0 +1,113 @@
+//! The host side of stack: the one place that wires the real parts (the
+//! runtime, the image store, the networks) to the engine.
+//!
+//! A [`Host`] owns its store root and reaches everything under it: the
+//! engine's `Driver` ([`driver`]), the daemon that serves the API
+//! ([`daemon`]), supervision, watch, the engine's side of exec, run, cp,
+//! top and stats sessions, container creation from a plain configuration
+//! ([`create`]), network wiring and pulls. Nothing here parses a command
+//! line or prints for a user: that is the CLI's, a client of this crate.
+
+pub mod containers;
+pub mod create;
+pub mod daemon;
+pub mod driver;
+pub mod files;
+pub mod images;
+pub mod load;
+pub mod logs;
+pub mod network;
+pub mod service;
+pub mod session;
+pub mod stats;
+pub mod supervision;
+pub mod watch;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
+
+use anyhow::Context as _;
+
+pub use create::{ContainerConfig, Launch, Launched};
+pub use network::DNS_ARG;
+
+/// The host under one store root: cheap to clone (shared).
+#[derive(Clone)]
+pub struct Host(Arc<Inner>);
+
+struct Inner {
+    root: PathBuf,
+    /// Where network (netlink) and registry work runs: the daemon's
+    /// runtime, or one of our own made when first needed.
+    handle: OnceLock<tokio::runtime::Handle>,
+    own: OnceLock<tokio::runtime::Runtime>,
+}
+
+impl Host {
+    /// The host whose store is under `root`.
+    pub fn new(root: impl Into<PathBuf>) -> Host {
+        Host(Arc::new(Inner {
+            root: root.into(),
+            handle: OnceLock::new(),
+            own: OnceLock::new(),
+        }))
+    }
+
+    /// The same, its async work on `handle`'s runtime (the daemon's).
+    pub fn on_runtime(root: impl Into<PathBuf>, handle: tokio::runtime::Handle) -> Host {
+        let host = Host::new(root);
+        let _ = host.0.handle.set(handle);
+        host
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.0.root
+    }
+
+    /// The image store under the root.
+    pub fn images(&self) -> anyhow::Result<stack_image::Store> {
+        let dir = self.root().join("images");
+        stack_image::Store::open(&dir)
+            .with_context(|| format!("cannot open the image store in `{}`", dir.display()))
+    }
+
+    /// The network records under the root.
+    pub fn networks(&self) -> anyhow::Result<stack_net::Store> {
+        stack_net::Store::open(self.root()).with_context(|| {
+            format!(
+                "cannot open the network records in `{}`",
+                self.root().display()
+            )
+        })
+    }
+
+    /// Runs `f` to its end from a thread that is not the runtime's own (a
+    /// command's, a driver operation's, an API call's).
+    pub fn block_on<F: std::future::Future>(&self, f: F) -> anyhow::Result<F::Output> {
+        if let Some(h) = self.0.handle.get() {
+            return Ok(h.block_on(f));
+        }
+        let rt = match self.0.own.get() {
+            Some(rt) => rt,
+            None => {
+                let rt = async_runtime()?;
+                self.0.own.get_or_init(|| rt)
+            }
+        };
+        Ok(rt.block_on(f))
+    }
+}
+
+/// A runtime for the parts that speak HTTP or netlink.
+pub fn async_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+/// A new container id: 64 hex digits.
+pub fn random_id() -> anyhow::Result<String> {
+    stack_sys::random_hex(32).context("cannot read random numbers")
+}

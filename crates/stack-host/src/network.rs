@@ -1,0 +1,205 @@
+//! Networks on the host: made with their DNS server, and containers
+//! wired to them (stack-net's netlink work on the host's runtime).
+
+use std::net::IpAddr;
+use std::os::unix::process::CommandExt as _;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context as _};
+
+use crate::Host;
+
+/// The hidden mode of our binary that runs the DNS server of a store root.
+pub const DNS_ARG: &str = "__stack-dns";
+
+pub fn dns_main(root: &Path) -> std::process::ExitCode {
+    let served =
+        crate::async_runtime().and_then(|rt| Ok(rt.block_on(stack_net::dns::serve(root))?));
+    match served {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("stack dns: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+/// Starts the DNS server of this root unless it answers on `gateway`
+/// already, and waits until it does.
+fn ensure_dns(host: &Host, gateway: IpAddr) -> anyhow::Result<()> {
+    use std::net::{SocketAddr, TcpStream};
+    use std::time::{Duration, Instant};
+    let addr = SocketAddr::new(gateway, 53);
+    let up = || TcpStream::connect_timeout(&addr, Duration::from_millis(100)).is_ok();
+    if up() {
+        return Ok(());
+    }
+    let exe = std::env::current_exe().context("cannot find our own binary")?;
+    let server = std::process::Command::new(exe)
+        .arg(DNS_ARG)
+        .env("STACK_ROOT", host.root())
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .process_group(0)
+        .spawn()
+        .context("cannot start the DNS server")?;
+    stack_runtime::reap_later(server);
+    let t = Instant::now();
+    while !up() {
+        if t.elapsed() > Duration::from_secs(5) {
+            bail!("the DNS server does not answer on {addr}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok(())
+}
+
+/// Creates a network, and the DNS server that answers on it.
+pub fn create(host: &Host, opts: &stack_net::CreateOptions) -> anyhow::Result<stack_net::Network> {
+    let net = host.block_on(stack_net::create(&host.networks()?, opts, &pool()?))??;
+    ensure_dns(host, net.subnets[0].gateway)?;
+    Ok(net)
+}
+
+fn pool() -> anyhow::Result<stack_net::ipam::Pool> {
+    match std::env::var("STACK_NETWORK_POOL") {
+        Ok(p) => stack_net::ipam::Pool::parse(&p).map_err(anyhow::Error::msg),
+        Err(_) => Ok(stack_net::ipam::Pool::default()),
+    }
+}
+
+/// What a container gets from its networks.
+pub struct Wired {
+    pub netns: PathBuf,
+    pub resolv_conf: String,
+    /// `IP<TAB>hostname` lines for /etc/hosts.
+    pub hosts: Vec<String>,
+}
+
+/// How `container run` asks for networks.
+pub struct Request<'a> {
+    pub networks: &'a [String],
+    pub aliases: &'a [String],
+    pub ip: Option<&'a str>,
+    pub ip6: Option<&'a str>,
+    pub mac: Option<&'a str>,
+    pub publish: &'a [String],
+    pub dns: &'a [String],
+    pub dns_search: &'a [String],
+    pub dns_options: &'a [String],
+}
+
+/// Connects a new container to its named networks.
+pub fn wire(
+    host: &Host,
+    id: &str,
+    name: &str,
+    host_names: &str,
+    req: &Request<'_>,
+) -> anyhow::Result<Wired> {
+    let store = host.networks()?;
+    let parse_ip = |s: Option<&str>| {
+        s.map(|s| {
+            s.parse::<IpAddr>()
+                .with_context(|| format!("invalid IP address `{s}`"))
+        })
+        .transpose()
+    };
+    let mut attachments = Vec::new();
+    for (i, n) in req.networks.iter().enumerate() {
+        let first = i == 0;
+        attachments.push(stack_net::Attachment {
+            network: n.clone(),
+            aliases: req.aliases.to_vec(),
+            ipv4: if first { parse_ip(req.ip)? } else { None },
+            ipv6: if first { parse_ip(req.ip6)? } else { None },
+            mac: if first {
+                req.mac
+                    .map(stack_net::ipam::parse_mac)
+                    .transpose()
+                    .map_err(anyhow::Error::msg)?
+            } else {
+                None
+            },
+        });
+    }
+    let mut ports = Vec::new();
+    for p in req.publish {
+        ports.extend(stack_net::ports::parse(p).map_err(anyhow::Error::msg)?);
+    }
+    let first = store.get(&req.networks[0])?;
+    ensure_dns(host, first.subnets[0].gateway)?;
+    let (netns, endpoints) =
+        host.block_on(stack_net::connect(&store, id, name, &attachments, &ports))??;
+    // The embedded DNS answers on each network's gateway.
+    let servers: Vec<String> = if req.dns.is_empty() {
+        first
+            .subnets
+            .iter()
+            .filter(|s| s.gateway.is_ipv4())
+            .map(|s| s.gateway.to_string())
+            .collect()
+    } else {
+        req.dns.to_vec()
+    };
+    let resolv = resolv_conf(&servers, req.dns_search, req.dns_options);
+    let hosts = endpoints
+        .iter()
+        .flat_map(|e| e.addresses.iter().map(|a| format!("{a}\t{host_names}")))
+        .collect();
+    Ok(Wired {
+        netns,
+        resolv_conf: resolv,
+        hosts,
+    })
+}
+
+/// /etc/resolv.conf from servers, search domains and options.
+pub fn resolv_conf(servers: &[String], search: &[String], options: &[String]) -> String {
+    let mut r: String = servers
+        .iter()
+        .map(|s| format!("nameserver {s}\n"))
+        .collect();
+    if !search.is_empty() {
+        r.push_str(&format!("search {}\n", search.join(" ")));
+    }
+    if !options.is_empty() {
+        r.push_str(&format!("options {}\n", options.join(" ")));
+    }
+    r
+}
+
+/// Takes a container off its networks (nothing to do if it was on none).
+pub fn unwire(host: &Host, id: &str) -> anyhow::Result<()> {
+    let store = host.networks()?;
+    let on_any = store.all_endpoints()?.iter().any(|e| e.container == id)
+        || stack_net::netns_path(&store, id).exists();
+    if on_any {
+        host.block_on(stack_net::disconnect(&store, id))??;
+    }
+    Ok(())
+}
+
+/// `stack container port NAME`: `80/tcp -> 0.0.0.0:8080`.
+pub fn ports_of(host: &Host, id: &str) -> anyhow::Result<Vec<String>> {
+    let store = host.networks()?;
+    let mut out = Vec::new();
+    for e in store
+        .all_endpoints()?
+        .into_iter()
+        .filter(|e| e.container == id)
+    {
+        for p in e.ports {
+            let host = p.host_ip.map_or("0.0.0.0".to_string(), |i| match i {
+                IpAddr::V6(v) => format!("[{v}]"),
+                v => v.to_string(),
+            });
+            out.push(format!(
+                "{}/{} -> {host}:{}",
+                p.container_port, p.protocol, p.host_port
+            ));
+        }
+    }
+    Ok(out)
+}

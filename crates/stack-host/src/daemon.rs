@@ -186,7 +186,7 @@ impl stack_api::Engine for Real {
     }
 
     fn down(&self, req: DownRequest, events: &Events) -> Result<(), ApiError> {
-        self.watches.stop(self.host.root(), &req.project.name, None);
+        self.watches.stop(&self.host, &req.project.name, None);
         self.exclusive(&req.project.name, || {
             self.host.block_on(self.engine.down(&req, events))?
         })
@@ -257,12 +257,12 @@ impl stack_api::Engine for Real {
                 }
             })
             .map_err(internal)?;
-        self.watches.stop(self.host.root(), &project, Some(id));
+        self.watches.stop(&self.host, &project, Some(id));
         Ok(())
     }
 
     fn unwatch(&self, project: &str, events: &Events) -> Result<(), ApiError> {
-        if self.watches.stop(self.host.root(), project, None) {
+        if self.watches.stop(&self.host, project, None) {
             events.send(stack_api::Event::Progress {
                 object: "Project".into(),
                 name: project.into(),

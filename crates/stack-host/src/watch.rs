@@ -12,6 +12,7 @@ use stack_api::{Event, Events, LoadSpec, WatchRequest};
 use stack_engine::watch::{Exec, Trigger, WatchSpec};
 
 use crate::driver::HostEngine;
+use crate::Host;
 
 /// Makes `paths` in container `id` what they are on the host.
 pub fn sync(root: &Path, id: &str, t: &Trigger, paths: &[PathBuf]) -> anyhow::Result<usize> {
@@ -127,7 +128,7 @@ impl Inotify {
 /// The projects being watched, one watch each.
 #[derive(Default)]
 pub struct Watches {
-    running: Mutex<HashMap<String, (u64, tokio::task::AbortHandle)>>,
+    running: Mutex<HashMap<String, (u64, tokio::task::JoinHandle<()>)>>,
     next: std::sync::atomic::AtomicU64,
 }
 
@@ -199,34 +200,43 @@ impl Watches {
         let watching = engine.clone();
         let task = engine
             .handle()
-            .spawn(async move { watching.watch_files(spec, rx, reload, &events).await });
+            .spawn(async move {
+                let _ = watching.watch_files(spec, rx, reload, &events).await;
+            });
         let old = self
             .running
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(project, (id, task.abort_handle()));
+            .insert(project, (id, task));
         if let Some((_, old)) = old {
             old.abort();
         }
         Ok((id, out))
     }
 
-    /// Stops the project's watch (only if it is watch `id`, when given).
-    pub fn stop(&self, root: &Path, project: &str, id: Option<u64>) -> bool {
-        let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
-        match running.get(project) {
-            Some((have, task)) if id.is_none_or(|id| id == *have) => {
-                task.abort();
-                running.remove(project);
-                if id.is_none() {
-                    if let Ok(path) = saved_path(root, project) {
-                        let _ = std::fs::remove_file(path);
-                    }
-                }
-                true
+    /// Stops the project's watch (only if it is watch `id`, when given),
+    /// and returns once its task has ended: from then on no change is
+    /// synced, no command run and no reload started (one under way, on its
+    /// own thread, finishes).
+    pub fn stop(&self, host: &Host, project: &str, id: Option<u64>) -> bool {
+        let task = {
+            let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
+            match running.get(project) {
+                Some((have, _)) if id.is_none_or(|id| id == *have) => running.remove(project),
+                _ => None,
             }
-            _ => false,
+        };
+        let Some((_, task)) = task else {
+            return false;
+        };
+        task.abort();
+        let _ = host.block_on(task);
+        if id.is_none() {
+            if let Ok(path) = saved_path(host.root(), project) {
+                let _ = std::fs::remove_file(path);
+            }
         }
+        true
     }
 
     /// Keeps a detached watch for the next engine.

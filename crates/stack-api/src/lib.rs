@@ -17,7 +17,7 @@ mod server;
 pub mod session;
 
 pub use client::{Client, ClientError};
-pub use server::{bind, serve, serve_with, Archive, Engine, HEADER_TIMEOUT};
+pub use server::{bind, serve, serve_with, Api, Archive, HEADER_TIMEOUT};
 pub use session::{Control, Session};
 pub use stack_wire::*;
 

@@ -26,8 +26,9 @@ use crate::{
     PullRequest, Route, RunRequest, Session, Stats, Top, UpRequest, Version, WatchRequest,
 };
 
-/// What the engine does for the API. Calls may block.
-pub trait Engine: Send + Sync + 'static {
+/// What the daemon answers on its socket (the host implements it on the
+/// engine; tests on a fake). Calls may block.
+pub trait Api: Send + Sync + 'static {
     fn version(&self) -> Version;
     fn projects(&self) -> Result<Vec<ProjectSummary>, ApiError>;
     fn containers(&self, project: &str, all: bool) -> Result<Vec<ContainerSummary>, ApiError>;
@@ -117,7 +118,7 @@ pub fn bind(path: &Path, group: Option<u32>) -> std::io::Result<std::os::unix::n
 pub const HEADER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Serves `engine` on `listener` until `shutdown` completes.
-pub async fn serve<E: Engine>(
+pub async fn serve<E: Api>(
     listener: std::os::unix::net::UnixListener,
     engine: Arc<E>,
     shutdown: impl Future<Output = ()>,
@@ -126,7 +127,7 @@ pub async fn serve<E: Engine>(
 }
 
 /// [`serve`] with another header timeout (tests use a short one).
-pub async fn serve_with<E: Engine>(
+pub async fn serve_with<E: Api>(
     listener: std::os::unix::net::UnixListener,
     engine: Arc<E>,
     shutdown: impl Future<Output = ()>,
@@ -160,7 +161,7 @@ pub async fn serve_with<E: Engine>(
     }
 }
 
-async fn handle<E: Engine>(engine: Arc<E>, req: Request<Incoming>) -> Response<Body> {
+async fn handle<E: Api>(engine: Arc<E>, req: Request<Incoming>) -> Response<Body> {
     let path = req.uri().path().to_string();
     let route = match route(req.method().as_str(), &path) {
         Ok(r) => r,

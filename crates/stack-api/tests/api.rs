@@ -53,7 +53,7 @@ impl Control for Ended {
     }
 }
 
-impl Engine for Fake {
+impl Api for Fake {
     fn version(&self) -> Version {
         Version {
             version: "0.0.0-test".into(),

@@ -24,7 +24,7 @@ use crate::driver::HostEngine;
 use crate::Host;
 
 /// The API on the host's engine.
-struct Real {
+struct Daemon {
     host: Host,
     engine: HostEngine,
     locks: Arc<Locks>,
@@ -107,7 +107,7 @@ fn internal(e: anyhow::Error) -> ApiError {
     ApiError::internal(format!("{e:#}"))
 }
 
-impl Real {
+impl Daemon {
     fn exclusive<T>(&self, project: &str, f: impl FnOnce() -> T) -> T {
         self.locks.exclusive(project, f)
     }
@@ -155,7 +155,7 @@ fn log_watch(project: String, mut rx: tokio::sync::mpsc::UnboundedReceiver<stack
     });
 }
 
-impl stack_api::Engine for Real {
+impl stack_api::Api for Daemon {
     fn version(&self) -> stack_api::Version {
         stack_api::Version {
             version: env!("CARGO_PKG_VERSION").into(),
@@ -462,7 +462,7 @@ pub fn serve(root: &Path, socket: &Path, group: Option<&str>) -> anyhow::Result<
         pid = std::process::id(),
         "stack engine serving"
     );
-    let engine = Arc::new(Real {
+    let engine = Arc::new(Daemon {
         engine: stack_engine::Engine::new(host.clone(), rt.handle().clone()),
         host,
         locks: Arc::default(),

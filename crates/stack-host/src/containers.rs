@@ -10,7 +10,7 @@ use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 use stack_runtime::{State, Status};
 
-use crate::Host;
+use crate::{Host, HostError};
 
 /// Every container under `root`, with its state (or why it cannot be read).
 pub fn all(root: &Path) -> Vec<(PathBuf, anyhow::Result<State>)> {
@@ -73,9 +73,12 @@ pub fn find(root: &Path, key: &str) -> anyhow::Result<(PathBuf, State)> {
         }
     }
     match matches.len() {
-        0 => bail!("no such container: `{key}`"),
+        0 => Err(HostError::NotFound(format!("no such container: `{key}`")).into()),
         1 => Ok(matches.remove(0)),
-        n => bail!("`{key}` matches {n} containers: use more of the id"),
+        n => Err(HostError::Invalid(format!(
+            "`{key}` matches {n} containers: use more of the id"
+        ))
+        .into()),
     }
 }
 
@@ -83,7 +86,11 @@ pub fn ensure_name_free(root: &Path, name: &str) -> anyhow::Result<()> {
     for (_, st) in all(root) {
         if let Ok(st) = st {
             if st.name == name {
-                bail!("the container name `{name}` is already in use by container {}: remove it first", &st.id[..12]);
+                return Err(HostError::Conflict(format!(
+                    "the container name `{name}` is already in use by container {}: remove it first",
+                    &st.id[..12]
+                ))
+                .into());
             }
         }
     }
@@ -133,7 +140,7 @@ pub fn parse_signal(s: &str) -> anyhow::Result<Signal> {
 
 fn signal(st: &State, sig: Signal) -> anyhow::Result<()> {
     if !running(st) {
-        bail!("container `{}` is not running", st.name);
+        return Err(not_running(st));
     }
     nix::sys::signal::kill(Pid::from_raw(st.pid), sig)
         .with_context(|| format!("cannot signal container `{}`", st.name))
@@ -239,7 +246,7 @@ pub fn stop_one(root: &Path, key: &str, grace: Option<u64>) -> anyhow::Result<St
 pub fn kill_one(root: &Path, key: &str, sig: &str) -> anyhow::Result<String> {
     let (_, st) = find(root, key)?;
     if !running(&st) {
-        bail!("container `{}` is not running", st.name);
+        return Err(not_running(&st));
     }
     let sig = parse_signal(sig)?;
     if matches!(sig, Signal::SIGKILL | Signal::SIGTERM | Signal::SIGINT) {
@@ -276,10 +283,11 @@ pub fn remove_one(host: &Host, key: &str, force: bool) -> anyhow::Result<String>
     let (dir, st) = find(root, key)?;
     if running(&st) {
         if !force {
-            bail!(
+            return Err(HostError::Conflict(format!(
                 "container `{}` is running: stop it first, or use -f",
                 st.name
-            );
+            ))
+            .into());
         }
         let _ = nix::sys::signal::kill(Pid::from_raw(st.pid), Signal::SIGKILL);
         if wait_exited(&dir, Duration::from_secs(5)).is_none() {
@@ -303,7 +311,7 @@ pub fn remove_one(host: &Host, key: &str, force: bool) -> anyhow::Result<String>
 pub fn running_state(root: &Path, key: &str) -> anyhow::Result<State> {
     let (_, st) = find(root, key)?;
     if !running(&st) {
-        bail!("container `{}` is not running", st.name);
+        return Err(not_running(&st));
     }
     Ok(st)
 }
@@ -449,9 +457,13 @@ pub fn freeze(root: &Path, key: &str, frozen: bool) -> anyhow::Result<String> {
 pub fn running_pid(root: &Path, key: &str) -> anyhow::Result<i32> {
     let (_, st) = find(root, key)?;
     if !running(&st) {
-        bail!("container `{}` is not running", st.name);
+        return Err(not_running(&st));
     }
     Ok(st.pid)
+}
+
+fn not_running(st: &State) -> anyhow::Error {
+    HostError::Conflict(format!("container `{}` is not running", st.name)).into()
 }
 
 /// A label of a container, or "".

@@ -85,26 +85,14 @@ pub fn binary_id(path: &Path) -> String {
         .unwrap_or_default()
 }
 
-/// A copy's error: 404 for a path that is not there, 400 for an archive
-/// that cannot be extracted, else 500.
-fn file_error(e: anyhow::Error) -> ApiError {
-    let kind = e
-        .chain()
-        .find_map(|c| c.downcast_ref::<std::io::Error>())
-        .map(std::io::Error::kind);
-    let status = match kind {
-        Some(std::io::ErrorKind::NotFound) => 404,
-        Some(std::io::ErrorKind::InvalidData | std::io::ErrorKind::Unsupported) => 400,
-        _ => 500,
-    };
+/// An error of the host as the API answers it: the status of its kind
+/// (a missing container or path 404, a wrong state 409, a bad request
+/// 400), else 500.
+pub(crate) fn api_error(e: anyhow::Error) -> ApiError {
     ApiError {
-        status,
+        status: crate::HostError::of(&e).map_or(500, crate::HostError::status),
         message: format!("{e:#}"),
     }
-}
-
-fn internal(e: anyhow::Error) -> ApiError {
-    ApiError::internal(format!("{e:#}"))
 }
 
 impl Daemon {
@@ -171,18 +159,18 @@ impl stack_api::Api for Daemon {
     }
 
     fn pull(&self, req: PullRequest, events: &Events) -> Result<(), ApiError> {
-        crate::images::pull_all(&self.host, &req, events).map_err(internal)
+        crate::images::pull_all(&self.host, &req, events).map_err(api_error)
     }
 
     fn containers(&self, project: &str, all: bool) -> Result<Vec<ContainerSummary>, ApiError> {
-        containers(&self.host, &self.engine, project, all).map_err(internal)
+        containers(&self.host, &self.engine, project, all).map_err(api_error)
     }
 
     fn up(&self, req: UpRequest, events: &Events) -> Result<(), ApiError> {
         self.exclusive(&req.project.name, || {
             self.host.block_on(self.engine.up(&req, events))?
         })
-        .map_err(internal)
+        .map_err(api_error)
     }
 
     fn down(&self, req: DownRequest, events: &Events) -> Result<(), ApiError> {
@@ -190,7 +178,7 @@ impl stack_api::Api for Daemon {
         self.exclusive(&req.project.name, || {
             self.host.block_on(self.engine.down(&req, events))?
         })
-        .map_err(internal)
+        .map_err(api_error)
     }
 
     fn act(&self, action: Action, req: ActionRequest, events: &Events) -> Result<(), ApiError> {
@@ -199,7 +187,7 @@ impl stack_api::Api for Daemon {
         });
         // What it started is watched, what it removed forgotten.
         let _ = self.engine.adopt();
-        done.map_err(internal)
+        done.map_err(api_error)
     }
 
     /// Until the client goes away.
@@ -219,19 +207,19 @@ impl stack_api::Api for Daemon {
                     }
                 }
             })
-            .map_err(internal)
+            .map_err(api_error)
     }
 
     fn watch(&self, req: WatchRequest, events: &Events) -> Result<(), ApiError> {
         let project = req.up.project.name.clone();
         let detach = req.detach;
         if detach {
-            crate::watch::Watches::save(self.host.root(), &req).map_err(internal)?;
+            crate::watch::Watches::save(self.host.root(), &req).map_err(api_error)?;
         }
         let (id, mut rx) = self
             .watches
             .start(&self.engine, req, self.up_fn())
-            .map_err(internal)?;
+            .map_err(api_error)?;
         events.send(stack_api::Event::Progress {
             object: "Project".into(),
             name: project.clone(),
@@ -256,7 +244,7 @@ impl stack_api::Api for Daemon {
                     }
                 }
             })
-            .map_err(internal)?;
+            .map_err(api_error)?;
         self.watches.stop(&self.host, &project, Some(id));
         Ok(())
     }
@@ -274,7 +262,7 @@ impl stack_api::Api for Daemon {
 
     /// Not exclusive: following logs lasts.
     fn logs(&self, project: &str, q: LogsQuery, events: &Events) -> Result<(), ApiError> {
-        crate::logs::logs(&self.host, project, &q, events).map_err(internal)
+        crate::logs::logs(&self.host, project, &q, events).map_err(api_error)
     }
 
     fn exec(&self, project: &str, req: ExecRequest) -> Result<Session, ApiError> {
@@ -291,7 +279,7 @@ impl stack_api::Api for Daemon {
 
     fn archive(&self, project: &str, q: ArchiveQuery) -> Result<stack_api::Archive, ApiError> {
         let st = crate::session::replica(self.host.root(), project, &q.service, q.index)?;
-        let write = crate::files::archive(&st, &q.path).map_err(file_error)?;
+        let write = crate::files::archive(&st, &q.path).map_err(api_error)?;
         Ok(Box::new(move |out| {
             write(out).map_err(|e| std::io::Error::other(format!("{e:#}")))
         }))
@@ -323,7 +311,7 @@ impl stack_api::Api for Daemon {
         }
         let mut files = 0;
         if let [st] = &targets[..] {
-            files = crate::files::extract(st, &q.path, q.contents, tar).map_err(file_error)?;
+            files = crate::files::extract(st, &q.path, q.contents, tar).map_err(api_error)?;
         } else {
             use std::io::Seek as _;
             use std::os::unix::fs::OpenOptionsExt as _;
@@ -333,13 +321,13 @@ impl stack_api::Api for Daemon {
                 .mode(0o600)
                 .custom_flags(libc::O_TMPFILE)
                 .open(self.host.root())
-                .map_err(|e| internal(anyhow::anyhow!("cannot keep the archive: {e}")))?;
+                .map_err(|e| api_error(anyhow::anyhow!("cannot keep the archive: {e}")))?;
             std::io::copy(tar, &mut copy)
                 .map_err(|e| ApiError::bad_request(format!("cannot read the archive: {e}")))?;
             for st in &targets {
-                copy.rewind().map_err(|e| internal(e.into()))?;
-                files = crate::files::extract(st, &q.path, q.contents, &mut copy)
-                    .map_err(file_error)?;
+                copy.rewind().map_err(|e| api_error(e.into()))?;
+                files =
+                    crate::files::extract(st, &q.path, q.contents, &mut copy).map_err(api_error)?;
             }
         }
         Ok(Copied {
@@ -358,7 +346,7 @@ impl stack_api::Api for Daemon {
     }
 
     fn images(&self, project: &str, services: &[String]) -> Result<Vec<ImageSummary>, ApiError> {
-        let store = self.host.images().map_err(internal)?;
+        let store = self.host.images().map_err(api_error)?;
         Ok(
             crate::session::of_services(self.host.root(), project, services, true)
                 .into_iter()
@@ -676,4 +664,30 @@ fn projects(host: &Host) -> Vec<ProjectSummary> {
             config_files,
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The status comes from the kind of the host's error, wherever it
+    /// sits in the chain; the message keeps every layer.
+    #[test]
+    fn statuses_follow_the_kind_of_error() {
+        let missing: anyhow::Result<()> =
+            Err(crate::HostError::NotFound("no such container: `x`".into()).into());
+        let e = api_error(missing.context("exec").unwrap_err());
+        assert_eq!(
+            (e.status, e.message.as_str()),
+            (404, "exec: no such container: `x`")
+        );
+        let busy = crate::HostError::Conflict("container `x` is not running".into());
+        assert_eq!(api_error(busy.into()).status, 409);
+        assert_eq!(
+            api_error(crate::HostError::Invalid("bad".into()).into()).status,
+            400
+        );
+        let io = std::io::Error::new(std::io::ErrorKind::NotFound, "a file of ours");
+        assert_eq!(api_error(io.into()).status, 500);
+    }
 }

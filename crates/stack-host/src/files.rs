@@ -10,6 +10,8 @@ use anyhow::Context as _;
 use stack_runtime::files::ContainerFs;
 use stack_runtime::State;
 
+use crate::HostError;
+
 /// The name a copy of `path` gets: its last part (`root` for `/`).
 pub fn top_name(path: &str) -> String {
     Path::new(path.trim_end_matches("/."))
@@ -24,13 +26,14 @@ pub fn archive(
     st: &State,
     path: &str,
 ) -> anyhow::Result<impl FnOnce(&mut dyn Write) -> anyhow::Result<()> + Send + 'static> {
-    let fs = ContainerFs::open(st)?;
-    if fs.is_dir(path)?.is_none() {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::NotFound,
-            format!("{}:{path}: no such file or directory", st.name),
-        )
-        .into());
+    let fs = ContainerFs::open(st).map_err(|e| classified(e, None))?;
+    let found = fs
+        .is_dir(path)
+        .map_err(|e| classified(e, Some(format!("{}:{path}", st.name))))?;
+    if found.is_none() {
+        return Err(
+            HostError::NotFound(format!("{}:{path}: no such file or directory", st.name)).into(),
+        );
     }
     let (name, path) = (st.name.clone(), path.to_string());
     Ok(move |out: &mut dyn Write| {
@@ -47,7 +50,27 @@ pub fn extract(
     contents: bool,
     tar: &mut dyn Read,
 ) -> anyhow::Result<usize> {
-    ContainerFs::open(st)?
+    ContainerFs::open(st)
+        .map_err(|e| classified(e, None))?
         .tar_in(tar, path, contents)
-        .with_context(|| format!("{}:{path}", st.name))
+        .map_err(|e| classified(e, Some(format!("{}:{path}", st.name))))
+}
+
+/// An I/O error of a copy by what it means for the one who asked: a path
+/// (or container) that is not there, an archive that cannot be extracted,
+/// or a failure of ours; `what` says where.
+fn classified(e: std::io::Error, what: Option<String>) -> anyhow::Error {
+    use std::io::ErrorKind;
+    let message = match &what {
+        Some(w) => format!("{w}: {e}"),
+        None => e.to_string(),
+    };
+    match e.kind() {
+        ErrorKind::NotFound => HostError::NotFound(message).into(),
+        ErrorKind::InvalidData | ErrorKind::Unsupported => HostError::Invalid(message).into(),
+        _ => match what {
+            Some(w) => anyhow::Error::new(e).context(w),
+            None => e.into(),
+        },
+    }
 }

@@ -31,6 +31,40 @@ use anyhow::Context as _;
 pub use create::{ContainerConfig, Launch, Launched};
 pub use network::DNS_ARG;
 
+/// What went wrong on the host, by kind, where the kind is known: the
+/// daemon answers each kind with its HTTP status, anything else is an
+/// internal error (500).
+#[derive(Debug, thiserror::Error)]
+pub enum HostError {
+    /// No such container, or no such path in one (404).
+    #[error("{0}")]
+    NotFound(String),
+    /// There, but not in a state for this: not running, running, a name
+    /// taken (409).
+    #[error("{0}")]
+    Conflict(String),
+    /// Asked in a way that cannot be done: an ambiguous id, an archive
+    /// that cannot be extracted (400).
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl HostError {
+    /// The kind of the first `HostError` in `e`'s chain.
+    pub fn of(e: &anyhow::Error) -> Option<&HostError> {
+        e.chain().find_map(|c| c.downcast_ref::<HostError>())
+    }
+
+    /// The HTTP status of this kind.
+    pub fn status(&self) -> u16 {
+        match self {
+            HostError::NotFound(_) => 404,
+            HostError::Conflict(_) => 409,
+            HostError::Invalid(_) => 400,
+        }
+    }
+}
+
 /// The host under one store root: cheap to clone (shared).
 #[derive(Clone)]
 pub struct Host(Arc<Inner>);

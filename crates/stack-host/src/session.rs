@@ -12,6 +12,7 @@ use stack_api::{ApiError, Control, ExecRequest, RunRequest, Session};
 use stack_runtime::State;
 
 use crate::containers::label;
+use crate::daemon::api_error;
 use crate::{Host, Launch};
 
 /// The project's containers of `services` (all when empty), the running
@@ -82,18 +83,17 @@ pub fn exec(host: &Host, project: &str, req: &ExecRequest) -> Result<Session, Ap
 /// streams for the server to relay (or, detached, its id as the session's
 /// output), removed after it with `rm`.
 pub fn run(host: &Host, req: &RunRequest) -> Result<Session, ApiError> {
-    let internal = |e: anyhow::Error| ApiError::internal(format!("{e:#}"));
     let service = req
         .project
         .services
         .get(&req.service)
         .ok_or_else(|| ApiError::bad_request(format!("no such service: {}", req.service)))?;
-    crate::driver::run_networks(host, &req.project, service).map_err(internal)?;
-    let a = crate::service::one_off(host, req, service).map_err(internal)?;
+    crate::driver::run_networks(host, &req.project, service).map_err(api_error)?;
+    let a = crate::service::one_off(host, req, service).map_err(api_error)?;
     let root = host.root();
     if req.detach {
         let id = crate::create::launch(host, &a, Launch::Detached, None)
-            .map_err(internal)?
+            .map_err(api_error)?
             .id;
         return Ok(Session {
             stdin: None,
@@ -102,7 +102,7 @@ pub fn run(host: &Host, req: &RunRequest) -> Result<Session, ApiError> {
             control: Box::new(Detached),
         });
     }
-    let (id, piped) = crate::create::launch_relayed(host, &a).map_err(internal)?;
+    let (id, piped) = crate::create::launch_relayed(host, &a).map_err(api_error)?;
     // Signals go to its PID 1 (which hands them to the app), as `kill` sends them.
     let dir = stack_runtime::container_dir(root, &id);
     let pid = move || {

@@ -198,11 +198,9 @@ impl Watches {
         };
         let id = self.next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         let watching = engine.clone();
-        let task = engine
-            .handle()
-            .spawn(async move {
-                let _ = watching.watch_files(spec, rx, reload, &events).await;
-            });
+        let task = engine.handle().spawn(async move {
+            let _ = watching.watch_files(spec, rx, reload, &events).await;
+        });
         let old = self
             .running
             .lock()

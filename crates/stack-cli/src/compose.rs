@@ -72,7 +72,7 @@ pub fn up(g: &Global, args: &UpArgs) -> anyhow::Result<i32> {
         ..base
     };
     // What the containers write from now on is what attached `up` shows.
-    let since = stack_runtime::state::now_rfc3339();
+    let since = stack_sys::time::now_rfc3339();
     let planned = call(g, &format!("/v1/projects/{}/up", req.project.name), &req)?;
     if args.dry_run && planned == 0 {
         println!("nothing to do: the stack is as its file says");
@@ -866,7 +866,7 @@ pub fn events(g: &Global, services: &[String], json: bool) -> anyhow::Result<()>
         if !services.is_empty() && !services.contains(&e.service) {
             return;
         }
-        let time = stack_runtime::state::rfc3339(
+        let time = stack_sys::time::rfc3339(
             e.time_nano.div_euclid(1_000_000_000),
             e.time_nano.rem_euclid(1_000_000_000) as u32,
         );

@@ -6,6 +6,7 @@
 //! logs are written in, so times compare as strings.
 
 use anyhow::bail;
+use stack_sys::time::{fraction, parse_rfc3339, rfc3339};
 
 pub fn parse(s: &str, now: std::time::SystemTime) -> anyhow::Result<String> {
     let now = now
@@ -17,14 +18,14 @@ pub fn parse(s: &str, now: std::time::SystemTime) -> anyhow::Result<String> {
     } else if let Some(t) = unix(s) {
         t
     } else {
-        rfc3339(s).ok_or_else(|| {
+        parse_rfc3339(s).ok_or_else(|| {
             anyhow::anyhow!("`{s}` is neither a duration (10m), a Unix time nor an RFC 3339 time")
         })?
     };
     if nanos < 0 {
         bail!("`{s}` is before 1970");
     }
-    Ok(stack_runtime::state::rfc3339(
+    Ok(rfc3339(
         (nanos / 1_000_000_000) as i64,
         (nanos % 1_000_000_000) as u32,
     ))
@@ -37,20 +38,6 @@ fn unix(s: &str) -> Option<i128> {
         return None;
     }
     Some(secs.parse::<i128>().ok()? * 1_000_000_000 + fraction(frac)?)
-}
-
-/// The digits after a decimal point, as nanoseconds (`25` is 250 ms;
-/// digits past the ninth are dropped).
-fn fraction(f: &str) -> Option<i128> {
-    if !f.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    f.chars()
-        .chain(std::iter::repeat('0'))
-        .take(9)
-        .collect::<String>()
-        .parse()
-        .ok()
 }
 
 /// `1h30m`, `10s`, `1.5h`, `250ms`: nanoseconds.
@@ -80,55 +67,6 @@ fn duration(s: &str) -> Option<i128> {
         rest = &rest[unit..];
     }
     Some(total as i128)
-}
-
-/// Days since 1970-01-01 of a civil date (Howard Hinnant's algorithm).
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-fn rfc3339(s: &str) -> Option<i128> {
-    let num = |t: &str| -> Option<i64> {
-        (!t.is_empty() && t.bytes().all(|b| b.is_ascii_digit()))
-            .then(|| t.parse().ok())
-            .flatten()
-    };
-    let (date, time) = s.split_once(['T', 't', ' ']).unwrap_or((s, ""));
-    let mut d = date.split('-');
-    let (y, m, day) = (num(d.next()?)?, num(d.next()?)?, num(d.next()?)?);
-    if d.next().is_some() || !(1..=12).contains(&m) || !(1..=31).contains(&day) {
-        return None;
-    }
-    let (clock, offset) = if let Some(c) = time.strip_suffix(['Z', 'z']) {
-        (c, 0)
-    } else if let Some(i) = time.rfind(['+', '-']) {
-        let (c, z) = time.split_at(i);
-        let (hh, mm) = z[1..].split_once(':')?;
-        let off = num(hh)? * 3600 + num(mm)? * 60;
-        (c, if z.starts_with('-') { -off } else { off })
-    } else {
-        (time, 0)
-    };
-    let (mut secs, mut frac) = (0i64, 0i128);
-    if !clock.is_empty() {
-        let (hms, f) = clock.split_once('.').unwrap_or((clock, ""));
-        let mut p = hms.split(':');
-        let (h, mi) = (num(p.next()?)?, num(p.next()?)?);
-        let sec = p.next().map_or(Some(0), num)?;
-        if p.next().is_some() || h > 23 || mi > 59 || sec > 60 {
-            return None;
-        }
-        secs = h * 3600 + mi * 60 + sec;
-        frac = fraction(f)?;
-    }
-    let total = days_from_civil(y, m, day) * 86_400 + secs - offset;
-    Some(i128::from(total) * 1_000_000_000 + frac)
 }
 
 #[cfg(test)]

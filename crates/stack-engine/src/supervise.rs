@@ -398,10 +398,7 @@ impl Board {
 }
 
 fn now_nano() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos() as i64)
-        .unwrap_or_default()
+    stack_sys::time::now_nanos() as i64
 }
 
 impl<D: Driver + Send + 'static> Engine<D> {

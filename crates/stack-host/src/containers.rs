@@ -407,7 +407,7 @@ fn ps_row(
         .unwrap_or(uid);
     let cpu_secs = cpu_ticks / clock.ticks;
     let alive = clock.now.saturating_sub(started).max(1);
-    let time = stack_runtime::state::rfc3339(started as i64, 0);
+    let time = stack_sys::time::rfc3339(started as i64, 0);
     let stime = if clock.now.saturating_sub(started) < 86_400 {
         time[11..16].to_string()
     } else {

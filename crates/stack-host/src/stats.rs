@@ -11,9 +11,7 @@ pub fn read(st: &State) -> Stats {
     let s = Stats {
         id: st.id.clone(),
         name: st.name.clone(),
-        read_nanos: std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos() as u64),
+        read_nanos: stack_sys::time::now_nanos() as u64,
         ..Stats::default()
     };
     if !stack_runtime::state::alive(st) {

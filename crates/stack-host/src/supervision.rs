@@ -6,7 +6,6 @@
 //! container's network namespace, so the image needs no curl or wget.
 
 use std::io::{Read as _, Write as _};
-use std::os::fd::{FromRawFd as _, OwnedFd};
 use std::path::Path;
 use std::time::Duration;
 
@@ -233,7 +232,7 @@ pub async fn wait_exit(root: &Path, id: &str) -> anyhow::Result<stack_engine::Ex
     let dir = stack_runtime::container_dir(root, id);
     let st = stack_runtime::state::read(&dir).with_context(|| format!("container {id}"))?;
     if stack_runtime::state::alive(&st) {
-        if let Ok(fd) = pidfd(st.monitor_pid) {
+        if let Ok(fd) = stack_sys::pidfd::open(st.monitor_pid) {
             // Readable once the process has exited.
             // SAFETY: an OwnedFd is valid, open and the same until dropped.
             #[allow(unsafe_code)]
@@ -258,18 +257,6 @@ pub async fn wait_exit(root: &Path, id: &str) -> anyhow::Result<stack_engine::Ex
         code: st.exit_code.unwrap_or(137),
         oom_killed: st.oom_killed,
     })
-}
-
-fn pidfd(pid: i32) -> std::io::Result<OwnedFd> {
-    // SAFETY: pidfd_open takes a pid and flags and returns a new fd or -1.
-    #[allow(unsafe_code)]
-    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
-    if fd < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    // SAFETY: the fd was just returned to us and is owned by no one else.
-    #[allow(unsafe_code)]
-    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
 }
 
 /// Runs one probe (blocking: on a thread of its own).

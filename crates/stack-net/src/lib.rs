@@ -83,10 +83,7 @@ fn random_hex(n: usize) -> Result<String, NetError> {
 }
 
 fn now() -> String {
-    let d = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    format!("{}", d.as_secs())
+    (stack_sys::time::now_nanos() / 1_000_000_000).to_string()
 }
 
 /// A lock for the whole host, held while a subnet is chosen and its bridge made.

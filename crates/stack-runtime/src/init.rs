@@ -74,7 +74,7 @@ fn record_failure(
         let r = crate::logs::Record {
             log: format!("stack: {e}\n"),
             stream: "stderr".into(),
-            time: state::now_rfc3339(),
+            time: stack_sys::time::now_rfc3339(),
         };
         std::io::Write::write_all(
             &mut log,
@@ -85,7 +85,7 @@ fn record_failure(
             .as_bytes(),
         )?;
     }
-    let now = state::now_rfc3339();
+    let now = stack_sys::time::now_rfc3339();
     state::write(
         dir,
         &State {
@@ -230,7 +230,7 @@ fn stage1(spec: &Spec, dir: &Path, mode: Mode) -> std::io::Result<i32> {
                 pid_start: state::start_time(child.as_raw()).unwrap_or(0),
                 exit_code: None,
                 oom_killed: false,
-                started_at: state::now_rfc3339(),
+                started_at: stack_sys::time::now_rfc3339(),
                 finished_at: None,
                 detached,
                 spec: spec.clone(),
@@ -270,7 +270,7 @@ fn stage1(spec: &Spec, dir: &Path, mode: Mode) -> std::io::Result<i32> {
             }
             st.status = Status::Exited;
             st.exit_code = Some(code);
-            st.finished_at = Some(state::now_rfc3339());
+            st.finished_at = Some(stack_sys::time::now_rfc3339());
             state::write(dir, &st)?;
             Ok(code)
         }

@@ -168,7 +168,7 @@ fn emit(out: &mut impl Sink, stream: &str, bytes: Vec<u8>) -> io::Result<()> {
     let r = Record {
         log: String::from_utf8_lossy(&bytes).into_owned(),
         stream: stream.to_string(),
-        time: crate::state::now_rfc3339(),
+        time: stack_sys::time::now_rfc3339(),
     };
     let mut line = serde_json::to_vec(&r).map_err(io::Error::other)?;
     line.push(b'\n');

@@ -201,36 +201,6 @@ fn running(pid: i32, start: u64) -> bool {
     stat(pid).is_some_and(|(state, t)| state != 'Z' && t == start)
 }
 
-/// RFC 3339 UTC time with nanoseconds, as Docker's logs write it.
-pub fn now_rfc3339() -> String {
-    let d = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    rfc3339(d.as_secs() as i64, d.subsec_nanos())
-}
-
-pub fn rfc3339(secs: i64, nanos: u32) -> String {
-    let days = secs.div_euclid(86_400);
-    let rem = secs.rem_euclid(86_400);
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = if m <= 2 { y + 1 } else { y };
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{nanos:09}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -239,13 +209,6 @@ mod tests {
     fn a_process_in_the_hosts_root_is_not_set_up() {
         assert!(!in_own_root(std::process::id() as i32));
         assert!(!in_own_root(i32::MAX));
-    }
-
-    #[test]
-    fn timestamps() {
-        assert_eq!(rfc3339(0, 0), "1970-01-01T00:00:00.000000000Z");
-        assert_eq!(rfc3339(1_700_000_000, 5), "2023-11-14T22:13:20.000000005Z");
-        assert_eq!(rfc3339(951_782_400, 0), "2000-02-29T00:00:00.000000000Z");
     }
 
     #[test]

@@ -13,7 +13,12 @@
 //! - [`write_atomic`]: a file readers see whole or not at all, across a crash
 //!   too (file and directory synced);
 //! - [`random_hex`]: ids from the kernel's random numbers;
-//! - [`lock`], [`try_lock`]: lock files (`flock`), held until dropped.
+//! - [`lock`], [`try_lock`]: lock files (`flock`), held until dropped;
+//! - [`time`]: RFC 3339 UTC with nanoseconds, written and read;
+//! - [`pidfd`]: processes as file descriptors, to wait on their exits.
+
+pub mod pidfd;
+pub mod time;
 
 use std::io;
 use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _, PermissionsExt as _};

@@ -52,23 +52,15 @@ pub trait Driver: Sync {
         service: &str,
         policy: &str,
     ) -> impl Future<Output = anyhow::Result<bool>> + Send;
-    /// Creates and starts replica `number` of `service` (its image is
-    /// here) as `name`.
-    fn run(
-        &self,
-        origin: &Origin<'_>,
-        service: &str,
-        number: u32,
-        name: &str,
-    ) -> impl Future<Output = anyhow::Result<Observed>> + Send;
     /// Creates replica `number` of `service` (its image is here) as
-    /// `name`, and does not start it.
+    /// `name`, and starts it with `start`.
     fn create(
         &self,
         origin: &Origin<'_>,
         service: &str,
         number: u32,
         name: &str,
+        start: bool,
     ) -> impl Future<Output = anyhow::Result<Observed>> + Send;
     /// Starts a stopped (or created) container, in place.
     fn start(&self, id: &str) -> impl Future<Output = anyhow::Result<()>> + Send;
@@ -548,31 +540,30 @@ impl<D: Driver + Send + 'static> Engine<D> {
                 number,
                 name,
                 ..
-            } => {
-                self.dependencies(origin, service, name, events).await?;
-                progress(events, "Container", name, "Creating");
-                let c = driver
-                    .run(origin, service, *number, name)
-                    .await
-                    .map_err(|e| e.context(format!("service {service}")))?;
-                self.publish(&c, "create", &[]);
-                self.publish(&c, "start", &[]);
-                self.watch(c);
-                progress(events, "Container", name, "Started");
             }
-            Op::Create {
+            | Op::Create {
                 service,
                 number,
                 name,
                 ..
             } => {
+                let start = matches!(op, Op::Run { .. });
+                if start {
+                    self.dependencies(origin, service, name, events).await?;
+                }
                 progress(events, "Container", name, "Creating");
                 let c = driver
-                    .create(origin, service, *number, name)
+                    .create(origin, service, *number, name, start)
                     .await
                     .map_err(|e| e.context(format!("service {service}")))?;
                 self.publish(&c, "create", &[]);
-                progress(events, "Container", name, "Created");
+                if start {
+                    self.publish(&c, "start", &[]);
+                    self.watch(c);
+                    progress(events, "Container", name, "Started");
+                } else {
+                    progress(events, "Container", name, "Created");
+                }
             }
             Op::Start {
                 id, name, service, ..

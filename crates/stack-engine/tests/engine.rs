@@ -298,26 +298,16 @@ impl Driver for Fake {
         Ok(policy == "always")
     }
 
-    async fn run(
-        &self,
-        origin: &Origin<'_>,
-        service: &str,
-        number: u32,
-        name: &str,
-    ) -> anyhow::Result<Observed> {
-        self.op("run", name).await?;
-        Ok(self.add(origin, service, number, name, true))
-    }
-
     async fn create(
         &self,
         origin: &Origin<'_>,
         service: &str,
         number: u32,
         name: &str,
+        start: bool,
     ) -> anyhow::Result<Observed> {
-        self.op("create", name).await?;
-        Ok(self.add(origin, service, number, name, false))
+        self.op(if start { "run" } else { "create" }, name).await?;
+        Ok(self.add(origin, service, number, name, start))
     }
 
     async fn start(&self, id: &str) -> anyhow::Result<()> {

@@ -38,21 +38,6 @@ impl Host {
         let (host, key) = (self.clone(), key.to_string());
         blocking(move || f(&host, &key)).await
     }
-
-    /// Makes a service's container (started or only created).
-    async fn new_container(
-        &self,
-        origin: &Origin<'_>,
-        service: &str,
-        number: u32,
-        name: &str,
-        how: Launch,
-    ) -> anyhow::Result<Observed> {
-        let s = &origin.project.services[service];
-        let config = crate::service::config(self, origin, service, s, number, name)?;
-        self.on(name, move |host, _| new_container(host, &config, how))
-            .await
-    }
 }
 
 fn new_container(host: &Host, c: &ContainerConfig, how: Launch) -> anyhow::Result<Observed> {
@@ -109,25 +94,22 @@ impl stack_engine::Driver for Host {
         .await
     }
 
-    async fn run(
-        &self,
-        origin: &Origin<'_>,
-        service: &str,
-        number: u32,
-        name: &str,
-    ) -> anyhow::Result<Observed> {
-        self.new_container(origin, service, number, name, Launch::Detached)
-            .await
-    }
-
     async fn create(
         &self,
         origin: &Origin<'_>,
         service: &str,
         number: u32,
         name: &str,
+        start: bool,
     ) -> anyhow::Result<Observed> {
-        self.new_container(origin, service, number, name, Launch::CreateOnly)
+        let s = &origin.project.services[service];
+        let config = crate::service::config(self, origin, service, s, number, name)?;
+        let how = if start {
+            Launch::Detached
+        } else {
+            Launch::CreateOnly
+        };
+        self.on(name, move |host, _| new_container(host, &config, how))
             .await
     }
 

@@ -21,12 +21,8 @@ pub enum ImageError {
     NotFound(String),
     #[error("image `{0}` is used by a container: remove the container first")]
     InUse(String),
-    #[error("`{}`: {source}", path.display())]
-    Io {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] stack_sys::IoError),
     #[error("`{}` is damaged: {why}", path.display())]
     Corrupt { path: PathBuf, why: String },
     #[error("archive `{}`: {why}", path.display())]
@@ -43,9 +39,6 @@ pub enum ImageError {
 
 impl ImageError {
     pub fn io(path: &Path, source: std::io::Error) -> Self {
-        ImageError::Io {
-            path: path.to_path_buf(),
-            source,
-        }
+        ImageError::Io(stack_sys::IoError::new(path, source))
     }
 }

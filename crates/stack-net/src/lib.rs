@@ -37,22 +37,15 @@ pub enum NetError {
     Firewall(String),
     #[error("{0}")]
     PortTaken(String),
-    #[error("`{}`: {source}", path.display())]
-    Io {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] stack_sys::IoError),
     #[error("`{}` is damaged: {why}", path.display())]
     Corrupt { path: PathBuf, why: String },
 }
 
 impl NetError {
     pub fn io(path: &Path, source: std::io::Error) -> NetError {
-        NetError::Io {
-            path: path.to_path_buf(),
-            source,
-        }
+        NetError::Io(stack_sys::IoError::new(path, source))
     }
 }
 

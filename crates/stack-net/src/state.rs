@@ -100,9 +100,7 @@ fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, NetError>
 fn read_unless_gone<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Option<T>, NetError> {
     match read_json(path) {
         Ok(v) => Ok(Some(v)),
-        Err(NetError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
-            Ok(None)
-        }
+        Err(NetError::Io(e)) if e.source.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(e),
     }
 }

@@ -33,29 +33,41 @@ pub enum PathError {
     Outside { root: PathBuf, path: PathBuf },
     #[error("`{path}` is a symbolic link, not something stack made: left alone", path = .path.display())]
     Symlink { path: PathBuf },
-    #[error("`{path}`: {source}", path = .path.display())]
-    Io {
-        path: PathBuf,
-        #[source]
-        source: io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] IoError),
+}
+
+/// An I/O error and the path it happened on: what every crate's error
+/// carries for a failed read or write.
+#[derive(Debug, thiserror::Error)]
+#[error("`{path}`: {source}", path = .path.display())]
+pub struct IoError {
+    pub path: PathBuf,
+    #[source]
+    pub source: io::Error,
+}
+
+impl IoError {
+    pub fn new(path: &Path, source: io::Error) -> IoError {
+        IoError {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
 }
 
 impl PathError {
     /// The I/O error itself, for a caller whose own error names the path.
     pub fn into_io(self) -> io::Error {
         match self {
-            PathError::Io { source, .. } => source,
+            PathError::Io(e) => e.source,
             other => io::Error::other(other),
         }
     }
 }
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> PathError + '_ {
-    move |source| PathError::Io {
-        path: path.to_path_buf(),
-        source,
-    }
+    move |source| PathError::Io(IoError::new(path, source))
 }
 
 /// Whether `name` is one plain file name: what [`join`] accepts.

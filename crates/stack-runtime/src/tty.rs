@@ -197,18 +197,8 @@ unsafe fn terminal_size(ws: &mut Winsize) -> libc::c_int {
 
 /// Copies our terminal's size onto the pty.
 fn copy_winsize(master: &OwnedFd) {
-    let mut ws = Winsize {
-        ws_row: 0,
-        ws_col: 0,
-        ws_xpixel: 0,
-        ws_ypixel: 0,
-    };
-    // SAFETY: TIOCGWINSZ fills one Winsize; TIOCSWINSZ reads one.
-    #[allow(unsafe_code)]
-    unsafe {
-        if terminal_size(&mut ws) == 0 {
-            libc::ioctl(master.as_raw_fd(), libc::TIOCSWINSZ, &ws);
-        }
+    if let Some((rows, cols)) = size() {
+        let _ = set_size(master, rows, cols);
     }
 }
 

@@ -18,8 +18,10 @@ use stack_wire::{ContainerEvent, DownRequest, Event, Events, UpRequest};
 use tokio::sync::Semaphore;
 
 mod actions;
+mod logs;
 mod supervise;
 pub mod watch;
+pub use logs::{LogReader, LogRecord};
 pub use supervise::*;
 
 /// Operations at once when the request does not say (`--parallel`, or
@@ -121,6 +123,9 @@ pub trait Driver: Sync {
     fn remove_image(&self, name: &str) -> anyhow::Result<bool>;
     /// Removes what the engine wrote for the project (secrets, configs).
     fn forget_project(&self, project: &str) -> anyhow::Result<()>;
+    /// Container `id`'s log, to its end, or with `follow` off to its end
+    /// as it is now.
+    fn log(&self, id: &str, follow: bool) -> Box<dyn LogReader>;
 }
 
 /// Where a project comes from, recorded on its containers as compose does.

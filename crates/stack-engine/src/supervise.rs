@@ -244,6 +244,8 @@ pub struct Observed {
     pub image: String,
     pub running: bool,
     pub exit_code: Option<i32>,
+    /// When its last run ended, if one has (RFC 3339).
+    pub finished_at: Option<String>,
     /// A user stopped it (`stop`, `down`, `kill` through stop): no policy
     /// starts it again.
     pub stopped_by_user: bool,

@@ -9,8 +9,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use stack_engine::{
-    watch, Dependency, Driver, Engine, Exit, HealthConfig, Observed, Origin, Probe, ProbeResult,
-    RestartPolicy,
+    watch, Dependency, Driver, Engine, Exit, HealthConfig, LogReader, LogRecord, Observed, Origin,
+    Probe, ProbeResult, RestartPolicy,
 };
 use stack_model::Project;
 use stack_wire::{Action, ActionRequest, DownRequest, Event, Events, UpRequest};
@@ -53,6 +53,46 @@ struct Fake {
     paused: Mutex<BTreeSet<String>>,
     busy: Mutex<(usize, usize)>,
     changed: tokio::sync::Notify,
+    /// What each container (by id) wrote.
+    logs: Logs,
+}
+
+type Logs = Arc<Mutex<BTreeMap<String, Vec<LogRecord>>>>;
+
+/// A fake container's log, read two records at a time (as the host reads
+/// a chunk), to its end, or without `follow` to where it ended when opened.
+struct FakeLog {
+    logs: Logs,
+    id: String,
+    at: usize,
+    end: Option<usize>,
+}
+
+impl FakeLog {
+    fn records(&self) -> Vec<LogRecord> {
+        let logs = self.logs.lock().unwrap();
+        let all = logs.get(&self.id).cloned().unwrap_or_default();
+        all[..self.end.unwrap_or(all.len()).min(all.len())].to_vec()
+    }
+}
+
+impl LogReader for FakeLog {
+    fn tail(&mut self, n: usize, wants: &dyn Fn(&str) -> bool) -> Vec<LogRecord> {
+        let all = self.records();
+        self.at = all.len();
+        let kept: Vec<LogRecord> = all.into_iter().filter(|r| wants(&r.time)).collect();
+        kept[kept.len().saturating_sub(n)..].to_vec()
+    }
+
+    fn read_new(&mut self) -> Option<Vec<LogRecord>> {
+        let all = self.records();
+        let chunk = all.get(self.at..(self.at + 2).min(all.len()))?;
+        if chunk.is_empty() {
+            return None;
+        }
+        self.at += chunk.len();
+        Some(chunk.to_vec())
+    }
 }
 
 impl Fake {
@@ -70,6 +110,7 @@ impl Fake {
             paused: Mutex::new(BTreeSet::new()),
             busy: Mutex::new((0, 0)),
             changed: tokio::sync::Notify::new(),
+            logs: Logs::default(),
         }
     }
 
@@ -159,6 +200,7 @@ impl Fake {
                 if c.o.running && c.started.elapsed() >= after {
                     c.o.running = false;
                     c.o.exit_code = Some(c.script.code);
+                    c.o.finished_at = Some(format!("{:?}", c.started + after));
                 }
             }
         }
@@ -464,6 +506,16 @@ impl Driver for Fake {
 
     fn forget_project(&self, _project: &str) -> anyhow::Result<()> {
         Ok(())
+    }
+
+    fn log(&self, id: &str, follow: bool) -> Box<dyn LogReader> {
+        let now = self.logs.lock().unwrap().get(id).map_or(0, Vec::len);
+        Box::new(FakeLog {
+            logs: self.logs.clone(),
+            id: id.to_string(),
+            at: 0,
+            end: (!follow).then_some(now),
+        })
     }
 }
 
@@ -1737,4 +1789,141 @@ services:
     )
     .await;
     assert_eq!(err.as_deref(), Some("no such service: `nope`"));
+}
+
+impl Fake {
+    /// Container `name` writes `log` at virtual millisecond `ms`.
+    fn write(&self, name: &str, ms: u64, log: &str) {
+        let id = self
+            .snapshot()
+            .into_iter()
+            .find(|c| c.name == name)
+            .expect("a container of that name")
+            .id;
+        self.logs
+            .lock()
+            .unwrap()
+            .entry(id)
+            .or_default()
+            .push(LogRecord {
+                stream: "stdout".into(),
+                time: format!("2026-12-03T00:00:{:02}.{:03}000000Z", ms / 1000, ms % 1000),
+                log: format!("{log}\n"),
+            });
+    }
+}
+
+/// The log lines an engine call sent (`replica: text`), and the exits.
+fn log_lines(rx: &mut tokio::sync::mpsc::UnboundedReceiver<Event>) -> Vec<String> {
+    let mut out = Vec::new();
+    while let Ok(e) = rx.try_recv() {
+        match e {
+            Event::Log { service, log, .. } => out.push(format!("{service}: {}", log.trim_end())),
+            Event::Exited {
+                service, exit_code, ..
+            } => out.push(format!("{service} exited {exit_code}")),
+            _ => {}
+        }
+    }
+    out
+}
+
+#[tokio::test(start_paused = true)]
+async fn logs_merge_by_time_tail_each_container_and_leave_one_offs_out() {
+    let e = engine(Fake::instant());
+    let p = project("services:\n  web:\n    image: x\n  db:\n    image: x\n");
+    assert_eq!(up(&e, up_req(&p)).await.0, None);
+    let fake = e.driver();
+    fake.containers.lock().unwrap().push(Container {
+        o: Observed {
+            id: "id-run".into(),
+            name: "shop-web-run-1".into(),
+            project: p.name.clone(),
+            service: "web".into(),
+            number: 1,
+            running: true,
+            one_off: true,
+            ..Observed::default()
+        },
+        started: Instant::now(),
+        script: Script::default(),
+    });
+    for (name, ms, log) in [
+        ("shop-web-run-1", 15, "one-off"),
+        ("shop-db-1", 10, "db one"),
+        ("shop-web-1", 20, "web one"),
+        ("shop-db-1", 30, "db two"),
+        ("shop-db-1", 40, "db three"),
+        ("shop-web-1", 50, "web two"),
+    ] {
+        fake.write(name, ms, log);
+    }
+    let all = stack_wire::LogsQuery::default();
+    let (events, mut rx) = Events::channel();
+    e.logs("shop", &all, &events).await.unwrap();
+    assert_eq!(
+        log_lines(&mut rx),
+        [
+            "db-1: db one",
+            "web-1: web one",
+            "db-1: db two",
+            "db-1: db three",
+            "web-1: web two"
+        ]
+    );
+    let tail = stack_wire::LogsQuery {
+        tail: Some(1),
+        services: vec!["db".into()],
+        ..Default::default()
+    };
+    e.logs("shop", &tail, &events).await.unwrap();
+    assert_eq!(log_lines(&mut rx), ["db-1: db three"]);
+    let since = stack_wire::LogsQuery {
+        since: Some("2026-12-03T00:00:00.035000000Z".into()),
+        ..Default::default()
+    };
+    e.logs("shop", &since, &events).await.unwrap();
+    assert_eq!(log_lines(&mut rx), ["db-1: db three", "web-1: web two"]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn followed_logs_take_in_what_comes_and_say_when_a_run_ended() {
+    let mut fake = Fake::instant();
+    fake.scripts.insert(
+        "job".into(),
+        Script {
+            exits_after: Some(Duration::from_secs(3)),
+            code: 4,
+            ..Script::default()
+        },
+    );
+    let e = engine(fake);
+    let p = project("services:\n  job:\n    image: x\n");
+    assert_eq!(up(&e, up_req(&p)).await.0, None);
+    e.driver().write("shop-job-1", 100, "before");
+    let (events, mut rx) = Events::channel();
+    let follow = stack_wire::LogsQuery {
+        follow: true,
+        ..Default::default()
+    };
+    let following = {
+        let e = e.clone();
+        tokio::spawn(async move { e.logs("shop", &follow, &events).await })
+    };
+    pass(1).await;
+    assert_eq!(log_lines(&mut rx), ["job-1: before"]);
+    e.driver().write("shop-job-1", 1500, "during");
+    pass(1).await;
+    assert_eq!(log_lines(&mut rx), ["job-1: during"]);
+    // It exits at 3 s: its last record, then that it exited, once.
+    e.driver().write("shop-job-1", 2900, "last");
+    pass(3).await;
+    assert_eq!(log_lines(&mut rx), ["job-1: last", "job-1 exited 4"]);
+    pass(3).await;
+    assert_eq!(log_lines(&mut rx), Vec::<String>::new());
+    // The client goes: the engine stops following.
+    drop(rx);
+    pass(1).await;
+    assert!(following.is_finished());
+    following.await.unwrap().unwrap();
 }

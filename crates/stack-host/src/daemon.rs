@@ -262,7 +262,10 @@ impl stack_api::Api for Daemon {
 
     /// Not exclusive: following logs lasts.
     fn logs(&self, project: &str, q: LogsQuery, events: &Events) -> Result<(), ApiError> {
-        crate::logs::logs(&self.host, project, &q, events).map_err(api_error)
+        self.host
+            .block_on(self.engine.logs(project, &q, events))
+            .and_then(|done| done)
+            .map_err(api_error)
     }
 
     fn exec(&self, project: &str, req: ExecRequest) -> Result<Session, ApiError> {

@@ -7,7 +7,9 @@
 use std::path::PathBuf;
 
 use anyhow::{bail, Context as _};
-use stack_engine::{network_name, HealthConfig, Observed, Origin, ProbeResult};
+use stack_engine::{
+    network_name, HealthConfig, LogReader, LogRecord, Observed, Origin, ProbeResult,
+};
 use stack_model::{Project, Service};
 
 use crate::{ContainerConfig, Host, Launch};
@@ -222,6 +224,37 @@ impl stack_engine::Driver for Host {
         let root = self.root();
         stack_sys::remove_tree(root, &crate::service::project_dir(root, project)?)?;
         Ok(())
+    }
+
+    fn log(&self, id: &str, follow: bool) -> Box<dyn LogReader> {
+        let dir = stack_runtime::container_dir(self.root(), id);
+        let log = stack_runtime::logs::Follower::new(stack_runtime::state::log_path(&dir));
+        Box::new(Log(if follow { log } else { log.to_current_end() }))
+    }
+}
+
+/// A container's json-file log, read as the runtime's monitor writes it.
+struct Log(stack_runtime::logs::Follower);
+
+fn record(r: stack_runtime::logs::Record) -> LogRecord {
+    LogRecord {
+        stream: r.stream,
+        time: r.time,
+        log: r.log,
+    }
+}
+
+impl LogReader for Log {
+    fn tail(&mut self, n: usize, wants: &dyn Fn(&str) -> bool) -> Vec<LogRecord> {
+        let records = self.0.tail(n, |r| wants(&r.time));
+        records.into_iter().map(record).collect()
+    }
+
+    fn read_new(&mut self) -> Option<Vec<LogRecord>> {
+        match self.0.read_new() {
+            (records, bad) if records.is_empty() && bad.is_empty() => None,
+            (records, _) => Some(records.into_iter().map(record).collect()),
+        }
     }
 }
 

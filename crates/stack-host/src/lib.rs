@@ -15,7 +15,6 @@ pub mod driver;
 pub mod files;
 pub mod images;
 pub mod load;
-pub mod logs;
 pub mod network;
 pub mod service;
 pub mod session;

@@ -176,6 +176,7 @@ pub fn observed(root: &Path, st: &State, running: bool) -> Observed {
         image: st.spec.image.clone(),
         running,
         exit_code: st.exit_code,
+        finished_at: st.finished_at.clone(),
         stopped_by_user: crate::containers::stopped_by_user(&dir),
         one_off: label(LABEL_ONEOFF) == "True",
         auto_remove: st.spec.auto_remove,

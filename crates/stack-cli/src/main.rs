@@ -34,6 +34,16 @@ fn main() -> ExitCode {
         _ => {}
     }
     let args = cli::Cli::parse();
+    if !matches!(args.command, cli::Command::Daemon { .. }) {
+        // What the host layer warns of, for a direct command (`container
+        // run`): on standard error. The daemon logs its own way.
+        let _ = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::WARN)
+            .without_time()
+            .with_target(false)
+            .with_writer(std::io::stderr)
+            .try_init();
+    }
     let mut out = std::io::stdout().lock();
     let g = &args.global;
     // Each command's exit code (most have only success, 0).

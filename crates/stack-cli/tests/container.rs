@@ -2,53 +2,47 @@
 //! exit codes, isolation and cleanup, on a busybox root filesystem made here
 //! from Debian's busybox-static.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-struct Env {
-    dir: PathBuf,
+/// The common fixture (its own `STACK_ROOT`, and on drop every container
+/// removed: processes, mounts and cgroups), with a busybox root filesystem
+/// in `rootfs`.
+struct Env(common::Env);
+
+impl std::ops::Deref for Env {
+    type Target = common::Env;
+    fn deref(&self) -> &common::Env {
+        &self.0
+    }
 }
 
 impl Env {
     fn new(name: &str) -> Self {
-        assert!(
-            nix::unistd::geteuid().is_root(),
-            "container tests need root (CI runs them as root)"
-        );
-        let dir = std::env::temp_dir().join(format!(
-            "stack-container-test-{}-{name}",
-            std::process::id()
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        let bin = dir.join("rootfs/bin");
+        let e = Env(common::Env::new("container", name));
+        let bin = e.rootfs().join("bin");
         std::fs::create_dir_all(&bin).unwrap();
-        std::fs::create_dir_all(dir.join("rootfs/etc")).unwrap();
+        std::fs::create_dir_all(e.rootfs().join("etc")).unwrap();
         std::fs::write(
-            dir.join("rootfs/etc/passwd"),
+            e.rootfs().join("etc/passwd"),
             "root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000:app:/home/app:/bin/sh\n",
         )
         .unwrap();
         std::fs::write(
-            dir.join("rootfs/etc/group"),
+            e.rootfs().join("etc/group"),
             "root:x:0:\napp:x:1000:\nstaff:x:50:app\n",
         )
         .unwrap();
-        let busybox = ["/bin/busybox", "/usr/bin/busybox"]
-            .into_iter()
-            .find(|p| Path::new(p).exists());
-        let busybox = busybox.expect("busybox is needed: apt-get install busybox-static");
-        std::fs::copy(busybox, bin.join("busybox")).unwrap();
+        std::fs::copy(common::busybox(), bin.join("busybox")).unwrap();
         for applet in [
             "sh", "cat", "echo", "ls", "ps", "hostname", "touch", "sleep", "kill", "pwd", "id",
             "wc", "grep", "swapon", "chown", "unshare", "ip", "nc", "tty", "stty",
         ] {
             std::os::unix::fs::symlink("busybox", bin.join(applet)).unwrap();
         }
-        Env { dir }
-    }
-
-    fn root(&self) -> PathBuf {
-        self.dir.join("state")
+        e
     }
 
     fn rootfs(&self) -> PathBuf {
@@ -60,11 +54,7 @@ impl Env {
         let mut args = vec!["container", "run", "--rm"];
         args.extend_from_slice(flags);
         args.extend_from_slice(&["--rootfs", rootfs.to_str().unwrap(), "sh", "-c", script]);
-        Command::new(env!("CARGO_BIN_EXE_stack"))
-            .args(&args)
-            .env("STACK_ROOT", self.root())
-            .output()
-            .unwrap()
+        self.stack(&args)
     }
 
     fn sh(&self, flags: &[&str], script: &str) -> String {
@@ -89,29 +79,6 @@ impl Env {
             !mounts.contains(self.dir.to_str().unwrap()),
             "mounts left behind"
         );
-    }
-}
-
-impl Drop for Env {
-    /// Even when a test fails: no container of ours keeps running.
-    fn drop(&mut self) {
-        if let Ok(entries) = std::fs::read_dir(self.root().join("containers")) {
-            for e in entries.flatten() {
-                let state =
-                    std::fs::read_to_string(e.path().join("state.json")).unwrap_or_default();
-                let pid = serde_json::from_str::<serde_json::Value>(&state)
-                    .ok()
-                    .and_then(|v| v["pid"].as_i64());
-                if let Some(pid) = pid.filter(|p| *p > 0) {
-                    let _ = nix::sys::signal::kill(
-                        nix::unistd::Pid::from_raw(pid as i32),
-                        nix::sys::signal::Signal::SIGKILL,
-                    );
-                }
-            }
-        }
-        std::thread::sleep(std::time::Duration::from_millis(20));
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
@@ -407,7 +374,7 @@ fn a_pids_limit_stops_a_fork_bomb() {
     let e = Env::new("pids");
     let o = e.run(
         &["--pids-limit", "8"],
-        "for i in 1 2 3 4 5 6 7 8 9 10 11 12; do sleep 5 & done; echo spawned",
+        "for i in 1 2 3 4 5 6 7 8 9 10 11 12; do sleep 1000 & done; echo spawned",
     );
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("can't fork"), "the limit did not hold: {o:?}");
@@ -461,29 +428,18 @@ fn cpu_limits_are_written() {
         }
     }
     e.out(&["container", "rm", "-f", "cpu"]);
-    for _ in 0..250 {
-        if cgroup_dirs(&id).is_empty() {
-            break;
+    common::wait_for_ok("the removed container's cgroups gone", || {
+        let left = cgroup_dirs(&id);
+        if left.is_empty() {
+            Ok(())
+        } else {
+            Err(format!("left behind: {left:?}"))
         }
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-    assert!(
-        cgroup_dirs(&id).is_empty(),
-        "left behind: {:?}",
-        cgroup_dirs(&id)
-    );
+    });
     e.assert_clean();
 }
 
 impl Env {
-    fn stack(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_stack"))
-            .args(args)
-            .env("STACK_ROOT", self.root())
-            .output()
-            .unwrap()
-    }
-
     fn detached(&self, flags: &[&str], cmd: &[&str]) -> String {
         let rootfs = self.rootfs();
         let mut args = vec!["container", "run", "-d"];
@@ -493,12 +449,6 @@ impl Env {
         let o = self.stack(&args);
         assert!(o.status.success(), "{o:?}");
         String::from_utf8_lossy(&o.stdout).trim().to_string()
-    }
-
-    fn out(&self, args: &[&str]) -> String {
-        let o = self.stack(args);
-        assert!(o.status.success(), "{args:?}: {o:?}");
-        String::from_utf8_lossy(&o.stdout).to_string()
     }
 }
 
@@ -516,18 +466,10 @@ fn detached_containers_log_list_stop_and_go() {
         "{ls}"
     );
     // The output reaches the log, each stream on its own side.
-    let mut logs = Output {
-        status: e.stack(&["container", "logs", "talker"]).status,
-        stdout: vec![],
-        stderr: vec![],
-    };
-    for _ in 0..200 {
-        logs = e.stack(&["container", "logs", "talker"]);
-        if !logs.stdout.is_empty() && !logs.stderr.is_empty() {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
+    let logs = common::wait_for_value("both streams in the log", || {
+        let logs = e.stack(&["container", "logs", "talker"]);
+        (!logs.stdout.is_empty() && !logs.stderr.is_empty()).then_some(logs)
+    });
     assert_eq!(String::from_utf8_lossy(&logs.stdout), "out\n");
     assert_eq!(String::from_utf8_lossy(&logs.stderr), "err\n");
     let stamped = e.out(&["container", "logs", "-t", &id[..8]]);
@@ -596,13 +538,14 @@ fn kill_rm_force_and_damaged_state() {
     let e = Env::new("kill");
     let id = e.detached(&["--name", "victim"], &["sleep", "1000"]);
     e.out(&["container", "kill", "-s", "TERM", "victim"]);
-    let mut last = String::new();
-    let ended = (0..500).any(|_| {
-        std::thread::sleep(std::time::Duration::from_millis(5));
-        last = e.out(&["container", "ls", "-a"]);
-        last.contains("Exited (143)")
+    common::wait_for_ok("kill -s TERM ending the container", || {
+        let ls = e.out(&["container", "ls", "-a"]);
+        if ls.contains("Exited (143)") {
+            Ok(())
+        } else {
+            Err(ls)
+        }
     });
-    assert!(ended, "kill -s TERM did not end the container: {last}");
     e.out(&["container", "rm", "victim"]);
     let id2 = e.detached(&["--name", "victim2"], &["sleep", "1000"]);
     e.out(&["container", "rm", "-f", "victim2"]);
@@ -734,14 +677,14 @@ fn top_stats_pause_and_unpause() {
         &["--name", "busy", "-m", "64m"],
         &["sh", "-c", "sleep 1000 & sleep 1001"],
     );
-    let mut top = String::new();
-    for _ in 0..200 {
-        top = e.out(&["container", "top", "busy"]);
+    let top = common::wait_for_ok("both sleeps in `container top`", || {
+        let top = e.out(&["container", "top", "busy"]);
         if top.contains("sleep 1001") && top.contains("sleep 1000") {
-            break;
+            Ok(top)
+        } else {
+            Err(top)
         }
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
+    });
     assert!(
         top.contains("__stack-init") && top.contains("sleep 1000") && top.contains("sleep 1001"),
         "{top}"
@@ -776,11 +719,9 @@ fn logs_rotate_by_size_and_count() {
         ],
     );
     let dir = e.root().join("containers").join(&id);
-    let done = (0..500).any(|_| {
-        std::thread::sleep(std::time::Duration::from_millis(5));
+    common::wait_for("chatty exited", || {
         e.out(&["container", "ls", "-a"]).contains("Exited (0)")
     });
-    assert!(done);
     let mut logs: Vec<String> = std::fs::read_dir(&dir)
         .unwrap()
         .map(|d| d.unwrap().file_name().to_string_lossy().to_string())
@@ -822,18 +763,18 @@ fn network_namespaces_own_host_or_joined() {
         &["--name", "server"],
         &["nc", "-l", "-p", "7777", "-e", "echo", "joined"],
     );
-    let mut got = String::new();
-    for _ in 0..100 {
-        got = e.sh(
+    // (Asked until the server listens.)
+    common::wait_for_ok("an answer from the server's loopback", || {
+        let got = e.sh(
             &["--network", "container:server"],
             "nc 127.0.0.1 7777 </dev/null || true",
         );
         if got == "joined\n" {
-            break;
+            Ok(())
+        } else {
+            Err(got)
         }
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-    assert_eq!(got, "joined\n");
+    });
     e.out(&["container", "rm", "-f", "server"]);
     let o = e.run(&["--network", "container:nobody"], "true");
     assert!(
@@ -914,11 +855,7 @@ fn a_container_outlives_its_starter_and_even_its_monitor() {
         std::fs::read_to_string(format!("/proc/{monitor}/stat"))
             .map_or(true, |s| s.contains(") Z "))
     };
-    let t = std::time::Instant::now();
-    while !gone() {
-        assert!(t.elapsed().as_secs() < 10, "the monitor did not go");
-        std::thread::sleep(std::time::Duration::from_millis(5));
-    }
+    common::wait_for("the killed monitor gone", gone);
     assert!(
         e.out(&["container", "ls"]).contains("lasting"),
         "the container died with its monitor"
@@ -952,11 +889,9 @@ fn stop_uses_the_containers_stop_signal_and_timeout() {
             "trap 'exit 3' USR1; trap '' TERM; echo trapped; while true; do sleep 0.05; done",
         ],
     );
-    let set = (0..500).any(|_| {
-        std::thread::sleep(std::time::Duration::from_millis(20));
+    common::wait_for("the app saying it set its traps", || {
         e.out(&["container", "logs", "picky"]) == "trapped\n"
     });
-    assert!(set, "the app never set its traps");
     e.out(&["container", "stop", "picky"]);
     let inspect: serde_json::Value =
         serde_json::from_str(&e.out(&["container", "inspect", "picky"])).unwrap();
@@ -1014,7 +949,9 @@ fn the_pty_follows_the_terminal_size() {
                 rootfs.to_str().unwrap(),
                 "sh",
                 "-c",
-                "stty size; sleep 1; stty size",
+                // The size, then (asked until it changes, with a guard of
+                // two minutes against hanging) the new one.
+                "stty size; i=0; while [ \"$(stty size)\" = '30 100' ] && [ $i -lt 2400 ]; do sleep 0.05; i=$((i+1)); done; stty size",
             ])
             .env("STACK_ROOT", e.root())
             .stdout(out)

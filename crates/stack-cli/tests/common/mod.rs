@@ -79,13 +79,14 @@ impl Env {
             return;
         };
         let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), sig);
-        for _ in 0..500 {
-            if !alive(pid) {
-                return;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(10));
-        }
-        panic!("the engine (pid {pid}) did not stop");
+        wait_for(&format!("the engine (pid {pid}) stopping on {sig}"), || {
+            !alive(pid)
+        });
+    }
+
+    /// What the engines of this root have logged (`engine.log`).
+    pub fn engine_log(&self) -> String {
+        std::fs::read_to_string(self.root().join("engine.log")).unwrap_or_default()
     }
 
     /// How many entries a directory of the store has.
@@ -209,11 +210,131 @@ pub fn in_project<'a>(d: &'a str, args: &[&'a str]) -> Vec<&'a str> {
     v
 }
 
-/// Polls `f` every 20 ms for up to `limit`.
-pub fn eventually(limit: std::time::Duration, what: &str, mut f: impl FnMut() -> bool) {
+/// How long a wait may go on before the test gives up: a guard against
+/// hanging for ever, never what a test asserts. A test waits for the thing
+/// it checks (a file, a log line, a state, an event), not for time.
+pub const PATIENCE: std::time::Duration = std::time::Duration::from_secs(120);
+
+/// Polls `f` until it holds; panics naming `what` if it still does not
+/// after `PATIENCE`.
+pub fn wait_for(what: &str, f: impl FnMut() -> bool) {
+    wait_for_within(PATIENCE, what, f)
+}
+
+/// `wait_for` with a longer guard, for what takes long by nature (writing
+/// hundreds of MB).
+pub fn wait_for_within(guard: std::time::Duration, what: &str, mut f: impl FnMut() -> bool) {
+    poll(
+        guard,
+        what,
+        || if f() { Ok(()) } else { Err(String::new()) },
+    )
+}
+
+/// Polls `f` until it gives a value, and returns it; panics naming `what`
+/// if it still gives none after `PATIENCE`.
+pub fn wait_for_value<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    poll(PATIENCE, what, || f().ok_or_else(String::new))
+}
+
+/// Polls `f` until it is `Ok`, and returns its value; panics naming `what`
+/// and the last error if it is not after `PATIENCE`.
+pub fn wait_for_ok<T>(what: &str, f: impl FnMut() -> Result<T, String>) -> T {
+    poll(PATIENCE, what, f)
+}
+
+fn poll<T>(guard: std::time::Duration, what: &str, mut f: impl FnMut() -> Result<T, String>) -> T {
     let t = std::time::Instant::now();
-    while !f() {
-        assert!(t.elapsed() < limit, "{what}: not within {limit:?}");
+    loop {
+        let last = match f() {
+            Ok(v) => return v,
+            Err(last) => last,
+        };
+        if t.elapsed() > guard {
+            let last = if last.is_empty() {
+                String::new()
+            } else {
+                format!("; last seen: {last}")
+            };
+            panic!("never happened (given {guard:?}): {what}{last}");
+        }
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
+}
+
+/// A command run in the background, its output collected as it comes.
+pub struct Background {
+    child: Option<std::process::Child>,
+    out: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+    err: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+    readers: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Background {
+    pub fn spawn(mut c: Command) -> Background {
+        use std::io::Read as _;
+        let mut child = c
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let collect = |mut from: Box<dyn std::io::Read + Send>| {
+            let to = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+            let into = to.clone();
+            let reader = std::thread::spawn(move || {
+                let mut buf = [0u8; 4096];
+                while let Ok(n @ 1..) = from.read(&mut buf) {
+                    into.lock().unwrap().extend_from_slice(&buf[..n]);
+                }
+            });
+            (to, reader)
+        };
+        let (out, r1) = collect(Box::new(child.stdout.take().unwrap()));
+        let (err, r2) = collect(Box::new(child.stderr.take().unwrap()));
+        Background {
+            child: Some(child),
+            out,
+            err,
+            readers: vec![r1, r2],
+        }
+    }
+
+    pub fn id(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
+    /// Its standard output so far.
+    pub fn stdout(&self) -> String {
+        String::from_utf8_lossy(&self.out.lock().unwrap()).to_string()
+    }
+
+    /// Waits for it to end (`what`: what its end shows, named if it does
+    /// not come) and gives all it printed.
+    pub fn wait(mut self, what: &str) -> Output {
+        let mut child = self.child.take().expect("running");
+        let status = wait_for_value(what, || child.try_wait().unwrap());
+        for r in self.readers.drain(..) {
+            r.join().unwrap();
+        }
+        let take = |v: &std::sync::Mutex<Vec<u8>>| std::mem::take(&mut *v.lock().unwrap());
+        Output {
+            status,
+            stdout: take(&self.out),
+            stderr: take(&self.err),
+        }
+    }
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Polls `f` every 20 ms for up to `limit` (on its way out: `wait_for`).
+pub fn eventually(limit: std::time::Duration, what: &str, mut f: impl FnMut() -> bool) {
+    wait_for_within(limit, what, &mut f)
 }

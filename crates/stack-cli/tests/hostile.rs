@@ -280,11 +280,9 @@ fn a_group_member_cannot_send_names_that_become_paths() {
             .unwrap(),
     );
     let socket = root.join("engine.sock");
-    common::eventually(
-        std::time::Duration::from_secs(10),
-        "the engine's socket",
-        || std::os::unix::net::UnixStream::connect(&socket).is_ok(),
-    );
+    common::wait_for("the engine answering on its socket", || {
+        std::os::unix::net::UnixStream::connect(&socket).is_ok()
+    });
     let meta = |p: &Path| std::fs::symlink_metadata(p).unwrap();
     use std::os::unix::fs::MetadataExt as _;
     assert_eq!(meta(&root).permissions().mode() & 0o7777, 0o710);

@@ -8,7 +8,7 @@ mod common;
 use std::io::{Read as _, Write as _};
 use std::net::{TcpListener, TcpStream, UdpSocket};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::Env;
 
@@ -98,21 +98,17 @@ fn address(e: &Env, network: &str, name: &str) -> String {
 
 /// Everything a store root set up on the host: links, our nft table,
 /// DOCKER-USER rules, netns files, the DNS server.
-/// Waits (10 s at most) until nothing of the networks is left: the DNS
-/// server leaves a moment after the last network.
+/// Waits until nothing of the networks is left: the DNS server leaves a
+/// moment after the last network.
 fn assert_nothing_left(e: &Env, bridges: &[String]) {
-    let t = std::time::Instant::now();
-    loop {
+    common::wait_for_ok(&format!("nothing left of {bridges:?}"), || {
         let left = leftovers(e, bridges);
         if left.is_empty() {
-            return;
+            Ok(())
+        } else {
+            Err(format!("left behind: {left:?}"))
         }
-        assert!(
-            t.elapsed() < Duration::from_secs(10),
-            "left behind: {left:?}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    });
 }
 
 fn leftovers(e: &Env, bridges: &[String]) -> Vec<String> {
@@ -222,18 +218,7 @@ fn containers_find_each_other_by_name_and_alias() {
     let b = bridge(&e, "front");
     e.out(&["container", "rm", "-f", "web-1"]);
     e.out(&["network", "rm", "front"]);
-    let t = Instant::now();
-    loop {
-        let left = leftovers(&e, std::slice::from_ref(&b));
-        if left.is_empty() {
-            break;
-        }
-        assert!(
-            t.elapsed() < Duration::from_secs(5),
-            "left behind: {left:?}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    assert_nothing_left(&e, &[b]);
 }
 
 #[test]
@@ -277,11 +262,14 @@ fn networks_are_isolated_and_an_internal_one_has_no_way_out() {
             .unwrap()
             .to_string()
     };
+    // (120 s: a guard against hanging; the 3 s of the refusals around it
+    // are the time a dropped connection is given, as the firewall drops
+    // and has no refusal to wait for.)
     let (out, ok) = client(
         &e,
         &rootfs,
         "front",
-        &format!("timeout 3 wget -qO- http://{}:{port}/", gw("front")),
+        &format!("timeout 120 wget -qO- http://{}:{port}/", gw("front")),
     );
     assert!(ok && out == "host\n", "{out}");
     let (out, ok) = client(
@@ -311,15 +299,11 @@ fn http_get(port: u16) -> String {
 }
 
 fn http_get_at(ip: std::net::IpAddr, port: u16) -> String {
-    let t = Instant::now();
-    let mut s = loop {
-        match TcpStream::connect((ip, port)) {
-            Ok(s) => break s,
-            Err(e) if t.elapsed() > Duration::from_secs(5) => panic!("{ip} port {port}: {e}"),
-            Err(_) => std::thread::sleep(Duration::from_millis(50)),
-        }
-    };
-    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut s = common::wait_for_ok(&format!("a connection to {ip} port {port}"), || {
+        TcpStream::connect((ip, port)).map_err(|e| e.to_string())
+    });
+    // (A guard against a server that never answers, not a bound.)
+    s.set_read_timeout(Some(common::PATIENCE)).unwrap();
     s.write_all(b"GET / HTTP/1.0\r\n\r\n").unwrap();
     let mut out = String::new();
     let _ = s.read_to_string(&mut out);
@@ -384,22 +368,22 @@ fn published_ports_answer_on_the_host() {
         "-c",
         echo,
     ]);
+    // A datagram sent before the server is up is lost: sent again until one
+    // is answered (each wait for the answer being only how often to ask).
     let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
     sock.set_read_timeout(Some(Duration::from_millis(300)))
         .unwrap();
-    let t = Instant::now();
     let mut buf = [0u8; 64];
-    let got = loop {
+    let got = common::wait_for_ok("an answer over UDP", || {
         sock.send_to(b"ping", ("127.0.0.1", uport)).unwrap();
-        if let Ok((n, _)) = sock.recv_from(&mut buf) {
-            break String::from_utf8_lossy(&buf[..n]).to_string();
+        match sock.recv_from(&mut buf) {
+            Ok((n, _)) => Ok(String::from_utf8_lossy(&buf[..n]).to_string()),
+            Err(_) => Err(format!(
+                "udp's log: {}",
+                e.out(&["container", "logs", "udp"])
+            )),
         }
-        assert!(
-            t.elapsed() < Duration::from_secs(5),
-            "no answer over UDP: {}",
-            e.out(&["container", "logs", "udp"])
-        );
-    };
+    });
     assert_eq!(got, "pong ping");
     // Taken ports fail before anything is made, naming the holder.
     let err = e.fails(&[
@@ -644,23 +628,24 @@ impl TestHost {
     /// `busybox wget -qO- URL` run on the test host, retried while the
     /// server comes up.
     fn get(&self, url: &str) -> String {
-        let t = Instant::now();
-        loop {
+        common::wait_for_ok(&format!("an answer to {url} on the test host"), || {
             let o = std::process::Command::new("ip")
                 .args(["netns", "exec", &self.0])
                 .arg(common::busybox())
                 .args(["wget", "-qO-", url])
                 .output()
                 .unwrap();
-            if o.status.success() || t.elapsed() > Duration::from_secs(5) {
-                return format!(
-                    "{}{}",
-                    String::from_utf8_lossy(&o.stdout),
-                    String::from_utf8_lossy(&o.stderr)
-                );
+            let text = format!(
+                "{}{}",
+                String::from_utf8_lossy(&o.stdout),
+                String::from_utf8_lossy(&o.stderr)
+            );
+            if o.status.success() {
+                Ok(text)
+            } else {
+                Err(text)
             }
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        })
     }
 }
 

@@ -32,12 +32,7 @@ fn log_file(e: &Env) -> PathBuf {
             .map(|d| d.path().join("container.log"))
             .find(|p| p.exists())
     };
-    common::eventually(
-        std::time::Duration::from_secs(10),
-        "a container with a log",
-        || find().is_some(),
-    );
-    find().unwrap()
+    common::wait_for_value("a container with a log", find)
 }
 
 /// The last `n` bytes of a file.
@@ -86,15 +81,15 @@ fn a_big_log_keeps_the_engine_small() {
             r#"services:
   chatty:
     image: local/busybox:1
-    command: ["sh", "-c", "busybox yes {line} | busybox head -n 200000; echo second-last; echo the-last; exec sleep 1000"]
+    command: ["sh", "-c", "busybox yes {line} | busybox head -n 200000; echo second-last; echo the-last; until [ -e /go ]; do sleep 0.1; done; echo after-go; exec sleep 1000"]
 "#
         ),
     );
     e.out(&in_project(&d, &["up", "-d"]));
     let log = log_file(&e);
-    common::eventually(
-        std::time::Duration::from_secs(300),
-        "the container wrote its log",
+    common::wait_for_within(
+        std::time::Duration::from_secs(600),
+        "the container wrote its 200 MB log",
         || last_bytes(&log, 300).contains("the-last"),
     );
     let size = std::fs::metadata(&log).unwrap().len();
@@ -106,29 +101,6 @@ fn a_big_log_keeps_the_engine_small() {
     let after_tail = engine_peak_mb(&e);
     eprintln!("engine VmHWM: {before} MB before, {after_tail} MB after logs --tail 2 of a {size}-byte log");
     assert!(after_tail < 100, "{after_tail} MB");
-
-    // Following from the end: the last line, then nothing more read.
-    let mut follow = e
-        .command(&in_project(
-            &d,
-            &["logs", "-f", "--tail", "1", "--no-log-prefix"],
-        ))
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut first = String::new();
-    std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(follow.stdout.take().unwrap()),
-        &mut first,
-    )
-    .unwrap();
-    assert_eq!(first, "the-last\n");
-    std::thread::sleep(std::time::Duration::from_millis(500));
-    follow.kill().unwrap();
-    follow.wait().unwrap();
-    let after_follow = engine_peak_mb(&e);
-    eprintln!("engine VmHWM: {after_follow} MB after logs -f --tail 1");
-    assert!(after_follow < 100, "{after_follow} MB");
 
     // All of it, merged and streamed: every line, and still small.
     let all = e.dir.join("all.txt");
@@ -150,6 +122,48 @@ fn a_big_log_keeps_the_engine_small() {
     // container logs, read here: the same tail.
     let out = e.out(&["container", "logs", "--tail", "2", "app-chatty-1"]);
     assert_eq!(out, "second-last\nthe-last\n");
+
+    // Following from the end: the last line, then nothing more read up to
+    // the log's end. The container writes one line more once told to;
+    // that line coming next shows the follower has read on to the end.
+    let mut follow = e
+        .command(&in_project(
+            &d,
+            &["logs", "-f", "--tail", "1", "--no-log-prefix"],
+        ))
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (tx, lines) = std::sync::mpsc::channel();
+    let out = follow.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        use std::io::BufRead as _;
+        for l in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+            if tx.send(l).is_err() {
+                break;
+            }
+        }
+    });
+    let next = |what: &str| {
+        lines
+            .recv_timeout(common::PATIENCE)
+            .unwrap_or_else(|e| panic!("`logs -f` printed no {what}: {e}"))
+    };
+    assert_eq!(next("last line"), "the-last");
+    e.out(&[
+        "container",
+        "exec",
+        "app-chatty-1",
+        "busybox",
+        "touch",
+        "/go",
+    ]);
+    assert_eq!(next("line after it"), "after-go");
+    follow.kill().unwrap();
+    follow.wait().unwrap();
+    let after_follow = engine_peak_mb(&e);
+    eprintln!("engine VmHWM: {after_follow} MB after logs -f --tail 1");
+    assert!(after_follow < 100, "{after_follow} MB");
     e.out(&in_project(&d, &["down"]));
 }
 
@@ -167,9 +181,9 @@ fn a_big_copy_keeps_the_engine_and_the_client_small() {
 "#,
     );
     e.out(&in_project(&d, &["up", "-d"]));
-    common::eventually(
-        std::time::Duration::from_secs(300),
-        "the container wrote its file",
+    common::wait_for_within(
+        std::time::Duration::from_secs(600),
+        "the container wrote its 300 MB file",
         || {
             e.stack(&["container", "exec", "app-files-1", "cat", "/ready"])
                 .status

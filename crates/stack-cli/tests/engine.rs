@@ -80,7 +80,7 @@ fn containers_outlive_a_killed_engine() {
     assert_eq!(e.engine_pid(), None);
     // Nothing needs the engine to keep running and logging.
     let before = log_lines(&e, "shop-ticker-1");
-    common::eventually(Duration::from_secs(10), "the ticker logging on", || {
+    common::wait_for("the ticker logging on without an engine", || {
         log_lines(&e, "shop-ticker-1") > before + 2
     });
 
@@ -126,18 +126,25 @@ fn containers_outlive_a_killed_engine() {
 fn an_up_cut_short_converges() {
     let mut e = Env::new("engine", "cut");
     e.vars.push(("STACK_DNS_UPSTREAM".into(), "none".into()));
-    // A chain: each service waits for the one before it.
+    // A chain: each service waits for the one before it; s1 waits for s0
+    // to be healthy, which s0 is only once the test has made `gate/go`: the
+    // first `up` cannot get past s0, however fast the engine is.
     let n = 8;
     let mut body = String::from("services:\n");
     for i in 0..n {
         body.push_str(&format!(
             "  s{i}:\n    image: local/busybox:1\n    command: sleep 600\n"
         ));
-        if i > 0 {
-            body.push_str(&format!("    depends_on: [s{}]\n", i - 1));
+        match i {
+            0 => body.push_str(
+                "    volumes: [\"./gate:/gate\"]\n    healthcheck:\n      test: [\"CMD-SHELL\", \"test -e /gate/go\"]\n      interval: 200ms\n      start_period: 1h\n      start_interval: 100ms\n",
+            ),
+            1 => body.push_str("    depends_on:\n      s0: {condition: service_healthy}\n"),
+            _ => body.push_str(&format!("    depends_on: [s{}]\n", i - 1)),
         }
     }
     let dir = project(&e, "chain", &body);
+    std::fs::create_dir_all(dir.join("gate")).unwrap();
     let d = dir.to_str().unwrap();
     let up = e
         .command(&["--project-directory", d, "up", "-d"])
@@ -145,11 +152,13 @@ fn an_up_cut_short_converges() {
         .spawn()
         .unwrap();
     // Kill the engine as soon as the first container is being made.
+    // (Polled closely: the first is likely caught half made.)
     let t = Instant::now();
     while entries(&e, "containers").is_empty() {
         assert!(
-            t.elapsed() < Duration::from_secs(20),
-            "no container appeared"
+            t.elapsed() < common::PATIENCE,
+            "no container appeared within {:?}",
+            common::PATIENCE
         );
         std::thread::sleep(Duration::from_millis(1));
     }
@@ -161,7 +170,9 @@ fn an_up_cut_short_converges() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("the engine stopped answering"), "{err}");
 
-    // Again: the new engine sweeps, the plan completes the rest.
+    // Again, s0 free to become healthy: the new engine sweeps, the plan
+    // completes the rest.
+    std::fs::write(dir.join("gate/go"), "").unwrap();
     e.out(&["--project-directory", d, "up", "-d"]);
     let ps = e.out(&["--project-directory", d, "ps"]);
     for i in 0..n {

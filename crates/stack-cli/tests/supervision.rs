@@ -5,8 +5,6 @@
 
 mod common;
 
-use std::time::Duration;
-
 use common::Env;
 use serde_json::Value;
 
@@ -41,9 +39,20 @@ fn time(v: &Value, key: &str) -> String {
     v[key].as_str().unwrap_or_default().to_string()
 }
 
-/// Polls `f` for up to `secs` seconds.
-fn eventually(secs: u64, what: &str, f: impl FnMut() -> bool) {
-    common::eventually(Duration::from_secs(secs), what, f)
+/// Seconds since the epoch of `YYYY-MM-DDTHH:MM:SS.NNNNNNNNNZ` (so that a
+/// gap between two times is right whatever minute or day they fall in).
+fn seconds(t: &str) -> f64 {
+    let n = |r: std::ops::Range<usize>| -> i64 { t[r].parse().unwrap() };
+    let (y, m, d) = (n(0..4), n(5..7), n(8..10));
+    // Days from civil (Howard Hinnant's algorithm).
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * ((m + 9) % 12) + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    let secs: f64 = t[17..t.len() - 1].parse().unwrap();
+    (days * 86_400 + n(11..13) * 3600 + n(14..16) * 60) as f64 + secs
 }
 
 const GATED: &str = r#"
@@ -92,22 +101,23 @@ fn httpd_only_image(e: &Env) {
 fn health_gates_dependents_one_shots_complete_and_wait_accepts_them() {
     let (e, d) = env_with("gated", GATED);
     httpd_only_image(&e);
-    // Events from before `up` on.
-    e.out(&stack(&d, &["ps"]));
-    let events = e
-        .command(&stack(&d, &["events", "--json"]))
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    // Connected to the engine (a socket open), then a moment for its
-    // subscription to be made.
-    let fds = format!("/proc/{}/fd", events.id());
-    eventually(10, "events connected", || {
-        std::fs::read_dir(&fds).unwrap().flatten().any(|f| {
-            std::fs::read_link(f.path()).is_ok_and(|l| l.to_string_lossy().starts_with("socket:"))
+    // Events from before `up` on: cache (which nothing depends on) runs
+    // first, and is paused and unpaused until `events` shows it, so the
+    // subscription is known to be made before the rest comes up.
+    e.out(&stack(&d, &["up", "-d", "cache"]));
+    let events = common::Background::spawn(e.command(&stack(&d, &["events", "--json"])));
+    common::wait_for("`events` showing cache paused or unpaused", || {
+        e.out(&stack(&d, &["pause", "cache"]));
+        e.out(&stack(&d, &["unpause", "cache"]));
+        // (The last line may still be on its way.)
+        events.stdout().lines().any(|l| {
+            let Ok(v) = serde_json::from_str::<Value>(l) else {
+                return false;
+            };
+            v["attributes"]["name"] == "app-cache-1"
+                && (v["action"] == "pause" || v["action"] == "unpause")
         })
     });
-    std::thread::sleep(Duration::from_millis(300));
 
     let o = e.stack(&stack(&d, &["up", "--wait", "--wait-timeout", "60"]));
     let err = String::from_utf8_lossy(&o.stderr).to_string();
@@ -152,9 +162,7 @@ fn health_gates_dependents_one_shots_complete_and_wait_accepts_them() {
     assert!(time(&api, "started_at") >= time(&migrate, "finished_at"));
     let db_start = time(&db, "started_at");
     let migrate_start = time(&migrate, "started_at");
-    // Same minute in practice; compare seconds.fraction.
-    let secs = |t: &str| -> f64 { t[17..29].parse().unwrap() };
-    let gap = (secs(&migrate_start) - secs(&db_start) + 60.0) % 60.0;
+    let gap = seconds(&migrate_start) - seconds(&db_start);
     assert!(gap >= 2.0, "migrate started {gap}s after db");
 
     nix::sys::signal::kill(
@@ -162,7 +170,7 @@ fn health_gates_dependents_one_shots_complete_and_wait_accepts_them() {
         nix::sys::signal::Signal::SIGTERM,
     )
     .unwrap();
-    let out = events.wait_with_output().unwrap();
+    let out = events.wait("`events` ending on SIGTERM");
     let lines: Vec<Value> = String::from_utf8_lossy(&out.stdout)
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
@@ -202,14 +210,13 @@ services:
 "#,
     );
     e.out(&stack(&d, &["up", "-d"]));
-    eventually(20, "three restarts", || {
+    common::wait_for("three restarts of app-crash-1, then exited", || {
         let c = row(&ps(&e, &d), "app-crash-1");
         c["RestartCount"] == 3 && c["State"] == "exited"
     });
     // The engine says when it stops watching it: no restart can follow.
-    eventually(10, "the policy gave up", || {
-        std::fs::read_to_string(e.root().join("engine.log"))
-            .unwrap_or_default()
+    common::wait_for("the engine logging that the policy gave up", || {
+        e.engine_log()
             .lines()
             .any(|l| l.contains("its restart policy gave up") && l.contains("app-crash-1"))
     });
@@ -264,7 +271,7 @@ services:
         )
         .unwrap();
     }
-    eventually(10, "both dead", || {
+    common::wait_for("app-db-1 and app-api-1 both dead", || {
         ["app-db-1", "app-api-1"]
             .iter()
             .all(|n| inspect(&e, n)["running"] == false)
@@ -272,7 +279,7 @@ services:
     let died = time(&inspect(&e, "app-api-1"), "finished_at");
 
     // Any command starts an engine; it brings them back, db first.
-    eventually(30, "db and api running again", || {
+    common::wait_for("db healthy and api running again", || {
         let rows = ps(&e, &d);
         row(&rows, "app-db-1")["Health"] == "healthy"
             && row(&rows, "app-api-1")["State"] == "running"
@@ -280,8 +287,7 @@ services:
     let db = inspect(&e, "app-db-1");
     let api = inspect(&e, "app-api-1");
     assert!(time(&db, "started_at") > died);
-    let secs = |t: &str| -> f64 { t[17..29].parse().unwrap() };
-    let gap = (secs(&time(&api, "started_at")) - secs(&time(&db, "started_at")) + 60.0) % 60.0;
+    let gap = seconds(&time(&api, "started_at")) - seconds(&time(&db, "started_at"));
     assert!(
         gap >= 1.0,
         "api started {gap}s after db, before db could be healthy"
@@ -321,7 +327,7 @@ services:
     };
     // `restart db`: api follows, web does not.
     e.out(&stack(&d, &["restart", "db"]));
-    eventually(10, "api restarted with db", || starts("app-api-1") == 2);
+    common::wait_for("api restarted with db", || starts("app-api-1") == 2);
     // db dies and its policy restarts it: api follows again.
     let pid = inspect(&e, "app-db-1")["pid"].as_i64().unwrap() as i32;
     nix::sys::signal::kill(
@@ -329,7 +335,7 @@ services:
         nix::sys::signal::Signal::SIGKILL,
     )
     .unwrap();
-    eventually(10, "api restarted after db's crash", || {
+    common::wait_for("api restarted after db's crash", || {
         starts("app-api-1") == 3
     });
     assert_eq!(starts("app-web-1"), 1);
@@ -396,10 +402,15 @@ services:
     // Replicas take the range's ports in turn.
     let port3 = e.out(&stack(&d, &["port", "--index", "3", "web", "80"]));
     assert_eq!(port3.trim(), format!("127.0.0.1:{}", first + 2));
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", first + 4)).unwrap();
-    std::io::Write::write_all(&mut s, b"GET /index.html HTTP/1.0\r\n\r\n").unwrap();
-    let mut answer = String::new();
-    std::io::Read::read_to_string(&mut s, &mut answer).unwrap();
+    // (Asked until the fifth replica's server answers: it may still be
+    // starting to listen.)
+    let answer = common::wait_for_value("the fifth replica answering on its port", || {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", first + 4)).ok()?;
+        std::io::Write::write_all(&mut s, b"GET /index.html HTTP/1.0\r\n\r\n").ok()?;
+        let mut answer = String::new();
+        std::io::Read::read_to_string(&mut s, &mut answer).ok()?;
+        (!answer.is_empty()).then_some(answer)
+    });
     assert!(answer.contains("hello from web"), "{answer}");
 
     let web1 = inspect(&e, "app-web-1")["id"].clone();

@@ -194,8 +194,7 @@ fn the_hello_example_answers() {
     let d = dir.to_str().unwrap();
     e.out(&["--project-directory", d, "up", "-d"]);
     // web asks api by name, api asks store (on the internal network) by name.
-    let t = std::time::Instant::now();
-    let body = loop {
+    let body = common::wait_for_ok("the hello example answering with its items", || {
         let got = std::net::TcpStream::connect(("127.0.0.1", port))
             .ok()
             .and_then(|mut s| {
@@ -206,11 +205,10 @@ fn the_hello_example_answers() {
                 Some(out)
             });
         match got {
-            Some(b) if b.contains("apples") => break b,
-            _ if t.elapsed() > std::time::Duration::from_secs(10) => panic!("no answer: {got:?}"),
-            _ => std::thread::sleep(std::time::Duration::from_millis(100)),
+            Some(b) if b.contains("apples") => Ok(b),
+            _ => Err(format!("{got:?}")),
         }
-    };
+    });
     assert!(body.contains(r#"{"items": ["apples", "pears"]}"#), "{body}");
     // The store has its secret, read-only.
     assert_eq!(
@@ -237,12 +235,15 @@ fn the_hello_example_answers() {
 /// start in place (same id and address), restart, kill, pause, exec, rm.
 #[test]
 fn lifecycle_commands() {
+    // The job ends once the test has made `gate/go`: after the ticker's
+    // output has been shown.
     let (e, dir) = env_with(
         "life",
         r#"services:
   job:
     image: local/busybox:1
-    command: ["sh", "-c", "echo working; echo complaint >&2; sleep 0.5; echo done; exit 3"]
+    command: ["sh", "-c", "echo working; echo complaint >&2; until [ -e /gate/go ]; do sleep 0.05; done; echo done; exit 3"]
+    volumes: ["./gate:/gate"]
   ticker:
     image: local/busybox:1
     command: ["sh", "-c", "while true; do echo tick; sleep 0.1; done"]
@@ -261,7 +262,20 @@ fn lifecycle_commands() {
         String::from_utf8_lossy(&o.stdout).to_string()
     };
     // Attached: every container's output, prefixed; the job's code is ours.
-    let o = run(&["up", "--exit-code-from", "job", "--no-color"]);
+    std::fs::create_dir_all(dir.join("gate")).unwrap();
+    let up = common::Background::spawn(e.command(&[
+        "--project-directory",
+        d,
+        "up",
+        "--exit-code-from",
+        "job",
+        "--no-color",
+    ]));
+    common::wait_for("attached `up` showing the ticker's output", || {
+        up.stdout().contains("ticker-1 | tick")
+    });
+    std::fs::write(dir.join("gate/go"), "").unwrap();
+    let o = up.wait("attached `up` ending with the job");
     assert_eq!(o.status.code(), Some(3), "{o:?}");
     let text = String::from_utf8_lossy(&o.stdout);
     for line in [
@@ -369,36 +383,28 @@ fn lifecycle_commands() {
             "ticker",
             "sh",
             "-c",
-            "echo $$ > /bg; exec sleep 30"
+            "echo $$ > /bg; exec sleep 1000"
         ]),
         ""
     );
-    let t = std::time::Instant::now();
-    while !sh(
-        &e,
-        d,
-        "ticker",
-        "kill -0 $(cat /bg) && grep -q sleep /proc/$(cat /bg)/cmdline",
-    )
-    .1
-    {
-        assert!(
-            t.elapsed().as_secs() < 5,
-            "the detached exec is not running"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
+    common::wait_for("the detached exec running", || {
+        sh(
+            &e,
+            d,
+            "ticker",
+            "kill -0 $(cat /bg) && grep -q sleep /proc/$(cat /bg)/cmdline",
+        )
+        .1
+    });
 
     out(&["pause", "ticker"]);
     assert!(out(&["ps"]).contains("Up (Paused)"));
     out(&["unpause", "ticker"]);
     assert!(!out(&["ps"]).contains("Paused"));
     out(&["kill", "-s", "TERM", "ticker"]);
-    let t = std::time::Instant::now();
-    while inspect("shop-ticker-1")["running"] == true {
-        assert!(t.elapsed().as_secs() < 5, "kill did nothing");
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    common::wait_for("the ticker ended by kill -s TERM", || {
+        inspect("shop-ticker-1")["running"] == false
+    });
     assert!(e.out(&["ls"]).contains("exited(2)"));
     out(&["rm", "-f"]);
     assert_eq!(out(&["ps", "-a", "-q"]), "");
@@ -595,11 +601,22 @@ fn one_off_run() {
     assert!(e
         .out(&["--project-directory", d, "ps", "-a"])
         .contains("bg"));
-    // -d --rm: removed by the engine once it has exited.
-    let o = run(&["-d", "--rm", "--name", "brief", "tests", "sleep", "1"]);
+    // -d --rm: removed by the engine once it has exited (which it does
+    // once told to, by `/go`).
+    let o = run(&[
+        "-d",
+        "--rm",
+        "--name",
+        "brief",
+        "tests",
+        "sh",
+        "-c",
+        "until [ -e /go ]; do sleep 0.05; done",
+    ]);
     assert!(o.status.success(), "{o:?}");
     assert!(e.out(&["container", "ls"]).contains("brief"));
-    common::eventually(std::time::Duration::from_secs(10), "brief removed", || {
+    e.out(&["container", "exec", "brief", "sh", "-c", "echo > /go"]);
+    common::wait_for("brief removed once it exited", || {
         !e.out(&["container", "ls", "-a"]).contains("brief")
     });
     // The service's own replica has exited: nothing to exec into.
@@ -645,9 +662,18 @@ fn on_a_terminal(e: &Env, args: &[&str]) -> (String, Option<i32>) {
         }
     });
     let code = child.wait().unwrap().code();
+    // Everything, up to the end of the terminal's output: the reader ends
+    // once no one holds the terminal any more (the command has ended).
     let mut out = Vec::new();
-    while let Ok(chunk) = rx.recv_timeout(std::time::Duration::from_millis(500)) {
-        out.extend(chunk);
+    loop {
+        match rx.recv_timeout(common::PATIENCE) {
+            Ok(chunk) => out.extend(chunk),
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => panic!(
+                "{args:?}: the terminal still open after its command ended: {:?}",
+                String::from_utf8_lossy(&out)
+            ),
+        }
     }
     (String::from_utf8_lossy(&out).into_owned(), code)
 }
@@ -693,11 +719,9 @@ volumes:
     let d = dir.to_str().unwrap();
     e.out(&["--project-directory", d, "up", "-d"]);
     let sh = |service: &str, script: &str| sh(&e, d, service, script);
-    let t = std::time::Instant::now();
-    while !device.join("file").exists() {
-        assert!(t.elapsed().as_secs() < 5, "nothing written to the device");
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    common::wait_for("db writing its file to the device", || {
+        device.join("file").exists()
+    });
     assert_eq!(
         std::fs::read_to_string(device.join("file")).unwrap(),
         "stored\n"
@@ -776,7 +800,7 @@ fn cp_both_ways() {
     let cat = |c: &str, p: &str| e.out(&["container", "exec", c, "cat", p]);
     // The replicas have made their directories.
     for c in ["shop-web-1", "shop-web-2"] {
-        common::eventually(std::time::Duration::from_secs(10), c, || {
+        common::wait_for(&format!("{c} making /srv/data/a.txt"), || {
             e.stack(&["container", "exec", c, "cat", "/srv/data/a.txt"])
                 .status
                 .success()
@@ -918,6 +942,7 @@ fn create_start_timeout_and_down_rmi() {
   stubborn:
     image: local/busybox:1
     init: false
+    stop_grace_period: 1h
     command: ["sh", "-c", "trap '' TERM; while true; do sleep 0.1; done"]
 "#,
     );
@@ -959,21 +984,12 @@ fn create_start_timeout_and_down_rmi() {
         !String::from_utf8_lossy(&o.stderr).contains("Container"),
         "{o:?}"
     );
-    let boots = || {
-        std::fs::read_to_string(e.root().join("engine.log"))
-            .unwrap_or_default()
-            .matches("boot done")
-            .count()
-    };
+    let boots = || e.engine_log().matches("boot done").count();
     let before = boots();
     e.stop_engine();
     assert_eq!(states(), created);
     // That started an engine: once its boot is done, still nothing runs.
-    common::eventually(
-        std::time::Duration::from_secs(10),
-        "the engine's boot",
-        || boots() > before,
-    );
+    common::wait_for("the new engine logging `boot done`", || boots() > before);
     assert_eq!(states(), created);
     // start: the same containers, running.
     let id = out(&["ps", "-a", "-q", "web"]);
@@ -984,17 +1000,27 @@ fn create_start_timeout_and_down_rmi() {
     );
     assert_eq!(out(&["ps", "-q", "web"]), id);
 
-    // A changed file recreates the stubborn service, which ignores SIGTERM:
-    // `-t 1` waits one second for it, not ten.
+    // A changed file recreates the stubborn service, which ignores SIGTERM
+    // and whose grace period is an hour: `-t 1` waits one second for it,
+    // and `up` ends (the hour would outlast the wait's guard by far).
+    let grace = |name: &str| {
+        let v: serde_json::Value =
+            serde_json::from_str(&e.out(&["container", "inspect", name])).unwrap();
+        v["spec"]["stop_timeout"].clone()
+    };
+    assert_eq!(grace("shop-stubborn-1"), 3600);
     let yaml = std::fs::read_to_string(dir.join("compose.yaml")).unwrap();
     std::fs::write(
         dir.join("compose.yaml"),
-        yaml.replace("init: false", "init: false\n    environment: [V=2]"),
+        yaml.replace("init: false", "init: false\n    environment: [V=2]")
+            .replace("    stop_grace_period: 1h\n", ""),
     )
     .unwrap();
-    let t = std::time::Instant::now();
-    out(&["up", "-d", "-t", "1", "stubborn"]);
-    assert!(t.elapsed().as_secs() < 8, "{:?}", t.elapsed());
+    let up = common::Background::spawn(
+        e.command(&common::in_project(d, &["up", "-d", "-t", "1", "stubborn"])),
+    );
+    let o = up.wait("`up -t 1` ending: the stop waited for the hour, not for -t");
+    assert!(o.status.success(), "{o:?}");
 
     // down --rmi all: a container of no project still uses the image, so
     // it stays (a warning); once that one is gone, it goes.
@@ -1132,12 +1158,9 @@ fn a_group_member_who_is_not_root_works_through_the_engine() {
         .spawn()
         .unwrap();
     let socket = e.root().join("engine.sock");
-    for _ in 0..500 {
-        if std::os::unix::net::UnixStream::connect(&socket).is_ok() {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
+    common::wait_for("the engine answering on its socket", || {
+        std::os::unix::net::UnixStream::connect(&socket).is_ok()
+    });
     let shared = e.dir.join("shared");
     std::fs::create_dir_all(&shared).unwrap();
     std::fs::set_permissions(&shared, std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();

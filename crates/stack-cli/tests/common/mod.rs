@@ -333,8 +333,3 @@ impl Drop for Background {
         }
     }
 }
-
-/// Polls `f` every 20 ms for up to `limit` (on its way out: `wait_for`).
-pub fn eventually(limit: std::time::Duration, what: &str, mut f: impl FnMut() -> bool) {
-    wait_for_within(limit, what, &mut f)
-}

@@ -14,8 +14,6 @@ use std::time::Duration;
 use anyhow::{bail, Context as _};
 use stack_host::daemon::binary_id;
 
-use crate::container::stack_root;
-
 /// The engine's socket: `STACK_SOCKET`, or `engine.sock` under the root.
 pub fn socket_path() -> PathBuf {
     std::env::var_os("STACK_SOCKET")
@@ -123,4 +121,11 @@ fn start(socket: &Path) -> anyhow::Result<()> {
         }
         std::thread::sleep(Duration::from_millis(2));
     }
+}
+
+/// The engine root: `STACK_ROOT`, else /var/lib/stack.
+pub fn stack_root() -> PathBuf {
+    std::env::var_os("STACK_ROOT")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/var/lib/stack"))
 }

@@ -339,23 +339,11 @@ impl LogPrinter {
     }
 }
 
-/// `--tail N|all` of `logs` and `container logs`: how many of the last
-/// lines, or all of them (`None`).
-pub fn parse_tail(tail: &str) -> anyhow::Result<Option<usize>> {
-    match tail {
-        "all" | "-1" => Ok(None),
-        n => n
-            .parse()
-            .map(Some)
-            .map_err(|_| anyhow::anyhow!("--tail: `{n}` is not a number of lines or `all`")),
-    }
-}
-
 /// `stack logs`.
 pub fn logs(g: &Global, args: &LogsArgs) -> anyhow::Result<()> {
     let project = load(g)?.project;
     check_services(&project, &args.services)?;
-    let tail = parse_tail(&args.tail)?;
+    let tail = crate::cli::parse_tail(&args.tail)?;
     let now = std::time::SystemTime::now();
     let when = |flag: &str, v: &Option<String>| {
         v.as_deref()
@@ -545,11 +533,7 @@ fn query_path(project: &str, op: &str, services: &[String], extra: &[&str]) -> S
 
 /// `stack stats`: the project's containers (followed as they come and go),
 /// read by the engine at each refresh.
-pub fn stats(
-    g: &Global,
-    args: &crate::stats::StatsArgs,
-    services: &[String],
-) -> anyhow::Result<()> {
+pub fn stats(g: &Global, args: &crate::cli::StatsArgs, services: &[String]) -> anyhow::Result<()> {
     let project = load(g)?.project;
     check_services(&project, services)?;
     let path = query_path(

@@ -30,7 +30,7 @@ fn main() -> ExitCode {
     match argv.nth(1).as_deref() {
         Some(stack_runtime::INIT_ARG) => stack_runtime::init_main(&argv.next().unwrap_or_default()),
         Some(stack_runtime::EXEC_ARG) => stack_runtime::exec_main(&argv.next().unwrap_or_default()),
-        Some(stack_host::DNS_ARG) => return stack_host::network::dns_main(&container::stack_root()),
+        Some(stack_host::DNS_ARG) => return stack_host::network::dns_main(&client::stack_root()),
         _ => {}
     }
     let args = cli::Cli::parse();
@@ -93,7 +93,7 @@ fn main() -> ExitCode {
         cli::Command::Run(r) => compose::run(g, r),
         cli::Command::Exec(x) => compose::exec(g, x),
         cli::Command::Daemon { group } => done(stack_host::daemon::serve(
-            &container::stack_root(),
+            &client::stack_root(),
             &client::socket_path(),
             group.as_deref(),
         )),

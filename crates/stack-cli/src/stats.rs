@@ -9,24 +9,9 @@ use std::collections::HashMap;
 use std::io::{IsTerminal as _, Write as _};
 use std::time::Duration;
 
-use clap::Args;
 use stack_api::Stats;
 
-#[derive(Args, Debug, Clone, Default)]
-pub struct StatsArgs {
-    /// Also stopped containers (their use is zero)
-    #[arg(short, long)]
-    pub all: bool,
-    /// Print one table and return, instead of one every second
-    #[arg(long)]
-    pub no_stream: bool,
-    /// `table` or `json` (one object per line per container)
-    #[arg(long, default_value = "table", value_parser = ["table", "json"])]
-    pub format: String,
-    /// Full container ids
-    #[arg(long)]
-    pub no_trunc: bool,
-}
+use crate::cli::StatsArgs;
 
 /// A row of the table.
 #[derive(Debug, PartialEq)]

@@ -20,8 +20,8 @@ use stack_api::{
 };
 
 use crate::containers::label;
-use crate::driver::HostEngine;
 use crate::Host;
+use crate::{api_error, HostEngine};
 
 /// The API on the host's engine.
 struct Daemon {
@@ -83,16 +83,6 @@ pub fn binary_id(path: &Path) -> String {
             )
         })
         .unwrap_or_default()
-}
-
-/// An error of the host as the API answers it: the status of its kind
-/// (a missing container or path 404, a wrong state 409, a bad request
-/// 400), else 500.
-pub(crate) fn api_error(e: anyhow::Error) -> ApiError {
-    ApiError {
-        status: crate::HostError::of(&e).map_or(500, crate::HostError::status),
-        message: format!("{e:#}"),
-    }
 }
 
 impl Daemon {
@@ -667,30 +657,4 @@ fn projects(host: &Host) -> Vec<ProjectSummary> {
             config_files,
         })
         .collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// The status comes from the kind of the host's error, wherever it
-    /// sits in the chain; the message keeps every layer.
-    #[test]
-    fn statuses_follow_the_kind_of_error() {
-        let missing: anyhow::Result<()> =
-            Err(crate::HostError::NotFound("no such container: `x`".into()).into());
-        let e = api_error(missing.context("exec").unwrap_err());
-        assert_eq!(
-            (e.status, e.message.as_str()),
-            (404, "exec: no such container: `x`")
-        );
-        let busy = crate::HostError::Conflict("container `x` is not running".into());
-        assert_eq!(api_error(busy.into()).status, 409);
-        assert_eq!(
-            api_error(crate::HostError::Invalid("bad".into()).into()).status,
-            400
-        );
-        let io = std::io::Error::new(std::io::ErrorKind::NotFound, "a file of ours");
-        assert_eq!(api_error(io.into()).status, 500);
-    }
 }

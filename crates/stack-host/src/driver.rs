@@ -14,21 +14,6 @@ use stack_model::{Project, Service};
 
 use crate::{ContainerConfig, Host, Launch};
 
-/// The engine of this host.
-pub type HostEngine = std::sync::Arc<stack_engine::Engine<Host>>;
-
-/// Runs `f` on a new thread; its result when it ends.
-pub(crate) async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> anyhow::Result<T> + Send + 'static,
-) -> anyhow::Result<T> {
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(f());
-    });
-    rx.await
-        .unwrap_or_else(|_| Err(anyhow::anyhow!("an engine thread ended without an answer")))
-}
-
 impl Host {
     /// Runs `f` with `key` (a container's id, a network's or an image's
     /// name) on a thread of its own.
@@ -38,7 +23,7 @@ impl Host {
         f: impl FnOnce(&Host, &str) -> anyhow::Result<T> + Send + 'static,
     ) -> anyhow::Result<T> {
         let (host, key) = (self.clone(), key.to_string());
-        blocking(move || f(&host, &key)).await
+        crate::blocking(move || f(&host, &key)).await
     }
 }
 
@@ -91,7 +76,7 @@ impl stack_engine::Driver for Host {
             policy.to_string(),
         );
         self.on(&image, move |host, image| {
-            ensure_image(host, image, platform.as_deref(), &policy)
+            crate::images::ensure(host, image, platform.as_deref(), &policy)
         })
         .await
     }
@@ -323,23 +308,4 @@ pub fn run_networks(host: &Host, project: &Project, service: &Service) -> anyhow
         }
     }
     Ok(())
-}
-
-/// Pulls `image` as `policy` (`always`, `missing`, `never`) says; true if it did.
-pub(crate) fn ensure_image(
-    host: &Host,
-    image: &str,
-    platform: Option<&str>,
-    policy: &str,
-) -> anyhow::Result<bool> {
-    let store = host.images()?;
-    if store.lookup(image).is_ok() && policy != "always" {
-        return Ok(false);
-    }
-    if policy == "never" {
-        bail!("image `{image}` is not here and the pull policy is never");
-    }
-    crate::images::pull(host, image, platform, std::sync::Arc::new(|_| {}))
-        .with_context(|| format!("image `{image}` is not here"))?;
-    Ok(true)
 }

@@ -47,6 +47,25 @@ pub fn pull(
     .with_context(|| format!("cannot pull {r}"))
 }
 
+/// Pulls `image` as `policy` (`always`, `missing`, `never`) says; true if it did.
+pub fn ensure(
+    host: &Host,
+    image: &str,
+    platform: Option<&str>,
+    policy: &str,
+) -> anyhow::Result<bool> {
+    let store = host.images()?;
+    if store.lookup(image).is_ok() && policy != "always" {
+        return Ok(false);
+    }
+    if policy == "never" {
+        bail!("image `{image}` is not here and the pull policy is never");
+    }
+    pull(host, image, platform, Arc::new(|_| {}))
+        .with_context(|| format!("image `{image}` is not here"))?;
+    Ok(true)
+}
+
 /// `stack pull`, in the engine: every image at once, each reported as an
 /// `Image` event (`Pulling`, then `Pulled`); a failure is a warning for
 /// an image its service builds, or with `ignore_failures`, else an error

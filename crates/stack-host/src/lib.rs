@@ -64,6 +64,31 @@ impl HostError {
     }
 }
 
+/// An error of the host as the API answers it: the status of its kind
+/// (a missing container or path 404, a wrong state 409, a bad request
+/// 400), else 500.
+pub(crate) fn api_error(e: anyhow::Error) -> stack_api::ApiError {
+    stack_api::ApiError {
+        status: HostError::of(&e).map_or(500, HostError::status),
+        message: format!("{e:#}"),
+    }
+}
+
+/// The engine of this host.
+pub type HostEngine = std::sync::Arc<stack_engine::Engine<Host>>;
+
+/// Runs `f` on a new thread; its result when it ends.
+pub(crate) async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> anyhow::Result<T> + Send + 'static,
+) -> anyhow::Result<T> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    rx.await
+        .unwrap_or_else(|_| Err(anyhow::anyhow!("an engine thread ended without an answer")))
+}
+
 /// The host under one store root: cheap to clone (shared).
 #[derive(Clone)]
 pub struct Host(Arc<Inner>);
@@ -143,4 +168,30 @@ pub fn async_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 /// A new container id: 64 hex digits.
 pub fn random_id() -> anyhow::Result<String> {
     stack_sys::random_hex(32).context("cannot read random numbers")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The status comes from the kind of the host's error, wherever it
+    /// sits in the chain; the message keeps every layer.
+    #[test]
+    fn statuses_follow_the_kind_of_error() {
+        let missing: anyhow::Result<()> =
+            Err(HostError::NotFound("no such container: `x`".into()).into());
+        let e = api_error(missing.context("exec").unwrap_err());
+        assert_eq!(
+            (e.status, e.message.as_str()),
+            (404, "exec: no such container: `x`")
+        );
+        let busy = HostError::Conflict("container `x` is not running".into());
+        assert_eq!(api_error(busy.into()).status, 409);
+        assert_eq!(
+            api_error(HostError::Invalid("bad".into()).into()).status,
+            400
+        );
+        let io = std::io::Error::new(std::io::ErrorKind::NotFound, "a file of ours");
+        assert_eq!(api_error(io.into()).status, 500);
+    }
 }

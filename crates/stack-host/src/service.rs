@@ -344,7 +344,7 @@ pub fn one_off(host: &Host, req: &RunRequest, s: &Service) -> anyhow::Result<Con
         timeout: None,
         conditions: false,
     };
-    crate::driver::ensure_image(
+    crate::images::ensure(
         host,
         &image_of(&req.service, s)?,
         s.platform.as_deref(),

@@ -11,8 +11,8 @@ use std::sync::Mutex;
 use stack_api::{ApiError, Control, ExecRequest, RunRequest, Session};
 use stack_runtime::State;
 
+use crate::api_error;
 use crate::containers::label;
-use crate::daemon::api_error;
 use crate::{Host, Launch};
 
 /// The project's containers of `services` (all when empty), the running

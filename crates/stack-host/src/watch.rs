@@ -11,8 +11,8 @@ use anyhow::Context as _;
 use stack_api::{Event, Events, LoadSpec, WatchRequest};
 use stack_engine::watch::{Exec, Trigger, WatchSpec};
 
-use crate::driver::HostEngine;
 use crate::Host;
+use crate::HostEngine;
 
 /// Makes `paths` in container `id` what they are on the host.
 pub fn sync(root: &Path, id: &str, t: &Trigger, paths: &[PathBuf]) -> anyhow::Result<usize> {
@@ -169,7 +169,7 @@ impl Watches {
                 inotify.clone(),
                 reload_events.clone(),
             );
-            crate::driver::blocking(move || {
+            crate::blocking(move || {
                 let (loaded, files) = reload(&req.load, &events)
                     .map_err(|e| anyhow::anyhow!("the stack is left as it was: {e:#}"))?;
                 let up_req = stack_api::UpRequest {

@@ -1,5 +1,9 @@
 //! The command line, as docker compose users know it.
 
+pub mod container;
+pub mod image;
+pub mod network;
+
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -52,17 +56,17 @@ pub enum Command {
     /// Manage single containers directly
     Container {
         #[command(subcommand)]
-        command: crate::container::ContainerCommand,
+        command: container::ContainerCommand,
     },
     /// Manage images
     Image {
         #[command(subcommand)]
-        command: crate::image::ImageCommand,
+        command: image::ImageCommand,
     },
     /// Manage networks
     Network {
         #[command(subcommand)]
-        command: crate::network::NetworkCommand,
+        command: network::NetworkCommand,
     },
     /// Create and start the stack's containers (and networks) as the file says
     Up(UpArgs),
@@ -79,7 +83,7 @@ pub enum Command {
     /// The resource use of the stack's containers (CPU, memory, network, block I/O, processes), every second
     Stats {
         #[command(flatten)]
-        args: crate::stats::StatsArgs,
+        args: StatsArgs,
         /// Services (default: all)
         services: Vec<String>,
     },
@@ -557,4 +561,33 @@ pub struct ProcessArgs {
     pub user: Option<String>,
     #[arg(short = 'w', long = "workdir")]
     pub workdir: Option<String>,
+}
+
+/// `stats` and `container stats`.
+#[derive(Args, Debug, Clone, Default)]
+pub struct StatsArgs {
+    /// Also stopped containers (their use is zero)
+    #[arg(short, long)]
+    pub all: bool,
+    /// Print one table and return, instead of one every second
+    #[arg(long)]
+    pub no_stream: bool,
+    /// `table` or `json` (one object per line per container)
+    #[arg(long, default_value = "table", value_parser = ["table", "json"])]
+    pub format: String,
+    /// Full container ids
+    #[arg(long)]
+    pub no_trunc: bool,
+}
+
+/// `--tail N|all` of `logs` and `container logs`: how many of the last
+/// lines, or all of them (`None`).
+pub fn parse_tail(tail: &str) -> anyhow::Result<Option<usize>> {
+    match tail {
+        "all" | "-1" => Ok(None),
+        n => n
+            .parse()
+            .map(Some)
+            .map_err(|_| anyhow::anyhow!("--tail: `{n}` is not a number of lines or `all`")),
+    }
 }

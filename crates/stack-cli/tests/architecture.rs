@@ -228,3 +228,102 @@ fn the_cli_is_a_client() {
         .unwrap()
         .contains("impl stack_engine::Driver for Host"));
 }
+
+/// The modules of a crate's `src` that each of them names (`crate::m`,
+/// `use crate::{m, …}`), by top-level module; the crate root is left out
+/// (it declares them all).
+fn module_edges(src: &Path) -> BTreeMap<String, BTreeSet<String>> {
+    let module_of = |p: &Path| {
+        let rel = p.strip_prefix(src).unwrap();
+        let first = rel
+            .components()
+            .next()
+            .unwrap()
+            .as_os_str()
+            .to_string_lossy();
+        first.trim_end_matches(".rs").to_string()
+    };
+    let files: Vec<_> = walk(src)
+        .into_iter()
+        .filter(|p| !matches!(module_of(p).as_str(), "main" | "lib"))
+        .collect();
+    let modules: BTreeSet<String> = files.iter().map(|p| module_of(p)).collect();
+    let mut edges: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for f in &files {
+        let from = module_of(f);
+        let text = std::fs::read_to_string(f).unwrap();
+        let mut named = Vec::new();
+        for part in text.split("crate::").skip(1) {
+            match part.strip_prefix('{') {
+                Some(group) => named.extend(
+                    group
+                        .split('}')
+                        .next()
+                        .unwrap()
+                        .split(',')
+                        .map(|n| n.trim().split("::").next().unwrap().to_string()),
+                ),
+                None => named.push(
+                    part.split(|c: char| !(c.is_alphanumeric() || c == '_'))
+                        .next()
+                        .unwrap()
+                        .to_string(),
+                ),
+            }
+        }
+        for to in named {
+            if to != from && modules.contains(&to) {
+                edges.entry(from.clone()).or_default().insert(to);
+            }
+        }
+    }
+    edges
+}
+
+/// A circle of modules in `edges`, if there is one.
+fn circle(edges: &BTreeMap<String, BTreeSet<String>>) -> Option<Vec<String>> {
+    fn visit(
+        m: &str,
+        edges: &BTreeMap<String, BTreeSet<String>>,
+        path: &mut Vec<String>,
+        done: &mut BTreeSet<String>,
+    ) -> Option<Vec<String>> {
+        if let Some(i) = path.iter().position(|p| p == m) {
+            return Some(path[i..].to_vec());
+        }
+        if !done.insert(m.to_string()) {
+            return None;
+        }
+        path.push(m.to_string());
+        for to in edges.get(m).into_iter().flatten() {
+            if let Some(c) = visit(to, edges, path, done) {
+                return Some(c);
+            }
+        }
+        path.pop();
+        None
+    }
+    let mut done = BTreeSet::new();
+    edges
+        .keys()
+        .find_map(|m| visit(m, edges, &mut Vec::new(), &mut done))
+}
+
+/// Files that import each other, round about or straight, cannot be read
+/// one at a time: the CLI's and the host's modules form no circle.
+#[test]
+fn no_module_circles_in_the_cli_or_the_host() {
+    let crates = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    for krate in ["stack-cli", "stack-host"] {
+        let edges = module_edges(&crates.join(krate).join("src"));
+        assert!(edges.len() > 3, "{krate}: the modules were not read");
+        if let Some(c) = circle(&edges) {
+            panic!("{krate}: the modules {c:?} import each other in a circle");
+        }
+    }
+    // The check finds a circle where there is one.
+    let mut edges = BTreeMap::new();
+    edges.insert("a".to_string(), BTreeSet::from(["b".to_string()]));
+    edges.insert("b".to_string(), BTreeSet::from(["a".to_string()]));
+    assert_eq!(circle(&edges), Some(vec!["a".to_string(), "b".to_string()]));
+}

@@ -235,8 +235,9 @@ fn the_hello_example_answers() {
 /// start in place (same id and address), restart, kill, pause, exec, rm.
 #[test]
 fn lifecycle_commands() {
-    // The job ends once the test has made `gate/go`: after the ticker's
-    // output has been shown.
+    // The job ends once the test has made `gate/go`: after what it waits
+    // for has been shown (the ticker's output; the job's complaint, so that
+    // `done` is logged after it).
     let (e, dir) = env_with(
         "life",
         r#"services:
@@ -261,21 +262,31 @@ fn lifecycle_commands() {
         assert!(o.status.success(), "{args:?}: {o:?}");
         String::from_utf8_lossy(&o.stdout).to_string()
     };
-    // Attached: every container's output, prefixed; the job's code is ours.
+    // `up --exit-code-from job --no-color ARGS`, the job let go once the
+    // lines `shown` are shown.
     std::fs::create_dir_all(dir.join("gate")).unwrap();
-    let up = common::Background::spawn(e.command(&[
-        "--project-directory",
-        d,
-        "up",
-        "--exit-code-from",
-        "job",
-        "--no-color",
-    ]));
-    common::wait_for("attached `up` showing the ticker's output", || {
-        up.stdout().contains("ticker-1 | tick")
-    });
-    std::fs::write(dir.join("gate/go"), "").unwrap();
-    let o = up.wait("attached `up` ending with the job");
+    let attached = |args: &[&str], shown: &[&str]| {
+        let _ = std::fs::remove_file(dir.join("gate/go"));
+        let mut all = vec![
+            "--project-directory",
+            d,
+            "up",
+            "--exit-code-from",
+            "job",
+            "--no-color",
+        ];
+        all.extend_from_slice(args);
+        let up = common::Background::spawn(e.command(&all));
+        for line in shown {
+            common::wait_for(&format!("attached `up` showing {line:?}"), || {
+                up.stdout().contains(line)
+            });
+        }
+        std::fs::write(dir.join("gate/go"), "").unwrap();
+        up.wait("attached `up` ending with the job")
+    };
+    // Attached: every container's output, prefixed; the job's code is ours.
+    let o = attached(&[], &["ticker-1 | tick", "job-1    | complaint"]);
     assert_eq!(o.status.code(), Some(3), "{o:?}");
     let text = String::from_utf8_lossy(&o.stdout);
     for line in [
@@ -295,14 +306,7 @@ fn lifecycle_commands() {
         "{stderr}"
     );
     // --no-attach: the ticker runs, its output is not shown.
-    let o = run(&[
-        "up",
-        "--exit-code-from",
-        "job",
-        "--no-color",
-        "--no-attach",
-        "ticker",
-    ]);
+    let o = attached(&["--no-attach", "ticker"], &["job-1    | complaint"]);
     assert_eq!(o.status.code(), Some(3), "{o:?}");
     let text = String::from_utf8_lossy(&o.stdout);
     assert!(

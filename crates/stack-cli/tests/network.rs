@@ -298,16 +298,22 @@ fn http_get(port: u16) -> String {
     http_get_at(std::net::Ipv4Addr::LOCALHOST.into(), port)
 }
 
+/// GET / on ip:port, asked again until an HTTP answer comes (a connection
+/// may be taken, and closed, before the server in the container listens).
 fn http_get_at(ip: std::net::IpAddr, port: u16) -> String {
-    let mut s = common::wait_for_ok(&format!("a connection to {ip} port {port}"), || {
-        TcpStream::connect((ip, port)).map_err(|e| e.to_string())
-    });
-    // (A guard against a server that never answers, not a bound.)
-    s.set_read_timeout(Some(common::PATIENCE)).unwrap();
-    s.write_all(b"GET / HTTP/1.0\r\n\r\n").unwrap();
-    let mut out = String::new();
-    let _ = s.read_to_string(&mut out);
-    out
+    common::wait_for_ok(&format!("an HTTP answer from {ip} port {port}"), || {
+        let mut s = TcpStream::connect((ip, port)).map_err(|e| e.to_string())?;
+        // (How long one attempt waits before the next, not a bound.)
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        s.write_all(b"GET / HTTP/1.0\r\n\r\n")
+            .map_err(|e| e.to_string())?;
+        let mut out = String::new();
+        match s.read_to_string(&mut out) {
+            Ok(_) if out.starts_with("HTTP/") => Ok(out),
+            Ok(_) => Err(format!("answered {out:?}")),
+            Err(e) => Err(format!("reading the answer: {e} (so far {out:?})")),
+        }
+    })
 }
 
 #[test]
@@ -328,13 +334,16 @@ fn published_ports_answer_on_the_host() {
             "80",
         ],
     );
-    assert!(http_get(port).ends_with("hello from ports\n"));
+    let got = http_get(port);
+    assert!(got.ends_with("hello from ports\n"), "{got:?}");
     // A random host port, read back with `container port`.
     let random = e.out(&["container", "port", "web", "80"]);
     let random: Vec<&str> = random.lines().collect();
     assert_eq!(random.len(), 2, "{random:?}");
     let rport: u16 = random[1].rsplit(':').next().unwrap().parse().unwrap();
-    assert!(rport >= 32768 && http_get(rport).ends_with("hello from ports\n"));
+    assert!(rport >= 32768, "{rport}");
+    let got = http_get(rport);
+    assert!(got.ends_with("hello from ports\n"), "{got:?}");
     // Another container through the host's published port (hairpin).
     let gw = inspect(&e, &["network", "inspect", "front"])["subnets"][0]["gateway"]
         .as_str()
@@ -719,10 +728,10 @@ fn other_names_are_forwarded_and_remote_clients_keep_their_address() {
     assert_eq!(out, "example.test\n2\n");
 
     // The host's own loopback, both families.
-    assert!(http_get(port).ends_with("hello from outside\n"));
-    assert!(
-        http_get_at(std::net::Ipv6Addr::LOCALHOST.into(), port).ends_with("hello from outside\n")
-    );
+    let got = http_get(port);
+    assert!(got.ends_with("hello from outside\n"), "{got:?}");
+    let got = http_get_at(std::net::Ipv6Addr::LOCALHOST.into(), port);
+    assert!(got.ends_with("hello from outside\n"), "{got:?}");
 
     // A client on another interface of the host, over IPv4 and IPv6: the
     // published port answers, and the server sees the client's own address.

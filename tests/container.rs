@@ -786,7 +786,6 @@ fn network_namespaces_own_host_or_joined() {
 
 #[test]
 fn stdin_only_with_i_and_a_terminal_with_t() {
-    use std::io::Write;
     let e = Env::new("stdio");
     let rootfs = e.rootfs();
     let run = |flags: &[&str], input: &str| {
@@ -799,20 +798,10 @@ fn stdin_only_with_i_and_a_terminal_with_t() {
             "-c",
             "read x; echo \"got [$x]\"; test -t 0 && echo tty",
         ]);
-        let mut child = Command::new(env!("CARGO_BIN_EXE_stack"))
-            .args(&args)
-            .env("STACK_ROOT", e.root())
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(input.as_bytes())
-            .unwrap();
-        String::from_utf8_lossy(&child.wait_with_output().unwrap().stdout).to_string()
+        let mut c = Command::new(env!("CARGO_BIN_EXE_stack"));
+        c.args(&args).env("STACK_ROOT", e.root());
+        let o = common::with_input(&mut c, input);
+        String::from_utf8_lossy(&o.stdout).to_string()
     };
     assert_eq!(
         run(&[], "hello\n"),

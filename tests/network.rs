@@ -395,20 +395,23 @@ fn published_ports_answer_on_the_host() {
     });
     assert_eq!(got, "pong ping");
     // Taken ports fail before anything is made, naming the holder.
-    let err = e.fails(&[
-        "container",
-        "run",
-        "-d",
-        "--name",
-        "clash",
-        "--network",
-        "front",
-        "-p",
-        &format!("{port}:80"),
-        "--rootfs",
-        rootfs.to_str().unwrap(),
-        "true",
-    ]);
+    let clash = |publish: &str| {
+        e.fails(&[
+            "container",
+            "run",
+            "-d",
+            "--name",
+            "clash",
+            "--network",
+            "front",
+            "-p",
+            publish,
+            "--rootfs",
+            rootfs.to_str().unwrap(),
+            "true",
+        ])
+    };
+    let err = clash(&format!("{port}:80"));
     assert!(
         err.contains(&format!(
             "port 0.0.0.0:{port}/tcp is already published by container `web`"
@@ -417,20 +420,7 @@ fn published_ports_answer_on_the_host() {
     );
     let held = TcpListener::bind("127.0.0.1:0").unwrap();
     let hport = held.local_addr().unwrap().port();
-    let err = e.fails(&[
-        "container",
-        "run",
-        "-d",
-        "--name",
-        "clash",
-        "--network",
-        "front",
-        "-p",
-        &format!("127.0.0.1:{hport}:80"),
-        "--rootfs",
-        rootfs.to_str().unwrap(),
-        "true",
-    ]);
+    let err = clash(&format!("127.0.0.1:{hport}:80"));
     assert!(
         err.contains(&format!(
             "is already in use by process {}",

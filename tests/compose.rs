@@ -1135,7 +1135,6 @@ fn stats_of_the_stack() {
 /// both ways on a stack root started.
 #[test]
 fn a_group_member_who_is_not_root_works_through_the_engine() {
-    use std::io::Write as _;
     use std::os::unix::process::CommandExt as _;
     let (e, dir) = env_with(
         "nonroot",
@@ -1172,20 +1171,8 @@ fn a_group_member_who_is_not_root_works_through_the_engine() {
         let mut full = vec!["--project-directory", d.as_str()];
         full.extend_from_slice(args);
         let mut c = e.command(&full);
-        c.uid(nobody)
-            .gid(nobody)
-            .current_dir(&shared)
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped());
-        let mut child = c.spawn().unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(input.as_bytes())
-            .unwrap();
-        child.wait_with_output().unwrap()
+        c.uid(nobody).gid(nobody).current_dir(&shared);
+        common::with_input(&mut c, input)
     };
     let text = |o: &std::process::Output| String::from_utf8_lossy(&o.stdout).to_string();
 

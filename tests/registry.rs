@@ -130,36 +130,21 @@ fn fixture(dir: &Path) -> PathBuf {
         dir,
         &["umoci", "raw", "add-layer", "--image", "oci:v1", "opq.tar"],
     );
-    sh(
-        dir,
-        &[
-            "umoci",
-            "config",
-            "--image",
-            "oci:v1",
-            "--config.cmd",
-            "sh",
-            "--config.cmd",
-            "-c",
-            "--config.cmd",
-            "cat /hello; ls /opq /etc",
-            "--config.env",
-            "PATH=/bin",
-        ],
-    );
-    sh(
-        dir,
-        &[
-            "umoci",
-            "config",
-            "--image",
-            "oci:v1",
-            "--architecture",
-            "arm64",
-            "--tag",
-            "arm64",
-        ],
-    );
+    let config = |args: &[&str]| {
+        let all = [&["umoci", "config", "--image", "oci:v1"], args].concat();
+        sh(dir, &all)
+    };
+    config(&[
+        "--config.cmd",
+        "sh",
+        "--config.cmd",
+        "-c",
+        "--config.cmd",
+        "cat /hello; ls /opq /etc",
+        "--config.env",
+        "PATH=/bin",
+    ]);
+    config(&["--architecture", "arm64", "--tag", "arm64"]);
     // An index of the two, as `docker buildx` pushes multi-platform images.
     let index: serde_json::Value =
         serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
@@ -649,19 +634,7 @@ fn login_flow(e: &mut Env, auth: &str) {
     ));
     let login = |password: &str| {
         let mut c = e.command(&["login", host, "-u", "user", "--password-stdin"]);
-        let mut child = c
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(password.as_bytes())
-            .unwrap();
-        child.wait_with_output().unwrap()
+        common::with_input(&mut c, password)
     };
     let o = login("wrong\n");
     assert!(

@@ -4,7 +4,7 @@
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
 
 pub struct Env {
     pub dir: PathBuf,
@@ -332,4 +332,22 @@ impl Drop for Background {
             let _ = c.wait();
         }
     }
+}
+
+/// Runs `c` with `input` on its standard input; its output, collected.
+pub fn with_input(c: &mut Command, input: &str) -> Output {
+    use std::io::Write as _;
+    let mut child = c
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
 }

@@ -1,7 +1,9 @@
 //! The `stack` binary as users run it: output, errors and exit codes.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
+
+mod common;
 
 fn stack(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut c = Command::new(env!("CARGO_BIN_EXE_stack"));
@@ -17,23 +19,9 @@ fn stack(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
 }
 
 fn stack_stdin(dir: &Path, args: &[&str], input: &str) -> String {
-    use std::io::Write;
     let mut c = Command::new(env!("CARGO_BIN_EXE_stack"));
-    c.args(args)
-        .current_dir(dir)
-        .env_clear()
-        .env("HOME", dir)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = c.spawn().unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(input.as_bytes())
-        .unwrap();
-    let o = child.wait_with_output().unwrap();
+    c.args(args).current_dir(dir).env_clear().env("HOME", dir);
+    let o = common::with_input(&mut c, input);
     assert!(o.status.success(), "{}", stderr(&o));
     stdout(&o)
 }

@@ -105,7 +105,7 @@ pub fn run(cmd: &NetworkCommand) -> anyhow::Result<()> {
         NetworkCommand::Rm { names } => {
             let mut failures = Vec::new();
             for n in names {
-                match host.block_on(stack_net::remove(&store, n))? {
+                match host.block_on(stack_net::remove(store, n))? {
                     Ok(()) => println!("{n}"),
                     Err(e) => failures.push(e.to_string()),
                 }

@@ -63,7 +63,7 @@ impl stack_engine::Driver for Host {
 
     async fn remove_network(&self, name: &str) -> anyhow::Result<()> {
         self.on(name, |host, name| {
-            Ok(host.block_on(stack_net::remove(&host.networks()?, name))??)
+            Ok(host.block_on(stack_net::remove(host.networks()?, name))??)
         })
         .await
     }

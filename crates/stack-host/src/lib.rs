@@ -95,6 +95,9 @@ pub struct Host(Arc<Inner>);
 
 struct Inner {
     root: PathBuf,
+    /// The stores under the root, opened when first needed.
+    images: OnceLock<stack_image::Store>,
+    networks: OnceLock<stack_net::Store>,
     /// Where network (netlink) and registry work runs: the daemon's
     /// runtime, or one of our own made when first needed.
     handle: OnceLock<tokio::runtime::Handle>,
@@ -106,6 +109,8 @@ impl Host {
     pub fn new(root: impl Into<PathBuf>) -> Host {
         Host(Arc::new(Inner {
             root: root.into(),
+            images: OnceLock::new(),
+            networks: OnceLock::new(),
             handle: OnceLock::new(),
             own: OnceLock::new(),
         }))
@@ -124,19 +129,27 @@ impl Host {
 
     /// The image store under the root.
     pub fn images(&self) -> anyhow::Result<stack_image::Store> {
+        if let Some(store) = self.0.images.get() {
+            return Ok(store.clone());
+        }
         let dir = self.root().join("images");
-        stack_image::Store::open(&dir)
-            .with_context(|| format!("cannot open the image store in `{}`", dir.display()))
+        let store = stack_image::Store::open(&dir)
+            .with_context(|| format!("cannot open the image store in `{}`", dir.display()))?;
+        Ok(self.0.images.get_or_init(|| store).clone())
     }
 
     /// The network records under the root.
-    pub fn networks(&self) -> anyhow::Result<stack_net::Store> {
-        stack_net::Store::open(self.root()).with_context(|| {
+    pub fn networks(&self) -> anyhow::Result<&stack_net::Store> {
+        if let Some(store) = self.0.networks.get() {
+            return Ok(store);
+        }
+        let store = stack_net::Store::open(self.root()).with_context(|| {
             format!(
                 "cannot open the network records in `{}`",
                 self.root().display()
             )
-        })
+        })?;
+        Ok(self.0.networks.get_or_init(|| store))
     }
 
     /// Runs `f` to its end from a thread that is not the runtime's own (a

@@ -57,7 +57,7 @@ fn ensure_dns(host: &Host, gateway: IpAddr) -> anyhow::Result<()> {
 
 /// Creates a network, and the DNS server that answers on it.
 pub fn create(host: &Host, opts: &stack_net::CreateOptions) -> anyhow::Result<stack_net::Network> {
-    let net = host.block_on(stack_net::create(&host.networks()?, opts, &pool()?))??;
+    let net = host.block_on(stack_net::create(host.networks()?, opts, &pool()?))??;
     ensure_dns(host, net.subnets[0].gateway)?;
     Ok(net)
 }
@@ -131,7 +131,7 @@ pub fn wire(
     let first = store.get(&req.networks[0])?;
     ensure_dns(host, first.subnets[0].gateway)?;
     let (netns, endpoints) =
-        host.block_on(stack_net::connect(&store, id, name, &attachments, &ports))??;
+        host.block_on(stack_net::connect(store, id, name, &attachments, &ports))??;
     // The embedded DNS answers on each network's gateway.
     let servers: Vec<String> = if req.dns.is_empty() {
         first
@@ -174,9 +174,9 @@ pub fn resolv_conf(servers: &[String], search: &[String], options: &[String]) ->
 pub fn unwire(host: &Host, id: &str) -> anyhow::Result<()> {
     let store = host.networks()?;
     let on_any = store.all_endpoints()?.iter().any(|e| e.container == id)
-        || stack_net::netns_path(&store, id).exists();
+        || stack_net::netns_path(store, id).exists();
     if on_any {
-        host.block_on(stack_net::disconnect(&store, id))??;
+        host.block_on(stack_net::disconnect(store, id))??;
     }
     Ok(())
 }

@@ -324,7 +324,7 @@ fn pid1(spec: &Spec, dir: &Path, pty_sock: Option<&std::os::fd::OwnedFd>) -> std
     if spec.network == crate::spec::NetworkMode::New {
         crate::net::loopback_up()?;
     }
-    crate::rootfs::setup(spec, dir, Some(&cgroups), &mut crate::rootfs::Host)?;
+    crate::rootfs::setup(spec, dir, Some(&cgroups), &mut crate::rootfs::Kernel)?;
     if let Some(sock) = pty_sock {
         crate::tty::open_in_container(sock, spec.console_size)?;
     }

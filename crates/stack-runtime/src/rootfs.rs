@@ -98,10 +98,10 @@ pub trait Sys {
     fn copy_up(&mut self, from: &Path, to: &Path) -> io::Result<()>;
 }
 
-/// The real thing.
-pub struct Host;
+/// The real thing: the kernel's calls.
+pub struct Kernel;
 
-impl Sys for Host {
+impl Sys for Kernel {
     fn mount(
         &mut self,
         src: &str,
@@ -572,7 +572,7 @@ fn write_etc(spec: &Spec, merged: &Path, sys: &mut dyn Sys) -> io::Result<()> {
 /// `path` inside `root`, resolving symlinks as if `root` were `/`: a link in
 /// the container's file system cannot lead a mount outside it.
 pub fn secure_join(root: &Path, path: &str) -> io::Result<PathBuf> {
-    secure_join_with(root, path, &Host)
+    secure_join_with(root, path, &Kernel)
 }
 
 /// `secure_join` on any `Sys`.

@@ -44,7 +44,7 @@ pub fn run(cmd: &ContainerCommand) -> anyhow::Result<i32> {
             workdir,
             container,
             command,
-        } => exec(
+        } => containers::exec(
             root,
             container,
             &stack_runtime::Process {
@@ -185,24 +185,7 @@ pub fn logs(
     tail: Option<usize>,
 ) -> anyhow::Result<()> {
     use std::io::Write;
-    let (dir, _) = containers::find(root, key)?;
-    let mut log = stack_runtime::logs::Follower::new(stack_runtime::state::log_path(&dir));
-    if !follow {
-        log = log.to_current_end();
-    }
-    let mut last = tail.map(|n| log.tail(n, |_| true));
-    loop {
-        let (records, bad) = match last.take() {
-            Some(records) => (records, Vec::new()),
-            None => log.read_new(),
-        };
-        let read_some = !records.is_empty() || !bad.is_empty();
-        for at in bad {
-            eprintln!(
-                "warning: {}: skipping a damaged record at byte {at}",
-                log.path().display()
-            );
-        }
+    containers::read_log(root, key, follow, tail, |records| {
         let (mut out, mut err) = (std::io::stdout().lock(), std::io::stderr().lock());
         for r in records {
             let prefix = if timestamps {
@@ -218,26 +201,8 @@ pub fn logs(
             write!(w, "{prefix}{}", r.log)?;
         }
         out.flush()?;
-        if !follow {
-            // The tail, or all there is (a chunk at a time).
-            if tail.is_some() || !read_some {
-                return Ok(());
-            }
-            continue;
-        }
-        if log.behind() {
-            continue;
-        }
-        let st = stack_runtime::state::read(&dir)?;
-        if !containers::running(&st) {
-            // One last read for what came before the exit.
-            if !log.behind() {
-                return Ok(());
-            }
-            continue;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
+        Ok(())
+    })
 }
 
 pub fn stop(root: &Path, key: &str, grace: Option<u64>) -> anyhow::Result<()> {
@@ -262,23 +227,6 @@ pub fn rm(host: &Host, keys: &[String], force: bool) -> anyhow::Result<()> {
         bail!("{}", failures.join("\n"));
     }
     Ok(())
-}
-
-/// `container exec`: `p` in the running container `key`, from here (the
-/// CLI joins its namespaces); with `detach`, left running on its own.
-pub fn exec(
-    root: &Path,
-    key: &str,
-    p: &stack_runtime::Process,
-    detach: bool,
-) -> anyhow::Result<i32> {
-    let st = containers::running_state(root, key)?;
-    if detach {
-        stack_runtime::exec_detached(&st, p)?;
-        return Ok(0);
-    }
-    stack_runtime::ignore_terminal_interrupts()?;
-    Ok(stack_runtime::exec(&st, p)?)
 }
 
 /// `container port NAME [PORT[/PROTO]]`, as `docker port` prints it.

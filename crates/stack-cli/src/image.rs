@@ -44,19 +44,11 @@ pub fn run(cmd: &ImageCommand) -> anyhow::Result<()> {
             }
         }
         ImageCommand::Prune { all } => {
-            let used = images::layers_in_use(&host);
-            let in_use =
-                |img: &stack_image::Image| store.lower_dirs(img).iter().any(|d| used.contains(d));
-            for img in store.images()? {
-                if (*all || img.names.is_empty()) && !in_use(&img) {
-                    for name in img.names.iter().chain([&img.id]) {
-                        if let Ok(Some(id)) = store.remove(name, &in_use) {
-                            println!("Deleted: {id}");
-                        }
-                    }
-                }
+            let pruned = images::prune(&host, *all)?;
+            for id in pruned.images {
+                println!("Deleted: {id}");
             }
-            let c = store.collect(&|p| used.iter().any(|u| u == p))?;
+            let c = pruned.collected;
             println!(
                 "Removed {} layers and {} blobs, {:.1}MB",
                 c.layers,

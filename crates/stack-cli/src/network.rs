@@ -105,9 +105,9 @@ pub fn run(cmd: &NetworkCommand) -> anyhow::Result<()> {
         NetworkCommand::Rm { names } => {
             let mut failures = Vec::new();
             for n in names {
-                match host.block_on(stack_net::remove(store, n))? {
+                match stack_host::network::remove(&host, n) {
                     Ok(()) => println!("{n}"),
-                    Err(e) => failures.push(e.to_string()),
+                    Err(e) => failures.push(format!("{e:#}")),
                 }
             }
             if !failures.is_empty() {

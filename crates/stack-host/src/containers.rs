@@ -307,6 +307,76 @@ pub fn remove_one(host: &Host, key: &str, force: bool) -> anyhow::Result<String>
     Ok(st.name)
 }
 
+/// `container exec`: `p` in the running container `key`, from this process
+/// (it joins the container's namespaces); with `detach`, left running on
+/// its own. The command's exit code.
+pub fn exec(
+    root: &Path,
+    key: &str,
+    p: &stack_runtime::Process,
+    detach: bool,
+) -> anyhow::Result<i32> {
+    let st = running_state(root, key)?;
+    if detach {
+        stack_runtime::exec_detached(&st, p)?;
+        return Ok(0);
+    }
+    stack_runtime::ignore_terminal_interrupts()?;
+    Ok(stack_runtime::exec(&st, p)?)
+}
+
+/// Container `key`'s log, handed to `each` a chunk of records at a time:
+/// with `tail`, the last N records (read from the log's end) first; without
+/// `follow`, up to where the log ended when this began; with it, on until
+/// the container has exited and its last records are read.
+pub fn read_log(
+    root: &Path,
+    key: &str,
+    follow: bool,
+    tail: Option<usize>,
+    mut each: impl FnMut(Vec<stack_runtime::logs::Record>) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    let (dir, _) = find(root, key)?;
+    let mut log = stack_runtime::logs::Follower::new(stack_runtime::state::log_path(&dir));
+    if !follow {
+        log = log.to_current_end();
+    }
+    let mut last = tail.map(|n| log.tail(n, |_| true));
+    loop {
+        let (records, bad) = match last.take() {
+            Some(records) => (records, Vec::new()),
+            None => log.read_new(),
+        };
+        let read_some = !records.is_empty() || !bad.is_empty();
+        for at in bad {
+            tracing::warn!(
+                "{}: skipping a damaged record at byte {at}",
+                log.path().display()
+            );
+        }
+        each(records)?;
+        if !follow {
+            // The tail, or all there is (a chunk at a time).
+            if tail.is_some() || !read_some {
+                return Ok(());
+            }
+            continue;
+        }
+        if log.behind() {
+            continue;
+        }
+        let st = stack_runtime::state::read(&dir)?;
+        if !running(&st) {
+            // One last read for what came before the exit.
+            if !log.behind() {
+                return Ok(());
+            }
+            continue;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 /// The state of `key`, which must be running.
 pub fn running_state(root: &Path, key: &str) -> anyhow::Result<State> {
     let (_, st) = find(root, key)?;

@@ -62,10 +62,7 @@ impl stack_engine::Driver for Host {
     }
 
     async fn remove_network(&self, name: &str) -> anyhow::Result<()> {
-        self.on(name, |host, name| {
-            Ok(host.block_on(stack_net::remove(host.networks()?, name))??)
-        })
-        .await
+        self.on(name, crate::network::remove).await
     }
 
     async fn pull(&self, project: &Project, service: &str, policy: &str) -> anyhow::Result<bool> {

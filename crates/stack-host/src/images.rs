@@ -166,3 +166,30 @@ pub fn remove(
     }
     Ok(done)
 }
+
+/// What `image prune` removed: the ids of the images, and the layers and
+/// blobs nothing used any more.
+pub struct Pruned {
+    pub images: Vec<String>,
+    pub collected: stack_image::store::Collected,
+}
+
+/// Removes the images without a name (with `all`, every image) that no
+/// container uses, then the layers and blobs nothing uses.
+pub fn prune(host: &Host, all: bool) -> anyhow::Result<Pruned> {
+    let store = host.images()?;
+    let used = layers_in_use(host);
+    let in_use = |img: &stack_image::Image| store.lower_dirs(img).iter().any(|d| used.contains(d));
+    let mut images = Vec::new();
+    for img in store.images()? {
+        if (all || img.names.is_empty()) && !in_use(&img) {
+            for name in img.names.iter().chain([&img.id]) {
+                if let Ok(Some(id)) = store.remove(name, &in_use) {
+                    images.push(id);
+                }
+            }
+        }
+    }
+    let collected = store.collect(&|p| used.iter().any(|u| u == p))?;
+    Ok(Pruned { images, collected })
+}

@@ -69,6 +69,12 @@ fn pool() -> anyhow::Result<stack_net::ipam::Pool> {
     }
 }
 
+/// Removes a network no container uses (and, with the last network, the
+/// DNS server).
+pub fn remove(host: &Host, name: &str) -> anyhow::Result<()> {
+    Ok(host.block_on(stack_net::remove(host.networks()?, name))??)
+}
+
 /// What a container gets from its networks.
 pub struct Wired {
     pub netns: PathBuf,

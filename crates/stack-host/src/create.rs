@@ -285,15 +285,6 @@ fn spec_of(host: &Host, a: &ContainerConfig) -> anyhow::Result<(stack_runtime::S
     let root = host.root();
     let id = crate::random_id()?;
     let short = id[..12].to_string();
-    if let Some(name) = &a.name {
-        if name.is_empty()
-            || !name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
-        {
-            bail!("invalid container name `{name}`: use letters, digits, `_`, `.` and `-`");
-        }
-    }
     let mut env: Vec<String> = image_config
         .as_ref()
         .and_then(|c| c.env.clone())

@@ -54,14 +54,10 @@ pub trait Driver: Sync {
         service: &str,
         policy: &str,
     ) -> impl Future<Output = anyhow::Result<bool>> + Send;
-    /// Creates replica `number` of `service` (its image is here) as
-    /// `name`, and starts it with `start`.
+    /// Creates the replica (its image is here), and starts it with `start`.
     fn create(
         &self,
-        origin: &Origin<'_>,
-        service: &str,
-        number: u32,
-        name: &str,
+        replica: &Replica<'_>,
         start: bool,
     ) -> impl Future<Output = anyhow::Result<Observed>> + Send;
     /// Starts a stopped (or created) container, in place.
@@ -137,6 +133,14 @@ pub struct Origin<'a> {
     pub timeout: Option<u64>,
     /// Wait for the `depends_on` conditions before starting a service.
     pub conditions: bool,
+}
+
+/// Replica `number` of `service` of the origin's project, named `name`.
+pub struct Replica<'a> {
+    pub origin: &'a Origin<'a>,
+    pub service: &'a str,
+    pub number: u32,
+    pub name: &'a str,
 }
 
 /// The engine: one per host. It carries out `up` and `down`, and
@@ -557,8 +561,14 @@ impl<D: Driver + Send + 'static> Engine<D> {
                     self.dependencies(origin, service, name, events).await?;
                 }
                 progress(events, "Container", name, "Creating");
+                let replica = Replica {
+                    origin,
+                    service,
+                    number: *number,
+                    name,
+                };
                 let c = driver
-                    .create(origin, service, *number, name, start)
+                    .create(&replica, start)
                     .await
                     .map_err(|e| e.context(format!("service {service}")))?;
                 self.publish(&c, "create", &[]);

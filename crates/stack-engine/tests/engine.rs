@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use stack_engine::{
     watch, Dependency, Driver, Engine, Exit, HealthConfig, LogReader, LogRecord, Observed, Origin,
-    Probe, ProbeResult, RestartPolicy,
+    Probe, ProbeResult, Replica, RestartPolicy,
 };
 use stack_model::Project;
 use stack_wire::{Action, ActionRequest, DownRequest, Event, Events, UpRequest};
@@ -340,16 +340,10 @@ impl Driver for Fake {
         Ok(policy == "always")
     }
 
-    async fn create(
-        &self,
-        origin: &Origin<'_>,
-        service: &str,
-        number: u32,
-        name: &str,
-        start: bool,
-    ) -> anyhow::Result<Observed> {
-        self.op(if start { "run" } else { "create" }, name).await?;
-        Ok(self.add(origin, service, number, name, start))
+    async fn create(&self, r: &Replica<'_>, start: bool) -> anyhow::Result<Observed> {
+        self.op(if start { "run" } else { "create" }, r.name)
+            .await?;
+        Ok(self.add(r.origin, r.service, r.number, r.name, start))
     }
 
     async fn start(&self, id: &str) -> anyhow::Result<()> {

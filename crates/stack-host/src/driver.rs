@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context as _};
 use stack_engine::{
-    network_name, HealthConfig, LogReader, LogRecord, Observed, Origin, ProbeResult,
+    network_name, HealthConfig, LogReader, LogRecord, Observed, ProbeResult, Replica,
 };
 use stack_model::{Project, Service};
 
@@ -78,22 +78,14 @@ impl stack_engine::Driver for Host {
         .await
     }
 
-    async fn create(
-        &self,
-        origin: &Origin<'_>,
-        service: &str,
-        number: u32,
-        name: &str,
-        start: bool,
-    ) -> anyhow::Result<Observed> {
-        let s = &origin.project.services[service];
-        let config = crate::service::config(self, origin, service, s, number, name)?;
+    async fn create(&self, r: &Replica<'_>, start: bool) -> anyhow::Result<Observed> {
+        let config = crate::service::config(self, r)?;
         let how = if start {
             Launch::Detached
         } else {
             Launch::CreateOnly
         };
-        self.on(name, move |host, _| new_container(host, &config, how))
+        self.on(r.name, move |host, _| new_container(host, &config, how))
             .await
     }
 

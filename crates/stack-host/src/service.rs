@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context as _};
 use stack_api::RunRequest;
-use stack_engine::{network_name, volume_name, Origin};
+use stack_engine::{network_name, volume_name, Origin, Replica};
 use stack_model::{Project, Service};
 
 use crate::{ContainerConfig, Host};
@@ -15,16 +15,16 @@ use crate::{ContainerConfig, Host};
 pub const LABEL_WORKING_DIR: &str = "com.docker.compose.project.working_dir";
 pub const LABEL_CONFIG_FILES: &str = "com.docker.compose.project.config_files";
 
-/// The container of replica `number` of a service.
-pub fn config(
-    host: &Host,
-    origin: &Origin<'_>,
-    service: &str,
-    s: &Service,
-    number: u32,
-    name: &str,
-) -> anyhow::Result<ContainerConfig> {
+/// The container of a service's replica.
+pub fn config(host: &Host, r: &Replica<'_>) -> anyhow::Result<ContainerConfig> {
+    let Replica {
+        origin,
+        service,
+        number,
+        name,
+    } = *r;
     let project = origin.project;
+    let s = &project.services[service];
     let image = image_of(service, s)?;
     let mut a = ContainerConfig {
         name: Some(name.to_string()),
@@ -359,7 +359,15 @@ pub fn one_off(host: &Host, req: &RunRequest, s: &Service) -> anyhow::Result<Con
             &crate::random_id()?[..12]
         ),
     };
-    let mut a = config(host, &origin, &req.service, s, 1, &name)?;
+    let mut a = config(
+        host,
+        &Replica {
+            origin: &origin,
+            service: &req.service,
+            number: 1,
+            name: &name,
+        },
+    )?;
     a.labels
         .push(format!("{}=True", crate::supervision::LABEL_ONEOFF));
     if !req.service_ports {

@@ -853,20 +853,7 @@ async fn down_removes_one_off_containers_with_remove_orphans() {
     let e = engine(Fake::instant());
     let fake = e.driver();
     up(&e, up_req(&p)).await;
-    fake.containers.lock().unwrap().push(Container {
-        o: Observed {
-            id: "id-run".into(),
-            name: "shop-web-run-1".into(),
-            project: p.name.clone(),
-            service: "web".into(),
-            number: 1,
-            running: true,
-            one_off: true,
-            ..Observed::default()
-        },
-        started: Instant::now(),
-        script: Script::default(),
-    });
+    fake.one_off(&p, "web");
     let (events, _rx) = Events::channel();
     let req = DownRequest {
         project: p.clone(),
@@ -1786,6 +1773,24 @@ services:
 }
 
 impl Fake {
+    /// A running one-off container of `service` (`stack run`): `PROJECT-SERVICE-run-1`.
+    fn one_off(&self, p: &Project, service: &str) {
+        self.containers.lock().unwrap().push(Container {
+            o: Observed {
+                id: format!("id-{service}-run"),
+                name: format!("{}-{service}-run-1", p.name),
+                project: p.name.clone(),
+                service: service.into(),
+                number: 1,
+                running: true,
+                one_off: true,
+                ..Observed::default()
+            },
+            started: Instant::now(),
+            script: Script::default(),
+        });
+    }
+
     /// Container `name` writes `log` at virtual millisecond `ms`.
     fn write(&self, name: &str, ms: u64, log: &str) {
         let id = self
@@ -1828,20 +1833,7 @@ async fn logs_merge_by_time_tail_each_container_and_leave_one_offs_out() {
     let p = project("services:\n  web:\n    image: x\n  db:\n    image: x\n");
     assert_eq!(up(&e, up_req(&p)).await.0, None);
     let fake = e.driver();
-    fake.containers.lock().unwrap().push(Container {
-        o: Observed {
-            id: "id-run".into(),
-            name: "shop-web-run-1".into(),
-            project: p.name.clone(),
-            service: "web".into(),
-            number: 1,
-            running: true,
-            one_off: true,
-            ..Observed::default()
-        },
-        started: Instant::now(),
-        script: Script::default(),
-    });
+    fake.one_off(&p, "web");
     for (name, ms, log) in [
         ("shop-web-run-1", 15, "one-off"),
         ("shop-db-1", 10, "db one"),

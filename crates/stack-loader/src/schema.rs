@@ -927,51 +927,7 @@ pub fn json_schema() -> serde_json::Value {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde::de::{self, Visitor};
     use serde::Deserialize;
-
-    /// A Deserializer that only records the field names a struct asks for.
-    struct FieldsProbe<'a>(&'a mut Vec<&'static str>);
-
-    #[derive(Debug)]
-    struct Stop;
-    impl std::fmt::Display for Stop {
-        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-            f.write_str("stop")
-        }
-    }
-    impl std::error::Error for Stop {}
-    impl de::Error for Stop {
-        fn custom<T: std::fmt::Display>(_: T) -> Self {
-            Stop
-        }
-    }
-
-    impl<'de> de::Deserializer<'de> for FieldsProbe<'_> {
-        type Error = Stop;
-        fn deserialize_any<V: Visitor<'de>>(self, _: V) -> Result<V::Value, Stop> {
-            Err(Stop)
-        }
-        fn deserialize_struct<V: Visitor<'de>>(
-            self,
-            _: &'static str,
-            fields: &'static [&'static str],
-            _: V,
-        ) -> Result<V::Value, Stop> {
-            self.0.extend_from_slice(fields);
-            Err(Stop)
-        }
-        serde::forward_to_deserialize_any! {
-            bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf option unit
-            unit_struct newtype_struct seq tuple tuple_struct map enum identifier ignored_any
-        }
-    }
-
-    fn fields_of<T: for<'de> Deserialize<'de>>() -> Vec<&'static str> {
-        let mut v = Vec::new();
-        let _ = T::deserialize(FieldsProbe(&mut v));
-        v
-    }
 
     /// Keys the table accepts that the model deliberately does not keep.
     const NOT_MODELLED: &[&str] = &["version", "include", "models", "pull_refresh_after"];
@@ -982,7 +938,7 @@ mod tests {
 
     /// `shared`: model fields that belong to a sibling object kept in the same type.
     fn agree_but<T: for<'de> Deserialize<'de>>(obj: &Obj, shared: &[&str]) {
-        let model: Vec<&str> = fields_of::<T>()
+        let model: Vec<&str> = stack_model::fields_of::<T>()
             .into_iter()
             .filter(|f| !shared.contains(f))
             .collect();

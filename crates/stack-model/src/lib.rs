@@ -13,6 +13,7 @@
 //! Deserialize stays a plain struct visitor (no flatten buffering, which
 //! would lose the loader's type coercions). The loader fills them in.
 
+mod fields;
 mod maps;
 pub mod names;
 mod resources;
@@ -24,6 +25,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+pub use fields::fields_of;
 pub use maps::{
     shell_split, External, HealthCheckTest, HostsList, Mapping, MappingWithEquals, ShellCommand,
     StringList, Text, Ulimit,

@@ -119,25 +119,26 @@ fn attach(
         }
     }
     // Whose output is shown: --attach, else the services up brought up
-    // (all when none are named) without --no-attach.
+    // (all when none are named) without --no-attach and without
+    // `attach: false`. (An empty list asks the logs of all.)
+    let detached = |s: &String| project.services.get(s).and_then(|s| s.attach) == Some(false);
     let shown: Vec<String> = if !args.attach.is_empty() {
         args.attach.clone()
-    } else if args.no_attach.is_empty() {
-        services.to_vec()
     } else if services.is_empty() {
         project
             .services
             .keys()
-            .filter(|s| !args.no_attach.contains(s))
+            .filter(|s| !args.no_attach.contains(s) && !detached(s))
             .cloned()
             .collect()
     } else {
         services
             .iter()
-            .filter(|s| !args.no_attach.contains(s))
+            .filter(|s| !args.no_attach.contains(s) && !detached(s))
             .cloned()
             .collect()
     };
+    let none_shown = shown.is_empty();
     let (rt, client) = crate::client::client()?;
     let mut printer = LogPrinter::new(project, args.no_color, false, args.timestamps);
     printer.exits = true;
@@ -154,7 +155,6 @@ fn attach(
     );
     let abort = args.abort_on_container_exit || args.exit_code_from.is_some();
     let containers = format!("/v1/projects/{}/containers?all=1", project.name);
-    let none_shown = shown.is_empty() && !(args.attach.is_empty() && args.no_attach.is_empty());
     // The containers whose output has ended with their last run (told by
     // the log stream after that run's last record).
     let drained = std::cell::RefCell::new(std::collections::HashSet::<String>::new());

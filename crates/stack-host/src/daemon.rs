@@ -94,6 +94,7 @@ impl Daemon {
     fn up_fn(&self) -> crate::watch::UpFn {
         let (host, engine, locks) = (self.host.clone(), self.engine.clone(), self.locks.clone());
         Arc::new(move |req: &UpRequest, events: &Events| {
+            crate::keys::enforce(&req.project, events)?;
             locks.exclusive(&req.project.name, || {
                 host.block_on(engine.up(req, events))?
             })
@@ -157,6 +158,7 @@ impl stack_api::Api for Daemon {
     }
 
     fn up(&self, req: UpRequest, events: &Events) -> Result<(), ApiError> {
+        crate::keys::enforce(&req.project, events).map_err(api_error)?;
         self.exclusive(&req.project.name, || {
             self.host.block_on(self.engine.up(&req, events))?
         })

@@ -14,6 +14,7 @@ pub mod daemon;
 pub mod driver;
 pub mod files;
 pub mod images;
+pub mod keys;
 pub mod load;
 pub mod network;
 pub mod service;

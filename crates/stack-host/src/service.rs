@@ -71,9 +71,19 @@ pub fn config(host: &Host, r: &Replica<'_>) -> anyhow::Result<ContainerConfig> {
         .iter()
         .flat_map(|(h, ips)| ips.iter().map(move |ip| format!("{h}:{ip}")))
         .collect();
-    a.memory = s.mem_limit.map(|b| b.0.to_string());
-    a.cpus = s.cpus.map(|c| f64::from(c.0));
-    a.pids_limit = s.pids_limit;
+    resources(&mut a, s);
+    a.oom_score_adj = s.oom_score_adj.map(|v| v.clamp(-1000, 1000) as i32);
+    a.ulimits = s
+        .ulimits
+        .iter()
+        .map(|(name, u)| match u {
+            stack_model::Ulimit::Single(v) => format!("{name}={v}"),
+            stack_model::Ulimit::Pair { soft, hard } => format!("{name}={soft}:{hard}"),
+        })
+        .collect();
+    a.log_opts = crate::keys::logging(s)
+        .map_err(|why| anyhow::anyhow!("service {service}: {why}"))?
+        .1;
     a.shm_size = s.shm_size.map(|b| b.0.to_string());
     a.sysctls = s
         .sysctls
@@ -219,11 +229,43 @@ pub fn config(host: &Host, r: &Replica<'_>) -> anyhow::Result<ContainerConfig> {
             if let Some((_, Some(first))) = nets.first() {
                 a.ip = first.ipv4_address.clone();
                 a.ip6 = first.ipv6_address.clone();
-                a.mac_address = first.mac_address.clone().or_else(|| s.mac_address.clone());
+                a.mac_address = first.mac_address.clone();
             }
+            a.mac_address = a.mac_address.take().or_else(|| s.mac_address.clone());
         }
     }
     Ok(a)
+}
+
+/// The resource keys, and their `deploy.resources` forms (the loader has
+/// made sure that both, where set, agree): limits of memory, CPUs (also as
+/// `cpu_quota` over `cpu_period`) and processes; the memory reservation;
+/// swap, CPU weight and CPU set.
+fn resources(a: &mut ContainerConfig, s: &Service) {
+    let resources = s.deploy.as_ref().map(|d| &d.resources);
+    let limits = resources.and_then(|r| r.limits.as_ref());
+    let reservations = resources.and_then(|r| r.reservations.as_ref());
+    a.memory = s
+        .mem_limit
+        .or(limits.and_then(|l| l.memory))
+        .map(|b| b.0.to_string());
+    a.memory_reservation = s
+        .mem_reservation
+        .or(reservations.and_then(|r| r.memory))
+        .map(|b| b.0.to_string());
+    a.memory_swap = s.memswap_limit.map(|b| b.0.to_string());
+    let quota = s.cpu_quota.filter(|q| *q > 0).map(|q| {
+        let period = s.cpu_period.filter(|p| *p > 0).unwrap_or(100_000);
+        q as f64 / period as f64
+    });
+    a.cpus = s
+        .cpus
+        .or(limits.and_then(|l| l.cpus))
+        .map(|c| f64::from(c.0))
+        .or(quota);
+    a.cpu_shares = s.cpu_shares.filter(|c| *c > 0).map(|c| c as u64);
+    a.cpuset_cpus = s.cpuset.clone();
+    a.pids_limit = s.pids_limit.or(limits.and_then(|l| l.pids));
 }
 
 /// The host port of replica `number` from a published `port` that may be

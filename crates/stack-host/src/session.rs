@@ -88,6 +88,9 @@ pub fn run(host: &Host, req: &RunRequest) -> Result<Session, ApiError> {
         .services
         .get(&req.service)
         .ok_or_else(|| ApiError::bad_request(format!("no such service: {}", req.service)))?;
+    crate::keys::check(&req.project, std::slice::from_ref(&req.service))
+        .into_result()
+        .map_err(api_error)?;
     crate::driver::run_networks(host, &req.project, service).map_err(api_error)?;
     let a = crate::service::one_off(host, req, service).map_err(api_error)?;
     let root = host.root();

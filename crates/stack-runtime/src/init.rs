@@ -346,10 +346,7 @@ fn pid1(spec: &Spec, dir: &Path, pty_sock: Option<&std::os::fd::OwnedFd>) -> std
     if !cwd.is_dir() {
         std::fs::create_dir_all(&cwd)?;
     }
-    if let Some(adj) = spec.oom_score_adj {
-        std::fs::write("/proc/self/oom_score_adj", adj.to_string())
-            .map_err(|e| std::io::Error::other(format!("oom_score_adj {adj}: {e}")))?;
-    }
+    set_oom_score_adj(spec)?;
     std::env::set_current_dir(&cwd)?;
     // The working directory must be inside the new root (CVE-2024-21626).
     if !std::env::current_dir()?.starts_with("/") {
@@ -470,6 +467,16 @@ pub const EXEC_ARG: &str = "__stack-exec";
 
 /// Entry point of the exec mode: join a running container and run a
 /// command in it. Never returns.
+/// The container's OOM score adjustment, on this process (its PID 1's
+/// setup, and each exec'd process's, as runc gives both).
+fn set_oom_score_adj(spec: &Spec) -> std::io::Result<()> {
+    if let Some(adj) = spec.oom_score_adj {
+        std::fs::write("/proc/self/oom_score_adj", adj.to_string())
+            .map_err(|e| std::io::Error::other(format!("oom_score_adj {adj}: {e}")))?;
+    }
+    Ok(())
+}
+
 pub fn exec_main(spec_fd: &str) -> ! {
     let json = std::fs::read(format!("/proc/self/fd/{spec_fd}")).unwrap_or_default();
     let parsed: Result<(Spec, i32, bool), _> = serde_json::from_slice(&json);
@@ -549,6 +556,7 @@ fn join_and_run(spec: &Spec, pid: i32, piped: bool) -> std::io::Result<i32> {
                         spec.cwd
                     ))
                 })?;
+                set_oom_score_adj(spec)?;
                 crate::security::set_rlimits(&spec.rlimits)?;
                 let user = resolve_user(spec)?;
                 let keep = crate::security::capabilities(spec)?;

@@ -1,0 +1,445 @@
+//! What stack does with each key of a service: the one table, held
+//! against the model's fields by a test (a key added to the model without
+//! an entry fails it), read by `up` (a refused key stops the service's
+//! project with its name; a key without effect here is a warning) and
+//! printed as the docs' table (`docs/service-keys.md`, kept true by a
+//! test). No key is ignored without a word.
+
+use stack_model::{Project, Service};
+
+/// What stack does with a key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Support {
+    /// Applied to the container as Docker Engine applies it.
+    Applied,
+    /// Used, but not on the container: by the loader, the plan, the engine
+    /// or the client (what for, said).
+    Elsewhere(&'static str),
+    /// Some values are applied, others refused (which, said; `check` knows).
+    Partly(&'static str),
+    /// Not supported: `up` refuses a service that sets it (why, said).
+    Refused(&'static str),
+    /// Without effect here and harmless: `up` warns (why, said).
+    Warned(&'static str),
+}
+
+use Support::*;
+
+/// Every key of a service, in the model's order, with what stack does
+/// with it and the test that shows it.
+pub const SERVICE_KEYS: &[(&str, Support, &str)] = &[
+    ("profiles", Elsewhere("the loader: services of profiles not enabled are left out"), "stack-loader data cases"),
+    ("annotations", Warned("OCI annotations reach no runtime here (stack's runtime reads none)"), "tests/keys.rs, keys::tests"),
+    ("attach", Elsewhere("attached `up` leaves the output of `attach: false` services out (unless `--attach` names them)"), "tests/keys.rs"),
+    ("build", Elsewhere("a service that builds is pulled, a failed pull a warning; building itself comes with image builds"), "tests/compose.rs"),
+    ("develop", Elsewhere("`stack watch` and `up --watch`"), "tests/watch.rs"),
+    ("blkio_config", Refused("block I/O weights and limits are not supported yet"), "keys::tests"),
+    ("cap_add", Applied, "tests/isolation.rs"),
+    ("cap_drop", Applied, "tests/isolation.rs"),
+    ("cgroup_parent", Refused("containers' cgroups sit under stack's own"), "keys::tests"),
+    ("cgroup", Partly("`private` (the default) is applied; `host` is refused"), "tests/keys.rs"),
+    ("cpu_count", Refused("a Windows key"), "keys::tests"),
+    ("cpu_percent", Refused("a Windows key"), "keys::tests"),
+    ("cpu_period", Applied, "tests/keys.rs"),
+    ("cpu_quota", Applied, "tests/keys.rs"),
+    ("cpu_rt_period", Refused("real-time scheduling is not supported"), "keys::tests"),
+    ("cpu_rt_runtime", Refused("real-time scheduling is not supported"), "keys::tests"),
+    ("cpus", Applied, "tests/keys.rs"),
+    ("cpuset", Applied, "tests/keys.rs"),
+    ("cpu_shares", Applied, "tests/keys.rs"),
+    ("command", Applied, "tests/compose.rs"),
+    ("configs", Applied, "tests/compose.rs"),
+    ("container_name", Applied, "tests/compose.rs"),
+    ("credential_spec", Refused("a Windows key"), "keys::tests"),
+    ("depends_on", Elsewhere("the engine: start order and conditions"), "stack-engine/tests/engine.rs"),
+    ("deploy", Partly("resources (limits: memory, cpus, pids; reservations: memory), replicas and restart_policy are applied; swarm's placement, update and rollback settings and endpoint_mode are warned of; mode `global`, device reservations and generic resources are refused"), "tests/keys.rs"),
+    ("device_cgroup_rules", Refused("device rules beyond Docker's default list are not supported yet"), "keys::tests"),
+    ("devices", Refused("host devices in containers are not supported yet"), "keys::tests"),
+    ("dns", Applied, "tests/network.rs"),
+    ("dns_opt", Applied, "tests/network.rs"),
+    ("dns_search", Applied, "tests/network.rs"),
+    ("dockerfile", Elsewhere("with build"), "tests/compose.rs"),
+    ("domainname", Applied, "tests/container.rs"),
+    ("entrypoint", Applied, "tests/compose.rs"),
+    ("provider", Refused("provider services (compose plugins) are not supported"), "keys::tests"),
+    ("environment", Applied, "tests/compose.rs"),
+    ("env_file", Elsewhere("the loader reads the files into environment"), "stack-loader data cases"),
+    ("expose", Elsewhere("recorded; on its networks every port of a container is reachable anyway, as with Docker"), "tests/network.rs"),
+    ("extends", Elsewhere("the loader"), "stack-loader data cases"),
+    ("external_links", Refused("links to containers outside the project are not supported"), "keys::tests"),
+    ("extra_hosts", Applied, "tests/network.rs"),
+    ("group_add", Refused("supplementary groups are not supported yet"), "keys::tests"),
+    ("gpus", Refused("stack has no GPU support"), "tests/keys.rs, keys::tests"),
+    ("hostname", Applied, "tests/container.rs"),
+    ("healthcheck", Applied, "tests/supervision.rs"),
+    ("image", Applied, "tests/compose.rs"),
+    ("init", Applied, "tests/container.rs"),
+    ("ipc", Partly("`private` and `shareable` are a namespace of the container's own (the default); `host`, `service:` and `container:` are refused"), "tests/keys.rs"),
+    ("isolation", Refused("a Windows key"), "keys::tests"),
+    ("labels", Applied, "tests/compose.rs"),
+    ("label_file", Elsewhere("the loader reads the files into labels"), "stack-loader data cases"),
+    ("links", Partly("the linked service starts first and is reached by its name; an alias (`db:database`) is warned of (the alias does not resolve)"), "tests/keys.rs"),
+    ("logging", Partly("drivers json-file and local (both written as json-file, with max-size and max-file; compress accepted, not done) are applied; none is warned of (the output is kept); other drivers are refused"), "tests/keys.rs"),
+    ("log_driver", Partly("as logging.driver"), "tests/keys.rs"),
+    ("log_opt", Partly("as logging.options"), "tests/keys.rs"),
+    ("mem_limit", Applied, "tests/compose.rs"),
+    ("mem_reservation", Applied, "tests/keys.rs"),
+    ("memswap_limit", Applied, "tests/keys.rs"),
+    ("mem_swappiness", Refused("swappiness is not supported yet"), "keys::tests"),
+    ("mac_address", Applied, "tests/network.rs"),
+    ("models", Refused("models (compose's AI models) are not supported"), "keys::tests"),
+    ("network_mode", Applied, "tests/compose.rs"),
+    ("networks", Applied, "tests/network.rs"),
+    ("oom_kill_disable", Refused("the OOM killer cannot be turned off for a container yet"), "keys::tests"),
+    ("oom_score_adj", Applied, "tests/keys.rs"),
+    ("pid", Partly("a namespace of the container's own is the default; `host`, `service:` and `container:` are refused"), "tests/keys.rs"),
+    ("pids_limit", Applied, "tests/keys.rs"),
+    ("platform", Elsewhere("the platform an image is pulled for"), "tests/registry.rs"),
+    ("ports", Applied, "tests/network.rs"),
+    ("privileged", Applied, "tests/isolation.rs"),
+    ("pull_policy", Elsewhere("the engine pulls as it says"), "stack-engine/tests/engine.rs"),
+    ("read_only", Applied, "tests/container.rs"),
+    ("restart", Applied, "tests/supervision.rs"),
+    ("runtime", Partly("`runc` (or none) runs on stack's own runtime; other runtimes are refused"), "tests/keys.rs"),
+    ("scale", Elsewhere("the plan: replicas"), "tests/compose.rs"),
+    ("secrets", Applied, "tests/compose.rs"),
+    ("security_opt", Applied, "tests/isolation.rs"),
+    ("shm_size", Applied, "tests/container.rs"),
+    ("stdin_open", Applied, "tests/compose.rs"),
+    ("stop_grace_period", Applied, "tests/compose.rs"),
+    ("stop_signal", Applied, "tests/container.rs"),
+    ("storage_opt", Refused("storage driver options are not supported (stack's layers are overlayfs directories)"), "tests/keys.rs, keys::tests"),
+    ("sysctls", Applied, "tests/container.rs"),
+    ("tmpfs", Applied, "tests/container.rs"),
+    ("tty", Applied, "tests/compose.rs"),
+    ("ulimits", Applied, "tests/keys.rs"),
+    ("use_api_socket", Refused("the Docker API socket is not served yet"), "keys::tests"),
+    ("user", Applied, "tests/container.rs"),
+    ("userns_mode", Refused("user namespaces are not supported yet"), "keys::tests"),
+    ("uts", Partly("a namespace of the container's own is the default; `host` is refused"), "tests/keys.rs"),
+    ("volume_driver", Refused("only the local volume driver exists here"), "keys::tests"),
+    ("volumes", Applied, "tests/compose.rs"),
+    ("volumes_from", Applied, "tests/compose.rs"),
+    ("working_dir", Applied, "tests/container.rs"),
+    ("pre_start", Refused("lifecycle hooks are not run yet"), "keys::tests"),
+    ("post_start", Refused("lifecycle hooks are not run yet"), "keys::tests"),
+    ("pre_stop", Refused("lifecycle hooks are not run yet"), "keys::tests"),
+];
+
+/// The table as the docs show it (`docs/service-keys.md`).
+pub fn markdown() -> String {
+    let mut out = String::from(
+        "# Service keys\n\n\
+         What `stack up` does with each key of a service of the Compose \
+         Specification. A refused key stops `up` with its name before \
+         anything is made; a warned one is said and has no effect. \
+         Generated from `crates/stack-host/src/keys.rs` \
+         (`STACK_UPDATE_DOCS=1 cargo test -p stack-host keys` writes it; \
+         the test fails when it is stale).\n\n\
+         | key | what stack does | tested in |\n|---|---|---|\n",
+    );
+    for (key, support, test) in SERVICE_KEYS {
+        let what = match support {
+            Applied => "applied, as Docker applies it".to_string(),
+            Elsewhere(how) => format!("used: {how}"),
+            Partly(how) => format!("in part: {how}"),
+            Refused(why) => format!("**refused**: {why}"),
+            Warned(why) => format!("warned of: {why}"),
+        };
+        out.push_str(&format!("| `{key}` | {what} | `{test}` |\n"));
+    }
+    out
+}
+
+/// What a project's services set that stack will not apply: the errors
+/// (a refused key or value: `up` must not run without it) and the
+/// warnings (without effect here), each naming the service and the key.
+#[derive(Debug, Default, PartialEq)]
+pub struct Verdict {
+    pub errors: Vec<String>,
+    pub warnings: Vec<String>,
+}
+
+impl Verdict {
+    /// An error naming every refused key (a bad request), or the warnings.
+    pub fn into_result(self) -> anyhow::Result<Vec<String>> {
+        if self.errors.is_empty() {
+            return Ok(self.warnings);
+        }
+        Err(crate::HostError::Invalid(self.errors.join("\n")).into())
+    }
+}
+
+/// Refuses a project that sets what stack will not apply (naming each
+/// key); tells `events` of what has no effect here.
+pub fn enforce(project: &Project, events: &stack_api::Events) -> anyhow::Result<()> {
+    for message in check(project, &[]).into_result()? {
+        events.send(stack_api::Event::Warning { message });
+    }
+    Ok(())
+}
+
+/// The keys each of `services` (all when empty) sets, checked against the
+/// table.
+pub fn check(project: &Project, services: &[String]) -> Verdict {
+    let mut v = Verdict::default();
+    for (name, s) in &project.services {
+        if !services.is_empty() && !services.contains(name) {
+            continue;
+        }
+        let set = serde_json::to_value(s).unwrap_or_default();
+        let keys = set.as_object().into_iter().flat_map(|o| o.keys());
+        judge(name, s, keys.map(String::as_str), &mut v);
+    }
+    v
+}
+
+/// The verdict on the keys `present` of service `name`.
+fn judge<'a>(name: &str, s: &Service, present: impl Iterator<Item = &'a str>, v: &mut Verdict) {
+    for key in present {
+        // Extensions (`x-…`) are the user's.
+        let Some((_, support, _)) = SERVICE_KEYS.iter().find(|(k, ..)| *k == key) else {
+            continue;
+        };
+        let say = |why: &str| format!("service {name}: `{key}`: {why}");
+        match support {
+            Applied | Elsewhere(_) => {}
+            Refused(why) => v.errors.push(say(why)),
+            Warned(why) => v.warnings.push(say(why)),
+            Partly(_) => partly(key, s, &mut |refused, why| match refused {
+                true => v.errors.push(say(why)),
+                false => v.warnings.push(say(why)),
+            }),
+        }
+    }
+}
+
+/// The values of the keys stack supports in part: `out(true, why)` for a
+/// refused one, `out(false, why)` for one only warned of.
+fn partly(key: &str, s: &Service, out: &mut dyn FnMut(bool, &str)) {
+    let own_namespace = |v: &Option<String>, also: &[&str]| {
+        v.as_deref()
+            .is_none_or(|m| m.is_empty() || m == "private" || also.contains(&m))
+    };
+    match key {
+        "cgroup" if !own_namespace(&s.cgroup, &[]) => {
+            out(true, "only `private` (a cgroup namespace of its own) is supported")
+        }
+        "ipc" if !own_namespace(&s.ipc, &["shareable"]) => out(
+            true,
+            "only `private` or `shareable` (an IPC namespace of its own) is supported",
+        ),
+        "pid" if !own_namespace(&s.pid, &[]) => {
+            out(true, "only a PID namespace of its own is supported")
+        }
+        "uts" if !own_namespace(&s.uts, &[]) => {
+            out(true, "only a UTS namespace of its own is supported")
+        }
+        "runtime" if s.runtime.as_deref().is_some_and(|r| r != "runc") => {
+            out(true, "only stack's own runtime (`runc`) is supported")
+        }
+        "links" => {
+            for l in &s.links {
+                if let Some((_, alias)) = l.split_once(':') {
+                    out(false, &format!("the alias `{alias}` does not resolve: use the service's name, or a network alias"));
+                }
+            }
+        }
+        "logging" | "log_driver" | "log_opt" => match logging(s) {
+            Err(why) => out(true, &why),
+            Ok((driver, _)) if driver == "none" => out(
+                false,
+                "the log driver `none` is not honoured yet: the output is kept in the container's log",
+            ),
+            Ok(_) => {}
+        },
+        "deploy" => deploy(s, out),
+        _ => {}
+    }
+}
+
+/// The log driver and options of a service, as the runtime takes them:
+/// json-file (or local, which stack writes as json-file) with `max-size`
+/// and `max-file` (`compress` accepted), or `none`.
+pub fn logging(s: &Service) -> Result<(String, Vec<String>), String> {
+    let (driver, options) = match &s.logging {
+        Some(l) => (l.driver.clone(), &l.options),
+        None => (s.log_driver.clone(), &s.log_opt),
+    };
+    let driver = driver.unwrap_or_else(|| "json-file".into());
+    if !matches!(driver.as_str(), "json-file" | "local" | "none") {
+        return Err(format!(
+            "the log driver `{driver}` is not supported (json-file, local or none)"
+        ));
+    }
+    let mut opts = Vec::new();
+    for (k, v) in &options.0 {
+        match k.as_str() {
+            "max-size" | "max-file" => opts.push(format!("{k}={v}")),
+            "compress" | "mode" | "max-buffer-size" | "labels" | "env" | "tag" => {}
+            other => {
+                return Err(format!(
+                    "the log option `{other}` is not supported (max-size, max-file)"
+                ))
+            }
+        }
+    }
+    Ok((driver, opts))
+}
+
+/// `deploy`: what compose applies to a local container, the rest named.
+fn deploy(s: &Service, out: &mut dyn FnMut(bool, &str)) {
+    let Some(d) = &s.deploy else { return };
+    if d.mode.as_deref().is_some_and(|m| m != "replicated") {
+        out(
+            true,
+            "mode `global` needs a swarm (every node); stack runs one host",
+        );
+    }
+    for (set, what) in [
+        (d.placement != Default::default(), "placement"),
+        (d.update_config.is_some(), "update_config"),
+        (d.rollback_config.is_some(), "rollback_config"),
+        (d.endpoint_mode.is_some(), "endpoint_mode"),
+    ] {
+        if set {
+            out(
+                false,
+                &format!("{what} is swarm's and has no effect on one host"),
+            );
+        }
+    }
+    for r in [&d.resources.limits, &d.resources.reservations]
+        .into_iter()
+        .flatten()
+    {
+        if !r.devices.is_empty() {
+            out(true, "device reservations (GPUs) are not supported");
+        }
+        if !r.generic_resources.is_empty() {
+            out(true, "generic resources are swarm's and not supported");
+        }
+    }
+    if d.resources
+        .reservations
+        .as_ref()
+        .is_some_and(|r| r.cpus.is_some() || r.pids.is_some())
+    {
+        out(
+            false,
+            "reservations.cpus and reservations.pids have no effect (Docker reserves memory only)",
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every key of the model has an entry, and every entry a key.
+    #[test]
+    fn the_table_covers_every_service_key() {
+        let model = stack_model::fields_of::<Service>();
+        assert!(
+            model.len() > 80,
+            "the model's keys were not read: {model:?}"
+        );
+        let table: Vec<&str> = SERVICE_KEYS.iter().map(|(k, ..)| *k).collect();
+        let missing: Vec<_> = model.iter().filter(|k| !table.contains(k)).collect();
+        let extra: Vec<_> = table.iter().filter(|k| !model.contains(k)).collect();
+        assert!(
+            missing.is_empty() && extra.is_empty(),
+            "keys without an entry: {missing:?}; entries without a key: {extra:?}"
+        );
+    }
+
+    /// Each refused key, set, stops `up` with its name; each warned one is
+    /// said; the applied ones pass.
+    #[test]
+    fn every_refused_key_is_named_and_every_warned_one_said() {
+        for (key, support, _) in SERVICE_KEYS {
+            let mut v = Verdict::default();
+            judge("s", &Service::default(), std::iter::once(*key), &mut v);
+            let named = format!("service s: `{key}`: ");
+            match support {
+                Refused(_) => assert!(
+                    v.errors.len() == 1 && v.errors[0].starts_with(&named),
+                    "{key}: {v:?}"
+                ),
+                Warned(_) => assert!(
+                    v.errors.is_empty() && v.warnings[0].starts_with(&named),
+                    "{key}: {v:?}"
+                ),
+                Applied | Elsewhere(_) => assert_eq!(v, Verdict::default(), "{key}"),
+                Partly(_) => assert!(
+                    v.errors.is_empty(),
+                    "{key}: a default value is applied: {v:?}"
+                ),
+            }
+        }
+    }
+
+    /// The docs' table is this table.
+    #[test]
+    fn the_docs_table_is_generated_from_this_one() {
+        let path =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/service-keys.md");
+        if std::env::var_os("STACK_UPDATE_DOCS").is_some() {
+            std::fs::write(&path, markdown()).unwrap();
+        }
+        let docs = std::fs::read_to_string(&path).unwrap_or_default();
+        assert!(
+            docs == markdown(),
+            "{} is stale: STACK_UPDATE_DOCS=1 cargo test -p stack-host keys",
+            path.display()
+        );
+    }
+
+    fn service(yaml: &str) -> Project {
+        stack_loader::load(&stack_loader::Options {
+            working_dir: "/nowhere".into(),
+            files: vec!["-".into()],
+            stdin: Some(format!("services:\n  s:\n    image: x\n{yaml}")),
+            project_name: Some("p".into()),
+            ..Default::default()
+        })
+        .unwrap_or_else(|e| panic!("{e}"))
+        .project
+    }
+
+    #[test]
+    fn refused_keys_and_values_are_named_and_harmless_ones_warned_of() {
+        let v = check(
+            &service("    gpus: all\n    pid: host\n    ipc: shareable\n"),
+            &[],
+        );
+        assert_eq!(
+            v.errors,
+            [
+                "service s: `gpus`: stack has no GPU support",
+                "service s: `pid`: only a PID namespace of its own is supported",
+            ]
+        );
+        assert!(v.warnings.is_empty(), "{:?}", v.warnings);
+        let v = check(
+            &service("    annotations: {a: b}\n    logging: {driver: syslog}\n"),
+            &[],
+        );
+        assert_eq!(
+            v.errors,
+            ["service s: `logging`: the log driver `syslog` is not supported (json-file, local or none)"]
+        );
+        assert_eq!(
+            v.warnings,
+            ["service s: `annotations`: OCI annotations reach no runtime here (stack's runtime reads none)"]
+        );
+        let ok = check(
+            &service("    mem_reservation: 32m\n    logging: {driver: local, options: {max-size: 2k, compress: 'true'}}\n    deploy: {resources: {limits: {memory: 64m}}}\n"),
+            &[],
+        );
+        assert_eq!(ok, Verdict::default());
+        assert!(check(&service("    gpus: all\n"), &["other".into()])
+            .errors
+            .is_empty());
+    }
+}

@@ -1,0 +1,243 @@
+//! Service keys as `stack up` applies them, each checked where it shows:
+//! in the container's own cgroup view and /proc, in its log files on the
+//! host, in what attached `up` prints; and keys stack will not apply,
+//! refused by name before anything is made (issue 21).
+
+mod common;
+
+use common::{in_project as stack, project_env, wait_for_value, Env};
+
+/// `exec -T SERVICE sh -c SCRIPT`: its output, trimmed.
+fn sh(e: &Env, d: &str, service: &str, script: &str) -> String {
+    e.out(&stack(d, &["exec", "-T", service, "sh", "-c", script]))
+        .trim()
+        .to_string()
+}
+
+/// A cgroup file of the container, as it sees it (v1 controller
+/// directory, else the v2 file).
+fn cgroup(e: &Env, d: &str, service: &str, v1: &str, v2: &str) -> String {
+    sh(
+        e,
+        d,
+        service,
+        &format!("cat /sys/fs/cgroup/{v1} 2>/dev/null || cat /sys/fs/cgroup/{v2}"),
+    )
+}
+
+const RESOURCES: &str = r#"
+services:
+  deployed:
+    image: local/busybox:1
+    command: sleep 1000
+    deploy:
+      resources:
+        limits: {memory: 64m, cpus: "0.5", pids: 50}
+        reservations: {memory: 32m}
+  tuned:
+    image: local/busybox:1
+    command: sleep 1000
+    cpu_quota: 25000
+    cpu_period: 50000
+    cpu_shares: 512
+    cpuset: "0"
+    mem_reservation: 16m
+    oom_score_adj: 500
+    ulimits:
+      nofile: {soft: 1024, hard: 2048}
+      nproc: 512
+    mac_address: "02:42:ac:11:00:99"
+"#;
+
+#[test]
+fn resource_keys_reach_the_containers_cgroups_and_limits() {
+    let (e, d) = project_env("keys", "resources", RESOURCES);
+    e.out(&stack(&d, &["up", "-d"]));
+    // deploy.resources, compose's standard way to set limits.
+    assert_eq!(
+        cgroup(
+            &e,
+            &d,
+            "deployed",
+            "memory/memory.limit_in_bytes",
+            "memory.max"
+        ),
+        "67108864"
+    );
+    assert_eq!(
+        cgroup(
+            &e,
+            &d,
+            "deployed",
+            "memory/memory.soft_limit_in_bytes",
+            "memory.low"
+        ),
+        "33554432"
+    );
+    assert_eq!(
+        cgroup(&e, &d, "deployed", "pids/pids.max", "pids.max"),
+        "50"
+    );
+    let quota = |service: &str| {
+        cgroup(&e, &d, service, "cpu/cpu.cfs_quota_us", "cpu.max")
+            .split_whitespace()
+            .next()
+            .unwrap_or_default()
+            .to_string()
+    };
+    assert_eq!(quota("deployed"), "50000");
+    // cpu_quota over cpu_period: half a CPU too.
+    assert_eq!(quota("tuned"), "50000");
+    let shares = cgroup(&e, &d, "tuned", "cpu/cpu.shares", "cpu.weight");
+    assert!(shares == "512" || shares == "20", "cpu_shares: {shares}");
+    assert_eq!(
+        cgroup(&e, &d, "tuned", "cpuset/cpuset.cpus", "cpuset.cpus"),
+        "0"
+    );
+    assert_eq!(
+        cgroup(
+            &e,
+            &d,
+            "tuned",
+            "memory/memory.soft_limit_in_bytes",
+            "memory.low"
+        ),
+        "16777216"
+    );
+    // oom_score_adj and ulimits, as the container's processes have them.
+    assert_eq!(sh(&e, &d, "tuned", "cat /proc/self/oom_score_adj"), "500");
+    let limits = sh(&e, &d, "tuned", "cat /proc/self/limits");
+    let row = |name: &str| {
+        limits
+            .lines()
+            .find(|l| l.starts_with(name))
+            .map(|l| {
+                l.split_whitespace()
+                    .rev()
+                    .skip(1)
+                    .take(2)
+                    .collect::<Vec<_>>()
+            })
+            .unwrap_or_else(|| panic!("{name} not in {limits}"))
+    };
+    assert_eq!(row("Max open files"), ["2048", "1024"], "{limits}");
+    assert_eq!(row("Max processes"), ["512", "512"], "{limits}");
+    // mac_address of the service, on a network given as a plain list.
+    assert_eq!(
+        sh(&e, &d, "tuned", "cat /sys/class/net/eth0/address"),
+        "02:42:ac:11:00:99"
+    );
+    e.out(&stack(&d, &["down"]));
+}
+
+#[test]
+fn logging_options_rotate_the_log_on_the_host() {
+    let (e, d) = project_env(
+        "keys",
+        "logging",
+        r#"
+services:
+  chatty:
+    image: local/busybox:1
+    command: ["sh", "-c", "i=0; while [ $$i -lt 3000 ]; do echo line-$$i-of-some-length; i=$$((i+1)); done; echo the-end; exec sleep 1000"]
+    logging:
+      driver: json-file
+      options: {max-size: 2k, max-file: "2"}
+"#,
+    );
+    e.out(&stack(&d, &["up", "-d"]));
+    wait_for_value("the last line in the logs", || {
+        e.out(&stack(&d, &["logs", "--tail", "1", "--no-log-prefix"]))
+            .contains("the-end")
+            .then_some(())
+    });
+    let ps = e.out(&stack(&d, &["ps", "-q"]));
+    let id = ps.trim();
+    let dir = e.root().join("containers").join(id);
+    let logs: Vec<(String, u64)> = std::fs::read_dir(&dir)
+        .unwrap()
+        .flatten()
+        .filter(|f| f.file_name().to_string_lossy().starts_with("container.log"))
+        .map(|f| {
+            (
+                f.file_name().to_string_lossy().to_string(),
+                f.metadata().unwrap().len(),
+            )
+        })
+        .collect();
+    // Two files at most, each about max-size: not the 3000 lines (~80 KB).
+    assert!(logs.len() <= 2, "{logs:?}");
+    assert!(logs.iter().all(|(_, n)| *n < 4096), "{logs:?}");
+    e.out(&stack(&d, &["down"]));
+}
+
+#[test]
+fn attached_up_leaves_out_the_output_of_attach_false() {
+    let (e, d) = project_env(
+        "keys",
+        "attach",
+        r#"
+services:
+  shown:
+    image: local/busybox:1
+    command: ["sh", "-c", "echo from-shown"]
+  quiet:
+    image: local/busybox:1
+    command: ["sh", "-c", "echo from-quiet"]
+    attach: false
+"#,
+    );
+    let o = e.stack(&stack(&d, &["up", "--no-color"]));
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(text.contains("from-shown"), "{text}");
+    assert!(!text.contains("from-quiet"), "{text}");
+    // Its output is there: logs shows it.
+    let logs = e.out(&stack(&d, &["logs", "quiet"]));
+    assert!(logs.contains("from-quiet"), "{logs}");
+    e.out(&stack(&d, &["down"]));
+}
+
+#[test]
+fn keys_stack_cannot_apply_are_refused_by_name_before_anything_is_made() {
+    let (e, d) = project_env(
+        "keys",
+        "refused",
+        r#"
+services:
+  web:
+    image: local/busybox:1
+    command: sleep 1000
+    gpus: all
+    pid: host
+    storage_opt: {size: 20G}
+  db:
+    image: local/busybox:1
+    command: sleep 1000
+    logging: {driver: syslog}
+"#,
+    );
+    let err = e.fails(&stack(&d, &["up", "-d"]));
+    for said in [
+        "service web: `gpus`: stack has no GPU support",
+        "service web: `pid`: only a PID namespace of its own is supported",
+        "service web: `storage_opt`: storage driver options are not supported",
+        "service db: `logging`: the log driver `syslog` is not supported",
+    ] {
+        assert!(err.contains(said), "{said}\n{err}");
+    }
+    assert_eq!(e.out(&stack(&d, &["ps", "-a", "-q"])).trim(), "");
+    // A key without effect here is a warning, and up goes on.
+    std::fs::write(
+        std::path::Path::new(&d).join("compose.yaml"),
+        "services:\n  web:\n    image: local/busybox:1\n    command: sleep 1000\n    annotations: {team: a}\n",
+    )
+    .unwrap();
+    let o = e.stack(&stack(&d, &["up", "-d"]));
+    assert!(o.status.success(), "{o:?}");
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        stderr.contains("service web: `annotations`: OCI annotations reach no runtime here"),
+        "{stderr}"
+    );
+    e.out(&stack(&d, &["down"]));
+}

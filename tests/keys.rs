@@ -42,6 +42,8 @@ services:
     cpu_shares: 512
     cpuset: "0"
     mem_reservation: 16m
+    mem_limit: 64m
+    memswap_limit: 128m
     oom_score_adj: 500
     ulimits:
       nofile: {soft: 1024, hard: 2048}
@@ -103,6 +105,18 @@ fn resource_keys_reach_the_containers_cgroups_and_limits() {
             "memory.low"
         ),
         "16777216"
+    );
+    // Memory plus swap: the whole on v1, the swap alone on v2.
+    let swap = cgroup(
+        &e,
+        &d,
+        "tuned",
+        "memory/memory.memsw.limit_in_bytes",
+        "memory.swap.max",
+    );
+    assert!(
+        swap == "134217728" || swap == "67108864",
+        "memswap_limit: {swap}"
     );
     // oom_score_adj and ulimits, as the container's processes have them.
     assert_eq!(sh(&e, &d, "tuned", "cat /proc/self/oom_score_adj"), "500");
@@ -226,6 +240,14 @@ services:
         assert!(err.contains(said), "{said}\n{err}");
     }
     assert_eq!(e.out(&stack(&d, &["ps", "-a", "-q"])).trim(), "");
+    // `config` says so too, without refusing.
+    let o = e.stack(&stack(&d, &["config", "-q"]));
+    let said = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{said}");
+    assert!(
+        said.contains("warning: service web: `gpus`: stack has no GPU support (up refuses it)"),
+        "{said}"
+    );
     // A key without effect here is a warning, and up goes on.
     std::fs::write(
         std::path::Path::new(&d).join("compose.yaml"),

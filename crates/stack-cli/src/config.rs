@@ -75,6 +75,14 @@ pub fn config(g: &Global, args: &ConfigArgs, out: &mut dyn Write) -> anyhow::Res
         let keep = stack_graph::Graph::from_project(project).with_dependencies(&args.service_names);
         project.services.retain(|k, _| keep.contains(k));
     }
+    // What this host will not apply (`up` refuses the first kind).
+    let verdict = stack_host::keys::check(project, &[]);
+    for e in &verdict.errors {
+        eprintln!("warning: {e} (up refuses it)");
+    }
+    for w in &verdict.warnings {
+        eprintln!("warning: {w}");
+    }
     if args.quiet {
         return Ok(());
     }

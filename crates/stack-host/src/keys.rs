@@ -180,8 +180,17 @@ pub fn enforce(project: &Project, events: &stack_api::Events) -> anyhow::Result<
 }
 
 /// The keys each of `services` (all when empty) sets, checked against the
-/// table.
+/// table and this host's cgroups.
 pub fn check(project: &Project, services: &[String]) -> Verdict {
+    check_on(project, services, stack_runtime::cgroup::controllers())
+}
+
+/// [`check`] on a host whose cgroups offer `host`.
+fn check_on(
+    project: &Project,
+    services: &[String],
+    host: stack_runtime::cgroup::Controllers,
+) -> Verdict {
     let mut v = Verdict::default();
     for (name, s) in &project.services {
         if !services.is_empty() && !services.contains(name) {
@@ -190,8 +199,70 @@ pub fn check(project: &Project, services: &[String]) -> Verdict {
         let set = serde_json::to_value(s).unwrap_or_default();
         let keys = set.as_object().into_iter().flat_map(|o| o.keys());
         judge(name, s, keys.map(String::as_str), &mut v);
+        limits_here(name, s, host, &mut v);
     }
     v
+}
+
+/// The limits a service sets that this host's cgroups cannot apply: a
+/// memory, CPU or CPU set limit is an error (running without it would be
+/// wrong), a process limit or swap a warning (as Docker says of them).
+fn limits_here(name: &str, s: &Service, host: stack_runtime::cgroup::Controllers, v: &mut Verdict) {
+    let limits = s.deploy.as_ref().and_then(|d| d.resources.limits.as_ref());
+    let reservations = s
+        .deploy
+        .as_ref()
+        .and_then(|d| d.resources.reservations.as_ref());
+    let memory = s.mem_limit.is_some()
+        || s.mem_reservation.is_some()
+        || limits.is_some_and(|l| l.memory.is_some())
+        || reservations.is_some_and(|r| r.memory.is_some());
+    let cpu = s.cpus.is_some()
+        || s.cpu_quota.is_some()
+        || s.cpu_shares.is_some()
+        || limits.is_some_and(|l| l.cpus.is_some());
+    let pids = s.pids_limit.is_some() || limits.is_some_and(|l| l.pids.is_some());
+    let say = |what: &str, missing: &str| {
+        format!("service {name}: {what}: this host's cgroups have no {missing}")
+    };
+    for (set, have, what, missing, error) in [
+        (
+            memory,
+            host.memory,
+            "memory limits",
+            "memory controller",
+            true,
+        ),
+        (cpu, host.cpu, "CPU limits", "cpu controller", true),
+        (
+            s.cpuset.is_some(),
+            host.cpuset,
+            "`cpuset`",
+            "cpuset controller",
+            true,
+        ),
+        (
+            pids,
+            host.pids,
+            "the process limit",
+            "pids controller: not applied",
+            false,
+        ),
+        (
+            s.memswap_limit.is_some(),
+            host.swap,
+            "`memswap_limit`",
+            "swap accounting: memory is limited without swap",
+            false,
+        ),
+    ] {
+        if set && !have {
+            match error {
+                true => v.errors.push(say(what, missing)),
+                false => v.warnings.push(say(what, missing)),
+            }
+        }
+    }
 }
 
 /// The verdict on the keys `present` of service `name`.
@@ -377,6 +448,39 @@ mod tests {
                 ),
             }
         }
+    }
+
+    /// Limits this host's cgroups cannot apply: errors for memory and
+    /// CPUs, warnings for processes and swap.
+    #[test]
+    fn limits_a_host_cannot_apply_are_said() {
+        use stack_runtime::cgroup::Controllers;
+        let p = service(
+            "    mem_limit: 64m\n    memswap_limit: 128m\n    pids_limit: 10\n    cpus: 0.5\n",
+        );
+        assert_eq!(check_on(&p, &[], Controllers::ALL), Verdict::default());
+        let bare = Controllers {
+            memory: false,
+            swap: false,
+            cpu: false,
+            cpuset: false,
+            pids: false,
+        };
+        let v = check_on(&p, &[], bare);
+        assert_eq!(
+            v.errors,
+            [
+                "service s: memory limits: this host's cgroups have no memory controller",
+                "service s: CPU limits: this host's cgroups have no cpu controller",
+            ]
+        );
+        assert_eq!(
+            v.warnings,
+            [
+                "service s: the process limit: this host's cgroups have no pids controller: not applied",
+                "service s: `memswap_limit`: this host's cgroups have no swap accounting: memory is limited without swap",
+            ]
+        );
     }
 
     /// The docs' table is this table.

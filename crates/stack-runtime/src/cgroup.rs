@@ -77,6 +77,53 @@ fn own_path(proc_self_cgroup: &str, controller: Option<&str>) -> Option<String> 
     })
 }
 
+/// What this host's cgroups can limit for a container.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Controllers {
+    pub memory: bool,
+    /// Memory plus swap (swap accounting).
+    pub swap: bool,
+    pub cpu: bool,
+    pub cpuset: bool,
+    pub pids: bool,
+}
+
+impl Controllers {
+    /// Every limit applies.
+    pub const ALL: Controllers = Controllers {
+        memory: true,
+        swap: true,
+        cpu: true,
+        cpuset: true,
+        pids: true,
+    };
+}
+
+/// The controllers this host offers containers: v1 hierarchies mounted
+/// (swap accounting by its file), or those cgroup2 lists at its root.
+pub fn controllers() -> Controllers {
+    let root = Path::new(ROOT);
+    if is_v2_root() {
+        let list = fs::read_to_string(root.join("cgroup.controllers")).unwrap_or_default();
+        let has = |c: &str| list.split_whitespace().any(|x| x == c);
+        return Controllers {
+            memory: has("memory"),
+            swap: has("memory"),
+            cpu: has("cpu"),
+            cpuset: has("cpuset"),
+            pids: has("pids"),
+        };
+    }
+    let has = |c: &str| root.join(c).join("cgroup.procs").exists();
+    Controllers {
+        memory: has("memory"),
+        swap: root.join("memory/memory.memsw.limit_in_bytes").exists(),
+        cpu: has("cpu"),
+        cpuset: has("cpuset"),
+        pids: has("pids"),
+    }
+}
+
 /// Where the container's cgroups are (nothing is created).
 pub fn layout(id: &str) -> io::Result<Layout> {
     let own = fs::read_to_string("/proc/self/cgroup")?;

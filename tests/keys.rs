@@ -49,6 +49,7 @@ services:
       nofile: {soft: 1024, hard: 2048}
       nproc: 512
     mac_address: "02:42:ac:11:00:99"
+    group_add: ["4242", "4343"]
 "#;
 
 #[test]
@@ -136,6 +137,18 @@ fn resource_keys_reach_the_containers_cgroups_and_limits() {
     };
     assert_eq!(row("Max open files"), ["2048", "1024"], "{limits}");
     assert_eq!(row("Max processes"), ["512", "512"], "{limits}");
+    // group_add: supplementary groups of the container's processes.
+    let status = sh(&e, &d, "tuned", "cat /proc/self/status");
+    let groups = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Groups:"))
+        .unwrap_or_default()
+        .split_whitespace()
+        .collect::<Vec<_>>();
+    assert!(
+        groups.contains(&"4242") && groups.contains(&"4343"),
+        "{status}"
+    );
     // mac_address of the service, on a network given as a plain list.
     assert_eq!(
         sh(&e, &d, "tuned", "cat /sys/class/net/eth0/address"),

@@ -45,6 +45,9 @@ pub struct ContainerConfig {
     pub security_opt: Vec<String>,
     /// NAME=SOFT[:HARD] (nofile, nproc, core, ...).
     pub ulimits: Vec<String>,
+    /// Supplementary groups (names in the container's /etc/group, or
+    /// numbers).
+    pub group_add: Vec<String>,
     /// `none` (own namespace, loopback only; the default), `host`,
     /// `container:NAME|ID`, or named networks.
     pub network: Vec<String>,
@@ -500,6 +503,7 @@ fn spec_of(host: &Host, a: &ContainerConfig) -> anyhow::Result<(stack_runtime::S
             cpuset: a.cpuset_cpus.clone(),
             pids: a.pids_limit,
         },
+        group_add: a.group_add.clone(),
         rlimits: a
             .ulimits
             .iter()

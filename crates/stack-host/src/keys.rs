@@ -68,7 +68,7 @@ pub const SERVICE_KEYS: &[(&str, Support, &str)] = &[
     ("extends", Elsewhere("the loader"), "stack-loader data cases"),
     ("external_links", Refused("links to containers outside the project are not supported"), "keys::tests"),
     ("extra_hosts", Applied, "tests/network.rs"),
-    ("group_add", Refused("supplementary groups are not supported yet"), "keys::tests"),
+    ("group_add", Applied, "tests/keys.rs"),
     ("gpus", Refused("stack has no GPU support"), "tests/keys.rs, keys::tests"),
     ("hostname", Applied, "tests/container.rs"),
     ("healthcheck", Applied, "tests/supervision.rs"),

@@ -73,6 +73,7 @@ pub fn config(host: &Host, r: &Replica<'_>) -> anyhow::Result<ContainerConfig> {
         .collect();
     resources(&mut a, s);
     a.oom_score_adj = s.oom_score_adj.map(|v| v.clamp(-1000, 1000) as i32);
+    a.group_add = s.group_add.iter().filter_map(|g| g.0.clone()).collect();
     a.ulimits = s
         .ulimits
         .iter()

@@ -601,9 +601,21 @@ fn forward_until_exit(child: Pid, all: &SigSet) -> std::io::Result<i32> {
 }
 
 fn resolve_user(spec: &Spec) -> std::io::Result<Option<crate::security::User>> {
-    if spec.user.is_empty() {
+    if spec.user.is_empty() && spec.group_add.is_empty() {
         return Ok(None);
     }
     let read = |p: &str| std::fs::read_to_string(p).unwrap_or_default();
-    crate::security::resolve_user(&spec.user, &read("/etc/passwd"), &read("/etc/group")).map(Some)
+    let group = read("/etc/group");
+    let mut user = match spec.user.as_str() {
+        // root, as without a user, with groups added.
+        "" => crate::security::User {
+            uid: 0,
+            gid: 0,
+            groups: vec![0],
+            home: "/root".into(),
+        },
+        u => crate::security::resolve_user(u, &read("/etc/passwd"), &group)?,
+    };
+    crate::security::add_groups(&mut user, &spec.group_add, &group)?;
+    Ok(Some(user))
 }

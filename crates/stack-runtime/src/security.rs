@@ -172,6 +172,28 @@ pub fn resolve_user(spec: &str, passwd: &str, group: &str) -> io::Result<User> {
     })
 }
 
+/// Adds the supplementary groups `extra` (names in `group`, the
+/// container's /etc/group, or numbers) to `user`'s.
+pub fn add_groups(user: &mut User, extra: &[String], group: &str) -> io::Result<()> {
+    for g in extra {
+        let gid = group
+            .lines()
+            .map(|l| l.split(':').collect::<Vec<_>>())
+            .find(|f| f.len() >= 3 && f[0] == g)
+            .and_then(|f| f[2].parse().ok())
+            .or_else(|| g.parse().ok())
+            .ok_or_else(|| {
+                io::Error::other(format!(
+                    "unable to find group `{g}`: no matching entries in group file"
+                ))
+            })?;
+        if !user.groups.contains(&gid) {
+            user.groups.push(gid);
+        }
+    }
+    Ok(())
+}
+
 /// Becomes `user`: groups first, then gid, then uid.
 pub fn switch_user(user: &User) -> io::Result<()> {
     use nix::unistd::{setgid, setgroups, setuid, Gid, Uid};
@@ -237,6 +259,18 @@ mod tests {
             .to_string()
             .contains("unable to find user `nobody`"));
         assert!(resolve_user("alice:nogroup", PASSWD, GROUP).is_err());
+    }
+
+    #[test]
+    fn groups_are_added_by_name_or_number_once() {
+        let mut u = resolve_user("www", PASSWD, GROUP).unwrap();
+        add_groups(&mut u, &["audio".into(), "4242".into(), "33".into()], GROUP).unwrap();
+        assert_eq!(u.groups, vec![33, 29, 4242]);
+        let e = add_groups(&mut u, &["nogroup".into()], GROUP).unwrap_err();
+        assert!(
+            e.to_string().contains("unable to find group `nogroup`"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -92,6 +92,10 @@ pub struct Spec {
     /// Resource limits: name (`nofile`, `nproc`, …), soft, hard.
     #[serde(default)]
     pub rlimits: Vec<(String, u64, u64)>,
+    /// Supplementary groups beyond the user's (`group_add`): names in the
+    /// container's /etc/group, or numbers.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub group_add: Vec<String>,
     #[serde(default)]
     pub labels: std::collections::BTreeMap<String, String>,
     /// The image it runs, as the user named it ("" for a plain rootfs).

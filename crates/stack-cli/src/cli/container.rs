@@ -156,6 +156,9 @@ pub struct RunArgs {
     /// A resource limit: NAME=SOFT[:HARD] (nofile, nproc, core, ...)
     #[arg(long = "ulimit", value_name = "NAME=SOFT[:HARD]")]
     pub ulimits: Vec<String>,
+    /// Add a supplementary group (a name in the container's /etc/group, or a number)
+    #[arg(long = "group-add", value_name = "GROUP")]
+    pub group_add: Vec<String>,
     /// Network: `none` (own namespace, loopback only; the default), `host`,
     /// `container:NAME|ID`, or named networks (repeat to join several)
     #[arg(long = "network", alias = "net")]
@@ -273,6 +276,7 @@ impl RunArgs {
             privileged: a.privileged,
             security_opt: a.security_opt,
             ulimits: a.ulimits,
+            group_add: a.group_add,
             network: a.network,
             network_alias: a.network_alias,
             ip: a.ip,

@@ -276,3 +276,38 @@ services:
     );
     e.out(&stack(&d, &["down"]));
 }
+
+#[test]
+fn hooks_run_in_the_container_after_start_and_before_stop() {
+    let (e, d) = project_env(
+        "keys",
+        "hooks",
+        r#"
+services:
+  web:
+    image: local/busybox:1
+    command: sleep 1000
+    volumes: ["./out:/out"]
+    environment: {WHO: web}
+    post_start:
+      - command: ["sh", "-c", "echo started-$$WHO-$$STAGE > /out/post"]
+        environment: {STAGE: post}
+    pre_stop:
+      - command: ["sh", "-c", "echo stopping > /out/pre"]
+"#,
+    );
+    let out = std::path::Path::new(&d).join("out");
+    e.out(&stack(&d, &["up", "-d"]));
+    // up returns once the hook has run.
+    assert_eq!(
+        std::fs::read_to_string(out.join("post")).unwrap(),
+        "started-web-post\n"
+    );
+    assert!(!out.join("pre").exists());
+    e.out(&stack(&d, &["stop"]));
+    assert_eq!(
+        std::fs::read_to_string(out.join("pre")).unwrap(),
+        "stopping\n"
+    );
+    e.out(&stack(&d, &["down"]));
+}

@@ -74,7 +74,7 @@ impl<D: Driver + Send + 'static> Engine<D> {
                 futures::future::join_all(batch.map(|(c, (under_way, done, event))| async move {
                     let _slot = slots.acquire().await.expect("never closed");
                     progress(events, "Container", &c.name, under_way);
-                    self.carry_out(action, req, c)
+                    self.carry_out(action, req, c, events)
                         .await
                         .map_err(|e| e.context(format!("container {}", c.name)))?;
                     progress(events, "Container", &c.name, done);
@@ -100,12 +100,22 @@ impl<D: Driver + Send + 'static> Engine<D> {
         action: Action,
         req: &ActionRequest,
         c: &Observed,
+        events: &Events,
     ) -> anyhow::Result<()> {
         let d = &self.driver;
+        if c.running && matches!(action, Action::Stop | Action::Rm) {
+            self.hooks(&req.project, c, crate::hooks::When::PreStop, events)
+                .await?;
+        }
+        let started = |done: anyhow::Result<()>| async {
+            done?;
+            self.hooks(&req.project, c, crate::hooks::When::PostStart, events)
+                .await
+        };
         match action {
             Action::Stop => d.stop(&c.id, req.timeout).await,
-            Action::Start => d.start(&c.id).await,
-            Action::Restart => d.restart(&c.id, req.timeout).await,
+            Action::Start => started(d.start(&c.id).await).await,
+            Action::Restart => started(d.restart(&c.id, req.timeout).await).await,
             Action::Kill => d.kill(&c.id, req.signal.as_deref().unwrap_or("KILL")).await,
             Action::Pause => d.pause(&c.id, true).await,
             Action::Unpause => d.pause(&c.id, false).await,

@@ -18,6 +18,7 @@ use stack_wire::{ContainerEvent, DownRequest, Event, Events, UpRequest};
 use tokio::sync::Semaphore;
 
 mod actions;
+mod hooks;
 mod logs;
 mod supervise;
 pub mod watch;
@@ -537,6 +538,10 @@ impl<D: Driver + Send + 'static> Engine<D> {
             Op::Remove { id, name, .. } => {
                 let c = self.current(&origin.project.name, id);
                 progress(events, "Container", name, "Removing");
+                if let Some(c) = c.as_ref().filter(|c| c.running) {
+                    self.hooks(origin.project, c, hooks::When::PreStop, events)
+                        .await?;
+                }
                 driver.remove(id, origin.timeout).await?;
                 if let Some(c) = c {
                     self.publish(&c, "destroy", &[]);
@@ -574,6 +579,8 @@ impl<D: Driver + Send + 'static> Engine<D> {
                 self.publish(&c, "create", &[]);
                 if start {
                     self.publish(&c, "start", &[]);
+                    self.hooks(origin.project, &c, hooks::When::PostStart, events)
+                        .await?;
                     self.watch(c);
                     progress(events, "Container", name, "Started");
                 } else {
@@ -587,6 +594,10 @@ impl<D: Driver + Send + 'static> Engine<D> {
                 progress(events, "Container", name, "Starting");
                 driver.start(id).await?;
                 self.started(&origin.project.name, id);
+                if let Some(c) = self.current(&origin.project.name, id) {
+                    self.hooks(origin.project, &c, hooks::When::PostStart, events)
+                        .await?;
+                }
                 progress(events, "Container", name, "Started");
             }
             Op::Restart { id, name, .. } => {

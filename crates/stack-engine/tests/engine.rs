@@ -480,7 +480,11 @@ impl Driver for Fake {
             &self.name_of(id),
         )
         .await?;
-        Ok((0, String::new()))
+        // `false` fails, as the command does.
+        match exec.command.first().map(String::as_str) {
+            Some("false") => Ok((1, "it failed\n".into())),
+            _ => Ok((0, String::new())),
+        }
     }
 
     fn remove_volume(&self, name: &str) -> anyhow::Result<bool> {
@@ -1912,4 +1916,73 @@ async fn followed_logs_take_in_what_comes_and_say_when_a_run_ended() {
     pass(1).await;
     assert!(following.is_finished());
     following.await.unwrap().unwrap();
+}
+
+/// The operations begun, without their instants.
+fn ops(fake: &Fake) -> Vec<String> {
+    fake.begun()
+        .iter()
+        .map(|l| l.split_once(' ').unwrap().1.to_string())
+        .collect()
+}
+
+#[tokio::test(start_paused = true)]
+async fn hooks_run_after_a_start_and_before_a_stop_and_a_failed_post_start_fails_up() {
+    let e = engine(Fake::instant());
+    let p = project(
+        "services:\n  web:\n    image: x\n    post_start:\n      - command: [echo, up]\n    pre_stop:\n      - command: [echo, down]\n      - command: [\"false\"]\n",
+    );
+    assert_eq!(up(&e, up_req(&p)).await.0, None);
+    assert_eq!(
+        ops(e.driver()),
+        [
+            "create-network shop_default",
+            "run shop-web-1",
+            "exec echo up shop-web-1"
+        ]
+    );
+    e.driver().log.lock().unwrap().clear();
+    // stop: the pre_stop hooks first; one failing is a warning, the stop goes on.
+    let (events, mut rx) = Events::channel();
+    let stop = ActionRequest {
+        project: p.clone(),
+        ..Default::default()
+    };
+    e.act(Action::Stop, &stop, &events).await.unwrap();
+    assert_eq!(
+        ops(e.driver()),
+        [
+            "exec echo down shop-web-1",
+            "exec false shop-web-1",
+            "stop shop-web-1"
+        ]
+    );
+    drop(events);
+    let mut warned = Vec::new();
+    while let Some(ev) = rx.recv().await {
+        if let Event::Warning { message } = ev {
+            warned.push(message);
+        }
+    }
+    assert_eq!(
+        warned,
+        ["container shop-web-1: pre_stop hook `false` exited with 1: it failed"]
+    );
+    // start again: post_start again.
+    e.driver().log.lock().unwrap().clear();
+    let (events, _rx) = Events::channel();
+    e.act(Action::Start, &stop, &events).await.unwrap();
+    assert_eq!(
+        ops(e.driver()),
+        ["start shop-web-1", "exec echo up shop-web-1"]
+    );
+    // A post_start hook that fails fails the start, naming it.
+    let bad =
+        project("services:\n  job:\n    image: x\n    post_start:\n      - command: [\"false\"]\n");
+    let (err, _) = up(&e, up_req(&bad)).await;
+    let err = err.expect("up fails");
+    assert!(
+        err.contains("post_start hook `false` exited with 1"),
+        "{err}"
+    );
 }

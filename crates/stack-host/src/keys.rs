@@ -121,9 +121,9 @@ pub const SERVICE_KEYS: &[(&str, Support, &str)] = &[
     ("volumes", Applied, "tests/compose.rs"),
     ("volumes_from", Applied, "tests/compose.rs"),
     ("working_dir", Applied, "tests/container.rs"),
-    ("pre_start", Refused("lifecycle hooks are not run yet"), "keys::tests"),
-    ("post_start", Refused("lifecycle hooks are not run yet"), "keys::tests"),
-    ("pre_stop", Refused("lifecycle hooks are not run yet"), "keys::tests"),
+    ("pre_start", Refused("hooks in a container of their own before the service starts are not run yet"), "keys::tests"),
+    ("post_start", Partly("run in the container (with its user, working_dir and environment) once it has started (a failing one fails the start); `privileged` and `image` hooks are refused"), "tests/keys.rs, stack-engine/tests/engine.rs"),
+    ("pre_stop", Partly("run in the container (with its user, working_dir and environment) before it is stopped or removed (a failing one is a warning); `privileged` and `image` hooks are refused"), "tests/keys.rs, stack-engine/tests/engine.rs"),
 ];
 
 /// The table as the docs show it (`docs/service-keys.md`).
@@ -325,6 +325,12 @@ fn partly(key: &str, s: &Service, out: &mut dyn FnMut(bool, &str)) {
             Ok(_) => {}
         },
         "deploy" => deploy(s, out),
+        "post_start" | "pre_stop" => {
+            let hooks = if key == "post_start" { &s.post_start } else { &s.pre_stop };
+            if hooks.iter().any(|h| h.privileged || h.image.is_some()) {
+                out(true, "privileged hooks and hooks in an image of their own are not supported");
+            }
+        }
         _ => {}
     }
 }

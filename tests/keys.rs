@@ -311,3 +311,53 @@ services:
     );
     e.out(&stack(&d, &["down"]));
 }
+
+#[test]
+fn ipc_and_uts_namespaces_are_shared_as_asked() {
+    let (e, d) = project_env(
+        "keys",
+        "namespaces",
+        r#"
+services:
+  own:
+    image: local/busybox:1
+    command: sleep 1000
+  hostly:
+    image: local/busybox:1
+    command: sleep 1000
+    ipc: host
+    uts: host
+  joined:
+    image: local/busybox:1
+    command: sleep 1000
+    ipc: service:own
+"#,
+    );
+    let o = e.stack(&stack(&d, &["up", "-d"]));
+    assert!(o.status.success(), "{o:?}");
+    let warned = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        warned.contains("service hostly: `ipc`: the namespace is joined, but not its /dev/shm"),
+        "{warned}"
+    );
+    let ns =
+        |service: &str, kind: &str| sh(&e, &d, service, &format!("readlink /proc/self/ns/{kind}"));
+    let host = |kind: &str| {
+        std::fs::read_link(format!("/proc/self/ns/{kind}"))
+            .unwrap()
+            .display()
+            .to_string()
+    };
+    // host: the host's namespaces, and its name.
+    assert_eq!(ns("hostly", "ipc"), host("ipc"));
+    assert_eq!(ns("hostly", "uts"), host("uts"));
+    assert_eq!(
+        sh(&e, &d, "hostly", "cat /proc/sys/kernel/hostname"),
+        nix::unistd::gethostname().unwrap().to_string_lossy()
+    );
+    // service:own: own's namespace; own's is its own.
+    assert_eq!(ns("joined", "ipc"), ns("own", "ipc"));
+    assert_ne!(ns("own", "ipc"), host("ipc"));
+    assert_ne!(ns("own", "uts"), host("uts"));
+    e.out(&stack(&d, &["down"]));
+}

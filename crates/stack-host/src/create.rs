@@ -48,6 +48,11 @@ pub struct ContainerConfig {
     /// Supplementary groups (names in the container's /etc/group, or
     /// numbers).
     pub group_add: Vec<String>,
+    /// The IPC namespace: `private` or `shareable` (its own, the default),
+    /// `host`, or `container:NAME|ID`.
+    pub ipc: Option<String>,
+    /// The UTS namespace (host and domain names): its own, or `host`.
+    pub uts: Option<String>,
     /// `none` (own namespace, loopback only; the default), `host`,
     /// `container:NAME|ID`, or named networks.
     pub network: Vec<String>,
@@ -327,6 +332,10 @@ fn spec_of(host: &Host, a: &ContainerConfig) -> anyhow::Result<(stack_runtime::S
     {
         bail!("-p, --ip, --ip6 and --network-alias need a network: --network NAME (see `stack network create`)");
     }
+    let uts = namespace(root, "uts", a.uts.as_deref(), &["private"])?;
+    if uts == stack_runtime::Namespace::Host && a.hostname.is_some() {
+        bail!("a host name cannot be set with the host's UTS namespace");
+    }
     let mut spec = stack_runtime::Spec {
         id: id.clone(),
         name: name.clone(),
@@ -344,7 +353,16 @@ fn spec_of(host: &Host, a: &ContainerConfig) -> anyhow::Result<(stack_runtime::S
                     .filter(|w| !w.is_empty())
             })
             .unwrap_or_else(|| "/".into()),
-        hostname: a.hostname.clone().unwrap_or_else(|| short.clone()),
+        hostname: match (&a.hostname, uts) {
+            (Some(h), _) => h.clone(),
+            // The host's names, as the container sees them.
+            (None, stack_runtime::Namespace::Host) => nix::unistd::gethostname()
+                .map(|h| h.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            (None, _) => short.clone(),
+        },
+        ipc: namespace(root, "ipc", a.ipc.as_deref(), &["private", "shareable"])?,
+        uts,
         domainname: a.domainname.clone().unwrap_or_default(),
         init: !a.no_init,
         read_only: a.read_only,
@@ -561,6 +579,28 @@ fn wire_and_start<T>(
         }
     }
     started
+}
+
+/// A namespace as `--ipc`/`--uts` name it: one of its own (none, "", or
+/// one of `own`), the host's, or a running container's (`container:KEY`).
+fn namespace(
+    root: &Path,
+    kind: &str,
+    mode: Option<&str>,
+    own: &[&str],
+) -> anyhow::Result<stack_runtime::Namespace> {
+    Ok(match mode.unwrap_or_default() {
+        "" => stack_runtime::Namespace::Own,
+        m if own.contains(&m) => stack_runtime::Namespace::Own,
+        "host" => stack_runtime::Namespace::Host,
+        m => match m.strip_prefix("container:") {
+            Some(key) => stack_runtime::Namespace::Join(crate::containers::running_pid(root, key)?),
+            None => bail!(
+                "invalid --{kind} `{m}`: {}, host or container:NAME",
+                own.join(", ")
+            ),
+        },
+    })
 }
 
 /// `nofile=1024:2048` or `nproc=512`.

@@ -74,7 +74,7 @@ pub const SERVICE_KEYS: &[(&str, Support, &str)] = &[
     ("healthcheck", Applied, "tests/supervision.rs"),
     ("image", Applied, "tests/compose.rs"),
     ("init", Applied, "tests/container.rs"),
-    ("ipc", Partly("`private` and `shareable` are a namespace of the container's own (the default); `host`, `service:` and `container:` are refused"), "tests/keys.rs"),
+    ("ipc", Partly("`private` and `shareable` give it a namespace of its own (the default); `host`, `service:S` and `container:C` join that namespace (System V IPC and message queues; its /dev/shm is not shared, which is warned of)"), "tests/keys.rs"),
     ("isolation", Refused("a Windows key"), "keys::tests"),
     ("labels", Applied, "tests/compose.rs"),
     ("label_file", Elsewhere("the loader reads the files into labels"), "stack-loader data cases"),
@@ -116,7 +116,7 @@ pub const SERVICE_KEYS: &[(&str, Support, &str)] = &[
     ("use_api_socket", Refused("the Docker API socket is not served yet"), "keys::tests"),
     ("user", Applied, "tests/container.rs"),
     ("userns_mode", Refused("user namespaces are not supported yet"), "keys::tests"),
-    ("uts", Partly("a namespace of the container's own is the default; `host` is refused"), "tests/keys.rs"),
+    ("uts", Partly("a namespace of its own (the default), or `host`: the host's names"), "tests/keys.rs"),
     ("volume_driver", Refused("only the local volume driver exists here"), "keys::tests"),
     ("volumes", Applied, "tests/compose.rs"),
     ("volumes_from", Applied, "tests/compose.rs"),
@@ -296,15 +296,19 @@ fn partly(key: &str, s: &Service, out: &mut dyn FnMut(bool, &str)) {
         "cgroup" if !own_namespace(&s.cgroup, &[]) => {
             out(true, "only `private` (a cgroup namespace of its own) is supported")
         }
-        "ipc" if !own_namespace(&s.ipc, &["shareable"]) => out(
-            true,
-            "only `private` or `shareable` (an IPC namespace of its own) is supported",
-        ),
+        "ipc" if !own_namespace(&s.ipc, &["shareable"]) => {
+            let m = s.ipc.as_deref().unwrap_or_default();
+            if m == "host" || m.starts_with("service:") || m.starts_with("container:") {
+                out(false, "the namespace is joined, but not its /dev/shm");
+            } else {
+                out(true, "private, shareable, host, service:S or container:C");
+            }
+        }
         "pid" if !own_namespace(&s.pid, &[]) => {
             out(true, "only a PID namespace of its own is supported")
         }
-        "uts" if !own_namespace(&s.uts, &[]) => {
-            out(true, "only a UTS namespace of its own is supported")
+        "uts" if !own_namespace(&s.uts, &["host"]) => {
+            out(true, "a namespace of its own, or `host`")
         }
         "runtime" if s.runtime.as_deref().is_some_and(|r| r != "runc") => {
             out(true, "only stack's own runtime (`runc`) is supported")

@@ -74,6 +74,15 @@ pub fn config(host: &Host, r: &Replica<'_>) -> anyhow::Result<ContainerConfig> {
     resources(&mut a, s);
     a.oom_score_adj = s.oom_score_adj.map(|v| v.clamp(-1000, 1000) as i32);
     a.group_add = s.group_add.iter().filter_map(|g| g.0.clone()).collect();
+    // `service:S` is S's first replica, as for network_mode.
+    let joined = |m: &Option<String>| {
+        m.as_ref().map(|m| match m.strip_prefix("service:") {
+            Some(other) => format!("container:{}-{other}-1", project.name),
+            None => m.clone(),
+        })
+    };
+    a.ipc = joined(&s.ipc);
+    a.uts = joined(&s.uts);
     a.ulimits = s
         .ulimits
         .iter()

@@ -291,7 +291,24 @@ pub(crate) fn ignore(signals: &[Signal]) -> nix::Result<()> {
 
 /// PID 1 of the container: its other namespaces, file system, hostname, then the app.
 fn pid1(spec: &Spec, dir: &Path, pty_sock: Option<&std::os::fd::OwnedFd>) -> std::io::Result<i32> {
-    let mut flags = CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWUTS | CloneFlags::CLONE_NEWIPC;
+    let mut flags = CloneFlags::CLONE_NEWNS;
+    for (ns, kind, flag) in [
+        (spec.ipc, "ipc", CloneFlags::CLONE_NEWIPC),
+        (spec.uts, "uts", CloneFlags::CLONE_NEWUTS),
+    ] {
+        match ns {
+            crate::spec::Namespace::Own => flags |= flag,
+            crate::spec::Namespace::Host => {}
+            crate::spec::Namespace::Join(pid) => {
+                let f = std::fs::File::open(format!("/proc/{pid}/ns/{kind}")).map_err(|e| {
+                    std::io::Error::other(format!(
+                        "cannot join the {kind} namespace of process {pid}: {e}"
+                    ))
+                })?;
+                nix::sched::setns(f, flag)?;
+            }
+        }
+    }
     // The monitor has put us in our cgroups: what the container will see of
     // them is read here, from the host's view. On cgroup v2 a cgroup
     // namespace of its own then makes its cgroup the root of what it
@@ -328,8 +345,12 @@ fn pid1(spec: &Spec, dir: &Path, pty_sock: Option<&std::os::fd::OwnedFd>) -> std
     if let Some(sock) = pty_sock {
         crate::tty::open_in_container(sock, spec.console_size)?;
     }
-    sethostname(&spec.hostname)?;
-    if !spec.domainname.is_empty() {
+    // Names are set in a UTS namespace of the container's own only (never
+    // the host's, nor another container's).
+    if spec.uts.is_own() {
+        sethostname(&spec.hostname)?;
+    }
+    if spec.uts.is_own() && !spec.domainname.is_empty() {
         let name = spec.domainname.as_bytes();
         // SAFETY: a valid buffer and its length; the UTS namespace is ours.
         #[allow(unsafe_code)]

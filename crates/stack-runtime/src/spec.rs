@@ -69,6 +69,12 @@ pub struct Spec {
     /// networks exist), the host's, or another container's.
     #[serde(default)]
     pub network: NetworkMode,
+    /// The IPC and UTS namespaces: the container's own, the host's, or
+    /// another container's.
+    #[serde(default, skip_serializing_if = "Namespace::is_own")]
+    pub ipc: Namespace,
+    #[serde(default, skip_serializing_if = "Namespace::is_own")]
+    pub uts: Namespace,
     /// Bind mounts and tmpfs mounts, in order.
     #[serde(default)]
     pub mounts: Vec<Mount>,
@@ -230,6 +236,25 @@ pub enum Recursive {
     Writable,
     /// They come along, read-only (what `Enabled` does here as well).
     Readonly,
+}
+
+/// A namespace a container has.
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Namespace {
+    /// One of its own.
+    #[default]
+    Own,
+    /// The host's.
+    Host,
+    /// That of the process with this host pid (another container's PID 1).
+    Join(i32),
+}
+
+impl Namespace {
+    pub fn is_own(&self) -> bool {
+        *self == Namespace::Own
+    }
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]

@@ -156,6 +156,12 @@ pub struct RunArgs {
     /// A resource limit: NAME=SOFT[:HARD] (nofile, nproc, core, ...)
     #[arg(long = "ulimit", value_name = "NAME=SOFT[:HARD]")]
     pub ulimits: Vec<String>,
+    /// IPC namespace: private, shareable (its own), host or container:NAME
+    #[arg(long)]
+    pub ipc: Option<String>,
+    /// UTS namespace (host and domain names): its own, or host
+    #[arg(long)]
+    pub uts: Option<String>,
     /// Add a supplementary group (a name in the container's /etc/group, or a number)
     #[arg(long = "group-add", value_name = "GROUP")]
     pub group_add: Vec<String>,
@@ -277,6 +283,8 @@ impl RunArgs {
             security_opt: a.security_opt,
             ulimits: a.ulimits,
             group_add: a.group_add,
+            ipc: a.ipc,
+            uts: a.uts,
             network: a.network,
             network_alias: a.network_alias,
             ip: a.ip,

@@ -361,3 +361,43 @@ services:
     assert_ne!(ns("own", "uts"), host("uts"));
     e.out(&stack(&d, &["down"]));
 }
+
+#[test]
+fn devices_appear_in_the_container_and_open() {
+    let (e, d) = project_env(
+        "keys",
+        "devices",
+        r#"
+services:
+  dev:
+    image: local/busybox:1
+    command: sleep 1000
+    devices:
+      - "/dev/null:/dev/mynull"
+      - "/dev/net/tun"
+  plain:
+    image: local/busybox:1
+    command: sleep 1000
+"#,
+    );
+    e.out(&stack(&d, &["up", "-d"]));
+    assert_eq!(
+        sh(
+            &e,
+            &d,
+            "dev",
+            "test -c /dev/mynull && echo x > /dev/mynull && echo written"
+        ),
+        "written"
+    );
+    // Not in Docker's default list: opened because the service asks for it.
+    assert_eq!(
+        sh(&e, &d, "dev", "exec 3<>/dev/net/tun && echo opened"),
+        "opened"
+    );
+    assert_eq!(
+        sh(&e, &d, "plain", "test -e /dev/net/tun || echo absent"),
+        "absent"
+    );
+    e.out(&stack(&d, &["down"]));
+}

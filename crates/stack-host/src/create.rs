@@ -48,6 +48,8 @@ pub struct ContainerConfig {
     /// Supplementary groups (names in the container's /etc/group, or
     /// numbers).
     pub group_add: Vec<String>,
+    /// Host devices: HOST[:CONTAINER[:PERMISSIONS]] (`rwm` by default).
+    pub devices: Vec<String>,
     /// The IPC namespace: `private` or `shareable` (its own, the default),
     /// `host`, or `container:NAME|ID`.
     pub ipc: Option<String>,
@@ -522,6 +524,11 @@ fn spec_of(host: &Host, a: &ContainerConfig) -> anyhow::Result<(stack_runtime::S
             pids: a.pids_limit,
         },
         group_add: a.group_add.clone(),
+        devices: a
+            .devices
+            .iter()
+            .map(|d| device(d))
+            .collect::<anyhow::Result<_>>()?,
         rlimits: a
             .ulimits
             .iter()
@@ -600,6 +607,33 @@ fn namespace(
                 own.join(", ")
             ),
         },
+    })
+}
+
+/// A host device as `--device` and `devices:` give it,
+/// `HOST[:CONTAINER[:PERMISSIONS]]`: its kind and numbers read from the
+/// host's node (a link followed, as Docker does).
+fn device(given: &str) -> anyhow::Result<stack_runtime::Device> {
+    use std::os::unix::fs::{FileTypeExt as _, MetadataExt as _};
+    let mut parts = given.splitn(3, ':');
+    let host = parts.next().unwrap_or_default();
+    let path = parts.next().filter(|p| !p.is_empty()).unwrap_or(host);
+    let permissions = parts.next().filter(|p| !p.is_empty()).unwrap_or("rwm");
+    if !permissions.chars().all(|c| "rwm".contains(c)) {
+        bail!("device `{given}`: permissions are made of r, w and m");
+    }
+    let md = std::fs::metadata(host).with_context(|| format!("device `{host}`"))?;
+    let block = md.file_type().is_block_device();
+    if !block && !md.file_type().is_char_device() {
+        bail!("device `{host}` is not a device node (a directory of devices is not supported yet)");
+    }
+    Ok(stack_runtime::Device {
+        path: path.to_string(),
+        block,
+        major: nix::sys::stat::major(md.rdev()),
+        minor: nix::sys::stat::minor(md.rdev()),
+        mode: md.mode() & 0o7777,
+        permissions: permissions.to_string(),
     })
 }
 

@@ -54,7 +54,7 @@ pub const SERVICE_KEYS: &[(&str, Support, &str)] = &[
     ("depends_on", Elsewhere("the engine: start order and conditions"), "stack-engine/tests/engine.rs"),
     ("deploy", Partly("resources (limits: memory, cpus, pids; reservations: memory), replicas and restart_policy are applied; swarm's placement, update and rollback settings and endpoint_mode are warned of; mode `global`, device reservations and generic resources are refused"), "tests/keys.rs"),
     ("device_cgroup_rules", Refused("device rules beyond Docker's default list are not supported yet"), "keys::tests"),
-    ("devices", Refused("host devices in containers are not supported yet"), "keys::tests"),
+    ("devices", Applied, "tests/keys.rs"),
     ("dns", Applied, "tests/network.rs"),
     ("dns_opt", Applied, "tests/network.rs"),
     ("dns_search", Applied, "tests/network.rs"),

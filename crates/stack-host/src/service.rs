@@ -81,6 +81,14 @@ pub fn config(host: &Host, r: &Replica<'_>) -> anyhow::Result<ContainerConfig> {
             None => m.clone(),
         })
     };
+    a.devices = s
+        .devices
+        .iter()
+        .map(|d| {
+            let target = if d.target.is_empty() { &d.source } else { &d.target };
+            format!("{}:{target}:{}", d.source, d.permissions)
+        })
+        .collect();
     a.ipc = joined(&s.ipc);
     a.uts = joined(&s.uts);
     a.ulimits = s

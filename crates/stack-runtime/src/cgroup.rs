@@ -252,8 +252,15 @@ fn pids_max(p: i64) -> String {
 }
 
 /// Creates the cgroups with their limits and moves process `pid` into them;
-/// unless `all_devices` (privileged), its devices are [`ALLOWED_DEVICES`].
-pub fn create(layout: &Layout, limits: &Limits, all_devices: bool, pid: u32) -> io::Result<()> {
+/// unless `all_devices` (privileged), its devices are [`ALLOWED_DEVICES`]
+/// and the rules of `devices`.
+pub fn create(
+    layout: &Layout,
+    limits: &Limits,
+    all_devices: bool,
+    devices: &[String],
+    pid: u32,
+) -> io::Result<()> {
     match layout {
         Layout::V1(dirs) => {
             for (c, dir) in dirs {
@@ -285,7 +292,11 @@ pub fn create(layout: &Layout, limits: &Limits, all_devices: bool, pid: u32) -> 
                     }
                     "devices" if !all_devices => {
                         write(dir, "devices.deny", "a")?;
-                        for rule in ALLOWED_DEVICES {
+                        for rule in ALLOWED_DEVICES
+                            .iter()
+                            .copied()
+                            .chain(devices.iter().map(String::as_str))
+                        {
                             write(dir, "devices.allow", rule)?;
                         }
                     }
@@ -604,11 +615,12 @@ mod tests {
                 .map(|c| (c, dir(c)))
                 .collect(),
         );
-        create(&layout, &limits(), false, 4242).unwrap();
+        create(&layout, &limits(), false, &["c 10:200 rwm".into()], 4242).unwrap();
         // Every device denied first (each rule overwrites the stand-in file:
-        // the real controller adds them up; tests/isolation.rs opens nodes).
+        // the real controller adds them up; tests/isolation.rs opens nodes),
+        // the extra device's rule last.
         assert_eq!(read(&dir("devices").join("devices.deny")), "a");
-        assert_eq!(read(&dir("devices").join("devices.allow")), "c 136:* rwm");
+        assert_eq!(read(&dir("devices").join("devices.allow")), "c 10:200 rwm");
         assert_eq!(
             read(&dir("memory").join("memory.limit_in_bytes")),
             "67108864"
@@ -632,7 +644,7 @@ mod tests {
         }
         // A privileged container keeps every device.
         let layout = Layout::V1(vec![("devices", root.join("devices/own/stack/c2"))]);
-        create(&layout, &limits(), true, 1).unwrap();
+        create(&layout, &limits(), true, &[], 1).unwrap();
         assert!(!root.join("devices/own/stack/c2/devices.deny").exists());
         fs::remove_dir_all(&root).unwrap();
     }
@@ -650,6 +662,7 @@ mod tests {
                 ..limits()
             },
             false,
+            &[],
             7,
         )
         .unwrap();

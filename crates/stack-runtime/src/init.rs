@@ -210,10 +210,12 @@ fn stage1(spec: &Spec, dir: &Path, mode: Mode) -> std::io::Result<i32> {
         ForkResult::Parent { child } => {
             drop(ready_r);
             let layout = crate::cgroup::layout(&spec.id)?;
+            let rules: Vec<String> = spec.devices.iter().map(crate::spec::Device::rule).collect();
             if let Err(e) = crate::cgroup::create(
                 &layout,
                 &spec.limits,
                 spec.privileged,
+                &rules,
                 child.as_raw() as u32,
             ) {
                 let _ = kill(child, Signal::SIGKILL);

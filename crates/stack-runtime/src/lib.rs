@@ -30,7 +30,9 @@ use std::process::Command;
 
 use init::Mode;
 pub use init::{exec_main, init_main, EXEC_ARG, INIT_ARG};
-pub use spec::{Healthcheck, Mount, Namespace, NetworkMode, Probe, Recursive, Restart, Spec};
+pub use spec::{
+    Device, Healthcheck, Mount, Namespace, NetworkMode, Probe, Recursive, Restart, Spec,
+};
 pub use state::{State, Status};
 pub use tty::{size as terminal_size, RawMode};
 

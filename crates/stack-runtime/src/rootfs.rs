@@ -84,8 +84,10 @@ pub trait Sys {
     fn mkdir_all(&mut self, p: &Path) -> io::Result<()>;
     fn create_file(&mut self, p: &Path) -> io::Result<()>;
     fn symlink(&mut self, target: &str, link: &Path) -> io::Result<()>;
-    /// A character device node, mode 0666.
-    fn mknod(&mut self, p: &Path, major: u64, minor: u64) -> io::Result<()>;
+    /// A device node (a block device with `block`, else a character one)
+    /// of `mode`.
+    fn mknod(&mut self, p: &Path, block: bool, major: u64, minor: u64, mode: u32)
+        -> io::Result<()>;
     /// Sets `what` (read-only, nodev) on the mount at `target`, and with
     /// `recursive` on every mount under it too; other mount flags are kept.
     fn restrict(&mut self, target: &Path, what: Restrict, recursive: bool) -> io::Result<()>;
@@ -122,18 +124,30 @@ impl Sys for Kernel {
     fn symlink(&mut self, target: &str, link: &Path) -> io::Result<()> {
         std::os::unix::fs::symlink(target, link)
     }
-    fn mknod(&mut self, p: &Path, major: u64, minor: u64) -> io::Result<()> {
+    fn mknod(
+        &mut self,
+        p: &Path,
+        block: bool,
+        major: u64,
+        minor: u64,
+        mode: u32,
+    ) -> io::Result<()> {
         use nix::sys::stat::{makedev, mknod, Mode, SFlag};
+        let kind = if block {
+            SFlag::S_IFBLK
+        } else {
+            SFlag::S_IFCHR
+        };
         mknod(
             p,
-            SFlag::S_IFCHR,
-            Mode::from_bits_truncate(0o666),
+            kind,
+            Mode::from_bits_truncate(mode),
             makedev(major, minor),
         )
         .map_err(|e| err(&format!("mknod {}", p.display()), e))?;
         // Whatever the umask took away.
         use std::os::unix::fs::PermissionsExt as _;
-        fs::set_permissions(p, fs::Permissions::from_mode(0o666))
+        fs::set_permissions(p, fs::Permissions::from_mode(mode & 0o7777))
     }
     fn restrict(&mut self, target: &Path, what: Restrict, recursive: bool) -> io::Result<()> {
         match setattr(target, what, recursive) {
@@ -403,7 +417,25 @@ pub fn setup(spec: &Spec, dir: &Path, cgroups: Option<&View>, sys: &mut dyn Sys)
         Some("mode=755,size=65536k"),
     )?;
     for (d, major, minor) in DEVICES {
-        sys.mknod(&dev.join(d), major, minor)?;
+        sys.mknod(&dev.join(d), false, major, minor, 0o666)?;
+    }
+    // The host devices asked for, at their paths under /dev.
+    for d in &spec.devices {
+        let rel = Path::new(&d.path)
+            .strip_prefix("/dev")
+            .ok()
+            .filter(|r| {
+                !r.as_os_str().is_empty()
+                    && r.components()
+                        .all(|c| matches!(c, std::path::Component::Normal(_)))
+            })
+            .ok_or_else(|| {
+                io::Error::other(format!("device `{}`: not a path under /dev", d.path))
+            })?;
+        if let Some(parent) = rel.parent().filter(|p| !p.as_os_str().is_empty()) {
+            sys.mkdir_all(&dev.join(parent))?;
+        }
+        sys.mknod(&dev.join(rel), d.block, d.major, d.minor, d.mode)?;
     }
     let pts = dev.join("pts");
     sys.mkdir_all(&pts)?;

@@ -68,9 +68,24 @@ impl Sys for Recording {
             .push(format!("symlink {target} {}", link.display()));
         Ok(())
     }
-    fn mknod(&mut self, p: &Path, major: u64, minor: u64) -> io::Result<()> {
-        self.calls
-            .push(format!("mknod {} c {major}:{minor}", p.display()));
+    fn mknod(
+        &mut self,
+        p: &Path,
+        block: bool,
+        major: u64,
+        minor: u64,
+        mode: u32,
+    ) -> io::Result<()> {
+        let kind = if block { 'b' } else { 'c' };
+        let mode = if mode == 0o666 {
+            String::new()
+        } else {
+            format!(" {mode:o}")
+        };
+        self.calls.push(format!(
+            "mknod {} {kind} {major}:{minor}{mode}",
+            p.display()
+        ));
         self.paths.insert(p.to_path_buf(), Kind::File);
         Ok(())
     }

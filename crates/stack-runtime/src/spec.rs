@@ -98,6 +98,10 @@ pub struct Spec {
     /// Resource limits: name (`nofile`, `nproc`, …), soft, hard.
     #[serde(default)]
     pub rlimits: Vec<(String, u64, u64)>,
+    /// Host devices made in the container's /dev, and allowed by its
+    /// devices cgroup.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub devices: Vec<Device>,
     /// Supplementary groups beyond the user's (`group_add`): names in the
     /// container's /etc/group, or numbers.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -236,6 +240,30 @@ pub enum Recursive {
     Writable,
     /// They come along, read-only (what `Enabled` does here as well).
     Readonly,
+}
+
+/// A host device node in a container.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Device {
+    /// Its path in the container, under /dev.
+    pub path: String,
+    /// A block device (else a character device).
+    #[serde(default)]
+    pub block: bool,
+    pub major: u64,
+    pub minor: u64,
+    /// The node's mode (of the host's node).
+    pub mode: u32,
+    /// `r`, `w`, `m` as the devices cgroup takes them.
+    pub permissions: String,
+}
+
+impl Device {
+    /// Its rule for the devices cgroup: `c 10:200 rwm`.
+    pub fn rule(&self) -> String {
+        let kind = if self.block { 'b' } else { 'c' };
+        format!("{kind} {}:{} {}", self.major, self.minor, self.permissions)
+    }
 }
 
 /// A namespace a container has.

@@ -156,6 +156,9 @@ pub struct RunArgs {
     /// A resource limit: NAME=SOFT[:HARD] (nofile, nproc, core, ...)
     #[arg(long = "ulimit", value_name = "NAME=SOFT[:HARD]")]
     pub ulimits: Vec<String>,
+    /// A host device in the container: HOST[:CONTAINER[:PERMISSIONS]]
+    #[arg(long = "device", value_name = "DEVICE")]
+    pub devices: Vec<String>,
     /// IPC namespace: private, shareable (its own), host or container:NAME
     #[arg(long)]
     pub ipc: Option<String>,
@@ -283,6 +286,7 @@ impl RunArgs {
             security_opt: a.security_opt,
             ulimits: a.ulimits,
             group_add: a.group_add,
+            devices: a.devices,
             ipc: a.ipc,
             uts: a.uts,
             network: a.network,

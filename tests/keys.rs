@@ -50,6 +50,8 @@ services:
       nproc: 512
     mac_address: "02:42:ac:11:00:99"
     group_add: ["4242", "4343"]
+    mem_swappiness: 10
+    oom_kill_disable: true
 "#;
 
 #[test]
@@ -119,6 +121,26 @@ fn resource_keys_reach_the_containers_cgroups_and_limits() {
         swap == "134217728" || swap == "67108864",
         "memswap_limit: {swap}"
     );
+    // Swappiness and the OOM killer: v1's memory controller (on v2, up
+    // warns that they are not applied).
+    if std::path::Path::new("/sys/fs/cgroup/memory/memory.swappiness").exists() {
+        assert_eq!(
+            sh(
+                &e,
+                &d,
+                "tuned",
+                "cat /sys/fs/cgroup/memory/memory.swappiness"
+            ),
+            "10"
+        );
+        let oom = sh(
+            &e,
+            &d,
+            "tuned",
+            "cat /sys/fs/cgroup/memory/memory.oom_control",
+        );
+        assert!(oom.contains("oom_kill_disable 1"), "{oom}");
+    }
     // oom_score_adj and ulimits, as the container's processes have them.
     assert_eq!(sh(&e, &d, "tuned", "cat /proc/self/oom_score_adj"), "500");
     let limits = sh(&e, &d, "tuned", "cat /proc/self/limits");

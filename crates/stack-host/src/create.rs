@@ -100,6 +100,9 @@ pub struct ContainerConfig {
     pub cpuset_cpus: Option<String>,
     /// -1: unlimited.
     pub pids_limit: Option<i64>,
+    /// 0 to 100.
+    pub memory_swappiness: Option<u64>,
+    pub oom_kill_disable: bool,
     /// The root file system read-only.
     pub read_only: bool,
     /// The app itself as PID 1 (default: a tiny init that forwards signals
@@ -522,6 +525,8 @@ fn spec_of(host: &Host, a: &ContainerConfig) -> anyhow::Result<(stack_runtime::S
             cpu_shares: a.cpu_shares,
             cpuset: a.cpuset_cpus.clone(),
             pids: a.pids_limit,
+            swappiness: a.memory_swappiness,
+            oom_kill_disable: a.oom_kill_disable,
         },
         group_add: a.group_add.clone(),
         devices: a

@@ -85,12 +85,12 @@ pub const SERVICE_KEYS: &[(&str, Support, &str)] = &[
     ("mem_limit", Applied, "tests/compose.rs"),
     ("mem_reservation", Applied, "tests/keys.rs"),
     ("memswap_limit", Applied, "tests/keys.rs"),
-    ("mem_swappiness", Refused("swappiness is not supported yet"), "keys::tests"),
+    ("mem_swappiness", Applied, "tests/keys.rs"),
     ("mac_address", Applied, "tests/network.rs"),
     ("models", Refused("models (compose's AI models) are not supported"), "keys::tests"),
     ("network_mode", Applied, "tests/compose.rs"),
     ("networks", Applied, "tests/network.rs"),
-    ("oom_kill_disable", Refused("the OOM killer cannot be turned off for a container yet"), "keys::tests"),
+    ("oom_kill_disable", Applied, "tests/keys.rs"),
     ("oom_score_adj", Applied, "tests/keys.rs"),
     ("pid", Partly("a namespace of the container's own is the default; `host`, `service:` and `container:` are refused"), "tests/keys.rs"),
     ("pids_limit", Applied, "tests/keys.rs"),
@@ -246,6 +246,20 @@ fn limits_here(name: &str, s: &Service, host: stack_runtime::cgroup::Controllers
             host.pids,
             "the process limit",
             "pids controller: not applied",
+            false,
+        ),
+        (
+            s.mem_swappiness.is_some(),
+            host.swappiness,
+            "`mem_swappiness`",
+            "swappiness (cgroup v1's memory.swappiness): not applied",
+            false,
+        ),
+        (
+            s.oom_kill_disable,
+            host.oom_control,
+            "`oom_kill_disable`",
+            "way to turn the OOM killer off (cgroup v1's memory.oom_control): not applied",
             false,
         ),
         (
@@ -475,6 +489,8 @@ mod tests {
             cpu: false,
             cpuset: false,
             pids: false,
+            swappiness: false,
+            oom_control: false,
         };
         let v = check_on(&p, &[], bare);
         assert_eq!(

@@ -284,6 +284,8 @@ fn resources(a: &mut ContainerConfig, s: &Service) {
     a.cpu_shares = s.cpu_shares.filter(|c| *c > 0).map(|c| c as u64);
     a.cpuset_cpus = s.cpuset.clone();
     a.pids_limit = s.pids_limit.or(limits.and_then(|l| l.pids));
+    a.memory_swappiness = s.mem_swappiness.map(|b| b.0.clamp(0, 100) as u64);
+    a.oom_kill_disable = s.oom_kill_disable;
 }
 
 /// The host port of replica `number` from a published `port` that may be

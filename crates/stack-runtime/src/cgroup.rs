@@ -51,6 +51,12 @@ pub struct Limits {
     pub cpu_shares: Option<u64>,
     pub cpuset: Option<String>,
     pub pids: Option<i64>,
+    /// 0 to 100: how readily its anonymous memory is swapped (v1).
+    #[serde(default)]
+    pub swappiness: Option<u64>,
+    /// The OOM killer leaves it alone (v1): at its limit it waits.
+    #[serde(default)]
+    pub oom_kill_disable: bool,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -86,6 +92,9 @@ pub struct Controllers {
     pub cpu: bool,
     pub cpuset: bool,
     pub pids: bool,
+    /// Swappiness and turning the OOM killer off (v1's memory controller).
+    pub swappiness: bool,
+    pub oom_control: bool,
 }
 
 impl Controllers {
@@ -96,6 +105,8 @@ impl Controllers {
         cpu: true,
         cpuset: true,
         pids: true,
+        swappiness: true,
+        oom_control: true,
     };
 }
 
@@ -112,6 +123,8 @@ pub fn controllers() -> Controllers {
             cpu: has("cpu"),
             cpuset: has("cpuset"),
             pids: has("pids"),
+            swappiness: false,
+            oom_control: false,
         };
     }
     let has = |c: &str| root.join(c).join("cgroup.procs").exists();
@@ -121,6 +134,8 @@ pub fn controllers() -> Controllers {
         cpu: has("cpu"),
         cpuset: has("cpuset"),
         pids: has("pids"),
+        swappiness: root.join("memory/memory.swappiness").exists(),
+        oom_control: root.join("memory/memory.oom_control").exists(),
     }
 }
 
@@ -283,6 +298,12 @@ pub fn create(
                             if dir.join("memory.memsw.limit_in_bytes").exists() {
                                 write(dir, "memory.memsw.limit_in_bytes", &s.to_string())?;
                             }
+                        }
+                        if let Some(s) = limits.swappiness {
+                            write(dir, "memory.swappiness", &s.to_string())?;
+                        }
+                        if limits.oom_kill_disable {
+                            write(dir, "memory.oom_control", "1")?;
                         }
                     }
                     "pids" => {
@@ -591,6 +612,8 @@ mod tests {
             cpu_shares: Some(512),
             cpuset: None,
             pids: Some(-1),
+            swappiness: None,
+            oom_kill_disable: false,
         }
     }
 

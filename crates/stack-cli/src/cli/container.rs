@@ -156,6 +156,12 @@ pub struct RunArgs {
     /// A resource limit: NAME=SOFT[:HARD] (nofile, nproc, core, ...)
     #[arg(long = "ulimit", value_name = "NAME=SOFT[:HARD]")]
     pub ulimits: Vec<String>,
+    /// How readily its memory is swapped, 0 to 100
+    #[arg(long, value_parser = clap::value_parser!(u64).range(0..=100))]
+    pub memory_swappiness: Option<u64>,
+    /// The OOM killer leaves it alone
+    #[arg(long)]
+    pub oom_kill_disable: bool,
     /// A host device in the container: HOST[:CONTAINER[:PERMISSIONS]]
     #[arg(long = "device", value_name = "DEVICE")]
     pub devices: Vec<String>,
@@ -287,6 +293,8 @@ impl RunArgs {
             ulimits: a.ulimits,
             group_add: a.group_add,
             devices: a.devices,
+            memory_swappiness: a.memory_swappiness,
+            oom_kill_disable: a.oom_kill_disable,
             ipc: a.ipc,
             uts: a.uts,
             network: a.network,

@@ -221,6 +221,36 @@ services:
 }
 
 #[test]
+fn the_none_log_driver_keeps_no_log() {
+    let (e, d) = project_env(
+        "keys",
+        "nolog",
+        r#"
+services:
+  silent:
+    image: local/busybox:1
+    command: ["sh", "-c", "echo not-kept; exec sleep 1000"]
+    logging: {driver: none}
+  kept:
+    image: local/busybox:1
+    command: ["sh", "-c", "echo kept; exec sleep 1000"]
+"#,
+    );
+    e.out(&stack(&d, &["up", "-d"]));
+    wait_for_value("the other service's line", || {
+        e.out(&stack(&d, &["logs", "kept"]))
+            .contains("kept")
+            .then_some(())
+    });
+    let id = e.out(&stack(&d, &["ps", "-q", "silent"]));
+    let dir = e.root().join("containers").join(id.trim());
+    assert!(dir.is_dir(), "{}", dir.display());
+    assert!(!dir.join("container.log").exists());
+    assert!(!e.out(&stack(&d, &["logs", "silent"])).contains("not-kept"));
+    e.out(&stack(&d, &["down"]));
+}
+
+#[test]
 fn attached_up_leaves_out_the_output_of_attach_false() {
     let (e, d) = project_env(
         "keys",

@@ -85,6 +85,8 @@ pub struct ContainerConfig {
     pub oom_score_adj: Option<i32>,
     /// Namespaced kernel parameters: KEY=VALUE.
     pub sysctls: Vec<String>,
+    /// json-file (the default), local (written as json-file) or none.
+    pub log_driver: Option<String>,
     /// max-size=SIZE, max-file=N (json-file rotation).
     pub log_opts: Vec<String>,
     /// Bytes, or with a unit: 512m, 1g.
@@ -488,6 +490,11 @@ fn spec_of(host: &Host, a: &ContainerConfig) -> anyhow::Result<(stack_runtime::S
             merge_health(a.health.clone(), image)
         },
         restart: a.restart.clone(),
+        no_log: match a.log_driver.as_deref() {
+            None | Some("json-file" | "local") => false,
+            Some("none") => true,
+            Some(other) => bail!("log driver `{other}` is not supported (json-file, local or none)"),
+        },
         log_max_size: log_opt(&a.log_opts, "max-size")?
             .map(|v| bytes(&v).map(|b| b as u64))
             .transpose()?,

@@ -79,7 +79,7 @@ pub const SERVICE_KEYS: &[(&str, Support, &str)] = &[
     ("labels", Applied, "tests/compose.rs"),
     ("label_file", Elsewhere("the loader reads the files into labels"), "stack-loader data cases"),
     ("links", Partly("the linked service starts first and is reached by its name; an alias (`db:database`) is warned of (the alias does not resolve)"), "tests/keys.rs"),
-    ("logging", Partly("drivers json-file and local (both written as json-file, with max-size and max-file; compress accepted, not done) are applied; none is warned of (the output is kept); other drivers are refused"), "tests/keys.rs"),
+    ("logging", Partly("drivers json-file and local (both written as json-file, with max-size and max-file; compress accepted, not done) and none (no log kept) are applied; other drivers are refused"), "tests/keys.rs"),
     ("log_driver", Partly("as logging.driver"), "tests/keys.rs"),
     ("log_opt", Partly("as logging.options"), "tests/keys.rs"),
     ("mem_limit", Applied, "tests/compose.rs"),
@@ -307,9 +307,10 @@ fn partly(key: &str, s: &Service, out: &mut dyn FnMut(bool, &str)) {
             .is_none_or(|m| m.is_empty() || m == "private" || also.contains(&m))
     };
     match key {
-        "cgroup" if !own_namespace(&s.cgroup, &[]) => {
-            out(true, "only `private` (a cgroup namespace of its own) is supported")
-        }
+        "cgroup" if !own_namespace(&s.cgroup, &[]) => out(
+            true,
+            "only `private` (a cgroup namespace of its own) is supported",
+        ),
         "ipc" if !own_namespace(&s.ipc, &["shareable"]) => {
             let m = s.ipc.as_deref().unwrap_or_default();
             if m == "host" || m.starts_with("service:") || m.starts_with("container:") {
@@ -336,17 +337,20 @@ fn partly(key: &str, s: &Service, out: &mut dyn FnMut(bool, &str)) {
         }
         "logging" | "log_driver" | "log_opt" => match logging(s) {
             Err(why) => out(true, &why),
-            Ok((driver, _)) if driver == "none" => out(
-                false,
-                "the log driver `none` is not honoured yet: the output is kept in the container's log",
-            ),
             Ok(_) => {}
         },
         "deploy" => deploy(s, out),
         "post_start" | "pre_stop" => {
-            let hooks = if key == "post_start" { &s.post_start } else { &s.pre_stop };
+            let hooks = if key == "post_start" {
+                &s.post_start
+            } else {
+                &s.pre_stop
+            };
             if hooks.iter().any(|h| h.privileged || h.image.is_some()) {
-                out(true, "privileged hooks and hooks in an image of their own are not supported");
+                out(
+                    true,
+                    "privileged hooks and hooks in an image of their own are not supported",
+                );
             }
         }
         _ => {}

@@ -99,9 +99,9 @@ pub fn config(host: &Host, r: &Replica<'_>) -> anyhow::Result<ContainerConfig> {
             stack_model::Ulimit::Pair { soft, hard } => format!("{name}={soft}:{hard}"),
         })
         .collect();
-    a.log_opts = crate::keys::logging(s)
-        .map_err(|why| anyhow::anyhow!("service {service}: {why}"))?
-        .1;
+    (a.log_driver, a.log_opts) = crate::keys::logging(s)
+        .map(|(driver, opts)| (Some(driver), opts))
+        .map_err(|why| anyhow::anyhow!("service {service}: {why}"))?;
     a.shm_size = s.shm_size.map(|b| b.0.to_string());
     a.sysctls = s
         .sysctls

@@ -254,16 +254,20 @@ fn stage1(spec: &Spec, dir: &Path, mode: Mode) -> std::io::Result<i32> {
             }
             if let Some(((out_r, out_w), (err_r, err_w))) = output {
                 drop((out_w, err_w));
-                let mut log = crate::logs::RotatingFile::open(
-                    &state::log_path(dir),
-                    spec.log_max_size,
-                    spec.log_max_files.unwrap_or(1),
-                )?;
                 // Until every process of the container has closed its output.
                 use std::os::fd::AsFd as _;
                 let (stdout, stderr) = (std::io::stdout(), std::io::stderr());
                 let echo = (mode == Mode::Piped).then(|| (stdout.as_fd(), stderr.as_fd()));
-                let _ = crate::logs::pump(out_r, err_r, &mut log, echo);
+                let _ = if spec.no_log {
+                    crate::logs::pump(out_r, err_r, &mut std::io::sink(), echo)
+                } else {
+                    let mut log = crate::logs::RotatingFile::open(
+                        &state::log_path(dir),
+                        spec.log_max_size,
+                        spec.log_max_files.unwrap_or(1),
+                    )?;
+                    crate::logs::pump(out_r, err_r, &mut log, echo)
+                };
             }
             let code = wait_exit(child)?;
             st.oom_killed = crate::cgroup::oom_killed(&layout);

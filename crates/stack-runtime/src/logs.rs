@@ -23,6 +23,9 @@ pub trait Sink: Write {
 
 impl Sink for Vec<u8> {}
 
+/// Output nobody keeps (`logging: none`).
+impl Sink for io::Sink {}
+
 /// A log file rotated Docker's way: past `max_size` bytes, `log` becomes
 /// `log.1` (older ones shift up), keeping at most `max_files` files in all.
 pub struct RotatingFile {

@@ -92,6 +92,9 @@ pub struct Spec {
     pub log_max_size: Option<u64>,
     #[serde(default)]
     pub log_max_files: Option<u32>,
+    /// No log kept (`logging: none`): the output goes nowhere.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub no_log: bool,
     /// cgroup limits.
     #[serde(default)]
     pub limits: crate::cgroup::Limits,

@@ -223,6 +223,9 @@ pub struct RunArgs {
     /// A namespaced kernel parameter: KEY=VALUE
     #[arg(long = "sysctl", value_name = "KEY=VALUE")]
     pub sysctls: Vec<String>,
+    /// The log driver: json-file (the default), local or none
+    #[arg(long = "log-driver", value_name = "DRIVER")]
+    pub log_driver: Option<String>,
     /// Log options: max-size=SIZE, max-file=N (json-file rotation)
     #[arg(long = "log-opt", value_name = "KEY=VALUE")]
     pub log_opts: Vec<String>,
@@ -314,6 +317,7 @@ impl RunArgs {
             shm_size: a.shm_size,
             oom_score_adj: a.oom_score_adj,
             sysctls: a.sysctls,
+            log_driver: a.log_driver,
             log_opts: a.log_opts,
             memory: a.memory,
             memory_reservation: a.memory_reservation,

@@ -335,10 +335,11 @@ fn partly(key: &str, s: &Service, out: &mut dyn FnMut(bool, &str)) {
                 }
             }
         }
-        "logging" | "log_driver" | "log_opt" => match logging(s) {
-            Err(why) => out(true, &why),
-            Ok(_) => {}
-        },
+        "logging" | "log_driver" | "log_opt" => {
+            if let Err(why) = logging(s) {
+                out(true, &why);
+            }
+        }
         "deploy" => deploy(s, out),
         "post_start" | "pre_stop" => {
             let hooks = if key == "post_start" {

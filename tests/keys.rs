@@ -427,6 +427,11 @@ services:
     devices:
       - "/dev/null:/dev/mynull"
       - "/dev/net/tun"
+  ruled:
+    image: local/busybox:1
+    command: ["sh", "-c", "mknod /dev/tunnel c 10 200 && exec sleep 1000"]
+    cap_add: [MKNOD]
+    device_cgroup_rules: ["c 10:200 rwm"]
   plain:
     image: local/busybox:1
     command: sleep 1000
@@ -451,5 +456,13 @@ services:
         sh(&e, &d, "plain", "test -e /dev/net/tun || echo absent"),
         "absent"
     );
+    // A rule lets a node the container makes itself open (where the host
+    // has a devices controller to apply it).
+    if std::path::Path::new("/sys/fs/cgroup/devices").exists() {
+        assert_eq!(
+            sh(&e, &d, "ruled", "exec 3<>/dev/tunnel && echo opened"),
+            "opened"
+        );
+    }
     e.out(&stack(&d, &["down"]));
 }

@@ -50,6 +50,8 @@ pub struct ContainerConfig {
     pub group_add: Vec<String>,
     /// Host devices: HOST[:CONTAINER[:PERMISSIONS]] (`rwm` by default).
     pub devices: Vec<String>,
+    /// Devices cgroup rules: `c|b|a MAJOR|*:MINOR|* [rwm]`.
+    pub device_cgroup_rules: Vec<String>,
     /// The IPC namespace: `private` or `shareable` (its own, the default),
     /// `host`, or `container:NAME|ID`.
     pub ipc: Option<String>,
@@ -493,7 +495,9 @@ fn spec_of(host: &Host, a: &ContainerConfig) -> anyhow::Result<(stack_runtime::S
         no_log: match a.log_driver.as_deref() {
             None | Some("json-file" | "local") => false,
             Some("none") => true,
-            Some(other) => bail!("log driver `{other}` is not supported (json-file, local or none)"),
+            Some(other) => {
+                bail!("log driver `{other}` is not supported (json-file, local or none)")
+            }
         },
         log_max_size: log_opt(&a.log_opts, "max-size")?
             .map(|v| bytes(&v).map(|b| b as u64))
@@ -536,6 +540,11 @@ fn spec_of(host: &Host, a: &ContainerConfig) -> anyhow::Result<(stack_runtime::S
             oom_kill_disable: a.oom_kill_disable,
         },
         group_add: a.group_add.clone(),
+        device_rules: a
+            .device_cgroup_rules
+            .iter()
+            .map(|r| device_rule(r))
+            .collect::<anyhow::Result<_>>()?,
         devices: a
             .devices
             .iter()
@@ -647,6 +656,31 @@ fn device(given: &str) -> anyhow::Result<stack_runtime::Device> {
         mode: md.mode() & 0o7777,
         permissions: permissions.to_string(),
     })
+}
+
+/// A devices cgroup rule as Docker takes it: `c 189:* rmw`, `b 8:0 r`,
+/// `a *:* m`; its type, `MAJOR:MINOR` (each a number or `*`) and access.
+fn device_rule(rule: &str) -> anyhow::Result<String> {
+    let bad = || {
+        anyhow::anyhow!(
+            "invalid device cgroup rule `{rule}`: TYPE MAJOR:MINOR ACCESS, as `c 189:* rwm`"
+        )
+    };
+    let parts: Vec<&str> = rule.split_whitespace().collect();
+    let [kind, numbers, access] = parts[..] else {
+        return Err(bad());
+    };
+    let number = |n: &str| n == "*" || (!n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
+    let ok = matches!(kind, "a" | "b" | "c")
+        && numbers
+            .split_once(':')
+            .is_some_and(|(a, b)| number(a) && number(b))
+        && !access.is_empty()
+        && access.chars().all(|c| "rwm".contains(c));
+    if !ok {
+        return Err(bad());
+    }
+    Ok(format!("{kind} {numbers} {access}"))
 }
 
 /// `nofile=1024:2048` or `nproc=512`.

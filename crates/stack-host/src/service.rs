@@ -89,6 +89,7 @@ pub fn config(host: &Host, r: &Replica<'_>) -> anyhow::Result<ContainerConfig> {
             format!("{}:{target}:{}", d.source, d.permissions)
         })
         .collect();
+    a.device_cgroup_rules = s.device_cgroup_rules.clone();
     a.ipc = joined(&s.ipc);
     a.uts = joined(&s.uts);
     a.ulimits = s

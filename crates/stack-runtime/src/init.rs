@@ -210,7 +210,9 @@ fn stage1(spec: &Spec, dir: &Path, mode: Mode) -> std::io::Result<i32> {
         ForkResult::Parent { child } => {
             drop(ready_r);
             let layout = crate::cgroup::layout(&spec.id)?;
-            let rules: Vec<String> = spec.devices.iter().map(crate::spec::Device::rule).collect();
+            let rules: Vec<String> = (spec.devices.iter().map(crate::spec::Device::rule))
+                .chain(spec.device_rules.iter().cloned())
+                .collect();
             if let Err(e) = crate::cgroup::create(
                 &layout,
                 &spec.limits,

@@ -105,6 +105,9 @@ pub struct Spec {
     /// devices cgroup.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub devices: Vec<Device>,
+    /// More devices cgroup rules (`c 189:* rmw`), beyond the devices'.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub device_rules: Vec<String>,
     /// Supplementary groups beyond the user's (`group_add`): names in the
     /// container's /etc/group, or numbers.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

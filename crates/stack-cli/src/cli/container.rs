@@ -165,6 +165,9 @@ pub struct RunArgs {
     /// A host device in the container: HOST[:CONTAINER[:PERMISSIONS]]
     #[arg(long = "device", value_name = "DEVICE")]
     pub devices: Vec<String>,
+    /// A rule for the devices cgroup: `c 189:* rwm`
+    #[arg(long = "device-cgroup-rule", value_name = "RULE")]
+    pub device_cgroup_rules: Vec<String>,
     /// IPC namespace: private, shareable (its own), host or container:NAME
     #[arg(long)]
     pub ipc: Option<String>,
@@ -296,6 +299,7 @@ impl RunArgs {
             ulimits: a.ulimits,
             group_add: a.group_add,
             devices: a.devices,
+            device_cgroup_rules: a.device_cgroup_rules,
             memory_swappiness: a.memory_swappiness,
             oom_kill_disable: a.oom_kill_disable,
             ipc: a.ipc,

@@ -287,7 +287,7 @@ services:
     image: local/busybox:1
     command: sleep 1000
     gpus: all
-    pid: host
+    userns_mode: host
     storage_opt: {size: 20G}
   db:
     image: local/busybox:1
@@ -298,7 +298,7 @@ services:
     let err = e.fails(&stack(&d, &["up", "-d"]));
     for said in [
         "service web: `gpus`: stack has no GPU support",
-        "service web: `pid`: only a PID namespace of its own is supported",
+        "service web: `userns_mode`: user namespaces are not supported yet",
         "service web: `storage_opt`: storage driver options are not supported",
         "service db: `logging`: the log driver `syslog` is not supported",
     ] {
@@ -464,5 +464,65 @@ services:
             "opened"
         );
     }
+    e.out(&stack(&d, &["down"]));
+}
+
+#[test]
+fn pid_namespaces_are_shared_as_asked_and_nothing_outlives_a_stop() {
+    let (e, d) = project_env(
+        "keys",
+        "pid",
+        r#"
+services:
+  first:
+    image: local/busybox:1
+    command: ["sh", "-c", "exec sleep 1001"]
+  sharing:
+    image: local/busybox:1
+    command: ["sh", "-c", "(trap '' TERM; exec sleep 1002) & exec sleep 1003"]
+    pid: service:first
+  hostly:
+    image: local/busybox:1
+    command: ["sh", "-c", "(trap '' TERM; exec sleep 1004) & exec sleep 1005"]
+    pid: host
+"#,
+    );
+    e.out(&stack(&d, &["up", "-d"]));
+    let ns = |service: &str| sh(&e, &d, service, "readlink /proc/self/ns/pid");
+    let host_ns = std::fs::read_link("/proc/self/ns/pid")
+        .unwrap()
+        .display()
+        .to_string();
+    assert_eq!(ns("hostly"), host_ns);
+    assert_eq!(ns("sharing"), ns("first"));
+    assert_ne!(ns("first"), host_ns);
+    // The sharing container sees first's process, and hostly the host's.
+    let seen = |service: &str| sh(&e, &d, service, "cat /proc/[0-9]*/cmdline | tr '\\0' ' '");
+    assert!(
+        seen("sharing").contains("sleep 1001"),
+        "{}",
+        seen("sharing")
+    );
+    assert!(seen("hostly").contains("sleep 1002"), "{}", seen("hostly"));
+    // Stopped, the containers outside a namespace of their own leave no
+    // process behind: not even the background sleeps that ignore SIGTERM
+    // (the stop's SIGKILL goes to PID 1 alone).
+    e.out(&stack(&d, &["stop", "-t", "1", "sharing", "hostly"]));
+    let ours = || {
+        std::fs::read_dir("/proc")
+            .unwrap()
+            .flatten()
+            .filter_map(|p| std::fs::read(p.path().join("cmdline")).ok())
+            .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+            .filter(|c| {
+                ["sleep 1002", "sleep 1003", "sleep 1004", "sleep 1005"]
+                    .iter()
+                    .any(|s| c.starts_with(s))
+            })
+            .collect::<Vec<_>>()
+    };
+    common::wait_for("the stopped containers' processes gone", || {
+        ours().is_empty()
+    });
     e.out(&stack(&d, &["down"]));
 }

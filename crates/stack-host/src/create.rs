@@ -52,6 +52,9 @@ pub struct ContainerConfig {
     pub devices: Vec<String>,
     /// Devices cgroup rules: `c|b|a MAJOR|*:MINOR|* [rwm]`.
     pub device_cgroup_rules: Vec<String>,
+    /// The PID namespace: its own (the default), `host`, or
+    /// `container:NAME|ID`.
+    pub pid: Option<String>,
     /// The IPC namespace: `private` or `shareable` (its own, the default),
     /// `host`, or `container:NAME|ID`.
     pub ipc: Option<String>,
@@ -370,6 +373,7 @@ fn spec_of(host: &Host, a: &ContainerConfig) -> anyhow::Result<(stack_runtime::S
                 .unwrap_or_default(),
             (None, _) => short.clone(),
         },
+        pid: namespace(root, "pid", a.pid.as_deref(), &["private"])?,
         ipc: namespace(root, "ipc", a.ipc.as_deref(), &["private", "shareable"])?,
         uts,
         domainname: a.domainname.clone().unwrap_or_default(),

@@ -92,7 +92,7 @@ pub const SERVICE_KEYS: &[(&str, Support, &str)] = &[
     ("networks", Applied, "tests/network.rs"),
     ("oom_kill_disable", Applied, "tests/keys.rs"),
     ("oom_score_adj", Applied, "tests/keys.rs"),
-    ("pid", Partly("a namespace of the container's own is the default; `host`, `service:` and `container:` are refused"), "tests/keys.rs"),
+    ("pid", Partly("a namespace of its own (the default, its init PID 1), or `host`, `service:S` or `container:C`: that namespace (what is left of the container once its init has ended is killed through its cgroups)"), "tests/keys.rs"),
     ("pids_limit", Applied, "tests/keys.rs"),
     ("platform", Elsewhere("the platform an image is pulled for"), "tests/registry.rs"),
     ("ports", Applied, "tests/network.rs"),
@@ -319,8 +319,11 @@ fn partly(key: &str, s: &Service, out: &mut dyn FnMut(bool, &str)) {
                 out(true, "private, shareable, host, service:S or container:C");
             }
         }
-        "pid" if !own_namespace(&s.pid, &[]) => {
-            out(true, "only a PID namespace of its own is supported")
+        "pid" if !own_namespace(&s.pid, &["host"]) => {
+            let m = s.pid.as_deref().unwrap_or_default();
+            if !(m.starts_with("service:") || m.starts_with("container:")) {
+                out(true, "its own, host, service:S or container:C");
+            }
         }
         "uts" if !own_namespace(&s.uts, &["host"]) => {
             out(true, "a namespace of its own, or `host`")
@@ -549,14 +552,14 @@ mod tests {
     #[test]
     fn refused_keys_and_values_are_named_and_harmless_ones_warned_of() {
         let v = check(
-            &service("    gpus: all\n    pid: host\n    ipc: shareable\n"),
+            &service("    gpus: all\n    pid: nope\n    ipc: shareable\n    uts: host\n"),
             &[],
         );
         assert_eq!(
             v.errors,
             [
                 "service s: `gpus`: stack has no GPU support",
-                "service s: `pid`: only a PID namespace of its own is supported",
+                "service s: `pid`: its own, host, service:S or container:C",
             ]
         );
         assert!(v.warnings.is_empty(), "{:?}", v.warnings);

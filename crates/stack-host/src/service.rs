@@ -85,11 +85,16 @@ pub fn config(host: &Host, r: &Replica<'_>) -> anyhow::Result<ContainerConfig> {
         .devices
         .iter()
         .map(|d| {
-            let target = if d.target.is_empty() { &d.source } else { &d.target };
+            let target = if d.target.is_empty() {
+                &d.source
+            } else {
+                &d.target
+            };
             format!("{}:{target}:{}", d.source, d.permissions)
         })
         .collect();
     a.device_cgroup_rules = s.device_cgroup_rules.clone();
+    a.pid = joined(&s.pid);
     a.ipc = joined(&s.ipc);
     a.uts = joined(&s.uts);
     a.ulimits = s

@@ -126,6 +126,21 @@ fn wait_exit(child: Pid) -> std::io::Result<i32> {
     }
 }
 
+/// Kills every process left in the container's cgroups (its PID 1 has
+/// ended, but they share another PID namespace), until none is left.
+fn kill_the_rest(layout: &crate::cgroup::Layout) {
+    for _ in 0..500 {
+        let left = crate::cgroup::procs(layout);
+        if left.is_empty() {
+            return;
+        }
+        for p in left {
+            let _ = kill(Pid::from_raw(p as i32), Signal::SIGKILL);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
 /// Closes every inherited descriptor above stderr.
 fn close_inherited_fds() {
     let fds: Vec<i32> = std::fs::read_dir("/proc/self/fd")
@@ -146,7 +161,18 @@ fn stage1(spec: &Spec, dir: &Path, mode: Mode) -> std::io::Result<i32> {
     // Only the PID namespace here (it applies to our children): the monitor
     // must keep the host's mount namespace, or PID 1's pivot_root would
     // move our root too.
-    unshare(CloneFlags::CLONE_NEWPID)?;
+    match spec.pid {
+        crate::spec::Namespace::Own => unshare(CloneFlags::CLONE_NEWPID)?,
+        crate::spec::Namespace::Host => {}
+        crate::spec::Namespace::Join(pid) => {
+            let f = std::fs::File::open(format!("/proc/{pid}/ns/pid")).map_err(|e| {
+                std::io::Error::other(format!(
+                    "cannot join the pid namespace of process {pid}: {e}"
+                ))
+            })?;
+            nix::sched::setns(f, CloneFlags::CLONE_NEWPID)?;
+        }
+    }
     // Ctrl-C reaches the whole process group; the container decides how to
     // end, and we report how it did. A detached monitor outlives terminals.
     ignore(&[
@@ -260,18 +286,32 @@ fn stage1(spec: &Spec, dir: &Path, mode: Mode) -> std::io::Result<i32> {
                 use std::os::fd::AsFd as _;
                 let (stdout, stderr) = (std::io::stdout(), std::io::stderr());
                 let echo = (mode == Mode::Piped).then(|| (stdout.as_fd(), stderr.as_fd()));
+                // Outside a PID namespace of its own (which dies with its
+                // PID 1), what outlives PID 1 is killed once it has ended:
+                // its output would never close otherwise.
+                let pid1 = match spec.pid.is_own() {
+                    true => None,
+                    false => Some(stack_sys::pidfd::open(child.as_raw())?),
+                };
+                let mut kill_rest = || kill_the_rest(&layout);
+                let ended: crate::logs::Ended<'_> = pid1
+                    .as_ref()
+                    .map(|fd| (fd.as_fd(), &mut kill_rest as &mut dyn FnMut()));
                 let _ = if spec.no_log {
-                    crate::logs::pump(out_r, err_r, &mut std::io::sink(), echo)
+                    crate::logs::pump(out_r, err_r, &mut std::io::sink(), echo, ended)
                 } else {
                     let mut log = crate::logs::RotatingFile::open(
                         &state::log_path(dir),
                         spec.log_max_size,
                         spec.log_max_files.unwrap_or(1),
                     )?;
-                    crate::logs::pump(out_r, err_r, &mut log, echo)
+                    crate::logs::pump(out_r, err_r, &mut log, echo, ended)
                 };
             }
             let code = wait_exit(child)?;
+            if !spec.pid.is_own() {
+                kill_the_rest(&layout);
+            }
             st.oom_killed = crate::cgroup::oom_killed(&layout);
             for e in crate::cgroup::remove(&layout) {
                 eprintln!("stack: container `{}`: {e}", short(&spec.id));

@@ -98,14 +98,20 @@ impl Sink for RotatingFile {
     }
 }
 
+/// Something to do once a descriptor becomes readable (a pidfd: once its
+/// process has ended) while the pipes are pumped.
+pub type Ended<'a> = Option<(BorrowedFd<'a>, &'a mut dyn FnMut())>;
+
 /// Copies both pipes into `out` as records, line by line, until both close;
 /// with `echo`, each also as it comes to a descriptor of its own (while
-/// that can be written: a reader gone does not stop the log).
+/// that can be written: a reader gone does not stop the log); `ended`'s
+/// action is taken (once) when its descriptor becomes readable.
 pub fn pump(
     stdout: OwnedFd,
     stderr: OwnedFd,
     out: &mut impl Sink,
     echo: Option<(BorrowedFd<'_>, BorrowedFd<'_>)>,
+    mut ended: Ended<'_>,
 ) -> io::Result<()> {
     let (echo_out, echo_err) = echo.unzip();
     let mut streams = vec![
@@ -118,6 +124,9 @@ pub fn pump(
             .iter()
             .map(|(fd, ..)| PollFd::new(fd.as_fd(), PollFlags::POLLIN))
             .collect();
+        if let Some((fd, _)) = &ended {
+            fds.push(PollFd::new(*fd, PollFlags::POLLIN));
+        }
         match poll(&mut fds, PollTimeout::NONE) {
             Ok(_) => {}
             Err(nix::errno::Errno::EINTR) => continue,
@@ -128,6 +137,11 @@ pub fn pump(
             .map(|f| f.revents().is_some_and(|r| !r.is_empty()))
             .collect();
         drop(fds);
+        if ready.get(streams.len()) == Some(&true) {
+            if let Some((_, then)) = ended.take() {
+                then();
+            }
+        }
         let mut closed = Vec::new();
         for (i, (fd, name, pending, echo)) in streams.iter_mut().enumerate() {
             if !ready[i] {
@@ -707,7 +721,14 @@ mod tests {
         let (echo_or, echo_ow) = nix::unistd::pipe().unwrap();
         let (echo_er, echo_ew) = nix::unistd::pipe().unwrap();
         let mut out = Vec::new();
-        pump(or, er, &mut out, Some((echo_ow.as_fd(), echo_ew.as_fd()))).unwrap();
+        pump(
+            or,
+            er,
+            &mut out,
+            Some((echo_ow.as_fd(), echo_ew.as_fd())),
+            None,
+        )
+        .unwrap();
         drop((echo_ow, echo_ew));
         let echoed = |r: OwnedFd| {
             let mut s = String::new();

@@ -69,6 +69,10 @@ pub struct Spec {
     /// networks exist), the host's, or another container's.
     #[serde(default)]
     pub network: NetworkMode,
+    /// The PID namespace: the container's own (its init is PID 1), the
+    /// host's, or another container's.
+    #[serde(default, skip_serializing_if = "Namespace::is_own")]
+    pub pid: Namespace,
     /// The IPC and UTS namespaces: the container's own, the host's, or
     /// another container's.
     #[serde(default, skip_serializing_if = "Namespace::is_own")]

@@ -168,6 +168,9 @@ pub struct RunArgs {
     /// A rule for the devices cgroup: `c 189:* rwm`
     #[arg(long = "device-cgroup-rule", value_name = "RULE")]
     pub device_cgroup_rules: Vec<String>,
+    /// PID namespace: its own (the default), host or container:NAME
+    #[arg(long)]
+    pub pid: Option<String>,
     /// IPC namespace: private, shareable (its own), host or container:NAME
     #[arg(long)]
     pub ipc: Option<String>,
@@ -302,6 +305,7 @@ impl RunArgs {
             device_cgroup_rules: a.device_cgroup_rules,
             memory_swappiness: a.memory_swappiness,
             oom_kill_disable: a.oom_kill_disable,
+            pid: a.pid,
             ipc: a.ipc,
             uts: a.uts,
             network: a.network,

@@ -126,6 +126,25 @@ fn wait_exit(child: Pid) -> std::io::Result<i32> {
     }
 }
 
+/// Enters the namespace `ns` names when it is not one of the container's
+/// own: the host's (where we are) or another process's. False when the
+/// container is to make one of its own.
+fn enter(ns: crate::spec::Namespace, kind: &str, flag: CloneFlags) -> std::io::Result<bool> {
+    match ns {
+        crate::spec::Namespace::Own => Ok(false),
+        crate::spec::Namespace::Host => Ok(true),
+        crate::spec::Namespace::Join(pid) => {
+            let f = std::fs::File::open(format!("/proc/{pid}/ns/{kind}")).map_err(|e| {
+                std::io::Error::other(format!(
+                    "cannot join the {kind} namespace of process {pid}: {e}"
+                ))
+            })?;
+            nix::sched::setns(f, flag)?;
+            Ok(true)
+        }
+    }
+}
+
 /// Kills every process left in the container's cgroups (its PID 1 has
 /// ended, but they share another PID namespace), until none is left.
 fn kill_the_rest(layout: &crate::cgroup::Layout) {
@@ -161,17 +180,8 @@ fn stage1(spec: &Spec, dir: &Path, mode: Mode) -> std::io::Result<i32> {
     // Only the PID namespace here (it applies to our children): the monitor
     // must keep the host's mount namespace, or PID 1's pivot_root would
     // move our root too.
-    match spec.pid {
-        crate::spec::Namespace::Own => unshare(CloneFlags::CLONE_NEWPID)?,
-        crate::spec::Namespace::Host => {}
-        crate::spec::Namespace::Join(pid) => {
-            let f = std::fs::File::open(format!("/proc/{pid}/ns/pid")).map_err(|e| {
-                std::io::Error::other(format!(
-                    "cannot join the pid namespace of process {pid}: {e}"
-                ))
-            })?;
-            nix::sched::setns(f, CloneFlags::CLONE_NEWPID)?;
-        }
+    if !enter(spec.pid, "pid", CloneFlags::CLONE_NEWPID)? {
+        unshare(CloneFlags::CLONE_NEWPID)?;
     }
     // Ctrl-C reaches the whole process group; the container decides how to
     // end, and we report how it did. A detached monitor outlives terminals.
@@ -344,17 +354,8 @@ fn pid1(spec: &Spec, dir: &Path, pty_sock: Option<&std::os::fd::OwnedFd>) -> std
         (spec.ipc, "ipc", CloneFlags::CLONE_NEWIPC),
         (spec.uts, "uts", CloneFlags::CLONE_NEWUTS),
     ] {
-        match ns {
-            crate::spec::Namespace::Own => flags |= flag,
-            crate::spec::Namespace::Host => {}
-            crate::spec::Namespace::Join(pid) => {
-                let f = std::fs::File::open(format!("/proc/{pid}/ns/{kind}")).map_err(|e| {
-                    std::io::Error::other(format!(
-                        "cannot join the {kind} namespace of process {pid}: {e}"
-                    ))
-                })?;
-                nix::sched::setns(f, flag)?;
-            }
+        if !enter(ns, kind, flag)? {
+            flags |= flag;
         }
     }
     // The monitor has put us in our cgroups: what the container will see of

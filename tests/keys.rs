@@ -526,3 +526,65 @@ services:
     });
     e.out(&stack(&d, &["down"]));
 }
+
+/// A block device of this host (a disk, not a loop or RAM device), if any.
+fn a_disk() -> Option<String> {
+    std::fs::read_dir("/sys/block")
+        .ok()?
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().to_string())
+        .filter(|n| {
+            !["loop", "ram", "zram", "nbd"]
+                .iter()
+                .any(|p| n.starts_with(p))
+        })
+        .map(|n| format!("/dev/{n}"))
+        .find(|p| std::path::Path::new(p).exists())
+}
+
+#[test]
+fn block_io_throttles_reach_the_containers_cgroup() {
+    let Some(disk) = a_disk() else {
+        eprintln!("no disk on this host: nothing to throttle");
+        return;
+    };
+    let (e, d) = project_env(
+        "keys",
+        "blkio",
+        &format!(
+            r#"
+services:
+  throttled:
+    image: local/busybox:1
+    command: sleep 1000
+    blkio_config:
+      device_read_bps: [{{path: {disk}, rate: 1mb}}]
+      device_write_iops: [{{path: {disk}, rate: 100}}]
+"#
+        ),
+    );
+    e.out(&stack(&d, &["up", "-d"]));
+    let read = cgroup(
+        &e,
+        &d,
+        "throttled",
+        "blkio/blkio.throttle.read_bps_device",
+        "io.max",
+    );
+    assert!(
+        read.ends_with(" 1048576") || read.contains("rbps=1048576"),
+        "{read}"
+    );
+    let iops = cgroup(
+        &e,
+        &d,
+        "throttled",
+        "blkio/blkio.throttle.write_iops_device",
+        "io.max",
+    );
+    assert!(
+        iops.ends_with(" 100") || iops.contains("wiops=100"),
+        "{iops}"
+    );
+    e.out(&stack(&d, &["down"]));
+}

@@ -107,6 +107,12 @@ pub struct ContainerConfig {
     pub cpuset_cpus: Option<String>,
     /// -1: unlimited.
     pub pids_limit: Option<i64>,
+    /// Block I/O throttles: DEVICE:RATE (bytes a second, with a unit:
+    /// 1mb) and DEVICE:COUNT (operations a second).
+    pub device_read_bps: Vec<String>,
+    pub device_write_bps: Vec<String>,
+    pub device_read_iops: Vec<String>,
+    pub device_write_iops: Vec<String>,
     /// 0 to 100.
     pub memory_swappiness: Option<u64>,
     pub oom_kill_disable: bool,
@@ -540,6 +546,7 @@ fn spec_of(host: &Host, a: &ContainerConfig) -> anyhow::Result<(stack_runtime::S
             cpu_shares: a.cpu_shares,
             cpuset: a.cpuset_cpus.clone(),
             pids: a.pids_limit,
+            io: io_throttles(a)?,
             swappiness: a.memory_swappiness,
             oom_kill_disable: a.oom_kill_disable,
         },
@@ -660,6 +667,60 @@ fn device(given: &str) -> anyhow::Result<stack_runtime::Device> {
         mode: md.mode() & 0o7777,
         permissions: permissions.to_string(),
     })
+}
+
+/// The block I/O throttles of `a`, one per device.
+fn io_throttles(a: &ContainerConfig) -> anyhow::Result<Vec<stack_runtime::cgroup::IoThrottle>> {
+    use std::os::unix::fs::{FileTypeExt as _, MetadataExt as _};
+    let mut out: Vec<stack_runtime::cgroup::IoThrottle> = Vec::new();
+    for (given, flag, bytes_) in [
+        (&a.device_read_bps, "device-read-bps", true),
+        (&a.device_write_bps, "device-write-bps", true),
+        (&a.device_read_iops, "device-read-iops", false),
+        (&a.device_write_iops, "device-write-iops", false),
+    ] {
+        for g in given {
+            let (path, rate) = g
+                .rsplit_once(':')
+                .ok_or_else(|| anyhow::anyhow!("invalid --{flag} `{g}`: DEVICE:RATE"))?;
+            let rate: u64 = if bytes_ {
+                bytes(rate)? as u64
+            } else {
+                rate.parse()
+                    .map_err(|_| anyhow::anyhow!("invalid --{flag} `{g}`: the rate is a number"))?
+            };
+            let md = std::fs::metadata(path).with_context(|| format!("--{flag} `{path}`"))?;
+            if !md.file_type().is_block_device() {
+                bail!("--{flag} `{path}` is not a block device");
+            }
+            let (major, minor) = (
+                nix::sys::stat::major(md.rdev()),
+                nix::sys::stat::minor(md.rdev()),
+            );
+            let at = match out
+                .iter()
+                .position(|t| t.major == major && t.minor == minor)
+            {
+                Some(i) => i,
+                None => {
+                    out.push(stack_runtime::cgroup::IoThrottle {
+                        major,
+                        minor,
+                        ..Default::default()
+                    });
+                    out.len() - 1
+                }
+            };
+            let t = &mut out[at];
+            *match flag {
+                "device-read-bps" => &mut t.read_bps,
+                "device-write-bps" => &mut t.write_bps,
+                "device-read-iops" => &mut t.read_iops,
+                _ => &mut t.write_iops,
+            } = Some(rate);
+        }
+    }
+    Ok(out)
 }
 
 /// A devices cgroup rule as Docker takes it: `c 189:* rmw`, `b 8:0 r`,

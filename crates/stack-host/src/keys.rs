@@ -33,7 +33,7 @@ pub const SERVICE_KEYS: &[(&str, Support, &str)] = &[
     ("attach", Elsewhere("attached `up` leaves the output of `attach: false` services out (unless `--attach` names them)"), "tests/keys.rs"),
     ("build", Elsewhere("a service that builds is pulled, a failed pull a warning; building itself comes with image builds"), "tests/compose.rs"),
     ("develop", Elsewhere("`stack watch` and `up --watch`"), "tests/watch.rs"),
-    ("blkio_config", Refused("block I/O weights and limits are not supported yet"), "keys::tests"),
+    ("blkio_config", Partly("device_read_bps, device_write_bps, device_read_iops and device_write_iops are applied (v1 blkio throttles, v2 io.max); weight and weight_device are warned of (not applied)"), "tests/keys.rs"),
     ("cap_add", Applied, "tests/isolation.rs"),
     ("cap_drop", Applied, "tests/isolation.rs"),
     ("cgroup_parent", Refused("containers' cgroups sit under stack's own"), "keys::tests"),
@@ -263,6 +263,18 @@ fn limits_here(name: &str, s: &Service, host: stack_runtime::cgroup::Controllers
             false,
         ),
         (
+            s.blkio_config.as_ref().is_some_and(|b| {
+                !(b.device_read_bps.is_empty()
+                    && b.device_write_bps.is_empty()
+                    && b.device_read_iops.is_empty()
+                    && b.device_write_iops.is_empty())
+            }),
+            host.io,
+            "block I/O throttles",
+            "io controller",
+            true,
+        ),
+        (
             s.memswap_limit.is_some(),
             host.swap,
             "`memswap_limit`",
@@ -344,6 +356,17 @@ fn partly(key: &str, s: &Service, out: &mut dyn FnMut(bool, &str)) {
             }
         }
         "deploy" => deploy(s, out),
+        "blkio_config" => {
+            if s.blkio_config
+                .as_ref()
+                .is_some_and(|b| b.weight.is_some() || !b.weight_device.is_empty())
+            {
+                out(
+                    false,
+                    "block I/O weights are not applied (the throttles are)",
+                );
+            }
+        }
         "device_cgroup_rules" if !stack_runtime::cgroup::devices_enforced() => out(
             false,
             "this host has no devices controller: the rules are not applied",
@@ -503,6 +526,7 @@ mod tests {
             pids: false,
             swappiness: false,
             oom_control: false,
+            io: false,
         };
         let v = check_on(&p, &[], bare);
         assert_eq!(

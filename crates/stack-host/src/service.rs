@@ -291,6 +291,15 @@ fn resources(a: &mut ContainerConfig, s: &Service) {
     a.cpuset_cpus = s.cpuset.clone();
     a.pids_limit = s.pids_limit.or(limits.and_then(|l| l.pids));
     a.memory_swappiness = s.mem_swappiness.map(|b| b.0.clamp(0, 100) as u64);
+    if let Some(b) = &s.blkio_config {
+        let throttles = |t: &[stack_model::ThrottleDevice]| {
+            t.iter().map(|t| format!("{}:{}", t.path, t.rate.0)).collect()
+        };
+        a.device_read_bps = throttles(&b.device_read_bps);
+        a.device_write_bps = throttles(&b.device_write_bps);
+        a.device_read_iops = throttles(&b.device_read_iops);
+        a.device_write_iops = throttles(&b.device_write_iops);
+    }
     a.oom_kill_disable = s.oom_kill_disable;
 }
 

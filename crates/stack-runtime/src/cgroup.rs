@@ -57,6 +57,50 @@ pub struct Limits {
     /// The OOM killer leaves it alone (v1): at its limit it waits.
     #[serde(default)]
     pub oom_kill_disable: bool,
+    /// Block I/O throttles, per device.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub io: Vec<IoThrottle>,
+}
+
+/// The most a container may read and write of one block device, in bytes
+/// and operations a second.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct IoThrottle {
+    pub major: u64,
+    pub minor: u64,
+    pub read_bps: Option<u64>,
+    pub write_bps: Option<u64>,
+    pub read_iops: Option<u64>,
+    pub write_iops: Option<u64>,
+}
+
+impl IoThrottle {
+    /// v1's files and lines: `blkio.throttle.read_bps_device`, `8:0 1048576`.
+    fn v1(&self) -> Vec<(&'static str, String)> {
+        [
+            ("blkio.throttle.read_bps_device", self.read_bps),
+            ("blkio.throttle.write_bps_device", self.write_bps),
+            ("blkio.throttle.read_iops_device", self.read_iops),
+            ("blkio.throttle.write_iops_device", self.write_iops),
+        ]
+        .into_iter()
+        .filter_map(|(f, v)| Some((f, format!("{}:{} {}", self.major, self.minor, v?))))
+        .collect()
+    }
+
+    /// v2's `io.max` line: `8:0 rbps=1048576 wbps=max riops=max wiops=max`.
+    fn v2(&self) -> String {
+        let v = |n: Option<u64>| n.map_or("max".to_string(), |n| n.to_string());
+        format!(
+            "{}:{} rbps={} wbps={} riops={} wiops={}",
+            self.major,
+            self.minor,
+            v(self.read_bps),
+            v(self.write_bps),
+            v(self.read_iops),
+            v(self.write_iops)
+        )
+    }
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -95,6 +139,8 @@ pub struct Controllers {
     /// Swappiness and turning the OOM killer off (v1's memory controller).
     pub swappiness: bool,
     pub oom_control: bool,
+    /// Block I/O throttles (v1's blkio, v2's io).
+    pub io: bool,
 }
 
 impl Controllers {
@@ -107,6 +153,7 @@ impl Controllers {
         pids: true,
         swappiness: true,
         oom_control: true,
+        io: true,
     };
 }
 
@@ -125,6 +172,7 @@ pub fn controllers() -> Controllers {
             pids: has("pids"),
             swappiness: false,
             oom_control: false,
+            io: has("io"),
         };
     }
     let has = |c: &str| root.join(c).join("cgroup.procs").exists();
@@ -136,6 +184,7 @@ pub fn controllers() -> Controllers {
         pids: has("pids"),
         swappiness: root.join("memory/memory.swappiness").exists(),
         oom_control: root.join("memory/memory.oom_control").exists(),
+        io: root.join("blkio/blkio.throttle.read_bps_device").exists(),
     }
 }
 
@@ -311,6 +360,13 @@ pub fn create(
                             write(dir, "pids.max", &pids_max(p))?;
                         }
                     }
+                    "blkio" => {
+                        for t in &limits.io {
+                            for (file, line) in t.v1() {
+                                write(dir, file, &line)?;
+                            }
+                        }
+                    }
                     "devices" if !all_devices => {
                         write(dir, "devices.deny", "a")?;
                         for rule in ALLOWED_DEVICES
@@ -346,7 +402,7 @@ pub fn create(
                 let _ = write(
                     parent,
                     "cgroup.subtree_control",
-                    "+memory +pids +cpu +cpuset",
+                    "+memory +pids +cpu +cpuset +io",
                 );
             }
             if let Some(m) = limits.memory {
@@ -365,6 +421,9 @@ pub fn create(
             }
             if let Some(p) = limits.pids {
                 write(dir, "pids.max", &pids_max(p))?;
+            }
+            for t in &limits.io {
+                write(dir, "io.max", &t.v2())?;
             }
             if let Some(cpus) = limits.cpus {
                 write(
@@ -614,6 +673,7 @@ mod tests {
             pids: Some(-1),
             swappiness: None,
             oom_kill_disable: false,
+            io: Vec::new(),
         }
     }
 

@@ -156,6 +156,18 @@ pub struct RunArgs {
     /// A resource limit: NAME=SOFT[:HARD] (nofile, nproc, core, ...)
     #[arg(long = "ulimit", value_name = "NAME=SOFT[:HARD]")]
     pub ulimits: Vec<String>,
+    /// Read rate from a device: DEVICE:RATE (bytes a second, 1mb)
+    #[arg(long = "device-read-bps", value_name = "DEVICE:RATE")]
+    pub device_read_bps: Vec<String>,
+    /// Write rate to a device: DEVICE:RATE
+    #[arg(long = "device-write-bps", value_name = "DEVICE:RATE")]
+    pub device_write_bps: Vec<String>,
+    /// Read operations a second from a device: DEVICE:COUNT
+    #[arg(long = "device-read-iops", value_name = "DEVICE:COUNT")]
+    pub device_read_iops: Vec<String>,
+    /// Write operations a second to a device: DEVICE:COUNT
+    #[arg(long = "device-write-iops", value_name = "DEVICE:COUNT")]
+    pub device_write_iops: Vec<String>,
     /// How readily its memory is swapped, 0 to 100
     #[arg(long, value_parser = clap::value_parser!(u64).range(0..=100))]
     pub memory_swappiness: Option<u64>,
@@ -303,6 +315,10 @@ impl RunArgs {
             group_add: a.group_add,
             devices: a.devices,
             device_cgroup_rules: a.device_cgroup_rules,
+            device_read_bps: a.device_read_bps,
+            device_write_bps: a.device_write_bps,
+            device_read_iops: a.device_read_iops,
+            device_write_iops: a.device_write_iops,
             memory_swappiness: a.memory_swappiness,
             oom_kill_disable: a.oom_kill_disable,
             pid: a.pid,

@@ -356,16 +356,15 @@ fn partly(key: &str, s: &Service, out: &mut dyn FnMut(bool, &str)) {
             }
         }
         "deploy" => deploy(s, out),
-        "blkio_config" => {
+        "blkio_config"
             if s.blkio_config
                 .as_ref()
-                .is_some_and(|b| b.weight.is_some() || !b.weight_device.is_empty())
-            {
-                out(
-                    false,
-                    "block I/O weights are not applied (the throttles are)",
-                );
-            }
+                .is_some_and(|b| b.weight.is_some() || !b.weight_device.is_empty()) =>
+        {
+            out(
+                false,
+                "block I/O weights are not applied (the throttles are)",
+            )
         }
         "device_cgroup_rules" if !stack_runtime::cgroup::devices_enforced() => out(
             false,

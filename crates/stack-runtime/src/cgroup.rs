@@ -742,6 +742,13 @@ mod tests {
             &Limits {
                 cpuset: Some("1".into()),
                 pids: Some(100),
+                io: vec![IoThrottle {
+                    major: 8,
+                    minor: 0,
+                    read_bps: Some(1 << 20),
+                    write_iops: Some(100),
+                    ..Default::default()
+                }],
                 ..limits()
             },
             false,
@@ -751,7 +758,11 @@ mod tests {
         .unwrap();
         assert_eq!(
             read(&root.join("own/stack/cgroup.subtree_control")),
-            "+memory +pids +cpu +cpuset"
+            "+memory +pids +cpu +cpuset +io"
+        );
+        assert_eq!(
+            read(&dir.join("io.max")),
+            "8:0 rbps=1048576 wbps=max riops=max wiops=100"
         );
         assert_eq!(read(&dir.join("memory.max")), "67108864");
         assert_eq!(read(&dir.join("memory.low")), "33554432");

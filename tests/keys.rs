@@ -588,3 +588,72 @@ services:
     );
     e.out(&stack(&d, &["down"]));
 }
+
+#[test]
+fn the_container_keys_show_inside_it() {
+    let (e, d) = project_env(
+        "keys",
+        "plain",
+        r#"
+services:
+  box:
+    image: local/busybox:1
+    command: ["sh", "-c", "trap 'echo got-usr1 > /out/stopped; exit 0' USR1; while true; do sleep 0.1; done"]
+    init: false
+    hostname: box
+    domainname: example.org
+    shm_size: 32m
+    sysctls: {net.core.somaxconn: 512}
+    tmpfs: [/scratch]
+    read_only: true
+    user: "1000:1000"
+    working_dir: /tmp
+    stop_signal: SIGUSR1
+    volumes: ["./out:/out"]
+"#,
+    );
+    let out = std::path::Path::new(&d).join("out");
+    std::fs::create_dir_all(&out).unwrap();
+    std::fs::set_permissions(&out, std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
+    e.out(&stack(&d, &["up", "-d"]));
+    let inside = |script: &str| sh(&e, &d, "box", script);
+    assert_eq!(inside("hostname"), "box");
+    assert_eq!(inside("cat /proc/sys/kernel/domainname"), "example.org");
+    assert_eq!(inside("cat /proc/sys/net/core/somaxconn"), "512");
+    let mounts = inside("cat /proc/mounts");
+    assert!(
+        mounts
+            .lines()
+            .any(|l| l.starts_with("shm /dev/shm") && l.contains("size=32768k")),
+        "{mounts}"
+    );
+    assert!(
+        mounts.lines().any(|l| l.contains(" /scratch tmpfs ")),
+        "{mounts}"
+    );
+    let root = mounts
+        .lines()
+        .find(|l| l.split_whitespace().nth(1) == Some("/"));
+    assert!(
+        root.is_some_and(|l| l
+            .split_whitespace()
+            .nth(3)
+            .unwrap_or_default()
+            .starts_with("ro")),
+        "{mounts}"
+    );
+    assert_eq!(inside("id -u; id -g").replace('\n', " "), "1000 1000");
+    assert_eq!(inside("pwd"), "/tmp");
+    // init: false: the command itself is PID 1.
+    assert!(
+        inside("cat /proc/1/cmdline").starts_with("sh"),
+        "PID 1 is not the app"
+    );
+    // stop_signal: what stop sends first.
+    e.out(&stack(&d, &["stop"]));
+    assert_eq!(
+        std::fs::read_to_string(out.join("stopped")).unwrap(),
+        "got-usr1\n"
+    );
+    e.out(&stack(&d, &["down"]));
+}

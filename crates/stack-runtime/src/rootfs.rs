@@ -510,6 +510,12 @@ pub fn setup(spec: &Spec, dir: &Path, cgroups: Option<&View>, sys: &mut dyn Sys)
 
     sys.pivot(&merged)?;
     if spec.read_only {
+        // The working directory is made while it still can be (as runc
+        // makes it before the root goes read-only).
+        let cwd = secure_join_with(Path::new("/"), &spec.cwd, sys)?;
+        if sys.kind(&cwd) == Kind::Missing {
+            sys.mkdir_all(&cwd)?;
+        }
         sys.restrict(Path::new("/"), Restrict::ReadOnly, false)?;
     }
     Ok(())

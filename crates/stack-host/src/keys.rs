@@ -86,7 +86,7 @@ pub const SERVICE_KEYS: &[(&str, Support, &str)] = &[
     ("mem_reservation", Applied, "tests/keys.rs"),
     ("memswap_limit", Applied, "tests/keys.rs"),
     ("mem_swappiness", Applied, "tests/keys.rs"),
-    ("mac_address", Applied, "tests/network.rs"),
+    ("mac_address", Applied, "tests/keys.rs"),
     ("models", Refused("models (compose's AI models) are not supported"), "keys::tests"),
     ("network_mode", Applied, "tests/compose.rs"),
     ("networks", Applied, "tests/network.rs"),

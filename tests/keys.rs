@@ -389,7 +389,7 @@ services:
     assert!(o.status.success(), "{o:?}");
     let warned = String::from_utf8_lossy(&o.stderr);
     assert!(
-        warned.contains("service hostly: `ipc`: the namespace is joined, but not its /dev/shm"),
+        warned.contains("service joined: `ipc`: the namespace is joined, but not its /dev/shm"),
         "{warned}"
     );
     let ns =
@@ -409,6 +409,12 @@ services:
     );
     // service:own: own's namespace; own's is its own.
     assert_eq!(ns("joined", "ipc"), ns("own", "ipc"));
+    // The host's /dev/shm comes with its IPC namespace.
+    let note = format!("/dev/shm/stack-keys-{}", std::process::id());
+    std::fs::write(&note, "from the host\n").unwrap();
+    let seen = sh(&e, &d, "hostly", &format!("cat {note}"));
+    std::fs::remove_file(&note).unwrap();
+    assert_eq!(seen, "from the host");
     assert_ne!(ns("own", "ipc"), host("ipc"));
     assert_ne!(ns("own", "uts"), host("uts"));
     e.out(&stack(&d, &["down"]));

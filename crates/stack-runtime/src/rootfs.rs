@@ -448,14 +448,25 @@ pub fn setup(spec: &Spec, dir: &Path, cgroups: Option<&View>, sys: &mut dyn Sys)
     )?;
     let shm = dev.join("shm");
     sys.mkdir_all(&shm)?;
-    let shm_size = spec.shm_size.unwrap_or(64 * 1024 * 1024);
-    sys.mount(
-        "shm",
-        &shm,
-        Some("tmpfs"),
-        nosuid_noexec_nodev,
-        Some(&format!("mode=1777,size={shm_size}")),
-    )?;
+    // The host's IPC namespace comes with its /dev/shm (POSIX shared
+    // memory). Another container's /dev/shm lives in its mount namespace,
+    // which a bind cannot reach: a container joining its IPC namespace
+    // gets a /dev/shm of its own.
+    match spec.ipc {
+        crate::spec::Namespace::Own | crate::spec::Namespace::Join(_) => {
+            let shm_size = spec.shm_size.unwrap_or(64 * 1024 * 1024);
+            sys.mount(
+                "shm",
+                &shm,
+                Some("tmpfs"),
+                nosuid_noexec_nodev,
+                Some(&format!("mode=1777,size={shm_size}")),
+            )?;
+        }
+        crate::spec::Namespace::Host => {
+            sys.mount("/dev/shm", &shm, None, MsFlags::MS_BIND, None)?;
+        }
+    }
     let mqueue = dev.join("mqueue");
     sys.mkdir_all(&mqueue)?;
     sys.mount("mqueue", &mqueue, Some("mqueue"), nosuid_noexec_nodev, None)?;

@@ -102,20 +102,20 @@ fn health_gates_dependents_one_shots_complete_and_wait_accepts_them() {
     let (e, d) = env_with("gated", GATED);
     httpd_only_image(&e);
     // Events from before `up` on: cache (which nothing depends on) runs
-    // first, and is paused and unpaused until `events` shows it, so the
-    // subscription is known to be made before the rest comes up.
+    // first, and is sent a signal its httpd ignores (SIGWINCH) until
+    // `events` shows the kill, so the subscription is known to be made
+    // before the rest comes up. (Pausing it instead could fail its health
+    // probes, and `up --wait` with them.)
     e.out(&stack(&d, &["up", "-d", "cache"]));
     let events = common::Background::spawn(e.command(&stack(&d, &["events", "--json"])));
-    common::wait_for("`events` showing cache paused or unpaused", || {
-        e.out(&stack(&d, &["pause", "cache"]));
-        e.out(&stack(&d, &["unpause", "cache"]));
+    common::wait_for("`events` showing cache signalled", || {
+        e.out(&stack(&d, &["kill", "-s", "WINCH", "cache"]));
         // (The last line may still be on its way.)
         events.stdout().lines().any(|l| {
             let Ok(v) = serde_json::from_str::<Value>(l) else {
                 return false;
             };
-            v["attributes"]["name"] == "app-cache-1"
-                && (v["action"] == "pause" || v["action"] == "unpause")
+            v["attributes"]["name"] == "app-cache-1" && v["action"] == "kill"
         })
     });
 

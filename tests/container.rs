@@ -696,6 +696,8 @@ fn top_stats_pause_and_unpause() {
     e.out(&["container", "unpause", "busy"]);
     let ls = e.out(&["container", "ls"]);
     assert!(ls.contains("Up") && !ls.contains("Paused"), "{ls}");
+    // A paused container is thawed to be removed: nothing stays frozen.
+    e.out(&["container", "pause", "busy"]);
     e.out(&["container", "rm", "-f", "busy"]);
     e.assert_clean();
 }

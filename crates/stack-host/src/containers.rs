@@ -116,6 +116,15 @@ pub fn status_text(st: &State) -> String {
     }
 }
 
+/// Thaws a frozen (paused) container, so that signals reach it.
+fn thaw(st: &State) {
+    if let Ok(l) = stack_runtime::cgroup::layout(&st.id) {
+        if stack_runtime::cgroup::is_frozen(&l) {
+            let _ = stack_runtime::cgroup::freeze(&l, false);
+        }
+    }
+}
+
 pub fn is_paused(id: &str) -> bool {
     stack_runtime::cgroup::layout(id).is_ok_and(|l| stack_runtime::cgroup::is_frozen(&l))
 }
@@ -230,6 +239,8 @@ pub fn stop_one(root: &Path, key: &str, grace: Option<u64>) -> anyhow::Result<St
     let grace = grace.or(st.spec.stop_timeout).unwrap_or(10);
     let sig = parse_signal(st.spec.stop_signal.as_deref().unwrap_or("TERM"))?;
     mark_stopped(&dir, true)?;
+    // A frozen container takes no signal: it is thawed to be stopped.
+    thaw(&st);
     // PID 1 is our init (unless --no-init): it passes the signal to the app.
     signal(&st, sig)?;
     if wait_exited(&dir, Duration::from_secs(grace)).is_none() {
@@ -290,6 +301,8 @@ pub fn remove_one(host: &Host, key: &str, force: bool) -> anyhow::Result<String>
             .into());
         }
         let _ = nix::sys::signal::kill(Pid::from_raw(st.pid), Signal::SIGKILL);
+        // A frozen container dies only once thawed.
+        thaw(&st);
         if wait_exited(&dir, Duration::from_secs(5)).is_none() {
             bail!("container `{}` did not stop", st.name);
         }
@@ -297,7 +310,7 @@ pub fn remove_one(host: &Host, key: &str, force: bool) -> anyhow::Result<String>
     // The monitor removes the cgroups; if it was killed, nobody did.
     if let Ok(layout) = stack_runtime::cgroup::layout(&st.id) {
         for e in stack_runtime::cgroup::remove(&layout) {
-            eprintln!("warning: {e}");
+            tracing::warn!(container = %st.name, "{e}");
         }
     }
     if let stack_runtime::NetworkMode::Path(_) = st.spec.network {

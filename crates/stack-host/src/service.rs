@@ -293,7 +293,9 @@ fn resources(a: &mut ContainerConfig, s: &Service) {
     a.memory_swappiness = s.mem_swappiness.map(|b| b.0.clamp(0, 100) as u64);
     if let Some(b) = &s.blkio_config {
         let throttles = |t: &[stack_model::ThrottleDevice]| {
-            t.iter().map(|t| format!("{}:{}", t.path, t.rate.0)).collect()
+            t.iter()
+                .map(|t| format!("{}:{}", t.path, t.rate.0))
+                .collect()
         };
         a.device_read_bps = throttles(&b.device_read_bps);
         a.device_write_bps = throttles(&b.device_write_bps);

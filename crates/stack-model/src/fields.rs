@@ -49,4 +49,3 @@ pub fn fields_of<T: for<'de> Deserialize<'de>>() -> Vec<&'static str> {
     let _ = T::deserialize(FieldsProbe(&mut v));
     v
 }
-

@@ -646,7 +646,6 @@ fn namespace(
 /// `HOST[:CONTAINER[:PERMISSIONS]]`: its kind and numbers read from the
 /// host's node (a link followed, as Docker does).
 fn device(given: &str) -> anyhow::Result<stack_runtime::Device> {
-    use std::os::unix::fs::{FileTypeExt as _, MetadataExt as _};
     let mut parts = given.splitn(3, ':');
     let host = parts.next().unwrap_or_default();
     let path = parts.next().filter(|p| !p.is_empty()).unwrap_or(host);
@@ -654,24 +653,36 @@ fn device(given: &str) -> anyhow::Result<stack_runtime::Device> {
     if !permissions.chars().all(|c| "rwm".contains(c)) {
         bail!("device `{given}`: permissions are made of r, w and m");
     }
-    let md = std::fs::metadata(host).with_context(|| format!("device `{host}`"))?;
-    let block = md.file_type().is_block_device();
-    if !block && !md.file_type().is_char_device() {
+    let node = device_node(host).with_context(|| format!("device `{host}`"))?;
+    let Some(node) = node else {
         bail!("device `{host}` is not a device node (a directory of devices is not supported yet)");
-    }
+    };
     Ok(stack_runtime::Device {
         path: path.to_string(),
-        block,
-        major: nix::sys::stat::major(md.rdev()),
-        minor: nix::sys::stat::minor(md.rdev()),
-        mode: md.mode() & 0o7777,
         permissions: permissions.to_string(),
+        ..node
     })
+}
+
+/// The host's device node at `path` (a link followed, as Docker does): its
+/// kind, numbers and mode; none when it is not a device node.
+fn device_node(path: &str) -> std::io::Result<Option<stack_runtime::Device>> {
+    use std::os::unix::fs::{FileTypeExt as _, MetadataExt as _};
+    let md = std::fs::metadata(path)?;
+    let block = md.file_type().is_block_device();
+    Ok(
+        (block || md.file_type().is_char_device()).then(|| stack_runtime::Device {
+            block,
+            major: nix::sys::stat::major(md.rdev()),
+            minor: nix::sys::stat::minor(md.rdev()),
+            mode: md.mode() & 0o7777,
+            ..Default::default()
+        }),
+    )
 }
 
 /// The block I/O throttles of `a`, one per device.
 fn io_throttles(a: &ContainerConfig) -> anyhow::Result<Vec<stack_runtime::cgroup::IoThrottle>> {
-    use std::os::unix::fs::{FileTypeExt as _, MetadataExt as _};
     let mut out: Vec<stack_runtime::cgroup::IoThrottle> = Vec::new();
     for (given, flag, bytes_) in [
         (&a.device_read_bps, "device-read-bps", true),
@@ -689,14 +700,16 @@ fn io_throttles(a: &ContainerConfig) -> anyhow::Result<Vec<stack_runtime::cgroup
                 rate.parse()
                     .map_err(|_| anyhow::anyhow!("invalid --{flag} `{g}`: the rate is a number"))?
             };
-            let md = std::fs::metadata(path).with_context(|| format!("--{flag} `{path}`"))?;
-            if !md.file_type().is_block_device() {
+            let node = device_node(path).with_context(|| format!("--{flag} `{path}`"))?;
+            let Some(stack_runtime::Device {
+                block: true,
+                major,
+                minor,
+                ..
+            }) = node
+            else {
                 bail!("--{flag} `{path}` is not a block device");
-            }
-            let (major, minor) = (
-                nix::sys::stat::major(md.rdev()),
-                nix::sys::stat::minor(md.rdev()),
-            );
+            };
             let at = match out
                 .iter()
                 .position(|t| t.major == major && t.minor == minor)

@@ -79,7 +79,7 @@ pub const SERVICE_KEYS: &[(&str, Support, &str)] = &[
     ("labels", Applied, "tests/compose.rs"),
     ("label_file", Elsewhere("the loader reads the files into labels"), "stack-loader data cases"),
     ("links", Partly("the linked service starts first and is reached by its name; an alias (`db:database`) is warned of (the alias does not resolve)"), "tests/keys.rs"),
-    ("logging", Partly("drivers json-file and local (both written as json-file, with max-size and max-file; compress accepted, not done) and none (no log kept) are applied; other drivers are refused"), "tests/keys.rs"),
+    ("logging", Partly("drivers json-file and local (both written as json-file, with max-size and max-file; compress, mode, max-buffer-size, labels, env and tag accepted and warned of) and none (no log kept) are applied; other drivers are refused"), "tests/keys.rs"),
     ("log_driver", Partly("as logging.driver"), "tests/keys.rs"),
     ("log_opt", Partly("as logging.options"), "tests/keys.rs"),
     ("mem_limit", Applied, "tests/compose.rs"),
@@ -350,11 +350,20 @@ fn partly(key: &str, s: &Service, out: &mut dyn FnMut(bool, &str)) {
                 }
             }
         }
-        "logging" | "log_driver" | "log_opt" => {
-            if let Err(why) = logging(s) {
-                out(true, &why);
+        "logging" | "log_driver" | "log_opt" => match logging(s) {
+            Err(why) => out(true, &why),
+            // Accepted, as they harm nothing, but said: they do nothing here.
+            Ok(_) => {
+                let options = s.logging.as_ref().map_or(&s.log_opt, |l| &l.options);
+                for k in options
+                    .0
+                    .keys()
+                    .filter(|k| WITHOUT_EFFECT.contains(&k.as_str()))
+                {
+                    out(false, &format!("the log option `{k}` has no effect here"));
+                }
             }
-        }
+        },
         "deploy" => deploy(s, out),
         "blkio_config"
             if s.blkio_config
@@ -387,6 +396,17 @@ fn partly(key: &str, s: &Service, out: &mut dyn FnMut(bool, &str)) {
     }
 }
 
+/// Log options Docker's json-file and local drivers take that stack
+/// accepts without applying them.
+const WITHOUT_EFFECT: &[&str] = &[
+    "compress",
+    "mode",
+    "max-buffer-size",
+    "labels",
+    "env",
+    "tag",
+];
+
 /// The log driver and options of a service, as the runtime takes them:
 /// json-file (or local, which stack writes as json-file) with `max-size`
 /// and `max-file` (`compress` accepted), or `none`.
@@ -405,7 +425,7 @@ pub fn logging(s: &Service) -> Result<(String, Vec<String>), String> {
     for (k, v) in &options.0 {
         match k.as_str() {
             "max-size" | "max-file" => opts.push(format!("{k}={v}")),
-            "compress" | "mode" | "max-buffer-size" | "labels" | "env" | "tag" => {}
+            k if WITHOUT_EFFECT.contains(&k) => {}
             other => {
                 return Err(format!(
                     "the log option `{other}` is not supported (max-size, max-file)"
@@ -602,7 +622,11 @@ mod tests {
             &service("    mem_reservation: 32m\n    logging: {driver: local, options: {max-size: 2k, compress: 'true'}}\n    deploy: {resources: {limits: {memory: 64m}}}\n"),
             &[],
         );
-        assert_eq!(ok, Verdict::default());
+        assert!(ok.errors.is_empty(), "{:?}", ok.errors);
+        assert_eq!(
+            ok.warnings,
+            ["service s: `logging`: the log option `compress` has no effect here"]
+        );
         assert!(check(&service("    gpus: all\n"), &["other".into()])
             .errors
             .is_empty());

@@ -247,6 +247,9 @@ services:
     assert!(dir.is_dir(), "{}", dir.display());
     assert!(!dir.join("container.log").exists());
     assert!(!e.out(&stack(&d, &["logs", "silent"])).contains("not-kept"));
+    // Read by itself, a container without a log says so, as Docker does.
+    let why = e.fails(&["container", "logs", id.trim()]);
+    assert!(why.contains("does not support reading"), "{why}");
     e.out(&stack(&d, &["down"]));
 }
 

@@ -349,7 +349,15 @@ pub fn read_log(
     tail: Option<usize>,
     mut each: impl FnMut(Vec<stack_runtime::logs::Record>) -> anyhow::Result<()>,
 ) -> anyhow::Result<()> {
-    let (dir, _) = find(root, key)?;
+    let (dir, st) = find(root, key)?;
+    if st.spec.no_log {
+        // As Docker answers for its `none` driver.
+        return Err(HostError::Invalid(format!(
+            "container `{}`: configured logging driver does not support reading (logging: none)",
+            st.name
+        ))
+        .into());
+    }
     let mut log = stack_runtime::logs::Follower::new(stack_runtime::state::log_path(&dir));
     if !follow {
         log = log.to_current_end();

@@ -115,7 +115,7 @@ pub const SERVICE_KEYS: &[(&str, Support, &str)] = &[
     ("ulimits", Applied, "tests/keys.rs"),
     ("use_api_socket", Refused("the Docker API socket is not served yet"), "keys::tests"),
     ("user", Applied, "tests/keys.rs"),
-    ("userns_mode", Refused("user namespaces are not supported yet"), "keys::tests"),
+    ("userns_mode", Partly("`host` (the host's user namespace, where stack runs every container) is applied; other modes are refused (stack has no user namespace remapping yet)"), "keys::tests"),
     ("uts", Partly("a namespace of its own (the default), or `host`: the host's names"), "tests/keys.rs"),
     ("volume_driver", Refused("only the local volume driver exists here"), "keys::tests"),
     ("volumes", Applied, "tests/compose.rs"),
@@ -337,6 +337,14 @@ fn partly(key: &str, s: &Service, out: &mut dyn FnMut(bool, &str)) {
                 out(true, "its own, host, service:S or container:C");
             }
         }
+        "uts" if s.uts.as_deref() == Some("host") && s.hostname.is_some() => out(
+            true,
+            "`hostname` cannot be set with the host's UTS namespace (as Docker says: conflicting options)",
+        ),
+        "userns_mode" if s.userns_mode.as_deref().is_some_and(|m| m != "host") => out(
+            true,
+            "only `host` is supported: stack has no user namespace remapping yet",
+        ),
         "uts" if !own_namespace(&s.uts, &["host"]) => {
             out(true, "a namespace of its own, or `host`")
         }
@@ -627,6 +635,24 @@ mod tests {
             ok.warnings,
             ["service s: `logging`: the log option `compress` has no effect here"]
         );
+        let v = check(
+            &service("    uts: host\n    hostname: h\n    userns_mode: remap\n"),
+            &[],
+        );
+        assert_eq!(v.errors.len(), 2, "{:?}", v.errors);
+        assert!(
+            v.errors[1].contains("`uts`: `hostname` cannot be set"),
+            "{:?}",
+            v.errors
+        );
+        assert!(
+            v.errors[0].contains("`userns_mode`: only `host`"),
+            "{:?}",
+            v.errors
+        );
+        assert!(check(&service("    userns_mode: host\n"), &[])
+            .errors
+            .is_empty());
         assert!(check(&service("    gpus: all\n"), &["other".into()])
             .errors
             .is_empty());

@@ -40,13 +40,11 @@ fn get<T: serde::de::DeserializeOwned>(path: &str) -> anyhow::Result<T> {
 }
 
 pub fn up(g: &Global, args: &UpArgs) -> anyhow::Result<i32> {
-    if args.build {
-        bail!("--build: `stack` cannot build images yet (no image builder); build them elsewhere and `stack image load` them, or use `image:`");
-    }
     if args.watch && g.files.iter().any(|f| f.as_os_str() == "-") {
         bail!("cannot watch a stack file read from standard input");
     }
     let mut watch = loaded_request(g)?;
+    let rebuilt = crate::build::for_up(&watch.up.project, &args.services, args.build, args.no_build)?;
     let base = watch.up.clone();
     if let Some(s) = &args.exit_code_from {
         if !base.project.services.contains_key(s) {
@@ -69,6 +67,7 @@ pub fn up(g: &Global, args: &UpArgs) -> anyhow::Result<i32> {
         quiet_pull: args.quiet_pull,
         wait: args.wait,
         wait_timeout: args.wait_timeout,
+        rebuilt,
         ..base
     };
     // What the containers write from now on is what attached `up` shows.

@@ -56,6 +56,7 @@ pub fn run(cmd: &ImageCommand) -> anyhow::Result<()> {
                 c.bytes as f64 / 1e6
             );
         }
+        ImageCommand::Build(a) => crate::build::image(a)?,
         ImageCommand::Import { tarball, reference } => {
             let img = stack_image::archive::import(&store, tarball, reference)?;
             println!("{}", img.id);

@@ -4,6 +4,7 @@
 //! the one place that prints.
 
 mod cli;
+mod build;
 mod client;
 mod compose;
 mod config;
@@ -56,6 +57,7 @@ fn main() -> ExitCode {
         cli::Command::Image { command } => done(image::run(command)),
         cli::Command::Network { command } => done(network::run(command)),
         cli::Command::Pull(p) => done(config::pull(g, p)),
+        cli::Command::Build(b) => done(build::services(g, b)),
         cli::Command::Up(u) => compose::up(g, u),
         cli::Command::Create(c) => compose::up(g, &c.up()),
         cli::Command::Down(d) => done(compose::down(g, d)),

@@ -292,6 +292,7 @@ impl<D: Driver + Send + 'static> Engine<D> {
         }
         let opts = stack_plan::UpOptions {
             force_recreate: req.force_recreate,
+            rebuilt: req.rebuilt.clone(),
             no_recreate: req.no_recreate,
             remove_orphans: req.remove_orphans,
             no_start: req.no_start,

@@ -8,6 +8,7 @@
 //! ([`create`]), network wiring and pulls. Nothing here parses a command
 //! line or prints for a user: that is the CLI's, a client of this crate.
 
+pub mod build;
 pub mod containers;
 pub mod create;
 pub mod daemon;

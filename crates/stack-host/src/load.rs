@@ -52,6 +52,7 @@ pub fn up_request(
         files.extend(opts.env_files.iter().map(|f| opts.working_dir.join(f)));
     }
     contents_from_environment(&mut loaded)?;
+    name_built_images(&mut loaded.project);
     let up = UpRequest {
         working_dir: loaded.project_dir.display().to_string(),
         config_files: loaded
@@ -63,6 +64,16 @@ pub fn up_request(
         ..UpRequest::default()
     };
     Ok((up, files.iter().map(|p| p.display().to_string()).collect()))
+}
+
+/// A service that builds and names no image gets compose's name for it:
+/// `<project>-<service>`.
+pub fn name_built_images(project: &mut stack_model::Project) {
+    for (name, s) in project.services.iter_mut() {
+        if s.image.is_none() && s.build.is_some() {
+            s.image = Some(format!("{}-{name}", project.name));
+        }
+    }
 }
 
 /// Secrets and configs read from an environment variable are read here,

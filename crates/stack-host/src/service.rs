@@ -564,7 +564,7 @@ fn file_objects(
 /// The service's image, or why it has none.
 pub(crate) fn image_of(service: &str, s: &Service) -> anyhow::Result<String> {
     s.image.clone().ok_or_else(|| {
-        anyhow::anyhow!("service {service} has no image (builds are not supported yet)")
+        anyhow::anyhow!("service {service} has no image and nothing to build it from")
     })
 }
 

@@ -156,6 +156,7 @@ impl ConfigFile {
 }
 
 /// A layer of an image being recorded.
+#[derive(Clone, Debug)]
 pub struct LayerParts {
     pub blob: Blob,
     pub diff_id: String,

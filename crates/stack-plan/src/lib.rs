@@ -52,6 +52,8 @@ pub struct WantedNetwork {
 #[derive(Clone, Debug, Default)]
 pub struct UpOptions {
     pub force_recreate: bool,
+    /// Services whose image was built anew: recreated.
+    pub rebuilt: Vec<String>,
     pub no_recreate: bool,
     pub remove_orphans: bool,
     /// Create what is missing or changed, start nothing (`up --no-start`,
@@ -247,9 +249,15 @@ pub fn up(
                 };
                 match mine.iter().find(|e| e.number == number) {
                     None => task.push(create("not created yet")),
-                    Some(e) if (e.hash != w.hash && !opts.no_recreate) || opts.force_recreate => {
+                    Some(e)
+                        if (e.hash != w.hash && !opts.no_recreate)
+                            || opts.force_recreate
+                            || opts.rebuilt.contains(&w.service) =>
+                    {
                         let cause = if opts.force_recreate {
                             "--force-recreate"
+                        } else if e.hash == w.hash {
+                            "its image was built anew"
                         } else {
                             "its configuration changed"
                         };

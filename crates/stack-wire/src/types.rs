@@ -43,6 +43,10 @@ pub struct UpRequest {
     pub scale: BTreeMap<String, u32>,
     #[serde(default)]
     pub force_recreate: bool,
+    /// Services whose image was just built anew (`up --build`): their
+    /// containers are recreated, as compose does for a new image.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rebuilt: Vec<String>,
     #[serde(default)]
     pub no_recreate: bool,
     #[serde(default)]

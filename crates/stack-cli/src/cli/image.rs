@@ -60,6 +60,56 @@ pub enum ImageCommand {
     },
     /// Make a one-layer image from a root file system tar
     Import { tarball: PathBuf, reference: String },
+    /// Build an image from a Dockerfile (as `docker build`)
+    Build(Box<BuildArgs>),
+}
+
+#[derive(clap::Args, Debug, Default)]
+pub struct BuildArgs {
+    /// The build context: a directory
+    pub context: PathBuf,
+    /// Name the image `NAME[:TAG]` (repeatable)
+    #[arg(short = 't', long = "tag", value_name = "NAME[:TAG]")]
+    pub tags: Vec<String>,
+    /// The Dockerfile (default: CONTEXT/Dockerfile; `-` reads standard input)
+    #[arg(short = 'f', long = "file", value_name = "FILE")]
+    pub file: Option<PathBuf>,
+    /// A build argument (`KEY` alone takes the value from the environment)
+    #[arg(long = "build-arg", value_name = "KEY[=VALUE]")]
+    pub build_args: Vec<String>,
+    /// Build this stage (default: the last)
+    #[arg(long)]
+    pub target: Option<String>,
+    /// Run every step, reusing nothing from the build cache
+    #[arg(long)]
+    pub no_cache: bool,
+    /// Pull the base images even when they are here
+    #[arg(long)]
+    pub pull: bool,
+    /// A secret for `RUN --mount=type=secret`: `id=ID,src=FILE` or `id=ID,env=VAR`
+    #[arg(long = "secret", value_name = "id=ID,src=FILE")]
+    pub secrets: Vec<String>,
+    /// SSH agent forwarding (not supported yet)
+    #[arg(long)]
+    pub ssh: Vec<String>,
+    /// A label on the image
+    #[arg(long = "label", value_name = "KEY=VALUE")]
+    pub labels: Vec<String>,
+    /// This host's platform only (anything else is refused)
+    #[arg(long)]
+    pub platform: Option<String>,
+    /// The network of RUN steps: default, none or host
+    #[arg(long)]
+    pub network: Option<String>,
+    /// `NAME:IP` in RUN steps' /etc/hosts
+    #[arg(long = "add-host", value_name = "NAME:IP")]
+    pub add_hosts: Vec<String>,
+    /// A named context for `COPY --from=NAME`: `NAME=DIR` or `NAME=docker-image://REF`
+    #[arg(long = "build-context", value_name = "NAME=DIR")]
+    pub build_contexts: Vec<String>,
+    /// Print only the image id
+    #[arg(short, long)]
+    pub quiet: bool,
 }
 
 #[derive(Clone, Copy, Debug, Default, clap::ValueEnum)]

@@ -164,6 +164,8 @@ pub enum Command {
     },
     /// Pull the images of the stack's services, in parallel
     Pull(PullArgs),
+    /// Build the images of the services that have a build section
+    Build(ComposeBuildArgs),
     /// Log in to a registry (Docker Hub by default)
     Login(LoginArgs),
     /// Forget the credentials for a registry
@@ -242,6 +244,27 @@ pub struct GraphArgs {
 }
 
 #[derive(Args, Debug, Default)]
+pub struct ComposeBuildArgs {
+    /// Run every step, reusing nothing from the build cache
+    #[arg(long)]
+    pub no_cache: bool,
+    /// Pull the base images even when they are here
+    #[arg(long)]
+    pub pull: bool,
+    /// A build argument for every service (over the file's)
+    #[arg(long = "build-arg", value_name = "KEY[=VALUE]")]
+    pub build_args: Vec<String>,
+    /// Print only the image ids
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// Also build the services these depend on
+    #[arg(long)]
+    pub with_dependencies: bool,
+    /// Services to build (default: all that have a build section)
+    pub services: Vec<String>,
+}
+
+#[derive(Args, Debug, Default)]
 pub struct PullArgs {
     /// Report failures as warnings and go on
     #[arg(long)]
@@ -308,10 +331,10 @@ pub struct UpArgs {
     /// Create the containers, start none
     #[arg(long, conflicts_with_all = ["wait", "watch", "abort_on_container_exit", "exit_code_from"])]
     pub no_start: bool,
-    /// Build images first (not supported yet: `stack` has no image builder)
+    /// Build images first (those that have a build section)
     #[arg(long, conflicts_with = "no_build")]
     pub build: bool,
-    /// Do not build images (there are no builds: the default)
+    /// Build no image, not even a missing one
     #[arg(long)]
     pub no_build: bool,
     /// Attached: show only these services' output
@@ -359,10 +382,10 @@ pub struct CreateArgs {
     /// Do not report pulled images
     #[arg(long)]
     pub quiet_pull: bool,
-    /// Build images first (not supported yet: `stack` has no image builder)
+    /// Build images first (those that have a build section)
     #[arg(long, conflicts_with = "no_build")]
     pub build: bool,
-    /// Do not build images (there are no builds: the default)
+    /// Build no image, not even a missing one
     #[arg(long)]
     pub no_build: bool,
     /// Assume yes to every question (accepted as compose's)

@@ -1,0 +1,155 @@
+//! A directory in overlay's format (a container's upper directory, or one
+//! a COPY filled) becomes a layer: a tar blob in Docker's format (overlay
+//! whiteouts as `.wh.` entries, opaque directories as `.wh..wh..opq`),
+//! unpacked into the store by its hardened unpacker like any pulled layer.
+
+use std::collections::HashMap;
+use std::fs;
+use std::io;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::Path;
+
+use stack_image::store::{LayerParts, Store};
+use stack_image::Blob;
+
+/// Media type of the uncompressed layers a build writes.
+pub const LAYER_TAR: &str = "application/vnd.oci.image.layer.v1.tar";
+
+/// Writes `dir` as a layer on top of `parent` (a chain id) into `store`.
+/// `None` when `dir` holds nothing: the step made no change.
+pub fn commit(store: &Store, dir: &Path, parent: Option<&str>) -> anyhow::Result<Option<LayerParts>> {
+    if fs::read_dir(dir)?.next().is_none() {
+        return Ok(None);
+    }
+    let mut writer = store.blob_writer()?;
+    {
+        let mut tar = tar::Builder::new(&mut writer);
+        tar.follow_symlinks(false);
+        let mut links = HashMap::new();
+        append_tree(&mut tar, dir, Path::new(""), &mut links)?;
+        tar.finish()?;
+    }
+    let (digest, size) = writer.commit(None)?;
+    let blob = Blob {
+        media_type: LAYER_TAR.into(),
+        digest,
+        size,
+    };
+    Ok(Some(store.unpack_blob(&blob, parent, None)?))
+}
+
+fn append_tree<W: io::Write>(
+    tar: &mut tar::Builder<W>,
+    root: &Path,
+    rel: &Path,
+    links: &mut HashMap<(u64, u64), std::path::PathBuf>,
+) -> anyhow::Result<()> {
+    let dir = root.join(rel);
+    let mut names: Vec<_> = fs::read_dir(&dir)?
+        .map(|e| e.map(|e| e.file_name()))
+        .collect::<Result<_, _>>()?;
+    names.sort();
+    for name in names {
+        let path = rel.join(&name);
+        let full = root.join(&path);
+        let md = fs::symlink_metadata(&full)?;
+        let ft = md.file_type();
+        // An overlay whiteout: a 0:0 character device.
+        if ft.is_char_device() && md.rdev() == 0 {
+            let mut wh = name.clone();
+            wh = std::ffi::OsString::from(format!(".wh.{}", wh.to_string_lossy()));
+            let mut h = header(&md, tar::EntryType::Regular);
+            h.set_size(0);
+            tar.append_data(&mut h, rel.join(wh), io::empty())?;
+            continue;
+        }
+        append_xattrs(tar, &full)?;
+        if ft.is_dir() {
+            let mut h = header(&md, tar::EntryType::Directory);
+            tar.append_data(&mut h, &path, io::empty())?;
+            if xattr::get(&full, "trusted.overlay.opaque")?.as_deref() == Some(b"y") {
+                let mut h = header(&md, tar::EntryType::Regular);
+                h.set_size(0);
+                tar.append_data(&mut h, path.join(".wh..wh..opq"), io::empty())?;
+            }
+            append_tree(tar, root, &path, links)?;
+        } else if ft.is_symlink() {
+            let mut h = header(&md, tar::EntryType::Symlink);
+            tar.append_link(&mut h, &path, fs::read_link(&full)?)?;
+        } else if ft.is_file() {
+            if md.nlink() > 1 {
+                let key = (md.dev(), md.ino());
+                if let Some(first) = links.get(&key) {
+                    let mut h = header(&md, tar::EntryType::Link);
+                    tar.append_link(&mut h, &path, first)?;
+                    continue;
+                }
+                links.insert(key, path.clone());
+            }
+            let mut h = header(&md, tar::EntryType::Regular);
+            h.set_size(md.len());
+            tar.append_data(&mut h, &path, fs::File::open(&full)?)?;
+        } else {
+            let kind = if ft.is_fifo() {
+                tar::EntryType::Fifo
+            } else if ft.is_char_device() {
+                tar::EntryType::Char
+            } else if ft.is_block_device() {
+                tar::EntryType::Block
+            } else {
+                continue; // sockets are not kept, as Docker does not
+            };
+            let mut h = header(&md, kind);
+            let dev = md.rdev();
+            h.set_device_major(nix::sys::stat::major(dev) as u32)?;
+            h.set_device_minor(nix::sys::stat::minor(dev) as u32)?;
+            tar.append_data(&mut h, &path, io::empty())?;
+        }
+    }
+    Ok(())
+}
+
+fn header(md: &fs::Metadata, kind: tar::EntryType) -> tar::Header {
+    let mut h = tar::Header::new_gnu();
+    h.set_entry_type(kind);
+    h.set_mode(md.mode() & 0o7777);
+    h.set_uid(md.uid().into());
+    h.set_gid(md.gid().into());
+    h.set_mtime(md.mtime().max(0) as u64);
+    h.set_size(0);
+    h
+}
+
+/// The attributes a layer keeps (the unpacker's rule: `user.*` but not
+/// `user.overlay.*`, file capabilities, POSIX ACLs), as a PAX header for
+/// the next entry.
+fn append_xattrs<W: io::Write>(tar: &mut tar::Builder<W>, path: &Path) -> anyhow::Result<()> {
+    let mut records = Vec::new();
+    for name in xattr::list(path)? {
+        let n = name.to_string_lossy();
+        if !stack_image::unpack::xattr_allowed(&n) {
+            continue;
+        }
+        let Some(value) = xattr::get(path, &name)? else {
+            continue;
+        };
+        let key = format!("SCHILY.xattr.{n}");
+        // "len key=value\n", len counting itself.
+        let rest = key.len() + value.len() + 3;
+        let mut len = rest + rest.to_string().len();
+        if len.to_string().len() != rest.to_string().len() {
+            len += 1;
+        }
+        records.extend_from_slice(format!("{len} {key}=").as_bytes());
+        records.extend_from_slice(&value);
+        records.push(b'\n');
+    }
+    if !records.is_empty() {
+        let mut h = tar::Header::new_ustar();
+        h.set_entry_type(tar::EntryType::XHeader);
+        h.set_size(records.len() as u64);
+        h.set_mode(0o644);
+        tar.append_data(&mut h, "PaxHeader", &records[..])?;
+    }
+    Ok(())
+}

@@ -1,0 +1,183 @@
+//! Image builds on this host: the builder (`stack-build`) with the host's
+//! base images (pulled as asked) and a network of the build's own for its
+//! RUN steps, made at the first RUN that needs it and removed at the end.
+
+use std::cell::RefCell;
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use stack_build::{Event, Request, Sandbox, Wiring};
+use stack_image::Image;
+
+use crate::Host;
+
+struct HostSandbox<'a> {
+    host: &'a Host,
+    /// The build's network, once a RUN has needed it.
+    network: RefCell<Option<String>>,
+}
+
+impl Sandbox for HostSandbox<'_> {
+    fn image(&self, reference: &str, pull: bool) -> anyhow::Result<Image> {
+        crate::images::ensure(self.host, reference, None, if pull { "always" } else { "missing" })?;
+        Ok(self.host.images()?.lookup(reference)?)
+    }
+
+    fn connect(&self, id: &str) -> anyhow::Result<Wiring> {
+        let name = match self.network.borrow().clone() {
+            Some(n) => n,
+            None => {
+                let name = format!("build-{}", stack_sys::random_hex(6)?);
+                crate::network::create(
+                    self.host,
+                    &stack_net::CreateOptions {
+                        name: name.clone(),
+                        driver: None,
+                        driver_opts: Default::default(),
+                        subnets: Vec::new(),
+                        ipv6: false,
+                        internal: false,
+                        labels: [("com.stack.build".to_string(), "true".to_string())].into(),
+                    },
+                )
+                .context("cannot make the build's network")?;
+                *self.network.borrow_mut() = Some(name.clone());
+                name
+            }
+        };
+        let w = crate::network::wire(
+            self.host,
+            id,
+            &format!("build-{}", &id[..12]),
+            "buildkitsandbox",
+            &crate::network::Request {
+                networks: &[name],
+                aliases: &[],
+                ip: None,
+                ip6: None,
+                mac: None,
+                publish: &[],
+                dns: &[],
+                dns_search: &[],
+                dns_options: &[],
+            },
+        )?;
+        Ok(Wiring {
+            netns: w.netns,
+            resolv_conf: w.resolv_conf,
+            hosts: w.hosts,
+        })
+    }
+
+    fn disconnect(&self, id: &str) {
+        if let Err(e) = crate::network::unwire(self.host, id) {
+            tracing::warn!("build step {id}: {e:#}");
+        }
+    }
+}
+
+/// Where RUN steps' containers live: apart from the user's, so that no
+/// `ps` lists them.
+pub fn runs_root(host: &Host) -> PathBuf {
+    host.root().join("build")
+}
+
+/// Builds `req`, telling `say` each step.
+pub fn build(host: &Host, req: &Request, say: &dyn Fn(Event)) -> anyhow::Result<Image> {
+    let runs = runs_root(host);
+    std::fs::create_dir_all(&runs)?;
+    sweep(&runs);
+    let sandbox = HostSandbox {
+        host,
+        network: RefCell::new(None),
+    };
+    let store = host.images()?;
+    let built = stack_build::build(&store, &runs, req, &sandbox, say);
+    if let Some(n) = sandbox.network.into_inner() {
+        if let Err(e) = crate::network::remove(host, &n) {
+            tracing::warn!("build network {n}: {e:#}");
+        }
+    }
+    built
+}
+
+/// Removes what builds that died left of their RUN containers (their
+/// monitors gone).
+fn sweep(runs: &std::path::Path) {
+    let Ok(entries) = std::fs::read_dir(runs.join("containers")) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let dir = e.path();
+        // A container being made has no state yet: left alone a while.
+        let young = e
+            .metadata()
+            .and_then(|m| m.modified())
+            .is_ok_and(|t| t.elapsed().unwrap_or_default() < std::time::Duration::from_secs(600));
+        let dead = match stack_runtime::state::read(&dir) {
+            Ok(st) => !stack_runtime::state::alive(&st),
+            Err(_) => !young,
+        };
+        if dead {
+            let _ = stack_sys::remove_tree(runs, &dir);
+        }
+    }
+}
+
+/// The build of a compose service, from its `build:` section: context
+/// (the loader made it absolute), dockerfile or dockerfile_inline, args,
+/// target, labels, secrets, network, tags, additional_contexts,
+/// extra_hosts, no_cache and pull.
+pub fn service_request(project: &stack_model::Project, name: &str) -> anyhow::Result<Request> {
+    let s = &project.services[name];
+    let Some(b) = &s.build else {
+        anyhow::bail!("service {name} has no build section");
+    };
+    let context = PathBuf::from(b.context.as_deref().unwrap_or("."));
+    let mut secrets = std::collections::BTreeMap::new();
+    for r in &b.secrets {
+        let Some(def) = project.secrets.get(&r.source) else {
+            anyhow::bail!("service {name}: build secret `{}` is not defined", r.source);
+        };
+        let content = match (&def.file, &def.environment, &def.content) {
+            (Some(f), _, _) => std::fs::read(f).with_context(|| format!("secret {}: {f}", r.source))?,
+            (_, Some(var), _) => std::env::var(var)
+                .with_context(|| format!("secret {}: environment variable {var}", r.source))?
+                .into_bytes(),
+            (_, _, Some(c)) => c.clone().into_bytes(),
+            _ => anyhow::bail!("secret {}: no file, environment or content", r.source),
+        };
+        secrets.insert(r.target.clone().unwrap_or_else(|| r.source.clone()), content);
+    }
+    let mut tags: Vec<String> = s.image.iter().cloned().collect();
+    if tags.is_empty() {
+        tags.push(format!("{}-{name}", project.name));
+    }
+    tags.extend(b.tags.0.iter().cloned());
+    Ok(Request {
+        dockerfile: PathBuf::from(b.dockerfile.as_deref().unwrap_or("Dockerfile")),
+        inline: b.dockerfile_inline.clone(),
+        context,
+        tags,
+        args: b
+            .args
+            .0
+            .iter()
+            .filter_map(|(k, v)| v.clone().or_else(|| std::env::var(k).ok()).map(|v| (k.clone(), v)))
+            .collect(),
+        target: b.target.clone(),
+        no_cache: b.no_cache,
+        pull: b.pull,
+        labels: b.labels.0.clone(),
+        secrets,
+        network: b.network.clone(),
+        extra_hosts: b
+            .extra_hosts
+            .0
+            .iter()
+            .flat_map(|(h, ips)| ips.iter().map(move |ip| format!("{h}:{ip}")))
+            .collect(),
+        platform: b.platforms.0.first().cloned().or_else(|| s.platform.clone()),
+        contexts: b.additional_contexts.0.clone(),
+    })
+}

@@ -565,6 +565,23 @@ mod tests {
     }
 
     #[test]
+    fn no_panic_on_prefixes() {
+        let sample = "\u{feff}# c\n**/*.o\n!a/**/b[^x-z]?\n/x/../y//z\n[\\]]\n\\*\n*.µ\n!\n";
+        let chars: Vec<char> = sample.chars().collect();
+        for start in 0..chars.len() {
+            for end in start..=chars.len() {
+                let text: String = chars[start..end].iter().collect();
+                if let Ok(p) = Patterns::parse(&text) {
+                    for path in ["a/b", "x.o", "a/q/b", "", "y/z/w", "µ"] {
+                        let _ = p.excludes(path);
+                        let _ = p.may_reinclude_under(path);
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
     fn glob_is_linear() {
         // A pattern that makes a backtracking matcher take forever.
         let pattern = "a*".repeat(30) + "b";

@@ -24,7 +24,8 @@ impl Sandbox for HostSandbox<'_> {
     }
 
     fn connect(&self, id: &str) -> anyhow::Result<Wiring> {
-        let name = match self.network.borrow().clone() {
+        let existing = self.network.borrow().clone();
+        let name = match existing {
             Some(n) => n,
             None => {
                 let name = format!("build-{}", stack_sys::random_hex(6)?);

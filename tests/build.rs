@@ -1,0 +1,205 @@
+//! Image builds from Dockerfiles, end to end (issue 22): `stack image
+//! build` on a busybox base, its steps run in the embedded runtime; the
+//! resulting files and config seen from a container of the image; the
+//! cache reused, and left from the first changed step on; a failing step
+//! named by its line, leaving no image; compose's `build:` through `up`.
+
+mod common;
+
+use std::path::Path;
+
+use common::{busybox_image, in_project, Env};
+
+const DOCKERFILE: &str = r#"# syntax=docker/dockerfile:1
+FROM local/busybox:1 AS base
+ARG GREETING=hi
+ENV APP=/app
+WORKDIR $APP
+RUN echo "$GREETING from run" > run.txt && busybox rm /etc/passwd
+COPY src/ ./src/
+COPY --chown=1000:1000 --chmod=600 src/a.txt /owned.txt
+RUN <<EOF
+echo heredoc line > /here.txt
+EOF
+COPY . /ctx/
+
+FROM base
+COPY --from=base /app/run.txt /final.txt
+EXPOSE 8080
+LABEL stage=final
+CMD ["cat", "/final.txt"]
+"#;
+
+fn context(e: &Env) -> std::path::PathBuf {
+    let ctx = e.dir.join("ctx");
+    std::fs::create_dir_all(ctx.join("src")).unwrap();
+    std::fs::write(ctx.join("Dockerfile"), DOCKERFILE).unwrap();
+    std::fs::write(ctx.join("src/a.txt"), "hello\n").unwrap();
+    std::fs::write(ctx.join("src/b.txt"), "world\n").unwrap();
+    std::fs::write(ctx.join("hidden.key"), "not for images\n").unwrap();
+    std::fs::write(ctx.join(".dockerignore"), "*.key\n").unwrap();
+    ctx
+}
+
+/// `stack image build` of `ctx`: (stdout, stderr).
+fn build(e: &Env, ctx: &Path, extra: &[&str]) -> (String, String) {
+    let mut args = vec!["image", "build", "-t", "built:1"];
+    args.extend_from_slice(extra);
+    args.push(ctx.to_str().unwrap());
+    let o = e.stack(&args);
+    let err = String::from_utf8_lossy(&o.stderr).to_string();
+    assert!(o.status.success(), "{args:?}: {err}");
+    (String::from_utf8_lossy(&o.stdout).to_string(), err)
+}
+
+/// Whether the step titled `title` (the first that contains it) came from
+/// the cache in a build's progress `out`.
+fn cached(out: &str, title: &str) -> bool {
+    let n = out
+        .lines()
+        .find(|l| l.contains(title))
+        .unwrap_or_else(|| panic!("no step {title}: {out}"))
+        .split(' ')
+        .next()
+        .unwrap()
+        .to_string();
+    out.lines().any(|l| l == format!("{n} CACHED"))
+}
+
+/// Whether every RUN, COPY and WORKDIR step came from the cache.
+fn all_cached(out: &str) -> bool {
+    let steps: Vec<&str> = out
+        .lines()
+        .filter(|l| l.contains("] RUN ") || l.contains("] COPY ") || l.contains("] WORKDIR "))
+        .collect();
+    !steps.is_empty() && steps.iter().all(|l| cached(out, l))
+}
+
+fn run(e: &Env, script: &str) -> String {
+    e.out(&["container", "run", "--rm", "built:1", "sh", "-c", script])
+}
+
+#[test]
+fn a_multi_stage_build_makes_the_image_and_its_cache_is_reused_until_a_change() {
+    let e = Env::new("build", "multi");
+    busybox_image(&e, "local/busybox:1");
+    let ctx = context(&e);
+    let (_, first) = build(&e, &ctx, &["--build-arg", "GREETING=hey"]);
+    assert!(first.contains("RUN echo"), "{first}");
+    assert!(!first.contains("CACHED"), "{first}");
+
+    // The default command, from the last stage.
+    assert_eq!(e.out(&["container", "run", "--rm", "built:1"]), "hey from run\n");
+    // Files each step made, with the owner and mode COPY was told.
+    assert_eq!(run(&e, "cat /here.txt /app/src/a.txt /app/src/b.txt"), "heredoc line\nhello\nworld\n");
+    assert_eq!(run(&e, "busybox stat -c '%u:%g %a' /owned.txt"), "1000:1000 600\n");
+    // A file a RUN removed is gone (a whiteout in its layer).
+    assert_eq!(run(&e, "test -e /etc/passwd && echo there || echo gone"), "gone\n");
+    // .dockerignore kept the key out of COPY . and the context's Dockerfile in.
+    assert_eq!(run(&e, "busybox ls /ctx"), "Dockerfile\nsrc\n");
+    assert_eq!(run(&e, "echo $APP; pwd"), "/app\n/app\n");
+
+    let img: serde_json::Value = serde_json::from_str(&e.out(&["image", "inspect", "built:1"])).unwrap();
+    let cfg = &img["config"];
+    assert_eq!(cfg["Cmd"], serde_json::json!(["cat", "/final.txt"]));
+    assert_eq!(cfg["WorkingDir"], "/app");
+    assert!(cfg["ExposedPorts"].get("8080/tcp").is_some(), "{cfg}");
+    assert_eq!(cfg["Labels"]["stage"], "final");
+    let id = img["id"].as_str().unwrap().to_string();
+
+    // Nothing changed: every step from the cache, the same image.
+    let (_, again) = build(&e, &ctx, &["--build-arg", "GREETING=hey"]);
+    assert!(all_cached(&again), "{again}");
+    let same: serde_json::Value = serde_json::from_str(&e.out(&["image", "inspect", "built:1"])).unwrap();
+    assert_eq!(same["diff_ids"], img["diff_ids"]);
+    let _ = id;
+
+    // One copied file changed: the RUN before its COPY is reused, the
+    // COPY and what follows run again.
+    std::fs::write(ctx.join("src/b.txt"), "changed\n").unwrap();
+    let (_, changed) = build(&e, &ctx, &["--build-arg", "GREETING=hey"]);
+    assert!(cached(&changed, "RUN echo"), "{changed}");
+    assert!(!cached(&changed, "COPY src/ ./src/"), "{changed}");
+    assert_eq!(run(&e, "cat /app/src/b.txt"), "changed\n");
+
+    // Another build argument: the RUN that sees it runs again.
+    let (_, other) = build(&e, &ctx, &["--build-arg", "GREETING=hello"]);
+    assert!(!cached(&other, "RUN echo"), "{other}");
+    assert_eq!(e.out(&["container", "run", "--rm", "built:1"]), "hello from run\n");
+    // No container of the build is left.
+    let runs = e.root().join("build/containers");
+    let left: Vec<_> = std::fs::read_dir(&runs).map(|d| d.flatten().map(|e| e.path()).collect()).unwrap_or_default();
+    assert!(left.is_empty(), "{left:?}");
+}
+
+#[test]
+fn a_failing_step_is_named_by_its_line_and_leaves_no_image() {
+    let e = Env::new("build", "fails");
+    busybox_image(&e, "local/busybox:1");
+    let ctx = e.dir.join("ctx");
+    std::fs::create_dir_all(&ctx).unwrap();
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        "FROM local/busybox:1\nRUN echo made > /made\nRUN echo about to fail; exit 3\n",
+    )
+    .unwrap();
+    let why = e.fails(&["image", "build", "-t", "broken:1", ctx.to_str().unwrap()]);
+    assert!(why.contains("Dockerfile:3"), "{why}");
+    assert!(why.contains("exit code: 3"), "{why}");
+    assert!(why.contains("about to fail"), "{why}");
+    e.fails(&["image", "inspect", "broken:1"]);
+
+    // A syntax error: the file and line, before anything runs.
+    std::fs::write(ctx.join("Dockerfile"), "FROM local/busybox:1\nRUN true\nFROBNICATE x\n").unwrap();
+    let why = e.fails(&["image", "build", "-t", "broken:1", ctx.to_str().unwrap()]);
+    assert!(why.contains("Dockerfile: line 3"), "{why}");
+    assert!(why.to_lowercase().contains("frobnicate"), "{why}");
+
+    // A source outside the context.
+    std::fs::write(ctx.join("Dockerfile"), "FROM local/busybox:1\nCOPY ../secret /x\n").unwrap();
+    let why = e.fails(&["image", "build", "-t", "broken:1", ctx.to_str().unwrap()]);
+    assert!(why.contains("outside the build context"), "{why}");
+    e.fails(&["image", "inspect", "broken:1"]);
+}
+
+#[test]
+fn compose_builds_what_it_needs_and_up_build_recreates_with_the_new_image() {
+    let e = Env::new("build", "compose");
+    busybox_image(&e, "local/busybox:1");
+    let app = e.dir.join("app");
+    std::fs::create_dir_all(app.join("web")).unwrap();
+    std::fs::write(
+        app.join("web/Dockerfile"),
+        "FROM local/busybox:1\nARG VERSION\nCOPY page.txt /page.txt\nRUN echo \"v$VERSION\" > /version\nCMD [\"sleep\", \"1000\"]\n",
+    )
+    .unwrap();
+    std::fs::write(app.join("web/page.txt"), "first\n").unwrap();
+    std::fs::write(
+        app.join("compose.yaml"),
+        "services:\n  web:\n    build:\n      context: web\n      args: {VERSION: \"7\"}\n",
+    )
+    .unwrap();
+    let d = app.display().to_string();
+    let stack = |args: &[&str]| e.out(&in_project(&d, args));
+    // Missing, so `up` builds it, named as compose names it.
+    stack(&["up", "-d"]);
+    let sh = |script: &str| stack(&["exec", "-T", "web", "sh", "-c", script]);
+    assert_eq!(sh("cat /page.txt /version"), "first\nv7\n");
+    e.out(&["image", "inspect", "app-web"]);
+    let id = stack(&["ps", "-q", "web"]);
+
+    // Changed: plain `up` keeps the container, `up --build` rebuilds and recreates it.
+    std::fs::write(app.join("web/page.txt"), "second\n").unwrap();
+    stack(&["up", "-d"]);
+    assert_eq!(stack(&["ps", "-q", "web"]), id);
+    stack(&["up", "-d", "--build"]);
+    assert_ne!(stack(&["ps", "-q", "web"]), id);
+    assert_eq!(sh("cat /page.txt"), "second\n");
+
+    // `stack build` with nothing changed: all from the cache.
+    let o = e.stack(&in_project(&d, &["build"]));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert!(all_cached(&err), "{err}");
+    stack(&["down"]);
+}

@@ -89,17 +89,30 @@ fn a_multi_stage_build_makes_the_image_and_its_cache_is_reused_until_a_change() 
     assert!(!first.contains("CACHED"), "{first}");
 
     // The default command, from the last stage.
-    assert_eq!(e.out(&["container", "run", "--rm", "built:1"]), "hey from run\n");
+    assert_eq!(
+        e.out(&["container", "run", "--rm", "built:1"]),
+        "hey from run\n"
+    );
     // Files each step made, with the owner and mode COPY was told.
-    assert_eq!(run(&e, "cat /here.txt /app/src/a.txt /app/src/b.txt"), "heredoc line\nhello\nworld\n");
-    assert_eq!(run(&e, "busybox stat -c '%u:%g %a' /owned.txt"), "1000:1000 600\n");
+    assert_eq!(
+        run(&e, "cat /here.txt /app/src/a.txt /app/src/b.txt"),
+        "heredoc line\nhello\nworld\n"
+    );
+    assert_eq!(
+        run(&e, "busybox stat -c '%u:%g %a' /owned.txt"),
+        "1000:1000 600\n"
+    );
     // A file a RUN removed is gone (a whiteout in its layer).
-    assert_eq!(run(&e, "test -e /etc/passwd && echo there || echo gone"), "gone\n");
+    assert_eq!(
+        run(&e, "test -e /etc/passwd && echo there || echo gone"),
+        "gone\n"
+    );
     // .dockerignore kept the key out of COPY . and the context's Dockerfile in.
     assert_eq!(run(&e, "busybox ls /ctx"), "Dockerfile\nsrc\n");
     assert_eq!(run(&e, "echo $APP; pwd"), "/app\n/app\n");
 
-    let img: serde_json::Value = serde_json::from_str(&e.out(&["image", "inspect", "built:1"])).unwrap();
+    let img: serde_json::Value =
+        serde_json::from_str(&e.out(&["image", "inspect", "built:1"])).unwrap();
     let cfg = &img["config"];
     assert_eq!(cfg["Cmd"], serde_json::json!(["cat", "/final.txt"]));
     assert_eq!(cfg["WorkingDir"], "/app");
@@ -110,7 +123,8 @@ fn a_multi_stage_build_makes_the_image_and_its_cache_is_reused_until_a_change() 
     // Nothing changed: every step from the cache, the same image.
     let (_, again) = build(&e, &ctx, &["--build-arg", "GREETING=hey"]);
     assert!(all_cached(&again), "{again}");
-    let same: serde_json::Value = serde_json::from_str(&e.out(&["image", "inspect", "built:1"])).unwrap();
+    let same: serde_json::Value =
+        serde_json::from_str(&e.out(&["image", "inspect", "built:1"])).unwrap();
     assert_eq!(same["diff_ids"], img["diff_ids"]);
     let _ = id;
 
@@ -125,10 +139,25 @@ fn a_multi_stage_build_makes_the_image_and_its_cache_is_reused_until_a_change() 
     // Another build argument: the RUN that sees it runs again.
     let (_, other) = build(&e, &ctx, &["--build-arg", "GREETING=hello"]);
     assert!(!cached(&other, "RUN echo"), "{other}");
-    assert_eq!(e.out(&["container", "run", "--rm", "built:1"]), "hello from run\n");
+    assert_eq!(
+        e.out(&["container", "run", "--rm", "built:1"]),
+        "hello from run\n"
+    );
+    // An image prune (the images the tag moved from go) leaves the build
+    // cache whole; `builder prune` empties it.
+    e.out(&["image", "prune"]);
+    let (_, kept) = build(&e, &ctx, &["--build-arg", "GREETING=hello"]);
+    assert!(all_cached(&kept), "{kept}");
+    let pruned = e.out(&["builder", "prune"]);
+    assert!(pruned.contains("Deleted build cache"), "{pruned}");
+    let (_, cold) = build(&e, &ctx, &["--build-arg", "GREETING=hello"]);
+    assert!(!cached(&cold, "RUN echo"), "{cold}");
+    assert_eq!(run(&e, "cat /here.txt"), "heredoc line\n");
     // No container of the build is left.
     let runs = e.root().join("build/containers");
-    let left: Vec<_> = std::fs::read_dir(&runs).map(|d| d.flatten().map(|e| e.path()).collect()).unwrap_or_default();
+    let left: Vec<_> = std::fs::read_dir(&runs)
+        .map(|d| d.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
     assert!(left.is_empty(), "{left:?}");
 }
 
@@ -150,13 +179,21 @@ fn a_failing_step_is_named_by_its_line_and_leaves_no_image() {
     e.fails(&["image", "inspect", "broken:1"]);
 
     // A syntax error: the file and line, before anything runs.
-    std::fs::write(ctx.join("Dockerfile"), "FROM local/busybox:1\nRUN true\nFROBNICATE x\n").unwrap();
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        "FROM local/busybox:1\nRUN true\nFROBNICATE x\n",
+    )
+    .unwrap();
     let why = e.fails(&["image", "build", "-t", "broken:1", ctx.to_str().unwrap()]);
     assert!(why.contains("Dockerfile: line 3"), "{why}");
     assert!(why.to_lowercase().contains("frobnicate"), "{why}");
 
     // A source outside the context.
-    std::fs::write(ctx.join("Dockerfile"), "FROM local/busybox:1\nCOPY ../secret /x\n").unwrap();
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        "FROM local/busybox:1\nCOPY ../secret /x\n",
+    )
+    .unwrap();
     let why = e.fails(&["image", "build", "-t", "broken:1", ctx.to_str().unwrap()]);
     assert!(why.contains("outside the build context"), "{why}");
     e.fails(&["image", "inspect", "broken:1"]);

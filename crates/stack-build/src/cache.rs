@@ -5,7 +5,7 @@
 //! store, changed under its lock; cache mounts live beside it.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 use stack_image::store::{chain_id, LayerParts, Store};
@@ -63,7 +63,10 @@ pub fn lookup(store: &Store, key: &str, parent: Option<&str>) -> Option<Option<L
         None => None,
         Some(blob) => {
             let chain = chain_id(parent, &e.diff_id);
-            if chain != e.chain_id || !store.layer_dir(&chain).is_dir() || !store.has_blob(&blob.digest) {
+            if chain != e.chain_id
+                || !store.layer_dir(&chain).is_dir()
+                || !store.has_blob(&blob.digest)
+            {
                 return None;
             }
             Some(LayerParts {
@@ -110,15 +113,20 @@ pub fn usage(store: &Store) -> (usize, u64) {
     (idx.steps.len(), idx.steps.values().map(|e| e.size).sum())
 }
 
-/// Whether a path of the store (a layer directory or a blob) belongs to
-/// the cache: an image prune leaves it; `stack builder prune` removes it.
-pub fn holds(store: &Store, path: &Path) -> bool {
-    let idx = read(store);
-    let name = path.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
-    idx.steps.values().any(|e| {
-        e.blob.as_ref().is_some_and(|b| b.digest.trim_start_matches("sha256:") == name)
-            || e.chain_id.trim_start_matches("sha256:") == name
-    })
+/// The names in the store (layer directories by chain id, blobs by
+/// digest, without `sha256:`) the cache holds: an image prune leaves them;
+/// `stack builder prune` removes them.
+pub fn held(store: &Store) -> std::collections::BTreeSet<String> {
+    let short = |d: &str| d.trim_start_matches("sha256:").to_string();
+    read(store)
+        .steps
+        .values()
+        .flat_map(|e| {
+            let blob = e.blob.as_ref().map(|b| short(&b.digest));
+            blob.into_iter().chain([short(&e.chain_id)])
+        })
+        .filter(|n| !n.is_empty())
+        .collect()
 }
 
 /// Forgets every entry (`stack builder prune`): the layers and blobs

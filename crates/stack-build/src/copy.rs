@@ -22,7 +22,10 @@ use crate::view::{parts, View};
 /// Where a COPY reads from.
 pub enum Source<'a> {
     /// A directory on the host (the context), minus what `ignore` excludes.
-    Dir { root: &'a Path, ignore: &'a Patterns },
+    Dir {
+        root: &'a Path,
+        ignore: &'a Patterns,
+    },
     /// A stage's or an image's file system.
     View(&'a View),
 }
@@ -115,7 +118,9 @@ impl Source<'_> {
         if !wild {
             return match self.resolve(&clean) {
                 Some(real) => Ok(vec![Found { rel: clean, real }]),
-                None => bail!("`{arg}`: not found in the build context (or excluded by .dockerignore)"),
+                None => {
+                    bail!("`{arg}`: not found in the build context (or excluded by .dockerignore)")
+                }
             };
         }
         let pattern = Patterns::from_list(&[clean.to_string_lossy().to_string()])
@@ -213,8 +218,22 @@ pub struct Apply {
 /// Copies `found` from `src` to `dest` (a path in `layer`, the new
 /// layer's directory): a directory's contents into `dest`, anything else
 /// as `dest`.
-pub fn copy(src: &Source, found: &Found, layer: &Path, dest: &Path, how: &Apply) -> anyhow::Result<()> {
-    copy_at(src, &found.rel, &found.real, layer, dest, Path::new(""), how)
+pub fn copy(
+    src: &Source,
+    found: &Found,
+    layer: &Path,
+    dest: &Path,
+    how: &Apply,
+) -> anyhow::Result<()> {
+    copy_at(
+        src,
+        &found.rel,
+        &found.real,
+        layer,
+        dest,
+        Path::new(""),
+        how,
+    )
 }
 
 fn copy_at(
@@ -239,7 +258,15 @@ fn copy_at(
             if how.excludes.excludes(&inner.to_string_lossy()) {
                 continue;
             }
-            copy_at(src, &rel.join(&name), &real.join(&name), layer, &dest.join(&name), &inner, how)?;
+            copy_at(
+                src,
+                &rel.join(&name),
+                &real.join(&name),
+                layer,
+                &dest.join(&name),
+                &inner,
+                how,
+            )?;
         }
     } else {
         if let Ok(m) = fs::symlink_metadata(&target) {
@@ -282,7 +309,13 @@ fn finish(target: &Path, md: &fs::Metadata, how: &Apply) -> anyhow::Result<()> {
         fs::set_permissions(target, fs::Permissions::from_mode(mode))?;
     }
     let t = TimeSpec::new(md.mtime(), md.mtime_nsec());
-    utimensat(nix::fcntl::AT_FDCWD, target, &t, &t, UtimensatFlags::NoFollowSymlink)?;
+    utimensat(
+        nix::fcntl::AT_FDCWD,
+        target,
+        &t,
+        &t,
+        UtimensatFlags::NoFollowSymlink,
+    )?;
     Ok(())
 }
 

@@ -17,7 +17,11 @@ pub const LAYER_TAR: &str = "application/vnd.oci.image.layer.v1.tar";
 
 /// Writes `dir` as a layer on top of `parent` (a chain id) into `store`.
 /// `None` when `dir` holds nothing: the step made no change.
-pub fn commit(store: &Store, dir: &Path, parent: Option<&str>) -> anyhow::Result<Option<LayerParts>> {
+pub fn commit(
+    store: &Store,
+    dir: &Path,
+    parent: Option<&str>,
+) -> anyhow::Result<Option<LayerParts>> {
     if fs::read_dir(dir)?.next().is_none() {
         return Ok(None);
     }

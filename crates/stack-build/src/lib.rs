@@ -27,7 +27,7 @@ use stack_dockerfile::{Command, Copy, Dockerfile, Form, Healthcheck, Instruction
 use stack_image::store::{LayerParts, Store};
 use stack_image::Image;
 
-pub use cache::{clear as prune_cache, holds as cache_holds, usage as cache_usage};
+pub use cache::{clear as prune_cache, held as cache_held, usage as cache_usage};
 pub use view::View;
 
 /// What to build.
@@ -84,12 +84,23 @@ pub trait Sandbox {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Event {
     /// A step begins: `[stage 2/5] RUN apk add curl`.
-    Step { n: usize, title: String },
+    Step {
+        n: usize,
+        title: String,
+    },
     /// A line of a RUN's output.
-    Line { n: usize, text: String },
+    Line {
+        n: usize,
+        text: String,
+    },
     /// Reused from the cache.
-    Cached { n: usize },
-    Done { n: usize, seconds: f64 },
+    Cached {
+        n: usize,
+    },
+    Done {
+        n: usize,
+        seconds: f64,
+    },
     Warning(String),
 }
 
@@ -108,7 +119,8 @@ pub fn build(
         Some(t) => ("Dockerfile".to_string(), t.clone()),
         None => {
             let p = req.context.join(&req.dockerfile);
-            let t = std::fs::read_to_string(&p).with_context(|| format!("cannot read {}", p.display()))?;
+            let t = std::fs::read_to_string(&p)
+                .with_context(|| format!("cannot read {}", p.display()))?;
             (req.dockerfile.display().to_string(), t)
         }
     };
@@ -158,7 +170,11 @@ pub fn build(
     if !unused.is_empty() {
         say(Event::Warning(format!(
             "one or more build args were not consumed: {}",
-            unused.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
+            unused
+                .iter()
+                .map(|s| s.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
         )));
     }
     Ok(image)
@@ -252,13 +268,20 @@ impl State {
     }
 
     fn get(&self, key: &str) -> Option<&Value> {
-        self.config.get("config").and_then(|c| c.get(key)).filter(|v| !v.is_null())
+        self.config
+            .get("config")
+            .and_then(|c| c.get(key))
+            .filter(|v| !v.is_null())
     }
 
     fn env(&self) -> Vec<String> {
         self.get("Env")
             .and_then(Value::as_array)
-            .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|v| v.as_str().map(str::to_string))
+                    .collect()
+            })
             .unwrap_or_default()
     }
 
@@ -290,7 +313,13 @@ impl State {
     }
 
     fn view(&self, store: &Store) -> View {
-        View::new(self.layers.iter().rev().map(|l| store.layer_dir(&l.chain_id)).collect())
+        View::new(
+            self.layers
+                .iter()
+                .rev()
+                .map(|l| store.layer_dir(&l.chain_id))
+                .collect(),
+        )
     }
 
     /// The key of this state: what any step's cache key starts from.
@@ -300,7 +329,12 @@ impl State {
         for l in &self.layers {
             h.update(l.chain_id.as_bytes());
         }
-        h.update(self.config.get("config").map(Value::to_string).unwrap_or_default());
+        h.update(
+            self.config
+                .get("config")
+                .map(Value::to_string)
+                .unwrap_or_default(),
+        );
         h.update(serde_json::to_string(&self.args).unwrap_or_default());
         h.update(self.shell.join("\0"));
         hex(h)
@@ -316,7 +350,11 @@ impl State {
             entry["empty_layer"] = json!(true);
         }
         let root = self.config.as_object_mut().expect("an object");
-        if let Some(h) = root.entry("history").or_insert_with(|| json!([])).as_array_mut() {
+        if let Some(h) = root
+            .entry("history")
+            .or_insert_with(|| json!([]))
+            .as_array_mut()
+        {
             h.push(entry);
         }
     }
@@ -384,11 +422,14 @@ impl Builder<'_> {
         }
         let stage = self.df.stages[i].clone();
         let label = stage.name.clone().unwrap_or_else(|| format!("stage-{i}"));
-        let base = stack_dockerfile::expand::word(&stage.base, self.escape, &|n| self.global.get(n).cloned())
-            .map_err(|e| anyhow!("{}:{}: FROM: {e}", self.file, stage.line))?;
+        let base = stack_dockerfile::expand::word(&stage.base, self.escape, &|n| {
+            self.global.get(n).cloned()
+        })
+        .map_err(|e| anyhow!("{}:{}: FROM: {e}", self.file, stage.line))?;
         if let Some(p) = &stage.platform {
-            let p = stack_dockerfile::expand::word(p, self.escape, &|n| self.global.get(n).cloned())
-                .map_err(|e| anyhow!("{}:{}: FROM: {e}", self.file, stage.line))?;
+            let p =
+                stack_dockerfile::expand::word(p, self.escape, &|n| self.global.get(n).cloned())
+                    .map_err(|e| anyhow!("{}:{}: FROM: {e}", self.file, stage.line))?;
             let host = format!("linux/{}", stack_image::registry::host_arch());
             if p != host {
                 bail!("{}:{}: FROM --platform={p}: stack builds for this host's platform only ({host})", self.file, stage.line);
@@ -404,7 +445,11 @@ impl Builder<'_> {
         let triggers: Vec<String> = s
             .get("OnBuild")
             .and_then(Value::as_array)
-            .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|v| v.as_str().map(str::to_string))
+                    .collect()
+            })
             .unwrap_or_default();
         s.cfg().remove("OnBuild");
         for t in triggers {
@@ -412,7 +457,12 @@ impl Builder<'_> {
                 .map_err(|e| anyhow!("{base}: ONBUILD {t}: {e}"))?;
             for ins in &parsed.stages[0].instructions {
                 self.step(&mut s, ins, &format!("[{label} onbuild]"))
-                    .with_context(|| format!("{}:{}: ONBUILD trigger of {base}: {t}", self.file, stage.line))?;
+                    .with_context(|| {
+                        format!(
+                            "{}:{}: ONBUILD trigger of {base}: {t}",
+                            self.file, stage.line
+                        )
+                    })?;
             }
         }
         for (k, ins) in stage.instructions.iter().enumerate() {
@@ -441,7 +491,10 @@ impl Builder<'_> {
                 s.cfg().insert("Env".into(), json!(env));
             }
             if let Some(sh) = s.get("Shell").and_then(Value::as_array) {
-                s.shell = sh.iter().filter_map(|v| v.as_str().map(str::to_string)).collect();
+                s.shell = sh
+                    .iter()
+                    .filter_map(|v| v.as_str().map(str::to_string))
+                    .collect();
             }
             s
         };
@@ -455,7 +508,12 @@ impl Builder<'_> {
             });
             return Ok(fresh(config, "scratch".into(), Vec::new()));
         }
-        if let Some(i) = self.df.stages.iter().position(|s| s.name.as_deref() == Some(&base.to_ascii_lowercase())) {
+        if let Some(i) = self
+            .df
+            .stages
+            .iter()
+            .position(|s| s.name.as_deref() == Some(&base.to_ascii_lowercase()))
+        {
             let mut s = self.stage(i)?;
             s.args.clear();
             s.cmd_set = false;
@@ -473,7 +531,13 @@ impl Builder<'_> {
         match &ins.command {
             Command::Run(r) => return self.run(s, r, &title, &ins.original),
             Command::Copy(c) | Command::Add(c) => {
-                return self.copy(s, c, matches!(ins.command, Command::Add(_)), &title, &ins.original)
+                return self.copy(
+                    s,
+                    c,
+                    matches!(ins.command, Command::Add(_)),
+                    &title,
+                    &ins.original,
+                )
             }
             Command::Workdir(w) => {
                 let w = self.expand(s, w)?;
@@ -521,7 +585,11 @@ impl Builder<'_> {
                 let mut ports = s.get("ExposedPorts").cloned().unwrap_or_else(|| json!({}));
                 for w in words {
                     for p in self.expand_words(s, w)? {
-                        let p = if p.contains('/') { p } else { format!("{p}/tcp") };
+                        let p = if p.contains('/') {
+                            p
+                        } else {
+                            format!("{p}/tcp")
+                        };
                         ports[p] = json!({});
                     }
                 }
@@ -572,7 +640,9 @@ impl Builder<'_> {
                         retries,
                     } => {
                         let test: Vec<String> = match test {
-                            Form::Exec(v) => std::iter::once("CMD".to_string()).chain(v.clone()).collect(),
+                            Form::Exec(v) => std::iter::once("CMD".to_string())
+                                .chain(v.clone())
+                                .collect(),
                             Form::Shell(t) => vec!["CMD-SHELL".into(), t.clone()],
                         };
                         let mut v = json!({"Test": test});
@@ -662,7 +732,13 @@ impl Builder<'_> {
         Ok(())
     }
 
-    fn run(&self, s: &mut State, r: &stack_dockerfile::Run, title: &str, original: &str) -> anyhow::Result<()> {
+    fn run(
+        &self,
+        s: &mut State,
+        r: &stack_dockerfile::Run,
+        title: &str,
+        original: &str,
+    ) -> anyhow::Result<()> {
         let mut extra_mounts = Vec::new();
         let args: Vec<String> = match &r.form {
             Form::Exec(v) => v.clone(),
@@ -676,13 +752,23 @@ impl Builder<'_> {
                     let dir = self.store.tmp_dir("heredoc")?;
                     let file = dir.join(&r.heredocs[0].name);
                     std::fs::write(&file, &r.heredocs[0].body)?;
-                    std::os::unix::fs::PermissionsExt::set_mode(&mut std::fs::metadata(&file)?.permissions(), 0o755);
-                    std::fs::set_permissions(&file, std::os::unix::fs::PermissionsExt::from_mode(0o755))?;
+                    std::os::unix::fs::PermissionsExt::set_mode(
+                        &mut std::fs::metadata(&file)?.permissions(),
+                        0o755,
+                    );
+                    std::fs::set_permissions(
+                        &file,
+                        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+                    )?;
                     let target = format!("/dev/pipes/{}", r.heredocs[0].name);
                     extra_mounts.push((bind(&file, &target, true), dir));
                     vec![target]
                 } else if lone {
-                    s.shell.iter().cloned().chain([r.heredocs[0].body.clone()]).collect()
+                    s.shell
+                        .iter()
+                        .cloned()
+                        .chain([r.heredocs[0].body.clone()])
+                        .collect()
                 } else {
                     let mut script = text.clone();
                     for h in &r.heredocs {
@@ -716,14 +802,17 @@ impl Builder<'_> {
         }
         let mut key = Sha256::new();
         key.update(s.key());
-        key.update(serde_json::to_string(&json!([args, env, network, r.security]))?);
+        key.update(serde_json::to_string(&json!([
+            args, env, network, r.security
+        ]))?);
         let mut mounts = Vec::new();
         let mut cleanup: Vec<PathBuf> = extra_mounts.iter().map(|(_, d)| d.clone()).collect();
         let mut locks = Vec::new();
         for m in &r.mounts {
             let text = self.expand(s, m)?;
             key.update(text.as_bytes());
-            let m = stack_dockerfile::parse_mount(&text).map_err(|e| anyhow!("--mount={text}: {e}"))?;
+            let m =
+                stack_dockerfile::parse_mount(&text).map_err(|e| anyhow!("--mount={text}: {e}"))?;
             match self.mount(s, &m, &mut key, &mut cleanup, &mut locks, &mut env) {
                 Ok(Some(mount)) => mounts.push(mount),
                 Ok(None) => {}
@@ -738,46 +827,63 @@ impl Builder<'_> {
         mounts.extend(extra_mounts.into_iter().map(|(m, _)| m));
         let view = s.view(self.store);
         let cwd = s.workdir();
-        let user = s.get("User").and_then(Value::as_str).unwrap_or("").to_string();
+        let user = s
+            .get("User")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
         let privileged = r.security.as_deref() == Some("insecure");
         let key = format!("run:{}", hex(key));
-        let result = self.layered(s, title, &format!("RUN {}", original.trim_start_matches("RUN ").trim()), key, &mut |n| {
-            let id = stack_sys::random_hex(32)?;
-            let (mode, resolv, mut hosts) = match network.as_str() {
-                "none" => (stack_runtime::NetworkMode::New, None, Vec::new()),
-                "host" => (stack_runtime::NetworkMode::Host, None, Vec::new()),
-                _ => {
-                    let w = self.sandbox.connect(&id)?;
-                    (stack_runtime::NetworkMode::Path(w.netns), Some(w.resolv_conf), w.hosts)
+        let result = self.layered(
+            s,
+            title,
+            &format!("RUN {}", original.trim_start_matches("RUN ").trim()),
+            key,
+            &mut |n| {
+                let id = stack_sys::random_hex(32)?;
+                let (mode, resolv, mut hosts) = match network.as_str() {
+                    "none" => (stack_runtime::NetworkMode::New, None, Vec::new()),
+                    "host" => (stack_runtime::NetworkMode::Host, None, Vec::new()),
+                    _ => {
+                        let w = self.sandbox.connect(&id)?;
+                        (
+                            stack_runtime::NetworkMode::Path(w.netns),
+                            Some(w.resolv_conf),
+                            w.hosts,
+                        )
+                    }
+                };
+                for h in &self.req.extra_hosts {
+                    if let Some((name, ip)) = h.split_once([':', '=']) {
+                        hosts.push(format!("{ip}\t{name}"));
+                    }
                 }
-            };
-            for h in &self.req.extra_hosts {
-                if let Some((name, ip)) = h.split_once([':', '=']) {
-                    hosts.push(format!("{ip}\t{name}"));
+                let step = run::Step {
+                    view: view.clone(),
+                    args: args.clone(),
+                    env: env.clone(),
+                    cwd: cwd.clone(),
+                    user: user.clone(),
+                    network: mode,
+                    resolv_conf: resolv,
+                    hosts,
+                    mounts: mounts.clone(),
+                    privileged,
+                };
+                let say = self.say;
+                let ran = run::run(self.runs, &self.empty, &id, step, &mut |l| {
+                    say(Event::Line {
+                        n,
+                        text: l.to_string(),
+                    })
+                });
+                if network == "default" {
+                    self.sandbox.disconnect(&id);
                 }
-            }
-            let step = run::Step {
-                view: view.clone(),
-                args: args.clone(),
-                env: env.clone(),
-                cwd: cwd.clone(),
-                user: user.clone(),
-                network: mode,
-                resolv_conf: resolv,
-                hosts,
-                mounts: mounts.clone(),
-                privileged,
-            };
-            let say = self.say;
-            let ran = run::run(self.runs, &self.empty, &id, step, &mut |l| {
-                say(Event::Line { n, text: l.to_string() })
-            });
-            if network == "default" {
-                self.sandbox.disconnect(&id);
-            }
-            let dir = ran?;
-            Ok(Some((dir.join("upper"), dir)))
-        });
+                let dir = ran?;
+                Ok(Some((dir.join("upper"), dir)))
+            },
+        );
         drop(locks);
         for d in &cleanup {
             let _ = std::fs::remove_dir_all(d);
@@ -816,8 +922,15 @@ impl Builder<'_> {
                 let dir = cache::dir(self.store).join("mounts").join(&hex(h)[..24]);
                 if !dir.exists() {
                     std::fs::create_dir_all(&dir)?;
-                    std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(m.mode.unwrap_or(0o755)))?;
-                    nix::unistd::chown(&dir, Some(m.uid.unwrap_or(0).into()), Some(m.gid.unwrap_or(0).into()))?;
+                    std::fs::set_permissions(
+                        &dir,
+                        std::os::unix::fs::PermissionsExt::from_mode(m.mode.unwrap_or(0o755)),
+                    )?;
+                    nix::unistd::chown(
+                        &dir,
+                        Some(m.uid.unwrap_or(0).into()),
+                        Some(m.gid.unwrap_or(0).into()),
+                    )?;
                 }
                 if m.sharing == stack_dockerfile::Sharing::Locked {
                     locks.push(stack_sys::lock(&dir.with_extension("lock"), true)?);
@@ -843,8 +956,15 @@ impl Builder<'_> {
                 cleanup.push(tmp.clone());
                 let file = tmp.join("secret");
                 std::fs::write(&file, content)?;
-                std::fs::set_permissions(&file, std::os::unix::fs::PermissionsExt::from_mode(m.mode.unwrap_or(0o400)))?;
-                nix::unistd::chown(&file, Some(m.uid.unwrap_or(0).into()), Some(m.gid.unwrap_or(0).into()))?;
+                std::fs::set_permissions(
+                    &file,
+                    std::os::unix::fs::PermissionsExt::from_mode(m.mode.unwrap_or(0o400)),
+                )?;
+                nix::unistd::chown(
+                    &file,
+                    Some(m.uid.unwrap_or(0).into()),
+                    Some(m.gid.unwrap_or(0).into()),
+                )?;
                 bind(&file, &target(format!("/run/secrets/{id}")), true)
             }
             MountKind::Ssh => bail!("ssh mounts are not supported yet"),
@@ -908,8 +1028,19 @@ impl Builder<'_> {
         Ok(From::View(View::new(self.store.lower_dirs(&img)), img.id))
     }
 
-    fn copy(&self, s: &mut State, c: &Copy, add: bool, title: &str, original: &str) -> anyhow::Result<()> {
-        let sources: Vec<String> = c.sources.iter().map(|x| self.expand(s, x)).collect::<Result<_, _>>()?;
+    fn copy(
+        &self,
+        s: &mut State,
+        c: &Copy,
+        add: bool,
+        title: &str,
+        original: &str,
+    ) -> anyhow::Result<()> {
+        let sources: Vec<String> = c
+            .sources
+            .iter()
+            .map(|x| self.expand(s, x))
+            .collect::<Result<_, _>>()?;
         let dest = self.expand(s, &c.dest)?;
         let workdir = s.workdir();
         let dest_path = Path::new(&workdir).join(&dest);
@@ -926,7 +1057,11 @@ impl Builder<'_> {
             From::View(v, _) => copy::Source::View(v),
         };
         let excludes = {
-            let e: Vec<String> = c.excludes.iter().map(|x| self.expand(s, x)).collect::<Result<_, _>>()?;
+            let e: Vec<String> = c
+                .excludes
+                .iter()
+                .map(|x| self.expand(s, x))
+                .collect::<Result<_, _>>()?;
             Patterns::from_list(&e).map_err(anyhow::Error::msg)?
         };
         let view = s.view(self.store);
@@ -938,14 +1073,17 @@ impl Builder<'_> {
                     Some((u, g)) => (u.to_string(), Some(g.to_string())),
                     None => (o.clone(), None),
                 };
-                let (uid, _) = view
-                    .lookup_id("passwd", &user)
-                    .ok_or_else(|| anyhow!("--chown={o}: no user `{user}` in the image's /etc/passwd"))?;
+                let (uid, _) = view.lookup_id("passwd", &user).ok_or_else(|| {
+                    anyhow!("--chown={o}: no user `{user}` in the image's /etc/passwd")
+                })?;
                 let gid = match group {
-                    Some(g) => view
-                        .lookup_id("group", &g)
-                        .ok_or_else(|| anyhow!("--chown={o}: no group `{g}` in the image's /etc/group"))?
-                        .0,
+                    Some(g) => {
+                        view.lookup_id("group", &g)
+                            .ok_or_else(|| {
+                                anyhow!("--chown={o}: no group `{g}` in the image's /etc/group")
+                            })?
+                            .0
+                    }
                     None => uid,
                 };
                 (uid, gid)
@@ -955,12 +1093,16 @@ impl Builder<'_> {
         let mut found = Vec::new();
         let mut key = Sha256::new();
         key.update(s.key());
-        key.update(serde_json::to_string(&json!([add, sources, dest_path, owner, chmod, c.excludes, c.parents, c.unpack]))?);
+        key.update(serde_json::to_string(&json!([
+            add, sources, dest_path, owner, chmod, c.excludes, c.parents, c.unpack
+        ]))?);
         if let From::View(_, k) = &source {
             key.update(k.as_bytes());
         }
         for x in &sources {
-            if add && (x.starts_with("http://") || x.starts_with("https://") || x.starts_with("git@")) {
+            if add
+                && (x.starts_with("http://") || x.starts_with("https://") || x.starts_with("git@"))
+            {
                 bail!("ADD {x}: sources from URLs are not supported yet (download them in a RUN, or COPY them from the context)");
             }
             for f in src.find(x)? {
@@ -971,7 +1113,11 @@ impl Builder<'_> {
         }
         let mut heredocs = Vec::new();
         for h in &c.heredocs {
-            let body = if h.expand { self.expand_heredoc(s, &h.body)? } else { h.body.clone() };
+            let body = if h.expand {
+                self.expand_heredoc(s, &h.body)?
+            } else {
+                h.body.clone()
+            };
             key.update(h.name.as_bytes());
             key.update(body.as_bytes());
             heredocs.push((h.name.clone(), body));
@@ -1003,23 +1149,39 @@ impl Builder<'_> {
                         dest_path.clone()
                     };
                     copy::parents(&layer, &view, to.parent().unwrap_or(Path::new("/")))?;
-                    if add && c.unpack != Some(false) && from.is_none() && !is_dir && copy::is_archive(&f.real) {
+                    if add
+                        && c.unpack != Some(false)
+                        && from.is_none()
+                        && !is_dir
+                        && copy::is_archive(&f.real)
+                    {
                         copy::parents(&layer, &view, &to.with_file_name(""))?;
                         let out = layer.join(dest_path.strip_prefix("/").unwrap_or(&dest_path));
                         std::fs::create_dir_all(&out)?;
                         let file = std::fs::File::open(&f.real)?;
-                        stack_image::unpack::unpack(&f.rel.display().to_string(), stack_image::store::decompress(file)?, &out)?;
+                        stack_image::unpack::unpack(
+                            &f.rel.display().to_string(),
+                            stack_image::store::decompress(file)?,
+                            &out,
+                        )?;
                         continue;
                     }
                     copy::copy(&src, f, &layer, &to, &apply)?;
                 }
                 for (name, body) in &heredocs {
-                    let to = if dest_is_dir { dest_path.join(name) } else { dest_path.clone() };
+                    let to = if dest_is_dir {
+                        dest_path.join(name)
+                    } else {
+                        dest_path.clone()
+                    };
                     copy::parents(&layer, &view, to.parent().unwrap_or(Path::new("/")))?;
                     let at = layer.join(to.strip_prefix("/").unwrap_or(&to));
                     std::fs::write(&at, body)?;
                     let mode = apply.chmod.as_ref().map_or(0o644, |f| f(0o644, false));
-                    std::fs::set_permissions(&at, std::os::unix::fs::PermissionsExt::from_mode(mode))?;
+                    std::fs::set_permissions(
+                        &at,
+                        std::os::unix::fs::PermissionsExt::from_mode(mode),
+                    )?;
                     nix::unistd::chown(&at, Some(owner.0.into()), Some(owner.1.into()))?;
                 }
                 Ok(())
@@ -1080,7 +1242,9 @@ impl Builder<'_> {
         s.config["created"] = json!(now());
         let bytes = serde_json::to_vec(&s.config)?;
         let (digest, _) = self.store.write_blob(None, &bytes[..])?;
-        Ok(self.store.record(self.req.tags.clone(), &digest, s.layers, None)?)
+        Ok(self
+            .store
+            .record(self.req.tags.clone(), &digest, s.layers, None)?)
     }
 }
 
@@ -1106,11 +1270,15 @@ fn bind(source: &Path, target: &str, read_only: bool) -> stack_runtime::Mount {
 fn image_layers(img: &Image) -> Vec<LayerParts> {
     (0..img.chain_ids.len())
         .map(|i| LayerParts {
-            blob: img.layers.get(i).cloned().unwrap_or_else(|| stack_image::Blob {
-                media_type: layer::LAYER_TAR.into(),
-                digest: img.diff_ids[i].clone(),
-                size: 0,
-            }),
+            blob: img
+                .layers
+                .get(i)
+                .cloned()
+                .unwrap_or_else(|| stack_image::Blob {
+                    media_type: layer::LAYER_TAR.into(),
+                    digest: img.diff_ids[i].clone(),
+                    size: 0,
+                }),
             diff_id: img.diff_ids[i].clone(),
             chain_id: img.chain_ids[i].clone(),
             size: img.layer_sizes.get(i).copied().unwrap_or(0),

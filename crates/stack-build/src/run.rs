@@ -32,7 +32,13 @@ pub struct Step {
 /// apart from the user's containers). Returns the container's directory,
 /// whose `upper` holds the changes; its caller commits and removes it.
 /// `line` gets each line of output as it comes.
-pub fn run(runs: &Path, empty: &Path, id: &str, step: Step, line: &mut dyn FnMut(&str)) -> anyhow::Result<PathBuf> {
+pub fn run(
+    runs: &Path,
+    empty: &Path,
+    id: &str,
+    step: Step,
+    line: &mut dyn FnMut(&str),
+) -> anyhow::Result<PathBuf> {
     let mut layers = step.view.layers.clone();
     let rootfs = if layers.is_empty() {
         empty.to_path_buf()
@@ -62,8 +68,14 @@ pub fn run(runs: &Path, empty: &Path, id: &str, step: Step, line: &mut dyn FnMut
     let (tx, rx) = mpsc::channel::<String>();
     let mut readers = Vec::new();
     let streams: Vec<Box<dyn Read + Send>> = [
-        piped.stdout.take().map(|s| Box::new(s) as Box<dyn Read + Send>),
-        piped.stderr.take().map(|s| Box::new(s) as Box<dyn Read + Send>),
+        piped
+            .stdout
+            .take()
+            .map(|s| Box::new(s) as Box<dyn Read + Send>),
+        piped
+            .stderr
+            .take()
+            .map(|s| Box::new(s) as Box<dyn Read + Send>),
     ]
     .into_iter()
     .flatten()
@@ -101,11 +113,18 @@ pub fn run(runs: &Path, empty: &Path, id: &str, step: Step, line: &mut dyn FnMut
 /// Takes out of `upper` the empty mount points the runtime made that the
 /// image does not have, and directories left empty by that.
 fn tidy(upper: &Path, view: &View, targets: &[String], cwd: &str) {
-    let mut made: Vec<String> = ["/proc", "/sys", "/dev", "/etc/hosts", "/etc/resolv.conf", "/etc/hostname"]
-        .iter()
-        .map(|s| s.to_string())
-        .chain(targets.iter().cloned())
-        .collect();
+    let mut made: Vec<String> = [
+        "/proc",
+        "/sys",
+        "/dev",
+        "/etc/hosts",
+        "/etc/resolv.conf",
+        "/etc/hostname",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .chain(targets.iter().cloned())
+    .collect();
     made.retain(|p| p != cwd);
     for p in made {
         let mut p = PathBuf::from(&p);

@@ -154,7 +154,9 @@ impl View {
                 .unwrap_or(n);
             return Some((n, gid));
         }
-        let f = self.entries(file).find(|f| f.first().map(String::as_str) == Some(who))?;
+        let f = self
+            .entries(file)
+            .find(|f| f.first().map(String::as_str) == Some(who))?;
         let id = f.get(2)?.parse().ok()?;
         let gid = f.get(3).and_then(|v| v.parse().ok()).unwrap_or(id);
         Some((id, gid))
@@ -200,7 +202,10 @@ mod tests {
         mknod(&high.join("a/y"), SFlag::S_IFCHR, Mode::empty(), 0).unwrap();
         xattr::set(high.join("b"), "trusted.overlay.opaque", b"y").unwrap();
         let v = View::new(vec![high.clone(), low.clone()]);
-        assert_eq!(fs::read_to_string(v.find(Path::new("/a/x")).unwrap()).unwrap(), "high");
+        assert_eq!(
+            fs::read_to_string(v.find(Path::new("/a/x")).unwrap()).unwrap(),
+            "high"
+        );
         assert_eq!(v.find(Path::new("/a/y")), None);
         assert_eq!(v.find(Path::new("/b/old")), None);
         assert_eq!(v.find(Path::new("/c/kept")), Some(low.join("c/kept")));
@@ -209,7 +214,11 @@ mod tests {
         assert_eq!(v.read_dir(Path::new("/b")), ["new"]);
         assert_eq!(v.read_dir(Path::new("/")), ["a", "b", "c"]);
         fs::create_dir_all(low.join("etc")).unwrap();
-        fs::write(low.join("etc/passwd"), "root:x:0:0::/root:/bin/sh\napp:x:1000:1001::/:/bin/sh\n").unwrap();
+        fs::write(
+            low.join("etc/passwd"),
+            "root:x:0:0::/root:/bin/sh\napp:x:1000:1001::/:/bin/sh\n",
+        )
+        .unwrap();
         assert_eq!(v.lookup_id("passwd", "app"), Some((1000, 1001)));
         assert_eq!(v.lookup_id("passwd", "1000"), Some((1000, 1001)));
         assert_eq!(v.lookup_id("passwd", "nobody"), None);

@@ -49,7 +49,11 @@ impl Printer {
                 eprintln!("#{n} {title}");
             }
             Event::Line { n, text } => {
-                let t = self.started.borrow().get(&n).map_or(0.0, |t| t.elapsed().as_secs_f64());
+                let t = self
+                    .started
+                    .borrow()
+                    .get(&n)
+                    .map_or(0.0, |t| t.elapsed().as_secs_f64());
                 eprintln!("#{n} {t:.3} {text}");
             }
             Event::Cached { n } => eprintln!("#{n} CACHED"),
@@ -129,7 +133,11 @@ pub fn image(a: &BuildArgs) -> anyhow::Result<()> {
         no_cache: a.no_cache,
         pull: a.pull,
         labels: pairs(&a.labels),
-        secrets: a.secrets.iter().map(|s| secret(s)).collect::<Result<_, _>>()?,
+        secrets: a
+            .secrets
+            .iter()
+            .map(|s| secret(s))
+            .collect::<Result<_, _>>()?,
         network: a.network.clone(),
         extra_hosts: a.add_hosts.clone(),
         platform: a.platform.clone(),
@@ -222,7 +230,12 @@ pub fn services(g: &Global, a: &ComposeBuildArgs) -> anyhow::Result<()> {
 /// The builds `up` makes first: with `--build` every selected service that
 /// builds, else those whose image is missing or whose `pull_policy` is
 /// `build`. The services whose image changed (to be recreated).
-pub fn for_up(project: &stack_model::Project, services: &[String], all: bool, none: bool) -> anyhow::Result<Vec<String>> {
+pub fn for_up(
+    project: &stack_model::Project,
+    services: &[String],
+    all: bool,
+    none: bool,
+) -> anyhow::Result<Vec<String>> {
     let host = Host::new(crate::client::stack_root());
     let store = host.images()?;
     let keep = stack_graph::Graph::from_project(project).with_dependencies(services);
@@ -242,4 +255,17 @@ pub fn for_up(project: &stack_model::Project, services: &[String], all: bool, no
         return Ok(Vec::new());
     }
     build_services(&host, project, &names, &|_| {}, false)
+}
+
+/// `stack builder prune`.
+pub fn builder(cmd: &crate::cli::BuilderCommand) -> anyhow::Result<()> {
+    let crate::cli::BuilderCommand::Prune { .. } = cmd;
+    let host = Host::new(crate::client::stack_root());
+    let (steps, c) = stack_host::images::prune_build_cache(&host)?;
+    println!(
+        "Deleted build cache: {steps} steps, {} layers, {} blobs",
+        c.layers, c.blobs
+    );
+    println!("Total reclaimed space: {:.1}MB", c.bytes as f64 / 1e6);
+    Ok(())
 }

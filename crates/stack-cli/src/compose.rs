@@ -44,7 +44,8 @@ pub fn up(g: &Global, args: &UpArgs) -> anyhow::Result<i32> {
         bail!("cannot watch a stack file read from standard input");
     }
     let mut watch = loaded_request(g)?;
-    let rebuilt = crate::build::for_up(&watch.up.project, &args.services, args.build, args.no_build)?;
+    let rebuilt =
+        crate::build::for_up(&watch.up.project, &args.services, args.build, args.no_build)?;
     let base = watch.up.clone();
     if let Some(s) = &args.exit_code_from {
         if !base.project.services.contains_key(s) {

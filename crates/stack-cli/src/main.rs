@@ -3,8 +3,8 @@
 //! This binary parses the command line and wires the crates together; it is
 //! the one place that prints.
 
-mod cli;
 mod build;
+mod cli;
 mod client;
 mod compose;
 mod config;
@@ -58,6 +58,7 @@ fn main() -> ExitCode {
         cli::Command::Network { command } => done(network::run(command)),
         cli::Command::Pull(p) => done(config::pull(g, p)),
         cli::Command::Build(b) => done(build::services(g, b)),
+        cli::Command::Builder { command } => done(build::builder(command)),
         cli::Command::Up(u) => compose::up(g, u),
         cli::Command::Create(c) => compose::up(g, &c.up()),
         cli::Command::Down(d) => done(compose::down(g, d)),

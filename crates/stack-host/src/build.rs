@@ -19,7 +19,12 @@ struct HostSandbox<'a> {
 
 impl Sandbox for HostSandbox<'_> {
     fn image(&self, reference: &str, pull: bool) -> anyhow::Result<Image> {
-        crate::images::ensure(self.host, reference, None, if pull { "always" } else { "missing" })?;
+        crate::images::ensure(
+            self.host,
+            reference,
+            None,
+            if pull { "always" } else { "missing" },
+        )?;
         Ok(self.host.images()?.lookup(reference)?)
     }
 
@@ -141,14 +146,19 @@ pub fn service_request(project: &stack_model::Project, name: &str) -> anyhow::Re
             anyhow::bail!("service {name}: build secret `{}` is not defined", r.source);
         };
         let content = match (&def.file, &def.environment, &def.content) {
-            (Some(f), _, _) => std::fs::read(f).with_context(|| format!("secret {}: {f}", r.source))?,
+            (Some(f), _, _) => {
+                std::fs::read(f).with_context(|| format!("secret {}: {f}", r.source))?
+            }
             (_, Some(var), _) => std::env::var(var)
                 .with_context(|| format!("secret {}: environment variable {var}", r.source))?
                 .into_bytes(),
             (_, _, Some(c)) => c.clone().into_bytes(),
             _ => anyhow::bail!("secret {}: no file, environment or content", r.source),
         };
-        secrets.insert(r.target.clone().unwrap_or_else(|| r.source.clone()), content);
+        secrets.insert(
+            r.target.clone().unwrap_or_else(|| r.source.clone()),
+            content,
+        );
     }
     let mut tags: Vec<String> = s.image.iter().cloned().collect();
     if tags.is_empty() {
@@ -164,7 +174,11 @@ pub fn service_request(project: &stack_model::Project, name: &str) -> anyhow::Re
             .args
             .0
             .iter()
-            .filter_map(|(k, v)| v.clone().or_else(|| std::env::var(k).ok()).map(|v| (k.clone(), v)))
+            .filter_map(|(k, v)| {
+                v.clone()
+                    .or_else(|| std::env::var(k).ok())
+                    .map(|v| (k.clone(), v))
+            })
             .collect(),
         target: b.target.clone(),
         no_cache: b.no_cache,
@@ -178,7 +192,12 @@ pub fn service_request(project: &stack_model::Project, name: &str) -> anyhow::Re
             .iter()
             .flat_map(|(h, ips)| ips.iter().map(move |ip| format!("{h}:{ip}")))
             .collect(),
-        platform: b.platforms.0.first().cloned().or_else(|| s.platform.clone()),
+        platform: b
+            .platforms
+            .0
+            .first()
+            .cloned()
+            .or_else(|| s.platform.clone()),
         contexts: b.additional_contexts.0.clone(),
     })
 }

@@ -138,16 +138,34 @@ pub fn pull_all(
     Ok(())
 }
 
-/// The layer directories every container (running or not) uses.
+/// The layer directories every container (running or not, a build's RUN
+/// steps' too) uses.
 pub fn layers_in_use(host: &Host) -> Vec<PathBuf> {
-    let Ok(entries) = std::fs::read_dir(host.root().join("containers")) else {
-        return Vec::new();
+    [
+        host.root().join("containers"),
+        crate::build::runs_root(host).join("containers"),
+    ]
+    .iter()
+    .filter_map(|d| std::fs::read_dir(d).ok())
+    .flat_map(|entries| entries.flatten())
+    .filter_map(|e| stack_runtime::state::read(&e.path()).ok())
+    .flat_map(|st| std::iter::once(st.spec.rootfs.clone()).chain(st.spec.layers.clone()))
+    .collect()
+}
+
+/// Collects the layers and blobs nothing uses: no image, no container,
+/// and (unless `cache` is false) no step of the build cache.
+fn collect(
+    store: &stack_image::Store,
+    used: &[PathBuf],
+    cache: bool,
+) -> Result<stack_image::store::Collected, stack_image::ImageError> {
+    let held = match cache {
+        true => stack_build::cache_held(store),
+        false => Default::default(),
     };
-    entries
-        .flatten()
-        .filter_map(|e| stack_runtime::state::read(&e.path()).ok())
-        .flat_map(|st| std::iter::once(st.spec.rootfs.clone()).chain(st.spec.layers.clone()))
-        .collect()
+    let name = |p: &std::path::Path| p.file_name().map(|n| n.to_string_lossy().to_string());
+    store.collect(&|p| used.iter().any(|u| u == p) || name(p).is_some_and(|n| held.contains(&n)))
 }
 
 /// Removes names, as `image rm`: an image goes with its last name, unless
@@ -162,7 +180,7 @@ pub fn remove(
     let in_use = |img: &stack_image::Image| store.lower_dirs(img).iter().any(|d| used.contains(d));
     let done: Vec<_> = names.iter().map(|r| store.remove(r, &in_use)).collect();
     if done.iter().any(|d| matches!(d, Ok(Some(_)))) {
-        store.collect(&|p| used.iter().any(|u| u == p))?;
+        collect(store, &used, true)?;
     }
     Ok(done)
 }
@@ -190,6 +208,15 @@ pub fn prune(host: &Host, all: bool) -> anyhow::Result<Pruned> {
             }
         }
     }
-    let collected = store.collect(&|p| used.iter().any(|u| u == p))?;
+    let collected = collect(&store, &used, true)?;
     Ok(Pruned { images, collected })
+}
+
+/// `stack builder prune`: forgets the build cache (steps and cache
+/// mounts), then collects the layers and blobs only it held. How many
+/// steps it had, and what was collected.
+pub fn prune_build_cache(host: &Host) -> anyhow::Result<(usize, stack_image::store::Collected)> {
+    let store = host.images()?;
+    let steps = stack_build::prune_cache(&store)?;
+    Ok((steps, collect(&store, &layers_in_use(host), false)?))
 }

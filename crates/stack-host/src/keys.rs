@@ -31,8 +31,8 @@ pub const SERVICE_KEYS: &[(&str, Support, &str)] = &[
     ("profiles", Elsewhere("the loader: services of profiles not enabled are left out"), "stack-loader data cases"),
     ("annotations", Warned("OCI annotations reach no runtime here (stack's runtime reads none)"), "tests/keys.rs, keys::tests"),
     ("attach", Elsewhere("attached `up` leaves the output of `attach: false` services out (unless `--attach` names them)"), "tests/keys.rs"),
-    ("build", Elsewhere("a service that builds is pulled, a failed pull a warning; building itself comes with image builds"), "tests/compose.rs"),
-    ("develop", Elsewhere("`stack watch` and `up --watch`"), "tests/watch.rs"),
+    ("build", Partly("built by stack's own builder (`stack build`, `up --build`, `up` when the image is missing, `pull_policy: build`) with context, dockerfile, dockerfile_inline, args, target, labels, secrets, network, tags, additional_contexts, extra_hosts, no_cache and pull; ssh, cache_from, cache_to, no_cache_filter, shm_size, ulimits, privileged, entitlements, provenance, sbom, isolation and more than one platform are warned of (not applied)"), "tests/build.rs"),
+    ("develop", Partly("`stack watch` and `up --watch`: sync, sync+restart, sync+exec and restart rules; `rebuild` rules are not acted on yet (warned of)"), "tests/watch.rs"),
     ("blkio_config", Partly("device_read_bps, device_write_bps, device_read_iops and device_write_iops are applied (v1 blkio throttles, v2 io.max); weight and weight_device are warned of (not applied)"), "tests/keys.rs"),
     ("cap_add", Applied, "tests/isolation.rs"),
     ("cap_drop", Applied, "tests/isolation.rs"),
@@ -97,7 +97,7 @@ pub const SERVICE_KEYS: &[(&str, Support, &str)] = &[
     ("platform", Elsewhere("the platform an image is pulled for"), "tests/registry.rs"),
     ("ports", Applied, "tests/network.rs"),
     ("privileged", Applied, "tests/isolation.rs"),
-    ("pull_policy", Elsewhere("the engine pulls as it says"), "stack-engine/tests/engine.rs"),
+    ("pull_policy", Elsewhere("the engine pulls as it says; `build`: built at every `up`"), "stack-engine/tests/engine.rs, tests/build.rs"),
     ("read_only", Applied, "tests/keys.rs"),
     ("restart", Applied, "tests/supervision.rs"),
     ("runtime", Partly("`runc` (or none) runs on stack's own runtime; other runtimes are refused"), "tests/keys.rs"),
@@ -373,6 +373,34 @@ fn partly(key: &str, s: &Service, out: &mut dyn FnMut(bool, &str)) {
             }
         },
         "deploy" => deploy(s, out),
+        "build" => {
+            let Some(b) = &s.build else { return };
+            let unapplied = [
+                ("ssh", !b.ssh.0.is_empty()),
+                ("cache_from", !b.cache_from.is_empty()),
+                ("cache_to", !b.cache_to.is_empty()),
+                ("no_cache_filter", !b.no_cache_filter.is_empty()),
+                ("shm_size", b.shm_size.is_some()),
+                ("ulimits", !b.ulimits.is_empty()),
+                ("privileged", b.privileged),
+                ("entitlements", !b.entitlements.is_empty()),
+                ("provenance", b.provenance.is_some()),
+                ("sbom", b.sbom.is_some()),
+                ("isolation", b.isolation.is_some()),
+                ("platforms", b.platforms.0.len() > 1),
+            ];
+            for (k, _) in unapplied.iter().filter(|(_, set)| *set) {
+                out(false, &format!("`build.{k}` is not applied by stack's builder"));
+            }
+        }
+        "develop"
+            if s
+                .develop
+                .as_ref()
+                .is_some_and(|d| d.watch.iter().any(|w| w.action == "rebuild")) =>
+        {
+            out(false, "`rebuild` rules are not acted on yet")
+        }
         "blkio_config"
             if s.blkio_config
                 .as_ref()

@@ -68,6 +68,11 @@ pub enum Command {
         #[command(subcommand)]
         command: network::NetworkCommand,
     },
+    /// Manage the build cache
+    Builder {
+        #[command(subcommand)]
+        command: BuilderCommand,
+    },
     /// Create and start the stack's containers (and networks) as the file says
     Up(UpArgs),
     /// Create the stack's containers (and networks) as the file says, and start none
@@ -241,6 +246,19 @@ pub enum GraphFormat {
 pub struct GraphArgs {
     #[arg(long, value_enum, default_value_t)]
     pub format: GraphFormat,
+}
+
+#[derive(clap::Subcommand, Debug)]
+pub enum BuilderCommand {
+    /// Remove the build cache: its steps' layers (those no image uses) and its cache mounts
+    Prune {
+        /// Accepted as docker's (the whole cache goes either way)
+        #[arg(short, long)]
+        all: bool,
+        /// Accepted as docker's (stack asks nothing)
+        #[arg(short, long)]
+        force: bool,
+    },
 }
 
 #[derive(Args, Debug, Default)]

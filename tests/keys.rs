@@ -290,7 +290,7 @@ services:
     image: local/busybox:1
     command: sleep 1000
     gpus: all
-    userns_mode: host
+    userns_mode: remap
     storage_opt: {size: 20G}
   db:
     image: local/busybox:1
@@ -301,7 +301,7 @@ services:
     let err = e.fails(&stack(&d, &["up", "-d"]));
     for said in [
         "service web: `gpus`: stack has no GPU support",
-        "service web: `userns_mode`: user namespaces are not supported yet",
+        "service web: `userns_mode`: only `host` is supported",
         "service web: `storage_opt`: storage driver options are not supported",
         "service db: `logging`: the log driver `syslog` is not supported",
     ] {

@@ -922,15 +922,7 @@ impl Builder<'_> {
                 let dir = cache::dir(self.store).join("mounts").join(&hex(h)[..24]);
                 if !dir.exists() {
                     std::fs::create_dir_all(&dir)?;
-                    std::fs::set_permissions(
-                        &dir,
-                        std::os::unix::fs::PermissionsExt::from_mode(m.mode.unwrap_or(0o755)),
-                    )?;
-                    nix::unistd::chown(
-                        &dir,
-                        Some(m.uid.unwrap_or(0).into()),
-                        Some(m.gid.unwrap_or(0).into()),
-                    )?;
+                    own(&dir, m, 0o755)?;
                 }
                 if m.sharing == stack_dockerfile::Sharing::Locked {
                     locks.push(stack_sys::lock(&dir.with_extension("lock"), true)?);
@@ -956,15 +948,7 @@ impl Builder<'_> {
                 cleanup.push(tmp.clone());
                 let file = tmp.join("secret");
                 std::fs::write(&file, content)?;
-                std::fs::set_permissions(
-                    &file,
-                    std::os::unix::fs::PermissionsExt::from_mode(m.mode.unwrap_or(0o400)),
-                )?;
-                nix::unistd::chown(
-                    &file,
-                    Some(m.uid.unwrap_or(0).into()),
-                    Some(m.gid.unwrap_or(0).into()),
-                )?;
+                own(&file, m, 0o400)?;
                 bind(&file, &target(format!("/run/secrets/{id}")), true)
             }
             MountKind::Ssh => bail!("ssh mounts are not supported yet"),
@@ -984,13 +968,7 @@ impl Builder<'_> {
                     },
                     Some(f) => {
                         from_state = self.source_of(&self.expand(s, f)?)?;
-                        match &from_state {
-                            From::Dir(d) => copy::Source::Dir {
-                                root: d,
-                                ignore: &self.ignore,
-                            },
-                            From::View(v, _) => copy::Source::View(v),
-                        }
+                        from_state.source(&self.ignore)
                     }
                 };
                 let found = src.find(if source.is_empty() { "." } else { &source })?;
@@ -1049,13 +1027,7 @@ impl Builder<'_> {
             Some(f) => self.source_of(f)?,
             None => From::Dir(self.req.context.clone()),
         };
-        let src = match &source {
-            From::Dir(d) => copy::Source::Dir {
-                root: d,
-                ignore: &self.ignore,
-            },
-            From::View(v, _) => copy::Source::View(v),
-        };
+        let src = source.source(&self.ignore);
         let excludes = {
             let e: Vec<String> = c
                 .excludes
@@ -1253,6 +1225,30 @@ impl Builder<'_> {
 enum From {
     Dir(PathBuf),
     View(View, String),
+}
+
+impl From {
+    fn source<'a>(&'a self, ignore: &'a Patterns) -> copy::Source<'a> {
+        match self {
+            From::Dir(root) => copy::Source::Dir { root, ignore },
+            From::View(v, _) => copy::Source::View(v),
+        }
+    }
+}
+
+/// The mode and owner a mount's options give (`default` mode, root's by default).
+fn own(path: &Path, m: &stack_dockerfile::Mount, default: u32) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(
+        path,
+        std::fs::Permissions::from_mode(m.mode.unwrap_or(default)),
+    )?;
+    nix::unistd::chown(
+        path,
+        Some(m.uid.unwrap_or(0).into()),
+        Some(m.gid.unwrap_or(0).into()),
+    )?;
+    Ok(())
 }
 
 fn bind(source: &Path, target: &str, read_only: bool) -> stack_runtime::Mount {

@@ -82,15 +82,9 @@ impl Sandbox for HostSandbox<'_> {
     }
 }
 
-/// Where RUN steps' containers live: apart from the user's, so that no
-/// `ps` lists them.
-pub fn runs_root(host: &Host) -> PathBuf {
-    host.root().join("build")
-}
-
 /// Builds `req`, telling `say` each step.
 pub fn build(host: &Host, req: &Request, say: &dyn Fn(Event)) -> anyhow::Result<Image> {
-    let runs = runs_root(host);
+    let runs = host.build_runs();
     std::fs::create_dir_all(&runs)?;
     sweep(&runs);
     let sandbox = HostSandbox {

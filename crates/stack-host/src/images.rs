@@ -143,7 +143,7 @@ pub fn pull_all(
 pub fn layers_in_use(host: &Host) -> Vec<PathBuf> {
     [
         host.root().join("containers"),
-        crate::build::runs_root(host).join("containers"),
+        host.build_runs().join("containers"),
     ]
     .iter()
     .filter_map(|d| std::fs::read_dir(d).ok())

@@ -129,6 +129,12 @@ impl Host {
         &self.0.root
     }
 
+    /// Where builds' RUN steps run: a runtime root apart from the user's
+    /// containers, so that no `ps` lists them.
+    pub fn build_runs(&self) -> std::path::PathBuf {
+        self.0.root.join("build")
+    }
+
     /// The image store under the root.
     pub fn images(&self) -> anyhow::Result<stack_image::Store> {
         if let Some(store) = self.0.images.get() {

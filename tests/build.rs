@@ -240,3 +240,106 @@ fn compose_builds_what_it_needs_and_up_build_recreates_with_the_new_image() {
     assert!(all_cached(&err), "{err}");
     stack(&["down"]);
 }
+
+#[test]
+fn run_mounts_onbuild_healthcheck_and_add_of_an_archive() {
+    let e = Env::new("build", "mounts");
+    busybox_image(&e, "local/busybox:1");
+    let ctx = e.dir.join("ctx");
+    std::fs::create_dir_all(ctx.join("src")).unwrap();
+    std::fs::create_dir_all(e.dir.join("arch")).unwrap();
+    std::fs::write(ctx.join("src/a.txt"), "hello\n").unwrap();
+    std::fs::write(e.dir.join("arch/inner.txt"), "inside\n").unwrap();
+    let o = std::process::Command::new("tar")
+        .arg("-C")
+        .arg(e.dir.join("arch"))
+        .arg("-czf")
+        .arg(ctx.join("layer.tar.gz"))
+        .arg("inner.txt")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{o:?}");
+    std::fs::write(e.dir.join("token"), "s3cret").unwrap();
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        r#"FROM local/busybox:1 AS tools
+RUN echo tool > /tool.txt
+
+FROM local/busybox:1
+RUN --mount=type=cache,target=/cache echo run >> /cache/count && busybox wc -l < /cache/count > /cache-lines
+RUN --mount=type=bind,source=src,target=/src cat /src/a.txt > /from-bind
+RUN --mount=type=bind,from=tools,source=/tool.txt,target=/t cat /t > /from-stage
+RUN --mount=type=secret,id=token test "$(cat /run/secrets/token)" = s3cret
+RUN --mount=type=secret,id=token,env=TOKEN test "$TOKEN" = s3cret
+RUN --mount=type=tmpfs,target=/scratch echo x > /scratch/x && test -f /scratch/x
+ADD layer.tar.gz /unpacked/
+HEALTHCHECK --interval=5s --timeout=2s --retries=4 CMD ["true"]
+ONBUILD RUN echo triggered > /onbuild.txt
+"#,
+    )
+    .unwrap();
+    let token = format!("id=token,src={}", e.dir.join("token").display());
+    let args = ["--secret", token.as_str()];
+    build(&e, &ctx, &args);
+    assert_eq!(
+        run(
+            &e,
+            "cat /cache-lines /from-bind /from-stage /unpacked/inner.txt"
+        ),
+        "1\nhello\ntool\ninside\n"
+    );
+    // Mount points the image did not have are not in it.
+    assert_eq!(
+        run(
+            &e,
+            "test -e /scratch || test -e /cache || test -e /run/secrets/token || echo none"
+        ),
+        "none\n"
+    );
+    // The cache mount outlives the build: a build without the build cache sees what the last one left.
+    build(&e, &ctx, &["--no-cache", "--secret", token.as_str()]);
+    assert_eq!(run(&e, "cat /cache-lines"), "2\n");
+    // A required secret that is missing fails the step.
+    let why = e.fails(&[
+        "image",
+        "build",
+        "--no-cache",
+        "-t",
+        "built:1",
+        ctx.to_str().unwrap(),
+    ]);
+    assert!(why.contains("Dockerfile:8"), "{why}");
+
+    let img: serde_json::Value =
+        serde_json::from_str(&e.out(&["image", "inspect", "built:1"])).unwrap();
+    let health = &img["config"]["Healthcheck"];
+    assert_eq!(health["Test"], serde_json::json!(["CMD", "true"]));
+    assert_eq!(health["Interval"], 5_000_000_000u64);
+    assert_eq!(health["Retries"], 4);
+
+    // A child image runs the ONBUILD trigger, and does not inherit it.
+    let child = e.dir.join("child");
+    std::fs::create_dir_all(&child).unwrap();
+    std::fs::write(child.join("Dockerfile"), "FROM built:1\n").unwrap();
+    e.out(&[
+        "image",
+        "build",
+        "-q",
+        "-t",
+        "child:1",
+        child.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        e.out(&["container", "run", "--rm", "child:1", "cat", "/onbuild.txt"]),
+        "triggered\n"
+    );
+    let img: serde_json::Value =
+        serde_json::from_str(&e.out(&["image", "inspect", "child:1"])).unwrap();
+    let raw = e
+        .root()
+        .join("images/blobs/sha256")
+        .join(img["id"].as_str().unwrap().trim_start_matches("sha256:"));
+    let config: serde_json::Value = serde_json::from_slice(&std::fs::read(raw).unwrap()).unwrap();
+    assert!(config["config"].get("OnBuild").is_none(), "{config}");
+    assert_eq!(config["config"]["Healthcheck"]["Retries"], 4);
+}

@@ -43,7 +43,11 @@ else
 fi
 
 cleanup() {
-  if $docker_ok; then "$docker" rmi -f stack-bench/built:1 local/busybox:1 >/dev/null 2>&1 || true; fi
+  # (the images each build left untagged carry the label)
+  if $docker_ok; then
+    "$docker" rmi -f stack-bench/built:1 local/busybox:1 >/dev/null 2>&1 || true
+    "$docker" image prune -f --filter label=stack-bench=build >/dev/null 2>&1 || true
+  fi
   kill "$(cat "$STACK_ROOT/engine.pid" 2>/dev/null)" 2>/dev/null || true
   rm -rf "$work"
 }
@@ -80,7 +84,7 @@ CMD ["cat", "/app/files/f200.txt"]
 EOF
 
 sb="image build -t stack-bench/built:1"
-db="build -q -t stack-bench/built:1"
+db="build -q --label stack-bench=build -t stack-bench/built:1"
 touch_late="sh -c 'date +%s%N >$ctx/files/f200.txt'"
 # hyperfine with the given name's JSON; its error shown, and the end, if a build fails.
 bench() {
@@ -114,10 +118,10 @@ sh -c "$touch_late"
 "$stack" $sb "$ctx" 2>"$work/s-changed.log" >/dev/null
 echo "stack: warm $(cached "$work/s-warm.log") steps cached, changed $(cached "$work/s-changed.log"); the CMD prints $("$stack" container run --rm --network none stack-bench/built:1 | cut -c1-12)..."
 if $docker_ok; then
-  "$docker" build -q -t stack-bench/built:1 "$ctx" >/dev/null 2>&1
-  "$docker" build --progress=plain -t stack-bench/built:1 "$ctx" >"$work/d-warm.log" 2>&1
+  "$docker" $db "$ctx" >/dev/null 2>&1
+  "$docker" build --progress=plain --label stack-bench=build -t stack-bench/built:1 "$ctx" >"$work/d-warm.log" 2>&1
   sh -c "$touch_late"
-  "$docker" build --progress=plain -t stack-bench/built:1 "$ctx" >"$work/d-changed.log" 2>&1
+  "$docker" build --progress=plain --label stack-bench=build -t stack-bench/built:1 "$ctx" >"$work/d-changed.log" 2>&1
   echo "docker: warm $(cached "$work/d-warm.log") steps cached, changed $(cached "$work/d-changed.log"); the CMD prints $("$docker" run --rm --network none stack-bench/built:1 | cut -c1-12)..."
 fi
 

@@ -22,9 +22,12 @@ RUN <<EOF
 echo heredoc line > /here.txt
 EOF
 COPY . /ctx/
+RUN busybox mkdir /out && echo a > /out/a
+RUN echo b > /out/b
 
 FROM base
 COPY --from=base /app/run.txt /final.txt
+COPY --from=base /out/ /o/
 EXPOSE 8080
 LABEL stage=final
 CMD ["cat", "/final.txt"]
@@ -110,6 +113,8 @@ fn a_multi_stage_build_makes_the_image_and_its_cache_is_reused_until_a_change() 
     // .dockerignore kept the key out of COPY . and the context's Dockerfile in.
     assert_eq!(run(&e, "busybox ls /ctx"), "Dockerfile\nsrc\n");
     assert_eq!(run(&e, "echo $APP; pwd"), "/app\n/app\n");
+    // A directory whose entries came from two layers is copied whole.
+    assert_eq!(run(&e, "cat /o/a /o/b"), "a\nb\n");
 
     let img: serde_json::Value =
         serde_json::from_str(&e.out(&["image", "inspect", "built:1"])).unwrap();

@@ -101,6 +101,18 @@ impl Source<'_> {
         }
     }
 
+    /// Where the entry `name` of directory `real` is: beside it in the
+    /// context, but in a view wherever the top-most layer that has it put
+    /// it (a directory's entries may come from several layers).
+    fn child(&self, rel: &Path, real: &Path, name: &std::ffi::OsStr) -> PathBuf {
+        match self {
+            Source::Dir { .. } => real.join(name),
+            Source::View(v) => v
+                .find(&Path::new("/").join(rel))
+                .unwrap_or_else(|| real.join(name)),
+        }
+    }
+
     /// The sources a COPY argument names: one path, or a wildcard's
     /// matches (sorted). A path outside the context is an error.
     pub fn find(&self, arg: &str) -> anyhow::Result<Vec<Found>> {
@@ -185,7 +197,9 @@ impl Source<'_> {
                 if excludes.excludes(&inner.to_string_lossy()) {
                     continue;
                 }
-                self.digest_at(&rel.join(&name), &real.join(&name), &inner, excludes, h)?;
+                let rel = rel.join(&name);
+                let real = self.child(&rel, real, &name);
+                self.digest_at(&rel, &real, &inner, excludes, h)?;
             }
         } else if md.file_type().is_symlink() {
             h.update(fs::read_link(real)?.as_os_str().as_encoded_bytes());
@@ -261,7 +275,7 @@ fn copy_at(
             copy_at(
                 src,
                 &rel.join(&name),
-                &real.join(&name),
+                &src.child(&rel.join(&name), real, &name),
                 layer,
                 &dest.join(&name),
                 &inner,

@@ -348,3 +348,136 @@ ONBUILD RUN echo triggered > /onbuild.txt
     assert!(config["config"].get("OnBuild").is_none(), "{config}");
     assert_eq!(config["config"]["Healthcheck"]["Retries"], 4);
 }
+
+/// A saved image as `bench/build-compare.sh` describes one: each built
+/// layer's entries (kind, mode, owner, size, link), the config's keys,
+/// the history.
+fn describe(saved: &Path) -> String {
+    use std::fmt::Write as _;
+    use std::io::Read as _;
+    let mut files = std::collections::HashMap::new();
+    for entry in tar::Archive::new(std::fs::File::open(saved).unwrap())
+        .entries()
+        .unwrap()
+    {
+        let mut entry = entry.unwrap();
+        let name = entry.path().unwrap().display().to_string();
+        let mut bytes = Vec::new();
+        entry.read_to_end(&mut bytes).unwrap();
+        files.insert(name, bytes);
+    }
+    let manifest: serde_json::Value = serde_json::from_slice(&files["manifest.json"]).unwrap();
+    let mut out = String::new();
+    for (i, layer) in manifest[0]["Layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .skip(1)
+        .enumerate()
+    {
+        writeln!(out, "layer {}", i + 1).unwrap();
+        let mut rows = Vec::new();
+        for e in tar::Archive::new(&files[layer.as_str().unwrap()][..])
+            .entries()
+            .unwrap()
+        {
+            let e = e.unwrap();
+            let h = e.header();
+            let kind = match h.entry_type() {
+                tar::EntryType::Directory => "d",
+                tar::EntryType::Symlink => "l",
+                tar::EntryType::Link => "h",
+                _ => "f",
+            };
+            let link = match kind {
+                "l" | "h" => e.link_name().unwrap().unwrap().display().to_string(),
+                _ => String::new(),
+            };
+            let size = if kind == "f" { h.size().unwrap() } else { 0 };
+            let path = e.path().unwrap().display().to_string();
+            let path = path.trim_start_matches("./").trim_end_matches('/');
+            let row = format!(
+                "/{path} {kind} {:o} {}:{} {size} {link}",
+                h.mode().unwrap() & 0o7777,
+                h.uid().unwrap(),
+                h.gid().unwrap()
+            );
+            rows.push(row.trim_end().to_string());
+        }
+        rows.sort();
+        for r in rows {
+            writeln!(out, "  {r}").unwrap();
+        }
+    }
+    let config: serde_json::Value =
+        serde_json::from_slice(&files[manifest[0]["Config"].as_str().unwrap()]).unwrap();
+    writeln!(out, "config").unwrap();
+    for k in [
+        "Cmd",
+        "Entrypoint",
+        "Env",
+        "ExposedPorts",
+        "Healthcheck",
+        "Labels",
+        "OnBuild",
+        "StopSignal",
+        "User",
+        "Volumes",
+        "WorkingDir",
+    ] {
+        match sorted(&config["config"][k]) {
+            serde_json::Value::Null => {}
+            v => writeln!(out, "  {k}={v}").unwrap(),
+        }
+    }
+    writeln!(out, "history").unwrap();
+    for h in config["history"].as_array().unwrap() {
+        if let Some(by) = h["created_by"].as_str().filter(|b| !b.is_empty()) {
+            writeln!(
+                out,
+                "  {} {by}",
+                h["empty_layer"].as_bool().unwrap_or(false)
+            )
+            .unwrap();
+        }
+    }
+    out
+}
+
+/// `v` with every object's keys sorted (as Python's `sort_keys`).
+fn sorted(v: &serde_json::Value) -> serde_json::Value {
+    match v {
+        serde_json::Value::Object(o) => {
+            let mut keys: Vec<&String> = o.keys().collect();
+            keys.sort();
+            serde_json::Value::Object(
+                keys.into_iter()
+                    .map(|k| (k.clone(), sorted(&o[k])))
+                    .collect(),
+            )
+        }
+        serde_json::Value::Array(a) => serde_json::Value::Array(a.iter().map(sorted).collect()),
+        other => other.clone(),
+    }
+}
+
+#[test]
+fn the_build_is_dockers_layer_by_layer_with_its_config_and_history() {
+    let e = Env::new("build", "docker");
+    busybox_image(&e, "local/busybox:1");
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/build-compare");
+    e.out(&[
+        "image",
+        "build",
+        "-q",
+        "-t",
+        "compare:1",
+        dir.join("context").to_str().unwrap(),
+    ]);
+    let saved = e.dir.join("saved.tar");
+    e.out(&["image", "save", "compare:1", "-o", saved.to_str().unwrap()]);
+    // What Docker 20.10's BuildKit made of the same Dockerfile, context and
+    // base (bench/build-compare.sh --update wrote it).
+    let docker = std::fs::read_to_string(dir.join("docker.txt")).unwrap();
+    assert_eq!(describe(&saved), docker);
+}

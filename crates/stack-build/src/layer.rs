@@ -64,6 +64,8 @@ fn append_tree<W: io::Write>(
             wh = std::ffi::OsString::from(format!(".wh.{}", wh.to_string_lossy()));
             let mut h = header(&md, tar::EntryType::Regular);
             h.set_size(0);
+            // As Docker writes its whiteouts.
+            h.set_mode(0o600);
             tar.append_data(&mut h, rel.join(wh), io::empty())?;
             continue;
         }

@@ -528,30 +528,29 @@ impl Builder<'_> {
     /// One instruction.
     fn step(&self, s: &mut State, ins: &Instruction, prefix: &str) -> anyhow::Result<()> {
         let title = format!("{prefix} {}", ins.original);
+        // History as BuildKit writes it (Go's formatting included).
+        let mut created_by = ins.original.clone();
         match &ins.command {
-            Command::Run(r) => return self.run(s, r, &title, &ins.original),
+            Command::Run(r) => return self.run(s, r, &title),
             Command::Copy(c) | Command::Add(c) => {
-                return self.copy(
-                    s,
-                    c,
-                    matches!(ins.command, Command::Add(_)),
-                    &title,
-                    &ins.original,
-                )
+                return self.copy(s, c, matches!(ins.command, Command::Add(_)), &title)
             }
             Command::Workdir(w) => {
                 let w = self.expand(s, w)?;
                 let dir = Path::new(&s.workdir()).join(&w).display().to_string();
                 s.cfg().insert("WorkingDir".into(), json!(dir));
-                return self.workdir(s, &dir, &title, &ins.original);
+                return self.workdir(s, &dir, &title, &format!("WORKDIR {dir}"));
             }
             Command::Env(pairs) => {
                 let before = s.clone();
+                let mut set = Vec::new();
                 for (k, v) in pairs {
                     let k = self.expand(&before, k)?;
                     let v = self.expand(&before, v)?;
                     s.set_env(&k, &v);
+                    set.push(format!("{k}={v}"));
                 }
+                created_by = format!("ENV {}", set.join(" "));
             }
             Command::Arg(args) => {
                 for a in args {
@@ -573,10 +572,14 @@ impl Builder<'_> {
             }
             Command::Label(pairs) => {
                 let mut labels = s.get("Labels").cloned().unwrap_or_else(|| json!({}));
+                let mut set = Vec::new();
                 for (k, v) in pairs {
-                    labels[self.expand(s, k)?] = json!(self.expand(s, v)?);
+                    let (k, v) = (self.expand(s, k)?, self.expand(s, v)?);
+                    set.push(format!("{k}={v}"));
+                    labels[k] = json!(v);
                 }
                 s.cfg().insert("Labels".into(), labels);
+                created_by = format!("LABEL {}", set.join(" "));
             }
             Command::Maintainer(m) => {
                 s.config["author"] = json!(m);
@@ -593,15 +596,25 @@ impl Builder<'_> {
                         ports[p] = json!({});
                     }
                 }
+                let mut keys: Vec<&String> = ports
+                    .as_object()
+                    .map(|o| o.keys().collect())
+                    .unwrap_or_default();
+                keys.sort();
+                let listed: Vec<String> = keys.iter().map(|k| format!("{k}:{{}}")).collect();
+                created_by = format!("EXPOSE map[{}]", listed.join(" "));
                 s.cfg().insert("ExposedPorts".into(), ports);
             }
             Command::Volume(paths) => {
                 let mut vols = s.get("Volumes").cloned().unwrap_or_else(|| json!({}));
+                let mut set = Vec::new();
                 for p in paths {
                     for v in self.expand_words(s, p)? {
-                        vols[v] = json!({});
+                        vols[&v] = json!({});
+                        set.push(v);
                     }
                 }
+                created_by = format!("VOLUME [{}]", set.join(" "));
                 s.cfg().insert("Volumes".into(), vols);
             }
             Command::User(u) => {
@@ -614,11 +627,13 @@ impl Builder<'_> {
             }
             Command::Cmd(f) => {
                 let v = self.form(s, f);
+                created_by = format!("CMD {}", go_quoted(&v));
                 s.cfg().insert("Cmd".into(), json!(v));
                 s.cmd_set = true;
             }
             Command::Entrypoint(f) => {
                 let v = self.form(s, f);
+                created_by = format!("ENTRYPOINT {}", go_quoted(&v));
                 s.cfg().insert("Entrypoint".into(), json!(v));
                 if !s.cmd_set {
                     s.cfg().insert("Cmd".into(), Value::Null);
@@ -662,6 +677,31 @@ impl Builder<'_> {
                         v
                     }
                 };
+                if let Healthcheck::Check {
+                    interval,
+                    timeout,
+                    start_period,
+                    retries,
+                    ..
+                } = h
+                {
+                    let test: Vec<String> = v["Test"]
+                        .as_array()
+                        .map(|a| {
+                            a.iter()
+                                .filter_map(|x| x.as_str().map(str::to_string))
+                                .collect()
+                        })
+                        .unwrap_or_default();
+                    created_by = format!(
+                        "HEALTHCHECK &{{{} {:?} {:?} {:?} '\\x{:02x}'}}",
+                        go_quoted(&test),
+                        go_duration(interval.unwrap_or(0)),
+                        go_duration(timeout.unwrap_or(0)),
+                        go_duration(start_period.unwrap_or(0)),
+                        retries.unwrap_or(0)
+                    );
+                }
                 s.cfg().insert("Healthcheck".into(), v);
             }
             Command::Onbuild(trigger) => {
@@ -673,7 +713,7 @@ impl Builder<'_> {
                 s.cfg().insert("OnBuild".into(), list);
             }
         }
-        s.history(&ins.original, true);
+        s.history(&created_by, true);
         Ok(())
     }
 
@@ -732,13 +772,7 @@ impl Builder<'_> {
         Ok(())
     }
 
-    fn run(
-        &self,
-        s: &mut State,
-        r: &stack_dockerfile::Run,
-        title: &str,
-        original: &str,
-    ) -> anyhow::Result<()> {
+    fn run(&self, s: &mut State, r: &stack_dockerfile::Run, title: &str) -> anyhow::Result<()> {
         let mut extra_mounts = Vec::new();
         let args: Vec<String> = match &r.form {
             Form::Exec(v) => v.clone(),
@@ -834,56 +868,50 @@ impl Builder<'_> {
             .to_string();
         let privileged = r.security.as_deref() == Some("insecure");
         let key = format!("run:{}", hex(key));
-        let result = self.layered(
-            s,
-            title,
-            &format!("RUN {}", original.trim_start_matches("RUN ").trim()),
-            key,
-            &mut |n| {
-                let id = stack_sys::random_hex(32)?;
-                let (mode, resolv, mut hosts) = match network.as_str() {
-                    "none" => (stack_runtime::NetworkMode::New, None, Vec::new()),
-                    "host" => (stack_runtime::NetworkMode::Host, None, Vec::new()),
-                    _ => {
-                        let w = self.sandbox.connect(&id)?;
-                        (
-                            stack_runtime::NetworkMode::Path(w.netns),
-                            Some(w.resolv_conf),
-                            w.hosts,
-                        )
-                    }
-                };
-                for h in &self.req.extra_hosts {
-                    if let Some((name, ip)) = h.split_once([':', '=']) {
-                        hosts.push(format!("{ip}\t{name}"));
-                    }
+        let result = self.layered(s, title, &run_history(&s.args, &args), key, &mut |n| {
+            let id = stack_sys::random_hex(32)?;
+            let (mode, resolv, mut hosts) = match network.as_str() {
+                "none" => (stack_runtime::NetworkMode::New, None, Vec::new()),
+                "host" => (stack_runtime::NetworkMode::Host, None, Vec::new()),
+                _ => {
+                    let w = self.sandbox.connect(&id)?;
+                    (
+                        stack_runtime::NetworkMode::Path(w.netns),
+                        Some(w.resolv_conf),
+                        w.hosts,
+                    )
                 }
-                let step = run::Step {
-                    view: view.clone(),
-                    args: args.clone(),
-                    env: env.clone(),
-                    cwd: cwd.clone(),
-                    user: user.clone(),
-                    network: mode,
-                    resolv_conf: resolv,
-                    hosts,
-                    mounts: mounts.clone(),
-                    privileged,
-                };
-                let say = self.say;
-                let ran = run::run(self.runs, &self.empty, &id, step, &mut |l| {
-                    say(Event::Line {
-                        n,
-                        text: l.to_string(),
-                    })
-                });
-                if network == "default" {
-                    self.sandbox.disconnect(&id);
+            };
+            for h in &self.req.extra_hosts {
+                if let Some((name, ip)) = h.split_once([':', '=']) {
+                    hosts.push(format!("{ip}\t{name}"));
                 }
-                let dir = ran?;
-                Ok(Some((dir.join("upper"), dir)))
-            },
-        );
+            }
+            let step = run::Step {
+                view: view.clone(),
+                args: args.clone(),
+                env: env.clone(),
+                cwd: cwd.clone(),
+                user: user.clone(),
+                network: mode,
+                resolv_conf: resolv,
+                hosts,
+                mounts: mounts.clone(),
+                privileged,
+            };
+            let say = self.say;
+            let ran = run::run(self.runs, &self.empty, &id, step, &mut |l| {
+                say(Event::Line {
+                    n,
+                    text: l.to_string(),
+                })
+            });
+            if network == "default" {
+                self.sandbox.disconnect(&id);
+            }
+            let dir = ran?;
+            Ok(Some((dir.join("upper"), dir)))
+        });
         drop(locks);
         for d in &cleanup {
             let _ = std::fs::remove_dir_all(d);
@@ -1006,14 +1034,7 @@ impl Builder<'_> {
         Ok(From::View(View::new(self.store.lower_dirs(&img)), img.id))
     }
 
-    fn copy(
-        &self,
-        s: &mut State,
-        c: &Copy,
-        add: bool,
-        title: &str,
-        original: &str,
-    ) -> anyhow::Result<()> {
+    fn copy(&self, s: &mut State, c: &Copy, add: bool, title: &str) -> anyhow::Result<()> {
         let sources: Vec<String> = c
             .sources
             .iter()
@@ -1100,7 +1121,8 @@ impl Builder<'_> {
             || view.find(&dest_path).is_some_and(|p| p.is_dir());
         let key = format!("copy:{}", hex(key));
         let keyword = if add { "ADD" } else { "COPY" };
-        let created_by = format!("{keyword} {}", original.split_once(' ').map_or("", |x| x.1));
+        // As BuildKit writes it: the paths as written, no flags.
+        let created_by = format!("{keyword} {} {} # buildkit", c.sources.join(" "), c.dest);
         self.layered(s, title, &created_by, key, &mut |_| {
             let layer = self.store.tmp_dir("copy")?;
             let made = (|| -> anyhow::Result<()> {
@@ -1218,6 +1240,53 @@ impl Builder<'_> {
             .store
             .record(self.req.tags.clone(), &digest, s.layers, None)?)
     }
+}
+
+/// A list as Go's `%q` prints it: `["/bin/sh" "-c"]`.
+fn go_quoted(v: &[String]) -> String {
+    let q: Vec<String> = v.iter().map(|a| format!("{a:?}")).collect();
+    format!("[{}]", q.join(" "))
+}
+
+/// Nanoseconds as Go prints a duration: `5s`, `1m30s`, `500ms`, `0s`.
+fn go_duration(ns: u64) -> String {
+    if ns == 0 {
+        return "0s".into();
+    }
+    if ns < 1_000_000_000 {
+        return match ns {
+            n if n % 1_000_000 == 0 => format!("{}ms", n / 1_000_000),
+            n if n % 1_000 == 0 => format!("{}µs", n / 1_000),
+            n => format!("{n}ns"),
+        };
+    }
+    let (h, m) = (ns / 3_600_000_000_000, ns / 60_000_000_000 % 60);
+    let secs = (ns % 60_000_000_000) as f64 / 1e9;
+    let mut out = String::new();
+    if h > 0 {
+        out.push_str(&format!("{h}h"));
+    }
+    if h > 0 || m > 0 {
+        out.push_str(&format!("{m}m"));
+    }
+    out.push_str(&format!("{secs}s"));
+    out
+}
+
+/// A RUN's history line as BuildKit writes it: the build args it saw,
+/// then the command.
+fn run_history(args: &BTreeMap<String, String>, command: &[String]) -> String {
+    let seen = match args.len() {
+        0 => String::new(),
+        n => format!(
+            "|{n} {} ",
+            args.iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        ),
+    };
+    format!("RUN {seen}{} # buildkit", command.join(" "))
 }
 
 /// Where a `--from` reads: a directory, or a view with the key of what

@@ -110,31 +110,35 @@ pub fn run(
     Ok(dir)
 }
 
-/// Takes out of `upper` the empty mount points the runtime made that the
-/// image does not have, and directories left empty by that.
+/// Takes out of `upper` what the runtime, not the step, put there: the
+/// files it writes for every container (/etc/hostname, /etc/hosts,
+/// /etc/resolv.conf: BuildKit binds them, so a step's changes to them are
+/// not kept either), the empty mount points of `--mount`s that the image
+/// does not have, and directories left empty by that. /proc, /sys and /dev
+/// stay, as BuildKit leaves them.
 fn tidy(upper: &Path, view: &View, targets: &[String], cwd: &str) {
-    let mut made: Vec<String> = [
-        "/proc",
-        "/sys",
-        "/dev",
-        "/etc/hosts",
-        "/etc/resolv.conf",
-        "/etc/hostname",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .chain(targets.iter().cloned())
-    .collect();
-    made.retain(|p| p != cwd);
+    for f in ["etc/hosts", "etc/resolv.conf", "etc/hostname"] {
+        let _ = std::fs::remove_file(upper.join(f));
+    }
+    let mut made: Vec<&str> = ["/etc/hosts", "/etc/resolv.conf", "/etc/hostname"].to_vec();
+    made.extend(targets.iter().map(String::as_str));
+    made.retain(|p| *p != cwd);
     for p in made {
-        let mut p = PathBuf::from(&p);
+        let mut p = PathBuf::from(p);
         loop {
             if view.find(&p).is_some() || p == Path::new("/") {
                 break;
             }
             let at = upper.join(p.strip_prefix("/").unwrap_or(&p));
             let Ok(md) = std::fs::symlink_metadata(&at) else {
-                break;
+                // Gone already (the files above): its parents may be empty.
+                match p.parent() {
+                    Some(parent) => {
+                        p = parent.to_path_buf();
+                        continue;
+                    }
+                    None => break,
+                }
             };
             let removed = if md.is_dir() {
                 std::fs::remove_dir(&at).is_ok()

@@ -943,3 +943,37 @@ fn hostile_registries_change_nothing() {
     assert_eq!(e.out(&["image", "ls", "-q"]), "");
     assert_eq!((e.count("layers"), e.count("tmp")), (0, 0));
 }
+
+/// `stack build` then `stack push`: a built image (its layers written by
+/// the builder, uncompressed) goes to the registry and comes back whole
+/// into another store.
+#[test]
+fn built_service_images_are_pushed_and_pulled_back() {
+    let e = Env::new("registry", "built");
+    let reg = Registry::start(&e.dir, "");
+    let host = reg.host();
+    common::busybox_image(&e, "local/busybox:1");
+    let app = e.dir.join("app");
+    std::fs::create_dir_all(&app).unwrap();
+    std::fs::write(
+        app.join("Dockerfile"),
+        "FROM local/busybox:1\nRUN echo built > /made\nCMD [\"cat\", \"/made\"]\n",
+    )
+    .unwrap();
+    std::fs::write(
+        app.join("compose.yaml"),
+        format!("services:\n  app:\n    build: .\n    image: {host}/built/app:1\n"),
+    )
+    .unwrap();
+    let d = app.display().to_string();
+    e.out(&["--project-directory", &d, "build", "-q"]);
+    let pushed = e.out(&["--project-directory", &d, "push"]);
+    assert!(pushed.contains("1: digest: sha256:"), "{pushed}");
+
+    let other = Env::new("registry", "built-other");
+    other.out(&["image", "pull", &format!("{host}/built/app:1")]);
+    assert_eq!(
+        other.out(&["container", "run", "--rm", &format!("{host}/built/app:1")]),
+        "built\n"
+    );
+}

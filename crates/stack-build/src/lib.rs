@@ -104,6 +104,10 @@ pub enum Event {
     Warning(String),
 }
 
+/// Changed when what a step makes changes for the same input: the cache
+/// of an older builder is then not reused.
+const CACHE_VERSION: &str = "stack-build 2";
+
 const DEFAULT_PATH: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 /// Builds `req`'s target stage into `store` and names it. RUN containers
@@ -325,6 +329,7 @@ impl State {
     /// The key of this state: what any step's cache key starts from.
     fn key(&self) -> String {
         let mut h = Sha256::new();
+        h.update(CACHE_VERSION);
         h.update(self.base.as_bytes());
         for l in &self.layers {
             h.update(l.chain_id.as_bytes());

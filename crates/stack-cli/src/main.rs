@@ -58,6 +58,7 @@ fn main() -> ExitCode {
         cli::Command::Network { command } => done(network::run(command)),
         cli::Command::Pull(p) => done(config::pull(g, p)),
         cli::Command::Build(b) => done(build::services(g, b)),
+        cli::Command::Push(p) => done(registry::push_services(g, p)),
         cli::Command::Builder { command } => done(build::builder(command)),
         cli::Command::Up(u) => compose::up(g, u),
         cli::Command::Create(c) => compose::up(g, &c.up()),

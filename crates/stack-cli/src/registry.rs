@@ -161,6 +161,32 @@ pub fn push(host: &Host, reference: &str, quiet: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `stack push [SERVICE...]`: the image of each service that builds, to
+/// the registry its name points at (as `docker compose push`).
+pub fn push_services(g: &crate::cli::Global, a: &crate::cli::PushArgs) -> anyhow::Result<()> {
+    let opts = crate::config::options(g, &a.services, false, false)?;
+    let mut project = crate::config::load(&opts)?.project;
+    stack_host::load::name_built_images(&mut project);
+    let host = Host::new(crate::client::stack_root());
+    let mut failed = Vec::new();
+    for (name, s) in &project.services {
+        if (!a.services.is_empty() && !a.services.contains(name)) || s.build.is_none() {
+            continue;
+        }
+        let Some(image) = &s.image else { continue };
+        if let Err(e) = push(&host, image, a.quiet) {
+            match a.ignore_push_failures {
+                true => eprintln!("warning: service {name}: {e:#}"),
+                false => failed.push(format!("service {name}: {e:#}")),
+            }
+        }
+    }
+    if !failed.is_empty() {
+        anyhow::bail!("{}", failed.join("\n"));
+    }
+    Ok(())
+}
+
 /// `registry.example.com`, `https://index.docker.io/v1/` → the registry's host.
 fn server_host(server: Option<&str>) -> String {
     let s = server.unwrap_or(stack_image::reference::DOCKER_HUB);

@@ -171,6 +171,8 @@ pub enum Command {
     Pull(PullArgs),
     /// Build the images of the services that have a build section
     Build(ComposeBuildArgs),
+    /// Push the images of the services that have a build section to their registries
+    Push(PushArgs),
     /// Log in to a registry (Docker Hub by default)
     Login(LoginArgs),
     /// Forget the credentials for a registry
@@ -259,6 +261,18 @@ pub enum BuilderCommand {
         #[arg(short, long)]
         force: bool,
     },
+}
+
+#[derive(Args, Debug, Default)]
+pub struct PushArgs {
+    /// Report failures as warnings and go on
+    #[arg(long)]
+    pub ignore_push_failures: bool,
+    /// Print no progress
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// Services whose images to push (default: all that build)
+    pub services: Vec<String>,
 }
 
 #[derive(Args, Debug, Default)]

@@ -481,3 +481,37 @@ fn the_build_is_dockers_layer_by_layer_with_its_config_and_history() {
     let docker = std::fs::read_to_string(dir.join("docker.txt")).unwrap();
     assert_eq!(describe(&saved), docker);
 }
+
+#[test]
+fn a_watch_rebuild_rule_builds_the_image_again_and_recreates_the_service() {
+    let e = Env::new("build", "rebuild");
+    busybox_image(&e, "local/busybox:1");
+    let app = e.dir.join("app");
+    std::fs::create_dir_all(&app).unwrap();
+    std::fs::write(
+        app.join("Dockerfile"),
+        "FROM local/busybox:1\nCOPY page.txt /page.txt\nCMD [\"sleep\", \"1000\"]\n",
+    )
+    .unwrap();
+    std::fs::write(app.join("page.txt"), "first\n").unwrap();
+    std::fs::write(
+        app.join("compose.yaml"),
+        "services:\n  web:\n    build: .\n    develop:\n      watch:\n        - {path: ./page.txt, action: rebuild}\n",
+    )
+    .unwrap();
+    let d = app.display().to_string();
+    e.out(&in_project(&d, &["up", "-d", "--watch"]));
+    let id = e.out(&in_project(&d, &["ps", "-q", "web"]));
+    let page = || {
+        let o = e.stack(&in_project(&d, &["exec", "-T", "web", "cat", "/page.txt"]));
+        String::from_utf8_lossy(&o.stdout).to_string()
+    };
+    assert_eq!(page(), "first\n");
+    std::fs::write(app.join("page.txt"), "second\n").unwrap();
+    common::wait_for("the image built again and the service recreated", || {
+        page() == "second\n"
+    });
+    assert_ne!(e.out(&in_project(&d, &["ps", "-q", "web"])), id);
+    e.out(&in_project(&d, &["watch", "--stop"]));
+    e.out(&in_project(&d, &["down"]));
+}

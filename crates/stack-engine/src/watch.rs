@@ -232,13 +232,6 @@ impl WatchSpec {
                     ));
                     continue;
                 };
-                if action == Action::Rebuild {
-                    warnings.push(format!(
-                        "service {name}: `rebuild` needs image builds, which stack does not have yet: changes to {} are not acted on",
-                        rule.path
-                    ));
-                    continue;
-                }
                 let exec = rule.exec.as_ref().and_then(|h| {
                     Some(Exec {
                         command: h.command.as_ref()?.0.clone(),
@@ -289,6 +282,8 @@ pub struct Batch {
     pub execs: BTreeSet<usize>,
     /// Services to restart (once each, after their syncs).
     pub restarts: BTreeSet<String>,
+    /// Services whose image to build again, then recreate (`rebuild`).
+    pub rebuilds: BTreeSet<String>,
 }
 
 impl Batch {
@@ -314,6 +309,9 @@ pub fn batch(spec: &WatchSpec, changed: &BTreeSet<PathBuf>) -> Batch {
             }
             Action::SyncExec if t.exec.is_some() => {
                 b.execs.insert(i);
+            }
+            Action::Rebuild => {
+                b.rebuilds.insert(t.service.clone());
             }
             _ => {}
         }
@@ -343,7 +341,9 @@ impl<D: Driver + Send + 'static> Engine<D> {
     /// synced into the services' running containers (and restarts or runs
     /// commands as the rules say); a changed stack file or `.env` calls
     /// `reload`, which brings the project up to the files again and gives
-    /// the new rules (on error the old ones stay, and so does the stack).
+    /// the new rules (on error the old ones stay, and so does the stack); a
+    /// `rebuild` rule's change calls it too, with the services whose images
+    /// to build again first (and whose containers to recreate).
     pub async fn watch_files<F, Fut>(
         self: &Arc<Self>,
         mut spec: WatchSpec,
@@ -351,7 +351,7 @@ impl<D: Driver + Send + 'static> Engine<D> {
         mut reload: F,
         events: &Events,
     ) where
-        F: FnMut() -> Fut,
+        F: FnMut(Vec<String>) -> Fut,
         Fut: Future<Output = anyhow::Result<WatchSpec>>,
     {
         self.apply(&spec, &initial(&spec), events).await;
@@ -369,8 +369,9 @@ impl<D: Driver + Send + 'static> Engine<D> {
                 }
             }
             let mut b = batch(&spec, &changed);
-            if b.reload {
-                match reload().await {
+            if b.reload || !b.rebuilds.is_empty() {
+                let rebuild = std::mem::take(&mut b.rebuilds).into_iter().collect();
+                match reload(rebuild).await {
                     Ok(new) => {
                         spec = new;
                         // Containers it recreated start from their image.

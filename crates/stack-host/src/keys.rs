@@ -32,7 +32,7 @@ pub const SERVICE_KEYS: &[(&str, Support, &str)] = &[
     ("annotations", Warned("OCI annotations reach no runtime here (stack's runtime reads none)"), "tests/keys.rs, keys::tests"),
     ("attach", Elsewhere("attached `up` leaves the output of `attach: false` services out (unless `--attach` names them)"), "tests/keys.rs"),
     ("build", Partly("built by stack's own builder (`stack build`, `up --build`, `up` when the image is missing, `pull_policy: build`) with context, dockerfile, dockerfile_inline, args, target, labels, secrets, network, tags, additional_contexts, extra_hosts, no_cache and pull; ssh, cache_from, cache_to, no_cache_filter, shm_size, ulimits, privileged, entitlements, provenance, sbom, isolation and more than one platform are warned of (not applied)"), "tests/build.rs"),
-    ("develop", Partly("`stack watch` and `up --watch`: sync, sync+restart, sync+exec and restart rules; `rebuild` rules are not acted on yet (warned of)"), "tests/watch.rs"),
+    ("develop", Elsewhere("`stack watch` and `up --watch`: sync, sync+restart, sync+exec, restart and rebuild rules"), "tests/watch.rs, tests/build.rs"),
     ("blkio_config", Partly("device_read_bps, device_write_bps, device_read_iops and device_write_iops are applied (v1 blkio throttles, v2 io.max); weight and weight_device are warned of (not applied)"), "tests/keys.rs"),
     ("cap_add", Applied, "tests/isolation.rs"),
     ("cap_drop", Applied, "tests/isolation.rs"),
@@ -392,14 +392,6 @@ fn partly(key: &str, s: &Service, out: &mut dyn FnMut(bool, &str)) {
             for (k, _) in unapplied.iter().filter(|(_, set)| *set) {
                 out(false, &format!("`build.{k}` is not applied by stack's builder"));
             }
-        }
-        "develop"
-            if s
-                .develop
-                .as_ref()
-                .is_some_and(|d| d.watch.iter().any(|w| w.action == "rebuild")) =>
-        {
-            out(false, "`rebuild` rules are not acted on yet")
         }
         "blkio_config"
             if s.blkio_config

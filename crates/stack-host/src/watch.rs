@@ -162,20 +162,24 @@ impl Watches {
         }
         let inotify = Arc::new(Mutex::new(inotify));
         let reload_events = events.clone();
-        let reload = move || {
-            let (req, up, inotify, events) = (
+        let host = engine.driver().clone();
+        let reload = move |rebuild: Vec<String>| {
+            let (req, up, inotify, events, host) = (
                 req.clone(),
                 up.clone(),
                 inotify.clone(),
                 reload_events.clone(),
+                host.clone(),
             );
             crate::blocking(move || {
                 let (loaded, files) = reload(&req.load, &events)
                     .map_err(|e| anyhow::anyhow!("the stack is left as it was: {e:#}"))?;
+                let rebuilt = rebuild_images(&host, &loaded.project, &rebuild, &events)?;
                 let up_req = stack_api::UpRequest {
                     project: loaded.project,
                     working_dir: loaded.working_dir,
                     config_files: loaded.config_files,
+                    rebuilt,
                     ..req.up.clone()
                 };
                 up(&up_req, &events)?;
@@ -268,6 +272,43 @@ impl Watches {
 
 /// The project a watch loads again, as the client loaded it; the loader's
 /// warnings go to the watch's events.
+/// A `rebuild` rule's services built again (each said as it goes); those
+/// whose image changed, for the `up` to recreate. A failed build leaves
+/// the stack as it was.
+fn rebuild_images(
+    host: &Host,
+    project: &stack_model::Project,
+    services: &[String],
+    events: &Events,
+) -> anyhow::Result<Vec<String>> {
+    let mut changed = Vec::new();
+    let say = |name: &str, action: &str| {
+        events.send(Event::Progress {
+            object: "Service".into(),
+            name: name.to_string(),
+            action: action.into(),
+        })
+    };
+    for name in services {
+        let req = crate::build::service_request(project, name)?;
+        let before = host.images()?.lookup(&req.tags[0]).ok().map(|i| i.id);
+        say(name, "Building");
+        let img = crate::build::build(host, &req, &|e| {
+            if let stack_build::Event::Warning(message) = e {
+                events.send(Event::Warning { message });
+            }
+        })
+        .map_err(|e| {
+            anyhow::anyhow!("service {name}: the build failed, the stack is left as it was: {e:#}")
+        })?;
+        say(name, "Built");
+        if before.as_deref() != Some(img.id.as_str()) {
+            changed.push(name.clone());
+        }
+    }
+    Ok(changed)
+}
+
 fn reload(l: &LoadSpec, events: &Events) -> anyhow::Result<(stack_api::UpRequest, Vec<String>)> {
     let opts = crate::load::options(l);
     let loaded = stack_loader::load(&opts)?;

@@ -515,3 +515,31 @@ fn a_watch_rebuild_rule_builds_the_image_again_and_recreates_the_service() {
     e.out(&in_project(&d, &["watch", "--stop"]));
     e.out(&in_project(&d, &["down"]));
 }
+
+#[test]
+fn stages_that_do_not_need_each_other_build_at_the_same_time() {
+    let e = Env::new("build", "parallel");
+    busybox_image(&e, "local/busybox:1");
+    let ctx = e.dir.join("ctx");
+    std::fs::create_dir_all(&ctx).unwrap();
+    // Each stage marks a shared cache mount and waits (20 s at most) for
+    // the other's mark: built one after the other, the first gives up.
+    let wait = |me: &str, other: &str| {
+        format!(
+            "RUN --mount=type=cache,id=meet,target=/meet touch /meet/{me} && \
+             for i in $(busybox seq 400); do [ -e /meet/{other} ] && echo {me} > /{me} && exit 0; sleep 0.05; done; exit 1"
+        )
+    };
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        format!(
+            "FROM local/busybox:1 AS left\n{}\n\nFROM local/busybox:1 AS right\n{}\n\n\
+             FROM local/busybox:1\nCOPY --from=left /left /left\nCOPY --from=right /right /right\n",
+            wait("left", "right"),
+            wait("right", "left")
+        ),
+    )
+    .unwrap();
+    build(&e, &ctx, &[]);
+    assert_eq!(run(&e, "cat /left /right"), "left\nright\n");
+}

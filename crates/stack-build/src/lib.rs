@@ -14,9 +14,9 @@ mod layer;
 mod run;
 mod view;
 
-use std::cell::RefCell;
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 use std::time::Instant;
 
 use anyhow::{anyhow, bail, Context as _};
@@ -71,7 +71,7 @@ pub struct Wiring {
 }
 
 /// The host's part in a build.
-pub trait Sandbox {
+pub trait Sandbox: Sync {
     /// A base image (`FROM`, `COPY --from=image`), pulled if it is missing
     /// or `pull` says so.
     fn image(&self, reference: &str, pull: bool) -> anyhow::Result<Image>;
@@ -117,7 +117,7 @@ pub fn build(
     runs: &Path,
     req: &Request,
     sandbox: &dyn Sandbox,
-    say: &dyn Fn(Event),
+    say: &(dyn Fn(Event) + Sync),
 ) -> anyhow::Result<Image> {
     let (name, text) = match &req.inline {
         Some(t) => ("Dockerfile".to_string(), t.clone()),
@@ -146,6 +146,7 @@ pub fn build(
         None => df.stages.len() - 1,
     };
     let empty = store.tmp_dir("build-empty")?;
+    let stages = df.stages.len();
     let b = Builder {
         store,
         runs,
@@ -158,10 +159,10 @@ pub fn build(
         df,
         ignore,
         empty: empty.clone(),
-        built: RefCell::new(HashMap::new()),
-        building: RefCell::new(BTreeSet::new()),
-        steps: RefCell::new(0),
-        used: RefCell::new(BTreeSet::new()),
+        slots: (0..stages).map(|_| Mutex::new(None)).collect(),
+        building: Mutex::default(),
+        steps: Mutex::new(0),
+        used: Mutex::default(),
     };
     let result = b.stage(target).and_then(|s| b.finish(s));
     let _ = std::fs::remove_dir_all(&empty);
@@ -169,7 +170,7 @@ pub fn build(
     let unused: Vec<&String> = req
         .args
         .keys()
-        .filter(|k| !b.used.borrow().contains(*k) && !is_predefined(k))
+        .filter(|k| !lock(&b.used).contains(*k) && !is_predefined(k))
         .collect();
     if !unused.is_empty() {
         say(Event::Warning(format!(
@@ -381,22 +382,26 @@ struct Builder<'a> {
     runs: &'a Path,
     req: &'a Request,
     sandbox: &'a dyn Sandbox,
-    say: &'a dyn Fn(Event),
+    say: &'a (dyn Fn(Event) + Sync),
     file: String,
     escape: char,
     df: Dockerfile,
     global: BTreeMap<String, String>,
     ignore: Patterns,
     empty: PathBuf,
-    built: RefCell<HashMap<usize, State>>,
-    building: RefCell<BTreeSet<usize>>,
-    steps: RefCell<usize>,
-    used: RefCell<BTreeSet<String>>,
+    /// Each stage once built; its lock held while it builds, so that a
+    /// stage two others need is built once.
+    slots: Vec<Mutex<Option<State>>>,
+    /// The stages under way, and the thread building each (to tell a
+    /// stage that needs itself from one another thread is building).
+    building: Mutex<BTreeMap<usize, std::thread::ThreadId>>,
+    steps: Mutex<usize>,
+    used: Mutex<BTreeSet<String>>,
 }
 
 impl Builder<'_> {
     fn next_step(&self, title: String) -> (usize, Instant) {
-        let mut n = self.steps.borrow_mut();
+        let mut n = lock(&self.steps);
         *n += 1;
         (self.say)(Event::Step { n: *n, title });
         (*n, Instant::now())
@@ -417,13 +422,79 @@ impl Builder<'_> {
         stack_dockerfile::expand::words(raw, self.escape, &|n| s.var(n)).map_err(anyhow::Error::msg)
     }
 
-    /// Builds stage `i` (once), and the stages it needs.
+    /// Builds stage `i` (once), and the stages it needs: those that do not
+    /// need each other at the same time, each on a thread of its own.
     fn stage(&self, i: usize) -> anyhow::Result<State> {
-        if let Some(s) = self.built.borrow().get(&i) {
+        let me = std::thread::current().id();
+        if lock(&self.building).get(&i) == Some(&me) {
+            bail!("{}: stage {i} depends on itself", self.file);
+        }
+        let mut slot = lock(&self.slots[i]);
+        if let Some(s) = &*slot {
             return Ok(s.clone());
         }
-        if !self.building.borrow_mut().insert(i) {
-            bail!("{}: stage {i} depends on itself", self.file);
+        lock(&self.building).insert(i, me);
+        let built = self.build_stage(i);
+        lock(&self.building).remove(&i);
+        let s = built?;
+        *slot = Some(s.clone());
+        Ok(s)
+    }
+
+    /// The other stages stage `i` names (`FROM`, `COPY --from`, `RUN
+    /// --mount=from=`), as far as the global ARGs tell.
+    fn needs(&self, i: usize) -> BTreeSet<usize> {
+        let global = |raw: &str| {
+            stack_dockerfile::expand::word(raw, self.escape, &|n| self.global.get(n).cloned()).ok()
+        };
+        let stage = &self.df.stages[i];
+        let mut names: Vec<String> = global(&stage.base).into_iter().collect();
+        for ins in &stage.instructions {
+            match &ins.command {
+                Command::Copy(c) | Command::Add(c) => {
+                    names.extend(c.from.as_deref().and_then(global))
+                }
+                Command::Run(r) => names.extend(
+                    r.mounts
+                        .iter()
+                        .filter_map(|m| global(m))
+                        .filter_map(|m| stack_dockerfile::parse_mount(&m).ok())
+                        .filter_map(|m| m.from),
+                ),
+                _ => {}
+            }
+        }
+        names
+            .iter()
+            .filter_map(|n| self.df.stage(n))
+            .filter(|j| *j != i && (*j < i || self.df.stages[*j].name.is_some()))
+            .collect()
+    }
+
+    fn build_stage(&self, i: usize) -> anyhow::Result<State> {
+        // What it needs first, side by side.
+        let needs: Vec<usize> = self
+            .needs(i)
+            .into_iter()
+            .filter(|j| lock(&self.slots[*j]).is_none())
+            .collect();
+        if needs.len() > 1 {
+            let failed = std::thread::scope(|scope| {
+                let running: Vec<_> = needs
+                    .iter()
+                    .map(|j| scope.spawn(move || self.stage(*j)))
+                    .collect();
+                running
+                    .into_iter()
+                    .map(|t| {
+                        t.join()
+                            .unwrap_or_else(|_| Err(anyhow!("a stage's build panicked")))
+                    })
+                    .find_map(Result::err)
+            });
+            if let Some(e) = failed {
+                return Err(e);
+            }
         }
         let stage = self.df.stages[i].clone();
         let label = stage.name.clone().unwrap_or_else(|| format!("stage-{i}"));
@@ -474,8 +545,6 @@ impl Builder<'_> {
             self.step(&mut s, ins, &format!("[{label} {}/{total}]", k + 2))
                 .with_context(|| format!("{}:{}: {}", self.file, ins.line, ins.original))?;
         }
-        self.building.borrow_mut().remove(&i);
-        self.built.borrow_mut().insert(i, s.clone());
         Ok(s)
     }
 
@@ -561,7 +630,7 @@ impl Builder<'_> {
                 for a in args {
                     let value = match self.req.args.get(&a.name) {
                         Some(v) => {
-                            self.used.borrow_mut().insert(a.name.clone());
+                            lock(&self.used).insert(a.name.clone());
                             Some(v.clone())
                         }
                         None => match &a.default {
@@ -828,7 +897,7 @@ impl Builder<'_> {
         }
         for p in PROXIES {
             if let Some(v) = self.req.args.get(*p) {
-                self.used.borrow_mut().insert(p.to_string());
+                lock(&self.used).insert(p.to_string());
                 env.push(format!("{p}={v}"));
             }
         }
@@ -1245,6 +1314,11 @@ impl Builder<'_> {
             .store
             .record(self.req.tags.clone(), &digest, s.layers, None)?)
     }
+}
+
+/// A mutex's value, even if a thread panicked holding it.
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// A list as Go's `%q` prints it: `["/bin/sh" "-c"]`.

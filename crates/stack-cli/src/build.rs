@@ -2,10 +2,10 @@
 //! runs in this process (as `docker compose` builds before it creates),
 //! its steps printed as BuildKit's plain progress on standard error.
 
-use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
 use std::io::Read as _;
 use std::path::PathBuf;
+use std::sync::Mutex;
 use std::time::Instant;
 
 use anyhow::{bail, Context as _};
@@ -15,21 +15,37 @@ use stack_host::Host;
 use crate::cli::image::BuildArgs;
 use crate::cli::{ComposeBuildArgs, Global};
 
-/// Prints a build's events: `#3 [app 2/4] RUN make`, its output lines
-/// with their time into the step, `#3 CACHED` or `#3 DONE 1.2s`.
-struct Printer {
-    quiet: bool,
-    prefix: String,
-    started: RefCell<HashMap<usize, Instant>>,
+/// Step numbers shared by the builds that run at once (compose's), so
+/// that each `#N` names one step.
+#[derive(Default)]
+struct Numbers {
+    next: usize,
+    /// (build, its own number) to the shared one, and when it began.
+    given: HashMap<(usize, usize), (usize, Instant)>,
 }
 
-impl Printer {
-    fn new(quiet: bool, prefix: &str) -> Printer {
-        Printer {
-            quiet,
-            prefix: prefix.to_string(),
-            started: RefCell::default(),
+/// Prints a build's events: `#3 [app 2/4] RUN make`, its output lines
+/// with their time into the step, `#3 CACHED` or `#3 DONE 1.2s`.
+struct Printer<'a> {
+    quiet: bool,
+    /// The service, for compose's builds.
+    prefix: String,
+    build: usize,
+    numbers: &'a Mutex<Numbers>,
+}
+
+impl Printer<'_> {
+    /// The shared number of this build's step `n`, and its time so far.
+    fn number(&self, n: usize) -> (usize, f64) {
+        let mut numbers = self.numbers.lock().unwrap_or_else(|p| p.into_inner());
+        let key = (self.build, n);
+        if let Some((shared, t)) = numbers.given.get(&key) {
+            return (*shared, t.elapsed().as_secs_f64());
         }
+        numbers.next += 1;
+        let shared = numbers.next;
+        numbers.given.insert(key, (shared, Instant::now()));
+        (shared, 0.0)
     }
 
     fn say(&self, e: Event) {
@@ -41,23 +57,18 @@ impl Printer {
         }
         match e {
             Event::Step { n, title } => {
-                self.started.borrow_mut().insert(n, Instant::now());
                 let title = match self.prefix.is_empty() {
                     true => title,
                     false => title.replacen('[', &format!("[{} ", self.prefix), 1),
                 };
-                eprintln!("#{n} {title}");
+                eprintln!("#{} {title}", self.number(n).0);
             }
             Event::Line { n, text } => {
-                let t = self
-                    .started
-                    .borrow()
-                    .get(&n)
-                    .map_or(0.0, |t| t.elapsed().as_secs_f64());
+                let (n, t) = self.number(n);
                 eprintln!("#{n} {t:.3} {text}");
             }
-            Event::Cached { n } => eprintln!("#{n} CACHED"),
-            Event::Done { n, seconds } => eprintln!("#{n} DONE {seconds:.1}s"),
+            Event::Cached { n } => eprintln!("#{} CACHED", self.number(n).0),
+            Event::Done { n, seconds } => eprintln!("#{} DONE {seconds:.1}s", self.number(n).0),
             Event::Warning(w) => eprintln!("WARNING: {w}"),
         }
     }
@@ -145,7 +156,13 @@ pub fn image(a: &BuildArgs) -> anyhow::Result<()> {
     };
     let host = Host::new(crate::client::stack_root());
     let quiet = a.quiet;
-    let p = Printer::new(quiet, "");
+    let numbers = Mutex::default();
+    let p = Printer {
+        quiet,
+        prefix: String::new(),
+        build: 0,
+        numbers: &numbers,
+    };
     let img = stack_host::build::build(&host, &req, &|e| p.say(e))?;
     if quiet {
         println!("{}", img.id);
@@ -158,21 +175,26 @@ pub fn image(a: &BuildArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Builds `names`, one after the other; the services whose image id changed.
+/// Builds `names`, all at once; the services whose image id changed.
 pub fn build_services(
     host: &Host,
     project: &stack_model::Project,
     names: &[String],
-    change: &dyn Fn(&mut Request),
+    change: &(dyn Fn(&mut Request) + Sync),
     quiet: bool,
 ) -> anyhow::Result<Vec<String>> {
     let store = host.images()?;
-    let mut changed = Vec::new();
-    for name in names {
+    let numbers = Mutex::default();
+    let one = |i: usize, name: &String| -> anyhow::Result<bool> {
         let mut req = stack_host::build::service_request(project, name)?;
         change(&mut req);
         let before = store.lookup(&req.tags[0]).ok().map(|i| i.id);
-        let p = Printer::new(quiet, name);
+        let p = Printer {
+            quiet,
+            prefix: name.clone(),
+            build: i,
+            numbers: &numbers,
+        };
         let img = stack_host::build::build(host, &req, &|e| p.say(e))
             .with_context(|| format!("service {name}: build failed"))?;
         if quiet {
@@ -180,9 +202,34 @@ pub fn build_services(
         } else {
             eprintln!("naming to {} done", req.tags.join(", "));
         }
-        if before.as_deref() != Some(img.id.as_str()) {
-            changed.push(name.clone());
+        Ok(before.as_deref() != Some(img.id.as_str()))
+    };
+    let results: Vec<anyhow::Result<bool>> = std::thread::scope(|scope| {
+        let one = &one;
+        let running: Vec<_> = names
+            .iter()
+            .enumerate()
+            .map(|(i, name)| scope.spawn(move || one(i, name)))
+            .collect();
+        running
+            .into_iter()
+            .map(|t| {
+                t.join()
+                    .unwrap_or_else(|_| Err(anyhow::anyhow!("a build panicked")))
+            })
+            .collect()
+    });
+    let mut changed = Vec::new();
+    let mut failed = Vec::new();
+    for (name, r) in names.iter().zip(results) {
+        match r {
+            Ok(true) => changed.push(name.clone()),
+            Ok(false) => {}
+            Err(e) => failed.push(format!("{e:#}")),
         }
+    }
+    if !failed.is_empty() {
+        bail!("{}", failed.join("\n"));
     }
     Ok(changed)
 }

@@ -2,8 +2,8 @@
 //! base images (pulled as asked) and a network of the build's own for its
 //! RUN steps, made at the first RUN that needs it and removed at the end.
 
-use std::cell::RefCell;
 use std::path::PathBuf;
+use std::sync::Mutex;
 
 use anyhow::Context as _;
 use stack_build::{Event, Request, Sandbox, Wiring};
@@ -13,8 +13,9 @@ use crate::Host;
 
 struct HostSandbox<'a> {
     host: &'a Host,
-    /// The build's network, once a RUN has needed it.
-    network: RefCell<Option<String>>,
+    /// The build's network, once a RUN has needed it (made under the lock:
+    /// parallel stages share it).
+    network: Mutex<Option<String>>,
 }
 
 impl Sandbox for HostSandbox<'_> {
@@ -29,8 +30,8 @@ impl Sandbox for HostSandbox<'_> {
     }
 
     fn connect(&self, id: &str) -> anyhow::Result<Wiring> {
-        let existing = self.network.borrow().clone();
-        let name = match existing {
+        let mut network = self.network.lock().unwrap_or_else(|p| p.into_inner());
+        let name = match network.clone() {
             Some(n) => n,
             None => {
                 let name = format!("build-{}", stack_sys::random_hex(6)?);
@@ -47,10 +48,11 @@ impl Sandbox for HostSandbox<'_> {
                     },
                 )
                 .context("cannot make the build's network")?;
-                *self.network.borrow_mut() = Some(name.clone());
+                *network = Some(name.clone());
                 name
             }
         };
+        drop(network);
         let w = crate::network::wire(
             self.host,
             id,
@@ -83,17 +85,21 @@ impl Sandbox for HostSandbox<'_> {
 }
 
 /// Builds `req`, telling `say` each step.
-pub fn build(host: &Host, req: &Request, say: &dyn Fn(Event)) -> anyhow::Result<Image> {
+pub fn build(host: &Host, req: &Request, say: &(dyn Fn(Event) + Sync)) -> anyhow::Result<Image> {
     let runs = host.build_runs();
     std::fs::create_dir_all(&runs)?;
     sweep(&runs);
     let sandbox = HostSandbox {
         host,
-        network: RefCell::new(None),
+        network: Mutex::new(None),
     };
     let store = host.images()?;
     let built = stack_build::build(&store, &runs, req, &sandbox, say);
-    if let Some(n) = sandbox.network.into_inner() {
+    if let Some(n) = sandbox
+        .network
+        .into_inner()
+        .unwrap_or_else(|p| p.into_inner())
+    {
         if let Err(e) = crate::network::remove(host, &n) {
             tracing::warn!("build network {n}: {e:#}");
         }

@@ -73,7 +73,11 @@ fn cached(out: &str, title: &str) -> bool {
 fn all_cached(out: &str) -> bool {
     let steps: Vec<&str> = out
         .lines()
-        .filter(|l| l.contains("] RUN ") || l.contains("] COPY ") || l.contains("] WORKDIR "))
+        .filter(|l| {
+            ["] RUN ", "] COPY ", "] ADD ", "] WORKDIR "]
+                .iter()
+                .any(|s| l.contains(s))
+        })
         .collect();
     !steps.is_empty() && steps.iter().all(|l| cached(out, l))
 }
@@ -542,4 +546,79 @@ fn stages_that_do_not_need_each_other_build_at_the_same_time() {
     .unwrap();
     build(&e, &ctx, &[]);
     assert_eq!(run(&e, "cat /left /right"), "left\nright\n");
+}
+
+/// An HTTP server on loopback that answers every request with `body`
+/// (changed through the returned handle); its port.
+fn serve(body: &str) -> (u16, std::sync::Arc<std::sync::Mutex<String>>) {
+    use std::io::{Read as _, Write as _};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let body = std::sync::Arc::new(std::sync::Mutex::new(body.to_string()));
+    let served = body.clone();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { continue };
+            let mut buf = [0u8; 4096];
+            let _ = conn.read(&mut buf);
+            let b = served.lock().unwrap().clone();
+            let _ = write!(
+                conn,
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{b}",
+                b.len()
+            );
+        }
+    });
+    (port, body)
+}
+
+#[test]
+fn add_fetches_urls_checks_their_checksum_and_caches_by_content() {
+    let e = Env::new("build", "url");
+    busybox_image(&e, "local/busybox:1");
+    let (port, body) = serve("echo fetched\n");
+    let digest = {
+        use sha2::Digest as _;
+        let d = sha2::Sha256::digest(b"echo fetched\n");
+        d.iter().map(|b| format!("{b:02x}")).collect::<String>()
+    };
+    let ctx = e.dir.join("ctx");
+    std::fs::create_dir_all(&ctx).unwrap();
+    let dockerfile = |sum: &str| {
+        format!(
+            "FROM local/busybox:1\nADD http://127.0.0.1:{port}/files/tool.sh /opt/\n\
+             ADD --checksum=sha256:{sum} http://127.0.0.1:{port}/files/tool.sh /checked\n"
+        )
+    };
+    std::fs::write(ctx.join("Dockerfile"), dockerfile(&digest)).unwrap();
+    build(&e, &ctx, &[]);
+    // Named after the URL's path, 0600 as Docker writes downloads.
+    assert_eq!(
+        run(&e, "cat /opt/tool.sh /checked"),
+        "echo fetched\necho fetched\n"
+    );
+    assert_eq!(run(&e, "busybox stat -c %a /opt/tool.sh"), "600\n");
+    let (_, again) = build(&e, &ctx, &[]);
+    assert!(all_cached(&again), "{again}");
+    // Another body at the same URL: the step is made again.
+    *body.lock().unwrap() = "echo changed\n".into();
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        dockerfile(&digest)
+            .lines()
+            .take(2)
+            .collect::<Vec<_>>()
+            .join("\n"),
+    )
+    .unwrap();
+    let (_, changed) = build(&e, &ctx, &[]);
+    assert!(!cached(&changed, "ADD http"), "{changed}");
+    assert_eq!(run(&e, "cat /opt/tool.sh"), "echo changed\n");
+    // A checksum that does not match fails the build.
+    std::fs::write(ctx.join("Dockerfile"), dockerfile(&digest)).unwrap();
+    let why = e.fails(&["image", "build", "-t", "built:1", ctx.to_str().unwrap()]);
+    assert!(
+        why.contains("checksum") && why.contains("Dockerfile:3"),
+        "{why}"
+    );
 }

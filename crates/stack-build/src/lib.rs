@@ -75,6 +75,8 @@ pub trait Sandbox: Sync {
     /// A base image (`FROM`, `COPY --from=image`), pulled if it is missing
     /// or `pull` says so.
     fn image(&self, reference: &str, pull: bool) -> anyhow::Result<Image>;
+    /// The body of `url` (`ADD https://…`), as the host's HTTP client gets it.
+    fn fetch(&self, url: &str) -> anyhow::Result<Vec<u8>>;
     /// Connects a RUN's container to the build network.
     fn connect(&self, id: &str) -> anyhow::Result<Wiring>;
     fn disconnect(&self, id: &str);
@@ -1166,11 +1168,36 @@ impl Builder<'_> {
         if let From::View(_, k) = &source {
             key.update(k.as_bytes());
         }
+        // ADD's URLs: fetched (the content is in the key), written 0600 as
+        // Docker writes them, checked against `--checksum`.
+        let mut downloads = Vec::new();
+        let checksum = c.checksum.as_ref().map(|x| self.expand(s, x)).transpose()?;
         for x in &sources {
-            if add
-                && (x.starts_with("http://") || x.starts_with("https://") || x.starts_with("git@"))
-            {
-                bail!("ADD {x}: sources from URLs are not supported yet (download them in a RUN, or COPY them from the context)");
+            if add && (x.starts_with("git@") || x.ends_with(".git")) {
+                bail!("ADD {x}: git sources are not supported yet (clone in a RUN instead)");
+            }
+            if add && (x.starts_with("http://") || x.starts_with("https://")) {
+                let body = self.sandbox.fetch(x).with_context(|| format!("ADD {x}"))?;
+                let digest = format!("sha256:{}", hex(Sha256::new_with_prefix(&body)));
+                if let Some(want) = &checksum {
+                    if *want != digest {
+                        bail!("ADD {x}: the checksum is {digest}, not {want}");
+                    }
+                }
+                key.update(x.as_bytes());
+                key.update(digest.as_bytes());
+                let name = x
+                    .split(['?', '#'])
+                    .next()
+                    .and_then(|u| u.rsplit('/').next())
+                    .filter(|n| !n.is_empty() && !n.contains(':'))
+                    .unwrap_or("index.html")
+                    .to_string();
+                downloads.push((name, body));
+                continue;
+            }
+            if checksum.is_some() {
+                bail!("--checksum is for URLs only: `{x}` is not one");
             }
             for f in src.find(x)? {
                 key.update(f.rel.as_os_str().as_encoded_bytes());
@@ -1190,7 +1217,7 @@ impl Builder<'_> {
             heredocs.push((h.name.clone(), body));
         }
         let dest_is_dir = dest.ends_with('/')
-            || found.len() + heredocs.len() > 1
+            || found.len() + heredocs.len() + downloads.len() > 1
             || sources.iter().any(|x| x.contains(['*', '?', '[']))
             || view.find(&dest_path).is_some_and(|p| p.is_dir());
         let key = format!("copy:{}", hex(key));
@@ -1235,6 +1262,22 @@ impl Builder<'_> {
                         continue;
                     }
                     copy::copy(&src, f, &layer, &to, &apply)?;
+                }
+                for (name, body) in &downloads {
+                    let to = if dest_is_dir {
+                        dest_path.join(name)
+                    } else {
+                        dest_path.clone()
+                    };
+                    copy::parents(&layer, &view, to.parent().unwrap_or(Path::new("/")))?;
+                    let at = layer.join(to.strip_prefix("/").unwrap_or(&to));
+                    std::fs::write(&at, body)?;
+                    let mode = apply.chmod.as_ref().map_or(0o600, |f| f(0o600, false));
+                    std::fs::set_permissions(
+                        &at,
+                        std::os::unix::fs::PermissionsExt::from_mode(mode),
+                    )?;
+                    nix::unistd::chown(&at, Some(owner.0.into()), Some(owner.1.into()))?;
                 }
                 for (name, body) in &heredocs {
                     let to = if dest_is_dir {

@@ -29,6 +29,29 @@ impl Sandbox for HostSandbox<'_> {
         Ok(self.host.images()?.lookup(reference)?)
     }
 
+    fn fetch(&self, url: &str) -> anyhow::Result<Vec<u8>> {
+        // The registry client's HTTP (redirects, TLS), with no credentials:
+        // a URL in a Dockerfile gets none of the user's.
+        let rest = url
+            .strip_prefix("https://")
+            .or_else(|| url.strip_prefix("http://"))
+            .with_context(|| format!("`{url}`: only http and https URLs are fetched"))?;
+        let host = rest.split(['/', '?', '#']).next().unwrap_or_default();
+        if host.is_empty() || host.contains('@') {
+            anyhow::bail!("`{url}`: no host, or credentials in the URL");
+        }
+        let client = stack_image::registry::Client::new(stack_image::auth::AuthSources {
+            ours: PathBuf::from("/nonexistent"),
+            docker: None,
+        });
+        let call = stack_image::registry::Call::get(url.to_string(), &[]);
+        let body = self.host.block_on(async {
+            let reply = client.send(host, host, &call).await?.success().await?;
+            reply.bytes(1 << 30).await
+        })??;
+        Ok(body.to_vec())
+    }
+
     fn connect(&self, id: &str) -> anyhow::Result<Wiring> {
         let mut network = self.network.lock().unwrap_or_else(|p| p.into_inner());
         let name = match network.clone() {

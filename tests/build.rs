@@ -622,3 +622,37 @@ fn add_fetches_urls_checks_their_checksum_and_caches_by_content() {
         "{why}"
     );
 }
+
+#[test]
+fn an_ssh_agent_socket_reaches_run_steps_that_mount_it() {
+    let e = Env::new("build", "ssh");
+    busybox_image(&e, "local/busybox:1");
+    let socket = e.dir.join("agent.sock");
+    let _agent = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+    let ctx = e.dir.join("ctx");
+    std::fs::create_dir_all(&ctx).unwrap();
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        "FROM local/busybox:1\nRUN --mount=type=ssh,required test -S \"$SSH_AUTH_SOCK\" && echo \"$SSH_AUTH_SOCK\" > /agent\n",
+    )
+    .unwrap();
+    let ssh = format!("default={}", socket.display());
+    build(&e, &ctx, &["--ssh", &ssh]);
+    assert_eq!(
+        run(
+            &e,
+            "cat /agent; test -e /run/buildkit/ssh_agent.0 || echo gone"
+        ),
+        "/run/buildkit/ssh_agent.0\ngone\n"
+    );
+    // Required, and not given: the step fails, naming the agent.
+    let why = e.fails(&[
+        "image",
+        "build",
+        "--no-cache",
+        "-t",
+        "built:1",
+        ctx.to_str().unwrap(),
+    ]);
+    assert!(why.contains("ssh agent `default` is required"), "{why}");
+}

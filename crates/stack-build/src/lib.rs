@@ -52,6 +52,9 @@ pub struct Request {
     pub labels: BTreeMap<String, String>,
     /// `--secret id=..,src=..|env=..`: id to content.
     pub secrets: BTreeMap<String, Vec<u8>>,
+    /// `--ssh`: id (`default`) to the agent's socket on the host, for
+    /// `RUN --mount=type=ssh`.
+    pub ssh: BTreeMap<String, PathBuf>,
     /// The network RUN uses unless it says: `default`, `none` or `host`.
     pub network: Option<String>,
     /// `--add-host`: `name:ip` lines for RUN's /etc/hosts.
@@ -1055,7 +1058,20 @@ impl Builder<'_> {
                 own(&file, m, 0o400)?;
                 bind(&file, &target(format!("/run/secrets/{id}")), true)
             }
-            MountKind::Ssh => bail!("ssh mounts are not supported yet"),
+            MountKind::Ssh => {
+                let id = m.id.clone().unwrap_or_else(|| "default".into());
+                let Some(socket) = self.req.ssh.get(&id) else {
+                    if m.required {
+                        bail!("ssh agent `{id}` is required and was not given (--ssh {id}=SOCKET)");
+                    }
+                    return Ok(None);
+                };
+                // The agent's own socket, bound in; the step finds it as
+                // SSH_AUTH_SOCK.
+                let t = target("/run/buildkit/ssh_agent.0".into());
+                env.push(format!("SSH_AUTH_SOCK={t}"));
+                bind(socket, &t, false)
+            }
             MountKind::Bind => {
                 let source = m.source.clone().unwrap_or_default();
                 let t = target(String::new());

@@ -115,11 +115,17 @@ fn secret(spec: &str) -> anyhow::Result<(String, Vec<u8>)> {
     Ok((id, content))
 }
 
+/// `--ssh default` (the agent of `$SSH_AUTH_SOCK`) or `--ssh ID=SOCKET`.
+fn ssh(spec: &str) -> anyhow::Result<(String, PathBuf)> {
+    stack_host::build::ssh_agent(
+        spec.split_once('=')
+            .map_or((spec, None), |(id, p)| (id, Some(p))),
+    )
+    .with_context(|| format!("--ssh {spec}"))
+}
+
 /// `stack image build`.
 pub fn image(a: &BuildArgs) -> anyhow::Result<()> {
-    if !a.ssh.is_empty() {
-        bail!("--ssh: SSH agent forwarding is not supported yet");
-    }
     let context = std::fs::canonicalize(&a.context)
         .with_context(|| format!("build context {}", a.context.display()))?;
     if !context.is_dir() {
@@ -149,6 +155,7 @@ pub fn image(a: &BuildArgs) -> anyhow::Result<()> {
             .iter()
             .map(|s| secret(s))
             .collect::<Result<_, _>>()?,
+        ssh: a.ssh.iter().map(|s| ssh(s)).collect::<Result<_, _>>()?,
         network: a.network.clone(),
         extra_hosts: a.add_hosts.clone(),
         platform: a.platform.clone(),

@@ -153,6 +153,22 @@ fn sweep(runs: &std::path::Path) {
     }
 }
 
+/// An SSH agent for a build: `id` with its socket, or the agent of
+/// `$SSH_AUTH_SOCK`; the socket must be there.
+pub fn ssh_agent((id, socket): (&str, Option<&str>)) -> anyhow::Result<(String, PathBuf)> {
+    let socket = match socket {
+        Some(p) => PathBuf::from(p.split(',').next().unwrap_or(p)),
+        None => PathBuf::from(std::env::var_os("SSH_AUTH_SOCK").with_context(|| {
+            format!("ssh `{id}`: no socket given and SSH_AUTH_SOCK is not set")
+        })?),
+    };
+    use std::os::unix::fs::FileTypeExt;
+    if !std::fs::metadata(&socket).is_ok_and(|m| m.file_type().is_socket()) {
+        anyhow::bail!("ssh `{id}`: {} is not a socket", socket.display());
+    }
+    Ok((id.to_string(), socket))
+}
+
 /// The build of a compose service, from its `build:` section: context
 /// (the loader made it absolute), dockerfile or dockerfile_inline, args,
 /// target, labels, secrets, network, tags, additional_contexts,
@@ -222,5 +238,11 @@ pub fn service_request(project: &stack_model::Project, name: &str) -> anyhow::Re
             .cloned()
             .or_else(|| s.platform.clone()),
         contexts: b.additional_contexts.0.clone(),
+        ssh: b
+            .ssh
+            .0
+            .iter()
+            .map(|(id, p)| ssh_agent((id, p.as_deref())))
+            .collect::<anyhow::Result<_>>()?,
     })
 }

@@ -656,3 +656,51 @@ fn an_ssh_agent_socket_reaches_run_steps_that_mount_it() {
     ]);
     assert!(why.contains("ssh agent `default` is required"), "{why}");
 }
+
+#[test]
+fn a_local_image_given_as_cache_from_stands_in_for_an_empty_cache() {
+    let e = Env::new("build", "cachefrom");
+    busybox_image(&e, "local/busybox:1");
+    let ctx = e.dir.join("ctx");
+    std::fs::create_dir_all(&ctx).unwrap();
+    std::fs::write(ctx.join("f.txt"), "f\n").unwrap();
+    let dockerfile = |x: &str| {
+        format!("FROM local/busybox:1\nRUN echo one > /one\nENV X={x}\nRUN echo $X > /two\nCOPY f.txt /f.txt\n")
+    };
+    std::fs::write(ctx.join("Dockerfile"), dockerfile("1")).unwrap();
+    let build_as = |tag: &str, extra: &[&str]| {
+        let mut args = vec!["image", "build", "-t", tag];
+        args.extend_from_slice(extra);
+        args.push(ctx.to_str().unwrap());
+        let o = e.stack(&args);
+        let err = String::from_utf8_lossy(&o.stderr).to_string();
+        assert!(o.status.success(), "{err}");
+        err
+    };
+    build_as("first:1", &[]);
+    e.out(&["builder", "prune"]);
+    // Without it, nothing is reused; with it, the RUN steps are (not the
+    // COPY, whose history line does not say what it copied).
+    let with = build_as("second:1", &["--cache-from", "first:1"]);
+    assert!(
+        cached(&with, "RUN echo one") && cached(&with, "RUN echo $X"),
+        "{with}"
+    );
+    assert!(!cached(&with, "COPY f.txt"), "{with}");
+    let ids = |tag: &str| {
+        let v: serde_json::Value =
+            serde_json::from_str(&e.out(&["image", "inspect", tag])).unwrap();
+        v["diff_ids"].as_array().unwrap().clone()
+    };
+    assert_eq!(ids("first:1")[1..3], ids("second:1")[1..3]);
+    // An ENV before a RUN changed: that RUN is made again, the one before is not.
+    e.out(&["builder", "prune"]);
+    std::fs::write(ctx.join("Dockerfile"), dockerfile("2")).unwrap();
+    let changed = build_as("third:1", &["--cache-from", "first:1"]);
+    assert!(cached(&changed, "RUN echo one"), "{changed}");
+    assert!(!cached(&changed, "RUN echo $X"), "{changed}");
+    assert_eq!(
+        e.out(&["container", "run", "--rm", "third:1", "cat", "/two"]),
+        "2\n"
+    );
+}

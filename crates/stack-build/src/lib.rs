@@ -48,6 +48,9 @@ pub struct Request {
     pub no_cache: bool,
     /// Pull base images even when they are here.
     pub pull: bool,
+    /// `--cache-from`, compose's `cache_from`: local images whose steps
+    /// stand in for missing cache entries.
+    pub cache_from: Vec<String>,
     /// `--label`: set on the result.
     pub labels: BTreeMap<String, String>,
     /// `--secret id=..,src=..|env=..`: id to content.
@@ -168,6 +171,7 @@ pub fn build(
         building: Mutex::default(),
         steps: Mutex::new(0),
         used: Mutex::default(),
+        cache_images: Default::default(),
     };
     let result = b.stage(target).and_then(|s| b.finish(s));
     let _ = std::fs::remove_dir_all(&empty);
@@ -402,6 +406,7 @@ struct Builder<'a> {
     building: Mutex<BTreeMap<usize, std::thread::ThreadId>>,
     steps: Mutex<usize>,
     used: Mutex<BTreeSet<String>>,
+    cache_images: std::sync::OnceLock<Vec<(Image, Vec<(bool, String)>)>>,
 }
 
 impl Builder<'_> {
@@ -812,12 +817,17 @@ impl Builder<'_> {
         title: &str,
         created_by: &str,
         key: String,
+        // Whether its history line says all the step depends on (RUN,
+        // WORKDIR; not COPY), so that a `cache_from` image can stand in.
+        described: bool,
         make: &mut dyn FnMut(usize) -> anyhow::Result<Option<(PathBuf, PathBuf)>>,
     ) -> anyhow::Result<()> {
         let (n, t) = self.next_step(title.to_string());
         let parent = s.layers.last().map(|l| l.chain_id.clone());
         if !self.req.no_cache {
-            if let Some(hit) = cache::lookup(self.store, &key, parent.as_deref()) {
+            let hit = cache::lookup(self.store, &key, parent.as_deref())
+                .or_else(|| described.then(|| self.from_images(s, created_by)).flatten());
+            if let Some(hit) = hit {
                 (self.say)(Event::Cached { n });
                 match hit {
                     Some(layer) => {
@@ -849,6 +859,51 @@ impl Builder<'_> {
         }
         self.done(n, t);
         Ok(())
+    }
+
+    /// What a `cache_from` image made at this step: its history up to here
+    /// is ours (every line, the step's own with the args it saw) and so are
+    /// its layers up to here. As Docker's classic builder matched them.
+    fn from_images(&self, s: &State, created_by: &str) -> Option<Option<LayerParts>> {
+        let images = self.cache_images.get_or_init(|| {
+            let mut found = Vec::new();
+            for r in &self.req.cache_from {
+                let reference = r
+                    .split(',')
+                    .find_map(|p| p.strip_prefix("ref="))
+                    .unwrap_or(r);
+                let image = self.store.lookup(reference).ok().and_then(|img| {
+                    let config: Value =
+                        serde_json::from_slice(&self.store.read_blob(&img.id).ok()?).ok()?;
+                    Some((img, history_of(&config)))
+                });
+                match image {
+                    Some(i) => found.push(i),
+                    None => (self.say)(Event::Warning(format!(
+                        "cache_from {r}: no such local image (only local images serve as cache)"
+                    ))),
+                }
+            }
+            found
+        });
+        let ours = history_of(&s.config);
+        let chain: Vec<&String> = s.layers.iter().map(|l| &l.chain_id).collect();
+        for (img, theirs) in images {
+            let Some((empty, by)) = theirs.get(ours.len()) else {
+                continue;
+            };
+            if theirs[..ours.len()] != ours[..] || by != created_by {
+                continue;
+            }
+            if *empty {
+                return Some(None);
+            }
+            let k = chain.len();
+            if img.chain_ids.len() > k && img.chain_ids.iter().take(k).eq(chain.iter().copied()) {
+                return Some(image_layers(img).into_iter().nth(k));
+            }
+        }
+        None
     }
 
     fn run(&self, s: &mut State, r: &stack_dockerfile::Run, title: &str) -> anyhow::Result<()> {
@@ -947,50 +1002,57 @@ impl Builder<'_> {
             .to_string();
         let privileged = r.security.as_deref() == Some("insecure");
         let key = format!("run:{}", hex(key));
-        let result = self.layered(s, title, &run_history(&s.args, &args), key, &mut |n| {
-            let id = stack_sys::random_hex(32)?;
-            let (mode, resolv, mut hosts) = match network.as_str() {
-                "none" => (stack_runtime::NetworkMode::New, None, Vec::new()),
-                "host" => (stack_runtime::NetworkMode::Host, None, Vec::new()),
-                _ => {
-                    let w = self.sandbox.connect(&id)?;
-                    (
-                        stack_runtime::NetworkMode::Path(w.netns),
-                        Some(w.resolv_conf),
-                        w.hosts,
-                    )
+        let result = self.layered(
+            s,
+            title,
+            &run_history(&s.args, &args),
+            key,
+            true,
+            &mut |n| {
+                let id = stack_sys::random_hex(32)?;
+                let (mode, resolv, mut hosts) = match network.as_str() {
+                    "none" => (stack_runtime::NetworkMode::New, None, Vec::new()),
+                    "host" => (stack_runtime::NetworkMode::Host, None, Vec::new()),
+                    _ => {
+                        let w = self.sandbox.connect(&id)?;
+                        (
+                            stack_runtime::NetworkMode::Path(w.netns),
+                            Some(w.resolv_conf),
+                            w.hosts,
+                        )
+                    }
+                };
+                for h in &self.req.extra_hosts {
+                    if let Some((name, ip)) = h.split_once([':', '=']) {
+                        hosts.push(format!("{ip}\t{name}"));
+                    }
                 }
-            };
-            for h in &self.req.extra_hosts {
-                if let Some((name, ip)) = h.split_once([':', '=']) {
-                    hosts.push(format!("{ip}\t{name}"));
+                let step = run::Step {
+                    view: view.clone(),
+                    args: args.clone(),
+                    env: env.clone(),
+                    cwd: cwd.clone(),
+                    user: user.clone(),
+                    network: mode,
+                    resolv_conf: resolv,
+                    hosts,
+                    mounts: mounts.clone(),
+                    privileged,
+                };
+                let say = self.say;
+                let ran = run::run(self.runs, &self.empty, &id, step, &mut |l| {
+                    say(Event::Line {
+                        n,
+                        text: l.to_string(),
+                    })
+                });
+                if network == "default" {
+                    self.sandbox.disconnect(&id);
                 }
-            }
-            let step = run::Step {
-                view: view.clone(),
-                args: args.clone(),
-                env: env.clone(),
-                cwd: cwd.clone(),
-                user: user.clone(),
-                network: mode,
-                resolv_conf: resolv,
-                hosts,
-                mounts: mounts.clone(),
-                privileged,
-            };
-            let say = self.say;
-            let ran = run::run(self.runs, &self.empty, &id, step, &mut |l| {
-                say(Event::Line {
-                    n,
-                    text: l.to_string(),
-                })
-            });
-            if network == "default" {
-                self.sandbox.disconnect(&id);
-            }
-            let dir = ran?;
-            Ok(Some((dir.join("upper"), dir)))
-        });
+                let dir = ran?;
+                Ok(Some((dir.join("upper"), dir)))
+            },
+        );
         drop(locks);
         for d in &cleanup {
             let _ = std::fs::remove_dir_all(d);
@@ -1240,7 +1302,7 @@ impl Builder<'_> {
         let keyword = if add { "ADD" } else { "COPY" };
         // As BuildKit writes it: the paths as written, no flags.
         let created_by = format!("{keyword} {} {} # buildkit", c.sources.join(" "), c.dest);
-        self.layered(s, title, &created_by, key, &mut |_| {
+        self.layered(s, title, &created_by, key, false, &mut |_| {
             let layer = self.store.tmp_dir("copy")?;
             let made = (|| -> anyhow::Result<()> {
                 let apply = copy::Apply {
@@ -1348,7 +1410,7 @@ impl Builder<'_> {
         key.update(s.key());
         key.update(format!("workdir:{dir}"));
         let key = format!("workdir:{}", hex(key));
-        self.layered(s, title, original, key, &mut |_| {
+        self.layered(s, title, original, key, true, &mut |_| {
             let layer = self.store.tmp_dir("workdir")?;
             copy::parents(&layer, &view, Path::new(dir))?;
             Ok(Some((layer.clone(), layer)))
@@ -1373,6 +1435,23 @@ impl Builder<'_> {
             .store
             .record(self.req.tags.clone(), &digest, s.layers, None)?)
     }
+}
+
+/// An image config's history: each step's line, and whether it made no layer.
+fn history_of(config: &Value) -> Vec<(bool, String)> {
+    config["history"]
+        .as_array()
+        .map(|h| {
+            h.iter()
+                .map(|e| {
+                    (
+                        e["empty_layer"].as_bool().unwrap_or(false),
+                        e["created_by"].as_str().unwrap_or_default().to_string(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// A mutex's value, even if a thread panicked holding it.

@@ -149,6 +149,7 @@ pub fn image(a: &BuildArgs) -> anyhow::Result<()> {
         target: a.target.clone(),
         no_cache: a.no_cache,
         pull: a.pull,
+        cache_from: a.cache_from.clone(),
         labels: pairs(&a.labels),
         secrets: a
             .secrets

@@ -222,6 +222,7 @@ pub fn service_request(project: &stack_model::Project, name: &str) -> anyhow::Re
         target: b.target.clone(),
         no_cache: b.no_cache,
         pull: b.pull,
+        cache_from: b.cache_from.0.clone(),
         labels: b.labels.0.clone(),
         secrets,
         network: b.network.clone(),

@@ -86,6 +86,9 @@ pub struct BuildArgs {
     /// Pull the base images even when they are here
     #[arg(long)]
     pub pull: bool,
+    /// A local image whose steps stand in for missing cache entries
+    #[arg(long = "cache-from", value_name = "IMAGE")]
+    pub cache_from: Vec<String>,
     /// A secret for `RUN --mount=type=secret`: `id=ID,src=FILE` or `id=ID,env=VAR`
     #[arg(long = "secret", value_name = "id=ID,src=FILE")]
     pub secrets: Vec<String>,

@@ -406,7 +406,7 @@ struct Builder<'a> {
     building: Mutex<BTreeMap<usize, std::thread::ThreadId>>,
     steps: Mutex<usize>,
     used: Mutex<BTreeSet<String>>,
-    cache_images: std::sync::OnceLock<Vec<(Image, Vec<(bool, String)>)>>,
+    cache_images: std::sync::OnceLock<Vec<(Image, History)>>,
 }
 
 impl Builder<'_> {
@@ -825,8 +825,11 @@ impl Builder<'_> {
         let (n, t) = self.next_step(title.to_string());
         let parent = s.layers.last().map(|l| l.chain_id.clone());
         if !self.req.no_cache {
-            let hit = cache::lookup(self.store, &key, parent.as_deref())
-                .or_else(|| described.then(|| self.from_images(s, created_by)).flatten());
+            let hit = cache::lookup(self.store, &key, parent.as_deref()).or_else(|| {
+                described
+                    .then(|| self.cached_in_images(s, created_by))
+                    .flatten()
+            });
             if let Some(hit) = hit {
                 (self.say)(Event::Cached { n });
                 match hit {
@@ -864,7 +867,7 @@ impl Builder<'_> {
     /// What a `cache_from` image made at this step: its history up to here
     /// is ours (every line, the step's own with the args it saw) and so are
     /// its layers up to here. As Docker's classic builder matched them.
-    fn from_images(&self, s: &State, created_by: &str) -> Option<Option<LayerParts>> {
+    fn cached_in_images(&self, s: &State, created_by: &str) -> Option<Option<LayerParts>> {
         let images = self.cache_images.get_or_init(|| {
             let mut found = Vec::new();
             for r in &self.req.cache_from {
@@ -1438,7 +1441,9 @@ impl Builder<'_> {
 }
 
 /// An image config's history: each step's line, and whether it made no layer.
-fn history_of(config: &Value) -> Vec<(bool, String)> {
+type History = Vec<(bool, String)>;
+
+fn history_of(config: &Value) -> History {
     config["history"]
         .as_array()
         .map(|h| {

@@ -1344,7 +1344,12 @@ impl Builder<'_> {
                     }
                     copy::copy(&src, f, &layer, &to, &apply)?;
                 }
-                for (name, body) in &downloads {
+                // Downloads (0600, as Docker writes them) and heredocs (0644).
+                let files = downloads
+                    .iter()
+                    .map(|(n, b)| (n, &b[..], 0o600))
+                    .chain(heredocs.iter().map(|(n, b)| (n, b.as_bytes(), 0o644)));
+                for (name, body, mode) in files {
                     let to = if dest_is_dir {
                         dest_path.join(name)
                     } else {
@@ -1353,23 +1358,7 @@ impl Builder<'_> {
                     copy::parents(&layer, &view, to.parent().unwrap_or(Path::new("/")))?;
                     let at = layer.join(to.strip_prefix("/").unwrap_or(&to));
                     std::fs::write(&at, body)?;
-                    let mode = apply.chmod.as_ref().map_or(0o600, |f| f(0o600, false));
-                    std::fs::set_permissions(
-                        &at,
-                        std::os::unix::fs::PermissionsExt::from_mode(mode),
-                    )?;
-                    nix::unistd::chown(&at, Some(owner.0.into()), Some(owner.1.into()))?;
-                }
-                for (name, body) in &heredocs {
-                    let to = if dest_is_dir {
-                        dest_path.join(name)
-                    } else {
-                        dest_path.clone()
-                    };
-                    copy::parents(&layer, &view, to.parent().unwrap_or(Path::new("/")))?;
-                    let at = layer.join(to.strip_prefix("/").unwrap_or(&to));
-                    std::fs::write(&at, body)?;
-                    let mode = apply.chmod.as_ref().map_or(0o644, |f| f(0o644, false));
+                    let mode = apply.chmod.as_ref().map_or(mode, |f| f(mode, false));
                     std::fs::set_permissions(
                         &at,
                         std::os::unix::fs::PermissionsExt::from_mode(mode),

@@ -157,8 +157,11 @@ fn a_multi_stage_build_makes_the_image_and_its_cache_is_reused_until_a_change() 
     e.out(&["image", "prune"]);
     let (_, kept) = build(&e, &ctx, &["--build-arg", "GREETING=hello"]);
     assert!(all_cached(&kept), "{kept}");
+    let du = e.out(&["builder", "du"]);
+    assert!(!du.contains("Steps: 0\n"), "{du}");
     let pruned = e.out(&["builder", "prune"]);
     assert!(pruned.contains("Deleted build cache"), "{pruned}");
+    assert!(e.out(&["builder", "du"]).contains("Steps: 0\nSize: 0.0MB"));
     let (_, cold) = build(&e, &ctx, &["--build-arg", "GREETING=hello"]);
     assert!(!cached(&cold, "RUN echo"), "{cold}");
     assert_eq!(run(&e, "cat /here.txt"), "heredoc line\n");

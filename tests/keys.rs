@@ -666,3 +666,70 @@ services:
     );
     e.out(&stack(&d, &["down"]));
 }
+
+/// Removes a cgroup parent's directories from every hierarchy on drop.
+struct CgroupParent(String);
+
+impl Drop for CgroupParent {
+    fn drop(&mut self) {
+        let root = std::path::Path::new("/sys/fs/cgroup");
+        let mut hierarchies: Vec<std::path::PathBuf> = std::fs::read_dir(root)
+            .map(|d| d.flatten().map(|e| e.path()).collect())
+            .unwrap_or_default();
+        hierarchies.push(root.to_path_buf());
+        for h in hierarchies {
+            let _ = std::fs::remove_dir(h.join(&self.0).join("inner"));
+            let _ = std::fs::remove_dir(h.join(&self.0));
+        }
+    }
+}
+
+#[test]
+fn cgroup_parent_puts_the_containers_cgroups_under_that_path() {
+    let parent = CgroupParent(format!("stack-test-{}", std::process::id()));
+    let (e, d) = project_env(
+        "keys",
+        "cgparent",
+        &format!(
+            "services:\n  app:\n    image: local/busybox:1\n    command: sleep 1000\n    mem_limit: 64m\n    cgroup_parent: /{}/inner\n",
+            parent.0
+        ),
+    );
+    e.out(&stack(&d, &["up", "-d"]));
+    let id = e.out(&stack(&d, &["ps", "-q", "app"])).trim().to_string();
+    let v2 = std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists();
+    let leaf = match v2 {
+        true => std::path::Path::new("/sys/fs/cgroup")
+            .join(&parent.0)
+            .join("inner")
+            .join(&id),
+        false => std::path::Path::new("/sys/fs/cgroup/memory")
+            .join(&parent.0)
+            .join("inner")
+            .join(&id),
+    };
+    let procs = std::fs::read_to_string(leaf.join("cgroup.procs")).unwrap_or_default();
+    assert!(!procs.trim().is_empty(), "{}: {procs:?}", leaf.display());
+    // The container still sees its own cgroup, with its limit.
+    assert_eq!(
+        cgroup(&e, &d, "app", "memory/memory.limit_in_bytes", "memory.max"),
+        "67108864"
+    );
+    // Pause and stats find it there.
+    e.out(&stack(&d, &["pause", "app"]));
+    assert!(e.out(&stack(&d, &["ps"])).contains("Paused"));
+    e.out(&stack(&d, &["unpause", "app"]));
+    e.out(&stack(&d, &["down"]));
+    assert!(!leaf.exists(), "{}", leaf.display());
+    // A parent that climbs is refused before anything is made.
+    std::fs::write(
+        std::path::Path::new(&d).join("compose.yaml"),
+        "services:\n  app:\n    image: local/busybox:1\n    cgroup_parent: ../escape\n",
+    )
+    .unwrap();
+    let why = e.fails(&stack(&d, &["up", "-d"]));
+    assert!(
+        why.contains("`cgroup_parent`") && why.contains("plain names"),
+        "{why}"
+    );
+}

@@ -1096,9 +1096,29 @@ impl Builder<'_> {
                     std::fs::create_dir_all(&dir)?;
                     own(&dir, m, 0o755)?;
                 }
-                if m.sharing == stack_dockerfile::Sharing::Locked {
-                    locks.push(stack_sys::lock(&dir.with_extension("lock"), true)?);
-                }
+                let lock_path = dir.with_extension("lock");
+                let dir = match m.sharing {
+                    stack_dockerfile::Sharing::Shared => dir,
+                    // One writer at a time: the others wait.
+                    stack_dockerfile::Sharing::Locked => {
+                        locks.push(stack_sys::lock(&lock_path, true)?);
+                        dir
+                    }
+                    // One writer at a time: the others get a fresh one,
+                    // thrown away after the step.
+                    stack_dockerfile::Sharing::Private => match stack_sys::try_lock(&lock_path)? {
+                        Some(l) => {
+                            locks.push(l);
+                            dir
+                        }
+                        None => {
+                            let fresh = self.store.tmp_dir("cache-mount")?;
+                            own(&fresh, m, 0o755)?;
+                            cleanup.push(fresh.clone());
+                            fresh
+                        }
+                    },
+                };
                 bind(&dir, &t, m.read_only.unwrap_or(false))
             }
             MountKind::Secret => {

@@ -193,7 +193,7 @@ pub fn build_services(
 ) -> anyhow::Result<Vec<String>> {
     let store = host.images()?;
     let numbers = Mutex::default();
-    let one = |i: usize, name: &String| -> anyhow::Result<bool> {
+    let one = |i: usize, name: &String| -> anyhow::Result<(String, bool)> {
         let mut req = stack_host::build::service_request(project, name)?;
         change(&mut req);
         let before = store.lookup(&req.tags[0]).ok().map(|i| i.id);
@@ -205,14 +205,14 @@ pub fn build_services(
         };
         let img = stack_host::build::build(host, &req, &|e| p.say(e))
             .with_context(|| format!("service {name}: build failed"))?;
-        if quiet {
-            println!("{}", img.id);
-        } else {
+        if !quiet {
             eprintln!("naming to {} done", req.tags.join(", "));
         }
-        Ok(before.as_deref() != Some(img.id.as_str()))
+        Ok((img.id.clone(), before.as_deref() != Some(img.id.as_str())))
     };
-    let results: Vec<anyhow::Result<bool>> = std::thread::scope(|scope| {
+    // Standard output is the main thread's (main holds its lock): the ids
+    // are printed here, after the builds.
+    let results: Vec<anyhow::Result<(String, bool)>> = std::thread::scope(|scope| {
         let one = &one;
         let running: Vec<_> = names
             .iter()
@@ -231,8 +231,14 @@ pub fn build_services(
     let mut failed = Vec::new();
     for (name, r) in names.iter().zip(results) {
         match r {
-            Ok(true) => changed.push(name.clone()),
-            Ok(false) => {}
+            Ok((id, new)) => {
+                if quiet {
+                    println!("{id}");
+                }
+                if new {
+                    changed.push(name.clone());
+                }
+            }
             Err(e) => failed.push(format!("{e:#}")),
         }
     }
@@ -312,10 +318,15 @@ pub fn for_up(
     build_services(&host, project, &names, &|_| {}, false)
 }
 
-/// `stack builder prune`.
+/// `stack builder du` and `stack builder prune`.
 pub fn builder(cmd: &crate::cli::BuilderCommand) -> anyhow::Result<()> {
-    let crate::cli::BuilderCommand::Prune { .. } = cmd;
     let host = Host::new(crate::client::stack_root());
+    if let crate::cli::BuilderCommand::Du = cmd {
+        let (steps, bytes) = stack_build::cache_usage(&host.images()?);
+        println!("Steps: {steps}");
+        println!("Size: {:.1}MB", bytes as f64 / 1e6);
+        return Ok(());
+    }
     let (steps, c) = stack_host::images::prune_build_cache(&host)?;
     println!(
         "Deleted build cache: {steps} steps, {} layers, {} blobs",

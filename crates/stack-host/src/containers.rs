@@ -101,7 +101,7 @@ pub fn ensure_name_free(root: &Path, name: &str) -> anyhow::Result<()> {
 pub fn status_text(st: &State) -> String {
     match st.status {
         Status::Running if stack_runtime::state::alive(st) => {
-            if is_paused(&st.id) {
+            if is_paused(st) {
                 "Up (Paused)".into()
             } else {
                 "Up".into()
@@ -118,15 +118,15 @@ pub fn status_text(st: &State) -> String {
 
 /// Thaws a frozen (paused) container, so that signals reach it.
 fn thaw(st: &State) {
-    if let Ok(l) = stack_runtime::cgroup::layout(&st.id) {
+    if let Ok(l) = stack_runtime::cgroup::layout_of(&st.spec) {
         if stack_runtime::cgroup::is_frozen(&l) {
             let _ = stack_runtime::cgroup::freeze(&l, false);
         }
     }
 }
 
-pub fn is_paused(id: &str) -> bool {
-    stack_runtime::cgroup::layout(id).is_ok_and(|l| stack_runtime::cgroup::is_frozen(&l))
+pub fn is_paused(st: &State) -> bool {
+    stack_runtime::cgroup::layout_of(&st.spec).is_ok_and(|l| stack_runtime::cgroup::is_frozen(&l))
 }
 
 pub fn running(st: &State) -> bool {
@@ -308,7 +308,7 @@ pub fn remove_one(host: &Host, key: &str, force: bool) -> anyhow::Result<String>
         }
     }
     // The monitor removes the cgroups; if it was killed, nobody did.
-    if let Ok(layout) = stack_runtime::cgroup::layout(&st.id) {
+    if let Ok(layout) = stack_runtime::cgroup::layout_of(&st.spec) {
         for e in stack_runtime::cgroup::remove(&layout) {
             tracing::warn!(container = %st.name, "{e}");
         }
@@ -412,14 +412,14 @@ fn running_layout(
     key: &str,
 ) -> anyhow::Result<(State, stack_runtime::cgroup::Layout)> {
     let st = running_state(root, key)?;
-    let layout = stack_runtime::cgroup::layout(&st.id)?;
+    let layout = stack_runtime::cgroup::layout_of(&st.spec)?;
     Ok((st, layout))
 }
 
 /// The processes of a running container (its cgroup's), as `ps -ef` reads
 /// them from the host's /proc.
 pub fn top_of(st: &State) -> stack_api::Top {
-    let pids = stack_runtime::cgroup::layout(&st.id)
+    let pids = stack_runtime::cgroup::layout_of(&st.spec)
         .map(|l| stack_runtime::cgroup::procs(&l))
         .unwrap_or_default();
     let users = std::fs::read_to_string("/etc/passwd").unwrap_or_default();

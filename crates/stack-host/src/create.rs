@@ -88,6 +88,8 @@ pub struct ContainerConfig {
     pub shm_size: Option<String>,
     /// -1000 to 1000.
     pub oom_score_adj: Option<i32>,
+    /// Its cgroups under this path from each hierarchy's root.
+    pub cgroup_parent: Option<String>,
     /// Namespaced kernel parameters: KEY=VALUE.
     pub sysctls: Vec<String>,
     /// json-file (the default), local (written as json-file) or none.
@@ -534,6 +536,13 @@ fn spec_of(host: &Host, a: &ContainerConfig) -> anyhow::Result<(stack_runtime::S
                     .ok_or_else(|| anyhow::anyhow!("invalid sysctl `{s}`: expected KEY=VALUE"))
             })
             .collect::<anyhow::Result<_>>()?,
+        cgroup_parent: match &a.cgroup_parent {
+            Some(p) => {
+                stack_runtime::cgroup::parent_names(p)?;
+                Some(p.clone())
+            }
+            None => None,
+        },
         limits: stack_runtime::cgroup::Limits {
             memory: a.memory.as_deref().map(bytes).transpose()?,
             memory_reservation: a.memory_reservation.as_deref().map(bytes).transpose()?,

@@ -573,7 +573,7 @@ fn containers(
                     status = format!("Restarting ({})", st.exit_code.unwrap_or_default());
                     "restarting"
                 }
-                stack_runtime::Status::Running if crate::containers::is_paused(&st.id) => "paused",
+                stack_runtime::Status::Running if crate::containers::is_paused(&st) => "paused",
                 stack_runtime::Status::Running => "running",
                 stack_runtime::Status::Created => "created",
                 stack_runtime::Status::Exited => "exited",

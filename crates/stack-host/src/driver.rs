@@ -126,7 +126,8 @@ impl stack_engine::Driver for Host {
     }
 
     fn paused(&self, id: &str) -> bool {
-        crate::containers::is_paused(id)
+        stack_runtime::state::read(&stack_runtime::container_dir(self.root(), id))
+            .is_ok_and(|st| crate::containers::is_paused(&st))
     }
 
     async fn remove(&self, id: &str, timeout: Option<u64>) -> anyhow::Result<()> {

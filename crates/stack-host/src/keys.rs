@@ -36,7 +36,7 @@ pub const SERVICE_KEYS: &[(&str, Support, &str)] = &[
     ("blkio_config", Partly("device_read_bps, device_write_bps, device_read_iops and device_write_iops are applied (v1 blkio throttles, v2 io.max); weight and weight_device are warned of (not applied)"), "tests/keys.rs"),
     ("cap_add", Applied, "tests/isolation.rs"),
     ("cap_drop", Applied, "tests/isolation.rs"),
-    ("cgroup_parent", Refused("containers' cgroups sit under stack's own"), "keys::tests"),
+    ("cgroup_parent", Partly("applied: the container's cgroups under that path from each hierarchy's root (plain names separated by `/`; anything else is refused)"), "tests/keys.rs"),
     ("cgroup", Partly("`private` (the default) is applied; `host` is refused"), "tests/keys.rs"),
     ("cpu_count", Refused("a Windows key"), "keys::tests"),
     ("cpu_percent", Refused("a Windows key"), "keys::tests"),
@@ -373,6 +373,11 @@ fn partly(key: &str, s: &Service, out: &mut dyn FnMut(bool, &str)) {
             }
         },
         "deploy" => deploy(s, out),
+        "cgroup_parent" => {
+            if let Some(Err(e)) = s.cgroup_parent.as_deref().map(stack_runtime::cgroup::parent_names) {
+                out(true, &e.to_string());
+            }
+        }
         "build" => {
             let Some(b) = &s.build else { return };
             let unapplied = [

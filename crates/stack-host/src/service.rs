@@ -73,6 +73,7 @@ pub fn config(host: &Host, r: &Replica<'_>) -> anyhow::Result<ContainerConfig> {
         .collect();
     resources(&mut a, s);
     a.oom_score_adj = s.oom_score_adj.map(|v| v.clamp(-1000, 1000) as i32);
+    a.cgroup_parent = s.cgroup_parent.clone();
     a.group_add = s.group_add.iter().filter_map(|g| g.0.clone()).collect();
     // `service:S` is S's first replica, as for network_mode.
     let joined = |m: &Option<String>| {

@@ -17,7 +17,7 @@ pub fn read(st: &State) -> Stats {
     if !stack_runtime::state::alive(st) {
         return s;
     }
-    let Ok(layout) = stack_runtime::cgroup::layout(&st.id) else {
+    let Ok(layout) = stack_runtime::cgroup::layout_of(&st.spec) else {
         return s;
     };
     let u = stack_runtime::cgroup::usage(&layout);

@@ -188,16 +188,47 @@ pub fn controllers() -> Controllers {
     }
 }
 
-/// Where the container's cgroups are (nothing is created).
-pub fn layout(id: &str) -> io::Result<Layout> {
+/// Where the cgroups of the container `spec` describes are (nothing is
+/// created).
+pub fn layout_of(spec: &crate::Spec) -> io::Result<Layout> {
+    layout(&spec.id, spec.cgroup_parent.as_deref())
+}
+
+/// A `cgroup_parent` as the names under a hierarchy's root it stands for:
+/// `/a/b` and `a/b` alike; `..`, `.` and empty names are refused.
+pub fn parent_names(parent: &str) -> io::Result<Vec<&str>> {
+    let names: Vec<&str> = parent.trim_matches('/').split('/').collect();
+    if names
+        .iter()
+        .any(|n| n.is_empty() || *n == "." || *n == "..")
+    {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("cgroup parent `{parent}`: plain names separated by `/` only"),
+        ));
+    }
+    Ok(names)
+}
+
+/// Where container `id`'s cgroups are: under `parent` from each
+/// hierarchy's root, or by default under stack's own cgroup (nothing is
+/// created).
+pub fn layout(id: &str, parent: Option<&str>) -> io::Result<Layout> {
     let own = fs::read_to_string("/proc/self/cgroup")?;
+    let under = |own_path: Option<String>| -> io::Result<PathBuf> {
+        let mut p = PathBuf::new();
+        match parent {
+            Some(parent) => p.extend(parent_names(parent)?),
+            None => {
+                p.push(own_path.unwrap_or_default().trim_start_matches('/'));
+                p.push("stack");
+            }
+        }
+        Ok(p.join(id))
+    };
     if is_v2_root() {
-        let p = own_path(&own, None).unwrap_or_else(|| "/".into());
         return Ok(Layout::V2(
-            Path::new(ROOT)
-                .join(p.trim_start_matches('/'))
-                .join("stack")
-                .join(id),
+            Path::new(ROOT).join(under(own_path(&own, None))?),
         ));
     }
     let mut dirs = Vec::new();
@@ -206,11 +237,7 @@ pub fn layout(id: &str) -> io::Result<Layout> {
         if !mount.exists() {
             continue;
         }
-        let p = own_path(&own, Some(c)).unwrap_or_else(|| "/".into());
-        dirs.push((
-            c,
-            mount.join(p.trim_start_matches('/')).join("stack").join(id),
-        ));
+        dirs.push((c, mount.join(under(own_path(&own, Some(c)))?)));
     }
     Ok(Layout::V1(dirs))
 }
@@ -231,26 +258,31 @@ pub enum View {
 /// asks once the monitor has put it in them, before it leaves the host's
 /// cgroup namespace. Only cgroups of container `id` are ever shown: a
 /// controller it is not in is left out.
-pub fn own_view(id: &str) -> io::Result<View> {
+pub fn own_view(id: &str, parent: Option<&str>) -> io::Result<View> {
     if is_v2_root() {
         return Ok(View::Unified);
     }
+    let suffix = match parent {
+        Some(p) => format!("/{}/{id}", parent_names(p)?.join("/")),
+        None => format!("/stack/{id}"),
+    };
     Ok(view_from(
         &fs::read_to_string("/proc/self/cgroup")?,
-        id,
+        &suffix,
         Path::new(ROOT),
     ))
 }
 
-fn view_from(proc_self_cgroup: &str, id: &str, root: &Path) -> View {
-    let suffix = format!("/stack/{id}");
+/// Per controller, the cgroup of ours whose path ends in `suffix` (the
+/// container's own: `/stack/ID` or `/PARENT/ID`).
+fn view_from(proc_self_cgroup: &str, suffix: &str, root: &Path) -> View {
     View::Controllers(
         V1_CONTROLLERS
             .into_iter()
             .filter(|c| root.join(c).exists())
             .filter_map(|c| {
                 let p = own_path(proc_self_cgroup, Some(c))?;
-                p.ends_with(&suffix)
+                p.ends_with(suffix)
                     .then(|| (c, root.join(c).join(p.trim_start_matches('/'))))
             })
             .collect(),
@@ -844,13 +876,28 @@ mod tests {
         // pids: still the host's root (not joined): never shown.
         let text = "9:devices:/\n4:memory:/api/x/stack/c1\n3:pids:/\n1:cpu:/stack/c1\n0::/\n";
         assert_eq!(
-            view_from(text, "c1", &root),
+            view_from(text, "/stack/c1", &root),
             View::Controllers(vec![
                 ("memory", root.join("memory/api/x/stack/c1")),
                 ("cpu", root.join("cpu/stack/c1")),
             ])
         );
+        // Under a cgroup parent: only that path's.
+        let text = "4:memory:/team/a/c1\n1:cpu:/stack/c1\n0::/\n";
+        assert_eq!(
+            view_from(text, "/team/a/c1", &root),
+            View::Controllers(vec![("memory", root.join("memory/team/a/c1"))])
+        );
         fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn a_cgroup_parent_is_plain_names() {
+        assert_eq!(parent_names("/team/a/").unwrap(), ["team", "a"]);
+        assert_eq!(parent_names("team").unwrap(), ["team"]);
+        for bad in ["../x", "a/../../b", "a//b", "", "/", "a/./b"] {
+            assert!(parent_names(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

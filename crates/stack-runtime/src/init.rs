@@ -245,7 +245,7 @@ fn stage1(spec: &Spec, dir: &Path, mode: Mode) -> std::io::Result<i32> {
         }
         ForkResult::Parent { child } => {
             drop(ready_r);
-            let layout = crate::cgroup::layout(&spec.id)?;
+            let layout = crate::cgroup::layout_of(spec)?;
             let rules: Vec<String> = (spec.devices.iter().map(crate::spec::Device::rule))
                 .chain(spec.device_rules.iter().cloned())
                 .collect();
@@ -362,7 +362,7 @@ fn pid1(spec: &Spec, dir: &Path, pty_sock: Option<&std::os::fd::OwnedFd>) -> std
     // them is read here, from the host's view. On cgroup v2 a cgroup
     // namespace of its own then makes its cgroup the root of what it
     // mounts; on v1 its own directories are bound (nothing else).
-    let cgroups = crate::cgroup::own_view(&spec.id)?;
+    let cgroups = crate::cgroup::own_view(&spec.id, spec.cgroup_parent.as_deref())?;
     if crate::cgroup::unified() {
         flags |= CloneFlags::CLONE_NEWCGROUP;
     }
@@ -575,7 +575,7 @@ pub fn exec_main(spec_fd: &str) -> ! {
 fn join_and_run(spec: &Spec, pid: i32, piped: bool) -> std::io::Result<i32> {
     use nix::sched::setns;
     close_inherited_fds();
-    let layout = crate::cgroup::layout(&spec.id)?;
+    let layout = crate::cgroup::layout_of(spec)?;
     crate::cgroup::join(&layout, std::process::id())?;
     // Open every namespace first: after joining the mount namespace, the
     // host's /proc is out of sight.

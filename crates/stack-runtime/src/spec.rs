@@ -102,6 +102,10 @@ pub struct Spec {
     /// cgroup limits.
     #[serde(default)]
     pub limits: crate::cgroup::Limits,
+    /// Where its cgroups go, from each hierarchy's root (`cgroup_parent`);
+    /// none: under stack's own cgroup.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cgroup_parent: Option<String>,
     /// Resource limits: name (`nofile`, `nproc`, …), soft, hard.
     #[serde(default)]
     pub rlimits: Vec<(String, u64, u64)>,

@@ -238,6 +238,9 @@ pub struct RunArgs {
     /// OOM killer preference, -1000 to 1000
     #[arg(long, allow_hyphen_values = true)]
     pub oom_score_adj: Option<i32>,
+    /// Put the container's cgroups under this path from each hierarchy's root
+    #[arg(long, value_name = "PATH")]
+    pub cgroup_parent: Option<String>,
     /// A namespaced kernel parameter: KEY=VALUE
     #[arg(long = "sysctl", value_name = "KEY=VALUE")]
     pub sysctls: Vec<String>,
@@ -340,6 +343,7 @@ impl RunArgs {
             tmpfs: a.tmpfs,
             shm_size: a.shm_size,
             oom_score_adj: a.oom_score_adj,
+            cgroup_parent: a.cgroup_parent.clone(),
             sysctls: a.sysctls,
             log_driver: a.log_driver,
             log_opts: a.log_opts,

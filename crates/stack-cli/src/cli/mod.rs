@@ -252,6 +252,8 @@ pub struct GraphArgs {
 
 #[derive(clap::Subcommand, Debug)]
 pub enum BuilderCommand {
+    /// Show the build cache: its steps and the bytes of their layers
+    Du,
     /// Remove the build cache: its steps' layers (those no image uses) and its cache mounts
     Prune {
         /// Accepted as docker's (the whole cache goes either way)

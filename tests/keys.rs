@@ -347,6 +347,9 @@ services:
     post_start:
       - command: ["sh", "-c", "echo started-$$WHO-$$STAGE > /out/post"]
         environment: {STAGE: post}
+      - command: ["sh", "-c", "grep CapEff /proc/self/status > /out/plain"]
+      - command: ["sh", "-c", "grep CapEff /proc/self/status > /out/privileged"]
+        privileged: true
     pre_stop:
       - command: ["sh", "-c", "echo stopping > /out/pre"]
 "#,
@@ -359,6 +362,19 @@ services:
         "started-web-post\n"
     );
     assert!(!out.join("pre").exists());
+    // A privileged hook has every capability; the others, the container's.
+    let caps = |f: &str| {
+        let line = std::fs::read_to_string(out.join(f)).unwrap();
+        u64::from_str_radix(line.trim().trim_start_matches("CapEff:").trim(), 16).unwrap()
+    };
+    assert!(
+        caps("privileged").count_ones() > caps("plain").count_ones() + 10,
+        "{:x} {:x}",
+        caps("privileged"),
+        caps("plain")
+    );
+    assert_eq!(caps("privileged") & (1 << 21), 1 << 21, "CAP_SYS_ADMIN");
+    assert_eq!(caps("plain") & (1 << 21), 0);
     e.out(&stack(&d, &["stop"]));
     assert_eq!(
         std::fs::read_to_string(out.join("pre")).unwrap(),

@@ -44,6 +44,7 @@ fn exec_of(h: &Hook) -> watch::Exec {
             .iter()
             .filter_map(|(k, v)| v.as_ref().map(|v| format!("{k}={v}")))
             .collect(),
+        privileged: h.privileged,
     }
 }
 

@@ -57,6 +57,8 @@ pub struct Exec {
     pub working_dir: Option<String>,
     /// `NAME=value`.
     pub env: Vec<String>,
+    /// Every capability, no seccomp filter (as `exec --privileged`).
+    pub privileged: bool,
 }
 
 /// One `develop.watch` rule of a service.
@@ -243,6 +245,7 @@ impl WatchSpec {
                             .iter()
                             .filter_map(|(k, v)| Some(format!("{k}={}", v.as_ref()?)))
                             .collect(),
+                        privileged: h.privileged,
                     })
                 });
                 if action == Action::SyncExec && exec.is_none() {
@@ -517,6 +520,7 @@ mod tests {
             user: None,
             working_dir: None,
             env: vec![],
+            privileged: false,
         });
         let spec = WatchSpec {
             project: "p".into(),

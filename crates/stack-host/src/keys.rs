@@ -122,8 +122,8 @@ pub const SERVICE_KEYS: &[(&str, Support, &str)] = &[
     ("volumes_from", Applied, "tests/compose.rs"),
     ("working_dir", Applied, "tests/keys.rs"),
     ("pre_start", Refused("hooks in a container of their own before the service starts are not run yet"), "keys::tests"),
-    ("post_start", Partly("run in the container (with its user, working_dir and environment) once it has started (a failing one fails the start); `privileged` and `image` hooks are refused"), "tests/keys.rs, stack-engine/tests/engine.rs"),
-    ("pre_stop", Partly("run in the container (with its user, working_dir and environment) before it is stopped or removed (a failing one is a warning); `privileged` and `image` hooks are refused"), "tests/keys.rs, stack-engine/tests/engine.rs"),
+    ("post_start", Partly("run in the container (with its user, working_dir and environment) once it has started (a failing one fails the start), `privileged` ones with every capability; hooks with an `image` of their own are refused"), "tests/keys.rs, stack-engine/tests/engine.rs"),
+    ("pre_stop", Partly("run in the container (with its user, working_dir and environment) before it is stopped or removed (a failing one is a warning), `privileged` ones with every capability; hooks with an `image` of their own are refused"), "tests/keys.rs, stack-engine/tests/engine.rs"),
 ];
 
 /// The table as the docs show it (`docs/service-keys.md`).
@@ -416,11 +416,8 @@ fn partly(key: &str, s: &Service, out: &mut dyn FnMut(bool, &str)) {
             } else {
                 &s.pre_stop
             };
-            if hooks.iter().any(|h| h.privileged || h.image.is_some()) {
-                out(
-                    true,
-                    "privileged hooks and hooks in an image of their own are not supported",
-                );
+            if hooks.iter().any(|h| h.image.is_some()) {
+                out(true, "hooks in an image of their own are not supported");
             }
         }
         _ => {}

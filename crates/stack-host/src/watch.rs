@@ -43,6 +43,9 @@ pub fn exec(root: &Path, id: &str, e: &Exec) -> anyhow::Result<(i32, String)> {
         st.spec.cwd = w.clone();
     }
     st.spec.env.extend(e.env.iter().cloned());
+    // Every capability and no filter for this command only: the spec is
+    // the exec's copy.
+    st.spec.privileged |= e.privileged;
     match stack_runtime::exec_output(&st, e.command.clone(), EXEC_TIMEOUT)? {
         (Some(code), out) => Ok((code, out)),
         (None, _) => anyhow::bail!("still running after {}s: killed", EXEC_TIMEOUT.as_secs()),

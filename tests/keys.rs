@@ -749,3 +749,38 @@ fn cgroup_parent_puts_the_containers_cgroups_under_that_path() {
         "{why}"
     );
 }
+
+#[test]
+fn a_link_alias_names_the_linked_service_in_the_linking_container() {
+    let (e, d) = project_env(
+        "keys",
+        "links",
+        r#"
+services:
+  db:
+    image: local/busybox:1
+    command: sleep 1000
+  app:
+    image: local/busybox:1
+    command: sleep 1000
+    links: ["db:database", "db"]
+"#,
+    );
+    let o = e.stack(&stack(&d, &["up", "-d"]));
+    assert!(o.status.success(), "{o:?}");
+    // No warning about the alias any more.
+    assert!(
+        !String::from_utf8_lossy(&o.stderr).contains("alias"),
+        "{o:?}"
+    );
+    let line = sh(&e, &d, "app", "grep -w database /etc/hosts");
+    let ip = line
+        .split_whitespace()
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    assert!(ip.parse::<std::net::IpAddr>().is_ok(), "{line}");
+    // The address is db's own.
+    assert!(sh(&e, &d, "db", "cat /etc/hosts").contains(&ip), "{line}");
+    e.out(&stack(&d, &["down"]));
+}

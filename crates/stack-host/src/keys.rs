@@ -78,7 +78,7 @@ pub const SERVICE_KEYS: &[(&str, Support, &str)] = &[
     ("isolation", Refused("a Windows key"), "keys::tests"),
     ("labels", Applied, "tests/compose.rs"),
     ("label_file", Elsewhere("the loader reads the files into labels"), "stack-loader data cases"),
-    ("links", Partly("the linked service starts first and is reached by its name; an alias (`db:database`) is warned of (the alias does not resolve)"), "tests/keys.rs"),
+    ("links", Applied, "tests/keys.rs"),
     ("logging", Partly("drivers json-file and local (both written as json-file, with max-size and max-file; compress, mode, max-buffer-size, labels, env and tag accepted and warned of) and none (no log kept) are applied; other drivers are refused"), "tests/keys.rs"),
     ("log_driver", Partly("as logging.driver"), "tests/keys.rs"),
     ("log_opt", Partly("as logging.options"), "tests/keys.rs"),
@@ -350,13 +350,6 @@ fn partly(key: &str, s: &Service, out: &mut dyn FnMut(bool, &str)) {
         }
         "runtime" if s.runtime.as_deref().is_some_and(|r| r != "runc") => {
             out(true, "only stack's own runtime (`runc`) is supported")
-        }
-        "links" => {
-            for l in &s.links {
-                if let Some((_, alias)) = l.split_once(':') {
-                    out(false, &format!("the alias `{alias}` does not resolve: use the service's name, or a network alias"));
-                }
-            }
         }
         "logging" | "log_driver" | "log_opt" => match logging(s) {
             Err(why) => out(true, &why),

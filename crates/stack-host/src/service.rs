@@ -257,9 +257,37 @@ pub fn config(host: &Host, r: &Replica<'_>) -> anyhow::Result<ContainerConfig> {
                 a.mac_address = first.mac_address.clone();
             }
             a.mac_address = a.mac_address.take().or_else(|| s.mac_address.clone());
+            a.add_host.extend(link_aliases(host, s, &a.network)?);
         }
     }
     Ok(a)
+}
+
+/// `links: ["db:database"]`: the alias, as /etc/hosts lines (`database:IP`)
+/// for the linked service's containers on the networks this one joins (the
+/// linked service starts first). The service's own name resolves through
+/// the network's DNS already.
+fn link_aliases(host: &Host, s: &Service, networks: &[String]) -> anyhow::Result<Vec<String>> {
+    let aliased: Vec<(&str, &str)> = s
+        .links
+        .iter()
+        .filter_map(|l| l.split_once(':'))
+        .filter(|(service, alias)| service != alias)
+        .collect();
+    if aliased.is_empty() {
+        return Ok(Vec::new());
+    }
+    let endpoints = host.networks()?.all_endpoints()?;
+    let mut lines = Vec::new();
+    for (service, alias) in aliased {
+        for e in endpoints
+            .iter()
+            .filter(|e| networks.contains(&e.network) && e.aliases.iter().any(|a| a == service))
+        {
+            lines.extend(e.addresses.iter().map(|ip| format!("{alias}:{ip}")));
+        }
+    }
+    Ok(lines)
 }
 
 /// The resource keys, and their `deploy.resources` forms (the loader has

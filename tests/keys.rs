@@ -407,10 +407,7 @@ services:
     let o = e.stack(&stack(&d, &["up", "-d"]));
     assert!(o.status.success(), "{o:?}");
     let warned = String::from_utf8_lossy(&o.stderr);
-    assert!(
-        warned.contains("service joined: `ipc`: the namespace is joined, but not its /dev/shm"),
-        "{warned}"
-    );
+    assert!(!warned.contains("/dev/shm"), "{warned}");
     let ns =
         |service: &str, kind: &str| sh(&e, &d, service, &format!("readlink /proc/self/ns/{kind}"));
     let host = |kind: &str| {
@@ -426,8 +423,17 @@ services:
         sh(&e, &d, "hostly", "cat /proc/sys/kernel/hostname"),
         nix::unistd::gethostname().unwrap().to_string_lossy()
     );
-    // service:own: own's namespace; own's is its own.
+    // service:own: own's namespace; own's is its own; and own's /dev/shm
+    // (POSIX shared memory), both ways.
     assert_eq!(ns("joined", "ipc"), ns("own", "ipc"));
+    sh(&e, &d, "own", "echo from-own > /dev/shm/note");
+    assert_eq!(sh(&e, &d, "joined", "cat /dev/shm/note"), "from-own");
+    sh(&e, &d, "joined", "echo from-joined > /dev/shm/back");
+    assert_eq!(sh(&e, &d, "own", "cat /dev/shm/back"), "from-joined");
+    assert_eq!(
+        sh(&e, &d, "hostly", "test -e /dev/shm/note || echo apart"),
+        "apart"
+    );
     // The host's /dev/shm comes with its IPC namespace.
     let note = format!("/dev/shm/stack-keys-{}", std::process::id());
     std::fs::write(&note, "from the host\n").unwrap();

@@ -74,7 +74,7 @@ pub const SERVICE_KEYS: &[(&str, Support, &str)] = &[
     ("healthcheck", Applied, "tests/supervision.rs"),
     ("image", Applied, "tests/compose.rs"),
     ("init", Applied, "tests/keys.rs"),
-    ("ipc", Partly("`private` and `shareable` give it a namespace of its own (the default); `host` joins the host's, its /dev/shm with it; `service:S` and `container:C` join that container's namespace (System V IPC, message queues) but not its /dev/shm, which is warned of"), "tests/keys.rs"),
+    ("ipc", Partly("`private` and `shareable` give it a namespace of its own (the default); `host` joins the host's, its /dev/shm with it; `service:S` and `container:C` join that container's namespace and its /dev/shm"), "tests/keys.rs"),
     ("isolation", Refused("a Windows key"), "keys::tests"),
     ("labels", Applied, "tests/compose.rs"),
     ("label_file", Elsewhere("the loader reads the files into labels"), "stack-loader data cases"),
@@ -325,9 +325,7 @@ fn partly(key: &str, s: &Service, out: &mut dyn FnMut(bool, &str)) {
         ),
         "ipc" if !own_namespace(&s.ipc, &["shareable"]) => {
             let m = s.ipc.as_deref().unwrap_or_default();
-            if m.starts_with("service:") || m.starts_with("container:") {
-                out(false, "the namespace is joined, but not its /dev/shm");
-            } else if m != "host" {
+            if !(m.starts_with("service:") || m.starts_with("container:") || m == "host") {
                 out(true, "private, shareable, host, service:S or container:C");
             }
         }

@@ -98,12 +98,28 @@ pub trait Sys {
     fn canonicalize(&self, p: &Path) -> io::Result<PathBuf>;
     /// Copies the tree at `from` into the directory `to` if `to` is empty.
     fn copy_up(&mut self, from: &Path, to: &Path) -> io::Result<()>;
+    /// Mounts at `target` a copy of the mount at `path` in the mount
+    /// namespace of process `pid` (another container's /dev/shm).
+    fn mount_from(&mut self, pid: i32, path: &Path, target: &Path) -> io::Result<()>;
 }
 
 /// The real thing: the kernel's calls.
 pub struct Kernel;
 
 impl Sys for Kernel {
+    fn mount_from(&mut self, pid: i32, path: &Path, target: &Path) -> io::Result<()> {
+        let what = || {
+            format!(
+                "{} of process {pid} on {}",
+                path.display(),
+                target.display()
+            )
+        };
+        let tree = stack_sys::mounts::clone_from(pid, path)
+            .map_err(|e| io::Error::new(e.kind(), format!("cannot clone {}: {e}", what())))?;
+        stack_sys::mounts::attach(&tree, target)
+            .map_err(|e| io::Error::new(e.kind(), format!("cannot mount {}: {e}", what())))
+    }
     fn mount(
         &mut self,
         src: &str,
@@ -449,11 +465,12 @@ pub fn setup(spec: &Spec, dir: &Path, cgroups: Option<&View>, sys: &mut dyn Sys)
     let shm = dev.join("shm");
     sys.mkdir_all(&shm)?;
     // The host's IPC namespace comes with its /dev/shm (POSIX shared
-    // memory). Another container's /dev/shm lives in its mount namespace,
-    // which a bind cannot reach: a container joining its IPC namespace
-    // gets a /dev/shm of its own.
+    // memory), and so does another container's: that one lives in its
+    // mount namespace, out of a bind's reach, so a copy of the mount is
+    // cloned there and attached here.
     match spec.ipc {
-        crate::spec::Namespace::Own | crate::spec::Namespace::Join(_) => {
+        crate::spec::Namespace::Join(pid) => sys.mount_from(pid, Path::new("/dev/shm"), &shm)?,
+        crate::spec::Namespace::Own => {
             let shm_size = spec.shm_size.unwrap_or(64 * 1024 * 1024);
             sys.mount(
                 "shm",

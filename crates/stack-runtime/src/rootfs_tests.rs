@@ -49,6 +49,14 @@ impl Sys for Recording {
         }
         Ok(())
     }
+    fn mount_from(&mut self, pid: i32, path: &Path, target: &Path) -> io::Result<()> {
+        self.calls.push(format!(
+            "mount_from {pid} {} {}",
+            path.display(),
+            target.display()
+        ));
+        Ok(())
+    }
     fn copy_up(&mut self, from: &Path, to: &Path) -> io::Result<()> {
         self.calls
             .push(format!("copy_up {} {}", from.display(), to.display()));
@@ -368,4 +376,28 @@ fn bad_input_fails_before_mounting_it() {
     let mut s = spec();
     s.rootfs = "/a,b".into();
     assert!(setup(&s, Path::new("/state/c1"), None, &mut Recording::default()).is_err());
+}
+
+#[test]
+fn a_joined_ipc_namespace_brings_that_containers_dev_shm() {
+    let mut s = spec();
+    s.ipc = crate::spec::Namespace::Join(4242);
+    let calls = run(&s, &mut Recording::default());
+    let shm = "/state/c1/merged/dev/shm";
+    assert!(
+        calls.contains(&format!("mount_from 4242 /dev/shm {shm}")),
+        "{calls:#?}"
+    );
+    assert!(
+        !calls.iter().any(|c| c.starts_with("mount shm ")),
+        "{calls:#?}"
+    );
+    // Its own IPC namespace: a /dev/shm of its own.
+    let calls = run(&spec(), &mut Recording::default());
+    assert!(
+        calls
+            .iter()
+            .any(|c| c.starts_with(&format!("mount shm {shm} tmpfs"))),
+        "{calls:#?}"
+    );
 }

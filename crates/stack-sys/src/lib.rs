@@ -17,6 +17,7 @@
 //! - [`time`]: RFC 3339 UTC with nanoseconds, written and read;
 //! - [`pidfd`]: processes as file descriptors, to wait on their exits.
 
+pub mod mounts;
 pub mod pidfd;
 pub mod time;
 

@@ -246,7 +246,16 @@ services:
     let dir = e.root().join("containers").join(id.trim());
     assert!(dir.is_dir(), "{}", dir.display());
     assert!(!dir.join("container.log").exists());
-    assert!(!e.out(&stack(&d, &["logs", "silent"])).contains("not-kept"));
+    let o = e.stack(&stack(&d, &["logs", "silent"]));
+    assert!(
+        !String::from_utf8_lossy(&o.stdout).contains("not-kept"),
+        "{o:?}"
+    );
+    // Said, as Docker says it, not passed over.
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("does not support reading"),
+        "{o:?}"
+    );
     // Read by itself, a container without a log says so, as Docker does.
     let why = e.fails(&["container", "logs", id.trim()]);
     assert!(why.contains("does not support reading"), "{why}");

@@ -30,6 +30,10 @@ pub trait LogReader: Send {
     /// The next records (a chunk at a time, possibly none that read
     /// whole); `None` once there is nothing more now.
     fn read_new(&mut self) -> Option<Vec<LogRecord>>;
+    /// Why this log cannot be read at all (`logging: none`), if so.
+    fn unreadable(&self) -> Option<String> {
+        None
+    }
 }
 
 /// How long a followed project's logs are left before they are read again.
@@ -72,6 +76,11 @@ impl<D: Driver + Send + 'static> Engine<D> {
                 seen.insert(c.id.clone());
                 let f = followers.entry(c.id.clone()).or_insert_with(|| {
                     let mut log = self.driver().log(&c.id, q.follow);
+                    if let Some(why) = log.unreadable() {
+                        events.send(Event::Warning {
+                            message: format!("{}: {why}", c.name),
+                        });
+                    }
                     // The first time, the last N of what is there (later
                     // containers come whole).
                     let pending = match q.tail {

@@ -204,12 +204,14 @@ impl stack_engine::Driver for Host {
     fn log(&self, id: &str, follow: bool) -> Box<dyn LogReader> {
         let dir = stack_runtime::container_dir(self.root(), id);
         let log = stack_runtime::logs::Follower::new(stack_runtime::state::log_path(&dir));
-        Box::new(Log(if follow { log } else { log.to_current_end() }))
+        let none = stack_runtime::state::read(&dir).is_ok_and(|st| st.spec.no_log);
+        Box::new(Log(if follow { log } else { log.to_current_end() }, none))
     }
 }
 
-/// A container's json-file log, read as the runtime's monitor writes it.
-struct Log(stack_runtime::logs::Follower);
+/// A container's json-file log, read as the runtime's monitor writes it;
+/// whether it has none (`logging: none`).
+struct Log(stack_runtime::logs::Follower, bool);
 
 fn record(r: stack_runtime::logs::Record) -> LogRecord {
     LogRecord {
@@ -220,6 +222,12 @@ fn record(r: stack_runtime::logs::Record) -> LogRecord {
 }
 
 impl LogReader for Log {
+    fn unreadable(&self) -> Option<String> {
+        // As Docker answers for its `none` driver.
+        self.1
+            .then(|| "configured logging driver does not support reading (logging: none)".into())
+    }
+
     fn tail(&mut self, n: usize, wants: &dyn Fn(&str) -> bool) -> Vec<LogRecord> {
         let records = self.0.tail(n, |r| wants(&r.time));
         records.into_iter().map(record).collect()

@@ -79,7 +79,7 @@ pub const SERVICE_KEYS: &[(&str, Support, &str)] = &[
     ("labels", Applied, "tests/compose.rs"),
     ("label_file", Elsewhere("the loader reads the files into labels"), "stack-loader data cases"),
     ("links", Applied, "tests/keys.rs"),
-    ("logging", Partly("drivers json-file and local (both written as json-file, with max-size and max-file; compress, mode, max-buffer-size, labels, env and tag accepted and warned of) and none (no log kept) are applied; other drivers are refused"), "tests/keys.rs"),
+    ("logging", Partly("drivers json-file and local (both written as json-file, with max-size and max-file; compress, mode, max-buffer-size, labels, env and tag accepted and warned of) and none (no log kept; reading it says, as Docker, that the driver does not support reading) are applied; other drivers are refused"), "tests/keys.rs"),
     ("log_driver", Partly("as logging.driver"), "tests/keys.rs"),
     ("log_opt", Partly("as logging.options"), "tests/keys.rs"),
     ("mem_limit", Applied, "tests/compose.rs"),

@@ -176,21 +176,70 @@ impl Source<'_> {
 
     /// A digest of what copying `found` reads: names, kinds, modes, link
     /// targets and contents (times and owners are not copied by content).
+    /// The tree is walked first; the files' contents are hashed on as many
+    /// threads as the machine has cores.
     pub fn digest(&self, found: &Found, excludes: &Patterns, h: &mut Sha256) -> anyhow::Result<()> {
-        self.digest_at(&found.rel, &found.real, Path::new(""), excludes, h)
+        let mut entries = Vec::new();
+        self.walk(
+            &found.rel,
+            &found.real,
+            Path::new(""),
+            excludes,
+            &mut entries,
+        )?;
+        let files: Vec<&Path> = entries.iter().filter_map(|e| e.file.as_deref()).collect();
+        let threads = std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .min(files.len().max(1));
+        let chunk = files.len().div_ceil(threads).max(1);
+        let sums: Vec<anyhow::Result<Vec<[u8; 32]>>> = std::thread::scope(|scope| {
+            let running: Vec<_> = files
+                .chunks(chunk)
+                .map(|part| scope.spawn(move || part.iter().map(|f| file_sum(f)).collect()))
+                .collect();
+            running
+                .into_iter()
+                .map(|t| {
+                    t.join()
+                        .unwrap_or_else(|_| Err(anyhow::anyhow!("hashing panicked")))
+                })
+                .collect()
+        });
+        let mut sums = sums
+            .into_iter()
+            .collect::<anyhow::Result<Vec<_>>>()?
+            .into_iter()
+            .flatten();
+        for e in &entries {
+            h.update(&e.head);
+            if e.file.is_some() {
+                h.update(sums.next().unwrap_or_default());
+            }
+            h.update(b"\n");
+        }
+        Ok(())
     }
 
-    fn digest_at(
+    /// Every entry under `real` in order: what describes it, and the file
+    /// whose content is to be hashed.
+    fn walk(
         &self,
         rel: &Path,
         real: &Path,
         inner: &Path,
         excludes: &Patterns,
-        h: &mut Sha256,
+        out: &mut Vec<Entry>,
     ) -> anyhow::Result<()> {
         let md = fs::symlink_metadata(real).with_context(|| format!("{}", real.display()))?;
-        h.update(inner.as_os_str().as_encoded_bytes());
-        h.update(format!("\0{:o}\0", md.mode()).as_bytes());
+        let mut head = inner.as_os_str().as_encoded_bytes().to_vec();
+        head.extend_from_slice(format!("\0{:o}\0", md.mode()).as_bytes());
+        if md.file_type().is_symlink() {
+            head.extend_from_slice(fs::read_link(real)?.as_os_str().as_encoded_bytes());
+        }
+        out.push(Entry {
+            head,
+            file: md.is_file().then(|| real.to_path_buf()),
+        });
         if md.is_dir() {
             for name in self.list(rel, real)? {
                 let inner = inner.join(&name);
@@ -199,24 +248,33 @@ impl Source<'_> {
                 }
                 let rel = rel.join(&name);
                 let real = self.child(&rel, real, &name);
-                self.digest_at(&rel, &real, &inner, excludes, h)?;
-            }
-        } else if md.file_type().is_symlink() {
-            h.update(fs::read_link(real)?.as_os_str().as_encoded_bytes());
-        } else if md.is_file() {
-            let mut f = fs::File::open(real)?;
-            let mut buf = vec![0; 1 << 16];
-            loop {
-                let n = f.read(&mut buf)?;
-                if n == 0 {
-                    break;
-                }
-                h.update(&buf[..n]);
+                self.walk(&rel, &real, &inner, excludes, out)?;
             }
         }
-        h.update(b"\n");
         Ok(())
     }
+}
+
+/// One entry of a digest: its path, mode and link target, and the file
+/// whose content follows.
+struct Entry {
+    head: Vec<u8>,
+    file: Option<PathBuf>,
+}
+
+/// The SHA-256 of a file's content.
+fn file_sum(path: &Path) -> anyhow::Result<[u8; 32]> {
+    let mut f = fs::File::open(path).with_context(|| format!("{}", path.display()))?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0; 1 << 16];
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    Ok(h.finalize().into())
 }
 
 /// What every copied entry gets.

@@ -1,7 +1,11 @@
 //! A directory in overlay's format (a container's upper directory, or one
 //! a COPY filled) becomes a layer: a tar blob in Docker's format (overlay
-//! whiteouts as `.wh.` entries, opaque directories as `.wh..wh..opq`),
-//! unpacked into the store by its hardened unpacker like any pulled layer.
+//! whiteouts as `.wh.` entries, opaque directories as `.wh..wh..opq`), and
+//! the directory itself, renamed into the store as the layer's unpacked
+//! form (what the tar cannot hold is taken out of it first: sockets, and
+//! attributes a layer does not keep, overlay's own but the opaque marker),
+//! so it is not unpacked again. Where the rename cannot be done (another
+//! file system), the blob is unpacked by the store's unpacker.
 
 use std::collections::HashMap;
 use std::fs;
@@ -25,6 +29,12 @@ pub fn commit(
     if fs::read_dir(dir)?.next().is_none() {
         return Ok(None);
     }
+    // The directory's own attributes are not in the tar (it has no entry).
+    for name in xattr::list(dir)? {
+        if name.to_string_lossy() != "trusted.overlay.opaque" {
+            xattr::remove(dir, &name)?;
+        }
+    }
     let mut writer = store.blob_writer()?;
     {
         let mut tar = tar::Builder::new(&mut writer);
@@ -36,10 +46,37 @@ pub fn commit(
     let (digest, size) = writer.commit(None)?;
     let blob = Blob {
         media_type: LAYER_TAR.into(),
-        digest,
+        digest: digest.clone(),
         size,
     };
-    Ok(Some(store.unpack_blob(&blob, parent, None)?))
+    // Uncompressed: the blob's digest is the diff id.
+    let chain = stack_image::store::chain_id(parent, &digest);
+    let target = store.layer_dir(&chain);
+    let placed = target.is_dir() || {
+        use std::os::unix::fs::PermissionsExt as _;
+        let _ = fs::set_permissions(dir, fs::Permissions::from_mode(0o755));
+        fs::rename(dir, &target).is_ok()
+    };
+    if !placed {
+        return Ok(Some(store.unpack_blob(&blob, parent, Some(&digest))?));
+    }
+    Ok(Some(LayerParts {
+        blob,
+        diff_id: digest,
+        chain_id: chain,
+        size: bytes(&target),
+    }))
+}
+
+/// The bytes of the files under `p`.
+fn bytes(p: &Path) -> u64 {
+    match fs::symlink_metadata(p) {
+        Ok(m) if m.is_dir() => fs::read_dir(p)
+            .map(|d| d.flatten().map(|e| bytes(&e.path())).sum())
+            .unwrap_or(0),
+        Ok(m) => m.len(),
+        Err(_) => 0,
+    }
 }
 
 fn append_tree<W: io::Write>(
@@ -103,7 +140,10 @@ fn append_tree<W: io::Write>(
             } else if ft.is_block_device() {
                 tar::EntryType::Block
             } else {
-                continue; // sockets are not kept, as Docker does not
+                // Sockets are not kept, as Docker does not: out of the
+                // directory too, which becomes the layer.
+                fs::remove_file(&full)?;
+                continue;
             };
             let mut h = header(&md, kind);
             let dev = md.rdev();
@@ -134,6 +174,11 @@ fn append_xattrs<W: io::Write>(tar: &mut tar::Builder<W>, path: &Path) -> anyhow
     for name in xattr::list(path)? {
         let n = name.to_string_lossy();
         if !stack_image::unpack::xattr_allowed(&n) {
+            // Not in the layer: not in the directory either (overlay's
+            // opaque marker stays, the tar says it in its own way).
+            if n != "trusted.overlay.opaque" {
+                xattr::remove(path, &name)?;
+            }
             continue;
         }
         let Some(value) = xattr::get(path, &name)? else {

@@ -209,6 +209,46 @@ fn a_failing_step_is_named_by_its_line_and_leaves_no_image() {
     let why = e.fails(&["image", "build", "-t", "broken:1", ctx.to_str().unwrap()]);
     assert!(why.contains("outside the build context"), "{why}");
     e.fails(&["image", "inspect", "broken:1"]);
+
+    // A target stage that is not there; a base image no registry has (a
+    // loopback port nothing listens on).
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        "FROM local/busybox:1 AS one
+RUN true
+",
+    )
+    .unwrap();
+    let why = e.fails(&[
+        "image",
+        "build",
+        "--target",
+        "two",
+        "-t",
+        "broken:1",
+        ctx.to_str().unwrap(),
+    ]);
+    assert!(
+        why.contains("target stage `two` could not be found"),
+        "{why}"
+    );
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        format!(
+            "FROM 127.0.0.1:{port}/nothing:1
+RUN true
+"
+        ),
+    )
+    .unwrap();
+    let why = e.fails(&["image", "build", "-t", "broken:1", ctx.to_str().unwrap()]);
+    assert!(why.contains("Dockerfile:1: FROM 127.0.0.1"), "{why}");
+    e.fails(&["image", "inspect", "broken:1"]);
 }
 
 #[test]

@@ -124,8 +124,8 @@ fn ssh(spec: &str) -> anyhow::Result<(String, PathBuf)> {
     .with_context(|| format!("--ssh {spec}"))
 }
 
-/// `stack image build`.
-pub fn image(a: &BuildArgs) -> anyhow::Result<()> {
+/// `stack image build` (quiet with `-q` or `--progress quiet`).
+pub fn image(a: &BuildArgs, quiet: bool) -> anyhow::Result<()> {
     let context = std::fs::canonicalize(&a.context)
         .with_context(|| format!("build context {}", a.context.display()))?;
     if !context.is_dir() {
@@ -163,7 +163,7 @@ pub fn image(a: &BuildArgs) -> anyhow::Result<()> {
         contexts: pairs(&a.build_contexts),
     };
     let host = Host::new(crate::client::stack_root());
-    let quiet = a.quiet;
+    let quiet = a.quiet || quiet;
     let numbers = Mutex::default();
     let p = Printer {
         quiet,
@@ -283,7 +283,7 @@ pub fn services(g: &Global, a: &ComposeBuildArgs) -> anyhow::Result<()> {
             r.pull |= a.pull;
             r.args.extend(args.clone());
         },
-        a.quiet,
+        a.quiet || g.progress == crate::progress::Mode::Quiet,
     )?;
     Ok(())
 }

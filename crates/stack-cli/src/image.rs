@@ -5,7 +5,7 @@ use stack_host::{images, Host};
 
 use crate::cli::image::{ImageCommand, ListFormat};
 
-pub fn run(cmd: &ImageCommand) -> anyhow::Result<()> {
+pub fn run(cmd: &ImageCommand, progress: crate::progress::Mode) -> anyhow::Result<()> {
     let host = Host::new(crate::client::stack_root());
     let store = host.images()?;
     match cmd {
@@ -56,7 +56,7 @@ pub fn run(cmd: &ImageCommand) -> anyhow::Result<()> {
                 c.bytes as f64 / 1e6
             );
         }
-        ImageCommand::Build(a) => crate::build::image(a)?,
+        ImageCommand::Build(a) => crate::build::image(a, progress == crate::progress::Mode::Quiet)?,
         ImageCommand::Import { tarball, reference } => {
             let img = stack_image::archive::import(&store, tarball, reference)?;
             println!("{}", img.id);

@@ -54,7 +54,7 @@ fn main() -> ExitCode {
         cli::Command::Config(c) => done(config::config(g, c, &mut out)),
         cli::Command::Graph(gr) => done(config::graph(g, gr, &mut out)),
         cli::Command::Container { command } => container::run(command),
-        cli::Command::Image { command } => done(image::run(command)),
+        cli::Command::Image { command } => done(image::run(command, g.progress)),
         cli::Command::Network { command } => done(network::run(command)),
         cli::Command::Pull(p) => done(config::pull(g, p)),
         cli::Command::Build(b) => done(build::services(g, b)),

@@ -747,3 +747,73 @@ fn a_local_image_given_as_cache_from_stands_in_for_an_empty_cache() {
         "2\n"
     );
 }
+
+#[test]
+fn nothing_in_a_dockerfile_or_context_reaches_outside_the_image() {
+    let e = Env::new("build", "escape");
+    busybox_image(&e, "local/busybox:1");
+    let ctx = e.dir.join("ctx");
+    std::fs::create_dir_all(ctx.join("x")).unwrap();
+    std::fs::write(ctx.join("a.txt"), "a\n").unwrap();
+    // Host places a build must not touch.
+    let outside = e.dir.join("outside.txt");
+    let victim = e.dir.join("victim");
+    let empty = e.dir.join("empty-dir");
+    std::fs::create_dir_all(&victim).unwrap();
+    std::fs::create_dir_all(&empty).unwrap();
+    // x/s points at the victim; the context also holds a file at the
+    // victim's path, so that `x/s/passwd` resolves (inside the context).
+    std::os::unix::fs::symlink(&victim, ctx.join("x/s")).unwrap();
+    let inner = ctx.join(victim.strip_prefix("/").unwrap());
+    std::fs::create_dir_all(&inner).unwrap();
+    std::fs::write(inner.join("passwd"), "planted\n").unwrap();
+    let up = "/..".repeat(12);
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        format!(
+            "FROM local/busybox:1\n\
+             RUN busybox mkdir -p /usr/lib && busybox ln -s usr/lib /lib\n\
+             COPY a.txt {up}{outside}\n\
+             COPY --parents x x/s/passwd /d/\n\
+             COPY a.txt /lib/x/a.txt\n\
+             RUN --mount=type=tmpfs,target={up}{empty} true\n",
+            outside = outside.display(),
+            empty = empty.display()
+        ),
+    )
+    .unwrap();
+    build(&e, &ctx, &[]);
+    assert!(!outside.exists(), "a COPY wrote {}", outside.display());
+    assert!(
+        std::fs::read_dir(&victim).unwrap().next().is_none(),
+        "a COPY wrote into {}",
+        victim.display()
+    );
+    assert!(
+        empty.is_dir(),
+        "a RUN's mount target removed {}",
+        empty.display()
+    );
+    // Inside the image instead: `..` stops at its root, the link became a
+    // directory of the layer, and /lib -> usr/lib is kept and followed.
+    assert_eq!(run(&e, &format!("cat {}", outside.display())), "a\n");
+    assert_eq!(run(&e, "cat /d/x/s/passwd"), "planted\n");
+    assert_eq!(run(&e, "test -L /lib && cat /usr/lib/x/a.txt"), "a\n");
+
+    // A heredoc named like a path is refused.
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        "FROM local/busybox:1\nCOPY <<../x /\nhi\n../x\n",
+    )
+    .unwrap();
+    let why = e.fails(&["image", "build", "-t", "built:1", ctx.to_str().unwrap()]);
+    assert!(why.contains("heredoc `../x`"), "{why}");
+    // Stages that need each other: refused, not waited on for ever.
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        "FROM local/busybox:1 AS a\nCOPY --from=b /a.txt /x\nFROM local/busybox:1 AS b\nCOPY --from=a /x /y\n",
+    )
+    .unwrap();
+    let why = e.fails(&["image", "build", "-t", "built:1", ctx.to_str().unwrap()]);
+    assert!(why.contains("circular dependency between stages"), "{why}");
+}

@@ -30,6 +30,14 @@ pub enum Source<'a> {
     View(&'a View),
 }
 
+/// Whether `.dockerignore` hides `rel` (at `path`): an excluded directory
+/// stays visible while a `!` pattern may bring back something under it.
+fn hidden(ignore: &Patterns, rel: &str, path: &Path) -> bool {
+    ignore.excludes(rel)
+        && !(ignore.may_reinclude_under(rel)
+            && fs::symlink_metadata(path).is_ok_and(|m| m.is_dir()))
+}
+
 /// One source found: its path from the source's root (`/`-joined names)
 /// and where it really is.
 pub struct Found {
@@ -75,11 +83,11 @@ impl Source<'_> {
     fn real(&self, rel: &Path) -> Option<PathBuf> {
         match self {
             Source::Dir { root, ignore } => {
+                let p = root.join(rel);
                 let s = rel.to_string_lossy();
-                if !s.is_empty() && ignore.excludes(&s) {
+                if !s.is_empty() && hidden(ignore, &s, &p) {
                     return None;
                 }
-                let p = root.join(rel);
                 fs::symlink_metadata(&p).ok().map(|_| p)
             }
             Source::View(v) => v.find(&Path::new("/").join(rel)),
@@ -93,7 +101,7 @@ impl Source<'_> {
                 let mut names: Vec<OsString> = fs::read_dir(real)?
                     .map(|e| e.map(|e| e.file_name()))
                     .collect::<Result<_, _>>()?;
-                names.retain(|n| !ignore.excludes(&rel.join(n).to_string_lossy()));
+                names.retain(|n| !hidden(ignore, &rel.join(n).to_string_lossy(), &real.join(n)));
                 names.sort();
                 Ok(names)
             }
@@ -399,11 +407,15 @@ pub fn parents(layer: &Path, view: &View, dir: &Path) -> anyhow::Result<()> {
     for name in parts(dir) {
         cur.push(name);
         let target = layer.join(cur.strip_prefix("/").unwrap_or(&cur));
-        if target.is_dir() {
-            continue;
+        // Never through a link (or over a file) an earlier source of the
+        // same step put here: that name becomes a directory.
+        match fs::symlink_metadata(&target) {
+            Ok(m) if m.is_dir() => continue,
+            Ok(_) => fs::remove_file(&target)?,
+            Err(_) => {}
         }
         fs::create_dir(&target)?;
-        match view.find(&cur).and_then(|p| fs::metadata(p).ok()) {
+        match view.find(&cur).and_then(|p| fs::symlink_metadata(p).ok()) {
             Some(md) if md.is_dir() => finish(
                 &target,
                 &md,

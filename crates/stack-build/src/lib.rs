@@ -173,9 +173,17 @@ pub fn build(
         used: Mutex::default(),
         cache_images: Default::default(),
     };
-    let result = b.stage(target).and_then(|s| b.finish(s));
+    // Builds and prunes exclude each other: nothing a build is making or
+    // about to record is collected under it.
+    let _store = store.lock_shared()?;
+    let result = b
+        .acyclic(target)
+        .and_then(|()| b.stage(target))
+        .and_then(|s| b.finish(s));
     let _ = std::fs::remove_dir_all(&empty);
     let image = result?;
+    // Those the FROM lines' global ARGs took count as used.
+    lock(&b.used).extend(b.df.global_args.iter().map(|a| a.name.clone()));
     let unused: Vec<&String> = req
         .args
         .keys()
@@ -451,6 +459,38 @@ impl Builder<'_> {
         Ok(s)
     }
 
+    /// Refuses stages that need each other (they would wait for each
+    /// other for ever), before anything is built.
+    fn acyclic(&self, target: usize) -> anyhow::Result<()> {
+        fn visit(
+            b: &Builder,
+            i: usize,
+            path: &mut Vec<usize>,
+            done: &mut BTreeSet<usize>,
+        ) -> anyhow::Result<()> {
+            if done.contains(&i) {
+                return Ok(());
+            }
+            if path.contains(&i) {
+                let name = |j: usize| b.df.stages[j].name.clone().unwrap_or_else(|| j.to_string());
+                let cycle: Vec<String> = path.iter().copied().chain([i]).map(name).collect();
+                bail!(
+                    "{}: circular dependency between stages: {}",
+                    b.file,
+                    cycle.join(" -> ")
+                );
+            }
+            path.push(i);
+            for j in b.needs(i) {
+                visit(b, j, path, done)?;
+            }
+            path.pop();
+            done.insert(i);
+            Ok(())
+        }
+        visit(self, target, &mut Vec::new(), &mut BTreeSet::new())
+    }
+
     /// The other stages stage `i` names (`FROM`, `COPY --from`, `RUN
     /// --mount=from=`), as far as the global ARGs tell.
     fn needs(&self, i: usize) -> BTreeSet<usize> {
@@ -483,11 +523,7 @@ impl Builder<'_> {
 
     fn build_stage(&self, i: usize) -> anyhow::Result<State> {
         // What it needs first, side by side.
-        let needs: Vec<usize> = self
-            .needs(i)
-            .into_iter()
-            .filter(|j| lock(&self.slots[*j]).is_none())
-            .collect();
+        let needs: Vec<usize> = self.needs(i).into_iter().collect();
         if needs.len() > 1 {
             let failed = std::thread::scope(|scope| {
                 let running: Vec<_> = needs
@@ -621,7 +657,9 @@ impl Builder<'_> {
             }
             Command::Workdir(w) => {
                 let w = self.expand(s, w)?;
-                let dir = Path::new(&s.workdir()).join(&w).display().to_string();
+                let dir = view::clean(&Path::new(&s.workdir()).join(&w))
+                    .display()
+                    .to_string();
                 s.cfg().insert("WorkingDir".into(), json!(dir));
                 return self.workdir(s, &dir, &title, &format!("WORKDIR {dir}"));
             }
@@ -920,13 +958,10 @@ impl Builder<'_> {
                 };
                 if lone && r.heredocs[0].body.starts_with("#!") {
                     // A script with its own interpreter runs as a file.
+                    plain_name(&r.heredocs[0].name)?;
                     let dir = self.store.tmp_dir("heredoc")?;
-                    let file = dir.join(&r.heredocs[0].name);
+                    let file = dir.join("script");
                     std::fs::write(&file, &r.heredocs[0].body)?;
-                    std::os::unix::fs::PermissionsExt::set_mode(
-                        &mut std::fs::metadata(&file)?.permissions(),
-                        0o755,
-                    );
                     std::fs::set_permissions(
                         &file,
                         std::os::unix::fs::PermissionsExt::from_mode(0o755),
@@ -976,21 +1011,24 @@ impl Builder<'_> {
         key.update(serde_json::to_string(&json!([
             args, env, network, r.security
         ]))?);
+        // A heredoc's body is the script (a `#!` one is not in `args`).
+        for h in &r.heredocs {
+            key.update(h.name.as_bytes());
+            key.update(h.body.as_bytes());
+        }
         let mut mounts = Vec::new();
-        let mut cleanup: Vec<PathBuf> = extra_mounts.iter().map(|(_, d)| d.clone()).collect();
+        // Removed on every way out (secrets' copies among them).
+        let mut cleanup = Cleanup(extra_mounts.iter().map(|(_, d)| d.clone()).collect());
         let mut locks = Vec::new();
         for m in &r.mounts {
             let text = self.expand(s, m)?;
             key.update(text.as_bytes());
             let m =
                 stack_dockerfile::parse_mount(&text).map_err(|e| anyhow!("--mount={text}: {e}"))?;
-            match self.mount(s, &m, &mut key, &mut cleanup, &mut locks, &mut env) {
+            match self.mount(s, &m, &mut key, &mut cleanup.0, &mut locks, &mut env) {
                 Ok(Some(mount)) => mounts.push(mount),
                 Ok(None) => {}
                 Err(e) => {
-                    for d in &cleanup {
-                        let _ = std::fs::remove_dir_all(d);
-                    }
                     return Err(e.context(format!("--mount={text}")));
                 }
             }
@@ -1005,12 +1043,15 @@ impl Builder<'_> {
             .to_string();
         let privileged = r.security.as_deref() == Some("insecure");
         let key = format!("run:{}", hex(key));
+        // A mount's content is not in the history line: such a step is not
+        // matched in a cache_from image.
+        let described = r.mounts.is_empty();
         let result = self.layered(
             s,
             title,
             &run_history(&s.args, &args),
             key,
-            true,
+            described,
             &mut |n| {
                 let id = stack_sys::random_hex(32)?;
                 let (mode, resolv, mut hosts) = match network.as_str() {
@@ -1057,9 +1098,7 @@ impl Builder<'_> {
             },
         );
         drop(locks);
-        for d in &cleanup {
-            let _ = std::fs::remove_dir_all(d);
-        }
+        drop(cleanup);
         result
     }
 
@@ -1075,7 +1114,9 @@ impl Builder<'_> {
     ) -> anyhow::Result<Option<stack_runtime::Mount>> {
         let target = |default: String| -> String {
             let t = m.target.clone().unwrap_or(default);
-            Path::new(&s.workdir()).join(t).display().to_string()
+            view::clean(&Path::new(&s.workdir()).join(t))
+                .display()
+                .to_string()
         };
         Ok(Some(match m.kind {
             MountKind::Tmpfs => stack_runtime::Mount {
@@ -1219,7 +1260,9 @@ impl Builder<'_> {
             .collect::<Result<_, _>>()?;
         let dest = self.expand(s, &c.dest)?;
         let workdir = s.workdir();
-        let dest_path = Path::new(&workdir).join(&dest);
+        // Cleaned (nothing climbs out of the image), and through the
+        // image's symlinked directories, as Docker resolves it.
+        let dest_path = s.view(self.store).resolve(&Path::new(&workdir).join(&dest));
         let from = c.from.as_ref().map(|f| self.expand(s, f)).transpose()?;
         let source = match &from {
             Some(f) => self.source_of(f)?,
@@ -1308,6 +1351,7 @@ impl Builder<'_> {
         }
         let mut heredocs = Vec::new();
         for h in &c.heredocs {
+            plain_name(&h.name)?;
             let body = if h.expand {
                 self.expand_heredoc(s, &h.body)?
             } else {
@@ -1318,8 +1362,10 @@ impl Builder<'_> {
             heredocs.push((h.name.clone(), body));
         }
         let dest_is_dir = dest.ends_with('/')
+            || dest == "."
+            || dest.ends_with("/.")
+            || dest_path == Path::new("/")
             || found.len() + heredocs.len() + downloads.len() > 1
-            || sources.iter().any(|x| x.contains(['*', '?', '[']))
             || view.find(&dest_path).is_some_and(|p| p.is_dir());
         let key = format!("copy:{}", hex(key));
         let keyword = if add { "ADD" } else { "COPY" };
@@ -1351,9 +1397,9 @@ impl Builder<'_> {
                         && !is_dir
                         && copy::is_archive(&f.real)
                     {
-                        copy::parents(&layer, &view, &to.with_file_name(""))?;
+                        // The destination keeps the owner and mode the image gives it.
+                        copy::parents(&layer, &view, &dest_path)?;
                         let out = layer.join(dest_path.strip_prefix("/").unwrap_or(&dest_path));
-                        std::fs::create_dir_all(&out)?;
                         let file = std::fs::File::open(&f.real)?;
                         stack_image::unpack::unpack(
                             &f.rel.display().to_string(),
@@ -1466,6 +1512,25 @@ fn history_of(config: &Value) -> History {
                 .collect()
         })
         .unwrap_or_default()
+}
+
+/// Directories a step made for itself, removed when it is done, however it ends.
+struct Cleanup(Vec<PathBuf>);
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        for d in &self.0 {
+            let _ = std::fs::remove_dir_all(d);
+        }
+    }
+}
+
+/// A heredoc's name as a file's: one plain name.
+fn plain_name(name: &str) -> anyhow::Result<()> {
+    if name.is_empty() || name == "." || name == ".." || name.contains('/') || name.contains('\0') {
+        bail!("heredoc `{name}`: a file's name cannot be that");
+    }
+    Ok(())
 }
 
 /// A mutex's value, even if a thread panicked holding it.

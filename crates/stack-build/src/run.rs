@@ -89,13 +89,8 @@ pub fn run(
         }));
     }
     drop(tx);
-    let mut last = Vec::new();
     for l in rx {
         line(&l);
-        last.push(l);
-        if last.len() > 20 {
-            last.remove(0);
-        }
     }
     for r in readers {
         let _ = r.join();
@@ -124,7 +119,7 @@ fn tidy(upper: &Path, view: &View, targets: &[String], cwd: &str) {
     made.extend(targets.iter().map(String::as_str));
     made.retain(|p| *p != cwd);
     for p in made {
-        let mut p = PathBuf::from(p);
+        let mut p = crate::view::clean(Path::new(p));
         loop {
             if view.find(&p).is_some() || p == Path::new("/") {
                 break;

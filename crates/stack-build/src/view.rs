@@ -54,6 +54,12 @@ pub fn parts(p: &Path) -> Vec<OsString> {
     out
 }
 
+/// `p` as an absolute path in the image with no `.` or `..` (a `..`
+/// above the root stays at the root, as in a chroot).
+pub fn clean(p: &Path) -> PathBuf {
+    Path::new("/").join(parts(p).iter().collect::<PathBuf>())
+}
+
 fn in_layer(layer: &Path, parts: &[OsString]) -> Found {
     let mut cur = layer.to_path_buf();
     let mut opaque_above = false;
@@ -100,6 +106,42 @@ impl View {
             }
         }
         None
+    }
+
+    /// `p` with the symlinks the image has on the way followed inside the
+    /// image (`/lib/x` is `/usr/lib/x` where `/lib -> usr/lib`), as Docker
+    /// resolves a destination; the last name is not followed.
+    pub fn resolve(&self, p: &Path) -> PathBuf {
+        let mut todo: Vec<OsString> = parts(p);
+        todo.reverse();
+        let mut done = PathBuf::from("/");
+        let mut hops = 0;
+        while let Some(name) = todo.pop() {
+            let next = done.join(&name);
+            let link = (!todo.is_empty())
+                .then(|| self.find(&next))
+                .flatten()
+                .filter(|real| fs::symlink_metadata(real).is_ok_and(|m| m.file_type().is_symlink()))
+                .and_then(|real| fs::read_link(real).ok());
+            match link {
+                Some(target) if hops < 40 => {
+                    hops += 1;
+                    let base = if target.is_absolute() {
+                        PathBuf::from("/")
+                    } else {
+                        done.clone()
+                    };
+                    let mut rest = parts(&base.join(target));
+                    rest.reverse();
+                    todo.extend(rest);
+                    // `todo` is a stack: the link's names come before what
+                    // was left after it.
+                    done = PathBuf::from("/");
+                }
+                _ => done = next,
+            }
+        }
+        done
     }
 
     /// The names in directory `p`, merged over the layers.
@@ -222,6 +264,17 @@ mod tests {
         assert_eq!(v.lookup_id("passwd", "app"), Some((1000, 1001)));
         assert_eq!(v.lookup_id("passwd", "1000"), Some((1000, 1001)));
         assert_eq!(v.lookup_id("passwd", "nobody"), None);
+        // Symlinked directories are followed inside the image, the last name is not.
+        fs::create_dir_all(low.join("usr/lib")).unwrap();
+        std::os::unix::fs::symlink("usr/lib", low.join("lib")).unwrap();
+        std::os::unix::fs::symlink("/etc", low.join("usr/lib/up")).unwrap();
+        assert_eq!(v.resolve(Path::new("/lib/x/y")), Path::new("/usr/lib/x/y"));
+        assert_eq!(
+            v.resolve(Path::new("/lib/up/passwd")),
+            Path::new("/etc/passwd")
+        );
+        assert_eq!(v.resolve(Path::new("/lib")), Path::new("/lib"));
+        assert_eq!(clean(Path::new("/a/../../../b/./c")), Path::new("/b/c"));
         fs::remove_dir_all(&t).unwrap();
     }
 }

@@ -174,7 +174,9 @@ pub fn ssh_agent((id, socket): (&str, Option<&str>)) -> anyhow::Result<(String, 
 /// target, labels, secrets, network, tags, additional_contexts,
 /// extra_hosts, no_cache and pull.
 pub fn service_request(project: &stack_model::Project, name: &str) -> anyhow::Result<Request> {
-    let s = &project.services[name];
+    let Some(s) = project.services.get(name) else {
+        anyhow::bail!("no service `{name}` in the project");
+    };
     let Some(b) = &s.build else {
         anyhow::bail!("service {name} has no build section");
     };

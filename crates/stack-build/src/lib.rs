@@ -153,6 +153,11 @@ pub fn build(
             .ok_or_else(|| anyhow!("{name}: target stage `{t}` could not be found"))?,
         None => df.stages.len() - 1,
     };
+    // Held while the build lives: `sweep` leaves its RUN steps alone.
+    let build_id = stack_sys::random_hex(8)?;
+    let live = live_lock(runs, &build_id);
+    std::fs::create_dir_all(runs.join("locks"))?;
+    let _live = stack_sys::lock(&live, true)?;
     let empty = store.tmp_dir("build-empty")?;
     let stages = df.stages.len();
     let b = Builder {
@@ -172,6 +177,7 @@ pub fn build(
         steps: Mutex::new(0),
         used: Mutex::default(),
         cache_images: Default::default(),
+        build_id,
     };
     // Builds and prunes exclude each other: nothing a build is making or
     // about to record is collected under it.
@@ -415,6 +421,8 @@ struct Builder<'a> {
     steps: Mutex<usize>,
     used: Mutex<BTreeSet<String>>,
     cache_images: std::sync::OnceLock<Vec<(Image, History)>>,
+    /// Ends the ids of its RUN containers (16 hex digits).
+    build_id: String,
 }
 
 impl Builder<'_> {
@@ -1053,7 +1061,9 @@ impl Builder<'_> {
             key,
             described,
             &mut |n| {
-                let id = stack_sys::random_hex(32)?;
+                // The build's id last (a container's first 12 digits name
+                // its veth and more): `sweep` tells a live build's steps by it.
+                let id = format!("{}{}", stack_sys::random_hex(8)?, self.build_id);
                 let (mode, resolv, mut hosts) = match network.as_str() {
                     "none" => (stack_runtime::NetworkMode::New, None, Vec::new()),
                     "host" => (stack_runtime::NetworkMode::Host, None, Vec::new()),
@@ -1521,6 +1531,40 @@ impl Drop for Cleanup {
     fn drop(&mut self) {
         for d in &self.0 {
             let _ = std::fs::remove_dir_all(d);
+        }
+    }
+}
+
+fn live_lock(runs: &Path, build_id: &str) -> PathBuf {
+    runs.join("locks").join(format!("{build_id}.lock"))
+}
+
+/// Removes what builds that are gone left under `runs`: RUN containers
+/// whose build holds no lock any more and whose monitor has ended, and
+/// those builds' lock files.
+pub fn sweep(runs: &Path) {
+    let Ok(entries) = std::fs::read_dir(runs.join("containers")) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let dir = e.path();
+        let name = e.file_name().to_string_lossy().to_string();
+        let Some(build) = name.get(16..) else {
+            continue;
+        };
+        let gone = matches!(stack_sys::try_lock(&live_lock(runs, build)), Ok(Some(_)));
+        let ended = stack_runtime::state::read(&dir)
+            .is_ok_and(|st| !stack_runtime::state::alive(&st))
+            || !dir.join("state.json").exists();
+        if gone && ended {
+            let _ = stack_sys::remove_tree(runs, &dir);
+        }
+    }
+    if let Ok(locks) = std::fs::read_dir(runs.join("locks")) {
+        for l in locks.flatten() {
+            if matches!(stack_sys::try_lock(&l.path()), Ok(Some(_))) {
+                let _ = std::fs::remove_file(l.path());
+            }
         }
     }
 }

@@ -111,7 +111,7 @@ impl Sandbox for HostSandbox<'_> {
 pub fn build(host: &Host, req: &Request, say: &(dyn Fn(Event) + Sync)) -> anyhow::Result<Image> {
     let runs = host.build_runs();
     std::fs::create_dir_all(&runs)?;
-    sweep(&runs);
+    stack_build::sweep(&runs);
     let sandbox = HostSandbox {
         host,
         network: Mutex::new(None),
@@ -128,29 +128,6 @@ pub fn build(host: &Host, req: &Request, say: &(dyn Fn(Event) + Sync)) -> anyhow
         }
     }
     built
-}
-
-/// Removes what builds that died left of their RUN containers (their
-/// monitors gone).
-fn sweep(runs: &std::path::Path) {
-    let Ok(entries) = std::fs::read_dir(runs.join("containers")) else {
-        return;
-    };
-    for e in entries.flatten() {
-        let dir = e.path();
-        // A container being made has no state yet: left alone a while.
-        let young = e
-            .metadata()
-            .and_then(|m| m.modified())
-            .is_ok_and(|t| t.elapsed().unwrap_or_default() < std::time::Duration::from_secs(600));
-        let dead = match stack_runtime::state::read(&dir) {
-            Ok(st) => !stack_runtime::state::alive(&st),
-            Err(_) => !young,
-        };
-        if dead {
-            let _ = stack_sys::remove_tree(runs, &dir);
-        }
-    }
 }
 
 /// An SSH agent for a build: `id` with its socket, or the agent of

@@ -817,3 +817,27 @@ fn nothing_in_a_dockerfile_or_context_reaches_outside_the_image() {
     let why = e.fails(&["image", "build", "-t", "built:1", ctx.to_str().unwrap()]);
     assert!(why.contains("circular dependency between stages"), "{why}");
 }
+
+#[test]
+fn run_steps_get_the_shm_size_and_ulimits_asked() {
+    let e = Env::new("build", "limits");
+    busybox_image(&e, "local/busybox:1");
+    let ctx = e.dir.join("ctx");
+    std::fs::create_dir_all(&ctx).unwrap();
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        "FROM local/busybox:1\nRUN ulimit -n > /nofile && busybox grep ' /dev/shm ' /proc/mounts > /shm\n",
+    )
+    .unwrap();
+    build(
+        &e,
+        &ctx,
+        &["--ulimit", "nofile=1234:1234", "--shm-size", "16m"],
+    );
+    assert_eq!(run(&e, "cat /nofile"), "1234\n");
+    assert!(
+        run(&e, "cat /shm").contains("size=16384k"),
+        "{}",
+        run(&e, "cat /shm")
+    );
+}

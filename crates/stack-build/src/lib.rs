@@ -60,6 +60,10 @@ pub struct Request {
     pub ssh: BTreeMap<String, PathBuf>,
     /// The network RUN uses unless it says: `default`, `none` or `host`.
     pub network: Option<String>,
+    /// RUN's /dev/shm size in bytes (`--shm-size`, compose's `build.shm_size`).
+    pub shm_size: Option<u64>,
+    /// RUN's resource limits: name (`nofile`), soft, hard (`--ulimit`).
+    pub ulimits: Vec<(String, u64, u64)>,
     /// `--add-host`: `name:ip` lines for RUN's /etc/hosts.
     pub extra_hosts: Vec<String>,
     /// `--platform`: this host's only.
@@ -1092,6 +1096,8 @@ impl Builder<'_> {
                     hosts,
                     mounts: mounts.clone(),
                     privileged,
+                    shm_size: self.req.shm_size,
+                    rlimits: self.req.ulimits.clone(),
                 };
                 let say = self.say;
                 let ran = run::run(self.runs, &self.empty, &id, step, &mut |l| {

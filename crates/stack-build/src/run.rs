@@ -26,6 +26,8 @@ pub struct Step {
     pub mounts: Vec<Mount>,
     /// `--security=insecure`.
     pub privileged: bool,
+    pub shm_size: Option<u64>,
+    pub rlimits: Vec<(String, u64, u64)>,
 }
 
 /// Runs `step` as container `id` under `runs` (the builder's runtime root,
@@ -61,6 +63,8 @@ pub fn run(
         resolv_conf: step.resolv_conf,
         hosts: step.hosts,
         privileged: step.privileged,
+        shm_size: step.shm_size,
+        rlimits: step.rlimits,
         ..Default::default()
     };
     let dir = stack_runtime::container_dir(runs, id);

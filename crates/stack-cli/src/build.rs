@@ -161,6 +161,17 @@ pub fn image(a: &BuildArgs, quiet: bool) -> anyhow::Result<()> {
         extra_hosts: a.add_hosts.clone(),
         platform: a.platform.clone(),
         contexts: pairs(&a.build_contexts),
+        shm_size: a
+            .shm_size
+            .as_deref()
+            .map(|s| stack_model::parse_bytes(s).map(|b| b.max(0) as u64))
+            .transpose()
+            .map_err(|e| anyhow::anyhow!("--shm-size: {e}"))?,
+        ulimits: a
+            .ulimits
+            .iter()
+            .map(|u| stack_host::create::parse_ulimit(u))
+            .collect::<anyhow::Result<_>>()?,
     };
     let host = Host::new(crate::client::stack_root());
     let quiet = a.quiet || quiet;

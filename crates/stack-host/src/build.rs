@@ -218,6 +218,17 @@ pub fn service_request(project: &stack_model::Project, name: &str) -> anyhow::Re
             .cloned()
             .or_else(|| s.platform.clone()),
         contexts: b.additional_contexts.0.clone(),
+        shm_size: b.shm_size.map(|s| s.0.max(0) as u64),
+        ulimits: b
+            .ulimits
+            .iter()
+            .map(|(name, u)| match u {
+                stack_model::Ulimit::Single(v) => (name.clone(), *v as u64, *v as u64),
+                stack_model::Ulimit::Pair { soft, hard } => {
+                    (name.clone(), *soft as u64, *hard as u64)
+                }
+            })
+            .collect(),
         ssh: b
             .ssh
             .0

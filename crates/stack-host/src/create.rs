@@ -771,7 +771,7 @@ fn device_rule(rule: &str) -> anyhow::Result<String> {
 }
 
 /// `nofile=1024:2048` or `nproc=512`.
-fn parse_ulimit(s: &str) -> anyhow::Result<(String, u64, u64)> {
+pub fn parse_ulimit(s: &str) -> anyhow::Result<(String, u64, u64)> {
     let bad = || anyhow::anyhow!("invalid ulimit `{s}`: expected NAME=SOFT[:HARD]");
     let (name, values) = s.split_once('=').ok_or_else(bad)?;
     let (soft, hard) = match values.split_once(':') {

@@ -31,7 +31,7 @@ pub const SERVICE_KEYS: &[(&str, Support, &str)] = &[
     ("profiles", Elsewhere("the loader: services of profiles not enabled are left out"), "stack-loader data cases"),
     ("annotations", Warned("OCI annotations reach no runtime here (stack's runtime reads none)"), "tests/keys.rs, keys::tests"),
     ("attach", Elsewhere("attached `up` leaves the output of `attach: false` services out (unless `--attach` names them)"), "tests/keys.rs"),
-    ("build", Partly("built by stack's own builder (`stack build`, `up --build`, `up` when the image is missing, `pull_policy: build`) with context, dockerfile, dockerfile_inline, args, target, labels, secrets, ssh, cache_from (local images), network, tags, additional_contexts, extra_hosts, no_cache and pull; cache_to, no_cache_filter, shm_size, ulimits, privileged, entitlements, provenance, sbom, isolation and more than one platform are warned of (not applied)"), "tests/build.rs"),
+    ("build", Partly("built by stack's own builder (`stack build`, `up --build`, `up` when the image is missing, `pull_policy: build`) with context, dockerfile, dockerfile_inline, args, target, labels, secrets, ssh, cache_from (local images), network, tags, additional_contexts, extra_hosts, shm_size, ulimits, no_cache and pull; cache_to, no_cache_filter, privileged, entitlements, provenance, sbom, isolation and more than one platform are warned of (not applied)"), "tests/build.rs"),
     ("develop", Elsewhere("`stack watch` and `up --watch`: sync, sync+restart, sync+exec, restart and rebuild rules"), "tests/watch.rs, tests/build.rs"),
     ("blkio_config", Partly("device_read_bps, device_write_bps, device_read_iops and device_write_iops are applied (v1 blkio throttles, v2 io.max); weight and weight_device are warned of (not applied)"), "tests/keys.rs"),
     ("cap_add", Applied, "tests/isolation.rs"),
@@ -374,8 +374,6 @@ fn partly(key: &str, s: &Service, out: &mut dyn FnMut(bool, &str)) {
             let unapplied = [
                 ("cache_to", !b.cache_to.is_empty()),
                 ("no_cache_filter", !b.no_cache_filter.is_empty()),
-                ("shm_size", b.shm_size.is_some()),
-                ("ulimits", !b.ulimits.is_empty()),
                 ("privileged", b.privileged),
                 ("entitlements", !b.entitlements.is_empty()),
                 ("provenance", b.provenance.is_some()),

@@ -104,6 +104,12 @@ pub struct BuildArgs {
     /// The network of RUN steps: default, none or host
     #[arg(long)]
     pub network: Option<String>,
+    /// Size of RUN steps' /dev/shm (`64m`)
+    #[arg(long)]
+    pub shm_size: Option<String>,
+    /// A resource limit of RUN steps: NAME=SOFT[:HARD]
+    #[arg(long = "ulimit", value_name = "NAME=SOFT[:HARD]")]
+    pub ulimits: Vec<String>,
     /// `NAME:IP` in RUN steps' /etc/hosts
     #[arg(long = "add-host", value_name = "NAME:IP")]
     pub add_hosts: Vec<String>,

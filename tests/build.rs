@@ -841,3 +841,48 @@ fn run_steps_get_the_shm_size_and_ulimits_asked() {
         run(&e, "cat /shm")
     );
 }
+
+#[test]
+fn progress_tty_draws_buildkits_live_view() {
+    let e = Env::new("build", "tty");
+    busybox_image(&e, "local/busybox:1");
+    let ctx = e.dir.join("ctx");
+    std::fs::create_dir_all(&ctx).unwrap();
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        "FROM local/busybox:1\nRUN echo one > /one\n",
+    )
+    .unwrap();
+    let tty = |what: &str| {
+        let o = e.stack(&[
+            "--progress",
+            "tty",
+            "image",
+            "build",
+            "-t",
+            "built:1",
+            ctx.to_str().unwrap(),
+        ]);
+        let err = String::from_utf8_lossy(&o.stderr).to_string();
+        assert!(o.status.success(), "{what}: {err}");
+        // The last drawing of the block.
+        err.rsplit("\u{1b}[J")
+            .next()
+            .unwrap_or_default()
+            .to_string()
+    };
+    let first = tty("first");
+    assert!(
+        first.contains("[+] Building") && first.contains("(2/2)"),
+        "{first}"
+    );
+    assert!(
+        first.contains(" => [stage-0 2/2] RUN echo one > /one "),
+        "{first}"
+    );
+    let again = tty("again");
+    assert!(
+        again.contains(" => CACHED [stage-0 2/2] RUN echo one > /one"),
+        "{again}"
+    );
+}

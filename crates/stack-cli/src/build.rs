@@ -16,12 +16,61 @@ use crate::cli::image::BuildArgs;
 use crate::cli::{ComposeBuildArgs, Global};
 
 /// Step numbers shared by the builds that run at once (compose's), so
-/// that each `#N` names one step.
+/// that each `#N` names one step; and, on a terminal, the block redrawn.
 #[derive(Default)]
 struct Numbers {
     next: usize,
     /// (build, its own number) to the shared one, and when it began.
     given: HashMap<(usize, usize), (usize, Instant)>,
+    /// `--progress tty` (or a terminal with `auto`): BuildKit's live view.
+    live: Option<Live>,
+}
+
+/// The live view: every step with its state, the running ones' last lines.
+struct Live {
+    started: Instant,
+    steps: Vec<LiveStep>,
+    /// Lines drawn last time (moved up over and drawn again).
+    drawn: usize,
+}
+
+struct LiveStep {
+    n: usize,
+    title: String,
+    /// None while it runs; its time once done; `CACHED`.
+    done: Option<String>,
+    last: std::collections::VecDeque<String>,
+}
+
+impl Live {
+    fn draw(&mut self) {
+        let mut out = String::new();
+        if self.drawn > 0 {
+            out.push_str(&format!("\x1b[{}F\x1b[J", self.drawn));
+        }
+        let finished = self.steps.iter().filter(|s| s.done.is_some()).count();
+        let mut lines = vec![format!(
+            "[+] Building {:.1}s ({finished}/{})",
+            self.started.elapsed().as_secs_f64(),
+            self.steps.len()
+        )];
+        for s in &self.steps {
+            match &s.done {
+                Some(d) if d == "CACHED" => lines.push(format!(" => CACHED {}", s.title)),
+                Some(d) => lines.push(format!(" => {} {d}", s.title)),
+                None => {
+                    lines.push(format!(" => {}", s.title));
+                    lines.extend(s.last.iter().map(|l| format!(" => => # {l}")));
+                }
+            }
+        }
+        for l in &lines {
+            out.extend(l.chars().take(160));
+            out.push('\n');
+        }
+        self.drawn = lines.len();
+        eprint!("{out}");
+    }
 }
 
 /// Prints a build's events: `#3 [app 2/4] RUN make`, its output lines
@@ -55,23 +104,98 @@ impl Printer<'_> {
             }
             return;
         }
-        match e {
-            Event::Step { n, title } => {
-                let title = match self.prefix.is_empty() {
+        let e = match e {
+            Event::Step { n, title } => Event::Step {
+                n: self.number(n).0,
+                title: match self.prefix.is_empty() {
                     true => title,
                     false => title.replacen('[', &format!("[{} ", self.prefix), 1),
-                };
-                eprintln!("#{} {title}", self.number(n).0);
-            }
+                },
+            },
             Event::Line { n, text } => {
                 let (n, t) = self.number(n);
-                eprintln!("#{n} {t:.3} {text}");
+                Event::Line {
+                    n,
+                    text: format!("{t:.3} {text}"),
+                }
             }
-            Event::Cached { n } => eprintln!("#{} CACHED", self.number(n).0),
-            Event::Done { n, seconds } => eprintln!("#{} DONE {seconds:.1}s", self.number(n).0),
-            Event::Warning(w) => eprintln!("WARNING: {w}"),
+            Event::Cached { n } => Event::Cached {
+                n: self.number(n).0,
+            },
+            Event::Done { n, seconds } => Event::Done {
+                n: self.number(n).0,
+                seconds,
+            },
+            w => w,
+        };
+        let mut numbers = self.numbers.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(live) = numbers.live.as_mut() else {
+            drop(numbers);
+            match e {
+                Event::Step { n, title } => eprintln!("#{n} {title}"),
+                Event::Line { n, text } => eprintln!("#{n} {text}"),
+                Event::Cached { n } => eprintln!("#{n} CACHED"),
+                Event::Done { n, seconds } => eprintln!("#{n} DONE {seconds:.1}s"),
+                Event::Warning(w) => eprintln!("WARNING: {w}"),
+            }
+            return;
+        };
+        let step = |live: &mut Live, n: usize| live.steps.iter().position(|s| s.n == n);
+        match e {
+            Event::Step { n, title } => live.steps.push(LiveStep {
+                n,
+                title,
+                done: None,
+                last: Default::default(),
+            }),
+            Event::Line { n, text } => {
+                if let Some(i) = step(live, n) {
+                    let last = &mut live.steps[i].last;
+                    last.push_back(text);
+                    if last.len() > 6 {
+                        last.pop_front();
+                    }
+                }
+            }
+            Event::Cached { n } => {
+                if let Some(i) = step(live, n) {
+                    live.steps[i].done = Some("CACHED".into());
+                }
+            }
+            Event::Done { n, seconds } => {
+                if let Some(i) = step(live, n) {
+                    live.steps[i].done = Some(format!("{seconds:.1}s"));
+                }
+            }
+            Event::Warning(w) => {
+                // Above the block, which is drawn again below it.
+                if live.drawn > 0 {
+                    eprint!("\x1b[{}F\x1b[J", live.drawn);
+                    live.drawn = 0;
+                }
+                eprintln!("WARNING: {w}");
+            }
         }
+        live.draw();
     }
+}
+
+/// Shared numbering, with the live view where `mode` asks for it.
+fn numbers(mode: crate::progress::Mode) -> Mutex<Numbers> {
+    use std::io::IsTerminal as _;
+    let tty = match mode {
+        crate::progress::Mode::Tty => true,
+        crate::progress::Mode::Auto => std::io::stderr().is_terminal(),
+        _ => false,
+    };
+    Mutex::new(Numbers {
+        live: tty.then(|| Live {
+            started: Instant::now(),
+            steps: Vec::new(),
+            drawn: 0,
+        }),
+        ..Numbers::default()
+    })
 }
 
 /// `KEY=VALUE` pairs (`KEY` alone: from the environment, left out if unset).
@@ -125,7 +249,7 @@ fn ssh(spec: &str) -> anyhow::Result<(String, PathBuf)> {
 }
 
 /// `stack image build` (quiet with `-q` or `--progress quiet`).
-pub fn image(a: &BuildArgs, quiet: bool) -> anyhow::Result<()> {
+pub fn image(a: &BuildArgs, mode: crate::progress::Mode) -> anyhow::Result<()> {
     let context = std::fs::canonicalize(&a.context)
         .with_context(|| format!("build context {}", a.context.display()))?;
     if !context.is_dir() {
@@ -174,8 +298,8 @@ pub fn image(a: &BuildArgs, quiet: bool) -> anyhow::Result<()> {
             .collect::<anyhow::Result<_>>()?,
     };
     let host = Host::new(crate::client::stack_root());
-    let quiet = a.quiet || quiet;
-    let numbers = Mutex::default();
+    let quiet = a.quiet || mode == crate::progress::Mode::Quiet;
+    let numbers = numbers(mode);
     let p = Printer {
         quiet,
         prefix: String::new(),
@@ -200,10 +324,11 @@ pub fn build_services(
     project: &stack_model::Project,
     names: &[String],
     change: &(dyn Fn(&mut Request) + Sync),
-    quiet: bool,
+    mode: crate::progress::Mode,
 ) -> anyhow::Result<Vec<String>> {
+    let quiet = mode == crate::progress::Mode::Quiet;
     let store = host.images()?;
-    let numbers = Mutex::default();
+    let numbers = numbers(mode);
     let one = |i: usize, name: &String| -> anyhow::Result<(String, bool)> {
         let mut req = stack_host::build::service_request(project, name)?;
         change(&mut req);
@@ -294,7 +419,10 @@ pub fn services(g: &Global, a: &ComposeBuildArgs) -> anyhow::Result<()> {
             r.pull |= a.pull;
             r.args.extend(args.clone());
         },
-        a.quiet || g.progress == crate::progress::Mode::Quiet,
+        match a.quiet {
+            true => crate::progress::Mode::Quiet,
+            false => g.progress,
+        },
     )?;
     Ok(())
 }
@@ -326,7 +454,7 @@ pub fn for_up(
     if none || names.is_empty() {
         return Ok(Vec::new());
     }
-    build_services(&host, project, &names, &|_| {}, false)
+    build_services(&host, project, &names, &|_| {}, crate::progress::Mode::Auto)
 }
 
 /// `stack builder du` and `stack builder prune`.

@@ -56,7 +56,7 @@ pub fn run(cmd: &ImageCommand, progress: crate::progress::Mode) -> anyhow::Resul
                 c.bytes as f64 / 1e6
             );
         }
-        ImageCommand::Build(a) => crate::build::image(a, progress == crate::progress::Mode::Quiet)?,
+        ImageCommand::Build(a) => crate::build::image(a, progress)?,
         ImageCommand::Import { tarball, reference } => {
             let img = stack_image::archive::import(&store, tarball, reference)?;
             println!("{}", img.id);

@@ -44,6 +44,16 @@ fn context(e: &Env) -> std::path::PathBuf {
     ctx
 }
 
+/// An environment with the busybox image as `local/busybox:1`, and an
+/// empty build context directory.
+fn new_context(name: &str) -> (Env, std::path::PathBuf) {
+    let e = Env::new("build", name);
+    busybox_image(&e, "local/busybox:1");
+    let ctx = e.dir.join("ctx");
+    std::fs::create_dir_all(&ctx).unwrap();
+    (e, ctx)
+}
+
 /// `stack image build` of `ctx`: (stdout, stderr).
 fn build(e: &Env, ctx: &Path, extra: &[&str]) -> (String, String) {
     let mut args = vec!["image", "build", "-t", "built:1"];
@@ -175,10 +185,7 @@ fn a_multi_stage_build_makes_the_image_and_its_cache_is_reused_until_a_change() 
 
 #[test]
 fn a_failing_step_is_named_by_its_line_and_leaves_no_image() {
-    let e = Env::new("build", "fails");
-    busybox_image(&e, "local/busybox:1");
-    let ctx = e.dir.join("ctx");
-    std::fs::create_dir_all(&ctx).unwrap();
+    let (e, ctx) = new_context("fails");
     std::fs::write(
         ctx.join("Dockerfile"),
         "FROM local/busybox:1\nRUN echo made > /made\nRUN echo about to fail; exit 3\n",
@@ -565,10 +572,7 @@ fn a_watch_rebuild_rule_builds_the_image_again_and_recreates_the_service() {
 
 #[test]
 fn stages_that_do_not_need_each_other_build_at_the_same_time() {
-    let e = Env::new("build", "parallel");
-    busybox_image(&e, "local/busybox:1");
-    let ctx = e.dir.join("ctx");
-    std::fs::create_dir_all(&ctx).unwrap();
+    let (e, ctx) = new_context("parallel");
     // Each stage marks a shared cache mount and waits (20 s at most) for
     // the other's mark: built one after the other, the first gives up.
     let wait = |me: &str, other: &str| {
@@ -702,10 +706,7 @@ fn an_ssh_agent_socket_reaches_run_steps_that_mount_it() {
 
 #[test]
 fn a_local_image_given_as_cache_from_stands_in_for_an_empty_cache() {
-    let e = Env::new("build", "cachefrom");
-    busybox_image(&e, "local/busybox:1");
-    let ctx = e.dir.join("ctx");
-    std::fs::create_dir_all(&ctx).unwrap();
+    let (e, ctx) = new_context("cachefrom");
     std::fs::write(ctx.join("f.txt"), "f\n").unwrap();
     let dockerfile = |x: &str| {
         format!("FROM local/busybox:1\nRUN echo one > /one\nENV X={x}\nRUN echo $X > /two\nCOPY f.txt /f.txt\n")
@@ -820,10 +821,7 @@ fn nothing_in_a_dockerfile_or_context_reaches_outside_the_image() {
 
 #[test]
 fn run_steps_get_the_shm_size_and_ulimits_asked() {
-    let e = Env::new("build", "limits");
-    busybox_image(&e, "local/busybox:1");
-    let ctx = e.dir.join("ctx");
-    std::fs::create_dir_all(&ctx).unwrap();
+    let (e, ctx) = new_context("limits");
     std::fs::write(
         ctx.join("Dockerfile"),
         "FROM local/busybox:1\nRUN ulimit -n > /nofile && busybox grep ' /dev/shm ' /proc/mounts > /shm\n",
@@ -844,10 +842,7 @@ fn run_steps_get_the_shm_size_and_ulimits_asked() {
 
 #[test]
 fn progress_tty_draws_buildkits_live_view() {
-    let e = Env::new("build", "tty");
-    busybox_image(&e, "local/busybox:1");
-    let ctx = e.dir.join("ctx");
-    std::fs::create_dir_all(&ctx).unwrap();
+    let (e, ctx) = new_context("tty");
     std::fs::write(
         ctx.join("Dockerfile"),
         "FROM local/busybox:1\nRUN echo one > /one\n",

@@ -19,8 +19,9 @@ pub struct Entry {
     /// The layer's directory in the store (its key names its parent's chain).
     pub chain_id: String,
     pub size: u64,
-    /// When it was made or last used (RFC 3339).
-    pub used: String,
+    /// When it was made (RFC 3339).
+    #[serde(alias = "used")]
+    pub made: String,
 }
 
 #[derive(Default, Serialize, Deserialize)]
@@ -77,11 +78,6 @@ pub fn lookup(store: &Store, key: &str, parent: Option<&str>) -> Option<Option<L
             })
         }
     };
-    let _ = update(store, |i| {
-        if let Some(e) = i.steps.get_mut(key) {
-            e.used = now();
-        }
-    });
     Some(layer)
 }
 
@@ -94,7 +90,7 @@ pub fn remember(store: &Store, key: &str, layer: Option<&LayerParts>) -> anyhow:
                 diff_id: layer.map(|l| l.diff_id.clone()).unwrap_or_default(),
                 chain_id: layer.map(|l| l.chain_id.clone()).unwrap_or_default(),
                 size: layer.map_or(0, |l| l.size),
-                used: now(),
+                made: now(),
             },
         );
     })

@@ -387,7 +387,11 @@ pub fn build_services(
 /// `stack build [SERVICE...]`.
 pub fn services(g: &Global, a: &ComposeBuildArgs) -> anyhow::Result<()> {
     let opts = crate::config::options(g, &a.services, false, false)?;
-    let mut project = crate::config::load(&opts)?.project;
+    // Secrets from the environment read as `up` reads them (the load's
+    // environment, `.env` included).
+    let mut loaded = crate::config::load(&opts)?;
+    stack_host::load::contents_from_environment(&mut loaded)?;
+    let mut project = loaded.project;
     stack_host::load::name_built_images(&mut project);
     for s in &a.services {
         if !project.services.contains_key(s) {

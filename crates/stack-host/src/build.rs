@@ -149,7 +149,8 @@ pub fn ssh_agent((id, socket): (&str, Option<&str>)) -> anyhow::Result<(String, 
 /// The build of a compose service, from its `build:` section: context
 /// (the loader made it absolute), dockerfile or dockerfile_inline, args,
 /// target, labels, secrets, network, tags, additional_contexts,
-/// extra_hosts, no_cache and pull.
+/// extra_hosts, no_cache and pull. Secrets from the environment must have
+/// been read as content first (`load::contents_from_environment`).
 pub fn service_request(project: &stack_model::Project, name: &str) -> anyhow::Result<Request> {
     let Some(s) = project.services.get(name) else {
         anyhow::bail!("no service `{name}` in the project");
@@ -163,15 +164,13 @@ pub fn service_request(project: &stack_model::Project, name: &str) -> anyhow::Re
         let Some(def) = project.secrets.get(&r.source) else {
             anyhow::bail!("service {name}: build secret `{}` is not defined", r.source);
         };
-        let content = match (&def.file, &def.environment, &def.content) {
-            (Some(f), _, _) => {
+        // `environment` is content by now (`load::contents_from_environment`).
+        let content = match (&def.file, &def.content) {
+            (Some(f), _) => {
                 std::fs::read(f).with_context(|| format!("secret {}: {f}", r.source))?
             }
-            (_, Some(var), _) => std::env::var(var)
-                .with_context(|| format!("secret {}: environment variable {var}", r.source))?
-                .into_bytes(),
-            (_, _, Some(c)) => c.clone().into_bytes(),
-            _ => anyhow::bail!("secret {}: no file, environment or content", r.source),
+            (_, Some(c)) => c.clone().into_bytes(),
+            _ => anyhow::bail!("secret {}: no file or content", r.source),
         };
         secrets.insert(
             r.target.clone().unwrap_or_else(|| r.source.clone()),

@@ -96,10 +96,14 @@ fn main() -> ExitCode {
         cli::Command::Logs(l) => done(compose::logs(g, l)),
         cli::Command::Run(r) => compose::run(g, r),
         cli::Command::Exec(x) => compose::exec(g, x),
-        cli::Command::Daemon { group } => done(stack_host::daemon::serve(
+        cli::Command::Daemon {
+            group,
+            docker_socket,
+        } => done(stack_host::daemon::serve(
             &client::stack_root(),
             &client::socket_path(),
             group.as_deref(),
+            docker_socket,
         )),
         cli::Command::Port {
             service,

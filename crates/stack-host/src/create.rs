@@ -189,7 +189,7 @@ pub fn launch(
     cidfile: Option<&Path>,
 ) -> anyhow::Result<Launched> {
     let root = host.root();
-    let auto_remove = c.rm && matches!(how, Launch::Detached);
+    let auto_remove = c.rm && !matches!(how, Launch::Foreground);
     make(host, c, auto_remove, |spec| {
         let id = spec.id.clone();
         if let Some(f) = cidfile {
@@ -334,8 +334,14 @@ fn spec_of(host: &Host, a: &ContainerConfig) -> anyhow::Result<(stack_runtime::S
     let name = a.name.clone().unwrap_or_else(|| short.clone());
     stack_model::names::check(stack_model::names::Kind::Container, &name)?;
     crate::containers::ensure_name_free(root, &name)?;
+    // `bridge` is a network of its own once the Docker API has made one.
+    let bridge_made = host
+        .networks()
+        .is_ok_and(|s| s.get(crate::docker::BRIDGE).is_ok());
     let special = |n: &str| {
-        matches!(n, "none" | "host" | "bridge" | "default") || n.starts_with("container:")
+        matches!(n, "none" | "host" | "default")
+            || (n == "bridge" && !bridge_made)
+            || n.starts_with("container:")
     };
     let named_networks: Vec<String> = a.network.iter().filter(|n| !special(n)).cloned().collect();
     if !named_networks.is_empty() && named_networks.len() != a.network.len() {

@@ -400,9 +400,15 @@ fn close_store(root: &Path, gid: Option<u32>) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `stack daemon`: serves the root `root` on `socket` until SIGTERM or
-/// SIGINT. Running containers keep running when it stops.
-pub fn serve(root: &Path, socket: &Path, group: Option<&str>) -> anyhow::Result<()> {
+/// `stack daemon`: serves the root `root` on `socket`, and the Docker
+/// Engine API on `$STACK_ROOT/docker.sock` and `docker_sockets`, until
+/// SIGTERM or SIGINT. Running containers keep running when it stops.
+pub fn serve(
+    root: &Path,
+    socket: &Path,
+    group: Option<&str>,
+    docker_sockets: &[std::path::PathBuf],
+) -> anyhow::Result<()> {
     init_log();
     let root = root.to_path_buf();
     let gid = group
@@ -439,6 +445,16 @@ pub fn serve(root: &Path, socket: &Path, group: Option<&str>) -> anyhow::Result<
     readopt(&host);
     let listener = stack_api::bind(socket, gid)
         .with_context(|| format!("cannot listen on `{}`", socket.display()))?;
+    let docker_paths: Vec<std::path::PathBuf> = std::iter::once(root.join("docker.sock"))
+        .chain(docker_sockets.iter().cloned())
+        .collect();
+    let mut docker_listeners = Vec::new();
+    for p in &docker_paths {
+        docker_listeners.push(
+            stack_api::bind(p, gid)
+                .with_context(|| format!("cannot listen on `{}`", p.display()))?,
+        );
+    }
     tracing::info!(
         version = env!("CARGO_PKG_VERSION"),
         socket = %socket.display(),
@@ -453,6 +469,23 @@ pub fn serve(root: &Path, socket: &Path, group: Option<&str>) -> anyhow::Result<
         binary: binary_id(Path::new("/proc/self/exe")),
     });
     engine.resume_watches();
+    let docker = Arc::new(crate::docker::Docker {
+        host: engine.host.clone(),
+        engine: engine.engine.clone(),
+    });
+    let (stop_docker, stopped) = tokio::sync::watch::channel(false);
+    for listener in docker_listeners {
+        let (docker, mut stopped) = (docker.clone(), stopped.clone());
+        rt.spawn(async move {
+            let until = async move {
+                let _ = stopped.wait_for(|s| *s).await;
+            };
+            if let Err(e) = stack_docker::serve(listener, docker, until).await {
+                tracing::error!("the Docker API server failed: {e}");
+            }
+        });
+    }
+    drop(stopped);
     // Containers that ran on are watched; those that should run but do
     // not (they died while no engine watched) start, in dependency order.
     let booting = engine.engine.clone();
@@ -476,7 +509,11 @@ pub fn serve(root: &Path, socket: &Path, group: Option<&str>) -> anyhow::Result<
             _ = int.recv() => {}
         }
     }));
+    let _ = stop_docker.send(true);
     let _ = std::fs::remove_file(socket);
+    for p in &docker_paths {
+        let _ = std::fs::remove_file(p);
+    }
     engine.locks.drain();
     let _ = std::fs::remove_file(&pid_file);
     tracing::info!("stack engine stopped");

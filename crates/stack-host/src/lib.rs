@@ -8,10 +8,13 @@
 //! ([`create`]), network wiring and pulls. Nothing here parses a command
 //! line or prints for a user: that is the CLI's, a client of this crate.
 
+#![recursion_limit = "256"]
+
 pub mod build;
 pub mod containers;
 pub mod create;
 pub mod daemon;
+pub mod docker;
 pub mod driver;
 pub mod files;
 pub mod images;

@@ -130,7 +130,7 @@ pub fn run(host: &Host, req: &RunRequest) -> Result<Session, ApiError> {
 /// The session of a process whose streams the runtime gave us: with a
 /// terminal, its master is input and output both. Signals go to the
 /// process `signal_to` names; `after` runs once it has ended.
-fn relayed(
+pub(crate) fn relayed(
     mut piped: stack_runtime::Piped,
     interactive: bool,
     signal_to: impl Fn() -> Option<i32> + Send + Sync + 'static,
@@ -199,7 +199,7 @@ impl Control for Relayed {
 }
 
 /// `exec -d`: nothing to relay, nothing to wait for.
-struct Detached;
+pub(crate) struct Detached;
 
 impl Control for Detached {
     fn resize(&self, _: u16, _: u16) {}

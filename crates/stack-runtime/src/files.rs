@@ -296,6 +296,20 @@ impl ContainerFs {
         }
     }
 
+    /// `path`'s own mode bits (`st_mode`), size and modification time
+    /// (seconds), its symlinks inside the root followed but not a last
+    /// one; None if it does not exist (`docker cp`'s stat).
+    pub fn stat(&self, path: &str) -> io::Result<Option<(u32, u64, i64)>> {
+        match self.resolve(&relative(path), OFlag::O_PATH | OFlag::O_NOFOLLOW) {
+            Ok(fd) => {
+                let st = fstat(fd.as_fd())?;
+                Ok(Some((st.st_mode, st.st_size as u64, st.st_mtime)))
+            }
+            Err(Errno::ENOENT) => Ok(None),
+            Err(e) => Err(with_path(e, "cannot open", &relative(path))),
+        }
+    }
+
     /// Whether `path` in the container is a directory (following its
     /// symlinks inside the root); None if it does not exist.
     pub fn is_dir(&self, path: &str) -> io::Result<Option<bool>> {

@@ -157,6 +157,11 @@ pub enum Command {
         /// Members of this group may use the engine's socket too
         #[arg(long)]
         group: Option<String>,
+        /// Also serve the Docker Engine API here (it is always served on
+        /// `$STACK_ROOT/docker.sock`), e.g. /var/run/docker.sock on a host
+        /// without Docker
+        #[arg(long, value_name = "PATH")]
+        docker_socket: Vec<std::path::PathBuf>,
     },
     /// Print the host address of a service's published port
     Port {

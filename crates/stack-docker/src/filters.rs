@@ -1,0 +1,271 @@
+//! `filters=` as clients send it: a JSON object of filter names to values,
+//! in the CLI's encoding (`{"label":{"a=b":true}}`) or docker-py's
+//! (`{"label":["a=b"]}`, or a lone string), applied to Docker's JSON
+//! objects as dockerd applies them.
+
+use std::collections::BTreeMap;
+
+use serde_json::Value;
+
+/// Filter names and their values (any value of a name may match).
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Filters(pub BTreeMap<String, Vec<String>>);
+
+impl Filters {
+    /// Reads the `filters` query value (already percent-decoded).
+    pub fn parse(raw: Option<&str>) -> Result<Filters, String> {
+        let Some(raw) = raw.filter(|r| !r.trim().is_empty()) else {
+            return Ok(Filters::default());
+        };
+        let v: Value = serde_json::from_str(raw).map_err(|e| format!("invalid filter: {e}"))?;
+        let Value::Object(map) = v else {
+            return Err(format!("invalid filter: `{raw}` is not a JSON object"));
+        };
+        let mut out = BTreeMap::new();
+        for (name, values) in map {
+            let list = match values {
+                Value::Object(m) => m
+                    .into_iter()
+                    .filter(|(_, on)| on.as_bool() != Some(false))
+                    .map(|(k, _)| k)
+                    .collect(),
+                Value::Array(a) => a
+                    .into_iter()
+                    .map(|x| match x {
+                        Value::String(s) => Ok(s),
+                        other => Ok(other.to_string()),
+                    })
+                    .collect::<Result<Vec<_>, String>>()?,
+                Value::String(s) => vec![s],
+                Value::Bool(b) => vec![b.to_string()],
+                other => return Err(format!("invalid filter `{name}`: {other}")),
+            };
+            out.insert(name, list);
+        }
+        Ok(Filters(out))
+    }
+
+    pub fn get(&self, name: &str) -> Option<&[String]> {
+        self.0.get(name).map(Vec::as_slice)
+    }
+
+    /// Refuses a filter name outside `known`, as dockerd does.
+    pub fn check(&self, known: &[&str]) -> Result<(), String> {
+        match self.0.keys().find(|k| !known.contains(&k.as_str())) {
+            Some(k) => Err(format!("invalid filter '{k}'")),
+            None => Ok(()),
+        }
+    }
+
+    /// Whether `labels` has every `label` filter: `key` present, or
+    /// `key=value` equal.
+    pub fn labels_match(&self, labels: &Value) -> bool {
+        self.get("label").unwrap_or_default().iter().all(|f| {
+            let (k, v) = match f.split_once('=') {
+                Some((k, v)) => (k, Some(v)),
+                None => (f.as_str(), None),
+            };
+            match (labels.get(k).and_then(Value::as_str), v) {
+                (Some(have), Some(want)) => have == want,
+                (Some(_), None) => true,
+                (None, _) => false,
+            }
+        })
+    }
+
+    /// Whether `name`'s values (if any) hold one `test` accepts.
+    pub fn any(&self, name: &str, test: impl Fn(&str) -> bool) -> bool {
+        self.get(name).is_none_or(|vs| vs.iter().any(|v| test(v)))
+    }
+}
+
+/// The container filters dockerd knows and stack applies.
+pub const CONTAINER_FILTERS: &[&str] = &[
+    "id", "name", "label", "status", "ancestor", "network", "exited", "health", "volume", "before",
+    "since", "is-task", "publish", "expose",
+];
+
+/// Whether a container summary (the shape of `GET /containers/json`)
+/// passes `f`.
+pub fn container(f: &Filters, c: &Value) -> bool {
+    let s = |k: &str| c.get(k).and_then(Value::as_str).unwrap_or_default();
+    let names: Vec<&str> = c
+        .get("Names")
+        .and_then(Value::as_array)
+        .map(|a| a.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    f.labels_match(c.get("Labels").unwrap_or(&Value::Null))
+        && f.any("id", |v| s("Id").starts_with(v))
+        && f.any("name", |v| {
+            // A substring of the name, or an anchored pattern as the CLI sends.
+            let v = v.trim_start_matches('/');
+            names.iter().any(|n| {
+                let n = n.trim_start_matches('/');
+                match (v.strip_prefix('^'), v.strip_suffix('$')) {
+                    _ if v.starts_with('^') && v.ends_with('$') => {
+                        n == v.trim_start_matches('^').trim_end_matches('$')
+                    }
+                    (Some(p), None) => n.starts_with(p),
+                    (None, Some(p)) => n.ends_with(p),
+                    _ => n.contains(v),
+                }
+            })
+        })
+        && f.any("status", |v| s("State") == v)
+        && f.any("ancestor", |v| {
+            let image = s("Image");
+            image == v
+                || s("ImageID")
+                    .trim_start_matches("sha256:")
+                    .starts_with(v.trim_start_matches("sha256:"))
+                || image.strip_suffix(":latest") == Some(v)
+                || v.strip_suffix(":latest") == Some(image)
+        })
+        && f.any("exited", |v| {
+            s("State") == "exited"
+                && c.get("ExitCode")
+                    .and_then(Value::as_i64)
+                    .map(|x| x.to_string())
+                    .as_deref()
+                    == Some(v)
+        })
+        && f.any("network", |v| {
+            c.pointer("/NetworkSettings/Networks")
+                .and_then(Value::as_object)
+                .is_some_and(|n| {
+                    n.contains_key(v)
+                        || n.values().any(|e| {
+                            e.get("NetworkID")
+                                .and_then(Value::as_str)
+                                .is_some_and(|id| id.starts_with(v))
+                        })
+                })
+        })
+        && f.any("health", |v| {
+            let status = s("Status");
+            match v {
+                "healthy" => status.contains("(healthy)"),
+                "unhealthy" => status.contains("(unhealthy)"),
+                "starting" => status.contains("(health: starting)"),
+                "none" => !status.contains("health"),
+                _ => false,
+            }
+        })
+        && f.any("is-task", |v| v == "false")
+}
+
+/// Whether a network (the shape of `GET /networks`) passes `f`.
+pub fn network(f: &Filters, n: &Value) -> bool {
+    let s = |k: &str| n.get(k).and_then(Value::as_str).unwrap_or_default();
+    f.labels_match(n.get("Labels").unwrap_or(&Value::Null))
+        && f.any("name", |v| s("Name").contains(v))
+        && f.any("id", |v| s("Id").starts_with(v))
+        && f.any("driver", |v| s("Driver") == v)
+        && f.any("scope", |v| s("Scope") == v)
+        && f.any("type", |v| {
+            v == "custom" || (v == "builtin") == ["bridge", "host", "none"].contains(&s("Name"))
+        })
+}
+
+/// Whether a volume (the shape of `GET /volumes`) passes `f`; `dangling`
+/// is whether no container uses it.
+pub fn volume(f: &Filters, v: &Value, dangling: bool) -> bool {
+    let s = |k: &str| v.get(k).and_then(Value::as_str).unwrap_or_default();
+    f.labels_match(v.get("Labels").unwrap_or(&Value::Null))
+        && f.any("name", |x| s("Name").contains(x))
+        && f.any("driver", |x| s("Driver") == x)
+        && f.any("dangling", |x| matches!(x, "true" | "1") == dangling)
+}
+
+/// Whether an image summary (the shape of `GET /images/json`) passes `f`.
+pub fn image(f: &Filters, i: &Value) -> bool {
+    let tags: Vec<&str> = i
+        .get("RepoTags")
+        .and_then(Value::as_array)
+        .map(|a| a.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    f.labels_match(i.get("Labels").unwrap_or(&Value::Null))
+        && f.any("dangling", |x| matches!(x, "true" | "1") == tags.is_empty())
+        && f.any("reference", |r| {
+            tags.iter().any(|t| {
+                t == &r
+                    || t.strip_suffix(":latest") == Some(r)
+                    || t.rsplit_once(':').is_some_and(|(repo, _)| glob(r, repo))
+                    || glob(r, t)
+            })
+        })
+}
+
+/// `*` matches any run of characters but `/`; the rest literally.
+fn glob(pattern: &str, s: &str) -> bool {
+    match pattern.split_once('*') {
+        None => pattern == s,
+        Some((head, tail)) => {
+            let Some(rest) = s.strip_prefix(head) else {
+                return false;
+            };
+            (0..=rest.len())
+                .take_while(|i| !rest[..*i].contains('/'))
+                .filter(|i| rest.is_char_boundary(*i))
+                .any(|i| glob(tail, &rest[i..]))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn both_encodings_read_the_same() {
+        let cli =
+            Filters::parse(Some(r#"{"label":{"a=b":true},"status":{"running":true}}"#)).unwrap();
+        let py = Filters::parse(Some(r#"{"label":["a=b"],"status":"running"}"#)).unwrap();
+        assert_eq!(cli, py);
+        assert!(Filters::parse(Some("[1]")).is_err());
+        assert!(Filters::parse(Some("{")).is_err());
+        assert_eq!(Filters::parse(None).unwrap(), Filters::default());
+        assert_eq!(
+            cli.check(&["label"]).unwrap_err(),
+            "invalid filter 'status'"
+        );
+    }
+
+    #[test]
+    fn containers_filter_as_dockerd() {
+        let c = json!({"Id": "abcdef", "Names": ["/proj_web_1"], "Image": "busybox:latest",
+            "ImageID": "sha256:1234", "State": "running", "Status": "Up 1 second",
+            "Labels": {"com.docker.compose.project": "proj", "x": "1"}});
+        let f = |s: &str| Filters::parse(Some(s)).unwrap();
+        assert!(container(
+            &f(r#"{"label":["com.docker.compose.project=proj"]}"#),
+            &c
+        ));
+        assert!(container(&f(r#"{"label":["x"]}"#), &c));
+        assert!(!container(&f(r#"{"label":["x=2"]}"#), &c));
+        assert!(!container(&f(r#"{"label":["x","y"]}"#), &c));
+        assert!(container(&f(r#"{"name":["web"]}"#), &c));
+        assert!(container(&f(r#"{"name":["^/proj_web_1$"]}"#), &c));
+        assert!(!container(&f(r#"{"name":["^web$"]}"#), &c));
+        assert!(container(&f(r#"{"status":["exited","running"]}"#), &c));
+        assert!(!container(&f(r#"{"status":["exited"]}"#), &c));
+        assert!(container(&f(r#"{"ancestor":["busybox"]}"#), &c));
+        assert!(container(&f(r#"{"id":["abc"]}"#), &c));
+        assert!(!container(&f(r#"{"id":["bcd"]}"#), &c));
+    }
+
+    #[test]
+    fn images_filter_by_reference_and_dangling() {
+        let i = json!({"RepoTags": ["localhost/busybox:latest"], "Labels": {}});
+        let f = |s: &str| Filters::parse(Some(s)).unwrap();
+        assert!(image(&f(r#"{"reference":["localhost/busybox"]}"#), &i));
+        assert!(image(&f(r#"{"reference":["localhost/*"]}"#), &i));
+        assert!(!image(&f(r#"{"reference":["*"]}"#), &i));
+        assert!(!image(&f(r#"{"dangling":["true"]}"#), &i));
+        assert!(image(
+            &f(r#"{"dangling":["true"]}"#),
+            &json!({"RepoTags": []})
+        ));
+    }
+}

@@ -1,0 +1,2065 @@
+//! The Docker Engine API on this host: stack-docker's `Backend` on the
+//! same containers, images, networks and volumes the engine keeps, so that
+//! a container `docker run` starts shows in `stack container ls`, and a
+//! project `stack up` started shows in `docker ps` with compose's labels.
+//!
+//! Docker's requests are mapped onto what stack already does: a create
+//! body becomes a [`ContainerConfig`] (the flags of `stack container
+//! run`), started containers are watched by the engine (restart policies,
+//! `AutoRemove`, events), answers are built in Docker's shapes from the
+//! runtime's state and the network records.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use stack_api::{Control, Session};
+use stack_docker::types::{
+    ConnectNetwork, CreateContainer, CreateNetwork, CreateVolume, HostConfig,
+};
+use stack_docker::{AttachQuery, DockerError, Exec, LogsQuery, Output, Stream};
+use stack_runtime::{State, Status};
+
+use crate::containers::{self, running};
+use crate::{ContainerConfig, Host, HostEngine, HostError, Launch};
+
+type R<T> = Result<T, DockerError>;
+
+/// The Docker API on the host's engine.
+pub struct Docker {
+    pub host: Host,
+    pub engine: HostEngine,
+}
+
+/// A host error as dockerd would answer it (its kind's status).
+fn failed(e: anyhow::Error) -> DockerError {
+    DockerError::new(
+        HostError::of(&e).map_or(500, HostError::status),
+        format!("{e:#}"),
+    )
+}
+
+/// The network Docker's `default`/`bridge` mode joins: a stack network of
+/// that name, made when first needed.
+pub const BRIDGE: &str = "bridge";
+
+impl Docker {
+    fn root(&self) -> &Path {
+        self.host.root()
+    }
+
+    /// A container by name (a leading `/` allowed), id or id prefix, in
+    /// dockerd's words when it is not there.
+    fn find(&self, key: &str) -> R<(PathBuf, State)> {
+        let key = key.strip_prefix('/').unwrap_or(key);
+        containers::find(self.root(), key).map_err(|e| match HostError::of(&e) {
+            Some(HostError::NotFound(_)) => DockerError::no_such_container(key),
+            _ => failed(e),
+        })
+    }
+
+    /// Supervision for a container just started: its restart policy,
+    /// `AutoRemove`, health checks, events.
+    fn watch(&self, id: &str) {
+        let dir = stack_runtime::container_dir(self.root(), id);
+        if let Ok(st) = stack_runtime::state::read(&dir) {
+            let r = running(&st);
+            self.engine
+                .watch(crate::supervision::observed(self.root(), &st, r));
+        }
+    }
+
+    fn publish(&self, st: &State, action: &str) {
+        let r = running(st);
+        self.engine.publish(
+            &crate::supervision::observed(self.root(), st, r),
+            action,
+            &[],
+        );
+    }
+
+    fn ensure_bridge(&self) -> R<()> {
+        let store = self.host.networks().map_err(failed)?;
+        if store.get(BRIDGE).is_ok() {
+            return Ok(());
+        }
+        let opts = stack_net::CreateOptions {
+            name: BRIDGE.into(),
+            ..Default::default()
+        };
+        match crate::network::create(&self.host, &opts) {
+            Ok(_) => Ok(()),
+            // Made by another request meanwhile.
+            Err(_) if store.get(BRIDGE).is_ok() => Ok(()),
+            Err(e) => Err(failed(e)),
+        }
+    }
+
+    fn image_id(&self, reference: &str) -> String {
+        self.host
+            .images()
+            .ok()
+            .and_then(|s| s.lookup(reference).ok())
+            .map(|i| i.id)
+            .unwrap_or_default()
+    }
+
+    fn endpoints(&self) -> Vec<stack_net::Endpoint> {
+        self.host
+            .networks()
+            .ok()
+            .and_then(|s| s.all_endpoints().ok())
+            .unwrap_or_default()
+    }
+
+    fn health(&self, id: &str) -> Option<stack_engine::Health> {
+        self.engine.board().get(id).and_then(|r| r.health)
+    }
+
+    fn restarting(&self, id: &str) -> bool {
+        matches!(
+            self.engine.board().get(id).map(|r| r.state),
+            Some(stack_engine::RunState::Restarting(_))
+        )
+    }
+
+    /// `created`, `running`, `paused`, `restarting`, `exited` or `dead`.
+    fn state_name(&self, st: &State) -> &'static str {
+        match st.status {
+            _ if self.restarting(&st.id) => "restarting",
+            Status::Running if !stack_runtime::state::alive(st) => "dead",
+            Status::Running if containers::is_paused(st) => "paused",
+            Status::Running => "running",
+            Status::Created => "created",
+            Status::Exited => "exited",
+        }
+    }
+}
+
+/// Seconds since the epoch of an RFC 3339 time (0 if it does not read).
+fn unix(t: &str) -> i64 {
+    stack_sys::time::parse_rfc3339(t).map_or(0, |n| (n / 1_000_000_000) as i64)
+}
+
+/// When a container was made: its directory's birth (or change) time.
+fn created(root: &Path, id: &str) -> (i64, String) {
+    let dir = stack_runtime::container_dir(root, id);
+    let t = std::fs::metadata(&dir)
+        .and_then(|m| m.created().or_else(|_| m.modified()))
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .unwrap_or_default();
+    (
+        t.as_secs() as i64,
+        stack_sys::time::rfc3339(t.as_secs() as i64, t.subsec_nanos()),
+    )
+}
+
+/// `Up 5 seconds`, `Exited (0) 3 minutes ago` as `docker ps` says it.
+fn status_line(state: &str, st: &State, health: Option<&stack_engine::Health>) -> String {
+    let now = (stack_sys::time::now_nanos() / 1_000_000_000) as i64;
+    let ago = |t: &str| human_duration(now - unix(t));
+    match state {
+        "running" | "paused" => {
+            let mut s = format!("Up {}", ago(&st.started_at));
+            if state == "paused" {
+                s.push_str(" (Paused)");
+            }
+            if let Some(h) = health {
+                s.push_str(&match h.status {
+                    stack_engine::HealthStatus::Starting => " (health: starting)".to_string(),
+                    other => format!(" ({other})"),
+                });
+            }
+            s
+        }
+        "restarting" => format!(
+            "Restarting ({}) {} ago",
+            st.exit_code.unwrap_or_default(),
+            ago(st.finished_at.as_deref().unwrap_or_default())
+        ),
+        "exited" | "dead" => format!(
+            "Exited ({}) {} ago",
+            st.exit_code.unwrap_or(-1),
+            ago(st.finished_at.as_deref().unwrap_or_default())
+        ),
+        _ => "Created".into(),
+    }
+}
+
+/// As Docker's `units.HumanDuration`.
+fn human_duration(secs: i64) -> String {
+    let s = secs.max(0);
+    match s {
+        0 => "Less than a second".into(),
+        1 => "1 second".into(),
+        2..60 => format!("{s} seconds"),
+        60..120 => "About a minute".into(),
+        120..3600 => format!("{} minutes", s / 60),
+        3600..7200 => "About an hour".into(),
+        7200..172_800 => format!("{} hours", s / 3600),
+        _ => format!("{} days", s / 86_400),
+    }
+}
+
+/// Docker's port map: `{"80/tcp": [{"HostIp": "0.0.0.0", "HostPort": "8080"}]}`,
+/// exposed ports without a binding as null.
+fn port_map(st: &State, eps: &[&stack_net::Endpoint]) -> Value {
+    let mut map = serde_json::Map::new();
+    for p in &st.spec.exposed_ports {
+        let key = if p.contains('/') {
+            p.clone()
+        } else {
+            format!("{p}/tcp")
+        };
+        map.insert(key, Value::Null);
+    }
+    for e in eps {
+        for p in &e.ports {
+            let key = format!("{}/{}", p.container_port, p.protocol);
+            let ip = p.host_ip.map_or("0.0.0.0".to_string(), |i| i.to_string());
+            let entry = map.entry(key).or_insert(Value::Array(Vec::new()));
+            if entry.is_null() {
+                *entry = Value::Array(Vec::new());
+            }
+            if let Value::Array(a) = entry {
+                a.push(json!({"HostIp": ip, "HostPort": p.host_port.to_string()}));
+            }
+        }
+    }
+    Value::Object(map)
+}
+
+/// `[{"IP", "PrivatePort", "PublicPort", "Type"}]` as the list has them.
+fn port_list(eps: &[&stack_net::Endpoint]) -> Value {
+    let mut out = Vec::new();
+    for e in eps {
+        for p in &e.ports {
+            out.push(json!({
+                "IP": p.host_ip.map_or("0.0.0.0".to_string(), |i| i.to_string()),
+                "PrivatePort": p.container_port,
+                "PublicPort": p.host_port,
+                "Type": p.protocol,
+            }));
+        }
+    }
+    Value::Array(out)
+}
+
+/// The endpoint a network's entry shows.
+fn endpoint_json(e: &stack_net::Endpoint, net: Option<&stack_net::Network>) -> Value {
+    let v4 = e.addresses.iter().find(|a| a.is_ipv4());
+    let v6 = e.addresses.iter().find(|a| a.is_ipv6());
+    let subnet =
+        |v6: bool| net.and_then(|n| n.subnets.iter().find(|s| s.subnet.addr().is_ipv6() == v6));
+    json!({
+        "IPAMConfig": null,
+        "Links": null,
+        "Aliases": e.aliases,
+        "MacAddress": e.mac,
+        "NetworkID": net.map(|n| n.id.clone()).unwrap_or_default(),
+        "EndpointID": format!("{}{}", e.container.get(..32).unwrap_or(&e.container), net.map(|n| n.id.get(..32).unwrap_or(&n.id).to_string()).unwrap_or_default()),
+        "Gateway": subnet(false).map(|s| s.gateway.to_string()).unwrap_or_default(),
+        "IPAddress": v4.map(|a| a.to_string()).unwrap_or_default(),
+        "IPPrefixLen": subnet(false).map_or(0, |s| s.subnet.prefix_len()),
+        "IPv6Gateway": subnet(true).map(|s| s.gateway.to_string()).unwrap_or_default(),
+        "GlobalIPv6Address": v6.map(|a| a.to_string()).unwrap_or_default(),
+        "GlobalIPv6PrefixLen": subnet(true).map_or(0, |s| s.subnet.prefix_len()),
+        "DNSNames": std::iter::once(e.name.clone()).chain(e.aliases.iter().cloned()).chain(std::iter::once(e.container[..12.min(e.container.len())].to_string())).collect::<Vec<_>>(),
+    })
+}
+
+/// The network mode Docker shows for a container.
+fn network_mode(st: &State, eps: &[&stack_net::Endpoint]) -> String {
+    match &st.spec.network {
+        stack_runtime::NetworkMode::Host => "host".into(),
+        stack_runtime::NetworkMode::Join(_) => "container".into(),
+        _ => eps.first().map_or("none".into(), |e| e.network.clone()),
+    }
+}
+
+fn mounts_json(st: &State) -> Value {
+    Value::Array(
+        st.spec
+            .mounts
+            .iter()
+            .filter(|m| m.kind != "tmpfs")
+            .map(|m| {
+                let name = (m.kind == "volume")
+                    .then(|| {
+                        let s = m.source.to_string_lossy();
+                        s.strip_suffix("/_data")
+                            .and_then(|d| d.rsplit('/').next())
+                            .map(str::to_string)
+                    })
+                    .flatten();
+                let mut v = json!({
+                    "Type": m.kind,
+                    "Source": m.source,
+                    "Destination": m.target,
+                    "Mode": if m.read_only { "ro" } else { "" },
+                    "RW": !m.read_only,
+                    "Propagation": if m.kind == "bind" { "rprivate" } else { "" },
+                });
+                if let Some(n) = name {
+                    v["Name"] = json!(n);
+                    v["Driver"] = json!("local");
+                }
+                v
+            })
+            .collect(),
+    )
+}
+
+impl Docker {
+    /// A container in the shape of `GET /containers/json`.
+    fn summary(
+        &self,
+        st: &State,
+        eps: &[stack_net::Endpoint],
+        nets: &[stack_net::Network],
+    ) -> Value {
+        let mine: Vec<&stack_net::Endpoint> = eps.iter().filter(|e| e.container == st.id).collect();
+        let state = self.state_name(st);
+        let health = self.health(&st.id);
+        let (created, _) = created(self.root(), &st.id);
+        let networks: serde_json::Map<String, Value> = mine
+            .iter()
+            .map(|e| {
+                let net = nets.iter().find(|n| n.name == e.network);
+                (e.network.clone(), endpoint_json(e, net))
+            })
+            .collect();
+        json!({
+            "Id": st.id,
+            "Names": [format!("/{}", st.name)],
+            "Image": st.spec.image,
+            "ImageID": self.image_id(&st.spec.image),
+            "Command": st.spec.args.join(" "),
+            "Created": created,
+            "Ports": port_list(&mine),
+            "Labels": st.spec.labels,
+            "State": state,
+            "Status": status_line(state, st, health.as_ref()),
+            "ExitCode": st.exit_code,
+            "HostConfig": {"NetworkMode": network_mode(st, &mine)},
+            "NetworkSettings": {"Networks": networks},
+            "Mounts": mounts_json(st),
+        })
+    }
+
+    /// A container in the shape of `GET /containers/{id}/json`.
+    fn inspect_json(&self, dir: &Path, st: &State) -> Value {
+        let eps = self.endpoints();
+        let nets = self
+            .host
+            .networks()
+            .ok()
+            .and_then(|s| s.networks().ok())
+            .unwrap_or_default();
+        let mine: Vec<&stack_net::Endpoint> = eps.iter().filter(|e| e.container == st.id).collect();
+        let state = self.state_name(st);
+        let health = self.health(&st.id);
+        let (_, created) = created(self.root(), &st.id);
+        let spec = &st.spec;
+        let networks: serde_json::Map<String, Value> = mine
+            .iter()
+            .map(|e| {
+                let net = nets.iter().find(|n| n.name == e.network);
+                (e.network.clone(), endpoint_json(e, net))
+            })
+            .collect();
+        let first = networks.values().next().cloned().unwrap_or(json!({}));
+        let alive = running(st);
+        let health_json = health.map(|h| {
+            json!({
+                "Status": h.status.to_string(),
+                "FailingStreak": h.failing_streak,
+                "Log": h.log.iter().map(|p| json!({"ExitCode": p.code, "Output": p.output})).collect::<Vec<_>>(),
+            })
+        });
+        let zero = "0001-01-01T00:00:00Z";
+        let restart = spec.restart.as_ref();
+        let mut env = spec.env.clone();
+        env.retain(|e| !e.is_empty());
+        let exposed: serde_json::Map<String, Value> = spec
+            .exposed_ports
+            .iter()
+            .map(|p| {
+                (
+                    if p.contains('/') {
+                        p.clone()
+                    } else {
+                        format!("{p}/tcp")
+                    },
+                    json!({}),
+                )
+            })
+            .collect();
+        let log_path = stack_runtime::state::log_path(dir);
+        let host_config = json!({
+            "Binds": spec.mounts.iter().filter(|m| m.kind == "bind").map(|m| format!("{}:{}{}", m.source.display(), m.target, if m.read_only { ":ro" } else { "" })).collect::<Vec<_>>(),
+            "NetworkMode": network_mode(st, &mine),
+            "PortBindings": port_map(st, &mine).as_object().map(|m| m.iter().filter(|(_, v)| !v.is_null()).map(|(k, v)| (k.clone(), v.clone())).collect::<serde_json::Map<_, _>>()).unwrap_or_default(),
+            "RestartPolicy": {
+                "Name": restart.map_or("no", |r| r.name.as_str()),
+                "MaximumRetryCount": restart.and_then(|r| r.max_attempts).unwrap_or(0),
+            },
+            "AutoRemove": spec.auto_remove,
+            "CapAdd": spec.cap_add,
+            "CapDrop": spec.cap_drop,
+            "Privileged": spec.privileged,
+            "ReadonlyRootfs": spec.read_only,
+            "Init": spec.init,
+            "ShmSize": spec.shm_size.unwrap_or(64 << 20),
+            "OomScoreAdj": spec.oom_score_adj.unwrap_or(0),
+            "GroupAdd": spec.group_add,
+            "CgroupParent": spec.cgroup_parent.clone().unwrap_or_default(),
+            "Memory": spec.limits.memory.unwrap_or(0),
+            "MemoryReservation": spec.limits.memory_reservation.unwrap_or(0),
+            "NanoCpus": spec.limits.cpus.map_or(0, |c| (c * 1e9) as i64),
+            "CpuShares": spec.limits.cpu_shares.unwrap_or(0),
+            "CpusetCpus": spec.limits.cpuset.clone().unwrap_or_default(),
+            "PidsLimit": spec.limits.pids,
+            "Ulimits": spec.rlimits.iter().map(|(n, s, h)| json!({"Name": n, "Soft": s, "Hard": h})).collect::<Vec<_>>(),
+            "LogConfig": {
+                "Type": if spec.no_log { "none" } else { "json-file" },
+                "Config": {},
+            },
+            "Sysctls": spec.sysctls.iter().cloned().collect::<BTreeMap<_, _>>(),
+            "Dns": [], "DnsOptions": [], "DnsSearch": [],
+            "ExtraHosts": null,
+            "Tmpfs": spec.mounts.iter().filter(|m| m.kind == "tmpfs").map(|m| (m.target.clone(), m.size.map(|s| format!("size={s}")).unwrap_or_default())).collect::<BTreeMap<_, _>>(),
+            "Runtime": "stack",
+            "ConsoleSize": [0, 0],
+            "Isolation": "",
+        });
+        let config = json!({
+            "Hostname": spec.hostname,
+            "Domainname": spec.domainname,
+            "User": spec.user,
+            "AttachStdin": false,
+            "AttachStdout": false,
+            "AttachStderr": false,
+            "ExposedPorts": if exposed.is_empty() { Value::Null } else { Value::Object(exposed) },
+            "Tty": spec.tty,
+            "OpenStdin": spec.interactive,
+            "StdinOnce": false,
+            "Env": env,
+            "Cmd": spec.args,
+            "Healthcheck": spec.healthcheck,
+            "Image": spec.image,
+            "Volumes": null,
+            "WorkingDir": if spec.cwd == "/" { "" } else { spec.cwd.as_str() },
+            "Entrypoint": null,
+            "OnBuild": null,
+            "Labels": spec.labels,
+            "StopSignal": spec.stop_signal,
+            "StopTimeout": spec.stop_timeout,
+        });
+        let settings = json!({
+            "Bridge": "",
+            "SandboxID": st.id,
+            "SandboxKey": match &spec.network {
+                stack_runtime::NetworkMode::Path(p) => p.display().to_string(),
+                _ => String::new(),
+            },
+            "HairpinMode": false,
+            "LinkLocalIPv6Address": "",
+            "LinkLocalIPv6PrefixLen": 0,
+            "Ports": port_map(st, &mine),
+            "SecondaryIPAddresses": null,
+            "SecondaryIPv6Addresses": null,
+            "EndpointID": first["EndpointID"],
+            "Gateway": first["Gateway"],
+            "GlobalIPv6Address": first["GlobalIPv6Address"],
+            "GlobalIPv6PrefixLen": first["GlobalIPv6PrefixLen"],
+            "IPAddress": first["IPAddress"],
+            "IPPrefixLen": first["IPPrefixLen"],
+            "IPv6Gateway": first["IPv6Gateway"],
+            "MacAddress": first["MacAddress"],
+            "Networks": networks,
+        });
+        json!({
+            "Id": st.id,
+            "Created": created,
+            "Path": spec.args.first().cloned().unwrap_or_default(),
+            "Args": spec.args.get(1..).unwrap_or_default(),
+            "State": {
+                "Status": state,
+                "Running": alive,
+                "Paused": state == "paused",
+                "Restarting": state == "restarting",
+                "OOMKilled": st.oom_killed,
+                "Dead": state == "dead",
+                "Pid": if alive { st.pid } else { 0 },
+                "ExitCode": st.exit_code.unwrap_or(0),
+                "Error": "",
+                "StartedAt": if st.started_at.is_empty() { zero } else { st.started_at.as_str() },
+                "FinishedAt": st.finished_at.as_deref().filter(|_| !alive).unwrap_or(zero),
+                "Health": health_json,
+            },
+            "Image": self.image_id(&spec.image),
+            "ResolvConfPath": dir.join("resolv.conf"),
+            "HostnamePath": dir.join("hostname"),
+            "HostsPath": dir.join("hosts"),
+            "LogPath": log_path,
+            "Name": format!("/{}", st.name),
+            "RestartCount": self.engine.board().get(&st.id).map_or(0, |r| r.restarts),
+            "Driver": "overlay2",
+            "Platform": "linux",
+            "MountLabel": "",
+            "ProcessLabel": "",
+            "AppArmorProfile": "",
+            "ExecIDs": null,
+            "HostConfig": host_config,
+            "GraphDriver": {"Name": "overlay2", "Data": null},
+            "Mounts": mounts_json(st),
+            "Config": config,
+            "NetworkSettings": settings,
+        })
+    }
+}
+
+/// A create body as `stack container run`'s configuration, or a 400 naming
+/// what stack cannot do. Named volumes in `Binds` and `Mounts` come back
+/// apart (they are made by the caller) as (name, target, read-only).
+pub fn config_of(
+    name: Option<&str>,
+    body: &CreateContainer,
+) -> R<(ContainerConfig, Vec<(String, String, bool)>)> {
+    let h: &HostConfig = &body.host_config;
+    let refuse = |what: &str| {
+        Err(DockerError::bad_request(format!(
+            "{what} is not supported by stack"
+        )))
+    };
+    if !h.runtime.is_empty() && h.runtime != "runc" && h.runtime != "stack" {
+        return refuse(&format!("runtime `{}`", h.runtime));
+    }
+    if !h.device_requests.is_empty() {
+        return refuse("DeviceRequests (--gpus)");
+    }
+    if !h.storage_opt.is_empty() {
+        return refuse("StorageOpt");
+    }
+    if !h.volumes_from.is_empty() {
+        return refuse("VolumesFrom");
+    }
+    if !h.links.is_empty() {
+        return refuse("Links (use a user-defined network: its DNS resolves names)");
+    }
+    if !matches!(h.userns_mode.as_str(), "" | "host") {
+        return refuse(&format!("UsernsMode `{}`", h.userns_mode));
+    }
+    if !matches!(h.isolation.as_str(), "" | "default") {
+        return refuse(&format!("Isolation `{}`", h.isolation));
+    }
+    if h.blkio_weight != 0 {
+        return refuse("BlkioWeight (this host has no BFQ weights)");
+    }
+    let log_driver = match h.log_config.kind.as_str() {
+        "" | "json-file" | "local" => None,
+        "none" => Some("none".to_string()),
+        other => {
+            return refuse(&format!(
+                "logging driver `{other}` (json-file, local or none)"
+            ))
+        }
+    };
+    if body.image.is_empty() {
+        return Err(DockerError::bad_request("No image specified"));
+    }
+    let mut c = ContainerConfig {
+        name: name.map(|n| n.trim_start_matches('/').to_string()),
+        rm: h.auto_remove,
+        stop_signal: Some(body.stop_signal.clone()).filter(|s| !s.is_empty()),
+        stop_timeout: body.stop_timeout.filter(|t| *t >= 0).map(|t| t as u64),
+        tty: body.tty,
+        interactive: body.open_stdin,
+        console_size: match h.console_size[..] {
+            [rows, cols] if rows > 0 && cols > 0 => Some((rows, cols)),
+            _ => None,
+        },
+        hostname: Some(body.hostname.clone()).filter(|s| !s.is_empty()),
+        domainname: Some(body.domainname.clone()).filter(|s| !s.is_empty()),
+        // A value without `=` is unset, not taken from the engine's environment.
+        env: body
+            .env
+            .iter()
+            .filter(|e| e.contains('='))
+            .cloned()
+            .collect(),
+        workdir: Some(body.working_dir.clone()).filter(|s| !s.is_empty()),
+        user: Some(body.user.clone()).filter(|s| !s.is_empty()),
+        cap_add: h.cap_add.clone(),
+        cap_drop: h.cap_drop.clone(),
+        privileged: h.privileged,
+        security_opt: h.security_opt.clone(),
+        ulimits: h
+            .ulimits
+            .iter()
+            .map(|u| format!("{}={}:{}", u.name, u.soft, u.hard))
+            .collect(),
+        group_add: h.group_add.clone(),
+        devices: h
+            .devices
+            .iter()
+            .map(|d| {
+                let inside = if d.path_in_container.is_empty() {
+                    &d.path_on_host
+                } else {
+                    &d.path_in_container
+                };
+                let perms = if d.cgroup_permissions.is_empty() {
+                    "rwm"
+                } else {
+                    &d.cgroup_permissions
+                };
+                format!("{}:{inside}:{perms}", d.path_on_host)
+            })
+            .collect(),
+        device_cgroup_rules: h.device_cgroup_rules.clone(),
+        pid: Some(h.pid_mode.clone()).filter(|s| !s.is_empty()),
+        ipc: Some(h.ipc_mode.clone()).filter(|s| !s.is_empty() && s != "private"),
+        uts: Some(h.uts_mode.clone()).filter(|s| !s.is_empty()),
+        mac_address: Some(body.mac_address.clone()).filter(|s| !s.is_empty()),
+        dns: h.dns.clone(),
+        dns_search: h.dns_search.clone(),
+        dns_option: h.dns_options.clone(),
+        add_host: h
+            .extra_hosts
+            .iter()
+            .map(|e| match e.split_once('=') {
+                Some((host, ip)) if !e.contains(':') || ip.contains(':') => format!("{host}:{ip}"),
+                _ => e.clone(),
+            })
+            .collect(),
+        labels: body
+            .labels
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect(),
+        tmpfs: h
+            .tmpfs
+            .iter()
+            .map(
+                |(path, opts)| match opts.split(',').find_map(|o| o.strip_prefix("size=")) {
+                    Some(size) => format!("{path}:size={size}"),
+                    None => path.clone(),
+                },
+            )
+            .collect(),
+        shm_size: (h.shm_size > 0).then(|| h.shm_size.to_string()),
+        oom_score_adj: (h.oom_score_adj != 0).then_some(h.oom_score_adj),
+        cgroup_parent: Some(h.cgroup_parent.clone()).filter(|s| !s.is_empty()),
+        sysctls: h.sysctls.iter().map(|(k, v)| format!("{k}={v}")).collect(),
+        log_driver,
+        log_opts: h
+            .log_config
+            .config
+            .iter()
+            .filter(|(k, _)| matches!(k.as_str(), "max-size" | "max-file"))
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect(),
+        memory: (h.memory > 0).then(|| h.memory.to_string()),
+        memory_reservation: (h.memory_reservation > 0).then(|| h.memory_reservation.to_string()),
+        memory_swap: (h.memory_swap != 0).then(|| h.memory_swap.to_string()),
+        cpus: if h.nano_cpus > 0 {
+            Some(h.nano_cpus as f64 / 1e9)
+        } else if h.cpu_quota > 0 {
+            let period = if h.cpu_period > 0 {
+                h.cpu_period
+            } else {
+                100_000
+            };
+            Some(h.cpu_quota as f64 / period as f64)
+        } else {
+            None
+        },
+        cpu_shares: (h.cpu_shares > 0).then_some(h.cpu_shares as u64),
+        cpuset_cpus: Some(h.cpuset_cpus.clone()).filter(|s| !s.is_empty()),
+        pids_limit: h.pids_limit.filter(|p| *p != 0),
+        device_read_bps: h
+            .blkio_device_read_bps
+            .iter()
+            .map(|d| format!("{}:{}", d.path, d.rate))
+            .collect(),
+        device_write_bps: h
+            .blkio_device_write_bps
+            .iter()
+            .map(|d| format!("{}:{}", d.path, d.rate))
+            .collect(),
+        device_read_iops: h
+            .blkio_device_read_iops
+            .iter()
+            .map(|d| format!("{}:{}", d.path, d.rate))
+            .collect(),
+        device_write_iops: h
+            .blkio_device_write_iops
+            .iter()
+            .map(|d| format!("{}:{}", d.path, d.rate))
+            .collect(),
+        memory_swappiness: h
+            .memory_swappiness
+            .filter(|s| (0..=100).contains(s))
+            .map(|s| s as u64),
+        oom_kill_disable: h.oom_kill_disable.unwrap_or(false),
+        read_only: h.readonly_rootfs,
+        // Docker runs the app as PID 1 unless asked for an init; stack's
+        // tiny init is its default (signals forwarded, zombies reaped),
+        // left out only where a client says `Init: false`.
+        no_init: h.init == Some(false),
+        entrypoint: body.entrypoint.0.clone(),
+        health: body
+            .healthcheck
+            .as_ref()
+            .map(|hc| stack_runtime::Healthcheck {
+                test: hc.test.clone(),
+                interval: (hc.interval > 0).then_some(hc.interval as u64),
+                timeout: (hc.timeout > 0).then_some(hc.timeout as u64),
+                start_period: (hc.start_period > 0).then_some(hc.start_period as u64),
+                retries: (hc.retries > 0).then_some(hc.retries as u32),
+                start_interval: (hc.start_interval > 0).then_some(hc.start_interval as u64),
+                probe: None,
+            }),
+        restart: match h.restart_policy.name.as_str() {
+            "" | "no" => None,
+            n @ ("always" | "unless-stopped" | "on-failure") => Some(stack_runtime::Restart {
+                name: n.into(),
+                max_attempts: (n == "on-failure" && h.restart_policy.maximum_retry_count > 0)
+                    .then_some(h.restart_policy.maximum_retry_count as u32),
+                delay: None,
+                window: None,
+            }),
+            other => {
+                return Err(DockerError::bad_request(format!(
+                    "invalid restart policy '{other}'"
+                )))
+            }
+        },
+        ..Default::default()
+    };
+    if h.auto_remove && c.restart.is_some() {
+        return Err(DockerError::bad_request(
+            "can't create 'AutoRemove' container with restart policy",
+        ));
+    }
+    // The command: the image, then Cmd (none: the image's).
+    c.args = std::iter::once(body.image.clone())
+        .chain(body.cmd.0.clone().unwrap_or_default())
+        .collect();
+    // Networks: the mode's network first (Docker's default is `bridge`),
+    // then the other endpoints asked for.
+    let mode = match h.network_mode.as_str() {
+        "" | "default" => BRIDGE,
+        m => m,
+    };
+    let endpoints = &body.networking_config.endpoints_config;
+    if body.network_disabled || mode == "none" {
+        c.network = vec!["none".into()];
+    } else if mode == "host" || mode.starts_with("container:") {
+        c.network = vec![mode.to_string()];
+    } else {
+        // (`default` in the endpoints is the mode's network.)
+        let named = |k: &str| {
+            if k == "default" {
+                BRIDGE.to_string()
+            } else {
+                k.to_string()
+            }
+        };
+        c.network = std::iter::once(mode.to_string())
+            .chain(endpoints.keys().map(|k| named(k)).filter(|k| k != mode))
+            .collect();
+        let first = endpoints
+            .iter()
+            .find(|(k, _)| named(k) == mode)
+            .map(|(_, e)| e);
+        if let Some(e) = first.or_else(|| endpoints.values().next()) {
+            c.network_alias = e.aliases.clone();
+            if let Some(ip) = &e.ipam_config {
+                c.ip = Some(ip.ipv4.clone()).filter(|s| !s.is_empty());
+                c.ip6 = Some(ip.ipv6.clone()).filter(|s| !s.is_empty());
+            }
+            if !e.mac_address.is_empty() {
+                c.mac_address = Some(e.mac_address.clone());
+            }
+        }
+        // Ports: bound ones, and with PublishAllPorts every exposed one.
+        for (port, bindings) in &h.port_bindings {
+            let (num, proto) = port.split_once('/').unwrap_or((port, "tcp"));
+            for b in bindings.iter().flatten() {
+                let ip = match b.host_ip.as_str() {
+                    "" => String::new(),
+                    ip if ip.contains(':') => format!("[{ip}]:"),
+                    ip => format!("{ip}:"),
+                };
+                c.publish.push(format!("{ip}{}:{num}/{proto}", b.host_port));
+            }
+        }
+        if h.publish_all_ports {
+            for port in body.exposed_ports.keys() {
+                if !h.port_bindings.contains_key(port) {
+                    let (num, proto) = port.split_once('/').unwrap_or((port, "tcp"));
+                    c.publish.push(format!(":{num}/{proto}"));
+                }
+            }
+        }
+    }
+    // Mounts: host paths bound; names are named volumes.
+    let mut named = Vec::new();
+    for b in &h.binds {
+        let parts: Vec<&str> = b.split(':').collect();
+        let (source, target, opts) = match parts[..] {
+            [s, t] => (s, t, ""),
+            [s, t, o] => (s, t, o),
+            _ => {
+                return Err(DockerError::bad_request(format!(
+                    "invalid volume specification: '{b}'"
+                )))
+            }
+        };
+        let ro = opts.split(',').any(|o| o == "ro");
+        if source.starts_with('/') {
+            c.volumes
+                .push(format!("{source}:{target}{}", if ro { ":ro" } else { "" }));
+        } else {
+            named.push((source.to_string(), target.to_string(), ro));
+        }
+    }
+    for m in &h.mounts {
+        match m.kind.as_str() {
+            "bind" => c.volumes.push(format!(
+                "{}:{}{}",
+                m.source,
+                m.target,
+                if m.read_only { ":ro" } else { "" }
+            )),
+            "volume" if m.source.is_empty() => c.extra_mounts.push(stack_runtime::Mount {
+                kind: "volume".into(),
+                source: PathBuf::new(),
+                target: m.target.clone(),
+                read_only: m.read_only,
+                size: None,
+                recursive: Default::default(),
+            }),
+            "volume" => named.push((m.source.clone(), m.target.clone(), m.read_only)),
+            "tmpfs" => c.tmpfs.push(
+                match m.tmpfs_options.as_ref().filter(|t| t.size_bytes > 0) {
+                    Some(t) => format!("{}:size={}", m.target, t.size_bytes),
+                    None => m.target.clone(),
+                },
+            ),
+            other => return refuse(&format!("a mount of type `{other}`")),
+        }
+    }
+    // Anonymous volumes the body declares (`Volumes: {"/data": {}}`).
+    for target in body.volumes.keys() {
+        let taken = c
+            .volumes
+            .iter()
+            .any(|v| v.split(':').nth(1) == Some(target))
+            || named.iter().any(|(_, t, _)| t == target)
+            || c.extra_mounts.iter().any(|m| &m.target == target);
+        if !taken {
+            c.extra_mounts.push(stack_runtime::Mount {
+                kind: "volume".into(),
+                source: PathBuf::new(),
+                target: target.clone(),
+                read_only: false,
+                size: None,
+                recursive: Default::default(),
+            });
+        }
+    }
+    Ok((c, named))
+}
+
+/// A name of Docker's kind for a container that was given none.
+fn random_name() -> String {
+    const ADJ: &[&str] = &[
+        "brave", "calm", "eager", "fond", "gifted", "happy", "jolly", "keen", "lucid", "merry",
+        "nifty", "proud", "quirky", "serene", "tender", "vibrant", "witty", "zealous",
+    ];
+    const NAMES: &[&str] = &[
+        "turing", "hopper", "lovelace", "knuth", "ritchie", "thompson", "liskov", "dijkstra",
+        "hamilton", "shannon", "babbage", "noether", "curie", "lamarr", "torvalds", "wirth",
+    ];
+    let r = stack_sys::random_hex(4).unwrap_or_default();
+    let n = u32::from_str_radix(&r, 16).unwrap_or(0) as usize;
+    format!(
+        "{}_{}",
+        ADJ[n % ADJ.len()],
+        NAMES[(n / ADJ.len()) % NAMES.len()]
+    )
+}
+
+/// The metadata Docker keeps of a volume and its directory does not say.
+#[derive(serde::Serialize, serde::Deserialize, Default)]
+struct VolumeMeta {
+    #[serde(default)]
+    labels: BTreeMap<String, String>,
+    #[serde(default)]
+    options: BTreeMap<String, String>,
+    #[serde(default)]
+    created: String,
+}
+
+const VOLUME_META: &str = "volume.json";
+
+/// dockerd's `Created` for a time stack keeps as RFC 3339 (nothing: now).
+fn or_now(t: &str) -> String {
+    if t.is_empty() {
+        stack_sys::time::now_rfc3339()
+    } else {
+        t.to_string()
+    }
+}
+
+/// A pull's progress in Docker's messages.
+fn progress_json(e: &stack_image::transfer::Event) -> Option<Value> {
+    use stack_image::transfer::State as S;
+    let id = e
+        .layer
+        .trim_start_matches("sha256:")
+        .get(..12)
+        .unwrap_or_default()
+        .to_string();
+    Some(match &e.state {
+        S::Waiting => json!({"status": "Pulling fs layer", "progressDetail": {}, "id": id}),
+        S::Exists => json!({"status": "Already exists", "progressDetail": {}, "id": id}),
+        S::Downloading { done, total } => json!({
+            "status": "Downloading",
+            "progressDetail": {"current": done, "total": total},
+            "id": id,
+        }),
+        S::Extracting => json!({"status": "Extracting", "progressDetail": {}, "id": id}),
+        S::PullComplete => json!({"status": "Pull complete", "progressDetail": {}, "id": id}),
+        _ => return None,
+    })
+}
+
+/// The total CPU time of the host, nanoseconds (`system_cpu_usage`).
+fn system_cpu_nanos() -> u64 {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let ticks: u64 = stat
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|n| n.parse::<u64>().ok())
+        .sum();
+    // USER_HZ is 100 on Linux.
+    ticks * 10_000_000
+}
+
+fn ncpu() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+impl stack_docker::Backend for Docker {
+    fn version(&self) -> Value {
+        let kernel = nix::sys::utsname::uname()
+            .map(|u| u.release().to_string_lossy().into_owned())
+            .unwrap_or_default();
+        json!({
+            "Platform": {"Name": concat!("stack ", env!("CARGO_PKG_VERSION"))},
+            "Components": [{
+                "Name": "Engine",
+                "Version": concat!("stack-", env!("CARGO_PKG_VERSION")),
+                "Details": {"ApiVersion": stack_docker::API_VERSION, "MinAPIVersion": stack_docker::MIN_API_VERSION, "Os": "linux", "Arch": std::env::consts::ARCH, "KernelVersion": kernel},
+            }],
+            // Clients compare this with Docker releases: the release whose
+            // API stack serves.
+            "Version": "28.2.0",
+            "GitCommit": "stack",
+            "GoVersion": "none (Rust)",
+            "Os": "linux",
+            "Arch": if std::env::consts::ARCH == "x86_64" { "amd64" } else { std::env::consts::ARCH },
+            "KernelVersion": kernel,
+            "BuildTime": "",
+        })
+    }
+
+    fn info(&self) -> R<Value> {
+        let all = containers::every(self.root());
+        let running_n = all.iter().filter(|(_, r)| *r).count();
+        let paused = all
+            .iter()
+            .filter(|(st, r)| *r && containers::is_paused(st))
+            .count();
+        let images = self
+            .host
+            .images()
+            .and_then(|s| Ok(s.images()?.len()))
+            .unwrap_or(0);
+        let mem = std::fs::read_to_string("/proc/meminfo")
+            .ok()
+            .and_then(|m| {
+                m.lines()
+                    .find(|l| l.starts_with("MemTotal:"))
+                    .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+            })
+            .unwrap_or(0)
+            * 1024;
+        let uts = nix::sys::utsname::uname().ok();
+        let s = |f: fn(&nix::sys::utsname::UtsName) -> &std::ffi::OsStr| {
+            uts.as_ref()
+                .map(|u| f(u).to_string_lossy().into_owned())
+                .unwrap_or_default()
+        };
+        let v2 = Path::new("/sys/fs/cgroup/cgroup.controllers").exists()
+            && !Path::new("/sys/fs/cgroup/memory").exists();
+        Ok(json!({
+            "ID": "stack",
+            "Containers": all.len(),
+            "ContainersRunning": running_n - paused,
+            "ContainersPaused": paused,
+            "ContainersStopped": all.len() - running_n,
+            "Images": images,
+            "Driver": "overlay2",
+            "DriverStatus": [],
+            "Plugins": {"Volume": ["local"], "Network": ["bridge", "host", "null"], "Log": ["json-file", "local", "none"]},
+            "MemoryLimit": true, "SwapLimit": true, "CpuCfsPeriod": true, "CpuCfsQuota": true,
+            "CPUShares": true, "CPUSet": true, "PidsLimit": true, "IPv4Forwarding": true,
+            "Debug": false,
+            "NFd": 0, "NGoroutines": 0,
+            "SystemTime": stack_sys::time::now_rfc3339(),
+            "LoggingDriver": "json-file",
+            "CgroupDriver": "cgroupfs",
+            "CgroupVersion": if v2 { "2" } else { "1" },
+            "NEventsListener": 0,
+            "KernelVersion": s(nix::sys::utsname::UtsName::release),
+            "OperatingSystem": "stack",
+            "OSVersion": "",
+            "OSType": "linux",
+            "Architecture": s(nix::sys::utsname::UtsName::machine),
+            "IndexServerAddress": "https://index.docker.io/v1/",
+            "RegistryConfig": {"IndexConfigs": {}, "InsecureRegistryCIDRs": ["127.0.0.0/8"], "Mirrors": []},
+            "NCPU": ncpu(),
+            "MemTotal": mem,
+            "DockerRootDir": self.root(),
+            "Name": s(nix::sys::utsname::UtsName::nodename),
+            "Labels": [],
+            "ExperimentalBuild": false,
+            "ServerVersion": "28.2.0",
+            "Runtimes": {"stack": {"path": "stack"}},
+            "DefaultRuntime": "stack",
+            "Swarm": {"NodeID": "", "NodeAddr": "", "LocalNodeState": "inactive", "ControlAvailable": false, "Error": "", "RemoteManagers": null},
+            "LiveRestoreEnabled": true,
+            "Isolation": "",
+            "InitBinary": "",
+            "SecurityOptions": ["name=seccomp,profile=builtin", "name=no-new-privileges"],
+            "Warnings": [],
+        }))
+    }
+
+    fn containers(&self, all: bool, _size: bool) -> R<Vec<Value>> {
+        let eps = self.endpoints();
+        let nets = self
+            .host
+            .networks()
+            .ok()
+            .and_then(|s| s.networks().ok())
+            .unwrap_or_default();
+        Ok(containers::every(self.root())
+            .into_iter()
+            .filter(|(st, r)| all || *r || self.restarting(&st.id))
+            .map(|(st, _)| self.summary(&st, &eps, &nets))
+            .collect())
+    }
+
+    fn create(&self, name: Option<&str>, body: CreateContainer) -> R<Value> {
+        let (mut c, named) = config_of(name, &body)?;
+        let store = self.host.images().map_err(failed)?;
+        if store.lookup(&body.image).is_err() {
+            return Err(DockerError::no_such_image(
+                &stack_image::store::normalize_name(&body.image),
+            ));
+        }
+        let name = c.name.clone().unwrap_or_else(random_name);
+        if let Ok((_, other)) = containers::find(self.root(), &name) {
+            if other.name == name {
+                return Err(DockerError::conflict(format!(
+                    "Conflict. The container name \"/{name}\" is already in use by container \"{}\". You have to remove (or rename) that container to be able to reuse that name.",
+                    other.id
+                )));
+            }
+        }
+        c.name = Some(name);
+        if c.network.first().map(String::as_str) == Some(BRIDGE) {
+            self.ensure_bridge()?;
+        }
+        for (volume, target, read_only) in named {
+            let dir = crate::service::volume_dir(self.root(), &volume)
+                .map_err(|e| DockerError::bad_request(format!("{e:#}")))?;
+            let data = dir.join("_data");
+            if !data.exists() {
+                self.create_volume(CreateVolume {
+                    name: volume.clone(),
+                    ..Default::default()
+                })?;
+            }
+            c.extra_mounts.push(stack_runtime::Mount {
+                kind: "volume".into(),
+                source: data,
+                target,
+                read_only,
+                size: None,
+                recursive: Default::default(),
+            });
+        }
+        let id = crate::create::launch(&self.host, &c, Launch::CreateOnly, None)
+            .map_err(|e| match HostError::of(&e) {
+                Some(_) => failed(e),
+                // What the configuration asks that the host cannot do.
+                None => DockerError::bad_request(format!("{e:#}")),
+            })?
+            .id;
+        if let Ok((_, st)) = self.find(&id) {
+            self.publish(&st, "create");
+        }
+        Ok(json!({"Id": id, "Warnings": []}))
+    }
+
+    fn inspect(&self, id: &str, _size: bool) -> R<Value> {
+        let (dir, st) = self.find(id)?;
+        Ok(self.inspect_json(&dir, &st))
+    }
+
+    fn start(&self, id: &str) -> R<bool> {
+        let (_, st) = self.find(id)?;
+        if running(&st) {
+            return Ok(false);
+        }
+        containers::start_again(self.root(), &st.id).map_err(failed)?;
+        self.watch(&st.id);
+        self.publish(&st, "start");
+        Ok(true)
+    }
+
+    fn stop(&self, id: &str, _signal: Option<&str>, timeout: Option<u64>) -> R<bool> {
+        let (_, st) = self.find(id)?;
+        if !running(&st) {
+            return Ok(false);
+        }
+        containers::stop_one(self.root(), &st.id, timeout).map_err(failed)?;
+        self.publish(&st, "stop");
+        Ok(true)
+    }
+
+    fn restart(&self, id: &str, signal: Option<&str>, timeout: Option<u64>) -> R<()> {
+        self.stop(id, signal, timeout)?;
+        self.start(id).map(drop)
+    }
+
+    fn kill(&self, id: &str, signal: &str) -> R<()> {
+        let (_, st) = self.find(id)?;
+        if !running(&st) {
+            return Err(DockerError::conflict(format!(
+                "cannot kill container: {}: container {} is not running",
+                id, st.id
+            )));
+        }
+        let sig = signal.trim_start_matches("SIG");
+        containers::kill_one(self.root(), &st.id, sig)
+            .map_err(|e| DockerError::bad_request(format!("{e:#}")))?;
+        self.publish(&st, "kill");
+        Ok(())
+    }
+
+    fn pause(&self, id: &str, paused: bool) -> R<()> {
+        let (_, st) = self.find(id)?;
+        if !running(&st) {
+            return Err(DockerError::conflict(format!(
+                "Container {} is not running",
+                st.id
+            )));
+        }
+        if containers::is_paused(&st) == paused {
+            return Err(DockerError::conflict(format!(
+                "Container {} is {}paused",
+                st.id,
+                if paused { "already " } else { "not " }
+            )));
+        }
+        containers::freeze(self.root(), &st.id, paused).map_err(failed)?;
+        self.publish(&st, if paused { "pause" } else { "unpause" });
+        Ok(())
+    }
+
+    fn wait(&self, id: &str, condition: &str) -> R<i64> {
+        let (dir, first) = self.find(id)?;
+        let id = first.id.clone();
+        let removed = condition == "removed";
+        let mut code = first.exit_code.unwrap_or(0) as i64;
+        let mut exited = false;
+        loop {
+            let st = match stack_runtime::state::read(&dir) {
+                Ok(st) => st,
+                // Gone: removed (`AutoRemove`, `rm -f`).
+                Err(_) if removed || exited => return Ok(code),
+                Err(_) => return Err(DockerError::no_such_container(&id)),
+            };
+            if running(&st) {
+                let exit = self
+                    .host
+                    .block_on(crate::supervision::wait_exit(self.root(), &id))
+                    .map_err(failed)?;
+                match exit {
+                    Ok(e) => code = e.code as i64,
+                    Err(_) if removed => return Ok(code),
+                    Err(e) => return Err(failed(e)),
+                }
+                if !removed {
+                    return Ok(code);
+                }
+                exited = true;
+                continue;
+            }
+            let ran_since = st.finished_at != first.finished_at;
+            match condition {
+                // Not running now: the last exit, or 0 for one never started.
+                "not-running" => return Ok(st.exit_code.unwrap_or(0) as i64),
+                "next-exit" if ran_since => return Ok(st.exit_code.unwrap_or(0) as i64),
+                _ if removed && (ran_since || st.status == Status::Exited) => {
+                    code = st.exit_code.unwrap_or(0) as i64;
+                    exited = true;
+                }
+                _ => {}
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    fn rename(&self, _id: &str, _name: &str) -> R<()> {
+        Err(DockerError::not_implemented("POST /containers/{id}/rename"))
+    }
+
+    fn remove(&self, id: &str, force: bool, _volumes: bool) -> R<()> {
+        let (_, st) = self.find(id)?;
+        if running(&st) && !force {
+            return Err(DockerError::conflict(format!(
+                "cannot remove container \"/{}\": container is running: stop the container before removing or force remove",
+                st.name
+            )));
+        }
+        // Anonymous volumes live in the container's directory and go with it.
+        containers::remove_one(&self.host, &st.id, force).map_err(failed)?;
+        self.publish(&st, "destroy");
+        Ok(())
+    }
+
+    fn attach(&self, id: &str, q: &AttachQuery) -> R<Output> {
+        let (dir, st) = self.find(id)?;
+        let tty = st.spec.tty;
+        let (out_r, out_w) = std::io::pipe().map_err(|e| DockerError::internal(e.to_string()))?;
+        let (err_r, err_w) = std::io::pipe().map_err(|e| DockerError::internal(e.to_string()))?;
+        // Where the log is now: what comes after is this attach's (the
+        // client starts the container once attached).
+        let mut log = stack_runtime::logs::Follower::new(stack_runtime::state::log_path(&dir));
+        if !q.logs {
+            log.tail(0, |_| true);
+        }
+        let (stdout, stderr, stream) = (q.stdout, q.stderr || tty, q.stream);
+        let before = (st.status.clone(), st.started_at.clone());
+        let follow = std::thread::spawn(move || {
+            use std::io::Write as _;
+            let (mut out_w, mut err_w) = (out_w, err_w);
+            let mut started = running(&st);
+            let mut code = st.exit_code.unwrap_or(0);
+            loop {
+                let (records, _) = log.read_new();
+                for r in records {
+                    let to = match r.stream.as_str() {
+                        "stderr" if stderr && !tty => &mut err_w,
+                        "stdout" if stdout => &mut out_w,
+                        "stderr" if tty && stdout => &mut out_w,
+                        _ => continue,
+                    };
+                    if to.write_all(r.log.as_bytes()).is_err() {
+                        return code;
+                    }
+                }
+                if !stream || log.behind() {
+                    if !stream && !log.behind() {
+                        return code;
+                    }
+                    continue;
+                }
+                let Ok(now) = stack_runtime::state::read(&dir) else {
+                    return code;
+                };
+                code = now.exit_code.unwrap_or(code);
+                if running(&now) || (now.status.clone(), now.started_at.clone()) != before {
+                    started = true;
+                }
+                if started && !running(&now) {
+                    if !log.behind() {
+                        return code;
+                    }
+                    continue;
+                }
+                std::thread::sleep(Duration::from_millis(if started { 20 } else { 5 }));
+            }
+        });
+        Ok(Output {
+            session: Session {
+                stdin: None,
+                stdout: Some(Box::new(out_r)),
+                stderr: (!tty).then(|| Box::new(err_r) as Box<dyn std::io::Read + Send>),
+                control: Box::new(Joined(std::sync::Mutex::new(Some(follow)))),
+            },
+            tty,
+        })
+    }
+
+    fn logs(
+        &self,
+        id: &str,
+        q: &LogsQuery,
+        each: &mut dyn FnMut(Stream, &str, &[u8]) -> bool,
+    ) -> R<()> {
+        let (_, st) = self.find(id)?;
+        let in_range = |t: &str| {
+            let secs = stack_sys::time::parse_rfc3339(t).map_or(0.0, |n| n as f64 / 1e9);
+            q.since.is_none_or(|s| secs >= s) && q.until.is_none_or(|u| secs <= u)
+        };
+        let done = containers::read_log(self.root(), &st.id, q.follow, q.tail, |records| {
+            for r in records {
+                let stream = if r.stream == "stderr" {
+                    Stream::Stderr
+                } else {
+                    Stream::Stdout
+                };
+                let wanted = match stream {
+                    Stream::Stderr => q.stderr,
+                    _ => q.stdout,
+                };
+                if wanted && in_range(&r.time) && !each(stream, &r.time, r.log.as_bytes()) {
+                    anyhow::bail!(Gone);
+                }
+            }
+            Ok(())
+        });
+        match done {
+            Err(e) if e.is::<Gone>() => Ok(()),
+            Err(e) => Err(failed(e)),
+            Ok(()) => Ok(()),
+        }
+    }
+
+    fn top(&self, id: &str, _ps_args: Option<&str>) -> R<Value> {
+        let (_, st) = self.find(id)?;
+        if !running(&st) {
+            return Err(DockerError::conflict(format!(
+                "container {} is not running",
+                st.id
+            )));
+        }
+        let top = containers::top_of(&st);
+        Ok(json!({
+            "Titles": ["UID", "PID", "PPID", "C", "STIME", "TTY", "TIME", "CMD"],
+            "Processes": top.processes.iter().map(|p| json!([p.uid, p.pid.to_string(), p.ppid.to_string(), p.c.to_string(), p.stime, p.tty, p.time, p.cmd])).collect::<Vec<_>>(),
+        }))
+    }
+
+    fn stats(&self, id: &str) -> R<Value> {
+        let (_, st) = self.find(id)?;
+        let s = crate::stats::read(&st);
+        let secs = (s.read_nanos / 1_000_000_000) as i64;
+        Ok(json!({
+            "read": stack_sys::time::rfc3339(secs, (s.read_nanos % 1_000_000_000) as u32),
+            "preread": "0001-01-01T00:00:00Z",
+            "id": st.id,
+            "name": format!("/{}", st.name),
+            "pids_stats": {"current": s.pids},
+            "cpu_stats": {
+                "cpu_usage": {"total_usage": s.cpu_nanos, "usage_in_kernelmode": 0, "usage_in_usermode": 0},
+                "system_cpu_usage": system_cpu_nanos(),
+                "online_cpus": ncpu(),
+                "throttling_data": {"periods": 0, "throttled_periods": 0, "throttled_time": 0},
+            },
+            "memory_stats": {"usage": s.memory, "limit": s.memory_limit, "stats": {}},
+            "networks": {"eth0": {"rx_bytes": s.net_rx, "rx_packets": 0, "rx_errors": 0, "rx_dropped": 0, "tx_bytes": s.net_tx, "tx_packets": 0, "tx_errors": 0, "tx_dropped": 0}},
+            "blkio_stats": {"io_service_bytes_recursive": [
+                {"major": 0, "minor": 0, "op": "read", "value": s.block_read},
+                {"major": 0, "minor": 0, "op": "write", "value": s.block_write},
+            ]},
+        }))
+    }
+
+    fn stat_path(&self, id: &str, path: &str) -> R<Value> {
+        let (_, st) = self.find(id)?;
+        let fs = stack_runtime::files::ContainerFs::open(&st)
+            .map_err(|e| DockerError::conflict(format!("container {}: {e}", st.id)))?;
+        let Some((mode, size, mtime)) = fs
+            .stat(path)
+            .map_err(|e| DockerError::internal(e.to_string()))?
+        else {
+            return Err(DockerError::not_found(format!(
+                "Could not find the file {path} in container {}",
+                st.name
+            )));
+        };
+        Ok(json!({
+            "name": crate::files::top_name(path),
+            "size": size,
+            "mode": go_mode(mode),
+            "mtime": stack_sys::time::rfc3339(mtime, 0),
+            "linkTarget": "",
+        }))
+    }
+
+    fn archive(&self, id: &str, path: &str) -> R<stack_api::Archive> {
+        let (_, st) = self.find(id)?;
+        let write = crate::files::archive(&st, path).map_err(failed)?;
+        Ok(Box::new(move |out: &mut dyn std::io::Write| {
+            write(out).map_err(|e| std::io::Error::other(format!("{e:#}")))
+        }))
+    }
+
+    fn extract(&self, id: &str, path: &str, tar: &mut dyn std::io::Read) -> R<()> {
+        let (_, st) = self.find(id)?;
+        // Docker extracts into the directory `path` names.
+        crate::files::extract(&st, path, true, tar)
+            .map(drop)
+            .map_err(failed)
+    }
+
+    fn prune_containers(&self, f: &stack_docker::filters::Filters) -> R<Value> {
+        let mut deleted = Vec::new();
+        for (st, r) in containers::every(self.root()) {
+            let labels = serde_json::to_value(&st.spec.labels).unwrap_or_default();
+            if r || !f.labels_match(&labels) {
+                continue;
+            }
+            if containers::remove_one(&self.host, &st.id, false).is_ok() {
+                self.publish(&st, "destroy");
+                deleted.push(st.id);
+            }
+        }
+        Ok(json!({"ContainersDeleted": deleted, "SpaceReclaimed": 0}))
+    }
+
+    fn running_id(&self, id: &str) -> R<String> {
+        let (_, st) = self.find(id)?;
+        if !running(&st) {
+            return Err(DockerError::conflict(format!(
+                "container {} is not running",
+                st.id
+            )));
+        }
+        if containers::is_paused(&st) {
+            return Err(DockerError::conflict(format!(
+                "Container {} is paused, unpause the container before exec",
+                st.id
+            )));
+        }
+        Ok(st.id)
+    }
+
+    fn exec(&self, exec: &Exec, detach: bool) -> R<Output> {
+        let st = containers::running_state(self.root(), &exec.container).map_err(failed)?;
+        let c = &exec.config;
+        let p = stack_runtime::Process {
+            args: c.cmd.clone(),
+            env: c.env.clone(),
+            cwd: Some(c.working_dir.clone()).filter(|w| !w.is_empty()),
+            user: Some(c.user.clone()).filter(|u| !u.is_empty()),
+            tty: c.tty && !detach,
+            interactive: c.attach_stdin && !detach,
+            console_size: match c.console_size[..] {
+                [rows, cols] if rows > 0 && cols > 0 => Some((rows, cols)),
+                _ => None,
+            },
+        };
+        let started = |e: stack_runtime::RuntimeError| DockerError::internal(e.to_string());
+        if detach {
+            stack_runtime::exec_detached(&st, &p).map_err(started)?;
+            return Ok(Output {
+                session: Session {
+                    stdin: None,
+                    stdout: None,
+                    stderr: None,
+                    control: Box::new(crate::session::Detached),
+                },
+                tty: false,
+            });
+        }
+        let piped = stack_runtime::exec_piped(&st, &p).map_err(started)?;
+        let pid = piped.child.id() as i32;
+        let session = crate::session::relayed(piped, p.interactive, move || Some(pid), None)
+            .map_err(|e| DockerError::internal(e.message))?;
+        Ok(Output {
+            session,
+            tty: p.tty,
+        })
+    }
+
+    fn images(&self, _all: bool) -> R<Vec<Value>> {
+        let store = self.host.images().map_err(failed)?;
+        let used: Vec<String> = containers::every(self.root())
+            .into_iter()
+            .map(|(st, _)| st.spec.image)
+            .collect();
+        Ok(store
+            .images()
+            .map_err(|e| failed(e.into()))?
+            .into_iter()
+            .map(|img| {
+                let uses = used
+                    .iter()
+                    .filter(|u| store.lookup(u).is_ok_and(|i| i.id == img.id))
+                    .count();
+                json!({
+                    "Id": img.id,
+                    "ParentId": "",
+                    "RepoTags": img.names.iter().filter(|n| !n.contains('@')).collect::<Vec<_>>(),
+                    "RepoDigests": img.repo_digests,
+                    "Created": img.created.as_deref().map_or(0, unix),
+                    "Size": img.size,
+                    "SharedSize": -1,
+                    "VirtualSize": img.size,
+                    "Labels": img.config.labels.clone().unwrap_or_default(),
+                    "Containers": uses,
+                })
+            })
+            .collect())
+    }
+
+    fn pull(&self, image: &str, _auth: Option<&str>, progress: &mut dyn FnMut(Value)) -> R<()> {
+        let reference = stack_image::reference::Reference::parse(image)
+            .map_err(|e| DockerError::bad_request(format!("invalid reference format: {e}")))?;
+        let tag = image
+            .rsplit_once(':')
+            .filter(|(_, t)| !t.contains('/'))
+            .map_or("latest", |(_, t)| t);
+        progress(json!({"status": format!("Pulling from {}", reference.repository), "id": tag}));
+        let (tx, rx) = std::sync::mpsc::channel::<Value>();
+        let reporter: stack_image::transfer::Progress = std::sync::Arc::new(move |e| {
+            if let Some(v) = progress_json(&e) {
+                let _ = tx.send(v);
+            }
+        });
+        let host = self.host.clone();
+        let name = image.to_string();
+        let pulling = std::thread::spawn(move || crate::images::pull(&host, &name, None, reporter));
+        for v in rx {
+            progress(v);
+        }
+        let pulled = pulling
+            .join()
+            .map_err(|_| DockerError::internal("the pull panicked"))?
+            .map_err(|e| DockerError::not_found(format!("{e:#}")))?;
+        progress(json!({"status": format!("Digest: {}", pulled.digest)}));
+        let shown = stack_image::store::normalize_name(image);
+        progress(json!({"status": if pulled.fetched {
+            format!("Status: Downloaded newer image for {shown}")
+        } else {
+            format!("Status: Image is up to date for {shown}")
+        }}));
+        Ok(())
+    }
+
+    fn inspect_image(&self, name: &str) -> R<Value> {
+        let store = self.host.images().map_err(failed)?;
+        let img = store
+            .lookup(name)
+            .map_err(|_| DockerError::no_such_image(name))?;
+        let cfg = &img.config;
+        let (os, arch) = img
+            .platform
+            .as_deref()
+            .and_then(|p| p.split_once('/'))
+            .map_or(("linux".to_string(), "amd64".to_string()), |(o, a)| {
+                (o.to_string(), a.split('/').next().unwrap_or(a).to_string())
+            });
+        Ok(json!({
+            "Id": img.id,
+            "RepoTags": img.names.iter().filter(|n| !n.contains('@')).collect::<Vec<_>>(),
+            "RepoDigests": img.repo_digests,
+            "Parent": "",
+            "Comment": "",
+            "Created": img.created.clone().unwrap_or_default(),
+            "DockerVersion": "",
+            "Author": "",
+            "Config": {
+                "Hostname": "", "Domainname": "", "User": cfg.user.clone().unwrap_or_default(),
+                "AttachStdin": false, "AttachStdout": false, "AttachStderr": false,
+                "ExposedPorts": cfg.exposed_ports, "Tty": false, "OpenStdin": false, "StdinOnce": false,
+                "Env": cfg.env, "Cmd": cfg.cmd, "Healthcheck": cfg.healthcheck, "Image": "",
+                "Volumes": cfg.volumes, "WorkingDir": cfg.working_dir.clone().unwrap_or_default(),
+                "Entrypoint": cfg.entrypoint, "OnBuild": null, "Labels": cfg.labels,
+                "StopSignal": cfg.stop_signal,
+            },
+            "Architecture": arch,
+            "Os": os,
+            "Size": img.size,
+            "VirtualSize": img.size,
+            "GraphDriver": {"Name": "overlay2", "Data": null},
+            "RootFS": {"Type": "layers", "Layers": img.diff_ids},
+            "Metadata": {"LastTagTime": "0001-01-01T00:00:00Z"},
+        }))
+    }
+
+    fn tag(&self, name: &str, repo: &str, tag: &str) -> R<()> {
+        let store = self.host.images().map_err(failed)?;
+        store
+            .lookup(name)
+            .map_err(|_| DockerError::no_such_image(name))?;
+        let target = format!("{repo}:{tag}");
+        stack_image::reference::Reference::parse(&target)
+            .map_err(|e| DockerError::bad_request(format!("invalid reference format: {e}")))?;
+        store.tag(name, &target).map_err(|e| failed(e.into()))?;
+        Ok(())
+    }
+
+    fn remove_image(&self, name: &str, _force: bool) -> R<Value> {
+        let store = self.host.images().map_err(failed)?;
+        let img = store
+            .lookup(name)
+            .map_err(|_| DockerError::no_such_image(name))?;
+        let done = crate::images::remove(&self.host, &store, &[name.to_string()])
+            .map_err(failed)?
+            .remove(0);
+        let untagged = if img.id.starts_with(name) || name.starts_with("sha256:") {
+            None
+        } else {
+            Some(stack_image::store::normalize_name(name))
+        };
+        match done {
+            Ok(deleted) => {
+                let mut out: Vec<Value> = untagged
+                    .into_iter()
+                    .map(|u| json!({"Untagged": u}))
+                    .collect();
+                out.extend(deleted.map(|d| json!({"Deleted": d})));
+                Ok(Value::Array(out))
+            }
+            Err(stack_image::ImageError::NotFound(_)) => Err(DockerError::no_such_image(name)),
+            Err(e) => Err(DockerError::conflict(format!(
+                "conflict: unable to remove repository reference \"{name}\" (must force) - {e}"
+            ))),
+        }
+    }
+
+    fn prune_images(&self, f: &stack_docker::filters::Filters) -> R<Value> {
+        let all = f
+            .get("dangling")
+            .is_some_and(|d| d.iter().any(|v| v == "false" || v == "0"));
+        let pruned = crate::images::prune(&self.host, all).map_err(failed)?;
+        Ok(json!({
+            "ImagesDeleted": pruned.images.iter().map(|i| json!({"Deleted": i})).collect::<Vec<_>>(),
+            "SpaceReclaimed": pruned.collected.bytes,
+        }))
+    }
+
+    fn networks(&self) -> R<Vec<Value>> {
+        let store = self.host.networks().map_err(failed)?;
+        let nets = store.networks().map_err(|e| failed(e.into()))?;
+        let eps = store.all_endpoints().map_err(|e| failed(e.into()))?;
+        let mut out: Vec<Value> = nets
+            .iter()
+            .map(|n| {
+                let members: serde_json::Map<String, Value> = eps
+                    .iter()
+                    .filter(|e| e.network == n.name)
+                    .map(|e| {
+                        let with_len = |v6: bool| {
+                            e.addresses
+                                .iter()
+                                .find(|a| a.is_ipv6() == v6)
+                                .and_then(|a| {
+                                    let s = n.subnets.iter().find(|s| s.subnet.addr().is_ipv6() == v6)?;
+                                    Some(format!("{a}/{}", s.subnet.prefix_len()))
+                                })
+                                .unwrap_or_default()
+                        };
+                        (
+                            e.container.clone(),
+                            json!({"Name": e.name, "EndpointID": e.host_veth, "MacAddress": e.mac, "IPv4Address": with_len(false), "IPv6Address": with_len(true)}),
+                        )
+                    })
+                    .collect();
+                json!({
+                    "Name": n.name,
+                    "Id": n.id,
+                    "Created": n.created,
+                    "Scope": "local",
+                    "Driver": "bridge",
+                    "EnableIPv4": true,
+                    "EnableIPv6": n.subnets.iter().any(|s| s.subnet.addr().is_ipv6()),
+                    "IPAM": {
+                        "Driver": "default",
+                        "Options": null,
+                        "Config": n.subnets.iter().map(|s| json!({"Subnet": s.subnet.to_string(), "Gateway": s.gateway.to_string()})).collect::<Vec<_>>(),
+                    },
+                    "Internal": n.internal,
+                    "Attachable": false,
+                    "Ingress": false,
+                    "ConfigFrom": {"Network": ""},
+                    "ConfigOnly": false,
+                    "Containers": members,
+                    "Options": {"com.docker.network.bridge.name": n.bridge},
+                    "Labels": n.labels,
+                })
+            })
+            .collect();
+        // Docker's predefined networks besides `bridge`.
+        for (name, driver) in [("host", "host"), ("none", "null")] {
+            out.push(json!({
+                "Name": name,
+                "Id": stack_image::store::sha256_hex(name.as_bytes()),
+                "Created": "0001-01-01T00:00:00Z",
+                "Scope": "local",
+                "Driver": driver,
+                "EnableIPv6": false,
+                "IPAM": {"Driver": "default", "Options": null, "Config": []},
+                "Internal": false, "Attachable": false, "Ingress": false,
+                "ConfigFrom": {"Network": ""}, "ConfigOnly": false,
+                "Containers": {}, "Options": {}, "Labels": {},
+            }));
+        }
+        Ok(out)
+    }
+
+    fn create_network(&self, body: CreateNetwork) -> R<Value> {
+        if body.name.is_empty() {
+            return Err(DockerError::bad_request("network name must not be empty"));
+        }
+        if !matches!(body.driver.as_str(), "" | "bridge") {
+            return Err(DockerError::bad_request(format!(
+                "network driver `{}` is not supported by stack (bridge is)",
+                body.driver
+            )));
+        }
+        if ["host", "none", "default"].contains(&body.name.as_str()) {
+            return Err(DockerError::new(
+                403,
+                format!(
+                    "{} is a pre-defined network and cannot be created",
+                    body.name
+                ),
+            ));
+        }
+        let store = self.host.networks().map_err(failed)?;
+        if store.get(&body.name).is_ok() {
+            return Err(DockerError::conflict(format!(
+                "network with name {} already exists",
+                body.name
+            )));
+        }
+        let mut subnets = Vec::new();
+        for c in body.ipam.iter().flat_map(|i| &i.config) {
+            let parse_net = |s: &str, what: &str| {
+                (!s.is_empty())
+                    .then(|| {
+                        s.parse::<ipnet::IpNet>().map_err(|e| {
+                            DockerError::bad_request(format!("invalid {what} {s}: {e}"))
+                        })
+                    })
+                    .transpose()
+            };
+            subnets.push(stack_net::SubnetRequest {
+                subnet: parse_net(&c.subnet, "subnet")?,
+                ip_range: parse_net(&c.ip_range, "ip range")?,
+                gateway: (!c.gateway.is_empty())
+                    .then(|| {
+                        c.gateway.parse().map_err(|_| {
+                            DockerError::bad_request(format!("invalid gateway {}", c.gateway))
+                        })
+                    })
+                    .transpose()?,
+                aux_addresses: Vec::new(),
+            });
+        }
+        let opts = stack_net::CreateOptions {
+            name: body.name.clone(),
+            driver: Some("bridge".into()),
+            driver_opts: body.options.clone(),
+            subnets,
+            ipv6: body.enable_ipv6.unwrap_or(false),
+            internal: body.internal,
+            labels: body.labels.clone(),
+        };
+        let net = crate::network::create(&self.host, &opts)
+            .map_err(|e| DockerError::bad_request(format!("{e:#}")))?;
+        Ok(json!({"Id": net.id, "Warning": ""}))
+    }
+
+    fn remove_network(&self, id: &str) -> R<()> {
+        if ["host", "none"].contains(&id) {
+            return Err(DockerError::new(
+                403,
+                format!("{id} is a pre-defined network and cannot be removed"),
+            ));
+        }
+        let all = self.networks()?;
+        let net = all
+            .iter()
+            .find(|n| n["Name"] == id || n["Id"] == id)
+            .or_else(|| {
+                all.iter()
+                    .find(|n| n["Id"].as_str().is_some_and(|i| i.starts_with(id)))
+            })
+            .ok_or_else(|| DockerError::not_found(format!("network {id} not found")))?;
+        let name = net["Name"].as_str().unwrap_or_default().to_string();
+        if net["Containers"].as_object().is_some_and(|c| !c.is_empty()) {
+            return Err(DockerError::new(
+                403,
+                format!(
+                    "error while removing network: network {name} id {} has active endpoints",
+                    net["Id"].as_str().unwrap_or_default()
+                ),
+            ));
+        }
+        crate::network::remove(&self.host, &name).map_err(failed)
+    }
+
+    fn connect(&self, network: &str, body: ConnectNetwork, connect: bool) -> R<()> {
+        let (_, st) = self.find(&body.container)?;
+        let on = self
+            .endpoints()
+            .into_iter()
+            .any(|e| e.container == st.id && (e.network == network));
+        match (connect, on) {
+            (true, true) => Ok(()),
+            _ => Err(DockerError::not_implemented(if connect {
+                "connecting a container to a network after it was made (POST /networks/{id}/connect)"
+            } else {
+                "disconnecting a container from one of its networks (POST /networks/{id}/disconnect)"
+            })),
+        }
+    }
+
+    fn prune_networks(&self, f: &stack_docker::filters::Filters) -> R<Value> {
+        let mut deleted = Vec::new();
+        for n in self.networks()? {
+            let name = n["Name"].as_str().unwrap_or_default().to_string();
+            let unused = n["Containers"].as_object().is_none_or(|c| c.is_empty());
+            if ["bridge", "host", "none"].contains(&name.as_str())
+                || !unused
+                || !f.labels_match(&n["Labels"])
+            {
+                continue;
+            }
+            if crate::network::remove(&self.host, &name).is_ok() {
+                deleted.push(name);
+            }
+        }
+        Ok(json!({"NetworksDeleted": deleted}))
+    }
+
+    fn volumes(&self) -> R<Vec<(Value, bool)>> {
+        let dir = self.root().join("volumes");
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            return Ok(Vec::new());
+        };
+        let used: Vec<PathBuf> = containers::every(self.root())
+            .into_iter()
+            .flat_map(|(st, _)| st.spec.mounts.into_iter().map(|m| m.source))
+            .collect();
+        let mut out = Vec::new();
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let data = e.path().join("_data");
+            if !data.is_dir() {
+                continue;
+            }
+            let meta: VolumeMeta = std::fs::read(e.path().join(VOLUME_META))
+                .ok()
+                .and_then(|b| serde_json::from_slice(&b).ok())
+                .unwrap_or_default();
+            let created = if meta.created.is_empty() {
+                std::fs::metadata(&data)
+                    .and_then(|m| m.modified())
+                    .ok()
+                    .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                    .map(|d| stack_sys::time::rfc3339(d.as_secs() as i64, 0))
+                    .unwrap_or_default()
+            } else {
+                meta.created.clone()
+            };
+            out.push((
+                json!({
+                    "Name": name,
+                    "Driver": "local",
+                    "Mountpoint": data,
+                    "CreatedAt": created,
+                    "Labels": meta.labels,
+                    "Scope": "local",
+                    "Options": meta.options,
+                }),
+                !used.contains(&data),
+            ));
+        }
+        out.sort_by(|a, b| a.0["Name"].as_str().cmp(&b.0["Name"].as_str()));
+        Ok(out)
+    }
+
+    fn create_volume(&self, body: CreateVolume) -> R<Value> {
+        if !matches!(body.driver.as_str(), "" | "local") {
+            return Err(DockerError::bad_request(format!(
+                "volume driver `{}` is not supported by stack (local is)",
+                body.driver
+            )));
+        }
+        if !body.driver_opts.is_empty() {
+            return Err(DockerError::bad_request(
+                "volume driver options are not supported by stack's Docker API (declare them in a stack file)",
+            ));
+        }
+        let name = if body.name.is_empty() {
+            stack_sys::random_hex(32).map_err(|e| DockerError::internal(e.to_string()))?
+        } else {
+            body.name.clone()
+        };
+        let dir = crate::service::volume_dir(self.root(), &name)
+            .map_err(|e| DockerError::bad_request(format!("{e:#}")))?;
+        let data = dir.join("_data");
+        if !data.exists() {
+            let volumes = self.root().join("volumes");
+            stack_sys::private_dir(&volumes).map_err(|e| DockerError::internal(e.to_string()))?;
+            std::fs::create_dir_all(&data)
+                .map_err(|e| DockerError::internal(format!("{}: {e}", data.display())))?;
+            let meta = VolumeMeta {
+                labels: body.labels.clone(),
+                options: BTreeMap::new(),
+                created: or_now(""),
+            };
+            let json = serde_json::to_vec(&meta).expect("serializes");
+            stack_sys::write_atomic(&dir.join(VOLUME_META), &json)
+                .map_err(|e| DockerError::internal(e.to_string()))?;
+        }
+        self.volumes()?
+            .into_iter()
+            .map(|(v, _)| v)
+            .find(|v| v["Name"] == name.as_str())
+            .ok_or_else(|| DockerError::internal(format!("volume {name} was not made")))
+    }
+
+    fn remove_volume(&self, name: &str, _force: bool) -> R<()> {
+        let Some((_, unused)) = self.volumes()?.into_iter().find(|(v, _)| v["Name"] == name) else {
+            return Err(DockerError::not_found(format!(
+                "get {name}: no such volume"
+            )));
+        };
+        if !unused {
+            return Err(DockerError::conflict(format!(
+                "remove {name}: volume is in use"
+            )));
+        }
+        let dir = crate::service::volume_dir(self.root(), name).map_err(failed)?;
+        stack_sys::remove_tree(self.root(), &dir)
+            .map(drop)
+            .map_err(|e| DockerError::internal(e.to_string()))
+    }
+
+    fn prune_volumes(&self, f: &stack_docker::filters::Filters) -> R<Value> {
+        // As dockerd since API 1.42: anonymous volumes only, unless `all`.
+        let all = f
+            .get("all")
+            .is_some_and(|v| v.iter().any(|x| x == "true" || x == "1"));
+        let mut deleted = Vec::new();
+        for (v, unused) in self.volumes()? {
+            let name = v["Name"].as_str().unwrap_or_default().to_string();
+            let anonymous = name.len() == 64 && name.bytes().all(|b| b.is_ascii_hexdigit());
+            if unused
+                && (all || anonymous)
+                && f.labels_match(&v["Labels"])
+                && self.remove_volume(&name, false).is_ok()
+            {
+                deleted.push(name);
+            }
+        }
+        Ok(json!({"VolumesDeleted": deleted, "SpaceReclaimed": 0}))
+    }
+
+    fn events(
+        &self,
+        _since: Option<i64>,
+        until: Option<i64>,
+        each: &mut dyn FnMut(Value) -> bool,
+    ) -> R<()> {
+        let mut rx = self.engine.subscribe();
+        loop {
+            let now = (stack_sys::time::now_nanos() / 1_000_000_000) as i64;
+            if until.is_some_and(|u| now >= u) {
+                return Ok(());
+            }
+            let got = self
+                .host
+                .block_on(async { tokio::time::timeout(Duration::from_secs(1), rx.recv()).await });
+            match got.map_err(failed)? {
+                Ok(Ok(e)) => {
+                    let secs = e.time_nano / 1_000_000_000;
+                    let v = json!({
+                        "status": e.action,
+                        "id": e.id,
+                        "from": e.attributes.get("image"),
+                        "Type": "container",
+                        "Action": e.action,
+                        "Actor": {"ID": e.id, "Attributes": e.attributes},
+                        "scope": "local",
+                        "time": secs,
+                        "timeNano": e.time_nano,
+                    });
+                    if !each(v) {
+                        return Ok(());
+                    }
+                }
+                Ok(Err(tokio::sync::broadcast::error::RecvError::Lagged(_))) => {}
+                Ok(Err(_)) => return Ok(()),
+                // A second without events: is the client still there?
+                Err(_) => {
+                    if !each(Value::Null) {
+                        return Ok(());
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Go's `os.FileMode` bits for a Unix `st_mode` (what `docker cp` reads).
+fn go_mode(mode: u32) -> u32 {
+    let perm = mode & 0o777;
+    let kind = match mode & libc::S_IFMT {
+        libc::S_IFDIR => 1 << 31,
+        libc::S_IFLNK => 1 << 27,
+        libc::S_IFIFO => 1 << 25,
+        libc::S_IFSOCK => 1 << 24,
+        libc::S_IFBLK => 1 << 26,
+        libc::S_IFCHR => (1 << 26) | (1 << 21),
+        _ => 0,
+    };
+    perm | kind
+}
+
+/// A client that went away while its log was read.
+#[derive(Debug)]
+struct Gone;
+
+impl std::fmt::Display for Gone {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the client went away")
+    }
+}
+
+impl std::error::Error for Gone {}
+
+/// An attach's end: the thread that follows the log, its exit code.
+struct Joined(std::sync::Mutex<Option<std::thread::JoinHandle<i32>>>);
+
+impl Control for Joined {
+    fn resize(&self, _: u16, _: u16) {}
+    fn signal(&self, _: i32) {}
+    fn wait(&self) -> i32 {
+        let handle = self.0.lock().unwrap_or_else(|p| p.into_inner()).take();
+        handle.and_then(|h| h.join().ok()).unwrap_or(0)
+    }
+}

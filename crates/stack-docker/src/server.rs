@@ -1287,17 +1287,6 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// A no-op control (a process with nothing to relay).
-struct NoControl;
-
-impl Control for NoControl {
-    fn resize(&self, _: u16, _: u16) {}
-    fn signal(&self, _: i32) {}
-    fn wait(&self) -> i32 {
-        0
-    }
-}
-
 /// A request's JSON body; an empty one is the type's default (docker-py
 /// sends none where it has nothing to say).
 async fn body<T: serde::de::DeserializeOwned>(req: Request<Incoming>) -> R<T> {

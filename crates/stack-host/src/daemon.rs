@@ -472,6 +472,7 @@ pub fn serve(
     let docker = Arc::new(crate::docker::Docker {
         host: engine.host.clone(),
         engine: engine.engine.clone(),
+        consoles: Default::default(),
     });
     let (stop_docker, stopped) = tokio::sync::watch::channel(false);
     for listener in docker_listeners {

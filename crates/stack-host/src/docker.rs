@@ -30,7 +30,13 @@ type R<T> = Result<T, DockerError>;
 pub struct Docker {
     pub host: Host,
     pub engine: HostEngine,
+    /// The streams of containers with a terminal or open input, which the
+    /// engine holds (Docker's `-it`, `-i`): attaches read and write them.
+    pub consoles: std::sync::Arc<Consoles>,
 }
+
+/// Consoles by container id.
+pub type Consoles = std::sync::Mutex<std::collections::HashMap<String, std::sync::Arc<Console>>>;
 
 /// A host error as dockerd would answer it (its kind's status).
 fn failed(e: anyhow::Error) -> DockerError {
@@ -1135,7 +1141,11 @@ impl stack_docker::Backend for Docker {
         if running(&st) {
             return Ok(false);
         }
-        containers::start_again(self.root(), &st.id).map_err(failed)?;
+        if st.spec.tty || st.spec.interactive {
+            self.start_console(&st)?;
+        } else {
+            containers::start_again(self.root(), &st.id).map_err(failed)?;
+        }
         self.watch(&st.id);
         self.publish(&st, "start");
         Ok(true)
@@ -1235,6 +1245,14 @@ impl stack_docker::Backend for Docker {
         }
     }
 
+    fn resize(&self, id: &str, rows: u16, cols: u16) -> R<()> {
+        let (_, st) = self.find(id)?;
+        if let Some(c) = lock(&self.consoles).get(&st.id) {
+            c.resize(rows, cols);
+        }
+        Ok(())
+    }
+
     fn rename(&self, _id: &str, _name: &str) -> R<()> {
         Err(DockerError::not_implemented("POST /containers/{id}/rename"))
     }
@@ -1256,6 +1274,9 @@ impl stack_docker::Backend for Docker {
     fn attach(&self, id: &str, q: &AttachQuery) -> R<Output> {
         let (dir, st) = self.find(id)?;
         let tty = st.spec.tty;
+        if (tty || st.spec.interactive) && q.stream {
+            return Ok(self.console(&st).attach(q, tty));
+        }
         let (out_r, out_w) = std::io::pipe().map_err(|e| DockerError::internal(e.to_string()))?;
         let (err_r, err_w) = std::io::pipe().map_err(|e| DockerError::internal(e.to_string()))?;
         // Where the log is now: what comes after is this attach's (the
@@ -2061,5 +2082,247 @@ impl Control for Joined {
     fn wait(&self) -> i32 {
         let handle = self.0.lock().unwrap_or_else(|p| p.into_inner()).take();
         handle.and_then(|h| h.join().ok()).unwrap_or(0)
+    }
+}
+
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Docker {
+    /// The console of a container with a terminal or open input: made
+    /// when first attached to or started.
+    fn console(&self, st: &State) -> std::sync::Arc<Console> {
+        lock(&self.consoles).entry(st.id.clone()).or_default().clone()
+    }
+
+    /// Starts a container with its streams in the engine's hands (its
+    /// monitor the engine's child, as `stack run`'s are): what it writes
+    /// goes to whoever is attached, what they write to its input.
+    fn start_console(&self, st: &State) -> R<()> {
+        let console = self.console(st);
+        if let stack_runtime::NetworkMode::Path(netns) = &st.spec.network {
+            if !netns.exists() {
+                return Err(DockerError::internal(format!(
+                    "container {} lost its network namespace",
+                    st.name
+                )));
+            }
+        }
+        let mut piped = stack_runtime::run_piped(&st.spec, self.root())
+            .map_err(|e| DockerError::internal(e.to_string()))?;
+        let mut readers: Vec<Box<dyn std::io::Read + Send>> = Vec::new();
+        let input: Option<Box<dyn std::io::Write + Send>> = match &piped.pty {
+            Some(master) => {
+                let file = |m: &std::os::fd::OwnedFd| m.try_clone().map(std::fs::File::from);
+                let out = file(master).map_err(|e| DockerError::internal(e.to_string()))?;
+                readers.push(Box::new(out));
+                let inp = file(master).map_err(|e| DockerError::internal(e.to_string()))?;
+                Some(Box::new(inp))
+            }
+            None => {
+                readers.extend(piped.stdout.take().map(|r| Box::new(r) as Box<dyn std::io::Read + Send>));
+                piped.stdin.take().map(|w| Box::new(w) as Box<dyn std::io::Write + Send>)
+            }
+        };
+        // Watched (and waited for) only once its monitor has recorded it
+        // as running: before, its state is its last run's.
+        let monitor = piped.child.id() as i32;
+        let dir = stack_runtime::container_dir(self.root(), &st.id);
+        for _ in 0..5000 {
+            let recorded = stack_runtime::state::read(&dir).is_ok_and(|s| s.monitor_pid == monitor);
+            if recorded || matches!(piped.child.try_wait(), Ok(Some(_))) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let stderr = piped.stderr.take();
+        let pty = piped.pty.take();
+        console.started(input, pty);
+        let mut threads = Vec::new();
+        for (stream, mut r) in readers
+            .into_iter()
+            .map(|r| (Stream::Stdout, r))
+            .chain(stderr.map(|e| (Stream::Stderr, Box::new(e) as Box<dyn std::io::Read + Send>)))
+        {
+            let console = console.clone();
+            threads.push(std::thread::spawn(move || {
+                let mut buf = vec![0u8; 32 * 1024];
+                while let Ok(n @ 1..) = r.read(&mut buf) {
+                    console.output(stream, &buf[..n]);
+                }
+            }));
+        }
+        let (consoles, id) = (std::sync::Arc::downgrade(&self.consoles), st.id.clone());
+        let mut child = piped.child;
+        std::thread::spawn(move || {
+            let code = child.wait().map_or(125, stack_runtime::exit_code_of);
+            for t in threads {
+                let _ = t.join();
+            }
+            console.ended(code);
+            if let Some(consoles) = consoles.upgrade() {
+                lock(&consoles).remove(&id);
+            }
+        });
+        Ok(())
+    }
+}
+
+/// The streams of a container the engine holds: its output fanned out to
+/// whoever is attached, its input from them (what comes before it starts
+/// waits), its exit.
+#[derive(Default)]
+pub struct Console {
+    outputs: std::sync::Mutex<Vec<Attached>>,
+    input: std::sync::Mutex<Input>,
+    exit: std::sync::Mutex<Option<i32>>,
+    exited: std::sync::Condvar,
+}
+
+/// An attach's end of the output.
+struct Attached {
+    stdout: Option<std::io::PipeWriter>,
+    stderr: Option<std::io::PipeWriter>,
+}
+
+#[derive(Default)]
+struct Input {
+    started: bool,
+    to: Option<Box<dyn std::io::Write + Send>>,
+    pending: Vec<u8>,
+    /// The attach's input ended before the container started: it starts
+    /// with its input closed, after what came.
+    closed: bool,
+    pty: Option<std::os::fd::OwnedFd>,
+}
+
+impl Console {
+    fn attach(self: &std::sync::Arc<Self>, q: &AttachQuery, tty: bool) -> Output {
+        let pipe = || std::io::pipe().ok();
+        let out = q.stdout.then(pipe).flatten();
+        let err = (q.stderr && !tty).then(pipe).flatten();
+        let ended = lock(&self.exit).is_some();
+        let (out_r, out_w) = out.map_or((None, None), |(r, w)| (Some(r), Some(w)));
+        let (err_r, err_w) = err.map_or((None, None), |(r, w)| (Some(r), Some(w)));
+        if !ended {
+            lock(&self.outputs).push(Attached {
+                stdout: out_w,
+                stderr: err_w,
+            });
+        }
+        Output {
+            session: Session {
+                stdin: q
+                    .stdin
+                    .then(|| Box::new(ConsoleInput(self.clone())) as Box<dyn std::io::Write + Send>),
+                stdout: out_r.map(|r| Box::new(r) as Box<dyn std::io::Read + Send>),
+                stderr: err_r.map(|r| Box::new(r) as Box<dyn std::io::Read + Send>),
+                control: Box::new(ConsoleExit(self.clone())),
+            },
+            tty,
+        }
+    }
+
+    fn output(&self, stream: Stream, bytes: &[u8]) {
+        use std::io::Write as _;
+        lock(&self.outputs).retain_mut(|a| {
+            let to = match stream {
+                Stream::Stderr => a.stderr.as_mut(),
+                _ => a.stdout.as_mut(),
+            };
+            // An attach that went away is dropped.
+            to.is_none_or(|w| w.write_all(bytes).is_ok())
+        });
+    }
+
+    fn started(&self, to: Option<Box<dyn std::io::Write + Send>>, pty: Option<std::os::fd::OwnedFd>) {
+        let mut i = lock(&self.input);
+        i.started = true;
+        i.pty = pty;
+        i.to = to;
+        let pending = std::mem::take(&mut i.pending);
+        if let Some(w) = i.to.as_mut() {
+            let _ = w.write_all(&pending).and_then(|()| w.flush());
+        }
+        if i.closed && i.pty.is_none() {
+            i.to = None;
+        }
+    }
+
+    fn write_input(&self, bytes: &[u8]) -> std::io::Result<()> {
+        let mut i = lock(&self.input);
+        let started = i.started;
+        match i.to.as_mut() {
+            Some(w) => w.write_all(bytes).and_then(|()| w.flush()),
+            None if !started => {
+                i.pending.extend_from_slice(bytes);
+                Ok(())
+            }
+            None => Err(std::io::ErrorKind::BrokenPipe.into()),
+        }
+    }
+
+    /// An attach's input ended (Docker's `StdinOnce`): so does the
+    /// container's, unless it reads a terminal.
+    fn close_input(&self) {
+        let mut i = lock(&self.input);
+        i.closed = true;
+        if i.pty.is_none() {
+            i.to = None;
+        }
+    }
+
+    fn resize(&self, rows: u16, cols: u16) {
+        if let Some(pty) = &lock(&self.input).pty {
+            let _ = stack_runtime::resize(pty, rows, cols);
+        }
+    }
+
+    fn ended(&self, code: i32) {
+        *lock(&self.exit) = Some(code);
+        // Every attach's output ends.
+        lock(&self.outputs).clear();
+        let mut i = lock(&self.input);
+        i.to = None;
+        i.pty = None;
+        self.exited.notify_all();
+    }
+}
+
+/// An attach's input into a console.
+struct ConsoleInput(std::sync::Arc<Console>);
+
+impl std::io::Write for ConsoleInput {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.write_input(buf).map(|()| buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Drop for ConsoleInput {
+    fn drop(&mut self) {
+        self.0.close_input();
+    }
+}
+
+/// An attach ends with the container.
+struct ConsoleExit(std::sync::Arc<Console>);
+
+impl Control for ConsoleExit {
+    fn resize(&self, rows: u16, cols: u16) {
+        self.0.resize(rows, cols);
+    }
+    fn signal(&self, _: i32) {}
+    fn wait(&self) -> i32 {
+        let mut exit = lock(&self.0.exit);
+        loop {
+            if let Some(code) = *exit {
+                return code;
+            }
+            exit = self.0.exited.wait(exit).unwrap_or_else(|p| p.into_inner());
+        }
     }
 }

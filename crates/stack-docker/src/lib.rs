@@ -77,6 +77,8 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/volumes/prune"),
     ("GET", "/volumes/{id}"),
     ("DELETE", "/volumes/{id}"),
+    ("GET", "/plugins"),
+    ("GET", "/plugins/{name*}/json"),
 ];
 
 /// Path prefixes of swarm mode: answered as dockerd does on a node that is

@@ -735,6 +735,11 @@ async fn dispatch<B: Backend>(state: Arc<State<B>>, req: Request<Incoming>) -> R
             let force = q.flag("force");
             empty(blocking(move || b.remove_volume(&p, force)).await)
         }
+        // stack has no plugins (`docker inspect` asks for one by the name).
+        ("GET", "/plugins") => json_ok(&json!([])),
+        ("GET", "/plugins/{name*}/json") => {
+            error(DockerError::not_found(format!("plugin \"{p}\" not found")))
+        }
         (m, t) => error(DockerError::not_implemented(&format!("{m} {t}"))),
     }
 }

@@ -386,8 +386,13 @@ pub fn read_log(
         if log.behind() {
             continue;
         }
-        let st = stack_runtime::state::read(&dir)?;
-        if !running(&st) {
+        // Removed while read (docker-py removes a container before it
+        // reads the log it follows): what is left of its log is read on.
+        let st = match stack_runtime::state::read(&dir) {
+            Err(stack_runtime::state::StateError::Missing(_)) => None,
+            st => Some(st?),
+        };
+        if !st.as_ref().is_some_and(running) {
             // One last read for what came before the exit.
             if !log.behind() {
                 return Ok(());

@@ -262,7 +262,8 @@ fn endpoint_json(e: &stack_net::Endpoint, net: Option<&stack_net::Network>) -> V
     json!({
         "IPAMConfig": null,
         "Links": null,
-        "Aliases": e.aliases,
+        // With the short id, as dockerd lists them (compose 1.29 looks for it).
+        "Aliases": e.aliases.iter().cloned().chain(std::iter::once(e.container[..12.min(e.container.len())].to_string())).collect::<Vec<_>>(),
         "MacAddress": e.mac,
         "NetworkID": net.map(|n| n.id.clone()).unwrap_or_default(),
         "EndpointID": format!("{}{}", e.container.get(..32).unwrap_or(&e.container), net.map(|n| n.id.get(..32).unwrap_or(&n.id).to_string()).unwrap_or_default()),
@@ -883,6 +884,14 @@ pub fn config_of(
     Ok((c, named))
 }
 
+/// An image reference as Docker users write it: `docker.io/library/x` is
+/// `x`, `docker.io/u/x` is `u/x` (clients send the long forms; the store
+/// keeps names as they were given).
+pub fn familiar(name: &str) -> String {
+    let short = name.strip_prefix("docker.io/").unwrap_or(name);
+    short.strip_prefix("library/").unwrap_or(short).to_string()
+}
+
 /// A name of Docker's kind for a container that was given none.
 fn random_name() -> String {
     const ADJ: &[&str] = &[
@@ -1079,6 +1088,8 @@ impl stack_docker::Backend for Docker {
     }
 
     fn create(&self, name: Option<&str>, body: CreateContainer) -> R<Value> {
+        let mut body = body;
+        body.image = familiar(&body.image);
         let (mut c, named) = config_of(name, &body)?;
         let store = self.host.images().map_err(failed)?;
         if store.lookup(&body.image).is_err() {
@@ -1202,7 +1213,20 @@ impl stack_docker::Backend for Docker {
     }
 
     fn wait(&self, id: &str, condition: &str) -> R<i64> {
+        // A container removed as it ends (`AutoRemove`) may be gone
+        // before its state is read: its exit code is in the engine's `die`.
+        let mut events = self.engine.subscribe();
         let (dir, first) = self.find(id)?;
+        let id = first.id.clone();
+        let mut died = move |code: i64| {
+            let mut found = None;
+            while let Ok(e) = events.try_recv() {
+                if e.id == id && e.action == "die" {
+                    found = e.attributes.get("exitCode").and_then(|c| c.parse().ok());
+                }
+            }
+            found.unwrap_or(code)
+        };
         let id = first.id.clone();
         let removed = condition == "removed";
         let mut code = first.exit_code.unwrap_or(0) as i64;
@@ -1211,7 +1235,8 @@ impl stack_docker::Backend for Docker {
             let st = match stack_runtime::state::read(&dir) {
                 Ok(st) => st,
                 // Gone: removed (`AutoRemove`, `rm -f`).
-                Err(_) if removed || exited => return Ok(code),
+                Err(_) if exited => return Ok(code),
+                Err(_) if removed => return Ok(died(code)),
                 Err(_) => return Err(DockerError::no_such_container(&id)),
             };
             if running(&st) {
@@ -1221,7 +1246,7 @@ impl stack_docker::Backend for Docker {
                     .map_err(failed)?;
                 match exit {
                     Ok(e) => code = e.code as i64,
-                    Err(_) if removed => return Ok(code),
+                    Err(_) if removed => return Ok(died(code)),
                     Err(e) => return Err(failed(e)),
                 }
                 if !removed {
@@ -1281,10 +1306,20 @@ impl stack_docker::Backend for Docker {
         let (err_r, err_w) = std::io::pipe().map_err(|e| DockerError::internal(e.to_string()))?;
         // Where the log is now: what comes after is this attach's (the
         // client starts the container once attached).
-        let mut log = stack_runtime::logs::Follower::new(stack_runtime::state::log_path(&dir));
-        if !q.logs {
-            log.tail(0, |_| true);
+        // The log opened now (made if the container has not run yet, as
+        // its monitor would): a container removed as soon as it ends
+        // (`AutoRemove`) takes its log with it, but not from an open file.
+        let path = stack_runtime::state::log_path(&dir);
+        {
+            use std::os::unix::fs::OpenOptionsExt as _;
+            let _ = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .mode(0o600)
+                .open(&path);
         }
+        let mut log = stack_runtime::logs::Follower::new(path);
+        let at_start = log.tail(usize::MAX * usize::from(q.logs), |_| true);
         let (stdout, stderr, stream) = (q.stdout, q.stderr || tty, q.stream);
         let before = (st.status.clone(), st.started_at.clone());
         let follow = std::thread::spawn(move || {
@@ -1292,8 +1327,11 @@ impl stack_docker::Backend for Docker {
             let (mut out_w, mut err_w) = (out_w, err_w);
             let mut started = running(&st);
             let mut code = st.exit_code.unwrap_or(0);
+            let mut first = Some(at_start);
+            let mut last = false;
             loop {
-                let (records, _) = log.read_new();
+                let records = first.take().unwrap_or_else(|| log.read_new().0);
+                let read_some = !records.is_empty();
                 for r in records {
                     let to = match r.stream.as_str() {
                         "stderr" if stderr && !tty => &mut err_w,
@@ -1305,23 +1343,26 @@ impl stack_docker::Backend for Docker {
                         return code;
                     }
                 }
-                if !stream || log.behind() {
+                if last && !read_some && !log.behind() {
+                    return code;
+                }
+                if !stream || log.behind() || last {
                     if !stream && !log.behind() {
                         return code;
                     }
                     continue;
                 }
                 let Ok(now) = stack_runtime::state::read(&dir) else {
-                    return code;
+                    // Removed: what it wrote is read to the end.
+                    last = true;
+                    continue;
                 };
                 code = now.exit_code.unwrap_or(code);
                 if running(&now) || (now.status.clone(), now.started_at.clone()) != before {
                     started = true;
                 }
                 if started && !running(&now) {
-                    if !log.behind() {
-                        return code;
-                    }
+                    last = true;
                     continue;
                 }
                 std::thread::sleep(Duration::from_millis(if started { 20 } else { 5 }));
@@ -1446,7 +1487,23 @@ impl stack_docker::Backend for Docker {
     fn extract(&self, id: &str, path: &str, tar: &mut dyn std::io::Read) -> R<()> {
         let (_, st) = self.find(id)?;
         // Docker extracts into the directory `path` names.
-        crate::files::extract(&st, path, true, tar)
+        let fs = stack_runtime::files::ContainerFs::open(&st)
+            .map_err(|e| DockerError::conflict(format!("container {}: {e}", st.id)))?;
+        match fs.is_dir(path) {
+            Ok(Some(true)) => {}
+            Ok(Some(false)) => {
+                return Err(DockerError::bad_request(
+                    "extraction point is not a directory",
+                ))
+            }
+            _ => {
+                return Err(DockerError::not_found(format!(
+                    "Could not find the file {path} in container {}",
+                    st.name
+                )))
+            }
+        }
+        crate::files::extract(&st, &format!("{}/", path.trim_end_matches('/')), false, tar)
             .map(drop)
             .map_err(failed)
     }
@@ -1587,6 +1644,7 @@ impl stack_docker::Backend for Docker {
     }
 
     fn inspect_image(&self, name: &str) -> R<Value> {
+        let name = &familiar(name);
         let store = self.host.images().map_err(failed)?;
         let img = store
             .lookup(name)
@@ -1628,6 +1686,7 @@ impl stack_docker::Backend for Docker {
     }
 
     fn tag(&self, name: &str, repo: &str, tag: &str) -> R<()> {
+        let (name, repo) = (&familiar(name), &familiar(repo));
         let store = self.host.images().map_err(failed)?;
         store
             .lookup(name)
@@ -1640,6 +1699,7 @@ impl stack_docker::Backend for Docker {
     }
 
     fn remove_image(&self, name: &str, _force: bool) -> R<Value> {
+        let name = &familiar(name);
         let store = self.host.images().map_err(failed)?;
         let img = store
             .lookup(name)
@@ -1709,7 +1769,8 @@ impl stack_docker::Backend for Docker {
                 json!({
                     "Name": n.name,
                     "Id": n.id,
-                    "Created": n.created,
+                    // (Kept as seconds since the epoch.)
+                    "Created": n.created.parse::<i64>().map_or(n.created.clone(), |t| stack_sys::time::rfc3339(t, 0)),
                     "Scope": "local",
                     "Driver": "bridge",
                     "EnableIPv4": true,
@@ -2093,7 +2154,10 @@ impl Docker {
     /// The console of a container with a terminal or open input: made
     /// when first attached to or started.
     fn console(&self, st: &State) -> std::sync::Arc<Console> {
-        lock(&self.consoles).entry(st.id.clone()).or_default().clone()
+        lock(&self.consoles)
+            .entry(st.id.clone())
+            .or_default()
+            .clone()
     }
 
     /// Starts a container with its streams in the engine's hands (its
@@ -2121,8 +2185,16 @@ impl Docker {
                 Some(Box::new(inp))
             }
             None => {
-                readers.extend(piped.stdout.take().map(|r| Box::new(r) as Box<dyn std::io::Read + Send>));
-                piped.stdin.take().map(|w| Box::new(w) as Box<dyn std::io::Write + Send>)
+                readers.extend(
+                    piped
+                        .stdout
+                        .take()
+                        .map(|r| Box::new(r) as Box<dyn std::io::Read + Send>),
+                );
+                piped
+                    .stdin
+                    .take()
+                    .map(|w| Box::new(w) as Box<dyn std::io::Write + Send>)
             }
         };
         // Watched (and waited for) only once its monitor has recorded it
@@ -2213,9 +2285,9 @@ impl Console {
         }
         Output {
             session: Session {
-                stdin: q
-                    .stdin
-                    .then(|| Box::new(ConsoleInput(self.clone())) as Box<dyn std::io::Write + Send>),
+                stdin: q.stdin.then(|| {
+                    Box::new(ConsoleInput(self.clone())) as Box<dyn std::io::Write + Send>
+                }),
                 stdout: out_r.map(|r| Box::new(r) as Box<dyn std::io::Read + Send>),
                 stderr: err_r.map(|r| Box::new(r) as Box<dyn std::io::Read + Send>),
                 control: Box::new(ConsoleExit(self.clone())),
@@ -2236,7 +2308,11 @@ impl Console {
         });
     }
 
-    fn started(&self, to: Option<Box<dyn std::io::Write + Send>>, pty: Option<std::os::fd::OwnedFd>) {
+    fn started(
+        &self,
+        to: Option<Box<dyn std::io::Write + Send>>,
+        pty: Option<std::os::fd::OwnedFd>,
+    ) {
         let mut i = lock(&self.input);
         i.started = true;
         i.pty = pty;

@@ -253,7 +253,11 @@ impl ContainerFs {
     pub fn tar_out(&self, source: &str, name: &str, out: impl io::Write) -> io::Result<usize> {
         let mut tar = tar::Builder::new(out);
         let n = self.walk(source, &mut |below, entry| {
-            let path = Path::new(name).join(below);
+            // (`join("")` would add a `/`, which names a directory in a tar.)
+            let path = match below.as_os_str().is_empty() {
+                true => Path::new(name).to_path_buf(),
+                false => Path::new(name).join(below),
+            };
             let mut h = tar::Header::new_gnu();
             match entry {
                 Entry::Dir { mode } => {

@@ -83,16 +83,21 @@ fn pure_crates_use_neither_tokio_nor_nix() {
 #[test]
 fn the_api_knows_no_driver() {
     let meta = metadata();
-    let deps = closure(&meta, "stack-api");
-    for banned in [
-        "stack-runtime",
-        "stack-net",
-        "stack-image",
-        "stack-loader",
-        "stack-plan",
-        "nix",
-    ] {
-        assert!(!deps.contains(banned), "stack-api depends on {banned}");
+    // Ours and Docker's: protocol only, what they do is the host's.
+    for api in ["stack-api", "stack-docker"] {
+        let deps = closure(&meta, api);
+        for banned in [
+            "stack-runtime",
+            "stack-net",
+            "stack-image",
+            "stack-loader",
+            "stack-plan",
+            "stack-engine",
+            "stack-host",
+            "nix",
+        ] {
+            assert!(!deps.contains(banned), "{api} depends on {banned}");
+        }
     }
 }
 

@@ -97,17 +97,19 @@ pub fn container(f: &Filters, c: &Value) -> bool {
     f.labels_match(c.get("Labels").unwrap_or(&Value::Null))
         && f.any("id", |v| s("Id").starts_with(v))
         && f.any("name", |v| {
-            // A substring of the name, or an anchored pattern as the CLI sends.
-            let v = v.trim_start_matches('/');
+            // dockerd matches a regular expression on `/NAME`; clients send
+            // plain names or anchored ones (`^/?NAME$`).
+            let start = v.starts_with('^');
+            let end = v.ends_with('$') && !v.ends_with("\\$");
+            let core = v.trim_start_matches('^').trim_end_matches('$');
+            let core = core.trim_start_matches("/?").trim_start_matches('/');
             names.iter().any(|n| {
                 let n = n.trim_start_matches('/');
-                match (v.strip_prefix('^'), v.strip_suffix('$')) {
-                    _ if v.starts_with('^') && v.ends_with('$') => {
-                        n == v.trim_start_matches('^').trim_end_matches('$')
-                    }
-                    (Some(p), None) => n.starts_with(p),
-                    (None, Some(p)) => n.ends_with(p),
-                    _ => n.contains(v),
+                match (start, end) {
+                    (true, true) => n == core,
+                    (true, false) => n.starts_with(core),
+                    (false, true) => n.ends_with(core),
+                    (false, false) => n.contains(core),
                 }
             })
         })

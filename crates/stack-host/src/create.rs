@@ -337,7 +337,7 @@ fn spec_of(host: &Host, a: &ContainerConfig) -> anyhow::Result<(stack_runtime::S
     // `bridge` is a network of its own once the Docker API has made one.
     let bridge_made = host
         .networks()
-        .is_ok_and(|s| s.get(crate::docker::BRIDGE).is_ok());
+        .is_ok_and(|s| s.get(crate::network::BRIDGE).is_ok());
     let special = |n: &str| {
         matches!(n, "none" | "host" | "default")
             || (n == "bridge" && !bridge_made)

@@ -46,9 +46,7 @@ fn failed(e: anyhow::Error) -> DockerError {
     )
 }
 
-/// The network Docker's `default`/`bridge` mode joins: a stack network of
-/// that name, made when first needed.
-pub const BRIDGE: &str = "bridge";
+use crate::network::BRIDGE;
 
 impl Docker {
     fn root(&self) -> &Path {

@@ -55,6 +55,10 @@ fn ensure_dns(host: &Host, gateway: IpAddr) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The network Docker's `default`/`bridge` mode joins: a stack network of
+/// that name, made by the Docker API when first needed.
+pub const BRIDGE: &str = "bridge";
+
 /// Creates a network, and the DNS server that answers on it.
 pub fn create(host: &Host, opts: &stack_net::CreateOptions) -> anyhow::Result<stack_net::Network> {
     let net = host.block_on(stack_net::create(host.networks()?, opts, &pool()?))??;

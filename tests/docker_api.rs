@@ -609,6 +609,26 @@ fn the_protocol_and_bad_input() {
     assert_eq!(get(&e, "/_ping").0, 200);
 }
 
+/// `use_api_socket: true`: the engine's Docker API socket inside the
+/// container, where Docker clients look for it.
+#[test]
+fn use_api_socket_binds_the_docker_api_into_a_service() {
+    let (e, d) = common::project_env(
+        "docker",
+        "apisocket",
+        "services:\n  app:\n    image: local/busybox:1\n    command: sleep 100\n    use_api_socket: true\n",
+    );
+    e.out(&common::in_project(&d, &["up", "-d"]));
+    let inside = e.out(&common::in_project(
+        &d,
+        &["exec", "-T", "app", "busybox", "stat", "-c", "%F %i", "/var/run/docker.sock"],
+    ));
+    use std::os::unix::fs::MetadataExt as _;
+    let ino = std::fs::metadata(socket(&e)).unwrap().ino();
+    assert_eq!(inside.trim(), format!("socket {ino}"));
+    e.out(&common::in_project(&d, &["down"]));
+}
+
 #[test]
 fn stack_projects_show_in_docker_ps_and_docker_containers_in_stack() {
     let (e, d) = common::project_env(

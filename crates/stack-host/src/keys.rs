@@ -113,7 +113,7 @@ pub const SERVICE_KEYS: &[(&str, Support, &str)] = &[
     ("tmpfs", Applied, "tests/keys.rs"),
     ("tty", Applied, "tests/compose.rs"),
     ("ulimits", Applied, "tests/keys.rs"),
-    ("use_api_socket", Refused("the Docker API socket is not served yet"), "keys::tests"),
+    ("use_api_socket", Partly("the engine's Docker API socket is bound at /var/run/docker.sock (the socket the container started with: an engine started again makes a new one); registry credentials are not passed in"), "tests/docker_api.rs"),
     ("user", Applied, "tests/keys.rs"),
     ("userns_mode", Partly("`host` (the host's user namespace, where stack runs every container) is applied; other modes are refused (stack has no user namespace remapping yet)"), "keys::tests"),
     ("uts", Partly("a namespace of its own (the default), or `host`: the host's names"), "tests/keys.rs"),

@@ -51,6 +51,12 @@ pub fn config(host: &Host, r: &Replica<'_>) -> anyhow::Result<ContainerConfig> {
     a.cap_drop = s.cap_drop.clone();
     a.privileged = s.privileged;
     a.read_only = s.read_only;
+    if s.use_api_socket {
+        // The engine's Docker API, where Docker clients look for it.
+        let socket = host.root().join("docker.sock");
+        a.volumes
+            .push(format!("{}:/var/run/docker.sock", socket.display()));
+    }
     a.tty = s.tty;
     a.interactive = s.stdin_open;
     a.no_init = s.init == Some(false);

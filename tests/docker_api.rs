@@ -461,6 +461,33 @@ fn docker_networks_volumes_images_and_copies() {
         docker_ok(&e, &["image", "inspect", "-f", "{{.Os}}", "mine/box:1"]).trim(),
         "linux"
     );
+    // The legacy builder's API (`POST /build`): the CLI without buildx.
+    let ctx = e.dir.join("ctx");
+    std::fs::create_dir_all(&ctx).unwrap();
+    std::fs::write(ctx.join("Dockerfile"), "FROM busybox\nARG WORD=default\nCOPY msg /msg\nRUN echo \"$WORD $(cat /msg)\" > /out\nCMD [\"cat\", \"/out\"]\n").unwrap();
+    std::fs::write(ctx.join("msg"), "from the context").unwrap();
+    let o = client(&e, docker_bin())
+        .env("DOCKER_BUILDKIT", "0")
+        .args(["build", "-t", "mine/built:1", "--build-arg", "WORD=hello"])
+        .arg(&ctx)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{o:?}");
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("Successfully tagged mine/built:1"),
+        "{o:?}"
+    );
+    assert_eq!(
+        docker_ok(&e, &["run", "--rm", "mine/built:1"]),
+        "hello from the context\n"
+    );
+    let o = client(&e, docker_bin())
+        .env("DOCKER_BUILDKIT", "0")
+        .args(["build", "-t", "mine/broken", "-f", "Broken"])
+        .arg(&ctx)
+        .output()
+        .unwrap();
+    assert!(!o.status.success(), "{o:?}");
     let untagged = docker_ok(&e, &["rmi", "mine/box:1"]);
     assert!(untagged.contains("Untagged: mine/box:1"), "{untagged}");
     assert!(!docker(&e, &["image", "inspect", "mine/box:1"])
@@ -621,7 +648,16 @@ fn use_api_socket_binds_the_docker_api_into_a_service() {
     e.out(&common::in_project(&d, &["up", "-d"]));
     let inside = e.out(&common::in_project(
         &d,
-        &["exec", "-T", "app", "busybox", "stat", "-c", "%F %i", "/var/run/docker.sock"],
+        &[
+            "exec",
+            "-T",
+            "app",
+            "busybox",
+            "stat",
+            "-c",
+            "%F %i",
+            "/var/run/docker.sock",
+        ],
     ));
     use std::os::unix::fs::MetadataExt as _;
     let ino = std::fs::metadata(socket(&e)).unwrap().ino();
@@ -730,6 +766,13 @@ fn docker_compose_v1_runs_a_project() {
     let dir = e.dir.join("proj");
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::copy(script("compose.yml"), dir.join("docker-compose.yml")).unwrap();
+    // A service docker-compose builds (through POST /build).
+    std::fs::create_dir_all(dir.join("built")).unwrap();
+    std::fs::write(
+        dir.join("built/Dockerfile"),
+        "FROM busybox:latest\nARG WORD\nRUN echo \"built by $WORD\" > /built.txt\n",
+    )
+    .unwrap();
     let port = free_port().to_string();
     let compose = |args: &[&str]| {
         let o = client(&e, "docker-compose")
@@ -765,6 +808,9 @@ fn docker_compose_v1_runs_a_project() {
             .unwrap()
             .stdout
             == b"hello from web\n"
+    });
+    wait_for("the built service's log", || {
+        compose(&["logs", "built"]).contains("built by compose")
     });
     // The same containers, with compose's labels, in stack.
     let ls = stack_ls(&e);

@@ -15,7 +15,9 @@ mod server;
 pub mod stdcopy;
 pub mod types;
 
-pub use server::{serve, AttachQuery, Backend, DockerError, Exec, LogsQuery, Output, Stream};
+pub use server::{
+    serve, AttachQuery, Backend, BuildQuery, DockerError, Exec, LogsQuery, Output, Stream,
+};
 
 /// The newest API version served: the one docker CLI 28 asks for.
 pub const API_VERSION: &str = "1.50";
@@ -33,6 +35,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/events"),
     ("GET", "/system/df"),
     ("POST", "/auth"),
+    ("POST", "/build"),
     ("GET", "/containers/json"),
     ("POST", "/containers/create"),
     ("POST", "/containers/prune"),
@@ -145,7 +148,6 @@ pub fn parse_version(v: &str) -> Option<(u32, u32)> {
 /// Endpoints of the Engine API that stack does not serve yet; any other
 /// unknown path is a plain 404.
 const KNOWN_UNSERVED: &[&str] = &[
-    "/build",
     "/session",
     "/grpc",
     "/commit",
@@ -301,7 +303,7 @@ mod tests {
         );
         assert_eq!(route("GET", "/swarm"), Err(NoRoute::Swarm));
         assert_eq!(route("GET", "/services/x"), Err(NoRoute::Swarm));
-        assert_eq!(route("POST", "/build"), Err(NoRoute::NotImplemented));
+        assert_eq!(route("POST", "/session"), Err(NoRoute::NotImplemented));
         assert_eq!(
             route("GET", "/containers/x/changes"),
             Err(NoRoute::NotImplemented)

@@ -195,12 +195,106 @@ pub trait Backend: Send + Sync + 'static {
     ) -> R<()> {
         Err(DockerError::not_implemented("GET /events"))
     }
+    /// Builds the context tar `context` reads as `q` says (the legacy
+    /// builder's API), telling `progress` each step (`{"stream": …}`).
+    fn build(
+        &self,
+        q: &BuildQuery,
+        context: &mut dyn Read,
+        progress: &mut dyn FnMut(Value),
+    ) -> R<()> {
+        Err(DockerError::not_implemented("POST /build"))
+    }
     fn df(&self) -> R<Value> {
         Err(DockerError::not_implemented("GET /system/df"))
     }
     /// Checks credentials against a registry.
     fn auth(&self, body: Value) -> R<Value> {
         Err(DockerError::not_implemented("POST /auth"))
+    }
+}
+
+/// `POST /build`'s query.
+#[derive(Debug, Default, Clone)]
+pub struct BuildQuery {
+    /// `t`: names for the image.
+    pub tags: Vec<String>,
+    /// The Dockerfile's path in the context (default `Dockerfile`).
+    pub dockerfile: String,
+    pub args: std::collections::BTreeMap<String, String>,
+    pub labels: std::collections::BTreeMap<String, String>,
+    pub target: Option<String>,
+    pub no_cache: bool,
+    pub pull: bool,
+    pub network: Option<String>,
+    pub shm_size: Option<u64>,
+    pub extra_hosts: Vec<String>,
+    pub platform: Option<String>,
+    pub cache_from: Vec<String>,
+    pub quiet: bool,
+}
+
+impl BuildQuery {
+    fn parse(q: &Query) -> R<BuildQuery> {
+        let json_map = |k: &str| -> R<std::collections::BTreeMap<String, String>> {
+            match q.get(k).filter(|v| !v.is_empty()) {
+                None => Ok(Default::default()),
+                Some(v) => {
+                    let m: std::collections::BTreeMap<String, Option<String>> =
+                        serde_json::from_str(v)
+                            .map_err(|e| DockerError::bad_request(format!("invalid {k}: {e}")))?;
+                    Ok(m.into_iter().filter_map(|(k, v)| Some((k, v?))).collect())
+                }
+            }
+        };
+        if q.get("remote").is_some_and(|r| !r.is_empty()) {
+            return Err(DockerError::not_implemented(
+                "POST /build with a remote context",
+            ));
+        }
+        Ok(BuildQuery {
+            tags: q
+                .0
+                .iter()
+                .filter(|(k, v)| k == "t" && !v.is_empty())
+                .map(|(_, v)| v.clone())
+                .collect(),
+            dockerfile: q
+                .get("dockerfile")
+                .filter(|d| !d.is_empty())
+                .unwrap_or("Dockerfile")
+                .to_string(),
+            args: json_map("buildargs")?,
+            labels: json_map("labels")?,
+            target: q
+                .get("target")
+                .filter(|t| !t.is_empty())
+                .map(str::to_string),
+            no_cache: q.flag("nocache"),
+            pull: q.flag("pull"),
+            network: q
+                .get("networkmode")
+                .filter(|n| !n.is_empty() && *n != "default")
+                .map(str::to_string),
+            shm_size: q.number("shmsize")?.filter(|s| *s > 0),
+            extra_hosts: q
+                .get("extrahosts")
+                .unwrap_or_default()
+                .split([',', ' '])
+                .filter(|h| !h.is_empty())
+                .map(str::to_string)
+                .collect(),
+            platform: q
+                .get("platform")
+                .filter(|p| !p.is_empty())
+                .map(str::to_string),
+            cache_from: match q.get("cachefrom").filter(|c| !c.is_empty()) {
+                None => Vec::new(),
+                Some(c) => serde_json::from_str(c)
+                    .map_err(|e| DockerError::bad_request(format!("invalid cachefrom: {e}")))?,
+            },
+            quiet: q.flag("q"),
+        })
     }
 }
 
@@ -400,6 +494,18 @@ async fn dispatch<B: Backend>(state: Arc<State<B>>, req: Request<Incoming>) -> R
             Err(e) => error(e),
         },
         (_, "/events") => events(b, &q),
+        ("POST", "/build") => {
+            let bq = match BuildQuery::parse(&q) {
+                Ok(bq) => bq,
+                Err(e) => return error(e),
+            };
+            // The context is read as the build takes it.
+            let (tx, chunks) = tokio::sync::mpsc::channel(8);
+            tokio::spawn(stack_api::pipe::forward(req.into_body(), tx));
+            progress_stream(move |send| {
+                b.build(&bq, &mut stack_api::pipe::Reader::new(chunks), send)
+            })
+        }
         ("GET", "/containers/json") => {
             let f = match q.filters().and_then(|f| {
                 f.check(filters::CONTAINER_FILTERS)

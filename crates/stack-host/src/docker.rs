@@ -2059,6 +2059,21 @@ impl stack_docker::Backend for Docker {
         Ok(json!({"VolumesDeleted": deleted, "SpaceReclaimed": 0}))
     }
 
+    fn build(
+        &self,
+        q: &stack_docker::BuildQuery,
+        context: &mut dyn std::io::Read,
+        progress: &mut dyn FnMut(Value),
+    ) -> R<()> {
+        let store = self.host.images().map_err(failed)?;
+        let dir = store
+            .tmp_dir("docker-context")
+            .map_err(|e| failed(e.into()))?;
+        let built = self.build_in(&dir, q, context, progress);
+        let _ = stack_sys::remove_tree(store.root(), &dir);
+        built
+    }
+
     fn events(
         &self,
         _since: Option<i64>,
@@ -2149,6 +2164,92 @@ fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl Docker {
+    /// `POST /build` in `dir`: the context unpacked there (as hostile as
+    /// an image layer, and checked as one), built by stack's builder.
+    fn build_in(
+        &self,
+        dir: &Path,
+        q: &stack_docker::BuildQuery,
+        context: &mut dyn std::io::Read,
+        progress: &mut dyn FnMut(Value),
+    ) -> R<()> {
+        let tar = stack_image::store::decompress(context)
+            .map_err(|e| DockerError::bad_request(format!("cannot read the build context: {e}")))?;
+        stack_image::unpack::unpack("build context", tar, dir)
+            .map_err(|e| DockerError::bad_request(format!("{e}")))?;
+        let dockerfile = PathBuf::from(&q.dockerfile);
+        if dockerfile.is_absolute()
+            || dockerfile
+                .components()
+                .any(|c| c == std::path::Component::ParentDir)
+        {
+            return Err(DockerError::bad_request(format!(
+                "the Dockerfile ({}) must be within the build context",
+                q.dockerfile
+            )));
+        }
+        let req = stack_build::Request {
+            context: dir.to_path_buf(),
+            dockerfile,
+            inline: None,
+            tags: q.tags.iter().map(|t| familiar(t)).collect(),
+            args: q.args.clone(),
+            target: q.target.clone(),
+            no_cache: q.no_cache,
+            pull: q.pull,
+            cache_from: q.cache_from.clone(),
+            labels: q.labels.clone(),
+            secrets: Default::default(),
+            ssh: Default::default(),
+            network: q.network.clone(),
+            shm_size: q.shm_size,
+            ulimits: Vec::new(),
+            extra_hosts: q.extra_hosts.clone(),
+            platform: q.platform.clone(),
+            contexts: Default::default(),
+        };
+        // The builder calls from its threads; the stream is written here.
+        let (tx, rx) = std::sync::mpsc::channel::<Value>();
+        let quiet = q.quiet;
+        let host = self.host.clone();
+        let building = std::thread::spawn(move || {
+            let say = move |e: stack_build::Event| {
+                let line = match e {
+                    stack_build::Event::Step { n, title } => format!("Step {n} : {title}\n"),
+                    stack_build::Event::Line { text, .. } => format!("{text}\n"),
+                    stack_build::Event::Cached { .. } => " ---> Using cache\n".to_string(),
+                    stack_build::Event::Warning(w) => format!("WARNING: {w}\n"),
+                    stack_build::Event::Done { .. } => return,
+                };
+                if !quiet {
+                    let _ = tx.send(json!({"stream": line}));
+                }
+            };
+            crate::build::build(&host, &req, &say).map(|img| (img, req.tags))
+        });
+        for v in rx {
+            progress(v);
+        }
+        let (img, tags) = building
+            .join()
+            .map_err(|_| DockerError::internal("the build panicked"))?
+            .map_err(|e| DockerError::bad_request(format!("{e:#}")))?;
+        progress(json!({"aux": {"ID": img.id}}));
+        let short = img
+            .id
+            .trim_start_matches("sha256:")
+            .get(..12)
+            .unwrap_or_default()
+            .to_string();
+        progress(json!({"stream": format!("Successfully built {short}\n")}));
+        for t in tags {
+            progress(
+                json!({"stream": format!("Successfully tagged {}\n", stack_image::store::normalize_name(&t))}),
+            );
+        }
+        Ok(())
+    }
+
     /// The console of a container with a terminal or open input: made
     /// when first attached to or started.
     fn console(&self, st: &State) -> std::sync::Arc<Console> {

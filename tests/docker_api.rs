@@ -397,6 +397,46 @@ fn docker_networks_volumes_images_and_copies() {
         );
         assert_eq!(got, "hello from web\n", "{name}");
     }
+    // A running container joins the network, and leaves it.
+    docker_ok(
+        &e,
+        &["run", "-d", "--name", "roamer", "busybox", "sleep", "100"],
+    );
+    docker_ok(
+        &e,
+        &[
+            "network", "connect", "--alias", "wanderer", "front", "roamer",
+        ],
+    );
+    assert_eq!(
+        docker_ok(&e, &["exec", "roamer", "wget", "-qO-", "http://server/"]),
+        "hello from web\n"
+    );
+    let nets = docker_ok(
+        &e,
+        &[
+            "inspect",
+            "-f",
+            "{{range $k, $v := .NetworkSettings.Networks}}{{$k}} {{end}}",
+            "roamer",
+        ],
+    );
+    assert_eq!(nets.trim(), "bridge front");
+    docker_ok(&e, &["network", "disconnect", "front", "roamer"]);
+    let o = docker(
+        &e,
+        &[
+            "exec",
+            "roamer",
+            "wget",
+            "-T",
+            "1",
+            "-qO-",
+            "http://10.213.7.2/",
+        ],
+    );
+    assert!(!o.status.success(), "{o:?}");
+    docker_ok(&e, &["rm", "-f", "roamer"]);
     let inspect = docker_ok(
         &e,
         &[
@@ -558,9 +598,9 @@ fn the_protocol_and_bad_input() {
     let (status, _, body) = get(&e, "/v1.41/swarm");
     assert_eq!(status, 503);
     assert!(body.contains("This node is not a swarm manager"), "{body}");
-    let (status, _, body) = post(&e, "/v1.41/build", "");
+    let (status, _, body) = post(&e, "/v1.41/session", "");
     assert_eq!(status, 501);
-    assert!(body.contains("POST /build"), "{body}");
+    assert!(body.contains("POST /session"), "{body}");
     let (status, _, body) = get(&e, "/containers/nope/json");
     assert_eq!(
         (status, body.trim()),

@@ -502,9 +502,7 @@ async fn dispatch<B: Backend>(state: Arc<State<B>>, req: Request<Incoming>) -> R
             // The context is read as the build takes it.
             let (tx, chunks) = tokio::sync::mpsc::channel(8);
             tokio::spawn(stack_api::pipe::forward(req.into_body(), tx));
-            progress_stream(move |send| {
-                b.build(&bq, &mut stack_api::pipe::Reader::new(chunks), send)
-            })
+            progress_stream(move |send| drained(chunks, |r| b.build(&bq, r, send)))
         }
         ("GET", "/containers/json") => {
             let f = match q.filters().and_then(|f| {
@@ -993,8 +991,9 @@ impl From<Output> for Streams {
 }
 
 /// How long output may still come after the process ended (a process it
-/// left behind may hold its output open).
-const DRAIN: std::time::Duration = std::time::Duration::from_millis(500);
+/// left behind may hold its output open). Generous: on a loaded host the
+/// readers of what it wrote last may not have run yet.
+const DRAIN: std::time::Duration = std::time::Duration::from_secs(2);
 
 fn stream_type(tty: bool) -> &'static str {
     if tty {
@@ -1248,10 +1247,7 @@ async fn archive<B: Backend>(
     if method == hyper::Method::PUT {
         let (tx, chunks) = tokio::sync::mpsc::channel(8);
         tokio::spawn(stack_api::pipe::forward(req.into_body(), tx));
-        return ok_empty(
-            blocking(move || b.extract(&id, &path, &mut stack_api::pipe::Reader::new(chunks)))
-                .await,
-        );
+        return ok_empty(blocking(move || drained(chunks, |r| b.extract(&id, &path, r))).await);
     }
     let stat = {
         let (b, id, path) = (b.clone(), id.clone(), path.clone());
@@ -1286,6 +1282,19 @@ async fn archive<B: Backend>(
         }
         Err(e) => error(e),
     }
+}
+
+/// Runs `f` on a request body's reader, then reads the body to its end: a
+/// tar's reader stops at its end-of-archive blocks, and a client still
+/// writing the padding after them must not find the connection closed.
+fn drained<T>(
+    chunks: tokio::sync::mpsc::Receiver<Result<Bytes, std::io::Error>>,
+    f: impl FnOnce(&mut dyn Read) -> R<T>,
+) -> R<T> {
+    let mut r = stack_api::pipe::Reader::new(chunks);
+    let out = f(&mut r);
+    let _ = std::io::copy(&mut r, &mut std::io::sink());
+    out
 }
 
 /// `GET /events`: one JSON object a line, as they happen.

@@ -931,6 +931,25 @@ fn or_now(t: &str) -> String {
     }
 }
 
+/// The name of the network `key` names (name, id or id prefix) among
+/// `all` (Docker's shape).
+fn find_network_record(all: &[Value], key: &str) -> R<String> {
+    let name = |n: &Value| n["Name"].as_str().unwrap_or_default().to_string();
+    if let Some(n) = all.iter().find(|n| n["Name"] == key || n["Id"] == key) {
+        return Ok(name(n));
+    }
+    let mut prefixed = all
+        .iter()
+        .filter(|n| n["Id"].as_str().is_some_and(|i| i.starts_with(key)));
+    match (prefixed.next(), prefixed.next()) {
+        (Some(n), None) => Ok(name(n)),
+        (Some(_), Some(_)) => Err(DockerError::bad_request(format!(
+            "network {key} is ambiguous"
+        ))),
+        _ => Err(DockerError::not_found(format!("network {key} not found"))),
+    }
+}
+
 /// A pull's progress in Docker's messages.
 fn progress_json(e: &stack_image::transfer::Event) -> Option<Value> {
     use stack_image::transfer::State as S;
@@ -1902,18 +1921,44 @@ impl stack_docker::Backend for Docker {
 
     fn connect(&self, network: &str, body: ConnectNetwork, connect: bool) -> R<()> {
         let (_, st) = self.find(&body.container)?;
+        let net = find_network_record(&self.networks()?, network)?;
         let on = self
             .endpoints()
             .into_iter()
-            .any(|e| e.container == st.id && (e.network == network));
-        match (connect, on) {
-            (true, true) => Ok(()),
-            _ => Err(DockerError::not_implemented(if connect {
-                "connecting a container to a network after it was made (POST /networks/{id}/connect)"
-            } else {
-                "disconnecting a container from one of its networks (POST /networks/{id}/disconnect)"
-            })),
+            .any(|e| e.container == st.id && e.network == net);
+        if !matches!(st.spec.network, stack_runtime::NetworkMode::Path(_)) {
+            return Err(DockerError::bad_request(format!(
+                "container {} shares another's network namespace or the host's: it joins no network",
+                st.name
+            )));
         }
+        if !connect {
+            if !on {
+                return Err(DockerError::conflict(format!(
+                    "container {} is not connected to network {net}",
+                    st.id
+                )));
+            }
+            return crate::network::leave(&self.host, &st.id, &net).map_err(failed);
+        }
+        if on {
+            return Err(DockerError::conflict(format!(
+                "endpoint with name {} already exists in network {net}",
+                st.name
+            )));
+        }
+        let ec = body.endpoint_config.unwrap_or_default();
+        let ip = |s: &str| s.parse::<std::net::IpAddr>().ok();
+        let attachment = stack_net::Attachment {
+            network: net,
+            aliases: ec.aliases.clone(),
+            ipv4: ec.ipam_config.as_ref().and_then(|c| ip(&c.ipv4)),
+            ipv6: ec.ipam_config.as_ref().and_then(|c| ip(&c.ipv6)),
+            mac: stack_net::ipam::parse_mac(&ec.mac_address).ok(),
+        };
+        crate::network::join(&self.host, &st.id, &st.name, &attachment)
+            .map(drop)
+            .map_err(|e| DockerError::bad_request(format!("{e:#}")))
     }
 
     fn prune_networks(&self, f: &stack_docker::filters::Filters) -> R<Value> {

@@ -180,6 +180,25 @@ pub fn resolv_conf(servers: &[String], search: &[String], options: &[String]) ->
     r
 }
 
+/// Connects a made container to one more network (its DNS server
+/// answering there too).
+pub fn join(
+    host: &Host,
+    id: &str,
+    name: &str,
+    attachment: &stack_net::Attachment,
+) -> anyhow::Result<stack_net::Endpoint> {
+    let store = host.networks()?;
+    let net = store.get(&attachment.network)?;
+    ensure_dns(host, net.subnets[0].gateway)?;
+    Ok(host.block_on(stack_net::join(store, id, name, attachment))??)
+}
+
+/// Takes a container off one of its networks.
+pub fn leave(host: &Host, id: &str, network: &str) -> anyhow::Result<()> {
+    Ok(host.block_on(stack_net::leave(host.networks()?, id, network))??)
+}
+
 /// Takes a container off its networks (nothing to do if it was on none).
 pub fn unwire(host: &Host, id: &str) -> anyhow::Result<()> {
     let store = host.networks()?;

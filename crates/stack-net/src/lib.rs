@@ -294,6 +294,7 @@ pub async fn connect(
             attachments,
             ports,
             &netns,
+            0,
             &mut done,
         )
     };
@@ -360,6 +361,7 @@ fn reserve(
     attachments: &[Attachment],
     ports: &[Port],
     netns: &Path,
+    first_interface: usize,
     done: &mut Vec<Endpoint>,
 ) -> Result<Vec<Planned>, NetError> {
     let nets: Vec<Network> = attachments
@@ -378,6 +380,7 @@ fn reserve(
     }
     let mut plan = Vec::new();
     for (i, (a, net)) in attachments.iter().zip(&nets).enumerate() {
+        let i = first_interface + i;
         let used: Vec<IpAddr> = store
             .endpoints(&net.name)?
             .iter()
@@ -451,10 +454,103 @@ fn reserve(
     Ok(plan)
 }
 
+/// Connects a container that has its namespace already (made, or
+/// running) to one more network (`docker network connect`): the next free
+/// `ethN`, no published ports.
+pub async fn join(
+    store: &Store,
+    container: &str,
+    name: &str,
+    attachment: &Attachment,
+) -> Result<Endpoint, NetError> {
+    let netns = netns_path(store, container);
+    if !netns.exists() {
+        return Err(NetError::Config(format!(
+            "container {container} has no network namespace of its own to connect"
+        )));
+    }
+    let mut done: Vec<Endpoint> = Vec::new();
+    let planned = {
+        let _lock = store.lock()?;
+        let mine: Vec<Endpoint> = store
+            .all_endpoints()?
+            .into_iter()
+            .filter(|e| e.container == container)
+            .collect();
+        if mine.iter().any(|e| e.network == attachment.network) {
+            return Err(NetError::Config(format!(
+                "container {container} is already on network `{}`",
+                attachment.network
+            )));
+        }
+        // The lowest `ethN` no endpoint has.
+        let next = (0..)
+            .find(|i| !mine.iter().any(|e| e.ifname == format!("eth{i}")))
+            .unwrap_or(0);
+        reserve(
+            store,
+            container,
+            name,
+            std::slice::from_ref(attachment),
+            &[],
+            &netns,
+            next,
+            &mut done,
+        )
+    };
+    let result = match planned {
+        Ok(plan) => wire_into(&netns, &done, &plan).await,
+        Err(e) => Err(e),
+    };
+    let result = result.and_then(|()| {
+        let _lock = store.lock()?;
+        firewall::apply(store, false)
+    });
+    match result {
+        Ok(()) => Ok(done.remove(0)),
+        Err(e) => {
+            if let Ok(nl) = link::Netlink::host() {
+                for ep in &done {
+                    let _ = nl.delete(&ep.host_veth).await;
+                }
+            }
+            if let Ok(_lock) = store.lock() {
+                for ep in &done {
+                    let _ = store.delete_endpoint(&ep.network, container);
+                }
+            }
+            Err(e)
+        }
+    }
+}
+
+/// Takes a container off one of its networks (`docker network
+/// disconnect`): its veth there, its record, the rules.
+pub async fn leave(store: &Store, container: &str, network: &str) -> Result<(), NetError> {
+    let _lock = store.lock()?;
+    let Some(ep) = store
+        .endpoints(network)?
+        .into_iter()
+        .find(|e| e.container == container)
+    else {
+        return Err(NetError::Config(format!(
+            "container {container} is not connected to network `{network}`"
+        )));
+    };
+    link::Netlink::host()?.delete(&ep.host_veth).await?;
+    store.delete_endpoint(network, container)?;
+    firewall::apply(store, false)
+}
+
 /// Without the lock: the namespace, a veth per endpoint into it, addresses
 /// and routes.
 async fn wire(netns: &Path, endpoints: &[Endpoint], plan: &[Planned]) -> Result<(), NetError> {
     link::create_netns(netns)?;
+    wire_into(netns, endpoints, plan).await
+}
+
+/// A veth per endpoint into the namespace there is, addresses and routes.
+async fn wire_into(netns: &Path, endpoints: &[Endpoint], plan: &[Planned]) -> Result<(), NetError> {
     let host = link::Netlink::host()?;
     let inside = link::Netlink::in_netns(netns)?;
     for (ep, p) in endpoints.iter().zip(plan) {

@@ -560,7 +560,28 @@ fn docker_networks_volumes_images_and_copies() {
         std::fs::read_to_string(e.dir.join("out.html")).unwrap(),
         "hello from web\n"
     );
-    docker_ok(&e, &["rm", "-f", "files"]);
+    // What it changed, all of it as a tar, and a new name.
+    let diff = docker_ok(&e, &["diff", "files"]);
+    assert_eq!(diff, "C /www\nA /www/in.txt\n");
+    let tar = e.dir.join("export.tar");
+    docker_ok(&e, &["export", "-o", tar.to_str().unwrap(), "files"]);
+    let listed = Command::new("tar").arg("-tf").arg(&tar).output().unwrap();
+    let listed = String::from_utf8_lossy(&listed.stdout);
+    for entry in ["bin/busybox", "www/index.html", "www/in.txt", "etc/passwd"] {
+        assert!(listed.lines().any(|l| l == entry), "{entry} in {listed}");
+    }
+    docker_ok(&e, &["rename", "files", "renamed"]);
+    assert_eq!(
+        docker_ok(&e, &["exec", "renamed", "cat", "/www/in.txt"]),
+        "copied in\n"
+    );
+    assert!(!docker(&e, &["inspect", "files"]).status.success());
+    docker_ok(&e, &["stop", "-t", "1", "renamed"]);
+    assert_eq!(
+        docker_ok(&e, &["inspect", "-f", "{{.Name}}", "renamed"]).trim(),
+        "/renamed"
+    );
+    docker_ok(&e, &["rm", "-f", "renamed"]);
 }
 
 /// What the protocol must get right whoever the client: negotiation and

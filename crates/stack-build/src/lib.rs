@@ -12,7 +12,7 @@ mod cache;
 mod copy;
 mod layer;
 mod run;
-mod view;
+pub mod view;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};

@@ -54,6 +54,8 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/containers/{id}/logs"),
     ("GET", "/containers/{id}/top"),
     ("GET", "/containers/{id}/stats"),
+    ("GET", "/containers/{id}/changes"),
+    ("GET", "/containers/{id}/export"),
     ("GET", "/containers/{id}/archive"),
     ("HEAD", "/containers/{id}/archive"),
     ("PUT", "/containers/{id}/archive"),
@@ -305,7 +307,7 @@ mod tests {
         assert_eq!(route("GET", "/services/x"), Err(NoRoute::Swarm));
         assert_eq!(route("POST", "/session"), Err(NoRoute::NotImplemented));
         assert_eq!(
-            route("GET", "/containers/x/changes"),
+            route("GET", "/containers/x/update"),
             Err(NoRoute::NotImplemented)
         );
         assert_eq!(route("GET", "/nothing"), Err(NoRoute::Unknown));

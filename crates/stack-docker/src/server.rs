@@ -135,6 +135,14 @@ pub trait Backend: Send + Sync + 'static {
     fn stats(&self, id: &str) -> R<Value> {
         Err(DockerError::not_implemented("GET /containers/{id}/stats"))
     }
+    /// What its writable layer changed: `[{"Path", "Kind"}]`.
+    fn changes(&self, id: &str) -> R<Value> {
+        Err(DockerError::not_implemented("GET /containers/{id}/changes"))
+    }
+    /// Its whole file system as a tar, written by the function returned.
+    fn export(&self, id: &str) -> R<stack_api::Archive> {
+        Err(DockerError::not_implemented("GET /containers/{id}/export"))
+    }
     /// `path`'s stat (the `X-Docker-Container-Path-Stat` header's JSON).
     fn stat_path(&self, id: &str, path: &str) -> R<Value> {
         Err(DockerError::not_implemented(
@@ -374,11 +382,14 @@ const MAX_BODY: usize = 16 << 20;
 
 type Body = BoxBody<Bytes, std::io::Error>;
 
+/// An exec instance, and while it runs what resizes its terminal.
+type ExecEntry = (Exec, Option<Arc<dyn Control>>);
+
 /// The server's own bookkeeping: exec instances (dockerd keeps them in
 /// memory too; they do not outlive the engine).
 struct State<B> {
     backend: Arc<B>,
-    execs: Mutex<HashMap<String, (Exec, Option<Arc<dyn Control>>)>>,
+    execs: Mutex<HashMap<String, ExecEntry>>,
 }
 
 /// Serves `backend` on `listener` until `shutdown` completes.
@@ -658,6 +669,11 @@ async fn dispatch<B: Backend>(state: Arc<State<B>>, req: Request<Incoming>) -> R
             answer(blocking(move || b.top(&p, args.as_deref())).await)
         }
         ("GET", "/containers/{id}/stats") => stats(b, p, &q).await,
+        ("GET", "/containers/{id}/changes") => answer(blocking(move || b.changes(&p)).await),
+        ("GET", "/containers/{id}/export") => match blocking(move || b.export(&p)).await {
+            Ok(write) => tar_body(write, None),
+            Err(e) => error(e),
+        },
         ("HEAD" | "GET" | "PUT", "/containers/{id}/archive") => archive(b, p, &q, req).await,
         ("POST", "/containers/{id}/exec") => match body::<ExecConfig>(req).await {
             Ok(config) => {
@@ -1265,23 +1281,29 @@ async fn archive<B: Backend>(
             .expect("a valid response");
     }
     match blocking(move || b.archive(&id, &path)).await {
-        Ok(write) => {
-            let (mut w, chunks) = stack_api::pipe::channel();
-            std::thread::spawn(move || match write(&mut w) {
-                Ok(()) => {
-                    let _ = w.finish();
-                }
-                Err(e) => w.fail(e),
-            });
-            Response::builder()
-                .status(StatusCode::OK)
-                .header("content-type", "application/x-tar")
-                .header("x-docker-container-path-stat", header)
-                .body(stack_api::pipe::ChunkBody::new(chunks).boxed())
-                .expect("a valid response")
-        }
+        Ok(write) => tar_body(write, Some(header)),
         Err(e) => error(e),
     }
+}
+
+/// A tar written as the body goes (an error breaks the body off: a
+/// cut-short archive never passes for a whole one).
+fn tar_body(write: stack_api::Archive, stat: Option<String>) -> Response<Body> {
+    let (mut w, chunks) = stack_api::pipe::channel();
+    std::thread::spawn(move || match write(&mut w) {
+        Ok(()) => {
+            let _ = w.finish();
+        }
+        Err(e) => w.fail(e),
+    });
+    let mut r = Response::builder()
+        .status(StatusCode::OK)
+        .header("content-type", "application/x-tar");
+    if let Some(stat) = stat {
+        r = r.header("x-docker-container-path-stat", stat);
+    }
+    r.body(stack_api::pipe::ChunkBody::new(chunks).boxed())
+        .expect("a valid response")
 }
 
 /// Runs `f` on a request body's reader, then reads the body to its end: a

@@ -97,6 +97,29 @@ pub fn ensure_name_free(root: &Path, name: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Gives a container another name (running or not): its state and the
+/// name its networks' DNS answers for. Returns the old name.
+pub fn rename(host: &Host, key: &str, name: &str) -> anyhow::Result<String> {
+    let root = host.root();
+    let (dir, mut st) = find(root, key)?;
+    ensure_name_free(root, name)?;
+    let old = std::mem::replace(&mut st.name, name.to_string());
+    st.spec.name = name.to_string();
+    stack_runtime::state::write(&dir, &st)
+        .with_context(|| format!("cannot write `{}`", dir.display()))?;
+    let store = host.networks()?;
+    let _lock = store.lock()?;
+    for mut ep in store
+        .all_endpoints()?
+        .into_iter()
+        .filter(|e| e.container == st.id)
+    {
+        ep.name = name.to_string();
+        store.put_endpoint(&ep)?;
+    }
+    Ok(old)
+}
+
 /// Running, exited, or lost (its PID 1 is gone without an exit record).
 pub fn status_text(st: &State) -> String {
     match st.status {

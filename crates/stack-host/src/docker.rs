@@ -527,13 +527,16 @@ impl Docker {
     }
 }
 
+/// A named volume a create body mounts: name, target, read-only.
+pub type NamedVolume = (String, String, bool);
+
 /// A create body as `stack container run`'s configuration, or a 400 naming
 /// what stack cannot do. Named volumes in `Binds` and `Mounts` come back
 /// apart (they are made by the caller) as (name, target, read-only).
 pub fn config_of(
     name: Option<&str>,
     body: &CreateContainer,
-) -> R<(ContainerConfig, Vec<(String, String, bool)>)> {
+) -> R<(ContainerConfig, Vec<NamedVolume>)> {
     let h: &HostConfig = &body.host_config;
     let refuse = |what: &str| {
         Err(DockerError::bad_request(format!(
@@ -1295,8 +1298,20 @@ impl stack_docker::Backend for Docker {
         Ok(())
     }
 
-    fn rename(&self, _id: &str, _name: &str) -> R<()> {
-        Err(DockerError::not_implemented("POST /containers/{id}/rename"))
+    fn rename(&self, id: &str, name: &str) -> R<()> {
+        let (_, st) = self.find(id)?;
+        let name = name.trim_start_matches('/');
+        if let Ok((_, other)) = containers::find(self.root(), name) {
+            if other.name == name {
+                return Err(DockerError::conflict(format!(
+                    "Error when allocating new name: Conflict. The container name \"/{name}\" is already in use by container \"{}\". You have to remove (or rename) that container to be able to reuse that name.",
+                    other.id
+                )));
+            }
+        }
+        containers::rename(&self.host, &st.id, name).map_err(failed)?;
+        self.publish(&st, "rename");
+        Ok(())
     }
 
     fn remove(&self, id: &str, force: bool, _volumes: bool) -> R<()> {
@@ -1338,7 +1353,7 @@ impl stack_docker::Backend for Docker {
         let mut log = stack_runtime::logs::Follower::new(path);
         let at_start = log.tail(usize::MAX * usize::from(q.logs), |_| true);
         let (stdout, stderr, stream) = (q.stdout, q.stderr || tty, q.stream);
-        let before = (st.status.clone(), st.started_at.clone());
+        let before = (st.status, st.started_at.clone());
         let follow = std::thread::spawn(move || {
             use std::io::Write as _;
             let (mut out_w, mut err_w) = (out_w, err_w);
@@ -1375,7 +1390,7 @@ impl stack_docker::Backend for Docker {
                     continue;
                 };
                 code = now.exit_code.unwrap_or(code);
-                if running(&now) || (now.status.clone(), now.started_at.clone()) != before {
+                if running(&now) || (now.status, now.started_at.clone()) != before {
                     started = true;
                 }
                 if started && !running(&now) {
@@ -1468,6 +1483,24 @@ impl stack_docker::Backend for Docker {
                 {"major": 0, "minor": 0, "op": "read", "value": s.block_read},
                 {"major": 0, "minor": 0, "op": "write", "value": s.block_write},
             ]},
+        }))
+    }
+
+    fn changes(&self, id: &str) -> R<Value> {
+        let (_, st) = self.find(id)?;
+        Ok(Value::Array(
+            crate::layers::changes(self.root(), &st)
+                .into_iter()
+                .map(|(path, kind)| json!({"Path": path, "Kind": kind}))
+                .collect(),
+        ))
+    }
+
+    fn export(&self, id: &str) -> R<stack_api::Archive> {
+        let (_, st) = self.find(id)?;
+        let root = self.root().to_path_buf();
+        Ok(Box::new(move |out: &mut dyn std::io::Write| {
+            crate::layers::export(&root, &st, out)
         }))
     }
 

@@ -19,6 +19,7 @@ pub mod driver;
 pub mod files;
 pub mod images;
 pub mod keys;
+pub mod layers;
 pub mod load;
 pub mod network;
 pub mod service;

@@ -293,8 +293,7 @@ pub async fn connect(
             name,
             attachments,
             ports,
-            &netns,
-            0,
+            (&netns, 0),
             &mut done,
         )
     };
@@ -353,15 +352,15 @@ async fn undo(store: &Store, container: &str, netns: &Path, done: &[Endpoint], r
 }
 
 /// Under the lock: checks the request, picks addresses and host ports, and
-/// writes the endpoint records that reserve them.
+/// writes the endpoint records that reserve them: interfaces numbered from
+/// `first_interface`, in the namespace at `netns`.
 fn reserve(
     store: &Store,
     container: &str,
     name: &str,
     attachments: &[Attachment],
     ports: &[Port],
-    netns: &Path,
-    first_interface: usize,
+    (netns, first_interface): (&Path, usize),
     done: &mut Vec<Endpoint>,
 ) -> Result<Vec<Planned>, NetError> {
     let nets: Vec<Network> = attachments
@@ -493,8 +492,7 @@ pub async fn join(
             name,
             std::slice::from_ref(attachment),
             &[],
-            &netns,
-            next,
+            (&netns, next),
             &mut done,
         )
     };

@@ -1,0 +1,107 @@
+//! A container's file system read from its layers without mounting them
+//! (stack-build's merged view, overlay's rules): what its writable layer
+//! changed (`docker diff`), and all of it as a tar (`docker export`). It
+//! may be running or stopped: `stop` keeps the writable layer.
+
+use std::io::Write;
+use std::os::unix::fs::{FileTypeExt as _, MetadataExt as _};
+use std::path::{Path, PathBuf};
+
+use stack_build::view::View;
+use stack_runtime::State;
+
+/// The writable layer (`upper`), then the image's layers, top first.
+fn layers(root: &Path, st: &State) -> Vec<PathBuf> {
+    std::iter::once(stack_runtime::container_dir(root, &st.id).join("upper"))
+        .chain(std::iter::once(st.spec.rootfs.clone()))
+        .chain(st.spec.layers.iter().cloned())
+        .collect()
+}
+
+/// What changed: each path in the writable layer as added (1), changed (0:
+/// the image has it too) or deleted (2, a whiteout), in path order.
+pub fn changes(root: &Path, st: &State) -> Vec<(String, u8)> {
+    let all = layers(root, st);
+    let image = View::new(all[1..].to_vec());
+    // What the runtime makes in every container (Docker's init layer) and
+    // where its mounts go: not the container's changes.
+    let mut made: Vec<PathBuf> = [
+        "/dev",
+        "/proc",
+        "/sys",
+        "/etc/hostname",
+        "/etc/hosts",
+        "/etc/resolv.conf",
+        "/etc/mtab",
+    ]
+    .iter()
+    .map(PathBuf::from)
+    .collect();
+    made.extend(st.spec.mounts.iter().map(|m| PathBuf::from(&m.target)));
+    let mut out = Vec::new();
+    walk_upper(&all[0], Path::new("/"), &image, &made, &mut out);
+    out
+}
+
+/// The changes under `dir` of the writable layer (at `at` in the
+/// container); a directory the image has shows only if something under it
+/// changed.
+fn walk_upper(dir: &Path, at: &Path, image: &View, made: &[PathBuf], out: &mut Vec<(String, u8)>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let mut entries: Vec<_> = entries.flatten().collect();
+    entries.sort_by_key(|e| e.file_name());
+    for e in entries {
+        let path = at.join(e.file_name());
+        if made.contains(&path) {
+            continue;
+        }
+        let Ok(md) = e.path().symlink_metadata() else {
+            continue;
+        };
+        let shown = path.to_string_lossy().into_owned();
+        if md.file_type().is_char_device() && md.rdev() == 0 {
+            out.push((shown, 2));
+            continue;
+        }
+        let kind = if image.find(&path).is_some() { 0 } else { 1 };
+        let at = out.len();
+        out.push((shown, kind));
+        if md.is_dir() {
+            walk_upper(&e.path(), &path, image, made, out);
+            if kind == 0 && out.len() == at + 1 {
+                out.pop();
+            }
+        }
+    }
+}
+
+/// The container's whole file system as a tar (files, directories,
+/// symlinks; owners, modes and times kept), written to `out`.
+pub fn export(root: &Path, st: &State, out: impl Write) -> std::io::Result<()> {
+    let view = View::new(layers(root, st));
+    let mut tar = tar::Builder::new(out);
+    tar.follow_symlinks(false);
+    export_dir(&view, Path::new("/"), &mut tar)?;
+    tar.finish()
+}
+
+fn export_dir<W: Write>(view: &View, dir: &Path, tar: &mut tar::Builder<W>) -> std::io::Result<()> {
+    for name in view.read_dir(dir) {
+        let path = dir.join(&name);
+        let Some(real) = view.find(&path) else {
+            continue;
+        };
+        let md = real.symlink_metadata()?;
+        let rel = path.strip_prefix("/").unwrap_or(&path);
+        let ft = md.file_type();
+        if ft.is_dir() || ft.is_file() || ft.is_symlink() {
+            tar.append_path_with_name(&real, rel)?;
+        }
+        if ft.is_dir() {
+            export_dir(view, &path, tar)?;
+        }
+    }
+    Ok(())
+}

@@ -528,6 +528,30 @@ fn docker_networks_volumes_images_and_copies() {
         .output()
         .unwrap();
     assert!(!o.status.success(), "{o:?}");
+    let history = docker_ok(
+        &e,
+        &[
+            "history",
+            "--no-trunc",
+            "--format",
+            "{{.CreatedBy}}",
+            "mine/built:1",
+        ],
+    );
+    assert!(
+        history.contains("RUN") && history.contains("echo"),
+        "{history}"
+    );
+    // save, remove, load.
+    let saved = e.dir.join("saved.tar");
+    docker_ok(&e, &["save", "-o", saved.to_str().unwrap(), "mine/built:1"]);
+    docker_ok(&e, &["rmi", "mine/built:1"]);
+    let loaded = docker_ok(&e, &["load", "-i", saved.to_str().unwrap()]);
+    assert!(loaded.contains("Loaded image: mine/built:1"), "{loaded}");
+    assert_eq!(
+        docker_ok(&e, &["run", "--rm", "mine/built:1"]),
+        "hello from the context\n"
+    );
     let untagged = docker_ok(&e, &["rmi", "mine/box:1"]);
     assert!(untagged.contains("Untagged: mine/box:1"), "{untagged}");
     assert!(!docker(&e, &["image", "inspect", "mine/box:1"])

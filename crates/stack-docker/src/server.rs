@@ -168,6 +168,14 @@ pub trait Backend: Send + Sync + 'static {
     /// Pulls `image`, telling `progress` each step (JSON messages).
     fn pull(&self, image: &str, auth: Option<&str>, progress: &mut dyn FnMut(Value)) -> R<()>;
     fn inspect_image(&self, name: &str) -> R<Value>;
+    /// Loads a `docker save` archive `tar` reads; the names loaded.
+    fn load(&self, tar: &mut dyn Read) -> R<Vec<String>> {
+        Err(DockerError::not_implemented("POST /images/load"))
+    }
+    /// A `docker save` archive of `names`, written by the function returned.
+    fn save(&self, names: &[String]) -> R<stack_api::Archive> {
+        Err(DockerError::not_implemented("GET /images/get"))
+    }
     fn history(&self, name: &str) -> R<Value> {
         Err(DockerError::not_implemented("GET /images/{name}/history"))
     }
@@ -753,6 +761,33 @@ async fn dispatch<B: Backend>(state: Arc<State<B>>, req: Request<Incoming>) -> R
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_string);
             progress_stream(move |send| b.pull(&image, auth.as_deref(), send))
+        }
+        ("POST", "/images/load") => {
+            // (`quiet` leaves out progress bars, which stack does not draw:
+            // what was loaded is said either way, as dockerd says it.)
+            let (tx, chunks) = tokio::sync::mpsc::channel(8);
+            tokio::spawn(stack_api::pipe::forward(req.into_body(), tx));
+            progress_stream(move |send| {
+                for name in drained(chunks, |r| b.load(r))? {
+                    send(json!({"stream": format!("Loaded image: {name}\n")}));
+                }
+                Ok(())
+            })
+        }
+        ("GET", "/images/get" | "/images/{name*}/get") => {
+            let names: Vec<String> = match matched.template {
+                "/images/get" => {
+                    q.0.iter()
+                        .filter(|(k, _)| k == "names")
+                        .map(|(_, v)| v.clone())
+                        .collect()
+                }
+                _ => vec![p],
+            };
+            match blocking(move || b.save(&names)).await {
+                Ok(write) => tar_body(write, None),
+                Err(e) => error(e),
+            }
         }
         ("POST", "/images/prune") => match q.filters() {
             Ok(f) => answer(blocking(move || b.prune_images(&f)).await),

@@ -1117,7 +1117,17 @@ impl stack_docker::Backend for Docker {
                 &stack_image::store::normalize_name(&body.image),
             ));
         }
-        let name = c.name.clone().unwrap_or_else(random_name);
+        // A made-up name is made up again while it is taken.
+        let name = match c.name.clone() {
+            Some(n) => n,
+            None => (0..20)
+                .map(|_| random_name())
+                .find(|n| containers::find(self.root(), n).is_err())
+                .unwrap_or_else(|| {
+                    let more = stack_sys::random_hex(4).unwrap_or_default();
+                    format!("{}_{more}", random_name())
+                }),
+        };
         if let Ok((_, other)) = containers::find(self.root(), &name) {
             if other.name == name {
                 return Err(DockerError::conflict(format!(
@@ -1733,6 +1743,77 @@ impl stack_docker::Backend for Docker {
             "RootFS": {"Type": "layers", "Layers": img.diff_ids},
             "Metadata": {"LastTagTime": "0001-01-01T00:00:00Z"},
         }))
+    }
+
+    fn load(&self, tar: &mut dyn std::io::Read) -> R<Vec<String>> {
+        let store = self.host.images().map_err(failed)?;
+        let dir = store.tmp_dir("docker-load").map_err(|e| failed(e.into()))?;
+        let file = dir.join("archive.tar");
+        let loaded = std::fs::File::create(&file)
+            .and_then(|mut f| std::io::copy(tar, &mut f))
+            .map_err(|e| DockerError::internal(format!("cannot keep the archive: {e}")))
+            .and_then(|_| {
+                stack_image::archive::load(&store, &file)
+                    .map_err(|e| DockerError::bad_request(format!("{e}")))
+            });
+        let _ = stack_sys::remove_tree(store.root(), &dir);
+        Ok(loaded?
+            .into_iter()
+            .flat_map(|i| {
+                if i.names.is_empty() {
+                    vec![i.id]
+                } else {
+                    i.names
+                }
+            })
+            .collect())
+    }
+
+    fn save(&self, names: &[String]) -> R<stack_api::Archive> {
+        let store = self.host.images().map_err(failed)?;
+        let names: Vec<String> = names.iter().map(|n| familiar(n)).collect();
+        for n in &names {
+            store.lookup(n).map_err(|_| DockerError::no_such_image(n))?;
+        }
+        Ok(Box::new(move |out: &mut dyn std::io::Write| {
+            stack_image::archive::save(&store, &names, out).map_err(std::io::Error::other)
+        }))
+    }
+
+    fn history(&self, name: &str) -> R<Value> {
+        let name = &familiar(name);
+        let store = self.host.images().map_err(failed)?;
+        let img = store
+            .lookup(name)
+            .map_err(|_| DockerError::no_such_image(name))?;
+        let config: Value = store
+            .read_blob(&img.id)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default();
+        let history = config["history"].as_array().cloned().unwrap_or_default();
+        // Newest first; the layers' sizes to the entries that made one.
+        let mut sizes = img.layer_sizes.iter().rev();
+        let mut out: Vec<Value> = history
+            .iter()
+            .rev()
+            .enumerate()
+            .map(|(i, h)| {
+                let empty = h["empty_layer"].as_bool().unwrap_or(false);
+                json!({
+                    "Id": if i == 0 { img.id.as_str() } else { "<missing>" },
+                    "Created": h["created"].as_str().map_or(0, unix),
+                    "CreatedBy": h["created_by"].as_str().unwrap_or_default(),
+                    "Tags": if i == 0 { json!(img.names) } else { Value::Null },
+                    "Size": if empty { 0 } else { sizes.next().copied().unwrap_or(0) },
+                    "Comment": h["comment"].as_str().unwrap_or_default(),
+                })
+            })
+            .collect();
+        if out.is_empty() {
+            out.push(json!({"Id": img.id, "Created": img.created.as_deref().map_or(0, unix), "CreatedBy": "", "Tags": img.names, "Size": img.size, "Comment": ""}));
+        }
+        Ok(Value::Array(out))
     }
 
     fn tag(&self, name: &str, repo: &str, tag: &str) -> R<()> {

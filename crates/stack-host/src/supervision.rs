@@ -228,29 +228,50 @@ fn health_config(h: &Healthcheck) -> Option<HealthConfig> {
     Some(c)
 }
 
-/// Resolves when the container's monitor (which records the exit) is gone.
+/// How long a monitor may take to record an exit after its PID 1 is gone.
+const MONITOR_GRACE: Duration = Duration::from_secs(10);
+
+/// Resolves when the container's monitor has recorded its exit (or is
+/// gone without doing so: killed).
 pub async fn wait_exit(root: &Path, id: &str) -> anyhow::Result<stack_engine::Exit> {
     let dir = stack_runtime::container_dir(root, id);
-    let st = stack_runtime::state::read(&dir).with_context(|| format!("container {id}"))?;
-    if stack_runtime::state::alive(&st) {
-        if let Ok(fd) = stack_sys::pidfd::open(st.monitor_pid) {
-            // Readable once the process has exited.
-            // SAFETY: an OwnedFd is valid, open and the same until dropped.
-            #[allow(unsafe_code)]
-            let fd = unsafe {
-                tokio::io::unix::AsyncFd::register_with_interest(fd, tokio::io::Interest::READABLE)
+    let read = || stack_runtime::state::read(&dir).with_context(|| format!("container {id}"));
+    let st = read()?;
+    if st.status == stack_runtime::Status::Running {
+        if stack_runtime::state::alive(&st) {
+            if let Ok(fd) = stack_sys::pidfd::open(st.monitor_pid) {
+                // Readable once the process has exited.
+                // SAFETY: an OwnedFd is valid, open and the same until dropped.
+                #[allow(unsafe_code)]
+                let fd = unsafe {
+                    tokio::io::unix::AsyncFd::register_with_interest(
+                        fd,
+                        tokio::io::Interest::READABLE,
+                    )
+                }
+                .map_err(|e| anyhow::anyhow!("cannot watch container {id}: {e}"))?;
+                let _ = fd.readable().await?;
             }
-            .map_err(|e| anyhow::anyhow!("cannot watch container {id}: {e}"))?;
-            let _ = fd.readable().await?;
         }
-        // The monitor records the exit just before it exits; without a
-        // monitor (killed), PID 1 is what is left to wait for.
+        // PID 1 gone is not the end: the monitor drains the output and
+        // records the exit after it (a short while). What no monitor
+        // records (it was killed) ends when it is gone, or after a bound
+        // (its pid may be another process's by now).
+        let mut waited = Duration::ZERO;
         loop {
-            let st = stack_runtime::state::read(&dir).with_context(|| format!("container {id}"))?;
-            if !stack_runtime::state::alive(&st) || st.status != stack_runtime::Status::Running {
+            let st = read()?;
+            let recorded = st.status != stack_runtime::Status::Running;
+            let pid1 = stack_runtime::state::alive(&st);
+            let monitor =
+                st.monitor_pid > 0 && stack_runtime::state::process_running(st.monitor_pid);
+            if recorded || (!pid1 && (!monitor || waited >= MONITOR_GRACE)) {
                 break;
             }
-            tokio::time::sleep(Duration::from_millis(50)).await;
+            let step = Duration::from_millis(if pid1 { 50 } else { 5 });
+            tokio::time::sleep(step).await;
+            if !pid1 {
+                waited += step;
+            }
         }
     }
     let st = stack_runtime::state::read(&dir).with_context(|| format!("container {id}"))?;

@@ -707,6 +707,84 @@ fn login_flow(e: &mut Env, auth: &str) {
     e.out(&["image", "pull", &image]);
 }
 
+/// The docker CLI on this machine, on `e`'s Docker API socket with a
+/// config directory of its own.
+fn docker(e: &Env, args: &[&str], input: Option<&str>) -> std::process::Output {
+    let bin = ["/usr/local/bin/docker", "/usr/bin/docker"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())
+        .expect("a docker CLI (apt-get install docker.io)");
+    let mut c = Command::new(bin);
+    c.args(args)
+        .env(
+            "DOCKER_HOST",
+            format!("unix://{}", e.root().join("docker.sock").display()),
+        )
+        .env("DOCKER_CONFIG", e.dir.join("docker-cli"));
+    match input {
+        Some(i) => common::with_input(&mut c, i),
+        None => c.output().unwrap(),
+    }
+}
+
+/// Pulls through the Docker API: `docker pull` with its progress, `docker
+/// run` of an image that is not here (the CLI pulls it), `docker login`
+/// checked against the registry (`POST /auth`), and a private image pulled
+/// with the credentials the CLI sends (`X-Registry-Auth`), not the engine's.
+#[test]
+fn the_docker_api_pulls_and_logs_in() {
+    let e = Env::new("registry", "docker-api");
+    let htpasswd = sh(&e.dir, &["htpasswd", "-Bbn", "user", "pass"]);
+    std::fs::write(e.dir.join("htpasswd"), htpasswd).unwrap();
+    let open = Registry::start(&e.dir, "");
+    let private = Registry::start(
+        &e.dir,
+        &format!(
+            "auth:\n  htpasswd:\n    realm: stack-test\n    path: {}\n",
+            e.dir.join("htpasswd").display()
+        ),
+    );
+    skopeo_push(&e.dir, "v1", &format!("{}/test/bb:v1", open.host()), &[]);
+    skopeo_push(&e.dir, "v1", &format!("{}/test/bb:v2", open.host()), &[]);
+    let secret = format!("{}/private/bb:v1", private.host());
+    skopeo_push(&e.dir, "v1", &secret, &["--dest-creds", "user:pass"]);
+    e.out(&["ls"]);
+    common::wait_for("the Docker API socket", || {
+        e.root().join("docker.sock").exists()
+    });
+    let ok = |args: &[&str], input: Option<&str>| {
+        let o = docker(&e, args, input);
+        assert!(o.status.success(), "docker {args:?}: {o:?}");
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    let out = ok(&["pull", &format!("{}/test/bb:v1", open.host())], None);
+    assert!(out.contains("Downloaded newer image"), "{out}");
+    let out = ok(
+        &["run", "--rm", &format!("{}/test/bb:v2", open.host())],
+        None,
+    );
+    assert_eq!(out, FIXTURE_OUTPUT);
+
+    let o = docker(&e, &["pull", &secret], None);
+    assert!(!o.status.success(), "{o:?}");
+    let o = docker(
+        &e,
+        &["login", &private.host(), "-u", "user", "--password-stdin"],
+        Some("wrong\n"),
+    );
+    assert!(!o.status.success(), "{o:?}");
+    let out = ok(
+        &["login", &private.host(), "-u", "user", "--password-stdin"],
+        Some("pass\n"),
+    );
+    assert!(out.contains("Login Succeeded"), "{out}");
+    // The engine keeps no credentials: the CLI's go with each pull.
+    let err = e.fails(&["image", "pull", &secret]);
+    assert!(err.contains("authentication required"), "{err}");
+    ok(&["pull", &secret], None);
+    assert_eq!(ok(&["run", "--rm", &secret], None), FIXTURE_OUTPUT);
+}
+
 #[test]
 fn basic_auth_login_pull_push_logout() {
     let mut e = Env::new("registry", "basic");

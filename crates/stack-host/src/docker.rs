@@ -953,6 +953,41 @@ fn find_network_record(all: &[Value], key: &str) -> R<String> {
     }
 }
 
+/// `X-Registry-Auth`: base64url JSON with `username` and `password`
+/// (`{}` when the client has none).
+fn registry_auth(header: &str) -> Option<stack_image::auth::Credentials> {
+    use base64::Engine as _;
+    let raw = header.trim();
+    let bytes = base64::engine::general_purpose::URL_SAFE
+        .decode(raw)
+        .or_else(|_| {
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(raw.trim_end_matches('='))
+        })
+        .or_else(|_| base64::engine::general_purpose::STANDARD.decode(raw))
+        .ok()?;
+    let v: Value = serde_json::from_slice(&bytes).ok()?;
+    let username = v["username"]
+        .as_str()
+        .filter(|u| !u.is_empty())?
+        .to_string();
+    let secret = v["password"]
+        .as_str()
+        .filter(|p| !p.is_empty())?
+        .to_string();
+    Some(stack_image::auth::Credentials { username, secret })
+}
+
+/// A registry's host from what Docker clients send as its address
+/// (`https://index.docker.io/v1/`, `127.0.0.1:5000`).
+fn registry_host(address: &str) -> String {
+    let a = address.split("://").last().unwrap_or(address);
+    let host = a.split('/').next().unwrap_or(a);
+    match host {
+        "" | "index.docker.io" => "docker.io".to_string(),
+        h => h.to_string(),
+    }
+}
+
 /// A pull's progress in Docker's messages.
 fn progress_json(e: &stack_image::transfer::Event) -> Option<Value> {
     use stack_image::transfer::State as S;
@@ -1669,7 +1704,8 @@ impl stack_docker::Backend for Docker {
             .collect())
     }
 
-    fn pull(&self, image: &str, _auth: Option<&str>, progress: &mut dyn FnMut(Value)) -> R<()> {
+    fn pull(&self, image: &str, auth: Option<&str>, progress: &mut dyn FnMut(Value)) -> R<()> {
+        let creds = auth.and_then(registry_auth);
         let reference = stack_image::reference::Reference::parse(image)
             .map_err(|e| DockerError::bad_request(format!("invalid reference format: {e}")))?;
         let tag = image
@@ -1685,7 +1721,10 @@ impl stack_docker::Backend for Docker {
         });
         let host = self.host.clone();
         let name = image.to_string();
-        let pulling = std::thread::spawn(move || crate::images::pull(&host, &name, None, reporter));
+        let pulling = std::thread::spawn(move || match creds {
+            Some(c) => crate::images::pull_as(&host, c, &name, reporter),
+            None => crate::images::pull(&host, &name, None, reporter),
+        });
         for v in rx {
             progress(v);
         }
@@ -2216,6 +2255,27 @@ impl stack_docker::Backend for Docker {
             }
         }
         Ok(json!({"VolumesDeleted": deleted, "SpaceReclaimed": 0}))
+    }
+
+    fn auth(&self, body: Value) -> R<Value> {
+        let s = |k: &str| body[k].as_str().unwrap_or_default().to_string();
+        let (username, secret) = (s("username"), s("password"));
+        if username.is_empty() || secret.is_empty() {
+            return Err(DockerError::bad_request(
+                "username and password are required",
+            ));
+        }
+        let registry = registry_host(&s("serveraddress"));
+        let creds = stack_image::auth::Credentials { username, secret };
+        let client = stack_image::registry::Client::new(stack_image::auth::AuthSources::from_env())
+            .with_credentials(creds);
+        self.host
+            .block_on(client.check_login(&registry))
+            .map_err(failed)?
+            .map_err(|e| DockerError::new(401, format!("login to {registry} failed: {e}")))?;
+        // Nothing is kept: clients keep their credentials and send them
+        // with each pull (`X-Registry-Auth`).
+        Ok(json!({"Status": "Login Succeeded", "IdentityToken": ""}))
     }
 
     fn build(

@@ -34,17 +34,33 @@ pub fn pull(
     platform_: Option<&str>,
     progress: Progress,
 ) -> anyhow::Result<Pulled> {
+    pull_with(host, registry_client(), reference, platform_, progress)
+}
+
+/// [`pull`] with credentials a client gave (the Docker API's
+/// `X-Registry-Auth`) before the engine's own.
+pub fn pull_as(
+    host: &Host,
+    creds: stack_image::auth::Credentials,
+    reference: &str,
+    progress: Progress,
+) -> anyhow::Result<Pulled> {
+    let client = Arc::new(Client::new(AuthSources::from_env()).with_credentials(creds));
+    pull_with(host, client, reference, None, progress)
+}
+
+fn pull_with(
+    host: &Host,
+    client: Arc<Client>,
+    reference: &str,
+    platform_: Option<&str>,
+    progress: Progress,
+) -> anyhow::Result<Pulled> {
     let r = Reference::parse(reference)?;
     let platform = platform(platform_)?;
     let store = host.images()?;
-    host.block_on(transfer::pull(
-        registry_client(),
-        &store,
-        &r,
-        &platform,
-        progress,
-    ))?
-    .with_context(|| format!("cannot pull {r}"))
+    host.block_on(transfer::pull(client, &store, &r, &platform, progress))?
+        .with_context(|| format!("cannot pull {r}"))
 }
 
 /// Pulls `image` as `policy` (`always`, `missing`, `never`) says; true if it did.

@@ -256,6 +256,21 @@ fn the_docker_cli_runs_and_manages_containers() {
     );
     docker_ok(&e, &["rm", "-f", "talk"]);
 
+    // Events as they happen, filtered.
+    let mut c = client(&e, docker_bin());
+    c.args(["events", "--format", "{{.Type}} {{.Action}} {{.Actor.Attributes.name}}", "--filter", "container=ev"]);
+    let events = common::Background::spawn(c);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    docker_ok(&e, &["run", "--rm", "--name", "ev", "busybox", "echo"]);
+    docker_ok(&e, &["run", "--rm", "--name", "other", "busybox", "echo"]);
+    wait_for("ev's events", || events.stdout().contains("container destroy ev"));
+    let seen = events.stdout();
+    for want in ["container create ev", "container start ev", "container die ev"] {
+        assert!(seen.contains(want), "{want} in {seen}");
+    }
+    assert!(!seen.contains("other"), "{seen}");
+    drop(events);
+
     // dockerd's words where clients match on them.
     let o = docker(&e, &["inspect", "nope"]);
     assert!(!o.status.success());

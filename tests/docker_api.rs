@@ -509,6 +509,8 @@ fn docker_networks_volumes_images_and_copies() {
     docker_ok(&e, &["volume", "rm", "vol"]);
     assert_eq!(docker_ok(&e, &["volume", "ls", "-q"]).trim(), "");
 
+    let df = docker_ok(&e, &["system", "df", "--format", "{{.Type}} {{.TotalCount}}"]);
+    assert!(df.contains("Images 1") && df.contains("Containers 0"), "{df}");
     let images = docker_ok(&e, &["images", "--format", "{{.Repository}}:{{.Tag}}"]);
     assert!(images.contains("busybox:latest"), "{images}");
     docker_ok(&e, &["tag", "busybox", "mine/box:1"]);

@@ -258,14 +258,26 @@ fn the_docker_cli_runs_and_manages_containers() {
 
     // Events as they happen, filtered.
     let mut c = client(&e, docker_bin());
-    c.args(["events", "--format", "{{.Type}} {{.Action}} {{.Actor.Attributes.name}}", "--filter", "container=ev"]);
+    c.args([
+        "events",
+        "--format",
+        "{{.Type}} {{.Action}} {{.Actor.Attributes.name}}",
+        "--filter",
+        "container=ev",
+    ]);
     let events = common::Background::spawn(c);
     std::thread::sleep(std::time::Duration::from_millis(300));
     docker_ok(&e, &["run", "--rm", "--name", "ev", "busybox", "echo"]);
     docker_ok(&e, &["run", "--rm", "--name", "other", "busybox", "echo"]);
-    wait_for("ev's events", || events.stdout().contains("container destroy ev"));
+    wait_for("ev's events", || {
+        events.stdout().contains("container destroy ev")
+    });
     let seen = events.stdout();
-    for want in ["container create ev", "container start ev", "container die ev"] {
+    for want in [
+        "container create ev",
+        "container start ev",
+        "container die ev",
+    ] {
         assert!(seen.contains(want), "{want} in {seen}");
     }
     assert!(!seen.contains("other"), "{seen}");
@@ -509,8 +521,14 @@ fn docker_networks_volumes_images_and_copies() {
     docker_ok(&e, &["volume", "rm", "vol"]);
     assert_eq!(docker_ok(&e, &["volume", "ls", "-q"]).trim(), "");
 
-    let df = docker_ok(&e, &["system", "df", "--format", "{{.Type}} {{.TotalCount}}"]);
-    assert!(df.contains("Images 1") && df.contains("Containers 0"), "{df}");
+    let df = docker_ok(
+        &e,
+        &["system", "df", "--format", "{{.Type}} {{.TotalCount}}"],
+    );
+    assert!(
+        df.contains("Images 1") && df.contains("Containers 0"),
+        "{df}"
+    );
     let images = docker_ok(&e, &["images", "--format", "{{.Repository}}:{{.Tag}}"]);
     assert!(images.contains("busybox:latest"), "{images}");
     docker_ok(&e, &["tag", "busybox", "mine/box:1"]);

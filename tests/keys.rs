@@ -328,7 +328,14 @@ services:
     // A key without effect here is a warning, and up goes on.
     std::fs::write(
         std::path::Path::new(&d).join("compose.yaml"),
-        "services:\n  web:\n    image: local/busybox:1\n    command: sleep 1000\n    annotations: {team: a}\n",
+        r#"
+services:
+  job:
+    image: local/busybox:1
+    command: sleep 1000
+    pre_start:
+      - command: ["sh", "-c", "echo no database; exit 17"]
+"#,
     )
     .unwrap();
     let o = e.stack(&stack(&d, &["up", "-d"]));
@@ -338,6 +345,68 @@ services:
         stderr.contains("service web: `annotations`: OCI annotations reach no runtime here"),
         "{stderr}"
     );
+    e.out(&stack(&d, &["down"]));
+}
+
+/// `pre_start`: each hook in a container of its own before the service
+/// starts, with its volumes and environment, once for the replicas; the
+/// first failure stops the start, the service's containers made, not run.
+#[test]
+fn pre_start_hooks_run_before_the_service_in_containers_of_their_own() {
+    let (e, d) = project_env(
+        "keys",
+        "prestart",
+        r#"
+services:
+  app:
+    image: local/busybox:1
+    command: sh -c "cat /data/init; sleep 1000"
+    deploy: {replicas: 2}
+    volumes: [data:/data]
+    environment: {WHO: app}
+    pre_start:
+      - command: ["sh", "-c", "echo init-$$WHO-$$STAGE >> /data/init"]
+        environment: {STAGE: one}
+      - command: ["sh", "-c", "hostname >> /data/hosts"]
+volumes:
+  data:
+"#,
+    );
+    e.out(&stack(&d, &["up", "-d"]));
+    // Once for both replicas, before them: they read what it wrote.
+    assert_eq!(sh(&e, &d, "app", "cat /data/init"), "init-app-one");
+    assert_eq!(sh(&e, &d, "app", "wc -l < /data/hosts"), "1");
+    let host = sh(&e, &d, "app", "cat /data/hosts");
+    assert_ne!(
+        host,
+        sh(&e, &d, "app", "hostname"),
+        "a container of its own"
+    );
+    // Its container is gone; up again with a replica running: no hook.
+    assert!(!e.out(&["container", "ls", "-a"]).contains("pre_start"));
+    e.out(&stack(&d, &["up", "-d"]));
+    assert_eq!(sh(&e, &d, "app", "wc -l < /data/init"), "1");
+    e.out(&stack(&d, &["down", "-v"]));
+
+    std::fs::write(
+        std::path::Path::new(&d).join("compose.yaml"),
+        r#"
+services:
+  job:
+    image: local/busybox:1
+    command: sleep 1000
+    pre_start:
+      - command: ["sh", "-c", "echo no database; exit 17"]
+"#,
+    )
+    .unwrap();
+    let err = e.fails(&stack(&d, &["up", "-d"]));
+    assert!(
+        err.contains(r#"service "job" pre_start[0] exited with code 17: no database"#),
+        "{err}"
+    );
+    let ps = e.out(&stack(&d, &["ps", "-a", "--format", "json"]));
+    assert!(!ps.contains("running"), "{ps}");
     e.out(&stack(&d, &["down"]));
 }
 

@@ -2,12 +2,23 @@
 //! once it has started (a failing one fails the start, as with compose),
 //! `pre_stop` ones before it is stopped or removed (a failing one is a
 //! warning: the stop goes on). They run as `sync+exec` commands do, through
-//! the driver's `exec`.
+//! the driver's `exec`. `pre_start` hooks run before a service starts while
+//! none of its replicas runs, once for the service, in order, each in a
+//! container of its own (the driver's `pre_start`); the first that fails
+//! stops the rest and the service's start (compose's semantics).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use stack_model::{Hook, Project};
 use stack_wire::{Event, Events};
 
-use crate::{watch, Driver, Engine, Observed};
+use crate::{progress, watch, Driver, Engine, Observed, Origin, Replica};
+
+/// The `pre_start` hooks of one execution of a plan, by service: run once,
+/// their outcome shared by every replica that waits to start.
+#[derive(Default)]
+pub(crate) struct PreStarts(Mutex<HashMap<String, Arc<tokio::sync::OnceCell<Result<(), String>>>>>);
 
 /// Which hooks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -82,5 +93,77 @@ impl<D: Driver + Send + 'static> Engine<D> {
             }
         }
         Ok(())
+    }
+}
+
+impl<D: Driver + Send + 'static> Engine<D> {
+    /// Before replica `number` of `service` starts: the service's
+    /// `pre_start` hooks, unless one of its replicas runs already; once for
+    /// the service in this execution, whichever replica comes first.
+    pub(crate) async fn pre_start(
+        &self,
+        origin: &Origin<'_>,
+        service: &str,
+        number: u32,
+        events: &Events,
+        pre_starts: &PreStarts,
+    ) -> anyhow::Result<()> {
+        let hooks = &origin.project.services[service].pre_start;
+        if hooks.is_empty() {
+            return Ok(());
+        }
+        let cell = pre_starts
+            .0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(service.to_string())
+            .or_default()
+            .clone();
+        let outcome = cell
+            .get_or_init(|| async {
+                let project = &origin.project.name;
+                let running = self
+                    .driver
+                    .observe(Some(project))
+                    .map_err(|e| format!("{e:#}"))?
+                    .iter()
+                    .any(|c| c.service == service && c.running && !c.one_off);
+                if running {
+                    return Ok(());
+                }
+                for (i, h) in hooks.iter().enumerate() {
+                    let what = format!("service \"{service}\" pre_start[{i}]");
+                    if h.per_replica {
+                        return Err(format!(
+                            "{what}: per_replica is not yet supported; remove per_replica or set it to false"
+                        ));
+                    }
+                    let label = format!("{service} pre_start[{i}]");
+                    progress(events, "Hook", &label, "Running");
+                    let name = format!("{project}-{service}-pre_start-{i}");
+                    let replica = Replica {
+                        origin,
+                        service,
+                        number,
+                        name: &name,
+                    };
+                    match self.driver.pre_start(&replica, i).await {
+                        Ok((0, _)) => progress(events, "Hook", &label, "Done"),
+                        Ok((code, output)) => {
+                            let output = output.trim();
+                            let tail = if output.is_empty() {
+                                String::new()
+                            } else {
+                                format!(": {output}")
+                            };
+                            return Err(format!("{what} exited with code {code}{tail}"));
+                        }
+                        Err(e) => return Err(format!("{what}: {e:#}")),
+                    }
+                }
+                Ok(())
+            })
+            .await;
+        outcome.clone().map_err(anyhow::Error::msg)
     }
 }

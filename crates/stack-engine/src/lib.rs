@@ -107,6 +107,15 @@ pub trait Driver: Sync {
         trigger: &watch::Trigger,
         paths: &[std::path::PathBuf],
     ) -> impl Future<Output = anyhow::Result<usize>> + Send;
+    /// Runs the service's `pre_start` hook `index` in a container of its
+    /// own (the replica's volumes, networks and environment; the hook's
+    /// image, command, user and working directory), removed after it:
+    /// its exit code and the end of its output.
+    fn pre_start(
+        &self,
+        replica: &Replica<'_>,
+        index: usize,
+    ) -> impl Future<Output = anyhow::Result<(i32, String)>> + Send;
     /// Runs a command in the running container: its exit code and output.
     fn exec(
         &self,
@@ -504,11 +513,12 @@ impl<D: Driver + Send + 'static> Engine<D> {
         parallel: usize,
     ) -> anyhow::Result<()> {
         let slots = &Semaphore::new(parallel.max(1));
+        let pre_starts = &hooks::PreStarts::default();
         for wave in &plan.waves {
             let results = futures::future::join_all(wave.iter().map(|task| async move {
                 for op in task {
                     let _slot = slots.acquire().await.expect("never closed");
-                    self.run_op(origin, op, events).await?;
+                    self.run_op(origin, op, events, pre_starts).await?;
                 }
                 anyhow::Ok(())
             }))
@@ -523,6 +533,7 @@ impl<D: Driver + Send + 'static> Engine<D> {
         origin: &Origin<'_>,
         op: &Op,
         events: &Events,
+        pre_starts: &hooks::PreStarts,
     ) -> anyhow::Result<()> {
         let driver = &self.driver;
         match op {
@@ -565,6 +576,8 @@ impl<D: Driver + Send + 'static> Engine<D> {
                 let start = matches!(op, Op::Run { .. });
                 if start {
                     self.dependencies(origin, service, name, events).await?;
+                    self.pre_start(origin, service, *number, events, pre_starts)
+                        .await?;
                 }
                 progress(events, "Container", name, "Creating");
                 let replica = Replica {
@@ -592,6 +605,11 @@ impl<D: Driver + Send + 'static> Engine<D> {
                 id, name, service, ..
             } => {
                 self.dependencies(origin, service, name, events).await?;
+                let number = self
+                    .current(&origin.project.name, id)
+                    .map_or(1, |c| c.number);
+                self.pre_start(origin, service, number, events, pre_starts)
+                    .await?;
                 progress(events, "Container", name, "Starting");
                 driver.start(id).await?;
                 self.started(&origin.project.name, id);

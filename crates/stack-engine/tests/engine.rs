@@ -474,6 +474,18 @@ impl Driver for Fake {
         Ok(targets.len())
     }
 
+    async fn pre_start(&self, r: &Replica<'_>, index: usize) -> anyhow::Result<(i32, String)> {
+        let hook = &r.origin.project.services[r.service].pre_start[index];
+        let command = hook.command.clone().map(|c| c.0).unwrap_or_default();
+        self.op(&format!("pre_start {}", command.join(" ")), r.service)
+            .await?;
+        // `false` fails, as the command does.
+        match command.first().map(String::as_str) {
+            Some("false") => Ok((3, "it failed\n".into())),
+            _ => Ok((0, String::new())),
+        }
+    }
+
     async fn exec(&self, id: &str, exec: &watch::Exec) -> anyhow::Result<(i32, String)> {
         self.op(
             &format!("exec {}", exec.command.join(" ")),
@@ -1934,6 +1946,57 @@ fn ops(fake: &Fake) -> Vec<String> {
         .iter()
         .map(|l| l.split_once(' ').unwrap().1.to_string())
         .collect()
+}
+
+/// `pre_start` as compose runs it: once for the service before its
+/// replicas start (not once each), in order, not again while one runs; the
+/// first that fails stops the rest and the start.
+#[tokio::test(start_paused = true)]
+async fn pre_start_hooks_run_once_before_the_replicas_and_a_failure_stops_the_start() {
+    let e = engine(Fake::instant());
+    let p = project(
+        "services:\n  web:\n    image: x\n    deploy: {replicas: 2}\n    pre_start:\n      - command: [echo, a]\n      - command: [echo, b]\n",
+    );
+    assert_eq!(up(&e, up_req(&p)).await.0, None);
+    let done = ops(e.driver());
+    assert_eq!(
+        done[..3],
+        [
+            "create-network shop_default",
+            "pre_start echo a web",
+            "pre_start echo b web"
+        ]
+    );
+    let mut runs = done[3..].to_vec();
+    runs.sort();
+    assert_eq!(runs, ["run shop-web-1", "run shop-web-2"]);
+    // Up again, nothing changed: the replicas run, no hook.
+    e.driver().log.lock().unwrap().clear();
+    assert_eq!(up(&e, up_req(&p)).await.0, None);
+    assert!(
+        ops(e.driver()).iter().all(|o| !o.starts_with("pre_start")),
+        "{:?}",
+        ops(e.driver())
+    );
+
+    let bad = project(
+        "services:\n  job:\n    image: x\n    pre_start:\n      - command: [echo, first]\n      - command: [\"false\"]\n      - command: [echo, never]\n",
+    );
+    e.driver().log.lock().unwrap().clear();
+    let (err, _) = up(&e, up_req(&bad)).await;
+    let err = err.expect("up fails");
+    assert!(
+        err.contains("service \"job\" pre_start[1] exited with code 3: it failed"),
+        "{err}"
+    );
+    assert_eq!(
+        ops(e.driver()),
+        [
+            // (the project network is there already)
+            "pre_start echo first job",
+            "pre_start false job"
+        ]
+    );
 }
 
 #[tokio::test(start_paused = true)]

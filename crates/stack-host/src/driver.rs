@@ -166,6 +166,31 @@ impl stack_engine::Driver for Host {
         .await
     }
 
+    async fn pre_start(&self, r: &Replica<'_>, index: usize) -> anyhow::Result<(i32, String)> {
+        let config = crate::service::pre_start(self, r, index)?;
+        self.on(r.name, move |host, _| {
+            let id = crate::create::launch(host, &config, Launch::Detached, None)?.id;
+            let done = host
+                .block_on(crate::supervision::wait_exit(host.root(), &id))
+                .and_then(|exit| exit)
+                .map(|exit| {
+                    let dir = stack_runtime::container_dir(host.root(), &id);
+                    let tail: String =
+                        stack_runtime::logs::Follower::new(stack_runtime::state::log_path(&dir))
+                            .tail(10, |_| true)
+                            .into_iter()
+                            .map(|r| r.log)
+                            .collect();
+                    (exit.code, tail)
+                });
+            if let Err(e) = crate::containers::remove_one(host, &id, true) {
+                tracing::warn!(container = %id, "pre_start hook container: {e:#}");
+            }
+            done
+        })
+        .await
+    }
+
     async fn exec(
         &self,
         id: &str,

@@ -121,7 +121,7 @@ pub const SERVICE_KEYS: &[(&str, Support, &str)] = &[
     ("volumes", Applied, "tests/compose.rs"),
     ("volumes_from", Applied, "tests/compose.rs"),
     ("working_dir", Applied, "tests/keys.rs"),
-    ("pre_start", Refused("hooks in a container of their own before the service starts are not run yet"), "keys::tests"),
+    ("pre_start", Partly("run as compose runs them: before the service starts while none of its replicas runs, once for the service, in order, each in a container of its own (the service's volumes, networks and environment; the hook's image, command, user, working_dir, privileged), removed after; the first that fails stops the start; `per_replica: true` is refused as compose refuses it; the hook's container gets the replica's volumes as declared (anonymous ones are its own)"), "tests/keys.rs, stack-engine/tests/engine.rs"),
     ("post_start", Partly("run in the container (with its user, working_dir and environment) once it has started (a failing one fails the start), `privileged` ones with every capability; hooks with an `image` of their own are refused"), "tests/keys.rs, stack-engine/tests/engine.rs"),
     ("pre_stop", Partly("run in the container (with its user, working_dir and environment) before it is stopped or removed (a failing one is a warning), `privileged` ones with every capability; hooks with an `image` of their own are refused"), "tests/keys.rs, stack-engine/tests/engine.rs"),
 ];

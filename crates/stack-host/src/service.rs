@@ -603,6 +603,47 @@ pub(crate) fn image_of(service: &str, s: &Service) -> anyhow::Result<String> {
     })
 }
 
+/// The container of a service's `pre_start` hook `index`, as compose makes
+/// it: the replica's volumes, networks (and aliases) and environment with
+/// the hook's over it; the hook's image (the service's by default) with its
+/// own entrypoint, and the hook's command, user, working directory and
+/// privilege; no ports, restart policy or health check; a one-off, so that
+/// no `ps` or plan takes it for a replica.
+pub fn pre_start(host: &Host, r: &Replica<'_>, index: usize) -> anyhow::Result<ContainerConfig> {
+    let s = &r.origin.project.services[r.service];
+    let hook = &s.pre_start[index];
+    let mut a = config(host, r)?;
+    let image = match &hook.image {
+        Some(i) => i.clone(),
+        None => image_of(r.service, s)?,
+    };
+    a.name = Some(format!("{}-{}", r.name, &crate::random_id()?[..12]));
+    a.args = std::iter::once(image)
+        .chain(hook.command.clone().map(|c| c.0).unwrap_or_default())
+        .collect();
+    a.entrypoint = None;
+    a.user = hook.user.clone();
+    a.workdir = hook.working_dir.clone();
+    a.privileged = hook.privileged;
+    a.env
+        .extend(hook.environment.0.iter().map(|(k, v)| match v {
+            Some(v) => format!("{k}={v}"),
+            None => k.clone(),
+        }));
+    a.publish.clear();
+    a.restart = None;
+    a.health = None;
+    a.no_healthcheck = true;
+    a.labels.retain(|l| {
+        !l.starts_with(&format!("{}=", stack_plan::LABEL_NUMBER))
+            && !l.starts_with(&format!("{}=", stack_plan::LABEL_HASH))
+    });
+    a.labels
+        .push(format!("{}=True", crate::supervision::LABEL_ONEOFF));
+    a.labels.push("com.docker.compose.hook=pre_start".into());
+    Ok(a)
+}
+
 /// The directory of named volume `name` under the root, from a checked name.
 pub(crate) fn volume_dir(root: &Path, name: &str) -> anyhow::Result<PathBuf> {
     stack_model::names::check(stack_model::names::Kind::Volume, name)?;

@@ -18,7 +18,10 @@ use crate::{progress, watch, Driver, Engine, Observed, Origin, Replica};
 /// The `pre_start` hooks of one execution of a plan, by service: run once,
 /// their outcome shared by every replica that waits to start.
 #[derive(Default)]
-pub(crate) struct PreStarts(Mutex<HashMap<String, Arc<tokio::sync::OnceCell<Result<(), String>>>>>);
+pub(crate) struct PreStarts(Mutex<HashMap<String, Arc<Outcome>>>);
+
+/// How a service's `pre_start` hooks ended, once they have.
+type Outcome = tokio::sync::OnceCell<Result<(), String>>;
 
 /// Which hooks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

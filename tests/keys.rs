@@ -669,10 +669,39 @@ services:
     blkio_config:
       device_read_bps: [{{path: {disk}, rate: 1mb}}]
       device_write_iops: [{{path: {disk}, rate: 100}}]
+  weighted:
+    image: local/busybox:1
+    command: sleep 1000
+    blkio_config:
+      weight: 300
+      weight_device: [{{path: {disk}, weight: 500}}]
 "#
         ),
     );
-    e.out(&stack(&d, &["up", "-d"]));
+    let up = e.stack(&stack(&d, &["up", "-d"]));
+    assert!(up.status.success(), "{up:?}");
+    // Weights where the host has a weight file (BFQ's, or the
+    // controller's); said, and left out, where it has none.
+    let files = ["blkio/blkio.bfq.weight", "blkio/blkio.weight"];
+    let here = files
+        .iter()
+        .find(|f| std::path::Path::new("/sys/fs/cgroup").join(f).exists());
+    match here {
+        Some(f) => {
+            let w = cgroup(&e, &d, "weighted", f, "io.weight");
+            assert!(w.contains("300"), "{w}");
+        }
+        None => {
+            let err = String::from_utf8_lossy(&up.stderr);
+            assert!(
+                err.contains(
+                    "service weighted: block I/O weights: this host's cgroups have no weight file"
+                ),
+                "{err}"
+            );
+            assert_eq!(sh(&e, &d, "weighted", "echo running"), "running");
+        }
+    }
     let read = cgroup(
         &e,
         &d,

@@ -163,6 +163,8 @@ pub struct HostConfig {
     pub ulimits: Vec<Ulimit>,
     pub blkio_weight: u16,
     #[serde(deserialize_with = "nullable")]
+    pub blkio_weight_device: Vec<WeightDevice>,
+    #[serde(deserialize_with = "nullable")]
     pub blkio_device_read_bps: Vec<ThrottleDevice>,
     #[serde(deserialize_with = "nullable")]
     pub blkio_device_write_bps: Vec<ThrottleDevice>,
@@ -233,6 +235,13 @@ pub struct Ulimit {
     pub name: String,
     pub soft: i64,
     pub hard: i64,
+}
+
+#[derive(Debug, Default, Deserialize, Clone)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct WeightDevice {
+    pub path: String,
+    pub weight: u16,
 }
 
 #[derive(Debug, Default, Deserialize, Clone)]

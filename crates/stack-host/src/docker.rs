@@ -564,9 +564,6 @@ pub fn config_of(
     if !matches!(h.isolation.as_str(), "" | "default") {
         return refuse(&format!("Isolation `{}`", h.isolation));
     }
-    if h.blkio_weight != 0 {
-        return refuse("BlkioWeight (this host has no BFQ weights)");
-    }
     let log_driver = match h.log_config.kind.as_str() {
         "" | "json-file" | "local" => None,
         "none" => Some("none".to_string()),
@@ -708,6 +705,12 @@ pub fn config_of(
             .blkio_device_write_iops
             .iter()
             .map(|d| format!("{}:{}", d.path, d.rate))
+            .collect(),
+        blkio_weight: (h.blkio_weight != 0).then_some(h.blkio_weight),
+        blkio_weight_device: h
+            .blkio_weight_device
+            .iter()
+            .map(|d| format!("{}:{}", d.path, d.weight))
             .collect(),
         memory_swappiness: h
             .memory_swappiness
@@ -1194,6 +1197,13 @@ impl stack_docker::Backend for Docker {
                 recursive: Default::default(),
             });
         }
+        let mut warnings = Vec::new();
+        if (c.blkio_weight.is_some() || !c.blkio_weight_device.is_empty())
+            && !stack_runtime::cgroup::controllers().io_weight
+        {
+            // As dockerd says it, and does.
+            warnings.push("Your kernel does not support Block I/O weight or the cgroup is not mounted. Weight discarded.");
+        }
         let id = crate::create::launch(&self.host, &c, Launch::CreateOnly, None)
             .map_err(|e| match HostError::of(&e) {
                 Some(_) => failed(e),
@@ -1204,7 +1214,7 @@ impl stack_docker::Backend for Docker {
         if let Ok((_, st)) = self.find(&id) {
             self.publish(&st, "create");
         }
-        Ok(json!({"Id": id, "Warnings": []}))
+        Ok(json!({"Id": id, "Warnings": warnings}))
     }
 
     fn inspect(&self, id: &str, _size: bool) -> R<Value> {

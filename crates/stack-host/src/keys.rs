@@ -33,7 +33,7 @@ pub const SERVICE_KEYS: &[(&str, Support, &str)] = &[
     ("attach", Elsewhere("attached `up` leaves the output of `attach: false` services out (unless `--attach` names them)"), "tests/keys.rs"),
     ("build", Partly("built by stack's own builder (`stack build`, `up --build`, `up` when the image is missing, `pull_policy: build`) with context, dockerfile, dockerfile_inline, args, target, labels, secrets, ssh, cache_from (local images), network, tags, additional_contexts, extra_hosts, shm_size, ulimits, no_cache and pull; cache_to, no_cache_filter, privileged, entitlements, provenance, sbom, isolation and more than one platform are warned of (not applied)"), "tests/build.rs"),
     ("develop", Elsewhere("`stack watch` and `up --watch`: sync, sync+restart, sync+exec, restart and rebuild rules"), "tests/watch.rs, tests/build.rs"),
-    ("blkio_config", Partly("device_read_bps, device_write_bps, device_read_iops and device_write_iops are applied (v1 blkio throttles, v2 io.max); weight and weight_device are warned of (not applied)"), "tests/keys.rs"),
+    ("blkio_config", Partly("device_read_bps, device_write_bps, device_read_iops and device_write_iops are applied (v1 blkio throttles, v2 io.max); weight and weight_device where the host has a weight file (BFQ's blkio.bfq.weight or io.bfq.weight, else blkio.weight or io.weight), warned of where it has none"), "tests/keys.rs, keys::tests"),
     ("cap_add", Applied, "tests/isolation.rs"),
     ("cap_drop", Applied, "tests/isolation.rs"),
     ("cgroup_parent", Partly("applied: the container's cgroups under that path from each hierarchy's root (plain names separated by `/`; anything else is refused)"), "tests/keys.rs"),
@@ -275,6 +275,15 @@ fn limits_here(name: &str, s: &Service, host: stack_runtime::cgroup::Controllers
             true,
         ),
         (
+            s.blkio_config
+                .as_ref()
+                .is_some_and(|b| b.weight.is_some() || !b.weight_device.is_empty()),
+            host.io_weight,
+            "block I/O weights",
+            "weight file (BFQ's blkio.bfq.weight, or blkio.weight): not applied",
+            false,
+        ),
+        (
             s.memswap_limit.is_some(),
             host.swap,
             "`memswap_limit`",
@@ -384,16 +393,6 @@ fn partly(key: &str, s: &Service, out: &mut dyn FnMut(bool, &str)) {
             for (k, _) in unapplied.iter().filter(|(_, set)| *set) {
                 out(false, &format!("`build.{k}` is not applied by stack's builder"));
             }
-        }
-        "blkio_config"
-            if s.blkio_config
-                .as_ref()
-                .is_some_and(|b| b.weight.is_some() || !b.weight_device.is_empty()) =>
-        {
-            out(
-                false,
-                "block I/O weights are not applied (the throttles are)",
-            )
         }
         "device_cgroup_rules" if !stack_runtime::cgroup::devices_enforced() => out(
             false,
@@ -563,6 +562,7 @@ mod tests {
             swappiness: false,
             oom_control: false,
             io: false,
+            io_weight: false,
         };
         let v = check_on(&p, &[], bare);
         assert_eq!(

@@ -336,6 +336,12 @@ fn resources(a: &mut ContainerConfig, s: &Service) {
         a.device_write_bps = throttles(&b.device_write_bps);
         a.device_read_iops = throttles(&b.device_read_iops);
         a.device_write_iops = throttles(&b.device_write_iops);
+        a.blkio_weight = b.weight;
+        a.blkio_weight_device = b
+            .weight_device
+            .iter()
+            .map(|w| format!("{}:{}", w.path, w.weight))
+            .collect();
     }
     a.oom_kill_disable = s.oom_kill_disable;
 }

@@ -60,6 +60,51 @@ pub struct Limits {
     /// Block I/O throttles, per device.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub io: Vec<IoThrottle>,
+    /// Block I/O weight (10 to 1000), and per device (major, minor, weight):
+    /// BFQ's where the host has it, else the io controller's own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub io_weight: Option<u16>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub io_weight_devices: Vec<(u64, u64, u16)>,
+}
+
+/// The first of `files` in `dir` that exists (a weight file of BFQ's, or
+/// the controller's).
+fn weight_file<'a>(dir: &Path, files: &[&'a str]) -> Option<&'a str> {
+    files.iter().copied().find(|f| dir.join(f).exists())
+}
+
+/// Writes the weights of `limits` in `dir`, in the files of `files`
+/// (v1's or v2's): the default as `default_line`, each device as
+/// `major:minor weight`. No file: an error (`up` warns of weights a host
+/// cannot apply before it gets here).
+fn write_weights(
+    dir: &Path,
+    limits: &Limits,
+    files: &[&str],
+    default_line: impl Fn(u16) -> String,
+) -> io::Result<()> {
+    if limits.io_weight.is_none() && limits.io_weight_devices.is_empty() {
+        return Ok(());
+    }
+    let Some(file) = weight_file(dir, files) else {
+        return Err(io::Error::other(format!(
+            "this host has no block I/O weight file ({})",
+            files.join(", ")
+        )));
+    };
+    if let Some(w) = limits.io_weight {
+        write(dir, file, &default_line(w))?;
+    }
+    for (major, minor, w) in &limits.io_weight_devices {
+        let device_file = if file.ends_with(".weight") && file.starts_with("blkio") {
+            format!("{file}_device")
+        } else {
+            file.to_string()
+        };
+        write(dir, &device_file, &format!("{major}:{minor} {w}"))?;
+    }
+    Ok(())
 }
 
 /// The most a container may read and write of one block device, in bytes
@@ -127,6 +172,9 @@ fn own_path(proc_self_cgroup: &str, controller: Option<&str>) -> Option<String> 
     })
 }
 
+/// v1's weight files, BFQ's first.
+const V1_WEIGHTS: &[&str] = &["blkio.bfq.weight", "blkio.weight"];
+
 /// What this host's cgroups can limit for a container.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Controllers {
@@ -141,6 +189,8 @@ pub struct Controllers {
     pub oom_control: bool,
     /// Block I/O throttles (v1's blkio, v2's io).
     pub io: bool,
+    /// Block I/O weights (BFQ's, or the io controller's).
+    pub io_weight: bool,
 }
 
 impl Controllers {
@@ -154,6 +204,7 @@ impl Controllers {
         swappiness: true,
         oom_control: true,
         io: true,
+        io_weight: true,
     };
 }
 
@@ -173,6 +224,8 @@ pub fn controllers() -> Controllers {
             swappiness: false,
             oom_control: false,
             io: has("io"),
+            // (io.weight is the io controller's; io.bfq.weight BFQ's)
+            io_weight: has("io"),
         };
     }
     let has = |c: &str| root.join(c).join("cgroup.procs").exists();
@@ -185,6 +238,7 @@ pub fn controllers() -> Controllers {
         swappiness: root.join("memory/memory.swappiness").exists(),
         oom_control: root.join("memory/memory.oom_control").exists(),
         io: root.join("blkio/blkio.throttle.read_bps_device").exists(),
+        io_weight: weight_file(&root.join("blkio"), V1_WEIGHTS).is_some(),
     }
 }
 
@@ -398,6 +452,7 @@ pub fn create(
                                 write(dir, file, &line)?;
                             }
                         }
+                        write_weights(dir, limits, V1_WEIGHTS, |w| w.to_string())?;
                     }
                     "devices" if !all_devices => {
                         write(dir, "devices.deny", "a")?;
@@ -457,6 +512,9 @@ pub fn create(
             for t in &limits.io {
                 write(dir, "io.max", &t.v2())?;
             }
+            write_weights(dir, limits, &["io.bfq.weight", "io.weight"], |w| {
+                format!("default {w}")
+            })?;
             if let Some(cpus) = limits.cpus {
                 write(
                     dir,

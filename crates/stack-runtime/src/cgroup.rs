@@ -764,7 +764,39 @@ mod tests {
             swappiness: None,
             oom_kill_disable: false,
             io: Vec::new(),
+            ..Limits::default()
         }
+    }
+
+    #[test]
+    fn weights_go_to_bfqs_file_or_the_controllers() {
+        let dir = fake_root("weights");
+        let mut l = limits();
+        l.io_weight = Some(300);
+        l.io_weight_devices = vec![(8, 0, 500)];
+        // No weight file: said, nothing written.
+        let err = write_weights(&dir, &l, V1_WEIGHTS, |w| w.to_string()).unwrap_err();
+        assert!(
+            err.to_string().contains("no block I/O weight file"),
+            "{err}"
+        );
+        fs::write(dir.join("blkio.weight"), "").unwrap();
+        fs::write(dir.join("blkio.weight_device"), "").unwrap();
+        write_weights(&dir, &l, V1_WEIGHTS, |w| w.to_string()).unwrap();
+        assert_eq!(read(&dir.join("blkio.weight")), "300");
+        assert_eq!(read(&dir.join("blkio.weight_device")), "8:0 500");
+        // v2: one file for both, the default as `default N`.
+        fs::write(dir.join("io.bfq.weight"), "").unwrap();
+        write_weights(&dir, &l, &["io.bfq.weight", "io.weight"], |w| {
+            format!("default {w}")
+        })
+        .unwrap();
+        assert_eq!(read(&dir.join("io.bfq.weight")), "8:0 500");
+        // Nothing asked: nothing needed.
+        write_weights(Path::new("/nonexistent"), &limits(), V1_WEIGHTS, |w| {
+            w.to_string()
+        })
+        .unwrap();
     }
 
     #[test]

@@ -282,6 +282,16 @@ fn the_docker_cli_runs_and_manages_containers() {
     }
     assert!(!seen.contains("other"), "{seen}");
     drop(events);
+    // Unfiltered, a quiet stream sends nothing (no keep-alive lines).
+    let mut c = client(&e, docker_bin());
+    c.args(["events", "--format", "{{.Action}}"]);
+    let events = common::Background::spawn(c);
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    docker_ok(&e, &["run", "--rm", "busybox", "echo"]);
+    wait_for("the destroy event", || events.stdout().contains("destroy"));
+    let seen = events.stdout();
+    assert!(seen.lines().all(|l| !l.trim().is_empty()), "{seen:?}");
+    drop(events);
 
     // dockerd's words where clients match on them.
     let o = docker(&e, &["inspect", "nope"]);
@@ -349,6 +359,33 @@ fn docker_run_and_exec_with_a_terminal_or_input() {
     let o = common::with_input(&mut piped, "to exec\n");
     assert_eq!(String::from_utf8_lossy(&o.stdout), "to exec\n", "{o:?}");
     docker_ok(&e, &["rm", "-f", "box"]);
+    // -t without -i: no terminal held by the engine, the output logged.
+    docker_ok(
+        &e,
+        &[
+            "run", "-d", "-t", "--name", "ttyonly", "busybox", "echo", "tty-out",
+        ],
+    );
+    wait_for("ttyonly's log", || {
+        docker(&e, &["logs", "ttyonly"])
+            .stdout
+            .starts_with(b"tty-out")
+    });
+    docker_ok(&e, &["rm", "-f", "ttyonly"]);
+    // -dit: a shell that waits on its input; restarted, it still does.
+    docker_ok(&e, &["run", "-dit", "--name", "shell", "busybox", "sh"]);
+    docker_ok(&e, &["restart", "-t", "1", "shell"]);
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    assert_eq!(
+        docker_ok(&e, &["inspect", "-f", "{{.State.Status}}", "shell"]).trim(),
+        "running"
+    );
+    assert_eq!(
+        docker_ok(&e, &["exec", "shell", "echo", "still"]),
+        "still\n"
+    );
+    docker_ok(&e, &["rm", "-f", "shell"]);
+
     assert!(!stack_ls(&e).contains("box"));
 }
 

@@ -206,9 +206,12 @@ fn glob(pattern: &str, s: &str) -> bool {
             let Some(rest) = s.strip_prefix(head) else {
                 return false;
             };
-            (0..=rest.len())
-                .take_while(|i| !rest[..*i].contains('/'))
-                .filter(|i| rest.is_char_boundary(*i))
+            // Every split of `rest` up to its first `/`, at char boundaries.
+            let stop = rest.find('/').unwrap_or(rest.len());
+            rest.char_indices()
+                .map(|(i, _)| i)
+                .chain(std::iter::once(rest.len()))
+                .take_while(|i| *i <= stop)
                 .any(|i| glob(tail, &rest[i..]))
         }
     }
@@ -268,6 +271,15 @@ mod tests {
         assert!(image(
             &f(r#"{"dangling":["true"]}"#),
             &json!({"RepoTags": []})
+        ));
+        // Names of any characters (a loaded archive's) are matched, never split inside one.
+        assert!(image(
+            &f(r#"{"reference":["*"]}"#),
+            &json!({"RepoTags": ["é:1"]})
+        ));
+        assert!(image(
+            &f(r#"{"reference":["é*"]}"#),
+            &json!({"RepoTags": ["éa:1"]})
         ));
     }
 }

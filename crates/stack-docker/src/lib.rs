@@ -16,7 +16,8 @@ pub mod stdcopy;
 pub mod types;
 
 pub use server::{
-    serve, AttachQuery, Backend, BuildQuery, DockerError, Exec, LogsQuery, Output, Stream,
+    find_network, serve, AttachQuery, Backend, BuildQuery, DockerError, Exec, LogsQuery, Output,
+    Stream,
 };
 
 /// The newest API version served: the one docker CLI 28 asks for.
@@ -214,7 +215,8 @@ fn matches(template: &str, segments: &[&str]) -> Option<Vec<String>> {
         if middle.iter().any(|s| s.is_empty()) {
             return None;
         }
-        params.push(middle.join("/"));
+        // (docker-py quotes the `@` of `name@sha256:…`)
+        params.push(percent_decode(&middle.join("/")));
         return Some(params);
     }
     if parts.len() != segments.len() {
@@ -293,6 +295,8 @@ mod tests {
         );
         let m = route("GET", "/images/localhost:5000/a/b:1/json").unwrap();
         assert_eq!(m.params, vec!["localhost:5000/a/b:1".to_string()]);
+        let m = route("GET", "/images/busybox%40sha256:ab/json").unwrap();
+        assert_eq!(m.params, vec!["busybox@sha256:ab".to_string()]);
         let m = route("DELETE", "/images/busybox").unwrap();
         assert_eq!(m.params, vec!["busybox".to_string()]);
         // `/images/json` is the list, not an image called `json`.

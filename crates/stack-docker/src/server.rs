@@ -82,6 +82,8 @@ pub struct Exec {
     pub running: bool,
     pub exit_code: Option<i32>,
     pub pid: i32,
+    /// When it ended.
+    pub ended: Option<std::time::Instant>,
 }
 
 /// What the Docker API does on the host. Calls may block. A call a
@@ -106,7 +108,8 @@ pub trait Backend: Send + Sync + 'static {
     fn pause(&self, id: &str, paused: bool) -> R<()>;
     /// Blocks until `condition` (`not-running`, `next-exit`, `removed`) holds;
     /// the exit code.
-    fn wait(&self, id: &str, condition: &str) -> R<i64>;
+    /// `gone` says when the client went away (the wait then ends).
+    fn wait(&self, id: &str, condition: &str, gone: &dyn Fn() -> bool) -> R<i64>;
     fn rename(&self, id: &str, name: &str) -> R<()>;
     fn resize(&self, id: &str, rows: u16, cols: u16) -> R<()> {
         Err(DockerError::not_implemented(
@@ -393,6 +396,10 @@ type Body = BoxBody<Bytes, std::io::Error>;
 /// An exec instance, and while it runs what resizes its terminal.
 type ExecEntry = (Exec, Option<Arc<dyn Control>>);
 
+/// How long an ended exec instance stays to be inspected (dockerd keeps
+/// them while their container lives; clients ask right after the end).
+const EXEC_KEPT: std::time::Duration = std::time::Duration::from_secs(600);
+
 /// The server's own bookkeeping: exec instances (dockerd keeps them in
 /// memory too; they do not outlive the engine).
 struct State<B> {
@@ -402,39 +409,47 @@ struct State<B> {
 
 /// Serves `backend` on `listener` until `shutdown` completes.
 pub async fn serve<B: Backend>(
-    listener: std::os::unix::net::UnixListener,
+    listeners: Vec<std::os::unix::net::UnixListener>,
     backend: Arc<B>,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
-    listener.set_nonblocking(true)?;
-    let listener = tokio::net::UnixListener::from_std(listener)?;
+    // One state for every socket: an exec made on one is found on another.
     let state = Arc::new(State {
         backend,
         execs: Mutex::default(),
     });
-    tokio::pin!(shutdown);
-    loop {
-        let stream = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
-                Err(_) => continue,
-            },
-            () = &mut shutdown => return Ok(()),
-        };
+    let mut accepting = Vec::new();
+    for listener in listeners {
+        listener.set_nonblocking(true)?;
+        let listener = tokio::net::UnixListener::from_std(listener)?;
         let state = state.clone();
-        tokio::spawn(async move {
-            let service = hyper::service::service_fn(move |req| {
+        accepting.push(tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    // Out of fds and the like: the next accept may do.
+                    continue;
+                };
                 let state = state.clone();
-                async move { Ok::<_, Infallible>(handle(state, req).await) }
-            });
-            let _ = hyper::server::conn::http1::Builder::new()
-                .timer(hyper_util::rt::TokioTimer::new())
-                .header_read_timeout(stack_api::HEADER_TIMEOUT)
-                .serve_connection(TokioIo::new(stream), service)
-                .with_upgrades()
-                .await;
-        });
+                tokio::spawn(async move {
+                    let service = hyper::service::service_fn(move |req| {
+                        let state = state.clone();
+                        async move { Ok::<_, Infallible>(handle(state, req).await) }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .timer(hyper_util::rt::TokioTimer::new())
+                        .header_read_timeout(stack_api::HEADER_TIMEOUT)
+                        .serve_connection(TokioIo::new(stream), service)
+                        .with_upgrades()
+                        .await;
+                });
+            }
+        }));
     }
+    shutdown.await;
+    for a in accepting {
+        a.abort();
+    }
+    Ok(())
 }
 
 async fn handle<B: Backend>(state: Arc<State<B>>, req: Request<Incoming>) -> Response<Body> {
@@ -629,7 +644,7 @@ async fn dispatch<B: Backend>(state: Arc<State<B>>, req: Request<Incoming>) -> R
             }
             let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(1);
             std::thread::spawn(move || {
-                let v = match b.wait(&p, &condition) {
+                let v = match b.wait(&p, &condition, &|| tx.is_closed()) {
                     Ok(code) => json!({"StatusCode": code, "Error": null}),
                     Err(e) => json!({"StatusCode": -1, "Error": {"Message": e.message}}),
                 };
@@ -698,8 +713,11 @@ async fn dispatch<B: Backend>(state: Arc<State<B>>, req: Request<Incoming>) -> R
                             running: false,
                             exit_code: None,
                             pid: 0,
+                            ended: None,
                         };
-                        lock(&state.execs).insert(id.clone(), (exec, None));
+                        let mut execs = lock(&state.execs);
+                        execs.retain(|_, (e, _)| e.ended.is_none_or(|t| t.elapsed() < EXEC_KEPT));
+                        execs.insert(id.clone(), (exec, None));
                         json_status(StatusCode::CREATED, &json!({"Id": id}))
                     }
                     Err(e) => error(e),
@@ -827,13 +845,9 @@ async fn dispatch<B: Backend>(state: Arc<State<B>>, req: Request<Incoming>) -> R
                 .await,
             )
         }
-        ("GET", "/networks/{id}") => answer(
-            blocking(move || {
-                let all = b.networks()?;
-                find_network(all, &p)
-            })
-            .await,
-        ),
+        ("GET", "/networks/{id}") => {
+            answer(blocking(move || find_network(&b.networks()?, &p)).await)
+        }
         ("POST", "/networks/create") => match body::<CreateNetwork>(req).await {
             Ok(n) => created(blocking(move || b.create_network(n)).await),
             Err(e) => error(e),
@@ -899,8 +913,9 @@ async fn dispatch<B: Backend>(state: Arc<State<B>>, req: Request<Incoming>) -> R
     }
 }
 
-/// A network by full name, full id, or unique id prefix, as dockerd finds one.
-fn find_network(all: Vec<Value>, key: &str) -> R<Value> {
+/// A network (Docker's shape) by full name, full id, or unique id
+/// prefix, as dockerd finds one.
+pub fn find_network(all: &[Value], key: &str) -> R<Value> {
     let s = |n: &Value, k: &str| n[k].as_str().unwrap_or_default().to_string();
     if let Some(n) = all
         .iter()
@@ -908,9 +923,9 @@ fn find_network(all: Vec<Value>, key: &str) -> R<Value> {
     {
         return Ok(n.clone());
     }
-    let mut prefixed = all.into_iter().filter(|n| s(n, "Id").starts_with(key));
+    let mut prefixed = all.iter().filter(|n| s(n, "Id").starts_with(key));
     match (prefixed.next(), prefixed.next()) {
-        (Some(n), None) => Ok(n),
+        (Some(n), None) => Ok(n.clone()),
         (Some(_), Some(_)) => Err(DockerError::bad_request(format!(
             "network {key} is ambiguous"
         ))),
@@ -982,6 +997,7 @@ async fn exec_start<B: Backend>(
             if let Some((e, _)) = lock(&state.execs).get_mut(&id) {
                 e.running = false;
                 e.exit_code = Some(126);
+                e.ended = Some(std::time::Instant::now());
             }
             return error(e);
         }
@@ -1010,6 +1026,7 @@ fn finish_exec<B>(state: &State<B>, id: &str, code: i32) {
     if let Some((e, control)) = lock(&state.execs).get_mut(id) {
         e.running = false;
         e.exit_code = Some(code);
+        e.ended = Some(std::time::Instant::now());
         *control = None;
     }
 }
@@ -1123,23 +1140,27 @@ fn hijack(
         };
         let (mut rd, mut wr) = tokio::io::split(TokioIo::new(io));
         // Input goes through a thread: writing to a pipe may block.
-        let (in_tx, in_rx) = std::sync::mpsc::channel::<Vec<u8>>();
-        if let Some(mut w) = stdin {
-            std::thread::spawn(move || {
-                for chunk in in_rx {
-                    if w.write_all(&chunk).and_then(|()| w.flush()).is_err() {
-                        break;
+        // Input goes through a thread (writing to a pipe may block) and a
+        // bounded queue: a client faster than the process waits for it.
+        let (in_tx, mut in_rx) = tokio::sync::mpsc::channel::<Vec<u8>>(16);
+        match stdin {
+            Some(mut w) => {
+                std::thread::spawn(move || {
+                    while let Some(chunk) = in_rx.blocking_recv() {
+                        if w.write_all(&chunk).and_then(|()| w.flush()).is_err() {
+                            break;
+                        }
                     }
-                }
-            });
+                });
+            }
+            // Nobody takes input: what comes is read and dropped.
+            None => drop(in_rx),
         }
         let input = tokio::spawn(async move {
             let mut buf = vec![0u8; 32 * 1024];
             while let Ok(n @ 1..) = rd.read(&mut buf).await {
-                if in_tx.send(buf[..n].to_vec()).is_err() {
-                    // Nobody takes input: read on, so a half-close is seen.
-                    continue;
-                }
+                // (read on when nobody takes it, so a half-close is seen)
+                let _ = in_tx.send(buf[..n].to_vec()).await;
             }
             // The end of the client's input: the process's too (in_tx dropped).
         });
@@ -1215,6 +1236,10 @@ async fn logs<B: Backend>(b: Arc<B>, id: String, q: &Query) -> Response<Body> {
     let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(16);
     std::thread::spawn(move || {
         let sent = b.logs(&id, &lq, &mut |stream, time, bytes| {
+            // (nothing: the backend asks whether the client is still there)
+            if bytes.is_empty() {
+                return !tx.is_closed();
+            }
             let mut line = Vec::with_capacity(bytes.len() + 32);
             if lq.timestamps {
                 line.extend_from_slice(time.as_bytes());
@@ -1368,7 +1393,8 @@ fn events<B: Backend>(b: Arc<B>, q: &Query) -> Response<Body> {
     let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(16);
     std::thread::spawn(move || {
         let r = b.events(since, until, &mut |e| {
-            if !event_passes(&f, &e) {
+            // (null: the backend asks whether the client is still there)
+            if e.is_null() || !event_passes(&f, &e) {
                 return !tx.is_closed();
             }
             tx.blocking_send(Bytes::from(format!("{e}\n"))).is_ok()

@@ -400,6 +400,28 @@ fn close_store(root: &Path, gid: Option<u32>) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A path the Docker API may take for its socket: nothing there, or a
+/// socket nobody answers on (a stale one). Never a file, nor a live
+/// dockerd's socket.
+fn claimable(p: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::FileTypeExt as _;
+    match std::fs::symlink_metadata(p) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(anyhow::anyhow!("`{}`: {e}", p.display())),
+        Ok(m) if !m.file_type().is_socket() => {
+            bail!(
+                "`{}` is there and is not a socket: not replaced",
+                p.display()
+            )
+        }
+        Ok(_) if std::os::unix::net::UnixStream::connect(p).is_ok() => bail!(
+            "something (dockerd?) answers on `{}`: not replaced",
+            p.display()
+        ),
+        Ok(_) => Ok(()),
+    }
+}
+
 /// `stack daemon`: serves the root `root` on `socket`, and the Docker
 /// Engine API on `$STACK_ROOT/docker.sock` and `docker_sockets`, until
 /// SIGTERM or SIGINT. Running containers keep running when it stops.
@@ -449,6 +471,9 @@ pub fn serve(
         .chain(docker_sockets.iter().cloned())
         .collect();
     let mut docker_listeners = Vec::new();
+    for p in &docker_paths[1..] {
+        claimable(p)?;
+    }
     for p in &docker_paths {
         docker_listeners.push(
             stack_api::bind(p, gid)
@@ -474,19 +499,15 @@ pub fn serve(
         engine: engine.engine.clone(),
         consoles: Default::default(),
     });
-    let (stop_docker, stopped) = tokio::sync::watch::channel(false);
-    for listener in docker_listeners {
-        let (docker, mut stopped) = (docker.clone(), stopped.clone());
-        rt.spawn(async move {
-            let until = async move {
-                let _ = stopped.wait_for(|s| *s).await;
-            };
-            if let Err(e) = stack_docker::serve(listener, docker, until).await {
-                tracing::error!("the Docker API server failed: {e}");
-            }
-        });
-    }
-    drop(stopped);
+    let (stop_docker, mut stopped) = tokio::sync::watch::channel(false);
+    rt.spawn(async move {
+        let until = async move {
+            let _ = stopped.wait_for(|s| *s).await;
+        };
+        if let Err(e) = stack_docker::serve(docker_listeners, docker, until).await {
+            tracing::error!("the Docker API server failed: {e}");
+        }
+    });
     // Containers that ran on are watched; those that should run but do
     // not (they died while no engine watched) start, in dependency order.
     let booting = engine.engine.clone();

@@ -937,23 +937,11 @@ fn or_now(t: &str) -> String {
     }
 }
 
-/// The name of the network `key` names (name, id or id prefix) among
-/// `all` (Docker's shape).
+/// The name of the network `key` names (name, id or unique id prefix)
+/// among `all` (Docker's shape).
 fn find_network_record(all: &[Value], key: &str) -> R<String> {
-    let name = |n: &Value| n["Name"].as_str().unwrap_or_default().to_string();
-    if let Some(n) = all.iter().find(|n| n["Name"] == key || n["Id"] == key) {
-        return Ok(name(n));
-    }
-    let mut prefixed = all
-        .iter()
-        .filter(|n| n["Id"].as_str().is_some_and(|i| i.starts_with(key)));
-    match (prefixed.next(), prefixed.next()) {
-        (Some(n), None) => Ok(name(n)),
-        (Some(_), Some(_)) => Err(DockerError::bad_request(format!(
-            "network {key} is ambiguous"
-        ))),
-        _ => Err(DockerError::not_found(format!("network {key} not found"))),
-    }
+    let n = stack_docker::find_network(all, key)?;
+    Ok(n["Name"].as_str().unwrap_or_default().to_string())
 }
 
 /// `X-Registry-Auth`: base64url JSON with `username` and `password`
@@ -1287,58 +1275,82 @@ impl stack_docker::Backend for Docker {
         Ok(())
     }
 
-    fn wait(&self, id: &str, condition: &str) -> R<i64> {
-        // A container removed as it ends (`AutoRemove`) may be gone
-        // before its state is read: its exit code is in the engine's `die`.
+    fn wait(&self, id: &str, condition: &str, gone: &dyn Fn() -> bool) -> R<i64> {
+        // A container removed as it ends (`AutoRemove`) may be gone before
+        // its state is read: its exit code is in the engine's `die`.
         let mut events = self.engine.subscribe();
         let (dir, first) = self.find(id)?;
         let id = first.id.clone();
-        let mut died = move |code: i64| {
-            let mut found = None;
-            while let Ok(e) = events.try_recv() {
-                if e.id == id && e.action == "die" {
-                    found = e.attributes.get("exitCode").and_then(|c| c.parse().ok());
+        let mut died = {
+            let id = id.clone();
+            move || {
+                use tokio::sync::broadcast::error::TryRecvError;
+                let mut found = None;
+                loop {
+                    match events.try_recv() {
+                        Ok(e) if e.id == id && e.action == "die" => {
+                            found = e.attributes.get("exitCode").and_then(|c| c.parse().ok());
+                        }
+                        Ok(_) | Err(TryRecvError::Lagged(_)) => {}
+                        Err(_) => return found,
+                    }
                 }
             }
-            found.unwrap_or(code)
         };
-        let id = first.id.clone();
         let removed = condition == "removed";
-        let mut code = first.exit_code.unwrap_or(0) as i64;
-        let mut exited = false;
+        let mut code = None;
         loop {
+            if gone() {
+                return Err(DockerError::internal("the client went away"));
+            }
             let st = match stack_runtime::state::read(&dir) {
                 Ok(st) => st,
-                // Gone: removed (`AutoRemove`, `rm -f`).
-                Err(_) if exited => return Ok(code),
-                Err(_) if removed => return Ok(died(code)),
-                Err(_) => return Err(DockerError::no_such_container(&id)),
+                // Gone: removed (`AutoRemove`, `rm -f`) as it ended.
+                Err(_) => {
+                    return match code.or_else(&mut died) {
+                        Some(c) => Ok(c),
+                        None => Err(DockerError::no_such_container(&id)),
+                    }
+                }
             };
             if running(&st) {
                 let exit = self
                     .host
-                    .block_on(crate::supervision::wait_exit(self.root(), &id))
+                    .block_on(async {
+                        let waiting = crate::supervision::wait_exit(self.root(), &id);
+                        tokio::pin!(waiting);
+                        loop {
+                            tokio::select! {
+                                exit = &mut waiting => return Some(exit),
+                                () = tokio::time::sleep(Duration::from_secs(1)) => {
+                                    if gone() {
+                                        return None;
+                                    }
+                                }
+                            }
+                        }
+                    })
                     .map_err(failed)?;
                 match exit {
-                    Ok(e) => code = e.code as i64,
-                    Err(_) if removed => return Ok(died(code)),
-                    Err(e) => return Err(failed(e)),
+                    None => return Err(DockerError::internal("the client went away")),
+                    Some(Ok(e)) => code = Some(i64::from(e.code)),
+                    // Removed meanwhile: the next turn finds it gone.
+                    Some(Err(_)) => {}
                 }
                 if !removed {
-                    return Ok(code);
+                    if let Some(c) = code {
+                        return Ok(c);
+                    }
                 }
-                exited = true;
                 continue;
             }
             let ran_since = st.finished_at != first.finished_at;
+            let last = i64::from(st.exit_code.unwrap_or(0));
             match condition {
                 // Not running now: the last exit, or 0 for one never started.
-                "not-running" => return Ok(st.exit_code.unwrap_or(0) as i64),
-                "next-exit" if ran_since => return Ok(st.exit_code.unwrap_or(0) as i64),
-                _ if removed && (ran_since || st.status == Status::Exited) => {
-                    code = st.exit_code.unwrap_or(0) as i64;
-                    exited = true;
-                }
+                "not-running" => return Ok(last),
+                "next-exit" if ran_since => return Ok(last),
+                _ if removed && (ran_since || st.status == Status::Exited) => code = Some(last),
                 _ => {}
             }
             std::thread::sleep(Duration::from_millis(10));
@@ -1347,7 +1359,8 @@ impl stack_docker::Backend for Docker {
 
     fn resize(&self, id: &str, rows: u16, cols: u16) -> R<()> {
         let (_, st) = self.find(id)?;
-        if let Some(c) = lock(&self.consoles).get(&st.id) {
+        let console = lock(&self.consoles).get(&st.id).cloned();
+        if let Some(c) = console {
             c.resize(rows, cols);
         }
         Ok(())
@@ -1379,6 +1392,11 @@ impl stack_docker::Backend for Docker {
         }
         // Anonymous volumes live in the container's directory and go with it.
         containers::remove_one(&self.host, &st.id, force).map_err(failed)?;
+        // An attach waiting for a start that will never come ends.
+        let console = lock(&self.consoles).remove(&st.id);
+        if let Some(c) = console {
+            c.ended(st.exit_code.unwrap_or(0));
+        }
         self.publish(&st, "destroy");
         Ok(())
     }
@@ -1386,8 +1404,18 @@ impl stack_docker::Backend for Docker {
     fn attach(&self, id: &str, q: &AttachQuery) -> R<Output> {
         let (dir, st) = self.find(id)?;
         let tty = st.spec.tty;
+        // A container with open input has its streams in the engine while
+        // the engine started it (or will start it: attach comes first);
+        // any other is followed in its log.
         if (tty || st.spec.interactive) && q.stream {
-            return Ok(self.console(&st).attach(q, tty));
+            let console = if running(&st) {
+                lock(&self.consoles).get(&st.id).cloned()
+            } else {
+                Some(self.console(&st))
+            };
+            if let Some(c) = console {
+                return Ok(c.attach(q, tty));
+            }
         }
         let (out_r, out_w) = std::io::pipe().map_err(|e| DockerError::internal(e.to_string()))?;
         let (err_r, err_w) = std::io::pipe().map_err(|e| DockerError::internal(e.to_string()))?;
@@ -1452,6 +1480,10 @@ impl stack_docker::Backend for Docker {
                     last = true;
                     continue;
                 }
+                // Nobody reads any more (the client went): done.
+                if reader_gone(&out_w) {
+                    return code;
+                }
                 std::thread::sleep(Duration::from_millis(if started { 20 } else { 5 }));
             }
         });
@@ -1478,6 +1510,10 @@ impl stack_docker::Backend for Docker {
             q.since.is_none_or(|s| secs >= s) && q.until.is_none_or(|u| secs <= u)
         };
         let done = containers::read_log(self.root(), &st.id, q.follow, q.tail, |records| {
+            // Nothing new: is the client still there?
+            if records.is_empty() && !each(Stream::Stdout, "", &[]) {
+                anyhow::bail!(Gone);
+            }
             for r in records {
                 let stream = if r.stream == "stderr" {
                     Stream::Stderr
@@ -1555,7 +1591,17 @@ impl stack_docker::Backend for Docker {
         let (_, st) = self.find(id)?;
         let root = self.root().to_path_buf();
         Ok(Box::new(move |out: &mut dyn std::io::Write| {
-            crate::layers::export(&root, &st, out)
+            // A running container is frozen while its layer is read: it
+            // cannot swap a directory for a link to the host's meanwhile.
+            let freeze = running(&st) && !containers::is_paused(&st);
+            if freeze {
+                containers::freeze(&root, &st.id, true).map_err(std::io::Error::other)?;
+            }
+            let done = crate::layers::export(&root, &st, out);
+            if freeze {
+                let _ = containers::freeze(&root, &st.id, false);
+            }
+            done
         }))
     }
 
@@ -2060,15 +2106,7 @@ impl stack_docker::Backend for Docker {
                 format!("{id} is a pre-defined network and cannot be removed"),
             ));
         }
-        let all = self.networks()?;
-        let net = all
-            .iter()
-            .find(|n| n["Name"] == id || n["Id"] == id)
-            .or_else(|| {
-                all.iter()
-                    .find(|n| n["Id"].as_str().is_some_and(|i| i.starts_with(id)))
-            })
-            .ok_or_else(|| DockerError::not_found(format!("network {id} not found")))?;
+        let net = stack_docker::find_network(&self.networks()?, id)?;
         let name = net["Name"].as_str().unwrap_or_default().to_string();
         if net["Containers"].as_object().is_some_and(|c| !c.is_empty()) {
             return Err(DockerError::new(
@@ -2395,6 +2433,19 @@ fn dir_size(dir: &Path) -> u64 {
         .sum()
 }
 
+/// Whether the read end of a pipe is closed (its writer would get EPIPE).
+fn reader_gone(w: &std::io::PipeWriter) -> bool {
+    use std::os::fd::AsFd as _;
+    let mut fds = [nix::poll::PollFd::new(
+        w.as_fd(),
+        nix::poll::PollFlags::empty(),
+    )];
+    nix::poll::poll(&mut fds, nix::poll::PollTimeout::ZERO).is_ok()
+        && fds[0]
+            .revents()
+            .is_some_and(|r| r.contains(nix::poll::PollFlags::POLLERR))
+}
+
 /// Go's `os.FileMode` bits for a Unix `st_mode` (what `docker cp` reads).
 fn go_mode(mode: u32) -> u32 {
     let perm = mode & 0o777;
@@ -2463,6 +2514,32 @@ impl Docker {
                 q.dockerfile
             )));
         }
+        // The builder reads these two by path: links in a hostile context
+        // must not lead it to the host's files.
+        let base = dir
+            .canonicalize()
+            .map_err(|e| DockerError::internal(e.to_string()))?;
+        for (name, needed) in [
+            (dockerfile.as_path(), true),
+            (Path::new(".dockerignore"), false),
+        ] {
+            match dir.join(name).canonicalize() {
+                Ok(real) if real.starts_with(&base) && real.is_file() => {}
+                Err(e) if !needed && e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    return Err(DockerError::bad_request(format!(
+                        "Cannot locate specified Dockerfile: {}",
+                        name.display()
+                    )))
+                }
+                _ => {
+                    return Err(DockerError::bad_request(format!(
+                        "{} in the build context is not a file of the context",
+                        name.display()
+                    )))
+                }
+            }
+        }
         let req = stack_build::Request {
             context: dir.to_path_buf(),
             dockerfile,
@@ -2528,10 +2605,13 @@ impl Docker {
     /// The console of a container with a terminal or open input: made
     /// when first attached to or started.
     fn console(&self, st: &State) -> std::sync::Arc<Console> {
-        lock(&self.consoles)
-            .entry(st.id.clone())
-            .or_default()
-            .clone()
+        let mut all = lock(&self.consoles);
+        let c = all.entry(st.id.clone()).or_default();
+        // One per run: a console that ran (or runs) is not the next run's.
+        if c.run_begun() {
+            *c = Default::default();
+        }
+        c.clone()
     }
 
     /// Starts a container with its streams in the engine's hands (its
@@ -2584,6 +2664,17 @@ impl Docker {
         }
         let stderr = piped.stderr.take();
         let pty = piped.pty.take();
+        // What a terminal shows is logged here (the monitor logs pipes only).
+        if pty.is_some() && !st.spec.no_log {
+            let dir = stack_runtime::container_dir(self.root(), &st.id);
+            let log = stack_runtime::logs::RotatingFile::open(
+                &stack_runtime::state::log_path(&dir),
+                st.spec.log_max_size,
+                st.spec.log_max_files.unwrap_or(1),
+            )
+            .map_err(|e| DockerError::internal(format!("cannot open the log: {e}")))?;
+            *lock(&console.log) = Some(log);
+        }
         console.started(input, pty);
         let mut threads = Vec::new();
         for (stream, mut r) in readers
@@ -2608,7 +2699,14 @@ impl Docker {
             }
             console.ended(code);
             if let Some(consoles) = consoles.upgrade() {
-                lock(&consoles).remove(&id);
+                let mut all = lock(&consoles);
+                // (A later run's console stays.)
+                if all
+                    .get(&id)
+                    .is_some_and(|c| std::sync::Arc::ptr_eq(c, &console))
+                {
+                    all.remove(&id);
+                }
             }
         });
         Ok(())
@@ -2620,6 +2718,8 @@ impl Docker {
 /// waits), its exit.
 #[derive(Default)]
 pub struct Console {
+    /// Where a terminal's output is logged.
+    log: std::sync::Mutex<Option<stack_runtime::logs::RotatingFile>>,
     outputs: std::sync::Mutex<Vec<Attached>>,
     input: std::sync::Mutex<Input>,
     exit: std::sync::Mutex<Option<i32>>,
@@ -2672,6 +2772,14 @@ impl Console {
 
     fn output(&self, stream: Stream, bytes: &[u8]) {
         use std::io::Write as _;
+        if let Some(log) = lock(&self.log).as_mut() {
+            let name = if stream == Stream::Stderr {
+                "stderr"
+            } else {
+                "stdout"
+            };
+            let _ = stack_runtime::logs::emit(log, name, bytes.to_vec());
+        }
         lock(&self.outputs).retain_mut(|a| {
             let to = match stream {
                 Stream::Stderr => a.stderr.as_mut(),
@@ -2703,12 +2811,17 @@ impl Console {
     fn write_input(&self, bytes: &[u8]) -> std::io::Result<()> {
         let mut i = lock(&self.input);
         let started = i.started;
+        let room = i.pending.len() + bytes.len() <= 64 << 10;
         match i.to.as_mut() {
             Some(w) => w.write_all(bytes).and_then(|()| w.flush()),
-            None if !started => {
+            // (at most a pipe's worth waits for the start)
+            None if !started && room => {
                 i.pending.extend_from_slice(bytes);
                 Ok(())
             }
+            None if !started => Err(std::io::Error::other(
+                "the container has not started: too much input waits",
+            )),
             None => Err(std::io::ErrorKind::BrokenPipe.into()),
         }
     }
@@ -2727,6 +2840,11 @@ impl Console {
         if let Some(pty) = &lock(&self.input).pty {
             let _ = stack_runtime::resize(pty, rows, cols);
         }
+    }
+
+    /// Whether its run has begun (or ended): a new run needs a new one.
+    fn run_begun(&self) -> bool {
+        lock(&self.input).started || lock(&self.exit).is_some()
     }
 
     fn ended(&self, code: i32) {

@@ -181,7 +181,10 @@ pub fn pump(
     Ok(())
 }
 
-fn emit(out: &mut impl Sink, stream: &str, bytes: Vec<u8>) -> io::Result<()> {
+/// Writes one record of `stream`'s output (`stdout`, `stderr`) to `out`,
+/// stamped now (also for output a caller relays: the Docker API's
+/// terminals).
+pub fn emit(out: &mut impl Sink, stream: &str, bytes: Vec<u8>) -> io::Result<()> {
     let r = Record {
         log: String::from_utf8_lossy(&bytes).into_owned(),
         stream: stream.to_string(),

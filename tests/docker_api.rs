@@ -797,12 +797,29 @@ fn the_protocol_and_bad_input() {
 /// container, where Docker clients look for it.
 #[test]
 fn use_api_socket_binds_the_docker_api_into_a_service() {
-    let (e, d) = common::project_env(
+    let (mut e, d) = common::project_env(
         "docker",
         "apisocket",
         "services:\n  app:\n    image: local/busybox:1\n    command: sleep 100\n    use_api_socket: true\n",
     );
+    // The engine's credentials go in too, as compose passes the user's.
+    let auth = e.dir.join("auth.json");
+    std::fs::write(
+        &auth,
+        r#"{"auths":{"127.0.0.1:5999":{"auth":"dXNlcjpwYXNz"}}}"#,
+    )
+    .unwrap();
+    e.vars
+        .push(("STACK_AUTH_FILE".into(), auth.to_str().unwrap().into()));
     e.out(&common::in_project(&d, &["up", "-d"]));
+    let config = e.out(&common::in_project(
+        &d,
+        &["exec", "-T", "app", "cat", "/root/.docker/config.json"],
+    ));
+    assert!(
+        config.contains("127.0.0.1:5999") && config.contains("dXNlcjpwYXNz"),
+        "{config}"
+    );
     let inside = e.out(&common::in_project(
         &d,
         &[

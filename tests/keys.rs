@@ -328,14 +328,7 @@ services:
     // A key without effect here is a warning, and up goes on.
     std::fs::write(
         std::path::Path::new(&d).join("compose.yaml"),
-        r#"
-services:
-  job:
-    image: local/busybox:1
-    command: sleep 1000
-    pre_start:
-      - command: ["sh", "-c", "echo no database; exit 17"]
-"#,
+        "services:\n  web:\n    image: local/busybox:1\n    command: sleep 1000\n    annotations: {team: a}\n",
     )
     .unwrap();
     let o = e.stack(&stack(&d, &["up", "-d"]));
@@ -682,14 +675,29 @@ services:
     assert!(up.status.success(), "{up:?}");
     // Weights where the host has a weight file (BFQ's, or the
     // controller's); said, and left out, where it has none.
-    let files = ["blkio/blkio.bfq.weight", "blkio/blkio.weight"];
-    let here = files
-        .iter()
-        .find(|f| std::path::Path::new("/sys/fs/cgroup").join(f).exists());
+    // (BFQ shows its weights in the cgroups below the root only.)
+    let blkio = std::path::Path::new("/sys/fs/cgroup/blkio");
+    let has = |dir: &std::path::Path, f: &str| dir.join(f).exists();
+    let files = ["blkio.bfq.weight", "blkio.weight"];
+    let here = files.iter().find(|f| {
+        has(blkio, f)
+            || std::fs::read_dir(blkio)
+                .is_ok_and(|d| d.flatten().any(|e| e.path().is_dir() && has(&e.path(), f)))
+    });
     match here {
         Some(f) => {
-            let w = cgroup(&e, &d, "weighted", f, "io.weight");
+            let w = cgroup(&e, &d, "weighted", &format!("blkio/{f}"), "io.weight");
             assert!(w.contains("300"), "{w}");
+            // The device's weight needs BFQ to schedule it (here: `none`).
+            let sched = std::fs::read_to_string(format!(
+                "/sys/class/block/{}/queue/scheduler",
+                disk.trim_start_matches("/dev/")
+            ))
+            .unwrap_or_default();
+            if !sched.contains("[bfq]") {
+                let err = String::from_utf8_lossy(&up.stderr);
+                assert!(err.contains("is not scheduled by BFQ here"), "{err}");
+            }
         }
         None => {
             let err = String::from_utf8_lossy(&up.stderr);

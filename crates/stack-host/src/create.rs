@@ -568,9 +568,12 @@ fn spec_of(host: &Host, a: &ContainerConfig) -> anyhow::Result<(stack_runtime::S
             // (A host without weight files: `up` warned, the Docker API
             // answered with a warning; they are left out.)
             io_weight: a.blkio_weight.filter(|_| weights_here()),
+            // (and per device only where BFQ schedules it: `up` warned)
             io_weight_devices: io_weights(a)?
                 .into_iter()
-                .filter(|_| weights_here())
+                .filter(|(major, minor, _)| {
+                    weights_here() && stack_runtime::cgroup::bfq_device(*major, *minor)
+                })
                 .collect(),
             swappiness: a.memory_swappiness,
             oom_kill_disable: a.oom_kill_disable,

@@ -33,7 +33,7 @@ pub const SERVICE_KEYS: &[(&str, Support, &str)] = &[
     ("attach", Elsewhere("attached `up` leaves the output of `attach: false` services out (unless `--attach` names them)"), "tests/keys.rs"),
     ("build", Partly("built by stack's own builder (`stack build`, `up --build`, `up` when the image is missing, `pull_policy: build`) with context, dockerfile, dockerfile_inline, args, target, labels, secrets, ssh, cache_from (local images), network, tags, additional_contexts, extra_hosts, shm_size, ulimits, no_cache and pull; cache_to, no_cache_filter, privileged, entitlements, provenance, sbom, isolation and more than one platform are warned of (not applied)"), "tests/build.rs"),
     ("develop", Elsewhere("`stack watch` and `up --watch`: sync, sync+restart, sync+exec, restart and rebuild rules"), "tests/watch.rs, tests/build.rs"),
-    ("blkio_config", Partly("device_read_bps, device_write_bps, device_read_iops and device_write_iops are applied (v1 blkio throttles, v2 io.max); weight and weight_device where the host has a weight file (BFQ's blkio.bfq.weight or io.bfq.weight, else blkio.weight or io.weight), warned of where it has none"), "tests/keys.rs, keys::tests"),
+    ("blkio_config", Partly("device_read_bps, device_write_bps, device_read_iops and device_write_iops are applied (v1 blkio throttles, v2 io.max); weight and weight_device where the host has a weight file (BFQ's blkio.bfq.weight or io.bfq.weight, else blkio.weight or io.weight), a device's weight where BFQ schedules that device; warned of where not"), "tests/keys.rs, keys::tests"),
     ("cap_add", Applied, "tests/isolation.rs"),
     ("cap_drop", Applied, "tests/isolation.rs"),
     ("cgroup_parent", Partly("applied: the container's cgroups under that path from each hierarchy's root (plain names separated by `/`; anything else is refused)"), "tests/keys.rs"),
@@ -113,7 +113,7 @@ pub const SERVICE_KEYS: &[(&str, Support, &str)] = &[
     ("tmpfs", Applied, "tests/keys.rs"),
     ("tty", Applied, "tests/compose.rs"),
     ("ulimits", Applied, "tests/keys.rs"),
-    ("use_api_socket", Partly("the engine's Docker API socket is bound at /var/run/docker.sock (the socket the container started with: an engine started again makes a new one); registry credentials are not passed in"), "tests/docker_api.rs"),
+    ("use_api_socket", Applied, "tests/docker_api.rs"),
     ("user", Applied, "tests/keys.rs"),
     ("userns_mode", Partly("`host` (the host's user namespace, where stack runs every container) is applied; other modes are refused (stack has no user namespace remapping yet)"), "keys::tests"),
     ("uts", Partly("a namespace of its own (the default), or `host`: the host's names"), "tests/keys.rs"),
@@ -392,6 +392,27 @@ fn partly(key: &str, s: &Service, out: &mut dyn FnMut(bool, &str)) {
             ];
             for (k, _) in unapplied.iter().filter(|(_, set)| *set) {
                 out(false, &format!("`build.{k}` is not applied by stack's builder"));
+            }
+        }
+        "blkio_config" => {
+            // A device's weight needs BFQ to schedule it.
+            for w in s.blkio_config.iter().flat_map(|b| &b.weight_device) {
+                let bfq = nix::sys::stat::stat(w.path.as_str()).is_ok_and(|st| {
+                    let rdev = st.st_rdev;
+                    stack_runtime::cgroup::bfq_device(
+                        nix::sys::stat::major(rdev),
+                        nix::sys::stat::minor(rdev),
+                    )
+                });
+                if !bfq {
+                    out(
+                        false,
+                        &format!(
+                            "`{}` is not scheduled by BFQ here: its weight is not applied",
+                            w.path
+                        ),
+                    );
+                }
             }
         }
         "device_cgroup_rules" if !stack_runtime::cgroup::devices_enforced() => out(

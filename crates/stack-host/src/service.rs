@@ -52,10 +52,22 @@ pub fn config(host: &Host, r: &Replica<'_>) -> anyhow::Result<ContainerConfig> {
     a.privileged = s.privileged;
     a.read_only = s.read_only;
     if s.use_api_socket {
-        // The engine's Docker API, where Docker clients look for it.
+        // The engine's Docker API, where Docker clients look for it, and
+        // the registry credentials the engine has, where they look for
+        // those (as compose passes the user's).
         let socket = host.root().join("docker.sock");
         a.volumes
             .push(format!("{}:/var/run/docker.sock", socket.display()));
+        let auths = stack_image::auth::AuthSources::from_env()
+            .resolved()
+            .with_context(|| format!("service {service}: use_api_socket"))?;
+        stack_model::names::check(stack_model::names::Kind::Service, service)?;
+        let dir = stack_sys::join(&project_dir(host.root(), &project.name)?, service)?;
+        stack_sys::private_dir(&dir)?;
+        let path = dir.join("docker-config.json");
+        stack_image::auth::write_file(&path, &auths)?;
+        a.volumes
+            .push(format!("{}:/root/.docker/config.json:ro", path.display()));
     }
     a.tty = s.tty;
     a.interactive = s.stdin_open;

@@ -260,6 +260,39 @@ impl AuthSources {
         Ok(None)
     }
 
+    /// Every credential the sources hold, as a Docker `config.json` with
+    /// `auths` only (what a container given the Docker API socket uses,
+    /// compose's `use_api_socket`): the registries of the files' `auths`
+    /// and of their credential helpers, each as `lookup` finds it. A
+    /// `credsStore` lists no registries: what only it holds is left out.
+    pub fn resolved(&self) -> Result<AuthFile, AuthError> {
+        let mut registries = std::collections::BTreeSet::new();
+        for path in std::iter::once(&self.ours).chain(self.docker.as_ref()) {
+            let file = read_file(path)?;
+            registries.extend(file.auths.keys().cloned());
+            registries.extend(file.cred_helpers.keys().cloned());
+        }
+        let mut out = AuthFile::default();
+        for key in registries {
+            let registry = key
+                .trim_start_matches("https://")
+                .trim_start_matches("http://")
+                .trim_end_matches("/v1/")
+                .to_string();
+            if let Some(c) = self.lookup(&registry)? {
+                let raw = format!("{}:{}", c.username, c.secret);
+                out.auths.insert(
+                    key,
+                    AuthEntry {
+                        auth: Some(base64::engine::general_purpose::STANDARD.encode(raw)),
+                        ..AuthEntry::default()
+                    },
+                );
+            }
+        }
+        Ok(out)
+    }
+
     pub fn store(&self, registry: &str, creds: &Credentials) -> Result<(), AuthError> {
         let mut file = read_file(&self.ours)?;
         let raw = format!("{}:{}", creds.username, creds.secret);

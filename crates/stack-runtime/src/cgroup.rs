@@ -172,6 +172,28 @@ fn own_path(proc_self_cgroup: &str, controller: Option<&str>) -> Option<String> 
     })
 }
 
+/// Whether v1's blkio hierarchy has weight files: at its root, or (BFQ's)
+/// in the cgroups below it.
+fn v1_weights(blkio: &Path) -> bool {
+    weight_file(blkio, V1_WEIGHTS).is_some()
+        || fs::read_dir(blkio).is_ok_and(|d| {
+            d.flatten()
+                .filter(|e| e.path().is_dir())
+                .any(|e| weight_file(&e.path(), V1_WEIGHTS).is_some())
+        })
+}
+
+/// Whether block device `major:minor` (or the disk of a partition) is
+/// scheduled by BFQ, the only scheduler whose per-device weights the
+/// kernel takes.
+pub fn bfq_device(major: u64, minor: u64) -> bool {
+    let dev = Path::new("/sys/dev/block").join(format!("{major}:{minor}"));
+    ["queue/scheduler", "../queue/scheduler"]
+        .iter()
+        .filter_map(|f| fs::read_to_string(dev.join(f)).ok())
+        .any(|s| s.contains("[bfq]"))
+}
+
 /// v1's weight files, BFQ's first.
 const V1_WEIGHTS: &[&str] = &["blkio.bfq.weight", "blkio.weight"];
 
@@ -238,7 +260,8 @@ pub fn controllers() -> Controllers {
         swappiness: root.join("memory/memory.swappiness").exists(),
         oom_control: root.join("memory/memory.oom_control").exists(),
         io: root.join("blkio/blkio.throttle.read_bps_device").exists(),
-        io_weight: weight_file(&root.join("blkio"), V1_WEIGHTS).is_some(),
+        // (BFQ shows its weights in the cgroups below the root only)
+        io_weight: v1_weights(&root.join("blkio")),
     }
 }
 

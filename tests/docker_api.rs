@@ -897,39 +897,37 @@ fn script(name: &str) -> PathBuf {
         .join(name)
 }
 
-#[test]
-fn docker_py_drives_stack() {
-    let e = docker_env("dockerpy");
-    let www = e.dir.join("rootfs/www");
-    assert!(www.exists());
-    let o = client(&e, python().to_str().unwrap())
-        .arg(script("dockerpy.py"))
+/// Runs a client script of `tests/docker-api` in the virtual environment
+/// against `e`'s socket, with the busybox image's name; it must succeed.
+fn run_script(e: &Env, name: &str, env: &[(&str, &str)]) {
+    let o = client(e, python().to_str().unwrap())
+        .envs(env.iter().copied())
+        .arg(script(name))
         .arg("busybox:latest")
         .output()
         .unwrap();
     assert!(
         o.status.success(),
-        "{}\n{}",
+        "{name}:\n{}\n{}",
         String::from_utf8_lossy(&o.stdout),
         String::from_utf8_lossy(&o.stderr)
     );
+}
+
+#[test]
+fn docker_py_drives_stack() {
+    let e = docker_env("dockerpy");
+    run_script(&e, "dockerpy.py", &[]);
     assert!(!stack_ls(&e).contains("py-"), "{}", stack_ls(&e));
 }
 
 #[test]
 fn testcontainers_reads_a_mapped_port() {
     let e = docker_env("testcontainers");
-    let o = client(&e, python().to_str().unwrap())
-        .env("TESTCONTAINERS_RYUK_DISABLED", "true")
-        .arg(script("testcontainers_check.py"))
-        .arg("busybox:latest")
-        .output()
-        .unwrap();
-    assert!(
-        o.status.success(),
-        "{}\n{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
+    run_script(
+        &e,
+        "testcontainers_check.py",
+        &[("TESTCONTAINERS_RYUK_DISABLED", "true")],
     );
     assert!(!stack_ls(&e).contains("busybox"), "{}", stack_ls(&e));
 }

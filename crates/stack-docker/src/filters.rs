@@ -85,8 +85,42 @@ pub const CONTAINER_FILTERS: &[&str] = &[
     "since", "is-task", "publish", "expose",
 ];
 
+/// The containers of `all` (summaries) that pass `f`: `before` and `since`
+/// name a container of the list (by name or id) whose creation bounds the
+/// others'; an unknown one is an error, as dockerd says it.
+pub fn containers(f: &Filters, all: Vec<Value>) -> Result<Vec<Value>, String> {
+    let created_of = |key: &str| -> Result<i64, String> {
+        all.iter()
+            .find(|c| {
+                c["Id"].as_str().is_some_and(|id| id.starts_with(key))
+                    || c["Names"].as_array().is_some_and(|n| {
+                        n.iter().any(|n| {
+                            n.as_str().map(|n| n.trim_start_matches('/'))
+                                == Some(key.trim_start_matches('/'))
+                        })
+                    })
+            })
+            .and_then(|c| c["Created"].as_i64())
+            .ok_or_else(|| format!("No such container: {key}"))
+    };
+    let bound = |name: &str| -> Result<Option<i64>, String> {
+        f.get(name)
+            .and_then(|v| v.first())
+            .map(|k| created_of(k))
+            .transpose()
+    };
+    let (before, since) = (bound("before")?, bound("since")?);
+    Ok(all
+        .into_iter()
+        .filter(|c| {
+            let t = c["Created"].as_i64().unwrap_or(0);
+            before.is_none_or(|b| t < b) && since.is_none_or(|s| t > s) && container(f, c)
+        })
+        .collect())
+}
+
 /// Whether a container summary (the shape of `GET /containers/json`)
-/// passes `f`.
+/// passes `f` (all but `before` and `since`, which need the others).
 pub fn container(f: &Filters, c: &Value) -> bool {
     let s = |k: &str| c.get(k).and_then(Value::as_str).unwrap_or_default();
     let names: Vec<&str> = c
@@ -154,6 +188,29 @@ pub fn container(f: &Filters, c: &Value) -> bool {
             }
         })
         && f.any("is-task", |v| v == "false")
+        && f.any("volume", |v| {
+            c["Mounts"].as_array().is_some_and(|m| {
+                m.iter().any(|m| {
+                    [&m["Name"], &m["Source"], &m["Destination"]]
+                        .iter()
+                        .any(|x| x.as_str() == Some(v))
+                })
+            })
+        })
+        && f.any("publish", |v| port_matches(c, "PublicPort", v))
+        && f.any("expose", |v| port_matches(c, "PrivatePort", v))
+}
+
+/// Whether one of the summary's ports has `field` (`PublicPort`,
+/// `PrivatePort`) as `PORT[/PROTO]` says.
+fn port_matches(c: &Value, field: &str, want: &str) -> bool {
+    let (port, proto) = want.split_once('/').unwrap_or((want, ""));
+    c["Ports"].as_array().is_some_and(|ports| {
+        ports.iter().any(|p| {
+            p[field].as_u64().map(|n| n.to_string()).as_deref() == Some(port)
+                && (proto.is_empty() || p["Type"].as_str() == Some(proto))
+        })
+    })
 }
 
 /// Whether a network (the shape of `GET /networks`) passes `f`.
@@ -258,6 +315,26 @@ mod tests {
         assert!(container(&f(r#"{"ancestor":["busybox"]}"#), &c));
         assert!(container(&f(r#"{"id":["abc"]}"#), &c));
         assert!(!container(&f(r#"{"id":["bcd"]}"#), &c));
+        let with_ports = json!({"Id": "a1", "Names": ["/a"], "Created": 5, "State": "running",
+            "Ports": [{"PrivatePort": 80, "PublicPort": 8080, "Type": "tcp"}],
+            "Mounts": [{"Name": "data", "Source": "/v/data/_data", "Destination": "/data"}]});
+        assert!(container(&f(r#"{"publish":["8080"]}"#), &with_ports));
+        assert!(container(&f(r#"{"expose":["80/tcp"]}"#), &with_ports));
+        assert!(!container(&f(r#"{"expose":["80/udp"]}"#), &with_ports));
+        assert!(container(&f(r#"{"volume":["data"]}"#), &with_ports));
+        assert!(!container(&f(r#"{"volume":["/other"]}"#), &with_ports));
+        let older = json!({"Id": "b2", "Names": ["/b"], "Created": 3, "State": "running"});
+        let all = vec![with_ports.clone(), older.clone()];
+        let names = |v: Vec<Value>| v.iter().map(|c| c["Id"].clone()).collect::<Vec<_>>();
+        assert_eq!(
+            names(containers(&f(r#"{"before":["a"]}"#), all.clone()).unwrap()),
+            [json!("b2")]
+        );
+        assert_eq!(
+            names(containers(&f(r#"{"since":["b2"]}"#), all.clone()).unwrap()),
+            [json!("a1")]
+        );
+        assert!(containers(&f(r#"{"since":["zz"]}"#), all).is_err());
     }
 
     #[test]

@@ -559,11 +559,8 @@ async fn dispatch<B: Backend>(state: Arc<State<B>>, req: Request<Incoming>) -> R
             let size = q.flag("size");
             answer(
                 blocking(move || {
-                    let mut list: Vec<Value> = b
-                        .containers(all, size)?
-                        .into_iter()
-                        .filter(|c| filters::container(&f, c))
-                        .collect();
+                    let mut list = filters::containers(&f, b.containers(all, size)?)
+                        .map_err(DockerError::not_found)?;
                     list.sort_by_key(|c| std::cmp::Reverse(c["Created"].as_i64().unwrap_or(0)));
                     if let Some(l) = limit.filter(|l| *l > 0) {
                         list.truncate(l as usize);

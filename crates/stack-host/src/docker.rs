@@ -275,6 +275,19 @@ fn endpoint_json(e: &stack_net::Endpoint, net: Option<&stack_net::Network>) -> V
     })
 }
 
+/// `NetworkSettings.Networks`: each endpoint by its network's name.
+fn networks_json(
+    mine: &[&stack_net::Endpoint],
+    nets: &[stack_net::Network],
+) -> serde_json::Map<String, Value> {
+    mine.iter()
+        .map(|e| {
+            let net = nets.iter().find(|n| n.name == e.network);
+            (e.network.clone(), endpoint_json(e, net))
+        })
+        .collect()
+}
+
 /// The network mode Docker shows for a container.
 fn network_mode(st: &State, eps: &[&stack_net::Endpoint]) -> String {
     match &st.spec.network {
@@ -329,13 +342,7 @@ impl Docker {
         let state = self.state_name(st);
         let health = self.health(&st.id);
         let (created, _) = created(self.root(), &st.id);
-        let networks: serde_json::Map<String, Value> = mine
-            .iter()
-            .map(|e| {
-                let net = nets.iter().find(|n| n.name == e.network);
-                (e.network.clone(), endpoint_json(e, net))
-            })
-            .collect();
+        let networks = networks_json(&mine, nets);
         json!({
             "Id": st.id,
             "Names": [format!("/{}", st.name)],
@@ -368,13 +375,7 @@ impl Docker {
         let health = self.health(&st.id);
         let (_, created) = created(self.root(), &st.id);
         let spec = &st.spec;
-        let networks: serde_json::Map<String, Value> = mine
-            .iter()
-            .map(|e| {
-                let net = nets.iter().find(|n| n.name == e.network);
-                (e.network.clone(), endpoint_json(e, net))
-            })
-            .collect();
+        let networks = networks_json(&mine, &nets);
         let first = networks.values().next().cloned().unwrap_or(json!({}));
         let alive = running(st);
         let health_json = health.map(|h| {

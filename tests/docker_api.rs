@@ -555,6 +555,77 @@ fn docker_networks_volumes_images_and_copies() {
         std::fs::read_to_string(PathBuf::from(mp.trim()).join("f")).unwrap(),
         "kept\n"
     );
+    // The local driver's options: a tmpfs, and a bind of a host directory.
+    docker_ok(
+        &e,
+        &[
+            "volume",
+            "create",
+            "--opt",
+            "type=tmpfs",
+            "--opt",
+            "device=tmpfs",
+            "--opt",
+            "o=size=1m",
+            "tmpv",
+        ],
+    );
+    let mounts = docker_ok(
+        &e,
+        &[
+            "run",
+            "--rm",
+            "-v",
+            "tmpv:/t",
+            "busybox",
+            "cat",
+            "/proc/mounts",
+        ],
+    );
+    assert!(
+        mounts.lines().any(|l| l.starts_with("tmpfs /t ")),
+        "{mounts}"
+    );
+    let bound = e.dir.join("bound");
+    std::fs::create_dir_all(&bound).unwrap();
+    let device = format!("device={}", bound.display());
+    docker_ok(
+        &e,
+        &[
+            "volume",
+            "create",
+            "--opt",
+            "type=none",
+            "--opt",
+            "o=bind",
+            "--opt",
+            &device,
+            "bindv",
+        ],
+    );
+    docker_ok(
+        &e,
+        &[
+            "run",
+            "--rm",
+            "-v",
+            "bindv:/b",
+            "busybox",
+            "sh",
+            "-c",
+            "echo on-host > /b/f",
+        ],
+    );
+    assert_eq!(
+        std::fs::read_to_string(bound.join("f")).unwrap(),
+        "on-host\n"
+    );
+    assert!(
+        !docker(&e, &["volume", "create", "--opt", "type=nfs", "nfsv"])
+            .status
+            .success()
+    );
+    docker_ok(&e, &["volume", "rm", "tmpv", "bindv"]);
     docker_ok(&e, &["volume", "rm", "vol"]);
     assert_eq!(docker_ok(&e, &["volume", "ls", "-q"]).trim(), "");
 

@@ -929,6 +929,14 @@ struct VolumeMeta {
 
 const VOLUME_META: &str = "volume.json";
 
+/// What the Docker API kept of a volume (nothing for a stack file's).
+fn volume_meta(dir: &Path) -> VolumeMeta {
+    std::fs::read(dir.join(VOLUME_META))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default()
+}
+
 /// dockerd's `Created` for a time stack keeps as RFC 3339 (nothing: now).
 fn or_now(t: &str) -> String {
     if t.is_empty() {
@@ -1170,21 +1178,19 @@ impl stack_docker::Backend for Docker {
         for (volume, target, read_only) in named {
             let dir = crate::service::volume_dir(self.root(), &volume)
                 .map_err(|e| DockerError::bad_request(format!("{e:#}")))?;
-            let data = dir.join("_data");
-            if !data.exists() {
+            if !dir.join("_data").exists() {
                 self.create_volume(CreateVolume {
                     name: volume.clone(),
                     ..Default::default()
                 })?;
             }
-            c.extra_mounts.push(stack_runtime::Mount {
-                kind: "volume".into(),
-                source: data,
-                target,
-                read_only,
-                size: None,
-                recursive: Default::default(),
-            });
+            // As its driver options say (a bind of a device, a tmpfs).
+            let meta = volume_meta(&dir);
+            let opts = (!meta.options.is_empty()).then_some(&meta.options);
+            c.extra_mounts.push(
+                crate::service::local_volume(&self.host, &volume, opts, false, &target, read_only)
+                    .map_err(|e| DockerError::bad_request(format!("{e:#}")))?,
+            );
         }
         let mut warnings = Vec::new();
         if (c.blkio_weight.is_some() || !c.blkio_weight_device.is_empty())
@@ -2197,10 +2203,7 @@ impl stack_docker::Backend for Docker {
             if !data.is_dir() {
                 continue;
             }
-            let meta: VolumeMeta = std::fs::read(e.path().join(VOLUME_META))
-                .ok()
-                .and_then(|b| serde_json::from_slice(&b).ok())
-                .unwrap_or_default();
+            let meta = volume_meta(&e.path());
             let created = if meta.created.is_empty() {
                 std::fs::metadata(&data)
                     .and_then(|m| m.modified())
@@ -2236,9 +2239,16 @@ impl stack_docker::Backend for Docker {
             )));
         }
         if !body.driver_opts.is_empty() {
-            return Err(DockerError::bad_request(
-                "volume driver options are not supported by stack's Docker API (declare them in a stack file)",
-            ));
+            // The options the local driver takes here, checked now.
+            crate::service::local_volume(
+                &self.host,
+                &body.name,
+                Some(&body.driver_opts),
+                false,
+                "/",
+                false,
+            )
+            .map_err(|e| DockerError::bad_request(format!("{e:#}")))?;
         }
         let name = if body.name.is_empty() {
             stack_sys::random_hex(32).map_err(|e| DockerError::internal(e.to_string()))?
@@ -2255,7 +2265,7 @@ impl stack_docker::Backend for Docker {
                 .map_err(|e| DockerError::internal(format!("{}: {e}", data.display())))?;
             let meta = VolumeMeta {
                 labels: body.labels.clone(),
-                options: BTreeMap::new(),
+                options: body.driver_opts.clone(),
                 created: or_now(""),
             };
             let json = serde_json::to_vec(&meta).expect("serializes");

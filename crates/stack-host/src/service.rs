@@ -391,7 +391,28 @@ fn named_volume(
             bail!("volume {name}: driver `{d}` is not supported (only `local`)");
         }
     }
-    let opts = decl.map(|v| &v.driver_opts.0);
+    let external = decl.is_some_and(|v| v.external.0);
+    local_volume(
+        host,
+        &name,
+        decl.map(|v| &v.driver_opts.0),
+        external,
+        target,
+        read_only,
+    )
+}
+
+/// The mount of the `local` driver's volume `name` with options `opts`: a
+/// directory under the root (seeded from the image), `type: none` with
+/// `o: bind` and a `device` directory, or `type: tmpfs` (`o: size=…`).
+pub(crate) fn local_volume(
+    host: &Host,
+    name: &str,
+    opts: Option<&std::collections::BTreeMap<String, String>>,
+    external: bool,
+    target: &str,
+    read_only: bool,
+) -> anyhow::Result<stack_runtime::Mount> {
     let opt = |k: &str| opts.and_then(|o| o.get(k)).map(String::as_str);
     let mount = |kind: &str, source: PathBuf, size| stack_runtime::Mount {
         kind: kind.into(),
@@ -403,10 +424,10 @@ fn named_volume(
     };
     match opt("type") {
         None => {
-            let dir = volume_dir(host.root(), &name)?;
+            let dir = volume_dir(host.root(), name)?;
             stack_sys::private_dir(dir.parent().expect("under the root"))?;
             let source = dir.join("_data");
-            if decl.is_some_and(|v| v.external.0) && !source.exists() {
+            if external && !source.exists() {
                 bail!("volume {name} declared as external, but could not be found");
             }
             Ok(mount("volume", source, None))

@@ -58,6 +58,11 @@ fn docker_ok(e: &Env, args: &[&str]) -> String {
 
 /// `docker …` under a pseudo-terminal (`script`), `input` typed after a moment.
 fn docker_tty(e: &Env, args: &str, input: &str) -> String {
+    docker_tty_typed(e, args, &[input])
+}
+
+/// The same, each of `parts` typed half a second after the one before.
+fn docker_tty_typed(e: &Env, args: &str, parts: &[&str]) -> String {
     let mut c = client(e, "script");
     c.args(["-qec", &format!("{} {args}", docker_bin()), "/dev/null"]);
     let mut child = c
@@ -67,10 +72,12 @@ fn docker_tty(e: &Env, args: &str, input: &str) -> String {
         .spawn()
         .unwrap();
     let mut stdin = child.stdin.take().unwrap();
-    let input = input.to_string();
+    let parts: Vec<String> = parts.iter().map(|p| p.to_string()).collect();
     std::thread::spawn(move || {
-        std::thread::sleep(std::time::Duration::from_millis(500));
-        let _ = stdin.write_all(input.as_bytes());
+        for p in parts {
+            std::thread::sleep(std::time::Duration::from_millis(500));
+            let _ = stdin.write_all(p.as_bytes());
+        }
         std::thread::sleep(std::time::Duration::from_secs(10));
     });
     let o = child.wait_with_output().unwrap();
@@ -345,6 +352,19 @@ fn docker_run_and_exec_with_a_terminal_or_input() {
     assert_eq!(String::from_utf8_lossy(&o.stdout), "piped in\n");
     assert_eq!(o.status.code(), Some(2), "{o:?}");
 
+    // Ctrl-P Ctrl-Q leaves a -it container running, its input open.
+    let out = docker_tty_typed(
+        &e,
+        "run -it --name det busybox sh",
+        &["echo before-$((6*7))\n", "\x10\x11"],
+    );
+    assert!(out.contains("before-42"), "{out}");
+    assert_eq!(
+        docker_ok(&e, &["inspect", "-f", "{{.State.Running}}", "det"]).trim(),
+        "true"
+    );
+    assert_eq!(docker_ok(&e, &["exec", "det", "echo", "alive"]), "alive\n");
+    docker_ok(&e, &["rm", "-f", "det"]);
     docker_ok(
         &e,
         &["run", "-d", "--name", "box", "busybox", "sleep", "100"],

@@ -672,10 +672,14 @@ async fn dispatch<B: Backend>(state: Arc<State<B>>, req: Request<Incoming>) -> R
                 stdout: q.flag("stdout"),
                 stderr: q.flag("stderr"),
             };
+            let keys = match detach_keys(q.get("detachKeys").unwrap_or_default()) {
+                Ok(k) => k,
+                Err(e) => return error(e),
+            };
             let upgrade = wants_upgrade(&req);
             let on = hyper::upgrade::on(req);
             match blocking(move || b.attach(&p, &a)).await {
-                Ok(out) => hijack(on, upgrade, out.into(), None),
+                Ok(out) => hijack(on, upgrade, out.into(), None, keys),
                 Err(e) => error(e),
             }
         }
@@ -1011,11 +1015,13 @@ async fn exec_start<B: Backend>(
     if let Some((_, control)) = lock(&state.execs).get_mut(&id) {
         *control = Some(streams.control.clone());
     }
+    let keys = detach_keys(&exec.config.detach_keys).unwrap_or_default();
     hijack(
         on,
         upgrade,
         streams,
         Some(Box::new(move |code| finish_exec(&state, &id, code))),
+        keys,
     )
 }
 
@@ -1079,6 +1085,7 @@ fn hijack(
     upgrade: bool,
     s: Streams,
     done: Option<Box<dyn FnOnce(i32) + Send>>,
+    detach_keys: Vec<u8>,
 ) -> Response<Body> {
     let tty = s.tty;
     let (out_tx, mut out_rx) = tokio::sync::mpsc::channel::<Chunk>(16);
@@ -1139,13 +1146,24 @@ fn hijack(
         // Input goes through a thread: writing to a pipe may block.
         // Input goes through a thread (writing to a pipe may block) and a
         // bounded queue: a client faster than the process waits for it.
-        let (in_tx, mut in_rx) = tokio::sync::mpsc::channel::<Vec<u8>>(16);
+        let (in_tx, mut in_rx) = tokio::sync::mpsc::channel::<Input>(16);
+        let attached = stdin.is_some();
         match stdin {
             Some(mut w) => {
                 std::thread::spawn(move || {
                     while let Some(chunk) = in_rx.blocking_recv() {
-                        if w.write_all(&chunk).and_then(|()| w.flush()).is_err() {
-                            break;
+                        match chunk {
+                            Input::Bytes(b) => {
+                                if w.write_all(&b).and_then(|()| w.flush()).is_err() {
+                                    break;
+                                }
+                            }
+                            // Detached: the process keeps its input open,
+                            // as Docker leaves it.
+                            Input::Detach => {
+                                std::mem::forget(w);
+                                return;
+                            }
                         }
                     }
                 });
@@ -1153,15 +1171,35 @@ fn hijack(
             // Nobody takes input: what comes is read and dropped.
             None => drop(in_rx),
         }
+        let (detached_tx, mut detached) = tokio::sync::oneshot::channel::<()>();
         let input = tokio::spawn(async move {
             let mut buf = vec![0u8; 32 * 1024];
+            let mut keys = DetachKeys::new(detach_keys);
             while let Ok(n @ 1..) = rd.read(&mut buf).await {
+                let (pass, detach) = if attached {
+                    keys.scan(&buf[..n])
+                } else {
+                    (buf[..n].to_vec(), false)
+                };
                 // (read on when nobody takes it, so a half-close is seen)
-                let _ = in_tx.send(buf[..n].to_vec()).await;
+                if !pass.is_empty() {
+                    let _ = in_tx.send(Input::Bytes(pass)).await;
+                }
+                if detach {
+                    let _ = in_tx.send(Input::Detach).await;
+                    let _ = detached_tx.send(());
+                    return;
+                }
             }
             // The end of the client's input: the process's too (in_tx dropped).
         });
-        while let Some(Chunk::Bytes(b)) = out_rx.recv().await {
+        loop {
+            let chunk = tokio::select! {
+                c = out_rx.recv() => c,
+                // (only a detach: the input's end is not the output's)
+                Ok(()) = &mut detached => break,
+            };
+            let Some(Chunk::Bytes(b)) = chunk else { break };
             if wr.write_all(&b).await.is_err() {
                 break;
             }
@@ -1181,6 +1219,87 @@ fn hijack(
 enum Chunk {
     Bytes(Vec<u8>),
     End,
+}
+
+/// What goes to the process's input.
+enum Input {
+    Bytes(Vec<u8>),
+    /// The client typed the detach keys.
+    Detach,
+}
+
+/// The detach sequence found in the client's input: bytes that may begin
+/// it are held back until they do or do not.
+struct DetachKeys {
+    keys: Vec<u8>,
+    held: usize,
+}
+
+impl DetachKeys {
+    fn new(keys: Vec<u8>) -> DetachKeys {
+        DetachKeys { keys, held: 0 }
+    }
+
+    /// What to pass on of `input`, and whether the sequence is complete.
+    fn scan(&mut self, input: &[u8]) -> (Vec<u8>, bool) {
+        let mut out = Vec::with_capacity(input.len());
+        for &b in input {
+            if self.keys.is_empty() {
+                out.push(b);
+                continue;
+            }
+            if b == self.keys[self.held] {
+                self.held += 1;
+                if self.held == self.keys.len() {
+                    return (out, true);
+                }
+                continue;
+            }
+            // Not the sequence after all: what was held goes on.
+            out.extend_from_slice(&self.keys[..self.held]);
+            self.held = 0;
+            if b == self.keys[0] {
+                self.held = 1;
+            } else {
+                out.push(b);
+            }
+        }
+        (out, false)
+    }
+}
+
+/// Docker's `--detach-keys` (`ctrl-p,ctrl-q` by default): `ctrl-X` for a
+/// letter or `@[\\]^_`, or a single character.
+fn detach_keys(spec: &str) -> R<Vec<u8>> {
+    let spec = if spec.is_empty() {
+        "ctrl-p,ctrl-q"
+    } else {
+        spec
+    };
+    spec.split(',')
+        .map(|k| {
+            let bad = || DetachKeys::invalid(spec);
+            match k.strip_prefix("ctrl-") {
+                Some(c) if c.len() == 1 => {
+                    let c = c.as_bytes()[0].to_ascii_lowercase();
+                    match c {
+                        b'a'..=b'z' => Ok(c - b'a' + 1),
+                        b'@' => Ok(0),
+                        b'[' | b'\\' | b']' | b'^' | b'_' => Ok(c - b'@'),
+                        _ => Err(bad()),
+                    }
+                }
+                None if k.len() == 1 => Ok(k.as_bytes()[0]),
+                _ => Err(bad()),
+            }
+        })
+        .collect()
+}
+
+impl DetachKeys {
+    fn invalid(spec: &str) -> DockerError {
+        DockerError::bad_request(format!("Invalid detach keys ({spec}) provided"))
+    }
 }
 
 /// `GET /containers/{id}/logs`: framed (or raw with a terminal), streamed
@@ -1612,5 +1731,25 @@ fn modified(r: R<bool>) -> Response<Body> {
         Ok(true) => status_only(StatusCode::NO_CONTENT),
         Ok(false) => status_only(StatusCode::NOT_MODIFIED),
         Err(e) => error(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn detach_keys_are_found_across_reads_and_others_pass() {
+        assert_eq!(detach_keys("").unwrap(), vec![16, 17]);
+        assert_eq!(detach_keys("ctrl-a,x").unwrap(), vec![1, b'x']);
+        assert!(detach_keys("ctrl-ab").is_err());
+        let mut k = DetachKeys::new(vec![16, 17]);
+        assert_eq!(k.scan(b"ab\x10"), (b"ab".to_vec(), false));
+        // A held key that is not followed by the rest goes on.
+        assert_eq!(k.scan(b"c"), (b"\x10c".to_vec(), false));
+        assert_eq!(k.scan(b"\x10"), (Vec::new(), false));
+        assert_eq!(k.scan(b"\x11rest"), (Vec::new(), true));
+        let mut none = DetachKeys::new(Vec::new());
+        assert_eq!(none.scan(b"\x10\x11"), (b"\x10\x11".to_vec(), false));
     }
 }

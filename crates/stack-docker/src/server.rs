@@ -1394,9 +1394,9 @@ async fn stats<B: Backend>(b: Arc<B>, id: String, q: &Query) -> Response<Body> {
     };
     let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(2);
     std::thread::spawn(move || {
-        let empty =
+        // (no reading before the first: zeros, as dockerd sends)
+        let mut pre =
             json!({"cpu_usage": {"total_usage": 0}, "system_cpu_usage": 0, "online_cpus": 0});
-        let mut pre = if one_shot { empty.clone() } else { empty };
         let mut reading = first;
         if !stream && !one_shot {
             pre = reading["cpu_stats"].clone();

@@ -35,6 +35,8 @@ cleanup() {
   DOCKER_HOST=$theirs "$docker" rmi -f stack-bench/busybox:1 >/dev/null 2>&1 || true
   if [ -n "$started_dockerd" ]; then kill "$started_dockerd"; wait "$started_dockerd" 2>/dev/null || true; fi
   "$stack" container ls -aq 2>/dev/null | xargs -r "$stack" container rm -f >/dev/null 2>&1 || true
+  # (the network the Docker API made for `bridge`, with its rules)
+  "$stack" network rm bridge >/dev/null 2>&1 || true
   kill "$(cat "$STACK_ROOT/engine.pid" 2>/dev/null)" 2>/dev/null || true
   rm -rf "$work"
 }

@@ -1171,7 +1171,9 @@ fn hijack(
             // Nobody takes input: what comes is read and dropped.
             None => drop(in_rx),
         }
-        let (detached_tx, mut detached) = tokio::sync::oneshot::channel::<()>();
+        // (an mpsc, not a oneshot: polled again after its end it answers
+        // None again, where a oneshot panics)
+        let (detached_tx, mut detached) = tokio::sync::mpsc::channel::<()>(1);
         let input = tokio::spawn(async move {
             let mut buf = vec![0u8; 32 * 1024];
             let mut keys = DetachKeys::new(detach_keys);
@@ -1187,7 +1189,7 @@ fn hijack(
                 }
                 if detach {
                     let _ = in_tx.send(Input::Detach).await;
-                    let _ = detached_tx.send(());
+                    let _ = detached_tx.send(()).await;
                     return;
                 }
             }
@@ -1197,7 +1199,7 @@ fn hijack(
             let chunk = tokio::select! {
                 c = out_rx.recv() => c,
                 // (only a detach: the input's end is not the output's)
-                Ok(()) = &mut detached => break,
+                Some(()) = detached.recv() => break,
             };
             let Some(Chunk::Bytes(b)) = chunk else { break };
             if wr.write_all(&b).await.is_err() {

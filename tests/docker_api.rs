@@ -148,6 +148,35 @@ fn the_docker_cli_runs_and_manages_containers() {
     assert_eq!(o.status.code(), Some(7), "{o:?}");
     assert_eq!(String::from_utf8_lossy(&o.stdout), "out\n");
     assert_eq!(String::from_utf8_lossy(&o.stderr), "err\n");
+    // Both streams whole, for runs at once (a half-close racing the
+    // output once lost a stream).
+    std::thread::scope(|scope| {
+        for _ in 0..6 {
+            scope.spawn(|| {
+                for _ in 0..3 {
+                    let o = docker(
+                        &e,
+                        &[
+                            "run",
+                            "--rm",
+                            "busybox",
+                            "sh",
+                            "-c",
+                            "echo out; echo err >&2",
+                        ],
+                    );
+                    assert_eq!(
+                        (
+                            String::from_utf8_lossy(&o.stdout).as_ref(),
+                            String::from_utf8_lossy(&o.stderr).as_ref()
+                        ),
+                        ("out\n", "err\n"),
+                        "{o:?}"
+                    );
+                }
+            });
+        }
+    });
     // `--rm` left nothing.
     assert!(!stack_ls(&e).contains("busybox"), "{}", stack_ls(&e));
 

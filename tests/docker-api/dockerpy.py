@@ -3,6 +3,7 @@ logs, exec, wait, networks, volumes and images. Exits non-zero, saying
 what differed, at the first thing that does not work as on Docker."""
 
 import sys
+import time
 
 import docker
 
@@ -34,13 +35,22 @@ check("labels", c.labels.get("suite"), "dockerpy")
 for _ in range(100):
     if b"started" in c.logs():
         break
-    import time
     time.sleep(0.05)
 check("logs", c.logs(), b"started\n")
 
 r = c.exec_run(["sh", "-c", "echo $GREETING; exit 4"])
 check("exec output", r.output, b"hello\n")
 check("exec exit code", r.exit_code, 4)
+
+# A detached exec runs on its own; its inspection says when it ended and how.
+ex = client.api.exec_create(c.id, ["sh", "-c", "sleep 0.5; exit 5"])
+client.api.exec_start(ex["Id"], detach=True)
+check("detached exec running", client.api.exec_inspect(ex["Id"])["Running"], True)
+for _ in range(100):
+    if not client.api.exec_inspect(ex["Id"])["Running"]:
+        break
+    time.sleep(0.05)
+check("detached exec exit code", client.api.exec_inspect(ex["Id"])["ExitCode"], 5)
 
 listed = client.containers.list(filters={"label": "suite=dockerpy"})
 check("list by label", [x.name for x in listed], ["py-detached"])

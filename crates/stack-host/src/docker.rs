@@ -1715,13 +1715,14 @@ impl stack_docker::Backend for Docker {
         };
         let started = |e: stack_runtime::RuntimeError| DockerError::internal(e.to_string());
         if detach {
-            stack_runtime::exec_detached(&st, &p).map_err(started)?;
+            // Waited for, so that its inspection says when it ends and how.
+            let child = stack_runtime::exec_detached_child(&st, &p).map_err(started)?;
             return Ok(Output {
                 session: Session {
                     stdin: None,
                     stdout: None,
                     stderr: None,
-                    control: Box::new(crate::session::Detached),
+                    control: Box::new(Waited(std::sync::Mutex::new(Some(child)))),
                 },
                 tty: false,
             });
@@ -2483,6 +2484,19 @@ impl std::fmt::Display for Gone {
 }
 
 impl std::error::Error for Gone {}
+
+/// A detached exec: its process, waited for.
+struct Waited(std::sync::Mutex<Option<std::process::Child>>);
+
+impl Control for Waited {
+    fn resize(&self, _: u16, _: u16) {}
+    fn signal(&self, _: i32) {}
+    fn wait(&self) -> i32 {
+        let child = lock(&self.0).take();
+        // 125: as Docker says when it could not tell.
+        child.map_or(125, |mut c| c.wait().map_or(125, stack_runtime::exit_code_of))
+    }
+}
 
 /// An attach's end: the thread that follows the log, its exit code.
 struct Joined(std::sync::Mutex<Option<std::thread::JoinHandle<i32>>>);

@@ -282,8 +282,17 @@ pub fn exec(state: &State, p: &Process) -> Result<i32, RuntimeError> {
 /// Starts a command inside a running container and leaves it running on
 /// its own: no input, its output discarded, nobody waiting for it.
 pub fn exec_detached(state: &State, p: &Process) -> Result<(), RuntimeError> {
-    reap_later(spawn_exec(state, p, Wiring::Detached, |_| Ok(()))?);
+    reap_later(exec_detached_child(state, p)?);
     Ok(())
+}
+
+/// [`exec_detached`], the exec process handed back for the caller to wait
+/// for (its exit code is the command's).
+pub fn exec_detached_child(
+    state: &State,
+    p: &Process,
+) -> Result<std::process::Child, RuntimeError> {
+    spawn_exec(state, p, Wiring::Detached, |_| Ok(()))
 }
 
 /// A command started in a running container with its streams in the

@@ -2494,7 +2494,9 @@ impl Control for Waited {
     fn wait(&self) -> i32 {
         let child = lock(&self.0).take();
         // 125: as Docker says when it could not tell.
-        child.map_or(125, |mut c| c.wait().map_or(125, stack_runtime::exit_code_of))
+        child.map_or(125, |mut c| {
+            c.wait().map_or(125, stack_runtime::exit_code_of)
+        })
     }
 }
 

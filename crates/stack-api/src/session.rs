@@ -124,6 +124,41 @@ pub struct Session {
     pub control: Box<dyn Control>,
 }
 
+/// Reads `r` on a thread of its own, handing each chunk to `send` until
+/// its end, an error (EIO from a pty whose other side is gone), or `send`
+/// saying stop (false).
+pub fn pump(
+    mut r: Box<dyn Read + Send>,
+    mut send: impl FnMut(&[u8]) -> bool + Send + 'static,
+) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        let mut buf = vec![0u8; 32 * 1024];
+        while let Ok(n @ 1..) = r.read(&mut buf) {
+            if !send(&buf[..n]) {
+                break;
+            }
+        }
+    })
+}
+
+/// Waits for the process `control` holds to end, then for `readers`
+/// ([`pump`]s of its output) to read what it wrote, for at most `drain`
+/// more (a process it left behind may hold its output open); its exit code.
+pub fn wait_drained(
+    control: &dyn Control,
+    readers: &[std::thread::JoinHandle<()>],
+    drain: std::time::Duration,
+) -> i32 {
+    let code = control.wait();
+    let deadline = std::time::Instant::now() + drain;
+    for r in readers {
+        while !r.is_finished() && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+    }
+    code
+}
+
 /// How long output may still come after the process ended (a process it
 /// left behind may hold its output open).
 const DRAIN: std::time::Duration = std::time::Duration::from_millis(500);
@@ -141,28 +176,14 @@ pub async fn relay(io: impl AsyncRead + AsyncWrite + Send + 'static, session: Se
     ]
     .into_iter()
     .filter_map(|(kind, r)| Some((kind, r?)))
-    .map(|(kind, mut r)| {
+    .map(|(kind, r)| {
         let tx = out_tx.clone();
-        std::thread::spawn(move || {
-            let mut buf = vec![0u8; 32 * 1024];
-            // An error (EIO from a pty whose other side is gone) ends it too.
-            while let Ok(n @ 1..) = r.read(&mut buf) {
-                if tx.send(frame(kind, &buf[..n])).is_err() {
-                    break;
-                }
-            }
-        })
+        pump(r, move |bytes| tx.send(frame(kind, bytes)).is_ok())
     })
     .collect();
     let waiter = control.clone();
     std::thread::spawn(move || {
-        let code = waiter.wait();
-        let deadline = std::time::Instant::now() + DRAIN;
-        for r in &readers {
-            while !r.is_finished() && std::time::Instant::now() < deadline {
-                std::thread::sleep(std::time::Duration::from_millis(2));
-            }
-        }
+        let code = wait_drained(&*waiter, &readers, DRAIN);
         let _ = out_tx.send(frame(Kind::Exit, &code.to_be_bytes()));
     });
     // Input goes through a thread: writing to a pipe may block.

@@ -1092,33 +1092,21 @@ fn hijack(
     let readers: Vec<_> = [(Stream::Stdout, s.stdout), (Stream::Stderr, s.stderr)]
         .into_iter()
         .filter_map(|(kind, r)| Some((kind, r?)))
-        .map(|(kind, mut r)| {
+        .map(|(kind, r)| {
             let tx = out_tx.clone();
-            std::thread::spawn(move || {
-                let mut buf = vec![0u8; 32 * 1024];
-                // An error (EIO from a pty whose other side is gone) ends it too.
-                while let Ok(n @ 1..) = r.read(&mut buf) {
-                    let bytes = if tty {
-                        buf[..n].to_vec()
-                    } else {
-                        crate::stdcopy::frame(kind, &buf[..n])
-                    };
-                    if tx.blocking_send(Chunk::Bytes(bytes)).is_err() {
-                        break;
-                    }
-                }
+            stack_api::session::pump(r, move |bytes| {
+                let bytes = if tty {
+                    bytes.to_vec()
+                } else {
+                    crate::stdcopy::frame(kind, bytes)
+                };
+                tx.blocking_send(Chunk::Bytes(bytes)).is_ok()
             })
         })
         .collect();
     let control = s.control.clone();
     std::thread::spawn(move || {
-        let code = control.wait();
-        let deadline = std::time::Instant::now() + DRAIN;
-        for r in &readers {
-            while !r.is_finished() && std::time::Instant::now() < deadline {
-                std::thread::sleep(std::time::Duration::from_millis(2));
-            }
-        }
+        let code = stack_api::session::wait_drained(&*control, &readers, DRAIN);
         if let Some(done) = done {
             done(code);
         }

@@ -109,6 +109,15 @@ impl Docker {
             .unwrap_or_default()
     }
 
+    /// The network records (none if they cannot be read).
+    fn network_records(&self) -> Vec<stack_net::Network> {
+        self.host
+            .networks()
+            .ok()
+            .and_then(|s| s.networks().ok())
+            .unwrap_or_default()
+    }
+
     fn endpoints(&self) -> Vec<stack_net::Endpoint> {
         self.host
             .networks()
@@ -364,12 +373,7 @@ impl Docker {
     /// A container in the shape of `GET /containers/{id}/json`.
     fn inspect_json(&self, dir: &Path, st: &State) -> Value {
         let eps = self.endpoints();
-        let nets = self
-            .host
-            .networks()
-            .ok()
-            .and_then(|s| s.networks().ok())
-            .unwrap_or_default();
+        let nets = self.network_records();
         let mine: Vec<&stack_net::Endpoint> = eps.iter().filter(|e| e.container == st.id).collect();
         let state = self.state_name(st);
         let health = self.health(&st.id);
@@ -1129,12 +1133,7 @@ impl stack_docker::Backend for Docker {
 
     fn containers(&self, all: bool, _size: bool) -> R<Vec<Value>> {
         let eps = self.endpoints();
-        let nets = self
-            .host
-            .networks()
-            .ok()
-            .and_then(|s| s.networks().ok())
-            .unwrap_or_default();
+        let nets = self.network_records();
         Ok(containers::every(self.root())
             .into_iter()
             .filter(|(st, r)| all || *r || self.restarting(&st.id))
@@ -1739,19 +1738,17 @@ impl stack_docker::Backend for Docker {
 
     fn images(&self, _all: bool) -> R<Vec<Value>> {
         let store = self.host.images().map_err(failed)?;
+        // Each container's image id, looked up once (not once per image).
         let used: Vec<String> = containers::every(self.root())
-            .into_iter()
-            .map(|(st, _)| st.spec.image)
+            .iter()
+            .map(|(st, _)| self.image_id(&st.spec.image))
             .collect();
         Ok(store
             .images()
             .map_err(|e| failed(e.into()))?
             .into_iter()
             .map(|img| {
-                let uses = used
-                    .iter()
-                    .filter(|u| store.lookup(u).is_ok_and(|i| i.id == img.id))
-                    .count();
+                let uses = used.iter().filter(|id| **id == img.id).count();
                 json!({
                     "Id": img.id,
                     "ParentId": "",

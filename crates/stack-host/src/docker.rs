@@ -1482,7 +1482,12 @@ impl stack_docker::Backend for Docker {
                 if running(&now) || (now.status, now.started_at.clone()) != before {
                     started = true;
                 }
-                if started && !running(&now) {
+                // Ended once the monitor has recorded it (PID 1 gone is not
+                // the end: the monitor logs what is left first), or is gone.
+                let recorded = now.status != Status::Running
+                    || (!stack_runtime::state::alive(&now)
+                        && !stack_runtime::state::process_running(now.monitor_pid));
+                if started && recorded {
                     last = true;
                     continue;
                 }

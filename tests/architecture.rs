@@ -70,7 +70,13 @@ fn closure(meta: &serde_json::Value, name: &str) -> BTreeSet<String> {
 #[test]
 fn pure_crates_use_neither_tokio_nor_nix() {
     let meta = metadata();
-    for krate in ["stack-model", "stack-loader", "stack-graph", "stack-plan"] {
+    for krate in [
+        "stack-model",
+        "stack-loader",
+        "stack-graph",
+        "stack-plan",
+        "stack-seccomp",
+    ] {
         let deps = closure(&meta, krate);
         for banned in ["tokio", "nix", "hyper", "mio"] {
             assert!(!deps.contains(banned), "{krate} depends on {banned}");
@@ -158,7 +164,13 @@ fn model_depends_on_serde_only() {
 #[test]
 fn pure_crates_do_not_read_the_process_environment() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    for krate in ["stack-model", "stack-loader", "stack-graph", "stack-plan"] {
+    for krate in [
+        "stack-model",
+        "stack-loader",
+        "stack-graph",
+        "stack-plan",
+        "stack-seccomp",
+    ] {
         for entry in walk(&root.join(krate).join("src")) {
             let text = std::fs::read_to_string(&entry).unwrap();
             for banned in [

@@ -38,7 +38,7 @@ impl Env {
         std::fs::copy(common::busybox(), bin.join("busybox")).unwrap();
         for applet in [
             "sh", "cat", "echo", "ls", "ps", "hostname", "touch", "sleep", "kill", "pwd", "id",
-            "wc", "grep", "swapon", "chown", "unshare", "ip", "nc", "tty", "stty",
+            "wc", "grep", "swapon", "chown", "unshare", "ip", "nc", "tty", "stty", "mkdir",
         ] {
             std::os::unix::fs::symlink("busybox", bin.join(applet)).unwrap();
         }
@@ -280,6 +280,149 @@ fn a_blocked_syscall_fails_with_eperm_unless_unconfined() {
         String::from_utf8_lossy(&o.stderr).contains("Operation not permitted"),
         "{o:?}"
     );
+}
+
+/// The system call probe (tests/seccomp/probe.c), built static into the
+/// rootfs; its output as (call, errno) pairs.
+fn probe(e: &Env, flags: &[&str], calls: &[String]) -> Vec<(String, i32)> {
+    let bin = e.rootfs().join("bin/probe");
+    if !bin.exists() {
+        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/seccomp/probe.c");
+        let o = Command::new("gcc")
+            .args(["-static", "-O2", "-o"])
+            .arg(&bin)
+            .arg(src)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{o:?}");
+    }
+    let mut args = vec!["container", "run", "--rm"];
+    args.extend_from_slice(flags);
+    let rootfs = e.rootfs();
+    args.extend_from_slice(&["--rootfs", rootfs.to_str().unwrap(), "/bin/probe"]);
+    args.extend(calls.iter().map(String::as_str));
+    let o = e.stack(&args);
+    assert!(o.status.success(), "{o:?}");
+    String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .map(|l| {
+            let (c, n) = l.rsplit_once(' ').unwrap();
+            (c.to_string(), n.parse().unwrap())
+        })
+        .collect()
+}
+
+/// Expected errno per call, for each configuration: Docker's default
+/// profile (moby/profiles v0.2.3) as Docker applies it with Docker's default
+/// capabilities, with CAP_SYS_ADMIN and CAP_SYS_PTRACE added, and without a
+/// filter. The arguments make a call the kernel itself sees fail with
+/// something else than EPERM (EFAULT, EINVAL, EBADF, ...), so EPERM is the
+/// filter's answer.
+#[test]
+fn the_seccomp_probe_table_matches_dockers_default_profile() {
+    use libc::*;
+    let e = Env::new("seccomp-table");
+    const CLONE_NEWUSER_FS: i64 = 0x1000_0200;
+    // (call, default, with SYS_ADMIN + SYS_PTRACE, unconfined)
+    let table: &[(String, i32, i32, i32)] = &[
+        (format!("64:{SYS_getpid}"), 0, 0, 0),
+        (format!("64:{SYS_io_uring_setup}:1:0"), EPERM, EPERM, EFAULT),
+        (
+            format!("64:{SYS_io_uring_register}:-1:0:0:0"),
+            EPERM,
+            EPERM,
+            EINVAL,
+        ),
+        (format!("64:{SYS_pidfd_getfd}:-1:0:0"), EPERM, EBADF, EBADF),
+        (format!("64:{SYS_pidfd_open}:0:-1"), EINVAL, EINVAL, EINVAL),
+        (format!("64:{SYS_kcmp}:0:0:0:0"), EPERM, ESRCH, ESRCH),
+        (format!("64:{SYS_clone3}:0:0"), ENOSYS, EINVAL, EINVAL),
+        (
+            format!("64:{SYS_clone}:{CLONE_NEWUSER_FS}"),
+            EPERM,
+            EINVAL,
+            EINVAL,
+        ),
+        (format!("64:{SYS_unshare}:1"), EPERM, EINVAL, EINVAL),
+        (format!("64:{SYS_keyctl}:999999"), EPERM, EPERM, EOPNOTSUPP),
+        (format!("64:{SYS_personality}:0xffffffff"), 0, 0, 0),
+        (format!("64:{SYS_personality}:0x400000"), EPERM, EPERM, 0),
+        (format!("64:{SYS_socket}:40:1:0"), EPERM, EPERM, 0),
+        (format!("64:{SYS_socket}:1:1:0"), 0, 0, 0),
+        (format!("64:{SYS_mseal}:0:0:0"), 0, 0, 0),
+        // A number no rule names, and one after every call the profile names.
+        ("64:400".to_string(), EPERM, EPERM, ENOSYS),
+        ("64:1000".to_string(), ENOSYS, ENOSYS, ENOSYS),
+        // i386 calls (getpid, io_uring_setup) on this x86_64 host.
+        ("32:20".to_string(), 0, 0, 0),
+        ("32:425:1:0".to_string(), EPERM, EPERM, EFAULT),
+    ];
+    let calls: Vec<String> = table.iter().map(|t| t.0.clone()).collect();
+    let want = |pick: fn(&(String, i32, i32, i32)) -> i32| -> Vec<(String, i32)> {
+        table.iter().map(|t| (t.0.clone(), pick(t))).collect()
+    };
+    assert_eq!(probe(&e, &[], &calls), want(|t| t.1), "default");
+    let caps = ["--cap-add", "SYS_ADMIN", "--cap-add", "SYS_PTRACE"];
+    assert_eq!(
+        probe(&e, &caps, &calls),
+        want(|t| t.2),
+        "SYS_ADMIN, SYS_PTRACE"
+    );
+    let unconfined = ["--security-opt", "seccomp=unconfined"];
+    // socket(AF_VSOCK) and personality(READ_IMPLIES_EXEC) reach the kernel.
+    let got = probe(&e, &unconfined, &calls);
+    assert_eq!(got, want(|t| t.3), "unconfined");
+    e.assert_clean();
+}
+
+#[test]
+fn a_seccomp_profile_file_in_dockers_format() {
+    let e = Env::new("seccomp-file");
+    let profile = e.dir.join("profile.json");
+    std::fs::write(
+        &profile,
+        r#"{"defaultAction": "SCMP_ACT_ALLOW",
+            "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 13}]}"#,
+    )
+    .unwrap();
+    let opt = format!("seccomp={}", profile.display());
+    let o = e.run(&["--security-opt", &opt], "mkdir /d");
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("Permission denied"),
+        "{o:?}"
+    );
+    // mkdir denied with the profile's errno; io_uring_setup, denied by
+    // Docker's default, reaches the kernel (EFAULT).
+    let calls = [
+        format!("64:{}:0:0", libc::SYS_mkdir),
+        format!("64:{}:1:0", libc::SYS_io_uring_setup),
+    ];
+    let got: Vec<i32> = probe(&e, &["--security-opt", &opt], &calls)
+        .into_iter()
+        .map(|(_, n)| n)
+        .collect();
+    assert_eq!(got, [libc::EACCES, libc::EFAULT]);
+    // A broken profile is named, before anything runs.
+    std::fs::write(
+        &profile,
+        "{\"defaultAction\": \"SCMP_ACT_ERRNO\",\n  \"syscalls\": 3}",
+    )
+    .unwrap();
+    let o = e.run(&["--security-opt", &opt], "true");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && err.contains("profile.json") && err.contains("line 2"),
+        "{err}"
+    );
+    // no-new-privileges can be turned off; the filter stays.
+    assert_eq!(
+        e.sh(
+            &["--security-opt", "no-new-privileges=false"],
+            "grep -E '^(NoNewPrivs|Seccomp):' /proc/self/status"
+        ),
+        "NoNewPrivs:\t0\nSeccomp:\t2\n"
+    );
+    e.assert_clean();
 }
 
 #[test]

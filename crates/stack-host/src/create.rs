@@ -365,6 +365,7 @@ fn spec_of(host: &Host, a: &ContainerConfig) -> anyhow::Result<(stack_runtime::S
     if uts == stack_runtime::Namespace::Host && a.hostname.is_some() {
         bail!("a host name cannot be set with the host's UTS namespace");
     }
+    let security = security(&a.security_opt)?;
     let mut spec = stack_runtime::Spec {
         id: id.clone(),
         name: name.clone(),
@@ -404,7 +405,9 @@ fn spec_of(host: &Host, a: &ContainerConfig) -> anyhow::Result<(stack_runtime::S
         cap_add: a.cap_add.clone(),
         cap_drop: a.cap_drop.clone(),
         privileged: a.privileged,
-        seccomp_unconfined: seccomp_unconfined(&a.security_opt)?,
+        seccomp_unconfined: security.seccomp_unconfined,
+        seccomp_profile: security.seccomp_profile,
+        new_privileges: security.new_privileges,
         stop_signal: match a
             .stop_signal
             .as_ref()
@@ -846,16 +849,50 @@ pub fn parse_ulimit(s: &str) -> anyhow::Result<(String, u64, u64)> {
     Ok((name.to_string(), soft, hard))
 }
 
-fn seccomp_unconfined(opts: &[String]) -> anyhow::Result<bool> {
-    let mut unconfined = false;
+#[derive(Default)]
+struct Security {
+    seccomp_unconfined: bool,
+    seccomp_profile: Option<String>,
+    new_privileges: bool,
+}
+
+/// `--security-opt` / `security_opt`, as Docker reads them: `seccomp=` a
+/// profile file, the profile itself (what the docker CLI sends), `unconfined`
+/// or `builtin`; `no-new-privileges[=true|false]`; `apparmor=`.
+fn security(opts: &[String]) -> anyhow::Result<Security> {
+    let mut s = Security::default();
     for o in opts {
-        match o.as_str() {
-            "seccomp=unconfined" | "seccomp:unconfined" => unconfined = true,
-            "no-new-privileges" | "no-new-privileges=true" | "no-new-privileges:true" => {}
-            other => bail!("unsupported security option `{other}`"),
+        let (key, value) = o.split_once(['=', ':']).unwrap_or((o, ""));
+        match (key, value) {
+            ("seccomp", "unconfined") => s.seccomp_unconfined = true,
+            ("seccomp", "builtin") => {}
+            ("seccomp", v) => {
+                let (json, from) = if v.trim_start().starts_with('{') {
+                    (v.to_string(), "the profile given".to_string())
+                } else {
+                    let text = std::fs::read_to_string(v)
+                        .with_context(|| format!("security option `seccomp`: reading `{v}`"))?;
+                    (text, format!("`{v}`"))
+                };
+                stack_runtime::check_seccomp_profile(&json)
+                    .with_context(|| format!("security option `seccomp`: {from}"))?;
+                s.seccomp_profile = Some(json);
+            }
+            ("no-new-privileges", "" | "true") => s.new_privileges = false,
+            ("no-new-privileges", "false") => s.new_privileges = true,
+            ("apparmor", "unconfined") => {}
+            ("apparmor", p) => bail!(
+                "security option `apparmor={p}`: stack applies no AppArmor profile{}",
+                if std::path::Path::new("/sys/kernel/security/apparmor").exists() {
+                    " yet"
+                } else {
+                    " (and this host has no AppArmor)"
+                }
+            ),
+            _ => bail!("unsupported security option `{o}`"),
         }
     }
-    Ok(unconfined)
+    Ok(s)
 }
 
 pub fn bytes(s: &str) -> anyhow::Result<i64> {

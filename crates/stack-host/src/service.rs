@@ -78,7 +78,20 @@ pub fn config(host: &Host, r: &Replica<'_>) -> anyhow::Result<ContainerConfig> {
     a.stop_timeout = s
         .stop_grace_period
         .map(|d| (d.as_nanos() / 1_000_000_000).max(0) as u64);
-    a.security_opt = s.security_opt.clone();
+    // A profile file is relative to the project directory.
+    a.security_opt = s
+        .security_opt
+        .iter()
+        .map(|o| match o.split_once(['=', ':']) {
+            Some(("seccomp", p))
+                if !matches!(p, "unconfined" | "builtin") && !p.starts_with(['/', '{']) =>
+            {
+                let file = std::path::Path::new(&origin.working_dir).join(p);
+                format!("seccomp={}", file.display())
+            }
+            _ => o.clone(),
+        })
+        .collect();
     a.tmpfs = s.tmpfs.0.clone();
     a.dns = s.dns.0.clone();
     a.dns_search = s.dns_search.0.clone();

@@ -24,9 +24,6 @@ use nix::unistd::{symlinkat, unlinkat, Gid, Uid, UnlinkatFlags};
 
 use crate::state::{self, State};
 
-/// How long a copy waits for a container that is still setting up.
-const SET_UP_LIMIT: std::time::Duration = std::time::Duration::from_secs(5);
-
 /// The root of a running container's filesystem.
 pub struct ContainerFs {
     root: OwnedFd,
@@ -67,9 +64,8 @@ impl ContainerFs {
                 format!("`{}` is not running", state.name),
             )
         };
-        // Recorded as running before it has pivoted into its root: until
-        // it has, /proc/PID/root is the host's.
-        state::wait_set_up(state, SET_UP_LIMIT)?;
+        // Until it runs, /proc/PID/root may still be the host's.
+        state::check_set_up(state)?;
         let root = nix::fcntl::open(
             format!("/proc/{}/root", state.pid).as_str(),
             OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,

@@ -193,6 +193,9 @@ fn stage1(spec: &Spec, dir: &Path, mode: Mode) -> std::io::Result<i32> {
     ])?;
     // PID 1 waits on this pipe until its cgroups are in place.
     let (ready_r, ready_w) = nix::unistd::pipe()?;
+    // And says on this one when it has pivoted and is about to run the
+    // app: until then the container is `created`, not `running`.
+    let (set_up_r, set_up_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
     // With -t, PID 1 opens a pty in the container's devpts and hands us its master.
     let pty = if spec.tty && !detached {
         Some(crate::tty::channel()?)
@@ -220,7 +223,7 @@ fn stage1(spec: &Spec, dir: &Path, mode: Mode) -> std::io::Result<i32> {
     }
     match forked {
         ForkResult::Child => {
-            drop(ready_w);
+            drop((ready_w, set_up_r));
             let pty_sock = pty.map(|(_, child_end)| child_end);
             if let Some(((out_r, out_w), (err_r, err_w))) = output {
                 drop((out_r, err_r));
@@ -234,7 +237,7 @@ fn stage1(spec: &Spec, dir: &Path, mode: Mode) -> std::io::Result<i32> {
                 std::process::exit(SETUP_FAILED);
             }
             drop(ready_r);
-            let code = match pid1(spec, dir, pty_sock.as_ref()) {
+            let code = match pid1(spec, dir, pty_sock.as_ref(), set_up_w) {
                 Ok(code) => code,
                 Err(e) => {
                     eprintln!("stack: container `{}`: {e}", short(&spec.id));
@@ -244,7 +247,7 @@ fn stage1(spec: &Spec, dir: &Path, mode: Mode) -> std::io::Result<i32> {
             std::process::exit(code)
         }
         ForkResult::Parent { child } => {
-            drop(ready_r);
+            drop((ready_r, set_up_w));
             let layout = crate::cgroup::layout_of(spec)?;
             let rules: Vec<String> = (spec.devices.iter().map(crate::spec::Device::rule))
                 .chain(spec.device_rules.iter().cloned())
@@ -264,7 +267,7 @@ fn stage1(spec: &Spec, dir: &Path, mode: Mode) -> std::io::Result<i32> {
             let mut st = State {
                 id: spec.id.clone(),
                 name: spec.name.clone(),
-                status: Status::Running,
+                status: Status::Created,
                 monitor_pid: std::process::id() as i32,
                 pid: child.as_raw(),
                 pid_start: state::start_time(child.as_raw()).unwrap_or(0),
@@ -278,6 +281,13 @@ fn stage1(spec: &Spec, dir: &Path, mode: Mode) -> std::io::Result<i32> {
             state::write(dir, &st)?;
             nix::unistd::write(&ready_w, &[1])?;
             drop(ready_w);
+            // Running once PID 1 says it is set up; if it fails first, it
+            // exits and the container goes from created to exited.
+            if matches!(nix::unistd::read(&set_up_r, &mut [0u8; 1]), Ok(1)) {
+                st.status = Status::Running;
+                state::write(dir, &st)?;
+            }
+            drop(set_up_r);
             match pty {
                 Some(channel) if mode == Mode::Piped => {
                     if let Err(e) = crate::tty::pass_master(channel) {
@@ -353,7 +363,12 @@ pub(crate) fn ignore(signals: &[Signal]) -> nix::Result<()> {
 }
 
 /// PID 1 of the container: its other namespaces, file system, hostname, then the app.
-fn pid1(spec: &Spec, dir: &Path, pty_sock: Option<&std::os::fd::OwnedFd>) -> std::io::Result<i32> {
+fn pid1(
+    spec: &Spec,
+    dir: &Path,
+    pty_sock: Option<&std::os::fd::OwnedFd>,
+    set_up: std::os::fd::OwnedFd,
+) -> std::io::Result<i32> {
     let mut flags = CloneFlags::CLONE_NEWNS;
     for (ns, kind, flag) in [
         (spec.ipc, "ipc", CloneFlags::CLONE_NEWIPC),
@@ -432,7 +447,9 @@ fn pid1(spec: &Spec, dir: &Path, pty_sock: Option<&std::os::fd::OwnedFd>) -> std
     crate::security::set_rlimits(&spec.rlimits)?;
     let user = resolve_user(spec)?;
     let keep = crate::security::capabilities(spec)?;
-    crate::security::restrict(&keep, spec.privileged, !spec.seccomp_unconfined)?;
+    crate::security::restrict(&keep, spec)?;
+    nix::unistd::write(&set_up, &[1])?;
+    drop(set_up);
     if !spec.init {
         return Ok(exec_app(spec, user.as_ref()));
     }
@@ -635,7 +652,7 @@ fn join_and_run(spec: &Spec, pid: i32, piped: bool) -> std::io::Result<i32> {
                 crate::security::set_rlimits(&spec.rlimits)?;
                 let user = resolve_user(spec)?;
                 let keep = crate::security::capabilities(spec)?;
-                crate::security::restrict(&keep, spec.privileged, !spec.seccomp_unconfined)?;
+                crate::security::restrict(&keep, spec)?;
                 Ok(exec_app(spec, user.as_ref()))
             })()
             .unwrap_or_else(|e| {

@@ -30,6 +30,7 @@ use std::process::Command;
 
 use init::Mode;
 pub use init::{exec_main, init_main, EXEC_ARG, INIT_ARG};
+pub use seccomp::check as check_seccomp_profile;
 pub use spec::{
     Device, Healthcheck, Mount, Namespace, NetworkMode, Probe, Recursive, Restart, Spec,
 };
@@ -131,13 +132,14 @@ pub fn create(spec: &Spec, root: &Path) -> Result<State, RuntimeError> {
 pub fn start(spec: &Spec, root: &Path) -> Result<State, RuntimeError> {
     let dir = prepare(spec, root)?;
     let mut child = spawn_monitor(spec, &dir, Mode::Detached, |_| Ok(()))?;
-    // Wait until the monitor has written the state (its own: a container
-    // started again still has its last run's), or has died trying.
+    // Wait until the monitor has written the state of a container set up
+    // to run (its own: a container started again still has its last
+    // run's), or has died trying.
     let monitor = child.id() as i32;
     for _ in 0..5000 {
         if let Some(st) = state::read(&dir)
             .ok()
-            .filter(|st| st.monitor_pid == monitor)
+            .filter(|st| st.monitor_pid == monitor && st.status != state::Status::Created)
         {
             reap_later(child);
             return Ok(st);
@@ -240,7 +242,7 @@ fn spawn_exec(
     let mut spec = state.spec.clone();
     let start = |source| start_error(&state.spec, source);
     // Joining its namespaces before it has pivoted would land on the host's files.
-    state::wait_set_up(state, std::time::Duration::from_secs(5)).map_err(start)?;
+    state::check_set_up(state).map_err(start)?;
     spec.tty = p.tty;
     spec.interactive = p.interactive;
     spec.console_size = p.console_size;
@@ -405,7 +407,7 @@ pub fn exec_output(
     use std::io::Read as _;
     use std::os::unix::process::CommandExt as _;
     let start = |source| start_error(&state.spec, source);
-    state::wait_set_up(state, timeout).map_err(start)?;
+    state::check_set_up(state).map_err(start)?;
     let (read, write) = nix::unistd::pipe().map_err(|e| start(e.into()))?;
     let p = Process {
         args,

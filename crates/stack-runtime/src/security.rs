@@ -71,14 +71,29 @@ pub fn capabilities(spec: &Spec) -> io::Result<HashSet<Capability>> {
     Ok(set)
 }
 
-/// Narrows this process (and all it starts) to `keep`, with no_new_privs;
+/// Narrows this process (and all it starts) to `keep`, with no_new_privs
+/// (unless `spec` allows new privileges) and the seccomp filter of `spec`;
 /// no inheritable or ambient capability is left.
-pub fn restrict(keep: &HashSet<Capability>, privileged: bool, seccomp: bool) -> io::Result<()> {
+pub fn restrict(keep: &HashSet<Capability>, spec: &crate::Spec) -> io::Result<()> {
     let other = |e: caps::errors::CapsError| io::Error::other(e.to_string());
     // Only what we hold can be kept (the kernel may know fewer than the library).
     let held = caps::read(None, CapSet::Permitted).map_err(other)?;
     let keep: HashSet<Capability> = keep.intersection(&held).copied().collect();
     let keep = &keep;
+    let filter = match spec.privileged || spec.seccomp_unconfined {
+        true => None,
+        false => {
+            let profile = crate::seccomp::profile(spec.seccomp_profile.as_deref())?;
+            let flags = profile.filter_flags().map_err(io::Error::other)?;
+            Some((crate::seccomp::compile(&profile, keep)?, flags))
+        }
+    };
+    let no_new_privs = !spec.privileged && !spec.new_privileges;
+    if let (Some((prog, flags)), false) = (&filter, no_new_privs) {
+        // Without no_new_privs the filter needs CAP_SYS_ADMIN, so it goes
+        // in before the capabilities go (as runc does).
+        crate::seccomp::apply(prog, *flags)?;
+    }
     for c in caps::all() {
         if !keep.contains(&c) {
             // Capabilities the running kernel does not know are not in the set to begin with.
@@ -92,11 +107,11 @@ pub fn restrict(keep: &HashSet<Capability>, privileged: bool, seccomp: bool) -> 
     caps::clear(None, CapSet::Inheritable).map_err(other)?;
     caps::set(None, CapSet::Effective, keep).map_err(other)?;
     caps::set(None, CapSet::Permitted, keep).map_err(other)?;
-    if !privileged {
+    if no_new_privs {
         nix::sys::prctl::set_no_new_privs().map_err(io::Error::from)?;
-    }
-    if seccomp && !privileged {
-        crate::seccomp::apply(&crate::seccomp::filter(keep)?)?;
+        if let Some((prog, flags)) = &filter {
+            crate::seccomp::apply(prog, *flags)?;
+        }
     }
     Ok(())
 }

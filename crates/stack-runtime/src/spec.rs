@@ -45,6 +45,15 @@ pub struct Spec {
     /// No seccomp filter (`--security-opt seccomp=unconfined`).
     #[serde(default)]
     pub seccomp_unconfined: bool,
+    /// A seccomp profile in Docker's JSON format, in place of Docker's
+    /// default one (`--security-opt seccomp=FILE.json`).
+    #[serde(default)]
+    pub seccomp_profile: Option<String>,
+    /// Processes may gain privileges through set-user-ID files and file
+    /// capabilities (`--security-opt no-new-privileges=false`); by default
+    /// they cannot.
+    #[serde(default)]
+    pub new_privileges: bool,
     /// The signal `stop` sends first (default SIGTERM), and the seconds it
     /// waits before SIGKILL (default 10).
     #[serde(default)]

@@ -150,39 +150,21 @@ fn stat(pid: i32) -> Option<(char, u64)> {
     Some((rest.chars().next()?, rest.split(' ').nth(19)?.parse().ok()?))
 }
 
-/// Whether process `pid` has left the host's root (a container's PID 1
-/// has pivoted into the container's own): until then, entering its mount
-/// namespace or following /proc/PID/root reaches the host's files.
-pub fn in_own_root(pid: i32) -> bool {
-    use std::os::unix::fs::MetadataExt as _;
-    let id = |p: &str| std::fs::metadata(p).map(|m| (m.dev(), m.ino()));
-    match (id(&format!("/proc/{pid}/root/")), id("/proc/self/root/")) {
-        (Ok(theirs), Ok(ours)) => theirs != ours,
-        _ => false,
+/// Fails unless the container runs: it is `running` only once its PID 1
+/// has pivoted into its own root; until then, entering its mount namespace
+/// or following /proc/PID/root would reach the host's files.
+pub fn check_set_up(state: &State) -> io::Result<()> {
+    match state.status {
+        Status::Running if alive(state) => Ok(()),
+        Status::Created if alive(state) => Err(io::Error::other(format!(
+            "`{}` is still being set up",
+            state.name
+        ))),
+        _ => Err(io::Error::new(
+            io::ErrorKind::NotFound,
+            format!("`{}` is not running", state.name),
+        )),
     }
-}
-
-/// Waits (up to `limit`) until the container's PID 1 runs in its own root
-/// filesystem: it is recorded as running as soon as it is forked, before
-/// it has set its filesystem up.
-pub fn wait_set_up(state: &State, limit: std::time::Duration) -> std::io::Result<()> {
-    let t = std::time::Instant::now();
-    while !in_own_root(state.pid) {
-        if !alive(state) {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::NotFound,
-                format!("`{}` is not running", state.name),
-            ));
-        }
-        if t.elapsed() >= limit {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::TimedOut,
-                format!("`{}` is still setting up its filesystem", state.name),
-            ));
-        }
-        std::thread::sleep(std::time::Duration::from_millis(2));
-    }
-    Ok(())
 }
 
 /// Whether the process recorded as the container's PID 1 still runs.
@@ -204,12 +186,6 @@ fn running(pid: i32, start: u64) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_process_in_the_hosts_root_is_not_set_up() {
-        assert!(!in_own_root(std::process::id() as i32));
-        assert!(!in_own_root(i32::MAX));
-    }
 
     #[test]
     fn own_start_time_is_read() {

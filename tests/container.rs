@@ -710,6 +710,21 @@ fn kill_rm_force_and_damaged_state() {
         "{o:?}"
     );
     assert!(dir.join("state.json").exists());
+    // It cannot be rebuilt (no spec beside it), yet `rm -f` removes what its id names.
+    e.out(&["container", "rm", "-f", "0123456789abcdef"]);
+    assert!(!dir.exists());
+
+    // A running container's damaged record is rebuilt from its spec and
+    // its cgroups: listed as running, and removed with all it had.
+    let id3 = e.detached(&["--name", "victim3"], &["sleep", "1000"]);
+    let d3 = e.root().join("containers").join(&id3);
+    std::fs::write(d3.join("state.json"), "{\"id\": \"").unwrap();
+    let ls = e.out(&["container", "ls"]);
+    assert!(ls.contains("victim3") && ls.contains("Up (record rebuilt)"), "{ls}");
+    assert!(d3.join("state.json.damaged").exists());
+    e.out(&["container", "rm", "-f", "victim3"]);
+    assert!(cgroup_dirs(&id3).is_empty());
+    e.assert_clean();
 }
 
 #[test]

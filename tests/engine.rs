@@ -217,3 +217,32 @@ fn engine_errors_are_clear() {
     assert!(err.contains("the engine did not start"), "{err}");
     assert!(Path::new(&e.root()).join("engine.log").exists());
 }
+
+/// One container's state file damaged (as a full disk or a bad editor
+/// leaves it): `ps` still lists it, rebuilt from its spec and cgroups, and
+/// `down` removes it with everything the project had: processes, network
+/// namespaces, links, nft rules, the DNS server.
+#[test]
+fn a_damaged_record_is_rebuilt_and_down_removes_everything() {
+    let mut e = Env::new("engine", "damaged");
+    e.vars.push(("STACK_DNS_UPSTREAM".into(), "none".into()));
+    let dir = project(
+        &e,
+        "dmg",
+        "services:\n  a:\n    image: local/busybox:1\n    command: sleep 600\n  b:\n    image: local/busybox:1\n    command: sleep 600\n",
+    );
+    let d = dir.to_str().unwrap();
+    e.out(&["--project-directory", d, "up", "-d"]);
+    let bridge = common::bridge(&e, "dmg_default");
+    let id = inspect(&e, "dmg-a-1")["id"].as_str().unwrap().to_string();
+    let pid = inspect(&e, "dmg-a-1")["pid"].as_i64().unwrap();
+    let state = e.root().join("containers").join(&id).join("state.json");
+    std::fs::write(&state, "{\"id\": \"half").unwrap();
+    let ps = e.out(&["--project-directory", d, "ps"]);
+    assert!(ps.contains("dmg-a-1") && ps.contains("(record rebuilt)"), "{ps}");
+    assert!(e.engine_log().contains("state rebuilt"), "{}", e.engine_log());
+    e.out(&["--project-directory", d, "down"]);
+    assert!(!std::path::Path::new(&format!("/proc/{pid}")).exists(), "its PID 1 runs on");
+    assert_eq!(entries(&e, "containers"), Vec::<String>::new());
+    common::assert_nothing_left(&e, &[bridge]);
+}

@@ -10,7 +10,7 @@ use std::net::{TcpListener, TcpStream, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use common::Env;
+use common::{assert_nothing_left, bridge, Env};
 
 fn env(name: &str) -> (Env, PathBuf) {
     let mut e = Env::new("network", name);
@@ -94,84 +94,6 @@ fn address(e: &Env, network: &str, name: &str) -> String {
         .unwrap()
         .clone();
     ep["addresses"][0].as_str().unwrap().to_string()
-}
-
-/// Everything a store root set up on the host: links, our nft table,
-/// DOCKER-USER rules, netns files, the DNS server.
-/// Waits until nothing of the networks is left: the DNS server leaves a
-/// moment after the last network.
-fn assert_nothing_left(e: &Env, bridges: &[String]) {
-    common::wait_for_ok(&format!("nothing left of {bridges:?}"), || {
-        let left = leftovers(e, bridges);
-        if left.is_empty() {
-            Ok(())
-        } else {
-            Err(format!("left behind: {left:?}"))
-        }
-    });
-}
-
-fn leftovers(e: &Env, bridges: &[String]) -> Vec<String> {
-    let mut found = Vec::new();
-    let links = String::from_utf8_lossy(
-        &std::process::Command::new("ip")
-            .args(["-o", "link"])
-            .output()
-            .unwrap()
-            .stdout,
-    )
-    .to_string();
-    for b in bridges {
-        if links.contains(&format!(" {b}:")) || links.contains(&format!(" {b}@")) {
-            found.push(format!("link {b}"));
-        }
-    }
-    let netns = e.root().join("networks/netns");
-    if std::fs::read_dir(&netns).map(|d| d.count()).unwrap_or(0) > 0 {
-        found.push("netns files".into());
-    }
-    let dns_lock = e.root().join("networks/dns.lock");
-    if dns_lock.exists() {
-        let f = std::fs::File::open(&dns_lock).unwrap();
-        if nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusiveNonblock).is_err() {
-            found.push("the DNS server".into());
-        }
-    }
-    let iptables = std::process::Command::new("iptables")
-        .args(["-w", "-S", "DOCKER-USER"])
-        .output();
-    if let Ok(o) = iptables {
-        for b in bridges {
-            if String::from_utf8_lossy(&o.stdout).contains(b.as_str()) {
-                found.push(format!("DOCKER-USER rule for {b}"));
-            }
-        }
-    }
-    let tables = String::from_utf8_lossy(
-        &std::process::Command::new("nft")
-            .args(["list", "tables"])
-            .output()
-            .unwrap()
-            .stdout,
-    )
-    .to_string();
-    for b in bridges {
-        let rules = std::process::Command::new("nft")
-            .args(["list", "ruleset"])
-            .output()
-            .unwrap();
-        if String::from_utf8_lossy(&rules.stdout).contains(b.as_str()) {
-            found.push(format!("nft rules for {b} (tables: {tables})"));
-        }
-    }
-    found
-}
-
-fn bridge(e: &Env, network: &str) -> String {
-    inspect(e, &["network", "inspect", network])["bridge"]
-        .as_str()
-        .unwrap()
-        .to_string()
 }
 
 /// Retries until the DNS answer for `name` from a client satisfies `ok`.

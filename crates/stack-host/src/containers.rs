@@ -24,6 +24,20 @@ pub fn all(root: &Path) -> Vec<(PathBuf, anyhow::Result<State>)> {
         .filter_map(|p| match stack_runtime::state::read(&p) {
             // Being created (or cut short: the engine sweeps those).
             Err(stack_runtime::state::StateError::Missing(_)) => None,
+            // Damaged: rebuilt from its spec and what the kernel shows, so
+            // that it is listed, stopped and removed like any other.
+            Err(damaged) => {
+                let st = stack_runtime::state::rebuild(&p, damaged);
+                match &st {
+                    Ok(st) => tracing::warn!(
+                        container = %st.name,
+                        "state rebuilt; the damaged record is kept as {}",
+                        st.rebuilt.as_deref().unwrap_or_default()
+                    ),
+                    Err(e) => tracing::error!("{e}"),
+                }
+                Some((p, st.map_err(anyhow::Error::from)))
+            }
             st => Some((p, st.map_err(anyhow::Error::from))),
         })
         .collect();
@@ -122,6 +136,14 @@ pub fn rename(host: &Host, key: &str, name: &str) -> anyhow::Result<String> {
 
 /// Running, exited, or lost (its PID 1 is gone without an exit record).
 pub fn status_text(st: &State) -> String {
+    let text = status_text_of(st);
+    match st.rebuilt {
+        Some(_) => format!("{text} (record rebuilt)"),
+        None => text,
+    }
+}
+
+fn status_text_of(st: &State) -> String {
     match st.status {
         Status::Running if stack_runtime::state::alive(st) => {
             if is_paused(st) {
@@ -314,7 +336,11 @@ fn mark_stopped(dir: &Path, stopped: bool) -> anyhow::Result<()> {
 /// Removes a container (killing it first with `force`); returns its name.
 pub fn remove_one(host: &Host, key: &str, force: bool) -> anyhow::Result<String> {
     let root = host.root();
-    let (dir, st) = find(root, key)?;
+    let (dir, st) = match find(root, key) {
+        Ok(found) => found,
+        Err(e) if force => return remove_unreadable(host, key).unwrap_or(Err(e)),
+        Err(e) => return Err(e),
+    };
     if running(&st) {
         if !force {
             return Err(HostError::Conflict(format!(
@@ -341,6 +367,35 @@ pub fn remove_one(host: &Host, key: &str, force: bool) -> anyhow::Result<String>
     }
     stack_sys::remove_tree(root, &dir)?;
     Ok(st.name)
+}
+
+/// `rm -f` of a container whose record can neither be read nor rebuilt,
+/// by its full id: what its id names (its processes in its cgroups, its
+/// network, its directory) goes. None if there is no such directory.
+fn remove_unreadable(host: &Host, id: &str) -> Option<anyhow::Result<String>> {
+    let dir = stack_sys::join(&host.root().join("containers"), id).ok()?;
+    if !dir.is_dir() || id.starts_with('.') {
+        return None;
+    }
+    Some((|| {
+        let layout = stack_runtime::cgroup::layout(id, None)?;
+        for _ in 0..100 {
+            let left = stack_runtime::cgroup::procs(&layout);
+            if left.is_empty() {
+                break;
+            }
+            for p in left {
+                let _ = nix::sys::signal::kill(Pid::from_raw(p as i32), Signal::SIGKILL);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        for e in stack_runtime::cgroup::remove(&layout) {
+            tracing::warn!(container = %id, "{e}");
+        }
+        crate::network::unwire(host, id)?;
+        stack_sys::remove_tree(host.root(), &dir)?;
+        Ok(id.to_string())
+    })())
 }
 
 /// `container exec`: `p` in the running container `key`, from this process

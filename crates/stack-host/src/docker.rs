@@ -1484,7 +1484,7 @@ impl stack_docker::Backend for Docker {
                 }
                 // Ended once the monitor has recorded it (PID 1 gone is not
                 // the end: the monitor logs what is left first), or is gone.
-                let recorded = now.status != Status::Running
+                let recorded = now.status == Status::Exited
                     || (!stack_runtime::state::alive(&now)
                         && !stack_runtime::state::process_running(now.monitor_pid));
                 if started && recorded {

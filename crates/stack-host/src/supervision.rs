@@ -237,7 +237,8 @@ pub async fn wait_exit(root: &Path, id: &str) -> anyhow::Result<stack_engine::Ex
     let dir = stack_runtime::container_dir(root, id);
     let read = || stack_runtime::state::read(&dir).with_context(|| format!("container {id}"));
     let st = read()?;
-    if st.status == stack_runtime::Status::Running {
+    // Created (set up, or never started) and running both end in exited.
+    if st.status != stack_runtime::Status::Exited {
         if stack_runtime::state::alive(&st) {
             if let Ok(fd) = stack_sys::pidfd::open(st.monitor_pid) {
                 // Readable once the process has exited.
@@ -260,7 +261,7 @@ pub async fn wait_exit(root: &Path, id: &str) -> anyhow::Result<stack_engine::Ex
         let mut waited = Duration::ZERO;
         loop {
             let st = read()?;
-            let recorded = st.status != stack_runtime::Status::Running;
+            let recorded = st.status == stack_runtime::Status::Exited;
             let pid1 = stack_runtime::state::alive(&st);
             let monitor =
                 st.monitor_pid > 0 && stack_runtime::state::process_running(st.monitor_pid);

@@ -101,6 +101,7 @@ fn record_failure(
             finished_at: Some(now),
             detached,
             spec: spec.clone(),
+            rebuilt: None,
         },
     )
 }
@@ -277,6 +278,7 @@ fn stage1(spec: &Spec, dir: &Path, mode: Mode) -> std::io::Result<i32> {
                 finished_at: None,
                 detached,
                 spec: spec.clone(),
+                rebuilt: None,
             };
             state::write(dir, &st)?;
             nix::unistd::write(&ready_w, &[1])?;

@@ -118,6 +118,7 @@ pub fn create(spec: &Spec, root: &Path) -> Result<State, RuntimeError> {
         finished_at: None,
         detached: true,
         spec: spec.clone(),
+        rebuilt: None,
     };
     state::write(&dir, &st).map_err(|source| RuntimeError::Prepare {
         id: spec.id.clone(),
@@ -201,6 +202,8 @@ fn prepare(spec: &Spec, root: &Path) -> Result<PathBuf, RuntimeError> {
     stack_sys::private_dir(&containers)
         .and_then(|()| stack_sys::private_dir(&dir))
         .map_err(|e| failed(e.into_io()))?;
+    // What the record is rebuilt from, should the state file be damaged.
+    state::write_spec(&dir, spec).map_err(failed)?;
     Ok(dir)
 }
 

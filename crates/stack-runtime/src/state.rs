@@ -33,10 +33,25 @@ pub struct State {
     pub finished_at: Option<String>,
     pub detached: bool,
     pub spec: Spec,
+    /// Set when this record was rebuilt (see [`rebuild`]): the damaged
+    /// file kept aside and what was wrong with it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rebuilt: Option<String>,
 }
 
 pub fn path(dir: &Path) -> PathBuf {
     dir.join("state.json")
+}
+
+/// The copy of the container's spec made when it is created: what its
+/// record is rebuilt from if the state file is lost.
+pub fn spec_path(dir: &Path) -> PathBuf {
+    dir.join("spec.json")
+}
+
+pub fn write_spec(dir: &Path, spec: &Spec) -> io::Result<()> {
+    let json = serde_json::to_vec(spec).map_err(io::Error::other)?;
+    stack_sys::write_atomic(&spec_path(dir), &json)
 }
 
 pub fn log_path(dir: &Path) -> PathBuf {
@@ -65,6 +80,8 @@ pub enum StateError {
         #[source]
         source: io::Error,
     },
+    #[error("{why}, and the record cannot be rebuilt: {what}")]
+    Unrebuildable { why: String, what: String },
 }
 
 /// Reads a state file; a damaged one is reported, never silently dropped.
@@ -78,6 +95,68 @@ pub fn read(dir: &Path) -> Result<State, StateError> {
         Err(source) => return Err(StateError::Io { path: p, source }),
     };
     serde_json::from_slice(&bytes).map_err(|source| StateError::Corrupt { path: p, source })
+}
+
+/// Rebuilds the record of the container in `dir` whose state file cannot
+/// be read (`why`), from the copy of its spec made when it was created and
+/// what the kernel still shows (the processes in its cgroups: its PID 1
+/// and, as PID 1's parent, its monitor). The damaged file is kept beside,
+/// as `state.json.damaged`; the new record says so. Fails (with `why`)
+/// when the spec cannot be read either.
+pub fn rebuild(dir: &Path, why: StateError) -> Result<State, StateError> {
+    let unrebuildable = |what: String| StateError::Unrebuildable {
+        why: why.to_string(),
+        what,
+    };
+    let spec: Spec = std::fs::read(spec_path(dir))
+        .map_err(|e| e.to_string())
+        .and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string()))
+        .map_err(|e| unrebuildable(format!("`{}`: {e}", spec_path(dir).display())))?;
+    let layout = crate::cgroup::layout_of(&spec).map_err(|e| unrebuildable(e.to_string()))?;
+    let procs: Vec<i32> = crate::cgroup::procs(&layout).into_iter().map(|p| p as i32).collect();
+    // PID 1 of its own PID namespace, or the oldest process.
+    let pid = procs
+        .iter()
+        .copied()
+        .find(|p| ns_pid(*p) == Some(1))
+        .or_else(|| procs.iter().copied().min_by_key(|p| start_time(*p)))
+        .unwrap_or(0);
+    let monitor_pid = parent(pid).unwrap_or(0);
+    let aside = dir.join("state.json.damaged");
+    let _ = std::fs::rename(path(dir), &aside);
+    let st = State {
+        id: spec.id.clone(),
+        name: spec.name.clone(),
+        status: if pid > 0 { Status::Running } else { Status::Exited },
+        monitor_pid,
+        pid,
+        pid_start: start_time(pid).unwrap_or(0),
+        exit_code: None,
+        oom_killed: false,
+        started_at: String::new(),
+        finished_at: None,
+        detached: true,
+        spec,
+        rebuilt: Some(format!("{} ({why})", aside.display())),
+    };
+    write(dir, &st).map_err(|source| StateError::Io {
+        path: path(dir),
+        source,
+    })?;
+    Ok(st)
+}
+
+/// A process's pid in its own PID namespace (the last of /proc/PID/status's `NSpid`).
+fn ns_pid(pid: i32) -> Option<i32> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("NSpid:"))?;
+    line.split_whitespace().last()?.parse().ok()
+}
+
+fn parent(pid: i32) -> Option<i32> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("PPid:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
 }
 
 /// The file in a container's directory that says who is creating it, until

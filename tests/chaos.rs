@@ -155,7 +155,9 @@ fn random_kills_always_converge() {
         };
         let victim = ["engine", "monitor", "dns"][rng.below(3) as usize];
         let delay = Duration::from_millis(rng.below(300));
-        history.push(format!("round {round}: {op}, kill -9 {victim} after {delay:?}"));
+        history.push(format!(
+            "round {round}: {op}, kill -9 {victim} after {delay:?}"
+        ));
         let mut cmd_args = vec!["--project-directory", d];
         cmd_args.extend(args.iter().map(String::as_str));
         let mut cmd = e
@@ -214,8 +216,27 @@ fn random_kills_always_converge() {
         }
     }
     e.out(&["--project-directory", d, "down"]);
-    let left = container_ids(&root);
-    assert!(left.is_empty(), "containers left: {left:?}\n{}", history.join("\n"));
+    let left: Vec<String> = container_ids(&root)
+        .iter()
+        .map(|id| {
+            let dir = root.join("containers").join(id);
+            let files: Vec<String> = std::fs::read_dir(&dir)
+                .map(|d| {
+                    d.flatten()
+                        .map(|f| f.file_name().to_string_lossy().to_string())
+                        .collect()
+                })
+                .unwrap_or_default();
+            let state = std::fs::read_to_string(dir.join("state.json")).unwrap_or_default();
+            format!("{id}: {files:?}\n{}", &state[..state.len().min(600)])
+        })
+        .collect();
+    assert!(
+        left.is_empty(),
+        "containers left: {left:#?}\n{}\n{}",
+        history.join("\n"),
+        e.engine_log()
+    );
     if let Some(b) = bridge {
         common::assert_nothing_left(&e, &[b]);
     }
@@ -228,5 +249,8 @@ fn random_kills_always_converge() {
         }
     });
     assert!(ours(&root, DNS_ARG).is_empty(), "the DNS server runs on");
-    eprintln!("chaos: {rounds} kill points, {} containers, converged every time", seen.len());
+    eprintln!(
+        "chaos: {rounds} kill points, {} containers, converged every time",
+        seen.len()
+    );
 }

@@ -720,7 +720,10 @@ fn kill_rm_force_and_damaged_state() {
     let d3 = e.root().join("containers").join(&id3);
     std::fs::write(d3.join("state.json"), "{\"id\": \"").unwrap();
     let ls = e.out(&["container", "ls"]);
-    assert!(ls.contains("victim3") && ls.contains("Up (record rebuilt)"), "{ls}");
+    assert!(
+        ls.contains("victim3") && ls.contains("Up (record rebuilt)"),
+        "{ls}"
+    );
     assert!(d3.join("state.json.damaged").exists());
     e.out(&["container", "rm", "-f", "victim3"]);
     assert!(cgroup_dirs(&id3).is_empty());

@@ -239,10 +239,20 @@ fn a_damaged_record_is_rebuilt_and_down_removes_everything() {
     let state = e.root().join("containers").join(&id).join("state.json");
     std::fs::write(&state, "{\"id\": \"half").unwrap();
     let ps = e.out(&["--project-directory", d, "ps"]);
-    assert!(ps.contains("dmg-a-1") && ps.contains("(record rebuilt)"), "{ps}");
-    assert!(e.engine_log().contains("state rebuilt"), "{}", e.engine_log());
+    assert!(
+        ps.contains("dmg-a-1") && ps.contains("(record rebuilt)"),
+        "{ps}"
+    );
+    assert!(
+        e.engine_log().contains("state rebuilt"),
+        "{}",
+        e.engine_log()
+    );
     e.out(&["--project-directory", d, "down"]);
-    assert!(!std::path::Path::new(&format!("/proc/{pid}")).exists(), "its PID 1 runs on");
+    assert!(
+        !std::path::Path::new(&format!("/proc/{pid}")).exists(),
+        "its PID 1 runs on"
+    );
     assert_eq!(entries(&e, "containers"), Vec::<String>::new());
     common::assert_nothing_left(&e, &[bridge]);
 }

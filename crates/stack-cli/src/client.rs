@@ -45,10 +45,26 @@ pub fn client() -> anyhow::Result<(tokio::runtime::Runtime, stack_api::Client)> 
     let ours = std::env::current_exe()
         .map(|p| binary_id(&p))
         .unwrap_or_default();
-    if let Ok(v) = rt.block_on(client.get::<stack_api::Version>("/v1/version")) {
-        if !ours.is_empty() && v.binary != ours {
-            replace(&socket, v.pid)?;
+    match rt.block_on(client.get::<stack_api::Version>("/v1/version")) {
+        Ok(v) if !ours.is_empty() && v.binary != ours => replace(&socket, v.pid)?,
+        Ok(_) => {}
+        // It let us connect and then went: an engine being killed (its
+        // socket accepts until its last thread is gone). Ours starts once
+        // nobody listens any more.
+        Err(stack_api::ClientError::NoEngine { .. } | stack_api::ClientError::Transport(_)) => {
+            let t = std::time::Instant::now();
+            while std::os::unix::net::UnixStream::connect(&socket).is_ok() {
+                if t.elapsed() > Duration::from_secs(10) {
+                    bail!(
+                        "the engine at `{}` accepts connections but does not answer",
+                        socket.display()
+                    );
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            start(&socket)?;
         }
+        Err(_) => {}
     }
     Ok((rt, client))
 }

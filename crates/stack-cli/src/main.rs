@@ -159,5 +159,39 @@ fn render_error(e: &anyhow::Error) -> String {
     }
     // Names and messages from users and containers: no escape sequence
     // reaches the terminal.
-    escape::controls(&format!("error: {e:#}")).into_owned()
+    escape::controls(&format!("error: {}", chain(e))).into_owned()
+}
+
+/// The error and its causes, `: `-joined as anyhow's `{:#}` does, without
+/// a cause that its parent already ends with (an error that prints its
+/// source and names it as its source too would read twice: "No space
+/// left on device: No space left on device").
+fn chain(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain().map(|c| c.to_string()) {
+        if out.ends_with(&cause) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&cause);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_cause_is_not_repeated() {
+        let io = std::io::Error::from_raw_os_error(28);
+        let e = anyhow::Error::new(std::io::Error::other(format!("writing layer: {io}")))
+            .context("image import");
+        let plain = anyhow::anyhow!("cannot start");
+        assert_eq!(
+            super::chain(&e),
+            "image import: writing layer: No space left on device (os error 28)"
+        );
+        assert_eq!(super::chain(&plain.context("up")), "up: cannot start");
+    }
 }

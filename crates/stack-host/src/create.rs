@@ -221,12 +221,14 @@ pub fn launch(
 }
 
 /// `stack run` in the engine: the container started in our foreground
-/// with pipes (or a pty) for the engine to relay; its id.
+/// with pipes (or a pty) for the engine to relay; its id. With `--rm` it
+/// is marked for removal: if the engine dies before it ends, the next
+/// one removes it.
 pub fn launch_relayed(
     host: &Host,
     c: &ContainerConfig,
 ) -> anyhow::Result<(String, stack_runtime::Piped)> {
-    make(host, c, false, |spec| {
+    make(host, c, c.rm, |spec| {
         let piped = stack_runtime::run_piped(spec, host.root())
             .with_context(|| format!("container `{}`", spec.name))?;
         Ok((spec.id.clone(), piped))
@@ -523,15 +525,27 @@ fn spec_of(host: &Host, a: &ContainerConfig) -> anyhow::Result<(stack_runtime::S
                 bail!("log driver `{other}` is not supported (json-file, local or none)")
             }
         },
-        log_max_size: log_opt(&a.log_opts, "max-size")?
-            .map(|v| bytes(&v).map(|b| b as u64))
-            .transpose()?,
-        log_max_files: log_opt(&a.log_opts, "max-file")?
-            .map(|v| {
-                v.parse::<u32>()
-                    .map_err(|_| anyhow::anyhow!("invalid log option max-file=`{v}`: a number"))
-            })
-            .transpose()?,
+        // Without options, Docker's `local` driver's bounds (20 MB, 5
+        // files): a chatty container cannot fill the disk. With max-size
+        // alone, one file (as json-file).
+        log_max_size: Some(
+            log_opt(&a.log_opts, "max-size")?
+                .map(|v| bytes(&v).map(|b| b as u64))
+                .transpose()?
+                .unwrap_or(DEFAULT_LOG_MAX_SIZE),
+        ),
+        log_max_files: Some(
+            log_opt(&a.log_opts, "max-file")?
+                .map(|v| {
+                    v.parse::<u32>()
+                        .map_err(|_| anyhow::anyhow!("invalid log option max-file=`{v}`: a number"))
+                })
+                .transpose()?
+                .unwrap_or(match log_opt(&a.log_opts, "max-size")? {
+                    Some(_) => 1,
+                    None => DEFAULT_LOG_MAX_FILES,
+                }),
+        ),
         shm_size: a
             .shm_size
             .as_deref()
@@ -949,6 +963,9 @@ fn mounts(volumes: &[String], tmpfs: &[String]) -> anyhow::Result<Vec<stack_runt
     }
     Ok(out)
 }
+
+const DEFAULT_LOG_MAX_SIZE: u64 = 20 << 20;
+const DEFAULT_LOG_MAX_FILES: u32 = 5;
 
 fn log_opt(opts: &[String], key: &str) -> anyhow::Result<Option<String>> {
     let mut found = None;

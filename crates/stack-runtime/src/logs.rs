@@ -19,6 +19,11 @@ pub trait Sink: Write {
     fn rotate_if_needed(&mut self) -> io::Result<()> {
         Ok(())
     }
+    /// Appends one whole record (a JSON line).
+    fn record(&mut self, line: &[u8]) -> io::Result<()> {
+        self.write_all(line)?;
+        self.flush()
+    }
 }
 
 impl Sink for Vec<u8> {}
@@ -34,6 +39,9 @@ pub struct RotatingFile {
     size: u64,
     max_size: Option<u64>,
     max_files: u32,
+    /// Records dropped since the file system filled up (said in the log
+    /// once there is room again).
+    dropped: u64,
 }
 
 impl RotatingFile {
@@ -51,6 +59,7 @@ impl RotatingFile {
             size,
             max_size,
             max_files: max_files.max(1),
+            dropped: 0,
         })
     }
 }
@@ -66,7 +75,56 @@ impl Write for RotatingFile {
     }
 }
 
+impl RotatingFile {
+    /// Appends `line` whole or not at all.
+    fn append(&mut self, line: &[u8]) -> io::Result<()> {
+        let before = self.size;
+        if let Err(e) = self.write_all(line) {
+            // No half record: the file goes back to where it was.
+            let _ = self.file.set_len(before);
+            self.size = before;
+            return Err(e);
+        }
+        Ok(())
+    }
+}
+
 impl Sink for RotatingFile {
+    /// On a full file system the record is dropped (and counted), never
+    /// the container's output: the monitor goes on draining it, and says
+    /// how much was lost once there is room again.
+    fn record(&mut self, line: &[u8]) -> io::Result<()> {
+        let full =
+            |e: &io::Error| matches!(e.raw_os_error(), Some(libc::ENOSPC) | Some(libc::EDQUOT));
+        if self.dropped > 0 {
+            let note = Record {
+                log: format!(
+                    "stack: {} log records dropped: no space left on the device\n",
+                    self.dropped
+                ),
+                stream: "stderr".into(),
+                time: stack_sys::time::now_rfc3339(),
+            };
+            let mut json = serde_json::to_vec(&note).map_err(io::Error::other)?;
+            json.push(b'\n');
+            match self.append(&json) {
+                Ok(()) => self.dropped = 0,
+                Err(e) if full(&e) => {
+                    self.dropped += 1;
+                    return Ok(());
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        match self.append(line) {
+            Err(e) if full(&e) => {
+                self.dropped += 1;
+                Ok(())
+            }
+            r => r,
+        }
+    }
+
     fn rotate_if_needed(&mut self) -> io::Result<()> {
         let Some(max) = self.max_size else {
             return Ok(());
@@ -192,8 +250,7 @@ pub fn emit(out: &mut impl Sink, stream: &str, bytes: Vec<u8>) -> io::Result<()>
     };
     let mut line = serde_json::to_vec(&r).map_err(io::Error::other)?;
     line.push(b'\n');
-    out.write_all(&line)?;
-    out.flush()?;
+    out.record(&line)?;
     out.rotate_if_needed()
 }
 

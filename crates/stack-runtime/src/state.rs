@@ -113,7 +113,10 @@ pub fn rebuild(dir: &Path, why: StateError) -> Result<State, StateError> {
         .and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string()))
         .map_err(|e| unrebuildable(format!("`{}`: {e}", spec_path(dir).display())))?;
     let layout = crate::cgroup::layout_of(&spec).map_err(|e| unrebuildable(e.to_string()))?;
-    let procs: Vec<i32> = crate::cgroup::procs(&layout).into_iter().map(|p| p as i32).collect();
+    let procs: Vec<i32> = crate::cgroup::procs(&layout)
+        .into_iter()
+        .map(|p| p as i32)
+        .collect();
     // PID 1 of its own PID namespace, or the oldest process.
     let pid = procs
         .iter()
@@ -127,7 +130,11 @@ pub fn rebuild(dir: &Path, why: StateError) -> Result<State, StateError> {
     let st = State {
         id: spec.id.clone(),
         name: spec.name.clone(),
-        status: if pid > 0 { Status::Running } else { Status::Exited },
+        status: if pid > 0 {
+            Status::Running
+        } else {
+            Status::Exited
+        },
         monitor_pid,
         pid,
         pid_start: start_time(pid).unwrap_or(0),
@@ -178,8 +185,13 @@ pub fn claim(dir: &Path) -> io::Result<()> {
         stack_sys::private_dir(containers).map_err(stack_sys::PathError::into_io)?;
     }
     std::fs::create_dir_all(&aside)?;
-    std::fs::write(aside.join(CLAIM), format!("{creator}\n"))?;
-    std::fs::rename(&aside, dir)
+    let made = std::fs::write(aside.join(CLAIM), format!("{creator}\n"))
+        .and_then(|()| std::fs::rename(&aside, dir));
+    if made.is_err() {
+        // A full disk, say: nothing is left of the attempt.
+        let _ = std::fs::remove_dir_all(&aside);
+    }
+    made
 }
 
 /// Drops the claim once the container exists (or is gone).

@@ -891,6 +891,34 @@ fn the_protocol_and_bad_input() {
             "{path} {body}: {got}"
         );
     }
+    // Names that would become paths, deep nesting, bytes that are not UTF-8.
+    let deep = format!(
+        r#"{{"Image":"busybox","Labels":{}1{}}}"#,
+        "[".repeat(100_000),
+        "]".repeat(100_000)
+    );
+    for (path, body) in [
+        ("/volumes/create", r#"{"Name":"../../etc"}"#),
+        ("/volumes/create", r#"{"Name":"a/b"}"#),
+        ("/volumes/create", "{\"Name\":\"a\\u0000b\"}"),
+        ("/networks/create", r#"{"Name":"../x"}"#),
+        ("/networks/create", "{\"Name\":\"n\\u0000\"}"),
+        (
+            "/containers/create?name=..%2F..%2Fx",
+            r#"{"Image":"busybox"}"#,
+        ),
+        ("/containers/create?name=a%00b", r#"{"Image":"busybox"}"#),
+        ("/containers/create", deep.as_str()),
+    ] {
+        let (status, _, got) = post(&e, path, body);
+        assert_eq!(status, 400, "{path} {}: {got}", &body[..body.len().min(80)]);
+        assert!(got.contains("\"message\""), "{path}: {got}");
+    }
+    let (status, _, _) = raw(
+        &e,
+        b"GET /containers/\xff\xfe%ff/json HTTP/1.1\r\nHost: d\r\nConnection: close\r\n\r\n",
+    );
+    assert!(status == 400 || status == 404, "{status}");
     // A body past the limit is refused, not read into memory.
     let huge = format!(
         "POST /containers/create HTTP/1.1\r\nHost: d\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",

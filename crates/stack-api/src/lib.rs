@@ -17,7 +17,10 @@ mod server;
 pub mod session;
 
 pub use client::{Client, ClientError};
-pub use server::{bind, serve, serve_with, Api, Archive, HEADER_TIMEOUT};
+pub use server::{
+    bind, body_timeout, read_body, serve, serve_with, Api, Archive, BodyError, HEADER_TIMEOUT,
+    MAX_CONNECTIONS,
+};
 pub use session::{Control, Session};
 pub use stack_wire::*;
 

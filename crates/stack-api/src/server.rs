@@ -126,6 +126,47 @@ pub async fn serve<E: Api>(
     serve_with(listener, engine, shutdown, HEADER_TIMEOUT).await
 }
 
+/// The most connections one socket serves at once; more wait in the
+/// listen backlog until one ends (a client cannot use up the engine's
+/// descriptors).
+pub const MAX_CONNECTIONS: usize = 512;
+
+/// A request body of at most `max` bytes, which must have arrived within
+/// `timeout` (a client that stops sending halfway holds nothing for long).
+pub async fn read_body(
+    body: Incoming,
+    max: usize,
+    timeout: std::time::Duration,
+) -> Result<Bytes, BodyError> {
+    match tokio::time::timeout(timeout, Limited::new(body, max).collect()).await {
+        Err(_) => Err(BodyError::Late(timeout)),
+        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => Err(BodyError::TooLarge(max)),
+        Ok(Err(e)) => Err(BodyError::Broken(e.to_string())),
+        Ok(Ok(c)) => Ok(c.to_bytes()),
+    }
+}
+
+/// Why a request body could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum BodyError {
+    #[error("the request body did not arrive within {} s", .0.as_secs_f32())]
+    Late(std::time::Duration),
+    #[error("the request body is larger than {0} bytes")]
+    TooLarge(usize),
+    #[error("cannot read the request body: {0}")]
+    Broken(String),
+}
+
+/// How long a body may take: twice the header timeout.
+pub fn body_timeout(header_timeout: std::time::Duration) -> std::time::Duration {
+    header_timeout * 2
+}
+
+tokio::task_local! {
+    /// The body timeout of the connection a request came on.
+    static BODY_TIMEOUT: std::time::Duration;
+}
+
 /// [`serve`] with another header timeout (tests use a short one).
 pub async fn serve_with<E: Api>(
     listener: std::os::unix::net::UnixListener,
@@ -135,8 +176,14 @@ pub async fn serve_with<E: Api>(
 ) -> std::io::Result<()> {
     listener.set_nonblocking(true)?;
     let listener = tokio::net::UnixListener::from_std(listener)?;
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    let body_timeout = body_timeout(header_timeout);
     tokio::pin!(shutdown);
     loop {
+        let slot = tokio::select! {
+            slot = slots.clone().acquire_owned() => slot.expect("the semaphore is never closed"),
+            () = &mut shutdown => return Ok(()),
+        };
         let stream = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => stream,
@@ -147,9 +194,11 @@ pub async fn serve_with<E: Api>(
         };
         let engine = engine.clone();
         tokio::spawn(async move {
+            let _slot = slot;
             let service = hyper::service::service_fn(move |req| {
                 let engine = engine.clone();
-                async move { Ok::<_, Infallible>(handle(engine, req).await) }
+                let served = BODY_TIMEOUT.scope(body_timeout, handle(engine, req));
+                async move { Ok::<_, Infallible>(served.await) }
             });
             let _ = hyper::server::conn::http1::Builder::new()
                 .timer(hyper_util::rt::TokioTimer::new())
@@ -334,11 +383,18 @@ async fn upgraded<T: serde::de::DeserializeOwned + Send + 'static>(
 
 /// A request's JSON body.
 async fn json_body<T: serde::de::DeserializeOwned>(body: Incoming) -> Result<T, ApiError> {
-    let bytes = Limited::new(body, MAX_BODY)
-        .collect()
+    let timeout = BODY_TIMEOUT
+        .try_with(|t| *t)
+        .unwrap_or(body_timeout(HEADER_TIMEOUT));
+    let bytes = read_body(body, MAX_BODY, timeout)
         .await
-        .map_err(|e| ApiError::bad_request(format!("cannot read the request body: {e}")))?
-        .to_bytes();
+        .map_err(|e| match e {
+            BodyError::Late(_) => ApiError {
+                status: StatusCode::REQUEST_TIMEOUT.as_u16(),
+                message: e.to_string(),
+            },
+            e => ApiError::bad_request(e.to_string()),
+        })?;
     serde_json::from_slice(&bytes)
         .map_err(|e| ApiError::bad_request(format!("invalid request body: {e}")))
 }

@@ -952,6 +952,43 @@ fn a_client_that_never_finishes_its_headers_is_cut_off() {
     assert_eq!((status, body.as_str()), (200, "OK"));
 }
 
+/// A client that connects and sends nothing is cut off after the header
+/// timeout; one whose body never arrives gets a 408 after the body
+/// timeout (twice the header timeout); neither holds the server.
+#[test]
+fn silent_clients_and_bodies_that_never_arrive_are_cut_off() {
+    use std::io::{Read, Write};
+    let s = Server::start_with("silent", std::time::Duration::from_millis(300));
+    let started = std::time::Instant::now();
+    let mut silent = std::os::unix::net::UnixStream::connect(&s.socket).unwrap();
+    silent
+        .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    let mut got = Vec::new();
+    match silent.read_to_end(&mut got) {
+        Ok(_) => {}
+        Err(e) => assert_eq!(e.kind(), std::io::ErrorKind::ConnectionReset, "{e}"),
+    }
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    let mut slow = std::os::unix::net::UnixStream::connect(&s.socket).unwrap();
+    slow.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    let started = std::time::Instant::now();
+    slow.write_all(
+        b"POST /v1/projects/p/up HTTP/1.1\r\nhost: x\r\ncontent-length: 100\r\nconnection: close\r\n\r\n{",
+    )
+    .unwrap();
+    let mut answer = String::new();
+    let _ = slow.read_to_string(&mut answer);
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    assert!(
+        answer.starts_with("HTTP/1.1 408") && answer.contains("did not arrive"),
+        "{answer}"
+    );
+    let (status, body) = s.raw("GET", "/_ping", "");
+    assert_eq!((status, body.as_str()), (200, "OK"));
+}
+
 /// The hostility table through raw bodies, as any client of the socket may
 /// send them: every name that would become a path is refused with a 400
 /// naming it, before the engine sees the request.

@@ -12,7 +12,7 @@ use std::io::{Read, Write};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
-use http_body_util::{combinators::BoxBody, BodyExt as _, Full, Limited};
+use http_body_util::{combinators::BoxBody, BodyExt as _, Full};
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
@@ -423,14 +423,21 @@ pub async fn serve<B: Backend>(
         listener.set_nonblocking(true)?;
         let listener = tokio::net::UnixListener::from_std(listener)?;
         let state = state.clone();
+        let slots = Arc::new(tokio::sync::Semaphore::new(stack_api::MAX_CONNECTIONS));
         accepting.push(tokio::spawn(async move {
             loop {
+                let slot = slots
+                    .clone()
+                    .acquire_owned()
+                    .await
+                    .expect("the semaphore is never closed");
                 let Ok((stream, _)) = listener.accept().await else {
                     // Out of fds and the like: the next accept may do.
                     continue;
                 };
                 let state = state.clone();
                 tokio::spawn(async move {
+                    let _slot = slot;
                     let service = hyper::service::service_fn(move |req| {
                         let state = state.clone();
                         async move { Ok::<_, Infallible>(handle(state, req).await) }
@@ -1599,11 +1606,16 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// A request's JSON body; an empty one is the type's default (docker-py
 /// sends none where it has nothing to say).
 async fn body<T: serde::de::DeserializeOwned>(req: Request<Incoming>) -> R<T> {
-    let bytes = Limited::new(req.into_body(), MAX_BODY)
-        .collect()
+    let timeout = stack_api::body_timeout(stack_api::HEADER_TIMEOUT);
+    let bytes = stack_api::read_body(req.into_body(), MAX_BODY, timeout)
         .await
-        .map_err(|e| DockerError::bad_request(format!("cannot read the request body: {e}")))?
-        .to_bytes();
+        .map_err(|e| match e {
+            stack_api::BodyError::Late(_) => DockerError {
+                status: StatusCode::REQUEST_TIMEOUT.as_u16(),
+                message: e.to_string(),
+            },
+            e => DockerError::bad_request(e.to_string()),
+        })?;
     let bytes: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) {
         b"{}"
     } else {

@@ -172,14 +172,23 @@ fn proc_dev_and_masked_paths() {
     let e = Env::new("mounts");
     let out = e.sh(
         &[],
-        "ls /dev; cat /proc/keys | wc -c; grep ' /sys ' /proc/mounts",
+        "ls /dev; cat /proc/keys | wc -c; cat /proc/interrupts | wc -c; grep ' /sys ' /proc/mounts; cat /proc/1/mem /proc/self/mem 2>&1; true",
     );
     for dev in [
         "null", "zero", "full", "random", "urandom", "tty", "pts", "shm", "mqueue", "ptmx",
     ] {
         assert!(out.lines().any(|l| l == dev), "/dev/{dev} missing: {out}");
     }
-    assert!(out.contains("\n0\n"), "/proc/keys is not masked: {out}");
+    assert!(
+        out.contains("\n0\n0\n"),
+        "/proc/keys or /proc/interrupts is not masked: {out}"
+    );
+    // Our init's memory is not the app's to read; its own is (EIO at 0).
+    assert!(
+        out.contains("can't open '/proc/1/mem': Permission denied")
+            && out.contains("read error: Input/output error"),
+        "{out}"
+    );
     assert!(
         out.contains("sysfs /sys sysfs ro"),
         "/sys is not read-only: {out}"

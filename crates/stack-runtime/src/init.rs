@@ -464,6 +464,10 @@ fn pid1(
         ForkResult::Child => std::process::exit(exec_app(spec, user.as_ref())),
         ForkResult::Parent { child } => child,
     };
+    // Not dumpable: the app (its own exec made it dumpable again) cannot
+    // read or write our memory through /proc/1/mem, nor ptrace us,
+    // without CAP_SYS_PTRACE.
+    nix::sys::prctl::set_dumpable(false)?;
     supervise(app, &all)
 }
 

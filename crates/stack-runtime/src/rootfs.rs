@@ -37,9 +37,12 @@ const DEVICES: [(&str, u64, u64); 6] = [
 const MASK_FILE: &str = "masked";
 
 /// Paths Docker hides from containers.
-const MASKED: [&str; 11] = [
+const MASKED: [&str; 12] = [
     "/proc/asound",
     "/proc/acpi",
+    // Interrupt counts per CPU leak what other tenants do
+    // (GHSA-6fw5-f8r9-fgfm; Docker masks it since 28).
+    "/proc/interrupts",
     "/proc/kcore",
     "/proc/keys",
     "/proc/latency_stats",
@@ -528,6 +531,11 @@ pub fn setup(spec: &Spec, dir: &Path, cgroups: Option<&View>, sys: &mut dyn Sys)
         for p in MASKED {
             mask(&merged.join(&p[1..]), &empty, sys)?;
         }
+        // Each CPU's thermal throttling counters, as Docker masks them.
+        for cpu in 0..possible_cpus() {
+            let p = format!("sys/devices/system/cpu/cpu{cpu}/thermal_throttle");
+            mask(&merged.join(p), &empty, sys)?;
+        }
         for p in READ_ONLY {
             let p = merged.join(&p[1..]);
             if sys.kind(&p) != Kind::Missing {
@@ -593,6 +601,20 @@ fn mount_cgroups(
 
 /// Hides a path: an empty file of ours, read-only, over a file; an empty
 /// read-only tmpfs over a directory.
+/// How many CPUs the kernel may bring up (the host's
+/// `/sys/devices/system/cpu/possible`: `0-3`, say).
+fn possible_cpus() -> u32 {
+    std::fs::read_to_string("/sys/devices/system/cpu/possible")
+        .ok()
+        .and_then(|s| {
+            s.trim()
+                .split(',')
+                .filter_map(|r| r.rsplit('-').next()?.parse::<u32>().ok())
+                .max()
+        })
+        .map_or(1, |last| last + 1)
+}
+
 fn mask(path: &Path, empty: &Path, sys: &mut dyn Sys) -> io::Result<()> {
     match sys.kind(path) {
         Kind::Dir => sys.mount(

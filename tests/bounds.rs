@@ -82,6 +82,8 @@ fn a_big_log_keeps_the_engine_small() {
   chatty:
     image: local/busybox:1
     command: ["sh", "-c", "busybox yes {line} | busybox head -n 200000; echo second-last; echo the-last; until [ -e /go ]; do sleep 0.1; done; echo after-go; exec sleep 1000"]
+    logging:
+      options: {{max-size: 1g}}
 "#
         ),
     );

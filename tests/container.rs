@@ -198,14 +198,21 @@ fn proc_dev_and_masked_paths() {
 #[test]
 fn the_engine_binary_cannot_be_overwritten_from_inside() {
     let e = Env::new("exe");
+    // PID 1 is not dumpable: its files are out of the app's reach.
     let o = e.run(&[], "echo pwned > /proc/1/exe");
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("can't create /proc/1/exe: Permission denied"),
+        "{o:?}"
+    );
+    // With the right to reach them, still refused: PID 1 runs from it.
+    let ptrace = ["--cap-add", "SYS_PTRACE"];
+    let o = e.run(&ptrace, "echo pwned > /proc/1/exe");
     assert!(!o.status.success(), "writing /proc/1/exe succeeded");
-    // Refused because PID 1 runs from it, not for some other reason.
     assert!(
         String::from_utf8_lossy(&o.stderr).contains("can't create /proc/1/exe: Text file busy"),
         "{o:?}"
     );
-    let out = e.sh(&[], "ls -l /proc/1/exe");
+    let out = e.sh(&ptrace, "ls -l /proc/1/exe");
     assert!(
         out.contains("memfd:stack-init"),
         "PID 1 does not run from the sealed copy: {out}"

@@ -172,7 +172,15 @@ pub fn observed(root: &Path, st: &State, running: bool) -> Observed {
         project: label(stack_plan::LABEL_PROJECT),
         service: label(stack_plan::LABEL_SERVICE),
         number: label(stack_plan::LABEL_NUMBER).parse().unwrap_or(0),
-        hash: label(stack_plan::LABEL_HASH),
+        hash: match &st.spec.network {
+            // Stopped with its network namespace gone (a `down` cut short
+            // after it unwired the container): it cannot start again as it
+            // is, so it no longer matches its service and is made anew.
+            stack_runtime::NetworkMode::Path(netns) if !running && !netns.exists() => {
+                format!("{}:network-lost", label(stack_plan::LABEL_HASH))
+            }
+            _ => label(stack_plan::LABEL_HASH),
+        },
         image: st.spec.image.clone(),
         running,
         exit_code: st.exit_code,

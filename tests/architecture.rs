@@ -67,16 +67,19 @@ fn closure(meta: &serde_json::Value, name: &str) -> BTreeSet<String> {
     seen.iter().map(|id| packages[id].clone()).collect()
 }
 
+/// The crates that are functions of their inputs.
+const PURE: [&str; 5] = [
+    "stack-model",
+    "stack-loader",
+    "stack-graph",
+    "stack-plan",
+    "stack-seccomp",
+];
+
 #[test]
 fn pure_crates_use_neither_tokio_nor_nix() {
     let meta = metadata();
-    for krate in [
-        "stack-model",
-        "stack-loader",
-        "stack-graph",
-        "stack-plan",
-        "stack-seccomp",
-    ] {
+    for krate in PURE {
         let deps = closure(&meta, krate);
         for banned in ["tokio", "nix", "hyper", "mio"] {
             assert!(!deps.contains(banned), "{krate} depends on {banned}");
@@ -164,13 +167,7 @@ fn model_depends_on_serde_only() {
 #[test]
 fn pure_crates_do_not_read_the_process_environment() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    for krate in [
-        "stack-model",
-        "stack-loader",
-        "stack-graph",
-        "stack-plan",
-        "stack-seccomp",
-    ] {
+    for krate in PURE {
         for entry in walk(&root.join(krate).join("src")) {
             let text = std::fs::read_to_string(&entry).unwrap();
             for banned in [

@@ -200,7 +200,10 @@ pub fn release(dir: &Path) {
 }
 
 /// Container directories without state whose creator died: what an
-/// interrupted create left behind, renamed into place or not.
+/// interrupted create left behind, renamed into place or not; and those
+/// with neither state nor claim, which only a removal cut short leaves (a
+/// directory is claimed before it is renamed into place, and its claim goes
+/// only once its state is written).
 pub fn unfinished(root: &Path) -> Vec<PathBuf> {
     let Ok(entries) = std::fs::read_dir(root.join("containers")) else {
         return Vec::new();
@@ -216,7 +219,7 @@ pub fn unfinished(root: &Path) -> Vec<PathBuf> {
                 Some(aside) => aside.rsplit('.').next().unwrap_or("").replace('-', " "),
                 None => match std::fs::read_to_string(dir.join(CLAIM)) {
                     Ok(text) => text,
-                    Err(_) => return false,
+                    Err(_) => return true,
                 },
             };
             let mut it = creator.split_whitespace().map(str::parse::<u64>);
@@ -302,13 +305,17 @@ mod tests {
         std::fs::create_dir_all(containers.join(".old.999999999-1.claim")).unwrap();
         std::fs::create_dir_all(containers.join("started")).unwrap();
         std::fs::write(containers.join("started").join("state.json"), "{}").unwrap();
+        // Removed halfway: its state gone, its log still there.
+        std::fs::create_dir_all(containers.join("halfgone")).unwrap();
+        std::fs::write(containers.join("halfgone").join("container.log"), "").unwrap();
         let mut found = unfinished(&root);
         found.sort();
         assert_eq!(
             found,
             vec![
                 containers.join(".old.999999999-1.claim"),
-                containers.join("dead")
+                containers.join("dead"),
+                containers.join("halfgone")
             ]
         );
         release(&containers.join("mine"));

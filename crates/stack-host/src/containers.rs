@@ -379,16 +379,7 @@ fn remove_unreadable(host: &Host, id: &str) -> Option<anyhow::Result<String>> {
     }
     Some((|| {
         let layout = stack_runtime::cgroup::layout(id, None)?;
-        for _ in 0..100 {
-            let left = stack_runtime::cgroup::procs(&layout);
-            if left.is_empty() {
-                break;
-            }
-            for p in left {
-                let _ = nix::sys::signal::kill(Pid::from_raw(p as i32), Signal::SIGKILL);
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        stack_runtime::cgroup::kill_all(&layout);
         for e in stack_runtime::cgroup::remove(&layout) {
             tracing::warn!(container = %id, "{e}");
         }

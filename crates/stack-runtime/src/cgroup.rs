@@ -594,6 +594,22 @@ fn read_num(path: &Path) -> Option<u64> {
     fs::read_to_string(path).ok()?.trim().parse().ok()
 }
 
+/// Kills every process in the container's cgroups, until none is left
+/// (or about five seconds have passed).
+pub fn kill_all(layout: &Layout) {
+    use nix::sys::signal::{kill, Signal};
+    for _ in 0..500 {
+        let left = procs(layout);
+        if left.is_empty() {
+            return;
+        }
+        for p in left {
+            let _ = kill(nix::unistd::Pid::from_raw(p as i32), Signal::SIGKILL);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
 /// Host pids of every process in the container.
 pub fn procs(layout: &Layout) -> Vec<u32> {
     let dir = v1_dir(layout, "pids").or_else(|| v1_dir(layout, "memory"));

@@ -146,21 +146,6 @@ fn enter(ns: crate::spec::Namespace, kind: &str, flag: CloneFlags) -> std::io::R
     }
 }
 
-/// Kills every process left in the container's cgroups (its PID 1 has
-/// ended, but they share another PID namespace), until none is left.
-fn kill_the_rest(layout: &crate::cgroup::Layout) {
-    for _ in 0..500 {
-        let left = crate::cgroup::procs(layout);
-        if left.is_empty() {
-            return;
-        }
-        for p in left {
-            let _ = kill(Pid::from_raw(p as i32), Signal::SIGKILL);
-        }
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
-}
-
 /// Closes every inherited descriptor above stderr.
 fn close_inherited_fds() {
     let fds: Vec<i32> = std::fs::read_dir("/proc/self/fd")
@@ -315,7 +300,7 @@ fn stage1(spec: &Spec, dir: &Path, mode: Mode) -> std::io::Result<i32> {
                     true => None,
                     false => Some(stack_sys::pidfd::open(child.as_raw())?),
                 };
-                let mut kill_rest = || kill_the_rest(&layout);
+                let mut kill_rest = || crate::cgroup::kill_all(&layout);
                 let ended: crate::logs::Ended<'_> = pid1
                     .as_ref()
                     .map(|fd| (fd.as_fd(), &mut kill_rest as &mut dyn FnMut()));
@@ -332,7 +317,7 @@ fn stage1(spec: &Spec, dir: &Path, mode: Mode) -> std::io::Result<i32> {
             }
             let code = wait_exit(child)?;
             if !spec.pid.is_own() {
-                kill_the_rest(&layout);
+                crate::cgroup::kill_all(&layout);
             }
             st.oom_killed = crate::cgroup::oom_killed(&layout);
             for e in crate::cgroup::remove(&layout) {

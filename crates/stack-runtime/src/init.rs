@@ -442,6 +442,11 @@ fn pid1(
     }
     let all = SigSet::all();
     all.thread_block()?;
+    // Not dumpable (from before the fork, so the app never sees us
+    // otherwise; its own exec makes it dumpable again): the app cannot read
+    // or write our memory through /proc/1/mem, nor ptrace us, without
+    // CAP_SYS_PTRACE.
+    nix::sys::prctl::set_dumpable(false)?;
     // SAFETY: PID 1 runs a single thread.
     #[allow(unsafe_code)]
     let forked = unsafe { fork() }?;
@@ -449,10 +454,7 @@ fn pid1(
         ForkResult::Child => std::process::exit(exec_app(spec, user.as_ref())),
         ForkResult::Parent { child } => child,
     };
-    // Not dumpable: the app (its own exec made it dumpable again) cannot
-    // read or write our memory through /proc/1/mem, nor ptrace us,
-    // without CAP_SYS_PTRACE.
-    nix::sys::prctl::set_dumpable(false)?;
+
     supervise(app, &all)
 }
 

@@ -1319,7 +1319,12 @@ impl stack_docker::Backend for Docker {
                     }
                 }
             };
-            if running(&st) {
+            // Running, or ended with its exit not recorded yet (its
+            // monitor is still writing out its output): not over.
+            let recording = st.status != Status::Exited
+                && st.monitor_pid > 0
+                && stack_runtime::state::process_running(st.monitor_pid);
+            if running(&st) || recording {
                 let exit = self
                     .host
                     .block_on(async {

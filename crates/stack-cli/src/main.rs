@@ -169,7 +169,7 @@ fn render_error(e: &anyhow::Error) -> String {
 fn chain(e: &anyhow::Error) -> String {
     let mut out = String::new();
     for cause in e.chain().map(|c| c.to_string()) {
-        if out.ends_with(&cause) {
+        if out == cause || out.ends_with(&format!(": {cause}")) {
             continue;
         }
         if !out.is_empty() {
@@ -193,5 +193,7 @@ mod tests {
             "image import: writing layer: No space left on device (os error 28)"
         );
         assert_eq!(super::chain(&plain.context("up")), "up: cannot start");
+        let found = anyhow::anyhow!("found").context("x not found");
+        assert_eq!(super::chain(&found), "x not found: found");
     }
 }

@@ -25,8 +25,9 @@ pub fn all(root: &Path) -> Vec<(PathBuf, anyhow::Result<State>)> {
             // Being created (or cut short: the engine sweeps those).
             Err(stack_runtime::state::StateError::Missing(_)) => None,
             // Damaged: rebuilt from its spec and what the kernel shows, so
-            // that it is listed, stopped and removed like any other.
-            Err(damaged) => {
+            // that it is listed, stopped and removed like any other. (Not
+            // one that could not be read for a passing reason.)
+            Err(damaged @ stack_runtime::state::StateError::Corrupt { .. }) => {
                 let st = stack_runtime::state::rebuild(&p, damaged);
                 match &st {
                     Ok(st) => tracing::warn!(
@@ -175,7 +176,9 @@ pub fn is_paused(st: &State) -> bool {
 }
 
 pub fn running(st: &State) -> bool {
-    st.status == Status::Running && stack_runtime::state::alive(st)
+    // Being set up counts: its PID 1 and monitor exist (a container only
+    // created has neither).
+    matches!(st.status, Status::Running | Status::Created) && stack_runtime::state::alive(st)
 }
 
 pub fn parse_signal(s: &str) -> anyhow::Result<Signal> {
@@ -338,7 +341,15 @@ pub fn remove_one(host: &Host, key: &str, force: bool) -> anyhow::Result<String>
     let root = host.root();
     let (dir, st) = match find(root, key) {
         Ok(found) => found,
-        Err(e) if force => return remove_unreadable(host, key).unwrap_or(Err(e)),
+        Err(e)
+            if force
+                && matches!(
+                    e.downcast_ref::<stack_runtime::state::StateError>(),
+                    Some(stack_runtime::state::StateError::Unrebuildable { .. })
+                ) =>
+        {
+            return remove_unreadable(host, key).unwrap_or(Err(e))
+        }
         Err(e) => return Err(e),
     };
     if running(&st) {

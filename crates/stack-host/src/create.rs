@@ -863,6 +863,22 @@ pub fn parse_ulimit(s: &str) -> anyhow::Result<(String, u64, u64)> {
     Ok((name.to_string(), soft, hard))
 }
 
+/// A profile file: a regular file of at most 1 MiB (Docker's default
+/// profile is 20 KiB), so a path to a device or a FIFO cannot hang us.
+fn profile_file(path: &Path) -> anyhow::Result<String> {
+    use std::io::Read as _;
+    let f = std::fs::File::open(path)?;
+    if !f.metadata()?.is_file() {
+        bail!("not a regular file");
+    }
+    let mut text = String::new();
+    f.take(1 << 20 | 1).read_to_string(&mut text)?;
+    if text.len() > 1 << 20 {
+        bail!("larger than 1 MiB");
+    }
+    Ok(text)
+}
+
 #[derive(Default)]
 struct Security {
     seccomp_unconfined: bool,
@@ -884,7 +900,7 @@ fn security(opts: &[String]) -> anyhow::Result<Security> {
                 let (json, from) = if v.trim_start().starts_with('{') {
                     (v.to_string(), "the profile given".to_string())
                 } else {
-                    let text = std::fs::read_to_string(v)
+                    let text = profile_file(Path::new(v))
                         .with_context(|| format!("security option `seccomp`: reading `{v}`"))?;
                     (text, format!("`{v}`"))
                 };

@@ -581,6 +581,17 @@ pub fn config_of(
     if body.image.is_empty() {
         return Err(DockerError::bad_request("No image specified"));
     }
+    // A profile comes inline (the docker CLI reads the file): the engine
+    // opens no path an API client names.
+    for o in &h.security_opt {
+        if let Some(("seccomp", v)) = o.split_once(['=', ':']) {
+            if !matches!(v, "unconfined" | "builtin") && !v.trim_start().starts_with('{') {
+                return Err(DockerError::bad_request(format!(
+                    "security option `{o}`: give the seccomp profile itself, not a path"
+                )));
+            }
+        }
+    }
     let mut c = ContainerConfig {
         name: name.map(|n| n.trim_start_matches('/').to_string()),
         rm: h.auto_remove,

@@ -84,7 +84,8 @@ pub fn config(host: &Host, r: &Replica<'_>) -> anyhow::Result<ContainerConfig> {
         .iter()
         .map(|o| match o.split_once(['=', ':']) {
             Some(("seccomp", p))
-                if !matches!(p, "unconfined" | "builtin") && !p.starts_with(['/', '{']) =>
+                if !matches!(p, "unconfined" | "builtin")
+                    && !p.trim_start().starts_with(['/', '{']) =>
             {
                 let file = std::path::Path::new(&origin.working_dir).join(p);
                 format!("seccomp={}", file.display())

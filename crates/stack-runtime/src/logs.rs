@@ -137,20 +137,32 @@ impl Sink for RotatingFile {
             p.push(format!(".{i}"));
             std::path::PathBuf::from(p)
         };
+        // The new file first: with no room for it (a full disk), nothing
+        // moves and the next record tries again.
+        use std::os::unix::fs::OpenOptionsExt as _;
+        let mut fresh_path = self.path.clone().into_os_string();
+        fresh_path.push(".new");
+        let fresh = match std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o600)
+            .open(&fresh_path)
+            .and_then(|f| f.set_len(0).map(|()| f))
+        {
+            Ok(f) => f,
+            Err(e) if matches!(e.raw_os_error(), Some(libc::ENOSPC) | Some(libc::EDQUOT)) => {
+                return Ok(())
+            }
+            Err(e) => return Err(e),
+        };
         if self.max_files > 1 {
             for i in (1..self.max_files - 1).rev() {
                 let _ = std::fs::rename(name(i), name(i + 1));
             }
             std::fs::rename(&self.path, name(1))?;
-        } else {
-            std::fs::remove_file(&self.path)?;
         }
-        use std::os::unix::fs::OpenOptionsExt as _;
-        self.file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .mode(0o600)
-            .open(&self.path)?;
+        std::fs::rename(&fresh_path, &self.path)?;
+        self.file = fresh;
         self.size = 0;
         Ok(())
     }
@@ -251,7 +263,11 @@ pub fn emit(out: &mut impl Sink, stream: &str, bytes: Vec<u8>) -> io::Result<()>
     let mut line = serde_json::to_vec(&r).map_err(io::Error::other)?;
     line.push(b'\n');
     out.record(&line)?;
-    out.rotate_if_needed()
+    // A rotation that fails leaves the log growing, never the output unread.
+    if let Err(e) = out.rotate_if_needed() {
+        eprintln!("stack: log rotation: {e}");
+    }
+    Ok(())
 }
 
 /// At most this much of a log is read at once (a record is at most

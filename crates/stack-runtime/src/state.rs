@@ -124,9 +124,23 @@ pub fn rebuild(dir: &Path, why: StateError) -> Result<State, StateError> {
         .find(|p| ns_pid(*p) == Some(1))
         .or_else(|| procs.iter().copied().min_by_key(|p| start_time(*p)))
         .unwrap_or(0);
-    let monitor_pid = parent(pid).unwrap_or(0);
+    // PID 1's parent is its monitor only if that is one of ours (a dead
+    // monitor's children go to init or a subreaper).
+    let monitor_pid = parent(pid)
+        .filter(|p| {
+            std::fs::read(format!("/proc/{p}/cmdline")).is_ok_and(|c| {
+                c.split(|b| *b == 0)
+                    .any(|a| a == crate::init::INIT_ARG.as_bytes())
+            })
+        })
+        .unwrap_or(0);
+    // Its monitor may have written a good one meanwhile.
+    if let Ok(st) = read(dir) {
+        return Ok(st);
+    }
+    // Kept beside, then replaced in one step: at no moment is there no record.
     let aside = dir.join("state.json.damaged");
-    let _ = std::fs::rename(path(dir), &aside);
+    let _ = std::fs::copy(path(dir), &aside);
     let st = State {
         id: spec.id.clone(),
         name: spec.name.clone(),

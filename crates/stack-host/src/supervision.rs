@@ -179,6 +179,14 @@ pub fn observed(root: &Path, st: &State, running: bool) -> Observed {
             stack_runtime::NetworkMode::Path(netns) if !running && !netns.exists() => {
                 format!("{}:network-lost", label(stack_plan::LABEL_HASH))
             }
+            // Its monitor died while PID 1 was being set up: nobody will
+            // say it runs, log it or record its end; it is made anew.
+            _ if st.status == stack_runtime::Status::Created
+                && running
+                && !stack_runtime::state::process_running(st.monitor_pid) =>
+            {
+                format!("{}:setup-cut-short", label(stack_plan::LABEL_HASH))
+            }
             _ => label(stack_plan::LABEL_HASH),
         },
         image: st.spec.image.clone(),

@@ -224,7 +224,9 @@ pub async fn create(
     Ok(net)
 }
 
-/// Removes a network that no container uses: rules, bridge, record.
+/// Removes a network that no container uses: bridge, record, rules. The
+/// bridge goes first: a removal cut short (an engine killed) leaves the
+/// record, and the next removal finds it; never a bridge no record names.
 pub async fn remove(store: &Store, name: &str) -> Result<(), NetError> {
     let _lock = store.lock()?;
     let net = store.get(name)?;
@@ -236,12 +238,10 @@ pub async fn remove(store: &Store, name: &str) -> Result<(), NetError> {
             containers: names.join(", "),
         });
     }
+    link::Netlink::host()?.delete(&net.bridge).await?;
     store.delete(name)?;
     let mut failures = Vec::new();
     if let Err(e) = firewall::apply(store, true) {
-        failures.push(e.to_string());
-    }
-    if let Err(e) = link::Netlink::host()?.delete(&net.bridge).await {
         failures.push(e.to_string());
     }
     if failures.is_empty() {
@@ -330,6 +330,8 @@ struct Planned {
     gateways: Vec<IpAddr>,
     bridge: String,
     mtu: Option<u32>,
+    /// The bridge's own addresses (its subnets' gateways).
+    bridge_addrs: Vec<(IpAddr, u8)>,
 }
 
 /// Removes what a failed connect made.
@@ -448,6 +450,11 @@ fn reserve(
             },
             bridge: net.bridge.clone(),
             mtu: net.mtu,
+            bridge_addrs: net
+                .subnets
+                .iter()
+                .map(|s| (s.gateway, s.subnet.prefix_len()))
+                .collect(),
         });
     }
     Ok(plan)
@@ -552,6 +559,12 @@ async fn wire_into(netns: &Path, endpoints: &[Endpoint], plan: &[Planned]) -> Re
     let host = link::Netlink::host()?;
     let inside = link::Netlink::in_netns(netns)?;
     for (ep, p) in endpoints.iter().zip(plan) {
+        // A network whose creation was cut short (an engine killed between
+        // its record and its bridge) gets its bridge now.
+        if host.index(&p.bridge).await?.is_none() {
+            host.ensure_bridge(&p.bridge, p.mtu, &p.bridge_addrs)
+                .await?;
+        }
         host.veth_into(&ep.host_veth, &p.peer, &p.bridge, p.mtu, netns)
             .await?;
         inside

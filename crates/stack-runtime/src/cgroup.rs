@@ -836,6 +836,7 @@ mod tests {
             w.to_string()
         })
         .unwrap();
+        fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -175,6 +175,14 @@ pub fn is_paused(st: &State) -> bool {
     stack_runtime::cgroup::layout_of(&st.spec).is_ok_and(|l| stack_runtime::cgroup::is_frozen(&l))
 }
 
+/// Ended, but its exit not recorded yet: its monitor is still writing out
+/// what the container printed last (the log is not complete until then).
+pub fn recording(st: &State) -> bool {
+    st.status != Status::Exited
+        && st.monitor_pid > 0
+        && stack_runtime::state::process_running(st.monitor_pid)
+}
+
 pub fn running(st: &State) -> bool {
     // Being set up counts: its PID 1 and monitor exist (a container only
     // created has neither).
@@ -472,7 +480,7 @@ pub fn read_log(
             Err(stack_runtime::state::StateError::Missing(_)) => None,
             st => Some(st?),
         };
-        if !st.as_ref().is_some_and(running) {
+        if !st.as_ref().is_some_and(|st| running(st) || recording(st)) {
             // One last read for what came before the exit.
             if !log.behind() {
                 return Ok(());

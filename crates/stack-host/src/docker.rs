@@ -1332,10 +1332,7 @@ impl stack_docker::Backend for Docker {
             };
             // Running, or ended with its exit not recorded yet (its
             // monitor is still writing out its output): not over.
-            let recording = st.status != Status::Exited
-                && st.monitor_pid > 0
-                && stack_runtime::state::process_running(st.monitor_pid);
-            if running(&st) || recording {
+            if running(&st) || containers::recording(&st) {
                 let exit = self
                     .host
                     .block_on(async {

@@ -204,6 +204,18 @@ fn prepare(spec: &Spec, root: &Path) -> Result<PathBuf, RuntimeError> {
         .map_err(|e| failed(e.into_io()))?;
     // What the record is rebuilt from, should the state file be damaged.
     state::write_spec(&dir, spec).map_err(failed)?;
+    // The log exists before the container runs: a reader that comes as it
+    // starts holds the file from the first record on (even if the
+    // container is removed before it has read them, as docker-py does).
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o600)
+            .open(state::log_path(&dir))
+            .map_err(failed)?;
+    }
     Ok(dir)
 }
 

@@ -207,7 +207,8 @@ fn prepare(spec: &Spec, root: &Path) -> Result<PathBuf, RuntimeError> {
     // The log exists before the container runs: a reader that comes as it
     // starts holds the file from the first record on (even if the
     // container is removed before it has read them, as docker-py does).
-    {
+    // With `logging: none` there is none.
+    if !spec.no_log {
         use std::os::unix::fs::OpenOptionsExt as _;
         std::fs::OpenOptions::new()
             .create(true)

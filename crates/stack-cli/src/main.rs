@@ -13,6 +13,7 @@ mod copy;
 mod escape;
 mod exec;
 mod image;
+mod kube;
 mod network;
 mod progress;
 mod registry;
@@ -53,6 +54,9 @@ fn main() -> ExitCode {
     let result: anyhow::Result<i32> = match &args.command {
         cli::Command::Config(c) => done(config::config(g, c, &mut out)),
         cli::Command::Graph(gr) => done(config::graph(g, gr, &mut out)),
+        cli::Command::Kube {
+            command: cli::KubeCommand::Generate(a),
+        } => done(kube::generate(g, a, &mut out)),
         cli::Command::Container { command } => container::run(command),
         cli::Command::Image { command } => done(image::run(command, g.progress)),
         cli::Command::Network { command } => done(network::run(command)),

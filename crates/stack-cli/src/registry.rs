@@ -137,28 +137,35 @@ pub fn pull(
 
 /// `stack image push REF`: the image named REF goes to REF's registry.
 pub fn push(host: &Host, reference: &str, quiet: bool) -> anyhow::Result<()> {
-    let store = host.images()?;
-    let img = store.lookup(reference)?;
     let dest = Reference::parse(reference)?;
-    let progress = Display::progress(quiet);
     if !quiet {
         println!(
             "The push refers to repository [{}/{}]",
             dest.registry, dest.repository
         );
     }
+    let digest = upload(host, reference, quiet)?;
+    let tag = dest.tag.as_deref().unwrap_or("latest");
+    println!("{tag}: digest: {digest}");
+    Ok(())
+}
+
+/// The image named REF to REF's registry, its progress on standard error.
+/// Returns the manifest's digest.
+pub fn upload(host: &Host, reference: &str, quiet: bool) -> anyhow::Result<String> {
+    let store = host.images()?;
+    let img = store.lookup(reference)?;
+    let dest = Reference::parse(reference)?;
     let digest = host
         .block_on(transfer::push(
             registry_client(),
             &store,
             &img,
             &dest,
-            progress,
+            Display::progress(quiet),
         ))?
         .with_context(|| format!("cannot push {dest}"))?;
-    let tag = dest.tag.as_deref().unwrap_or("latest");
-    println!("{tag}: digest: {digest}");
-    Ok(())
+    Ok(digest)
 }
 
 /// `stack push [SERVICE...]`: the image of each service that builds, to

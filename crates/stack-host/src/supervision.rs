@@ -10,7 +10,6 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{bail, Context as _};
-use serde::Deserialize;
 use stack_engine::{HealthConfig, Observed, Probe, ProbeResult, RestartPolicy, RestartWhen};
 use stack_model::{Service, Value};
 use stack_runtime::{Healthcheck, Restart, State};
@@ -18,41 +17,6 @@ use stack_runtime::{Healthcheck, Restart, State};
 /// The label compose puts the `depends_on` of a container in.
 pub const LABEL_DEPENDS_ON: &str = "com.docker.compose.depends_on";
 pub const LABEL_ONEOFF: &str = "com.docker.compose.oneoff";
-
-/// `x-stack-probe`: a health probe run by the engine (`http` or `tcp`,
-/// needing nothing in the image) or in the container (`exec`), with the
-/// timings of `healthcheck`.
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct StackProbe {
-    http: Option<HttpProbe>,
-    tcp: Option<TcpProbe>,
-    exec: Option<stack_model::HealthCheckTest>,
-    interval: Option<stack_model::Duration>,
-    timeout: Option<stack_model::Duration>,
-    retries: Option<u32>,
-    start_period: Option<stack_model::Duration>,
-    start_interval: Option<stack_model::Duration>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct HttpProbe {
-    port: u16,
-    #[serde(default = "root_path")]
-    path: String,
-    status: Option<u16>,
-}
-
-fn root_path() -> String {
-    "/".into()
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct TcpProbe {
-    port: u16,
-}
 
 fn nanos(d: Option<stack_model::Duration>) -> Option<u64> {
     d.map(|d| d.0.max(0) as u64)
@@ -81,7 +45,7 @@ pub fn health_of(service: &str, s: &Service) -> anyhow::Result<(Option<Healthche
         return Ok((None, true));
     }
     if let Some(v) = s.extensions.get("x-stack-probe") {
-        let p: StackProbe =
+        let p: stack_model::StackProbe =
             from_value(v).with_context(|| format!("service {service}: x-stack-probe"))?;
         let base = h.take().unwrap_or_default();
         let (test, probe) = match (p.http, p.tcp, p.exec) {

@@ -15,6 +15,26 @@ pub struct DotenvError {
     pub message: String,
 }
 
+/// An `env_file` entry's variables: this dialect, or with `format: raw`
+/// each `KEY=value` line as written (no quotes, no interpolation).
+pub fn parse_format(
+    src: &str,
+    raw: bool,
+    lookup: &dyn Lookup,
+) -> Result<Vec<(String, String)>, DotenvError> {
+    if !raw {
+        return parse(src, lookup);
+    }
+    Ok(src
+        .lines()
+        .filter(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#'))
+        .map(|l| match l.split_once('=') {
+            Some((k, v)) => (k.trim().to_string(), v.to_string()),
+            None => (l.trim().to_string(), String::new()),
+        })
+        .collect())
+}
+
 /// Parses an env file. Returns the variables in file order.
 pub fn parse(src: &str, lookup: &dyn Lookup) -> Result<Vec<(String, String)>, DotenvError> {
     let src = src.strip_prefix('\u{feff}').unwrap_or(src);

@@ -795,18 +795,7 @@ fn resolve_environment(
         let raw = f.get("format").and_then(Node::as_str) == Some("raw");
         match std::fs::read_to_string(path) {
             Ok(text) => {
-                let parsed = if raw {
-                    Ok(text
-                        .lines()
-                        .filter(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#'))
-                        .map(|l| match l.split_once('=') {
-                            Some((k, v)) => (k.trim().to_string(), v.to_string()),
-                            None => (l.trim().to_string(), String::new()),
-                        })
-                        .collect())
-                } else {
-                    crate::dotenv::parse(&text, &lookup)
-                };
+                let parsed = crate::dotenv::parse_format(&text, raw, &lookup);
                 match parsed {
                     Ok(vars) => {
                         from_files.extend(vars.into_iter().map(|(k, v)| (k, v, f.span.clone())))

@@ -702,3 +702,38 @@ fn device_count<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<i64>, D
         }),
     }
 }
+
+/// `x-stack-probe`: a health probe run by the engine (`http` or `tcp`,
+/// needing nothing in the image) or in the container (`exec`), with the
+/// timings of `healthcheck`.
+#[derive(Clone, Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct StackProbe {
+    pub http: Option<HttpProbe>,
+    pub tcp: Option<TcpProbe>,
+    pub exec: Option<HealthCheckTest>,
+    pub interval: Option<Duration>,
+    pub timeout: Option<Duration>,
+    pub retries: Option<u32>,
+    pub start_period: Option<Duration>,
+    pub start_interval: Option<Duration>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpProbe {
+    pub port: u16,
+    #[serde(default = "root_path")]
+    pub path: String,
+    pub status: Option<u16>,
+}
+
+fn root_path() -> String {
+    "/".into()
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TcpProbe {
+    pub port: u16,
+}

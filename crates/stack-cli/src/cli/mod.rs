@@ -182,6 +182,11 @@ pub enum Command {
     Login(LoginArgs),
     /// Forget the credentials for a registry
     Logout { server: Option<String> },
+    /// Hand the stack to Kubernetes
+    Kube {
+        #[command(subcommand)]
+        command: KubeCommand,
+    },
     /// Show the version
     Version,
     /// Print a shell completion script
@@ -268,6 +273,59 @@ pub enum BuilderCommand {
         #[arg(short, long)]
         force: bool,
     },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum KubeCommand {
+    /// Write the stack as Kubernetes manifests (apps/v1, v1, batch/v1,
+    /// networking.k8s.io/v1), or as a Helm chart; warnings name what
+    /// Kubernetes cannot express
+    #[command(
+        after_help = "Examples:\n  stack kube generate > stack.yaml && kubectl apply -f stack.yaml\n  stack kube generate -o k8s/ --namespace shop --network-policies\n  stack kube generate --push registry.example.com:5000 --chart chart/"
+    )]
+    Generate(KubeGenerateArgs),
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum, Default, PartialEq)]
+pub enum PublishAs {
+    /// A LoadBalancer Service on the published port
+    #[default]
+    Loadbalancer,
+    /// A NodePort Service (the published port, when in 30000-32767)
+    Nodeport,
+}
+
+#[derive(Args, Debug)]
+pub struct KubeGenerateArgs {
+    /// Write one file per object into DIR (default: all to standard output)
+    #[arg(short, long, value_name = "DIR")]
+    pub output: Option<PathBuf>,
+    /// The namespace of every object (a Namespace object is made too)
+    #[arg(short, long, value_name = "NS")]
+    pub namespace: Option<String>,
+    /// Output format (JSON: a v1 List, or a file per object)
+    #[arg(long, value_enum, default_value_t)]
+    pub format: Format,
+    /// Write a Helm chart into DIR instead (images, replicas and resources as values)
+    #[arg(long, value_name = "DIR")]
+    pub chart: Option<PathBuf>,
+    /// How published ports are reached from outside the cluster
+    #[arg(long, value_enum, default_value_t)]
+    pub publish_as: PublishAs,
+    /// NetworkPolicies that let in only the services sharing a network (and published ports)
+    #[arg(long)]
+    pub network_policies: bool,
+    /// Tag the images that services build for REGISTRY, push them, and name them by digest
+    #[arg(long, value_name = "REGISTRY")]
+    pub push: Option<String>,
+    /// The image of the init containers that wait for a dependency's port
+    #[arg(long, value_name = "IMAGE", default_value = stack_kube::WAIT_IMAGE)]
+    pub wait_image: String,
+    /// The image (with kubectl) of the init containers that wait for a Job
+    #[arg(long, value_name = "IMAGE", default_value = stack_kube::KUBECTL_IMAGE)]
+    pub kubectl_image: String,
+    /// Services (default: all); their dependencies come with them
+    pub services: Vec<String>,
 }
 
 #[derive(Args, Debug, Default)]

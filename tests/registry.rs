@@ -1055,3 +1055,69 @@ fn built_service_images_are_pushed_and_pulled_back() {
         "built\n"
     );
 }
+
+/// `kube generate --push`: a service's built image is tagged for the
+/// registry, pushed, and named by digest in the manifests; another store
+/// pulls it by that digest and runs it.
+#[test]
+fn kube_generate_pushes_built_images_and_names_them_by_digest() {
+    let e = Env::new("registry", "kube-push");
+    let reg = Registry::start(&e.dir, "");
+    let host = reg.host();
+    common::busybox_image(&e, "local/busybox:1");
+    let app = e.dir.join("app");
+    std::fs::create_dir_all(&app).unwrap();
+    std::fs::write(
+        app.join("Dockerfile"),
+        "FROM local/busybox:1\nRUN echo for the cluster > /made\nCMD [\"cat\", \"/made\"]\n",
+    )
+    .unwrap();
+    std::fs::write(
+        app.join("compose.yaml"),
+        "name: kubedemo\nservices:\n  app:\n    build: .\n  cache:\n    image: local/busybox:1\n",
+    )
+    .unwrap();
+    let d = app.display().to_string();
+    e.out(&["--project-directory", &d, "build", "-q"]);
+    let o = e.stack(&[
+        "--project-directory",
+        &d,
+        "kube",
+        "generate",
+        "--push",
+        &host,
+    ]);
+    let err = String::from_utf8_lossy(&o.stderr).to_string();
+    assert!(o.status.success(), "{err}");
+    assert!(
+        !err.contains("service app: `build`"),
+        "pushed, not warned: {err}"
+    );
+    let out = String::from_utf8_lossy(&o.stdout).to_string();
+    let prefix = format!("image: {host}/kubedemo-app@sha256:");
+    let line = out
+        .lines()
+        .find(|l| l.trim_start().starts_with(&prefix))
+        .unwrap_or_else(|| panic!("no {prefix} in {out}"));
+    let reference = line.trim_start().trim_start_matches("image: ").to_string();
+    // The image that is not built is left as it is.
+    assert!(out.contains("image: local/busybox:1"), "{out}");
+
+    let other = Env::new("registry", "kube-pull");
+    other.out(&["image", "pull", &reference]);
+    assert_eq!(
+        other.out(&["container", "run", "--rm", &reference]),
+        "for the cluster\n"
+    );
+    // Without a build, --push says what to do.
+    let fresh = Env::new("registry", "kube-unbuilt");
+    let err = fresh.fails(&[
+        "--project-directory",
+        &d,
+        "kube",
+        "generate",
+        "--push",
+        &host,
+    ]);
+    assert!(err.contains("run `stack build app` first"), "{err}");
+}

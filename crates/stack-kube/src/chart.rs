@@ -19,7 +19,8 @@ pub fn chart(m: &Manifests, project: &str) -> Vec<(String, String)> {
         if let Some(meta) = o["metadata"].as_object_mut() {
             meta.remove("namespace");
         }
-        for s in o["subjects"].as_array_mut().into_iter().flatten() {
+        let subjects = o.get_mut("subjects").and_then(|s| s.as_array_mut());
+        for s in subjects.into_iter().flatten() {
             s["namespace"] = json!("@@namespace@@");
         }
         let kind = o["kind"].as_str().unwrap_or_default().to_string();

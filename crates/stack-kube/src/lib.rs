@@ -584,6 +584,13 @@ impl<'a> Gen<'a> {
             }
         }
         aliases.remove(name);
+        if n != name && !reached.is_empty() {
+            self.warn(
+                &object,
+                "name",
+                format!("`{name}` is not a valid Service name: clients must reach it as `{n}`"),
+            );
+        }
         let mut spec = json!({"selector": self.selector(Some(n))});
         if ports.is_empty() {
             if reached.is_empty() && aliases.is_empty() {
@@ -647,11 +654,11 @@ impl<'a> Gen<'a> {
         );
         for a in aliases {
             let an = self.names.get("Service", "alias", &a);
-            if an != names::label(&a) {
+            if an != a {
                 self.warn(
                     &object,
                     "aliases",
-                    format!("alias `{a}` meets another name: its Service is `{an}`"),
+                    format!("`{a}` is not a valid Service name: clients must reach it as `{an}`"),
                 );
             }
             let mut alias_spec = spec.clone();

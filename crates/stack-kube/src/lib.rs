@@ -163,6 +163,9 @@ impl Workload {
     }
 }
 
+/// The most a ConfigMap or Secret holds (etcd's limit, with room for the rest).
+pub(crate) const MAX_OBJECT: usize = 1000 * 1024;
+
 /// The order objects are applied in.
 const KIND_ORDER: &[&str] = &[
     "Namespace",
@@ -217,6 +220,8 @@ pub(crate) struct Gen<'a> {
     pub(crate) objects: Vec<J>,
     pub(crate) warnings: Vec<Warning>,
     project: String,
+    /// The namespace of every object, as a valid name.
+    namespace: Option<String>,
     /// Services others wait on to complete.
     completion: BTreeSet<String>,
     /// The services each named volume is mounted in.
@@ -225,6 +230,8 @@ pub(crate) struct Gen<'a> {
     templated: BTreeSet<String>,
     /// Whether some pod waits for a Job (the waiting account is made).
     waits_for_jobs: bool,
+    /// The Services of aliases made so far.
+    aliases: BTreeSet<String>,
 }
 
 impl<'a> Gen<'a> {
@@ -256,10 +263,12 @@ impl<'a> Gen<'a> {
             objects: Vec::new(),
             warnings: Vec::new(),
             project: names::label(&p.name),
+            namespace: o.namespace.as_deref().map(names::namespace),
             completion,
             volume_users,
             templated: BTreeSet::new(),
             waits_for_jobs: false,
+            aliases: BTreeSet::new(),
         }
     }
 
@@ -275,7 +284,7 @@ impl<'a> Gen<'a> {
     /// (and the service's).
     pub(crate) fn meta(&self, name: &str, service: Option<&str>) -> J {
         let mut m = json!({"name": name});
-        if let Some(ns) = &self.o.namespace {
+        if let Some(ns) = &self.namespace {
             m["namespace"] = json!(ns);
         }
         let mut labels = self.selector(service);
@@ -311,9 +320,8 @@ impl<'a> Gen<'a> {
     }
 
     fn run(&mut self) {
-        if let Some(ns) = &self.o.namespace {
-            let ns_name = names::label(ns);
-            if ns_name != *ns {
+        if let (Some(ns), Some(ns_name)) = (self.o.namespace.clone(), self.namespace.clone()) {
+            if ns_name != ns {
                 self.warn(
                     "namespace",
                     "--namespace",
@@ -437,7 +445,9 @@ impl<'a> Gen<'a> {
                 if vol.external.0 || self.volume_users.get(v).is_some_and(|u| u.len() > 1) {
                     continue;
                 }
-                self.templated.insert(v.clone());
+                if !self.templated.insert(v.clone()) {
+                    continue;
+                }
                 let claim = self.names.get("PersistentVolumeClaim", "volume", v);
                 claims
                     .push(json!({"metadata": {"name": claim}, "spec": self.claim_spec(v, false)}));
@@ -465,7 +475,13 @@ impl<'a> Gen<'a> {
         let mut meta = self.meta(&n, Some(&n));
         if let Some(d) = &s.deploy {
             for (k, v) in &d.labels.0 {
-                if names::is_qualified_key(k) && names::is_label_value(v) {
+                if !names::is_qualified_key(k) {
+                    self.warn(
+                        &object,
+                        "deploy.labels",
+                        format!("`{k}` is not a valid label or annotation key; left out"),
+                    );
+                } else if names::is_label_value(v) {
                     meta["labels"][k] = json!(v);
                 } else {
                     meta["annotations"][k] = json!(v);
@@ -517,51 +533,64 @@ impl<'a> Gen<'a> {
         }
     }
 
-    /// The ports of a service's Service (named), and whether any is published.
-    fn service_ports(&mut self, object: &str, s: &Service) -> (Vec<J>, bool) {
-        let mut out: Vec<J> = Vec::new();
-        let mut seen = BTreeSet::new();
-        let mut published_any = false;
+    /// The ports of a service inside the cluster (the containers' ports, as
+    /// services reach each other in the stack), and those published: the
+    /// published port, the container's, the protocol. A port bound to a
+    /// loopback address of this host stays inside the cluster.
+    fn service_ports(&mut self, object: &str, s: &Service) -> (Vec<J>, Vec<J>) {
+        let (mut inside, mut outside) = (Vec::new(), Vec::new());
+        let (mut seen, mut seen_out) = (BTreeSet::new(), BTreeSet::new());
         for p in &s.ports {
             let proto = protocol(p.protocol.as_deref());
-            let published = p.published.as_ref().and_then(|t| t.0.as_deref());
-            let port = match published.map(|x| x.parse::<u32>()) {
-                Some(Ok(v)) => {
-                    published_any = true;
-                    v
-                }
-                Some(Err(_)) => {
-                    self.warn(
-                        object,
-                        "ports",
-                        format!("published `{}` is not one port: the Service port is the container's, {}", published.unwrap_or_default(), p.target),
-                    );
-                    published_any = true;
-                    p.target
-                }
-                None => p.target,
-            };
-            if p.host_ip
-                .as_deref()
-                .is_some_and(|h| !h.is_empty() && h != "0.0.0.0" && h != "::")
-            {
-                self.warn(object, "ports", format!("host_ip {} of port {}: a Service listens on every address of the cluster's", p.host_ip.as_deref().unwrap_or_default(), p.target));
+            if seen.insert((p.target, proto)) {
+                inside.push(json!({"name": port_name(proto, p.target), "port": p.target, "targetPort": p.target, "protocol": proto}));
             }
-            if seen.insert((port, proto)) {
-                out.push(json!({"name": port_name(proto, port), "port": port, "targetPort": p.target, "protocol": proto}));
+            let Some(published) = p.published.as_ref().and_then(|t| t.0.as_deref()) else {
+                continue;
+            };
+            let host_ip = p.host_ip.as_deref().unwrap_or_default();
+            if host_ip.starts_with("127.") || host_ip == "::1" || host_ip == "localhost" {
+                self.warn(object, "ports", format!("{host_ip}:{published} is this host's loopback: the port stays inside the cluster (kubectl port-forward reaches it)"));
+                continue;
+            }
+            if !matches!(host_ip, "" | "0.0.0.0" | "::") {
+                self.warn(
+                    object,
+                    "ports",
+                    format!(
+                        "host_ip {host_ip} of port {}: the cluster chooses the addresses",
+                        p.target
+                    ),
+                );
+            }
+            let port = published.parse::<u32>().unwrap_or_else(|_| {
+                self.warn(
+                    object,
+                    "ports",
+                    format!(
+                        "published `{published}` is not one port: published as {}",
+                        p.target
+                    ),
+                );
+                p.target
+            });
+            if seen_out.insert((port, proto)) {
+                outside.push(json!({"name": port_name(proto, port), "port": port, "targetPort": p.target, "protocol": proto}));
             }
         }
         for e in &s.expose.0 {
             for (port, proto) in expose_ports(e) {
                 if seen.insert((port, proto)) {
-                    out.push(json!({"name": port_name(proto, port), "port": port, "targetPort": port, "protocol": proto}));
+                    inside.push(json!({"name": port_name(proto, port), "port": port, "targetPort": port, "protocol": proto}));
                 }
             }
         }
-        (out, published_any)
+        (inside, outside)
     }
 
-    /// The Services of a service: its own (named after it), one per alias.
+    /// The Services of a service: its own, named after it (a cluster
+    /// address, or headless), one per alias, and `NAME-public` for the
+    /// published ports.
     fn services_of(&mut self, name: &str, n: &str, s: &Service, kind: Workload) {
         let object = format!("service {name}");
         let (ports, published) = self.service_ports(&object, s);
@@ -613,40 +642,6 @@ impl<'a> Gen<'a> {
             spec["clusterIP"] = json!("None");
         } else {
             spec["ports"] = json!(ports);
-            if published {
-                let publish = match ext
-                    .service_type
-                    .as_deref()
-                    .map(str::to_ascii_lowercase)
-                    .as_deref()
-                {
-                    Some("nodeport") => Publish::NodePort,
-                    Some("loadbalancer") => Publish::LoadBalancer,
-                    Some(other) => {
-                        self.warn(
-                            &object,
-                            "x-kubernetes.serviceType",
-                            format!("`{other}` is neither NodePort nor LoadBalancer; ignored"),
-                        );
-                        self.o.publish
-                    }
-                    None => self.o.publish,
-                };
-                match publish {
-                    Publish::LoadBalancer => spec["type"] = json!("LoadBalancer"),
-                    Publish::NodePort => {
-                        spec["type"] = json!("NodePort");
-                        if let Some(list) = spec["ports"].as_array_mut() {
-                            for p in list {
-                                let port = p["port"].as_u64().unwrap_or(0);
-                                if (30000..=32767).contains(&port) {
-                                    p["nodePort"] = json!(port);
-                                }
-                            }
-                        }
-                    }
-                }
-            }
         }
         let meta = self.meta(n, Some(n));
         self.push(
@@ -654,6 +649,10 @@ impl<'a> Gen<'a> {
         );
         for a in aliases {
             let an = self.names.get("Service", "alias", &a);
+            if !self.aliases.insert(an.clone()) {
+                self.warn(&object, "aliases", format!("`{a}` is an alias of another service too: its Service selects the first one's pods"));
+                continue;
+            }
             if an != a {
                 self.warn(
                     &object,
@@ -661,19 +660,51 @@ impl<'a> Gen<'a> {
                     format!("`{a}` is not a valid Service name: clients must reach it as `{an}`"),
                 );
             }
-            let mut alias_spec = spec.clone();
-            if alias_spec.get("type").is_some() {
-                // The published ports are reached through the main Service.
-                alias_spec.as_object_mut().map(|m| m.remove("type"));
-                if let Some(list) = alias_spec["ports"].as_array_mut() {
-                    for p in list {
-                        p.as_object_mut().map(|m| m.remove("nodePort"));
+            let meta = self.meta(&an, Some(n));
+            self.push(json!({"apiVersion": "v1", "kind": "Service", "metadata": meta, "spec": spec.clone()}));
+        }
+        if published.is_empty() {
+            return;
+        }
+        let publish = match ext
+            .service_type
+            .as_deref()
+            .map(str::to_ascii_lowercase)
+            .as_deref()
+        {
+            Some("nodeport") => Publish::NodePort,
+            Some("loadbalancer") => Publish::LoadBalancer,
+            Some(other) => {
+                self.warn(
+                    &object,
+                    "x-kubernetes.serviceType",
+                    format!("`{other}` is neither NodePort nor LoadBalancer; ignored"),
+                );
+                self.o.publish
+            }
+            None => self.o.publish,
+        };
+        let mut ports = published;
+        let kind = match publish {
+            Publish::LoadBalancer => "LoadBalancer",
+            Publish::NodePort => {
+                for p in &mut ports {
+                    let port = p["port"].as_u64().unwrap_or(0);
+                    if (30000..=32767).contains(&port) {
+                        p["nodePort"] = json!(port);
                     }
                 }
+                "NodePort"
             }
-            let meta = self.meta(&an, Some(n));
-            self.push(json!({"apiVersion": "v1", "kind": "Service", "metadata": meta, "spec": alias_spec}));
-        }
+        };
+        let public = self
+            .names
+            .derived("Service", "public", &format!("{n}-public"));
+        let meta = self.meta(&public, Some(n));
+        self.push(
+            json!({"apiVersion": "v1", "kind": "Service", "metadata": meta,
+            "spec": {"type": kind, "selector": self.selector(Some(n)), "ports": ports}}),
+        );
     }
 
     /// Who reaches a service by its name: through `depends_on`, `links` or
@@ -713,23 +744,20 @@ impl<'a> Gen<'a> {
         })
     }
 
-    /// The first port of a service's Service, to wait for.
+    /// The first TCP port of a service's Service, to wait for.
     pub(crate) fn first_port(&self, name: &str) -> Option<u32> {
         let s = self.p.services.get(name)?;
         s.ports
             .iter()
-            .map(|p| {
-                p.published
-                    .as_ref()
-                    .and_then(|t| t.0.as_deref())
-                    .and_then(|x| x.parse().ok())
-                    .unwrap_or(p.target)
-            })
+            .filter(|p| protocol(p.protocol.as_deref()) == "TCP")
+            .map(|p| p.target)
             .chain(
                 s.expose
                     .0
                     .iter()
-                    .flat_map(|e| expose_ports(e).into_iter().map(|(p, _)| p)),
+                    .flat_map(|e| expose_ports(e))
+                    .filter(|(_, proto)| *proto == "TCP")
+                    .map(|(p, _)| p),
             )
             .next()
     }
@@ -848,6 +876,10 @@ impl<'a> Gen<'a> {
                     Err("no file, environment or content".into())
                 };
                 let content = match content {
+                    Ok(c) if c.len() > MAX_OBJECT => {
+                        self.warn(&object, "file", format!("{} bytes: Kubernetes keeps at most 1 MiB in a {kind}; the {kind} is made empty", c.len()));
+                        Vec::new()
+                    }
                     Ok(c) => c,
                     Err(e) => {
                         self.warn(&object, "file", format!("{e}: the {kind} is made empty"));
@@ -877,8 +909,8 @@ impl<'a> Gen<'a> {
             "rules": [{"apiGroups": ["batch"], "resources": ["jobs"], "verbs": ["get", "list", "watch"]}]}));
         let meta = self.meta(&n, None);
         let mut subject = json!({"kind": "ServiceAccount", "name": n});
-        if let Some(ns) = &self.o.namespace {
-            subject["namespace"] = json!(names::label(ns));
+        if let Some(ns) = &self.namespace {
+            subject["namespace"] = json!(ns);
         }
         self.push(json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding", "metadata": meta,
             "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": n},
@@ -906,15 +938,23 @@ impl<'a> Gen<'a> {
             }
             s.networks.keys().cloned().collect()
         };
-        for (name, s) in &self.p.services {
+        let p = self.p;
+        for (name, s) in &p.services {
             let n = self.names.get("Service", "service", name);
             let mine = nets_of(s);
-            let peers: Vec<String> = self
-                .p
+            if mine.is_empty() {
+                self.warn(
+                    &format!("service {name}"),
+                    "network_mode",
+                    "no network of the stack: no NetworkPolicy",
+                );
+                continue;
+            }
+            let peers: Vec<String> = p
                 .services
                 .iter()
                 .filter(|(_, o)| !nets_of(o).is_disjoint(&mine))
-                .map(|(o, _)| names::label(o))
+                .map(|(o, _)| self.names.get("Service", "service", o))
                 .collect();
             let from = json!([{"podSelector": {"matchLabels": self.selector(None),
                 "matchExpressions": [{"key": LABEL_SERVICE, "operator": "In", "values": peers}]}}]);

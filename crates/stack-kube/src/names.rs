@@ -31,6 +31,17 @@ pub fn label(name: &str) -> String {
     out.trim_end_matches('-').to_string()
 }
 
+/// A namespace's name: a DNS-1123 label (a digit may come first).
+pub fn namespace(name: &str) -> String {
+    let l = label(name);
+    match l.strip_prefix("s-") {
+        Some(rest) if !name.starts_with("s-") && rest.starts_with(|c: char| c.is_ascii_digit()) => {
+            rest.to_string()
+        }
+        _ => l,
+    }
+}
+
 /// Whether a name is a DNS-1035 label already.
 pub fn is_label(name: &str) -> bool {
     label(name) == name
@@ -108,11 +119,17 @@ impl Names {
 
     /// A name made from another (`web-env`): not shown when changed.
     pub fn derived(&mut self, kind: &str, what: &str, name: &str) -> String {
-        let key = (kind.to_string(), format!("{what}\0{name}"));
+        self.keyed(kind, what, name, name)
+    }
+
+    /// The name for `key` of `what`, made from `base` (two keys with the
+    /// same base get different names).
+    pub fn keyed(&mut self, kind: &str, what: &str, key: &str, base: &str) -> String {
+        let key = (kind.to_string(), format!("{what}\0{key}"));
         if let Some(n) = self.given.get(&key) {
             return n.clone();
         }
-        let base = label(name);
+        let base = label(base);
         let mut n = base.clone();
         let mut i = 2;
         while self.taken.contains(&(kind.to_string(), n.clone())) {
@@ -141,6 +158,8 @@ mod tests {
         assert_eq!(label("_"), "s");
         assert_eq!(label(&"x".repeat(80)).len(), 63);
         assert_eq!(label(&format!("{}_y", "x".repeat(62))), "x".repeat(62));
+        assert_eq!(namespace("1team"), "1team");
+        assert_eq!(namespace("My_Team"), "my-team");
         for n in ["web", "a-b", "s-1st", "x1"] {
             assert!(is_label(n), "{n}");
         }

@@ -9,9 +9,8 @@ use stack_model::{Service, VolumeMount};
 
 use crate::{escape, expose_ports, names, protocol, secs, Entry, Gen, Workload};
 
-/// A ConfigMap holds at most 1 MiB; bind-mounted files up to this size are
-/// carried in one.
-const SMALL: u64 = 900 * 1024;
+/// Bind-mounted files up to this size are carried in a ConfigMap.
+const SMALL: u64 = crate::MAX_OBJECT as u64;
 
 /// Service keys the mapping reads (the others are warned of).
 const HANDLED: &[&str] = &[
@@ -78,6 +77,20 @@ const DEPLOY_HANDLED: &[&str] = &[
     "update_config",
 ];
 
+/// The sysctls every kubelet allows.
+const SAFE_SYSCTLS: &[&str] = &[
+    "kernel.shm_rmid_forced",
+    "net.ipv4.ip_local_port_range",
+    "net.ipv4.ip_unprivileged_port_start",
+    "net.ipv4.tcp_syncookies",
+    "net.ipv4.ping_group_range",
+    "net.ipv4.ip_local_reserved_ports",
+    "net.ipv4.tcp_keepalive_time",
+    "net.ipv4.tcp_fin_timeout",
+    "net.ipv4.tcp_keepalive_intvl",
+    "net.ipv4.tcp_keepalive_probes",
+];
+
 /// Whether a pod template mounts a claim.
 pub(crate) fn uses_claims(template: &J) -> bool {
     template["spec"]["volumes"]
@@ -133,17 +146,31 @@ impl Gen<'_> {
         if let Some(policy) = self.pull_policy(&object, name, s) {
             c["imagePullPolicy"] = json!(policy);
         }
-        if let Some(e) = &s.entrypoint {
-            c["command"] = json!(e.0.iter().map(|a| escape(a)).collect::<Vec<_>>());
-        }
-        if let Some(cmd) = &s.command {
-            c["args"] = json!(cmd.0.iter().map(|a| escape(a)).collect::<Vec<_>>());
+        let words = |l: &[String]| json!(l.iter().map(|a| escape(a)).collect::<Vec<_>>());
+        match (&s.entrypoint, &s.command) {
+            // An empty entrypoint clears the image's: the command runs alone.
+            (Some(e), Some(cmd)) if e.0.is_empty() && !cmd.0.is_empty() => {
+                c["command"] = words(&cmd.0);
+            }
+            (e, cmd) => {
+                if e.as_ref().is_some_and(|e| e.0.is_empty())
+                    || cmd.as_ref().is_some_and(|c| c.0.is_empty())
+                {
+                    self.warn(&object, "entrypoint", "an empty entrypoint or command clears the image's; Kubernetes takes an empty one as unset, so the image's stays");
+                }
+                if let Some(e) = e.as_ref().filter(|e| !e.0.is_empty()) {
+                    c["command"] = words(&e.0);
+                }
+                if let Some(cmd) = cmd.as_ref().filter(|c| !c.0.is_empty()) {
+                    c["args"] = words(&cmd.0);
+                }
+            }
         }
         if let Some(w) = &s.working_dir {
             c["workingDir"] = json!(w);
         }
         self.environment(&object, name, s, &mut c);
-        let ports = container_ports(s);
+        let ports = container_ports(s, s.network_mode.as_deref() == Some("host"));
         if !ports.is_empty() {
             c["ports"] = json!(ports);
         }
@@ -168,7 +195,7 @@ impl Gen<'_> {
         if !vols.mounts.is_empty() {
             c["volumeMounts"] = json!(vols.mounts);
         }
-        let inits = self.waits(&object, s, kinds);
+        let inits = self.waits(&object, n, s, kinds);
         if !inits.is_empty() {
             pod["initContainers"] = json!(inits);
         }
@@ -376,7 +403,11 @@ impl Gen<'_> {
         }
         let caps = |l: &[String]| -> Vec<String> {
             l.iter()
-                .map(|c| c.trim_start_matches("CAP_").to_ascii_uppercase())
+                .map(|c| {
+                    c.to_ascii_uppercase()
+                        .trim_start_matches("CAP_")
+                        .to_string()
+                })
                 .collect()
         };
         if !s.cap_add.is_empty() {
@@ -390,6 +421,7 @@ impl Gen<'_> {
         for o in &s.security_opt {
             let (k, v) = o.split_once(['=', ':']).unwrap_or((o.as_str(), "true"));
             match (k, v) {
+                ("no-new-privileges", "true") if s.privileged => self.warn(object, "security_opt", "no-new-privileges with privileged: Kubernetes allows not both; left out"),
                 ("no-new-privileges", "true") => sc["allowPrivilegeEscalation"] = json!(false),
                 ("no-new-privileges", _) => {}
                 ("seccomp", "unconfined") => seccomp = json!({"type": "Unconfined"}),
@@ -399,6 +431,11 @@ impl Gen<'_> {
             }
         }
         pod["securityContext"]["seccompProfile"] = seccomp;
+        for k in s.sysctls.0.keys() {
+            if !SAFE_SYSCTLS.contains(&k.as_str()) {
+                self.warn(object, "sysctls", format!("`{k}` is not one of Kubernetes' safe sysctls: the nodes' kubelet must allow it (--allowed-unsafe-sysctls)"));
+            }
+        }
         if !s.sysctls.0.is_empty() {
             pod["securityContext"]["sysctls"] = json!(s
                 .sysctls
@@ -516,6 +553,13 @@ impl Gen<'_> {
         }
     }
 
+    /// Whether a volume is a claim template of this (StatefulSet) service.
+    fn templated(&self, kind: Workload, v: &str) -> bool {
+        kind == Workload::StatefulSet
+            && self.p.volumes.get(v).is_some_and(|vol| !vol.external.0)
+            && self.volume_users.get(v).is_some_and(|u| u.len() == 1)
+    }
+
     /// Volumes, binds, tmpfs, configs, secrets and `/dev/shm`.
     fn mounts(
         &mut self,
@@ -526,6 +570,17 @@ impl Gen<'_> {
         kind: Workload,
         vols: &mut Volumes,
     ) {
+        // The claim templates' names are the pod's volume names: kept free.
+        for m in &s.volumes {
+            if let Some(v) = m
+                .source
+                .as_ref()
+                .filter(|v| m.kind == "volume" && self.templated(kind, v))
+            {
+                vols.names
+                    .insert(self.names.get("PersistentVolumeClaim", "volume", v));
+            }
+        }
         for m in &s.volumes {
             let mut mount = json!({"mountPath": m.target});
             if m.read_only {
@@ -542,10 +597,7 @@ impl Gen<'_> {
                             mount["subPath"] = json!(sub);
                         }
                         let vol = &self.p.volumes[v];
-                        let templated = kind == Workload::StatefulSet
-                            && !vol.external.0
-                            && self.volume_users.get(v).is_some_and(|u| u.len() == 1);
-                        if templated {
+                        if self.templated(kind, v) {
                             mount["name"] =
                                 json!(self.names.get("PersistentVolumeClaim", "volume", v));
                             vols.mounts.push(mount);
@@ -694,9 +746,12 @@ impl Gen<'_> {
                     self.warn(object, "volumes", format!("{source} is writable in the stack; as a ConfigMap it is read-only in the pod"));
                 }
                 let key = names::data_key(&base);
-                let cm = self
-                    .names
-                    .derived("ConfigMap", "bind", &format!("{name}-{base}"));
+                let cm = self.names.keyed(
+                    "ConfigMap",
+                    "bind",
+                    &format!("{name}\0{source}"),
+                    &format!("{name}-{base}"),
+                );
                 let meta = self.meta(&cm, None);
                 let object = crate::config_map(meta, [(key.clone(), content)]);
                 self.push(object);
@@ -706,9 +761,12 @@ impl Gen<'_> {
             }
             Some(Entry::Dir) if m.read_only => match self.small_dir(&source) {
                 Some(files) => {
-                    let cm = self
-                        .names
-                        .derived("ConfigMap", "bind", &format!("{name}-{base}"));
+                    let cm = self.names.keyed(
+                        "ConfigMap",
+                        "bind",
+                        &format!("{name}\0{source}"),
+                        &format!("{name}-{base}"),
+                    );
                     let meta = self.meta(&cm, None);
                     let object = crate::config_map(meta, files);
                     self.push(object);
@@ -760,14 +818,21 @@ impl Gen<'_> {
 
     /// An init container per dependency: it waits for the dependency's
     /// Service (a port, or the name of a headless one) or its Job.
-    fn waits(&mut self, object: &str, s: &Service, kinds: &BTreeMap<String, Workload>) -> Vec<J> {
+    fn waits(
+        &mut self,
+        object: &str,
+        n: &str,
+        s: &Service,
+        kinds: &BTreeMap<String, Workload>,
+    ) -> Vec<J> {
         let mut out = Vec::new();
+        // Container names are one namespace in a pod.
+        let mut taken = Volumes::default();
+        taken.name(n);
         for (dep, d) in &s.depends_on {
             let Some(kind) = kinds.get(dep) else { continue };
             let dn = self.names.get("Service", "service", dep);
-            let mut name = format!("wait-for-{dn}");
-            name.truncate(names::MAX);
-            let name = name.trim_end_matches('-').to_string();
+            let name = taken.name(&format!("wait-for-{dn}"));
             if d.condition == "service_completed_successfully" || *kind == Workload::Job {
                 if d.condition != "service_completed_successfully" {
                     self.warn(
@@ -808,7 +873,13 @@ impl Gen<'_> {
         if let Some(g) = s.stop_grace_period {
             pod["terminationGracePeriodSeconds"] = json!(secs(g));
         }
-        if s.init == Some(true) {
+        if s.init == Some(true) && s.pid.as_deref() == Some("host") {
+            self.warn(
+                object,
+                "init",
+                "with `pid: host` the host's init reaps; left out",
+            );
+        } else if s.init == Some(true) {
             // The pod's pause process is PID 1 and reaps, as docker's init does.
             pod["shareProcessNamespace"] = json!(true);
         }
@@ -929,8 +1000,9 @@ impl Gen<'_> {
     }
 }
 
-/// The container's ports: published, exposed, and host ports for `mode: host`.
-fn container_ports(s: &Service) -> Vec<J> {
+/// The container's ports: published, exposed, and host ports for `mode: host`
+/// (with the host's network, the container's ports are the host's already).
+fn container_ports(s: &Service, host_network: bool) -> Vec<J> {
     let mut out: Vec<J> = Vec::new();
     let mut seen = BTreeSet::new();
     for p in &s.ports {
@@ -939,7 +1011,7 @@ fn container_ports(s: &Service) -> Vec<J> {
             continue;
         }
         let mut port = json!({"containerPort": p.target, "protocol": proto});
-        if p.mode.as_deref() == Some("host") {
+        if p.mode.as_deref() == Some("host") && !host_network {
             if let Some(h) = p
                 .published
                 .as_ref()

@@ -192,17 +192,27 @@ services:
             ..Default::default()
         },
     );
+    // Inside the cluster: the containers' ports, as services reach each other.
     let web = find(&m, "Service", "web");
-    assert_eq!(web["spec"]["type"], "NodePort");
+    assert!(web["spec"].get("type").is_none());
     let ports = web["spec"]["ports"].as_array().unwrap();
     assert_eq!(ports.len(), 3);
     assert_eq!(
         ports[0],
-        json!({"name": "tcp-8080", "port": 8080, "targetPort": 80, "protocol": "TCP"})
+        json!({"name": "tcp-80", "port": 80, "targetPort": 80, "protocol": "TCP"})
     );
     assert_eq!(ports[1]["protocol"], "UDP");
-    // An unpublished port keeps its number.
     assert_eq!(ports[2]["port"], 9000);
+    // Outside: the published ports only, on a NodePort Service.
+    let public = find(&m, "Service", "web-public");
+    assert_eq!(public["spec"]["type"], "NodePort");
+    let ports = public["spec"]["ports"].as_array().unwrap();
+    assert_eq!(ports.len(), 2, "{ports:?}");
+    assert_eq!(
+        ports[0],
+        json!({"name": "tcp-8080", "port": 8080, "targetPort": 80, "protocol": "TCP"})
+    );
+    assert_eq!(public["spec"]["selector"], web["spec"]["selector"]);
     // Aliases are Services of their own (ClusterIP), names made valid.
     let www = find(&m, "Service", "www");
     assert!(www["spec"].get("type").is_none());
@@ -707,4 +717,151 @@ services:
         "{t}"
     );
     assert!(files.contains_key("templates/web-service.yaml"));
+}
+
+#[test]
+fn what_the_api_server_would_refuse_is_not_made() {
+    let mut data = Data::default();
+    data.files
+        .insert(format!("{}/a/app.conf", dir()), b"a".to_vec());
+    data.files
+        .insert(format!("{}/b/app.conf", dir()), b"b".to_vec());
+    let m = gen(
+        r#"
+services:
+  web:
+    image: x
+    volumes: ["./a/app.conf:/etc/a/app.conf:ro", "./b/app.conf:/etc/b/app.conf:ro"]
+    deploy: {labels: {"traefik.http.middlewares.my-redirect-middleware-for-everything.redirectscheme.permanent": "true", ok: "yes"}}
+    cap_add: [cap_net_admin]
+  db:
+    image: postgres
+    scale: 2
+    volumes:
+      - data:/a
+      - {type: volume, source: data, target: /b, volume: {subpath: b}}
+      - ./seed:/data:ro
+  dns: {image: dns, ports: ["53:53/udp"]}
+  app: {image: app, depends_on: [dns], privileged: true, security_opt: ["no-new-privileges:true"], init: true, pid: host}
+  host: {image: h, network_mode: host, ports: [{target: 80, published: "8080", mode: host}]}
+  local: {image: l, ports: ["127.0.0.1:5432:5432"]}
+  alias1: {image: a, expose: ["1"], networks: {default: {aliases: [shared]}}}
+  alias2: {image: a, expose: ["1"], networks: {default: {aliases: [shared]}}}
+  wait-for-db: {image: w, depends_on: [db]}
+  cleared: {image: c, entrypoint: [], command: ["run", "it"]}
+volumes: {data: {}}
+"#,
+        &data,
+        &Options {
+            namespace: Some("1Team".into()),
+            network_policies: true,
+            ..Default::default()
+        },
+    );
+    // One namespace name everywhere, a digit first allowed.
+    assert_eq!(m.objects[0]["metadata"]["name"], "1team");
+    assert!(m
+        .objects
+        .iter()
+        .skip(1)
+        .all(|o| o["metadata"]["namespace"] == "1team"));
+    // Two files of one name: two ConfigMaps, each with its content.
+    let pod = &find(&m, "Deployment", "web")["spec"]["template"]["spec"];
+    let cms: Vec<&str> = pod["volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["configMap"]["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(cms.len(), 2);
+    assert_ne!(cms[0], cms[1]);
+    assert_eq!(find(&m, "ConfigMap", cms[1])["data"]["app.conf"], "b");
+    // A bad label key is said and left out, not made an annotation.
+    let meta = &find(&m, "Deployment", "web")["metadata"];
+    assert!(meta.get("annotations").is_none(), "{meta}");
+    assert_eq!(meta["labels"]["ok"], "yes");
+    assert!(warned(&m, "service web", "deploy.labels"));
+    assert_eq!(
+        pod["containers"][0]["securityContext"]["capabilities"]["add"],
+        json!(["NET_ADMIN"])
+    );
+    // A volume mounted twice: one claim template; a bind does not take its name.
+    let db = find(&m, "StatefulSet", "db");
+    assert_eq!(
+        db["spec"]["volumeClaimTemplates"].as_array().unwrap().len(),
+        1
+    );
+    let pod = &db["spec"]["template"]["spec"];
+    assert!(pod["volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|v| v["name"] != "data"));
+    // A UDP-only dependency is waited for by name, never by a TCP connect.
+    let app = &find(&m, "Deployment", "app")["spec"]["template"]["spec"];
+    assert!(app["initContainers"][0]["command"][2]
+        .as_str()
+        .unwrap()
+        .contains("nslookup dns"));
+    // privileged with no-new-privileges, init with the host's PIDs: not both.
+    assert!(app["containers"][0]["securityContext"]
+        .get("allowPrivilegeEscalation")
+        .is_none());
+    assert!(app.get("shareProcessNamespace").is_none());
+    assert_eq!(app["hostPID"], true);
+    // The host's network: no hostPort; no NetworkPolicy for it.
+    let host = &find(&m, "Deployment", "host")["spec"]["template"]["spec"];
+    assert_eq!(host["hostNetwork"], true);
+    assert!(host["containers"][0]["ports"][0].get("hostPort").is_none());
+    assert!(!m
+        .objects
+        .iter()
+        .any(|o| o["kind"] == "NetworkPolicy" && o["metadata"]["name"] == "host"));
+    // A port on this host's loopback is not published.
+    assert!(!m
+        .objects
+        .iter()
+        .any(|o| o["metadata"]["name"] == "local-public"));
+    // One alias, two services: one Service, said.
+    assert_eq!(
+        m.objects
+            .iter()
+            .filter(|o| o["metadata"]["name"] == "shared")
+            .count(),
+        1
+    );
+    assert!(warned(&m, "service alias2", "aliases"));
+    // Init containers never take the main container's name.
+    let w = &find(&m, "Deployment", "wait-for-db")["spec"]["template"]["spec"];
+    assert_ne!(w["initContainers"][0]["name"], w["containers"][0]["name"]);
+    // An empty entrypoint: the command runs alone.
+    let c = container(&m, "Deployment", "cleared");
+    assert_eq!(c["command"], json!(["run", "it"]));
+    assert!(c.get("args").is_none());
+}
+
+#[test]
+fn a_chart_keeps_template_like_text_as_it_is() {
+    let m = gen(
+        r#"
+services:
+  web: {image: nginx, configs: [tpl], environment: {FORMAT: "{{.Name}} @@x@@"}}
+configs:
+  tpl: {content: "url=@@API@@ name={{ .Values.x }}"}
+"#,
+        &Data::default(),
+        &Options::default(),
+    );
+    let files: BTreeMap<String, String> = chart(&m, "demo").into_iter().collect();
+    let cm = &files["templates/tpl-configmap.yaml"];
+    assert!(
+        cm.contains(r#"url=@@API@@ name={{ "{{" }} .Values.x }}"#),
+        "{cm}"
+    );
+    let d = &files["templates/web-deployment.yaml"];
+    assert!(d.contains(r#"{{ "{{" }}.Name}} @@x@@"#), "{d}");
+    assert!(
+        d.contains("image: {{ (index .Values.services \"web\").image | quote }}"),
+        "{d}"
+    );
 }

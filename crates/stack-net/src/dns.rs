@@ -114,18 +114,31 @@ pub fn answer(
     Some(reply)
 }
 
-/// A stamp of the records on disk: it changes when any of them does.
-fn stamp(root: &Path) -> Vec<(PathBuf, SystemTime)> {
+/// What the records on disk are at: every file of the root and of its
+/// endpoint directories, with its inode (a file rewritten atomically is a
+/// new inode, however close in time: modification times are only as fine
+/// as the kernel's tick) and its modification time.
+fn stamp(root: &Path) -> Vec<(PathBuf, u64, SystemTime)> {
+    use std::os::unix::fs::MetadataExt as _;
     let mut out = Vec::new();
-    let mtime = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
-    if let Some(t) = mtime(root) {
-        out.push((root.to_path_buf(), t));
-    }
-    if let Ok(d) = std::fs::read_dir(root) {
+    let mut dirs = vec![root.to_path_buf()];
+    while let Some(dir) = dirs.pop() {
+        let Ok(d) = std::fs::read_dir(&dir) else {
+            continue;
+        };
         for e in d.flatten() {
-            if let Some(t) = mtime(&e.path()) {
-                out.push((e.path(), t));
+            let path = e.path();
+            let Ok(m) = std::fs::symlink_metadata(&path) else {
+                continue;
+            };
+            if m.is_dir() && path.extension().is_some_and(|x| x == "endpoints") {
+                dirs.push(path.clone());
             }
+            out.push((
+                path,
+                m.ino(),
+                m.modified().unwrap_or(SystemTime::UNIX_EPOCH),
+            ));
         }
     }
     out.sort();
@@ -133,7 +146,7 @@ fn stamp(root: &Path) -> Vec<(PathBuf, SystemTime)> {
 }
 
 /// The stamp of the records on disk, and what they said then.
-type Cached = (Vec<(PathBuf, SystemTime)>, Arc<Records>);
+type Cached = (Vec<(PathBuf, u64, SystemTime)>, Arc<Records>);
 
 struct Shared {
     store: Store,
@@ -149,11 +162,18 @@ impl Shared {
         let now = stamp(&self.root);
         let mut r = self.records.lock().unwrap();
         if r.0 != now {
-            let fresh = Records {
-                networks: self.store.networks().unwrap_or_default(),
-                endpoints: self.store.all_endpoints().unwrap_or_default(),
-            };
-            *r = (now, Arc::new(fresh));
+            // A read that fails keeps what was known, and is tried again.
+            if let (Ok(networks), Ok(endpoints)) =
+                (self.store.networks(), self.store.all_endpoints())
+            {
+                *r = (
+                    now,
+                    Arc::new(Records {
+                        networks,
+                        endpoints,
+                    }),
+                );
+            }
         }
         r.1.clone()
     }
@@ -367,6 +387,24 @@ pub async fn serve(stack_root: &Path) -> Result<(), crate::NetError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A record replaced right after it was read: modification times are
+    /// only as fine as the kernel's tick, the new inode shows it always.
+    #[test]
+    fn a_record_replaced_at_once_changes_the_stamp() {
+        let root = std::env::temp_dir().join(format!("stack-dns-stamp-{}", std::process::id()));
+        let eps = root.join("net.endpoints");
+        std::fs::create_dir_all(&eps).unwrap();
+        let rec = eps.join("c1.json");
+        std::fs::write(&rec, "{}").unwrap();
+        for _ in 0..100 {
+            let before = stamp(&root);
+            std::fs::write(eps.join(".c1.json.tmp"), "{}").unwrap();
+            std::fs::rename(eps.join(".c1.json.tmp"), &rec).unwrap();
+            assert_ne!(stamp(&root), before);
+        }
+        std::fs::remove_dir_all(&root).unwrap();
+    }
 
     fn ep(container: &str, name: &str, aliases: &[&str], network: &str, addr: &str) -> Endpoint {
         Endpoint {

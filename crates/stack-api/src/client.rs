@@ -106,6 +106,66 @@ impl Client {
         serde_json::from_slice(&answer?).map_err(|e| ClientError::BadAnswer(e.to_string()))
     }
 
+    /// `METHOD path` with an optional JSON body, its JSON answer (`null`
+    /// for none): a plain call of a JSON API (Docker's).
+    pub async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&serde_json::Value>,
+    ) -> Result<serde_json::Value, ClientError> {
+        let json = body.map(|b| b.to_string().into_bytes());
+        let resp = self.send(method, path, json, false).await?;
+        let bytes = body_bytes(resp).await?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(serde_json::Value::Null);
+        }
+        serde_json::from_slice(&bytes).map_err(|e| ClientError::BadAnswer(e.to_string()))
+    }
+
+    /// `GET path` whose answer is JSON values one per line (Docker's
+    /// events), each to `on` as it comes, until it says stop or the answer ends.
+    pub async fn get_lines(
+        &self,
+        path: &str,
+        mut on: impl FnMut(serde_json::Value) -> bool,
+    ) -> Result<(), ClientError> {
+        let mut body = self.send("GET", path, None, false).await?.into_body();
+        let mut pending = Vec::new();
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|e| ClientError::Transport(e.to_string()))?;
+            let Some(data) = frame.data_ref() else {
+                continue;
+            };
+            pending.extend_from_slice(data);
+            while let Some(end) = pending.iter().position(|b| *b == b'\n') {
+                let line: Vec<u8> = pending.drain(..=end).collect();
+                let v: serde_json::Value = serde_json::from_slice(&line)
+                    .map_err(|e| ClientError::BadAnswer(e.to_string()))?;
+                if !on(v) {
+                    return Ok(());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// `GET path` whose answer's bytes go to `write` as they come.
+    pub async fn get_bytes(
+        &self,
+        path: &str,
+        mut write: impl FnMut(&[u8]) -> std::io::Result<()>,
+    ) -> Result<(), ClientError> {
+        let mut body = self.send("GET", path, None, false).await?.into_body();
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|e| ClientError::Transport(e.to_string()))?;
+            if let Some(data) = frame.data_ref() {
+                write(data).map_err(|e| ClientError::Transport(e.to_string()))?;
+            }
+        }
+        Ok(())
+    }
+
     /// `POST path` with a JSON body, upgraded to a session (`exec`): the
     /// connection, to read and write frames on (`crate::session`).
     pub async fn session<B: serde::Serialize>(

@@ -416,7 +416,11 @@ pub fn rm(g: &Global, force: bool, req: ActionRequest) -> anyhow::Result<()> {
 }
 
 /// The running container of replica `index` of a service.
-fn replica(project: &Project, service: &str, index: u32) -> anyhow::Result<ContainerSummary> {
+pub(crate) fn replica(
+    project: &Project,
+    service: &str,
+    index: u32,
+) -> anyhow::Result<ContainerSummary> {
     existing(project, false, &[service.to_string()])?
         .into_iter()
         .find(|c| c.number == index && !one_off(c))
@@ -1000,6 +1004,30 @@ pub fn run(g: &Global, args: &RunOneOff) -> anyhow::Result<i32> {
         call(g, &format!("/v1/projects/{}/rm", project.name), &req)?;
     }
     code
+}
+
+/// `stack volumes [SERVICE…]`.
+pub fn volumes(
+    g: &Global,
+    services: &[String],
+    quiet: bool,
+    format: Option<&str>,
+) -> anyhow::Result<()> {
+    let project = load(g)?.project;
+    check_services(&project, services)?;
+    crate::docker::project_volumes(&project, services, quiet, format)
+}
+
+/// `stack export SERVICE [-o FILE]`: replica `--index`'s filesystem.
+pub fn export(
+    g: &Global,
+    service: &str,
+    index: u32,
+    output: Option<&std::path::Path>,
+) -> anyhow::Result<()> {
+    let project = load(g)?.project;
+    let c = replica(&project, service, index)?;
+    crate::docker::export(&c.id, output)
 }
 
 #[cfg(test)]

@@ -35,6 +35,15 @@ pub fn run(cmd: &ContainerCommand) -> anyhow::Result<i32> {
         ContainerCommand::Run(a) => launch(&host, a, Launch::Foreground),
         ContainerCommand::Create(a) => launch(&host, a, Launch::CreateOnly),
         ContainerCommand::Ls { all, quiet } => ls(root, *all, *quiet).map(|()| 0),
+        ContainerCommand::Diff { container } => crate::docker::diff(container).map(|()| 0),
+        ContainerCommand::Export { container, output } => {
+            crate::docker::export(container, output.as_deref()).map(|()| 0)
+        }
+        ContainerCommand::Rename {
+            container,
+            new_name,
+        } => stack_host::containers::rename(&host, container, new_name).map(|_| 0),
+        ContainerCommand::Wait { containers } => crate::docker::wait(containers),
         ContainerCommand::Exec {
             tty,
             interactive,

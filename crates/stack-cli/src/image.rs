@@ -27,6 +27,13 @@ pub fn run(cmd: &ImageCommand, progress: crate::progress::Mode) -> anyhow::Resul
             let img = store.lookup(image)?;
             println!("{}", serde_json::to_string_pretty(&img)?);
         }
+        ImageCommand::History {
+            image,
+            quiet,
+            no_trunc,
+            human,
+            format,
+        } => crate::docker::history(image, *quiet, *no_trunc, *human, format.as_deref())?,
         ImageCommand::Tag { source, target } => {
             store.tag(source, target)?;
         }

@@ -10,6 +10,7 @@ mod compose;
 mod config;
 mod container;
 mod copy;
+mod docker;
 mod escape;
 mod exec;
 mod image;
@@ -18,6 +19,7 @@ mod network;
 mod progress;
 mod registry;
 mod stats;
+mod table;
 mod when;
 
 use std::io::Write as _;
@@ -121,9 +123,19 @@ fn main() -> ExitCode {
             l.password_stdin,
         )),
         cli::Command::Logout { server } => done(registry::logout(server.as_deref())),
-        cli::Command::Version => {
-            done(writeln!(out, "stack version {}", env!("CARGO_PKG_VERSION")).map_err(Into::into))
-        }
+        cli::Command::Version { format, short } => done(version(&mut out, *format, *short)),
+        cli::Command::Volume { command } => done(docker::volume(command, &mut out)),
+        cli::Command::System { command } => done(docker::system(command, &mut out)),
+        cli::Command::Volumes {
+            format,
+            quiet,
+            services,
+        } => done(compose::volumes(g, services, *quiet, format.as_deref())),
+        cli::Command::Export {
+            service,
+            index,
+            output,
+        } => done(compose::export(g, service, *index, output.as_deref())),
         cli::Command::Completion { shell } => {
             let mut cmd = <cli::Cli as clap::CommandFactory>::command();
             clap_complete::generate(*shell, &mut cmd, "stack", &mut out);
@@ -182,6 +194,23 @@ fn chain(e: &anyhow::Error) -> String {
         out.push_str(&cause);
     }
     out
+}
+
+/// `stack version [--format json] [--short]`.
+fn version(
+    out: &mut dyn std::io::Write,
+    format: cli::VersionFormat,
+    short: bool,
+) -> anyhow::Result<()> {
+    let v = env!("CARGO_PKG_VERSION");
+    match (short, format) {
+        (true, _) => writeln!(out, "{v}")?,
+        (false, cli::VersionFormat::Json) => {
+            writeln!(out, "{}", serde_json::json!({"version": v}))?
+        }
+        (false, cli::VersionFormat::Pretty) => writeln!(out, "stack version {v}")?,
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -95,6 +95,26 @@ pub enum ContainerCommand {
         #[arg(short, long)]
         force: bool,
     },
+    /// Files changed in a container's filesystem: A added, C changed, D deleted
+    #[command(after_help = "Example:\n  stack container diff web")]
+    Diff { container: String },
+    /// A container's filesystem as a tar archive
+    #[command(after_help = "Example:\n  stack container export -o web.tar web")]
+    Export {
+        container: String,
+        /// Write to a file (default: standard output, which must not be a terminal)
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+    },
+    /// Rename a container
+    #[command(after_help = "Example:\n  stack container rename web web-old")]
+    Rename { container: String, new_name: String },
+    /// Wait until containers stop, and print their exit codes
+    #[command(after_help = "Example:\n  stack container wait job")]
+    Wait {
+        #[arg(required = true)]
+        containers: Vec<String>,
+    },
     /// List a container's published ports (or the host side of one)
     Port {
         container: String,

@@ -45,6 +45,23 @@ pub enum ImageCommand {
     },
     /// Show an image as JSON
     Inspect { image: String },
+    /// The history of an image: the step that made each layer
+    #[command(after_help = "Example:\n  stack image history --no-trunc myapp:1")]
+    History {
+        image: String,
+        /// Only print the ids
+        #[arg(short, long)]
+        quiet: bool,
+        /// Do not cut the steps short
+        #[arg(long)]
+        no_trunc: bool,
+        /// Sizes in bytes, times in RFC 3339
+        #[arg(short = 'H', long, default_value_t = true, action = clap::ArgAction::Set)]
+        human: bool,
+        /// table, json, or a Go template
+        #[arg(long)]
+        format: Option<String>,
+    },
     /// Give an image another name
     Tag { source: String, target: String },
     /// Remove images (a name; the image goes with its last name)

@@ -1,8 +1,11 @@
 //! The command line, as docker compose users know it.
 
 pub mod container;
+pub mod docker;
 pub mod image;
 pub mod network;
+#[cfg(test)]
+mod parity;
 
 use std::path::PathBuf;
 
@@ -50,6 +53,7 @@ pub struct Global {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Parse, resolve and render the stack file in canonical form
+    #[command(alias = "convert")]
     Config(Box<ConfigArgs>),
     /// Print the dependency graph of services and their start order
     Graph(GraphArgs),
@@ -67,6 +71,16 @@ pub enum Command {
     Network {
         #[command(subcommand)]
         command: network::NetworkCommand,
+    },
+    /// Manage volumes
+    Volume {
+        #[command(subcommand)]
+        command: docker::VolumeCommand,
+    },
+    /// The engine as a whole: disk use, facts, pruning, events
+    System {
+        #[command(subcommand)]
+        command: docker::SystemCommand,
     },
     /// Manage the build cache
     Builder {
@@ -188,12 +202,48 @@ pub enum Command {
         command: KubeCommand,
     },
     /// Show the version
-    Version,
+    Version {
+        /// pretty or json
+        #[arg(short, long, default_value = "pretty")]
+        format: VersionFormat,
+        /// Only the number
+        #[arg(long)]
+        short: bool,
+    },
+    /// List the volumes of the stack's services
+    #[command(after_help = "Example:\n  stack volumes --format json db")]
+    Volumes {
+        /// table, json, or a Go template
+        #[arg(long)]
+        format: Option<String>,
+        /// Only print names
+        #[arg(short, long)]
+        quiet: bool,
+        /// Services (default: all)
+        services: Vec<String>,
+    },
+    /// Export a service container's filesystem as a tar archive
+    #[command(after_help = "Example:\n  stack export -o web.tar web")]
+    Export {
+        service: String,
+        /// Which replica
+        #[arg(long, default_value_t = 1)]
+        index: u32,
+        /// Write to a file (default: standard output, which must not be a terminal)
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+    },
     /// Print a shell completion script
     Completion {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq)]
+pub enum VersionFormat {
+    Pretty,
+    Json,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum, Default, PartialEq)]

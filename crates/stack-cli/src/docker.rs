@@ -1,0 +1,727 @@
+//! The `docker` commands a stack user reaches for (`volume`, `system`,
+//! `container diff|export|wait`, `image history`, and compose's `volumes`
+//! and `export`), as clients of the engine's Docker API
+//! (`$STACK_ROOT/docker.sock`): the same answers docker's clients get,
+//! printed as docker prints them.
+
+use std::io::{IsTerminal as _, Write};
+use std::path::Path;
+
+use anyhow::{bail, Context as _};
+use serde_json::{json, Map, Value};
+
+use crate::cli::docker::{SystemCommand, VolumeCommand};
+use crate::table::{self, Listing};
+
+const V: &str = "/v1.47";
+
+/// The engine's Docker API (the engine is started first if needed).
+struct Api {
+    rt: tokio::runtime::Runtime,
+    client: stack_api::Client,
+}
+
+impl Api {
+    fn new() -> anyhow::Result<Api> {
+        let (rt, _) = crate::client::client()?;
+        let client = stack_api::Client::new(crate::client::stack_root().join("docker.sock"));
+        Ok(Api { rt, client })
+    }
+
+    fn call(&self, method: &str, path: &str, body: Option<Value>) -> anyhow::Result<Value> {
+        Ok(self.rt.block_on(
+            self.client
+                .call(method, &format!("{V}{path}"), body.as_ref()),
+        )?)
+    }
+
+    fn get(&self, path: &str) -> anyhow::Result<Value> {
+        self.call("GET", path, None)
+    }
+
+    /// A container's archive (`export`) to a file or standard output.
+    fn archive_to(&self, path: &str, output: Option<&Path>) -> anyhow::Result<()> {
+        let mut to: Box<dyn Write> = match output {
+            Some(p) => Box::new(
+                std::fs::File::create(p)
+                    .with_context(|| format!("cannot create `{}`", p.display()))?,
+            ),
+            None if std::io::stdout().is_terminal() => {
+                bail!("refusing to write an archive to a terminal: give -o FILE or redirect the output")
+            }
+            None => Box::new(std::io::stdout().lock()),
+        };
+        self.rt.block_on(
+            self.client
+                .get_bytes(&format!("{V}{path}"), |b| to.write_all(b)),
+        )?;
+        Ok(to.flush()?)
+    }
+}
+
+/// `KEY=VALUE` flags as a map.
+fn pairs(items: &[String], what: &str) -> anyhow::Result<Map<String, Value>> {
+    items
+        .iter()
+        .map(|kv| match kv.split_once('=') {
+            Some((k, v)) => Ok((k.to_string(), json!(v))),
+            None if what == "label" => Ok((kv.clone(), json!(""))),
+            None => bail!("invalid {what} `{kv}`: expected KEY=VALUE"),
+        })
+        .collect()
+}
+
+/// `-f key=value` flags as the API's `filters` query parameter.
+fn filters(items: &[String]) -> anyhow::Result<String> {
+    let mut m: Map<String, Value> = Map::new();
+    for f in items {
+        let (k, v) = f
+            .split_once('=')
+            .ok_or_else(|| anyhow::anyhow!("invalid filter `{f}`: expected KEY=VALUE"))?;
+        let e = m.entry(k.to_string()).or_insert_with(|| json!({}));
+        e[v] = json!(true);
+    }
+    Ok(if m.is_empty() {
+        String::new()
+    } else {
+        format!("filters={}", encode(&Value::Object(m).to_string()))
+    })
+}
+
+/// Percent-encoding of a query value.
+fn encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// Asks before removing, as docker does (`-f` does not ask).
+fn confirm(warning: &str, force: bool) -> anyhow::Result<bool> {
+    if force {
+        return Ok(true);
+    }
+    eprint!("{warning}\nAre you sure you want to continue? [y/N] ");
+    let mut line = String::new();
+    std::io::stdin().read_line(&mut line)?;
+    Ok(matches!(line.trim(), "y" | "Y" | "yes"))
+}
+
+fn object(v: &Value) -> Map<String, Value> {
+    v.as_object().cloned().unwrap_or_default()
+}
+
+/// A value printed with a template, or as indented JSON (a list, as
+/// docker's `inspect`).
+fn inspect(out: &mut dyn Write, values: &[Value], format: Option<&str>) -> anyhow::Result<()> {
+    match format {
+        Some(f) if f != "json" => {
+            for v in values {
+                writeln!(out, "{}", table::render(f, &object(v)))?;
+            }
+        }
+        _ => writeln!(out, "{}", serde_json::to_string_pretty(&values)?)?,
+    }
+    Ok(())
+}
+
+const VOLUME_COLUMNS: &[(&str, &str)] = &[("Name", "VOLUME NAME"), ("Driver", "DRIVER")];
+
+fn volume_rows(volumes: &Value) -> Vec<Map<String, Value>> {
+    volumes["Volumes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|v| {
+            let mut r = object(v);
+            let labels = v["Labels"]
+                .as_object()
+                .map(|l| {
+                    l.iter()
+                        .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
+                        .collect::<Vec<_>>()
+                        .join(",")
+                })
+                .unwrap_or_default();
+            r.insert("Labels".into(), json!(labels));
+            r
+        })
+        .collect()
+}
+
+/// Docker's order of columns: the driver first.
+const VOLUME_TABLE: &[(&str, &str)] = &[("Driver", "DRIVER"), ("Name", "VOLUME NAME")];
+
+fn print_volumes(
+    out: &mut dyn Write,
+    rows: Vec<Map<String, Value>>,
+    quiet: bool,
+    format: Option<&str>,
+) -> anyhow::Result<()> {
+    let columns = if quiet { VOLUME_COLUMNS } else { VOLUME_TABLE };
+    table::print(out, format, quiet, &Listing { columns, rows })?;
+    Ok(())
+}
+
+pub fn volume(cmd: &VolumeCommand, out: &mut dyn Write) -> anyhow::Result<()> {
+    let api = Api::new()?;
+    match cmd {
+        VolumeCommand::Create {
+            name,
+            driver,
+            labels,
+            opts,
+        } => {
+            let body = json!({
+                "Name": name.clone().unwrap_or_default(),
+                "Driver": driver,
+                "Labels": pairs(labels, "label")?,
+                "DriverOpts": pairs(opts, "option")?,
+            });
+            let v = api.call("POST", "/volumes/create", Some(body))?;
+            writeln!(out, "{}", v["Name"].as_str().unwrap_or_default())?;
+        }
+        VolumeCommand::Ls {
+            quiet,
+            format,
+            filters: f,
+        } => {
+            let v = api.get(&format!("/volumes?{}", filters(f)?))?;
+            print_volumes(out, volume_rows(&v), *quiet, format.as_deref())?;
+        }
+        VolumeCommand::Inspect { volumes, format } => {
+            let mut found = Vec::new();
+            for name in volumes {
+                found.push(api.get(&format!("/volumes/{}", encode(name)))?);
+            }
+            inspect(out, &found, format.as_deref())?;
+        }
+        VolumeCommand::Rm { volumes, force } => {
+            let mut failed = Vec::new();
+            for name in volumes {
+                match api.call(
+                    "DELETE",
+                    &format!("/volumes/{}?force={force}", encode(name)),
+                    None,
+                ) {
+                    Ok(_) => writeln!(out, "{name}")?,
+                    Err(e) => failed.push(format!("{e:#}")),
+                }
+            }
+            if !failed.is_empty() {
+                bail!("{}", failed.join("\n"));
+            }
+        }
+        VolumeCommand::Prune {
+            all,
+            force,
+            filters: f,
+        } => {
+            let what = if *all {
+                "all local volumes"
+            } else {
+                "anonymous local volumes"
+            };
+            if !confirm(
+                &format!("WARNING! This will remove {what} not used by at least one container."),
+                *force,
+            )? {
+                return Ok(());
+            }
+            let mut f = f.clone();
+            if *all {
+                f.push("all=true".into());
+            }
+            let v = api.call("POST", &format!("/volumes/prune?{}", filters(&f)?), None)?;
+            let deleted: Vec<&str> = v["VolumesDeleted"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+                .collect();
+            if !deleted.is_empty() {
+                writeln!(out, "Deleted Volumes:")?;
+                for d in deleted {
+                    writeln!(out, "{d}")?;
+                }
+                writeln!(out)?;
+            }
+            writeln!(
+                out,
+                "Total reclaimed space: {}",
+                table::size(v["SpaceReclaimed"].as_u64().unwrap_or(0))
+            )?;
+        }
+    }
+    Ok(())
+}
+
+/// A size and how much of it could go: `11.6MB (70%)`.
+fn reclaimable(size: u64, of: u64) -> String {
+    let pct = (size * 100).checked_div(of).unwrap_or(0);
+    format!("{} ({pct}%)", table::size(size))
+}
+
+fn df(api: &Api, verbose: bool, format: Option<&str>, out: &mut dyn Write) -> anyhow::Result<()> {
+    let v = api.get("/system/df")?;
+    let list = |k: &str| v[k].as_array().cloned().unwrap_or_default();
+    let n = |x: &Value, k: &str| x[k].as_u64().unwrap_or(0);
+    let (images, containers, volumes, cache) = (
+        list("Images"),
+        list("Containers"),
+        list("Volumes"),
+        list("BuildCache"),
+    );
+    let image_size: u64 = images.iter().map(|i| n(i, "Size")).sum();
+    let active_images = images.iter().filter(|i| n(i, "Containers") > 0).count();
+    let unused_images: u64 = images
+        .iter()
+        .filter(|i| n(i, "Containers") == 0)
+        .map(|i| n(i, "Size"))
+        .sum();
+    let container_size: u64 = containers.iter().map(|c| n(c, "SizeRw")).sum();
+    let running = |c: &Value| c["State"] == "running";
+    let stopped_size: u64 = containers
+        .iter()
+        .filter(|c| !running(c))
+        .map(|c| n(c, "SizeRw"))
+        .sum();
+    let vol_size = |x: &Value| x["UsageData"]["Size"].as_u64().unwrap_or(0);
+    let vol_used = |x: &Value| x["UsageData"]["RefCount"].as_u64().unwrap_or(0) > 0;
+    let volume_size: u64 = volumes.iter().map(vol_size).sum();
+    let unused_volumes: u64 = volumes.iter().filter(|x| !vol_used(x)).map(vol_size).sum();
+    let cache_size: u64 = cache.iter().map(|c| n(c, "Size")).sum();
+    let row = |t: &str, total: usize, active: usize, size: u64, reclaim: String| {
+        object(
+            &json!({"Type": t, "TotalCount": total.to_string(), "Active": active.to_string(),
+            "Size": table::size(size), "Reclaimable": reclaim}),
+        )
+    };
+    let rows = vec![
+        row(
+            "Images",
+            images.len(),
+            active_images,
+            image_size,
+            reclaimable(unused_images, image_size),
+        ),
+        row(
+            "Containers",
+            containers.len(),
+            containers.iter().filter(|c| running(c)).count(),
+            container_size,
+            reclaimable(stopped_size, container_size),
+        ),
+        row(
+            "Local Volumes",
+            volumes.len(),
+            volumes.iter().filter(|x| vol_used(x)).count(),
+            volume_size,
+            reclaimable(unused_volumes, volume_size),
+        ),
+        row(
+            "Build Cache",
+            cache.len(),
+            0,
+            cache_size,
+            table::size(cache_size),
+        ),
+    ];
+    if !verbose {
+        let columns = &[
+            ("Type", "TYPE"),
+            ("TotalCount", "TOTAL"),
+            ("Active", "ACTIVE"),
+            ("Size", "SIZE"),
+            ("Reclaimable", "RECLAIMABLE"),
+        ];
+        table::print(out, format, false, &Listing { columns, rows })?;
+        return Ok(());
+    }
+    writeln!(out, "Images space usage:\n")?;
+    let rows = images
+        .iter()
+        .map(|i| {
+            let tag = i["RepoTags"][0].as_str().unwrap_or("<none>:<none>");
+            let (repo, tag) = tag.rsplit_once(':').unwrap_or((tag, "<none>"));
+            object(&json!({"Repository": repo, "Tag": tag,
+                "ID": i["Id"].as_str().unwrap_or_default().trim_start_matches("sha256:").chars().take(12).collect::<String>(),
+                "CreatedSince": table::ago(i["Created"].as_i64().unwrap_or(0)),
+                "Size": table::size(n(i, "Size")), "SharedSize": table::size(n(i, "SharedSize")),
+                "UniqueSize": table::size(n(i, "Size").saturating_sub(n(i, "SharedSize"))),
+                "Containers": n(i, "Containers").to_string()}))
+        })
+        .collect();
+    let columns = &[
+        ("Repository", "REPOSITORY"),
+        ("Tag", "TAG"),
+        ("ID", "IMAGE ID"),
+        ("CreatedSince", "CREATED"),
+        ("Size", "SIZE"),
+        ("SharedSize", "SHARED SIZE"),
+        ("UniqueSize", "UNIQUE SIZE"),
+        ("Containers", "CONTAINERS"),
+    ];
+    table::print(out, None, false, &Listing { columns, rows })?;
+    writeln!(out, "\nContainers space usage:\n")?;
+    let rows = containers
+        .iter()
+        .map(|c| {
+            object(&json!({"ID": c["Id"].as_str().unwrap_or_default().chars().take(12).collect::<String>(),
+                "Image": c["Image"], "Command": c["Command"], "LocalVolumes": c["Mounts"].as_array().map_or(0, Vec::len).to_string(),
+                "Size": table::size(n(c, "SizeRw")), "CreatedSince": table::ago(c["Created"].as_i64().unwrap_or(0)),
+                "Status": c["Status"], "Names": c["Names"][0].as_str().unwrap_or_default().trim_start_matches('/')}))
+        })
+        .collect();
+    let columns = &[
+        ("ID", "CONTAINER ID"),
+        ("Image", "IMAGE"),
+        ("Command", "COMMAND"),
+        ("LocalVolumes", "LOCAL VOLUMES"),
+        ("Size", "SIZE"),
+        ("CreatedSince", "CREATED"),
+        ("Status", "STATUS"),
+        ("Names", "NAMES"),
+    ];
+    table::print(out, None, false, &Listing { columns, rows })?;
+    writeln!(out, "\nLocal Volumes space usage:\n")?;
+    let rows = volumes
+        .iter()
+        .map(|x| object(&json!({"Name": x["Name"], "Links": x["UsageData"]["RefCount"].as_u64().unwrap_or(0).to_string(), "Size": table::size(vol_size(x))})))
+        .collect();
+    table::print(
+        out,
+        None,
+        false,
+        &Listing {
+            columns: &[
+                ("Name", "VOLUME NAME"),
+                ("Links", "LINKS"),
+                ("Size", "SIZE"),
+            ],
+            rows,
+        },
+    )?;
+    writeln!(out, "\nBuild cache usage: {}", table::size(cache_size))?;
+    Ok(())
+}
+
+pub fn system(cmd: &SystemCommand, out: &mut dyn Write) -> anyhow::Result<()> {
+    let api = Api::new()?;
+    match cmd {
+        SystemCommand::Df { verbose, format } => df(&api, *verbose, format.as_deref(), out)?,
+        SystemCommand::Info { format } => {
+            let v = api.get("/info")?;
+            match format.as_deref() {
+                Some("json") => writeln!(out, "{v}")?,
+                Some(f) => writeln!(out, "{}", table::render(f, &object(&v)))?,
+                None => {
+                    let s = |k: &str| match &v[k] {
+                        Value::String(s) => s.clone(),
+                        x => x.to_string(),
+                    };
+                    writeln!(out, "Server:")?;
+                    for (label, key) in [
+                        ("Containers", "Containers"),
+                        (" Running", "ContainersRunning"),
+                        (" Paused", "ContainersPaused"),
+                        (" Stopped", "ContainersStopped"),
+                        ("Images", "Images"),
+                        ("Server Version", "ServerVersion"),
+                        ("Storage Driver", "Driver"),
+                        ("Cgroup Driver", "CgroupDriver"),
+                        ("Cgroup Version", "CgroupVersion"),
+                        ("Kernel Version", "KernelVersion"),
+                        ("Operating System", "OperatingSystem"),
+                        ("OSType", "OSType"),
+                        ("Architecture", "Architecture"),
+                        ("CPUs", "NCPU"),
+                        ("Total Memory", "MemTotal"),
+                        ("Name", "Name"),
+                        ("ID", "ID"),
+                        ("Docker Root Dir", "DockerRootDir"),
+                    ] {
+                        if !v[key].is_null() {
+                            let value = if key == "MemTotal" {
+                                table::size(v[key].as_u64().unwrap_or(0))
+                            } else {
+                                s(key)
+                            };
+                            writeln!(out, " {label}: {value}")?;
+                        }
+                    }
+                    if let Some(opts) = v["SecurityOptions"].as_array() {
+                        writeln!(out, " Security Options:")?;
+                        for o in opts {
+                            writeln!(out, "  {}", o.as_str().unwrap_or_default())?;
+                        }
+                    }
+                }
+            }
+        }
+        SystemCommand::Prune {
+            all,
+            volumes,
+            force,
+            filters: f,
+        } => {
+            let mut warning = "WARNING! This will remove:\n  - all stopped containers\n  - all networks not used by at least one container\n".to_string();
+            if *volumes {
+                warning.push_str("  - all anonymous volumes not used by at least one container\n");
+            }
+            warning.push_str(if *all {
+                "  - all images without at least one container associated to them\n  - all build cache\n"
+            } else {
+                "  - all dangling images\n  - unused build cache\n"
+            });
+            if !confirm(warning.trim_end(), *force)? {
+                return Ok(());
+            }
+            let q = filters(f)?;
+            let mut reclaimed = 0;
+            let mut section = |title: &str, items: Vec<String>, space: u64| -> anyhow::Result<()> {
+                reclaimed += space;
+                if !items.is_empty() {
+                    writeln!(out, "{title}:")?;
+                    for i in items {
+                        writeln!(out, "{i}")?;
+                    }
+                    writeln!(out)?;
+                }
+                Ok(())
+            };
+            let strings = |v: &Value, k: &str| -> Vec<String> {
+                v[k].as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|x| match x {
+                        Value::String(s) => s.clone(),
+                        o => o
+                            .as_object()
+                            .and_then(|o| o.values().next())
+                            .and_then(Value::as_str)
+                            .unwrap_or_default()
+                            .to_string(),
+                    })
+                    .collect()
+            };
+            let c = api.call("POST", &format!("/containers/prune?{q}"), None)?;
+            section(
+                "Deleted Containers",
+                strings(&c, "ContainersDeleted"),
+                c["SpaceReclaimed"].as_u64().unwrap_or(0),
+            )?;
+            let n = api.call("POST", &format!("/networks/prune?{q}"), None)?;
+            section("Deleted Networks", strings(&n, "NetworksDeleted"), 0)?;
+            if *volumes {
+                let v = api.call("POST", &format!("/volumes/prune?{q}"), None)?;
+                section(
+                    "Deleted Volumes",
+                    strings(&v, "VolumesDeleted"),
+                    v["SpaceReclaimed"].as_u64().unwrap_or(0),
+                )?;
+            }
+            let mut image_filters = f.clone();
+            image_filters.push(format!("dangling={}", !all));
+            let i = api.call(
+                "POST",
+                &format!("/images/prune?{}", filters(&image_filters)?),
+                None,
+            )?;
+            section(
+                "Deleted Images",
+                strings(&i, "ImagesDeleted"),
+                i["SpaceReclaimed"].as_u64().unwrap_or(0),
+            )?;
+            let (steps, collected) = stack_host::images::prune_build_cache(
+                &stack_host::Host::new(crate::client::stack_root()),
+            )?;
+            section(
+                &format!("Deleted build cache objects ({steps} steps)"),
+                Vec::new(),
+                collected.bytes,
+            )?;
+            writeln!(out, "Total reclaimed space: {}", table::size(reclaimed))?;
+        }
+        SystemCommand::Events {
+            since,
+            until,
+            filters: f,
+            format,
+        } => {
+            let mut q = vec![filters(f)?];
+            for (k, t) in [("since", since), ("until", until)] {
+                if let Some(t) = t {
+                    let at = crate::when::parse(t, std::time::SystemTime::now())?;
+                    let nanos = stack_sys::time::parse_rfc3339(&at).unwrap_or_default();
+                    q.push(format!("{k}={}", nanos / 1_000_000_000));
+                }
+            }
+            let path = format!("{V}/events?{}", q.join("&"));
+            let mut failed = None;
+            api.rt.block_on(api.client.get_lines(&path, |e| {
+                if let Some(m) = e["message"].as_str().filter(|_| e.get("Type").is_none()) {
+                    failed = Some(m.to_string());
+                    return false;
+                }
+                let line = match format.as_deref() {
+                    Some("json") => e.to_string(),
+                    Some(t) => table::render(t, &object(&e)),
+                    None => event_line(&e),
+                };
+                writeln!(out, "{line}").is_ok() && out.flush().is_ok()
+            }))?;
+            if let Some(m) = failed {
+                bail!("{m}");
+            }
+        }
+    }
+    Ok(())
+}
+
+/// An event as `docker events` prints it:
+/// `2026-12-04T10:00:00.000000000Z container start 3f2a… (image=x, name=y)`.
+fn event_line(e: &Value) -> String {
+    let nanos = e["timeNano"].as_i64().unwrap_or(0);
+    let when = stack_sys::time::rfc3339(nanos / 1_000_000_000, (nanos % 1_000_000_000) as u32);
+    let attrs = e["Actor"]["Attributes"]
+        .as_object()
+        .map(|a| {
+            a.iter()
+                .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
+                .collect::<Vec<_>>()
+                .join(", ")
+        })
+        .unwrap_or_default();
+    format!(
+        "{when} {} {} {} ({attrs})",
+        e["Type"].as_str().unwrap_or_default(),
+        e["Action"].as_str().unwrap_or_default(),
+        e["Actor"]["ID"].as_str().unwrap_or_default()
+    )
+}
+
+/// `stack container diff`: `C /etc`, `A /new`, `D /gone`.
+pub fn diff(container: &str) -> anyhow::Result<()> {
+    let api = Api::new()?;
+    let v = api.get(&format!("/containers/{}/changes", encode(container)))?;
+    for c in v.as_array().into_iter().flatten() {
+        let kind = match c["Kind"].as_u64() {
+            Some(0) => 'C',
+            Some(1) => 'A',
+            _ => 'D',
+        };
+        println!("{kind} {}", c["Path"].as_str().unwrap_or_default());
+    }
+    Ok(())
+}
+
+pub fn export(container: &str, output: Option<&Path>) -> anyhow::Result<()> {
+    Api::new()?.archive_to(&format!("/containers/{}/export", encode(container)), output)
+}
+
+/// `stack container wait`: each one's exit code, once it has stopped.
+pub fn wait(containers: &[String]) -> anyhow::Result<i32> {
+    let api = Api::new()?;
+    let mut failed = Vec::new();
+    for c in containers {
+        match api.call("POST", &format!("/containers/{}/wait", encode(c)), None) {
+            Ok(v) => println!("{}", v["StatusCode"].as_i64().unwrap_or(-1)),
+            Err(e) => failed.push(format!("{e:#}")),
+        }
+    }
+    if !failed.is_empty() {
+        bail!("{}", failed.join("\n"));
+    }
+    Ok(0)
+}
+
+/// `stack image history`.
+pub fn history(
+    image: &str,
+    quiet: bool,
+    no_trunc: bool,
+    human: bool,
+    format: Option<&str>,
+) -> anyhow::Result<()> {
+    let api = Api::new()?;
+    let v = api.get(&format!("/images/{}/history", encode(image)))?;
+    let rows = v
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|h| {
+            let id = h["Id"].as_str().unwrap_or("<missing>");
+            let id = if no_trunc || id == "<missing>" {
+                id.to_string()
+            } else {
+                id.trim_start_matches("sha256:").chars().take(12).collect()
+            };
+            let created = h["Created"].as_i64().unwrap_or(0);
+            let mut by = h["CreatedBy"].as_str().unwrap_or_default().to_string();
+            if !no_trunc && by.chars().count() > 45 {
+                by = by.chars().take(44).collect::<String>() + "…";
+            }
+            let size = h["Size"].as_u64().unwrap_or(0);
+            object(&json!({
+                "ID": id,
+                "CreatedSince": if human { table::ago(created) } else { stack_sys::time::rfc3339(created, 0) },
+                "CreatedBy": by,
+                "Size": if human { table::size(size) } else { size.to_string() },
+                "Comment": h["Comment"],
+            }))
+        })
+        .collect();
+    let columns = &[
+        ("ID", "IMAGE"),
+        ("CreatedSince", "CREATED"),
+        ("CreatedBy", "CREATED BY"),
+        ("Size", "SIZE"),
+        ("Comment", "COMMENT"),
+    ];
+    table::print(
+        &mut std::io::stdout().lock(),
+        format,
+        quiet,
+        &Listing { columns, rows },
+    )?;
+    Ok(())
+}
+
+/// `stack volumes [SERVICE…]`: the named volumes the services mount, as
+/// `volume ls` lists them.
+pub fn project_volumes(
+    project: &stack_model::Project,
+    services: &[String],
+    quiet: bool,
+    format: Option<&str>,
+) -> anyhow::Result<()> {
+    let mut names = std::collections::BTreeSet::new();
+    for (name, s) in &project.services {
+        if !services.is_empty() && !services.contains(name) {
+            continue;
+        }
+        for m in &s.volumes {
+            if let Some(key) = m
+                .source
+                .as_ref()
+                .filter(|k| m.kind == "volume" && project.volumes.contains_key(*k))
+            {
+                // Its `name:`, else `<project>_<key>` (as the engine names it).
+                let name = project.volumes[key].name.clone();
+                names.insert(name.unwrap_or_else(|| format!("{}_{key}", project.name)));
+            }
+        }
+    }
+    let api = Api::new()?;
+    let all = api.get("/volumes")?;
+    let rows = volume_rows(&all)
+        .into_iter()
+        .filter(|r| r["Name"].as_str().is_some_and(|n| names.contains(n)))
+        .collect();
+    print_volumes(&mut std::io::stdout().lock(), rows, quiet, format)
+}

@@ -1,0 +1,256 @@
+//! Listings as docker prints them: an aligned table (`table`, the
+//! default), one JSON object per line (`json`), or a Go template for the
+//! common cases (`{{.Field}}`, `{{json .}}`, `{{json .Field}}`, `\t`,
+//! and `table ` before a template for a header and aligned columns).
+
+use std::io::Write;
+
+use serde_json::{Map, Value};
+
+/// Rows of fields, and the columns a table shows (field, header).
+pub struct Listing<'a> {
+    pub columns: &'a [(&'a str, &'a str)],
+    pub rows: Vec<Map<String, Value>>,
+}
+
+fn text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Null => String::new(),
+        other => other.to_string(),
+    }
+}
+
+/// A template on one row. Unknown fields print as docker's do: empty.
+pub fn render(template: &str, row: &Map<String, Value>) -> String {
+    let mut out = String::new();
+    let mut rest = template;
+    while let Some(start) = rest.find("{{") {
+        out.push_str(&rest[..start]);
+        let Some(end) = rest[start..].find("}}") else {
+            out.push_str(&rest[start..]);
+            rest = "";
+            break;
+        };
+        let action = rest[start + 2..start + end].trim();
+        let whole = Value::Object(row.clone());
+        out.push_str(&match action.split_whitespace().collect::<Vec<_>>()[..] {
+            ["json", "."] => whole.to_string(),
+            ["json", field] => row
+                .get(field.trim_start_matches('.'))
+                .map(Value::to_string)
+                .unwrap_or_else(|| "null".into()),
+            ["."] => whole.to_string(),
+            [field] if field.starts_with('.') => row.get(&field[1..]).map(text).unwrap_or_default(),
+            _ => String::new(),
+        });
+        rest = &rest[start + end + 2..];
+    }
+    out.push_str(rest);
+    out.replace("\\t", "\t").replace("\\n", "\n")
+}
+
+/// Lines with tab-separated cells, aligned as docker's tabwriter does
+/// (three spaces between columns).
+fn aligned(lines: &[String]) -> String {
+    let cells: Vec<Vec<&str>> = lines.iter().map(|l| l.split('\t').collect()).collect();
+    let n = cells.iter().map(Vec::len).max().unwrap_or(0);
+    let widths: Vec<usize> = (0..n)
+        .map(|i| {
+            cells
+                .iter()
+                .filter(|c| c.len() > i + 1)
+                .map(|c| c[i].chars().count())
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let mut out = String::new();
+    for c in cells {
+        let last = c.len().saturating_sub(1);
+        for (i, cell) in c.iter().enumerate() {
+            out.push_str(cell);
+            if i < last {
+                out.push_str(&" ".repeat(widths[i] - cell.chars().count() + 3));
+            }
+        }
+        out.push('\n');
+    }
+    out
+}
+
+/// Prints a listing in `format` (None: the table). `quiet`: only the
+/// first column's field, one per line.
+pub fn print(
+    out: &mut dyn Write,
+    format: Option<&str>,
+    quiet: bool,
+    listing: &Listing,
+) -> std::io::Result<()> {
+    if quiet {
+        let field = listing.columns[0].0;
+        for r in &listing.rows {
+            writeln!(out, "{}", r.get(field).map(text).unwrap_or_default())?;
+        }
+        return Ok(());
+    }
+    let format = format.unwrap_or("table");
+    if format == "json" {
+        for r in &listing.rows {
+            writeln!(out, "{}", Value::Object(r.clone()))?;
+        }
+        return Ok(());
+    }
+    let (table, template) = match format.strip_prefix("table") {
+        Some(rest) if rest.trim().is_empty() => (
+            true,
+            listing
+                .columns
+                .iter()
+                .map(|(f, _)| format!("{{{{.{f}}}}}"))
+                .collect::<Vec<_>>()
+                .join("\t"),
+        ),
+        Some(rest) => (true, rest.trim_start().to_string()),
+        None => (false, format.to_string()),
+    };
+    let mut lines = Vec::new();
+    if table {
+        // The header: each field's column name (its own name upper-cased
+        // when the listing has no column for it).
+        let mut header = Map::new();
+        for (f, h) in listing.columns {
+            header.insert(f.to_string(), Value::String(h.to_string()));
+        }
+        let mut t = template.clone();
+        let mut fields = Vec::new();
+        let mut rest = template.as_str();
+        while let Some(s) = rest.find("{{.") {
+            let Some(e) = rest[s..].find("}}") else { break };
+            fields.push(rest[s + 3..s + e].trim().to_string());
+            rest = &rest[s + e + 2..];
+        }
+        for f in fields {
+            if !header.contains_key(&f) {
+                header.insert(f.clone(), Value::String(f.to_uppercase()));
+            }
+        }
+        t = render(&t, &header);
+        lines.push(t);
+    }
+    for r in &listing.rows {
+        lines.push(render(&template, r));
+    }
+    if table {
+        out.write_all(aligned(&lines).as_bytes())
+    } else {
+        for l in lines {
+            writeln!(out, "{l}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Bytes as docker prints sizes: `1.5kB`, `23.46MB` (powers of 1000, four
+/// significant digits).
+pub fn size(b: u64) -> String {
+    let units = ["B", "kB", "MB", "GB", "TB"];
+    let mut v = b as f64;
+    let mut i = 0;
+    while v >= 1000.0 && i < units.len() - 1 {
+        v /= 1000.0;
+        i += 1;
+    }
+    if i == 0 {
+        format!("{b}B")
+    } else {
+        let int_digits = (v.log10().floor() as usize) + 1;
+        let mut n = format!("{:.*}", 4usize.saturating_sub(int_digits), v);
+        if n.contains('.') {
+            n = n.trim_end_matches('0').trim_end_matches('.').to_string();
+        }
+        n + units[i]
+    }
+}
+
+/// How long ago a time (seconds since the epoch) was: `5 minutes ago`.
+pub fn ago(then: i64) -> String {
+    if then <= 0 {
+        return "N/A".into();
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(then);
+    let s = (now - then).max(0);
+    let (n, unit) = match s {
+        0..=59 => (s, "second"),
+        60..=3599 => (s / 60, "minute"),
+        3600..=86399 => (s / 3600, "hour"),
+        86400..=2_591_999 => (s / 86400, "day"),
+        2_592_000..=31_535_999 => (s / 2_592_000, "month"),
+        _ => (s / 31_536_000, "year"),
+    };
+    match (n, unit) {
+        (0..=1, "second") => "Less than a second ago".into(),
+        (1, u) => format!("About a{} {u} ago", if u == "hour" { "n" } else { "" }),
+        (n, u) => format!("{n} {u}s ago"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn listing() -> Listing<'static> {
+        let row = |d: &str, n: &str| {
+            let mut m = Map::new();
+            m.insert("Driver".into(), Value::String(d.into()));
+            m.insert("Name".into(), Value::String(n.into()));
+            m
+        };
+        Listing {
+            columns: &[("Driver", "DRIVER"), ("Name", "VOLUME NAME")],
+            rows: vec![row("local", "data"), row("local", "a-much-longer-name")],
+        }
+    }
+
+    fn printed(format: Option<&str>, quiet: bool) -> String {
+        let mut out = Vec::new();
+        print(&mut out, format, quiet, &listing()).unwrap();
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn formats_as_docker_prints_them() {
+        assert_eq!(
+            printed(None, false),
+            "DRIVER   VOLUME NAME\nlocal    data\nlocal    a-much-longer-name\n"
+        );
+        assert_eq!(printed(None, true), "local\nlocal\n");
+        assert_eq!(
+            printed(Some("json"), false).lines().next().unwrap(),
+            r#"{"Driver":"local","Name":"data"}"#
+        );
+        assert_eq!(
+            printed(Some("{{.Name}}"), false),
+            "data\na-much-longer-name\n"
+        );
+        assert_eq!(
+            printed(Some("table {{.Name}}\\t{{.Driver}}"), false),
+            "VOLUME NAME          DRIVER\ndata                 local\na-much-longer-name   local\n"
+        );
+        assert_eq!(
+            printed(Some("{{json .Name}} {{.Missing}}|"), false)
+                .lines()
+                .next()
+                .unwrap(),
+            "\"data\" |"
+        );
+        assert_eq!(size(0), "0B");
+        assert_eq!(size(1500), "1.5kB");
+        assert_eq!(size(23_456_789), "23.46MB");
+        assert_eq!(size(123_456), "123.5kB");
+        assert_eq!(size(120_000), "120kB");
+    }
+}

@@ -162,18 +162,13 @@ impl Shared {
         let now = stamp(&self.root);
         let mut r = self.records.lock().unwrap();
         if r.0 != now {
-            // A read that fails keeps what was known, and is tried again.
-            if let (Ok(networks), Ok(endpoints)) =
-                (self.store.networks(), self.store.all_endpoints())
-            {
-                *r = (
-                    now,
-                    Arc::new(Records {
-                        networks,
-                        endpoints,
-                    }),
-                );
-            }
+            // What cannot be read is nothing: a root that is gone has no
+            // networks left, and the server ends.
+            let fresh = Records {
+                networks: self.store.networks().unwrap_or_default(),
+                endpoints: self.store.all_endpoints().unwrap_or_default(),
+            };
+            *r = (now, Arc::new(fresh));
         }
         r.1.clone()
     }

@@ -409,7 +409,7 @@ fn lifecycle_commands() {
     common::wait_for("the ticker ended by kill -s TERM", || {
         inspect("shop-ticker-1")["running"] == false
     });
-    assert!(e.out(&["ls"]).contains("exited(2)"));
+    assert!(e.out(&["ls", "-a"]).contains("exited(2)"));
     out(&["rm", "-f"]);
     assert_eq!(out(&["ps", "-a", "-q"]), "");
     out(&["down"]);
@@ -981,7 +981,7 @@ fn create_start_timeout_and_down_rmi() {
     ];
     assert_eq!(states(), created);
     assert_eq!(out(&["ps", "-q"]), "");
-    assert!(e.out(&["ls"]).contains("created(2)"));
+    assert!(e.out(&["ls", "--all"]).contains("created(2)"));
     // Nothing to do the second time; an engine restart starts nothing.
     let o = run(&["up", "--no-start"]);
     assert!(

@@ -439,6 +439,7 @@ pub fn for_up(
     services: &[String],
     all: bool,
     none: bool,
+    quiet: bool,
 ) -> anyhow::Result<Vec<String>> {
     let host = Host::new(crate::client::stack_root());
     let store = host.images()?;
@@ -458,7 +459,11 @@ pub fn for_up(
     if none || names.is_empty() {
         return Ok(Vec::new());
     }
-    build_services(&host, project, &names, &|_| {}, crate::progress::Mode::Auto)
+    let mode = match quiet {
+        true => crate::progress::Mode::Quiet,
+        false => crate::progress::Mode::Auto,
+    };
+    build_services(&host, project, &names, &|_| {}, mode)
 }
 
 /// `stack builder du` and `stack builder prune`.

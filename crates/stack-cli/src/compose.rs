@@ -44,8 +44,13 @@ pub fn up(g: &Global, args: &UpArgs) -> anyhow::Result<i32> {
         bail!("cannot watch a stack file read from standard input");
     }
     let mut watch = loaded_request(g)?;
-    let rebuilt =
-        crate::build::for_up(&watch.up.project, &args.services, args.build, args.no_build)?;
+    let rebuilt = crate::build::for_up(
+        &watch.up.project,
+        &args.services,
+        args.build,
+        args.no_build,
+        args.quiet_build,
+    )?;
     let base = watch.up.clone();
     if let Some(s) = &args.exit_code_from {
         if !base.project.services.contains_key(s) {
@@ -132,15 +137,19 @@ fn attach(
             .cloned()
             .collect()
     } else {
-        services
-            .iter()
+        // With --attach-dependencies, the services' dependencies too.
+        let named = match args.attach_dependencies {
+            true => stack_graph::Graph::from_project(project).with_dependencies(services),
+            false => services.to_vec(),
+        };
+        named
+            .into_iter()
             .filter(|s| !args.no_attach.contains(s) && !detached(s))
-            .cloned()
             .collect()
     };
     let none_shown = shown.is_empty();
     let (rt, client) = crate::client::client()?;
-    let mut printer = LogPrinter::new(project, args.no_color, false, args.timestamps);
+    let mut printer = LogPrinter::new(project, args.no_color, args.no_log_prefix, args.timestamps);
     printer.exits = true;
     let logs = format!(
         "/v1/projects/{}/logs?{}",
@@ -154,6 +163,7 @@ fn attach(
         .to_query()
     );
     let abort = args.abort_on_container_exit || args.exit_code_from.is_some();
+    let failed = |c: &&&ContainerSummary| c.exit_code.is_some_and(|x| x != 0);
     let containers = format!("/v1/projects/{}/containers?all=1", project.name);
     // The containers whose output has ended with their last run (told by
     // the log stream after that run's last record).
@@ -176,6 +186,11 @@ fn attach(
             let ended = match &args.exit_code_from {
                 Some(s) => exited.iter().find(|c| &c.service == s).map(|c| c.exit_code),
                 None if abort => exited.first().map(|c| c.exit_code),
+                None if args.abort_on_container_failure => match exited.iter().find(failed) {
+                    Some(c) => Some(c.exit_code),
+                    None if exited.len() == now.len() => Some(Some(0)),
+                    None => None,
+                },
                 None if exited.len() == now.len() => Some(Some(0)),
                 None => None,
             };
@@ -273,9 +288,7 @@ impl LogPrinter {
                 .map(|s| s.len() + 2)
                 .max()
                 .unwrap_or(0),
-            color: !no_color
-                && std::env::var_os("NO_COLOR").is_none()
-                && std::io::stdout().is_terminal(),
+            color: !no_color && crate::progress::colour(std::io::stdout().is_terminal()),
             prefix: !no_prefix,
             timestamps,
             exits: false,
@@ -358,11 +371,26 @@ pub fn logs(g: &Global, args: &LogsArgs) -> anyhow::Result<()> {
         until: when("until", &args.until)?,
     };
     let mut printer = LogPrinter::new(&project, args.no_color, args.no_log_prefix, args.timestamps);
+    // `--index N`: the containers that are replica N.
+    let only: Option<Vec<String>> = match args.index {
+        Some(n) => Some(
+            existing(&project, true, &args.services)?
+                .into_iter()
+                .filter(|c| c.number == n && !one_off(c))
+                .map(|c| c.name)
+                .collect(),
+        ),
+        None => None,
+    };
+    let mut print = |e: Event| match (&only, &e) {
+        (Some(names), Event::Log { container, .. }) if !names.contains(container) => {}
+        _ => printer.print(e),
+    };
     let (rt, client) = crate::client::client()?;
     let path = format!("/v1/projects/{}/logs?{}", project.name, q.to_query());
     rt.block_on(async {
         tokio::select! {
-            r = client.get_stream(&path, |e| printer.print(e)) => r,
+            r = client.get_stream(&path, &mut print) => r,
             _ = tokio::signal::ctrl_c() => Ok(()),
         }
     })?;
@@ -643,13 +671,24 @@ fn existing(
 pub fn ps(g: &Global, args: &PsArgs) -> anyhow::Result<()> {
     let project = load(g)?.project;
     let all = args.all || !args.status.is_empty();
+    let mut states = args.status.clone();
+    for f in &args.filters {
+        match f.split_once('=') {
+            Some(("status", v)) => states.push(v.to_string()),
+            _ => bail!("invalid filter `{f}`: only status=STATE"),
+        }
+    }
+    let all = all || !states.is_empty();
     let mut rows = containers(&project, all, &args.only)?;
+    if !args.orphans {
+        rows.retain(|c| project.services.contains_key(&c.service));
+    }
     // One-off containers (`stack run`) with -a only, as with compose.
     rows.retain(|c| args.all || !one_off(c));
     if args.quiet {
         rows.retain(|c| !c.id.is_empty());
     }
-    rows.retain(|c| args.status.is_empty() || args.status.contains(&c.state));
+    rows.retain(|c| states.is_empty() || states.contains(&c.state));
     if args.services {
         let mut names: Vec<&str> = rows.iter().map(|c| c.service.as_str()).collect();
         names.dedup();
@@ -684,7 +723,32 @@ pub fn ps(g: &Global, args: &PsArgs) -> anyhow::Result<()> {
                 );
             }
         }
-        (false, other) => bail!("--format: `{other}` is neither `table` nor `json`"),
+        (false, template) => {
+            let rows = rows
+                .iter()
+                .map(|c| {
+                    let v = serde_json::json!({
+                        "ID": c.id, "Name": c.name, "Image": c.image, "Command": c.command,
+                        "Project": project.name, "Service": c.service, "State": c.state,
+                        "Status": c.status, "ExitCode": c.exit_code.unwrap_or(0),
+                        "Health": c.health, "Ports": c.ports.join(", "),
+                    });
+                    v.as_object().cloned().unwrap_or_default()
+                })
+                .collect();
+            let columns = &[
+                ("Name", "NAME"),
+                ("Service", "SERVICE"),
+                ("Status", "STATUS"),
+                ("Ports", "PORTS"),
+            ];
+            crate::table::print(
+                &mut std::io::stdout().lock(),
+                Some(template),
+                false,
+                &crate::table::Listing { columns, rows },
+            )?;
+        }
     }
     Ok(())
 }
@@ -703,29 +767,48 @@ pub fn top(g: &Global, services: &[String]) -> anyhow::Result<()> {
 }
 
 /// `stack images`: the image each container runs.
-pub fn images(g: &Global, services: &[String]) -> anyhow::Result<()> {
+pub fn images(
+    g: &Global,
+    services: &[String],
+    quiet: bool,
+    format: Option<&str>,
+) -> anyhow::Result<()> {
     let project = load(g)?.project;
     check_services(&project, services)?;
-    let rows: Vec<stack_api::ImageSummary> =
+    let found: Vec<stack_api::ImageSummary> =
         get(&query_path(&project.name, "images", services, &[]))?;
-    println!(
-        "{:<28}{:<32}{:<12}{:<14}SIZE",
-        "CONTAINER", "REPOSITORY", "TAG", "IMAGE ID"
-    );
-    for c in rows {
-        let (repo, tag) = match c.image.rsplit_once(':').filter(|(_, t)| !t.contains('/')) {
-            Some((r, t)) => (r.to_string(), t.to_string()),
-            None => (c.image.clone(), "latest".into()),
-        };
-        let (id, size) = match c.id.strip_prefix("sha256:") {
-            Some(id) => (
-                id.chars().take(12).collect(),
-                format!("{:.1}MB", c.size as f64 / 1e6),
-            ),
-            None => ("<gone>".to_string(), String::new()),
-        };
-        println!("{:<28}{repo:<32}{tag:<12}{id:<14}{size}", c.container);
-    }
+    let rows = found
+        .into_iter()
+        .map(|c| {
+            let (repo, tag) = match c.image.rsplit_once(':').filter(|(_, t)| !t.contains('/')) {
+                Some((r, t)) => (r.to_string(), t.to_string()),
+                None => (c.image.clone(), "latest".into()),
+            };
+            let (id, size) = match c.id.strip_prefix("sha256:") {
+                Some(id) => (id.chars().take(12).collect(), crate::table::size(c.size)),
+                None => ("<gone>".to_string(), String::new()),
+            };
+            let v = serde_json::json!({"ContainerName": c.container, "Repository": repo,
+                "Tag": tag, "ID": id, "Size": size});
+            v.as_object().cloned().unwrap_or_default()
+        })
+        .collect();
+    let columns = &[
+        ("ID", "IMAGE ID"),
+        ("ContainerName", "CONTAINER"),
+        ("Repository", "REPOSITORY"),
+        ("Tag", "TAG"),
+        ("Size", "SIZE"),
+    ];
+    let format = format.or(Some(
+        "table {{.ContainerName}}\t{{.Repository}}\t{{.Tag}}\t{{.ID}}\t{{.Size}}",
+    ));
+    crate::table::print(
+        &mut std::io::stdout().lock(),
+        format,
+        quiet,
+        &crate::table::Listing { columns, rows },
+    )?;
     Ok(())
 }
 
@@ -884,28 +967,51 @@ pub fn events(g: &Global, services: &[String], json: bool) -> anyhow::Result<()>
 }
 
 /// `stack ls`: every project on this host.
-pub fn ls(quiet: bool) -> anyhow::Result<()> {
+pub fn ls(quiet: bool, all: bool, filters: &[String], format: Option<&str>) -> anyhow::Result<()> {
     let projects: Vec<ProjectSummary> = get("/v1/projects")?;
-    if !quiet {
-        println!("{:<20}{:<24}CONFIG FILES", "NAME", "STATUS");
-    }
-    for p in projects {
-        if quiet {
-            println!("{}", p.name);
-        } else {
-            println!("{:<20}{:<24}{}", p.name, p.status, p.config_files);
+    let mut names = Vec::new();
+    for f in filters {
+        match f.split_once('=') {
+            Some(("name", n)) => names.push(n.to_string()),
+            _ => bail!("invalid filter `{f}`: only name=NAME"),
         }
     }
+    let rows = projects
+        .into_iter()
+        .filter(|p| all || p.status.contains("running"))
+        .filter(|p| names.is_empty() || names.iter().any(|n| p.name.contains(n.as_str())))
+        .map(|p| {
+            let v = serde_json::json!({"Name": p.name, "Status": p.status, "ConfigFiles": p.config_files});
+            v.as_object().cloned().unwrap_or_default()
+        })
+        .collect();
+    let columns = &[
+        ("Name", "NAME"),
+        ("Status", "STATUS"),
+        ("ConfigFiles", "CONFIG FILES"),
+    ];
+    crate::table::print(
+        &mut std::io::stdout().lock(),
+        format,
+        quiet,
+        &crate::table::Listing { columns, rows },
+    )?;
     Ok(())
 }
 
 /// `stack port SERVICE PORT [--index N]`: the host side of a published port.
-pub fn port(g: &Global, service: &str, port: &str, index: u32) -> anyhow::Result<()> {
+pub fn port(
+    g: &Global,
+    service: &str,
+    port: &str,
+    protocol: &str,
+    index: u32,
+) -> anyhow::Result<()> {
     let project = load(g)?.project;
     let c = replica(&project, service, index)?;
     let wanted = match port.contains('/') {
         true => port.to_string(),
-        false => format!("{port}/tcp"),
+        false => format!("{port}/{}", protocol.to_ascii_lowercase()),
     };
     let shown = host_ports(&c.ports, &wanted);
     if shown.is_empty() {
@@ -934,8 +1040,60 @@ fn host_ports<'a>(ports: &'a [String], wanted: &str) -> Vec<&'a str> {
 pub fn run(g: &Global, args: &RunOneOff) -> anyhow::Result<i32> {
     let mut loaded = load(g)?;
     stack_host::load::contents_from_environment(&mut loaded)?;
-    let project = loaded.project;
+    let mut project = loaded.project;
     check_services(&project, std::slice::from_ref(&args.service))?;
+    let quiet = Global {
+        progress: Mode::Quiet,
+        ..g.clone()
+    };
+    let g = if args.quiet || args.quiet_pull {
+        &quiet
+    } else {
+        g
+    };
+    // The flags that change the service for this container.
+    let mut env = args.process.env.clone();
+    for f in &args.env_from_file {
+        let text = std::fs::read_to_string(f)
+            .with_context(|| format!("--env-from-file `{}`", f.display()))?;
+        let vars = stack_loader::dotenv::parse_format(&text, false, &loaded.env.lookup())
+            .map_err(|e| anyhow::anyhow!("--env-from-file `{}`: {e}", f.display()))?;
+        // The command line's own -e come last and win.
+        let mut from_file: Vec<String> =
+            vars.into_iter().map(|(k, v)| format!("{k}={v}")).collect();
+        from_file.append(&mut env);
+        env = from_file;
+    }
+    {
+        let s = project
+            .services
+            .get_mut(&args.service)
+            .expect("checked above");
+        s.cap_add.extend(args.cap_add.iter().cloned());
+        s.cap_drop.extend(args.cap_drop.iter().cloned());
+        for l in &args.labels {
+            let (k, v) = l.split_once('=').unwrap_or((l.as_str(), ""));
+            s.labels.0.insert(k.to_string(), v.to_string());
+        }
+        for v in &args.volumes {
+            s.volumes.push(
+                stack_loader::volume_mount(v, &loaded.project_dir)
+                    .map_err(|e| anyhow::anyhow!("--volume: {e}"))?,
+            );
+        }
+        if let Some(p) = &args.pull {
+            s.pull_policy = Some(p.clone());
+        }
+    }
+    if args.build {
+        crate::build::for_up(
+            &project,
+            std::slice::from_ref(&args.service),
+            true,
+            false,
+            args.quiet || args.quiet_build,
+        )?;
+    }
     let graph = stack_graph::Graph::from_project(&project);
     let deps: Vec<String> = graph
         .with_dependencies(std::slice::from_ref(&args.service))
@@ -956,6 +1114,7 @@ pub fn run(g: &Global, args: &RunOneOff) -> anyhow::Result<i32> {
         let req = UpRequest {
             services: deps.clone(),
             no_recreate: true,
+            remove_orphans: args.remove_orphans,
             project: project.clone(),
             ..Default::default()
         };
@@ -976,14 +1135,14 @@ pub fn run(g: &Global, args: &RunOneOff) -> anyhow::Result<i32> {
         name: args.name.clone(),
         command: args.command.clone(),
         entrypoint,
-        env: resolve_env(&p.env),
+        env: resolve_env(&env),
         user: p.user.clone(),
         workdir: p.workdir.clone(),
         publish: args.publish.clone(),
         service_ports: args.service_ports,
         tty,
         console_size: tty.then(stack_runtime::terminal_size).flatten(),
-        interactive: !args.detach,
+        interactive: args.interactive && !args.detach,
         detach: args.detach,
         rm: args.rm,
     };

@@ -35,6 +35,7 @@ pub fn options(
         home: std::env::var_os("HOME").map(Into::into),
         no_interpolate,
         no_normalize,
+        ..Default::default()
     })
 }
 
@@ -58,13 +59,24 @@ fn lines<'a>(
 }
 
 pub fn config(g: &Global, args: &ConfigArgs, out: &mut dyn Write) -> anyhow::Result<()> {
-    let opts = options(
+    let mut opts = options(
         g,
         &args.service_names,
         args.no_interpolate,
         args.no_normalize,
     )?;
+    opts.no_path_resolution = args.no_path_resolution;
+    opts.no_consistency = args.no_consistency;
+    opts.no_env_resolution = args.no_env_resolution;
     let mut loaded = load(&opts)?;
+    if args.environment {
+        let mut vars: Vec<(&str, &str)> = loaded.env.iter().map(|(k, v, _)| (k, v)).collect();
+        vars.sort();
+        for (k, v) in vars {
+            writeln!(out, "{k}={v}")?;
+        }
+        return Ok(());
+    }
     let project = &mut loaded.project;
     for s in &args.service_names {
         if !project.services.contains_key(s) {
@@ -97,6 +109,26 @@ pub fn config(g: &Global, args: &ConfigArgs, out: &mut dyn Write) -> anyhow::Res
     }
     if args.profiles {
         return lines(out, loaded.profiles.iter());
+    }
+    if args.models {
+        return lines(out, project.models.keys());
+    }
+    if args.resolve_image_digests || args.lock_image_digests {
+        let pinned = pinned_images(project)?;
+        if args.lock_image_digests {
+            let services: serde_json::Map<String, serde_json::Value> = pinned
+                .into_iter()
+                .map(|(k, v)| (k, serde_json::json!({"image": v})))
+                .collect();
+            let text = stack_loader::render::to_yaml(&serde_json::json!({"services": services}))?;
+            out.write_all(text.as_bytes())?;
+            return Ok(());
+        }
+        for (name, image) in pinned {
+            if let Some(s) = project.services.get_mut(&name) {
+                s.image = Some(image);
+            }
+        }
     }
     if args.images {
         let images: Vec<String> = project
@@ -192,10 +224,21 @@ pub fn pull(g: &Global, args: &crate::cli::PullArgs) -> anyhow::Result<()> {
     let opts = options(g, &args.services, false, false)?;
     let loaded = load(&opts)?;
     let project = &loaded.project;
-    let keep = stack_graph::Graph::from_project(project).with_dependencies(&args.services);
+    let keep = match args.include_deps {
+        true => stack_graph::Graph::from_project(project).with_dependencies(&args.services),
+        false => args.services.clone(),
+    };
+    let here = match args.policy.as_deref() {
+        Some("missing") => Some(stack_host::Host::new(crate::client::stack_root()).images()?),
+        _ => None,
+    };
     let mut images = Vec::new();
     for (name, svc) in &project.services {
         if !args.services.is_empty() && !keep.contains(name) {
+            continue;
+        }
+        let present = |i: &String| here.as_ref().is_some_and(|s| s.lookup(i).is_ok());
+        if svc.image.as_ref().is_some_and(present) {
             continue;
         }
         let buildable = svc.build.is_some();
@@ -220,4 +263,42 @@ pub fn pull(g: &Global, args: &crate::cli::PullArgs) -> anyhow::Result<()> {
     };
     crate::progress::call("/v1/images/pull", &req, mode)?;
     Ok(())
+}
+
+/// Each service's image pinned to the digest the local store has it by
+/// (from its pull or push): `name:tag@sha256:…`. An image with no digest
+/// (built or imported here and never pushed) is said and left as it is.
+fn pinned_images(
+    project: &stack_model::Project,
+) -> anyhow::Result<std::collections::BTreeMap<String, String>> {
+    let host = stack_host::Host::new(crate::client::stack_root());
+    let store = host.images()?;
+    let mut out = std::collections::BTreeMap::new();
+    for (name, s) in &project.services {
+        let Some(image) = &s.image else { continue };
+        if image.contains('@') {
+            out.insert(name.clone(), image.clone());
+            continue;
+        }
+        let digest = store.lookup(image).ok().and_then(|img| {
+            let repo = image
+                .rsplit_once(':')
+                .filter(|(_, t)| !t.contains('/'))
+                .map_or(image.as_str(), |(r, _)| r);
+            img.repo_digests
+                .iter()
+                .find(|d| d.split('@').next() == Some(repo) || d.ends_with(&format!("/{repo}")))
+                .or(img.repo_digests.first())
+                .and_then(|d| d.split_once('@').map(|(_, d)| d.to_string()))
+        });
+        match digest {
+            Some(d) => {
+                out.insert(name.clone(), format!("{image}@{d}"));
+            }
+            None => eprintln!(
+                "warning: service {name}: the image `{image}` has no registry digest here (pull or push it first); left as it is"
+            ),
+        }
+    }
+    Ok(out)
 }

@@ -50,6 +50,7 @@ fn main() -> ExitCode {
     }
     let mut out = std::io::stdout().lock();
     let g = &args.global;
+    progress::set_ansi(g.ansi);
     // Each command's exit code (most have only success, 0).
     let done = |r: anyhow::Result<()>| r.map(|()| 0);
     let act = |action, req| done(compose::act(g, action, req));
@@ -63,7 +64,17 @@ fn main() -> ExitCode {
         cli::Command::Image { command } => done(image::run(command, g.progress)),
         cli::Command::Network { command } => done(network::run(command)),
         cli::Command::Pull(p) => done(config::pull(g, p)),
-        cli::Command::Build(b) => done(build::services(g, b)),
+        cli::Command::Build(b) => done(build::services(g, b).and_then(|()| match b.push {
+            true => registry::push_services(
+                g,
+                &cli::PushArgs {
+                    services: b.services.clone(),
+                    quiet: b.quiet,
+                    ..Default::default()
+                },
+            ),
+            false => Ok(()),
+        })),
         cli::Command::Push(p) => done(registry::push_services(g, p)),
         cli::Command::Builder { command } => done(build::builder(command)),
         cli::Command::Up(u) => compose::up(g, u),
@@ -71,14 +82,31 @@ fn main() -> ExitCode {
         cli::Command::Down(d) => done(compose::down(g, d)),
         cli::Command::Ps(p) => done(compose::ps(g, p)),
         cli::Command::Top(t) => done(compose::top(g, &t.services)),
-        cli::Command::Images(i) => done(compose::images(g, &i.services)),
+        cli::Command::Images {
+            format,
+            quiet,
+            services,
+        } => done(compose::images(g, services, *quiet, format.as_deref())),
         cli::Command::Stats { args, services } => done(compose::stats(g, args, services)),
-        cli::Command::Wait(w) => compose::wait(g, &w.services),
+        cli::Command::Wait {
+            down_project,
+            services,
+        } => compose::wait(g, services).and_then(|code| {
+            if *down_project {
+                compose::down(g, &cli::DownArgs::default())?;
+            }
+            Ok(code)
+        }),
         cli::Command::Watch(w) => done(compose::watch(g, w)),
         cli::Command::Cp(c) => done(compose::cp(g, c)),
         cli::Command::Scale { no_deps, scale } => done(compose::scale(g, scale, *no_deps)),
         cli::Command::Events { json, services } => done(compose::events(g, services, *json)),
-        cli::Command::Ls { quiet } => done(compose::ls(*quiet)),
+        cli::Command::Ls {
+            quiet,
+            all,
+            filters,
+            format,
+        } => done(compose::ls(*quiet, *all, filters, format.as_deref())),
         cli::Command::Stop(a) => act(Action::Stop, services(&a.services, a.timeout)),
         cli::Command::Start(a) => act(Action::Start, services(&a.services, None)),
         cli::Command::Restart(a) => act(Action::Restart, services(&a.services, a.timeout)),
@@ -114,8 +142,9 @@ fn main() -> ExitCode {
         cli::Command::Port {
             service,
             port,
+            protocol,
             index,
-        } => done(compose::port(g, service, port, *index)),
+        } => done(compose::port(g, service, port, protocol, *index)),
         cli::Command::Login(l) => done(registry::login(
             l.server.as_deref(),
             l.username.as_deref(),

@@ -50,13 +50,39 @@ pub struct Display {
 
 const SPINNER: [char; 10] = ['⠋', '⠙', '⠹', '⠸', '⠼', '⠴', '⠦', '⠧', '⠇', '⠏'];
 
+/// `--ansi`: when output is coloured.
+#[derive(Clone, Copy, Debug, Default, PartialEq, clap::ValueEnum)]
+pub enum Ansi {
+    /// On a terminal, unless NO_COLOR is set
+    #[default]
+    Auto,
+    Never,
+    Always,
+}
+
+static ANSI: std::sync::OnceLock<Ansi> = std::sync::OnceLock::new();
+
+/// Sets `--ansi` for the process (once, from the command line).
+pub fn set_ansi(a: Ansi) {
+    let _ = ANSI.set(a);
+}
+
+/// Whether output to a terminal (or not) is coloured.
+pub fn colour(terminal: bool) -> bool {
+    match ANSI.get().copied().unwrap_or_default() {
+        Ansi::Never => false,
+        Ansi::Always => true,
+        Ansi::Auto => terminal && std::env::var_os("NO_COLOR").is_none(),
+    }
+}
+
 impl Display {
     pub fn new(mode: Mode) -> Display {
         let terminal = std::io::stderr().is_terminal();
         Display {
             tty: mode == Mode::Tty || (mode == Mode::Auto && terminal),
             quiet: mode == Mode::Quiet,
-            color: terminal && std::env::var_os("NO_COLOR").is_none(),
+            color: colour(terminal),
             rows: Vec::new(),
             drawn: 0,
             planned: 0,

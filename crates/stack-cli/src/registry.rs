@@ -176,8 +176,12 @@ pub fn push_services(g: &crate::cli::Global, a: &crate::cli::PushArgs) -> anyhow
     stack_host::load::name_built_images(&mut project);
     let host = Host::new(crate::client::stack_root());
     let mut failed = Vec::new();
+    let keep = match a.include_deps {
+        true => stack_graph::Graph::from_project(&project).with_dependencies(&a.services),
+        false => a.services.clone(),
+    };
     for (name, s) in &project.services {
-        if (!a.services.is_empty() && !a.services.contains(name)) || s.build.is_none() {
+        if (!a.services.is_empty() && !keep.contains(name)) || s.build.is_none() {
             continue;
         }
         let Some(image) = &s.image else { continue };

@@ -64,7 +64,16 @@ pub struct Options {
     pub shell: Vec<(String, String)>,
     pub home: Option<PathBuf>,
     pub no_interpolate: bool,
+    /// No defaults, no implicit networks or dependencies (paths are still
+    /// resolved, as compose does).
     pub no_normalize: bool,
+    /// Relative paths kept as written.
+    pub no_path_resolution: bool,
+    /// References to undefined services, networks, volumes, secrets and
+    /// configs are not errors.
+    pub no_consistency: bool,
+    /// `env_file` and bare `KEY` entries not resolved into `environment`.
+    pub no_env_resolution: bool,
 }
 
 fn stdin_name() -> PathBuf {
@@ -123,6 +132,23 @@ fn split_file_list(value: &str, sep: Option<&str>) -> Vec<PathBuf> {
 }
 
 /// Loads a project.
+/// A volume in the short syntax (`./src:/app:ro`, `data:/data`, `/tmp`)
+/// in the long form, a relative source made absolute against `dir`: what
+/// `run -v` adds to a service.
+pub fn volume_mount(spec: &str, dir: &Path) -> Result<stack_model::VolumeMount, String> {
+    let span = Span::new(&std::sync::Arc::from("--volume"), 1, 1);
+    let node = syntax::volume(spec, &span).map_err(|d| d.message)?;
+    let mut m: stack_model::VolumeMount = de::from_node(&node).map_err(|e| e.message)?;
+    if m.kind == "bind" {
+        if let Some(src) = m.source.as_mut() {
+            if !src.starts_with('/') {
+                *src = paths::clean(&dir.join(src.as_str())).display().to_string();
+            }
+        }
+    }
+    Ok(m)
+}
+
 pub fn load(opts: &Options) -> Result<Loaded, LoadError> {
     let mut diags = Diagnostics::default();
     let fail = |diags: Diagnostics| LoadError {
@@ -257,7 +283,7 @@ pub fn load(opts: &Options) -> Result<Loaded, LoadError> {
     let mut ctx = Context {
         env: &env,
         interpolate: !opts.no_interpolate,
-        resolve_paths: !opts.no_normalize,
+        resolve_paths: !opts.no_path_resolution,
         home: opts.home.clone(),
         include_stack: files.clone(),
     };

@@ -575,7 +575,13 @@ fn extract_extensions(root: &mut Node) -> Extensions {
 }
 
 /// Compose's normalization: defaults filled in, names given, env resolved.
-fn normalize(root: &mut Node, name: &str, env: &Environment, diags: &mut Diagnostics) {
+fn normalize(
+    root: &mut Node,
+    name: &str,
+    env: &Environment,
+    resolve_env: bool,
+    diags: &mut Diagnostics,
+) {
     let span = root.span.clone();
     let mut uses_default = false;
     let lookup = env.lookup();
@@ -693,7 +699,9 @@ fn normalize(root: &mut Node, name: &str, env: &Environment, diags: &mut Diagnos
                     }
                 }
             }
-            resolve_environment(m, &lookup, diags);
+            if resolve_env {
+                resolve_environment(m, &lookup, diags);
+            }
             resolve_label_files(m, diags);
         }
     }
@@ -834,12 +842,14 @@ pub fn build(
     };
     let (disabled, profiles) = apply_profiles(&mut root, opts, env);
     check_names(&root, !opts.no_interpolate, &mut diags);
-    check_references(&root, &disabled, &mut diags);
+    if !opts.no_consistency {
+        check_references(&root, &disabled, &mut diags);
+    }
     if let Some(m) = root.as_map_mut() {
         m.remove("name");
     }
     if !opts.no_normalize {
-        normalize(&mut root, &name, env, &mut diags);
+        normalize(&mut root, &name, env, !opts.no_env_resolution, &mut diags);
     }
     let extensions = extract_extensions(&mut root);
     if diags.has_errors() {

@@ -45,6 +45,9 @@ pub struct Global {
     /// How to show what an operation does: a redrawn block on a terminal (auto, tty), plain lines, or quiet
     #[arg(long, value_enum, default_value_t, global = true)]
     pub progress: crate::progress::Mode,
+    /// When to colour the output: auto (on a terminal, unless NO_COLOR), never, always
+    #[arg(long, value_enum, default_value_t, global = true)]
+    pub ansi: crate::progress::Ansi,
     /// Operations the engine runs at once for up and down (default 16)
     #[arg(long, value_name = "N", env = "COMPOSE_PARALLEL_LIMIT")]
     pub parallel: Option<usize>,
@@ -98,7 +101,16 @@ pub enum Command {
     /// The processes of the stack's running containers
     Top(Services),
     /// The images the stack's containers use
-    Images(Services),
+    Images {
+        /// table, json, or a Go template
+        #[arg(long)]
+        format: Option<String>,
+        /// Only image ids
+        #[arg(short, long)]
+        quiet: bool,
+        /// Services (default: all)
+        services: Vec<String>,
+    },
     /// The resource use of the stack's containers (CPU, memory, network, block I/O, processes), every second
     Stats {
         #[command(flatten)]
@@ -107,7 +119,13 @@ pub enum Command {
         services: Vec<String>,
     },
     /// Wait until the services' containers stop; exit with the first one's code
-    Wait(Services),
+    Wait {
+        /// Then take the whole project down
+        #[arg(long)]
+        down_project: bool,
+        /// Services (default: all)
+        services: Vec<String>,
+    },
     /// Set the number of replicas of services: SERVICE=N ... (lowest numbers are kept)
     Scale {
         /// Do not start the services' dependencies
@@ -163,8 +181,18 @@ pub enum Command {
     Run(RunOneOff),
     /// List the projects on this host
     Ls {
+        /// Only names
         #[arg(short, long)]
         quiet: bool,
+        /// Also projects with no running container
+        #[arg(short, long)]
+        all: bool,
+        /// Filter: name=NAME
+        #[arg(long = "filter", value_name = "FILTER")]
+        filters: Vec<String>,
+        /// table, json, or a Go template
+        #[arg(long)]
+        format: Option<String>,
     },
     /// Run the engine (started by the CLI when it is not running)
     Daemon {
@@ -182,6 +210,9 @@ pub enum Command {
         service: String,
         /// PORT[/PROTO]
         port: String,
+        /// tcp or udp (when PORT does not say)
+        #[arg(long, default_value = "tcp")]
+        protocol: String,
         /// Which replica
         #[arg(long, default_value_t = 1)]
         index: u32,
@@ -285,9 +316,30 @@ pub struct ConfigArgs {
     /// Don't interpolate variables
     #[arg(long)]
     pub no_interpolate: bool,
-    /// Don't normalize (no defaults, relative paths kept)
+    /// Don't normalize (no defaults, implicit networks or dependencies)
     #[arg(long)]
     pub no_normalize: bool,
+    /// Keep relative paths as written
+    #[arg(long)]
+    pub no_path_resolution: bool,
+    /// Don't check that what services refer to is defined
+    #[arg(long)]
+    pub no_consistency: bool,
+    /// Don't resolve env files and bare variables into `environment`
+    #[arg(long)]
+    pub no_env_resolution: bool,
+    /// Print the variables interpolation uses (the shell's and `.env`'s), KEY=VALUE
+    #[arg(long)]
+    pub environment: bool,
+    /// Print the model names, one per line
+    #[arg(long)]
+    pub models: bool,
+    /// Pin image tags to the digests they were pulled by
+    #[arg(long)]
+    pub resolve_image_digests: bool,
+    /// Print an override file that pins each service's image to its digest
+    #[arg(long)]
+    pub lock_image_digests: bool,
     /// Write the output to a file instead of standard output
     #[arg(short, long, value_name = "FILE")]
     pub output: Option<PathBuf>,
@@ -383,6 +435,9 @@ pub struct PushArgs {
     /// Report failures as warnings and go on
     #[arg(long)]
     pub ignore_push_failures: bool,
+    /// Push the images of the services' dependencies too
+    #[arg(long)]
+    pub include_deps: bool,
     /// Print no progress
     #[arg(short, long)]
     pub quiet: bool,
@@ -407,6 +462,9 @@ pub struct ComposeBuildArgs {
     /// Also build the services these depend on
     #[arg(long)]
     pub with_dependencies: bool,
+    /// Push the images once built (as `stack push`)
+    #[arg(long)]
+    pub push: bool,
     /// Services to build (default: all that have a build section)
     pub services: Vec<String>,
 }
@@ -419,6 +477,12 @@ pub struct PullArgs {
     /// Skip services that have a build section
     #[arg(long)]
     pub ignore_buildable: bool,
+    /// Pull the images of the services' dependencies too
+    #[arg(long)]
+    pub include_deps: bool,
+    /// missing: only images not here; always: every one (the default)
+    #[arg(long, value_parser = ["missing", "always"])]
+    pub policy: Option<String>,
     /// Print no progress
     #[arg(short, long)]
     pub quiet: bool,
@@ -463,6 +527,18 @@ pub struct UpArgs {
     /// Attached: stop the stack when any container stops
     #[arg(long, conflicts_with = "detach")]
     pub abort_on_container_exit: bool,
+    /// Stop the stack when a container exits with a failure (not 0)
+    #[arg(long, conflicts_with_all = ["detach", "abort_on_container_exit"])]
+    pub abort_on_container_failure: bool,
+    /// Show the output of the services' dependencies too
+    #[arg(long, conflicts_with = "detach")]
+    pub attach_dependencies: bool,
+    /// No `service-N | ` prefix on the output
+    #[arg(long)]
+    pub no_log_prefix: bool,
+    /// Print no build progress (with --build)
+    #[arg(long)]
+    pub quiet_build: bool,
     /// Attached: stop the stack when this service's container stops, and exit with its code
     #[arg(long, value_name = "SERVICE", conflicts_with = "detach")]
     pub exit_code_from: Option<String>,
@@ -628,6 +704,9 @@ pub struct LogsArgs {
     /// Only output before this time (the same forms as --since)
     #[arg(long, value_name = "TIME")]
     pub until: Option<String>,
+    /// Only this replica of each service
+    #[arg(long)]
+    pub index: Option<u32>,
     /// Services (default: all)
     pub services: Vec<String>,
 }
@@ -677,9 +756,18 @@ pub struct PsArgs {
     /// Only containers in this state (running, exited, paused, created)
     #[arg(long, value_name = "STATE")]
     pub status: Vec<String>,
-    /// `table` or `json` (one object per line)
+    /// `table`, `json` (one object per line), or a Go template
     #[arg(long, default_value = "table")]
     pub format: String,
+    /// Filter: status=STATE
+    #[arg(long = "filter", value_name = "FILTER")]
+    pub filters: Vec<String>,
+    /// Do not cut the command short
+    #[arg(long)]
+    pub no_trunc: bool,
+    /// Include containers of services the file no longer has (the default)
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub orphans: bool,
     /// Only these services
     #[arg(value_name = "SERVICE")]
     pub only: Vec<String>,
@@ -708,10 +796,46 @@ pub struct RunOneOff {
     #[arg(short = 'p', long = "publish")]
     pub publish: Vec<String>,
     /// Publish the service's own ports too
-    #[arg(long)]
+    #[arg(short = 'P', long)]
     pub service_ports: bool,
     #[arg(long)]
     pub name: Option<String>,
+    /// Add a capability
+    #[arg(long = "cap-add", value_name = "CAP")]
+    pub cap_add: Vec<String>,
+    /// Drop a capability
+    #[arg(long = "cap-drop", value_name = "CAP")]
+    pub cap_drop: Vec<String>,
+    /// Add or override a label: KEY=VALUE
+    #[arg(short = 'l', long = "label", value_name = "KEY=VALUE")]
+    pub labels: Vec<String>,
+    /// Mount a volume or bind: SRC:DST[:ro]
+    #[arg(short = 'v', long = "volume", value_name = "SRC:DST[:MODE]")]
+    pub volumes: Vec<String>,
+    /// Read environment variables from a file (the env_file format)
+    #[arg(long = "env-from-file", value_name = "FILE")]
+    pub env_from_file: Vec<PathBuf>,
+    /// Keep standard input open (the default: there for docker compose's scripts)
+    #[arg(short = 'i', long, default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub interactive: bool,
+    /// Build the service's image first
+    #[arg(long)]
+    pub build: bool,
+    /// Pull the image: always, missing, never
+    #[arg(long, value_parser = ["always", "missing", "never"])]
+    pub pull: Option<String>,
+    /// Print no progress of the pull
+    #[arg(long)]
+    pub quiet_pull: bool,
+    /// Print no progress of the build
+    #[arg(long)]
+    pub quiet_build: bool,
+    /// Print no progress at all
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// Remove the containers of services the file no longer has
+    #[arg(long)]
+    pub remove_orphans: bool,
     pub service: String,
     /// The command (default: the service's)
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]

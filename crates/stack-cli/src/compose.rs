@@ -1189,6 +1189,66 @@ pub fn export(
     crate::docker::export(&c.id, output)
 }
 
+/// `stack` alone: in a project, its state and the commands to try;
+/// elsewhere, the help.
+pub fn overview(g: &Global) -> anyhow::Result<()> {
+    let cwd = std::env::current_dir()?;
+    if g.files.is_empty() && stack_loader::discover(&cwd).is_none() {
+        crate::cli::command().print_help()?;
+        return Ok(());
+    }
+    let loaded = load(g)?;
+    let project = &loaded.project;
+    let files: Vec<String> = loaded
+        .files
+        .iter()
+        .map(|f| f.display().to_string())
+        .collect();
+    println!("Project {} ({})", project.name, files.join(", "));
+    let names: Vec<&str> = project.service_names().collect();
+    println!("  services: {}", names.join(", "));
+    // Asked of an engine that runs; none is started for this.
+    let found: Option<Vec<ContainerSummary>> =
+        crate::client::running_client().and_then(|(rt, c)| {
+            rt.block_on(c.get(&format!("/v1/projects/{}/containers?all=1", project.name)))
+                .ok()
+        });
+    let running = match &found {
+        Some(cs) if !cs.is_empty() => {
+            let up = cs.iter().filter(|c| c.state == "running").count();
+            println!("  containers: {up} running of {}", cs.len());
+            for c in cs {
+                println!("    {:<28} {}", c.name, c.status);
+            }
+            up > 0
+        }
+        _ => {
+            println!("  containers: none");
+            false
+        }
+    };
+    println!("\nTry:");
+    let tries: &[(&str, &str)] = if running {
+        &[
+            ("stack ps", "its containers"),
+            ("stack logs -f", "follow their output"),
+            ("stack exec SERVICE sh", "a shell in one"),
+            ("stack down", "stop and remove it all"),
+        ]
+    } else {
+        &[
+            ("stack up -d", "create and start it"),
+            ("stack config", "the file as stack reads it"),
+            ("stack graph", "the start order"),
+        ]
+    };
+    for (cmd, what) in tries {
+        println!("  {cmd:<24} {what}");
+    }
+    println!("  {:<24} every command", "stack --help");
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -25,7 +25,6 @@ mod when;
 use std::io::Write as _;
 use std::process::ExitCode;
 
-use clap::Parser as _;
 use stack_api::{Action, ActionRequest};
 
 fn main() -> ExitCode {
@@ -37,8 +36,14 @@ fn main() -> ExitCode {
         Some(stack_host::DNS_ARG) => return stack_host::network::dns_main(&client::stack_root()),
         _ => {}
     }
-    let args = cli::Cli::parse();
-    if !matches!(args.command, cli::Command::Daemon { .. }) {
+    let args = match cli::command()
+        .try_get_matches()
+        .and_then(|m| <cli::Cli as clap::FromArgMatches>::from_arg_matches(&m))
+    {
+        Ok(a) => a,
+        Err(e) => e.exit(),
+    };
+    if !matches!(args.command, Some(cli::Command::Daemon { .. })) {
         // What the host layer warns of, for a direct command (`container
         // run`): on standard error. The daemon logs its own way.
         let _ = tracing_subscriber::fmt()
@@ -54,7 +59,16 @@ fn main() -> ExitCode {
     // Each command's exit code (most have only success, 0).
     let done = |r: anyhow::Result<()>| r.map(|()| 0);
     let act = |action, req| done(compose::act(g, action, req));
-    let result: anyhow::Result<i32> = match &args.command {
+    let Some(command) = &args.command else {
+        return match compose::overview(g) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("{}", render_error(&e));
+                ExitCode::FAILURE
+            }
+        };
+    };
+    let result: anyhow::Result<i32> = match command {
         cli::Command::Config(c) => done(config::config(g, c, &mut out)),
         cli::Command::Graph(gr) => done(config::graph(g, gr, &mut out)),
         cli::Command::Kube {
@@ -166,7 +180,7 @@ fn main() -> ExitCode {
             output,
         } => done(compose::export(g, service, *index, output.as_deref())),
         cli::Command::Completion { shell } => {
-            let mut cmd = <cli::Cli as clap::CommandFactory>::command();
+            let mut cmd = cli::command();
             clap_complete::generate(*shell, &mut cmd, "stack", &mut out);
             Ok(0)
         }

@@ -2,6 +2,7 @@
 
 pub mod container;
 pub mod docker;
+mod examples;
 pub mod image;
 pub mod network;
 #[cfg(test)]
@@ -10,6 +11,27 @@ mod parity;
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// The command line with an example in each command's help.
+pub fn command() -> clap::Command {
+    fn add(c: clap::Command, path: &str) -> clap::Command {
+        let c = match examples::EXAMPLES.iter().find(|(p, _)| *p == path) {
+            Some((_, e)) if c.get_after_help().is_none() => {
+                c.after_help(format!("Examples:\n  {e}"))
+            }
+            _ => c,
+        };
+        let names: Vec<String> = c
+            .get_subcommands()
+            .map(|s| s.get_name().to_string())
+            .collect();
+        names.into_iter().fold(c, |c, n| {
+            let sub = format!("{path} {n}").trim().to_string();
+            c.mut_subcommand(&n, |s| add(s, &sub))
+        })
+    }
+    add(<Cli as clap::CommandFactory>::command(), "")
+}
 
 #[derive(Parser, Debug)]
 #[command(
@@ -21,7 +43,8 @@ pub struct Cli {
     #[command(flatten)]
     pub global: Global,
     #[command(subcommand)]
-    pub command: Command,
+    /// (None: the project's state and what to try)
+    pub command: Option<Command>,
 }
 
 /// Options every project command takes (the same as docker compose's).

@@ -21,7 +21,7 @@ fn rows(text: &str) -> Vec<Vec<&str>> {
 /// What of `docker compose`'s command line ours lacks: `command`,
 /// `command --flag`, or `command -s` for a short flag that differs.
 fn missing() -> BTreeSet<String> {
-    let root = super::Cli::command();
+    let root = super::command();
     let mut out = BTreeSet::new();
     for row in rows(REFERENCE) {
         let (cmd, long, short) = (
@@ -86,5 +86,31 @@ fn every_docker_compose_command_and_flag_is_ours_or_listed_as_missing() {
     assert!(
         new_gaps.is_empty() && closed.is_empty(),
         "docker compose has, and stack lacks (add them, or to tests/data/compose-missing.tsv with why): {new_gaps:#?}\nlisted as missing but there (strike them off): {closed:#?}"
+    );
+}
+
+/// Every command's `--help` teaches by an example.
+#[test]
+fn every_command_has_an_example() {
+    fn walk(c: &clap::Command, path: String, missing: &mut Vec<String>) {
+        for s in c
+            .get_subcommands()
+            .filter(|s| s.get_name() != "help" && !s.is_hide_set())
+        {
+            let p = format!("{path} {}", s.get_name()).trim().to_string();
+            if !s
+                .get_after_help()
+                .is_some_and(|h| h.to_string().contains("stack "))
+            {
+                missing.push(p.clone());
+            }
+            walk(s, p, missing);
+        }
+    }
+    let mut missing = Vec::new();
+    walk(&super::command(), String::new(), &mut missing);
+    assert!(
+        missing.is_empty(),
+        "commands without an example: {missing:?}"
     );
 }

@@ -1,0 +1,371 @@
+//! The docker commands a stack user reaches for (`volume`, `system`,
+//! `container diff|export|rename|wait`, `image history`) and the compose
+//! commands and flags that match docker compose's (`volumes`, `export`,
+//! `images`, `ls`, `ps`, `port`, `logs --index`, `run`'s flags, `config`'s
+//! flags, `version`), run as users run them, with snapshots of outputs.
+
+mod common;
+
+use std::process::Command;
+
+use common::{in_project, project_env, Env};
+
+fn tar_list(path: &std::path::Path) -> String {
+    let o = Command::new("tar").arg("-tf").arg(path).output().unwrap();
+    assert!(o.status.success(), "{o:?}");
+    String::from_utf8_lossy(&o.stdout).to_string()
+}
+
+#[test]
+fn volumes_as_docker_manages_them() {
+    let e = Env::new("commands", "volume");
+    assert_eq!(
+        e.out(&["volume", "create", "--label", "team=core", "data"]),
+        "data\n"
+    );
+    let anon = e.out(&["volume", "create"]);
+    let anon = anon.trim();
+    assert!(
+        anon.len() == 64 && anon.chars().all(|c| c.is_ascii_hexdigit()),
+        "{anon}"
+    );
+    insta::assert_snapshot!(
+        "volume_ls",
+        e.out(&["volume", "ls"]).replace(anon, "<anonymous>")
+    );
+    assert_eq!(
+        e.out(&[
+            "volume",
+            "ls",
+            "-f",
+            "label=team=core",
+            "--format",
+            "{{.Name}} {{.Labels}}"
+        ]),
+        "data team=core\n"
+    );
+    let json = e.out(&["volume", "ls", "--format", "json"]);
+    let first: serde_json::Value = serde_json::from_str(json.lines().next().unwrap()).unwrap();
+    assert_eq!(first["Driver"], "local");
+    let mount = e.out(&["volume", "inspect", "--format", "{{.Mountpoint}}", "data"]);
+    assert!(mount.trim().ends_with("/volumes/data/_data"), "{mount}");
+    let inspected: serde_json::Value =
+        serde_json::from_str(&e.out(&["volume", "inspect", "data"])).unwrap();
+    assert_eq!(inspected[0]["Labels"]["team"], "core");
+    // prune without -a: the anonymous one only; asked first without -f.
+    let mut c = e.command(&["volume", "prune"]);
+    let o = common::with_input(&mut c, "n\n");
+    assert!(o.status.success(), "{o:?}");
+    assert_eq!(e.out(&["volume", "ls", "-q"]).lines().count(), 2);
+    let pruned = e.out(&["volume", "prune", "-f"]);
+    assert!(
+        pruned.contains(anon) && pruned.contains("Total reclaimed space"),
+        "{pruned}"
+    );
+    assert_eq!(e.out(&["volume", "ls", "-q"]), "data\n");
+    let err = e.fails(&["volume", "rm", "data", "nosuch"]);
+    assert!(err.contains("nosuch"), "{err}");
+    assert_eq!(e.out(&["volume", "ls", "-q"]), "");
+}
+
+#[test]
+fn containers_diff_export_rename_wait_and_image_history() {
+    let e = Env::new("commands", "container");
+    common::busybox_image(&e, "local/busybox:1");
+    e.out(&[
+        "container",
+        "run",
+        "-d",
+        "--name",
+        "c1",
+        "local/busybox:1",
+        "sh",
+        "-c",
+        "echo new > /new; busybox rm /bin/echo; echo changed > /www/index.html; exec sleep 1000",
+    ]);
+    let diff = common::wait_for_value("the container's changes", || {
+        let d = e.out(&["container", "diff", "c1"]);
+        d.contains("A /new").then_some(d)
+    });
+    for line in ["A /new", "D /bin/echo", "C /www", "C /www/index.html"] {
+        assert!(diff.lines().any(|l| l == line), "{line}: {diff}");
+    }
+    e.out(&["container", "rename", "c1", "c2"]);
+    let ls = e.out(&["container", "ls"]);
+    assert!(ls.contains("c2") && !ls.contains("c1 "), "{ls}");
+    let tar = e.dir.join("c2.tar");
+    e.out(&["container", "export", "-o", tar.to_str().unwrap(), "c2"]);
+    let files = tar_list(&tar);
+    assert!(
+        files.lines().any(|l| l.trim_start_matches("./") == "new"),
+        "{files}"
+    );
+    assert!(
+        !files
+            .lines()
+            .any(|l| l.trim_start_matches("./") == "bin/echo"),
+        "{files}"
+    );
+    // An archive is not written to a terminal-less nowhere: standard output works.
+    let o = e.stack(&["container", "export", "c2"]);
+    assert!(
+        o.status.success() && o.stdout.len() > 1024,
+        "{:?}",
+        o.status
+    );
+    e.out(&["container", "kill", "c2"]);
+    assert_eq!(e.out(&["container", "wait", "c2"]), "137\n");
+    let history = e.out(&["image", "history", "local/busybox:1"]);
+    let mut lines = history.lines();
+    let header: Vec<&str> = lines
+        .next()
+        .unwrap()
+        .split("   ")
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .collect();
+    assert_eq!(
+        header,
+        ["IMAGE", "CREATED", "CREATED BY", "SIZE", "COMMENT"]
+    );
+    assert_eq!(lines.count(), 1, "{history}");
+    let q = e.out(&["image", "history", "-q", "local/busybox:1"]);
+    assert!(q.trim().len() == 12, "{q}");
+    let json = e.out(&["image", "history", "--format", "json", "local/busybox:1"]);
+    let row: serde_json::Value = serde_json::from_str(json.trim()).unwrap();
+    assert!(row["Size"].as_str().unwrap().ends_with("MB"), "{row}");
+    e.out(&["container", "rm", "c2"]);
+}
+
+#[test]
+fn the_system_as_a_whole() {
+    let (e, d) = project_env(
+        "commands",
+        "system",
+        "services:\n  app:\n    image: local/busybox:1\n    command: [\"sleep\", \"1000\"]\n    volumes: [data:/data]\nvolumes:\n  data: {}\n",
+    );
+    // Events as they come: the project's containers starting.
+    let events = common::Background::spawn(e.command(&[
+        "system",
+        "events",
+        "--format",
+        "json",
+        "-f",
+        "type=container",
+    ]));
+    e.out(&in_project(&d, &["up", "-d"]));
+    let df = e.out(&["system", "df"]);
+    let rows: Vec<&str> = df.lines().map(|l| l.split("  ").next().unwrap()).collect();
+    assert_eq!(
+        rows,
+        [
+            "TYPE",
+            "Images",
+            "Containers",
+            "Local Volumes",
+            "Build Cache"
+        ],
+        "{df}"
+    );
+    let containers = df.lines().find(|l| l.starts_with("Containers")).unwrap();
+    let counts: Vec<&str> = containers.split_whitespace().collect();
+    assert_eq!(counts[1..3], ["1", "1"], "{df}");
+    let verbose = e.out(&["system", "df", "-v"]);
+    for section in [
+        "Images space usage:",
+        "Containers space usage:",
+        "Local Volumes space usage:",
+        "Build cache usage:",
+    ] {
+        assert!(verbose.contains(section), "{verbose}");
+    }
+    assert!(verbose.contains("app_data"), "{verbose}");
+    let info = e.out(&["system", "info"]);
+    assert!(
+        info.contains("Server Version:") && info.contains(" Running: 1"),
+        "{info}"
+    );
+    assert_eq!(
+        e.out(&["system", "info", "--format", "{{.OSType}}"]),
+        "linux\n"
+    );
+    let seen = common::wait_for_value("the start event", || {
+        let out = events.stdout();
+        out.lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .find(|v| v["Action"] == "start")
+    });
+    assert_eq!(seen["Actor"]["Attributes"]["name"], "app-app-1");
+    drop(events);
+    // Prune: the stopped container goes, the volume it used stays (no --volumes).
+    e.out(&in_project(&d, &["stop", "-t", "1"]));
+    let pruned = e.out(&["system", "prune", "-f"]);
+    assert!(
+        pruned.contains("Deleted Containers:") && pruned.contains("Total reclaimed space"),
+        "{pruned}"
+    );
+    assert_eq!(e.out(&in_project(&d, &["ps", "-a", "-q"])), "");
+    assert_eq!(e.out(&["volume", "ls", "-q"]), "app_data\n");
+    e.out(&in_project(&d, &["down", "-v"]));
+}
+
+#[test]
+fn compose_commands_as_docker_compose() {
+    let (e, d) = project_env(
+        "commands",
+        "compose",
+        "services:\n  web:\n    image: local/busybox:1\n    command: [\"sh\", \"-c\", \"echo web $$HOSTNAME; exec httpd -f -p 80 -h /www\"]\n    ports: [\"80\"]\n    volumes: [data:/data]\n    scale: 2\n  job:\n    image: local/busybox:1\n    command: [\"sleep\", \"1000\"]\nvolumes:\n  data: {}\n",
+    );
+    std::fs::write(std::path::Path::new(&d).join("seed.txt"), "seeded\n").unwrap();
+    std::fs::write(
+        std::path::Path::new(&d).join("extra.env"),
+        "FROM_FILE=yes\n",
+    )
+    .unwrap();
+    e.out(&in_project(&d, &["up", "-d"]));
+    assert_eq!(e.out(&in_project(&d, &["volumes", "-q"])), "app_data\n");
+    assert_eq!(e.out(&in_project(&d, &["volumes", "-q", "job"])), "");
+    let tar = e.dir.join("web.tar");
+    e.out(&in_project(
+        &d,
+        &["export", "--index", "2", "-o", tar.to_str().unwrap(), "web"],
+    ));
+    assert!(tar_list(&tar).contains("www/index.html"));
+    let images = e.out(&in_project(&d, &["images", "--format", "json"]));
+    let first: serde_json::Value = serde_json::from_str(images.lines().next().unwrap()).unwrap();
+    assert_eq!(first["Repository"], "local/busybox");
+    let ids = e.out(&in_project(&d, &["images", "-q"]));
+    assert_eq!(ids.lines().count(), 3, "{ids}");
+    assert!(e.out(&["ls"]).contains("app"));
+    let ls: serde_json::Value = serde_json::from_str(
+        e.out(&["ls", "--format", "json", "--filter", "name=app"])
+            .trim(),
+    )
+    .unwrap();
+    assert_eq!(ls["Status"], "running(3)");
+    assert_eq!(
+        e.out(&in_project(
+            &d,
+            &[
+                "ps",
+                "--format",
+                "{{.Service}} {{.State}}",
+                "--filter",
+                "status=running"
+            ]
+        )),
+        "job running\nweb running\nweb running\n"
+    );
+    let port = e.out(&in_project(
+        &d,
+        &["port", "--protocol", "tcp", "--index", "2", "web", "80"],
+    ));
+    assert!(port.trim().starts_with("0.0.0.0:"), "{port}");
+    let logs = common::wait_for_value("the second replica's line", || {
+        let l = e.out(&in_project(
+            &d,
+            &["logs", "--index", "2", "--no-log-prefix", "web"],
+        ));
+        l.contains("web ").then_some(l)
+    });
+    assert_eq!(logs.lines().count(), 1, "{logs}");
+    // run: a bind, a label, a capability dropped, variables from a file
+    // (a path from the working directory, as compose takes it).
+    let extra = format!("{d}/extra.env");
+    let out = e.out(&in_project(
+        &d,
+        &[
+            "run",
+            "--rm",
+            "-T",
+            "--no-deps",
+            "-v",
+            "./seed.txt:/seed.txt:ro",
+            "-l",
+            "purpose=test",
+            "--cap-drop",
+            "ALL",
+            "--env-from-file",
+            &extra,
+            "-e",
+            "FROM_FLAG=1",
+            "job",
+            "sh",
+            "-c",
+            "cat /seed.txt; echo $FROM_FILE $FROM_FLAG; grep CapEff /proc/self/status",
+        ],
+    ));
+    assert_eq!(out, "seeded\nyes 1\nCapEff:\t0000000000000000\n");
+    let v: serde_json::Value =
+        serde_json::from_str(e.out(&["version", "--format", "json"]).trim()).unwrap();
+    assert_eq!(v["version"], e.out(&["version", "--short"]).trim());
+    e.out(&in_project(&d, &["down", "-v"]));
+    // `stack` alone, in the project: its state and what to try.
+    let o = e.command(&[]).current_dir(&d).output().unwrap();
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success() && text.contains("Project app") && text.contains("stack up -d"),
+        "{text}"
+    );
+}
+
+#[test]
+fn config_flags_as_compose_go_has_them() {
+    let e = Env::new("commands", "config");
+    let d = e.dir.join("p");
+    std::fs::create_dir_all(&d).unwrap();
+    std::fs::write(d.join("app.env"), "A=1\n").unwrap();
+    std::fs::write(
+        d.join("compose.yaml"),
+        "services:\n  web:\n    image: nginx\n    build: ./web\n    env_file: app.env\n    networks: [elsewhere]\n    volumes: [\"./data:/data\"]\nmodels:\n  llm: {model: ai/x}\n",
+    )
+    .unwrap();
+    let run = |args: &[&str]| {
+        e.command(args)
+            .current_dir(&d)
+            .env("FROM_SHELL", "here")
+            .output()
+            .unwrap()
+    };
+    // A dangling reference: refused, unless consistency is not checked.
+    let o = run(&["config"]);
+    assert!(
+        !o.status.success()
+            && String::from_utf8_lossy(&o.stderr).contains("undefined network `elsewhere`")
+    );
+    let text = |o: std::process::Output| {
+        assert!(o.status.success(), "{o:?}");
+        String::from_utf8_lossy(&o.stdout).to_string()
+    };
+    let full = text(run(&["config", "--no-consistency"]));
+    assert!(
+        full.contains(&format!("context: {}/web", d.display())) && full.contains("A: \"1\""),
+        "{full}"
+    );
+    let kept = text(run(&["config", "--no-consistency", "--no-path-resolution"]));
+    assert!(
+        kept.contains("context: ./web") && kept.contains("source: ./data"),
+        "{kept}"
+    );
+    let raw = text(run(&["config", "--no-consistency", "--no-env-resolution"]));
+    assert!(
+        !raw.contains("A: \"1\"") && raw.contains("env_file"),
+        "{raw}"
+    );
+    // --no-normalize keeps paths resolved (as compose does).
+    let unnormalized = text(run(&["config", "--no-consistency", "--no-normalize"]));
+    assert!(
+        unnormalized.contains(&format!("{}/web", d.display())),
+        "{unnormalized}"
+    );
+    let env = text(run(&["config", "--no-consistency", "--environment"]));
+    assert!(env.lines().any(|l| l == "FROM_SHELL=here"), "{env}");
+    assert_eq!(
+        text(run(&["config", "--no-consistency", "--models"])),
+        "llm\n"
+    );
+    assert_eq!(
+        text(run(&["convert", "--no-consistency", "--services"])),
+        "web\n"
+    );
+}

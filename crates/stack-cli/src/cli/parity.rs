@@ -6,8 +6,6 @@
 
 use std::collections::BTreeSet;
 
-use clap::CommandFactory as _;
-
 const REFERENCE: &str = include_str!("../../../../tests/data/compose-reference.tsv");
 const MISSING: &str = include_str!("../../../../tests/data/compose-missing.tsv");
 

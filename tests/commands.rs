@@ -369,3 +369,61 @@ fn config_flags_as_compose_go_has_them() {
         "web\n"
     );
 }
+
+/// Shell completion asks the binary: the names of what is there now.
+#[test]
+fn completion_names_what_is_there() {
+    let (e, d) = project_env(
+        "commands",
+        "complete",
+        "services:\n  web:\n    image: local/busybox:1\n  worker:\n    image: local/busybox:1\n",
+    );
+    let complete = |words: &[&str]| -> Vec<String> {
+        let mut c = e.command(&[&["--"], words].concat());
+        c.current_dir(&d)
+            .env("COMPLETE", "bash")
+            .env("_CLAP_COMPLETE_INDEX", (words.len() - 1).to_string())
+            .env("_CLAP_COMPLETE_COMP_TYPE", "9")
+            .env("_CLAP_COMPLETE_SPACE", "true")
+            .env("_CLAP_IFS", "\n");
+        let o = c.output().unwrap();
+        assert!(o.status.success(), "{o:?}");
+        String::from_utf8_lossy(&o.stdout)
+            .lines()
+            .map(str::to_string)
+            .collect()
+    };
+    assert_eq!(complete(&["stack", "logs", "w"]), ["web", "worker"]);
+    assert_eq!(complete(&["stack", "exec", "wo"]), ["worker"]);
+    e.out(&["volume", "create", "vol-one"]);
+    e.out(&["network", "create", "net-one"]);
+    e.out(&[
+        "container",
+        "run",
+        "-d",
+        "--name",
+        "box-one",
+        "local/busybox:1",
+        "sleep",
+        "100",
+    ]);
+    assert_eq!(complete(&["stack", "volume", "rm", "vol"]), ["vol-one"]);
+    assert_eq!(complete(&["stack", "network", "rm", "net"]), ["net-one"]);
+    assert_eq!(
+        complete(&["stack", "container", "stop", "box"]),
+        ["box-one"]
+    );
+    assert_eq!(
+        complete(&["stack", "image", "history", "local/bu"]),
+        ["local/busybox:1"]
+    );
+    assert!(complete(&["stack", "vol"]).contains(&"volume".to_string()));
+    let script = e.out(&["completion", "bash"]);
+    assert!(
+        script.contains("COMPLETE=\"bash\"") && script.contains("complete "),
+        "{script}"
+    );
+    e.out(&["container", "rm", "-f", "box-one"]);
+    e.out(&["network", "rm", "net-one"]);
+    e.out(&["volume", "rm", "vol-one"]);
+}

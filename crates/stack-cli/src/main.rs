@@ -36,6 +36,8 @@ fn main() -> ExitCode {
         Some(stack_host::DNS_ARG) => return stack_host::network::dns_main(&client::stack_root()),
         _ => {}
     }
+    // A shell asking for completions (COMPLETE=bash stack -- …) is answered here.
+    clap_complete::CompleteEnv::with_factory(cli::command).complete();
     let args = match cli::command()
         .try_get_matches()
         .and_then(|m| <cli::Cli as clap::FromArgMatches>::from_arg_matches(&m))
@@ -180,9 +182,7 @@ fn main() -> ExitCode {
             output,
         } => done(compose::export(g, service, *index, output.as_deref())),
         cli::Command::Completion { shell } => {
-            let mut cmd = cli::command();
-            clap_complete::generate(*shell, &mut cmd, "stack", &mut out);
-            Ok(0)
+            done(cli::complete::registration(*shell, &mut out).map_err(Into::into))
         }
     };
     let _ = out.flush();

@@ -78,6 +78,8 @@ fn containers_diff_export_rename_wait_and_image_history() {
         "-d",
         "--name",
         "c1",
+        "-m",
+        "64m",
         "local/busybox:1",
         "sh",
         "-c",
@@ -90,6 +92,30 @@ fn containers_diff_export_rename_wait_and_image_history() {
     for line in ["A /new", "D /bin/echo", "C /www", "C /www/index.html"] {
         assert!(diff.lines().any(|l| l == line), "{line}: {diff}");
     }
+    // Limits changed as it runs, and kept in its record.
+    assert_eq!(
+        e.out(&[
+            "container",
+            "update",
+            "-m",
+            "96m",
+            "--pids-limit",
+            "70",
+            "c1"
+        ]),
+        "c1\n"
+    );
+    let read = "cat /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null || cat /sys/fs/cgroup/memory.max; cat /sys/fs/cgroup/pids/pids.max 2>/dev/null || cat /sys/fs/cgroup/pids.max";
+    assert_eq!(
+        e.out(&["container", "exec", "c1", "sh", "-c", read]),
+        "100663296\n70\n"
+    );
+    let inspected: serde_json::Value =
+        serde_json::from_str(&e.out(&["container", "inspect", "c1"])).unwrap();
+    assert_eq!(
+        inspected["spec"]["limits"]["memory"], 100663296,
+        "{inspected}"
+    );
     e.out(&["container", "rename", "c1", "c2"]);
     let ls = e.out(&["container", "ls"]);
     assert!(ls.contains("c2") && !ls.contains("c1 "), "{ls}");

@@ -44,6 +44,28 @@ pub fn run(cmd: &ContainerCommand) -> anyhow::Result<i32> {
             new_name,
         } => stack_host::containers::rename(&host, container, new_name).map(|_| 0),
         ContainerCommand::Wait { containers } => crate::docker::wait(containers),
+        ContainerCommand::Update { limits, containers } => {
+            let bytes =
+                |v: &Option<String>| v.as_deref().map(stack_host::create::bytes).transpose();
+            let new = stack_runtime::cgroup::Limits {
+                memory: bytes(&limits.memory)?,
+                memory_reservation: bytes(&limits.memory_reservation)?,
+                memory_swap: match limits.memory_swap.as_deref() {
+                    Some("-1") => Some(-1),
+                    other => other.map(stack_host::create::bytes).transpose()?,
+                },
+                cpus: limits.cpus,
+                cpu_shares: limits.cpu_shares,
+                cpuset: limits.cpuset_cpus.clone(),
+                pids: limits.pids_limit,
+                io_weight: limits.blkio_weight,
+                ..Default::default()
+            };
+            for c in containers {
+                println!("{}", stack_host::containers::update(&host, c, &new)?);
+            }
+            Ok(0)
+        }
         ContainerCommand::Exec {
             tty,
             interactive,

@@ -135,6 +135,41 @@ pub fn rename(host: &Host, key: &str, name: &str) -> anyhow::Result<String> {
     Ok(old)
 }
 
+/// New limits for a container (`container update`): those given are set
+/// on its cgroups if it runs, and kept in its record either way (a
+/// restart applies them again).
+pub fn update(
+    host: &Host,
+    key: &str,
+    new: &stack_runtime::cgroup::Limits,
+) -> anyhow::Result<String> {
+    let root = host.root();
+    let (dir, mut st) = find(root, key)?;
+    if running(&st) {
+        let layout = stack_runtime::cgroup::layout_of(&st.spec)
+            .with_context(|| format!("container {}: its cgroups", st.name))?;
+        stack_runtime::cgroup::update(&layout, new)
+            .with_context(|| format!("container {}", st.name))?;
+    }
+    let l = &mut st.spec.limits;
+    fn keep<T: Clone>(old: &mut Option<T>, new: &Option<T>) {
+        if new.is_some() {
+            old.clone_from(new);
+        }
+    }
+    keep(&mut l.memory, &new.memory);
+    keep(&mut l.memory_reservation, &new.memory_reservation);
+    keep(&mut l.memory_swap, &new.memory_swap);
+    keep(&mut l.cpus, &new.cpus);
+    keep(&mut l.cpu_shares, &new.cpu_shares);
+    keep(&mut l.cpuset, &new.cpuset);
+    keep(&mut l.pids, &new.pids);
+    keep(&mut l.io_weight, &new.io_weight);
+    stack_runtime::state::write(&dir, &st)
+        .with_context(|| format!("cannot write `{}`", dir.display()))?;
+    Ok(st.name)
+}
+
 /// Running, exited, or lost (its PID 1 is gone without an exit record).
 pub fn status_text(st: &State) -> String {
     let text = status_text_of(st);

@@ -439,44 +439,7 @@ pub fn create(
             for (c, dir) in dirs {
                 fs::create_dir_all(dir)?;
                 match *c {
-                    "cpuset" => {
-                        inherit_cpuset(dir)?;
-                        if let Some(cpus) = &limits.cpuset {
-                            write(dir, "cpuset.cpus", cpus)?;
-                        }
-                    }
-                    "memory" => {
-                        if let Some(m) = limits.memory {
-                            write(dir, "memory.limit_in_bytes", &m.to_string())?;
-                        }
-                        if let Some(r) = limits.memory_reservation {
-                            write(dir, "memory.soft_limit_in_bytes", &r.to_string())?;
-                        }
-                        if let Some(s) = limits.memory_swap {
-                            if dir.join("memory.memsw.limit_in_bytes").exists() {
-                                write(dir, "memory.memsw.limit_in_bytes", &s.to_string())?;
-                            }
-                        }
-                        if let Some(s) = limits.swappiness {
-                            write(dir, "memory.swappiness", &s.to_string())?;
-                        }
-                        if limits.oom_kill_disable {
-                            write(dir, "memory.oom_control", "1")?;
-                        }
-                    }
-                    "pids" => {
-                        if let Some(p) = limits.pids {
-                            write(dir, "pids.max", &pids_max(p))?;
-                        }
-                    }
-                    "blkio" => {
-                        for t in &limits.io {
-                            for (file, line) in t.v1() {
-                                write(dir, file, &line)?;
-                            }
-                        }
-                        write_weights(dir, limits, V1_WEIGHTS, |w| w.to_string())?;
-                    }
+                    "cpuset" => inherit_cpuset(dir)?,
                     "devices" if !all_devices => {
                         write(dir, "devices.deny", "a")?;
                         for rule in ALLOWED_DEVICES
@@ -487,21 +450,9 @@ pub fn create(
                             write(dir, "devices.allow", rule)?;
                         }
                     }
-                    "cpu" => {
-                        if let Some(cpus) = limits.cpus {
-                            write(dir, "cpu.cfs_period_us", "100000")?;
-                            write(
-                                dir,
-                                "cpu.cfs_quota_us",
-                                &((cpus * 100_000.0) as i64).to_string(),
-                            )?;
-                        }
-                        if let Some(s) = limits.cpu_shares {
-                            write(dir, "cpu.shares", &s.to_string())?;
-                        }
-                    }
                     _ => {}
                 }
+                write_v1(c, dir, limits)?;
                 write(dir, "cgroup.procs", &pid.to_string())?;
             }
         }
@@ -515,46 +466,130 @@ pub fn create(
                     "+memory +pids +cpu +cpuset +io",
                 );
             }
-            if let Some(m) = limits.memory {
-                write(dir, "memory.max", &m.to_string())?;
+            write_v2(dir, limits)?;
+            write(dir, "cgroup.procs", &pid.to_string())?;
+        }
+    }
+    Ok(())
+}
+
+/// Sets the limits `limits` gives (the others stay) on a container's
+/// cgroups as it runs (`container update`).
+pub fn update(layout: &Layout, limits: &Limits) -> io::Result<()> {
+    match layout {
+        Layout::V1(dirs) => {
+            for (c, dir) in dirs {
+                write_v1(c, dir, limits)?;
             }
-            if let Some(r) = limits.memory_reservation {
-                write(dir, "memory.low", &r.to_string())?;
-            }
-            if let (Some(s), Some(m)) = (limits.memory_swap, limits.memory) {
-                let swap = if s < 0 {
-                    "max".to_string()
-                } else {
-                    (s - m).max(0).to_string()
-                };
-                write(dir, "memory.swap.max", &swap)?;
-            }
-            if let Some(p) = limits.pids {
-                write(dir, "pids.max", &pids_max(p))?;
-            }
-            for t in &limits.io {
-                write(dir, "io.max", &t.v2())?;
-            }
-            write_weights(dir, limits, &["io.bfq.weight", "io.weight"], |w| {
-                format!("default {w}")
-            })?;
-            if let Some(cpus) = limits.cpus {
-                write(
-                    dir,
-                    "cpu.max",
-                    &format!("{} 100000", (cpus * 100_000.0) as i64),
-                )?;
-            }
-            if let Some(s) = limits.cpu_shares {
-                // v1 shares (2..262144) to v2 weight (1..10000), as runc converts them.
-                let weight = 1 + ((s.clamp(2, 262_144) - 2) * 9999) / 262_142;
-                write(dir, "cpu.weight", &weight.to_string())?;
-            }
+            Ok(())
+        }
+        Layout::V2(dir) => write_v2(dir, limits),
+    }
+}
+
+/// The limits of controller `c` (v1) in `dir`.
+fn write_v1(c: &str, dir: &Path, limits: &Limits) -> io::Result<()> {
+    match c {
+        "cpuset" => {
             if let Some(cpus) = &limits.cpuset {
                 write(dir, "cpuset.cpus", cpus)?;
             }
-            write(dir, "cgroup.procs", &pid.to_string())?;
         }
+        "memory" => {
+            let memsw = dir.join("memory.memsw.limit_in_bytes").exists();
+            if let Some(m) = limits.memory {
+                // Memory may not pass memory+swap: a raise past it moves
+                // that first.
+                if write(dir, "memory.limit_in_bytes", &m.to_string()).is_err() {
+                    if let (Some(s), true) = (limits.memory_swap, memsw) {
+                        write(dir, "memory.memsw.limit_in_bytes", &s.to_string())?;
+                    }
+                    write(dir, "memory.limit_in_bytes", &m.to_string())?;
+                }
+            }
+            if let Some(r) = limits.memory_reservation {
+                write(dir, "memory.soft_limit_in_bytes", &r.to_string())?;
+            }
+            if let (Some(s), true) = (limits.memory_swap, memsw) {
+                write(dir, "memory.memsw.limit_in_bytes", &s.to_string())?;
+            }
+            if let Some(s) = limits.swappiness {
+                write(dir, "memory.swappiness", &s.to_string())?;
+            }
+            if limits.oom_kill_disable {
+                write(dir, "memory.oom_control", "1")?;
+            }
+        }
+        "pids" => {
+            if let Some(p) = limits.pids {
+                write(dir, "pids.max", &pids_max(p))?;
+            }
+        }
+        "blkio" => {
+            for t in &limits.io {
+                for (file, line) in t.v1() {
+                    write(dir, file, &line)?;
+                }
+            }
+            write_weights(dir, limits, V1_WEIGHTS, |w| w.to_string())?;
+        }
+        "cpu" => {
+            if let Some(cpus) = limits.cpus {
+                write(dir, "cpu.cfs_period_us", "100000")?;
+                write(
+                    dir,
+                    "cpu.cfs_quota_us",
+                    &((cpus * 100_000.0) as i64).to_string(),
+                )?;
+            }
+            if let Some(s) = limits.cpu_shares {
+                write(dir, "cpu.shares", &s.to_string())?;
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// The limits in the container's cgroup (v2) `dir`.
+fn write_v2(dir: &Path, limits: &Limits) -> io::Result<()> {
+    if let Some(m) = limits.memory {
+        write(dir, "memory.max", &m.to_string())?;
+    }
+    if let Some(r) = limits.memory_reservation {
+        write(dir, "memory.low", &r.to_string())?;
+    }
+    if let (Some(s), Some(m)) = (limits.memory_swap, limits.memory) {
+        let swap = if s < 0 {
+            "max".to_string()
+        } else {
+            (s - m).max(0).to_string()
+        };
+        write(dir, "memory.swap.max", &swap)?;
+    }
+    if let Some(p) = limits.pids {
+        write(dir, "pids.max", &pids_max(p))?;
+    }
+    for t in &limits.io {
+        write(dir, "io.max", &t.v2())?;
+    }
+    write_weights(dir, limits, &["io.bfq.weight", "io.weight"], |w| {
+        format!("default {w}")
+    })?;
+    if let Some(cpus) = limits.cpus {
+        write(
+            dir,
+            "cpu.max",
+            &format!("{} 100000", (cpus * 100_000.0) as i64),
+        )?;
+    }
+    if let Some(s) = limits.cpu_shares {
+        // v1 shares (2..262144) to v2 weight (1..10000), as runc converts them.
+        let weight = 1 + ((s.clamp(2, 262_144) - 2) * 9999) / 262_142;
+        write(dir, "cpu.weight", &weight.to_string())?;
+    }
+    if let Some(cpus) = &limits.cpuset {
+        write(dir, "cpuset.cpus", cpus)?;
     }
     Ok(())
 }

@@ -109,6 +109,14 @@ pub enum ContainerCommand {
     /// Rename a container
     #[command(after_help = "Example:\n  stack container rename web web-old")]
     Rename { container: String, new_name: String },
+    /// Change the resource limits of containers (running ones at once)
+    #[command(after_help = "Example:\n  stack container update -m 512m --cpus 1.5 web")]
+    Update {
+        #[command(flatten)]
+        limits: UpdateArgs,
+        #[arg(required = true)]
+        containers: Vec<String>,
+    },
     /// Wait until containers stop, and print their exit codes
     #[command(after_help = "Example:\n  stack container wait job")]
     Wait {
@@ -121,6 +129,35 @@ pub enum ContainerCommand {
         /// PORT[/PROTO]
         port: Option<String>,
     },
+}
+
+/// The limits `container update` changes, with `run`'s names.
+#[derive(Args, Debug, Clone)]
+pub struct UpdateArgs {
+    /// Memory limit (bytes, or with a unit: 512m, 1g)
+    #[arg(short = 'm', long)]
+    pub memory: Option<String>,
+    /// Memory soft limit
+    #[arg(long)]
+    pub memory_reservation: Option<String>,
+    /// Memory plus swap limit (-1: unlimited)
+    #[arg(long, allow_hyphen_values = true)]
+    pub memory_swap: Option<String>,
+    /// Number of CPUs (fractions allowed)
+    #[arg(long)]
+    pub cpus: Option<f64>,
+    /// Relative CPU weight
+    #[arg(short = 'c', long)]
+    pub cpu_shares: Option<u64>,
+    /// CPUs the container may run on (0-3, 0,1)
+    #[arg(long)]
+    pub cpuset_cpus: Option<String>,
+    /// Maximum number of processes (-1: unlimited)
+    #[arg(long, allow_hyphen_values = true)]
+    pub pids_limit: Option<i64>,
+    /// Block I/O weight, 10 to 1000
+    #[arg(long, value_parser = clap::value_parser!(u16).range(10..=1000))]
+    pub blkio_weight: Option<u16>,
 }
 
 /// A container as `stack container run` takes it: the host's

@@ -6,6 +6,7 @@
 mod build;
 mod cli;
 mod client;
+mod complete;
 mod compose;
 mod config;
 mod container;
@@ -37,7 +38,7 @@ fn main() -> ExitCode {
         _ => {}
     }
     // A shell asking for completions (COMPLETE=bash stack -- …) is answered here.
-    clap_complete::CompleteEnv::with_factory(cli::command).complete();
+    clap_complete::CompleteEnv::with_factory(complete::command).complete();
     let args = match cli::command()
         .try_get_matches()
         .and_then(|m| <cli::Cli as clap::FromArgMatches>::from_arg_matches(&m))
@@ -182,7 +183,7 @@ fn main() -> ExitCode {
             output,
         } => done(compose::export(g, service, *index, output.as_deref())),
         cli::Command::Completion { shell } => {
-            done(cli::complete::registration(*shell, &mut out).map_err(Into::into))
+            done(complete::registration(*shell, &mut out).map_err(Into::into))
         }
     };
     let _ = out.flush();

@@ -1,6 +1,5 @@
 //! The command line, as docker compose users know it.
 
-pub mod complete;
 pub mod container;
 pub mod docker;
 mod examples;
@@ -16,7 +15,6 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 /// The command line with an example in each command's help.
 pub fn command() -> clap::Command {
     fn add(c: clap::Command, path: &str) -> clap::Command {
-        let c = complete::add(c, path);
         let c = match examples::EXAMPLES.iter().find(|(p, _)| *p == path) {
             Some((_, e)) if c.get_after_help().is_none() => {
                 c.after_help(format!("Examples:\n  {e}"))

@@ -112,10 +112,3 @@ fn every_command_has_an_example() {
         "commands without an example: {missing:?}"
     );
 }
-
-/// clap's own checks of the whole tree, with the examples and completers
-/// added (a positional moved out of place panics only when that command runs).
-#[test]
-fn the_command_line_is_consistent() {
-    super::command().debug_assert();
-}

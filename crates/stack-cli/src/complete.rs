@@ -24,7 +24,7 @@ fn root() -> std::path::PathBuf {
 }
 
 fn services(current: &OsStr) -> Vec<CompletionCandidate> {
-    let names = crate::config::options(&super::Global::default(), &[], false, false)
+    let names = crate::config::options(&crate::cli::Global::default(), &[], false, false)
         .ok()
         .and_then(|o| stack_loader::load(&o).ok())
         .map(|l| l.project.services.into_keys().collect::<Vec<_>>())
@@ -93,9 +93,25 @@ fn completer(path: &str, arg: &str) -> Option<Completer> {
     })
 }
 
-/// The command line with the completers added. (`mut_arg` puts the
+/// The command line with its completers.
+pub fn command() -> clap::Command {
+    fn walk(c: clap::Command, path: &str) -> clap::Command {
+        let c = add(c, path);
+        let names: Vec<String> = c
+            .get_subcommands()
+            .map(|s| s.get_name().to_string())
+            .collect();
+        names.into_iter().fold(c, |c, n| {
+            let sub = format!("{path} {n}").trim().to_string();
+            c.mut_subcommand(&n, |s| walk(s, &sub))
+        })
+    }
+    walk(crate::cli::command(), "")
+}
+
+/// A command with the completers of its arguments. (`mut_arg` puts the
 /// argument last: every one is taken in turn, so their order stays.)
-pub fn add(c: clap::Command, path: &str) -> clap::Command {
+fn add(c: clap::Command, path: &str) -> clap::Command {
     let ids: Vec<String> = c.get_arguments().map(|a| a.get_id().to_string()).collect();
     ids.into_iter().fold(c, |c, id| {
         let f = completer(path, &id);
@@ -120,4 +136,14 @@ pub fn registration(
         _ => &clap_complete::env::Bash,
     };
     shell.write_registration("COMPLETE", "stack", "stack", "stack", out)
+}
+
+#[cfg(test)]
+mod tests {
+    /// clap's own checks of the whole tree with the completers added (a
+    /// positional moved out of place panics only when that command runs).
+    #[test]
+    fn the_command_line_with_completers_is_consistent() {
+        super::command().debug_assert();
+    }
 }

@@ -1022,6 +1022,23 @@ fn hostile_registries_change_nothing() {
     assert_eq!((e.count("layers"), e.count("tmp")), (0, 0));
 }
 
+/// A project `app` whose image (FROM busybox, printing `made`) is built
+/// here by `stack build`; its directory.
+fn built_app(e: &Env, made: &str, compose: &str) -> String {
+    common::busybox_image(e, "local/busybox:1");
+    let app = e.dir.join("app");
+    std::fs::create_dir_all(&app).unwrap();
+    std::fs::write(
+        app.join("Dockerfile"),
+        format!("FROM local/busybox:1\nRUN echo {made} > /made\nCMD [\"cat\", \"/made\"]\n"),
+    )
+    .unwrap();
+    std::fs::write(app.join("compose.yaml"), compose).unwrap();
+    let d = app.display().to_string();
+    e.out(&["--project-directory", &d, "build", "-q"]);
+    d
+}
+
 /// `stack build` then `stack push`: a built image (its layers written by
 /// the builder, uncompressed) goes to the registry and comes back whole
 /// into another store.
@@ -1030,21 +1047,11 @@ fn built_service_images_are_pushed_and_pulled_back() {
     let e = Env::new("registry", "built");
     let reg = Registry::start(&e.dir, "");
     let host = reg.host();
-    common::busybox_image(&e, "local/busybox:1");
-    let app = e.dir.join("app");
-    std::fs::create_dir_all(&app).unwrap();
-    std::fs::write(
-        app.join("Dockerfile"),
-        "FROM local/busybox:1\nRUN echo built > /made\nCMD [\"cat\", \"/made\"]\n",
-    )
-    .unwrap();
-    std::fs::write(
-        app.join("compose.yaml"),
-        format!("services:\n  app:\n    build: .\n    image: {host}/built/app:1\n"),
-    )
-    .unwrap();
-    let d = app.display().to_string();
-    e.out(&["--project-directory", &d, "build", "-q"]);
+    let d = built_app(
+        &e,
+        "built",
+        &format!("services:\n  app:\n    build: .\n    image: {host}/built/app:1\n"),
+    );
     let pushed = e.out(&["--project-directory", &d, "push"]);
     assert!(pushed.contains("1: digest: sha256:"), "{pushed}");
 
@@ -1064,21 +1071,11 @@ fn kube_generate_pushes_built_images_and_names_them_by_digest() {
     let e = Env::new("registry", "kube-push");
     let reg = Registry::start(&e.dir, "");
     let host = reg.host();
-    common::busybox_image(&e, "local/busybox:1");
-    let app = e.dir.join("app");
-    std::fs::create_dir_all(&app).unwrap();
-    std::fs::write(
-        app.join("Dockerfile"),
-        "FROM local/busybox:1\nRUN echo for the cluster > /made\nCMD [\"cat\", \"/made\"]\n",
-    )
-    .unwrap();
-    std::fs::write(
-        app.join("compose.yaml"),
+    let d = built_app(
+        &e,
+        "for the cluster",
         "name: kubedemo\nservices:\n  app:\n    build: .\n  cache:\n    image: local/busybox:1\n",
-    )
-    .unwrap();
-    let d = app.display().to_string();
-    e.out(&["--project-directory", &d, "build", "-q"]);
+    );
     let o = e.stack(&[
         "--project-directory",
         &d,

@@ -95,18 +95,7 @@ fn completer(path: &str, arg: &str) -> Option<Completer> {
 
 /// The command line with its completers.
 pub fn command() -> clap::Command {
-    fn walk(c: clap::Command, path: &str) -> clap::Command {
-        let c = add(c, path);
-        let names: Vec<String> = c
-            .get_subcommands()
-            .map(|s| s.get_name().to_string())
-            .collect();
-        names.into_iter().fold(c, |c, n| {
-            let sub = format!("{path} {n}").trim().to_string();
-            c.mut_subcommand(&n, |s| walk(s, &sub))
-        })
-    }
-    walk(crate::cli::command(), "")
+    crate::cli::each(crate::cli::command(), &add)
 }
 
 /// A command with the completers of its arguments. (`mut_arg` puts the

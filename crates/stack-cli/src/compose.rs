@@ -699,18 +699,6 @@ pub fn ps(g: &Global, args: &PsArgs) -> anyhow::Result<()> {
     }
     match (args.quiet, args.format.as_str()) {
         (true, _) => rows.iter().for_each(|c| println!("{}", c.id)),
-        (false, "json") => {
-            for c in &rows {
-                let v = serde_json::json!({
-                    "ID": c.id, "Name": c.name, "Image": c.image, "Command": c.command,
-                    "Project": project.name, "Service": c.service, "State": c.state,
-                    "Status": c.status, "ExitCode": c.exit_code.unwrap_or(0),
-                    "Health": c.health, "RestartCount": c.restarts,
-                    "Ports": c.ports.join(", "), "Labels": c.labels,
-                });
-                println!("{v}");
-            }
-        }
         (false, "table") => {
             println!("{:<28}{:<14}{:<22}PORTS", "NAME", "SERVICE", "STATUS");
             for c in &rows {
@@ -723,17 +711,18 @@ pub fn ps(g: &Global, args: &PsArgs) -> anyhow::Result<()> {
                 );
             }
         }
-        (false, template) => {
+        // `json` (docker compose's fields, a line each) or a template.
+        (false, format) => {
             let rows = rows
                 .iter()
                 .map(|c| {
-                    let v = serde_json::json!({
+                    crate::table::row(serde_json::json!({
                         "ID": c.id, "Name": c.name, "Image": c.image, "Command": c.command,
                         "Project": project.name, "Service": c.service, "State": c.state,
                         "Status": c.status, "ExitCode": c.exit_code.unwrap_or(0),
-                        "Health": c.health, "Ports": c.ports.join(", "),
-                    });
-                    v.as_object().cloned().unwrap_or_default()
+                        "Health": c.health, "RestartCount": c.restarts,
+                        "Ports": c.ports.join(", "), "Labels": c.labels,
+                    }))
                 })
                 .collect();
             let columns = &[
@@ -742,12 +731,7 @@ pub fn ps(g: &Global, args: &PsArgs) -> anyhow::Result<()> {
                 ("Status", "STATUS"),
                 ("Ports", "PORTS"),
             ];
-            crate::table::print(
-                &mut std::io::stdout().lock(),
-                Some(template),
-                false,
-                &crate::table::Listing { columns, rows },
-            )?;
+            crate::table::print_out(Some(format), false, columns, rows)?;
         }
     }
     Ok(())
@@ -788,9 +772,8 @@ pub fn images(
                 Some(id) => (id.chars().take(12).collect(), crate::table::size(c.size)),
                 None => ("<gone>".to_string(), String::new()),
             };
-            let v = serde_json::json!({"ContainerName": c.container, "Repository": repo,
-                "Tag": tag, "ID": id, "Size": size});
-            v.as_object().cloned().unwrap_or_default()
+            crate::table::row(serde_json::json!({"ContainerName": c.container,
+                "Repository": repo, "Tag": tag, "ID": id, "Size": size}))
         })
         .collect();
     let columns = &[
@@ -803,12 +786,7 @@ pub fn images(
     let format = format.or(Some(
         "table {{.ContainerName}}\t{{.Repository}}\t{{.Tag}}\t{{.ID}}\t{{.Size}}",
     ));
-    crate::table::print(
-        &mut std::io::stdout().lock(),
-        format,
-        quiet,
-        &crate::table::Listing { columns, rows },
-    )?;
+    crate::table::print_out(format, quiet, columns, rows)?;
     Ok(())
 }
 
@@ -981,8 +959,8 @@ pub fn ls(quiet: bool, all: bool, filters: &[String], format: Option<&str>) -> a
         .filter(|p| all || p.status.contains("running"))
         .filter(|p| names.is_empty() || names.iter().any(|n| p.name.contains(n.as_str())))
         .map(|p| {
-            let v = serde_json::json!({"Name": p.name, "Status": p.status, "ConfigFiles": p.config_files});
-            v.as_object().cloned().unwrap_or_default()
+            crate::table::row(serde_json::json!({"Name": p.name, "Status": p.status,
+                "ConfigFiles": p.config_files}))
         })
         .collect();
     let columns = &[
@@ -990,12 +968,7 @@ pub fn ls(quiet: bool, all: bool, filters: &[String], format: Option<&str>) -> a
         ("Status", "STATUS"),
         ("ConfigFiles", "CONFIG FILES"),
     ];
-    crate::table::print(
-        &mut std::io::stdout().lock(),
-        format,
-        quiet,
-        &crate::table::Listing { columns, rows },
-    )?;
+    crate::table::print_out(format, quiet, columns, rows)?;
     Ok(())
 }
 

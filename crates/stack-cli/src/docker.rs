@@ -88,17 +88,7 @@ fn filters(items: &[String]) -> anyhow::Result<String> {
     })
 }
 
-/// Percent-encoding of a query value.
-fn encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
+use stack_image::registry::percent_encode as encode;
 
 /// Asks before removing, as docker does (`-f` does not ask).
 fn confirm(warning: &str, force: bool) -> anyhow::Result<bool> {
@@ -112,7 +102,7 @@ fn confirm(warning: &str, force: bool) -> anyhow::Result<bool> {
 }
 
 fn object(v: &Value) -> Map<String, Value> {
-    v.as_object().cloned().unwrap_or_default()
+    table::row(v.clone())
 }
 
 /// A value printed with a template, or as indented JSON (a list, as

@@ -79,6 +79,29 @@ fn aligned(lines: &[String]) -> String {
     out
 }
 
+/// A JSON object as a row.
+pub fn row(v: Value) -> Map<String, Value> {
+    match v {
+        Value::Object(m) => m,
+        _ => Map::new(),
+    }
+}
+
+/// [`print`] to standard output.
+pub fn print_out(
+    format: Option<&str>,
+    quiet: bool,
+    columns: &[(&str, &str)],
+    rows: Vec<Map<String, Value>>,
+) -> std::io::Result<()> {
+    print(
+        &mut std::io::stdout().lock(),
+        format,
+        quiet,
+        &Listing { columns, rows },
+    )
+}
+
 /// Prints a listing in `format` (None: the table). `quiet`: only the
 /// first column's field, one per line.
 pub fn print(

@@ -746,30 +746,14 @@ impl Gen<'_> {
                     self.warn(object, "volumes", format!("{source} is writable in the stack; as a ConfigMap it is read-only in the pod"));
                 }
                 let key = names::data_key(&base);
-                let cm = self.names.keyed(
-                    "ConfigMap",
-                    "bind",
-                    &format!("{name}\0{source}"),
-                    &format!("{name}-{base}"),
-                );
-                let meta = self.meta(&cm, None);
-                let object = crate::config_map(meta, [(key.clone(), content)]);
-                self.push(object);
+                let cm = self.bind_config_map(name, &source, &base, vec![(key.clone(), content)]);
                 mount["subPath"] = json!(key);
                 mount["readOnly"] = json!(true);
                 vols.add(&base, json!({"configMap": {"name": cm}}), mount);
             }
             Some(Entry::Dir) if m.read_only => match self.small_dir(&source) {
                 Some(files) => {
-                    let cm = self.names.keyed(
-                        "ConfigMap",
-                        "bind",
-                        &format!("{name}\0{source}"),
-                        &format!("{name}-{base}"),
-                    );
-                    let meta = self.meta(&cm, None);
-                    let object = crate::config_map(meta, files);
-                    self.push(object);
+                    let cm = self.bind_config_map(name, &source, &base, files);
                     vols.add(&base, json!({"configMap": {"name": cm}}), mount);
                 }
                 None => {
@@ -796,6 +780,27 @@ impl Gen<'_> {
                 vols.add(&base, json!({"emptyDir": {}}), mount);
             }
         }
+    }
+
+    /// The ConfigMap of service `name`'s bind of `source` (named after
+    /// the service and the file); its name.
+    fn bind_config_map(
+        &mut self,
+        name: &str,
+        source: &str,
+        base: &str,
+        files: Vec<(String, Vec<u8>)>,
+    ) -> String {
+        let cm = self.names.keyed(
+            "ConfigMap",
+            "bind",
+            &format!("{name}\0{source}"),
+            &format!("{name}-{base}"),
+        );
+        let meta = self.meta(&cm, None);
+        let object = crate::config_map(meta, files);
+        self.push(object);
+        cm
     }
 
     /// The files of a directory without subdirectories, if small in all.

@@ -131,7 +131,7 @@ pub enum ContainerCommand {
     },
 }
 
-/// The limits `container update` changes, with `run`'s names.
+/// The limits of `container run` that `container update` changes too.
 #[derive(Args, Debug, Clone)]
 pub struct UpdateArgs {
     /// Memory limit (bytes, or with a unit: 512m, 1g)
@@ -310,27 +310,8 @@ pub struct RunArgs {
     /// Write the container id to this file (which must not exist)
     #[arg(long, value_name = "FILE")]
     pub cidfile: Option<PathBuf>,
-    /// Memory limit (bytes, or with a unit: 512m, 1g)
-    #[arg(short = 'm', long)]
-    pub memory: Option<String>,
-    /// Memory soft limit
-    #[arg(long)]
-    pub memory_reservation: Option<String>,
-    /// Memory plus swap limit (-1: unlimited)
-    #[arg(long)]
-    pub memory_swap: Option<String>,
-    /// Number of CPUs (fractions allowed)
-    #[arg(long)]
-    pub cpus: Option<f64>,
-    /// Relative CPU weight
-    #[arg(short = 'c', long)]
-    pub cpu_shares: Option<u64>,
-    /// CPUs the container may run on (0-3, 0,1)
-    #[arg(long)]
-    pub cpuset_cpus: Option<String>,
-    /// Maximum number of processes (-1: unlimited)
-    #[arg(long, allow_hyphen_values = true)]
-    pub pids_limit: Option<i64>,
+    #[command(flatten)]
+    pub limits: UpdateArgs,
     /// Mount the root filesystem read-only
     #[arg(long)]
     pub read_only: bool,
@@ -404,13 +385,14 @@ impl RunArgs {
             sysctls: a.sysctls,
             log_driver: a.log_driver,
             log_opts: a.log_opts,
-            memory: a.memory,
-            memory_reservation: a.memory_reservation,
-            memory_swap: a.memory_swap,
-            cpus: a.cpus,
-            cpu_shares: a.cpu_shares,
-            cpuset_cpus: a.cpuset_cpus,
-            pids_limit: a.pids_limit,
+            memory: a.limits.memory,
+            memory_reservation: a.limits.memory_reservation,
+            memory_swap: a.limits.memory_swap,
+            cpus: a.limits.cpus,
+            cpu_shares: a.limits.cpu_shares,
+            cpuset_cpus: a.limits.cpuset_cpus,
+            pids_limit: a.limits.pids_limit,
+            blkio_weight: a.limits.blkio_weight,
             read_only: a.read_only,
             no_init: a.no_init,
             rootfs: a.rootfs,

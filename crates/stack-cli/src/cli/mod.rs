@@ -14,23 +14,36 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 /// The command line with an example in each command's help.
 pub fn command() -> clap::Command {
-    fn add(c: clap::Command, path: &str) -> clap::Command {
-        let c = match examples::EXAMPLES.iter().find(|(p, _)| *p == path) {
+    each(
+        <Cli as clap::CommandFactory>::command(),
+        &|c, path| match examples::EXAMPLES.iter().find(|(p, _)| *p == path) {
             Some((_, e)) if c.get_after_help().is_none() => {
                 c.after_help(format!("Examples:\n  {e}"))
             }
             _ => c,
-        };
+        },
+    )
+}
+
+/// `f` on a command and each of its subcommands, with their paths
+/// (`""`, `"container run"`).
+pub fn each(c: clap::Command, f: &dyn Fn(clap::Command, &str) -> clap::Command) -> clap::Command {
+    fn walk(
+        c: clap::Command,
+        path: &str,
+        f: &dyn Fn(clap::Command, &str) -> clap::Command,
+    ) -> clap::Command {
+        let c = f(c, path);
         let names: Vec<String> = c
             .get_subcommands()
             .map(|s| s.get_name().to_string())
             .collect();
         names.into_iter().fold(c, |c, n| {
             let sub = format!("{path} {n}").trim().to_string();
-            c.mut_subcommand(&n, |s| add(s, &sub))
+            c.mut_subcommand(&n, |s| walk(s, &sub, f))
         })
     }
-    add(<Cli as clap::CommandFactory>::command(), "")
+    walk(c, "", f)
 }
 
 #[derive(Parser, Debug)]

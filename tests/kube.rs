@@ -126,11 +126,69 @@ fn render_chart(chart: &Path, out: &Path) {
     }
 }
 
+/// A project with every workload kind and most keys the mapping reads.
+const KINDS: &str = r#"
+name: kinds
+services:
+  db:
+    image: postgres:16
+    scale: 2
+    volumes: [data:/var/lib/postgresql/data]
+    expose: ["5432"]
+    healthcheck: {test: ["CMD", "pg_isready"], interval: 5s, start_period: 20s}
+  agent:
+    image: agent:1
+    deploy: {mode: global, resources: {limits: {cpus: "0.25", memory: 64m}}}
+    privileged: true
+  migrate:
+    image: app:1
+    command: ["migrate"]
+    restart: on-failure:3
+  app:
+    image: app:1
+    entrypoint: ["/init"]
+    user: "1000:1000"
+    read_only: true
+    init: true
+    cap_drop: [ALL]
+    tmpfs: ["/tmp:size=16m"]
+    shm_size: 64m
+    stop_grace_period: 30s
+    hostname: app
+    extra_hosts: ["legacy.local=10.1.2.3"]
+    env_file: app.env
+    environment: {DB: "postgres://db:5432/x"}
+    configs: [settings]
+    secrets: [token]
+    volumes: ["./nginx.conf:/etc/nginx.conf:ro"]
+    ports: ["8080:80", "53:53/udp"]
+    x-stack-probe: {http: {port: 80, path: /health}}
+    depends_on:
+      db: {condition: service_healthy}
+      migrate: {condition: service_completed_successfully}
+    networks: {front: {aliases: [www]}, back: {}}
+networks:
+  front: {}
+  back: {internal: true}
+volumes:
+  data: {x-kubernetes: {size: 5Gi}}
+configs:
+  settings: {content: "debug = false"}
+secrets:
+  token: {file: ./token.txt}
+"#;
+
 #[test]
 fn every_example_and_corpus_project_validates_strictly() {
     let e = Env::new("kube", "validate");
+    let kinds = e.dir.join("kinds");
+    std::fs::create_dir_all(&kinds).unwrap();
+    std::fs::write(kinds.join("compose.yaml"), KINDS).unwrap();
+    std::fs::write(kinds.join("app.env"), "LEVEL=info\n").unwrap();
+    std::fs::write(kinds.join("nginx.conf"), "events {}\n").unwrap();
+    std::fs::write(kinds.join("token.txt"), "s3cret").unwrap();
     let mut all = Vec::new();
-    for p in projects() {
+    for p in projects().into_iter().chain([kinds]) {
         let name = p.file_name().unwrap().to_string_lossy().to_string();
         let yaml_dir = e.dir.join(format!("{name}-yaml"));
         let json_dir = e.dir.join(format!("{name}-json"));
@@ -176,6 +234,33 @@ fn every_example_and_corpus_project_validates_strictly() {
         for d in ["yaml", "json", "rendered"] {
             all.extend(files_in(&e.dir.join(format!("{name}-{d}"))));
         }
+    }
+    // Every kind of object the mapping makes went through the schemas.
+    let kinds: std::collections::BTreeSet<String> = all
+        .iter()
+        .filter(|f| f.extension().is_some_and(|x| x == "json"))
+        .map(|f| {
+            let o: serde_json::Value =
+                serde_json::from_str(&std::fs::read_to_string(f).unwrap()).unwrap();
+            o["kind"].as_str().unwrap().to_string()
+        })
+        .collect();
+    for k in [
+        "Deployment",
+        "StatefulSet",
+        "DaemonSet",
+        "Job",
+        "Service",
+        "ConfigMap",
+        "Secret",
+        "PersistentVolumeClaim",
+        "NetworkPolicy",
+        "Namespace",
+        "ServiceAccount",
+        "Role",
+        "RoleBinding",
+    ] {
+        assert!(kinds.contains(k), "no {k} among {kinds:?}");
     }
     validate(&all);
 }

@@ -141,6 +141,13 @@ fn containers_diff_export_rename_wait_and_image_history() {
     );
     e.out(&["container", "kill", "c2"]);
     assert_eq!(e.out(&["container", "wait", "c2"]), "137\n");
+    // The new limits outlive its exit (the monitor keeps what is on disk).
+    let inspected: serde_json::Value =
+        serde_json::from_str(&e.out(&["container", "inspect", "c2"])).unwrap();
+    assert_eq!(
+        inspected["spec"]["limits"]["memory"], 100663296,
+        "{inspected}"
+    );
     let history = e.out(&["image", "history", "local/busybox:1"]);
     let mut lines = history.lines();
     let header: Vec<&str> = lines
@@ -257,18 +264,21 @@ fn compose_commands_as_docker_compose() {
         &["export", "--index", "2", "-o", tar.to_str().unwrap(), "web"],
     ));
     assert!(tar_list(&tar).contains("www/index.html"));
-    let images = e.out(&in_project(&d, &["images", "--format", "json"]));
-    let first: serde_json::Value = serde_json::from_str(images.lines().next().unwrap()).unwrap();
-    assert_eq!(first["Repository"], "local/busybox");
+    // compose prints one JSON array, sizes in bytes; -q each image once.
+    let images: serde_json::Value =
+        serde_json::from_str(&e.out(&in_project(&d, &["images", "--format", "json"]))).unwrap();
+    assert_eq!(images.as_array().unwrap().len(), 3, "{images}");
+    assert_eq!(images[0]["Repository"], "local/busybox");
+    assert!(images[0]["Size"].as_u64().unwrap() > 1_000_000, "{images}");
     let ids = e.out(&in_project(&d, &["images", "-q"]));
-    assert_eq!(ids.lines().count(), 3, "{ids}");
+    assert!(ids.lines().count() == 1 && ids.trim().len() == 64, "{ids}");
     assert!(e.out(&["ls"]).contains("app"));
     let ls: serde_json::Value = serde_json::from_str(
         e.out(&["ls", "--format", "json", "--filter", "name=app"])
             .trim(),
     )
     .unwrap();
-    assert_eq!(ls["Status"], "running(3)");
+    assert_eq!(ls[0]["Status"], "running(3)");
     assert_eq!(
         e.out(&in_project(
             &d,

@@ -761,13 +761,38 @@ pub fn images(
     check_services(&project, services)?;
     let found: Vec<stack_api::ImageSummary> =
         get(&query_path(&project.name, "images", services, &[]))?;
+    if quiet {
+        // The images' ids, each once (as compose prints them).
+        let mut ids: Vec<&str> = found
+            .iter()
+            .filter_map(|c| c.id.strip_prefix("sha256:"))
+            .collect();
+        ids.sort();
+        ids.dedup();
+        ids.iter().for_each(|id| println!("{id}"));
+        return Ok(());
+    }
+    let split = |image: &str| match image.rsplit_once(':').filter(|(_, t)| !t.contains('/')) {
+        Some((r, t)) => (r.to_string(), t.to_string()),
+        None => (image.to_string(), "latest".to_string()),
+    };
+    if format == Some("json") {
+        // One array, sizes in bytes, as compose prints it.
+        let all: Vec<serde_json::Value> = found
+            .iter()
+            .map(|c| {
+                let (repo, tag) = split(&c.image);
+                serde_json::json!({"ID": c.id, "ContainerName": c.container,
+                    "Repository": repo, "Tag": tag, "Size": c.size})
+            })
+            .collect();
+        println!("{}", serde_json::Value::Array(all));
+        return Ok(());
+    }
     let rows = found
         .into_iter()
         .map(|c| {
-            let (repo, tag) = match c.image.rsplit_once(':').filter(|(_, t)| !t.contains('/')) {
-                Some((r, t)) => (r.to_string(), t.to_string()),
-                None => (c.image.clone(), "latest".into()),
-            };
+            let (repo, tag) = split(&c.image);
             let (id, size) = match c.id.strip_prefix("sha256:") {
                 Some(id) => (id.chars().take(12).collect(), crate::table::size(c.size)),
                 None => ("<gone>".to_string(), String::new()),
@@ -784,9 +809,9 @@ pub fn images(
         ("Size", "SIZE"),
     ];
     let format = format.or(Some(
-        "table {{.ContainerName}}\t{{.Repository}}\t{{.Tag}}\t{{.ID}}\t{{.Size}}",
+        "table {{.ContainerName}}\\t{{.Repository}}\\t{{.Tag}}\\t{{.ID}}\\t{{.Size}}",
     ));
-    crate::table::print_out(format, quiet, columns, rows)?;
+    crate::table::print_out(format, false, columns, rows)?;
     Ok(())
 }
 
@@ -954,7 +979,7 @@ pub fn ls(quiet: bool, all: bool, filters: &[String], format: Option<&str>) -> a
             _ => bail!("invalid filter `{f}`: only name=NAME"),
         }
     }
-    let rows = projects
+    let rows: Vec<serde_json::Map<String, serde_json::Value>> = projects
         .into_iter()
         .filter(|p| all || p.status.contains("running"))
         .filter(|p| names.is_empty() || names.iter().any(|n| p.name.contains(n.as_str())))
@@ -963,6 +988,12 @@ pub fn ls(quiet: bool, all: bool, filters: &[String], format: Option<&str>) -> a
                 "ConfigFiles": p.config_files}))
         })
         .collect();
+    if format == Some("json") {
+        // One array, as compose prints it.
+        let all: Vec<serde_json::Value> = rows.into_iter().map(serde_json::Value::Object).collect();
+        println!("{}", serde_json::Value::Array(all));
+        return Ok(());
+    }
     let columns = &[
         ("Name", "NAME"),
         ("Status", "STATUS"),
@@ -1025,18 +1056,17 @@ pub fn run(g: &Global, args: &RunOneOff) -> anyhow::Result<i32> {
         g
     };
     // The flags that change the service for this container.
-    let mut env = args.process.env.clone();
+    // Variables from the files, a later file over an earlier one, then
+    // the command line's own -e over them all.
+    let mut env = Vec::new();
     for f in &args.env_from_file {
         let text = std::fs::read_to_string(f)
             .with_context(|| format!("--env-from-file `{}`", f.display()))?;
         let vars = stack_loader::dotenv::parse_format(&text, false, &loaded.env.lookup())
             .map_err(|e| anyhow::anyhow!("--env-from-file `{}`: {e}", f.display()))?;
-        // The command line's own -e come last and win.
-        let mut from_file: Vec<String> =
-            vars.into_iter().map(|(k, v)| format!("{k}={v}")).collect();
-        from_file.append(&mut env);
-        env = from_file;
+        env.extend(vars.into_iter().map(|(k, v)| format!("{k}={v}")));
     }
+    env.extend(args.process.env.iter().cloned());
     {
         let s = project
             .services
@@ -1115,7 +1145,7 @@ pub fn run(g: &Global, args: &RunOneOff) -> anyhow::Result<i32> {
         service_ports: args.service_ports,
         tty,
         console_size: tty.then(stack_runtime::terminal_size).flatten(),
-        interactive: args.interactive && !args.detach,
+        interactive: !args.detach,
         detach: args.detach,
         rm: args.rm,
     };

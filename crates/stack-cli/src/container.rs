@@ -57,12 +57,20 @@ pub fn run(cmd: &ContainerCommand) -> anyhow::Result<i32> {
                 cpus: limits.cpus,
                 cpu_shares: limits.cpu_shares,
                 cpuset: limits.cpuset_cpus.clone(),
-                pids: limits.pids_limit,
+                // 0 is unlimited, as Docker takes it.
+                pids: limits.pids_limit.map(|p| if p == 0 { -1 } else { p }),
                 io_weight: limits.blkio_weight,
                 ..Default::default()
             };
+            let mut failed = Vec::new();
             for c in containers {
-                println!("{}", stack_host::containers::update(&host, c, &new)?);
+                match stack_host::containers::update(&host, c, &new) {
+                    Ok(name) => println!("{name}"),
+                    Err(e) => failed.push(format!("{e:#}")),
+                }
+            }
+            if !failed.is_empty() {
+                anyhow::bail!("{}", failed.join("\n"));
             }
             Ok(0)
         }

@@ -40,22 +40,33 @@ impl Api {
     }
 
     /// A container's archive (`export`) to a file or standard output.
+    /// A file is written beside, then renamed over `output`: a failed
+    /// export leaves what was there.
     fn archive_to(&self, path: &str, output: Option<&Path>) -> anyhow::Result<()> {
-        let mut to: Box<dyn Write> = match output {
-            Some(p) => Box::new(
-                std::fs::File::create(p)
-                    .with_context(|| format!("cannot create `{}`", p.display()))?,
-            ),
-            None if std::io::stdout().is_terminal() => {
+        let path = format!("{V}{path}");
+        let Some(out) = output else {
+            if std::io::stdout().is_terminal() {
                 bail!("refusing to write an archive to a terminal: give -o FILE or redirect the output")
             }
-            None => Box::new(std::io::stdout().lock()),
+            let mut to = std::io::stdout().lock();
+            self.rt
+                .block_on(self.client.get_bytes(&path, |b| to.write_all(b)))?;
+            return Ok(to.flush()?);
         };
-        self.rt.block_on(
-            self.client
-                .get_bytes(&format!("{V}{path}"), |b| to.write_all(b)),
-        )?;
-        Ok(to.flush()?)
+        let name = out.file_name().unwrap_or_default().to_string_lossy();
+        let tmp = out.with_file_name(format!(".{name}.{}.part", std::process::id()));
+        let written = (|| -> anyhow::Result<()> {
+            let mut to = std::fs::File::create(&tmp)
+                .with_context(|| format!("cannot create `{}`", tmp.display()))?;
+            self.rt
+                .block_on(self.client.get_bytes(&path, |b| to.write_all(b)))?;
+            to.sync_all()?;
+            std::fs::rename(&tmp, out).with_context(|| format!("cannot write `{}`", out.display()))
+        })();
+        if written.is_err() {
+            let _ = std::fs::remove_file(&tmp);
+        }
+        written
     }
 }
 
@@ -252,8 +263,10 @@ pub fn volume(cmd: &VolumeCommand, out: &mut dyn Write) -> anyhow::Result<()> {
 
 /// A size and how much of it could go: `11.6MB (70%)`.
 fn reclaimable(size: u64, of: u64) -> String {
-    let pct = (size * 100).checked_div(of).unwrap_or(0);
-    format!("{} ({pct}%)", table::size(size))
+    match (size * 100).checked_div(of) {
+        Some(pct) if size > 0 => format!("{} ({pct}%)", table::size(size)),
+        _ => table::size(size),
+    }
 }
 
 fn df(api: &Api, verbose: bool, format: Option<&str>, out: &mut dyn Write) -> anyhow::Result<()> {
@@ -468,6 +481,14 @@ pub fn system(cmd: &SystemCommand, out: &mut dyn Write) -> anyhow::Result<()> {
             } else {
                 "  - all dangling images\n  - unused build cache\n"
             });
+            // (What the engine's prunes read: labels. Others are refused
+            // rather than ignored: an ignored `until` would prune it all.)
+            if let Some(bad) = f
+                .iter()
+                .find(|x| !x.starts_with("label=") && !x.starts_with("label!="))
+            {
+                bail!("the filter `{bad}` is not supported (label=KEY[=VALUE], label!=KEY)");
+            }
             if !confirm(warning.trim_end(), *force)? {
                 return Ok(());
             }

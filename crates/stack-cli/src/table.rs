@@ -13,18 +13,23 @@ pub struct Listing<'a> {
     pub rows: Vec<Map<String, Value>>,
 }
 
+/// A field as a cell: tabs and line ends in it become spaces, so they
+/// split no column and no row.
 fn text(v: &Value) -> String {
     match v {
-        Value::String(s) => s.clone(),
+        Value::String(s) => s.replace(['\t', '\n', '\r'], " "),
         Value::Null => String::new(),
         other => other.to_string(),
     }
 }
 
 /// A template on one row. Unknown fields print as docker's do: empty.
+/// `\t` and `\n` in the template (not in the values) are a tab and a
+/// newline, as docker's.
 pub fn render(template: &str, row: &Map<String, Value>) -> String {
+    let template = template.replace("\\t", "\t").replace("\\n", "\n");
     let mut out = String::new();
-    let mut rest = template;
+    let mut rest = template.as_str();
     while let Some(start) = rest.find("{{") {
         out.push_str(&rest[..start]);
         let Some(end) = rest[start..].find("}}") else {
@@ -47,11 +52,12 @@ pub fn render(template: &str, row: &Map<String, Value>) -> String {
         rest = &rest[start + end + 2..];
     }
     out.push_str(rest);
-    out.replace("\\t", "\t").replace("\\n", "\n")
+    out
 }
 
 /// Lines with tab-separated cells, aligned as docker's tabwriter does
-/// (three spaces between columns).
+/// (`tabwriter.NewWriter(out, 10, 1, 3, ' ', 0)`: a column is its widest
+/// cell and three spaces, ten at least).
 fn aligned(lines: &[String]) -> String {
     let cells: Vec<Vec<&str>> = lines.iter().map(|l| l.split('\t').collect()).collect();
     let n = cells.iter().map(Vec::len).max().unwrap_or(0);
@@ -71,7 +77,8 @@ fn aligned(lines: &[String]) -> String {
         for (i, cell) in c.iter().enumerate() {
             out.push_str(cell);
             if i < last {
-                out.push_str(&" ".repeat(widths[i] - cell.chars().count() + 3));
+                let width = (widths[i] + 3).max(10);
+                out.push_str(&" ".repeat(width - cell.chars().count()));
             }
         }
         out.push('\n');
@@ -196,7 +203,8 @@ pub fn size(b: u64) -> String {
     }
 }
 
-/// How long ago a time (seconds since the epoch) was: `5 minutes ago`.
+/// How long ago a time (seconds since the epoch) was, as docker says it
+/// (go-units' `HumanDuration`): `5 minutes ago`, `About an hour ago`.
 pub fn ago(then: i64) -> String {
     if then <= 0 {
         return "N/A".into();
@@ -205,19 +213,23 @@ pub fn ago(then: i64) -> String {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
         .unwrap_or(then);
-    let s = (now - then).max(0);
-    let (n, unit) = match s {
-        0..=59 => (s, "second"),
-        60..=3599 => (s / 60, "minute"),
-        3600..=86399 => (s / 3600, "hour"),
-        86400..=2_591_999 => (s / 86400, "day"),
-        2_592_000..=31_535_999 => (s / 2_592_000, "month"),
-        _ => (s / 31_536_000, "year"),
-    };
-    match (n, unit) {
-        (0..=1, "second") => "Less than a second ago".into(),
-        (1, u) => format!("About a{} {u} ago", if u == "hour" { "n" } else { "" }),
-        (n, u) => format!("{n} {u}s ago"),
+    format!("{} ago", human_duration((now - then).max(0)))
+}
+
+fn human_duration(s: i64) -> String {
+    let (m, h) = (s / 60, (s + 1800) / 3600);
+    match () {
+        _ if s < 1 => "Less than a second".into(),
+        _ if s == 1 => "1 second".into(),
+        _ if s < 60 => format!("{s} seconds"),
+        _ if m == 1 => "About a minute".into(),
+        _ if m < 60 => format!("{m} minutes"),
+        _ if h == 1 => "About an hour".into(),
+        _ if h < 48 => format!("{h} hours"),
+        _ if h < 24 * 7 * 2 => format!("{} days", h / 24),
+        _ if h < 24 * 30 * 2 => format!("{} weeks", h / 24 / 7),
+        _ if h < 24 * 365 * 2 => format!("{} months", h / 24 / 30),
+        _ => format!("{} years", s / 3600 / 24 / 365),
     }
 }
 
@@ -248,7 +260,7 @@ mod tests {
     fn formats_as_docker_prints_them() {
         assert_eq!(
             printed(None, false),
-            "DRIVER   VOLUME NAME\nlocal    data\nlocal    a-much-longer-name\n"
+            "DRIVER    VOLUME NAME\nlocal     data\nlocal     a-much-longer-name\n"
         );
         assert_eq!(printed(None, true), "local\nlocal\n");
         assert_eq!(
@@ -275,5 +287,10 @@ mod tests {
         assert_eq!(size(23_456_789), "23.46MB");
         assert_eq!(size(123_456), "123.5kB");
         assert_eq!(size(120_000), "120kB");
+        assert_eq!(human_duration(0), "Less than a second");
+        assert_eq!(human_duration(90), "About a minute");
+        assert_eq!(human_duration(30 * 3600), "30 hours");
+        assert_eq!(human_duration(3 * 86400), "3 days");
+        assert_eq!(human_duration(20 * 86400), "2 weeks");
     }
 }

@@ -146,9 +146,15 @@ pub fn update(
     let root = host.root();
     let (dir, mut st) = find(root, key)?;
     if running(&st) {
+        // Memory and swap go together (v2 sets swap as the difference).
+        let mut apply = new.clone();
+        if apply.memory.is_some() || apply.memory_swap.is_some() {
+            apply.memory = apply.memory.or(st.spec.limits.memory);
+            apply.memory_swap = apply.memory_swap.or(st.spec.limits.memory_swap);
+        }
         let layout = stack_runtime::cgroup::layout_of(&st.spec)
             .with_context(|| format!("container {}: its cgroups", st.name))?;
-        stack_runtime::cgroup::update(&layout, new)
+        stack_runtime::cgroup::update(&layout, &apply)
             .with_context(|| format!("container {}", st.name))?;
     }
     let l = &mut st.spec.limits;

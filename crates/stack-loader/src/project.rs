@@ -578,6 +578,7 @@ fn extract_extensions(root: &mut Node) -> Extensions {
 fn normalize(
     root: &mut Node,
     name: &str,
+    dir: &Path,
     env: &Environment,
     resolve_env: bool,
     diags: &mut Diagnostics,
@@ -700,9 +701,9 @@ fn normalize(
                 }
             }
             if resolve_env {
-                resolve_environment(m, &lookup, diags);
+                resolve_environment(m, dir, &lookup, diags);
             }
-            resolve_label_files(m, diags);
+            resolve_label_files(m, dir, diags);
         }
     }
     let Some(top) = root.as_map_mut() else { return };
@@ -740,7 +741,7 @@ fn normalize(
 }
 
 /// `label_file` contents merged under `labels` (explicit labels win).
-fn resolve_label_files(m: &mut Map, diags: &mut Diagnostics) {
+fn resolve_label_files(m: &mut Map, dir: &Path, diags: &mut Diagnostics) {
     let mut from_files: Vec<(String, String, Span)> = Vec::new();
     for f in m
         .get("label_file")
@@ -749,7 +750,8 @@ fn resolve_label_files(m: &mut Map, diags: &mut Diagnostics) {
     {
         let Some(path) = f.as_str() else { continue };
         let none = |_: &str| None;
-        match std::fs::read_to_string(path) {
+        // (Relative when paths are kept as written: from the project directory.)
+        match std::fs::read_to_string(dir.join(path)) {
             Ok(text) => match crate::dotenv::parse(&text, &none) {
                 Ok(vars) => {
                     from_files.extend(vars.into_iter().map(|(k, v)| (k, v, f.span.clone())))
@@ -791,6 +793,7 @@ fn add_missing<'m>(
 /// `env_file` contents and bare `KEY` entries resolved into `environment`.
 fn resolve_environment(
     m: &mut Map,
+    dir: &Path,
     lookup: &dyn Fn(&str) -> Option<String>,
     diags: &mut Diagnostics,
 ) {
@@ -801,7 +804,7 @@ fn resolve_environment(
         };
         let required = f.get("required").and_then(Node::as_str) != Some("false");
         let raw = f.get("format").and_then(Node::as_str) == Some("raw");
-        match std::fs::read_to_string(path) {
+        match std::fs::read_to_string(dir.join(path)) {
             Ok(text) => {
                 let parsed = crate::dotenv::parse_format(&text, raw, &lookup);
                 match parsed {
@@ -849,7 +852,14 @@ pub fn build(
         m.remove("name");
     }
     if !opts.no_normalize {
-        normalize(&mut root, &name, env, !opts.no_env_resolution, &mut diags);
+        normalize(
+            &mut root,
+            &name,
+            project_dir,
+            env,
+            !opts.no_env_resolution,
+            &mut diags,
+        );
     }
     let extensions = extract_extensions(&mut root);
     if diags.has_errors() {

@@ -326,10 +326,12 @@ fn stage1(spec: &Spec, dir: &Path, mode: Mode) -> std::io::Result<i32> {
             st.status = Status::Exited;
             st.exit_code = Some(code);
             st.finished_at = Some(stack_sys::time::now_rfc3339());
-            // Renamed while it ran (`docker rename`): the name on disk stays.
+            // Renamed or given new limits while it ran (`rename`,
+            // `update`): what is on disk stays.
             if let Ok(now) = state::read(dir) {
                 st.name = now.name;
                 st.spec.name = now.spec.name;
+                st.spec.limits = now.spec.limits;
             }
             state::write(dir, &st)?;
             Ok(code)

@@ -102,7 +102,7 @@ pub enum SystemCommand {
         /// Do not ask
         #[arg(short, long)]
         force: bool,
-        /// Filter: label=KEY[=VALUE], until=TIME
+        /// Filter: label=KEY[=VALUE], label!=KEY
         #[arg(long = "filter", value_name = "FILTER")]
         filters: Vec<String>,
     },

@@ -56,7 +56,7 @@ pub enum ImageCommand {
         #[arg(long)]
         no_trunc: bool,
         /// Sizes in bytes, times in RFC 3339
-        #[arg(short = 'H', long, default_value_t = true, action = clap::ArgAction::Set)]
+        #[arg(short = 'H', long, default_value_t = true, num_args = 0..=1, require_equals = true, default_missing_value = "true", action = clap::ArgAction::Set)]
         human: bool,
         /// table, json, or a Go template
         #[arg(long)]

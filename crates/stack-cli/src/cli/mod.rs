@@ -801,8 +801,8 @@ pub struct PsArgs {
     /// Do not cut the command short
     #[arg(long)]
     pub no_trunc: bool,
-    /// Include containers of services the file no longer has (the default)
-    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    /// Include containers of services the file no longer has (the default; --orphans=false leaves them out)
+    #[arg(long, default_value_t = true, num_args = 0..=1, require_equals = true, default_missing_value = "true", action = clap::ArgAction::Set)]
     pub orphans: bool,
     /// Only these services
     #[arg(value_name = "SERVICE")]
@@ -851,8 +851,8 @@ pub struct RunOneOff {
     /// Read environment variables from a file (the env_file format)
     #[arg(long = "env-from-file", value_name = "FILE")]
     pub env_from_file: Vec<PathBuf>,
-    /// Keep standard input open (the default: there for docker compose's scripts)
-    #[arg(short = 'i', long, default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    /// Keep standard input open (always, as compose's default; the flag is for its scripts)
+    #[arg(short = 'i', long)]
     pub interactive: bool,
     /// Build the service's image first
     #[arg(long)]

@@ -291,13 +291,27 @@ fn graph_formats() {
 fn version_and_completions() {
     let p = Project::new(&[]);
     assert!(stdout(&p.run(&["version"])).starts_with("stack version "));
+    // The scripts register a function that asks the binary…
     for shell in ["bash", "zsh", "fish"] {
         let out = stdout(&p.run(&["completion", shell]));
         assert!(
-            out.contains("config") && out.contains("graph"),
-            "{shell} completion lacks subcommands"
+            out.contains("COMPLETE") && out.contains("stack"),
+            "{shell} completion does not ask stack: {out}"
         );
     }
+    // …which answers with the subcommands.
+    let asked = stack(
+        &p.0,
+        &["--", "stack", "gr"],
+        &[
+            ("COMPLETE", "bash"),
+            ("_CLAP_COMPLETE_INDEX", "1"),
+            ("_CLAP_COMPLETE_COMP_TYPE", "9"),
+            ("_CLAP_COMPLETE_SPACE", "true"),
+            ("_CLAP_IFS", "\n"),
+        ],
+    );
+    assert_eq!(stdout(&asked).trim(), "graph", "{}", stderr(&asked));
 }
 
 /// Every stack file of the corpus, rendered canonically.

@@ -29,10 +29,11 @@ fn volumes_as_docker_manages_them() {
         anon.len() == 64 && anon.chars().all(|c| c.is_ascii_hexdigit()),
         "{anon}"
     );
-    insta::assert_snapshot!(
-        "volume_ls",
-        e.out(&["volume", "ls"]).replace(anon, "<anonymous>")
-    );
+    // (Rows in name order: the anonymous one's place depends on its name.)
+    let listed = e.out(&["volume", "ls"]).replace(anon, "<anonymous>");
+    let mut lines: Vec<&str> = listed.lines().collect();
+    lines[1..].sort();
+    insta::assert_snapshot!("volume_ls", lines.join("\n") + "\n");
     assert_eq!(
         e.out(&[
             "volume",

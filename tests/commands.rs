@@ -464,3 +464,31 @@ fn completion_names_what_is_there() {
     e.out(&["network", "rm", "net-one"]);
     e.out(&["volume", "rm", "vol-one"]);
 }
+
+/// `start --wait`: back when the service is healthy; a service that never
+/// is fails after `--wait-timeout`.
+#[test]
+fn start_waits_until_healthy() {
+    let (e, d) = project_env(
+        "commands",
+        "start-wait",
+        "services:\n  slow:\n    image: local/busybox:1\n    command: [\"sh\", \"-c\", \"rm -f /ready; sleep 1; echo > /ready; exec sleep 1000\"]\n    healthcheck: {test: [\"CMD\", \"cat\", \"/ready\"], interval: 200ms, retries: 100}\n  never:\n    image: local/busybox:1\n    command: [\"sleep\", \"1000\"]\n    healthcheck: {test: [\"CMD\", \"cat\", \"/nowhere\"], interval: 200ms, retries: 100}\n",
+    );
+    e.out(&in_project(&d, &["up", "-d"]));
+    e.out(&in_project(&d, &["stop", "-t", "1"]));
+    e.out(&in_project(&d, &["start", "--wait", "slow"]));
+    let ps = e.out(&in_project(
+        &d,
+        &["ps", "--format", "{{.Service}} {{.Health}}", "slow"],
+    ));
+    assert_eq!(ps, "slow healthy\n");
+    let err = e.fails(&in_project(
+        &d,
+        &["start", "--wait", "--wait-timeout", "1", "never"],
+    ));
+    assert!(
+        err.contains("not ready after 1s") && err.contains("never"),
+        "{err}"
+    );
+    e.out(&in_project(&d, &["down", "-t", "1"]));
+}

@@ -125,7 +125,18 @@ fn main() -> ExitCode {
             format,
         } => done(compose::ls(*quiet, *all, filters, format.as_deref())),
         cli::Command::Stop(a) => act(Action::Stop, services(&a.services, a.timeout)),
-        cli::Command::Start(a) => act(Action::Start, services(&a.services, None)),
+        cli::Command::Start {
+            wait,
+            wait_timeout,
+            services: s,
+        } => act(
+            Action::Start,
+            ActionRequest {
+                wait: *wait,
+                wait_timeout: *wait_timeout,
+                ..services(s, None)
+            },
+        ),
         cli::Command::Restart(a) => act(Action::Restart, services(&a.services, a.timeout)),
         cli::Command::Kill {
             signal,

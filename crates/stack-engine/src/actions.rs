@@ -84,6 +84,30 @@ impl<D: Driver + Send + 'static> Engine<D> {
                 .await;
             failures(results)?;
         }
+        // `start --wait`: as `up --wait` waits.
+        if action == Action::Start && req.wait {
+            // What it started is watched first (the board then knows it
+            // runs, not the exit it had).
+            self.adopt()?;
+            let mut services: Vec<String> = mine
+                .iter()
+                .filter(|c| wanted(&c.service))
+                .map(|c| c.service.clone())
+                .collect();
+            services.sort();
+            services.dedup();
+            let limit = std::time::Duration::from_secs(req.wait_timeout.unwrap_or(u64::MAX / 4));
+            let mut pending = Vec::new();
+            let settled = self.settled(&project.name, &services, &mut pending);
+            match tokio::time::timeout(limit, settled).await {
+                Ok(r) => r?,
+                Err(_) => bail!(
+                    "--wait: not ready after {}s: {}",
+                    limit.as_secs(),
+                    pending.join(", ")
+                ),
+            }
+        }
         // Services restarted by name take along the dependents that ask for it.
         if action == Action::Restart {
             for s in &req.services {

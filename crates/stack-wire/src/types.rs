@@ -161,6 +161,12 @@ pub struct ActionRequest {
     /// Operations at once (`--parallel`; the engine's default when absent).
     #[serde(default)]
     pub parallel: Option<usize>,
+    /// start: then wait until the containers are running and healthy (or,
+    /// for one-shots, done), for at most `wait_timeout` seconds.
+    #[serde(default)]
+    pub wait: bool,
+    #[serde(default)]
+    pub wait_timeout: Option<u64>,
 }
 
 impl ActionRequest {

@@ -185,7 +185,16 @@ pub enum Command {
     /// Stop the stack's containers (reverse dependency order)
     Stop(ServicesTimeout),
     /// Start the stack's stopped containers, in place
-    Start(Services),
+    Start {
+        /// Then wait until they are running and healthy (one-shots: done)
+        #[arg(long)]
+        wait: bool,
+        /// At most this many seconds (with --wait)
+        #[arg(long, value_name = "SECONDS", requires = "wait")]
+        wait_timeout: Option<u64>,
+        /// Services (default: all)
+        services: Vec<String>,
+    },
     /// Restart the stack's containers, in place
     Restart(ServicesTimeout),
     /// Send a signal to the stack's running containers

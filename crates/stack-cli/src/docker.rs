@@ -722,9 +722,7 @@ pub fn project_volumes(
                 .as_ref()
                 .filter(|k| m.kind == "volume" && project.volumes.contains_key(*k))
             {
-                // Its `name:`, else `<project>_<key>` (as the engine names it).
-                let name = project.volumes[key].name.clone();
-                names.insert(name.unwrap_or_else(|| format!("{}_{key}", project.name)));
+                names.insert(stack_host::volume_name(project, key));
             }
         }
     }

@@ -96,17 +96,8 @@ impl<D: Driver + Send + 'static> Engine<D> {
                 .collect();
             services.sort();
             services.dedup();
-            let limit = std::time::Duration::from_secs(req.wait_timeout.unwrap_or(u64::MAX / 4));
-            let mut pending = Vec::new();
-            let settled = self.settled(&project.name, &services, &mut pending);
-            match tokio::time::timeout(limit, settled).await {
-                Ok(r) => r?,
-                Err(_) => bail!(
-                    "--wait: not ready after {}s: {}",
-                    limit.as_secs(),
-                    pending.join(", ")
-                ),
-            }
+            self.settled_within(&project.name, &services, req.wait_timeout)
+                .await?;
         }
         // Services restarted by name take along the dependents that ask for it.
         if action == Action::Restart {

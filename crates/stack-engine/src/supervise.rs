@@ -759,6 +759,27 @@ impl<D: Driver + Send + 'static> Engine<D> {
         Ok(true)
     }
 
+    /// `--wait [--wait-timeout S]` of `up` and `start`: [`Self::settled`],
+    /// or an error naming what is not ready after `timeout` seconds.
+    pub async fn settled_within(
+        &self,
+        project: &str,
+        services: &[String],
+        timeout: Option<u64>,
+    ) -> anyhow::Result<()> {
+        let limit = std::time::Duration::from_secs(timeout.unwrap_or(u64::MAX / 4));
+        let mut pending = Vec::new();
+        let settled = self.settled(project, services, &mut pending);
+        match tokio::time::timeout(limit, settled).await {
+            Ok(r) => r,
+            Err(_) => bail!(
+                "--wait: not ready after {}s: {}",
+                limit.as_secs(),
+                pending.join(", ")
+            ),
+        }
+    }
+
     /// `up --wait`: until every replica of `services` is where it should
     /// end up: running (and healthy, if it has a health check), or exited
     /// 0 for one-shots whose policy leaves them so.

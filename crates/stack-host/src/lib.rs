@@ -35,6 +35,8 @@ use anyhow::Context as _;
 
 pub use create::{ContainerConfig, Launch, Launched};
 pub use network::DNS_ARG;
+/// A named volume's name on the host (the engine's rule), for the clients.
+pub use stack_engine::volume_name;
 
 /// What went wrong on the host, by kind, where the kind is known: the
 /// daemon answers each kind with its HTTP status, anything else is an

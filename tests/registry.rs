@@ -1056,10 +1056,29 @@ fn built_service_images_are_pushed_and_pulled_back() {
     assert!(pushed.contains("1: digest: sha256:"), "{pushed}");
 
     let other = Env::new("registry", "built-other");
-    other.out(&["image", "pull", &format!("{host}/built/app:1")]);
+    let pulled = other.out(&["image", "pull", &format!("{host}/built/app:1")]);
     assert_eq!(
         other.out(&["container", "run", "--rm", &format!("{host}/built/app:1")]),
         "built\n"
+    );
+    // config pins the image to the digest it was pulled by.
+    let digest = pulled
+        .lines()
+        .find_map(|l| l.strip_prefix("Digest: "))
+        .unwrap_or_else(|| panic!("{pulled}"))
+        .to_string();
+    let p = other.dir.join("p");
+    std::fs::create_dir_all(&p).unwrap();
+    std::fs::write(
+        p.join("compose.yaml"),
+        format!("services:\n  app:\n    image: {host}/built/app:1\n"),
+    )
+    .unwrap();
+    let pd = p.display().to_string();
+    let locked = other.out(&["--project-directory", &pd, "config", "--lock-image-digests"]);
+    assert!(
+        locked.contains(&format!("image: {host}/built/app:1@{digest}")),
+        "{locked}"
     );
 }
 

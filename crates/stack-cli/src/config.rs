@@ -280,14 +280,16 @@ fn pinned_images(
             out.insert(name.clone(), image.clone());
             continue;
         }
+        // The digest it has for this repository (else its first one).
+        let repo = |r: &str| {
+            stack_image::reference::Reference::parse(r)
+                .ok()
+                .map(|r| (r.registry, r.repository))
+        };
         let digest = store.lookup(image).ok().and_then(|img| {
-            let repo = image
-                .rsplit_once(':')
-                .filter(|(_, t)| !t.contains('/'))
-                .map_or(image.as_str(), |(r, _)| r);
             img.repo_digests
                 .iter()
-                .find(|d| d.split('@').next() == Some(repo) || d.ends_with(&format!("/{repo}")))
+                .find(|d| repo(d).is_some() && repo(d) == repo(image))
                 .or(img.repo_digests.first())
                 .and_then(|d| d.split_once('@').map(|(_, d)| d.to_string()))
         });

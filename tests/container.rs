@@ -1132,7 +1132,10 @@ fn the_pty_follows_the_terminal_size() {
     let mut out = Vec::new();
     let mut read_until = |until: &str| {
         let mut buf = [0u8; 1024];
-        while !String::from_utf8_lossy(&out).contains(until) {
+        while !String::from_utf8_lossy(&out)
+            .replace('\r', "")
+            .contains(until)
+        {
             match nix::unistd::read(&pty.master, &mut buf) {
                 Ok(n @ 1..) => out.extend_from_slice(&buf[..n]),
                 _ => break,
@@ -1141,7 +1144,7 @@ fn the_pty_follows_the_terminal_size() {
         String::from_utf8_lossy(&out).replace('\r', "")
     };
     // Resized once the app has told its first size.
-    let first = read_until("30 100");
+    let first = read_until("30 100\n");
     assert!(first.contains("30 100\n"), "{first:?}");
     set_size(pty.master.as_raw_fd(), 50, 120);
     // The terminal tells its foreground group; here that is the CLI's group.
@@ -1150,7 +1153,7 @@ fn the_pty_follows_the_terminal_size() {
         nix::sys::signal::Signal::SIGWINCH,
     )
     .unwrap();
-    let text = read_until("50 120");
+    let text = read_until("50 120\n");
     assert!(child.wait().unwrap().success());
     assert!(text.contains("50 120"), "{text:?}");
 }

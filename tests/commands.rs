@@ -1,6 +1,6 @@
 //! The docker commands a stack user reaches for (`volume`, `system`,
-//! `container diff|export|rename|wait`, `image history`) and the compose
-//! commands and flags that match docker compose's (`volumes`, `export`,
+//! `container diff|export|rename|wait|commit`, `image history`) and the
+//! compose commands and flags that match docker compose's (`volumes`, `export`, `commit`,
 //! `images`, `ls`, `ps`, `port`, `logs --index`, `run`'s flags, `config`'s
 //! flags, `version`), run as users run them, with snapshots of outputs.
 
@@ -500,4 +500,104 @@ fn start_waits_until_healthy() {
         "{err}"
     );
     e.out(&in_project(&d, &["down", "-t", "1"]));
+}
+
+#[test]
+fn commit_makes_an_image_of_a_containers_changes() {
+    let (e, d) = project_env(
+        "commands",
+        "commit",
+        "services:\n  web:\n    image: local/busybox:1\n    command: [\"sh\", \"-c\", \"echo served > /www/page; exec sleep 1000\"]\n",
+    );
+    let data = e.dir.join("data");
+    std::fs::create_dir(&data).unwrap();
+    let bind = format!("{}:/data", data.display());
+    e.out(&[
+        "container",
+        "run",
+        "-d",
+        "--name",
+        "c1",
+        "-v",
+        &bind,
+        "local/busybox:1",
+        "sh",
+        "-c",
+        "echo new > /new; echo in-volume > /data/x; busybox rm /bin/echo; exec sleep 1000",
+    ]);
+    common::wait_for("the container's changes", || {
+        e.out(&["container", "diff", "c1"]).contains("A /new")
+    });
+    let images = e.out(&["image", "ls", "-q"]);
+    // A change commit cannot make is refused, naming it, and makes nothing.
+    let err = e.fails(&["container", "commit", "-c", "RUN true", "c1", "local/bad:1"]);
+    assert!(err.contains("--change `RUN true`"), "{err}");
+    assert_eq!(e.out(&["image", "ls", "-q"]), images);
+    let id = e.out(&[
+        "container",
+        "commit",
+        "-a",
+        "Jane <jane@example.com>",
+        "-m",
+        "with new",
+        "-c",
+        "ENV GREETING=hi",
+        "-c",
+        "EXPOSE 8080",
+        "-c",
+        "CMD [\"sh\", \"-c\", \"cat /new; echo $GREETING; ls /data | wc -l; test -e /bin/echo || echo no-echo\"]",
+        "c1",
+        "local/busybox:committed",
+    ]);
+    assert!(id.trim().starts_with("sha256:"), "{id}");
+    // The running container was paused only while it was read.
+    let inspected: serde_json::Value =
+        serde_json::from_str(&e.out(&["container", "inspect", "c1"])).unwrap();
+    assert_eq!(inspected["status"], "running", "{inspected}");
+    // The new image: the container's files (not its volume's), the changes.
+    assert_eq!(
+        e.out(&["container", "run", "--rm", "local/busybox:committed"]),
+        "new\nhi\n0\nno-echo\n"
+    );
+    let history = e.out(&[
+        "image",
+        "history",
+        "--no-trunc",
+        "--format",
+        "{{.CreatedBy}}|{{.Comment}}",
+        "local/busybox:committed",
+    ]);
+    assert_eq!(
+        history.lines().next().unwrap(),
+        "sh -c echo new > /new; echo in-volume > /data/x; busybox rm /bin/echo; exec sleep 1000|with new"
+    );
+    let config: serde_json::Value =
+        serde_json::from_str(&e.out(&["image", "inspect", "local/busybox:committed"])).unwrap();
+    assert!(
+        config["config"]["ExposedPorts"].get("8080/tcp").is_some(),
+        "{config}"
+    );
+    e.out(&["container", "rm", "-f", "c1"]);
+    // A service's container, by compose's `commit`.
+    e.out(&in_project(&d, &["up", "-d"]));
+    common::wait_for("the page written", || {
+        e.stack(&in_project(&d, &["exec", "web", "cat", "/www/page"]))
+            .status
+            .success()
+    });
+    e.out(&in_project(&d, &["commit", "web", "local/web:snap"]));
+    e.out(&in_project(&d, &["down"]));
+    assert_eq!(
+        e.out(&[
+            "container",
+            "run",
+            "--rm",
+            "local/web:snap",
+            "cat",
+            "/www/page"
+        ]),
+        "served\n"
+    );
+    let err = e.fails(&in_project(&d, &["commit", "web"]));
+    assert!(err.contains("`web` is not running"), "{err}");
 }

@@ -35,20 +35,13 @@ pub fn commit(
             xattr::remove(dir, &name)?;
         }
     }
-    let mut writer = store.blob_writer()?;
-    {
-        let mut tar = tar::Builder::new(&mut writer);
-        tar.follow_symlinks(false);
-        let mut links = HashMap::new();
-        append_tree(&mut tar, dir, Path::new(""), &mut links)?;
-        tar.finish()?;
-    }
-    let (digest, size) = writer.commit(None)?;
-    let blob = Blob {
-        media_type: LAYER_TAR.into(),
-        digest: digest.clone(),
-        size,
+    let mut walk = Walk {
+        links: HashMap::new(),
+        skip: &[],
+        tidy: true,
     };
+    let blob = walk.write(store, dir)?;
+    let digest = blob.digest.clone();
     // Uncompressed: the blob's digest is the diff id.
     let chain = stack_image::store::chain_id(parent, &digest);
     let target = store.layer_dir(&chain);
@@ -68,6 +61,134 @@ pub fn commit(
     }))
 }
 
+/// Writes `dir` (a container's writable layer, left as it is) as a layer
+/// on top of `parent`, without the paths in `skip` (relative, what the
+/// runtime made there rather than the container): `commit`.
+pub fn copy(
+    store: &Store,
+    dir: &Path,
+    parent: Option<&str>,
+    skip: &[std::path::PathBuf],
+) -> anyhow::Result<LayerParts> {
+    let mut walk = Walk {
+        links: HashMap::new(),
+        skip,
+        tidy: false,
+    };
+    let blob = walk.write(store, dir)?;
+    Ok(store.unpack_blob(&blob, parent, None)?)
+}
+
+/// The walk of a directory into a layer's tar.
+struct Walk<'a> {
+    /// Hard links: the first path of each (device, inode) written.
+    links: HashMap<(u64, u64), std::path::PathBuf>,
+    skip: &'a [std::path::PathBuf],
+    /// Whether what the tar leaves out is taken out of the directory too
+    /// (it becomes the layer's unpacked form).
+    tidy: bool,
+}
+
+impl Walk<'_> {
+    /// The tar of `dir` as a blob in `store`.
+    fn write(&mut self, store: &Store, dir: &Path) -> anyhow::Result<Blob> {
+        let mut writer = store.blob_writer()?;
+        {
+            let mut tar = tar::Builder::new(&mut writer);
+            tar.follow_symlinks(false);
+            self.append_tree(&mut tar, dir, Path::new(""))?;
+            tar.finish()?;
+        }
+        let (digest, size) = writer.commit(None)?;
+        Ok(Blob {
+            media_type: LAYER_TAR.into(),
+            digest,
+            size,
+        })
+    }
+
+    fn append_tree<W: io::Write>(
+        &mut self,
+        tar: &mut tar::Builder<W>,
+        root: &Path,
+        rel: &Path,
+    ) -> anyhow::Result<()> {
+        let dir = root.join(rel);
+        let mut names: Vec<_> = fs::read_dir(&dir)?
+            .map(|e| e.map(|e| e.file_name()))
+            .collect::<Result<_, _>>()?;
+        names.sort();
+        for name in names {
+            let path = rel.join(&name);
+            if self.skip.contains(&path) {
+                continue;
+            }
+            let full = root.join(&path);
+            let md = fs::symlink_metadata(&full)?;
+            let ft = md.file_type();
+            // An overlay whiteout: a 0:0 character device.
+            if ft.is_char_device() && md.rdev() == 0 {
+                let mut wh = name.clone();
+                wh = std::ffi::OsString::from(format!(".wh.{}", wh.to_string_lossy()));
+                let mut h = header(&md, tar::EntryType::Regular);
+                h.set_size(0);
+                // As Docker writes its whiteouts.
+                h.set_mode(0o600);
+                tar.append_data(&mut h, rel.join(wh), io::empty())?;
+                continue;
+            }
+            append_xattrs(tar, &full, self.tidy)?;
+            if ft.is_dir() {
+                let mut h = header(&md, tar::EntryType::Directory);
+                tar.append_data(&mut h, &path, io::empty())?;
+                if xattr::get(&full, "trusted.overlay.opaque")?.as_deref() == Some(b"y") {
+                    let mut h = header(&md, tar::EntryType::Regular);
+                    h.set_size(0);
+                    tar.append_data(&mut h, path.join(".wh..wh..opq"), io::empty())?;
+                }
+                self.append_tree(tar, root, &path)?;
+            } else if ft.is_symlink() {
+                let mut h = header(&md, tar::EntryType::Symlink);
+                tar.append_link(&mut h, &path, fs::read_link(&full)?)?;
+            } else if ft.is_file() {
+                if md.nlink() > 1 {
+                    let key = (md.dev(), md.ino());
+                    if let Some(first) = self.links.get(&key) {
+                        let mut h = header(&md, tar::EntryType::Link);
+                        tar.append_link(&mut h, &path, first)?;
+                        continue;
+                    }
+                    self.links.insert(key, path.clone());
+                }
+                let mut h = header(&md, tar::EntryType::Regular);
+                h.set_size(md.len());
+                tar.append_data(&mut h, &path, fs::File::open(&full)?)?;
+            } else {
+                let kind = if ft.is_fifo() {
+                    tar::EntryType::Fifo
+                } else if ft.is_char_device() {
+                    tar::EntryType::Char
+                } else if ft.is_block_device() {
+                    tar::EntryType::Block
+                } else {
+                    // Sockets are not kept, as Docker does not: out of the
+                    // directory too, if it becomes the layer.
+                    if self.tidy {
+                        fs::remove_file(&full)?;
+                    }
+                    continue;
+                };
+                let mut h = header(&md, kind);
+                let dev = md.rdev();
+                h.set_device_major(nix::sys::stat::major(dev) as u32)?;
+                h.set_device_minor(nix::sys::stat::minor(dev) as u32)?;
+                tar.append_data(&mut h, &path, io::empty())?;
+            }
+        }
+        Ok(())
+    }
+}
+
 /// The bytes of the files under `p`.
 fn bytes(p: &Path) -> u64 {
     match fs::symlink_metadata(p) {
@@ -77,82 +198,6 @@ fn bytes(p: &Path) -> u64 {
         Ok(m) => m.len(),
         Err(_) => 0,
     }
-}
-
-fn append_tree<W: io::Write>(
-    tar: &mut tar::Builder<W>,
-    root: &Path,
-    rel: &Path,
-    links: &mut HashMap<(u64, u64), std::path::PathBuf>,
-) -> anyhow::Result<()> {
-    let dir = root.join(rel);
-    let mut names: Vec<_> = fs::read_dir(&dir)?
-        .map(|e| e.map(|e| e.file_name()))
-        .collect::<Result<_, _>>()?;
-    names.sort();
-    for name in names {
-        let path = rel.join(&name);
-        let full = root.join(&path);
-        let md = fs::symlink_metadata(&full)?;
-        let ft = md.file_type();
-        // An overlay whiteout: a 0:0 character device.
-        if ft.is_char_device() && md.rdev() == 0 {
-            let mut wh = name.clone();
-            wh = std::ffi::OsString::from(format!(".wh.{}", wh.to_string_lossy()));
-            let mut h = header(&md, tar::EntryType::Regular);
-            h.set_size(0);
-            // As Docker writes its whiteouts.
-            h.set_mode(0o600);
-            tar.append_data(&mut h, rel.join(wh), io::empty())?;
-            continue;
-        }
-        append_xattrs(tar, &full)?;
-        if ft.is_dir() {
-            let mut h = header(&md, tar::EntryType::Directory);
-            tar.append_data(&mut h, &path, io::empty())?;
-            if xattr::get(&full, "trusted.overlay.opaque")?.as_deref() == Some(b"y") {
-                let mut h = header(&md, tar::EntryType::Regular);
-                h.set_size(0);
-                tar.append_data(&mut h, path.join(".wh..wh..opq"), io::empty())?;
-            }
-            append_tree(tar, root, &path, links)?;
-        } else if ft.is_symlink() {
-            let mut h = header(&md, tar::EntryType::Symlink);
-            tar.append_link(&mut h, &path, fs::read_link(&full)?)?;
-        } else if ft.is_file() {
-            if md.nlink() > 1 {
-                let key = (md.dev(), md.ino());
-                if let Some(first) = links.get(&key) {
-                    let mut h = header(&md, tar::EntryType::Link);
-                    tar.append_link(&mut h, &path, first)?;
-                    continue;
-                }
-                links.insert(key, path.clone());
-            }
-            let mut h = header(&md, tar::EntryType::Regular);
-            h.set_size(md.len());
-            tar.append_data(&mut h, &path, fs::File::open(&full)?)?;
-        } else {
-            let kind = if ft.is_fifo() {
-                tar::EntryType::Fifo
-            } else if ft.is_char_device() {
-                tar::EntryType::Char
-            } else if ft.is_block_device() {
-                tar::EntryType::Block
-            } else {
-                // Sockets are not kept, as Docker does not: out of the
-                // directory too, which becomes the layer.
-                fs::remove_file(&full)?;
-                continue;
-            };
-            let mut h = header(&md, kind);
-            let dev = md.rdev();
-            h.set_device_major(nix::sys::stat::major(dev) as u32)?;
-            h.set_device_minor(nix::sys::stat::minor(dev) as u32)?;
-            tar.append_data(&mut h, &path, io::empty())?;
-        }
-    }
-    Ok(())
 }
 
 fn header(md: &fs::Metadata, kind: tar::EntryType) -> tar::Header {
@@ -168,15 +213,19 @@ fn header(md: &fs::Metadata, kind: tar::EntryType) -> tar::Header {
 
 /// The attributes a layer keeps (the unpacker's rule: `user.*` but not
 /// `user.overlay.*`, file capabilities, POSIX ACLs), as a PAX header for
-/// the next entry.
-fn append_xattrs<W: io::Write>(tar: &mut tar::Builder<W>, path: &Path) -> anyhow::Result<()> {
+/// the next entry. Those it does not keep are removed from `path` if `tidy`.
+fn append_xattrs<W: io::Write>(
+    tar: &mut tar::Builder<W>,
+    path: &Path,
+    tidy: bool,
+) -> anyhow::Result<()> {
     let mut records = Vec::new();
     for name in xattr::list(path)? {
         let n = name.to_string_lossy();
         if !stack_image::unpack::xattr_allowed(&n) {
             // Not in the layer: not in the directory either (overlay's
             // opaque marker stays, the tar says it in its own way).
-            if n != "trusted.overlay.opaque" {
+            if tidy && n != "trusted.overlay.opaque" {
                 xattr::remove(path, &name)?;
             }
             continue;

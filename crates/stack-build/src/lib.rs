@@ -9,6 +9,7 @@
 //! [`Event`]s.
 
 mod cache;
+pub mod commit;
 mod copy;
 mod layer;
 mod run;
@@ -448,10 +449,6 @@ impl Builder<'_> {
         stack_dockerfile::expand::word(raw, self.escape, &|n| s.var(n)).map_err(anyhow::Error::msg)
     }
 
-    fn expand_words(&self, s: &State, raw: &str) -> anyhow::Result<Vec<String>> {
-        stack_dockerfile::expand::words(raw, self.escape, &|n| s.var(n)).map_err(anyhow::Error::msg)
-    }
-
     /// Builds stage `i` (once), and the stages it needs: those that do not
     /// need each other at the same time, each on a thread of its own.
     fn stage(&self, i: usize) -> anyhow::Result<State> {
@@ -675,17 +672,6 @@ impl Builder<'_> {
                 s.cfg().insert("WorkingDir".into(), json!(dir));
                 return self.workdir(s, &dir, &title, &format!("WORKDIR {dir}"));
             }
-            Command::Env(pairs) => {
-                let before = s.clone();
-                let mut set = Vec::new();
-                for (k, v) in pairs {
-                    let k = self.expand(&before, k)?;
-                    let v = self.expand(&before, v)?;
-                    s.set_env(&k, &v);
-                    set.push(format!("{k}={v}"));
-                }
-                created_by = format!("ENV {}", set.join(" "));
-            }
             Command::Arg(args) => {
                 for a in args {
                     let value = match self.req.args.get(&a.name) {
@@ -704,159 +690,10 @@ impl Builder<'_> {
                     };
                 }
             }
-            Command::Label(pairs) => {
-                let mut labels = s.get("Labels").cloned().unwrap_or_else(|| json!({}));
-                let mut set = Vec::new();
-                for (k, v) in pairs {
-                    let (k, v) = (self.expand(s, k)?, self.expand(s, v)?);
-                    set.push(format!("{k}={v}"));
-                    labels[k] = json!(v);
-                }
-                s.cfg().insert("Labels".into(), labels);
-                created_by = format!("LABEL {}", set.join(" "));
-            }
-            Command::Maintainer(m) => {
-                s.config["author"] = json!(m);
-            }
-            Command::Expose(words) => {
-                let mut ports = s.get("ExposedPorts").cloned().unwrap_or_else(|| json!({}));
-                for w in words {
-                    for p in self.expand_words(s, w)? {
-                        let p = if p.contains('/') {
-                            p
-                        } else {
-                            format!("{p}/tcp")
-                        };
-                        ports[p] = json!({});
-                    }
-                }
-                let mut keys: Vec<&String> = ports
-                    .as_object()
-                    .map(|o| o.keys().collect())
-                    .unwrap_or_default();
-                keys.sort();
-                let listed: Vec<String> = keys.iter().map(|k| format!("{k}:{{}}")).collect();
-                created_by = format!("EXPOSE map[{}]", listed.join(" "));
-                s.cfg().insert("ExposedPorts".into(), ports);
-            }
-            Command::Volume(paths) => {
-                let mut vols = s.get("Volumes").cloned().unwrap_or_else(|| json!({}));
-                let mut set = Vec::new();
-                for p in paths {
-                    for v in self.expand_words(s, p)? {
-                        vols[&v] = json!({});
-                        set.push(v);
-                    }
-                }
-                created_by = format!("VOLUME [{}]", set.join(" "));
-                s.cfg().insert("Volumes".into(), vols);
-            }
-            Command::User(u) => {
-                let u = self.expand(s, u)?;
-                s.cfg().insert("User".into(), json!(u));
-            }
-            Command::StopSignal(sig) => {
-                let sig = self.expand(s, sig)?;
-                s.cfg().insert("StopSignal".into(), json!(sig));
-            }
-            Command::Cmd(f) => {
-                let v = self.form(s, f);
-                created_by = format!("CMD {}", go_quoted(&v));
-                s.cfg().insert("Cmd".into(), json!(v));
-                s.cmd_set = true;
-            }
-            Command::Entrypoint(f) => {
-                let v = self.form(s, f);
-                created_by = format!("ENTRYPOINT {}", go_quoted(&v));
-                s.cfg().insert("Entrypoint".into(), json!(v));
-                if !s.cmd_set {
-                    s.cfg().insert("Cmd".into(), Value::Null);
-                }
-            }
-            Command::Shell(sh) => {
-                s.shell = sh.clone();
-                s.cfg().insert("Shell".into(), json!(sh));
-            }
-            Command::Healthcheck(h) => {
-                let v = match h {
-                    Healthcheck::Disable => json!({"Test": ["NONE"]}),
-                    Healthcheck::Check {
-                        test,
-                        interval,
-                        timeout,
-                        start_period,
-                        start_interval,
-                        retries,
-                    } => {
-                        let test: Vec<String> = match test {
-                            Form::Exec(v) => std::iter::once("CMD".to_string())
-                                .chain(v.clone())
-                                .collect(),
-                            Form::Shell(t) => vec!["CMD-SHELL".into(), t.clone()],
-                        };
-                        let mut v = json!({"Test": test});
-                        for (k, d) in [
-                            ("Interval", interval),
-                            ("Timeout", timeout),
-                            ("StartPeriod", start_period),
-                            ("StartInterval", start_interval),
-                        ] {
-                            if let Some(d) = d {
-                                v[k] = json!(d);
-                            }
-                        }
-                        if let Some(r) = retries {
-                            v["Retries"] = json!(r);
-                        }
-                        v
-                    }
-                };
-                if let Healthcheck::Check {
-                    interval,
-                    timeout,
-                    start_period,
-                    retries,
-                    ..
-                } = h
-                {
-                    let test: Vec<String> = v["Test"]
-                        .as_array()
-                        .map(|a| {
-                            a.iter()
-                                .filter_map(|x| x.as_str().map(str::to_string))
-                                .collect()
-                        })
-                        .unwrap_or_default();
-                    created_by = format!(
-                        "HEALTHCHECK &{{{} {:?} {:?} {:?} '\\x{:02x}'}}",
-                        go_quoted(&test),
-                        go_duration(interval.unwrap_or(0)),
-                        go_duration(timeout.unwrap_or(0)),
-                        go_duration(start_period.unwrap_or(0)),
-                        retries.unwrap_or(0)
-                    );
-                }
-                s.cfg().insert("Healthcheck".into(), v);
-            }
-            Command::Onbuild(trigger) => {
-                let text = trigger.original.clone();
-                let mut list = s.get("OnBuild").cloned().unwrap_or_else(|| json!([]));
-                if let Some(a) = list.as_array_mut() {
-                    a.push(json!(text));
-                }
-                s.cfg().insert("OnBuild".into(), list);
-            }
+            other => created_by = configure(s, other, self.escape)?.unwrap_or(created_by),
         }
         s.history(&created_by, true);
         Ok(())
-    }
-
-    /// CMD's and ENTRYPOINT's form as the image config holds it.
-    fn form(&self, s: &State, f: &Form) -> Vec<String> {
-        match f {
-            Form::Exec(v) => v.clone(),
-            Form::Shell(t) => s.shell.iter().cloned().chain([t.clone()]).collect(),
-        }
     }
 
     /// A step that may make a layer: reused from the cache under `key`,
@@ -1508,6 +1345,185 @@ impl Builder<'_> {
         Ok(self
             .store
             .record(self.req.tags.clone(), &digest, s.layers, None)?)
+    }
+}
+
+/// What an instruction that only sets the config does to `s` (ENV, LABEL,
+/// EXPOSE, CMD ...), with `escape` the Dockerfile's escape character: the
+/// history line it makes, `None` where that is the instruction as written.
+/// Steps of a build, and `commit --change`, go through here.
+fn configure(s: &mut State, command: &Command, escape: char) -> anyhow::Result<Option<String>> {
+    let expand = |s: &State, raw: &str| -> anyhow::Result<String> {
+        stack_dockerfile::expand::word(raw, escape, &|n| s.var(n)).map_err(anyhow::Error::msg)
+    };
+    let expand_words = |s: &State, raw: &str| -> anyhow::Result<Vec<String>> {
+        stack_dockerfile::expand::words(raw, escape, &|n| s.var(n)).map_err(anyhow::Error::msg)
+    };
+    let mut created_by = None;
+    match command {
+        Command::Env(pairs) => {
+            let before = s.clone();
+            let mut set = Vec::new();
+            for (k, v) in pairs {
+                let k = expand(&before, k)?;
+                let v = expand(&before, v)?;
+                s.set_env(&k, &v);
+                set.push(format!("{k}={v}"));
+            }
+            created_by = Some(format!("ENV {}", set.join(" ")));
+        }
+        Command::Label(pairs) => {
+            let mut labels = s.get("Labels").cloned().unwrap_or_else(|| json!({}));
+            let mut set = Vec::new();
+            for (k, v) in pairs {
+                let (k, v) = (expand(s, k)?, expand(s, v)?);
+                set.push(format!("{k}={v}"));
+                labels[k] = json!(v);
+            }
+            s.cfg().insert("Labels".into(), labels);
+            created_by = Some(format!("LABEL {}", set.join(" ")));
+        }
+        Command::Maintainer(m) => {
+            s.config["author"] = json!(m);
+        }
+        Command::Expose(words) => {
+            let mut ports = s.get("ExposedPorts").cloned().unwrap_or_else(|| json!({}));
+            for w in words {
+                for p in expand_words(s, w)? {
+                    let p = if p.contains('/') {
+                        p
+                    } else {
+                        format!("{p}/tcp")
+                    };
+                    ports[p] = json!({});
+                }
+            }
+            let mut keys: Vec<&String> = ports
+                .as_object()
+                .map(|o| o.keys().collect())
+                .unwrap_or_default();
+            keys.sort();
+            let listed: Vec<String> = keys.iter().map(|k| format!("{k}:{{}}")).collect();
+            created_by = Some(format!("EXPOSE map[{}]", listed.join(" ")));
+            s.cfg().insert("ExposedPorts".into(), ports);
+        }
+        Command::Volume(paths) => {
+            let mut vols = s.get("Volumes").cloned().unwrap_or_else(|| json!({}));
+            let mut set = Vec::new();
+            for p in paths {
+                for v in expand_words(s, p)? {
+                    vols[&v] = json!({});
+                    set.push(v);
+                }
+            }
+            created_by = Some(format!("VOLUME [{}]", set.join(" ")));
+            s.cfg().insert("Volumes".into(), vols);
+        }
+        Command::User(u) => {
+            let u = expand(s, u)?;
+            s.cfg().insert("User".into(), json!(u));
+        }
+        Command::StopSignal(sig) => {
+            let sig = expand(s, sig)?;
+            s.cfg().insert("StopSignal".into(), json!(sig));
+        }
+        Command::Cmd(f) => {
+            let v = form(s, f);
+            created_by = Some(format!("CMD {}", go_quoted(&v)));
+            s.cfg().insert("Cmd".into(), json!(v));
+            s.cmd_set = true;
+        }
+        Command::Entrypoint(f) => {
+            let v = form(s, f);
+            created_by = Some(format!("ENTRYPOINT {}", go_quoted(&v)));
+            s.cfg().insert("Entrypoint".into(), json!(v));
+            if !s.cmd_set {
+                s.cfg().insert("Cmd".into(), Value::Null);
+            }
+        }
+        Command::Shell(sh) => {
+            s.shell = sh.clone();
+            s.cfg().insert("Shell".into(), json!(sh));
+        }
+        Command::Healthcheck(h) => {
+            let v = match h {
+                Healthcheck::Disable => json!({"Test": ["NONE"]}),
+                Healthcheck::Check {
+                    test,
+                    interval,
+                    timeout,
+                    start_period,
+                    start_interval,
+                    retries,
+                } => {
+                    let test: Vec<String> = match test {
+                        Form::Exec(v) => std::iter::once("CMD".to_string())
+                            .chain(v.clone())
+                            .collect(),
+                        Form::Shell(t) => vec!["CMD-SHELL".into(), t.clone()],
+                    };
+                    let mut v = json!({"Test": test});
+                    for (k, d) in [
+                        ("Interval", interval),
+                        ("Timeout", timeout),
+                        ("StartPeriod", start_period),
+                        ("StartInterval", start_interval),
+                    ] {
+                        if let Some(d) = d {
+                            v[k] = json!(d);
+                        }
+                    }
+                    if let Some(r) = retries {
+                        v["Retries"] = json!(r);
+                    }
+                    v
+                }
+            };
+            if let Healthcheck::Check {
+                interval,
+                timeout,
+                start_period,
+                retries,
+                ..
+            } = h
+            {
+                let test: Vec<String> = v["Test"]
+                    .as_array()
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(|x| x.as_str().map(str::to_string))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                created_by = Some(format!(
+                    "HEALTHCHECK &{{{} {:?} {:?} {:?} '\\x{:02x}'}}",
+                    go_quoted(&test),
+                    go_duration(interval.unwrap_or(0)),
+                    go_duration(timeout.unwrap_or(0)),
+                    go_duration(start_period.unwrap_or(0)),
+                    retries.unwrap_or(0)
+                ));
+            }
+            s.cfg().insert("Healthcheck".into(), v);
+        }
+        Command::Onbuild(trigger) => {
+            let text = trigger.original.clone();
+            let mut list = s.get("OnBuild").cloned().unwrap_or_else(|| json!([]));
+            if let Some(a) = list.as_array_mut() {
+                a.push(json!(text));
+            }
+            s.cfg().insert("OnBuild".into(), list);
+        }
+        other => bail!("{} does more than set the image config", other.keyword()),
+    }
+    Ok(created_by)
+}
+
+/// CMD's and ENTRYPOINT's form as the image config holds it.
+fn form(s: &State, f: &Form) -> Vec<String> {
+    match f {
+        Form::Exec(v) => v.clone(),
+        Form::Shell(t) => s.shell.iter().cloned().chain([t.clone()]).collect(),
     }
 }
 

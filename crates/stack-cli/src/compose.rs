@@ -1192,6 +1192,19 @@ pub fn export(
     crate::docker::export(&c.id, output)
 }
 
+/// `stack commit SERVICE [REPOSITORY[:TAG]]`: replica `--index` as an image.
+pub fn commit(
+    g: &Global,
+    service: &str,
+    index: u32,
+    reference: Option<&str>,
+    how: &crate::cli::container::CommitArgs,
+) -> anyhow::Result<()> {
+    let project = load(g)?.project;
+    let c = replica(&project, service, index)?;
+    crate::docker::commit(&c.id, reference, how)
+}
+
 /// `stack` alone: in a project, its state and the commands to try;
 /// elsewhere, the help.
 pub fn overview(g: &Global) -> anyhow::Result<()> {

@@ -35,6 +35,11 @@ pub fn run(cmd: &ContainerCommand) -> anyhow::Result<i32> {
         ContainerCommand::Run(a) => launch(&host, a, Launch::Foreground),
         ContainerCommand::Create(a) => launch(&host, a, Launch::CreateOnly),
         ContainerCommand::Ls { all, quiet } => ls(root, *all, *quiet).map(|()| 0),
+        ContainerCommand::Commit {
+            how,
+            container,
+            reference,
+        } => crate::docker::commit(container, reference.as_deref(), how).map(|()| 0),
         ContainerCommand::Diff { container } => crate::docker::diff(container).map(|()| 0),
         ContainerCommand::Export { container, output } => {
             crate::docker::export(container, output.as_deref()).map(|()| 0)

@@ -631,6 +631,40 @@ pub fn diff(container: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `stack container commit`: the new image's id.
+pub fn commit(
+    container: &str,
+    reference: Option<&str>,
+    how: &crate::cli::container::CommitArgs,
+) -> anyhow::Result<()> {
+    let mut query = vec![
+        ("container", container.to_string()),
+        ("author", how.author.clone()),
+        ("comment", how.message.clone()),
+        ("pause", how.pause.to_string()),
+    ];
+    if let Some(r) = reference {
+        let parsed = stack_image::reference::Reference::parse(r)?;
+        if parsed.digest.is_some() {
+            bail!("`{r}`: an image made by commit is named by a tag, not a digest");
+        }
+        let (repo, tag) = match &parsed.tag {
+            Some(t) => (r.strip_suffix(&format!(":{t}")).unwrap_or(r), t.as_str()),
+            None => (r, "latest"),
+        };
+        query.push(("repo", repo.to_string()));
+        query.push(("tag", tag.to_string()));
+    }
+    query.extend(how.change.iter().map(|c| ("changes", c.clone())));
+    let q: Vec<String> = query
+        .iter()
+        .map(|(k, v)| format!("{k}={}", encode(v)))
+        .collect();
+    let v = Api::new()?.call("POST", &format!("/commit?{}", q.join("&")), None)?;
+    println!("{}", v["Id"].as_str().unwrap_or_default());
+    Ok(())
+}
+
 pub fn export(container: &str, output: Option<&Path>) -> anyhow::Result<()> {
     Api::new()?.archive_to(&format!("/containers/{}/export", encode(container)), output)
 }

@@ -188,6 +188,18 @@ fn main() -> ExitCode {
             quiet,
             services,
         } => done(compose::volumes(g, services, *quiet, format.as_deref())),
+        cli::Command::Commit {
+            how,
+            service,
+            reference,
+            index,
+        } => done(compose::commit(
+            g,
+            service,
+            *index,
+            reference.as_deref(),
+            how,
+        )),
         cli::Command::Export {
             service,
             index,

@@ -16,8 +16,8 @@ pub mod stdcopy;
 pub mod types;
 
 pub use server::{
-    find_network, serve, AttachQuery, Backend, BuildQuery, DockerError, Exec, LogsQuery, Output,
-    Stream,
+    find_network, serve, AttachQuery, Backend, BuildQuery, CommitQuery, DockerError, Exec,
+    LogsQuery, Output, Stream,
 };
 
 /// The newest API version served: the one docker CLI 28 asks for.
@@ -37,6 +37,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/system/df"),
     ("POST", "/auth"),
     ("POST", "/build"),
+    ("POST", "/commit"),
     ("GET", "/containers/json"),
     ("POST", "/containers/create"),
     ("POST", "/containers/prune"),
@@ -156,7 +157,6 @@ pub fn parse_version(v: &str) -> Option<(u32, u32)> {
 const KNOWN_UNSERVED: &[&str] = &[
     "/session",
     "/grpc",
-    "/commit",
     "/plugins",
     "/distribution",
     "/images/search",

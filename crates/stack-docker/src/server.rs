@@ -142,6 +142,10 @@ pub trait Backend: Send + Sync + 'static {
     fn changes(&self, id: &str) -> R<Value> {
         Err(DockerError::not_implemented("GET /containers/{id}/changes"))
     }
+    /// It as a new image (`POST /commit`): the image's id.
+    fn commit(&self, id: &str, q: CommitQuery) -> R<String> {
+        Err(DockerError::not_implemented("POST /commit"))
+    }
     /// Its whole file system as a tar, written by the function returned.
     fn export(&self, id: &str) -> R<stack_api::Archive> {
         Err(DockerError::not_implemented("GET /containers/{id}/export"))
@@ -327,6 +331,20 @@ pub struct AttachQuery {
     pub stderr: bool,
 }
 
+/// `commit`'s query and body.
+#[derive(Debug, Default, Clone)]
+pub struct CommitQuery {
+    /// `repo:tag`, or none.
+    pub reference: Option<String>,
+    pub author: String,
+    pub comment: String,
+    /// Dockerfile instructions (`changes`, given once each).
+    pub changes: Vec<String>,
+    pub pause: bool,
+    /// The body: config settings (`Cmd`, `Env` ...) over the container's.
+    pub config: serde_json::Map<String, Value>,
+}
+
 /// `logs`' query.
 #[derive(Debug, Default, Clone)]
 pub struct LogsQuery {
@@ -354,6 +372,14 @@ impl Query {
                 })
                 .collect(),
         )
+    }
+    /// Each value of a key given more than once (Go's `url.Values`).
+    fn all(&self, name: &str) -> Vec<String> {
+        self.0
+            .iter()
+            .filter(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+            .collect()
     }
     fn get(&self, name: &str) -> Option<&str> {
         self.0
@@ -701,6 +727,45 @@ async fn dispatch<B: Backend>(state: Arc<State<B>>, req: Request<Incoming>) -> R
         }
         ("GET", "/containers/{id}/stats") => stats(b, p, &q).await,
         ("GET", "/containers/{id}/changes") => answer(blocking(move || b.changes(&p)).await),
+        ("POST", "/commit") => {
+            let Some(id) = q
+                .get("container")
+                .filter(|c| !c.is_empty())
+                .map(str::to_string)
+            else {
+                return error(DockerError::bad_request("no container given"));
+            };
+            let reference = q.get("repo").filter(|r| !r.is_empty()).map(|repo| {
+                format!(
+                    "{repo}:{}",
+                    q.get("tag").filter(|t| !t.is_empty()).unwrap_or("latest")
+                )
+            });
+            let config = match body::<Value>(req).await {
+                Ok(Value::Object(m)) => m,
+                Ok(Value::Null) => Default::default(),
+                Ok(_) => {
+                    return error(DockerError::bad_request(
+                        "the body must be a container config",
+                    ))
+                }
+                Err(e) => return error(e),
+            };
+            let query = CommitQuery {
+                reference,
+                author: q.get("author").unwrap_or_default().to_string(),
+                comment: q.get("comment").unwrap_or_default().to_string(),
+                changes: q
+                    .all("changes")
+                    .into_iter()
+                    .filter(|c| !c.is_empty())
+                    .collect(),
+                // Paused unless asked not to.
+                pause: q.get("pause").is_none_or(|_| q.flag("pause")),
+                config,
+            };
+            created(blocking(move || b.commit(&id, query).map(|id| json!({"Id": id}))).await)
+        }
         ("GET", "/containers/{id}/export") => match blocking(move || b.export(&p)).await {
             Ok(write) => tar_body(write, None),
             Err(e) => error(e),

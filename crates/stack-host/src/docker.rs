@@ -1611,6 +1611,26 @@ impl stack_docker::Backend for Docker {
         ))
     }
 
+    fn commit(&self, id: &str, q: stack_docker::CommitQuery) -> R<String> {
+        let (_, st) = self.find(id)?;
+        let tag = q.reference.map(|r| familiar(&r));
+        if let Some(t) = &tag {
+            stack_image::reference::Reference::parse(t)
+                .map_err(|e| DockerError::bad_request(format!("invalid reference format: {e}")))?;
+        }
+        let o = crate::layers::CommitOptions {
+            tag,
+            author: q.author,
+            message: q.comment,
+            changes: q.changes,
+            settings: q.config,
+            pause: q.pause,
+        };
+        let img = crate::layers::commit(&self.host, &st, o)
+            .map_err(|e| DockerError::bad_request(format!("{e:#}")))?;
+        Ok(img.id)
+    }
+
     fn export(&self, id: &str) -> R<stack_api::Archive> {
         let (_, st) = self.find(id)?;
         let root = self.root().to_path_buf();

@@ -1,7 +1,8 @@
 //! A container's file system read from its layers without mounting them
 //! (stack-build's merged view, overlay's rules): what its writable layer
-//! changed (`docker diff`), and all of it as a tar (`docker export`). It
-//! may be running or stopped: `stop` keeps the writable layer.
+//! changed (`docker diff`), all of it as a tar (`docker export`), and the
+//! writable layer as a new image's (`docker commit`). It may be running or
+//! stopped: `stop` keeps the writable layer.
 
 use std::io::Write;
 use std::os::unix::fs::{FileTypeExt as _, MetadataExt as _};
@@ -23,9 +24,15 @@ fn layers(root: &Path, st: &State) -> Vec<PathBuf> {
 pub fn changes(root: &Path, st: &State) -> Vec<(String, u8)> {
     let all = layers(root, st);
     let image = View::new(all[1..].to_vec());
-    // What the runtime makes in every container (Docker's init layer) and
-    // where its mounts go: not the container's changes.
-    let mut made: Vec<PathBuf> = [
+    let mut out = Vec::new();
+    walk_upper(&all[0], Path::new("/"), &image, &made(st), &mut out);
+    out
+}
+
+/// What the runtime makes in every container (Docker's init layer) and
+/// where its mounts go: not the container's changes.
+fn made(st: &State) -> Vec<PathBuf> {
+    [
         "/dev",
         "/proc",
         "/sys",
@@ -36,11 +43,90 @@ pub fn changes(root: &Path, st: &State) -> Vec<(String, u8)> {
     ]
     .iter()
     .map(PathBuf::from)
-    .collect();
-    made.extend(st.spec.mounts.iter().map(|m| PathBuf::from(&m.target)));
-    let mut out = Vec::new();
-    walk_upper(&all[0], Path::new("/"), &image, &made, &mut out);
-    out
+    .chain(st.spec.mounts.iter().map(|m| PathBuf::from(&m.target)))
+    .collect()
+}
+
+/// What `commit` is asked besides the container.
+#[derive(Default)]
+pub struct CommitOptions {
+    /// `name:tag`, or none.
+    pub tag: Option<String>,
+    pub author: String,
+    pub message: String,
+    /// `--change` instructions.
+    pub changes: Vec<String>,
+    /// Settings of the API's body (`Cmd`, `Env` ...) over the container's.
+    pub settings: serde_json::Map<String, serde_json::Value>,
+    /// Freeze a running container while its layer is read.
+    pub pause: bool,
+}
+
+/// `commit`: the container's writable layer on top of its image, as a new
+/// image with the container's command, environment, user, working
+/// directory and labels.
+pub fn commit(
+    host: &crate::Host,
+    st: &State,
+    o: CommitOptions,
+) -> anyhow::Result<stack_image::Image> {
+    use serde_json::{json, Value};
+    let store = host.images()?;
+    // Its image: the one whose layers it runs on (the name it was made
+    // with may point elsewhere since).
+    let lowers: Vec<PathBuf> = layers(host.root(), st)[1..].to_vec();
+    let Some(image) = store
+        .images()?
+        .into_iter()
+        .find(|i| store.lower_dirs(i) == lowers)
+    else {
+        anyhow::bail!(
+            "container {}: it does not run on an image in the store (a --rootfs directory, or an image removed): nothing to commit onto",
+            st.name
+        );
+    };
+    let spec = &st.spec;
+    let entrypoint = image.config.entrypoint.clone().unwrap_or_default();
+    let mut settings = serde_json::Map::new();
+    if !entrypoint.is_empty() && spec.args.starts_with(&entrypoint) {
+        settings.insert("Cmd".into(), json!(spec.args[entrypoint.len()..]));
+    } else {
+        settings.insert("Entrypoint".into(), Value::Null);
+        settings.insert("Cmd".into(), json!(spec.args));
+    }
+    settings.insert("Env".into(), json!(spec.env));
+    settings.insert("User".into(), json!(spec.user));
+    settings.insert("WorkingDir".into(), json!(spec.cwd));
+    settings.insert("Labels".into(), json!(spec.labels));
+    settings.extend(o.settings);
+    let skip: Vec<PathBuf> = made(st)
+        .iter()
+        .filter_map(|p| p.strip_prefix("/").ok().map(Path::to_path_buf))
+        .collect();
+    let upper = stack_runtime::container_dir(host.root(), &st.id).join("upper");
+    let freeze = o.pause && crate::containers::running(st) && !crate::containers::is_paused(st);
+    if freeze {
+        crate::containers::freeze(host.root(), &st.id, true)?;
+    }
+    let made = stack_build::commit::commit(
+        &store,
+        stack_build::commit::Commit {
+            image: &image,
+            upper: &upper,
+            skip: &skip,
+            settings,
+            changes: &o.changes,
+            author: &o.author,
+            comment: &o.message,
+            container: &st.id,
+            created_by: spec.args.join(" "),
+            tags: o.tag.into_iter().collect(),
+        },
+    );
+    if freeze {
+        let _ = crate::containers::freeze(host.root(), &st.id, false);
+    }
+    made
 }
 
 /// The changes under `dir` of the writable layer (at `at` in the

@@ -98,6 +98,17 @@ pub enum ContainerCommand {
     /// Files changed in a container's filesystem: A added, C changed, D deleted
     #[command(after_help = "Example:\n  stack container diff web")]
     Diff { container: String },
+    /// Make an image from a container's changes
+    #[command(
+        after_help = "Examples:\n  stack container commit web web:debug\n  stack container commit -c 'CMD [\"nginx\", \"-g\", \"daemon off;\"]' -m 'with the fix' web web:fixed"
+    )]
+    Commit {
+        #[command(flatten)]
+        how: CommitArgs,
+        container: String,
+        /// REPOSITORY[:TAG] to name the image (default: no name)
+        reference: Option<String>,
+    },
     /// A container's filesystem as a tar archive
     #[command(after_help = "Example:\n  stack container export -o web.tar web")]
     Export {
@@ -129,6 +140,23 @@ pub enum ContainerCommand {
         /// PORT[/PROTO]
         port: Option<String>,
     },
+}
+
+/// `commit`'s flags, for a container and for a service's.
+#[derive(Args, Debug, Clone)]
+pub struct CommitArgs {
+    /// Author (e.g. "Jane Doe <jane@example.com>")
+    #[arg(short, long, default_value = "")]
+    pub author: String,
+    /// A Dockerfile instruction to apply to the image's config (CMD, ENTRYPOINT, ENV, EXPOSE, LABEL, ONBUILD, USER, VOLUME, WORKDIR)
+    #[arg(short, long)]
+    pub change: Vec<String>,
+    /// Commit message
+    #[arg(short, long, default_value = "")]
+    pub message: String,
+    /// Pause a running container while it is committed
+    #[arg(short, long, default_value_t = true, num_args = 0..=1, require_equals = true, default_missing_value = "true", action = clap::ArgAction::Set)]
+    pub pause: bool,
 }
 
 /// The limits of `container run` that `container update` changes too.

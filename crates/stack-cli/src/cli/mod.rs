@@ -298,6 +298,18 @@ pub enum Command {
         /// Services (default: all)
         services: Vec<String>,
     },
+    /// Make an image from a service container's changes
+    #[command(after_help = "Example:\n  stack commit -m 'debugging' web shop/web:debug")]
+    Commit {
+        #[command(flatten)]
+        how: container::CommitArgs,
+        service: String,
+        /// REPOSITORY[:TAG] to name the image (default: no name)
+        reference: Option<String>,
+        /// Which replica
+        #[arg(long, default_value_t = 1)]
+        index: u32,
+    },
     /// Export a service container's filesystem as a tar archive
     #[command(after_help = "Example:\n  stack export -o web.tar web")]
     Export {

@@ -601,3 +601,54 @@ fn commit_makes_an_image_of_a_containers_changes() {
     let err = e.fails(&in_project(&d, &["commit", "web"]));
     assert!(err.contains("`web` is not running"), "{err}");
 }
+
+#[test]
+fn attach_follows_a_container_relays_signals_and_exits_with_its_code() {
+    let (e, d) = project_env(
+        "commands",
+        "attach",
+        "services:\n  job:\n    image: local/busybox:1\n    command: [\"sh\", \"-c\", \"while [ ! -e /go ]; do echo waiting; sleep 0.2; done; echo bye; exit 7\"]\n",
+    );
+    // A container that leaves on SIGINT: our Ctrl-C goes to it.
+    e.out(&[
+        "container",
+        "run",
+        "-d",
+        "--name",
+        "ticker",
+        "local/busybox:1",
+        "sh",
+        "-c",
+        "trap 'echo got-int; exit 3' INT; while true; do echo tick; sleep 0.2; done",
+    ]);
+    let attach = |args: &[&str]| {
+        let out = e.dir.join(format!("attach-{}.out", args.len()));
+        let child = e
+            .command(args)
+            .stdout(std::fs::File::create(&out).unwrap())
+            .stdin(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        (child, out)
+    };
+    let (mut child, out) = attach(&["container", "attach", "ticker"]);
+    let read = |p: &std::path::Path| std::fs::read_to_string(p).unwrap_or_default();
+    common::wait_for("output through attach", || read(&out).contains("tick"));
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    assert_eq!(child.wait().unwrap().code(), Some(3));
+    assert!(read(&out).ends_with("got-int\n"), "{}", read(&out));
+    e.out(&["container", "rm", "ticker"]);
+    // A service's container: its output until it ends, and its code.
+    e.out(&in_project(&d, &["up", "-d"]));
+    let args = in_project(&d, &["attach", "--no-stdin", "job"]);
+    let (mut child, out) = attach(&args);
+    common::wait_for("the service's output", || read(&out).contains("waiting"));
+    e.out(&in_project(&d, &["exec", "job", "sh", "-c", ": > /go"]));
+    assert_eq!(child.wait().unwrap().code(), Some(7));
+    assert!(read(&out).ends_with("bye\n"), "{}", read(&out));
+    e.out(&in_project(&d, &["down"]));
+}

@@ -1144,3 +1144,72 @@ fn docker_compose_v1_runs_a_project() {
     let nets = docker_ok(&e, &["network", "ls", "--format", "{{.Name}}"]);
     assert!(!nets.contains("proj_back"), "{nets}");
 }
+
+#[test]
+fn stack_attaches_to_a_docker_container_and_docker_commits_one() {
+    let e = docker_env("attach");
+    docker_ok(
+        &e,
+        &[
+            "run",
+            "-d",
+            "-i",
+            "--name",
+            "cat",
+            "busybox",
+            "sh",
+            "-c",
+            "cat; exit 4",
+        ],
+    );
+    // Our input goes to it; its end ends the container's.
+    let o = common::with_input(&mut e.command(&["container", "attach", "cat"]), "typed\n");
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "typed\n", "{o:?}");
+    assert_eq!(o.status.code(), Some(4), "{o:?}");
+    let err = e.fails(&["container", "attach", "cat"]);
+    assert!(err.contains("is not running"), "{err}");
+    // docker commit, against stack's API: the changes and a --change.
+    docker_ok(
+        &e,
+        &[
+            "run",
+            "-d",
+            "--name",
+            "src",
+            "busybox",
+            "sh",
+            "-c",
+            "echo kept > /kept; exec sleep 100",
+        ],
+    );
+    wait_for("the file written", || {
+        docker(&e, &["exec", "src", "cat", "/kept"])
+            .status
+            .success()
+    });
+    let id = docker_ok(
+        &e,
+        &[
+            "commit",
+            "-c",
+            "LABEL made=by-commit",
+            "-m",
+            "from docker",
+            "src",
+            "committed:1",
+        ],
+    );
+    assert!(id.trim().starts_with("sha256:"), "{id}");
+    assert_eq!(
+        docker_ok(
+            &e,
+            &["inspect", "-f", "{{.Config.Labels.made}}", "committed:1"]
+        ),
+        "by-commit\n"
+    );
+    assert_eq!(
+        docker_ok(&e, &["run", "--rm", "committed:1", "cat", "/kept"]),
+        "kept\n"
+    );
+    docker_ok(&e, &["rm", "-f", "src", "cat"]);
+}

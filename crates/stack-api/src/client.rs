@@ -47,7 +47,7 @@ impl Client {
 
     /// `GET path`, its JSON answer.
     pub async fn get<T: serde::de::DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
-        let resp = self.send("GET", path, None, false).await?;
+        let resp = self.send("GET", path, None, None).await?;
         let bytes = body_bytes(resp).await?;
         serde_json::from_slice(&bytes).map_err(|e| ClientError::BadAnswer(e.to_string()))
     }
@@ -62,13 +62,13 @@ impl Client {
     ) -> Result<(), ClientError> {
         let json =
             serde_json::to_vec(request).map_err(|e| ClientError::BadAnswer(e.to_string()))?;
-        let resp = self.send("POST", path, Some(json), false).await?;
+        let resp = self.send("POST", path, Some(json), None).await?;
         read_events(resp, on).await
     }
 
     /// `GET path` whose answer is a stream of events (logs).
     pub async fn get_stream(&self, path: &str, on: impl FnMut(Event)) -> Result<(), ClientError> {
-        let resp = self.send("GET", path, None, false).await?;
+        let resp = self.send("GET", path, None, None).await?;
         read_events(resp, on).await
     }
 
@@ -80,7 +80,7 @@ impl Client {
         path: &str,
         to: tokio::sync::mpsc::Sender<std::io::Result<Bytes>>,
     ) -> Result<(), ClientError> {
-        let resp = self.send("GET", path, None, false).await?;
+        let resp = self.send("GET", path, None, None).await?;
         crate::pipe::forward(resp.into_body(), to)
             .await
             .map_err(|e| ClientError::Transport(e.to_string()))
@@ -96,7 +96,7 @@ impl Client {
         let body = crate::pipe::ChunkBody::new(chunks);
         let closer = body.closer();
         let answer = async {
-            let resp = self.send_body("PUT", path, body.boxed(), false).await?;
+            let resp = self.send_body("PUT", path, body.boxed(), None).await?;
             body_bytes(resp).await
         }
         .await;
@@ -115,7 +115,7 @@ impl Client {
         body: Option<&serde_json::Value>,
     ) -> Result<serde_json::Value, ClientError> {
         let json = body.map(|b| b.to_string().into_bytes());
-        let resp = self.send(method, path, json, false).await?;
+        let resp = self.send(method, path, json, None).await?;
         let bytes = body_bytes(resp).await?;
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Ok(serde_json::Value::Null);
@@ -130,7 +130,7 @@ impl Client {
         path: &str,
         mut on: impl FnMut(serde_json::Value) -> bool,
     ) -> Result<(), ClientError> {
-        let mut body = self.send("GET", path, None, false).await?.into_body();
+        let mut body = self.send("GET", path, None, None).await?.into_body();
         let mut pending = Vec::new();
         while let Some(frame) = body.frame().await {
             let frame = frame.map_err(|e| ClientError::Transport(e.to_string()))?;
@@ -156,7 +156,7 @@ impl Client {
         path: &str,
         mut write: impl FnMut(&[u8]) -> std::io::Result<()>,
     ) -> Result<(), ClientError> {
-        let mut body = self.send("GET", path, None, false).await?.into_body();
+        let mut body = self.send("GET", path, None, None).await?.into_body();
         while let Some(frame) = body.frame().await {
             let frame = frame.map_err(|e| ClientError::Transport(e.to_string()))?;
             if let Some(data) = frame.data_ref() {
@@ -175,7 +175,26 @@ impl Client {
     ) -> Result<TokioIo<hyper::upgrade::Upgraded>, ClientError> {
         let json =
             serde_json::to_vec(request).map_err(|e| ClientError::BadAnswer(e.to_string()))?;
-        let resp = self.send("POST", path, Some(json), true).await?;
+        self.upgrade(path, Some(json), crate::session::UPGRADE)
+            .await
+    }
+
+    /// `POST path`, the connection hijacked as the Docker API's attach
+    /// does (`Upgrade: tcp`): the container's streams on it.
+    pub async fn hijack(
+        &self,
+        path: &str,
+    ) -> Result<TokioIo<hyper::upgrade::Upgraded>, ClientError> {
+        self.upgrade(path, None, "tcp").await
+    }
+
+    async fn upgrade(
+        &self,
+        path: &str,
+        body: Option<Vec<u8>>,
+        protocol: &str,
+    ) -> Result<TokioIo<hyper::upgrade::Upgraded>, ClientError> {
+        let resp = self.send("POST", path, body, Some(protocol)).await?;
         if resp.status() != hyper::StatusCode::SWITCHING_PROTOCOLS {
             return Err(ClientError::BadAnswer(format!(
                 "{} instead of a session",
@@ -193,7 +212,7 @@ impl Client {
         method: &str,
         path: &str,
         body: Option<Vec<u8>>,
-        upgrade: bool,
+        upgrade: Option<&str>,
     ) -> Result<Response<Incoming>, ClientError> {
         let body = Full::new(Bytes::from(body.unwrap_or_default()))
             .map_err(|never| match never {})
@@ -206,7 +225,7 @@ impl Client {
         method: &str,
         path: &str,
         body: BoxBody<Bytes, std::io::Error>,
-        upgrade: bool,
+        upgrade: Option<&str>,
     ) -> Result<Response<Incoming>, ClientError> {
         let stream = tokio::net::UnixStream::connect(&self.socket)
             .await
@@ -223,10 +242,10 @@ impl Client {
             .uri(path)
             .header("host", "stack")
             .header("content-type", "application/json");
-        if upgrade {
+        if let Some(protocol) = upgrade {
             req = req
                 .header("connection", "upgrade")
-                .header("upgrade", crate::session::UPGRADE);
+                .header("upgrade", protocol);
         }
         let req = req
             .body(body)

@@ -1192,6 +1192,23 @@ pub fn export(
     crate::docker::export(&c.id, output)
 }
 
+/// `stack attach SERVICE`: to replica `--index`.
+pub fn attach_replica(
+    g: &Global,
+    service: &str,
+    index: u32,
+    how: &crate::cli::container::AttachArgs,
+) -> anyhow::Result<i32> {
+    let project = load(g)?.project;
+    let c = replica(&project, service, index)?;
+    crate::docker::attach(
+        &c.id,
+        !how.no_stdin,
+        how.sig_proxy,
+        how.detach_keys.as_deref(),
+    )
+}
+
 /// `stack commit SERVICE [REPOSITORY[:TAG]]`: replica `--index` as an image.
 pub fn commit(
     g: &Global,

@@ -35,6 +35,12 @@ pub fn run(cmd: &ContainerCommand) -> anyhow::Result<i32> {
         ContainerCommand::Run(a) => launch(&host, a, Launch::Foreground),
         ContainerCommand::Create(a) => launch(&host, a, Launch::CreateOnly),
         ContainerCommand::Ls { all, quiet } => ls(root, *all, *quiet).map(|()| 0),
+        ContainerCommand::Attach { how, container } => crate::docker::attach(
+            container,
+            !how.no_stdin,
+            how.sig_proxy,
+            how.detach_keys.as_deref(),
+        ),
         ContainerCommand::Commit {
             how,
             container,

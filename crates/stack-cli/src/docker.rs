@@ -665,6 +665,145 @@ pub fn commit(
     Ok(())
 }
 
+/// `stack container attach`, compose's `attach`: the container's output
+/// from now on, our input if it takes input (and `stdin`), our terminal's
+/// size or (with `sig_proxy`) the signals we get relayed to it, until it
+/// ends (its exit code) or we detach (`detach_keys`, 0).
+pub fn attach(
+    container: &str,
+    stdin: bool,
+    sig_proxy: bool,
+    detach_keys: Option<&str>,
+) -> anyhow::Result<i32> {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    use tokio::signal::unix::{signal, SignalKind};
+    let api = Api::new()?;
+    let info = api.get(&format!("/containers/{}/json", encode(container)))?;
+    if info["State"]["Running"] != json!(true) {
+        bail!("container {container} is not running: start it first");
+    }
+    let id = info["Id"].as_str().unwrap_or(container).to_string();
+    let tty = info["Config"]["Tty"] == json!(true);
+    let input = stdin && info["Config"]["OpenStdin"] == json!(true);
+    let mut path = format!(
+        "{V}/containers/{id}/attach?stream=1&stdout=1&stderr=1&stdin={}",
+        u8::from(input)
+    );
+    if let Some(k) = detach_keys {
+        path.push_str(&format!("&detachKeys={}", encode(k)));
+    }
+    let socket = api.client.socket().to_path_buf();
+    // A call to the API from a signal's task.
+    let post = move |path: String| {
+        let client = stack_api::Client::new(socket.clone());
+        tokio::spawn(async move {
+            let _ = client.call("POST", &format!("{V}{path}"), None).await;
+        });
+    };
+    api.rt.block_on(async {
+        let io = api.client.hijack(&path).await?;
+        let (mut rd, mut wr) = tokio::io::split(io);
+        let _raw = (tty && input).then(stack_runtime::RawMode::enable);
+        let relay =
+            |kind: SignalKind, path: Box<dyn Fn() -> String + Send>| -> anyhow::Result<()> {
+                let mut s = signal(kind)?;
+                let post = post.clone();
+                tokio::spawn(async move {
+                    while s.recv().await.is_some() {
+                        post(path());
+                    }
+                });
+                Ok(())
+            };
+        if tty {
+            let id = id.clone();
+            let size = move || {
+                let (h, w) = stack_runtime::terminal_size().unwrap_or((24, 80));
+                format!("/containers/{id}/resize?h={h}&w={w}")
+            };
+            post(size());
+            relay(SignalKind::window_change(), Box::new(size))?;
+        } else if sig_proxy {
+            for sig in [
+                libc::SIGINT,
+                libc::SIGTERM,
+                libc::SIGHUP,
+                libc::SIGQUIT,
+                libc::SIGUSR1,
+                libc::SIGUSR2,
+            ] {
+                let id = id.clone();
+                relay(
+                    SignalKind::from_raw(sig),
+                    Box::new(move || format!("/containers/{id}/kill?signal={sig}")),
+                )?;
+            }
+        }
+        if input {
+            let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Vec<u8>>();
+            // A thread: reading stdin blocks, and may go on after the
+            // container ended (the process exits then).
+            std::thread::spawn(move || {
+                use std::io::Read as _;
+                let mut buf = vec![0u8; 32 * 1024];
+                let mut stdin = std::io::stdin().lock();
+                while let Ok(n @ 1..) = stdin.read(&mut buf) {
+                    if tx.send(buf[..n].to_vec()).is_err() {
+                        return;
+                    }
+                }
+            });
+            tokio::spawn(async move {
+                while let Some(b) = rx.recv().await {
+                    if wr.write_all(&b).await.is_err() {
+                        return;
+                    }
+                }
+                // Our input ended: so does the container's.
+                let _ = wr.shutdown().await;
+            });
+        }
+        let mut buf = vec![0u8; 32 * 1024];
+        let mut framed = Vec::new();
+        loop {
+            let n = rd.read(&mut buf).await?;
+            if n == 0 {
+                break;
+            }
+            if tty {
+                let mut out = std::io::stdout().lock();
+                out.write_all(&buf[..n])?;
+                out.flush()?;
+                continue;
+            }
+            // Docker's frames: the stream, three zeros, the length.
+            framed.extend_from_slice(&buf[..n]);
+            while framed.len() >= 8 {
+                let len = u32::from_be_bytes([framed[4], framed[5], framed[6], framed[7]]) as usize;
+                if framed.len() < 8 + len {
+                    break;
+                }
+                let chunk = &framed[8..8 + len];
+                if framed[0] == 2 {
+                    std::io::stderr().write_all(chunk)?;
+                } else {
+                    let mut out = std::io::stdout().lock();
+                    out.write_all(chunk)?;
+                    out.flush()?;
+                }
+                framed.drain(..8 + len);
+            }
+        }
+        anyhow::Ok(())
+    })?;
+    // Ended, or detached from.
+    let after = api.get(&format!("/containers/{id}/json"))?;
+    if after["State"]["Running"] == json!(true) {
+        return Ok(0);
+    }
+    Ok(after["State"]["ExitCode"].as_i64().unwrap_or(0) as i32)
+}
+
 pub fn export(container: &str, output: Option<&Path>) -> anyhow::Result<()> {
     Api::new()?.archive_to(&format!("/containers/{}/export", encode(container)), output)
 }

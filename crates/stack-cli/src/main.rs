@@ -188,6 +188,11 @@ fn main() -> ExitCode {
             quiet,
             services,
         } => done(compose::volumes(g, services, *quiet, format.as_deref())),
+        cli::Command::Attach {
+            how,
+            service,
+            index,
+        } => compose::attach_replica(g, service, *index, how),
         cli::Command::Commit {
             how,
             service,

@@ -98,6 +98,13 @@ pub enum ContainerCommand {
     /// Files changed in a container's filesystem: A added, C changed, D deleted
     #[command(after_help = "Example:\n  stack container diff web")]
     Diff { container: String },
+    /// Attach to a running container's output (and input, if it keeps its input open)
+    #[command(after_help = "Example:\n  stack container attach --no-stdin web")]
+    Attach {
+        #[command(flatten)]
+        how: AttachArgs,
+        container: String,
+    },
     /// Make an image from a container's changes
     #[command(
         after_help = "Examples:\n  stack container commit web web:debug\n  stack container commit -c 'CMD [\"nginx\", \"-g\", \"daemon off;\"]' -m 'with the fix' web web:fixed"
@@ -140,6 +147,20 @@ pub enum ContainerCommand {
         /// PORT[/PROTO]
         port: Option<String>,
     },
+}
+
+/// `attach`'s flags, for a container and for a service's.
+#[derive(Args, Debug, Clone)]
+pub struct AttachArgs {
+    /// Keys that detach from the container (default ctrl-p,ctrl-q)
+    #[arg(long)]
+    pub detach_keys: Option<String>,
+    /// Do not attach our input
+    #[arg(long)]
+    pub no_stdin: bool,
+    /// Relay the signals we get to the container (without a terminal)
+    #[arg(long, default_value_t = true, num_args = 0..=1, require_equals = true, default_missing_value = "true", action = clap::ArgAction::Set)]
+    pub sig_proxy: bool,
 }
 
 /// `commit`'s flags, for a container and for a service's.

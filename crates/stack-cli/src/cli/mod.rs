@@ -298,6 +298,16 @@ pub enum Command {
         /// Services (default: all)
         services: Vec<String>,
     },
+    /// Attach to a service container's output (and input, with stdin_open)
+    #[command(after_help = "Example:\n  stack attach --index 2 worker")]
+    Attach {
+        #[command(flatten)]
+        how: container::AttachArgs,
+        service: String,
+        /// Which replica
+        #[arg(long, default_value_t = 1)]
+        index: u32,
+    },
     /// Make an image from a service container's changes
     #[command(after_help = "Example:\n  stack commit -m 'debugging' web shop/web:debug")]
     Commit {

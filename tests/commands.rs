@@ -652,3 +652,43 @@ fn attach_follows_a_container_relays_signals_and_exits_with_its_code() {
     assert!(read(&out).ends_with("bye\n"), "{}", read(&out));
     e.out(&in_project(&d, &["down"]));
 }
+
+#[test]
+fn restart_no_deps_and_kill_remove_orphans() {
+    let compose = "services:\n  db:\n    image: local/busybox:1\n    command: [\"sleep\", \"1000\"]\n  app:\n    image: local/busybox:1\n    command: [\"sh\", \"-c\", \"cat /proc/uptime > /started; exec sleep 1000\"]\n    depends_on:\n      db: {condition: service_started, restart: true}\n";
+    let (e, d) = project_env("commands", "restart", compose);
+    e.out(&in_project(&d, &["up", "-d"]));
+    let started = || {
+        let o = e.stack(&in_project(&d, &["exec", "app", "cat", "/started"]));
+        o.status
+            .success()
+            .then(|| String::from_utf8_lossy(&o.stdout).to_string())
+    };
+    let first = common::wait_for_value("app started", started);
+    // --no-deps: db alone; app, which asks to restart with it, stays.
+    e.out(&in_project(&d, &["restart", "--no-deps", "db"]));
+    let running = e.out(&in_project(
+        &d,
+        &["ps", "--format", "{{.Service}} {{.State}}"],
+    ));
+    assert!(running.contains("db running"), "{running}");
+    assert_eq!(started().as_deref(), Some(first.as_str()));
+    // Without it, app follows.
+    e.out(&in_project(&d, &["restart", "db"]));
+    common::wait_for("app restarted with db", || {
+        started().is_some_and(|now| now != first)
+    });
+    // app leaves the file: kill --remove-orphans removes its container.
+    std::fs::write(
+        std::path::Path::new(&d).join("compose.yaml"),
+        "services:\n  db:\n    image: local/busybox:1\n    command: [\"sleep\", \"1000\"]\n",
+    )
+    .unwrap();
+    e.out(&in_project(&d, &["kill", "--remove-orphans"]));
+    let left = e.out(&in_project(
+        &d,
+        &["ps", "-a", "--format", "{{.Service}} {{.State}}"],
+    ));
+    assert_eq!(left.trim(), "db exited", "{left}");
+    e.out(&in_project(&d, &["down"]));
+}

@@ -137,14 +137,22 @@ fn main() -> ExitCode {
                 ..services(s, None)
             },
         ),
-        cli::Command::Restart(a) => act(Action::Restart, services(&a.services, a.timeout)),
+        cli::Command::Restart { st, no_deps } => act(
+            Action::Restart,
+            ActionRequest {
+                no_deps: *no_deps,
+                ..services(&st.services, st.timeout)
+            },
+        ),
         cli::Command::Kill {
             signal,
+            remove_orphans,
             services: s,
         } => act(
             Action::Kill,
             ActionRequest {
                 signal: Some(signal.clone()),
+                remove_orphans: *remove_orphans,
                 ..services(s, None)
             },
         ),
@@ -153,6 +161,7 @@ fn main() -> ExitCode {
         cli::Command::Rm {
             force,
             stop,
+            volumes: _,
             services: s,
         } => done(compose::rm(g, *force, services(s, None).with_stop(*stop))),
         cli::Command::Logs(l) => done(compose::logs(g, l)),

@@ -99,8 +99,27 @@ impl<D: Driver + Send + 'static> Engine<D> {
             self.settled_within(&project.name, &services, req.wait_timeout)
                 .await?;
         }
-        // Services restarted by name take along the dependents that ask for it.
-        if action == Action::Restart {
+        // `kill --remove-orphans`: containers of services no longer in the file.
+        if action == Action::Kill && req.remove_orphans {
+            let orphans = mine
+                .iter()
+                .filter(|c| !project.services.contains_key(&c.service));
+            let results = futures::future::join_all(orphans.map(|c| async move {
+                progress(events, "Container", &c.name, "Removing");
+                self.driver
+                    .remove(&c.id, Some(0))
+                    .await
+                    .map_err(|e| e.context(format!("container {}", c.name)))?;
+                progress(events, "Container", &c.name, "Removed");
+                self.publish(c, "destroy", &[]);
+                anyhow::Ok(())
+            }))
+            .await;
+            failures(results)?;
+        }
+        // Services restarted by name take along the dependents that ask for
+        // it, unless `--no-deps`.
+        if action == Action::Restart && !req.no_deps {
             for s in &req.services {
                 let (e, p, s) = (self.clone(), project.name.clone(), s.clone());
                 self.handle()

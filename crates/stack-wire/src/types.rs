@@ -167,6 +167,12 @@ pub struct ActionRequest {
     pub wait: bool,
     #[serde(default)]
     pub wait_timeout: Option<u64>,
+    /// restart: not the dependents that ask to be restarted with it.
+    #[serde(default)]
+    pub no_deps: bool,
+    /// kill: and remove the containers of services the project no longer has.
+    #[serde(default)]
+    pub remove_orphans: bool,
 }
 
 impl ActionRequest {

@@ -196,12 +196,21 @@ pub enum Command {
         services: Vec<String>,
     },
     /// Restart the stack's containers, in place
-    Restart(ServicesTimeout),
+    Restart {
+        #[command(flatten)]
+        st: ServicesTimeout,
+        /// Not the services that depend on these with `restart: true`
+        #[arg(long)]
+        no_deps: bool,
+    },
     /// Send a signal to the stack's running containers
     Kill {
         /// The signal
         #[arg(short, long, default_value = "KILL")]
         signal: String,
+        /// Remove the containers of services no longer in the stack file
+        #[arg(long)]
+        remove_orphans: bool,
         services: Vec<String>,
     },
     /// Freeze the stack's containers
@@ -216,6 +225,9 @@ pub enum Command {
         /// Stop running containers first
         #[arg(short, long)]
         stop: bool,
+        /// Remove their anonymous volumes (stack always does: they live with the container)
+        #[arg(short, long)]
+        volumes: bool,
         services: Vec<String>,
     },
     /// Show the output of the stack's containers
@@ -583,6 +595,9 @@ pub struct UpArgs {
     pub force_recreate: bool,
     #[arg(long, conflicts_with = "force_recreate")]
     pub no_recreate: bool,
+    /// Recreated containers get new anonymous volumes (stack always does: they live with the container)
+    #[arg(short = 'V', long)]
+    pub renew_anon_volumes: bool,
     /// Do not start the services the named ones depend on
     #[arg(long)]
     pub no_deps: bool,

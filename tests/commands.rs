@@ -654,7 +654,7 @@ fn attach_follows_a_container_relays_signals_and_exits_with_its_code() {
 }
 
 #[test]
-fn restart_no_deps_and_kill_remove_orphans() {
+fn restart_no_deps_kill_remove_orphans_and_exec_privileged() {
     let compose = "services:\n  db:\n    image: local/busybox:1\n    command: [\"sleep\", \"1000\"]\n  app:\n    image: local/busybox:1\n    command: [\"sh\", \"-c\", \"cat /proc/uptime > /started; exec sleep 1000\"]\n    depends_on:\n      db: {condition: service_started, restart: true}\n";
     let (e, d) = project_env("commands", "restart", compose);
     e.out(&in_project(&d, &["up", "-d"]));
@@ -665,6 +665,21 @@ fn restart_no_deps_and_kill_remove_orphans() {
             .then(|| String::from_utf8_lossy(&o.stdout).to_string())
     };
     let first = common::wait_for_value("app started", started);
+    // exec --privileged: every capability for that command only.
+    let caps = |extra: &[&str]| {
+        let mut args = vec!["exec"];
+        args.extend_from_slice(extra);
+        args.extend(["app", "busybox", "grep", "CapEff", "/proc/self/status"]);
+        let line = e.out(&in_project(&d, &args));
+        u64::from_str_radix(line.split_whitespace().nth(1).unwrap(), 16).unwrap()
+    };
+    let (plain, privileged) = (caps(&[]), caps(&["--privileged"]));
+    // CAP_SYS_ADMIN (21) only with it.
+    assert_eq!(
+        (plain >> 21 & 1, privileged >> 21 & 1),
+        (0, 1),
+        "{plain:x} {privileged:x}"
+    );
     // --no-deps: db alone; app, which asks to restart with it, stays.
     e.out(&in_project(&d, &["restart", "--no-deps", "db"]));
     let running = e.out(&in_project(

@@ -608,6 +608,7 @@ pub fn exec(g: &Global, args: &ExecArgs) -> anyhow::Result<i32> {
         console_size: tty.then(stack_runtime::terminal_size).flatten(),
         interactive: !args.detach,
         detach: args.detach,
+        privileged: args.privileged,
     };
     let (rt, client) = crate::client::client()?;
     rt.block_on(async {

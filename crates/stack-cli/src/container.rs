@@ -94,6 +94,7 @@ pub fn run(cmd: &ContainerCommand) -> anyhow::Result<i32> {
             workdir,
             container,
             command,
+            privileged,
         } => containers::exec(
             root,
             container,
@@ -105,6 +106,7 @@ pub fn run(cmd: &ContainerCommand) -> anyhow::Result<i32> {
                 tty: *tty,
                 interactive: *interactive,
                 console_size: None,
+                privileged: *privileged,
             },
             *detach,
         ),

@@ -1749,6 +1749,7 @@ impl stack_docker::Backend for Docker {
                 [rows, cols] if rows > 0 && cols > 0 => Some((rows, cols)),
                 _ => None,
             },
+            privileged: c.privileged,
         };
         let started = |e: stack_runtime::RuntimeError| DockerError::internal(e.to_string());
         if detach {

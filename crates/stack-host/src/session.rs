@@ -62,6 +62,7 @@ pub fn exec(host: &Host, project: &str, req: &ExecRequest) -> Result<Session, Ap
         tty: req.tty && !req.detach,
         interactive: req.interactive && !req.detach,
         console_size: req.console_size,
+        privileged: req.privileged,
     };
     let failed = |e: stack_runtime::RuntimeError| ApiError::internal(e.to_string());
     if req.detach {

@@ -234,6 +234,9 @@ pub struct Process {
     pub interactive: bool,
     /// With `tty`: its size (rows, columns) before the command starts.
     pub console_size: Option<(u16, u16)>,
+    /// Every capability (`exec --privileged`); the container's seccomp
+    /// filter and device rules still hold, as with docker.
+    pub privileged: bool,
 }
 
 /// How the exec process's standard streams are connected.
@@ -269,6 +272,10 @@ fn spawn_exec(
     }
     if let Some(u) = &p.user {
         spec.user = u.clone();
+    }
+    if p.privileged {
+        spec.cap_add = vec!["ALL".into()];
+        spec.cap_drop.clear();
     }
     let piped = wiring == Wiring::Piped;
     let json = serde_json::to_string(&(&spec, state.pid, piped))

@@ -564,6 +564,9 @@ pub struct ExecRequest {
     /// Started and left running: the session ends at once, exit code 0.
     #[serde(default)]
     pub detach: bool,
+    /// Every capability (`exec --privileged`).
+    #[serde(default)]
+    pub privileged: bool,
 }
 
 /// `POST /v1/projects/{project}/run`: a one-off container of a service

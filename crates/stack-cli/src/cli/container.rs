@@ -40,6 +40,9 @@ pub enum ContainerCommand {
         user: Option<String>,
         #[arg(short = 'w', long = "workdir")]
         workdir: Option<String>,
+        /// Every capability for the command (the container's seccomp filter and device rules still hold)
+        #[arg(long)]
+        privileged: bool,
         container: String,
         #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
         command: Vec<String>,

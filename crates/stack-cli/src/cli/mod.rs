@@ -803,6 +803,9 @@ pub struct ExecArgs {
     /// Run in the background
     #[arg(short = 'd', long)]
     pub detach: bool,
+    /// Every capability for the command (the container's seccomp filter and device rules still hold)
+    #[arg(long)]
+    pub privileged: bool,
     pub service: String,
     #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
     pub command: Vec<String>,

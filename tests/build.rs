@@ -556,6 +556,7 @@ fn a_watch_rebuild_rule_builds_the_image_again_and_recreates_the_service() {
     let d = app.display().to_string();
     e.out(&in_project(&d, &["up", "-d", "--watch"]));
     let id = e.out(&in_project(&d, &["ps", "-q", "web"]));
+    let image = e.out(&in_project(&d, &["images", "-q"]));
     let page = || {
         let o = e.stack(&in_project(&d, &["exec", "-T", "web", "cat", "/page.txt"]));
         String::from_utf8_lossy(&o.stdout).to_string()
@@ -566,6 +567,12 @@ fn a_watch_rebuild_rule_builds_the_image_again_and_recreates_the_service() {
         page() == "second\n"
     });
     assert_ne!(e.out(&in_project(&d, &["ps", "-q", "web"])), id);
+    // The image it replaced, nameless and unused, is pruned.
+    common::wait_for("the replaced image removed", || {
+        !e.stack(&["image", "inspect", image.trim()])
+            .status
+            .success()
+    });
     e.out(&in_project(&d, &["watch", "--stop"]));
     e.out(&in_project(&d, &["down"]));
 }

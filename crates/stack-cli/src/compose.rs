@@ -859,6 +859,8 @@ fn loaded_request(g: &Global) -> anyhow::Result<WatchRequest> {
         },
         load: stack_host::load::spec(&opts),
         files,
+        // As compose: the image a rebuild replaced goes (`watch --prune=false` keeps it).
+        prune: true,
         ..WatchRequest::default()
     })
 }
@@ -878,6 +880,7 @@ pub fn watch(g: &Global, args: &crate::cli::WatchArgs) -> anyhow::Result<()> {
     req.up.services = args.services.clone();
     req.services = args.services.clone();
     req.detach = args.detach;
+    req.prune = args.prune;
     if !args.no_up {
         call(
             g,
@@ -885,7 +888,11 @@ pub fn watch(g: &Global, args: &crate::cli::WatchArgs) -> anyhow::Result<()> {
             &req.up,
         )?;
     }
-    let mode = if args.detach { g.progress } else { Mode::Plain };
+    let mode = match () {
+        _ if args.quiet => Mode::Quiet,
+        _ if args.detach => g.progress,
+        _ => Mode::Plain,
+    };
     crate::progress::call(
         &format!("/v1/projects/{}/watch", req.up.project.name),
         &req,

@@ -154,19 +154,44 @@ pub fn pull_all(
     Ok(())
 }
 
-/// The layer directories every container (running or not, a build's RUN
-/// steps' too) uses.
-pub fn layers_in_use(host: &Host) -> Vec<PathBuf> {
-    [
-        host.root().join("containers"),
-        host.build_runs().join("containers"),
-    ]
-    .iter()
-    .filter_map(|d| std::fs::read_dir(d).ok())
-    .flat_map(|entries| entries.flatten())
-    .filter_map(|e| stack_runtime::state::read(&e.path()).ok())
-    .flat_map(|st| std::iter::once(st.spec.rootfs.clone()).chain(st.spec.layers.clone()))
-    .collect()
+/// What the containers (running or not, a build's RUN steps' too) hold
+/// of the store.
+pub struct InUse {
+    /// Every layer directory they run on.
+    pub layers: Vec<PathBuf>,
+    /// Their top layers: an image whose top layer is one of these is the
+    /// image a container runs from (an image below it is not).
+    tops: Vec<PathBuf>,
+}
+
+impl InUse {
+    pub fn of(host: &Host) -> InUse {
+        let specs: Vec<stack_runtime::Spec> = [
+            host.root().join("containers"),
+            host.build_runs().join("containers"),
+        ]
+        .iter()
+        .filter_map(|d| std::fs::read_dir(d).ok())
+        .flat_map(|entries| entries.flatten())
+        .filter_map(|e| stack_runtime::state::read(&e.path()).ok())
+        .map(|st| st.spec)
+        .collect();
+        InUse {
+            tops: specs.iter().map(|s| s.rootfs.clone()).collect(),
+            layers: specs
+                .into_iter()
+                .flat_map(|s| std::iter::once(s.rootfs).chain(s.layers))
+                .collect(),
+        }
+    }
+
+    /// Whether a container runs from `img`.
+    pub fn runs(&self, store: &stack_image::Store, img: &stack_image::Image) -> bool {
+        store
+            .lower_dirs(img)
+            .first()
+            .is_some_and(|top| self.tops.contains(top))
+    }
 }
 
 /// Collects the layers and blobs nothing uses: no image, no container,
@@ -192,11 +217,11 @@ pub fn remove(
     store: &stack_image::Store,
     names: &[String],
 ) -> anyhow::Result<Vec<Result<Option<String>, stack_image::ImageError>>> {
-    let used = layers_in_use(host);
-    let in_use = |img: &stack_image::Image| store.lower_dirs(img).iter().any(|d| used.contains(d));
+    let used = InUse::of(host);
+    let in_use = |img: &stack_image::Image| used.runs(store, img);
     let done: Vec<_> = names.iter().map(|r| store.remove(r, &in_use)).collect();
     if done.iter().any(|d| matches!(d, Ok(Some(_)))) {
-        collect(store, &used, true)?;
+        collect(store, &used.layers, true)?;
     }
     Ok(done)
 }
@@ -212,8 +237,8 @@ pub struct Pruned {
 /// container uses, then the layers and blobs nothing uses.
 pub fn prune(host: &Host, all: bool) -> anyhow::Result<Pruned> {
     let store = host.images()?;
-    let used = layers_in_use(host);
-    let in_use = |img: &stack_image::Image| store.lower_dirs(img).iter().any(|d| used.contains(d));
+    let used = InUse::of(host);
+    let in_use = |img: &stack_image::Image| used.runs(&store, img);
     let mut images = Vec::new();
     for img in store.images()? {
         if (all || img.names.is_empty()) && !in_use(&img) {
@@ -224,7 +249,7 @@ pub fn prune(host: &Host, all: bool) -> anyhow::Result<Pruned> {
             }
         }
     }
-    let collected = collect(&store, &used, true)?;
+    let collected = collect(&store, &used.layers, true)?;
     Ok(Pruned { images, collected })
 }
 
@@ -234,5 +259,5 @@ pub fn prune(host: &Host, all: bool) -> anyhow::Result<Pruned> {
 pub fn prune_build_cache(host: &Host) -> anyhow::Result<(usize, stack_image::store::Collected)> {
     let store = host.images()?;
     let steps = stack_build::prune_cache(&store)?;
-    Ok((steps, collect(&store, &layers_in_use(host), false)?))
+    Ok((steps, collect(&store, &InUse::of(host).layers, false)?))
 }

@@ -177,7 +177,8 @@ impl Watches {
             crate::blocking(move || {
                 let (loaded, files) = reload(&req.load, &events)
                     .map_err(|e| anyhow::anyhow!("the stack is left as it was: {e:#}"))?;
-                let rebuilt = rebuild_images(&host, &loaded.project, &rebuild, &events)?;
+                let (rebuilt, replaced) =
+                    rebuild_images(&host, &loaded.project, &rebuild, &events)?;
                 let up_req = stack_api::UpRequest {
                     project: loaded.project,
                     working_dir: loaded.working_dir,
@@ -186,6 +187,9 @@ impl Watches {
                     ..req.up.clone()
                 };
                 up(&up_req, &events)?;
+                if req.prune {
+                    prune_replaced(&host, &replaced, &events);
+                }
                 let (spec, warnings) = WatchSpec::new(
                     &up_req.project,
                     files.iter().map(PathBuf::from).collect(),
@@ -273,18 +277,16 @@ impl Watches {
     }
 }
 
-/// The project a watch loads again, as the client loaded it; the loader's
-/// warnings go to the watch's events.
-/// A `rebuild` rule's services built again (each said as it goes); those
-/// whose image changed, for the `up` to recreate. A failed build leaves
-/// the stack as it was.
+/// A `rebuild` rule's services built again (each said as it goes): those
+/// whose image changed, for the `up` to recreate, and the images they had.
+/// A failed build leaves the stack as it was.
 fn rebuild_images(
     host: &Host,
     project: &stack_model::Project,
     services: &[String],
     events: &Events,
-) -> anyhow::Result<Vec<String>> {
-    let mut changed = Vec::new();
+) -> anyhow::Result<(Vec<String>, Vec<String>)> {
+    let (mut changed, mut replaced) = (Vec::new(), Vec::new());
     let say = |name: &str, action: &str| {
         events.send(Event::Progress {
             object: "Service".into(),
@@ -307,11 +309,34 @@ fn rebuild_images(
         say(name, "Built");
         if before.as_deref() != Some(img.id.as_str()) {
             changed.push(name.clone());
+            replaced.extend(before);
         }
     }
-    Ok(changed)
+    Ok((changed, replaced))
 }
 
+/// `watch --prune`: the images rebuilds replaced, removed if no name is
+/// left on them and no container uses them any more.
+fn prune_replaced(host: &Host, replaced: &[String], events: &Events) {
+    let Ok(store) = host.images() else { return };
+    for id in replaced {
+        if !store.lookup(id).is_ok_and(|i| i.names.is_empty()) {
+            continue;
+        }
+        if let Ok(done) = crate::images::remove(host, &store, std::slice::from_ref(id)) {
+            if matches!(done.first(), Some(Ok(Some(_)))) {
+                events.send(Event::Progress {
+                    object: "Image".into(),
+                    name: id.clone(),
+                    action: "Removed".into(),
+                });
+            }
+        }
+    }
+}
+
+/// The project a watch loads again, as the client loaded it; the loader's
+/// warnings go to the watch's events.
 fn reload(l: &LoadSpec, events: &Events) -> anyhow::Result<(stack_api::UpRequest, Vec<String>)> {
     let opts = crate::load::options(l);
     let loaded = stack_loader::load(&opts)?;

@@ -357,6 +357,10 @@ pub struct WatchRequest {
     /// (otherwise: until the client goes away).
     #[serde(default)]
     pub detach: bool,
+    /// A rebuild removes the image it replaced once nothing uses it and it
+    /// has no name left (`--prune`).
+    #[serde(default)]
+    pub prune: bool,
 }
 
 /// What happened to a container, as `docker events` tells it: `create`,

@@ -744,6 +744,12 @@ pub struct WatchArgs {
     /// Stop watching the project
     #[arg(long, conflicts_with_all = ["no_up", "detach"])]
     pub stop: bool,
+    /// Remove the image a rebuild replaced once it has no name and no container left
+    #[arg(long, default_value_t = true, num_args = 0..=1, require_equals = true, default_missing_value = "true", action = clap::ArgAction::Set)]
+    pub prune: bool,
+    /// Print nothing of what the watch does (errors excepted)
+    #[arg(long)]
+    pub quiet: bool,
     /// Services whose rules apply (default: all)
     pub services: Vec<String>,
 }

@@ -390,3 +390,24 @@ fn names_in_errors_are_printed_escaped() {
         "{err}"
     );
 }
+
+#[test]
+fn swarm_and_context_commands_say_they_do_not_apply() {
+    let p = Project::new(&[]);
+    for (args, what) in [
+        (&["swarm", "init"][..], "swarm mode"),
+        (
+            &["-p", "x", "service", "ls", "--filter", "a=b"][..],
+            "`stack service`",
+        ),
+        (&["context", "use", "remote"][..], "reach other engines"),
+    ] {
+        let o = p.run(args);
+        assert_eq!(o.status.code(), Some(1), "{args:?}: {o:?}");
+        assert!(stderr(&o).contains(what), "{args:?}: {}", stderr(&o));
+        assert!(stderr(&o).contains("kube generate"), "{}", stderr(&o));
+    }
+    // A mistyped command still gets the nearest ones.
+    let o = p.run(&["statr"]);
+    assert!(stderr(&o).contains("'start'"), "{}", stderr(&o));
+}

@@ -219,6 +219,25 @@ fn main() -> ExitCode {
             index,
             output,
         } => done(compose::export(g, service, *index, output.as_deref())),
+        cli::Command::NotHere { .. } => {
+            // The word used: `swarm` is the command's name, the rest aliases.
+            let word = std::env::args()
+                .skip(1)
+                .find(|a| cli::NOT_HERE.contains(&a.as_str()))
+                .unwrap_or_else(|| "swarm".into());
+            Err(anyhow::anyhow!(
+                "`stack {word}` is Docker's {} and does not apply here: stack runs one host, its own engine; \
+                 to take a stack to a cluster, `stack kube generate` writes it for Kubernetes",
+                match word.as_str() {
+                    "context" => "way to reach other engines",
+                    "plugin" => "plugin system",
+                    "trust" => "content trust",
+                    "checkpoint" => "checkpointing (experimental)",
+                    "manifest" => "manifest list editing (experimental)",
+                    _ => "swarm mode (a cluster of hosts)",
+                }
+            ))
+        }
         cli::Command::Completion { shell } => {
             done(complete::registration(*shell, &mut out).map_err(Into::into))
         }

@@ -348,7 +348,34 @@ pub enum Command {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
+    /// Docker's commands for swarm mode, contexts and plugins: they answer
+    /// that they do not apply to one host.
+    #[command(
+        hide = true,
+        name = "swarm",
+        aliases = NOT_HERE.iter().skip(1).copied().collect::<Vec<_>>(),
+        disable_help_flag = true
+    )]
+    NotHere {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
 }
+
+/// Docker's commands that have no meaning for stack: swarm mode (several
+/// hosts), contexts (other engines), plugins, content trust, checkpoints.
+pub const NOT_HERE: &[&str] = &[
+    "swarm",
+    "node",
+    "service",
+    "secret",
+    "stack",
+    "context",
+    "plugin",
+    "trust",
+    "checkpoint",
+    "manifest",
+];
 
 #[derive(Clone, Copy, Debug, ValueEnum, PartialEq)]
 pub enum VersionFormat {

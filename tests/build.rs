@@ -888,3 +888,66 @@ fn progress_tty_draws_buildkits_live_view() {
         "{again}"
     );
 }
+
+#[test]
+fn compose_build_print_check_memory_and_builder() {
+    let e = Env::new("build", "flags");
+    busybox_image(&e, "local/busybox:1");
+    let app = e.dir.join("app");
+    std::fs::create_dir_all(&app).unwrap();
+    let clean = "FROM local/busybox:1\nRUN cat /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null || cat /sys/fs/cgroup/memory.max\nCMD [\"sleep\", \"1000\"]\n";
+    std::fs::write(app.join("Dockerfile"), clean).unwrap();
+    std::fs::write(
+        app.join("compose.yaml"),
+        "services:\n  web:\n    build:\n      context: .\n      args: {MODE: fast}\n      tags: [\"local/web:extra\"]\n    image: local/web:1\n",
+    )
+    .unwrap();
+    let d = app.display().to_string();
+    // --print: buildx bake's definition, nothing built.
+    let printed: serde_json::Value =
+        serde_json::from_str(&e.out(&in_project(&d, &["build", "--print"]))).unwrap();
+    assert_eq!(
+        printed["group"]["default"]["targets"],
+        serde_json::json!(["web"])
+    );
+    let web = &printed["target"]["web"];
+    assert_eq!(web["context"], d.as_str(), "{printed}");
+    assert_eq!(web["args"]["MODE"], "fast");
+    assert_eq!(
+        web["tags"],
+        serde_json::json!(["local/web:1", "local/web:extra"])
+    );
+    assert!(!e
+        .stack(&["image", "inspect", "local/web:1"])
+        .status
+        .success());
+    // --check: clean, then BuildKit's rules with their lines.
+    let o = e.stack(&in_project(&d, &["build", "--check"]));
+    assert!(o.status.success(), "{o:?}");
+    std::fs::write(
+        app.join("Dockerfile"),
+        "FROM local/busybox:1 as base\nMAINTAINER me\nCMD sleep 1000\n",
+    )
+    .unwrap();
+    let err = e.fails(&in_project(&d, &["build", "--check"]));
+    for rule in [
+        "FromAsCasing - https://docs.docker.com/go/dockerfile/rule/from-as-casing/",
+        "MaintainerDeprecated",
+        "JSONArgsRecommended - https://docs.docker.com/go/dockerfile/rule/json-args-recommended/",
+    ] {
+        assert!(err.contains(rule), "{rule}: {err}");
+    }
+    assert!(err.contains("Dockerfile:3"), "{err}");
+    assert!(err.contains("3 warnings have been found"), "{err}");
+    // --memory: the RUN steps' limit.
+    std::fs::write(app.join("Dockerfile"), clean).unwrap();
+    let o = e.stack(&in_project(
+        &d,
+        &["build", "--progress", "plain", "--no-cache", "-m", "96m"],
+    ));
+    assert!(o.status.success(), "{o:?}");
+    let log = String::from_utf8_lossy(&o.stderr);
+    assert!(log.contains(" 100663296"), "{log}");
+    let err = e.fails(&in_project(&d, &["build", "--builder", "cloud-x"]));
+    assert!(err.contains("one builder, built in"), "{err}");
+}

@@ -72,6 +72,8 @@ pub struct Request {
     /// Named contexts (`--build-context name=dir`, compose's
     /// `additional_contexts`): a directory, or `docker-image://ref`.
     pub contexts: BTreeMap<String, String>,
+    /// RUN's memory limit in bytes (`--memory`).
+    pub memory: Option<i64>,
 }
 
 /// What a RUN's network gives its container.
@@ -935,6 +937,7 @@ impl Builder<'_> {
                     privileged,
                     shm_size: self.req.shm_size,
                     rlimits: self.req.ulimits.clone(),
+                    memory: self.req.memory,
                 };
                 let say = self.say;
                 let ran = run::run(self.runs, &self.empty, &id, step, &mut |l| {

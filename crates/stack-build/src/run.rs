@@ -28,6 +28,8 @@ pub struct Step {
     pub privileged: bool,
     pub shm_size: Option<u64>,
     pub rlimits: Vec<(String, u64, u64)>,
+    /// Its memory limit in bytes.
+    pub memory: Option<i64>,
 }
 
 /// Runs `step` as container `id` under `runs` (the builder's runtime root,
@@ -65,6 +67,10 @@ pub fn run(
         privileged: step.privileged,
         shm_size: step.shm_size,
         rlimits: step.rlimits,
+        limits: stack_runtime::cgroup::Limits {
+            memory: step.memory,
+            ..Default::default()
+        },
         ..Default::default()
     };
     let dir = stack_runtime::container_dir(runs, id);

@@ -296,6 +296,7 @@ pub fn image(a: &BuildArgs, mode: crate::progress::Mode) -> anyhow::Result<()> {
             .iter()
             .map(|u| stack_host::create::parse_ulimit(u))
             .collect::<anyhow::Result<_>>()?,
+        memory: memory(a.memory.as_deref())?,
     };
     let host = Host::new(crate::client::stack_root());
     let quiet = a.quiet || mode == crate::progress::Mode::Quiet;
@@ -386,11 +387,16 @@ pub fn build_services(
 
 /// `stack build [SERVICE...]`.
 pub fn services(g: &Global, a: &ComposeBuildArgs) -> anyhow::Result<()> {
+    if let Some(b) = a.builder.as_deref().filter(|b| *b != "default") {
+        bail!("no builder `{b}`: stack has one builder, built in (`default`)");
+    }
     let opts = crate::config::options(g, &a.services, false, false)?;
-    // Secrets from the environment read as `up` reads them (the load's
-    // environment, `.env` included).
     let mut loaded = crate::config::load(&opts)?;
-    stack_host::load::contents_from_environment(&mut loaded)?;
+    // Secrets from the environment read as `up` reads them (the load's
+    // environment, `.env` included); printed, they stay references.
+    if !a.print {
+        stack_host::load::contents_from_environment(&mut loaded)?;
+    }
     let mut project = loaded.project;
     stack_host::load::name_built_images(&mut project);
     for s in &a.services {
@@ -413,6 +419,16 @@ pub fn services(g: &Global, a: &ComposeBuildArgs) -> anyhow::Result<()> {
         .filter(|n| project.services.get(n).is_some_and(|s| s.build.is_some()))
         .collect();
     let args = pairs(&a.build_args);
+    if a.print {
+        let bake = bake(&project, &names, &args);
+        println!("{}", serde_json::to_string_pretty(&bake)?);
+        return Ok(());
+    }
+    if a.check {
+        return check(&project, &names, &args);
+    }
+    let memory = memory(a.memory.as_deref())?;
+    let ssh: Vec<(String, PathBuf)> = a.ssh.iter().map(|s| ssh(s)).collect::<Result<_, _>>()?;
     let host = Host::new(crate::client::stack_root());
     build_services(
         &host,
@@ -422,6 +438,8 @@ pub fn services(g: &Global, a: &ComposeBuildArgs) -> anyhow::Result<()> {
             r.no_cache |= a.no_cache;
             r.pull |= a.pull;
             r.args.extend(args.clone());
+            r.memory = memory.or(r.memory);
+            r.ssh.extend(ssh.iter().cloned());
         },
         match a.quiet {
             true => crate::progress::Mode::Quiet,
@@ -429,6 +447,198 @@ pub fn services(g: &Global, a: &ComposeBuildArgs) -> anyhow::Result<()> {
         },
     )?;
     Ok(())
+}
+
+/// `--memory` in bytes.
+fn memory(m: Option<&str>) -> anyhow::Result<Option<i64>> {
+    m.map(stack_model::parse_bytes)
+        .transpose()
+        .map_err(|e| anyhow::anyhow!("--memory: {e}"))
+}
+
+/// `build --print`: the builds as `docker buildx bake` takes them (JSON),
+/// as compose prints them.
+fn bake(
+    project: &stack_model::Project,
+    names: &[String],
+    over: &BTreeMap<String, String>,
+) -> serde_json::Value {
+    use serde_json::{json, Map, Value};
+    let mut targets = Map::new();
+    for name in names {
+        let s = &project.services[name];
+        let Some(b) = &s.build else { continue };
+        let mut t = Map::new();
+        let mut put = |k: &str, v: Value| {
+            let empty = match &v {
+                Value::Null | Value::Bool(false) => true,
+                Value::Array(a) => a.is_empty(),
+                Value::Object(o) => o.is_empty(),
+                _ => false,
+            };
+            if !empty {
+                t.insert(k.into(), v);
+            }
+        };
+        put("context", json!(b.context.as_deref().unwrap_or(".")));
+        put(
+            "dockerfile",
+            json!(b.dockerfile.as_deref().unwrap_or("Dockerfile")),
+        );
+        put("dockerfile-inline", json!(b.dockerfile_inline));
+        let mut args: BTreeMap<String, String> = b
+            .args
+            .0
+            .iter()
+            .filter_map(|(k, v)| {
+                v.clone()
+                    .or_else(|| std::env::var(k).ok())
+                    .map(|v| (k.clone(), v))
+            })
+            .collect();
+        args.extend(over.clone());
+        put("args", json!(args));
+        put("labels", json!(b.labels.0));
+        put(
+            "tags",
+            json!(s.image.iter().chain(&b.tags.0).collect::<Vec<_>>()),
+        );
+        put("target", json!(b.target));
+        put("cache-from", json!(b.cache_from.0));
+        put("cache-to", json!(b.cache_to.0));
+        put("no-cache", json!(b.no_cache));
+        put("no-cache-filter", json!(b.no_cache_filter.0));
+        put("pull", json!(b.pull));
+        put("network", json!(b.network));
+        put("platforms", json!(b.platforms.0));
+        put("contexts", json!(b.additional_contexts.0));
+        put(
+            "secret",
+            json!(b
+                .secrets
+                .iter()
+                .map(|r| {
+                    let id = r.target.clone().unwrap_or_else(|| r.source.clone());
+                    match project.secrets.get(&r.source) {
+                        Some(d) if d.environment.is_some() => {
+                            format!(
+                                "id={id},type=env,env={}",
+                                d.environment.as_deref().unwrap_or_default()
+                            )
+                        }
+                        Some(d) => format!(
+                            "id={id},type=file,src={}",
+                            d.file.as_deref().unwrap_or_default()
+                        ),
+                        None => format!("id={id}"),
+                    }
+                })
+                .collect::<Vec<_>>()),
+        );
+        put(
+            "ssh",
+            json!(b
+                .ssh
+                .0
+                .iter()
+                .map(|(id, p)| match p {
+                    Some(p) => format!("{id}={p}"),
+                    None => id.clone(),
+                })
+                .collect::<Vec<_>>()),
+        );
+        put(
+            "extra-hosts",
+            json!(b
+                .extra_hosts
+                .0
+                .iter()
+                .map(|(h, ips)| (h.clone(), ips.join(",")))
+                .collect::<BTreeMap<_, _>>()),
+        );
+        put("shm-size", json!(b.shm_size.map(|s| s.0.to_string())));
+        put(
+            "entitlements",
+            json!(b
+                .entitlements
+                .iter()
+                .cloned()
+                .chain(b.privileged.then(|| "security.insecure".to_string()))
+                .collect::<Vec<_>>()),
+        );
+        put("output", json!(["type=docker"]));
+        targets.insert(name.clone(), Value::Object(t));
+    }
+    json!({
+        "group": {"default": {"targets": names}},
+        "target": targets,
+    })
+}
+
+/// `build --check`: the Dockerfiles' lint warnings, as BuildKit's checks
+/// print them; an error when there is one.
+fn check(
+    project: &stack_model::Project,
+    names: &[String],
+    args: &BTreeMap<String, String>,
+) -> anyhow::Result<()> {
+    let mut found = 0;
+    for name in names {
+        let mut req = stack_host::build::service_request(project, name)?;
+        req.args.extend(args.clone());
+        let (file, text) = match &req.inline {
+            Some(t) => ("dockerfile_inline".to_string(), t.clone()),
+            None => {
+                let p = req.context.join(&req.dockerfile);
+                let text = std::fs::read_to_string(&p)
+                    .with_context(|| format!("service {name}: cannot read `{}`", p.display()))?;
+                (p.display().to_string(), text)
+            }
+        };
+        let df = stack_dockerfile::parse(&text)
+            .map_err(|e| anyhow::anyhow!("service {name}: {file}:{}: {}", e.line, e.message))?;
+        for w in stack_dockerfile::lint::check(&df, &text, &req.args) {
+            found += 1;
+            eprintln!(
+                "WARNING: {} - https://docs.docker.com/go/dockerfile/rule/{}/\n{}\n{file}:{}\n",
+                w.rule,
+                kebab(w.rule),
+                w.message,
+                w.line
+            );
+        }
+    }
+    if found > 0 {
+        bail!(
+            "Check complete, {found} warning{} found",
+            if found == 1 {
+                " has been"
+            } else {
+                "s have been"
+            }
+        );
+    }
+    eprintln!("Check complete, no warnings found.");
+    Ok(())
+}
+
+/// `JSONArgsRecommended` as its page's name: `json-args-recommended`.
+fn kebab(rule: &str) -> String {
+    let c: Vec<char> = rule.chars().collect();
+    let mut out = String::new();
+    for i in 0..c.len() {
+        // A word starts at a capital after a small letter, or at the last
+        // capital of a run followed by a small one (`JSONArgs`: json-args).
+        let starts = i > 0
+            && c[i].is_ascii_uppercase()
+            && (c[i - 1].is_ascii_lowercase()
+                || c.get(i + 1).is_some_and(|n| n.is_ascii_lowercase()));
+        if starts {
+            out.push('-');
+        }
+        out.push(c[i].to_ascii_lowercase());
+    }
+    out
 }
 
 /// The builds `up` makes first: with `--build` every selected service that

@@ -251,6 +251,8 @@ pub struct BuildQuery {
     pub pull: bool,
     pub network: Option<String>,
     pub shm_size: Option<u64>,
+    /// RUN's memory limit in bytes.
+    pub memory: Option<i64>,
     pub extra_hosts: Vec<String>,
     pub platform: Option<String>,
     pub cache_from: Vec<String>,
@@ -300,6 +302,7 @@ impl BuildQuery {
                 .filter(|n| !n.is_empty() && *n != "default")
                 .map(str::to_string),
             shm_size: q.number("shmsize")?.filter(|s| *s > 0),
+            memory: q.number("memory")?.filter(|m| *m > 0),
             extra_hosts: q
                 .get("extrahosts")
                 .unwrap_or_default()

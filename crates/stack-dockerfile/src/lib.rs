@@ -12,6 +12,7 @@
 
 pub mod expand;
 pub mod ignore;
+pub mod lint;
 mod parse;
 
 pub use parse::parse;

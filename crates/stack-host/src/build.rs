@@ -234,5 +234,6 @@ pub fn service_request(project: &stack_model::Project, name: &str) -> anyhow::Re
             .iter()
             .map(|(id, p)| ssh_agent((id, p.as_deref())))
             .collect::<anyhow::Result<_>>()?,
+        memory: None,
     })
 }

@@ -2622,6 +2622,7 @@ impl Docker {
             extra_hosts: q.extra_hosts.clone(),
             platform: q.platform.clone(),
             contexts: Default::default(),
+            memory: q.memory,
         };
         // The builder calls from its threads; the stream is written here.
         let (tx, rx) = std::sync::mpsc::channel::<Value>();

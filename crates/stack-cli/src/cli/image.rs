@@ -124,6 +124,9 @@ pub struct BuildArgs {
     /// Size of RUN steps' /dev/shm (`64m`)
     #[arg(long)]
     pub shm_size: Option<String>,
+    /// Memory limit of RUN steps (`512m`)
+    #[arg(short, long)]
+    pub memory: Option<String>,
     /// A resource limit of RUN steps: NAME=SOFT[:HARD]
     #[arg(long = "ulimit", value_name = "NAME=SOFT[:HARD]")]
     pub ulimits: Vec<String>,

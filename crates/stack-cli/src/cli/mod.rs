@@ -571,6 +571,21 @@ pub struct ComposeBuildArgs {
     /// Push the images once built (as `stack push`)
     #[arg(long)]
     pub push: bool,
+    /// Memory limit of the RUN steps' containers (`512m`)
+    #[arg(short, long)]
+    pub memory: Option<String>,
+    /// SSH agent sockets or keys for `RUN --mount=type=ssh` (`default` or ID=PATH), over the file's
+    #[arg(long)]
+    pub ssh: Vec<String>,
+    /// The builder: stack has one, built in (`default`)
+    #[arg(long)]
+    pub builder: Option<String>,
+    /// Print the build definition (docker buildx bake's JSON) and build nothing
+    #[arg(long)]
+    pub print: bool,
+    /// Check the Dockerfiles (lint) and build nothing
+    #[arg(long, conflicts_with = "print")]
+    pub check: bool,
     /// Services to build (default: all that have a build section)
     pub services: Vec<String>,
 }

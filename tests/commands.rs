@@ -707,3 +707,55 @@ fn restart_no_deps_kill_remove_orphans_and_exec_privileged() {
     assert_eq!(left.trim(), "db exited", "{left}");
     e.out(&in_project(&d, &["down"]));
 }
+
+#[test]
+fn a_one_off_container_answers_to_the_service_name_only_with_use_aliases() {
+    let (e, d) = project_env(
+        "commands",
+        "aliases",
+        "services:\n  db:\n    image: local/busybox:1\n    command: [\"sleep\", \"1000\"]\n",
+    );
+    e.out(&in_project(&d, &["up", "-d"]));
+    e.out(&in_project(
+        &d,
+        &["run", "-d", "--name", "plain", "db", "sleep", "1000"],
+    ));
+    e.out(&in_project(
+        &d,
+        &[
+            "run",
+            "-d",
+            "--use-aliases",
+            "--name",
+            "aliased",
+            "db",
+            "sleep",
+            "1000",
+        ],
+    ));
+    let addresses = |name: &str| {
+        let out = e.out(&in_project(
+            &d,
+            &["exec", "db", "busybox", "nslookup", name],
+        ));
+        // After the server's own lines: the answers.
+        out.split("Name:")
+            .skip(1)
+            .filter_map(|a| a.split("Address:").nth(1))
+            .map(|a| a.trim().to_string())
+            .collect::<Vec<_>>()
+    };
+    let ip = |name: &str| {
+        let a = addresses(name);
+        assert_eq!(a.len(), 1, "{name}: {a:?}");
+        a[0].clone()
+    };
+    let (plain, aliased) = (ip("plain"), ip("aliased"));
+    let db = addresses("db");
+    assert_eq!(db.len(), 2, "{db:?}");
+    assert!(
+        db.contains(&aliased) && !db.contains(&plain),
+        "{db:?} {plain} {aliased}"
+    );
+    e.out(&in_project(&d, &["down", "--remove-orphans", "-t", "0"]));
+}

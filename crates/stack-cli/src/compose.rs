@@ -1151,6 +1151,7 @@ pub fn run(g: &Global, args: &RunOneOff) -> anyhow::Result<i32> {
         workdir: p.workdir.clone(),
         publish: args.publish.clone(),
         service_ports: args.service_ports,
+        use_aliases: args.use_aliases,
         tty,
         console_size: tty.then(stack_runtime::terminal_size).flatten(),
         interactive: !args.detach,

@@ -556,6 +556,9 @@ pub fn one_off(host: &Host, req: &RunRequest, s: &Service) -> anyhow::Result<Con
         a.workdir = req.workdir.clone();
     }
     a.rm = req.rm;
+    if !req.use_aliases {
+        a.network_alias.clear();
+    }
     a.tty = req.tty && !req.detach;
     a.console_size = req.console_size;
     a.interactive = req.interactive && !req.detach;

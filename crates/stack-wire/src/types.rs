@@ -616,6 +616,10 @@ pub struct RunRequest {
     /// still there).
     #[serde(default)]
     pub rm: bool,
+    /// The service's network aliases (its name included) for it too; by
+    /// default a one-off container answers to its own name only.
+    #[serde(default)]
+    pub use_aliases: bool,
 }
 
 /// The body of `POST /v1/images/pull` (`stack pull`): images pulled at

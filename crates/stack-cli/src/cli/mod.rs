@@ -931,6 +931,9 @@ pub struct RunOneOff {
     /// Publish the service's own ports too
     #[arg(short = 'P', long)]
     pub service_ports: bool,
+    /// Answer to the service's network aliases (its name included) too
+    #[arg(long)]
+    pub use_aliases: bool,
     #[arg(long)]
     pub name: Option<String>,
     /// Add a capability

@@ -63,6 +63,7 @@ pub fn up(g: &Global, args: &UpArgs) -> anyhow::Result<i32> {
         no_deps: args.no_deps,
         scale,
         force_recreate: args.force_recreate,
+        always_recreate_deps: args.always_recreate_deps,
         no_recreate: args.no_recreate,
         remove_orphans: args.remove_orphans,
         no_start: args.no_start,

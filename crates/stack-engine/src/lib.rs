@@ -301,6 +301,12 @@ impl<D: Driver + Send + 'static> Engine<D> {
         }
         let opts = stack_plan::UpOptions {
             force_recreate: req.force_recreate,
+            dependencies: selected
+                .iter()
+                .filter(|s| !req.services.contains(s))
+                .cloned()
+                .collect(),
+            always_recreate_deps: req.always_recreate_deps,
             rebuilt: req.rebuilt.clone(),
             no_recreate: req.no_recreate,
             remove_orphans: req.remove_orphans,

@@ -51,7 +51,12 @@ pub struct WantedNetwork {
 
 #[derive(Clone, Debug, Default)]
 pub struct UpOptions {
+    /// Recreate the services named (all, when none is) even if unchanged.
     pub force_recreate: bool,
+    /// The services brought up only because named ones depend on them:
+    /// recreated if unchanged only with `always_recreate_deps`.
+    pub dependencies: Vec<String>,
+    pub always_recreate_deps: bool,
     /// Services whose image was built anew: recreated.
     pub rebuilt: Vec<String>,
     pub no_recreate: bool,
@@ -247,15 +252,19 @@ pub fn up(
                         cause: cause.into(),
                     },
                 };
+                let (forced, flag) = match opts.dependencies.contains(&w.service) {
+                    true => (opts.always_recreate_deps, "--always-recreate-deps"),
+                    false => (opts.force_recreate, "--force-recreate"),
+                };
                 match mine.iter().find(|e| e.number == number) {
                     None => task.push(create("not created yet")),
                     Some(e)
                         if (e.hash != w.hash && !opts.no_recreate)
-                            || opts.force_recreate
+                            || forced
                             || opts.rebuilt.contains(&w.service) =>
                     {
-                        let cause = if opts.force_recreate {
-                            "--force-recreate"
+                        let cause = if forced {
+                            flag
                         } else if e.hash == w.hash {
                             "its image was built anew"
                         } else {
@@ -540,6 +549,36 @@ mod tests {
         assert_eq!(
             forced.ops().filter(|o| matches!(o, Op::Run { .. })).count(),
             2
+        );
+        // `up --force-recreate web`: db, only its dependency, stays unless
+        // --always-recreate-deps.
+        let recreated = |always_recreate_deps| {
+            let p = up(
+                "p",
+                &[w("db", "h1", 1), w("web", "h2", 1)],
+                &order,
+                &nets,
+                &["p_default".into()],
+                &have,
+                &UpOptions {
+                    force_recreate: true,
+                    dependencies: vec!["db".into()],
+                    always_recreate_deps,
+                    ..Default::default()
+                },
+            )
+            .unwrap();
+            p.ops()
+                .filter_map(|o| match o {
+                    Op::Run { service, cause, .. } => Some(format!("{service}: {cause}")),
+                    _ => None,
+                })
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(recreated(false), ["web: --force-recreate"]);
+        assert_eq!(
+            recreated(true),
+            ["db: --always-recreate-deps", "web: --force-recreate"]
         );
     }
 

@@ -43,6 +43,10 @@ pub struct UpRequest {
     pub scale: BTreeMap<String, u32>,
     #[serde(default)]
     pub force_recreate: bool,
+    /// The services brought up as dependencies of the named ones are
+    /// recreated too (`--always-recreate-deps`).
+    #[serde(default)]
+    pub always_recreate_deps: bool,
     /// Services whose image was just built anew (`up --build`): their
     /// containers are recreated, as compose does for a new image.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

@@ -640,6 +640,9 @@ pub struct UpArgs {
     /// Recreated containers get new anonymous volumes (stack always does: they live with the container)
     #[arg(short = 'V', long)]
     pub renew_anon_volumes: bool,
+    /// Recreate the services the named ones depend on too, even if unchanged
+    #[arg(long, conflicts_with = "no_recreate")]
+    pub always_recreate_deps: bool,
     /// Do not start the services the named ones depend on
     #[arg(long)]
     pub no_deps: bool,

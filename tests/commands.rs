@@ -759,3 +759,43 @@ fn a_one_off_container_answers_to_the_service_name_only_with_use_aliases() {
     );
     e.out(&in_project(&d, &["down", "--remove-orphans", "-t", "0"]));
 }
+
+#[test]
+fn events_since_replays_what_the_engine_kept_and_until_ends_the_stream() {
+    let (e, d) = project_env(
+        "commands",
+        "events",
+        "services:\n  app:\n    image: local/busybox:1\n    command: [\"sleep\", \"1000\"]\n",
+    );
+    e.out(&in_project(&d, &["up", "-d"]));
+    // Both end at once (until: now), after what happened since an hour ago.
+    let compose = e.out(&in_project(
+        &d,
+        &["events", "--json", "--since", "1h", "--until", "0s"],
+    ));
+    let actions: Vec<String> = compose
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|v| v["service"] == "app")
+        .map(|v| v["action"].as_str().unwrap().to_string())
+        .collect();
+    assert!(actions.contains(&"start".to_string()), "{compose}");
+    let docker = e.out(&[
+        "system",
+        "events",
+        "--since",
+        "1h",
+        "--until",
+        "0s",
+        "--format",
+        "{{.Action}}",
+    ]);
+    assert!(docker.lines().any(|l| l == "start"), "{docker}");
+    // Nothing kept before then.
+    let later = e.out(&in_project(
+        &d,
+        &["events", "--since", "0s", "--until", "0s"],
+    ));
+    assert_eq!(later, "");
+    e.out(&in_project(&d, &["down", "-t", "0"]));
+}

@@ -22,8 +22,9 @@ use stack_wire::query::{query_flag, query_values};
 
 use crate::{
     route, Action, ActionRequest, ApiError, ArchiveQuery, ContainerSummary, Copied, DownRequest,
-    ErrorBody, Event, Events, ExecRequest, ImageSummary, LogsQuery, NoRoute, ProjectSummary,
-    PullRequest, Route, RunRequest, Session, Stats, Top, UpRequest, Version, WatchRequest,
+    ErrorBody, Event, Events, EventsQuery, ExecRequest, ImageSummary, LogsQuery, NoRoute,
+    ProjectSummary, PullRequest, Route, RunRequest, Session, Stats, Top, UpRequest, Version,
+    WatchRequest,
 };
 
 /// What the daemon answers on its socket (the host implements it on the
@@ -45,7 +46,7 @@ pub trait Api: Send + Sync + 'static {
     fn logs(&self, project: &str, query: LogsQuery, events: &Events) -> Result<(), ApiError>;
     /// The project's container events as they happen (`Event::Container`),
     /// until the client goes away.
-    fn events(&self, project: &str, events: &Events) -> Result<(), ApiError>;
+    fn events(&self, project: &str, query: EventsQuery, events: &Events) -> Result<(), ApiError>;
     /// Watches the project's files (`stack watch`), telling `events` what
     /// it does: until the client goes away, or with `detach` until
     /// `unwatch` (then it answers at once).
@@ -253,7 +254,10 @@ async fn handle<E: Api>(engine: Arc<E>, req: Request<Incoming>) -> Response<Body
             Ok(r) => stream(move |events| engine.act(action, r, events)),
             Err(e) => api_error(e),
         },
-        Route::Events { project } => stream(move |events| engine.events(&project, events)),
+        Route::Events { project } => match EventsQuery::parse(req.uri().query()) {
+            Ok(q) => stream(move |events| engine.events(&project, q, events)),
+            Err(e) => api_error(e),
+        },
         Route::Watch { project } => match body::<WatchRequest>(req, &project).await {
             Ok(w) => stream(move |events| engine.watch(w, events)),
             Err(e) => api_error(e),

@@ -180,7 +180,7 @@ impl Api for Fake {
         Ok(())
     }
 
-    fn events(&self, project: &str, events: &Events) -> Result<(), ApiError> {
+    fn events(&self, project: &str, _q: EventsQuery, events: &Events) -> Result<(), ApiError> {
         events.send(Event::Container(ContainerEvent {
             time_nano: 1,
             project: project.into(),

@@ -934,15 +934,31 @@ pub fn scale(g: &Global, entries: &[String], no_deps: bool) -> anyhow::Result<()
 /// `stack events`: what happens to the project's containers, as it
 /// happens, as `docker compose events` prints it (or one JSON object per
 /// line), until interrupted.
-pub fn events(g: &Global, services: &[String], json: bool) -> anyhow::Result<()> {
+pub fn events(
+    g: &Global,
+    services: &[String],
+    json: bool,
+    since: Option<&str>,
+    until: Option<&str>,
+) -> anyhow::Result<()> {
     let project = load(g)?.project;
     for s in services {
         if !project.services.contains_key(s) {
             bail!("no such service: `{s}`");
         }
     }
+    let now = std::time::SystemTime::now();
+    let time = |flag: &str, t: Option<&str>| {
+        t.map(|t| crate::when::nanos(t, now))
+            .transpose()
+            .with_context(|| format!("--{flag}"))
+    };
+    let q = stack_api::EventsQuery {
+        since: time("since", since)?,
+        until: time("until", until)?,
+    };
     let (rt, client) = crate::client::client()?;
-    let path = format!("/v1/projects/{}/events", project.name);
+    let path = format!("/v1/projects/{}/events?{}", project.name, q.to_query());
     let mut out = std::io::stdout();
     rt.block_on(client.get_stream(&path, |e| {
         let Event::Container(e) = e else { return };

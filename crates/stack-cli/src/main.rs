@@ -117,7 +117,18 @@ fn main() -> ExitCode {
         cli::Command::Watch(w) => done(compose::watch(g, w)),
         cli::Command::Cp(c) => done(compose::cp(g, c)),
         cli::Command::Scale { no_deps, scale } => done(compose::scale(g, scale, *no_deps)),
-        cli::Command::Events { json, services } => done(compose::events(g, services, *json)),
+        cli::Command::Events {
+            json,
+            since,
+            until,
+            services,
+        } => done(compose::events(
+            g,
+            services,
+            *json,
+            since.as_deref(),
+            until.as_deref(),
+        )),
         cli::Command::Ls {
             quiet,
             all,

@@ -9,6 +9,15 @@ use anyhow::bail;
 use stack_sys::time::{fraction, parse_rfc3339, rfc3339};
 
 pub fn parse(s: &str, now: std::time::SystemTime) -> anyhow::Result<String> {
+    let nanos = nanos(s, now)?;
+    Ok(rfc3339(
+        (nanos / 1_000_000_000) as i64,
+        (nanos % 1_000_000_000) as u32,
+    ))
+}
+
+/// The same point as Unix nanoseconds.
+pub fn nanos(s: &str, now: std::time::SystemTime) -> anyhow::Result<i64> {
     let now = now
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default()
@@ -25,10 +34,7 @@ pub fn parse(s: &str, now: std::time::SystemTime) -> anyhow::Result<String> {
     if nanos < 0 {
         bail!("`{s}` is before 1970");
     }
-    Ok(rfc3339(
-        (nanos / 1_000_000_000) as i64,
-        (nanos % 1_000_000_000) as u32,
-    ))
+    i64::try_from(nanos).map_err(|_| anyhow::anyhow!("`{s}` is too far ahead"))
 }
 
 /// `1700000000` or `1700000000.25`: nanoseconds, exactly.

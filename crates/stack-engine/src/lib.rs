@@ -153,12 +153,19 @@ pub struct Replica<'a> {
     pub name: &'a str,
 }
 
+/// How many events the engine keeps to replay, as dockerd keeps its last
+/// thousand.
+pub const KEPT_EVENTS: usize = 1000;
+
 /// The engine: one per host. It carries out `up` and `down`, and
 /// supervises every container it knows (restart policies, health, events).
 pub struct Engine<D> {
     driver: D,
     board: Board,
     bus: tokio::sync::broadcast::Sender<ContainerEvent>,
+    /// The last [`KEPT_EVENTS`] events, for `events --since`; sent on the
+    /// bus under its lock, so a subscriber gets each event once.
+    history: Mutex<std::collections::VecDeque<ContainerEvent>>,
     /// Where supervision tasks run (they outlive the calls that start them).
     handle: tokio::runtime::Handle,
     watched: Mutex<HashSet<String>>,
@@ -171,6 +178,7 @@ impl<D> Engine<D> {
             driver,
             board: Board::default(),
             bus: tokio::sync::broadcast::channel(1024).0,
+            history: Mutex::default(),
             handle,
             watched: Mutex::default(),
         })

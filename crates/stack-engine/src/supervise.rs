@@ -412,19 +412,43 @@ impl<D: Driver + Send + 'static> Engine<D> {
             .collect();
         attrs.insert("name".into(), c.name.clone());
         attrs.insert("image".into(), c.image.clone());
-        let _ = self.bus.send(ContainerEvent {
+        let e = ContainerEvent {
             time_nano: now_nano(),
             project: c.project.clone(),
             service: c.service.clone(),
             id: c.id.clone(),
             action: action.into(),
             attributes: attrs,
-        });
+        };
+        let mut kept = self.history.lock().unwrap_or_else(|p| p.into_inner());
+        if kept.len() == crate::KEPT_EVENTS {
+            kept.pop_front();
+        }
+        kept.push_back(e.clone());
+        let _ = self.bus.send(e);
     }
 
     /// Every event from now on.
     pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<ContainerEvent> {
         self.bus.subscribe()
+    }
+
+    /// The kept events from `since` (Unix nanoseconds) on, and every
+    /// event after them.
+    pub fn subscribe_since(
+        &self,
+        since: i64,
+    ) -> (
+        Vec<ContainerEvent>,
+        tokio::sync::broadcast::Receiver<ContainerEvent>,
+    ) {
+        let kept = self.history.lock().unwrap_or_else(|p| p.into_inner());
+        let past = kept
+            .iter()
+            .filter(|e| e.time_nano >= since)
+            .cloned()
+            .collect();
+        (past, self.bus.subscribe())
     }
 
     /// Takes every container on the host into account: all are on the

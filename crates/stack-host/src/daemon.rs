@@ -15,8 +15,8 @@ use std::time::Duration;
 use anyhow::{bail, Context as _};
 use stack_api::{
     Action, ActionRequest, ApiError, ArchiveQuery, ContainerSummary, Copied, DownRequest, Events,
-    ExecRequest, ImageSummary, LogsQuery, ProjectSummary, PullRequest, RunRequest, Session, Stats,
-    Top, UpRequest, WatchRequest,
+    EventsQuery, ExecRequest, ImageSummary, LogsQuery, ProjectSummary, PullRequest, RunRequest,
+    Session, Stats, Top, UpRequest, WatchRequest,
 };
 
 use crate::containers::label;
@@ -182,17 +182,28 @@ impl stack_api::Api for Daemon {
         done.map_err(api_error)
     }
 
-    /// Until the client goes away.
-    fn events(&self, project: &str, events: &Events) -> Result<(), ApiError> {
+    /// The kept ones from `since`, then as they come, until `until` or
+    /// until the client goes away.
+    fn events(&self, project: &str, q: EventsQuery, events: &Events) -> Result<(), ApiError> {
         use tokio::sync::broadcast::error::RecvError;
-        let mut rx = self.engine.subscribe();
+        let until = q.until.unwrap_or(i64::MAX);
+        let (past, mut rx) = match q.since {
+            Some(since) => self.engine.subscribe_since(since),
+            None => (Vec::new(), self.engine.subscribe()),
+        };
+        let mine = |e: &stack_api::ContainerEvent| e.project == project && e.time_nano <= until;
+        for e in past.into_iter().filter(mine) {
+            events.send(stack_api::Event::Container(e));
+        }
+        let now = || stack_sys::time::now_nanos() as i64;
         self.host
             .block_on(async {
-                while !events.gone() {
-                    match tokio::time::timeout(Duration::from_secs(2), rx.recv()).await {
-                        Ok(Ok(e)) if e.project == project => {
-                            events.send(stack_api::Event::Container(e))
-                        }
+                while !events.gone() && now() < until {
+                    // Awake at `until` at the latest, and now and then to
+                    // see whether the client is still there.
+                    let wait = Duration::from_nanos((until - now()).clamp(0, 2_000_000_000) as u64);
+                    match tokio::time::timeout(wait, rx.recv()).await {
+                        Ok(Ok(e)) if mine(&e) => events.send(stack_api::Event::Container(e)),
                         Ok(Ok(_)) | Ok(Err(RecvError::Lagged(_))) => {}
                         Ok(Err(RecvError::Closed)) => break,
                         Err(_) => events.send(stack_api::Event::Heartbeat),

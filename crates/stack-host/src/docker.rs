@@ -2422,22 +2422,33 @@ impl stack_docker::Backend for Docker {
 
     fn events(
         &self,
-        _since: Option<i64>,
+        since: Option<i64>,
         until: Option<i64>,
         each: &mut dyn FnMut(Value) -> bool,
     ) -> R<()> {
-        let mut rx = self.engine.subscribe();
+        let (past, mut rx) = match since {
+            Some(s) => self.engine.subscribe_since(s.saturating_mul(1_000_000_000)),
+            None => (Vec::new(), self.engine.subscribe()),
+        };
+        let mut past = past.into_iter();
         loop {
             let now = (stack_sys::time::now_nanos() / 1_000_000_000) as i64;
-            if until.is_some_and(|u| now >= u) {
-                return Ok(());
-            }
-            let got = self
-                .host
-                .block_on(async { tokio::time::timeout(Duration::from_secs(1), rx.recv()).await });
-            match got.map_err(failed)? {
+            let next = match past.next() {
+                Some(e) => Ok(Ok(e)),
+                None if until.is_some_and(|u| now >= u) => return Ok(()),
+                None => self
+                    .host
+                    .block_on(async {
+                        tokio::time::timeout(Duration::from_secs(1), rx.recv()).await
+                    })
+                    .map_err(failed)?,
+            };
+            match next {
                 Ok(Ok(e)) => {
                     let secs = e.time_nano / 1_000_000_000;
+                    if until.is_some_and(|u| secs > u) {
+                        continue;
+                    }
                     let v = json!({
                         "status": e.action,
                         "id": e.id,

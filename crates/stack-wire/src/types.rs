@@ -186,6 +186,44 @@ impl ActionRequest {
     }
 }
 
+/// The query of `GET /v1/projects/{project}/events`: Unix nanoseconds.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct EventsQuery {
+    /// Kept events from then on first (the engine keeps its last thousand).
+    pub since: Option<i64>,
+    /// The end: the stream stops then (at once, for a time past).
+    pub until: Option<i64>,
+}
+
+impl EventsQuery {
+    pub fn parse(query: Option<&str>) -> Result<EventsQuery, ApiError> {
+        let time = |key: &str| -> Result<Option<i64>, ApiError> {
+            match crate::query::query_values(query, key).last() {
+                None => Ok(None),
+                Some(t) => t.parse().map(Some).map_err(|_| {
+                    ApiError::bad_request(format!("{key}: `{t}` is not a Unix time in nanoseconds"))
+                }),
+            }
+        };
+        Ok(EventsQuery {
+            since: time("since")?,
+            until: time("until")?,
+        })
+    }
+
+    /// The query string, for the client.
+    pub fn to_query(&self) -> String {
+        let mut parts = Vec::new();
+        if let Some(s) = self.since {
+            parts.push(format!("since={s}"));
+        }
+        if let Some(u) = self.until {
+            parts.push(format!("until={u}"));
+        }
+        parts.join("&")
+    }
+}
+
 /// The query of `GET /v1/projects/{project}/logs`.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct LogsQuery {

@@ -179,6 +179,12 @@ pub enum Command {
         /// One JSON object per line
         #[arg(long)]
         json: bool,
+        /// The events since then first, of the last thousand the engine keeps (RFC 3339, a Unix time, or a duration ago: 10m)
+        #[arg(long)]
+        since: Option<String>,
+        /// Stop at this time
+        #[arg(long)]
+        until: Option<String>,
         /// Services (default: all)
         services: Vec<String>,
     },

@@ -411,3 +411,33 @@ fn swarm_and_context_commands_say_they_do_not_apply() {
     let o = p.run(&["statr"]);
     assert!(stderr(&o).contains("'start'"), "{}", stderr(&o));
 }
+
+#[test]
+fn resources_no_service_uses_are_dropped_unless_all_resources() {
+    let p = Project::new(&[(
+        "compose.yaml",
+        "services:\n  a:\n    image: x\n    network_mode: host\n    volumes: [used:/data]\n    configs: [c]\nnetworks:\n  spare: {}\nvolumes:\n  used: {}\n  spare: {}\nconfigs:\n  c: {content: x}\n  spare: {content: y}\nsecrets:\n  spare: {environment: HOME}\n",
+    )]);
+    let keys = |args: &[&str]| {
+        let v: serde_json::Value = serde_json::from_str(&stdout(&p.run(args))).unwrap();
+        ["networks", "volumes", "secrets", "configs"]
+            .iter()
+            .map(|k| {
+                let names: Vec<&str> = v[k]
+                    .as_object()
+                    .map(|o| o.keys().map(String::as_str).collect())
+                    .unwrap_or_default();
+                format!("{k}: {}", names.join(","))
+            })
+            .collect::<Vec<_>>()
+            .join("; ")
+    };
+    assert_eq!(
+        keys(&["config", "--format", "json"]),
+        "networks: ; volumes: used; secrets: ; configs: c"
+    );
+    assert_eq!(
+        keys(&["--all-resources", "config", "--format", "json"]),
+        "networks: spare; volumes: spare,used; secrets: spare; configs: c,spare"
+    );
+}

@@ -35,6 +35,7 @@ pub fn options(
         home: std::env::var_os("HOME").map(Into::into),
         no_interpolate,
         no_normalize,
+        only_used_resources: !g.all_resources,
         ..Default::default()
     })
 }

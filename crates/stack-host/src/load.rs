@@ -19,6 +19,7 @@ pub fn options(l: &LoadSpec) -> stack_loader::Options {
         profiles: l.profiles.clone(),
         shell: l.shell.clone(),
         home: l.home.as_ref().map(PathBuf::from),
+        only_used_resources: !l.all_resources,
         ..stack_loader::Options::default()
     }
 }
@@ -35,6 +36,7 @@ pub fn spec(o: &stack_loader::Options) -> LoadSpec {
         profiles: o.profiles.clone(),
         shell: o.shell.clone(),
         home: o.home.as_deref().map(s),
+        all_resources: !o.only_used_resources,
     }
 }
 

@@ -74,6 +74,9 @@ pub struct Options {
     pub no_consistency: bool,
     /// `env_file` and bare `KEY` entries not resolved into `environment`.
     pub no_env_resolution: bool,
+    /// Drop the networks, volumes, secrets and configs no service uses
+    /// (compose's default; its `--all-resources` keeps them).
+    pub only_used_resources: bool,
 }
 
 fn stdin_name() -> PathBuf {

@@ -874,6 +874,9 @@ pub fn build(
         }
     };
     project.name = name;
+    if opts.only_used_resources {
+        project = project.without_unused_resources();
+    }
     for (place, ext) in extensions {
         if ext.is_empty() {
             continue;

@@ -61,6 +61,40 @@ impl Project {
     pub fn service_names(&self) -> impl Iterator<Item = &str> {
         self.services.keys().map(String::as_str)
     }
+
+    /// Without the networks, volumes, secrets and configs no service uses
+    /// (as compose drops them unless `--all-resources`).
+    pub fn without_unused_resources(mut self) -> Project {
+        let services = self.services.values();
+        let mut networks = std::collections::BTreeSet::new();
+        let (mut volumes, mut secrets, mut configs) = (
+            networks.clone(),
+            std::collections::BTreeSet::new(),
+            std::collections::BTreeSet::new(),
+        );
+        for s in services {
+            networks.extend(s.networks.keys().cloned());
+            volumes.extend(
+                s.volumes
+                    .iter()
+                    .filter(|v| v.kind == "volume")
+                    .filter_map(|v| v.source.clone()),
+            );
+            let build_secrets = s.build.iter().flat_map(|b| &b.secrets);
+            secrets.extend(
+                s.secrets
+                    .iter()
+                    .chain(build_secrets)
+                    .map(|r| r.source.clone()),
+            );
+            configs.extend(s.configs.iter().map(|r| r.source.clone()));
+        }
+        self.networks.retain(|k, _| networks.contains(k));
+        self.volumes.retain(|k, _| volumes.contains(k));
+        self.secrets.retain(|k, _| secrets.contains(k));
+        self.configs.retain(|k, _| configs.contains(k));
+        self
+    }
 }
 
 pub(crate) fn is_false(b: &bool) -> bool {

@@ -377,6 +377,9 @@ pub struct LoadSpec {
     pub shell: Vec<(String, String)>,
     #[serde(default)]
     pub home: Option<String>,
+    /// Networks, volumes, secrets and configs no service uses are kept.
+    #[serde(default)]
+    pub all_resources: bool,
 }
 
 /// `stack watch`, `stack up --watch`: watch the project's files; sync,

@@ -87,6 +87,9 @@ pub struct Global {
     /// Operations the engine runs at once for up and down (default 16)
     #[arg(long, value_name = "N", env = "COMPOSE_PARALLEL_LIMIT")]
     pub parallel: Option<usize>,
+    /// Keep the networks, volumes, secrets and configs no service uses (they are dropped otherwise)
+    #[arg(long)]
+    pub all_resources: bool,
 }
 
 #[derive(Subcommand, Debug)]

@@ -799,3 +799,46 @@ fn events_since_replays_what_the_engine_kept_and_until_ends_the_stream() {
     assert_eq!(later, "");
     e.out(&in_project(&d, &["down", "-t", "0"]));
 }
+
+#[test]
+fn dry_run_says_what_it_would_do_and_does_nothing() {
+    let (e, d) = project_env(
+        "commands",
+        "dryrun",
+        "services:\n  db:\n    image: local/busybox:1\n    command: [\"sleep\", \"1000\"]\n    volumes: [data:/data]\n  app:\n    image: local/busybox:1\n    command: [\"sleep\", \"1000\"]\n    depends_on: [db]\nvolumes:\n  data: {}\n",
+    );
+    e.out(&in_project(&d, &["up", "-d"]));
+    let dry = |args: &[&str]| {
+        let mut all = vec!["--dry-run"];
+        all.extend_from_slice(args);
+        e.out(&in_project(&d, &all))
+    };
+    assert_eq!(
+        dry(&["stop"]),
+        "step 1: stop container app-app-1\nstep 2: stop container app-db-1\n"
+    );
+    assert_eq!(
+        dry(&["restart", "db"]),
+        "step 1: restart container app-db-1\n"
+    );
+    let down = dry(&["down", "-v"]);
+    assert!(
+        down.starts_with("step 1: remove container app-app-1")
+            && down.contains("step 2: remove container app-db-1")
+            && down.contains("remove network app_default")
+            && down
+                .trim_end()
+                .ends_with("remove volume app_data (--volumes)"),
+        "{down}"
+    );
+    assert!(dry(&["up", "--force-recreate", "app"])
+        .contains("remove container app-app-1 (--force-recreate)"));
+    // Nothing was done.
+    let ps = e.out(&in_project(&d, &["ps", "--format", "{{.Name}} {{.State}}"]));
+    assert_eq!(ps, "app-app-1 running\napp-db-1 running\n");
+    assert!(e.out(&["volume", "ls", "-q"]).contains("app_data"));
+    // What cannot only say refuses.
+    let err = e.fails(&in_project(&d, &["--dry-run", "build"]));
+    assert!(err.contains("`stack build` has no dry run"), "{err}");
+    e.out(&in_project(&d, &["down", "-v", "-t", "0"]));
+}

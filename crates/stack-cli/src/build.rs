@@ -650,6 +650,7 @@ pub fn for_up(
     all: bool,
     none: bool,
     quiet: bool,
+    dry_run: bool,
 ) -> anyhow::Result<Vec<String>> {
     let host = Host::new(crate::client::stack_root());
     let store = host.images()?;
@@ -667,6 +668,12 @@ pub fn for_up(
         .map(|(n, _)| n.clone())
         .collect();
     if none || names.is_empty() {
+        return Ok(Vec::new());
+    }
+    if dry_run {
+        for n in &names {
+            println!("step 0: build the image of service {n}");
+        }
         return Ok(Vec::new());
     }
     let mode = match quiet {

@@ -43,6 +43,7 @@ pub fn up(g: &Global, args: &UpArgs) -> anyhow::Result<i32> {
     if args.watch && g.files.iter().any(|f| f.as_os_str() == "-") {
         bail!("cannot watch a stack file read from standard input");
     }
+    let dry_run = args.dry_run || g.dry_run;
     let mut watch = loaded_request(g)?;
     let rebuilt = crate::build::for_up(
         &watch.up.project,
@@ -50,6 +51,7 @@ pub fn up(g: &Global, args: &UpArgs) -> anyhow::Result<i32> {
         args.build,
         args.no_build,
         args.quiet_build,
+        dry_run,
     )?;
     let base = watch.up.clone();
     if let Some(s) = &args.exit_code_from {
@@ -68,7 +70,7 @@ pub fn up(g: &Global, args: &UpArgs) -> anyhow::Result<i32> {
         remove_orphans: args.remove_orphans,
         no_start: args.no_start,
         timeout: args.timeout,
-        dry_run: args.dry_run,
+        dry_run,
         parallel: g.parallel,
         pull: args.pull.clone(),
         quiet_pull: args.quiet_pull,
@@ -80,10 +82,10 @@ pub fn up(g: &Global, args: &UpArgs) -> anyhow::Result<i32> {
     // What the containers write from now on is what attached `up` shows.
     let since = stack_sys::time::now_rfc3339();
     let planned = call(g, &format!("/v1/projects/{}/up", req.project.name), &req)?;
-    if args.dry_run && planned == 0 {
+    if dry_run && planned == 0 {
         println!("nothing to do: the stack is as its file says");
     }
-    let detached = args.detach || args.dry_run || args.wait || args.no_start;
+    let detached = args.detach || dry_run || args.wait || args.no_start;
     if args.watch {
         watch.services = req.services.clone();
         watch.up = UpRequest {
@@ -411,6 +413,7 @@ fn check_services(project: &Project, services: &[String]) -> anyhow::Result<()> 
 pub fn act(g: &Global, action: Action, mut req: ActionRequest) -> anyhow::Result<()> {
     req.project = load(g)?.project;
     req.parallel = g.parallel;
+    req.dry_run = g.dry_run;
     check_services(&req.project, &req.services)?;
     call(
         g,
@@ -628,6 +631,7 @@ pub fn down(g: &Global, args: &DownArgs) -> anyhow::Result<()> {
         rmi: args.rmi.clone(),
         timeout: args.timeout,
         parallel: g.parallel,
+        dry_run: g.dry_run,
     };
     call(g, &format!("/v1/projects/{}/down", req.project.name), &req)?;
     Ok(())
@@ -926,6 +930,7 @@ pub fn scale(g: &Global, entries: &[String], no_deps: bool) -> anyhow::Result<()
         services: scale.keys().cloned().collect(),
         no_deps,
         scale,
+        dry_run: g.dry_run,
         ..up_request(g)?
     };
     call(g, &format!("/v1/projects/{}/up", req.project.name), &req).map(drop)
@@ -1120,6 +1125,7 @@ pub fn run(g: &Global, args: &RunOneOff) -> anyhow::Result<i32> {
             true,
             false,
             args.quiet || args.quiet_build,
+            false,
         )?;
     }
     let graph = stack_graph::Graph::from_project(&project);

@@ -71,6 +71,16 @@ fn main() -> ExitCode {
             }
         };
     };
+    if let Some(name) = g
+        .dry_run
+        .then(|| changes_without_dry_run(command))
+        .flatten()
+    {
+        eprintln!(
+            "error: --dry-run: `stack {name}` has no dry run (up, create, scale, down, start, stop, restart, kill, pause, unpause and rm have)"
+        );
+        return ExitCode::FAILURE;
+    }
     let result: anyhow::Result<i32> = match command {
         cli::Command::Config(c) => done(config::config(g, c, &mut out)),
         cli::Command::Graph(gr) => done(config::graph(g, gr, &mut out)),
@@ -271,6 +281,35 @@ fn services(services: &[String], timeout: Option<u64>) -> ActionRequest {
         timeout,
         ..Default::default()
     }
+}
+
+/// The commands that change something and cannot only say what they would
+/// do: their name.
+fn changes_without_dry_run(c: &cli::Command) -> Option<&'static str> {
+    use cli::Command as C;
+    Some(match c {
+        C::Container { .. } => "container",
+        C::Image { .. } => "image",
+        C::Network { .. } => "network",
+        C::Volume { .. } => "volume",
+        C::System { .. } => "system",
+        C::Builder { .. } => "builder",
+        C::Cp(_) => "cp",
+        C::Watch(_) => "watch",
+        C::Exec(_) => "exec",
+        C::Run(_) => "run",
+        C::Daemon { .. } => "daemon",
+        C::Pull(_) => "pull",
+        C::Build(_) => "build",
+        C::Push(_) => "push",
+        C::Login(_) => "login",
+        C::Logout { .. } => "logout",
+        C::Kube { .. } => "kube",
+        C::Attach { .. } => "attach",
+        C::Commit { .. } => "commit",
+        C::Export { .. } => "export",
+        _ => return None,
+    })
 }
 
 /// Errors as users read them: a load error lists every problem.

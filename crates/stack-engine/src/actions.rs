@@ -7,7 +7,7 @@
 use std::sync::Arc;
 
 use anyhow::bail;
-use stack_wire::{Action, ActionRequest, Events};
+use stack_wire::{Action, ActionRequest, Event, Events};
 use tokio::sync::Semaphore;
 
 use crate::{failures, parallel, progress, Driver, Engine, Observed};
@@ -59,6 +59,42 @@ impl<D: Driver + Send + 'static> Engine<D> {
         let wanted =
             |service: &str| req.services.is_empty() || req.services.iter().any(|s| s == service);
         let slots = &Semaphore::new(parallel(req.parallel));
+        if req.dry_run {
+            let verb = match action {
+                Action::Rm => "remove",
+                other => other.name(),
+            };
+            let mut n = 0;
+            for wave in &waves {
+                let mut said = false;
+                for c in mine
+                    .iter()
+                    .filter(|c| wave.contains(&c.service) && wanted(&c.service))
+                {
+                    let paused = matches!(action, Action::Pause | Action::Unpause)
+                        && c.running
+                        && self.driver.paused(&c.id);
+                    if step(action, c, paused, req.stop).is_some() {
+                        said = true;
+                        events.send(Event::Plan {
+                            line: format!("step {}: {verb} container {}", n + 1, c.name),
+                        });
+                    }
+                }
+                n += usize::from(said);
+            }
+            if action == Action::Kill && req.remove_orphans {
+                for c in mine
+                    .iter()
+                    .filter(|c| !project.services.contains_key(&c.service))
+                {
+                    events.send(Event::Plan {
+                        line: format!("step {}: remove container {} (orphan)", n + 1, c.name),
+                    });
+                }
+            }
+            return Ok(());
+        }
         for wave in waves {
             let batch = mine
                 .iter()

@@ -254,6 +254,17 @@ fn wanted_networks(project: &Project) -> Vec<WantedNetwork> {
         .collect()
 }
 
+/// A dry run's answer: each operation of the plan, by wave.
+fn say_plan(plan: &stack_plan::Plan, events: &Events) {
+    for (i, wave) in plan.waves.iter().enumerate() {
+        for op in wave.iter().flatten() {
+            events.send(Event::Plan {
+                line: format!("step {}: {op}", i + 1),
+            });
+        }
+    }
+}
+
 fn parallel(asked: Option<usize>) -> usize {
     asked.filter(|n| *n > 0).unwrap_or(DEFAULT_PARALLEL)
 }
@@ -334,13 +345,7 @@ impl<D: Driver + Send + 'static> Engine<D> {
             events.send(Event::Warning { message: w.clone() });
         }
         if req.dry_run {
-            for (i, wave) in plan.waves.iter().enumerate() {
-                for op in wave.iter().flatten() {
-                    events.send(Event::Plan {
-                        line: format!("step {}: {op}", i + 1),
-                    });
-                }
-            }
+            say_plan(&plan, events);
             return Ok(());
         }
         self.pull(req, &plan, events).await?;
@@ -478,29 +483,46 @@ impl<D: Driver + Send + 'static> Engine<D> {
             timeout: req.timeout,
             conditions: false,
         };
+        let volumes = project
+            .volumes
+            .iter()
+            .filter(|(_, v)| req.volumes && !v.external.0)
+            .map(|(key, _)| volume_name(project, key));
+        let images = req
+            .rmi
+            .as_deref()
+            .map(|which| images_to_remove(project, which))
+            .unwrap_or_default();
+        if req.dry_run {
+            say_plan(&plan, events);
+            let last = plan.waves.len() + 1;
+            for v in volumes {
+                events.send(Event::Plan {
+                    line: format!("step {last}: remove volume {v} (--volumes)"),
+                });
+            }
+            for i in images {
+                events.send(Event::Plan {
+                    line: format!("step {last}: remove image {i} (--rmi)"),
+                });
+            }
+            return Ok(());
+        }
         self.execute(&origin, &plan, events, parallel(req.parallel))
             .await?;
-        if req.volumes {
-            for (key, v) in &project.volumes {
-                if v.external.0 {
-                    continue;
-                }
-                let name = volume_name(project, key);
-                if driver.remove_volume(&name)? {
-                    progress(events, "Volume", &name, "Removed");
-                }
+        for name in volumes {
+            if driver.remove_volume(&name)? {
+                progress(events, "Volume", &name, "Removed");
             }
         }
-        if let Some(which) = &req.rmi {
-            for image in images_to_remove(project, which) {
-                match driver.remove_image(&image) {
-                    Ok(true) => progress(events, "Image", &image, "Removed"),
-                    Ok(false) => {}
-                    // Another project's container may use it: it stays, down goes on.
-                    Err(e) => events.send(Event::Warning {
-                        message: format!("image {image}: {e:#}"),
-                    }),
-                }
+        for image in images {
+            match driver.remove_image(&image) {
+                Ok(true) => progress(events, "Image", &image, "Removed"),
+                Ok(false) => {}
+                // Another project's container may use it: it stays, down goes on.
+                Err(e) => events.send(Event::Warning {
+                    message: format!("image {image}: {e:#}"),
+                }),
             }
         }
         driver.forget_project(&project.name)

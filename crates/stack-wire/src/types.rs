@@ -104,6 +104,9 @@ pub struct DownRequest {
     /// Operations at once (`--parallel`); none: the engine's default.
     #[serde(default)]
     pub parallel: Option<usize>,
+    /// Only say what it would do (`Event::Plan` lines).
+    #[serde(default)]
+    pub dry_run: bool,
 }
 
 /// What `POST /v1/projects/{project}/{action}` does.
@@ -177,6 +180,9 @@ pub struct ActionRequest {
     /// kill: and remove the containers of services the project no longer has.
     #[serde(default)]
     pub remove_orphans: bool,
+    /// Only say what it would do (`Event::Plan` lines).
+    #[serde(default)]
+    pub dry_run: bool,
 }
 
 impl ActionRequest {

@@ -90,6 +90,9 @@ pub struct Global {
     /// Keep the networks, volumes, secrets and configs no service uses (they are dropped otherwise)
     #[arg(long)]
     pub all_resources: bool,
+    /// Say what up, create, scale, down, start, stop, restart, kill, pause, unpause and rm would do, and do nothing
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 #[derive(Subcommand, Debug)]

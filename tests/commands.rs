@@ -842,3 +842,57 @@ fn dry_run_says_what_it_would_do_and_does_nothing() {
     assert!(err.contains("`stack build` has no dry run"), "{err}");
     e.out(&in_project(&d, &["down", "-v", "-t", "0"]));
 }
+
+#[test]
+fn cp_archive_keeps_owners_and_follow_link_copies_the_target() {
+    use std::os::unix::fs::MetadataExt as _;
+    let (e, d) = project_env(
+        "commands",
+        "cp",
+        "services:\n  app:\n    image: local/busybox:1\n    command: [\"sh\", \"-c\", \"busybox mkdir /d; echo hi > /d/f; busybox chown -R 1000:1001 /d; busybox ln -s /d/f /link; exec sleep 1000\"]\n",
+    );
+    e.out(&in_project(&d, &["up", "-d"]));
+    common::wait_for("the files made", || {
+        e.stack(&in_project(&d, &["exec", "app", "cat", "/link"]))
+            .status
+            .success()
+    });
+    let out = e.dir.join("out");
+    std::fs::create_dir(&out).unwrap();
+    let cp = |args: &[&str]| {
+        let mut all = vec!["cp"];
+        all.extend_from_slice(args);
+        e.out(&in_project(&d, &all));
+    };
+    let at = |name: &str| out.join(name).display().to_string();
+    cp(&["app:/d", &at("plain")]);
+    cp(&["-a", "app:/d", &at("kept")]);
+    let owner = |p: &str| {
+        let m = std::fs::symlink_metadata(out.join(p)).unwrap();
+        (m.uid(), m.gid())
+    };
+    assert_eq!(owner("plain/f"), (0, 0));
+    assert_eq!(owner("kept/f"), (1000, 1001));
+    assert_eq!(owner("kept"), (1000, 1001));
+    cp(&["app:/link", &at("as-link")]);
+    cp(&["-L", "app:/link", &at("as-file")]);
+    assert!(std::fs::symlink_metadata(out.join("as-link"))
+        .unwrap()
+        .is_symlink());
+    assert_eq!(
+        std::fs::read_to_string(out.join("as-file")).unwrap(),
+        "hi\n"
+    );
+    // Into the container: the copier's owner is not kept unless -a.
+    std::os::unix::fs::chown(out.join("as-file"), Some(1234), Some(4321)).unwrap();
+    cp(&[&at("as-file"), "app:/plain"]);
+    cp(&["-a", &at("as-file"), "app:/kept"]);
+    let ls = e.out(&in_project(
+        &d,
+        &[
+            "exec", "app", "busybox", "stat", "-c", "%n %u:%g", "/plain", "/kept",
+        ],
+    ));
+    assert_eq!(ls, "/plain 0:0\n/kept 1234:4321\n");
+    e.out(&in_project(&d, &["down", "-t", "0"]));
+}

@@ -1146,7 +1146,7 @@ fn docker_compose_v1_runs_a_project() {
 }
 
 #[test]
-fn stack_attaches_to_a_docker_container_and_docker_commits_one() {
+fn stack_attaches_to_a_docker_container_and_docker_commits_and_copies() {
     let e = docker_env("attach");
     docker_ok(
         &e,
@@ -1210,6 +1210,23 @@ fn stack_attaches_to_a_docker_container_and_docker_commits_one() {
     assert_eq!(
         docker_ok(&e, &["run", "--rm", "committed:1", "cat", "/kept"]),
         "kept\n"
+    );
+    // docker cp -L follows a link (the stat's linkTarget), -a keeps owners.
+    docker_ok(
+        &e,
+        &["exec", "src", "busybox", "ln", "-s", "/kept", "/link"],
+    );
+    let out = e.dir.join("from-link");
+    docker_ok(&e, &["cp", "-L", "src:/link", out.to_str().unwrap()]);
+    assert_eq!(std::fs::read_to_string(&out).unwrap(), "kept\n");
+    std::os::unix::fs::chown(&out, Some(1234), Some(4321)).unwrap();
+    docker_ok(&e, &["cp", "-a", out.to_str().unwrap(), "src:/owned"]);
+    assert_eq!(
+        docker_ok(
+            &e,
+            &["exec", "src", "busybox", "stat", "-c", "%u:%g", "/owned"]
+        ),
+        "1234:4321\n"
     );
     docker_ok(&e, &["rm", "-f", "src", "cat"]);
 }

@@ -482,7 +482,11 @@ pub fn cp(g: &Global, args: &crate::cli::CpArgs) -> anyhow::Result<()> {
         rt,
         client,
     };
-    eprintln!("{}", crate::copy::copy(&src, &dest, &via)?);
+    let how = crate::copy::How {
+        archive: args.archive,
+        follow: args.follow_link,
+    };
+    eprintln!("{}", crate::copy::copy(&src, &dest, &via, how)?);
     Ok(())
 }
 
@@ -496,13 +500,13 @@ struct ViaEngine {
 }
 
 impl ViaEngine {
-    fn path(&self, service: &str, path: &str, contents: bool) -> String {
+    fn path(&self, service: &str, path: &str, q: stack_api::ArchiveQuery) -> String {
         let q = stack_api::ArchiveQuery {
             service: service.into(),
             index: self.index,
             path: path.into(),
             all: self.all,
-            contents,
+            ..q
         };
         format!("/v1/projects/{}/archive?{}", self.project, q.to_query())
     }
@@ -514,9 +518,14 @@ impl crate::copy::Files for ViaEngine {
         &self,
         service: &str,
         path: &str,
+        follow: bool,
         sink: crate::copy::TarSink<'_>,
     ) -> anyhow::Result<usize> {
-        let url = self.path(service, path, false);
+        let q = stack_api::ArchiveQuery {
+            follow,
+            ..Default::default()
+        };
+        let url = self.path(service, path, q);
         let (tx, chunks) = tokio::sync::mpsc::channel(8);
         let (answer, read) = std::thread::scope(|s| {
             let reader = s.spawn(move || sink(&mut stack_api::pipe::Reader::new(chunks)));
@@ -541,9 +550,15 @@ impl crate::copy::Files for ViaEngine {
         service: &str,
         path: &str,
         contents: bool,
+        archive: bool,
         source: crate::copy::TarSource<'_>,
     ) -> anyhow::Result<usize> {
-        let url = self.path(service, path, contents);
+        let q = stack_api::ArchiveQuery {
+            contents,
+            archive,
+            ..Default::default()
+        };
+        let url = self.path(service, path, q);
         crate::copy::through_chunks(
             |out| source(out),
             |chunks| {

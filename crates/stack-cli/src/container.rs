@@ -132,12 +132,21 @@ pub fn run(cmd: &ContainerCommand) -> anyhow::Result<i32> {
         .map(|()| 0),
         ContainerCommand::Pause { container } => pause(root, container, true).map(|()| 0),
         ContainerCommand::Unpause { container } => pause(root, container, false).map(|()| 0),
-        ContainerCommand::Cp { src, dest } => {
+        ContainerCommand::Cp {
+            archive,
+            follow_link,
+            src,
+            dest,
+        } => {
             let (src, dest) = (
                 crate::copy::Side::parse(src),
                 crate::copy::Side::parse(dest),
             );
-            let done = crate::copy::copy(&src, &dest, &crate::copy::Here(root))?;
+            let how = crate::copy::How {
+                archive: *archive,
+                follow: *follow_link,
+            };
+            let done = crate::copy::copy(&src, &dest, &crate::copy::Here(root), how)?;
             eprintln!("{done}");
             Ok(0)
         }

@@ -59,23 +59,40 @@ pub type TarSource<'a> = &'a mut (dyn FnMut(&mut dyn Write) -> anyhow::Result<()
 /// ever holds a whole one.
 pub trait Files {
     /// Hands `sink` a tar of `path` in `name` (its top entry named as
-    /// `top_name` says) as it is made; what `sink` returns.
-    fn archive(&self, name: &str, path: &str, sink: TarSink<'_>) -> anyhow::Result<usize>;
+    /// `top_name` says; with `follow`, a symlink's target under its name)
+    /// as it is made; what `sink` returns.
+    fn archive(
+        &self,
+        name: &str,
+        path: &str,
+        follow: bool,
+        sink: TarSink<'_>,
+    ) -> anyhow::Result<usize>;
     /// Extracts the tar `source` writes at `path` in `name` (as
-    /// `ContainerFs::tar_in`) as it is written: how many files went into
-    /// each container.
+    /// `ContainerFs::tar_in`; with `archive`, the owners it says) as it is
+    /// written: how many files went into each container.
     fn extract(
         &self,
         name: &str,
         path: &str,
         contents: bool,
+        archive: bool,
         source: TarSource<'_>,
     ) -> anyhow::Result<usize>;
 }
 
+/// `cp`'s flags: `-a` (owners as the source has them, not the copier's
+/// or the destination's), `-L` (a symlink SRC is copied as what it
+/// points to).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct How {
+    pub archive: bool,
+    pub follow: bool,
+}
+
 /// Copies `src` to `dest`, one of them in a container. What was copied,
 /// for the user.
-pub fn copy(src: &Side, dest: &Side, files: &dyn Files) -> anyhow::Result<String> {
+pub fn copy(src: &Side, dest: &Side, files: &dyn Files, how: How) -> anyhow::Result<String> {
     match (src, dest) {
         (Side::Host(from), Side::Container { name, path }) => {
             let from_text = from.display().to_string();
@@ -83,15 +100,21 @@ pub fn copy(src: &Side, dest: &Side, files: &dyn Files) -> anyhow::Result<String
                 .with_context(|| format!("`{from_text}`"))?
                 .is_dir();
             let top = top_name(&from_text);
-            let n = files.extract(name, path, contents_of(&from_text) && is_dir, &mut |out| {
-                host_tar(from, &top, out).with_context(|| format!("cannot read `{from_text}`"))
+            // -L: what the link points to, under the link's name.
+            let real = match how.follow {
+                true => std::fs::canonicalize(from).with_context(|| format!("`{from_text}`"))?,
+                false => from.clone(),
+            };
+            let contents = contents_of(&from_text) && is_dir;
+            let n = files.extract(name, path, contents, how.archive, &mut |out| {
+                host_tar(&real, &top, out).with_context(|| format!("cannot read `{from_text}`"))
             })?;
             Ok(format!("Copied {n} files to {name}:{path}"))
         }
         (Side::Container { name, path }, Side::Host(to)) => {
             let n = files
-                .archive(name, path, &mut |tar| {
-                    extract_host(tar, to, contents_of(path))
+                .archive(name, path, how.follow, &mut |tar| {
+                    extract_host(tar, to, contents_of(path), how.archive)
                 })
                 .with_context(|| format!("{name}:{path} -> {}", to.display()))?;
             Ok(format!("Copied {n} files from {name}:{path}"))
@@ -162,7 +185,7 @@ pub fn went_away(e: &anyhow::Error) -> bool {
 /// Extracts a tar from a container at `to` on the host, as `docker cp`
 /// places it: into the directory `to` under the top entry's name, else as
 /// `to`; with `contents`, what is under the top entry into `to`. How many
-/// files it wrote.
+/// files it wrote. With `archive`, each gets the owner the archive says.
 ///
 /// Below the directory the user named, no symlink is ever followed,
 /// whether the archive made it or an earlier copy left it there: every
@@ -170,7 +193,7 @@ pub fn went_away(e: &anyhow::Error) -> bool {
 /// `RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS`, and the entry made there with
 /// `*at` calls that do not follow its last component (a symlink or file
 /// where a directory goes is replaced, as `docker cp` does).
-fn extract_host(tar: impl Read, to: &Path, contents: bool) -> anyhow::Result<usize> {
+fn extract_host(tar: impl Read, to: &Path, contents: bool, archive: bool) -> anyhow::Result<usize> {
     let into_dir = !contents && to.is_dir();
     // The directory the user named, and the name the copy gets in it
     // (none: the archive's top entry's, or with `contents`, `to` itself).
@@ -198,7 +221,7 @@ fn extract_host(tar: impl Read, to: &Path, contents: bool) -> anyhow::Result<usi
         )
         .map_err(|e| named(e.into()))
     };
-    Ok(tar_entries(tar, &mut |top, rest, entry| {
+    Ok(tar_entries(tar, &mut |top, rest, entry, owner| {
         let dir = match &mut dir {
             Some(dir) => dir,
             None => dir.insert(open_anchor()?),
@@ -214,14 +237,20 @@ fn extract_host(tar: impl Read, to: &Path, contents: bool) -> anyhow::Result<usi
             // `contents`' top entry: the directory the user named.
             return Ok(());
         }
-        write_beneath(dir, &rel, entry).map_err(|e| {
+        write_beneath(dir, &rel, entry, archive.then_some(owner)).map_err(|e| {
             std::io::Error::new(e.kind(), format!("`{}`: {e}", anchor.join(&rel).display()))
         })
     })?)
 }
 
-/// Makes `rel` below `dir` what `entry` is, following no symlink on the way.
-fn write_beneath(dir: &OwnedFd, rel: &Path, entry: Entry) -> std::io::Result<()> {
+/// Makes `rel` below `dir` what `entry` is (owned by `owner`, if given),
+/// following no symlink on the way.
+fn write_beneath(
+    dir: &OwnedFd,
+    rel: &Path,
+    entry: Entry,
+    owner: Option<(u32, u32)>,
+) -> std::io::Result<()> {
     use nix::sys::stat::{fchmod, fstatat, mkdirat};
     use nix::unistd::{symlinkat, unlinkat, UnlinkatFlags};
     let name = rel.file_name().unwrap_or_default();
@@ -276,6 +305,15 @@ fn write_beneath(dir: &OwnedFd, rel: &Path, entry: Entry) -> std::io::Result<()>
             fchmod(file.as_fd(), Mode::from_bits_truncate(mode))?;
         }
     }
+    if let Some((uid, gid)) = owner {
+        nix::unistd::fchownat(
+            parent.as_fd(),
+            name,
+            Some(nix::unistd::Uid::from_raw(uid)),
+            Some(nix::unistd::Gid::from_raw(gid)),
+            AtFlags::AT_SYMLINK_NOFOLLOW,
+        )?;
+    }
     Ok(())
 }
 
@@ -283,8 +321,14 @@ fn write_beneath(dir: &OwnedFd, rel: &Path, entry: Entry) -> std::io::Result<()>
 pub struct Here<'a>(pub &'a Path);
 
 impl Files for Here<'_> {
-    fn archive(&self, name: &str, path: &str, sink: TarSink<'_>) -> anyhow::Result<usize> {
-        let write = files::archive(&containers::running_state(self.0, name)?, path)?;
+    fn archive(
+        &self,
+        name: &str,
+        path: &str,
+        follow: bool,
+        sink: TarSink<'_>,
+    ) -> anyhow::Result<usize> {
+        let write = files::archive(&containers::running_state(self.0, name)?, path, follow)?;
         through_pipe(write, |tar| sink(tar))
     }
 
@@ -293,12 +337,13 @@ impl Files for Here<'_> {
         name: &str,
         path: &str,
         contents: bool,
+        archive: bool,
         source: TarSource<'_>,
     ) -> anyhow::Result<usize> {
         let st = containers::running_state(self.0, name)?;
         through_pipe(
             |out| source(out),
-            |tar| files::extract(&st, path, contents, tar),
+            |tar| files::extract(&st, path, contents, archive, tar),
         )
     }
 }
@@ -371,7 +416,7 @@ mod tests {
                 raw_entry(&mut tar, name, *kind, b"data", link);
             }
             let bytes = tar.into_inner().unwrap();
-            let e = extract_host(&bytes[..], &to, false).unwrap_err();
+            let e = extract_host(&bytes[..], &to, false, false).unwrap_err();
             assert!(
                 format!("{e:#}").contains("symlink") || format!("{e:#}").contains("leaves it"),
                 "{e:#}"
@@ -388,7 +433,7 @@ mod tests {
         raw_entry(&mut tar, "z/y/", tar::EntryType::Directory, b"", "");
         raw_entry(&mut tar, "z/y/pwned", tar::EntryType::Regular, b"data", "");
         let bytes = tar.into_inner().unwrap();
-        assert_eq!(extract_host(&bytes[..], &to, false).unwrap(), 1);
+        assert_eq!(extract_host(&bytes[..], &to, false, false).unwrap(), 1);
         assert!(!std::fs::symlink_metadata(to.join("z"))
             .unwrap()
             .is_symlink());
@@ -401,7 +446,7 @@ mod tests {
         let mut tar = tar::Builder::new(Vec::new());
         raw_entry(&mut tar, "z/y/pwned", tar::EntryType::Regular, b"data", "");
         let bytes = tar.into_inner().unwrap();
-        let e = extract_host(&bytes[..], &to, false).unwrap_err();
+        let e = extract_host(&bytes[..], &to, false, false).unwrap_err();
         assert!(format!("{e:#}").contains("symlink"), "{e:#}");
         assert_eq!(std::fs::read_dir(&outside).unwrap().count(), 0);
         std::fs::remove_dir_all(to.join("z")).unwrap();
@@ -419,7 +464,7 @@ mod tests {
             std::fs::read_to_string(dir.join("new/a.txt")).unwrap(),
             "hello"
         );
-        assert_eq!(extract_host(&bytes[..], &to, false).unwrap(), 1);
+        assert_eq!(extract_host(&bytes[..], &to, false, false).unwrap(), 1);
         assert_eq!(
             std::fs::read_to_string(to.join("x/a.txt")).unwrap(),
             "hello"

@@ -160,7 +160,9 @@ pub trait Backend: Send + Sync + 'static {
     fn archive(&self, id: &str, path: &str) -> R<stack_api::Archive> {
         Err(DockerError::not_implemented("GET /containers/{id}/archive"))
     }
-    fn extract(&self, id: &str, path: &str, tar: &mut dyn Read) -> R<()> {
+    /// With `keep_owner` (`copyUIDGID`, `docker cp -a`), the files get the
+    /// owners the tar says.
+    fn extract(&self, id: &str, path: &str, keep_owner: bool, tar: &mut dyn Read) -> R<()> {
         Err(DockerError::not_implemented("PUT /containers/{id}/archive"))
     }
     /// Removes stopped containers passing `f`; `{"ContainersDeleted", "SpaceReclaimed"}`.
@@ -1504,7 +1506,10 @@ async fn archive<B: Backend>(
     if method == hyper::Method::PUT {
         let (tx, chunks) = tokio::sync::mpsc::channel(8);
         tokio::spawn(stack_api::pipe::forward(req.into_body(), tx));
-        return ok_empty(blocking(move || drained(chunks, |r| b.extract(&id, &path, r))).await);
+        let keep_owner = q.flag("copyUIDGID");
+        return ok_empty(
+            blocking(move || drained(chunks, |r| b.extract(&id, &path, keep_owner, r))).await,
+        );
     }
     let stat = {
         let (b, id, path) = (b.clone(), id.clone(), path.clone());

@@ -285,7 +285,7 @@ impl stack_api::Api for Daemon {
 
     fn archive(&self, project: &str, q: ArchiveQuery) -> Result<stack_api::Archive, ApiError> {
         let st = crate::session::replica(self.host.root(), project, &q.service, q.index)?;
-        let write = crate::files::archive(&st, &q.path).map_err(api_error)?;
+        let write = crate::files::archive(&st, &q.path, q.follow).map_err(api_error)?;
         Ok(Box::new(move |out| {
             write(out).map_err(|e| std::io::Error::other(format!("{e:#}")))
         }))
@@ -317,7 +317,8 @@ impl stack_api::Api for Daemon {
         }
         let mut files = 0;
         if let [st] = &targets[..] {
-            files = crate::files::extract(st, &q.path, q.contents, tar).map_err(api_error)?;
+            files = crate::files::extract(st, &q.path, q.contents, q.archive, tar)
+                .map_err(api_error)?;
         } else {
             use std::io::Seek as _;
             use std::os::unix::fs::OpenOptionsExt as _;
@@ -332,8 +333,8 @@ impl stack_api::Api for Daemon {
                 .map_err(|e| ApiError::bad_request(format!("cannot read the archive: {e}")))?;
             for st in &targets {
                 copy.rewind().map_err(|e| api_error(e.into()))?;
-                files =
-                    crate::files::extract(st, &q.path, q.contents, &mut copy).map_err(api_error)?;
+                files = crate::files::extract(st, &q.path, q.contents, q.archive, &mut copy)
+                    .map_err(api_error)?;
             }
         }
         Ok(Copied {

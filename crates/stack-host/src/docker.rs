@@ -1662,24 +1662,35 @@ impl stack_docker::Backend for Docker {
                 st.name
             )));
         };
+        // A symlink's resolved target, where `docker cp -L` copies from.
+        let link = match mode & libc::S_IFMT {
+            libc::S_IFLNK => fs.follow(path).unwrap_or_default(),
+            _ => String::new(),
+        };
         Ok(json!({
             "name": crate::files::top_name(path),
             "size": size,
             "mode": go_mode(mode),
             "mtime": stack_sys::time::rfc3339(mtime, 0),
-            "linkTarget": "",
+            "linkTarget": link,
         }))
     }
 
     fn archive(&self, id: &str, path: &str) -> R<stack_api::Archive> {
         let (_, st) = self.find(id)?;
-        let write = crate::files::archive(&st, path).map_err(failed)?;
+        let write = crate::files::archive(&st, path, false).map_err(failed)?;
         Ok(Box::new(move |out: &mut dyn std::io::Write| {
             write(out).map_err(|e| std::io::Error::other(format!("{e:#}")))
         }))
     }
 
-    fn extract(&self, id: &str, path: &str, tar: &mut dyn std::io::Read) -> R<()> {
+    fn extract(
+        &self,
+        id: &str,
+        path: &str,
+        keep_owner: bool,
+        tar: &mut dyn std::io::Read,
+    ) -> R<()> {
         let (_, st) = self.find(id)?;
         // Docker extracts into the directory `path` names.
         let fs = stack_runtime::files::ContainerFs::open(&st)
@@ -1698,9 +1709,15 @@ impl stack_docker::Backend for Docker {
                 )))
             }
         }
-        crate::files::extract(&st, &format!("{}/", path.trim_end_matches('/')), false, tar)
-            .map(drop)
-            .map_err(failed)
+        crate::files::extract(
+            &st,
+            &format!("{}/", path.trim_end_matches('/')),
+            false,
+            keep_owner,
+            tar,
+        )
+        .map(drop)
+        .map_err(failed)
     }
 
     fn prune_containers(&self, f: &stack_docker::filters::Filters) -> R<Value> {

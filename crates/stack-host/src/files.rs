@@ -21,12 +21,22 @@ pub fn top_name(path: &str) -> String {
 
 /// A tar of `path` in the running container `st` (the engine's `GET
 /// .../archive`, `container cp` here): checked now (running, the path
-/// there), written by the function returned, as it walks.
+/// there), written by the function returned, as it walks. With `follow`
+/// (`cp -L`), a symlink's target under the link's name.
 pub fn archive(
     st: &State,
     path: &str,
+    follow: bool,
 ) -> anyhow::Result<impl FnOnce(&mut dyn Write) -> anyhow::Result<()> + Send + 'static> {
     let fs = ContainerFs::open(st).map_err(|e| classified(e, None))?;
+    let name = top_name(path);
+    let path = match follow {
+        true => fs
+            .follow(path)
+            .map_err(|e| classified(e, Some(format!("{}:{path}", st.name))))?,
+        false => path.to_string(),
+    };
+    let path = path.as_str();
     let found = fs
         .is_dir(path)
         .map_err(|e| classified(e, Some(format!("{}:{path}", st.name))))?;
@@ -35,24 +45,26 @@ pub fn archive(
             HostError::NotFound(format!("{}:{path}: no such file or directory", st.name)).into(),
         );
     }
-    let (name, path) = (st.name.clone(), path.to_string());
+    let (container, path) = (st.name.clone(), path.to_string());
     Ok(move |out: &mut dyn Write| {
-        fs.tar_out(&path, &top_name(&path), out)
-            .with_context(|| format!("{name}:{path}"))
+        fs.tar_out(&path, &name, out)
+            .with_context(|| format!("{container}:{path}"))
             .map(drop)
     })
 }
 
-/// Extracts the tar `tar` reads at `path` in the running container `st`.
+/// Extracts the tar `tar` reads at `path` in the running container `st`;
+/// with `keep_owner` (`cp -a`), its files get the owners the tar says.
 pub fn extract(
     st: &State,
     path: &str,
     contents: bool,
+    keep_owner: bool,
     tar: &mut dyn Read,
 ) -> anyhow::Result<usize> {
     ContainerFs::open(st)
         .map_err(|e| classified(e, None))?
-        .tar_in(tar, path, contents)
+        .tar_in(tar, path, contents, keep_owner)
         .map_err(|e| classified(e, Some(format!("{}:{path}", st.name))))
 }
 

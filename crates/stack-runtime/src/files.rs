@@ -142,7 +142,7 @@ impl ContainerFs {
         let ty = meta.file_type();
         let mode = meta.permissions().mode();
         if ty.is_dir() {
-            self.put(rel, Entry::Dir { mode })?;
+            self.put(rel, Entry::Dir { mode }, None)?;
             let mut written = 0;
             for entry in std::fs::read_dir(host).map_err(host_err)? {
                 let path = entry?.path();
@@ -155,7 +155,7 @@ impl ContainerFs {
         }
         if ty.is_symlink() {
             let target = std::fs::read_link(host).map_err(host_err)?;
-            self.put(rel, Entry::Symlink { target })?;
+            self.put(rel, Entry::Symlink { target }, None)?;
         } else {
             let mut from = std::fs::File::open(host).map_err(host_err)?;
             let size = meta.len();
@@ -166,6 +166,7 @@ impl ContainerFs {
                     size,
                     data: &mut from,
                 },
+                None,
             )?;
         }
         Ok(1)
@@ -174,7 +175,9 @@ impl ContainerFs {
     /// Makes `rel` in the container what `entry` is. A directory is made
     /// (with its parents) or kept; a file or symlink is written beside and
     /// renamed over what was there (a directory there goes).
-    fn put(&self, rel: &Path, entry: Entry) -> io::Result<()> {
+    /// With `owner`, what it makes is theirs (`cp -a`); else the owner of
+    /// what was there, or of the directory it goes in.
+    fn put(&self, rel: &Path, entry: Entry, owner: Option<(u32, u32)>) -> io::Result<()> {
         let (dir, name) = split(rel)?;
         let parent = self.dir(dir, true)?;
         let existing = fstatat(parent.as_fd(), name, AtFlags::AT_SYMLINK_NOFOLLOW).ok();
@@ -184,12 +187,20 @@ impl ContainerFs {
                 remove_entry(&parent, name)?;
             }
             self.dir(rel, true)?;
+            if let Some((uid, gid)) = owner {
+                fchownat_owner(&parent, name, uid, gid)?;
+            }
             return Ok(());
         }
         if existing.is_some_and(|s| is_dir(&s)) {
             remove_entry(&parent, name)?;
         }
-        let owner = existing.map_or_else(|| fstat(parent.as_fd()), Ok)?;
+        let (uid, gid) = match owner {
+            Some(o) => o,
+            None => existing
+                .map_or_else(|| fstat(parent.as_fd()), Ok)
+                .map(|s| (s.st_uid, s.st_gid))?,
+        };
         let temp = temp_name(name);
         let cannot_write = |e: io::Error| with_path(e, "cannot write", &dir.join(name));
         match entry {
@@ -218,7 +229,7 @@ impl ContainerFs {
                 }
             }
         }
-        fchownat_owner(&parent, &temp, owner.st_uid, owner.st_gid)?;
+        fchownat_owner(&parent, &temp, uid, gid)?;
         renameat(parent.as_fd(), temp.as_os_str(), parent.as_fd(), name)
             .map_err(|e| cannot_write(e.into()))?;
         Ok(())
@@ -229,17 +240,24 @@ impl ContainerFs {
     /// cp` places it: into the directory `dest` (or `dest/`) under the top
     /// entry's name, else as `dest`; with `contents`, what is under the top
     /// entry into `dest`. Only files, directories and symlinks; every path
-    /// resolved inside the container. How many files it wrote.
-    pub fn tar_in(&self, input: impl io::Read, dest: &str, contents: bool) -> io::Result<usize> {
+    /// resolved inside the container. With `keep_owner`, the owners the
+    /// archive says (`cp -a`). How many files it wrote.
+    pub fn tar_in(
+        &self,
+        input: impl io::Read,
+        dest: &str,
+        contents: bool,
+        keep_owner: bool,
+    ) -> io::Result<usize> {
         let dest_rel = relative(dest);
         let into_dir = !contents && (dest.ends_with('/') || self.is_dir(dest)? == Some(true));
-        tar_entries(input, &mut |top, rest, entry| {
+        tar_entries(input, &mut |top, rest, entry, owner| {
             let base = if into_dir {
                 dest_rel.join(top)
             } else {
                 dest_rel.clone()
             };
-            self.put(&base.join(rest), entry)
+            self.put(&base.join(rest), entry, keep_owner.then_some(owner))
         })
     }
 
@@ -248,13 +266,16 @@ impl ContainerFs {
     /// files it holds.
     pub fn tar_out(&self, source: &str, name: &str, out: impl io::Write) -> io::Result<usize> {
         let mut tar = tar::Builder::new(out);
-        let n = self.walk(source, &mut |below, entry| {
+        let n = self.walk(source, &mut |below, entry, meta| {
             // (`join("")` would add a `/`, which names a directory in a tar.)
             let path = match below.as_os_str().is_empty() {
                 true => Path::new(name).to_path_buf(),
                 false => Path::new(name).join(below),
             };
             let mut h = tar::Header::new_gnu();
+            h.set_uid(meta.uid.into());
+            h.set_gid(meta.gid.into());
+            h.set_mtime(meta.mtime.max(0) as u64);
             match entry {
                 Entry::Dir { mode } => {
                     h.set_entry_type(tar::EntryType::Directory);
@@ -328,16 +349,41 @@ impl ContainerFs {
     pub fn walk(
         &self,
         source: &str,
-        visit: &mut dyn FnMut(&Path, Entry) -> io::Result<()>,
+        visit: &mut dyn FnMut(&Path, Entry, Meta) -> io::Result<()>,
     ) -> io::Result<usize> {
         self.walk_rel(&relative(source), Path::new(""), visit)
+    }
+
+    /// `path` with the symlinks of its last component followed, inside the
+    /// container's root (as the kernel resolves them there): an absolute
+    /// path. `cp -L`, and a stat's link target.
+    pub fn follow(&self, path: &str) -> io::Result<String> {
+        let mut at = clean(Path::new("/").join(relative(path)));
+        for _ in 0..40 {
+            let rel = relative(&at.to_string_lossy());
+            let (dir, name) = match split(&rel) {
+                Ok(parts) => parts,
+                Err(_) => return Ok("/".into()),
+            };
+            let parent = self.dir(dir, false)?;
+            let st = fstatat(parent.as_fd(), name, AtFlags::AT_SYMLINK_NOFOLLOW)
+                .map_err(|e| with_path(e, "cannot read", &at))?;
+            if st.st_mode & libc::S_IFMT != libc::S_IFLNK {
+                return Ok(at.to_string_lossy().into_owned());
+            }
+            let target = PathBuf::from(nix::fcntl::readlinkat(parent.as_fd(), name)?);
+            at = clean(at.parent().unwrap_or(Path::new("/")).join(target));
+        }
+        Err(io::Error::other(format!(
+            "`{path}`: too many levels of symbolic links"
+        )))
     }
 
     fn walk_rel(
         &self,
         rel: &Path,
         below: &Path,
-        visit: &mut dyn FnMut(&Path, Entry) -> io::Result<()>,
+        visit: &mut dyn FnMut(&Path, Entry, Meta) -> io::Result<()>,
     ) -> io::Result<usize> {
         // The entry itself, not what a last-component symlink points to.
         let (dir, name) = match split(rel) {
@@ -348,6 +394,11 @@ impl ContainerFs {
         let st = fstatat(parent.as_fd(), name, AtFlags::AT_SYMLINK_NOFOLLOW)
             .map_err(|e| with_path(e, "cannot read", rel))?;
         let mode = st.st_mode & 0o7777;
+        let meta = Meta {
+            uid: st.st_uid,
+            gid: st.st_gid,
+            mtime: st.st_mtime,
+        };
         let open = |flags: OFlag| {
             openat(
                 parent.as_fd(),
@@ -360,11 +411,11 @@ impl ContainerFs {
         match st.st_mode & libc::S_IFMT {
             libc::S_IFLNK => {
                 let target = nix::fcntl::readlinkat(parent.as_fd(), name)?.into();
-                visit(below, Entry::Symlink { target })?;
+                visit(below, Entry::Symlink { target }, meta)?;
                 Ok(1)
             }
             libc::S_IFDIR => {
-                visit(below, Entry::Dir { mode })?;
+                visit(below, Entry::Dir { mode }, meta)?;
                 let names: Vec<std::ffi::OsString> =
                     nix::dir::Dir::from_fd(open(OFlag::O_DIRECTORY)?)?
                         .iter()
@@ -388,6 +439,7 @@ impl ContainerFs {
                         size,
                         data: &mut data,
                     },
+                    meta,
                 )?;
                 Ok(1)
             }
@@ -397,6 +449,29 @@ impl ContainerFs {
             )),
         }
     }
+}
+
+/// A walked entry's owner and modification time (seconds).
+#[derive(Clone, Copy, Debug)]
+pub struct Meta {
+    pub uid: u32,
+    pub gid: u32,
+    pub mtime: i64,
+}
+
+/// `/a/b/../c` as `/a/c`; `..` stops at the root.
+fn clean(p: PathBuf) -> PathBuf {
+    let mut out = PathBuf::from("/");
+    for c in p.components() {
+        match c {
+            Component::Normal(n) => out.push(n),
+            Component::ParentDir => {
+                out.pop();
+            }
+            _ => {}
+        }
+    }
+    out
 }
 
 /// Something being copied: what it is, with its mode.
@@ -415,11 +490,12 @@ pub enum Entry<'a> {
 }
 
 /// Visits each entry of a tar archive with its top component and what is
-/// below it (`tar_path`). Only files, directories and symlinks. How many
-/// files and symlinks there were.
+/// below it (`tar_path`), and the owner (uid, gid) the archive gives it.
+/// Only files, directories and symlinks. How many files and symlinks there
+/// were.
 pub fn tar_entries(
     input: impl io::Read,
-    visit: &mut dyn FnMut(&Path, &Path, Entry) -> io::Result<()>,
+    visit: &mut dyn FnMut(&Path, &Path, Entry, (u32, u32)) -> io::Result<()>,
 ) -> io::Result<usize> {
     let mut archive = tar::Archive::new(input);
     let mut files = 0;
@@ -429,6 +505,10 @@ pub fn tar_entries(
         let (top, rest) = tar_path(&path)?;
         let mode = e.header().mode()?;
         let size = e.size();
+        let owner = (
+            e.header().uid()?.try_into().unwrap_or(u32::MAX),
+            e.header().gid()?.try_into().unwrap_or(u32::MAX),
+        );
         let entry = match e.header().entry_type() {
             tar::EntryType::Directory => Entry::Dir { mode },
             tar::EntryType::Symlink => Entry::Symlink {
@@ -444,6 +524,7 @@ pub fn tar_entries(
                         size,
                         data: &mut e,
                     },
+                    owner,
                 )?;
                 continue;
             }
@@ -460,7 +541,7 @@ pub fn tar_entries(
         if matches!(entry, Entry::Symlink { .. }) {
             files += 1;
         }
-        visit(&top, &rest, entry)?;
+        visit(&top, &rest, entry, owner)?;
     }
     Ok(files)
 }

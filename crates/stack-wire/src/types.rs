@@ -771,6 +771,11 @@ pub struct ArchiveQuery {
     /// `PUT`: what is under the archive's top entry goes into `path`
     /// (`contents=1`, for `SRC/.`).
     pub contents: bool,
+    /// `PUT`: the files get the owners the archive says (`cp -a`,
+    /// `archive=1`).
+    pub archive: bool,
+    /// `GET`: a symlink at `path` is followed (`cp -L`, `follow=1`).
+    pub follow: bool,
 }
 
 impl ArchiveQuery {
@@ -802,6 +807,8 @@ impl ArchiveQuery {
             path,
             all: crate::query::query_flag(query, "all"),
             contents: crate::query::query_flag(query, "contents"),
+            archive: crate::query::query_flag(query, "archive"),
+            follow: crate::query::query_flag(query, "follow"),
         })
     }
 
@@ -813,11 +820,15 @@ impl ArchiveQuery {
             self.index,
             encode(&self.path)
         );
-        if self.all {
-            q.push_str("&all=1");
-        }
-        if self.contents {
-            q.push_str("&contents=1");
+        for (set, flag) in [
+            (self.all, "&all=1"),
+            (self.contents, "&contents=1"),
+            (self.archive, "&archive=1"),
+            (self.follow, "&follow=1"),
+        ] {
+            if set {
+                q.push_str(flag);
+            }
         }
         q
     }

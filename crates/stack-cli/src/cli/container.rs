@@ -48,7 +48,16 @@ pub enum ContainerCommand {
         command: Vec<String>,
     },
     /// Copy files between a running container and the host: CONTAINER:SRC DEST or SRC CONTAINER:DEST
-    Cp { src: String, dest: String },
+    Cp {
+        /// Keep the owners (uid and gid) the source has
+        #[arg(short, long)]
+        archive: bool,
+        /// Copy what a symlink SRC points to, under its name
+        #[arg(short = 'L', long)]
+        follow_link: bool,
+        src: String,
+        dest: String,
+    },
     /// List the processes of a container
     Top { container: String },
     /// Show containers' resource use (CPU, memory, network, block I/O, processes), every second

@@ -786,6 +786,12 @@ pub struct CpArgs {
     /// Which replica
     #[arg(long, default_value_t = 1)]
     pub index: u32,
+    /// Keep the owners (uid and gid) the source has
+    #[arg(short, long)]
+    pub archive: bool,
+    /// Copy what a symlink SRC points to, under its name
+    #[arg(short = 'L', long)]
+    pub follow_link: bool,
     pub src: String,
     pub dest: String,
 }

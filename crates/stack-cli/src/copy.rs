@@ -439,7 +439,10 @@ mod tests {
             .is_symlink());
         std::fs::remove_dir_all(to.join("z/y")).unwrap();
         std::os::unix::fs::symlink(&outside, to.join("z/y")).unwrap();
-        assert_eq!(extract_host(&bytes[..], &to.join("z"), true).unwrap(), 1);
+        assert_eq!(
+            extract_host(&bytes[..], &to.join("z"), true, false).unwrap(),
+            1
+        );
         assert!(to.join("z/y/pwned").exists());
         std::fs::remove_dir_all(to.join("z/y")).unwrap();
         std::os::unix::fs::symlink(&outside, to.join("z/y")).unwrap();
@@ -457,7 +460,7 @@ mod tests {
         raw_entry(&mut tar, "x/a.txt", tar::EntryType::Regular, b"hello", "");
         let bytes = tar.into_inner().unwrap();
         assert_eq!(
-            extract_host(&bytes[..], &dir.join("new"), false).unwrap(),
+            extract_host(&bytes[..], &dir.join("new"), false, false).unwrap(),
             1
         );
         assert_eq!(

@@ -177,7 +177,7 @@ impl ContainerFs {
     /// renamed over what was there (a directory there goes).
     /// With `owner`, what it makes is theirs (`cp -a`); else the owner of
     /// what was there, or of the directory it goes in.
-    fn put(&self, rel: &Path, entry: Entry, owner: Option<(u32, u32)>) -> io::Result<()> {
+    fn put(&self, rel: &Path, entry: Entry, owner: Option<Owner>) -> io::Result<()> {
         let (dir, name) = split(rel)?;
         let parent = self.dir(dir, true)?;
         let existing = fstatat(parent.as_fd(), name, AtFlags::AT_SYMLINK_NOFOLLOW).ok();
@@ -451,6 +451,9 @@ impl ContainerFs {
     }
 }
 
+/// A uid and a gid.
+pub type Owner = (u32, u32);
+
 /// A walked entry's owner and modification time (seconds).
 #[derive(Clone, Copy, Debug)]
 pub struct Meta {
@@ -495,7 +498,7 @@ pub enum Entry<'a> {
 /// were.
 pub fn tar_entries(
     input: impl io::Read,
-    visit: &mut dyn FnMut(&Path, &Path, Entry, (u32, u32)) -> io::Result<()>,
+    visit: &mut dyn FnMut(&Path, &Path, Entry, Owner) -> io::Result<()>,
 ) -> io::Result<usize> {
     let mut archive = tar::Archive::new(input);
     let mut files = 0;
@@ -505,10 +508,9 @@ pub fn tar_entries(
         let (top, rest) = tar_path(&path)?;
         let mode = e.header().mode()?;
         let size = e.size();
-        let owner = (
-            e.header().uid()?.try_into().unwrap_or(u32::MAX),
-            e.header().gid()?.try_into().unwrap_or(u32::MAX),
-        );
+        // (An owner the header does not say, or says out of range: root.)
+        let id = |n: io::Result<u64>| n.ok().and_then(|n| u32::try_from(n).ok()).unwrap_or(0);
+        let owner = (id(e.header().uid()), id(e.header().gid()));
         let entry = match e.header().entry_type() {
             tar::EntryType::Directory => Entry::Dir { mode },
             tar::EntryType::Symlink => Entry::Symlink {

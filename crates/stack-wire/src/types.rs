@@ -553,6 +553,8 @@ mod tests {
             path: "/srv/a b/ü%&x=y".into(),
             all: true,
             contents: false,
+            archive: true,
+            follow: true,
         };
         assert_eq!(ArchiveQuery::parse(Some(&q.to_query())), Ok(q));
         for (bad, says) in [

@@ -1137,3 +1137,135 @@ fn kube_generate_pushes_built_images_and_names_them_by_digest() {
     ]);
     assert!(err.contains("run `stack build app` first"), "{err}");
 }
+
+/// A GET of the registry's API (`Accept` OCI manifests): the body.
+fn registry_get(host: &str, path: &str) -> Vec<u8> {
+    let mut s = TcpStream::connect(host).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.0\r\nHost: {host}\r\nAccept: application/vnd.oci.image.manifest.v1+json\r\n\r\n"
+    )
+    .unwrap();
+    let mut all = Vec::new();
+    s.read_to_end(&mut all).unwrap();
+    let at = all.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+    let head = String::from_utf8_lossy(&all[..at]).to_string();
+    assert!(
+        head.starts_with("HTTP/1.0 200") || head.starts_with("HTTP/1.1 200"),
+        "{head}"
+    );
+    all[at + 4..].to_vec()
+}
+
+/// `stack publish`: the stack file (and env files, pinned images) as
+/// compose's OCI artifact; what could leak is refused unless asked for.
+#[test]
+fn publish_puts_the_stack_files_in_the_registry_as_compose_does() {
+    let e = Env::new("registry", "publish");
+    let reg = Registry::start(&e.dir, "");
+    let host = reg.host();
+    std::fs::create_dir_all(e.dir.join("app")).unwrap();
+    std::fs::write(e.dir.join("app/app.env"), "TOKEN=x\n").unwrap();
+    let d = built_app(
+        &e,
+        "published",
+        &format!(
+            "services:\n  app:\n    build: .\n    image: {host}/pub/app:1\n    env_file: [app.env]\n"
+        ),
+    );
+    let target = format!("{host}/pub/project:1");
+    let err = e.fails(&["--project-directory", &d, "publish", &target]);
+    assert!(err.contains("--with-env"), "{err}");
+    // --app pushes the built image first: its digest can be pinned.
+    let out = e.out(&[
+        "--project-directory",
+        &d,
+        "publish",
+        "--app",
+        "--with-env",
+        "--resolve-image-digests",
+        &target,
+    ]);
+    let digest = out.trim().rsplit_once('@').unwrap().1.to_string();
+    let manifest: serde_json::Value = serde_json::from_slice(&registry_get(
+        &host,
+        &format!("/v2/pub/project/manifests/1"),
+    ))
+    .unwrap();
+    assert_eq!(
+        manifest["artifactType"],
+        "application/vnd.docker.compose.project"
+    );
+    assert_eq!(
+        manifest["config"]["mediaType"],
+        "application/vnd.oci.empty.v1+json"
+    );
+    let layers = manifest["layers"].as_array().unwrap();
+    let named: Vec<(String, String)> = layers
+        .iter()
+        .map(|l| {
+            let a = &l["annotations"];
+            let name = a["com.docker.compose.file"]
+                .as_str()
+                .or(a["com.docker.compose.envfile"].as_str())
+                .unwrap();
+            (
+                l["mediaType"].as_str().unwrap().to_string(),
+                name.to_string(),
+            )
+        })
+        .collect();
+    let file = "application/vnd.docker.compose.file+yaml".to_string();
+    assert_eq!(
+        named,
+        [
+            (file.clone(), "compose.yaml".to_string()),
+            (file, "image-digests.yaml".to_string()),
+            (
+                "application/vnd.docker.compose.envfile".into(),
+                "app.env".into()
+            ),
+        ]
+    );
+    let blob = |i: usize| {
+        let digest = layers[i]["digest"].as_str().unwrap();
+        String::from_utf8(registry_get(
+            &host,
+            &format!("/v2/pub/project/blobs/{digest}"),
+        ))
+        .unwrap()
+    };
+    assert_eq!(
+        blob(0),
+        std::fs::read_to_string(Path::new(&d).join("compose.yaml")).unwrap()
+    );
+    assert!(
+        blob(1).contains(&format!("image: {host}/pub/app:1@sha256:")),
+        "{}",
+        blob(1)
+    );
+    assert_eq!(blob(2), "TOKEN=x\n");
+    // The tag names what was published.
+    let by_digest = registry_get(&host, &format!("/v2/pub/project/manifests/{digest}"));
+    assert_eq!(
+        serde_json::from_slice::<serde_json::Value>(&by_digest).unwrap(),
+        manifest
+    );
+    // OCI 1.0: the type is the config's media type.
+    e.out(&[
+        "--project-directory",
+        &d,
+        "publish",
+        "--with-env",
+        "--oci-version",
+        "1.0",
+        &format!("{host}/pub/project:old"),
+    ]);
+    let old: serde_json::Value =
+        serde_json::from_slice(&registry_get(&host, "/v2/pub/project/manifests/old")).unwrap();
+    assert_eq!(
+        old["config"]["mediaType"],
+        "application/vnd.docker.compose.config.empty.v1+json"
+    );
+    assert!(old.get("artifactType").is_none(), "{old}");
+}

@@ -269,7 +269,7 @@ pub fn pull(g: &Global, args: &crate::cli::PullArgs) -> anyhow::Result<()> {
 /// Each service's image pinned to the digest the local store has it by
 /// (from its pull or push): `name:tag@sha256:…`. An image with no digest
 /// (built or imported here and never pushed) is said and left as it is.
-fn pinned_images(
+pub(crate) fn pinned_images(
     project: &stack_model::Project,
 ) -> anyhow::Result<std::collections::BTreeMap<String, String>> {
     let host = stack_host::Host::new(crate::client::stack_root());

@@ -102,7 +102,7 @@ fn filters(items: &[String]) -> anyhow::Result<String> {
 use stack_image::registry::percent_encode as encode;
 
 /// Asks before removing, as docker does (`-f` does not ask).
-fn confirm(warning: &str, force: bool) -> anyhow::Result<bool> {
+pub(crate) fn confirm(warning: &str, force: bool) -> anyhow::Result<bool> {
     if force {
         return Ok(true);
     }

@@ -218,6 +218,7 @@ fn main() -> ExitCode {
             quiet,
             services,
         } => done(compose::volumes(g, services, *quiet, format.as_deref())),
+        cli::Command::Publish(p) => done(registry::publish(g, p)),
         cli::Command::Attach {
             how,
             service,
@@ -302,6 +303,7 @@ fn changes_without_dry_run(c: &cli::Command) -> Option<&'static str> {
         C::Pull(_) => "pull",
         C::Build(_) => "build",
         C::Push(_) => "push",
+        C::Publish(_) => "publish",
         C::Login(_) => "login",
         C::Logout { .. } => "logout",
         C::Kube { .. } => "kube",

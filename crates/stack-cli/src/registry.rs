@@ -168,6 +168,204 @@ pub fn upload(host: &Host, reference: &str, quiet: bool) -> anyhow::Result<Strin
     Ok(digest)
 }
 
+/// `stack publish REPOSITORY[:TAG]`: the stack files (and with
+/// `--with-env` the env files, with `--resolve-image-digests` the images
+/// pinned) as compose publishes them: an OCI artifact of type
+/// `application/vnd.docker.compose.project`, one layer a file.
+pub fn publish(g: &crate::cli::Global, a: &crate::cli::PublishArgs) -> anyhow::Result<()> {
+    use std::collections::BTreeMap;
+    if g.files.iter().any(|f| f.as_os_str() == "-") {
+        bail!("publish: a stack file read from standard input cannot be published");
+    }
+    let dest = Reference::parse(&a.reference)?;
+    if dest.digest.is_some() {
+        bail!(
+            "publish: `{}` names a digest: publish to a tag",
+            a.reference
+        );
+    }
+    let opts = crate::config::options(g, &[], false, false)?;
+    let loaded = crate::config::load(&opts)?;
+    let project = &loaded.project;
+    let names = |files: &[std::path::PathBuf]| -> Vec<std::path::PathBuf> {
+        files.iter().map(|f| opts.working_dir.join(f)).collect()
+    };
+    let main = match g.files.is_empty() {
+        true => {
+            let dir = opts.project_directory.as_deref().unwrap_or(".".as_ref());
+            stack_loader::discover(&opts.working_dir.join(dir))
+                .map(|(f, _)| f)
+                .unwrap_or_default()
+        }
+        false => names(&g.files),
+    };
+    if let Some(other) = loaded.files.iter().find(|f| !main.contains(f)) {
+        bail!(
+            "publish: `{}` is included or extended from a local file; only stack files that stand alone are published",
+            other.display()
+        );
+    }
+    // What could leak: env files only when asked, bind mounts' host paths after a yes.
+    let with_env_file: Vec<&String> = project
+        .services
+        .iter()
+        .filter(|(_, s)| !s.env_file.is_empty())
+        .map(|(n, _)| n)
+        .collect();
+    if !a.with_env && !with_env_file.is_empty() {
+        bail!(
+            "publish: services {} read env files: publishing them could leak secrets; give --with-env to publish them, or remove env_file",
+            with_env_file.iter().map(|n| n.as_str()).collect::<Vec<_>>().join(", ")
+        );
+    }
+    let binds: Vec<String> = project
+        .services
+        .iter()
+        .flat_map(|(n, s)| {
+            s.volumes
+                .iter()
+                .filter(|v| v.kind == "bind")
+                .map(move |v| format!("{n}: {}", v.source.as_deref().unwrap_or_default()))
+        })
+        .collect();
+    if !binds.is_empty() && !a.yes {
+        if !std::io::stdin().is_terminal() {
+            bail!(
+                "publish: the stack bind-mounts host paths ({}): give -y to publish them",
+                binds.join("; ")
+            );
+        }
+        let ok = crate::docker::confirm(
+            &format!(
+                "You are about to publish bind mounts' host paths:\n  {}",
+                binds.join("\n  ")
+            ),
+            false,
+        )?;
+        if !ok {
+            bail!("publish: not confirmed");
+        }
+    }
+    if a.app {
+        push_services(
+            g,
+            &crate::cli::PushArgs {
+                quiet: true,
+                ..Default::default()
+            },
+        )?;
+    }
+    let host = Host::new(crate::client::stack_root());
+    let store = host.images()?;
+    let version = env!("CARGO_PKG_VERSION").to_string();
+    let blob = |media: &str, bytes: &[u8]| -> anyhow::Result<stack_image::Blob> {
+        let (digest, size) = store.write_blob(None, bytes)?;
+        Ok(stack_image::Blob {
+            media_type: media.into(),
+            digest,
+            size,
+        })
+    };
+    let note = |key: &str, name: String| {
+        BTreeMap::from([
+            (key.to_string(), name),
+            ("com.docker.compose.version".to_string(), version.clone()),
+        ])
+    };
+    let mut layers = Vec::new();
+    let mut taken = Vec::new();
+    let mut add = |media: &str, key: &str, name: String, bytes: &[u8]| -> anyhow::Result<()> {
+        if taken.contains(&name) {
+            bail!("publish: two files are named `{name}`: one layer each must have its own name");
+        }
+        layers.push((blob(media, bytes)?, note(key, name.clone())));
+        taken.push(name);
+        Ok(())
+    };
+    let file_name = |p: &std::path::Path| {
+        p.file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .into_owned()
+    };
+    for f in &main {
+        let text = std::fs::read(f).with_context(|| format!("cannot read `{}`", f.display()))?;
+        add(COMPOSE_FILE, "com.docker.compose.file", file_name(f), &text)?;
+    }
+    if a.resolve_image_digests {
+        let pinned = crate::config::pinned_images(project)?;
+        let services: serde_json::Map<String, serde_json::Value> = pinned
+            .into_iter()
+            .map(|(k, v)| (k, serde_json::json!({"image": v})))
+            .collect();
+        let text = stack_loader::render::to_yaml(&serde_json::json!({"services": services}))?;
+        add(
+            COMPOSE_FILE,
+            "com.docker.compose.file",
+            "image-digests.yaml".into(),
+            text.as_bytes(),
+        )?;
+    }
+    if a.with_env {
+        let env_files = match opts.env_files.is_empty() {
+            true => vec![loaded.project_dir.join(".env")],
+            false => names(&opts.env_files),
+        };
+        let used = project
+            .services
+            .values()
+            .flat_map(|s| &s.env_file)
+            .map(|e| std::path::PathBuf::from(&e.path));
+        for f in env_files.into_iter().chain(used).filter(|f| f.is_file()) {
+            let text =
+                std::fs::read(&f).with_context(|| format!("cannot read `{}`", f.display()))?;
+            add(
+                "application/vnd.docker.compose.envfile",
+                "com.docker.compose.envfile",
+                file_name(&f),
+                &text,
+            )?;
+        }
+    }
+    let (artifact_type, config) = match a.oci_version.as_str() {
+        "1.0" => (
+            None,
+            blob("application/vnd.docker.compose.config.empty.v1+json", b"{}")?,
+        ),
+        _ => (
+            Some("application/vnd.docker.compose.project".to_string()),
+            blob("application/vnd.oci.empty.v1+json", b"{}")?,
+        ),
+    };
+    let artifact = transfer::Artifact {
+        artifact_type,
+        config,
+        layers,
+        annotations: BTreeMap::from([
+            ("com.docker.compose.version".to_string(), version.clone()),
+            (
+                "org.opencontainers.image.created".to_string(),
+                stack_sys::time::now_rfc3339(),
+            ),
+        ]),
+    };
+    let quiet: Progress = Arc::new(|_| {});
+    let digest = host
+        .block_on(transfer::push_artifact(
+            registry_client(),
+            &store,
+            &dest,
+            &artifact,
+            quiet,
+        ))?
+        .with_context(|| format!("cannot publish to {dest}"))?;
+    println!("{}@{digest}", dest.familiar_name());
+    Ok(())
+}
+
+/// A stack file's layer in a published project.
+const COMPOSE_FILE: &str = "application/vnd.docker.compose.file+yaml";
+
 /// `stack push [SERVICE...]`: the image of each service that builds, to
 /// the registry its name points at (as `docker compose push`).
 pub fn push_services(g: &crate::cli::Global, a: &crate::cli::PushArgs) -> anyhow::Result<()> {

@@ -518,6 +518,76 @@ pub async fn push(
         }));
     }
     join_all(uploads).await?;
+    let digest = put_manifest(&client, dest, &media_type, manifest_bytes).await?;
+    let mut updated = img.clone();
+    updated.names.clear();
+    updated.repo_digests = vec![format!("{}@{digest}", dest.familiar_name())];
+    let s = store.clone();
+    blocking(move || s.put_image(updated)).await?;
+    Ok(digest)
+}
+
+/// An OCI artifact (`stack publish`): its blobs are in the store.
+#[derive(Clone, Debug)]
+pub struct Artifact {
+    /// OCI 1.1's `artifactType`; none: an OCI 1.0 manifest, whose config's
+    /// media type says what it is.
+    pub artifact_type: Option<String>,
+    pub config: Blob,
+    /// Each layer, with its annotations.
+    pub layers: Vec<(Blob, std::collections::BTreeMap<String, String>)>,
+    pub annotations: std::collections::BTreeMap<String, String>,
+}
+
+/// Pushes an artifact to `dest` as an OCI image manifest; its digest.
+pub async fn push_artifact(
+    client: Arc<Client>,
+    store: &Store,
+    dest: &Reference,
+    artifact: &Artifact,
+    progress: Progress,
+) -> Result<String, RegistryError> {
+    let image = dest.to_string();
+    for blob in artifact
+        .layers
+        .iter()
+        .map(|(b, _)| b)
+        .chain([&artifact.config])
+    {
+        let report = reporter(&progress, &image, &blob.digest);
+        push_blob(&client, store, dest, None, blob, &report).await?;
+    }
+    let descriptor = |b: &Blob| serde_json::json!({"mediaType": b.media_type, "digest": b.digest, "size": b.size});
+    let mut manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": crate::archive::media::OCI_MANIFEST,
+        "config": descriptor(&artifact.config),
+        "layers": artifact.layers.iter().map(|(b, notes)| {
+            let mut d = descriptor(b);
+            if !notes.is_empty() {
+                d["annotations"] = serde_json::json!(notes);
+            }
+            d
+        }).collect::<Vec<_>>(),
+    });
+    if let Some(t) = &artifact.artifact_type {
+        manifest["artifactType"] = serde_json::json!(t);
+    }
+    if !artifact.annotations.is_empty() {
+        manifest["annotations"] = serde_json::json!(artifact.annotations);
+    }
+    let bytes = serde_json::to_vec(&manifest).map_err(|e| protocol(&image, e.to_string()))?;
+    put_manifest(&client, dest, crate::archive::media::OCI_MANIFEST, bytes).await
+}
+
+/// PUTs a manifest under `dest`'s tag (or digest); its digest, checked
+/// against what the registry says it stored.
+async fn put_manifest(
+    client: &Client,
+    dest: &Reference,
+    media_type: &str,
+    manifest_bytes: Vec<u8>,
+) -> Result<String, RegistryError> {
     let digest = format!("sha256:{}", sha256_hex(&manifest_bytes));
     let scopes = vec![push_scope(&dest.repository)];
     let body = Bytes::from(manifest_bytes);
@@ -552,10 +622,5 @@ pub async fn push(
             ));
         }
     }
-    let mut updated = img.clone();
-    updated.names.clear();
-    updated.repo_digests = vec![format!("{}@{digest}", dest.familiar_name())];
-    let s = store.clone();
-    blocking(move || s.put_image(updated)).await?;
     Ok(digest)
 }

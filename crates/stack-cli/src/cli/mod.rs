@@ -292,6 +292,11 @@ pub enum Command {
     Build(ComposeBuildArgs),
     /// Push the images of the services that have a build section to their registries
     Push(PushArgs),
+    /// Publish the stack file(s) to a registry as an OCI artifact, as compose does
+    #[command(
+        after_help = "Example:\n  stack publish --with-env --resolve-image-digests registry.example.com/team/shop:1.0"
+    )]
+    Publish(PublishArgs),
     /// Log in to a registry (Docker Hub by default)
     Login(LoginArgs),
     /// Forget the credentials for a registry
@@ -546,6 +551,27 @@ pub struct KubeGenerateArgs {
     pub kubectl_image: String,
     /// Services (default: all); their dependencies come with them
     pub services: Vec<String>,
+}
+
+#[derive(Args, Debug, Default)]
+pub struct PublishArgs {
+    /// The manifest's shape: 1.1 (an artifactType) or 1.0 (the type as the config's media type)
+    #[arg(long, value_parser = ["1.0", "1.1"], default_value = "1.1")]
+    pub oci_version: String,
+    /// Publish the env files too (.env, or --env-file's)
+    #[arg(long)]
+    pub with_env: bool,
+    /// Pin the services' images to their digests (an image-digests.yaml layer)
+    #[arg(long)]
+    pub resolve_image_digests: bool,
+    /// Do not ask before publishing bind mounts' paths
+    #[arg(short, long)]
+    pub yes: bool,
+    /// Push the images the stack builds first
+    #[arg(long)]
+    pub app: bool,
+    /// REPOSITORY[:TAG] to publish to
+    pub reference: String,
 }
 
 #[derive(Args, Debug, Default)]

@@ -1187,11 +1187,8 @@ fn publish_puts_the_stack_files_in_the_registry_as_compose_does() {
         &target,
     ]);
     let digest = out.trim().rsplit_once('@').unwrap().1.to_string();
-    let manifest: serde_json::Value = serde_json::from_slice(&registry_get(
-        &host,
-        &format!("/v2/pub/project/manifests/1"),
-    ))
-    .unwrap();
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&registry_get(&host, "/v2/pub/project/manifests/1")).unwrap();
     assert_eq!(
         manifest["artifactType"],
         "application/vnd.docker.compose.project"

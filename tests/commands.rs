@@ -896,3 +896,30 @@ fn cp_archive_keeps_owners_and_follow_link_copies_the_target() {
     assert_eq!(ls, "/plain 0:0\n/kept 1234:4321\n");
     e.out(&in_project(&d, &["down", "-t", "0"]));
 }
+
+#[test]
+fn compatibility_names_and_service_namespaces_found_by_labels() {
+    let (e, d) = project_env(
+        "commands",
+        "compat",
+        "services:\n  db:\n    image: local/busybox:1\n    container_name: mydb\n    command: [\"sleep\", \"1000\"]\n  web:\n    image: local/busybox:1\n    command: [\"sleep\", \"1000\"]\n    network_mode: \"service:db\"\n    depends_on: [db]\n",
+    );
+    // web joins db's network namespace, though db is not named app-db-1.
+    e.out(&in_project(&d, &["--compatibility", "up", "-d"]));
+    let names = e.out(&in_project(&d, &["ps", "--format", "{{.Name}}"]));
+    assert_eq!(names, "app_web_1\nmydb\n");
+    let net = |c: &str| {
+        e.out(&in_project(
+            &d,
+            &["exec", c, "busybox", "readlink", "/proc/self/ns/net"],
+        ))
+    };
+    assert_eq!(net("db"), net("web"));
+    let run = e.out(&in_project(
+        &d,
+        &["--compatibility", "run", "-d", "db", "true"],
+    ));
+    let all = e.out(&["container", "ls", "-a"]);
+    assert!(all.contains("app_db_run_"), "{run}{all}");
+    e.out(&in_project(&d, &["down", "--remove-orphans", "-t", "0"]));
+}

@@ -875,6 +875,7 @@ fn loaded_request(g: &Global) -> anyhow::Result<WatchRequest> {
     Ok(WatchRequest {
         up: UpRequest {
             parallel: g.parallel,
+            compatibility: g.compatibility,
             ..up
         },
         load: stack_host::load::spec(&opts),
@@ -1190,6 +1191,7 @@ pub fn run(g: &Global, args: &RunOneOff) -> anyhow::Result<i32> {
         publish: args.publish.clone(),
         service_ports: args.service_ports,
         use_aliases: args.use_aliases,
+        compatibility: g.compatibility,
         tty,
         console_size: tty.then(stack_runtime::terminal_size).flatten(),
         interactive: !args.detach,

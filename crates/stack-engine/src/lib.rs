@@ -326,6 +326,7 @@ impl<D: Driver + Send + 'static> Engine<D> {
                 .cloned()
                 .collect(),
             always_recreate_deps: req.always_recreate_deps,
+            compatibility: req.compatibility,
             rebuilt: req.rebuilt.clone(),
             no_recreate: req.no_recreate,
             remove_orphans: req.remove_orphans,

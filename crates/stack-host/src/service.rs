@@ -110,7 +110,7 @@ pub fn config(host: &Host, r: &Replica<'_>) -> anyhow::Result<ContainerConfig> {
     // `service:S` is S's first replica, as for network_mode.
     let joined = |m: &Option<String>| {
         m.as_ref().map(|m| match m.strip_prefix("service:") {
-            Some(other) => format!("container:{}-{other}-1", project.name),
+            Some(other) => first_replica(host, &project.name, other),
             None => m.clone(),
         })
     };
@@ -269,7 +269,7 @@ pub fn config(host: &Host, r: &Replica<'_>) -> anyhow::Result<ContainerConfig> {
         Some(m) if m.starts_with("container:") => a.network = vec![m.to_string()],
         Some(m) if m.starts_with("service:") => {
             let other = &m["service:".len()..];
-            a.network = vec![format!("container:{}-{other}-1", project.name)];
+            a.network = vec![first_replica(host, &project.name, other)];
         }
         Some(m) => bail!("service {service}: network_mode `{m}` is not supported"),
         None => {
@@ -293,6 +293,16 @@ pub fn config(host: &Host, r: &Replica<'_>) -> anyhow::Result<ContainerConfig> {
         }
     }
     Ok(a)
+}
+
+/// `service:S` (network_mode, ipc, pid …): `container:ID` of S's first
+/// replica, found by its labels whatever its name (`container_name`,
+/// `--compatibility`); by the default name if it is not running yet.
+fn first_replica(host: &Host, project: &str, other: &str) -> String {
+    match crate::session::replica(host.root(), project, other, 1) {
+        Ok(st) => format!("container:{}", st.id),
+        Err(_) => format!("container:{project}-{other}-1"),
+    }
 }
 
 /// `links: ["db:database"]`: the alias, as /etc/hosts lines (`database:IP`)
@@ -517,10 +527,11 @@ pub fn one_off(host: &Host, req: &RunRequest, s: &Service) -> anyhow::Result<Con
         s.platform.as_deref(),
         stack_engine::pull_policy(None, s),
     )?;
+    let sep = if req.compatibility { '_' } else { '-' };
     let name = match &req.name {
         Some(n) => n.clone(),
         None => format!(
-            "{}-{}-run-{}",
+            "{}{sep}{}{sep}run{sep}{}",
             project.name,
             req.service,
             &crate::random_id()?[..12]

@@ -57,6 +57,8 @@ pub struct UpOptions {
     /// recreated if unchanged only with `always_recreate_deps`.
     pub dependencies: Vec<String>,
     pub always_recreate_deps: bool,
+    /// Containers named as compose v1 named them (`project_service_1`).
+    pub compatibility: bool,
     /// Services whose image was built anew: recreated.
     pub rebuilt: Vec<String>,
     pub no_recreate: bool,
@@ -151,11 +153,13 @@ impl fmt::Display for PlanError {
 
 impl std::error::Error for PlanError {}
 
-/// `project-service-N`, or the `container_name`.
-pub fn container_name(project: &str, w: &Wanted, number: u32) -> String {
+/// `project-service-N` (compose v1's `project_service_N` with
+/// `compatibility`), or the `container_name`.
+pub fn container_name(project: &str, w: &Wanted, number: u32, compatibility: bool) -> String {
+    let sep = if compatibility { '_' } else { '-' };
     match &w.container_name {
         Some(n) => n.clone(),
-        None => format!("{project}-{}-{number}", w.service),
+        None => format!("{project}{sep}{}{sep}{number}", w.service),
     }
 }
 
@@ -236,7 +240,7 @@ pub fn up(
                 .iter()
                 .find(|d| recreated.contains(d.as_str()));
             for number in 1..=w.replicas {
-                let name = container_name(project, w, number);
+                let name = container_name(project, w, number, opts.compatibility);
                 let mut task = Vec::new();
                 let create = |cause: &str| match opts.no_start {
                     false => Op::Run {

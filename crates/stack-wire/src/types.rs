@@ -47,6 +47,10 @@ pub struct UpRequest {
     /// recreated too (`--always-recreate-deps`).
     #[serde(default)]
     pub always_recreate_deps: bool,
+    /// New containers are named as compose v1 named them
+    /// (`project_service_1`, `--compatibility`).
+    #[serde(default)]
+    pub compatibility: bool,
     /// Services whose image was just built anew (`up --build`): their
     /// containers are recreated, as compose does for a new image.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -673,6 +677,9 @@ pub struct RunRequest {
     /// default a one-off container answers to its own name only.
     #[serde(default)]
     pub use_aliases: bool,
+    /// Named as compose v1 named one-off containers (`project_service_run_ID`).
+    #[serde(default)]
+    pub compatibility: bool,
 }
 
 /// The body of `POST /v1/images/pull` (`stack pull`): images pulled at

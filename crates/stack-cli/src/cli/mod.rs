@@ -93,6 +93,9 @@ pub struct Global {
     /// Say what up, create, scale, down, start, stop, restart, kill, pause, unpause and rm would do, and do nothing
     #[arg(long)]
     pub dry_run: bool,
+    /// Name new containers as compose v1 did: project_service_1
+    #[arg(long, env = "COMPOSE_COMPATIBILITY")]
+    pub compatibility: bool,
 }
 
 #[derive(Subcommand, Debug)]

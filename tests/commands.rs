@@ -923,3 +923,59 @@ fn compatibility_names_and_service_namespaces_found_by_labels() {
     assert!(all.contains("app_db_run_"), "{run}{all}");
     e.out(&in_project(&d, &["down", "--remove-orphans", "-t", "0"]));
 }
+
+#[test]
+fn up_menu_starts_a_watch_and_detaches_on_keys() {
+    use std::io::Write as _;
+    let (e, d) = project_env(
+        "commands",
+        "menu",
+        "services:\n  app:\n    image: local/busybox:1\n    command: [\"sh\", \"-c\", \"echo hello; exec sleep 1000\"]\n",
+    );
+    let pty = nix::pty::openpty(None, None).unwrap();
+    let mut child = e
+        .command(&in_project(&d, &["up", "--menu"]))
+        .stdin(pty.slave.try_clone().unwrap())
+        .stdout(pty.slave.try_clone().unwrap())
+        .stderr(pty.slave.try_clone().unwrap())
+        .spawn()
+        .unwrap();
+    let terminal = pty.slave;
+    let mut seen = Vec::new();
+    // (The test holds the terminal open: a read could wait for ever.)
+    let mut read_until = |what: &str| {
+        use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+        use std::os::fd::AsFd as _;
+        let mut buf = [0u8; 4096];
+        let guard = std::time::Instant::now() + common::PATIENCE;
+        while !String::from_utf8_lossy(&seen).contains(what) && std::time::Instant::now() < guard {
+            let mut fds = [PollFd::new(pty.master.as_fd(), PollFlags::POLLIN)];
+            if poll(&mut fds, PollTimeout::from(1000u16)).unwrap_or(0) == 0 {
+                continue;
+            }
+            match nix::unistd::read(&pty.master, &mut buf) {
+                Ok(n @ 1..) => seen.extend_from_slice(&buf[..n]),
+                _ => break,
+            }
+        }
+        String::from_utf8_lossy(&seen).to_string()
+    };
+    let shown = read_until("hello");
+    assert!(shown.contains("w Enable Watch   d Detach"), "{shown}");
+    let mut master = std::fs::File::from(pty.master.try_clone().unwrap());
+    master.write_all(b"w").unwrap();
+    read_until("Watch enabled");
+    master.write_all(b"d").unwrap();
+    let text = read_until("Detached");
+    assert!(child.wait().unwrap().success(), "{text}");
+    // The stack runs on; the terminal is left as it was.
+    let ps = e.out(&in_project(&d, &["ps", "--format", "{{.Name}} {{.State}}"]));
+    assert_eq!(ps, "app-app-1 running\n");
+    let flags = nix::sys::termios::tcgetattr(&terminal).unwrap().local_flags;
+    use nix::sys::termios::LocalFlags;
+    assert!(
+        flags.contains(LocalFlags::ECHO | LocalFlags::ICANON),
+        "{flags:?}"
+    );
+    e.out(&in_project(&d, &["down", "-t", "0"]));
+}

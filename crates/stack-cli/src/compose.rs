@@ -86,29 +86,64 @@ pub fn up(g: &Global, args: &UpArgs) -> anyhow::Result<i32> {
         println!("nothing to do: the stack is as its file says");
     }
     let detached = args.detach || dry_run || args.wait || args.no_start;
+    // The watch of `--watch`, or of the menu's `w`.
+    watch.services = req.services.clone();
+    watch.up = UpRequest {
+        wait: false,
+        ..req.clone()
+    };
+    watch.detach = detached;
+    let path = format!("/v1/projects/{}/watch", req.project.name);
+    let start_watch = || {
+        let (path, watch) = (path.clone(), watch.clone());
+        // Beside the output; ends with the process.
+        std::thread::spawn(move || {
+            if let Err(e) = crate::progress::call(&path, &watch, Mode::Plain) {
+                eprintln!("watch: {e:#}");
+            }
+        });
+    };
     if args.watch {
-        watch.services = req.services.clone();
-        watch.up = UpRequest {
-            wait: false,
-            ..req.clone()
-        };
-        watch.detach = detached;
-        let path = format!("/v1/projects/{}/watch", req.project.name);
-        if detached {
-            call(g, &path, &watch)?;
-        } else {
-            // Beside the output; ends with the process.
-            std::thread::spawn(move || {
-                if let Err(e) = crate::progress::call(&path, &watch, Mode::Plain) {
-                    eprintln!("watch: {e:#}");
-                }
-            });
+        match detached {
+            true => call(g, &path, &watch).map(drop)?,
+            false => start_watch(),
         }
     }
     if detached {
         return Ok(0);
     }
-    attach(&req.project, &req.services, args, since)
+    let menu = (args.menu && !args.watch && std::io::stdin().is_terminal())
+        .then_some(&start_watch as &dyn Fn());
+    attach(&req.project, &req.services, args, since, menu)
+}
+
+/// The menu of attached `up`: `w` calls `start_watch` (once), `d` ends
+/// the future (detach). Other keys are ignored.
+async fn menu_keys(start_watch: &dyn Fn()) {
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<u8>();
+    // A thread: reading stdin blocks (the process exits with it waiting).
+    std::thread::spawn(move || {
+        use std::io::Read as _;
+        let mut b = [0u8; 1];
+        while let Ok(1) = std::io::stdin().read(&mut b) {
+            if tx.send(b[0]).is_err() {
+                return;
+            }
+        }
+    });
+    let mut watching = false;
+    while let Some(k) = rx.recv().await {
+        match k {
+            b'd' | b'D' => return,
+            b'w' | b'W' if !watching => {
+                watching = true;
+                eprintln!("Watch enabled");
+                start_watch();
+            }
+            _ => {}
+        }
+    }
+    std::future::pending::<()>().await
 }
 
 /// Attached `up`: the containers' output since `since` until they have
@@ -120,6 +155,7 @@ fn attach(
     services: &[String],
     args: &UpArgs,
     since: String,
+    menu: Option<&dyn Fn()>,
 ) -> anyhow::Result<i32> {
     for s in args.attach.iter().chain(&args.no_attach) {
         if !project.services.contains_key(s) {
@@ -215,8 +251,19 @@ fn attach(
             }
         }
     };
+    let _keys = menu.map(|_| {
+        eprintln!("\x1b[2m  w Enable Watch   d Detach\x1b[0m");
+        stack_runtime::RawMode::keys()
+    });
+    let detach = async {
+        match menu {
+            Some(start_watch) => menu_keys(start_watch).await,
+            None => std::future::pending().await,
+        }
+    };
     let ended = rt.block_on(async {
         tokio::select! {
+            () = detach => Err(Detached),
             r = async {
                 if none_shown {
                     // Every service's output left out: only wait.
@@ -234,11 +281,18 @@ fn attach(
                     }
                     printer.print(e)
                 }).await
-            } => r.map(|()| None),
-            code = watch => Ok(Some(code)),
-            _ = tokio::signal::ctrl_c() => Ok(None),
+            } => Ok(r.map(|()| None)),
+            code = watch => Ok(Ok(Some(code))),
+            _ = tokio::signal::ctrl_c() => Ok(Ok(None)),
         }
-    })?;
+    });
+    let ended = match ended {
+        Err(Detached) => {
+            eprintln!("Detached: the stack runs on (`stack down` stops it)");
+            return Ok(0);
+        }
+        Ok(r) => r?,
+    };
     if ended.is_none() {
         eprintln!("Gracefully stopping... (press Ctrl+C again to force)");
     }
@@ -268,6 +322,9 @@ fn attach(
         _ => 0,
     })
 }
+
+/// The menu's `d`: attached `up` returns, the stack runs on.
+struct Detached;
 
 /// `service-N | line`, as docker compose prints the containers' output:
 /// prefixes padded to one width and coloured on a terminal (not with

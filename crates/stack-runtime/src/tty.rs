@@ -139,11 +139,21 @@ pub struct RawMode(Option<nix::sys::termios::Termios>);
 
 impl RawMode {
     pub fn enable() -> RawMode {
+        RawMode::with(|t| cfmakeraw(t))
+    }
+
+    /// Keys one at a time, not echoed, Ctrl-C still a signal (a menu's keys).
+    pub fn keys() -> RawMode {
+        use nix::sys::termios::LocalFlags;
+        RawMode::with(|t| t.local_flags.remove(LocalFlags::ICANON | LocalFlags::ECHO))
+    }
+
+    fn with(change: impl FnOnce(&mut nix::sys::termios::Termios)) -> RawMode {
         let stdin = io::stdin();
         let saved = tcgetattr(stdin.as_fd()).ok();
         if let Some(t) = &saved {
             let mut raw = t.clone();
-            cfmakeraw(&mut raw);
+            change(&mut raw);
             let _ = tcsetattr(stdin.as_fd(), SetArg::TCSANOW, &raw);
         }
         RawMode(saved)

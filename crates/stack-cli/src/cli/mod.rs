@@ -752,6 +752,9 @@ pub struct UpArgs {
     /// Then watch the files: sync, restart or exec as `develop.watch` says, and `up` again when a stack file or `.env` changes (with -d, the engine keeps watching after the command returns, until `stack watch --stop` or `down`)
     #[arg(short, long, conflicts_with = "dry_run")]
     pub watch: bool,
+    /// Attached, on a terminal: keys to press (w: start watching, d: detach); also COMPOSE_MENU=true
+    #[arg(long, env = "COMPOSE_MENU", conflicts_with = "detach")]
+    pub menu: bool,
     /// Services to bring up (default: all)
     pub services: Vec<String>,
 }

@@ -139,7 +139,7 @@ pub struct RawMode(Option<nix::sys::termios::Termios>);
 
 impl RawMode {
     pub fn enable() -> RawMode {
-        RawMode::with(|t| cfmakeraw(t))
+        RawMode::with(cfmakeraw)
     }
 
     /// Keys one at a time, not echoed, Ctrl-C still a signal (a menu's keys).

@@ -680,6 +680,21 @@ fn restart_no_deps_kill_remove_orphans_and_exec_privileged() {
         (0, 1),
         "{plain:x} {privileged:x}"
     );
+    // The container's seccomp filter still holds: unshare is not allowed
+    // to a container without CAP_SYS_ADMIN, with it or not.
+    let o = e.stack(&in_project(
+        &d,
+        &[
+            "exec",
+            "--privileged",
+            "app",
+            "busybox",
+            "unshare",
+            "-m",
+            "true",
+        ],
+    ));
+    assert!(!o.status.success(), "{o:?}");
     // --no-deps: db alone; app, which asks to restart with it, stays.
     e.out(&in_project(&d, &["restart", "--no-deps", "db"]));
     let running = e.out(&in_project(
@@ -693,7 +708,7 @@ fn restart_no_deps_kill_remove_orphans_and_exec_privileged() {
     common::wait_for("app restarted with db", || {
         started().is_some_and(|now| now != first)
     });
-    // app leaves the file: kill --remove-orphans removes its container.
+    // app leaves the file: kill --remove-orphans kills its container too.
     std::fs::write(
         std::path::Path::new(&d).join("compose.yaml"),
         "services:\n  db:\n    image: local/busybox:1\n    command: [\"sleep\", \"1000\"]\n",
@@ -704,8 +719,8 @@ fn restart_no_deps_kill_remove_orphans_and_exec_privileged() {
         &d,
         &["ps", "-a", "--format", "{{.Service}} {{.State}}"],
     ));
-    assert_eq!(left.trim(), "db exited", "{left}");
-    e.out(&in_project(&d, &["down"]));
+    assert_eq!(left.trim(), "app exited\ndb exited", "{left}");
+    e.out(&in_project(&d, &["down", "--remove-orphans"]));
 }
 
 #[test]

@@ -86,10 +86,10 @@ impl<D: Driver + Send + 'static> Engine<D> {
             if action == Action::Kill && req.remove_orphans {
                 for c in mine
                     .iter()
-                    .filter(|c| !project.services.contains_key(&c.service))
+                    .filter(|c| c.running && !project.services.contains_key(&c.service))
                 {
                     events.send(Event::Plan {
-                        line: format!("step {}: remove container {} (orphan)", n + 1, c.name),
+                        line: format!("step {}: kill container {} (orphan)", n + 1, c.name),
                     });
                 }
             }
@@ -135,19 +135,19 @@ impl<D: Driver + Send + 'static> Engine<D> {
             self.settled_within(&project.name, &services, req.wait_timeout)
                 .await?;
         }
-        // `kill --remove-orphans`: containers of services no longer in the file.
+        // `kill --remove-orphans`: the containers of services no longer in
+        // the file get the signal too (compose kills them, not removes).
         if action == Action::Kill && req.remove_orphans {
             let orphans = mine
                 .iter()
-                .filter(|c| !project.services.contains_key(&c.service));
+                .filter(|c| c.running && !project.services.contains_key(&c.service));
             let results = futures::future::join_all(orphans.map(|c| async move {
-                progress(events, "Container", &c.name, "Removing");
-                self.driver
-                    .remove(&c.id, Some(0))
+                progress(events, "Container", &c.name, "Killing");
+                self.carry_out(action, req, c, events)
                     .await
                     .map_err(|e| e.context(format!("container {}", c.name)))?;
-                progress(events, "Container", &c.name, "Removed");
-                self.publish(c, "destroy", &[]);
+                progress(events, "Container", &c.name, "Killed");
+                self.publish(c, "kill", &[]);
                 anyhow::Ok(())
             }))
             .await;

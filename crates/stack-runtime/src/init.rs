@@ -436,7 +436,7 @@ fn pid1(
     crate::security::set_rlimits(&spec.rlimits)?;
     let user = resolve_user(spec)?;
     let keep = crate::security::capabilities(spec)?;
-    crate::security::restrict(&keep, spec)?;
+    crate::security::restrict(&keep, &keep, spec)?;
     nix::unistd::write(&set_up, &[1])?;
     drop(set_up);
     if !spec.init {
@@ -566,9 +566,9 @@ fn set_oom_score_adj(spec: &Spec) -> std::io::Result<()> {
 
 pub fn exec_main(spec_fd: &str) -> ! {
     let json = std::fs::read(format!("/proc/self/fd/{spec_fd}")).unwrap_or_default();
-    let parsed: Result<(Spec, i32, bool), _> = serde_json::from_slice(&json);
+    let parsed: Result<(Spec, i32, bool, bool), _> = serde_json::from_slice(&json);
     let code = match parsed {
-        Ok((spec, pid, piped)) => match join_and_run(&spec, pid, piped) {
+        Ok((spec, pid, piped, privileged)) => match join_and_run(&spec, pid, piped, privileged) {
             Ok(code) => code,
             Err(e) => {
                 eprintln!("stack: exec in container `{}`: {e}", short(&spec.id));
@@ -589,7 +589,10 @@ pub fn exec_main(spec_fd: &str) -> ! {
 /// goes back to it over standard input, and the signals it sends us are
 /// forwarded to the command (a terminal's Ctrl-C reaches the command
 /// directly otherwise, and is ignored here).
-fn join_and_run(spec: &Spec, pid: i32, piped: bool) -> std::io::Result<i32> {
+/// `privileged` (`exec --privileged`): every capability for the command
+/// (but MKNOD where no device controller guards the host's devices); the
+/// container's seccomp filter, made for its own capabilities, still holds.
+fn join_and_run(spec: &Spec, pid: i32, piped: bool, privileged: bool) -> std::io::Result<i32> {
     use nix::sched::setns;
     close_inherited_fds();
     let layout = crate::cgroup::layout_of(spec)?;
@@ -646,8 +649,12 @@ fn join_and_run(spec: &Spec, pid: i32, piped: bool) -> std::io::Result<i32> {
                 set_oom_score_adj(spec)?;
                 crate::security::set_rlimits(&spec.rlimits)?;
                 let user = resolve_user(spec)?;
-                let keep = crate::security::capabilities(spec)?;
-                crate::security::restrict(&keep, spec)?;
+                let theirs = crate::security::capabilities(spec)?;
+                let keep = match privileged {
+                    true => crate::security::all_allowed(),
+                    false => theirs.clone(),
+                };
+                crate::security::restrict(&keep, &theirs, spec)?;
                 Ok(exec_app(spec, user.as_ref()))
             })()
             .unwrap_or_else(|e| {

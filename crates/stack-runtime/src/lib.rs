@@ -273,12 +273,8 @@ fn spawn_exec(
     if let Some(u) = &p.user {
         spec.user = u.clone();
     }
-    if p.privileged {
-        spec.cap_add = vec!["ALL".into()];
-        spec.cap_drop.clear();
-    }
     let piped = wiring == Wiring::Piped;
-    let json = serde_json::to_string(&(&spec, state.pid, piped))
+    let json = serde_json::to_string(&(&spec, state.pid, piped, p.privileged))
         .map_err(|e| start(std::io::Error::other(e)))?;
     spawn_sealed(EXEC_ARG, &json, |cmd| {
         if !p.interactive || wiring == Wiring::Detached {

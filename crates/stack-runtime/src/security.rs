@@ -71,10 +71,26 @@ pub fn capabilities(spec: &Spec) -> io::Result<HashSet<Capability>> {
     Ok(set)
 }
 
+/// Every capability this host lets a container have: all, but MKNOD where
+/// no device controller keeps device nodes from opening the host's devices.
+pub fn all_allowed() -> HashSet<Capability> {
+    let mut set = caps::all();
+    if !crate::cgroup::devices_enforced() {
+        set.remove(&Capability::CAP_MKNOD);
+    }
+    set
+}
+
 /// Narrows this process (and all it starts) to `keep`, with no_new_privs
-/// (unless `spec` allows new privileges) and the seccomp filter of `spec`;
-/// no inheritable or ambient capability is left.
-pub fn restrict(keep: &HashSet<Capability>, spec: &crate::Spec) -> io::Result<()> {
+/// (unless `spec` allows new privileges) and the seccomp filter of `spec`
+/// for the capabilities `filtered` (the container's: an `exec --privileged`
+/// keeps more, not its syscalls); no inheritable or ambient capability is
+/// left.
+pub fn restrict(
+    keep: &HashSet<Capability>,
+    filtered: &HashSet<Capability>,
+    spec: &crate::Spec,
+) -> io::Result<()> {
     let other = |e: caps::errors::CapsError| io::Error::other(e.to_string());
     // Only what we hold can be kept (the kernel may know fewer than the library).
     let held = caps::read(None, CapSet::Permitted).map_err(other)?;
@@ -85,7 +101,8 @@ pub fn restrict(keep: &HashSet<Capability>, spec: &crate::Spec) -> io::Result<()
         false => {
             let profile = crate::seccomp::profile(spec.seccomp_profile.as_deref())?;
             let flags = profile.filter_flags().map_err(io::Error::other)?;
-            Some((crate::seccomp::compile(&profile, keep)?, flags))
+            let filtered: HashSet<Capability> = filtered.intersection(&held).copied().collect();
+            Some((crate::seccomp::compile(&profile, &filtered)?, flags))
         }
     };
     let no_new_privs = !spec.privileged && !spec.new_privileges;

@@ -181,7 +181,7 @@ pub struct ActionRequest {
     /// restart: not the dependents that ask to be restarted with it.
     #[serde(default)]
     pub no_deps: bool,
-    /// kill: and remove the containers of services the project no longer has.
+    /// kill: the containers of services the project no longer has too.
     #[serde(default)]
     pub remove_orphans: bool,
     /// Only say what it would do (`Event::Plan` lines).

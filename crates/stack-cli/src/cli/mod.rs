@@ -223,7 +223,7 @@ pub enum Command {
         /// The signal
         #[arg(short, long, default_value = "KILL")]
         signal: String,
-        /// Remove the containers of services no longer in the stack file
+        /// Kill the containers of services no longer in the stack file too
         #[arg(long)]
         remove_orphans: bool,
         services: Vec<String>,

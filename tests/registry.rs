@@ -1176,6 +1176,22 @@ fn publish_puts_the_stack_files_in_the_registry_as_compose_does() {
     let target = format!("{host}/pub/project:1");
     let err = e.fails(&["--project-directory", &d, "publish", &target]);
     assert!(err.contains("--with-env"), "{err}");
+    // A file that includes another would go without it: refused.
+    let inc = e.dir.join("inc");
+    std::fs::create_dir_all(&inc).unwrap();
+    std::fs::write(
+        inc.join("compose.yaml"),
+        "include: [other.yaml]\nservices: {}\n",
+    )
+    .unwrap();
+    std::fs::write(inc.join("other.yaml"), "services:\n  x:\n    image: a\n").unwrap();
+    let err = e.fails(&[
+        "--project-directory",
+        inc.to_str().unwrap(),
+        "publish",
+        &target,
+    ]);
+    assert!(err.contains("includes or extends other files"), "{err}");
     // --app pushes the built image first: its digest can be pinned.
     let out = e.out(&[
         "--project-directory",

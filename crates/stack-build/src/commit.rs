@@ -52,6 +52,8 @@ const CHANGES: &[&str] = &[
 
 /// Makes the image and records it in `store`.
 pub fn commit(store: &Store, c: Commit<'_>) -> anyhow::Result<Image> {
+    // No collection between the first blob written and the image recorded.
+    let _held = store.lock_shared()?;
     let base = store.read_blob(&c.image.id)?;
     let config: Value = serde_json::from_slice(&base)
         .with_context(|| format!("image {}: its config is not JSON", c.image.id))?;

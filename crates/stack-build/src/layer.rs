@@ -96,7 +96,10 @@ impl Walk<'_> {
         {
             let mut tar = tar::Builder::new(&mut writer);
             tar.follow_symlinks(false);
-            self.append_tree(&mut tar, dir, Path::new(""))?;
+            // (A container that never ran has no writable layer yet: empty.)
+            if dir.is_dir() {
+                self.append_tree(&mut tar, dir, Path::new(""))?;
+            }
             tar.finish()?;
         }
         let (digest, size) = writer.commit(None)?;
@@ -162,7 +165,10 @@ impl Walk<'_> {
                 }
                 let mut h = header(&md, tar::EntryType::Regular);
                 h.set_size(md.len());
-                tar.append_data(&mut h, &path, fs::File::open(&full)?)?;
+                // Exactly the size the header says, whatever the file became.
+                let file = io::Read::take(fs::File::open(&full)?, md.len());
+                let data = io::Read::take(io::Read::chain(file, io::repeat(0)), md.len());
+                tar.append_data(&mut h, &path, data)?;
             } else {
                 let kind = if ft.is_fifo() {
                     tar::EntryType::Fifo

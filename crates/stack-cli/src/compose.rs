@@ -44,6 +44,9 @@ pub fn up(g: &Global, args: &UpArgs) -> anyhow::Result<i32> {
         bail!("cannot watch a stack file read from standard input");
     }
     let dry_run = args.dry_run || g.dry_run;
+    if dry_run && args.watch {
+        bail!("--dry-run: a watch syncs, rebuilds and restarts for real; it has no dry run");
+    }
     let mut watch = loaded_request(g)?;
     let rebuilt = crate::build::for_up(
         &watch.up.project,

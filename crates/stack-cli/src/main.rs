@@ -91,17 +91,22 @@ fn main() -> ExitCode {
         cli::Command::Image { command } => done(image::run(command, g.progress)),
         cli::Command::Network { command } => done(network::run(command)),
         cli::Command::Pull(p) => done(config::pull(g, p)),
-        cli::Command::Build(b) => done(build::services(g, b).and_then(|()| match b.push {
-            true => registry::push_services(
-                g,
-                &cli::PushArgs {
-                    services: b.services.clone(),
-                    quiet: b.quiet,
-                    ..Default::default()
-                },
-            ),
-            false => Ok(()),
-        })),
+        // (--print and --check build nothing: nothing is pushed either.)
+        cli::Command::Build(b) => {
+            done(
+                build::services(g, b).and_then(|()| match b.push && !b.print && !b.check {
+                    true => registry::push_services(
+                        g,
+                        &cli::PushArgs {
+                            services: b.services.clone(),
+                            quiet: b.quiet,
+                            ..Default::default()
+                        },
+                    ),
+                    false => Ok(()),
+                }),
+            )
+        }
         cli::Command::Push(p) => done(registry::push_services(g, p)),
         cli::Command::Builder { command } => done(build::builder(command)),
         cli::Command::Up(u) => compose::up(g, u),
@@ -301,7 +306,7 @@ fn changes_without_dry_run(c: &cli::Command) -> Option<&'static str> {
         C::Run(_) => "run",
         C::Daemon { .. } => "daemon",
         C::Pull(_) => "pull",
-        C::Build(_) => "build",
+        C::Build(b) if !b.print && !b.check => "build",
         C::Push(_) => "push",
         C::Publish(_) => "publish",
         C::Login(_) => "login",

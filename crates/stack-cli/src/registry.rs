@@ -190,32 +190,37 @@ pub fn publish(g: &crate::cli::Global, a: &crate::cli::PublishArgs) -> anyhow::R
     let names = |files: &[std::path::PathBuf]| -> Vec<std::path::PathBuf> {
         files.iter().map(|f| opts.working_dir.join(f)).collect()
     };
-    let main = match g.files.is_empty() {
-        true => {
-            let dir = opts.project_directory.as_deref().unwrap_or(".".as_ref());
-            stack_loader::discover(&opts.working_dir.join(dir))
-                .map(|(f, _)| f)
-                .unwrap_or_default()
+    // The stack files the loader read; one that includes or extends
+    // another file would be published without it.
+    let main = loaded.files.clone();
+    for f in &main {
+        let text =
+            std::fs::read_to_string(f).with_context(|| format!("cannot read `{}`", f.display()))?;
+        let doc: serde_yaml::Value = serde_yaml::from_str(&text).unwrap_or_default();
+        let extends_file = doc["services"]
+            .as_mapping()
+            .into_iter()
+            .flatten()
+            .any(|(_, s)| s["extends"].get("file").is_some());
+        if doc.get("include").is_some() || extends_file {
+            bail!(
+                "publish: `{}` includes or extends other files; only stack files that stand alone are published",
+                f.display()
+            );
         }
-        false => names(&g.files),
-    };
-    if let Some(other) = loaded.files.iter().find(|f| !main.contains(f)) {
-        bail!(
-            "publish: `{}` is included or extended from a local file; only stack files that stand alone are published",
-            other.display()
-        );
     }
-    // What could leak: env files only when asked, bind mounts' host paths after a yes.
-    let with_env_file: Vec<&String> = project
+    // What could leak: environment values and env files only when asked,
+    // bind mounts' host paths after a yes.
+    let with_env: Vec<&String> = project
         .services
         .iter()
-        .filter(|(_, s)| !s.env_file.is_empty())
+        .filter(|(_, s)| !s.env_file.is_empty() || !s.environment.is_empty())
         .map(|(n, _)| n)
         .collect();
-    if !a.with_env && !with_env_file.is_empty() {
+    if !a.with_env && !with_env.is_empty() {
         bail!(
-            "publish: services {} read env files: publishing them could leak secrets; give --with-env to publish them, or remove env_file",
-            with_env_file.iter().map(|n| n.as_str()).collect::<Vec<_>>().join(", ")
+            "publish: services {} set environment variables or read env files: publishing them could leak secrets; give --with-env to publish them",
+            with_env.iter().map(|n| n.as_str()).collect::<Vec<_>>().join(", ")
         );
     }
     let binds: Vec<String> = project
@@ -316,7 +321,14 @@ pub fn publish(g: &crate::cli::Global, a: &crate::cli::PublishArgs) -> anyhow::R
             .values()
             .flat_map(|s| &s.env_file)
             .map(|e| std::path::PathBuf::from(&e.path));
+        let mut seen = Vec::new();
         for f in env_files.into_iter().chain(used).filter(|f| f.is_file()) {
+            // One layer a file, however many services read it.
+            let real = std::fs::canonicalize(&f).unwrap_or_else(|_| f.clone());
+            if seen.contains(&real) {
+                continue;
+            }
+            seen.push(real);
             let text =
                 std::fs::read(&f).with_context(|| format!("cannot read `{}`", f.display()))?;
             add(

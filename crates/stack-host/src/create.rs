@@ -276,6 +276,7 @@ fn spec_of(host: &Host, a: &ContainerConfig) -> anyhow::Result<(stack_runtime::S
     // (top first) plus the defaults of its config.
     let mut args = a.args.clone();
     let mut image = String::new();
+    let mut image_id = String::new();
     let (rootfs, layers, image_config) = match &a.rootfs {
         Some(dir) => (dir.clone(), Vec::new(), None),
         None => {
@@ -293,6 +294,7 @@ fn spec_of(host: &Host, a: &ContainerConfig) -> anyhow::Result<(stack_runtime::S
             }
             let top = lowers.remove(0);
             image = reference;
+            image_id = img.id;
             (top, lowers, Some(img.config))
         }
     };
@@ -501,6 +503,7 @@ fn spec_of(host: &Host, a: &ContainerConfig) -> anyhow::Result<(stack_runtime::S
             l
         },
         image,
+        image_id,
         exposed_ports: image_config
             .as_ref()
             .and_then(|c| c.exposed_ports.as_ref())

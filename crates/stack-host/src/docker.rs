@@ -1624,7 +1624,6 @@ impl stack_docker::Backend for Docker {
             message: q.comment,
             changes: q.changes,
             settings: q.config,
-            pause: q.pause,
         };
         let img = crate::layers::commit(&self.host, &st, o)
             .map_err(|e| DockerError::bad_request(format!("{e:#}")))?;

@@ -159,8 +159,10 @@ pub fn pull_all(
 pub struct InUse {
     /// Every layer directory they run on.
     pub layers: Vec<PathBuf>,
-    /// Their top layers: an image whose top layer is one of these is the
-    /// image a container runs from (an image below it is not).
+    /// The ids of the images they run.
+    ids: Vec<String>,
+    /// The top layers of those made before their image's id was kept: an
+    /// image whose top layer is one of these may be theirs.
     tops: Vec<PathBuf>,
 }
 
@@ -177,7 +179,12 @@ impl InUse {
         .map(|st| st.spec)
         .collect();
         InUse {
-            tops: specs.iter().map(|s| s.rootfs.clone()).collect(),
+            ids: specs.iter().map(|s| s.image_id.clone()).collect(),
+            tops: specs
+                .iter()
+                .filter(|s| s.image_id.is_empty())
+                .map(|s| s.rootfs.clone())
+                .collect(),
             layers: specs
                 .into_iter()
                 .flat_map(|s| std::iter::once(s.rootfs).chain(s.layers))
@@ -187,10 +194,11 @@ impl InUse {
 
     /// Whether a container runs from `img`.
     pub fn runs(&self, store: &stack_image::Store, img: &stack_image::Image) -> bool {
-        store
-            .lower_dirs(img)
-            .first()
-            .is_some_and(|top| self.tops.contains(top))
+        self.ids.contains(&img.id)
+            || store
+                .lower_dirs(img)
+                .first()
+                .is_some_and(|top| self.tops.contains(top))
     }
 }
 

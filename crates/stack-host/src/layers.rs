@@ -58,8 +58,62 @@ pub struct CommitOptions {
     pub changes: Vec<String>,
     /// Settings of the API's body (`Cmd`, `Env` ...) over the container's.
     pub settings: serde_json::Map<String, serde_json::Value>,
-    /// Freeze a running container while its layer is read.
-    pub pause: bool,
+}
+
+/// The API body's config over the container's, as dockerd merges them: an
+/// empty value leaves the container's; `Env` and `Labels` (and exposed
+/// ports, volumes) add by key; the other image settings replace; what is
+/// not an image's (`Hostname`, `Image`, `AttachStdin` …) is left out.
+fn merge_config(
+    settings: &mut serde_json::Map<String, serde_json::Value>,
+    body: serde_json::Map<String, serde_json::Value>,
+) {
+    use serde_json::Value;
+    for (k, v) in body {
+        let empty = match &v {
+            Value::Null => true,
+            Value::String(s) => s.is_empty(),
+            Value::Array(a) => a.is_empty(),
+            Value::Object(o) => o.is_empty(),
+            _ => false,
+        };
+        if empty {
+            continue;
+        }
+        match k.as_str() {
+            "Env" => {
+                let mut env: Vec<String> = settings
+                    .get("Env")
+                    .and_then(Value::as_array)
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(|e| e.as_str().map(str::to_string))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                for e in v.as_array().into_iter().flatten().filter_map(Value::as_str) {
+                    let key = e.split('=').next().unwrap_or(e);
+                    env.retain(|x| x.split('=').next() != Some(key));
+                    env.push(e.to_string());
+                }
+                settings.insert(k, serde_json::json!(env));
+            }
+            "Labels" | "ExposedPorts" | "Volumes" => {
+                let mut map = settings
+                    .get(&k)
+                    .and_then(Value::as_object)
+                    .cloned()
+                    .unwrap_or_default();
+                map.extend(v.as_object().cloned().unwrap_or_default());
+                settings.insert(k, Value::Object(map));
+            }
+            "Cmd" | "Entrypoint" | "User" | "WorkingDir" | "StopSignal" | "Healthcheck"
+            | "OnBuild" | "Shell" => {
+                settings.insert(k, v);
+            }
+            _ => {}
+        }
+    }
 }
 
 /// `commit`: the container's writable layer on top of its image, as a new
@@ -72,14 +126,13 @@ pub fn commit(
 ) -> anyhow::Result<stack_image::Image> {
     use serde_json::{json, Value};
     let store = host.images()?;
-    // Its image: the one whose layers it runs on (the name it was made
-    // with may point elsewhere since).
+    // Its image: the one it was made from (the name may point elsewhere
+    // since); for a record from before ids were kept, one with its layers.
     let lowers: Vec<PathBuf> = layers(host.root(), st)[1..].to_vec();
-    let Some(image) = store
-        .images()?
-        .into_iter()
-        .find(|i| store.lower_dirs(i) == lowers)
-    else {
+    let images = store.images()?;
+    let by_id = images.iter().find(|i| i.id == st.spec.image_id);
+    let by_layers = || images.iter().find(|i| store.lower_dirs(i) == lowers);
+    let Some(image) = by_id.or_else(by_layers).cloned() else {
         anyhow::bail!(
             "container {}: it does not run on an image in the store (a --rootfs directory, or an image removed): nothing to commit onto",
             st.name
@@ -98,13 +151,16 @@ pub fn commit(
     settings.insert("User".into(), json!(spec.user));
     settings.insert("WorkingDir".into(), json!(spec.cwd));
     settings.insert("Labels".into(), json!(spec.labels));
-    settings.extend(o.settings);
+    merge_config(&mut settings, o.settings);
     let skip: Vec<PathBuf> = made(st)
         .iter()
         .filter_map(|p| p.strip_prefix("/").ok().map(Path::to_path_buf))
         .collect();
     let upper = stack_runtime::container_dir(host.root(), &st.id).join("upper");
-    let freeze = o.pause && crate::containers::running(st) && !crate::containers::is_paused(st);
+    // A running container is frozen while its layer is read, whatever
+    // `--pause` says: a live one could swap a directory for a link to the
+    // host's files between a look and a read.
+    let freeze = crate::containers::running(st) && !crate::containers::is_paused(st);
     if freeze {
         crate::containers::freeze(host.root(), &st.id, true)?;
     }

@@ -743,16 +743,36 @@ pub fn usage(layout: &Layout) -> Usage {
     }
 }
 
-/// Freezes (pause) or thaws (unpause) every process of the container.
+/// Freezes (pause) or thaws (unpause) every process of the container. A
+/// freeze returns once every process is frozen (the kernel gets there
+/// after the write: `FREEZING`, `frozen 0`), or fails after 10 seconds.
 pub fn freeze(layout: &Layout, frozen: bool) -> io::Result<()> {
-    match layout {
+    let (dir, file, done): (&Path, &str, fn(&str) -> bool) = match layout {
         Layout::V1(_) => {
             let d = v1_dir(layout, "freezer")
                 .ok_or_else(|| io::Error::other("no freezer cgroup on this host"))?;
-            write(d, "freezer.state", if frozen { "FROZEN" } else { "THAWED" })
+            write(d, "freezer.state", if frozen { "FROZEN" } else { "THAWED" })?;
+            (d, "freezer.state", |s| s.trim() == "FROZEN")
         }
-        Layout::V2(d) => write(d, "cgroup.freeze", if frozen { "1" } else { "0" }),
+        Layout::V2(d) => {
+            write(d, "cgroup.freeze", if frozen { "1" } else { "0" })?;
+            (d, "cgroup.events", |s| s.lines().any(|l| l == "frozen 1"))
+        }
+    };
+    if !frozen {
+        return Ok(());
     }
+    let give_up = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !fs::read_to_string(dir.join(file)).is_ok_and(|s| done(&s)) {
+        if std::time::Instant::now() > give_up {
+            return Err(io::Error::other(format!(
+                "`{}`: its processes did not all freeze within 10 s",
+                dir.display()
+            )));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    Ok(())
 }
 
 pub fn is_frozen(layout: &Layout) -> bool {

@@ -134,6 +134,10 @@ pub struct Spec {
     /// The image it runs, as the user named it ("" for a plain rootfs).
     #[serde(default)]
     pub image: String,
+    /// That image's id (its config's digest) when it was made: what it
+    /// runs, whatever the name points to since.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub image_id: String,
     /// `80/tcp`, …: what the image says it listens on (published by the
     /// network layer, not here).
     #[serde(default)]

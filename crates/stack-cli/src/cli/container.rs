@@ -187,7 +187,7 @@ pub struct CommitArgs {
     /// Commit message
     #[arg(short, long, default_value = "")]
     pub message: String,
-    /// Pause a running container while it is committed
+    /// Pause a running container while it is committed (stack always does: a live layer could be swapped for links while it is read)
     #[arg(short, long, default_value_t = true, num_args = 0..=1, require_equals = true, default_missing_value = "true", action = clap::ArgAction::Set)]
     pub pause: bool,
 }

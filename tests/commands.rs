@@ -864,7 +864,7 @@ fn cp_archive_keeps_owners_and_follow_link_copies_the_target() {
     let (e, d) = project_env(
         "commands",
         "cp",
-        "services:\n  app:\n    image: local/busybox:1\n    command: [\"sh\", \"-c\", \"busybox mkdir /d; echo hi > /d/f; busybox chown -R 1000:1001 /d; busybox ln -s /d/f /link; exec sleep 1000\"]\n",
+        "services:\n  app:\n    image: local/busybox:1\n    command: [\"sh\", \"-c\", \"busybox mkdir /d; echo hi > /d/f; busybox chown -R 1000:1001 /d; busybox ln -s /d/f /link; busybox mkdir -p /u/lib /u/share; echo deep > /u/share/y; busybox ln -s u/lib /lib2; busybox ln -s ../share/y /u/lib/x; exec sleep 1000\"]\n",
     );
     e.out(&in_project(&d, &["up", "-d"]));
     common::wait_for("the files made", || {
@@ -898,17 +898,30 @@ fn cp_archive_keeps_owners_and_follow_link_copies_the_target() {
         std::fs::read_to_string(out.join("as-file")).unwrap(),
         "hi\n"
     );
+    // `..` after a symlinked directory is its target's parent, as the kernel has it.
+    cp(&["-L", "app:/lib2/x", &at("deep")]);
+    assert_eq!(std::fs::read_to_string(out.join("deep")).unwrap(), "deep\n");
     // Into the container: the copier's owner is not kept unless -a.
     std::os::unix::fs::chown(out.join("as-file"), Some(1234), Some(4321)).unwrap();
+    // (A setuid bit survives the owner's change: the mode is set after it.)
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(out.join("as-file"), std::fs::Permissions::from_mode(0o4755)).unwrap();
     cp(&[&at("as-file"), "app:/plain"]);
     cp(&["-a", &at("as-file"), "app:/kept"]);
     let ls = e.out(&in_project(
         &d,
         &[
-            "exec", "app", "busybox", "stat", "-c", "%n %u:%g", "/plain", "/kept",
+            "exec",
+            "app",
+            "busybox",
+            "stat",
+            "-c",
+            "%n %u:%g %a",
+            "/plain",
+            "/kept",
         ],
     ));
-    assert_eq!(ls, "/plain 0:0\n/kept 1234:4321\n");
+    assert_eq!(ls, "/plain 0:0 4755\n/kept 1234:4321 4755\n");
     e.out(&in_project(&d, &["down", "-t", "0"]));
 }
 

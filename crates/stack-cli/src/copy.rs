@@ -289,30 +289,37 @@ fn write_beneath(
             Mode::from_bits_truncate(mode),
         )
     };
+    // The owner before the mode: a chown clears setuid and setgid bits.
+    let own = || match owner {
+        Some((uid, gid)) => nix::unistd::fchownat(
+            parent.as_fd(),
+            name,
+            Some(nix::unistd::Uid::from_raw(uid)),
+            Some(nix::unistd::Gid::from_raw(gid)),
+            AtFlags::AT_SYMLINK_NOFOLLOW,
+        ),
+        None => Ok(()),
+    };
     match entry {
         Entry::Dir { mode } => {
             if !is_dir {
                 mkdirat(parent.as_fd(), name, Mode::from_bits_truncate(0o700))?;
             }
             let fd = open(OFlag::O_RDONLY | OFlag::O_DIRECTORY, 0)?;
+            own()?;
             fchmod(fd.as_fd(), Mode::from_bits_truncate(mode))?;
         }
-        Entry::Symlink { target } => symlinkat(&target, parent.as_fd(), name)?,
+        Entry::Symlink { target } => {
+            symlinkat(&target, parent.as_fd(), name)?;
+            own()?;
+        }
         Entry::File { mode, data, .. } => {
             let fd = open(OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL, 0o600)?;
             let mut file = std::fs::File::from(fd);
             std::io::copy(data, &mut file)?;
+            own()?;
             fchmod(file.as_fd(), Mode::from_bits_truncate(mode))?;
         }
-    }
-    if let Some((uid, gid)) = owner {
-        nix::unistd::fchownat(
-            parent.as_fd(),
-            name,
-            Some(nix::unistd::Uid::from_raw(uid)),
-            Some(nix::unistd::Gid::from_raw(gid)),
-            AtFlags::AT_SYMLINK_NOFOLLOW,
-        )?;
     }
     Ok(())
 }

@@ -700,6 +700,14 @@ pub fn attach(
             let _ = client.call("POST", &format!("{V}{path}"), None).await;
         });
     };
+    // Its exit code, asked for before the output is (as docker's CLI does):
+    // the output can end before the exit is recorded.
+    let waited = {
+        let client = stack_api::Client::new(api.client.socket());
+        let wait = format!("{V}/containers/{id}/wait");
+        api.rt
+            .spawn(async move { client.call("POST", &wait, None).await })
+    };
     api.rt.block_on(async {
         let io = api.client.hijack(&path).await?;
         let (mut rd, mut wr) = tokio::io::split(io);
@@ -796,12 +804,19 @@ pub fn attach(
         }
         anyhow::Ok(())
     })?;
-    // Ended, or detached from.
+    // Ended (its code), or detached from (0).
     let after = api.get(&format!("/containers/{id}/json"))?;
     if after["State"]["Running"] == json!(true) {
+        waited.abort();
         return Ok(0);
     }
-    Ok(after["State"]["ExitCode"].as_i64().unwrap_or(0) as i32)
+    let code = api
+        .rt
+        .block_on(async { tokio::time::timeout(std::time::Duration::from_secs(30), waited).await });
+    match code {
+        Ok(Ok(Ok(v))) => Ok(v["StatusCode"].as_i64().unwrap_or(0) as i32),
+        _ => Ok(after["State"]["ExitCode"].as_i64().unwrap_or(0) as i32),
+    }
 }
 
 pub fn export(container: &str, output: Option<&Path>) -> anyhow::Result<()> {

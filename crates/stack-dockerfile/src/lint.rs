@@ -51,11 +51,9 @@ pub fn check(df: &Dockerfile, text: &str, args: &BTreeMap<String, String>) -> Ve
         .map(|s| (s.line, from_words(&lines, s.line).0))
         .chain(instructions().map(|i| (i.line, keyword(i))))
         .collect();
-    let lower = written
-        .iter()
-        .filter(|(_, k)| *k == k.to_lowercase())
-        .count();
-    let upper_majority = lower * 2 <= written.len();
+    // (A mixed-case keyword counts for neither side.)
+    let count = |f: fn(&str) -> String| written.iter().filter(|(_, k)| *k == f(k)).count();
+    let upper_majority = count(|k| k.to_uppercase()) >= count(|k| k.to_lowercase());
     for (line, k) in &written {
         let (want, case) = match upper_majority {
             true => (k.to_uppercase(), "uppercase"),
@@ -69,7 +67,13 @@ pub fn check(df: &Dockerfile, text: &str, args: &BTreeMap<String, String>) -> Ve
             );
         }
     }
-    let declared: BTreeSet<&str> = df.global_args.iter().map(|a| a.name.as_str()).collect();
+    // Declared in the file, or BuildKit's own (the platforms').
+    let declared: BTreeSet<&str> = df
+        .global_args
+        .iter()
+        .map(|a| a.name.as_str())
+        .chain(PLATFORM_ARGS)
+        .collect();
     for stage in &df.stages {
         let (from, as_word) = from_words(&lines, stage.line);
         if let Some(a) = as_word {
@@ -115,6 +119,18 @@ pub fn check(df: &Dockerfile, text: &str, args: &BTreeMap<String, String>) -> Ve
     out.sort_by_key(|w| w.line);
     out
 }
+
+/// The arguments BuildKit defines for every build.
+const PLATFORM_ARGS: [&str; 8] = [
+    "TARGETPLATFORM",
+    "TARGETOS",
+    "TARGETARCH",
+    "TARGETVARIANT",
+    "BUILDPLATFORM",
+    "BUILDOS",
+    "BUILDARCH",
+    "BUILDVARIANT",
+];
 
 /// The rules within one stage.
 fn stage_rules(instructions: &[Instruction], warn: &mut impl FnMut(&'static str, usize, String)) {
@@ -278,7 +294,7 @@ mod tests {
 
     #[test]
     fn a_clean_dockerfile_has_no_warnings() {
-        let text = "ARG BASE=alpine\nFROM $BASE AS build\nWORKDIR /src\nENV A=b\nCMD [\"run\"]\n";
+        let text = "ARG BASE=alpine\nFROM $BASE AS build\nFROM base-$TARGETARCH\nWORKDIR /src\nENV A=b\nCMD [\"run\"]\n";
         assert_eq!(rules(text), vec![]);
     }
 

@@ -205,8 +205,11 @@ impl ContainerFs {
         let cannot_write = |e: io::Error| with_path(e, "cannot write", &dir.join(name));
         match entry {
             Entry::Dir { .. } => unreachable!("handled above"),
-            Entry::Symlink { target } => symlinkat(&target, parent.as_fd(), temp.as_os_str())
-                .map_err(|e| cannot_write(e.into()))?,
+            Entry::Symlink { target } => {
+                symlinkat(&target, parent.as_fd(), temp.as_os_str())
+                    .map_err(|e| cannot_write(e.into()))?;
+                fchownat_owner(&parent, &temp, uid, gid)?;
+            }
             Entry::File { mode, data, .. } => {
                 let fd = openat(
                     parent.as_fd(),
@@ -220,7 +223,9 @@ impl ContainerFs {
                 )
                 .map_err(|e| cannot_write(e.into()))?;
                 let mut to = std::fs::File::from(fd);
+                // Owner first: a chown clears setuid and setgid bits.
                 let copied = io::copy(data, &mut to).and_then(|_| {
+                    fchownat_owner(&parent, &temp, uid, gid)?;
                     fchmod(to.as_fd(), Mode::from_bits_truncate(mode)).map_err(io::Error::from)
                 });
                 if let Err(e) = copied {
@@ -229,7 +234,6 @@ impl ContainerFs {
                 }
             }
         }
-        fchownat_owner(&parent, &temp, uid, gid)?;
         renameat(parent.as_fd(), temp.as_os_str(), parent.as_fd(), name)
             .map_err(|e| cannot_write(e.into()))?;
         Ok(())
@@ -354,29 +358,53 @@ impl ContainerFs {
         self.walk_rel(&relative(source), Path::new(""), visit)
     }
 
-    /// `path` with the symlinks of its last component followed, inside the
-    /// container's root (as the kernel resolves them there): an absolute
-    /// path. `cp -L`, and a stat's link target.
+    /// `path` with every symlink on the way and at its end followed, inside
+    /// the container's root, one component at a time as the kernel goes
+    /// (`..` after a link is the target's parent; never above the root): an
+    /// absolute path with no symlink in it. `cp -L`, and a stat's link
+    /// target.
     pub fn follow(&self, path: &str) -> io::Result<String> {
-        let mut at = clean(Path::new("/").join(relative(path)));
-        for _ in 0..40 {
-            let rel = relative(&at.to_string_lossy());
-            let (dir, name) = match split(&rel) {
-                Ok(parts) => parts,
-                Err(_) => return Ok("/".into()),
-            };
+        let parts = |p: &Path| -> Vec<std::ffi::OsString> {
+            p.components()
+                .rev()
+                .filter_map(|c| match c {
+                    Component::Normal(n) => Some(n.to_owned()),
+                    Component::ParentDir => Some("..".into()),
+                    _ => None,
+                })
+                .collect()
+        };
+        let mut todo = parts(Path::new(path));
+        let mut at = PathBuf::from("/");
+        let mut hops = 0;
+        while let Some(c) = todo.pop() {
+            if c == ".." {
+                at.pop();
+                continue;
+            }
+            let next = at.join(&c);
+            let rel = relative(&next.to_string_lossy());
+            let (dir, name) = split(&rel)?;
             let parent = self.dir(dir, false)?;
             let st = fstatat(parent.as_fd(), name, AtFlags::AT_SYMLINK_NOFOLLOW)
-                .map_err(|e| with_path(e, "cannot read", &at))?;
+                .map_err(|e| with_path(e, "cannot read", &rel))?;
             if st.st_mode & libc::S_IFMT != libc::S_IFLNK {
-                return Ok(at.to_string_lossy().into_owned());
+                at = next;
+                continue;
+            }
+            hops += 1;
+            if hops > 40 {
+                return Err(io::Error::other(format!(
+                    "`{path}`: too many levels of symbolic links"
+                )));
             }
             let target = PathBuf::from(nix::fcntl::readlinkat(parent.as_fd(), name)?);
-            at = clean(at.parent().unwrap_or(Path::new("/")).join(target));
+            if target.is_absolute() {
+                at = PathBuf::from("/");
+            }
+            todo.extend(parts(&target));
         }
-        Err(io::Error::other(format!(
-            "`{path}`: too many levels of symbolic links"
-        )))
+        Ok(at.to_string_lossy().into_owned())
     }
 
     fn walk_rel(
@@ -460,21 +488,6 @@ pub struct Meta {
     pub uid: u32,
     pub gid: u32,
     pub mtime: i64,
-}
-
-/// `/a/b/../c` as `/a/c`; `..` stops at the root.
-fn clean(p: PathBuf) -> PathBuf {
-    let mut out = PathBuf::from("/");
-    for c in p.components() {
-        match c {
-            Component::Normal(n) => out.push(n),
-            Component::ParentDir => {
-                out.pop();
-            }
-            _ => {}
-        }
-    }
-    out
 }
 
 /// Something being copied: what it is, with its mode.

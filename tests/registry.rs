@@ -1143,7 +1143,7 @@ fn registry_get(host: &str, path: &str) -> Vec<u8> {
     let mut s = TcpStream::connect(host).unwrap();
     write!(
         s,
-        "GET {path} HTTP/1.0\r\nHost: {host}\r\nAccept: application/vnd.oci.image.manifest.v1+json\r\n\r\n"
+        "GET {path} HTTP/1.0\r\nHost: {host}\r\nAccept: application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json\r\n\r\n"
     )
     .unwrap();
     let mut all = Vec::new();
@@ -1281,4 +1281,96 @@ fn publish_puts_the_stack_files_in_the_registry_as_compose_does() {
         "application/vnd.docker.compose.config.empty.v1+json"
     );
     assert!(old.get("artifactType").is_none(), "{old}");
+}
+
+/// `build --provenance=mode=max` then `push`: an index of the image and an
+/// attestation manifest whose in-toto statement names the image's manifest
+/// and its base; the tag still pulls and runs.
+#[test]
+fn provenance_is_pushed_beside_the_image_as_buildkit_does() {
+    let e = Env::new("registry", "provenance");
+    let reg = Registry::start(&e.dir, "");
+    let host = reg.host();
+    let d = built_app(
+        &e,
+        "attested",
+        &format!("services:\n  app:\n    build: .\n    image: {host}/prov/app:1\n"),
+    );
+    e.out(&[
+        "--project-directory",
+        &d,
+        "build",
+        "-q",
+        "--provenance=mode=max",
+        "--build-arg",
+        "LEVEL=3",
+    ]);
+    e.out(&["--project-directory", &d, "push"]);
+    let index: serde_json::Value =
+        serde_json::from_slice(&registry_get(&host, "/v2/prov/app/manifests/1")).unwrap();
+    assert_eq!(
+        index["mediaType"], "application/vnd.oci.image.index.v1+json",
+        "{index}"
+    );
+    let manifests = index["manifests"].as_array().unwrap();
+    assert_eq!(manifests.len(), 2, "{index}");
+    let image_digest = manifests[0]["digest"].as_str().unwrap();
+    assert_eq!(
+        manifests[1]["annotations"]["vnd.docker.reference.type"],
+        "attestation-manifest"
+    );
+    assert_eq!(
+        manifests[1]["annotations"]["vnd.docker.reference.digest"],
+        image_digest
+    );
+    let attestation: serde_json::Value = serde_json::from_slice(&registry_get(
+        &host,
+        &format!(
+            "/v2/prov/app/manifests/{}",
+            manifests[1]["digest"].as_str().unwrap()
+        ),
+    ))
+    .unwrap();
+    let layer = &attestation["layers"][0];
+    assert_eq!(layer["mediaType"], "application/vnd.in-toto+json");
+    let statement: serde_json::Value = serde_json::from_slice(&registry_get(
+        &host,
+        &format!("/v2/prov/app/blobs/{}", layer["digest"].as_str().unwrap()),
+    ))
+    .unwrap();
+    assert_eq!(
+        statement["predicateType"],
+        "https://slsa.dev/provenance/v0.2"
+    );
+    assert_eq!(
+        statement["subject"][0]["digest"]["sha256"]
+            .as_str()
+            .unwrap(),
+        image_digest.trim_start_matches("sha256:")
+    );
+    assert!(
+        statement["subject"][0]["name"]
+            .as_str()
+            .unwrap()
+            .starts_with(&format!("pkg:docker/{host}/prov/app:1?platform=linux%2F")),
+        "{statement}"
+    );
+    assert!(
+        statement["predicate"]["materials"][0]["uri"]
+            .as_str()
+            .unwrap()
+            .starts_with("pkg:docker/local/busybox:1?"),
+        "{statement}"
+    );
+    assert_eq!(
+        statement["predicate"]["invocation"]["parameters"]["args"]["build-arg:LEVEL"],
+        "3"
+    );
+    // The index pulls as the image it holds.
+    let other = Env::new("registry", "provenance-other");
+    other.out(&["image", "pull", &format!("{host}/prov/app:1")]);
+    assert_eq!(
+        other.out(&["container", "run", "--rm", &format!("{host}/prov/app:1")]),
+        "attested\n"
+    );
 }

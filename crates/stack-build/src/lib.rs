@@ -12,6 +12,7 @@ mod cache;
 pub mod commit;
 mod copy;
 mod layer;
+pub mod provenance;
 mod run;
 pub mod view;
 
@@ -74,6 +75,8 @@ pub struct Request {
     pub contexts: BTreeMap<String, String>,
     /// RUN's memory limit in bytes (`--memory`).
     pub memory: Option<i64>,
+    /// A provenance attestation kept with the image (`--provenance`).
+    pub provenance: Option<provenance::Mode>,
 }
 
 /// What a RUN's network gives its container.
@@ -167,6 +170,7 @@ pub fn build(
     let _live = stack_sys::lock(&live, true)?;
     let empty = store.tmp_dir("build-empty")?;
     let stages = df.stages.len();
+    let started = now();
     let b = Builder {
         store,
         runs,
@@ -185,6 +189,7 @@ pub fn build(
         used: Mutex::default(),
         cache_images: Default::default(),
         build_id,
+        bases: Mutex::default(),
     };
     // Builds and prunes exclude each other: nothing a build is making or
     // about to record is collected under it.
@@ -195,6 +200,22 @@ pub fn build(
         .and_then(|s| b.finish(s));
     let _ = std::fs::remove_dir_all(&empty);
     let image = result?;
+    if let Some(mode) = req.provenance {
+        provenance::attest(
+            store,
+            &image,
+            &req.tags,
+            provenance::Facts {
+                mode,
+                dockerfile: &b.file,
+                args: &req.args,
+                target: req.target.as_deref(),
+                bases: &lock(&b.bases),
+                started,
+                finished: now(),
+            },
+        )?;
+    }
     // Those the FROM lines' global ARGs took count as used.
     lock(&b.used).extend(b.df.global_args.iter().map(|a| a.name.clone()));
     let unused: Vec<&String> = req
@@ -430,6 +451,8 @@ struct Builder<'a> {
     cache_images: std::sync::OnceLock<Vec<(Image, History)>>,
     /// Ends the ids of its RUN containers (16 hex digits).
     build_id: String,
+    /// The base images of the stages built (for the provenance).
+    bases: Mutex<Vec<(String, Image)>>,
 }
 
 impl Builder<'_> {
@@ -651,6 +674,7 @@ impl Builder<'_> {
             return Ok(s);
         }
         let img = self.sandbox.image(base, self.req.pull)?;
+        lock(&self.bases).push((base.to_string(), img.clone()));
         let config: Value = serde_json::from_slice(&self.store.read_blob(&img.id)?)
             .with_context(|| format!("image {base}: its config is not JSON"))?;
         Ok(fresh(config, img.id.clone(), image_layers(&img)))

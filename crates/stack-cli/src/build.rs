@@ -297,6 +297,7 @@ pub fn image(a: &BuildArgs, mode: crate::progress::Mode) -> anyhow::Result<()> {
             .map(|u| stack_host::create::parse_ulimit(u))
             .collect::<anyhow::Result<_>>()?,
         memory: memory(a.memory.as_deref())?,
+        provenance: provenance(a.provenance.as_deref())?,
     };
     let host = Host::new(crate::client::stack_root());
     let quiet = a.quiet || mode == crate::progress::Mode::Quiet;
@@ -428,6 +429,7 @@ pub fn services(g: &Global, a: &ComposeBuildArgs) -> anyhow::Result<()> {
         return check(&project, &names, &args);
     }
     let memory = memory(a.memory.as_deref())?;
+    let attest = provenance(a.provenance.as_deref())?;
     let ssh: Vec<(String, PathBuf)> = a.ssh.iter().map(|s| ssh(s)).collect::<Result<_, _>>()?;
     let host = Host::new(crate::client::stack_root());
     build_services(
@@ -439,6 +441,9 @@ pub fn services(g: &Global, a: &ComposeBuildArgs) -> anyhow::Result<()> {
             r.pull |= a.pull;
             r.args.extend(args.clone());
             r.memory = memory.or(r.memory);
+            if a.provenance.is_some() {
+                r.provenance = attest;
+            }
             r.ssh.extend(ssh.iter().cloned());
         },
         match a.quiet {
@@ -447,6 +452,14 @@ pub fn services(g: &Global, a: &ComposeBuildArgs) -> anyhow::Result<()> {
         },
     )?;
     Ok(())
+}
+
+/// `--provenance[=VALUE]`: none when not given.
+fn provenance(p: Option<&str>) -> anyhow::Result<Option<stack_build::provenance::Mode>> {
+    p.map(stack_build::provenance::Mode::parse)
+        .transpose()
+        .map(Option::flatten)
+        .map_err(anyhow::Error::msg)
 }
 
 /// `--memory` in bytes.

@@ -235,5 +235,11 @@ pub fn service_request(project: &stack_model::Project, name: &str) -> anyhow::Re
             .map(|(id, p)| ssh_agent((id, p.as_deref())))
             .collect::<anyhow::Result<_>>()?,
         memory: None,
+        provenance: match b.provenance.as_ref().and_then(|t| t.0.as_deref()) {
+            Some(p) => stack_build::provenance::Mode::parse(p).map_err(|e| {
+                anyhow::anyhow!("service {name}: build.{}", e.trim_start_matches("--"))
+            })?,
+            None => None,
+        },
     })
 }

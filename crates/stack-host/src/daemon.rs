@@ -477,8 +477,6 @@ pub fn serve(
     let rt = crate::async_runtime()?;
     let host = Host::on_runtime(root.clone(), rt.handle().clone());
     readopt(&host);
-    let listener = stack_api::bind(socket, gid)
-        .with_context(|| format!("cannot listen on `{}`", socket.display()))?;
     let docker_paths: Vec<std::path::PathBuf> = std::iter::once(root.join("docker.sock"))
         .chain(docker_sockets.iter().cloned())
         .collect();
@@ -492,6 +490,10 @@ pub fn serve(
                 .with_context(|| format!("cannot listen on `{}`", p.display()))?,
         );
     }
+    // The engine's socket last: a client that finds it (and so knows the
+    // engine is up) finds the Docker API's too.
+    let listener = stack_api::bind(socket, gid)
+        .with_context(|| format!("cannot listen on `{}`", socket.display()))?;
     tracing::info!(
         version = env!("CARGO_PKG_VERSION"),
         socket = %socket.display(),

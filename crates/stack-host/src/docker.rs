@@ -2650,6 +2650,7 @@ impl Docker {
             platform: q.platform.clone(),
             contexts: Default::default(),
             memory: q.memory,
+            provenance: None,
         };
         // The builder calls from its threads; the stream is written here.
         let (tx, rx) = std::sync::mpsc::channel::<Value>();

@@ -299,9 +299,18 @@ pub fn config(host: &Host, r: &Replica<'_>) -> anyhow::Result<ContainerConfig> {
 /// replica, found by its labels whatever its name (`container_name`,
 /// `--compatibility`); by the default name if it is not running yet.
 fn first_replica(host: &Host, project: &str, other: &str) -> String {
-    match crate::session::replica(host.root(), project, other, 1) {
-        Ok(st) => format!("container:{}", st.id),
-        Err(_) => format!("container:{project}-{other}-1"),
+    use crate::containers::label;
+    let first = crate::containers::project_containers(host.root(), Some(project))
+        .into_iter()
+        .find(|(st, running)| {
+            *running
+                && label(st, stack_plan::LABEL_SERVICE) == other
+                && label(st, stack_plan::LABEL_NUMBER) == "1"
+                && label(st, crate::supervision::LABEL_ONEOFF) != "True"
+        });
+    match first {
+        Some((st, _)) => format!("container:{}", st.id),
+        None => format!("container:{project}-{other}-1"),
     }
 }
 

@@ -121,6 +121,18 @@ pub struct Image {
     pub created: Option<String>,
     pub config: RunConfig,
     pub size: u64,
+    /// Its attestation manifest (a build's provenance), pushed beside it in
+    /// an index.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attestation: Option<Attestation>,
+}
+
+/// An attestation manifest and the blobs it names (its config and its
+/// in-toto statements), all in the blob store.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Attestation {
+    pub manifest: Blob,
+    pub blobs: Vec<Blob>,
 }
 
 /// The parts of an image config we read.
@@ -442,9 +454,23 @@ impl Store {
             platform,
             created: cfg.created,
             config: cfg.config.unwrap_or_default(),
+            attestation: None,
         };
         self.put_image(img.clone())?;
         Ok(img)
+    }
+
+    /// Keeps `attestation` (its blobs stored) with the image `id`.
+    pub fn attest(&self, id: &str, attestation: Attestation) -> Result<(), ImageError> {
+        self.update_index(|idx| {
+            let img = idx
+                .images
+                .iter_mut()
+                .find(|i| i.id == id)
+                .ok_or_else(|| ImageError::NotFound(id.to_string()))?;
+            img.attestation = Some(attestation);
+            Ok(())
+        })
     }
 
     fn index_path(&self) -> PathBuf {
@@ -575,9 +601,14 @@ impl Store {
             .images
             .iter()
             .flat_map(|i| {
+                let attested = i
+                    .attestation
+                    .iter()
+                    .flat_map(|a| std::iter::once(&a.manifest).chain(&a.blobs));
                 i.layers
                     .iter()
                     .chain(i.manifest.as_ref())
+                    .chain(attested)
                     .map(|b| short(&b.digest))
                     .chain(std::iter::once(short(&i.id)))
             })

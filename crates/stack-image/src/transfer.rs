@@ -518,13 +518,105 @@ pub async fn push(
         }));
     }
     join_all(uploads).await?;
-    let digest = put_manifest(&client, dest, &media_type, manifest_bytes).await?;
+    let digest = match &img.attestation {
+        None => {
+            put_manifest(
+                &client,
+                dest,
+                dest.manifest_ref(),
+                &media_type,
+                manifest_bytes,
+            )
+            .await?
+        }
+        Some(a) => {
+            push_attested(
+                &client,
+                store,
+                dest,
+                img,
+                a,
+                &media_type,
+                manifest_bytes,
+                &progress,
+            )
+            .await?
+        }
+    };
     let mut updated = img.clone();
     updated.names.clear();
     updated.repo_digests = vec![format!("{}@{digest}", dest.familiar_name())];
     let s = store.clone();
     blocking(move || s.put_image(updated)).await?;
     Ok(digest)
+}
+
+/// An image with an attestation: the image manifest and the attestation
+/// manifest by digest, then an index of both (as BuildKit pushes them)
+/// under the tag; the index's digest.
+#[allow(clippy::too_many_arguments)]
+async fn push_attested(
+    client: &Client,
+    store: &Store,
+    dest: &Reference,
+    img: &Image,
+    a: &crate::store::Attestation,
+    media_type: &str,
+    manifest_bytes: Vec<u8>,
+    progress: &Progress,
+) -> Result<String, RegistryError> {
+    let image = dest.to_string();
+    for blob in &a.blobs {
+        let report = reporter(progress, &image, &blob.digest);
+        push_blob(client, store, dest, None, blob, &report).await?;
+    }
+    let size = manifest_bytes.len();
+    let image_digest = format!("sha256:{}", sha256_hex(&manifest_bytes));
+    put_manifest(client, dest, &image_digest, media_type, manifest_bytes).await?;
+    let attestation = store.read_blob(&a.manifest.digest)?;
+    put_manifest(
+        client,
+        dest,
+        &a.manifest.digest,
+        crate::archive::media::OCI_MANIFEST,
+        attestation,
+    )
+    .await?;
+    let (os, arch) = img
+        .platform
+        .as_deref()
+        .and_then(|p| p.split_once('/'))
+        .map(|(os, rest)| {
+            (
+                os.to_string(),
+                rest.split('/').next().unwrap_or(rest).to_string(),
+            )
+        })
+        .unwrap_or_else(|| ("linux".into(), crate::registry::host_arch().into()));
+    let index = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": crate::archive::media::OCI_INDEX,
+        "manifests": [
+            {"mediaType": media_type, "digest": image_digest, "size": size,
+             "platform": {"architecture": arch, "os": os}},
+            {"mediaType": crate::archive::media::OCI_MANIFEST, "digest": a.manifest.digest,
+             "size": a.manifest.size,
+             "annotations": {
+                 "vnd.docker.reference.digest": image_digest,
+                 "vnd.docker.reference.type": "attestation-manifest",
+             },
+             "platform": {"architecture": "unknown", "os": "unknown"}},
+        ],
+    });
+    let bytes = serde_json::to_vec(&index).map_err(|e| protocol(&image, e.to_string()))?;
+    put_manifest(
+        client,
+        dest,
+        dest.manifest_ref(),
+        crate::archive::media::OCI_INDEX,
+        bytes,
+    )
+    .await
 }
 
 /// An OCI artifact (`stack publish`): its blobs are in the store.
@@ -577,14 +669,23 @@ pub async fn push_artifact(
         manifest["annotations"] = serde_json::json!(artifact.annotations);
     }
     let bytes = serde_json::to_vec(&manifest).map_err(|e| protocol(&image, e.to_string()))?;
-    put_manifest(&client, dest, crate::archive::media::OCI_MANIFEST, bytes).await
+    put_manifest(
+        &client,
+        dest,
+        dest.manifest_ref(),
+        crate::archive::media::OCI_MANIFEST,
+        bytes,
+    )
+    .await
 }
 
-/// PUTs a manifest under `dest`'s tag (or digest); its digest, checked
-/// against what the registry says it stored.
+/// PUTs a manifest into `dest`'s repository under `reference` (a tag or
+/// its digest); its digest, checked against what the registry says it
+/// stored.
 async fn put_manifest(
     client: &Client,
     dest: &Reference,
+    reference: &str,
     media_type: &str,
     manifest_bytes: Vec<u8>,
 ) -> Result<String, RegistryError> {
@@ -596,7 +697,7 @@ async fn put_manifest(
         method: Method::PUT,
         body: Some(&make_body),
         ..Call::get(
-            format!("/v2/{}/manifests/{}", dest.repository, dest.manifest_ref()),
+            format!("/v2/{}/manifests/{reference}", dest.repository),
             &scopes,
         )
     }

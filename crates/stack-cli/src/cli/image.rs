@@ -127,6 +127,9 @@ pub struct BuildArgs {
     /// Memory limit of RUN steps (`512m`)
     #[arg(short, long)]
     pub memory: Option<String>,
+    /// Keep a provenance attestation with the image, pushed beside it (true, mode=min, mode=max, false)
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    pub provenance: Option<String>,
     /// A resource limit of RUN steps: NAME=SOFT[:HARD]
     #[arg(long = "ulimit", value_name = "NAME=SOFT[:HARD]")]
     pub ulimits: Vec<String>,

@@ -621,6 +621,9 @@ pub struct ComposeBuildArgs {
     /// The builder: stack has one, built in (`default`)
     #[arg(long)]
     pub builder: Option<String>,
+    /// Keep a provenance attestation with the images, pushed beside them (true, mode=min, mode=max, false)
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    pub provenance: Option<String>,
     /// Print the build definition (docker buildx bake's JSON) and build nothing
     #[arg(long)]
     pub print: bool,

@@ -1,0 +1,164 @@
+//! A build's provenance (`--provenance`), as BuildKit attaches it: an
+//! in-toto statement (SLSA provenance v0.2) about the image's manifest, in
+//! an attestation manifest the store keeps with the image and a push sends
+//! beside it in an index.
+
+use serde_json::{json, Value};
+use stack_image::store::{sha256_hex, Attestation, Store};
+use stack_image::{Blob, Image};
+
+/// How much the statement says, as BuildKit's modes: `min` the frontend,
+/// the base images, the platform and the times; `max` also the build
+/// arguments and the target.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    Min,
+    Max,
+}
+
+impl Mode {
+    /// `--provenance`'s value as docker takes it: `true`/`1`/`mode=min`,
+    /// `mode=max`; `false`/`0`: none.
+    pub fn parse(s: &str) -> Result<Option<Mode>, String> {
+        match s.trim() {
+            "" | "true" | "1" | "mode=min" => Ok(Some(Mode::Min)),
+            "mode=max" => Ok(Some(Mode::Max)),
+            "false" | "0" => Ok(None),
+            other => Err(format!(
+                "--provenance `{other}`: expected true, false, mode=min or mode=max"
+            )),
+        }
+    }
+}
+
+const STATEMENT: &str = "application/vnd.in-toto+json";
+const PREDICATE: &str = "https://slsa.dev/provenance/v0.2";
+
+/// What the statement is made of.
+pub struct Facts<'a> {
+    pub mode: Mode,
+    /// The Dockerfile's name, as the build names it.
+    pub dockerfile: &'a str,
+    pub args: &'a std::collections::BTreeMap<String, String>,
+    pub target: Option<&'a str>,
+    /// The base images the built stages started from: name, image.
+    pub bases: &'a [(String, Image)],
+    pub started: String,
+    pub finished: String,
+}
+
+/// Writes the statement and its attestation manifest into `store`, kept
+/// with `img`.
+pub fn attest(store: &Store, img: &Image, names: &[String], f: Facts<'_>) -> anyhow::Result<()> {
+    let (_, manifest) = stack_image::archive::manifest_of(store, img)?;
+    let platform = img
+        .platform
+        .clone()
+        .unwrap_or_else(|| format!("linux/{}", stack_image::registry::host_arch()));
+    let purl = |name: &str| {
+        format!(
+            "pkg:docker/{name}?platform={}",
+            platform.replace('/', "%2F")
+        )
+    };
+    let subject_digest = sha256_hex(&manifest);
+    let subjects: Vec<Value> = match names {
+        [] => vec![json!({"name": purl(&img.id), "digest": {"sha256": subject_digest}})],
+        names => names
+            .iter()
+            .map(|n| json!({"name": purl(n), "digest": {"sha256": subject_digest}}))
+            .collect(),
+    };
+    let materials: Vec<Value> = f
+        .bases
+        .iter()
+        .map(|(name, base)| {
+            // The registry's digest where there is one, else the config's.
+            let digest = base
+                .repo_digests
+                .iter()
+                .find_map(|d| d.split_once("@sha256:").map(|(_, h)| h.to_string()))
+                .unwrap_or_else(|| base.id.trim_start_matches("sha256:").to_string());
+            json!({"uri": purl(name), "digest": {"sha256": digest}})
+        })
+        .collect();
+    let mut parameters = json!({"frontend": "dockerfile.v0"});
+    if f.mode == Mode::Max {
+        let mut args: serde_json::Map<String, Value> = f
+            .args
+            .iter()
+            .map(|(k, v)| (format!("build-arg:{k}"), json!(v)))
+            .collect();
+        if let Some(t) = f.target {
+            args.insert("target".into(), json!(t));
+        }
+        parameters["args"] = Value::Object(args);
+    }
+    let statement = json!({
+        "_type": "https://in-toto.io/Statement/v0.1",
+        "predicateType": PREDICATE,
+        "subject": subjects,
+        "predicate": {
+            "builder": {"id": ""},
+            "buildType": "https://mobyproject.org/buildkit@v1",
+            "materials": materials,
+            "invocation": {
+                "configSource": {"entryPoint": f.dockerfile},
+                "parameters": parameters,
+                "environment": {"platform": platform},
+            },
+            "metadata": {
+                "buildStartedOn": f.started,
+                "buildFinishedOn": f.finished,
+                "completeness": {
+                    "parameters": f.mode == Mode::Max,
+                    "environment": true,
+                    "materials": false,
+                },
+                "reproducible": false,
+            },
+        },
+    });
+    let put = |media: &str, bytes: &[u8]| -> anyhow::Result<Blob> {
+        let (digest, size) = store.write_blob(None, bytes)?;
+        Ok(Blob {
+            media_type: media.into(),
+            digest,
+            size,
+        })
+    };
+    let stmt = put(STATEMENT, &serde_json::to_vec(&statement)?)?;
+    let config = json!({
+        "architecture": "unknown",
+        "os": "unknown",
+        "config": {},
+        "rootfs": {"type": "layers", "diff_ids": [stmt.digest]},
+    });
+    let config = put(
+        stack_image::archive::media::OCI_CONFIG,
+        &serde_json::to_vec(&config)?,
+    )?;
+    let attestation_manifest = json!({
+        "schemaVersion": 2,
+        "mediaType": stack_image::archive::media::OCI_MANIFEST,
+        "config": {"mediaType": config.media_type, "digest": config.digest, "size": config.size},
+        "layers": [{
+            "mediaType": STATEMENT,
+            "digest": stmt.digest,
+            "size": stmt.size,
+            "annotations": {"in-toto.io/predicate-type": PREDICATE},
+        }],
+    });
+    let manifest = put(
+        stack_image::archive::media::OCI_MANIFEST,
+        &serde_json::to_vec(&attestation_manifest)?,
+    )?;
+    store.attest(
+        &img.id,
+        Attestation {
+            manifest,
+            blobs: vec![config, stmt],
+        },
+    )?;
+    Ok(())
+}

@@ -499,16 +499,7 @@ fn bake(
             json!(b.dockerfile.as_deref().unwrap_or("Dockerfile")),
         );
         put("dockerfile-inline", json!(b.dockerfile_inline));
-        let mut args: BTreeMap<String, String> = b
-            .args
-            .0
-            .iter()
-            .filter_map(|(k, v)| {
-                v.clone()
-                    .or_else(|| std::env::var(k).ok())
-                    .map(|v| (k.clone(), v))
-            })
-            .collect();
+        let mut args = stack_host::build::build_args(b);
         args.extend(over.clone());
         put("args", json!(args));
         put("labels", json!(b.labels.0));

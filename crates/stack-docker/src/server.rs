@@ -345,7 +345,6 @@ pub struct CommitQuery {
     pub comment: String,
     /// Dockerfile instructions (`changes`, given once each).
     pub changes: Vec<String>,
-    pub pause: bool,
     /// The body: config settings (`Cmd`, `Env` ...) over the container's.
     pub config: serde_json::Map<String, Value>,
 }
@@ -765,8 +764,8 @@ async fn dispatch<B: Backend>(state: Arc<State<B>>, req: Request<Incoming>) -> R
                     .into_iter()
                     .filter(|c| !c.is_empty())
                     .collect(),
-                // Paused unless asked not to.
-                pause: q.get("pause").is_none_or(|_| q.flag("pause")),
+                // (`pause` is not read: a running container is always
+                // frozen while its layer is read.)
                 config,
             };
             created(blocking(move || b.commit(&id, query).map(|id| json!({"Id": id}))).await)

@@ -151,6 +151,20 @@ pub fn ssh_agent((id, socket): (&str, Option<&str>)) -> anyhow::Result<(String, 
 /// target, labels, secrets, network, tags, additional_contexts,
 /// extra_hosts, no_cache and pull. Secrets from the environment must have
 /// been read as content first (`load::contents_from_environment`).
+/// A build section's args: a name without a value takes the environment's,
+/// or is left out.
+pub fn build_args(b: &stack_model::Build) -> std::collections::BTreeMap<String, String> {
+    b.args
+        .0
+        .iter()
+        .filter_map(|(k, v)| {
+            v.clone()
+                .or_else(|| std::env::var(k).ok())
+                .map(|v| (k.clone(), v))
+        })
+        .collect()
+}
+
 pub fn service_request(project: &stack_model::Project, name: &str) -> anyhow::Result<Request> {
     let Some(s) = project.services.get(name) else {
         anyhow::bail!("no service `{name}` in the project");
@@ -187,16 +201,7 @@ pub fn service_request(project: &stack_model::Project, name: &str) -> anyhow::Re
         inline: b.dockerfile_inline.clone(),
         context,
         tags,
-        args: b
-            .args
-            .0
-            .iter()
-            .filter_map(|(k, v)| {
-                v.clone()
-                    .or_else(|| std::env::var(k).ok())
-                    .map(|v| (k.clone(), v))
-            })
-            .collect(),
+        args: build_args(b),
         target: b.target.clone(),
         no_cache: b.no_cache,
         pull: b.pull,

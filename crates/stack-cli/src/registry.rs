@@ -262,6 +262,8 @@ pub fn publish(g: &crate::cli::Global, a: &crate::cli::PublishArgs) -> anyhow::R
     }
     let host = Host::new(crate::client::stack_root());
     let store = host.images()?;
+    // The blobs written here are no image's: no collection until pushed.
+    let _held = store.lock_shared()?;
     let version = env!("CARGO_PKG_VERSION").to_string();
     let blob = |media: &str, bytes: &[u8]| -> anyhow::Result<stack_image::Blob> {
         let (digest, size) = store.write_blob(None, bytes)?;

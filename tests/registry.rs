@@ -1287,7 +1287,7 @@ fn publish_puts_the_stack_files_in_the_registry_as_compose_does() {
 /// attestation manifest whose in-toto statement names the image's manifest
 /// and its base; the tag still pulls and runs.
 #[test]
-fn provenance_is_pushed_beside_the_image_as_buildkit_does() {
+fn provenance_and_sbom_are_pushed_beside_the_image_as_buildkit_does() {
     let e = Env::new("registry", "provenance");
     let reg = Registry::start(&e.dir, "");
     let host = reg.host();
@@ -1296,12 +1296,19 @@ fn provenance_is_pushed_beside_the_image_as_buildkit_does() {
         "attested",
         &format!("services:\n  app:\n    build: .\n    image: {host}/prov/app:1\n"),
     );
+    // A dpkg database in the image, for the SBOM to find.
+    std::fs::write(
+        Path::new(&d).join("Dockerfile"),
+        "FROM local/busybox:1\nRUN busybox mkdir -p /var/lib/dpkg && printf 'Package: hello\\nStatus: install ok installed\\nArchitecture: amd64\\nVersion: 2.10-3\\n' > /var/lib/dpkg/status && echo attested > /made\nCMD [\"cat\", \"/made\"]\n",
+    )
+    .unwrap();
     e.out(&[
         "--project-directory",
         &d,
         "build",
         "-q",
         "--provenance=mode=max",
+        "--sbom",
         "--build-arg",
         "LEVEL=3",
     ]);
@@ -1366,6 +1373,26 @@ fn provenance_is_pushed_beside_the_image_as_buildkit_does() {
         statement["predicate"]["invocation"]["parameters"]["args"]["build-arg:LEVEL"],
         "3"
     );
+    // The SBOM: the package dpkg says is installed, as SPDX.
+    let layer = &attestation["layers"][1];
+    assert_eq!(
+        layer["annotations"]["in-toto.io/predicate-type"],
+        "https://spdx.dev/Document"
+    );
+    let sbom: serde_json::Value = serde_json::from_slice(&registry_get(
+        &host,
+        &format!("/v2/prov/app/blobs/{}", layer["digest"].as_str().unwrap()),
+    ))
+    .unwrap();
+    assert_eq!(sbom["predicate"]["spdxVersion"], "SPDX-2.3");
+    let packages = sbom["predicate"]["packages"].as_array().unwrap();
+    assert_eq!(packages.len(), 1, "{sbom}");
+    assert_eq!(packages[0]["name"], "hello");
+    assert_eq!(
+        packages[0]["externalRefs"][0]["referenceLocator"],
+        "pkg:deb/unknown/hello@2.10-3?arch=amd64"
+    );
+    assert_eq!(sbom["subject"], statement["subject"]);
     // The index pulls as the image it holds.
     let other = Env::new("registry", "provenance-other");
     other.out(&["image", "pull", &format!("{host}/prov/app:1")]);

@@ -14,6 +14,7 @@ mod copy;
 mod layer;
 pub mod provenance;
 mod run;
+pub mod sbom;
 pub mod view;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -77,6 +78,8 @@ pub struct Request {
     pub memory: Option<i64>,
     /// A provenance attestation kept with the image (`--provenance`).
     pub provenance: Option<provenance::Mode>,
+    /// An SBOM attestation kept with the image (`--sbom`).
+    pub sbom: bool,
 }
 
 /// What a RUN's network gives its container.
@@ -200,12 +203,11 @@ pub fn build(
         .and_then(|s| b.finish(s));
     let _ = std::fs::remove_dir_all(&empty);
     let image = result?;
-    if let Some(mode) = req.provenance {
-        provenance::attest(
-            store,
-            &image,
-            &req.tags,
-            provenance::Facts {
+    if req.provenance.is_some() || req.sbom {
+        let subjects = provenance::subjects(store, &image, &req.tags)?;
+        let mut statements = Vec::new();
+        if let Some(mode) = req.provenance {
+            let facts = provenance::Facts {
                 mode,
                 dockerfile: &b.file,
                 args: &req.args,
@@ -213,8 +215,15 @@ pub fn build(
                 bases: &lock(&b.bases),
                 started,
                 finished: now(),
-            },
-        )?;
+            };
+            statements.push(provenance::statement(subjects.clone(), &image, facts));
+        }
+        if req.sbom {
+            let found = sbom::packages(store.lower_dirs(&image));
+            let name = req.tags.first().unwrap_or(&image.id);
+            statements.push(sbom::statement(subjects, name, &found, &now()));
+        }
+        provenance::attest(store, &image, &statements)?;
     }
     // Those the FROM lines' global ARGs took count as used.
     lock(&b.used).extend(b.df.global_args.iter().map(|a| a.name.clone()));

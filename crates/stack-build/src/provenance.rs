@@ -1,7 +1,7 @@
-//! A build's provenance (`--provenance`), as BuildKit attaches it: an
-//! in-toto statement (SLSA provenance v0.2) about the image's manifest, in
-//! an attestation manifest the store keeps with the image and a push sends
-//! beside it in an index.
+//! A build's attestations, as BuildKit attaches them: in-toto statements
+//! about the image's manifest (its provenance, `--provenance`: SLSA v0.2;
+//! its SBOM, `--sbom`: see `sbom`), in an attestation manifest the store
+//! keeps with the image and a push sends beside it in an index.
 
 use serde_json::{json, Value};
 use stack_image::store::{sha256_hex, Attestation, Store};
@@ -47,28 +47,35 @@ pub struct Facts<'a> {
     pub finished: String,
 }
 
-/// Writes the statement and its attestation manifest into `store`, kept
-/// with `img`.
-pub fn attest(store: &Store, img: &Image, names: &[String], f: Facts<'_>) -> anyhow::Result<()> {
+/// The subjects of a statement about `img`: its manifest's digest under
+/// each of its names (or its id).
+pub fn subjects(store: &Store, img: &Image, names: &[String]) -> anyhow::Result<Vec<Value>> {
     let (_, manifest) = stack_image::archive::manifest_of(store, img)?;
-    let platform = img
-        .platform
+    let digest = sha256_hex(&manifest);
+    let ids = [img.id.clone()];
+    let names = if names.is_empty() { &ids[..] } else { names };
+    Ok(names
+        .iter()
+        .map(|n| json!({"name": purl(img, n), "digest": {"sha256": digest}}))
+        .collect())
+}
+
+/// `pkg:docker/NAME?platform=linux%2Famd64`.
+fn purl(img: &Image, name: &str) -> String {
+    format!(
+        "pkg:docker/{name}?platform={}",
+        platform(img).replace('/', "%2F")
+    )
+}
+
+fn platform(img: &Image) -> String {
+    img.platform
         .clone()
-        .unwrap_or_else(|| format!("linux/{}", stack_image::registry::host_arch()));
-    let purl = |name: &str| {
-        format!(
-            "pkg:docker/{name}?platform={}",
-            platform.replace('/', "%2F")
-        )
-    };
-    let subject_digest = sha256_hex(&manifest);
-    let subjects: Vec<Value> = match names {
-        [] => vec![json!({"name": purl(&img.id), "digest": {"sha256": subject_digest}})],
-        names => names
-            .iter()
-            .map(|n| json!({"name": purl(n), "digest": {"sha256": subject_digest}}))
-            .collect(),
-    };
+        .unwrap_or_else(|| format!("linux/{}", stack_image::registry::host_arch()))
+}
+
+/// The provenance statement of a build of `img`.
+pub fn statement(subjects: Vec<Value>, img: &Image, f: Facts<'_>) -> Value {
     let materials: Vec<Value> = f
         .bases
         .iter()
@@ -79,7 +86,7 @@ pub fn attest(store: &Store, img: &Image, names: &[String], f: Facts<'_>) -> any
                 .iter()
                 .find_map(|d| d.split_once("@sha256:").map(|(_, h)| h.to_string()))
                 .unwrap_or_else(|| base.id.trim_start_matches("sha256:").to_string());
-            json!({"uri": purl(name), "digest": {"sha256": digest}})
+            json!({"uri": purl(img, name), "digest": {"sha256": digest}})
         })
         .collect();
     let mut parameters = json!({"frontend": "dockerfile.v0"});
@@ -94,7 +101,7 @@ pub fn attest(store: &Store, img: &Image, names: &[String], f: Facts<'_>) -> any
         }
         parameters["args"] = Value::Object(args);
     }
-    let statement = json!({
+    json!({
         "_type": "https://in-toto.io/Statement/v0.1",
         "predicateType": PREDICATE,
         "subject": subjects,
@@ -105,7 +112,7 @@ pub fn attest(store: &Store, img: &Image, names: &[String], f: Facts<'_>) -> any
             "invocation": {
                 "configSource": {"entryPoint": f.dockerfile},
                 "parameters": parameters,
-                "environment": {"platform": platform},
+                "environment": {"platform": platform(img)},
             },
             "metadata": {
                 "buildStartedOn": f.started,
@@ -118,7 +125,13 @@ pub fn attest(store: &Store, img: &Image, names: &[String], f: Facts<'_>) -> any
                 "reproducible": false,
             },
         },
-    });
+    })
+}
+
+/// Writes in-toto `statements` and their attestation manifest (one layer
+/// a statement, annotated with its predicate type) into `store`, kept with
+/// `img`.
+pub fn attest(store: &Store, img: &Image, statements: &[Value]) -> anyhow::Result<()> {
     let put = |media: &str, bytes: &[u8]| -> anyhow::Result<Blob> {
         let (digest, size) = store.write_blob(None, bytes)?;
         Ok(Blob {
@@ -127,12 +140,23 @@ pub fn attest(store: &Store, img: &Image, names: &[String], f: Facts<'_>) -> any
             size,
         })
     };
-    let stmt = put(STATEMENT, &serde_json::to_vec(&statement)?)?;
+    let mut layers = Vec::new();
+    let mut blobs = Vec::new();
+    for st in statements {
+        let blob = put(STATEMENT, &serde_json::to_vec(st)?)?;
+        layers.push(json!({
+            "mediaType": STATEMENT,
+            "digest": blob.digest,
+            "size": blob.size,
+            "annotations": {"in-toto.io/predicate-type": st["predicateType"]},
+        }));
+        blobs.push(blob);
+    }
     let config = json!({
         "architecture": "unknown",
         "os": "unknown",
         "config": {},
-        "rootfs": {"type": "layers", "diff_ids": [stmt.digest]},
+        "rootfs": {"type": "layers", "diff_ids": blobs.iter().map(|b| &b.digest).collect::<Vec<_>>()},
     });
     let config = put(
         stack_image::archive::media::OCI_CONFIG,
@@ -142,23 +166,13 @@ pub fn attest(store: &Store, img: &Image, names: &[String], f: Facts<'_>) -> any
         "schemaVersion": 2,
         "mediaType": stack_image::archive::media::OCI_MANIFEST,
         "config": {"mediaType": config.media_type, "digest": config.digest, "size": config.size},
-        "layers": [{
-            "mediaType": STATEMENT,
-            "digest": stmt.digest,
-            "size": stmt.size,
-            "annotations": {"in-toto.io/predicate-type": PREDICATE},
-        }],
+        "layers": layers,
     });
     let manifest = put(
         stack_image::archive::media::OCI_MANIFEST,
         &serde_json::to_vec(&attestation_manifest)?,
     )?;
-    store.attest(
-        &img.id,
-        Attestation {
-            manifest,
-            blobs: vec![config, stmt],
-        },
-    )?;
+    blobs.insert(0, config);
+    store.attest(&img.id, Attestation { manifest, blobs })?;
     Ok(())
 }

@@ -298,6 +298,7 @@ pub fn image(a: &BuildArgs, mode: crate::progress::Mode) -> anyhow::Result<()> {
             .collect::<anyhow::Result<_>>()?,
         memory: memory(a.memory.as_deref())?,
         provenance: provenance(a.provenance.as_deref())?,
+        sbom: sbom(a.sbom.as_deref())?,
     };
     let host = Host::new(crate::client::stack_root());
     let quiet = a.quiet || mode == crate::progress::Mode::Quiet;
@@ -430,6 +431,7 @@ pub fn services(g: &Global, a: &ComposeBuildArgs) -> anyhow::Result<()> {
     }
     let memory = memory(a.memory.as_deref())?;
     let attest = provenance(a.provenance.as_deref())?;
+    let scan = sbom(a.sbom.as_deref())?;
     let ssh: Vec<(String, PathBuf)> = a.ssh.iter().map(|s| ssh(s)).collect::<Result<_, _>>()?;
     let host = Host::new(crate::client::stack_root());
     build_services(
@@ -443,6 +445,9 @@ pub fn services(g: &Global, a: &ComposeBuildArgs) -> anyhow::Result<()> {
             r.memory = memory.or(r.memory);
             if a.provenance.is_some() {
                 r.provenance = attest;
+            }
+            if a.sbom.is_some() {
+                r.sbom = scan;
             }
             r.ssh.extend(ssh.iter().cloned());
         },
@@ -460,6 +465,13 @@ fn provenance(p: Option<&str>) -> anyhow::Result<Option<stack_build::provenance:
         .transpose()
         .map(Option::flatten)
         .map_err(anyhow::Error::msg)
+}
+
+/// `--sbom[=VALUE]`: false when not given.
+fn sbom(s: Option<&str>) -> anyhow::Result<bool> {
+    s.map_or(Ok(false), |s| {
+        stack_host::build::sbom_wanted(s).map_err(|e| anyhow::anyhow!("--{e}"))
+    })
 }
 
 /// `--memory` in bytes.

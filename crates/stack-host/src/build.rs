@@ -151,6 +151,18 @@ pub fn ssh_agent((id, socket): (&str, Option<&str>)) -> anyhow::Result<(String, 
 /// target, labels, secrets, network, tags, additional_contexts,
 /// extra_hosts, no_cache and pull. Secrets from the environment must have
 /// been read as content first (`load::contents_from_environment`).
+/// `--sbom`'s value (and `build.sbom`'s) as docker takes it: true, false,
+/// `generator=…` (only ours).
+pub fn sbom_wanted(s: &str) -> Result<bool, String> {
+    match s.trim() {
+        "" | "true" | "1" => Ok(true),
+        "false" | "0" => Ok(false),
+        other => Err(format!(
+            "sbom `{other}`: expected true or false (stack has one scanner, built in)"
+        )),
+    }
+}
+
 /// A build section's args: a name without a value takes the environment's,
 /// or is left out.
 pub fn build_args(b: &stack_model::Build) -> std::collections::BTreeMap<String, String> {
@@ -240,6 +252,10 @@ pub fn service_request(project: &stack_model::Project, name: &str) -> anyhow::Re
             .map(|(id, p)| ssh_agent((id, p.as_deref())))
             .collect::<anyhow::Result<_>>()?,
         memory: None,
+        sbom: match b.sbom.as_ref().and_then(|t| t.0.as_deref()) {
+            Some(s) => sbom_wanted(s).map_err(|e| anyhow::anyhow!("service {name}: build.{e}"))?,
+            None => false,
+        },
         provenance: match b.provenance.as_ref().and_then(|t| t.0.as_deref()) {
             Some(p) => stack_build::provenance::Mode::parse(p).map_err(|e| {
                 anyhow::anyhow!("service {name}: build.{}", e.trim_start_matches("--"))

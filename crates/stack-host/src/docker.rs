@@ -2651,6 +2651,7 @@ impl Docker {
             contexts: Default::default(),
             memory: q.memory,
             provenance: None,
+            sbom: false,
         };
         // The builder calls from its threads; the stream is written here.
         let (tx, rx) = std::sync::mpsc::channel::<Value>();

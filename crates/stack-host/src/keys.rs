@@ -31,7 +31,7 @@ pub const SERVICE_KEYS: &[(&str, Support, &str)] = &[
     ("profiles", Elsewhere("the loader: services of profiles not enabled are left out"), "stack-loader data cases"),
     ("annotations", Warned("OCI annotations reach no runtime here (stack's runtime reads none)"), "tests/keys.rs, keys::tests"),
     ("attach", Elsewhere("attached `up` leaves the output of `attach: false` services out (unless `--attach` names them)"), "tests/keys.rs"),
-    ("build", Partly("built by stack's own builder (`stack build`, `up --build`, `up` when the image is missing, `pull_policy: build`) with context, dockerfile, dockerfile_inline, args, target, labels, secrets, ssh, cache_from (local images), network, tags, additional_contexts, extra_hosts, shm_size, ulimits, no_cache, pull and provenance (an attestation pushed with the image); cache_to, no_cache_filter, privileged, entitlements, sbom, isolation and more than one platform are warned of (not applied)"), "tests/build.rs"),
+    ("build", Partly("built by stack's own builder (`stack build`, `up --build`, `up` when the image is missing, `pull_policy: build`) with context, dockerfile, dockerfile_inline, args, target, labels, secrets, ssh, cache_from (local images), network, tags, additional_contexts, extra_hosts, shm_size, ulimits, no_cache, pull, provenance and sbom (attestations pushed with the image); cache_to, no_cache_filter, privileged, entitlements, isolation and more than one platform are warned of (not applied)"), "tests/build.rs"),
     ("develop", Elsewhere("`stack watch` and `up --watch`: sync, sync+restart, sync+exec, restart and rebuild rules"), "tests/watch.rs, tests/build.rs"),
     ("blkio_config", Partly("device_read_bps, device_write_bps, device_read_iops and device_write_iops are applied (v1 blkio throttles, v2 io.max); weight and weight_device where the host has a weight file (BFQ's blkio.bfq.weight or io.bfq.weight, else blkio.weight or io.weight), a device's weight where BFQ schedules that device; warned of where not"), "tests/keys.rs, keys::tests"),
     ("cap_add", Applied, "tests/isolation.rs"),
@@ -385,7 +385,6 @@ fn partly(key: &str, s: &Service, out: &mut dyn FnMut(bool, &str)) {
                 ("no_cache_filter", !b.no_cache_filter.is_empty()),
                 ("privileged", b.privileged),
                 ("entitlements", !b.entitlements.is_empty()),
-                ("sbom", b.sbom.is_some()),
                 ("isolation", b.isolation.is_some()),
                 ("platforms", b.platforms.0.len() > 1),
             ];

@@ -130,6 +130,9 @@ pub struct BuildArgs {
     /// Keep a provenance attestation with the image, pushed beside it (true, mode=min, mode=max, false)
     #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true")]
     pub provenance: Option<String>,
+    /// Keep an SBOM attestation (SPDX: dpkg, apk and Python packages) with the image, pushed beside it
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    pub sbom: Option<String>,
     /// A resource limit of RUN steps: NAME=SOFT[:HARD]
     #[arg(long = "ulimit", value_name = "NAME=SOFT[:HARD]")]
     pub ulimits: Vec<String>,

@@ -624,6 +624,9 @@ pub struct ComposeBuildArgs {
     /// Keep a provenance attestation with the images, pushed beside them (true, mode=min, mode=max, false)
     #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true")]
     pub provenance: Option<String>,
+    /// Keep an SBOM attestation (SPDX: dpkg, apk and Python packages) with the images, pushed beside them
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    pub sbom: Option<String>,
     /// Print the build definition (docker buildx bake's JSON) and build nothing
     #[arg(long)]
     pub print: bool,

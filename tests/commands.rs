@@ -607,7 +607,7 @@ fn attach_follows_a_container_relays_signals_and_exits_with_its_code() {
     let (e, d) = project_env(
         "commands",
         "attach",
-        "services:\n  job:\n    image: local/busybox:1\n    command: [\"sh\", \"-c\", \"while [ ! -e /go ]; do echo waiting; sleep 0.2; done; echo bye; exit 7\"]\n",
+        "services:\n  job:\n    image: local/busybox:1\n    stdin_open: true\n    command: [\"sh\", \"-c\", \"while [ ! -e /go ]; do echo waiting; sleep 0.2; done; echo bye; exit 7\"]\n",
     );
     // A container that leaves on SIGINT: our Ctrl-C goes to it.
     e.out(&[
@@ -626,6 +626,7 @@ fn attach_follows_a_container_relays_signals_and_exits_with_its_code() {
         let child = e
             .command(args)
             .stdout(std::fs::File::create(&out).unwrap())
+            .stderr(std::fs::File::create(out.with_extension("err")).unwrap())
             .stdin(std::process::Stdio::null())
             .spawn()
             .unwrap();
@@ -642,14 +643,17 @@ fn attach_follows_a_container_relays_signals_and_exits_with_its_code() {
     assert_eq!(child.wait().unwrap().code(), Some(3));
     assert!(read(&out).ends_with("got-int\n"), "{}", read(&out));
     e.out(&["container", "rm", "ticker"]);
-    // A service's container: its output until it ends, and its code.
+    // A service's container: its output until it ends, and its code. Its
+    // input is not the engine's to give: the user is told so.
     e.out(&in_project(&d, &["up", "-d"]));
-    let args = in_project(&d, &["attach", "--no-stdin", "job"]);
+    let args = in_project(&d, &["attach", "job"]);
     let (mut child, out) = attach(&args);
     common::wait_for("the service's output", || read(&out).contains("waiting"));
     e.out(&in_project(&d, &["exec", "job", "sh", "-c", ": > /go"]));
     assert_eq!(child.wait().unwrap().code(), Some(7));
     assert!(read(&out).ends_with("bye\n"), "{}", read(&out));
+    let warned = read(&out.with_extension("err"));
+    assert!(warned.contains("attached to its output only"), "{warned}");
     e.out(&in_project(&d, &["down"]));
 }
 

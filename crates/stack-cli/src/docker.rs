@@ -684,14 +684,17 @@ pub fn attach(
     }
     let id = info["Id"].as_str().unwrap_or(container).to_string();
     let tty = info["Config"]["Tty"] == json!(true);
-    let input = stdin && info["Config"]["OpenStdin"] == json!(true);
-    let mut path = format!(
-        "{V}/containers/{id}/attach?stream=1&stdout=1&stderr=1&stdin={}",
-        u8::from(input)
-    );
-    if let Some(k) = detach_keys {
-        path.push_str(&format!("&detachKeys={}", encode(k)));
-    }
+    let mut input = stdin && info["Config"]["OpenStdin"] == json!(true);
+    let path = |input: bool| {
+        let mut p = format!(
+            "{V}/containers/{id}/attach?stream=1&stdout=1&stderr=1&stdin={}",
+            u8::from(input)
+        );
+        if let Some(k) = detach_keys {
+            p.push_str(&format!("&detachKeys={}", encode(k)));
+        }
+        p
+    };
     let socket = api.client.socket().to_path_buf();
     // A call to the API from a signal's task.
     let post = move |path: String| {
@@ -709,7 +712,18 @@ pub fn attach(
             .spawn(async move { client.call("POST", &wait, None).await })
     };
     api.rt.block_on(async {
-        let io = api.client.hijack(&path).await?;
+        let io = match api.client.hijack(&path(input)).await {
+            // A service container's input is not the engine's to give: its
+            // output then, and the user told.
+            Err(stack_api::ClientError::Api { message, .. })
+                if input && message.contains(stack_host::docker::NO_CONSOLE) =>
+            {
+                eprintln!("warning: {message}; attached to its output only");
+                input = false;
+                api.client.hijack(&path(false)).await?
+            }
+            r => r?,
+        };
         let (mut rd, mut wr) = tokio::io::split(io);
         let _raw = (tty && input).then(stack_runtime::RawMode::enable);
         let relay =

@@ -532,6 +532,9 @@ impl Docker {
     }
 }
 
+/// The start of the refusal to attach input where the engine holds no console.
+pub const NO_CONSOLE: &str = "input cannot be attached: the engine holds no console for";
+
 /// A named volume a create body mounts: name, target, read-only.
 pub type NamedVolume = (String, String, bool);
 
@@ -1435,6 +1438,14 @@ impl stack_docker::Backend for Docker {
             if let Some(c) = console {
                 return Ok(c.attach(q, tty));
             }
+        }
+        // Input asked of a container whose input no console of the
+        // engine's holds (one `stack up` started): said, not dropped.
+        if q.stdin && st.spec.interactive {
+            return Err(DockerError::conflict(format!(
+                "{NO_CONSOLE} `{}` (attach without stdin: --no-stdin)",
+                st.name
+            )));
         }
         let (out_r, out_w) = std::io::pipe().map_err(|e| DockerError::internal(e.to_string()))?;
         let (err_r, err_w) = std::io::pipe().map_err(|e| DockerError::internal(e.to_string()))?;

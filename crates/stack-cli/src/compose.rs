@@ -507,13 +507,11 @@ pub fn rm(g: &Global, force: bool, req: ActionRequest) -> anyhow::Result<()> {
     act(g, Action::Rm, req)
 }
 
-/// The running container of replica `index` of a service.
-pub(crate) fn replica(
-    project: &Project,
-    service: &str,
-    index: u32,
-) -> anyhow::Result<ContainerSummary> {
-    existing(project, false, &[service.to_string()])?
+/// The running container of replica `index` of a service of the user's
+/// project.
+fn replica(g: &Global, service: &str, index: u32) -> anyhow::Result<ContainerSummary> {
+    let project = load(g)?.project;
+    existing(&project, false, &[service.to_string()])?
         .into_iter()
         .find(|c| c.number == index && !one_off(c))
         .ok_or_else(|| anyhow::anyhow!("service `{service}` is not running (replica {index})"))
@@ -1117,8 +1115,7 @@ pub fn port(
     protocol: &str,
     index: u32,
 ) -> anyhow::Result<()> {
-    let project = load(g)?.project;
-    let c = replica(&project, service, index)?;
+    let c = replica(g, service, index)?;
     let wanted = match port.contains('/') {
         true => port.to_string(),
         false => format!("{port}/{}", protocol.to_ascii_lowercase()),
@@ -1296,8 +1293,7 @@ pub fn export(
     index: u32,
     output: Option<&std::path::Path>,
 ) -> anyhow::Result<()> {
-    let project = load(g)?.project;
-    let c = replica(&project, service, index)?;
+    let c = replica(g, service, index)?;
     crate::docker::export(&c.id, output)
 }
 
@@ -1308,8 +1304,7 @@ pub fn attach_replica(
     index: u32,
     how: &crate::cli::container::AttachArgs,
 ) -> anyhow::Result<i32> {
-    let project = load(g)?.project;
-    let c = replica(&project, service, index)?;
+    let c = replica(g, service, index)?;
     crate::docker::attach(
         &c.id,
         !how.no_stdin,
@@ -1326,8 +1321,7 @@ pub fn commit(
     reference: Option<&str>,
     how: &crate::cli::container::CommitArgs,
 ) -> anyhow::Result<()> {
-    let project = load(g)?.project;
-    let c = replica(&project, service, index)?;
+    let c = replica(g, service, index)?;
     crate::docker::commit(&c.id, reference, how)
 }
 

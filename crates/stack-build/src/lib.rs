@@ -140,15 +140,7 @@ pub fn build(
     sandbox: &dyn Sandbox,
     say: &(dyn Fn(Event) + Sync),
 ) -> anyhow::Result<Image> {
-    let (name, text) = match &req.inline {
-        Some(t) => ("Dockerfile".to_string(), t.clone()),
-        None => {
-            let p = req.context.join(&req.dockerfile);
-            let t = std::fs::read_to_string(&p)
-                .with_context(|| format!("cannot read {}", p.display()))?;
-            (req.dockerfile.display().to_string(), t)
-        }
-    };
+    let (name, text) = dockerfile(req)?;
     let df = stack_dockerfile::parse(&text).map_err(|e| anyhow!("{name}: {e}"))?;
     for (line, w) in &df.warnings {
         say(Event::Warning(format!("{name}:{line}: {w}")));
@@ -243,6 +235,19 @@ pub fn build(
         )));
     }
     Ok(image)
+}
+
+/// The Dockerfile `req` builds: its name as messages give it, its text.
+pub fn dockerfile(req: &Request) -> anyhow::Result<(String, String)> {
+    match &req.inline {
+        Some(t) => Ok(("Dockerfile".to_string(), t.clone())),
+        None => {
+            let p = req.context.join(&req.dockerfile);
+            let t = std::fs::read_to_string(&p)
+                .with_context(|| format!("cannot read {}", p.display()))?;
+            Ok((req.dockerfile.display().to_string(), t))
+        }
+    }
 }
 
 /// `.dockerignore` of the context, or `<Dockerfile>.dockerignore` beside

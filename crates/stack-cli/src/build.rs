@@ -602,15 +602,8 @@ fn check(
     for name in names {
         let mut req = stack_host::build::service_request(project, name)?;
         req.args.extend(args.clone());
-        let (file, text) = match &req.inline {
-            Some(t) => ("dockerfile_inline".to_string(), t.clone()),
-            None => {
-                let p = req.context.join(&req.dockerfile);
-                let text = std::fs::read_to_string(&p)
-                    .with_context(|| format!("service {name}: cannot read `{}`", p.display()))?;
-                (p.display().to_string(), text)
-            }
-        };
+        let (file, text) =
+            stack_build::dockerfile(&req).with_context(|| format!("service {name}"))?;
         let df = stack_dockerfile::parse(&text)
             .map_err(|e| anyhow::anyhow!("service {name}: {file}:{}: {}", e.line, e.message))?;
         for w in stack_dockerfile::lint::check(&df, &text, &req.args) {

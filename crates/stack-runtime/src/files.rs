@@ -364,47 +364,28 @@ impl ContainerFs {
     /// absolute path with no symlink in it. `cp -L`, and a stat's link
     /// target.
     pub fn follow(&self, path: &str) -> io::Result<String> {
-        let parts = |p: &Path| -> Vec<std::ffi::OsString> {
-            p.components()
-                .rev()
-                .filter_map(|c| match c {
-                    Component::Normal(n) => Some(n.to_owned()),
-                    Component::ParentDir => Some("..".into()),
-                    _ => None,
-                })
-                .collect()
+        use crate::rootfs::Kind;
+        let kind = |rel: &Path| -> Kind {
+            let Ok((dir, name)) = split(rel) else {
+                return Kind::Dir;
+            };
+            let Ok(parent) = self.dir(dir, false) else {
+                return Kind::Missing;
+            };
+            match fstatat(parent.as_fd(), name, AtFlags::AT_SYMLINK_NOFOLLOW) {
+                Ok(st) if st.st_mode & libc::S_IFMT == libc::S_IFLNK => {
+                    match nix::fcntl::readlinkat(parent.as_fd(), name) {
+                        Ok(target) => Kind::Symlink(target.into()),
+                        Err(_) => Kind::Missing,
+                    }
+                }
+                Ok(st) if st.st_mode & libc::S_IFMT == libc::S_IFDIR => Kind::Dir,
+                Ok(_) => Kind::File,
+                Err(_) => Kind::Missing,
+            }
         };
-        let mut todo = parts(Path::new(path));
-        let mut at = PathBuf::from("/");
-        let mut hops = 0;
-        while let Some(c) = todo.pop() {
-            if c == ".." {
-                at.pop();
-                continue;
-            }
-            let next = at.join(&c);
-            let rel = relative(&next.to_string_lossy());
-            let (dir, name) = split(&rel)?;
-            let parent = self.dir(dir, false)?;
-            let st = fstatat(parent.as_fd(), name, AtFlags::AT_SYMLINK_NOFOLLOW)
-                .map_err(|e| with_path(e, "cannot read", &rel))?;
-            if st.st_mode & libc::S_IFMT != libc::S_IFLNK {
-                at = next;
-                continue;
-            }
-            hops += 1;
-            if hops > 40 {
-                return Err(io::Error::other(format!(
-                    "`{path}`: too many levels of symbolic links"
-                )));
-            }
-            let target = PathBuf::from(nix::fcntl::readlinkat(parent.as_fd(), name)?);
-            if target.is_absolute() {
-                at = PathBuf::from("/");
-            }
-            todo.extend(parts(&target));
-        }
-        Ok(at.to_string_lossy().into_owned())
+        let rel = crate::rootfs::resolve_beneath(path, &kind)?;
+        Ok(Path::new("/").join(rel).to_string_lossy().into_owned())
     }
 
     fn walk_rel(

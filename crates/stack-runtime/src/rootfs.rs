@@ -665,6 +665,14 @@ pub fn secure_join(root: &Path, path: &str) -> io::Result<PathBuf> {
 
 /// `secure_join` on any `Sys`.
 pub fn secure_join_with(root: &Path, path: &str, sys: &dyn Sys) -> io::Result<PathBuf> {
+    Ok(root.join(resolve_beneath(path, &|rel| sys.kind(&root.join(rel)))?))
+}
+
+/// `path` resolved as the kernel would resolve it with `/` at the top of
+/// a tree that `kind` reads (given a path relative to the top): every
+/// symlink on the way and at the end followed, `..` never above the top.
+/// The resolved path, relative to the top.
+pub fn resolve_beneath(path: &str, kind: &dyn Fn(&Path) -> Kind) -> io::Result<PathBuf> {
     let split = |p: &str| {
         p.split('/')
             .filter(|c| !c.is_empty())
@@ -684,7 +692,7 @@ pub fn secure_join_with(root: &Path, path: &str, sys: &dyn Sys) -> io::Result<Pa
             }
             _ => {}
         }
-        match sys.kind(&root.join(&resolved).join(&c)) {
+        match kind(&resolved.join(&c)) {
             Kind::Symlink(target) => {
                 links += 1;
                 if links > 255 {
@@ -699,7 +707,7 @@ pub fn secure_join_with(root: &Path, path: &str, sys: &dyn Sys) -> io::Result<Pa
             _ => resolved.push(&c),
         }
     }
-    Ok(root.join(resolved))
+    Ok(resolved)
 }
 
 /// A bind mount, with the mounts under its source unless `recursive`

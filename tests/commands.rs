@@ -719,10 +719,14 @@ fn restart_no_deps_kill_remove_orphans_and_exec_privileged() {
     )
     .unwrap();
     e.out(&in_project(&d, &["kill", "--remove-orphans"]));
-    let left = e.out(&in_project(
-        &d,
-        &["ps", "-a", "--format", "{{.Service}} {{.State}}"],
-    ));
+    // (The signal is sent; the exits are recorded as they come.)
+    let left = common::wait_for_value("both killed", || {
+        let ps = e.out(&in_project(
+            &d,
+            &["ps", "-a", "--format", "{{.Service}} {{.State}}"],
+        ));
+        (!ps.contains("running")).then_some(ps)
+    });
     assert_eq!(left.trim(), "app exited\ndb exited", "{left}");
     e.out(&in_project(&d, &["down", "--remove-orphans"]));
 }

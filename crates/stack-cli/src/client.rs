@@ -120,9 +120,12 @@ fn start(socket: &Path) -> anyhow::Result<()> {
         if std::os::unix::net::UnixStream::connect(socket).is_ok() {
             return Ok(());
         }
-        // Exiting with success means another engine won the race to start.
+        // Exiting with success, or while another engine holds the lock (it
+        // won the race to start, and is starting), is not a failure: its
+        // socket comes.
         if let Ok(Some(status)) = child.try_wait() {
-            if !status.success() {
+            let another = matches!(stack_sys::try_lock(&root.join("engine.lock")), Ok(None));
+            if !status.success() && !another {
                 let text = std::fs::read_to_string(&log_path).unwrap_or_default();
                 let last = text.lines().last().unwrap_or("").to_string();
                 bail!("the engine did not start ({status}): {last}");

@@ -31,7 +31,7 @@ pub fn commit(
     }
     // The directory's own attributes are not in the tar (it has no entry).
     for name in xattr::list(dir)? {
-        if name.to_string_lossy() != "trusted.overlay.opaque" {
+        if name.to_string_lossy() != stack_sys::userns::overlay_opaque() {
             xattr::remove(dir, &name)?;
         }
     }
@@ -144,7 +144,8 @@ impl Walk<'_> {
             if ft.is_dir() {
                 let mut h = header(&md, tar::EntryType::Directory);
                 tar.append_data(&mut h, &path, io::empty())?;
-                if xattr::get(&full, "trusted.overlay.opaque")?.as_deref() == Some(b"y") {
+                if xattr::get(&full, stack_sys::userns::overlay_opaque())?.as_deref() == Some(b"y")
+                {
                     let mut h = header(&md, tar::EntryType::Regular);
                     h.set_size(0);
                     tar.append_data(&mut h, path.join(".wh..wh..opq"), io::empty())?;
@@ -231,7 +232,7 @@ fn append_xattrs<W: io::Write>(
         if !stack_image::unpack::xattr_allowed(&n) {
             // Not in the layer: not in the directory either (overlay's
             // opaque marker stays, the tar says it in its own way).
-            if tidy && n != "trusted.overlay.opaque" {
+            if tidy && n != stack_sys::userns::overlay_opaque() {
                 xattr::remove(path, &name)?;
             }
             continue;

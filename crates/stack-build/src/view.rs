@@ -31,7 +31,7 @@ fn is_whiteout(md: &fs::Metadata) -> bool {
 }
 
 fn is_opaque(p: &Path) -> bool {
-    xattr::get(p, "trusted.overlay.opaque")
+    xattr::get(p, stack_sys::userns::overlay_opaque())
         .ok()
         .flatten()
         .as_deref()

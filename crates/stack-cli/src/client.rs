@@ -14,11 +14,26 @@ use std::time::Duration;
 use anyhow::{bail, Context as _};
 use stack_host::daemon::binary_id;
 
-/// The engine's socket: `STACK_SOCKET`, or `engine.sock` under the root.
+/// The engine's socket: `STACK_SOCKET`, or `engine.sock` under the root
+/// (a rootless engine's default root: in `$XDG_RUNTIME_DIR/stack`, where
+/// there is one).
 pub fn socket_path() -> PathBuf {
-    std::env::var_os("STACK_SOCKET")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| stack_root().join("engine.sock"))
+    if let Some(s) = std::env::var_os("STACK_SOCKET") {
+        return s.into();
+    }
+    let runtime_dir = std::env::var_os("XDG_RUNTIME_DIR").filter(|d| !d.is_empty());
+    match runtime_dir {
+        Some(d) if rootless() && std::env::var_os("STACK_ROOT").is_none() => {
+            PathBuf::from(d).join("stack/engine.sock")
+        }
+        _ => stack_root().join("engine.sock"),
+    }
+}
+
+/// Whether this user's stack is rootless: not root, or (once it has entered
+/// them) in the user namespaces of a rootless store.
+pub fn rootless() -> bool {
+    !nix::unistd::geteuid().is_root() || stack_sys::userns::in_user_namespace()
 }
 
 /// A client of the engine, which is started first if it is not running,
@@ -100,6 +115,10 @@ fn start(socket: &Path) -> anyhow::Result<()> {
     let root = stack_root();
     stack_sys::prepare_root(&root, 0o700)
         .with_context(|| format!("cannot make the store root `{}`", root.display()))?;
+    if let Some(dir) = socket.parent().filter(|d| !d.exists()) {
+        stack_sys::private_dir(dir)
+            .with_context(|| format!("cannot make the socket's directory `{}`", dir.display()))?;
+    }
     let log_path = root.join("engine.log");
     let log = std::fs::OpenOptions::new()
         .create(true)
@@ -142,9 +161,20 @@ fn start(socket: &Path) -> anyhow::Result<()> {
     }
 }
 
-/// The engine root: `STACK_ROOT`, else /var/lib/stack.
+/// The engine root: `STACK_ROOT`, else /var/lib/stack for root, and for a
+/// rootless user their data directory's `stack` (`$XDG_DATA_HOME`, or
+/// `~/.local/share`).
 pub fn stack_root() -> PathBuf {
-    std::env::var_os("STACK_ROOT")
+    if let Some(root) = std::env::var_os("STACK_ROOT") {
+        return root.into();
+    }
+    if !rootless() {
+        return PathBuf::from("/var/lib/stack");
+    }
+    let data = std::env::var_os("XDG_DATA_HOME")
+        .filter(|d| !d.is_empty())
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/var/lib/stack"))
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")))
+        .unwrap_or_else(|| PathBuf::from("/tmp"));
+    data.join("stack")
 }

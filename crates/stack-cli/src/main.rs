@@ -56,6 +56,26 @@ fn main() -> ExitCode {
             .with_writer(std::io::stderr)
             .try_init();
     }
+    // A user who is not root has a rootless store: this process joins its
+    // user, mount and network namespaces (made first if need be) before
+    // anything else, so that what it starts, the engine and containers,
+    // is in them. Commands that only read the stack files stay out.
+    let reads_files_only = matches!(
+        args.command,
+        Some(
+            cli::Command::Config(_)
+                | cli::Command::Graph(_)
+                | cli::Command::Kube { .. }
+                | cli::Command::Completion { .. }
+                | cli::Command::NotHere { .. }
+        )
+    );
+    if client::rootless() && !reads_files_only {
+        if let Err(e) = stack_runtime::userns::enter(&client::stack_root()) {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
     let mut out = std::io::stdout().lock();
     let g = &args.global;
     progress::set_ansi(g.ansi);

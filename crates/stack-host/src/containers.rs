@@ -553,9 +553,13 @@ fn running_layout(
 /// The processes of a running container (its cgroup's), as `ps -ef` reads
 /// them from the host's /proc.
 pub fn top_of(st: &State) -> stack_api::Top {
-    let pids = stack_runtime::cgroup::layout_of(&st.spec)
+    let mut pids = stack_runtime::cgroup::layout_of(&st.spec)
         .map(|l| stack_runtime::cgroup::procs(&l))
         .unwrap_or_default();
+    if pids.is_empty() && st.pid > 0 {
+        // No cgroups (rootless): the processes of its PID namespace.
+        pids = stack_runtime::cgroup::procs_by_namespace(st.pid);
+    }
     let users = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
     let clock = Clock::now();
     let processes = pids

@@ -182,16 +182,30 @@ pub fn enforce(project: &Project, events: &stack_api::Events) -> anyhow::Result<
 /// The keys each of `services` (all when empty) sets, checked against the
 /// table and this host's cgroups.
 pub fn check(project: &Project, services: &[String]) -> Verdict {
-    check_on(project, services, stack_runtime::cgroup::controllers())
+    let host = match stack_runtime::cgroup::none_of_ours() {
+        true => None,
+        false => Some(stack_runtime::cgroup::controllers()),
+    };
+    check_on(project, services, host)
 }
 
-/// [`check`] on a host whose cgroups offer `host`.
+/// [`check`] on a host whose cgroups offer `host`; `None`: a rootless
+/// engine given no cgroups, whose containers run without limits (said
+/// once).
 fn check_on(
     project: &Project,
     services: &[String],
-    host: stack_runtime::cgroup::Controllers,
+    host: Option<stack_runtime::cgroup::Controllers>,
 ) -> Verdict {
     let mut v = Verdict::default();
+    if host.is_none() {
+        v.warnings.push(
+            "containers run without resource limits: this rootless engine has no cgroups \
+             of its own (a cgroup v2 subtree delegated to the user, as a systemd user \
+             session gives, is needed)"
+                .to_string(),
+        );
+    }
     for (name, s) in &project.services {
         if !services.is_empty() && !services.contains(name) {
             continue;
@@ -199,7 +213,9 @@ fn check_on(
         let set = serde_json::to_value(s).unwrap_or_default();
         let keys = set.as_object().into_iter().flat_map(|o| o.keys());
         judge(name, s, keys.map(String::as_str), &mut v);
-        limits_here(name, s, host, &mut v);
+        if let Some(host) = host {
+            limits_here(name, s, host, &mut v);
+        }
     }
     v
 }
@@ -571,19 +587,11 @@ mod tests {
         let p = service(
             "    mem_limit: 64m\n    memswap_limit: 128m\n    pids_limit: 10\n    cpus: 0.5\n",
         );
-        assert_eq!(check_on(&p, &[], Controllers::ALL), Verdict::default());
-        let bare = Controllers {
-            memory: false,
-            swap: false,
-            cpu: false,
-            cpuset: false,
-            pids: false,
-            swappiness: false,
-            oom_control: false,
-            io: false,
-            io_weight: false,
-        };
-        let v = check_on(&p, &[], bare);
+        assert_eq!(
+            check_on(&p, &[], Some(Controllers::ALL)),
+            Verdict::default()
+        );
+        let v = check_on(&p, &[], Some(Controllers::NONE));
         assert_eq!(
             v.errors,
             [
@@ -598,6 +606,12 @@ mod tests {
                 "service s: `memswap_limit`: this host's cgroups have no swap accounting: memory is limited without swap",
             ]
         );
+        // A rootless engine without cgroups runs them without limits, and
+        // says so once.
+        let v = check_on(&p, &[], None);
+        assert!(v.errors.is_empty(), "{v:?}");
+        assert_eq!(v.warnings.len(), 1);
+        assert!(v.warnings[0].starts_with("containers run without resource limits"));
     }
 
     /// The docs' table is this table.

@@ -160,7 +160,12 @@ pub fn commit(
     // A running container is frozen while its layer is read, whatever
     // `--pause` says: a live one could swap a directory for a link to the
     // host's files between a look and a read.
-    let freeze = crate::containers::running(st) && !crate::containers::is_paused(st);
+    // (A rootless engine given no cgroups has no freezer: it reads the
+    // layer of a running container as docker commit --pause=false does;
+    // a link swapped in then leads only where the user may read anyway.)
+    let freeze = crate::containers::running(st)
+        && !crate::containers::is_paused(st)
+        && !stack_runtime::cgroup::none_of_ours();
     if freeze {
         crate::containers::freeze(host.root(), &st.id, true)?;
     }

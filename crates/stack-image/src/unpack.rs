@@ -237,7 +237,7 @@ pub fn unpack(layer_name: &str, reader: impl Read, dest: &Path) -> Result<u64, U
         // Whiteouts.
         let name_bytes = name.as_bytes();
         if name_bytes == b".wh..wh..opq" {
-            xattr::set(&parent, "trusted.overlay.opaque", b"y")
+            xattr::set(&parent, stack_sys::userns::overlay_opaque(), b"y")
                 .map_err(|e| bad(format!("opaque marker: {e}")))?;
             continue;
         }
@@ -329,6 +329,14 @@ pub fn unpack(layer_name: &str, reader: impl Read, dest: &Path) -> Result<u64, U
                 )
                 .map_err(|e| bad(format!("hardlink to `{}`: {e}", link.display())))?;
                 // The inode's owner, mode and times are the linked file's.
+                continue;
+            }
+            k if (k.is_character_special() || k.is_block_special())
+                && stack_sys::userns::rootless() =>
+            {
+                // A user namespace makes no device node (a container's
+                // /dev has the host's own bound): left out, as podman's
+                // rootless store leaves them.
                 continue;
             }
             k if k.is_character_special() || k.is_block_special() || k.is_fifo() => {

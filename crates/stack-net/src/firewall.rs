@@ -169,8 +169,17 @@ fn sysctl(key: &str, value: &str) -> Result<(), NetError> {
 /// Docker's chain and the sysctls in step (networks came or went).
 pub fn apply(store: &Store, bridges_changed: bool) -> Result<(), NetError> {
     let networks = store.networks()?;
-    let endpoints = store.all_endpoints()?;
+    let mut endpoints = store.all_endpoints()?;
     let table = table_name(store);
+    let forwarder = store.forwarder_socket();
+    if stack_sys::userns::rootless() && forwarder.exists() {
+        // A rootless engine: slirp4netns listens on the host's addresses
+        // and brings every port to its own address here.
+        crate::forward::sync(&forwarder, &endpoints)?;
+        for p in endpoints.iter_mut().flat_map(|ep| ep.ports.iter_mut()) {
+            p.host_ip = None;
+        }
+    }
     if !bridges_changed {
         return nft(&ruleset(&table, &networks, &endpoints));
     }

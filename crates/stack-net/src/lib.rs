@@ -7,6 +7,7 @@
 
 pub mod dns;
 pub mod firewall;
+pub mod forward;
 pub mod ipam;
 pub mod link;
 pub mod ports;
@@ -79,8 +80,12 @@ fn now() -> String {
     (stack_sys::time::now_nanos() / 1_000_000_000).to_string()
 }
 
-/// A lock for the whole host, held while a subnet is chosen and its bridge made.
-fn host_lock() -> Result<state::Lock, NetError> {
+/// A lock for the whole host, held while a subnet is chosen and its bridge
+/// made. A rootless engine's host is its own network namespace: its store's.
+fn host_lock(store: &Store) -> Result<state::Lock, NetError> {
+    if stack_sys::userns::rootless() {
+        return state::Lock::take(&store.root().join("subnets.lock"));
+    }
     let dir = ["/run/lock", "/run", "/tmp"]
         .into_iter()
         .map(Path::new)
@@ -135,7 +140,7 @@ pub async fn create(
     }
     let _lock = store.lock()?;
     // Stores under other roots choose subnets too: one at a time on the host.
-    let _host = host_lock()?;
+    let _host = host_lock(store)?;
     if store.get(&opts.name).is_ok() {
         return Err(NetError::Exists(opts.name.clone()));
     }

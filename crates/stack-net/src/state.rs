@@ -128,6 +128,17 @@ impl Store {
         Ok(Store { root })
     }
 
+    /// The directory of the records.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// slirp4netns's API socket, for a rootless engine's published ports
+    /// (under the store root: stack-runtime's `userns::forwarder_socket`).
+    pub fn forwarder_socket(&self) -> PathBuf {
+        self.root.with_file_name("rootless").join("slirp.sock")
+    }
+
     pub fn netns_dir(&self) -> PathBuf {
         self.root.join("netns")
     }

@@ -37,7 +37,23 @@ pub const ALLOWED_DEVICES: [&str; 11] = [
 /// devices controller. On v2 that takes a BPF program, which stack does not
 /// load yet; the runtime then withholds `CAP_MKNOD` unless asked for it.
 pub fn devices_enforced() -> bool {
-    !is_v2_root() && Path::new(ROOT).join("devices/devices.allow").exists()
+    !is_v2_root() && Path::new(ROOT).join("devices/devices.allow").exists() && !none_of_ours()
+}
+
+/// Whether containers get no cgroups here: rootless, with no cgroup
+/// delegated to the engine (cgroup v1 hosts, or v2 without a systemd user
+/// session's subtree). They then run without limits, as Docker's rootless
+/// mode runs them.
+pub fn none_of_ours() -> bool {
+    stack_sys::userns::rootless()
+        && matches!(layout("probe", None), Ok(Layout::V1(dirs)) if dirs.is_empty())
+}
+
+/// Whether a cgroup directory of ours takes children: always as the host's
+/// root; rootless, where the directory was delegated to our user.
+fn ours(dir: &Path) -> bool {
+    !stack_sys::userns::rootless()
+        || nix::unistd::access(dir, nix::unistd::AccessFlags::W_OK).is_ok()
 }
 
 /// Limits, as compose and `docker run` express them.
@@ -216,6 +232,18 @@ pub struct Controllers {
 }
 
 impl Controllers {
+    /// No limit applies.
+    pub const NONE: Controllers = Controllers {
+        memory: false,
+        swap: false,
+        cpu: false,
+        cpuset: false,
+        pids: false,
+        swappiness: false,
+        oom_control: false,
+        io: false,
+        io_weight: false,
+    };
     /// Every limit applies.
     pub const ALL: Controllers = Controllers {
         memory: true,
@@ -234,6 +262,9 @@ impl Controllers {
 /// (swap accounting by its file), or those cgroup2 lists at its root.
 pub fn controllers() -> Controllers {
     let root = Path::new(ROOT);
+    if none_of_ours() {
+        return Controllers::NONE;
+    }
     if is_v2_root() {
         let list = fs::read_to_string(root.join("cgroup.controllers")).unwrap_or_default();
         let has = |c: &str| list.split_whitespace().any(|x| x == c);
@@ -303,18 +334,24 @@ pub fn layout(id: &str, parent: Option<&str>) -> io::Result<Layout> {
         }
         Ok(p.join(id))
     };
+    let owned = |mount: &Path, own_path: &Option<String>| {
+        ours(&mount.join(own_path.as_deref().unwrap_or("").trim_start_matches('/')))
+    };
     if is_v2_root() {
-        return Ok(Layout::V2(
-            Path::new(ROOT).join(under(own_path(&own, None))?),
-        ));
+        let path = own_path(&own, None);
+        if !owned(Path::new(ROOT), &path) {
+            return Ok(Layout::V1(Vec::new()));
+        }
+        return Ok(Layout::V2(Path::new(ROOT).join(under(path)?)));
     }
     let mut dirs = Vec::new();
     for c in V1_CONTROLLERS {
         let mount = Path::new(ROOT).join(c);
-        if !mount.exists() {
+        let path = own_path(&own, Some(c));
+        if !mount.exists() || !owned(&mount, &path) {
             continue;
         }
-        dirs.push((c, mount.join(under(own_path(&own, Some(c)))?)));
+        dirs.push((c, mount.join(under(path)?)));
     }
     Ok(Layout::V1(dirs))
 }
@@ -654,6 +691,30 @@ pub fn procs(layout: &Layout) -> Vec<u32> {
     text.lines().filter_map(|l| l.trim().parse().ok()).collect()
 }
 
+/// Host pids of the processes in the PID namespace of `pid1` (its PID 1):
+/// the processes of a container that has no cgroups (rootless, none
+/// delegated).
+pub fn procs_by_namespace(pid1: i32) -> Vec<u32> {
+    use std::os::unix::fs::MetadataExt as _;
+    let ns = |pid: &str| {
+        fs::metadata(format!("/proc/{pid}/ns/pid"))
+            .ok()
+            .map(|m| (m.dev(), m.ino()))
+    };
+    let Some(theirs) = ns(&pid1.to_string()) else {
+        return Vec::new();
+    };
+    let mut pids: Vec<u32> = fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|p| ns(&p.to_string()) == Some(theirs))
+        .collect();
+    pids.sort_unstable();
+    pids
+}
+
 /// What the container uses now.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct Usage {
@@ -750,7 +811,12 @@ pub fn freeze(layout: &Layout, frozen: bool) -> io::Result<()> {
     let (dir, file, done): (&Path, &str, fn(&str) -> bool) = match layout {
         Layout::V1(_) => {
             let d = v1_dir(layout, "freezer")
-                .ok_or_else(|| io::Error::other("no freezer cgroup on this host"))?;
+                .ok_or_else(|| match none_of_ours() {
+                    true => io::Error::other(
+                        "a rootless engine without cgroups of its own cannot pause containers (it needs a cgroup v2 subtree delegated to the user)",
+                    ),
+                    false => io::Error::other("no freezer cgroup on this host"),
+                })?;
             write(d, "freezer.state", if frozen { "FROZEN" } else { "THAWED" })?;
             (d, "freezer.state", |s| s.trim() == "FROZEN")
         }

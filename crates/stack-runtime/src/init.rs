@@ -611,7 +611,14 @@ fn join_and_run(spec: &Spec, pid: i32, piped: bool, privileged: bool) -> std::io
     let mut fds = Vec::new();
     for (name, flag) in kinds {
         let f = std::fs::File::open(format!("/proc/{pid}/ns/{name}"))?;
-        fds.push((f, flag));
+        // One we are in already is not joined again: a rootless engine
+        // may not enter the host's cgroup namespace, even to stay there.
+        use std::os::unix::fs::MetadataExt as _;
+        let ours = std::fs::metadata(format!("/proc/self/ns/{name}"))?;
+        let theirs = f.metadata()?;
+        if (ours.dev(), ours.ino()) != (theirs.dev(), theirs.ino()) {
+            fds.push((f, flag));
+        }
     }
     for (f, flag) in &fds {
         setns(f, *flag)?;

@@ -23,6 +23,7 @@ mod security;
 mod spec;
 pub mod state;
 mod tty;
+pub mod userns;
 
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};

@@ -104,12 +104,19 @@ pub trait Sys {
     /// Mounts at `target` a copy of the mount at `path` in the mount
     /// namespace of process `pid` (another container's /dev/shm).
     fn mount_from(&mut self, pid: i32, path: &Path, target: &Path) -> io::Result<()>;
+    /// Whether the setup runs in a user namespace of its own (rootless):
+    /// no device nodes are made there (the host's are bound), and
+    /// overlayfs keeps its markers in `user.overlay.*`.
+    fn rootless(&self) -> bool;
 }
 
 /// The real thing: the kernel's calls.
 pub struct Kernel;
 
 impl Sys for Kernel {
+    fn rootless(&self) -> bool {
+        stack_sys::userns::rootless()
+    }
     fn mount_from(&mut self, pid: i32, path: &Path, target: &Path) -> io::Result<()> {
         let what = || {
             format!(
@@ -406,12 +413,15 @@ pub fn setup(spec: &Spec, dir: &Path, cgroups: Option<&View>, sys: &mut dyn Sys)
         }
     }
     let lowerdir: Vec<String> = lowers.iter().map(|p| p.display().to_string()).collect();
-    let opts = format!(
+    let mut opts = format!(
         "lowerdir={},upperdir={},workdir={}",
         lowerdir.join(":"),
         upper.display(),
         work.display()
     );
+    if sys.rootless() {
+        opts.push_str(",userxattr");
+    }
     // nodev: a device node that an image or the container itself put in
     // its root filesystem opens nothing (only /dev's nodes do).
     let root_flags = if spec.privileged {
@@ -436,7 +446,28 @@ pub fn setup(spec: &Spec, dir: &Path, cgroups: Option<&View>, sys: &mut dyn Sys)
         Some("mode=755,size=65536k"),
     )?;
     for (d, major, minor) in DEVICES {
-        sys.mknod(&dev.join(d), false, major, minor, 0o666)?;
+        if sys.rootless() {
+            // A user namespace makes no device node: the host's own are
+            // bound on empty files (as runc does rootless).
+            let node = dev.join(d);
+            sys.create_file(&node)?;
+            bind(
+                sys,
+                &Path::new("/dev").join(d),
+                &node,
+                false,
+                Recursive::Disabled,
+                true,
+            )?;
+        } else {
+            sys.mknod(&dev.join(d), false, major, minor, 0o666)?;
+        }
+    }
+    if sys.rootless() && !spec.devices.is_empty() {
+        return Err(io::Error::other(format!(
+            "device `{}`: a rootless engine cannot give a container the host's devices",
+            spec.devices[0].path
+        )));
     }
     // The host devices asked for, at their paths under /dev.
     for d in &spec.devices {

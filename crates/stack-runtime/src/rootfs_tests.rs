@@ -10,9 +10,13 @@ struct Recording {
     calls: Vec<String>,
     paths: BTreeMap<PathBuf, Kind>,
     refuse: Vec<&'static str>,
+    rootless: bool,
 }
 
 impl Sys for Recording {
+    fn rootless(&self) -> bool {
+        self.rootless
+    }
     fn mount(
         &mut self,
         src: &str,
@@ -206,6 +210,41 @@ fn the_default_plan() {
     .map(|c| c.replace("{m}", m))
     .collect();
     assert_eq!(calls, want);
+}
+
+#[test]
+fn rootless_binds_the_hosts_nodes_and_keeps_overlays_markers_in_user_attributes() {
+    let mut sys = Recording {
+        rootless: true,
+        ..Recording::default()
+    };
+    let calls = run(&spec(), &mut sys);
+    let m = "/state/c1/merged";
+    let has = |c: &str| calls.contains(&c.replace("{m}", m));
+    assert!(has("mount overlay {m} overlay [nodev] lowerdir=/images/busybox,upperdir=/state/c1/upper,workdir=/state/c1/work,userxattr"));
+    assert!(!calls.iter().any(|c| c.starts_with("mknod")), "{calls:#?}");
+    for d in ["null", "zero", "full", "random", "urandom", "tty"] {
+        assert!(has(&format!("create {{m}}/dev/{d}")), "{d}: {calls:#?}");
+        assert!(
+            has(&format!("mount /dev/{d} {{m}}/dev/{d} - [bind]")),
+            "{d}"
+        );
+    }
+    // Devices the host would give cannot be had.
+    let mut s = spec();
+    s.devices.push(crate::spec::Device {
+        path: "/dev/fuse".into(),
+        block: false,
+        major: 10,
+        minor: 229,
+        mode: 0o666,
+        permissions: "rwm".into(),
+    });
+    let e = setup(&s, Path::new("/state/c1"), None, &mut sys).unwrap_err();
+    assert!(
+        e.to_string().contains("`/dev/fuse`: a rootless engine"),
+        "{e}"
+    );
 }
 
 #[test]

@@ -15,11 +15,13 @@
 //! - [`random_hex`]: ids from the kernel's random numbers;
 //! - [`lock`], [`try_lock`]: lock files (`flock`), held until dropped;
 //! - [`time`]: RFC 3339 UTC with nanoseconds, written and read;
-//! - [`pidfd`]: processes as file descriptors, to wait on their exits.
+//! - [`pidfd`]: processes as file descriptors, to wait on their exits;
+//! - [`userns`]: whether stack runs rootless, and what that changes.
 
 pub mod mounts;
 pub mod pidfd;
 pub mod time;
+pub mod userns;
 
 use std::io;
 use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _, PermissionsExt as _};

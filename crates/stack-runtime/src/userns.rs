@@ -1,0 +1,422 @@
+//! Rootless: a user who is not root gets an engine and containers of their
+//! own inside a user namespace, as podman's rootless mode has them.
+//!
+//! One **holder** process per store root owns three namespaces: a user
+//! namespace mapping root to the user and 1.. to the user's subordinate ids
+//! (`/etc/subuid`, `/etc/subgid`, written by the setuid `newuidmap` and
+//! `newgidmap`), a mount namespace, and a network namespace (the engine's
+//! "host": its bridges, nft tables and DNS live there, out of the real
+//! host's sight). `slirp4netns` links that network namespace to the host:
+//! outbound traffic, and published ports through its API socket (stack-net's
+//! `forward`). Every stack process of that root (CLI, engine, monitors)
+//! joins the holder's namespaces as its first act, so containers outlive the
+//! engine as they do for root, and a new engine finds them. The holder's pid
+//! is kept in `<root>/rootless/holder.pid` with its start time (a pid the
+//! kernel gave again is not taken for it).
+
+use std::fs;
+use std::io::{self, Read as _, Write as _};
+use std::os::fd::{AsRawFd as _, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use nix::sched::CloneFlags;
+
+/// What keeps a user from a rootless engine, said with the missing piece.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("a rootless engine needs `{0}` (Debian's `uidmap` package: apt-get install uidmap)")]
+    NoIdMapper(&'static str),
+    #[error(
+        "a rootless engine needs `slirp4netns` for its network (Debian's `slirp4netns` package)"
+    )]
+    NoSlirp,
+    #[error("user `{user}` has no subordinate {kind} in `{file}`: add a range (as root: usermod --add-subuids 100000-165535 --add-subgids 100000-165535 {user})")]
+    NoRange {
+        user: String,
+        kind: &'static str,
+        file: &'static str,
+    },
+    #[error("a rootless engine's network needs `/dev/net/tun` open to its user: {0} (Debian's udev makes it mode 0666; as root: chmod 0666 /dev/net/tun)")]
+    NoTun(io::Error),
+    #[error("cannot make the rootless namespaces: {0}")]
+    Setup(String),
+    #[error("`{path}`: {source}", path = .path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+}
+
+fn io_err(path: &Path) -> impl FnOnce(io::Error) -> Error + '_ {
+    move |source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+fn setup(what: &str, e: impl std::fmt::Display) -> Error {
+    Error::Setup(format!("{what}: {e}"))
+}
+
+/// The subordinate range (first id, count) of the user named `name` or
+/// numbered `id` in the text of `/etc/subuid` or `/etc/subgid`: the first
+/// line that names them.
+pub fn subordinate(text: &str, name: &str, id: u32) -> Option<(u32, u32)> {
+    text.lines().find_map(|line| {
+        let mut f = line.trim().split(':');
+        let (who, start, count) = (f.next()?, f.next()?, f.next()?);
+        if who != name && who.parse::<u32>().ok() != Some(id) {
+            return None;
+        }
+        let (start, count) = (start.parse().ok()?, count.parse().ok()?);
+        (count > 0).then_some((start, count))
+    })
+}
+
+/// The directory of the holder's files under a store root.
+pub fn dir(root: &Path) -> PathBuf {
+    root.join("rootless")
+}
+
+/// The socket of slirp4netns's API (published ports), under a store root.
+pub fn forwarder_socket(root: &Path) -> PathBuf {
+    dir(root).join("slirp.sock")
+}
+
+/// Puts the calling process in the rootless namespaces of the store at
+/// `root`, made first if no holder lives. Call it before any thread is
+/// started (the kernel joins a user namespace only then). A process already
+/// in a user namespace (a child of a rootless engine) stays where it is.
+pub fn enter(root: &Path) -> Result<(), Error> {
+    if stack_sys::userns::in_user_namespace() {
+        return Ok(());
+    }
+    for d in [root, &dir(root)] {
+        stack_sys::private_dir(d).map_err(|e| Error::Io {
+            path: d.to_path_buf(),
+            source: e.into_io(),
+        })?;
+    }
+    let lock_path = dir(root).join("lock");
+    let _lock = stack_sys::lock(&lock_path, true).map_err(io_err(&lock_path))?;
+    let pid = match live_holder(&dir(root)) {
+        Some(pid) => pid,
+        None => create(root)?,
+    };
+    join(pid)
+}
+
+/// The holder's pid, if the one the file names still runs (same start time).
+pub fn live_holder(dir: &Path) -> Option<i32> {
+    let text = fs::read_to_string(dir.join("holder.pid")).ok()?;
+    let mut f = text.split_whitespace();
+    let (pid, start): (i32, u64) = (f.next()?.parse().ok()?, f.next()?.parse().ok()?);
+    (start_time(pid)? == start).then_some(pid)
+}
+
+/// Field 22 of `/proc/PID/stat`: when the process started, in ticks; none
+/// for a process that has ended (a zombie, not reaped yet).
+fn start_time(pid: i32) -> Option<u64> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may hold spaces: count from its `)`.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    if matches!(fields.first(), Some(&"Z" | &"X")) {
+        return None;
+    }
+    fields.get(19)?.parse().ok()
+}
+
+/// Stops the holder of the store at `root` (and with it slirp4netns and
+/// whatever still runs in its namespaces): `stack system reset`'s and the
+/// tests' last act.
+pub fn stop(root: &Path) {
+    if let Some(pid) = live_holder(&dir(root)) {
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::SIGKILL);
+    }
+}
+
+fn join(pid: i32) -> Result<(), Error> {
+    let cwd = std::env::current_dir().ok();
+    let open = |ns: &str| -> Result<fs::File, Error> {
+        let p = PathBuf::from(format!("/proc/{pid}/ns/{ns}"));
+        fs::File::open(&p).map_err(io_err(&p))
+    };
+    let (user, mnt, net) = (open("user")?, open("mnt")?, open("net")?);
+    for (f, kind, what) in [
+        (&user, CloneFlags::CLONE_NEWUSER, "user"),
+        (&mnt, CloneFlags::CLONE_NEWNS, "mount"),
+        (&net, CloneFlags::CLONE_NEWNET, "network"),
+    ] {
+        nix::sched::setns(f, kind).map_err(|e| {
+            setup(
+                &format!("joining the {what} namespace of the holder (pid {pid})"),
+                e,
+            )
+        })?;
+    }
+    // Joining a mount namespace moves us to its root directory.
+    if let Some(cwd) = cwd {
+        let _ = std::env::set_current_dir(cwd);
+    }
+    Ok(())
+}
+
+fn which(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into());
+    std::env::split_paths(&path)
+        .chain([PathBuf::from("/usr/bin"), PathBuf::from("/usr/sbin")])
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+}
+
+/// The user's name, from `/etc/passwd` (for their lines in `/etc/sub?id`).
+fn user_name(uid: u32) -> String {
+    nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid))
+        .ok()
+        .flatten()
+        .map(|u| u.name)
+        .unwrap_or_else(|| uid.to_string())
+}
+
+/// One byte through a pipe, the two sides' only conversation.
+fn say(fd: &OwnedFd, b: u8) -> io::Result<()> {
+    fs::File::from(fd.try_clone()?).write_all(&[b])
+}
+
+fn hear(fd: &OwnedFd) -> io::Result<u8> {
+    let mut b = [0u8];
+    fs::File::from(fd.try_clone()?).read_exact(&mut b)?;
+    Ok(b[0])
+}
+
+/// Makes the holder and its network link; returns the holder's pid.
+fn create(root: &Path) -> Result<i32, Error> {
+    let uidmap = which("newuidmap").ok_or(Error::NoIdMapper("newuidmap"))?;
+    let gidmap = which("newgidmap").ok_or(Error::NoIdMapper("newgidmap"))?;
+    let slirp = which("slirp4netns").ok_or(Error::NoSlirp)?;
+    use nix::unistd::AccessFlags;
+    nix::unistd::access("/dev/net/tun", AccessFlags::R_OK | AccessFlags::W_OK)
+        .map_err(|e| Error::NoTun(e.into()))?;
+    let (uid, gid) = (
+        nix::unistd::getuid().as_raw(),
+        nix::unistd::getgid().as_raw(),
+    );
+    let name = user_name(uid);
+    let range = |file: &'static str, kind: &'static str, id: u32| {
+        fs::read_to_string(file)
+            .ok()
+            .and_then(|t| subordinate(&t, &name, id))
+            .ok_or_else(|| Error::NoRange {
+                user: name.clone(),
+                kind,
+                file,
+            })
+    };
+    let subuids = range("/etc/subuid", "user ids", uid)?;
+    let subgids = range("/etc/subgid", "group ids", gid)?;
+
+    let pipe = || nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| setup("pipe", e));
+    let (up_r, up_w) = pipe()?; // holder -> us
+    let (down_r, down_w) = pipe()?; // us -> holder
+    let (exit_r, exit_w) = pipe()?; // slirp4netns ends when the holder does
+                                    // SAFETY: the process has one thread (`enter` runs first thing, and the
+                                    // kernel would refuse our own setns otherwise); the child only makes
+                                    // system calls and never returns from this block.
+    #[allow(unsafe_code)]
+    let fork = unsafe { nix::unistd::fork() }.map_err(|e| setup("fork", e))?;
+    let holder = match fork {
+        nix::unistd::ForkResult::Child => {
+            drop((up_r, down_w, exit_r));
+            let keep = [up_w.as_raw_fd(), down_r.as_raw_fd(), exit_w.as_raw_fd()];
+            let code = match hold(&up_w, &down_r, &keep) {
+                Ok(never) => match never {},
+                Err(e) => {
+                    let _ = fs::File::from(up_w).write_all(format!("!{e}").as_bytes());
+                    1
+                }
+            };
+            std::process::exit(code);
+        }
+        nix::unistd::ForkResult::Parent { child } => child,
+    };
+    drop((up_w, down_r, exit_w));
+    let failed = |what: &str| {
+        let mut why = String::new();
+        let _ = fs::File::from(up_r.try_clone().unwrap()).read_to_string(&mut why);
+        let _ = nix::sys::wait::waitpid(holder, None);
+        setup(what, why.trim_start_matches('!'))
+    };
+    if hear(&up_r).ok() != Some(b'u') {
+        return Err(failed("the holder's namespaces"));
+    }
+    let pid = holder.as_raw().to_string();
+    for (tool, id, (start, count)) in [(&uidmap, uid, subuids), (&gidmap, gid, subgids)] {
+        let out = Command::new(tool)
+            .args([
+                &pid,
+                "0",
+                &id.to_string(),
+                "1",
+                "1",
+                &start.to_string(),
+                &count.to_string(),
+            ])
+            .output()
+            .map_err(io_err(tool))?;
+        if !out.status.success() {
+            let _ = nix::sys::signal::kill(holder, nix::sys::signal::SIGKILL);
+            let _ = nix::sys::wait::waitpid(holder, None);
+            return Err(setup(
+                &format!("{} {pid} 0 {id} 1 1 {start} {count}", tool.display()),
+                String::from_utf8_lossy(&out.stderr).trim(),
+            ));
+        }
+    }
+    say(&down_w, b'm').map_err(|e| setup("the holder", e))?;
+    if hear(&up_r).ok() != Some(b'r') {
+        return Err(failed("the holder's set-up"));
+    }
+    if let Err(e) = link(root, holder.as_raw(), &slirp, exit_r) {
+        let _ = nix::sys::signal::kill(holder, nix::sys::signal::SIGKILL);
+        let _ = nix::sys::wait::waitpid(holder, None);
+        return Err(e);
+    }
+    let start = start_time(holder.as_raw()).unwrap_or(0);
+    let file = dir(root).join("holder.pid");
+    stack_sys::write_atomic(&file, format!("{pid} {start}\n").as_bytes()).map_err(io_err(&file))?;
+    Ok(holder.as_raw())
+}
+
+/// The holder's side: new namespaces, mapped by the parent, loopback up;
+/// then it waits for ever (holding the write end slirp4netns watches).
+fn hold(up: &OwnedFd, down: &OwnedFd, keep: &[i32]) -> Result<std::convert::Infallible, Error> {
+    // Nothing of the parent's stays open here but the pipes (its lock on
+    // the holder's file above all, which would never be let go).
+    let open: Vec<i32> = fs::read_dir("/proc/self/fd")
+        .map(|d| {
+            d.flatten()
+                .filter_map(|e| e.file_name().to_str()?.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    for fd in open.into_iter().filter(|fd| *fd > 2 && !keep.contains(fd)) {
+        let _ = nix::unistd::close(fd);
+    }
+    nix::unistd::setsid().map_err(|e| setup("setsid", e))?;
+    nix::sched::unshare(
+        CloneFlags::CLONE_NEWUSER | CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWNET,
+    )
+    .map_err(|e| setup("unshare", e))?;
+    say(up, b'u').map_err(|e| setup("pipe", e))?;
+    if hear(down).ok() != Some(b'm') {
+        return Err(setup("mapping", "the parent gave up"));
+    }
+    nix::mount::mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        nix::mount::MsFlags::MS_REC | nix::mount::MsFlags::MS_SLAVE,
+        None::<&str>,
+    )
+    .map_err(|e| setup("making / a slave mount", e))?;
+    crate::net::loopback_up().map_err(|e| setup("loopback", e))?;
+    let _ = nix::unistd::chdir("/");
+    let null = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/null");
+    if let Ok(null) = null {
+        let _ = nix::unistd::dup2_stdin(&null);
+        let _ = nix::unistd::dup2_stdout(&null);
+        let _ = nix::unistd::dup2_stderr(&null);
+    }
+    let _ = nix::sys::prctl::set_name(c"stack-userns");
+    say(up, b'r').map_err(|e| setup("pipe", e))?;
+    loop {
+        nix::unistd::pause();
+    }
+}
+
+/// Starts slirp4netns on the holder's network namespace (tap0, 10.0.2.100,
+/// routed by 10.0.2.2; host loopback out of reach), ending when `exit`'s
+/// other end closes; waits until it says the link is up.
+fn link(root: &Path, holder: i32, slirp: &Path, exit: OwnedFd) -> Result<(), Error> {
+    let (ready_r, ready_w) =
+        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| setup("pipe", e))?;
+    let socket = forwarder_socket(root);
+    let _ = fs::remove_file(&socket);
+    let log_path = dir(root).join("slirp4netns.log");
+    let log = fs::File::create(&log_path).map_err(io_err(&log_path))?;
+    let mut cmd = Command::new(slirp);
+    cmd.args([
+        "--configure",
+        "--mtu=65520",
+        "--disable-host-loopback",
+        "--exit-fd=3",
+        "--ready-fd=4",
+        "--netns-type=path",
+    ])
+    .arg(format!("--api-socket={}", socket.display()))
+    .arg(format!("--userns-path=/proc/{holder}/ns/user"))
+    .arg(format!("/proc/{holder}/ns/net"))
+    .arg("tap0")
+    .stdin(Stdio::null())
+    .stdout(log.try_clone().map_err(io_err(&log_path))?)
+    .stderr(log);
+    let (exit_fd, ready_fd) = (exit.as_raw_fd(), ready_w.as_raw_fd());
+    use std::os::unix::process::CommandExt as _;
+    // SAFETY: between fork and exec only async-signal-safe calls: setsid
+    // and dup2 (onto 3 and 4, which the pipes' descriptors are not, or dup2
+    // of a descriptor onto itself clears nothing, so they are duplicated
+    // first to high numbers).
+    #[allow(unsafe_code)]
+    unsafe {
+        cmd.pre_exec(move || {
+            libc::setsid();
+            let (e, r) = (libc::dup(exit_fd), libc::dup(ready_fd));
+            if e < 0 || r < 0 || libc::dup2(e, 3) < 0 || libc::dup2(r, 4) < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn().map_err(io_err(slirp))?;
+    drop((exit, ready_w));
+    let mut b = [0u8];
+    let ready = fs::File::from(ready_r).read_exact(&mut b).is_ok() && b[0] == b'1';
+    if !ready {
+        let _ = child.kill();
+        let _ = child.wait();
+        let log = fs::read_to_string(&log_path).unwrap_or_default();
+        return Err(setup(
+            "slirp4netns",
+            log.lines().last().unwrap_or("did not start"),
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_users_range_is_found_by_name_or_id() {
+        let text = "alice:100000:65536\n1001:165536:65536\nbob:231072:0\n";
+        assert_eq!(subordinate(text, "alice", 1000), Some((100000, 65536)));
+        assert_eq!(subordinate(text, "carol", 1001), Some((165536, 65536)));
+        // An empty range is none; an unknown user has none.
+        assert_eq!(subordinate(text, "bob", 1002), None);
+        assert_eq!(subordinate(text, "dave", 1003), None);
+        assert_eq!(subordinate("garbage\n::\n", "dave", 1003), None);
+    }
+
+    #[test]
+    fn the_start_time_is_read_past_a_name_with_spaces() {
+        let me = std::process::id() as i32;
+        assert!(start_time(me).is_some());
+        assert_eq!(start_time(-1), None);
+    }
+}

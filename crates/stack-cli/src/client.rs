@@ -30,10 +30,18 @@ pub fn socket_path() -> PathBuf {
     }
 }
 
-/// Whether this user's stack is rootless: not root, or (once it has entered
-/// them) in the user namespaces of a rootless store.
+/// Whether this user's stack is rootless: not root, with a store of their
+/// own (`STACK_ROOT` naming another's, root's say, makes this a client of
+/// that engine, reached through its group); or, once it has entered them,
+/// in the user namespaces of a rootless store.
 pub fn rootless() -> bool {
-    !nix::unistd::geteuid().is_root() || stack_sys::userns::in_user_namespace()
+    use std::os::unix::fs::MetadataExt as _;
+    let euid = nix::unistd::geteuid();
+    let own_store = || match std::env::var_os("STACK_ROOT") {
+        Some(root) => std::fs::metadata(root).map_or(true, |m| m.uid() == euid.as_raw()),
+        None => true,
+    };
+    (!euid.is_root() && own_store()) || stack_sys::userns::in_user_namespace()
 }
 
 /// A client of the engine, which is started first if it is not running,

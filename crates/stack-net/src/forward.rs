@@ -56,7 +56,8 @@ fn call(socket: &Path, request: Value) -> Result<Value, NetError> {
                 .unwrap_or("refused")
                 .to_string(),
         )),
-        None => Ok(v["return"].clone()),
+        // (`list_hostfwd` answers its entries bare, the others in `return`.)
+        None => Ok(v.get("return").cloned().unwrap_or(v)),
     }
 }
 

@@ -128,13 +128,41 @@ fn start_time(pid: i32) -> Option<u64> {
     fields.get(19)?.parse().ok()
 }
 
-/// Stops the holder of the store at `root` (and with it slirp4netns and
-/// whatever still runs in its namespaces): `stack system reset`'s and the
-/// tests' last act.
+/// Stops every process in the user namespace of the store at `root`'s
+/// holder (engine, DNS server, monitors, containers), then the holder, and
+/// with it slirp4netns: what is left of a rootless store is files.
 pub fn stop(root: &Path) {
-    if let Some(pid) = live_holder(&dir(root)) {
+    use std::os::unix::fs::MetadataExt as _;
+    let Some(holder) = live_holder(&dir(root)) else {
+        return;
+    };
+    let ns = |pid: &str| {
+        fs::metadata(format!("/proc/{pid}/ns/user"))
+            .ok()
+            .map(|m| (m.dev(), m.ino()))
+    };
+    let kill = |pid: i32| {
         let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::SIGKILL);
+    };
+    let Some(theirs) = ns(&holder.to_string()) else {
+        return;
+    };
+    for _ in 0..100 {
+        let inside: Vec<i32> = fs::read_dir("/proc")
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+            .filter(|p| *p != holder && ns(&p.to_string()) == Some(theirs))
+            .filter(|p| start_time(*p).is_some())
+            .collect();
+        if inside.is_empty() {
+            break;
+        }
+        inside.into_iter().for_each(kill);
+        std::thread::sleep(std::time::Duration::from_millis(10));
     }
+    kill(holder);
 }
 
 fn join(pid: i32) -> Result<(), Error> {

@@ -1,0 +1,383 @@
+//! Rootless: a user who is not root runs images, containers and stacks
+//! with nothing of stack running as root. The tests make the users
+//! (`useradd`, subordinate ranges in /etc/subuid and /etc/subgid) and run
+//! the binary as them (`setpriv`), then check from the host: whose
+//! processes the containers are, what answers on the host's ports, what was
+//! left in the host's network namespace and firewall.
+
+mod common;
+
+use std::io::{Read as _, Write as _};
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// A user with subordinate ids (made once), and one without.
+const USER: &str = "stack-rootless";
+const NO_RANGES: &str = "stack-noranges";
+
+/// The uid and gid of `name`, made first if need be (with the ranges).
+fn user(name: &str, ranges: bool) -> (u32, u32) {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _guard = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let id = |flag: &str| -> Option<u32> {
+        let o = Command::new("id").args([flag, name]).output().ok()?;
+        String::from_utf8_lossy(&o.stdout).trim().parse().ok()
+    };
+    if id("-u").is_none() {
+        let o = Command::new("useradd")
+            .args(["--no-create-home", "--shell", "/usr/sbin/nologin"])
+            // (Debian's useradd gives ranges of its own: none here, ours below.)
+            .args(["-K", "SUB_UID_COUNT=0", "-K", "SUB_GID_COUNT=0", name])
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "useradd {name}: {o:?}");
+        if ranges {
+            let o = Command::new("usermod")
+                .args([
+                    "--add-subuids",
+                    "300000-365535",
+                    "--add-subgids",
+                    "300000-365535",
+                    name,
+                ])
+                .output()
+                .unwrap();
+            assert!(o.status.success(), "usermod {name}: {o:?}");
+        }
+    }
+    (id("-u").unwrap(), id("-g").unwrap())
+}
+
+/// A directory of the user's with the binary, a busybox rootfs tar and a
+/// store root; everything in the root's user namespace is stopped and the
+/// directory removed on drop.
+struct Rootless {
+    dir: PathBuf,
+    uid: u32,
+    gid: u32,
+}
+
+impl Rootless {
+    fn new(name: &str, user_name: &str, ranges: bool) -> Rootless {
+        assert!(
+            nix::unistd::geteuid().is_root(),
+            "these tests need root (to make the users)"
+        );
+        let (uid, gid) = user(user_name, ranges);
+        let dir =
+            std::env::temp_dir().join(format!("stack-rootless-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("bb/bin")).unwrap();
+        // The binary where the user can run it (the build's may be under a
+        // directory only root enters).
+        std::fs::copy(env!("CARGO_BIN_EXE_stack"), dir.join("stack")).unwrap();
+        std::fs::copy(common::busybox(), dir.join("bb/bin/busybox")).unwrap();
+        for a in [
+            "sh", "id", "cat", "echo", "sleep", "wget", "httpd", "mkdir", "ls", "ip",
+        ] {
+            std::os::unix::fs::symlink("busybox", dir.join("bb/bin").join(a)).unwrap();
+        }
+        let tar = Command::new("tar")
+            .arg("-C")
+            .arg(dir.join("bb"))
+            .arg("-cf")
+            .arg(dir.join("bb.tar"))
+            .arg(".")
+            .output()
+            .unwrap();
+        assert!(tar.status.success(), "{tar:?}");
+        let o = Command::new("chown")
+            .arg("-R")
+            .arg(format!("{uid}:{gid}"))
+            .arg(&dir)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{o:?}");
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        Rootless { dir, uid, gid }
+    }
+
+    fn root(&self) -> PathBuf {
+        self.dir.join("root")
+    }
+
+    /// `stack ARGS` as the user, in `cwd`, with a bare environment.
+    fn command(&self, cwd: &Path, args: &[&str]) -> Command {
+        let mut c = Command::new("setpriv");
+        c.arg(format!("--reuid={}", self.uid))
+            .arg(format!("--regid={}", self.gid))
+            .arg("--clear-groups")
+            .arg("--")
+            .arg(self.dir.join("stack"))
+            .args(args)
+            .env_clear()
+            .env("PATH", "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin")
+            .env("HOME", &self.dir)
+            .env("STACK_ROOT", self.root())
+            .env("STACK_DNS_UPSTREAM", "none")
+            .current_dir(cwd);
+        c
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.command(&self.dir, args).output().unwrap()
+    }
+
+    fn out(&self, args: &[&str]) -> String {
+        let o = self.run(args);
+        assert!(o.status.success(), "{args:?}: {o:?}");
+        String::from_utf8_lossy(&o.stdout).to_string()
+    }
+
+    fn fails(&self, args: &[&str]) -> String {
+        let o = self.run(args);
+        assert!(!o.status.success(), "{args:?} should fail: {o:?}");
+        String::from_utf8_lossy(&o.stderr).to_string()
+    }
+
+    /// The host pids of processes in this root's user namespace.
+    fn inside(&self) -> Vec<(i32, String)> {
+        use std::os::unix::fs::MetadataExt as _;
+        let Some(holder) =
+            stack_runtime::userns::live_holder(&stack_runtime::userns::dir(&self.root()))
+        else {
+            return Vec::new();
+        };
+        let ns = |pid: i32| {
+            std::fs::metadata(format!("/proc/{pid}/ns/user"))
+                .ok()
+                .map(|m| (m.dev(), m.ino()))
+        };
+        let theirs = ns(holder);
+        processes()
+            .into_iter()
+            .filter(|(pid, _)| *pid != holder && ns(*pid) == theirs)
+            .collect()
+    }
+}
+
+impl Drop for Rootless {
+    fn drop(&mut self) {
+        stack_runtime::userns::stop(&self.root());
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Every process: pid and command line (arguments joined by spaces).
+fn processes() -> Vec<(i32, String)> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| {
+            let pid: i32 = e.file_name().to_str()?.parse().ok()?;
+            let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+            let cmd: Vec<String> = cmd
+                .split(|b| *b == 0)
+                .filter(|a| !a.is_empty())
+                .map(|a| String::from_utf8_lossy(a).to_string())
+                .collect();
+            Some((pid, cmd.join(" ")))
+        })
+        .collect()
+}
+
+/// The real uid of a process, from its status.
+fn uid_of(pid: i32) -> Option<u32> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// The body of `GET /` on the host's 127.0.0.1:`port`, if it answers.
+fn http_get(port: u16) -> Option<String> {
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(std::time::Duration::from_secs(2)))
+        .ok()?;
+    s.write_all(b"GET / HTTP/1.0\r\nHost: x\r\n\r\n").ok()?;
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).ok()?;
+    Some(answer)
+}
+
+fn host(cmd: &str, args: &[&str]) -> String {
+    let o = Command::new(cmd).args(args).output().unwrap();
+    String::from_utf8_lossy(&o.stdout).to_string()
+}
+
+#[test]
+fn a_user_runs_images_containers_and_a_stack_without_root() {
+    let r = Rootless::new("stack", USER, true);
+    let tar = r.dir.join("bb.tar");
+    r.out(&["image", "import", tar.to_str().unwrap(), "local/bb:1"]);
+    // The store is the user's: its files are theirs on the host.
+    use std::os::unix::fs::MetadataExt as _;
+    assert_eq!(
+        std::fs::metadata(r.root().join("images")).unwrap().uid(),
+        r.uid
+    );
+
+    // Root inside, the user outside.
+    let inside = r.out(&[
+        "container",
+        "run",
+        "--rm",
+        "local/bb:1",
+        "sh",
+        "-c",
+        "id -u; cat /proc/self/uid_map",
+    ]);
+    let mut lines = inside.lines();
+    assert_eq!(lines.next(), Some("0"), "{inside}");
+    let map: Vec<String> = lines
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .map(String::from)
+        .collect();
+    assert_eq!(map, ["0", &r.uid.to_string(), "1"], "{inside}");
+    r.out(&[
+        "container",
+        "run",
+        "-d",
+        "--name",
+        "sleeper",
+        "local/bb:1",
+        "sleep",
+        "1234",
+    ]);
+    let sleeper = common::wait_for_value("the container's sleep on the host", || {
+        processes()
+            .into_iter()
+            .find(|(_, c)| c == "sleep 1234")
+            .map(|(p, _)| p)
+    });
+    assert_eq!(
+        uid_of(sleeper),
+        Some(r.uid),
+        "the container's root is the user on the host"
+    );
+    r.out(&["container", "rm", "-f", "sleeper"]);
+
+    // A stack: two services reaching each other by name, a published port
+    // answering on the host.
+    let port = common::free_port();
+    let project = r.dir.join("shop");
+    std::fs::create_dir_all(&project).unwrap();
+    std::fs::write(
+        project.join("compose.yaml"),
+        format!(
+            r#"services:
+  web:
+    image: local/bb:1
+    command: ["sh", "-c", "mkdir -p /www && echo hello-from-web > /www/index.html && exec httpd -f -p 80 -h /www"]
+    ports: ["{port}:80"]
+  client:
+    image: local/bb:1
+    command: ["sh", "-c", "until wget -qO- http://web/; do sleep 0.2; done; exec sleep 1000"]
+"#
+        ),
+    )
+    .unwrap();
+    let _ = Command::new("chown")
+        .arg("-R")
+        .arg(format!("{}:{}", r.uid, r.gid))
+        .arg(&project)
+        .output();
+    let in_project = |args: &[&str]| {
+        let o = r.command(&project, args).output().unwrap();
+        assert!(o.status.success(), "{args:?}: {o:?}");
+        (
+            String::from_utf8_lossy(&o.stdout).to_string(),
+            String::from_utf8_lossy(&o.stderr).to_string(),
+        )
+    };
+    let tables = || host("nft", &["list", "tables"]);
+    let before = tables();
+    let (_, up) = in_project(&["up", "-d"]);
+    // This host's cgroups are not the user's: said once.
+    assert_eq!(up.matches("without resource limits").count(), 1, "{up}");
+    let page = common::wait_for_value("the published port answering on the host", || {
+        http_get(port).filter(|a| a.contains("hello-from-web"))
+    });
+    assert!(
+        page.lines().next().is_some_and(|l| l.contains(" 200 ")),
+        "{page}"
+    );
+    common::wait_for("the client reaching web by name", || {
+        in_project(&["logs", "client"]).0.contains("hello-from-web")
+    });
+    let (exec, _) = in_project(&["exec", "-T", "web", "cat", "/www/index.html"]);
+    assert_eq!(exec.trim(), "hello-from-web");
+
+    // Its bridge and nft table are in the engine's namespace, not the host's.
+    let net: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(r.root().join("networks/shop_default.json")).unwrap(),
+    )
+    .unwrap();
+    let bridge = net["bridge"].as_str().unwrap();
+    assert!(
+        !host("ip", &["-o", "link"]).contains(&format!(" {bridge}:")),
+        "{bridge} on the host"
+    );
+    assert_eq!(
+        tables(),
+        before,
+        "the rootless engine's nft table is not the host's"
+    );
+
+    // Below 1024 only where the host allows it.
+    let low = r.dir.join("low");
+    std::fs::create_dir_all(&low).unwrap();
+    std::fs::write(
+        low.join("compose.yaml"),
+        "services:\n  web:\n    image: local/bb:1\n    command: [\"sleep\", \"100\"]\n    ports: [\"80:80\"]\n",
+    )
+    .unwrap();
+    let o = r.command(&low, &["up", "-d"]).output().unwrap();
+    assert!(!o.status.success(), "{o:?}");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("ports below 1024"), "{err}");
+    let o = r.command(&low, &["down"]).output().unwrap();
+    assert!(o.status.success(), "{o:?}");
+
+    in_project(&["down"]);
+    assert!(http_get(port).is_none(), "the port is let go");
+    // No container process is left: the engine waits, its DNS server went
+    // with the last network.
+    common::wait_for("no container process left", || {
+        r.inside().iter().all(|(_, c)| c.ends_with("stack daemon"))
+    });
+    drop(r);
+    // (Zombies aside: on a host whose init does not reap, the orphans stay
+    // as entries, though nothing runs.)
+    let zombie = |p: i32| {
+        std::fs::read_to_string(format!("/proc/{p}/stat")).is_ok_and(|s| s.contains(") Z "))
+    };
+    let left: Vec<(i32, String)> = processes()
+        .into_iter()
+        .filter(|(p, _)| uid_of(*p) == Some(user(USER, true).0) && !zombie(*p))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+}
+
+#[test]
+fn a_user_without_subordinate_ids_is_told_what_is_missing() {
+    let r = Rootless::new("noranges", NO_RANGES, false);
+    let tar = r.dir.join("bb.tar");
+    let err = r.fails(&["image", "import", tar.to_str().unwrap(), "local/bb:1"]);
+    assert!(
+        err.contains(&format!(
+            "user `{NO_RANGES}` has no subordinate user ids in `/etc/subuid`"
+        )),
+        "{err}"
+    );
+    // Commands that only read the stack files need no namespace.
+    let o = r.command(&r.dir, &["config", "--help"]).output().unwrap();
+    assert!(o.status.success(), "{o:?}");
+}

@@ -315,6 +315,26 @@ fn a_user_runs_images_containers_and_a_stack_without_root() {
     let (exec, _) = in_project(&["exec", "-T", "web", "cat", "/www/index.html"]);
     assert_eq!(exec.trim(), "hello-from-web");
 
+    // The engine killed, its containers run on and answer; the next engine
+    // (started by the next command, in the same namespaces) adopts them.
+    let engine: i32 = std::fs::read_to_string(r.root().join("engine.pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert_eq!(uid_of(engine), Some(r.uid), "the engine is the user's");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(engine),
+        nix::sys::signal::SIGKILL,
+    )
+    .unwrap();
+    common::wait_for("the engine gone", || {
+        std::fs::read_to_string(format!("/proc/{engine}/stat")).map_or(true, |s| s.contains(") Z "))
+    });
+    assert!(http_get(port).is_some_and(|a| a.contains("hello-from-web")));
+    let (ps, _) = in_project(&["ps"]);
+    assert_eq!(ps.lines().filter(|l| l.contains(" Up")).count(), 2, "{ps}");
+
     // Its bridge and nft table are in the engine's namespace, not the host's.
     let net: serde_json::Value = serde_json::from_slice(
         &std::fs::read(r.root().join("networks/shop_default.json")).unwrap(),

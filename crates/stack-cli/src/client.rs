@@ -21,13 +21,17 @@ pub fn socket_path() -> PathBuf {
     if let Some(s) = std::env::var_os("STACK_SOCKET") {
         return s.into();
     }
-    let runtime_dir = std::env::var_os("XDG_RUNTIME_DIR").filter(|d| !d.is_empty());
-    match runtime_dir {
-        Some(d) if rootless() && std::env::var_os("STACK_ROOT").is_none() => {
-            PathBuf::from(d).join("stack/engine.sock")
-        }
-        _ => stack_root().join("engine.sock"),
+    match runtime_socket_dir() {
+        Some(d) => d.join("engine.sock"),
+        None => stack_root().join("engine.sock"),
     }
+}
+
+/// `$XDG_RUNTIME_DIR/stack`, where a rootless user's default engine puts
+/// its socket (none without `XDG_RUNTIME_DIR`, or with `STACK_ROOT`).
+fn runtime_socket_dir() -> Option<PathBuf> {
+    let d = std::env::var_os("XDG_RUNTIME_DIR").filter(|d| !d.is_empty())?;
+    (rootless() && std::env::var_os("STACK_ROOT").is_none()).then(|| PathBuf::from(d).join("stack"))
 }
 
 /// Whether this user's stack is rootless: not root, with a store of their
@@ -123,8 +127,8 @@ fn start(socket: &Path) -> anyhow::Result<()> {
     let root = stack_root();
     stack_sys::prepare_root(&root, 0o700)
         .with_context(|| format!("cannot make the store root `{}`", root.display()))?;
-    if let Some(dir) = socket.parent().filter(|d| !d.exists()) {
-        stack_sys::private_dir(dir)
+    if let Some(dir) = runtime_socket_dir().filter(|d| socket.parent() == Some(d)) {
+        stack_sys::private_dir(&dir)
             .with_context(|| format!("cannot make the socket's directory `{}`", dir.display()))?;
     }
     let log_path = root.join("engine.log");

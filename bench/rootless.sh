@@ -89,3 +89,10 @@ best() {
 root_ms=$(best "$as_root"); user_ms=$(best "$as_user")
 echo "  stack, root      ${root_ms} ms"
 echo "  stack, rootless  ${user_ms} ms   $(python3 -c "print(f'{$user_ms/$root_ms:.2f}')")x of root"
+
+# What rootless costs once per store: the namespace holder and slirp4netns
+# (Pss: shared pages divided among their sharers).
+pss() { awk '$1 == "Pss:" {print $2}' "/proc/$1/smaps_rollup"; }
+holder=$(awk '{print $1}' "$work/home/root/rootless/holder.pid")
+slirp=$(pgrep -f "api-socket=$work/home/root/rootless/slirp.sock" | head -1)
+echo "once per rootless store: holder Pss $(pss "$holder") kB, slirp4netns Pss $(pss "$slirp") kB"

@@ -401,3 +401,108 @@ fn a_user_without_subordinate_ids_is_told_what_is_missing() {
     let o = r.command(&r.dir, &["config", "--help"]).output().unwrap();
     assert!(o.status.success(), "{o:?}");
 }
+
+/// A test host of our own: a network namespace on a veth pair, serving
+/// HTTP on 10.199.`n`.2, removed on drop.
+struct TestHost {
+    ns: String,
+    server: std::process::Child,
+}
+
+impl TestHost {
+    fn new(n: u8, dir: &Path) -> TestHost {
+        let ns = format!("rlt{}", std::process::id());
+        let (outside, inside) = (
+            format!("rlh{}", std::process::id()),
+            format!("rln{}", std::process::id()),
+        );
+        let ip = |args: &[&str]| {
+            let o = Command::new("ip").args(args).output().unwrap();
+            assert!(o.status.success(), "ip {args:?}: {o:?}");
+        };
+        ip(&["netns", "add", &ns]);
+        ip(&[
+            "link", "add", &outside, "type", "veth", "peer", "name", &inside, "netns", &ns,
+        ]);
+        ip(&["addr", "add", &format!("10.199.{n}.1/30"), "dev", &outside]);
+        ip(&["link", "set", &outside, "up"]);
+        ip(&[
+            "-n",
+            &ns,
+            "addr",
+            "add",
+            &format!("10.199.{n}.2/30"),
+            "dev",
+            &inside,
+        ]);
+        ip(&["-n", &ns, "link", "set", &inside, "up"]);
+        ip(&["-n", &ns, "link", "set", "lo", "up"]);
+        std::fs::write(dir.join("index.html"), "hello-from-outside\n").unwrap();
+        let server = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &ns,
+                "python3",
+                "-m",
+                "http.server",
+                "--bind",
+            ])
+            .arg(format!("10.199.{n}.2"))
+            .arg("8000")
+            .current_dir(dir)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        TestHost { ns, server }
+    }
+}
+
+impl Drop for TestHost {
+    fn drop(&mut self) {
+        let _ = self.server.kill();
+        let _ = self.server.wait();
+        // (The veth pair goes with the namespace.)
+        let _ = Command::new("ip").args(["netns", "del", &self.ns]).output();
+    }
+}
+
+#[test]
+fn a_rootless_container_reaches_out_through_slirp4netns() {
+    let r = Rootless::new("outbound", USER, true);
+    let served = r.dir.join("served");
+    std::fs::create_dir_all(&served).unwrap();
+    let _host = TestHost::new(7, &served);
+    let tar = r.dir.join("bb.tar");
+    r.out(&["image", "import", tar.to_str().unwrap(), "local/bb:1"]);
+    r.out(&["network", "create", "out"]);
+    // The container's traffic leaves the engine's namespace through
+    // slirp4netns, which connects from the host as the user.
+    let page = r.out(&[
+        "container", "run", "--rm", "--network", "out", "local/bb:1", "sh", "-c",
+        "for i in 1 2 3 4 5 6 7 8 9 10; do wget -qO- http://10.199.7.2:8000/ && exit 0; sleep 0.3; done; exit 1",
+    ]);
+    assert_eq!(page.trim(), "hello-from-outside");
+    // The host's loopback stays out of reach (slirp4netns's 10.0.2.2).
+    let port = common::free_port();
+    let listener = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let o = r.run(&[
+        "container",
+        "run",
+        "--rm",
+        "--network",
+        "out",
+        "local/bb:1",
+        "wget",
+        "-qO-",
+        &format!("http://10.0.2.2:{port}/"),
+    ]);
+    assert!(!o.status.success(), "{o:?}");
+    assert!(
+        listener.accept().is_err(),
+        "nothing reached the host's loopback"
+    );
+    r.out(&["network", "rm", "out"]);
+}

@@ -34,18 +34,44 @@ fn runtime_socket_dir() -> Option<PathBuf> {
     (rootless() && std::env::var_os("STACK_ROOT").is_none()).then(|| PathBuf::from(d).join("stack"))
 }
 
-/// Whether this user's stack is rootless: not root, with a store of their
-/// own (`STACK_ROOT` naming another's, root's say, makes this a client of
-/// that engine, reached through its group); or, once it has entered them,
-/// in the user namespaces of a rootless store.
+/// Whether this user's stack is rootless, decided once, before the process
+/// enters the store's namespaces (where it is root): not root, and with a
+/// store of their own. `STACK_ROOT` or `STACK_SOCKET` naming another's
+/// (root's, say), or root's engine answering on /var/lib/stack (the user
+/// is in the group `stack daemon --group` opened it to), makes this a client
+/// of that engine instead.
 pub fn rootless() -> bool {
-    use std::os::unix::fs::MetadataExt as _;
-    let euid = nix::unistd::geteuid();
-    let own_store = || match std::env::var_os("STACK_ROOT") {
-        Some(root) => std::fs::metadata(root).map_or(true, |m| m.uid() == euid.as_raw()),
-        None => true,
-    };
-    (!euid.is_root() && own_store()) || stack_sys::userns::in_user_namespace()
+    static ROOTLESS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ROOTLESS.get_or_init(|| {
+        use std::os::unix::fs::MetadataExt as _;
+        let euid = nix::unistd::geteuid();
+        let ours =
+            |p: &std::ffi::OsStr| std::fs::metadata(p).map_or(true, |m| m.uid() == euid.as_raw());
+        if euid.is_root() {
+            return false;
+        }
+        match (
+            std::env::var_os("STACK_ROOT"),
+            std::env::var_os("STACK_SOCKET"),
+        ) {
+            (Some(root), _) => ours(&root),
+            (None, Some(socket)) => ours(&socket),
+            (None, None) => std::os::unix::net::UnixStream::connect(ROOT_SOCKET).is_err(),
+        }
+    })
+}
+
+/// Root's engine socket, where a member of its group reaches it.
+const ROOT_SOCKET: &str = "/var/lib/stack/engine.sock";
+
+/// Makes `$XDG_RUNTIME_DIR/stack` if the socket is to be there (emptied at
+/// every boot and logout: the engine, under systemd too, makes it again).
+pub fn prepare_socket_dir(socket: &Path) -> anyhow::Result<()> {
+    if let Some(dir) = runtime_socket_dir().filter(|d| socket.parent() == Some(d)) {
+        stack_sys::private_dir(&dir)
+            .with_context(|| format!("cannot make the socket's directory `{}`", dir.display()))?;
+    }
+    Ok(())
 }
 
 /// A client of the engine, which is started first if it is not running,
@@ -127,10 +153,7 @@ fn start(socket: &Path) -> anyhow::Result<()> {
     let root = stack_root();
     stack_sys::prepare_root(&root, 0o700)
         .with_context(|| format!("cannot make the store root `{}`", root.display()))?;
-    if let Some(dir) = runtime_socket_dir().filter(|d| socket.parent() == Some(d)) {
-        stack_sys::private_dir(&dir)
-            .with_context(|| format!("cannot make the socket's directory `{}`", dir.display()))?;
-    }
+    prepare_socket_dir(socket)?;
     let log_path = root.join("engine.log");
     let log = std::fs::OpenOptions::new()
         .create(true)
@@ -139,8 +162,12 @@ fn start(socket: &Path) -> anyhow::Result<()> {
         .open(&log_path)
         .with_context(|| format!("cannot open `{}`", log_path.display()))?;
     let exe = std::env::current_exe().context("cannot find our own binary")?;
+    // The root and socket as decided here: inside a rootless store's
+    // namespaces the engine is root, and would decide otherwise.
     let mut child = std::process::Command::new(exe)
         .arg("daemon")
+        .env("STACK_ROOT", &root)
+        .env("STACK_SOCKET", socket)
         .stdin(std::process::Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(log)
@@ -186,7 +213,10 @@ pub fn stack_root() -> PathBuf {
     let data = std::env::var_os("XDG_DATA_HOME")
         .filter(|d| !d.is_empty())
         .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")))
-        .unwrap_or_else(|| PathBuf::from("/tmp"));
-    data.join("stack")
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")));
+    match data {
+        Some(d) => d.join("stack"),
+        // No home: one of the user's own, not one every user could take.
+        None => PathBuf::from(format!("/tmp/stack-{}", nix::unistd::geteuid())),
+    }
 }

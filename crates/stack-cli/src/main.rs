@@ -71,9 +71,21 @@ fn main() -> ExitCode {
         )
     );
     if client::rootless() && !reads_files_only {
-        if let Err(e) = stack_runtime::userns::enter(&client::stack_root()) {
-            eprintln!("error: {e}");
-            return ExitCode::FAILURE;
+        let root = client::stack_root();
+        match stack_runtime::userns::enter(&root) {
+            Ok(false) => {}
+            // A new link to the host: the published ports go through it again.
+            Ok(true) => {
+                if let Err(e) =
+                    stack_net::Store::open(&root).and_then(|s| stack_net::forward::resync(&s))
+                {
+                    eprintln!("warning: published ports: {e}");
+                }
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::FAILURE;
+            }
         }
     }
     let mut out = std::io::stdout().lock();
@@ -216,12 +228,16 @@ fn main() -> ExitCode {
         cli::Command::Daemon {
             group,
             docker_socket,
-        } => done(stack_host::daemon::serve(
-            &client::stack_root(),
-            &client::socket_path(),
-            group.as_deref(),
-            docker_socket,
-        )),
+        } => done(
+            client::prepare_socket_dir(&client::socket_path()).and_then(|()| {
+                stack_host::daemon::serve(
+                    &client::stack_root(),
+                    &client::socket_path(),
+                    group.as_deref(),
+                    docker_socket,
+                )
+            }),
+        ),
         cli::Command::Port {
             service,
             port,

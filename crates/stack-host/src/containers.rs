@@ -279,7 +279,12 @@ pub fn start_again(root: &Path, key: &str) -> anyhow::Result<String> {
         return Ok(st.name);
     }
     if let stack_runtime::NetworkMode::Path(netns) = &st.spec.network {
-        if !netns.exists() {
+        // Still a namespace (nsfs): the file stays, without its mount, once
+        // the mount namespace that held it is gone (a reboot; a rootless
+        // store's namespaces stopped).
+        let nsfs = nix::sys::statfs::statfs(netns)
+            .is_ok_and(|f| f.filesystem_type() == nix::sys::statfs::NSFS_MAGIC);
+        if !nsfs {
             bail!(
                 "container `{}` lost its network namespace: recreate it (stack up --force-recreate)",
                 st.name
@@ -556,7 +561,11 @@ pub fn top_of(st: &State) -> stack_api::Top {
     let mut pids = stack_runtime::cgroup::layout_of(&st.spec)
         .map(|l| stack_runtime::cgroup::procs(&l))
         .unwrap_or_default();
-    if pids.is_empty() && st.pid > 0 {
+    let own_pid_namespace =
+        std::fs::read_link(format!("/proc/{}/ns/pid", st.pid)).is_ok_and(|theirs| {
+            std::fs::read_link("/proc/self/ns/pid").is_ok_and(|ours| ours != theirs)
+        });
+    if pids.is_empty() && st.pid > 0 && stack_runtime::cgroup::none_of_ours() && own_pid_namespace {
         // No cgroups (rootless): the processes of its PID namespace.
         pids = stack_runtime::cgroup::procs_by_namespace(st.pid);
     }

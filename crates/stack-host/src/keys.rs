@@ -201,8 +201,8 @@ fn check_on(
     if host.is_none() {
         v.warnings.push(
             "containers run without resource limits: this rootless engine has no cgroups \
-             of its own (a cgroup v2 subtree delegated to the user, as a systemd user \
-             session gives, is needed)"
+             of its own (it needs a cgroup v2 subtree delegated to the user, as a systemd \
+             user unit with Delegate=yes has)"
                 .to_string(),
         );
     }

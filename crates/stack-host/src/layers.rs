@@ -160,12 +160,13 @@ pub fn commit(
     // A running container is frozen while its layer is read, whatever
     // `--pause` says: a live one could swap a directory for a link to the
     // host's files between a look and a read.
-    // (A rootless engine given no cgroups has no freezer: it reads the
-    // layer of a running container as docker commit --pause=false does;
-    // a link swapped in then leads only where the user may read anyway.)
-    let freeze = crate::containers::running(st)
-        && !crate::containers::is_paused(st)
-        && !stack_runtime::cgroup::none_of_ours();
+    let freeze = crate::containers::running(st) && !crate::containers::is_paused(st);
+    if freeze && stack_runtime::cgroup::none_of_ours() {
+        anyhow::bail!(
+            "container `{}` runs, and a rootless engine without cgroups of its own cannot freeze it while its layer is read: stop it first",
+            st.name
+        );
+    }
     if freeze {
         crate::containers::freeze(host.root(), &st.id, true)?;
     }

@@ -245,14 +245,6 @@ fn upstream(ours: &[IpAddr]) -> Vec<SocketAddr> {
     listed
         .into_iter()
         .filter(|a| !ours.contains(&a.ip()))
-        .map(
-            |a| match stack_sys::userns::rootless() && a.ip().is_loopback() {
-                // A rootless engine's loopback is not the host's: slirp4netns's
-                // resolver (10.0.2.3) asks the host's for it.
-                true => SocketAddr::new(IpAddr::from([10, 0, 2, 3]), 53),
-                false => a,
-            },
-        )
         .collect()
 }
 

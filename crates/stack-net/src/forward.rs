@@ -61,44 +61,74 @@ fn call(socket: &Path, request: Value) -> Result<Value, NetError> {
     }
 }
 
+/// The forwards slirp4netns has now.
+fn listed(socket: &Path) -> Result<Vec<(Forward, Value)>, NetError> {
+    let listed = call(socket, json!({"execute": "list_hostfwd"}))?;
+    Ok(listed["entries"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|e| {
+            let f: Forward = (
+                e["proto"].as_str().unwrap_or("").to_string(),
+                e["host_addr"].as_str().unwrap_or("").to_string(),
+                e["host_port"].as_u64().unwrap_or(0) as u16,
+            );
+            (f, e["id"].clone())
+        })
+        .collect())
+}
+
 /// Makes slirp4netns's forwards on the API at `socket` those `endpoints`
-/// publish.
+/// publish, as far as it can: a port it cannot listen on is left out here
+/// (one container's port must not stop the others' rules), and [`check`]
+/// tells the container that asked for it.
 pub fn sync(socket: &Path, endpoints: &[Endpoint]) -> Result<(), NetError> {
     let want = wanted(endpoints);
-    let listed = call(socket, json!({"execute": "list_hostfwd"}))?;
     let mut have = BTreeSet::new();
-    for e in listed["entries"].as_array().into_iter().flatten() {
-        let f: Forward = (
-            e["proto"].as_str().unwrap_or("").to_string(),
-            e["host_addr"].as_str().unwrap_or("").to_string(),
-            e["host_port"].as_u64().unwrap_or(0) as u16,
-        );
+    for (f, id) in listed(socket)? {
         if want.contains(&f) {
             have.insert(f);
         } else {
             call(
                 socket,
-                json!({"execute": "remove_hostfwd", "arguments": {"id": e["id"]}}),
+                json!({"execute": "remove_hostfwd", "arguments": {"id": id}}),
             )?;
         }
     }
     for (proto, addr, port) in want.difference(&have) {
         let args =
             json!({"proto": proto, "host_addr": addr, "host_port": port, "guest_port": port});
-        if let Err(e) = call(socket, json!({"execute": "add_hostfwd", "arguments": args})) {
-            let low = *port < 1024;
-            return Err(NetError::Config(format!(
-                "cannot publish {addr}:{port}/{proto} on the host: {e}{}",
-                if low {
-                    " (a rootless engine publishes ports below 1024 only where the host allows it: \
-                     sysctl net.ipv4.ip_unprivileged_port_start)"
-                } else {
-                    ""
-                }
-            )));
-        }
+        let _ = call(socket, json!({"execute": "add_hostfwd", "arguments": args}));
     }
     Ok(())
+}
+
+/// Forwards again every port the records of `store` publish (a new
+/// slirp4netns knows none).
+pub fn resync(store: &crate::Store) -> Result<(), NetError> {
+    sync(&store.forwarder_socket(), &store.all_endpoints()?)
+}
+
+/// Fails, naming the first, if a port `endpoint` publishes has no forward
+/// on the host.
+pub fn check(socket: &Path, endpoint: &Endpoint) -> Result<(), NetError> {
+    let have: BTreeSet<Forward> = listed(socket)?.into_iter().map(|(f, _)| f).collect();
+    let missing = wanted(std::slice::from_ref(endpoint))
+        .into_iter()
+        .find(|f| !have.contains(f));
+    let Some((proto, addr, port)) = missing else {
+        return Ok(());
+    };
+    Err(NetError::PortTaken(format!(
+        "cannot publish {addr}:{port}/{proto} on the host: slirp4netns could not listen there \
+         (another program holds it{})",
+        if port < 1024 {
+            ", or, below 1024, the host keeps it for root: sysctl net.ipv4.ip_unprivileged_port_start"
+        } else {
+            ""
+        }
+    )))
 }
 
 #[cfg(test)]

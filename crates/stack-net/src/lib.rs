@@ -311,7 +311,14 @@ pub async fn connect(
         Ok(()) if !published => Ok((netns, done)),
         Ok(()) => {
             let _lock = store.lock()?;
-            match firewall::apply(store, false) {
+            let applied = firewall::apply(store, false).and_then(|()| {
+                let forwarder = store.forwarder_socket();
+                match stack_sys::userns::rootless() && forwarder.exists() {
+                    true => forward::check(&forwarder, &done[0]),
+                    false => Ok(()),
+                }
+            });
+            match applied {
                 Ok(()) => Ok((netns, done)),
                 Err(e) => {
                     drop(_lock);

@@ -81,8 +81,13 @@ fn overlaps(a: &Port, b: &Port) -> bool {
         }
 }
 
-/// Whether the host lets us bind the port (so no process holds it).
+/// Whether the host lets us bind the port (so no process holds it). A
+/// rootless engine's namespace is not the host's: there slirp4netns's bind
+/// (`forward`) says whether the port is free, and why not.
 fn bindable(p: &Port) -> bool {
+    if stack_sys::userns::rootless() {
+        return true;
+    }
     let ip = p.host_ip.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
     let addr = SocketAddr::new(ip, p.host_port);
     if p.protocol == "udp" {

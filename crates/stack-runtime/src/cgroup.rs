@@ -266,7 +266,18 @@ pub fn controllers() -> Controllers {
         return Controllers::NONE;
     }
     if is_v2_root() {
-        let list = fs::read_to_string(root.join("cgroup.controllers")).unwrap_or_default();
+        // Rootless, those delegated to our own cgroup (a user's systemd
+        // gives some of them only).
+        let own = fs::read_to_string("/proc/self/cgroup")
+            .ok()
+            .and_then(|c| own_path(&c, None))
+            .filter(|_| stack_sys::userns::rootless())
+            .unwrap_or_default();
+        let list = fs::read_to_string(
+            root.join(own.trim_start_matches('/'))
+                .join("cgroup.controllers"),
+        )
+        .unwrap_or_default();
         let has = |c: &str| list.split_whitespace().any(|x| x == c);
         return Controllers {
             memory: has("memory"),

@@ -429,7 +429,14 @@ pub fn setup(spec: &Spec, dir: &Path, cgroups: Option<&View>, sys: &mut dyn Sys)
     } else {
         MsFlags::MS_NODEV
     };
-    sys.mount("overlay", &merged, Some("overlay"), root_flags, Some(&opts))?;
+    sys.mount("overlay", &merged, Some("overlay"), root_flags, Some(&opts))
+        .map_err(|e| match sys.rootless() {
+            true => io::Error::new(
+                e.kind(),
+                format!("{e} (rootless: overlayfs in a user namespace needs Linux 5.11 or later)"),
+            ),
+            false => e,
+        })?;
 
     let nosuid_noexec_nodev = MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC | MsFlags::MS_NODEV;
     let proc_dir = merged.join("proc");

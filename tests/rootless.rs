@@ -354,6 +354,11 @@ fn a_user_runs_images_containers_and_a_stack_without_root() {
     });
     let (exec, _) = in_project(&["exec", "-T", "web", "cat", "/www/index.html"]);
     assert_eq!(exec.trim(), "hello-from-web");
+    // Without cgroups, top finds the container's processes by its PID
+    // namespace: its init and httpd, not the other service's.
+    let (top, _) = in_project(&["top", "web"]);
+    assert!(top.contains("httpd -f -p 80"), "{top}");
+    assert!(!top.contains("sleep 1000"), "{top}");
 
     // The engine killed, its containers run on and answer; the next engine
     // (started by the next command, in the same namespaces) adopts them.

@@ -561,11 +561,12 @@ pub fn top_of(st: &State) -> stack_api::Top {
     let mut pids = stack_runtime::cgroup::layout_of(&st.spec)
         .map(|l| stack_runtime::cgroup::procs(&l))
         .unwrap_or_default();
-    let own_pid_namespace =
-        std::fs::read_link(format!("/proc/{}/ns/pid", st.pid)).is_ok_and(|theirs| {
-            std::fs::read_link("/proc/self/ns/pid").is_ok_and(|ours| ours != theirs)
-        });
-    if pids.is_empty() && st.pid > 0 && stack_runtime::cgroup::none_of_ours() && own_pid_namespace {
+    let own_pid_namespace = || {
+        let ns = |pid: &str| std::fs::read_link(format!("/proc/{pid}/ns/pid")).ok();
+        ns(&st.pid.to_string()).is_some_and(|theirs| ns("self") != Some(theirs))
+    };
+    if pids.is_empty() && st.pid > 0 && stack_runtime::cgroup::none_of_ours() && own_pid_namespace()
+    {
         // No cgroups (rootless): the processes of its PID namespace.
         pids = stack_runtime::cgroup::procs_by_namespace(st.pid);
     }

@@ -32,7 +32,9 @@ fn main() -> ExitCode {
     // The hidden init mode: this process is becoming a container.
     let mut argv = std::env::args();
     match argv.nth(1).as_deref() {
-        Some(stack_runtime::INIT_ARG) => stack_runtime::init_main(&argv.next().unwrap_or_default()),
+        Some(stack_runtime::INIT_ARG) => {
+            stack_runtime::init_main(&argv.next().unwrap_or_default(), argv.next().as_deref())
+        }
         Some(stack_runtime::EXEC_ARG) => stack_runtime::exec_main(&argv.next().unwrap_or_default()),
         Some(stack_host::DNS_ARG) => return stack_host::network::dns_main(&client::stack_root()),
         _ => {}

@@ -22,11 +22,21 @@ const NOT_FOUND: i32 = 127;
 /// Entry point of the init mode, given the descriptor the spec arrives on.
 /// This process is the container's monitor: it lives as long as the
 /// container, owns its state file, logs and cgroups. Never returns.
-pub fn init_main(spec_fd: &str) -> ! {
+///
+/// `started_fd`, of a detached start: a pipe the monitor writes a byte on
+/// once it has recorded the container running (its caller waits on it).
+pub fn init_main(spec_fd: &str, started_fd: Option<&str>) -> ! {
     let json = std::fs::read(format!("/proc/self/fd/{spec_fd}")).unwrap_or_default();
     let parsed: Result<(Spec, PathBuf, Mode), _> = serde_json::from_slice(&json);
+    // SAFETY: our caller (`start`) gave us this descriptor, open, for us
+    // alone; nothing else here owns it.
+    #[allow(unsafe_code)]
+    let started = started_fd
+        .and_then(|fd| fd.parse::<i32>().ok())
+        .filter(|fd| *fd > 2)
+        .map(|fd| unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) });
     let code = match parsed {
-        Ok((spec, dir, mode)) => match stage1(&spec, &dir, mode) {
+        Ok((spec, dir, mode)) => match stage1(&spec, &dir, mode, started) {
             Ok(code) => code,
             Err(e) => {
                 eprintln!("stack: container `{}`: {e}", short(&spec.id));
@@ -146,23 +156,28 @@ fn enter(ns: crate::spec::Namespace, kind: &str, flag: CloneFlags) -> std::io::R
     }
 }
 
-/// Closes every inherited descriptor above stderr.
-fn close_inherited_fds() {
+/// Closes every inherited descriptor above stderr but `keep`.
+fn close_inherited_fds(keep: Option<i32>) {
     let fds: Vec<i32> = std::fs::read_dir("/proc/self/fd")
         .map(|d| {
             d.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
                 .collect()
         })
         .unwrap_or_default();
-    for fd in fds.into_iter().filter(|fd| *fd > 2) {
+    for fd in fds.into_iter().filter(|fd| *fd > 2 && Some(*fd) != keep) {
         let _ = nix::unistd::close(fd);
     }
 }
 
 /// New namespaces, then the container's PID 1 as our child; then watch it.
-fn stage1(spec: &Spec, dir: &Path, mode: Mode) -> std::io::Result<i32> {
+fn stage1(
+    spec: &Spec,
+    dir: &Path,
+    mode: Mode,
+    mut started: Option<std::os::fd::OwnedFd>,
+) -> std::io::Result<i32> {
     let detached = mode == Mode::Detached;
-    close_inherited_fds();
+    close_inherited_fds(started.as_ref().map(std::os::fd::AsRawFd::as_raw_fd));
     // Only the PID namespace here (it applies to our children): the monitor
     // must keep the host's mount namespace, or PID 1's pivot_root would
     // move our root too.
@@ -209,7 +224,9 @@ fn stage1(spec: &Spec, dir: &Path, mode: Mode) -> std::io::Result<i32> {
     }
     match forked {
         ForkResult::Child => {
-            drop((ready_w, set_up_r));
+            // (Our caller's pipe is the monitor's alone: not PID 1's, nor
+            // the container's.)
+            drop((ready_w, set_up_r, started));
             let pty_sock = pty.map(|(_, child_end)| child_end);
             if let Some(((out_r, out_w), (err_r, err_w))) = output {
                 drop((out_r, err_r));
@@ -273,7 +290,12 @@ fn stage1(spec: &Spec, dir: &Path, mode: Mode) -> std::io::Result<i32> {
             if matches!(nix::unistd::read(&set_up_r, &mut [0u8; 1]), Ok(1)) {
                 st.status = Status::Running;
                 state::write(dir, &st)?;
+                if let Some(started) = started.take() {
+                    let _ = nix::unistd::write(&started, &[1]);
+                }
             }
+            // (Else it closes as we end, once the exit is recorded.)
+            let _started = started;
             drop(set_up_r);
             match pty {
                 Some(channel) if mode == Mode::Piped => {
@@ -594,7 +616,7 @@ pub fn exec_main(spec_fd: &str) -> ! {
 /// container's seccomp filter, made for its own capabilities, still holds.
 fn join_and_run(spec: &Spec, pid: i32, piped: bool, privileged: bool) -> std::io::Result<i32> {
     use nix::sched::setns;
-    close_inherited_fds();
+    close_inherited_fds(None);
     let layout = crate::cgroup::layout_of(spec)?;
     crate::cgroup::join(&layout, std::process::id())?;
     // Open every namespace first: after joining the mount namespace, the

@@ -132,33 +132,81 @@ pub fn create(spec: &Spec, root: &Path) -> Result<State, RuntimeError> {
 /// writes its output to the log and its state to disk. Returns when the
 /// container runs (or failed to start).
 pub fn start(spec: &Spec, root: &Path) -> Result<State, RuntimeError> {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    use std::os::fd::AsFd as _;
     let dir = prepare(spec, root)?;
-    let mut child = spawn_monitor(spec, &dir, Mode::Detached, |_| Ok(()))?;
-    // Wait until the monitor has written the state of a container set up
-    // to run (its own: a container started again still has its last
-    // run's), or has died trying.
+    let failed = |e: std::io::Error| start_error(spec, e);
+    // The monitor writes a byte on this pipe once it has recorded the
+    // container running; it closes it without one when it ends first
+    // (having recorded why). No polling of the state file.
+    let (started_r, started_w) =
+        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| failed(e.into()))?;
+    let fd = started_w.as_raw_fd();
+    let mut child = spawn_monitor(spec, &dir, Mode::Detached, |cmd| {
+        cmd.arg(fd.to_string());
+        use std::os::unix::process::CommandExt as _;
+        // SAFETY: between fork and exec only fcntl, async-signal-safe: the
+        // write end is kept across this child's exec only (in our other
+        // children it stays close-on-exec).
+        #[allow(unsafe_code)]
+        unsafe {
+            cmd.pre_exec(move || match libc::fcntl(fd, libc::F_SETFD, 0) {
+                -1 => Err(std::io::Error::last_os_error()),
+                _ => Ok(()),
+            });
+        }
+        Ok(())
+    })?;
+    drop(started_w);
     let monitor = child.id() as i32;
-    for _ in 0..5000 {
-        if let Some(st) = state::read(&dir)
-            .ok()
-            .filter(|st| st.monitor_pid == monitor && st.status != state::Status::Created)
-        {
-            reap_later(child);
-            return Ok(st);
+    let exited = stack_sys::pidfd::open(monitor).map_err(failed)?;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let mut byte = [0u8];
+    let mut pipe_open = true;
+    // Until the byte comes, or the monitor has ended.
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let ms =
+            PollTimeout::try_from(left.as_millis().min(5000) as i32).unwrap_or(PollTimeout::ZERO);
+        let mut fds = vec![PollFd::new(exited.as_fd(), PollFlags::POLLIN)];
+        if pipe_open {
+            fds.push(PollFd::new(started_r.as_fd(), PollFlags::POLLIN));
         }
-        if let Ok(Some(status)) = child.try_wait() {
-            return Err(start_error(
-                spec,
-                std::io::Error::other(format!("the container's monitor exited early ({status})")),
-            ));
+        match poll(&mut fds, ms) {
+            Ok(0) => break,
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => return Err(failed(e.into())),
+            Ok(_) => {}
         }
-        std::thread::sleep(std::time::Duration::from_millis(1));
+        let ended = fds[0].any().unwrap_or(false);
+        if pipe_open && fds[1].any().unwrap_or(false) {
+            match nix::unistd::read(&started_r, &mut byte) {
+                Ok(1) => break,
+                _ => pipe_open = false,
+            }
+        }
+        if ended {
+            break;
+        }
+    }
+    // What it recorded: its own state (a container started again still
+    // has its last run's).
+    if let Some(st) = state::read(&dir)
+        .ok()
+        .filter(|st| st.monitor_pid == monitor && st.status != state::Status::Created)
+    {
+        reap_later(child);
+        return Ok(st);
+    }
+    if let Ok(Some(status)) = child.try_wait() {
+        return Err(failed(std::io::Error::other(format!(
+            "the container's monitor exited early ({status})"
+        ))));
     }
     reap_later(child);
-    Err(start_error(
-        spec,
-        std::io::Error::other("the container did not start within 5 s"),
-    ))
+    Err(failed(std::io::Error::other(
+        "the container did not start within 5 s",
+    )))
 }
 
 /// Waits for a child on a small thread of its own, so that a long-lived

@@ -561,14 +561,17 @@ pub fn top_of(st: &State) -> stack_api::Top {
     let mut pids = stack_runtime::cgroup::layout_of(&st.spec)
         .map(|l| stack_runtime::cgroup::procs(&l))
         .unwrap_or_default();
-    let own_pid_namespace = || {
-        let ns = |pid: &str| std::fs::read_link(format!("/proc/{pid}/ns/pid")).ok();
-        ns(&st.pid.to_string()).is_some_and(|theirs| ns("self") != Some(theirs))
-    };
-    if pids.is_empty() && st.pid > 0 && stack_runtime::cgroup::none_of_ours() && own_pid_namespace()
+    let ns = |pid: &str| stack_runtime::state::namespace(pid, "pid");
+    if pids.is_empty()
+        && st.pid > 0
+        && stack_runtime::cgroup::none_of_ours()
+        && ns(&st.pid.to_string()).is_some_and(|theirs| ns("self") != Some(theirs))
     {
-        // No cgroups (rootless): the processes of its PID namespace.
-        pids = stack_runtime::cgroup::procs_by_namespace(st.pid);
+        // No cgroups (rootless): the processes of its own PID namespace.
+        pids = stack_runtime::state::in_namespace("pid", st.pid)
+            .into_iter()
+            .map(|p| p as u32)
+            .collect();
     }
     let users = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
     let clock = Clock::now();

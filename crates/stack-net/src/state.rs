@@ -133,10 +133,9 @@ impl Store {
         &self.root
     }
 
-    /// slirp4netns's API socket, for a rootless engine's published ports
-    /// (under the store root: stack-runtime's `userns::forwarder_socket`).
+    /// slirp4netns's API socket, for a rootless engine's published ports.
     pub fn forwarder_socket(&self) -> PathBuf {
-        self.root.with_file_name("rootless").join("slirp.sock")
+        stack_sys::userns::forwarder_socket(self.root.parent().unwrap_or(&self.root))
     }
 
     pub fn netns_dir(&self) -> PathBuf {

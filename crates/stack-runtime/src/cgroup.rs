@@ -43,10 +43,13 @@ pub fn devices_enforced() -> bool {
 /// Whether containers get no cgroups here: rootless, with no cgroup
 /// delegated to the engine (cgroup v1 hosts, or v2 without a systemd user
 /// session's subtree). They then run without limits, as Docker's rootless
-/// mode runs them.
+/// mode runs them. (Read once per process: it asks for every container.)
 pub fn none_of_ours() -> bool {
-    stack_sys::userns::rootless()
-        && matches!(layout("probe", None), Ok(Layout::V1(dirs)) if dirs.is_empty())
+    static NONE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *NONE.get_or_init(|| {
+        stack_sys::userns::rootless()
+            && matches!(layout("probe", None), Ok(Layout::V1(dirs)) if dirs.is_empty())
+    })
 }
 
 /// Whether a cgroup directory of ours takes children: always as the host's
@@ -700,30 +703,6 @@ pub fn procs(layout: &Layout) -> Vec<u32> {
         .and_then(|d| fs::read_to_string(d.join("cgroup.procs")).ok())
         .unwrap_or_default();
     text.lines().filter_map(|l| l.trim().parse().ok()).collect()
-}
-
-/// Host pids of the processes in the PID namespace of `pid1` (its PID 1):
-/// the processes of a container that has no cgroups (rootless, none
-/// delegated).
-pub fn procs_by_namespace(pid1: i32) -> Vec<u32> {
-    use std::os::unix::fs::MetadataExt as _;
-    let ns = |pid: &str| {
-        fs::metadata(format!("/proc/{pid}/ns/pid"))
-            .ok()
-            .map(|m| (m.dev(), m.ino()))
-    };
-    let Some(theirs) = ns(&pid1.to_string()) else {
-        return Vec::new();
-    };
-    let mut pids: Vec<u32> = fs::read_dir("/proc")
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|p| ns(&p.to_string()) == Some(theirs))
-        .collect();
-    pids.sort_unstable();
-    pids
 }
 
 /// What the container uses now.

@@ -156,15 +156,15 @@ fn enter(ns: crate::spec::Namespace, kind: &str, flag: CloneFlags) -> std::io::R
     }
 }
 
-/// Closes every inherited descriptor above stderr but `keep`.
-fn close_inherited_fds(keep: Option<i32>) {
+/// Closes every inherited descriptor above stderr but those in `keep`.
+pub(crate) fn close_inherited_fds(keep: &[i32]) {
     let fds: Vec<i32> = std::fs::read_dir("/proc/self/fd")
         .map(|d| {
             d.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
                 .collect()
         })
         .unwrap_or_default();
-    for fd in fds.into_iter().filter(|fd| *fd > 2 && Some(*fd) != keep) {
+    for fd in fds.into_iter().filter(|fd| *fd > 2 && !keep.contains(fd)) {
         let _ = nix::unistd::close(fd);
     }
 }
@@ -177,7 +177,11 @@ fn stage1(
     mut started: Option<std::os::fd::OwnedFd>,
 ) -> std::io::Result<i32> {
     let detached = mode == Mode::Detached;
-    close_inherited_fds(started.as_ref().map(std::os::fd::AsRawFd::as_raw_fd));
+    let keep: Vec<i32> = started
+        .iter()
+        .map(std::os::fd::AsRawFd::as_raw_fd)
+        .collect();
+    close_inherited_fds(&keep);
     // Only the PID namespace here (it applies to our children): the monitor
     // must keep the host's mount namespace, or PID 1's pivot_root would
     // move our root too.
@@ -616,7 +620,7 @@ pub fn exec_main(spec_fd: &str) -> ! {
 /// container's seccomp filter, made for its own capabilities, still holds.
 fn join_and_run(spec: &Spec, pid: i32, piped: bool, privileged: bool) -> std::io::Result<i32> {
     use nix::sched::setns;
-    close_inherited_fds(None);
+    close_inherited_fds(&[]);
     let layout = crate::cgroup::layout_of(spec)?;
     crate::cgroup::join(&layout, std::process::id())?;
     // Open every namespace first: after joining the mount namespace, the
@@ -635,10 +639,7 @@ fn join_and_run(spec: &Spec, pid: i32, piped: bool, privileged: bool) -> std::io
         let f = std::fs::File::open(format!("/proc/{pid}/ns/{name}"))?;
         // One we are in already is not joined again: a rootless engine
         // may not enter the host's cgroup namespace, even to stay there.
-        use std::os::unix::fs::MetadataExt as _;
-        let ours = std::fs::metadata(format!("/proc/self/ns/{name}"))?;
-        let theirs = f.metadata()?;
-        if (ours.dev(), ours.ino()) != (theirs.dev(), theirs.ino()) {
+        if state::namespace("self", name) != state::namespace(&pid.to_string(), name) {
             fds.push((f, flag));
         }
     }

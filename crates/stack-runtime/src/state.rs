@@ -246,6 +246,34 @@ pub fn unfinished(root: &Path) -> Vec<PathBuf> {
 }
 
 /// Start time of a process in clock ticks since boot (field 22 of /proc/PID/stat).
+/// The namespace of `kind` (`pid`, `user`…) process `pid` is in (`self`
+/// for ours), as its nsfs file's device and inode.
+pub fn namespace(pid: &str, kind: &str) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt as _;
+    std::fs::metadata(format!("/proc/{pid}/ns/{kind}"))
+        .ok()
+        .map(|m| (m.dev(), m.ino()))
+}
+
+/// The pids of every live process (zombies aside) in the namespace of
+/// `kind` that process `pid` is in, `pid` included, in order: a
+/// container's processes by its PID namespace where it has no cgroups, a
+/// rootless store's by its user namespace.
+pub fn in_namespace(kind: &str, pid: i32) -> Vec<i32> {
+    let Some(theirs) = namespace(&pid.to_string(), kind) else {
+        return Vec::new();
+    };
+    let mut pids: Vec<i32> = std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|p| namespace(&p.to_string(), kind) == Some(theirs) && process_running(*p))
+        .collect();
+    pids.sort_unstable();
+    pids
+}
+
 pub fn start_time(pid: i32) -> Option<u64> {
     stat(pid).map(|(_, start)| start)
 }
@@ -287,7 +315,7 @@ pub fn process_running(pid: i32) -> bool {
 
 /// Whether process `pid`, started at `start`, runs: it exists, is not a
 /// zombie (dead, not yet reaped) and is not another process with its pid.
-fn running(pid: i32, start: u64) -> bool {
+pub fn running(pid: i32, start: u64) -> bool {
     stat(pid).is_some_and(|(state, t)| state != 'Z' && t == start)
 }
 

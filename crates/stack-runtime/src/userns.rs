@@ -23,6 +23,8 @@ use std::process::{Command, Stdio};
 
 use nix::sched::CloneFlags;
 
+use crate::state;
+
 /// What keeps a user from a rootless engine, said with the missing piece.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -76,15 +78,7 @@ pub fn subordinate(text: &str, name: &str, id: u32) -> Option<(u32, u32)> {
     })
 }
 
-/// The directory of the holder's files under a store root.
-pub fn dir(root: &Path) -> PathBuf {
-    root.join("rootless")
-}
-
-/// The socket of slirp4netns's API (published ports), under a store root.
-pub fn forwarder_socket(root: &Path) -> PathBuf {
-    dir(root).join("slirp.sock")
-}
+pub use stack_sys::userns::{dir, forwarder_socket};
 
 /// Puts the calling process in the rootless namespaces of the store at
 /// `root`, made first if no holder lives (and its link to the host started
@@ -162,7 +156,7 @@ fn alive(file: &Path, comm: Option<&str>) -> Option<(i32, Vec<String>)> {
     let (pid, start): (i32, u64) = (f.first()?.parse().ok()?, f.get(1)?.parse().ok()?);
     let named =
         |c: &str| fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|n| n.trim() == c);
-    (start_time(pid)? == start && comm.is_none_or(named)).then_some((pid, f))
+    (state::running(pid, start) && comm.is_none_or(named)).then_some((pid, f))
 }
 
 fn read_holder(dir: &Path) -> Option<Holder> {
@@ -181,46 +175,21 @@ pub fn live_holder(dir: &Path) -> Option<i32> {
 /// The holder's process name (`comm`).
 const HOLDER_NAME: &str = "stack-userns";
 
-/// Field 22 of `/proc/PID/stat`: when the process started, in ticks; none
-/// for a process that has ended (a zombie, not reaped yet).
-fn start_time(pid: i32) -> Option<u64> {
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name (field 2) may hold spaces: count from its `)`.
-    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
-    if matches!(fields.first(), Some(&"Z" | &"X")) {
-        return None;
-    }
-    fields.get(19)?.parse().ok()
-}
-
 /// Stops every process in the user namespace of the store at `root`'s
 /// holder (engine, DNS server, monitors, containers), then the holder, and
 /// with it slirp4netns: what is left of a rootless store is files.
 pub fn stop(root: &Path) {
-    use std::os::unix::fs::MetadataExt as _;
     let Some(holder) = live_holder(&dir(root)) else {
         return;
-    };
-    let ns = |pid: &str| {
-        fs::metadata(format!("/proc/{pid}/ns/user"))
-            .ok()
-            .map(|m| (m.dev(), m.ino()))
     };
     let kill = |pid: i32| {
         let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::SIGKILL);
     };
-    let Some(theirs) = ns(&holder.to_string()) else {
-        return;
-    };
     let slirp = alive(&dir(root).join("slirp.pid"), None).map(|(p, _)| p);
     for _ in 0..100 {
-        let inside: Vec<i32> = fs::read_dir("/proc")
+        let inside: Vec<i32> = state::in_namespace("user", holder)
             .into_iter()
-            .flatten()
-            .flatten()
-            .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
-            .filter(|p| *p != holder && ns(&p.to_string()) == Some(theirs))
-            .filter(|p| start_time(*p).is_some())
+            .filter(|p| *p != holder)
             .collect();
         if inside.is_empty() {
             break;
@@ -237,7 +206,7 @@ pub fn stop(root: &Path) {
 /// parent has not reaped.
 fn gone(pid: i32) {
     for _ in 0..500 {
-        if start_time(pid).is_none() {
+        if !state::process_running(pid) {
             return;
         }
         std::thread::sleep(std::time::Duration::from_millis(2));
@@ -447,7 +416,7 @@ fn create(root: &Path) -> Result<i32, Error> {
         .map_err(|e| setup("the holder's exit pipe", e))?;
     drop(exit_r);
     link(root, holder.as_raw(), &slirp, exit.into())?;
-    let start = start_time(holder.as_raw()).unwrap_or(0);
+    let start = state::start_time(holder.as_raw()).unwrap_or(0);
     let file = dir(root).join("holder.pid");
     stack_sys::write_atomic(&file, format!("{pid} {start} {exit_fd}\n").as_bytes())
         .map_err(io_err(&file))?;
@@ -474,16 +443,7 @@ fn hold(
     }
     // Nothing of the parent's stays open here but the pipes (its lock on
     // the holder's file above all, which would never be let go).
-    let open: Vec<i32> = fs::read_dir("/proc/self/fd")
-        .map(|d| {
-            d.flatten()
-                .filter_map(|e| e.file_name().to_str()?.parse().ok())
-                .collect()
-        })
-        .unwrap_or_default();
-    for fd in open.into_iter().filter(|fd| *fd > 2 && !keep.contains(fd)) {
-        let _ = nix::unistd::close(fd);
-    }
+    crate::init::close_inherited_fds(keep);
     nix::unistd::setsid().map_err(|e| setup("setsid", e))?;
     nix::sched::unshare(
         CloneFlags::CLONE_NEWUSER | CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWNET,
@@ -609,7 +569,7 @@ fn link(root: &Path, holder: i32, slirp: &Path, exit: OwnedFd) -> Result<(), Err
     let file = dir(root).join("slirp.pid");
     stack_sys::write_atomic(
         &file,
-        format!("{pid} {}\n", start_time(pid).unwrap_or(0)).as_bytes(),
+        format!("{pid} {}\n", state::start_time(pid).unwrap_or(0)).as_bytes(),
     )
     .map_err(io_err(&file))
 }
@@ -645,12 +605,5 @@ mod tests {
             own_resolv_conf("").as_deref(),
             Some("nameserver 10.0.2.3\n")
         );
-    }
-
-    #[test]
-    fn the_start_time_is_read_past_a_name_with_spaces() {
-        let me = std::process::id() as i32;
-        assert!(start_time(me).is_some());
-        assert_eq!(start_time(-1), None);
     }
 }

@@ -4,7 +4,19 @@
 //! write `trusted.*` attributes (overlayfs then reads its markers from
 //! `user.overlay.*`, mounted with `userxattr`), join cgroups it was not given.
 
+use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
+
+/// The directory of a rootless store's namespace holder, under its root.
+pub fn dir(root: &Path) -> PathBuf {
+    root.join("rootless")
+}
+
+/// The socket of slirp4netns's API (a rootless store's published ports),
+/// under its root: stack-runtime starts it, stack-net speaks to it.
+pub fn forwarder_socket(root: &Path) -> PathBuf {
+    dir(root).join("slirp.sock")
+}
 
 /// Whether this process is in a user namespace other than the host's one
 /// (read once: a process enters its namespace before anything asks).

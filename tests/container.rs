@@ -204,19 +204,23 @@ fn the_engine_binary_cannot_be_overwritten_from_inside() {
         String::from_utf8_lossy(&o.stderr).contains("can't create /proc/1/exe: Permission denied"),
         "{o:?}"
     );
-    // With the right to reach them, still refused: PID 1 runs from it.
-    let ptrace = ["--cap-add", "SYS_PTRACE"];
-    let o = e.run(&ptrace, "echo pwned > /proc/1/exe");
-    assert!(!o.status.success(), "writing /proc/1/exe succeeded");
-    assert!(
-        String::from_utf8_lossy(&o.stderr).contains("can't create /proc/1/exe: Text file busy"),
-        "{o:?}"
-    );
-    let out = e.sh(&ptrace, "ls -l /proc/1/exe");
-    assert!(
-        out.contains("memfd:stack-init"),
-        "PID 1 does not run from the sealed copy: {out}"
-    );
+    // With the right to reach them, still refused: PID 1 runs from a
+    // read-only overlay of the binary's directory, which nothing can make
+    // writable (not even a privileged container, CAP_SYS_ADMIN and all).
+    for caps in [&["--cap-add", "SYS_PTRACE"][..], &["--privileged"]] {
+        let o = e.run(caps, "echo pwned > /proc/1/exe");
+        assert!(!o.status.success(), "writing /proc/1/exe succeeded");
+        assert!(
+            String::from_utf8_lossy(&o.stderr)
+                .contains("can't create /proc/1/exe: Read-only file system"),
+            "{o:?}"
+        );
+        // The overlay's own path, not the host's.
+        let out = e.sh(caps, "ls -l /proc/1/exe");
+        assert!(out.trim_end().ends_with("/proc/1/exe -> /stack"), "{out}");
+    }
+    let bin = std::fs::read(env!("CARGO_BIN_EXE_stack")).unwrap();
+    assert!(!bin.ends_with(b"pwned\n"), "the binary was written to");
 }
 
 #[test]

@@ -475,15 +475,15 @@ fn pids_max(p: i64) -> String {
     }
 }
 
-/// Creates the cgroups with their limits and moves process `pid` into them;
-/// unless `all_devices` (privileged), its devices are [`ALLOWED_DEVICES`]
-/// and the rules of `devices`.
+/// Creates the cgroups with their limits; unless `all_devices`
+/// (privileged), their devices are [`ALLOWED_DEVICES`] and the rules of
+/// `devices`. Nobody is in them yet: the process to be the container's
+/// first joins them itself ([`join_self`]).
 pub fn create(
     layout: &Layout,
     limits: &Limits,
     all_devices: bool,
     devices: &[String],
-    pid: u32,
 ) -> io::Result<()> {
     match layout {
         Layout::V1(dirs) => {
@@ -504,7 +504,6 @@ pub fn create(
                     _ => {}
                 }
                 write_v1(c, dir, limits)?;
-                write(dir, "cgroup.procs", &pid.to_string())?;
             }
         }
         Layout::V2(dir) => {
@@ -518,7 +517,6 @@ pub fn create(
                 );
             }
             write_v2(dir, limits)?;
-            write(dir, "cgroup.procs", &pid.to_string())?;
         }
     }
     Ok(())
@@ -653,8 +651,20 @@ fn dirs(layout: &Layout) -> Vec<&PathBuf> {
     }
 }
 
-/// Moves process `pid` into the container's existing cgroups (for exec).
-pub fn join(layout: &Layout, pid: u32) -> io::Result<()> {
+/// Moves the calling process into the container's existing cgroups.
+///
+/// Writing a process to `cgroup.procs` takes a lock that waits out an RCU
+/// grace period, 5 to 15 ms here, for every container start and exec. A
+/// single-threaded process moving its only thread (`0` written to v1's
+/// `tasks`, "the caller") needs no such lock, and moves the whole process:
+/// so the caller does that while it has one thread, and falls back to
+/// `cgroup.procs` otherwise (and on v2, which has no `tasks`).
+pub fn join_self(layout: &Layout) -> io::Result<()> {
+    let single = fs::read_dir("/proc/self/task").is_ok_and(|d| d.count() == 1);
+    let (file, who) = match layout {
+        Layout::V1(_) if single => ("tasks", "0".to_string()),
+        _ => ("cgroup.procs", std::process::id().to_string()),
+    };
     // Containers started before blkio and devices were joined have no such cgroups.
     let optional = match layout {
         Layout::V1(_) => vec![v1_dir(layout, "blkio"), v1_dir(layout, "devices")],
@@ -664,7 +674,7 @@ pub fn join(layout: &Layout, pid: u32) -> io::Result<()> {
         if optional.contains(&Some(d)) && !d.exists() {
             continue;
         }
-        write(d, "cgroup.procs", &pid.to_string())?;
+        write(d, file, &who)?;
     }
     Ok(())
 }
@@ -971,7 +981,7 @@ mod tests {
                 .map(|c| (c, dir(c)))
                 .collect(),
         );
-        create(&layout, &limits(), false, &["c 10:200 rwm".into()], 4242).unwrap();
+        create(&layout, &limits(), false, &["c 10:200 rwm".into()]).unwrap();
         // Every device denied first (each rule overwrites the stand-in file:
         // the real controller adds them up; tests/isolation.rs opens nodes),
         // the extra device's rule last.
@@ -995,12 +1005,22 @@ mod tests {
         assert_eq!(read(&root.join("cpuset/own/stack/cpuset.cpus")), "0-1");
         assert_eq!(read(&dir("cpuset").join("cpuset.cpus")), "0-1");
         assert_eq!(read(&dir("cpuset").join("cpuset.mems")), "0");
+        // Nobody is moved in: the container's first process joins itself.
         for c in ["memory", "pids", "cpu", "cpuset", "devices"] {
-            assert_eq!(read(&dir(c).join("cgroup.procs")), "4242", "{c}");
+            assert!(!dir(c).join("cgroup.procs").exists(), "{c}");
+            assert!(!dir(c).join("tasks").exists(), "{c}");
+        }
+        // The test harness runs threads: its whole process goes by
+        // cgroup.procs, not its one thread by `tasks`.
+        join_self(&layout).unwrap();
+        for c in ["memory", "pids", "cpu", "cpuset", "devices"] {
+            let procs = read(&dir(c).join("cgroup.procs"));
+            assert_eq!(procs, std::process::id().to_string(), "{c}");
+            assert!(!dir(c).join("tasks").exists(), "{c}");
         }
         // A privileged container keeps every device.
         let layout = Layout::V1(vec![("devices", root.join("devices/own/stack/c2"))]);
-        create(&layout, &limits(), true, &[], 1).unwrap();
+        create(&layout, &limits(), true, &[]).unwrap();
         assert!(!root.join("devices/own/stack/c2/devices.deny").exists());
         fs::remove_dir_all(&root).unwrap();
     }
@@ -1026,7 +1046,6 @@ mod tests {
             },
             false,
             &[],
-            7,
         )
         .unwrap();
         assert_eq!(
@@ -1044,7 +1063,12 @@ mod tests {
         assert_eq!(read(&dir.join("cpu.weight")), "20");
         assert_eq!(read(&dir.join("pids.max")), "100");
         assert_eq!(read(&dir.join("cpuset.cpus")), "1");
-        assert_eq!(read(&dir.join("cgroup.procs")), "7");
+        assert!(!dir.join("cgroup.procs").exists());
+        join_self(&layout).unwrap();
+        assert_eq!(
+            read(&dir.join("cgroup.procs")),
+            std::process::id().to_string()
+        );
         fs::write(dir.join("memory.events"), "low 0\noom 1\noom_kill 1\n").unwrap();
         assert!(oom_killed(&layout));
         fs::remove_dir_all(&root).unwrap();

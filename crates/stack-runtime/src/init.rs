@@ -244,7 +244,10 @@ fn stage1(
                 std::process::exit(SETUP_FAILED);
             }
             drop(ready_r);
-            let code = match pid1(spec, dir, pty_sock.as_ref(), set_up_w) {
+            // Into the cgroups the monitor made, by ourselves while we
+            // have one thread (no RCU grace period: see `join_self`).
+            let joined = crate::cgroup::layout_of(spec).and_then(|l| crate::cgroup::join_self(&l));
+            let code = match joined.and_then(|()| pid1(spec, dir, pty_sock.as_ref(), set_up_w)) {
                 Ok(code) => code,
                 Err(e) => {
                     eprintln!("stack: container `{}`: {e}", short(&spec.id));
@@ -259,13 +262,7 @@ fn stage1(
             let rules: Vec<String> = (spec.devices.iter().map(crate::spec::Device::rule))
                 .chain(spec.device_rules.iter().cloned())
                 .collect();
-            if let Err(e) = crate::cgroup::create(
-                &layout,
-                &spec.limits,
-                spec.privileged,
-                &rules,
-                child.as_raw() as u32,
-            ) {
+            if let Err(e) = crate::cgroup::create(&layout, &spec.limits, spec.privileged, &rules) {
                 let _ = kill(child, Signal::SIGKILL);
                 let _ = waitpid(child, None);
                 crate::cgroup::remove(&layout);
@@ -393,7 +390,7 @@ fn pid1(
             flags |= flag;
         }
     }
-    // The monitor has put us in our cgroups: what the container will see of
+    // We are in our cgroups (the monitor made them): what the container will see of
     // them is read here, from the host's view. On cgroup v2 a cgroup
     // namespace of its own then makes its cgroup the root of what it
     // mounts; on v1 its own directories are bound (nothing else).
@@ -622,7 +619,7 @@ fn join_and_run(spec: &Spec, pid: i32, piped: bool, privileged: bool) -> std::io
     use nix::sched::setns;
     close_inherited_fds(&[]);
     let layout = crate::cgroup::layout_of(spec)?;
-    crate::cgroup::join(&layout, std::process::id())?;
+    crate::cgroup::join_self(&layout)?;
     // Open every namespace first: after joining the mount namespace, the
     // host's /proc is out of sight.
     let kinds = [

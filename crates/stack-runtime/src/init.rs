@@ -283,9 +283,10 @@ fn stage1(
                 spec: spec.clone(),
                 rebuilt: None,
             };
-            state::write(dir, &st)?;
+            // PID 1 goes on while we write.
             nix::unistd::write(&ready_w, &[1])?;
             drop(ready_w);
+            state::write(dir, &st)?;
             // Running once PID 1 says it is set up; if it fails first, it
             // exits and the container goes from created to exited.
             if matches!(nix::unistd::read(&set_up_r, &mut [0u8; 1]), Ok(1)) {

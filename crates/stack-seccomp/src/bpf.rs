@@ -174,14 +174,20 @@ impl Data {
 /// Runs `prog` on `data` as the kernel would, for the instructions this
 /// module emits; `None` for a program the kernel would refuse.
 pub fn run(prog: &[Insn], data: &Data) -> Option<u32> {
-    let (mut a, mut pc) = (0u32, 0usize);
+    run_counted(prog, data).map(|(ret, _)| ret)
+}
+
+/// [`run`], with the number of instructions it took.
+pub fn run_counted(prog: &[Insn], data: &Data) -> Option<(u32, usize)> {
+    let (mut a, mut pc, mut steps) = (0u32, 0usize, 0usize);
     loop {
         let i = prog.get(pc)?;
         pc += 1;
+        steps += 1;
         match i.code {
             LD_W_ABS => a = data.word(i.k)?,
             ALU_AND_K => a &= i.k,
-            RET_K => return Some(i.k),
+            RET_K => return Some((i.k, steps)),
             JMP_JA => pc += i.k as usize,
             JMP_JEQ_K | JMP_JGT_K | JMP_JGE_K => {
                 let taken = match i.code {

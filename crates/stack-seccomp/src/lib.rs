@@ -489,30 +489,35 @@ impl Section {
         }
     }
 
+    /// A binary search over the call number (a few comparisons for any
+    /// call, where a list of ~350 took up to 700 instructions per call
+    /// and made a filter the kernel was slow to take), then each call's
+    /// argument rules.
     fn emit(&self, asm: &mut Asm, default: u32) {
-        let mut blocks = Vec::new();
+        // The whole number space, cut where the outcome changes: each cut
+        // the first number of an interval with one outcome.
+        let mut cuts: Vec<(u32, Outcome<'_>)> = Vec::new();
+        let mut push = |start: u32, o| match (cuts.last(), o) {
+            (Some((_, Outcome::Ret(last))), Outcome::Ret(v)) if *last == v => {}
+            (_, o) => cuts.push((start, o)),
+        };
+        let mut next = 0;
         for (nr, rules) in &self.calls {
-            let (hit, miss) = (asm.label(), asm.label());
-            asm.jump(Cmp::Eq, *nr, hit, miss);
-            asm.mark(hit);
-            match rules.as_slice() {
-                [(alts, ret)] if alts.iter().any(|a| a.is_empty()) => asm.ret(*ret),
-                _ => {
-                    let block = asm.label();
-                    asm.goto(block);
-                    blocks.push((block, rules));
-                }
+            if *nr > next {
+                push(next, Outcome::Ret(default));
             }
-            asm.mark(miss);
+            push(
+                *nr,
+                match rules.as_slice() {
+                    [(alts, ret)] if alts.iter().any(|a| a.is_empty()) => Outcome::Ret(*ret),
+                    _ => Outcome::Rules(rules),
+                },
+            );
+            next = nr + 1;
         }
-        if self.fallback(self.last + 1, default) != default {
-            let (beyond, within) = (asm.label(), asm.label());
-            asm.jump(Cmp::Gt, self.last, beyond, within);
-            asm.mark(beyond);
-            asm.ret(self.fallback(self.last + 1, default));
-            asm.mark(within);
-        }
-        asm.ret(default);
+        push(next, Outcome::Ret(self.fallback(self.last + 1, default)));
+        let mut blocks = Vec::new();
+        search(asm, &cuts, &mut blocks);
         for (block, rules) in blocks {
             asm.mark(block);
             for (alts, ret) in rules {
@@ -526,6 +531,43 @@ impl Section {
                 }
             }
             asm.ret(default);
+        }
+    }
+}
+
+/// What a range of call numbers gets: an answer, or its rules' verdict.
+#[derive(Clone, Copy)]
+enum Outcome<'a> {
+    Ret(u32),
+    Rules(&'a [Decision]),
+}
+
+/// Halves `cuts` (the call number in the accumulator) down to one
+/// outcome. Conditional jumps reach 255 instructions at most: each goes to
+/// the next instruction or the one after, an unconditional one farther.
+fn search<'a>(
+    asm: &mut Asm,
+    cuts: &[(u32, Outcome<'a>)],
+    blocks: &mut Vec<(Label, &'a [Decision])>,
+) {
+    match cuts {
+        [] => {}
+        [(_, Outcome::Ret(v))] => asm.ret(*v),
+        [(_, Outcome::Rules(rules))] => {
+            let block = asm.label();
+            asm.goto(block);
+            blocks.push((block, rules));
+        }
+        _ => {
+            let mid = cuts.len() / 2;
+            let (far, near, upper) = (asm.label(), asm.label(), asm.label());
+            asm.jump(Cmp::Ge, cuts[mid].0, far, near);
+            asm.mark(far);
+            asm.goto(upper);
+            asm.mark(near);
+            search(asm, &cuts[..mid], blocks);
+            asm.mark(upper);
+            search(asm, &cuts[mid..], blocks);
         }
     }
 }

@@ -170,6 +170,23 @@ fn the_default_filter_fits_the_kernel() {
     }
 }
 
+/// Every call is looked up by halves: a few instructions, not one
+/// comparison per call the profile names.
+#[test]
+fn a_call_is_decided_in_a_few_instructions() {
+    let t = target(&[]);
+    let prog = compile(&Profile::docker_default(), &t).unwrap();
+    for arch in [Arch::X86_64, Arch::X32, Arch::X86] {
+        let mut most = 0;
+        for (name, _) in arch.syscalls() {
+            let (_, steps) = bpf::run_counted(&prog, &call(arch, name, &[])).unwrap();
+            most = most.max(steps);
+        }
+        assert!(most <= 40, "{arch:?}: up to {most} instructions a call");
+    }
+    assert!(prog.len() < 1200, "{} instructions", prog.len());
+}
+
 #[test]
 fn bad_profiles_are_refused_with_the_reason() {
     let e = |s: &str| Profile::parse(s).unwrap_err().to_string();

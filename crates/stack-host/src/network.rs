@@ -34,23 +34,40 @@ fn ensure_dns(host: &Host, gateway: IpAddr) -> anyhow::Result<()> {
     if up() {
         return Ok(());
     }
+    // A server that runs already serves the new gateway once woken.
+    if let Ok(sock) = std::os::unix::net::UnixDatagram::unbound() {
+        let _ = sock.send_to(b"", stack_net::dns::wake_socket(host.root()));
+    }
+    // Else the one we start says on its output when it serves (and exits
+    // at once, closing it, if another server holds the store).
+    let (said, say) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
     let exe = std::env::current_exe().context("cannot find our own binary")?;
     let server = std::process::Command::new(exe)
         .arg(DNS_ARG)
         .env("STACK_ROOT", host.root())
         .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
+        .stdout(say)
         .stderr(std::process::Stdio::null())
         .process_group(0)
         .spawn()
         .context("cannot start the DNS server")?;
     stack_runtime::reap_later(server);
     let t = Instant::now();
+    let limit = Duration::from_secs(5);
+    {
+        use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+        use std::os::fd::AsFd as _;
+        let mut fds = [PollFd::new(said.as_fd(), PollFlags::POLLIN)];
+        let _ = poll(
+            &mut fds,
+            PollTimeout::try_from(limit.as_millis() as i32).unwrap_or(PollTimeout::MAX),
+        );
+    }
     while !up() {
-        if t.elapsed() > Duration::from_secs(5) {
+        if t.elapsed() > limit {
             bail!("the DNS server does not answer on {addr}");
         }
-        std::thread::sleep(Duration::from_millis(20));
+        std::thread::sleep(Duration::from_millis(2));
     }
     Ok(())
 }

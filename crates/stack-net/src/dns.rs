@@ -321,6 +321,12 @@ pub async fn serve(stack_root: &Path) -> Result<(), crate::NetError> {
         turn: AtomicUsize::new(0),
         upstream: upstream(&gateways),
     });
+    // Whoever adds a network wakes us on this socket: no waiting out a round.
+    let wake_path = wake_socket(stack_root);
+    let _ = std::fs::remove_file(&wake_path);
+    let wake = tokio::net::UnixDatagram::bind(&wake_path)
+        .map_err(|e| crate::NetError::io(&wake_path, e))?;
+    let mut ready = true;
     let mut listening: HashMap<(String, IpAddr), Vec<tokio::task::JoinHandle<()>>> = HashMap::new();
     let mut proxies: HashMap<(u16, SocketAddr), tokio::task::JoinHandle<()>> = HashMap::new();
     let mut idle = 0;
@@ -371,11 +377,35 @@ pub async fn serve(stack_root: &Path) -> Result<(), crate::NetError> {
             ];
             listening.insert((net.clone(), *ip), tasks);
         }
+        if std::mem::take(&mut ready) {
+            say_ready();
+        }
         idle = if wanted.is_empty() { idle + 1 } else { 0 };
         if idle >= 3 {
+            let _ = std::fs::remove_file(&wake_path);
             return Ok(());
         }
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        let mut poke = [0u8; 1];
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+            _ = wake.recv(&mut poke) => {}
+        }
+    }
+}
+
+/// The socket a running DNS server of `stack_root` is woken on.
+pub fn wake_socket(stack_root: &Path) -> PathBuf {
+    stack_root.join("networks").join("dns.sock")
+}
+
+/// Tells whoever started us, on our standard output, that the first round
+/// is done (every gateway there was then is served), then lets it go.
+fn say_ready() {
+    use std::io::Write as _;
+    let _ = std::io::stdout().write_all(b"1");
+    let _ = std::io::stdout().flush();
+    if let Ok(null) = std::fs::File::open("/dev/null") {
+        let _ = nix::unistd::dup2_stdout(&null);
     }
 }
 

@@ -1,4 +1,4 @@
-# Shared by bench/up.sh and bench/memory.sh (sourced, as root): which peers
+# Shared by bench/up.sh, bench/memory.sh and bench/scale.sh (sourced, as root): which peers
 # run here, the busybox image each tool gets, and putting it all away.
 
 # $work (a temp dir holding $STACK_ROOT), $stack (the release build) and
@@ -63,4 +63,35 @@ put_away() {
   if $podman_ok; then podman rmi -f localhost/stack-bench/busybox:1 >/dev/null 2>&1 || true; fi
   kill "$(cat "$STACK_ROOT/engine.pid" 2>/dev/null)" 2>/dev/null || true
   rm -rf "$work"
+}
+
+# The PSS, in KiB, of the processes named by pid on the command line and
+# of all their descendants.
+pss() {
+  python3 - "$@" <<'EOF'
+import os, sys
+children = {}
+for p in os.listdir("/proc"):
+    if p.isdigit():
+        try:
+            ppid = int(open(f"/proc/{p}/stat").read().rsplit(")", 1)[1].split()[1])
+        except OSError:
+            continue
+        children.setdefault(ppid, []).append(int(p))
+seen, todo = set(), [int(a) for a in sys.argv[1:] if a.isdigit()]
+while todo:
+    p = todo.pop()
+    if p not in seen:
+        seen.add(p)
+        todo.extend(children.get(p, []))
+total = 0
+for p in seen:
+    try:
+        for line in open(f"/proc/{p}/smaps_rollup"):
+            if line.startswith("Pss:"):
+                total += int(line.split()[1])
+    except OSError:
+        pass
+print(total)
+EOF
 }

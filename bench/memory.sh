@@ -27,37 +27,6 @@ import_busybox "$work"
 } >"$work/p/compose.yaml"
 for_podman "$work/p/compose.yaml" >"$work/podman-p/compose.yaml"
 
-# The PSS, in KiB, of the processes named by pid on the command line and
-# of all their descendants.
-pss() {
-  python3 - "$@" <<'EOF'
-import os, sys
-children = {}
-for p in os.listdir("/proc"):
-    if p.isdigit():
-        try:
-            ppid = int(open(f"/proc/{p}/stat").read().rsplit(")", 1)[1].split()[1])
-        except OSError:
-            continue
-        children.setdefault(ppid, []).append(int(p))
-seen, todo = set(), [int(a) for a in sys.argv[1:] if a.isdigit()]
-while todo:
-    p = todo.pop()
-    if p not in seen:
-        seen.add(p)
-        todo.extend(children.get(p, []))
-total = 0
-for p in seen:
-    try:
-        for line in open(f"/proc/{p}/smaps_rollup"):
-            if line.startswith("Pss:"):
-                total += int(line.split()[1])
-    except OSError:
-        pass
-print(total)
-EOF
-}
-
 per() { python3 -c "print(f'{$1 / 1024 / $n:.2f}')"; }
 declare -A mib
 

@@ -38,6 +38,15 @@ pub trait Driver: Sync {
     /// The containers of a project (or of every project), one-off `run`
     /// containers included.
     fn observe(&self, project: Option<&str>) -> anyhow::Result<Vec<Observed>>;
+    /// One container of `project` as it is now; None once it is gone. (A
+    /// driver that can look one up directly should: the supervisor asks at
+    /// every exit, and a `down` of N containers would observe N² otherwise.)
+    fn observe_one(&self, project: &str, id: &str) -> anyhow::Result<Option<Observed>> {
+        Ok(self
+            .observe(Some(project))?
+            .into_iter()
+            .find(|c| c.id == id))
+    }
     /// The names of the networks the host has.
     fn networks(&self) -> anyhow::Result<Vec<String>>;
     fn create_network(

@@ -628,11 +628,7 @@ impl<D: Driver + Send + 'static> Engine<D> {
 
     /// A container of `project` as it is now; None once it is gone.
     pub(crate) fn current(&self, project: &str, id: &str) -> Option<Observed> {
-        self.driver
-            .observe(Some(project))
-            .ok()?
-            .into_iter()
-            .find(|c| c.id == id)
+        self.driver.observe_one(project, id).ok()?
     }
 
     /// Probes a running container for as long as it runs (the task is

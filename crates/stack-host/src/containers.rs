@@ -17,33 +17,38 @@ pub fn all(root: &Path) -> Vec<(PathBuf, anyhow::Result<State>)> {
     let Ok(entries) = std::fs::read_dir(root.join("containers")) else {
         return Vec::new();
     };
-    let mut out: Vec<(PathBuf, anyhow::Result<State>)> = entries
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.is_dir())
-        .filter_map(|p| match stack_runtime::state::read(&p) {
-            // Being created (or cut short: the engine sweeps those).
-            Err(stack_runtime::state::StateError::Missing(_)) => None,
-            // Damaged: rebuilt from its spec and what the kernel shows, so
-            // that it is listed, stopped and removed like any other. (Not
-            // one that could not be read for a passing reason.)
-            Err(damaged @ stack_runtime::state::StateError::Corrupt { .. }) => {
-                let st = stack_runtime::state::rebuild(&p, damaged);
-                match &st {
-                    Ok(st) => tracing::warn!(
-                        container = %st.name,
-                        "state rebuilt; the damaged record is kept as {}",
-                        st.rebuilt.as_deref().unwrap_or_default()
-                    ),
-                    Err(e) => tracing::error!("{e}"),
-                }
-                Some((p, st.map_err(anyhow::Error::from)))
-            }
-            st => Some((p, st.map_err(anyhow::Error::from))),
-        })
-        .collect();
+    let mut out: Vec<(PathBuf, anyhow::Result<State>)> =
+        entries.flatten().filter_map(|e| read(e.path())).collect();
     out.sort_by(|a, b| a.0.cmp(&b.0));
     out
+}
+
+/// The container of directory `p`, as [`all`] lists it (None for what is
+/// not one, or not one yet).
+fn read(p: PathBuf) -> Option<(PathBuf, anyhow::Result<State>)> {
+    if !p.is_dir() {
+        return None;
+    }
+    match stack_runtime::state::read(&p) {
+        // Being created (or cut short: the engine sweeps those).
+        Err(stack_runtime::state::StateError::Missing(_)) => None,
+        // Damaged: rebuilt from its spec and what the kernel shows, so
+        // that it is listed, stopped and removed like any other. (Not
+        // one that could not be read for a passing reason.)
+        Err(damaged @ stack_runtime::state::StateError::Corrupt { .. }) => {
+            let st = stack_runtime::state::rebuild(&p, damaged);
+            match &st {
+                Ok(st) => tracing::warn!(
+                    container = %st.name,
+                    "state rebuilt; the damaged record is kept as {}",
+                    st.rebuilt.as_deref().unwrap_or_default()
+                ),
+                Err(e) => tracing::error!("{e}"),
+            }
+            Some((p, st.map_err(anyhow::Error::from)))
+        }
+        st => Some((p, st.map_err(anyhow::Error::from))),
+    }
 }
 
 /// The containers carrying a project's label (of `project`, or of any),
@@ -74,6 +79,13 @@ pub fn every(root: &Path) -> Vec<(State, bool)> {
 
 /// A container by name, full id or unique id prefix.
 pub fn find(root: &Path, key: &str) -> anyhow::Result<(PathBuf, State)> {
+    // A full id names its directory: no need to read every container's
+    // record (an engine removing N containers by id would read N²).
+    if key.len() == 64 && key.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+        if let Some((dir, st)) = read(stack_runtime::container_dir(root, key)) {
+            return Ok((dir, st.with_context(|| format!("container `{key}`"))?));
+        }
+    }
     let mut matches = Vec::new();
     for (dir, st) in all(root) {
         let id = dir
@@ -124,11 +136,7 @@ pub fn rename(host: &Host, key: &str, name: &str) -> anyhow::Result<String> {
         .with_context(|| format!("cannot write `{}`", dir.display()))?;
     let store = host.networks()?;
     let _lock = store.lock()?;
-    for mut ep in store
-        .all_endpoints()?
-        .into_iter()
-        .filter(|e| e.container == st.id)
-    {
+    for mut ep in store.container_endpoints(&st.id)? {
         ep.name = name.to_string();
         store.put_endpoint(&ep)?;
     }

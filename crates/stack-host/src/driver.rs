@@ -44,6 +44,31 @@ impl stack_engine::Driver for Host {
             .collect())
     }
 
+    fn observe_one(&self, project: &str, id: &str) -> anyhow::Result<Option<Observed>> {
+        let root = self.root();
+        let dir = stack_sys::join(&root.join("containers"), id)?;
+        let st = match stack_runtime::state::read(&dir) {
+            Ok(st) => st,
+            // Gone, or not made yet: not there.
+            Err(stack_runtime::state::StateError::Missing(_)) => return Ok(None),
+            // Anything else as a whole observation sees it (rebuilt, or an error).
+            Err(_) => {
+                return Ok(self
+                    .observe(Some(project))?
+                    .into_iter()
+                    .find(|c| c.id == id))
+            }
+        };
+        let ours = st
+            .spec
+            .labels
+            .get(stack_plan::LABEL_PROJECT)
+            .map(String::as_str)
+            == Some(project);
+        let running = crate::containers::running(&st);
+        Ok(ours.then(|| crate::supervision::observed(root, &st, running)))
+    }
+
     fn networks(&self) -> anyhow::Result<Vec<String>> {
         Ok(self
             .networks()?

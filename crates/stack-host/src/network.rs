@@ -219,8 +219,8 @@ pub fn leave(host: &Host, id: &str, network: &str) -> anyhow::Result<()> {
 /// Takes a container off its networks (nothing to do if it was on none).
 pub fn unwire(host: &Host, id: &str) -> anyhow::Result<()> {
     let store = host.networks()?;
-    let on_any = store.all_endpoints()?.iter().any(|e| e.container == id)
-        || stack_net::netns_path(store, id).exists();
+    let on_any =
+        !store.container_endpoints(id)?.is_empty() || stack_net::netns_path(store, id).exists();
     if on_any {
         host.block_on(stack_net::disconnect(store, id))??;
     }
@@ -231,11 +231,7 @@ pub fn unwire(host: &Host, id: &str) -> anyhow::Result<()> {
 pub fn ports_of(host: &Host, id: &str) -> anyhow::Result<Vec<String>> {
     let store = host.networks()?;
     let mut out = Vec::new();
-    for e in store
-        .all_endpoints()?
-        .into_iter()
-        .filter(|e| e.container == id)
-    {
+    for e in store.container_endpoints(id)? {
         for p in e.ports {
             let host = p.host_ip.map_or("0.0.0.0".to_string(), |i| match i {
                 IpAddr::V6(v) => format!("[{v}]"),

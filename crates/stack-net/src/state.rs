@@ -218,6 +218,18 @@ impl Store {
         Ok(out)
     }
 
+    /// The endpoints of one container: its file in each network's
+    /// directory, not every endpoint read (a `ps` of N containers would
+    /// read N² files).
+    pub fn container_endpoints(&self, container: &str) -> Result<Vec<Endpoint>, NetError> {
+        let mut out = Vec::new();
+        for n in self.networks()? {
+            let p = named(&self.endpoints_dir(&n.name)?, container, "json")?;
+            out.extend(read_unless_gone(&p)?);
+        }
+        Ok(out)
+    }
+
     pub fn put_endpoint(&self, ep: &Endpoint) -> Result<(), NetError> {
         let dir = self.endpoints_dir(&ep.network)?;
         write_atomic(&named(&dir, &ep.container, "json")?, ep)

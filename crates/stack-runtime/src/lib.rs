@@ -209,18 +209,66 @@ pub fn start(spec: &Spec, root: &Path) -> Result<State, RuntimeError> {
     )))
 }
 
-/// Waits for a child on a small thread of its own, so that a long-lived
-/// parent (the engine) leaves no zombie when it exits. A pid-specific
-/// wait: other children's statuses are not taken.
-pub fn reap_later(mut child: std::process::Child) {
-    let spawned = std::thread::Builder::new()
-        .name("reaper".into())
-        .stack_size(64 * 1024)
-        .spawn(move || {
-            let _ = child.wait();
+/// Has the child reaped once it exits, so that a long-lived parent (the
+/// engine) leaves no zombie: one thread of the process waits on a pidfd of
+/// each child handed to it (a thread per child cost an engine of 500
+/// containers 500 threads). Pid-specific waits: other children's statuses
+/// are not taken.
+pub fn reap_later(child: std::process::Child) {
+    use std::sync::{mpsc, Mutex, OnceLock};
+    /// The reaper's inbox, and a pipe to wake it from its poll.
+    type Inbox = Mutex<(mpsc::Sender<std::process::Child>, std::fs::File)>;
+    static REAPER: OnceLock<Option<Inbox>> = OnceLock::new();
+    let reaper = REAPER.get_or_init(|| {
+        let (tx, rx) = mpsc::channel();
+        let (wake_r, wake_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).ok()?;
+        std::thread::Builder::new()
+            .name("reaper".into())
+            .stack_size(64 * 1024)
+            .spawn(move || reap(&rx, wake_r))
+            .ok()?;
+        Some(Mutex::new((tx, std::fs::File::from(wake_w))))
+    });
+    // No reaper (no thread to spare): the child is reaped when we exit.
+    if let Some(Ok(guard)) = reaper.as_ref().map(Mutex::lock) {
+        let (tx, wake) = &*guard;
+        if tx.send(child).is_ok() {
+            let _ = std::io::Write::write_all(&mut &*wake, &[1]);
+        }
+    }
+}
+
+/// The reaper's loop: takes in the children sent, waits for any to exit.
+fn reap(inbox: &std::sync::mpsc::Receiver<std::process::Child>, wake: std::os::fd::OwnedFd) {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    use std::os::fd::AsFd as _;
+    let mut children: Vec<(std::process::Child, std::os::fd::OwnedFd)> = Vec::new();
+    loop {
+        let mut fds: Vec<PollFd<'_>> = std::iter::once(&wake)
+            .chain(children.iter().map(|(_, fd)| fd))
+            .map(|fd| PollFd::new(fd.as_fd(), PollFlags::POLLIN))
+            .collect();
+        if poll(&mut fds, PollTimeout::NONE).is_err() {
+            continue;
+        }
+        let ready: Vec<bool> = fds.iter().map(|f| f.any().unwrap_or(false)).collect();
+        drop(fds);
+        if ready[0] {
+            let _ = nix::unistd::read(&wake, &mut [0u8; 64]);
+            for mut child in inbox.try_iter() {
+                match stack_sys::pidfd::open(child.id() as i32) {
+                    Ok(fd) => children.push((child, fd)),
+                    // (Never for a child not yet reaped; if so, wait now.)
+                    Err(_) => drop(child.wait()),
+                }
+            }
+        }
+        let mut i = 0;
+        children.retain_mut(|(child, _)| {
+            i += 1;
+            !(ready.get(i).copied().unwrap_or(false) && child.wait().is_ok())
         });
-    // No thread to spare: the child is reaped when we exit.
-    drop(spawned);
+    }
 }
 
 fn start_error(spec: &Spec, source: std::io::Error) -> RuntimeError {

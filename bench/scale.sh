@@ -34,7 +34,8 @@ networks:
       config:
         - subnet: 10.231.0.0/20
 EOF
-ms() { python3 -c "import time,subprocess,sys; t=time.monotonic(); subprocess.run(sys.argv[1:], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL); print(round((time.monotonic()-t)*1000))" "$@"; }
+# Milliseconds a command took (a failure is said on stderr, the time kept).
+ms() { python3 -c "import time,subprocess,sys; t=time.monotonic(); r=subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE); r.returncode and print(sys.argv[1], 'failed:', r.stderr.decode()[-300:], file=sys.stderr); print(round((time.monotonic()-t)*1000))" "$@"; }
 kib_per() { python3 -c "print(f'{$1 / $2:.0f}')"; }
 in_p() { (cd "$work/p" && "$@"); }
 

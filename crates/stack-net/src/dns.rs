@@ -321,11 +321,11 @@ pub async fn serve(stack_root: &Path) -> Result<(), crate::NetError> {
         turn: AtomicUsize::new(0),
         upstream: upstream(&gateways),
     });
-    // Whoever adds a network wakes us on this socket: no waiting out a round.
+    // Whoever adds a network wakes us on this socket: no waiting out a
+    // round. (Without it, as where its path is too long, the rounds do.)
     let wake_path = wake_socket(stack_root);
     let _ = std::fs::remove_file(&wake_path);
-    let wake = tokio::net::UnixDatagram::bind(&wake_path)
-        .map_err(|e| crate::NetError::io(&wake_path, e))?;
+    let wake = tokio::net::UnixDatagram::bind(&wake_path).ok();
     let mut ready = true;
     let mut listening: HashMap<(String, IpAddr), Vec<tokio::task::JoinHandle<()>>> = HashMap::new();
     let mut proxies: HashMap<(u16, SocketAddr), tokio::task::JoinHandle<()>> = HashMap::new();
@@ -386,9 +386,15 @@ pub async fn serve(stack_root: &Path) -> Result<(), crate::NetError> {
             return Ok(());
         }
         let mut poke = [0u8; 1];
+        let woken = async {
+            match &wake {
+                Some(w) => drop(w.recv(&mut poke).await),
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_millis(200)) => {}
-            _ = wake.recv(&mut poke) => {}
+            _ = woken => {}
         }
     }
 }

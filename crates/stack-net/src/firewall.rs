@@ -161,31 +161,36 @@ pub fn ruleset(table: &str, networks: &[Network], endpoints: &[Endpoint]) -> Str
 }
 
 fn nft(input: &str) -> Result<(), NetError> {
-    let mut child = Command::new("nft")
-        .args(["-f", "-"])
+    match feed("nft", &["-f", "-"], input) {
+        Err(e) => Err(NetError::Firewall(format!(
+            "cannot run `nft` (apt-get install nftables): {e}"
+        ))),
+        Ok(Err(why)) => Err(NetError::Firewall(format!("nft refused the rules: {why}"))),
+        Ok(Ok(())) => Ok(()),
+    }
+}
+
+/// Runs `program` with `input` on its standard input: an error if it
+/// cannot be run, else what it said on its error output if it failed.
+fn feed(program: &str, args: &[&str], input: &str) -> std::io::Result<Result<(), String>> {
+    let mut child = Command::new(program)
+        .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| {
-            NetError::Firewall(format!("cannot run `nft` (apt-get install nftables): {e}"))
-        })?;
-    child
+        .spawn()?;
+    // A program that ends before it has read everything says why on its
+    // error output: waited for and reported like any failure.
+    let _ = child
         .stdin
         .take()
         .expect("piped")
-        .write_all(input.as_bytes())
-        .map_err(|e| NetError::Firewall(e.to_string()))?;
-    let out = child
-        .wait_with_output()
-        .map_err(|e| NetError::Firewall(e.to_string()))?;
-    if !out.status.success() {
-        return Err(NetError::Firewall(format!(
-            "nft refused the rules: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        )));
-    }
-    Ok(())
+        .write_all(input.as_bytes());
+    let out = child.wait_with_output()?;
+    Ok(match out.status.success() {
+        true => Ok(()),
+        false => Err(String::from_utf8_lossy(&out.stderr).trim().to_string()),
+    })
 }
 
 fn sysctl(key: &str, value: &str) -> Result<(), NetError> {
@@ -260,31 +265,15 @@ fn docker_user(table: &str, networks: &[Network]) -> Result<(), NetError> {
         return Ok(());
     }
     // All in one transaction (the rules to delete were just listed).
-    let mut child = Command::new("iptables-restore")
-        .args(["-w", "--noflush"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| NetError::Firewall(format!("iptables-restore: {e}")))?;
     let input = format!("*filter\n{}COMMIT\n", changes.concat());
-    child
-        .stdin
-        .take()
-        .expect("piped")
-        .write_all(input.as_bytes())
-        .map_err(|e| NetError::Firewall(format!("iptables-restore: {e}")))?;
-    let out = child
-        .wait_with_output()
-        .map_err(|e| NetError::Firewall(format!("iptables-restore: {e}")))?;
-    if !out.status.success() {
-        return Err(NetError::Firewall(format!(
-            "iptables-restore refused {}: {}",
-            input.trim_end(),
-            String::from_utf8_lossy(&out.stderr).trim()
-        )));
+    match feed("iptables-restore", &["-w", "--noflush"], &input) {
+        Err(e) => Err(NetError::Firewall(format!("iptables-restore: {e}"))),
+        Ok(Err(why)) => Err(NetError::Firewall(format!(
+            "iptables-restore refused {}: {why}",
+            input.trim_end()
+        ))),
+        Ok(Ok(())) => Ok(()),
     }
-    Ok(())
 }
 
 /// The `iptables-restore` lines that bring `DOCKER-USER` (as `iptables -S`

@@ -283,10 +283,9 @@ fn stage1(
                 spec: spec.clone(),
                 rebuilt: None,
             };
-            // PID 1 goes on while we write.
+            state::write(dir, &st)?;
             nix::unistd::write(&ready_w, &[1])?;
             drop(ready_w);
-            state::write(dir, &st)?;
             // Running once PID 1 says it is set up; if it fails first, it
             // exits and the container goes from created to exited.
             if matches!(nix::unistd::read(&set_up_r, &mut [0u8; 1]), Ok(1)) {
@@ -634,6 +633,10 @@ pub fn exec_main(spec_fd: &str) -> ! {
 fn join_and_run(spec: &Spec, pid: i32, piped: bool, privileged: bool) -> std::io::Result<i32> {
     use nix::sched::setns;
     close_inherited_fds(&[]);
+    // Not dumpable while we are ours (the command's exec makes it
+    // dumpable again): the container's processes cannot reach our memory
+    // or /proc/PID/map_files, which lead to the host's binary.
+    nix::sys::prctl::set_dumpable(false)?;
     let layout = crate::cgroup::layout_of(spec)?;
     crate::cgroup::join_self(&layout)?;
     // Open every namespace first: after joining the mount namespace, the

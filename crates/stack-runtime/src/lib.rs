@@ -243,23 +243,30 @@ fn reap(inbox: &std::sync::mpsc::Receiver<std::process::Child>, wake: std::os::f
     use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
     use std::os::fd::AsFd as _;
     let mut children: Vec<(std::process::Child, std::os::fd::OwnedFd)> = Vec::new();
+    // Those no pidfd could be opened for (out of descriptors): looked at
+    // every second, never waited for here (the reaper must not block).
+    let mut unwatched: Vec<std::process::Child> = Vec::new();
     loop {
         let mut fds: Vec<PollFd<'_>> = std::iter::once(&wake)
             .chain(children.iter().map(|(_, fd)| fd))
             .map(|fd| PollFd::new(fd.as_fd(), PollFlags::POLLIN))
             .collect();
-        if poll(&mut fds, PollTimeout::NONE).is_err() {
+        let timeout = match unwatched.is_empty() {
+            true => PollTimeout::NONE,
+            false => PollTimeout::from(1000u16),
+        };
+        unwatched.retain_mut(|c| matches!(c.try_wait(), Ok(None)));
+        if poll(&mut fds, timeout).is_err() {
             continue;
         }
         let ready: Vec<bool> = fds.iter().map(|f| f.any().unwrap_or(false)).collect();
         drop(fds);
         if ready[0] {
             let _ = nix::unistd::read(&wake, &mut [0u8; 64]);
-            for mut child in inbox.try_iter() {
+            for child in inbox.try_iter() {
                 match stack_sys::pidfd::open(child.id() as i32) {
                     Ok(fd) => children.push((child, fd)),
-                    // (Never for a child not yet reaped; if so, wait now.)
-                    Err(_) => drop(child.wait()),
+                    Err(_) => unwatched.push(child),
                 }
             }
         }

@@ -6,8 +6,10 @@
 //! every other process running it, and opening it costs a few syscalls. An
 //! overlay with no upper layer cannot be made writable, not even by a
 //! process with CAP_SYS_ADMIN that reaches the mount. Where that overlay
-//! cannot be made (a kernel before 6.8, a file system overlayfs does not
-//! take, no right to mount), a sealed memfd copy, made once per process.
+//! cannot be made (`lowerdir+` came in Linux 6.8, and an older kernel may
+//! refuse a detached mount as a layer; a file system overlayfs does not
+//! take; no right to mount), a sealed memfd copy, made once per process:
+//! as safe, but ~10 ms and 19 MB of memory more.
 
 use std::fs::File;
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -49,7 +51,10 @@ fn read_only_view() -> std::io::Result<OwnedFd> {
         nix::sys::stat::Mode::empty(),
     )?);
     let (ours, seen) = (std::fs::metadata("/proc/self/exe")?, file.metadata()?);
-    let same = |m: &std::fs::Metadata| (m.ino(), m.size(), m.mtime(), m.mtime_nsec());
+    let same = |m: &std::fs::Metadata| {
+        let times = (m.mtime(), m.mtime_nsec(), m.ctime(), m.ctime_nsec());
+        (m.ino(), m.size(), times)
+    };
     if same(&ours) != same(&seen) {
         return Err(std::io::Error::other("the binary changed since it started"));
     }

@@ -94,9 +94,14 @@ pub fn read_only_view(dir: &Path) -> io::Result<OwnedFd> {
     let empty_path = CString::new(format!("/proc/self/fd/{}", empty.as_raw_fd()))
         .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
     let dir = c_path(dir)?;
+    // xino off: the files keep their own inode numbers.
     new_mount(
         c"overlay",
-        &[(c"lowerdir+", &dir), (c"lowerdir+", &empty_path)],
+        &[
+            (c"lowerdir+", &dir),
+            (c"lowerdir+", &empty_path),
+            (c"xino", &CString::from(c"off")),
+        ],
     )
 }
 

@@ -591,13 +591,10 @@ fn netns_in_use(path: &Path) -> bool {
     let Ok(procs) = std::fs::read_dir("/proc") else {
         return true;
     };
-    // The link's text names the namespace (`net:[INODE]`): cheaper to read
-    // than to follow, once for every process.
-    let ours = std::ffi::OsString::from(format!("net:[{}]", target.ino()));
-    procs
-        .flatten()
-        .filter(|p| p.file_name().as_encoded_bytes()[0].is_ascii_digit())
-        .any(|p| std::fs::read_link(p.path().join("ns/net")).is_ok_and(|l| l.as_os_str() == ours))
+    procs.flatten().any(|p| {
+        std::fs::metadata(p.path().join("ns/net"))
+            .is_ok_and(|m| m.ino() == target.ino() && m.dev() == target.dev())
+    })
 }
 
 /// Takes a container off every network and removes its namespace; reports

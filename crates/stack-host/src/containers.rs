@@ -25,7 +25,7 @@ pub fn all(root: &Path) -> Vec<(PathBuf, anyhow::Result<State>)> {
 
 /// The container of directory `p`, as [`all`] lists it (None for what is
 /// not one, or not one yet).
-fn read(p: PathBuf) -> Option<(PathBuf, anyhow::Result<State>)> {
+pub fn read(p: PathBuf) -> Option<(PathBuf, anyhow::Result<State>)> {
     if !p.is_dir() {
         return None;
     }
@@ -56,13 +56,16 @@ fn read(p: PathBuf) -> Option<(PathBuf, anyhow::Result<State>)> {
 pub fn project_containers(root: &Path, project: Option<&str>) -> Vec<(State, bool)> {
     every(root)
         .into_iter()
-        .filter(|(st, _)| {
-            st.spec
-                .labels
-                .get(stack_plan::LABEL_PROJECT)
-                .is_some_and(|p| project.is_none_or(|want| p == want))
-        })
+        .filter(|(st, _)| of_project(st, project))
         .collect()
+}
+
+/// Whether a container carries the label of `project` (of any, for None).
+pub fn of_project(st: &State, project: Option<&str>) -> bool {
+    st.spec
+        .labels
+        .get(stack_plan::LABEL_PROJECT)
+        .is_some_and(|p| project.is_none_or(|want| p == want))
 }
 
 /// Every container whose state reads, and whether each runs.

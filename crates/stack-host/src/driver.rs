@@ -45,28 +45,17 @@ impl stack_engine::Driver for Host {
     }
 
     fn observe_one(&self, project: &str, id: &str) -> anyhow::Result<Option<Observed>> {
+        // Its record alone, read as `observe` reads every one (a damaged
+        // one rebuilt, one that cannot be read not there).
         let root = self.root();
         let dir = stack_sys::join(&root.join("containers"), id)?;
-        let st = match stack_runtime::state::read(&dir) {
-            Ok(st) => st,
-            // Gone, or not made yet: not there.
-            Err(stack_runtime::state::StateError::Missing(_)) => return Ok(None),
-            // Anything else as a whole observation sees it (rebuilt, or an error).
-            Err(_) => {
-                return Ok(self
-                    .observe(Some(project))?
-                    .into_iter()
-                    .find(|c| c.id == id))
+        Ok(match crate::containers::read(dir) {
+            Some((_, Ok(st))) if crate::containers::of_project(&st, Some(project)) => {
+                let running = crate::containers::running(&st);
+                Some(crate::supervision::observed(root, &st, running))
             }
-        };
-        let ours = st
-            .spec
-            .labels
-            .get(stack_plan::LABEL_PROJECT)
-            .map(String::as_str)
-            == Some(project);
-        let running = crate::containers::running(&st);
-        Ok(ours.then(|| crate::supervision::observed(root, &st, running)))
+            _ => None,
+        })
     }
 
     fn networks(&self) -> anyhow::Result<Vec<String>> {

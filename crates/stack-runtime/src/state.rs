@@ -245,7 +245,6 @@ pub fn unfinished(root: &Path) -> Vec<PathBuf> {
         .collect()
 }
 
-/// Start time of a process in clock ticks since boot (field 22 of /proc/PID/stat).
 /// The namespace of `kind` (`pid`, `user`…) process `pid` is in (`self`
 /// for ours), as its nsfs file's device and inode.
 pub fn namespace(pid: &str, kind: &str) -> Option<(u64, u64)> {
@@ -274,6 +273,7 @@ pub fn in_namespace(kind: &str, pid: i32) -> Vec<i32> {
     pids
 }
 
+/// Start time of a process in clock ticks since boot (field 22 of /proc/PID/stat).
 pub fn start_time(pid: i32) -> Option<u64> {
     stat(pid).map(|(_, start)| start)
 }

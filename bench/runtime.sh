@@ -51,8 +51,9 @@ PY
 # of one service. What each container costs is the proportional set size
 # (Pss: each page divided among the processes that share it) of its two
 # host-side processes, its monitor and our init, summed over all N and
-# divided by N. The sealed copy of our binary is one memfd for every
-# container of the engine, so its pages are shared N ways. The app itself
+# divided by N. They run stack-init (the runtime's small binary) through
+# one read-only view for every container of the engine, so its pages are
+# shared N ways. The app itself
 # (`sleep`) is not counted; the engine is once per host.
 n=10
 tar -C "$rootfs" -cf "$work/rootfs.tar" .

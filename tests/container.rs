@@ -215,12 +215,58 @@ fn the_engine_binary_cannot_be_overwritten_from_inside() {
                 .contains("can't create /proc/1/exe: Read-only file system"),
             "{o:?}"
         );
-        // The overlay's own path, not the host's.
+        // The overlay's own path, not the host's; the small binary
+        // installed beside ours, not ours.
         let out = e.sh(caps, "ls -l /proc/1/exe");
-        assert!(out.trim_end().ends_with("/proc/1/exe -> /stack"), "{out}");
+        assert!(
+            out.trim_end().ends_with("/proc/1/exe -> /stack-init"),
+            "{out}"
+        );
     }
-    let bin = std::fs::read(env!("CARGO_BIN_EXE_stack")).unwrap();
-    assert!(!bin.ends_with(b"pwned\n"), "the binary was written to");
+    for bin in [
+        env!("CARGO_BIN_EXE_stack"),
+        env!("CARGO_BIN_EXE_stack-init"),
+    ] {
+        let bytes = std::fs::read(bin).unwrap();
+        assert!(!bytes.ends_with(b"pwned\n"), "{bin} was written to");
+    }
+}
+
+#[test]
+fn stack_without_stack_init_beside_it_runs_containers_on_itself() {
+    let e = Env::new("alone");
+    // `stack` alone in a directory (a link: the same file).
+    let alone = e.dir.join("bin");
+    std::fs::create_dir_all(&alone).unwrap();
+    std::fs::hard_link(env!("CARGO_BIN_EXE_stack"), alone.join("stack")).unwrap();
+    let rootfs = e.rootfs();
+    let o = Command::new(alone.join("stack"))
+        .args([
+            "container",
+            "run",
+            "--rm",
+            "--cap-add",
+            "SYS_PTRACE",
+            "--rootfs",
+        ])
+        .arg(&rootfs)
+        .args(["sh", "-c", "ls -l /proc/1/exe; echo pwned > /proc/1/exe"])
+        .env("STACK_ROOT", e.root())
+        .output()
+        .unwrap();
+    let (out, err) = (
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr),
+    );
+    assert!(
+        out.trim_end().ends_with("/proc/1/exe -> /stack"),
+        "{out}{err}"
+    );
+    assert!(
+        err.contains("can't create /proc/1/exe: Read-only file system"),
+        "{err}"
+    );
+    e.assert_clean();
 }
 
 #[test]

@@ -14,6 +14,26 @@ use crate::state::{self, State, Status};
 /// The argument that selects the init mode of our own binary.
 pub const INIT_ARG: &str = "__stack-init";
 
+/// The build of this runtime, which the first line of every hidden mode's
+/// payload names: `stack` and `stack-init` of different builds do not
+/// talk (a payload's shape is the build's own).
+pub const BUILD: &str = env!("STACK_RUNTIME_BUILD");
+
+/// What the caller handed a hidden mode on descriptor `fd`: `BUILD`, a
+/// newline, the payload.
+fn payload(fd: &str) -> Result<Vec<u8>, String> {
+    let all = std::fs::read(format!("/proc/self/fd/{fd}")).map_err(|e| e.to_string())?;
+    let (build, json) = all.split_at(all.iter().position(|b| *b == b'\n').unwrap_or(all.len()));
+    match build == BUILD.as_bytes() {
+        true => Ok(json.get(1..).unwrap_or_default().to_vec()),
+        false => Err(format!(
+            "the runtime's binary is build {BUILD}, called by build {}: \
+             install stack and stack-init from the same build",
+            String::from_utf8_lossy(build),
+        )),
+    }
+}
+
 /// Exit codes of our own failures, as Docker uses them.
 const SETUP_FAILED: i32 = 125;
 const NOT_EXECUTABLE: i32 = 126;
@@ -26,8 +46,8 @@ const NOT_FOUND: i32 = 127;
 /// `started_fd`, of a detached start: a pipe the monitor writes a byte on
 /// once it has recorded the container running (its caller waits on it).
 pub fn init_main(spec_fd: &str, started_fd: Option<&str>) -> ! {
-    let json = std::fs::read(format!("/proc/self/fd/{spec_fd}")).unwrap_or_default();
-    let parsed: Result<(Spec, PathBuf, Mode), _> = serde_json::from_slice(&json);
+    let parsed: Result<(Spec, PathBuf, Mode), _> =
+        payload(spec_fd).and_then(|json| serde_json::from_slice(&json).map_err(|e| e.to_string()));
     // SAFETY: our caller (`start`) gave us this descriptor, open, for us
     // alone; nothing else here owns it.
     #[allow(unsafe_code)]
@@ -603,8 +623,8 @@ fn set_oom_score_adj(spec: &Spec) -> std::io::Result<()> {
 }
 
 pub fn exec_main(spec_fd: &str) -> ! {
-    let json = std::fs::read(format!("/proc/self/fd/{spec_fd}")).unwrap_or_default();
-    let parsed: Result<(Spec, i32, bool, bool), _> = serde_json::from_slice(&json);
+    let parsed: Result<(Spec, i32, bool, bool), _> =
+        payload(spec_fd).and_then(|json| serde_json::from_slice(&json).map_err(|e| e.to_string()));
     let code = match parsed {
         Ok((spec, pid, piped, privileged)) => match join_and_run(&spec, pid, piped, privileged) {
             Ok(code) => code,
@@ -758,4 +778,30 @@ fn resolve_user(spec: &Spec) -> std::io::Result<Option<crate::security::User>> {
     };
     crate::security::add_groups(&mut user, &spec.group_add, &group)?;
     Ok(Some(user))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write as _;
+    use std::os::fd::AsRawFd as _;
+
+    /// What a caller wrote on a pipe, as `payload` takes it.
+    fn through_pipe(bytes: &[u8]) -> Result<Vec<u8>, String> {
+        let (read, write) = nix::unistd::pipe().unwrap();
+        std::fs::File::from(write).write_all(bytes).unwrap();
+        super::payload(&read.as_raw_fd().to_string())
+    }
+
+    #[test]
+    fn a_payload_of_our_build_is_taken_and_another_builds_refused() {
+        let ours = format!("{}\n{{\"a\":1}}", super::BUILD);
+        assert_eq!(through_pipe(ours.as_bytes()).unwrap(), b"{\"a\":1}");
+        let e = through_pipe(b"0123456789abcdef\n{\"a\":1}").unwrap_err();
+        assert!(
+            e.contains("called by build 0123456789abcdef") && e.contains(super::BUILD),
+            "{e}"
+        );
+        // No build line at all (a caller from before builds were named).
+        assert!(through_pipe(b"[{\"id\":\"x\"}]").is_err());
+    }
 }

@@ -199,8 +199,14 @@ pub fn start(spec: &Spec, root: &Path) -> Result<State, RuntimeError> {
         return Ok(st);
     }
     if let Ok(Some(status)) = child.try_wait() {
+        // Its last complaint, if it made one.
+        let log = std::fs::read_to_string(dir.join("monitor.log")).unwrap_or_default();
+        let said = log
+            .lines()
+            .rfind(|l| !l.trim().is_empty())
+            .unwrap_or_default();
         return Err(failed(std::io::Error::other(format!(
-            "the container's monitor exited early ({status})"
+            "the container's monitor exited early ({status}) {said}"
         ))));
     }
     reap_later(child);
@@ -617,15 +623,15 @@ fn spawn_monitor(
     .map_err(start)
 }
 
-/// Runs a sealed copy of our binary in a hidden `mode`, handing it `json`
-/// through a pipe (not the command line: PID 1's cmdline is visible inside
+/// Runs the sealed init binary (`seal`) in a hidden `mode`, handing it
+/// `json` (behind our `BUILD`) through a pipe (not the command line: PID 1's cmdline is visible inside
 /// the container).
 fn spawn_sealed(
     mode: &str,
     json: &str,
     configure: impl FnOnce(&mut Command) -> std::io::Result<()>,
 ) -> std::io::Result<std::process::Child> {
-    let exe = seal::sealed_self()?;
+    let exe = seal::sealed_init()?;
     let (read, write) = nix::unistd::pipe()?;
     nix::fcntl::fcntl(
         &write,
@@ -637,6 +643,6 @@ fn spawn_sealed(
     let child = cmd.spawn()?;
     drop(read);
     let mut write = std::fs::File::from(write);
-    std::io::Write::write_all(&mut write, json.as_bytes())?;
+    std::io::Write::write_all(&mut write, format!("{}\n{json}", init::BUILD).as_bytes())?;
     Ok(child)
 }

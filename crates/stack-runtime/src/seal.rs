@@ -1,46 +1,89 @@
-//! Our own binary, for re-executing into containers, in a form that nobody
-//! can write through `/proc/PID/exe` (CVE-2019-5736).
+//! The binary that the runtime re-executes into containers (their
+//! monitor and PID 1, an `exec`'s process), in a form that nobody can
+//! write through `/proc/PID/exe` (CVE-2019-5736).
 //!
-//! First choice: the binary as seen through a detached read-only overlay
-//! of its directory. No copy: the pages are the file's own, shared with
-//! every other process running it, and opening it costs a few syscalls. An
-//! overlay with no upper layer cannot be made writable, not even by a
-//! process with CAP_SYS_ADMIN that reaches the mount. Where that overlay
-//! cannot be made (`lowerdir+` came in Linux 6.8, and an older kernel may
-//! refuse a detached mount as a layer; a file system overlayfs does not
-//! take; no right to mount), a sealed memfd copy, made once per process:
-//! as safe, but ~10 ms and 19 MB of memory more.
+//! Which binary: `stack-init` from our own directory where it is there, a
+//! binary of that one job whose processes map and relocate a twentieth of
+//! the pages `stack` does (they live as long as the containers: their
+//! memory is what every container costs); else our own, which has the
+//! same hidden modes. Either answers only to its own build (`BUILD`).
+//!
+//! First choice of form: the file as seen through a detached read-only
+//! overlay of its directory. No copy: the pages are the file's own, shared
+//! with every other process running it, and opening it costs a few
+//! syscalls. An overlay with no upper layer cannot be made writable, not
+//! even by a process with CAP_SYS_ADMIN that reaches the mount. Where that
+//! overlay cannot be made (`lowerdir+` came in Linux 6.8, and an older
+//! kernel may refuse a detached mount as a layer; a file system overlayfs
+//! does not take; no right to mount), a sealed memfd copy, made once per
+//! process: as safe, but a copy (1 MB of memory for `stack-init`, 19 MB
+//! for `stack`).
 
 use std::fs::File;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::fs::MetadataExt as _;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use nix::fcntl::{fcntl, FcntlArg, SealFlag};
 use nix::sys::memfd::{memfd_create, MFdFlags};
 
-/// The unwritable form of our binary, made once per process: every
-/// container an engine starts runs the same one.
-pub fn sealed_self() -> std::io::Result<&'static OwnedFd> {
+/// The file name of the small binary beside ours.
+pub const INIT_BINARY: &str = "stack-init";
+
+/// The unwritable form of the binary to re-execute, made once per
+/// process: every container an engine starts runs the same one.
+pub fn sealed_init() -> std::io::Result<&'static OwnedFd> {
     static SEALED: OnceLock<OwnedFd> = OnceLock::new();
     if let Some(fd) = SEALED.get() {
         return Ok(fd);
     }
-    let fd = match read_only_view() {
+    let exe = std::fs::read_link("/proc/self/exe")?;
+    let ours = Chosen {
+        known: std::fs::metadata("/proc/self/exe")?,
+        path: exe.clone(),
+        source: "/proc/self/exe".into(),
+    };
+    // Ours, unless the small one is there (and not ourselves).
+    let sibling = exe.with_file_name(INIT_BINARY);
+    let chosen = match std::fs::metadata(&sibling) {
+        Ok(m) if m.is_file() && !same_file(&m, &ours.known) => Chosen {
+            known: m,
+            path: sibling.clone(),
+            source: sibling,
+        },
+        _ => ours,
+    };
+    let fd = match read_only_view(&chosen) {
         Ok(fd) => fd,
-        Err(_) => seal_copy()?,
+        Err(_) => seal_copy(&chosen)?,
     };
     // Two first callers at once: one wins, the other is dropped.
     Ok(SEALED.get_or_init(|| fd))
 }
 
-/// `/proc/self/exe` opened through a read-only overlay of its directory;
-/// an error unless what it opens is the very file we run (a binary
-/// replaced since we started is not ours).
-fn read_only_view() -> std::io::Result<OwnedFd> {
-    let exe = std::fs::read_link("/proc/self/exe")?;
-    let (Some(dir), Some(name)) = (exe.parent(), exe.file_name()) else {
+/// A binary: where it is, what it was when chosen (ours: when we
+/// started), and where to copy it from (ours: the file we run, even if
+/// replaced since).
+struct Chosen {
+    path: PathBuf,
+    known: std::fs::Metadata,
+    source: PathBuf,
+}
+
+fn same_file(a: &std::fs::Metadata, b: &std::fs::Metadata) -> bool {
+    let key = |m: &std::fs::Metadata| {
+        let times = (m.mtime(), m.mtime_nsec(), m.ctime(), m.ctime_nsec());
+        (m.dev(), m.ino(), m.size(), times)
+    };
+    key(a) == key(b)
+}
+
+/// The chosen binary opened through a read-only overlay of its directory;
+/// an error unless what it opens is the very file chosen (one replaced
+/// meanwhile is not).
+fn read_only_view(chosen: &Chosen) -> std::io::Result<OwnedFd> {
+    let (Some(dir), Some(name)) = (chosen.path.parent(), chosen.path.file_name()) else {
         return Err(std::io::ErrorKind::NotFound.into());
     };
     let view = stack_sys::mounts::read_only_view(dir)?;
@@ -50,25 +93,28 @@ fn read_only_view() -> std::io::Result<OwnedFd> {
         nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_CLOEXEC,
         nix::sys::stat::Mode::empty(),
     )?);
-    let (ours, seen) = (std::fs::metadata("/proc/self/exe")?, file.metadata()?);
-    let same = |m: &std::fs::Metadata| {
+    // The overlay shows its files on a device of its own.
+    let (known, seen) = (&chosen.known, file.metadata()?);
+    let key = |m: &std::fs::Metadata| {
         let times = (m.mtime(), m.mtime_nsec(), m.ctime(), m.ctime_nsec());
         (m.ino(), m.size(), times)
     };
-    if same(&ours) != same(&seen) {
-        return Err(std::io::Error::other("the binary changed since it started"));
+    if key(known) != key(&seen) {
+        return Err(std::io::Error::other(
+            "the binary changed since it was chosen",
+        ));
     }
     Ok(file.into())
 }
 
-/// Copies /proc/self/exe into a memfd and seals it against every change.
-fn seal_copy() -> std::io::Result<OwnedFd> {
+/// Copies the chosen binary into a memfd and seals it against every change.
+fn seal_copy(chosen: &Chosen) -> std::io::Result<OwnedFd> {
     let fd = memfd_create(
         c"stack-init",
         MFdFlags::MFD_CLOEXEC | MFdFlags::MFD_ALLOW_SEALING,
     )?;
     let mut dst = File::from(fd);
-    let mut src = File::open("/proc/self/exe")?;
+    let mut src = File::open(&chosen.source)?;
     std::io::copy(&mut src, &mut dst)?;
     let seals = SealFlag::F_SEAL_SEAL
         | SealFlag::F_SEAL_SHRINK
@@ -87,14 +133,19 @@ pub fn fd_path(fd: &OwnedFd) -> String {
 mod tests {
     use std::io::{Read as _, Write as _};
 
-    /// Both forms hold our very binary, and neither takes a write (the
+    /// Both forms hold the very binary, and neither takes a write (the
     /// view needs the right to mount: these tests run as root).
     #[test]
     fn both_forms_are_our_binary_and_unwritable() {
         let ours = std::fs::read("/proc/self/exe").unwrap();
+        let chosen = super::Chosen {
+            path: std::fs::read_link("/proc/self/exe").unwrap(),
+            known: std::fs::metadata("/proc/self/exe").unwrap(),
+            source: "/proc/self/exe".into(),
+        };
         for (form, fd) in [
-            ("view", super::read_only_view()),
-            ("copy", super::seal_copy()),
+            ("view", super::read_only_view(&chosen)),
+            ("copy", super::seal_copy(&chosen)),
         ] {
             let fd = fd.unwrap_or_else(|e| panic!("{form}: {e}"));
             let path = super::fd_path(&fd);

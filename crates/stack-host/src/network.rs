@@ -10,7 +10,7 @@ use anyhow::{bail, Context as _};
 use crate::Host;
 
 /// The hidden mode of our binary that runs the DNS server of a store root.
-pub const DNS_ARG: &str = "__stack-dns";
+pub const DNS_ARG: &str = stack_net::dns::SERVER_ARG;
 
 pub fn dns_main(root: &Path) -> std::process::ExitCode {
     let served =
@@ -27,17 +27,15 @@ pub fn dns_main(root: &Path) -> std::process::ExitCode {
 /// Starts the DNS server of this root unless it answers on `gateway`
 /// already, and waits until it does.
 fn ensure_dns(host: &Host, gateway: IpAddr) -> anyhow::Result<()> {
-    use std::net::{SocketAddr, TcpStream};
     use std::time::{Duration, Instant};
-    let addr = SocketAddr::new(gateway, 53);
-    let up = || TcpStream::connect_timeout(&addr, Duration::from_millis(100)).is_ok();
+    // Ours, by what it says: something else may answer on the address (a
+    // server of another root that had it as a gateway a moment ago).
+    let up = || stack_net::dns::serves(host.root(), gateway);
     if up() {
         return Ok(());
     }
     // A server that runs already serves the new gateway once woken.
-    if let Ok(sock) = std::os::unix::net::UnixDatagram::unbound() {
-        let _ = sock.send_to(b"", stack_net::dns::wake_socket(host.root()));
-    }
+    wake_dns(host);
     // Else the one we start says on its output when it serves (and exits
     // at once, closing it, if another server holds the store).
     let (said, say) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
@@ -65,7 +63,7 @@ fn ensure_dns(host: &Host, gateway: IpAddr) -> anyhow::Result<()> {
     }
     while !up() {
         if t.elapsed() > limit {
-            bail!("the DNS server does not answer on {addr}");
+            bail!("the DNS server does not answer on {gateway}:53");
         }
         std::thread::sleep(Duration::from_millis(2));
     }
@@ -93,7 +91,18 @@ fn pool() -> anyhow::Result<stack_net::ipam::Pool> {
 /// Removes a network no container uses (and, with the last network, the
 /// DNS server).
 pub fn remove(host: &Host, name: &str) -> anyhow::Result<()> {
-    Ok(host.block_on(stack_net::remove(host.networks()?, name))??)
+    host.block_on(stack_net::remove(host.networks()?, name))??;
+    // It lets go of the gateway now, not at its next round: the subnet may
+    // be another's in a moment.
+    wake_dns(host);
+    Ok(())
+}
+
+/// Wakes the DNS server of the host's root, if one runs, for a round now.
+fn wake_dns(host: &Host) {
+    if let Ok(sock) = std::os::unix::net::UnixDatagram::unbound() {
+        let _ = sock.send_to(b"", stack_net::dns::wake_socket(host.root()));
+    }
 }
 
 /// What a container gets from its networks.

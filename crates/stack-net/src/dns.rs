@@ -330,6 +330,7 @@ pub async fn serve(stack_root: &Path) -> Result<(), crate::NetError> {
     let mut listening: HashMap<(String, IpAddr), Vec<tokio::task::JoinHandle<()>>> = HashMap::new();
     let mut proxies: HashMap<(u16, SocketAddr), tokio::task::JoinHandle<()>> = HashMap::new();
     let mut idle = 0;
+    let mut said: Vec<IpAddr> = Vec::new();
     loop {
         let rec = shared.current();
         let forwards = crate::proxy::loopback_v6(&rec.endpoints);
@@ -361,14 +362,18 @@ pub async fn serve(stack_root: &Path) -> Result<(), crate::NetError> {
             }
             keep
         });
+        let mut missing = false;
         for (net, ip) in &wanted {
             if listening.contains_key(&(net.clone(), *ip)) {
                 continue;
             }
             let addr = SocketAddr::new(*ip, 53);
-            // The bridge may still be coming up: try again on the next round.
+            // The bridge may still be coming up, or another root's server
+            // still holds the address (its network just removed, it lets go
+            // when woken): again soon.
             let (Ok(udp), Ok(tcp)) = (UdpSocket::bind(addr).await, TcpListener::bind(addr).await)
             else {
+                missing = true;
                 continue;
             };
             let tasks = vec![
@@ -377,11 +382,25 @@ pub async fn serve(stack_root: &Path) -> Result<(), crate::NetError> {
             ];
             listening.insert((net.clone(), *ip), tasks);
         }
+        let mut served: Vec<IpAddr> = listening.keys().map(|(_, ip)| *ip).collect();
+        served.sort();
+        if served != said {
+            let text: String = std::iter::once(std::process::id().to_string())
+                .chain(served.iter().map(IpAddr::to_string))
+                .map(|l| l + "\n")
+                .collect();
+            // Unsaid, it is tried again next round (and those who wait for
+            // it say that the server does not answer).
+            if stack_sys::write_atomic(&serving_path(stack_root), text.as_bytes()).is_ok() {
+                said = served;
+            }
+        }
         if std::mem::take(&mut ready) {
             say_ready();
         }
         idle = if wanted.is_empty() { idle + 1 } else { 0 };
         if idle >= 3 {
+            let _ = std::fs::remove_file(serving_path(stack_root));
             let _ = std::fs::remove_file(&wake_path);
             return Ok(());
         }
@@ -392,8 +411,9 @@ pub async fn serve(stack_root: &Path) -> Result<(), crate::NetError> {
                 None => std::future::pending().await,
             }
         };
+        let round = Duration::from_millis(if missing { 5 } else { 200 });
         tokio::select! {
-            _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+            _ = tokio::time::sleep(round) => {}
             _ = woken => {}
         }
     }
@@ -402,6 +422,31 @@ pub async fn serve(stack_root: &Path) -> Result<(), crate::NetError> {
 /// The socket a running DNS server of `stack_root` is woken on.
 pub fn wake_socket(stack_root: &Path) -> PathBuf {
     stack_root.join("networks").join("dns.sock")
+}
+
+/// The argument that runs a process as the DNS server of a store root.
+pub const SERVER_ARG: &str = "__stack-dns";
+
+/// The file where the server of a root says what it serves: its pid, then
+/// each gateway it listens on, a line each.
+fn serving_path(stack_root: &Path) -> PathBuf {
+    stack_root.join("networks").join("dns.serving")
+}
+
+/// Whether the DNS server of `stack_root` (alive, and ours: not a server
+/// of another root that still listens on an address that was its gateway
+/// before) listens on `gateway`.
+pub fn serves(stack_root: &Path, gateway: IpAddr) -> bool {
+    let Ok(text) = std::fs::read_to_string(serving_path(stack_root)) else {
+        return false;
+    };
+    let mut lines = text.lines();
+    let alive = lines.next().is_some_and(|pid| {
+        std::fs::read(format!("/proc/{pid}/cmdline"))
+            .is_ok_and(|c| c.split(|b| *b == 0).any(|a| a == SERVER_ARG.as_bytes()))
+    });
+    let gateway = gateway.to_string();
+    alive && lines.any(|l| l == gateway)
 }
 
 /// Tells whoever started us, on our standard output, that the first round

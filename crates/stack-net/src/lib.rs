@@ -336,7 +336,6 @@ pub async fn connect(
 
 /// What [`reserve`] decided for one endpoint that netlink must make.
 struct Planned {
-    peer: String,
     mac: [u8; 6],
     addrs: Vec<(IpAddr, u8)>,
     gateways: Vec<IpAddr>,
@@ -452,7 +451,6 @@ fn reserve(
         store.put_endpoint(&ep)?;
         done.push(ep);
         plan.push(Planned {
-            peer: format!("vp{tag}"),
             mac,
             addrs,
             gateways: if net.internal {
@@ -512,7 +510,10 @@ pub async fn join(
         )
     };
     let result = match planned {
-        Ok(plan) => wire_into(&netns, &done, &plan).await,
+        Ok(plan) => match link::Batch::in_netns(&netns) {
+            Ok(mut inside) => wire_into(&mut inside, &netns, &done, &plan).await,
+            Err(e) => Err(e),
+        },
         Err(e) => Err(e),
     };
     let result = result.and_then(|()| {
@@ -558,26 +559,91 @@ pub async fn leave(store: &Store, container: &str, network: &str) -> Result<(), 
 /// Without the lock: the namespace, a veth per endpoint into it, addresses
 /// and routes.
 async fn wire(netns: &Path, endpoints: &[Endpoint], plan: &[Planned]) -> Result<(), NetError> {
-    link::create_netns(netns)?;
-    wire_into(netns, endpoints, plan).await
+    let mut inside = link::create_netns(netns)?;
+    wire_into(&mut inside, netns, endpoints, plan).await
 }
 
-/// A veth per endpoint into the namespace there is, addresses and routes.
-async fn wire_into(netns: &Path, endpoints: &[Endpoint], plan: &[Planned]) -> Result<(), NetError> {
-    let host = link::Netlink::host()?;
-    let inside = link::Netlink::in_netns(netns)?;
-    for (ep, p) in endpoints.iter().zip(plan) {
+/// A veth per endpoint into the namespace there is (`inside`: a socket in
+/// it), addresses and routes: every endpoint's in four batches of netlink
+/// requests, two on each side, whatever the number of endpoints (the
+/// bridges' indexes, the veths; the peers' indexes, their addresses and
+/// routes).
+async fn wire_into(
+    inside: &mut link::Batch,
+    netns: &Path,
+    endpoints: &[Endpoint],
+    plan: &[Planned],
+) -> Result<(), NetError> {
+    let mut host = link::Batch::open().map_err(link::io_nl("open a netlink socket"))?;
+    let bridges: Vec<&str> = plan.iter().map(|p| p.bridge.as_str()).collect();
+    let mut indexes = host.indexes(&bridges)?;
+    for (i, p) in plan.iter().enumerate() {
         // A network whose creation was cut short (an engine killed between
         // its record and its bridge) gets its bridge now.
-        if host.index(&p.bridge).await?.is_none() {
-            host.ensure_bridge(&p.bridge, p.mtu, &p.bridge_addrs)
+        if indexes[i].is_none() {
+            link::Netlink::host()?
+                .ensure_bridge(&p.bridge, p.mtu, &p.bridge_addrs)
                 .await?;
+            indexes[i] = host.indexes(&[&p.bridge])?[0];
         }
-        host.veth_into(&ep.host_veth, &p.peer, &p.bridge, p.mtu, netns)
-            .await?;
-        inside
-            .configure(&p.peer, &ep.ifname, p.mac, &p.addrs, &p.gateways)
-            .await?;
+    }
+    let ns = std::fs::File::open(netns).map_err(|e| NetError::io(netns, e))?;
+    let veths = endpoints
+        .iter()
+        .zip(plan)
+        .zip(&indexes)
+        .map(|((ep, p), bridge)| {
+            let bridge = bridge.ok_or_else(|| NetError::Netlink {
+                what: format!("look up link {}", p.bridge),
+                why: "no such device".into(),
+            })?;
+            Ok(link::veth(
+                &ep.host_veth,
+                bridge,
+                (&ep.ifname, p.mac),
+                p.mtu,
+                &ns,
+            ))
+        })
+        .collect::<Result<Vec<_>, NetError>>()?;
+    let made = host.run(veths).map_err(link::io_nl("create veths"))?;
+    for ((ep, p), answer) in endpoints.iter().zip(plan).zip(made) {
+        answer.map_err(link::io_nl(format!(
+            "create veth {} on {}",
+            ep.host_veth, p.bridge
+        )))?;
+    }
+    let names: Vec<&str> = endpoints.iter().map(|ep| ep.ifname.as_str()).collect();
+    let peers = inside.indexes(&names)?;
+    let mut requests = Vec::new();
+    let mut what = Vec::new();
+    for ((ep, p), index) in endpoints.iter().zip(plan).zip(peers) {
+        let index = index.ok_or_else(|| NetError::Netlink {
+            what: format!("look up link {}", ep.ifname),
+            why: "no such device".into(),
+        })?;
+        requests.push(link::up(index));
+        what.push((format!("set {} up", ep.ifname), false));
+        for (a, prefix) in &p.addrs {
+            requests.push(link::address(index, *a, *prefix));
+            what.push((format!("add {a}/{prefix} to {}", ep.ifname), false));
+        }
+        for g in &p.gateways {
+            requests.push(link::default_route(*g));
+            // A second network's gateway: the first one keeps the default route.
+            what.push((format!("default route via {g}"), true));
+        }
+    }
+    let answers = inside
+        .run(requests)
+        .map_err(link::io_nl("configure the container's links"))?;
+    for ((what, may_exist), answer) in what.into_iter().zip(answers) {
+        match answer {
+            Err(e) if may_exist && e.raw_os_error() == Some(libc::EEXIST) => {}
+            a => {
+                a.map_err(link::io_nl(what))?;
+            }
+        }
     }
     Ok(())
 }

@@ -9,15 +9,21 @@
 use std::fs;
 use std::net::IpAddr;
 use std::os::fd::AsRawFd as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use futures::TryStreamExt as _;
 use ipnet::IpNet;
 use nix::sched::{setns, unshare, CloneFlags};
+use rtnetlink::packet_core::{
+    NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_CREATE, NLM_F_EXCL, NLM_F_REQUEST,
+};
 use rtnetlink::packet_route::link::{InfoData, InfoKind, InfoVeth};
 use rtnetlink::packet_route::route::{RouteAddress, RouteAttribute};
+use rtnetlink::packet_route::RouteNetlinkMessage;
+use rtnetlink::sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
 use rtnetlink::{
-    Handle, LinkBridge, LinkMessageBuilder, LinkUnspec, LinkVeth, RouteMessageBuilder,
+    AddressMessageBuilder, Handle, LinkBridge, LinkMessageBuilder, LinkUnspec, LinkVeth,
+    RouteMessageBuilder,
 };
 
 use crate::NetError;
@@ -35,14 +41,16 @@ fn errno_is(e: &rtnetlink::Error, code: i32) -> bool {
     matches!(e, rtnetlink::Error::NetlinkError(m) if m.raw_code() == -code)
 }
 
-/// Makes a new network namespace bound to `path`, with `lo` up.
-pub fn create_netns(path: &Path) -> Result<(), NetError> {
+/// Makes a new network namespace bound to `path`; returns a netlink
+/// socket in it (opened by the thread that made it, so no other thread
+/// has to enter it).
+pub fn create_netns(path: &Path) -> Result<Batch, NetError> {
     if let Some(dir) = path.parent() {
         fs::create_dir_all(dir).map_err(|e| NetError::io(dir, e))?;
     }
     fs::File::create(path).map_err(|e| NetError::io(path, e))?;
     let p = path.to_path_buf();
-    let made = std::thread::spawn(move || -> std::io::Result<()> {
+    let made = std::thread::spawn(move || -> std::io::Result<Batch> {
         unshare(CloneFlags::CLONE_NEWNET)?;
         // Addresses are ours alone: no duplicate detection delaying IPv6
         // (/proc/sys/net is this thread's namespace now).
@@ -56,15 +64,201 @@ pub fn create_netns(path: &Path) -> Result<(), NetError> {
             nix::mount::MsFlags::MS_BIND,
             None::<&str>,
         )?;
-        Ok(())
+        Batch::open()
     })
     .join()
     .expect("the netns thread does not panic");
-    if let Err(e) = made {
-        let _ = fs::remove_file(path);
-        return Err(NetError::io(path, e));
+    made.map_err(|e| {
+        let _ = remove_netns(path);
+        NetError::io(path, e)
+    })
+}
+
+/// A blocking rtnetlink socket that takes requests in batches: a batch goes
+/// to the kernel in one `send` (which handles its messages in order, each
+/// on its own) and the answers are read back. No runtime, no thread.
+pub struct Batch {
+    socket: Socket,
+    seq: u32,
+}
+
+/// What the kernel answered one request of a batch: its replies, or why not.
+pub type Answer = Result<Vec<RouteNetlinkMessage>, std::io::Error>;
+
+impl Batch {
+    /// A socket in this thread's network namespace.
+    pub fn open() -> std::io::Result<Batch> {
+        let mut socket = Socket::new(NETLINK_ROUTE)?;
+        socket.bind_auto()?;
+        socket.connect(&SocketAddr::new(0, 0))?;
+        Ok(Batch { socket, seq: 0 })
     }
-    Ok(())
+
+    /// A socket in the namespace bound at `path`, opened on a short-lived
+    /// thread that enters it.
+    pub fn in_netns(path: &Path) -> Result<Batch, NetError> {
+        let p = path.to_path_buf();
+        std::thread::spawn(move || {
+            setns(fs::File::open(&p)?, CloneFlags::CLONE_NEWNET)?;
+            Batch::open()
+        })
+        .join()
+        .expect("the netlink thread does not panic")
+        .map_err(|e| NetError::io(path, e))
+    }
+
+    /// Sends `requests` (each with its flags besides REQUEST and ACK) in
+    /// one write; their answers, in the same order.
+    pub fn run(
+        &mut self,
+        requests: Vec<(RouteNetlinkMessage, u16)>,
+    ) -> std::io::Result<Vec<Answer>> {
+        let n = requests.len();
+        let first = self.seq.wrapping_add(1);
+        self.seq = self.seq.wrapping_add(n as u32);
+        let mut buf = Vec::new();
+        for (i, (msg, flags)) in requests.into_iter().enumerate() {
+            let mut m = NetlinkMessage::from(msg);
+            m.header.flags = NLM_F_REQUEST | NLM_F_ACK | flags;
+            m.header.sequence_number = first.wrapping_add(i as u32);
+            m.finalize();
+            let at = buf.len();
+            buf.resize(at + m.buffer_len(), 0);
+            m.serialize(&mut buf[at..]);
+        }
+        self.socket.send(&buf, 0)?;
+        let mut replies: Vec<Vec<RouteNetlinkMessage>> = vec![Vec::new(); n];
+        let mut answers: Vec<Option<Answer>> = (0..n).map(|_| None).collect();
+        while answers.iter().any(Option::is_none) {
+            let (data, _) = self.socket.recv_from_full()?;
+            let mut at = 0;
+            while at < data.len() {
+                let m = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&data[at..])
+                    .map_err(std::io::Error::other)?;
+                let len = m.header.length as usize;
+                if len == 0 {
+                    break;
+                }
+                at += len.next_multiple_of(4);
+                // Each request ends with its error message (zero: done).
+                let i = m.header.sequence_number.wrapping_sub(first) as usize;
+                match (m.payload, replies.get_mut(i)) {
+                    (NetlinkPayload::InnerMessage(r), Some(got)) => got.push(r),
+                    (NetlinkPayload::Error(e), Some(got)) => {
+                        answers[i] = Some(match e.code {
+                            None => Ok(std::mem::take(got)),
+                            Some(_) => Err(e.to_io()),
+                        });
+                    }
+                    _ => {}
+                }
+            }
+        }
+        Ok(answers.into_iter().flatten().collect())
+    }
+
+    /// The index of each link named, `None` where there is none.
+    pub fn indexes(&mut self, names: &[&str]) -> Result<Vec<Option<u32>>, NetError> {
+        let get = |n: &&str| {
+            let msg = LinkUnspec::new_with_name(n).build();
+            (RouteNetlinkMessage::GetLink(msg), 0)
+        };
+        let answers = self
+            .run(names.iter().map(get).collect())
+            .map_err(io_nl("look up links"))?;
+        names
+            .iter()
+            .zip(answers)
+            .map(|(name, a)| match a {
+                Ok(replies) => Ok(replies.into_iter().find_map(|r| match r {
+                    RouteNetlinkMessage::NewLink(l) => Some(l.header.index),
+                    _ => None,
+                })),
+                Err(e) if e.raw_os_error() == Some(libc::ENODEV) => Ok(None),
+                Err(e) => Err(io_nl(format!("look up link {name}"))(e)),
+            })
+            .collect()
+    }
+}
+
+/// A veth pair's request: `host` on the bridge at index `bridge`, up; its
+/// peer made in the namespace of `netns` as `peer` there, with its MAC.
+/// The peer is born there with its final name (a move would wait for an
+/// RCU grace period, some 20 ms each; a rename is one more request). Not
+/// up yet: a veth cannot be up before its peer exists, and the peer is
+/// made first ([`up`]).
+pub fn veth(
+    host: &str,
+    bridge: u32,
+    (peer, mac): (&str, [u8; 6]),
+    mtu: Option<u32>,
+    netns: &fs::File,
+) -> (RouteNetlinkMessage, u16) {
+    let mut peer_msg = LinkUnspec::new_with_name(peer)
+        .setns_by_fd(netns.as_raw_fd())
+        .address(mac.to_vec());
+    let mut v = LinkMessageBuilder::<LinkVeth>::new_with_info_kind(InfoKind::Veth)
+        .name(host.to_string())
+        .controller(bridge)
+        .up();
+    if let Some(m) = mtu {
+        v = v.mtu(m);
+        peer_msg = peer_msg.mtu(m);
+    }
+    let v = v.set_info_data(InfoData::Veth(InfoVeth::Peer(peer_msg.build())));
+    (
+        RouteNetlinkMessage::NewLink(v.build()),
+        NLM_F_CREATE | NLM_F_EXCL,
+    )
+}
+
+/// The request that sets the link at `index` up.
+pub fn up(index: u32) -> (RouteNetlinkMessage, u16) {
+    let msg = LinkUnspec::new_with_index(index).up().build();
+    (RouteNetlinkMessage::SetLink(msg), 0)
+}
+
+/// An address's request, on the link at `index`.
+pub fn address(index: u32, addr: IpAddr, prefix: u8) -> (RouteNetlinkMessage, u16) {
+    let msg = match addr {
+        IpAddr::V4(a) => AddressMessageBuilder::<std::net::Ipv4Addr>::new()
+            .index(index)
+            .address(a, prefix)
+            .build(),
+        IpAddr::V6(a) => AddressMessageBuilder::<std::net::Ipv6Addr>::new()
+            .index(index)
+            .address(a, prefix)
+            .build(),
+    };
+    (
+        RouteNetlinkMessage::NewAddress(msg),
+        NLM_F_CREATE | NLM_F_EXCL,
+    )
+}
+
+/// A default route's request, through `gateway`.
+pub fn default_route(gateway: IpAddr) -> (RouteNetlinkMessage, u16) {
+    let msg = match gateway {
+        IpAddr::V4(v) => RouteMessageBuilder::<std::net::Ipv4Addr>::new()
+            .gateway(v)
+            .build(),
+        IpAddr::V6(v) => RouteMessageBuilder::<std::net::Ipv6Addr>::new()
+            .gateway(v)
+            .build(),
+    };
+    (
+        RouteNetlinkMessage::NewRoute(msg),
+        NLM_F_CREATE | NLM_F_EXCL,
+    )
+}
+
+/// A failed request of a batch as a netlink error saying what it was.
+pub fn io_nl(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> NetError {
+    let what = what.into();
+    move |e| NetError::Netlink {
+        what,
+        why: e.to_string(),
+    }
 }
 
 /// Unbinds and removes a namespace file; the namespace goes with its last user.
@@ -76,7 +270,8 @@ pub fn remove_netns(path: &Path) -> Result<(), NetError> {
     }
 }
 
-/// A netlink connection, to the host's namespace or to one bound to a file.
+/// An async netlink connection to the host's namespace, for what is not
+/// on a container's path (bridges, removals, routes).
 pub struct Netlink {
     handle: Handle,
 }
@@ -84,28 +279,8 @@ pub struct Netlink {
 impl Netlink {
     /// Must be called inside a tokio runtime.
     pub fn host() -> Result<Netlink, NetError> {
-        Self::connect(None)
-    }
-
-    pub fn in_netns(path: &Path) -> Result<Netlink, NetError> {
-        Self::connect(Some(path))
-    }
-
-    fn connect(netns: Option<&Path>) -> Result<Netlink, NetError> {
-        let rt = tokio::runtime::Handle::current();
-        let netns: Option<PathBuf> = netns.map(Path::to_path_buf);
-        let where_ = netns.clone().unwrap_or_else(|| "/proc/self/ns/net".into());
-        // The socket belongs to the namespace of the thread that opens it.
-        let (conn, handle, _) = std::thread::spawn(move || {
-            let _guard = rt.enter();
-            if let Some(p) = &netns {
-                setns(fs::File::open(p)?, CloneFlags::CLONE_NEWNET)?;
-            }
-            rtnetlink::new_connection()
-        })
-        .join()
-        .expect("the netlink thread does not panic")
-        .map_err(|e| NetError::io(&where_, e))?;
+        let (conn, handle, _) = rtnetlink::new_connection()
+            .map_err(|e| NetError::io(Path::new("/proc/self/ns/net"), e))?;
         tokio::spawn(conn);
         Ok(Netlink { handle })
     }
@@ -188,86 +363,6 @@ impl Netlink {
             Err(e) if errno_is(&e, libc::ENODEV) => Ok(false),
             r => r.map(|()| true).map_err(nl(format!("delete {name}"))),
         }
-    }
-
-    /// A veth pair: `host` on `bridge`, up; `peer` made in the namespace at
-    /// `netns`. One request: the peer is created there rather than moved
-    /// (a move waits for an RCU grace period, some 20 ms each).
-    pub async fn veth_into(
-        &self,
-        host: &str,
-        peer: &str,
-        bridge: &str,
-        mtu: Option<u32>,
-        netns: &Path,
-    ) -> Result<(), NetError> {
-        let b = self.must_index(bridge).await?;
-        let ns = fs::File::open(netns).map_err(|e| NetError::io(netns, e))?;
-        let mut peer_msg = LinkUnspec::new_with_name(peer).setns_by_fd(ns.as_raw_fd());
-        let mut v = LinkMessageBuilder::<LinkVeth>::new_with_info_kind(InfoKind::Veth)
-            .name(host.to_string())
-            .controller(b)
-            .up();
-        if let Some(m) = mtu {
-            v = v.mtu(m);
-            peer_msg = peer_msg.mtu(m);
-        }
-        let v = v.set_info_data(InfoData::Veth(InfoVeth::Peer(peer_msg.build())));
-        self.handle
-            .link()
-            .add(v.build())
-            .execute()
-            .await
-            .map_err(nl(format!("create veth {host} on {bridge}")))
-    }
-
-    /// Inside a container's namespace: `from` renamed to `to`, with its MAC,
-    /// addresses and MTU, up, and default routes through the gateways.
-    pub async fn configure(
-        &self,
-        from: &str,
-        to: &str,
-        mac: [u8; 6],
-        addrs: &[(IpAddr, u8)],
-        gateways: &[IpAddr],
-    ) -> Result<(), NetError> {
-        let i = self.must_index(from).await?;
-        self.handle
-            .link()
-            .set(
-                LinkUnspec::new_with_index(i)
-                    .name(to.to_string())
-                    .address(mac.to_vec())
-                    .build(),
-            )
-            .execute()
-            .await
-            .map_err(nl(format!("rename {from} to {to}")))?;
-        for (a, prefix) in addrs {
-            self.handle
-                .address()
-                .add(i, *a, *prefix)
-                .execute()
-                .await
-                .map_err(nl(format!("add {a}/{prefix} to {to}")))?;
-        }
-        self.up(i, to).await?;
-        for g in gateways {
-            let route = match g {
-                IpAddr::V4(v) => RouteMessageBuilder::<std::net::Ipv4Addr>::new()
-                    .gateway(*v)
-                    .build(),
-                IpAddr::V6(v) => RouteMessageBuilder::<std::net::Ipv6Addr>::new()
-                    .gateway(*v)
-                    .build(),
-            };
-            match self.handle.route().add(route).execute().await {
-                // A second network's gateway: the first one keeps the default route.
-                Err(e) if errno_is(&e, libc::EEXIST) => {}
-                r => r.map_err(nl(format!("default route via {g}")))?,
-            }
-        }
-        Ok(())
     }
 
     /// Every destination the host routes (v4 and v6): new subnets avoid them.

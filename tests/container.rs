@@ -232,40 +232,60 @@ fn the_engine_binary_cannot_be_overwritten_from_inside() {
     }
 }
 
+/// `stack` runs containers on `stack-init` only where that is one of its
+/// own build, fit to run as root; else on itself.
 #[test]
-fn stack_without_stack_init_beside_it_runs_containers_on_itself() {
+fn stack_init_is_used_only_when_it_is_of_our_build() {
     let e = Env::new("alone");
-    // `stack` alone in a directory (a link: the same file).
-    let alone = e.dir.join("bin");
-    std::fs::create_dir_all(&alone).unwrap();
-    std::fs::hard_link(env!("CARGO_BIN_EXE_stack"), alone.join("stack")).unwrap();
     let rootfs = e.rootfs();
-    let o = Command::new(alone.join("stack"))
-        .args([
-            "container",
-            "run",
-            "--rm",
-            "--cap-add",
-            "SYS_PTRACE",
-            "--rootfs",
-        ])
-        .arg(&rootfs)
-        .args(["sh", "-c", "ls -l /proc/1/exe; echo pwned > /proc/1/exe"])
-        .env("STACK_ROOT", e.root())
-        .output()
-        .unwrap();
-    let (out, err) = (
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr),
-    );
-    assert!(
-        out.trim_end().ends_with("/proc/1/exe -> /stack"),
-        "{out}{err}"
-    );
-    assert!(
-        err.contains("can't create /proc/1/exe: Read-only file system"),
-        "{err}"
-    );
+    let init = std::fs::canonicalize(env!("CARGO_BIN_EXE_stack-init")).unwrap();
+    // Beside `stack` (a link: the same file) in a directory of its own:
+    // nothing; a binary of another program; ours through a symbolic link.
+    let other = |p: &std::path::Path| {
+        std::fs::copy(common::busybox(), p).unwrap();
+    };
+    let linked = |p: &std::path::Path| std::os::unix::fs::symlink(&init, p).unwrap();
+    type Make<'a> = Option<&'a dyn Fn(&std::path::Path)>;
+    let cases: [(&str, Make, &str); 3] = [
+        ("alone", None, "/stack"),
+        ("other", Some(&other), "/stack"),
+        ("linked", Some(&linked), "/stack-init"),
+    ];
+    for (case, beside, runs) in cases {
+        let dir = e.dir.join(case);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::hard_link(env!("CARGO_BIN_EXE_stack"), dir.join("stack")).unwrap();
+        if let Some(make) = beside {
+            make(&dir.join("stack-init"));
+        }
+        let o = Command::new(dir.join("stack"))
+            .args([
+                "container",
+                "run",
+                "--rm",
+                "--cap-add",
+                "SYS_PTRACE",
+                "--rootfs",
+            ])
+            .arg(&rootfs)
+            .args(["sh", "-c", "ls -l /proc/1/exe; echo pwned > /proc/1/exe"])
+            .env("STACK_ROOT", e.root())
+            .output()
+            .unwrap();
+        let (out, err) = (
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr),
+        );
+        assert!(
+            out.trim_end().ends_with(&format!("/proc/1/exe -> {runs}")),
+            "{case}: {out}{err}"
+        );
+        // Through the view in every case, a link's target included.
+        assert!(
+            err.contains("can't create /proc/1/exe: Read-only file system"),
+            "{case}: {err}"
+        );
+    }
     e.assert_clean();
 }
 

@@ -26,11 +26,17 @@ pub fn dns_main(root: &Path) -> std::process::ExitCode {
 
 /// Starts the DNS server of this root unless it answers on `gateway`
 /// already, and waits until it does.
-fn ensure_dns(host: &Host, gateway: IpAddr) -> anyhow::Result<()> {
+fn ensure_dns(host: &Host, network: &str, gateway: IpAddr) -> anyhow::Result<()> {
     use std::time::{Duration, Instant};
     // Ours, by what it says: something else may answer on the address (a
-    // server of another root that had it as a gateway a moment ago).
-    let up = || stack_net::dns::serves(host.root(), gateway);
+    // server of another root that had it as a gateway a moment ago). A
+    // server that says nothing (of a build from before it did, which
+    // outlives an upgrade of the engine) is asked on the address.
+    let addr = std::net::SocketAddr::new(gateway, 53);
+    let up = || match stack_net::dns::serves(host.root(), network, gateway) {
+        Some(ours) => ours,
+        None => std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(100)).is_ok(),
+    };
     if up() {
         return Ok(());
     }
@@ -63,7 +69,7 @@ fn ensure_dns(host: &Host, gateway: IpAddr) -> anyhow::Result<()> {
     }
     while !up() {
         if t.elapsed() > limit {
-            bail!("the DNS server does not answer on {gateway}:53");
+            bail!("the DNS server does not answer on {addr}");
         }
         std::thread::sleep(Duration::from_millis(2));
     }
@@ -77,7 +83,7 @@ pub const BRIDGE: &str = "bridge";
 /// Creates a network, and the DNS server that answers on it.
 pub fn create(host: &Host, opts: &stack_net::CreateOptions) -> anyhow::Result<stack_net::Network> {
     let net = host.block_on(stack_net::create(host.networks()?, opts, &pool()?))??;
-    ensure_dns(host, net.subnets[0].gateway)?;
+    ensure_dns(host, &net.name, net.subnets[0].gateway)?;
     Ok(net)
 }
 
@@ -165,7 +171,7 @@ pub fn wire(
         ports.extend(stack_net::ports::parse(p).map_err(anyhow::Error::msg)?);
     }
     let first = store.get(&req.networks[0])?;
-    ensure_dns(host, first.subnets[0].gateway)?;
+    ensure_dns(host, &first.name, first.subnets[0].gateway)?;
     let (netns, endpoints) =
         host.block_on(stack_net::connect(store, id, name, &attachments, &ports))??;
     // The embedded DNS answers on each network's gateway.
@@ -216,7 +222,7 @@ pub fn join(
 ) -> anyhow::Result<stack_net::Endpoint> {
     let store = host.networks()?;
     let net = store.get(&attachment.network)?;
-    ensure_dns(host, net.subnets[0].gateway)?;
+    ensure_dns(host, &net.name, net.subnets[0].gateway)?;
     Ok(host.block_on(stack_net::join(store, id, name, attachment))??)
 }
 

@@ -330,7 +330,11 @@ pub async fn serve(stack_root: &Path) -> Result<(), crate::NetError> {
     let mut listening: HashMap<(String, IpAddr), Vec<tokio::task::JoinHandle<()>>> = HashMap::new();
     let mut proxies: HashMap<(u16, SocketAddr), tokio::task::JoinHandle<()>> = HashMap::new();
     let mut idle = 0;
-    let mut said: Vec<IpAddr> = Vec::new();
+    // What this server serves, from the start: nobody takes another's
+    // server for ours.
+    let mut said: Vec<(String, IpAddr)> = Vec::new();
+    let mut unsaid = !say_serving(stack_root, &said);
+    let mut retry = Duration::from_millis(5);
     loop {
         let rec = shared.current();
         let forwards = crate::proxy::loopback_v6(&rec.endpoints);
@@ -382,18 +386,13 @@ pub async fn serve(stack_root: &Path) -> Result<(), crate::NetError> {
             ];
             listening.insert((net.clone(), *ip), tasks);
         }
-        let mut served: Vec<IpAddr> = listening.keys().map(|(_, ip)| *ip).collect();
+        let mut served: Vec<(String, IpAddr)> = listening.keys().cloned().collect();
         served.sort();
-        if served != said {
-            let text: String = std::iter::once(std::process::id().to_string())
-                .chain(served.iter().map(IpAddr::to_string))
-                .map(|l| l + "\n")
-                .collect();
+        if served != said || unsaid {
             // Unsaid, it is tried again next round (and those who wait for
             // it say that the server does not answer).
-            if stack_sys::write_atomic(&serving_path(stack_root), text.as_bytes()).is_ok() {
-                said = served;
-            }
+            unsaid = !say_serving(stack_root, &served);
+            said = served;
         }
         if std::mem::take(&mut ready) {
             say_ready();
@@ -411,7 +410,19 @@ pub async fn serve(stack_root: &Path) -> Result<(), crate::NetError> {
                 None => std::future::pending().await,
             }
         };
-        let round = Duration::from_millis(if missing { 5 } else { 200 });
+        // An address not to be had: soon again, then less and less often
+        // (a bridge gone missing may not come back).
+        let round = match missing {
+            true => {
+                let now = retry;
+                retry = (retry * 2).min(Duration::from_millis(200));
+                now
+            }
+            false => {
+                retry = Duration::from_millis(5);
+                Duration::from_millis(200)
+            }
+        };
         tokio::select! {
             _ = tokio::time::sleep(round) => {}
             _ = woken => {}
@@ -428,25 +439,35 @@ pub fn wake_socket(stack_root: &Path) -> PathBuf {
 pub const SERVER_ARG: &str = "__stack-dns";
 
 /// The file where the server of a root says what it serves: its pid, then
-/// each gateway it listens on, a line each.
+/// a line per network and gateway it listens on (`NAME GATEWAY`). Written
+/// as it starts, and whenever that changes.
 fn serving_path(stack_root: &Path) -> PathBuf {
     stack_root.join("networks").join("dns.serving")
 }
 
-/// Whether the DNS server of `stack_root` (alive, and ours: not a server
-/// of another root that still listens on an address that was its gateway
-/// before) listens on `gateway`.
-pub fn serves(stack_root: &Path, gateway: IpAddr) -> bool {
-    let Ok(text) = std::fs::read_to_string(serving_path(stack_root)) else {
-        return false;
-    };
+/// Whether the DNS server of `stack_root` listens on `gateway` for
+/// `network`, as it says (something else may answer on the address: a
+/// server of another root that had it as a gateway a moment ago); `None`
+/// where no server has said anything (none runs, or one of a build from
+/// before it did).
+pub fn serves(stack_root: &Path, network: &str, gateway: IpAddr) -> Option<bool> {
+    let text = std::fs::read_to_string(serving_path(stack_root)).ok()?;
     let mut lines = text.lines();
     let alive = lines.next().is_some_and(|pid| {
         std::fs::read(format!("/proc/{pid}/cmdline"))
             .is_ok_and(|c| c.split(|b| *b == 0).any(|a| a == SERVER_ARG.as_bytes()))
     });
-    let gateway = gateway.to_string();
-    alive && lines.any(|l| l == gateway)
+    let line = format!("{network} {gateway}");
+    Some(alive && lines.any(|l| l == line))
+}
+
+/// Says what is served (see `serving_path`); false where it cannot.
+fn say_serving(stack_root: &Path, served: &[(String, IpAddr)]) -> bool {
+    let text: String = std::iter::once(std::process::id().to_string())
+        .chain(served.iter().map(|(n, ip)| format!("{n} {ip}")))
+        .map(|l| l + "\n")
+        .collect();
+    stack_sys::write_atomic(&serving_path(stack_root), text.as_bytes()).is_ok()
 }
 
 /// Tells whoever started us, on our standard output, that the first round

@@ -1,7 +1,10 @@
-//! nftables rules of our own, recomputed from the records after every change
-//! and loaded in one transaction (`nft -f -`): masquerade out of each
-//! non-internal network, isolation between networks, no way out of an
-//! internal one, and DNAT for published ports.
+//! nftables rules of our own: masquerade out of each non-internal network,
+//! isolation between networks, no way out of an internal one, and DNAT for
+//! published ports. The whole table is computed from the records and
+//! loaded in one transaction (`nft -f -`) when networks come or go; a
+//! container's published ports are elements of two maps (one per family),
+//! added and deleted by themselves (`publish`), so that starting or
+//! removing one costs the same with 500 containers as with one.
 //!
 //! Each store root has its own table (`inet stack_<hash of the root>`), so
 //! stacks under different roots never touch each other's rules. Where Docker
@@ -12,7 +15,6 @@
 
 use std::fmt::Write as _;
 use std::io::Write as _;
-use std::net::IpAddr;
 use std::process::{Command, Stdio};
 
 use crate::state::{Endpoint, Network, Store};
@@ -71,7 +73,22 @@ pub fn ruleset(table: &str, networks: &[Network], endpoints: &[Endpoint]) -> Str
     for (chain, hook) in CHAINS {
         let _ = writeln!(s, "  chain {chain} {{ {hook} }}");
     }
-    let _ = writeln!(s, "}}\nflush table inet {table}\ntable inet {table} {{");
+    for (map, _, addr, any) in MAPS {
+        let host = if any {
+            String::new()
+        } else {
+            format!("{addr} . ")
+        };
+        let _ = writeln!(
+            s,
+            "  map {map} {{ type {host}inet_proto . inet_service : {addr} . inet_service; }}"
+        );
+    }
+    let _ = writeln!(s, "}}\nflush table inet {table}");
+    for (map, ..) in MAPS {
+        let _ = writeln!(s, "flush map inet {table} {map}");
+    }
+    let _ = writeln!(s, "table inet {table} {{");
     let bridges: Vec<String> = networks
         .iter()
         .map(|n| format!("\"{}\"", n.bridge))
@@ -107,31 +124,22 @@ pub fn ruleset(table: &str, networks: &[Network], endpoints: &[Endpoint]) -> Str
     s.push_str(
         "  chain output {\n    ip6 daddr ::1 return\n    fib daddr type local jump ports\n  }\n",
     );
+    // Published ports: looked up in maps that `publish` changes element by
+    // element; per family, a port of one host address first, then a port
+    // of every address (a NAT statement ends the chain).
     s.push_str("  chain ports {\n");
-    for ep in endpoints {
-        for p in &ep.ports {
-            for target in &ep.addresses {
-                let (fam, t) = match target {
-                    IpAddr::V4(v) => ("ip", format!("{v}:{}", p.container_port)),
-                    IpAddr::V6(v) => ("ip6", format!("[{v}]:{}", p.container_port)),
-                };
-                let daddr = match p.host_ip {
-                    Some(h) if h.is_ipv4() != target.is_ipv4() => continue,
-                    Some(h) if h.is_unspecified() => String::new(),
-                    Some(IpAddr::V4(h)) => format!("ip daddr {h} "),
-                    Some(IpAddr::V6(h)) => format!("ip6 daddr {h} "),
-                    None => format!(
-                        "meta nfproto {} ",
-                        if target.is_ipv4() { "ipv4" } else { "ipv6" }
-                    ),
-                };
-                let _ = writeln!(
-                    s,
-                    "    {daddr}{} dport {} dnat {fam} to {t} comment \"{}\"",
-                    p.protocol, p.host_port, ep.name
-                );
-            }
-        }
+    for (map, fam, _, any) in MAPS {
+        let (only, key) = match any {
+            false => (String::new(), format!("{fam} daddr . ")),
+            true => (
+                format!("meta nfproto {} ", NFPROTO[usize::from(fam == "ip6")]),
+                String::new(),
+            ),
+        };
+        let _ = writeln!(
+            s,
+            "    {only}meta l4proto {{ tcp, udp, sctp }} dnat {fam} to {key}meta l4proto . th dport map @{map}"
+        );
     }
     s.push_str("  }\n");
     s.push_str("  chain postrouting {\n");
@@ -157,6 +165,80 @@ pub fn ruleset(table: &str, networks: &[Network], endpoints: &[Endpoint]) -> Str
         let _ = writeln!(s, "    oifname \"{b}\" ip saddr 127.0.0.0/8 masquerade");
     }
     s.push_str("  }\n}\n");
+    for (map, key, value) in elements(endpoints) {
+        let _ = writeln!(s, "add element inet {table} {map} {{ {key} : {value} }}");
+    }
+    s
+}
+
+/// The maps of published ports: name, family, address type, and whether
+/// the port is of every address of the host (else of one, in the key).
+/// Plain hash maps: no interval flags, which concatenations need a recent
+/// kernel for.
+const MAPS: [(&str, &str, &str, bool); 4] = [
+    ("ports4", "ip", "ipv4_addr", false),
+    ("any4", "ip", "ipv4_addr", true),
+    ("ports6", "ip6", "ipv6_addr", false),
+    ("any6", "ip6", "ipv6_addr", true),
+];
+const NFPROTO: [&str; 2] = ["ipv4", "ipv6"];
+
+/// The endpoints' published ports as elements of our maps: the map, the
+/// key (host address . protocol . host port, or protocol . port for every
+/// address), the value (container address . port). A port published on
+/// an address of one family has no element in the other's maps. A key
+/// taken already keeps its first value, as the first of the rules that
+/// stood for them did (an endpoint with two subnets of one family, ports
+/// that a rootless engine's forwarder brings to one address).
+fn elements(endpoints: &[Endpoint]) -> Vec<(&'static str, String, String)> {
+    let mut out: Vec<(&'static str, String, String)> = Vec::new();
+    for ep in endpoints {
+        for p in &ep.ports {
+            for target in &ep.addresses {
+                let v6 = usize::from(target.is_ipv6()) * 2;
+                let (map, key) = match p.host_ip {
+                    Some(h) if h.is_ipv4() != target.is_ipv4() => continue,
+                    Some(h) if !h.is_unspecified() => (
+                        MAPS[v6].0,
+                        format!("{h} . {} . {}", p.protocol, p.host_port),
+                    ),
+                    _ => (MAPS[v6 + 1].0, format!("{} . {}", p.protocol, p.host_port)),
+                };
+                if out.iter().any(|(m, k, _)| *m == map && *k == key) {
+                    continue;
+                }
+                out.push((map, key, format!("{target} . {}", p.container_port)));
+            }
+        }
+    }
+    out
+}
+
+/// The ports of endpoints `added` published, those of `removed` withdrawn:
+/// their elements of our maps added and deleted in one transaction, the
+/// rest of the table untouched. Where that fails (a table from before the
+/// maps, an element not there), the whole table is loaded again.
+pub fn publish(store: &Store, added: &[Endpoint], removed: &[Endpoint]) -> Result<(), NetError> {
+    let changes = changes(&table_name(store), added, removed);
+    if changes.is_empty() {
+        return Ok(());
+    }
+    // A rootless engine's ports go through slirp4netns: all of them, anew.
+    if stack_sys::userns::rootless() && store.forwarder_socket().exists() {
+        return apply(store, false);
+    }
+    nft(&changes).or_else(|_| apply(store, false))
+}
+
+/// `publish`'s transaction. Pure.
+fn changes(table: &str, added: &[Endpoint], removed: &[Endpoint]) -> String {
+    let mut s = String::new();
+    for (map, key, _) in elements(removed) {
+        let _ = writeln!(s, "delete element inet {table} {map} {{ {key} }}");
+    }
+    for (map, key, value) in elements(added) {
+        let _ = writeln!(s, "add element inet {table} {map} {{ {key} : {value} }}");
+    }
     s
 }
 
@@ -390,14 +472,17 @@ mod tests {
                 },
             ],
         };
-        let r = ruleset("stack_t", &nets, &[ep]);
+        let r = ruleset("stack_t", &nets, std::slice::from_ref(&ep));
         for want in [
             "iifname \"stk-a\" oifname != \"stk-a\" oifname { \"stk-a\", \"stk-b\" } drop",
             "iifname \"stk-b\" oifname != \"stk-b\" drop",
             "oifname \"stk-b\" iifname != \"stk-b\" drop",
             "iifname \"stk-b\" meta l4proto { tcp, udp } th dport 53 accept",
-            "meta nfproto ipv4 tcp dport 8080 dnat ip to 10.210.0.2:80 comment \"web\"",
-            "ip daddr 127.0.0.1 udp dport 5353 dnat ip to 10.210.0.2:53",
+            "meta l4proto { tcp, udp, sctp } dnat ip to ip daddr . meta l4proto . th dport map @ports4",
+            "meta nfproto ipv4 meta l4proto { tcp, udp, sctp } dnat ip to meta l4proto . th dport map @any4",
+            "map any6 { type inet_proto . inet_service : ipv6_addr . inet_service; }",
+            "add element inet stack_t any4 { tcp . 8080 : 10.210.0.2 . 80 }",
+            "add element inet stack_t ports4 { 127.0.0.1 . udp . 5353 : 10.210.0.2 . 53 }",
             "ip saddr 10.210.0.0/24 oifname != \"stk-a\" masquerade",
             "oifname \"stk-a\" ip saddr 127.0.0.0/8 masquerade",
         ] {
@@ -408,7 +493,7 @@ mod tests {
             !r.contains("ip saddr 10.210.1.0/24 oifname != \"stk-b\" masquerade"),
             "{r}"
         );
-        assert!(!r.contains("dport 9 "), "{r}");
+        assert!(!r.contains(". 9 :"), "{r}");
         // The chains are declared as they are, then flushed, never deleted.
         assert!(!r.contains("delete"), "{r}");
         let flush = r.find("flush table inet stack_t\n").expect("flushed");
@@ -417,6 +502,27 @@ mod tests {
             "{r}"
         );
         assert!(!r[flush..].contains("hook"), "{r}");
+        assert!(
+            r[flush..].contains("flush map inet stack_t ports4\n"),
+            "{r}"
+        );
+        // Published and withdrawn element by element, nothing else.
+        assert_eq!(
+            changes("stack_t", &[], std::slice::from_ref(&ep)),
+            "delete element inet stack_t any4 { tcp . 8080 }\n\
+             delete element inet stack_t ports4 { 127.0.0.1 . udp . 5353 }\n"
+        );
+        assert!(changes("stack_t", std::slice::from_ref(&ep), &[])
+            .starts_with("add element inet stack_t any4 { tcp . 8080 : 10.210.0.2 . 80 }\n"));
+        // Two addresses of one family: the first keeps the key.
+        let mut two = ep;
+        two.addresses.push("10.210.3.2".parse().unwrap());
+        assert_eq!(
+            elements(std::slice::from_ref(&two)).len(),
+            2,
+            "{:?}",
+            elements(&[two])
+        );
         assert_eq!(
             ruleset("stack_t", &[], &[]),
             "table inet stack_t {}\ndelete table inet stack_t\n"

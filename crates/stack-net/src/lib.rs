@@ -311,7 +311,7 @@ pub async fn connect(
         Ok(()) if !published => Ok((netns, done)),
         Ok(()) => {
             let _lock = store.lock()?;
-            let applied = firewall::apply(store, false).and_then(|()| {
+            let applied = firewall::publish(store, &done[..1], &[]).and_then(|()| {
                 let forwarder = store.forwarder_socket();
                 match stack_sys::userns::rootless() && forwarder.exists() {
                     true => forward::check(&forwarder, &done[0]),
@@ -327,8 +327,9 @@ pub async fn connect(
                 }
             }
         }
+        // Its ports were never published.
         Err(e) => {
-            undo(store, container, &netns, &done, published).await;
+            undo(store, container, &netns, &done, false).await;
             Err(e)
         }
     }
@@ -360,7 +361,7 @@ async fn undo(store: &Store, container: &str, netns: &Path, done: &[Endpoint], r
     }
     let _ = link::remove_netns(netns);
     if rules {
-        let _ = firewall::apply(store, false);
+        let _ = firewall::publish(store, &[], done);
     }
 }
 
@@ -516,10 +517,7 @@ pub async fn join(
         },
         Err(e) => Err(e),
     };
-    let result = result.and_then(|()| {
-        let _lock = store.lock()?;
-        firewall::apply(store, false)
-    });
+    // No published port comes with it: the rules stay as they are.
     match result {
         Ok(()) => Ok(done.remove(0)),
         Err(e) => {
@@ -553,7 +551,7 @@ pub async fn leave(store: &Store, container: &str, network: &str) -> Result<(), 
     };
     link::Netlink::host()?.delete(&ep.host_veth).await?;
     store.delete_endpoint(network, container)?;
-    firewall::apply(store, false)
+    firewall::publish(store, &[], &[ep])
 }
 
 /// Without the lock: the namespace, a veth per endpoint into it, addresses
@@ -685,10 +683,8 @@ pub async fn disconnect(store: &Store, container: &str) -> Result<(), NetError> 
             failures.push(e.to_string());
         }
     }
-    if mine.iter().any(|e| !e.ports.is_empty()) {
-        if let Err(e) = firewall::apply(store, false) {
-            failures.push(e.to_string());
-        }
+    if let Err(e) = firewall::publish(store, &[], &mine) {
+        failures.push(e.to_string());
     }
     if let Err(e) = link::remove_netns(&netns_path(store, container)) {
         failures.push(e.to_string());

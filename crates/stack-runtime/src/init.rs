@@ -16,20 +16,22 @@ pub const INIT_ARG: &str = "__stack-init";
 
 /// The build of this runtime, which the first line of every hidden mode's
 /// payload names: `stack` and `stack-init` of different builds do not
-/// talk (a payload's shape is the build's own).
-pub const BUILD: &str = env!("STACK_RUNTIME_BUILD");
+/// talk (a payload's shape is the build's own). The bytes of a binary of
+/// the build hold it, which is how `seal` tells one.
+pub const BUILD_MARK: &str = concat!("stack-runtime-build=", env!("STACK_RUNTIME_BUILD"));
 
-/// What the caller handed a hidden mode on descriptor `fd`: `BUILD`, a
-/// newline, the payload.
+/// What the caller handed a hidden mode on descriptor `fd`: `BUILD_MARK`,
+/// a newline, the payload.
 fn payload(fd: &str) -> Result<Vec<u8>, String> {
     let all = std::fs::read(format!("/proc/self/fd/{fd}")).map_err(|e| e.to_string())?;
     let (build, json) = all.split_at(all.iter().position(|b| *b == b'\n').unwrap_or(all.len()));
-    match build == BUILD.as_bytes() {
+    match build == BUILD_MARK.as_bytes() {
         true => Ok(json.get(1..).unwrap_or_default().to_vec()),
+        // Not the payload itself: it may hold secrets.
         false => Err(format!(
-            "the runtime's binary is build {BUILD}, called by build {}: \
+            "the runtime's binary is {BUILD_MARK}, called by `{}`: \
              install stack and stack-init from the same build",
-            String::from_utf8_lossy(build),
+            String::from_utf8_lossy(&build[..build.len().min(40)]),
         )),
     }
 }
@@ -794,14 +796,18 @@ mod tests {
 
     #[test]
     fn a_payload_of_our_build_is_taken_and_another_builds_refused() {
-        let ours = format!("{}\n{{\"a\":1}}", super::BUILD);
+        let ours = format!("{}\n{{\"a\":1}}", super::BUILD_MARK);
         assert_eq!(through_pipe(ours.as_bytes()).unwrap(), b"{\"a\":1}");
-        let e = through_pipe(b"0123456789abcdef\n{\"a\":1}").unwrap_err();
+        let e = through_pipe(b"stack-runtime-build=0123456789abcdef\n{\"a\":1}").unwrap_err();
         assert!(
-            e.contains("called by build 0123456789abcdef") && e.contains(super::BUILD),
+            e.contains("called by `stack-runtime-build=0123456789abcdef`")
+                && e.contains(super::BUILD_MARK),
             "{e}"
         );
-        // No build line at all (a caller from before builds were named).
-        assert!(through_pipe(b"[{\"id\":\"x\"}]").is_err());
+        // No build line at all (a caller from before builds were named):
+        // refused, and what it sent is not repeated whole.
+        let secret = format!("[{{\"env\":[\"TOKEN={}\"]}}]", "s".repeat(64));
+        let e = through_pipe(secret.as_bytes()).unwrap_err();
+        assert!(!e.contains(&"s".repeat(64)), "{e}");
     }
 }

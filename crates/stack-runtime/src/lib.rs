@@ -1,8 +1,9 @@
 //! The embedded container runtime.
 //!
-//! A container is born from a fresh process: the binary re-executes a sealed
-//! copy of itself (a memfd, so the container cannot overwrite the engine
-//! through /proc/self/exe, CVE-2019-5736) in a hidden init mode. That process
+//! A container is born from a fresh process: the binary re-executes
+//! `stack-init` (or itself), seen through a read-only view so the container
+//! cannot overwrite it through /proc/self/exe (CVE-2019-5736; `seal`), in a
+//! hidden init mode. That process
 //! unshares the mount, UTS, IPC, network and PID namespaces and forks the
 //! container's PID 1, which puts an overlay over the root filesystem
 //! directory, mounts /proc, /dev and /sys, pivots into it and runs the app
@@ -591,7 +592,7 @@ pub fn exit_code_of(status: std::process::ExitStatus) -> i32 {
         .unwrap_or_else(|| 128 + status.signal().unwrap_or(0))
 }
 
-/// Starts the monitor: a sealed copy of our binary in init mode.
+/// Starts the monitor: the sealed init binary in init mode.
 fn spawn_monitor(
     spec: &Spec,
     dir: &Path,
@@ -643,6 +644,9 @@ fn spawn_sealed(
     let child = cmd.spawn()?;
     drop(read);
     let mut write = std::fs::File::from(write);
-    std::io::Write::write_all(&mut write, format!("{}\n{json}", init::BUILD).as_bytes())?;
+    std::io::Write::write_all(
+        &mut write,
+        format!("{}\n{json}", init::BUILD_MARK).as_bytes(),
+    )?;
     Ok(child)
 }

@@ -6,7 +6,8 @@
 //! binary of that one job whose processes map and relocate a twentieth of
 //! the pages `stack` does (they live as long as the containers: their
 //! memory is what every container costs); else our own, which has the
-//! same hidden modes. Either answers only to its own build (`BUILD`).
+//! same hidden modes. Either answers only to its own build (`BUILD_MARK`),
+//! and `stack-init` is only chosen when it is of ours.
 //!
 //! First choice of form: the file as seen through a detached read-only
 //! overlay of its directory. No copy: the pages are the file's own, shared
@@ -39,21 +40,14 @@ pub fn sealed_init() -> std::io::Result<&'static OwnedFd> {
         return Ok(fd);
     }
     let exe = std::fs::read_link("/proc/self/exe")?;
+    let source = File::open("/proc/self/exe")?;
     let ours = Chosen {
-        known: std::fs::metadata("/proc/self/exe")?,
+        known: source.metadata()?,
         path: exe.clone(),
-        source: "/proc/self/exe".into(),
+        source,
     };
-    // Ours, unless the small one is there (and not ourselves).
-    let sibling = exe.with_file_name(INIT_BINARY);
-    let chosen = match std::fs::metadata(&sibling) {
-        Ok(m) if m.is_file() && !same_file(&m, &ours.known) => Chosen {
-            known: m,
-            path: sibling.clone(),
-            source: sibling,
-        },
-        _ => ours,
-    };
+    // Ours, unless the small one is there, fit to run as us.
+    let chosen = sibling(&exe, &ours.known).unwrap_or(ours);
     let fd = match read_only_view(&chosen) {
         Ok(fd) => fd,
         Err(_) => seal_copy(&chosen)?,
@@ -62,13 +56,63 @@ pub fn sealed_init() -> std::io::Result<&'static OwnedFd> {
     Ok(SEALED.get_or_init(|| fd))
 }
 
-/// A binary: where it is, what it was when chosen (ours: when we
-/// started), and where to copy it from (ours: the file we run, even if
-/// replaced since).
+/// A binary: where it is (no link on the way), what it was when chosen,
+/// and the file itself, open (what a copy is made from).
 struct Chosen {
     path: PathBuf,
     known: std::fs::Metadata,
-    source: PathBuf,
+    source: File,
+}
+
+/// `stack-init` beside our binary (through a link, its target), if it is
+/// fit to run as us: a regular executable file, it and its directory
+/// owned by root or us and writable by nobody else, of our very build
+/// (its bytes hold our `BUILD_MARK`), and not our binary itself.
+fn sibling(exe: &Path, ours: &std::fs::Metadata) -> Option<Chosen> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let path = std::fs::canonicalize(exe.with_file_name(INIT_BINARY)).ok()?;
+    let mut source = File::from(
+        nix::fcntl::open(
+            &path,
+            nix::fcntl::OFlag::O_RDONLY
+                | nix::fcntl::OFlag::O_NOFOLLOW
+                | nix::fcntl::OFlag::O_CLOEXEC,
+            nix::sys::stat::Mode::empty(),
+        )
+        .ok()?,
+    );
+    let known = source.metadata().ok()?;
+    let dir = std::fs::metadata(path.parent()?).ok()?;
+    let euid = nix::unistd::geteuid().as_raw();
+    let safe = |m: &std::fs::Metadata| (m.uid() == 0 || m.uid() == euid) && m.mode() & 0o022 == 0;
+    let fit = known.is_file()
+        && known.permissions().mode() & 0o111 != 0
+        && safe(&known)
+        && safe(&dir)
+        && !same_file(&known, ours);
+    if !fit {
+        return None;
+    }
+    let mut bytes = Vec::new();
+    std::io::Read::read_to_end(&mut source, &mut bytes).ok()?;
+    let mark = crate::init::BUILD_MARK.as_bytes();
+    // SAFETY: memmem reads the two buffers within the lengths given, both
+    // alive across the call (glibc's search: fast on a debug build's 20 MB).
+    #[allow(unsafe_code)]
+    let found = unsafe {
+        !libc::memmem(
+            bytes.as_ptr().cast(),
+            bytes.len(),
+            mark.as_ptr().cast(),
+            mark.len(),
+        )
+        .is_null()
+    };
+    found.then_some(Chosen {
+        path,
+        known,
+        source,
+    })
 }
 
 fn same_file(a: &std::fs::Metadata, b: &std::fs::Metadata) -> bool {
@@ -87,10 +131,11 @@ fn read_only_view(chosen: &Chosen) -> std::io::Result<OwnedFd> {
         return Err(std::io::ErrorKind::NotFound.into());
     };
     let view = stack_sys::mounts::read_only_view(dir)?;
+    // No link followed: one would lead out of the view.
     let file = File::from(nix::fcntl::openat(
         &view,
         Path::new(name),
-        nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_CLOEXEC,
+        nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_NOFOLLOW | nix::fcntl::OFlag::O_CLOEXEC,
         nix::sys::stat::Mode::empty(),
     )?);
     // The overlay shows its files on a device of its own.
@@ -114,7 +159,9 @@ fn seal_copy(chosen: &Chosen) -> std::io::Result<OwnedFd> {
         MFdFlags::MFD_CLOEXEC | MFdFlags::MFD_ALLOW_SEALING,
     )?;
     let mut dst = File::from(fd);
-    let mut src = File::open(&chosen.source)?;
+    // From the file checked when chosen, from its start.
+    let mut src = &chosen.source;
+    std::io::Seek::rewind(&mut src)?;
     std::io::copy(&mut src, &mut dst)?;
     let seals = SealFlag::F_SEAL_SEAL
         | SealFlag::F_SEAL_SHRINK
@@ -124,7 +171,7 @@ fn seal_copy(chosen: &Chosen) -> std::io::Result<OwnedFd> {
     Ok(dst.into())
 }
 
-/// The path that executes the sealed copy.
+/// The path that executes the sealed binary.
 pub fn fd_path(fd: &OwnedFd) -> String {
     format!("/proc/self/fd/{}", fd.as_raw_fd())
 }
@@ -141,7 +188,7 @@ mod tests {
         let chosen = super::Chosen {
             path: std::fs::read_link("/proc/self/exe").unwrap(),
             known: std::fs::metadata("/proc/self/exe").unwrap(),
-            source: "/proc/self/exe".into(),
+            source: std::fs::File::open("/proc/self/exe").unwrap(),
         };
         for (form, fd) in [
             ("view", super::read_only_view(&chosen)),

@@ -41,6 +41,14 @@ for kind in ${KINDS:-flat chain}; do
     cmds+=(--prepare "cd $work/podman-$kind && podman-compose down -t 0 >/dev/null 2>&1 || true" -n "podman-compose up -d" "cd $work/podman-$kind && podman-compose up -d")
   fi
   hyperfine --runs "$runs" --export-json "$work/up-$kind.json" "${cmds[@]}" 2>/dev/null | grep -E 'Benchmark|Time|±|faster' || true
+  # The issue's measure: the best run of each, and the ratios of those.
+  python3 - "$work/up-$kind.json" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))["results"]
+best = {x["command"]: min(x["times"]) for x in r}
+s = best["stack up -d"]
+print(f"  best of {len(r[0]['times'])}: " + ", ".join(f"{k} {v * 1000:.1f} ms ({v / s:.1f}x stack)" for k, v in best.items()))
+PY
   cmds=(--prepare "cd $work/$kind && $stack up -d >/dev/null 2>&1" -n "stack down" "cd $work/$kind && $stack down")
   if $docker_ok; then
     cmds+=(--prepare "cd $work/$kind && docker-compose up -d >/dev/null 2>&1" -n "docker-compose down" "cd $work/$kind && docker-compose down")

@@ -591,10 +591,7 @@ async fn wire_into(
         .zip(plan)
         .zip(&indexes)
         .map(|((ep, p), bridge)| {
-            let bridge = bridge.ok_or_else(|| NetError::Netlink {
-                what: format!("look up link {}", p.bridge),
-                why: "no such device".into(),
-            })?;
+            let bridge = bridge.ok_or_else(|| link::missing(&p.bridge))?;
             Ok(link::veth(
                 &ep.host_veth,
                 bridge,
@@ -616,10 +613,7 @@ async fn wire_into(
     let mut requests = Vec::new();
     let mut what = Vec::new();
     for ((ep, p), index) in endpoints.iter().zip(plan).zip(peers) {
-        let index = index.ok_or_else(|| NetError::Netlink {
-            what: format!("look up link {}", ep.ifname),
-            why: "no such device".into(),
-        })?;
+        let index = index.ok_or_else(|| link::missing(&ep.ifname))?;
         requests.push(link::up(index));
         what.push((format!("set {} up", ep.ifname), false));
         for (a, prefix) in &p.addrs {

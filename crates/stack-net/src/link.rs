@@ -108,7 +108,8 @@ impl Batch {
     }
 
     /// Sends `requests` (each with its flags besides REQUEST and ACK) in
-    /// one write; their answers, in the same order.
+    /// one write; their answers, in the same order. Not for dumps: they end
+    /// with `NLMSG_DONE`, not with the acknowledgement waited for here.
     pub fn run(
         &mut self,
         requests: Vec<(RouteNetlinkMessage, u16)>,
@@ -252,6 +253,14 @@ pub fn default_route(gateway: IpAddr) -> (RouteNetlinkMessage, u16) {
     )
 }
 
+/// The error of a link that is not there.
+pub fn missing(name: &str) -> NetError {
+    NetError::Netlink {
+        what: format!("look up link {name}"),
+        why: "no such device".into(),
+    }
+}
+
 /// A failed request of a batch as a netlink error saying what it was.
 pub fn io_nl(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> NetError {
     let what = what.into();
@@ -301,10 +310,7 @@ impl Netlink {
     }
 
     async fn must_index(&self, name: &str) -> Result<u32, NetError> {
-        self.index(name).await?.ok_or_else(|| NetError::Netlink {
-            what: format!("look up link {name}"),
-            why: "no such device".into(),
-        })
+        self.index(name).await?.ok_or_else(|| missing(name))
     }
 
     /// The bridge with these addresses and a fixed MAC, up (made if missing).

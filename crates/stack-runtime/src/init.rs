@@ -27,12 +27,18 @@ fn payload(fd: &str) -> Result<Vec<u8>, String> {
     let (build, json) = all.split_at(all.iter().position(|b| *b == b'\n').unwrap_or(all.len()));
     match build == BUILD_MARK.as_bytes() {
         true => Ok(json.get(1..).unwrap_or_default().to_vec()),
-        // Not the payload itself: it may hold secrets.
-        false => Err(format!(
-            "the runtime's binary is {BUILD_MARK}, called by `{}`: \
-             install stack and stack-init from the same build",
-            String::from_utf8_lossy(&build[..build.len().min(40)]),
-        )),
+        // Never the payload itself: it may hold secrets.
+        false => {
+            let mark = "stack-runtime-build=".as_bytes();
+            let theirs = match build.starts_with(mark) && build.len() <= mark.len() + 16 {
+                true => String::from_utf8_lossy(build).to_string(),
+                false => "no build mark".to_string(),
+            };
+            Err(format!(
+                "the runtime's binary is {BUILD_MARK}, called with {theirs}: \
+                 install stack and stack-init from the same build"
+            ))
+        }
     }
 }
 
@@ -800,7 +806,7 @@ mod tests {
         assert_eq!(through_pipe(ours.as_bytes()).unwrap(), b"{\"a\":1}");
         let e = through_pipe(b"stack-runtime-build=0123456789abcdef\n{\"a\":1}").unwrap_err();
         assert!(
-            e.contains("called by `stack-runtime-build=0123456789abcdef`")
+            e.contains("called with stack-runtime-build=0123456789abcdef:")
                 && e.contains(super::BUILD_MARK),
             "{e}"
         );
@@ -808,6 +814,9 @@ mod tests {
         // refused, and what it sent is not repeated whole.
         let secret = format!("[{{\"env\":[\"TOKEN={}\"]}}]", "s".repeat(64));
         let e = through_pipe(secret.as_bytes()).unwrap_err();
-        assert!(!e.contains(&"s".repeat(64)), "{e}");
+        assert!(
+            e.contains("called with no build mark") && !e.contains("TOKEN"),
+            "{e}"
+        );
     }
 }

@@ -116,11 +116,14 @@ fn sibling(exe: &Path, ours: &std::fs::Metadata) -> Option<Chosen> {
 }
 
 fn same_file(a: &std::fs::Metadata, b: &std::fs::Metadata) -> bool {
-    let key = |m: &std::fs::Metadata| {
-        let times = (m.mtime(), m.mtime_nsec(), m.ctime(), m.ctime_nsec());
-        (m.dev(), m.ino(), m.size(), times)
-    };
-    key(a) == key(b)
+    a.dev() == b.dev() && identity(a) == identity(b)
+}
+
+/// What tells a file from another put in its place: not its device, which
+/// the view may show as the overlay's.
+fn identity(m: &std::fs::Metadata) -> (u64, u64, [i64; 4]) {
+    let times = [m.mtime(), m.mtime_nsec(), m.ctime(), m.ctime_nsec()];
+    (m.ino(), m.size(), times)
 }
 
 /// The chosen binary opened through a read-only overlay of its directory;
@@ -138,13 +141,7 @@ fn read_only_view(chosen: &Chosen) -> std::io::Result<OwnedFd> {
         nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_NOFOLLOW | nix::fcntl::OFlag::O_CLOEXEC,
         nix::sys::stat::Mode::empty(),
     )?);
-    // The overlay shows its files on a device of its own.
-    let (known, seen) = (&chosen.known, file.metadata()?);
-    let key = |m: &std::fs::Metadata| {
-        let times = (m.mtime(), m.mtime_nsec(), m.ctime(), m.ctime_nsec());
-        (m.ino(), m.size(), times)
-    };
-    if key(known) != key(&seen) {
+    if identity(&chosen.known) != identity(&file.metadata()?) {
         return Err(std::io::Error::other(
             "the binary changed since it was chosen",
         ));

@@ -268,7 +268,11 @@ fn stack_init_is_used_only_when_it_is_of_our_build() {
                 "--rootfs",
             ])
             .arg(&rootfs)
-            .args(["sh", "-c", "ls -l /proc/1/exe; echo pwned > /proc/1/exe"])
+            .args([
+                "sh",
+                "-c",
+                "cat /proc/1/comm; ls -l /proc/1/exe; echo pwned > /proc/1/exe",
+            ])
             .env("STACK_ROOT", e.root())
             .output()
             .unwrap();
@@ -276,6 +280,8 @@ fn stack_init_is_used_only_when_it_is_of_our_build() {
             String::from_utf8_lossy(&o.stdout),
             String::from_utf8_lossy(&o.stderr),
         );
+        // Named as what it is, not as the descriptor it was run from.
+        assert!(out.starts_with("stack-init\n"), "{case}: {out}{err}");
         assert!(
             out.trim_end().ends_with(&format!("/proc/1/exe -> {runs}")),
             "{case}: {out}{err}"

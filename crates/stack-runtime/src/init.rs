@@ -54,6 +54,9 @@ const NOT_FOUND: i32 = 127;
 /// `started_fd`, of a detached start: a pipe the monitor writes a byte on
 /// once it has recorded the container running (its caller waits on it).
 pub fn init_main(spec_fd: &str, started_fd: Option<&str>) -> ! {
+    // Its name, and PID 1's after the fork: else the file name it was run
+    // as, a descriptor's number (`3` in `top`).
+    let _ = nix::sys::prctl::set_name(c"stack-init");
     let parsed: Result<(Spec, PathBuf, Mode), _> =
         payload(spec_fd).and_then(|json| serde_json::from_slice(&json).map_err(|e| e.to_string()));
     // SAFETY: our caller (`start`) gave us this descriptor, open, for us
@@ -631,6 +634,7 @@ fn set_oom_score_adj(spec: &Spec) -> std::io::Result<()> {
 }
 
 pub fn exec_main(spec_fd: &str) -> ! {
+    let _ = nix::sys::prctl::set_name(c"stack-exec");
     let parsed: Result<(Spec, i32, bool, bool), _> =
         payload(spec_fd).and_then(|json| serde_json::from_slice(&json).map_err(|e| e.to_string()));
     let code = match parsed {

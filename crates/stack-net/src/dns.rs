@@ -453,10 +453,9 @@ fn serving_path(stack_root: &Path) -> PathBuf {
 pub fn serves(stack_root: &Path, network: &str, gateway: IpAddr) -> Option<bool> {
     let text = std::fs::read_to_string(serving_path(stack_root)).ok()?;
     let mut lines = text.lines();
-    let alive = lines.next().is_some_and(|pid| {
-        std::fs::read(format!("/proc/{pid}/cmdline"))
-            .is_ok_and(|c| c.split(|b| *b == 0).any(|a| a == SERVER_ARG.as_bytes()))
-    });
+    let alive = lines
+        .next()
+        .is_some_and(|pid| stack_sys::runs_with_arg(pid, SERVER_ARG));
     let line = format!("{network} {gateway}");
     Some(alive && lines.any(|l| l == line))
 }

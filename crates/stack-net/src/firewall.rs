@@ -224,7 +224,7 @@ pub fn publish(store: &Store, added: &[Endpoint], removed: &[Endpoint]) -> Resul
         return Ok(());
     }
     // A rootless engine's ports go through slirp4netns: all of them, anew.
-    if stack_sys::userns::rootless() && store.forwarder_socket().exists() {
+    if store.forwarder().is_some() {
         return apply(store, false);
     }
     nft(&changes).or_else(|_| apply(store, false))
@@ -289,8 +289,7 @@ pub fn apply(store: &Store, bridges_changed: bool) -> Result<(), NetError> {
     let networks = store.networks()?;
     let mut endpoints = store.all_endpoints()?;
     let table = table_name(store);
-    let forwarder = store.forwarder_socket();
-    if stack_sys::userns::rootless() && forwarder.exists() {
+    if let Some(forwarder) = store.forwarder() {
         // A rootless engine: slirp4netns listens on the host's addresses
         // and brings every port to its own address here.
         crate::forward::sync(&forwarder, &endpoints)?;

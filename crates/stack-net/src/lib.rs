@@ -311,13 +311,11 @@ pub async fn connect(
         Ok(()) if !published => Ok((netns, done)),
         Ok(()) => {
             let _lock = store.lock()?;
-            let applied = firewall::publish(store, &done[..1], &[]).and_then(|()| {
-                let forwarder = store.forwarder_socket();
-                match stack_sys::userns::rootless() && forwarder.exists() {
-                    true => forward::check(&forwarder, &done[0]),
-                    false => Ok(()),
-                }
-            });
+            let applied =
+                firewall::publish(store, &done[..1], &[]).and_then(|()| match store.forwarder() {
+                    Some(forwarder) => forward::check(&forwarder, &done[0]),
+                    None => Ok(()),
+                });
             match applied {
                 Ok(()) => Ok((netns, done)),
                 Err(e) => {

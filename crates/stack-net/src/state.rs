@@ -138,6 +138,13 @@ impl Store {
         stack_sys::userns::forwarder_socket(self.root.parent().unwrap_or(&self.root))
     }
 
+    /// That socket, where this engine is rootless and has one: its
+    /// published ports go through slirp4netns.
+    pub fn forwarder(&self) -> Option<PathBuf> {
+        let socket = self.forwarder_socket();
+        (stack_sys::userns::rootless() && socket.exists()).then_some(socket)
+    }
+
     pub fn netns_dir(&self) -> PathBuf {
         self.root.join("netns")
     }

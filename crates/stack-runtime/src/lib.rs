@@ -625,8 +625,8 @@ fn spawn_monitor(
 }
 
 /// Runs the sealed init binary (`seal`) in a hidden `mode`, handing it
-/// `json` (behind our `BUILD`) through a pipe (not the command line: PID 1's cmdline is visible inside
-/// the container).
+/// `json` (behind our `BUILD_MARK`) through a pipe (not the command line:
+/// PID 1's cmdline is visible inside the container).
 fn spawn_sealed(
     mode: &str,
     json: &str,

@@ -127,12 +127,7 @@ pub fn rebuild(dir: &Path, why: StateError) -> Result<State, StateError> {
     // PID 1's parent is its monitor only if that is one of ours (a dead
     // monitor's children go to init or a subreaper).
     let monitor_pid = parent(pid)
-        .filter(|p| {
-            std::fs::read(format!("/proc/{p}/cmdline")).is_ok_and(|c| {
-                c.split(|b| *b == 0)
-                    .any(|a| a == crate::init::INIT_ARG.as_bytes())
-            })
-        })
+        .filter(|p| stack_sys::runs_with_arg(p, crate::init::INIT_ARG))
         .unwrap_or(0);
     // Its monitor may have written a good one meanwhile.
     if let Ok(st) = read(dir) {

@@ -16,6 +16,7 @@
 //! - [`lock`], [`try_lock`]: lock files (`flock`), held until dropped;
 //! - [`time`]: RFC 3339 UTC with nanoseconds, written and read;
 //! - [`pidfd`]: processes as file descriptors, to wait on their exits;
+//!   [`runs_with_arg`]: whether a process is one of ours in a hidden mode;
 //! - [`userns`]: whether stack runs rootless, and what that changes.
 
 pub mod mounts;
@@ -251,6 +252,13 @@ pub fn remove_tree(root: &Path, path: &Path) -> Result<bool, PathError> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
         Err(e) => Err(io_err(path)(e)),
     }
+}
+
+/// Whether process `pid` has `arg` among its arguments (a hidden mode of
+/// ours: a monitor, the DNS server), as `/proc/PID/cmdline` shows them.
+pub fn runs_with_arg(pid: impl std::fmt::Display, arg: &str) -> bool {
+    std::fs::read(format!("/proc/{pid}/cmdline"))
+        .is_ok_and(|c| c.split(|b| *b == 0).any(|a| a == arg.as_bytes()))
 }
 
 #[cfg(test)]

@@ -143,6 +143,41 @@ fn containers_find_each_other_by_name_and_alias() {
     assert_nothing_left(&e, &[b]);
 }
 
+/// The DNS server runs on `stack-dns` where that is installed beside
+/// `stack` (and of its build), else on `stack` itself; it answers either
+/// way.
+#[test]
+fn the_dns_server_runs_on_stack_dns_where_it_is_installed() {
+    for (case, runs) in [("alone", "stack"), ("beside", "stack-dns")] {
+        let (e, rootfs) = env(&format!("dns-bin-{case}"));
+        let bin = e.dir.join("bin");
+        std::fs::create_dir_all(&bin).unwrap();
+        std::fs::hard_link(env!("CARGO_BIN_EXE_stack"), bin.join("stack")).unwrap();
+        if runs == "stack-dns" {
+            std::fs::hard_link(env!("CARGO_BIN_EXE_stack-dns"), bin.join(runs)).unwrap();
+        }
+        // The engine, and so the server, run on the binary that starts it.
+        let o = std::process::Command::new(bin.join("stack"))
+            .args(["network", "create", "front"])
+            .env("STACK_ROOT", e.root())
+            .env("STACK_DNS_UPSTREAM", "none")
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{case}: {o:?}");
+        web(&e, &rootfs, "web", &["--network", "front"]);
+        let out = lookup(&e, &rootfs, "front", "web");
+        assert!(out.contains(&address(&e, "front", "web")), "{case}: {out}");
+        let serving = std::fs::read_to_string(e.root().join("networks/dns.serving")).unwrap();
+        let pid = serving.lines().next().unwrap();
+        let exe = std::fs::read_link(format!("/proc/{pid}/exe")).unwrap();
+        assert_eq!(exe, bin.join(runs), "{case}");
+        let b = bridge(&e, "front");
+        e.out(&["container", "rm", "-f", "web"]);
+        e.out(&["network", "rm", "front"]);
+        assert_nothing_left(&e, &[b]);
+    }
+}
+
 #[test]
 fn networks_are_isolated_and_an_internal_one_has_no_way_out() {
     let (e, rootfs) = env("isolation");

@@ -36,7 +36,7 @@ fn main() -> ExitCode {
             stack_runtime::init_main(&argv.next().unwrap_or_default(), argv.next().as_deref())
         }
         Some(stack_runtime::EXEC_ARG) => stack_runtime::exec_main(&argv.next().unwrap_or_default()),
-        Some(stack_host::DNS_ARG) => return stack_host::network::dns_main(&client::stack_root()),
+        Some(stack_host::DNS_ARG) => return stack_net::dns::server_main(&client::stack_root()),
         _ => {}
     }
     // A shell asking for completions (COMPLETE=bash stack -- …) is answered here.

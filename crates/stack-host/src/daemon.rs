@@ -55,7 +55,10 @@ impl Locks {
             let _held = lock.lock().unwrap_or_else(|p| p.into_inner());
             f()
         };
-        self.working.fetch_sub(1, Ordering::SeqCst);
+        // The last operation done: what it freed goes back to the kernel.
+        if self.working.fetch_sub(1, Ordering::SeqCst) == 1 {
+            stack_sys::memory::give_back();
+        }
         out
     }
 
@@ -443,6 +446,7 @@ pub fn serve(
     group: Option<&str>,
     docker_sockets: &[std::path::PathBuf],
 ) -> anyhow::Result<()> {
+    stack_sys::memory::lean();
     init_log();
     let root = root.to_path_buf();
     let gid = group

@@ -3,7 +3,7 @@
 
 use std::net::IpAddr;
 use std::os::unix::process::CommandExt as _;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::{bail, Context as _};
 
@@ -11,18 +11,6 @@ use crate::Host;
 
 /// The hidden mode of our binary that runs the DNS server of a store root.
 pub const DNS_ARG: &str = stack_net::dns::SERVER_ARG;
-
-pub fn dns_main(root: &Path) -> std::process::ExitCode {
-    let served =
-        crate::async_runtime().and_then(|rt| Ok(rt.block_on(stack_net::dns::serve(root))?));
-    match served {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("stack dns: {e:#}");
-            std::process::ExitCode::FAILURE
-        }
-    }
-}
 
 /// Starts the DNS server of this root unless it answers on `gateway`
 /// already, and waits until it does.
@@ -45,7 +33,11 @@ fn ensure_dns(host: &Host, network: &str, gateway: IpAddr) -> anyhow::Result<()>
     // Else the one we start says on its output when it serves (and exits
     // at once, closing it, if another server holds the store).
     let (said, say) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
-    let exe = std::env::current_exe().context("cannot find our own binary")?;
+    // `stack-dns` where it is installed beside us, else our own binary.
+    let exe = match stack_runtime::sibling_binary(stack_net::dns::SERVER_BINARY) {
+        Some(small) => small,
+        None => std::env::current_exe().context("cannot find our own binary")?,
+    };
     let server = std::process::Command::new(exe)
         .arg(DNS_ARG)
         .env("STACK_ROOT", host.root())

@@ -430,6 +430,30 @@ pub async fn serve(stack_root: &Path) -> Result<(), crate::NetError> {
     }
 }
 
+/// The server's process: `serve` on a runtime of one thread (it waits on
+/// sockets and does little else), until no network is left.
+pub fn server_main(stack_root: &Path) -> std::process::ExitCode {
+    stack_sys::memory::lean();
+    let served = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt.block_on(serve(stack_root)).map_err(|e| e.to_string()),
+        Err(e) => Err(format!("cannot start the async runtime: {e}")),
+    };
+    match served {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("stack dns: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+/// The binary of the server alone, installed beside `stack`: it maps a
+/// sixth of the pages `stack` would, for as long as networks are there.
+pub const SERVER_BINARY: &str = "stack-dns";
+
 /// The socket a running DNS server of `stack_root` is woken on.
 pub fn wake_socket(stack_root: &Path) -> PathBuf {
     stack_root.join("networks").join("dns.sock")

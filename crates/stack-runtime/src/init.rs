@@ -545,12 +545,7 @@ fn supervise(app: Pid, all: &SigSet) -> std::io::Result<i32> {
 /// whole life by the two processes that stay beside it, its monitor and
 /// PID 1 (some 400 KiB a container).
 fn give_back_free_memory() {
-    // SAFETY: malloc_trim only walks malloc's own free lists.
-    #[cfg(target_env = "gnu")]
-    #[allow(unsafe_code)]
-    unsafe {
-        libc::malloc_trim(0);
-    }
+    stack_sys::memory::give_back();
 }
 
 /// Replaces this process with the app; returns the exit code on failure.

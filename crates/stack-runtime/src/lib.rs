@@ -31,7 +31,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use init::Mode;
-pub use init::{exec_main, init_main, EXEC_ARG, INIT_ARG};
+pub use init::{exec_main, init_main, BUILD_MARK, EXEC_ARG, INIT_ARG};
+pub use seal::sibling_binary;
 pub use seccomp::check as check_seccomp_profile;
 pub use spec::{
     Device, Healthcheck, Mount, Namespace, NetworkMode, Probe, Recursive, Restart, Spec,

@@ -17,8 +17,10 @@
 //! - [`time`]: RFC 3339 UTC with nanoseconds, written and read;
 //! - [`pidfd`]: processes as file descriptors, to wait on their exits;
 //!   [`runs_with_arg`]: whether a process is one of ours in a hidden mode;
-//! - [`userns`]: whether stack runs rootless, and what that changes.
+//! - [`userns`]: whether stack runs rootless, and what that changes;
+//! - [`memory`]: glibc's allocator set up for long-lived processes.
 
+pub mod memory;
 pub mod mounts;
 pub mod pidfd;
 pub mod time;

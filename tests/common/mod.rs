@@ -142,13 +142,17 @@ impl Drop for Env {
     }
 }
 
-/// A TCP port on 127.0.0.1 that nobody listened on a moment ago.
+/// A port on 127.0.0.1 that nobody used a moment ago, for TCP or UDP
+/// (tests publish both; another test of the process may hold a UDP socket
+/// on a port that is free for TCP).
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    loop {
+        let tcp = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = tcp.local_addr().unwrap().port();
+        if std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 pub fn busybox() -> &'static Path {

@@ -39,13 +39,32 @@ fn main() -> ExitCode {
         Some(stack_host::DNS_ARG) => return stack_net::dns::server_main(&client::stack_root()),
         _ => {}
     }
+    // The engine as the CLI starts it (`stack daemon`, its root and socket
+    // in the environment): no command-line parser is built, whose pages it
+    // would keep mapped for as long as it runs.
+    if std::env::args().skip(1).eq(["daemon"]) {
+        if let Err(code) = enter_rootless() {
+            return code;
+        }
+        return match daemon(None, &[]) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("{}", render_error(&e));
+                ExitCode::FAILURE
+            }
+        };
+    }
     // A shell asking for completions (COMPLETE=bash stack -- …) is answered here.
     clap_complete::CompleteEnv::with_factory(complete::command).complete();
-    let args = match cli::command()
-        .try_get_matches()
-        .and_then(|m| <cli::Cli as clap::FromArgMatches>::from_arg_matches(&m))
-    {
+    // Parsed on the bare command tree; the examples (a walk that costs a
+    // millisecond, more than parsing) are added only for help to show.
+    let parsed = <cli::Cli as clap::Parser>::try_parse();
+    let args = match parsed {
         Ok(a) => a,
+        Err(e) if is_help(&e) => match cli::command().try_get_matches() {
+            Err(help) => help.exit(),
+            Ok(_) => e.exit(),
+        },
         Err(e) => e.exit(),
     };
     if !matches!(args.command, Some(cli::Command::Daemon { .. })) {
@@ -58,10 +77,8 @@ fn main() -> ExitCode {
             .with_writer(std::io::stderr)
             .try_init();
     }
-    // A user who is not root has a rootless store: this process joins its
-    // user, mount and network namespaces (made first if need be) before
-    // anything else, so that what it starts, the engine and containers,
-    // is in them. Commands that only read the stack files stay out.
+    // Into a rootless store's namespaces before anything else; commands
+    // that only read the stack files stay out.
     let reads_files_only = matches!(
         args.command,
         Some(
@@ -72,22 +89,9 @@ fn main() -> ExitCode {
                 | cli::Command::NotHere { .. }
         )
     );
-    if client::rootless() && !reads_files_only {
-        let root = client::stack_root();
-        match stack_runtime::userns::enter(&root) {
-            Ok(false) => {}
-            // A new link to the host: the published ports go through it again.
-            Ok(true) => {
-                if let Err(e) =
-                    stack_net::Store::open(&root).and_then(|s| stack_net::forward::resync(&s))
-                {
-                    eprintln!("warning: published ports: {e}");
-                }
-            }
-            Err(e) => {
-                eprintln!("error: {e}");
-                return ExitCode::FAILURE;
-            }
+    if !reads_files_only {
+        if let Err(code) = enter_rootless() {
+            return code;
         }
     }
     let mut out = std::io::stdout().lock();
@@ -230,16 +234,7 @@ fn main() -> ExitCode {
         cli::Command::Daemon {
             group,
             docker_socket,
-        } => done(
-            client::prepare_socket_dir(&client::socket_path()).and_then(|()| {
-                stack_host::daemon::serve(
-                    &client::stack_root(),
-                    &client::socket_path(),
-                    group.as_deref(),
-                    docker_socket,
-                )
-            }),
-        ),
+        } => done(daemon(group.as_deref(), docker_socket)),
         cli::Command::Port {
             service,
             port,
@@ -313,6 +308,53 @@ fn main() -> ExitCode {
         Err(e) => {
             eprintln!("{}", render_error(&e));
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// A parse that ends in help (`-h`, `help`, a command without its
+/// subcommand), not in a mistake.
+fn is_help(e: &clap::Error) -> bool {
+    use clap::error::ErrorKind;
+    matches!(
+        e.kind(),
+        ErrorKind::DisplayHelp | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+    )
+}
+
+/// The engine: serves the API until stopped.
+fn daemon(group: Option<&str>, docker_sockets: &[std::path::PathBuf]) -> anyhow::Result<()> {
+    client::prepare_socket_dir(&client::socket_path())?;
+    stack_host::daemon::serve(
+        &client::stack_root(),
+        &client::socket_path(),
+        group,
+        docker_sockets,
+    )
+}
+
+/// A user who is not root has a rootless store: this process joins its
+/// user, mount and network namespaces (made first if need be), so that
+/// what it starts, the engine and containers, is in them.
+fn enter_rootless() -> Result<(), ExitCode> {
+    if !client::rootless() {
+        return Ok(());
+    }
+    let root = client::stack_root();
+    match stack_runtime::userns::enter(&root) {
+        Ok(false) => Ok(()),
+        // A new link to the host: the published ports go through it again.
+        Ok(true) => {
+            if let Err(e) =
+                stack_net::Store::open(&root).and_then(|s| stack_net::forward::resync(&s))
+            {
+                eprintln!("warning: published ports: {e}");
+            }
+            Ok(())
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            Err(ExitCode::FAILURE)
         }
     }
 }

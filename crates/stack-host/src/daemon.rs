@@ -562,14 +562,24 @@ pub fn serve(
 
 /// The engine's log: its standard error, which is `$STACK_ROOT/engine.log`
 /// when the CLI starts it (or the journal under systemd); `STACK_LOG` sets
-/// the level (`info` by default; `debug`, or per crate as `stack_engine=debug`).
+/// the level (`info` by default; `debug`, or per crate as
+/// `stack_engine=debug,info`). A filter of targets and levels, not
+/// `EnvFilter`, whose regular expressions cost the engine's binary and
+/// memory more than all its logging.
 fn init_log() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("STACK_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+    let filter = std::env::var("STACK_LOG")
+        .ok()
+        .and_then(|s| s.parse::<tracing_subscriber::filter::Targets>().ok())
+        .unwrap_or_else(|| {
+            tracing_subscriber::filter::Targets::new().with_default(tracing::Level::INFO)
+        });
     let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_ansi(false)
+        .finish()
+        .with(filter)
         .try_init();
 }
 

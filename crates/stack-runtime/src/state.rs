@@ -1,5 +1,6 @@
-//! A container's state on disk: written atomically (temp file, fsync,
-//! rename) by the process that owns the container, read by anyone.
+//! A container's state on disk: written atomically (temp file, rename;
+//! synced for an exit) by the process that owns the container, read by
+//! anyone.
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -58,10 +59,17 @@ pub fn log_path(dir: &Path) -> PathBuf {
     dir.join("container.log")
 }
 
-/// Writes the state so that readers see the old or the new file, never half of one.
+/// Writes the state so that readers see the old or the new file, never
+/// half of one. Only an exit is synced to disk: a record of a live process
+/// is worth nothing after a power loss, which ends the process too (and a
+/// file torn by one is rebuilt from the spec, see [`rebuild`]); an exit is
+/// what `ps -a` shows after a reboot (unless the container goes with it).
 pub fn write(dir: &Path, state: &State) -> io::Result<()> {
     let json = serde_json::to_vec_pretty(state).map_err(io::Error::other)?;
-    stack_sys::write_atomic(&path(dir), &json)
+    match state.status == Status::Exited && !state.spec.auto_remove {
+        true => stack_sys::write_atomic(&path(dir), &json),
+        false => stack_sys::write_replace(&path(dir), &json),
+    }
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -11,7 +11,8 @@
 //! - [`remove_tree`]: removal of what stack made under its root, refusing a
 //!   symlink, anything outside the root, and never following a link inside;
 //! - [`write_atomic`]: a file readers see whole or not at all, across a crash
-//!   too (file and directory synced);
+//!   too (file and directory synced); [`write_replace`], the same but not
+//!   synced;
 //! - [`random_hex`]: ids from the kernel's random numbers;
 //! - [`lock`], [`try_lock`]: lock files (`flock`), held until dropped;
 //! - [`time`]: RFC 3339 UTC with nanoseconds, written and read;
@@ -156,18 +157,35 @@ pub fn private_file(path: &Path) -> Result<std::fs::File, PathError> {
 /// beside it (0600, never through a link), synced, renamed over it, and
 /// the directory synced.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    replace(path, bytes, true)
+}
+
+/// Replaces `path` with `bytes` so that readers see the old file or the
+/// new one, never part of one; not synced: for what a power loss makes
+/// worthless anyway (a record of a running process), where a torn file
+/// after one is found and dealt with.
+pub fn write_replace(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    replace(path, bytes, false)
+}
+
+fn replace(path: &Path, bytes: &[u8], durable: bool) -> io::Result<()> {
     use std::io::Write as _;
     let name = path.file_name().unwrap_or_default().to_string_lossy();
     let tmp = path.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
     let write = || -> io::Result<()> {
         let mut f = private_file(&tmp).map_err(PathError::into_io)?;
         f.write_all(bytes)?;
-        f.sync_all()?;
+        if durable {
+            f.sync_all()?;
+        }
         std::fs::rename(&tmp, path)
     };
     if let Err(e) = write() {
         let _ = std::fs::remove_file(&tmp);
         return Err(e);
+    }
+    if !durable {
+        return Ok(());
     }
     let dir = path
         .parent()

@@ -563,9 +563,8 @@ pub fn serve(
 /// The engine's log: its standard error, which is `$STACK_ROOT/engine.log`
 /// when the CLI starts it (or the journal under systemd); `STACK_LOG` sets
 /// the level (`info` by default; `debug`, or per crate as
-/// `stack_engine=debug,info`). A filter of targets and levels, not
-/// `EnvFilter`, whose regular expressions cost the engine's binary and
-/// memory more than all its logging.
+/// `stack_engine=debug,info`): a filter of targets and levels, not
+/// `EnvFilter`, whose regular-expression engine the binary would carry.
 fn init_log() {
     use tracing_subscriber::layer::SubscriberExt as _;
     use tracing_subscriber::util::SubscriberInitExt as _;

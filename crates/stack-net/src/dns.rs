@@ -450,8 +450,8 @@ pub fn server_main(stack_root: &Path) -> std::process::ExitCode {
     }
 }
 
-/// The binary of the server alone, installed beside `stack`: it maps a
-/// sixth of the pages `stack` would, for as long as networks are there.
+/// The binary of the server alone, installed beside `stack`: the server
+/// lives as long as networks do, and costs a third of the memory there.
 pub const SERVER_BINARY: &str = "stack-dns";
 
 /// The socket a running DNS server of `stack_root` is woken on.

@@ -329,7 +329,7 @@ fn stage1(
             // (Else it closes as we end, once the exit is recorded.)
             let _started = started;
             drop(set_up_r);
-            give_back_free_memory();
+            stack_sys::memory::give_back();
             match pty {
                 Some(channel) if mode == Mode::Piped => {
                     if let Err(e) = crate::tty::pass_master(channel) {
@@ -518,7 +518,10 @@ fn pid1(
 /// The init loop: forward every signal to the app, reap every child, and
 /// leave with the app's status (the kernel then kills what is left).
 fn supervise(app: Pid, all: &SigSet) -> std::io::Result<i32> {
-    give_back_free_memory();
+    // What setting the container up took (its spec's text, the seccomp
+    // program, ...) is not kept for its whole life by the two processes
+    // that stay beside it, its monitor and PID 1.
+    stack_sys::memory::give_back();
     loop {
         let sig = all.wait()?;
         if sig != Signal::SIGCHLD {
@@ -538,14 +541,6 @@ fn supervise(app: Pid, all: &SigSet) -> std::io::Result<i32> {
             }
         }
     }
-}
-
-/// Returns the heap's free pages to the kernel: what setting a container
-/// up took (its spec's text, the seccomp program, ...) is not kept for its
-/// whole life by the two processes that stay beside it, its monitor and
-/// PID 1 (some 400 KiB a container).
-fn give_back_free_memory() {
-    stack_sys::memory::give_back();
 }
 
 /// Replaces this process with the app; returns the exit code on failure.

@@ -1,14 +1,18 @@
-//! `STACK_RUNTIME_BUILD`: a digest of this crate's sources. `stack` and
-//! `stack-init` (which the runtime re-executes) both carry it, and a
-//! hidden mode refuses a payload from a build other than its own.
-//! No `rerun-if` line: cargo runs this again whenever a file of the crate
-//! changes.
+//! `STACK_RUNTIME_BUILD`: a digest of this crate's sources, and of the
+//! crates whose code runs in the binaries it chooses beside `stack`
+//! (`stack-net`: the DNS server of `stack-dns`; `stack-sys`). `stack`,
+//! `stack-init` and `stack-dns` all carry it; a hidden mode refuses a
+//! payload from a build other than its own, and a binary beside `stack`
+//! that does not carry it is not run.
 
 use std::hash::{Hash as _, Hasher as _};
 
 fn main() {
     let mut files = Vec::new();
-    collect(std::path::Path::new("src"), &mut files);
+    for dir in ["src", "../stack-net/src", "../stack-sys/src"] {
+        println!("cargo:rerun-if-changed={dir}");
+        collect(std::path::Path::new(dir), &mut files);
+    }
     files.sort();
     // SipHash with fixed keys: the same sources give the same digest.
     let mut hasher = std::collections::hash_map::DefaultHasher::new();

@@ -42,7 +42,10 @@ fn main() -> ExitCode {
     // The engine as the CLI starts it (`stack daemon`, its root and socket
     // in the environment): no command-line parser is built, whose pages it
     // would keep mapped for as long as it runs.
-    if std::env::args().skip(1).eq(["daemon"]) {
+    if std::env::args_os()
+        .skip(1)
+        .eq([std::ffi::OsStr::new("daemon")])
+    {
         if let Err(code) = enter_rootless() {
             return code;
         }

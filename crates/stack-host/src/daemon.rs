@@ -570,11 +570,15 @@ fn init_log() {
     use tracing_subscriber::util::SubscriberInitExt as _;
     let filter = std::env::var("STACK_LOG")
         .ok()
+        .filter(|s| !s.trim().is_empty())
         .and_then(|s| s.parse::<tracing_subscriber::filter::Targets>().ok())
         .unwrap_or_else(|| {
             tracing_subscriber::filter::Targets::new().with_default(tracing::Level::INFO)
         });
+    // Every level through the formatter (its own default stops at info):
+    // the filter decides.
     let _ = tracing_subscriber::fmt()
+        .with_max_level(tracing::level_filters::LevelFilter::TRACE)
         .with_writer(std::io::stderr)
         .with_ansi(false)
         .finish()

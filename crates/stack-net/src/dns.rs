@@ -490,7 +490,9 @@ fn say_serving(stack_root: &Path, served: &[(String, IpAddr)]) -> bool {
         .chain(served.iter().map(|(n, ip)| format!("{n} {ip}")))
         .map(|l| l + "\n")
         .collect();
-    stack_sys::write_atomic(&serving_path(stack_root), text.as_bytes()).is_ok()
+    // Not synced: it says what a live process does (and the server's one
+    // thread would wait on the disk meanwhile).
+    stack_sys::write_replace(&serving_path(stack_root), text.as_bytes()).is_ok()
 }
 
 /// Tells whoever started us, on our standard output, that the first round

@@ -1,6 +1,6 @@
 //! A container's state on disk: written atomically (temp file, rename;
-//! synced for an exit) by the process that owns the container, read by
-//! anyone.
+//! synced where no monitor runs) by the process that owns the container,
+//! read by anyone.
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -60,13 +60,15 @@ pub fn log_path(dir: &Path) -> PathBuf {
 }
 
 /// Writes the state so that readers see the old or the new file, never
-/// half of one. Only an exit is synced to disk: a record of a live process
-/// is worth nothing after a power loss, which ends the process too (and a
-/// file torn by one is rebuilt from the spec, see [`rebuild`]); an exit is
-/// what `ps -a` shows after a reboot (unless the container goes with it).
+/// half of one. Only a record of no live process is synced to disk: one of
+/// a monitor that runs is worth nothing after a power loss, which ends the
+/// monitor too (and a file torn by one is rebuilt from the spec, see
+/// [`rebuild`]); an exit, or a container created and not started, is what
+/// `ps -a` shows after a reboot (unless the container goes with it).
 pub fn write(dir: &Path, state: &State) -> io::Result<()> {
     let json = serde_json::to_vec_pretty(state).map_err(io::Error::other)?;
-    match state.status == Status::Exited && !state.spec.auto_remove {
+    let lasting = state.status == Status::Exited || state.monitor_pid == 0;
+    match lasting && !state.spec.auto_remove {
         true => stack_sys::write_atomic(&path(dir), &json),
         false => stack_sys::write_replace(&path(dir), &json),
     }

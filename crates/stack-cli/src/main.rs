@@ -49,13 +49,7 @@ fn main() -> ExitCode {
         if let Err(code) = enter_rootless() {
             return code;
         }
-        return match daemon(None, &[]) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("{}", render_error(&e));
-                ExitCode::FAILURE
-            }
-        };
+        return exit(daemon(None, &[]).map(|()| 0));
     }
     // A shell asking for completions (COMPLETE=bash stack -- …) is answered here.
     clap_complete::CompleteEnv::with_factory(complete::command).complete();
@@ -104,13 +98,7 @@ fn main() -> ExitCode {
     let done = |r: anyhow::Result<()>| r.map(|()| 0);
     let act = |action, req| done(compose::act(g, action, req));
     let Some(command) = &args.command else {
-        return match compose::overview(g) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("{}", render_error(&e));
-                ExitCode::FAILURE
-            }
-        };
+        return exit(compose::overview(g).map(|()| 0));
     };
     if let Some(name) = g
         .dry_run
@@ -306,6 +294,11 @@ fn main() -> ExitCode {
         }
     };
     let _ = out.flush();
+    exit(result)
+}
+
+/// A command's exit code, or its error said on standard error.
+fn exit(result: anyhow::Result<i32>) -> ExitCode {
     match result {
         Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
         Err(e) => {

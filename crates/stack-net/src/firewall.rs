@@ -2,9 +2,10 @@
 //! isolation between networks, no way out of an internal one, and DNAT for
 //! published ports. The whole table is computed from the records and
 //! loaded in one transaction (`nft -f -`) when networks come or go; a
-//! container's published ports are elements of two maps (one per family),
-//! added and deleted by themselves (`publish`), so that starting or
-//! removing one costs the same with 500 containers as with one.
+//! container's published ports are elements of four maps (per family, the
+//! ports of one host address and those of every address), added and
+//! deleted by themselves (`publish`), so that starting or removing one
+//! costs the same with 500 containers as with one.
 //!
 //! Each store root has its own table (`inet stack_<hash of the root>`), so
 //! stacks under different roots never touch each other's rules. Where Docker

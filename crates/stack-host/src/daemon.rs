@@ -38,6 +38,8 @@ struct Daemon {
 struct Locks {
     busy: Mutex<std::collections::HashMap<String, Arc<Mutex<()>>>>,
     working: std::sync::atomic::AtomicUsize,
+    /// Told when the last operation under way ends.
+    idle: tokio::sync::Notify,
 }
 
 impl Locks {
@@ -55,11 +57,26 @@ impl Locks {
             let _held = lock.lock().unwrap_or_else(|p| p.into_inner());
             f()
         };
-        // The last operation done: what it freed goes back to the kernel.
         if self.working.fetch_sub(1, Ordering::SeqCst) == 1 {
-            stack_sys::memory::give_back();
+            self.idle.notify_one();
         }
         out
+    }
+
+    /// Each time the engine has had no operation for a moment (the last
+    /// one's reply sent), it gives back to the kernel what they freed and
+    /// the code they ran: an idle engine keeps what supervision and the
+    /// API's waiting touch, and the next operation faults back in, from
+    /// the page cache, what it runs.
+    async fn rest(&self) {
+        loop {
+            self.idle.notified().await;
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            if self.working.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+                stack_sys::memory::give_back();
+                stack_sys::memory::shed_code();
+            }
+        }
     }
 
     /// Waits (up to a minute) for the operations under way.
@@ -529,12 +546,15 @@ pub fn serve(
     // Containers that ran on are watched; those that should run but do
     // not (they died while no engine watched) start, in dependency order.
     let booting = engine.engine.clone();
+    let locks = engine.locks.clone();
     rt.spawn(async move {
         match booting.boot().await {
             // What tests wait for to know boot has done what it would.
             Ok(()) => tracing::info!("boot done"),
             Err(e) => tracing::error!("starting containers again: {e:#}"),
         }
+        locks.idle.notify_one();
+        locks.rest().await;
     });
     let served = rt.block_on(stack_api::serve(listener, engine.clone(), async {
         use tokio::signal::unix::{signal, SignalKind};

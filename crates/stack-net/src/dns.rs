@@ -393,6 +393,8 @@ pub async fn serve(stack_root: &Path) -> Result<(), crate::NetError> {
             // it say that the server does not answer).
             unsaid = !say_serving(stack_root, &served);
             said = served;
+            // Answering needs little of the code that got here.
+            stack_sys::memory::shed_code();
         }
         if std::mem::take(&mut ready) {
             say_ready();

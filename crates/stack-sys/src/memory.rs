@@ -1,6 +1,7 @@
-//! glibc's allocator, for the processes that live long: the engine, the
-//! DNS server, and what stays beside each container (its monitor and
-//! PID 1). Elsewhere (musl, ...) these do nothing.
+//! Memory of the processes that live long: the engine, the DNS server,
+//! and what stays beside each container (its monitor and PID 1). `lean`
+//! and `give_back` set up and trim glibc's allocator (elsewhere, as on
+//! musl, they do nothing); `shed_code` unmaps code no longer in use.
 
 /// Sets the allocator up for a long-lived process of many threads, before
 /// they start:
@@ -32,12 +33,147 @@ pub fn give_back() {
     }
 }
 
+/// Unmaps from this process the pages of its code and of every other
+/// read-only file mapping that holds no page of its own: they stay in the
+/// page cache, and come back on a (minor) fault where they are used again.
+/// An engine that has done an `up` has touched code in nearly every crate
+/// (the kernel maps 64 KiB around each page faulted); idle, it needs a
+/// small part of it.
+pub fn shed_code() {
+    let Ok(smaps) = std::fs::read_to_string("/proc/self/smaps") else {
+        return;
+    };
+    for (start, len) in sheddable(&smaps) {
+        // SAFETY: the range is a whole mapping that cannot be written and
+        // holds only page-cache pages: MADV_DONTNEED drops its page-table
+        // entries, and each page reads back the same from the file.
+        #[allow(unsafe_code)]
+        unsafe {
+            libc::madvise(start as *mut libc::c_void, len, libc::MADV_DONTNEED);
+        }
+    }
+}
+
+/// The mappings of `smaps` (the text of `/proc/PID/smaps`) that
+/// `shed_code` may drop, as (start, length): backed by a file, not
+/// writable, with no anonymous page (a page written before it was made
+/// read-only, as relocations are, is the process's own copy and would
+/// be lost), none locked, and some resident.
+fn sheddable(smaps: &str) -> Vec<(usize, usize)> {
+    let mut out = Vec::new();
+    let mut current: Option<(usize, usize)> = None;
+    let mut rss = 0u64;
+    let mut keep = false;
+    let mut close = |current: &mut Option<(usize, usize)>, rss: u64, keep: bool| {
+        if let Some(range) = current.take() {
+            if rss > 0 && !keep {
+                out.push(range);
+            }
+        }
+    };
+    for line in smaps.lines() {
+        let mut fields = line.split_whitespace();
+        let first = fields.next().unwrap_or("");
+        if let Some((from, to)) = first.split_once('-') {
+            let (Ok(from), Ok(to)) = (
+                usize::from_str_radix(from, 16),
+                usize::from_str_radix(to, 16),
+            ) else {
+                continue;
+            };
+            close(&mut current, rss, keep);
+            let perms = fields.next().unwrap_or("");
+            let inode = fields.nth(2).unwrap_or("0");
+            let file = inode != "0" && perms.len() == 4;
+            current = Some((from, to - from));
+            rss = 0;
+            keep = !file || perms.contains('w');
+            continue;
+        }
+        let mut value = || {
+            fields
+                .next()
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(u64::MAX)
+        };
+        match first {
+            "Rss:" => rss = value(),
+            "Anonymous:" | "Locked:" => keep |= value() != 0,
+            _ => {}
+        }
+    }
+    close(&mut current, rss, keep);
+    out
+}
+
 #[cfg(all(test, target_env = "gnu"))]
 mod tests {
     fn resident_kib() -> u64 {
         let status = std::fs::read_to_string("/proc/self/status").unwrap();
         let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
         line.split_whitespace().nth(1).unwrap().parse().unwrap()
+    }
+
+    const SMAPS: &str = "\
+55d0a0000000-55d0a0200000 r--p 00000000 08:01 1234 /usr/bin/stack
+Rss:                 800 kB
+Anonymous:             0 kB
+Locked:                0 kB
+55d0a0200000-55d0a0800000 r-xp 00200000 08:01 1234 /usr/bin/stack
+Rss:                4000 kB
+Anonymous:             0 kB
+Locked:                0 kB
+55d0a0800000-55d0a0900000 r--p 00800000 08:01 1234 /usr/bin/stack
+Rss:                 400 kB
+Anonymous:           400 kB
+Locked:                0 kB
+55d0a0900000-55d0a0910000 rw-p 00900000 08:01 1234 /usr/bin/stack
+Rss:                  64 kB
+Anonymous:             8 kB
+55d0a1000000-55d0a1100000 rw-p 00000000 00:00 0 [heap]
+Rss:                1024 kB
+Anonymous:          1024 kB
+7f0000000000-7f0000100000 r-xp 00000000 08:01 99 /usr/lib/x86_64-linux-gnu/libc.so.6
+Rss:                   0 kB
+Anonymous:             0 kB
+7f0000200000-7f0000210000 r-xp 00000000 08:01 77 /usr/lib/locked.so
+Rss:                  64 kB
+Anonymous:             0 kB
+Locked:               64 kB
+7ffd00000000-7ffd00002000 r-xp 00000000 00:00 0 [vdso]
+Rss:                   8 kB
+Anonymous:             0 kB
+";
+
+    /// Only read-only file mappings with no page of the process's own:
+    /// not the relocated one, the writable ones, the heap, the vdso; not
+    /// one with nothing resident or locked pages.
+    #[test]
+    fn only_pages_the_file_holds_are_shed() {
+        assert_eq!(
+            super::sheddable(SMAPS),
+            [(0x55d0a0000000, 0x200000), (0x55d0a0200000, 0x600000)]
+        );
+    }
+
+    fn resident_file_kib() -> u64 {
+        let status = std::fs::read_to_string("/proc/self/status").unwrap();
+        let line = status.lines().find(|l| l.starts_with("RssFile:")).unwrap();
+        line.split_whitespace().nth(1).unwrap().parse().unwrap()
+    }
+
+    /// The test binary's own code goes, and comes back as it runs.
+    #[test]
+    fn code_is_shed_and_comes_back() {
+        let before = resident_file_kib();
+        super::shed_code();
+        let after = resident_file_kib();
+        assert!(
+            after * 2 < before,
+            "resident file pages: {before} KiB before, {after} KiB after"
+        );
+        let s: String = (0..100).map(|i| format!("{i}")).collect();
+        assert!(s.starts_with("0123"));
     }
 
     /// 32 MiB of small blocks, freed below one still in use (so no heap

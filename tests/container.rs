@@ -1233,3 +1233,55 @@ fn the_pty_follows_the_terminal_size() {
     assert!(child.wait().unwrap().success());
     assert!(text.contains("50 120"), "{text:?}");
 }
+
+/// What outlives its container is synced to disk (its spec, its exit),
+/// so that `ps -a` shows it after a power loss; nothing of a container
+/// removed once it has exited is: a power loss ends it all the same.
+#[test]
+fn only_records_that_outlive_the_container_are_synced() {
+    let e = Env::new("sync");
+    let rootfs = e.rootfs();
+    let rootfs = rootfs.to_str().unwrap();
+    let log = e.dir.join("strace.log");
+    let syncs = |args: &[&str]| -> usize {
+        let o = Command::new("strace")
+            .args(["-f", "-qq", "-e", "trace=fsync,fdatasync,syncfs,sync", "-o"])
+            .arg(&log)
+            .arg(env!("CARGO_BIN_EXE_stack"))
+            .args(args)
+            .env("STACK_ROOT", e.root())
+            .output()
+            .expect("strace (Debian's strace package)");
+        assert!(o.status.success(), "{args:?}: {o:?}");
+        let calls = std::fs::read_to_string(&log).unwrap();
+        calls.lines().filter(|l| l.contains("sync")).count()
+    };
+    let removed = syncs(&[
+        "container",
+        "run",
+        "--rm",
+        "--rootfs",
+        rootfs,
+        "sh",
+        "-c",
+        ":",
+    ]);
+    assert_eq!(removed, 0, "{}", std::fs::read_to_string(&log).unwrap());
+    let kept = syncs(&[
+        "container",
+        "run",
+        "--name",
+        "kept",
+        "--rootfs",
+        rootfs,
+        "sh",
+        "-c",
+        ":",
+    ]);
+    // The spec and the exit, each file and its directory.
+    assert!(kept >= 4, "{}", std::fs::read_to_string(&log).unwrap());
+    let ps = e.out(&["container", "ls", "-a"]);
+    assert!(ps.contains("kept"), "{ps}");
+    e.out(&["container", "rm", "kept"]);
+    e.assert_clean();
+}

@@ -426,6 +426,7 @@ fn spec_of(host: &Host, a: &ContainerConfig) -> anyhow::Result<(stack_runtime::S
         tty: a.tty,
         console_size: a.console_size,
         auto_remove: false,
+        caller_removes: false,
         interactive: a.interactive,
         network: match named_networks.is_empty() {
             false => stack_runtime::NetworkMode::New,

@@ -91,6 +91,10 @@ pub fn ignore_terminal_interrupts() -> std::io::Result<()> {
 /// Runs a container in the foreground and waits for it. With `remove`, its
 /// state directory is deleted afterwards (on every path out).
 pub fn run(spec: &Spec, root: &Path, remove: bool) -> Result<Exit, RuntimeError> {
+    let spec = &Spec {
+        caller_removes: remove,
+        ..spec.clone()
+    };
     let dir = prepare(spec, root)?;
     let result = spawn_monitor(spec, &dir, Mode::Foreground, |_| Ok(())).and_then(|mut child| {
         let status = child.wait().map_err(|e| start_error(spec, e))?;

@@ -70,6 +70,10 @@ pub struct Spec {
     /// watches it (in the foreground, `run`'s caller removes it).
     #[serde(default)]
     pub auto_remove: bool,
+    /// Removed by `run`'s caller once it has exited (`run --rm` in the
+    /// foreground); the engine leaves that to it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub caller_removes: bool,
     /// With `tty`: the terminal's size (rows, columns) before the app
     /// starts; by default the size of the terminal we were started on.
     #[serde(default)]
@@ -211,6 +215,12 @@ pub struct Restart {
 }
 
 impl Spec {
+    /// Removed once it has exited, by the engine or by `run`'s caller:
+    /// none of its records is worth syncing to disk.
+    pub fn transient(&self) -> bool {
+        self.auto_remove || self.caller_removes
+    }
+
     /// The container's names for /etc/hosts: `host.domain host` with a
     /// domain name, else `host`.
     pub fn host_names(&self) -> String {

@@ -50,9 +50,15 @@ pub fn spec_path(dir: &Path) -> PathBuf {
     dir.join("spec.json")
 }
 
+/// Synced to disk, unless the container is removed once it has exited: a
+/// power loss ends it all the same, and what is left of it is only to be
+/// removed.
 pub fn write_spec(dir: &Path, spec: &Spec) -> io::Result<()> {
     let json = serde_json::to_vec(spec).map_err(io::Error::other)?;
-    stack_sys::write_atomic(&spec_path(dir), &json)
+    match spec.transient() {
+        false => stack_sys::write_atomic(&spec_path(dir), &json),
+        true => stack_sys::write_replace(&spec_path(dir), &json),
+    }
 }
 
 pub fn log_path(dir: &Path) -> PathBuf {
@@ -64,11 +70,12 @@ pub fn log_path(dir: &Path) -> PathBuf {
 /// a monitor that runs is worth nothing after a power loss, which ends the
 /// monitor too (and a file torn by one is rebuilt from the spec, see
 /// [`rebuild`]); an exit, or a container created and not started, is what
-/// `ps -a` shows after a reboot (unless the container goes with it).
+/// `ps -a` shows after a reboot (unless the container goes with it, see
+/// [`Spec::transient`]).
 pub fn write(dir: &Path, state: &State) -> io::Result<()> {
     let json = serde_json::to_vec_pretty(state).map_err(io::Error::other)?;
     let lasting = state.status == Status::Exited || state.monitor_pid == 0;
-    match lasting && !state.spec.auto_remove {
+    match lasting && !state.spec.transient() {
         true => stack_sys::write_atomic(&path(dir), &json),
         false => stack_sys::write_replace(&path(dir), &json),
     }

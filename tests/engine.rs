@@ -302,3 +302,31 @@ fn an_idle_engine_gives_back_the_code_it_ran() {
     eprintln!("code resident: {peak} KiB after up, {after} KiB after down, of {size} KiB");
     assert_eq!(entries(&e, "containers"), Vec::<String>::new());
 }
+
+/// A `down` killed between unmounting a container's network namespace and
+/// removing its file leaves a stopped container with a plain file there:
+/// the next `up` makes it anew instead of failing to start it.
+#[test]
+fn a_stopped_container_whose_namespace_is_gone_is_made_anew() {
+    let mut e = Env::new("engine", "netns-gone");
+    e.vars.push(("STACK_DNS_UPSTREAM".into(), "none".into()));
+    let dir = project(
+        &e,
+        "gone",
+        "services:\n  a:\n    image: local/busybox:1\n    command: sleep 600\n",
+    );
+    let d = dir.to_str().unwrap();
+    e.out(&["--project-directory", d, "up", "-d"]);
+    let bridge = common::bridge(&e, "gone_default");
+    let old = inspect(&e, "gone-a-1")["id"].as_str().unwrap().to_string();
+    e.out(&["--project-directory", d, "stop"]);
+    let netns = e.root().join("networks/netns").join(&old);
+    nix::mount::umount2(&netns, nix::mount::MntFlags::MNT_DETACH).unwrap();
+    assert!(netns.exists());
+    e.out(&["--project-directory", d, "up", "-d"]);
+    let new = inspect(&e, "gone-a-1");
+    assert_ne!(new["id"].as_str().unwrap(), old, "{new}");
+    assert_eq!(new["status"], "running", "{new}");
+    e.out(&["--project-directory", d, "down"]);
+    common::assert_nothing_left(&e, &[bridge]);
+}

@@ -290,12 +290,7 @@ pub fn start_again(root: &Path, key: &str) -> anyhow::Result<String> {
         return Ok(st.name);
     }
     if let stack_runtime::NetworkMode::Path(netns) = &st.spec.network {
-        // Still a namespace (nsfs): the file stays, without its mount, once
-        // the mount namespace that held it is gone (a reboot; a rootless
-        // store's namespaces stopped).
-        let nsfs = nix::sys::statfs::statfs(netns)
-            .is_ok_and(|f| f.filesystem_type() == nix::sys::statfs::NSFS_MAGIC);
-        if !nsfs {
+        if !stack_net::netns_alive(netns) {
             bail!(
                 "container `{}` lost its network namespace: recreate it (stack up --force-recreate)",
                 st.name

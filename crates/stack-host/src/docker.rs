@@ -2724,7 +2724,7 @@ impl Docker {
     fn start_console(&self, st: &State) -> R<()> {
         let console = self.console(st);
         if let stack_runtime::NetworkMode::Path(netns) = &st.spec.network {
-            if !netns.exists() {
+            if !stack_net::netns_alive(netns) {
                 return Err(DockerError::internal(format!(
                     "container {} lost its network namespace",
                     st.name

@@ -138,9 +138,12 @@ pub fn observed(root: &Path, st: &State, running: bool) -> Observed {
         number: label(stack_plan::LABEL_NUMBER).parse().unwrap_or(0),
         hash: match &st.spec.network {
             // Stopped with its network namespace gone (a `down` cut short
-            // after it unwired the container): it cannot start again as it
-            // is, so it no longer matches its service and is made anew.
-            stack_runtime::NetworkMode::Path(netns) if !running && !netns.exists() => {
+            // after it unwired the container, a reboot): it cannot start
+            // again as it is, so it no longer matches its service and is
+            // made anew.
+            stack_runtime::NetworkMode::Path(netns)
+                if !running && !stack_net::netns_alive(netns) =>
+            {
                 format!("{}:network-lost", label(stack_plan::LABEL_HASH))
             }
             // Its monitor died while PID 1 was being set up: nobody will

@@ -274,6 +274,15 @@ pub fn netns_path(store: &Store, container: &str) -> PathBuf {
     store.netns_dir().join(container)
 }
 
+/// Whether a container's network namespace is still there: its file still
+/// a namespace (nsfs). The file stays without its mount once the mount
+/// namespace that held it is gone (a reboot; a rootless store's
+/// namespaces stopped), or where a removal was cut short between the two.
+pub fn netns_alive(netns: &Path) -> bool {
+    nix::sys::statfs::statfs(netns)
+        .is_ok_and(|f| f.filesystem_type() == nix::sys::statfs::NSFS_MAGIC)
+}
+
 /// Makes a container's network namespace and connects it to its networks
 /// (the first gets the default route and the published ports). On failure
 /// nothing is left.
@@ -479,7 +488,7 @@ pub async fn join(
     attachment: &Attachment,
 ) -> Result<Endpoint, NetError> {
     let netns = netns_path(store, container);
-    if !netns.exists() {
+    if !netns_alive(&netns) {
         return Err(NetError::Config(format!(
             "container {container} has no network namespace of its own to connect"
         )));

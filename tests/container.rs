@@ -291,6 +291,9 @@ fn stack_init_is_used_only_when_it_is_of_our_build() {
             err.contains("can't create /proc/1/exe: Read-only file system"),
             "{case}: {err}"
         );
+        // One there and unfit is said.
+        let said = "stack-init` is not run: it is not of this build of stack; `";
+        assert_eq!(err.contains(said), case == "other", "{case}: {err}");
     }
     e.assert_clean();
 }

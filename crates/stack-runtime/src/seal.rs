@@ -75,10 +75,30 @@ pub fn sibling_binary(name: &str) -> Option<PathBuf> {
 /// The binary `name` beside ours (through a link, its target), if it is
 /// fit to run as us: a regular executable file, it and its directory
 /// owned by root or us and writable by nobody else, of our very build
-/// (its bytes hold our `BUILD_MARK`), and not our binary itself.
+/// (its bytes hold our `BUILD_MARK`), and not our binary itself. One that
+/// is there and unfit is said on standard error (a broken install: our
+/// own binary runs in its place, at several times the memory).
 fn sibling(exe: &Path, ours: &std::fs::Metadata, name: &str) -> Option<Chosen> {
+    let beside = exe.with_file_name(name);
+    std::fs::symlink_metadata(&beside).ok()?;
+    match fit(&beside, ours) {
+        Ok(chosen) => chosen,
+        Err(why) => {
+            eprintln!(
+                "stack: `{}` is not run: {why}; `{}` runs in its place",
+                beside.display(),
+                exe.display()
+            );
+            None
+        }
+    }
+}
+
+/// `sibling`'s checks: the binary chosen, none if it is ours, or why it
+/// is unfit.
+fn fit(beside: &Path, ours: &std::fs::Metadata) -> Result<Option<Chosen>, String> {
     use std::os::unix::fs::PermissionsExt as _;
-    let path = std::fs::canonicalize(exe.with_file_name(name)).ok()?;
+    let path = std::fs::canonicalize(beside).map_err(|e| e.to_string())?;
     let mut source = File::from(
         nix::fcntl::open(
             &path,
@@ -87,26 +107,31 @@ fn sibling(exe: &Path, ours: &std::fs::Metadata, name: &str) -> Option<Chosen> {
                 | nix::fcntl::OFlag::O_CLOEXEC,
             nix::sys::stat::Mode::empty(),
         )
-        .ok()?,
+        .map_err(|e| e.to_string())?,
     );
-    let known = source.metadata().ok()?;
-    let dir = std::fs::metadata(path.parent()?).ok()?;
+    let known = source.metadata().map_err(|e| e.to_string())?;
+    if same_file(&known, ours) {
+        return Ok(None);
+    }
+    let dir =
+        std::fs::metadata(path.parent().unwrap_or(Path::new("/"))).map_err(|e| e.to_string())?;
     let euid = nix::unistd::geteuid().as_raw();
     let safe = |m: &std::fs::Metadata| (m.uid() == 0 || m.uid() == euid) && m.mode() & 0o022 == 0;
-    let fit = known.is_file()
-        && known.permissions().mode() & 0o111 != 0
-        && safe(&known)
-        && safe(&dir)
-        && !same_file(&known, ours);
-    if !fit {
-        return None;
+    if !known.is_file() || known.permissions().mode() & 0o111 == 0 {
+        return Err("not an executable file".into());
     }
-    let found = holds(&mut source, crate::init::BUILD_MARK.as_bytes()).ok()?;
-    found.then_some(Chosen {
-        path,
-        known,
-        source,
-    })
+    if !safe(&known) || !safe(&dir) {
+        return Err("it or its directory is writable by others, or owned by another user".into());
+    }
+    match holds(&mut source, crate::init::BUILD_MARK.as_bytes()) {
+        Ok(true) => Ok(Some(Chosen {
+            path,
+            known,
+            source,
+        })),
+        Ok(false) => Err("it is not of this build of stack".into()),
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 /// Whether the file holds `mark`, read through a small buffer (a whole

@@ -292,7 +292,7 @@ fn stack_init_is_used_only_when_it_is_of_our_build() {
             "{case}: {err}"
         );
         // One there and unfit is said.
-        let said = "stack-init` is not run: it is not of this build of stack; `";
+        let said = "stack-init` is not of this build of stack: `";
         assert_eq!(err.contains(said), case == "other", "{case}: {err}");
     }
     e.assert_clean();
@@ -1239,7 +1239,8 @@ fn the_pty_follows_the_terminal_size() {
 
 /// What outlives its container is synced to disk (its spec, its exit),
 /// so that `ps -a` shows it after a power loss; nothing of a container
-/// removed once it has exited is: a power loss ends it all the same.
+/// removed once it has exited is (what a power loss leaves of it, the
+/// next engine sweeps).
 #[test]
 fn only_records_that_outlive_the_container_are_synced() {
     let e = Env::new("sync");

@@ -803,6 +803,21 @@ fn docker_networks_volumes_images_and_copies() {
 /// What the protocol must get right whoever the client: negotiation and
 /// headers, dockerd's error shapes, and bad input answered with a 4xx that
 /// changes nothing.
+/// After requests of the Docker API too, an idle engine gives back the
+/// code they ran.
+#[test]
+fn an_idle_engine_gives_back_what_docker_requests_ran() {
+    let e = docker_env("idle");
+    let engine = e.engine_pid().unwrap();
+    let (_, size) = common::resident_code(engine);
+    docker_ok(&e, &["run", "--rm", "busybox:latest", "sh", "-c", ":"]);
+    let (after_run, _) = common::resident_code(engine);
+    wait_for("the engine to give back its code", || {
+        common::resident_code(engine).0 * 5 < size
+    });
+    eprintln!("code resident: {after_run} KiB after docker run, of {size} KiB");
+}
+
 #[test]
 fn the_protocol_and_bad_input() {
     let e = docker_env("protocol");

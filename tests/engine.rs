@@ -257,27 +257,6 @@ fn a_damaged_record_is_rebuilt_and_down_removes_everything() {
     common::assert_nothing_left(&e, &[bridge]);
 }
 
-/// Kilobytes of the engine's code (the executable mappings of its own
-/// binary) resident, and the size of that code.
-fn resident_code(pid: i32) -> (u64, u64) {
-    let exe = std::fs::read_link(format!("/proc/{pid}/exe")).unwrap();
-    let smaps = std::fs::read_to_string(format!("/proc/{pid}/smaps")).unwrap();
-    let (mut rss, mut size, mut ours) = (0, 0, false);
-    for line in smaps.lines() {
-        let f: Vec<&str> = line.split_whitespace().collect();
-        if f.first()
-            .is_some_and(|r| r.contains('-') && !r.ends_with(':'))
-        {
-            ours = f.get(1) == Some(&"r-xp") && f.get(5).map(Path::new) == Some(exe.as_path());
-        } else if ours && f.first() == Some(&"Size:") {
-            size += f[1].parse::<u64>().unwrap();
-        } else if ours && f.first() == Some(&"Rss:") {
-            rss += f[1].parse::<u64>().unwrap();
-        }
-    }
-    (rss, size)
-}
-
 /// Between operations the engine keeps little of the code they ran: `up`
 /// touches code all over the binary, supervision and waiting on the API
 /// need a small part of it.
@@ -292,13 +271,13 @@ fn an_idle_engine_gives_back_the_code_it_ran() {
     let d = dir.to_str().unwrap();
     e.out(&["--project-directory", d, "up", "-d"]);
     let engine = e.engine_pid().unwrap();
-    let (peak, size) = resident_code(engine);
+    let (peak, size) = common::resident_code(engine);
     common::wait_for("the engine to give back its code", || {
-        resident_code(engine).0 * 5 < size
+        common::resident_code(engine).0 * 5 < size
     });
     // And it still works, with what it faults back in.
     e.out(&["--project-directory", d, "down"]);
-    let (after, _) = resident_code(engine);
+    let (after, _) = common::resident_code(engine);
     eprintln!("code resident: {peak} KiB after up, {after} KiB after down, of {size} KiB");
     assert_eq!(entries(&e, "containers"), Vec::<String>::new());
 }

@@ -433,3 +433,25 @@ pub fn bridge(e: &Env, network: &str) -> String {
         serde_json::from_str(&e.out(&["network", "inspect", network])).unwrap();
     v["bridge"].as_str().unwrap().to_string()
 }
+
+/// Kilobytes of the engine's code (the executable mappings of its own
+/// binary) resident, and the size of that code.
+pub fn resident_code(pid: i32) -> (u64, u64) {
+    let exe = std::fs::read_link(format!("/proc/{pid}/exe")).unwrap();
+    let smaps = std::fs::read_to_string(format!("/proc/{pid}/smaps")).unwrap();
+    let (mut rss, mut size, mut ours) = (0, 0, false);
+    for line in smaps.lines() {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        if f.first()
+            .is_some_and(|r| r.contains('-') && !r.ends_with(':'))
+        {
+            ours = f.get(1) == Some(&"r-xp")
+                && f.get(5).map(std::path::Path::new) == Some(exe.as_path());
+        } else if ours && f.first() == Some(&"Size:") {
+            size += f[1].parse::<u64>().unwrap();
+        } else if ours && f.first() == Some(&"Rss:") {
+            rss += f[1].parse::<u64>().unwrap();
+        }
+    }
+    (rss, size)
+}

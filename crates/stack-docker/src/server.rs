@@ -90,6 +90,9 @@ pub struct Exec {
 /// backend does not have answers 501.
 #[allow(unused_variables)]
 pub trait Backend: Send + Sync + 'static {
+    /// Each request's answer made (its body may stream on): for an engine
+    /// that, once idle, gives back what its requests ran.
+    fn answered(&self) {}
     /// `GET /version` without the API versions (the server adds them).
     fn version(&self) -> Value;
     fn info(&self) -> R<Value>;
@@ -490,7 +493,8 @@ pub async fn serve<B: Backend>(
 }
 
 async fn handle<B: Backend>(state: Arc<State<B>>, req: Request<Incoming>) -> Response<Body> {
-    let mut resp = dispatch(state, req).await;
+    let mut resp = dispatch(state.clone(), req).await;
+    state.backend.answered();
     let h = resp.headers_mut();
     h.insert("api-version", API_VERSION.parse().expect("a header value"));
     h.insert(

@@ -297,7 +297,13 @@ pub fn start_again(root: &Path, key: &str) -> anyhow::Result<String> {
             );
         }
     }
-    start_detached(&st.spec, root)?;
+    // One a foreground `run --rm` left (its caller killed) is no longer
+    // removed by anyone: its exit is kept as any other.
+    let spec = stack_runtime::Spec {
+        caller_removes: false,
+        ..st.spec.clone()
+    };
+    start_detached(&spec, root)?;
     Ok(st.name)
 }
 

@@ -38,8 +38,9 @@ struct Daemon {
 struct Locks {
     busy: Mutex<std::collections::HashMap<String, Arc<Mutex<()>>>>,
     working: std::sync::atomic::AtomicUsize,
-    /// Told when the last operation under way ends.
-    idle: tokio::sync::Notify,
+    /// Told when the last operation under way ends, and as each request
+    /// of the Docker API is answered.
+    idle: Arc<tokio::sync::Notify>,
 }
 
 impl Locks {
@@ -63,18 +64,26 @@ impl Locks {
         out
     }
 
-    /// Each time the engine has had no operation for a moment (the last
-    /// one's reply sent), it gives back to the kernel what they freed and
-    /// the code they ran: an idle engine keeps what supervision and the
-    /// API's waiting touch, and the next operation faults back in, from
-    /// the page cache, what it runs.
+    /// Each time the engine has been told nothing for a moment (the last
+    /// operation done, its reply sent meanwhile) and no operation runs, it
+    /// gives back to the kernel what they freed and the code they ran: an
+    /// idle engine keeps what supervision and the APIs' waiting touch, and
+    /// the next operation faults back in, from the page cache, what it
+    /// runs.
     async fn rest(&self) {
         loop {
             self.idle.notified().await;
-            tokio::time::sleep(Duration::from_millis(300)).await;
+            while tokio::time::timeout(Duration::from_millis(300), self.idle.notified())
+                .await
+                .is_ok()
+            {}
             if self.working.load(std::sync::atomic::Ordering::SeqCst) == 0 {
-                stack_sys::memory::give_back();
-                stack_sys::memory::shed_code();
+                // (It walks the page tables: not on a worker.)
+                let _ = tokio::task::spawn_blocking(|| {
+                    stack_sys::memory::give_back();
+                    stack_sys::memory::shed_code();
+                })
+                .await;
             }
         }
     }
@@ -533,6 +542,7 @@ pub fn serve(
         host: engine.host.clone(),
         engine: engine.engine.clone(),
         consoles: Default::default(),
+        idle: engine.locks.idle.clone(),
     });
     let (stop_docker, mut stopped) = tokio::sync::watch::channel(false);
     rt.spawn(async move {

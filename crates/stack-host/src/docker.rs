@@ -33,6 +33,8 @@ pub struct Docker {
     /// The streams of containers with a terminal or open input, which the
     /// engine holds (Docker's `-it`, `-i`): attaches read and write them.
     pub consoles: std::sync::Arc<Consoles>,
+    /// The engine's: told as each request is answered.
+    pub idle: std::sync::Arc<tokio::sync::Notify>,
 }
 
 /// Consoles by container id.
@@ -1049,6 +1051,10 @@ fn ncpu() -> usize {
 }
 
 impl stack_docker::Backend for Docker {
+    fn answered(&self) {
+        self.idle.notify_one();
+    }
+
     fn version(&self) -> Value {
         let kernel = nix::sys::utsname::uname()
             .map(|u| u.release().to_string_lossy().into_owned())

@@ -75,30 +75,40 @@ pub fn sibling_binary(name: &str) -> Option<PathBuf> {
 /// The binary `name` beside ours (through a link, its target), if it is
 /// fit to run as us: a regular executable file, it and its directory
 /// owned by root or us and writable by nobody else, of our very build
-/// (its bytes hold our `BUILD_MARK`), and not our binary itself. One that
-/// is there and unfit is said on standard error (a broken install: our
-/// own binary runs in its place, at several times the memory).
+/// (its bytes hold our `BUILD_MARK`), and not our binary itself. One of
+/// another build is said on standard error (an install half upgraded: our
+/// own binary runs in its place, at several times the memory); one not
+/// safe to run is not (in a rootless user's namespace, root's files are
+/// nobody's, and our own binary is the choice there).
 fn sibling(exe: &Path, ours: &std::fs::Metadata, name: &str) -> Option<Chosen> {
     let beside = exe.with_file_name(name);
-    std::fs::symlink_metadata(&beside).ok()?;
     match fit(&beside, ours) {
         Ok(chosen) => chosen,
-        Err(why) => {
+        Err(Unfit::OtherBuild) => {
             eprintln!(
-                "stack: `{}` is not run: {why}; `{}` runs in its place",
+                "stack: `{}` is not of this build of stack: `{}` runs in its place",
                 beside.display(),
                 exe.display()
             );
             None
         }
+        Err(Unfit::Unsafe) => None,
     }
+}
+
+/// Why a binary beside ours is not run.
+enum Unfit {
+    /// Missing, not an executable file, or writable by others.
+    Unsafe,
+    /// It holds no `BUILD_MARK` of ours.
+    OtherBuild,
 }
 
 /// `sibling`'s checks: the binary chosen, none if it is ours, or why it
 /// is unfit.
-fn fit(beside: &Path, ours: &std::fs::Metadata) -> Result<Option<Chosen>, String> {
+fn fit(beside: &Path, ours: &std::fs::Metadata) -> Result<Option<Chosen>, Unfit> {
     use std::os::unix::fs::PermissionsExt as _;
-    let path = std::fs::canonicalize(beside).map_err(|e| e.to_string())?;
+    let path = std::fs::canonicalize(beside).map_err(|_| Unfit::Unsafe)?;
     let mut source = File::from(
         nix::fcntl::open(
             &path,
@@ -107,21 +117,17 @@ fn fit(beside: &Path, ours: &std::fs::Metadata) -> Result<Option<Chosen>, String
                 | nix::fcntl::OFlag::O_CLOEXEC,
             nix::sys::stat::Mode::empty(),
         )
-        .map_err(|e| e.to_string())?,
+        .map_err(|_| Unfit::Unsafe)?,
     );
-    let known = source.metadata().map_err(|e| e.to_string())?;
+    let known = source.metadata().map_err(|_| Unfit::Unsafe)?;
     if same_file(&known, ours) {
         return Ok(None);
     }
-    let dir =
-        std::fs::metadata(path.parent().unwrap_or(Path::new("/"))).map_err(|e| e.to_string())?;
+    let dir = std::fs::metadata(path.parent().ok_or(Unfit::Unsafe)?).map_err(|_| Unfit::Unsafe)?;
     let euid = nix::unistd::geteuid().as_raw();
     let safe = |m: &std::fs::Metadata| (m.uid() == 0 || m.uid() == euid) && m.mode() & 0o022 == 0;
-    if !known.is_file() || known.permissions().mode() & 0o111 == 0 {
-        return Err("not an executable file".into());
-    }
-    if !safe(&known) || !safe(&dir) {
-        return Err("it or its directory is writable by others, or owned by another user".into());
+    if !known.is_file() || known.permissions().mode() & 0o111 == 0 || !safe(&known) || !safe(&dir) {
+        return Err(Unfit::Unsafe);
     }
     match holds(&mut source, crate::init::BUILD_MARK.as_bytes()) {
         Ok(true) => Ok(Some(Chosen {
@@ -129,8 +135,8 @@ fn fit(beside: &Path, ours: &std::fs::Metadata) -> Result<Option<Chosen>, String
             known,
             source,
         })),
-        Ok(false) => Err("it is not of this build of stack".into()),
-        Err(e) => Err(e.to_string()),
+        Ok(false) => Err(Unfit::OtherBuild),
+        Err(_) => Err(Unfit::Unsafe),
     }
 }
 

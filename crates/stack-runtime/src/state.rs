@@ -51,8 +51,8 @@ pub fn spec_path(dir: &Path) -> PathBuf {
 }
 
 /// Synced to disk, unless the container is removed once it has exited: a
-/// power loss ends it all the same, and what is left of it is only to be
-/// removed.
+/// power loss ends it all the same, and what it leaves of it (an empty
+/// spec, see [`unfinished`]) is swept.
 pub fn write_spec(dir: &Path, spec: &Spec) -> io::Result<()> {
     let json = serde_json::to_vec(spec).map_err(io::Error::other)?;
     match spec.transient() {
@@ -226,35 +226,43 @@ pub fn release(dir: &Path) {
 }
 
 /// Container directories without state whose creator died: what an
-/// interrupted create left behind, renamed into place or not; and those
-/// with neither state nor claim, which only a removal cut short leaves (a
+/// interrupted create left behind, renamed into place or not; those with
+/// neither state nor claim, which only a removal cut short leaves (a
 /// directory is claimed before it is renamed into place, and its claim goes
-/// only once its state is written).
+/// only once its state is written); and what a power loss left of a
+/// container removed once it has exited: its spec, not synced, empty (it
+/// is never empty otherwise: it is written beside and renamed), and no
+/// readable record.
 pub fn unfinished(root: &Path) -> Vec<PathBuf> {
     let Ok(entries) = std::fs::read_dir(root.join("containers")) else {
         return Vec::new();
     };
+    let lost = |dir: &PathBuf| {
+        std::fs::metadata(spec_path(dir)).is_ok_and(|m| m.len() == 0) && read(dir).is_err()
+    };
     entries
         .flatten()
         .map(|e| e.path())
-        .filter(|dir| !path(dir).exists())
-        .filter(|dir| {
-            let name = dir.file_name().unwrap_or_default().to_string_lossy();
-            let creator = match name.strip_suffix(".claim") {
-                // `.ID.PID-START.claim`
-                Some(aside) => aside.rsplit('.').next().unwrap_or("").replace('-', " "),
-                None => match std::fs::read_to_string(dir.join(CLAIM)) {
-                    Ok(text) => text,
-                    Err(_) => return true,
-                },
-            };
-            let mut it = creator.split_whitespace().map(str::parse::<u64>);
-            match (it.next(), it.next()) {
-                (Some(Ok(pid)), Some(Ok(start))) => !running(pid as i32, start),
-                _ => true,
-            }
-        })
+        .filter(|dir| lost(dir) || !path(dir).exists() && creator_gone(dir))
         .collect()
+}
+
+/// Whether the creator a container directory's claim names is gone.
+fn creator_gone(dir: &Path) -> bool {
+    let name = dir.file_name().unwrap_or_default().to_string_lossy();
+    let creator = match name.strip_suffix(".claim") {
+        // `.ID.PID-START.claim`
+        Some(aside) => aside.rsplit('.').next().unwrap_or("").replace('-', " "),
+        None => match std::fs::read_to_string(dir.join(CLAIM)) {
+            Ok(text) => text,
+            Err(_) => return true,
+        },
+    };
+    let mut it = creator.split_whitespace().map(str::parse::<u64>);
+    match (it.next(), it.next()) {
+        (Some(Ok(pid)), Some(Ok(start))) => !running(pid as i32, start),
+        _ => true,
+    }
 }
 
 /// The namespace of `kind` (`pid`, `user`…) process `pid` is in (`self`
@@ -362,6 +370,39 @@ mod tests {
         // Removed halfway: its state gone, its log still there.
         std::fs::create_dir_all(containers.join("halfgone")).unwrap();
         std::fs::write(containers.join("halfgone").join("container.log"), "").unwrap();
+        // What a power loss leaves of a container removed on exit: an
+        // empty spec, a record empty or missing. With a record still
+        // readable it is a container as any other; with a spec, one
+        // rebuilt from it.
+        for (name, spec, state) in [
+            ("lost", "", Some("")),
+            ("lost-unrecorded", "", None),
+            ("readable", "", Some("{}")),
+            ("rebuildable", "{}", Some("")),
+        ] {
+            let dir = containers.join(name);
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::write(spec_path(&dir), spec).unwrap();
+            if let Some(state) = state {
+                std::fs::write(path(&dir), state).unwrap();
+            }
+        }
+        let st = State {
+            id: "readable".into(),
+            name: "readable".into(),
+            status: Status::Exited,
+            monitor_pid: 0,
+            pid: 0,
+            pid_start: 0,
+            exit_code: Some(0),
+            oom_killed: false,
+            started_at: String::new(),
+            finished_at: None,
+            detached: true,
+            spec: Spec::default(),
+            rebuilt: None,
+        };
+        write(&containers.join("readable"), &st).unwrap();
         let mut found = unfinished(&root);
         found.sort();
         assert_eq!(
@@ -369,7 +410,9 @@ mod tests {
             vec![
                 containers.join(".old.999999999-1.claim"),
                 containers.join("dead"),
-                containers.join("halfgone")
+                containers.join("halfgone"),
+                containers.join("lost"),
+                containers.join("lost-unrecorded"),
             ]
         );
         release(&containers.join("mine"));

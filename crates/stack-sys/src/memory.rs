@@ -46,7 +46,10 @@ pub fn shed_code() {
     for (start, len) in sheddable(&smaps) {
         // SAFETY: the range is a whole mapping that cannot be written and
         // holds only page-cache pages: MADV_DONTNEED drops its page-table
-        // entries, and each page reads back the same from the file.
+        // entries, and each page reads back the same from the file. (The
+        // processes that call this map no file themselves and load no
+        // library once started, so no range read here is unmapped and
+        // reused before the call.)
         #[allow(unsafe_code)]
         unsafe {
             libc::madvise(start as *mut libc::c_void, len, libc::MADV_DONTNEED);
@@ -56,14 +59,17 @@ pub fn shed_code() {
 
 /// The mappings of `smaps` (the text of `/proc/PID/smaps`) that
 /// `shed_code` may drop, as (start, length): backed by a file, not
-/// writable, with no anonymous page (a page written before it was made
-/// read-only, as relocations are, is the process's own copy and would
-/// be lost), none locked, and some resident.
+/// writable, with no page of the process's own, resident or swapped out
+/// (a page written before it was made read-only, as relocations are,
+/// would be lost), none locked, no special memory (raw page frames, I/O,
+/// mixed or huge pages: `VmFlags`), and some resident.
 fn sheddable(smaps: &str) -> Vec<(usize, usize)> {
     let mut out = Vec::new();
     let mut current: Option<(usize, usize)> = None;
     let mut rss = 0u64;
-    let mut keep = false;
+    // Kept unless its `Anonymous:` line says none.
+    let mut keep = true;
+    let mut anonymous_said = false;
     let mut close = |current: &mut Option<(usize, usize)>, rss: u64, keep: bool| {
         if let Some(range) = current.take() {
             if rss > 0 && !keep {
@@ -81,13 +87,18 @@ fn sheddable(smaps: &str) -> Vec<(usize, usize)> {
             ) else {
                 continue;
             };
-            close(&mut current, rss, keep);
+            close(&mut current, rss, keep || !anonymous_said);
             let perms = fields.next().unwrap_or("");
             let inode = fields.nth(2).unwrap_or("0");
             let file = inode != "0" && perms.len() == 4;
             current = Some((from, to - from));
             rss = 0;
             keep = !file || perms.contains('w');
+            anonymous_said = false;
+            continue;
+        }
+        if first == "VmFlags:" {
+            keep |= fields.any(|f| ["pf", "io", "mm", "ht", "lo"].contains(&f));
             continue;
         }
         let mut value = || {
@@ -98,11 +109,15 @@ fn sheddable(smaps: &str) -> Vec<(usize, usize)> {
         };
         match first {
             "Rss:" => rss = value(),
-            "Anonymous:" | "Locked:" => keep |= value() != 0,
+            "Anonymous:" => {
+                anonymous_said = true;
+                keep |= value() != 0;
+            }
+            "Swap:" | "Locked:" => keep |= value() != 0,
             _ => {}
         }
     }
-    close(&mut current, rss, keep);
+    close(&mut current, rss, keep || !anonymous_said);
     out
 }
 
@@ -127,6 +142,16 @@ Locked:                0 kB
 Rss:                 400 kB
 Anonymous:           400 kB
 Locked:                0 kB
+55d0a0a00000-55d0a0a80000 r--p 00900000 08:01 1234 /usr/bin/stack
+Rss:                   4 kB
+Anonymous:             0 kB
+Swap:                 60 kB
+55d0a0a80000-55d0a0a90000 r--s 00000000 00:0e 5555 anon_inode:[bpf-ringbuf]
+Rss:                  64 kB
+Anonymous:             0 kB
+VmFlags: rd sh mr mw me ms pf
+55d0a0a90000-55d0a0aa0000 r--p 00000000 08:01 4321 /usr/lib/no-anonymous-line
+Rss:                  64 kB
 55d0a0900000-55d0a0910000 rw-p 00900000 08:01 1234 /usr/bin/stack
 Rss:                  64 kB
 Anonymous:             8 kB
@@ -146,8 +171,9 @@ Anonymous:             0 kB
 ";
 
     /// Only read-only file mappings with no page of the process's own:
-    /// not the relocated one, the writable ones, the heap, the vdso; not
-    /// one with nothing resident or locked pages.
+    /// not the relocated one (its own pages resident or swapped out), the
+    /// writable ones, the heap, the vdso, a special one; not one with
+    /// nothing resident, locked pages, or an unknown count of its own.
     #[test]
     fn only_pages_the_file_holds_are_shed() {
         assert_eq!(

@@ -105,6 +105,18 @@ fn read_unless_gone<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Optio
     }
 }
 
+/// An endpoint's record, as [`read_unless_gone`]; an empty one is what a
+/// power loss left of a record being written (they are not synced, and
+/// one is never empty otherwise: it is written beside and renamed), and
+/// is removed as found.
+fn read_endpoint(path: &Path) -> Result<Option<Endpoint>, NetError> {
+    if fs::metadata(path).is_ok_and(|m| m.len() == 0) {
+        let _ = fs::remove_file(path);
+        return Ok(None);
+    }
+    read_unless_gone(path)
+}
+
 /// `NAME.EXT` under `dir`, through the one checked join (a name is never a
 /// path of its own).
 fn named(dir: &Path, name: &str, ext: &str) -> Result<PathBuf, NetError> {
@@ -209,7 +221,7 @@ impl Store {
         let mut out = Vec::new();
         for e in entries.flatten() {
             if e.path().extension().is_some_and(|x| x == "json") {
-                out.extend(read_unless_gone(&e.path())?);
+                out.extend(read_endpoint(&e.path())?);
             }
         }
         out.sort_by(|a: &Endpoint, b| a.name.cmp(&b.name));
@@ -232,14 +244,22 @@ impl Store {
         let mut out = Vec::new();
         for n in self.networks()? {
             let p = named(&self.endpoints_dir(&n.name)?, container, "json")?;
-            out.extend(read_unless_gone(&p)?);
+            out.extend(read_endpoint(&p)?);
         }
         Ok(out)
     }
 
+    /// Not synced to disk: an endpoint is a namespace and its links, which
+    /// a power loss takes away too (and a record it tears is dropped, see
+    /// [`read_endpoint`]); one sync pair less per container, made under
+    /// the store's lock, one container after another.
     pub fn put_endpoint(&self, ep: &Endpoint) -> Result<(), NetError> {
         let dir = self.endpoints_dir(&ep.network)?;
-        write_atomic(&named(&dir, &ep.container, "json")?, ep)
+        let path = named(&dir, &ep.container, "json")?;
+        serde_json::to_vec_pretty(ep)
+            .map_err(io::Error::other)
+            .and_then(|json| stack_sys::write_replace(&path, &json))
+            .map_err(|e| NetError::io(&path, e))
     }
 
     pub fn delete_endpoint(&self, network: &str, container: &str) -> Result<(), NetError> {
@@ -248,5 +268,41 @@ impl Store {
             Err(e) if e.kind() != io::ErrorKind::NotFound => Err(NetError::io(&p, e)),
             _ => Ok(()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An endpoint's record that a power loss left empty is no endpoint,
+    /// and goes; one that is damaged otherwise is an error naming it.
+    #[test]
+    fn an_empty_endpoint_record_is_none_and_goes() {
+        let root = std::env::temp_dir().join(format!("stack-net-ep-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&root);
+        let store = Store::open(&root).unwrap();
+        let dir = store.endpoints_dir("n").unwrap();
+        fs::create_dir_all(&dir).unwrap();
+        let ep = Endpoint {
+            container: "kept".into(),
+            name: "kept".into(),
+            aliases: Vec::new(),
+            network: "n".into(),
+            ifname: "eth0".into(),
+            host_veth: "stk-v".into(),
+            mac: "02:00:00:00:00:01".into(),
+            addresses: vec!["10.1.0.2".parse().unwrap()],
+            netns: root.join("netns/kept"),
+            ports: Vec::new(),
+        };
+        store.put_endpoint(&ep).unwrap();
+        fs::write(dir.join("torn.json"), "").unwrap();
+        assert_eq!(store.endpoints("n").unwrap(), vec![ep.clone()]);
+        assert!(!dir.join("torn.json").exists());
+        fs::write(dir.join("bad.json"), "{").unwrap();
+        let e = store.endpoints("n").unwrap_err().to_string();
+        assert!(e.contains("bad.json"), "{e}");
+        fs::remove_dir_all(&root).unwrap();
     }
 }

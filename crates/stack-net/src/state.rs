@@ -80,29 +80,46 @@ impl Lock {
     }
 }
 
-fn write_atomic(path: &Path, value: &impl Serialize) -> Result<(), NetError> {
+/// `value` as JSON in `path`, by `write` (`stack_sys::write_atomic`, or
+/// `write_replace` where a power loss makes the record worthless).
+fn write_json(
+    path: &Path,
+    value: &impl Serialize,
+    write: fn(&Path, &[u8]) -> io::Result<()>,
+) -> Result<(), NetError> {
     serde_json::to_vec_pretty(value)
         .map_err(io::Error::other)
-        .and_then(|json| stack_sys::write_atomic(path, &json))
+        .and_then(|json| write(path, &json))
         .map_err(|e| NetError::io(path, e))
 }
 
-fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, NetError> {
-    let bytes = fs::read(path).map_err(|e| NetError::io(path, e))?;
-    serde_json::from_slice(&bytes).map_err(|e| NetError::Corrupt {
+fn parse<T: serde::de::DeserializeOwned>(path: &Path, bytes: &[u8]) -> Result<T, NetError> {
+    serde_json::from_slice(bytes).map_err(|e| NetError::Corrupt {
         path: path.to_path_buf(),
         why: e.to_string(),
     })
 }
 
-/// A record listed a moment ago, or nothing if it was removed since (a
-/// container going away while others are listed, without the lock).
-fn read_unless_gone<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Option<T>, NetError> {
-    match read_json(path) {
-        Ok(v) => Ok(Some(v)),
-        Err(NetError::Io(e)) if e.source.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(e),
+fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, NetError> {
+    parse(path, &fs::read(path).map_err(|e| NetError::io(path, e))?)
+}
+
+/// A record's bytes, listed a moment ago, or nothing if it was removed
+/// since (a container going away while others are listed, without the
+/// lock).
+fn bytes_unless_gone(path: &Path) -> Result<Option<Vec<u8>>, NetError> {
+    match fs::read(path) {
+        Ok(b) => Ok(Some(b)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(NetError::io(path, e)),
     }
+}
+
+/// A record, as [`bytes_unless_gone`].
+fn read_unless_gone<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Option<T>, NetError> {
+    bytes_unless_gone(path)?
+        .map(|b| parse(path, &b))
+        .transpose()
 }
 
 /// An endpoint's record, as [`read_unless_gone`]; an empty one is what a
@@ -110,11 +127,13 @@ fn read_unless_gone<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Optio
 /// one is never empty otherwise: it is written beside and renamed), and
 /// is removed as found.
 fn read_endpoint(path: &Path) -> Result<Option<Endpoint>, NetError> {
-    if fs::metadata(path).is_ok_and(|m| m.len() == 0) {
-        let _ = fs::remove_file(path);
-        return Ok(None);
+    match bytes_unless_gone(path)? {
+        Some(b) if b.is_empty() => {
+            let _ = fs::remove_file(path);
+            Ok(None)
+        }
+        b => b.map(|b| parse(path, &b)).transpose(),
     }
-    read_unless_gone(path)
 }
 
 /// `NAME.EXT` under `dir`, through the one checked join (a name is never a
@@ -204,7 +223,7 @@ impl Store {
     pub fn put(&self, net: &Network) -> Result<(), NetError> {
         let dir = self.endpoints_dir(&net.name)?;
         fs::create_dir_all(&dir).map_err(|e| NetError::io(&dir, e))?;
-        write_atomic(&self.network_path(&net.name)?, net)
+        write_json(&self.network_path(&net.name)?, net, stack_sys::write_atomic)
     }
 
     pub fn delete(&self, name: &str) -> Result<(), NetError> {
@@ -255,11 +274,11 @@ impl Store {
     /// the store's lock, one container after another.
     pub fn put_endpoint(&self, ep: &Endpoint) -> Result<(), NetError> {
         let dir = self.endpoints_dir(&ep.network)?;
-        let path = named(&dir, &ep.container, "json")?;
-        serde_json::to_vec_pretty(ep)
-            .map_err(io::Error::other)
-            .and_then(|json| stack_sys::write_replace(&path, &json))
-            .map_err(|e| NetError::io(&path, e))
+        write_json(
+            &named(&dir, &ep.container, "json")?,
+            ep,
+            stack_sys::write_replace,
+        )
     }
 
     pub fn delete_endpoint(&self, network: &str, container: &str) -> Result<(), NetError> {

@@ -64,19 +64,14 @@ pub fn shed_code() {
 /// would be lost), none locked, no special memory (raw page frames, I/O,
 /// mixed or huge pages: `VmFlags`), and some resident.
 fn sheddable(smaps: &str) -> Vec<(usize, usize)> {
-    let mut out = Vec::new();
-    let mut current: Option<(usize, usize)> = None;
-    let mut rss = 0u64;
-    // Kept unless its `Anonymous:` line says none.
-    let mut keep = true;
-    let mut anonymous_said = false;
-    let mut close = |current: &mut Option<(usize, usize)>, rss: u64, keep: bool| {
-        if let Some(range) = current.take() {
-            if rss > 0 && !keep {
-                out.push(range);
-            }
-        }
-    };
+    /// One mapping as read so far.
+    struct Mapping {
+        range: (usize, usize),
+        rss: u64,
+        keep: bool,
+        anonymous_said: bool,
+    }
+    let mut mappings: Vec<Mapping> = Vec::new();
     for line in smaps.lines() {
         let mut fields = line.split_whitespace();
         let first = fields.next().unwrap_or("");
@@ -87,20 +82,20 @@ fn sheddable(smaps: &str) -> Vec<(usize, usize)> {
             ) else {
                 continue;
             };
-            close(&mut current, rss, keep || !anonymous_said);
             let perms = fields.next().unwrap_or("");
             let inode = fields.nth(2).unwrap_or("0");
             let file = inode != "0" && perms.len() == 4;
-            current = Some((from, to - from));
-            rss = 0;
-            keep = !file || perms.contains('w');
-            anonymous_said = false;
+            mappings.push(Mapping {
+                range: (from, to - from),
+                rss: 0,
+                keep: !file || perms.contains('w'),
+                anonymous_said: false,
+            });
             continue;
         }
-        if first == "VmFlags:" {
-            keep |= fields.any(|f| ["pf", "io", "mm", "ht", "lo"].contains(&f));
+        let Some(m) = mappings.last_mut() else {
             continue;
-        }
+        };
         let mut value = || {
             fields
                 .next()
@@ -108,24 +103,30 @@ fn sheddable(smaps: &str) -> Vec<(usize, usize)> {
                 .unwrap_or(u64::MAX)
         };
         match first {
-            "Rss:" => rss = value(),
+            "Rss:" => m.rss = value(),
             "Anonymous:" => {
-                anonymous_said = true;
-                keep |= value() != 0;
+                m.anonymous_said = true;
+                m.keep |= value() != 0;
             }
-            "Swap:" | "Locked:" => keep |= value() != 0,
+            "Swap:" | "Locked:" => m.keep |= value() != 0,
+            "VmFlags:" => m.keep |= fields.any(|f| ["pf", "io", "mm", "ht", "lo"].contains(&f)),
             _ => {}
         }
     }
-    close(&mut current, rss, keep || !anonymous_said);
-    out
+    // Kept, too, where no `Anonymous:` line said it has none of its own.
+    mappings
+        .into_iter()
+        .filter(|m| m.rss > 0 && !m.keep && m.anonymous_said)
+        .map(|m| m.range)
+        .collect()
 }
 
 #[cfg(all(test, target_env = "gnu"))]
 mod tests {
-    fn resident_kib() -> u64 {
+    /// A line of /proc/self/status, in KiB (`VmRSS:`, `RssFile:`).
+    fn status_kib(field: &str) -> u64 {
         let status = std::fs::read_to_string("/proc/self/status").unwrap();
-        let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+        let line = status.lines().find(|l| l.starts_with(field)).unwrap();
         line.split_whitespace().nth(1).unwrap().parse().unwrap()
     }
 
@@ -182,18 +183,12 @@ Anonymous:             0 kB
         );
     }
 
-    fn resident_file_kib() -> u64 {
-        let status = std::fs::read_to_string("/proc/self/status").unwrap();
-        let line = status.lines().find(|l| l.starts_with("RssFile:")).unwrap();
-        line.split_whitespace().nth(1).unwrap().parse().unwrap()
-    }
-
     /// The test binary's own code goes, and comes back as it runs.
     #[test]
     fn code_is_shed_and_comes_back() {
-        let before = resident_file_kib();
+        let before = status_kib("RssFile:");
         super::shed_code();
-        let after = resident_file_kib();
+        let after = status_kib("RssFile:");
         assert!(
             after * 2 < before,
             "resident file pages: {before} KiB before, {after} KiB after"
@@ -209,10 +204,10 @@ Anonymous:             0 kB
         std::thread::spawn(|| {
             let blocks: Vec<Box<[u8; 4000]>> = (0..8192).map(|_| Box::new([1u8; 4000])).collect();
             let pin = Box::new([1u8; 4000]);
-            let full = resident_kib();
+            let full = status_kib("VmRSS:");
             drop(blocks);
             super::give_back();
-            let after = resident_kib();
+            let after = status_kib("VmRSS:");
             assert!(
                 full - after.min(full) > 24 * 1024,
                 "resident {full} KiB with the blocks, {after} KiB after give_back"

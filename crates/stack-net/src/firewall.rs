@@ -1,7 +1,8 @@
 //! nftables rules of our own: masquerade out of each non-internal network,
 //! isolation between networks, no way out of an internal one, and DNAT for
 //! published ports. The whole table is computed from the records and
-//! loaded in one transaction (`nft -f -`) when networks come or go; a
+//! loaded in one transaction (over netlink: `nftables`) when networks come
+//! or go; a
 //! container's published ports are elements of four maps (per family, the
 //! ports of one host address and those of every address), added and
 //! deleted by themselves (`publish`), so that starting or removing one
@@ -14,10 +15,11 @@
 //! in Docker's `DOCKER-USER` chain, tagged with our table's name, and lose
 //! them with the network.
 
-use std::fmt::Write as _;
 use std::io::Write as _;
+use std::net::IpAddr;
 use std::process::{Command, Stdio};
 
+use crate::nftables::{self as nf, Batch, Expr, Hook};
 use crate::state::{Endpoint, Network, Store};
 use crate::NetError;
 
@@ -33,156 +35,502 @@ pub fn table_name(store: &Store) -> String {
 }
 
 /// Our table's chains: name and, for a base chain, its hook.
-const CHAINS: [(&str, &str); 6] = [
+const CHAINS: [(&str, Option<Hook>); 6] = [
     (
         "forward",
-        "type filter hook forward priority filter; policy accept;",
+        Some(Hook {
+            kind: "filter",
+            num: nf::FORWARD,
+            priority: 0,
+        }),
     ),
     (
         "input",
-        "type filter hook input priority filter; policy accept;",
+        Some(Hook {
+            kind: "filter",
+            num: nf::INPUT,
+            priority: 0,
+        }),
     ),
     (
         "prerouting",
-        "type nat hook prerouting priority dstnat; policy accept;",
+        Some(Hook {
+            kind: "nat",
+            num: nf::PREROUTING,
+            priority: -100,
+        }),
     ),
     (
         "output",
-        "type nat hook output priority -100; policy accept;",
+        Some(Hook {
+            kind: "nat",
+            num: nf::OUTPUT,
+            priority: -100,
+        }),
     ),
-    ("ports", ""),
+    ("ports", None),
     (
         "postrouting",
-        "type nat hook postrouting priority srcnat; policy accept;",
+        Some(Hook {
+            kind: "nat",
+            num: nf::POSTROUTING,
+            priority: 100,
+        }),
     ),
 ];
 
-/// The whole table, as `nft -f` reads it, in one transaction. Pure.
-///
-/// The table and its chains stay from one load to the next, only their
-/// rules are flushed and written anew: deleting a table takes its base
-/// chains off their hooks, and each hook taken off waits out an RCU grace
-/// period (a load took 17 to 25 ms here; this one a few).
-pub fn ruleset(table: &str, networks: &[Network], endpoints: &[Endpoint]) -> String {
-    let mut s = String::new();
-    if networks.is_empty() {
-        // Declaring then deleting makes the load work whether or not the table exists.
-        let _ = writeln!(s, "table inet {table} {{}}\ndelete table inet {table}");
-        return s;
-    }
-    let _ = writeln!(s, "table inet {table} {{");
-    for (chain, hook) in CHAINS {
-        let _ = writeln!(s, "  chain {chain} {{ {hook} }}");
-    }
-    for (map, _, addr, any) in MAPS {
-        let host = if any {
-            String::new()
-        } else {
-            format!("{addr} . ")
-        };
-        let _ = writeln!(
-            s,
-            "  map {map} {{ type {host}inet_proto . inet_service : {addr} . inet_service; }}"
-        );
-    }
-    let _ = writeln!(s, "}}\nflush table inet {table}");
-    for (map, ..) in MAPS {
-        let _ = writeln!(s, "flush map inet {table} {map}");
-    }
-    let _ = writeln!(s, "table inet {table} {{");
-    let bridges: Vec<String> = networks
-        .iter()
-        .map(|n| format!("\"{}\"", n.bridge))
-        .collect();
-    let all = format!("{{ {} }}", bridges.join(", "));
-    s.push_str("  chain forward {\n");
-    for n in networks {
-        let b = &n.bridge;
-        if n.internal {
-            let _ = writeln!(s, "    iifname \"{b}\" oifname != \"{b}\" drop");
-            let _ = writeln!(s, "    oifname \"{b}\" iifname != \"{b}\" drop");
-        } else if networks.len() > 1 {
-            let _ = writeln!(
-                s,
-                "    iifname \"{b}\" oifname != \"{b}\" oifname {all} drop"
-            );
-        }
-    }
-    s.push_str("  }\n");
-    // An internal network reaches the host for DNS only.
-    s.push_str("  chain input {\n");
-    for n in networks.iter().filter(|n| n.internal) {
-        let b = &n.bridge;
-        let _ = writeln!(
-            s,
-            "    iifname \"{b}\" meta l4proto {{ tcp, udp }} th dport 53 accept"
-        );
-        let _ = writeln!(s, "    iifname \"{b}\" drop");
-    }
-    s.push_str("  }\n");
-    s.push_str("  chain prerouting {\n    fib daddr type local jump ports\n  }\n");
-    // `::1` never leaves the host: the network server proxies it (`proxy`).
-    s.push_str(
-        "  chain output {\n    ip6 daddr ::1 return\n    fib daddr type local jump ports\n  }\n",
-    );
-    // Published ports: looked up in maps that `publish` changes element by
-    // element; per family, a port of one host address first, then a port
-    // of every address (a NAT statement ends the chain).
-    s.push_str("  chain ports {\n");
-    for (map, fam, _, any) in MAPS {
-        let (only, key) = match any {
-            false => (String::new(), format!("{fam} daddr . ")),
-            true => (
-                format!("meta nfproto {} ", NFPROTO[usize::from(fam == "ip6")]),
-                String::new(),
-            ),
-        };
-        let _ = writeln!(
-            s,
-            "    {only}meta l4proto {{ tcp, udp, sctp }} dnat {fam} to {key}meta l4proto . th dport map @{map}"
-        );
-    }
-    s.push_str("  }\n");
-    s.push_str("  chain postrouting {\n");
-    for n in networks {
-        let b = &n.bridge;
-        for sub in &n.subnets {
-            let fam = if sub.subnet.addr().is_ipv4() {
-                "ip"
-            } else {
-                "ip6"
-            };
-            let net = sub.subnet;
-            if !n.internal {
-                let _ = writeln!(s, "    {fam} saddr {net} oifname != \"{b}\" masquerade");
-            }
-            // A container reaching another through a published port of the host.
-            let _ = writeln!(
-                s,
-                "    oifname \"{b}\" ct status dnat {fam} saddr {net} masquerade"
-            );
-        }
-        // The host's loopback reaching a published port.
-        let _ = writeln!(s, "    oifname \"{b}\" ip saddr 127.0.0.0/8 masquerade");
-    }
-    s.push_str("  }\n}\n");
-    for (map, key, value) in elements(endpoints) {
-        let _ = writeln!(s, "add element inet {table} {map} {{ {key} : {value} }}");
-    }
-    s
+/// `nft`'s numbers for the types of set keys and values (only for its
+/// listings: the kernel keeps them for it), and how it numbers the type of
+/// a concatenation.
+const IPV4_ADDR: u32 = 7;
+const IPV6_ADDR: u32 = 8;
+const INET_PROTO: u32 = 12;
+const INET_SERVICE: u32 = 13;
+const IFNAME: u32 = 41;
+fn concat(types: &[u32]) -> u32 {
+    types.iter().fold(0, |t, n| t << 6 | n)
 }
 
-/// The maps of published ports: name, family, address type, and whether
-/// the port is of every address of the host (else of one, in the key).
-/// Plain hash maps: no interval flags, which concatenations need a recent
-/// kernel for.
-const MAPS: [(&str, &str, &str, bool); 4] = [
-    ("ports4", "ip", "ipv4_addr", false),
-    ("any4", "ip", "ipv4_addr", true),
-    ("ports6", "ip6", "ipv6_addr", false),
-    ("any6", "ip6", "ipv6_addr", true),
+/// The set of our bridges, which traffic between networks is kept out of.
+const BRIDGES: &str = "bridges";
+
+/// The whole table, loaded in one transaction. Pure.
+///
+/// The table and its chains stay from one load to the next, only their
+/// rules and elements are flushed and written anew: deleting a table takes
+/// its base chains off their hooks, and each hook taken off waits out an
+/// RCU grace period (a load took 17 to 25 ms here; this one a few).
+pub fn ruleset(table: &str, networks: &[Network], endpoints: &[Endpoint]) -> Batch {
+    let mut b = Batch::new();
+    b.table(table);
+    if networks.is_empty() {
+        // Made then deleted: the load works whether or not it exists.
+        b.delete_table(table);
+        return b;
+    }
+    for (chain, hook) in CHAINS {
+        b.chain(table, chain, hook);
+    }
+    b.set(table, BRIDGES, (IFNAME, 16), None, true);
+    for m in MAPS {
+        let (key, value) = m.types();
+        b.set(table, m.name, key, Some(value), false);
+    }
+    b.flush_rules(table);
+    b.flush_set(table, BRIDGES);
+    for m in MAPS {
+        b.flush_set(table, m.name);
+    }
+    let bridges: Vec<_> = networks
+        .iter()
+        .map(|n| (nf::ifname(&n.bridge), None))
+        .collect();
+    b.elements(table, BRIDGES, true, &bridges);
+    let drop = Expr::Verdict {
+        code: libc::NF_DROP,
+        chain: None,
+    };
+    let accept = Expr::Verdict {
+        code: libc::NF_ACCEPT,
+        chain: None,
+    };
+    for n in networks {
+        let br = &n.bridge;
+        if n.internal {
+            let text = format!("iifname \"{br}\" oifname != \"{br}\" drop");
+            let e = [iface(IIF, EQ, br), iface(OIF, NEQ, br), vec![drop.clone()]];
+            b.rule(table, "forward", &text, &e.concat());
+            let text = format!("oifname \"{br}\" iifname != \"{br}\" drop");
+            let e = [iface(OIF, EQ, br), iface(IIF, NEQ, br), vec![drop.clone()]];
+            b.rule(table, "forward", &text, &e.concat());
+        } else if networks.len() > 1 {
+            let text = format!("iifname \"{br}\" oifname != \"{br}\" oifname @{BRIDGES} drop");
+            let into_ours = vec![
+                Expr::Meta {
+                    key: OIF,
+                    dreg: nf::REG1,
+                },
+                Expr::Lookup {
+                    set: BRIDGES,
+                    sreg: nf::REG1,
+                    dreg: None,
+                },
+                drop.clone(),
+            ];
+            let e = [iface(IIF, EQ, br), iface(OIF, NEQ, br), into_ours];
+            b.rule(table, "forward", &text, &e.concat());
+        }
+    }
+    // An internal network reaches the host for DNS only.
+    for n in networks.iter().filter(|n| n.internal) {
+        let br = &n.bridge;
+        for (name, proto) in [("tcp", libc::IPPROTO_TCP), ("udp", libc::IPPROTO_UDP)] {
+            let text = format!("iifname \"{br}\" meta l4proto {name} th dport 53 accept");
+            let dns = vec![
+                Expr::Meta {
+                    key: L4PROTO,
+                    dreg: nf::REG1,
+                },
+                Expr::Cmp {
+                    op: EQ,
+                    sreg: nf::REG1,
+                    data: vec![proto as u8],
+                },
+                dport(nf::REG1),
+                Expr::Cmp {
+                    op: EQ,
+                    sreg: nf::REG1,
+                    data: 53u16.to_be_bytes().to_vec(),
+                },
+                accept.clone(),
+            ];
+            b.rule(table, "input", &text, &[iface(IIF, EQ, br), dns].concat());
+        }
+        let text = format!("iifname \"{br}\" drop");
+        b.rule(
+            table,
+            "input",
+            &text,
+            &[iface(IIF, EQ, br), vec![drop.clone()]].concat(),
+        );
+    }
+    // To the host's own addresses: to the published ports.
+    let local = [
+        Expr::FibDaddrType { dreg: nf::REG1 },
+        Expr::Cmp {
+            op: EQ,
+            sreg: nf::REG1,
+            data: u32::from(libc::RTN_LOCAL).to_ne_bytes().to_vec(),
+        },
+        Expr::Verdict {
+            code: libc::NFT_JUMP,
+            chain: Some("ports"),
+        },
+    ];
+    b.rule(
+        table,
+        "prerouting",
+        "fib daddr type local jump ports",
+        &local,
+    );
+    // `::1` never leaves the host: the network server proxies it (`proxy`).
+    let loopback6 = [
+        family(V6).to_vec(),
+        vec![
+            Expr::Payload {
+                base: NETWORK,
+                offset: 24,
+                len: 16,
+                dreg: nf::REG1,
+            },
+            Expr::Cmp {
+                op: EQ,
+                sreg: nf::REG1,
+                data: std::net::Ipv6Addr::LOCALHOST.octets().to_vec(),
+            },
+            Expr::Verdict {
+                code: libc::NFT_RETURN,
+                chain: None,
+            },
+        ],
+    ];
+    b.rule(table, "output", "ip6 daddr ::1 return", &loopback6.concat());
+    b.rule(table, "output", "fib daddr type local jump ports", &local);
+    // Published ports: looked up in maps that `publish` changes element by
+    // element; per family, a port of one host address first, then a port
+    // of every address (a NAT statement ends the chain). The key holds the
+    // protocol, and only TCP, UDP and SCTP are ever in it.
+    for m in MAPS {
+        b.rule(table, "ports", &m.text(), &m.rule());
+    }
+    for n in networks {
+        let br = &n.bridge;
+        for sub in &n.subnets {
+            let net = sub.subnet;
+            if !n.internal {
+                let text = format!(
+                    "{} saddr {net} oifname != \"{br}\" masquerade",
+                    fam_name(&net)
+                );
+                let e = [saddr(&net), iface(OIF, NEQ, br), vec![Expr::Masquerade]];
+                b.rule(table, "postrouting", &text, &e.concat());
+            }
+            // A container reaching another through a published port of the host.
+            let text = format!(
+                "oifname \"{br}\" ct status dnat {} saddr {net} masquerade",
+                fam_name(&net)
+            );
+            let dnatted = vec![
+                Expr::Ct {
+                    key: libc::NFT_CT_STATUS as u32,
+                    dreg: nf::REG1,
+                },
+                Expr::Mask {
+                    reg: nf::REG1,
+                    mask: IPS_DST_NAT.to_ne_bytes().to_vec(),
+                },
+                Expr::Cmp {
+                    op: NEQ,
+                    sreg: nf::REG1,
+                    data: vec![0; 4],
+                },
+            ];
+            let e = [
+                iface(OIF, EQ, br),
+                dnatted,
+                saddr(&net),
+                vec![Expr::Masquerade],
+            ];
+            b.rule(table, "postrouting", &text, &e.concat());
+        }
+        // The host's loopback reaching a published port.
+        let text = format!("oifname \"{br}\" ip saddr 127.0.0.0/8 masquerade");
+        let lo: ipnet::IpNet = "127.0.0.0/8".parse().expect("a network");
+        let e = [iface(OIF, EQ, br), saddr(&lo), vec![Expr::Masquerade]];
+        b.rule(table, "postrouting", &text, &e.concat());
+    }
+    add_elements(&mut b, table, true, endpoints);
+    b
+}
+
+const EQ: u32 = libc::NFT_CMP_EQ as u32;
+const NEQ: u32 = libc::NFT_CMP_NEQ as u32;
+const IIF: u32 = libc::NFT_META_IIFNAME as u32;
+const OIF: u32 = libc::NFT_META_OIFNAME as u32;
+const L4PROTO: u32 = libc::NFT_META_L4PROTO as u32;
+const NETWORK: u32 = libc::NFT_PAYLOAD_NETWORK_HEADER as u32;
+const V4: u8 = libc::NFPROTO_IPV4 as u8;
+const V6: u8 = libc::NFPROTO_IPV6 as u8;
+/// Conntrack's status bit of a connection whose destination was NATed.
+const IPS_DST_NAT: u32 = 1 << 5;
+
+/// `iifname`/`oifname` compared with `name`.
+fn iface(key: u32, op: u32, name: &str) -> Vec<Expr<'static>> {
+    vec![
+        Expr::Meta {
+            key,
+            dreg: nf::REG1,
+        },
+        Expr::Cmp {
+            op,
+            sreg: nf::REG1,
+            data: nf::ifname(name),
+        },
+    ]
+}
+
+/// The packet is of this family (`NFPROTO_IPV4`, `NFPROTO_IPV6`).
+fn family(nfproto: u8) -> [Expr<'static>; 2] {
+    [
+        Expr::Meta {
+            key: libc::NFT_META_NFPROTO as u32,
+            dreg: nf::REG1,
+        },
+        Expr::Cmp {
+            op: EQ,
+            sreg: nf::REG1,
+            data: vec![nfproto],
+        },
+    ]
+}
+
+/// The destination port (TCP, UDP, SCTP) into a register.
+fn dport(dreg: u32) -> Expr<'static> {
+    Expr::Payload {
+        base: libc::NFT_PAYLOAD_TRANSPORT_HEADER as u32,
+        offset: 2,
+        len: 2,
+        dreg,
+    }
+}
+
+fn fam_name(net: &ipnet::IpNet) -> &'static str {
+    match net {
+        ipnet::IpNet::V4(_) => "ip",
+        ipnet::IpNet::V6(_) => "ip6",
+    }
+}
+
+/// The source address is in `net`, as `nft` says it: the prefix's bytes
+/// compared where it ends on a byte, else the whole address masked.
+fn saddr(net: &ipnet::IpNet) -> Vec<Expr<'static>> {
+    let (nfproto, offset, addr, mask) = match net {
+        ipnet::IpNet::V4(n) => (
+            V4,
+            12,
+            n.network().octets().to_vec(),
+            n.netmask().octets().to_vec(),
+        ),
+        ipnet::IpNet::V6(n) => (
+            V6,
+            8,
+            n.network().octets().to_vec(),
+            n.netmask().octets().to_vec(),
+        ),
+    };
+    let mut e = family(nfproto).to_vec();
+    let bits = usize::from(net.prefix_len());
+    if bits == 0 {
+        return e;
+    }
+    let len = if bits % 8 == 0 { bits / 8 } else { addr.len() };
+    e.push(Expr::Payload {
+        base: NETWORK,
+        offset,
+        len: len as u32,
+        dreg: nf::REG1,
+    });
+    if bits % 8 != 0 {
+        e.push(Expr::Mask {
+            reg: nf::REG1,
+            mask,
+        });
+    }
+    e.push(Expr::Cmp {
+        op: EQ,
+        sreg: nf::REG1,
+        data: addr[..len].to_vec(),
+    });
+    e
+}
+
+/// A map of published ports: its name, its family, and whether a port is
+/// of every address of the host (else of one, in the key). Plain hash
+/// maps: no interval flags, which concatenations need a recent kernel for.
+struct PortMap {
+    name: &'static str,
+    v6: bool,
+    any: bool,
+}
+
+const MAPS: [PortMap; 4] = [
+    PortMap {
+        name: "ports4",
+        v6: false,
+        any: false,
+    },
+    PortMap {
+        name: "any4",
+        v6: false,
+        any: true,
+    },
+    PortMap {
+        name: "ports6",
+        v6: true,
+        any: false,
+    },
+    PortMap {
+        name: "any6",
+        v6: true,
+        any: true,
+    },
 ];
-const NFPROTO: [&str; 2] = ["ipv4", "ipv6"];
+
+impl PortMap {
+    fn addr(&self) -> (u32, u32) {
+        match self.v6 {
+            false => (IPV4_ADDR, 4),
+            true => (IPV6_ADDR, 16),
+        }
+    }
+
+    /// Key and value: type and length (each part padded to 4 bytes).
+    fn types(&self) -> ((u32, u32), (u32, u32)) {
+        let (addr, len) = self.addr();
+        let key = match self.any {
+            true => (concat(&[INET_PROTO, INET_SERVICE]), 8),
+            false => (concat(&[addr, INET_PROTO, INET_SERVICE]), len + 8),
+        };
+        (key, (concat(&[addr, INET_SERVICE]), len + 4))
+    }
+
+    fn text(&self) -> String {
+        let fam = if self.v6 { "ip6" } else { "ip" };
+        match self.any {
+            true => format!(
+                "meta nfproto {} meta l4proto . th dport dnat {fam} to map @{}",
+                if self.v6 { "ipv6" } else { "ipv4" },
+                self.name
+            ),
+            false => format!(
+                "dnat {fam} to {fam} daddr . meta l4proto . th dport map @{}",
+                self.name
+            ),
+        }
+    }
+
+    /// `dnat` to what the map has for the packet's key. The key's parts go
+    /// to consecutive 4-byte registers from the first; the value comes back
+    /// there, its port after the address.
+    fn rule(&self) -> Vec<Expr<'static>> {
+        let (nfproto, len) = if self.v6 { (V6, 16) } else { (V4, 4) };
+        let mut e = family(nfproto).to_vec();
+        let mut reg = nf::REG32.to_vec();
+        if !self.any {
+            let offset = if self.v6 { 24 } else { 16 };
+            e.push(Expr::Payload {
+                base: NETWORK,
+                offset,
+                len,
+                dreg: nf::REG1,
+            });
+            // Past the address: the 4-byte registers after it.
+            reg = if self.v6 {
+                vec![nf::REG2, nf::REG32_05]
+            } else {
+                reg[1..].to_vec()
+            };
+        }
+        e.push(Expr::Meta {
+            key: L4PROTO,
+            dreg: reg[0],
+        });
+        e.push(dport(reg[1]));
+        e.push(Expr::Lookup {
+            set: self.name,
+            sreg: nf::REG1,
+            dreg: Some(nf::REG1),
+        });
+        let port = if self.v6 { nf::REG2 } else { nf::REG32[1] };
+        let family = u32::from(nfproto);
+        e.push(Expr::Dnat {
+            family,
+            addr: nf::REG1,
+            port,
+        });
+        e
+    }
+}
+
+/// A protocol's number, for the protocols a port is published with.
+fn proto(name: &str) -> Option<u8> {
+    match name {
+        "tcp" => Some(libc::IPPROTO_TCP as u8),
+        "udp" => Some(libc::IPPROTO_UDP as u8),
+        "sctp" => Some(libc::IPPROTO_SCTP as u8),
+        _ => None,
+    }
+}
+
+/// Bytes of a map's key or value: each part padded to 4 bytes.
+fn packed(parts: &[&[u8]]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for p in parts {
+        out.extend_from_slice(p);
+        out.resize(out.len().next_multiple_of(4), 0);
+    }
+    out
+}
+
+fn octets(ip: &IpAddr) -> Vec<u8> {
+    match ip {
+        IpAddr::V4(a) => a.octets().to_vec(),
+        IpAddr::V6(a) => a.octets().to_vec(),
+    }
+}
+
+/// An element of a port map: the map, key and value.
+type Element = (&'static str, Vec<u8>, Vec<u8>);
 
 /// The endpoints' published ports as elements of our maps: the map, the
 /// key (host address . protocol . host port, or protocol . port for every
@@ -191,28 +539,48 @@ const NFPROTO: [&str; 2] = ["ipv4", "ipv6"];
 /// taken already keeps its first value, as the first of the rules that
 /// stood for them did (an endpoint with two subnets of one family, ports
 /// that a rootless engine's forwarder brings to one address).
-fn elements(endpoints: &[Endpoint]) -> Vec<(&'static str, String, String)> {
-    let mut out: Vec<(&'static str, String, String)> = Vec::new();
+fn elements(endpoints: &[Endpoint]) -> Vec<Element> {
+    let mut out: Vec<Element> = Vec::new();
     for ep in endpoints {
         for p in &ep.ports {
+            let Some(proto) = proto(&p.protocol) else {
+                continue;
+            };
+            let port = p.host_port.to_be_bytes();
             for target in &ep.addresses {
                 let v6 = usize::from(target.is_ipv6()) * 2;
                 let (map, key) = match p.host_ip {
                     Some(h) if h.is_ipv4() != target.is_ipv4() => continue,
-                    Some(h) if !h.is_unspecified() => (
-                        MAPS[v6].0,
-                        format!("{h} . {} . {}", p.protocol, p.host_port),
-                    ),
-                    _ => (MAPS[v6 + 1].0, format!("{} . {}", p.protocol, p.host_port)),
+                    Some(h) if !h.is_unspecified() => {
+                        (MAPS[v6].name, packed(&[&octets(&h), &[proto], &port]))
+                    }
+                    _ => (MAPS[v6 + 1].name, packed(&[&[proto], &port])),
                 };
                 if out.iter().any(|(m, k, _)| *m == map && *k == key) {
                     continue;
                 }
-                out.push((map, key, format!("{target} . {}", p.container_port)));
+                let value = packed(&[&octets(target), &p.container_port.to_be_bytes()]);
+                out.push((map, key, value));
             }
         }
     }
     out
+}
+
+/// The endpoints' elements added to (or deleted from) our maps: a message
+/// per map.
+fn add_elements(b: &mut Batch, table: &str, add: bool, endpoints: &[Endpoint]) {
+    let all = elements(endpoints);
+    for m in MAPS {
+        let mine: Vec<_> = all
+            .iter()
+            .filter(|(map, ..)| *map == m.name)
+            .map(|(_, k, v)| (k.clone(), add.then(|| v.clone())))
+            .collect();
+        if !mine.is_empty() {
+            b.elements(table, m.name, add, &mine);
+        }
+    }
 }
 
 /// The ports of endpoints `added` published, those of `removed` withdrawn:
@@ -228,29 +596,19 @@ pub fn publish(store: &Store, added: &[Endpoint], removed: &[Endpoint]) -> Resul
     if store.forwarder().is_some() {
         return apply(store, false);
     }
-    nft(&changes).or_else(|_| apply(store, false))
+    nft(changes).or_else(|_| apply(store, false))
 }
 
 /// `publish`'s transaction. Pure.
-fn changes(table: &str, added: &[Endpoint], removed: &[Endpoint]) -> String {
-    let mut s = String::new();
-    for (map, key, _) in elements(removed) {
-        let _ = writeln!(s, "delete element inet {table} {map} {{ {key} }}");
-    }
-    for (map, key, value) in elements(added) {
-        let _ = writeln!(s, "add element inet {table} {map} {{ {key} : {value} }}");
-    }
-    s
+fn changes(table: &str, added: &[Endpoint], removed: &[Endpoint]) -> Batch {
+    let mut b = Batch::new();
+    add_elements(&mut b, table, false, removed);
+    add_elements(&mut b, table, true, added);
+    b
 }
 
-fn nft(input: &str) -> Result<(), NetError> {
-    match feed("nft", &["-f", "-"], input) {
-        Err(e) => Err(NetError::Firewall(format!(
-            "cannot run `nft` (apt-get install nftables): {e}"
-        ))),
-        Ok(Err(why)) => Err(NetError::Firewall(format!("nft refused the rules: {why}"))),
-        Ok(Ok(())) => Ok(()),
-    }
+fn nft(batch: Batch) -> Result<(), NetError> {
+    nf::commit(batch).map_err(NetError::Firewall)
 }
 
 /// Runs `program` with `input` on its standard input: an error if it
@@ -299,7 +657,7 @@ pub fn apply(store: &Store, bridges_changed: bool) -> Result<(), NetError> {
         }
     }
     if !bridges_changed {
-        return nft(&ruleset(&table, &networks, &endpoints));
+        return nft(ruleset(&table, &networks, &endpoints));
     }
     if !networks.is_empty() {
         sysctl("net.ipv4.ip_forward", "1")?;
@@ -323,7 +681,7 @@ pub fn apply(store: &Store, bridges_changed: bool) -> Result<(), NetError> {
     // Two programs, two tables: side by side.
     std::thread::scope(|s| {
         let docker = s.spawn(|| docker_user(&table, &networks));
-        let ours = nft(&ruleset(&table, &networks, &endpoints));
+        let ours = nft(ruleset(&table, &networks, &endpoints));
         let docker = docker
             .join()
             .unwrap_or_else(|_| Err(NetError::Firewall("iptables: the thread panicked".into())));
@@ -435,13 +793,8 @@ mod tests {
         assert!(docker_user_changes("stack_t", &nets, listed).is_empty());
     }
 
-    #[test]
-    fn the_ruleset_follows_the_records() {
-        let nets = [
-            net("front", "stk-a", "10.210.0.0/24", false),
-            net("back", "stk-b", "10.210.1.0/24", true),
-        ];
-        let ep = Endpoint {
+    fn endpoint() -> Endpoint {
+        Endpoint {
             container: "c".into(),
             name: "web".into(),
             aliases: vec![],
@@ -449,7 +802,7 @@ mod tests {
             ifname: "eth0".into(),
             host_veth: "vsc0".into(),
             mac: "02:42:0a:d2:00:02".into(),
-            addresses: vec!["10.210.0.2".parse().unwrap()],
+            addresses: vec!["10.210.0.2".parse().unwrap(), "fd00:d2::2".parse().unwrap()],
             netns: "/x".into(),
             ports: vec![
                 Port {
@@ -468,64 +821,182 @@ mod tests {
                     host_ip: Some("::1".parse().unwrap()),
                     host_port: 9,
                     container_port: 9,
-                    protocol: "tcp".into(),
+                    protocol: "sctp".into(),
                 },
             ],
-        };
-        let r = ruleset("stack_t", &nets, std::slice::from_ref(&ep));
-        for want in [
-            "iifname \"stk-a\" oifname != \"stk-a\" oifname { \"stk-a\", \"stk-b\" } drop",
-            "iifname \"stk-b\" oifname != \"stk-b\" drop",
-            "oifname \"stk-b\" iifname != \"stk-b\" drop",
-            "iifname \"stk-b\" meta l4proto { tcp, udp } th dport 53 accept",
-            "meta l4proto { tcp, udp, sctp } dnat ip to ip daddr . meta l4proto . th dport map @ports4",
-            "meta nfproto ipv4 meta l4proto { tcp, udp, sctp } dnat ip to meta l4proto . th dport map @any4",
-            "map any6 { type inet_proto . inet_service : ipv6_addr . inet_service; }",
-            "add element inet stack_t any4 { tcp . 8080 : 10.210.0.2 . 80 }",
-            "add element inet stack_t ports4 { 127.0.0.1 . udp . 5353 : 10.210.0.2 . 53 }",
-            "ip saddr 10.210.0.0/24 oifname != \"stk-a\" masquerade",
-            "oifname \"stk-a\" ip saddr 127.0.0.0/8 masquerade",
-        ] {
-            assert!(r.contains(want), "missing `{want}` in\n{r}");
         }
-        // No masquerade out of an internal network; a v6 host address has no v4 target.
-        assert!(
-            !r.contains("ip saddr 10.210.1.0/24 oifname != \"stk-b\" masquerade"),
-            "{r}"
-        );
-        assert!(!r.contains(". 9 :"), "{r}");
-        // The chains are declared as they are, then flushed, never deleted.
-        assert!(!r.contains("delete"), "{r}");
-        let flush = r.find("flush table inet stack_t\n").expect("flushed");
-        assert!(
-            r[..flush].contains("chain forward { type filter hook forward"),
-            "{r}"
-        );
-        assert!(!r[flush..].contains("hook"), "{r}");
-        assert!(
-            r[flush..].contains("flush map inet stack_t ports4\n"),
-            "{r}"
-        );
-        // Published and withdrawn element by element, nothing else.
+    }
+
+    #[test]
+    fn published_ports_are_elements_of_their_family_and_address() {
+        let ep = endpoint();
+        let got = elements(std::slice::from_ref(&ep));
+        let tcp = libc::IPPROTO_TCP as u8;
         assert_eq!(
-            changes("stack_t", &[], std::slice::from_ref(&ep)),
-            "delete element inet stack_t any4 { tcp . 8080 }\n\
-             delete element inet stack_t ports4 { 127.0.0.1 . udp . 5353 }\n"
+            got[0],
+            (
+                "any4",
+                vec![tcp, 0, 0, 0, 0x1f, 0x90, 0, 0],
+                vec![10, 210, 0, 2, 0, 80, 0, 0]
+            )
         );
-        assert!(changes("stack_t", std::slice::from_ref(&ep), &[])
-            .starts_with("add element inet stack_t any4 { tcp . 8080 : 10.210.0.2 . 80 }\n"));
+        let maps: Vec<&str> = got.iter().map(|e| e.0).collect();
+        assert_eq!(maps, ["any4", "any6", "ports4", "ports6"]);
         // Two addresses of one family: the first keeps the key.
         let mut two = ep;
         two.addresses.push("10.210.3.2".parse().unwrap());
-        assert_eq!(
-            elements(std::slice::from_ref(&two)).len(),
-            2,
-            "{:?}",
-            elements(&[two])
+        assert_eq!(elements(std::slice::from_ref(&two)), got);
+        // A protocol without ports has no element.
+        two.ports[0].protocol = "icmp".into();
+        assert_eq!(elements(&[two]).len(), 2);
+    }
+
+    /// What `nft` lists after the batches, in a network namespace of the
+    /// test's own; and what the kernel said of the last, if it refused it.
+    fn listed(steps: Vec<Batch>, refused: Batch) -> (String, String) {
+        std::thread::spawn(move || {
+            nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET).expect("a network namespace");
+            let conn = nf::Conn::open().expect("a netlink socket");
+            for b in steps {
+                conn.commit(b).expect("applied");
+            }
+            let why = conn.commit(refused).expect_err("refused").to_string();
+            // `nft`, forked by this thread, lists this namespace's tables.
+            let out = Command::new("nft")
+                .args(["list", "ruleset"])
+                .output()
+                .expect("nft");
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            (String::from_utf8(out.stdout).expect("text"), why)
+        })
+        .join()
+        .expect("the netns thread")
+    }
+
+    #[test]
+    fn the_kernel_takes_the_ruleset_and_nft_reads_it_back() {
+        if !nix::unistd::geteuid().is_root() {
+            eprintln!("skipped: nf_tables needs root");
+            return;
+        }
+        let mut back = net("back", "stk-b", "10.210.1.0/24", true);
+        back.subnets
+            .push(SubnetConfig::new("fd00:d2::/60".parse().unwrap(), None, None, vec![]).unwrap());
+        let nets = [net("front", "stk-a", "10.210.0.0/20", false), back];
+        let ep = endpoint();
+        let eps = std::slice::from_ref(&ep);
+        // One port of its that is not there, beside those that are.
+        let mut other = endpoint();
+        other.ports.push(Port {
+            host_ip: None,
+            host_port: 9999,
+            container_port: 1,
+            protocol: "tcp".into(),
+        });
+        // Loaded twice (the second flushes what the first made), then the
+        // endpoint's ports withdrawn and published again.
+        let (got, why) = listed(
+            vec![
+                ruleset("stack_t", &nets, eps),
+                ruleset("stack_t", &nets, eps),
+                changes("stack_t", &[], eps),
+                changes("stack_t", eps, &[]),
+            ],
+            changes("stack_t", &[], &[other.clone()]),
         );
+        // What the refused batch would have deleted is all still there.
+        assert_eq!(got, LISTED, "{got}");
         assert_eq!(
-            ruleset("stack_t", &[], &[]),
-            "table inet stack_t {}\ndelete table inet stack_t\n"
+            why,
+            "the kernel refused deleting elements (2) of set any4 of table stack_t: \
+             No such file or directory (os error 2)"
+        );
+        // The last network gone, the table goes.
+        let (got, why) = listed(
+            vec![ruleset("stack_t", &nets, eps), ruleset("stack_t", &[], &[])],
+            changes("stack_t", eps, &[]),
+        );
+        assert_eq!(got, "");
+        assert!(
+            why.contains("of set ports4 of table stack_t: No such file"),
+            "{why}"
         );
     }
+
+    /// `nft list ruleset` of the test's table.
+    const LISTED: &str = "\
+table inet stack_t {
+	set bridges {
+		type ifname
+		elements = { \"stk-a\",
+			     \"stk-b\" }
+	}
+
+	map ports4 {
+		type ipv4_addr . inet_proto . inet_service : ipv4_addr . inet_service
+		elements = { 127.0.0.1 . udp . 5353 : 10.210.0.2 . 53 }
+	}
+
+	map any4 {
+		type inet_proto . inet_service : ipv4_addr . inet_service
+		elements = { tcp . 8080 : 10.210.0.2 . 80 }
+	}
+
+	map ports6 {
+		type ipv6_addr . inet_proto . inet_service : ipv6_addr . inet_service
+		elements = { ::1 . sctp . 9 : fd00:d2::2 . 9 }
+	}
+
+	map any6 {
+		type inet_proto . inet_service : ipv6_addr . inet_service
+		elements = { tcp . 8080 : fd00:d2::2 . 80 }
+	}
+
+	chain forward {
+		type filter hook forward priority filter; policy accept;
+		iifname \"stk-a\" oifname != \"stk-a\" oifname @bridges drop
+		iifname \"stk-b\" oifname != \"stk-b\" drop
+		oifname \"stk-b\" iifname != \"stk-b\" drop
+	}
+
+	chain input {
+		type filter hook input priority filter; policy accept;
+		iifname \"stk-b\" tcp dport 53 accept
+		iifname \"stk-b\" udp dport 53 accept
+		iifname \"stk-b\" drop
+	}
+
+	chain prerouting {
+		type nat hook prerouting priority dstnat; policy accept;
+		fib daddr type local jump ports
+	}
+
+	chain output {
+		type nat hook output priority -100; policy accept;
+		ip6 daddr ::1 return
+		fib daddr type local jump ports
+	}
+
+	chain ports {
+		dnat ip to ip daddr . meta l4proto . th dport map @ports4
+		meta nfproto ipv4 dnat ip to meta l4proto . th dport map @any4
+		dnat ip6 to ip6 daddr . meta l4proto . th dport map @ports6
+		meta nfproto ipv6 dnat ip6 to meta l4proto . th dport map @any6
+	}
+
+	chain postrouting {
+		type nat hook postrouting priority srcnat; policy accept;
+		ip saddr 10.210.0.0/20 oifname != \"stk-a\" masquerade
+		oifname \"stk-a\" ct status dnat ip saddr 10.210.0.0/20 masquerade
+		oifname \"stk-a\" ip saddr 127.0.0.0/8 masquerade
+		oifname \"stk-b\" ct status dnat ip saddr 10.210.1.0/24 masquerade
+		oifname \"stk-b\" ct status dnat ip6 saddr fd00:d2::/60 masquerade
+		oifname \"stk-b\" ip saddr 127.0.0.0/8 masquerade
+	}
+}
+";
 }

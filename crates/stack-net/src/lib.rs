@@ -10,6 +10,7 @@ pub mod firewall;
 pub mod forward;
 pub mod ipam;
 pub mod link;
+pub mod nftables;
 pub mod ports;
 pub mod proxy;
 pub mod state;

@@ -72,11 +72,13 @@ fn ensure_dns(host: &Host, network: &str, gateway: IpAddr) -> anyhow::Result<()>
 /// that name, made by the Docker API when first needed.
 pub const BRIDGE: &str = "bridge";
 
-/// Creates a network, and the DNS server that answers on it.
+/// Creates a network, and the DNS server that answers on it (started
+/// while the network's rules load).
 pub fn create(host: &Host, opts: &stack_net::CreateOptions) -> anyhow::Result<stack_net::Network> {
-    let net = host.block_on(stack_net::create(host.networks()?, opts, &pool()?))??;
-    ensure_dns(host, &net.name, net.subnets[0].gateway)?;
-    Ok(net)
+    let dns = |net: &stack_net::Network| {
+        ensure_dns(host, &net.name, net.subnets[0].gateway).map_err(|e| format!("{e:#}"))
+    };
+    Ok(host.block_on(stack_net::create(host.networks()?, opts, &pool()?, dns))??)
 }
 
 fn pool() -> anyhow::Result<stack_net::ipam::Pool> {

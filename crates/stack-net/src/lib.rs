@@ -95,11 +95,14 @@ fn host_lock(store: &Store) -> Result<state::Lock, NetError> {
     state::Lock::take(&dir.join("stack-net.lock"))
 }
 
-/// Creates a network: its record, its bridge, its rules.
+/// Creates a network: its record, its bridge, its rules; and, beside the
+/// rules' load once the bridge is up, what the caller does with it (starts
+/// its DNS server). Where any of it fails, nothing of it is left.
 pub async fn create(
     store: &Store,
     opts: &CreateOptions,
     pool: &ipam::Pool,
+    beside: impl FnOnce(&Network) -> Result<(), String>,
 ) -> Result<Network, NetError> {
     if !state::valid_name(&opts.name) {
         return Err(NetError::Config(format!(
@@ -217,7 +220,16 @@ pub async fn create(
         .collect();
     let made = async {
         nl.ensure_bridge(&net.bridge, net.mtu, &addrs).await?;
-        firewall::apply(store, true)
+        std::thread::scope(|s| {
+            let rules = s.spawn(|| firewall::apply(store, true));
+            let theirs = beside(&net).map_err(NetError::Config);
+            let rules = rules.join().unwrap_or_else(|_| {
+                Err(NetError::Firewall(
+                    "the thread that loads the rules panicked".into(),
+                ))
+            });
+            rules.and(theirs)
+        })
     }
     .await;
     if let Err(e) = made {

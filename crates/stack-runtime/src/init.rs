@@ -59,13 +59,7 @@ pub fn init_main(spec_fd: &str, started_fd: Option<&str>) -> ! {
     let _ = nix::sys::prctl::set_name(c"stack-init");
     let parsed: Result<(Spec, PathBuf, Mode), _> =
         payload(spec_fd).and_then(|json| serde_json::from_slice(&json).map_err(|e| e.to_string()));
-    // SAFETY: our caller (`start`) gave us this descriptor, open, for us
-    // alone; nothing else here owns it.
-    #[allow(unsafe_code)]
-    let started = started_fd
-        .and_then(|fd| fd.parse::<i32>().ok())
-        .filter(|fd| *fd > 2)
-        .map(|fd| unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) });
+    let started = started_fd.and_then(|fd| started_pipe(fd).ok());
     let code = match parsed {
         Ok((spec, dir, mode)) => match stage1(&spec, &dir, mode, started) {
             Ok(code) => code,
@@ -81,6 +75,21 @@ pub fn init_main(spec_fd: &str, started_fd: Option<&str>) -> ! {
         }
     };
     std::process::exit(code)
+}
+
+/// The pipe a detached start waits on, given as our standard output
+/// (`start`): moved to a descriptor of its own, standard output on to
+/// /dev/null.
+fn started_pipe(fd: &str) -> std::io::Result<std::os::fd::OwnedFd> {
+    use std::os::fd::AsFd as _;
+    if fd != "1" {
+        return Err(std::io::Error::other("not our standard output"));
+    }
+    let stdout = std::io::stdout();
+    let pipe = stdout.as_fd().try_clone_to_owned()?;
+    let null = std::fs::OpenOptions::new().write(true).open("/dev/null")?;
+    nix::unistd::dup2_stdout(&null)?;
+    Ok(pipe)
 }
 
 /// Where a container's monitor has its streams, and the container's.

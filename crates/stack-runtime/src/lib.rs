@@ -147,23 +147,14 @@ pub fn start(spec: &Spec, root: &Path) -> Result<State, RuntimeError> {
     // (having recorded why). No polling of the state file.
     let (started_r, started_w) =
         nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| failed(e.into()))?;
-    let fd = started_w.as_raw_fd();
+    // Its write end is the monitor's standard output (which it moves off
+    // at once): so it reaches this child only, with no code of ours
+    // between fork and exec, and the standard library spawns it with
+    // `posix_spawn`, without copying our address space as `fork` does.
     let mut child = spawn_monitor(spec, &dir, Mode::Detached, |cmd| {
-        cmd.arg(fd.to_string());
-        use std::os::unix::process::CommandExt as _;
-        // SAFETY: between fork and exec only fcntl, async-signal-safe: the
-        // write end is kept across this child's exec only (in our other
-        // children it stays close-on-exec).
-        #[allow(unsafe_code)]
-        unsafe {
-            cmd.pre_exec(move || match libc::fcntl(fd, libc::F_SETFD, 0) {
-                -1 => Err(std::io::Error::last_os_error()),
-                _ => Ok(()),
-            });
-        }
+        cmd.arg("1").stdout(std::process::Stdio::from(started_w));
         Ok(())
     })?;
-    drop(started_w);
     let monitor = child.id() as i32;
     let exited = stack_sys::pidfd::open(monitor).map_err(failed)?;
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);

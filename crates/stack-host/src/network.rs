@@ -78,7 +78,12 @@ pub fn create(host: &Host, opts: &stack_net::CreateOptions) -> anyhow::Result<st
     let dns = |net: &stack_net::Network| {
         ensure_dns(host, &net.name, net.subnets[0].gateway).map_err(|e| format!("{e:#}"))
     };
-    Ok(host.block_on(stack_net::create(host.networks()?, opts, &pool()?, dns))??)
+    let made = host.block_on(stack_net::create(host.networks()?, opts, &pool()?, dns))?;
+    if made.is_err() {
+        // A server it started lets go of the gateway now, not at its next round.
+        wake_dns(host);
+    }
+    Ok(made?)
 }
 
 fn pool() -> anyhow::Result<stack_net::ipam::Pool> {

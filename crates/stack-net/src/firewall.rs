@@ -854,27 +854,85 @@ mod tests {
     /// What `nft` lists after the batches, in a network namespace of the
     /// test's own; and what the kernel said of the last, if it refused it.
     fn listed(steps: Vec<Batch>, refused: Batch) -> (String, String) {
-        std::thread::spawn(move || {
-            nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET).expect("a network namespace");
-            let conn = nf::Conn::open().expect("a netlink socket");
+        in_netns(move |conn| {
             for b in steps {
                 conn.commit(b).expect("applied");
             }
             let why = conn.commit(refused).expect_err("refused").to_string();
-            // `nft`, forked by this thread, lists this namespace's tables.
-            let out = Command::new("nft")
-                .args(["list", "ruleset"])
-                .output()
-                .expect("nft");
-            assert!(
-                out.status.success(),
-                "{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-            (String::from_utf8(out.stdout).expect("text"), why)
+            (nft(&["list", "ruleset"]), why)
+        })
+    }
+
+    /// `f` on a socket in a network namespace of its own (a thread's).
+    fn in_netns<T: Send + 'static>(f: impl FnOnce(&nf::Conn) -> T + Send + 'static) -> T {
+        std::thread::spawn(move || {
+            nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET).expect("a network namespace");
+            f(&nf::Conn::open().expect("a netlink socket"))
         })
         .join()
         .expect("the netns thread")
+    }
+
+    /// What `nft` says, run by this thread (so in its network namespace).
+    fn nft(args: &[&str]) -> String {
+        let out = Command::new("nft").args(args).output().expect("nft");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).expect("text")
+    }
+
+    #[test]
+    fn thousands_of_ports_and_refusals_in_a_row_on_one_socket() {
+        if !nix::unistd::geteuid().is_root() {
+            eprintln!("skipped: nf_tables needs root");
+            return;
+        }
+        let nets = [net("front", "stk-a", "10.210.0.0/24", false)];
+        let mut many = endpoint();
+        many.ports = (20000..23000)
+            .map(|p| Port {
+                host_ip: None,
+                host_port: p,
+                container_port: 80,
+                protocol: "tcp".into(),
+            })
+            .collect();
+        let (listed, answers) = in_netns(move |conn| {
+            let eps = std::slice::from_ref(&many);
+            // 3000 elements per family: lists split under 64 KiB each.
+            conn.commit(ruleset("stack_t", &nets, eps))
+                .expect("applied");
+            let listed = nft(&["list", "map", "inet", "stack_t", "any6"]);
+            // Refused, applied, refused: each answer is its own batch's.
+            let mut answers = Vec::new();
+            for _ in 0..2 {
+                let missing = changes("stack_t", &[], &[endpoint()]);
+                answers.push(conn.commit(missing).map_err(|e| e.to_string()));
+                answers.push(
+                    conn.commit(ruleset("stack_t", &nets, eps))
+                        .map_err(|e| e.to_string()),
+                );
+            }
+            (listed, answers)
+        });
+        assert_eq!(
+            listed.matches(" : fd00:d2::2 . 80").count(),
+            3000,
+            "{listed}"
+        );
+        for (i, a) in answers.iter().enumerate() {
+            match i % 2 {
+                0 => assert!(
+                    a.as_ref()
+                        .is_err_and(|e| e.contains("of set ports4 of table stack_t: No such file")),
+                    "{i}: {a:?}"
+                ),
+                _ => assert!(a.is_ok(), "{i}: {a:?}"),
+            }
+        }
     }
 
     #[test]

@@ -155,7 +155,8 @@ impl Attrs<'_> {
         let at = self.0.len();
         self.0.extend_from_slice(&[0; 4]);
         f(&mut Attrs(self.0));
-        let len = (self.0.len() - at) as u16;
+        // (Element lists are split to stay far below this.)
+        let len = u16::try_from(self.0.len() - at).expect("a netlink attribute under 64 KiB");
         self.0[at..at + 2].copy_from_slice(&len.to_ne_bytes());
         let ty = ty | libc::NLA_F_NESTED as u16;
         self.0[at + 2..at + 4].copy_from_slice(&ty.to_ne_bytes());
@@ -307,10 +308,12 @@ impl Batch {
         self.buf[self.at..self.at + 4].copy_from_slice(&len.to_ne_bytes());
     }
 
-    /// One nf_tables message (`NFT_MSG_*`) of family `inet`, acknowledged.
+    /// One nf_tables message (`NFT_MSG_*`) of family `inet`. The kernel
+    /// answers it only if it refuses it (`finish` asks an answer of the
+    /// last one, which tells the batch is done).
     fn msg(&mut self, ty: i32, flags: i32, what: String, f: impl FnOnce(&mut Attrs<'_>)) {
         let ty = (libc::NFNL_SUBSYS_NFTABLES << 8 | ty) as u16;
-        let flags = (libc::NLM_F_ACK | flags) as u16;
+        let flags = flags as u16;
         self.header(ty, flags, libc::NFPROTO_INET as u8, 0, what);
         f(&mut Attrs(&mut self.buf));
         self.close();
@@ -453,32 +456,41 @@ impl Batch {
             true => (libc::NFT_MSG_NEWSETELEM, libc::NLM_F_CREATE, "adding"),
             false => (libc::NFT_MSG_DELSETELEM, 0, "deleting"),
         };
-        self.msg(
-            ty,
-            flags,
-            format!(
-                "{verb} elements ({}) of set {set} of table {table}",
-                elems.len()
-            ),
-            |a| {
-                a.str(attr::ELEM_LIST_TABLE, table);
-                a.str(attr::ELEM_LIST_SET, set);
-                a.nest(attr::ELEM_LIST_ELEMENTS, |a| {
-                    for (key, value) in elems {
-                        a.nest(attr::LIST_ELEM, |a| {
-                            a.value(attr::ELEM_KEY, key);
-                            if let Some(v) = value {
-                                a.value(attr::ELEM_DATA, v);
-                            }
-                        });
-                    }
-                });
-            },
-        );
+        // A message's list of elements is one attribute, of 64 KiB at most:
+        // 256 of ours (an IPv6 one is 64 bytes) per message.
+        for chunk in elems.chunks(256) {
+            self.msg(
+                ty,
+                flags,
+                format!(
+                    "{verb} elements ({}) of set {set} of table {table}",
+                    chunk.len()
+                ),
+                |a| {
+                    a.str(attr::ELEM_LIST_TABLE, table);
+                    a.str(attr::ELEM_LIST_SET, set);
+                    a.nest(attr::ELEM_LIST_ELEMENTS, |a| {
+                        for (key, value) in chunk {
+                            a.nest(attr::LIST_ELEM, |a| {
+                                a.value(attr::ELEM_KEY, key);
+                                if let Some(v) = value {
+                                    a.value(attr::ELEM_DATA, v);
+                                }
+                            });
+                        }
+                    });
+                },
+            );
+        }
     }
 
-    /// The messages, ended; and what each says, by sequence number.
+    /// The messages, ended; and what each says, by sequence number. The
+    /// last before the end asks for an answer.
     pub fn finish(mut self) -> (Vec<u8>, Vec<String>) {
+        let flags = self.at + 6;
+        let acked =
+            u16::from_ne_bytes([self.buf[flags], self.buf[flags + 1]]) | libc::NLM_F_ACK as u16;
+        self.buf[flags..flags + 2].copy_from_slice(&acked.to_ne_bytes());
         self.control(libc::NFNL_MSG_BATCH_END as u16);
         (self.buf, self.what)
     }
@@ -498,7 +510,12 @@ pub fn ifname(name: &str) -> Vec<u8> {
 
 /// A netlink socket to nf_tables, in the network namespace of the thread
 /// that opened it.
-pub struct Conn(Socket);
+pub struct Conn {
+    socket: Socket,
+    /// The sequence number the next batch begins at: answers to an earlier
+    /// batch are never taken for this one's.
+    seq: std::cell::Cell<u32>,
+}
 
 /// Why a batch was not applied.
 #[derive(Debug)]
@@ -535,44 +552,69 @@ impl Conn {
             sockopt::ReceiveTimeout,
             &nix::sys::time::TimeVal::new(10, 0),
         )?;
-        Ok(Conn(s))
+        Ok(Conn {
+            socket: s,
+            seq: std::cell::Cell::new(1),
+        })
     }
 
     /// Sends the batch: Ok once the kernel has applied all of it, else
-    /// why it applied none. The kernel answers each message but the begin
-    /// and end, whether the batch is applied or not; or only the begin if
-    /// it takes none of it (no right to, say).
+    /// why it applied none. The kernel handles a batch within the `send`
+    /// and answers each message it refuses, then the last (asked for); or,
+    /// where it takes none of it (no right to, a failed commit), the begin.
     pub fn commit(&self, batch: Batch) -> Result<(), Fault> {
-        let (buf, what) = batch.finish();
-        self.0.send(&buf, 0).map_err(Fault::Io)?;
-        let last = what.len() as u32 - 1;
-        let mut waiting = what.len() - 2;
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let (mut buf, what) = batch.finish();
+        let base = self.seq.get();
+        let n = what.len() as u32;
+        self.seq.set(base.wrapping_add(n));
+        let mut at = 0;
+        for i in 0..n {
+            let len = u32::from_ne_bytes(buf[at..at + 4].try_into().expect("4 bytes")) as usize;
+            buf[at + 8..at + 12].copy_from_slice(&base.wrapping_add(i).to_ne_bytes());
+            at += len;
+        }
+        self.socket.send(&buf, 0).map_err(Fault::Io)?;
+        // The last answered message: the one before the end.
+        let last = n - 2;
         let mut refused = None;
         let mut data = vec![0u8; 1 << 16];
-        while waiting > 0 {
-            let n = self.0.recv(&mut &mut data[..], 0).map_err(Fault::Io)?;
+        let mut draining = false;
+        loop {
+            let flags = if draining { libc::MSG_DONTWAIT } else { 0 };
+            let got = match self.socket.recv(&mut &mut data[..], flags) {
+                Ok(got) => got,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) if draining && e.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(e) => return Err(Fault::Io(e)),
+            };
             let mut at = 0;
-            while at + 20 <= n {
+            let mut done = false;
+            while at + 20 <= got {
                 let word = |i: usize| data[at + i..at + i + 4].try_into().expect("4 bytes");
                 let len = u32::from_ne_bytes(word(0)) as usize;
                 let ty = u16::from_ne_bytes([data[at + 4], data[at + 5]]);
-                let seq = u32::from_ne_bytes(word(8));
+                let seq = u32::from_ne_bytes(word(8)).wrapping_sub(base);
                 let error = i32::from_ne_bytes(word(16));
                 if len < 20 {
                     break;
                 }
                 at += len.next_multiple_of(4);
-                if ty != libc::NLMSG_ERROR as u16 || seq > last {
+                if ty != libc::NLMSG_ERROR as u16 || seq >= n {
                     continue;
                 }
                 if error != 0 && refused.is_none() {
                     refused = Some((seq as usize, -error));
                 }
-                waiting = if seq == 0 {
-                    0
-                } else {
-                    waiting.saturating_sub(1)
-                };
+                // The begin refused: whatever else comes is queued
+                // already, and read without waiting.
+                draining |= seq == 0 && error != 0;
+                done |= seq == last;
+            }
+            if done {
+                break;
             }
         }
         match refused {

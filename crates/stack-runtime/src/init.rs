@@ -85,10 +85,12 @@ fn started_pipe(fd: &str) -> std::io::Result<std::os::fd::OwnedFd> {
     if fd != "1" {
         return Err(std::io::Error::other("not our standard output"));
     }
-    let stdout = std::io::stdout();
-    let pipe = stdout.as_fd().try_clone_to_owned()?;
-    let null = std::fs::OpenOptions::new().write(true).open("/dev/null")?;
-    nix::unistd::dup2_stdout(&null)?;
+    let pipe = std::io::stdout().as_fd().try_clone_to_owned()?;
+    // (Where /dev/null cannot be had, the pipe stays there too: written
+    // through the copy all the same, and closed as we end.)
+    if let Ok(null) = std::fs::OpenOptions::new().write(true).open("/dev/null") {
+        let _ = nix::unistd::dup2_stdout(&null);
+    }
     Ok(pipe)
 }
 

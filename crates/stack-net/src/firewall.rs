@@ -146,10 +146,7 @@ pub fn ruleset(table: &str, networks: &[Network], endpoints: &[Endpoint]) -> Bat
         } else if networks.len() > 1 {
             let text = format!("iifname \"{br}\" oifname != \"{br}\" oifname @{BRIDGES} drop");
             let into_ours = vec![
-                Expr::Meta {
-                    key: OIF,
-                    dreg: nf::REG1,
-                },
+                nf::meta(OIF),
                 Expr::Lookup {
                     set: BRIDGES,
                     sreg: nf::REG1,
@@ -167,21 +164,10 @@ pub fn ruleset(table: &str, networks: &[Network], endpoints: &[Endpoint]) -> Bat
         for (name, proto) in [("tcp", libc::IPPROTO_TCP), ("udp", libc::IPPROTO_UDP)] {
             let text = format!("iifname \"{br}\" meta l4proto {name} th dport 53 accept");
             let dns = vec![
-                Expr::Meta {
-                    key: L4PROTO,
-                    dreg: nf::REG1,
-                },
-                Expr::Cmp {
-                    op: EQ,
-                    sreg: nf::REG1,
-                    data: vec![proto as u8],
-                },
+                nf::meta(L4PROTO),
+                nf::cmp(EQ, vec![proto as u8]),
                 dport(nf::REG1),
-                Expr::Cmp {
-                    op: EQ,
-                    sreg: nf::REG1,
-                    data: 53u16.to_be_bytes().to_vec(),
-                },
+                nf::cmp(EQ, 53u16.to_be_bytes().to_vec()),
                 accept.clone(),
             ];
             b.rule(table, "input", &text, &[iface(IIF, EQ, br), dns].concat());
@@ -197,11 +183,7 @@ pub fn ruleset(table: &str, networks: &[Network], endpoints: &[Endpoint]) -> Bat
     // To the host's own addresses: to the published ports.
     let local = [
         Expr::FibDaddrType { dreg: nf::REG1 },
-        Expr::Cmp {
-            op: EQ,
-            sreg: nf::REG1,
-            data: u32::from(libc::RTN_LOCAL).to_ne_bytes().to_vec(),
-        },
+        nf::cmp(EQ, u32::from(libc::RTN_LOCAL).to_ne_bytes().to_vec()),
         Expr::Verdict {
             code: libc::NFT_JUMP,
             chain: Some("ports"),
@@ -223,11 +205,7 @@ pub fn ruleset(table: &str, networks: &[Network], endpoints: &[Endpoint]) -> Bat
                 len: 16,
                 dreg: nf::REG1,
             },
-            Expr::Cmp {
-                op: EQ,
-                sreg: nf::REG1,
-                data: std::net::Ipv6Addr::LOCALHOST.octets().to_vec(),
-            },
+            nf::cmp(EQ, std::net::Ipv6Addr::LOCALHOST.octets().to_vec()),
             Expr::Verdict {
                 code: libc::NFT_RETURN,
                 chain: None,
@@ -269,11 +247,7 @@ pub fn ruleset(table: &str, networks: &[Network], endpoints: &[Endpoint]) -> Bat
                     reg: nf::REG1,
                     mask: IPS_DST_NAT.to_ne_bytes().to_vec(),
                 },
-                Expr::Cmp {
-                    op: NEQ,
-                    sreg: nf::REG1,
-                    data: vec![0; 4],
-                },
+                nf::cmp(NEQ, vec![0; 4]),
             ];
             let e = [
                 iface(OIF, EQ, br),
@@ -306,31 +280,14 @@ const IPS_DST_NAT: u32 = 1 << 5;
 
 /// `iifname`/`oifname` compared with `name`.
 fn iface(key: u32, op: u32, name: &str) -> Vec<Expr<'static>> {
-    vec![
-        Expr::Meta {
-            key,
-            dreg: nf::REG1,
-        },
-        Expr::Cmp {
-            op,
-            sreg: nf::REG1,
-            data: nf::ifname(name),
-        },
-    ]
+    vec![nf::meta(key), nf::cmp(op, nf::ifname(name))]
 }
 
 /// The packet is of this family (`NFPROTO_IPV4`, `NFPROTO_IPV6`).
 fn family(nfproto: u8) -> [Expr<'static>; 2] {
     [
-        Expr::Meta {
-            key: libc::NFT_META_NFPROTO as u32,
-            dreg: nf::REG1,
-        },
-        Expr::Cmp {
-            op: EQ,
-            sreg: nf::REG1,
-            data: vec![nfproto],
-        },
+        nf::meta(libc::NFT_META_NFPROTO as u32),
+        nf::cmp(EQ, vec![nfproto]),
     ]
 }
 
@@ -386,11 +343,7 @@ fn saddr(net: &ipnet::IpNet) -> Vec<Expr<'static>> {
             mask,
         });
     }
-    e.push(Expr::Cmp {
-        op: EQ,
-        sreg: nf::REG1,
-        data: addr[..len].to_vec(),
-    });
+    e.push(nf::cmp(EQ, addr[..len].to_vec()));
     e
 }
 

@@ -129,6 +129,20 @@ pub enum Expr<'a> {
     },
 }
 
+/// Packet metadata (`NFT_META_*`) into the first register.
+pub fn meta(key: u32) -> Expr<'static> {
+    Expr::Meta { key, dreg: REG1 }
+}
+
+/// The first register compared with bytes.
+pub fn cmp(op: u32, data: Vec<u8>) -> Expr<'static> {
+    Expr::Cmp {
+        op,
+        sreg: REG1,
+        data,
+    }
+}
+
 /// Attributes written into a message.
 struct Attrs<'b>(&'b mut Vec<u8>);
 

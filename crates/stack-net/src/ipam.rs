@@ -1,6 +1,7 @@
 //! Address management, pure: a subnet for a new network from a pool that
 //! avoids what the host already routes, and an address for a new endpoint.
 
+use std::collections::HashSet;
 use std::net::IpAddr;
 
 use ipnet::{IpNet, Ipv6Net};
@@ -122,7 +123,7 @@ impl SubnetConfig {
 
     /// The first address of the range that is not the network, broadcast,
     /// gateway, an aux address or in `used`.
-    pub fn allocate(&self, used: &[IpAddr]) -> Option<IpAddr> {
+    pub fn allocate(&self, used: &HashSet<IpAddr>) -> Option<IpAddr> {
         let range = self.ip_range.unwrap_or(self.subnet);
         let blocked = |a: &IpAddr| {
             *a == self.subnet.network()
@@ -143,7 +144,7 @@ impl SubnetConfig {
     }
 
     /// Whether `addr` may be given to an endpoint (`ipv4_address`).
-    pub fn check_static(&self, addr: IpAddr, used: &[IpAddr]) -> Result<(), String> {
+    pub fn check_static(&self, addr: IpAddr, used: &HashSet<IpAddr>) -> Result<(), String> {
         if !self.subnet.contains(&addr) {
             return Err(format!(
                 "address `{addr}` is not in the network's subnet `{}`",
@@ -255,10 +256,10 @@ mod tests {
         )
         .unwrap();
         assert_eq!(s.gateway, "10.1.0.1".parse::<IpAddr>().unwrap());
-        let mut used = Vec::new();
+        let mut used = HashSet::new();
         let mut got = Vec::new();
         while let Some(a) = s.allocate(&used) {
-            used.push(a);
+            used.insert(a);
             got.push(a.to_string());
         }
         // .0 network, .1 gateway, .2 aux, .7 broadcast.
@@ -270,17 +271,23 @@ mod tests {
             vec![],
         )
         .unwrap();
-        assert_eq!(r.allocate(&[]).unwrap().to_string(), "10.1.0.129");
+        assert_eq!(
+            r.allocate(&HashSet::new()).unwrap().to_string(),
+            "10.1.0.129"
+        );
         assert!(r
-            .check_static("10.1.0.254".parse().unwrap(), &[])
+            .check_static("10.1.0.254".parse().unwrap(), &HashSet::new())
             .unwrap_err()
             .contains("reserved"));
         assert!(r
-            .check_static("10.2.0.5".parse().unwrap(), &[])
+            .check_static("10.2.0.5".parse().unwrap(), &HashSet::new())
             .unwrap_err()
             .contains("not in"));
         assert!(r
-            .check_static("10.1.0.5".parse().unwrap(), &["10.1.0.5".parse().unwrap()])
+            .check_static(
+                "10.1.0.5".parse().unwrap(),
+                &HashSet::from(["10.1.0.5".parse().unwrap()])
+            )
             .unwrap_err()
             .contains("in use"));
     }
@@ -321,6 +328,6 @@ mod tests {
         assert!(parse_mac("01:00:5e:00:00:01").is_err() && parse_mac("zz").is_err());
         assert_eq!(ula_for("0123456789ab").to_string(), "fd01:2345:6789::/64");
         let s = SubnetConfig::new(ula_for("ab"), None, None, vec![]).unwrap();
-        assert_eq!(s.allocate(&[]).unwrap().to_string(), "fdab::2");
+        assert_eq!(s.allocate(&HashSet::new()).unwrap().to_string(), "fdab::2");
     }
 }

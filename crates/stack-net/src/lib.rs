@@ -414,7 +414,7 @@ fn reserve(
     let mut plan = Vec::new();
     for (i, (a, net)) in attachments.iter().zip(&nets).enumerate() {
         let i = first_interface + i;
-        let used: Vec<IpAddr> = store
+        let used: std::collections::HashSet<IpAddr> = store
             .endpoints(&net.name)?
             .iter()
             .flat_map(|e| e.addresses.clone())

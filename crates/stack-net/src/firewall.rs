@@ -36,48 +36,21 @@ pub fn table_name(store: &Store) -> String {
 
 /// Our table's chains: name and, for a base chain, its hook.
 const CHAINS: [(&str, Option<Hook>); 6] = [
-    (
-        "forward",
-        Some(Hook {
-            kind: "filter",
-            num: nf::FORWARD,
-            priority: 0,
-        }),
-    ),
-    (
-        "input",
-        Some(Hook {
-            kind: "filter",
-            num: nf::INPUT,
-            priority: 0,
-        }),
-    ),
-    (
-        "prerouting",
-        Some(Hook {
-            kind: "nat",
-            num: nf::PREROUTING,
-            priority: -100,
-        }),
-    ),
-    (
-        "output",
-        Some(Hook {
-            kind: "nat",
-            num: nf::OUTPUT,
-            priority: -100,
-        }),
-    ),
+    ("forward", base("filter", nf::FORWARD, 0)),
+    ("input", base("filter", nf::INPUT, 0)),
+    ("prerouting", base("nat", nf::PREROUTING, -100)),
+    ("output", base("nat", nf::OUTPUT, -100)),
     ("ports", None),
-    (
-        "postrouting",
-        Some(Hook {
-            kind: "nat",
-            num: nf::POSTROUTING,
-            priority: 100,
-        }),
-    ),
+    ("postrouting", base("nat", nf::POSTROUTING, 100)),
 ];
+
+const fn base(kind: &'static str, num: u32, priority: i32) -> Option<Hook> {
+    Some(Hook {
+        kind,
+        num,
+        priority,
+    })
+}
 
 /// `nft`'s numbers for the types of set keys and values (only for its
 /// listings: the kernel keeps them for it), and how it numbers the type of

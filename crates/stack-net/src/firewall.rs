@@ -386,43 +386,37 @@ impl PortMap {
     }
 
     /// `dnat` to what the map has for the packet's key. The key's parts go
-    /// to consecutive 4-byte registers from the first; the value comes back
-    /// there, its port after the address.
+    /// to consecutive 4-byte words from the first register (an address
+    /// takes one or four); the value comes back there, its port after the
+    /// address.
     fn rule(&self) -> Vec<Expr<'static>> {
         let (nfproto, len) = if self.v6 { (V6, 16) } else { (V4, 4) };
         let mut e = family(nfproto).to_vec();
-        let mut reg = nf::REG32.to_vec();
+        let mut at = 0;
         if !self.any {
             let offset = if self.v6 { 24 } else { 16 };
             e.push(Expr::Payload {
                 base: NETWORK,
                 offset,
                 len,
-                dreg: nf::REG1,
+                dreg: nf::word(0),
             });
-            // Past the address: the 4-byte registers after it.
-            reg = if self.v6 {
-                vec![nf::REG2, nf::REG32_05]
-            } else {
-                reg[1..].to_vec()
-            };
+            at = len / 4;
         }
         e.push(Expr::Meta {
             key: L4PROTO,
-            dreg: reg[0],
+            dreg: nf::word(at),
         });
-        e.push(dport(reg[1]));
+        e.push(dport(nf::word(at + 1)));
         e.push(Expr::Lookup {
             set: self.name,
-            sreg: nf::REG1,
-            dreg: Some(nf::REG1),
+            sreg: nf::word(0),
+            dreg: Some(nf::word(0)),
         });
-        let port = if self.v6 { nf::REG2 } else { nf::REG32[1] };
-        let family = u32::from(nfproto);
         e.push(Expr::Dnat {
-            family,
-            addr: nf::REG1,
-            port,
+            family: u32::from(nfproto),
+            addr: nf::word(0),
+            port: nf::word(len / 4),
         });
         e
     }

@@ -52,12 +52,14 @@ mod attr {
     pub const EXPR_DATA: u16 = 2;
 }
 
-/// Registers: 1 is the first of 16 bytes, 9 the second 4-byte word of it
-/// (`NFT_REG32_01`), 2 the fifth word.
+/// The first register (`NFT_REG_1`, 16 bytes).
 pub const REG1: u32 = 1;
-pub const REG2: u32 = 2;
-pub const REG32: [u32; 3] = [8, 9, 10];
-pub const REG32_05: u32 = 13;
+
+/// The 4-byte register `n` words past the start of the first
+/// (`NFT_REG32_00 + n`): where the `n`th word of a concatenation goes.
+pub const fn word(n: u32) -> u32 {
+    libc::NFT_REG32_00 as u32 + n
+}
 
 /// Hook numbers (`NF_INET_*`).
 pub const PREROUTING: u32 = 0;

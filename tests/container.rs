@@ -1014,12 +1014,22 @@ fn network_namespaces_own_host_or_joined() {
     let host_ns = std::fs::read_link("/proc/self/ns/net").unwrap();
     let host = e.sh(&["--network", "host"], "readlink /proc/self/ns/net");
     assert_eq!(host.trim(), host_ns.display().to_string());
+    // The host's resolver there, as Docker gives it.
+    assert_eq!(
+        e.sh(&["--network", "host"], "cat /etc/resolv.conf"),
+        std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default()
+    );
     let own_ns = e.sh(&[], "readlink /proc/self/ns/net");
     assert_ne!(own_ns.trim(), host_ns.display().to_string());
     // A second container joins the first one's network: it reaches its loopback.
     e.detached(
-        &["--name", "server"],
+        &["--name", "server", "--dns", "192.0.2.53"],
         &["nc", "-l", "-p", "7777", "-e", "echo", "joined"],
+    );
+    // Its resolver too.
+    assert_eq!(
+        e.sh(&["--network", "container:server"], "cat /etc/resolv.conf"),
+        "nameserver 192.0.2.53\n"
     );
     // (Asked until the server listens.)
     common::wait_for_ok("an answer from the server's loopback", || {

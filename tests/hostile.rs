@@ -370,3 +370,38 @@ sys.stdout.write(out.decode())\n";
     assert!(!e.dir.join(escape.trim_start_matches("../../../")).exists());
     assert!(!e.root().join("projects").exists());
 }
+
+/// An image whose /etc/hostname, /etc/hosts and /etc/resolv.conf are
+/// links to a host file: the container gets its own files there, and the
+/// host's file is never written (the runtime once wrote them through the
+/// image's paths before its pivot, following the links out). Its /proc,
+/// a link out too, gets the container's proc.
+#[test]
+fn an_images_links_at_the_paths_the_runtime_mounts_lead_nowhere() {
+    let v = victim("etc-links");
+    let file = v.join("file");
+    let e = common::Env::new("hostile", "etc-links");
+    let rootfs = e.dir.join("rootfs");
+    std::fs::create_dir_all(rootfs.join("bin")).unwrap();
+    std::fs::create_dir_all(rootfs.join("etc")).unwrap();
+    std::fs::copy(common::busybox(), rootfs.join("bin/busybox")).unwrap();
+    std::os::unix::fs::symlink("busybox", rootfs.join("bin/sh")).unwrap();
+    for f in ["hostname", "hosts", "resolv.conf"] {
+        std::os::unix::fs::symlink(&file, rootfs.join("etc").join(f)).unwrap();
+    }
+    std::os::unix::fs::symlink(&v, rootfs.join("proc")).unwrap();
+    common::import_rootfs(&e, &rootfs, "local/links:1");
+    let out = e.out(&[
+        "container",
+        "run",
+        "--rm",
+        "--hostname",
+        "inside",
+        "local/links:1",
+        "sh",
+        "-c",
+        "cat /etc/hostname; grep -c inside /etc/hosts; echo more >> /etc/hosts; ls /proc/self/ns/net",
+    ]);
+    assert_eq!(out, "inside\n1\n/proc/self/ns/net\n");
+    untouched(&v);
+}

@@ -120,8 +120,18 @@ pub fn run(
 /// /etc/resolv.conf: BuildKit binds them, so a step's changes to them are
 /// not kept either), the empty mount points of `--mount`s that the image
 /// does not have, and directories left empty by that. /proc, /sys and /dev
-/// stay, as BuildKit leaves them.
+/// are kept (made if the image has none: the runtime's shared layer gave
+/// them, not the writable one), as BuildKit leaves them.
 fn tidy(upper: &Path, view: &View, targets: &[String], cwd: &str) {
+    for d in ["/proc", "/sys", "/dev"] {
+        if view.find(Path::new(d)).is_none() {
+            let at = upper.join(&d[1..]);
+            if std::fs::create_dir(&at).is_ok() {
+                use std::os::unix::fs::PermissionsExt as _;
+                let _ = std::fs::set_permissions(&at, std::fs::Permissions::from_mode(0o755));
+            }
+        }
+    }
     for f in ["etc/hosts", "etc/resolv.conf", "etc/hostname"] {
         let _ = std::fs::remove_file(upper.join(f));
     }

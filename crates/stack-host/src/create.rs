@@ -441,7 +441,14 @@ fn spec_of(host: &Host, a: &ContainerConfig) -> anyhow::Result<(stack_runtime::S
                 },
             },
         },
-        resolv_conf: None,
+        // In another container's network, that container's resolver (as
+        // Docker shares its file).
+        resolv_conf: match a.network.first().and_then(|n| n.strip_prefix("container:")) {
+            Some(key) if named_networks.is_empty() => {
+                crate::containers::find(root, key)?.1.spec.resolv_conf
+            }
+            _ => None,
+        },
         hosts: a
             .add_host
             .iter()

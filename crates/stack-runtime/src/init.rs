@@ -465,7 +465,14 @@ fn pid1(
     if spec.network == crate::spec::NetworkMode::New {
         crate::net::loopback_up()?;
     }
-    crate::rootfs::setup(spec, dir, Some(&cgroups), &mut crate::rootfs::Kernel)?;
+    let shared = crate::rootfs::shared_of(dir);
+    crate::rootfs::setup(
+        spec,
+        dir,
+        &shared,
+        Some(&cgroups),
+        &mut crate::rootfs::Kernel,
+    )?;
     if let Some(sock) = pty_sock {
         crate::tty::open_in_container(sock, spec.console_size)?;
     }

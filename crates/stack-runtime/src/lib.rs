@@ -309,6 +309,7 @@ fn prepare(spec: &Spec, root: &Path) -> Result<PathBuf, RuntimeError> {
     stack_sys::private_dir(&containers)
         .and_then(|()| stack_sys::private_dir(&dir))
         .map_err(|e| failed(e.into_io()))?;
+    rootfs::make_shared(root).map_err(failed)?;
     // What the record is rebuilt from, should the state file be damaged.
     state::write_spec(&dir, spec).map_err(failed)?;
     // The log exists before the container runs: a reader that comes as it

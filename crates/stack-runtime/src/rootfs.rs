@@ -32,9 +32,18 @@ const DEVICES: [(&str, u64, u64); 6] = [
     ("tty", 5, 0),
 ];
 
-/// The empty file, in the container's own directory, bound read-only over
-/// masked files.
+/// What every container of a store shares, in `shared/` beside
+/// `containers/` (made once, by [`make_shared`]): the read-only layer of
+/// the mount points each container needs, and the empty file bound
+/// read-only over masked files.
+const SHARED: &str = "shared";
+const LAYER: &str = "layer";
 const MASK_FILE: &str = "masked";
+
+/// The mount points of the shared layer: directories, then the files of
+/// /etc that each container gets of its own (bound over them).
+const MOUNT_POINT_DIRS: [&str; 4] = ["proc", "dev", "sys", "etc"];
+const ETC_FILES: [&str; 3] = ["hostname", "hosts", "resolv.conf"];
 
 /// Paths Docker hides from containers.
 const MASKED: [&str; 12] = [
@@ -95,6 +104,9 @@ pub trait Sys {
     /// `recursive` on every mount under it too; other mount flags are kept.
     fn restrict(&mut self, target: &Path, what: Restrict, recursive: bool) -> io::Result<()>;
     fn write(&mut self, p: &Path, data: &str) -> io::Result<()>;
+    fn read(&self, p: &Path) -> io::Result<String>;
+    /// Detaches the mount at `target` (and what is under it).
+    fn unmount(&mut self, target: &Path) -> io::Result<()>;
     /// Makes `new_root` the root and detaches the old one.
     fn pivot(&mut self, new_root: &Path) -> io::Result<()>;
     fn kind(&self, p: &Path) -> Kind;
@@ -196,6 +208,13 @@ impl Sys for Kernel {
     }
     fn write(&mut self, p: &Path, data: &str) -> io::Result<()> {
         fs::write(p, data)
+    }
+    fn read(&self, p: &Path) -> io::Result<String> {
+        fs::read_to_string(p).map_err(|e| err(&format!("read {}", p.display()), e))
+    }
+    fn unmount(&mut self, target: &Path) -> io::Result<()> {
+        umount2(target, MntFlags::MNT_DETACH)
+            .map_err(|e| err(&format!("unmount {}", target.display()), e))
     }
     fn pivot(&mut self, new_root: &Path) -> io::Result<()> {
         chdir(new_root).map_err(|e| err("chdir", e))?;
@@ -380,6 +399,69 @@ fn submounts(mountinfo: &str, target: &Path) -> Vec<PathBuf> {
         .collect()
 }
 
+/// The shared directory of the store whose container `dir` is (a
+/// container's directory is `ROOT/containers/ID`).
+pub(crate) fn shared_of(dir: &Path) -> PathBuf {
+    dir.parent()
+        .and_then(Path::parent)
+        .unwrap_or(Path::new("/"))
+        .join(SHARED)
+}
+
+/// Makes the store's shared directory unless it exists: the top lower
+/// layer of every container, with /proc, /dev, /sys and /etc's hostname,
+/// hosts and resolv.conf as empty directories and files (so that the
+/// mounts over them make nothing in a container's writable layer, and an
+/// image's own links at those paths are hidden), and the mask file. It is
+/// made aside and renamed into place, whole or not at all.
+pub(crate) fn make_shared(root: &Path) -> io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _};
+    let shared = root.join(SHARED);
+    if shared.exists() {
+        return Ok(());
+    }
+    let aside = root.join(format!(
+        ".{SHARED}.{}.{}",
+        std::process::id(),
+        stack_sys::random_hex(4)?
+    ));
+    let made = (|| {
+        let mut dirs = fs::DirBuilder::new();
+        dirs.mode(0o755);
+        fs::DirBuilder::new().mode(0o700).create(&aside)?;
+        let layer = aside.join(LAYER);
+        dirs.create(&layer)?;
+        for d in MOUNT_POINT_DIRS {
+            dirs.create(layer.join(d))?;
+        }
+        let file = |p: PathBuf, mode| {
+            fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(mode)
+                .open(p)
+                .map(drop)
+        };
+        for f in ETC_FILES {
+            file(layer.join("etc").join(f), 0o644)?;
+        }
+        file(aside.join(MASK_FILE), 0o444)?;
+        // (The umask took its share.)
+        for d in std::iter::once(layer.clone()).chain(MOUNT_POINT_DIRS.map(|d| layer.join(d))) {
+            fs::set_permissions(&d, std::os::unix::fs::PermissionsExt::from_mode(0o755))?;
+        }
+        fs::rename(&aside, &shared)
+    })();
+    if made.is_err() {
+        let _ = fs::remove_dir_all(&aside);
+        // Another process made it first.
+        if shared.exists() {
+            return Ok(());
+        }
+    }
+    made
+}
+
 /// Binds `src` over `target` with every mount under it, all read-only.
 fn bind_ro(sys: &mut dyn Sys, src: &str, target: &Path) -> io::Result<()> {
     sys.mount(src, target, None, MsFlags::MS_BIND | MsFlags::MS_REC, None)?;
@@ -388,7 +470,14 @@ fn bind_ro(sys: &mut dyn Sys, src: &str, target: &Path) -> io::Result<()> {
 
 /// Everything, from the overlay to the pivot; `cgroups` is what the
 /// container may see of its cgroups (`None`: nothing).
-pub fn setup(spec: &Spec, dir: &Path, cgroups: Option<&View>, sys: &mut dyn Sys) -> io::Result<()> {
+/// `shared` is the store's shared directory ([`make_shared`]).
+pub fn setup(
+    spec: &Spec,
+    dir: &Path,
+    shared: &Path,
+    cgroups: Option<&View>,
+    sys: &mut dyn Sys,
+) -> io::Result<()> {
     // Nothing we mount may propagate back to the host.
     sys.mount(
         "none",
@@ -402,7 +491,10 @@ pub fn setup(spec: &Spec, dir: &Path, cgroups: Option<&View>, sys: &mut dyn Sys)
     for d in [&upper, &work, &merged] {
         sys.mkdir_all(d)?;
     }
-    let mut lowers = vec![sys.canonicalize(&spec.rootfs)?];
+    let mut lowers = vec![
+        sys.canonicalize(&shared.join(LAYER))?,
+        sys.canonicalize(&spec.rootfs)?,
+    ];
     for l in &spec.layers {
         lowers.push(sys.canonicalize(l)?);
     }
@@ -441,6 +533,7 @@ pub fn setup(spec: &Spec, dir: &Path, cgroups: Option<&View>, sys: &mut dyn Sys)
     let nosuid_noexec_nodev = MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC | MsFlags::MS_NODEV;
     let proc_dir = merged.join("proc");
     sys.mkdir_all(&proc_dir)?;
+    bind_etc(spec, &merged, sys)?;
     sys.mount("proc", &proc_dir, Some("proc"), nosuid_noexec_nodev, None)?;
 
     let dev = merged.join("dev");
@@ -558,14 +651,10 @@ pub fn setup(spec: &Spec, dir: &Path, cgroups: Option<&View>, sys: &mut dyn Sys)
         mount_cgroups(view, &sysfs.join("fs/cgroup"), spec.privileged, sys)?;
     }
 
-    write_etc(spec, &merged, sys)?;
     user_mounts(spec, &merged, sys)?;
     set_sysctls(&spec.sysctls, &merged, sys)?;
     if !spec.privileged {
-        let empty = dir.join(MASK_FILE);
-        if sys.kind(&empty) == Kind::Missing {
-            sys.create_file(&empty)?;
-        }
+        let empty = shared.join(MASK_FILE);
         for p in MASKED {
             mask(&merged.join(&p[1..]), &empty, sys)?;
         }
@@ -670,11 +759,13 @@ fn mask(path: &Path, empty: &Path, sys: &mut dyn Sys) -> io::Result<()> {
     }
 }
 
-/// /etc/hostname and /etc/hosts of the container, in its writable layer.
-fn write_etc(spec: &Spec, merged: &Path, sys: &mut dyn Sys) -> io::Result<()> {
-    let etc = merged.join("etc");
-    sys.mkdir_all(&etc)?;
-    sys.write(&etc.join("hostname"), &format!("{}\n", spec.hostname))?;
+/// /etc/hostname, /etc/hosts and /etc/resolv.conf of the container: files
+/// of a tmpfs of its own, bound over the shared layer's mount points (as
+/// Docker binds its own). Nothing is written through a path of the image's,
+/// whose links would lead out of it before the pivot, and nothing lands in
+/// the writable layer. The tmpfs is at /proc for the while, before proc is
+/// mounted there; the binds keep its files once it is detached.
+fn bind_etc(spec: &Spec, merged: &Path, sys: &mut dyn Sys) -> io::Result<()> {
     let mut hosts =
         String::from("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n");
     if spec.hosts.is_empty() {
@@ -684,15 +775,37 @@ fn write_etc(spec: &Spec, merged: &Path, sys: &mut dyn Sys) -> io::Result<()> {
         hosts.push_str(h);
         hosts.push('\n');
     }
-    sys.write(&etc.join("hosts"), &hosts)?;
-    match &spec.resolv_conf {
-        Some(r) => sys.write(&etc.join("resolv.conf"), r)?,
-        None if sys.kind(&etc.join("resolv.conf")) == Kind::Missing => {
-            sys.write(&etc.join("resolv.conf"), "")?
+    // Where no network of ours says what it is: the host's in the host's
+    // network (as Docker has it), none elsewhere.
+    let resolv = match (&spec.resolv_conf, &spec.network) {
+        (Some(r), _) => r.clone(),
+        (None, crate::spec::NetworkMode::Host) => {
+            sys.read(Path::new("/etc/resolv.conf")).unwrap_or_default()
         }
-        None => {}
+        (None, _) => String::new(),
+    };
+    let scratch = merged.join("proc");
+    sys.mount(
+        "tmpfs",
+        &scratch,
+        Some("tmpfs"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+        Some("mode=755,size=65536k"),
+    )?;
+    let texts = [format!("{}\n", spec.hostname), hosts, resolv];
+    for (name, text) in ETC_FILES.iter().zip(texts) {
+        let file = scratch.join(name);
+        sys.write(&file, &text)?;
+        let target = merged.join("etc").join(name);
+        sys.mount(
+            &file.to_string_lossy(),
+            &target,
+            None,
+            MsFlags::MS_BIND,
+            None,
+        )?;
     }
-    Ok(())
+    sys.unmount(&scratch)
 }
 
 /// `path` inside `root`, resolving symlinks as if `root` were `/`: a link in

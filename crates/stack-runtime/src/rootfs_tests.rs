@@ -11,6 +11,8 @@ struct Recording {
     paths: BTreeMap<PathBuf, Kind>,
     refuse: Vec<&'static str>,
     rootless: bool,
+    /// What `read` finds.
+    files: BTreeMap<PathBuf, String>,
 }
 
 impl Sys for Recording {
@@ -111,6 +113,16 @@ impl Sys for Recording {
         self.calls.push(format!("write {} {data:?}", p.display()));
         Ok(())
     }
+    fn read(&self, p: &Path) -> io::Result<String> {
+        self.files
+            .get(p)
+            .cloned()
+            .ok_or_else(|| io::Error::from_raw_os_error(libc::ENOENT))
+    }
+    fn unmount(&mut self, target: &Path) -> io::Result<()> {
+        self.calls.push(format!("unmount {}", target.display()));
+        Ok(())
+    }
     fn pivot(&mut self, new_root: &Path) -> io::Result<()> {
         self.calls.push(format!("pivot {}", new_root.display()));
         Ok(())
@@ -139,8 +151,13 @@ fn v1() -> View {
     ])
 }
 
+/// The store's shared directory.
+fn shared() -> &'static Path {
+    Path::new("/state/shared")
+}
+
 fn run(spec: &Spec, sys: &mut Recording) -> Vec<String> {
-    setup(spec, Path::new("/state/c1"), Some(&v1()), sys).unwrap();
+    setup(spec, Path::new("/state/c1"), shared(), Some(&v1()), sys).unwrap();
     sys.calls.clone()
 }
 
@@ -168,7 +185,18 @@ fn the_default_plan() {
     let m = "/state/c1/merged";
     let want: Vec<String> = [
         "mount none / - [rec,private]",
-        "mount overlay {m} overlay [nodev] lowerdir=/images/busybox,upperdir=/state/c1/upper,workdir=/state/c1/work",
+        // The shared mount points on top of the image.
+        "mount overlay {m} overlay [nodev] lowerdir=/state/shared/layer:/images/busybox,upperdir=/state/c1/upper,workdir=/state/c1/work",
+        // /etc's files from a tmpfs of its own, never written through the
+        // image's paths; the tmpfs is at /proc until proc comes.
+        "mount tmpfs {m}/proc tmpfs [nosuid,nodev,noexec] mode=755,size=65536k",
+        "write {m}/proc/hostname \"box\\n\"",
+        "mount {m}/proc/hostname {m}/etc/hostname - [bind]",
+        "write {m}/proc/hosts \"127.0.0.1\\tlocalhost\\n::1\\tlocalhost ip6-localhost ip6-loopback\\n127.0.1.1\\tbox\\n\"",
+        "mount {m}/proc/hosts {m}/etc/hosts - [bind]",
+        "write {m}/proc/resolv.conf \"\"",
+        "mount {m}/proc/resolv.conf {m}/etc/resolv.conf - [bind]",
+        "unmount {m}/proc",
         "mount proc {m}/proc proc [nosuid,nodev,noexec]",
         "mount tmpfs {m}/dev tmpfs [nosuid,strictatime] mode=755,size=65536k",
         // The container's own nodes, never binds of the host's.
@@ -194,13 +222,9 @@ fn the_default_plan() {
         "mount /sys/fs/cgroup/pids/stack/c1 {m}/sys/fs/cgroup/pids - [bind]",
         "mount /sys/fs/cgroup/pids/stack/c1 {m}/sys/fs/cgroup/pids - [bind,remount,ro,nosuid,nodev,noexec]",
         "read-only {m}/sys/fs/cgroup (this mount)",
-        "write {m}/etc/hostname \"box\\n\"",
-        "write {m}/etc/hosts \"127.0.0.1\\tlocalhost\\n::1\\tlocalhost ip6-localhost ip6-loopback\\n127.0.1.1\\tbox\\n\"",
-        "write {m}/etc/resolv.conf \"\"",
-        // Masks: an empty file of ours, read-only; an empty read-only tmpfs.
-        "create /state/c1/masked",
+        // Masks: the store's empty file, read-only; an empty read-only tmpfs.
         "mount tmpfs {m}/proc/acpi tmpfs [ro,nosuid,nodev,noexec]",
-        "mount /state/c1/masked {m}/proc/kcore - [bind]",
+        "mount /state/shared/masked {m}/proc/kcore - [bind]",
         "read-only {m}/proc/kcore (this mount)",
         "mount {m}/proc/sys {m}/proc/sys - [bind,rec]",
         "read-only {m}/proc/sys (recursive)",
@@ -221,7 +245,7 @@ fn rootless_binds_the_hosts_nodes_and_keeps_overlays_markers_in_user_attributes(
     let calls = run(&spec(), &mut sys);
     let m = "/state/c1/merged";
     let has = |c: &str| calls.contains(&c.replace("{m}", m));
-    assert!(has("mount overlay {m} overlay [nodev] lowerdir=/images/busybox,upperdir=/state/c1/upper,workdir=/state/c1/work,userxattr"));
+    assert!(has("mount overlay {m} overlay [nodev] lowerdir=/state/shared/layer:/images/busybox,upperdir=/state/c1/upper,workdir=/state/c1/work,userxattr"));
     assert!(!calls.iter().any(|c| c.starts_with("mknod")), "{calls:#?}");
     for d in ["null", "zero", "full", "random", "urandom", "tty"] {
         assert!(has(&format!("create {{m}}/dev/{d}")), "{d}: {calls:#?}");
@@ -240,7 +264,7 @@ fn rootless_binds_the_hosts_nodes_and_keeps_overlays_markers_in_user_attributes(
         mode: 0o666,
         permissions: "rwm".into(),
     });
-    let e = setup(&s, Path::new("/state/c1"), None, &mut sys).unwrap_err();
+    let e = setup(&s, Path::new("/state/c1"), shared(), None, &mut sys).unwrap_err();
     assert!(
         e.to_string().contains("`/dev/fuse`: a rootless engine"),
         "{e}"
@@ -266,6 +290,8 @@ fn privileged_read_only_host_network_and_user_mounts() {
         },
     ];
     let mut sys = Recording::default();
+    sys.files
+        .insert("/etc/resolv.conf".into(), "nameserver 192.0.2.1\n".into());
     sys.paths.insert("/srv/data".into(), Kind::Dir);
     sys.paths
         .insert("/state/c1/merged/proc/kcore".into(), Kind::File);
@@ -294,6 +320,8 @@ fn privileged_read_only_host_network_and_user_mounts() {
         "mount sysfs /state/c1/merged/sys sysfs [ro,nosuid,nodev,noexec]",
         "mount /srv/data /state/c1/merged/data - [bind,rec]",
         "read-only /state/c1/merged/data (recursive)",
+        // The host's resolver, in the host's network.
+        "write /state/c1/merged/proc/resolv.conf \"nameserver 192.0.2.1\\n\"",
         "mount tmpfs /state/c1/merged/etc/t tmpfs [nosuid,nodev,noexec] mode=1777,size=1024",
     ] {
         assert!(
@@ -359,6 +387,7 @@ fn sysfs_refused_binds_the_hosts_read_only_and_v2_mounts_its_own_cgroup() {
     setup(
         &spec(),
         Path::new("/state/c1"),
+        shared(),
         Some(&View::Unified),
         &mut sys,
     )
@@ -402,19 +431,33 @@ fn bad_input_fails_before_mounting_it() {
     let mut s = spec();
     s.sysctls = vec![("kernel.panic".into(), "1".into())];
     let mut sys = Recording::default();
-    let e = setup(&s, Path::new("/state/c1"), None, &mut sys).unwrap_err();
+    let e = setup(&s, Path::new("/state/c1"), shared(), None, &mut sys).unwrap_err();
     assert!(e.to_string().contains("`kernel.panic` is not namespaced"));
     let mut s = spec();
     s.mounts = vec![bind("/nope", "/x", false, Recursive::Enabled)];
-    let e = setup(&s, Path::new("/state/c1"), None, &mut Recording::default()).unwrap_err();
+    let e = setup(
+        &s,
+        Path::new("/state/c1"),
+        shared(),
+        None,
+        &mut Recording::default(),
+    )
+    .unwrap_err();
     assert!(e.to_string().contains("bind mount source `/nope`"));
     let mut s = spec();
     s.layers = vec!["/layers/2".into(), "/layers/1".into()];
     let calls = run(&s, &mut Recording::default());
-    assert_eq!(calls[1], "mount overlay /state/c1/merged overlay [nodev] lowerdir=/images/busybox:/layers/2:/layers/1,upperdir=/state/c1/upper,workdir=/state/c1/work");
+    assert_eq!(calls[1], "mount overlay /state/c1/merged overlay [nodev] lowerdir=/state/shared/layer:/images/busybox:/layers/2:/layers/1,upperdir=/state/c1/upper,workdir=/state/c1/work");
     let mut s = spec();
     s.rootfs = "/a,b".into();
-    assert!(setup(&s, Path::new("/state/c1"), None, &mut Recording::default()).is_err());
+    assert!(setup(
+        &s,
+        Path::new("/state/c1"),
+        shared(),
+        None,
+        &mut Recording::default()
+    )
+    .is_err());
 }
 
 #[test]

@@ -438,3 +438,55 @@ services:
     let left = std::fs::read_dir(e.root().join("containers")).map_or(0, |d| d.count());
     assert_eq!(left, 0);
 }
+
+/// The engine's containers get monitors forked by its spawner (one exec
+/// for them all), each with the start an exec'd one has; the spawner ends
+/// with the engine, and the containers run on.
+#[test]
+fn monitors_are_forked_by_the_engines_spawner_which_ends_with_it() {
+    let (e, d) = env_with(
+        "spawner",
+        "services:\n  web:\n    image: local/busybox:1\n    command: httpd -f -p 80 -h /www\n    deploy: {replicas: 2}\n",
+    );
+    e.out(&stack(&d, &["up", "-d"]));
+    let status = |pid: i64, key: &str| {
+        std::fs::read_to_string(format!("/proc/{pid}/status"))
+            .unwrap()
+            .lines()
+            .find_map(|l| Some(l.strip_prefix(key)?.trim().to_string()))
+            .unwrap_or_default()
+    };
+    let monitors: Vec<i64> = ["app-web-1", "app-web-2"]
+        .iter()
+        .map(|n| inspect(&e, n)["monitor_pid"].as_i64().unwrap())
+        .collect();
+    let spawner: i64 = status(monitors[0], "PPid:").parse().unwrap();
+    assert_eq!(status(spawner, "Name:"), "stack-spawner");
+    assert_eq!(status(monitors[1], "PPid:"), spawner.to_string());
+    assert_eq!(
+        status(spawner, "PPid:"),
+        e.engine_pid().unwrap().to_string()
+    );
+    for m in &monitors {
+        assert_eq!(status(*m, "Name:"), "stack-init");
+        // Nothing blocked or caught that an exec'd monitor would not have.
+        assert_eq!(status(*m, "SigBlk:"), "0000000000000000", "monitor {m}");
+        let pgid = std::fs::read_to_string(format!("/proc/{m}/stat")).unwrap();
+        assert_eq!(
+            pgid.split_whitespace().nth(4).unwrap(),
+            m.to_string(),
+            "its own group"
+        );
+    }
+    e.signal_engine(nix::sys::signal::Signal::SIGKILL);
+    common::wait_for("the spawner ended with the engine", || {
+        !std::path::Path::new(&format!("/proc/{spawner}")).exists()
+            || status(spawner, "State:").starts_with('Z')
+    });
+    for m in &monitors {
+        assert!(std::path::Path::new(&format!("/proc/{m}")).exists());
+        assert!(!status(*m, "State:").starts_with('Z'), "monitor {m}");
+    }
+    assert_eq!(e.out(&stack(&d, &["ps", "-q"])).lines().count(), 2);
+    e.out(&stack(&d, &["down"]));
+}

@@ -474,6 +474,8 @@ pub fn serve(
 ) -> anyhow::Result<()> {
     stack_sys::memory::lean();
     init_log();
+    // Monitors forked by a spawner of ours, not exec'd one by one.
+    stack_runtime::spawner::enable();
     let root = root.to_path_buf();
     let gid = group
         .map(|g| {

@@ -53,7 +53,16 @@ const NOT_FOUND: i32 = 127;
 ///
 /// `started_fd`, of a detached start: a pipe the monitor writes a byte on
 /// once it has recorded the container running (its caller waits on it).
+///
+/// With `spawner` in place of `started_fd`, `spec_fd` is the socket of the
+/// engine's monitor spawner, which this process becomes.
 pub fn init_main(spec_fd: &str, started_fd: Option<&str>) -> ! {
+    if started_fd == Some(crate::spawner::SPAWNER) {
+        match spec_fd.parse() {
+            Ok(sock) => crate::spawner::serve(sock),
+            Err(_) => std::process::exit(2),
+        }
+    }
     // Its name, and PID 1's after the fork: else the file name it was run
     // as, a descriptor's number (`3` in `top`).
     let _ = nix::sys::prctl::set_name(c"stack-init");

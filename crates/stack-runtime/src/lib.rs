@@ -21,6 +21,7 @@ mod rootfs;
 mod seal;
 mod seccomp;
 mod security;
+pub mod spawner;
 mod spec;
 pub mod state;
 mod tty;
@@ -147,16 +148,41 @@ pub fn start(spec: &Spec, root: &Path) -> Result<State, RuntimeError> {
     // (having recorded why). No polling of the state file.
     let (started_r, started_w) =
         nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| failed(e.into()))?;
-    // Its write end is the monitor's standard output (which it moves off
-    // at once): so it reaches this child only, with no code of ours
-    // between fork and exec, and the standard library spawns it with
-    // `posix_spawn`, without copying our address space as `fork` does.
-    let mut child = spawn_monitor(spec, &dir, Mode::Detached, |cmd| {
-        cmd.arg("1").stdout(std::process::Stdio::from(started_w));
-        Ok(())
-    })?;
-    let monitor = child.id() as i32;
-    let exited = stack_sys::pidfd::open(monitor).map_err(failed)?;
+    // The monitor's own complaints, for when something goes wrong unseen.
+    let diag: std::os::fd::OwnedFd = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("monitor.log"))
+        .map_err(failed)?
+        .into();
+    // Forked by the engine's spawner, or exec'd. Either way the pipe's
+    // write end is the monitor's standard output (which it moves off at
+    // once), and ours is closed once it has it.
+    let payload = monitor_payload(spec, &dir, Mode::Detached)?;
+    let (monitor, exited, mut child) = match spawner::fork_monitor(&payload, &started_w, &diag) {
+        Some(forked) => {
+            drop((started_w, diag));
+            let forked = forked.map_err(failed)?;
+            (forked.pid, forked.pidfd, None)
+        }
+        // With no code of ours between fork and exec, the standard library
+        // spawns it with `posix_spawn`, without copying our address space
+        // as `fork` does.
+        None => {
+            let child = spawn_monitor(spec, &dir, Mode::Detached, |cmd| {
+                cmd.arg("1")
+                    .stdout(std::process::Stdio::from(started_w))
+                    .stderr(std::process::Stdio::from(diag));
+                Ok(())
+            })?;
+            let pid = child.id() as i32;
+            (
+                pid,
+                stack_sys::pidfd::open(pid).map_err(failed)?,
+                Some(child),
+            )
+        }
+    };
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
     let mut byte = [0u8];
     let mut pipe_open = true;
@@ -192,10 +218,21 @@ pub fn start(spec: &Spec, root: &Path) -> Result<State, RuntimeError> {
         .ok()
         .filter(|st| st.monitor_pid == monitor && st.status != state::Status::Created)
     {
-        reap_later(child);
+        if let Some(c) = child {
+            reap_later(c);
+        }
         return Ok(st);
     }
-    if let Ok(Some(status)) = child.try_wait() {
+    // Ended: how, where it is our child.
+    let status = match child.as_mut().map(std::process::Child::try_wait) {
+        Some(Ok(Some(status))) => Some(format!("({status}) ")),
+        Some(_) => None,
+        None => {
+            let mut fds = [PollFd::new(exited.as_fd(), PollFlags::POLLIN)];
+            matches!(poll(&mut fds, PollTimeout::ZERO), Ok(1)).then(String::new)
+        }
+    };
+    if let Some(status) = status {
         // Its last complaint, if it made one.
         let log = std::fs::read_to_string(dir.join("monitor.log")).unwrap_or_default();
         let said = log
@@ -203,10 +240,12 @@ pub fn start(spec: &Spec, root: &Path) -> Result<State, RuntimeError> {
             .rfind(|l| !l.trim().is_empty())
             .unwrap_or_default();
         return Err(failed(std::io::Error::other(format!(
-            "the container's monitor exited early ({status}) {said}"
+            "the container's monitor exited early {status}{said}"
         ))));
     }
-    reap_later(child);
+    if let Some(c) = child {
+        reap_later(c);
+    }
     Err(failed(std::io::Error::other(
         "the container did not start within 5 s",
     )))
@@ -596,29 +635,27 @@ fn spawn_monitor(
     mode: Mode,
     configure: impl FnOnce(&mut Command) -> std::io::Result<()>,
 ) -> Result<std::process::Child, RuntimeError> {
-    let start = |source| start_error(spec, source);
-    let json =
-        serde_json::to_string(&(spec, dir, mode)).map_err(|e| start(std::io::Error::other(e)))?;
+    let json = monitor_payload(spec, dir, mode)?;
     spawn_sealed(INIT_ARG, &json, |cmd| {
         if !spec.interactive {
             cmd.stdin(std::process::Stdio::null());
         }
         if mode == Mode::Detached {
             use std::os::unix::process::CommandExt;
-            // The monitor's own complaints, for when something goes wrong unseen.
-            let diag = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(dir.join("monitor.log"))?;
             cmd.stdin(std::process::Stdio::null())
-                .stdout(std::process::Stdio::null())
-                .stderr(diag);
+                .stdout(std::process::Stdio::null());
             // Its own process group: our terminal's signals are not its business.
             cmd.process_group(0);
         }
         configure(cmd)
     })
-    .map_err(start)
+    .map_err(|e| start_error(spec, e))
+}
+
+/// What a monitor is handed: its spec, directory and mode.
+fn monitor_payload(spec: &Spec, dir: &Path, mode: Mode) -> Result<String, RuntimeError> {
+    serde_json::to_string(&(spec, dir, mode))
+        .map_err(|e| start_error(spec, std::io::Error::other(e)))
 }
 
 /// Runs the sealed init binary (`seal`) in a hidden `mode`, handing it

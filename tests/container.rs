@@ -164,6 +164,19 @@ fn the_rootfs_is_never_modified_and_host_files_are_invisible() {
     let o = e.run(&["--read-only"], "touch /x");
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("Read-only file system"));
+    // /etc's files: the container's own, 0644 whatever the engine's umask;
+    // read-only with the root, as Docker has them.
+    let out = e.sh(
+        &[],
+        "stat -c '%a %n' /etc/hostname /etc/hosts /etc/resolv.conf",
+    );
+    assert_eq!(
+        out,
+        "644 /etc/hostname\n644 /etc/hosts\n644 /etc/resolv.conf\n"
+    );
+    let o = e.run(&["--read-only"], "echo 10.0.0.1 x >> /etc/hosts");
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("Read-only file system"));
     e.assert_clean();
 }
 

@@ -446,7 +446,7 @@ services:
 fn monitors_are_forked_by_the_engines_spawner_which_ends_with_it() {
     let (e, d) = env_with(
         "spawner",
-        "services:\n  web:\n    image: local/busybox:1\n    command: httpd -f -p 80 -h /www\n    deploy: {replicas: 2}\n",
+        "services:\n  web:\n    image: local/busybox:1\n    command: [sh, -c, 'readlink /proc/self/fd/0 > /stdin; exec httpd -f -p 80 -h /www']\n    deploy: {replicas: 2}\n",
     );
     e.out(&stack(&d, &["up", "-d"]));
     let status = |pid: i64, key: &str| {
@@ -478,6 +478,9 @@ fn monitors_are_forked_by_the_engines_spawner_which_ends_with_it() {
             "its own group"
         );
     }
+    // The app's standard input: /dev/null, as an exec'd monitor gives it.
+    let stdin = e.out(&["container", "exec", "app-web-1", "cat", "/stdin"]);
+    assert_eq!(stdin, "/dev/null\n");
     e.signal_engine(nix::sys::signal::Signal::SIGKILL);
     common::wait_for("the spawner ended with the engine", || {
         !std::path::Path::new(&format!("/proc/{spawner}")).exists()

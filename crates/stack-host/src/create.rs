@@ -442,10 +442,16 @@ fn spec_of(host: &Host, a: &ContainerConfig) -> anyhow::Result<(stack_runtime::S
             },
         },
         // In another container's network, that container's resolver (as
-        // Docker shares its file).
+        // Docker shares its file): the host's where it has the host's network.
         resolv_conf: match a.network.first().and_then(|n| n.strip_prefix("container:")) {
             Some(key) if named_networks.is_empty() => {
-                crate::containers::find(root, key)?.1.spec.resolv_conf
+                let joined = crate::containers::find(root, key)?.1.spec;
+                match joined.network {
+                    stack_runtime::NetworkMode::Host => {
+                        Some(std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default())
+                    }
+                    _ => joined.resolv_conf,
+                }
             }
             _ => None,
         },

@@ -11,9 +11,12 @@ use std::path::{Path, PathBuf};
 use stack_build::view::View;
 use stack_runtime::State;
 
-/// The writable layer (`upper`), then the image's layers, top first.
+/// The writable layer (`upper`), the store's layer of mount points (Docker's
+/// init layer: /proc, /dev, /sys, /etc's three files), then the image's
+/// layers, top first.
 fn layers(root: &Path, st: &State) -> Vec<PathBuf> {
     std::iter::once(stack_runtime::container_dir(root, &st.id).join("upper"))
+        .chain(std::iter::once(stack_runtime::shared_layer(root)))
         .chain(std::iter::once(st.spec.rootfs.clone()))
         .chain(st.spec.layers.iter().cloned())
         .collect()

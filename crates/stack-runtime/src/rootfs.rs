@@ -34,10 +34,13 @@ const DEVICES: [(&str, u64, u64); 6] = [
 
 /// What every container of a store shares, in `shared/` beside
 /// `containers/` (made once, by [`make_shared`]): the read-only layer of
-/// the mount points each container needs, and the empty file bound
-/// read-only over masked files.
+/// the mount points each container needs.
 const SHARED: &str = "shared";
 const LAYER: &str = "layer";
+
+/// The empty file, in the container's own directory, bound read-only over
+/// masked files (its own: one that `SYS_ADMIN` remounts writable is
+/// nobody else's).
 const MASK_FILE: &str = "masked";
 
 /// The mount points of the shared layer: directories, then the files of
@@ -104,6 +107,8 @@ pub trait Sys {
     /// `recursive` on every mount under it too; other mount flags are kept.
     fn restrict(&mut self, target: &Path, what: Restrict, recursive: bool) -> io::Result<()>;
     fn write(&mut self, p: &Path, data: &str) -> io::Result<()>;
+    /// A new file of `data`, of `mode` whatever the umask.
+    fn write_file(&mut self, p: &Path, data: &str, mode: u32) -> io::Result<()>;
     fn read(&self, p: &Path) -> io::Result<String>;
     /// Detaches the mount at `target` (and what is under it).
     fn unmount(&mut self, target: &Path) -> io::Result<()>;
@@ -208,6 +213,17 @@ impl Sys for Kernel {
     }
     fn write(&mut self, p: &Path, data: &str) -> io::Result<()> {
         fs::write(p, data)
+    }
+    fn write_file(&mut self, p: &Path, data: &str, mode: u32) -> io::Result<()> {
+        use std::io::Write as _;
+        use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+        let mut f = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(mode)
+            .open(p)?;
+        f.set_permissions(fs::Permissions::from_mode(mode))?;
+        f.write_all(data.as_bytes())
     }
     fn read(&self, p: &Path) -> io::Result<String> {
         fs::read_to_string(p).map_err(|e| err(&format!("read {}", p.display()), e))
@@ -408,12 +424,18 @@ pub(crate) fn shared_of(dir: &Path) -> PathBuf {
         .join(SHARED)
 }
 
+/// The layer of mount points every container of the store at `root` has
+/// on top of its image's layers.
+pub fn shared_layer(root: &Path) -> PathBuf {
+    root.join(SHARED).join(LAYER)
+}
+
 /// Makes the store's shared directory unless it exists: the top lower
 /// layer of every container, with /proc, /dev, /sys and /etc's hostname,
 /// hosts and resolv.conf as empty directories and files (so that the
 /// mounts over them make nothing in a container's writable layer, and an
-/// image's own links at those paths are hidden), and the mask file. It is
-/// made aside and renamed into place, whole or not at all.
+/// image's own links at those paths are hidden). It is made aside and
+/// renamed into place, whole or not at all.
 pub(crate) fn make_shared(root: &Path) -> io::Result<()> {
     use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _};
     let shared = root.join(SHARED);
@@ -445,10 +467,14 @@ pub(crate) fn make_shared(root: &Path) -> io::Result<()> {
         for f in ETC_FILES {
             file(layer.join("etc").join(f), 0o644)?;
         }
-        file(aside.join(MASK_FILE), 0o444)?;
         // (The umask took its share.)
+        let mode =
+            |p: &Path, m| fs::set_permissions(p, std::os::unix::fs::PermissionsExt::from_mode(m));
         for d in std::iter::once(layer.clone()).chain(MOUNT_POINT_DIRS.map(|d| layer.join(d))) {
-            fs::set_permissions(&d, std::os::unix::fs::PermissionsExt::from_mode(0o755))?;
+            mode(&d, 0o755)?;
+        }
+        for f in ETC_FILES {
+            mode(&layer.join("etc").join(f), 0o644)?;
         }
         fs::rename(&aside, &shared)
     })();
@@ -654,7 +680,10 @@ pub fn setup(
     user_mounts(spec, &merged, sys)?;
     set_sysctls(&spec.sysctls, &merged, sys)?;
     if !spec.privileged {
-        let empty = shared.join(MASK_FILE);
+        let empty = dir.join(MASK_FILE);
+        if sys.kind(&empty) == Kind::Missing {
+            sys.create_file(&empty)?;
+        }
         for p in MASKED {
             mask(&merged.join(&p[1..]), &empty, sys)?;
         }
@@ -760,11 +789,15 @@ fn mask(path: &Path, empty: &Path, sys: &mut dyn Sys) -> io::Result<()> {
 }
 
 /// /etc/hostname, /etc/hosts and /etc/resolv.conf of the container: files
-/// of a tmpfs of its own, bound over the shared layer's mount points (as
-/// Docker binds its own). Nothing is written through a path of the image's,
+/// of a tmpfs of its own (0644 whatever our umask), bound over the shared
+/// layer's mount points as Docker binds its own, read-only with a
+/// read-only root. Nothing is written through a path of the image's,
 /// whose links would lead out of it before the pivot, and nothing lands in
 /// the writable layer. The tmpfs is at /proc for the while, before proc is
-/// mounted there; the binds keep its files once it is detached.
+/// mounted there; the binds keep its files once it is detached. Where the
+/// writable layer hides a mount point (a container of an older version
+/// that removed its /etc/hosts, or made it a link), the target is
+/// resolved inside the container's root and made if missing.
 fn bind_etc(spec: &Spec, merged: &Path, sys: &mut dyn Sys) -> io::Result<()> {
     let mut hosts =
         String::from("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n");
@@ -795,8 +828,22 @@ fn bind_etc(spec: &Spec, merged: &Path, sys: &mut dyn Sys) -> io::Result<()> {
     let texts = [format!("{}\n", spec.hostname), hosts, resolv];
     for (name, text) in ETC_FILES.iter().zip(texts) {
         let file = scratch.join(name);
-        sys.write(&file, &text)?;
-        let target = merged.join("etc").join(name);
+        sys.write_file(&file, &text, 0o644)?;
+        let target = secure_join_with(merged, &format!("/etc/{name}"), sys)?;
+        match sys.kind(&target) {
+            Kind::File => {}
+            Kind::Missing => {
+                if let Some(parent) = target.parent() {
+                    sys.mkdir_all(parent)?;
+                }
+                sys.create_file(&target)?;
+            }
+            Kind::Dir | Kind::Symlink(_) => {
+                return Err(io::Error::other(format!(
+                    "/etc/{name} of the container is a directory: no file can be bound there"
+                )))
+            }
+        }
         sys.mount(
             &file.to_string_lossy(),
             &target,
@@ -804,6 +851,9 @@ fn bind_etc(spec: &Spec, merged: &Path, sys: &mut dyn Sys) -> io::Result<()> {
             MsFlags::MS_BIND,
             None,
         )?;
+        if spec.read_only {
+            sys.restrict(&target, Restrict::ReadOnly, false)?;
+        }
     }
     sys.unmount(&scratch)
 }

@@ -113,6 +113,11 @@ impl Sys for Recording {
         self.calls.push(format!("write {} {data:?}", p.display()));
         Ok(())
     }
+    fn write_file(&mut self, p: &Path, data: &str, mode: u32) -> io::Result<()> {
+        self.calls
+            .push(format!("write {} {mode:o} {data:?}", p.display()));
+        Ok(())
+    }
     fn read(&self, p: &Path) -> io::Result<String> {
         self.files
             .get(p)
@@ -181,6 +186,11 @@ fn the_default_plan() {
         .insert("/state/c1/merged/proc/acpi".into(), Kind::Dir);
     sys.paths
         .insert("/state/c1/merged/proc/sys".into(), Kind::Dir);
+    // The shared layer's mount points.
+    for f in ["hostname", "hosts", "resolv.conf"] {
+        sys.paths
+            .insert(format!("/state/c1/merged/etc/{f}").into(), Kind::File);
+    }
     let calls = run(&spec(), &mut sys);
     let m = "/state/c1/merged";
     let want: Vec<String> = [
@@ -190,11 +200,11 @@ fn the_default_plan() {
         // /etc's files from a tmpfs of its own, never written through the
         // image's paths; the tmpfs is at /proc until proc comes.
         "mount tmpfs {m}/proc tmpfs [nosuid,nodev,noexec] mode=755,size=65536k",
-        "write {m}/proc/hostname \"box\\n\"",
+        "write {m}/proc/hostname 644 \"box\\n\"",
         "mount {m}/proc/hostname {m}/etc/hostname - [bind]",
-        "write {m}/proc/hosts \"127.0.0.1\\tlocalhost\\n::1\\tlocalhost ip6-localhost ip6-loopback\\n127.0.1.1\\tbox\\n\"",
+        "write {m}/proc/hosts 644 \"127.0.0.1\\tlocalhost\\n::1\\tlocalhost ip6-localhost ip6-loopback\\n127.0.1.1\\tbox\\n\"",
         "mount {m}/proc/hosts {m}/etc/hosts - [bind]",
-        "write {m}/proc/resolv.conf \"\"",
+        "write {m}/proc/resolv.conf 644 \"\"",
         "mount {m}/proc/resolv.conf {m}/etc/resolv.conf - [bind]",
         "unmount {m}/proc",
         "mount proc {m}/proc proc [nosuid,nodev,noexec]",
@@ -222,9 +232,10 @@ fn the_default_plan() {
         "mount /sys/fs/cgroup/pids/stack/c1 {m}/sys/fs/cgroup/pids - [bind]",
         "mount /sys/fs/cgroup/pids/stack/c1 {m}/sys/fs/cgroup/pids - [bind,remount,ro,nosuid,nodev,noexec]",
         "read-only {m}/sys/fs/cgroup (this mount)",
-        // Masks: the store's empty file, read-only; an empty read-only tmpfs.
+        // Masks: an empty file of its own, read-only; an empty read-only tmpfs.
+        "create /state/c1/masked",
         "mount tmpfs {m}/proc/acpi tmpfs [ro,nosuid,nodev,noexec]",
-        "mount /state/shared/masked {m}/proc/kcore - [bind]",
+        "mount /state/c1/masked {m}/proc/kcore - [bind]",
         "read-only {m}/proc/kcore (this mount)",
         "mount {m}/proc/sys {m}/proc/sys - [bind,rec]",
         "read-only {m}/proc/sys (recursive)",
@@ -234,6 +245,43 @@ fn the_default_plan() {
     .map(|c| c.replace("{m}", m))
     .collect();
     assert_eq!(calls, want);
+}
+
+/// Mount points of /etc that a writable layer hides (an older version's
+/// container removed its /etc/hosts, or made resolv.conf a link) are
+/// resolved inside the container's root and made there; a directory in
+/// the way is refused, by name.
+#[test]
+fn etc_mount_points_a_writable_layer_hid_are_resolved_inside_and_made() {
+    let m = "/state/c1/merged";
+    let mut sys = Recording::default();
+    sys.paths.insert(format!("{m}/etc").into(), Kind::Dir);
+    sys.paths
+        .insert(format!("{m}/etc/hostname").into(), Kind::File);
+    sys.paths.insert(
+        format!("{m}/etc/resolv.conf").into(),
+        Kind::Symlink("/run/resolv.conf".into()),
+    );
+    sys.paths.insert(format!("{m}/run").into(), Kind::Dir);
+    let calls = run(&spec(), &mut sys);
+    for want in [
+        "mount {m}/proc/hostname {m}/etc/hostname - [bind]",
+        "create {m}/etc/hosts",
+        "mount {m}/proc/hosts {m}/etc/hosts - [bind]",
+        "create {m}/run/resolv.conf",
+        "mount {m}/proc/resolv.conf {m}/run/resolv.conf - [bind]",
+    ] {
+        let want = want.replace("{m}", m);
+        assert!(calls.contains(&want), "{want}: {calls:#?}");
+    }
+    let mut sys = Recording::default();
+    sys.paths.insert(format!("{m}/etc/hosts").into(), Kind::Dir);
+    let e = setup(&spec(), Path::new("/state/c1"), shared(), None, &mut sys).unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("/etc/hosts of the container is a directory"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -321,7 +369,9 @@ fn privileged_read_only_host_network_and_user_mounts() {
         "mount /srv/data /state/c1/merged/data - [bind,rec]",
         "read-only /state/c1/merged/data (recursive)",
         // The host's resolver, in the host's network.
-        "write /state/c1/merged/proc/resolv.conf \"nameserver 192.0.2.1\\n\"",
+        "write /state/c1/merged/proc/resolv.conf 644 \"nameserver 192.0.2.1\\n\"",
+        // Read-only with the root, as Docker has them.
+        "read-only /state/c1/merged/etc/hosts (this mount)",
         "mount tmpfs /state/c1/merged/etc/t tmpfs [nosuid,nodev,noexec] mode=1777,size=1024",
     ] {
         assert!(

@@ -96,11 +96,15 @@ pub(crate) fn fork_monitor(
             return None;
         }
         drop(payload_r);
-        let reply = receive(sock);
-        if reply.is_err() {
-            *guard = None;
+        match receive(sock) {
+            Ok(reply) => reply,
+            // Gone or stuck mid-request: an exec this time (a monitor it
+            // forked gets no payload, and ends).
+            Err(_) => {
+                *guard = None;
+                return None;
+            }
         }
-        reply
     };
     // Past the lock: a payload larger than the pipe is read as it is
     // written. A monitor whose reply was lost reads none, and ends.
@@ -116,12 +120,14 @@ pub(crate) fn fork_monitor(
     Some(forked)
 }
 
-/// The spawner's answer: `ok PID` with the monitor's pidfd, or why not.
-fn receive(sock: RawFd) -> io::Result<Forked> {
+/// The spawner's answer: `ok PID` with the monitor's pidfd, or why not
+/// (the inner error); the outer one, the exchange itself failed.
+fn receive(sock: RawFd) -> io::Result<io::Result<Forked>> {
     let mut buf = [0u8; 256];
     let mut iov = [IoSliceMut::new(&mut buf)];
     let mut space = nix::cmsg_space!([RawFd; 1]);
     let msg = recvmsg::<()>(sock, &mut iov, Some(&mut space), MsgFlags::MSG_CMSG_CLOEXEC)?;
+    let truncated = msg.flags.contains(MsgFlags::MSG_CTRUNC);
     let mut pidfd = None;
     for c in msg.cmsgs()? {
         if let ControlMessageOwned::ScmRights(fds) = c {
@@ -135,12 +141,19 @@ fn receive(sock: RawFd) -> io::Result<Forked> {
         }
     }
     let n = msg.bytes;
-    let text = String::from_utf8_lossy(&buf[..n]).into_owned();
-    match (text.strip_prefix("ok ").and_then(|p| p.parse().ok()), pidfd) {
-        (Some(pid), Some(pidfd)) => Ok(Forked { pid, pidfd }),
-        _ if n == 0 => Err(io::Error::other("the monitor spawner ended")),
-        _ => Err(io::Error::other(format!("the monitor spawner: {text}"))),
+    if n == 0 {
+        return Err(io::Error::other("the monitor spawner ended"));
     }
+    let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+    Ok(
+        match (text.strip_prefix("ok ").and_then(|p| p.parse().ok()), pidfd) {
+            (Some(pid), Some(pidfd)) => Ok(Forked { pid, pidfd }),
+            (Some(_), None) if truncated => Err(io::Error::other(
+                "the monitor's pidfd did not come: no descriptor left to take it",
+            )),
+            _ => Err(io::Error::other(format!("the monitor spawner: {text}"))),
+        },
+    )
 }
 
 /// Execs the spawner, its socket as its standard input.
@@ -151,6 +164,12 @@ fn start() -> io::Result<Spawner> {
         SockType::SeqPacket,
         None,
         SockFlag::SOCK_CLOEXEC,
+    )?;
+    // A spawner that does not answer within this is taken for stuck.
+    nix::sys::socket::setsockopt(
+        &ours,
+        nix::sys::socket::sockopt::ReceiveTimeout,
+        &nix::sys::time::TimeVal::new(10, 0),
     )?;
     let exe = crate::seal::sealed_init()?;
     let child = Command::new(crate::seal::fd_path(exe))
@@ -173,6 +192,9 @@ pub(crate) fn serve(sock: RawFd) -> ! {
     use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
     use std::os::fd::BorrowedFd;
     let _ = nix::sys::prctl::set_name(c"stack-spawner");
+    // What the engine had open, not marked close-on-exec, as we were
+    // spawned (another child's pipe, say) is not ours to keep open.
+    crate::init::close_inherited_fds(&[sock]);
     extern "C" fn wake(_: libc::c_int) {}
     // SIGCHLD comes only while we wait for a request (so its reaping is
     // never missed), and only interrupts that wait.
@@ -206,32 +228,37 @@ pub(crate) fn serve(sock: RawFd) -> ! {
         let mut buf = [0u8; 64];
         let mut iov = [IoSliceMut::new(&mut buf)];
         let mut space = nix::cmsg_space!([RawFd; 3]);
-        let (n, received) = match recvmsg::<()>(sock, &mut iov, Some(&mut space), MsgFlags::empty())
-        {
-            Ok(msg) => {
-                let mut received: Vec<OwnedFd> = Vec::new();
-                for c in msg.cmsgs().into_iter().flatten() {
-                    if let ControlMessageOwned::ScmRights(fds) = c {
-                        // SAFETY: the kernel just gave us these descriptors.
-                        #[allow(unsafe_code)]
-                        received.extend(
-                            fds.into_iter()
-                                .map(|fd| unsafe { OwnedFd::from_raw_fd(fd) }),
-                        );
+        let (n, received, truncated) =
+            match recvmsg::<()>(sock, &mut iov, Some(&mut space), MsgFlags::empty()) {
+                Ok(msg) => {
+                    let mut received: Vec<OwnedFd> = Vec::new();
+                    for c in msg.cmsgs().into_iter().flatten() {
+                        if let ControlMessageOwned::ScmRights(fds) = c {
+                            // SAFETY: the kernel just gave us these descriptors.
+                            #[allow(unsafe_code)]
+                            received.extend(
+                                fds.into_iter()
+                                    .map(|fd| unsafe { OwnedFd::from_raw_fd(fd) }),
+                            );
+                        }
                     }
+                    (
+                        msg.bytes,
+                        received,
+                        msg.flags.contains(MsgFlags::MSG_CTRUNC),
+                    )
                 }
-                (msg.bytes, received)
-            }
-            Err(nix::errno::Errno::EINTR) => continue,
-            Err(_) => std::process::exit(1),
-        };
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(_) => std::process::exit(1),
+            };
         if n == 0 {
             // The engine is gone.
             std::process::exit(0);
         }
         let reply = match <[OwnedFd; 3]>::try_from(received) {
             Ok(fds) if &buf[..n] == REQUEST => fork_one(sock, fds),
-            _ => Err("a request of another build".to_string()),
+            _ if truncated => Err("its descriptors did not come: none left to take them".into()),
+            _ => Err("a request it does not know".to_string()),
         };
         let _ = match reply {
             Ok(forked) => {
@@ -262,10 +289,7 @@ fn fork_one(sock: RawFd, [payload, started, diag]: [OwnedFd; 3]) -> Result<Forke
     // SAFETY: this process runs one thread.
     #[allow(unsafe_code)]
     match unsafe { fork() }.map_err(|e| e.to_string())? {
-        ForkResult::Child => {
-            let _ = nix::unistd::close(sock);
-            become_monitor(payload, started, diag)
-        }
+        ForkResult::Child => become_monitor(sock, payload, started, diag),
         ForkResult::Parent { child } => {
             drop((payload, started, diag));
             let pidfd = stack_sys::pidfd::open(child.as_raw()).map_err(|e| e.to_string())?;
@@ -278,16 +302,24 @@ fn fork_one(sock: RawFd, [payload, started, diag]: [OwnedFd; 3]) -> Result<Forke
 }
 
 /// In the forked child: what an exec'd monitor starts with, then its life.
-fn become_monitor(payload: OwnedFd, started: OwnedFd, diag: OwnedFd) -> ! {
+fn become_monitor(sock: RawFd, payload: OwnedFd, started: OwnedFd, diag: OwnedFd) -> ! {
     use nix::sys::signal::{signal, SigHandler, SigSet, Signal};
     // SAFETY: the default disposition runs no code of ours.
     #[allow(unsafe_code)]
     let _ = unsafe { signal(Signal::SIGCHLD, SigHandler::SigDfl) };
     let _ = SigSet::empty().thread_set_mask();
     let _ = nix::unistd::setpgid(nix::unistd::Pid::from_raw(0), nix::unistd::Pid::from_raw(0));
-    if let Ok(null) = std::fs::File::open("/dev/null") {
-        let _ = nix::unistd::dup2_stdin(&null);
+    // /dev/null in the socket's place (standard input, where the spawner
+    // has it), and the socket closed wherever it was: never left to the
+    // container, whose requests the spawner would take for the engine's.
+    let null = std::fs::File::open("/dev/null");
+    let nulled = null
+        .as_ref()
+        .is_ok_and(|n| nix::unistd::dup2_stdin(n).is_ok());
+    if sock != libc::STDIN_FILENO || !nulled {
+        let _ = nix::unistd::close(sock);
     }
+    drop(null);
     let _ = nix::unistd::dup2_stdout(&started);
     let _ = nix::unistd::dup2_stderr(&diag);
     drop((started, diag));

@@ -152,7 +152,8 @@ pub struct Spec {
     /// Recorded for the supervisor: when it starts the container again.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub restart: Option<Restart>,
-    /// /etc/resolv.conf as the network layer wants it (default: left as the image has it, or empty).
+    /// /etc/resolv.conf as the network layer wants it (default: the host's
+    /// in the host's network, else empty).
     #[serde(default)]
     pub resolv_conf: Option<String>,
     /// More /etc/hosts lines (`IP<TAB>names`): the container's own

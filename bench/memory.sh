@@ -32,7 +32,14 @@ declare -A mib
 
 (cd "$work/p" && "$stack" up -d >/dev/null 2>&1)
 sleep 2
-mib[stack]=$(per "$(pss "$(cat "$STACK_ROOT/engine.pid")" $(pgrep -f __stack- || true))")
+# This root's processes only (another root's containers on the host are not
+# this engine's).
+ours() {
+  for p in $(pgrep -f __stack- || true); do
+    if tr '\0' '\n' <"/proc/$p/environ" 2>/dev/null | grep -qx "STACK_ROOT=$STACK_ROOT"; then echo "$p"; fi
+  done
+}
+mib[stack]=$(per "$(pss "$(cat "$STACK_ROOT/engine.pid")" $(ours))")
 (cd "$work/p" && "$stack" down >/dev/null 2>&1)
 
 if $docker_ok; then

@@ -838,11 +838,9 @@ fn bind_etc(spec: &Spec, merged: &Path, sys: &mut dyn Sys) -> io::Result<()> {
                 }
                 sys.create_file(&target)?;
             }
-            Kind::Dir | Kind::Symlink(_) => {
-                return Err(io::Error::other(format!(
-                    "/etc/{name} of the container is a directory: no file can be bound there"
-                )))
-            }
+            other => return Err(io::Error::other(format!(
+                "/etc/{name} of the container is not a file ({other:?}): none can be bound there"
+            ))),
         }
         sys.mount(
             &file.to_string_lossy(),

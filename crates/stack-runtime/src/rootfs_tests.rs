@@ -279,7 +279,7 @@ fn etc_mount_points_a_writable_layer_hid_are_resolved_inside_and_made() {
     let e = setup(&spec(), Path::new("/state/c1"), shared(), None, &mut sys).unwrap_err();
     assert!(
         e.to_string()
-            .contains("/etc/hosts of the container is a directory"),
+            .contains("/etc/hosts of the container is not a file (Dir)"),
         "{e}"
     );
 }

@@ -20,8 +20,13 @@ pub const INIT_ARG: &str = "__stack-init";
 /// the build hold it, which is how `seal` tells one.
 pub const BUILD_MARK: &str = concat!("stack-runtime-build=", env!("STACK_RUNTIME_BUILD"));
 
-/// What the caller handed a hidden mode on descriptor `fd`: `BUILD_MARK`,
-/// a newline, the payload.
+/// `json` as a hidden mode reads it ([`payload`]): `BUILD_MARK`, a
+/// newline, the payload.
+pub(crate) fn framed(json: &str) -> Vec<u8> {
+    format!("{BUILD_MARK}\n{json}").into_bytes()
+}
+
+/// What the caller handed a hidden mode on descriptor `fd` ([`framed`]).
 fn payload(fd: &str) -> Result<Vec<u8>, String> {
     let all = std::fs::read(format!("/proc/self/fd/{fd}")).map_err(|e| e.to_string())?;
     let (build, json) = all.split_at(all.iter().position(|b| *b == b'\n').unwrap_or(all.len()));

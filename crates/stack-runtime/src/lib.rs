@@ -643,8 +643,7 @@ fn spawn_monitor(
         }
         if mode == Mode::Detached {
             use std::os::unix::process::CommandExt;
-            cmd.stdin(std::process::Stdio::null())
-                .stdout(std::process::Stdio::null());
+            cmd.stdin(std::process::Stdio::null());
             // Its own process group: our terminal's signals are not its business.
             cmd.process_group(0);
         }
@@ -679,9 +678,6 @@ fn spawn_sealed(
     let child = cmd.spawn()?;
     drop(read);
     let mut write = std::fs::File::from(write);
-    std::io::Write::write_all(
-        &mut write,
-        format!("{}\n{json}", init::BUILD_MARK).as_bytes(),
-    )?;
+    std::io::Write::write_all(&mut write, &init::framed(json))?;
     Ok(child)
 }

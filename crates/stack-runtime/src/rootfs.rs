@@ -437,7 +437,7 @@ pub fn shared_layer(root: &Path) -> PathBuf {
 /// image's own links at those paths are hidden). It is made aside and
 /// renamed into place, whole or not at all.
 pub(crate) fn make_shared(root: &Path) -> io::Result<()> {
-    use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _};
+    use std::os::unix::fs::{DirBuilderExt as _, PermissionsExt as _};
     let shared = root.join(SHARED);
     if shared.exists() {
         return Ok(());
@@ -448,33 +448,17 @@ pub(crate) fn make_shared(root: &Path) -> io::Result<()> {
         stack_sys::random_hex(4)?
     ));
     let made = (|| {
-        let mut dirs = fs::DirBuilder::new();
-        dirs.mode(0o755);
         fs::DirBuilder::new().mode(0o700).create(&aside)?;
+        // Each mode set once made: the umask takes its share of any asked
+        // for at creation.
         let layer = aside.join(LAYER);
-        dirs.create(&layer)?;
-        for d in MOUNT_POINT_DIRS {
-            dirs.create(layer.join(d))?;
-        }
-        let file = |p: PathBuf, mode| {
-            fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(mode)
-                .open(p)
-                .map(drop)
-        };
-        for f in ETC_FILES {
-            file(layer.join("etc").join(f), 0o644)?;
-        }
-        // (The umask took its share.)
-        let mode =
-            |p: &Path, m| fs::set_permissions(p, std::os::unix::fs::PermissionsExt::from_mode(m));
         for d in std::iter::once(layer.clone()).chain(MOUNT_POINT_DIRS.map(|d| layer.join(d))) {
-            mode(&d, 0o755)?;
+            fs::create_dir(&d)?;
+            fs::set_permissions(&d, fs::Permissions::from_mode(0o755))?;
         }
         for f in ETC_FILES {
-            mode(&layer.join("etc").join(f), 0o644)?;
+            let p = layer.join("etc").join(f);
+            fs::File::create_new(&p)?.set_permissions(fs::Permissions::from_mode(0o644))?;
         }
         fs::rename(&aside, &shared)
     })();
@@ -838,9 +822,11 @@ fn bind_etc(spec: &Spec, merged: &Path, sys: &mut dyn Sys) -> io::Result<()> {
                 }
                 sys.create_file(&target)?;
             }
-            other => return Err(io::Error::other(format!(
+            other => {
+                return Err(io::Error::other(format!(
                 "/etc/{name} of the container is not a file ({other:?}): none can be bound there"
-            ))),
+            )))
+            }
         }
         sys.mount(
             &file.to_string_lossy(),

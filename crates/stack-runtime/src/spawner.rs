@@ -25,7 +25,7 @@ use std::sync::Mutex;
 
 use nix::sys::socket::{
     recvmsg, sendmsg, socketpair, AddressFamily, ControlMessage, ControlMessageOwned, MsgFlags,
-    SockFlag, SockType,
+    RecvMsg, SockFlag, SockType,
 };
 
 /// The spawner's arguments after `INIT_ARG`: its socket's descriptor, then
@@ -110,10 +110,7 @@ pub(crate) fn fork_monitor(
     // written. A monitor whose reply was lost reads none, and ends.
     if forked.is_ok() {
         let mut w = std::fs::File::from(payload_w);
-        if let Err(e) = io::Write::write_all(
-            &mut w,
-            format!("{}\n{payload}", crate::init::BUILD_MARK).as_bytes(),
-        ) {
+        if let Err(e) = io::Write::write_all(&mut w, &crate::init::framed(payload)) {
             return Some(Err(e));
         }
     }
@@ -128,18 +125,7 @@ fn receive(sock: RawFd) -> io::Result<io::Result<Forked>> {
     let mut space = nix::cmsg_space!([RawFd; 1]);
     let msg = recvmsg::<()>(sock, &mut iov, Some(&mut space), MsgFlags::MSG_CMSG_CLOEXEC)?;
     let truncated = msg.flags.contains(MsgFlags::MSG_CTRUNC);
-    let mut pidfd = None;
-    for c in msg.cmsgs()? {
-        if let ControlMessageOwned::ScmRights(fds) = c {
-            for fd in fds {
-                // SAFETY: the kernel just gave us this descriptor; nothing
-                // else owns it.
-                #[allow(unsafe_code)]
-                let owned = unsafe { OwnedFd::from_raw_fd(fd) };
-                pidfd.get_or_insert(owned);
-            }
-        }
-    }
+    let pidfd = brought(&msg)?.into_iter().next();
     let n = msg.bytes;
     if n == 0 {
         return Err(io::Error::other("the monitor spawner ended"));
@@ -154,6 +140,23 @@ fn receive(sock: RawFd) -> io::Result<io::Result<Forked>> {
             _ => Err(io::Error::other(format!("the monitor spawner: {text}"))),
         },
     )
+}
+
+/// The descriptors a message brought, each ours to close.
+fn brought(msg: &RecvMsg<'_, '_, ()>) -> nix::Result<Vec<OwnedFd>> {
+    let mut fds = Vec::new();
+    for c in msg.cmsgs()? {
+        if let ControlMessageOwned::ScmRights(raw) = c {
+            // SAFETY: the kernel just gave us these descriptors; nothing
+            // else owns them.
+            #[allow(unsafe_code)]
+            fds.extend(
+                raw.into_iter()
+                    .map(|fd| unsafe { OwnedFd::from_raw_fd(fd) }),
+            );
+        }
+    }
+    Ok(fds)
 }
 
 /// Execs the spawner, its socket as its standard input.
@@ -230,24 +233,11 @@ pub(crate) fn serve(sock: RawFd) -> ! {
         let mut space = nix::cmsg_space!([RawFd; 3]);
         let (n, received, truncated) =
             match recvmsg::<()>(sock, &mut iov, Some(&mut space), MsgFlags::empty()) {
-                Ok(msg) => {
-                    let mut received: Vec<OwnedFd> = Vec::new();
-                    for c in msg.cmsgs().into_iter().flatten() {
-                        if let ControlMessageOwned::ScmRights(fds) = c {
-                            // SAFETY: the kernel just gave us these descriptors.
-                            #[allow(unsafe_code)]
-                            received.extend(
-                                fds.into_iter()
-                                    .map(|fd| unsafe { OwnedFd::from_raw_fd(fd) }),
-                            );
-                        }
-                    }
-                    (
-                        msg.bytes,
-                        received,
-                        msg.flags.contains(MsgFlags::MSG_CTRUNC),
-                    )
-                }
+                Ok(msg) => (
+                    msg.bytes,
+                    brought(&msg).unwrap_or_default(),
+                    msg.flags.contains(MsgFlags::MSG_CTRUNC),
+                ),
                 Err(nix::errno::Errno::EINTR) => continue,
                 Err(_) => std::process::exit(1),
             };
@@ -260,26 +250,21 @@ pub(crate) fn serve(sock: RawFd) -> ! {
             _ if truncated => Err("its descriptors did not come: none left to take them".into()),
             _ => Err("a request it does not know".to_string()),
         };
-        let _ = match reply {
-            Ok(forked) => {
-                let text = format!("ok {}", forked.pid);
-                let fds = [forked.pidfd.as_raw_fd()];
-                sendmsg::<()>(
-                    sock,
-                    &[IoSlice::new(text.as_bytes())],
-                    &[ControlMessage::ScmRights(&fds)],
-                    MsgFlags::empty(),
-                    None,
-                )
-            }
-            Err(why) => sendmsg::<()>(
-                sock,
-                &[IoSlice::new(why.as_bytes())],
-                &[],
-                MsgFlags::empty(),
-                None,
-            ),
+        // `ok PID` with the pidfd, or why not.
+        let (text, pidfd) = match reply {
+            Ok(forked) => (format!("ok {}", forked.pid), Some(forked.pidfd)),
+            Err(why) => (why, None),
         };
+        let fds: Vec<RawFd> = pidfd.iter().map(AsRawFd::as_raw_fd).collect();
+        let rights = [ControlMessage::ScmRights(&fds)];
+        let cmsgs: &[ControlMessage<'_>] = if fds.is_empty() { &[] } else { &rights };
+        let _ = sendmsg::<()>(
+            sock,
+            &[IoSlice::new(text.as_bytes())],
+            cmsgs,
+            MsgFlags::empty(),
+            None,
+        );
     }
 }
 

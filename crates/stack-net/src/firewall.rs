@@ -598,21 +598,140 @@ pub fn apply(store: &Store, bridges_changed: bool) -> Result<(), NetError> {
             sysctl(&key, "1")?;
         }
     }
-    // Two programs, two tables: side by side.
-    std::thread::scope(|s| {
-        let docker = s.spawn(|| docker_user(&table, &networks));
-        let ours = nft(ruleset(&table, &networks, &endpoints));
-        let docker = docker
-            .join()
-            .unwrap_or_else(|_| Err(NetError::Firewall("iptables: the thread panicked".into())));
-        ours.and(docker)
+    nft(ruleset(&table, &networks, &endpoints))?;
+    docker_user(&table, &networks)
+}
+
+/// Docker's chain, `DOCKER-USER`: in iptables-nft's table `ip filter`,
+/// or iptables-legacy's.
+const DOCKER_USER: &str = "DOCKER-USER";
+
+/// Accept rules for our bridges in Docker's `DOCKER-USER`, where it
+/// exists. iptables-nft's (Docker's own choice on today's hosts) over our
+/// netlink socket, as `iptables` would write them; iptables-legacy's by
+/// `iptables-restore`.
+fn docker_user(table: &str, networks: &[Network]) -> Result<(), NetError> {
+    // A rule listed a moment ago may be gone (Docker restarting): then
+    // listed again.
+    let mut again = true;
+    loop {
+        let listed = nf::rules(V4, "filter", DOCKER_USER).map_err(NetError::Firewall)?;
+        let Some(listed) = listed else {
+            return match legacy_filter() {
+                true => docker_user_legacy(table, networks),
+                false => Ok(()),
+            };
+        };
+        match nft(docker_user_batch(table, networks, &listed)) {
+            Err(_) if std::mem::take(&mut again) => continue,
+            done => return done,
+        }
+    }
+}
+
+/// Whether iptables-legacy has a `filter` table (the kernel's x_tables).
+fn legacy_filter() -> bool {
+    std::fs::read_to_string("/proc/net/ip_tables_names")
+        .is_ok_and(|t| t.lines().any(|l| l == "filter"))
+}
+
+/// One accept rule of a store's in `DOCKER-USER`: its direction (`-i` or
+/// `-o`), its bridge, and what deletes it (a handle, or `iptables`' spec).
+#[derive(Debug, PartialEq)]
+struct Accept<K> {
+    dir: &'static str,
+    bridge: String,
+    key: K,
+}
+
+/// What brings a store's rules in `DOCKER-USER` in step with its
+/// networks: the rules of `ours` that no network needs, and the accept
+/// rules (direction, bridge) missing.
+fn docker_user_changes<'a, K>(
+    networks: &'a [Network],
+    ours: &'a [Accept<K>],
+) -> (Vec<&'a Accept<K>>, Vec<(&'static str, &'a str)>) {
+    let stale = ours
+        .iter()
+        .filter(|a| !networks.iter().any(|n| n.bridge == a.bridge))
+        .collect();
+    let missing = networks
+        .iter()
+        .flat_map(|n| ["-i", "-o"].map(|dir| (dir, n.bridge.as_str())))
+        .filter(|(dir, bridge)| !ours.iter().any(|a| a.dir == *dir && a.bridge == *bridge))
+        .collect();
+    (stale, missing)
+}
+
+/// The rule `r` of `DOCKER-USER` as one of the store's accept rules (its
+/// comment is the table's name), if it is.
+fn ours(table: &str, r: &nf::Listed) -> Option<Accept<u64>> {
+    let comment = r.attr("match", 3)?;
+    if comment.split(|b| *b == 0).next()? != table.as_bytes() {
+        return None;
+    }
+    let dir = match r.attr("meta", 2)? {
+        k if k == IIF.to_be_bytes() => "-i",
+        k if k == OIF.to_be_bytes() => "-o",
+        _ => return None,
+    };
+    let name = r.value("cmp", 3)?.split(|b| *b == 0).next()?;
+    Some(Accept {
+        dir,
+        bridge: String::from_utf8_lossy(name).into_owned(),
+        key: r.handle,
     })
 }
 
-/// Accept rules for our bridges in Docker's `DOCKER-USER`, where it exists.
-fn docker_user(table: &str, networks: &[Network]) -> Result<(), NetError> {
+/// The batch that brings `DOCKER-USER` (listed as `listed`) in step.
+fn docker_user_batch(table: &str, networks: &[Network], listed: &[nf::Listed]) -> Batch {
+    let ours: Vec<Accept<u64>> = listed.iter().filter_map(|r| ours(table, r)).collect();
+    let (stale, missing) = docker_user_changes(networks, &ours);
+    let mut b = Batch::of(V4);
+    for a in stale {
+        let text = format!("{} {} {table}", a.dir, a.bridge);
+        b.delete_rule("filter", DOCKER_USER, a.key, &text);
+    }
+    for (dir, bridge) in missing {
+        b.insert_rule(
+            "filter",
+            DOCKER_USER,
+            &format!("-I DOCKER-USER {dir} {bridge} -m comment --comment {table} -j ACCEPT"),
+            &accept_rule(table, dir, bridge),
+        );
+    }
+    b
+}
+
+/// `-i`/`-o BRIDGE -m comment --comment TABLE -j ACCEPT` as iptables-nft
+/// writes it: the name compared with its NUL, xt_comment's 256 bytes, a
+/// counter.
+fn accept_rule(table: &str, dir: &str, bridge: &str) -> Vec<Expr<'static>> {
+    let mut name = bridge.as_bytes().to_vec();
+    name.push(0);
+    let mut comment = table.as_bytes().to_vec();
+    comment.resize(256, 0);
+    vec![
+        nf::meta(if dir == "-i" { IIF } else { OIF }),
+        nf::cmp(EQ, name),
+        Expr::Match {
+            name: "comment",
+            rev: 0,
+            info: comment,
+        },
+        Expr::Counter,
+        Expr::Verdict {
+            code: libc::NF_ACCEPT,
+            chain: None,
+        },
+    ]
+}
+
+/// The same with iptables-legacy: listed by `iptables -S`, changed by one
+/// `iptables-restore`.
+fn docker_user_legacy(table: &str, networks: &[Network]) -> Result<(), NetError> {
     let Ok(listed) = Command::new("iptables")
-        .args(["-w", "-S", "DOCKER-USER"])
+        .args(["-w", "-S", DOCKER_USER])
         .output()
     else {
         return Ok(());
@@ -620,12 +739,10 @@ fn docker_user(table: &str, networks: &[Network]) -> Result<(), NetError> {
     if !listed.status.success() {
         return Ok(());
     }
-    let changes = docker_user_changes(table, networks, &String::from_utf8_lossy(&listed.stdout));
-    if changes.is_empty() {
+    let input = docker_user_restore(table, networks, &String::from_utf8_lossy(&listed.stdout));
+    if input.is_empty() {
         return Ok(());
     }
-    // All in one transaction (the rules to delete were just listed).
-    let input = format!("*filter\n{}COMMIT\n", changes.concat());
     match feed("iptables-restore", &["-w", "--noflush"], &input) {
         Err(e) => Err(NetError::Firewall(format!("iptables-restore: {e}"))),
         Ok(Err(why)) => Err(NetError::Firewall(format!(
@@ -636,41 +753,37 @@ fn docker_user(table: &str, networks: &[Network]) -> Result<(), NetError> {
     }
 }
 
-/// The `iptables-restore` lines that bring `DOCKER-USER` (as `iptables -S`
-/// listed it) in step: our rules no network needs deleted, an accept rule
-/// in each direction for each bridge of ours inserted where missing.
-fn docker_user_changes(table: &str, networks: &[Network], listed: &str) -> Vec<String> {
+/// The `iptables-restore` input (one transaction) that brings
+/// `DOCKER-USER`, as `iptables -S` listed it, in step; empty if it is.
+fn docker_user_restore(table: &str, networks: &[Network], listed: &str) -> String {
     let tag = format!("\"{table}\"");
-    let ours = |l: &&str| l.contains(&tag) || l.contains(&format!("--comment {table}"));
-    let mut changes = Vec::new();
-    for line in listed.lines().filter(ours) {
-        let bridge = line
-            .split_whitespace()
-            .skip_while(|w| *w != "-i" && *w != "-o")
-            .nth(1)
-            .unwrap_or("");
-        if !networks.iter().any(|n| n.bridge == bridge) {
-            // `-A DOCKER-USER …` as listed, deleted by the same spec.
-            if let Some(spec) = line.strip_prefix("-A DOCKER-USER ") {
-                changes.push(format!("-D DOCKER-USER {spec}\n"));
-            }
-        }
+    let ours: Vec<Accept<&str>> = listed
+        .lines()
+        .filter(|l| l.contains(&tag) || l.contains(&format!("--comment {table}")))
+        .filter_map(|line| {
+            let mut words = line
+                .split_whitespace()
+                .skip_while(|w| *w != "-i" && *w != "-o");
+            let dir = if words.next()? == "-i" { "-i" } else { "-o" };
+            Some(Accept {
+                dir,
+                bridge: words.next()?.to_string(),
+                key: line.strip_prefix("-A DOCKER-USER ")?,
+            })
+        })
+        .collect();
+    let (stale, missing) = docker_user_changes(networks, &ours);
+    if stale.is_empty() && missing.is_empty() {
+        return String::new();
     }
-    for n in networks {
-        for dir in ["-i", "-o"] {
-            let has = listed
-                .lines()
-                .filter(ours)
-                .any(|l| l.contains(&format!("{dir} {} ", n.bridge)));
-            if !has {
-                changes.push(format!(
-                    "-I DOCKER-USER {dir} {} -m comment --comment {table} -j ACCEPT\n",
-                    n.bridge
-                ));
-            }
-        }
+    let mut input = String::from("*filter\n");
+    for a in stale {
+        input += &format!("-D DOCKER-USER {}\n", a.key);
     }
-    changes
+    for (dir, bridge) in missing {
+        input += &format!("-I DOCKER-USER {dir} {bridge} -m comment --comment {table} -j ACCEPT\n");
+    }
+    input + "COMMIT\n"
 }
 
 #[cfg(test)]
@@ -701,16 +814,120 @@ mod tests {
             -A DOCKER-USER -j RETURN\n";
         let nets = [net("a", "stk-a", "10.1.0.0/24", false)];
         assert_eq!(
-            docker_user_changes("stack_t", &nets, listed),
-            [
-                "-D DOCKER-USER -i stk-old -m comment --comment \"stack_t\" -j ACCEPT\n",
-                "-I DOCKER-USER -o stk-a -m comment --comment stack_t -j ACCEPT\n",
-            ]
+            docker_user_restore("stack_t", &nets, listed),
+            "*filter\n\
+             -D DOCKER-USER -i stk-old -m comment --comment \"stack_t\" -j ACCEPT\n\
+             -I DOCKER-USER -o stk-a -m comment --comment stack_t -j ACCEPT\n\
+             COMMIT\n"
         );
         // In step: nothing to run.
         let listed = "-A DOCKER-USER -i stk-a -m comment --comment stack_t -j ACCEPT\n\
             -A DOCKER-USER -o stk-a -m comment --comment stack_t -j ACCEPT\n";
-        assert!(docker_user_changes("stack_t", &nets, listed).is_empty());
+        assert!(docker_user_restore("stack_t", &nets, listed).is_empty());
+    }
+
+    /// What `iptables -S DOCKER-USER` lists, run by this thread.
+    fn docker_user_listed() -> String {
+        let out = Command::new("iptables")
+            .args(["-w", "-S", DOCKER_USER])
+            .output()
+            .expect("iptables");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    #[test]
+    fn docker_user_of_iptables_nft_is_kept_over_netlink_as_iptables_would() {
+        if !nix::unistd::geteuid().is_root() || Command::new("iptables").arg("-V").output().is_err()
+        {
+            eprintln!("skipped: needs root and iptables");
+            return;
+        }
+        let (before, during, after) = in_netns(|conn| {
+            // Docker's chain, as Docker makes it; a rule of another store
+            // and one of ours that no network needs any more.
+            let iptables = |args: &[&str]| {
+                let out = Command::new("iptables")
+                    .args(args)
+                    .output()
+                    .expect("iptables");
+                assert!(
+                    out.status.success(),
+                    "{}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            };
+            iptables(&["-w", "-N", DOCKER_USER]);
+            iptables(&["-w", "-A", DOCKER_USER, "-j", "RETURN"]);
+            for (bridge, tag) in [("stk-other", "stack_o"), ("stk-old", "stack_t")] {
+                iptables(&[
+                    "-w",
+                    "-I",
+                    DOCKER_USER,
+                    "-i",
+                    bridge,
+                    "-m",
+                    "comment",
+                    "--comment",
+                    tag,
+                    "-j",
+                    "ACCEPT",
+                ]);
+            }
+            let before = docker_user_listed();
+            let sync = |nets: &[Network]| {
+                let listed = conn
+                    .rules(V4, "filter", DOCKER_USER)
+                    .expect("listed")
+                    .expect("the chain is there");
+                conn.commit(docker_user_batch("stack_t", nets, &listed))
+                    .expect("applied");
+            };
+            let nets = [
+                net("a", "stk-a", "10.1.0.0/24", false),
+                net("b", "br-b", "10.2.0.0/24", false),
+            ];
+            sync(&nets);
+            let during = docker_user_listed();
+            // In step: the same batch finds nothing to do.
+            let listed = conn.rules(V4, "filter", DOCKER_USER).unwrap().unwrap();
+            assert!(docker_user_batch("stack_t", &nets, &listed).is_empty());
+            sync(&[]);
+            (before, during, docker_user_listed())
+        });
+        assert!(
+            before.contains("-A DOCKER-USER -i stk-old -m comment --comment stack_t -j ACCEPT"),
+            "{before}"
+        );
+        // iptables reads ours back as it writes its own: the same lines.
+        assert_eq!(
+            during,
+            "-N DOCKER-USER\n\
+             -A DOCKER-USER -o br-b -m comment --comment stack_t -j ACCEPT\n\
+             -A DOCKER-USER -i br-b -m comment --comment stack_t -j ACCEPT\n\
+             -A DOCKER-USER -o stk-a -m comment --comment stack_t -j ACCEPT\n\
+             -A DOCKER-USER -i stk-a -m comment --comment stack_t -j ACCEPT\n\
+             -A DOCKER-USER -i stk-other -m comment --comment stack_o -j ACCEPT\n\
+             -A DOCKER-USER -j RETURN\n"
+        );
+        assert_eq!(
+            after,
+            "-N DOCKER-USER\n\
+             -A DOCKER-USER -i stk-other -m comment --comment stack_o -j ACCEPT\n\
+             -A DOCKER-USER -j RETURN\n"
+        );
+    }
+
+    #[test]
+    fn no_docker_user_chain_is_none_not_an_error() {
+        if !nix::unistd::geteuid().is_root() {
+            eprintln!("skipped: needs root");
+            return;
+        }
+        let got = in_netns(|conn| {
+            conn.rules(V4, "filter", DOCKER_USER)
+                .map_err(|e| e.to_string())
+        });
+        assert_eq!(got, Ok(None));
     }
 
     fn endpoint() -> Endpoint {

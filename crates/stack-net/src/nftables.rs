@@ -28,6 +28,7 @@ mod attr {
     pub const HOOK_PRIORITY: u16 = 2;
     pub const RULE_TABLE: u16 = 1;
     pub const RULE_CHAIN: u16 = 2;
+    pub const RULE_HANDLE: u16 = 3;
     pub const RULE_EXPRESSIONS: u16 = 4;
     pub const SET_TABLE: u16 = 1;
     pub const SET_NAME: u16 = 2;
@@ -124,6 +125,15 @@ pub enum Expr<'a> {
         port: u32,
     },
     Masquerade,
+    /// A packet and byte counter.
+    Counter,
+    /// An xtables match (`nft_compat`), as iptables-nft writes one: its
+    /// name, revision and the match's own structure.
+    Match {
+        name: &'a str,
+        rev: u32,
+        info: Vec<u8>,
+    },
     /// `NF_ACCEPT`, `NF_DROP`, `NFT_RETURN`, or `NFT_JUMP` to a chain.
     Verdict {
         code: i32,
@@ -193,6 +203,8 @@ impl Attrs<'_> {
             Expr::Lookup { .. } => "lookup",
             Expr::Dnat { .. } => "nat",
             Expr::Masquerade => "masq",
+            Expr::Counter => "counter",
+            Expr::Match { .. } => "match",
             Expr::Verdict { .. } => "immediate",
         };
         self.nest(attr::LIST_ELEM, |a| {
@@ -249,7 +261,12 @@ impl Attrs<'_> {
                 self.be32(3, *addr);
                 self.be32(5, *port);
             }
-            Expr::Masquerade => {}
+            Expr::Masquerade | Expr::Counter => {}
+            Expr::Match { name, rev, info } => {
+                self.str(1, name);
+                self.be32(2, *rev);
+                self.put(3, info);
+            }
             Expr::Verdict { code, chain } => {
                 self.be32(1, libc::NFT_REG_VERDICT as u32);
                 self.nest(2, |a| {
@@ -272,6 +289,8 @@ pub struct Batch {
     /// Where the message being written begins.
     at: usize,
     what: Vec<String>,
+    /// The family (`NFPROTO_*`) of the tables its messages name.
+    family: u8,
 }
 
 impl Default for Batch {
@@ -281,11 +300,18 @@ impl Default for Batch {
 }
 
 impl Batch {
+    /// A batch for tables of family `inet` (ours).
     pub fn new() -> Batch {
+        Batch::of(libc::NFPROTO_INET as u8)
+    }
+
+    /// A batch for tables of `family` (`NFPROTO_*`).
+    pub fn of(family: u8) -> Batch {
         let mut b = Batch {
             buf: Vec::new(),
             at: 0,
             what: Vec::new(),
+            family,
         };
         b.control(libc::NFNL_MSG_BATCH_BEGIN as u16);
         b
@@ -324,13 +350,14 @@ impl Batch {
         self.buf[self.at..self.at + 4].copy_from_slice(&len.to_ne_bytes());
     }
 
-    /// One nf_tables message (`NFT_MSG_*`) of family `inet`. The kernel
-    /// answers it only if it refuses it (`finish` asks an answer of the
-    /// last one, which tells the batch is done).
+    /// One nf_tables message (`NFT_MSG_*`) of the batch's family. The
+    /// kernel answers it only if it refuses it (`finish` asks an answer of
+    /// the last one, which tells the batch is done).
     fn msg(&mut self, ty: i32, flags: i32, what: String, f: impl FnOnce(&mut Attrs<'_>)) {
         let ty = (libc::NFNL_SUBSYS_NFTABLES << 8 | ty) as u16;
         let flags = flags as u16;
-        self.header(ty, flags, libc::NFPROTO_INET as u8, 0, what);
+        let family = self.family;
+        self.header(ty, flags, family, 0, what);
         f(&mut Attrs(&mut self.buf));
         self.close();
     }
@@ -428,6 +455,20 @@ impl Batch {
         );
     }
 
+    /// The rule of a chain with this handle deleted; `text` says it.
+    pub fn delete_rule(&mut self, table: &str, chain: &str, handle: u64, text: &str) {
+        self.msg(
+            libc::NFT_MSG_DELRULE,
+            0,
+            format!("deleting rule `{text}` of chain {chain} of table {table}"),
+            |a| {
+                a.str(attr::RULE_TABLE, table);
+                a.str(attr::RULE_CHAIN, chain);
+                a.put(attr::RULE_HANDLE, &handle.to_be_bytes());
+            },
+        );
+    }
+
     /// Every element of a set deleted.
     pub fn flush_set(&mut self, table: &str, set: &str) {
         self.msg(
@@ -443,9 +484,18 @@ impl Batch {
 
     /// A rule appended to a chain; `text` says it as `nft` would.
     pub fn rule(&mut self, table: &str, chain: &str, text: &str, exprs: &[Expr<'_>]) {
+        self.new_rule(table, chain, text, exprs, libc::NLM_F_APPEND);
+    }
+
+    /// A rule put first in a chain (`iptables -I`).
+    pub fn insert_rule(&mut self, table: &str, chain: &str, text: &str, exprs: &[Expr<'_>]) {
+        self.new_rule(table, chain, text, exprs, 0);
+    }
+
+    fn new_rule(&mut self, table: &str, chain: &str, text: &str, exprs: &[Expr<'_>], at: i32) {
         self.msg(
             libc::NFT_MSG_NEWRULE,
-            libc::NLM_F_CREATE | libc::NLM_F_APPEND,
+            libc::NLM_F_CREATE | at,
             format!("rule `{text}` of chain {chain} of table {table}"),
             |a| {
                 a.str(attr::RULE_TABLE, table);
@@ -643,12 +693,196 @@ impl Conn {
     }
 }
 
+/// A rule as the kernel lists it: its handle, and each of its expressions
+/// by name with its attributes (`NFTA_<NAME>_*`, as sent).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Listed {
+    pub handle: u64,
+    pub exprs: Vec<(String, Attributes)>,
+}
+
+/// Attributes by number, as sent.
+pub type Attributes = Vec<(u16, Vec<u8>)>;
+
+impl Listed {
+    /// Attribute `ty` of the first expression called `name`.
+    pub fn attr(&self, name: &str, ty: u16) -> Option<&[u8]> {
+        let (_, attrs) = self.exprs.iter().find(|(n, _)| n == name)?;
+        attrs.iter().find(|(t, _)| *t == ty).map(|(_, v)| &v[..])
+    }
+
+    /// Attribute `ty` of the first expression called `name`, a value
+    /// (`NFTA_DATA_VALUE` inside).
+    pub fn value(&self, name: &str, ty: u16) -> Option<&[u8]> {
+        attrs(self.attr(name, ty)?)
+            .into_iter()
+            .find(|(t, _)| *t == attr::DATA_VALUE)
+            .map(|(_, v)| v)
+    }
+}
+
+/// The attributes in `b`: type (flags off) and payload each.
+fn attrs(mut b: &[u8]) -> Vec<(u16, &[u8])> {
+    let mut out = Vec::new();
+    while b.len() >= 4 {
+        let len = u16::from_ne_bytes([b[0], b[1]]) as usize;
+        let ty = u16::from_ne_bytes([b[2], b[3]]) & libc::NLA_TYPE_MASK as u16;
+        if len < 4 || len > b.len() {
+            break;
+        }
+        out.push((ty, &b[4..len]));
+        b = &b[len.next_multiple_of(4).min(b.len())..];
+    }
+    out
+}
+
+/// A listed rule from a `NFT_MSG_NEWRULE` message's attributes.
+fn listed(body: &[u8]) -> Listed {
+    let mut rule = Listed {
+        handle: 0,
+        exprs: Vec::new(),
+    };
+    for (ty, v) in attrs(body) {
+        match ty {
+            attr::RULE_HANDLE if v.len() == 8 => {
+                rule.handle = u64::from_be_bytes(v.try_into().expect("8 bytes"))
+            }
+            attr::RULE_EXPRESSIONS => {
+                for (_, e) in attrs(v) {
+                    let e = attrs(e);
+                    let name = e.iter().find(|(t, _)| *t == attr::EXPR_NAME);
+                    let data = e.iter().find(|(t, _)| *t == attr::EXPR_DATA);
+                    let name = name.map(|(_, n)| String::from_utf8_lossy(n));
+                    rule.exprs.push((
+                        name.unwrap_or_default().trim_end_matches('\0').to_string(),
+                        data.map(|(_, d)| attrs(d))
+                            .unwrap_or_default()
+                            .into_iter()
+                            .map(|(t, v)| (t, v.to_vec()))
+                            .collect(),
+                    ));
+                }
+            }
+            _ => {}
+        }
+    }
+    rule
+}
+
+impl Conn {
+    /// The rules of a chain, in order; `None` where the table or the chain
+    /// is not there. The chain is asked for, then its rules listed (a
+    /// listing finds nothing, not an error, where the chain is missing),
+    /// in one send.
+    pub fn rules(
+        &self,
+        family: u8,
+        table: &str,
+        chain: &str,
+    ) -> Result<Option<Vec<Listed>>, Fault> {
+        // A listing cut by a change of the rules says so: taken again.
+        for _ in 0..3 {
+            let seq = self.seq.get();
+            self.seq.set(seq.wrapping_add(2));
+            let mut b = Batch::of(family);
+            b.buf.clear();
+            b.msg(libc::NFT_MSG_GETCHAIN, 0, String::new(), |a| {
+                a.str(attr::CHAIN_TABLE, table);
+                a.str(attr::CHAIN_NAME, chain);
+            });
+            b.msg(
+                libc::NFT_MSG_GETRULE,
+                libc::NLM_F_DUMP,
+                String::new(),
+                |a| {
+                    a.str(attr::RULE_TABLE, table);
+                    a.str(attr::RULE_CHAIN, chain);
+                },
+            );
+            let second = b.at;
+            b.buf[8..12].copy_from_slice(&seq.to_ne_bytes());
+            b.buf[second + 8..second + 12].copy_from_slice(&seq.wrapping_add(1).to_ne_bytes());
+            self.socket.send(&b.buf, 0).map_err(Fault::Io)?;
+            let mut rules = Vec::new();
+            let mut missing = false;
+            let mut cut = false;
+            let mut data = vec![0u8; 1 << 16];
+            'answers: loop {
+                let got = match self.socket.recv(&mut &mut data[..], 0) {
+                    Ok(got) => got,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                    Err(e) => return Err(Fault::Io(e)),
+                };
+                let mut at = 0;
+                while at + 16 <= got {
+                    let len = u32::from_ne_bytes(data[at..at + 4].try_into().expect("4 bytes"));
+                    let len = len as usize;
+                    if len < 16 || at + len > got {
+                        break;
+                    }
+                    let msg = &data[at..at + len];
+                    at += len.next_multiple_of(4);
+                    let ty = u16::from_ne_bytes([msg[4], msg[5]]);
+                    let flags = u16::from_ne_bytes([msg[6], msg[7]]);
+                    let Some(which) = u32::from_ne_bytes(msg[8..12].try_into().expect("4 bytes"))
+                        .checked_sub(seq)
+                        .filter(|w| *w < 2)
+                    else {
+                        continue;
+                    };
+                    cut |= flags & libc::NLM_F_DUMP_INTR as u16 != 0;
+                    let rule = (libc::NFNL_SUBSYS_NFTABLES << 8 | libc::NFT_MSG_NEWRULE) as u16;
+                    if ty == libc::NLMSG_ERROR as u16 && len >= 20 {
+                        match -i32::from_ne_bytes(msg[16..20].try_into().expect("4 bytes")) {
+                            0 => {}
+                            libc::ENOENT => missing = true,
+                            errno => {
+                                return Err(Fault::Refused(
+                                    format!("listing chain {chain} of table {table}"),
+                                    std::io::Error::from_raw_os_error(errno),
+                                ))
+                            }
+                        }
+                        if which == 1 {
+                            break 'answers;
+                        }
+                    } else if which == 1 && ty == libc::NLMSG_DONE as u16 {
+                        break 'answers;
+                    } else if which == 1 && ty == rule && len >= 20 {
+                        rules.push(listed(&msg[20..]));
+                    }
+                }
+            }
+            if missing {
+                return Ok(None);
+            }
+            if !cut {
+                return Ok(Some(rules));
+            }
+        }
+        Err(Fault::Io(std::io::Error::other(format!(
+            "the rules of chain {chain} changed while listed, three times"
+        ))))
+    }
+}
+
 /// This process's socket, opened at first use and kept (see the module's
 /// note on why it is never closed).
 static CONN: Mutex<Option<Conn>> = Mutex::new(None);
 
 /// Sends the batch on this process's socket.
 pub fn commit(batch: Batch) -> Result<(), String> {
+    on_conn(|c| c.commit(batch))
+}
+
+/// The rules of a chain (see [`Conn::rules`]), on this process's socket.
+pub fn rules(family: u8, table: &str, chain: &str) -> Result<Option<Vec<Listed>>, String> {
+    on_conn(|c| c.rules(family, table, chain))
+}
+
+/// `f` on this process's socket; a socket whose exchange failed is not
+/// kept (it may hold answers not read).
+fn on_conn<T>(f: impl FnOnce(&Conn) -> Result<T, Fault>) -> Result<T, String> {
     let mut conn = CONN.lock().unwrap_or_else(|p| p.into_inner());
     let c = match conn.take() {
         Some(c) => c,
@@ -656,7 +890,7 @@ pub fn commit(batch: Batch) -> Result<(), String> {
             Conn::open().map_err(|e| format!("cannot open a netlink socket to nf_tables: {e}"))?
         }
     };
-    let done = c.commit(batch);
+    let done = f(&c);
     if !matches!(done, Err(Fault::Io(_))) {
         *conn = Some(c);
     }

@@ -143,6 +143,54 @@ fn containers_find_each_other_by_name_and_alias() {
     assert_nothing_left(&e, &[b]);
 }
 
+/// The server's pid, as it says in its `dns.serving`.
+fn dns_pid(e: &Env) -> String {
+    let serving = std::fs::read_to_string(e.root().join("networks/dns.serving")).unwrap();
+    serving.lines().next().unwrap().to_string()
+}
+
+/// Each network's maker binds port 53 of its gateway and hands the
+/// sockets to the DNS server: to the one it starts, then to the one that
+/// runs, without waiting for it. With the server stopped, a network is
+/// made all the same (where the maker waited for the server to serve, it
+/// would give up), and served once the server goes on. A network removed
+/// and made again under its name is answered again; one server all along.
+#[test]
+fn each_new_network_is_handed_to_the_one_dns_server_without_waiting() {
+    let (e, rootfs) = env("dns-handover");
+    let mut bridges = Vec::new();
+    let mut pid = None;
+    for (net, web_name) in [
+        ("one", "web-one"),
+        ("two", "web-two"),
+        ("one", "web-one-again"),
+    ] {
+        if web_name == "web-one-again" {
+            e.out(&["network", "rm", "one"]);
+        }
+        let made = match pid.filter(|_| net == "two") {
+            Some(p) => {
+                nix::sys::signal::kill(p, nix::sys::signal::SIGSTOP).unwrap();
+                let made = e.stack(&["network", "create", net]);
+                nix::sys::signal::kill(p, nix::sys::signal::SIGCONT).unwrap();
+                made
+            }
+            None => e.stack(&["network", "create", net]),
+        };
+        assert!(made.status.success(), "{net}: {made:?}");
+        bridges.push(bridge(&e, net));
+        web(&e, &rootfs, web_name, &["--network", net]);
+        let out = lookup(&e, &rootfs, net, web_name);
+        assert!(out.contains(&address(&e, net, web_name)), "{net}: {out}");
+        let now = nix::unistd::Pid::from_raw(dns_pid(&e).parse().unwrap());
+        assert_eq!(*pid.get_or_insert(now), now, "one server all along");
+        e.out(&["container", "rm", "-f", web_name]);
+    }
+    e.out(&["network", "rm", "one"]);
+    e.out(&["network", "rm", "two"]);
+    assert_nothing_left(&e, &bridges);
+}
+
 /// The DNS server runs on `stack-dns` where that is installed beside
 /// `stack` (and of its build), else on `stack` itself; it answers either
 /// way.

@@ -13,41 +13,49 @@ use crate::Host;
 pub const DNS_ARG: &str = stack_net::dns::SERVER_ARG;
 
 /// Starts the DNS server of this root unless it answers on `gateway`
-/// already, and waits until it does.
+/// already. Where the address is free, its sockets are bound here and
+/// handed to the server (the one running, or one started with them): no
+/// waiting, queries wait in the sockets. Else (taken by a server that got
+/// there first, or by another root's a moment longer) waits until ours
+/// says it serves.
 fn ensure_dns(host: &Host, network: &str, gateway: IpAddr) -> anyhow::Result<()> {
     use std::time::{Duration, Instant};
+    let root = host.root();
     // Ours, by what it says: something else may answer on the address (a
     // server of another root that had it as a gateway a moment ago). A
     // server that says nothing (of a build from before it did, which
     // outlives an upgrade of the engine) is asked on the address.
     let addr = std::net::SocketAddr::new(gateway, 53);
-    let up = || match stack_net::dns::serves(host.root(), network, gateway) {
+    let up = || match stack_net::dns::serves(root, network, gateway) {
         Some(ours) => ours,
         None => std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(100)).is_ok(),
     };
-    if up() {
+    if stack_net::dns::handed(root, network, gateway) || up() {
         return Ok(());
+    }
+    if let Ok(Some(handover)) = stack_net::dns::Handover::bind(network, gateway) {
+        match handover.hand(root) {
+            Ok(None) => return Ok(()),
+            Ok(Some(lock)) => {
+                let (ours, theirs) = std::os::unix::net::UnixDatagram::pair()?;
+                handover.send(root, &ours, Some(&lock))?;
+                start_dns(
+                    host,
+                    std::os::fd::OwnedFd::from(theirs).into(),
+                    std::process::Stdio::null(),
+                )?;
+                return Ok(());
+            }
+            // (No socket to hand it on: the server binds it itself.)
+            Err(_) => {}
+        }
     }
     // A server that runs already serves the new gateway once woken.
     wake_dns(host);
     // Else the one we start says on its output when it serves (and exits
     // at once, closing it, if another server holds the store).
     let (said, say) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
-    // `stack-dns` where it is installed beside us, else our own binary.
-    let exe = match stack_runtime::sibling_binary(stack_net::dns::SERVER_BINARY) {
-        Some(small) => small,
-        None => std::env::current_exe().context("cannot find our own binary")?,
-    };
-    let server = std::process::Command::new(exe)
-        .arg(DNS_ARG)
-        .env("STACK_ROOT", host.root())
-        .stdin(std::process::Stdio::null())
-        .stdout(say)
-        .stderr(std::process::Stdio::null())
-        .process_group(0)
-        .spawn()
-        .context("cannot start the DNS server")?;
-    stack_runtime::reap_later(server);
+    start_dns(host, std::process::Stdio::null(), say.into())?;
     let t = Instant::now();
     let limit = Duration::from_secs(5);
     {
@@ -65,6 +73,31 @@ fn ensure_dns(host: &Host, network: &str, gateway: IpAddr) -> anyhow::Result<()>
         }
         std::thread::sleep(Duration::from_millis(2));
     }
+    Ok(())
+}
+
+/// Starts the DNS server of this root, `stdin` and `stdout` its standard
+/// input and output.
+fn start_dns(
+    host: &Host,
+    stdin: std::process::Stdio,
+    stdout: std::process::Stdio,
+) -> anyhow::Result<()> {
+    // `stack-dns` where it is installed beside us, else our own binary.
+    let exe = match stack_runtime::sibling_binary(stack_net::dns::SERVER_BINARY) {
+        Some(small) => small,
+        None => std::env::current_exe().context("cannot find our own binary")?,
+    };
+    let server = std::process::Command::new(exe)
+        .arg(DNS_ARG)
+        .env("STACK_ROOT", host.root())
+        .stdin(stdin)
+        .stdout(stdout)
+        .stderr(std::process::Stdio::null())
+        .process_group(0)
+        .spawn()
+        .context("cannot start the DNS server")?;
+    stack_runtime::reap_later(server);
     Ok(())
 }
 
@@ -97,6 +130,7 @@ fn pool() -> anyhow::Result<stack_net::ipam::Pool> {
 /// DNS server).
 pub fn remove(host: &Host, name: &str) -> anyhow::Result<()> {
     host.block_on(stack_net::remove(host.networks()?, name))??;
+    stack_net::dns::forget(host.root(), name);
     // It lets go of the gateway now, not at its next round: the subnet may
     // be another's in a moment.
     wake_dns(host);

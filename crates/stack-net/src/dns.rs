@@ -9,6 +9,7 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
+use std::os::fd::{AsFd as _, AsRawFd as _, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -304,10 +305,28 @@ pub async fn serve(stack_root: &Path) -> Result<(), crate::NetError> {
     let store = Store::open(stack_root)?;
     let root = stack_root.join("networks");
     let lock_path = root.join("dns.lock");
-    let Some(_lock) =
-        stack_sys::try_lock(&lock_path).map_err(|e| crate::NetError::io(&lock_path, e))?
-    else {
-        return Ok(()); // another server runs
+    // Started by the maker of a network: its sockets, and the lock it
+    // took for us, on our standard input.
+    let mut handed = Handed::new();
+    let mut passed = None;
+    while let Ok(Some((key, sockets, lock))) = take_handover(std::io::stdin().as_fd()) {
+        handed.insert(key, sockets);
+        passed = passed.or(lock);
+    }
+    if !handed.is_empty() {
+        // Nothing more comes on it.
+        if let Ok(null) = std::fs::File::open("/dev/null") {
+            let _ = nix::unistd::dup2_stdin(&null);
+        }
+    }
+    let _lock = match passed {
+        Some(fd) => (Some(fd), None),
+        None => {
+            match stack_sys::try_lock(&lock_path).map_err(|e| crate::NetError::io(&lock_path, e))? {
+                Some(lock) => (None, Some(lock)),
+                None => return Ok(()), // another server runs
+            }
+        }
     };
     let gateways: Vec<IpAddr> = store
         .networks()?
@@ -336,6 +355,17 @@ pub async fn serve(stack_root: &Path) -> Result<(), crate::NetError> {
     let mut unsaid = !say_serving(stack_root, &said);
     let mut retry = Duration::from_millis(5);
     loop {
+        // Sockets handed over since (their networks' records are written
+        // before): served this round.
+        if let Some(w) = &wake {
+            while let Ok(got) = w.try_io(tokio::io::Interest::READABLE, || {
+                take_handover(w.as_fd()).map_err(std::io::Error::from)
+            }) {
+                if let Some((key, sockets, _)) = got {
+                    handed.insert(key, sockets);
+                }
+            }
+        }
         let rec = shared.current();
         let forwards = crate::proxy::loopback_v6(&rec.endpoints);
         proxies.retain(|k, task| {
@@ -375,8 +405,16 @@ pub async fn serve(stack_root: &Path) -> Result<(), crate::NetError> {
             // The bridge may still be coming up, or another root's server
             // still holds the address (its network just removed, it lets go
             // when woken): again soon.
-            let (Ok(udp), Ok(tcp)) = (UdpSocket::bind(addr).await, TcpListener::bind(addr).await)
-            else {
+            let bound = match handed.remove(&(net.clone(), *ip)) {
+                Some((udp, tcp)) => (
+                    udp.set_nonblocking(true)
+                        .and_then(|()| UdpSocket::from_std(udp)),
+                    tcp.set_nonblocking(true)
+                        .and_then(|()| TcpListener::from_std(tcp)),
+                ),
+                None => (UdpSocket::bind(addr).await, TcpListener::bind(addr).await),
+            };
+            let (Ok(udp), Ok(tcp)) = bound else {
                 missing = true;
                 continue;
             };
@@ -386,6 +424,8 @@ pub async fn serve(stack_root: &Path) -> Result<(), crate::NetError> {
             ];
             listening.insert((net.clone(), *ip), tasks);
         }
+        // Those of networks gone meanwhile let go of their addresses.
+        handed.clear();
         let mut served: Vec<(String, IpAddr)> = listening.keys().cloned().collect();
         served.sort();
         if served != said || unsaid {
@@ -401,14 +441,21 @@ pub async fn serve(stack_root: &Path) -> Result<(), crate::NetError> {
         }
         idle = if wanted.is_empty() { idle + 1 } else { 0 };
         if idle >= 3 {
-            let _ = std::fs::remove_file(serving_path(stack_root));
-            let _ = std::fs::remove_file(&wake_path);
-            return Ok(());
+            // Under the lock that networks are made under: a network made
+            // meanwhile keeps us (its maker may be handing us its
+            // sockets); else nobody hands us anything once the socket is
+            // gone.
+            let _made = shared.store.lock().ok();
+            if shared.store.networks().unwrap_or_default().is_empty() {
+                let _ = std::fs::remove_file(serving_path(stack_root));
+                let _ = std::fs::remove_file(&wake_path);
+                return Ok(());
+            }
+            idle = 0;
         }
-        let mut poke = [0u8; 1];
         let woken = async {
             match &wake {
-                Some(w) => drop(w.recv(&mut poke).await),
+                Some(w) => drop(w.readable().await),
                 None => std::future::pending().await,
             }
         };
@@ -463,6 +510,170 @@ pub fn wake_socket(stack_root: &Path) -> PathBuf {
 
 /// The argument that runs a process as the DNS server of a store root.
 pub const SERVER_ARG: &str = "__stack-dns";
+
+/// Sockets handed to a server: by network and gateway, the UDP socket and
+/// the TCP listener on port 53.
+type Handed = HashMap<(String, IpAddr), (std::net::UdpSocket, std::net::TcpListener)>;
+
+/// What one handover message says.
+type Handing = (
+    (String, IpAddr),
+    (std::net::UdpSocket, std::net::TcpListener),
+    Option<OwnedFd>,
+);
+
+/// One message from `sock` if one waits: a handover (its network and
+/// gateway, its sockets, the server's lock where it comes with it), or
+/// `None` for a plain wake.
+fn take_handover(sock: BorrowedFd<'_>) -> nix::Result<Option<Handing>> {
+    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
+    let mut buf = [0u8; 512];
+    let mut space = nix::cmsg_space!([std::os::fd::RawFd; 3]);
+    let mut iov = [std::io::IoSliceMut::new(&mut buf)];
+    let (len, fds) = {
+        let msg = recvmsg::<()>(
+            sock.as_raw_fd(),
+            &mut iov,
+            Some(&mut space),
+            MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_CMSG_CLOEXEC,
+        )?;
+        let mut fds = Vec::new();
+        for c in msg.cmsgs()? {
+            if let ControlMessageOwned::ScmRights(raw) = c {
+                fds.extend(stack_sys::passed_fds(raw));
+            }
+        }
+        (msg.bytes, fds)
+    };
+    let said = std::str::from_utf8(&buf[..len]).unwrap_or_default();
+    let key = said
+        .trim_end()
+        .split_once(' ')
+        .and_then(|(n, ip)| Some((n.to_string(), ip.parse().ok()?)));
+    let mut fds = fds.into_iter();
+    Ok(match (key, fds.next(), fds.next()) {
+        (Some(key), Some(udp), Some(tcp)) => Some((key, (udp.into(), tcp.into()), fds.next())),
+        _ => None,
+    })
+}
+
+/// Port 53 of a new network's gateway, bound by the network's maker and
+/// handed to the server: containers started a moment later have their
+/// queries wait in these sockets, so nobody waits for the server.
+pub struct Handover {
+    network: String,
+    gateway: IpAddr,
+    udp: std::net::UdpSocket,
+    tcp: std::net::TcpListener,
+}
+
+/// Networks whose sockets this process handed to a root's server, and
+/// when.
+static HANDED: Mutex<Vec<(PathBuf, String, IpAddr, std::time::Instant)>> = Mutex::new(Vec::new());
+
+impl Handover {
+    /// The sockets; `None` where the address is taken (by a server that
+    /// got there first: ours, or another root's that held it a moment ago).
+    pub fn bind(network: &str, gateway: IpAddr) -> std::io::Result<Option<Handover>> {
+        let addr = SocketAddr::new(gateway, 53);
+        let taken = |e: &std::io::Error| e.kind() == std::io::ErrorKind::AddrInUse;
+        let udp = match std::net::UdpSocket::bind(addr) {
+            Err(e) if taken(&e) => return Ok(None),
+            r => r?,
+        };
+        let tcp = match std::net::TcpListener::bind(addr) {
+            Err(e) if taken(&e) => return Ok(None),
+            r => r?,
+        };
+        Ok(Some(Handover {
+            network: network.to_string(),
+            gateway,
+            udp,
+            tcp,
+        }))
+    }
+
+    /// Sends the sockets on `sock`, with `lock` to a server being started.
+    pub fn send(
+        &self,
+        stack_root: &Path,
+        sock: &std::os::unix::net::UnixDatagram,
+        lock: Option<&stack_sys::FileLock>,
+    ) -> std::io::Result<()> {
+        use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
+        let said = format!("{} {}\n", self.network, self.gateway);
+        let mut fds = vec![self.udp.as_raw_fd(), self.tcp.as_raw_fd()];
+        fds.extend(lock.map(|l| l.as_fd().as_raw_fd()));
+        sendmsg::<()>(
+            sock.as_raw_fd(),
+            &[std::io::IoSlice::new(said.as_bytes())],
+            &[ControlMessage::ScmRights(&fds)],
+            MsgFlags::empty(),
+            None,
+        )?;
+        let mut handed = HANDED.lock().unwrap_or_else(|p| p.into_inner());
+        handed.push((
+            stack_root.to_path_buf(),
+            self.network.clone(),
+            self.gateway,
+            std::time::Instant::now(),
+        ));
+        Ok(())
+    }
+
+    /// Hands the sockets to the server of `stack_root` where one runs
+    /// (`None`); where none does, the lock a server holds (`Some`), for the
+    /// caller to send with the sockets to the one it starts. Called under
+    /// the lock of the network records, as the server decides to end: a
+    /// server about to end has its socket removed already, and lets go of
+    /// its lock in a moment.
+    pub fn hand(&self, stack_root: &Path) -> std::io::Result<Option<stack_sys::FileLock>> {
+        use std::time::Instant;
+        let lock_path = stack_root.join("networks").join("dns.lock");
+        let wake = wake_socket(stack_root);
+        if wake.as_os_str().len() >= 108 {
+            // No server has such a socket: it serves by its rounds.
+            return Err(std::io::Error::other("the wake socket's path is too long"));
+        }
+        let sock = std::os::unix::net::UnixDatagram::unbound()?;
+        let t = Instant::now();
+        loop {
+            if let Some(lock) = stack_sys::try_lock(&lock_path)? {
+                return Ok(Some(lock));
+            }
+            match sock.connect(&wake) {
+                Ok(()) => return self.send(stack_root, &sock, None).map(|()| None),
+                // One that ends, or one that starts (its lock taken, its
+                // socket not yet there).
+                Err(e)
+                    if matches!(e.raw_os_error(), Some(libc::ENOENT | libc::ECONNREFUSED))
+                        && t.elapsed() < Duration::from_secs(5) =>
+                {
+                    std::thread::sleep(Duration::from_millis(1))
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
+/// Whether this process handed `network`'s sockets on `gateway` to the
+/// server of `stack_root` a moment ago: that server serves them, or will
+/// once it gets to its socket (and says so, within that moment).
+pub fn handed(stack_root: &Path, network: &str, gateway: IpAddr) -> bool {
+    let mut handed = HANDED.lock().unwrap_or_else(|p| p.into_inner());
+    handed.retain(|(.., at)| at.elapsed() < Duration::from_secs(2));
+    handed
+        .iter()
+        .any(|(r, n, g, _)| r == stack_root && n == network && *g == gateway)
+}
+
+/// Forgets the handovers of a network removed (one of that name made
+/// again hands its own).
+pub fn forget(stack_root: &Path, network: &str) {
+    let mut handed = HANDED.lock().unwrap_or_else(|p| p.into_inner());
+    handed.retain(|(r, n, ..)| !(r == stack_root && n == network));
+}
 
 /// The file where the server of a root says what it serves: its pid, then
 /// a line per network and gateway it listens on (`NAME GATEWAY`). Written

@@ -18,7 +18,7 @@
 //! and whenever the spawner cannot be had, the monitor is exec'd.
 
 use std::io::{self, IoSlice, IoSliceMut};
-use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, IntoRawFd, OwnedFd, RawFd};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
@@ -147,13 +147,7 @@ fn brought(msg: &RecvMsg<'_, '_, ()>) -> nix::Result<Vec<OwnedFd>> {
     let mut fds = Vec::new();
     for c in msg.cmsgs()? {
         if let ControlMessageOwned::ScmRights(raw) = c {
-            // SAFETY: the kernel just gave us these descriptors; nothing
-            // else owns them.
-            #[allow(unsafe_code)]
-            fds.extend(
-                raw.into_iter()
-                    .map(|fd| unsafe { OwnedFd::from_raw_fd(fd) }),
-            );
+            fds.extend(stack_sys::passed_fds(raw));
         }
     }
     Ok(fds)

@@ -195,9 +195,32 @@ fn replace(path: &Path, bytes: &[u8], durable: bool) -> io::Result<()> {
 }
 
 /// A lock on a file (`flock`): released when dropped, or when its holder
-/// dies.
+/// dies. Its descriptor passed to another process (`SCM_RIGHTS`) shares
+/// it: then the lock lasts until both have let go.
 #[derive(Debug)]
-pub struct FileLock(#[allow(dead_code)] std::fs::File);
+pub struct FileLock(std::fs::File);
+
+impl std::os::fd::AsFd for FileLock {
+    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.0.as_fd()
+    }
+}
+
+/// Descriptors the kernel has just passed to this process (`SCM_RIGHTS`
+/// of a message received), which nothing else owns yet, as owned ones.
+pub fn passed_fds(raw: impl IntoIterator<Item = std::os::fd::RawFd>) -> Vec<std::os::fd::OwnedFd> {
+    use std::os::fd::FromRawFd as _;
+    raw.into_iter()
+        // SAFETY: the caller took these from a message just received:
+        // new descriptors of this process that nothing else refers to.
+        .map(|fd| {
+            #[allow(unsafe_code)]
+            unsafe {
+                std::os::fd::OwnedFd::from_raw_fd(fd)
+            }
+        })
+        .collect()
+}
 
 fn lock_file(path: &Path) -> io::Result<std::fs::File> {
     std::fs::OpenOptions::new()

@@ -17,7 +17,7 @@ use nix::sched::{setns, unshare, CloneFlags};
 use rtnetlink::packet_core::{
     NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_CREATE, NLM_F_EXCL, NLM_F_REQUEST,
 };
-use rtnetlink::packet_route::link::{InfoData, InfoKind, InfoVeth};
+use rtnetlink::packet_route::link::{InfoData, InfoKind, InfoVeth, LinkAttribute};
 use rtnetlink::packet_route::route::{RouteAddress, RouteAttribute};
 use rtnetlink::packet_route::RouteNetlinkMessage;
 use rtnetlink::sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
@@ -195,13 +195,25 @@ pub fn veth(
     mtu: Option<u32>,
     netns: &fs::File,
 ) -> (RouteNetlinkMessage, u16) {
-    let mut peer_msg = LinkUnspec::new_with_name(peer)
-        .setns_by_fd(netns.as_raw_fd())
-        .address(mac.to_vec());
-    let mut v = LinkMessageBuilder::<LinkVeth>::new_with_info_kind(InfoKind::Veth)
-        .name(host.to_string())
-        .controller(bridge)
-        .up();
+    // One queue each way, said at creation: left unsaid, the kernel makes
+    // as many as CPUs, then cuts each end down to one, and each cut waits
+    // for an expedited RCU grace period with the rtnl lock held (every
+    // other container's netlink work waits with it).
+    fn one_queue<T>(m: LinkMessageBuilder<T>) -> LinkMessageBuilder<T> {
+        m.append_extra_attribute(LinkAttribute::NumTxQueues(1))
+            .append_extra_attribute(LinkAttribute::NumRxQueues(1))
+    }
+    let mut peer_msg = one_queue(
+        LinkUnspec::new_with_name(peer)
+            .setns_by_fd(netns.as_raw_fd())
+            .address(mac.to_vec()),
+    );
+    let mut v = one_queue(
+        LinkMessageBuilder::<LinkVeth>::new_with_info_kind(InfoKind::Veth)
+            .name(host.to_string())
+            .controller(bridge)
+            .up(),
+    );
     if let Some(m) = mtu {
         v = v.mtu(m);
         peer_msg = peer_msg.mtu(m);

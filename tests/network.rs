@@ -750,3 +750,28 @@ fn other_names_are_forwarded_and_remote_clients_keep_their_address() {
     e.out(&["network", "rm", "outer"]);
     assert_nothing_left(&e, &[b]);
 }
+
+/// A bridge made again under its name (a network with a bridge name of
+/// its own, down and up again) has a new index: the engine, which keeps
+/// the index it last looked up, finds that out, and each up's container
+/// is on the bridge of that up.
+#[test]
+fn a_bridge_made_again_under_its_name_gets_the_next_ups_containers() {
+    let name = format!("stkb{}", std::process::id());
+    let compose = format!(
+        "services:\n  web:\n    image: local/busybox:1\n    command: httpd -f -p 80 -h /www\n\
+         networks:\n  default:\n    driver_opts:\n      com.docker.network.bridge.name: {name}\n"
+    );
+    let (e, d) = common::project_env("network", "bridge-again", &compose);
+    for round in 0..2 {
+        e.out(&common::in_project(&d, &["up", "-d"]));
+        let ports = std::process::Command::new("ip")
+            .args(["-o", "link", "show", "master", &name])
+            .output()
+            .unwrap();
+        let ports = String::from_utf8_lossy(&ports.stdout).lines().count();
+        assert_eq!(ports, 1, "round {round}: the container's veth on {name}");
+        e.out(&common::in_project(&d, &["down"]));
+    }
+    assert_nothing_left(&e, &[name]);
+}

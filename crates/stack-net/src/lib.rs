@@ -582,10 +582,13 @@ async fn wire(netns: &Path, endpoints: &[Endpoint], plan: &[Planned]) -> Result<
 }
 
 /// A veth per endpoint into the namespace there is (`inside`: a socket in
-/// it), addresses and routes: every endpoint's in four batches of netlink
-/// requests, two on each side, whatever the number of endpoints (the
-/// bridges' indexes, the veths; the peers' indexes, their addresses and
-/// routes).
+/// it), addresses and routes: every endpoint's in two batches of netlink
+/// requests whatever the number of endpoints, one on each side: the veths
+/// on their bridges (whose indexes the process knows from the last time),
+/// each echoed back with its peer's index; then in the namespace the
+/// peers up, their addresses and routes. (A bridge index gone stale, a
+/// bridge made again, costs a lookup and a second try; a kernel that
+/// echoes nothing, a lookup of the peers.)
 async fn wire_into(
     inside: &mut link::Batch,
     netns: &Path,
@@ -593,48 +596,66 @@ async fn wire_into(
     plan: &[Planned],
 ) -> Result<(), NetError> {
     let mut host = link::Batch::open().map_err(link::io_nl("open a netlink socket"))?;
+    let ns = std::fs::File::open(netns).map_err(|e| NetError::io(netns, e))?;
     let bridges: Vec<&str> = plan.iter().map(|p| p.bridge.as_str()).collect();
-    let mut indexes = host.indexes(&bridges)?;
-    for (i, p) in plan.iter().enumerate() {
-        // A network whose creation was cut short (an engine killed between
-        // its record and its bridge) gets its bridge now.
-        if indexes[i].is_none() {
-            link::Netlink::host()?
-                .ensure_bridge(&p.bridge, p.mtu, &p.bridge_addrs)
-                .await?;
-            indexes[i] = host.indexes(&[&p.bridge])?[0];
+    // Each endpoint's answer; those refused (a stale bridge index) tried
+    // once more with the bridges looked up afresh.
+    let mut made: Vec<Option<link::Answer>> = endpoints.iter().map(|_| None).collect();
+    let mut fresh = false;
+    loop {
+        let mut indexes = host.bridge_indexes(&bridges, fresh)?;
+        for (i, p) in plan.iter().enumerate() {
+            // A network whose creation was cut short (an engine killed
+            // between its record and its bridge) gets its bridge now.
+            if indexes[i].is_none() {
+                link::Netlink::host()?
+                    .ensure_bridge(&p.bridge, p.mtu, &p.bridge_addrs)
+                    .await?;
+                indexes[i] = host.bridge_indexes(&[&p.bridge], true)?[0];
+            }
+        }
+        let pending: Vec<usize> = (0..endpoints.len())
+            .filter(|i| !matches!(made[*i], Some(Ok(_))))
+            .collect();
+        let veths = pending
+            .iter()
+            .map(|&i| {
+                let (ep, p) = (&endpoints[i], &plan[i]);
+                let bridge = indexes[i].ok_or_else(|| link::missing(&p.bridge))?;
+                Ok(link::veth(
+                    &ep.host_veth,
+                    bridge,
+                    (&ep.ifname, p.mac),
+                    p.mtu,
+                    &ns,
+                ))
+            })
+            .collect::<Result<Vec<_>, NetError>>()?;
+        let answers = host.run(veths).map_err(link::io_nl("create veths"))?;
+        for (i, a) in pending.into_iter().zip(answers) {
+            made[i] = Some(a);
+        }
+        if made.iter().all(|a| matches!(a, Some(Ok(_)))) || std::mem::replace(&mut fresh, true) {
+            break;
         }
     }
-    let ns = std::fs::File::open(netns).map_err(|e| NetError::io(netns, e))?;
-    let veths = endpoints
-        .iter()
-        .zip(plan)
-        .zip(&indexes)
-        .map(|((ep, p), bridge)| {
-            let bridge = bridge.ok_or_else(|| link::missing(&p.bridge))?;
-            Ok(link::veth(
-                &ep.host_veth,
-                bridge,
-                (&ep.ifname, p.mac),
-                p.mtu,
-                &ns,
-            ))
-        })
-        .collect::<Result<Vec<_>, NetError>>()?;
-    let made = host.run(veths).map_err(link::io_nl("create veths"))?;
-    for ((ep, p), answer) in endpoints.iter().zip(plan).zip(made) {
-        answer.map_err(link::io_nl(format!(
+    let mut peers = Vec::new();
+    for ((ep, p), answer) in endpoints.iter().zip(plan).zip(made.into_iter().flatten()) {
+        let replies = answer.map_err(link::io_nl(format!(
             "create veth {} on {}",
             ep.host_veth, p.bridge
         )))?;
+        peers.push(link::peer_index(&replies));
     }
-    let names: Vec<&str> = endpoints.iter().map(|ep| ep.ifname.as_str()).collect();
-    let peers = inside.indexes(&names)?;
+    if peers.iter().any(Option::is_none) {
+        let names: Vec<&str> = endpoints.iter().map(|ep| ep.ifname.as_str()).collect();
+        peers = inside.indexes(&names)?;
+    }
     let mut requests = Vec::new();
     let mut what = Vec::new();
     for ((ep, p), index) in endpoints.iter().zip(plan).zip(peers) {
         let index = index.ok_or_else(|| link::missing(&ep.ifname))?;
-        requests.push(link::up(index));
+        requests.push(link::up_by_name(&ep.ifname));
         what.push((format!("set {} up", ep.ifname), false));
         for (a, prefix) in &p.addrs {
             requests.push(link::address(index, *a, *prefix));

@@ -15,7 +15,7 @@ use futures::TryStreamExt as _;
 use ipnet::IpNet;
 use nix::sched::{setns, unshare, CloneFlags};
 use rtnetlink::packet_core::{
-    NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_CREATE, NLM_F_EXCL, NLM_F_REQUEST,
+    NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_CREATE, NLM_F_ECHO, NLM_F_EXCL, NLM_F_REQUEST,
 };
 use rtnetlink::packet_route::link::{InfoData, InfoKind, InfoVeth, LinkAttribute};
 use rtnetlink::packet_route::route::{RouteAddress, RouteAttribute};
@@ -158,6 +158,47 @@ impl Batch {
         Ok(answers.into_iter().flatten().collect())
     }
 
+    /// The index of each bridge named, as this process last looked it up
+    /// (a bridge's index stays while it exists, and is never another's
+    /// after it: indexes are handed out in turn); looked up where not
+    /// known. `fresh` forgets what was known of them first.
+    pub fn bridge_indexes(
+        &mut self,
+        names: &[&str],
+        fresh: bool,
+    ) -> Result<Vec<Option<u32>>, NetError> {
+        static KNOWN: std::sync::Mutex<Vec<(String, u32)>> = std::sync::Mutex::new(Vec::new());
+        let known = |n: &str| {
+            let mut k = KNOWN.lock().unwrap_or_else(|p| p.into_inner());
+            if fresh {
+                k.retain(|(b, _)| b != n);
+            }
+            k.iter().find(|(b, _)| b == n).map(|(_, i)| *i)
+        };
+        let mut got: Vec<Option<u32>> = names.iter().map(|n| known(n)).collect();
+        let missing: Vec<&str> = names
+            .iter()
+            .zip(&got)
+            .filter(|(_, i)| i.is_none())
+            .map(|(n, _)| *n)
+            .collect();
+        if missing.is_empty() {
+            return Ok(got);
+        }
+        let mut looked = self.indexes(&missing)?.into_iter();
+        let mut k = KNOWN.lock().unwrap_or_else(|p| p.into_inner());
+        for (n, i) in names.iter().zip(got.iter_mut()) {
+            if i.is_none() {
+                *i = looked.next().flatten();
+                if let Some(index) = *i {
+                    k.retain(|(b, _)| b != n);
+                    k.push((n.to_string(), index));
+                }
+            }
+        }
+        Ok(got)
+    }
+
     /// The index of each link named, `None` where there is none.
     pub fn indexes(&mut self, names: &[&str]) -> Result<Vec<Option<u32>>, NetError> {
         let get = |n: &&str| {
@@ -219,15 +260,28 @@ pub fn veth(
         peer_msg = peer_msg.mtu(m);
     }
     let v = v.set_info_data(InfoData::Veth(InfoVeth::Peer(peer_msg.build())));
+    // Echoed back: the answer names the peer's index in its namespace.
     (
         RouteNetlinkMessage::NewLink(v.build()),
-        NLM_F_CREATE | NLM_F_EXCL,
+        NLM_F_CREATE | NLM_F_EXCL | NLM_F_ECHO,
     )
 }
 
-/// The request that sets the link at `index` up.
-pub fn up(index: u32) -> (RouteNetlinkMessage, u16) {
-    let msg = LinkUnspec::new_with_index(index).up().build();
+/// The index of a veth's peer, from the echo of its creation ([`veth`]);
+/// `None` where the kernel echoes nothing.
+pub fn peer_index(replies: &[RouteNetlinkMessage]) -> Option<u32> {
+    replies.iter().find_map(|r| match r {
+        RouteNetlinkMessage::NewLink(l) => l.attributes.iter().find_map(|a| match a {
+            LinkAttribute::Link(i) => Some(*i),
+            _ => None,
+        }),
+        _ => None,
+    })
+}
+
+/// The request that sets the link named `name` up.
+pub fn up_by_name(name: &str) -> (RouteNetlinkMessage, u16) {
+    let msg = LinkUnspec::new_with_name(name).up().build();
     (RouteNetlinkMessage::SetLink(msg), 0)
 }
 

@@ -56,6 +56,12 @@ pub trait Driver: Sync {
         name: &str,
     ) -> impl Future<Output = anyhow::Result<()>> + Send;
     fn remove_network(&self, name: &str) -> impl Future<Output = anyhow::Result<()>> + Send;
+    /// Waits until what the operations made is durable where the driver
+    /// lets that go on beside later ones (a network's record): called at
+    /// the end of every plan executed, failed or not.
+    fn settle(&self) -> anyhow::Result<()> {
+        Ok(())
+    }
     /// Makes sure the service's image is here: `policy` is `always`,
     /// `missing` or `never`. True if it was pulled.
     fn pull(
@@ -551,6 +557,7 @@ impl<D: Driver + Send + 'static> Engine<D> {
     ) -> anyhow::Result<()> {
         let slots = &Semaphore::new(parallel.max(1));
         let pre_starts = &hooks::PreStarts::default();
+        let mut done = Ok(());
         for wave in &plan.waves {
             let results = futures::future::join_all(wave.iter().map(|task| async move {
                 for op in task {
@@ -560,9 +567,12 @@ impl<D: Driver + Send + 'static> Engine<D> {
                 anyhow::Ok(())
             }))
             .await;
-            failures(results)?;
+            done = failures(results);
+            if done.is_err() {
+                break;
+            }
         }
-        Ok(())
+        done.and(self.driver.settle())
     }
 
     async fn run_op(

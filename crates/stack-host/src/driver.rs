@@ -79,6 +79,10 @@ impl stack_engine::Driver for Host {
         self.on(name, crate::network::remove).await
     }
 
+    fn settle(&self) -> anyhow::Result<()> {
+        Ok(stack_net::settle()?)
+    }
+
     async fn pull(&self, project: &Project, service: &str, policy: &str) -> anyhow::Result<bool> {
         let s = &project.services[service];
         let (image, platform, policy) = (
@@ -324,7 +328,8 @@ fn create_network(host: &Host, project: &Project, key: &str, name: &str) -> anyh
         internal: n.internal,
         labels,
     };
-    crate::network::create(host, &opts)?;
+    // Its record made durable at the plan's end: `settle`.
+    crate::network::make(host, &opts)?;
     Ok(())
 }
 

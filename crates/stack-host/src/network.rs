@@ -106,8 +106,16 @@ fn start_dns(
 pub const BRIDGE: &str = "bridge";
 
 /// Creates a network, and the DNS server that answers on it (started
-/// while the network's rules load).
+/// while the network's rules load); its record on disk when this returns.
 pub fn create(host: &Host, opts: &stack_net::CreateOptions) -> anyhow::Result<stack_net::Network> {
+    let made = make(host, opts)?;
+    stack_net::settle()?;
+    Ok(made)
+}
+
+/// [`create`], its record's sync left going on (`stack_net::settle` waits
+/// for it): the engine's, whose containers need not wait for the disk.
+pub fn make(host: &Host, opts: &stack_net::CreateOptions) -> anyhow::Result<stack_net::Network> {
     let dns = |net: &stack_net::Network| {
         ensure_dns(host, &net.name, net.subnets[0].gateway).map_err(|e| format!("{e:#}"))
     };

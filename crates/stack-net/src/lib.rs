@@ -148,8 +148,7 @@ pub async fn create(
     if store.get(&opts.name).is_ok() {
         return Err(NetError::Exists(opts.name.clone()));
     }
-    let nl = link::Netlink::host()?;
-    let mut taken = nl.routed().await?;
+    let mut taken = link::routed()?;
     for n in store.networks()? {
         taken.extend(n.subnets.iter().map(|s| s.subnet));
     }
@@ -212,14 +211,20 @@ pub async fn create(
             net.bridge
         )));
     }
+    // Written, not synced: its sync goes on beside the bridge and the
+    // rules, and beyond (see [`settle`]); a record a power loss tore is a
+    // creation that never returned, read as none.
     store.put(&net)?;
+    let syncing = {
+        let (store, name) = (store.clone(), net.name.clone());
+        std::thread::spawn(move || store.sync(&name))
+    };
     let addrs: Vec<(IpAddr, u8)> = net
         .subnets
         .iter()
         .map(|s| (s.gateway, s.subnet.prefix_len()))
         .collect();
-    let made = async {
-        nl.ensure_bridge(&net.bridge, net.mtu, &addrs).await?;
+    let made = link::ensure_bridge(&net.bridge, net.mtu, &addrs).and_then(|()| {
         std::thread::scope(|s| {
             let rules = s.spawn(|| firewall::apply(store, true));
             let theirs = beside(&net).map_err(NetError::Config);
@@ -230,16 +235,45 @@ pub async fn create(
             });
             rules.and(theirs)
         })
-    }
-    .await;
+    });
     if let Err(e) = made {
         // Leave nothing half made.
-        let _ = nl.delete(&net.bridge).await;
+        let _ = syncing.join();
+        if let Ok(nl) = link::Netlink::host() {
+            let _ = nl.delete(&net.bridge).await;
+        }
         let _ = store.delete(&net.name);
         let _ = firewall::apply(store, true);
         return Err(e);
     }
+    SYNCING
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .push(syncing);
     Ok(net)
+}
+
+/// The syncs of network records made by [`create`] that nobody has
+/// waited for yet.
+static SYNCING: std::sync::Mutex<Vec<std::thread::JoinHandle<Result<(), NetError>>>> =
+    std::sync::Mutex::new(Vec::new());
+
+/// Waits until every network record this process made is on disk: what
+/// made networks (a `network create`, an engine's `up`) does before it
+/// says it is done, while the containers it starts meanwhile need not
+/// wait. The first failure, if any.
+pub fn settle() -> Result<(), NetError> {
+    let pending = std::mem::take(&mut *SYNCING.lock().unwrap_or_else(|p| p.into_inner()));
+    let mut done = Ok(());
+    for sync in pending {
+        let r = sync.join().unwrap_or_else(|_| {
+            Err(NetError::Config(
+                "the thread that syncs a network's record panicked".into(),
+            ))
+        });
+        done = done.and(r);
+    }
+    done
 }
 
 /// Removes a network that no container uses: bridge, record, rules. The
@@ -608,9 +642,7 @@ async fn wire_into(
             // A network whose creation was cut short (an engine killed
             // between its record and its bridge) gets its bridge now.
             if indexes[i].is_none() {
-                link::Netlink::host()?
-                    .ensure_bridge(&p.bridge, p.mtu, &p.bridge_addrs)
-                    .await?;
+                link::ensure_bridge(&p.bridge, p.mtu, &p.bridge_addrs)?;
                 indexes[i] = host.bridge_indexes(&[&p.bridge], true)?[0];
             }
         }

@@ -15,7 +15,8 @@ use futures::TryStreamExt as _;
 use ipnet::IpNet;
 use nix::sched::{setns, unshare, CloneFlags};
 use rtnetlink::packet_core::{
-    NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_CREATE, NLM_F_ECHO, NLM_F_EXCL, NLM_F_REQUEST,
+    NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_ECHO, NLM_F_EXCL,
+    NLM_F_REQUEST,
 };
 use rtnetlink::packet_route::link::{InfoData, InfoKind, InfoVeth, LinkAttribute};
 use rtnetlink::packet_route::route::{RouteAddress, RouteAttribute};
@@ -156,6 +157,42 @@ impl Batch {
             }
         }
         Ok(answers.into_iter().flatten().collect())
+    }
+
+    /// Sends one dump request; every message it lists.
+    pub fn dump(&mut self, msg: RouteNetlinkMessage) -> std::io::Result<Vec<RouteNetlinkMessage>> {
+        self.seq = self.seq.wrapping_add(1);
+        let seq = self.seq;
+        let mut m = NetlinkMessage::from(msg);
+        m.header.flags = NLM_F_REQUEST | NLM_F_DUMP;
+        m.header.sequence_number = seq;
+        m.finalize();
+        let mut buf = vec![0; m.buffer_len()];
+        m.serialize(&mut buf);
+        self.socket.send(&buf, 0)?;
+        let mut listed = Vec::new();
+        loop {
+            let (data, _) = self.socket.recv_from_full()?;
+            let mut at = 0;
+            while at < data.len() {
+                let m = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&data[at..])
+                    .map_err(std::io::Error::other)?;
+                let len = m.header.length as usize;
+                if len == 0 {
+                    break;
+                }
+                at += len.next_multiple_of(4);
+                if m.header.sequence_number != seq {
+                    continue;
+                }
+                match m.payload {
+                    NetlinkPayload::InnerMessage(r) => listed.push(r),
+                    NetlinkPayload::Done(_) => return Ok(listed),
+                    NetlinkPayload::Error(e) if e.code.is_some() => return Err(e.to_io()),
+                    _ => {}
+                }
+            }
+        }
     }
 
     /// The index of each bridge named, as this process last looked it up
@@ -375,57 +412,6 @@ impl Netlink {
         }
     }
 
-    async fn must_index(&self, name: &str) -> Result<u32, NetError> {
-        self.index(name).await?.ok_or_else(|| missing(name))
-    }
-
-    /// The bridge with these addresses and a fixed MAC, up (made if missing).
-    pub async fn ensure_bridge(
-        &self,
-        name: &str,
-        mtu: Option<u32>,
-        addrs: &[(IpAddr, u8)],
-    ) -> Result<(), NetError> {
-        if self.index(name).await?.is_none() {
-            // A MAC of its own: without one, a bridge takes the lowest of
-            // its ports', so it changes as containers join and the others'
-            // ARP entries for the gateway (DNS) go stale for seconds.
-            let mut b = LinkBridge::new(name).address(bridge_mac(name).to_vec());
-            if let Some(m) = mtu {
-                b = b.mtu(m);
-            }
-            self.handle
-                .link()
-                .add(b.build())
-                .execute()
-                .await
-                .map_err(nl(format!("create bridge {name}")))?;
-        }
-        let index = self.must_index(name).await?;
-        for (a, prefix) in addrs {
-            match self
-                .handle
-                .address()
-                .add(index, *a, *prefix)
-                .execute()
-                .await
-            {
-                Err(e) if errno_is(&e, libc::EEXIST) => {}
-                r => r.map_err(nl(format!("add {a}/{prefix} to {name}")))?,
-            }
-        }
-        self.up(index, name).await
-    }
-
-    async fn up(&self, index: u32, name: &str) -> Result<(), NetError> {
-        self.handle
-            .link()
-            .set(LinkUnspec::new_with_index(index).up().build())
-            .execute()
-            .await
-            .map_err(nl(format!("set {name} up")))
-    }
-
     /// Deletes a link; a missing one is not an error. Returns whether it was there.
     pub async fn delete(&self, name: &str) -> Result<bool, NetError> {
         let Some(index) = self.index(name).await? else {
@@ -436,34 +422,93 @@ impl Netlink {
             r => r.map(|()| true).map_err(nl(format!("delete {name}"))),
         }
     }
+}
 
-    /// Every destination the host routes (v4 and v6): new subnets avoid them.
-    pub async fn routed(&self) -> Result<Vec<IpNet>, NetError> {
-        let mut out = Vec::new();
-        for msg in [
-            RouteMessageBuilder::<std::net::Ipv4Addr>::new().build(),
-            RouteMessageBuilder::<std::net::Ipv6Addr>::new().build(),
-        ] {
-            let mut routes = self.handle.route().get(msg).execute();
-            while let Some(r) = routes.try_next().await.map_err(nl("list routes"))? {
-                let len = r.header.destination_prefix_length;
-                if len == 0 {
-                    continue;
-                }
-                for a in &r.attributes {
-                    let addr = match a {
-                        RouteAttribute::Destination(RouteAddress::Inet(v)) => IpAddr::V4(*v),
-                        RouteAttribute::Destination(RouteAddress::Inet6(v)) => IpAddr::V6(*v),
-                        _ => continue,
-                    };
-                    if let Ok(n) = IpNet::new(addr, len) {
-                        out.push(n.trunc());
-                    }
+/// The bridge with these addresses and a fixed MAC, up (made if missing):
+/// two batches of netlink requests, the bridge made up and echoed back
+/// with its index, then its addresses.
+pub fn ensure_bridge(name: &str, mtu: Option<u32>, addrs: &[(IpAddr, u8)]) -> Result<(), NetError> {
+    let mut nl = Batch::open().map_err(io_nl("open a netlink socket"))?;
+    // A MAC of its own: without one, a bridge takes the lowest of its
+    // ports', so it changes as containers join and the others' ARP
+    // entries for the gateway (DNS) go stale for seconds.
+    let mut bridge = LinkBridge::new(name)
+        .address(bridge_mac(name).to_vec())
+        .up();
+    if let Some(m) = mtu {
+        bridge = bridge.mtu(m);
+    }
+    let made = nl
+        .run(vec![(
+            RouteNetlinkMessage::NewLink(bridge.build()),
+            NLM_F_CREATE | NLM_F_EXCL | NLM_F_ECHO,
+        )])
+        .map_err(io_nl(format!("create bridge {name}")))?;
+    let echoed = match made.into_iter().next() {
+        Some(Ok(replies)) => replies.iter().find_map(|r| match r {
+            RouteNetlinkMessage::NewLink(l) => Some(l.header.index),
+            _ => None,
+        }),
+        Some(Err(e)) if e.raw_os_error() == Some(libc::EEXIST) => None,
+        Some(Err(e)) => return Err(io_nl(format!("create bridge {name}"))(e)),
+        None => None,
+    };
+    let index = match echoed {
+        Some(i) => i,
+        None => nl.indexes(&[name])?[0].ok_or_else(|| missing(name))?,
+    };
+    // Up again: one made before, by a creation cut short, may be down.
+    let mut requests = vec![up_by_name(name)];
+    requests.extend(addrs.iter().map(|(a, prefix)| address(index, *a, *prefix)));
+    let answers = nl
+        .run(requests)
+        .map_err(io_nl(format!("configure bridge {name}")))?;
+    let mut what = std::iter::once(format!("set {name} up"))
+        .chain(addrs.iter().map(|(a, p)| format!("add {a}/{p} to {name}")));
+    for answer in answers {
+        let what = what.next().unwrap_or_default();
+        match answer {
+            Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {}
+            a => {
+                a.map_err(io_nl(what))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Every destination the host routes (v4 and v6): new subnets avoid them.
+pub fn routed() -> Result<Vec<IpNet>, NetError> {
+    let mut nl = Batch::open().map_err(io_nl("open a netlink socket"))?;
+    let mut out = Vec::new();
+    for msg in [
+        RouteMessageBuilder::<std::net::Ipv4Addr>::new().build(),
+        RouteMessageBuilder::<std::net::Ipv6Addr>::new().build(),
+    ] {
+        let routes = nl
+            .dump(RouteNetlinkMessage::GetRoute(msg))
+            .map_err(io_nl("list routes"))?;
+        for r in routes {
+            let RouteNetlinkMessage::NewRoute(r) = r else {
+                continue;
+            };
+            let len = r.header.destination_prefix_length;
+            if len == 0 {
+                continue;
+            }
+            for a in &r.attributes {
+                let addr = match a {
+                    RouteAttribute::Destination(RouteAddress::Inet(v)) => IpAddr::V4(*v),
+                    RouteAttribute::Destination(RouteAddress::Inet6(v)) => IpAddr::V6(*v),
+                    _ => continue,
+                };
+                if let Ok(n) = IpNet::new(addr, len) {
+                    out.push(n.trunc());
                 }
             }
         }
-        Ok(out)
     }
+    Ok(out)
 }
 
 /// A bridge's MAC: locally administered, unicast, from its name (FNV-1a),

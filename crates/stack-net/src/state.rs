@@ -64,6 +64,7 @@ pub struct Endpoint {
     pub ports: Vec<Port>,
 }
 
+#[derive(Clone)]
 pub struct Store {
     root: PathBuf,
 }
@@ -100,10 +101,6 @@ fn parse<T: serde::de::DeserializeOwned>(path: &Path, bytes: &[u8]) -> Result<T,
     })
 }
 
-fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, NetError> {
-    parse(path, &fs::read(path).map_err(|e| NetError::io(path, e))?)
-}
-
 /// A record's bytes, listed a moment ago, or nothing if it was removed
 /// since (a container going away while others are listed, without the
 /// lock).
@@ -115,14 +112,23 @@ fn bytes_unless_gone(path: &Path) -> Result<Option<Vec<u8>>, NetError> {
     }
 }
 
-/// A record, as [`bytes_unless_gone`].
-fn read_unless_gone<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Option<T>, NetError> {
-    bytes_unless_gone(path)?
-        .map(|b| parse(path, &b))
-        .transpose()
+/// A network's record (none if it was removed since it was listed, see
+/// [`bytes_unless_gone`]); an empty one is what a
+/// power loss left of a creation that had not returned (the record is
+/// synced before it does), and is removed as found, with its endpoints
+/// directory.
+fn read_network(path: &Path) -> Result<Option<Network>, NetError> {
+    match bytes_unless_gone(path)? {
+        Some(b) if b.iter().all(|x| *x == 0) => {
+            let _ = fs::remove_file(path);
+            let _ = fs::remove_dir(path.with_extension("endpoints"));
+            Ok(None)
+        }
+        b => b.map(|b| parse(path, &b)).transpose(),
+    }
 }
 
-/// An endpoint's record, as [`read_unless_gone`]; an empty one is what a
+/// An endpoint's record (as [`read_network`] reads one); an empty one is what a
 /// power loss left of a record being written (they are not synced, and
 /// one is never empty otherwise: it is written beside and renamed), and
 /// is removed as found.
@@ -201,7 +207,7 @@ impl Store {
         {
             let p = e.path();
             if p.extension().is_some_and(|x| x == "json") {
-                out.extend(read_unless_gone(&p)?);
+                out.extend(read_network(&p)?);
             }
         }
         out.sort_by(|a: &Network, b| a.name.cmp(&b.name));
@@ -213,17 +219,33 @@ impl Store {
         if !valid_name(name) {
             return Err(missing());
         }
-        let p = self.network_path(name)?;
-        if !p.exists() {
-            return Err(missing());
-        }
-        read_json(&p)
+        read_network(&self.network_path(name)?)?.ok_or_else(missing)
     }
 
+    /// Writes a network's record (beside, renamed), not synced: see
+    /// [`Store::sync`].
     pub fn put(&self, net: &Network) -> Result<(), NetError> {
         let dir = self.endpoints_dir(&net.name)?;
         fs::create_dir_all(&dir).map_err(|e| NetError::io(&dir, e))?;
-        write_json(&self.network_path(&net.name)?, net, stack_sys::write_atomic)
+        write_json(
+            &self.network_path(&net.name)?,
+            net,
+            stack_sys::write_replace,
+        )
+    }
+
+    /// Makes the record of network `name` durable: its bytes, then the
+    /// directory's entries (its own, its endpoints directory's). Until
+    /// then a power loss leaves no record, or an empty one, which reads as
+    /// none ([`read_network`]).
+    pub fn sync(&self, name: &str) -> Result<(), NetError> {
+        let p = self.network_path(name)?;
+        for path in [&p, &self.root] {
+            fs::File::open(path)
+                .and_then(|f| f.sync_all())
+                .map_err(|e| NetError::io(path, e))?;
+        }
+        Ok(())
     }
 
     pub fn delete(&self, name: &str) -> Result<(), NetError> {
@@ -321,6 +343,50 @@ mod tests {
         assert!(!dir.join("torn.json").exists());
         fs::write(dir.join("bad.json"), "{").unwrap();
         let e = store.endpoints("n").unwrap_err().to_string();
+        assert!(e.contains("bad.json"), "{e}");
+        fs::remove_dir_all(&root).unwrap();
+    }
+
+    /// A network record a power loss tore before its sync (empty, or
+    /// zeros) is a creation that never returned: none, and it goes with
+    /// its endpoints directory; a put record is read back once synced.
+    #[test]
+    fn a_torn_network_record_is_no_network() {
+        let root = std::env::temp_dir().join(format!("stack-net-torn-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&root);
+        let store = Store::open(&root).unwrap();
+        let net = Network {
+            name: "kept".into(),
+            id: "0".into(),
+            bridge: "stk-kept".into(),
+            subnets: Vec::new(),
+            internal: false,
+            mtu: None,
+            labels: Default::default(),
+            created: "0".into(),
+        };
+        store.put(&net).unwrap();
+        store.sync("kept").unwrap();
+        for (name, torn) in [("empty", vec![]), ("zeros", vec![0u8; 447])] {
+            fs::create_dir_all(store.endpoints_dir(name).unwrap()).unwrap();
+            fs::write(store.network_path(name).unwrap(), torn).unwrap();
+            assert!(
+                matches!(store.get(name), Err(NetError::NotFound(_))),
+                "{name}"
+            );
+            assert!(!store.network_path(name).unwrap().exists(), "{name}");
+            assert!(!store.endpoints_dir(name).unwrap().exists(), "{name}");
+        }
+        fs::write(store.network_path("torn").unwrap(), []).unwrap();
+        let names: Vec<String> = store
+            .networks()
+            .unwrap()
+            .into_iter()
+            .map(|n| n.name)
+            .collect();
+        assert_eq!(names, ["kept"]);
+        fs::write(store.network_path("bad").unwrap(), "{").unwrap();
+        let e = store.networks().unwrap_err().to_string();
         assert!(e.contains("bad.json"), "{e}");
         fs::remove_dir_all(&root).unwrap();
     }

@@ -421,6 +421,18 @@ impl<D: Driver + Send + 'static> Engine<D> {
             .collect();
         services.sort();
         services.dedup();
+        // One pull per image: the services of one image (with one platform
+        // and policy) share it.
+        let mut images = std::collections::HashSet::new();
+        services.retain(|service| {
+            let s = &req.project.services[*service];
+            match (&s.image, &s.build) {
+                (Some(image), None) => {
+                    images.insert((image, &s.platform, pull_policy(req.pull.as_deref(), s)))
+                }
+                _ => true,
+            }
+        });
         let slots = &Semaphore::new(parallel(req.parallel));
         let results = futures::future::join_all(services.iter().map(|service| async move {
             let _slot = slots.acquire().await.expect("never closed");

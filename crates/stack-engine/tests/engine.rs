@@ -2059,3 +2059,27 @@ async fn hooks_run_after_a_start_and_before_a_stop_and_a_failed_post_start_fails
         "{err}"
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn services_of_one_image_pull_it_once() {
+    let e = engine(Fake::new());
+    let fake = e.driver();
+    let p = project(
+        "services:\n  a:\n    image: shared\n  b:\n    image: shared\n  \
+         c:\n    image: shared\n    pull_policy: always\n  d:\n    image: other\n",
+    );
+    let (err, _) = up(&e, up_req(&p)).await;
+    assert_eq!(err, None);
+    let mut pulls = fake.pulls();
+    pulls.sort();
+    // b shares a's pull; c asks with another policy.
+    assert_eq!(
+        pulls,
+        [
+            "pull(always) image-c",
+            "pull(missing) image-a",
+            "pull(missing) image-d"
+        ]
+    );
+    assert_eq!(fake.names().len(), 4);
+}

@@ -114,11 +114,11 @@ fn main() -> ExitCode {
         cli::Command::Config(c) => done(config::config(g, c, &mut out)),
         cli::Command::Graph(gr) => done(config::graph(g, gr, &mut out)),
         cli::Command::Kube {
-            command: cli::KubeCommand::Generate(a),
+            command: cli::Deferred(cli::KubeCommand::Generate(a)),
         } => done(kube::generate(g, a, &mut out)),
-        cli::Command::Container { command } => container::run(command),
-        cli::Command::Image { command } => done(image::run(command, g.progress)),
-        cli::Command::Network { command } => done(network::run(command)),
+        cli::Command::Container { command } => container::run(&command.0),
+        cli::Command::Image { command } => done(image::run(&command.0, g.progress)),
+        cli::Command::Network { command } => done(network::run(&command.0)),
         cli::Command::Pull(p) => done(config::pull(g, p)),
         // (--print and --check build nothing: nothing is pushed either.)
         cli::Command::Build(b) => {
@@ -137,7 +137,7 @@ fn main() -> ExitCode {
             )
         }
         cli::Command::Push(p) => done(registry::push_services(g, p)),
-        cli::Command::Builder { command } => done(build::builder(command)),
+        cli::Command::Builder { command } => done(build::builder(&command.0)),
         cli::Command::Up(u) => compose::up(g, u),
         cli::Command::Create(c) => compose::up(g, &c.up()),
         cli::Command::Down(d) => done(compose::down(g, d)),
@@ -240,8 +240,8 @@ fn main() -> ExitCode {
         )),
         cli::Command::Logout { server } => done(registry::logout(server.as_deref())),
         cli::Command::Version { format, short } => done(version(&mut out, *format, *short)),
-        cli::Command::Volume { command } => done(docker::volume(command, &mut out)),
-        cli::Command::System { command } => done(docker::system(command, &mut out)),
+        cli::Command::Volume { command } => done(docker::volume(&command.0, &mut out)),
+        cli::Command::System { command } => done(docker::system(&command.0, &mut out)),
         cli::Command::Volumes {
             format,
             quiet,

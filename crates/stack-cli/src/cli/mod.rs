@@ -43,7 +43,40 @@ pub fn each(c: clap::Command, f: &dyn Fn(clap::Command, &str) -> clap::Command) 
             c.mut_subcommand(&n, |s| walk(s, &sub, f))
         })
     }
+    // The whole tree, deferred groups too ([`Deferred`]).
+    let mut c = c;
+    c.build();
     walk(c, "", f)
+}
+
+/// A group of subcommands (`container`, `image`…) that clap builds only
+/// when the command line enters it: building the whole tree took most of
+/// a millisecond of every run, and a run uses one branch.
+#[derive(Debug)]
+pub struct Deferred<T>(pub T);
+
+impl<T: clap::FromArgMatches> clap::FromArgMatches for Deferred<T> {
+    fn from_arg_matches(m: &clap::ArgMatches) -> Result<Self, clap::Error> {
+        T::from_arg_matches(m).map(Deferred)
+    }
+
+    fn update_from_arg_matches(&mut self, m: &clap::ArgMatches) -> Result<(), clap::Error> {
+        self.0.update_from_arg_matches(m)
+    }
+}
+
+impl<T: Subcommand> Subcommand for Deferred<T> {
+    fn augment_subcommands(cmd: clap::Command) -> clap::Command {
+        cmd.defer(T::augment_subcommands)
+    }
+
+    fn augment_subcommands_for_update(cmd: clap::Command) -> clap::Command {
+        cmd.defer(T::augment_subcommands_for_update)
+    }
+
+    fn has_subcommand(name: &str) -> bool {
+        T::has_subcommand(name)
+    }
 }
 
 #[derive(Parser, Debug)]
@@ -108,32 +141,32 @@ pub enum Command {
     /// Manage single containers directly
     Container {
         #[command(subcommand)]
-        command: container::ContainerCommand,
+        command: Deferred<container::ContainerCommand>,
     },
     /// Manage images
     Image {
         #[command(subcommand)]
-        command: image::ImageCommand,
+        command: Deferred<image::ImageCommand>,
     },
     /// Manage networks
     Network {
         #[command(subcommand)]
-        command: network::NetworkCommand,
+        command: Deferred<network::NetworkCommand>,
     },
     /// Manage volumes
     Volume {
         #[command(subcommand)]
-        command: docker::VolumeCommand,
+        command: Deferred<docker::VolumeCommand>,
     },
     /// The engine as a whole: disk use, facts, pruning, events
     System {
         #[command(subcommand)]
-        command: docker::SystemCommand,
+        command: Deferred<docker::SystemCommand>,
     },
     /// Manage the build cache
     Builder {
         #[command(subcommand)]
-        command: BuilderCommand,
+        command: Deferred<BuilderCommand>,
     },
     /// Create and start the stack's containers (and networks) as the file says
     Up(UpArgs),
@@ -307,7 +340,7 @@ pub enum Command {
     /// Hand the stack to Kubernetes
     Kube {
         #[command(subcommand)]
-        command: KubeCommand,
+        command: Deferred<KubeCommand>,
     },
     /// Show the version
     Version {

@@ -55,7 +55,7 @@ fn main() -> ExitCode {
     clap_complete::CompleteEnv::with_factory(complete::command).complete();
     // Parsed on the bare command tree; the examples (a walk that costs a
     // millisecond, more than parsing) are added only for help to show.
-    let parsed = <cli::Cli as clap::Parser>::try_parse();
+    let parsed = cli::parse();
     let args = match parsed {
         Ok(a) => a,
         Err(e) if is_help(&e) => match cli::command().try_get_matches() {

@@ -59,8 +59,8 @@ pub trait Driver: Sync {
     /// Waits until what the operations made is durable where the driver
     /// lets that go on beside later ones (a network's record): called at
     /// the end of every plan executed, failed or not.
-    fn settle(&self) -> anyhow::Result<()> {
-        Ok(())
+    fn settle(&self) -> impl Future<Output = anyhow::Result<()>> + Send {
+        async { Ok(()) }
     }
     /// Makes sure the service's image is here: `policy` is `always`,
     /// `missing` or `never`. True if it was pulled.
@@ -584,7 +584,8 @@ impl<D: Driver + Send + 'static> Engine<D> {
                 break;
             }
         }
-        done.and(self.driver.settle())
+        let settled = self.driver.settle().await;
+        done.and(settled)
     }
 
     async fn run_op(

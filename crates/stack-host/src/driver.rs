@@ -79,8 +79,8 @@ impl stack_engine::Driver for Host {
         self.on(name, crate::network::remove).await
     }
 
-    fn settle(&self) -> anyhow::Result<()> {
-        Ok(stack_net::settle()?)
+    async fn settle(&self) -> anyhow::Result<()> {
+        self.on("", |_, _| Ok(stack_net::settle()?)).await
     }
 
     async fn pull(&self, project: &Project, service: &str, policy: &str) -> anyhow::Result<bool> {

@@ -39,12 +39,15 @@ fn ensure_dns(host: &Host, network: &str, gateway: IpAddr) -> anyhow::Result<()>
             Ok(Some(lock)) => {
                 let (ours, theirs) = std::os::unix::net::UnixDatagram::pair()?;
                 handover.send(root, &ours, Some(&lock))?;
-                start_dns(
+                let started = start_dns(
                     host,
                     std::os::fd::OwnedFd::from(theirs).into(),
                     std::process::Stdio::null(),
-                )?;
-                return Ok(());
+                );
+                if started.is_err() {
+                    stack_net::dns::forget(root, network);
+                }
+                return started;
             }
             // (No socket to hand it on: the server binds it itself.)
             Err(_) => {}
@@ -121,7 +124,9 @@ pub fn make(host: &Host, opts: &stack_net::CreateOptions) -> anyhow::Result<stac
     };
     let made = host.block_on(stack_net::create(host.networks()?, opts, &pool()?, dns))?;
     if made.is_err() {
-        // A server it started lets go of the gateway now, not at its next round.
+        // What was handed over went with the network; a server it started
+        // lets go of the gateway now, not at its next round.
+        stack_net::dns::forget(host.root(), &opts.name);
         wake_dns(host);
     }
     Ok(made?)

@@ -440,18 +440,20 @@ pub async fn serve(stack_root: &Path) -> Result<(), crate::NetError> {
             say_ready();
         }
         idle = if wanted.is_empty() { idle + 1 } else { 0 };
+        // Ends under the lock that networks are made under: a network made
+        // meanwhile keeps us (its maker may be handing us its sockets);
+        // else nobody hands us anything once the socket is gone. Not
+        // waited for: its holder may be waiting for us to serve (another
+        // round then).
         if idle >= 3 {
-            // Under the lock that networks are made under: a network made
-            // meanwhile keeps us (its maker may be handing us its
-            // sockets); else nobody hands us anything once the socket is
-            // gone.
-            let _made = shared.store.lock().ok();
-            if shared.store.networks().unwrap_or_default().is_empty() {
-                let _ = std::fs::remove_file(serving_path(stack_root));
-                let _ = std::fs::remove_file(&wake_path);
-                return Ok(());
+            if let Ok(Some(_made)) = shared.store.try_lock() {
+                if shared.store.networks().unwrap_or_default().is_empty() {
+                    let _ = std::fs::remove_file(serving_path(stack_root));
+                    let _ = std::fs::remove_file(&wake_path);
+                    return Ok(());
+                }
+                idle = 0;
             }
-            idle = 0;
         }
         let woken = async {
             match &wake {
@@ -604,11 +606,13 @@ impl Handover {
         let said = format!("{} {}\n", self.network, self.gateway);
         let mut fds = vec![self.udp.as_raw_fd(), self.tcp.as_raw_fd()];
         fds.extend(lock.map(|l| l.as_fd().as_raw_fd()));
+        // A server whose queue is full (stopped, or stuck) is not waited
+        // for: the caller falls back to waiting for it to serve.
         sendmsg::<()>(
             sock.as_raw_fd(),
             &[std::io::IoSlice::new(said.as_bytes())],
             &[ControlMessage::ScmRights(&fds)],
-            MsgFlags::empty(),
+            MsgFlags::MSG_DONTWAIT,
             None,
         )?;
         let mut handed = HANDED.lock().unwrap_or_else(|p| p.into_inner());
@@ -623,10 +627,11 @@ impl Handover {
 
     /// Hands the sockets to the server of `stack_root` where one runs
     /// (`None`); where none does, the lock a server holds (`Some`), for the
-    /// caller to send with the sockets to the one it starts. Called under
-    /// the lock of the network records, as the server decides to end: a
-    /// server about to end has its socket removed already, and lets go of
-    /// its lock in a moment.
+    /// caller to send with the sockets to the one it starts. A server
+    /// decides to end under the lock of the network records, which the
+    /// maker of a network holds (or, wiring a container, while its network
+    /// exists, which keeps the server): one about to end has its socket
+    /// removed already, and lets go of its lock in a moment.
     pub fn hand(&self, stack_root: &Path) -> std::io::Result<Option<stack_sys::FileLock>> {
         use std::time::Instant;
         let lock_path = stack_root.join("networks").join("dns.lock");

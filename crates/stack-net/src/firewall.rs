@@ -837,9 +837,12 @@ mod tests {
 
     #[test]
     fn docker_user_of_iptables_nft_is_kept_over_netlink_as_iptables_would() {
-        if !nix::unistd::geteuid().is_root() || Command::new("iptables").arg("-V").output().is_err()
-        {
-            eprintln!("skipped: needs root and iptables");
+        let nft_backed = Command::new("iptables")
+            .arg("-V")
+            .output()
+            .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("nf_tables"));
+        if !nix::unistd::geteuid().is_root() || !nft_backed {
+            eprintln!("skipped: needs root and iptables-nft");
             return;
         }
         let (before, during, after) = in_netns(|conn| {

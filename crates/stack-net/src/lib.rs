@@ -249,14 +249,14 @@ pub async fn create(
     SYNCING
         .lock()
         .unwrap_or_else(|p| p.into_inner())
-        .push(syncing);
+        .push((net.name.clone(), syncing));
     Ok(net)
 }
 
 /// The syncs of network records made by [`create`] that nobody has
 /// waited for yet.
-static SYNCING: std::sync::Mutex<Vec<std::thread::JoinHandle<Result<(), NetError>>>> =
-    std::sync::Mutex::new(Vec::new());
+type Syncing = (String, std::thread::JoinHandle<Result<(), NetError>>);
+static SYNCING: std::sync::Mutex<Vec<Syncing>> = std::sync::Mutex::new(Vec::new());
 
 /// Waits until every network record this process made is on disk: what
 /// made networks (a `network create`, an engine's `up`) does before it
@@ -265,13 +265,16 @@ static SYNCING: std::sync::Mutex<Vec<std::thread::JoinHandle<Result<(), NetError
 pub fn settle() -> Result<(), NetError> {
     let pending = std::mem::take(&mut *SYNCING.lock().unwrap_or_else(|p| p.into_inner()));
     let mut done = Ok(());
-    for sync in pending {
-        let r = sync.join().unwrap_or_else(|_| {
-            Err(NetError::Config(
-                "the thread that syncs a network's record panicked".into(),
+    for (name, sync) in pending {
+        let synced = match sync.join() {
+            Ok(r) => r.map_err(|e| e.to_string()),
+            Err(_) => Err("its thread panicked".into()),
+        };
+        done = done.and(synced.map_err(|why| {
+            NetError::Config(format!(
+                "network `{name}` is made, but its record could not be synced to disk: {why}"
             ))
-        });
-        done = done.and(r);
+        }));
     }
     done
 }

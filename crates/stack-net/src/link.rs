@@ -265,7 +265,7 @@ impl Batch {
 /// The peer is born there with its final name (a move would wait for an
 /// RCU grace period, some 20 ms each; a rename is one more request). Not
 /// up yet: a veth cannot be up before its peer exists, and the peer is
-/// made first ([`up`]).
+/// made first ([`up_by_name`]).
 pub fn veth(
     host: &str,
     bridge: u32,

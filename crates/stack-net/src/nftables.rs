@@ -805,6 +805,7 @@ impl Conn {
             self.socket.send(&b.buf, 0).map_err(Fault::Io)?;
             let mut rules = Vec::new();
             let mut missing = false;
+            let mut refused = None;
             let mut cut = false;
             let mut data = vec![0u8; 1 << 16];
             'answers: loop {
@@ -824,24 +825,20 @@ impl Conn {
                     at += len.next_multiple_of(4);
                     let ty = u16::from_ne_bytes([msg[4], msg[5]]);
                     let flags = u16::from_ne_bytes([msg[6], msg[7]]);
-                    let Some(which) = u32::from_ne_bytes(msg[8..12].try_into().expect("4 bytes"))
-                        .checked_sub(seq)
-                        .filter(|w| *w < 2)
-                    else {
+                    let which = u32::from_ne_bytes(msg[8..12].try_into().expect("4 bytes"))
+                        .wrapping_sub(seq);
+                    if which >= 2 {
                         continue;
-                    };
+                    }
                     cut |= flags & libc::NLM_F_DUMP_INTR as u16 != 0;
                     let rule = (libc::NFNL_SUBSYS_NFTABLES << 8 | libc::NFT_MSG_NEWRULE) as u16;
                     if ty == libc::NLMSG_ERROR as u16 && len >= 20 {
                         match -i32::from_ne_bytes(msg[16..20].try_into().expect("4 bytes")) {
                             0 => {}
                             libc::ENOENT => missing = true,
-                            errno => {
-                                return Err(Fault::Refused(
-                                    format!("listing chain {chain} of table {table}"),
-                                    std::io::Error::from_raw_os_error(errno),
-                                ))
-                            }
+                            // Said once the listing's end is read: nothing
+                            // of it is left on the socket.
+                            errno => refused = refused.or(Some(errno)),
                         }
                         if which == 1 {
                             break 'answers;
@@ -852,6 +849,12 @@ impl Conn {
                         rules.push(listed(&msg[20..]));
                     }
                 }
+            }
+            if let Some(errno) = refused {
+                return Err(Fault::Refused(
+                    format!("listing chain {chain} of table {table}"),
+                    std::io::Error::from_raw_os_error(errno),
+                ));
             }
             if missing {
                 return Ok(None);

@@ -121,7 +121,10 @@ fn read_network(path: &Path) -> Result<Option<Network>, NetError> {
     match bytes_unless_gone(path)? {
         Some(b) if b.iter().all(|x| *x == 0) => {
             let _ = fs::remove_file(path);
-            let _ = fs::remove_dir(path.with_extension("endpoints"));
+            // Its containers' records too: made beside its sync.
+            if let Some(dir) = path.parent() {
+                let _ = stack_sys::remove_tree(dir, &path.with_extension("endpoints"));
+            }
             Ok(None)
         }
         b => b.map(|b| parse(path, &b)).transpose(),
@@ -189,6 +192,14 @@ impl Store {
     /// Held while networks or endpoints change (one command at a time).
     pub fn lock(&self) -> Result<Lock, NetError> {
         Lock::take(&self.root.join(".lock"))
+    }
+
+    /// The store's lock if nobody holds it.
+    pub fn try_lock(&self) -> Result<Option<Lock>, NetError> {
+        let p = self.root.join(".lock");
+        stack_sys::try_lock(&p)
+            .map(|l| l.map(Lock))
+            .map_err(|e| NetError::io(&p, e))
     }
 
     fn network_path(&self, name: &str) -> Result<PathBuf, NetError> {
@@ -368,7 +379,9 @@ mod tests {
         store.put(&net).unwrap();
         store.sync("kept").unwrap();
         for (name, torn) in [("empty", vec![]), ("zeros", vec![0u8; 447])] {
-            fs::create_dir_all(store.endpoints_dir(name).unwrap()).unwrap();
+            let eps = store.endpoints_dir(name).unwrap();
+            fs::create_dir_all(&eps).unwrap();
+            fs::write(eps.join("c.json"), "{}").unwrap();
             fs::write(store.network_path(name).unwrap(), torn).unwrap();
             assert!(
                 matches!(store.get(name), Err(NetError::NotFound(_))),

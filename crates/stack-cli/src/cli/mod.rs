@@ -43,17 +43,27 @@ pub fn each(c: clap::Command, f: &dyn Fn(clap::Command, &str) -> clap::Command) 
             c.mut_subcommand(&n, |s| walk(s, &sub, f))
         })
     }
-    // The whole tree, deferred groups too ([`Deferred`]).
-    let mut c = c;
-    c.build();
     walk(c, "", f)
 }
 
 /// A group of subcommands (`container`, `image`…) that clap builds only
-/// when the command line enters it: building the whole tree took most of
-/// a millisecond of every run, and a run uses one branch.
+/// when the command line enters it, in [`parse`]: building the whole tree
+/// took most of a millisecond of every run, and a run uses one branch.
+/// (Help, completions and the tests get the whole tree, as built before.)
 #[derive(Debug)]
 pub struct Deferred<T>(pub T);
+
+/// Whether [`Deferred`] groups are built only when entered.
+static DEFER: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// The command line parsed, each subcommand group built only if entered.
+pub fn parse() -> Result<Cli, clap::Error> {
+    use std::sync::atomic::Ordering;
+    DEFER.store(true, Ordering::Relaxed);
+    let parsed = <Cli as Parser>::try_parse();
+    DEFER.store(false, Ordering::Relaxed);
+    parsed
+}
 
 impl<T: clap::FromArgMatches> clap::FromArgMatches for Deferred<T> {
     fn from_arg_matches(m: &clap::ArgMatches) -> Result<Self, clap::Error> {
@@ -67,11 +77,17 @@ impl<T: clap::FromArgMatches> clap::FromArgMatches for Deferred<T> {
 
 impl<T: Subcommand> Subcommand for Deferred<T> {
     fn augment_subcommands(cmd: clap::Command) -> clap::Command {
-        cmd.defer(T::augment_subcommands)
+        match DEFER.load(std::sync::atomic::Ordering::Relaxed) {
+            true => cmd.defer(T::augment_subcommands),
+            false => T::augment_subcommands(cmd),
+        }
     }
 
     fn augment_subcommands_for_update(cmd: clap::Command) -> clap::Command {
-        cmd.defer(T::augment_subcommands_for_update)
+        match DEFER.load(std::sync::atomic::Ordering::Relaxed) {
+            true => cmd.defer(T::augment_subcommands_for_update),
+            false => T::augment_subcommands_for_update(cmd),
+        }
     }
 
     fn has_subcommand(name: &str) -> bool {

@@ -780,3 +780,22 @@ fn a_bridge_made_again_under_its_name_gets_the_next_ups_containers() {
     }
     assert_nothing_left(&e, &[name]);
 }
+
+/// The DNS server of a store root that is removed (as a test's, right
+/// after its last network) ends: it finds no lock and no network there.
+#[test]
+fn the_dns_server_of_a_removed_root_ends() {
+    let (e, _rootfs) = env("dns-gone");
+    e.out(&["network", "create", "front"]);
+    let b = bridge(&e, "front");
+    common::wait_for("the server says it serves", || {
+        e.root().join("networks/dns.serving").exists()
+    });
+    let pid = nix::unistd::Pid::from_raw(dns_pid(&e).parse().unwrap());
+    e.out(&["network", "rm", "front"]);
+    std::fs::remove_dir_all(e.root()).unwrap();
+    common::wait_for("the server ends", || {
+        nix::sys::signal::kill(pid, None).is_err()
+    });
+    assert_nothing_left(&e, &[b]);
+}

@@ -444,9 +444,11 @@ pub async fn serve(stack_root: &Path) -> Result<(), crate::NetError> {
         // meanwhile keeps us (its maker may be handing us its sockets);
         // else nobody hands us anything once the socket is gone. Not
         // waited for: its holder may be waiting for us to serve (another
-        // round then).
+        // round then). A lock not to be had at all is a root that is gone,
+        // with its networks.
         if idle >= 3 {
-            if let Ok(Some(_made)) = shared.store.try_lock() {
+            let made = shared.store.try_lock();
+            if !matches!(made, Ok(None)) {
                 if shared.store.networks().unwrap_or_default().is_empty() {
                     let _ = std::fs::remove_file(serving_path(stack_root));
                     let _ = std::fs::remove_file(&wake_path);

@@ -116,6 +116,9 @@ impl Batch {
         requests: Vec<(RouteNetlinkMessage, u16)>,
     ) -> std::io::Result<Vec<Answer>> {
         let n = requests.len();
+        if n == 0 {
+            return Ok(Vec::new());
+        }
         let first = self.seq.wrapping_add(1);
         self.seq = self.seq.wrapping_add(n as u32);
         let mut buf = Vec::new();
@@ -131,31 +134,21 @@ impl Batch {
         self.socket.send(&buf, 0)?;
         let mut replies: Vec<Vec<RouteNetlinkMessage>> = vec![Vec::new(); n];
         let mut answers: Vec<Option<Answer>> = (0..n).map(|_| None).collect();
-        while answers.iter().any(Option::is_none) {
-            let (data, _) = self.socket.recv_from_full()?;
-            let mut at = 0;
-            while at < data.len() {
-                let m = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&data[at..])
-                    .map_err(std::io::Error::other)?;
-                let len = m.header.length as usize;
-                if len == 0 {
-                    break;
+        self.read_until(|m| {
+            // Each request ends with its error message (zero: done).
+            let i = m.header.sequence_number.wrapping_sub(first) as usize;
+            match (m.payload, replies.get_mut(i)) {
+                (NetlinkPayload::InnerMessage(r), Some(got)) => got.push(r),
+                (NetlinkPayload::Error(e), Some(got)) => {
+                    answers[i] = Some(match e.code {
+                        None => Ok(std::mem::take(got)),
+                        Some(_) => Err(e.to_io()),
+                    });
                 }
-                at += len.next_multiple_of(4);
-                // Each request ends with its error message (zero: done).
-                let i = m.header.sequence_number.wrapping_sub(first) as usize;
-                match (m.payload, replies.get_mut(i)) {
-                    (NetlinkPayload::InnerMessage(r), Some(got)) => got.push(r),
-                    (NetlinkPayload::Error(e), Some(got)) => {
-                        answers[i] = Some(match e.code {
-                            None => Ok(std::mem::take(got)),
-                            Some(_) => Err(e.to_io()),
-                        });
-                    }
-                    _ => {}
-                }
+                _ => {}
             }
-        }
+            answers.iter().all(Option::is_some)
+        })?;
         Ok(answers.into_iter().flatten().collect())
     }
 
@@ -171,6 +164,33 @@ impl Batch {
         m.serialize(&mut buf);
         self.socket.send(&buf, 0)?;
         let mut listed = Vec::new();
+        let mut refused = None;
+        self.read_until(|m| {
+            if m.header.sequence_number != seq {
+                return false;
+            }
+            match m.payload {
+                NetlinkPayload::InnerMessage(r) => {
+                    listed.push(r);
+                    false
+                }
+                NetlinkPayload::Done(_) => true,
+                NetlinkPayload::Error(e) => {
+                    refused = e.code.map(|_| e.to_io());
+                    true
+                }
+                _ => false,
+            }
+        })?;
+        refused.map_or(Ok(listed), Err)
+    }
+
+    /// Reads the messages the socket gets, each given to `take`, until
+    /// `take` says that was the last one awaited.
+    fn read_until(
+        &mut self,
+        mut take: impl FnMut(NetlinkMessage<RouteNetlinkMessage>) -> bool,
+    ) -> std::io::Result<()> {
         loop {
             let (data, _) = self.socket.recv_from_full()?;
             let mut at = 0;
@@ -182,14 +202,8 @@ impl Batch {
                     break;
                 }
                 at += len.next_multiple_of(4);
-                if m.header.sequence_number != seq {
-                    continue;
-                }
-                match m.payload {
-                    NetlinkPayload::InnerMessage(r) => listed.push(r),
-                    NetlinkPayload::Done(_) => return Ok(listed),
-                    NetlinkPayload::Error(e) if e.code.is_some() => return Err(e.to_io()),
-                    _ => {}
+                if take(m) {
+                    return Ok(());
                 }
             }
         }

@@ -799,3 +799,53 @@ fn the_dns_server_of_a_removed_root_ends() {
     });
     assert_nothing_left(&e, &[b]);
 }
+
+/// What the command that starts the engine or the DNS server left open
+/// (a file its shell opened as descriptor 9) is held by neither: both
+/// close what they inherit above standard error.
+#[test]
+fn the_long_lived_processes_hold_nothing_their_starter_left_open() {
+    let (e, _rootfs) = env("dns-fds");
+    let held = e.dir.join("held");
+    std::fs::write(&held, "").unwrap();
+    let project = e.dir.join("app");
+    std::fs::create_dir_all(&project).unwrap();
+    std::fs::write(
+        project.join("compose.yaml"),
+        "services:\n  a:\n    image: none:1\n",
+    )
+    .unwrap();
+    let stack = env!("CARGO_BIN_EXE_stack");
+    // The network's DNS server is started by the first, the engine by the
+    // second (`ps` goes through it).
+    let mut sh = std::process::Command::new("sh");
+    sh.arg("-c")
+        .arg(format!(
+            "exec 9>>'{}'; '{stack}' network create front && '{stack}' --project-directory '{}' ps >/dev/null",
+            held.display(),
+            project.display()
+        ))
+        .env("STACK_ROOT", e.root());
+    for (k, v) in &e.vars {
+        sh.env(k, v);
+    }
+    let o = sh.output().unwrap();
+    assert!(o.status.success(), "{o:?}");
+    assert!(e.engine_pid().is_some(), "the engine runs");
+    let holders = || -> Vec<String> {
+        std::fs::read_dir("/proc")
+            .unwrap()
+            .flatten()
+            .filter_map(|p| {
+                let fds = std::fs::read_dir(p.path().join("fd")).ok()?;
+                fds.flatten()
+                    .any(|fd| std::fs::read_link(fd.path()).is_ok_and(|t| t == held))
+                    .then(|| p.file_name().to_string_lossy().into_owned())
+            })
+            .collect()
+    };
+    common::wait_for("nobody holds the file", || holders().is_empty());
+    let b = bridge(&e, "front");
+    e.out(&["network", "rm", "front"]);
+    assert_nothing_left(&e, &[b]);
+}

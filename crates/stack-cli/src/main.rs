@@ -36,7 +36,11 @@ fn main() -> ExitCode {
             stack_runtime::init_main(&argv.next().unwrap_or_default(), argv.next().as_deref())
         }
         Some(stack_runtime::EXEC_ARG) => stack_runtime::exec_main(&argv.next().unwrap_or_default()),
-        Some(stack_host::DNS_ARG) => return stack_net::dns::server_main(&client::stack_root()),
+        Some(stack_host::DNS_ARG) => {
+            // Long-lived: nothing of whoever started it is held open.
+            stack_runtime::close_inherited_fds(&[]);
+            return stack_net::dns::server_main(&client::stack_root());
+        }
         _ => {}
     }
     // The engine as the CLI starts it (`stack daemon`, its root and socket
@@ -46,6 +50,10 @@ fn main() -> ExitCode {
         .skip(1)
         .eq([std::ffi::OsStr::new("daemon")])
     {
+        // Long-lived, and the parent of what it starts: nothing of the
+        // command that started it is held open (a pipe its caller waits
+        // on the end of, say).
+        stack_runtime::close_inherited_fds(&[]);
         if let Err(code) = enter_rootless() {
             return code;
         }
@@ -225,7 +233,10 @@ fn main() -> ExitCode {
         cli::Command::Daemon {
             group,
             docker_socket,
-        } => done(daemon(group.as_deref(), docker_socket)),
+        } => {
+            stack_runtime::close_inherited_fds(&[]);
+            done(daemon(group.as_deref(), docker_socket))
+        }
         cli::Command::Port {
             service,
             port,

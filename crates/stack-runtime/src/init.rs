@@ -213,7 +213,7 @@ fn enter(ns: crate::spec::Namespace, kind: &str, flag: CloneFlags) -> std::io::R
 }
 
 /// Closes every inherited descriptor above stderr but those in `keep`.
-pub(crate) fn close_inherited_fds(keep: &[i32]) {
+pub fn close_inherited_fds(keep: &[i32]) {
     let fds: Vec<i32> = std::fs::read_dir("/proc/self/fd")
         .map(|d| {
             d.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())

@@ -32,7 +32,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use init::Mode;
-pub use init::{exec_main, init_main, BUILD_MARK, EXEC_ARG, INIT_ARG};
+pub use init::{close_inherited_fds, exec_main, init_main, BUILD_MARK, EXEC_ARG, INIT_ARG};
 pub use rootfs::shared_layer;
 pub use seal::sibling_binary;
 pub use seccomp::check as check_seccomp_profile;

@@ -10,6 +10,8 @@ fn main() -> ExitCode {
     let root = std::env::var_os("STACK_ROOT");
     match (std::env::args().nth(1).as_deref(), root) {
         (Some(stack_net::dns::SERVER_ARG), Some(root)) => {
+            // Long-lived: nothing of whoever started it is held open.
+            stack_runtime::close_inherited_fds(&[]);
             stack_net::dns::server_main(std::path::Path::new(&root))
         }
         _ => {

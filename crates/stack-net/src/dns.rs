@@ -304,7 +304,7 @@ async fn serve_tcp(listener: TcpListener, shared: Arc<Shared>, network: String) 
 pub async fn serve(stack_root: &Path) -> Result<(), crate::NetError> {
     let store = Store::open(stack_root)?;
     let root = stack_root.join("networks");
-    let lock_path = root.join("dns.lock");
+    let lock_path = lock_path(stack_root);
     // Started by the maker of a network: its sockets, and the lock it
     // took for us, on our standard input.
     let mut handed = Handed::new();
@@ -507,6 +507,11 @@ pub fn server_main(stack_root: &Path) -> std::process::ExitCode {
 /// lives as long as networks do, and costs a third of the memory there.
 pub const SERVER_BINARY: &str = "stack-dns";
 
+/// The lock a running DNS server of `stack_root` holds: one per root.
+fn lock_path(stack_root: &Path) -> PathBuf {
+    stack_root.join("networks").join("dns.lock")
+}
+
 /// The socket a running DNS server of `stack_root` is woken on.
 pub fn wake_socket(stack_root: &Path) -> PathBuf {
     stack_root.join("networks").join("dns.sock")
@@ -636,7 +641,7 @@ impl Handover {
     /// removed already, and lets go of its lock in a moment.
     pub fn hand(&self, stack_root: &Path) -> std::io::Result<Option<stack_sys::FileLock>> {
         use std::time::Instant;
-        let lock_path = stack_root.join("networks").join("dns.lock");
+        let lock_path = lock_path(stack_root);
         let wake = wake_socket(stack_root);
         if wake.as_os_str().len() >= 108 {
             // No server has such a socket: it serves by its rounds.

@@ -601,6 +601,20 @@ impl std::fmt::Display for Fault {
     }
 }
 
+/// What [`Conn::read_until`] does after a message.
+enum Next {
+    More,
+    /// That was the last one awaited.
+    Done,
+    /// Only what is queued already is read.
+    Drain,
+}
+
+/// Whether a message is an answer (`NLMSG_ERROR`) with its error code.
+fn is_error(msg: &[u8]) -> bool {
+    msg.len() >= 20 && u16::from_ne_bytes([msg[4], msg[5]]) == libc::NLMSG_ERROR as u16
+}
+
 impl Conn {
     pub fn open() -> std::io::Result<Conn> {
         use nix::sys::socket::{setsockopt, sockopt};
@@ -646,6 +660,37 @@ impl Conn {
         // The last answered message: the one before the end.
         let last = n - 2;
         let mut refused = None;
+        self.read_until(|msg| {
+            let seq =
+                u32::from_ne_bytes(msg[8..12].try_into().expect("4 bytes")).wrapping_sub(base);
+            if !is_error(msg) || seq >= n {
+                return Next::More;
+            }
+            let error = i32::from_ne_bytes(msg[16..20].try_into().expect("4 bytes"));
+            if error != 0 && refused.is_none() {
+                refused = Some((seq as usize, -error));
+            }
+            match seq {
+                s if s == last => Next::Done,
+                // The begin refused: whatever else comes is queued
+                // already, and read without waiting.
+                0 if error != 0 => Next::Drain,
+                _ => Next::More,
+            }
+        })?;
+        match refused {
+            Some((seq, errno)) => Err(Fault::Refused(
+                what[seq].clone(),
+                std::io::Error::from_raw_os_error(errno),
+            )),
+            None => Ok(()),
+        }
+    }
+
+    /// Reads the messages the socket gets, each whole (header first) to
+    /// `take`, until it says the last awaited one came, or, once it has
+    /// said to drain, until nothing more is queued.
+    fn read_until(&self, mut take: impl FnMut(&[u8]) -> Next) -> Result<(), Fault> {
         let mut data = vec![0u8; 1 << 16];
         let mut draining = false;
         loop {
@@ -653,42 +698,23 @@ impl Conn {
             let got = match self.socket.recv(&mut &mut data[..], flags) {
                 Ok(got) => got,
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(e) if draining && e.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(e) if draining && e.kind() == std::io::ErrorKind::WouldBlock => return Ok(()),
                 Err(e) => return Err(Fault::Io(e)),
             };
             let mut at = 0;
-            let mut done = false;
-            while at + 20 <= got {
-                let word = |i: usize| data[at + i..at + i + 4].try_into().expect("4 bytes");
-                let len = u32::from_ne_bytes(word(0)) as usize;
-                let ty = u16::from_ne_bytes([data[at + 4], data[at + 5]]);
-                let seq = u32::from_ne_bytes(word(8)).wrapping_sub(base);
-                let error = i32::from_ne_bytes(word(16));
-                if len < 20 {
+            while at + 16 <= got {
+                let len =
+                    u32::from_ne_bytes(data[at..at + 4].try_into().expect("4 bytes")) as usize;
+                if len < 16 || at + len > got {
                     break;
                 }
+                match take(&data[at..at + len]) {
+                    Next::More => {}
+                    Next::Done => return Ok(()),
+                    Next::Drain => draining = true,
+                }
                 at += len.next_multiple_of(4);
-                if ty != libc::NLMSG_ERROR as u16 || seq >= n {
-                    continue;
-                }
-                if error != 0 && refused.is_none() {
-                    refused = Some((seq as usize, -error));
-                }
-                // The begin refused: whatever else comes is queued
-                // already, and read without waiting.
-                draining |= seq == 0 && error != 0;
-                done |= seq == last;
             }
-            if done {
-                break;
-            }
-        }
-        match refused {
-            Some((seq, errno)) => Err(Fault::Refused(
-                what[seq].clone(),
-                std::io::Error::from_raw_os_error(errno),
-            )),
-            None => Ok(()),
         }
     }
 }
@@ -807,49 +833,34 @@ impl Conn {
             let mut missing = false;
             let mut refused = None;
             let mut cut = false;
-            let mut data = vec![0u8; 1 << 16];
-            'answers: loop {
-                let got = match self.socket.recv(&mut &mut data[..], 0) {
-                    Ok(got) => got,
-                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                    Err(e) => return Err(Fault::Io(e)),
-                };
-                let mut at = 0;
-                while at + 16 <= got {
-                    let len = u32::from_ne_bytes(data[at..at + 4].try_into().expect("4 bytes"));
-                    let len = len as usize;
-                    if len < 16 || at + len > got {
-                        break;
-                    }
-                    let msg = &data[at..at + len];
-                    at += len.next_multiple_of(4);
-                    let ty = u16::from_ne_bytes([msg[4], msg[5]]);
-                    let flags = u16::from_ne_bytes([msg[6], msg[7]]);
-                    let which = u32::from_ne_bytes(msg[8..12].try_into().expect("4 bytes"))
-                        .wrapping_sub(seq);
-                    if which >= 2 {
-                        continue;
-                    }
-                    cut |= flags & libc::NLM_F_DUMP_INTR as u16 != 0;
-                    let rule = (libc::NFNL_SUBSYS_NFTABLES << 8 | libc::NFT_MSG_NEWRULE) as u16;
-                    if ty == libc::NLMSG_ERROR as u16 && len >= 20 {
-                        match -i32::from_ne_bytes(msg[16..20].try_into().expect("4 bytes")) {
-                            0 => {}
-                            libc::ENOENT => missing = true,
-                            // Said once the listing's end is read: nothing
-                            // of it is left on the socket.
-                            errno => refused = refused.or(Some(errno)),
-                        }
-                        if which == 1 {
-                            break 'answers;
-                        }
-                    } else if which == 1 && ty == libc::NLMSG_DONE as u16 {
-                        break 'answers;
-                    } else if which == 1 && ty == rule && len >= 20 {
-                        rules.push(listed(&msg[20..]));
-                    }
+            let rule = (libc::NFNL_SUBSYS_NFTABLES << 8 | libc::NFT_MSG_NEWRULE) as u16;
+            self.read_until(|msg| {
+                let ty = u16::from_ne_bytes([msg[4], msg[5]]);
+                let flags = u16::from_ne_bytes([msg[6], msg[7]]);
+                let which =
+                    u32::from_ne_bytes(msg[8..12].try_into().expect("4 bytes")).wrapping_sub(seq);
+                if which >= 2 {
+                    return Next::More;
                 }
-            }
+                cut |= flags & libc::NLM_F_DUMP_INTR as u16 != 0;
+                if is_error(msg) {
+                    match -i32::from_ne_bytes(msg[16..20].try_into().expect("4 bytes")) {
+                        0 => {}
+                        libc::ENOENT => missing = true,
+                        // Said once the listing's end is read: nothing of
+                        // it is left on the socket.
+                        errno => refused = refused.or(Some(errno)),
+                    }
+                    if which == 1 {
+                        return Next::Done;
+                    }
+                } else if which == 1 && ty == libc::NLMSG_DONE as u16 {
+                    return Next::Done;
+                } else if which == 1 && ty == rule && msg.len() >= 20 {
+                    rules.push(listed(&msg[20..]));
+                }
+                Next::More
+            })?;
             if let Some(errno) = refused {
                 return Err(Fault::Refused(
                     format!("listing chain {chain} of table {table}"),

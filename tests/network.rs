@@ -231,6 +231,44 @@ fn the_dns_server_runs_on_stack_dns_where_it_is_installed() {
     }
 }
 
+/// A network made on a gateway that another root's DNS server still
+/// holds (its network just removed, the server not yet let go: stopped
+/// here) is served by a server of its own root once the other lets go,
+/// before `network create` returns: the other's answer on the address is
+/// not taken for one of ours.
+#[test]
+fn a_gateway_another_roots_server_holds_is_served_by_ours() {
+    let subnet = "10.216.7.0/24";
+    let (a, _) = env("dns-other-root-a");
+    let (b, _) = env("dns-other-root-b");
+    a.out(&["network", "create", "--subnet", subnet, "front"]);
+    let a_bridge = bridge(&a, "front");
+    common::wait_for("a's server serves", || {
+        std::fs::read_to_string(a.root().join("networks/dns.serving"))
+            .is_ok_and(|s| s.contains("front 10.216.7.1"))
+    });
+    let theirs = nix::unistd::Pid::from_raw(dns_pid(&a).parse().unwrap());
+    nix::sys::signal::kill(theirs, nix::sys::signal::SIGSTOP).unwrap();
+    a.out(&["network", "rm", "front"]);
+    // Going on a moment after b's network is made, it lets go of the
+    // gateway (woken by the removal).
+    let go_on = std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        nix::sys::signal::kill(theirs, nix::sys::signal::SIGCONT).unwrap();
+    });
+    let made = b.stack(&["network", "create", "--subnet", subnet, "front"]);
+    go_on.join().unwrap();
+    assert!(made.status.success(), "{made:?}");
+    let serving = std::fs::read_to_string(b.root().join("networks/dns.serving"))
+        .expect("b's server says what it serves when the network is made");
+    assert!(serving.contains("front 10.216.7.1"), "{serving}");
+    assert_ne!(dns_pid(&b), theirs.to_string(), "{serving}");
+    let b_bridge = bridge(&b, "front");
+    b.out(&["network", "rm", "front"]);
+    assert_nothing_left(&a, &[a_bridge]);
+    assert_nothing_left(&b, &[b_bridge]);
+}
+
 #[test]
 fn networks_are_isolated_and_an_internal_one_has_no_way_out() {
     let (e, rootfs) = env("isolation");

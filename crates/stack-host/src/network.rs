@@ -23,12 +23,16 @@ fn ensure_dns(host: &Host, network: &str, gateway: IpAddr) -> anyhow::Result<()>
     let root = host.root();
     // Ours, by what it says: something else may answer on the address (a
     // server of another root that had it as a gateway a moment ago). A
-    // server that says nothing (of a build from before it did, which
-    // outlives an upgrade of the engine) is asked on the address.
+    // server of ours that says nothing (of a build from before it did,
+    // which outlives an upgrade of the engine) is asked on the address;
+    // where none of ours runs, whatever answers there is not ours.
     let addr = std::net::SocketAddr::new(gateway, 53);
     let up = || match stack_net::dns::serves(root, network, gateway) {
         Some(ours) => ours,
-        None => std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(100)).is_ok(),
+        None => {
+            stack_net::dns::runs(root)
+                && std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(100)).is_ok()
+        }
     };
     if stack_net::dns::handed(root, network, gateway) || up() {
         return Ok(());

@@ -340,6 +340,11 @@ pub async fn serve(stack_root: &Path) -> Result<(), crate::NetError> {
         turn: AtomicUsize::new(0),
         upstream: upstream(&gateways),
     });
+    // What this server serves, from the start: nobody takes another's
+    // server for ours. Said before the socket below is there: one that
+    // finds it (see [`runs`]) finds this said.
+    let mut said: Vec<(String, IpAddr)> = Vec::new();
+    let mut unsaid = !say_serving(stack_root, &said);
     // Whoever adds a network wakes us on this socket: no waiting out a
     // round. (Without it, as where its path is too long, the rounds do.)
     let wake_path = wake_socket(stack_root);
@@ -349,10 +354,6 @@ pub async fn serve(stack_root: &Path) -> Result<(), crate::NetError> {
     let mut listening: HashMap<(String, IpAddr), Vec<tokio::task::JoinHandle<()>>> = HashMap::new();
     let mut proxies: HashMap<(u16, SocketAddr), tokio::task::JoinHandle<()>> = HashMap::new();
     let mut idle = 0;
-    // What this server serves, from the start: nobody takes another's
-    // server for ours.
-    let mut said: Vec<(String, IpAddr)> = Vec::new();
-    let mut unsaid = !say_serving(stack_root, &said);
     let mut retry = Duration::from_millis(5);
     loop {
         // Sockets handed over since (their networks' records are written
@@ -450,8 +451,8 @@ pub async fn serve(stack_root: &Path) -> Result<(), crate::NetError> {
             let made = shared.store.try_lock();
             if !matches!(made, Ok(None)) {
                 if shared.store.networks().unwrap_or_default().is_empty() {
-                    let _ = std::fs::remove_file(serving_path(stack_root));
                     let _ = std::fs::remove_file(&wake_path);
+                    let _ = std::fs::remove_file(serving_path(stack_root));
                     return Ok(());
                 }
                 idle = 0;
@@ -515,6 +516,16 @@ fn lock_path(stack_root: &Path) -> PathBuf {
 /// The socket a running DNS server of `stack_root` is woken on.
 pub fn wake_socket(stack_root: &Path) -> PathBuf {
     stack_root.join("networks").join("dns.sock")
+}
+
+/// Whether a DNS server of `stack_root` runs: one is bound to its wake
+/// socket (every build that says what it serves, having said it first,
+/// and the builds just before), which it removes as it ends; a socket
+/// left by one killed refuses.
+pub fn runs(stack_root: &Path) -> bool {
+    std::os::unix::net::UnixDatagram::unbound()
+        .and_then(|s| s.connect(wake_socket(stack_root)))
+        .is_ok()
 }
 
 /// The argument that runs a process as the DNS server of a store root.

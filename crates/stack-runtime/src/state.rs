@@ -209,6 +209,7 @@ pub fn claim(dir: &Path) -> io::Result<()> {
     let aside = dir.with_file_name(format!(".{name}.{}.claim", creator.replace(' ', "-")));
     if let Some(containers) = dir.parent() {
         stack_sys::private_dir(containers).map_err(stack_sys::PathError::into_io)?;
+        stack_sys::spread_subdirs(containers);
     }
     std::fs::create_dir_all(&aside)?;
     let made = std::fs::write(aside.join(CLAIM), format!("{creator}\n"))

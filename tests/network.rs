@@ -572,6 +572,47 @@ fn bad_network_requests_say_what_is_wrong() {
     assert_nothing_left(&e, &[b]);
 }
 
+/// A container's links are made in one batch of netlink requests from
+/// inside its namespace, at indexes chosen beforehand: its `ethN` at
+/// 1000 + N, their host ends in the upper half of the range (which the
+/// kernel's own indexes do not reach), each on its network's bridge.
+#[test]
+fn a_containers_links_are_made_at_indexes_chosen_beforehand() {
+    let (e, rootfs) = env("indexes");
+    e.out(&["network", "create", "one"]);
+    e.out(&["network", "create", "two"]);
+    web(
+        &e,
+        &rootfs,
+        "both",
+        &["--network", "one", "--network", "two"],
+    );
+    let inside = e.out(&["container", "exec", "both", "ip", "-o", "link"]);
+    let mut bridges = Vec::new();
+    for (n, net) in ["one", "two"].into_iter().enumerate() {
+        let b = bridge(&e, net);
+        let o = std::process::Command::new("ip")
+            .args(["-o", "link", "show", "master", &b])
+            .output()
+            .unwrap();
+        let host = String::from_utf8_lossy(&o.stdout).to_string();
+        let index: u64 = host.split(':').next().unwrap().trim().parse().unwrap();
+        assert!(index >= 1 << 30, "{host}");
+        assert!(host.contains(&format!("@if{}:", 1000 + n)), "{host}");
+        assert!(
+            inside.contains(&format!("{}: eth{n}@if{index}:", 1000 + n)),
+            "{inside}"
+        );
+        bridges.push(b);
+    }
+    let out = lookup(&e, &rootfs, "two", "both");
+    assert!(out.contains(&address(&e, "two", "both")), "{out}");
+    e.out(&["container", "rm", "-f", "both"]);
+    e.out(&["network", "rm", "one"]);
+    e.out(&["network", "rm", "two"]);
+    assert_nothing_left(&e, &bridges);
+}
+
 #[test]
 fn ipv6_networks_give_and_resolve_v6_addresses() {
     let (e, rootfs) = env("ipv6");

@@ -569,7 +569,7 @@ pub async fn join(
     };
     let result = match planned {
         Ok(plan) => match link::Batch::in_netns(&netns) {
-            Ok(mut inside) => wire_into(&mut inside, &netns, &done, &plan).await,
+            Ok(mut inside) => wire_into(&mut inside, &done, &plan).await,
             Err(e) => Err(e),
         },
         Err(e) => Err(e),
@@ -615,105 +615,98 @@ pub async fn leave(store: &Store, container: &str, network: &str) -> Result<(), 
 /// and routes.
 async fn wire(netns: &Path, endpoints: &[Endpoint], plan: &[Planned]) -> Result<(), NetError> {
     let mut inside = link::create_netns(netns)?;
-    wire_into(&mut inside, netns, endpoints, plan).await
+    wire_into(&mut inside, endpoints, plan).await
 }
 
 /// A veth per endpoint into the namespace there is (`inside`: a socket in
-/// it), addresses and routes: every endpoint's in two batches of netlink
-/// requests whatever the number of endpoints, one on each side: the veths
-/// on their bridges (whose indexes the process knows from the last time),
-/// each echoed back with its peer's index; then in the namespace the
-/// peers up, their addresses and routes. (A bridge index gone stale, a
-/// bridge made again, costs a lookup and a second try; a kernel that
-/// echoes nothing, a lookup of the peers.)
+/// it), addresses and routes: all of them in one batch of netlink
+/// requests on that socket, whatever the number of endpoints. Each veth
+/// is made from inside, its host end sent to the engine's namespace onto
+/// its bridge (whose index the process knows from the last time), both
+/// ends at indexes chosen here: the peers' addresses and routes that
+/// follow name them without waiting for an answer. (A bridge index gone
+/// stale, a bridge made again, or an index taken: what was made goes, and
+/// one more try with the bridges looked up afresh and other indexes.)
 async fn wire_into(
     inside: &mut link::Batch,
-    netns: &Path,
     endpoints: &[Endpoint],
     plan: &[Planned],
 ) -> Result<(), NetError> {
-    let mut host = link::Batch::open().map_err(link::io_nl("open a netlink socket"))?;
-    let ns = std::fs::File::open(netns).map_err(|e| NetError::io(netns, e))?;
+    let host_ns = std::fs::File::open("/proc/thread-self/ns/net")
+        .map_err(|e| NetError::io(Path::new("/proc/thread-self/ns/net"), e))?;
     let bridges: Vec<&str> = plan.iter().map(|p| p.bridge.as_str()).collect();
-    // Each endpoint's answer; those refused (a stale bridge index) tried
-    // once more with the bridges looked up afresh.
-    let mut made: Vec<Option<link::Answer>> = endpoints.iter().map(|_| None).collect();
-    let mut fresh = false;
+    let mut retry = false;
     loop {
-        let mut indexes = host.bridge_indexes(&bridges, fresh)?;
+        let mut indexes = link::bridge_indexes(&bridges, retry)?;
         for (i, p) in plan.iter().enumerate() {
             // A network whose creation was cut short (an engine killed
             // between its record and its bridge) gets its bridge now.
             if indexes[i].is_none() {
                 link::ensure_bridge(&p.bridge, p.mtu, &p.bridge_addrs)?;
-                indexes[i] = host.bridge_indexes(&[&p.bridge], true)?[0];
+                indexes[i] = link::bridge_indexes(&[&p.bridge], true)?[0];
             }
         }
-        let pending: Vec<usize> = (0..endpoints.len())
-            .filter(|i| !matches!(made[*i], Some(Ok(_))))
-            .collect();
-        let veths = pending
+        let mut requests = Vec::new();
+        // What each request does; whether it may find its work done.
+        let mut what = Vec::new();
+        let mut peers = Vec::new();
+        for ((ep, p), bridge) in endpoints.iter().zip(plan).zip(&indexes) {
+            let bridge = bridge.ok_or_else(|| link::missing(&p.bridge))?;
+            let peer = link::peer_index(&ep.ifname, retry)?;
+            requests.push(link::veth(
+                &ep.host_veth,
+                bridge,
+                (&ep.ifname, p.mac),
+                p.mtu,
+                &host_ns,
+                (link::host_index()?, peer),
+            ));
+            what.push((
+                format!("create veth {} on {}", ep.host_veth, p.bridge),
+                false,
+            ));
+            peers.push(peer);
+        }
+        for ((ep, p), &index) in endpoints.iter().zip(plan).zip(&peers) {
+            requests.push(link::up(index));
+            what.push((format!("set {} up", ep.ifname), false));
+            for (a, prefix) in &p.addrs {
+                requests.push(link::address(index, *a, *prefix));
+                what.push((format!("add {a}/{prefix} to {}", ep.ifname), false));
+            }
+            for g in &p.gateways {
+                requests.push(link::default_route(*g));
+                // A second network's gateway: the first one keeps the default route.
+                what.push((format!("default route via {g}"), true));
+            }
+        }
+        let answers = inside
+            .run(requests)
+            .map_err(link::io_nl("wire the container's links"))?;
+        let refused = what.iter().zip(&answers).position(|((_, may_exist), a)| {
+            matches!(a, Err(e) if !(*may_exist && e.raw_os_error() == Some(libc::EEXIST)))
+        });
+        let Some(at) = refused else {
+            return Ok(());
+        };
+        // The veths made go (each with its host end); then one more try
+        // where a veth was refused (as with a stale bridge index), else the
+        // first refusal is said.
+        let made: Vec<_> = peers
             .iter()
-            .map(|&i| {
-                let (ep, p) = (&endpoints[i], &plan[i]);
-                let bridge = indexes[i].ok_or_else(|| link::missing(&p.bridge))?;
-                Ok(link::veth(
-                    &ep.host_veth,
-                    bridge,
-                    (&ep.ifname, p.mac),
-                    p.mtu,
-                    &ns,
-                ))
-            })
-            .collect::<Result<Vec<_>, NetError>>()?;
-        let answers = host.run(veths).map_err(link::io_nl("create veths"))?;
-        for (i, a) in pending.into_iter().zip(answers) {
-            made[i] = Some(a);
-        }
-        if made.iter().all(|a| matches!(a, Some(Ok(_)))) || std::mem::replace(&mut fresh, true) {
-            break;
+            .zip(&answers)
+            .filter(|(_, a)| a.is_ok())
+            .map(|(&peer, _)| link::remove(peer))
+            .collect();
+        let _ = inside.run(made);
+        let veth_refused = answers.iter().take(endpoints.len()).any(Result::is_err);
+        if !veth_refused || std::mem::replace(&mut retry, true) {
+            let e = answers.into_iter().nth(at).and_then(Result::err);
+            return Err(link::io_nl(what.swap_remove(at).0)(
+                e.unwrap_or_else(|| std::io::Error::other("refused")),
+            ));
         }
     }
-    let mut peers = Vec::new();
-    for ((ep, p), answer) in endpoints.iter().zip(plan).zip(made.into_iter().flatten()) {
-        let replies = answer.map_err(link::io_nl(format!(
-            "create veth {} on {}",
-            ep.host_veth, p.bridge
-        )))?;
-        peers.push(link::peer_index(&replies));
-    }
-    if peers.iter().any(Option::is_none) {
-        let names: Vec<&str> = endpoints.iter().map(|ep| ep.ifname.as_str()).collect();
-        peers = inside.indexes(&names)?;
-    }
-    let mut requests = Vec::new();
-    let mut what = Vec::new();
-    for ((ep, p), index) in endpoints.iter().zip(plan).zip(peers) {
-        let index = index.ok_or_else(|| link::missing(&ep.ifname))?;
-        requests.push(link::up_by_name(&ep.ifname));
-        what.push((format!("set {} up", ep.ifname), false));
-        for (a, prefix) in &p.addrs {
-            requests.push(link::address(index, *a, *prefix));
-            what.push((format!("add {a}/{prefix} to {}", ep.ifname), false));
-        }
-        for g in &p.gateways {
-            requests.push(link::default_route(*g));
-            // A second network's gateway: the first one keeps the default route.
-            what.push((format!("default route via {g}"), true));
-        }
-    }
-    let answers = inside
-        .run(requests)
-        .map_err(link::io_nl("configure the container's links"))?;
-    for ((what, may_exist), answer) in what.into_iter().zip(answers) {
-        match answer {
-            Err(e) if may_exist && e.raw_os_error() == Some(libc::EEXIST) => {}
-            a => {
-                a.map_err(link::io_nl(what))?;
-            }
-        }
-    }
-    Ok(())
 }
 
 /// Whether any process is in the namespace bound at `path`.

@@ -209,47 +209,6 @@ impl Batch {
         }
     }
 
-    /// The index of each bridge named, as this process last looked it up
-    /// (a bridge's index stays while it exists, and is never another's
-    /// after it: indexes are handed out in turn); looked up where not
-    /// known. `fresh` forgets what was known of them first.
-    pub fn bridge_indexes(
-        &mut self,
-        names: &[&str],
-        fresh: bool,
-    ) -> Result<Vec<Option<u32>>, NetError> {
-        static KNOWN: std::sync::Mutex<Vec<(String, u32)>> = std::sync::Mutex::new(Vec::new());
-        let known = |n: &str| {
-            let mut k = KNOWN.lock().unwrap_or_else(|p| p.into_inner());
-            if fresh {
-                k.retain(|(b, _)| b != n);
-            }
-            k.iter().find(|(b, _)| b == n).map(|(_, i)| *i)
-        };
-        let mut got: Vec<Option<u32>> = names.iter().map(|n| known(n)).collect();
-        let missing: Vec<&str> = names
-            .iter()
-            .zip(&got)
-            .filter(|(_, i)| i.is_none())
-            .map(|(n, _)| *n)
-            .collect();
-        if missing.is_empty() {
-            return Ok(got);
-        }
-        let mut looked = self.indexes(&missing)?.into_iter();
-        let mut k = KNOWN.lock().unwrap_or_else(|p| p.into_inner());
-        for (n, i) in names.iter().zip(got.iter_mut()) {
-            if i.is_none() {
-                *i = looked.next().flatten();
-                if let Some(index) = *i {
-                    k.retain(|(b, _)| b != n);
-                    k.push((n.to_string(), index));
-                }
-            }
-        }
-        Ok(got)
-    }
-
     /// The index of each link named, `None` where there is none.
     pub fn indexes(&mut self, names: &[&str]) -> Result<Vec<Option<u32>>, NetError> {
         let get = |n: &&str| {
@@ -274,18 +233,64 @@ impl Batch {
     }
 }
 
-/// A veth pair's request: `host` on the bridge at index `bridge`, up; its
-/// peer made in the namespace of `netns` as `peer` there, with its MAC.
-/// The peer is born there with its final name (a move would wait for an
-/// RCU grace period, some 20 ms each; a rename is one more request). Not
-/// up yet: a veth cannot be up before its peer exists, and the peer is
-/// made first ([`up_by_name`]).
+/// The index of each bridge named, as this process last looked it up
+/// (a bridge's index stays while it exists, and is never another's
+/// after it: indexes are handed out in turn); looked up where not
+/// known. `fresh` forgets what was known of them first.
+pub fn bridge_indexes(names: &[&str], fresh: bool) -> Result<Vec<Option<u32>>, NetError> {
+    static KNOWN: std::sync::Mutex<Vec<(String, u32)>> = std::sync::Mutex::new(Vec::new());
+    let known = |n: &str| {
+        let mut k = KNOWN.lock().unwrap_or_else(|p| p.into_inner());
+        if fresh {
+            k.retain(|(b, _)| b != n);
+        }
+        k.iter().find(|(b, _)| b == n).map(|(_, i)| *i)
+    };
+    let mut got: Vec<Option<u32>> = names.iter().map(|n| known(n)).collect();
+    let missing: Vec<&str> = names
+        .iter()
+        .zip(&got)
+        .filter(|(_, i)| i.is_none())
+        .map(|(n, _)| *n)
+        .collect();
+    if missing.is_empty() {
+        return Ok(got);
+    }
+    let mut looked = Batch::open()
+        .map_err(io_nl("open a netlink socket"))?
+        .indexes(&missing)?
+        .into_iter();
+    let mut k = KNOWN.lock().unwrap_or_else(|p| p.into_inner());
+    for (n, i) in names.iter().zip(got.iter_mut()) {
+        if i.is_none() {
+            *i = looked.next().flatten();
+            if let Some(index) = *i {
+                k.retain(|(b, _)| b != n);
+                k.push((n.to_string(), index));
+            }
+        }
+    }
+    Ok(got)
+}
+
+/// A veth pair's request, sent from a socket in the container's
+/// namespace: its end `host` made in the namespace of `host_ns` (the
+/// engine's), on the bridge at index `bridge` there, up; its peer made
+/// beside the socket as `peer`, with its MAC. Both at the indexes given
+/// (the kernel takes the peer's only where the other end's is given too):
+/// the requests that follow in the same batch (the peer up, its addresses,
+/// its routes) name the peer without waiting for an answer. The peer is
+/// born in its namespace with its final name (a move would wait for an RCU
+/// grace period, some 20 ms each; a rename is one more request); not up
+/// yet: a veth cannot go up before its peer exists, and the peer is made
+/// first ([`up`]).
 pub fn veth(
     host: &str,
     bridge: u32,
     (peer, mac): (&str, [u8; 6]),
     mtu: Option<u32>,
-    netns: &fs::File,
+    host_ns: &fs::File,
+    (host_index, peer_index): (u32, u32),
 ) -> (RouteNetlinkMessage, u16) {
     // One queue each way, said at creation: left unsaid, the kernel makes
     // as many as CPUs, then cuts each end down to one, and each cut waits
@@ -297,12 +302,14 @@ pub fn veth(
     }
     let mut peer_msg = one_queue(
         LinkUnspec::new_with_name(peer)
-            .setns_by_fd(netns.as_raw_fd())
+            .index(peer_index)
             .address(mac.to_vec()),
     );
     let mut v = one_queue(
         LinkMessageBuilder::<LinkVeth>::new_with_info_kind(InfoKind::Veth)
             .name(host.to_string())
+            .index(host_index)
+            .setns_by_fd(host_ns.as_raw_fd())
             .controller(bridge)
             .up(),
     );
@@ -311,23 +318,45 @@ pub fn veth(
         peer_msg = peer_msg.mtu(m);
     }
     let v = v.set_info_data(InfoData::Veth(InfoVeth::Peer(peer_msg.build())));
-    // Echoed back: the answer names the peer's index in its namespace.
     (
         RouteNetlinkMessage::NewLink(v.build()),
-        NLM_F_CREATE | NLM_F_EXCL | NLM_F_ECHO,
+        NLM_F_CREATE | NLM_F_EXCL,
     )
 }
 
-/// The index of a veth's peer, from the echo of its creation ([`veth`]);
-/// `None` where the kernel echoes nothing.
-pub fn peer_index(replies: &[RouteNetlinkMessage]) -> Option<u32> {
-    replies.iter().find_map(|r| match r {
-        RouteNetlinkMessage::NewLink(l) => l.attributes.iter().find_map(|a| match a {
-            LinkAttribute::Link(i) => Some(*i),
-            _ => None,
-        }),
-        _ => None,
-    })
+/// An index for a veth's end on the host: one of the upper half of the
+/// range, which those the kernel hands out itself (in turn, from 1) do not
+/// reach; another link that has it is a chance of one in a billion (a
+/// refusal, and the caller chooses again).
+pub fn host_index() -> Result<u32, NetError> {
+    let hex = stack_sys::random_hex(4).map_err(io_nl("choose a link index"))?;
+    let r = u32::from_str_radix(&hex, 16).unwrap_or(0);
+    Ok(0x4000_0000 | (r & 0x3fff_ffff))
+}
+
+/// The index of a container's `ethN` in its namespace: 1000 + N (clear of
+/// the loopback and the fallback tunnels a new namespace may have, 1 and
+/// up); another of the upper half where that was taken (`retry`).
+pub fn peer_index(ifname: &str, retry: bool) -> Result<u32, NetError> {
+    match ifname
+        .strip_prefix("eth")
+        .and_then(|n| n.parse::<u32>().ok())
+    {
+        Some(n) if !retry && n < 1000 => Ok(1000 + n),
+        _ => host_index(),
+    }
+}
+
+/// The request that sets the link at `index` up.
+pub fn up(index: u32) -> (RouteNetlinkMessage, u16) {
+    let msg = LinkUnspec::new_with_index(index).up().build();
+    (RouteNetlinkMessage::SetLink(msg), 0)
+}
+
+/// The request that removes the link at `index` (and a veth's peer with it).
+pub fn remove(index: u32) -> (RouteNetlinkMessage, u16) {
+    let msg = LinkUnspec::new_with_index(index).build();
+    (RouteNetlinkMessage::DelLink(msg), 0)
 }
 
 /// The request that sets the link named `name` up.

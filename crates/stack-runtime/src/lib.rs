@@ -344,11 +344,9 @@ fn prepare(spec: &Spec, root: &Path) -> Result<PathBuf, RuntimeError> {
     }
     let containers = root.join("containers");
     let dir = stack_sys::join(&containers, &spec.id).map_err(|e| failed(e.into_io()))?;
-    // The containers' directories hold their state (environment values
-    // included), logs and writable layers: root's alone.
-    stack_sys::private_dir(&containers)
-        .and_then(|()| stack_sys::private_dir(&dir))
-        .map_err(|e| failed(e.into_io()))?;
+    state::make_containers_dir(&containers)
+        .and_then(|()| stack_sys::private_dir(&dir).map_err(stack_sys::PathError::into_io))
+        .map_err(failed)?;
     rootfs::make_shared(root).map_err(failed)?;
     // What the record is rebuilt from, should the state file be damaged.
     state::write_spec(&dir, spec).map_err(failed)?;

@@ -208,8 +208,7 @@ pub fn claim(dir: &Path) -> io::Result<()> {
     let name = dir.file_name().unwrap_or_default().to_string_lossy();
     let aside = dir.with_file_name(format!(".{name}.{}.claim", creator.replace(' ', "-")));
     if let Some(containers) = dir.parent() {
-        stack_sys::private_dir(containers).map_err(stack_sys::PathError::into_io)?;
-        stack_sys::spread_subdirs(containers);
+        make_containers_dir(containers)?;
     }
     std::fs::create_dir_all(&aside)?;
     let made = std::fs::write(aside.join(CLAIM), format!("{creator}\n"))
@@ -219,6 +218,16 @@ pub fn claim(dir: &Path) -> io::Result<()> {
         let _ = std::fs::remove_dir_all(&aside);
     }
     made
+}
+
+/// Makes the directory of the containers' directories: root's alone (they
+/// hold their state, environment values included, logs and writable
+/// layers), each container's spread over the file system (see
+/// `stack_sys::spread_subdirs`).
+pub(crate) fn make_containers_dir(containers: &Path) -> io::Result<()> {
+    stack_sys::private_dir(containers).map_err(stack_sys::PathError::into_io)?;
+    stack_sys::spread_subdirs(containers);
+    Ok(())
 }
 
 /// Drops the claim once the container exists (or is gone).

@@ -235,8 +235,10 @@ impl Batch {
 
 /// The index of each bridge named, as this process last looked it up
 /// (a bridge's index stays while it exists, and is never another's
-/// after it: indexes are handed out in turn); looked up where not
-/// known. `fresh` forgets what was known of them first.
+/// after it: the kernel hands indexes out in turn, and those we choose
+/// for veths, [`host_index`], are of a range it does not reach); looked up
+/// where not known, on a socket opened for that. `fresh` forgets what was
+/// known of them first.
 pub fn bridge_indexes(names: &[&str], fresh: bool) -> Result<Vec<Option<u32>>, NetError> {
     static KNOWN: std::sync::Mutex<Vec<(String, u32)>> = std::sync::Mutex::new(Vec::new());
     let known = |n: &str| {

@@ -25,13 +25,19 @@ fn ensure_dns(host: &Host, network: &str, gateway: IpAddr) -> anyhow::Result<()>
     // server of another root that had it as a gateway a moment ago). A
     // server of ours that says nothing (of a build from before it did,
     // which outlives an upgrade of the engine) is asked on the address;
-    // where none of ours runs, whatever answers there is not ours.
+    // where none of ours runs, whatever answers there is not ours. (One of
+    // a build older still, before the wake socket, is not found running:
+    // it is waited for, then said not to answer.) What it says is read
+    // again once it is found running: it may have started in between.
     let addr = std::net::SocketAddr::new(gateway, 53);
-    let up = || match stack_net::dns::serves(root, network, gateway) {
+    let said = || stack_net::dns::serves(root, network, gateway);
+    let up = || match said() {
         Some(ours) => ours,
         None => {
             stack_net::dns::runs(root)
-                && std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(100)).is_ok()
+                && said().unwrap_or_else(|| {
+                    std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(100)).is_ok()
+                })
         }
     };
     if stack_net::dns::handed(root, network, gateway) || up() {
@@ -221,9 +227,15 @@ pub fn wire(
         ports.extend(stack_net::ports::parse(p).map_err(anyhow::Error::msg)?);
     }
     let first = store.get(&req.networks[0])?;
-    ensure_dns(host, &first.name, first.subnets[0].gateway)?;
     let (netns, endpoints) =
         host.block_on(stack_net::connect(store, id, name, &attachments, &ports))??;
+    // Once wired (before the container runs): a network whose bridge went
+    // missing (an engine killed between removing a network's bridge and its
+    // record) has it again, and its gateway is there to be served.
+    if let Err(e) = ensure_dns(host, &first.name, first.subnets[0].gateway) {
+        let _ = host.block_on(stack_net::disconnect(store, id));
+        return Err(e);
+    }
     // The embedded DNS answers on each network's gateway.
     let servers: Vec<String> = if req.dns.is_empty() {
         first
@@ -272,8 +284,13 @@ pub fn join(
 ) -> anyhow::Result<stack_net::Endpoint> {
     let store = host.networks()?;
     let net = store.get(&attachment.network)?;
-    ensure_dns(host, &net.name, net.subnets[0].gateway)?;
-    Ok(host.block_on(stack_net::join(store, id, name, attachment))??)
+    let joined = host.block_on(stack_net::join(store, id, name, attachment))??;
+    // Once wired, as in `wire`.
+    if let Err(e) = ensure_dns(host, &net.name, net.subnets[0].gateway) {
+        let _ = host.block_on(stack_net::leave(store, id, &net.name));
+        return Err(e);
+    }
+    Ok(joined)
 }
 
 /// Takes a container off one of its networks.

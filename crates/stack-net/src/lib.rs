@@ -569,7 +569,7 @@ pub async fn join(
     };
     let result = match planned {
         Ok(plan) => match link::Batch::in_netns(&netns) {
-            Ok(mut inside) => wire_into(&mut inside, &done, &plan).await,
+            Ok(mut inside) => wire_into(&mut inside, false, &done, &plan).await,
             Err(e) => Err(e),
         },
         Err(e) => Err(e),
@@ -615,27 +615,40 @@ pub async fn leave(store: &Store, container: &str, network: &str) -> Result<(), 
 /// and routes.
 async fn wire(netns: &Path, endpoints: &[Endpoint], plan: &[Planned]) -> Result<(), NetError> {
     let mut inside = link::create_netns(netns)?;
-    wire_into(&mut inside, endpoints, plan).await
+    wire_into(&mut inside, true, endpoints, plan).await
 }
 
 /// A veth per endpoint into the namespace there is (`inside`: a socket in
-/// it), addresses and routes: all of them in one batch of netlink
-/// requests on that socket, whatever the number of endpoints. Each veth
-/// is made from inside, its host end sent to the engine's namespace onto
-/// its bridge (whose index the process knows from the last time), both
-/// ends at indexes chosen here: the peers' addresses and routes that
-/// follow name them without waiting for an answer. (A bridge index gone
-/// stale, a bridge made again, or an index taken: what was made goes, and
-/// one more try with the bridges looked up afresh and other indexes.)
+/// it; `fresh`, one just made), addresses and routes: all of them in one
+/// batch of netlink requests on that socket, whatever the number of
+/// endpoints. Each veth is made from inside, its host end sent to the
+/// engine's namespace onto its bridge (whose index the process knows from
+/// the last time), both ends at indexes chosen here: the peers' addresses
+/// and routes that follow name them without waiting for an answer. (A
+/// bridge index gone stale, a bridge made again, or an index taken: the
+/// veths made go, and one more try with the bridges looked up afresh and
+/// other indexes.)
 async fn wire_into(
     inside: &mut link::Batch,
+    fresh: bool,
     endpoints: &[Endpoint],
     plan: &[Planned],
 ) -> Result<(), NetError> {
-    let host_ns = std::fs::File::open("/proc/thread-self/ns/net")
-        .map_err(|e| NetError::io(Path::new("/proc/thread-self/ns/net"), e))?;
+    // Ours, where the host ends go: opened once (a process's namespace
+    // stays; its threads' are entered only by short-lived ones).
+    static HOST_NS: std::sync::OnceLock<std::fs::File> = std::sync::OnceLock::new();
+    let host_ns = match HOST_NS.get() {
+        Some(ns) => ns,
+        None => {
+            let path = Path::new("/proc/thread-self/ns/net");
+            let ns = std::fs::File::open(path).map_err(|e| NetError::io(path, e))?;
+            HOST_NS.get_or_init(|| ns)
+        }
+    };
     let bridges: Vec<&str> = plan.iter().map(|p| p.bridge.as_str()).collect();
     let mut retry = false;
+    // What the first try was refused, once it is tried again.
+    let mut first = None;
     loop {
         let mut indexes = link::bridge_indexes(&bridges, retry)?;
         for (i, p) in plan.iter().enumerate() {
@@ -652,14 +665,14 @@ async fn wire_into(
         let mut peers = Vec::new();
         for ((ep, p), bridge) in endpoints.iter().zip(plan).zip(&indexes) {
             let bridge = bridge.ok_or_else(|| link::missing(&p.bridge))?;
-            let peer = link::peer_index(&ep.ifname, retry)?;
+            let peer = link::peer_index(&ep.ifname, fresh && !retry);
             requests.push(link::veth(
                 &ep.host_veth,
                 bridge,
                 (&ep.ifname, p.mac),
                 p.mtu,
-                &host_ns,
-                (link::host_index()?, peer),
+                host_ns,
+                (link::host_index(), peer),
             ));
             what.push((
                 format!("create veth {} on {}", ep.host_veth, p.bridge),
@@ -700,12 +713,20 @@ async fn wire_into(
             .collect();
         let _ = inside.run(made);
         let veth_refused = answers.iter().take(endpoints.len()).any(Result::is_err);
-        if !veth_refused || std::mem::replace(&mut retry, true) {
-            let e = answers.into_iter().nth(at).and_then(Result::err);
-            return Err(link::io_nl(what.swap_remove(at).0)(
-                e.unwrap_or_else(|| std::io::Error::other("refused")),
-            ));
+        let e = answers.into_iter().nth(at).and_then(Result::err);
+        let e = e.unwrap_or_else(|| std::io::Error::other("refused"));
+        let refusal = (what.swap_remove(at).0, e);
+        if !veth_refused || retry {
+            // A veth the first try made and could not remove is no cause.
+            let exists = refusal.1.raw_os_error() == Some(libc::EEXIST);
+            let (what, e) = match first.take() {
+                Some(first) if exists => first,
+                _ => refusal,
+            };
+            return Err(link::io_nl(what)(e));
         }
+        first = Some(refusal);
+        retry = true;
     }
 }
 

@@ -330,21 +330,27 @@ pub fn veth(
 /// range, which those the kernel hands out itself (in turn, from 1) do not
 /// reach; another link that has it is a chance of one in a billion (a
 /// refusal, and the caller chooses again).
-pub fn host_index() -> Result<u32, NetError> {
-    let hex = stack_sys::random_hex(4).map_err(io_nl("choose a link index"))?;
-    let r = u32::from_str_radix(&hex, 16).unwrap_or(0);
-    Ok(0x4000_0000 | (r & 0x3fff_ffff))
+pub fn host_index() -> u32 {
+    use std::hash::{BuildHasher as _, Hasher as _};
+    // Each `RandomState` hashes with keys of its own (random per thread,
+    // then another each time): a random number without a file to read.
+    let r = std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish() as u32;
+    0x4000_0000 | (r & 0x3fff_ffff)
 }
 
-/// The index of a container's `ethN` in its namespace: 1000 + N (clear of
-/// the loopback and the fallback tunnels a new namespace may have, 1 and
-/// up); another of the upper half where that was taken (`retry`).
-pub fn peer_index(ifname: &str, retry: bool) -> Result<u32, NetError> {
+/// The index of a container's `ethN` in its namespace. In a namespace
+/// just made (`fresh`), 1000 + N: clear of the loopback and the fallback
+/// tunnels a new namespace may have, 1 and up. Else one of the upper half,
+/// as [`host_index`]: a running container may have made links of its own
+/// (those of a refused veth's index would get its peer's addresses).
+pub fn peer_index(ifname: &str, fresh: bool) -> u32 {
     match ifname
         .strip_prefix("eth")
         .and_then(|n| n.parse::<u32>().ok())
     {
-        Some(n) if !retry && n < 1000 => Ok(1000 + n),
+        Some(n) if fresh && n < 1000 => 1000 + n,
         _ => host_index(),
     }
 }

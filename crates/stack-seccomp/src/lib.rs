@@ -231,13 +231,19 @@ impl Arch {
             Arch::Aarch64 => include_str!("../data/aarch64.tbl"),
         }
     }
-    /// The number of system call `name` on this architecture.
+    /// The number of system call `name` on this architecture, from its
+    /// table sorted by name.
     pub fn syscall(self, name: &str) -> Option<u32> {
-        self.table_text()
-            .lines()
-            .filter_map(|l| l.split_once(' '))
-            .find(|(n, _)| *n == name)
-            .and_then(|(_, nr)| nr.parse().ok())
+        let table = match self {
+            Arch::X86_64 => X86_64_BY_NAME,
+            Arch::X86 => X86_BY_NAME,
+            Arch::X32 => X32_BY_NAME,
+            Arch::Aarch64 => AARCH64_BY_NAME,
+        };
+        table
+            .binary_search_by(|(n, _)| (*n).cmp(name))
+            .ok()
+            .map(|i| table[i].1)
     }
     /// Every system call of this architecture, by number.
     pub fn syscalls(self) -> impl Iterator<Item = (&'static str, u32)> {
@@ -246,9 +252,6 @@ impl Arch {
             .filter(|l| !l.starts_with('#'))
             .filter_map(|l| l.split_once(' '))
             .filter_map(|(n, nr)| Some((n, nr.parse().ok()?)))
-    }
-    fn table(self) -> BTreeMap<&'static str, u32> {
-        self.syscalls().collect()
     }
 }
 
@@ -349,14 +352,14 @@ impl Cond {
 /// A rule that applies to the target: its calls, its alternatives (each a
 /// conjunction of conditions; none means always), and its return value.
 #[derive(Clone, Debug)]
-struct Rule {
-    names: Vec<String>,
+struct Rule<'p> {
+    names: Vec<&'p str>,
     alternatives: Vec<Vec<Cond>>,
     ret: u32,
 }
 
 /// The profile's rules that apply to `target`, as Docker selects them.
-fn rules(p: &Profile, t: &Target) -> Result<Vec<Rule>, Error> {
+fn rules<'p>(p: &'p Profile, t: &Target) -> Result<Vec<Rule<'p>>, Error> {
     let me = t.arch.docker_name();
     let at_least = |k: &Option<String>| -> Result<Option<bool>, Error> {
         k.as_deref()
@@ -403,7 +406,7 @@ fn rules(p: &Profile, t: &Target) -> Result<Vec<Rule>, Error> {
             vec![conds]
         };
         out.push(Rule {
-            names: s.name.iter().chain(&s.names).cloned().collect(),
+            names: s.name.iter().chain(&s.names).map(String::as_str).collect(),
             alternatives,
             ret: action(&s.action, s.errno_ret)?,
         });
@@ -434,34 +437,33 @@ fn arches(p: &Profile, t: &Target) -> Vec<Arch> {
     out
 }
 
+// Each architecture's calls sorted by name (see build.rs).
+include!(concat!(env!("OUT_DIR"), "/tables.rs"));
+
 /// A rule as one call sees it: its alternatives and its return value.
-type Decision = (Vec<Vec<Cond>>, u32);
+type Decision<'a> = (&'a [Vec<Cond>], u32);
 
 /// The decisions for one architecture: each call's rules, in profile order.
-struct Section {
+struct Section<'a> {
     arch: Arch,
-    calls: BTreeMap<u32, Vec<Decision>>,
+    calls: BTreeMap<u32, Vec<Decision<'a>>>,
     /// The highest number the profile names (`ENOSYS` beyond it).
     last: u32,
 }
 
-fn section(arch: Arch, rules: &[Rule]) -> Section {
-    let table = arch.table();
-    let mut calls: BTreeMap<u32, Vec<Decision>> = BTreeMap::new();
+fn section<'a>(arch: Arch, rules: &'a [Rule<'_>]) -> Section<'a> {
+    let mut calls: BTreeMap<u32, Vec<Decision<'a>>> = BTreeMap::new();
     for r in rules {
         // A name this architecture lacks is skipped, as libseccomp does.
-        for nr in r.names.iter().filter_map(|n| table.get(n.as_str())) {
-            calls
-                .entry(*nr)
-                .or_default()
-                .push((r.alternatives.clone(), r.ret));
+        for nr in r.names.iter().filter_map(|n| arch.syscall(n)) {
+            calls.entry(nr).or_default().push((&r.alternatives, r.ret));
         }
     }
     let last = calls.keys().next_back().copied().unwrap_or(0);
     Section { arch, calls, last }
 }
 
-impl Section {
+impl Section<'_> {
     /// What the filter answers (the reference the compiled code must agree with).
     fn decide(&self, data: &bpf::Data, default: u32) -> u32 {
         if let Some(rules) = self.calls.get(&data.nr) {
@@ -521,7 +523,7 @@ impl Section {
         for (block, rules) in blocks {
             asm.mark(block);
             for (alts, ret) in rules {
-                for all in alts {
+                for all in alts.iter() {
                     let fail = asm.label();
                     for c in all {
                         emit_cond(asm, c, self.arch.wide(), fail);
@@ -539,7 +541,7 @@ impl Section {
 #[derive(Clone, Copy)]
 enum Outcome<'a> {
     Ret(u32),
-    Rules(&'a [Decision]),
+    Rules(&'a [Decision<'a>]),
 }
 
 /// Halves `cuts` (the call number in the accumulator) down to one
@@ -548,7 +550,7 @@ enum Outcome<'a> {
 fn search<'a>(
     asm: &mut Asm,
     cuts: &[(u32, Outcome<'a>)],
-    blocks: &mut Vec<(Label, &'a [Decision])>,
+    blocks: &mut Vec<(Label, &'a [Decision<'a>])>,
 ) {
     match cuts {
         [] => {}

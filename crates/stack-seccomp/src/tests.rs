@@ -310,3 +310,19 @@ proptest! {
         answer(&p, &target(&[]), &d);
     }
 }
+
+/// The tables sorted by name (made at build time) give every call of the
+/// text tables its number, and no name they lack.
+#[test]
+fn the_sorted_tables_agree_with_the_text() {
+    for arch in [Arch::X86_64, Arch::X86, Arch::X32, Arch::Aarch64] {
+        let mut n = 0;
+        for (name, nr) in arch.syscalls() {
+            assert_eq!(arch.syscall(name), Some(nr), "{name} on {arch:?}");
+            n += 1;
+        }
+        assert!(n > 300, "{arch:?}: {n} calls");
+        assert_eq!(arch.syscall("no_such_call"), None);
+        assert_eq!(arch.syscall(""), None);
+    }
+}

@@ -362,7 +362,7 @@ pub async fn connect(
         )
     };
     let result = match planned {
-        Ok(plan) => wire(&netns, &done, &plan).await,
+        Ok(plan) => wire(&netns, &done, &plan),
         Err(e) => Err(e),
     };
     let published = done.first().is_some_and(|ep| !ep.ports.is_empty());
@@ -569,7 +569,7 @@ pub async fn join(
     };
     let result = match planned {
         Ok(plan) => match link::Batch::in_netns(&netns) {
-            Ok(mut inside) => wire_into(&mut inside, false, &done, &plan).await,
+            Ok(mut inside) => wire_into(&mut inside, false, &done, &plan),
             Err(e) => Err(e),
         },
         Err(e) => Err(e),
@@ -613,9 +613,9 @@ pub async fn leave(store: &Store, container: &str, network: &str) -> Result<(), 
 
 /// Without the lock: the namespace, a veth per endpoint into it, addresses
 /// and routes.
-async fn wire(netns: &Path, endpoints: &[Endpoint], plan: &[Planned]) -> Result<(), NetError> {
+fn wire(netns: &Path, endpoints: &[Endpoint], plan: &[Planned]) -> Result<(), NetError> {
     let mut inside = link::create_netns(netns)?;
-    wire_into(&mut inside, true, endpoints, plan).await
+    wire_into(&mut inside, true, endpoints, plan)
 }
 
 /// A veth per endpoint into the namespace there is (`inside`: a socket in
@@ -628,7 +628,7 @@ async fn wire(netns: &Path, endpoints: &[Endpoint], plan: &[Planned]) -> Result<
 /// bridge index gone stale, a bridge made again, or an index taken: the
 /// veths made go, and one more try with the bridges looked up afresh and
 /// other indexes.)
-async fn wire_into(
+fn wire_into(
     inside: &mut link::Batch,
     fresh: bool,
     endpoints: &[Endpoint],

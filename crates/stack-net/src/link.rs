@@ -367,12 +367,6 @@ pub fn remove(index: u32) -> (RouteNetlinkMessage, u16) {
     (RouteNetlinkMessage::DelLink(msg), 0)
 }
 
-/// The request that sets the link named `name` up.
-pub fn up_by_name(name: &str) -> (RouteNetlinkMessage, u16) {
-    let msg = LinkUnspec::new_with_name(name).up().build();
-    (RouteNetlinkMessage::SetLink(msg), 0)
-}
-
 /// An address's request, on the link at `index`.
 pub fn address(index: u32, addr: IpAddr, prefix: u8) -> (RouteNetlinkMessage, u16) {
     let msg = match addr {
@@ -509,7 +503,7 @@ pub fn ensure_bridge(name: &str, mtu: Option<u32>, addrs: &[(IpAddr, u8)]) -> Re
         None => nl.indexes(&[name])?[0].ok_or_else(|| missing(name))?,
     };
     // Up again: one made before, by a creation cut short, may be down.
-    let mut requests = vec![up_by_name(name)];
+    let mut requests = vec![up(index)];
     requests.extend(addrs.iter().map(|(a, prefix)| address(index, *a, *prefix)));
     let answers = nl
         .run(requests)

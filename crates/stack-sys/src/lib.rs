@@ -114,21 +114,41 @@ pub fn private_dir(dir: &Path) -> Result<(), PathError> {
 /// with one, the containers made at once contend on that group's lock.
 /// Nothing on a file system without the attribute.
 pub fn spread_subdirs(dir: &Path) {
-    const FS_TOPDIR_FL: libc::c_int = 0x0002_0000;
     let Ok(d) = std::fs::File::open(dir) else {
         return;
     };
-    let mut flags: libc::c_int = 0;
-    // SAFETY: both ioctls take a pointer to an int, which lives across the
-    // calls; the descriptor is open.
-    #[allow(unsafe_code)]
-    unsafe {
-        let fd = std::os::fd::AsRawFd::as_raw_fd(&d);
-        if libc::ioctl(fd, libc::FS_IOC_GETFLAGS, &mut flags) == 0 && flags & FS_TOPDIR_FL == 0 {
-            flags |= FS_TOPDIR_FL;
-            libc::ioctl(fd, libc::FS_IOC_SETFLAGS, &flags);
+    if let Some(flags) = inode_flags(&d).filter(|f| f & FS_TOPDIR_FL == 0) {
+        let flags = flags | FS_TOPDIR_FL;
+        // SAFETY: the ioctl reads an int, which lives across the call; the
+        // descriptor is open.
+        #[allow(unsafe_code)]
+        unsafe {
+            libc::ioctl(
+                std::os::fd::AsRawFd::as_raw_fd(&d),
+                libc::FS_IOC_SETFLAGS,
+                &flags,
+            );
         }
     }
+}
+
+/// `chattr`'s `T`: the top of directory trees, for ext4's allocator.
+const FS_TOPDIR_FL: libc::c_int = 0x0002_0000;
+
+/// A file's inode flags (`lsattr`), where its file system has them.
+fn inode_flags(f: &std::fs::File) -> Option<libc::c_int> {
+    let mut flags: libc::c_int = 0;
+    // SAFETY: the ioctl writes an int, which lives across the call; the
+    // descriptor is open.
+    #[allow(unsafe_code)]
+    let r = unsafe {
+        libc::ioctl(
+            std::os::fd::AsRawFd::as_raw_fd(f),
+            libc::FS_IOC_GETFLAGS,
+            &mut flags,
+        )
+    };
+    (r == 0).then_some(flags)
 }
 
 /// Makes the store root `root` with `mode` (0700, or 0710 so that members
@@ -347,20 +367,7 @@ mod tests {
             .join(format!("spread-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&d);
         std::fs::create_dir_all(&d).unwrap();
-        let flags = || {
-            let f = std::fs::File::open(&d).unwrap();
-            let mut flags: libc::c_int = 0;
-            // SAFETY: as in `spread_subdirs`.
-            #[allow(unsafe_code)]
-            let r = unsafe {
-                libc::ioctl(
-                    std::os::fd::AsRawFd::as_raw_fd(&f),
-                    libc::FS_IOC_GETFLAGS,
-                    &mut flags,
-                )
-            };
-            (r == 0).then_some(flags)
-        };
+        let flags = || inode_flags(&std::fs::File::open(&d).unwrap());
         let before = flags();
         spread_subdirs(&d);
         spread_subdirs(&d);
@@ -376,7 +383,7 @@ mod tests {
         };
         if ext4 {
             let (before, after) = (before.unwrap(), flags().unwrap());
-            assert_eq!(after, before | 0x0002_0000, "{before:#x} -> {after:#x}");
+            assert_eq!(after, before | FS_TOPDIR_FL, "{before:#x} -> {after:#x}");
         } else {
             eprintln!("not ext4: only checked that nothing fails");
         }

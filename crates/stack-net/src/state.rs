@@ -307,11 +307,17 @@ impl Store {
     /// the store's lock, one container after another.
     pub fn put_endpoint(&self, ep: &Endpoint) -> Result<(), NetError> {
         let dir = self.endpoints_dir(&ep.network)?;
-        write_json(
-            &named(&dir, &ep.container, "json")?,
-            ep,
-            stack_sys::write_replace,
-        )
+        let path = named(&dir, &ep.container, "json")?;
+        let write = || write_json(&path, ep, stack_sys::write_replace);
+        write().or_else(|e| {
+            if dir.is_dir() {
+                return Err(e);
+            }
+            // Gone with a removal of its network cut short between the
+            // directory and the record ([`Store::delete`]): made again.
+            fs::create_dir_all(&dir).map_err(|e| NetError::io(&dir, e))?;
+            write()
+        })
     }
 
     pub fn delete_endpoint(&self, network: &str, container: &str) -> Result<(), NetError> {
@@ -355,6 +361,11 @@ mod tests {
         fs::write(dir.join("bad.json"), "{").unwrap();
         let e = store.endpoints("n").unwrap_err().to_string();
         assert!(e.contains("bad.json"), "{e}");
+        // The directory gone (a removal of the network cut short after
+        // it, before the record): the next endpoint makes it again.
+        fs::remove_dir_all(&dir).unwrap();
+        store.put_endpoint(&ep).unwrap();
+        assert_eq!(store.endpoints("n").unwrap(), vec![ep]);
         fs::remove_dir_all(&root).unwrap();
     }
 

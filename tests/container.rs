@@ -632,6 +632,42 @@ fn a_pids_limit_stops_a_fork_bomb() {
     e.assert_clean();
 }
 
+/// The runtime's caller makes a container's cgroups while its monitor
+/// starts: where they cannot be made (a CPU the machine lacks), the start
+/// fails naming the file and the value, and leaves no cgroup, directory
+/// or process, in the foreground and detached.
+#[test]
+fn cgroups_that_cannot_be_made_fail_the_start_and_leave_nothing() {
+    let e = Env::new("badcg");
+    for detach in [false, true] {
+        let cid = e.dir.join(format!("cid{detach}"));
+        let mut args = vec!["container", "run", "--cidfile", cid.to_str().unwrap()];
+        if detach {
+            args.push("-d");
+        }
+        let rootfs = e.rootfs();
+        args.extend_from_slice(&[
+            "--cpuset-cpus",
+            "4000",
+            "--rootfs",
+            rootfs.to_str().unwrap(),
+            "true",
+        ]);
+        let o = e.stack(&args);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success(), "{o:?}");
+        assert!(err.contains("cpuset.cpus to `4000`"), "{err}");
+        let id = std::fs::read_to_string(&cid).unwrap();
+        assert!(
+            cgroup_dirs(&id).is_empty(),
+            "left behind: {:?}",
+            cgroup_dirs(&id)
+        );
+        assert!(!e.root().join("containers").join(&id).exists());
+    }
+    e.assert_clean();
+}
+
 /// The live container's cgroups hold its cpu limits, are found by
 /// `cgroup_dirs`, and are gone once it is.
 #[test]

@@ -475,11 +475,20 @@ fn pids_max(p: i64) -> String {
     }
 }
 
+/// Makes the cgroups of `spec` at `layout` ([`create`]), with its limits
+/// and device rules.
+pub fn make(spec: &crate::Spec, layout: &Layout) -> io::Result<()> {
+    let rules: Vec<String> = (spec.devices.iter().map(crate::spec::Device::rule))
+        .chain(spec.device_rules.iter().cloned())
+        .collect();
+    create(layout, &spec.limits, spec.privileged, &rules)
+}
+
 /// Creates the cgroups with their limits; unless `all_devices`
 /// (privileged), their devices are [`ALLOWED_DEVICES`] and the rules of
 /// `devices`. Nobody is in them yet: the process to be the container's
 /// first joins them itself ([`join_self`]).
-pub fn create(
+fn create(
     layout: &Layout,
     limits: &Limits,
     all_devices: bool,

@@ -71,11 +71,11 @@ pub fn init_main(spec_fd: &str, started_fd: Option<&str>) -> ! {
     // Its name, and PID 1's after the fork: else the file name it was run
     // as, a descriptor's number (`3` in `top`).
     let _ = nix::sys::prctl::set_name(c"stack-init");
-    let parsed: Result<(Spec, PathBuf, Mode), _> =
+    let parsed: Result<(Spec, PathBuf, Mode, Prepared), _> =
         payload(spec_fd).and_then(|json| serde_json::from_slice(&json).map_err(|e| e.to_string()));
     let started = started_fd.and_then(|fd| started_pipe(fd).ok());
     let code = match parsed {
-        Ok((spec, dir, mode)) => match stage1(&spec, &dir, mode, started) {
+        Ok((spec, dir, mode, prepared)) => match stage1(&spec, &dir, mode, &prepared, started) {
             Ok(code) => code,
             Err(e) => {
                 eprintln!("stack: container `{}`: {e}", short(&spec.id));
@@ -106,6 +106,16 @@ fn started_pipe(fd: &str) -> std::io::Result<std::os::fd::OwnedFd> {
         let _ = nix::unistd::dup2_stdout(&null);
     }
     Ok(pipe)
+}
+
+/// What a monitor's caller did for it while it started (`spawn_monitor`):
+/// the first steps of its start, done beside its exec instead of after.
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+pub(crate) struct Prepared {
+    /// The container's cgroups are made (`cgroup::make`).
+    pub cgroups: bool,
+    /// Its seccomp filter, compiled (`security::compile_ahead`).
+    pub seccomp: Option<crate::seccomp::Compiled>,
 }
 
 /// Where a container's monitor has its streams, and the container's.
@@ -230,6 +240,7 @@ fn stage1(
     spec: &Spec,
     dir: &Path,
     mode: Mode,
+    prepared: &Prepared,
     mut started: Option<std::os::fd::OwnedFd>,
 ) -> std::io::Result<i32> {
     let detached = mode == Mode::Detached;
@@ -303,22 +314,25 @@ fn stage1(
             // Into the cgroups the monitor made, by ourselves while we
             // have one thread (no RCU grace period: see `join_self`).
             let joined = crate::cgroup::layout_of(spec).and_then(|l| crate::cgroup::join_self(&l));
-            let code = match joined.and_then(|()| pid1(spec, dir, pty_sock.as_ref(), set_up_w)) {
-                Ok(code) => code,
-                Err(e) => {
-                    eprintln!("stack: container `{}`: {e}", short(&spec.id));
-                    SETUP_FAILED
-                }
-            };
+            let seccomp = prepared.seccomp.as_ref();
+            let code =
+                match joined.and_then(|()| pid1(spec, dir, pty_sock.as_ref(), set_up_w, seccomp)) {
+                    Ok(code) => code,
+                    Err(e) => {
+                        eprintln!("stack: container `{}`: {e}", short(&spec.id));
+                        SETUP_FAILED
+                    }
+                };
             std::process::exit(code)
         }
         ForkResult::Parent { child } => {
             drop((ready_r, set_up_w));
             let layout = crate::cgroup::layout_of(spec)?;
-            let rules: Vec<String> = (spec.devices.iter().map(crate::spec::Device::rule))
-                .chain(spec.device_rules.iter().cloned())
-                .collect();
-            if let Err(e) = crate::cgroup::create(&layout, &spec.limits, spec.privileged, &rules) {
+            let made = match prepared.cgroups {
+                true => Ok(()),
+                false => crate::cgroup::make(spec, &layout),
+            };
+            if let Err(e) = made {
                 let _ = kill(child, Signal::SIGKILL);
                 let _ = waitpid(child, None);
                 crate::cgroup::remove(&layout);
@@ -437,6 +451,7 @@ fn pid1(
     dir: &Path,
     pty_sock: Option<&std::os::fd::OwnedFd>,
     set_up: std::os::fd::OwnedFd,
+    seccomp: Option<&crate::seccomp::Compiled>,
 ) -> std::io::Result<i32> {
     let mut flags = CloneFlags::CLONE_NEWNS;
     for (ns, kind, flag) in [
@@ -523,7 +538,7 @@ fn pid1(
     crate::security::set_rlimits(&spec.rlimits)?;
     let user = resolve_user(spec)?;
     let keep = crate::security::capabilities(spec)?;
-    crate::security::restrict(&keep, &keep, spec)?;
+    crate::security::restrict(&keep, &keep, spec, seccomp)?;
     nix::unistd::write(&set_up, &[1])?;
     drop(set_up);
     if !spec.init {
@@ -754,7 +769,7 @@ fn join_and_run(spec: &Spec, pid: i32, piped: bool, privileged: bool) -> std::io
                     true => crate::security::all_allowed(),
                     false => theirs.clone(),
                 };
-                crate::security::restrict(&keep, &theirs, spec)?;
+                crate::security::restrict(&keep, &theirs, spec, None)?;
                 Ok(exec_app(spec, user.as_ref()))
             })()
             .unwrap_or_else(|e| {

@@ -100,6 +100,8 @@ pub fn run(spec: &Spec, root: &Path, remove: bool) -> Result<Exit, RuntimeError>
     let dir = prepare(spec, root)?;
     let result = spawn_monitor(spec, &dir, Mode::Foreground, |_| Ok(())).and_then(|mut child| {
         let status = child.wait().map_err(|e| start_error(spec, e))?;
+        // (Where it ended before it could take away the cgroups made for it.)
+        remove_cgroups(spec);
         let code = exit_code_of(status);
         let oom_killed = state::read(&dir).map(|s| s.oom_killed).unwrap_or(false);
         Ok(Exit { code, oom_killed })
@@ -159,7 +161,8 @@ pub fn start(spec: &Spec, root: &Path) -> Result<State, RuntimeError> {
     // Forked by the engine's spawner, or exec'd. Either way the pipe's
     // write end is the monitor's standard output (which it moves off at
     // once), and ours is closed once it has it.
-    let payload = monitor_payload(spec, &dir, Mode::Detached)?;
+    let payload =
+        monitor_payload(spec, &dir, Mode::Detached, &init::Prepared::default()).map_err(failed)?;
     let (monitor, exited, mut child) = match spawner::fork_monitor(&payload, &started_w, &diag) {
         Some(forked) => {
             drop((started_w, diag));
@@ -234,6 +237,7 @@ pub fn start(spec: &Spec, root: &Path) -> Result<State, RuntimeError> {
         }
     };
     if let Some(status) = status {
+        remove_cgroups(spec);
         // Its last complaint, if it made one.
         let log = std::fs::read_to_string(dir.join("monitor.log")).unwrap_or_default();
         let said = log
@@ -422,18 +426,22 @@ fn spawn_exec(
     let piped = wiring == Wiring::Piped;
     let json = serde_json::to_string(&(&spec, state.pid, piped, p.privileged))
         .map_err(|e| start(std::io::Error::other(e)))?;
-    spawn_sealed(EXEC_ARG, &json, |cmd| {
-        if !p.interactive || wiring == Wiring::Detached {
-            cmd.stdin(std::process::Stdio::null());
-        }
-        if wiring == Wiring::Detached {
-            use std::os::unix::process::CommandExt as _;
-            cmd.stdout(std::process::Stdio::null())
-                .stderr(std::process::Stdio::null())
-                .process_group(0);
-        }
-        configure(cmd)
-    })
+    spawn_sealed(
+        EXEC_ARG,
+        || Ok(json),
+        |cmd| {
+            if !p.interactive || wiring == Wiring::Detached {
+                cmd.stdin(std::process::Stdio::null());
+            }
+            if wiring == Wiring::Detached {
+                use std::os::unix::process::CommandExt as _;
+                cmd.stdout(std::process::Stdio::null())
+                    .stderr(std::process::Stdio::null())
+                    .process_group(0);
+            }
+            configure(cmd)
+        },
+    )
     .map_err(start)
 }
 
@@ -634,8 +642,11 @@ fn spawn_monitor(
     mode: Mode,
     configure: impl FnOnce(&mut Command) -> std::io::Result<()>,
 ) -> Result<std::process::Child, RuntimeError> {
-    let json = monitor_payload(spec, dir, mode)?;
-    spawn_sealed(INIT_ARG, &json, |cmd| {
+    let json = || {
+        let prepared = prepare_monitor(spec)?;
+        monitor_payload(spec, dir, mode, &prepared)
+    };
+    let spawned = spawn_sealed(INIT_ARG, json, |cmd| {
         if !spec.interactive {
             cmd.stdin(std::process::Stdio::null());
         }
@@ -646,22 +657,56 @@ fn spawn_monitor(
             cmd.process_group(0);
         }
         configure(cmd)
-    })
-    .map_err(|e| start_error(spec, e))
+    });
+    if spawned.is_err() {
+        remove_cgroups(spec);
+    }
+    spawned.map_err(|e| start_error(spec, e))
 }
 
-/// What a monitor is handed: its spec, directory and mode.
-fn monitor_payload(spec: &Spec, dir: &Path, mode: Mode) -> Result<String, RuntimeError> {
-    serde_json::to_string(&(spec, dir, mode))
-        .map_err(|e| start_error(spec, std::io::Error::other(e)))
+/// The first steps of a container's start, taken by whoever starts its
+/// monitor while the monitor is exec'd and loaded (about a millisecond)
+/// rather than by the monitor after: the container's cgroups made, and its
+/// seccomp filter compiled.
+fn prepare_monitor(spec: &Spec) -> std::io::Result<init::Prepared> {
+    let seccomp = security::compile_ahead(spec)?;
+    let layout = cgroup::layout_of(spec)?;
+    if let Err(e) = cgroup::make(spec, &layout) {
+        cgroup::remove(&layout);
+        return Err(e);
+    }
+    Ok(init::Prepared {
+        cgroups: true,
+        seccomp,
+    })
+}
+
+/// The cgroups of `spec` gone, where its monitor ended before it could
+/// take them away (best effort: a monitor that ran removed them).
+fn remove_cgroups(spec: &Spec) {
+    if let Ok(layout) = cgroup::layout_of(spec) {
+        cgroup::remove(&layout);
+    }
+}
+
+/// What a monitor is handed: its spec, directory and mode, and what its
+/// caller did for it.
+fn monitor_payload(
+    spec: &Spec,
+    dir: &Path,
+    mode: Mode,
+    prepared: &init::Prepared,
+) -> std::io::Result<String> {
+    serde_json::to_string(&(spec, dir, mode, prepared)).map_err(std::io::Error::other)
 }
 
 /// Runs the sealed init binary (`seal`) in a hidden `mode`, handing it
-/// `json` (behind our `BUILD_MARK`) through a pipe (not the command line:
-/// PID 1's cmdline is visible inside the container).
+/// what `json` makes (behind our `BUILD_MARK`) through a pipe (not the
+/// command line: PID 1's cmdline is visible inside the container). `json`
+/// runs once the binary is spawned, while it is exec'd and loaded.
 fn spawn_sealed(
     mode: &str,
-    json: &str,
+    json: impl FnOnce() -> std::io::Result<String>,
     configure: impl FnOnce(&mut Command) -> std::io::Result<()>,
 ) -> std::io::Result<std::process::Child> {
     let exe = seal::sealed_init()?;
@@ -673,9 +718,16 @@ fn spawn_sealed(
     let mut cmd = Command::new(seal::fd_path(exe));
     cmd.arg(mode).arg(read.as_raw_fd().to_string());
     configure(&mut cmd)?;
-    let child = cmd.spawn()?;
+    let mut child = cmd.spawn()?;
     drop(read);
-    let mut write = std::fs::File::from(write);
-    std::io::Write::write_all(&mut write, &init::framed(json))?;
+    let handed = json().and_then(|json| {
+        let mut write = std::fs::File::from(write);
+        std::io::Write::write_all(&mut write, &init::framed(&json))
+    });
+    if let Err(e) = handed {
+        let _ = child.kill();
+        let _ = child.wait();
+        return Err(e);
+    }
     Ok(child)
 }

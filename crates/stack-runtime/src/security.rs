@@ -81,6 +81,32 @@ pub fn all_allowed() -> HashSet<Capability> {
     set
 }
 
+/// The seccomp filter of `spec`, compiled ahead by whoever starts its
+/// monitor (`spawn_monitor`) for the capabilities PID 1 will keep of what
+/// it holds: what this process holds too (root, or root of a rootless
+/// store's user namespace; PID 1 compiles again where they differ). None
+/// where the container has no filter.
+pub fn compile_ahead(spec: &crate::Spec) -> io::Result<Option<crate::seccomp::Compiled>> {
+    if spec.privileged || spec.seccomp_unconfined {
+        return Ok(None);
+    }
+    let held = caps::read(None, CapSet::Permitted).map_err(|e| io::Error::other(e.to_string()))?;
+    let filtered: HashSet<Capability> = capabilities(spec)?.intersection(&held).copied().collect();
+    let (prog, flags) = compile(spec, &filtered)?;
+    Ok(Some(crate::seccomp::Compiled::new(&prog, flags, &filtered)))
+}
+
+/// The seccomp filter of `spec` for a container keeping `filtered`, and
+/// its flags.
+fn compile(
+    spec: &crate::Spec,
+    filtered: &HashSet<Capability>,
+) -> io::Result<(Vec<stack_seccomp::bpf::Insn>, u32)> {
+    let profile = crate::seccomp::profile(spec.seccomp_profile.as_deref())?;
+    let flags = profile.filter_flags().map_err(io::Error::other)?;
+    Ok((crate::seccomp::compile(&profile, filtered)?, flags))
+}
+
 /// Narrows this process (and all it starts) to `keep`, with no_new_privs
 /// (unless `spec` allows new privileges) and the seccomp filter of `spec`
 /// for the capabilities `filtered` (the container's: an `exec --privileged`
@@ -90,6 +116,7 @@ pub fn restrict(
     keep: &HashSet<Capability>,
     filtered: &HashSet<Capability>,
     spec: &crate::Spec,
+    ahead: Option<&crate::seccomp::Compiled>,
 ) -> io::Result<()> {
     let other = |e: caps::errors::CapsError| io::Error::other(e.to_string());
     // Only what we hold can be kept (the kernel may know fewer than the library).
@@ -99,10 +126,11 @@ pub fn restrict(
     let filter = match spec.privileged || spec.seccomp_unconfined {
         true => None,
         false => {
-            let profile = crate::seccomp::profile(spec.seccomp_profile.as_deref())?;
-            let flags = profile.filter_flags().map_err(io::Error::other)?;
             let filtered: HashSet<Capability> = filtered.intersection(&held).copied().collect();
-            Some((crate::seccomp::compile(&profile, &filtered)?, flags))
+            match ahead.and_then(|c| c.for_caps(&filtered)) {
+                Some(compiled) => Some(compiled),
+                None => Some(compile(spec, &filtered)?),
+            }
         }
     };
     let no_new_privs = !spec.privileged && !spec.new_privileges;

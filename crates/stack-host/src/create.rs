@@ -259,7 +259,7 @@ fn make<T>(
     // Claimed before anything is wired: an engine that dies from here on
     // leaves a claim the next one sweeps (with its endpoints).
     let dir = stack_runtime::container_dir(root, &spec.id);
-    stack_runtime::state::claim(&dir)
+    stack_runtime::state::claim(&dir, host.makes_many())
         .with_context(|| format!("cannot create `{}`", dir.display()))?;
     let started = wire_and_start(host, c, &mut spec, &named_networks, start);
     stack_runtime::state::release(&dir);

@@ -110,6 +110,8 @@ struct Inner {
     /// runtime, or one of our own made when first needed.
     handle: OnceLock<tokio::runtime::Handle>,
     own: OnceLock<tokio::runtime::Runtime>,
+    /// The daemon's: it makes many containers at once.
+    daemon: bool,
 }
 
 impl Host {
@@ -121,14 +123,27 @@ impl Host {
             networks: OnceLock::new(),
             handle: OnceLock::new(),
             own: OnceLock::new(),
+            daemon: false,
         }))
     }
 
     /// The same, its async work on `handle`'s runtime (the daemon's).
     pub fn on_runtime(root: impl Into<PathBuf>, handle: tokio::runtime::Handle) -> Host {
-        let host = Host::new(root);
-        let _ = host.0.handle.set(handle);
-        host
+        Host(Arc::new(Inner {
+            root: root.into(),
+            images: OnceLock::new(),
+            networks: OnceLock::new(),
+            handle: OnceLock::from(handle),
+            own: OnceLock::new(),
+            daemon: true,
+        }))
+    }
+
+    /// Whether this host makes many containers at once (the daemon's), so
+    /// that their directories are best spread over the file system
+    /// (`stack_runtime::state::claim`).
+    pub fn makes_many(&self) -> bool {
+        self.0.daemon
     }
 
     pub fn root(&self) -> &Path {

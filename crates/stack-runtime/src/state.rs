@@ -201,17 +201,31 @@ const CLAIM: &str = "creating";
 /// leaves a claim whose owner is gone, which [`unfinished`] finds. The
 /// directory is made aside under a name that says who makes it, gets its
 /// claim file, then is renamed into place: at no moment does a directory
-/// exist that does not say whose it is.
-pub fn claim(dir: &Path) -> io::Result<()> {
+/// exist that does not say whose it is. With `spread` (an engine, which
+/// makes many at once), it is made aside in `SPREAD` rather than beside
+/// its place, so that it lands in a block group of its own
+/// (`stack_sys::spread_subdirs`).
+pub fn claim(dir: &Path, spread: bool) -> io::Result<()> {
     let me = std::process::id() as i32;
     let creator = format!("{me} {}", start_time(me).unwrap_or(0));
     let name = dir.file_name().unwrap_or_default().to_string_lossy();
-    let aside = dir.with_file_name(format!(".{name}.{}.claim", creator.replace(' ', "-")));
-    if let Some(containers) = dir.parent() {
-        make_containers_dir(containers)?;
-    }
-    std::fs::create_dir_all(&aside)?;
-    let made = std::fs::write(aside.join(CLAIM), format!("{creator}\n"))
+    let containers = dir.parent().unwrap_or(Path::new("."));
+    make_containers_dir(containers)?;
+    let beside = match spread {
+        true => {
+            let beside = containers.with_file_name(SPREAD);
+            stack_sys::private_dir(&beside).map_err(stack_sys::PathError::into_io)?;
+            stack_sys::spread_subdirs(&beside, true);
+            beside
+        }
+        false => containers.to_path_buf(),
+    };
+    let aside = beside.join(format!(".{name}.{}.claim", creator.replace(' ', "-")));
+    std::fs::create_dir(&aside)?;
+    // A symbolic link: its few bytes live in its inode, with no data block
+    // to allocate nor, where the file system discards what is freed, to
+    // discard on the removal's path.
+    let made = std::os::unix::fs::symlink(&creator, aside.join(CLAIM))
         .and_then(|()| std::fs::rename(&aside, dir));
     if made.is_err() {
         // A full disk, say: nothing is left of the attempt.
@@ -220,13 +234,17 @@ pub fn claim(dir: &Path) -> io::Result<()> {
     made
 }
 
+/// Where an engine makes a container's directory before it is renamed into
+/// `containers` (`claim`), beside it in the root.
+const SPREAD: &str = "spread";
+
 /// Makes the directory of the containers' directories: root's alone (they
 /// hold their state, environment values included, logs and writable
-/// layers), each container's spread over the file system (see
-/// `stack_sys::spread_subdirs`).
+/// layers). Its own subdirectories stay near it (a store of an older
+/// build has it marked to spread them: the mark goes).
 pub(crate) fn make_containers_dir(containers: &Path) -> io::Result<()> {
     stack_sys::private_dir(containers).map_err(stack_sys::PathError::into_io)?;
-    stack_sys::spread_subdirs(containers);
+    stack_sys::spread_subdirs(containers, false);
     Ok(())
 }
 
@@ -244,16 +262,20 @@ pub fn release(dir: &Path) {
 /// is never empty otherwise: it is written beside and renamed), and no
 /// readable record.
 pub fn unfinished(root: &Path) -> Vec<PathBuf> {
-    let Ok(entries) = std::fs::read_dir(root.join("containers")) else {
-        return Vec::new();
+    let entries = |dir: &str| {
+        std::fs::read_dir(root.join(dir))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.path())
     };
     let lost = |dir: &PathBuf| {
         std::fs::metadata(spec_path(dir)).is_ok_and(|m| m.len() == 0) && read(dir).is_err()
     };
-    entries
-        .flatten()
-        .map(|e| e.path())
+    entries("containers")
         .filter(|dir| lost(dir) || !path(dir).exists() && creator_gone(dir))
+        // What an engine was making aside (only claims are there).
+        .chain(entries(SPREAD).filter(|dir| creator_gone(dir)))
         .collect()
 }
 
@@ -263,7 +285,11 @@ fn creator_gone(dir: &Path) -> bool {
     let creator = match name.strip_suffix(".claim") {
         // `.ID.PID-START.claim`
         Some(aside) => aside.rsplit('.').next().unwrap_or("").replace('-', " "),
-        None => match std::fs::read_to_string(dir.join(CLAIM)) {
+        // (A file, where an older build made the claim.)
+        None => match std::fs::read_link(dir.join(CLAIM))
+            .map(|target| target.to_string_lossy().into_owned())
+            .or_else(|_| std::fs::read_to_string(dir.join(CLAIM)))
+        {
             Ok(text) => text,
             Err(_) => return true,
         },
@@ -365,16 +391,32 @@ mod tests {
         let containers = root.join("containers");
         std::fs::create_dir_all(&containers).unwrap();
         // Ours: we live.
-        claim(&containers.join("mine")).unwrap();
-        assert!(containers.join("mine").join(CLAIM).exists());
-        // A dead creator (no process has that pid).
+        claim(&containers.join("mine"), false).unwrap();
+        claim(&containers.join("spread"), true).unwrap();
+        assert!(std::fs::read_dir(root.join(SPREAD))
+            .unwrap()
+            .next()
+            .is_none());
+        assert_eq!(
+            std::fs::read_link(containers.join("mine").join(CLAIM)).unwrap(),
+            Path::new(&format!(
+                "{} {}",
+                std::process::id(),
+                start_time(std::process::id() as i32).unwrap()
+            ))
+        );
+        // A dead creator (no process has that pid), as a claim is made and
+        // as an older build made it (a file).
         std::fs::create_dir_all(containers.join("dead")).unwrap();
-        std::fs::write(containers.join("dead").join(CLAIM), "999999999 1\n").unwrap();
+        std::os::unix::fs::symlink("999999999 1", containers.join("dead").join(CLAIM)).unwrap();
+        std::fs::create_dir_all(containers.join("dead-file")).unwrap();
+        std::fs::write(containers.join("dead-file").join(CLAIM), "999999999 1\n").unwrap();
         // A claim being made aside by us, one by the dead, a started container.
         let me = std::process::id();
         let start = start_time(me as i32).unwrap();
         std::fs::create_dir_all(containers.join(format!(".young.{me}-{start}.claim"))).unwrap();
         std::fs::create_dir_all(containers.join(".old.999999999-1.claim")).unwrap();
+        std::fs::create_dir_all(root.join(SPREAD).join(".aside.999999999-1.claim")).unwrap();
         std::fs::create_dir_all(containers.join("started")).unwrap();
         std::fs::write(containers.join("started").join("state.json"), "{}").unwrap();
         // Removed halfway: its state gone, its log still there.
@@ -420,13 +462,15 @@ mod tests {
             vec![
                 containers.join(".old.999999999-1.claim"),
                 containers.join("dead"),
+                containers.join("dead-file"),
                 containers.join("halfgone"),
                 containers.join("lost"),
                 containers.join("lost-unrecorded"),
+                root.join(SPREAD).join(".aside.999999999-1.claim"),
             ]
         );
         release(&containers.join("mine"));
-        assert!(!containers.join("mine").join(CLAIM).exists());
+        assert!(std::fs::symlink_metadata(containers.join("mine").join(CLAIM)).is_err());
         std::fs::remove_dir_all(&root).unwrap();
     }
 }

@@ -104,21 +104,23 @@ pub fn private_dir(dir: &Path) -> Result<(), PathError> {
 }
 
 /// Marks `dir` as the top of directory trees for ext4's allocator (the
-/// `T` attribute of `chattr`): each directory made in it goes to a block
-/// group of its own choice, with room, not to `dir`'s group, and the files
-/// made in it follow it there. Each container's directory then gets fresh
-/// inodes of a group of its own. Without it, every container's files share
-/// one group: where ext4 runs without a journal, it passes over every inode
-/// of the group freed in the last 30 s (by the `down` before) each time it
-/// allocates one, and a churning host pays for that on every file made;
-/// with one, the containers made at once contend on that group's lock.
-/// Nothing on a file system without the attribute.
-pub fn spread_subdirs(dir: &Path) {
+/// `T` attribute of `chattr`), or, with `on` false, clears the mark. Each
+/// directory made in a marked one goes to a block group of the allocator's
+/// choice, with room and few directories, not to `dir`'s group, and the
+/// files made in it follow it there. Where ext4 runs without a journal,
+/// each inode it allocates is found past every inode of its group freed in
+/// the last 30 s: many containers made at once after a `down`, each in a
+/// group of its own, pass over none of the `down`'s (nor contend on one
+/// group's lock). One made at a time is better off near its parent, whose
+/// bitmaps are in memory: a group of the allocator's choice is often one
+/// whose bitmaps must be read from the disk first. Nothing on a file
+/// system without the attribute.
+pub fn spread_subdirs(dir: &Path, on: bool) {
     let Ok(d) = std::fs::File::open(dir) else {
         return;
     };
-    if let Some(flags) = inode_flags(&d).filter(|f| f & FS_TOPDIR_FL == 0) {
-        let flags = flags | FS_TOPDIR_FL;
+    if let Some(flags) = inode_flags(&d).filter(|f| (f & FS_TOPDIR_FL != 0) != on) {
+        let flags = flags ^ FS_TOPDIR_FL;
         // SAFETY: the ioctl reads an int, which lives across the call; the
         // descriptor is open.
         #[allow(unsafe_code)]
@@ -358,8 +360,8 @@ mod tests {
     use proptest::prelude::*;
 
     /// On ext4 (the build's own disk, where the tests run from one), the
-    /// directory gets the `T` attribute, and keeps its other ones; on
-    /// another file system, nothing fails.
+    /// directory gets the `T` attribute and loses it again, and keeps its
+    /// other ones; on another file system, nothing fails.
     #[test]
     fn spread_subdirs_marks_an_ext4_directory_top() {
         let d = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -369,8 +371,10 @@ mod tests {
         std::fs::create_dir_all(&d).unwrap();
         let flags = || inode_flags(&std::fs::File::open(&d).unwrap());
         let before = flags();
-        spread_subdirs(&d);
-        spread_subdirs(&d);
+        spread_subdirs(&d, true);
+        spread_subdirs(&d, true);
+        let marked = flags();
+        spread_subdirs(&d, false);
         let ext4 = {
             let path = std::ffi::CString::new(d.as_os_str().as_encoded_bytes()).unwrap();
             // SAFETY: `statfs` fills the struct given, which lives across
@@ -382,8 +386,9 @@ mod tests {
             }
         };
         if ext4 {
-            let (before, after) = (before.unwrap(), flags().unwrap());
-            assert_eq!(after, before | FS_TOPDIR_FL, "{before:#x} -> {after:#x}");
+            let (before, marked, after) = (before.unwrap(), marked.unwrap(), flags().unwrap());
+            assert_eq!(marked, before | FS_TOPDIR_FL, "{before:#x} -> {marked:#x}");
+            assert_eq!(after, before, "{marked:#x} -> {after:#x}");
         } else {
             eprintln!("not ext4: only checked that nothing fails");
         }

@@ -75,7 +75,7 @@ pub fn init_main(spec_fd: &str, started_fd: Option<&str>) -> ! {
         payload(spec_fd).and_then(|json| serde_json::from_slice(&json).map_err(|e| e.to_string()));
     let started = started_fd.and_then(|fd| started_pipe(fd).ok());
     let code = match parsed {
-        Ok((spec, dir, mode, prepared)) => match stage1(&spec, &dir, mode, &prepared, started) {
+        Ok((spec, dir, mode, prepared)) => match stage1(&spec, &dir, mode, prepared, started) {
             Ok(code) => code,
             Err(e) => {
                 eprintln!("stack: container `{}`: {e}", short(&spec.id));
@@ -240,7 +240,7 @@ fn stage1(
     spec: &Spec,
     dir: &Path,
     mode: Mode,
-    prepared: &Prepared,
+    prepared: Prepared,
     mut started: Option<std::os::fd::OwnedFd>,
 ) -> std::io::Result<i32> {
     let detached = mode == Mode::Detached;
@@ -332,6 +332,8 @@ fn stage1(
                 true => Ok(()),
                 false => crate::cgroup::make(spec, &layout),
             };
+            // (PID 1's filter: not ours to keep for as long as it runs.)
+            drop(prepared);
             if let Err(e) = made {
                 let _ = kill(child, Signal::SIGKILL);
                 let _ = waitpid(child, None);

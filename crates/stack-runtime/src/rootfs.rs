@@ -531,14 +531,34 @@ pub fn setup(
     } else {
         MsFlags::MS_NODEV
     };
-    sys.mount("overlay", &merged, Some("overlay"), root_flags, Some(&opts))
-        .map_err(|e| match sys.rootless() {
-            true => io::Error::new(
-                e.kind(),
-                format!("{e} (rootless: overlayfs in a user namespace needs Linux 5.11 or later)"),
-            ),
-            false => e,
-        })?;
+    // Removed once it has exited: nothing it wrote is read after a crash,
+    // so its overlay is volatile (as podman mounts a `--rm` container's):
+    // its unmount does not sync the upper file system, the host's own, as
+    // a whole (on the exit's path, for as long as the host has dirty
+    // data), nor does the overlay pass on the container's own syncs.
+    // (A kernel before 5.10, which lacks the option, mounts it as any.)
+    let volatile = spec.transient()
+        && sys
+            .mount(
+                "overlay",
+                &merged,
+                Some("overlay"),
+                root_flags,
+                Some(&format!("{opts},volatile")),
+            )
+            .is_ok();
+    if volatile {
+        Ok(())
+    } else {
+        sys.mount("overlay", &merged, Some("overlay"), root_flags, Some(&opts))
+    }
+    .map_err(|e| match sys.rootless() {
+        true => io::Error::new(
+            e.kind(),
+            format!("{e} (rootless: overlayfs in a user namespace needs Linux 5.11 or later)"),
+        ),
+        false => e,
+    })?;
 
     let nosuid_noexec_nodev = MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC | MsFlags::MS_NODEV;
     let proc_dir = merged.join("proc");

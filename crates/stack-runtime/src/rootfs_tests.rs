@@ -4,7 +4,7 @@ use super::*;
 use std::collections::BTreeMap;
 
 /// Records every effect; answers `kind` from a table of paths; refuses to
-/// mount the file system types in `refuse`.
+/// mount the file system types, and the options, in `refuse`.
 #[derive(Default)]
 struct Recording {
     calls: Vec<String>,
@@ -50,7 +50,10 @@ impl Sys for Recording {
             f.join(","),
             data.map(|d| format!(" {d}")).unwrap_or_default()
         ));
-        if fstype.is_some_and(|t| self.refuse.contains(&t)) {
+        let options = data.into_iter().flat_map(|d| d.split(','));
+        if fstype.is_some_and(|t| self.refuse.contains(&t))
+            || options.into_iter().any(|o| self.refuse.contains(&o))
+        {
             return Err(io::Error::from_raw_os_error(libc::EPERM));
         }
         Ok(())
@@ -532,4 +535,29 @@ fn a_joined_ipc_namespace_brings_that_containers_dev_shm() {
             .any(|c| c.starts_with(&format!("mount shm {shm} tmpfs"))),
         "{calls:#?}"
     );
+}
+
+/// A container removed once it has exited gets a volatile overlay (no sync
+/// of the host's file system when it goes), where the kernel has the
+/// option; any other, an overlay that syncs.
+#[test]
+fn a_transient_containers_overlay_is_volatile() {
+    let overlay = "mount overlay /state/c1/merged overlay [nodev] lowerdir=/state/shared/layer:/images/busybox,upperdir=/state/c1/upper,workdir=/state/c1/work";
+    let mut s = spec();
+    s.caller_removes = true;
+    let calls = run(&s, &mut Recording::default());
+    assert_eq!(calls[1], format!("{overlay},volatile"));
+    assert!(!calls[2].contains("overlay"), "{calls:?}");
+    // A kernel without the option: mounted as any other.
+    let mut old = Recording {
+        refuse: vec!["volatile"],
+        ..Default::default()
+    };
+    let calls = run(&s, &mut old);
+    assert_eq!(
+        calls[1..3],
+        [format!("{overlay},volatile"), overlay.to_string()]
+    );
+    s.caller_removes = false;
+    assert_eq!(run(&s, &mut Recording::default())[1], overlay);
 }

@@ -334,11 +334,14 @@ fn stage1(
             };
             // (PID 1's filter: not ours to keep for as long as it runs.)
             drop(prepared);
-            if let Err(e) = made {
+            let give_up = |e| {
                 let _ = kill(child, Signal::SIGKILL);
                 let _ = waitpid(child, None);
                 crate::cgroup::remove(&layout);
-                return Err(e);
+                Err(e)
+            };
+            if let Err(e) = made {
+                return give_up(e);
             }
             let mut st = State {
                 id: spec.id.clone(),
@@ -355,9 +358,14 @@ fn stage1(
                 spec: spec.clone(),
                 rebuilt: None,
             };
-            state::write(dir, &st)?;
+            // PID 1 goes on (into its cgroups, its namespaces) while the
+            // record is written: it runs nothing of the container's before
+            // it says it is set up, after which we read it.
             nix::unistd::write(&ready_w, &[1])?;
             drop(ready_w);
+            if let Err(e) = state::write(dir, &st) {
+                return give_up(e);
+            }
             // Running once PID 1 says it is set up; if it fails first, it
             // exits and the container goes from created to exited.
             if matches!(nix::unistd::read(&set_up_r, &mut [0u8; 1]), Ok(1)) {

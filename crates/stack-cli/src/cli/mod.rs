@@ -75,6 +75,31 @@ impl<T: clap::FromArgMatches> clap::FromArgMatches for Deferred<T> {
     }
 }
 
+/// A top-level command's options, built only when the command line names
+/// it, as [`Deferred`] groups are.
+impl<T: clap::Args> clap::Args for Deferred<T> {
+    fn augment_args(cmd: clap::Command) -> clap::Command {
+        match DEFER.load(std::sync::atomic::Ordering::Relaxed) {
+            true => cmd.defer(T::augment_args),
+            false => T::augment_args(cmd),
+        }
+    }
+
+    fn augment_args_for_update(cmd: clap::Command) -> clap::Command {
+        match DEFER.load(std::sync::atomic::Ordering::Relaxed) {
+            true => cmd.defer(T::augment_args_for_update),
+            false => T::augment_args_for_update(cmd),
+        }
+    }
+}
+
+impl<T> std::ops::Deref for Deferred<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
+
 impl<T: Subcommand> Subcommand for Deferred<T> {
     fn augment_subcommands(cmd: clap::Command) -> clap::Command {
         match DEFER.load(std::sync::atomic::Ordering::Relaxed) {
@@ -151,9 +176,9 @@ pub struct Global {
 pub enum Command {
     /// Parse, resolve and render the stack file in canonical form
     #[command(alias = "convert")]
-    Config(Box<ConfigArgs>),
+    Config(Deferred<Box<ConfigArgs>>),
     /// Print the dependency graph of services and their start order
-    Graph(GraphArgs),
+    Graph(Deferred<GraphArgs>),
     /// Manage single containers directly
     Container {
         #[command(subcommand)]
@@ -185,13 +210,13 @@ pub enum Command {
         command: Deferred<BuilderCommand>,
     },
     /// Create and start the stack's containers (and networks) as the file says
-    Up(UpArgs),
+    Up(Deferred<UpArgs>),
     /// Create the stack's containers (and networks) as the file says, and start none
-    Create(CreateArgs),
+    Create(Deferred<CreateArgs>),
     /// Stop and remove the stack's containers and networks
-    Down(DownArgs),
+    Down(Deferred<DownArgs>),
     /// List the stack's containers
-    Ps(PsArgs),
+    Ps(Deferred<PsArgs>),
     /// The processes of the stack's running containers
     Top(Services),
     /// The images the stack's containers use
@@ -229,9 +254,9 @@ pub enum Command {
         scale: Vec<String>,
     },
     /// Copy files between a service's container and the host: SERVICE:SRC DEST or SRC SERVICE:DEST (`dir/.` copies a directory's contents)
-    Cp(CpArgs),
+    Cp(Deferred<CpArgs>),
     /// Watch the files: sync them into the containers, restart or exec as `develop.watch` says; `up` again when a stack file or `.env` changes
-    Watch(WatchArgs),
+    Watch(Deferred<WatchArgs>),
     /// Stream the containers' events (create, start, die, health_status, restart, destroy) as they happen
     Events {
         /// One JSON object per line
@@ -295,11 +320,11 @@ pub enum Command {
         services: Vec<String>,
     },
     /// Show the output of the stack's containers
-    Logs(LogsArgs),
+    Logs(Deferred<LogsArgs>),
     /// Run a command in a running service container
-    Exec(ExecArgs),
+    Exec(Deferred<ExecArgs>),
     /// Run a one-off command in a new container of a service
-    Run(RunOneOff),
+    Run(Deferred<RunOneOff>),
     /// List the projects on this host
     Ls {
         /// Only names
@@ -339,18 +364,18 @@ pub enum Command {
         index: u32,
     },
     /// Pull the images of the stack's services, in parallel
-    Pull(PullArgs),
+    Pull(Deferred<PullArgs>),
     /// Build the images of the services that have a build section
-    Build(ComposeBuildArgs),
+    Build(Deferred<ComposeBuildArgs>),
     /// Push the images of the services that have a build section to their registries
-    Push(PushArgs),
+    Push(Deferred<PushArgs>),
     /// Publish the stack file(s) to a registry as an OCI artifact, as compose does
     #[command(
         after_help = "Example:\n  stack publish --with-env --resolve-image-digests registry.example.com/team/shop:1.0"
     )]
-    Publish(PublishArgs),
+    Publish(Deferred<PublishArgs>),
     /// Log in to a registry (Docker Hub by default)
-    Login(LoginArgs),
+    Login(Deferred<LoginArgs>),
     /// Forget the credentials for a registry
     Logout { server: Option<String> },
     /// Hand the stack to Kubernetes

@@ -170,10 +170,21 @@ fn an_up_cut_short_converges() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("the engine stopped answering"), "{err}");
 
+    // What an engine killed between making a claim aside and renaming it
+    // into place leaves (the kill above may or may not have left one).
+    let aside = e.root().join("spread/.0123456789ab.999999999-1.claim");
+    std::fs::create_dir_all(&aside).unwrap();
+    std::os::unix::fs::symlink("999999999 1", aside.join("creating")).unwrap();
+
     // Again, s0 free to become healthy: the new engine sweeps, the plan
     // completes the rest.
     std::fs::write(dir.join("gate/go"), "").unwrap();
     e.out(&["--project-directory", d, "up", "-d"]);
+    assert_eq!(
+        entries(&e, "spread"),
+        Vec::<String>::new(),
+        "claims aside swept"
+    );
     let ps = e.out(&["--project-directory", d, "ps"]);
     for i in 0..n {
         assert_eq!(ps.matches(&format!("chain-s{i}-1 ")).count(), 1, "{ps}");

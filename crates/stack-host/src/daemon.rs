@@ -626,10 +626,12 @@ fn readopt(host: &Host) {
     let root = host.root();
     let containers = crate::containers::project_containers(root, None);
     let running = containers.iter().filter(|(_, r)| *r).count();
-    let mut swept = Vec::new();
-    for dir in stack_runtime::state::unfinished(root) {
-        swept.extend(dir.file_name().map(|n| n.to_string_lossy().to_string()));
-    }
+    // Each by its name and its directory (a claim the engine made aside
+    // is not under `containers/`).
+    let mut swept: Vec<(String, std::path::PathBuf)> = stack_runtime::state::unfinished(root)
+        .into_iter()
+        .filter_map(|dir| Some((dir.file_name()?.to_string_lossy().to_string(), dir)))
+        .collect();
     if let Ok(store) = host.networks() {
         let mut ids: Vec<String> = store
             .all_endpoints()
@@ -645,16 +647,18 @@ fn readopt(host: &Host) {
         }
         swept.extend(
             ids.into_iter()
-                .filter(|id| !stack_runtime::container_dir(root, id).exists()),
+                .map(|id| (stack_runtime::container_dir(root, &id), id))
+                .filter(|(dir, _)| !dir.exists())
+                .map(|(dir, id)| (id, dir)),
         );
     }
     swept.sort();
     swept.dedup();
-    for id in &swept {
+    for (id, dir) in &swept {
         if let Err(e) = crate::network::unwire(host, id) {
             tracing::warn!(container = %id, "cannot sweep its network endpoints: {e:#}");
         }
-        if let Err(e) = stack_sys::remove_tree(root, &stack_runtime::container_dir(root, id)) {
+        if let Err(e) = stack_sys::remove_tree(root, dir) {
             tracing::warn!(container = %id, "cannot sweep its directory: {e}");
         }
     }

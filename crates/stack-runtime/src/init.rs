@@ -75,14 +75,21 @@ pub fn init_main(spec_fd: &str, started_fd: Option<&str>) -> ! {
         payload(spec_fd).and_then(|json| serde_json::from_slice(&json).map_err(|e| e.to_string()));
     let started = started_fd.and_then(|fd| started_pipe(fd).ok());
     let code = match parsed {
-        Ok((spec, dir, mode, prepared)) => match stage1(&spec, &dir, mode, prepared, started) {
-            Ok(code) => code,
-            Err(e) => {
-                eprintln!("stack: container `{}`: {e}", short(&spec.id));
-                let _ = record_failure(&spec, &dir, mode == Mode::Detached, &e);
-                SETUP_FAILED
+        Ok((spec, dir, mode, prepared)) => {
+            let made_for_us = prepared.cgroups;
+            match stage1(&spec, &dir, mode, prepared, started) {
+                Ok(code) => code,
+                Err(e) => {
+                    // (The cgroups our caller made for us go with us.)
+                    if let (true, Ok(layout)) = (made_for_us, crate::cgroup::layout_of(&spec)) {
+                        crate::cgroup::remove(&layout);
+                    }
+                    eprintln!("stack: container `{}`: {e}", short(&spec.id));
+                    let _ = record_failure(&spec, &dir, mode == Mode::Detached, &e);
+                    SETUP_FAILED
+                }
             }
-        },
+        }
         Err(e) => {
             eprintln!("stack: bad container spec: {e}");
             SETUP_FAILED
@@ -358,14 +365,13 @@ fn stage1(
                 spec: spec.clone(),
                 rebuilt: None,
             };
-            // PID 1 goes on (into its cgroups, its namespaces) while the
-            // record is written: it runs nothing of the container's before
-            // it says it is set up, after which we read it.
-            nix::unistd::write(&ready_w, &[1])?;
-            drop(ready_w);
+            // Recorded before PID 1 goes on: nothing of the container runs
+            // unless the record of it could be written.
             if let Err(e) = state::write(dir, &st) {
                 return give_up(e);
             }
+            nix::unistd::write(&ready_w, &[1])?;
+            drop(ready_w);
             // Running once PID 1 says it is set up; if it fails first, it
             // exits and the container goes from created to exited.
             if matches!(nix::unistd::read(&set_up_r, &mut [0u8; 1]), Ok(1)) {

@@ -99,10 +99,10 @@ pub fn run(spec: &Spec, root: &Path, remove: bool) -> Result<Exit, RuntimeError>
     };
     let dir = prepare(spec, root)?;
     let result = spawn_monitor(spec, &dir, Mode::Foreground, |_| Ok(())).and_then(|mut child| {
-        let status = child.wait().map_err(|e| start_error(spec, e))?;
+        let status = child.wait();
         // (Where it ended before it could take away the cgroups made for it.)
         remove_cgroups(spec);
-        let code = exit_code_of(status);
+        let code = exit_code_of(status.map_err(|e| start_error(spec, e))?);
         let oom_killed = state::read(&dir).map(|s| s.oom_killed).unwrap_or(false);
         Ok(Exit { code, oom_killed })
     });

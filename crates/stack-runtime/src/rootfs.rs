@@ -112,6 +112,8 @@ pub trait Sys {
     fn read(&self, p: &Path) -> io::Result<String>;
     /// Detaches the mount at `target` (and what is under it).
     fn unmount(&mut self, target: &Path) -> io::Result<()>;
+    /// Removes the directory `p` and all it holds (never through a link).
+    fn remove_tree(&mut self, p: &Path) -> io::Result<()>;
     /// Makes `new_root` the root and detaches the old one.
     fn pivot(&mut self, new_root: &Path) -> io::Result<()>;
     fn kind(&self, p: &Path) -> Kind;
@@ -231,6 +233,9 @@ impl Sys for Kernel {
     fn unmount(&mut self, target: &Path) -> io::Result<()> {
         umount2(target, MntFlags::MNT_DETACH)
             .map_err(|e| err(&format!("unmount {}", target.display()), e))
+    }
+    fn remove_tree(&mut self, p: &Path) -> io::Result<()> {
+        std::fs::remove_dir_all(p).map_err(|e| err(&format!("remove {}", p.display()), e))
     }
     fn pivot(&mut self, new_root: &Path) -> io::Result<()> {
         chdir(new_root).map_err(|e| err("chdir", e))?;
@@ -531,6 +536,13 @@ pub fn setup(
     } else {
         MsFlags::MS_NODEV
     };
+    // A volatile overlay leaves a mark in its work directory that refuses
+    // the next mount: a transient container started again (restarted
+    // through Docker's API, or not yet removed) takes it away first.
+    let mark = work.join("work/incompat");
+    if spec.transient() && sys.kind(&mark) == Kind::Dir {
+        sys.remove_tree(&mark)?;
+    }
     // Removed once it has exited: nothing it wrote is read after a crash,
     // so its overlay is volatile (as podman mounts a `--rm` container's):
     // its unmount does not sync the upper file system, the host's own, as

@@ -131,6 +131,10 @@ impl Sys for Recording {
         self.calls.push(format!("unmount {}", target.display()));
         Ok(())
     }
+    fn remove_tree(&mut self, p: &Path) -> io::Result<()> {
+        self.calls.push(format!("remove_tree {}", p.display()));
+        Ok(())
+    }
     fn pivot(&mut self, new_root: &Path) -> io::Result<()> {
         self.calls.push(format!("pivot {}", new_root.display()));
         Ok(())
@@ -558,6 +562,21 @@ fn a_transient_containers_overlay_is_volatile() {
         calls[1..3],
         [format!("{overlay},volatile"), overlay.to_string()]
     );
+    // Started again: the mark its last volatile mount left goes first.
+    let mut again = Recording::default();
+    again
+        .paths
+        .insert("/state/c1/work/work/incompat".into(), Kind::Dir);
+    let calls = run(&s, &mut again);
+    assert_eq!(
+        calls[1..3],
+        [
+            "remove_tree /state/c1/work/work/incompat".to_string(),
+            format!("{overlay},volatile")
+        ]
+    );
+    // A lasting container's overlay: no volatile mount, no mark taken.
     s.caller_removes = false;
-    assert_eq!(run(&s, &mut Recording::default())[1], overlay);
+    again.calls.clear();
+    assert_eq!(run(&s, &mut again)[1], overlay);
 }

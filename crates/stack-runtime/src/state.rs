@@ -216,7 +216,17 @@ pub fn claim(dir: &Path, spread: bool) -> io::Result<()> {
             let beside = containers.with_file_name(SPREAD);
             stack_sys::private_dir(&beside).map_err(stack_sys::PathError::into_io)?;
             stack_sys::spread_subdirs(&beside, true);
-            beside
+            // (Not where `containers` is a file system of its own: a
+            // rename does not cross file systems.)
+            let device = |p: &Path| {
+                std::fs::metadata(p)
+                    .map(|m| std::os::unix::fs::MetadataExt::dev(&m))
+                    .ok()
+            };
+            match device(&beside) == device(containers) {
+                true => beside,
+                false => containers.to_path_buf(),
+            }
         }
         false => containers.to_path_buf(),
     };

@@ -79,17 +79,20 @@ impl<T: clap::FromArgMatches> clap::FromArgMatches for Deferred<T> {
 /// it, as [`Deferred`] groups are.
 impl<T: clap::Args> clap::Args for Deferred<T> {
     fn augment_args(cmd: clap::Command) -> clap::Command {
-        match DEFER.load(std::sync::atomic::Ordering::Relaxed) {
-            true => cmd.defer(T::augment_args),
-            false => T::augment_args(cmd),
-        }
+        lazily(cmd, T::augment_args)
     }
 
     fn augment_args_for_update(cmd: clap::Command) -> clap::Command {
-        match DEFER.load(std::sync::atomic::Ordering::Relaxed) {
-            true => cmd.defer(T::augment_args_for_update),
-            false => T::augment_args_for_update(cmd),
-        }
+        lazily(cmd, T::augment_args_for_update)
+    }
+}
+
+/// `build` applied to `cmd` when it is entered, in [`parse`]; at once
+/// otherwise.
+fn lazily(cmd: clap::Command, build: fn(clap::Command) -> clap::Command) -> clap::Command {
+    match DEFER.load(std::sync::atomic::Ordering::Relaxed) {
+        true => cmd.defer(build),
+        false => build(cmd),
     }
 }
 
@@ -102,17 +105,11 @@ impl<T> std::ops::Deref for Deferred<T> {
 
 impl<T: Subcommand> Subcommand for Deferred<T> {
     fn augment_subcommands(cmd: clap::Command) -> clap::Command {
-        match DEFER.load(std::sync::atomic::Ordering::Relaxed) {
-            true => cmd.defer(T::augment_subcommands),
-            false => T::augment_subcommands(cmd),
-        }
+        lazily(cmd, T::augment_subcommands)
     }
 
     fn augment_subcommands_for_update(cmd: clap::Command) -> clap::Command {
-        match DEFER.load(std::sync::atomic::Ordering::Relaxed) {
-            true => cmd.defer(T::augment_subcommands_for_update),
-            false => T::augment_subcommands_for_update(cmd),
-        }
+        lazily(cmd, T::augment_subcommands_for_update)
     }
 
     fn has_subcommand(name: &str) -> bool {

@@ -110,8 +110,6 @@ struct Inner {
     /// runtime, or one of our own made when first needed.
     handle: OnceLock<tokio::runtime::Handle>,
     own: OnceLock<tokio::runtime::Runtime>,
-    /// The daemon's: it makes many containers at once.
-    daemon: bool,
 }
 
 impl Host {
@@ -123,27 +121,21 @@ impl Host {
             networks: OnceLock::new(),
             handle: OnceLock::new(),
             own: OnceLock::new(),
-            daemon: false,
         }))
     }
 
     /// The same, its async work on `handle`'s runtime (the daemon's).
     pub fn on_runtime(root: impl Into<PathBuf>, handle: tokio::runtime::Handle) -> Host {
-        Host(Arc::new(Inner {
-            root: root.into(),
-            images: OnceLock::new(),
-            networks: OnceLock::new(),
-            handle: OnceLock::from(handle),
-            own: OnceLock::new(),
-            daemon: true,
-        }))
+        let host = Host::new(root);
+        let _ = host.0.handle.set(handle);
+        host
     }
 
-    /// Whether this host makes many containers at once (the daemon's), so
-    /// that their directories are best spread over the file system
-    /// (`stack_runtime::state::claim`).
+    /// Whether this host makes many containers at once: the daemon's (on
+    /// its runtime), so that their directories are best spread over the
+    /// file system (`stack_runtime::state::claim`).
     pub fn makes_many(&self) -> bool {
-        self.0.daemon
+        self.0.handle.get().is_some()
     }
 
     pub fn root(&self) -> &Path {

@@ -484,6 +484,14 @@ pub fn make(spec: &crate::Spec, layout: &Layout) -> io::Result<()> {
     create(layout, &spec.limits, spec.privileged, &rules)
 }
 
+/// The cgroups of `spec` gone, where its monitor ended before it could
+/// take them away (best effort: a monitor that ran removed them).
+pub fn remove_of(spec: &crate::Spec) {
+    if let Ok(layout) = layout_of(spec) {
+        remove(&layout);
+    }
+}
+
 /// Creates the cgroups with their limits; unless `all_devices`
 /// (privileged), their devices are [`ALLOWED_DEVICES`] and the rules of
 /// `devices`. Nobody is in them yet: the process to be the container's

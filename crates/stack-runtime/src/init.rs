@@ -81,8 +81,8 @@ pub fn init_main(spec_fd: &str, started_fd: Option<&str>) -> ! {
                 Ok(code) => code,
                 Err(e) => {
                     // (The cgroups our caller made for us go with us.)
-                    if let (true, Ok(layout)) = (made_for_us, crate::cgroup::layout_of(&spec)) {
-                        crate::cgroup::remove(&layout);
+                    if made_for_us {
+                        crate::cgroup::remove_of(&spec);
                     }
                     eprintln!("stack: container `{}`: {e}", short(&spec.id));
                     let _ = record_failure(&spec, &dir, mode == Mode::Detached, &e);

@@ -101,7 +101,7 @@ pub fn run(spec: &Spec, root: &Path, remove: bool) -> Result<Exit, RuntimeError>
     let result = spawn_monitor(spec, &dir, Mode::Foreground, |_| Ok(())).and_then(|mut child| {
         let status = child.wait();
         // (Where it ended before it could take away the cgroups made for it.)
-        remove_cgroups(spec);
+        cgroup::remove_of(spec);
         let code = exit_code_of(status.map_err(|e| start_error(spec, e))?);
         let oom_killed = state::read(&dir).map(|s| s.oom_killed).unwrap_or(false);
         Ok(Exit { code, oom_killed })
@@ -237,7 +237,7 @@ pub fn start(spec: &Spec, root: &Path) -> Result<State, RuntimeError> {
         }
     };
     if let Some(status) = status {
-        remove_cgroups(spec);
+        cgroup::remove_of(spec);
         // Its last complaint, if it made one.
         let log = std::fs::read_to_string(dir.join("monitor.log")).unwrap_or_default();
         let said = log
@@ -659,7 +659,7 @@ fn spawn_monitor(
         configure(cmd)
     });
     if spawned.is_err() {
-        remove_cgroups(spec);
+        cgroup::remove_of(spec);
     }
     spawned.map_err(|e| start_error(spec, e))
 }
@@ -667,26 +667,14 @@ fn spawn_monitor(
 /// The first steps of a container's start, taken by whoever starts its
 /// monitor while the monitor is exec'd and loaded (about a millisecond)
 /// rather than by the monitor after: the container's cgroups made, and its
-/// seccomp filter compiled.
+/// seccomp filter compiled. (Cgroups made in part go in `spawn_monitor`.)
 fn prepare_monitor(spec: &Spec) -> std::io::Result<init::Prepared> {
     let seccomp = security::compile_ahead(spec)?;
-    let layout = cgroup::layout_of(spec)?;
-    if let Err(e) = cgroup::make(spec, &layout) {
-        cgroup::remove(&layout);
-        return Err(e);
-    }
+    cgroup::make(spec, &cgroup::layout_of(spec)?)?;
     Ok(init::Prepared {
         cgroups: true,
         seccomp,
     })
-}
-
-/// The cgroups of `spec` gone, where its monitor ended before it could
-/// take them away (best effort: a monitor that ran removed them).
-fn remove_cgroups(spec: &Spec) {
-    if let Ok(layout) = cgroup::layout_of(spec) {
-        cgroup::remove(&layout);
-    }
 }
 
 /// What a monitor is handed: its spec, directory and mode, and what its
